@@ -1,0 +1,102 @@
+# tether's build, test and local-cluster entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO          ?= go
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+BIN         := $(CURDIR)/bin
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X github.com/tetherkube/tether/internal/buildinfo.version=$(VERSION)
+export KUBECONFIG ?= $(CLUSTER_DIR)/kubeconfig.yaml
+
+PROTO_FILES := $(wildcard proto/*/v1/*.proto)
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+# ---- binaries ---------------------------------------------------------------
+
+.PHONY: build
+build: ## build tether, kubectl-tether and tether-agent into bin/
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tether ./cmd/tether
+	ln -sf tether $(BIN)/kubectl-tether
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tether-agent ./cmd/tether-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tether-demo ./cmd/tether-demo
+
+# ---- generated code -----------------------------------------------------------
+
+.PHONY: proto
+proto: ## regenerate the gRPC code beside every proto/*/v1/*.proto
+	@command -v protoc >/dev/null || { echo "protoc missing: run 'make deps' (Debian package protobuf-compiler)"; exit 1; }
+	@mkdir -p $(CLUSTER_DIR)/tools
+	$(GO) build -o $(CLUSTER_DIR)/tools/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	$(GO) build -o $(CLUSTER_DIR)/tools/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	protoc --plugin=protoc-gen-go=$(CLUSTER_DIR)/tools/protoc-gen-go \
+	       --plugin=protoc-gen-go-grpc=$(CLUSTER_DIR)/tools/protoc-gen-go-grpc \
+	       --go_out=. --go_opt=paths=source_relative \
+	       --go-grpc_out=. --go-grpc_opt=paths=source_relative \
+	       $(PROTO_FILES)
+
+.PHONY: proto-check
+proto-check: proto ## fail when the committed generated code differs from what `make proto` writes
+	@git diff --exit-code --stat -- proto/ || { echo "generated code in proto/ is stale: run 'make proto' and commit the result"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- proto/)" || { echo "untracked generated files in proto/: run 'make proto' and commit them"; git ls-files --others --exclude-standard -- proto/; exit 1; }
+
+# ---- local cluster ------------------------------------------------------------
+
+.PHONY: deps
+deps: ## install the Debian packages the local cluster and the tests need (root)
+	@bash integration/cluster/install-deps.sh
+
+.PHONY: cluster-bins
+cluster-bins: deps ## build k3s, containerd-shim-runc-v2 and CoreDNS from their Go modules
+	bash integration/cluster/build-k3s.sh $(CLUSTER_DIR)
+	bash integration/cluster/build-coredns.sh $(CLUSTER_DIR)
+
+.PHONY: images
+images: cluster-bins ## build every image the local cluster runs as tarballs, offline
+	@mkdir -p $(CLUSTER_DIR)/bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(CLUSTER_DIR)/bin/tether-agent ./cmd/tether-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(CLUSTER_DIR)/bin/tether-demo ./cmd/tether-demo
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(CLUSTER_DIR)/bin/pause ./integration/cluster/pause
+	$(GO) run ./integration/cluster/cmd/tether-cluster images --dir $(CLUSTER_DIR)
+
+.PHONY: cluster-up
+cluster-up: images ## start the local k3s cluster (reused when already healthy)
+	$(GO) run ./integration/cluster/cmd/tether-cluster up --dir $(CLUSTER_DIR)
+
+.PHONY: cluster-down
+cluster-down: ## stop the local cluster and remove its mounts, bridge and iptables rules (WIPE=1 also deletes its state)
+	$(GO) run ./integration/cluster/cmd/tether-cluster down --dir $(CLUSTER_DIR) $(if $(WIPE),--wipe)
+
+.PHONY: cluster-status
+cluster-status: ## show whether the local cluster runs and is healthy
+	$(GO) run ./integration/cluster/cmd/tether-cluster status --dir $(CLUSTER_DIR)
+
+# ---- tests --------------------------------------------------------------------
+
+.PHONY: vet
+vet: ## go vet, including the integration-tagged files
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./integration/...
+
+.PHONY: unit
+unit: ## unit tests with the race detector
+	$(GO) test -race -count=1 ./...
+
+.PHONY: integration
+integration: cluster-up build ## integration tests against the local cluster
+	TETHER_BIN=$(BIN) $(GO) test -tags integration -count=1 -timeout 20m -v ./integration/... 2>&1 | tee $(CLUSTER_DIR)/integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go)' ; exit $${PIPESTATUS[0]}
+
+.PHONY: test
+test: vet proto-check unit integration ## everything CI runs: vet, generated-code check, unit and integration tests
+
+.PHONY: bench
+bench: cluster-up ## benchmarks, printed as ratios against a baseline measured in the same run
+	$(GO) run ./integration/bench
+
+.PHONY: demo
+demo: cluster-up build ## run tether's main job on the local cluster
+	bash integration/demo.sh

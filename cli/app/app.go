@@ -1,0 +1,62 @@
+// Package app assembles tether's command tree. Each verb lives in its own
+// package under cli/; this package only wires them together.
+package app
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/cli/version"
+)
+
+// NewRootCommand returns the root `tether` command. argv0 is the name the
+// binary was run as: installed as kubectl-tether, help and usage read
+// `kubectl tether ...`.
+func NewRootCommand(streams genericiooptions.IOStreams, argv0 string) *cobra.Command {
+	configFlags := genericclioptions.NewConfigFlags(true)
+	f := &cmdutil.Factory{IOStreams: streams, KubeConfig: configFlags}
+
+	root := &cobra.Command{
+		Use:   "tether",
+		Short: "Debug services running in Kubernetes from your laptop",
+		Long: `tether connects your laptop to a Kubernetes workload: send its traffic to a
+process on your machine, record and replay the requests it sees, roll back
+every change tether made, and see where a connection or a DNS name goes.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	if strings.HasPrefix(filepath.Base(argv0), "kubectl-") {
+		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl tether"}
+	}
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	configFlags.AddFlags(root.PersistentFlags())
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return cmdutil.UserErrorf("%w\nSee '%s --help' for the flags it takes.", err, c.CommandPath())
+	})
+
+	root.AddCommand(version.NewCmdVersion(f, nil))
+	return root
+}
+
+// Run executes tether with args (without the program name).
+func Run(ctx context.Context, streams genericiooptions.IOStreams, argv0 string, args []string) error {
+	root := NewRootCommand(streams, argv0)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return cmdutil.ErrCanceled
+	case err != nil && strings.HasPrefix(err.Error(), "unknown command"):
+		// cobra's own wording; it already lists close matches.
+		return &cmdutil.UserError{Err: err}
+	}
+	return err
+}

@@ -1,0 +1,84 @@
+// Command tether-cluster builds the local cluster's images and starts,
+// stops and checks the cluster: the Makefile's cluster-* targets call it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/tetherkube/tether/integration/cluster"
+)
+
+const usage = `usage: tether-cluster COMMAND [--dir DIR]
+
+commands:
+  images   build the image tarballs from the binaries in DIR/bin
+  up       start the cluster, or reuse it when healthy; wait until ready
+  down     stop the cluster and clean the host (--wipe also deletes its state)
+  status   print the cluster's health (-o json for scripts); exit 1 when unhealthy`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tether-cluster:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	dir := fs.String("dir", ".cluster", "the cluster's folder")
+	wipe := fs.Bool("wipe", false, "down: also delete the cluster's state")
+	output := fs.String("o", "", "status: json for scripts")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	cfg := cluster.DefaultConfig(abs)
+	cfg.Progress = os.Stderr
+	switch args[0] {
+	case "images":
+		_, err := cluster.BuildImages(cfg)
+		return err
+	case "up":
+		if os.Geteuid() != 0 {
+			return errors.New("the local cluster needs root (it mounts, creates a bridge and iptables rules): run as root")
+		}
+		return cluster.Up(ctx, cfg)
+	case "down":
+		return cluster.Down(ctx, cfg, *wipe)
+	case "status":
+		st := cluster.Check(ctx, cfg)
+		if *output == "json" {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(st); err != nil {
+				return err
+			}
+		} else {
+			fmt.Printf("running: %v (pid %d)\napi server: %v %s\nnode ready: %v\ncoredns ready: %v\nKUBECONFIG=%s\n",
+				st.Running, st.PID, st.APIServer, st.ServerVersion, st.NodeReady, st.CoreDNSReady, st.Kubeconfig)
+		}
+		if !st.Healthy() {
+			return fmt.Errorf("cluster not healthy: %s", st.Problem)
+		}
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+	}
+}

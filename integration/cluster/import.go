@@ -1,0 +1,45 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// importChangedImages loads into the running cluster's containerd every image
+// tarball rebuilt since the cluster started or last imported, so a reused
+// cluster runs the agent and demo just built.
+func importChangedImages(ctx context.Context, cfg Config) error {
+	stamp, err := os.Stat(cfg.importStamp())
+	since := time.Time{}
+	if err == nil {
+		since = stamp.ModTime()
+	}
+	ctr := filepath.Join(cfg.binDir(), "ctr")
+	for _, im := range Images() {
+		tarPath := filepath.Join(cfg.imagesDir(), im.File)
+		info, err := os.Stat(tarPath)
+		if err != nil {
+			return fmt.Errorf("image %s missing (run `make images`): %w", im.Ref, err)
+		}
+		if !info.ModTime().After(since) {
+			continue
+		}
+		if _, err := run(ctx, ctr, "--address", cfg.containerdSock(), "--namespace", "k8s.io",
+			"images", "import", tarPath); err != nil {
+			return fmt.Errorf("import %s into the running cluster: %w", im.Ref, err)
+		}
+		cfg.progressf("imported %s", im.Ref)
+	}
+	return writeImportStamp(cfg)
+}
+
+func writeImportStamp(cfg Config) error {
+	now := time.Now()
+	if err := os.WriteFile(cfg.importStamp(), []byte(now.Format(time.RFC3339)+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.Chtimes(cfg.importStamp(), now, now)
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs, from Debian, what the local cluster and the tests need and a fresh
+# Debian machine with Go lacks. Installs nothing when everything is present.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have runc || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+have iptables || need+=(iptables)
+have ipset || need+=(ipset)
+have conntrack || need+=(conntrack)
+[ -f /usr/include/seccomp.h ] || need+=(libseccomp-dev)
+have pkg-config || need+=(pkg-config)
+have protoc || need+=(protobuf-compiler)
+have gcc || need+=(gcc)
+have git || need+=(git)
+have tshark || need+=(tshark)
+
+if [ ${#need[@]} -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "missing packages: ${need[*]}; install them as root (apt-get install ${need[*]})" >&2
+	exit 1
+fi
+echo "installing from Debian: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,180 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// StartTimeout bounds how long Up waits for a started cluster to be healthy.
+const StartTimeout = 5 * time.Minute
+
+// Up starts the cluster, or reuses it when it already runs and is healthy,
+// and returns once the node and CoreDNS are Ready.
+func Up(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(cfg.k3sBin()); err != nil {
+		return fmt.Errorf("k3s is not built (run `make cluster-bins`): %w", err)
+	}
+	if pid := readPID(cfg.pidFile()); processAlive(pid, cfg.k3sBin()) {
+		cfg.progressf("k3s already running (pid %d); checking health", pid)
+		if err := waitHealthy(ctx, cfg, pid, nil); err != nil {
+			return err
+		}
+		if err := importChangedImages(ctx, cfg); err != nil {
+			return err
+		}
+		cfg.progressf("cluster ready (reused)\nKUBECONFIG=%s", cfg.KubeconfigPath())
+		return nil
+	}
+	if err := portFree(cfg.APIPort); err != nil {
+		return err
+	}
+	// A cluster that died (or a machine that rebooted) leaves mounts, the
+	// bridge and rules behind; clear them so this start is clean.
+	if err := cleanupHost(ctx, cfg); err != nil {
+		return fmt.Errorf("clear what a previous cluster left: %w", err)
+	}
+
+	egress, nodeIP, err := egressInterface()
+	if err != nil {
+		return err
+	}
+	if err := writeNodeFiles(cfg, nodeIP); err != nil {
+		return err
+	}
+	if err := stageAirgapImages(cfg); err != nil {
+		return err
+	}
+	if err := installGuard(ctx, cfg, egress); err != nil {
+		return err
+	}
+	cfg.progressf("egress guard on %s: traffic of %s and %s never leaves the machine", egress, cfg.PodCIDR, cfg.ServiceCIDR)
+
+	start := time.Now()
+	cmd, err := startK3s(cfg)
+	if err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	cfg.progressf("k3s started (pid %d), log %s", cmd.Process.Pid, cfg.logFile())
+	if err := waitHealthy(ctx, cfg, cmd.Process.Pid, exited); err != nil {
+		return err
+	}
+	if err := writeImportStamp(cfg); err != nil {
+		return err
+	}
+	cfg.progressf("cluster ready in %s\nKUBECONFIG=%s", time.Since(start).Round(100*time.Millisecond), cfg.KubeconfigPath())
+	return nil
+}
+
+func portFree(port int) error {
+	lis, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return fmt.Errorf("port %d is in use, so k3s cannot serve its API there: another cluster may run on this machine "+
+			"(`ss -ltnp 'sport = :%d'` shows who); stop it first", port, port)
+	}
+	return lis.Close()
+}
+
+func startK3s(cfg Config) (*exec.Cmd, error) {
+	logf, err := os.OpenFile(cfg.logFile(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	args := []string{"server",
+		"--data-dir", cfg.dataDir(),
+		"--write-kubeconfig", cfg.KubeconfigPath(),
+		"--write-kubeconfig-mode", "0600",
+		"--https-listen-port", strconv.Itoa(cfg.APIPort),
+		"--node-name", cfg.NodeName,
+		"--disable", "traefik,servicelb,metrics-server,local-storage",
+		"--disable-helm-controller",
+		"--flannel-backend", "none",
+		"--cluster-cidr", cfg.PodCIDR.String(),
+		"--service-cidr", cfg.ServiceCIDR.String(),
+		"--pause-image", PauseImage,
+		"--resolv-conf", filepath.Join(cfg.etcDir(), "resolv.conf"),
+		"--private-registry", filepath.Join(cfg.etcDir(), "registries.yaml"),
+		"--disable-default-registry-endpoint",
+	}
+	cmd := exec.Command(cfg.k3sBin(), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(),
+		"PATH="+cfg.binDir()+":"+cfg.cniBinDir()+":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	// Its own session: k3s outlives the command that started it and gets no
+	// signal meant for that command's terminal.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start k3s: %w", err)
+	}
+	if err := os.WriteFile(cfg.pidFile(), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		_ = cmd.Process.Kill()
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// waitHealthy waits until Check reports the cluster healthy, printing what it
+// waits for every few seconds. exited, when set, reports k3s's exit.
+func waitHealthy(ctx context.Context, cfg Config, pid int, exited <-chan error) error {
+	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
+	defer cancel()
+	start := time.Now()
+	lastReport := time.Time{}
+	for {
+		st := Check(ctx, cfg)
+		if st.Healthy() {
+			return nil
+		}
+		if !processAlive(pid, cfg.k3sBin()) {
+			select {
+			case err := <-exited:
+				return fmt.Errorf("k3s exited (%v) before the cluster was ready; last log lines:\n%s", err, logTail(cfg, 30))
+			default:
+				if exited == nil {
+					return fmt.Errorf("k3s (pid %d) is gone; last log lines:\n%s", pid, logTail(cfg, 30))
+				}
+			}
+		}
+		if time.Since(lastReport) >= 5*time.Second {
+			cfg.progressf("waiting for %s (%s)", st.Waiting(), time.Since(start).Round(time.Second))
+			lastReport = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("cluster not ready after %s: still waiting for %s; last log lines:\n%s",
+					StartTimeout, st.Waiting(), logTail(cfg, 30))
+			}
+			return ctx.Err()
+		case err := <-exited:
+			return fmt.Errorf("k3s exited (%v) before the cluster was ready; last log lines:\n%s", err, logTail(cfg, 30))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func logTail(cfg Config, n int) string {
+	b, err := os.ReadFile(cfg.logFile())
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

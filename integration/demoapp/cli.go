@@ -1,0 +1,71 @@
+package demoapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Main runs the demo binary's subcommands:
+//
+//	serve [ADDR]     the orders service (default :8080)
+//	get URL          an HTTP GET; prints the status line and body
+//	lookup NAME      a DNS lookup through the pod's resolv.conf
+//	sleep            wait forever (a client pod to exec into)
+func Main(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: tether-demo serve [ADDR] | get URL | lookup NAME | sleep")
+	}
+	switch args[0] {
+	case "serve":
+		addr := ":8080"
+		if len(args) > 1 {
+			addr = args[1]
+		}
+		return ServeCommand(addr, stdout)
+	case "get":
+		if len(args) != 2 {
+			return errors.New("usage: tether-demo get URL")
+		}
+		return get(ctx, args[1], stdout)
+	case "lookup":
+		if len(args) != 2 {
+			return errors.New("usage: tether-demo lookup NAME")
+		}
+		r := &net.Resolver{PreferGo: true}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		addrs, err := r.LookupHost(ctx, args[1])
+		if err != nil {
+			return fmt.Errorf("lookup %s: %w", args[1], err)
+		}
+		fmt.Fprintln(stdout, args[1], "->", addrs)
+		return nil
+	case "sleep":
+		<-ctx.Done()
+		return nil
+	default:
+		return fmt.Errorf("unknown subcommand %q: use serve, get, lookup or sleep", args[0])
+	}
+}
+
+func get(ctx context.Context, url string, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	fmt.Fprintf(stdout, "%s %s\nX-Served-By: %s\n", resp.Proto, resp.Status, resp.Header.Get("X-Served-By"))
+	_, err = io.Copy(stdout, resp.Body)
+	return err
+}
