@@ -1,0 +1,277 @@
+//go:build integration
+
+// Package integration tests tether against the real local k3s cluster
+// (`make cluster-up`). A missing or unhealthy cluster fails the tests: it is
+// never a reason to skip.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/tetherkube/tether/integration/cluster"
+)
+
+// env is one test's view of the cluster: clients and a namespace of its own.
+type env struct {
+	t          *testing.T
+	kubeconfig string
+	rc         *rest.Config
+	cs         *kubernetes.Clientset
+	ns         string
+}
+
+// repoRoot returns the repository root, from this file's location.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// kubeconfigPath is $KUBECONFIG when set, else the local cluster's.
+func kubeconfigPath() string {
+	if p := os.Getenv("KUBECONFIG"); p != "" {
+		return p
+	}
+	return cluster.DefaultConfig(filepath.Join(repoRoot(), ".cluster")).KubeconfigPath()
+}
+
+// newEnv connects to the cluster and creates a namespace that is deleted
+// when the test ends. The namespace enforces the restricted Pod Security
+// Standard, as many production namespaces do.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	kc := kubeconfigPath()
+	rc, err := clientcmd.BuildConfigFromFlags("", kc)
+	if err != nil {
+		t.Fatalf("no cluster to test against (kubeconfig %s): %v; run `make cluster-up`", kc, err)
+	}
+	rc.QPS, rc.Burst = 50, 100
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.Discovery().ServerVersion(); err != nil {
+		t.Fatalf("cluster at %s does not answer: %v; run `make cluster-up`", rc.Host, err)
+	}
+	suffix := make([]byte, 3)
+	rand.Read(suffix)
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	ns := fmt.Sprintf("it-%s-%s", strings.Trim(name, "-"), hex.EncodeToString(suffix))
+	ctx := context.Background()
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:   ns,
+		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted", "tether.dev/test": "true"},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create namespace %s: %v", ns, err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpNamespace(t, cs, ns)
+		}
+		err := cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete namespace %s: %v", ns, err)
+		}
+	})
+	return &env{t: t, kubeconfig: kc, rc: rc, cs: cs, ns: ns}
+}
+
+// dumpNamespace logs the pods and events of a failed test's namespace.
+func dumpNamespace(t *testing.T, cs *kubernetes.Clientset, ns string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pods, _ := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	for _, p := range pods.Items {
+		t.Logf("pod %s: phase %s, conditions %v", p.Name, p.Status.Phase, p.Status.Conditions)
+		for _, c := range p.Status.ContainerStatuses {
+			t.Logf("  container %s: ready %v state %+v", c.Name, c.Ready, c.State)
+		}
+	}
+	events, _ := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	for _, e := range events.Items {
+		t.Logf("event %s %s: %s", e.InvolvedObject.Name, e.Reason, e.Message)
+	}
+}
+
+// deployOrders applies integration/manifests/orders.yaml in the test's
+// namespace with the given replica count and waits until every replica is
+// available.
+func (e *env) deployOrders(replicas int32) (*appsv1.Deployment, *corev1.Service) {
+	e.t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(), "integration", "manifests", "orders.yaml"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx := context.Background()
+	var dep *appsv1.Deployment
+	var svc *corev1.Service
+	for _, doc := range bytes.Split(raw, []byte("\n---\n")) {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			e.t.Fatalf("decode orders.yaml: %v", err)
+		}
+		switch o := obj.(type) {
+		case *appsv1.Deployment:
+			o.Spec.Replicas = &replicas
+			if dep, err = e.cs.AppsV1().Deployments(e.ns).Create(ctx, o, metav1.CreateOptions{}); err != nil {
+				e.t.Fatalf("create deployment: %v", err)
+			}
+		case *corev1.Service:
+			if svc, err = e.cs.CoreV1().Services(e.ns).Create(ctx, o, metav1.CreateOptions{}); err != nil {
+				e.t.Fatalf("create service: %v", err)
+			}
+		}
+	}
+	e.waitAvailable(dep.Name, replicas)
+	return dep, svc
+}
+
+func (e *env) waitAvailable(name string, replicas int32) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		d, err := e.cs.AppsV1().Deployments(e.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		return d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == replicas && d.Status.UpdatedReplicas == replicas, nil
+	})
+	if err != nil {
+		e.t.Fatalf("deployment %s/%s not available with %d replicas: %v", e.ns, name, replicas, err)
+	}
+}
+
+// runPod runs the demo image with args as a one-shot pod and returns its
+// logs and whether it succeeded.
+func (e *env) runPod(name string, args ...string) (string, bool) {
+	e.t.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			RestartPolicy:   corev1.RestartPolicyNever,
+			SecurityContext: restrictedPodSecurity(),
+			Containers: []corev1.Container{{
+				Name:            "client",
+				Image:           cluster.DemoImage,
+				ImagePullPolicy: corev1.PullNever,
+				Args:            args,
+				SecurityContext: restrictedContainerSecurity(),
+			}},
+		},
+	}
+	if _, err := e.cs.CoreV1().Pods(e.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		e.t.Fatalf("create pod %s: %v", name, err)
+	}
+	var phase corev1.PodPhase
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	err := wait.PollUntilContextCancel(wctx, 300*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		phase = p.Status.Phase
+		return phase == corev1.PodSucceeded || phase == corev1.PodFailed, nil
+	})
+	if err != nil {
+		e.t.Fatalf("pod %s did not finish (phase %s): %v", name, phase, err)
+	}
+	logs, err := e.cs.CoreV1().Pods(e.ns).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil {
+		e.t.Fatalf("logs of %s: %v", name, err)
+	}
+	return string(logs), phase == corev1.PodSucceeded
+}
+
+// firstPod returns the name of a running pod with the label app=app.
+func (e *env) firstPod(app string) string {
+	e.t.Helper()
+	pods, err := e.cs.CoreV1().Pods(e.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=" + app})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			return p.Name
+		}
+	}
+	e.t.Fatalf("no running pod with app=%s", app)
+	return ""
+}
+
+func restrictedPodSecurity() *corev1.PodSecurityContext {
+	nonRoot := true
+	return &corev1.PodSecurityContext{RunAsNonRoot: &nonRoot, SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
+}
+
+func restrictedContainerSecurity() *corev1.SecurityContext {
+	no := false
+	return &corev1.SecurityContext{AllowPrivilegeEscalation: &no, Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
+}
+
+// tether runs the tether binary (built by `make build` into $TETHER_BIN, or
+// built here) with args and returns stdout, stderr and the exit code.
+func (e *env) tether(args ...string) (string, string, int) {
+	e.t.Helper()
+	return runBinary(e.t, tetherBinary(e.t), nil, args...)
+}
+
+func tetherBinary(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv("TETHER_BIN"); dir != "" {
+		return filepath.Join(dir, "tether")
+	}
+	out := filepath.Join(t.TempDir(), "tether")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/tether")
+	cmd.Dir = repoRoot()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build tether: %v\n%s", err, b)
+	}
+	return out
+}
+
+func runBinary(t *testing.T, bin string, extraEnv []string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), extraEnv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("run %s %v: %v", bin, args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return stdout.String(), stderr.String(), code
+}
