@@ -51,6 +51,14 @@ func (s Status) Waiting() string {
 
 // Check looks at the cluster once, without waiting.
 func Check(ctx context.Context, cfg Config) Status {
+	return check(ctx, cfg, time.Time{})
+}
+
+// check is Check that counts the node and CoreDNS as Ready only when they
+// became so after since: a restarted cluster's store still holds the Ready
+// conditions its previous run wrote.
+func check(ctx context.Context, cfg Config, since time.Time) Status {
+	since = since.Truncate(time.Second) // the API keeps whole seconds
 	st := Status{PID: readPID(cfg.pidFile()), Kubeconfig: cfg.KubeconfigPath()}
 	st.Running = processAlive(st.PID, cfg.k3sBin())
 	if !st.Running {
@@ -81,7 +89,7 @@ func Check(ctx context.Context, cfg Config) Status {
 		return st
 	}
 	for _, c := range node.Status.Conditions {
-		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && !c.LastHeartbeatTime.Time.Before(since) {
 			st.NodeReady = true
 		}
 	}
@@ -93,7 +101,7 @@ func Check(ctx context.Context, cfg Config) Status {
 	if err == nil {
 		for _, p := range pods.Items {
 			for _, c := range p.Status.Conditions {
-				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && !c.LastTransitionTime.Time.Before(since) {
 					st.CoreDNSReady = true
 				}
 			}

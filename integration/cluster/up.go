@@ -28,7 +28,7 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	if pid := readPID(cfg.pidFile()); processAlive(pid, cfg.k3sBin()) {
 		cfg.progressf("k3s already running (pid %d); checking health", pid)
-		if err := waitHealthy(ctx, cfg, pid, nil); err != nil {
+		if err := waitHealthy(ctx, cfg, pid, time.Time{}, nil); err != nil {
 			return err
 		}
 		if err := importChangedImages(ctx, cfg); err != nil {
@@ -69,7 +69,7 @@ func Up(ctx context.Context, cfg Config) error {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	cfg.progressf("k3s started (pid %d), log %s", cmd.Process.Pid, cfg.logFile())
-	if err := waitHealthy(ctx, cfg, cmd.Process.Pid, exited); err != nil {
+	if err := waitHealthy(ctx, cfg, cmd.Process.Pid, start, exited); err != nil {
 		return err
 	}
 	if err := writeImportStamp(cfg); err != nil {
@@ -128,14 +128,15 @@ func startK3s(cfg Config) (*exec.Cmd, error) {
 }
 
 // waitHealthy waits until Check reports the cluster healthy, printing what it
-// waits for every few seconds. exited, when set, reports k3s's exit.
-func waitHealthy(ctx context.Context, cfg Config, pid int, exited <-chan error) error {
+// waits for every few seconds. Only readiness reached after since counts;
+// exited, when set, reports k3s's exit.
+func waitHealthy(ctx context.Context, cfg Config, pid int, since time.Time, exited <-chan error) error {
 	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
 	start := time.Now()
 	lastReport := time.Time{}
 	for {
-		st := Check(ctx, cfg)
+		st := check(ctx, cfg, since)
 		if st.Healthy() {
 			return nil
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -14,11 +15,12 @@ import (
 //
 //	serve [ADDR]     the orders service (default :8080)
 //	get URL          an HTTP GET; prints the status line and body
+//	post URL [BODY]  an HTTP POST of BODY (JSON); prints the status line and body
 //	lookup NAME      a DNS lookup through the pod's resolv.conf
 //	sleep            wait forever (a client pod to exec into)
 func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: tether-demo serve [ADDR] | get URL | lookup NAME | sleep")
+		return errors.New("usage: tether-demo serve [ADDR] | get URL | post URL [BODY] | lookup NAME | sleep")
 	}
 	switch args[0] {
 	case "serve":
@@ -31,7 +33,16 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		if len(args) != 2 {
 			return errors.New("usage: tether-demo get URL")
 		}
-		return get(ctx, args[1], stdout)
+		return request(ctx, http.MethodGet, args[1], "", stdout)
+	case "post":
+		if len(args) < 2 || len(args) > 3 {
+			return errors.New("usage: tether-demo post URL [BODY]")
+		}
+		body := ""
+		if len(args) == 3 {
+			body = args[2]
+		}
+		return request(ctx, http.MethodPost, args[1], body, stdout)
 	case "lookup":
 		if len(args) != 2 {
 			return errors.New("usage: tether-demo lookup NAME")
@@ -53,16 +64,19 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 }
 
-func get(ctx context.Context, url string, stdout io.Writer) error {
+func request(ctx context.Context, method, url, body string, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {
 		return err
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("get %s: %w", url, err)
+		return fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	defer resp.Body.Close()
 	fmt.Fprintf(stdout, "%s %s\nX-Served-By: %s\n", resp.Proto, resp.Status, resp.Header.Get("X-Served-By"))

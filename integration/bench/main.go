@@ -1,0 +1,224 @@
+// Command bench measures tether's data paths on the local cluster and prints
+// every figure as a ratio against a baseline measured in the same run: the
+// raw client-go port-forward to the same pod, the path every tool of this
+// kind shares. `make bench` runs it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/tetherkube/tether/integration/cluster"
+)
+
+type options struct {
+	kubeconfig string
+	namespace  string
+	requests   int
+	bulkBytes  int64
+}
+
+func main() {
+	o := options{}
+	flag.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster to measure")
+	flag.StringVar(&o.namespace, "namespace", "tether-bench", "namespace to deploy the orders app in (deleted afterwards)")
+	flag.IntVar(&o.requests, "requests", 2000, "sequential requests per latency row")
+	flag.Int64Var(&o.bulkBytes, "bulk-bytes", 256<<20, "bytes per throughput row")
+	flag.Parse()
+	if o.kubeconfig == "" {
+		o.kubeconfig = cluster.DefaultConfig(mustAbs(".cluster")).KubeconfigPath()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func mustAbs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// row is one measured path.
+type row struct {
+	name      string
+	p50, p99  time.Duration
+	mbPerSec  float64
+	requests  int
+	bulkBytes int64
+}
+
+func run(ctx context.Context, o options) error {
+	rc, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	pod, err := deploy(ctx, cs, o.namespace)
+	defer func() {
+		_ = cs.CoreV1().Namespaces().Delete(context.Background(), o.namespace, metav1.DeleteOptions{})
+	}()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "measuring against pod %s/%s (%s) with %d requests and %d MiB per row\n",
+		o.namespace, pod.Name, pod.Status.PodIP, o.requests, o.bulkBytes>>20)
+
+	pfAddr, stop, err := cluster.ForwardPort(ctx, rc, o.namespace, pod.Name, 8080)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	baseline, err := measure(ctx, "raw client-go port-forward (baseline)", "http://"+pfAddr, o)
+	if err != nil {
+		return err
+	}
+	direct, err := measure(ctx, "host -> pod IP, no API server", "http://"+pod.Status.PodIP+":8080", o)
+	if err != nil {
+		return err
+	}
+	print(os.Stdout, baseline, []row{baseline, direct})
+	return nil
+}
+
+func deploy(ctx context.Context, cs *kubernetes.Clientset, ns string) (*corev1.Pod, error) {
+	_ = cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create namespace %s: %w", ns, err)
+	}
+	raw, err := os.ReadFile("integration/manifests/orders.yaml")
+	if err != nil {
+		return nil, err
+	}
+	for _, doc := range bytes.Split(raw, []byte("\n---\n")) {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		switch v := obj.(type) {
+		case *appsv1.Deployment:
+			v.Spec.Template.Spec.Containers[0].Resources.Limits = nil // measure the path, not a memory limit
+			_, err = cs.AppsV1().Deployments(ns).Create(ctx, v, metav1.CreateOptions{})
+		case *corev1.Service:
+			_, err = cs.CoreV1().Services(ns).Create(ctx, v, metav1.CreateOptions{})
+		}
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, err
+		}
+	}
+	var ready *corev1.Pod
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=orders"})
+		if err != nil {
+			return false, nil
+		}
+		for i, p := range pods.Items {
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+					ready = &pods.Items[i]
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("orders pod not ready: %w", err)
+	}
+	return ready, nil
+}
+
+// measure sends o.requests sequential GETs over one keep-alive connection,
+// then downloads o.bulkBytes.
+func measure(ctx context.Context, name, base string, o options) (row, error) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}, Timeout: 5 * time.Minute}
+	get := func(path string) (int64, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		n, err := io.Copy(io.Discard, resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("GET %s: %s", path, resp.Status)
+		}
+		return n, err
+	}
+	for range 50 { // warm up the connection and both ends
+		if _, err := get("/orders/7"); err != nil {
+			return row{}, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	lat := make([]time.Duration, o.requests)
+	for i := range lat {
+		t0 := time.Now()
+		if _, err := get("/orders/7"); err != nil {
+			return row{}, fmt.Errorf("%s: %w", name, err)
+		}
+		lat[i] = time.Since(t0)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	t0 := time.Now()
+	n, err := get(fmt.Sprintf("/bytes?n=%d", o.bulkBytes))
+	if err != nil {
+		return row{}, fmt.Errorf("%s bulk: %w", name, err)
+	}
+	if n != o.bulkBytes {
+		return row{}, fmt.Errorf("%s bulk: got %d bytes, want %d", name, n, o.bulkBytes)
+	}
+	secs := time.Since(t0).Seconds()
+	return row{
+		name: name, requests: o.requests, bulkBytes: n,
+		p50: lat[len(lat)/2], p99: lat[len(lat)*99/100],
+		mbPerSec: float64(n) / (1 << 20) / secs,
+	}, nil
+}
+
+func print(w io.Writer, base row, rows []row) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "path\tp50\tp50 ratio\tp99\tp99 ratio\tMiB/s\tthroughput ratio\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%.2fx\t%s\t%.2fx\t%.1f\t%.2fx\t\n",
+			r.name, r.p50.Round(time.Microsecond), ratio(r.p50, base.p50),
+			r.p99.Round(time.Microsecond), ratio(r.p99, base.p99),
+			r.mbPerSec, r.mbPerSec/base.mbPerSec)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "ratios are against the baseline row, measured in this run: latency ratio < 1 and throughput ratio > 1 are faster")
+}
+
+func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }

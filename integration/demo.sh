@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `make demo`: what tether does today, on the local cluster (which `make`
+# has already brought up). It deploys the orders app in namespace
+# tether-demo and leaves it there to play with.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export KUBECONFIG=${KUBECONFIG:-$PWD/.cluster/kubeconfig.yaml}
+kubectl=.cluster/bin/kubectl
+tether=bin/tether
+ns=tether-demo
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '$ %s\n' "$*"; "$@"; }
+
+step "tether and the cluster it talks to"
+show $tether version
+
+step "deploy the orders demo service into namespace $ns"
+$kubectl create namespace $ns --dry-run=client -o yaml | $kubectl apply -f - >/dev/null
+$kubectl label namespace $ns pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
+show $kubectl -n $ns apply -f integration/manifests/orders.yaml
+show $kubectl -n $ns rollout status deploy/orders --timeout=120s
+
+# The Service answers once kube-proxy has programmed its endpoint, shortly after the rollout.
+for _ in $(seq 1 40); do
+	$kubectl -n $ns exec deploy/orders -c orders -- /tether-demo get http://orders/healthz >/dev/null 2>&1 && break
+	sleep 0.5
+done
+
+step "a request from inside the cluster, through the Service's DNS name"
+show $kubectl -n $ns exec deploy/orders -c orders -- /tether-demo get http://orders.$ns.svc.cluster.local/orders/7
+
+step "the failing request tether's intercept and replay will help debug"
+show $kubectl -n $ns exec deploy/orders -c orders -- /tether-demo post http://orders/orders/42/checkout
+
+printf '\nThe orders app stays in namespace %s; remove it with: %s delete namespace %s\n' "$ns" "$kubectl" "$ns"
+printf 'KUBECONFIG=%s\n' "$KUBECONFIG"
