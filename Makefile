@@ -88,7 +88,7 @@ unit: ## unit tests with the race detector
 
 .PHONY: integration
 integration: cluster-up build ## integration tests against the local cluster
-	TETHER_BIN=$(BIN) $(GO) test -tags integration -count=1 -timeout 30m -v ./integration/...
+	TETHER_BIN=$(BIN) $(GO) test -tags integration -count=1 -timeout 30m -v ./integration/
 
 .PHONY: test
 test: vet proto-check unit integration ## everything CI runs: vet, generated-code check, unit and integration tests
