@@ -1,5 +1,8 @@
-// Package agent is tether's in-pod side: it serves the Agent control API on
-// the pod's loopback interface, where only the daemon's tunnel reaches it.
+// Package agent is tether's in-pod side. It sits in front of the app's
+// ports: each connection goes to the app container, or, while a daemon
+// intercepts that port, through the daemon's tunnel to the laptop. It serves
+// the tunnel (and the Agent control API inside it) on the pod's loopback
+// interface only, where just the Kubernetes port-forward reaches it.
 package agent
 
 import (
@@ -8,47 +11,84 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
+	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-
-	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
+	"github.com/tetherkube/tether/tunnel"
 )
+
+// Forward is one port the agent sits in front of.
+type Forward struct {
+	// ListenPort is where the agent accepts the Service's traffic.
+	ListenPort int
+	// AppPort is the app container's port on the pod's loopback interface.
+	AppPort int
+}
 
 // Config holds what the agent needs to run.
 type Config struct {
-	// ListenAddr is where the control API listens. It must be a loopback
-	// address: the agent is reached only through the port-forward tunnel.
-	ListenAddr string
+	// TunnelAddr is where the agent accepts tunnels. It must be a loopback
+	// address: only the port-forward through the API server reaches it.
+	TunnelAddr string
+	// Token is the secret a daemon must present to open a tunnel.
+	Token []byte
+	// Forwards are the ports the agent sits in front of.
+	Forwards []Forward
 	// PodName and PodNamespace name the pod the agent runs in (downward API).
 	PodName      string
 	PodNamespace string
-	// Logger receives the agent's logs. Nil means slog.Default().
+	// DialTimeout bounds the connection to the app.
+	DialTimeout time.Duration
+	// Logger receives the agent's logs. Nil discards them.
 	Logger *slog.Logger
 }
 
-// DefaultListenAddr is the control API's address inside the pod.
-const DefaultListenAddr = "127.0.0.1:7341"
+// DefaultTunnelPort is the agent's tunnel port inside the pod.
+const DefaultTunnelPort = 7341
 
-// DefaultConfig returns a Config listening on DefaultListenAddr.
+// DefaultConfig returns a Config with the default tunnel address.
 func DefaultConfig() Config {
-	return Config{ListenAddr: DefaultListenAddr}
+	return Config{TunnelAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(DefaultTunnelPort)), DialTimeout: 5 * time.Second}
 }
 
 // Validate checks the Config without doing any I/O.
 func (c Config) Validate() error {
-	host, port, err := net.SplitHostPort(c.ListenAddr)
+	var errs []error
+	host, port, err := net.SplitHostPort(c.TunnelAddr)
 	if err != nil {
-		return fmt.Errorf("listen address %q: %w", c.ListenAddr, err)
+		errs = append(errs, fmt.Errorf("tunnel address %q: %w", c.TunnelAddr, err))
+	} else {
+		ip := net.ParseIP(host)
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			errs = append(errs, fmt.Errorf("tunnel address %q is not a loopback address: the agent serves only through the port-forward", c.TunnelAddr))
+		}
+		if port == "" {
+			errs = append(errs, fmt.Errorf("tunnel address %q has no port", c.TunnelAddr))
+		}
 	}
-	ip := net.ParseIP(host)
-	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("listen address %q is not a loopback address: the agent serves only through the tunnel", c.ListenAddr)
+	if err := tunnel.DefaultConfig(c.Token).Validate(); err != nil {
+		errs = append(errs, err)
 	}
-	if port == "" {
-		return fmt.Errorf("listen address %q has no port", c.ListenAddr)
+	seen := map[int]bool{}
+	for _, f := range c.Forwards {
+		for _, p := range []int{f.ListenPort, f.AppPort} {
+			if p <= 0 || p > 65535 {
+				errs = append(errs, fmt.Errorf("forward %d->%d: port %d out of range 1-65535", f.ListenPort, f.AppPort, p))
+			}
+		}
+		if f.ListenPort == f.AppPort {
+			errs = append(errs, fmt.Errorf("forward %d->%d: the agent cannot listen on the app's own port", f.ListenPort, f.AppPort))
+		}
+		if seen[f.ListenPort] {
+			errs = append(errs, fmt.Errorf("port %d is forwarded twice", f.ListenPort))
+		}
+		seen[f.ListenPort] = true
 	}
-	return nil
+	if c.DialTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("dial timeout must be positive, got %s", c.DialTimeout))
+	}
+	return errors.Join(errs...)
 }
 
 // Agent is a running agent.
@@ -56,6 +96,10 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	started time.Time
+
+	mu sync.Mutex
+	// intercepts maps a listen port to the tunnel its connections go to.
+	intercepts map[int]*tunnel.Session
 }
 
 // New returns an Agent for cfg, or an error when cfg is invalid.
@@ -65,39 +109,76 @@ func New(cfg Config) (*Agent, error) {
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{cfg: cfg, log: log, started: time.Now()}, nil
+	return &Agent{cfg: cfg, log: log, started: time.Now(), intercepts: map[int]*tunnel.Session{}}, nil
 }
 
-// Serve listens on the configured address and serves the control API until
-// ctx is done.
+// Serve listens on the tunnel address and every forward's port and serves
+// until ctx is done.
 func (a *Agent) Serve(ctx context.Context) error {
 	var lc net.ListenConfig
-	lis, err := lc.Listen(ctx, "tcp", a.cfg.ListenAddr)
+	tl, err := lc.Listen(ctx, "tcp", a.cfg.TunnelAddr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", a.cfg.ListenAddr, err)
+		return fmt.Errorf("listen for tunnels on %s: %w", a.cfg.TunnelAddr, err)
 	}
-	return a.ServeListener(ctx, lis)
+	forwards := make([]net.Listener, 0, len(a.cfg.Forwards))
+	for _, f := range a.cfg.Forwards {
+		// All interfaces: this is where the Service sends its traffic.
+		l, err := lc.Listen(ctx, "tcp", ":"+strconv.Itoa(f.ListenPort))
+		if err != nil {
+			tl.Close()
+			for _, l := range forwards {
+				l.Close()
+			}
+			return fmt.Errorf("listen on forwarded port %d: %w", f.ListenPort, err)
+		}
+		forwards = append(forwards, l)
+	}
+	return a.ServeListeners(ctx, tl, forwards)
 }
 
-// ServeListener serves the control API on lis until ctx is done; it closes lis.
-func (a *Agent) ServeListener(ctx context.Context, lis net.Listener) error {
-	srv := grpc.NewServer()
-	agentv1.RegisterAgentServer(srv, NewGRPCServer(a))
-	a.log.Info("agent serving", "addr", lis.Addr().String(), "pod", a.cfg.PodNamespace+"/"+a.cfg.PodName)
-
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-ctx.Done():
-			srv.GracefulStop()
-		case <-done:
-		}
-	}()
-	if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-		return fmt.Errorf("serve control API: %w", err)
+// ServeListeners serves tunnels on tl and a.cfg.Forwards[i] on forwards[i]
+// until ctx is done; it closes the listeners.
+func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []net.Listener) error {
+	if len(forwards) != len(a.cfg.Forwards) {
+		return fmt.Errorf("%d forward listeners for %d forwards", len(forwards), len(a.cfg.Forwards))
 	}
-	return nil
+	a.log.Info("agent serving", "tunnel", tl.Addr().String(), "forwards", a.cfg.Forwards,
+		"pod", a.cfg.PodNamespace+"/"+a.cfg.PodName)
+	var wg sync.WaitGroup
+	errs := make(chan error, 1+len(forwards))
+	wg.Add(1 + len(forwards))
+	go func() {
+		defer wg.Done()
+		errs <- a.serveTunnels(ctx, tl)
+	}()
+	for i, l := range forwards {
+		go func() {
+			defer wg.Done()
+			errs <- a.serveForward(ctx, a.cfg.Forwards[i], l)
+		}()
+	}
+	<-ctx.Done()
+	tl.Close()
+	for _, l := range forwards {
+		l.Close()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// forward returns the Forward listening on port.
+func (a *Agent) forward(port int) (Forward, bool) {
+	for _, f := range a.cfg.Forwards {
+		if f.ListenPort == port {
+			return f, true
+		}
+	}
+	return Forward{}, false
 }

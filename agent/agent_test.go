@@ -2,79 +2,269 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/tetherkube/tether/internal/buildinfo"
+	"github.com/tetherkube/tether/tunnel"
 )
 
+var testToken = []byte("agent-test-token-0123456789")
+
 func TestConfigValidate(t *testing.T) {
+	valid := func() Config {
+		c := DefaultConfig()
+		c.Token = testToken
+		c.Forwards = []Forward{{ListenPort: 18080, AppPort: 8080}}
+		return c
+	}
 	tests := []struct {
-		addr    string
-		wantErr bool
+		name    string
+		mutate  func(*Config)
+		wantErr string
 	}{
-		{"127.0.0.1:7341", false},
-		{"[::1]:7341", false},
-		{"localhost:7341", false},
-		{"0.0.0.0:7341", true},
-		{":7341", true},
-		{"10.0.0.1:7341", true},
-		{"127.0.0.1", true},
+		{"valid", func(*Config) {}, ""},
+		{"ipv6 loopback", func(c *Config) { c.TunnelAddr = "[::1]:7341" }, ""},
+		{"all interfaces", func(c *Config) { c.TunnelAddr = "0.0.0.0:7341" }, "not a loopback address"},
+		{"no host", func(c *Config) { c.TunnelAddr = ":7341" }, "not a loopback address"},
+		{"no port", func(c *Config) { c.TunnelAddr = "127.0.0.1" }, "missing port"},
+		{"short token", func(c *Config) { c.Token = []byte("x") }, "token is 1 bytes"},
+		{"same port", func(c *Config) { c.Forwards = []Forward{{8080, 8080}} }, "cannot listen on the app's own port"},
+		{"port range", func(c *Config) { c.Forwards = []Forward{{0, 8080}} }, "out of range"},
+		{"twice", func(c *Config) { c.Forwards = []Forward{{1, 2}, {1, 3}} }, "forwarded twice"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.addr, func(t *testing.T) {
-			err := Config{ListenAddr: tt.addr}.Validate()
-			if (err != nil) != tt.wantErr {
-				t.Errorf("Validate(%q) = %v, wantErr %v", tt.addr, err, tt.wantErr)
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid()
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("Validate() = %v, want nil", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("Validate() = %v, want %q", err, tt.wantErr)
 			}
 		})
 	}
 }
 
-// TestInfoOverGRPC runs the agent's real gRPC server on loopback and asks it
-// through the client, as the daemon will through the tunnel.
-func TestInfoOverGRPC(t *testing.T) {
-	a, err := New(Config{ListenAddr: "127.0.0.1:0", PodName: "orders-1", PodNamespace: "shop"})
+func TestParseForward(t *testing.T) {
+	if f, err := parseForward("18080:8080"); err != nil || f != (Forward{18080, 8080}) {
+		t.Errorf("parseForward = %v, %v", f, err)
+	}
+	for _, bad := range []string{"8080", "a:b", ":"} {
+		if _, err := parseForward(bad); err == nil {
+			t.Errorf("parseForward(%q) accepted", bad)
+		}
+	}
+}
+
+// named serves HTTP on loopback answering with its name.
+func named(t *testing.T, name string) (port int) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, name)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// harness runs an agent in front of an "app" server, on loopback listeners.
+type harness struct {
+	t          *testing.T
+	agent      *Agent
+	tunnelAddr string
+	frontPort  int
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	appPort := named(t, "app")
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frontPort := fl.Addr().(*net.TCPAddr).Port
+	cfg := DefaultConfig()
+	cfg.Token = testToken
+	cfg.PodName, cfg.PodNamespace = "orders-1", "shop"
+	cfg.Forwards = []Forward{{ListenPort: frontPort, AppPort: appPort}}
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- a.ServeListener(ctx, lis) }()
+	done := make(chan error, 1)
+	go func() { done <- a.ServeListeners(ctx, tl, []net.Listener{fl}) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("ServeListener: %v", err)
+		if err := <-done; err != nil {
+			t.Errorf("ServeListeners: %v", err)
 		}
 	})
+	return &harness{t: t, agent: a, tunnelAddr: tl.Addr().String(), frontPort: frontPort}
+}
 
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+// daemon opens a tunnel as the daemon does and sends the conn streams it
+// accepts to laptopPort.
+func (h *harness) daemon(token []byte, laptopPort int) (*tunnel.Session, *Client, error) {
+	c, err := net.Dial("tcp", h.tunnelAddr)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := tunnel.Client(ctx, c, tunnel.DefaultConfig(token))
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient("passthrough:///agent", grpc.WithContextDialer(sess.DialControl),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, err
+	}
+	h.t.Cleanup(func() { conn.Close(); sess.Close() })
+	go func() {
+		for {
+			st, err := sess.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			go func() {
+				l, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", laptopPort))
+				if err != nil {
+					st.Close()
+					return
+				}
+				tunnel.Join(st, l)
+			}()
+		}
+	}()
+	return sess, NewClient(conn), nil
+}
+
+// get sends a request to the agent's front port on a new connection.
+func (h *harness) get() string {
+	h.t.Helper()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", h.frontPort))
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestInterceptLeaveAndTunnelLoss(t *testing.T) {
+	h := newHarness(t)
+	laptop := named(t, "laptop")
+	ctx := context.Background()
+
+	if got := h.get(); got != "app" {
+		t.Fatalf("before intercept: %q, want app", got)
+	}
+	sess, client, err := h.daemon(testToken, laptop)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-
-	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer rcancel()
-	info, err := NewClient(conn).Info(rctx)
+	info, err := client.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.PodName != "orders-1" || info.PodNamespace != "shop" {
-		t.Errorf("pod = %s/%s, want shop/orders-1", info.PodNamespace, info.PodName)
+	if info.PodName != "orders-1" || len(info.Forwards) != 1 || info.Forwards[0].Intercepted {
+		t.Errorf("info before intercept = %+v", info)
 	}
-	if info.Version != buildinfo.Get().Version {
-		t.Errorf("version = %q, want %q", info.Version, buildinfo.Get().Version)
+	if err := client.Intercept(ctx, h.frontPort); err != nil {
+		t.Fatal(err)
 	}
-	if !info.StartedAt.Equal(a.started) {
-		t.Errorf("startedAt = %v, want %v", info.StartedAt, a.started)
+	if got := h.get(); got != "laptop" {
+		t.Errorf("intercepted: %q, want laptop", got)
+	}
+	if info, _ := client.Info(ctx); !info.Forwards[0].Intercepted {
+		t.Errorf("info does not show the intercept: %+v", info)
+	}
+	if err := client.Leave(ctx, h.frontPort); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.get(); got != "app" {
+		t.Errorf("after leave: %q, want app", got)
+	}
+
+	// A tunnel that goes away takes its intercepts with it.
+	if err := client.Intercept(ctx, h.frontPort); err != nil {
+		t.Fatal(err)
+	}
+	sess.Close()
+	<-sess.Done()
+	deadline := time.Now().Add(10 * time.Second) // hang guard
+	for h.get() != "app" {
+		if time.Now().After(deadline) {
+			t.Fatal("connections never went back to the app after the tunnel closed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestInterceptErrors(t *testing.T) {
+	h := newHarness(t)
+	laptop := named(t, "laptop")
+	ctx := context.Background()
+
+	if _, _, err := h.daemon([]byte("wrong-token-of-enough-length"), laptop); !errors.Is(err, tunnel.ErrBadToken) {
+		t.Errorf("bad token: %v, want ErrBadToken", err)
+	}
+	_, first, err := h.daemon(testToken, laptop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Intercept(ctx, 1); !errors.Is(err, ErrUnknownPort) {
+		t.Errorf("unknown port: %v, want ErrUnknownPort", err)
+	}
+	if err := first.Intercept(ctx, h.frontPort); err != nil {
+		t.Fatal(err)
+	}
+	_, second, err := h.daemon(testToken, laptop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Intercept(ctx, h.frontPort); !errors.Is(err, ErrAlreadyIntercepted) {
+		t.Errorf("second intercept: %v, want ErrAlreadyIntercepted", err)
+	}
+}
+
+// TestLaptopGoneFailsFast: with the laptop's process gone, an intercepted
+// caller sees its connection closed at once, not a hang.
+func TestLaptopGoneFailsFast(t *testing.T) {
+	h := newHarness(t)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadPort := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	_, client, err := h.daemon(testToken, deadPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Intercept(context.Background(), h.frontPort); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.get(); !strings.HasPrefix(got, "error: ") {
+		t.Errorf("with nothing on the laptop port: %q, want a connection error", got)
 	}
 }

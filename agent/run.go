@@ -1,22 +1,35 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/tetherkube/tether/internal/buildinfo"
 )
 
 // Run parses the agent's command line and serves until ctx is done.
+//
+//	tether-agent --token-file /var/run/tether/token --forward 18080:8080 [--forward ...]
 func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg := DefaultConfig()
 	fs := flag.NewFlagSet("tether-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.ListenAddr, "listen", cfg.ListenAddr, "loopback address of the control API")
+	fs.StringVar(&cfg.TunnelAddr, "tunnel", cfg.TunnelAddr, "loopback address where daemons open tunnels")
+	tokenFile := fs.String("token-file", "", "file holding the token a daemon must present (required)")
+	fs.Func("forward", "LISTEN:APP: accept the Service's traffic on LISTEN, pass it to the app's APP port (repeatable)", func(v string) error {
+		f, err := parseForward(v)
+		if err == nil {
+			cfg.Forwards = append(cfg.Forwards, f)
+		}
+		return err
+	})
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -26,6 +39,14 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		_, err := fmt.Fprintf(stderr, "tether-agent %s %s %s\n", b.Version, b.Commit, b.GoVersion)
 		return err
 	}
+	if *tokenFile == "" {
+		return fmt.Errorf("--token-file is required")
+	}
+	token, err := os.ReadFile(*tokenFile)
+	if err != nil {
+		return fmt.Errorf("read token: %w", err)
+	}
+	cfg.Token = bytes.TrimSpace(token)
 	cfg.PodName = os.Getenv("POD_NAME")
 	cfg.PodNamespace = os.Getenv("POD_NAMESPACE")
 	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, nil))
@@ -34,4 +55,17 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return a.Serve(ctx)
+}
+
+func parseForward(v string) (Forward, error) {
+	l, r, ok := strings.Cut(v, ":")
+	if !ok {
+		return Forward{}, fmt.Errorf("forward %q: want LISTEN:APP, e.g. 18080:8080", v)
+	}
+	lp, err1 := strconv.Atoi(l)
+	ap, err2 := strconv.Atoi(r)
+	if err1 != nil || err2 != nil {
+		return Forward{}, fmt.Errorf("forward %q: ports must be numbers, e.g. 18080:8080", v)
+	}
+	return Forward{ListenPort: lp, AppPort: ap}, nil
 }

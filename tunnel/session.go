@@ -68,8 +68,11 @@ func start(ctx context.Context, conn net.Conn, cfg Config, client bool) (*Sessio
 		conn.Close()
 		return nil, fmt.Errorf("tunnel config: %w", err)
 	}
-	// The handshake honours ctx by closing the connection when it ends.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	// The handshake honours ctx, and HandshakeTimeout even on connections
+	// without deadlines (port-forward streams), by closing the connection.
+	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
+	defer cancel()
+	stop := context.AfterFunc(hctx, func() { conn.Close() })
 	var err error
 	if client {
 		err = clientHandshake(conn, cfg)
@@ -77,7 +80,7 @@ func start(ctx context.Context, conn net.Conn, cfg Config, client bool) (*Sessio
 		err = serverHandshake(conn, cfg)
 	}
 	if !stop() {
-		err = errors.Join(ctx.Err(), err)
+		err = errors.Join(hctx.Err(), err)
 	}
 	if err != nil {
 		conn.Close()

@@ -22,8 +22,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/tetherkube/tether/agent"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 var testToken = []byte("0123456789abcdef-test-token")
@@ -212,18 +212,17 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// TestControlGRPC serves the agent's real gRPC API on the server end's
-// control listener and calls it from the client end.
+// TestControlGRPC serves a real gRPC service on the server end's control
+// listener and calls it from the client end through control streams.
 func TestControlGRPC(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		client, server := sessions(t, tr, DefaultConfig(testToken), DefaultConfig(testToken))
-		a, err := agent.New(agent.Config{ListenAddr: "127.0.0.1:0", PodName: "p", PodNamespace: "ns"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go a.ServeListener(ctx, server.ControlListener())
+		srv := grpc.NewServer()
+		hs := health.NewServer()
+		hs.SetServingStatus("tether.agent.v1.Agent", healthpb.HealthCheckResponse_SERVING)
+		healthpb.RegisterHealthServer(srv, hs)
+		go srv.Serve(server.ControlListener())
+		defer srv.Stop()
 
 		conn, err := grpc.NewClient("passthrough:///agent",
 			grpc.WithContextDialer(client.DialControl),
@@ -232,12 +231,14 @@ func TestControlGRPC(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		info, err := agent.NewClient(conn).Info(ctx)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "tether.agent.v1.Agent"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.PodName != "p" || info.PodNamespace != "ns" {
-			t.Errorf("info = %+v", info)
+		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("status = %v", resp.GetStatus())
 		}
 	})
 }

@@ -25,7 +25,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Agent_Info_FullMethodName = "/tether.agent.v1.Agent/Info"
+	Agent_Info_FullMethodName      = "/tether.agent.v1.Agent/Info"
+	Agent_Intercept_FullMethodName = "/tether.agent.v1.Agent/Intercept"
+	Agent_Leave_FullMethodName     = "/tether.agent.v1.Agent/Leave"
 )
 
 // AgentClient is the client API for Agent service.
@@ -37,6 +39,12 @@ type AgentClient interface {
 	// Info reports the agent's build and where it runs. The daemon calls it
 	// first on every new tunnel to check that both sides speak the same API.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
+	// Intercept sends every new connection on a forwarded port into the
+	// tunnel that carries this call, as a conn stream with ConnMeta, until
+	// Leave, or until that tunnel ends: then connections go to the app again.
+	Intercept(ctx context.Context, in *InterceptRequest, opts ...grpc.CallOption) (*InterceptResponse, error)
+	// Leave sends a port's new connections to the app again.
+	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
 }
 
 type agentClient struct {
@@ -57,6 +65,26 @@ func (c *agentClient) Info(ctx context.Context, in *InfoRequest, opts ...grpc.Ca
 	return out, nil
 }
 
+func (c *agentClient) Intercept(ctx context.Context, in *InterceptRequest, opts ...grpc.CallOption) (*InterceptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InterceptResponse)
+	err := c.cc.Invoke(ctx, Agent_Intercept_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaveResponse)
+	err := c.cc.Invoke(ctx, Agent_Leave_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -66,6 +94,12 @@ type AgentServer interface {
 	// Info reports the agent's build and where it runs. The daemon calls it
 	// first on every new tunnel to check that both sides speak the same API.
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
+	// Intercept sends every new connection on a forwarded port into the
+	// tunnel that carries this call, as a conn stream with ConnMeta, until
+	// Leave, or until that tunnel ends: then connections go to the app again.
+	Intercept(context.Context, *InterceptRequest) (*InterceptResponse, error)
+	// Leave sends a port's new connections to the app again.
+	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -78,6 +112,12 @@ type UnimplementedAgentServer struct{}
 
 func (UnimplementedAgentServer) Info(context.Context, *InfoRequest) (*InfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Info not implemented")
+}
+func (UnimplementedAgentServer) Intercept(context.Context, *InterceptRequest) (*InterceptResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Intercept not implemented")
+}
+func (UnimplementedAgentServer) Leave(context.Context, *LeaveRequest) (*LeaveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Leave not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -118,6 +158,42 @@ func _Agent_Info_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_Intercept_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InterceptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Intercept(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Intercept_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Intercept(ctx, req.(*InterceptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_Leave_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Leave(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Leave_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Leave(ctx, req.(*LeaveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -128,6 +204,14 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Info",
 			Handler:    _Agent_Info_Handler,
+		},
+		{
+			MethodName: "Intercept",
+			Handler:    _Agent_Intercept_Handler,
+		},
+		{
+			MethodName: "Leave",
+			Handler:    _Agent_Leave_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,74 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+
+	"google.golang.org/protobuf/proto"
+
+	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
+	"github.com/tetherkube/tether/tunnel"
+)
+
+// serveForward accepts the Service's connections on l and routes each.
+func (a *Agent) serveForward(ctx context.Context, f Forward, l net.Listener) error {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("accept on port %d: %w", f.ListenPort, err)
+		}
+		go a.route(ctx, f, c)
+	}
+}
+
+// route sends c through the intercepting tunnel when there is one, else to
+// the app. A tunnel that fails to take the connection is not retried on the
+// app: the caller sees the connection close, as it would with the laptop's
+// process gone.
+func (a *Agent) route(ctx context.Context, f Forward, c net.Conn) {
+	if sess := a.interceptor(f.ListenPort); sess != nil {
+		meta, _ := proto.Marshal(&agentv1.ConnMeta{ListenPort: uint32(f.ListenPort), Source: c.RemoteAddr().String()})
+		st, err := sess.Open(ctx, tunnel.RoleConn, meta)
+		if err == nil {
+			tunnel.Join(c, st)
+			return
+		}
+		if !errors.Is(err, tunnel.ErrClosed) {
+			a.log.Warn("intercepted connection not delivered", "port", f.ListenPort, "from", c.RemoteAddr().String(), "err", err)
+			c.Close()
+			return
+		}
+		// The tunnel ended between the lookup and the open: the app serves.
+	}
+	d := net.Dialer{Timeout: a.cfg.DialTimeout}
+	app, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(f.AppPort)))
+	if err != nil {
+		a.log.Warn("app not reachable", "port", f.AppPort, "err", err)
+		c.Close()
+		return
+	}
+	tunnel.Join(c, app)
+}
+
+// interceptor returns the live tunnel intercepting port, if any.
+func (a *Agent) interceptor(port int) *tunnel.Session {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	sess := a.intercepts[port]
+	if sess == nil {
+		return nil
+	}
+	select {
+	case <-sess.Done():
+		delete(a.intercepts, port)
+		return nil
+	default:
+		return sess
+	}
+}

@@ -1,0 +1,60 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net"
+
+	"google.golang.org/grpc"
+
+	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
+	"github.com/tetherkube/tether/tunnel"
+)
+
+// serveTunnels accepts daemons' tunnels on l. Each tunnel gets its own gRPC
+// server, so an Intercept binds the port to the tunnel that asked.
+func (a *Agent) serveTunnels(ctx context.Context, l net.Listener) error {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		go a.serveTunnel(ctx, c)
+	}
+}
+
+func (a *Agent) serveTunnel(ctx context.Context, c net.Conn) {
+	cfg := tunnel.DefaultConfig(a.cfg.Token)
+	cfg.Logger = a.log
+	sess, err := tunnel.Server(ctx, c, cfg)
+	if err != nil {
+		a.log.Warn("tunnel refused", "from", c.RemoteAddr().String(), "err", err)
+		return
+	}
+	a.log.Info("tunnel open")
+	srv := grpc.NewServer()
+	agentv1.RegisterAgentServer(srv, NewGRPCServer(&sessionService{agent: a, sess: sess}))
+	go srv.Serve(sess.ControlListener())
+	select {
+	case <-sess.Done():
+	case <-ctx.Done():
+		sess.Close()
+	}
+	srv.Stop()
+	a.releaseSession(sess)
+	a.log.Info("tunnel closed; its intercepted ports go to the app again")
+}
+
+// releaseSession ends every intercept bound to sess.
+func (a *Agent) releaseSession(sess *tunnel.Session) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for port, s := range a.intercepts {
+		if s == sess {
+			delete(a.intercepts, port)
+		}
+	}
+}

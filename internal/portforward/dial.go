@@ -1,0 +1,176 @@
+// Package portforward opens connections to a pod's port through the
+// Kubernetes API's port-forward subresource (WebSocket, falling back to
+// SPDY), as net.Conns: no local listener, one API connection per Conn.
+package portforward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/transport/spdy"
+)
+
+// Dialer dials pods' ports through the API server.
+type Dialer struct {
+	rc *rest.Config
+	cs kubernetes.Interface
+}
+
+// NewDialer returns a Dialer using rc.
+func NewDialer(rc *rest.Config) (*Dialer, error) {
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &Dialer{rc: rc, cs: cs}, nil
+}
+
+// DialPod connects to port of the pod namespace/pod. The pod's side of the
+// connection is made by the kubelet to the pod's loopback address, so a
+// port the pod serves only on 127.0.0.1 is reachable.
+func (d *Dialer) DialPod(ctx context.Context, namespace, pod string, port int) (net.Conn, error) {
+	url := d.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
+	transport, upgrader, err := spdy.RoundTripperFor(d.rc)
+	if err != nil {
+		return nil, err
+	}
+	spdyDialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, url)
+	wsDialer, err := portforward.NewSPDYOverWebsocketDialer(url, d.rc)
+	if err != nil {
+		return nil, err
+	}
+	dialer := portforward.NewFallbackDialer(wsDialer, spdyDialer, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	})
+
+	type result struct {
+		conn httpstream.Connection
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, _, err := dialer.Dial(portforward.PortForwardProtocolV1Name)
+		ch <- result{c, err}
+	}()
+	var conn httpstream.Connection
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("port-forward to pod %s/%s: %w", namespace, pod, r.err)
+		}
+		conn = r.conn
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.conn != nil {
+				r.conn.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+
+	headers := http.Header{}
+	headers.Set(corev1.StreamType, corev1.StreamTypeError)
+	headers.Set(corev1.PortHeader, strconv.Itoa(port))
+	headers.Set(corev1.PortForwardRequestIDHeader, "0")
+	errStream, err := conn.CreateStream(headers)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("port-forward to %s/%s:%d: error stream: %w", namespace, pod, port, err)
+	}
+	errStream.Close() // the client never writes to it
+	headers.Set(corev1.StreamType, corev1.StreamTypeData)
+	data, err := conn.CreateStream(headers)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("port-forward to %s/%s:%d: data stream: %w", namespace, pod, port, err)
+	}
+	c := &Conn{
+		conn: conn, data: data,
+		local:  addr("port-forward"),
+		remote: addr(fmt.Sprintf("%s/%s:%d", namespace, pod, port)),
+	}
+	go c.watchErrors(errStream)
+	return c, nil
+}
+
+// Conn is one port-forwarded connection.
+type Conn struct {
+	conn          httpstream.Connection
+	data          httpstream.Stream
+	local, remote net.Addr
+
+	mu        sync.Mutex
+	remoteErr error
+	closeOnce sync.Once
+}
+
+// watchErrors reads the error stream: the kubelet writes there when it
+// cannot connect to the pod's port, and the data stream then just ends.
+func (c *Conn) watchErrors(errStream httpstream.Stream) {
+	msg, _ := io.ReadAll(errStream)
+	if s := strings.TrimSpace(string(msg)); s != "" {
+		c.mu.Lock()
+		c.remoteErr = errors.New(s)
+		c.mu.Unlock()
+		c.Close()
+	}
+}
+
+// RemoteErr returns what the kubelet reported, if anything: for example
+// that nothing listens on the port.
+func (c *Conn) RemoteErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.remoteErr
+}
+
+func (c *Conn) Read(p []byte) (int, error) {
+	n, err := c.data.Read(p)
+	if err != nil {
+		if rerr := c.RemoteErr(); rerr != nil {
+			return n, fmt.Errorf("port-forward: %w", rerr)
+		}
+	}
+	return n, err
+}
+
+func (c *Conn) Write(p []byte) (int, error) { return c.data.Write(p) }
+
+// Close ends the stream and the API connection behind it.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		c.data.Reset()
+		c.conn.Close()
+	})
+	return nil
+}
+
+// Done is closed when the API connection ends.
+func (c *Conn) Done() <-chan bool { return c.conn.CloseChan() }
+
+func (c *Conn) LocalAddr() net.Addr  { return c.local }
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Deadlines are not supported by port-forward streams; callers bound their
+// waits with contexts instead.
+func (c *Conn) SetDeadline(time.Time) error      { return nil }
+func (c *Conn) SetReadDeadline(time.Time) error  { return nil }
+func (c *Conn) SetWriteDeadline(time.Time) error { return nil }
+
+type addr string
+
+func (a addr) Network() string { return "portforward" }
+func (a addr) String() string  { return string(a) }

@@ -1,0 +1,61 @@
+package tunnel
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+)
+
+// closeWriter is a connection that can half-close: *net.TCPConn,
+// *net.UnixConn, *Stream.
+type closeWriter interface {
+	CloseWrite() error
+}
+
+// Join copies bytes both ways between a and b until both directions end,
+// passing each half-close on (the peer of the side that finished writing
+// reads EOF), then closes both. It returns the bytes copied each way and
+// the first error other than a normal end of stream.
+func Join(a, b net.Conn) (aToB, bToA int64, err error) {
+	var wg sync.WaitGroup
+	var errAB, errBA error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		aToB, errAB = copyHalf(b, a)
+	}()
+	go func() {
+		defer wg.Done()
+		bToA, errBA = copyHalf(a, b)
+	}()
+	wg.Wait()
+	a.Close()
+	b.Close()
+	return aToB, bToA, errors.Join(quiet(errAB), quiet(errBA))
+}
+
+// copyHalf copies src to dst, then half-closes dst (or closes it when it
+// cannot half-close, and src too, to unblock the other direction).
+func copyHalf(dst, src net.Conn) (int64, error) {
+	n, err := io.Copy(dst, src)
+	if cw, ok := dst.(closeWriter); ok {
+		cw.CloseWrite()
+	} else {
+		dst.Close()
+	}
+	if err != nil {
+		// A broken direction breaks the connection: stop the other one.
+		src.Close()
+		dst.Close()
+	}
+	return n, err
+}
+
+// quiet drops the errors that only say a connection was closed.
+func quiet(err error) error {
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, ErrClosed) {
+		return nil
+	}
+	return err
+}
