@@ -87,6 +87,10 @@ type Plan struct {
 	AppPort      int32
 	// AgentPort is where the agent now accepts that traffic.
 	AgentPort int32
+	// Existing is true when the port already goes through the agent (an
+	// earlier intercept that was left): nothing needs to change, and
+	// Template and Service are the inputs, unchanged.
+	Existing bool
 }
 
 // Build plans the agent in front of port of svc, for a workload whose pod
@@ -97,6 +101,9 @@ func Build(tmpl *corev1.PodTemplateSpec, svc *corev1.Service, port PortRef, opts
 		return Plan{}, err
 	}
 	t := *tmpl.DeepCopy()
+	if port, ok := agentTarget(&t, sp); ok {
+		return Plan{Template: t, ServicePort: sp, AgentPort: port, Existing: true}, nil
+	}
 	appIdx, appPortIdx, err := findTarget(&t, svc, sp)
 	if err != nil {
 		return Plan{}, err
@@ -104,8 +111,8 @@ func Build(tmpl *corev1.PodTemplateSpec, svc *corev1.Service, port PortRef, opts
 	app := &t.Spec.Containers[appIdx]
 	appPort := app.Ports[appPortIdx]
 	if existing, ok := agentForward(&t, appPort.ContainerPort); ok {
-		return Plan{}, userErrorf("service %s port %s already goes through tether's agent (agent port %d); "+
-			"run `tether leave` or `tether rollback` first", svc.Name, port, existing)
+		return Plan{}, userErrorf("the app's port %d already goes through tether's agent (agent port %d), but service %s port %s "+
+			"does not reach the agent; run `tether rollback` to start over", appPort.ContainerPort, existing, svc.Name, port)
 	}
 	agentPort := freePort(&t)
 	plan := Plan{ServicePort: sp, AppContainer: app.Name, AppPort: appPort.ContainerPort, AgentPort: agentPort}
@@ -130,6 +137,23 @@ func Build(tmpl *corev1.PodTemplateSpec, svc *corev1.Service, port PortRef, opts
 	addAgent(&t, opts, agentPortSpec, appPort.ContainerPort)
 	plan.Template = t
 	return plan, nil
+}
+
+// agentTarget reports whether the Service port already sends its traffic to
+// the agent container, and to which agent port.
+func agentTarget(t *corev1.PodTemplateSpec, sp corev1.ServicePort) (int32, bool) {
+	for _, c := range t.Spec.Containers {
+		if c.Name != AgentContainer {
+			continue
+		}
+		for _, p := range c.Ports {
+			if (sp.TargetPort.Type == intstr.String && p.Name == sp.TargetPort.StrVal) ||
+				(sp.TargetPort.Type == intstr.Int && p.ContainerPort == sp.TargetPort.IntVal) {
+				return p.ContainerPort, true
+			}
+		}
+	}
+	return 0, false
 }
 
 func findServicePort(svc *corev1.Service, ref PortRef) (corev1.ServicePort, error) {

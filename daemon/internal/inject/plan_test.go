@@ -173,7 +173,7 @@ func TestBuildErrors(t *testing.T) {
 		{"no such port number", template(), service(intstr.FromString("http")), PortRef{Number: 81}, "has no port 81"},
 		{"udp", template(), service(intstr.FromString("http")), PortRef{Name: "dns"}, "tether intercepts TCP only"},
 		{"undeclared name", template(), service(intstr.FromString("grpc")), PortRef{Name: "http"}, `targets port "grpc", which no container`},
-		{"already intercepted", &injected.Template, service(intstr.FromInt32(8080)), PortRef{Number: 80}, "already goes through tether's agent"},
+		{"agent in front of the app port but not reached", &injected.Template, service(intstr.FromInt32(8080)), PortRef{Number: 80}, "already goes through tether's agent"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,6 +182,31 @@ func TestBuildErrors(t *testing.T) {
 				t.Errorf("Build() = %v, want a user error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestBuildExisting: a port whose traffic already reaches the agent (an
+// intercept that was left) needs no change.
+func TestBuildExisting(t *testing.T) {
+	for _, target := range []intstr.IntOrString{intstr.FromString("http"), intstr.FromInt32(8080)} {
+		svc := service(target)
+		first, err := Build(template(), svc, PortRef{Name: "http"}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first.Service != nil {
+			svc = first.Service
+		}
+		again, err := Build(&first.Template, svc, PortRef{Name: "http"}, opts)
+		if err != nil {
+			t.Fatalf("target %v: %v", target, err)
+		}
+		if !again.Existing || again.AgentPort != first.AgentPort {
+			t.Errorf("target %v: plan = existing %v agent port %d, want existing at %d", target, again.Existing, again.AgentPort, first.AgentPort)
+		}
+		if diff := cmp.Diff(first.Template, again.Template); diff != "" {
+			t.Errorf("target %v: template changed (-first +again):\n%s", target, diff)
+		}
 	}
 }
 

@@ -1,0 +1,215 @@
+package intercept
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/tunnel"
+)
+
+// agentLink is the tunnel to one pod's agent.
+type agentLink struct {
+	sess   *tunnel.Session
+	conn   *grpc.ClientConn
+	client *agent.Client
+}
+
+// tunnels holds a tunnel to the agent of every ready pod of a workload,
+// following pods as they come and go.
+type tunnels struct {
+	cs        kubernetes.Interface
+	dialer    Dialer
+	log       *slog.Logger
+	ns, sel   string
+	token     []byte
+	agentPort int
+	localPort int
+
+	mu     sync.Mutex
+	links  map[string]*agentLink
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newTunnels(cs kubernetes.Interface, d Dialer, log *slog.Logger, ns, sel string, token []byte, agentPort, localPort int) *tunnels {
+	return &tunnels{cs: cs, dialer: d, log: log, ns: ns, sel: sel, token: token,
+		agentPort: agentPort, localPort: localPort, links: map[string]*agentLink{}, done: make(chan struct{})}
+}
+
+// start connects to every ready agent now, then keeps following pods.
+func (t *tunnels) start(ctx context.Context) error {
+	if err := t.sync(ctx); err != nil {
+		return err
+	}
+	if len(t.pods()) == 0 {
+		return errors.New("no ready pod runs the agent")
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	t.cancel = cancel
+	go func() {
+		defer close(t.done)
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			if err := t.sync(bg); err != nil && bg.Err() == nil {
+				t.log.Warn("following pods", "err", err)
+			}
+		}
+	}()
+	return nil
+}
+
+// sync opens tunnels to new ready pods and drops those of gone pods.
+func (t *tunnels) sync(ctx context.Context) error {
+	pods, err := t.cs.CoreV1().Pods(t.ns).List(ctx, metav1.ListOptions{LabelSelector: t.sel})
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	var errs []error
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		ready, _ := agentState(p)
+		if !ready {
+			continue
+		}
+		live[p.Name] = true
+		t.mu.Lock()
+		l := t.links[p.Name]
+		t.mu.Unlock()
+		if l != nil {
+			select {
+			case <-l.sess.Done():
+			default:
+				continue // healthy
+			}
+		}
+		if err := t.connect(ctx, p.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	t.mu.Lock()
+	for name, l := range t.links {
+		if !live[name] {
+			l.close()
+			delete(t.links, name)
+		}
+	}
+	t.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// connect opens a tunnel to pod's agent and intercepts the port through it.
+func (t *tunnels) connect(ctx context.Context, pod string) error {
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c, err := t.dialer.DialPod(cctx, t.ns, pod, agent.DefaultTunnelPort)
+	if err != nil {
+		return fmt.Errorf("reach the agent of pod %s: %w", pod, err)
+	}
+	cfg := tunnel.DefaultConfig(t.token)
+	cfg.Logger = t.log
+	sess, err := tunnel.Client(cctx, c, cfg)
+	if err != nil {
+		return fmt.Errorf("tunnel to pod %s: %w", pod, err)
+	}
+	conn, err := grpc.NewClient("passthrough:///"+pod, grpc.WithContextDialer(sess.DialControl),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		sess.Close()
+		return err
+	}
+	l := &agentLink{sess: sess, conn: conn, client: agent.NewClient(conn)}
+	if err := l.client.Intercept(cctx, t.agentPort); err != nil {
+		l.close()
+		return fmt.Errorf("intercept on pod %s: %w", pod, err)
+	}
+	go t.serve(pod, sess)
+	t.mu.Lock()
+	if old := t.links[pod]; old != nil {
+		old.close()
+	}
+	t.links[pod] = l
+	t.mu.Unlock()
+	t.log.Info("intercepting", "pod", pod, "agentPort", t.agentPort, "localPort", t.localPort)
+	return nil
+}
+
+// serve passes each intercepted connection of sess to the local port. When
+// nothing listens there, the stream is closed at once and the cluster
+// caller sees its connection end, promptly.
+func (t *tunnels) serve(pod string, sess *tunnel.Session) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(t.localPort))
+	for {
+		st, err := sess.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		go func() {
+			local, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.log.Warn("local port not reachable; closing the intercepted connection", "pod", pod, "addr", addr, "err", err)
+				st.Close()
+				return
+			}
+			tunnel.Join(st, local)
+		}()
+	}
+}
+
+func (l *agentLink) close() {
+	l.conn.Close()
+	l.sess.Close()
+}
+
+func (t *tunnels) pods() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.links))
+	for name := range t.links {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// leave asks every agent to send traffic to the app again, then closes the
+// tunnels (which alone would do the same).
+func (t *tunnels) leave(ctx context.Context) error {
+	t.stop()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var errs []error
+	for name, l := range t.links {
+		if err := l.client.Leave(ctx, t.agentPort); err != nil {
+			errs = append(errs, fmt.Errorf("pod %s: %w", name, err))
+		}
+		l.close()
+		delete(t.links, name)
+	}
+	return errors.Join(errs...)
+}
+
+func (t *tunnels) stop() {
+	if t.cancel != nil {
+		t.cancel()
+		<-t.done
+		t.cancel = nil
+	}
+}

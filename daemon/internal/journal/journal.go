@@ -1,0 +1,126 @@
+// Package journal records, in the cluster, every object tether is about to
+// change, before it changes it, so that any machine can restore the exact
+// previous state later, even after the laptop that made the change died.
+//
+// One ConfigMap per workload, in the workload's namespace, holds the
+// workload's original pod template, the original ports of each Service
+// tether retargeted, the token Secret tether created, and hashes of what
+// tether applied, so a rollback can tell whether someone else changed the
+// object since.
+package journal
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Labels on every journal ConfigMap.
+const (
+	LabelJournal      = "tether.dev/journal"
+	LabelWorkloadKind = "tether.dev/workload-kind"
+	LabelWorkloadName = "tether.dev/workload-name"
+	dataKey           = "journal.json"
+)
+
+// Workload names a workload tether changed.
+type Workload struct {
+	Kind      string `json:"kind"` // Deployment or StatefulSet
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+func (w Workload) String() string {
+	return strings.ToLower(w.Kind) + "/" + w.Name
+}
+
+// ConfigMapName is the name of w's journal.
+func (w Workload) ConfigMapName() string {
+	name := "tether-journal-" + strings.ToLower(w.Kind) + "-" + w.Name
+	if len(name) > 253 {
+		sum := sha256.Sum256([]byte(name))
+		name = name[:240] + "-" + hex.EncodeToString(sum[:6])
+	}
+	return name
+}
+
+// Entry is one workload's journal.
+type Entry struct {
+	Workload Workload `json:"workload"`
+	// Template is the workload's pod template before tether changed it.
+	Template corev1.PodTemplateSpec `json:"template"`
+	// AppliedTemplateHash is Hash of the template tether last applied, as
+	// the server stored it; empty until known.
+	AppliedTemplateHash string `json:"appliedTemplateHash,omitempty"`
+	// Services are the Services tether retargeted, keyed by name.
+	Services map[string]ServiceEntry `json:"services,omitempty"`
+	// Secret is the token Secret tether created for the agent.
+	Secret string `json:"secret,omitempty"`
+	// CreatedAt and By say when and by which tether the journal was begun.
+	CreatedAt time.Time `json:"createdAt"`
+	By        string    `json:"by"`
+}
+
+// ServiceEntry is one Service's original ports.
+type ServiceEntry struct {
+	Ports            []corev1.ServicePort `json:"ports"`
+	AppliedPortsHash string               `json:"appliedPortsHash,omitempty"`
+}
+
+// Hash returns a stable digest of v's JSON form.
+func Hash(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("journal: hash %T: %v", v, err))
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// ToConfigMap encodes e as its ConfigMap.
+func (e *Entry) ToConfigMap() (*corev1.ConfigMap, error) {
+	b, err := json.MarshalIndent(e, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode journal of %s: %w", e.Workload, err)
+	}
+	return &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      e.Workload.ConfigMapName(),
+			Namespace: e.Workload.Namespace,
+			Labels: map[string]string{
+				LabelJournal:      "true",
+				LabelWorkloadKind: strings.ToLower(e.Workload.Kind),
+				LabelWorkloadName: labelSafe(e.Workload.Name),
+			},
+		},
+		Data: map[string]string{dataKey: string(b)},
+	}, nil
+}
+
+// FromConfigMap decodes a journal ConfigMap.
+func FromConfigMap(cm *corev1.ConfigMap) (*Entry, error) {
+	raw, ok := cm.Data[dataKey]
+	if !ok {
+		return nil, fmt.Errorf("configmap %s/%s is not a tether journal (no %s)", cm.Namespace, cm.Name, dataKey)
+	}
+	var e Entry
+	if err := json.Unmarshal([]byte(raw), &e); err != nil {
+		return nil, fmt.Errorf("decode journal %s/%s: %w", cm.Namespace, cm.Name, err)
+	}
+	return &e, nil
+}
+
+// labelSafe shortens a name to a valid label value.
+func labelSafe(s string) string {
+	if len(s) <= 63 {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	return s[:50] + "-" + hex.EncodeToString(sum[:6])
+}
