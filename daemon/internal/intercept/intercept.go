@@ -317,4 +317,3 @@ func (i *Intercept) Pods() []string { return i.tunnels.pods() }
 func (i *Intercept) Leave(ctx context.Context) error {
 	return i.tunnels.leave(ctx)
 }
-

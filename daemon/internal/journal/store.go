@@ -101,4 +101,3 @@ func (s Store) List(ctx context.Context, namespace string) ([]*Entry, error) {
 	})
 	return out, nil
 }
-
