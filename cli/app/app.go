@@ -12,6 +12,14 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/cli/connect"
+	"github.com/tetherkube/tether/cli/daemoncmd"
+	"github.com/tetherkube/tether/cli/intercept"
+	"github.com/tetherkube/tether/cli/leave"
+	"github.com/tetherkube/tether/cli/logs"
+	"github.com/tetherkube/tether/cli/quit"
+	"github.com/tetherkube/tether/cli/rollback"
+	"github.com/tetherkube/tether/cli/status"
 	"github.com/tetherkube/tether/cli/version"
 )
 
@@ -20,7 +28,7 @@ import (
 // `kubectl tether ...`.
 func NewRootCommand(streams genericiooptions.IOStreams, argv0 string) *cobra.Command {
 	configFlags := genericclioptions.NewConfigFlags(true)
-	f := &cmdutil.Factory{IOStreams: streams, KubeConfig: configFlags}
+	f := &cmdutil.Factory{IOStreams: streams, KubeConfig: configFlags, Flags: configFlags}
 
 	root := &cobra.Command{
 		Use:   "tether",
@@ -42,7 +50,17 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		return cmdutil.UserErrorf("%w\nSee '%s --help' for the flags it takes.", err, c.CommandPath())
 	})
 
-	root.AddCommand(version.NewCmdVersion(f, nil))
+	root.AddCommand(
+		connect.NewCmdConnect(f),
+		status.NewCmdStatus(f),
+		intercept.NewCmdIntercept(f, nil),
+		leave.NewCmdLeave(f),
+		rollback.NewCmdRollback(f),
+		quit.NewCmdQuit(f),
+		logs.NewCmdLogs(f),
+		version.NewCmdVersion(f, nil),
+		daemoncmd.NewCmdDaemon(f),
+	)
 	return root
 }
 

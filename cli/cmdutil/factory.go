@@ -12,4 +12,6 @@ type Factory struct {
 	// KubeConfig resolves --kubeconfig, --context, -n and the other kubectl
 	// flags into REST clients, exactly as kubectl does.
 	KubeConfig genericclioptions.RESTClientGetter
+	// Flags are the kubectl flags themselves, to hand on to the daemon.
+	Flags *genericclioptions.ConfigFlags
 }

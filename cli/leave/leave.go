@@ -1,0 +1,46 @@
+// Package leave implements `tether leave`.
+package leave
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/daemon"
+)
+
+// NewCmdLeave returns the leave command.
+func NewCmdLeave(f *cmdutil.Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "leave WORKLOAD",
+		Short: "Stop an intercept: the workload's traffic goes to its own pods again",
+		Long: `Stop intercepting WORKLOAD. The agent stays in the pods and passes traffic
+to the app, so leaving restarts nothing; ` + "`tether rollback`" + ` removes it.`,
+		Example: `  tether leave deploy/orders`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := f.Target()
+			if err != nil {
+				return err
+			}
+			client, done, err := f.Daemon(cmd.Context(), false)
+			if errors.Is(err, cmdutil.ErrNoDaemon) {
+				return &cmdutil.UserError{Err: fmt.Errorf("nothing to leave: %w", err)}
+			}
+			if err != nil {
+				return err
+			}
+			defer done()
+			if err := client.Leave(cmd.Context(), t.Namespace, args[0]); err != nil {
+				if errors.Is(err, daemon.ErrUser) || errors.Is(err, daemon.ErrNotFound) {
+					return &cmdutil.UserError{Err: err}
+				}
+				return err
+			}
+			fmt.Fprintf(f.IOStreams.Out, "Left %s: its traffic goes to its own pods again.\n", args[0])
+			return nil
+		},
+	}
+}

@@ -1,0 +1,108 @@
+// Package rollback implements `tether rollback`.
+package rollback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/daemon"
+)
+
+// Options of `tether rollback`.
+type Options struct {
+	genericiooptions.IOStreams
+	Workload string
+	All      bool
+	Force    bool
+	Output   string
+}
+
+// NewCmdRollback returns the rollback command.
+func NewCmdRollback(f *cmdutil.Factory) *cobra.Command {
+	o := &Options{IOStreams: f.IOStreams}
+	cmd := &cobra.Command{
+		Use:   "rollback [WORKLOAD | --all]",
+		Short: "Restore exactly what tether changed in the cluster, from its journal there",
+		Long: `Remove tether's agent and restore every object tether changed to exactly what
+it was, from the journal tether wrote in the cluster before changing anything.
+It works from any machine, also after the one that made the change died. A
+rollback interrupted halfway can be run again and finishes the job.
+
+If someone changed an object after tether did, rollback refuses to undo
+their change; --force restores tether's journaled original anyway.`,
+		Example: `  tether rollback deploy/orders
+  tether rollback --all -n shop
+  tether rollback orders --force`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return cmdutil.UserErrorf("name one workload, or use --all")
+			}
+			if len(args) == 1 {
+				o.Workload = args[0]
+			}
+			if (o.Workload == "") == !o.All {
+				return cmdutil.UserErrorf("name the workload to roll back, or pass --all for every one in the namespace")
+			}
+			if err := cmdutil.ValidateOutput(o.Output); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context(), f)
+		},
+	}
+	cmd.Flags().BoolVar(&o.All, "all", false, "roll back every workload tether changed in the namespace")
+	cmd.Flags().BoolVar(&o.Force, "force", false, "restore objects even if someone changed them after tether did")
+	cmdutil.AddOutputFlag(cmd, &o.Output)
+	return cmd
+}
+
+// Run asks the daemon (started if needed) to roll back.
+func (o *Options) Run(ctx context.Context, f *cmdutil.Factory) error {
+	t, err := f.Target()
+	if err != nil {
+		return err
+	}
+	client, done, err := f.Daemon(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer done()
+	results, err := client.Rollback(ctx, daemon.RollbackRequest{Namespace: t.Namespace, Workload: o.Workload, All: o.All, Force: o.Force})
+	if err != nil {
+		if errors.Is(err, daemon.ErrUser) {
+			return &cmdutil.UserError{Err: err}
+		}
+		return err
+	}
+	if results == nil {
+		results = []daemon.RollbackResult{}
+	}
+	if o.Output != cmdutil.OutputText {
+		if err := cmdutil.PrintStructured(o.Out, o.Output, results); err != nil {
+			return err
+		}
+	} else if len(results) == 0 {
+		fmt.Fprintf(o.Out, "Nothing to roll back in namespace %s.\n", t.Namespace)
+	}
+	failed := 0
+	for _, r := range results {
+		if o.Output == cmdutil.OutputText {
+			fmt.Fprintf(o.Out, "%s in %s:\n", r.Workload, r.Namespace)
+			for _, s := range r.Steps {
+				fmt.Fprintf(o.Out, "  %-10s %s\n", s.Action, s.Object)
+			}
+		}
+		if r.Error != "" {
+			failed++
+			fmt.Fprintf(o.ErrOut, "%s: %s\n", r.Workload, r.Error)
+		}
+	}
+	if failed > 0 {
+		return cmdutil.UserErrorf("%d of %d rollbacks did not finish; fix what they say and run tether rollback again", failed, len(results))
+	}
+	return nil
+}

@@ -1,0 +1,234 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/tetherkube/tether/daemon/internal/intercept"
+	"github.com/tetherkube/tether/daemon/internal/journal"
+	"github.com/tetherkube/tether/daemon/internal/rollback"
+	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/internal/buildinfo"
+	"github.com/tetherkube/tether/internal/portforward"
+)
+
+// Daemon implements Service against one cluster.
+type Daemon struct {
+	context string
+	rc      *rest.Config
+	cs      kubernetes.Interface
+	dialer  *portforward.Dialer
+	log     *slog.Logger
+	quit    chan struct{}
+
+	mu         sync.Mutex
+	quitOnce   sync.Once
+	intercepts map[string]*intercept.Intercept // by namespace + "/" + workload
+}
+
+var _ Service = (*Daemon)(nil)
+
+// New returns a Daemon for the cluster rc reaches; kubeContext is the
+// context's name, for Status.
+func New(rc *rest.Config, kubeContext string, log *slog.Logger) (*Daemon, error) {
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	d, err := portforward.NewDialer(rc)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Daemon{context: kubeContext, rc: rc, cs: cs, dialer: d, log: log,
+		quit: make(chan struct{}), intercepts: map[string]*intercept.Intercept{}}, nil
+}
+
+// Quitting is closed when Quit was called.
+func (d *Daemon) Quitting() <-chan struct{} { return d.quit }
+
+// Status reports the connection and the intercepts.
+func (d *Daemon) Status(ctx context.Context) (Status, error) {
+	st := Status{Context: d.context, Server: d.rc.Host, DaemonVersion: buildinfo.Get().Version, PID: os.Getpid()}
+	if v, err := d.cs.Discovery().ServerVersion(); err == nil {
+		st.ServerVersion = v.GitVersion
+	}
+	d.mu.Lock()
+	for _, ic := range d.intercepts {
+		st.Intercepts = append(st.Intercepts, info(ic))
+	}
+	d.mu.Unlock()
+	sort.Slice(st.Intercepts, func(i, j int) bool {
+		return st.Intercepts[i].Namespace+st.Intercepts[i].Name < st.Intercepts[j].Namespace+st.Intercepts[j].Name
+	})
+	return st, nil
+}
+
+func info(ic *intercept.Intercept) InterceptInfo {
+	return InterceptInfo{
+		Name: ic.Workload.String(), Namespace: ic.Workload.Namespace, Service: ic.Service,
+		ServicePort: int(ic.ServicePort.Port), AgentPort: ic.AgentPort, LocalPort: ic.LocalPort, Pods: ic.Pods(),
+	}
+}
+
+// Intercept starts an intercept and keeps it until Leave or Quit.
+func (d *Daemon) Intercept(ctx context.Context, req InterceptRequest, progress func(string)) (InterceptInfo, error) {
+	w, err := workload.Client{CS: d.cs}.Resolve(ctx, req.Namespace, req.Workload)
+	if err != nil {
+		return InterceptInfo{}, d.classify(err)
+	}
+	key := w.Namespace + "/" + w.String()
+	d.mu.Lock()
+	if ic, ok := d.intercepts[key]; ok {
+		d.mu.Unlock()
+		return InterceptInfo{}, fmt.Errorf("%w: %s in namespace %s is already intercepted to localhost:%d; `tether leave %s` first",
+			ErrExists, w, w.Namespace, ic.LocalPort, w)
+	}
+	d.mu.Unlock()
+	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress}
+	ic, err := m.Start(ctx, intercept.Request{
+		Namespace: req.Namespace, Workload: w.String(), ServicePort: req.ServicePort, LocalPort: req.LocalPort,
+		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
+	})
+	if err != nil {
+		return InterceptInfo{}, d.classify(err)
+	}
+	d.mu.Lock()
+	d.intercepts[key] = ic
+	d.mu.Unlock()
+	d.log.Info("intercept started", "workload", key, "localPort", req.LocalPort, "pods", ic.Pods())
+	return info(ic), nil
+}
+
+// classify marks errors the user can fix.
+func (d *Daemon) classify(err error) error {
+	if errors.Is(err, intercept.ErrUser) || errors.Is(err, workload.ErrNotFound) || errors.Is(err, workload.ErrAmbiguous) ||
+		errors.Is(err, workload.ErrBadRef) || errors.Is(err, intercept.ErrAgentFailed) {
+		return fmt.Errorf("%w: %w", ErrUser, err)
+	}
+	return err
+}
+
+// Leave stops an intercept.
+func (d *Daemon) Leave(ctx context.Context, namespace, name string) error {
+	w, err := workload.Client{CS: d.cs}.Resolve(ctx, namespace, name)
+	if err != nil {
+		return d.classify(err)
+	}
+	key := w.Namespace + "/" + w.String()
+	d.mu.Lock()
+	ic, ok := d.intercepts[key]
+	delete(d.intercepts, key)
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %s in namespace %s is not intercepted by this daemon (see `tether status`)", ErrNotFound, w, w.Namespace)
+	}
+	d.log.Info("leave", "workload", key)
+	return ic.Leave(ctx)
+}
+
+// Rollback restores journaled workloads.
+func (d *Daemon) Rollback(ctx context.Context, req RollbackRequest) ([]RollbackResult, error) {
+	var targets []journal.Workload
+	if req.All {
+		entries, err := journal.Store{CS: d.cs}.List(ctx, req.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			targets = append(targets, e.Workload)
+		}
+	} else {
+		kind, name, err := workload.ParseRef(req.Workload)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUser, err)
+		}
+		w, err := d.journaledWorkload(ctx, req.Namespace, kind, name)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, w)
+	}
+	var results []RollbackResult
+	for _, w := range targets {
+		key := w.Namespace + "/" + w.String()
+		d.mu.Lock()
+		ic := d.intercepts[key]
+		delete(d.intercepts, key)
+		d.mu.Unlock()
+		if ic != nil {
+			_ = ic.Leave(ctx)
+		}
+		res := RollbackResult{Workload: w.String(), Namespace: w.Namespace}
+		steps, err := rollback.Restore(ctx, d.cs, w, req.Force)
+		for _, s := range steps {
+			res.Steps = append(res.Steps, RollbackStep{Object: s.Object, Action: s.Action})
+		}
+		if err != nil {
+			res.Error = err.Error()
+		}
+		d.log.Info("rollback", "workload", key, "steps", steps, "err", err)
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+// journaledWorkload finds the journal a reference names; a bare name may
+// match a deployment's or a statefulset's journal.
+func (d *Daemon) journaledWorkload(ctx context.Context, namespace, kind, name string) (journal.Workload, error) {
+	store := journal.Store{CS: d.cs}
+	var found []journal.Workload
+	for _, k := range []string{workload.Deployment, workload.StatefulSet} {
+		if kind != "" && kind != k {
+			continue
+		}
+		w := journal.Workload{Kind: k, Namespace: namespace, Name: name}
+		e, err := store.Load(ctx, w)
+		if err != nil {
+			return journal.Workload{}, err
+		}
+		if e != nil {
+			found = append(found, w)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return journal.Workload{}, fmt.Errorf("%w: tether has no journal for %q in namespace %s: nothing to roll back (`tether rollback --all` lists and restores every journal)",
+			ErrUser, name, namespace)
+	default:
+		return journal.Workload{}, fmt.Errorf("%w: both deploy/%s and sts/%s have journals; say which", ErrUser, name, name)
+	}
+}
+
+// Quit leaves every intercept and signals the daemon to stop.
+func (d *Daemon) Quit(ctx context.Context) error {
+	d.LeaveAll(ctx)
+	d.quitOnce.Do(func() { close(d.quit) })
+	return nil
+}
+
+// LeaveAll stops every intercept.
+func (d *Daemon) LeaveAll(ctx context.Context) {
+	d.mu.Lock()
+	all := d.intercepts
+	d.intercepts = map[string]*intercept.Intercept{}
+	d.mu.Unlock()
+	for key, ic := range all {
+		if err := ic.Leave(ctx); err != nil {
+			d.log.Warn("leave", "workload", key, "err", err)
+		}
+	}
+}

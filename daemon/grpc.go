@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
+)
+
+// GRPCServer adapts a Service to the generated Daemon server.
+type GRPCServer struct {
+	daemonv1.UnimplementedDaemonServer
+	svc Service
+}
+
+// NewGRPCServer returns the adapter for svc.
+func NewGRPCServer(svc Service) *GRPCServer { return &GRPCServer{svc: svc} }
+
+func toStatus(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, ErrUser):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	default:
+		return status.Error(codes.Internal, err.Error())
+	}
+}
+
+func fromStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.NotFound:
+		return fmt.Errorf("%w: %s", ErrNotFound, st.Message())
+	case codes.AlreadyExists:
+		return fmt.Errorf("%w: %s", ErrExists, st.Message())
+	case codes.FailedPrecondition, codes.InvalidArgument:
+		return fmt.Errorf("%w: %s", ErrUser, st.Message())
+	case codes.Canceled:
+		return context.Canceled
+	default:
+		return errors.New(st.Message())
+	}
+}
+
+func infoToProto(i InterceptInfo) *daemonv1.InterceptInfo {
+	return &daemonv1.InterceptInfo{
+		Name: i.Name, Namespace: i.Namespace, Service: i.Service, ServicePort: int32(i.ServicePort),
+		AgentPort: int32(i.AgentPort), LocalPort: int32(i.LocalPort), Pods: i.Pods,
+	}
+}
+
+func infoFromProto(p *daemonv1.InterceptInfo) InterceptInfo {
+	return InterceptInfo{
+		Name: p.GetName(), Namespace: p.GetNamespace(), Service: p.GetService(), ServicePort: int(p.GetServicePort()),
+		AgentPort: int(p.GetAgentPort()), LocalPort: int(p.GetLocalPort()), Pods: p.GetPods(),
+	}
+}
+
+func (s *GRPCServer) Status(ctx context.Context, _ *daemonv1.StatusRequest) (*daemonv1.StatusResponse, error) {
+	st, err := s.svc.Status(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &daemonv1.StatusResponse{Context: st.Context, Server: st.Server, ServerVersion: st.ServerVersion,
+		DaemonVersion: st.DaemonVersion, Pid: int32(st.PID)}
+	for _, i := range st.Intercepts {
+		resp.Intercepts = append(resp.Intercepts, infoToProto(i))
+	}
+	return resp, nil
+}
+
+func (s *GRPCServer) Intercept(req *daemonv1.InterceptRequest, stream grpc.ServerStreamingServer[daemonv1.InterceptEvent]) error {
+	progress := func(line string) {
+		_ = stream.Send(&daemonv1.InterceptEvent{Event: &daemonv1.InterceptEvent_Progress{Progress: line}})
+	}
+	info, err := s.svc.Intercept(stream.Context(), InterceptRequest{
+		Namespace: req.GetNamespace(), Workload: req.GetWorkload(), ServicePort: req.GetServicePort(),
+		LocalPort: int(req.GetLocalPort()), AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds(),
+	}, progress)
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.Send(&daemonv1.InterceptEvent{Event: &daemonv1.InterceptEvent_Ready{Ready: infoToProto(info)}})
+}
+
+func (s *GRPCServer) Leave(ctx context.Context, req *daemonv1.LeaveRequest) (*daemonv1.LeaveResponse, error) {
+	return &daemonv1.LeaveResponse{}, toStatus(s.svc.Leave(ctx, req.GetNamespace(), req.GetName()))
+}
+
+func (s *GRPCServer) Rollback(ctx context.Context, req *daemonv1.RollbackRequest) (*daemonv1.RollbackResponse, error) {
+	results, err := s.svc.Rollback(ctx, RollbackRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), All: req.GetAll(), Force: req.GetForce()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &daemonv1.RollbackResponse{}
+	for _, r := range results {
+		pr := &daemonv1.RollbackResult{Workload: r.Workload, Namespace: r.Namespace, Error: r.Error}
+		for _, st := range r.Steps {
+			pr.Steps = append(pr.Steps, &daemonv1.RollbackStep{Object: st.Object, Action: st.Action})
+		}
+		resp.Results = append(resp.Results, pr)
+	}
+	return resp, nil
+}
+
+func (s *GRPCServer) Quit(ctx context.Context, _ *daemonv1.QuitRequest) (*daemonv1.QuitResponse, error) {
+	return &daemonv1.QuitResponse{}, toStatus(s.svc.Quit(ctx))
+}
+
+// Client implements Service over a gRPC connection to a daemon.
+type Client struct {
+	rpc daemonv1.DaemonClient
+}
+
+var _ Service = (*Client)(nil)
+
+// NewClient returns a Client using conn.
+func NewClient(conn grpc.ClientConnInterface) *Client {
+	return &Client{rpc: daemonv1.NewDaemonClient(conn)}
+}
+
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	resp, err := c.rpc.Status(ctx, &daemonv1.StatusRequest{})
+	if err != nil {
+		return Status{}, fromStatus(err)
+	}
+	st := Status{Context: resp.GetContext(), Server: resp.GetServer(), ServerVersion: resp.GetServerVersion(),
+		DaemonVersion: resp.GetDaemonVersion(), PID: int(resp.GetPid()), Intercepts: []InterceptInfo{}}
+	for _, i := range resp.GetIntercepts() {
+		st.Intercepts = append(st.Intercepts, infoFromProto(i))
+	}
+	return st, nil
+}
+
+func (c *Client) Intercept(ctx context.Context, req InterceptRequest, progress func(string)) (InterceptInfo, error) {
+	stream, err := c.rpc.Intercept(ctx, &daemonv1.InterceptRequest{
+		Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort, LocalPort: int32(req.LocalPort),
+		AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout,
+	})
+	if err != nil {
+		return InterceptInfo{}, fromStatus(err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return InterceptInfo{}, errors.New("daemon ended the intercept call without an answer")
+		}
+		if err != nil {
+			return InterceptInfo{}, fromStatus(err)
+		}
+		switch e := ev.GetEvent().(type) {
+		case *daemonv1.InterceptEvent_Progress:
+			if progress != nil {
+				progress(e.Progress)
+			}
+		case *daemonv1.InterceptEvent_Ready:
+			return infoFromProto(e.Ready), nil
+		}
+	}
+}
+
+func (c *Client) Leave(ctx context.Context, namespace, name string) error {
+	_, err := c.rpc.Leave(ctx, &daemonv1.LeaveRequest{Namespace: namespace, Name: name})
+	return fromStatus(err)
+}
+
+func (c *Client) Rollback(ctx context.Context, req RollbackRequest) ([]RollbackResult, error) {
+	resp, err := c.rpc.Rollback(ctx, &daemonv1.RollbackRequest{Namespace: req.Namespace, Workload: req.Workload, All: req.All, Force: req.Force})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	var out []RollbackResult
+	for _, r := range resp.GetResults() {
+		rr := RollbackResult{Workload: r.GetWorkload(), Namespace: r.GetNamespace(), Error: r.GetError()}
+		for _, s := range r.GetSteps() {
+			rr.Steps = append(rr.Steps, RollbackStep{Object: s.GetObject(), Action: s.GetAction()})
+		}
+		out = append(out, rr)
+	}
+	return out, nil
+}
+
+func (c *Client) Quit(ctx context.Context) error {
+	_, err := c.rpc.Quit(ctx, &daemonv1.QuitRequest{})
+	return fromStatus(err)
+}

@@ -1,0 +1,84 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+)
+
+// Service is the daemon's API.
+type Service interface {
+	// Status reports the cluster connection and the running intercepts.
+	Status(ctx context.Context) (Status, error)
+	// Intercept starts an intercept, calling progress with what it waits for.
+	Intercept(ctx context.Context, req InterceptRequest, progress func(string)) (InterceptInfo, error)
+	// Leave stops the intercept named name ("deployment/orders") in namespace.
+	Leave(ctx context.Context, namespace, name string) error
+	// Rollback restores what tether changed, from the journal in the cluster.
+	Rollback(ctx context.Context, req RollbackRequest) ([]RollbackResult, error)
+	// Quit ends every intercept and stops the daemon.
+	Quit(ctx context.Context) error
+}
+
+// Errors of the Service; test with errors.Is. Each wraps a message that
+// says what to do.
+var (
+	// ErrUser: the request cannot work as asked (bad input, missing object).
+	ErrUser = errors.New("user error")
+	// ErrNotFound: no such intercept.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: that intercept runs already.
+	ErrExists = errors.New("already exists")
+)
+
+// Status is the daemon's state.
+type Status struct {
+	Context       string          `json:"context"`
+	Server        string          `json:"server"`
+	ServerVersion string          `json:"serverVersion"`
+	DaemonVersion string          `json:"daemonVersion"`
+	PID           int             `json:"pid"`
+	Intercepts    []InterceptInfo `json:"intercepts"`
+}
+
+// InterceptRequest asks for an intercept.
+type InterceptRequest struct {
+	Namespace      string `json:"namespace"`
+	Workload       string `json:"workload"`
+	ServicePort    string `json:"servicePort"`
+	LocalPort      int    `json:"localPort"`
+	AgentImage     string `json:"agentImage"`
+	RolloutTimeout int64  `json:"rolloutTimeoutSeconds,omitempty"`
+}
+
+// InterceptInfo describes a running intercept.
+type InterceptInfo struct {
+	Name        string   `json:"name"`
+	Namespace   string   `json:"namespace"`
+	Service     string   `json:"service"`
+	ServicePort int      `json:"servicePort"`
+	AgentPort   int      `json:"agentPort"`
+	LocalPort   int      `json:"localPort"`
+	Pods        []string `json:"pods"`
+}
+
+// RollbackRequest names what to roll back.
+type RollbackRequest struct {
+	Namespace string `json:"namespace"`
+	Workload  string `json:"workload,omitempty"`
+	All       bool   `json:"all,omitempty"`
+	Force     bool   `json:"force,omitempty"`
+}
+
+// RollbackResult is one workload's rollback.
+type RollbackResult struct {
+	Workload  string         `json:"workload"`
+	Namespace string         `json:"namespace"`
+	Steps     []RollbackStep `json:"steps"`
+	Error     string         `json:"error,omitempty"`
+}
+
+// RollbackStep is one object restored or removed.
+type RollbackStep struct {
+	Object string `json:"object"`
+	Action string `json:"action"`
+}
