@@ -106,4 +106,3 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	return nil
 }
-
