@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/tetherkube/tether/integration/cluster"
 )
@@ -39,6 +40,8 @@ type env struct {
 	rc         *rest.Config
 	cs         *kubernetes.Clientset
 	ns         string
+	// runtimeDir is this test's XDG_RUNTIME_DIR: its own tether daemon.
+	runtimeDir string
 }
 
 // repoRoot returns the repository root, from this file's location.
@@ -97,7 +100,22 @@ func newEnv(t *testing.T) *env {
 			t.Errorf("delete namespace %s: %v", ns, err)
 		}
 	})
-	return &env{t: t, kubeconfig: kc, rc: rc, cs: cs, ns: ns}
+	runtimeDir, err := os.MkdirTemp("", "tt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, kubeconfig: kc, rc: rc, cs: cs, ns: ns, runtimeDir: runtimeDir}
+	t.Cleanup(func() {
+		// Stop this test's daemon (if it started one) before the namespace goes.
+		runBinary(t, tetherBinary(t), e.tetherEnv(), "quit", "--kubeconfig", kc)
+		os.RemoveAll(runtimeDir)
+	})
+	return e
+}
+
+// tetherEnv is the environment tether runs in for this test.
+func (e *env) tetherEnv() []string {
+	return []string{"XDG_RUNTIME_DIR=" + e.runtimeDir, "KUBECONFIG=" + e.kubeconfig}
 }
 
 // dumpNamespace logs the pods and events of a failed test's namespace.
@@ -239,7 +257,7 @@ func restrictedContainerSecurity() *corev1.SecurityContext {
 // built here) with args and returns stdout, stderr and the exit code.
 func (e *env) tether(args ...string) (string, string, int) {
 	e.t.Helper()
-	return runBinary(e.t, tetherBinary(e.t), nil, args...)
+	return runBinary(e.t, tetherBinary(e.t), e.tetherEnv(), args...)
 }
 
 func tetherBinary(t *testing.T) string {
@@ -274,4 +292,52 @@ func runBinary(t *testing.T, bin string, extraEnv []string, args ...string) (str
 		code = ee.ExitCode()
 	}
 	return stdout.String(), stderr.String(), code
+}
+
+// clientPod starts a long-lived pod running the demo image's sleep, to exec
+// requests from, and returns its name once it runs.
+func (e *env) clientPod(name string) string {
+	e.t.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			SecurityContext: restrictedPodSecurity(),
+			Containers: []corev1.Container{{
+				Name: "client", Image: cluster.DemoImage, ImagePullPolicy: corev1.PullNever,
+				Args: []string{"sleep"}, SecurityContext: restrictedContainerSecurity(),
+			}},
+		},
+	}
+	if _, err := e.cs.CoreV1().Pods(e.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		e.t.Fatalf("create pod %s: %v", name, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	err := wait.PollUntilContextCancel(wctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodRunning, nil
+	})
+	if err != nil {
+		e.t.Fatalf("pod %s not running: %v", name, err)
+	}
+	return name
+}
+
+// exec runs a command in pod's first container and returns its stdout and
+// stderr, and whether it succeeded.
+func (e *env) exec(pod string, cmd ...string) (string, bool) {
+	e.t.Helper()
+	req := e.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(e.ns).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	ex, err := remotecommand.NewSPDYExecutor(e.rc, "POST", req.URL())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	// Separate buffers: the executor copies stdout and stderr concurrently.
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr})
+	return stdout.String() + stderr.String(), err == nil
 }

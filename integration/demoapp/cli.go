@@ -28,7 +28,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		if len(args) > 1 {
 			addr = args[1]
 		}
-		return ServeCommand(addr, stdout)
+		return ServeCommand(ctx, addr, stdout)
 	case "get":
 		if len(args) != 2 {
 			return errors.New("usage: tether-demo get URL")

@@ -4,6 +4,7 @@
 package demoapp
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -214,13 +215,23 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
-// ServeCommand runs the server on addr until it fails.
-func ServeCommand(addr string, stdout io.Writer) error {
+// ServeCommand runs the server on addr until ctx ends (SIGTERM), then
+// finishes the requests in flight, as a well-behaved app does.
+func ServeCommand(ctx context.Context, addr string, stdout io.Writer) error {
 	name := os.Getenv("POD_NAME")
 	if name == "" {
 		name, _ = os.Hostname()
 	}
 	srv := &http.Server{Addr: addr, Handler: NewServer(name).Handler(), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "orders serving on %s as %s\n", addr, name)
-	return srv.ListenAndServe()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
 }

@@ -28,6 +28,10 @@ import (
 	"github.com/tetherkube/tether/internal/buildinfo"
 )
 
+// ProxySettle is how long an intercept waits, once the Service's endpoints
+// name only agent pods, for kube-proxy to apply them on the nodes.
+const ProxySettle = 2 * time.Second
+
 // ErrUser marks errors the user can fix; the message says how.
 var ErrUser = inject.ErrUser
 
@@ -168,6 +172,10 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	if err := waitRollout(ctx, m.CS, w, req.RolloutTimeout, progress); err != nil {
 		return fail(err)
 	}
+	want, _, err := rolloutDone(ctx, m.CS, w)
+	if err != nil {
+		return fail(err)
+	}
 	if plan.Service != nil {
 		progress(fmt.Sprintf("pointing service/%s port %d at the agent", svc.Name, plan.ServicePort.Port))
 		ports, err := m.retarget(ctx, svc.Namespace, svc.Name, plan.Service.Spec.Ports)
@@ -182,6 +190,18 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 	}
 
+	if err := waitEndpoints(ctx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress); err != nil {
+		return fail(err)
+	}
+	// kube-proxy applies endpoint changes to each node's rules up to about a
+	// second later (its minimum sync period); until then a new connection
+	// may still go to a pod being replaced.
+	progress(fmt.Sprintf("letting the nodes apply service/%s's new endpoints (%s)", svc.Name, ProxySettle))
+	select {
+	case <-time.After(ProxySettle):
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
 	ic, err := m.connect(ctx, req, w, svc, plan, token)
 	if err != nil {
 		return fail(err)

@@ -1,0 +1,278 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// laptop serves HTTP on loopback as the developer's process would, and
+// answers with X-Served-By: laptop.
+func laptop(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Served-By", "laptop")
+		fmt.Fprintf(w, `{"served_by":"laptop","path":%q}`+"\n", r.URL.Path)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// servedBy sends one request from the client pod to the orders Service and
+// returns who answered: "laptop", "app", or what went wrong.
+func (e *env) servedBy(client string) string {
+	e.t.Helper()
+	out, ok := e.exec(client, "/tether-demo", "get", "http://orders."+e.ns+".svc.cluster.local/whoami")
+	if !ok {
+		return "failed: " + strings.TrimSpace(out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if v, found := strings.CutPrefix(line, "X-Served-By: "); found {
+			if strings.HasPrefix(v, "orders-") {
+				return "app"
+			}
+			return v
+		}
+	}
+	return "unknown: " + out
+}
+
+// converge waits until requests are served by want, n times in a row, and
+// returns how long the first took. A cluster needs a moment after its
+// endpoints change before kube-proxy routes by them; this bounds that wait
+// (a hang guard, not a timing assertion).
+func (e *env) converge(client, want string, n int) time.Duration {
+	e.t.Helper()
+	start := time.Now()
+	var first time.Duration
+	var got string
+	for streak := 0; time.Since(start) < 60*time.Second; time.Sleep(100 * time.Millisecond) {
+		if got = e.servedBy(client); got != want {
+			streak = 0
+			continue
+		}
+		if streak == 0 && first == 0 {
+			first = time.Since(start)
+		}
+		if streak++; streak == n {
+			return first
+		}
+	}
+	e.t.Fatalf("requests never served by %s %d times in a row within 60s; last: %s", want, n, got)
+	return 0
+}
+
+// requireAll sends n requests and requires every one served by want.
+func (e *env) requireAll(client, want string, n int) {
+	e.t.Helper()
+	for i := range n {
+		if got := e.servedBy(client); got != want {
+			e.t.Errorf("request %d of %d served by %q, want %s", i+1, n, got, want)
+		}
+	}
+}
+
+// snapshot is what rollback must restore: the template and Service ports.
+type snapshot struct {
+	template corev1.PodTemplateSpec
+	ports    []corev1.ServicePort
+}
+
+func (e *env) snapshot() snapshot {
+	e.t.Helper()
+	ctx := context.Background()
+	d, err := e.cs.AppsV1().Deployments(e.ns).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s, err := e.cs.CoreV1().Services(e.ns).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return snapshot{template: d.Spec.Template, ports: s.Spec.Ports}
+}
+
+// requireRestored checks the workload equals before and nothing of tether
+// remains in the namespace.
+func (e *env) requireRestored(before snapshot) {
+	e.t.Helper()
+	after := e.snapshot()
+	if !equality.Semantic.DeepEqual(before.template, after.template) {
+		e.t.Errorf("pod template not restored field for field:\nbefore %+v\nafter  %+v", before.template, after.template)
+	}
+	if !equality.Semantic.DeepEqual(before.ports, after.ports) {
+		e.t.Errorf("service ports not restored: before %+v after %+v", before.ports, after.ports)
+	}
+	ctx := context.Background()
+	cms, _ := e.cs.CoreV1().ConfigMaps(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "tether.dev/journal=true"})
+	if len(cms.Items) != 0 {
+		e.t.Errorf("journal entries remain: %d", len(cms.Items))
+	}
+	if _, err := e.cs.CoreV1().Secrets(e.ns).Get(ctx, "tether-agent-orders", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		e.t.Errorf("agent token secret remains (err %v)", err)
+	}
+}
+
+// waitAppRoutes waits until the orders Service routes to exactly replicas
+// ready pods, none running the agent (after a rollback's rollout).
+func (e *env) waitAppRoutes(replicas int) {
+	e.t.Helper()
+	e.waitAvailable("orders", int32(replicas))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		slices, err := e.cs.DiscoveryV1().EndpointSlices(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=orders"})
+		if err != nil {
+			return false, nil
+		}
+		ready := 0
+		for _, s := range slices.Items {
+			for _, ep := range s.Endpoints {
+				// Terminating endpoints get no new connections while ready ones exist.
+				if ep.TargetRef == nil || ep.Conditions.Ready == nil || !*ep.Conditions.Ready {
+					continue
+				}
+				p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, ep.TargetRef.Name, metav1.GetOptions{})
+				if err != nil {
+					return false, nil
+				}
+				for _, c := range p.Spec.Containers {
+					if c.Name == "tether-agent" {
+						return false, nil
+					}
+				}
+				ready++
+			}
+		}
+		return ready == replicas, nil
+	})
+	if err != nil {
+		e.t.Fatalf("service orders does not route to %d app pods: %v", replicas, err)
+	}
+}
+
+func (e *env) mustTether(args ...string) string {
+	e.t.Helper()
+	args = append(args, "--kubeconfig", e.kubeconfig, "-n", e.ns)
+	out, errOut, code := e.tether(args...)
+	if code != 0 {
+		e.t.Fatalf("tether %s exited %d:\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// TestInterceptLeaveRollback is tether's main job end to end: a client
+// pod's requests to the Service are answered by a server in this test
+// process; after leave the app answers at once; rollback restores the
+// workload field for field and removes everything tether added.
+func TestInterceptLeaveRollback(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	client := e.clientPod("client")
+	before := e.snapshot()
+	port := laptop(t)
+
+	out := e.mustTether("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(port))
+	if !strings.Contains(out, "Intercepting deployment/orders") {
+		t.Errorf("intercept output: %s", out)
+	}
+	// Strict: tether waited for the endpoints and kube-proxy already.
+	e.requireAll(client, "laptop", 10)
+
+	var st struct {
+		Connected bool
+		Daemon    struct {
+			Intercepts []struct {
+				Name      string
+				LocalPort int
+				Pods      []string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Connected || len(st.Daemon.Intercepts) != 1 || st.Daemon.Intercepts[0].LocalPort != port || len(st.Daemon.Intercepts[0].Pods) != 1 {
+		t.Errorf("status = %+v", st)
+	}
+
+	// Leave changes nothing in the cluster: the agent passes traffic to the
+	// app from the next connection on.
+	e.mustTether("leave", "deploy/orders")
+	e.requireAll(client, "app", 5)
+
+	e.mustTether("rollback", "deploy/orders")
+	e.waitAppRoutes(1)
+	e.requireRestored(before)
+	e.converge(client, "app", 3)
+	e.requireAll(client, "app", 5)
+}
+
+// TestDaemonKilledFallsBackToApp: kill -9 of the daemon during an intercept
+// sends traffic back to the app, and a fresh daemon rolls back.
+func TestDaemonKilledFallsBackToApp(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	client := e.clientPod("client")
+	before := e.snapshot()
+	port := laptop(t)
+	e.mustTether("intercept", "orders", "--port", "http:"+strconv.Itoa(port))
+	e.requireAll(client, "laptop", 3)
+	var st struct{ Daemon struct{ PID int } }
+	json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st)
+	if st.Daemon.PID <= 0 {
+		t.Fatalf("no daemon pid in status")
+	}
+	if err := syscall.Kill(st.Daemon.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The agent notices the dead tunnel by keepalive (within 2 s by design).
+	t.Logf("served by the app again %s after kill -9 of the daemon", e.converge(client, "app", 1))
+	e.requireAll(client, "app", 5)
+
+	e.mustTether("rollback", "orders")
+	e.waitAppRoutes(1)
+	e.requireRestored(before)
+}
+
+// TestInterceptEveryReplica: with 3 replicas every request reaches the
+// laptop, whichever pod the Service picked.
+func TestInterceptEveryReplica(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(3)
+	client := e.clientPod("client")
+	before := e.snapshot()
+	port := laptop(t)
+	out := e.mustTether("intercept", "deploy/orders", "--port", "80:"+strconv.Itoa(port), "-o", "json")
+	var info struct{ Pods []string }
+	json.Unmarshal([]byte(out), &info)
+	if len(info.Pods) != 3 {
+		t.Errorf("intercept covers pods %v, want 3", info.Pods)
+	}
+	// Each request is a new connection; kube-proxy picks a pod at random.
+	e.requireAll(client, "laptop", 30)
+
+	e.mustTether("rollback", "deploy/orders")
+	e.waitAppRoutes(3)
+	e.requireRestored(before)
+}
