@@ -17,6 +17,7 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/rollback"
 	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/internal/access"
 	"github.com/tetherkube/tether/internal/buildinfo"
 	"github.com/tetherkube/tether/internal/portforward"
 )
@@ -84,6 +85,16 @@ func info(ic *intercept.Intercept) InterceptInfo {
 
 // Intercept starts an intercept and keeps it until Leave or Quit.
 func (d *Daemon) Intercept(ctx context.Context, req InterceptRequest, progress func(string)) (InterceptInfo, error) {
+	// Refuse before changing anything when a permission is missing: a
+	// half-done intercept the user may not roll back is worse than none.
+	missing, err := access.Missing(ctx, d.cs, req.Namespace)
+	if err != nil {
+		return InterceptInfo{}, err
+	}
+	if len(missing) > 0 {
+		return InterceptInfo{}, fmt.Errorf("%w: you may not do everything an intercept needs in namespace %s; missing:\n%s"+
+			"ask your cluster admin for the Role in docs/intercept.md", ErrUser, req.Namespace, access.Describe(missing))
+	}
 	w, err := workload.Client{CS: d.cs}.Resolve(ctx, req.Namespace, req.Workload)
 	if err != nil {
 		return InterceptInfo{}, d.classify(err)

@@ -27,7 +27,7 @@ to the app, so leaving restarts nothing; ` + "`tether rollback`" + ` removes it.
 			}
 			client, done, err := f.Daemon(cmd.Context(), false)
 			if errors.Is(err, cmdutil.ErrNoDaemon) {
-				return &cmdutil.UserError{Err: fmt.Errorf("nothing to leave: %w", err)}
+				return &cmdutil.UserError{Err: fmt.Errorf("%s is not intercepted: %w", args[0], err)}
 			}
 			if err != nil {
 				return err
