@@ -336,7 +336,7 @@ func (e *env) exec(pod string, cmd ...string) (string, bool) {
 	}
 	// Separate buffers: the executor copies stdout and stderr concurrently.
 	var stdout, stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr})
 	return stdout.String() + stderr.String(), err == nil

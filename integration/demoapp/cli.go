@@ -17,6 +17,10 @@ import (
 //	get URL          an HTTP GET; prints the status line and body
 //	post URL [BODY]  an HTTP POST of BODY (JSON); prints the status line and body
 //	lookup NAME      a DNS lookup through the pod's resolv.conf
+//	upload URL N     POST N pseudo-random bytes to URL/upload; print both checksums
+//	download URL     GET URL; print the byte count and checksum
+//	parallel URL N   N GETs at once, a connection each; print the successes
+//	keepalive URL N  N GETs on one connection; print successes and reuses
 //	sleep            wait forever (a client pod to exec into)
 func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -43,6 +47,27 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 			body = args[2]
 		}
 		return request(ctx, http.MethodPost, args[1], body, stdout)
+	case "upload", "parallel", "keepalive":
+		if len(args) != 3 {
+			return fmt.Errorf("usage: tether-demo %s URL COUNT", args[0])
+		}
+		n, err := atoi64(args[2])
+		if err != nil {
+			return err
+		}
+		switch args[0] {
+		case "upload":
+			return uploadCommand(ctx, args[1], n, stdout)
+		case "parallel":
+			return parallel(ctx, args[1], int(n), stdout)
+		default:
+			return keepalive(ctx, args[1], int(n), stdout)
+		}
+	case "download":
+		if len(args) != 2 {
+			return errors.New("usage: tether-demo download URL")
+		}
+		return download(ctx, args[1], stdout)
 	case "lookup":
 		if len(args) != 2 {
 			return errors.New("usage: tether-demo lookup NAME")
