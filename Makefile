@@ -94,7 +94,7 @@ integration: cluster-up build ## integration tests against the local cluster
 test: vet proto-check unit integration ## everything CI runs: vet, generated-code check, unit and integration tests
 
 .PHONY: bench
-bench: cluster-up ## benchmarks, printed as ratios against a baseline measured in the same run
+bench: cluster-up build ## benchmarks, printed as ratios against a baseline measured in the same run
 	$(GO) run ./integration/bench
 
 .PHONY: demo

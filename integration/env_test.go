@@ -28,7 +28,6 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/tetherkube/tether/integration/cluster"
 )
@@ -328,16 +327,8 @@ func (e *env) clientPod(name string) string {
 // stderr, and whether it succeeded.
 func (e *env) exec(pod string, cmd ...string) (string, bool) {
 	e.t.Helper()
-	req := e.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(e.ns).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-	ex, err := remotecommand.NewSPDYExecutor(e.rc, "POST", req.URL())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	// Separate buffers: the executor copies stdout and stderr concurrently.
-	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr})
-	return stdout.String() + stderr.String(), err == nil
+	out, err := cluster.Exec(ctx, e.rc, e.ns, pod, cmd...)
+	return out, err == nil
 }

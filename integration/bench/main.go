@@ -30,6 +30,7 @@ import (
 )
 
 type options struct {
+	tetherBin  string
 	kubeconfig string
 	namespace  string
 	requests   int
@@ -38,6 +39,7 @@ type options struct {
 
 func main() {
 	o := options{}
+	flag.StringVar(&o.tetherBin, "tether", "bin/tether", "the tether binary to measure")
 	flag.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster to measure")
 	flag.StringVar(&o.namespace, "namespace", "tether-bench", "namespace to deploy the orders app in (deleted afterwards)")
 	flag.IntVar(&o.requests, "requests", 2000, "sequential requests per latency row")
@@ -103,9 +105,41 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	print(os.Stdout, baseline, []row{baseline, direct})
+	stop()
+	tr, err := measureTether(ctx, rc, cs, o, mustAbs(".cluster"))
+	if err != nil {
+		return err
+	}
+	intercepted := row{name: "intercepted: pod -> Service -> agent -> tunnel -> laptop", p50: tr.interceptedP50, p99: tr.interceptedP99, mbPerSec: tr.interceptedMiBs}
+	inCluster := row{name: "pod -> Service -> app, no tether (reference)", p50: tr.inClusterP50, p99: tr.inClusterP99, mbPerSec: direct.mbPerSec}
+	fmt.Println("== data path: latency of sequential requests on one connection, bulk download")
+	print(os.Stdout, baseline, []row{baseline, intercepted, direct, inCluster})
+	fmt.Println("   (the reference row's throughput is the host -> pod IP figure; its latency is measured from a pod)")
+
+	fmt.Println("\n== time to be ready")
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "step\ttime\tratio to baseline\t")
+	for _, t := range []timing{
+		{"API round trip, GET /version (baseline)", tr.apiRoundTrip},
+		{"tether connect (starts the daemon)", tr.connect},
+		{"tether intercept, command to return", tr.intercept},
+		{"  of which the agent rollout", tr.rollout},
+		{"intercept: command to first request served by the laptop", tr.firstServed},
+	} {
+		fmt.Fprintf(tw, "%s\t%s\t%.1fx\t\n", t.name, t.d.Round(time.Millisecond), float64(t.d)/float64(tr.apiRoundTrip))
+	}
+	tw.Flush()
+
+	fmt.Println("\n== agent footprint")
+	tw = tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "what\tagent\tbaseline: orders demo app\tratio\ttarget\t")
+	fmt.Fprintf(tw, "idle RSS\t%.1f MiB\t%.1f MiB\t%.2fx\t< 15 MiB\t\n", mib(tr.agentRSS), mib(tr.appRSS), float64(tr.agentRSS)/float64(tr.appRSS))
+	fmt.Fprintf(tw, "image (compressed tarball)\t%.1f MB\t%.1f MB\t%.2fx\t< 15 MB\t\n", float64(tr.agentImage)/1e6, float64(tr.demoImage)/1e6, float64(tr.agentImage)/float64(tr.demoImage))
+	tw.Flush()
 	return nil
 }
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func deploy(ctx context.Context, cs *kubernetes.Clientset, ns string) (*corev1.Pod, error) {
 	_ = cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})

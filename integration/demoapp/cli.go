@@ -21,6 +21,8 @@ import (
 //	download URL     GET URL; print the byte count and checksum
 //	parallel URL N   N GETs at once, a connection each; print the successes
 //	keepalive URL N  N GETs on one connection; print successes and reuses
+//	latency URL N    N GETs on one connection; print p50 and p99
+//	throughput URL   GET URL; print MiB/s
 //	sleep            wait forever (a client pod to exec into)
 func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -47,7 +49,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 			body = args[2]
 		}
 		return request(ctx, http.MethodPost, args[1], body, stdout)
-	case "upload", "parallel", "keepalive":
+	case "upload", "parallel", "keepalive", "latency":
 		if len(args) != 3 {
 			return fmt.Errorf("usage: tether-demo %s URL COUNT", args[0])
 		}
@@ -60,12 +62,17 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 			return uploadCommand(ctx, args[1], n, stdout)
 		case "parallel":
 			return parallel(ctx, args[1], int(n), stdout)
+		case "latency":
+			return latency(ctx, args[1], int(n), stdout)
 		default:
 			return keepalive(ctx, args[1], int(n), stdout)
 		}
-	case "download":
+	case "download", "throughput":
 		if len(args) != 2 {
-			return errors.New("usage: tether-demo download URL")
+			return fmt.Errorf("usage: tether-demo %s URL", args[0])
+		}
+		if args[0] == "throughput" {
+			return throughput(ctx, args[1], stdout)
 		}
 		return download(ctx, args[1], stdout)
 	case "lookup":

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -136,4 +137,55 @@ func atoi64(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a non-negative count", s)
 	}
 	return n, nil
+}
+
+// latency sends n GETs one after another on one keep-alive connection (after
+// a warm-up) and prints their p50 and p99 in microseconds.
+func latency(ctx context.Context, url string, n int, stdout io.Writer) error {
+	if n < 1 {
+		return fmt.Errorf("latency needs at least 1 request")
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 30 * time.Second}
+	get := func() error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	for range 50 {
+		if err := get(); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	lat := make([]time.Duration, n)
+	for i := range lat {
+		t0 := time.Now()
+		if err := get(); err != nil {
+			return fmt.Errorf("request %d: %w", i+1, err)
+		}
+		lat[i] = time.Since(t0)
+	}
+	slices.Sort(lat)
+	fmt.Fprintf(stdout, "p50_us %d p99_us %d\n", lat[n/2].Microseconds(), lat[n*99/100].Microseconds())
+	return nil
+}
+
+// throughput downloads url and prints MiB/s.
+func throughput(ctx context.Context, url string, stdout io.Writer) error {
+	t0 := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "bytes %d mib_per_s %.1f\n", n, float64(n)/(1<<20)/time.Since(t0).Seconds())
+	return nil
 }

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/tetherkube/tether/integration/cluster"
+	"github.com/tetherkube/tether/integration/demoapp"
+)
+
+// tetherCLI runs the tether binary with its own daemon folder.
+type tetherCLI struct {
+	bin, kubeconfig, namespace, runtimeDir string
+}
+
+func (c tetherCLI) cmd(ctx context.Context, args ...string) *exec.Cmd {
+	args = append(args, "--kubeconfig", c.kubeconfig, "-n", c.namespace)
+	cmd := exec.CommandContext(ctx, c.bin, args...)
+	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+c.runtimeDir)
+	return cmd
+}
+
+func (c tetherCLI) run(ctx context.Context, args ...string) (string, error) {
+	out, err := c.cmd(ctx, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("tether %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// timing is a duration measured once, with its baseline.
+type timing struct {
+	name string
+	d    time.Duration
+}
+
+// tetherResults is what the tether rows measured.
+type tetherResults struct {
+	apiRoundTrip, connect, intercept, rollout, firstServed time.Duration
+	interceptedP50, interceptedP99                         time.Duration
+	inClusterP50, inClusterP99                             time.Duration
+	interceptedMiBs                                        float64
+	agentRSS, appRSS                                       int64
+	agentImage, demoImage                                  int64
+}
+
+// measureTether measures connect, intercept, the intercepted data path and
+// the agent's footprint, through the tether CLI as a user runs it.
+func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, o options, clusterDir string) (tetherResults, error) {
+	var r tetherResults
+	runtimeDir, err := os.MkdirTemp("", "tb")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(runtimeDir)
+	cli := tetherCLI{bin: o.tetherBin, kubeconfig: o.kubeconfig, namespace: o.namespace, runtimeDir: runtimeDir}
+	defer cli.run(context.Background(), "quit")
+
+	t0 := time.Now()
+	if _, err := cs.Discovery().ServerVersion(); err != nil {
+		return r, err
+	}
+	r.apiRoundTrip = time.Since(t0)
+	t0 = time.Now()
+	if _, err := cli.run(ctx, "connect"); err != nil {
+		return r, err
+	}
+	r.connect = time.Since(t0)
+
+	client, err := startClient(ctx, cs, o.namespace)
+	if err != nil {
+		return r, err
+	}
+	base := "http://orders." + o.namespace + ".svc.cluster.local"
+	out, err := cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "latency", base+"/orders/7", strconv.Itoa(o.requests))
+	if err != nil {
+		return r, fmt.Errorf("in-cluster latency: %w: %s", err, out)
+	}
+	r.inClusterP50, r.inClusterP99 = parseLatency(out)
+
+	// The laptop side: the orders app itself, in this process.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return r, err
+	}
+	srv := &http.Server{Handler: demoapp.NewServer("laptop").Handler()}
+	go srv.Serve(l)
+	defer srv.Close()
+
+	t0 = time.Now()
+	cmd := cli.cmd(ctx, "intercept", "orders", "--port", "http:"+strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return r, err
+	}
+	if err := cmd.Start(); err != nil {
+		return r, err
+	}
+	var rolloutStart, rolloutEnd time.Time
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "adding the agent"):
+			rolloutStart = time.Now()
+		case rolloutEnd.IsZero() && !rolloutStart.IsZero() && !strings.HasPrefix(line, "waiting for") && !strings.HasPrefix(line, "adding"):
+			rolloutEnd = time.Now()
+		case rolloutEnd.IsZero() && strings.HasPrefix(line, "waiting for service/"):
+			rolloutEnd = time.Now()
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return r, fmt.Errorf("intercept: %w", err)
+	}
+	r.intercept = time.Since(t0)
+	if !rolloutStart.IsZero() && !rolloutEnd.IsZero() {
+		r.rollout = rolloutEnd.Sub(rolloutStart)
+	}
+	for {
+		out, err := cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "get", base+"/whoami")
+		if err == nil && strings.Contains(out, "X-Served-By: laptop") {
+			break
+		}
+		if time.Since(t0) > 2*time.Minute {
+			return r, fmt.Errorf("no request served by the laptop 2 minutes after the intercept started: %s", out)
+		}
+	}
+	r.firstServed = time.Since(t0)
+
+	out, err = cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "latency", base+"/orders/7", strconv.Itoa(o.requests))
+	if err != nil {
+		return r, fmt.Errorf("intercepted latency: %w: %s", err, out)
+	}
+	r.interceptedP50, r.interceptedP99 = parseLatency(out)
+	out, err = cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "throughput", fmt.Sprintf("%s/bytes?n=%d", base, o.bulkBytes))
+	if err != nil {
+		return r, fmt.Errorf("intercepted throughput: %w: %s", err, out)
+	}
+	if m := regexp.MustCompile(`mib_per_s ([\d.]+)`).FindStringSubmatch(out); m != nil {
+		r.interceptedMiBs, _ = strconv.ParseFloat(m[1], 64)
+	}
+	if _, err := cli.run(ctx, "leave", "orders"); err != nil {
+		return r, err
+	}
+	time.Sleep(10 * time.Second) // let the agent idle before reading its memory
+	r.agentRSS, r.appRSS, err = containerRSS(ctx, cs, o.namespace)
+	if err != nil {
+		return r, err
+	}
+	r.agentImage = fileSize(filepath.Join(clusterDir, "images", "tether-agent.tar"))
+	r.demoImage = fileSize(filepath.Join(clusterDir, "images", "tether-demo.tar"))
+	if _, err := cli.run(ctx, "rollback", "orders"); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+func parseLatency(out string) (time.Duration, time.Duration) {
+	m := regexp.MustCompile(`p50_us (\d+) p99_us (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		return 0, 0
+	}
+	p50, _ := strconv.Atoi(m[1])
+	p99, _ := strconv.Atoi(m[2])
+	return time.Duration(p50) * time.Microsecond, time.Duration(p99) * time.Microsecond
+}
+
+func fileSize(p string) int64 {
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// startClient runs a long-lived client pod to send requests from.
+func startClient(ctx context.Context, cs *kubernetes.Clientset, ns string) (string, error) {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-client"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "client", Image: cluster.DemoImage, ImagePullPolicy: corev1.PullNever, Args: []string{"sleep"},
+		}}},
+	}
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	for start := time.Now(); time.Since(start) < 2*time.Minute; time.Sleep(300 * time.Millisecond) {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err == nil && p.Status.Phase == corev1.PodRunning {
+			return pod.Name, nil
+		}
+	}
+	return "", fmt.Errorf("client pod not running")
+}
+
+// containerRSS reads the agent's and the app's memory from the kubelet's
+// stats summary.
+func containerRSS(ctx context.Context, cs *kubernetes.Clientset, ns string) (agent, app int64, err error) {
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil || len(nodes.Items) == 0 {
+		return 0, 0, fmt.Errorf("list nodes: %v", err)
+	}
+	raw, err := cs.CoreV1().RESTClient().Get().Resource("nodes").Name(nodes.Items[0].Name).SubResource("proxy", "stats", "summary").DoRaw(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("kubelet stats: %w", err)
+	}
+	var summary struct {
+		Pods []struct {
+			PodRef     struct{ Name, Namespace string }
+			Containers []struct {
+				Name   string
+				Memory struct {
+					RSSBytes        int64 `json:"rssBytes"`
+					WorkingSetBytes int64 `json:"workingSetBytes"`
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(raw, &summary); err != nil {
+		return 0, 0, err
+	}
+	for _, p := range summary.Pods {
+		if p.PodRef.Namespace != ns || !strings.HasPrefix(p.PodRef.Name, "orders-") {
+			continue
+		}
+		for _, c := range p.Containers {
+			switch c.Name {
+			case "tether-agent":
+				agent = c.Memory.RSSBytes
+			case "orders":
+				app = c.Memory.RSSBytes
+			}
+		}
+	}
+	if agent == 0 {
+		return 0, 0, fmt.Errorf("no memory figure for the agent container in the kubelet's stats")
+	}
+	return agent, app, nil
+}
