@@ -4,12 +4,14 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/klog/v2"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/connect"
@@ -66,6 +68,9 @@ every change tether made, and see where a connection or a DNS name goes.`,
 
 // Run executes tether with args (without the program name).
 func Run(ctx context.Context, streams genericiooptions.IOStreams, argv0 string, args []string) error {
+	// client-go's own logging must not mix into command output; the daemon
+	// routes it into its log file instead (cli/daemoncmd).
+	klog.SetSlogLogger(slog.New(slog.DiscardHandler))
 	root := NewRootCommand(streams, argv0)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

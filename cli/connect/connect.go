@@ -82,6 +82,7 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rc.QPS, rc.Burst = 50, 50 // the access reviews go out at once
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err

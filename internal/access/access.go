@@ -4,8 +4,10 @@ package access
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	authv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,20 +55,37 @@ func Needed() []Rule {
 	}
 }
 
-// Missing returns the rules the user lacks in namespace.
+// Missing returns the rules the user lacks in namespace, in Needed's
+// order. The reviews run concurrently: one round trip, not seventeen.
 func Missing(ctx context.Context, cs kubernetes.Interface, namespace string) ([]Rule, error) {
+	rules := Needed()
+	allowed := make([]bool, len(rules))
+	errs := make([]error, len(rules))
+	var wg sync.WaitGroup
+	for i, r := range rules {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			review := &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{
+				ResourceAttributes: &authv1.ResourceAttributes{
+					Namespace: namespace, Verb: r.Verb, Group: r.Group, Resource: r.Resource, Subresource: r.Subresource,
+				},
+			}}
+			resp, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+			if err != nil {
+				errs[i] = fmt.Errorf("check permission %s: %w", r, err)
+				return
+			}
+			allowed[i] = resp.Status.Allowed
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	var missing []Rule
-	for _, r := range Needed() {
-		review := &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authv1.ResourceAttributes{
-				Namespace: namespace, Verb: r.Verb, Group: r.Group, Resource: r.Resource, Subresource: r.Subresource,
-			},
-		}}
-		resp, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("check permission %s: %w", r, err)
-		}
-		if !resp.Status.Allowed {
+	for i, r := range rules {
+		if !allowed[i] {
 			missing = append(missing, r)
 		}
 	}
