@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make demo`: what tether does today, on the local cluster (which `make`
-# has already brought up). It deploys the orders app in namespace
-# tether-demo and leaves it there to play with.
+# `make demo`: tether's main job on the local cluster (which `make` has
+# already brought up): intercept a Service to this machine, leave, roll
+# back. It deploys the orders app in namespace tether-demo and leaves it
+# there to play with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KUBECONFIG=${KUBECONFIG:-$PWD/.cluster/kubeconfig.yaml}
@@ -30,8 +31,30 @@ done
 step "a request from inside the cluster, through the Service's DNS name"
 show $kubectl -n $ns exec deploy/orders -c orders -- /tether-demo get http://orders.$ns.svc.cluster.local/orders/7
 
-step "the failing request tether's intercept and replay will help debug"
+step "the failing request, answered by the app in the cluster"
 show $kubectl -n $ns exec deploy/orders -c orders -- /tether-demo post http://orders/orders/42/checkout
+
+step "start 'your code' on this machine (the same app, as it runs in your IDE) on localhost:3000"
+POD_NAME=laptop bin/tether-demo serve 127.0.0.1:3000 >/dev/null 2>&1 &
+local_pid=$!
+trap 'kill $local_pid 2>/dev/null; $tether quit >/dev/null 2>&1 || true' EXIT
+sleep 0.5
+
+step "intercept: the orders Service's http port goes to localhost:3000"
+show $tether intercept deploy/orders -n $ns --port http:3000
+show $tether status
+
+step "the same request from inside the cluster is now served by this machine (X-Served-By: laptop)"
+show $kubectl -n $ns exec deploy/orders -c orders -- /tether-demo post http://orders/orders/42/checkout
+
+step "leave: the pods serve again, nothing restarts"
+show $tether leave deploy/orders -n $ns
+show $kubectl -n $ns exec deploy/orders -c orders -- /tether-demo get http://orders/whoami
+
+step "rollback: the agent goes, the workload is exactly as before"
+show $tether rollback deploy/orders -n $ns
+show $kubectl -n $ns rollout status deploy/orders --timeout=120s
+show $kubectl -n $ns get deploy/orders -o jsonpath='{.spec.template.spec.containers[*].name}{"\n"}'
 
 printf '\nThe orders app stays in namespace %s; remove it with: %s delete namespace %s\n' "$ns" "$kubectl" "$ns"
 printf 'KUBECONFIG=%s\n' "$KUBECONFIG"
