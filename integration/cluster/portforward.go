@@ -4,14 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
-	"k8s.io/client-go/transport/spdy"
+
+	tpf "github.com/tetherkube/tether/internal/portforward"
 )
 
 // ForwardPort forwards a loopback port to port of the pod, with client-go's
@@ -23,19 +22,10 @@ func ForwardPort(ctx context.Context, rc *rest.Config, namespace, pod string, po
 	if err != nil {
 		return "", nil, err
 	}
-	url := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
-	transport, upgrader, err := spdy.RoundTripperFor(rc)
+	dialer, err := tpf.StreamDialer(rc, cs, namespace, pod)
 	if err != nil {
 		return "", nil, err
 	}
-	spdyDialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, url)
-	wsDialer, err := portforward.NewSPDYOverWebsocketDialer(url, rc)
-	if err != nil {
-		return "", nil, err
-	}
-	dialer := portforward.NewFallbackDialer(wsDialer, spdyDialer, func(err error) bool {
-		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-	})
 
 	stopCh, readyCh := make(chan struct{}), make(chan struct{})
 	pf, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(port)}, stopCh, readyCh, io.Discard, io.Discard)

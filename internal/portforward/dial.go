@@ -38,23 +38,32 @@ func NewDialer(rc *rest.Config) (*Dialer, error) {
 	return &Dialer{rc: rc, cs: cs}, nil
 }
 
-// DialPod connects to port of the pod namespace/pod. The pod's side of the
-// connection is made by the kubelet to the pod's loopback address, so a
-// port the pod serves only on 127.0.0.1 is reachable.
-func (d *Dialer) DialPod(ctx context.Context, namespace, pod string, port int) (net.Conn, error) {
-	url := d.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
-	transport, upgrader, err := spdy.RoundTripperFor(d.rc)
+// StreamDialer returns the dialer of the pod's port-forward subresource:
+// WebSocket, falling back to SPDY where the server lacks it, as kubectl does.
+func StreamDialer(rc *rest.Config, cs kubernetes.Interface, namespace, pod string) (httpstream.Dialer, error) {
+	url := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
+	transport, upgrader, err := spdy.RoundTripperFor(rc)
 	if err != nil {
 		return nil, err
 	}
 	spdyDialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, url)
-	wsDialer, err := portforward.NewSPDYOverWebsocketDialer(url, d.rc)
+	wsDialer, err := portforward.NewSPDYOverWebsocketDialer(url, rc)
 	if err != nil {
 		return nil, err
 	}
-	dialer := portforward.NewFallbackDialer(wsDialer, spdyDialer, func(err error) bool {
+	return portforward.NewFallbackDialer(wsDialer, spdyDialer, func(err error) bool {
 		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-	})
+	}), nil
+}
+
+// DialPod connects to port of the pod namespace/pod. The pod's side of the
+// connection is made by the kubelet to the pod's loopback address, so a
+// port the pod serves only on 127.0.0.1 is reachable.
+func (d *Dialer) DialPod(ctx context.Context, namespace, pod string, port int) (net.Conn, error) {
+	dialer, err := StreamDialer(d.rc, d.cs, namespace, pod)
+	if err != nil {
+		return nil, err
+	}
 
 	type result struct {
 		conn httpstream.Connection
