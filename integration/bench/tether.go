@@ -56,7 +56,7 @@ type tetherResults struct {
 	interceptedP50, interceptedP99                         time.Duration
 	inClusterP50, inClusterP99                             time.Duration
 	interceptedMiBs                                        float64
-	agentRSS, appRSS                                       int64
+	agentRSS, appRSS, agentRSSAfterLoad                    memory
 	agentImage, demoImage                                  int64
 }
 
@@ -142,6 +142,11 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 		}
 	}
 	r.firstServed = time.Since(t0)
+	time.Sleep(10 * time.Second) // let the kubelet's stats catch up with the new pod
+	r.agentRSS, r.appRSS, err = containerRSS(ctx, cs, o.namespace)
+	if err != nil {
+		return r, err
+	}
 
 	out, err = cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "latency", base+"/orders/7", strconv.Itoa(o.requests))
 	if err != nil {
@@ -158,8 +163,8 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 	if _, err := cli.run(ctx, "leave", "orders"); err != nil {
 		return r, err
 	}
-	time.Sleep(10 * time.Second) // let the agent idle before reading its memory
-	r.agentRSS, r.appRSS, err = containerRSS(ctx, cs, o.namespace)
+	time.Sleep(10 * time.Second) // the stats are sampled every few seconds
+	r.agentRSSAfterLoad, _, err = containerRSS(ctx, cs, o.namespace)
 	if err != nil {
 		return r, err
 	}
@@ -209,16 +214,33 @@ func startClient(ctx context.Context, cs *kubernetes.Clientset, ns string) (stri
 	return "", fmt.Errorf("client pod not running")
 }
 
+// memory is one container's memory as the kubelet reports it: RSS is
+// anonymous memory; the working set adds the active file pages (the binary).
+type memory struct{ rss, workingSet int64 }
+
 // containerRSS reads the agent's and the app's memory from the kubelet's
-// stats summary.
-func containerRSS(ctx context.Context, cs *kubernetes.Clientset, ns string) (agent, app int64, err error) {
+// stats summary, waiting until it has figures for both.
+func containerRSS(ctx context.Context, cs *kubernetes.Clientset, ns string) (agent, app memory, err error) {
+	for start := time.Now(); time.Since(start) < time.Minute; time.Sleep(2 * time.Second) {
+		agent, app, err = readStats(ctx, cs, ns)
+		if err == nil && agent.workingSet > 0 && app.workingSet > 0 {
+			return agent, app, nil
+		}
+	}
+	if err == nil {
+		err = fmt.Errorf("the kubelet's stats have no memory figures for the agent and the app")
+	}
+	return agent, app, err
+}
+
+func readStats(ctx context.Context, cs *kubernetes.Clientset, ns string) (agent, app memory, err error) {
 	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil || len(nodes.Items) == 0 {
-		return 0, 0, fmt.Errorf("list nodes: %v", err)
+		return agent, app, fmt.Errorf("list nodes: %v", err)
 	}
 	raw, err := cs.CoreV1().RESTClient().Get().Resource("nodes").Name(nodes.Items[0].Name).SubResource("proxy", "stats", "summary").DoRaw(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("kubelet stats: %w", err)
+		return agent, app, fmt.Errorf("kubelet stats: %w", err)
 	}
 	var summary struct {
 		Pods []struct {
@@ -233,23 +255,21 @@ func containerRSS(ctx context.Context, cs *kubernetes.Clientset, ns string) (age
 		}
 	}
 	if err := json.Unmarshal(raw, &summary); err != nil {
-		return 0, 0, err
+		return agent, app, err
 	}
 	for _, p := range summary.Pods {
 		if p.PodRef.Namespace != ns || !strings.HasPrefix(p.PodRef.Name, "orders-") {
 			continue
 		}
 		for _, c := range p.Containers {
+			m := memory{rss: c.Memory.RSSBytes, workingSet: c.Memory.WorkingSetBytes}
 			switch c.Name {
 			case "tether-agent":
-				agent = c.Memory.RSSBytes
+				agent = m
 			case "orders":
-				app = c.Memory.RSSBytes
+				app = m
 			}
 		}
-	}
-	if agent == 0 {
-		return 0, 0, fmt.Errorf("no memory figure for the agent container in the kubelet's stats")
 	}
 	return agent, app, nil
 }
