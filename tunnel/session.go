@@ -98,9 +98,9 @@ func start(ctx context.Context, conn net.Conn, cfg Config, client bool) (*Sessio
 	ycfg.LogOutput = io.Discard
 	var mux *yamux.Session
 	if client {
-		mux, err = yamux.Client(conn, ycfg)
+		mux, err = yamux.Client(newCoalescingConn(conn), ycfg)
 	} else {
-		mux, err = yamux.Server(conn, ycfg)
+		mux, err = yamux.Server(newCoalescingConn(conn), ycfg)
 	}
 	if err != nil {
 		conn.Close()
