@@ -18,7 +18,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 )
 
 // laptop serves HTTP on loopback as the developer's process would, and
@@ -275,4 +277,68 @@ func TestInterceptEveryReplica(t *testing.T) {
 	e.mustTether("rollback", "deploy/orders")
 	e.waitAppRoutes(3)
 	e.requireRestored(before)
+}
+
+// TestInterceptNumericTargetPortAndScaling: a Service whose targetPort is a
+// number is pointed at the agent (and restored by rollback); pods added
+// while intercepting are covered too.
+func TestInterceptNumericTargetPortAndScaling(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	ctx := context.Background()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s, err := e.cs.CoreV1().Services(e.ns).Get(ctx, "orders", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		s.Spec.Ports[0].TargetPort = intstr.FromInt32(8080)
+		_, err = e.cs.CoreV1().Services(e.ns).Update(ctx, s, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := e.clientPod("client")
+	before := e.snapshot()
+	port := laptop(t)
+	e.mustTether("intercept", "orders", "--port", "80:"+strconv.Itoa(port))
+	if got := e.snapshot().ports[0].TargetPort; got == intstr.FromInt32(8080) {
+		t.Errorf("service targetPort still %v; want it pointed at the agent", got)
+	}
+	e.requireAll(client, "laptop", 5)
+
+	// Scale up: the daemon follows the new pods and intercepts them too.
+	scale, err := e.cs.AppsV1().Deployments(e.ns).GetScale(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale.Spec.Replicas = 3
+	if _, err := e.cs.AppsV1().Deployments(e.ns).UpdateScale(ctx, "orders", scale, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitAvailable("orders", 3)
+	var st struct {
+		Daemon struct{ Intercepts []struct{ Pods []string } }
+	}
+	for start := time.Now(); ; time.Sleep(300 * time.Millisecond) {
+		json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st)
+		if len(st.Daemon.Intercepts) == 1 && len(st.Daemon.Intercepts[0].Pods) == 3 {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("the intercept never covered the 3 pods: %+v", st)
+		}
+	}
+	e.converge(client, "laptop", 3) // kube-proxy picks up the new endpoints
+	e.requireAll(client, "laptop", 20)
+
+	e.mustTether("rollback", "orders")
+	e.waitAppRoutes(3)
+	after := e.snapshot()
+	if !equality.Semantic.DeepEqual(before.ports, after.ports) {
+		t.Errorf("service ports not restored: before %+v after %+v", before.ports, after.ports)
+	}
+	if !equality.Semantic.DeepEqual(before.template, after.template) {
+		t.Errorf("pod template not restored")
+	}
 }
