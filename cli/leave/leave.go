@@ -13,7 +13,8 @@ import (
 
 // NewCmdLeave returns the leave command.
 func NewCmdLeave(f *cmdutil.Factory) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "leave WORKLOAD",
 		Short: "Stop an intercept: the workload's traffic goes to its own pods again",
 		Long: `Stop intercepting WORKLOAD. The agent stays in the pods and passes traffic
@@ -21,6 +22,9 @@ to the app, so leaving restarts nothing; ` + "`tether rollback`" + ` removes it.
 		Example: `  tether leave deploy/orders`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cmdutil.ValidateOutput(output); err != nil {
+				return err
+			}
 			t, err := f.Target()
 			if err != nil {
 				return err
@@ -39,8 +43,13 @@ to the app, so leaving restarts nothing; ` + "`tether rollback`" + ` removes it.
 				}
 				return err
 			}
+			if output != cmdutil.OutputText {
+				return cmdutil.PrintStructured(f.IOStreams.Out, output, map[string]string{"left": args[0], "namespace": t.Namespace})
+			}
 			fmt.Fprintf(f.IOStreams.Out, "Left %s: its traffic goes to its own pods again.\n", args[0])
 			return nil
 		},
 	}
+	cmdutil.AddOutputFlag(cmd, &output)
+	return cmd
 }

@@ -12,15 +12,25 @@ import (
 
 // NewCmdQuit returns the quit command.
 func NewCmdQuit(f *cmdutil.Factory) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "quit",
 		Short: "End every intercept and stop the daemon (agents stay and serve the app; `tether rollback` removes them)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cmdutil.ValidateOutput(output); err != nil {
+				return err
+			}
+			report := func(stopped bool, text string) error {
+				if output != cmdutil.OutputText {
+					return cmdutil.PrintStructured(f.IOStreams.Out, output, map[string]bool{"stopped": stopped})
+				}
+				_, err := fmt.Fprintln(f.IOStreams.Out, text)
+				return err
+			}
 			client, done, err := f.Daemon(cmd.Context(), false)
 			if errors.Is(err, cmdutil.ErrNoDaemon) {
-				fmt.Fprintln(f.IOStreams.Out, "No daemon runs for this context.")
-				return nil
+				return report(false, "No daemon runs for this context.")
 			}
 			if err != nil {
 				return err
@@ -29,8 +39,9 @@ func NewCmdQuit(f *cmdutil.Factory) *cobra.Command {
 			if err := client.Quit(cmd.Context()); err != nil {
 				return err
 			}
-			fmt.Fprintln(f.IOStreams.Out, "Daemon stopped; intercepts ended.")
-			return nil
+			return report(true, "Daemon stopped; intercepts ended.")
 		},
 	}
+	cmdutil.AddOutputFlag(cmd, &output)
+	return cmd
 }
