@@ -34,6 +34,7 @@ type Daemon struct {
 	mu         sync.Mutex
 	quitOnce   sync.Once
 	intercepts map[string]*intercept.Intercept // by namespace + "/" + workload
+	starting   map[string]bool                 // intercepts being started, same keys
 }
 
 var _ Service = (*Daemon)(nil)
@@ -53,7 +54,7 @@ func New(rc *rest.Config, kubeContext string, log *slog.Logger) (*Daemon, error)
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Daemon{context: kubeContext, rc: rc, cs: cs, dialer: d, log: log,
-		quit: make(chan struct{}), intercepts: map[string]*intercept.Intercept{}}, nil
+		quit: make(chan struct{}), intercepts: map[string]*intercept.Intercept{}, starting: map[string]bool{}}, nil
 }
 
 // Quitting is closed when Quit was called.
@@ -106,7 +107,17 @@ func (d *Daemon) Intercept(ctx context.Context, req InterceptRequest, progress f
 		return InterceptInfo{}, fmt.Errorf("%w: %s in namespace %s is already intercepted to localhost:%d; `tether leave %s` first",
 			ErrExists, w, w.Namespace, ic.LocalPort, w)
 	}
+	if d.starting[key] {
+		d.mu.Unlock()
+		return InterceptInfo{}, fmt.Errorf("%w: an intercept of %s in namespace %s is being started right now", ErrExists, w, w.Namespace)
+	}
+	d.starting[key] = true
 	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.starting, key)
+		d.mu.Unlock()
+	}()
 	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress}
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), ServicePort: req.ServicePort, LocalPort: req.LocalPort,
