@@ -78,6 +78,23 @@ func TestInterceptDataPath(t *testing.T) {
 		}
 	})
 
+	keepAliveThroughIntercept(t, e, client, base)
+
+	t.Run("laptop process gone", func(t *testing.T) {
+		// Stop the local server: callers must get a prompt error, not hang
+		// until their timeout.
+		srv.Close()
+		out, ok := e.exec(client, "/tether-demo", "get", base+"/whoami")
+		if ok {
+			t.Fatalf("request succeeded with the local process gone: %s", out)
+		}
+		if strings.Contains(out, "deadline exceeded") || strings.Contains(out, "Timeout") {
+			t.Errorf("the caller waited for its timeout instead of failing at once: %s", out)
+		}
+	})
+}
+
+func keepAliveThroughIntercept(t *testing.T, e *env, client, base string) {
 	t.Run("keep-alive", func(t *testing.T) {
 		out, ok := e.exec(client, "/tether-demo", "keepalive", base+"/orders/7", "50")
 		if want := "ok 50 of 50 reused 49"; !ok || !strings.Contains(out, want) {

@@ -112,8 +112,12 @@ func run(ctx context.Context, o options) error {
 	}
 	intercepted := row{name: "intercepted: pod -> Service -> agent -> tunnel -> laptop", p50: tr.interceptedP50, p99: tr.interceptedP99, mbPerSec: tr.interceptedMiBs}
 	inCluster := row{name: "pod -> Service -> app, no tether (reference)", p50: tr.inClusterP50, p99: tr.inClusterP99, mbPerSec: direct.mbPerSec}
+	// What tether adds: the intercepted path less the in-cluster Service hop
+	// it shares with any caller (derived from two rows of this run).
+	added := row{name: "intercepted less the in-cluster hop (derived)",
+		p50: tr.interceptedP50 - tr.inClusterP50, p99: tr.interceptedP99 - tr.inClusterP99, mbPerSec: tr.interceptedMiBs}
 	fmt.Println("== data path: latency of sequential requests on one connection, bulk download")
-	print(os.Stdout, baseline, []row{baseline, intercepted, direct, inCluster})
+	print(os.Stdout, baseline, []row{baseline, intercepted, added, direct, inCluster})
 	fmt.Println("   (the reference row's throughput is the host -> pod IP figure; its latency is measured from a pod)")
 
 	fmt.Println("\n== time to be ready")
