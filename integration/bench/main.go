@@ -35,6 +35,7 @@ type options struct {
 	namespace  string
 	requests   int
 	bulkBytes  int64
+	rounds     int
 }
 
 func main() {
@@ -42,8 +43,9 @@ func main() {
 	flag.StringVar(&o.tetherBin, "tether", "bin/tether", "the tether binary to measure")
 	flag.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster to measure")
 	flag.StringVar(&o.namespace, "namespace", "tether-bench", "namespace to deploy the orders app in (deleted afterwards)")
-	flag.IntVar(&o.requests, "requests", 2000, "sequential requests per latency row")
-	flag.Int64Var(&o.bulkBytes, "bulk-bytes", 256<<20, "bytes per throughput row")
+	flag.IntVar(&o.requests, "requests", 1000, "sequential requests per latency measurement")
+	flag.Int64Var(&o.bulkBytes, "bulk-bytes", 128<<20, "bytes per throughput measurement")
+	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per path; the table shows medians")
 	flag.Parse()
 	if o.kubeconfig == "" {
 		o.kubeconfig = cluster.DefaultConfig(mustAbs(".cluster")).KubeconfigPath()
@@ -82,43 +84,24 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	pod, err := deploy(ctx, cs, o.namespace)
 	defer func() {
 		_ = cs.CoreV1().Namespaces().Delete(context.Background(), o.namespace, metav1.DeleteOptions{})
 	}()
-	if err != nil {
+	if _, err := deploy(ctx, cs, o.namespace); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "measuring against pod %s/%s (%s) with %d requests and %d MiB per row\n",
-		o.namespace, pod.Name, pod.Status.PodIP, o.requests, o.bulkBytes>>20)
-
-	pfAddr, stop, err := cluster.ForwardPort(ctx, rc, o.namespace, pod.Name, 8080)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	baseline, err := measure(ctx, "raw client-go port-forward (baseline)", "http://"+pfAddr, o)
-	if err != nil {
-		return err
-	}
-	direct, err := measure(ctx, "host -> pod IP, no API server", "http://"+pod.Status.PodIP+":8080", o)
-	if err != nil {
-		return err
-	}
-	stop()
+	fmt.Fprintf(os.Stderr, "measuring in namespace %s: %d rounds of %d requests and %d MiB per path\n",
+		o.namespace, o.rounds, o.requests, o.bulkBytes>>20)
 	tr, err := measureTether(ctx, rc, cs, o, mustAbs(".cluster"))
 	if err != nil {
 		return err
 	}
-	intercepted := row{name: "intercepted: pod -> Service -> agent -> tunnel -> laptop", p50: tr.interceptedP50, p99: tr.interceptedP99, mbPerSec: tr.interceptedMiBs}
-	inCluster := row{name: "pod -> Service -> app, no tether (reference)", p50: tr.inClusterP50, p99: tr.inClusterP99, mbPerSec: direct.mbPerSec}
 	// What tether adds: the intercepted path less the in-cluster Service hop
-	// it shares with any caller (derived from two rows of this run).
+	// every caller pays (derived from two rows of this run).
 	added := row{name: "intercepted less the in-cluster hop (derived)",
-		p50: tr.interceptedP50 - tr.inClusterP50, p99: tr.interceptedP99 - tr.inClusterP99, mbPerSec: tr.interceptedMiBs}
-	fmt.Println("== data path: latency of sequential requests on one connection, bulk download")
-	print(os.Stdout, baseline, []row{baseline, intercepted, added, direct, inCluster})
-	fmt.Println("   (the reference row's throughput is the host -> pod IP figure; its latency is measured from a pod)")
+		p50: tr.intercepted.p50 - tr.inCluster.p50, p99: tr.intercepted.p99 - tr.inCluster.p99, mbPerSec: tr.intercepted.mbPerSec}
+	fmt.Printf("== data path: medians of %d interleaved rounds; latency of sequential requests on one connection, bulk download\n", o.rounds)
+	print(os.Stdout, tr.baseline, []row{tr.baseline, tr.intercepted, added, tr.direct, tr.inCluster})
 
 	fmt.Println("\n== time to be ready")
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', tabwriter.AlignRight)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,9 +54,8 @@ type timing struct {
 // tetherResults is what the tether rows measured.
 type tetherResults struct {
 	apiRoundTrip, connect, intercept, rollout, firstServed time.Duration
-	interceptedP50, interceptedP99                         time.Duration
-	inClusterP50, inClusterP99                             time.Duration
-	interceptedMiBs                                        float64
+	// Medians over o.rounds interleaved rounds.
+	baseline, direct, intercepted, inCluster row
 	agentRSS, appRSS, agentRSSAfterLoad                    memory
 	agentImage, demoImage                                  int64
 }
@@ -88,11 +88,15 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 		return r, err
 	}
 	base := "http://orders." + o.namespace + ".svc.cluster.local"
-	out, err := cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "latency", base+"/orders/7", strconv.Itoa(o.requests))
-	if err != nil {
-		return r, fmt.Errorf("in-cluster latency: %w: %s", err, out)
+	var inCluster []row
+	for range o.rounds {
+		m, err := podMeasure(ctx, rc, o, client, base)
+		if err != nil {
+			return r, err
+		}
+		inCluster = append(inCluster, m)
 	}
-	r.inClusterP50, r.inClusterP99 = parseLatency(out)
+	r.inCluster = median("pod -> Service -> app, no tether (reference)", inCluster)
 
 	// The laptop side: the orders app itself, in this process.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -148,18 +152,37 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 		return r, err
 	}
 
-	out, err = cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "latency", base+"/orders/7", strconv.Itoa(o.requests))
+	// Baseline, direct and intercepted, interleaved round by round so that
+	// the machine's load falls on all alike; the baseline port-forward goes
+	// to the same pod's app port, past the agent.
+	pod, err := agentPod(ctx, cs, o.namespace)
 	if err != nil {
-		return r, fmt.Errorf("intercepted latency: %w: %s", err, out)
+		return r, err
 	}
-	r.interceptedP50, r.interceptedP99 = parseLatency(out)
-	out, err = cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "throughput", fmt.Sprintf("%s/bytes?n=%d", base, o.bulkBytes))
+	pfAddr, stop, err := cluster.ForwardPort(ctx, rc, o.namespace, pod.Name, 8080)
 	if err != nil {
-		return r, fmt.Errorf("intercepted throughput: %w: %s", err, out)
+		return r, err
 	}
-	if m := regexp.MustCompile(`mib_per_s ([\d.]+)`).FindStringSubmatch(out); m != nil {
-		r.interceptedMiBs, _ = strconv.ParseFloat(m[1], 64)
+	defer stop()
+	var baseline, direct, intercepted []row
+	for range o.rounds {
+		b, err := measure(ctx, "raw port-forward", "http://"+pfAddr, o)
+		if err != nil {
+			return r, err
+		}
+		d, err := measure(ctx, "direct", "http://"+pod.Status.PodIP+":8080", o)
+		if err != nil {
+			return r, err
+		}
+		i, err := podMeasure(ctx, rc, o, client, base)
+		if err != nil {
+			return r, fmt.Errorf("intercepted: %w", err)
+		}
+		baseline, direct, intercepted = append(baseline, b), append(direct, d), append(intercepted, i)
 	}
+	r.baseline = median("raw client-go port-forward to the pod (baseline)", baseline)
+	r.direct = median("host -> pod IP, no API server", direct)
+	r.intercepted = median("intercepted: pod -> Service -> agent -> tunnel -> laptop", intercepted)
 	if _, err := cli.run(ctx, "leave", "orders"); err != nil {
 		return r, err
 	}
@@ -174,6 +197,56 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 		return r, err
 	}
 	return r, nil
+}
+
+// podMeasure measures latency and bulk throughput from the client pod to base.
+func podMeasure(ctx context.Context, rc *rest.Config, o options, client, base string) (row, error) {
+	out, err := cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "latency", base+"/orders/7", strconv.Itoa(o.requests))
+	if err != nil {
+		return row{}, fmt.Errorf("latency from a pod: %w: %s", err, out)
+	}
+	var r row
+	r.p50, r.p99 = parseLatency(out)
+	out, err = cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "throughput", fmt.Sprintf("%s/bytes?n=%d", base, o.bulkBytes))
+	if err != nil {
+		return row{}, fmt.Errorf("throughput from a pod: %w: %s", err, out)
+	}
+	if m := regexp.MustCompile(`mib_per_s ([\d.]+)`).FindStringSubmatch(out); m != nil {
+		r.mbPerSec, _ = strconv.ParseFloat(m[1], 64)
+	}
+	return r, nil
+}
+
+// median takes each figure's median over rows.
+func median(name string, rows []row) row {
+	p50s, p99s, mbs := make([]time.Duration, len(rows)), make([]time.Duration, len(rows)), make([]float64, len(rows))
+	for i, r := range rows {
+		p50s[i], p99s[i], mbs[i] = r.p50, r.p99, r.mbPerSec
+	}
+	slices.Sort(p50s)
+	slices.Sort(p99s)
+	slices.Sort(mbs)
+	m := len(rows) / 2
+	return row{name: name, p50: p50s[m], p99: p99s[m], mbPerSec: mbs[m]}
+}
+
+// agentPod returns a running orders pod whose agent is ready.
+func agentPod(ctx context.Context, cs *kubernetes.Clientset, ns string) (*corev1.Pod, error) {
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=orders"})
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range pods.Items {
+		if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		for _, c := range p.Status.ContainerStatuses {
+			if c.Name == "tether-agent" && c.Ready {
+				return &pods.Items[i], nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("no orders pod with a ready agent")
 }
 
 func parseLatency(out string) (time.Duration, time.Duration) {
