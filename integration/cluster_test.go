@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/tetherkube/tether/integration/cluster"
 )
 
@@ -123,5 +126,50 @@ func TestPortForwardReachesOrders(t *testing.T) {
 	resp.Body.Close()
 	if err != nil || n != 4<<20 {
 		t.Errorf("download: %d bytes, err %v; want 4194304", n, err)
+	}
+}
+
+// TestNetworkPolicyEnforced: the local cluster enforces NetworkPolicy (k3s's
+// embedded controller on the bridge CNI), which tether's path inspection
+// relies on to compare its verdicts with what the cluster does.
+func TestNetworkPolicyEnforced(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	client := e.clientPod("client")
+	url := "http://orders." + e.ns + ".svc.cluster.local/whoami"
+	if out, ok := e.exec(client, "/tether-demo", "get", url); !ok {
+		t.Fatalf("before any policy the request fails: %s", out)
+	}
+	ctx := context.Background()
+	deny := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-orders"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "orders"}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+		},
+	}
+	if _, err := e.cs.NetworkingV1().NetworkPolicies(e.ns).Create(ctx, deny, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	blocked := false
+	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(500 * time.Millisecond) {
+		if _, ok := e.exec(client, "/tether-demo", "get", url); !ok {
+			blocked = true
+			break
+		}
+	}
+	if !blocked {
+		t.Fatal("a deny-all ingress policy never blocked the request")
+	}
+	if err := e.cs.NetworkingV1().NetworkPolicies(e.ns).Delete(ctx, "deny-orders", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); ; time.Sleep(500 * time.Millisecond) {
+		if _, ok := e.exec(client, "/tether-demo", "get", url); ok {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("the request stayed blocked after the policy was deleted")
+		}
 	}
 }

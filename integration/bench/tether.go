@@ -56,8 +56,8 @@ type tetherResults struct {
 	apiRoundTrip, connect, intercept, rollout, firstServed time.Duration
 	// Medians over o.rounds interleaved rounds.
 	baseline, direct, intercepted, inCluster row
-	agentRSS, appRSS, agentRSSAfterLoad                    memory
-	agentImage, demoImage                                  int64
+	agentRSS, appRSS, agentRSSAfterLoad      memory
+	agentImage, demoImage                    int64
 }
 
 // measureTether measures connect, intercept, the intercepted data path and
