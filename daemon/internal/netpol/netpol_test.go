@@ -64,7 +64,7 @@ var (
 )
 
 func ptr(v intstr.IntOrString) *intstr.IntOrString { return &v }
-func ptr32(v int32) *int32                        { return &v }
+func ptr32(v int32) *int32                         { return &v }
 
 func TestEvaluate(t *testing.T) {
 	tests := []struct {
