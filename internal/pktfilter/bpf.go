@@ -59,7 +59,9 @@ type compiler struct {
 }
 
 func (c *compiler) label() int { c.labels++; return c.labels - 1 }
-func (c *compiler) mark(l int) { c.code = append(c.code, insn{labelMarker: l, t: -1, f: -1, always: -1}) }
+func (c *compiler) mark(l int) {
+	c.code = append(c.code, insn{labelMarker: l, t: -1, f: -1, always: -1})
+}
 func (c *compiler) emit(op bpf.Instruction) {
 	c.code = append(c.code, insn{op: op, t: -1, f: -1, always: -1, labelMarker: -1})
 }
