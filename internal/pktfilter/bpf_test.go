@@ -125,3 +125,11 @@ func FuzzCompile(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) { compileAndRun(t, s) })
 }
+
+func TestFromFrame(t *testing.T) {
+	for _, p := range testPackets {
+		if got := FromFrame(frame(t, p, false)); got != p {
+			t.Errorf("FromFrame = %+v, want %+v", got, p)
+		}
+	}
+}
