@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/tetherkube/tether/internal/pktfilter"
 	"github.com/tetherkube/tether/tunnel"
 )
 
@@ -266,5 +268,44 @@ func TestLaptopGoneFailsFast(t *testing.T) {
 	}
 	if got := h.get(); !strings.HasPrefix(got, "error: ") {
 		t.Errorf("with nothing on the laptop port: %q, want a connection error", got)
+	}
+}
+
+// TestCaptureThroughTunnel captures loopback traffic through the agent's
+// Capture API over a real tunnel, as the daemon will.
+func TestCaptureThroughTunnel(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("capturing needs CAP_NET_RAW; make test runs as root")
+	}
+	h := newHarness(t)
+	target := named(t, "captured")
+	_, client, err := h.daemon(testToken, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Capture(context.Background(), CaptureRequest{Interface: "lo", Filter: "tcp port eighty"}, nil); !errors.Is(err, ErrBadFilter) {
+		t.Errorf("bad filter: %v, want ErrBadFilter", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			http.Get(fmt.Sprintf("http://127.0.0.1:%d/", target))
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	var got []CapturedPacket
+	stats, err := client.Capture(ctx, CaptureRequest{Interface: "lo", Filter: fmt.Sprintf("tcp dst port %d", target), Count: 5},
+		func(p CapturedPacket) error { got = append(got, p); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 5 || stats.Received < 5 {
+		t.Errorf("got %d packets, stats %+v; want 5", len(got), stats)
+	}
+	for _, p := range got {
+		if pk := pktfilter.FromFrame(p.Data); int(pk.DstPort) != target {
+			t.Errorf("captured a packet to port %d, want %d", pk.DstPort, target)
+		}
 	}
 }

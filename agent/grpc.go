@@ -33,6 +33,10 @@ func toStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrAlreadyIntercepted):
 		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, ErrBadFilter):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrNoCapNetRaw):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	default:
 		return status.Error(codes.Internal, err.Error())
 	}
@@ -47,6 +51,10 @@ func fromStatus(op string, err error) error {
 		return fmt.Errorf("%s: %s: %w", op, status.Convert(err).Message(), ErrUnknownPort)
 	case codes.AlreadyExists:
 		return fmt.Errorf("%s: %s: %w", op, status.Convert(err).Message(), ErrAlreadyIntercepted)
+	case codes.InvalidArgument:
+		return fmt.Errorf("%s: %s: %w", op, status.Convert(err).Message(), ErrBadFilter)
+	case codes.FailedPrecondition:
+		return fmt.Errorf("%s: %s: %w", op, status.Convert(err).Message(), ErrNoCapNetRaw)
 	default:
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -78,6 +86,23 @@ func (s *grpcServer) Intercept(ctx context.Context, req *agentv1.InterceptReques
 
 func (s *grpcServer) Leave(ctx context.Context, req *agentv1.LeaveRequest) (*agentv1.LeaveResponse, error) {
 	return &agentv1.LeaveResponse{}, toStatus(s.svc.Leave(ctx, int(req.GetListenPort())))
+}
+
+func (s *grpcServer) Capture(req *agentv1.CaptureRequest, stream grpc.ServerStreamingServer[agentv1.CaptureEvent]) error {
+	stats, err := s.svc.Capture(stream.Context(), CaptureRequest{
+		Interface: req.GetInterface(), Filter: req.GetFilter(), Snaplen: int(req.GetSnaplen()),
+		Count: req.GetCount(), Duration: time.Duration(req.GetDurationMillis()) * time.Millisecond,
+	}, func(p CapturedPacket) error {
+		return stream.Send(&agentv1.CaptureEvent{Event: &agentv1.CaptureEvent_Packet{Packet: &agentv1.Packet{
+			TimestampUnixNano: p.Timestamp.UnixNano(), Length: uint32(p.Length), Data: p.Data,
+		}}})
+	})
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.Send(&agentv1.CaptureEvent{Event: &agentv1.CaptureEvent_Stats{Stats: &agentv1.CaptureStats{
+		Received: stats.Received, Dropped: stats.Dropped,
+	}}})
 }
 
 // Client reaches an agent's control API over a gRPC connection (in
@@ -125,4 +150,30 @@ func (c *Client) Intercept(ctx context.Context, listenPort int) error {
 func (c *Client) Leave(ctx context.Context, listenPort int) error {
 	_, err := c.rpc.Leave(ctx, &agentv1.LeaveRequest{ListenPort: uint32(listenPort)})
 	return fromStatus(fmt.Sprintf("leave port %d", listenPort), err)
+}
+
+// Capture streams the agent's captured packets to emit.
+func (c *Client) Capture(ctx context.Context, req CaptureRequest, emit func(CapturedPacket) error) (CaptureStats, error) {
+	stream, err := c.rpc.Capture(ctx, &agentv1.CaptureRequest{
+		Interface: req.Interface, Filter: req.Filter, Snaplen: uint32(req.Snaplen),
+		Count: req.Count, DurationMillis: req.Duration.Milliseconds(),
+	})
+	if err != nil {
+		return CaptureStats{}, fromStatus("capture", err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			return CaptureStats{}, fromStatus("capture", err)
+		}
+		switch e := ev.GetEvent().(type) {
+		case *agentv1.CaptureEvent_Packet:
+			p := e.Packet
+			if err := emit(CapturedPacket{Timestamp: time.Unix(0, p.GetTimestampUnixNano()), Length: int(p.GetLength()), Data: p.GetData()}); err != nil {
+				return CaptureStats{}, err
+			}
+		case *agentv1.CaptureEvent_Stats:
+			return CaptureStats{Received: e.Stats.GetReceived(), Dropped: e.Stats.GetDropped()}, nil
+		}
+	}
 }

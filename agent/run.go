@@ -22,7 +22,8 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tether-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.TunnelAddr, "tunnel", cfg.TunnelAddr, "loopback address where daemons open tunnels")
-	tokenFile := fs.String("token-file", "", "file holding the token a daemon must present (required)")
+	tokenFile := fs.String("token-file", "", "file holding the token a daemon must present")
+	tokenEnv := fs.String("token-env", "", "environment variable holding the token (for ephemeral containers, which cannot mount the Secret)")
 	fs.Func("forward", "LISTEN:APP: accept the Service's traffic on LISTEN, pass it to the app's APP port (repeatable)", func(v string) error {
 		f, err := parseForward(v)
 		if err == nil {
@@ -39,14 +40,18 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		_, err := fmt.Fprintf(stderr, "tether-agent %s %s %s\n", b.Version, b.Commit, b.GoVersion)
 		return err
 	}
-	if *tokenFile == "" {
-		return fmt.Errorf("--token-file is required")
+	switch {
+	case *tokenFile != "":
+		token, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return fmt.Errorf("read token: %w", err)
+		}
+		cfg.Token = bytes.TrimSpace(token)
+	case *tokenEnv != "":
+		cfg.Token = []byte(strings.TrimSpace(os.Getenv(*tokenEnv)))
+	default:
+		return fmt.Errorf("--token-file or --token-env is required")
 	}
-	token, err := os.ReadFile(*tokenFile)
-	if err != nil {
-		return fmt.Errorf("read token: %w", err)
-	}
-	cfg.Token = bytes.TrimSpace(token)
 	cfg.PodName = os.Getenv("POD_NAME")
 	cfg.PodNamespace = os.Getenv("POD_NAMESPACE")
 	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, nil))

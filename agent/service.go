@@ -41,6 +41,8 @@ type Service interface {
 	Intercept(ctx context.Context, listenPort int) error
 	// Leave sends the port's new connections to the app again.
 	Leave(ctx context.Context, listenPort int) error
+	// Capture streams the packets of one of the pod's interfaces to emit.
+	Capture(ctx context.Context, req CaptureRequest, emit func(CapturedPacket) error) (CaptureStats, error)
 }
 
 // sessionService is the Service for calls that came through sess.

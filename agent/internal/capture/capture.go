@@ -19,6 +19,9 @@ import (
 	"github.com/tetherkube/tether/internal/pktfilter"
 )
 
+// ErrNoPermission means the process lacks CAP_NET_RAW.
+var ErrNoPermission = errors.New("capture: opening a packet socket needs CAP_NET_RAW")
+
 // Config says what to capture.
 type Config struct {
 	// Interface is the device to capture on, e.g. eth0.
@@ -75,7 +78,7 @@ func Open(cfg Config) (*Capture, error) {
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("capture: opening a packet socket needs CAP_NET_RAW: %w", err)
+			return nil, fmt.Errorf("%w: %w", ErrNoPermission, err)
 		}
 		return nil, fmt.Errorf("capture: packet socket: %w", err)
 	}

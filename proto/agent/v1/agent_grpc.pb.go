@@ -28,6 +28,7 @@ const (
 	Agent_Info_FullMethodName      = "/tether.agent.v1.Agent/Info"
 	Agent_Intercept_FullMethodName = "/tether.agent.v1.Agent/Intercept"
 	Agent_Leave_FullMethodName     = "/tether.agent.v1.Agent/Leave"
+	Agent_Capture_FullMethodName   = "/tether.agent.v1.Agent/Capture"
 )
 
 // AgentClient is the client API for Agent service.
@@ -45,6 +46,11 @@ type AgentClient interface {
 	Intercept(ctx context.Context, in *InterceptRequest, opts ...grpc.CallOption) (*InterceptResponse, error)
 	// Leave sends a port's new connections to the app again.
 	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
+	// Capture streams packets of one of the pod's interfaces, filtered in the
+	// kernel, until count packets, the duration, or the call's end; the last
+	// message carries the kernel's statistics. Needs CAP_NET_RAW: FAILED_
+	// PRECONDITION without it, INVALID_ARGUMENT for a bad filter.
+	Capture(ctx context.Context, in *CaptureRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CaptureEvent], error)
 }
 
 type agentClient struct {
@@ -85,6 +91,25 @@ func (c *agentClient) Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *agentClient) Capture(ctx context.Context, in *CaptureRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CaptureEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Agent_ServiceDesc.Streams[0], Agent_Capture_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CaptureRequest, CaptureEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_CaptureClient = grpc.ServerStreamingClient[CaptureEvent]
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -100,6 +125,11 @@ type AgentServer interface {
 	Intercept(context.Context, *InterceptRequest) (*InterceptResponse, error)
 	// Leave sends a port's new connections to the app again.
 	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
+	// Capture streams packets of one of the pod's interfaces, filtered in the
+	// kernel, until count packets, the duration, or the call's end; the last
+	// message carries the kernel's statistics. Needs CAP_NET_RAW: FAILED_
+	// PRECONDITION without it, INVALID_ARGUMENT for a bad filter.
+	Capture(*CaptureRequest, grpc.ServerStreamingServer[CaptureEvent]) error
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -118,6 +148,9 @@ func (UnimplementedAgentServer) Intercept(context.Context, *InterceptRequest) (*
 }
 func (UnimplementedAgentServer) Leave(context.Context, *LeaveRequest) (*LeaveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Leave not implemented")
+}
+func (UnimplementedAgentServer) Capture(*CaptureRequest, grpc.ServerStreamingServer[CaptureEvent]) error {
+	return status.Error(codes.Unimplemented, "method Capture not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -194,6 +227,17 @@ func _Agent_Leave_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_Capture_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(CaptureRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AgentServer).Capture(m, &grpc.GenericServerStream[CaptureRequest, CaptureEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_CaptureServer = grpc.ServerStreamingServer[CaptureEvent]
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -214,6 +258,12 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Agent_Leave_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Capture",
+			Handler:       _Agent_Capture_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "proto/agent/v1/agent.proto",
 }
