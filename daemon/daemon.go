@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"sort"
@@ -20,6 +19,8 @@ import (
 	"github.com/tetherkube/tether/internal/access"
 	"github.com/tetherkube/tether/internal/buildinfo"
 	"github.com/tetherkube/tether/internal/portforward"
+
+	"github.com/tetherkube/tether/internal/usererr"
 )
 
 // Daemon implements Service against one cluster.
@@ -93,8 +94,8 @@ func (d *Daemon) Intercept(ctx context.Context, req InterceptRequest, progress f
 		return InterceptInfo{}, err
 	}
 	if len(missing) > 0 {
-		return InterceptInfo{}, fmt.Errorf("%w: you may not do everything an intercept needs in namespace %s; missing:\n%s"+
-			"ask your cluster admin for the Role in docs/intercept.md", ErrUser, req.Namespace, access.Describe(missing))
+		return InterceptInfo{}, usererr.Errorf("you may not do everything an intercept needs in namespace %s; missing:\n%s"+
+			"ask your cluster admin for the Role in docs/intercept.md", req.Namespace, access.Describe(missing))
 	}
 	w, err := workload.Client{CS: d.cs}.Resolve(ctx, req.Namespace, req.Workload)
 	if err != nil {
@@ -104,12 +105,12 @@ func (d *Daemon) Intercept(ctx context.Context, req InterceptRequest, progress f
 	d.mu.Lock()
 	if ic, ok := d.intercepts[key]; ok {
 		d.mu.Unlock()
-		return InterceptInfo{}, fmt.Errorf("%w: %s in namespace %s is already intercepted to localhost:%d; `tether leave %s` first",
-			ErrExists, w, w.Namespace, ic.LocalPort, w)
+		return InterceptInfo{}, withKind(ErrExists, "%s in namespace %s is already intercepted to localhost:%d; `tether leave %s` first",
+			w, w.Namespace, ic.LocalPort, w)
 	}
 	if d.starting[key] {
 		d.mu.Unlock()
-		return InterceptInfo{}, fmt.Errorf("%w: an intercept of %s in namespace %s is being started right now", ErrExists, w, w.Namespace)
+		return InterceptInfo{}, withKind(ErrExists, "an intercept of %s in namespace %s is being started right now", w, w.Namespace)
 	}
 	d.starting[key] = true
 	d.mu.Unlock()
@@ -137,7 +138,7 @@ func (d *Daemon) Intercept(ctx context.Context, req InterceptRequest, progress f
 func (d *Daemon) classify(err error) error {
 	if errors.Is(err, intercept.ErrUser) || errors.Is(err, workload.ErrNotFound) || errors.Is(err, workload.ErrAmbiguous) ||
 		errors.Is(err, workload.ErrBadRef) || errors.Is(err, intercept.ErrAgentFailed) {
-		return fmt.Errorf("%w: %w", ErrUser, err)
+		return usererr.Mark(err)
 	}
 	return err
 }
@@ -154,7 +155,7 @@ func (d *Daemon) Leave(ctx context.Context, namespace, name string) error {
 	delete(d.intercepts, key)
 	d.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("%w: %s in namespace %s is not intercepted by this daemon (see `tether status`)", ErrNotFound, w, w.Namespace)
+		return withKind(ErrNotFound, "%s in namespace %s is not intercepted by this daemon (see `tether status`)", w, w.Namespace)
 	}
 	d.log.Info("leave", "workload", key)
 	return ic.Leave(ctx)
@@ -174,7 +175,7 @@ func (d *Daemon) Rollback(ctx context.Context, req RollbackRequest) ([]RollbackR
 	} else {
 		kind, name, err := workload.ParseRef(req.Workload)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrUser, err)
+			return nil, usererr.Mark(err)
 		}
 		w, err := d.journaledWorkload(ctx, req.Namespace, kind, name)
 		if err != nil {
@@ -228,10 +229,10 @@ func (d *Daemon) journaledWorkload(ctx context.Context, namespace, kind, name st
 	case 1:
 		return found[0], nil
 	case 0:
-		return journal.Workload{}, fmt.Errorf("%w: tether has no journal for %q in namespace %s: nothing to roll back (`tether rollback --all` lists and restores every journal)",
-			ErrUser, name, namespace)
+		return journal.Workload{}, usererr.Errorf("tether has no journal for %q in namespace %s: nothing to roll back (`tether rollback --all` lists and restores every journal)",
+			name, namespace)
 	default:
-		return journal.Workload{}, fmt.Errorf("%w: both deploy/%s and sts/%s have journals; say which", ErrUser, name, name)
+		return journal.Workload{}, usererr.Errorf("both deploy/%s and sts/%s have journals; say which", name, name)
 	}
 }
 

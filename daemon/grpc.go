@@ -3,14 +3,18 @@ package daemon
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tetherkube/tether/agent"
+	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
+
+	"github.com/tetherkube/tether/internal/usererr"
 )
 
 // GRPCServer adapts a Service to the generated Daemon server.
@@ -46,11 +50,11 @@ func fromStatus(err error) error {
 	st := status.Convert(err)
 	switch st.Code() {
 	case codes.NotFound:
-		return fmt.Errorf("%w: %s", ErrNotFound, st.Message())
+		return withKind(ErrNotFound, "%s", st.Message())
 	case codes.AlreadyExists:
-		return fmt.Errorf("%w: %s", ErrExists, st.Message())
+		return withKind(ErrExists, "%s", st.Message())
 	case codes.FailedPrecondition, codes.InvalidArgument:
-		return fmt.Errorf("%w: %s", ErrUser, st.Message())
+		return usererr.Errorf("%s", st.Message())
 	case codes.Canceled:
 		return context.Canceled
 	default:
@@ -121,6 +125,25 @@ func (s *GRPCServer) Rollback(ctx context.Context, req *daemonv1.RollbackRequest
 
 func (s *GRPCServer) Quit(ctx context.Context, _ *daemonv1.QuitRequest) (*daemonv1.QuitResponse, error) {
 	return &daemonv1.QuitResponse{}, toStatus(s.svc.Quit(ctx))
+}
+
+func (s *GRPCServer) Capture(req *daemonv1.CaptureRequest, stream grpc.ServerStreamingServer[daemonv1.CaptureEvent]) error {
+	progress := func(line string) {
+		_ = stream.Send(&daemonv1.CaptureEvent{Event: &daemonv1.CaptureEvent_Progress{Progress: line}})
+	}
+	stats, err := s.svc.Capture(stream.Context(), CaptureRequest{
+		Namespace: req.GetNamespace(), Pod: req.GetPod(), Container: req.GetContainer(), Interface: req.GetInterface(),
+		Filter: req.GetFilter(), Snaplen: int(req.GetSnaplen()), Count: req.GetCount(),
+		Duration: time.Duration(req.GetDurationMillis()) * time.Millisecond, AgentImage: req.GetAgentImage(),
+	}, progress, func(p agent.CapturedPacket) error {
+		return stream.Send(&daemonv1.CaptureEvent{Event: &daemonv1.CaptureEvent_Packet{Packet: &agentv1.Packet{
+			TimestampUnixNano: p.Timestamp.UnixNano(), Length: uint32(p.Length), Data: p.Data}}})
+	})
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.Send(&daemonv1.CaptureEvent{Event: &daemonv1.CaptureEvent_Stats{Stats: &agentv1.CaptureStats{
+		Received: stats.Received, Dropped: stats.Dropped}}})
 }
 
 // Client implements Service over a gRPC connection to a daemon.
@@ -199,4 +222,36 @@ func (c *Client) Rollback(ctx context.Context, req RollbackRequest) ([]RollbackR
 func (c *Client) Quit(ctx context.Context) error {
 	_, err := c.rpc.Quit(ctx, &daemonv1.QuitRequest{})
 	return fromStatus(err)
+}
+
+func (c *Client) Capture(ctx context.Context, req CaptureRequest, progress func(string), emit func(agent.CapturedPacket) error) (agent.CaptureStats, error) {
+	stream, err := c.rpc.Capture(ctx, &daemonv1.CaptureRequest{
+		Namespace: req.Namespace, Pod: req.Pod, Container: req.Container, Interface: req.Interface, Filter: req.Filter,
+		Snaplen: uint32(req.Snaplen), Count: req.Count, DurationMillis: req.Duration.Milliseconds(), AgentImage: req.AgentImage,
+	})
+	if err != nil {
+		return agent.CaptureStats{}, fromStatus(err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return agent.CaptureStats{}, errors.New("daemon ended the capture without statistics")
+		}
+		if err != nil {
+			return agent.CaptureStats{}, fromStatus(err)
+		}
+		switch e := ev.GetEvent().(type) {
+		case *daemonv1.CaptureEvent_Progress:
+			if progress != nil {
+				progress(e.Progress)
+			}
+		case *daemonv1.CaptureEvent_Packet:
+			p := e.Packet
+			if err := emit(agent.CapturedPacket{Timestamp: time.Unix(0, p.GetTimestampUnixNano()), Length: int(p.GetLength()), Data: p.GetData()}); err != nil {
+				return agent.CaptureStats{}, err
+			}
+		case *daemonv1.CaptureEvent_Stats:
+			return agent.CaptureStats{Received: e.Stats.GetReceived(), Dropped: e.Stats.GetDropped()}, nil
+		}
+	}
 }

@@ -3,6 +3,11 @@ package daemon
 import (
 	"context"
 	"errors"
+	"time"
+
+	"github.com/tetherkube/tether/agent"
+
+	"github.com/tetherkube/tether/internal/usererr"
 )
 
 // Service is the daemon's API.
@@ -17,13 +22,26 @@ type Service interface {
 	Rollback(ctx context.Context, req RollbackRequest) ([]RollbackResult, error)
 	// Quit ends every intercept and stops the daemon.
 	Quit(ctx context.Context) error
+	// Capture streams the packets of a pod's network namespace to emit,
+	// through an inspection agent added as an ephemeral container.
+	Capture(ctx context.Context, req CaptureRequest, progress func(string), emit func(agent.CapturedPacket) error) (agent.CaptureStats, error)
+}
+
+// CaptureRequest names the pod and what to capture.
+type CaptureRequest struct {
+	Namespace, Pod, Container string
+	Interface, Filter         string
+	Snaplen                   int
+	Count                     uint64
+	Duration                  time.Duration
+	AgentImage                string
 }
 
 // Errors of the Service; test with errors.Is. Each wraps a message that
 // says what to do.
 var (
 	// ErrUser: the request cannot work as asked (bad input, missing object).
-	ErrUser = errors.New("user error")
+	ErrUser = usererr.ErrUser
 	// ErrNotFound: no such intercept.
 	ErrNotFound = errors.New("not found")
 	// ErrExists: that intercept runs already.
@@ -81,4 +99,9 @@ type RollbackResult struct {
 type RollbackStep struct {
 	Object string `json:"object"`
 	Action string `json:"action"`
+}
+
+// withKind formats a user error of the given kind.
+func withKind(kind error, format string, args ...any) error {
+	return usererr.Kind(kind, format, args...)
 }

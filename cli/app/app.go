@@ -13,6 +13,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/klog/v2"
 
+	"github.com/tetherkube/tether/cli/capture"
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/connect"
 	"github.com/tetherkube/tether/cli/daemoncmd"
@@ -59,6 +60,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		leave.NewCmdLeave(f),
 		rollback.NewCmdRollback(f),
 		quit.NewCmdQuit(f),
+		capture.NewCmdCapture(f),
 		logs.NewCmdLogs(f),
 		version.NewCmdVersion(f, nil),
 		daemoncmd.NewCmdDaemon(f),

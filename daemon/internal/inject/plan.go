@@ -6,7 +6,6 @@
 package inject
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -15,6 +14,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/tetherkube/tether/internal/usererr"
 )
 
 // Names tether uses in the objects it changes.
@@ -31,10 +32,10 @@ const (
 
 // ErrUser marks errors caused by what the user asked for; the message says
 // what to do instead.
-var ErrUser = errors.New("user error")
+var ErrUser = usererr.ErrUser
 
 func userErrorf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrUser, fmt.Sprintf(format, args...))
+	return usererr.Errorf(format, args...)
 }
 
 // PortRef is the Service port the user named: by name, or by number.

@@ -26,6 +26,8 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/rollback"
 	"github.com/tetherkube/tether/daemon/internal/workload"
 	"github.com/tetherkube/tether/internal/buildinfo"
+
+	"github.com/tetherkube/tether/internal/usererr"
 )
 
 // ProxySettle is how long an intercept waits, once the Service's endpoints
@@ -33,10 +35,10 @@ import (
 const ProxySettle = 2 * time.Second
 
 // ErrUser marks errors the user can fix; the message says how.
-var ErrUser = inject.ErrUser
+var ErrUser = usererr.ErrUser
 
 func userErrorf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrUser, fmt.Sprintf(format, args...))
+	return usererr.Errorf(format, args...)
 }
 
 // Request is what to intercept.
@@ -105,7 +107,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	w, err := wc.Resolve(ctx, req.Namespace, req.Workload)
 	if err != nil {
 		if errors.Is(err, workload.ErrNotFound) || errors.Is(err, workload.ErrAmbiguous) || errors.Is(err, workload.ErrBadRef) {
-			return nil, fmt.Errorf("%w: %v", ErrUser, err)
+			return nil, usererr.Mark(err)
 		}
 		return nil, err
 	}

@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/tetherkube/tether/daemon/internal/journal"
+
+	"github.com/tetherkube/tether/internal/usererr"
 )
 
 // Kinds tether changes.
@@ -47,10 +49,10 @@ func ParseRef(ref string) (kind, name string, err error) {
 	case "sts", "statefulset", "statefulsets", "statefulset.apps", "statefulsets.apps":
 		k = StatefulSet
 	default:
-		return "", "", fmt.Errorf("%w: %q: tether intercepts deployments and statefulsets; write deploy/NAME or sts/NAME", ErrBadRef, ref)
+		return "", "", usererr.Kind(ErrBadRef, "%q: tether intercepts deployments and statefulsets; write deploy/NAME or sts/NAME", ref)
 	}
 	if n == "" || strings.Contains(n, "/") {
-		return "", "", fmt.Errorf("%w: %q: write deploy/NAME, sts/NAME or just NAME", ErrBadRef, ref)
+		return "", "", usererr.Kind(ErrBadRef, "%q: write deploy/NAME, sts/NAME or just NAME", ref)
 	}
 	return k, n, nil
 }
@@ -67,7 +69,7 @@ func (c Client) Resolve(ctx context.Context, namespace, ref string) (journal.Wor
 		return journal.Workload{}, err
 	}
 	if _, err := c.CS.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		return journal.Workload{}, fmt.Errorf("%w: namespace %q does not exist (choose one with -n)", ErrNotFound, namespace)
+		return journal.Workload{}, usererr.Kind(ErrNotFound, "namespace %q does not exist (choose one with -n)", namespace)
 	}
 	var found []journal.Workload
 	for _, k := range []string{Deployment, StatefulSet} {
@@ -87,9 +89,9 @@ func (c Client) Resolve(ctx context.Context, namespace, ref string) (journal.Wor
 	case 1:
 		return found[0], nil
 	case 0:
-		return journal.Workload{}, fmt.Errorf("%w: no %s named %q in namespace %s; %s", ErrNotFound, kindWords(kind), name, namespace, c.existing(ctx, namespace, kind))
+		return journal.Workload{}, usererr.Kind(ErrNotFound, "no %s named %q in namespace %s; %s", kindWords(kind), name, namespace, c.existing(ctx, namespace, kind))
 	default:
-		return journal.Workload{}, fmt.Errorf("%w: both deploy/%s and sts/%s exist in namespace %s; say which", ErrAmbiguous, name, name, namespace)
+		return journal.Workload{}, usererr.Kind(ErrAmbiguous, "both deploy/%s and sts/%s exist in namespace %s; say which", name, name, namespace)
 	}
 }
 

@@ -12,6 +12,7 @@
 package daemonv1
 
 import (
+	v1 "github.com/tetherkube/tether/proto/agent/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -26,6 +27,213 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type CaptureRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Pod       string                 `protobuf:"bytes,2,opt,name=pod,proto3" json:"pod,omitempty"`
+	// The container whose process namespace the agent joins; optional.
+	Container      string `protobuf:"bytes,3,opt,name=container,proto3" json:"container,omitempty"`
+	Interface      string `protobuf:"bytes,4,opt,name=interface,proto3" json:"interface,omitempty"`
+	Filter         string `protobuf:"bytes,5,opt,name=filter,proto3" json:"filter,omitempty"`
+	Snaplen        uint32 `protobuf:"varint,6,opt,name=snaplen,proto3" json:"snaplen,omitempty"`
+	Count          uint64 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"`
+	DurationMillis int64  `protobuf:"varint,8,opt,name=duration_millis,json=durationMillis,proto3" json:"duration_millis,omitempty"`
+	AgentImage     string `protobuf:"bytes,9,opt,name=agent_image,json=agentImage,proto3" json:"agent_image,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CaptureRequest) Reset() {
+	*x = CaptureRequest{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureRequest) ProtoMessage() {}
+
+func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
+func (*CaptureRequest) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CaptureRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *CaptureRequest) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *CaptureRequest) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *CaptureRequest) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *CaptureRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
+func (x *CaptureRequest) GetSnaplen() uint32 {
+	if x != nil {
+		return x.Snaplen
+	}
+	return 0
+}
+
+func (x *CaptureRequest) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *CaptureRequest) GetDurationMillis() int64 {
+	if x != nil {
+		return x.DurationMillis
+	}
+	return 0
+}
+
+func (x *CaptureRequest) GetAgentImage() string {
+	if x != nil {
+		return x.AgentImage
+	}
+	return ""
+}
+
+type CaptureEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*CaptureEvent_Progress
+	//	*CaptureEvent_Packet
+	//	*CaptureEvent_Stats
+	Event         isCaptureEvent_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaptureEvent) Reset() {
+	*x = CaptureEvent{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureEvent) ProtoMessage() {}
+
+func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureEvent.ProtoReflect.Descriptor instead.
+func (*CaptureEvent) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *CaptureEvent) GetProgress() string {
+	if x != nil {
+		if x, ok := x.Event.(*CaptureEvent_Progress); ok {
+			return x.Progress
+		}
+	}
+	return ""
+}
+
+func (x *CaptureEvent) GetPacket() *v1.Packet {
+	if x != nil {
+		if x, ok := x.Event.(*CaptureEvent_Packet); ok {
+			return x.Packet
+		}
+	}
+	return nil
+}
+
+func (x *CaptureEvent) GetStats() *v1.CaptureStats {
+	if x != nil {
+		if x, ok := x.Event.(*CaptureEvent_Stats); ok {
+			return x.Stats
+		}
+	}
+	return nil
+}
+
+type isCaptureEvent_Event interface {
+	isCaptureEvent_Event()
+}
+
+type CaptureEvent_Progress struct {
+	Progress string `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
+}
+
+type CaptureEvent_Packet struct {
+	Packet *v1.Packet `protobuf:"bytes,2,opt,name=packet,proto3,oneof"`
+}
+
+type CaptureEvent_Stats struct {
+	Stats *v1.CaptureStats `protobuf:"bytes,3,opt,name=stats,proto3,oneof"`
+}
+
+func (*CaptureEvent_Progress) isCaptureEvent_Event() {}
+
+func (*CaptureEvent_Packet) isCaptureEvent_Event() {}
+
+func (*CaptureEvent_Stats) isCaptureEvent_Event() {}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -34,7 +242,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +254,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +267,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{0}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
 }
 
 type StatusResponse struct {
@@ -76,7 +284,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -88,7 +296,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -101,7 +309,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{1}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StatusResponse) GetContext() string {
@@ -163,7 +371,7 @@ type InterceptInfo struct {
 
 func (x *InterceptInfo) Reset() {
 	*x = InterceptInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -175,7 +383,7 @@ func (x *InterceptInfo) String() string {
 func (*InterceptInfo) ProtoMessage() {}
 
 func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -188,7 +396,7 @@ func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptInfo.ProtoReflect.Descriptor instead.
 func (*InterceptInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *InterceptInfo) GetName() string {
@@ -257,7 +465,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +477,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +490,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *InterceptRequest) GetNamespace() string {
@@ -340,7 +548,7 @@ type InterceptEvent struct {
 
 func (x *InterceptEvent) Reset() {
 	*x = InterceptEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +560,7 @@ func (x *InterceptEvent) String() string {
 func (*InterceptEvent) ProtoMessage() {}
 
 func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +573,7 @@ func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptEvent.ProtoReflect.Descriptor instead.
 func (*InterceptEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *InterceptEvent) GetEvent() isInterceptEvent_Event {
@@ -419,7 +627,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +639,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +652,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LeaveRequest) GetNamespace() string {
@@ -469,7 +677,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +689,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +702,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
 }
 
 type RollbackRequest struct {
@@ -512,7 +720,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +732,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +745,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RollbackRequest) GetNamespace() string {
@@ -577,7 +785,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +797,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +810,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RollbackResponse) GetResults() []*RollbackResult {
@@ -625,7 +833,7 @@ type RollbackResult struct {
 
 func (x *RollbackResult) Reset() {
 	*x = RollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +845,7 @@ func (x *RollbackResult) String() string {
 func (*RollbackResult) ProtoMessage() {}
 
 func (x *RollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +858,7 @@ func (x *RollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResult.ProtoReflect.Descriptor instead.
 func (*RollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RollbackResult) GetWorkload() string {
@@ -692,7 +900,7 @@ type RollbackStep struct {
 
 func (x *RollbackStep) Reset() {
 	*x = RollbackStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +912,7 @@ func (x *RollbackStep) String() string {
 func (*RollbackStep) ProtoMessage() {}
 
 func (x *RollbackStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +925,7 @@ func (x *RollbackStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStep.ProtoReflect.Descriptor instead.
 func (*RollbackStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RollbackStep) GetObject() string {
@@ -742,7 +950,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +962,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +975,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
 }
 
 type QuitResponse struct {
@@ -778,7 +986,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +998,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,14 +1011,30 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
 }
 
 var File_proto_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
-	"\x1cproto/daemon/v1/daemon.proto\x12\x10tether.daemon.v1\"\x0f\n" +
+	"\x1cproto/daemon/v1/daemon.proto\x12\x10tether.daemon.v1\x1a\x1aproto/agent/v1/agent.proto\"\x8e\x02\n" +
+	"\x0eCaptureRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x10\n" +
+	"\x03pod\x18\x02 \x01(\tR\x03pod\x12\x1c\n" +
+	"\tcontainer\x18\x03 \x01(\tR\tcontainer\x12\x1c\n" +
+	"\tinterface\x18\x04 \x01(\tR\tinterface\x12\x16\n" +
+	"\x06filter\x18\x05 \x01(\tR\x06filter\x12\x18\n" +
+	"\asnaplen\x18\x06 \x01(\rR\asnaplen\x12\x14\n" +
+	"\x05count\x18\a \x01(\x04R\x05count\x12'\n" +
+	"\x0fduration_millis\x18\b \x01(\x03R\x0edurationMillis\x12\x1f\n" +
+	"\vagent_image\x18\t \x01(\tR\n" +
+	"agentImage\"\x9f\x01\n" +
+	"\fCaptureEvent\x12\x1c\n" +
+	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x121\n" +
+	"\x06packet\x18\x02 \x01(\v2\x17.tether.agent.v1.PacketH\x00R\x06packet\x125\n" +
+	"\x05stats\x18\x03 \x01(\v2\x1d.tether.agent.v1.CaptureStatsH\x00R\x05statsB\a\n" +
+	"\x05event\"\x0f\n" +
 	"\rStatusRequest\"\xe3\x01\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\acontext\x18\x01 \x01(\tR\acontext\x12\x16\n" +
@@ -864,13 +1088,14 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06object\x18\x01 \x01(\tR\x06object\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\"\r\n" +
 	"\vQuitRequest\"\x0e\n" +
-	"\fQuitResponse2\x8e\x03\n" +
+	"\fQuitResponse2\xdd\x03\n" +
 	"\x06Daemon\x12K\n" +
 	"\x06Status\x12\x1f.tether.daemon.v1.StatusRequest\x1a .tether.daemon.v1.StatusResponse\x12S\n" +
 	"\tIntercept\x12\".tether.daemon.v1.InterceptRequest\x1a .tether.daemon.v1.InterceptEvent0\x01\x12H\n" +
 	"\x05Leave\x12\x1e.tether.daemon.v1.LeaveRequest\x1a\x1f.tether.daemon.v1.LeaveResponse\x12Q\n" +
 	"\bRollback\x12!.tether.daemon.v1.RollbackRequest\x1a\".tether.daemon.v1.RollbackResponse\x12E\n" +
-	"\x04Quit\x12\x1d.tether.daemon.v1.QuitRequest\x1a\x1e.tether.daemon.v1.QuitResponseB7Z5github.com/tetherkube/tether/proto/daemon/v1;daemonv1b\x06proto3"
+	"\x04Quit\x12\x1d.tether.daemon.v1.QuitRequest\x1a\x1e.tether.daemon.v1.QuitResponse\x12M\n" +
+	"\aCapture\x12 .tether.daemon.v1.CaptureRequest\x1a\x1e.tether.daemon.v1.CaptureEvent0\x01B7Z5github.com/tetherkube/tether/proto/daemon/v1;daemonv1b\x06proto3"
 
 var (
 	file_proto_daemon_v1_daemon_proto_rawDescOnce sync.Once
@@ -884,42 +1109,50 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
-	(*StatusRequest)(nil),    // 0: tether.daemon.v1.StatusRequest
-	(*StatusResponse)(nil),   // 1: tether.daemon.v1.StatusResponse
-	(*InterceptInfo)(nil),    // 2: tether.daemon.v1.InterceptInfo
-	(*InterceptRequest)(nil), // 3: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),   // 4: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),     // 5: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),    // 6: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),  // 7: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil), // 8: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),   // 9: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),     // 10: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),      // 11: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),     // 12: tether.daemon.v1.QuitResponse
+	(*CaptureRequest)(nil),   // 0: tether.daemon.v1.CaptureRequest
+	(*CaptureEvent)(nil),     // 1: tether.daemon.v1.CaptureEvent
+	(*StatusRequest)(nil),    // 2: tether.daemon.v1.StatusRequest
+	(*StatusResponse)(nil),   // 3: tether.daemon.v1.StatusResponse
+	(*InterceptInfo)(nil),    // 4: tether.daemon.v1.InterceptInfo
+	(*InterceptRequest)(nil), // 5: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),   // 6: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),     // 7: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),    // 8: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),  // 9: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil), // 10: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),   // 11: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),     // 12: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),      // 13: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),     // 14: tether.daemon.v1.QuitResponse
+	(*v1.Packet)(nil),        // 15: tether.agent.v1.Packet
+	(*v1.CaptureStats)(nil),  // 16: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
-	2,  // 0: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
-	2,  // 1: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	9,  // 2: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	10, // 3: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	0,  // 4: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	3,  // 5: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	5,  // 6: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	7,  // 7: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	11, // 8: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	1,  // 9: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	4,  // 10: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	6,  // 11: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	8,  // 12: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	12, // 13: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	9,  // [9:14] is the sub-list for method output_type
-	4,  // [4:9] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	15, // 0: tether.daemon.v1.CaptureEvent.packet:type_name -> tether.agent.v1.Packet
+	16, // 1: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	4,  // 2: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
+	4,  // 3: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	11, // 4: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	12, // 5: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	2,  // 6: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	5,  // 7: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	7,  // 8: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	9,  // 9: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	13, // 10: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	0,  // 11: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	3,  // 12: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	6,  // 13: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	8,  // 14: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	10, // 15: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	14, // 16: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	1,  // 17: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	12, // [12:18] is the sub-list for method output_type
+	6,  // [6:12] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -927,7 +1160,12 @@ func file_proto_daemon_v1_daemon_proto_init() {
 	if File_proto_daemon_v1_daemon_proto != nil {
 		return
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[4].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[1].OneofWrappers = []any{
+		(*CaptureEvent_Progress)(nil),
+		(*CaptureEvent_Packet)(nil),
+		(*CaptureEvent_Stats)(nil),
+	}
+	file_proto_daemon_v1_daemon_proto_msgTypes[6].OneofWrappers = []any{
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
@@ -937,7 +1175,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

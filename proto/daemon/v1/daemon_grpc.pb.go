@@ -29,6 +29,7 @@ const (
 	Daemon_Leave_FullMethodName     = "/tether.daemon.v1.Daemon/Leave"
 	Daemon_Rollback_FullMethodName  = "/tether.daemon.v1.Daemon/Rollback"
 	Daemon_Quit_FullMethodName      = "/tether.daemon.v1.Daemon/Quit"
+	Daemon_Capture_FullMethodName   = "/tether.daemon.v1.Daemon/Capture"
 )
 
 // DaemonClient is the client API for Daemon service.
@@ -49,6 +50,10 @@ type DaemonClient interface {
 	Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (*RollbackResponse, error)
 	// Quit ends every intercept and stops the daemon.
 	Quit(ctx context.Context, in *QuitRequest, opts ...grpc.CallOption) (*QuitResponse, error)
+	// Capture adds the agent to a running pod as an ephemeral container (the
+	// pod is not restarted) and streams the packets of its network namespace:
+	// progress lines first, then packets, then the kernel's statistics.
+	Capture(ctx context.Context, in *CaptureRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CaptureEvent], error)
 }
 
 type daemonClient struct {
@@ -118,6 +123,25 @@ func (c *daemonClient) Quit(ctx context.Context, in *QuitRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *daemonClient) Capture(ctx context.Context, in *CaptureRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CaptureEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Daemon_ServiceDesc.Streams[1], Daemon_Capture_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CaptureRequest, CaptureEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_CaptureClient = grpc.ServerStreamingClient[CaptureEvent]
+
 // DaemonServer is the server API for Daemon service.
 // All implementations must embed UnimplementedDaemonServer
 // for forward compatibility.
@@ -136,6 +160,10 @@ type DaemonServer interface {
 	Rollback(context.Context, *RollbackRequest) (*RollbackResponse, error)
 	// Quit ends every intercept and stops the daemon.
 	Quit(context.Context, *QuitRequest) (*QuitResponse, error)
+	// Capture adds the agent to a running pod as an ephemeral container (the
+	// pod is not restarted) and streams the packets of its network namespace:
+	// progress lines first, then packets, then the kernel's statistics.
+	Capture(*CaptureRequest, grpc.ServerStreamingServer[CaptureEvent]) error
 	mustEmbedUnimplementedDaemonServer()
 }
 
@@ -160,6 +188,9 @@ func (UnimplementedDaemonServer) Rollback(context.Context, *RollbackRequest) (*R
 }
 func (UnimplementedDaemonServer) Quit(context.Context, *QuitRequest) (*QuitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Quit not implemented")
+}
+func (UnimplementedDaemonServer) Capture(*CaptureRequest, grpc.ServerStreamingServer[CaptureEvent]) error {
+	return status.Error(codes.Unimplemented, "method Capture not implemented")
 }
 func (UnimplementedDaemonServer) mustEmbedUnimplementedDaemonServer() {}
 func (UnimplementedDaemonServer) testEmbeddedByValue()                {}
@@ -265,6 +296,17 @@ func _Daemon_Quit_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Daemon_Capture_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(CaptureRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DaemonServer).Capture(m, &grpc.GenericServerStream[CaptureRequest, CaptureEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_CaptureServer = grpc.ServerStreamingServer[CaptureEvent]
+
 // Daemon_ServiceDesc is the grpc.ServiceDesc for Daemon service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -293,6 +335,11 @@ var Daemon_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Intercept",
 			Handler:       _Daemon_Intercept_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Capture",
+			Handler:       _Daemon_Capture_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,189 @@
+// Package capture implements `tether capture`.
+package capture
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/cli/intercept"
+	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/pktfilter"
+)
+
+// Options of `tether capture`.
+type Options struct {
+	genericiooptions.IOStreams
+
+	Pod, Container, Interface, Filter, Write, AgentImage string
+	Count                                                uint64
+	Duration                                             time.Duration
+	Snaplen                                              int
+
+	Namespace string
+	Daemon    func(ctx context.Context) (daemon.Service, func(), error)
+	NS        func() (string, error)
+}
+
+// NewCmdCapture returns the capture command.
+func NewCmdCapture(f *cmdutil.Factory) *cobra.Command {
+	o := &Options{
+		IOStreams: f.IOStreams,
+		Daemon:    func(ctx context.Context) (daemon.Service, func(), error) { return f.Daemon(ctx, true) },
+		NS: func() (string, error) {
+			t, err := f.Target()
+			return t.Namespace, err
+		},
+	}
+	cmd := &cobra.Command{
+		Use:   "capture POD [-c CONTAINER] [--filter EXPR] [-w FILE|-]",
+		Short: "Capture a pod's packets as pcap, without restarting it",
+		Long: `Capture the packets of a pod's network namespace. tether adds its agent to
+the running pod as an ephemeral container with CAP_NET_RAW (the pod is not
+restarted; the ephemeral container stays listed on the pod, terminated, after
+use) and streams the packets through the API server.
+
+EXPR is tcpdump's filter language: host, net, port, portrange, src/dst,
+tcp/udp/icmp/ip/ip6, and/or/not and parentheses; it runs in the kernel.
+Without -w, one line per packet is printed; -w FILE writes pcap, and -w -
+streams pcap to stdout for Wireshark. Ctrl-C ends the capture cleanly.`,
+		Example: `  tether capture orders-7d9c-x2x --filter 'tcp port 8080' -w orders.pcap
+  tether capture pod/orders-7d9c-x2x -w - | wireshark -k -i -
+  tether capture orders-7d9c-x2x --filter 'udp port 53' --count 20`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Pod = args[0]
+			ns, err := o.NS()
+			if err != nil {
+				return err
+			}
+			o.Namespace = ns
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVarP(&o.Container, "container", "c", "", "the container whose processes the agent joins (default: the pod's network namespace only)")
+	cmd.Flags().StringVar(&o.Interface, "interface", "eth0", "the pod's network interface")
+	cmd.Flags().StringVar(&o.Filter, "filter", "", "tcpdump-style filter, e.g. 'tcp port 8080 and not host 10.42.0.1'")
+	cmd.Flags().StringVarP(&o.Write, "write", "w", "", "write pcap to FILE, or to stdout with -")
+	cmd.Flags().Uint64Var(&o.Count, "count", 0, "stop after N packets (0: no limit)")
+	cmd.Flags().DurationVar(&o.Duration, "duration", 0, "stop after this long, e.g. 30s (0: until Ctrl-C)")
+	cmd.Flags().IntVar(&o.Snaplen, "snaplen", 262144, "bytes kept of each packet")
+	cmd.Flags().StringVar(&o.AgentImage, "agent-image", intercept.DefaultAgentImage(), "the agent's container image")
+	return cmd
+}
+
+// Validate checks the options without changing anything.
+func (o *Options) Validate() error {
+	if _, err := pktfilter.Parse(o.Filter); err != nil {
+		return &cmdutil.UserError{Err: err}
+	}
+	if o.Snaplen <= 0 || o.Snaplen > 262144 {
+		return cmdutil.UserErrorf("--snaplen must be 1 to 262144, got %d", o.Snaplen)
+	}
+	if o.Duration < 0 {
+		return cmdutil.UserErrorf("--duration must not be negative")
+	}
+	if o.Write != "" && o.Write != "-" {
+		dir := filepath.Dir(o.Write)
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return cmdutil.UserErrorf("cannot write %s: folder %s does not exist", o.Write, dir)
+		}
+		if err := unix.Access(dir, unix.W_OK); err != nil {
+			return cmdutil.UserErrorf("cannot write %s: folder %s is not writable", o.Write, dir)
+		}
+		if st, err := os.Stat(o.Write); err == nil && st.IsDir() {
+			return cmdutil.UserErrorf("cannot write %s: it is a folder", o.Write)
+		}
+	}
+	return nil
+}
+
+// Run captures until count, duration or Ctrl-C.
+func (o *Options) Run(ctx context.Context) error {
+	client, done, err := o.Daemon(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+
+	var out io.Writer
+	var file *os.File
+	var pcap *pcapgo.Writer
+	var lines *bufio.Writer
+	switch o.Write {
+	case "":
+		lines = bufio.NewWriter(o.Out)
+		defer lines.Flush()
+	case "-":
+		out = o.Out
+	default:
+		// Written only once the first packet arrives, so a capture refused
+		// up front leaves no file behind.
+	}
+	captured := 0
+	emit := func(p agent.CapturedPacket) error {
+		if o.Write != "" && pcap == nil {
+			if out == nil {
+				f, err := os.Create(o.Write)
+				if err != nil {
+					return cmdutil.UserErrorf("cannot write %s: %v", o.Write, err)
+				}
+				file, out = f, f
+			}
+			pcap = pcapgo.NewWriter(out)
+			if err := pcap.WriteFileHeader(uint32(o.Snaplen), layers.LinkTypeEthernet); err != nil {
+				return err
+			}
+		}
+		captured++
+		if pcap != nil {
+			return pcap.WritePacket(gopacket.CaptureInfo{Timestamp: p.Timestamp, CaptureLength: len(p.Data), Length: p.Length}, p.Data)
+		}
+		fmt.Fprintln(lines, Summary(p))
+		if captured%32 == 0 {
+			return lines.Flush()
+		}
+		return nil
+	}
+	stats, err := client.Capture(ctx, daemon.CaptureRequest{
+		Namespace: o.Namespace, Pod: o.Pod, Container: o.Container, Interface: o.Interface, Filter: o.Filter,
+		Snaplen: o.Snaplen, Count: o.Count, Duration: o.Duration, AgentImage: o.AgentImage,
+	}, func(line string) { fmt.Fprintln(o.ErrOut, line) }, emit)
+	if file != nil {
+		if cerr := file.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	if lines != nil {
+		lines.Flush()
+	}
+	switch {
+	case err != nil && ctx.Err() != nil:
+		fmt.Fprintf(o.ErrOut, "capture stopped: %d packets\n", captured)
+		return nil
+	case err != nil:
+		if errors.Is(err, daemon.ErrUser) {
+			return &cmdutil.UserError{Err: err}
+		}
+		return fmt.Errorf("%w (details: `tether logs`)", err)
+	}
+	fmt.Fprintf(o.ErrOut, "%d packets captured; kernel: %d received by the filter, %d dropped\n", captured, stats.Received, stats.Dropped)
+	return nil
+}
