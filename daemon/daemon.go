@@ -63,7 +63,7 @@ func (d *Daemon) Quitting() <-chan struct{} { return d.quit }
 
 // Status reports the connection and the intercepts.
 func (d *Daemon) Status(ctx context.Context) (Status, error) {
-	st := Status{Context: d.context, Server: d.rc.Host, DaemonVersion: buildinfo.Get().Version, PID: os.Getpid()}
+	st := Status{Context: d.context, Server: d.rc.Host, DaemonVersion: buildinfo.Identity(), PID: os.Getpid()}
 	if v, err := d.cs.Discovery().ServerVersion(); err == nil {
 		st.ServerVersion = v.GitVersion
 	}

@@ -62,6 +62,12 @@ func kubeconfigPath() string {
 // Standard, as many production namespaces do.
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvLevel(t, "restricted")
+}
+
+// newEnvLevel is newEnv with the namespace's Pod Security level.
+func newEnvLevel(t *testing.T, level string) *env {
+	t.Helper()
 	kc := kubeconfigPath()
 	rc, err := clientcmd.BuildConfigFromFlags("", kc)
 	if err != nil {
@@ -85,7 +91,7 @@ func newEnv(t *testing.T) *env {
 	ctx := context.Background()
 	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 		Name:   ns,
-		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted", "tether.dev/test": "true"},
+		Labels: map[string]string{"pod-security.kubernetes.io/enforce": level, "tether.dev/test": "true"},
 	}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create namespace %s: %v", ns, err)

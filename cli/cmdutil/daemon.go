@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"syscall"
 	"time"
 
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/buildinfo"
 )
 
 // Target is the kube context a command works on and its daemon's paths.
@@ -57,7 +59,17 @@ func (f *Factory) Daemon(ctx context.Context, start bool) (*daemon.Client, func(
 		return nil, nil, err
 	}
 	if conn, c, err := daemon.Dial(ctx, t.Paths.Socket); err == nil {
-		return c, func() { conn.Close() }, nil
+		// A daemon of another build (tether was upgraded or rebuilt) is
+		// replaced, when we may start one, so CLI and daemon always agree.
+		st, err := c.Status(ctx)
+		if err == nil && (st.DaemonVersion == buildinfo.Identity() || !start) {
+			return c, func() { conn.Close() }, nil
+		}
+		if err == nil {
+			_ = c.Quit(ctx)
+			waitGone(t.Paths.Socket)
+		}
+		conn.Close()
 	}
 	if !start {
 		return nil, nil, fmt.Errorf("%w (context %s): `tether connect` starts one", ErrNoDaemon, t.Context)
@@ -108,4 +120,15 @@ func (f *Factory) startDaemon(t Target) error {
 		return fmt.Errorf("start the daemon: %w", err)
 	}
 	return cmd.Process.Release()
+}
+
+// waitGone waits, briefly, until nothing answers on the socket.
+func waitGone(socket string) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		c, err := net.DialTimeout("unix", socket, 200*time.Millisecond)
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
 }

@@ -3,8 +3,10 @@
 package buildinfo
 
 import (
+	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 )
 
 // version is set at link time: -X github.com/tetherkube/tether/internal/buildinfo.version=v0.1.0
@@ -41,4 +43,17 @@ func Get() Info {
 		}
 	}
 	return info
+}
+
+// Identity tells two builds apart even when their version is the same (two
+// local builds of one dirty tree): the version plus the executable's
+// modification time. The CLI replaces a daemon whose Identity differs.
+func Identity() string {
+	id := Get().Version
+	if exe, err := os.Executable(); err == nil {
+		if st, err := os.Stat(exe); err == nil {
+			id += "+" + strconv.FormatInt(st.ModTime().UnixNano(), 36)
+		}
+	}
+	return id
 }

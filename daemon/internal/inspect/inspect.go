@@ -82,8 +82,11 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress 
 		ImagePullPolicy: corev1.PullIfNotPresent,
 		Args:            []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", TunnelPort), "--token-env", "TETHER_TOKEN"},
 		Env: []corev1.EnvVar{
-			{Name: "TETHER_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: SecretName}, Key: tokenKey}}},
+			// A literal value, not a secretKeyRef: the kubelet does not sync
+			// Secrets referenced only by ephemeral containers ("failed to
+			// sync secret cache", seen on k3s v1.32). The token is thus
+			// readable by whoever may read the pod's spec; see docs/NOTES.md.
+			{Name: "TETHER_TOKEN", Value: string(token)},
 			{Name: "POD_NAME", Value: req.Pod},
 			{Name: "POD_NAMESPACE", Value: req.Namespace},
 		},
@@ -93,7 +96,7 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress 
 	progress(fmt.Sprintf("adding the agent to pod %s as ephemeral container %s (the pod is not restarted)", req.Pod, name))
 	if _, err := cs.CoreV1().Pods(req.Namespace).UpdateEphemeralContainers(ctx, req.Pod, pod, metav1.UpdateOptions{FieldManager: "tether"}); err != nil {
 		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity") {
-			return Agent{}, userErrorf("namespace %s's PodSecurity level forbids the capture agent (it needs CAP_NET_RAW and root): %v; "+
+			return Agent{}, userErrorf("namespace %s's PodSecurity level forbids the capture agent, which runs as root to use CAP_NET_RAW: %v; "+
 				"capture in a namespace at the baseline or privileged level, or use `tether trace`, which needs no capability", req.Namespace, err)
 		}
 		return Agent{}, fmt.Errorf("add ephemeral container: %w", err)
@@ -109,16 +112,17 @@ func securityContext(netRaw bool) *corev1.SecurityContext {
 	sc := &corev1.SecurityContext{
 		AllowPrivilegeEscalation: &no,
 		ReadOnlyRootFilesystem:   &yes,
-		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
 	if netRaw {
-		// Added capabilities reach a process's effective set only for root.
+		// Root with the runtime's default capabilities, which include
+		// NET_RAW on containerd and Docker: the baseline Pod Security level
+		// allows that, but not adding capabilities explicitly.
 		root := int64(0)
-		sc.Capabilities.Add = []corev1.Capability{"NET_RAW"}
 		sc.RunAsUser, sc.RunAsNonRoot = &root, &no
 	} else {
 		sc.RunAsNonRoot = &yes
+		sc.Capabilities = &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}
 	}
 	return sc
 }
@@ -160,8 +164,8 @@ func runningAgent(p *corev1.Pod, netRaw bool) string {
 		if !strings.HasPrefix(c.Name, ContainerPrefix) || !running[c.Name] {
 			continue
 		}
-		hasRaw := c.SecurityContext != nil && c.SecurityContext.Capabilities != nil && len(c.SecurityContext.Capabilities.Add) > 0
-		if hasRaw || !netRaw {
+		root := c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil && *c.SecurityContext.RunAsUser == 0
+		if root || !netRaw {
 			return c.Name
 		}
 	}
