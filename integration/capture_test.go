@@ -19,9 +19,20 @@ import (
 // captures; wait returns its exit code and stderr.
 func (e *env) startCapture(args ...string) (wait func() (int, string)) {
 	e.t.Helper()
-	args = append([]string{"capture"}, append(args, "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
+	wait, _ = e.startCapturing("capture", args...)
+	return wait
+}
+
+// startCapturing runs a capturing tether command (capture, dns) in the
+// background and returns once it captures; stdout holds what it printed
+// once wait returned.
+func (e *env) startCapturing(verb string, args ...string) (wait func() (int, string), stdout *strings.Builder) {
+	e.t.Helper()
+	args = append([]string{verb}, append(args, "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
 	cmd := exec.Command(tetherBinary(e.t), args...)
 	cmd.Env = append(os.Environ(), e.tetherEnv()...)
+	stdout = &strings.Builder{}
+	cmd.Stdout = stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		e.t.Fatal(err)
@@ -63,7 +74,7 @@ func (e *env) startCapture(args ...string) (wait func() (int, string)) {
 			code = ee.ExitCode()
 		}
 		return code, log.String()
-	}
+	}, stdout
 }
 
 func tsharkURIs(t *testing.T, file string) string {

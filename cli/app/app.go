@@ -17,6 +17,7 @@ import (
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/connect"
 	"github.com/tetherkube/tether/cli/daemoncmd"
+	"github.com/tetherkube/tether/cli/dns"
 	"github.com/tetherkube/tether/cli/intercept"
 	"github.com/tetherkube/tether/cli/leave"
 	"github.com/tetherkube/tether/cli/logs"
@@ -61,6 +62,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		rollback.NewCmdRollback(f),
 		quit.NewCmdQuit(f),
 		capture.NewCmdCapture(f),
+		dns.NewCmdDNS(f),
 		logs.NewCmdLogs(f),
 		version.NewCmdVersion(f, nil),
 		daemoncmd.NewCmdDaemon(f),

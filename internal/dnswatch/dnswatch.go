@@ -35,7 +35,11 @@ func (e Exchange) String() string {
 	if !e.Answered {
 		return fmt.Sprintf("%s %s %s -> %s: no answer", e.Client, e.Type, e.Name, e.Server)
 	}
-	s := fmt.Sprintf("%s %s %s -> %s %s in %s", e.Client, e.Type, e.Name, e.Rcode, strings.Join(e.Answers, ","), e.Latency.Round(time.Microsecond))
+	s := fmt.Sprintf("%s %s %s -> %s", e.Client, e.Type, e.Name, e.Rcode)
+	if len(e.Answers) > 0 {
+		s += " " + strings.Join(e.Answers, ",")
+	}
+	s += " in " + e.Latency.Round(time.Microsecond).String()
 	if e.Storm > 0 {
 		s += fmt.Sprintf(" (after %d NXDOMAIN from the search list)", e.Storm)
 	}
