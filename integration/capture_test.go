@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -147,6 +148,15 @@ func TestCaptureBadInput(t *testing.T) {
 	e := newEnvLevel(t, "baseline")
 	e.deployOrders(1)
 	pod := e.firstPod("orders")
+	stuck := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "stuck"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "app", Image: "docker.io/tetherkube/no-such-image:1", ImagePullPolicy: corev1.PullNever,
+		}}},
+	}
+	if _, err := e.cs.CoreV1().Pods(e.ns).Create(t.Context(), stuck, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	restricted := newEnv(t)
 	restricted.deployOrders(1)
 	rpod := restricted.firstPod("orders")
@@ -159,6 +169,7 @@ func TestCaptureBadInput(t *testing.T) {
 		{"unknown pod", e, []string{"no-such-pod"}, `no pod "no-such-pod" in namespace`},
 		{"invalid filter", e, []string{pod, "--filter", "tcp prot 80"}, `at "prot"`},
 		{"unwritable path", e, []string{pod, "-w", "/nonexistent-dir/x.pcap"}, "folder /nonexistent-dir does not exist"},
+		{"no running container", e, []string{"stuck"}, "pod stuck has no running container"},
 		{"restricted namespace", restricted, []string{rpod, "--count", "1"}, "PodSecurity level forbids the capture agent"},
 	}
 	for _, tt := range tests {
