@@ -24,10 +24,23 @@ func (e *env) startCapture(args ...string) (wait func() (int, string)) {
 	return wait
 }
 
+// startCaptureCmd is startCapture that also returns the process, to signal.
+func (e *env) startCaptureCmd(args ...string) (func() (int, string), *exec.Cmd) {
+	e.t.Helper()
+	var cmd *exec.Cmd
+	wait, _ := e.startCapturingWith("capture", func(c *exec.Cmd) { cmd = c }, args...)
+	return wait, cmd
+}
+
 // startCapturing runs a capturing tether command (capture, dns) in the
 // background and returns once it captures; stdout holds what it printed
 // once wait returned.
 func (e *env) startCapturing(verb string, args ...string) (wait func() (int, string), stdout *strings.Builder) {
+	e.t.Helper()
+	return e.startCapturingWith(verb, nil, args...)
+}
+
+func (e *env) startCapturingWith(verb string, started func(*exec.Cmd), args ...string) (wait func() (int, string), stdout *strings.Builder) {
 	e.t.Helper()
 	args = append([]string{verb}, append(args, "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
 	cmd := exec.Command(tetherBinary(e.t), args...)
@@ -40,6 +53,9 @@ func (e *env) startCapturing(verb string, args ...string) (wait func() (int, str
 	}
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
+	}
+	if started != nil {
+		started(cmd)
 	}
 	var log strings.Builder
 	ready := make(chan bool, 1)
@@ -132,6 +148,20 @@ func TestCapturePcapReadByTshark(t *testing.T) {
 	}
 	if !strings.Contains(log, "0 packets captured") {
 		t.Errorf("capture for another port reported:\n%s", log)
+	}
+
+	// Ctrl-C ends an open-ended capture cleanly: the file is complete.
+	stopped := filepath.Join(dir, "interrupted.pcap")
+	wait, cmd := e.startCaptureCmd(pod, "--filter", "tcp port 8080", "-w", stopped)
+	send("int")
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code, log := wait(); code != 0 || !strings.Contains(log, "capture stopped") {
+		t.Errorf("interrupted capture: exit %d:\n%s", code, log)
+	}
+	if uris := tsharkURIs(t, stopped); !strings.Contains(uris, "probe=int-2") {
+		t.Errorf("the interrupted capture's file lacks the requests:\n%s", uris)
 	}
 
 	p, err := e.cs.CoreV1().Pods(e.ns).Get(t.Context(), pod, metav1.GetOptions{})
