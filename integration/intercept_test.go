@@ -171,6 +171,29 @@ func (e *env) waitAppRoutes(replicas int) {
 	if err != nil {
 		e.t.Fatalf("service orders does not route to %d app pods: %v", replicas, err)
 	}
+	// The replaced pods (with the agent) must be gone, not just terminating:
+	// once one is gone, a node whose rules still name it sends connections
+	// to an address nobody answers.
+	err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		pods, err := e.cs.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=orders"})
+		if err != nil {
+			return false, nil
+		}
+		for _, p := range pods.Items {
+			for _, c := range p.Spec.Containers {
+				if c.Name == "tether-agent" {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		e.t.Fatalf("pods with the agent remain after rollback: %v", err)
+	}
+	// kube-proxy applies endpoint changes up to about a second later; tether
+	// intercept waits the same (intercept.ProxySettle).
+	time.Sleep(2 * time.Second)
 }
 
 func (e *env) mustTether(args ...string) string {
