@@ -26,10 +26,7 @@ func (d *Daemon) Capture(ctx context.Context, req CaptureRequest, progress func(
 	a, err := inspect.Ensure(ctx, d.cs, inspect.Request{Namespace: req.Namespace, Pod: pod, Container: req.Container,
 		AgentImage: req.AgentImage, NetRaw: true}, progress)
 	if err != nil {
-		if errors.Is(err, inspect.ErrUser) {
-			return agent.CaptureStats{}, usererr.Mark(err)
-		}
-		return agent.CaptureStats{}, err
+		return agent.CaptureStats{}, err // user errors come marked
 	}
 	conn, err := d.dialer.DialPod(ctx, req.Namespace, pod, inspect.TunnelPort)
 	if err != nil {

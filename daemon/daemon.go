@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"sort"
@@ -99,7 +98,7 @@ func (d *Daemon) Intercept(ctx context.Context, req InterceptRequest, progress f
 	}
 	w, err := workload.Client{CS: d.cs}.Resolve(ctx, req.Namespace, req.Workload)
 	if err != nil {
-		return InterceptInfo{}, d.classify(err)
+		return InterceptInfo{}, err
 	}
 	key := w.Namespace + "/" + w.String()
 	d.mu.Lock()
@@ -125,7 +124,7 @@ func (d *Daemon) Intercept(ctx context.Context, req InterceptRequest, progress f
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
 	})
 	if err != nil {
-		return InterceptInfo{}, d.classify(err)
+		return InterceptInfo{}, err
 	}
 	d.mu.Lock()
 	d.intercepts[key] = ic
@@ -134,20 +133,11 @@ func (d *Daemon) Intercept(ctx context.Context, req InterceptRequest, progress f
 	return info(ic), nil
 }
 
-// classify marks errors the user can fix.
-func (d *Daemon) classify(err error) error {
-	if errors.Is(err, intercept.ErrUser) || errors.Is(err, workload.ErrNotFound) || errors.Is(err, workload.ErrAmbiguous) ||
-		errors.Is(err, workload.ErrBadRef) || errors.Is(err, intercept.ErrAgentFailed) {
-		return usererr.Mark(err)
-	}
-	return err
-}
-
 // Leave stops an intercept.
 func (d *Daemon) Leave(ctx context.Context, namespace, name string) error {
 	w, err := workload.Client{CS: d.cs}.Resolve(ctx, namespace, name)
 	if err != nil {
-		return d.classify(err)
+		return err
 	}
 	key := w.Namespace + "/" + w.String()
 	d.mu.Lock()

@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/tetherkube/tether/internal/usererr"
 )
 
 var opts = Options{AgentImage: "docker.io/tetherkube/tether-agent:dev", SecretName: "tether-agent-orders"}
@@ -178,7 +180,7 @@ func TestBuildErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Build(tt.tmpl, tt.svc, tt.port, opts)
-			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrUser) {
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, usererr.ErrUser) {
 				t.Errorf("Build() = %v, want a user error containing %q", err, tt.want)
 			}
 		})

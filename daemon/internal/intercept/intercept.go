@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -33,13 +32,6 @@ import (
 // ProxySettle is how long an intercept waits, once the Service's endpoints
 // name only agent pods, for kube-proxy to apply them on the nodes.
 const ProxySettle = 2 * time.Second
-
-// ErrUser marks errors the user can fix; the message says how.
-var ErrUser = usererr.ErrUser
-
-func userErrorf(format string, args ...any) error {
-	return usererr.Errorf(format, args...)
-}
 
 // Request is what to intercept.
 type Request struct {
@@ -93,7 +85,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 		req.RolloutTimeout = 3 * time.Minute
 	}
 	if req.LocalPort <= 0 || req.LocalPort > 65535 {
-		return nil, userErrorf("local port %d is out of range 1-65535", req.LocalPort)
+		return nil, usererr.Errorf("local port %d is out of range 1-65535", req.LocalPort)
 	}
 	ref, err := inject.ParsePortRef(req.ServicePort)
 	if err != nil {
@@ -106,10 +98,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	wc := workload.Client{CS: m.CS}
 	w, err := wc.Resolve(ctx, req.Namespace, req.Workload)
 	if err != nil {
-		if errors.Is(err, workload.ErrNotFound) || errors.Is(err, workload.ErrAmbiguous) || errors.Is(err, workload.ErrBadRef) {
-			return nil, usererr.Mark(err)
-		}
-		return nil, err
+		return nil, err // a workload the user named wrong comes marked as a user error
 	}
 	tmpl, err := wc.Template(ctx, w)
 	if err != nil {
@@ -249,7 +238,7 @@ func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, 
 func checkLocal(port int) error {
 	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 2*time.Second)
 	if err != nil {
-		return userErrorf("nothing listens on localhost:%d; start the process that should receive the traffic first", port)
+		return usererr.Errorf("nothing listens on localhost:%d; start the process that should receive the traffic first", port)
 	}
 	return c.Close()
 }
@@ -262,7 +251,7 @@ func (m *Manager) service(ctx context.Context, w journal.Workload, tmpl *corev1.
 	}
 	selecting := inject.SelectingServices(list.Items, tmpl.Labels)
 	if len(selecting) == 0 {
-		return nil, userErrorf("no Service in namespace %s selects %s, so no cluster traffic reaches it through a Service", w.Namespace, w)
+		return nil, usererr.Errorf("no Service in namespace %s selects %s, so no cluster traffic reaches it through a Service", w.Namespace, w)
 	}
 	var withPort []corev1.Service
 	for _, s := range selecting {
@@ -280,7 +269,7 @@ func (m *Manager) service(ctx context.Context, w journal.Workload, tmpl *corev1.
 	case 1:
 		return &withPort[0], nil
 	default:
-		return nil, userErrorf("services %s and %s both select %s and have port %s; tether intercepts through one Service",
+		return nil, usererr.Errorf("services %s and %s both select %s and have port %s; tether intercepts through one Service",
 			withPort[0].Name, withPort[1].Name, w, ref)
 	}
 }
