@@ -33,7 +33,7 @@ func toStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrAlreadyIntercepted):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, ErrBadFilter):
+	case errors.Is(err, ErrBadFilter), errors.Is(err, ErrBadProbe):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, ErrNoCapNetRaw):
 		return status.Error(codes.FailedPrecondition, err.Error())
@@ -42,8 +42,15 @@ func toStatus(err error) error {
 	}
 }
 
-// fromStatus maps gRPC codes back to the Service's errors.
+// fromStatus maps gRPC codes back to the Service's errors; an invalid
+// argument is ErrBadFilter, the only one Capture, Info, Intercept and Leave
+// can return.
 func fromStatus(op string, err error) error {
+	return fromStatusInvalid(op, err, ErrBadFilter)
+}
+
+// fromStatusInvalid is fromStatus with invalid as the invalid-argument error.
+func fromStatusInvalid(op string, err error, invalid error) error {
 	switch status.Code(err) {
 	case codes.OK:
 		return nil
@@ -52,7 +59,7 @@ func fromStatus(op string, err error) error {
 	case codes.AlreadyExists:
 		return fmt.Errorf("%s: %s: %w", op, status.Convert(err).Message(), ErrAlreadyIntercepted)
 	case codes.InvalidArgument:
-		return fmt.Errorf("%s: %s: %w", op, status.Convert(err).Message(), ErrBadFilter)
+		return fmt.Errorf("%s: %s: %w", op, status.Convert(err).Message(), invalid)
 	case codes.FailedPrecondition:
 		return fmt.Errorf("%s: %s: %w", op, status.Convert(err).Message(), ErrNoCapNetRaw)
 	default:
@@ -176,4 +183,76 @@ func (c *Client) Capture(ctx context.Context, req CaptureRequest, emit func(Capt
 			return CaptureStats{Received: e.Stats.GetReceived(), Dropped: e.Stats.GetDropped()}, nil
 		}
 	}
+}
+
+func (s *grpcServer) ResolvConf(ctx context.Context, _ *agentv1.ResolvConfRequest) (*agentv1.ResolvConfResponse, error) {
+	b, err := s.svc.ResolvConf(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &agentv1.ResolvConfResponse{Content: b}, nil
+}
+
+func (s *grpcServer) QueryDNS(ctx context.Context, req *agentv1.DNSQueryRequest) (*agentv1.DNSQueryResponse, error) {
+	a, err := s.svc.QueryDNS(ctx, DNSQuery{Server: req.GetServer(), Name: req.GetName(), Type: req.GetType(),
+		Timeout: time.Duration(req.GetTimeoutMillis()) * time.Millisecond})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &agentv1.DNSQueryResponse{Rcode: a.Rcode, LatencyNanos: int64(a.Latency), Error: a.Error, Tcp: a.TCP}
+	for _, r := range a.Answers {
+		resp.Answers = append(resp.Answers, &agentv1.DNSRecord{Name: r.Name, Type: r.Type, Ttl: r.TTL, Data: r.Data})
+	}
+	return resp, nil
+}
+
+func (s *grpcServer) Probe(ctx context.Context, req *agentv1.ProbeRequest) (*agentv1.ProbeResponse, error) {
+	pr := ProbeRequest{Address: req.GetAddress(), Timeout: time.Duration(req.GetTimeoutMillis()) * time.Millisecond}
+	if h := req.GetHttp(); h != nil {
+		pr.HTTP = &HTTPProbe{Method: h.GetMethod(), Path: h.GetPath(), Host: h.GetHost()}
+	}
+	r, err := s.svc.Probe(ctx, pr)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &agentv1.ProbeResponse{Connected: r.Connected, ConnectNanos: int64(r.Connect), Error: r.Error,
+		LocalAddress: r.LocalAddress, HttpStatus: int32(r.HTTPStatus), HttpNanos: int64(r.HTTPLatency), HttpError: r.HTTPError}, nil
+}
+
+// ResolvConf asks for the pod's resolv.conf.
+func (c *Client) ResolvConf(ctx context.Context) ([]byte, error) {
+	resp, err := c.rpc.ResolvConf(ctx, &agentv1.ResolvConfRequest{})
+	if err != nil {
+		return nil, fromStatusInvalid("read resolv.conf", err, ErrBadProbe)
+	}
+	return resp.GetContent(), nil
+}
+
+// QueryDNS asks the agent to send a DNS query from the pod.
+func (c *Client) QueryDNS(ctx context.Context, q DNSQuery) (DNSAnswer, error) {
+	resp, err := c.rpc.QueryDNS(ctx, &agentv1.DNSQueryRequest{Server: q.Server, Name: q.Name, Type: q.Type,
+		TimeoutMillis: q.Timeout.Milliseconds()})
+	if err != nil {
+		return DNSAnswer{}, fromStatusInvalid("query "+q.Name, err, ErrBadProbe)
+	}
+	a := DNSAnswer{Rcode: resp.GetRcode(), Latency: time.Duration(resp.GetLatencyNanos()), Error: resp.GetError(), TCP: resp.GetTcp()}
+	for _, r := range resp.GetAnswers() {
+		a.Answers = append(a.Answers, DNSRecord{Name: r.GetName(), Type: r.GetType(), TTL: r.GetTtl(), Data: r.GetData()})
+	}
+	return a, nil
+}
+
+// Probe asks the agent to connect somewhere from the pod.
+func (c *Client) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, error) {
+	pr := &agentv1.ProbeRequest{Address: req.Address, TimeoutMillis: req.Timeout.Milliseconds()}
+	if h := req.HTTP; h != nil {
+		pr.Http = &agentv1.HTTPProbe{Method: h.Method, Path: h.Path, Host: h.Host}
+	}
+	resp, err := c.rpc.Probe(ctx, pr)
+	if err != nil {
+		return ProbeResult{}, fromStatusInvalid("probe "+req.Address, err, ErrBadProbe)
+	}
+	return ProbeResult{Connected: resp.GetConnected(), Connect: time.Duration(resp.GetConnectNanos()), Error: resp.GetError(),
+		LocalAddress: resp.GetLocalAddress(), HTTPStatus: int(resp.GetHttpStatus()), HTTPLatency: time.Duration(resp.GetHttpNanos()),
+		HTTPError: resp.GetHttpError()}, nil
 }

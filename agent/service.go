@@ -43,6 +43,13 @@ type Service interface {
 	Leave(ctx context.Context, listenPort int) error
 	// Capture streams the packets of one of the pod's interfaces to emit.
 	Capture(ctx context.Context, req CaptureRequest, emit func(CapturedPacket) error) (CaptureStats, error)
+	// ResolvConf returns the pod's /etc/resolv.conf.
+	ResolvConf(ctx context.Context) ([]byte, error)
+	// QueryDNS sends one DNS query from the pod's network namespace.
+	QueryDNS(ctx context.Context, q DNSQuery) (DNSAnswer, error)
+	// Probe opens a TCP connection from the pod's network namespace, and
+	// sends an HTTP request over it when asked.
+	Probe(ctx context.Context, req ProbeRequest) (ProbeResult, error)
 }
 
 // sessionService is the Service for calls that came through sess.

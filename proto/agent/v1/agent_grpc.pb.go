@@ -25,10 +25,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Agent_Info_FullMethodName      = "/tether.agent.v1.Agent/Info"
-	Agent_Intercept_FullMethodName = "/tether.agent.v1.Agent/Intercept"
-	Agent_Leave_FullMethodName     = "/tether.agent.v1.Agent/Leave"
-	Agent_Capture_FullMethodName   = "/tether.agent.v1.Agent/Capture"
+	Agent_Info_FullMethodName       = "/tether.agent.v1.Agent/Info"
+	Agent_Intercept_FullMethodName  = "/tether.agent.v1.Agent/Intercept"
+	Agent_Leave_FullMethodName      = "/tether.agent.v1.Agent/Leave"
+	Agent_Capture_FullMethodName    = "/tether.agent.v1.Agent/Capture"
+	Agent_ResolvConf_FullMethodName = "/tether.agent.v1.Agent/ResolvConf"
+	Agent_QueryDNS_FullMethodName   = "/tether.agent.v1.Agent/QueryDNS"
+	Agent_Probe_FullMethodName      = "/tether.agent.v1.Agent/Probe"
 )
 
 // AgentClient is the client API for Agent service.
@@ -51,6 +54,16 @@ type AgentClient interface {
 	// message carries the kernel's statistics. Needs CAP_NET_RAW: FAILED_
 	// PRECONDITION without it, INVALID_ARGUMENT for a bad filter.
 	Capture(ctx context.Context, in *CaptureRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CaptureEvent], error)
+	// ResolvConf returns the pod's /etc/resolv.conf, which the kubelet gives
+	// every container of a pod, the agent's included.
+	ResolvConf(ctx context.Context, in *ResolvConfRequest, opts ...grpc.CallOption) (*ResolvConfResponse, error)
+	// QueryDNS sends one DNS query from the pod's network namespace and
+	// returns the answer as the pod gets it. Needs no capability.
+	QueryDNS(ctx context.Context, in *DNSQueryRequest, opts ...grpc.CallOption) (*DNSQueryResponse, error)
+	// Probe opens a TCP connection from the pod's network namespace, and
+	// sends one HTTP request over it when asked. Needs no capability. A
+	// failed connection is a result, not an error.
+	Probe(ctx context.Context, in *ProbeRequest, opts ...grpc.CallOption) (*ProbeResponse, error)
 }
 
 type agentClient struct {
@@ -110,6 +123,36 @@ func (c *agentClient) Capture(ctx context.Context, in *CaptureRequest, opts ...g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Agent_CaptureClient = grpc.ServerStreamingClient[CaptureEvent]
 
+func (c *agentClient) ResolvConf(ctx context.Context, in *ResolvConfRequest, opts ...grpc.CallOption) (*ResolvConfResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResolvConfResponse)
+	err := c.cc.Invoke(ctx, Agent_ResolvConf_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) QueryDNS(ctx context.Context, in *DNSQueryRequest, opts ...grpc.CallOption) (*DNSQueryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DNSQueryResponse)
+	err := c.cc.Invoke(ctx, Agent_QueryDNS_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) Probe(ctx context.Context, in *ProbeRequest, opts ...grpc.CallOption) (*ProbeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProbeResponse)
+	err := c.cc.Invoke(ctx, Agent_Probe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -130,6 +173,16 @@ type AgentServer interface {
 	// message carries the kernel's statistics. Needs CAP_NET_RAW: FAILED_
 	// PRECONDITION without it, INVALID_ARGUMENT for a bad filter.
 	Capture(*CaptureRequest, grpc.ServerStreamingServer[CaptureEvent]) error
+	// ResolvConf returns the pod's /etc/resolv.conf, which the kubelet gives
+	// every container of a pod, the agent's included.
+	ResolvConf(context.Context, *ResolvConfRequest) (*ResolvConfResponse, error)
+	// QueryDNS sends one DNS query from the pod's network namespace and
+	// returns the answer as the pod gets it. Needs no capability.
+	QueryDNS(context.Context, *DNSQueryRequest) (*DNSQueryResponse, error)
+	// Probe opens a TCP connection from the pod's network namespace, and
+	// sends one HTTP request over it when asked. Needs no capability. A
+	// failed connection is a result, not an error.
+	Probe(context.Context, *ProbeRequest) (*ProbeResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -151,6 +204,15 @@ func (UnimplementedAgentServer) Leave(context.Context, *LeaveRequest) (*LeaveRes
 }
 func (UnimplementedAgentServer) Capture(*CaptureRequest, grpc.ServerStreamingServer[CaptureEvent]) error {
 	return status.Error(codes.Unimplemented, "method Capture not implemented")
+}
+func (UnimplementedAgentServer) ResolvConf(context.Context, *ResolvConfRequest) (*ResolvConfResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResolvConf not implemented")
+}
+func (UnimplementedAgentServer) QueryDNS(context.Context, *DNSQueryRequest) (*DNSQueryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method QueryDNS not implemented")
+}
+func (UnimplementedAgentServer) Probe(context.Context, *ProbeRequest) (*ProbeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Probe not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -238,6 +300,60 @@ func _Agent_Capture_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Agent_CaptureServer = grpc.ServerStreamingServer[CaptureEvent]
 
+func _Agent_ResolvConf_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolvConfRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).ResolvConf(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_ResolvConf_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).ResolvConf(ctx, req.(*ResolvConfRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_QueryDNS_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DNSQueryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).QueryDNS(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_QueryDNS_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).QueryDNS(ctx, req.(*DNSQueryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_Probe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProbeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Probe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Probe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Probe(ctx, req.(*ProbeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -256,6 +372,18 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Leave",
 			Handler:    _Agent_Leave_Handler,
+		},
+		{
+			MethodName: "ResolvConf",
+			Handler:    _Agent_ResolvConf_Handler,
+		},
+		{
+			MethodName: "QueryDNS",
+			Handler:    _Agent_QueryDNS_Handler,
+		},
+		{
+			MethodName: "Probe",
+			Handler:    _Agent_Probe_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
