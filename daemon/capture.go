@@ -6,13 +6,9 @@ import (
 	"fmt"
 	"strings"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/inspect"
 	"github.com/tetherkube/tether/internal/pktfilter"
-	"github.com/tetherkube/tether/tunnel"
 
 	"github.com/tetherkube/tether/internal/usererr"
 )
@@ -23,31 +19,15 @@ func (d *Daemon) Capture(ctx context.Context, req CaptureRequest, progress func(
 		return agent.CaptureStats{}, usererr.Mark(err)
 	}
 	pod := strings.TrimPrefix(strings.TrimPrefix(req.Pod, "pod/"), "pods/")
-	a, err := inspect.Ensure(ctx, d.cs, inspect.Request{Namespace: req.Namespace, Pod: pod, Container: req.Container,
+	client, done, err := d.inspectAgent(ctx, inspect.Request{Namespace: req.Namespace, Pod: pod, Container: req.Container,
 		AgentImage: req.AgentImage, NetRaw: true}, progress)
-	if err != nil {
-		return agent.CaptureStats{}, err // user errors come marked
-	}
-	conn, err := d.dialer.DialPod(ctx, req.Namespace, pod, inspect.TunnelPort)
-	if err != nil {
-		return agent.CaptureStats{}, fmt.Errorf("reach the inspection agent of pod %s: %w", pod, err)
-	}
-	cfg := tunnel.DefaultConfig(a.Token)
-	cfg.Logger = d.log
-	sess, err := tunnel.Client(ctx, conn, cfg)
-	if err != nil {
-		return agent.CaptureStats{}, fmt.Errorf("tunnel to pod %s: %w", pod, err)
-	}
-	defer sess.Close()
-	gc, err := grpc.NewClient("passthrough:///"+pod, grpc.WithContextDialer(sess.DialControl),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return agent.CaptureStats{}, err
 	}
-	defer gc.Close()
+	defer done()
 	progress(fmt.Sprintf("capturing on %s of pod %s", ifaceOr(req.Interface), pod))
 	d.log.Info("capture", "pod", req.Namespace+"/"+pod, "filter", req.Filter)
-	stats, err := agent.NewClient(gc).Capture(ctx, agent.CaptureRequest{Interface: req.Interface, Filter: req.Filter,
+	stats, err := client.Capture(ctx, agent.CaptureRequest{Interface: req.Interface, Filter: req.Filter,
 		Snaplen: req.Snaplen, Count: req.Count, Duration: req.Duration}, emit)
 	if errors.Is(err, agent.ErrBadFilter) || errors.Is(err, agent.ErrNoCapNetRaw) {
 		return stats, usererr.Mark(err)

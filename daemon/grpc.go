@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -252,6 +254,51 @@ func (c *Client) Capture(ctx context.Context, req CaptureRequest, progress func(
 			}
 		case *daemonv1.CaptureEvent_Stats:
 			return agent.CaptureStats{Received: e.Stats.GetReceived(), Dropped: e.Stats.GetDropped()}, nil
+		}
+	}
+}
+
+func (s *GRPCServer) Trace(req *daemonv1.TraceRequest, stream grpc.ServerStreamingServer[daemonv1.TraceEvent]) error {
+	progress := func(line string) {
+		_ = stream.Send(&daemonv1.TraceEvent{Event: &daemonv1.TraceEvent_Progress{Progress: line}})
+	}
+	rep, err := s.svc.Trace(stream.Context(), TraceRequest{Namespace: req.GetNamespace(), From: req.GetFrom(), To: req.GetTo(),
+		AgentImage: req.GetAgentImage()}, progress)
+	if err != nil {
+		return toStatus(err)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.Send(&daemonv1.TraceEvent{Event: &daemonv1.TraceEvent_ReportJson{ReportJson: b}})
+}
+
+// Trace asks the daemon for a trace, relaying its progress lines.
+func (c *Client) Trace(ctx context.Context, req TraceRequest, progress func(string)) (TraceReport, error) {
+	stream, err := c.rpc.Trace(ctx, &daemonv1.TraceRequest{Namespace: req.Namespace, From: req.From, To: req.To, AgentImage: req.AgentImage})
+	if err != nil {
+		return TraceReport{}, fromStatus(err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return TraceReport{}, errors.New("daemon ended the trace without a report")
+		}
+		if err != nil {
+			return TraceReport{}, fromStatus(err)
+		}
+		switch e := ev.GetEvent().(type) {
+		case *daemonv1.TraceEvent_Progress:
+			if progress != nil {
+				progress(e.Progress)
+			}
+		case *daemonv1.TraceEvent_ReportJson:
+			var rep TraceReport
+			if err := json.Unmarshal(e.ReportJson, &rep); err != nil {
+				return rep, fmt.Errorf("read the daemon's trace report: %w", err)
+			}
+			return rep, nil
 		}
 	}
 }

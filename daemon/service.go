@@ -25,6 +25,9 @@ type Service interface {
 	// Capture streams the packets of a pod's network namespace to emit,
 	// through an inspection agent added as an ephemeral container.
 	Capture(ctx context.Context, req CaptureRequest, progress func(string), emit func(agent.CapturedPacket) error) (agent.CaptureStats, error)
+	// Trace explains the path from a pod to a destination, step by step,
+	// probing from the pod through an inspection agent.
+	Trace(ctx context.Context, req TraceRequest, progress func(string)) (TraceReport, error)
 }
 
 // CaptureRequest names the pod and what to capture.

@@ -24,6 +24,7 @@ import (
 	"github.com/tetherkube/tether/cli/quit"
 	"github.com/tetherkube/tether/cli/rollback"
 	"github.com/tetherkube/tether/cli/status"
+	"github.com/tetherkube/tether/cli/trace"
 	"github.com/tetherkube/tether/cli/version"
 )
 
@@ -63,6 +64,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		quit.NewCmdQuit(f),
 		capture.NewCmdCapture(f),
 		dns.NewCmdDNS(f),
+		trace.NewCmdTrace(f),
 		logs.NewCmdLogs(f),
 		version.NewCmdVersion(f, nil),
 		daemoncmd.NewCmdDaemon(f),

@@ -13,6 +13,7 @@ const (
 	ExitOK       = 0
 	ExitInternal = 1 // something broke that the user could not have avoided
 	ExitUser     = 2 // bad flags, names or input: the message says what to fix
+	ExitFailed   = 3 // the command ran and what it checked is broken (a trace's path)
 	ExitCanceled = 130
 )
 
@@ -31,12 +32,22 @@ func UserErrorf(format string, args ...any) error {
 	return &UserError{Err: fmt.Errorf(format, args...)}
 }
 
+// CheckFailedError reports that a command ran and found what it checks
+// broken, e.g. a trace whose path breaks; its output says where.
+type CheckFailedError struct {
+	Err error
+}
+
+func (e *CheckFailedError) Error() string { return e.Err.Error() }
+func (e *CheckFailedError) Unwrap() error { return e.Err }
+
 // ErrCanceled reports that the user interrupted the command.
 var ErrCanceled = errors.New("canceled")
 
 // ExitCode maps an error returned by a command to the process exit code.
 func ExitCode(err error) int {
 	var ue *UserError
+	var cf *CheckFailedError
 	switch {
 	case err == nil:
 		return ExitOK
@@ -44,6 +55,8 @@ func ExitCode(err error) int {
 		return ExitCanceled
 	case errors.As(err, &ue):
 		return ExitUser
+	case errors.As(err, &cf):
+		return ExitFailed
 	default:
 		return ExitInternal
 	}

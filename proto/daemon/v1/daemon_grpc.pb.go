@@ -30,6 +30,7 @@ const (
 	Daemon_Rollback_FullMethodName  = "/tether.daemon.v1.Daemon/Rollback"
 	Daemon_Quit_FullMethodName      = "/tether.daemon.v1.Daemon/Quit"
 	Daemon_Capture_FullMethodName   = "/tether.daemon.v1.Daemon/Capture"
+	Daemon_Trace_FullMethodName     = "/tether.daemon.v1.Daemon/Trace"
 )
 
 // DaemonClient is the client API for Daemon service.
@@ -54,6 +55,10 @@ type DaemonClient interface {
 	// pod is not restarted) and streams the packets of its network namespace:
 	// progress lines first, then packets, then the kernel's statistics.
 	Capture(ctx context.Context, in *CaptureRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CaptureEvent], error)
+	// Trace explains the path from a pod to a destination: DNS as the pod
+	// sees it, the Service and its endpoints, NetworkPolicies and live
+	// probes from the pod. It streams progress lines, then one report.
+	Trace(ctx context.Context, in *TraceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TraceEvent], error)
 }
 
 type daemonClient struct {
@@ -142,6 +147,25 @@ func (c *daemonClient) Capture(ctx context.Context, in *CaptureRequest, opts ...
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Daemon_CaptureClient = grpc.ServerStreamingClient[CaptureEvent]
 
+func (c *daemonClient) Trace(ctx context.Context, in *TraceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TraceEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Daemon_ServiceDesc.Streams[2], Daemon_Trace_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TraceRequest, TraceEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_TraceClient = grpc.ServerStreamingClient[TraceEvent]
+
 // DaemonServer is the server API for Daemon service.
 // All implementations must embed UnimplementedDaemonServer
 // for forward compatibility.
@@ -164,6 +188,10 @@ type DaemonServer interface {
 	// pod is not restarted) and streams the packets of its network namespace:
 	// progress lines first, then packets, then the kernel's statistics.
 	Capture(*CaptureRequest, grpc.ServerStreamingServer[CaptureEvent]) error
+	// Trace explains the path from a pod to a destination: DNS as the pod
+	// sees it, the Service and its endpoints, NetworkPolicies and live
+	// probes from the pod. It streams progress lines, then one report.
+	Trace(*TraceRequest, grpc.ServerStreamingServer[TraceEvent]) error
 	mustEmbedUnimplementedDaemonServer()
 }
 
@@ -191,6 +219,9 @@ func (UnimplementedDaemonServer) Quit(context.Context, *QuitRequest) (*QuitRespo
 }
 func (UnimplementedDaemonServer) Capture(*CaptureRequest, grpc.ServerStreamingServer[CaptureEvent]) error {
 	return status.Error(codes.Unimplemented, "method Capture not implemented")
+}
+func (UnimplementedDaemonServer) Trace(*TraceRequest, grpc.ServerStreamingServer[TraceEvent]) error {
+	return status.Error(codes.Unimplemented, "method Trace not implemented")
 }
 func (UnimplementedDaemonServer) mustEmbedUnimplementedDaemonServer() {}
 func (UnimplementedDaemonServer) testEmbeddedByValue()                {}
@@ -307,6 +338,17 @@ func _Daemon_Capture_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Daemon_CaptureServer = grpc.ServerStreamingServer[CaptureEvent]
 
+func _Daemon_Trace_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(TraceRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DaemonServer).Trace(m, &grpc.GenericServerStream[TraceRequest, TraceEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_TraceServer = grpc.ServerStreamingServer[TraceEvent]
+
 // Daemon_ServiceDesc is the grpc.ServiceDesc for Daemon service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -340,6 +382,11 @@ var Daemon_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Capture",
 			Handler:       _Daemon_Capture_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Trace",
+			Handler:       _Daemon_Trace_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,69 @@
+package trace
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/internal/usererr"
+)
+
+// SourcePod finds the pod FROM names: "pod/NAME" or "NAME" is that pod;
+// "deploy/NAME" or "sts/NAME" picks one of the workload's ready pods, and
+// pickedFrom names the workload.
+func SourcePod(ctx context.Context, cs kubernetes.Interface, namespace, from string) (pod *corev1.Pod, pickedFrom string, err error) {
+	kind, name, found := strings.Cut(from, "/")
+	if !found {
+		kind, name = "pod", from
+	}
+	switch strings.ToLower(kind) {
+	case "pod", "pods", "po":
+		p, err := cs.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, "", usererr.Errorf("no pod %q in namespace %s (`kubectl get pods -n %s` lists them; deploy/NAME picks a ready pod of a deployment)", name, namespace, namespace)
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("read pod %s/%s: %w", namespace, name, err)
+		}
+		if err := runnable(p); err != nil {
+			return nil, "", err
+		}
+		return p, "", nil
+	}
+	w, err := workload.Client{CS: cs}.Resolve(ctx, namespace, from)
+	if err != nil {
+		return nil, "", err // marked as a user error where it is one
+	}
+	sel, err := workload.Client{CS: cs}.Selector(ctx, w)
+	if err != nil {
+		return nil, "", fmt.Errorf("read the selector of %s: %w", from, err)
+	}
+	pods, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, "", fmt.Errorf("list the pods of %s: %w", from, err)
+	}
+	sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.DeletionTimestamp == nil && podReady(p) {
+			return p, from, nil
+		}
+	}
+	return nil, "", usererr.Errorf("%s has no ready pod to trace from (%d %s); name one with pod/NAME", from, len(pods.Items), plural(len(pods.Items), "pod"))
+}
+
+// runnable: the inspection agent can only join a pod with a running
+// container.
+func runnable(p *corev1.Pod) error {
+	if p.Status.Phase != corev1.PodRunning {
+		return usererr.Errorf("pod %s is %s, not running: there is no network namespace to trace from", p.Name, p.Status.Phase)
+	}
+	return nil
+}
