@@ -15,6 +15,9 @@ type TraceReport = trace.Report
 // TraceStatus is a trace step's status.
 type TraceStatus = trace.Status
 
+// TraceStep is one step of a TraceReport.
+type TraceStep = trace.Step
+
 // Trace step statuses and names, for callers that read a TraceReport.
 const (
 	TraceOK      = trace.OK

@@ -132,6 +132,12 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Fprintf(tw, "image (compressed tarball)\t%.1f MB\t%.1f MB\t%.2fx\t< 15 MB\t\n", float64(tr.agentImage)/1e6, float64(tr.demoImage)/1e6, float64(tr.agentImage)/float64(tr.demoImage))
 	tw.Flush()
+
+	ir, err := measureInspect(ctx, rc, cs, o, tr.client)
+	if err != nil {
+		return fmt.Errorf("inspect: %w", err)
+	}
+	printInspect(os.Stdout, ir)
 	return nil
 }
 

@@ -58,6 +58,8 @@ type tetherResults struct {
 	baseline, direct, intercepted, inCluster row
 	agentRSS, appRSS, agentRSSAfterLoad      memory
 	agentImage, demoImage                    int64
+	// client is the pod the requests come from.
+	client string
 }
 
 // measureTether measures connect, intercept, the intercepted data path and
@@ -87,6 +89,7 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 	if err != nil {
 		return r, err
 	}
+	r.client = client
 	base := "http://orders." + o.namespace + ".svc.cluster.local"
 	var inCluster []row
 	for range o.rounds {

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,6 +38,8 @@ type Server struct {
 	mu     sync.Mutex
 	orders map[int]Order
 	nextID int
+	// failing makes /healthz answer 503, to fail a readiness probe.
+	failing atomic.Bool
 }
 
 // NewServer returns a Server seeded with a few orders.
@@ -58,7 +61,20 @@ var prices = map[string]float64{"espresso beans": 14.5, "grinder": 89, "kettle":
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.failing.Load() {
+			http.Error(w, "failing on purpose (POST /healthz/ok heals it)", http.StatusServiceUnavailable)
+			return
+		}
 		io.WriteString(w, "ok\n")
+	})
+	// Break and heal the health check, to show a failing readiness probe.
+	mux.HandleFunc("POST /healthz/fail", func(w http.ResponseWriter, _ *http.Request) {
+		s.failing.Store(true)
+		io.WriteString(w, "healthz now fails\n")
+	})
+	mux.HandleFunc("POST /healthz/ok", func(w http.ResponseWriter, _ *http.Request) {
+		s.failing.Store(false)
+		io.WriteString(w, "healthz ok again\n")
 	})
 	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"name": s.Name})

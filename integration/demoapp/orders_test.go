@@ -18,6 +18,10 @@ func TestOrdersRoutes(t *testing.T) {
 		wantBody           string
 	}{
 		{"GET", "/healthz", "", 200, "ok"},
+		{"POST", "/healthz/fail", "", 200, "now fails"},
+		{"GET", "/healthz", "", 503, "failing on purpose"},
+		{"POST", "/healthz/ok", "", 200, "ok again"},
+		{"GET", "/healthz", "", 200, "ok"},
 		{"GET", "/whoami", "", 200, `"name": "test-pod"`},
 		{"GET", "/orders", "", 200, `"item": "grinder"`},
 		{"GET", "/orders/7", "", 200, `"id": 7`},

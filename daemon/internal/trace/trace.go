@@ -39,8 +39,8 @@ type state struct {
 	addresses []string
 	// answeredName is the name that resolved (DNS).
 	answeredName string
-	svc       *corev1.Service
-	svcPort   *corev1.ServicePort
+	svc          *corev1.Service
+	svcPort      *corev1.ServicePort
 	// port is the destination port as a number, once known.
 	port int32
 	// endpoints are the destinations behind the Service, or the pod.
