@@ -54,7 +54,7 @@ func (tr *Tracer) service(ctx context.Context, s *state) (Step, error) {
 			}
 		}
 	}
-	svc, pod, err := tr.byAddress(ctx, s.addresses[0])
+	svc, pod, forbidden, err := tr.byAddress(ctx, s.addresses[0])
 	if err != nil {
 		return Step{}, err
 	}
@@ -72,6 +72,9 @@ func (tr *Tracer) service(ctx context.Context, s *state) (Step, error) {
 	if t.HTTP() {
 		s.http = &agent.HTTPProbe{Path: t.Path, Host: t.Host}
 	}
+	if forbidden {
+		return skipped(fmt.Sprintf("cannot tell whether %s is a Service or a pod: listing services and pods in all namespaces is forbidden", s.addresses[0])), nil
+	}
 	return skipped(fmt.Sprintf("%s is not a cluster Service or pod: traffic leaves through the pod's default route", s.addresses[0])), nil
 }
 
@@ -87,33 +90,36 @@ func serviceFromFQDN(fqdn string) (ns, name string, ok bool) {
 }
 
 // byAddress finds the Service whose ClusterIP, or else the pod whose IP, is
-// addr, across namespaces; neither when the user may not list them.
-func (tr *Tracer) byAddress(ctx context.Context, addr string) (*corev1.Service, *corev1.Pod, error) {
+// addr, across namespaces; forbidden reports that the user may not list
+// them.
+func (tr *Tracer) byAddress(ctx context.Context, addr string) (svc *corev1.Service, pod *corev1.Pod, forbidden bool, err error) {
 	svcs, err := tr.CS.CoreV1().Services("").List(ctx, metav1.ListOptions{})
 	if err != nil && !apierrors.IsForbidden(err) {
-		return nil, nil, fmt.Errorf("list services: %w", err)
+		return nil, nil, false, fmt.Errorf("list services: %w", err)
 	}
+	forbidden = err != nil
 	if err == nil {
 		for i := range svcs.Items {
 			for _, ip := range svcs.Items[i].Spec.ClusterIPs {
 				if ip == addr {
-					return &svcs.Items[i], nil, nil
+					return &svcs.Items[i], nil, false, nil
 				}
 			}
 		}
 	}
 	pods, err := tr.CS.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "status.podIP=" + addr})
 	if err != nil && !apierrors.IsForbidden(err) {
-		return nil, nil, fmt.Errorf("list pods: %w", err)
+		return nil, nil, false, fmt.Errorf("list pods: %w", err)
 	}
+	forbidden = forbidden || err != nil
 	if err == nil {
 		for i := range pods.Items {
 			if !pods.Items[i].Spec.HostNetwork {
-				return nil, &pods.Items[i], nil
+				return nil, &pods.Items[i], false, nil
 			}
 		}
 	}
-	return nil, nil, nil
+	return nil, nil, forbidden, nil
 }
 
 func (tr *Tracer) serviceNames(ctx context.Context, ns string) string {
