@@ -117,8 +117,12 @@ func evaluate(policies []networkingv1.NetworkPolicy, subject, peer Endpoint, pro
 	case v.Allowed:
 		v.Reason = fmt.Sprintf("%s: allowed by %s", word, v.Rule)
 	default:
-		v.Reason = fmt.Sprintf("%s: denied: %s select the pod and no rule of theirs allows %s/%d with this peer",
-			word, strings.Join(v.Selecting, ", "), protocol, port)
+		verb, their := "select", "their"
+		if len(v.Selecting) == 1 {
+			verb, their = "selects", "its"
+		}
+		v.Reason = fmt.Sprintf("%s: denied: %s %s the pod and none of %s rules allows %s/%d with this peer",
+			word, strings.Join(v.Selecting, ", "), verb, their, protocol, port)
 	}
 	return v
 }

@@ -77,13 +77,13 @@ func TestEvaluate(t *testing.T) {
 		wantRule    string // in the deciding verdict's Rule or Reason
 	}{
 		{"no policies", nil, client, orders, 8080, true, true, "no policy selects"},
-		{"deny all ingress", []networkingv1.NetworkPolicy{denyAllIngress}, client, orders, 8080, true, false, "shop/deny-all select the pod"},
+		{"deny all ingress", []networkingv1.NetworkPolicy{denyAllIngress}, client, orders, 8080, true, false, "shop/deny-all selects the pod"},
 		{"allowed by pod selector and named port", []networkingv1.NetworkPolicy{denyAllIngress, allowClientHTTP}, client, orders, 8080, true, true, "shop/allow-client ingress rule 2"},
-		{"named port does not cover another port", []networkingv1.NetworkPolicy{allowClientHTTP}, client, orders, 9090, true, false, "no rule of theirs allows TCP/9090"},
+		{"named port does not cover another port", []networkingv1.NetworkPolicy{allowClientHTTP}, client, orders, 9090, true, false, "rules allows TCP/9090"},
 		{"pod selector is namespace-local", []networkingv1.NetworkPolicy{allowClientHTTP},
 			Endpoint{Namespace: "ops", NamespaceLabels: map[string]string{"team": "ops"}, PodLabels: map[string]string{"app": "client"}}, orders, 8080, true, false, "denied"},
 		{"namespace selector", []networkingv1.NetworkPolicy{denyAllIngress, allowOpsNamespace}, monitor, orders, 8080, true, true, "shop/allow-ops ingress rule 1"},
-		{"egress policy allows only DNS", []networkingv1.NetworkPolicy{clientEgressDNSOnly}, client, orders, 8080, false, true, "shop/client-egress select the pod"},
+		{"egress policy allows only DNS", []networkingv1.NetworkPolicy{clientEgressDNSOnly}, client, orders, 8080, false, true, "shop/client-egress selects the pod"},
 		{"egress DNS allowed", []networkingv1.NetworkPolicy{clientEgressDNSOnly}, client, orders, 53, true, true, "shop/client-egress egress rule 1"},
 		{"ipBlock and port range", []networkingv1.NetworkPolicy{allowRange}, outside, orders, 8080, true, true, "shop/range ingress rule 1"},
 		{"ipBlock except", []networkingv1.NetworkPolicy{allowRange}, Endpoint{IP: netip.MustParseAddr("192.0.2.200")}, orders, 8080, true, false, "denied"},

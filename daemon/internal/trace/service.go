@@ -202,6 +202,9 @@ func (tr *Tracer) serviceStep(ctx context.Context, s *state, svc *corev1.Service
 	}
 	sort.Slice(res.Endpoints, func(i, j int) bool { return res.Endpoints[i].Address < res.Endpoints[j].Address })
 	s.endpoints = res.Endpoints
+	if s.http != nil && s.http.Path == "" && len(res.Endpoints) > 0 {
+		s.http.Path = probePath(s.pods[res.Endpoints[0].Address], res.Endpoints[0].Port)
+	}
 	if len(res.Endpoints) > 0 {
 		s.port = res.Endpoints[0].Port
 	} else if sp.TargetPort.Type == intstr.Int {
@@ -479,6 +482,9 @@ func (tr *Tracer) podStep(ctx context.Context, s *state, pod *corev1.Pod, port s
 	if s.target.HTTP() {
 		s.http = &agent.HTTPProbe{Path: s.target.Path, Host: s.target.Host}
 	}
+	if s.http != nil && s.http.Path == "" {
+		s.http.Path = probePath(pod, s.port)
+	}
 	if declared == "" && port != "" {
 		declared = fmt.Sprintf("no container declares port %d (a process may still listen on it)", s.port)
 	}
@@ -501,4 +507,32 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// probePath is the path an HTTP probe asks for when the user gave none: the
+// pod's own readiness (or liveness) check on that port, whose answer means
+// something, or "/".
+func probePath(pod *corev1.Pod, port int32) string {
+	if pod == nil {
+		return "/"
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
+			if p == nil || p.HTTPGet == nil {
+				continue
+			}
+			n := p.HTTPGet.Port.IntVal
+			if p.HTTPGet.Port.Type == intstr.String {
+				for _, cp := range c.Ports {
+					if cp.Name == p.HTTPGet.Port.StrVal {
+						n = cp.ContainerPort
+					}
+				}
+			}
+			if n == port && p.HTTPGet.Path != "" {
+				return p.HTTPGet.Path
+			}
+		}
+	}
+	return "/"
 }
