@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tetherkube/tether/internal/batchq"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 )
 
@@ -95,15 +96,30 @@ func (s *grpcServer) Leave(ctx context.Context, req *agentv1.LeaveRequest) (*age
 	return &agentv1.LeaveResponse{}, toStatus(s.svc.Leave(ctx, int(req.GetListenPort())))
 }
 
+// Capture batches: the capture loop puts packets into a queue and another
+// goroutine sends whatever has accumulated as one message, so a slow
+// tunnel costs buffering (then kernel drops, counted), not a message per
+// packet.
 func (s *grpcServer) Capture(req *agentv1.CaptureRequest, stream grpc.ServerStreamingServer[agentv1.CaptureEvent]) error {
-	stats, err := s.svc.Capture(stream.Context(), CaptureRequest{
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	q := batchq.New[*agentv1.Packet](CaptureQueueBytes)
+	sent := make(chan error, 1)
+	go func() {
+		sent <- q.Drain(CaptureBatchPackets, CaptureBatchBytes, func(b []*agentv1.Packet) error {
+			return stream.Send(&agentv1.CaptureEvent{Event: &agentv1.CaptureEvent_Packets{Packets: &agentv1.PacketBatch{Packets: b}}})
+		})
+	}()
+	stats, err := s.svc.Capture(ctx, CaptureRequest{
 		Interface: req.GetInterface(), Filter: req.GetFilter(), Snaplen: int(req.GetSnaplen()),
 		Count: req.GetCount(), Duration: time.Duration(req.GetDurationMillis()) * time.Millisecond,
 	}, func(p CapturedPacket) error {
-		return stream.Send(&agentv1.CaptureEvent{Event: &agentv1.CaptureEvent_Packet{Packet: &agentv1.Packet{
-			TimestampUnixNano: p.Timestamp.UnixNano(), Length: uint32(p.Length), Data: p.Data,
-		}}})
+		return q.Put(ctx, &agentv1.Packet{TimestampUnixNano: p.Timestamp.UnixNano(), Length: uint32(p.Length), Data: p.Data}, len(p.Data)+packetOverhead)
 	})
+	q.Close()
+	if serr := <-sent; serr != nil {
+		return serr
+	}
 	if err != nil {
 		return toStatus(err)
 	}
@@ -111,6 +127,16 @@ func (s *grpcServer) Capture(req *agentv1.CaptureRequest, stream grpc.ServerStre
 		Received: stats.Received, Dropped: stats.Dropped,
 	}}})
 }
+
+// Capture batching: a message holds at most CaptureBatchPackets packets and
+// CaptureBatchBytes bytes (one packet always fits); CaptureQueueBytes are
+// buffered while the tunnel is slower than the capture.
+const (
+	CaptureBatchPackets = 1024
+	CaptureBatchBytes   = 1 << 20
+	CaptureQueueBytes   = 16 << 20
+	packetOverhead      = 32 // a packet's bookkeeping, beyond its bytes
+)
 
 // Client reaches an agent's control API over a gRPC connection (in
 // production, one carried by a tunnel's control streams).
@@ -174,10 +200,11 @@ func (c *Client) Capture(ctx context.Context, req CaptureRequest, emit func(Capt
 			return CaptureStats{}, fromStatus("capture", err)
 		}
 		switch e := ev.GetEvent().(type) {
-		case *agentv1.CaptureEvent_Packet:
-			p := e.Packet
-			if err := emit(CapturedPacket{Timestamp: time.Unix(0, p.GetTimestampUnixNano()), Length: int(p.GetLength()), Data: p.GetData()}); err != nil {
-				return CaptureStats{}, err
+		case *agentv1.CaptureEvent_Packets:
+			for _, p := range e.Packets.GetPackets() {
+				if err := emit(CapturedPacket{Timestamp: time.Unix(0, p.GetTimestampUnixNano()), Length: int(p.GetLength()), Data: p.GetData()}); err != nil {
+					return CaptureStats{}, err
+				}
 			}
 		case *agentv1.CaptureEvent_Stats:
 			return CaptureStats{Received: e.Stats.GetReceived(), Dropped: e.Stats.GetDropped()}, nil

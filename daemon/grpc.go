@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/internal/batchq"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 
@@ -129,22 +131,42 @@ func (s *GRPCServer) Quit(ctx context.Context, _ *daemonv1.QuitRequest) (*daemon
 	return &daemonv1.QuitResponse{}, toStatus(s.svc.Quit(ctx))
 }
 
+// Capture relays the agent's packets in batches, as the agent sends them
+// (see agent.CaptureBatchPackets).
 func (s *GRPCServer) Capture(req *daemonv1.CaptureRequest, stream grpc.ServerStreamingServer[daemonv1.CaptureEvent]) error {
-	progress := func(line string) {
-		_ = stream.Send(&daemonv1.CaptureEvent{Event: &daemonv1.CaptureEvent_Progress{Progress: line}})
+	var mu sync.Mutex // progress and batches are sent from two goroutines
+	send := func(ev *daemonv1.CaptureEvent) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return stream.Send(ev)
 	}
-	stats, err := s.svc.Capture(stream.Context(), CaptureRequest{
+	progress := func(line string) {
+		_ = send(&daemonv1.CaptureEvent{Event: &daemonv1.CaptureEvent_Progress{Progress: line}})
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	q := batchq.New[*agentv1.Packet](agent.CaptureQueueBytes)
+	sent := make(chan error, 1)
+	go func() {
+		sent <- q.Drain(agent.CaptureBatchPackets, agent.CaptureBatchBytes, func(b []*agentv1.Packet) error {
+			return send(&daemonv1.CaptureEvent{Event: &daemonv1.CaptureEvent_Packets{Packets: &agentv1.PacketBatch{Packets: b}}})
+		})
+	}()
+	stats, err := s.svc.Capture(ctx, CaptureRequest{
 		Namespace: req.GetNamespace(), Pod: req.GetPod(), Container: req.GetContainer(), Interface: req.GetInterface(),
 		Filter: req.GetFilter(), Snaplen: int(req.GetSnaplen()), Count: req.GetCount(),
 		Duration: time.Duration(req.GetDurationMillis()) * time.Millisecond, AgentImage: req.GetAgentImage(),
 	}, progress, func(p agent.CapturedPacket) error {
-		return stream.Send(&daemonv1.CaptureEvent{Event: &daemonv1.CaptureEvent_Packet{Packet: &agentv1.Packet{
-			TimestampUnixNano: p.Timestamp.UnixNano(), Length: uint32(p.Length), Data: p.Data}}})
+		return q.Put(ctx, &agentv1.Packet{TimestampUnixNano: p.Timestamp.UnixNano(), Length: uint32(p.Length), Data: p.Data}, len(p.Data)+32)
 	})
+	q.Close()
+	if serr := <-sent; serr != nil {
+		return serr
+	}
 	if err != nil {
 		return toStatus(err)
 	}
-	return stream.Send(&daemonv1.CaptureEvent{Event: &daemonv1.CaptureEvent_Stats{Stats: &agentv1.CaptureStats{
+	return send(&daemonv1.CaptureEvent{Event: &daemonv1.CaptureEvent_Stats{Stats: &agentv1.CaptureStats{
 		Received: stats.Received, Dropped: stats.Dropped}}})
 }
 
@@ -247,10 +269,11 @@ func (c *Client) Capture(ctx context.Context, req CaptureRequest, progress func(
 			if progress != nil {
 				progress(e.Progress)
 			}
-		case *daemonv1.CaptureEvent_Packet:
-			p := e.Packet
-			if err := emit(agent.CapturedPacket{Timestamp: time.Unix(0, p.GetTimestampUnixNano()), Length: int(p.GetLength()), Data: p.GetData()}); err != nil {
-				return agent.CaptureStats{}, err
+		case *daemonv1.CaptureEvent_Packets:
+			for _, p := range e.Packets.GetPackets() {
+				if err := emit(agent.CapturedPacket{Timestamp: time.Unix(0, p.GetTimestampUnixNano()), Length: int(p.GetLength()), Data: p.GetData()}); err != nil {
+					return agent.CaptureStats{}, err
+				}
 			}
 		case *daemonv1.CaptureEvent_Stats:
 			return agent.CaptureStats{Received: e.Stats.GetReceived(), Dropped: e.Stats.GetDropped()}, nil

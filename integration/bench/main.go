@@ -36,6 +36,7 @@ type options struct {
 	requests   int
 	bulkBytes  int64
 	rounds     int
+	only       string
 }
 
 func main() {
@@ -46,6 +47,7 @@ func main() {
 	flag.IntVar(&o.requests, "requests", 1000, "sequential requests per latency measurement")
 	flag.Int64Var(&o.bulkBytes, "bulk-bytes", 128<<20, "bytes per throughput measurement")
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per path; the table shows medians")
+	flag.StringVar(&o.only, "only", "", "run one part only: intercept or inspect (default: both)")
 	flag.Parse()
 	if o.kubeconfig == "" {
 		o.kubeconfig = cluster.DefaultConfig(mustAbs(".cluster")).KubeconfigPath()
@@ -90,6 +92,18 @@ func run(ctx context.Context, o options) error {
 	if _, err := deploy(ctx, cs, o.namespace); err != nil {
 		return err
 	}
+	if o.only == "inspect" {
+		client, err := startClient(ctx, cs, o.namespace)
+		if err != nil {
+			return err
+		}
+		ir, err := measureInspect(ctx, rc, cs, o, client)
+		if err != nil {
+			return fmt.Errorf("inspect: %w", err)
+		}
+		printInspect(os.Stdout, ir)
+		return nil
+	}
 	fmt.Fprintf(os.Stderr, "measuring in namespace %s: %d rounds of %d requests and %d MiB per path\n",
 		o.namespace, o.rounds, o.requests, o.bulkBytes>>20)
 	tr, err := measureTether(ctx, rc, cs, o, mustAbs(".cluster"))
@@ -132,6 +146,9 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Fprintf(tw, "image (compressed tarball)\t%.1f MB\t%.1f MB\t%.2fx\t< 15 MB\t\n", float64(tr.agentImage)/1e6, float64(tr.demoImage)/1e6, float64(tr.agentImage)/float64(tr.demoImage))
 	tw.Flush()
+	if o.only == "intercept" {
+		return nil
+	}
 
 	ir, err := measureInspect(ctx, rc, cs, o, tr.client)
 	if err != nil {

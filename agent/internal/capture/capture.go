@@ -32,6 +32,9 @@ type Config struct {
 	Snaplen int
 }
 
+// ReceiveBuffer is the socket receive buffer asked for.
+const ReceiveBuffer = 8 << 20
+
 // DefaultSnaplen keeps whole packets on any usual MTU.
 const DefaultSnaplen = 262144
 
@@ -83,6 +86,12 @@ func Open(cfg Config) (*Capture, error) {
 		return nil, fmt.Errorf("capture: packet socket: %w", err)
 	}
 	c := &Capture{fd: fd, snaplen: cfg.Snaplen, buf: make([]byte, cfg.Snaplen)}
+	// A larger receive buffer absorbs bursts while the reader is busy; the
+	// kernel caps it at net.core.rmem_max (SO_RCVBUFFORCE, which is not
+	// capped, needs CAP_NET_ADMIN, which the agent does not have).
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, ReceiveBuffer) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, ReceiveBuffer)
+	}
 	if userSpace {
 		c.match = expr
 	}
@@ -131,17 +140,18 @@ func (c *Capture) Next(ctx context.Context) ([]byte, gopacket.CaptureInfo, error
 		if err := ctx.Err(); err != nil {
 			return nil, gopacket.CaptureInfo{}, err
 		}
-		fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 100)
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			return nil, gopacket.CaptureInfo{}, fmt.Errorf("capture: poll: %w", err)
-		}
-		if n == 0 {
+		// Read first and wait only when nothing is queued: under load one
+		// system call per packet. MSG_TRUNC: the return value is the
+		// packet's full length.
+		length, _, err := unix.Recvfrom(c.fd, c.buf, unix.MSG_TRUNC|unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.EAGAIN) {
+			fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
+			if _, err := unix.Poll(fds, 100); err != nil && !errors.Is(err, unix.EINTR) {
+				return nil, gopacket.CaptureInfo{}, fmt.Errorf("capture: poll: %w", err)
+			}
 			continue
 		}
-		// MSG_TRUNC: the return value is the packet's full length.
-		length, _, err := unix.Recvfrom(c.fd, c.buf, unix.MSG_TRUNC|unix.MSG_DONTWAIT)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {

@@ -629,7 +629,7 @@ type CaptureEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
 	//
-	//	*CaptureEvent_Packet
+	//	*CaptureEvent_Packets
 	//	*CaptureEvent_Stats
 	Event         isCaptureEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
@@ -673,10 +673,10 @@ func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
 	return nil
 }
 
-func (x *CaptureEvent) GetPacket() *Packet {
+func (x *CaptureEvent) GetPackets() *PacketBatch {
 	if x != nil {
-		if x, ok := x.Event.(*CaptureEvent_Packet); ok {
-			return x.Packet
+		if x, ok := x.Event.(*CaptureEvent_Packets); ok {
+			return x.Packets
 		}
 	}
 	return nil
@@ -695,17 +695,63 @@ type isCaptureEvent_Event interface {
 	isCaptureEvent_Event()
 }
 
-type CaptureEvent_Packet struct {
-	Packet *Packet `protobuf:"bytes,1,opt,name=packet,proto3,oneof"`
+type CaptureEvent_Packets struct {
+	// The packets captured since the last event, in order: under load many
+	// per message, when idle one at a time as they come.
+	Packets *PacketBatch `protobuf:"bytes,3,opt,name=packets,proto3,oneof"`
 }
 
 type CaptureEvent_Stats struct {
 	Stats *CaptureStats `protobuf:"bytes,2,opt,name=stats,proto3,oneof"`
 }
 
-func (*CaptureEvent_Packet) isCaptureEvent_Event() {}
+func (*CaptureEvent_Packets) isCaptureEvent_Event() {}
 
 func (*CaptureEvent_Stats) isCaptureEvent_Event() {}
+
+type PacketBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Packets       []*Packet              `protobuf:"bytes,1,rep,name=packets,proto3" json:"packets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PacketBatch) Reset() {
+	*x = PacketBatch{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PacketBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PacketBatch) ProtoMessage() {}
+
+func (x *PacketBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PacketBatch.ProtoReflect.Descriptor instead.
+func (*PacketBatch) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PacketBatch) GetPackets() []*Packet {
+	if x != nil {
+		return x.Packets
+	}
+	return nil
+}
 
 // Packet is one captured Ethernet frame.
 type Packet struct {
@@ -720,7 +766,7 @@ type Packet struct {
 
 func (x *Packet) Reset() {
 	*x = Packet{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +778,7 @@ func (x *Packet) String() string {
 func (*Packet) ProtoMessage() {}
 
 func (x *Packet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +791,7 @@ func (x *Packet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Packet.ProtoReflect.Descriptor instead.
 func (*Packet) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Packet) GetTimestampUnixNano() int64 {
@@ -780,7 +826,7 @@ type CaptureStats struct {
 
 func (x *CaptureStats) Reset() {
 	*x = CaptureStats{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +838,7 @@ func (x *CaptureStats) String() string {
 func (*CaptureStats) ProtoMessage() {}
 
 func (x *CaptureStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +851,7 @@ func (x *CaptureStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureStats.ProtoReflect.Descriptor instead.
 func (*CaptureStats) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CaptureStats) GetReceived() uint64 {
@@ -837,7 +883,7 @@ type Forward struct {
 
 func (x *Forward) Reset() {
 	*x = Forward{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +895,7 @@ func (x *Forward) String() string {
 func (*Forward) ProtoMessage() {}
 
 func (x *Forward) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +908,7 @@ func (x *Forward) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Forward.ProtoReflect.Descriptor instead.
 func (*Forward) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Forward) GetListenPort() uint32 {
@@ -895,7 +941,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +953,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +966,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InterceptRequest) GetListenPort() uint32 {
@@ -938,7 +984,7 @@ type InterceptResponse struct {
 
 func (x *InterceptResponse) Reset() {
 	*x = InterceptResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +996,7 @@ func (x *InterceptResponse) String() string {
 func (*InterceptResponse) ProtoMessage() {}
 
 func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1009,7 @@ func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptResponse.ProtoReflect.Descriptor instead.
 func (*InterceptResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 type LeaveRequest struct {
@@ -975,7 +1021,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1033,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1046,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LeaveRequest) GetListenPort() uint32 {
@@ -1018,7 +1064,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1076,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1089,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 // ConnMeta is the metadata of a conn stream the agent opens for an
@@ -1059,7 +1105,7 @@ type ConnMeta struct {
 
 func (x *ConnMeta) Reset() {
 	*x = ConnMeta{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1117,7 @@ func (x *ConnMeta) String() string {
 func (*ConnMeta) ProtoMessage() {}
 
 func (x *ConnMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1130,7 @@ func (x *ConnMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnMeta.ProtoReflect.Descriptor instead.
 func (*ConnMeta) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ConnMeta) GetListenPort() uint32 {
@@ -1109,7 +1155,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1167,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1180,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 type InfoResponse struct {
@@ -1155,7 +1201,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1213,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1226,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InfoResponse) GetVersion() string {
@@ -1273,11 +1319,13 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x06filter\x18\x02 \x01(\tR\x06filter\x12\x18\n" +
 	"\asnaplen\x18\x03 \x01(\rR\asnaplen\x12\x14\n" +
 	"\x05count\x18\x04 \x01(\x04R\x05count\x12'\n" +
-	"\x0fduration_millis\x18\x05 \x01(\x03R\x0edurationMillis\"\x81\x01\n" +
-	"\fCaptureEvent\x121\n" +
-	"\x06packet\x18\x01 \x01(\v2\x17.tether.agent.v1.PacketH\x00R\x06packet\x125\n" +
+	"\x0fduration_millis\x18\x05 \x01(\x03R\x0edurationMillis\"\x8e\x01\n" +
+	"\fCaptureEvent\x128\n" +
+	"\apackets\x18\x03 \x01(\v2\x1c.tether.agent.v1.PacketBatchH\x00R\apackets\x125\n" +
 	"\x05stats\x18\x02 \x01(\v2\x1d.tether.agent.v1.CaptureStatsH\x00R\x05statsB\a\n" +
-	"\x05event\"d\n" +
+	"\x05eventJ\x04\b\x01\x10\x02\"@\n" +
+	"\vPacketBatch\x121\n" +
+	"\apackets\x18\x01 \x03(\v2\x17.tether.agent.v1.PacketR\apackets\"d\n" +
 	"\x06Packet\x12.\n" +
 	"\x13timestamp_unix_nano\x18\x01 \x01(\x03R\x11timestampUnixNano\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\rR\x06length\x12\x12\n" +
@@ -1332,7 +1380,7 @@ func file_proto_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_proto_agent_v1_agent_proto_rawDescData
 }
 
-var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*ResolvConfRequest)(nil),  // 0: tether.agent.v1.ResolvConfRequest
 	(*ResolvConfResponse)(nil), // 1: tether.agent.v1.ResolvConfResponse
@@ -1344,42 +1392,44 @@ var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*ProbeResponse)(nil),      // 7: tether.agent.v1.ProbeResponse
 	(*CaptureRequest)(nil),     // 8: tether.agent.v1.CaptureRequest
 	(*CaptureEvent)(nil),       // 9: tether.agent.v1.CaptureEvent
-	(*Packet)(nil),             // 10: tether.agent.v1.Packet
-	(*CaptureStats)(nil),       // 11: tether.agent.v1.CaptureStats
-	(*Forward)(nil),            // 12: tether.agent.v1.Forward
-	(*InterceptRequest)(nil),   // 13: tether.agent.v1.InterceptRequest
-	(*InterceptResponse)(nil),  // 14: tether.agent.v1.InterceptResponse
-	(*LeaveRequest)(nil),       // 15: tether.agent.v1.LeaveRequest
-	(*LeaveResponse)(nil),      // 16: tether.agent.v1.LeaveResponse
-	(*ConnMeta)(nil),           // 17: tether.agent.v1.ConnMeta
-	(*InfoRequest)(nil),        // 18: tether.agent.v1.InfoRequest
-	(*InfoResponse)(nil),       // 19: tether.agent.v1.InfoResponse
+	(*PacketBatch)(nil),        // 10: tether.agent.v1.PacketBatch
+	(*Packet)(nil),             // 11: tether.agent.v1.Packet
+	(*CaptureStats)(nil),       // 12: tether.agent.v1.CaptureStats
+	(*Forward)(nil),            // 13: tether.agent.v1.Forward
+	(*InterceptRequest)(nil),   // 14: tether.agent.v1.InterceptRequest
+	(*InterceptResponse)(nil),  // 15: tether.agent.v1.InterceptResponse
+	(*LeaveRequest)(nil),       // 16: tether.agent.v1.LeaveRequest
+	(*LeaveResponse)(nil),      // 17: tether.agent.v1.LeaveResponse
+	(*ConnMeta)(nil),           // 18: tether.agent.v1.ConnMeta
+	(*InfoRequest)(nil),        // 19: tether.agent.v1.InfoRequest
+	(*InfoResponse)(nil),       // 20: tether.agent.v1.InfoResponse
 }
 var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	3,  // 0: tether.agent.v1.DNSQueryResponse.answers:type_name -> tether.agent.v1.DNSRecord
 	6,  // 1: tether.agent.v1.ProbeRequest.http:type_name -> tether.agent.v1.HTTPProbe
-	10, // 2: tether.agent.v1.CaptureEvent.packet:type_name -> tether.agent.v1.Packet
-	11, // 3: tether.agent.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	12, // 4: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
-	18, // 5: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
-	13, // 6: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
-	15, // 7: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
-	8,  // 8: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
-	0,  // 9: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
-	2,  // 10: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
-	5,  // 11: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
-	19, // 12: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
-	14, // 13: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
-	16, // 14: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
-	9,  // 15: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
-	1,  // 16: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
-	4,  // 17: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
-	7,  // 18: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
-	12, // [12:19] is the sub-list for method output_type
-	5,  // [5:12] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	10, // 2: tether.agent.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	12, // 3: tether.agent.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	11, // 4: tether.agent.v1.PacketBatch.packets:type_name -> tether.agent.v1.Packet
+	13, // 5: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
+	19, // 6: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
+	14, // 7: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
+	16, // 8: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
+	8,  // 9: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
+	0,  // 10: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
+	2,  // 11: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
+	5,  // 12: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
+	20, // 13: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
+	15, // 14: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
+	17, // 15: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
+	9,  // 16: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
+	1,  // 17: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
+	4,  // 18: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
+	7,  // 19: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_proto_agent_v1_agent_proto_init() }
@@ -1388,7 +1438,7 @@ func file_proto_agent_v1_agent_proto_init() {
 		return
 	}
 	file_proto_agent_v1_agent_proto_msgTypes[9].OneofWrappers = []any{
-		(*CaptureEvent_Packet)(nil),
+		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
 	type x struct{}
@@ -1397,7 +1447,7 @@ func file_proto_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_v1_agent_proto_rawDesc), len(file_proto_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -297,7 +297,7 @@ type CaptureEvent struct {
 	// Types that are valid to be assigned to Event:
 	//
 	//	*CaptureEvent_Progress
-	//	*CaptureEvent_Packet
+	//	*CaptureEvent_Packets
 	//	*CaptureEvent_Stats
 	Event         isCaptureEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
@@ -350,10 +350,10 @@ func (x *CaptureEvent) GetProgress() string {
 	return ""
 }
 
-func (x *CaptureEvent) GetPacket() *v1.Packet {
+func (x *CaptureEvent) GetPackets() *v1.PacketBatch {
 	if x != nil {
-		if x, ok := x.Event.(*CaptureEvent_Packet); ok {
-			return x.Packet
+		if x, ok := x.Event.(*CaptureEvent_Packets); ok {
+			return x.Packets
 		}
 	}
 	return nil
@@ -376,8 +376,8 @@ type CaptureEvent_Progress struct {
 	Progress string `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
 }
 
-type CaptureEvent_Packet struct {
-	Packet *v1.Packet `protobuf:"bytes,2,opt,name=packet,proto3,oneof"`
+type CaptureEvent_Packets struct {
+	Packets *v1.PacketBatch `protobuf:"bytes,4,opt,name=packets,proto3,oneof"`
 }
 
 type CaptureEvent_Stats struct {
@@ -386,7 +386,7 @@ type CaptureEvent_Stats struct {
 
 func (*CaptureEvent_Progress) isCaptureEvent_Event() {}
 
-func (*CaptureEvent_Packet) isCaptureEvent_Event() {}
+func (*CaptureEvent_Packets) isCaptureEvent_Event() {}
 
 func (*CaptureEvent_Stats) isCaptureEvent_Event() {}
 
@@ -1197,12 +1197,12 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x05count\x18\a \x01(\x04R\x05count\x12'\n" +
 	"\x0fduration_millis\x18\b \x01(\x03R\x0edurationMillis\x12\x1f\n" +
 	"\vagent_image\x18\t \x01(\tR\n" +
-	"agentImage\"\x9f\x01\n" +
+	"agentImage\"\xac\x01\n" +
 	"\fCaptureEvent\x12\x1c\n" +
-	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x121\n" +
-	"\x06packet\x18\x02 \x01(\v2\x17.tether.agent.v1.PacketH\x00R\x06packet\x125\n" +
+	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x128\n" +
+	"\apackets\x18\x04 \x01(\v2\x1c.tether.agent.v1.PacketBatchH\x00R\apackets\x125\n" +
 	"\x05stats\x18\x03 \x01(\v2\x1d.tether.agent.v1.CaptureStatsH\x00R\x05statsB\a\n" +
-	"\x05event\"\x0f\n" +
+	"\x05eventJ\x04\b\x02\x10\x03\"\x0f\n" +
 	"\rStatusRequest\"\xe3\x01\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\acontext\x18\x01 \x01(\tR\acontext\x12\x16\n" +
@@ -1297,11 +1297,11 @@ var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*RollbackStep)(nil),     // 14: tether.daemon.v1.RollbackStep
 	(*QuitRequest)(nil),      // 15: tether.daemon.v1.QuitRequest
 	(*QuitResponse)(nil),     // 16: tether.daemon.v1.QuitResponse
-	(*v1.Packet)(nil),        // 17: tether.agent.v1.Packet
+	(*v1.PacketBatch)(nil),   // 17: tether.agent.v1.PacketBatch
 	(*v1.CaptureStats)(nil),  // 18: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
-	17, // 0: tether.daemon.v1.CaptureEvent.packet:type_name -> tether.agent.v1.Packet
+	17, // 0: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
 	18, // 1: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
 	6,  // 2: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
 	6,  // 3: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
@@ -1339,7 +1339,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 	}
 	file_proto_daemon_v1_daemon_proto_msgTypes[3].OneofWrappers = []any{
 		(*CaptureEvent_Progress)(nil),
-		(*CaptureEvent_Packet)(nil),
+		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
 	file_proto_daemon_v1_daemon_proto_msgTypes[8].OneofWrappers = []any{
