@@ -15,8 +15,8 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/daemon"
-	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 	"github.com/tetherkube/tether/internal/usererr"
+	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 )
 
 // fakeDaemon is a daemon.Service whose Trace answers as told.
