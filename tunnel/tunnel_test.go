@@ -247,7 +247,13 @@ func TestControlGRPC(t *testing.T) {
 // with half-close, and checks every byte and the metadata.
 func TestConnStreamsBothWays(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
-		client, server := sessions(t, tr, DefaultConfig(testToken), DefaultConfig(testToken))
+		// This test is about the bytes, not liveness: under the race
+		// detector on a loaded 2-core machine, a synchronous pipe write can
+		// wait past the default 1 s dead-peer bound (TestDeadPeerNoticed
+		// covers that bound).
+		cfg := DefaultConfig(testToken)
+		cfg.DeadPeerTimeout = 15 * time.Second
+		client, server := sessions(t, tr, cfg, cfg)
 		for _, dir := range []struct {
 			name           string
 			opener, accept *Session
