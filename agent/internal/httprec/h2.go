@@ -1,0 +1,313 @@
+package httprec
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/tetherkube/tether/recording"
+)
+
+// HTTP/2 cleartext with prior knowledge (gRPC's usual h2c): the client's
+// stream starts with the connection preface, then both directions are
+// frames (RFC 9113 4.1). DATA payloads stream into the bodies; other
+// frames are read whole, bounded by MaxHead.
+
+const h2PrefaceText = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// h2Preface reports whether a client stream's first bytes are (the start
+// of) the HTTP/2 preface.
+func h2Preface(p []byte) bool {
+	n := min(len(p), len(h2PrefaceText))
+	return n >= 4 && string(p[:n]) == h2PrefaceText[:n]
+}
+
+// Frame types and flags used here.
+const (
+	frameData         = 0x0
+	frameHeaders      = 0x1
+	frameRSTStream    = 0x3
+	frameSettings     = 0x4
+	framePushPromise  = 0x5
+	frameContinuation = 0x9
+
+	flagEndStream  = 0x1
+	flagAck        = 0x1
+	flagEndHeaders = 0x4
+	flagPadded     = 0x8
+	flagPriority   = 0x20
+
+	settingHeaderTableSize = 0x1
+)
+
+// h2dir is one direction's frame reader.
+type h2dir struct {
+	server    bool
+	preface   int    // preface bytes still expected (client side)
+	head      []byte // frame header being read
+	payload   []byte // non-DATA payload being read
+	left      int    // payload bytes left of the current frame
+	typ       byte
+	flags     byte
+	stream    uint32
+	dataLeft  int // DATA bytes before the padding
+	dec       *hpack.Decoder
+	block     []byte // header block across CONTINUATION frames
+	blockFrom uint32 // its stream
+	blockEnd  bool   // END_STREAM of the HEADERS that began it
+}
+
+type h2stream struct {
+	p          *pending
+	reqEnded   bool
+	respEnded  bool
+	respHeader bool
+}
+
+type h2conn struct {
+	c       *Conn
+	dirs    [2]*h2dir // client, server
+	streams map[uint32]*h2stream
+}
+
+func newH2Conn(c *Conn) *h2conn {
+	h := &h2conn{c: c, streams: map[uint32]*h2stream{}}
+	h.dirs[0] = &h2dir{preface: len(h2PrefaceText), dec: hpack.NewDecoder(4096, nil)}
+	h.dirs[1] = &h2dir{server: true, dec: hpack.NewDecoder(4096, nil)}
+	for _, d := range h.dirs {
+		d.dec.SetMaxStringLength(c.opts.MaxHead)
+	}
+	return h
+}
+
+func (h *h2conn) feed(p []byte, server bool) error {
+	d := h.dirs[0]
+	if server {
+		d = h.dirs[1]
+	}
+	if d.preface > 0 {
+		off := len(h2PrefaceText) - d.preface
+		n := min(d.preface, len(p))
+		if string(p[:n]) != h2PrefaceText[off:off+n] {
+			return fmt.Errorf("%w: bad HTTP/2 preface", errNotHTTP)
+		}
+		d.preface -= n
+		p = p[n:]
+	}
+	for len(p) > 0 {
+		if d.left == 0 && len(d.head) < 9 {
+			n := min(9-len(d.head), len(p))
+			d.head = append(d.head, p[:n]...)
+			p = p[n:]
+			if len(d.head) < 9 {
+				return nil
+			}
+			if err := h.startFrame(d); err != nil {
+				return err
+			}
+			if d.left == 0 {
+				if err := h.endFrame(d); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		n := min(d.left, len(p))
+		chunk := p[:n]
+		p, d.left = p[n:], d.left-n
+		if d.typ == frameData {
+			h.dataBytes(d, chunk)
+		} else {
+			d.payload = append(d.payload, chunk...)
+		}
+		if d.left == 0 {
+			if err := h.endFrame(d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// startFrame reads a frame header.
+func (h *h2conn) startFrame(d *h2dir) error {
+	length := int(d.head[0])<<16 | int(d.head[1])<<8 | int(d.head[2])
+	d.typ, d.flags = d.head[3], d.head[4]
+	d.stream = binary.BigEndian.Uint32(d.head[5:9]) & 0x7fffffff
+	d.left, d.payload = length, d.payload[:0]
+	if d.typ != frameData && length > h.c.opts.MaxHead {
+		return fmt.Errorf("%w: HTTP/2 frame of %d bytes", errNotHTTP, length)
+	}
+	if d.typ == frameData {
+		d.dataLeft = -1 // known once the pad length is read
+		if d.flags&flagPadded == 0 {
+			d.dataLeft = length
+		}
+	}
+	return nil
+}
+
+// dataBytes hands DATA payload bytes, less padding, to the stream's body.
+func (h *h2conn) dataBytes(d *h2dir, b []byte) {
+	if d.dataLeft < 0 {
+		pad := int(b[0])
+		b = b[1:]
+		d.dataLeft = max(d.left+len(b)-pad, 0)
+	}
+	n := min(d.dataLeft, len(b))
+	d.dataLeft -= n
+	if st := h.streams[d.stream]; st != nil {
+		if d.server {
+			st.p.respBody.write(b[:n])
+		} else {
+			st.p.reqBody.write(b[:n])
+		}
+	}
+}
+
+// endFrame acts on a whole frame (DATA: on its flags only).
+func (h *h2conn) endFrame(d *h2dir) error {
+	d.head = d.head[:0]
+	switch d.typ {
+	case frameData:
+		if d.flags&flagEndStream != 0 {
+			h.endStream(d.stream, d.server)
+		}
+	case frameHeaders, frameContinuation:
+		frag := d.payload
+		if d.typ == frameHeaders {
+			if d.flags&flagPadded != 0 {
+				if len(frag) < 1 || int(frag[0]) > len(frag)-1 {
+					return fmt.Errorf("%w: bad HEADERS padding", errNotHTTP)
+				}
+				frag = frag[1 : len(frag)-int(frag[0])]
+			}
+			if d.flags&flagPriority != 0 {
+				if len(frag) < 5 {
+					return fmt.Errorf("%w: short HEADERS priority", errNotHTTP)
+				}
+				frag = frag[5:]
+			}
+			d.block, d.blockFrom, d.blockEnd = append(d.block[:0], frag...), d.stream, d.flags&flagEndStream != 0
+		} else {
+			d.block = append(d.block, frag...)
+		}
+		if len(d.block) > h.c.opts.MaxHead {
+			return fmt.Errorf("%w: header block over %d bytes", errNotHTTP, h.c.opts.MaxHead)
+		}
+		if d.flags&flagEndHeaders != 0 {
+			fields, err := d.dec.DecodeFull(d.block)
+			if err != nil {
+				return fmt.Errorf("%w: %v", errNotHTTP, err)
+			}
+			h.headers(d, fields)
+		}
+	case frameSettings:
+		if d.flags&flagAck == 0 {
+			// A side's header table size bounds what the other side's
+			// encoder may use, so it applies to the other direction's decoder.
+			for i := 0; i+6 <= len(d.payload); i += 6 {
+				if binary.BigEndian.Uint16(d.payload[i:]) == settingHeaderTableSize {
+					other := h.dirs[0]
+					if !d.server {
+						other = h.dirs[1]
+					}
+					other.dec.SetAllowedMaxDynamicTableSize(binary.BigEndian.Uint32(d.payload[i+2:]))
+				}
+			}
+		}
+	case frameRSTStream:
+		if st := h.streams[d.stream]; st != nil {
+			st.p.ex.Error = "the stream was reset"
+			delete(h.streams, d.stream)
+			h.c.emit(st.p)
+		}
+	case framePushPromise:
+		return fmt.Errorf("%w: server push is not recorded", errUpgraded)
+	}
+	return nil
+}
+
+// headers acts on a decoded header block: a request, a response, or
+// trailers.
+func (h *h2conn) headers(d *h2dir, fields []hpack.HeaderField) {
+	m := &recording.Message{Header: http.Header{}}
+	for _, f := range fields {
+		switch f.Name {
+		case ":method":
+			m.Method = f.Value
+		case ":path":
+			m.Target = f.Value
+		case ":authority":
+			m.Host = f.Value
+		case ":status":
+			m.Status, _ = strconv.Atoi(f.Value)
+		default:
+			if !strings.HasPrefix(f.Name, ":") {
+				m.Header.Add(f.Name, f.Value)
+			}
+		}
+	}
+	st := h.streams[d.blockFrom]
+	switch {
+	case !d.server && st == nil:
+		c := h.c
+		p := &pending{start: c.now(), method: m.Method, reqBody: c.ring.newBody(c.opts.BodyCap), respBody: c.ring.newBody(c.opts.BodyCap)}
+		p.ex = c.newExchange("HTTP/2.0", m)
+		st = &h2stream{p: p}
+		h.streams[d.blockFrom] = st
+	case st == nil:
+		return // a response on a stream not seen (or already reset)
+	case !d.server:
+		st.p.ex.Request.Trailer = m.Header
+	case !st.respHeader && m.Status/100 == 1:
+		// An interim response.
+	case !st.respHeader:
+		st.respHeader, st.p.respStart = true, h.c.now()
+		st.p.ex.Response = m
+	default:
+		st.p.ex.Response.Trailer = m.Header
+	}
+	if d.blockEnd {
+		h.endStream(d.blockFrom, d.server)
+	}
+}
+
+// endStream marks one side of a stream done; both done is an exchange.
+func (h *h2conn) endStream(id uint32, server bool) {
+	st := h.streams[id]
+	if st == nil {
+		return
+	}
+	if server {
+		st.respEnded = true
+	} else {
+		st.reqEnded, st.p.reqComplete, st.p.reqDone = true, true, h.c.now()
+	}
+	if st.respEnded {
+		delete(h.streams, id)
+		h.c.emit(st.p)
+	}
+}
+
+// close records the streams still open as incomplete.
+func (h *h2conn) close() {
+	for id, st := range h.streams {
+		st.p.ex.Error = "the connection closed before the response's end"
+		delete(h.streams, id)
+		h.c.emit(st.p)
+	}
+}
+
+// release frees the streams' reservations.
+func (h *h2conn) release() {
+	for id, st := range h.streams {
+		st.p.reqBody.release()
+		st.p.respBody.release()
+		delete(h.streams, id)
+	}
+}

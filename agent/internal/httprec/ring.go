@@ -1,0 +1,189 @@
+package httprec
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/tetherkube/tether/recording"
+)
+
+// Ring keeps the most recent exchanges within a byte budget. Bodies being
+// captured reserve their bytes as they grow, so the stored exchanges plus
+// everything in flight never pass the budget: the oldest exchanges go
+// first, and when in-flight bodies alone fill it, bodies are truncated.
+type Ring struct {
+	mu       sync.Mutex
+	budget   int
+	used     int // stored exchanges
+	inflight int // reserved by bodies being captured
+	items    []*recording.Exchange
+	nextID   uint64
+	stats    stats
+}
+
+type stats struct {
+	conns, exchanges, evicted, notHTTP, malformed, upgraded atomic.Uint64
+}
+
+// Stats are the ring's counters.
+type Stats struct {
+	// Connections watched, exchanges recorded, and exchanges evicted to
+	// stay within the budget.
+	Connections, Exchanges, Evicted uint64
+	// Connections let go unrecorded: not HTTP, HTTP that stopped parsing,
+	// and upgraded to another protocol (WebSocket, ...).
+	NotHTTP, Malformed, Upgraded uint64
+	// Bytes stored and reserved by bodies in flight, and the budget.
+	StoredBytes, InflightBytes, BudgetBytes int
+	// Held is the count of exchanges in the ring.
+	Held int
+}
+
+// NewRing returns a ring holding at most budget bytes.
+func NewRing(budget int) *Ring {
+	return &Ring{budget: budget}
+}
+
+// Stats reports the ring's counters.
+func (r *Ring) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Stats{
+		Connections: r.stats.conns.Load(), Exchanges: r.stats.exchanges.Load(), Evicted: r.stats.evicted.Load(),
+		NotHTTP: r.stats.notHTTP.Load(), Malformed: r.stats.malformed.Load(), Upgraded: r.stats.upgraded.Load(),
+		StoredBytes: r.used, InflightBytes: r.inflight, BudgetBytes: r.budget, Held: len(r.items),
+	}
+}
+
+// reserve makes room for n more in-flight bytes, evicting the oldest
+// exchanges; false when the in-flight bodies alone would pass the budget.
+func (r *Ring) reserve(n int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inflight+n > r.budget {
+		return false
+	}
+	r.inflight += n
+	r.evictLocked()
+	return true
+}
+
+func (r *Ring) unreserve(n int) {
+	r.mu.Lock()
+	r.inflight -= n
+	r.mu.Unlock()
+}
+
+// add stores e, whose bodies had reserved bytes, and assigns its id.
+func (r *Ring) add(e *recording.Exchange, reserved int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inflight -= reserved
+	r.nextID++
+	e.ID = r.nextID
+	r.items = append(r.items, e)
+	r.used += e.Size()
+	r.stats.exchanges.Add(1)
+	r.evictLocked()
+}
+
+// evictLocked drops the oldest exchanges until everything fits.
+func (r *Ring) evictLocked() {
+	drop := 0
+	for r.used+r.inflight > r.budget && drop < len(r.items) {
+		r.used -= r.items[drop].Size()
+		r.items[drop] = nil
+		drop++
+	}
+	if drop > 0 {
+		r.items = r.items[drop:]
+		r.stats.evicted.Add(uint64(drop))
+	}
+}
+
+// Exchanges returns the held exchanges that keep returns true for, oldest
+// first. The exchanges are shared: callers must not change them.
+func (r *Ring) Exchanges(keep func(*recording.Exchange) bool) []*recording.Exchange {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*recording.Exchange
+	for _, e := range r.items {
+		if keep == nil || keep(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Get returns the exchange with id, if still held.
+func (r *Ring) Get(id uint64) (*recording.Exchange, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.items {
+		if e.ID == id {
+			return e, true
+		}
+	}
+	return nil, false
+}
+
+// bodyBuf captures a body up to a cap, reserving ring bytes as it grows.
+type bodyBuf struct {
+	ring      *Ring
+	cap       int
+	data      []byte
+	size      int64
+	truncated bool
+	reserved  int
+}
+
+func (r *Ring) newBody(cap int) *bodyBuf { return &bodyBuf{ring: r, cap: cap} }
+
+// reserveStep is how many bytes a body reserves at a time.
+const reserveStep = 16 << 10
+
+func (b *bodyBuf) write(p []byte) {
+	if b == nil {
+		return
+	}
+	b.size += int64(len(p))
+	if b.truncated {
+		return
+	}
+	room := b.cap - len(b.data)
+	if len(p) > room {
+		p, b.truncated = p[:room], true
+	}
+	if need := len(b.data) + len(p) - b.reserved; need > 0 {
+		// Reservations double, so that copying the body as it grows costs
+		// amortized constant time per byte; the buffer never holds more
+		// than it reserved.
+		step := min(max(need, reserveStep, b.reserved), b.cap-b.reserved)
+		if !b.ring.reserve(step) {
+			b.truncated = true
+			return
+		}
+		b.reserved += step
+		grown := make([]byte, len(b.data), b.reserved)
+		copy(grown, b.data)
+		b.data = grown
+	}
+	b.data = append(b.data, p...)
+}
+
+// finish moves the body into m.
+func (b *bodyBuf) finish(m *recording.Message) {
+	if b == nil {
+		return
+	}
+	m.Body, m.BodySize, m.Truncated = b.data, b.size, b.truncated
+}
+
+// release gives back the reservation of a body that will not be stored.
+func (b *bodyBuf) release() {
+	if b == nil || b.reserved == 0 {
+		return
+	}
+	b.ring.unreserve(b.reserved)
+	b.reserved = 0
+}
