@@ -111,4 +111,3 @@ func walk(v any, path string, names map[string]bool, paths *[]string) any {
 	}
 	return v
 }
-

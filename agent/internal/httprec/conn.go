@@ -55,19 +55,19 @@ type Conn struct {
 	// bytes may be the new protocol, so they are not parsed until the
 	// answer says whether the switch happened.
 	upgrading bool
-	req     half
-	resp    half
-	pending []*pending
+	req       half
+	resp      half
+	pending   []*pending
 }
 
 // pending is an exchange whose request has been seen.
 type pending struct {
-	ex                           *recording.Exchange
-	start, reqDone, respStart    time.Time
-	reqBody, respBody            *bodyBuf
-	reqComplete, upgradeAsked    bool
-	interim                      bool // a 1xx response was seen
-	method                       string
+	ex                        *recording.Exchange
+	start, reqDone, respStart time.Time
+	reqBody, respBody         *bodyBuf
+	reqComplete, upgradeAsked bool
+	interim                   bool // a 1xx response was seen
+	method                    string
 }
 
 // NewConn starts watching a connection; exchanges go into ring.

@@ -345,5 +345,3 @@ func FuzzHTTP1(f *testing.F) {
 		}
 	})
 }
-
-
