@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tetherkube/tether/agent/internal/httprec"
+	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/tunnel"
 )
 
@@ -40,16 +42,37 @@ type Config struct {
 	PodNamespace string
 	// DialTimeout bounds the connection to the app.
 	DialTimeout time.Duration
+	// Record says how the agent records the HTTP exchanges it forwards.
+	Record RecordConfig
 	// Logger receives the agent's logs. Nil discards them.
 	Logger *slog.Logger
 }
+
+// RecordConfig shapes recording. Recording is on unless Off.
+type RecordConfig struct {
+	Off bool
+	// Budget bounds the memory of everything recorded, bodies in flight
+	// included; the oldest exchanges go first.
+	Budget int
+	// BodyCap is the most of each body kept; longer bodies are truncated.
+	BodyCap int
+	// Redactor removes secrets before anything is stored.
+	Redactor recording.Redactor
+}
+
+// Recording defaults: 64 MiB in all, 1 MiB per body.
+const (
+	DefaultRecordBudget  = 64 << 20
+	DefaultRecordBodyCap = 1 << 20
+)
 
 // DefaultTunnelPort is the agent's tunnel port inside the pod.
 const DefaultTunnelPort = 7341
 
 // DefaultConfig returns a Config with the default tunnel address.
 func DefaultConfig() Config {
-	return Config{TunnelAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(DefaultTunnelPort)), DialTimeout: 5 * time.Second}
+	return Config{TunnelAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(DefaultTunnelPort)), DialTimeout: 5 * time.Second,
+		Record: RecordConfig{Budget: DefaultRecordBudget, BodyCap: DefaultRecordBodyCap}}
 }
 
 // Validate checks the Config without doing any I/O.
@@ -85,6 +108,9 @@ func (c Config) Validate() error {
 		}
 		seen[f.ListenPort] = true
 	}
+	if r := c.Record; !r.Off && (r.Budget < 1<<20 || r.BodyCap < 0 || r.BodyCap > r.Budget/2) {
+		errs = append(errs, fmt.Errorf("recording: budget %d must be at least 1 MiB and the body cap %d at most half of it", r.Budget, r.BodyCap))
+	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("dial timeout must be positive, got %s", c.DialTimeout))
 	}
@@ -100,6 +126,8 @@ type Agent struct {
 	mu sync.Mutex
 	// intercepts maps a listen port to the tunnel its connections go to.
 	intercepts map[int]*tunnel.Session
+	// ring holds the recorded exchanges; nil when recording is off.
+	ring *httprec.Ring
 }
 
 // New returns an Agent for cfg, or an error when cfg is invalid.
@@ -111,7 +139,11 @@ func New(cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{cfg: cfg, log: log, started: time.Now(), intercepts: map[int]*tunnel.Session{}}, nil
+	a := &Agent{cfg: cfg, log: log, started: time.Now(), intercepts: map[int]*tunnel.Session{}}
+	if !cfg.Record.Off {
+		a.ring = httprec.NewRing(cfg.Record.Budget)
+	}
+	return a, nil
 }
 
 // Serve listens on the tunnel address and every forward's port and serves

@@ -9,7 +9,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tetherkube/tether/agent/internal/httprec"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
+	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/tunnel"
 )
 
@@ -36,7 +38,7 @@ func (a *Agent) route(ctx context.Context, f Forward, c net.Conn) {
 		meta, _ := proto.Marshal(&agentv1.ConnMeta{ListenPort: uint32(f.ListenPort), Source: c.RemoteAddr().String()})
 		st, err := sess.Open(ctx, tunnel.RoleConn, meta)
 		if err == nil {
-			tunnel.Join(c, st)
+			a.join(c, st, f, recording.ToLaptop)
 			return
 		}
 		if !errors.Is(err, tunnel.ErrClosed) {
@@ -53,7 +55,19 @@ func (a *Agent) route(ctx context.Context, f Forward, c net.Conn) {
 		c.Close()
 		return
 	}
-	tunnel.Join(c, app)
+	a.join(c, app, f, recording.ToApp)
+}
+
+// join joins the caller to where its connection goes, recording the
+// exchanges when recording is on.
+func (a *Agent) join(c, upstream net.Conn, f Forward, dest string) {
+	if a.ring == nil {
+		tunnel.Join(c, upstream)
+		return
+	}
+	rc := a.ring.NewConn(httprec.Meta{Pod: a.cfg.PodName, Port: f.ListenPort, Source: c.RemoteAddr().String(), Destination: dest},
+		httprec.Options{BodyCap: a.cfg.Record.BodyCap, MaxHead: httprec.DefaultOptions().MaxHead, Redactor: a.cfg.Record.Redactor})
+	httprec.Join(c, upstream, rc)
 }
 
 // interceptor returns the live tunnel intercepting port, if any.

@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/tetherkube/tether/internal/batchq"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
+	"github.com/tetherkube/tether/recording"
 )
 
 // grpcServer adapts a Service to the generated Agent server interface.
@@ -36,7 +39,7 @@ func toStatus(err error) error {
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, ErrBadFilter), errors.Is(err, ErrBadProbe):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrNoCapNetRaw):
+	case errors.Is(err, ErrNoCapNetRaw), errors.Is(err, ErrNotRecording):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	default:
 		return status.Error(codes.Internal, err.Error())
@@ -282,4 +285,88 @@ func (c *Client) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, erro
 	return ProbeResult{Connected: resp.GetConnected(), Connect: time.Duration(resp.GetConnectNanos()), Error: resp.GetError(),
 		LocalAddress: resp.GetLocalAddress(), HTTPStatus: int(resp.GetHttpStatus()), HTTPLatency: time.Duration(resp.GetHttpNanos()),
 		HTTPError: resp.GetHttpError()}, nil
+}
+
+func (s *grpcServer) Exchanges(req *agentv1.ExchangesRequest, stream grpc.ServerStreamingServer[agentv1.ExchangesChunk]) error {
+	f := req.GetFilter()
+	er := ExchangesRequest{WithoutBodies: req.GetWithoutBodies(), Limit: int(req.GetLimit()), Filter: recording.Filter{
+		Status: f.GetStatus(), Method: f.GetMethod(), PathPrefix: f.GetPathPrefix(), IDs: f.GetIds()}}
+	if n := f.GetSinceUnixNano(); n != 0 {
+		er.Filter.Since = time.Unix(0, n)
+	}
+	var buf []byte
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		err := stream.Send(&agentv1.ExchangesChunk{ExchangesJsonl: buf})
+		buf = nil
+		return err
+	}
+	st, err := s.svc.Exchanges(stream.Context(), er, func(e *recording.Exchange) error {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		buf = append(append(buf, b...), '\n')
+		if len(buf) >= exchangeChunkBytes {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return toStatus(err)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return stream.Send(&agentv1.ExchangesChunk{Stats: &agentv1.RecordingStats{
+		Connections: st.Connections, Exchanges: st.Exchanges, Evicted: st.Evicted, NotHttp: st.NotHTTP, Malformed: st.Malformed,
+		Upgraded: st.Upgraded, StoredBytes: st.StoredBytes, InflightBytes: st.InflightBytes, BudgetBytes: st.BudgetBytes,
+		Held: st.Held, BodyCap: st.BodyCap, RedactionOff: st.RedactionOff, RedactedNames: st.RedactedNames,
+	}})
+}
+
+// exchangeChunkBytes is the size from which a chunk of exchanges is sent.
+const exchangeChunkBytes = 512 << 10
+
+// Exchanges streams the agent's recorded exchanges to emit.
+func (c *Client) Exchanges(ctx context.Context, req ExchangesRequest, emit func(*recording.Exchange) error) (RecordingStats, error) {
+	f := &agentv1.ExchangeFilter{Status: req.Filter.Status, Method: req.Filter.Method, PathPrefix: req.Filter.PathPrefix, Ids: req.Filter.IDs}
+	if !req.Filter.Since.IsZero() {
+		f.SinceUnixNano = req.Filter.Since.UnixNano()
+	}
+	stream, err := c.rpc.Exchanges(ctx, &agentv1.ExchangesRequest{Filter: f, WithoutBodies: req.WithoutBodies, Limit: uint32(req.Limit)})
+	if err != nil {
+		return RecordingStats{}, fromStatusRecording(err)
+	}
+	for {
+		chunk, err := stream.Recv()
+		if err != nil {
+			return RecordingStats{}, fromStatusRecording(err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(chunk.GetExchangesJsonl()))
+		for dec.More() {
+			var e recording.Exchange
+			if err := dec.Decode(&e); err != nil {
+				return RecordingStats{}, fmt.Errorf("read recorded exchanges: %w", err)
+			}
+			if err := emit(&e); err != nil {
+				return RecordingStats{}, err
+			}
+		}
+		if st := chunk.GetStats(); st != nil {
+			return RecordingStats{Connections: st.GetConnections(), Exchanges: st.GetExchanges(), Evicted: st.GetEvicted(),
+				NotHTTP: st.GetNotHttp(), Malformed: st.GetMalformed(), Upgraded: st.GetUpgraded(), StoredBytes: st.GetStoredBytes(),
+				InflightBytes: st.GetInflightBytes(), BudgetBytes: st.GetBudgetBytes(), Held: st.GetHeld(), BodyCap: st.GetBodyCap(),
+				RedactionOff: st.GetRedactionOff(), RedactedNames: st.GetRedactedNames()}, nil
+		}
+	}
+}
+
+func fromStatusRecording(err error) error {
+	if status.Code(err) == codes.FailedPrecondition {
+		return fmt.Errorf("%s: %w", status.Convert(err).Message(), ErrNotRecording)
+	}
+	return fromStatusInvalid("recorded exchanges", err, ErrBadProbe)
 }

@@ -31,6 +31,26 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		return err
 	})
+	fs.BoolVar(&cfg.Record.Off, "no-record", false, "do not record the HTTP exchanges forwarded")
+	fs.Func("record-budget", "memory for recorded exchanges, bytes or with Ki/Mi/Gi (default 64Mi)", func(v string) error {
+		n, err := parseSize(v)
+		cfg.Record.Budget = n
+		return err
+	})
+	fs.Func("record-body-cap", "most of each body recorded, bytes or with Ki/Mi (default 1Mi)", func(v string) error {
+		n, err := parseSize(v)
+		cfg.Record.BodyCap = n
+		return err
+	})
+	fs.Func("redact", "NAME[,NAME...]: also redact these headers and JSON fields (repeatable)", func(v string) error {
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				cfg.Record.Redactor.Names = append(cfg.Record.Redactor.Names, n)
+			}
+		}
+		return nil
+	})
+	fs.BoolVar(&cfg.Record.Redactor.Off, "no-redact", false, "record secrets (Authorization, Cookie, ...) as seen")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -73,4 +93,19 @@ func parseForward(v string) (Forward, error) {
 		return Forward{}, fmt.Errorf("forward %q: ports must be numbers, e.g. 18080:8080", v)
 	}
 	return Forward{ListenPort: lp, AppPort: ap}, nil
+}
+
+// parseSize reads "65536", "64Ki", "64Mi" or "1Gi".
+func parseSize(v string) (int, error) {
+	mult := 1
+	for suffix, m := range map[string]int{"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30} {
+		if strings.HasSuffix(v, suffix) {
+			v, mult = strings.TrimSuffix(v, suffix), m
+		}
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: write bytes, or a number with Ki, Mi or Gi", v)
+	}
+	return n * mult, nil
 }

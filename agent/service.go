@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tetherkube/tether/internal/buildinfo"
+	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/tunnel"
 )
 
@@ -50,6 +51,9 @@ type Service interface {
 	// Probe opens a TCP connection from the pod's network namespace, and
 	// sends an HTTP request over it when asked.
 	Probe(ctx context.Context, req ProbeRequest) (ProbeResult, error)
+	// Exchanges calls emit with each recorded exchange that matches, oldest
+	// first, and returns the recorder's statistics.
+	Exchanges(ctx context.Context, req ExchangesRequest, emit func(*recording.Exchange) error) (RecordingStats, error)
 }
 
 // sessionService is the Service for calls that came through sess.

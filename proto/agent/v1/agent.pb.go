@@ -27,6 +27,342 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ExchangeFilter selects exchanges; empty fields select all.
+type ExchangeFilter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A status code ("404") or class ("5xx").
+	Status        string   `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	Method        string   `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	PathPrefix    string   `protobuf:"bytes,3,opt,name=path_prefix,json=pathPrefix,proto3" json:"path_prefix,omitempty"`
+	SinceUnixNano int64    `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	Ids           []uint64 `protobuf:"varint,5,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeFilter) Reset() {
+	*x = ExchangeFilter{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeFilter) ProtoMessage() {}
+
+func (x *ExchangeFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeFilter.ProtoReflect.Descriptor instead.
+func (*ExchangeFilter) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ExchangeFilter) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ExchangeFilter) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *ExchangeFilter) GetPathPrefix() string {
+	if x != nil {
+		return x.PathPrefix
+	}
+	return ""
+}
+
+func (x *ExchangeFilter) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *ExchangeFilter) GetIds() []uint64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type ExchangesRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Filter *ExchangeFilter        `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Leave the bodies out (for listing).
+	WithoutBodies bool `protobuf:"varint,2,opt,name=without_bodies,json=withoutBodies,proto3" json:"without_bodies,omitempty"`
+	// Only the newest N that match (0: all).
+	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangesRequest) Reset() {
+	*x = ExchangesRequest{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangesRequest) ProtoMessage() {}
+
+func (x *ExchangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangesRequest.ProtoReflect.Descriptor instead.
+func (*ExchangesRequest) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ExchangesRequest) GetFilter() *ExchangeFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *ExchangesRequest) GetWithoutBodies() bool {
+	if x != nil {
+		return x.WithoutBodies
+	}
+	return false
+}
+
+func (x *ExchangesRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ExchangesChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exchanges in the recording format (github.com/tetherkube/tether/recording,
+	// the same JSON that `tether requests save` writes), one per line.
+	ExchangesJsonl []byte `protobuf:"bytes,1,opt,name=exchanges_jsonl,json=exchangesJsonl,proto3" json:"exchanges_jsonl,omitempty"`
+	// Set on the last chunk only.
+	Stats         *RecordingStats `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangesChunk) Reset() {
+	*x = ExchangesChunk{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangesChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangesChunk) ProtoMessage() {}
+
+func (x *ExchangesChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangesChunk.ProtoReflect.Descriptor instead.
+func (*ExchangesChunk) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ExchangesChunk) GetExchangesJsonl() []byte {
+	if x != nil {
+		return x.ExchangesJsonl
+	}
+	return nil
+}
+
+func (x *ExchangesChunk) GetStats() *RecordingStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+type RecordingStats struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Connections   uint64                 `protobuf:"varint,1,opt,name=connections,proto3" json:"connections,omitempty"`
+	Exchanges     uint64                 `protobuf:"varint,2,opt,name=exchanges,proto3" json:"exchanges,omitempty"`
+	Evicted       uint64                 `protobuf:"varint,3,opt,name=evicted,proto3" json:"evicted,omitempty"`
+	NotHttp       uint64                 `protobuf:"varint,4,opt,name=not_http,json=notHttp,proto3" json:"not_http,omitempty"`
+	Malformed     uint64                 `protobuf:"varint,5,opt,name=malformed,proto3" json:"malformed,omitempty"`
+	Upgraded      uint64                 `protobuf:"varint,6,opt,name=upgraded,proto3" json:"upgraded,omitempty"`
+	StoredBytes   uint64                 `protobuf:"varint,7,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
+	InflightBytes uint64                 `protobuf:"varint,8,opt,name=inflight_bytes,json=inflightBytes,proto3" json:"inflight_bytes,omitempty"`
+	BudgetBytes   uint64                 `protobuf:"varint,9,opt,name=budget_bytes,json=budgetBytes,proto3" json:"budget_bytes,omitempty"`
+	Held          uint64                 `protobuf:"varint,10,opt,name=held,proto3" json:"held,omitempty"`
+	BodyCap       uint64                 `protobuf:"varint,11,opt,name=body_cap,json=bodyCap,proto3" json:"body_cap,omitempty"`
+	// Redaction as configured: off only when asked for with --no-redact.
+	RedactionOff  bool     `protobuf:"varint,12,opt,name=redaction_off,json=redactionOff,proto3" json:"redaction_off,omitempty"`
+	RedactedNames []string `protobuf:"bytes,13,rep,name=redacted_names,json=redactedNames,proto3" json:"redacted_names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordingStats) Reset() {
+	*x = RecordingStats{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordingStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordingStats) ProtoMessage() {}
+
+func (x *RecordingStats) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordingStats.ProtoReflect.Descriptor instead.
+func (*RecordingStats) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RecordingStats) GetConnections() uint64 {
+	if x != nil {
+		return x.Connections
+	}
+	return 0
+}
+
+func (x *RecordingStats) GetExchanges() uint64 {
+	if x != nil {
+		return x.Exchanges
+	}
+	return 0
+}
+
+func (x *RecordingStats) GetEvicted() uint64 {
+	if x != nil {
+		return x.Evicted
+	}
+	return 0
+}
+
+func (x *RecordingStats) GetNotHttp() uint64 {
+	if x != nil {
+		return x.NotHttp
+	}
+	return 0
+}
+
+func (x *RecordingStats) GetMalformed() uint64 {
+	if x != nil {
+		return x.Malformed
+	}
+	return 0
+}
+
+func (x *RecordingStats) GetUpgraded() uint64 {
+	if x != nil {
+		return x.Upgraded
+	}
+	return 0
+}
+
+func (x *RecordingStats) GetStoredBytes() uint64 {
+	if x != nil {
+		return x.StoredBytes
+	}
+	return 0
+}
+
+func (x *RecordingStats) GetInflightBytes() uint64 {
+	if x != nil {
+		return x.InflightBytes
+	}
+	return 0
+}
+
+func (x *RecordingStats) GetBudgetBytes() uint64 {
+	if x != nil {
+		return x.BudgetBytes
+	}
+	return 0
+}
+
+func (x *RecordingStats) GetHeld() uint64 {
+	if x != nil {
+		return x.Held
+	}
+	return 0
+}
+
+func (x *RecordingStats) GetBodyCap() uint64 {
+	if x != nil {
+		return x.BodyCap
+	}
+	return 0
+}
+
+func (x *RecordingStats) GetRedactionOff() bool {
+	if x != nil {
+		return x.RedactionOff
+	}
+	return false
+}
+
+func (x *RecordingStats) GetRedactedNames() []string {
+	if x != nil {
+		return x.RedactedNames
+	}
+	return nil
+}
+
 type ResolvConfRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -35,7 +371,7 @@ type ResolvConfRequest struct {
 
 func (x *ResolvConfRequest) Reset() {
 	*x = ResolvConfRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +383,7 @@ func (x *ResolvConfRequest) String() string {
 func (*ResolvConfRequest) ProtoMessage() {}
 
 func (x *ResolvConfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +396,7 @@ func (x *ResolvConfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvConfRequest.ProtoReflect.Descriptor instead.
 func (*ResolvConfRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 type ResolvConfResponse struct {
@@ -72,7 +408,7 @@ type ResolvConfResponse struct {
 
 func (x *ResolvConfResponse) Reset() {
 	*x = ResolvConfResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -84,7 +420,7 @@ func (x *ResolvConfResponse) String() string {
 func (*ResolvConfResponse) ProtoMessage() {}
 
 func (x *ResolvConfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -97,7 +433,7 @@ func (x *ResolvConfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvConfResponse.ProtoReflect.Descriptor instead.
 func (*ResolvConfResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ResolvConfResponse) GetContent() []byte {
@@ -122,7 +458,7 @@ type DNSQueryRequest struct {
 
 func (x *DNSQueryRequest) Reset() {
 	*x = DNSQueryRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -134,7 +470,7 @@ func (x *DNSQueryRequest) String() string {
 func (*DNSQueryRequest) ProtoMessage() {}
 
 func (x *DNSQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -147,7 +483,7 @@ func (x *DNSQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSQueryRequest.ProtoReflect.Descriptor instead.
 func (*DNSQueryRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DNSQueryRequest) GetServer() string {
@@ -191,7 +527,7 @@ type DNSRecord struct {
 
 func (x *DNSRecord) Reset() {
 	*x = DNSRecord{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -203,7 +539,7 @@ func (x *DNSRecord) String() string {
 func (*DNSRecord) ProtoMessage() {}
 
 func (x *DNSRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -216,7 +552,7 @@ func (x *DNSRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSRecord.ProtoReflect.Descriptor instead.
 func (*DNSRecord) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DNSRecord) GetName() string {
@@ -263,7 +599,7 @@ type DNSQueryResponse struct {
 
 func (x *DNSQueryResponse) Reset() {
 	*x = DNSQueryResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +611,7 @@ func (x *DNSQueryResponse) String() string {
 func (*DNSQueryResponse) ProtoMessage() {}
 
 func (x *DNSQueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +624,7 @@ func (x *DNSQueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSQueryResponse.ProtoReflect.Descriptor instead.
 func (*DNSQueryResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DNSQueryResponse) GetRcode() string {
@@ -339,7 +675,7 @@ type ProbeRequest struct {
 
 func (x *ProbeRequest) Reset() {
 	*x = ProbeRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +687,7 @@ func (x *ProbeRequest) String() string {
 func (*ProbeRequest) ProtoMessage() {}
 
 func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +700,7 @@ func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeRequest.ProtoReflect.Descriptor instead.
 func (*ProbeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ProbeRequest) GetAddress() string {
@@ -400,7 +736,7 @@ type HTTPProbe struct {
 
 func (x *HTTPProbe) Reset() {
 	*x = HTTPProbe{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +748,7 @@ func (x *HTTPProbe) String() string {
 func (*HTTPProbe) ProtoMessage() {}
 
 func (x *HTTPProbe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +761,7 @@ func (x *HTTPProbe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPProbe.ProtoReflect.Descriptor instead.
 func (*HTTPProbe) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HTTPProbe) GetMethod() string {
@@ -468,7 +804,7 @@ type ProbeResponse struct {
 
 func (x *ProbeResponse) Reset() {
 	*x = ProbeResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +816,7 @@ func (x *ProbeResponse) String() string {
 func (*ProbeResponse) ProtoMessage() {}
 
 func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +829,7 @@ func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeResponse.ProtoReflect.Descriptor instead.
 func (*ProbeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ProbeResponse) GetConnected() bool {
@@ -562,7 +898,7 @@ type CaptureRequest struct {
 
 func (x *CaptureRequest) Reset() {
 	*x = CaptureRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +910,7 @@ func (x *CaptureRequest) String() string {
 func (*CaptureRequest) ProtoMessage() {}
 
 func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +923,7 @@ func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
 func (*CaptureRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CaptureRequest) GetInterface() string {
@@ -638,7 +974,7 @@ type CaptureEvent struct {
 
 func (x *CaptureEvent) Reset() {
 	*x = CaptureEvent{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +986,7 @@ func (x *CaptureEvent) String() string {
 func (*CaptureEvent) ProtoMessage() {}
 
 func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +999,7 @@ func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureEvent.ProtoReflect.Descriptor instead.
 func (*CaptureEvent) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
@@ -718,7 +1054,7 @@ type PacketBatch struct {
 
 func (x *PacketBatch) Reset() {
 	*x = PacketBatch{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +1066,7 @@ func (x *PacketBatch) String() string {
 func (*PacketBatch) ProtoMessage() {}
 
 func (x *PacketBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +1079,7 @@ func (x *PacketBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PacketBatch.ProtoReflect.Descriptor instead.
 func (*PacketBatch) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PacketBatch) GetPackets() []*Packet {
@@ -766,7 +1102,7 @@ type Packet struct {
 
 func (x *Packet) Reset() {
 	*x = Packet{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +1114,7 @@ func (x *Packet) String() string {
 func (*Packet) ProtoMessage() {}
 
 func (x *Packet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +1127,7 @@ func (x *Packet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Packet.ProtoReflect.Descriptor instead.
 func (*Packet) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Packet) GetTimestampUnixNano() int64 {
@@ -826,7 +1162,7 @@ type CaptureStats struct {
 
 func (x *CaptureStats) Reset() {
 	*x = CaptureStats{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1174,7 @@ func (x *CaptureStats) String() string {
 func (*CaptureStats) ProtoMessage() {}
 
 func (x *CaptureStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1187,7 @@ func (x *CaptureStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureStats.ProtoReflect.Descriptor instead.
 func (*CaptureStats) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CaptureStats) GetReceived() uint64 {
@@ -883,7 +1219,7 @@ type Forward struct {
 
 func (x *Forward) Reset() {
 	*x = Forward{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1231,7 @@ func (x *Forward) String() string {
 func (*Forward) ProtoMessage() {}
 
 func (x *Forward) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1244,7 @@ func (x *Forward) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Forward.ProtoReflect.Descriptor instead.
 func (*Forward) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Forward) GetListenPort() uint32 {
@@ -941,7 +1277,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1289,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1302,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *InterceptRequest) GetListenPort() uint32 {
@@ -984,7 +1320,7 @@ type InterceptResponse struct {
 
 func (x *InterceptResponse) Reset() {
 	*x = InterceptResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1332,7 @@ func (x *InterceptResponse) String() string {
 func (*InterceptResponse) ProtoMessage() {}
 
 func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1345,7 @@ func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptResponse.ProtoReflect.Descriptor instead.
 func (*InterceptResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 type LeaveRequest struct {
@@ -1021,7 +1357,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1369,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1382,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LeaveRequest) GetListenPort() uint32 {
@@ -1064,7 +1400,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1412,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1425,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 // ConnMeta is the metadata of a conn stream the agent opens for an
@@ -1105,7 +1441,7 @@ type ConnMeta struct {
 
 func (x *ConnMeta) Reset() {
 	*x = ConnMeta{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1453,7 @@ func (x *ConnMeta) String() string {
 func (*ConnMeta) ProtoMessage() {}
 
 func (x *ConnMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1466,7 @@ func (x *ConnMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnMeta.ProtoReflect.Descriptor instead.
 func (*ConnMeta) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConnMeta) GetListenPort() uint32 {
@@ -1155,7 +1491,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1503,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1516,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 type InfoResponse struct {
@@ -1201,7 +1537,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1549,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1562,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *InfoResponse) GetVersion() string {
@@ -1275,7 +1611,36 @@ var File_proto_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x1aproto/agent/v1/agent.proto\x12\x0ftether.agent.v1\"\x13\n" +
+	"\x1aproto/agent/v1/agent.proto\x12\x0ftether.agent.v1\"\x9b\x01\n" +
+	"\x0eExchangeFilter\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x1f\n" +
+	"\vpath_prefix\x18\x03 \x01(\tR\n" +
+	"pathPrefix\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12\x10\n" +
+	"\x03ids\x18\x05 \x03(\x04R\x03ids\"\x88\x01\n" +
+	"\x10ExchangesRequest\x127\n" +
+	"\x06filter\x18\x01 \x01(\v2\x1f.tether.agent.v1.ExchangeFilterR\x06filter\x12%\n" +
+	"\x0ewithout_bodies\x18\x02 \x01(\bR\rwithoutBodies\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"p\n" +
+	"\x0eExchangesChunk\x12'\n" +
+	"\x0fexchanges_jsonl\x18\x01 \x01(\fR\x0eexchangesJsonl\x125\n" +
+	"\x05stats\x18\x02 \x01(\v2\x1f.tether.agent.v1.RecordingStatsR\x05stats\"\xa7\x03\n" +
+	"\x0eRecordingStats\x12 \n" +
+	"\vconnections\x18\x01 \x01(\x04R\vconnections\x12\x1c\n" +
+	"\texchanges\x18\x02 \x01(\x04R\texchanges\x12\x18\n" +
+	"\aevicted\x18\x03 \x01(\x04R\aevicted\x12\x19\n" +
+	"\bnot_http\x18\x04 \x01(\x04R\anotHttp\x12\x1c\n" +
+	"\tmalformed\x18\x05 \x01(\x04R\tmalformed\x12\x1a\n" +
+	"\bupgraded\x18\x06 \x01(\x04R\bupgraded\x12!\n" +
+	"\fstored_bytes\x18\a \x01(\x04R\vstoredBytes\x12%\n" +
+	"\x0einflight_bytes\x18\b \x01(\x04R\rinflightBytes\x12!\n" +
+	"\fbudget_bytes\x18\t \x01(\x04R\vbudgetBytes\x12\x12\n" +
+	"\x04held\x18\n" +
+	" \x01(\x04R\x04held\x12\x19\n" +
+	"\bbody_cap\x18\v \x01(\x04R\abodyCap\x12#\n" +
+	"\rredaction_off\x18\f \x01(\bR\fredactionOff\x12%\n" +
+	"\x0eredacted_names\x18\r \x03(\tR\rredactedNames\"\x13\n" +
 	"\x11ResolvConfRequest\".\n" +
 	"\x12ResolvConfResponse\x12\x18\n" +
 	"\acontent\x18\x01 \x01(\fR\acontent\"x\n" +
@@ -1357,7 +1722,7 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\bpod_name\x18\x03 \x01(\tR\apodName\x12#\n" +
 	"\rpod_namespace\x18\x04 \x01(\tR\fpodNamespace\x12*\n" +
 	"\x11started_unix_nano\x18\x05 \x01(\x03R\x0fstartedUnixNano\x124\n" +
-	"\bforwards\x18\x06 \x03(\v2\x18.tether.agent.v1.ForwardR\bforwards2\xa5\x04\n" +
+	"\bforwards\x18\x06 \x03(\v2\x18.tether.agent.v1.ForwardR\bforwards2\xf8\x04\n" +
 	"\x05Agent\x12C\n" +
 	"\x04Info\x12\x1c.tether.agent.v1.InfoRequest\x1a\x1d.tether.agent.v1.InfoResponse\x12R\n" +
 	"\tIntercept\x12!.tether.agent.v1.InterceptRequest\x1a\".tether.agent.v1.InterceptResponse\x12F\n" +
@@ -1366,7 +1731,8 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"ResolvConf\x12\".tether.agent.v1.ResolvConfRequest\x1a#.tether.agent.v1.ResolvConfResponse\x12O\n" +
 	"\bQueryDNS\x12 .tether.agent.v1.DNSQueryRequest\x1a!.tether.agent.v1.DNSQueryResponse\x12F\n" +
-	"\x05Probe\x12\x1d.tether.agent.v1.ProbeRequest\x1a\x1e.tether.agent.v1.ProbeResponseB5Z3github.com/tetherkube/tether/proto/agent/v1;agentv1b\x06proto3"
+	"\x05Probe\x12\x1d.tether.agent.v1.ProbeRequest\x1a\x1e.tether.agent.v1.ProbeResponse\x12Q\n" +
+	"\tExchanges\x12!.tether.agent.v1.ExchangesRequest\x1a\x1f.tether.agent.v1.ExchangesChunk0\x01B5Z3github.com/tetherkube/tether/proto/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_proto_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -1380,56 +1746,64 @@ func file_proto_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_proto_agent_v1_agent_proto_rawDescData
 }
 
-var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_proto_agent_v1_agent_proto_goTypes = []any{
-	(*ResolvConfRequest)(nil),  // 0: tether.agent.v1.ResolvConfRequest
-	(*ResolvConfResponse)(nil), // 1: tether.agent.v1.ResolvConfResponse
-	(*DNSQueryRequest)(nil),    // 2: tether.agent.v1.DNSQueryRequest
-	(*DNSRecord)(nil),          // 3: tether.agent.v1.DNSRecord
-	(*DNSQueryResponse)(nil),   // 4: tether.agent.v1.DNSQueryResponse
-	(*ProbeRequest)(nil),       // 5: tether.agent.v1.ProbeRequest
-	(*HTTPProbe)(nil),          // 6: tether.agent.v1.HTTPProbe
-	(*ProbeResponse)(nil),      // 7: tether.agent.v1.ProbeResponse
-	(*CaptureRequest)(nil),     // 8: tether.agent.v1.CaptureRequest
-	(*CaptureEvent)(nil),       // 9: tether.agent.v1.CaptureEvent
-	(*PacketBatch)(nil),        // 10: tether.agent.v1.PacketBatch
-	(*Packet)(nil),             // 11: tether.agent.v1.Packet
-	(*CaptureStats)(nil),       // 12: tether.agent.v1.CaptureStats
-	(*Forward)(nil),            // 13: tether.agent.v1.Forward
-	(*InterceptRequest)(nil),   // 14: tether.agent.v1.InterceptRequest
-	(*InterceptResponse)(nil),  // 15: tether.agent.v1.InterceptResponse
-	(*LeaveRequest)(nil),       // 16: tether.agent.v1.LeaveRequest
-	(*LeaveResponse)(nil),      // 17: tether.agent.v1.LeaveResponse
-	(*ConnMeta)(nil),           // 18: tether.agent.v1.ConnMeta
-	(*InfoRequest)(nil),        // 19: tether.agent.v1.InfoRequest
-	(*InfoResponse)(nil),       // 20: tether.agent.v1.InfoResponse
+	(*ExchangeFilter)(nil),     // 0: tether.agent.v1.ExchangeFilter
+	(*ExchangesRequest)(nil),   // 1: tether.agent.v1.ExchangesRequest
+	(*ExchangesChunk)(nil),     // 2: tether.agent.v1.ExchangesChunk
+	(*RecordingStats)(nil),     // 3: tether.agent.v1.RecordingStats
+	(*ResolvConfRequest)(nil),  // 4: tether.agent.v1.ResolvConfRequest
+	(*ResolvConfResponse)(nil), // 5: tether.agent.v1.ResolvConfResponse
+	(*DNSQueryRequest)(nil),    // 6: tether.agent.v1.DNSQueryRequest
+	(*DNSRecord)(nil),          // 7: tether.agent.v1.DNSRecord
+	(*DNSQueryResponse)(nil),   // 8: tether.agent.v1.DNSQueryResponse
+	(*ProbeRequest)(nil),       // 9: tether.agent.v1.ProbeRequest
+	(*HTTPProbe)(nil),          // 10: tether.agent.v1.HTTPProbe
+	(*ProbeResponse)(nil),      // 11: tether.agent.v1.ProbeResponse
+	(*CaptureRequest)(nil),     // 12: tether.agent.v1.CaptureRequest
+	(*CaptureEvent)(nil),       // 13: tether.agent.v1.CaptureEvent
+	(*PacketBatch)(nil),        // 14: tether.agent.v1.PacketBatch
+	(*Packet)(nil),             // 15: tether.agent.v1.Packet
+	(*CaptureStats)(nil),       // 16: tether.agent.v1.CaptureStats
+	(*Forward)(nil),            // 17: tether.agent.v1.Forward
+	(*InterceptRequest)(nil),   // 18: tether.agent.v1.InterceptRequest
+	(*InterceptResponse)(nil),  // 19: tether.agent.v1.InterceptResponse
+	(*LeaveRequest)(nil),       // 20: tether.agent.v1.LeaveRequest
+	(*LeaveResponse)(nil),      // 21: tether.agent.v1.LeaveResponse
+	(*ConnMeta)(nil),           // 22: tether.agent.v1.ConnMeta
+	(*InfoRequest)(nil),        // 23: tether.agent.v1.InfoRequest
+	(*InfoResponse)(nil),       // 24: tether.agent.v1.InfoResponse
 }
 var file_proto_agent_v1_agent_proto_depIdxs = []int32{
-	3,  // 0: tether.agent.v1.DNSQueryResponse.answers:type_name -> tether.agent.v1.DNSRecord
-	6,  // 1: tether.agent.v1.ProbeRequest.http:type_name -> tether.agent.v1.HTTPProbe
-	10, // 2: tether.agent.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	12, // 3: tether.agent.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	11, // 4: tether.agent.v1.PacketBatch.packets:type_name -> tether.agent.v1.Packet
-	13, // 5: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
-	19, // 6: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
-	14, // 7: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
-	16, // 8: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
-	8,  // 9: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
-	0,  // 10: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
-	2,  // 11: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
-	5,  // 12: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
-	20, // 13: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
-	15, // 14: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
-	17, // 15: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
-	9,  // 16: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
-	1,  // 17: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
-	4,  // 18: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
-	7,  // 19: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
-	13, // [13:20] is the sub-list for method output_type
-	6,  // [6:13] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	0,  // 0: tether.agent.v1.ExchangesRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	3,  // 1: tether.agent.v1.ExchangesChunk.stats:type_name -> tether.agent.v1.RecordingStats
+	7,  // 2: tether.agent.v1.DNSQueryResponse.answers:type_name -> tether.agent.v1.DNSRecord
+	10, // 3: tether.agent.v1.ProbeRequest.http:type_name -> tether.agent.v1.HTTPProbe
+	14, // 4: tether.agent.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	16, // 5: tether.agent.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	15, // 6: tether.agent.v1.PacketBatch.packets:type_name -> tether.agent.v1.Packet
+	17, // 7: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
+	23, // 8: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
+	18, // 9: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
+	20, // 10: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
+	12, // 11: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
+	4,  // 12: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
+	6,  // 13: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
+	9,  // 14: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
+	1,  // 15: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
+	24, // 16: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
+	19, // 17: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
+	21, // 18: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
+	13, // 19: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
+	5,  // 20: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
+	8,  // 21: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
+	11, // 22: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
+	2,  // 23: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
+	16, // [16:24] is the sub-list for method output_type
+	8,  // [8:16] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_proto_agent_v1_agent_proto_init() }
@@ -1437,7 +1811,7 @@ func file_proto_agent_v1_agent_proto_init() {
 	if File_proto_agent_v1_agent_proto != nil {
 		return
 	}
-	file_proto_agent_v1_agent_proto_msgTypes[9].OneofWrappers = []any{
+	file_proto_agent_v1_agent_proto_msgTypes[13].OneofWrappers = []any{
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
@@ -1447,7 +1821,7 @@ func file_proto_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_v1_agent_proto_rawDesc), len(file_proto_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	Agent_ResolvConf_FullMethodName = "/tether.agent.v1.Agent/ResolvConf"
 	Agent_QueryDNS_FullMethodName   = "/tether.agent.v1.Agent/QueryDNS"
 	Agent_Probe_FullMethodName      = "/tether.agent.v1.Agent/Probe"
+	Agent_Exchanges_FullMethodName  = "/tether.agent.v1.Agent/Exchanges"
 )
 
 // AgentClient is the client API for Agent service.
@@ -64,6 +65,10 @@ type AgentClient interface {
 	// sends one HTTP request over it when asked. Needs no capability. A
 	// failed connection is a result, not an error.
 	Probe(ctx context.Context, in *ProbeRequest, opts ...grpc.CallOption) (*ProbeResponse, error)
+	// Exchanges streams the recorded HTTP exchanges that match the filter,
+	// oldest first, in chunks; the last chunk carries the recorder's
+	// statistics. FAILED_PRECONDITION when recording is off.
+	Exchanges(ctx context.Context, in *ExchangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExchangesChunk], error)
 }
 
 type agentClient struct {
@@ -153,6 +158,25 @@ func (c *agentClient) Probe(ctx context.Context, in *ProbeRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *agentClient) Exchanges(ctx context.Context, in *ExchangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExchangesChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Agent_ServiceDesc.Streams[1], Agent_Exchanges_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExchangesRequest, ExchangesChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_ExchangesClient = grpc.ServerStreamingClient[ExchangesChunk]
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -183,6 +207,10 @@ type AgentServer interface {
 	// sends one HTTP request over it when asked. Needs no capability. A
 	// failed connection is a result, not an error.
 	Probe(context.Context, *ProbeRequest) (*ProbeResponse, error)
+	// Exchanges streams the recorded HTTP exchanges that match the filter,
+	// oldest first, in chunks; the last chunk carries the recorder's
+	// statistics. FAILED_PRECONDITION when recording is off.
+	Exchanges(*ExchangesRequest, grpc.ServerStreamingServer[ExchangesChunk]) error
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -213,6 +241,9 @@ func (UnimplementedAgentServer) QueryDNS(context.Context, *DNSQueryRequest) (*DN
 }
 func (UnimplementedAgentServer) Probe(context.Context, *ProbeRequest) (*ProbeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Probe not implemented")
+}
+func (UnimplementedAgentServer) Exchanges(*ExchangesRequest, grpc.ServerStreamingServer[ExchangesChunk]) error {
+	return status.Error(codes.Unimplemented, "method Exchanges not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -354,6 +385,17 @@ func _Agent_Probe_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_Exchanges_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExchangesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AgentServer).Exchanges(m, &grpc.GenericServerStream[ExchangesRequest, ExchangesChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_ExchangesServer = grpc.ServerStreamingServer[ExchangesChunk]
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -390,6 +432,11 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Capture",
 			Handler:       _Agent_Capture_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Exchanges",
+			Handler:       _Agent_Exchanges_Handler,
 			ServerStreams: true,
 		},
 	},

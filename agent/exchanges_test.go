@@ -1,0 +1,62 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tetherkube/tether/recording"
+)
+
+// TestRecordsAppAndLaptopExchanges sends requests that go to the app, then
+// through an intercept to the "laptop", and lists them over the tunnel.
+func TestRecordsAppAndLaptopExchanges(t *testing.T) {
+	h := newHarness(t)
+	_, client, err := h.daemon(testToken, named(t, "laptop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if got := h.get(); got != "app" {
+		t.Fatalf("before the intercept: %q", got)
+	}
+	if err := client.Intercept(ctx, h.frontPort); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.get(); got != "laptop" {
+		t.Fatalf("intercepted: %q", got)
+	}
+	var got []*recording.Exchange
+	deadline := time.Now().Add(5 * time.Second)
+	var st RecordingStats
+	for len(got) < 2 && time.Now().Before(deadline) {
+		got = nil
+		st, err = client.Exchanges(ctx, ExchangesRequest{}, func(e *recording.Exchange) error { got = append(got, e); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(got) != 2 || got[0].Destination != recording.ToApp || got[1].Destination != recording.ToLaptop ||
+		string(got[0].Response.Body) != "app" || string(got[1].Response.Body) != "laptop" || got[0].Pod != "orders-1" {
+		t.Fatalf("recorded %+v", got)
+	}
+	if st.Exchanges != 2 || st.BudgetBytes != DefaultRecordBudget || st.RedactionOff {
+		t.Errorf("stats %+v", st)
+	}
+	// Filters and body-less listing.
+	var listed []*recording.Exchange
+	if _, err := client.Exchanges(ctx, ExchangesRequest{Limit: 1, WithoutBodies: true}, func(e *recording.Exchange) error {
+		listed = append(listed, e)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0].ID != got[1].ID || listed[0].Response.Body != nil || listed[0].Response.BodySize != 6 {
+		t.Errorf("limit 1 without bodies: %+v", listed)
+	}
+	if _, err := client.Exchanges(ctx, ExchangesRequest{Filter: recording.Filter{Status: "6xx"}}, func(*recording.Exchange) error { return nil }); !errors.Is(err, ErrBadProbe) {
+		t.Errorf("bad status filter: %v", err)
+	}
+}
