@@ -288,12 +288,7 @@ func (c *Client) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, erro
 }
 
 func (s *grpcServer) Exchanges(req *agentv1.ExchangesRequest, stream grpc.ServerStreamingServer[agentv1.ExchangesChunk]) error {
-	f := req.GetFilter()
-	er := ExchangesRequest{WithoutBodies: req.GetWithoutBodies(), Limit: int(req.GetLimit()), Filter: recording.Filter{
-		Status: f.GetStatus(), Method: f.GetMethod(), PathPrefix: f.GetPathPrefix(), IDs: f.GetIds()}}
-	if n := f.GetSinceUnixNano(); n != 0 {
-		er.Filter.Since = time.Unix(0, n)
-	}
+	er := ExchangesRequest{WithoutBodies: req.GetWithoutBodies(), Limit: int(req.GetLimit()), Filter: FilterFromProto(req.GetFilter())}
 	var buf []byte
 	flush := func() error {
 		if len(buf) == 0 {
@@ -320,11 +315,55 @@ func (s *grpcServer) Exchanges(req *agentv1.ExchangesRequest, stream grpc.Server
 	if err := flush(); err != nil {
 		return err
 	}
-	return stream.Send(&agentv1.ExchangesChunk{Stats: &agentv1.RecordingStats{
+	return stream.Send(&agentv1.ExchangesChunk{Stats: StatsToProto(st)})
+}
+
+// FilterToProto and FilterFromProto carry a recording.Filter on the wire.
+func FilterToProto(f recording.Filter) *agentv1.ExchangeFilter {
+	p := &agentv1.ExchangeFilter{Status: f.Status, Method: f.Method, PathPrefix: f.PathPrefix, Ids: f.IDs}
+	if !f.Since.IsZero() {
+		p.SinceUnixNano = f.Since.UnixNano()
+	}
+	return p
+}
+
+func FilterFromProto(p *agentv1.ExchangeFilter) recording.Filter {
+	f := recording.Filter{Status: p.GetStatus(), Method: p.GetMethod(), PathPrefix: p.GetPathPrefix(), IDs: p.GetIds()}
+	if n := p.GetSinceUnixNano(); n != 0 {
+		f.Since = time.Unix(0, n)
+	}
+	return f
+}
+
+// StatsToProto and StatsFromProto carry RecordingStats on the wire.
+func StatsToProto(st RecordingStats) *agentv1.RecordingStats {
+	return &agentv1.RecordingStats{
 		Connections: st.Connections, Exchanges: st.Exchanges, Evicted: st.Evicted, NotHttp: st.NotHTTP, Malformed: st.Malformed,
 		Upgraded: st.Upgraded, StoredBytes: st.StoredBytes, InflightBytes: st.InflightBytes, BudgetBytes: st.BudgetBytes,
 		Held: st.Held, BodyCap: st.BodyCap, RedactionOff: st.RedactionOff, RedactedNames: st.RedactedNames,
-	}})
+	}
+}
+
+func StatsFromProto(st *agentv1.RecordingStats) RecordingStats {
+	return RecordingStats{Connections: st.GetConnections(), Exchanges: st.GetExchanges(), Evicted: st.GetEvicted(),
+		NotHTTP: st.GetNotHttp(), Malformed: st.GetMalformed(), Upgraded: st.GetUpgraded(), StoredBytes: st.GetStoredBytes(),
+		InflightBytes: st.GetInflightBytes(), BudgetBytes: st.GetBudgetBytes(), Held: st.GetHeld(), BodyCap: st.GetBodyCap(),
+		RedactionOff: st.GetRedactionOff(), RedactedNames: st.GetRedactedNames()}
+}
+
+// DecodeExchanges reads exchanges as JSON lines, calling emit for each.
+func DecodeExchanges(jsonl []byte, emit func(*recording.Exchange) error) error {
+	dec := json.NewDecoder(bytes.NewReader(jsonl))
+	for dec.More() {
+		var e recording.Exchange
+		if err := dec.Decode(&e); err != nil {
+			return fmt.Errorf("read recorded exchanges: %w", err)
+		}
+		if err := emit(&e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // exchangeChunkBytes is the size from which a chunk of exchanges is sent.
@@ -332,11 +371,7 @@ const exchangeChunkBytes = 512 << 10
 
 // Exchanges streams the agent's recorded exchanges to emit.
 func (c *Client) Exchanges(ctx context.Context, req ExchangesRequest, emit func(*recording.Exchange) error) (RecordingStats, error) {
-	f := &agentv1.ExchangeFilter{Status: req.Filter.Status, Method: req.Filter.Method, PathPrefix: req.Filter.PathPrefix, Ids: req.Filter.IDs}
-	if !req.Filter.Since.IsZero() {
-		f.SinceUnixNano = req.Filter.Since.UnixNano()
-	}
-	stream, err := c.rpc.Exchanges(ctx, &agentv1.ExchangesRequest{Filter: f, WithoutBodies: req.WithoutBodies, Limit: uint32(req.Limit)})
+	stream, err := c.rpc.Exchanges(ctx, &agentv1.ExchangesRequest{Filter: FilterToProto(req.Filter), WithoutBodies: req.WithoutBodies, Limit: uint32(req.Limit)})
 	if err != nil {
 		return RecordingStats{}, fromStatusRecording(err)
 	}
@@ -345,21 +380,11 @@ func (c *Client) Exchanges(ctx context.Context, req ExchangesRequest, emit func(
 		if err != nil {
 			return RecordingStats{}, fromStatusRecording(err)
 		}
-		dec := json.NewDecoder(bytes.NewReader(chunk.GetExchangesJsonl()))
-		for dec.More() {
-			var e recording.Exchange
-			if err := dec.Decode(&e); err != nil {
-				return RecordingStats{}, fmt.Errorf("read recorded exchanges: %w", err)
-			}
-			if err := emit(&e); err != nil {
-				return RecordingStats{}, err
-			}
+		if err := DecodeExchanges(chunk.GetExchangesJsonl(), emit); err != nil {
+			return RecordingStats{}, err
 		}
 		if st := chunk.GetStats(); st != nil {
-			return RecordingStats{Connections: st.GetConnections(), Exchanges: st.GetExchanges(), Evicted: st.GetEvicted(),
-				NotHTTP: st.GetNotHttp(), Malformed: st.GetMalformed(), Upgraded: st.GetUpgraded(), StoredBytes: st.GetStoredBytes(),
-				InflightBytes: st.GetInflightBytes(), BudgetBytes: st.GetBudgetBytes(), Held: st.GetHeld(), BodyCap: st.GetBodyCap(),
-				RedactionOff: st.GetRedactionOff(), RedactedNames: st.GetRedactedNames()}, nil
+			return StatsFromProto(st), nil
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/internal/batchq"
+	"github.com/tetherkube/tether/recording"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 
@@ -322,6 +323,104 @@ func (c *Client) Trace(ctx context.Context, req TraceRequest, progress func(stri
 				return rep, fmt.Errorf("read the daemon's trace report: %w", err)
 			}
 			return rep, nil
+		}
+	}
+}
+
+func (s *GRPCServer) Record(req *daemonv1.RecordRequest, stream grpc.ServerStreamingServer[daemonv1.RecordEvent]) error {
+	progress := func(line string) {
+		_ = stream.Send(&daemonv1.RecordEvent{Event: &daemonv1.RecordEvent_Progress{Progress: line}})
+	}
+	info, err := s.svc.Record(stream.Context(), RecordRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(),
+		ServicePort: req.GetServicePort(), AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds(),
+		Redact: req.GetRedact(), NoRedact: req.GetNoRedact(), BodyCap: int(req.GetBodyCap()), Budget: int(req.GetBudget())}, progress)
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.Send(&daemonv1.RecordEvent{Event: &daemonv1.RecordEvent_Info{Info: &daemonv1.RecordInfo{
+		Workload: info.Workload, Namespace: info.Namespace, Service: info.Service,
+		ServicePort: uint32(info.ServicePort), AgentPort: uint32(info.AgentPort)}}})
+}
+
+func (s *GRPCServer) Requests(req *daemonv1.RequestsRequest, stream grpc.ServerStreamingServer[daemonv1.RequestsChunk]) error {
+	var buf []byte
+	pods, err := s.svc.Requests(stream.Context(), RequestsRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(),
+		Filter: agent.FilterFromProto(req.GetFilter()), WithoutBodies: req.GetWithoutBodies(), Limit: int(req.GetLimit())},
+		func(e *recording.Exchange) error {
+			b, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			buf = append(append(buf, b...), '\n')
+			if len(buf) >= 512<<10 {
+				err, buf = stream.Send(&daemonv1.RequestsChunk{ExchangesJsonl: buf}), nil
+				return err
+			}
+			return nil
+		})
+	if err != nil {
+		return toStatus(err)
+	}
+	last := &daemonv1.RequestsChunk{ExchangesJsonl: buf, Last: true}
+	for _, p := range pods {
+		last.Pods = append(last.Pods, &daemonv1.PodRecording{Pod: p.Pod, Stats: agent.StatsToProto(p.Stats), Error: p.Error})
+	}
+	return stream.Send(last)
+}
+
+// Record asks the daemon to put a recording agent in front of a port.
+func (c *Client) Record(ctx context.Context, req RecordRequest, progress func(string)) (RecordInfo, error) {
+	stream, err := c.rpc.Record(ctx, &daemonv1.RecordRequest{Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort,
+		AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout, Redact: req.Redact, NoRedact: req.NoRedact,
+		BodyCap: uint64(req.BodyCap), Budget: uint64(req.Budget)})
+	if err != nil {
+		return RecordInfo{}, fromStatus(err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return RecordInfo{}, errors.New("daemon ended the record call without a result")
+		}
+		if err != nil {
+			return RecordInfo{}, fromStatus(err)
+		}
+		switch e := ev.GetEvent().(type) {
+		case *daemonv1.RecordEvent_Progress:
+			if progress != nil {
+				progress(e.Progress)
+			}
+		case *daemonv1.RecordEvent_Info:
+			i := e.Info
+			return RecordInfo{Workload: i.GetWorkload(), Namespace: i.GetNamespace(), Service: i.GetService(),
+				ServicePort: int(i.GetServicePort()), AgentPort: int(i.GetAgentPort())}, nil
+		}
+	}
+}
+
+// Requests reads a workload's recorded exchanges through the daemon.
+func (c *Client) Requests(ctx context.Context, req RequestsRequest, emit func(*recording.Exchange) error) ([]PodRecording, error) {
+	stream, err := c.rpc.Requests(ctx, &daemonv1.RequestsRequest{Namespace: req.Namespace, Workload: req.Workload,
+		Filter: agent.FilterToProto(req.Filter), WithoutBodies: req.WithoutBodies, Limit: uint32(req.Limit)})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	for {
+		chunk, err := stream.Recv()
+		if err == io.EOF {
+			return nil, errors.New("daemon ended the requests call early")
+		}
+		if err != nil {
+			return nil, fromStatus(err)
+		}
+		if err := agent.DecodeExchanges(chunk.GetExchangesJsonl(), emit); err != nil {
+			return nil, err
+		}
+		if chunk.GetLast() {
+			var pods []PodRecording
+			for _, p := range chunk.GetPods() {
+				pods = append(pods, PodRecording{Pod: p.GetPod(), Stats: agent.StatsFromProto(p.GetStats()), Error: p.GetError()})
+			}
+			return pods, nil
 		}
 	}
 }

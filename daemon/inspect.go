@@ -19,18 +19,24 @@ func (d *Daemon) inspectAgent(ctx context.Context, req inspect.Request, progress
 	if err != nil {
 		return nil, nil, err // user errors come marked
 	}
-	conn, err := d.dialer.DialPod(ctx, req.Namespace, req.Pod, inspect.TunnelPort)
+	return d.agentClient(ctx, req.Namespace, req.Pod, inspect.TunnelPort, a.Token)
+}
+
+// agentClient opens a tunnel to the agent listening on port in the pod and
+// returns a client of its control API; done closes the tunnel.
+func (d *Daemon) agentClient(ctx context.Context, namespace, pod string, port int, token []byte) (client *agent.Client, done func(), err error) {
+	conn, err := d.dialer.DialPod(ctx, namespace, pod, port)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reach the inspection agent of pod %s: %w", req.Pod, err)
+		return nil, nil, fmt.Errorf("reach the agent of pod %s: %w", pod, err)
 	}
-	cfg := tunnel.DefaultConfig(a.Token)
+	cfg := tunnel.DefaultConfig(token)
 	cfg.Logger = d.log
 	sess, err := tunnel.Client(ctx, conn, cfg)
 	if err != nil {
 		conn.Close()
-		return nil, nil, fmt.Errorf("tunnel to pod %s: %w", req.Pod, err)
+		return nil, nil, fmt.Errorf("tunnel to pod %s: %w", pod, err)
 	}
-	gc, err := grpc.NewClient("passthrough:///"+req.Pod, grpc.WithContextDialer(sess.DialControl),
+	gc, err := grpc.NewClient("passthrough:///"+pod, grpc.WithContextDialer(sess.DialControl),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		sess.Close()

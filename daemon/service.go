@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/recording"
 
 	"github.com/tetherkube/tether/internal/usererr"
 )
@@ -28,6 +29,10 @@ type Service interface {
 	// Trace explains the path from a pod to a destination, step by step,
 	// probing from the pod through an inspection agent.
 	Trace(ctx context.Context, req TraceRequest, progress func(string)) (TraceReport, error)
+	// Record puts the agent in front of a workload's port to record it.
+	Record(ctx context.Context, req RecordRequest, progress func(string)) (RecordInfo, error)
+	// Requests calls emit with the exchanges the workload's agents recorded.
+	Requests(ctx context.Context, req RequestsRequest, emit func(*recording.Exchange) error) ([]PodRecording, error)
 }
 
 // CaptureRequest names the pod and what to capture.

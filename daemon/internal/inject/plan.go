@@ -64,6 +64,9 @@ type Options struct {
 	SecretName string
 	// PullPolicy of the agent image.
 	PullPolicy corev1.PullPolicy
+	// RecordArgs are the agent's recording flags (--redact, --no-redact,
+	// ...), given when the agent container is added.
+	RecordArgs []string
 }
 
 // Plan is the change for one intercepted port.
@@ -302,7 +305,7 @@ func addAgent(t *corev1.PodTemplateSpec, opts Options, port corev1.ContainerPort
 		Name:            AgentContainer,
 		Image:           opts.AgentImage,
 		ImagePullPolicy: pull,
-		Args:            append([]string{"--token-file", TokenMountPath + "/" + TokenKey}, fwd...),
+		Args:            append(append([]string{"--token-file", TokenMountPath + "/" + TokenKey}, opts.RecordArgs...), fwd...),
 		Ports:           []corev1.ContainerPort{port},
 		Env: []corev1.EnvVar{
 			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},

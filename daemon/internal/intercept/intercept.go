@@ -46,6 +46,11 @@ type Request struct {
 	AgentImage string
 	// RolloutTimeout bounds the wait for the agent to run in every pod.
 	RolloutTimeout time.Duration
+	// RecordOnly puts the agent in front of the port to record its traffic
+	// without intercepting it: no local port, no tunnels.
+	RecordOnly bool
+	// RecordArgs are the agent's recording flags.
+	RecordArgs []string
 }
 
 // Dialer reaches a pod's port through the API server.
@@ -84,15 +89,17 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	if req.RolloutTimeout == 0 {
 		req.RolloutTimeout = 3 * time.Minute
 	}
-	if req.LocalPort <= 0 || req.LocalPort > 65535 {
+	if !req.RecordOnly && (req.LocalPort <= 0 || req.LocalPort > 65535) {
 		return nil, usererr.Errorf("local port %d is out of range 1-65535", req.LocalPort)
 	}
 	ref, err := inject.ParsePortRef(req.ServicePort)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkLocal(req.LocalPort); err != nil {
-		return nil, err
+	if !req.RecordOnly {
+		if err := checkLocal(req.LocalPort); err != nil {
+			return nil, err
+		}
 	}
 
 	wc := workload.Client{CS: m.CS}
@@ -109,7 +116,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 		return nil, err
 	}
 	secretName := "tether-agent-" + w.Name
-	plan, err := inject.Build(tmpl, svc, ref, inject.Options{AgentImage: req.AgentImage, SecretName: secretName})
+	plan, err := inject.Build(tmpl, svc, ref, inject.Options{AgentImage: req.AgentImage, SecretName: secretName, RecordArgs: req.RecordArgs})
 	if err != nil {
 		return nil, err
 	}
@@ -193,11 +200,19 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	}
+	if req.RecordOnly {
+		return recordOnly(w, svc, plan), nil
+	}
 	ic, err := m.connect(ctx, req, w, svc, plan, token)
 	if err != nil {
 		return fail(err)
 	}
 	return ic, nil
+}
+
+// recordOnly describes an agent that records without intercepting.
+func recordOnly(w journal.Workload, svc *corev1.Service, plan inject.Plan) *Intercept {
+	return &Intercept{Workload: w, Service: svc.Name, ServicePort: plan.ServicePort, AgentPort: int(plan.AgentPort)}
 }
 
 // reuse intercepts through an agent an earlier intercept left in place:
@@ -209,6 +224,9 @@ func (m *Manager) reuse(ctx context.Context, req Request, w journal.Workload, sv
 	}
 	if m.Progress != nil {
 		m.Progress(fmt.Sprintf("%s already runs the agent on port %d", w, plan.AgentPort))
+	}
+	if req.RecordOnly {
+		return recordOnly(w, svc, plan), nil
 	}
 	return m.connect(ctx, req, w, svc, plan, s.Data[inject.TokenKey])
 }
@@ -321,7 +339,12 @@ func (m *Manager) retarget(ctx context.Context, ns, name string, ports []corev1.
 }
 
 // Pods returns the pods whose agents this intercept has a tunnel to.
-func (i *Intercept) Pods() []string { return i.tunnels.pods() }
+func (i *Intercept) Pods() []string {
+	if i.tunnels == nil {
+		return nil
+	}
+	return i.tunnels.pods()
+}
 
 // Leave stops the intercept: every agent sends its connections to the app
 // again and the tunnels close. The agents stay, so leaving restarts nothing.

@@ -27,6 +27,472 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RecordRequest struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Namespace             string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Workload              string                 `protobuf:"bytes,2,opt,name=workload,proto3" json:"workload,omitempty"`
+	ServicePort           string                 `protobuf:"bytes,3,opt,name=service_port,json=servicePort,proto3" json:"service_port,omitempty"`
+	AgentImage            string                 `protobuf:"bytes,4,opt,name=agent_image,json=agentImage,proto3" json:"agent_image,omitempty"`
+	RolloutTimeoutSeconds int64                  `protobuf:"varint,5,opt,name=rollout_timeout_seconds,json=rolloutTimeoutSeconds,proto3" json:"rollout_timeout_seconds,omitempty"`
+	// Extra header and JSON field names to redact.
+	Redact []string `protobuf:"bytes,6,rep,name=redact,proto3" json:"redact,omitempty"`
+	// Record secrets as seen; must be asked for explicitly.
+	NoRedact      bool   `protobuf:"varint,7,opt,name=no_redact,json=noRedact,proto3" json:"no_redact,omitempty"`
+	BodyCap       uint64 `protobuf:"varint,8,opt,name=body_cap,json=bodyCap,proto3" json:"body_cap,omitempty"`
+	Budget        uint64 `protobuf:"varint,9,opt,name=budget,proto3" json:"budget,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordRequest) Reset() {
+	*x = RecordRequest{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordRequest) ProtoMessage() {}
+
+func (x *RecordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordRequest.ProtoReflect.Descriptor instead.
+func (*RecordRequest) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RecordRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *RecordRequest) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
+}
+
+func (x *RecordRequest) GetServicePort() string {
+	if x != nil {
+		return x.ServicePort
+	}
+	return ""
+}
+
+func (x *RecordRequest) GetAgentImage() string {
+	if x != nil {
+		return x.AgentImage
+	}
+	return ""
+}
+
+func (x *RecordRequest) GetRolloutTimeoutSeconds() int64 {
+	if x != nil {
+		return x.RolloutTimeoutSeconds
+	}
+	return 0
+}
+
+func (x *RecordRequest) GetRedact() []string {
+	if x != nil {
+		return x.Redact
+	}
+	return nil
+}
+
+func (x *RecordRequest) GetNoRedact() bool {
+	if x != nil {
+		return x.NoRedact
+	}
+	return false
+}
+
+func (x *RecordRequest) GetBodyCap() uint64 {
+	if x != nil {
+		return x.BodyCap
+	}
+	return 0
+}
+
+func (x *RecordRequest) GetBudget() uint64 {
+	if x != nil {
+		return x.Budget
+	}
+	return 0
+}
+
+type RecordEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*RecordEvent_Progress
+	//	*RecordEvent_Info
+	Event         isRecordEvent_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordEvent) Reset() {
+	*x = RecordEvent{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordEvent) ProtoMessage() {}
+
+func (x *RecordEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordEvent.ProtoReflect.Descriptor instead.
+func (*RecordEvent) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RecordEvent) GetEvent() isRecordEvent_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *RecordEvent) GetProgress() string {
+	if x != nil {
+		if x, ok := x.Event.(*RecordEvent_Progress); ok {
+			return x.Progress
+		}
+	}
+	return ""
+}
+
+func (x *RecordEvent) GetInfo() *RecordInfo {
+	if x != nil {
+		if x, ok := x.Event.(*RecordEvent_Info); ok {
+			return x.Info
+		}
+	}
+	return nil
+}
+
+type isRecordEvent_Event interface {
+	isRecordEvent_Event()
+}
+
+type RecordEvent_Progress struct {
+	Progress string `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
+}
+
+type RecordEvent_Info struct {
+	Info *RecordInfo `protobuf:"bytes,2,opt,name=info,proto3,oneof"`
+}
+
+func (*RecordEvent_Progress) isRecordEvent_Event() {}
+
+func (*RecordEvent_Info) isRecordEvent_Event() {}
+
+type RecordInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workload      string                 `protobuf:"bytes,1,opt,name=workload,proto3" json:"workload,omitempty"`
+	Namespace     string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Service       string                 `protobuf:"bytes,3,opt,name=service,proto3" json:"service,omitempty"`
+	ServicePort   uint32                 `protobuf:"varint,4,opt,name=service_port,json=servicePort,proto3" json:"service_port,omitempty"`
+	AgentPort     uint32                 `protobuf:"varint,5,opt,name=agent_port,json=agentPort,proto3" json:"agent_port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordInfo) Reset() {
+	*x = RecordInfo{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordInfo) ProtoMessage() {}
+
+func (x *RecordInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordInfo.ProtoReflect.Descriptor instead.
+func (*RecordInfo) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RecordInfo) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
+}
+
+func (x *RecordInfo) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *RecordInfo) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *RecordInfo) GetServicePort() uint32 {
+	if x != nil {
+		return x.ServicePort
+	}
+	return 0
+}
+
+func (x *RecordInfo) GetAgentPort() uint32 {
+	if x != nil {
+		return x.AgentPort
+	}
+	return 0
+}
+
+type RequestsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Workload      string                 `protobuf:"bytes,2,opt,name=workload,proto3" json:"workload,omitempty"`
+	Filter        *v1.ExchangeFilter     `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
+	WithoutBodies bool                   `protobuf:"varint,4,opt,name=without_bodies,json=withoutBodies,proto3" json:"without_bodies,omitempty"`
+	Limit         uint32                 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestsRequest) Reset() {
+	*x = RequestsRequest{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestsRequest) ProtoMessage() {}
+
+func (x *RequestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestsRequest.ProtoReflect.Descriptor instead.
+func (*RequestsRequest) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RequestsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *RequestsRequest) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
+}
+
+func (x *RequestsRequest) GetFilter() *v1.ExchangeFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *RequestsRequest) GetWithoutBodies() bool {
+	if x != nil {
+		return x.WithoutBodies
+	}
+	return false
+}
+
+func (x *RequestsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type RequestsChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exchanges in the recording format, one JSON document per line.
+	ExchangesJsonl []byte `protobuf:"bytes,1,opt,name=exchanges_jsonl,json=exchangesJsonl,proto3" json:"exchanges_jsonl,omitempty"`
+	// On the last chunk: each pod's recorder statistics.
+	Pods          []*PodRecording `protobuf:"bytes,2,rep,name=pods,proto3" json:"pods,omitempty"`
+	Last          bool            `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestsChunk) Reset() {
+	*x = RequestsChunk{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestsChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestsChunk) ProtoMessage() {}
+
+func (x *RequestsChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestsChunk.ProtoReflect.Descriptor instead.
+func (*RequestsChunk) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RequestsChunk) GetExchangesJsonl() []byte {
+	if x != nil {
+		return x.ExchangesJsonl
+	}
+	return nil
+}
+
+func (x *RequestsChunk) GetPods() []*PodRecording {
+	if x != nil {
+		return x.Pods
+	}
+	return nil
+}
+
+func (x *RequestsChunk) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+type PodRecording struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pod           string                 `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	Stats         *v1.RecordingStats     `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodRecording) Reset() {
+	*x = PodRecording{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodRecording) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodRecording) ProtoMessage() {}
+
+func (x *PodRecording) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodRecording.ProtoReflect.Descriptor instead.
+func (*PodRecording) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PodRecording) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *PodRecording) GetStats() *v1.RecordingStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+func (x *PodRecording) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type TraceRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
@@ -42,7 +508,7 @@ type TraceRequest struct {
 
 func (x *TraceRequest) Reset() {
 	*x = TraceRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -54,7 +520,7 @@ func (x *TraceRequest) String() string {
 func (*TraceRequest) ProtoMessage() {}
 
 func (x *TraceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -67,7 +533,7 @@ func (x *TraceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceRequest.ProtoReflect.Descriptor instead.
 func (*TraceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{0}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TraceRequest) GetNamespace() string {
@@ -111,7 +577,7 @@ type TraceEvent struct {
 
 func (x *TraceEvent) Reset() {
 	*x = TraceEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -123,7 +589,7 @@ func (x *TraceEvent) String() string {
 func (*TraceEvent) ProtoMessage() {}
 
 func (x *TraceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -136,7 +602,7 @@ func (x *TraceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceEvent.ProtoReflect.Descriptor instead.
 func (*TraceEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{1}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TraceEvent) GetEvent() isTraceEvent_Event {
@@ -201,7 +667,7 @@ type CaptureRequest struct {
 
 func (x *CaptureRequest) Reset() {
 	*x = CaptureRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -213,7 +679,7 @@ func (x *CaptureRequest) String() string {
 func (*CaptureRequest) ProtoMessage() {}
 
 func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -226,7 +692,7 @@ func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
 func (*CaptureRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CaptureRequest) GetNamespace() string {
@@ -306,7 +772,7 @@ type CaptureEvent struct {
 
 func (x *CaptureEvent) Reset() {
 	*x = CaptureEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -318,7 +784,7 @@ func (x *CaptureEvent) String() string {
 func (*CaptureEvent) ProtoMessage() {}
 
 func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -331,7 +797,7 @@ func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureEvent.ProtoReflect.Descriptor instead.
 func (*CaptureEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
@@ -398,7 +864,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +876,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +889,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
 }
 
 type StatusResponse struct {
@@ -440,7 +906,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +918,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +931,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatusResponse) GetContext() string {
@@ -527,7 +993,7 @@ type InterceptInfo struct {
 
 func (x *InterceptInfo) Reset() {
 	*x = InterceptInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +1005,7 @@ func (x *InterceptInfo) String() string {
 func (*InterceptInfo) ProtoMessage() {}
 
 func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +1018,7 @@ func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptInfo.ProtoReflect.Descriptor instead.
 func (*InterceptInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InterceptInfo) GetName() string {
@@ -621,7 +1087,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +1099,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +1112,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InterceptRequest) GetNamespace() string {
@@ -704,7 +1170,7 @@ type InterceptEvent struct {
 
 func (x *InterceptEvent) Reset() {
 	*x = InterceptEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +1182,7 @@ func (x *InterceptEvent) String() string {
 func (*InterceptEvent) ProtoMessage() {}
 
 func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +1195,7 @@ func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptEvent.ProtoReflect.Descriptor instead.
 func (*InterceptEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InterceptEvent) GetEvent() isInterceptEvent_Event {
@@ -783,7 +1249,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +1261,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +1274,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LeaveRequest) GetNamespace() string {
@@ -833,7 +1299,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +1311,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +1324,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
 }
 
 type RollbackRequest struct {
@@ -876,7 +1342,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +1354,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +1367,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RollbackRequest) GetNamespace() string {
@@ -941,7 +1407,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1419,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1432,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RollbackResponse) GetResults() []*RollbackResult {
@@ -989,7 +1455,7 @@ type RollbackResult struct {
 
 func (x *RollbackResult) Reset() {
 	*x = RollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1467,7 @@ func (x *RollbackResult) String() string {
 func (*RollbackResult) ProtoMessage() {}
 
 func (x *RollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1480,7 @@ func (x *RollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResult.ProtoReflect.Descriptor instead.
 func (*RollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RollbackResult) GetWorkload() string {
@@ -1056,7 +1522,7 @@ type RollbackStep struct {
 
 func (x *RollbackStep) Reset() {
 	*x = RollbackStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1534,7 @@ func (x *RollbackStep) String() string {
 func (*RollbackStep) ProtoMessage() {}
 
 func (x *RollbackStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1547,7 @@ func (x *RollbackStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStep.ProtoReflect.Descriptor instead.
 func (*RollbackStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RollbackStep) GetObject() string {
@@ -1106,7 +1572,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1584,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1597,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
 }
 
 type QuitResponse struct {
@@ -1142,7 +1608,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1620,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,14 +1633,51 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
 }
 
 var File_proto_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
-	"\x1cproto/daemon/v1/daemon.proto\x12\x10tether.daemon.v1\x1a\x1aproto/agent/v1/agent.proto\"q\n" +
+	"\x1cproto/daemon/v1/daemon.proto\x12\x10tether.daemon.v1\x1a\x1aproto/agent/v1/agent.proto\"\xad\x02\n" +
+	"\rRecordRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
+	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
+	"\fservice_port\x18\x03 \x01(\tR\vservicePort\x12\x1f\n" +
+	"\vagent_image\x18\x04 \x01(\tR\n" +
+	"agentImage\x126\n" +
+	"\x17rollout_timeout_seconds\x18\x05 \x01(\x03R\x15rolloutTimeoutSeconds\x12\x16\n" +
+	"\x06redact\x18\x06 \x03(\tR\x06redact\x12\x1b\n" +
+	"\tno_redact\x18\a \x01(\bR\bnoRedact\x12\x19\n" +
+	"\bbody_cap\x18\b \x01(\x04R\abodyCap\x12\x16\n" +
+	"\x06budget\x18\t \x01(\x04R\x06budget\"h\n" +
+	"\vRecordEvent\x12\x1c\n" +
+	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x122\n" +
+	"\x04info\x18\x02 \x01(\v2\x1c.tether.daemon.v1.RecordInfoH\x00R\x04infoB\a\n" +
+	"\x05event\"\xa2\x01\n" +
+	"\n" +
+	"RecordInfo\x12\x1a\n" +
+	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
+	"\aservice\x18\x03 \x01(\tR\aservice\x12!\n" +
+	"\fservice_port\x18\x04 \x01(\rR\vservicePort\x12\x1d\n" +
+	"\n" +
+	"agent_port\x18\x05 \x01(\rR\tagentPort\"\xc1\x01\n" +
+	"\x0fRequestsRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
+	"\bworkload\x18\x02 \x01(\tR\bworkload\x127\n" +
+	"\x06filter\x18\x03 \x01(\v2\x1f.tether.agent.v1.ExchangeFilterR\x06filter\x12%\n" +
+	"\x0ewithout_bodies\x18\x04 \x01(\bR\rwithoutBodies\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\rR\x05limit\"\x80\x01\n" +
+	"\rRequestsChunk\x12'\n" +
+	"\x0fexchanges_jsonl\x18\x01 \x01(\fR\x0eexchangesJsonl\x122\n" +
+	"\x04pods\x18\x02 \x03(\v2\x1e.tether.daemon.v1.PodRecordingR\x04pods\x12\x12\n" +
+	"\x04last\x18\x03 \x01(\bR\x04last\"m\n" +
+	"\fPodRecording\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x125\n" +
+	"\x05stats\x18\x02 \x01(\v2\x1f.tether.agent.v1.RecordingStatsR\x05stats\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"q\n" +
 	"\fTraceRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
@@ -1256,7 +1759,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06object\x18\x01 \x01(\tR\x06object\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\"\r\n" +
 	"\vQuitRequest\"\x0e\n" +
-	"\fQuitResponse2\xa6\x04\n" +
+	"\fQuitResponse2\xc4\x05\n" +
 	"\x06Daemon\x12K\n" +
 	"\x06Status\x12\x1f.tether.daemon.v1.StatusRequest\x1a .tether.daemon.v1.StatusResponse\x12S\n" +
 	"\tIntercept\x12\".tether.daemon.v1.InterceptRequest\x1a .tether.daemon.v1.InterceptEvent0\x01\x12H\n" +
@@ -1264,7 +1767,9 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\bRollback\x12!.tether.daemon.v1.RollbackRequest\x1a\".tether.daemon.v1.RollbackResponse\x12E\n" +
 	"\x04Quit\x12\x1d.tether.daemon.v1.QuitRequest\x1a\x1e.tether.daemon.v1.QuitResponse\x12M\n" +
 	"\aCapture\x12 .tether.daemon.v1.CaptureRequest\x1a\x1e.tether.daemon.v1.CaptureEvent0\x01\x12G\n" +
-	"\x05Trace\x12\x1e.tether.daemon.v1.TraceRequest\x1a\x1c.tether.daemon.v1.TraceEvent0\x01B7Z5github.com/tetherkube/tether/proto/daemon/v1;daemonv1b\x06proto3"
+	"\x05Trace\x12\x1e.tether.daemon.v1.TraceRequest\x1a\x1c.tether.daemon.v1.TraceEvent0\x01\x12J\n" +
+	"\x06Record\x12\x1f.tether.daemon.v1.RecordRequest\x1a\x1d.tether.daemon.v1.RecordEvent0\x01\x12P\n" +
+	"\bRequests\x12!.tether.daemon.v1.RequestsRequest\x1a\x1f.tether.daemon.v1.RequestsChunk0\x01B7Z5github.com/tetherkube/tether/proto/daemon/v1;daemonv1b\x06proto3"
 
 var (
 	file_proto_daemon_v1_daemon_proto_rawDescOnce sync.Once
@@ -1278,54 +1783,70 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
-	(*TraceRequest)(nil),     // 0: tether.daemon.v1.TraceRequest
-	(*TraceEvent)(nil),       // 1: tether.daemon.v1.TraceEvent
-	(*CaptureRequest)(nil),   // 2: tether.daemon.v1.CaptureRequest
-	(*CaptureEvent)(nil),     // 3: tether.daemon.v1.CaptureEvent
-	(*StatusRequest)(nil),    // 4: tether.daemon.v1.StatusRequest
-	(*StatusResponse)(nil),   // 5: tether.daemon.v1.StatusResponse
-	(*InterceptInfo)(nil),    // 6: tether.daemon.v1.InterceptInfo
-	(*InterceptRequest)(nil), // 7: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),   // 8: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),     // 9: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),    // 10: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),  // 11: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil), // 12: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),   // 13: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),     // 14: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),      // 15: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),     // 16: tether.daemon.v1.QuitResponse
-	(*v1.PacketBatch)(nil),   // 17: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),  // 18: tether.agent.v1.CaptureStats
+	(*RecordRequest)(nil),     // 0: tether.daemon.v1.RecordRequest
+	(*RecordEvent)(nil),       // 1: tether.daemon.v1.RecordEvent
+	(*RecordInfo)(nil),        // 2: tether.daemon.v1.RecordInfo
+	(*RequestsRequest)(nil),   // 3: tether.daemon.v1.RequestsRequest
+	(*RequestsChunk)(nil),     // 4: tether.daemon.v1.RequestsChunk
+	(*PodRecording)(nil),      // 5: tether.daemon.v1.PodRecording
+	(*TraceRequest)(nil),      // 6: tether.daemon.v1.TraceRequest
+	(*TraceEvent)(nil),        // 7: tether.daemon.v1.TraceEvent
+	(*CaptureRequest)(nil),    // 8: tether.daemon.v1.CaptureRequest
+	(*CaptureEvent)(nil),      // 9: tether.daemon.v1.CaptureEvent
+	(*StatusRequest)(nil),     // 10: tether.daemon.v1.StatusRequest
+	(*StatusResponse)(nil),    // 11: tether.daemon.v1.StatusResponse
+	(*InterceptInfo)(nil),     // 12: tether.daemon.v1.InterceptInfo
+	(*InterceptRequest)(nil),  // 13: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),    // 14: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),      // 15: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),     // 16: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),   // 17: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil),  // 18: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),    // 19: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),      // 20: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),       // 21: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),      // 22: tether.daemon.v1.QuitResponse
+	(*v1.ExchangeFilter)(nil), // 23: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil), // 24: tether.agent.v1.RecordingStats
+	(*v1.PacketBatch)(nil),    // 25: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),   // 26: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
-	17, // 0: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	18, // 1: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	6,  // 2: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
-	6,  // 3: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	13, // 4: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	14, // 5: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	4,  // 6: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	7,  // 7: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	9,  // 8: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	11, // 9: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	15, // 10: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	2,  // 11: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	0,  // 12: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	5,  // 13: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	8,  // 14: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	10, // 15: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	12, // 16: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	16, // 17: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	3,  // 18: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	1,  // 19: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	13, // [13:20] is the sub-list for method output_type
-	6,  // [6:13] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	2,  // 0: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
+	23, // 1: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	5,  // 2: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
+	24, // 3: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	25, // 4: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	26, // 5: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	12, // 6: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
+	12, // 7: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	19, // 8: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	20, // 9: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	10, // 10: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	13, // 11: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	15, // 12: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	17, // 13: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	21, // 14: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	8,  // 15: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	6,  // 16: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	0,  // 17: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	3,  // 18: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	11, // 19: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	14, // 20: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	16, // 21: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	18, // 22: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	22, // 23: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	9,  // 24: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	7,  // 25: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	1,  // 26: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	4,  // 27: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	19, // [19:28] is the sub-list for method output_type
+	10, // [10:19] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -1334,15 +1855,19 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		return
 	}
 	file_proto_daemon_v1_daemon_proto_msgTypes[1].OneofWrappers = []any{
+		(*RecordEvent_Progress)(nil),
+		(*RecordEvent_Info)(nil),
+	}
+	file_proto_daemon_v1_daemon_proto_msgTypes[7].OneofWrappers = []any{
 		(*TraceEvent_Progress)(nil),
 		(*TraceEvent_ReportJson)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[3].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[9].OneofWrappers = []any{
 		(*CaptureEvent_Progress)(nil),
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[8].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[14].OneofWrappers = []any{
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
@@ -1352,7 +1877,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,8 @@ const (
 	Daemon_Quit_FullMethodName      = "/tether.daemon.v1.Daemon/Quit"
 	Daemon_Capture_FullMethodName   = "/tether.daemon.v1.Daemon/Capture"
 	Daemon_Trace_FullMethodName     = "/tether.daemon.v1.Daemon/Trace"
+	Daemon_Record_FullMethodName    = "/tether.daemon.v1.Daemon/Record"
+	Daemon_Requests_FullMethodName  = "/tether.daemon.v1.Daemon/Requests"
 )
 
 // DaemonClient is the client API for Daemon service.
@@ -59,6 +61,13 @@ type DaemonClient interface {
 	// sees it, the Service and its endpoints, NetworkPolicies and live
 	// probes from the pod. It streams progress lines, then one report.
 	Trace(ctx context.Context, in *TraceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TraceEvent], error)
+	// Record puts the agent in front of a workload's Service port to record
+	// its HTTP exchanges without intercepting them (journaled; `rollback`
+	// removes it). It streams progress lines, then the result.
+	Record(ctx context.Context, in *RecordRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RecordEvent], error)
+	// Requests streams the exchanges recorded by every agent of a workload,
+	// oldest first, in chunks; the last chunk carries each pod's statistics.
+	Requests(ctx context.Context, in *RequestsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RequestsChunk], error)
 }
 
 type daemonClient struct {
@@ -166,6 +175,44 @@ func (c *daemonClient) Trace(ctx context.Context, in *TraceRequest, opts ...grpc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Daemon_TraceClient = grpc.ServerStreamingClient[TraceEvent]
 
+func (c *daemonClient) Record(ctx context.Context, in *RecordRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RecordEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Daemon_ServiceDesc.Streams[3], Daemon_Record_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RecordRequest, RecordEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_RecordClient = grpc.ServerStreamingClient[RecordEvent]
+
+func (c *daemonClient) Requests(ctx context.Context, in *RequestsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RequestsChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Daemon_ServiceDesc.Streams[4], Daemon_Requests_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RequestsRequest, RequestsChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_RequestsClient = grpc.ServerStreamingClient[RequestsChunk]
+
 // DaemonServer is the server API for Daemon service.
 // All implementations must embed UnimplementedDaemonServer
 // for forward compatibility.
@@ -192,6 +239,13 @@ type DaemonServer interface {
 	// sees it, the Service and its endpoints, NetworkPolicies and live
 	// probes from the pod. It streams progress lines, then one report.
 	Trace(*TraceRequest, grpc.ServerStreamingServer[TraceEvent]) error
+	// Record puts the agent in front of a workload's Service port to record
+	// its HTTP exchanges without intercepting them (journaled; `rollback`
+	// removes it). It streams progress lines, then the result.
+	Record(*RecordRequest, grpc.ServerStreamingServer[RecordEvent]) error
+	// Requests streams the exchanges recorded by every agent of a workload,
+	// oldest first, in chunks; the last chunk carries each pod's statistics.
+	Requests(*RequestsRequest, grpc.ServerStreamingServer[RequestsChunk]) error
 	mustEmbedUnimplementedDaemonServer()
 }
 
@@ -222,6 +276,12 @@ func (UnimplementedDaemonServer) Capture(*CaptureRequest, grpc.ServerStreamingSe
 }
 func (UnimplementedDaemonServer) Trace(*TraceRequest, grpc.ServerStreamingServer[TraceEvent]) error {
 	return status.Error(codes.Unimplemented, "method Trace not implemented")
+}
+func (UnimplementedDaemonServer) Record(*RecordRequest, grpc.ServerStreamingServer[RecordEvent]) error {
+	return status.Error(codes.Unimplemented, "method Record not implemented")
+}
+func (UnimplementedDaemonServer) Requests(*RequestsRequest, grpc.ServerStreamingServer[RequestsChunk]) error {
+	return status.Error(codes.Unimplemented, "method Requests not implemented")
 }
 func (UnimplementedDaemonServer) mustEmbedUnimplementedDaemonServer() {}
 func (UnimplementedDaemonServer) testEmbeddedByValue()                {}
@@ -349,6 +409,28 @@ func _Daemon_Trace_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Daemon_TraceServer = grpc.ServerStreamingServer[TraceEvent]
 
+func _Daemon_Record_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RecordRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DaemonServer).Record(m, &grpc.GenericServerStream[RecordRequest, RecordEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_RecordServer = grpc.ServerStreamingServer[RecordEvent]
+
+func _Daemon_Requests_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RequestsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DaemonServer).Requests(m, &grpc.GenericServerStream[RequestsRequest, RequestsChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_RequestsServer = grpc.ServerStreamingServer[RequestsChunk]
+
 // Daemon_ServiceDesc is the grpc.ServiceDesc for Daemon service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -387,6 +469,16 @@ var Daemon_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Trace",
 			Handler:       _Daemon_Trace_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Record",
+			Handler:       _Daemon_Record_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Requests",
+			Handler:       _Daemon_Requests_Handler,
 			ServerStreams: true,
 		},
 	},
