@@ -23,6 +23,8 @@ import (
 	"github.com/tetherkube/tether/cli/logs"
 	"github.com/tetherkube/tether/cli/quit"
 	"github.com/tetherkube/tether/cli/rollback"
+	"github.com/tetherkube/tether/cli/record"
+	"github.com/tetherkube/tether/cli/requests"
 	"github.com/tetherkube/tether/cli/status"
 	"github.com/tetherkube/tether/cli/trace"
 	"github.com/tetherkube/tether/cli/version"
@@ -65,6 +67,8 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		capture.NewCmdCapture(f),
 		dns.NewCmdDNS(f),
 		trace.NewCmdTrace(f),
+		record.NewCmdRecord(f),
+		requests.NewCmdRequests(f),
 		logs.NewCmdLogs(f),
 		version.NewCmdVersion(f, nil),
 		daemoncmd.NewCmdDaemon(f),

@@ -1,0 +1,156 @@
+// Package record implements `tether record`.
+package record
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/cli/intercept"
+	"github.com/tetherkube/tether/daemon"
+)
+
+// Options of `tether record`.
+type Options struct {
+	genericiooptions.IOStreams
+
+	Workload, ServicePort, AgentImage, Output string
+	Redact                                    []string
+	NoRedact                                  bool
+	BodyCap, Budget                           string
+	RolloutTimeout                            time.Duration
+
+	Namespace string
+	Daemon    func(ctx context.Context) (daemon.Service, func(), error)
+	NS        func() (string, error)
+}
+
+// NewCmdRecord returns the record command.
+func NewCmdRecord(f *cmdutil.Factory) *cobra.Command {
+	o := &Options{
+		IOStreams: f.IOStreams,
+		Daemon:    func(ctx context.Context) (daemon.Service, func(), error) { return f.Daemon(ctx, true) },
+		NS: func() (string, error) {
+			t, err := f.Target()
+			return t.Namespace, err
+		},
+	}
+	cmd := &cobra.Command{
+		Use:   "record WORKLOAD --port PORT",
+		Short: "Record the HTTP requests a workload's port receives, without intercepting them",
+		Long: `Put tether's agent in front of a workload's Service port so that it keeps the
+recent HTTP requests and their responses (HTTP/1.1 and HTTP/2 cleartext,
+gRPC included), while passing every byte to the app unchanged. Then list,
+show, export and replay them with ` + "`tether requests`" + ` and ` + "`tether replay`" + `.
+
+The agent keeps at most --budget bytes (the oldest exchanges go first) and
+--body-cap bytes of each body. Authorization, Cookie, Set-Cookie and
+Proxy-Authorization are redacted, and so are the headers and JSON fields
+named with --redact; --no-redact records secrets as seen and must be asked
+for explicitly. An intercept records too.
+
+The change is journaled in the cluster like an intercept's;
+` + "`tether rollback WORKLOAD`" + ` removes the agent.`,
+		Example: `  tether record deploy/orders --port http
+  tether record orders --port 80 --redact password,x-api-key`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Workload = args[0]
+			ns, err := o.NS()
+			if err != nil {
+				return err
+			}
+			o.Namespace = ns
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&o.ServicePort, "port", "", "the Service port to record, by name or number (required)")
+	cmd.Flags().StringSliceVar(&o.Redact, "redact", nil, "also redact these header and JSON field names (comma-separated, repeatable)")
+	cmd.Flags().BoolVar(&o.NoRedact, "no-redact", false, "record Authorization, Cookie and the like as seen (secrets!)")
+	cmd.Flags().StringVar(&o.BodyCap, "body-cap", "1Mi", "most of each body kept; longer bodies are truncated and marked")
+	cmd.Flags().StringVar(&o.Budget, "budget", "64Mi", "memory for recorded exchanges per pod; the oldest go first")
+	cmd.Flags().StringVar(&o.AgentImage, "agent-image", intercept.DefaultAgentImage(), "the agent's container image")
+	cmd.Flags().DurationVar(&o.RolloutTimeout, "rollout-timeout", 3*time.Minute, "how long to wait for the agent to run in every pod")
+	cmdutil.AddOutputFlag(cmd, &o.Output)
+	return cmd
+}
+
+// Validate checks the options without I/O.
+func (o *Options) Validate() error {
+	if err := cmdutil.ValidateOutput(o.Output); err != nil {
+		return err
+	}
+	if o.ServicePort == "" {
+		return cmdutil.UserErrorf("--port is required: the Service port to record, e.g. --port http or --port 80")
+	}
+	if o.NoRedact && len(o.Redact) > 0 {
+		return cmdutil.UserErrorf("--redact and --no-redact contradict each other: choose one")
+	}
+	for _, n := range o.Redact {
+		if strings.TrimSpace(n) == "" || strings.ContainsAny(n, " :") {
+			return cmdutil.UserErrorf("--redact %q: give header or JSON field names, e.g. --redact password,x-api-key", n)
+		}
+	}
+	if _, err := size("--body-cap", o.BodyCap); err != nil {
+		return err
+	}
+	b, err := size("--budget", o.Budget)
+	if err != nil {
+		return err
+	}
+	c, _ := size("--body-cap", o.BodyCap)
+	if b < 1<<20 || c > b/2 {
+		return cmdutil.UserErrorf("--budget must be at least 1Mi and --body-cap at most half of it (got %s and %s)", o.Budget, o.BodyCap)
+	}
+	if o.RolloutTimeout <= 0 {
+		return cmdutil.UserErrorf("--rollout-timeout must be positive")
+	}
+	return nil
+}
+
+func size(flag, v string) (int, error) {
+	q, err := resource.ParseQuantity(v)
+	if err != nil || q.Sign() < 0 || q.Value() > 1<<40 {
+		return 0, cmdutil.UserErrorf("%s %q: write a size such as 512Ki, 1Mi or 64Mi", flag, v)
+	}
+	return int(q.Value()), nil
+}
+
+// Run asks the daemon for the recording agent.
+func (o *Options) Run(ctx context.Context) error {
+	client, done, err := o.Daemon(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	bodyCap, _ := size("--body-cap", o.BodyCap)
+	budget, _ := size("--budget", o.Budget)
+	info, err := client.Record(ctx, daemon.RecordRequest{Namespace: o.Namespace, Workload: o.Workload, ServicePort: o.ServicePort,
+		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout.Seconds()), Redact: o.Redact, NoRedact: o.NoRedact,
+		BodyCap: bodyCap, Budget: budget}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
+	if err != nil {
+		if errors.Is(err, daemon.ErrUser) {
+			return &cmdutil.UserError{Err: err}
+		}
+		return err
+	}
+	if o.Output != cmdutil.OutputText {
+		return cmdutil.PrintStructured(o.Out, o.Output, info)
+	}
+	fmt.Fprintf(o.Out, "recording %s (service/%s port %d) in namespace %s\n", info.Workload, info.Service, info.ServicePort, info.Namespace)
+	if o.NoRedact {
+		fmt.Fprintln(o.Out, "WARNING: redaction is off: secrets (Authorization, Cookie, ...) are recorded as seen")
+	}
+	fmt.Fprintf(o.Out, "list what it records:  tether requests list %s\nstop recording:        tether rollback %s\n", info.Workload, info.Workload)
+	return nil
+}

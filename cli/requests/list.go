@@ -1,0 +1,213 @@
+package requests
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/recording"
+)
+
+func newCmdList(o *Options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list WORKLOAD",
+		Short: "List the recorded requests: id, time, pod, method, path, status, latency, size, destination",
+		Example: `  tether requests list deploy/orders
+  tether requests list orders --status 5xx --since 10m
+  tether requests list orders --method POST --path /orders --limit 20 -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.complete(args); err != nil {
+				return err
+			}
+			f, err := o.filter()
+			if err != nil {
+				return err
+			}
+			return o.list(cmd.Context(), f)
+		},
+	}
+	addFilterFlags(cmd, o)
+	cmdutil.AddOutputFlag(cmd, &o.Output)
+	return cmd
+}
+
+func addFilterFlags(cmd *cobra.Command, o *Options) {
+	cmd.Flags().StringVar(&o.Status, "status", "", "a status (404) or class (5xx)")
+	cmd.Flags().StringVar(&o.Method, "method", "", "an HTTP method")
+	cmd.Flags().StringVar(&o.Path, "path", "", "a path prefix, e.g. /orders")
+	cmd.Flags().DurationVar(&o.Since, "since", 0, "only requests of the last DURATION, e.g. 10m")
+	cmd.Flags().IntVar(&o.Limit, "limit", 0, "only the newest N (0: all)")
+}
+
+// listed is one row of `requests list -o json`.
+type listed struct {
+	ID          string    `json:"id"`
+	Time        time.Time `json:"time"`
+	Pod         string    `json:"pod"`
+	Method      string    `json:"method"`
+	Path        string    `json:"path"`
+	Status      int       `json:"status"`
+	LatencyMs   float64   `json:"latencyMillis"`
+	Size        int64     `json:"responseBytes"`
+	Destination string    `json:"destination"`
+	Error       string    `json:"error,omitempty"`
+}
+
+func (o *Options) list(ctx context.Context, f recording.Filter) error {
+	got, _, err := o.read(ctx, daemon.RequestsRequest{Namespace: o.Namespace, Workload: o.Workload, Filter: f, WithoutBodies: true, Limit: o.Limit})
+	if err != nil {
+		return err
+	}
+	rows := make([]listed, 0, len(got))
+	for _, e := range got {
+		r := listed{ID: Ref(e), Time: e.Time, Pod: e.Pod, Method: e.Request.Method, Path: e.Request.Target, Status: e.Status(),
+			LatencyMs: float64(e.Latency().Microseconds()) / 1000, Destination: e.Destination, Error: e.Error}
+		if e.Response != nil {
+			r.Size = e.Response.BodySize
+		}
+		rows = append(rows, r)
+	}
+	if o.Output != cmdutil.OutputText {
+		return cmdutil.PrintStructured(o.Out, o.Output, rows)
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(o.ErrOut, "no recorded requests match")
+		return nil
+	}
+	tw := tabwriter.NewWriter(o.Out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTIME\tPOD\tMETHOD\tPATH\tSTATUS\tLATENCY\tSIZE\tTO")
+	for _, r := range rows {
+		status := fmt.Sprint(r.Status)
+		if r.Status == 0 {
+			status = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Time.Local().Format("15:04:05.000"), r.Pod, r.Method,
+			short(r.Path, 60), status, time.Duration(r.LatencyMs*float64(time.Millisecond)).Round(10*time.Microsecond), humanBytes(r.Size), r.Destination)
+	}
+	return tw.Flush()
+}
+
+func short(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMi", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fKi", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+func newCmdShow(o *Options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "show WORKLOAD ID",
+		Short: "Show one recorded exchange whole: headers and bodies (JSON pretty-printed, binary as hex)",
+		Example: `  tether requests show deploy/orders x2x.17
+  tether requests show orders 17 -o json`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.complete(args); err != nil {
+				return err
+			}
+			_, id, err := parseRef(args[1])
+			if err != nil {
+				return err
+			}
+			got, _, err := o.read(cmd.Context(), daemon.RequestsRequest{Namespace: o.Namespace, Workload: o.Workload,
+				Filter: recording.Filter{IDs: []uint64{id}}})
+			if err != nil {
+				return err
+			}
+			e, err := find(args[1], got)
+			if err != nil {
+				return err
+			}
+			if o.Output != cmdutil.OutputText {
+				return cmdutil.PrintStructured(o.Out, o.Output, e)
+			}
+			show(o.Out, e)
+			return nil
+		},
+	}
+	cmdutil.AddOutputFlag(cmd, &o.Output)
+	return cmd
+}
+
+// show prints an exchange for people.
+func show(w io.Writer, e *recording.Exchange) {
+	fmt.Fprintf(w, "%s  %s  pod %s  from %s  to %s  %s\n", Ref(e), e.Time.Local().Format(time.RFC3339Nano), e.Pod, e.Source, e.Destination, e.Proto)
+	fmt.Fprintf(w, "timings: send %s, wait %s, receive %s\n", e.Send.Round(time.Microsecond), e.Wait.Round(time.Microsecond), e.Receive.Round(time.Microsecond))
+	if e.Error != "" {
+		fmt.Fprintf(w, "incomplete: %s\n", e.Error)
+	}
+	fmt.Fprintf(w, "\n%s %s\n", e.Request.Method, e.Request.Target)
+	message(w, &e.Request)
+	if e.Response == nil {
+		fmt.Fprintln(w, "\n(no response)")
+		return
+	}
+	fmt.Fprintf(w, "\n%d %s\n", e.Response.Status, e.Response.Reason)
+	message(w, e.Response)
+}
+
+func message(w io.Writer, m *recording.Message) {
+	var keys []string
+	for k := range m.Header {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, v := range m.Header[k] {
+			fmt.Fprintf(w, "%s: %s\n", k, v)
+		}
+	}
+	if len(m.Redacted) > 0 {
+		fmt.Fprintf(w, "(redacted: %s)\n", strings.Join(m.Redacted, ", "))
+	}
+	if m.BodySize == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, body(m))
+	if m.Truncated {
+		fmt.Fprintf(w, "(body truncated: %d of %d bytes recorded)\n", len(m.Body), m.BodySize)
+	}
+	for k, vs := range m.Trailer {
+		for _, v := range vs {
+			fmt.Fprintf(w, "trailer %s: %s\n", k, v)
+		}
+	}
+}
+
+// body renders a body: JSON indented, text as is, binary as a hex summary.
+func body(m *recording.Message) string {
+	b := m.Body
+	var out bytes.Buffer
+	if json.Valid(b) && json.Indent(&out, b, "", "  ") == nil {
+		return out.String()
+	}
+	if utf8.Valid(b) && !strings.ContainsFunc(string(b), func(r rune) bool { return r < ' ' && r != '\n' && r != '\r' && r != '\t' }) {
+		return string(b)
+	}
+	n := min(len(b), 64)
+	return fmt.Sprintf("(binary, %d bytes, %s) % x…", len(b), http.DetectContentType(b), b[:n])
+}
