@@ -57,7 +57,7 @@ every pod of the workload, oldest first.
 An exchange is named POD-SUFFIX.N, e.g. x2x.17: the end of the pod's name
 and the agent's sequence number.`,
 	}
-	cmd.AddCommand(newCmdList(newOpts()), newCmdShow(newOpts()))
+	cmd.AddCommand(newCmdList(newOpts()), newCmdShow(newOpts()), newCmdStats(newOpts()))
 	return cmd
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -23,6 +24,7 @@ import (
 //	keepalive URL N  N GETs on one connection; print successes and reuses
 //	latency URL N    N GETs on one connection; print p50 and p99
 //	throughput URL   GET URL; print MiB/s
+//	send ADDR TEXT   write TEXT (Go escapes allowed) raw; print the answer
 //	sleep            wait forever (a client pod to exec into)
 func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -36,19 +38,28 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return ServeCommand(ctx, addr, stdout)
 	case "get":
-		if len(args) != 2 {
-			return errors.New("usage: tether-demo get URL")
+		if len(args) < 2 {
+			return errors.New("usage: tether-demo get URL [NAME:VALUE...]")
 		}
-		return request(ctx, http.MethodGet, args[1], "", stdout)
+		return request(ctx, http.MethodGet, args[1], "", args[2:], stdout)
 	case "post":
-		if len(args) < 2 || len(args) > 3 {
-			return errors.New("usage: tether-demo post URL [BODY]")
+		if len(args) < 2 {
+			return errors.New("usage: tether-demo post URL [BODY [NAME:VALUE...]]")
 		}
 		body := ""
-		if len(args) == 3 {
+		if len(args) >= 3 {
 			body = args[2]
 		}
-		return request(ctx, http.MethodPost, args[1], body, stdout)
+		var headers []string
+		if len(args) > 3 {
+			headers = args[3:]
+		}
+		return request(ctx, http.MethodPost, args[1], body, headers, stdout)
+	case "send":
+		if len(args) != 3 {
+			return errors.New("usage: tether-demo send HOST:PORT TEXT (Go escapes such as \\r\\n and \\x00 allowed)")
+		}
+		return send(ctx, args[1], args[2], stdout)
 	case "upload", "parallel", "keepalive", "latency":
 		if len(args) != 3 {
 			return fmt.Errorf("usage: tether-demo %s URL COUNT", args[0])
@@ -96,7 +107,29 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 }
 
-func request(ctx context.Context, method, url, body string, stdout io.Writer) error {
+// send writes raw bytes to addr, half-closes, and prints what comes back:
+// the tests send malformed HTTP and binary garbage with it.
+func send(ctx context.Context, addr, text string, stdout io.Writer) error {
+	raw, err := strconv.Unquote(`"` + strings.ReplaceAll(text, `"`, `\"`) + `"`)
+	if err != nil {
+		return fmt.Errorf("text %q: %w", text, err)
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		return err
+	}
+	c.(*net.TCPConn).CloseWrite()
+	_, err = io.Copy(stdout, c)
+	return err
+}
+
+func request(ctx context.Context, method, url, body string, headers []string, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
@@ -105,6 +138,13 @@ func request(ctx context.Context, method, url, body string, stdout io.Writer) er
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for _, h := range headers {
+		k, v, ok := strings.Cut(h, ":")
+		if !ok {
+			return fmt.Errorf("header %q: write NAME:VALUE", h)
+		}
+		req.Header.Add(k, strings.TrimSpace(v))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
