@@ -15,9 +15,9 @@ import (
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/internal/batchq"
-	"github.com/tetherkube/tether/recording"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
+	"github.com/tetherkube/tether/recording"
 
 	"github.com/tetherkube/tether/internal/usererr"
 )
