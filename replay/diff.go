@@ -1,0 +1,185 @@
+package replay
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/tetherkube/tether/recording"
+)
+
+// VolatileHeaders change from one answer to the next by nature; Diff skips
+// them (more can be added per call).
+var VolatileHeaders = []string{"Date", "Age", "Expires", "Last-Modified", "Etag", "Content-Length",
+	"Connection", "Keep-Alive", "Transfer-Encoding", "Server-Timing"}
+
+// Diff is how a replayed answer differs from the recorded one.
+type Diff struct {
+	Status string `json:"status,omitempty"` // "500 -> 200"
+	// Headers lists the headers that differ: "X-Cache: HIT -> MISS".
+	Headers []string `json:"headers,omitempty"`
+	// Body lists the JSON paths that differ ("$.total: 89 -> 44.5"), or one
+	// line for a body that is not JSON.
+	Body []string `json:"body,omitempty"`
+	// NotCompared says what could not be compared, e.g. a truncated record.
+	NotCompared []string `json:"notCompared,omitempty"`
+}
+
+// Empty reports whether nothing differs.
+func (d *Diff) Empty() bool {
+	return d == nil || d.Status == "" && len(d.Headers) == 0 && len(d.Body) == 0
+}
+
+// Compare diffs a replayed answer against the recorded one, ignoring the
+// volatile headers, the extra ones in ignore, and redacted values.
+func Compare(recorded *recording.Message, status int, header http.Header, body []byte, ignore []string) *Diff {
+	d := &Diff{}
+	if recorded == nil {
+		d.NotCompared = append(d.NotCompared, "the recording has no response")
+		return d
+	}
+	if recorded.Status != status {
+		d.Status = fmt.Sprintf("%d -> %d", recorded.Status, status)
+	}
+	skip := map[string]bool{}
+	for _, h := range append(append([]string(nil), VolatileHeaders...), ignore...) {
+		skip[http.CanonicalHeaderKey(h)] = true
+	}
+	for _, h := range recorded.Redacted {
+		skip[http.CanonicalHeaderKey(h)] = true
+	}
+	keys := map[string]bool{}
+	for k := range recorded.Header {
+		keys[http.CanonicalHeaderKey(k)] = true
+	}
+	for k := range header {
+		keys[http.CanonicalHeaderKey(k)] = true
+	}
+	var names []string
+	for k := range keys {
+		if !skip[k] {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		a, b := strings.Join(recorded.Header.Values(k), ", "), strings.Join(header.Values(k), ", ")
+		if a != b {
+			d.Headers = append(d.Headers, fmt.Sprintf("%s: %s -> %s", k, orNone(a), orNone(b)))
+		}
+	}
+	switch {
+	case recorded.Truncated:
+		d.NotCompared = append(d.NotCompared, fmt.Sprintf("body: recorded only %d of %d bytes", len(recorded.Body), recorded.BodySize))
+	case len(recorded.Redacted) > 0 && bytes.Contains(recorded.Body, []byte(recording.Redacted)):
+		d.Body = jsonDiff(recorded.Body, body, true)
+	default:
+		d.Body = jsonDiff(recorded.Body, body, false)
+	}
+	return d
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// jsonDiff compares two bodies: structurally when both are JSON, as bytes
+// otherwise. skipRedacted ignores recorded values that were redacted.
+func jsonDiff(a, b []byte, skipRedacted bool) []string {
+	var va, vb any
+	da, db := json.NewDecoder(bytes.NewReader(a)), json.NewDecoder(bytes.NewReader(b))
+	da.UseNumber()
+	db.UseNumber()
+	if len(bytes.TrimSpace(a)) > 0 && len(bytes.TrimSpace(b)) > 0 && da.Decode(&va) == nil && db.Decode(&vb) == nil {
+		var out []string
+		walkDiff("$", va, vb, skipRedacted, &out)
+		return out
+	}
+	if bytes.Equal(a, b) {
+		return nil
+	}
+	return []string{fmt.Sprintf("body differs: %d bytes recorded, %d replayed", len(a), len(b))}
+}
+
+func walkDiff(path string, a, b any, skipRedacted bool, out *[]string) {
+	if skipRedacted && a == recording.Redacted {
+		return
+	}
+	switch ta := a.(type) {
+	case map[string]any:
+		tb, ok := b.(map[string]any)
+		if !ok {
+			break
+		}
+		keys := map[string]bool{}
+		for k := range ta {
+			keys[k] = true
+		}
+		for k := range tb {
+			keys[k] = true
+		}
+		var sorted []string
+		for k := range keys {
+			sorted = append(sorted, k)
+		}
+		sort.Strings(sorted)
+		for _, k := range sorted {
+			va, okA := ta[k]
+			vb, okB := tb[k]
+			p := path + "." + k
+			switch {
+			case !okA:
+				*out = append(*out, fmt.Sprintf("%s: (absent) -> %s", p, show(vb)))
+			case !okB:
+				*out = append(*out, fmt.Sprintf("%s: %s -> (absent)", p, show(va)))
+			default:
+				walkDiff(p, va, vb, skipRedacted, out)
+			}
+		}
+		return
+	case []any:
+		tb, ok := b.([]any)
+		if !ok {
+			break
+		}
+		for i := 0; i < max(len(ta), len(tb)); i++ {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			switch {
+			case i >= len(ta):
+				*out = append(*out, fmt.Sprintf("%s: (absent) -> %s", p, show(tb[i])))
+			case i >= len(tb):
+				*out = append(*out, fmt.Sprintf("%s: %s -> (absent)", p, show(ta[i])))
+			default:
+				walkDiff(p, ta[i], tb[i], skipRedacted, out)
+			}
+		}
+		return
+	}
+	if na, ok := a.(json.Number); ok {
+		if nb, ok := b.(json.Number); ok {
+			fa, errA := na.Float64()
+			fb, errB := nb.Float64()
+			if errA == nil && errB == nil && fa == fb {
+				return // 89 and 89.0 are the same number
+			}
+		}
+	}
+	if !reflect.DeepEqual(a, b) {
+		*out = append(*out, fmt.Sprintf("%s: %s -> %s", path, show(a), show(b)))
+	}
+}
+
+func show(v any) string {
+	b, _ := json.Marshal(v)
+	if len(b) > 80 {
+		return string(b[:77]) + "..."
+	}
+	return string(b)
+}

@@ -1,0 +1,132 @@
+package replay
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tetherkube/tether/recording"
+)
+
+func exchange(id uint64, method, target, body string, status int, respBody string) *recording.Exchange {
+	return &recording.Exchange{
+		ID: id, Time: time.Unix(1000, int64(id)*int64(10*time.Millisecond)), Pod: "orders-x2x",
+		Request: recording.Message{Method: method, Target: target, Host: "orders", Body: []byte(body), BodySize: int64(len(body)),
+			Header: http.Header{"Content-Type": {"application/json"}, "Authorization": {recording.Redacted}, "X-Trace": {"t1"}, "Connection": {"keep-alive"}},
+			Redacted: []string{"Authorization"}},
+		Response: &recording.Message{Status: status, Body: []byte(respBody), BodySize: int64(len(respBody)),
+			Header: http.Header{"Content-Type": {"application/json"}, "Date": {"yesterday"}}},
+	}
+}
+
+func ref(e *recording.Exchange) string { return fmt.Sprintf("x2x.%d", e.ID) }
+
+func TestRequestCarriesWhatWasRecorded(t *testing.T) {
+	type seen struct {
+		Method, Path, Query, Host, Body, Auth, Trace, Conn string
+	}
+	var mu sync.Mutex
+	var got []seen
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Host, string(b), r.Header.Get("Authorization"), r.Header.Get("X-Trace"), r.Header.Get("Connection")})
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL)
+	exs := []*recording.Exchange{exchange(1, "POST", "/orders?x=1", `{"a":1}`, 201, ""), exchange(2, "GET", "/orders/7", "", 200, "")}
+	sum, err := Run(context.Background(), srv.Client(), exs, ref, Options{Base: base, KeepHost: true}, func(Result) error { return nil })
+	if err != nil || sum.Sent != 2 {
+		t.Fatalf("summary %+v, %v", sum, err)
+	}
+	want := []seen{{"POST", "/orders", "x=1", "orders", `{"a":1}`, "", "t1", ""}, {"GET", "/orders/7", "", "orders", "", "", "t1", ""}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+
+	// A redacted header is sent only when the user gives its value.
+	got = nil
+	_, err = Run(context.Background(), srv.Client(), exs[:1], ref, Options{Base: base, Header: http.Header{"Authorization": {"Bearer mine"}}},
+		func(Result) error { return nil })
+	if err != nil || len(got) != 1 || got[0].Auth != "Bearer mine" || got[0].Host == "orders" {
+		t.Errorf("with --header: %+v, %v", got, err)
+	}
+
+	// A truncated body is skipped, not replayed half.
+	tr := exchange(3, "POST", "/upload", "part", 200, "")
+	tr.Request.Truncated, tr.Request.BodySize = true, 1000
+	var results []Result
+	sum, _ = Run(context.Background(), srv.Client(), []*recording.Exchange{tr}, ref, Options{Base: base}, func(r Result) error { results = append(results, r); return nil })
+	if sum.Skipped != 1 || !strings.Contains(results[0].Skipped, "4 of 1000 bytes") {
+		t.Errorf("truncated: %+v %+v", sum, results)
+	}
+}
+
+func TestDiff(t *testing.T) {
+	total := 89.0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Date", "today")
+		json.NewEncoder(w).Encode(map[string]any{"id": 7, "total": total, "items": []string{"grinder"}})
+	}))
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL)
+	rec := exchange(1, "GET", "/orders/7", "", 200, `{"id":7,"total":89,"items":["grinder"]}`)
+	run := func() []Result {
+		var rs []Result
+		if _, err := Run(context.Background(), srv.Client(), []*recording.Exchange{rec}, ref, Options{Base: base, Diff: true},
+			func(r Result) error { rs = append(rs, r); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return rs
+	}
+	if r := run(); !r[0].Diff.Empty() {
+		t.Errorf("same answer (89 vs 89.0, another Date): diff %+v", r[0].Diff)
+	}
+	total = 44.5
+	r := run()
+	if diff := cmp.Diff([]string{"$.total: 89 -> 44.5"}, r[0].Diff.Body); diff != "" || r[0].Diff.Status != "" || len(r[0].Diff.Headers) != 0 {
+		t.Errorf("changed field: %+v (-want +got)\n%s", r[0].Diff, diff)
+	}
+	d := Compare(rec.Response, 500, http.Header{"Content-Type": {"text/plain"}}, []byte("boom"), nil)
+	if d.Status != "200 -> 500" || len(d.Headers) != 1 || len(d.Body) != 1 {
+		t.Errorf("status, header and non-JSON body: %+v", d)
+	}
+}
+
+func TestPacing(t *testing.T) {
+	var mu sync.Mutex
+	var times []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		times = append(times, time.Now())
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL)
+	// Recorded 10 ms apart; --speed 0.5 keeps the order and doubles the gaps.
+	exs := []*recording.Exchange{exchange(1, "GET", "/a", "", 200, ""), exchange(2, "GET", "/b", "", 200, ""), exchange(3, "GET", "/c", "", 200, "")}
+	sum, err := Run(context.Background(), srv.Client(), exs, ref, Options{Base: base, Speed: 0.5, Count: 2}, func(Result) error { return nil })
+	if err != nil || sum.Sent != 6 {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	// A round spans 20 ms recorded, 40 ms at half speed; round two starts
+	// where round one's span ends, so the sixth request starts 80 ms in.
+	if span := times[len(times)-1].Sub(times[0]); span < 80*time.Millisecond {
+		t.Errorf("six requests spaced by the recording at half speed took %v, want >= 80ms", span)
+	}
+	if err := (Options{Base: base, Rate: 10, Speed: 2}).Validate(); err == nil {
+		t.Error("--rate with --speed must be refused")
+	}
+}
