@@ -164,7 +164,7 @@ func ToHAR(exchanges []*Exchange, ref func(*Exchange) string, creatorVersion str
 		if r := e.Response; r != nil {
 			text, enc := bodyText(r.Body)
 			resp = HARResponse{Status: r.Status, StatusText: r.Reason, HTTPVersion: e.Proto, Cookies: []HARCookie{}, Headers: nameVals(r.Header),
-				Content: HARContent{Size: r.BodySize, MimeType: orUnknown(r.Header.Get("Content-Type")), Text: text, Encoding: enc},
+				Content:     HARContent{Size: r.BodySize, MimeType: orUnknown(r.Header.Get("Content-Type")), Text: text, Encoding: enc},
 				HeadersSize: -1, BodySize: r.BodySize, Truncated: r.Truncated, Redacted: r.Redacted}
 			if resp.StatusText == "" {
 				resp.StatusText = http.StatusText(r.Status)

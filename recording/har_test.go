@@ -19,8 +19,8 @@ func sample() []*Exchange {
 	return []*Exchange{
 		{ID: 1, Time: t0, Pod: "orders-x2x", Source: "10.42.0.9:40000", Destination: ToApp, Proto: "HTTP/1.1",
 			Request: Message{Method: "POST", Target: "/orders?coupon=HALF&x=1", Host: "orders",
-				Header:   http.Header{"Content-Type": {"application/json"}, "Authorization": {Redacted}},
-				Body:     []byte(`{"item":"kettle"}`), BodySize: 17, Redacted: []string{"Authorization"}},
+				Header: http.Header{"Content-Type": {"application/json"}, "Authorization": {Redacted}},
+				Body:   []byte(`{"item":"kettle"}`), BodySize: 17, Redacted: []string{"Authorization"}},
 			Response: &Message{Status: 201, Reason: "Created", Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"id":100}`), BodySize: 10},
 			Send:     40 * time.Microsecond, Wait: 900 * time.Microsecond, Receive: 60 * time.Microsecond},
 		{ID: 2, Time: t0.Add(time.Second), Pod: "orders-x2x", Destination: ToLaptop, Proto: "HTTP/1.1",

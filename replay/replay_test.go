@@ -22,7 +22,7 @@ func exchange(id uint64, method, target, body string, status int, respBody strin
 	return &recording.Exchange{
 		ID: id, Time: time.Unix(1000, int64(id)*int64(10*time.Millisecond)), Pod: "orders-x2x",
 		Request: recording.Message{Method: method, Target: target, Host: "orders", Body: []byte(body), BodySize: int64(len(body)),
-			Header: http.Header{"Content-Type": {"application/json"}, "Authorization": {recording.Redacted}, "X-Trace": {"t1"}, "Connection": {"keep-alive"}},
+			Header:   http.Header{"Content-Type": {"application/json"}, "Authorization": {recording.Redacted}, "X-Trace": {"t1"}, "Connection": {"keep-alive"}},
 			Redacted: []string{"Authorization"}},
 		Response: &recording.Message{Status: status, Body: []byte(respBody), BodySize: int64(len(respBody)),
 			Header: http.Header{"Content-Type": {"application/json"}, "Date": {"yesterday"}}},
