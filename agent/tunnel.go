@@ -38,6 +38,7 @@ func (a *Agent) serveTunnel(ctx context.Context, c net.Conn) {
 	srv := grpc.NewServer()
 	agentv1.RegisterAgentServer(srv, NewGRPCServer(&sessionService{agent: a, sess: sess}))
 	go srv.Serve(sess.ControlListener())
+	go a.serveDials(ctx, sess)
 	select {
 	case <-sess.Done():
 	case <-ctx.Done():
@@ -56,5 +57,28 @@ func (a *Agent) releaseSession(sess *tunnel.Session) {
 		if s == sess {
 			delete(a.intercepts, port)
 		}
+	}
+}
+
+// serveDials connects, from the pod, the dial streams a daemon opens (for
+// replays into the cluster: the request leaves from inside the pod).
+func (a *Agent) serveDials(ctx context.Context, sess *tunnel.Session) {
+	for {
+		st, err := sess.Accept(ctx)
+		if err != nil {
+			return
+		}
+		if st.Role != tunnel.RoleDial {
+			st.Close()
+			continue
+		}
+		go func() {
+			d := net.Dialer{Timeout: a.cfg.DialTimeout}
+			if err := tunnel.ServeDial(ctx, st, func(ctx context.Context, addr string) (net.Conn, error) {
+				return d.DialContext(ctx, "tcp", addr)
+			}); err != nil {
+				a.log.Info("dial for the daemon", "to", string(st.Meta), "err", err)
+			}
+		}()
 	}
 }

@@ -24,6 +24,9 @@ const (
 	// RoleConn streams carry one proxied TCP connection; the header's
 	// metadata describes it (defined by the service that opens it).
 	RoleConn Role = 2
+	// RoleDial streams ask the acceptor to connect to the host:port in the
+	// metadata and carry that connection (see Dial and ServeDial).
+	RoleDial Role = 3
 )
 
 // MaxMetaLen bounds a stream header's metadata.
@@ -223,7 +226,7 @@ func (s *Session) route(st *yamux.Stream) {
 		if !s.control.deliver(stream) {
 			st.Close()
 		}
-	case RoleConn:
+	case RoleConn, RoleDial:
 		select {
 		case s.conns <- stream:
 		case <-s.mux.CloseChan():
