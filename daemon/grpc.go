@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 	"github.com/tetherkube/tether/recording"
+	"github.com/tetherkube/tether/replay"
 
 	"github.com/tetherkube/tether/internal/usererr"
 )
@@ -421,6 +424,89 @@ func (c *Client) Requests(ctx context.Context, req RequestsRequest, emit func(*r
 				pods = append(pods, PodRecording{Pod: p.GetPod(), Stats: agent.StatsFromProto(p.GetStats()), Error: p.GetError()})
 			}
 			return pods, nil
+		}
+	}
+}
+
+func (s *GRPCServer) Replay(req *daemonv1.ReplayRequest, stream grpc.ServerStreamingServer[daemonv1.ReplayEvent]) error {
+	var exs []*recording.Exchange
+	if err := agent.DecodeExchanges(req.GetExchangesJsonl(), func(e *recording.Exchange) error { exs = append(exs, e); return nil }); err != nil {
+		return toStatus(usererr.Mark(err))
+	}
+	hdr := http.Header{}
+	for _, h := range req.GetHeaders() {
+		k, v, ok := strings.Cut(h, ":")
+		if !ok {
+			return toStatus(usererr.Errorf("header %q: write \"Name: value\"", h))
+		}
+		hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	sum, err := s.svc.Replay(stream.Context(), ReplayRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), Exchanges: exs,
+		Refs: req.GetRefs(), To: req.GetTo(), Options: replay.Options{Rate: req.GetRate(), Speed: req.GetSpeed(),
+			Concurrency: int(req.GetConcurrency()), Count: int(req.GetCount()), Header: hdr, Diff: req.GetDiff(),
+			IgnoreHeaders: req.GetIgnoreHeaders(), Timeout: time.Duration(req.GetTimeoutMillis()) * time.Millisecond}},
+		func(r replay.Result) error {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			return stream.Send(&daemonv1.ReplayEvent{Event: &daemonv1.ReplayEvent_ResultJson{ResultJson: b}})
+		})
+	if err != nil {
+		return toStatus(err)
+	}
+	b, err := json.Marshal(sum)
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.Send(&daemonv1.ReplayEvent{Event: &daemonv1.ReplayEvent_SummaryJson{SummaryJson: b}})
+}
+
+// Replay asks the daemon to replay exchanges, relaying each result.
+func (c *Client) Replay(ctx context.Context, req ReplayRequest, emit func(replay.Result) error) (replay.Summary, error) {
+	var buf []byte
+	for _, e := range req.Exchanges {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return replay.Summary{}, err
+		}
+		buf = append(append(buf, b...), '\n')
+	}
+	var headers []string
+	for k, vs := range req.Options.Header {
+		for _, v := range vs {
+			headers = append(headers, k+": "+v)
+		}
+	}
+	o := req.Options
+	stream, err := c.rpc.Replay(ctx, &daemonv1.ReplayRequest{Namespace: req.Namespace, Workload: req.Workload, ExchangesJsonl: buf,
+		Refs: req.Refs, To: req.To, Rate: o.Rate, Speed: o.Speed, Concurrency: uint32(o.Concurrency), Count: uint32(o.Count),
+		Headers: headers, Diff: o.Diff, IgnoreHeaders: o.IgnoreHeaders, TimeoutMillis: o.Timeout.Milliseconds()},
+		grpc.MaxCallSendMsgSize(1<<30))
+	if err != nil {
+		return replay.Summary{}, fromStatus(err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return replay.Summary{}, errors.New("daemon ended the replay without a summary")
+		}
+		if err != nil {
+			return replay.Summary{}, fromStatus(err)
+		}
+		switch e := ev.GetEvent().(type) {
+		case *daemonv1.ReplayEvent_ResultJson:
+			var r replay.Result
+			if err := json.Unmarshal(e.ResultJson, &r); err != nil {
+				return replay.Summary{}, err
+			}
+			if err := emit(r); err != nil {
+				return replay.Summary{}, err
+			}
+		case *daemonv1.ReplayEvent_SummaryJson:
+			var sum replay.Summary
+			err := json.Unmarshal(e.SummaryJson, &sum)
+			return sum, err
 		}
 	}
 }

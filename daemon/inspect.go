@@ -25,16 +25,9 @@ func (d *Daemon) inspectAgent(ctx context.Context, req inspect.Request, progress
 // agentClient opens a tunnel to the agent listening on port in the pod and
 // returns a client of its control API; done closes the tunnel.
 func (d *Daemon) agentClient(ctx context.Context, namespace, pod string, port int, token []byte) (client *agent.Client, done func(), err error) {
-	conn, err := d.dialer.DialPod(ctx, namespace, pod, port)
+	sess, err := d.agentSession(ctx, namespace, pod, port, token)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reach the agent of pod %s: %w", pod, err)
-	}
-	cfg := tunnel.DefaultConfig(token)
-	cfg.Logger = d.log
-	sess, err := tunnel.Client(ctx, conn, cfg)
-	if err != nil {
-		conn.Close()
-		return nil, nil, fmt.Errorf("tunnel to pod %s: %w", pod, err)
+		return nil, nil, err
 	}
 	gc, err := grpc.NewClient("passthrough:///"+pod, grpc.WithContextDialer(sess.DialControl),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -43,4 +36,20 @@ func (d *Daemon) agentClient(ctx context.Context, namespace, pod string, port in
 		return nil, nil, err
 	}
 	return agent.NewClient(gc), func() { gc.Close(); sess.Close() }, nil
+}
+
+// agentSession opens a tunnel to the agent listening on port in the pod.
+func (d *Daemon) agentSession(ctx context.Context, namespace, pod string, port int, token []byte) (*tunnel.Session, error) {
+	conn, err := d.dialer.DialPod(ctx, namespace, pod, port)
+	if err != nil {
+		return nil, fmt.Errorf("reach the agent of pod %s: %w", pod, err)
+	}
+	cfg := tunnel.DefaultConfig(token)
+	cfg.Logger = d.log
+	sess, err := tunnel.Client(ctx, conn, cfg)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("tunnel to pod %s: %w", pod, err)
+	}
+	return sess, nil
 }

@@ -70,7 +70,8 @@ func Serve(ctx context.Context, d *Daemon, path string) error {
 		lis.Close()
 		return err
 	}
-	srv := grpc.NewServer()
+	// A replay carries the exchanges it replays: up to a recording budget.
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(256 << 20))
 	daemonv1.RegisterDaemonServer(srv, NewGRPCServer(d))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()

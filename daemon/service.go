@@ -7,6 +7,7 @@ import (
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/recording"
+	"github.com/tetherkube/tether/replay"
 
 	"github.com/tetherkube/tether/internal/usererr"
 )
@@ -33,6 +34,8 @@ type Service interface {
 	Record(ctx context.Context, req RecordRequest, progress func(string)) (RecordInfo, error)
 	// Requests calls emit with the exchanges the workload's agents recorded.
 	Requests(ctx context.Context, req RequestsRequest, emit func(*recording.Exchange) error) ([]PodRecording, error)
+	// Replay sends recorded exchanges again and calls emit with each result.
+	Replay(ctx context.Context, req ReplayRequest, emit func(replay.Result) error) (replay.Summary, error)
 }
 
 // CaptureRequest names the pod and what to capture.

@@ -26,6 +26,9 @@ type Options struct {
 	Base *url.URL
 	// KeepHost sends the recorded Host header instead of Base's host.
 	KeepHost bool
+	// ToRecordedHost sends each request to the host its caller addressed
+	// (its Host header, port 80 by default) instead of Base.
+	ToRecordedHost bool
 	// Rate sends at most this many requests per second (0: no limit).
 	Rate float64
 	// Speed keeps the recorded spacing between requests, divided by Speed
@@ -84,7 +87,7 @@ var ErrBadOptions = errors.New("bad replay options")
 // Validate checks the options.
 func (o Options) Validate() error {
 	switch {
-	case o.Base == nil || o.Base.Host == "":
+	case !o.ToRecordedHost && (o.Base == nil || o.Base.Host == ""):
 		return fmt.Errorf("%w: no destination", ErrBadOptions)
 	case o.Rate < 0 || o.Speed < 0:
 		return fmt.Errorf("%w: rate and speed must be positive", ErrBadOptions)
@@ -108,12 +111,19 @@ func Request(ctx context.Context, e *recording.Exchange, o Options) (*http.Reque
 		return nil, fmt.Errorf("its body was recorded only in part (%d of %d bytes); record with a larger --body-cap to replay it",
 			len(e.Request.Body), e.Request.BodySize)
 	}
-	u := *o.Base
+	base := o.Base
+	if o.ToRecordedHost {
+		if e.Request.Host == "" {
+			return nil, errors.New("the recorded request has no Host header to send it to")
+		}
+		base = &url.URL{Scheme: "http", Host: e.Request.Host}
+	}
+	u := *base
 	target, err := url.ParseRequestURI(e.Request.Target)
 	if err != nil {
 		return nil, fmt.Errorf("recorded target %q: %w", e.Request.Target, err)
 	}
-	u.Path = strings.TrimSuffix(o.Base.Path, "/") + target.Path
+	u.Path = strings.TrimSuffix(base.Path, "/") + target.Path
 	u.RawQuery = target.RawQuery
 	req, err := http.NewRequestWithContext(ctx, e.Request.Method, u.String(), bytes.NewReader(e.Request.Body))
 	if err != nil {

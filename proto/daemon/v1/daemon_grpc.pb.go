@@ -33,6 +33,7 @@ const (
 	Daemon_Trace_FullMethodName     = "/tether.daemon.v1.Daemon/Trace"
 	Daemon_Record_FullMethodName    = "/tether.daemon.v1.Daemon/Record"
 	Daemon_Requests_FullMethodName  = "/tether.daemon.v1.Daemon/Requests"
+	Daemon_Replay_FullMethodName    = "/tether.daemon.v1.Daemon/Replay"
 )
 
 // DaemonClient is the client API for Daemon service.
@@ -68,6 +69,10 @@ type DaemonClient interface {
 	// Requests streams the exchanges recorded by every agent of a workload,
 	// oldest first, in chunks; the last chunk carries each pod's statistics.
 	Requests(ctx context.Context, in *RequestsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RequestsChunk], error)
+	// Replay sends recorded exchanges again, to the laptop, a URL, or from
+	// inside one of the workload's pods (through a dial stream), and
+	// streams one result per request, then the summary.
+	Replay(ctx context.Context, in *ReplayRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReplayEvent], error)
 }
 
 type daemonClient struct {
@@ -213,6 +218,25 @@ func (c *daemonClient) Requests(ctx context.Context, in *RequestsRequest, opts .
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Daemon_RequestsClient = grpc.ServerStreamingClient[RequestsChunk]
 
+func (c *daemonClient) Replay(ctx context.Context, in *ReplayRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReplayEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Daemon_ServiceDesc.Streams[5], Daemon_Replay_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReplayRequest, ReplayEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_ReplayClient = grpc.ServerStreamingClient[ReplayEvent]
+
 // DaemonServer is the server API for Daemon service.
 // All implementations must embed UnimplementedDaemonServer
 // for forward compatibility.
@@ -246,6 +270,10 @@ type DaemonServer interface {
 	// Requests streams the exchanges recorded by every agent of a workload,
 	// oldest first, in chunks; the last chunk carries each pod's statistics.
 	Requests(*RequestsRequest, grpc.ServerStreamingServer[RequestsChunk]) error
+	// Replay sends recorded exchanges again, to the laptop, a URL, or from
+	// inside one of the workload's pods (through a dial stream), and
+	// streams one result per request, then the summary.
+	Replay(*ReplayRequest, grpc.ServerStreamingServer[ReplayEvent]) error
 	mustEmbedUnimplementedDaemonServer()
 }
 
@@ -282,6 +310,9 @@ func (UnimplementedDaemonServer) Record(*RecordRequest, grpc.ServerStreamingServ
 }
 func (UnimplementedDaemonServer) Requests(*RequestsRequest, grpc.ServerStreamingServer[RequestsChunk]) error {
 	return status.Error(codes.Unimplemented, "method Requests not implemented")
+}
+func (UnimplementedDaemonServer) Replay(*ReplayRequest, grpc.ServerStreamingServer[ReplayEvent]) error {
+	return status.Error(codes.Unimplemented, "method Replay not implemented")
 }
 func (UnimplementedDaemonServer) mustEmbedUnimplementedDaemonServer() {}
 func (UnimplementedDaemonServer) testEmbeddedByValue()                {}
@@ -431,6 +462,17 @@ func _Daemon_Requests_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Daemon_RequestsServer = grpc.ServerStreamingServer[RequestsChunk]
 
+func _Daemon_Replay_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ReplayRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DaemonServer).Replay(m, &grpc.GenericServerStream[ReplayRequest, ReplayEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_ReplayServer = grpc.ServerStreamingServer[ReplayEvent]
+
 // Daemon_ServiceDesc is the grpc.ServiceDesc for Daemon service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -479,6 +521,11 @@ var Daemon_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Requests",
 			Handler:       _Daemon_Requests_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Replay",
+			Handler:       _Daemon_Replay_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,177 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/daemon/internal/inject"
+	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/recording"
+	"github.com/tetherkube/tether/replay"
+)
+
+// ReplayRequest is what to replay and where.
+type ReplayRequest struct {
+	// Namespace and Workload: needed for --to cluster (the requests leave
+	// from one of its pods) and --to local (its intercept's local port).
+	Namespace, Workload string
+	Exchanges           []*recording.Exchange
+	// Refs name the exchanges in results, in the same order (optional).
+	Refs []string
+	// To is "local", "local:PORT", "cluster", or an http:// URL.
+	To      string
+	Options replay.Options
+}
+
+// ParseTo reads --to; it returns the base URL for local and URL targets.
+func ParseTo(to string) (kind string, base *url.URL, err error) {
+	switch {
+	case to == "cluster":
+		return "cluster", nil, nil
+	case to == "local":
+		return "local", nil, nil
+	case strings.HasPrefix(to, "local:"):
+		port, err := strconv.Atoi(strings.TrimPrefix(to, "local:"))
+		if err != nil || port < 1 || port > 65535 {
+			return "", nil, usererr.Errorf("--to %s: write local:PORT with a port from 1 to 65535", to)
+		}
+		return "local", &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}, nil
+	case strings.HasPrefix(to, "http://") || strings.HasPrefix(to, "https://"):
+		u, err := url.Parse(to)
+		if err != nil || u.Host == "" {
+			return "", nil, usererr.Errorf("--to %s is not a usable URL", to)
+		}
+		return "url", u, nil
+	}
+	return "", nil, usererr.Errorf("--to %q: write local (the intercept's port), local:PORT, cluster, or an http:// URL", to)
+}
+
+// Replay sends the exchanges again and calls emit with each result.
+func (d *Daemon) Replay(ctx context.Context, req ReplayRequest, emit func(replay.Result) error) (replay.Summary, error) {
+	kind, base, err := ParseTo(req.To)
+	if err != nil {
+		return replay.Summary{}, err
+	}
+	if len(req.Exchanges) == 0 {
+		return replay.Summary{}, usererr.Errorf("nothing to replay: no recorded exchange matches")
+	}
+	o := req.Options
+	transport := &http.Transport{MaxIdleConnsPerHost: max(o.Concurrency, 1) * 2, DisableCompression: true}
+	switch kind {
+	case "local":
+		if base == nil {
+			port, err := d.interceptPort(req.Namespace, req.Workload)
+			if err != nil {
+				return replay.Summary{}, err
+			}
+			base = &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+		}
+		o.Base, o.KeepHost = base, true
+	case "url":
+		o.Base = base
+	case "cluster":
+		dial, done, err := d.podDialer(ctx, req.Namespace, req.Workload)
+		if err != nil {
+			return replay.Summary{}, err
+		}
+		defer done()
+		transport.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }
+		o.ToRecordedHost = true
+	}
+	if err := o.Validate(); err != nil {
+		return replay.Summary{}, usererr.Mark(err)
+	}
+	defer transport.CloseIdleConnections()
+	refs := map[*recording.Exchange]string{}
+	for i, e := range req.Exchanges {
+		if i < len(req.Refs) {
+			refs[e] = req.Refs[i]
+		}
+	}
+	ref := func(e *recording.Exchange) string {
+		if r, ok := refs[e]; ok {
+			return r
+		}
+		return strconv.FormatUint(e.ID, 10)
+	}
+	d.log.Info("replay", "to", req.To, "requests", len(req.Exchanges), "count", o.Count)
+	client := &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return replay.Run(ctx, client, req.Exchanges, ref, o, emit)
+}
+
+// interceptPort is the local port of the workload's running intercept.
+func (d *Daemon) interceptPort(namespace, ref string) (int, error) {
+	if ref == "" {
+		return 0, usererr.Errorf("--to local needs the intercepted WORKLOAD, or write --to local:PORT")
+	}
+	kind, name, err := workload.ParseRef(ref)
+	if err != nil {
+		return 0, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, ic := range d.intercepts {
+		w := ic.Workload
+		if w.Namespace == namespace && w.Name == name && (kind == "" || kind == w.Kind) {
+			return ic.LocalPort, nil
+		}
+	}
+	return 0, usererr.Errorf("%s in namespace %s is not intercepted by this daemon: start `tether intercept %s --port ...`, or write --to local:PORT",
+		ref, namespace, ref)
+}
+
+// podDialer returns a dial function that connects from inside a ready pod
+// of the workload, through its agent.
+func (d *Daemon) podDialer(ctx context.Context, namespace, ref string) (func(context.Context, string) (net.Conn, error), func(), error) {
+	if ref == "" {
+		return nil, nil, usererr.Errorf("--to cluster needs the WORKLOAD whose pods send the requests")
+	}
+	wc := workload.Client{CS: d.cs}
+	w, err := wc.Resolve(ctx, namespace, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	sel, err := wc.Selector(ctx, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	pods, err := d.cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, nil, err
+	}
+	var pod *corev1.Pod
+	for i := range pods.Items {
+		if p := &pods.Items[i]; p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && runsAgent(*p) {
+			pod = p
+			break
+		}
+	}
+	if pod == nil {
+		return nil, nil, usererr.Errorf("no pod of %s runs the tether agent: `tether record %s --port PORT` puts it there", w, w)
+	}
+	secret, err := d.cs.CoreV1().Secrets(namespace).Get(ctx, "tether-agent-"+w.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the agent token of %s: %w", w, err)
+	}
+	sess, err := d.agentSession(ctx, namespace, pod.Name, agent.DefaultTunnelPort, secret.Data[inject.TokenKey])
+	if err != nil {
+		return nil, nil, err
+	}
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return sess.Dial(ctx, addr)
+	}
+	return dial, func() { sess.Close() }, nil
+}
