@@ -23,6 +23,7 @@ import (
 	"github.com/tetherkube/tether/cli/logs"
 	"github.com/tetherkube/tether/cli/quit"
 	"github.com/tetherkube/tether/cli/record"
+	replaycmd "github.com/tetherkube/tether/cli/replay"
 	"github.com/tetherkube/tether/cli/requests"
 	"github.com/tetherkube/tether/cli/rollback"
 	"github.com/tetherkube/tether/cli/status"
@@ -69,6 +70,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		trace.NewCmdTrace(f),
 		record.NewCmdRecord(f),
 		requests.NewCmdRequests(f),
+		replaycmd.NewCmdReplay(f),
 		logs.NewCmdLogs(f),
 		version.NewCmdVersion(f, nil),
 		daemoncmd.NewCmdDaemon(f),

@@ -32,7 +32,7 @@ func newCmdList(o *Options) *cobra.Command {
 			if err := o.complete(args); err != nil {
 				return err
 			}
-			f, err := o.filter()
+			f, err := o.FilterFromFlags()
 			if err != nil {
 				return err
 			}
@@ -128,7 +128,7 @@ func newCmdShow(o *Options) *cobra.Command {
 			if err := o.complete(args); err != nil {
 				return err
 			}
-			_, id, err := parseRef(args[1])
+			_, id, err := ParseRef(args[1])
 			if err != nil {
 				return err
 			}
@@ -137,7 +137,7 @@ func newCmdShow(o *Options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := find(args[1], got)
+			e, err := Find(args[1], got)
 			if err != nil {
 				return err
 			}

@@ -57,7 +57,7 @@ every pod of the workload, oldest first.
 An exchange is named POD-SUFFIX.N, e.g. x2x.17: the end of the pod's name
 and the agent's sequence number.`,
 	}
-	cmd.AddCommand(newCmdList(newOpts()), newCmdShow(newOpts()), newCmdStats(newOpts()))
+	cmd.AddCommand(newCmdList(newOpts()), newCmdShow(newOpts()), newCmdStats(newOpts()), newCmdExport(newOpts()), newCmdSave(newOpts()))
 	return cmd
 }
 
@@ -71,8 +71,8 @@ func (o *Options) complete(args []string) error {
 	return cmdutil.ValidateOutput(o.Output)
 }
 
-// filter builds the recording filter from the flags.
-func (o *Options) filter() (recording.Filter, error) {
+// FilterFromFlags builds the recording filter from the flags.
+func (o *Options) FilterFromFlags() (recording.Filter, error) {
 	f := recording.Filter{Status: o.Status, Method: o.Method, PathPrefix: o.Path}
 	if err := f.Validate(); err != nil {
 		return f, cmdutil.UserErrorf("--%v", err)
@@ -128,8 +128,8 @@ func podSuffix(pod string) string {
 	return pod
 }
 
-// parseRef reads "x2x.17", or "17" when one pod recorded.
-func parseRef(s string) (suffix string, id uint64, err error) {
+// ParseRef reads "x2x.17", or "17" when one pod recorded.
+func ParseRef(s string) (suffix string, id uint64, err error) {
 	suffix, num, ok := strings.Cut(s, ".")
 	if !ok {
 		suffix, num = "", s
@@ -141,9 +141,9 @@ func parseRef(s string) (suffix string, id uint64, err error) {
 	return suffix, id, nil
 }
 
-// find picks the exchange ref names among exchanges with that id.
-func find(ref string, candidates []*recording.Exchange) (*recording.Exchange, error) {
-	suffix, _, err := parseRef(ref)
+// Find picks the exchange ref names among exchanges with that id.
+func Find(ref string, candidates []*recording.Exchange) (*recording.Exchange, error) {
+	suffix, _, err := ParseRef(ref)
 	if err != nil {
 		return nil, err
 	}

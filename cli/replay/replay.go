@@ -1,0 +1,345 @@
+// Package replay implements `tether replay`.
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/cli/requests"
+	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/recording"
+	"github.com/tetherkube/tether/replay"
+)
+
+// Options of `tether replay`.
+type Options struct {
+	genericiooptions.IOStreams
+
+	Workload string
+	Refs     []string
+	From     string
+	To       string
+	Rate     string
+	Speed    string
+	Count    int
+	Conc     int
+	Headers  []string
+	Diff     bool
+	Ignore   []string
+	Timeout  time.Duration
+	Output   string
+	Filter   requests.Options // --status, --method, --path, --since, --limit
+
+	Namespace string
+	Daemon    func(ctx context.Context) (daemon.Service, func(), error)
+	NS        func() (string, error)
+}
+
+// NewCmdReplay returns the replay command.
+func NewCmdReplay(f *cmdutil.Factory) *cobra.Command {
+	o := &Options{
+		IOStreams: f.IOStreams,
+		Daemon:    func(ctx context.Context) (daemon.Service, func(), error) { return f.Daemon(ctx, true) },
+		NS: func() (string, error) {
+			t, err := f.Target()
+			return t.Namespace, err
+		},
+	}
+	o.Filter.Now = time.Now
+	cmd := &cobra.Command{
+		Use:   "replay [WORKLOAD [ID...]] --to local[:PORT]|cluster|URL",
+		Short: "Send recorded requests again, to your laptop or the cluster, and compare the answers",
+		Long: `Replay recorded requests: the ones named by ID (as ` + "`tether requests list`" + ` shows
+them), the ones the filter flags select, or the ones in a file (--from, from
+` + "`tether requests save`" + ` or any HAR file).
+
+--to local       the local port of WORKLOAD's intercept: the process in your IDE
+--to local:PORT  a port on this machine
+--to cluster     from inside one of WORKLOAD's pods, to the host each caller
+                 addressed (its Host header): the request takes the path the
+                 original one took
+--to URL         e.g. http://localhost:3000 or a staging URL
+
+Requests go one at a time unless --concurrency; --rate N/s sends at a fixed
+pace, --speed 2x keeps the recorded spacing at twice the speed. Each request
+prints its status and latency; the end prints counts by status and latency
+percentiles. --diff compares each answer with the recorded one (status,
+headers but the volatile ones, JSON bodies field by field) and exits 3 when
+anything differs, for scripts and CI.
+
+Redacted headers (Authorization, Cookie, ...) are not replayed unless you
+give their value with --header.`,
+		Example: `  tether replay orders x2x.17 --to local
+  tether replay orders --status 5xx --since 10m --to local:8080 --diff
+  tether replay orders --path /orders --to cluster --rate 50/s --count 10
+  tether replay --from incident.har --to http://localhost:8080 --header 'Authorization: Bearer dev'`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				o.Workload, o.Refs = args[0], args[1:]
+			}
+			ns, err := o.NS()
+			if err != nil {
+				return err
+			}
+			o.Namespace = ns
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.To, "to", "", "where to send: local, local:PORT, cluster, or a URL (required)")
+	fl.StringVar(&o.From, "from", "", "replay the requests in this file (from `requests save` or a HAR file)")
+	fl.StringVar(&o.Rate, "rate", "", "requests per second, e.g. 100/s")
+	fl.StringVar(&o.Speed, "speed", "", "keep the recorded spacing, scaled, e.g. 2x")
+	fl.IntVar(&o.Count, "count", 1, "send the selection this many times")
+	fl.IntVar(&o.Conc, "concurrency", 1, "requests in flight at once")
+	fl.StringArrayVar(&o.Headers, "header", nil, `"Name: value" set on every request, e.g. a token for a redacted header (repeatable)`)
+	fl.BoolVar(&o.Diff, "diff", false, "compare each answer with the recorded one; exit 3 when any differs")
+	fl.StringSliceVar(&o.Ignore, "ignore-header", nil, "headers --diff ignores, besides Date and the like (repeatable)")
+	fl.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per request")
+	fl.StringVar(&o.Filter.Status, "status", "", "select by status (404) or class (5xx)")
+	fl.StringVar(&o.Filter.Method, "method", "", "select by HTTP method")
+	fl.StringVar(&o.Filter.Path, "path", "", "select by path prefix")
+	fl.DurationVar(&o.Filter.Since, "since", 0, "select the requests of the last DURATION")
+	fl.IntVar(&o.Filter.Limit, "limit", 0, "select only the newest N")
+	cmdutil.AddOutputFlag(cmd, &o.Output)
+	return cmd
+}
+
+// Validate checks the options without I/O.
+func (o *Options) Validate() error {
+	if err := cmdutil.ValidateOutput(o.Output); err != nil {
+		return err
+	}
+	if o.To == "" {
+		return cmdutil.UserErrorf("--to is required: local, local:PORT, cluster, or a URL")
+	}
+	kind, _, err := daemon.ParseTo(o.To)
+	if err != nil {
+		return &cmdutil.UserError{Err: err}
+	}
+	if o.From == "" && o.Workload == "" {
+		return cmdutil.UserErrorf("say what to replay: WORKLOAD with IDs or filters, or --from FILE")
+	}
+	if o.From != "" && len(o.Refs) > 0 {
+		return cmdutil.UserErrorf("--from replays the file's requests: give no IDs with it")
+	}
+	if (kind == "cluster" || o.To == "local") && o.Workload == "" {
+		return cmdutil.UserErrorf("--to %s needs the WORKLOAD", o.To)
+	}
+	if o.Rate != "" && o.Speed != "" {
+		return cmdutil.UserErrorf("--rate and --speed exclude each other: choose one")
+	}
+	if _, err := parseRate(o.Rate); err != nil {
+		return err
+	}
+	if _, err := parseSpeed(o.Speed); err != nil {
+		return err
+	}
+	if o.Count < 1 || o.Conc < 1 {
+		return cmdutil.UserErrorf("--count and --concurrency must be at least 1")
+	}
+	for _, h := range o.Headers {
+		if k, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(k) == "" {
+			return cmdutil.UserErrorf(`--header %q: write "Name: value"`, h)
+		}
+	}
+	return nil
+}
+
+func parseRate(s string) (float64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseFloat(strings.TrimSuffix(s, "/s"), 64)
+	if err != nil || n <= 0 {
+		return 0, cmdutil.UserErrorf("--rate %q: write requests per second, e.g. 100/s", s)
+	}
+	return n, nil
+}
+
+func parseSpeed(s string) (float64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseFloat(strings.TrimSuffix(s, "x"), 64)
+	if err != nil || n <= 0 {
+		return 0, cmdutil.UserErrorf("--speed %q: write a factor such as 2x or 0.5x", s)
+	}
+	return n, nil
+}
+
+// Run selects the requests, replays them through the daemon and prints.
+func (o *Options) Run(ctx context.Context) error {
+	client, done, err := o.Daemon(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	exs, refs, err := o.selection(ctx, client)
+	if err != nil {
+		return err
+	}
+	if len(exs) == 0 {
+		return cmdutil.UserErrorf("nothing to replay: no recorded request matches")
+	}
+	rate, _ := parseRate(o.Rate)
+	speed, _ := parseSpeed(o.Speed)
+	hdr := http.Header{}
+	for _, h := range o.Headers {
+		k, v, _ := strings.Cut(h, ":")
+		hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	sum, err := client.Replay(ctx, daemon.ReplayRequest{Namespace: o.Namespace, Workload: o.Workload, Exchanges: exs, Refs: refs, To: o.To,
+		Options: replay.Options{Rate: rate, Speed: speed, Concurrency: o.Conc, Count: o.Count, Header: hdr, Diff: o.Diff,
+			IgnoreHeaders: o.Ignore, Timeout: o.Timeout}}, func(r replay.Result) error {
+		if o.Output != cmdutil.OutputText {
+			return cmdutil.PrintStructured(o.Out, o.Output, r)
+		}
+		printResult(o, r)
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, daemon.ErrUser) {
+			return &cmdutil.UserError{Err: err}
+		}
+		return err
+	}
+	if o.Output != cmdutil.OutputText {
+		if err := cmdutil.PrintStructured(o.Out, o.Output, sum); err != nil {
+			return err
+		}
+	} else {
+		printSummary(o, sum)
+	}
+	switch {
+	case sum.Errors > 0:
+		return fmt.Errorf("%d of %d requests failed", sum.Errors, sum.Errors+sum.Sent)
+	case o.Diff && sum.Differing > 0:
+		return &cmdutil.CheckFailedError{Err: fmt.Errorf("%d of %d answers differ from the recording", sum.Differing, sum.Sent)}
+	}
+	return nil
+}
+
+// selection returns the exchanges to replay and their names.
+func (o *Options) selection(ctx context.Context, client daemon.Service) ([]*recording.Exchange, []string, error) {
+	if o.From != "" {
+		exs, err := requests.ReadFile(o.From)
+		if err != nil {
+			return nil, nil, err
+		}
+		var refs []string
+		for _, e := range exs {
+			refs = append(refs, requests.Ref(e))
+		}
+		return exs, refs, nil
+	}
+	fo := o.Filter
+	fo.Namespace, fo.Workload = o.Namespace, o.Workload
+	f, err := fo.FilterFromFlags()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, r := range o.Refs {
+		_, id, err := requests.ParseRef(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		f.IDs = append(f.IDs, id)
+	}
+	var got []*recording.Exchange
+	pods, err := client.Requests(ctx, daemon.RequestsRequest{Namespace: o.Namespace, Workload: o.Workload, Filter: f, Limit: o.Filter.Limit},
+		func(e *recording.Exchange) error { got = append(got, e); return nil })
+	if err != nil {
+		if errors.Is(err, daemon.ErrUser) {
+			return nil, nil, &cmdutil.UserError{Err: err}
+		}
+		return nil, nil, err
+	}
+	for _, p := range pods {
+		if p.Error != "" {
+			fmt.Fprintf(o.ErrOut, "warning: pod %s: %s\n", p.Pod, p.Error)
+		}
+	}
+	if len(o.Refs) > 0 {
+		var picked []*recording.Exchange
+		for _, r := range o.Refs {
+			e, err := requests.Find(r, got)
+			if err != nil {
+				return nil, nil, err
+			}
+			picked = append(picked, e)
+		}
+		got = picked
+	}
+	var refs []string
+	for _, e := range got {
+		refs = append(refs, requests.Ref(e))
+	}
+	return got, refs, nil
+}
+
+func printResult(o *Options, r replay.Result) {
+	round := ""
+	if o.Count > 1 {
+		round = fmt.Sprintf(" #%d", r.Round)
+	}
+	switch {
+	case r.Skipped != "":
+		fmt.Fprintf(o.Out, "%s%s  %s %s  skipped: %s\n", r.Ref, round, r.Method, r.Target, r.Skipped)
+	case r.Error != "":
+		fmt.Fprintf(o.Out, "%s%s  %s %s  ERROR %s\n", r.Ref, round, r.Method, r.Target, r.Error)
+	default:
+		fmt.Fprintf(o.Out, "%s%s  %s %s  %d  %s\n", r.Ref, round, r.Method, r.Target, r.Status, r.Latency.Round(10*time.Microsecond))
+	}
+	if d := r.Diff; d != nil {
+		if d.Empty() {
+			fmt.Fprintln(o.Out, "    same as recorded")
+		}
+		if d.Status != "" {
+			fmt.Fprintf(o.Out, "    status %s\n", d.Status)
+		}
+		for _, h := range d.Headers {
+			fmt.Fprintf(o.Out, "    header %s\n", h)
+		}
+		for _, b := range d.Body {
+			fmt.Fprintf(o.Out, "    body %s\n", b)
+		}
+		for _, n := range d.NotCompared {
+			fmt.Fprintf(o.Out, "    not compared: %s\n", n)
+		}
+	}
+}
+
+func printSummary(o *Options, s replay.Summary) {
+	var parts []string
+	var keys []string
+	for k := range s.ByStatus {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d x %s", s.ByStatus[k], k))
+	}
+	fmt.Fprintf(o.Out, "\n%d sent (%s)", s.Sent, strings.Join(parts, ", "))
+	if s.Skipped > 0 {
+		fmt.Fprintf(o.Out, ", %d skipped", s.Skipped)
+	}
+	fmt.Fprintf(o.Out, " in %s, %.0f/s; latency p50 %s, p90 %s, p99 %s, max %s\n", s.Elapsed.Round(time.Millisecond), s.PerSecond,
+		s.P50.Round(10*time.Microsecond), s.P90.Round(10*time.Microsecond), s.P99.Round(10*time.Microsecond), s.Max.Round(10*time.Microsecond))
+	if o.Diff {
+		fmt.Fprintf(o.Out, "%d of %d answers differ from the recording\n", s.Differing, s.Sent)
+	}
+}
