@@ -143,13 +143,13 @@ func ParseRef(s string) (suffix string, id uint64, err error) {
 
 // Find picks the exchange ref names among exchanges with that id.
 func Find(ref string, candidates []*recording.Exchange) (*recording.Exchange, error) {
-	suffix, _, err := ParseRef(ref)
+	suffix, id, err := ParseRef(ref)
 	if err != nil {
 		return nil, err
 	}
 	var match []*recording.Exchange
 	for _, e := range candidates {
-		if suffix == "" || podSuffix(e.Pod) == suffix {
+		if e.ID == id && (suffix == "" || podSuffix(e.Pod) == suffix) {
 			match = append(match, e)
 		}
 	}
