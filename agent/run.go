@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -72,6 +73,11 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("--token-file or --token-env is required")
 	}
+	if !cfg.Record.Off && os.Getenv("GOMEMLIMIT") == "" {
+		// The recording ring holds up to the budget; without a limit the
+		// garbage collector lets the heap grow to twice what is live.
+		debug.SetMemoryLimit(int64(cfg.Record.Budget) + memoryHeadroom)
+	}
 	cfg.PodName = os.Getenv("POD_NAME")
 	cfg.PodNamespace = os.Getenv("POD_NAMESPACE")
 	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, nil))
@@ -94,6 +100,10 @@ func parseForward(v string) (Forward, error) {
 	}
 	return Forward{ListenPort: lp, AppPort: ap}, nil
 }
+
+// memoryHeadroom is the agent's memory beyond the recording budget: the
+// runtime, connections' buffers and the gRPC server.
+const memoryHeadroom = 24 << 20
 
 // parseSize reads "65536", "64Ki", "64Mi" or "1Gi".
 func parseSize(v string) (int, error) {

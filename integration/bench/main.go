@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tetherkube/tether/integration/cluster"
@@ -47,7 +48,7 @@ func main() {
 	flag.IntVar(&o.requests, "requests", 1000, "sequential requests per latency measurement")
 	flag.Int64Var(&o.bulkBytes, "bulk-bytes", 128<<20, "bytes per throughput measurement")
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per path; the table shows medians")
-	flag.StringVar(&o.only, "only", "", "run one part only: intercept or inspect (default: both)")
+	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect or record (default: all)")
 	flag.Parse()
 	if o.kubeconfig == "" {
 		o.kubeconfig = cluster.DefaultConfig(mustAbs(".cluster")).KubeconfigPath()
@@ -91,6 +92,13 @@ func run(ctx context.Context, o options) error {
 	}()
 	if _, err := deploy(ctx, cs, o.namespace); err != nil {
 		return err
+	}
+	if o.only == "record" {
+		client, err := startClient(ctx, cs, o.namespace)
+		if err != nil {
+			return err
+		}
+		return benchRecording(ctx, rc, cs, o, client)
 	}
 	if o.only == "inspect" {
 		client, err := startClient(ctx, cs, o.namespace)
@@ -155,6 +163,18 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("inspect: %w", err)
 	}
 	printInspect(os.Stdout, ir)
+	return benchRecording(ctx, rc, cs, o, tr.client)
+}
+
+func benchRecording(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, o options, client string) error {
+	rr, err := measureRecording(ctx, o)
+	if err != nil {
+		return fmt.Errorf("recording: %w", err)
+	}
+	if err := measureFullBuffer(ctx, rc, cs, o, client, &rr); err != nil {
+		return fmt.Errorf("full buffer: %w", err)
+	}
+	printRecording(os.Stdout, rr)
 	return nil
 }
 

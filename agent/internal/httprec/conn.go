@@ -50,6 +50,7 @@ type Conn struct {
 	off     bool // not HTTP, upgraded, or closed: bytes pass unrecorded
 	h2      *h2conn
 	started bool
+	queued  []byte // caller's bytes noted before they went on, not parsed yet
 	sawHead bool // a message head parsed: later garbage is malformed HTTP
 	// upgrading: a request asked to switch protocols; the caller's next
 	// bytes may be the new protocol, so they are not parsed until the
@@ -82,6 +83,41 @@ func (r *Ring) NewConn(meta Meta, opts Options) *Conn {
 func (c *Conn) FromClient(p []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.fromClient(p)
+}
+
+// QueueClient notes bytes the caller sent, before they go on, so that no
+// answer to them can be parsed first; ParseClient parses them once they
+// went on. Together they keep parsing off the request's way: only a copy
+// happens before the write.
+func (c *Conn) QueueClient(p []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.off {
+		c.queued = append(c.queued, p...)
+	}
+}
+
+// ParseClient parses what QueueClient noted.
+func (c *Conn) ParseClient() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.parseQueued()
+}
+
+func (c *Conn) parseQueued() {
+	if len(c.queued) == 0 {
+		return
+	}
+	q := c.queued
+	c.queued = c.queued[:0]
+	c.fromClient(q)
+	if cap(c.queued) > 64<<10 {
+		c.queued = nil // do not keep a large buffer per idle connection
+	}
+}
+
+func (c *Conn) fromClient(p []byte) {
 	if c.off || len(p) == 0 {
 		return
 	}
@@ -105,6 +141,7 @@ func (c *Conn) FromClient(p []byte) {
 func (c *Conn) FromServer(p []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.parseQueued() // the request an answer answers is parsed first
 	if c.off || len(p) == 0 {
 		return
 	}
@@ -142,6 +179,7 @@ func (c *Conn) stop(err error) {
 func (c *Conn) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.parseQueued()
 	if c.off {
 		return
 	}

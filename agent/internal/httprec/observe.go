@@ -10,27 +10,27 @@ import (
 // stream to the laptop) like tunnel.Join, with rc watching both ways, and
 // ends rc when both directions are done.
 //
-// The caller's bytes are shown to rc just before they go upstream, so a
-// response can never be seen before its request; the answers are shown
-// after they went to the caller, so watching them adds no wait to the
-// response path.
+// The caller's bytes are noted (copied) just before they go upstream and
+// parsed after, and the answers are parsed after they went to the caller:
+// an answer is never parsed before its request, and parsing adds no wait
+// to either direction.
 func Join(caller, upstream net.Conn, rc *Conn) (toUpstream, toCaller int64, err error) {
-	toUpstream, toCaller, err = tunnel.Join(&tap{Conn: caller, seen: rc.FromServer}, &tap{Conn: upstream, seen: rc.FromClient, before: true})
+	toUpstream, toCaller, err = tunnel.Join(&tap{Conn: caller, seen: rc.FromServer}, &tap{Conn: upstream, note: rc.QueueClient, seen: func([]byte) { rc.ParseClient() }})
 	rc.Close()
 	return toUpstream, toCaller, err
 }
 
-// tap reports what is written to a connection.
+// tap reports what is written to a connection: to note before the write
+// (when set), and to seen after.
 type tap struct {
 	net.Conn
-	seen   func([]byte)
-	before bool
+	note func([]byte)
+	seen func([]byte)
 }
 
 func (t *tap) Write(p []byte) (int, error) {
-	if t.before {
-		t.seen(p)
-		return t.Conn.Write(p)
+	if t.note != nil {
+		t.note(p)
 	}
 	n, err := t.Conn.Write(p)
 	if n > 0 {

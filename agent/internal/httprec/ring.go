@@ -154,17 +154,20 @@ func (b *bodyBuf) write(p []byte) {
 	if len(p) > room {
 		p, b.truncated = p[:room], true
 	}
-	if need := len(b.data) + len(p) - b.reserved; need > 0 {
-		// Reservations double, so that copying the body as it grows costs
-		// amortized constant time per byte; the buffer never holds more
-		// than it reserved.
-		step := min(max(need, reserveStep, b.reserved), b.cap-b.reserved)
+	need := len(b.data) + len(p)
+	if need > b.reserved {
+		// Ring bytes are reserved in steps that double, so that a large
+		// body takes few trips to the ring's lock.
+		step := min(max(need-b.reserved, reserveStep, b.reserved), b.cap-b.reserved)
 		if !b.ring.reserve(step) {
 			b.truncated = true
 			return
 		}
 		b.reserved += step
-		grown := make([]byte, len(b.data), b.reserved)
+	}
+	if need > cap(b.data) {
+		// The buffer grows by doubling too, never past what is reserved.
+		grown := make([]byte, len(b.data), min(max(need, 2*cap(b.data), 512), b.reserved))
 		copy(grown, b.data)
 		b.data = grown
 	}
