@@ -51,7 +51,7 @@ type Conn struct {
 	h2      *h2conn
 	started bool
 	queued  []byte // caller's bytes noted before they went on, not parsed yet
-	sawHead bool // a message head parsed: later garbage is malformed HTTP
+	sawHead bool   // a message head parsed: later garbage is malformed HTTP
 	// upgrading: a request asked to switch protocols; the caller's next
 	// bytes may be the new protocol, so they are not parsed until the
 	// answer says whether the switch happened.
