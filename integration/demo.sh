@@ -47,6 +47,17 @@ show $tether status
 step "the same request from inside the cluster is now served by this machine (X-Served-By: laptop)"
 show $kubectl -n $ns exec deploy/orders -c orders -- /tether-demo post http://orders/orders/42/checkout
 
+step "the agent recorded that request: find the failing one"
+show $tether requests list deploy/orders -n $ns --status 5xx
+id=$($tether requests list deploy/orders -n $ns --status 5xx --limit 1 -o json | sed -n 's/.*"id": "\([^"]*\)".*/\1/p' | head -1)
+
+step "fix the code (here: restart 'your code' with the fix), then replay the failing request to it and compare"
+kill $local_pid 2>/dev/null; wait $local_pid 2>/dev/null || true
+POD_NAME=laptop DEMO_FIXED=1 bin/tether-demo serve 127.0.0.1:3000 >/dev/null 2>&1 &
+local_pid=$!
+sleep 0.5
+show $tether replay deploy/orders "$id" -n $ns --to local --diff --ignore-header X-Served-By || true
+
 step "leave: the pods serve again, nothing restarts"
 show $tether leave deploy/orders -n $ns
 show $kubectl -n $ns exec deploy/orders -c orders -- /tether-demo get http://orders/whoami

@@ -34,6 +34,10 @@ type Order struct {
 type Server struct {
 	// Name identifies who answered (pod name, or "laptop").
 	Name string
+	// Fixed carries the fix for the checkout bug (coupon HALFOFF has no
+	// discount rule): the code a developer runs after fixing it
+	// (DEMO_FIXED=1 for `serve`).
+	Fixed bool
 
 	mu     sync.Mutex
 	orders map[int]Order
@@ -157,6 +161,9 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request) {
 	total := prices[o.Item] * float64(o.Qty)
 	if o.Coupon != "" {
 		divisors := map[string]float64{"TENOFF": 1.0 / 0.9}
+		if s.Fixed {
+			divisors["HALFOFF"] = 2 // the fix the replay demo shows
+		}
 		d := divisors[o.Coupon]
 		if d == 0 {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{
@@ -238,7 +245,9 @@ func ServeCommand(ctx context.Context, addr string, stdout io.Writer) error {
 	if name == "" {
 		name, _ = os.Hostname()
 	}
-	srv := &http.Server{Addr: addr, Handler: NewServer(name).Handler(), ReadHeaderTimeout: 10 * time.Second}
+	app := NewServer(name)
+	app.Fixed = os.Getenv("DEMO_FIXED") == "1"
+	srv := &http.Server{Addr: addr, Handler: app.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "orders serving on %s as %s\n", addr, name)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()

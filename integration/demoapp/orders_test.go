@@ -72,3 +72,19 @@ func TestBytesLength(t *testing.T) {
 		t.Errorf("got %d bytes, want 200000", n)
 	}
 }
+
+func TestFixedCheckout(t *testing.T) {
+	s := NewServer("laptop")
+	s.Fixed = true
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/orders/42/checkout", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"total": 17.5`) {
+		t.Errorf("fixed checkout: %d %s", resp.StatusCode, b)
+	}
+}
