@@ -282,15 +282,7 @@ type pacer struct {
 func newPacer(o Options, start time.Time) *pacer { return &pacer{o: o, start: start} }
 
 func (p *pacer) wait(ctx context.Context, sorted []*recording.Exchange, i, round int) error {
-	var at time.Time
-	switch {
-	case p.o.Rate > 0:
-		at = p.start.Add(time.Duration(float64(p.sent) / p.o.Rate * float64(time.Second)))
-	case p.o.Speed > 0:
-		span := sorted[len(sorted)-1].Time.Sub(sorted[0].Time)
-		offset := time.Duration(round-1)*span + sorted[i].Time.Sub(sorted[0].Time)
-		at = p.start.Add(time.Duration(float64(offset) / p.o.Speed))
-	}
+	at := p.start.Add(p.offset(sorted, i, round))
 	p.sent++
 	if d := time.Until(at); d > 0 {
 		select {
@@ -300,4 +292,19 @@ func (p *pacer) wait(ctx context.Context, sorted []*recording.Exchange, i, round
 		}
 	}
 	return ctx.Err()
+}
+
+// offset is when, after the start, the next request is due: the sent-th
+// at a fixed rate, or request i of round at its recorded place scaled by
+// the speed (rounds follow each other, each as long as the recording).
+func (p *pacer) offset(sorted []*recording.Exchange, i, round int) time.Duration {
+	switch {
+	case p.o.Rate > 0:
+		return time.Duration(float64(p.sent) / p.o.Rate * float64(time.Second))
+	case p.o.Speed > 0:
+		span := sorted[len(sorted)-1].Time.Sub(sorted[0].Time)
+		recorded := time.Duration(round-1)*span + sorted[i].Time.Sub(sorted[0].Time)
+		return time.Duration(float64(recorded) / p.o.Speed)
+	}
+	return 0
 }
