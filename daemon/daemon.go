@@ -5,12 +5,14 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/intercept"
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/rollback"
@@ -20,6 +22,7 @@ import (
 	"github.com/tetherkube/tether/internal/portforward"
 
 	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/recording"
 )
 
 // Daemon implements Service against one cluster.
@@ -74,7 +77,48 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 	sort.Slice(st.Intercepts, func(i, j int) bool {
 		return st.Intercepts[i].Namespace+st.Intercepts[i].Name < st.Intercepts[j].Namespace+st.Intercepts[j].Name
 	})
+	st.Agents = d.agents(ctx)
 	return st, nil
+}
+
+// agents lists the workloads with tether's agent from the journals in
+// every namespace the user may list, reading how each agent records from
+// its arguments. Without that permission the list is empty.
+func (d *Daemon) agents(ctx context.Context) []AgentInfo {
+	entries, err := journal.Store{CS: d.cs}.List(ctx, "")
+	if err != nil {
+		d.log.Debug("status: no journals listed", "err", err)
+		return nil
+	}
+	var out []AgentInfo
+	for _, e := range entries {
+		tmpl, err := workload.Client{CS: d.cs}.Template(ctx, e.Workload)
+		if err != nil {
+			continue
+		}
+		for _, c := range tmpl.Spec.Containers {
+			if c.Name != inject.AgentContainer {
+				continue
+			}
+			a := AgentInfo{Workload: e.Workload.String(), Namespace: e.Workload.Namespace, Recording: true,
+				Redacted: append([]string(nil), recording.DefaultRedactedHeaders...)}
+			for i, arg := range c.Args {
+				switch {
+				case arg == "--no-record":
+					a.Recording = false
+				case arg == "--no-redact":
+					a.RedactionOff = true
+				case arg == "--redact" && i+1 < len(c.Args):
+					a.Redacted = append(a.Redacted, strings.Split(c.Args[i+1], ",")...)
+				}
+			}
+			if a.RedactionOff {
+				a.Redacted = nil
+			}
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func info(ic *intercept.Intercept) InterceptInfo {

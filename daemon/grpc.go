@@ -94,6 +94,10 @@ func (s *GRPCServer) Status(ctx context.Context, _ *daemonv1.StatusRequest) (*da
 	for _, i := range st.Intercepts {
 		resp.Intercepts = append(resp.Intercepts, infoToProto(i))
 	}
+	for _, a := range st.Agents {
+		resp.Agents = append(resp.Agents, &daemonv1.AgentInfo{Workload: a.Workload, Namespace: a.Namespace, Recording: a.Recording,
+			RedactionOff: a.RedactionOff, RedactedNames: a.Redacted})
+	}
 	return resp, nil
 }
 
@@ -195,6 +199,10 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		DaemonVersion: resp.GetDaemonVersion(), PID: int(resp.GetPid()), Intercepts: []InterceptInfo{}}
 	for _, i := range resp.GetIntercepts() {
 		st.Intercepts = append(st.Intercepts, infoFromProto(i))
+	}
+	for _, a := range resp.GetAgents() {
+		st.Agents = append(st.Agents, AgentInfo{Workload: a.GetWorkload(), Namespace: a.GetNamespace(), Recording: a.GetRecording(),
+			RedactionOff: a.GetRedactionOff(), Redacted: a.GetRedactedNames()})
 	}
 	return st, nil
 }

@@ -67,6 +67,17 @@ type Status struct {
 	DaemonVersion string          `json:"daemonVersion"`
 	PID           int             `json:"pid"`
 	Intercepts    []InterceptInfo `json:"intercepts"`
+	// Agents are the workloads tether's agent sits in, with how it records.
+	Agents []AgentInfo `json:"agents"`
+}
+
+// AgentInfo is a workload with tether's agent.
+type AgentInfo struct {
+	Workload     string   `json:"workload"`
+	Namespace    string   `json:"namespace"`
+	Recording    bool     `json:"recording"`
+	RedactionOff bool     `json:"redactionOff"`
+	Redacted     []string `json:"redacted,omitempty"`
 }
 
 // InterceptRequest asks for an intercept.

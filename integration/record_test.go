@@ -115,7 +115,24 @@ func TestRecordingIsTransparent(t *testing.T) {
 	e := newEnv(t)
 	e.deployOrders(1)
 	client := e.clientPod("client")
-	e.mustTether("record", "orders", "--port", "http")
+	e.mustTether("record", "orders", "--port", "http", "--no-redact")
+	// --no-redact shows in status, and reading the records warns.
+	var st struct{ Daemon daemon.Status }
+	if err := json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, a := range st.Daemon.Agents {
+		if a.Namespace == e.ns && a.Workload == "deployment/orders" {
+			found = a.Recording && a.RedactionOff
+		}
+	}
+	if !found {
+		t.Errorf("status does not show orders recording with redaction off: %+v", st.Daemon.Agents)
+	}
+	if _, stderr, _ := e.tether("requests", "list", "orders", "-n", e.ns); !strings.Contains(stderr, "redaction OFF") {
+		t.Errorf("requests list does not warn about --no-redact: %q", stderr)
+	}
 	pod, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), e.firstPod("orders"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -140,9 +157,9 @@ func TestRecordingIsTransparent(t *testing.T) {
 	if out, ok := e.exec(client, "/tether-demo", "get", "http://"+viaAgent+"/orders/7"); !ok || !strings.Contains(out, "200 OK") {
 		t.Fatalf("the agent stopped serving: %s", out)
 	}
-	st := e.recorderStats().Stats
-	if st.NotHTTP+st.Malformed == 0 || st.Exchanges < 4 {
-		t.Errorf("recorder stats %+v: want the garbage counted as not HTTP and the real exchanges recorded", st)
+	rs := e.recorderStats().Stats
+	if rs.NotHTTP+rs.Malformed == 0 || rs.Exchanges < 4 || !rs.RedactionOff {
+		t.Errorf("recorder stats %+v: want the garbage counted as not HTTP, the real exchanges recorded, redaction off", rs)
 	}
 }
 

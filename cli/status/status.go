@@ -66,12 +66,25 @@ func run(ctx context.Context, f *cmdutil.Factory, output string) error {
 	fmt.Fprintf(out, "Connected to context %s (%s, Kubernetes %s); daemon %s, pid %d\n", st.Context, st.Server, st.ServerVersion, st.DaemonVersion, st.PID)
 	if len(st.Intercepts) == 0 {
 		fmt.Fprintln(out, "No intercepts.")
-		return nil
+	} else {
+		fmt.Fprintln(out, "Intercepts:")
+		for _, i := range st.Intercepts {
+			fmt.Fprintf(out, "  %s in %s: service %s port %d -> localhost:%d (agent port %d; pods: %s)\n",
+				i.Name, i.Namespace, i.Service, i.ServicePort, i.LocalPort, i.AgentPort, strings.Join(i.Pods, ", "))
+		}
 	}
-	fmt.Fprintln(out, "Intercepts:")
-	for _, i := range st.Intercepts {
-		fmt.Fprintf(out, "  %s in %s: service %s port %d -> localhost:%d (agent port %d; pods: %s)\n",
-			i.Name, i.Namespace, i.Service, i.ServicePort, i.LocalPort, i.AgentPort, strings.Join(i.Pods, ", "))
+	if len(st.Agents) > 0 {
+		fmt.Fprintln(out, "Agents (`tether rollback WORKLOAD` removes one):")
+		for _, a := range st.Agents {
+			rec := "recording, redacting " + strings.Join(a.Redacted, ", ")
+			switch {
+			case !a.Recording:
+				rec = "not recording"
+			case a.RedactionOff:
+				rec = "recording with redaction OFF (--no-redact): secrets are kept as seen"
+			}
+			fmt.Fprintf(out, "  %s in %s: %s\n", a.Workload, a.Namespace, rec)
+		}
 	}
 	return nil
 }
