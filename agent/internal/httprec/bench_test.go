@@ -15,8 +15,8 @@ func BenchmarkExchange(b *testing.B) {
 	c := ring.NewConn(Meta{Pod: "orders-1", Port: 8080, Source: "10.0.0.1:1234", Destination: "app"}, DefaultOptions())
 	b.ReportAllocs()
 	for b.Loop() {
-		c.QueueClient(req)
-		c.ParseClient()
+		c.BeforeClientWrite()
+		c.AfterClientWrite(req)
 		c.FromServer(resp)
 	}
 	if st := ring.Stats(); st.Exchanges < uint64(b.N) {

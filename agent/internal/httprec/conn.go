@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetherkube/tether/recording"
@@ -50,7 +51,10 @@ type Conn struct {
 	off     bool // not HTTP, upgraded, or closed: bytes pass unrecorded
 	h2      *h2conn
 	started bool
-	queued  []byte // caller's bytes noted before they went on, not parsed yet
+	// clientWriting counts the caller's writes in progress; held keeps
+	// answers that came meanwhile.
+	clientWriting atomic.Int32
+	held          []byte
 	sawHead bool   // a message head parsed: later garbage is malformed HTTP
 	// upgrading: a request asked to switch protocols; the caller's next
 	// bytes may be the new protocol, so they are not parsed until the
@@ -86,34 +90,22 @@ func (c *Conn) FromClient(p []byte) {
 	c.fromClient(p)
 }
 
-// QueueClient notes bytes the caller sent, before they go on, so that no
-// answer to them can be parsed first; ParseClient parses them once they
-// went on. Together they keep parsing off the request's way: only a copy
-// happens before the write.
-func (c *Conn) QueueClient(p []byte) {
+// BeforeClientWrite and AfterClientWrite bracket the write of the
+// caller's bytes upstream: between them, answers are held (copied) rather
+// than parsed, so an answer is never parsed before its request, while
+// nothing but a counter is touched before the bytes go on.
+func (c *Conn) BeforeClientWrite() { c.clientWriting.Add(1) }
+
+// AfterClientWrite parses the caller's bytes once they went on, then any
+// answer held meanwhile.
+func (c *Conn) AfterClientWrite(p []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.off {
-		c.queued = append(c.queued, p...)
-	}
-}
-
-// ParseClient parses what QueueClient noted.
-func (c *Conn) ParseClient() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.parseQueued()
-}
-
-func (c *Conn) parseQueued() {
-	if len(c.queued) == 0 {
-		return
-	}
-	q := c.queued
-	c.queued = c.queued[:0]
-	c.fromClient(q)
-	if cap(c.queued) > 64<<10 {
-		c.queued = nil // do not keep a large buffer per idle connection
+	c.fromClient(p)
+	if c.clientWriting.Add(-1) == 0 && len(c.held) > 0 {
+		held := c.held
+		c.held = nil
+		c.fromServer(held)
 	}
 }
 
@@ -141,7 +133,26 @@ func (c *Conn) fromClient(p []byte) {
 func (c *Conn) FromServer(p []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.parseQueued() // the request an answer answers is parsed first
+	if c.off || len(p) == 0 {
+		return
+	}
+	if c.clientWriting.Load() > 0 {
+		// A request being written may be what this answers: parse after it.
+		if len(c.held)+len(p) > maxHeld {
+			c.stop(fmt.Errorf("%w: more than %d bytes of answers while a request was being written", errNotHTTP, maxHeld))
+			return
+		}
+		c.held = append(c.held, p...)
+		return
+	}
+	c.fromServer(p)
+}
+
+// maxHeld bounds the answers held while a request is being written (a
+// stream whose request never ends, with answers flowing, stops recording).
+const maxHeld = 1 << 20
+
+func (c *Conn) fromServer(p []byte) {
 	if c.off || len(p) == 0 {
 		return
 	}
@@ -179,7 +190,11 @@ func (c *Conn) stop(err error) {
 func (c *Conn) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.parseQueued()
+	if len(c.held) > 0 {
+		held := c.held
+		c.held = nil
+		c.fromServer(held)
+	}
 	if c.off {
 		return
 	}

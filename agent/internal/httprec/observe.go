@@ -10,12 +10,11 @@ import (
 // stream to the laptop) like tunnel.Join, with rc watching both ways, and
 // ends rc when both directions are done.
 //
-// The caller's bytes are noted (copied) just before they go upstream and
-// parsed after, and the answers are parsed after they went to the caller:
-// an answer is never parsed before its request, and parsing adds no wait
-// to either direction.
+// Both directions are parsed after the bytes went on, so parsing adds no
+// wait to either; an answer that comes while its request is still being
+// written is held until the request is parsed (Conn.BeforeClientWrite).
 func Join(caller, upstream net.Conn, rc *Conn) (toUpstream, toCaller int64, err error) {
-	toUpstream, toCaller, err = tunnel.Join(&tap{Conn: caller, seen: rc.FromServer}, &tap{Conn: upstream, note: rc.QueueClient, seen: func([]byte) { rc.ParseClient() }})
+	toUpstream, toCaller, err = tunnel.Join(&tap{Conn: caller, seen: rc.FromServer}, &tap{Conn: upstream, note: func([]byte) { rc.BeforeClientWrite() }, seen: rc.AfterClientWrite})
 	rc.Close()
 	return toUpstream, toCaller, err
 }
