@@ -55,7 +55,7 @@ type Conn struct {
 	// answers that came meanwhile.
 	clientWriting atomic.Int32
 	held          []byte
-	sawHead bool   // a message head parsed: later garbage is malformed HTTP
+	sawHead       bool // a message head parsed: later garbage is malformed HTTP
 	// upgrading: a request asked to switch protocols; the caller's next
 	// bytes may be the new protocol, so they are not parsed until the
 	// answer says whether the switch happened.
@@ -173,7 +173,7 @@ func (c *Conn) stop(err error) {
 	if err == nil {
 		return
 	}
-	c.off = true
+	c.off, c.held = true, nil
 	switch {
 	case errors.Is(err, errUpgraded):
 		c.ring.stats.upgraded.Add(1)
@@ -337,4 +337,11 @@ func headerHas(h http.Header, name, token string) bool {
 		}
 	}
 	return false
+}
+
+// heldBytes is how much of the answers is held (for tests).
+func (c *Conn) heldBytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.held)
 }

@@ -345,3 +345,32 @@ func FuzzHTTP1(f *testing.F) {
 		}
 	})
 }
+
+// TestAnswerBeforeItsRequestIsParsed: the app answers while the agent is
+// still writing the request upstream; the answer is held and paired once
+// the request is parsed.
+func TestAnswerBeforeItsRequestIsParsed(t *testing.T) {
+	ring := NewRing(1 << 20)
+	c := ring.NewConn(Meta{Pod: "p"}, DefaultOptions())
+	c.BeforeClientWrite()
+	c.FromServer([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	if got := ring.Exchanges(nil); len(got) != 0 {
+		t.Fatalf("recorded before the request was parsed: %+v", got)
+	}
+	c.AfterClientWrite([]byte("GET /early HTTP/1.1\r\nHost: x\r\n\r\n"))
+	got := ring.Exchanges(nil)
+	if len(got) != 1 || got[0].Request.Target != "/early" || got[0].Status() != 200 || string(got[0].Response.Body) != "ok" {
+		t.Fatalf("recorded %+v", got)
+	}
+
+	// Answers flowing while a request never finishes being written stop
+	// the recording of that connection past the bound, not the memory.
+	c = ring.NewConn(Meta{}, DefaultOptions())
+	c.BeforeClientWrite()
+	for range 2 * maxHeld / 4096 {
+		c.FromServer(make([]byte, 4096))
+	}
+	if c.heldBytes() > maxHeld {
+		t.Errorf("held %d bytes, bound %d", c.heldBytes(), maxHeld)
+	}
+}
