@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -203,4 +204,57 @@ func TestRecordingBudget(t *testing.T) {
 	if st := e.recorderStats().Stats; st.StoredBytes+st.InflightBytes > st.BudgetBytes {
 		t.Errorf("budget broken after the 5 GiB upload: %+v", st)
 	}
+	// The agent's memory, as the kubelet measures it: the 1 MiB budget, the
+	// 24 MiB the agent allows itself beyond it, and its binary's pages.
+	ws := e.workingSet(e.firstPod("orders"), "tether-agent")
+	t.Logf("agent working set after the flood and the 5 GiB upload: %.1f MiB", float64(ws)/(1<<20))
+	if ws > 48<<20 {
+		t.Errorf("agent working set %d MiB with a 1 MiB budget", ws>>20)
+	}
+}
+
+// workingSet reads a container's working set from the kubelet's stats,
+// waiting for a sample taken after this call (the kubelet samples every
+// few seconds).
+func (e *env) workingSet(pod, container string) int64 {
+	e.t.Helper()
+	ctx := context.Background()
+	after := time.Now()
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+		nodes, err := e.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil || len(nodes.Items) == 0 {
+			continue
+		}
+		raw, err := e.cs.CoreV1().RESTClient().Get().Resource("nodes").Name(nodes.Items[0].Name).SubResource("proxy", "stats", "summary").DoRaw(ctx)
+		if err != nil {
+			continue
+		}
+		var summary struct {
+			Pods []struct {
+				PodRef     struct{ Name, Namespace string }
+				Containers []struct {
+					Name   string
+					Memory struct {
+						Time            time.Time `json:"time"`
+						WorkingSetBytes int64     `json:"workingSetBytes"`
+					}
+				}
+			}
+		}
+		if json.Unmarshal(raw, &summary) != nil {
+			continue
+		}
+		for _, p := range summary.Pods {
+			if p.PodRef.Namespace != e.ns || p.PodRef.Name != pod {
+				continue
+			}
+			for _, c := range p.Containers {
+				if c.Name == container && c.Memory.Time.After(after) && c.Memory.WorkingSetBytes > 0 {
+					return c.Memory.WorkingSetBytes
+				}
+			}
+		}
+	}
+	e.t.Fatalf("no memory figure from the kubelet for %s/%s", pod, container)
+	return 0
 }
