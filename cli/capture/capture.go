@@ -43,11 +43,8 @@ type Options struct {
 func NewCmdCapture(f *cmdutil.Factory) *cobra.Command {
 	o := &Options{
 		IOStreams: f.IOStreams,
-		Daemon:    func(ctx context.Context) (daemon.Service, func(), error) { return f.Daemon(ctx, true) },
-		NS: func() (string, error) {
-			t, err := f.Target()
-			return t.Namespace, err
-		},
+		Daemon:    f.DaemonService(),
+		NS:        f.Namespace(),
 	}
 	cmd := &cobra.Command{
 		Use:   "capture POD [-c CONTAINER] [--filter EXPR] [-w FILE|-]",

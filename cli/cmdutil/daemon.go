@@ -132,3 +132,18 @@ func waitGone(socket string) {
 		c.Close()
 	}
 }
+
+// DaemonService returns the function a command's options hold to reach
+// the daemon, starting it when none runs; tests hand in a fake instead.
+func (f *Factory) DaemonService() func(ctx context.Context) (daemon.Service, func(), error) {
+	return func(ctx context.Context) (daemon.Service, func(), error) { return f.Daemon(ctx, true) }
+}
+
+// Namespace returns the function a command's options hold to learn the
+// namespace (-n, else the kube context's).
+func (f *Factory) Namespace() func() (string, error) {
+	return func() (string, error) {
+		t, err := f.Target()
+		return t.Namespace, err
+	}
+}

@@ -36,11 +36,8 @@ type Options struct {
 func NewCmdRecord(f *cmdutil.Factory) *cobra.Command {
 	o := &Options{
 		IOStreams: f.IOStreams,
-		Daemon:    func(ctx context.Context) (daemon.Service, func(), error) { return f.Daemon(ctx, true) },
-		NS: func() (string, error) {
-			t, err := f.Target()
-			return t.Namespace, err
-		},
+		Daemon:    f.DaemonService(),
+		NS:        f.Namespace(),
 	}
 	cmd := &cobra.Command{
 		Use:   "record WORKLOAD --port PORT",

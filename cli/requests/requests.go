@@ -39,12 +39,9 @@ func NewCmdRequests(f *cmdutil.Factory) *cobra.Command {
 	newOpts := func() *Options {
 		return &Options{
 			IOStreams: f.IOStreams,
-			Daemon:    func(ctx context.Context) (daemon.Service, func(), error) { return f.Daemon(ctx, true) },
-			NS: func() (string, error) {
-				t, err := f.Target()
-				return t.Namespace, err
-			},
-			Now: time.Now,
+			Daemon:    f.DaemonService(),
+			NS:        f.Namespace(),
+			Now:       time.Now,
 		}
 	}
 	cmd := &cobra.Command{

@@ -32,11 +32,8 @@ type Options struct {
 func NewCmdTrace(f *cmdutil.Factory) *cobra.Command {
 	o := &Options{
 		IOStreams: f.IOStreams,
-		Daemon:    func(ctx context.Context) (daemon.Service, func(), error) { return f.Daemon(ctx, true) },
-		NS: func() (string, error) {
-			t, err := f.Target()
-			return t.Namespace, err
-		},
+		Daemon:    f.DaemonService(),
+		NS:        f.Namespace(),
 	}
 	cmd := &cobra.Command{
 		Use:   "trace FROM TO",
