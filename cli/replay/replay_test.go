@@ -8,7 +8,9 @@ import (
 )
 
 func TestValidate(t *testing.T) {
-	ok := func() Options { return Options{Workload: "orders", Refs: []string{"x2x.1"}, To: "local:8080", Count: 1, Conc: 1} }
+	ok := func() Options {
+		return Options{Workload: "orders", Refs: []string{"x2x.1"}, To: "local:8080", Count: 1, Conc: 1}
+	}
 	tests := []struct {
 		name string
 		edit func(*Options)
