@@ -128,6 +128,8 @@ type Agent struct {
 	intercepts map[int]*tunnel.Session
 	// ring holds the recorded exchanges; nil when recording is off.
 	ring *httprec.Ring
+	// recOpts shape every connection's recording.
+	recOpts httprec.Options
 }
 
 // New returns an Agent for cfg, or an error when cfg is invalid.
@@ -142,6 +144,8 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, started: time.Now(), intercepts: map[int]*tunnel.Session{}}
 	if !cfg.Record.Off {
 		a.ring = httprec.NewRing(cfg.Record.Budget)
+		a.recOpts = httprec.DefaultOptions()
+		a.recOpts.BodyCap, a.recOpts.Redactor = cfg.Record.BodyCap, cfg.Record.Redactor
 	}
 	return a, nil
 }

@@ -65,8 +65,7 @@ func (a *Agent) join(c, upstream net.Conn, f Forward, dest string) {
 		tunnel.Join(c, upstream)
 		return
 	}
-	rc := a.ring.NewConn(httprec.Meta{Pod: a.cfg.PodName, Port: f.ListenPort, Source: c.RemoteAddr().String(), Destination: dest},
-		httprec.Options{BodyCap: a.cfg.Record.BodyCap, MaxHead: httprec.DefaultOptions().MaxHead, Redactor: a.cfg.Record.Redactor})
+	rc := a.ring.NewConn(httprec.Meta{Pod: a.cfg.PodName, Port: f.ListenPort, Source: c.RemoteAddr().String(), Destination: dest}, a.recOpts)
 	httprec.Join(c, upstream, rc)
 }
 

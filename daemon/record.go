@@ -15,6 +15,7 @@ import (
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/intercept"
+	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/workload"
 	"github.com/tetherkube/tether/internal/access"
 	"github.com/tetherkube/tether/internal/usererr"
@@ -111,34 +112,10 @@ func (d *Daemon) Requests(ctx context.Context, req RequestsRequest, emit func(*r
 	if err := req.Filter.Validate(); err != nil {
 		return nil, usererr.Mark(err)
 	}
-	wc := workload.Client{CS: d.cs}
-	w, err := wc.Resolve(ctx, req.Namespace, req.Workload)
+	w, withAgent, token, err := d.workloadAgents(ctx, req.Namespace, req.Workload)
 	if err != nil {
 		return nil, err
 	}
-	sel, err := wc.Selector(ctx, w)
-	if err != nil {
-		return nil, err
-	}
-	pods, err := d.cs.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, fmt.Errorf("list the pods of %s: %w", w, err)
-	}
-	var withAgent []corev1.Pod
-	for _, p := range pods.Items {
-		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && runsAgent(p) {
-			withAgent = append(withAgent, p)
-		}
-	}
-	if len(withAgent) == 0 {
-		return nil, usererr.Errorf("no pod of %s in namespace %s runs the tether agent, so nothing was recorded; "+
-			"`tether record %s --port PORT` (or an intercept) puts it in front of a port", w, w.Namespace, w)
-	}
-	secret, err := d.cs.CoreV1().Secrets(w.Namespace).Get(ctx, "tether-agent-"+w.Name, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("read the agent token of %s: %w", w, err)
-	}
-	token := secret.Data[inject.TokenKey]
 
 	var mu sync.Mutex
 	var all []*recording.Exchange
@@ -188,6 +165,39 @@ func (d *Daemon) Requests(ctx context.Context, req RequestsRequest, emit func(*r
 		}
 	}
 	return stats, nil
+}
+
+// workloadAgents finds the workload ref names, its running pods with a
+// ready agent, and the agents' token; no such pod is a user error.
+func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (journal.Workload, []corev1.Pod, []byte, error) {
+	wc := workload.Client{CS: d.cs}
+	w, err := wc.Resolve(ctx, namespace, ref)
+	if err != nil {
+		return w, nil, nil, err
+	}
+	sel, err := wc.Selector(ctx, w)
+	if err != nil {
+		return w, nil, nil, err
+	}
+	pods, err := d.cs.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return w, nil, nil, fmt.Errorf("list the pods of %s: %w", w, err)
+	}
+	var withAgent []corev1.Pod
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && runsAgent(p) {
+			withAgent = append(withAgent, p)
+		}
+	}
+	if len(withAgent) == 0 {
+		return w, nil, nil, usererr.Errorf("no pod of %s in namespace %s runs the tether agent; "+
+			"`tether record %s --port PORT` (or an intercept) puts it in front of a port", w, w.Namespace, w)
+	}
+	secret, err := d.cs.CoreV1().Secrets(w.Namespace).Get(ctx, "tether-agent-"+w.Name, metav1.GetOptions{})
+	if err != nil {
+		return w, nil, nil, fmt.Errorf("read the agent token of %s: %w", w, err)
+	}
+	return w, withAgent, secret.Data[inject.TokenKey], nil
 }
 
 func runsAgent(p corev1.Pod) bool {

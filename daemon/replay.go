@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -10,11 +9,7 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/tetherkube/tether/agent"
-	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/workload"
 	"github.com/tetherkube/tether/internal/usererr"
 	"github.com/tetherkube/tether/recording"
@@ -137,34 +132,11 @@ func (d *Daemon) podDialer(ctx context.Context, namespace, ref string) (func(con
 	if ref == "" {
 		return nil, nil, usererr.Errorf("--to cluster needs the WORKLOAD whose pods send the requests")
 	}
-	wc := workload.Client{CS: d.cs}
-	w, err := wc.Resolve(ctx, namespace, ref)
+	_, pods, token, err := d.workloadAgents(ctx, namespace, ref)
 	if err != nil {
 		return nil, nil, err
 	}
-	sel, err := wc.Selector(ctx, w)
-	if err != nil {
-		return nil, nil, err
-	}
-	pods, err := d.cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, nil, err
-	}
-	var pod *corev1.Pod
-	for i := range pods.Items {
-		if p := &pods.Items[i]; p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && runsAgent(*p) {
-			pod = p
-			break
-		}
-	}
-	if pod == nil {
-		return nil, nil, usererr.Errorf("no pod of %s runs the tether agent: `tether record %s --port PORT` puts it there", w, w)
-	}
-	secret, err := d.cs.CoreV1().Secrets(namespace).Get(ctx, "tether-agent-"+w.Name, metav1.GetOptions{})
-	if err != nil {
-		return nil, nil, fmt.Errorf("read the agent token of %s: %w", w, err)
-	}
-	sess, err := d.agentSession(ctx, namespace, pod.Name, agent.DefaultTunnelPort, secret.Data[inject.TokenKey])
+	sess, err := d.agentSession(ctx, namespace, pods[0].Name, agent.DefaultTunnelPort, token)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -4,12 +4,12 @@ package integration
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,7 +84,7 @@ func TestReplay(t *testing.T) {
 	}
 	get, checkout := rows[0].ID, rows[1].ID
 	lap := newLaptopApp(t)
-	local := "local:" + itoa(lap.port)
+	local := "local:" + strconv.Itoa(lap.port)
 
 	t.Run("to the laptop, same request, redacted header left out", func(t *testing.T) {
 		out := e.mustTether("replay", "orders", get, checkout, "--to", local)
@@ -124,7 +124,7 @@ func TestReplay(t *testing.T) {
 		}
 		validateHAR(t, raw)
 		lap.take()
-		e.mustTether("replay", "--from", file, "--to", "http://127.0.0.1:"+itoa(lap.port))
+		e.mustTether("replay", "--from", file, "--to", "http://127.0.0.1:"+strconv.Itoa(lap.port))
 		if got := lap.take(); len(got) != 2 || got[0].Path != "/orders/7" || got[1].Body != `{"coupon":"HALFOFF"}` {
 			t.Errorf("replayed from the HAR file: %+v", got)
 		}
@@ -142,7 +142,7 @@ func TestReplay(t *testing.T) {
 	})
 
 	t.Run("to the intercept's local port", func(t *testing.T) {
-		e.mustTether("intercept", "orders", "--port", "http:"+itoa(lap.port))
+		e.mustTether("intercept", "orders", "--port", "http:"+strconv.Itoa(lap.port))
 		defer e.mustTether("leave", "orders")
 		lap.take()
 		out := e.mustTether("replay", "orders", get, "--to", "local")
@@ -170,11 +170,6 @@ func TestReplay(t *testing.T) {
 			}
 		}
 	})
-}
-
-func itoa(n int) string {
-	b, _ := json.Marshal(n)
-	return string(b)
 }
 
 // validateHAR checks a HAR document against the HAR 1.2 JSON Schema in

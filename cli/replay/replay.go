@@ -256,19 +256,9 @@ func (o *Options) selection(ctx context.Context, client daemon.Service) ([]*reco
 		}
 		f.IDs = append(f.IDs, id)
 	}
-	var got []*recording.Exchange
-	pods, err := client.Requests(ctx, daemon.RequestsRequest{Namespace: o.Namespace, Workload: o.Workload, Filter: f, Limit: o.Filter.Limit},
-		func(e *recording.Exchange) error { got = append(got, e); return nil })
+	got, _, err := requests.Read(ctx, client, daemon.RequestsRequest{Namespace: o.Namespace, Workload: o.Workload, Filter: f, Limit: o.Filter.Limit}, o.ErrOut)
 	if err != nil {
-		if errors.Is(err, daemon.ErrUser) {
-			return nil, nil, &cmdutil.UserError{Err: err}
-		}
 		return nil, nil, err
-	}
-	for _, p := range pods {
-		if p.Error != "" {
-			fmt.Fprintf(o.ErrOut, "warning: pod %s: %s\n", p.Pod, p.Error)
-		}
 	}
 	if len(o.Refs) > 0 {
 		var picked []*recording.Exchange

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -93,6 +94,13 @@ func (o *Options) read(ctx context.Context, req daemon.RequestsRequest) ([]*reco
 		return nil, nil, err
 	}
 	defer done()
+	return Read(ctx, client, req, o.ErrOut)
+}
+
+// Read returns the exchanges the daemon reads from a workload's agents,
+// warning on errOut about pods it could not read and about agents that
+// record with redaction off.
+func Read(ctx context.Context, client daemon.Service, req daemon.RequestsRequest, errOut io.Writer) ([]*recording.Exchange, []daemon.PodRecording, error) {
 	var got []*recording.Exchange
 	pods, err := client.Requests(ctx, req, func(e *recording.Exchange) error { got = append(got, e); return nil })
 	if err != nil {
@@ -103,10 +111,10 @@ func (o *Options) read(ctx context.Context, req daemon.RequestsRequest) ([]*reco
 	}
 	for _, p := range pods {
 		if p.Error != "" {
-			fmt.Fprintf(o.ErrOut, "warning: pod %s: %s\n", p.Pod, p.Error)
+			fmt.Fprintf(errOut, "warning: pod %s: %s\n", p.Pod, p.Error)
 		}
 		if p.Stats.RedactionOff {
-			fmt.Fprintf(o.ErrOut, "warning: pod %s records with redaction OFF (--no-redact): secrets are in these records\n", p.Pod)
+			fmt.Fprintf(errOut, "warning: pod %s records with redaction OFF (--no-redact): secrets are in these records\n", p.Pod)
 		}
 	}
 	return got, pods, nil

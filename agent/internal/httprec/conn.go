@@ -71,7 +71,6 @@ type pending struct {
 	start, reqDone, respStart time.Time
 	reqBody, respBody         *bodyBuf
 	reqComplete, upgradeAsked bool
-	interim                   bool // a 1xx response was seen
 	method                    string
 }
 
@@ -283,7 +282,6 @@ func (c *conn1) headDone(response bool, m *recording.Message, proto string) (fra
 		p.respStart = now
 	}
 	if m.Status/100 == 1 {
-		p.interim = true
 		return noBody, 0, nil // 100 Continue and friends: the real answer follows
 	}
 	p.ex.Response = m

@@ -63,7 +63,6 @@ type h2dir struct {
 
 type h2stream struct {
 	p          *pending
-	reqEnded   bool
 	respEnded  bool
 	respHeader bool
 }
@@ -286,7 +285,7 @@ func (h *h2conn) endStream(id uint32, server bool) {
 	if server {
 		st.respEnded = true
 	} else {
-		st.reqEnded, st.p.reqComplete, st.p.reqDone = true, true, h.c.now()
+		st.p.reqComplete, st.p.reqDone = true, h.c.now()
 	}
 	if st.respEnded {
 		delete(h.streams, id)

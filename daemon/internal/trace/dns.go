@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sort"
 	"strings"
 	"time"
 
@@ -147,7 +148,7 @@ func noAnswer(name string, queries []Query) string {
 	for k, n := range counts {
 		parts = append(parts, fmt.Sprintf("%d %s", n, k))
 	}
-	sortStrings(parts)
+	sort.Strings(parts)
 	return fmt.Sprintf("%s does not resolve: %s", name, strings.Join(parts, ", "))
 }
 

@@ -19,8 +19,6 @@ import (
 	"github.com/tetherkube/tether/agent"
 )
 
-func sortStrings(s []string) { sort.Strings(s) }
-
 // service finds the Service (or pod) behind the destination and checks its
 // port mapping and endpoints.
 func (tr *Tracer) service(ctx context.Context, s *state) (Step, error) {
@@ -131,7 +129,7 @@ func (tr *Tracer) serviceNames(ctx context.Context, ns string) string {
 	for _, s := range list.Items {
 		names = append(names, s.Name)
 	}
-	sortStrings(names)
+	sort.Strings(names)
 	return "; Services there: " + strings.Join(names, ", ")
 }
 
@@ -429,7 +427,7 @@ func (tr *Tracer) similarPods(ctx context.Context, svc *corev1.Service) string {
 	if len(hints) == 0 {
 		return ""
 	}
-	sortStrings(hints)
+	sort.Strings(hints)
 	return "; pods there have " + strings.Join(hints, ", ")
 }
 

@@ -3,6 +3,7 @@ package trace
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -139,6 +140,6 @@ func labelString(m map[string]string) string {
 	for k, v := range m {
 		parts = append(parts, k+"="+v)
 	}
-	sortStrings(parts)
+	sort.Strings(parts)
 	return strings.Join(parts, ",")
 }
