@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tetherkube/tether/agent/internal/capture"
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/internal/pktfilter"
 )
 
@@ -34,8 +35,8 @@ type CaptureStats struct {
 
 // Errors of Capture; test with errors.Is.
 var (
-	ErrBadFilter   = errors.New("bad capture filter")
-	ErrNoCapNetRaw = errors.New("capturing needs CAP_NET_RAW")
+	ErrBadFilter   = errdefs.New(errdefs.ErrUser, "BAD_FILTER", "bad capture filter")
+	ErrNoCapNetRaw = errdefs.New(errdefs.ErrUser, "NO_CAP_NET_RAW", "capturing needs CAP_NET_RAW")
 )
 
 // Capture captures packets, calling emit for each, until the request's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
 )
 
@@ -34,7 +35,7 @@ type RecordingStats struct {
 }
 
 // ErrNotRecording: the agent runs with recording off.
-var ErrNotRecording = errors.New("this agent does not record (it runs with --no-record)")
+var ErrNotRecording = errdefs.New(errdefs.ErrUser, "NOT_RECORDING", "this agent does not record (it runs with --no-record)")
 
 func (s *sessionService) Exchanges(ctx context.Context, req ExchangesRequest, emit func(*recording.Exchange) error) (RecordingStats, error) {
 	a := s.agent

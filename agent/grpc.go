@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/tetherkube/tether/internal/batchq"
+	"github.com/tetherkube/tether/internal/errdefs"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	"github.com/tetherkube/tether/recording"
 )
@@ -28,47 +26,18 @@ func NewGRPCServer(svc Service) agentv1.AgentServer {
 	return &grpcServer{svc: svc}
 }
 
-// toStatus maps the Service's errors to gRPC codes.
-func toStatus(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ErrUnknownPort):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrAlreadyIntercepted):
-		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, ErrBadFilter), errors.Is(err, ErrBadProbe):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrNoCapNetRaw), errors.Is(err, ErrNotRecording):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	default:
-		return status.Error(codes.Internal, err.Error())
-	}
-}
+// toStatus maps the Service's errors to gRPC codes by their class.
+func toStatus(err error) error { return errdefs.ToGRPC(err) }
 
-// fromStatus maps gRPC codes back to the Service's errors; an invalid
-// argument is ErrBadFilter, the only one Capture, Info, Intercept and Leave
-// can return.
+// knownErrors are the sentinels a client recognises after the wire.
+var knownErrors = []error{ErrUnknownPort, ErrAlreadyIntercepted, ErrBadFilter, ErrNoCapNetRaw, ErrNotRecording, ErrBadProbe}
+
+// fromStatus maps a gRPC error back to the Service's errors, prefixed by op.
 func fromStatus(op string, err error) error {
-	return fromStatusInvalid(op, err, ErrBadFilter)
-}
-
-// fromStatusInvalid is fromStatus with invalid as the invalid-argument error.
-func fromStatusInvalid(op string, err error, invalid error) error {
-	switch status.Code(err) {
-	case codes.OK:
+	if err == nil {
 		return nil
-	case codes.NotFound:
-		return fmt.Errorf("%s: %s: %w", op, status.Convert(err).Message(), ErrUnknownPort)
-	case codes.AlreadyExists:
-		return fmt.Errorf("%s: %s: %w", op, status.Convert(err).Message(), ErrAlreadyIntercepted)
-	case codes.InvalidArgument:
-		return fmt.Errorf("%s: %s: %w", op, status.Convert(err).Message(), invalid)
-	case codes.FailedPrecondition:
-		return fmt.Errorf("%s: %s: %w", op, status.Convert(err).Message(), ErrNoCapNetRaw)
-	default:
-		return fmt.Errorf("%s: %w", op, err)
 	}
+	return fmt.Errorf("%s: %w", op, errdefs.FromGRPC(err, knownErrors...))
 }
 
 func (s *grpcServer) Info(ctx context.Context, _ *agentv1.InfoRequest) (*agentv1.InfoResponse, error) {
@@ -253,7 +222,7 @@ func (s *grpcServer) Probe(ctx context.Context, req *agentv1.ProbeRequest) (*age
 func (c *Client) ResolvConf(ctx context.Context) ([]byte, error) {
 	resp, err := c.rpc.ResolvConf(ctx, &agentv1.ResolvConfRequest{})
 	if err != nil {
-		return nil, fromStatusInvalid("read resolv.conf", err, ErrBadProbe)
+		return nil, fromStatus("read resolv.conf", err)
 	}
 	return resp.GetContent(), nil
 }
@@ -263,7 +232,7 @@ func (c *Client) QueryDNS(ctx context.Context, q DNSQuery) (DNSAnswer, error) {
 	resp, err := c.rpc.QueryDNS(ctx, &agentv1.DNSQueryRequest{Server: q.Server, Name: q.Name, Type: q.Type,
 		TimeoutMillis: q.Timeout.Milliseconds()})
 	if err != nil {
-		return DNSAnswer{}, fromStatusInvalid("query "+q.Name, err, ErrBadProbe)
+		return DNSAnswer{}, fromStatus("query "+q.Name, err)
 	}
 	a := DNSAnswer{Rcode: resp.GetRcode(), Latency: time.Duration(resp.GetLatencyNanos()), Error: resp.GetError(), TCP: resp.GetTcp()}
 	for _, r := range resp.GetAnswers() {
@@ -280,7 +249,7 @@ func (c *Client) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, erro
 	}
 	resp, err := c.rpc.Probe(ctx, pr)
 	if err != nil {
-		return ProbeResult{}, fromStatusInvalid("probe "+req.Address, err, ErrBadProbe)
+		return ProbeResult{}, fromStatus("probe "+req.Address, err)
 	}
 	return ProbeResult{Connected: resp.GetConnected(), Connect: time.Duration(resp.GetConnectNanos()), Error: resp.GetError(),
 		LocalAddress: resp.GetLocalAddress(), HTTPStatus: int(resp.GetHttpStatus()), HTTPLatency: time.Duration(resp.GetHttpNanos()),
@@ -373,12 +342,12 @@ const exchangeChunkBytes = 512 << 10
 func (c *Client) Exchanges(ctx context.Context, req ExchangesRequest, emit func(*recording.Exchange) error) (RecordingStats, error) {
 	stream, err := c.rpc.Exchanges(ctx, &agentv1.ExchangesRequest{Filter: FilterToProto(req.Filter), WithoutBodies: req.WithoutBodies, Limit: uint32(req.Limit)})
 	if err != nil {
-		return RecordingStats{}, fromStatusRecording(err)
+		return RecordingStats{}, fromStatus("recorded exchanges", err)
 	}
 	for {
 		chunk, err := stream.Recv()
 		if err != nil {
-			return RecordingStats{}, fromStatusRecording(err)
+			return RecordingStats{}, fromStatus("recorded exchanges", err)
 		}
 		if err := DecodeExchanges(chunk.GetExchangesJsonl(), emit); err != nil {
 			return RecordingStats{}, err
@@ -387,11 +356,4 @@ func (c *Client) Exchanges(ctx context.Context, req ExchangesRequest, emit func(
 			return StatsFromProto(st), nil
 		}
 	}
-}
-
-func fromStatusRecording(err error) error {
-	if status.Code(err) == codes.FailedPrecondition {
-		return fmt.Errorf("%s: %w", status.Convert(err).Message(), ErrNotRecording)
-	}
-	return fromStatusInvalid("recorded exchanges", err, ErrBadProbe)
 }

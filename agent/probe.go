@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // DNSQuery is one query sent from the pod.
@@ -71,7 +73,7 @@ type ProbeResult struct {
 }
 
 // ErrBadProbe: a probe or query request that cannot be sent as asked.
-var ErrBadProbe = errors.New("bad probe request")
+var ErrBadProbe = errdefs.New(errdefs.ErrUser, "BAD_PROBE", "bad probe request")
 
 // resolvConfPath is where the kubelet mounts the pod's resolver config.
 const resolvConfPath = "/etc/resolv.conf"

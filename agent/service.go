@@ -2,12 +2,12 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/tetherkube/tether/internal/buildinfo"
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/tunnel"
 )
@@ -30,8 +30,8 @@ type ForwardStatus struct {
 
 // Errors of the Service; test with errors.Is.
 var (
-	ErrUnknownPort        = errors.New("the agent does not forward that port")
-	ErrAlreadyIntercepted = errors.New("another tunnel already intercepts that port")
+	ErrUnknownPort        = errdefs.New(errdefs.ErrNotFound, "UNKNOWN_PORT", "the agent does not forward that port")
+	ErrAlreadyIntercepted = errdefs.New(errdefs.ErrAlreadyExists, "ALREADY_INTERCEPTED", "another tunnel already intercepts that port")
 )
 
 // Service is the agent's control API, as seen from one tunnel. The agent

@@ -10,13 +10,13 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/inspect"
 	"github.com/tetherkube/tether/internal/pktfilter"
 
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Capture streams a pod's packets through an inspection agent.
 func (d *Daemon) Capture(ctx context.Context, req CaptureRequest, progress func(string), emit func(agent.CapturedPacket) error) (agent.CaptureStats, error) {
 	if _, err := pktfilter.Parse(req.Filter); err != nil {
-		return agent.CaptureStats{}, usererr.Mark(err)
+		return agent.CaptureStats{}, errdefs.Mark(errdefs.ErrUser, err)
 	}
 	pod := strings.TrimPrefix(strings.TrimPrefix(req.Pod, "pod/"), "pods/")
 	client, done, err := d.inspectAgent(ctx, inspect.Request{Namespace: req.Namespace, Pod: pod, Container: req.Container,
@@ -30,7 +30,7 @@ func (d *Daemon) Capture(ctx context.Context, req CaptureRequest, progress func(
 	stats, err := client.Capture(ctx, agent.CaptureRequest{Interface: req.Interface, Filter: req.Filter,
 		Snaplen: req.Snaplen, Count: req.Count, Duration: req.Duration}, emit)
 	if errors.Is(err, agent.ErrBadFilter) || errors.Is(err, agent.ErrNoCapNetRaw) {
-		return stats, usererr.Mark(err)
+		return stats, errdefs.Mark(errdefs.ErrUser, err)
 	}
 	return stats, err
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/tetherkube/tether/internal/buildinfo"
 	"github.com/tetherkube/tether/internal/portforward"
 
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
 )
 
@@ -137,7 +137,7 @@ func (d *Daemon) Intercept(ctx context.Context, req InterceptRequest, progress f
 		return InterceptInfo{}, err
 	}
 	if len(missing) > 0 {
-		return InterceptInfo{}, usererr.Errorf("you may not do everything an intercept needs in namespace %s; missing:\n%s"+
+		return InterceptInfo{}, errdefs.User("you may not do everything an intercept needs in namespace %s; missing:\n%s"+
 			"ask your cluster admin for the Role in docs/intercept.md", req.Namespace, access.Describe(missing))
 	}
 	w, err := workload.Client{CS: d.cs}.Resolve(ctx, req.Namespace, req.Workload)
@@ -148,12 +148,12 @@ func (d *Daemon) Intercept(ctx context.Context, req InterceptRequest, progress f
 	d.mu.Lock()
 	if ic, ok := d.intercepts[key]; ok {
 		d.mu.Unlock()
-		return InterceptInfo{}, withKind(ErrExists, "%s in namespace %s is already intercepted to localhost:%d; `tether leave %s` first",
+		return InterceptInfo{}, errdefs.AlreadyExists("%s in namespace %s is already intercepted to localhost:%d; `tether leave %s` first",
 			w, w.Namespace, ic.LocalPort, w)
 	}
 	if d.starting[key] {
 		d.mu.Unlock()
-		return InterceptInfo{}, withKind(ErrExists, "an intercept of %s in namespace %s is being started right now", w, w.Namespace)
+		return InterceptInfo{}, errdefs.AlreadyExists("an intercept of %s in namespace %s is being started right now", w, w.Namespace)
 	}
 	d.starting[key] = true
 	d.mu.Unlock()
@@ -189,7 +189,7 @@ func (d *Daemon) Leave(ctx context.Context, namespace, name string) error {
 	delete(d.intercepts, key)
 	d.mu.Unlock()
 	if !ok {
-		return withKind(ErrNotFound, "%s in namespace %s is not intercepted by this daemon (see `tether status`)", w, w.Namespace)
+		return errdefs.NotFound("%s in namespace %s is not intercepted by this daemon (see `tether status`)", w, w.Namespace)
 	}
 	d.log.Info("leave", "workload", key)
 	return ic.Leave(ctx)
@@ -209,7 +209,7 @@ func (d *Daemon) Rollback(ctx context.Context, req RollbackRequest) ([]RollbackR
 	} else {
 		kind, name, err := workload.ParseRef(req.Workload)
 		if err != nil {
-			return nil, usererr.Mark(err)
+			return nil, errdefs.Mark(errdefs.ErrUser, err)
 		}
 		w, err := d.journaledWorkload(ctx, req.Namespace, kind, name)
 		if err != nil {
@@ -263,10 +263,10 @@ func (d *Daemon) journaledWorkload(ctx context.Context, namespace, kind, name st
 	case 1:
 		return found[0], nil
 	case 0:
-		return journal.Workload{}, usererr.Errorf("tether has no journal for %q in namespace %s: nothing to roll back (`tether rollback --all` lists and restores every journal)",
+		return journal.Workload{}, errdefs.User("tether has no journal for %q in namespace %s: nothing to roll back (`tether rollback --all` lists and restores every journal)",
 			name, namespace)
 	default:
-		return journal.Workload{}, usererr.Errorf("both deploy/%s and sts/%s have journals; say which", name, name)
+		return journal.Workload{}, errdefs.User("both deploy/%s and sts/%s have journals; say which", name, name)
 	}
 }
 

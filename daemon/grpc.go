@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/internal/batchq"
@@ -22,7 +20,7 @@ import (
 	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/replay"
 
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // GRPCServer adapts a Service to the generated Daemon server.
@@ -34,41 +32,11 @@ type GRPCServer struct {
 // NewGRPCServer returns the adapter for svc.
 func NewGRPCServer(svc Service) *GRPCServer { return &GRPCServer{svc: svc} }
 
-func toStatus(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrExists):
-		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, ErrUser):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	default:
-		return status.Error(codes.Internal, err.Error())
-	}
-}
+// toStatus maps the Service's errors to gRPC codes by their class.
+func toStatus(err error) error { return errdefs.ToGRPC(err) }
 
-func fromStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	st := status.Convert(err)
-	switch st.Code() {
-	case codes.NotFound:
-		return withKind(ErrNotFound, "%s", st.Message())
-	case codes.AlreadyExists:
-		return withKind(ErrExists, "%s", st.Message())
-	case codes.FailedPrecondition, codes.InvalidArgument:
-		return usererr.Errorf("%s", st.Message())
-	case codes.Canceled:
-		return context.Canceled
-	default:
-		return errors.New(st.Message())
-	}
-}
+// fromStatus maps a gRPC error back to an error of the same class.
+func fromStatus(err error) error { return errdefs.FromGRPC(err) }
 
 func infoToProto(i InterceptInfo) *daemonv1.InterceptInfo {
 	return &daemonv1.InterceptInfo{
@@ -439,13 +407,13 @@ func (c *Client) Requests(ctx context.Context, req RequestsRequest, emit func(*r
 func (s *GRPCServer) Replay(req *daemonv1.ReplayRequest, stream grpc.ServerStreamingServer[daemonv1.ReplayEvent]) error {
 	var exs []*recording.Exchange
 	if err := agent.DecodeExchanges(req.GetExchangesJsonl(), func(e *recording.Exchange) error { exs = append(exs, e); return nil }); err != nil {
-		return toStatus(usererr.Mark(err))
+		return toStatus(errdefs.Mark(errdefs.ErrUser, err))
 	}
 	hdr := http.Header{}
 	for _, h := range req.GetHeaders() {
 		k, v, ok := strings.Cut(h, ":")
 		if !ok {
-			return toStatus(usererr.Errorf("header %q: write \"Name: value\"", h))
+			return toStatus(errdefs.User("header %q: write \"Name: value\"", h))
 		}
 		hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/workload"
 	"github.com/tetherkube/tether/internal/access"
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
 )
 
@@ -72,7 +72,7 @@ func (d *Daemon) Record(ctx context.Context, req RecordRequest, progress func(st
 		return RecordInfo{}, err
 	}
 	if len(missing) > 0 {
-		return RecordInfo{}, usererr.Errorf("you may not do everything recording needs in namespace %s; missing:\n%s"+
+		return RecordInfo{}, errdefs.User("you may not do everything recording needs in namespace %s; missing:\n%s"+
 			"ask your cluster admin for the Role in docs/intercept.md", req.Namespace, access.Describe(missing))
 	}
 	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress}
@@ -110,7 +110,7 @@ type PodRecording struct {
 // merged oldest first.
 func (d *Daemon) Requests(ctx context.Context, req RequestsRequest, emit func(*recording.Exchange) error) ([]PodRecording, error) {
 	if err := req.Filter.Validate(); err != nil {
-		return nil, usererr.Mark(err)
+		return nil, errdefs.Mark(errdefs.ErrUser, err)
 	}
 	w, withAgent, token, err := d.workloadAgents(ctx, req.Namespace, req.Workload)
 	if err != nil {
@@ -190,7 +190,7 @@ func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (jou
 		}
 	}
 	if len(withAgent) == 0 {
-		return w, nil, nil, usererr.Errorf("no pod of %s in namespace %s runs the tether agent; "+
+		return w, nil, nil, errdefs.User("no pod of %s in namespace %s runs the tether agent; "+
 			"`tether record %s --port PORT` (or an intercept) puts it in front of a port", w, w.Namespace, w)
 	}
 	secret, err := d.cs.CoreV1().Secrets(w.Namespace).Get(ctx, "tether-agent-"+w.Name, metav1.GetOptions{})

@@ -11,7 +11,7 @@ import (
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/workload"
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/replay"
 )
@@ -39,17 +39,17 @@ func ParseTo(to string) (kind string, base *url.URL, err error) {
 	case strings.HasPrefix(to, "local:"):
 		port, err := strconv.Atoi(strings.TrimPrefix(to, "local:"))
 		if err != nil || port < 1 || port > 65535 {
-			return "", nil, usererr.Errorf("--to %s: write local:PORT with a port from 1 to 65535", to)
+			return "", nil, errdefs.User("--to %s: write local:PORT with a port from 1 to 65535", to)
 		}
 		return "local", &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}, nil
 	case strings.HasPrefix(to, "http://") || strings.HasPrefix(to, "https://"):
 		u, err := url.Parse(to)
 		if err != nil || u.Host == "" {
-			return "", nil, usererr.Errorf("--to %s is not a usable URL", to)
+			return "", nil, errdefs.User("--to %s is not a usable URL", to)
 		}
 		return "url", u, nil
 	}
-	return "", nil, usererr.Errorf("--to %q: write local (the intercept's port), local:PORT, cluster, or an http:// URL", to)
+	return "", nil, errdefs.User("--to %q: write local (the intercept's port), local:PORT, cluster, or an http:// URL", to)
 }
 
 // Replay sends the exchanges again and calls emit with each result.
@@ -59,7 +59,7 @@ func (d *Daemon) Replay(ctx context.Context, req ReplayRequest, emit func(replay
 		return replay.Summary{}, err
 	}
 	if len(req.Exchanges) == 0 {
-		return replay.Summary{}, usererr.Errorf("nothing to replay: no recorded exchange matches")
+		return replay.Summary{}, errdefs.User("nothing to replay: no recorded exchange matches")
 	}
 	o := req.Options
 	transport := &http.Transport{MaxIdleConnsPerHost: max(o.Concurrency, 1) * 2, DisableCompression: true}
@@ -85,7 +85,7 @@ func (d *Daemon) Replay(ctx context.Context, req ReplayRequest, emit func(replay
 		o.ToRecordedHost = true
 	}
 	if err := o.Validate(); err != nil {
-		return replay.Summary{}, usererr.Mark(err)
+		return replay.Summary{}, errdefs.Mark(errdefs.ErrUser, err)
 	}
 	defer transport.CloseIdleConnections()
 	refs := map[*recording.Exchange]string{}
@@ -108,7 +108,7 @@ func (d *Daemon) Replay(ctx context.Context, req ReplayRequest, emit func(replay
 // interceptPort is the local port of the workload's running intercept.
 func (d *Daemon) interceptPort(namespace, ref string) (int, error) {
 	if ref == "" {
-		return 0, usererr.Errorf("--to local needs the intercepted WORKLOAD, or write --to local:PORT")
+		return 0, errdefs.User("--to local needs the intercepted WORKLOAD, or write --to local:PORT")
 	}
 	kind, name, err := workload.ParseRef(ref)
 	if err != nil {
@@ -122,7 +122,7 @@ func (d *Daemon) interceptPort(namespace, ref string) (int, error) {
 			return ic.LocalPort, nil
 		}
 	}
-	return 0, usererr.Errorf("%s in namespace %s is not intercepted by this daemon: start `tether intercept %s --port ...`, or write --to local:PORT",
+	return 0, errdefs.User("%s in namespace %s is not intercepted by this daemon: start `tether intercept %s --port ...`, or write --to local:PORT",
 		ref, namespace, ref)
 }
 
@@ -130,7 +130,7 @@ func (d *Daemon) interceptPort(namespace, ref string) (int, error) {
 // of the workload, through its agent.
 func (d *Daemon) podDialer(ctx context.Context, namespace, ref string) (func(context.Context, string) (net.Conn, error), func(), error) {
 	if ref == "" {
-		return nil, nil, usererr.Errorf("--to cluster needs the WORKLOAD whose pods send the requests")
+		return nil, nil, errdefs.User("--to cluster needs the WORKLOAD whose pods send the requests")
 	}
 	_, pods, token, err := d.workloadAgents(ctx, namespace, ref)
 	if err != nil {

@@ -2,14 +2,11 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/replay"
-
-	"github.com/tetherkube/tether/internal/usererr"
 )
 
 // Service is the daemon's API.
@@ -47,17 +44,6 @@ type CaptureRequest struct {
 	Duration                  time.Duration
 	AgentImage                string
 }
-
-// Errors of the Service; test with errors.Is. Each wraps a message that
-// says what to do.
-var (
-	// ErrUser: the request cannot work as asked (bad input, missing object).
-	ErrUser = usererr.ErrUser
-	// ErrNotFound: no such intercept.
-	ErrNotFound = errors.New("not found")
-	// ErrExists: that intercept runs already.
-	ErrExists = errors.New("already exists")
-)
 
 // Status is the daemon's state.
 type Status struct {
@@ -121,9 +107,4 @@ type RollbackResult struct {
 type RollbackStep struct {
 	Object string `json:"object"`
 	Action string `json:"action"`
-}
-
-// withKind formats a user error of the given kind.
-func withKind(kind error, format string, args ...any) error {
-	return usererr.Kind(kind, format, args...)
 }

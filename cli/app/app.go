@@ -29,6 +29,7 @@ import (
 	"github.com/tetherkube/tether/cli/status"
 	"github.com/tetherkube/tether/cli/trace"
 	"github.com/tetherkube/tether/cli/version"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // NewRootCommand returns the root `tether` command. argv0 is the name the
@@ -55,7 +56,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 	root.SetErr(streams.ErrOut)
 	configFlags.AddFlags(root.PersistentFlags())
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return cmdutil.UserErrorf("%w\nSee '%s --help' for the flags it takes.", err, c.CommandPath())
+		return errdefs.User("%w\nSee '%s --help' for the flags it takes.", err, c.CommandPath())
 	})
 
 	root.AddCommand(
@@ -88,10 +89,10 @@ func Run(ctx context.Context, streams genericiooptions.IOStreams, argv0 string, 
 	err := root.ExecuteContext(ctx)
 	switch {
 	case err != nil && ctx.Err() != nil:
-		return cmdutil.ErrCanceled
+		return errdefs.ErrCanceled
 	case err != nil && strings.HasPrefix(err.Error(), "unknown command"):
 		// cobra's own wording; it already lists close matches.
-		return &cmdutil.UserError{Err: err}
+		return errdefs.Mark(errdefs.ErrUser, err)
 	}
 	return err
 }

@@ -4,7 +4,6 @@ package capture
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/intercept"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/internal/pktfilter"
 )
 
@@ -89,24 +89,24 @@ streams pcap to stdout for Wireshark. Ctrl-C ends the capture cleanly.`,
 // Validate checks the options without changing anything.
 func (o *Options) Validate() error {
 	if _, err := pktfilter.Parse(o.Filter); err != nil {
-		return &cmdutil.UserError{Err: err}
+		return errdefs.Mark(errdefs.ErrUser, err)
 	}
 	if o.Snaplen <= 0 || o.Snaplen > 262144 {
-		return cmdutil.UserErrorf("--snaplen must be 1 to 262144, got %d", o.Snaplen)
+		return errdefs.User("--snaplen must be 1 to 262144, got %d", o.Snaplen)
 	}
 	if o.Duration < 0 {
-		return cmdutil.UserErrorf("--duration must not be negative")
+		return errdefs.User("--duration must not be negative")
 	}
 	if o.Write != "" && o.Write != "-" {
 		dir := filepath.Dir(o.Write)
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return cmdutil.UserErrorf("cannot write %s: folder %s does not exist", o.Write, dir)
+			return errdefs.User("cannot write %s: folder %s does not exist", o.Write, dir)
 		}
 		if err := unix.Access(dir, unix.W_OK); err != nil {
-			return cmdutil.UserErrorf("cannot write %s: folder %s is not writable", o.Write, dir)
+			return errdefs.User("cannot write %s: folder %s is not writable", o.Write, dir)
 		}
 		if st, err := os.Stat(o.Write); err == nil && st.IsDir() {
-			return cmdutil.UserErrorf("cannot write %s: it is a folder", o.Write)
+			return errdefs.User("cannot write %s: it is a folder", o.Write)
 		}
 	}
 	return nil
@@ -140,7 +140,7 @@ func (o *Options) Run(ctx context.Context) error {
 			if out == nil {
 				f, err := os.Create(o.Write)
 				if err != nil {
-					return cmdutil.UserErrorf("cannot write %s: %v", o.Write, err)
+					return errdefs.User("cannot write %s: %v", o.Write, err)
 				}
 				file, out = f, f
 			}
@@ -176,9 +176,6 @@ func (o *Options) Run(ctx context.Context) error {
 		fmt.Fprintf(o.ErrOut, "capture stopped: %d packets\n", captured)
 		return nil
 	case err != nil:
-		if errors.Is(err, daemon.ErrUser) {
-			return &cmdutil.UserError{Err: err}
-		}
 		return fmt.Errorf("%w (details: `tether logs`)", err)
 	}
 	fmt.Fprintf(o.ErrOut, "%d packets captured; kernel: %d received by the filter, %d dropped\n", captured, stats.Received, stats.Dropped)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/buildinfo"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Target is the kube context a command works on and its daemon's paths.
@@ -27,7 +28,7 @@ func (f *Factory) Target() (Target, error) {
 	loader := f.KubeConfig.ToRawKubeConfigLoader()
 	raw, err := loader.RawConfig()
 	if err != nil {
-		return Target{}, UserErrorf("read kubeconfig: %v", err)
+		return Target{}, errdefs.User("read kubeconfig: %v", err)
 	}
 	ctxName := raw.CurrentContext
 	if f.Flags != nil && f.Flags.Context != nil && *f.Flags.Context != "" {
@@ -35,11 +36,11 @@ func (f *Factory) Target() (Target, error) {
 	}
 	rc, err := f.KubeConfig.ToRESTConfig()
 	if err != nil {
-		return Target{}, UserErrorf("no usable kube context (%v): set KUBECONFIG or pass --kubeconfig/--context", err)
+		return Target{}, errdefs.User("no usable kube context (%v): set KUBECONFIG or pass --kubeconfig/--context", err)
 	}
 	ns, _, err := loader.Namespace()
 	if err != nil {
-		return Target{}, UserErrorf("resolve namespace: %v", err)
+		return Target{}, errdefs.User("resolve namespace: %v", err)
 	}
 	paths, err := daemon.PathsFor(ctxName, rc.Host)
 	if err != nil {

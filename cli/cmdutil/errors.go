@@ -1,63 +1,46 @@
-// Package cmdutil holds what every tether command shares: the factory that
-// hands a command its dependencies, the error kinds that decide the exit
-// code, and the -o json|yaml printer.
 package cmdutil
 
 import (
-	"errors"
-	"fmt"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-// Exit codes, decided in one place (ExitCode) for every command.
+// Exit codes, decided in one place (ExitCode) for every command from the
+// error's class (internal/errdefs).
 const (
 	ExitOK       = 0
-	ExitInternal = 1 // something broke that the user could not have avoided
-	ExitUser     = 2 // bad flags, names or input: the message says what to fix
+	ExitInternal = 1 // something broke that the user could not have avoided, or is unreachable now
+	ExitUser     = 2 // bad flags, names or input, a missing object: the message says what to fix
 	ExitFailed   = 3 // the command ran and what it checked is broken (a trace's path)
 	ExitCanceled = 130
 )
 
-// UserError is an error the user can fix: bad input, a missing object, a
-// cluster that is not reachable. Its message says what is wrong and what to
-// do next.
-type UserError struct {
-	Err error
-}
-
-func (e *UserError) Error() string { return e.Err.Error() }
-func (e *UserError) Unwrap() error { return e.Err }
-
-// UserErrorf formats a UserError.
-func UserErrorf(format string, args ...any) error {
-	return &UserError{Err: fmt.Errorf(format, args...)}
-}
-
-// CheckFailedError reports that a command ran and found what it checks
-// broken, e.g. a trace whose path breaks; its output says where.
-type CheckFailedError struct {
-	Err error
-}
-
-func (e *CheckFailedError) Error() string { return e.Err.Error() }
-func (e *CheckFailedError) Unwrap() error { return e.Err }
-
-// ErrCanceled reports that the user interrupted the command.
-var ErrCanceled = errors.New("canceled")
-
 // ExitCode maps an error returned by a command to the process exit code.
 func ExitCode(err error) int {
-	var ue *UserError
-	var cf *CheckFailedError
-	switch {
-	case err == nil:
+	switch errdefs.Class(err) {
+	case nil:
 		return ExitOK
-	case errors.Is(err, ErrCanceled):
+	case errdefs.ErrCanceled:
 		return ExitCanceled
-	case errors.As(err, &ue):
+	case errdefs.ErrUser, errdefs.ErrNotFound, errdefs.ErrAlreadyExists:
 		return ExitUser
-	case errors.As(err, &cf):
+	case errdefs.ErrFailedCheck:
 		return ExitFailed
 	default:
 		return ExitInternal
 	}
+}
+
+// Message is what the user reads for err: its message, and for errors the
+// user could not have avoided, where to look next.
+func Message(err error) string {
+	if err == nil {
+		return ""
+	}
+	switch errdefs.Class(err) {
+	case errdefs.ErrInternal:
+		return err.Error() + " (details: `tether logs`)"
+	case errdefs.ErrUnavailable:
+		return err.Error() + " (is the cluster reachable? `tether status` checks; details: `tether logs`)"
+	}
+	return err.Error()
 }

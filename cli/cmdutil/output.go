@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Output formats every command accepts with -o.
@@ -27,7 +29,7 @@ func ValidateOutput(format string) error {
 	case OutputText, OutputJSON, OutputYAML:
 		return nil
 	default:
-		return UserErrorf("unknown output format %q: use -o json or -o yaml, or leave -o out for text", format)
+		return errdefs.User("unknown output format %q: use -o json or -o yaml, or leave -o out for text", format)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/internal/access"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Options of `tether connect`.
@@ -76,7 +77,7 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	if st.ServerVersion == "" {
-		return cmdutil.UserErrorf("the cluster at %s does not answer; check --context and your network (daemon log: %s)", t.Server, t.Paths.Log)
+		return errdefs.User("the cluster at %s does not answer; check --context and your network (daemon log: %s)", t.Server, t.Paths.Log)
 	}
 	rc, err := o.Factory.KubeConfig.ToRESTConfig()
 	if err != nil {

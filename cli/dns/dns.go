@@ -4,7 +4,6 @@ package dns
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/tetherkube/tether/cli/intercept"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/dnswatch"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // SlowAnswer is the latency from which an answer is flagged slow.
@@ -47,7 +47,7 @@ container; the pod is not restarted).`,
 				return err
 			}
 			if duration < 0 || count < 0 {
-				return cmdutil.UserErrorf("--duration and --count must not be negative")
+				return errdefs.User("--duration and --count must not be negative")
 			}
 			t, err := f.Target()
 			if err != nil {
@@ -110,9 +110,6 @@ func run(ctx context.Context, f *cmdutil.Factory, client daemon.Service, ns, pod
 		Namespace: ns, Pod: pod, Filter: "udp port 53", Duration: duration, AgentImage: image, Snaplen: 65535,
 	}, func(line string) { fmt.Fprintln(f.IOStreams.ErrOut, line) }, emit)
 	if err != nil && ctx.Err() == nil {
-		if errors.Is(err, daemon.ErrUser) {
-			return &cmdutil.UserError{Err: err}
-		}
 		return err
 	}
 	for _, ex := range tr.Expire(time.Now().Add(time.Hour)) {

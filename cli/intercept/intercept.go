@@ -3,7 +3,6 @@ package intercept
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/buildinfo"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Options of `tether intercept`.
@@ -103,20 +103,20 @@ name or number; LOCALPORT defaults to SVCPORT's number.`,
 // Complete splits --port and resolves the namespace.
 func (o *Options) Complete() error {
 	if o.Port == "" {
-		return cmdutil.UserErrorf("--port is required: name the Service port and the local port, e.g. --port http:3000")
+		return errdefs.User("--port is required: name the Service port and the local port, e.g. --port http:3000")
 	}
 	svc, local, hasLocal := strings.Cut(o.Port, ":")
 	o.ServicePort = svc
 	if hasLocal {
 		n, err := strconv.Atoi(local)
 		if err != nil {
-			return cmdutil.UserErrorf("--port %s: local port %q is not a number", o.Port, local)
+			return errdefs.User("--port %s: local port %q is not a number", o.Port, local)
 		}
 		o.LocalPort = n
 	} else if n, err := strconv.Atoi(svc); err == nil {
 		o.LocalPort = n
 	} else {
-		return cmdutil.UserErrorf("--port %s names the Service port but not the local port: write --port %s:LOCALPORT, e.g. --port %s:3000", o.Port, svc, svc)
+		return errdefs.User("--port %s names the Service port but not the local port: write --port %s:LOCALPORT, e.g. --port %s:3000", o.Port, svc, svc)
 	}
 	ns, err := o.NS()
 	if err != nil {
@@ -129,16 +129,16 @@ func (o *Options) Complete() error {
 // Validate checks the options without I/O.
 func (o *Options) Validate() error {
 	if o.ServicePort == "" {
-		return cmdutil.UserErrorf("--port %s has no Service port before the colon", o.Port)
+		return errdefs.User("--port %s has no Service port before the colon", o.Port)
 	}
 	if o.LocalPort <= 0 || o.LocalPort > 65535 {
-		return cmdutil.UserErrorf("local port %d is out of range 1-65535", o.LocalPort)
+		return errdefs.User("local port %d is out of range 1-65535", o.LocalPort)
 	}
 	if o.RolloutTimeout <= 0 {
-		return cmdutil.UserErrorf("--rollout-timeout must be positive")
+		return errdefs.User("--rollout-timeout must be positive")
 	}
 	if o.AgentImage == "" {
-		return cmdutil.UserErrorf("--agent-image must not be empty")
+		return errdefs.User("--agent-image must not be empty")
 	}
 	return cmdutil.ValidateOutput(o.Output)
 }
@@ -155,7 +155,7 @@ func (o *Options) Run(ctx context.Context) error {
 		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout / time.Second),
 	}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
-		return userOrInternal(err)
+		return err
 	}
 	if o.Output != cmdutil.OutputText {
 		return cmdutil.PrintStructured(o.Out, o.Output, info)
@@ -163,12 +163,4 @@ func (o *Options) Run(ctx context.Context) error {
 	fmt.Fprintf(o.Out, "Intercepting %s in %s: service %s port %d -> localhost:%d (pods: %s)\nStop with: tether leave %s -n %s\n",
 		info.Name, info.Namespace, info.Service, info.ServicePort, info.LocalPort, strings.Join(info.Pods, ", "), info.Name, info.Namespace)
 	return nil
-}
-
-// userOrInternal turns the daemon's user errors into CLI user errors.
-func userOrInternal(err error) error {
-	if errors.Is(err, daemon.ErrUser) || errors.Is(err, daemon.ErrExists) || errors.Is(err, daemon.ErrNotFound) {
-		return &cmdutil.UserError{Err: err}
-	}
-	return fmt.Errorf("%w (details: `tether logs`)", err)
 }

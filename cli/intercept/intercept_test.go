@@ -20,6 +20,7 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 )
 
@@ -179,8 +180,8 @@ func TestRunMapsDaemonErrors(t *testing.T) {
 		wantCode int
 		wantMsg  string
 	}{
-		{fmt.Errorf("%w: service orders has no port web", daemon.ErrUser), cmdutil.ExitUser, "service orders has no port web"},
-		{fmt.Errorf("%w: already intercepted", daemon.ErrExists), cmdutil.ExitUser, "already intercepted"},
+		{errdefs.User("service orders has no port web"), cmdutil.ExitUser, "service orders has no port web"},
+		{errdefs.AlreadyExists("already intercepted"), cmdutil.ExitUser, "already intercepted"},
 		{fmt.Errorf("etcd is on fire"), cmdutil.ExitInternal, "etcd is on fire (details: `tether logs`)"},
 	}
 	for _, tt := range tests {
@@ -188,7 +189,7 @@ func TestRunMapsDaemonErrors(t *testing.T) {
 		if code := cmdutil.ExitCode(err); code != tt.wantCode {
 			t.Errorf("daemon error %q: exit code %d (err %v), want %d", tt.err, code, err, tt.wantCode)
 		}
-		if err == nil || !strings.Contains(err.Error(), tt.wantMsg) {
+		if err == nil || !strings.Contains(cmdutil.Message(err), tt.wantMsg) {
 			t.Errorf("daemon error %q reached the user as %v, want it to say %q", tt.err, err, tt.wantMsg)
 		}
 	}

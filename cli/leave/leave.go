@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
-	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // NewCmdLeave returns the leave command.
@@ -31,16 +31,13 @@ to the app, so leaving restarts nothing; ` + "`tether rollback`" + ` removes it.
 			}
 			client, done, err := f.Daemon(cmd.Context(), false)
 			if errors.Is(err, cmdutil.ErrNoDaemon) {
-				return &cmdutil.UserError{Err: fmt.Errorf("%s is not intercepted: %w", args[0], err)}
+				return errdefs.Mark(errdefs.ErrUser, fmt.Errorf("%s is not intercepted: %w", args[0], err))
 			}
 			if err != nil {
 				return err
 			}
 			defer done()
 			if err := client.Leave(cmd.Context(), t.Namespace, args[0]); err != nil {
-				if errors.Is(err, daemon.ErrUser) || errors.Is(err, daemon.ErrNotFound) {
-					return &cmdutil.UserError{Err: err}
-				}
 				return err
 			}
 			if output != cmdutil.OutputText {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // NewCmdLogs returns the logs command.
@@ -22,7 +23,7 @@ func NewCmdLogs(f *cmdutil.Factory) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if tail < 0 {
-				return cmdutil.UserErrorf("--tail must be 0 (everything) or more, got %d", tail)
+				return errdefs.User("--tail must be 0 (everything) or more, got %d", tail)
 			}
 			t, err := f.Target()
 			if err != nil {
@@ -30,7 +31,7 @@ func NewCmdLogs(f *cmdutil.Factory) *cobra.Command {
 			}
 			file, err := os.Open(t.Paths.Log)
 			if os.IsNotExist(err) {
-				return cmdutil.UserErrorf("no daemon log yet for context %s (%s): the daemon has not run", t.Context, t.Paths.Log)
+				return errdefs.User("no daemon log yet for context %s (%s): the daemon has not run", t.Context, t.Paths.Log)
 			}
 			if err != nil {
 				return err

@@ -3,7 +3,6 @@ package record
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/intercept"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Options of `tether record`.
@@ -88,14 +88,14 @@ func (o *Options) Validate() error {
 		return err
 	}
 	if o.ServicePort == "" {
-		return cmdutil.UserErrorf("--port is required: the Service port to record, e.g. --port http or --port 80")
+		return errdefs.User("--port is required: the Service port to record, e.g. --port http or --port 80")
 	}
 	if o.NoRedact && len(o.Redact) > 0 {
-		return cmdutil.UserErrorf("--redact and --no-redact contradict each other: choose one")
+		return errdefs.User("--redact and --no-redact contradict each other: choose one")
 	}
 	for _, n := range o.Redact {
 		if strings.TrimSpace(n) == "" || strings.ContainsAny(n, " :") {
-			return cmdutil.UserErrorf("--redact %q: give header or JSON field names, e.g. --redact password,x-api-key", n)
+			return errdefs.User("--redact %q: give header or JSON field names, e.g. --redact password,x-api-key", n)
 		}
 	}
 	if _, err := size("--body-cap", o.BodyCap); err != nil {
@@ -107,10 +107,10 @@ func (o *Options) Validate() error {
 	}
 	c, _ := size("--body-cap", o.BodyCap)
 	if b < 1<<20 || c > b/2 {
-		return cmdutil.UserErrorf("--budget must be at least 1Mi and --body-cap at most half of it (got %s and %s)", o.Budget, o.BodyCap)
+		return errdefs.User("--budget must be at least 1Mi and --body-cap at most half of it (got %s and %s)", o.Budget, o.BodyCap)
 	}
 	if o.RolloutTimeout <= 0 {
-		return cmdutil.UserErrorf("--rollout-timeout must be positive")
+		return errdefs.User("--rollout-timeout must be positive")
 	}
 	return nil
 }
@@ -118,7 +118,7 @@ func (o *Options) Validate() error {
 func size(flag, v string) (int, error) {
 	q, err := resource.ParseQuantity(v)
 	if err != nil || q.Sign() < 0 || q.Value() > 1<<40 {
-		return 0, cmdutil.UserErrorf("%s %q: write a size such as 512Ki, 1Mi or 64Mi", flag, v)
+		return 0, errdefs.User("%s %q: write a size such as 512Ki, 1Mi or 64Mi", flag, v)
 	}
 	return int(q.Value()), nil
 }
@@ -136,9 +136,6 @@ func (o *Options) Run(ctx context.Context) error {
 		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout.Seconds()), Redact: o.Redact, NoRedact: o.NoRedact,
 		BodyCap: bodyCap, Budget: budget}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
-		if errors.Is(err, daemon.ErrUser) {
-			return &cmdutil.UserError{Err: err}
-		}
 		return err
 	}
 	if o.Output != cmdutil.OutputText {

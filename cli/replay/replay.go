@@ -3,7 +3,6 @@ package replay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -17,6 +16,7 @@ import (
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/requests"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/replay"
 )
@@ -121,23 +121,23 @@ func (o *Options) Validate() error {
 		return err
 	}
 	if o.To == "" {
-		return cmdutil.UserErrorf("--to is required: local, local:PORT, cluster, or a URL")
+		return errdefs.User("--to is required: local, local:PORT, cluster, or a URL")
 	}
 	kind, _, err := daemon.ParseTo(o.To)
 	if err != nil {
-		return &cmdutil.UserError{Err: err}
+		return errdefs.Mark(errdefs.ErrUser, err)
 	}
 	if o.From == "" && o.Workload == "" {
-		return cmdutil.UserErrorf("say what to replay: WORKLOAD with IDs or filters, or --from FILE")
+		return errdefs.User("say what to replay: WORKLOAD with IDs or filters, or --from FILE")
 	}
 	if o.From != "" && len(o.Refs) > 0 {
-		return cmdutil.UserErrorf("--from replays the file's requests: give no IDs with it")
+		return errdefs.User("--from replays the file's requests: give no IDs with it")
 	}
 	if (kind == "cluster" || o.To == "local") && o.Workload == "" {
-		return cmdutil.UserErrorf("--to %s needs the WORKLOAD", o.To)
+		return errdefs.User("--to %s needs the WORKLOAD", o.To)
 	}
 	if o.Rate != "" && o.Speed != "" {
-		return cmdutil.UserErrorf("--rate and --speed exclude each other: choose one")
+		return errdefs.User("--rate and --speed exclude each other: choose one")
 	}
 	if _, err := parseRate(o.Rate); err != nil {
 		return err
@@ -146,11 +146,11 @@ func (o *Options) Validate() error {
 		return err
 	}
 	if o.Count < 1 || o.Conc < 1 {
-		return cmdutil.UserErrorf("--count and --concurrency must be at least 1")
+		return errdefs.User("--count and --concurrency must be at least 1")
 	}
 	for _, h := range o.Headers {
 		if k, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(k) == "" {
-			return cmdutil.UserErrorf(`--header %q: write "Name: value"`, h)
+			return errdefs.User(`--header %q: write "Name: value"`, h)
 		}
 	}
 	return nil
@@ -162,7 +162,7 @@ func parseRate(s string) (float64, error) {
 	}
 	n, err := strconv.ParseFloat(strings.TrimSuffix(s, "/s"), 64)
 	if err != nil || n <= 0 {
-		return 0, cmdutil.UserErrorf("--rate %q: write requests per second, e.g. 100/s", s)
+		return 0, errdefs.User("--rate %q: write requests per second, e.g. 100/s", s)
 	}
 	return n, nil
 }
@@ -173,7 +173,7 @@ func parseSpeed(s string) (float64, error) {
 	}
 	n, err := strconv.ParseFloat(strings.TrimSuffix(s, "x"), 64)
 	if err != nil || n <= 0 {
-		return 0, cmdutil.UserErrorf("--speed %q: write a factor such as 2x or 0.5x", s)
+		return 0, errdefs.User("--speed %q: write a factor such as 2x or 0.5x", s)
 	}
 	return n, nil
 }
@@ -190,7 +190,7 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	if len(exs) == 0 {
-		return cmdutil.UserErrorf("nothing to replay: no recorded request matches")
+		return errdefs.User("nothing to replay: no recorded request matches")
 	}
 	rate, _ := parseRate(o.Rate)
 	speed, _ := parseSpeed(o.Speed)
@@ -209,9 +209,6 @@ func (o *Options) Run(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		if errors.Is(err, daemon.ErrUser) {
-			return &cmdutil.UserError{Err: err}
-		}
 		return err
 	}
 	if o.Output != cmdutil.OutputText {
@@ -225,7 +222,7 @@ func (o *Options) Run(ctx context.Context) error {
 	case sum.Errors > 0:
 		return fmt.Errorf("%d of %d requests failed", sum.Errors, sum.Errors+sum.Sent)
 	case o.Diff && sum.Differing > 0:
-		return &cmdutil.CheckFailedError{Err: fmt.Errorf("%d of %d answers differ from the recording", sum.Differing, sum.Sent)}
+		return errdefs.Mark(errdefs.ErrFailedCheck, fmt.Errorf("%d of %d answers differ from the recording", sum.Differing, sum.Sent))
 	}
 	return nil
 }

@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/buildinfo"
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
 )
 
@@ -30,7 +30,7 @@ func newCmdExport(o *Options) *cobra.Command {
 				return err
 			}
 			if format != "har" && format != "curl" {
-				return cmdutil.UserErrorf("--format %q: choose har or curl", format)
+				return errdefs.User("--format %q: choose har or curl", format)
 			}
 			f, err := o.FilterFromFlags()
 			if err != nil {
@@ -122,7 +122,7 @@ func output(path string, o *Options) (io.Writer, func(ok bool) error, error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
-		return nil, nil, cmdutil.UserErrorf("cannot write %s: %v", path, err)
+		return nil, nil, errdefs.User("cannot write %s: %v", path, err)
 	}
 	bw := bufio.NewWriter(tmp)
 	return bw, func(ok bool) error {
@@ -149,7 +149,7 @@ func output(path string, o *Options) (io.Writer, func(ok bool) error, error) {
 func ReadFile(path string) ([]*recording.Exchange, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, cmdutil.UserErrorf("read %s: %v", path, err)
+		return nil, errdefs.User("read %s: %v", path, err)
 	}
 	var exs []*recording.Exchange
 	if isHAR(raw) {
@@ -158,7 +158,7 @@ func ReadFile(path string) ([]*recording.Exchange, error) {
 		exs, err = recording.ReadJSONL(bytes.NewReader(raw))
 	}
 	if err != nil {
-		return nil, cmdutil.UserErrorf("%s: %v (want a file from `tether requests save` or a HAR file)", path, err)
+		return nil, errdefs.User("%s: %v (want a file from `tether requests save` or a HAR file)", path, err)
 	}
 	return exs, nil
 }

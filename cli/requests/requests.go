@@ -4,7 +4,6 @@ package requests
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
 )
 
@@ -73,16 +73,16 @@ func (o *Options) complete(args []string) error {
 func (o *Options) FilterFromFlags() (recording.Filter, error) {
 	f := recording.Filter{Status: o.Status, Method: o.Method, PathPrefix: o.Path}
 	if err := f.Validate(); err != nil {
-		return f, cmdutil.UserErrorf("--%v", err)
+		return f, errdefs.User("--%v", err)
 	}
 	if o.Since < 0 {
-		return f, cmdutil.UserErrorf("--since must be a positive duration such as 10m")
+		return f, errdefs.User("--since must be a positive duration such as 10m")
 	}
 	if o.Since > 0 {
 		f.Since = o.Now().Add(-o.Since)
 	}
 	if o.Limit < 0 {
-		return f, cmdutil.UserErrorf("--limit must not be negative")
+		return f, errdefs.User("--limit must not be negative")
 	}
 	return f, nil
 }
@@ -104,9 +104,6 @@ func Read(ctx context.Context, client daemon.Service, req daemon.RequestsRequest
 	var got []*recording.Exchange
 	pods, err := client.Requests(ctx, req, func(e *recording.Exchange) error { got = append(got, e); return nil })
 	if err != nil {
-		if errors.Is(err, daemon.ErrUser) {
-			return nil, nil, &cmdutil.UserError{Err: err}
-		}
 		return nil, nil, err
 	}
 	for _, p := range pods {
@@ -141,7 +138,7 @@ func ParseRef(s string) (suffix string, id uint64, err error) {
 	}
 	id, err = strconv.ParseUint(num, 10, 64)
 	if err != nil || id == 0 {
-		return "", 0, cmdutil.UserErrorf("%q is not an exchange name: write it as `tether requests list` shows it, e.g. x2x.17", s)
+		return "", 0, errdefs.User("%q is not an exchange name: write it as `tether requests list` shows it, e.g. x2x.17", s)
 	}
 	return suffix, id, nil
 }
@@ -162,11 +159,11 @@ func Find(ref string, candidates []*recording.Exchange) (*recording.Exchange, er
 	case 1:
 		return match[0], nil
 	case 0:
-		return nil, cmdutil.UserErrorf("no recorded exchange %s (it may have been evicted to stay within the budget); `tether requests list` shows what is held", ref)
+		return nil, errdefs.User("no recorded exchange %s (it may have been evicted to stay within the budget); `tether requests list` shows what is held", ref)
 	}
 	var refs []string
 	for _, e := range match {
 		refs = append(refs, Ref(e))
 	}
-	return nil, cmdutil.UserErrorf("%s is ambiguous across pods: say which of %s", ref, strings.Join(refs, ", "))
+	return nil, errdefs.User("%s is ambiguous across pods: say which of %s", ref, strings.Join(refs, ", "))
 }

@@ -3,7 +3,6 @@ package rollback
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Options of `tether rollback`.
@@ -40,13 +40,13 @@ their change; --force restores tether's journaled original anyway.`,
   tether rollback orders --force`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
-				return cmdutil.UserErrorf("name one workload, or use --all")
+				return errdefs.User("name one workload, or use --all")
 			}
 			if len(args) == 1 {
 				o.Workload = args[0]
 			}
 			if (o.Workload == "") == !o.All {
-				return cmdutil.UserErrorf("name the workload to roll back, or pass --all for every one in the namespace")
+				return errdefs.User("name the workload to roll back, or pass --all for every one in the namespace")
 			}
 			if err := cmdutil.ValidateOutput(o.Output); err != nil {
 				return err
@@ -73,9 +73,6 @@ func (o *Options) Run(ctx context.Context, f *cmdutil.Factory) error {
 	defer done()
 	results, err := client.Rollback(ctx, daemon.RollbackRequest{Namespace: t.Namespace, Workload: o.Workload, All: o.All, Force: o.Force})
 	if err != nil {
-		if errors.Is(err, daemon.ErrUser) {
-			return &cmdutil.UserError{Err: err}
-		}
 		return err
 	}
 	if results == nil {
@@ -102,7 +99,7 @@ func (o *Options) Run(ctx context.Context, f *cmdutil.Factory) error {
 		}
 	}
 	if failed > 0 {
-		return cmdutil.UserErrorf("%d of %d rollbacks did not finish; fix what they say and run tether rollback again", failed, len(results))
+		return errdefs.User("%d of %d rollbacks did not finish; fix what they say and run tether rollback again", failed, len(results))
 	}
 	return nil
 }

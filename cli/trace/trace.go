@@ -15,6 +15,7 @@ import (
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/intercept"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Options of `tether trace`.
@@ -91,7 +92,7 @@ func (o *Options) Validate() error {
 		return err
 	}
 	if strings.TrimSpace(o.From) == "" || strings.TrimSpace(o.To) == "" {
-		return cmdutil.UserErrorf("FROM and TO must not be empty: tether trace FROM TO (see --help)")
+		return errdefs.User("FROM and TO must not be empty: tether trace FROM TO (see --help)")
 	}
 	return nil
 }
@@ -106,9 +107,6 @@ func (o *Options) Run(ctx context.Context) error {
 	rep, err := client.Trace(ctx, daemon.TraceRequest{Namespace: o.Namespace, From: o.From, To: o.To, AgentImage: o.AgentImage},
 		func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
-		if errors.Is(err, daemon.ErrUser) {
-			return &cmdutil.UserError{Err: err}
-		}
 		return err
 	}
 	if o.Output != cmdutil.OutputText {
@@ -119,7 +117,7 @@ func (o *Options) Run(ctx context.Context) error {
 		Print(o.Out, rep)
 	}
 	if rep.FirstBroken != "" {
-		return &cmdutil.CheckFailedError{Err: errors.New(rep.Conclusion)}
+		return errdefs.Mark(errdefs.ErrFailedCheck, errors.New(rep.Conclusion))
 	}
 	return nil
 }

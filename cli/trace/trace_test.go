@@ -15,7 +15,7 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/daemon"
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 )
 
@@ -116,7 +116,7 @@ func TestRunBrokenPathExits3(t *testing.T) {
 }
 
 func TestRunMapsErrors(t *testing.T) {
-	_, _, err := run(t, &fakeDaemon{err: usererr.Errorf(`no pod "nope" in namespace shop`)}, "")
+	_, _, err := run(t, &fakeDaemon{err: errdefs.User(`no pod "nope" in namespace shop`)}, "")
 	if code := cmdutil.ExitCode(err); code != cmdutil.ExitUser || !strings.Contains(err.Error(), `no pod "nope"`) {
 		t.Errorf("user error: exit %d, %v", code, err)
 	}

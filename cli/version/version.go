@@ -13,6 +13,7 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/internal/buildinfo"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Options holds the flags and dependencies of `tether version`.
@@ -85,7 +86,7 @@ reported, not an error, so this command also works offline.`,
 // Validate checks the flags without I/O.
 func (o *Options) Validate() error {
 	if o.Timeout <= 0 {
-		return cmdutil.UserErrorf("--timeout must be positive, got %s", o.Timeout)
+		return errdefs.User("--timeout must be positive, got %s", o.Timeout)
 	}
 	return cmdutil.ValidateOutput(o.Output)
 }

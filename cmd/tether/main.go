@@ -21,7 +21,7 @@ func main() {
 	err := app.Run(ctx, streams, os.Args[0], os.Args[1:])
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "Error:", err)
+		fmt.Fprintln(os.Stderr, "Error:", cmdutil.Message(err))
 	}
 	os.Exit(cmdutil.ExitCode(err))
 }

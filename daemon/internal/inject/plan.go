@@ -15,7 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Names tether uses in the objects it changes.
@@ -39,11 +39,11 @@ type PortRef struct {
 // ParsePortRef parses "http" or "80".
 func ParsePortRef(s string) (PortRef, error) {
 	if s == "" {
-		return PortRef{}, usererr.Errorf("empty service port: name it (e.g. http) or give its number (e.g. 80)")
+		return PortRef{}, errdefs.User("empty service port: name it (e.g. http) or give its number (e.g. 80)")
 	}
 	if n, err := strconv.Atoi(s); err == nil {
 		if n <= 0 || n > 65535 {
-			return PortRef{}, usererr.Errorf("service port %d is out of range 1-65535", n)
+			return PortRef{}, errdefs.User("service port %d is out of range 1-65535", n)
 		}
 		return PortRef{Number: int32(n)}, nil
 	}
@@ -107,7 +107,7 @@ func Build(tmpl *corev1.PodTemplateSpec, svc *corev1.Service, port PortRef, opts
 	app := &t.Spec.Containers[appIdx]
 	appPort := app.Ports[appPortIdx]
 	if existing, ok := agentForward(&t, appPort.ContainerPort); ok {
-		return Plan{}, usererr.Errorf("the app's port %d already goes through tether's agent (agent port %d), but service %s port %s "+
+		return Plan{}, errdefs.User("the app's port %d already goes through tether's agent (agent port %d), but service %s port %s "+
 			"does not reach the agent; run `tether rollback` to start over", appPort.ContainerPort, existing, svc.Name, port)
 	}
 	agentPort := freePort(&t)
@@ -156,12 +156,12 @@ func findServicePort(svc *corev1.Service, ref PortRef) (corev1.ServicePort, erro
 	for _, p := range svc.Spec.Ports {
 		if (ref.Name != "" && p.Name == ref.Name) || (ref.Number != 0 && p.Port == ref.Number) {
 			if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
-				return corev1.ServicePort{}, usererr.Errorf("service %s port %s is %s; tether intercepts TCP only", svc.Name, ref, p.Protocol)
+				return corev1.ServicePort{}, errdefs.User("service %s port %s is %s; tether intercepts TCP only", svc.Name, ref, p.Protocol)
 			}
 			return p, nil
 		}
 	}
-	return corev1.ServicePort{}, usererr.Errorf("service %s has no port %s; ports: %s", svc.Name, ref, describePorts(svc))
+	return corev1.ServicePort{}, errdefs.User("service %s has no port %s; ports: %s", svc.Name, ref, describePorts(svc))
 }
 
 func describePorts(svc *corev1.Service) string {
@@ -200,17 +200,17 @@ func findTarget(t *corev1.PodTemplateSpec, svc *corev1.Service, sp corev1.Servic
 		// served by whichever container listens there. Declare nothing, but
 		// the agent must know the number: pretend the first container owns it.
 		if len(t.Spec.Containers) == 0 {
-			return 0, 0, usererr.Errorf("the workload's pod template has no containers")
+			return 0, 0, errdefs.User("the workload's pod template has no containers")
 		}
 		idx := slices.IndexFunc(t.Spec.Containers, func(c corev1.Container) bool { return c.Name != AgentContainer })
 		if idx < 0 {
-			return 0, 0, usererr.Errorf("the workload's pod template has no app container")
+			return 0, 0, errdefs.User("the workload's pod template has no app container")
 		}
 		c := &t.Spec.Containers[idx]
 		c.Ports = append(c.Ports, corev1.ContainerPort{ContainerPort: tp.IntVal, Protocol: corev1.ProtocolTCP})
 		return idx, len(c.Ports) - 1, nil
 	}
-	return 0, 0, usererr.Errorf("service %s port %s targets port %q, which no container of the workload declares",
+	return 0, 0, errdefs.User("service %s port %s targets port %q, which no container of the workload declares",
 		svc.Name, portName(sp), tp.StrVal)
 }
 

@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 var opts = Options{AgentImage: "docker.io/tetherkube/tether-agent:dev", SecretName: "tether-agent-orders"}
@@ -180,7 +180,7 @@ func TestBuildErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Build(tt.tmpl, tt.svc, tt.port, opts)
-			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, usererr.ErrUser) {
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, errdefs.ErrUser) {
 				t.Errorf("Build() = %v, want a user error containing %q", err, tt.want)
 			}
 		})

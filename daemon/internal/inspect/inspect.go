@@ -18,7 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Names and ports of the inspection agent.
@@ -50,16 +50,16 @@ type Agent struct {
 func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress func(string)) (Agent, error) {
 	pod, err := cs.CoreV1().Pods(req.Namespace).Get(ctx, req.Pod, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return Agent{}, usererr.Errorf("no pod %q in namespace %s (`kubectl get pods -n %s` lists them)", req.Pod, req.Namespace, req.Namespace)
+		return Agent{}, errdefs.User("no pod %q in namespace %s (`kubectl get pods -n %s` lists them)", req.Pod, req.Namespace, req.Namespace)
 	}
 	if err != nil {
 		return Agent{}, err
 	}
 	if pod.Status.Phase != corev1.PodRunning || !anyRunning(pod) {
-		return Agent{}, usererr.Errorf("pod %s has no running container (phase %s): there is nothing to inspect", req.Pod, pod.Status.Phase)
+		return Agent{}, errdefs.User("pod %s has no running container (phase %s): there is nothing to inspect", req.Pod, pod.Status.Phase)
 	}
 	if req.Container != "" && !hasContainer(pod, req.Container) {
-		return Agent{}, usererr.Errorf("pod %s has no container %q; containers: %s", req.Pod, req.Container, containerNames(pod))
+		return Agent{}, errdefs.User("pod %s has no container %q; containers: %s", req.Pod, req.Container, containerNames(pod))
 	}
 	token, err := ensureToken(ctx, cs, req.Namespace)
 	if err != nil {
@@ -89,7 +89,7 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress 
 	progress(fmt.Sprintf("adding the agent to pod %s as ephemeral container %s (the pod is not restarted)", req.Pod, name))
 	if _, err := cs.CoreV1().Pods(req.Namespace).UpdateEphemeralContainers(ctx, req.Pod, pod, metav1.UpdateOptions{FieldManager: "tether"}); err != nil {
 		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity") {
-			return Agent{}, usererr.Errorf("namespace %s's PodSecurity level forbids the capture agent, which runs as root to use CAP_NET_RAW: %v; "+
+			return Agent{}, errdefs.User("namespace %s's PodSecurity level forbids the capture agent, which runs as root to use CAP_NET_RAW: %v; "+
 				"capture in a namespace at the baseline or privileged level, or use `tether trace`, which needs no capability", req.Namespace, err)
 		}
 		return Agent{}, fmt.Errorf("add ephemeral container: %w", err)
@@ -222,7 +222,7 @@ func waitRunning(ctx context.Context, cs kubernetes.Interface, ns, pod, name str
 				return nil
 			}
 			if w := s.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" && w.Reason != "PodInitializing" {
-				return usererr.Errorf("the inspection agent in pod %s cannot start: %s: %s", pod, w.Reason, w.Message)
+				return errdefs.User("the inspection agent in pod %s cannot start: %s: %s", pod, w.Reason, w.Message)
 			}
 			if t := s.State.Terminated; t != nil {
 				return fmt.Errorf("the inspection agent in pod %s exited: %s (exit %d): %s (see `kubectl logs %s -c %s`)",

@@ -26,7 +26,7 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/workload"
 	"github.com/tetherkube/tether/internal/buildinfo"
 
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // ProxySettle is how long an intercept waits, once the Service's endpoints
@@ -90,7 +90,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 		req.RolloutTimeout = 3 * time.Minute
 	}
 	if !req.RecordOnly && (req.LocalPort <= 0 || req.LocalPort > 65535) {
-		return nil, usererr.Errorf("local port %d is out of range 1-65535", req.LocalPort)
+		return nil, errdefs.User("local port %d is out of range 1-65535", req.LocalPort)
 	}
 	ref, err := inject.ParsePortRef(req.ServicePort)
 	if err != nil {
@@ -256,7 +256,7 @@ func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, 
 func checkLocal(port int) error {
 	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 2*time.Second)
 	if err != nil {
-		return usererr.Errorf("nothing listens on localhost:%d; start the process that should receive the traffic first", port)
+		return errdefs.User("nothing listens on localhost:%d; start the process that should receive the traffic first", port)
 	}
 	return c.Close()
 }
@@ -269,7 +269,7 @@ func (m *Manager) service(ctx context.Context, w journal.Workload, tmpl *corev1.
 	}
 	selecting := inject.SelectingServices(list.Items, tmpl.Labels)
 	if len(selecting) == 0 {
-		return nil, usererr.Errorf("no Service in namespace %s selects %s, so no cluster traffic reaches it through a Service", w.Namespace, w)
+		return nil, errdefs.User("no Service in namespace %s selects %s, so no cluster traffic reaches it through a Service", w.Namespace, w)
 	}
 	var withPort []corev1.Service
 	for _, s := range selecting {
@@ -287,7 +287,7 @@ func (m *Manager) service(ctx context.Context, w journal.Workload, tmpl *corev1.
 	case 1:
 		return &withPort[0], nil
 	default:
-		return nil, usererr.Errorf("services %s and %s both select %s and have port %s; tether intercepts through one Service",
+		return nil, errdefs.User("services %s and %s both select %s and have port %s; tether intercepts through one Service",
 			withPort[0].Name, withPort[1].Name, w, ref)
 	}
 }

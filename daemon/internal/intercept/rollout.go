@@ -14,7 +14,7 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/workload"
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // ErrAgentFailed means the agent container cannot start in the workload's
@@ -55,7 +55,7 @@ func waitRollout(ctx context.Context, cs kubernetes.Interface, w journal.Workloa
 			}
 			ok, reason := agentState(&p)
 			if reason != "" {
-				return usererr.Mark(fmt.Errorf("%w in pod %s: %s", ErrAgentFailed, p.Name, reason))
+				return errdefs.Mark(errdefs.ErrUser, fmt.Errorf("%w in pod %s: %s", ErrAgentFailed, p.Name, reason))
 			}
 			if ok {
 				ready++

@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/daemon/internal/workload"
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // SourcePod finds the pod FROM names: "pod/NAME" or "NAME" is that pod;
@@ -27,7 +27,7 @@ func SourcePod(ctx context.Context, cs kubernetes.Interface, namespace, from str
 	case "pod", "pods", "po":
 		p, err := cs.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return nil, "", usererr.Errorf("no pod %q in namespace %s (`kubectl get pods -n %s` lists them; deploy/NAME picks a ready pod of a deployment)", name, namespace, namespace)
+			return nil, "", errdefs.User("no pod %q in namespace %s (`kubectl get pods -n %s` lists them; deploy/NAME picks a ready pod of a deployment)", name, namespace, namespace)
 		}
 		if err != nil {
 			return nil, "", fmt.Errorf("read pod %s/%s: %w", namespace, name, err)
@@ -56,14 +56,14 @@ func SourcePod(ctx context.Context, cs kubernetes.Interface, namespace, from str
 			return p, from, nil
 		}
 	}
-	return nil, "", usererr.Errorf("%s has no ready pod to trace from (%d %s); name one with pod/NAME", from, len(pods.Items), plural(len(pods.Items), "pod"))
+	return nil, "", errdefs.User("%s has no ready pod to trace from (%d %s); name one with pod/NAME", from, len(pods.Items), plural(len(pods.Items), "pod"))
 }
 
 // runnable: the inspection agent can only join a pod with a running
 // container.
 func runnable(p *corev1.Pod) error {
 	if p.Status.Phase != corev1.PodRunning {
-		return usererr.Errorf("pod %s is %s, not running: there is no network namespace to trace from", p.Name, p.Status.Phase)
+		return errdefs.User("pod %s is %s, not running: there is no network namespace to trace from", p.Name, p.Status.Phase)
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Kinds of Target.
@@ -48,7 +48,7 @@ const usage = "write a DNS name, svc/NAME[:PORT], pod/NAME:PORT, host:port or a 
 func ParseTarget(s, namespace string) (Target, error) {
 	t := Target{Input: s}
 	if s == "" {
-		return t, usererr.Errorf("no destination: %s", usage)
+		return t, errdefs.User("no destination: %s", usage)
 	}
 	if strings.Contains(s, "://") {
 		return parseURL(t, s)
@@ -62,7 +62,7 @@ func ParseTarget(s, namespace string) (Target, error) {
 				name, t.Namespace = n, ns
 			}
 			if errs := validation.IsDNS1035Label(name); len(errs) > 0 {
-				return t, usererr.Errorf("%q: %q is not a Service name: %s", s, name, errs[0])
+				return t, errdefs.User("%q: %q is not a Service name: %s", s, name, errs[0])
 			}
 			if port != "" {
 				if err := checkPort(s, port, true); err != nil {
@@ -72,16 +72,16 @@ func ParseTarget(s, namespace string) (Target, error) {
 		case "pod", "pods", "po":
 			t.Kind, t.Namespace = KindPod, namespace
 			if port == "" {
-				return t, usererr.Errorf("%q: a pod destination needs a port: write pod/NAME:PORT", s)
+				return t, errdefs.User("%q: a pod destination needs a port: write pod/NAME:PORT", s)
 			}
 			if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-				return t, usererr.Errorf("%q: %q is not a pod name: %s", s, name, errs[0])
+				return t, errdefs.User("%q: %q is not a pod name: %s", s, name, errs[0])
 			}
 			if err := checkPort(s, port, false); err != nil {
 				return t, err
 			}
 		default:
-			return t, usererr.Errorf("%q: tether traces to Services and pods, not %s: %s", s, kind, usage)
+			return t, errdefs.User("%q: tether traces to Services and pods, not %s: %s", s, kind, usage)
 		}
 		t.Name, t.Port = name, port
 		return t, nil
@@ -93,7 +93,7 @@ func ParseTarget(s, namespace string) (Target, error) {
 			return t, err
 		}
 	} else if strings.Count(s, ":") == 1 {
-		return t, usererr.Errorf("%q: %v: %s", s, err, usage)
+		return t, errdefs.User("%q: %v: %s", s, err, usage)
 	}
 	t.Host, t.Port = strings.TrimSuffix(host, "."), port
 	if strings.HasSuffix(host, ".") {
@@ -105,15 +105,15 @@ func ParseTarget(s, namespace string) (Target, error) {
 func parseURL(t Target, s string) (Target, error) {
 	u, err := url.Parse(s)
 	if err != nil {
-		return t, usererr.Errorf("%q is not a URL: %v", s, err)
+		return t, errdefs.User("%q is not a URL: %v", s, err)
 	}
 	switch u.Scheme {
 	case "http", "https":
 	default:
-		return t, usererr.Errorf("%q: tether probes http:// and https:// URLs; for other protocols write host:port", s)
+		return t, errdefs.User("%q: tether probes http:// and https:// URLs; for other protocols write host:port", s)
 	}
 	if u.Hostname() == "" {
-		return t, usererr.Errorf("%q: the URL has no host", s)
+		return t, errdefs.User("%q: the URL has no host", s)
 	}
 	t.Scheme, t.Host, t.Port, t.Path = u.Scheme, u.Hostname(), u.Port(), u.RequestURI()
 	if t.Port == "" {
@@ -131,7 +131,7 @@ func classifyHost(t *Target, input string) error {
 	}
 	t.Kind = KindName
 	if errs := validation.IsDNS1123Subdomain(strings.ToLower(strings.TrimSuffix(t.Host, "."))); len(errs) > 0 {
-		return usererr.Errorf("%q: %q is neither an address nor a DNS name: %s", input, t.Host, errs[0])
+		return errdefs.User("%q: %q is neither an address nor a DNS name: %s", input, t.Host, errs[0])
 	}
 	return nil
 }
@@ -141,7 +141,7 @@ func checkPort(input, port string, named bool) error {
 	n, err := strconv.Atoi(port)
 	if err == nil {
 		if n < 1 || n > 65535 {
-			return usererr.Errorf("%q: port %d is out of range 1-65535", input, n)
+			return errdefs.User("%q: port %d is out of range 1-65535", input, n)
 		}
 		return nil
 	}
@@ -149,9 +149,9 @@ func checkPort(input, port string, named bool) error {
 		return nil
 	}
 	if named {
-		return usererr.Errorf("%q: %q is neither a port number nor a port name", input, port)
+		return errdefs.User("%q: %q is neither a port number nor a port name", input, port)
 	}
-	return usererr.Errorf("%q: port %q is not a number", input, port)
+	return errdefs.User("%q: port %q is not a number", input, port)
 }
 
 // HTTP reports whether the target asks for an HTTP probe by itself.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 func TestParseTarget(t *testing.T) {
@@ -45,7 +45,7 @@ func TestParseTarget(t *testing.T) {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := ParseTarget(tt.in, "demo")
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, usererr.ErrUser) {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, errdefs.ErrUser) {
 					t.Fatalf("got %+v, %v; want a user error containing %q", got, err, tt.wantErr)
 				}
 				return

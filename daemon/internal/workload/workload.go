@@ -4,7 +4,6 @@ package workload
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -18,7 +17,7 @@ import (
 
 	"github.com/tetherkube/tether/daemon/internal/journal"
 
-	"github.com/tetherkube/tether/internal/usererr"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Kinds tether changes.
@@ -30,9 +29,9 @@ const (
 // ErrNotFound and ErrAmbiguous describe a reference that names no single
 // workload; the messages list what exists.
 var (
-	ErrNotFound  = errors.New("workload not found")
-	ErrAmbiguous = errors.New("workload name is ambiguous")
-	ErrBadRef    = errors.New("bad workload reference")
+	ErrNotFound  = errdefs.New(errdefs.ErrNotFound, "WORKLOAD_NOT_FOUND", "workload not found")
+	ErrAmbiguous = errdefs.New(errdefs.ErrUser, "WORKLOAD_AMBIGUOUS", "workload name is ambiguous")
+	ErrBadRef    = errdefs.New(errdefs.ErrUser, "BAD_WORKLOAD_REF", "bad workload reference")
 )
 
 // ParseRef splits "deploy/orders", "sts/db" or "orders" into kind and name;
@@ -49,10 +48,10 @@ func ParseRef(ref string) (kind, name string, err error) {
 	case "sts", "statefulset", "statefulsets", "statefulset.apps", "statefulsets.apps":
 		k = StatefulSet
 	default:
-		return "", "", usererr.Kind(ErrBadRef, "%q: tether intercepts deployments and statefulsets; write deploy/NAME or sts/NAME", ref)
+		return "", "", errdefs.Withf(ErrBadRef, "%q: tether intercepts deployments and statefulsets; write deploy/NAME or sts/NAME", ref)
 	}
 	if n == "" || strings.Contains(n, "/") {
-		return "", "", usererr.Kind(ErrBadRef, "%q: write deploy/NAME, sts/NAME or just NAME", ref)
+		return "", "", errdefs.Withf(ErrBadRef, "%q: write deploy/NAME, sts/NAME or just NAME", ref)
 	}
 	return k, n, nil
 }
@@ -69,7 +68,7 @@ func (c Client) Resolve(ctx context.Context, namespace, ref string) (journal.Wor
 		return journal.Workload{}, err
 	}
 	if _, err := c.CS.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		return journal.Workload{}, usererr.Kind(ErrNotFound, "namespace %q does not exist (choose one with -n)", namespace)
+		return journal.Workload{}, errdefs.Withf(ErrNotFound, "namespace %q does not exist (choose one with -n)", namespace)
 	}
 	var found []journal.Workload
 	for _, k := range []string{Deployment, StatefulSet} {
@@ -89,9 +88,9 @@ func (c Client) Resolve(ctx context.Context, namespace, ref string) (journal.Wor
 	case 1:
 		return found[0], nil
 	case 0:
-		return journal.Workload{}, usererr.Kind(ErrNotFound, "no %s named %q in namespace %s; %s", kindWords(kind), name, namespace, c.existing(ctx, namespace, kind))
+		return journal.Workload{}, errdefs.Withf(ErrNotFound, "no %s named %q in namespace %s; %s", kindWords(kind), name, namespace, c.existing(ctx, namespace, kind))
 	default:
-		return journal.Workload{}, usererr.Kind(ErrAmbiguous, "both deploy/%s and sts/%s exist in namespace %s; say which", name, name, namespace)
+		return journal.Workload{}, errdefs.Withf(ErrAmbiguous, "both deploy/%s and sts/%s exist in namespace %s; say which", name, name, namespace)
 	}
 }
 
