@@ -28,8 +28,8 @@ build: ## build tether, kubectl-tether and tether-agent into bin/
 # ---- generated code -----------------------------------------------------------
 
 .PHONY: proto
-proto: ## regenerate the gRPC code beside every proto/*/v1/*.proto
-	@command -v protoc >/dev/null || { echo "protoc missing: run 'make deps' (Debian package protobuf-compiler)"; exit 1; }
+proto: deps ## regenerate the gRPC code beside every proto/*/v1/*.proto (installs protoc first when missing)
+	@command -v protoc >/dev/null || { echo "protoc missing: run 'make deps' as root (Debian package protobuf-compiler)"; exit 1; }
 	@mkdir -p $(CLUSTER_DIR)/tools
 	$(GO) build -o $(CLUSTER_DIR)/tools/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	$(GO) build -o $(CLUSTER_DIR)/tools/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc
