@@ -13,7 +13,7 @@ import (
 )
 
 // ProtocolVersion is the handshake version this build speaks.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // Config tunes a tunnel. Both ends must use the same Token.
 type Config struct {

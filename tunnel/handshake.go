@@ -1,7 +1,9 @@
 package tunnel
 
 import (
-	"crypto/subtle"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -9,8 +11,14 @@ import (
 	"time"
 )
 
-// magic opens both handshake messages.
+// magic opens every handshake message.
 const magic = "TTHR"
+
+// nonceLen is the length of each side's challenge; macLen of each proof.
+const (
+	nonceLen = 32
+	macLen   = sha256.Size
+)
 
 // Handshake status codes, sent by the server.
 const (
@@ -19,59 +27,116 @@ const (
 	statusBadToken           byte = 2
 )
 
+// Labels that keep the server's proof from being replayed as the client's.
+const (
+	serverLabel = "tether tunnel v2 server"
+	clientLabel = "tether tunnel v2 client"
+)
+
 // Errors a handshake can end with; test with errors.Is.
 var (
 	ErrBadToken           = errors.New("tunnel: the peer refused the token")
 	ErrVersionUnsupported = errors.New("tunnel: the peer does not speak this protocol version")
 	ErrNotTether          = errors.New("tunnel: the peer is not a tether tunnel endpoint")
+	// ErrPeerUnproven: the server could not prove it holds the token, so
+	// the client sent nothing that depends on it.
+	ErrPeerUnproven = errors.New("tunnel: the peer did not prove it holds our token (the agent was reinstalled with another token, or the peer is not our agent)")
 )
 
-// clientHandshake sends the hello and reads the server's verdict.
+// proof is HMAC-SHA256(token, label || first || second).
+func proof(token []byte, label string, first, second []byte) []byte {
+	m := hmac.New(sha256.New, token)
+	m.Write([]byte(label))
+	m.Write(first)
+	m.Write(second)
+	return m.Sum(nil)
+}
+
+func newNonce() ([]byte, error) {
+	n := make([]byte, nonceLen)
+	if _, err := rand.Read(n); err != nil {
+		return nil, fmt.Errorf("tunnel: make a challenge: %w", err)
+	}
+	return n, nil
+}
+
+// clientHandshake challenges the server, checks its proof, and only then
+// answers the server's challenge with its own: the token never travels,
+// and nothing derived from it goes to a peer that has not proven it holds
+// it (spec.md, section 1).
 func clientHandshake(conn net.Conn, cfg Config) error {
 	deadline := time.Now().Add(cfg.HandshakeTimeout)
 	_ = conn.SetDeadline(deadline)
 	defer conn.SetDeadline(time.Time{})
 
-	hello := make([]byte, 0, 6+len(cfg.Token))
-	hello = append(hello, magic...)
-	hello = append(hello, ProtocolVersion, byte(len(cfg.Token)))
-	hello = append(hello, cfg.Token...)
+	nc, err := newNonce()
+	if err != nil {
+		return err
+	}
+	hello := append(append([]byte(magic), ProtocolVersion), nc...)
 	if _, err := conn.Write(hello); err != nil {
 		return fmt.Errorf("tunnel: send hello: %w", err)
 	}
-	var reply [7]byte
-	if _, err := io.ReadFull(conn, reply[:4]); err != nil {
+	var head [6]byte
+	if _, err := io.ReadFull(conn, head[:4]); err != nil {
 		return fmt.Errorf("tunnel: read handshake reply: %w", err)
 	}
-	if string(reply[:4]) != magic {
+	if string(head[:4]) != magic {
 		return ErrNotTether
 	}
-	if _, err := io.ReadFull(conn, reply[4:]); err != nil {
+	if _, err := io.ReadFull(conn, head[4:]); err != nil {
 		return fmt.Errorf("tunnel: read handshake reply: %w", err)
 	}
-	msg := make([]byte, reply[6])
-	if _, err := io.ReadFull(conn, msg); err != nil {
-		return fmt.Errorf("tunnel: read handshake reason: %w", err)
+	if head[5] != statusOK {
+		return readRefusal(conn, head[4], head[5])
 	}
-	switch reply[5] {
-	case statusOK:
-		return nil
+	challenge := make([]byte, nonceLen+macLen)
+	if _, err := io.ReadFull(conn, challenge); err != nil {
+		return fmt.Errorf("tunnel: read the server's challenge: %w", err)
+	}
+	ns, serverProof := challenge[:nonceLen], challenge[nonceLen:]
+	if !hmac.Equal(serverProof, proof(cfg.Token, serverLabel, nc, ns)) {
+		return ErrPeerUnproven
+	}
+	if _, err := conn.Write(proof(cfg.Token, clientLabel, ns, nc)); err != nil {
+		return fmt.Errorf("tunnel: send proof: %w", err)
+	}
+	var verdict [2]byte
+	if _, err := io.ReadFull(conn, verdict[:1]); err != nil {
+		return fmt.Errorf("tunnel: read the server's verdict: %w", err)
+	}
+	if verdict[0] != statusOK {
+		return readRefusal(conn, head[4], verdict[0])
+	}
+	return nil
+}
+
+// readRefusal reads a refusal's reason and returns its error.
+func readRefusal(conn net.Conn, version, status byte) error {
+	var n [1]byte
+	msg := []byte{}
+	if _, err := io.ReadFull(conn, n[:]); err == nil {
+		msg = make([]byte, n[0])
+		_, _ = io.ReadFull(conn, msg)
+	}
+	switch status {
 	case statusVersionUnsupported:
-		return fmt.Errorf("%w: we speak %d, it speaks %d (%s)", ErrVersionUnsupported, ProtocolVersion, reply[4], msg)
+		return fmt.Errorf("%w: we speak %d, it speaks %d (%s)", ErrVersionUnsupported, ProtocolVersion, version, msg)
 	case statusBadToken:
 		return ErrBadToken
 	default:
-		return fmt.Errorf("tunnel: handshake status %d: %s", reply[5], msg)
+		return fmt.Errorf("tunnel: handshake status %d: %s", status, msg)
 	}
 }
 
-// serverHandshake reads the hello, checks version and token, and answers.
+// serverHandshake reads the client's challenge, proves it holds the token,
+// challenges the client in turn and checks its proof.
 func serverHandshake(conn net.Conn, cfg Config) error {
 	deadline := time.Now().Add(cfg.HandshakeTimeout)
 	_ = conn.SetDeadline(deadline)
 	defer conn.SetDeadline(time.Time{})
 
-	var head [6]byte
+	var head [5]byte
 	if _, err := io.ReadFull(conn, head[:4]); err != nil {
 		return fmt.Errorf("tunnel: read hello: %w", err)
 	}
@@ -81,22 +146,39 @@ func serverHandshake(conn net.Conn, cfg Config) error {
 	if _, err := io.ReadFull(conn, head[4:]); err != nil {
 		return fmt.Errorf("tunnel: read hello: %w", err)
 	}
-	token := make([]byte, head[5])
-	if _, err := io.ReadFull(conn, token); err != nil {
-		return fmt.Errorf("tunnel: read token: %w", err)
+	if head[4] != ProtocolVersion {
+		reason := fmt.Sprintf("agent speaks tunnel protocol %d", ProtocolVersion)
+		_, _ = conn.Write(append(append([]byte(magic), ProtocolVersion, statusVersionUnsupported, byte(len(reason))), reason...))
+		return fmt.Errorf("%w: client speaks %d, we speak %d", ErrVersionUnsupported, head[4], ProtocolVersion)
 	}
-	status, reason, result := statusOK, "", error(nil)
-	switch {
-	case head[4] != ProtocolVersion:
-		status, reason = statusVersionUnsupported, fmt.Sprintf("agent speaks tunnel protocol %d", ProtocolVersion)
-		result = fmt.Errorf("%w: client speaks %d, we speak %d", ErrVersionUnsupported, head[4], ProtocolVersion)
-	case subtle.ConstantTimeCompare(token, cfg.Token) != 1:
-		status, reason, result = statusBadToken, "token refused", ErrBadToken
+	nc := make([]byte, nonceLen)
+	if _, err := io.ReadFull(conn, nc); err != nil {
+		return fmt.Errorf("tunnel: read the client's challenge: %w", err)
 	}
-	reply := append([]byte(magic), ProtocolVersion, status, byte(len(reason)))
-	reply = append(reply, reason...)
-	if _, err := conn.Write(reply); err != nil && result == nil {
-		return fmt.Errorf("tunnel: send handshake reply: %w", err)
+	ns, err := newNonce()
+	if err != nil {
+		return err
 	}
-	return result
+	reply := append(append([]byte(magic), ProtocolVersion, statusOK), ns...)
+	reply = append(reply, proof(cfg.Token, serverLabel, nc, ns)...)
+	if _, err := conn.Write(reply); err != nil {
+		return fmt.Errorf("tunnel: send challenge: %w", err)
+	}
+	clientProof := make([]byte, macLen)
+	if _, err := io.ReadFull(conn, clientProof); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			// A client closes here when our proof did not match its token.
+			return fmt.Errorf("%w: the client left without a proof (its token differs)", ErrBadToken)
+		}
+		return fmt.Errorf("tunnel: read the client's proof: %w", err)
+	}
+	if !hmac.Equal(clientProof, proof(cfg.Token, clientLabel, ns, nc)) {
+		reason := "token refused"
+		_, _ = conn.Write(append([]byte{statusBadToken, byte(len(reason))}, reason...))
+		return ErrBadToken
+	}
+	if _, err := conn.Write([]byte{statusOK}); err != nil {
+		return fmt.Errorf("tunnel: send verdict: %w", err)
+	}
+	return nil
 }

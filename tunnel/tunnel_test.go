@@ -137,7 +137,7 @@ func TestHandshakeRefusals(t *testing.T) {
 			wantErr   error
 			serverErr error
 		}{
-			{"wrong token", []byte("another-token-of-enough-length"), ProtocolVersion, ErrBadToken, ErrBadToken},
+			{"wrong token", []byte("another-token-of-enough-length"), ProtocolVersion, ErrPeerUnproven, ErrBadToken},
 			{"old version", testToken, ProtocolVersion + 1, ErrVersionUnsupported, ErrVersionUnsupported},
 		}
 		for _, tt := range tests {
@@ -150,6 +150,7 @@ func TestHandshakeRefusals(t *testing.T) {
 					srvErr <- err
 				}()
 				err := rawClientHandshake(c, tt.version, tt.token)
+				c.Close()
 				if !errors.Is(err, tt.wantErr) {
 					t.Errorf("client: %v, want %v", err, tt.wantErr)
 				}
@@ -167,16 +168,14 @@ func rawClientHandshake(conn net.Conn, version byte, token []byte) error {
 	if version == ProtocolVersion {
 		return clientHandshake(conn, cfg)
 	}
-	hello := append([]byte(magic), version, byte(len(token)))
-	hello = append(hello, token...)
-	if _, err := conn.Write(hello); err != nil {
+	// Only magic and version: the rest of a hello depends on the version.
+	if _, err := conn.Write(append([]byte(magic), version)); err != nil {
 		return err
 	}
-	var reply [7]byte
+	var reply [6]byte
 	if _, err := io.ReadFull(conn, reply[:]); err != nil {
 		return err
 	}
-	io.CopyN(io.Discard, conn, int64(reply[6]))
 	if reply[5] == statusVersionUnsupported {
 		return ErrVersionUnsupported
 	}
@@ -187,7 +186,7 @@ func TestNotATetherPeer(t *testing.T) {
 	c, s := tcpPair(t)
 	defer c.Close()
 	go func() {
-		io.ReadFull(s, make([]byte, 6+len(testToken)))
+		io.ReadFull(s, make([]byte, 5+nonceLen))
 		s.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
 		s.Close()
 	}()
@@ -195,6 +194,68 @@ func TestNotATetherPeer(t *testing.T) {
 	if !errors.Is(err, ErrNotTether) {
 		t.Errorf("Client against an HTTP server: %v, want ErrNotTether", err)
 	}
+}
+
+// TestClientProvesNothingToAnImpostor: a peer that answers like an agent
+// but cannot prove it holds the token (the app behind a port-forward that
+// reached the wrong port, or another tether agent) gets ErrPeerUnproven
+// and not one byte beyond the client's random challenge.
+func TestClientProvesNothingToAnImpostor(t *testing.T) {
+	c, s := tcpPair(t)
+	defer c.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		hello := make([]byte, 5+nonceLen)
+		io.ReadFull(s, hello)
+		reply := append([]byte(magic), ProtocolVersion, statusOK)
+		reply = append(reply, make([]byte, nonceLen+macLen)...) // a guess at the proof
+		s.Write(reply)
+		s.SetReadDeadline(time.Now().Add(2 * time.Second))
+		rest, _ := io.ReadAll(s)
+		got <- append(hello, rest...)
+	}()
+	_, err := Client(context.Background(), c, DefaultConfig(testToken))
+	if !errors.Is(err, ErrPeerUnproven) {
+		t.Fatalf("Client against an impostor: %v, want ErrPeerUnproven", err)
+	}
+	c.Close()
+	sent := <-got
+	if len(sent) != 5+nonceLen {
+		t.Errorf("the client sent %d bytes to a peer that proved nothing, want only its %d-byte hello", len(sent), 5+nonceLen)
+	}
+}
+
+// TestTokenNeverTravels: in a successful handshake neither side writes the
+// token itself.
+func TestTokenNeverTravels(t *testing.T) {
+	c, s := tcpPair(t)
+	var fromClient, fromServer bytes.Buffer
+	cw := &recordingConn{Conn: c, w: &fromClient}
+	sw := &recordingConn{Conn: s, w: &fromServer}
+	done := make(chan error, 1)
+	go func() { done <- serverHandshake(sw, DefaultConfig(testToken)) }()
+	if err := clientHandshake(cw, DefaultConfig(testToken)); err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	for name, b := range map[string][]byte{"client": fromClient.Bytes(), "server": fromServer.Bytes()} {
+		if bytes.Contains(b, testToken) {
+			t.Errorf("the %s wrote the token on the wire", name)
+		}
+	}
+}
+
+// recordingConn copies what is written to w.
+type recordingConn struct {
+	net.Conn
+	w *bytes.Buffer
+}
+
+func (r *recordingConn) Write(b []byte) (int, error) {
+	r.w.Write(b)
+	return r.Conn.Write(b)
 }
 
 func TestConfigValidate(t *testing.T) {
