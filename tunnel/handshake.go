@@ -39,8 +39,9 @@ var (
 	ErrVersionUnsupported = errors.New("tunnel: the peer does not speak this protocol version")
 	ErrNotTether          = errors.New("tunnel: the peer is not a tether tunnel endpoint")
 	// ErrPeerUnproven: the server could not prove it holds the token, so
-	// the client sent nothing that depends on it.
-	ErrPeerUnproven = errors.New("tunnel: the peer did not prove it holds our token (the agent was reinstalled with another token, or the peer is not our agent)")
+	// the client sent nothing that depends on it. It also matches
+	// ErrBadToken: the two ends do not share a token.
+	ErrPeerUnproven = fmt.Errorf("%w: the peer did not prove it holds our token (the agent was reinstalled with another token, or the peer is not our agent)", ErrBadToken)
 )
 
 // proof is HMAC-SHA256(token, label || first || second).
