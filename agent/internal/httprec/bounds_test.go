@@ -408,3 +408,26 @@ func lens(pieces [][]byte) []int {
 	}
 	return n
 }
+
+// TestStoredWithinBudget: small exchanges cost the heap about two and a
+// half times what recording.Exchange.Size counts (the header maps, the
+// structs), so a full ring of them held far more than its budget.
+func TestStoredWithinBudget(t *testing.T) {
+	const budget = 8 << 20
+	var ring *Ring
+	grew := heapHeld(func() any {
+		ring = NewRing(budget)
+		for range 8 {
+			c := ring.NewConn(Meta{Pod: "orders-1", Source: "10.0.0.1:1234"}, DefaultOptions())
+			for range 5000 {
+				c.FromClient([]byte(floodGET))
+				c.FromServer([]byte(floodAnswer))
+			}
+			c.Close()
+		}
+		return ring
+	})
+	if grew > budget+slack {
+		t.Errorf("a ring of %d MiB holds %d MiB: %+v", budget>>20, grew>>20, ring.Stats())
+	}
+}

@@ -63,9 +63,10 @@ func defaultShare(budget int) int {
 const (
 	// pendingCost: a pending exchange, its recording.Exchange and two
 	// body buffers, besides the messages' fields.
-	pendingCost = 640
-	// messageCost: a recording.Message and its header map, besides fields.
-	messageCost = 256
+	pendingCost = 672
+	// messageCost: a recording.Message and its header map (a map's first
+	// group of slots is about 400 bytes), besides fields.
+	messageCost = 512
 	// fieldCost: one header value (map entry share, slice and string
 	// headers), besides its bytes.
 	fieldCost = 64

@@ -87,16 +87,27 @@ func (r *Ring) add(e *recording.Exchange, reserved int) {
 	r.nextID++
 	e.ID = r.nextID
 	r.items = append(r.items, e)
-	r.used += e.Size()
+	r.used += storedSize(e)
 	r.stats.exchanges.Add(1)
 	r.evictLocked()
+}
+
+// storedSize is what a stored exchange costs, as the ring counts it:
+// recording.Exchange.Size (bodies and fields) plus the structs and header
+// maps that it leaves out and that make most of a small exchange's heap.
+func storedSize(e *recording.Exchange) int {
+	n := e.Size() + pendingCost + messageCost + fieldCost*(len(e.Request.Header)+len(e.Request.Trailer))
+	if m := e.Response; m != nil {
+		n += messageCost + fieldCost*(len(m.Header)+len(m.Trailer))
+	}
+	return n
 }
 
 // evictLocked drops the oldest exchanges until everything fits.
 func (r *Ring) evictLocked() {
 	drop := 0
 	for r.used+r.inflight > r.budget && drop < len(r.items) {
-		r.used -= r.items[drop].Size()
+		r.used -= storedSize(r.items[drop])
 		r.items[drop] = nil
 		drop++
 	}
