@@ -431,3 +431,41 @@ func TestStoredWithinBudget(t *testing.T) {
 		t.Errorf("a ring of %d MiB holds %d MiB: %+v", budget>>20, grew>>20, ring.Stats())
 	}
 }
+
+// TestH2ControlFloods: PING, SETTINGS and WINDOW_UPDATE floods and a
+// CONTINUATION flood hold nothing beyond a frame; the connection goes on
+// being recorded after the control frames, and stops at the header
+// block's bound on the CONTINUATION flood.
+func TestH2ControlFloods(t *testing.T) {
+	ring := NewRing(1 << 20)
+	c := ring.NewConn(Meta{}, DefaultOptions())
+	client, server := h2exchange(h2get...)
+	c.FromClient(client[:len(h2PrefaceText)+9])
+	var flood []byte
+	for range 20000 {
+		flood = append(flood, h2frame(0x6, 0, 0, make([]byte, 8))...)                      // PING
+		flood = append(flood, h2frame(frameSettings, 0, 0, []byte{0, 3, 0, 0, 0, 100})...) // SETTINGS
+		flood = append(flood, h2frame(0x8, 0, 0, []byte{0, 0, 0, 1})...)                   // WINDOW_UPDATE
+	}
+	c.FromClient(flood)
+	c.FromServer(flood)
+	if n := c.charged(); n > 4*maxTable {
+		t.Errorf("control frames: %d bytes charged", n)
+	}
+	c.FromClient(client[len(h2PrefaceText)+9:])
+	c.FromServer(server)
+	c.Close()
+	if st := ring.Stats(); st.Exchanges != 1 {
+		t.Errorf("after the control frames: %+v", st)
+	}
+
+	ring = NewRing(1 << 20)
+	c = ring.NewConn(Meta{}, DefaultOptions())
+	c.FromClient(append([]byte(h2PrefaceText), h2frame(frameHeaders, 0, 1, []byte{0x82})...))
+	for range 1000 {
+		c.FromClient(h2frame(frameContinuation, 0, 1, make([]byte, 1024)))
+	}
+	if st := ring.Stats(); st.Limited != 1 || st.InflightBytes != 0 {
+		t.Errorf("CONTINUATION flood: %+v", st)
+	}
+}
