@@ -465,7 +465,27 @@ func TestH2ControlFloods(t *testing.T) {
 	for range 1000 {
 		c.FromClient(h2frame(frameContinuation, 0, 1, make([]byte, 1024)))
 	}
-	if st := ring.Stats(); st.Limited != 1 || st.InflightBytes != 0 {
+	if st := ring.Stats(); st.Limited != 1 || st.InflightBytes != connCost {
 		t.Errorf("CONTINUATION flood: %+v", st)
+	}
+}
+
+// TestConnStateCharged: each connection's own state counts against the
+// budget; one that does not fit passes unrecorded, and a closed one gives
+// its share back.
+func TestConnStateCharged(t *testing.T) {
+	ring := NewRing(4 * connCost)
+	var conns []*Conn
+	for range 5 {
+		conns = append(conns, ring.NewConn(Meta{}, DefaultOptions()))
+	}
+	if st := ring.Stats(); st.Limited != 1 || st.InflightBytes != 4*connCost {
+		t.Errorf("five connections on a budget for four: %+v", st)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	if st := ring.Stats(); st.InflightBytes != 0 {
+		t.Errorf("all closed: %+v", st)
 	}
 }

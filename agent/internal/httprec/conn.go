@@ -61,6 +61,8 @@ type Conn struct {
 	ring *Ring
 	now  func() time.Time
 	mem  meter
+	// base is the charge for the Conn itself, given back at Close.
+	base int
 	// buffered is what the connection's buffers hold, as charged to mem.
 	buffered int
 	off      bool // not HTTP, upgraded, over a bound, or closed: bytes pass unrecorded
@@ -110,6 +112,13 @@ func (r *Ring) NewConn(meta Meta, opts Options) *Conn {
 	c := &Conn{meta: meta, opts: opts, ring: r, now: time.Now, mem: meter{ring: r, share: share}}
 	c.resp.response = true
 	r.stats.conns.Add(1)
+	if !c.mem.charge(connCost) {
+		// Not even the connection's own state fits: it passes unrecorded.
+		c.off = true
+		r.stats.limited.Add(1)
+		return c
+	}
+	c.base = connCost
 	return c
 }
 
@@ -278,6 +287,7 @@ func (c *Conn) stop(err error) {
 func (c *Conn) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer func() { c.mem.refund(c.base); c.base = 0 }()
 	c.clientWriting.Store(0)
 	c.drainHeld()
 	if c.off {

@@ -13,6 +13,9 @@ func (c *Conn) holds() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := cap(c.req.buf) + cap(c.resp.buf) + cap(c.held)
+	if !c.off {
+		n += connCost
+	}
 	for _, p := range c.pending {
 		n += pendingCost + cap(p.reqBody.data) + cap(p.respBody.data)
 	}

@@ -61,6 +61,9 @@ func defaultShare(budget int) int {
 // layout: they are charged before the exchange is stored, when
 // recording.Exchange.Size takes over.
 const (
+	// connCost: a Conn, its two parsers and what its HTTP/2 state needs
+	// beyond the tables.
+	connCost = 1024
 	// pendingCost: a pending exchange, its recording.Exchange and two
 	// body buffers, besides the messages' fields.
 	pendingCost = 672
