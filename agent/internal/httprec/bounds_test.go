@@ -363,41 +363,45 @@ func itoa(n uint32) string {
 }
 
 // TestH2PrefaceEverySplit: the client's preface and frames, cut at every
-// point (and in 1-byte pieces), the server's SETTINGS before or after the
-// client's first bytes: the exchange is recorded each time.
+// point (and in 1-byte pieces, with the server's SETTINGS frames in 1-byte
+// pieces between them), the server's SETTINGS before or after the client's
+// first bytes: the exchange is recorded each time.
 func TestH2PrefaceEverySplit(t *testing.T) {
 	client, server := h2exchange(h2get...)
 	settingsLen := 9
-	run := func(t *testing.T, pieces [][]byte, serverFirst bool) {
+	run := func(t *testing.T, pieces [][]byte, serverFirst, interleave bool) {
 		t.Helper()
 		ring := NewRing(1 << 20)
 		c := ring.NewConn(Meta{}, DefaultOptions())
+		rest := server
 		if serverFirst {
-			c.FromServer(server[:settingsLen])
+			c.FromServer(rest[:settingsLen])
+			rest = rest[settingsLen:]
 		}
 		for _, p := range pieces {
 			c.FromClient(p)
+			if interleave && len(rest) > len(server)-2*settingsLen {
+				c.FromServer(rest[:1])
+				rest = rest[1:]
+			}
 		}
-		if serverFirst {
-			c.FromServer(server[settingsLen:])
-		} else {
-			c.FromServer(server)
-		}
+		c.FromServer(rest)
 		c.Close()
 		ex := ring.Exchanges(nil)
-		if st := ring.Stats(); len(ex) != 1 || ex[0].Request.Target != "/a" || ex[0].Response.Header.Get("grpc-status") != "0" {
-			t.Errorf("pieces of %v, server first %v: recorded %d exchanges, stats %+v", lens(pieces), serverFirst, len(ex), st)
+		if st := ring.Stats(); len(ex) != 1 || ex[0].Request.Target != "/a" || ex[0].Response == nil || ex[0].Response.Header.Get("grpc-status") != "0" {
+			t.Errorf("pieces of %v, server first %v, interleaved %v: recorded %d exchanges, stats %+v", lens(pieces), serverFirst, interleave, len(ex), st)
 		}
 	}
 	for _, serverFirst := range []bool{false, true} {
 		for i := 1; i < len(client); i++ {
-			run(t, [][]byte{client[:i], client[i:]}, serverFirst)
+			run(t, [][]byte{client[:i], client[i:]}, serverFirst, false)
 		}
 		var ones [][]byte
 		for i := range client {
 			ones = append(ones, client[i:i+1])
 		}
-		run(t, ones, serverFirst)
+		run(t, ones, serverFirst, false)
+		run(t, ones, serverFirst, true)
 	}
 }
 
@@ -487,5 +491,33 @@ func TestConnStateCharged(t *testing.T) {
 	}
 	if st := ring.Stats(); st.InflightBytes != 0 {
 		t.Errorf("all closed: %+v", st)
+	}
+}
+
+// TestHTTP1LineAndFieldFloods: a chunk-size line without end and a head
+// of many tiny fields are bounded (MaxHead, and the fields' cost against
+// the connection's share).
+func TestHTTP1LineAndFieldFloods(t *testing.T) {
+	ring := NewRing(1 << 20)
+	c := ring.NewConn(Meta{}, DefaultOptions())
+	c.FromClient([]byte("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1"))
+	for range 1024 {
+		c.FromClient(bytes.Repeat([]byte("0"), 1024))
+		if n := c.charged(); n > 2*DefaultOptions().MaxHead+(8<<10) {
+			t.Fatalf("a chunk-size line: %d bytes charged", n)
+		}
+	}
+	if st := ring.Stats(); st.Limited != 1 {
+		t.Errorf("endless chunk-size line: %+v", st)
+	}
+
+	ring = NewRing(1 << 20)
+	opts := DefaultOptions()
+	opts.ConnShare = 256 << 10
+	c = ring.NewConn(Meta{}, opts)
+	head := "GET / HTTP/1.1\r\n" + strings.Repeat("a:\r\n", 15000) + "\r\n" // 60 KiB, 15,000 fields
+	c.FromClient([]byte(head))
+	if st := ring.Stats(); st.Limited != 1 || c.charged() > opts.ConnShare {
+		t.Errorf("15,000 fields against a 256 KiB share: charged %d, %+v", c.charged(), st)
 	}
 }
