@@ -151,12 +151,11 @@ func (c *Conn) fromClient(p []byte) {
 		return
 	}
 	if !c.decided {
-		if p = c.sniff(p); len(p) == 0 {
-			return
-		}
+		p = c.sniff(p)
 	}
 	var err error
 	switch {
+	case len(p) == 0: // undecided yet, or just the preface
 	case c.h2 != nil:
 		err = c.h2.feed(p, false)
 	default:
