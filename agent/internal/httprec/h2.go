@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/tetherkube/tether/recording"
@@ -15,16 +16,10 @@ import (
 // HTTP/2 cleartext with prior knowledge (gRPC's usual h2c): the client's
 // stream starts with the connection preface, then both directions are
 // frames (RFC 9113 4.1). DATA payloads stream into the bodies; other
-// frames are read whole, bounded by MaxHead.
+// frames are read whole, bounded by MaxHead, and so are header blocks and
+// the header lists they decode to.
 
 const h2PrefaceText = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-// h2Preface reports whether a client stream's first bytes are (the start
-// of) the HTTP/2 preface.
-func h2Preface(p []byte) bool {
-	n := min(len(p), len(h2PrefaceText))
-	return n >= 4 && string(p[:n]) == h2PrefaceText[:n]
-}
 
 // Frame types and flags used here.
 const (
@@ -44,10 +39,17 @@ const (
 	settingHeaderTableSize = 0x1
 )
 
+// HPACK dynamic tables: 4096 bytes until a SETTINGS frame says otherwise,
+// and never more than maxTable, whatever a peer allows (a peer's encoder
+// that uses more fails to decode and its connection stops recording).
+const (
+	defaultTable = 4096
+	maxTable     = 64 << 10
+)
+
 // h2dir is one direction's frame reader.
 type h2dir struct {
 	server    bool
-	preface   int    // preface bytes still expected (client side)
 	head      []byte // frame header being read
 	payload   []byte // non-DATA payload being read
 	left      int    // payload bytes left of the current frame
@@ -56,9 +58,17 @@ type h2dir struct {
 	stream    uint32
 	dataLeft  int // DATA bytes before the padding
 	dec       *hpack.Decoder
+	table     int    // the decoder's dynamic table bound
 	block     []byte // header block across CONTINUATION frames
+	inBlock   bool   // a header block awaits its CONTINUATION
 	blockFrom uint32 // its stream
 	blockEnd  bool   // END_STREAM of the HEADERS that began it
+	// fields decoded from the block, listSize their size as RFC 9113
+	// 6.5.2 counts it (name, value and 32 each), past maxList: overList.
+	fields   []hpack.HeaderField
+	listSize int
+	maxList  int
+	overList bool
 }
 
 type h2stream struct {
@@ -75,27 +85,60 @@ type h2conn struct {
 
 func newH2Conn(c *Conn) *h2conn {
 	h := &h2conn{c: c, streams: map[uint32]*h2stream{}}
-	h.dirs[0] = &h2dir{preface: len(h2PrefaceText), dec: hpack.NewDecoder(4096, nil)}
-	h.dirs[1] = &h2dir{server: true, dec: hpack.NewDecoder(4096, nil)}
-	for _, d := range h.dirs {
+	for i := range h.dirs {
+		d := &h2dir{server: i == 1, table: defaultTable, maxList: c.opts.MaxHead}
+		d.dec = hpack.NewDecoder(defaultTable, d.emit)
 		d.dec.SetMaxStringLength(c.opts.MaxHead)
+		h.dirs[i] = d
 	}
 	return h
+}
+
+// emit keeps a decoded field while the list stays within its bound; past
+// it, the decoder goes on (its table must follow the encoder's) without
+// handing out fields.
+func (d *h2dir) emit(f hpack.HeaderField) {
+	d.listSize += int(f.Size())
+	if d.listSize > d.maxList {
+		d.overList = true
+		d.dec.SetEmitEnabled(false)
+		return
+	}
+	d.fields = append(d.fields, f)
+}
+
+// decode decodes a whole header block.
+func (d *h2dir) decode(block []byte) ([]hpack.HeaderField, error) {
+	d.fields, d.listSize, d.overList = nil, 0, false
+	d.dec.SetEmitEnabled(true)
+	if _, err := d.dec.Write(block); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNotHTTP, err)
+	}
+	if err := d.dec.Close(); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNotHTTP, err)
+	}
+	if d.overList {
+		return nil, fmt.Errorf("%w: a header list over %d bytes", errLimit, d.maxList)
+	}
+	fields := d.fields
+	d.fields = nil
+	return fields, nil
+}
+
+// buffered is what the frame readers hold: payloads, header blocks and
+// the HPACK tables.
+func (h *h2conn) buffered() int {
+	n := 0
+	for _, d := range h.dirs {
+		n += cap(d.head) + cap(d.payload) + cap(d.block) + d.table
+	}
+	return n
 }
 
 func (h *h2conn) feed(p []byte, server bool) error {
 	d := h.dirs[0]
 	if server {
 		d = h.dirs[1]
-	}
-	if d.preface > 0 {
-		off := len(h2PrefaceText) - d.preface
-		n := min(d.preface, len(p))
-		if string(p[:n]) != h2PrefaceText[off:off+n] {
-			return fmt.Errorf("%w: bad HTTP/2 preface", errNotHTTP)
-		}
-		d.preface -= n
-		p = p[n:]
 	}
 	for len(p) > 0 {
 		if d.left == 0 && len(d.head) < 9 {
@@ -139,7 +182,10 @@ func (h *h2conn) startFrame(d *h2dir) error {
 	d.stream = binary.BigEndian.Uint32(d.head[5:9]) & 0x7fffffff
 	d.left, d.payload = length, d.payload[:0]
 	if d.typ != frameData && length > h.c.opts.MaxHead {
-		return fmt.Errorf("%w: HTTP/2 frame of %d bytes", errNotHTTP, length)
+		return fmt.Errorf("%w: HTTP/2 frame of %d bytes", errLimit, length)
+	}
+	if d.inBlock && d.typ != frameContinuation {
+		return fmt.Errorf("%w: a header block without its CONTINUATION", errNotHTTP)
 	}
 	if d.typ == frameData {
 		d.dataLeft = -1 // known once the pad length is read
@@ -171,6 +217,11 @@ func (h *h2conn) dataBytes(d *h2dir, b []byte) {
 // endFrame acts on a whole frame (DATA: on its flags only).
 func (h *h2conn) endFrame(d *h2dir) error {
 	d.head = d.head[:0]
+	defer func() {
+		if cap(d.payload) > 4<<10 {
+			d.payload = nil // a large frame's buffer is not kept for the next
+		}
+	}()
 	switch d.typ {
 	case frameData:
 		if d.flags&flagEndStream != 0 {
@@ -193,17 +244,25 @@ func (h *h2conn) endFrame(d *h2dir) error {
 			}
 			d.block, d.blockFrom, d.blockEnd = append(d.block[:0], frag...), d.stream, d.flags&flagEndStream != 0
 		} else {
+			if !d.inBlock || d.stream != d.blockFrom {
+				return fmt.Errorf("%w: CONTINUATION outside a header block", errNotHTTP)
+			}
 			d.block = append(d.block, frag...)
 		}
+		d.inBlock = true
 		if len(d.block) > h.c.opts.MaxHead {
-			return fmt.Errorf("%w: header block over %d bytes", errNotHTTP, h.c.opts.MaxHead)
+			return fmt.Errorf("%w: header block over %d bytes", errLimit, h.c.opts.MaxHead)
 		}
 		if d.flags&flagEndHeaders != 0 {
-			fields, err := d.dec.DecodeFull(d.block)
-			if err != nil {
-				return fmt.Errorf("%w: %v", errNotHTTP, err)
+			d.inBlock = false
+			fields, err := d.decode(d.block)
+			if cap(d.block) > 4<<10 {
+				d.block = nil
 			}
-			h.headers(d, fields)
+			if err != nil {
+				return err
+			}
+			return h.headers(d, fields)
 		}
 	case frameSettings:
 		if d.flags&flagAck == 0 {
@@ -215,7 +274,8 @@ func (h *h2conn) endFrame(d *h2dir) error {
 					if !d.server {
 						other = h.dirs[1]
 					}
-					other.dec.SetAllowedMaxDynamicTableSize(binary.BigEndian.Uint32(d.payload[i+2:]))
+					other.table = int(min(binary.BigEndian.Uint32(d.payload[i+2:]), maxTable))
+					other.dec.SetAllowedMaxDynamicTableSize(uint32(other.table))
 				}
 			}
 		}
@@ -232,10 +292,13 @@ func (h *h2conn) endFrame(d *h2dir) error {
 }
 
 // headers acts on a decoded header block: a request, a response, or
-// trailers.
-func (h *h2conn) headers(d *h2dir, fields []hpack.HeaderField) {
+// trailers. Malformed fields stop the recording.
+func (h *h2conn) headers(d *h2dir, fields []hpack.HeaderField) error {
 	m := &recording.Message{Header: http.Header{}}
 	for _, f := range fields {
+		if err := validField(f); err != nil {
+			return err
+		}
 		switch f.Name {
 		case ":method":
 			m.Method = f.Value
@@ -251,29 +314,62 @@ func (h *h2conn) headers(d *h2dir, fields []hpack.HeaderField) {
 			}
 		}
 	}
+	c := h.c
 	st := h.streams[d.blockFrom]
 	switch {
 	case !d.server && st == nil:
-		c := h.c
-		p := &pending{start: c.now(), method: m.Method, reqBody: c.ring.newBody(c.opts.BodyCap), respBody: c.ring.newBody(c.opts.BodyCap)}
-		p.ex = c.newExchange("HTTP/2.0", m)
+		p := c.newPending("HTTP/2.0", m)
+		if p == nil {
+			return fmt.Errorf("%w: %d streams open", errLimit, len(h.streams))
+		}
 		st = &h2stream{p: p}
 		h.streams[d.blockFrom] = st
 	case st == nil:
-		return // a response on a stream not seen (or already reset)
+		return nil // a response on a stream not seen (or already reset)
 	case !d.server:
+		if err := c.chargeTo(st.p, headerCost(m.Header)); err != nil {
+			return err
+		}
 		st.p.ex.Request.Trailer = m.Header
 	case !st.respHeader && m.Status/100 == 1:
 		// An interim response.
 	case !st.respHeader:
-		st.respHeader, st.p.respStart = true, h.c.now()
+		if err := c.chargeTo(st.p, costOf(m)); err != nil {
+			return err
+		}
+		st.respHeader, st.p.respStart = true, c.now()
 		st.p.ex.Response = m
 	default:
+		if err := c.chargeTo(st.p, headerCost(m.Header)); err != nil {
+			return err
+		}
 		st.p.ex.Response.Trailer = m.Header
 	}
 	if d.blockEnd {
 		h.endStream(d.blockFrom, d.server)
 	}
+	return nil
+}
+
+// validField refuses what no HTTP/2 peer may send (RFC 9113 8.2.1, 8.3.1):
+// a method that is not a token, a path or authority with control bytes
+// or spaces, field names and values with CR, LF, NUL or other controls.
+func validField(f hpack.HeaderField) error {
+	ok := true
+	switch f.Name {
+	case ":method":
+		ok = validMethod(f.Value)
+	case ":path", ":authority", ":scheme", ":protocol":
+		ok = validTarget(f.Value)
+	case ":status":
+		ok = len(f.Value) == 3 && validTarget(f.Value)
+	default:
+		ok = httpguts.ValidHeaderFieldName(f.Name) && httpguts.ValidHeaderFieldValue(f.Value)
+	}
+	if !ok {
+		return fmt.Errorf("%w: HTTP/2 field %q: %q", errNotHTTP, f.Name, f.Value)
+	}
+	return nil
 }
 
 // endStream marks one side of a stream done; both done is an exchange.
@@ -302,11 +398,16 @@ func (h *h2conn) close() {
 	}
 }
 
-// release frees the streams' reservations.
+// release gives back the streams' charges and drops the frame readers'
+// buffers and tables.
 func (h *h2conn) release() {
 	for id, st := range h.streams {
 		st.p.reqBody.release()
 		st.p.respBody.release()
+		h.c.mem.refund(st.p.charged)
 		delete(h.streams, id)
+	}
+	for i, d := range h.dirs {
+		h.dirs[i] = &h2dir{server: d.server}
 	}
 }

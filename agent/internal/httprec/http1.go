@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/tetherkube/tether/recording"
 )
 
@@ -37,13 +39,16 @@ const (
 )
 
 // half parses one direction's byte stream into messages, handing each head
-// and each finished message to its owner.
+// and each finished message to its owner. A head or line that is whole in
+// a read is parsed in place; only one that continues in the next read is
+// copied, into buf.
 type half struct {
 	response bool
 	state    int
-	buf      []byte // head or line being accumulated
+	buf      []byte // the start of a head or line continued in the next read
+	nl       int    // head end search: 1 after LF, 2 after LF CR
 	left     int64  // bytes left in a fixed body or a chunk
-	msg      *recording.Message
+	trailers int    // bytes of the trailer section so far
 	body     *bodyBuf
 }
 
@@ -52,6 +57,7 @@ type half struct {
 type events interface {
 	headDone(response bool, m *recording.Message, proto string) (framing, int64, error)
 	bodyBytes(response bool) *bodyBuf
+	trailer(response bool, name, value string) error
 	msgDone(response bool)
 	// paused reports that the next message's bytes must not be parsed yet.
 	paused(response bool) bool
@@ -65,29 +71,31 @@ func (h *half) feed(p []byte, ev events, maxHead int) error {
 			if ev.paused(h.response) {
 				return nil
 			}
-			h.buf = append(h.buf, p...)
-			end := headEnd(h.buf)
+			end := h.headEnd(p)
 			if end < 0 {
-				if len(h.buf) > maxHead {
-					return fmt.Errorf("%w: head longer than %d bytes", errNotHTTP, maxHead)
+				if len(h.buf)+len(p) > maxHead {
+					return fmt.Errorf("%w: head longer than %d bytes", errLimit, maxHead)
 				}
-				if err := plausibleStart(h.buf, h.response); err != nil {
-					return err
-				}
-				return nil
+				h.buf = append(h.buf, p...)
+				return plausibleStart(h.buf, h.response)
 			}
-			rest := h.buf[end:]
-			m, proto, err := parseHead(h.buf[:end], h.response)
+			head := p[:end]
+			if len(h.buf) > 0 {
+				head = append(h.buf, head...)
+			}
+			if len(head) > maxHead {
+				return fmt.Errorf("%w: head longer than %d bytes", errLimit, maxHead)
+			}
+			p = p[end:]
+			m, proto, err := parseHead(head, h.response)
+			h.buf = nil
 			if err != nil {
 				return err
 			}
-			h.msg = m
 			fr, n, err := ev.headDone(h.response, m, proto)
 			if err != nil {
 				return err
 			}
-			p = append([]byte(nil), rest...)
-			h.buf = h.buf[:0]
 			h.body = ev.bodyBytes(h.response)
 			switch fr {
 			case noBody:
@@ -98,7 +106,7 @@ func (h *half) feed(p []byte, ev events, maxHead int) error {
 					h.finish(ev)
 				}
 			case chunkedBody:
-				h.state = stChunkSize
+				h.state, h.trailers = stChunkSize, 0
 			case bodyUntilClose:
 				h.state = stUntilClose
 			}
@@ -128,39 +136,21 @@ func (h *half) feed(p []byte, ev events, maxHead int) error {
 		case stChunkSize, stTrailer:
 			i := bytes.IndexByte(p, '\n')
 			if i < 0 {
-				h.buf = append(h.buf, p...)
-				if len(h.buf) > maxHead {
-					return fmt.Errorf("%w: chunk line longer than %d bytes", errNotHTTP, maxHead)
+				if len(h.buf)+len(p) > maxHead {
+					return fmt.Errorf("%w: chunk or trailer line longer than %d bytes", errLimit, maxHead)
 				}
+				h.buf = append(h.buf, p...)
 				return nil
 			}
-			line := strings.TrimRight(string(append(h.buf, p[:i]...)), "\r")
-			h.buf, p = h.buf[:0], p[i+1:]
-			if h.state == stTrailer {
-				if line == "" {
-					h.finish(ev)
-					continue
-				}
-				k, v, ok := strings.Cut(line, ":")
-				if !ok {
-					return fmt.Errorf("%w: bad trailer line", errNotHTTP)
-				}
-				if h.msg.Trailer == nil {
-					h.msg.Trailer = http.Header{}
-				}
-				h.msg.Trailer.Add(strings.TrimSpace(k), strings.TrimSpace(v))
-				continue
+			line := p[:i]
+			if len(h.buf) > 0 {
+				line = append(h.buf, line...)
 			}
-			size, _, _ := strings.Cut(line, ";")
-			n, err := strconv.ParseInt(strings.TrimSpace(size), 16, 64)
-			if err != nil || n < 0 {
-				return fmt.Errorf("%w: bad chunk size %q", errNotHTTP, size)
+			p = p[i+1:]
+			if err := h.line(bytes.TrimSuffix(line, []byte("\r")), ev, maxHead); err != nil {
+				return err
 			}
-			if n == 0 {
-				h.state = stTrailer
-			} else {
-				h.state, h.left = stChunkData, n
-			}
+			h.buf = nil
 		case stUntilClose:
 			h.body.write(p)
 			p = nil
@@ -169,23 +159,65 @@ func (h *half) feed(p []byte, ev events, maxHead int) error {
 	return nil
 }
 
+// line acts on a chunk-size line or a trailer line.
+func (h *half) line(line []byte, ev events, maxHead int) error {
+	if h.state == stTrailer {
+		if len(line) == 0 {
+			h.finish(ev)
+			return nil
+		}
+		// The trailer section is bounded like a head.
+		if h.trailers += len(line) + 2; h.trailers > maxHead {
+			return fmt.Errorf("%w: trailers longer than %d bytes", errLimit, maxHead)
+		}
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		v = bytes.TrimSpace(v)
+		if !ok || !httpguts.ValidHeaderFieldName(string(k)) || !httpguts.ValidHeaderFieldValue(string(v)) {
+			return fmt.Errorf("%w: bad trailer line %q", errNotHTTP, line)
+		}
+		return ev.trailer(h.response, string(k), string(v))
+	}
+	size, _, _ := bytes.Cut(line, []byte(";"))
+	n, err := strconv.ParseInt(string(bytes.TrimSpace(size)), 16, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%w: bad chunk size %q", errNotHTTP, size)
+	}
+	if n == 0 {
+		h.state = stTrailer
+	} else {
+		h.state, h.left = stChunkData, n
+	}
+	return nil
+}
+
 // finish completes the current message and readies the next.
 func (h *half) finish(ev events) {
-	h.state, h.msg, h.body = stHead, nil, nil
+	h.state, h.body = stHead, nil
 	ev.msgDone(h.response)
 }
 
-// headEnd returns the index just past the empty line ending a head, or -1.
-func headEnd(b []byte) int {
-	for i := 0; i < len(b); i++ {
-		if b[i] != '\n' {
+// headEnd looks in p for the empty line that ends a head, carrying on the
+// search from the bytes before p; it returns the index just past it, or -1.
+// Each byte is looked at once.
+func (h *half) headEnd(p []byte) int {
+	for i := 0; i < len(p); i++ {
+		if h.nl == 0 {
+			j := bytes.IndexByte(p[i:], '\n')
+			if j < 0 {
+				return -1
+			}
+			i += j
+			h.nl = 1
 			continue
 		}
-		if i+1 < len(b) && b[i+1] == '\n' {
-			return i + 2
-		}
-		if i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n' {
-			return i + 3
+		switch {
+		case p[i] == '\n':
+			h.nl = 0
+			return i + 1
+		case p[i] == '\r' && h.nl == 1:
+			h.nl = 2
+		default:
+			h.nl = 0
 		}
 	}
 	return -1
@@ -217,6 +249,27 @@ func isTokenChar(c byte) bool {
 	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
+// validMethod: a method is a token (RFC 9110 9.1); "$", "|", "&" and
+// backquote are token characters, control bytes and spaces are not.
+func validMethod(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isTokenChar(s[i]) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// validTarget: a request target has no control bytes, spaces or DEL.
+func validTarget(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // parseHead reads a request or status line and the header fields.
 func parseHead(b []byte, response bool) (*recording.Message, string, error) {
 	lines := strings.Split(strings.TrimRight(string(b), "\r\n"), "\n")
@@ -232,8 +285,8 @@ func parseHead(b []byte, response bool) (*recording.Message, string, error) {
 		}
 		code, m.Reason, _ = strings.Cut(code, " ")
 		n, err := strconv.Atoi(code)
-		if err != nil || len(code) != 3 || n < 100 {
-			return nil, "", fmt.Errorf("%w: status %q", errNotHTTP, code)
+		if err != nil || len(code) != 3 || n < 100 || !httpguts.ValidHeaderFieldValue(m.Reason) {
+			return nil, "", fmt.Errorf("%w: status line %q", errNotHTTP, first)
 		}
 		m.Status = n
 	} else {
@@ -241,20 +294,19 @@ func parseHead(b []byte, response bool) (*recording.Message, string, error) {
 		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || (parts[2] != "HTTP/1.1" && parts[2] != "HTTP/1.0") {
 			return nil, "", fmt.Errorf("%w: request line %q", errNotHTTP, first)
 		}
-		for i := 0; i < len(parts[0]); i++ {
-			if !isTokenChar(parts[0][i]) {
-				return nil, "", fmt.Errorf("%w: method %q", errNotHTTP, parts[0])
-			}
+		if !validMethod(parts[0]) || !validTarget(parts[1]) {
+			return nil, "", fmt.Errorf("%w: request line %q", errNotHTTP, first)
 		}
 		m.Method, m.Target, proto = parts[0], parts[1], parts[2]
 	}
 	for _, l := range lines[1:] {
 		l = strings.TrimSuffix(l, "\r")
 		k, v, ok := strings.Cut(l, ":")
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+		v = strings.TrimSpace(v)
+		if !ok || !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
 			return nil, "", fmt.Errorf("%w: header line %q", errNotHTTP, l)
 		}
-		m.Header.Add(k, strings.TrimSpace(v))
+		m.Header.Add(k, v)
 	}
 	if !response {
 		m.Host = m.Header.Get("Host")

@@ -22,7 +22,7 @@ type Ring struct {
 }
 
 type stats struct {
-	conns, exchanges, evicted, notHTTP, malformed, upgraded atomic.Uint64
+	conns, exchanges, evicted, notHTTP, malformed, upgraded, limited atomic.Uint64
 }
 
 // Stats are the ring's counters.
@@ -33,6 +33,10 @@ type Stats struct {
 	// Connections let go unrecorded: not HTTP, HTTP that stopped parsing,
 	// and upgraded to another protocol (WebSocket, ...).
 	NotHTTP, Malformed, Upgraded uint64
+	// Limited counts connections whose recording stopped at a bound (their
+	// share of the budget, the budget, a head, trailer or header list too
+	// large); they were still forwarded.
+	Limited uint64
 	// Bytes stored and reserved by bodies in flight, and the budget.
 	StoredBytes, InflightBytes, BudgetBytes int
 	// Held is the count of exchanges in the ring.
@@ -51,6 +55,7 @@ func (r *Ring) Stats() Stats {
 	return Stats{
 		Connections: r.stats.conns.Load(), Exchanges: r.stats.exchanges.Load(), Evicted: r.stats.evicted.Load(),
 		NotHTTP: r.stats.notHTTP.Load(), Malformed: r.stats.malformed.Load(), Upgraded: r.stats.upgraded.Load(),
+		Limited:     r.stats.limited.Load(),
 		StoredBytes: r.used, InflightBytes: r.inflight, BudgetBytes: r.budget, Held: len(r.items),
 	}
 }
@@ -82,16 +87,27 @@ func (r *Ring) add(e *recording.Exchange, reserved int) {
 	r.nextID++
 	e.ID = r.nextID
 	r.items = append(r.items, e)
-	r.used += e.Size()
+	r.used += storedSize(e)
 	r.stats.exchanges.Add(1)
 	r.evictLocked()
+}
+
+// storedSize is what a stored exchange costs, as the ring counts it:
+// recording.Exchange.Size (bodies and fields) plus the structs and header
+// maps that it leaves out and that make most of a small exchange's heap.
+func storedSize(e *recording.Exchange) int {
+	n := e.Size() + pendingCost + messageCost + fieldCost*(len(e.Request.Header)+len(e.Request.Trailer))
+	if m := e.Response; m != nil {
+		n += messageCost + fieldCost*(len(m.Header)+len(m.Trailer))
+	}
+	return n
 }
 
 // evictLocked drops the oldest exchanges until everything fits.
 func (r *Ring) evictLocked() {
 	drop := 0
 	for r.used+r.inflight > r.budget && drop < len(r.items) {
-		r.used -= r.items[drop].Size()
+		r.used -= storedSize(r.items[drop])
 		r.items[drop] = nil
 		drop++
 	}
@@ -127,23 +143,25 @@ func (r *Ring) Get(id uint64) (*recording.Exchange, bool) {
 	return nil, false
 }
 
-// bodyBuf captures a body up to a cap, reserving ring bytes as it grows.
+// bodyBuf captures a body up to a cap, charging its connection's meter as
+// it grows.
 type bodyBuf struct {
-	ring      *Ring
+	mem       *meter
 	cap       int
 	data      []byte
 	size      int64
 	truncated bool
+	done      bool // moved into its exchange: later bytes are not kept
 	reserved  int
 }
 
-func (r *Ring) newBody(cap int) *bodyBuf { return &bodyBuf{ring: r, cap: cap} }
+func newBody(mem *meter, cap int) *bodyBuf { return &bodyBuf{mem: mem, cap: cap} }
 
 // reserveStep is how many bytes a body reserves at a time.
 const reserveStep = 16 << 10
 
 func (b *bodyBuf) write(p []byte) {
-	if b == nil {
+	if b == nil || b.done {
 		return
 	}
 	b.size += int64(len(p))
@@ -156,12 +174,16 @@ func (b *bodyBuf) write(p []byte) {
 	}
 	need := len(b.data) + len(p)
 	if need > b.reserved {
-		// Ring bytes are reserved in steps that double, so that a large
-		// body takes few trips to the ring's lock.
+		// Bytes are reserved in steps that double, so that a large body
+		// takes few trips to the ring's lock; short of that, just what
+		// is needed.
 		step := min(max(need-b.reserved, reserveStep, b.reserved), b.cap-b.reserved)
-		if !b.ring.reserve(step) {
-			b.truncated = true
-			return
+		if !b.mem.charge(step) {
+			step = need - b.reserved
+			if !b.mem.charge(step) {
+				b.truncated = true
+				return
+			}
 		}
 		b.reserved += step
 	}
@@ -179,6 +201,7 @@ func (b *bodyBuf) finish(m *recording.Message) {
 	if b == nil {
 		return
 	}
+	b.done = true
 	m.Body, m.BodySize, m.Truncated = b.data, b.size, b.truncated
 }
 
@@ -187,6 +210,14 @@ func (b *bodyBuf) release() {
 	if b == nil || b.reserved == 0 {
 		return
 	}
-	b.ring.unreserve(b.reserved)
+	b.mem.refund(b.reserved)
 	b.reserved = 0
+}
+
+// held is what the body has charged.
+func (b *bodyBuf) held() int {
+	if b == nil {
+		return 0
+	}
+	return b.reserved
 }
