@@ -96,11 +96,3 @@ func TestReadHARRejectsJunk(t *testing.T) {
 		}
 	}
 }
-
-func TestCurl(t *testing.T) {
-	got := Curl(sample()[0], "http://localhost:8080/")
-	want := `curl -X POST 'http://localhost:8080/orders?coupon=HALF&x=1' -H 'Content-Type: application/json' --data-binary '{"item":"kettle"}'  # redacted, add with -H: Authorization`
-	if got != want {
-		t.Errorf("got  %s\nwant %s", got, want)
-	}
-}
