@@ -23,7 +23,8 @@ func needsEscape(r rune) bool {
 // that are not UTF-8 as \xff. Printable text is left as it is.
 func Printable(s string) string { return printable(s, false) }
 
-// PrintableText is Printable but keeps newlines and tabs: for bodies.
+// PrintableText is Printable but keeps newlines (also CRLF) and tabs: for
+// bodies.
 func PrintableText(s string) string { return printable(s, true) }
 
 func printable(s string, multiline bool) string {
@@ -38,6 +39,9 @@ func printable(s string, multiline bool) string {
 			fmt.Fprintf(&b, `\x%02x`, s[i])
 		case multiline && (r == '\n' || r == '\t'):
 			b.WriteRune(r)
+		case multiline && r == '\r' && strings.HasPrefix(s[i+1:], "\n"):
+			b.WriteRune(r) // a line end cannot hide text
+
 		case r == '\n':
 			b.WriteString(`\n`)
 		case r == '\r':
