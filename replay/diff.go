@@ -34,14 +34,20 @@ func (d *Diff) Empty() bool {
 	return d == nil || d.Status == "" && len(d.Headers) == 0 && len(d.Body) == 0
 }
 
-// Compare diffs a replayed answer against the recorded one, ignoring the
-// volatile headers, the extra ones in ignore, and redacted values.
-func Compare(recorded *recording.Message, status int, header http.Header, body []byte, ignore []string) *Diff {
+// Compare diffs a replayed answer (live: Status, Header, Trailer, Body)
+// against the recorded one, ignoring the volatile headers, the extra ones
+// in ignore, and redacted values. Both are redacted first (on copies) by
+// recording's rules and the names the recording redacted, so the diff
+// shows no secret of the live answer.
+func Compare(recorded, live *recording.Message, ignore []string) *Diff {
 	d := &Diff{}
 	if recorded == nil {
 		d.NotCompared = append(d.NotCompared, "the recording has no response")
 		return d
 	}
+	r := redactorFor(recorded)
+	recorded, live = redactedCopy(r, recorded), redactedCopy(r, live)
+	status, header, body := live.Status, live.Header, live.Body
 	if recorded.Status != status {
 		d.Status = fmt.Sprintf("%d -> %d", recorded.Status, status)
 	}
@@ -81,6 +87,32 @@ func Compare(recorded *recording.Message, status int, header http.Header, body [
 		d.Body = jsonDiff(recorded.Body, body, false)
 	}
 	return d
+}
+
+// redactorFor redacts by the default rules and by every name the recording
+// redacted: header names, the last field of JSON paths, query and form
+// parameters.
+func redactorFor(recorded *recording.Message) recording.Redactor {
+	var r recording.Redactor
+	for _, n := range recorded.Redacted {
+		if i := strings.LastIndexAny(n, ".:]"); i >= 0 {
+			n = n[i+1:]
+		}
+		if n != "" {
+			r.Names = append(r.Names, n)
+		}
+	}
+	return r
+}
+
+// redactedCopy returns m redacted by r, m untouched.
+func redactedCopy(r recording.Redactor, m *recording.Message) *recording.Message {
+	c := *m
+	c.Header, c.Trailer = m.Header.Clone(), m.Trailer.Clone()
+	c.Body = append([]byte(nil), m.Body...)
+	c.Redacted = append([]string(nil), m.Redacted...)
+	r.Message(&c)
+	return &c
 }
 
 func orNone(s string) string {

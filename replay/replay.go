@@ -267,7 +267,8 @@ func one(ctx context.Context, client *http.Client, e *recording.Exchange, ref st
 		return r
 	}
 	if o.Diff {
-		r.Diff = Compare(e.Response, resp.StatusCode, resp.Header, body, o.IgnoreHeaders)
+		live := &recording.Message{Status: resp.StatusCode, Header: resp.Header, Trailer: resp.Trailer, Body: body, BodySize: int64(len(body))}
+		r.Diff = Compare(e.Response, live, o.IgnoreHeaders)
 	}
 	return r
 }
