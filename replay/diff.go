@@ -25,13 +25,16 @@ type Diff struct {
 	// Body lists the JSON paths that differ ("$.total: 89 -> 44.5"), or one
 	// line for a body that is not JSON.
 	Body []string `json:"body,omitempty"`
+	// Trailers lists the trailers that differ, gRPC's status among them:
+	// "Grpc-Status: 0 -> 5".
+	Trailers []string `json:"trailers,omitempty"`
 	// NotCompared says what could not be compared, e.g. a truncated record.
 	NotCompared []string `json:"notCompared,omitempty"`
 }
 
 // Empty reports whether nothing differs.
 func (d *Diff) Empty() bool {
-	return d == nil || d.Status == "" && len(d.Headers) == 0 && len(d.Body) == 0
+	return d == nil || d.Status == "" && len(d.Headers) == 0 && len(d.Trailers) == 0 && len(d.Body) == 0
 }
 
 // Compare diffs a replayed answer (live: Status, Header, Trailer, Body)
@@ -47,9 +50,13 @@ func Compare(recorded, live *recording.Message, ignore []string) *Diff {
 	}
 	r := redactorFor(recorded)
 	recorded, live = redactedCopy(r, recorded), redactedCopy(r, live)
-	status, header, body := live.Status, live.Header, live.Body
-	if recorded.Status != status {
-		d.Status = fmt.Sprintf("%d -> %d", recorded.Status, status)
+	grpc := isGRPC(recorded.Header) || isGRPC(live.Header)
+	if grpc {
+		trailersOnly(recorded)
+		trailersOnly(live)
+	}
+	if recorded.Status != live.Status {
+		d.Status = fmt.Sprintf("%d -> %d", recorded.Status, live.Status)
 	}
 	skip := map[string]bool{}
 	for _, h := range append(append([]string(nil), VolatileHeaders...), ignore...) {
@@ -58,11 +65,29 @@ func Compare(recorded, live *recording.Message, ignore []string) *Diff {
 	for _, h := range recorded.Redacted {
 		skip[http.CanonicalHeaderKey(h)] = true
 	}
+	d.Headers = compareFields(recorded.Header, live.Header, skip)
+	d.Trailers = compareFields(recorded.Trailer, live.Trailer, skip)
+	switch {
+	case recorded.Truncated:
+		d.NotCompared = append(d.NotCompared, fmt.Sprintf("body: recorded only %d of %d bytes", len(recorded.Body), recorded.BodySize))
+	case grpc:
+		d.Body = grpcDiff(recorded.Body, live.Body)
+	case len(recorded.Redacted) > 0 && bytes.Contains(recorded.Body, []byte(recording.Redacted)):
+		d.Body = jsonDiff(recorded.Body, live.Body, true)
+	default:
+		d.Body = jsonDiff(recorded.Body, live.Body, false)
+	}
+	return d
+}
+
+// compareFields lists the fields (headers or trailers) that differ, but
+// those in skip: "Name: recorded -> replayed".
+func compareFields(a, b http.Header, skip map[string]bool) []string {
 	keys := map[string]bool{}
-	for k := range recorded.Header {
+	for k := range a {
 		keys[http.CanonicalHeaderKey(k)] = true
 	}
-	for k := range header {
+	for k := range b {
 		keys[http.CanonicalHeaderKey(k)] = true
 	}
 	var names []string
@@ -72,21 +97,14 @@ func Compare(recorded, live *recording.Message, ignore []string) *Diff {
 		}
 	}
 	sort.Strings(names)
+	var out []string
 	for _, k := range names {
-		a, b := strings.Join(recorded.Header.Values(k), ", "), strings.Join(header.Values(k), ", ")
-		if a != b {
-			d.Headers = append(d.Headers, fmt.Sprintf("%s: %s -> %s", k, orNone(a), orNone(b)))
+		va, vb := strings.Join(a.Values(k), ", "), strings.Join(b.Values(k), ", ")
+		if va != vb {
+			out = append(out, fmt.Sprintf("%s: %s -> %s", k, orNone(va), orNone(vb)))
 		}
 	}
-	switch {
-	case recorded.Truncated:
-		d.NotCompared = append(d.NotCompared, fmt.Sprintf("body: recorded only %d of %d bytes", len(recorded.Body), recorded.BodySize))
-	case len(recorded.Redacted) > 0 && bytes.Contains(recorded.Body, []byte(recording.Redacted)):
-		d.Body = jsonDiff(recorded.Body, body, true)
-	default:
-		d.Body = jsonDiff(recorded.Body, body, false)
-	}
-	return d
+	return out
 }
 
 // redactorFor redacts by the default rules and by every name the recording

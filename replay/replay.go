@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -63,6 +64,8 @@ type Result struct {
 	Diff    *Diff         `json:"diff,omitempty"`
 	// Skipped says why the request was not sent.
 	Skipped string `json:"skipped,omitempty"`
+	// GRPCStatus is a gRPC answer's status code ("0" is OK).
+	GRPCStatus string `json:"grpcStatus,omitempty"`
 }
 
 // Summary is the whole replay.
@@ -105,7 +108,8 @@ var hopByHop = map[string]bool{"Connection": true, "Keep-Alive": true, "Transfer
 
 // Request builds the request that replays e against o.Base. A redacted
 // header is left out unless o.Header gives it; a truncated body cannot be
-// replayed faithfully and is an error.
+// replayed faithfully and is an error. An HTTP/2 exchange keeps "Te:
+// trailers", which gRPC asks for; send it with a client from http2Client.
 func Request(ctx context.Context, e *recording.Exchange, o Options) (*http.Request, error) {
 	if e.Request.Truncated {
 		return nil, fmt.Errorf("its body was recorded only in part (%d of %d bytes); record with a larger --body-cap to replay it",
@@ -135,6 +139,12 @@ func Request(ctx context.Context, e *recording.Exchange, o Options) (*http.Reque
 	}
 	for k, vs := range e.Request.Header {
 		ck := http.CanonicalHeaderKey(k)
+		if ck == "Te" && isHTTP2(e.Proto) {
+			if slices.Contains(vs, "trailers") {
+				req.Header.Set("Te", "trailers")
+			}
+			continue
+		}
 		if hopByHop[ck] || ck == "Host" || redacted[ck] {
 			continue
 		}
@@ -155,7 +165,9 @@ func Request(ctx context.Context, e *recording.Exchange, o Options) (*http.Reque
 }
 
 // Run replays exchanges (oldest first) with client, calling emit with each
-// result as it comes (from one goroutine at a time).
+// result as it comes (from one goroutine at a time). Exchanges recorded as
+// HTTP/2 (h2c, gRPC) go out as HTTP/2 through a clone of client's
+// transport (http2Client), so through the same dial function.
 func Run(ctx context.Context, client *http.Client, exchanges []*recording.Exchange, ref func(*recording.Exchange) string, o Options, emit func(Result) error) (Summary, error) {
 	if err := o.Validate(); err != nil {
 		return Summary{}, err
@@ -204,13 +216,22 @@ func Run(ctx context.Context, client *http.Client, exchanges []*recording.Exchan
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	clients := [2]*http.Client{client, client}
+	if slices.ContainsFunc(sorted, func(e *recording.Exchange) bool { return isHTTP2(e.Proto) }) {
+		clients[1] = http2Client(client)
+		defer clients[1].CloseIdleConnections()
+	}
 	var wg sync.WaitGroup
 	for range o.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				report(one(ctx, client, j.e, ref(j.e), j.round, o))
+				c := clients[0]
+				if isHTTP2(j.e.Proto) {
+					c = clients[1]
+				}
+				report(one(ctx, c, j.e, ref(j.e), j.round, o))
 			}
 		}()
 	}
@@ -265,6 +286,9 @@ func one(ctx context.Context, client *http.Client, e *recording.Exchange, ref st
 	if err != nil {
 		r.Error = "reading the answer: " + err.Error()
 		return r
+	}
+	if isGRPC(resp.Header) {
+		r.GRPCStatus = grpcStatus(resp.Header, resp.Trailer)
 	}
 	if o.Diff {
 		live := &recording.Message{Status: resp.StatusCode, Header: resp.Header, Trailer: resp.Trailer, Body: body, BodySize: int64(len(body))}

@@ -292,6 +292,8 @@ func printResult(o *Options, r replay.Result) {
 		fmt.Fprintf(o.Out, "%s  skipped: %s\n", head, p(r.Skipped))
 	case r.Error != "":
 		fmt.Fprintf(o.Out, "%s  ERROR %s\n", head, p(r.Error))
+	case r.GRPCStatus != "":
+		fmt.Fprintf(o.Out, "%s  %d grpc-status %s  %s\n", head, r.Status, p(r.GRPCStatus), r.Latency.Round(10*time.Microsecond))
 	default:
 		fmt.Fprintf(o.Out, "%s  %d  %s\n", head, r.Status, r.Latency.Round(10*time.Microsecond))
 	}
@@ -304,6 +306,9 @@ func printResult(o *Options, r replay.Result) {
 		}
 		for _, h := range d.Headers {
 			fmt.Fprintf(o.Out, "    header %s\n", p(h))
+		}
+		for _, tr := range d.Trailers {
+			fmt.Fprintf(o.Out, "    trailer %s\n", p(tr))
 		}
 		for _, b := range d.Body {
 			fmt.Fprintf(o.Out, "    body %s\n", p(b))

@@ -57,7 +57,8 @@ func TestPrintResultEscapesControlCharacters(t *testing.T) {
 	o := &Options{IOStreams: genericiooptions.IOStreams{Out: &out}, Count: 2}
 	for _, r := range []replay.Result{
 		{Ref: "x2x.1" + esc, Method: "GET" + esc, Target: "/a\n" + esc, Status: 200,
-			Diff: &replay.Diff{Status: "1 -> 2", Headers: []string{"X: " + esc}, Body: []string{"$.a" + esc}, NotCompared: []string{esc}}},
+			Diff: &replay.Diff{Status: "1 -> 2", Headers: []string{"X: " + esc}, Trailers: []string{"Grpc-Message: " + esc}, Body: []string{"$.a" + esc}, NotCompared: []string{esc}}},
+		{Ref: "x2x.4", Method: "POST", Target: "/g", Status: 200, GRPCStatus: "5" + esc},
 		{Ref: "x2x.2", Method: "GET", Target: "/", Error: "malformed " + esc},
 		{Ref: "x2x.3", Method: "GET", Target: "/", Skipped: "skip " + esc},
 	} {
@@ -68,7 +69,7 @@ func TestPrintResultEscapesControlCharacters(t *testing.T) {
 			t.Fatalf("output holds %U at byte %d:\n%q", r, i, out.String())
 		}
 	}
-	if got := strings.Count(out.String(), "\n"); got != 7 {
-		t.Errorf("%d lines, want 7:\n%s", got, out.String())
+	if got := strings.Count(out.String(), "\n"); got != 9 {
+		t.Errorf("%d lines, want 9:\n%s", got, out.String())
 	}
 }
