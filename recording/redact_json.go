@@ -3,59 +3,70 @@ package recording
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 )
+
+// maxJSONDepth bounds the nesting the scanner follows; a container deeper
+// than that is redacted whole rather than let through.
+const maxJSONDepth = 128
 
 // json redacts the values of secret fields in a JSON body, which may be
 // cut short anywhere (the recorder caps bodies) or not be JSON past some
 // point: it scans tokens instead of parsing, keeps every byte it does not
-// redact, and uses no recursion. It returns the body and the paths it
-// redacted ("user.password", "items[2].token").
+// redact, uses no recursion and at most maxJSONDepth frames. It returns
+// the body and the paths it redacted ("user.password", "items[2].token").
 func (r Redactor) json(body []byte) ([]byte, []string) {
 	type frame struct {
 		object    bool
-		path      string // the container's own path
 		key       string // objects: the current field
 		expectKey bool
 		index     int // arrays: the current element
 	}
-	var stack []*frame
+	var stack []frame
 	var paths []string
 	out := make([]byte, 0, len(body))
-	// value returns the path of the value about to be read and whether it
-	// belongs to a secret field (named, so any value; or by look, strings).
-	value := func() (path string, named, byLook bool) {
-		if len(stack) == 0 {
-			return "", false, false
+	// path is where the value about to be read sits.
+	path := func() string {
+		var b strings.Builder
+		for _, f := range stack {
+			switch {
+			case !f.object:
+				b.WriteString("[" + strconv.Itoa(f.index) + "]")
+			case b.Len() > 0:
+				b.WriteString("." + f.key)
+			default:
+				b.WriteString(f.key)
+			}
 		}
-		f := stack[len(stack)-1]
-		if !f.object {
-			return f.path + "[" + strconv.Itoa(f.index) + "]", false, false
-		}
-		path = f.key
-		if f.path != "" {
-			path = f.path + "." + f.key
-		}
-		return path, !r.Off && r.named(f.key), !r.Off && secretName(f.key)
+		return b.String()
 	}
-	redact := func(path string, end int, i *int) {
+	// secret says whether the value about to be read belongs to a secret
+	// field: named (any value) or by look (strings, objects, arrays).
+	secret := func() (named, byLook bool) {
+		if r.Off || len(stack) == 0 || !stack[len(stack)-1].object {
+			return false, false
+		}
+		k := stack[len(stack)-1].key
+		return r.named(k), secretName(k)
+	}
+	redact := func(end int, i *int) {
 		out = append(out, `"`+Redacted+`"`...)
-		paths = append(paths, path)
+		paths = append(paths, path())
 		*i = end
 	}
 	for i := 0; i < len(body); {
 		c := body[i]
 		var top *frame
 		if len(stack) > 0 {
-			top = stack[len(stack)-1]
+			top = &stack[len(stack)-1]
 		}
 		switch c {
 		case '{', '[':
-			path, named, byLook := value()
-			if named || byLook {
-				redact(path, skipValue(body, i), &i)
+			if named, byLook := secret(); named || byLook || len(stack) >= maxJSONDepth {
+				redact(skipValue(body, i), &i)
 				continue
 			}
-			stack = append(stack, &frame{object: c == '{', path: path, expectKey: c == '{'})
+			stack = append(stack, frame{object: c == '{', expectKey: c == '{'})
 		case '}', ']':
 			if len(stack) > 0 {
 				stack = stack[:len(stack)-1]
@@ -73,12 +84,8 @@ func (r Redactor) json(body []byte) ([]byte, []string) {
 					top.key = string(body[i+1 : end])
 				}
 				top.expectKey = false
-				out = append(out, body[i:end]...)
-				i = end
-				continue
-			}
-			if path, named, byLook := value(); named || byLook {
-				redact(path, end, &i)
+			} else if named, byLook := secret(); named || byLook {
+				redact(end, &i)
 				continue
 			}
 			out = append(out, body[i:end]...)
@@ -90,8 +97,8 @@ func (r Redactor) json(body []byte) ([]byte, []string) {
 			for end < len(body) && !isDelim(body[end]) {
 				end++
 			}
-			if path, named, _ := value(); named {
-				redact(path, end, &i)
+			if named, _ := secret(); named {
+				redact(end, &i)
 				continue
 			}
 			out = append(out, body[i:end]...)
