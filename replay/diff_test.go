@@ -45,3 +45,27 @@ func TestDiffRedactsLiveSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestLongAnswerIsBounded: --diff keeps at most MaxBody bytes of a live
+// answer, and says it did not compare the body.
+func TestLongAnswerIsBounded(t *testing.T) {
+	chunk := []byte(strings.Repeat("x", 1<<10))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range 1 << 10 {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL)
+	rec := exchange(1, "GET", "/big", "", 200, "short")
+	var got Result
+	if _, err := Run(context.Background(), srv.Client(), []*recording.Exchange{rec}, ref, Options{Base: base, Diff: true, MaxBody: 4 << 10},
+		func(r Result) error { got = r; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got.Error != "" || len(got.Diff.NotCompared) != 1 || !strings.Contains(got.Diff.NotCompared[0], "longer than 4096 bytes") || len(got.Diff.Body) != 0 {
+		t.Errorf("%+v %+v", got, got.Diff)
+	}
+}

@@ -49,7 +49,13 @@ type Options struct {
 	IgnoreHeaders []string
 	// Timeout bounds each request (default 30s).
 	Timeout time.Duration
+	// MaxBody is the most of an answer's body kept to compare (Diff);
+	// default DefaultMaxBody. Without Diff, answers are read and dropped.
+	MaxBody int64
 }
+
+// DefaultMaxBody is Options.MaxBody's default.
+const DefaultMaxBody = 16 << 20
 
 // Result is one replayed request.
 type Result struct {
@@ -181,6 +187,9 @@ func Run(ctx context.Context, client *http.Client, exchanges []*recording.Exchan
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
 	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBody
+	}
 	sorted := append([]*recording.Exchange(nil), exchanges...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Time.Before(sorted[j].Time) })
 
@@ -280,7 +289,18 @@ func one(ctx context.Context, client *http.Client, e *recording.Exchange, ref st
 		r.Latency, r.Error = time.Since(start), err.Error()
 		return r
 	}
-	body, err := io.ReadAll(resp.Body)
+	// Keep at most MaxBody bytes, and only to compare them; a longer
+	// answer is not read to its end.
+	var body []byte
+	long := false
+	if o.Diff {
+		body, err = io.ReadAll(io.LimitReader(resp.Body, o.MaxBody+1))
+		if long = int64(len(body)) > o.MaxBody; long {
+			body = body[:o.MaxBody]
+		}
+	} else {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
 	resp.Body.Close()
 	r.Latency, r.Status = time.Since(start), resp.StatusCode
 	if err != nil {
@@ -293,6 +313,10 @@ func one(ctx context.Context, client *http.Client, e *recording.Exchange, ref st
 	if o.Diff {
 		live := &recording.Message{Status: resp.StatusCode, Header: resp.Header, Trailer: resp.Trailer, Body: body, BodySize: int64(len(body))}
 		r.Diff = Compare(e.Response, live, o.IgnoreHeaders)
+		if long {
+			r.Diff.Body = nil
+			r.Diff.NotCompared = append(r.Diff.NotCompared, fmt.Sprintf("body: the replayed answer is longer than %d bytes", o.MaxBody))
+		}
 	}
 	return r
 }
