@@ -32,8 +32,8 @@ var urlHeaders = []string{"Location", "Content-Location", "Referer"}
 // what is shown of live answers (replay --diff). It goes by name wherever
 // a name appears: header and trailer names, query parameters (the
 // request's, and those of URLs in Location, Content-Location and Referer),
-// form fields (application/x-www-form-urlencoded) and JSON fields at any
-// depth, in bodies cut short too. A name is secret when Secret says so.
+// form fields (application/x-www-form-urlencoded and multipart/form-data)
+// and JSON fields at any depth, in bodies cut short too. A name is secret when Secret says so.
 type Redactor struct {
 	// Off records everything as seen; it must be asked for explicitly.
 	Off bool
@@ -100,7 +100,8 @@ func (r Redactor) Apply(e *Exchange) {
 }
 
 // Message redacts m in place and adds what it redacted to m.Redacted:
-// header names, "query:NAME", "form:NAME", "Location:NAME" and JSON paths.
+// header names, "query:NAME", "form:NAME", "multipart:NAME",
+// "Location:NAME" and JSON paths.
 func (r Redactor) Message(m *Message) {
 	if r.Off {
 		return
@@ -144,6 +145,12 @@ func (r Redactor) Message(m *Message) {
 			}
 			for _, n := range names {
 				m.Redacted = append(m.Redacted, "form:"+n)
+			}
+		case mt == "multipart/form-data" && boundary(m.Header) != "":
+			body, names := r.multipart(m.Body, boundary(m.Header))
+			m.Body = body
+			for _, n := range names {
+				m.Redacted = append(m.Redacted, "multipart:"+n)
 			}
 		case mt == "application/json" || strings.HasSuffix(mt, "+json") || looksJSON(m.Body):
 			if body, paths := r.json(m.Body); len(paths) > 0 {

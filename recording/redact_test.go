@@ -80,6 +80,12 @@ func TestRedactorFindsSecretsByName(t *testing.T) {
 			msg: Message{Header: http.Header{"Content-Type": {"text/plain"}},
 				Body: []byte(`[{"card":{"n":"` + secret + `"},"max_tokens":100,"apiKey":"` + secret + `","note":"token=` + "x" + `"}]`)},
 			redacted: []string{"[0].apiKey", "[0].card"}, keep: []string{`"max_tokens":100`, `"note":"token=x"`}},
+		{name: "multipart field names, truncated",
+			names: []string{"pin"},
+			msg: Message{Header: http.Header{"Content-Type": {`multipart/form-data; boundary="b-1"`}}, Truncated: true,
+				Body: []byte("--b-1\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nann\r\n--b-1\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\n" +
+					secret + "\r\n--b-1\r\nContent-Disposition: form-data; name=pin\r\n\r\n" + secret[:4])},
+			redacted: []string{"multipart:password", "multipart:pin"}, keep: []string{"ann\r\n--b-1", `name="password"`}},
 		{name: "URLs in Location and Referer",
 			msg:      Message{Header: http.Header{"Location": {"https://x/cb?code=1&token=" + secret}, "Referer": {"/p?session=" + secret}}},
 			redacted: []string{"Location:token", "Referer:session"}, keep: []string{"code=1"}},
