@@ -41,7 +41,15 @@ func http2Client(c *http.Client) *http.Client {
 	return &h2
 }
 
-func isHTTP2(proto string) bool { return strings.HasPrefix(proto, "HTTP/2") }
+// speaksHTTP2 reports whether e is replayed as HTTP/2: gRPC, which needs
+// it, and what tether's agent recorded as HTTP/2 (h2c). A browser's HAR
+// also says HTTP/2 (of a TLS site); replayed to an http:// URL it goes out
+// as HTTP/1.1, as most development servers expect, and to https:// as the
+// TLS handshake agrees.
+func speaksHTTP2(e *recording.Exchange) bool {
+	recordedByAgent := e.Pod != "" || e.Destination != ""
+	return isGRPC(e.Request.Header) || (recordedByAgent && strings.EqualFold(strings.TrimSuffix(e.Proto, ".0"), "HTTP/2"))
+}
 
 // isGRPC reports whether a message is gRPC (not gRPC-Web, whose framing
 // differs).

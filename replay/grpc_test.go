@@ -125,7 +125,7 @@ func TestReplayH2CThroughDialer(t *testing.T) {
 		dials.Add(1)
 		return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String())
 	}}}
-	e := &recording.Exchange{ID: 1, Proto: "HTTP/2.0",
+	e := &recording.Exchange{ID: 1, Proto: "HTTP/2.0", Pod: "svc-x2x", Destination: recording.ToApp,
 		Request:  recording.Message{Method: "PUT", Target: "/x?y=1", Host: "svc.ns", Header: http.Header{"Content-Type": {"text/plain"}}, Body: []byte("hi"), BodySize: 2},
 		Response: &recording.Message{Status: 200, Header: http.Header{"Content-Type": {"text/plain"}}, Body: []byte("hi"), BodySize: 2, Trailer: http.Header{"X-Sum": {"ok"}}}}
 	r := replayOne(t, client, e, Options{ToRecordedHost: true})
@@ -139,5 +139,19 @@ func TestReplayH2CThroughDialer(t *testing.T) {
 	e.Proto = "HTTP/1.1"
 	if r := replayOne(t, client, e, Options{ToRecordedHost: true}); r.Error != "" || proto.Load() != "HTTP/1.1" {
 		t.Errorf("HTTP/1.1: %+v, server saw %v", r, proto.Load())
+	}
+}
+
+// TestReplayBrowserHARAsHTTP1: a browser's HAR says HTTP/2 of a TLS site;
+// replayed to a plain http:// server it goes out as HTTP/1.1, as before
+// (h2c only for what tether's agent recorded, and for gRPC).
+func TestReplayBrowserHARAsHTTP1(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) }))
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL)
+	e := &recording.Exchange{ID: 1, Proto: "HTTP/2", Request: recording.Message{Method: "GET", Target: "/", Host: "example.com", Header: http.Header{}},
+		Response: &recording.Message{Status: 200, Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, Body: []byte("HTTP/1.1")}}
+	if r := replayOne(t, srv.Client(), e, Options{Base: base}); r.Error != "" || !r.Diff.Empty() {
+		t.Errorf("%+v %+v", r, r.Diff)
 	}
 }

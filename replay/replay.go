@@ -114,8 +114,9 @@ var hopByHop = map[string]bool{"Connection": true, "Keep-Alive": true, "Transfer
 
 // Request builds the request that replays e against o.Base. A redacted
 // header is left out unless o.Header gives it; a truncated body cannot be
-// replayed faithfully and is an error. An HTTP/2 exchange keeps "Te:
-// trailers", which gRPC asks for; send it with a client from http2Client.
+// replayed faithfully and is an error. An exchange replayed as HTTP/2
+// keeps "Te: trailers", which gRPC asks for; send it with a client from
+// http2Client.
 func Request(ctx context.Context, e *recording.Exchange, o Options) (*http.Request, error) {
 	if e.Request.Truncated {
 		return nil, fmt.Errorf("its body was recorded only in part (%d of %d bytes); record with a larger --body-cap to replay it",
@@ -145,7 +146,7 @@ func Request(ctx context.Context, e *recording.Exchange, o Options) (*http.Reque
 	}
 	for k, vs := range e.Request.Header {
 		ck := http.CanonicalHeaderKey(k)
-		if ck == "Te" && isHTTP2(e.Proto) {
+		if ck == "Te" && speaksHTTP2(e) {
 			if slices.Contains(vs, "trailers") {
 				req.Header.Set("Te", "trailers")
 			}
@@ -172,8 +173,8 @@ func Request(ctx context.Context, e *recording.Exchange, o Options) (*http.Reque
 
 // Run replays exchanges (oldest first) with client, calling emit with each
 // result as it comes (from one goroutine at a time). Exchanges recorded as
-// HTTP/2 (h2c, gRPC) go out as HTTP/2 through a clone of client's
-// transport (http2Client), so through the same dial function.
+// HTTP/2 (h2c, gRPC; see speaksHTTP2) go out as HTTP/2 through a clone of
+// client's transport (http2Client), so through the same dial function.
 func Run(ctx context.Context, client *http.Client, exchanges []*recording.Exchange, ref func(*recording.Exchange) string, o Options, emit func(Result) error) (Summary, error) {
 	if err := o.Validate(); err != nil {
 		return Summary{}, err
@@ -226,7 +227,7 @@ func Run(ctx context.Context, client *http.Client, exchanges []*recording.Exchan
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	clients := [2]*http.Client{client, client}
-	if slices.ContainsFunc(sorted, func(e *recording.Exchange) bool { return isHTTP2(e.Proto) }) {
+	if slices.ContainsFunc(sorted, speaksHTTP2) {
 		clients[1] = http2Client(client)
 		defer clients[1].CloseIdleConnections()
 	}
@@ -237,7 +238,7 @@ func Run(ctx context.Context, client *http.Client, exchanges []*recording.Exchan
 			defer wg.Done()
 			for j := range jobs {
 				c := clients[0]
-				if isHTTP2(j.e.Proto) {
+				if speaksHTTP2(j.e) {
 					c = clients[1]
 				}
 				report(one(ctx, c, j.e, ref(j.e), j.round, o))
