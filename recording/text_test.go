@@ -1,6 +1,10 @@
 package recording
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
 
 func TestPrintable(t *testing.T) {
 	tests := []struct{ in, one, text string }{
@@ -18,4 +22,18 @@ func TestPrintable(t *testing.T) {
 			t.Errorf("PrintableText(%q) = %q, want %q", tt.in, got, tt.text)
 		}
 	}
+}
+
+// FuzzPrintable: nothing a terminal acts on survives, whatever the input.
+func FuzzPrintable(f *testing.F) {
+	for _, s := range []string{"\x1b[31m", "a\r\nb", "\xff\u202e\u009b", "ok"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, out := range []string{Printable(s), strings.NewReplacer("\r\n", "", "\n", "", "\t", "").Replace(PrintableText(s))} {
+			if !utf8.ValidString(out) || strings.ContainsFunc(out, needsEscape) {
+				t.Fatalf("%q -> %q", s, out)
+			}
+		}
+	})
 }
