@@ -94,8 +94,8 @@ func toListed(e *recording.Exchange) listed {
 	return r
 }
 
-// p is recorded text made safe for a terminal, on one line.
-func p(s string) string { return recording.Printable(s) }
+// printable is recorded text made safe for a terminal, on one line.
+func printable(s string) string { return recording.Printable(s) }
 
 // writeList prints rows as a table for people, recorded text escaped.
 func writeList(w io.Writer, rows []listed) error {
@@ -106,8 +106,8 @@ func writeList(w io.Writer, rows []listed) error {
 		if r.Status == 0 {
 			status = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p(r.ID), r.Time.Local().Format("15:04:05.000"), p(r.Pod), p(r.Method),
-			short(p(r.Path), 60), status, time.Duration(r.LatencyMs*float64(time.Millisecond)).Round(10*time.Microsecond), humanBytes(r.Size), p(r.Destination))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(r.ID), r.Time.Local().Format("15:04:05.000"), printable(r.Pod), printable(r.Method),
+			short(printable(r.Path), 60), status, time.Duration(r.LatencyMs*float64(time.Millisecond)).Round(10*time.Microsecond), humanBytes(r.Size), printable(r.Destination))
 	}
 	return tw.Flush()
 }
@@ -172,18 +172,18 @@ func newCmdShow(o *Options) *cobra.Command {
 // show prints an exchange for people; every recorded text is escaped
 // (recording.Printable), bodies keeping their lines.
 func show(w io.Writer, e *recording.Exchange) {
-	fmt.Fprintf(w, "%s  %s  pod %s  from %s  to %s  %s\n", p(Ref(e)), e.Time.Local().Format(time.RFC3339Nano), p(e.Pod), p(e.Source), p(e.Destination), p(e.Proto))
+	fmt.Fprintf(w, "%s  %s  pod %s  from %s  to %s  %s\n", printable(Ref(e)), e.Time.Local().Format(time.RFC3339Nano), printable(e.Pod), printable(e.Source), printable(e.Destination), printable(e.Proto))
 	fmt.Fprintf(w, "timings: send %s, wait %s, receive %s\n", e.Send.Round(time.Microsecond), e.Wait.Round(time.Microsecond), e.Receive.Round(time.Microsecond))
 	if e.Error != "" {
-		fmt.Fprintf(w, "incomplete: %s\n", p(e.Error))
+		fmt.Fprintf(w, "incomplete: %s\n", printable(e.Error))
 	}
-	fmt.Fprintf(w, "\n%s %s\n", p(e.Request.Method), p(e.Request.Target))
+	fmt.Fprintf(w, "\n%s %s\n", printable(e.Request.Method), printable(e.Request.Target))
 	message(w, &e.Request)
 	if e.Response == nil {
 		fmt.Fprintln(w, "\n(no response)")
 		return
 	}
-	fmt.Fprintf(w, "\n%d %s\n", e.Response.Status, p(e.Response.Reason))
+	fmt.Fprintf(w, "\n%d %s\n", e.Response.Status, printable(e.Response.Reason))
 	message(w, e.Response)
 }
 
@@ -195,11 +195,11 @@ func message(w io.Writer, m *recording.Message) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		for _, v := range m.Header[k] {
-			fmt.Fprintf(w, "%s: %s\n", p(k), p(v))
+			fmt.Fprintf(w, "%s: %s\n", printable(k), printable(v))
 		}
 	}
 	if len(m.Redacted) > 0 {
-		fmt.Fprintf(w, "(redacted: %s)\n", p(strings.Join(m.Redacted, ", ")))
+		fmt.Fprintf(w, "(redacted: %s)\n", printable(strings.Join(m.Redacted, ", ")))
 	}
 	if m.BodySize > 0 {
 		fmt.Fprintln(w)
@@ -215,7 +215,7 @@ func message(w io.Writer, m *recording.Message) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		for _, v := range m.Trailer[k] {
-			fmt.Fprintf(w, "trailer %s: %s\n", p(k), p(v))
+			fmt.Fprintf(w, "trailer %s: %s\n", printable(k), printable(v))
 		}
 	}
 }
