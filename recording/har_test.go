@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -97,10 +99,28 @@ func TestReadHARRejectsJunk(t *testing.T) {
 	}
 }
 
-func TestCurl(t *testing.T) {
-	got := Curl(sample()[0], "http://localhost:8080/")
-	want := `curl -X POST 'http://localhost:8080/orders?coupon=HALF&x=1' -H 'Content-Type: application/json' --data-binary '{"item":"kettle"}'  # redacted, add with -H: Authorization`
-	if got != want {
-		t.Errorf("got  %s\nwant %s", got, want)
+// TestHARCarriesHostileBytes: control characters and bytes that are not
+// UTF-8 leave HAR as valid, escaped JSON, and bodies come back exactly.
+func TestHARCarriesHostileBytes(t *testing.T) {
+	hostile := "\x1b]0;x\x07\r\n\u202e\x00"
+	e := &Exchange{ID: 1, Proto: "HTTP/1.1",
+		Request: Message{Method: "POST", Target: "/a?q=" + url.QueryEscape(hostile), Host: "h", Header: http.Header{"X-A": {hostile}},
+			Body: []byte(hostile + "\xff"), BodySize: 9},
+		Response: &Message{Status: 200, Header: http.Header{"X-B": {hostile}}, Body: []byte(hostile), BodySize: 8}}
+	raw, err := json.Marshal(ToHAR([]*Exchange{e}, ref, "test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !utf8.Valid(raw) || bytes.ContainsFunc(raw, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		t.Fatalf("HAR holds raw control bytes: %q", raw)
+	}
+	back, err := ReadHAR(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := back[0]
+	if !bytes.Equal(got.Request.Body, e.Request.Body) || !bytes.Equal(got.Response.Body, e.Response.Body) ||
+		got.Request.Header.Get("X-A") != hostile || got.Request.Target != e.Request.Target {
+		t.Errorf("round trip: %+v", got)
 	}
 }

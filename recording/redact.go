@@ -1,54 +1,114 @@
 package recording
 
 import (
-	"bytes"
-	"encoding/json"
 	"mime"
 	"net/http"
+	"net/url"
 	"sort"
-	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Redacted replaces a secret's value.
 const Redacted = "[REDACTED]"
 
 // DefaultRedactedHeaders are always redacted unless redaction is off.
+// Names that look like secrets are too: see Redactor.Secret.
 var DefaultRedactedHeaders = []string{"Authorization", "Cookie", "Set-Cookie", "Proxy-Authorization"}
 
-// Redactor removes secrets from exchanges before they are stored.
+// secretParts are what a name that holds a secret contains, once lowered
+// and stripped of everything but letters and digits ("X-Auth-Token",
+// "client_secret", "apiKey", "sessionid").
+var secretParts = []string{"token", "secret", "passw", "apikey", "accesskey", "privatekey", "session", "cookie",
+	"credential", "signature", "authorization", "csrf", "xsrf"}
+
+// secretWords are secret names as a word of their own ("X-Auth", "pwd").
+var secretWords = []string{"auth", "jwt", "pwd", "otp"}
+
+// urlHeaders carry URLs whose query is redacted like the request's.
+var urlHeaders = []string{"Location", "Content-Location", "Referer"}
+
+// Redactor removes secrets from exchanges before they are stored, and from
+// what is shown of live answers (replay --diff). It goes by name wherever
+// a name appears: header and trailer names, query parameters (the
+// request's, and those of URLs in Location, Content-Location and Referer),
+// form fields (application/x-www-form-urlencoded and multipart/form-data)
+// and JSON fields at any depth, in bodies cut short too. A name is secret when Secret says so.
 type Redactor struct {
 	// Off records everything as seen; it must be asked for explicitly.
 	Off bool
-	// Names are extra header names and JSON field names to redact, matched
-	// without regard to case.
+	// Names are extra names to redact, matched without regard to case:
+	// their values are redacted whatever their type.
 	Names []string
+}
+
+// Secret reports whether values named name are redacted: a name in Names,
+// one of DefaultRedactedHeaders, or one that looks like a secret (it
+// contains one of token, secret, passw, apikey, accesskey, privatekey,
+// session, cookie, credential, signature, authorization, csrf, xsrf once
+// lowered with separators removed, or has auth, jwt, pwd or otp as a word).
+// By the look of its name, a JSON string, object or array is redacted,
+// not a number, true, false or null ("max_tokens": 100 stays); names in
+// Names redact any value.
+func (r Redactor) Secret(name string) bool {
+	return !r.Off && (r.named(name) || secretName(name))
+}
+
+func (r Redactor) named(name string) bool {
+	for _, n := range r.Names {
+		if strings.EqualFold(n, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func secretName(name string) bool {
+	for _, d := range DefaultRedactedHeaders {
+		if strings.EqualFold(d, name) {
+			return true
+		}
+	}
+	var flat strings.Builder
+	for _, c := range strings.ToLower(name) {
+		if unicode.IsLetter(c) || unicode.IsDigit(c) {
+			flat.WriteRune(c)
+		}
+	}
+	for _, p := range secretParts {
+		if strings.Contains(flat.String(), p) {
+			return true
+		}
+	}
+	words := strings.FieldsFunc(strings.ToLower(name), func(c rune) bool { return !unicode.IsLetter(c) && !unicode.IsDigit(c) })
+	for _, w := range words {
+		for _, s := range secretWords {
+			if w == s {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Apply redacts e in place.
 func (r Redactor) Apply(e *Exchange) {
-	if r.Off {
-		return
-	}
-	names := map[string]bool{}
-	for _, n := range r.Names {
-		names[strings.ToLower(n)] = true
-	}
-	r.message(&e.Request, names)
+	r.Message(&e.Request)
 	if e.Response != nil {
-		r.message(e.Response, names)
+		r.Message(e.Response)
 	}
 }
 
-func (r Redactor) message(m *Message, names map[string]bool) {
+// Message redacts m in place and adds what it redacted to m.Redacted:
+// header names, "query:NAME", "form:NAME", "multipart:NAME",
+// "Location:NAME" and JSON paths.
+func (r Redactor) Message(m *Message) {
+	if r.Off {
+		return
+	}
 	for _, h := range []http.Header{m.Header, m.Trailer} {
 		for k, vs := range h {
-			lk := strings.ToLower(k)
-			secret := names[lk]
-			for _, d := range DefaultRedactedHeaders {
-				secret = secret || strings.EqualFold(d, k)
-			}
-			if !secret {
+			if !r.Secret(k) {
 				continue
 			}
 			for i := range vs {
@@ -57,57 +117,101 @@ func (r Redactor) message(m *Message, names map[string]bool) {
 			m.Redacted = append(m.Redacted, http.CanonicalHeaderKey(k))
 		}
 	}
-	if len(names) > 0 && len(m.Body) > 0 && !m.Truncated && isJSON(m.Header) {
-		if body, paths, ok := redactJSON(m.Body, names); ok && len(paths) > 0 {
+	for _, k := range urlHeaders {
+		vs := m.Header[k]
+		for i, v := range vs {
+			if path, query, ok := strings.Cut(v, "?"); ok {
+				q, names := r.query(query)
+				vs[i] = path + "?" + q
+				for _, n := range names {
+					m.Redacted = append(m.Redacted, k+":"+n)
+				}
+			}
+		}
+	}
+	if path, query, ok := strings.Cut(m.Target, "?"); ok {
+		q, names := r.query(query)
+		m.Target = path + "?" + q
+		for _, n := range names {
+			m.Redacted = append(m.Redacted, "query:"+n)
+		}
+	}
+	if len(m.Body) > 0 {
+		switch mt := mediaType(m.Header); {
+		case mt == "application/x-www-form-urlencoded":
+			q, names := r.query(string(m.Body))
+			if len(names) > 0 {
+				m.Body = []byte(q)
+			}
+			for _, n := range names {
+				m.Redacted = append(m.Redacted, "form:"+n)
+			}
+		case mt == "multipart/form-data" && boundary(m.Header) != "":
+			body, names := r.multipart(m.Body, boundary(m.Header))
 			m.Body = body
-			m.Redacted = append(m.Redacted, paths...)
+			for _, n := range names {
+				m.Redacted = append(m.Redacted, "multipart:"+n)
+			}
+		case mt == "application/json" || strings.HasSuffix(mt, "+json") || looksJSON(m.Body):
+			if body, paths := r.json(m.Body); len(paths) > 0 {
+				m.Body = body
+				m.Redacted = append(m.Redacted, paths...)
+			}
 		}
 	}
 	sort.Strings(m.Redacted)
+	m.Redacted = compact(m.Redacted)
 }
 
-func isJSON(h http.Header) bool {
-	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
-	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+func mediaType(h http.Header) string {
+	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
+	return mt
 }
 
-// redactJSON replaces the values of fields named in names, at any depth,
-// and returns the paths it redacted ("user.password", "items[2].token").
-func redactJSON(body []byte, names map[string]bool) ([]byte, []string, bool) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, nil, false
-	}
-	var paths []string
-	v = walk(v, "", names, &paths)
-	out, err := json.Marshal(v)
-	if err != nil {
-		return nil, nil, false
-	}
-	return out, paths, true
-}
-
-func walk(v any, path string, names map[string]bool, paths *[]string) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, child := range t {
-			p := k
-			if path != "" {
-				p = path + "." + k
-			}
-			if names[strings.ToLower(k)] {
-				t[k] = Redacted
-				*paths = append(*paths, p)
-				continue
-			}
-			t[k] = walk(child, p, names, paths)
+// looksJSON: a body that starts as a JSON object or array is scanned
+// whatever its Content-Type says.
+func looksJSON(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '{', '[':
+			return true
 		}
-	case []any:
-		for i, child := range t {
-			t[i] = walk(child, path+"["+strconv.Itoa(i)+"]", names, paths)
+		return false
+	}
+	return false
+}
+
+// query redacts the values of secret parameters in a query string (or a
+// form body, possibly cut short), keeping every other byte, and returns
+// the names it redacted.
+func (r Redactor) query(q string) (string, []string) {
+	parts := strings.Split(q, "&")
+	var names []string
+	for i, p := range parts {
+		k, _, ok := strings.Cut(p, "=")
+		if !ok {
+			continue
+		}
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			name = k
+		}
+		if r.Secret(name) {
+			parts[i] = k + "=" + Redacted
+			names = append(names, name)
 		}
 	}
-	return v
+	return strings.Join(parts, "&"), names
+}
+
+func compact(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
 }

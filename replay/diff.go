@@ -25,25 +25,38 @@ type Diff struct {
 	// Body lists the JSON paths that differ ("$.total: 89 -> 44.5"), or one
 	// line for a body that is not JSON.
 	Body []string `json:"body,omitempty"`
+	// Trailers lists the trailers that differ, gRPC's status among them:
+	// "Grpc-Status: 0 -> 5".
+	Trailers []string `json:"trailers,omitempty"`
 	// NotCompared says what could not be compared, e.g. a truncated record.
 	NotCompared []string `json:"notCompared,omitempty"`
 }
 
 // Empty reports whether nothing differs.
 func (d *Diff) Empty() bool {
-	return d == nil || d.Status == "" && len(d.Headers) == 0 && len(d.Body) == 0
+	return d == nil || d.Status == "" && len(d.Headers) == 0 && len(d.Trailers) == 0 && len(d.Body) == 0
 }
 
-// Compare diffs a replayed answer against the recorded one, ignoring the
-// volatile headers, the extra ones in ignore, and redacted values.
-func Compare(recorded *recording.Message, status int, header http.Header, body []byte, ignore []string) *Diff {
+// Compare diffs a replayed answer (live: Status, Header, Trailer, Body)
+// against the recorded one, ignoring the volatile headers, the extra ones
+// in ignore, and redacted values. Both are redacted first (on copies) by
+// recording's rules and the names the recording redacted, so the diff
+// shows no secret of the live answer.
+func Compare(recorded, live *recording.Message, ignore []string) *Diff {
 	d := &Diff{}
 	if recorded == nil {
 		d.NotCompared = append(d.NotCompared, "the recording has no response")
 		return d
 	}
-	if recorded.Status != status {
-		d.Status = fmt.Sprintf("%d -> %d", recorded.Status, status)
+	r := redactorFor(recorded)
+	recorded, live = redactedCopy(r, recorded), redactedCopy(r, live)
+	grpc := isGRPC(recorded.Header) || isGRPC(live.Header)
+	if grpc {
+		trailersOnly(recorded)
+		trailersOnly(live)
+	}
+	if recorded.Status != live.Status {
+		d.Status = fmt.Sprintf("%d -> %d", recorded.Status, live.Status)
 	}
 	skip := map[string]bool{}
 	for _, h := range append(append([]string(nil), VolatileHeaders...), ignore...) {
@@ -52,11 +65,29 @@ func Compare(recorded *recording.Message, status int, header http.Header, body [
 	for _, h := range recorded.Redacted {
 		skip[http.CanonicalHeaderKey(h)] = true
 	}
+	d.Headers = compareFields(recorded.Header, live.Header, skip)
+	d.Trailers = compareFields(recorded.Trailer, live.Trailer, skip)
+	switch {
+	case recorded.Truncated:
+		d.NotCompared = append(d.NotCompared, fmt.Sprintf("body: recorded only %d of %d bytes", len(recorded.Body), recorded.BodySize))
+	case grpc:
+		d.Body = grpcDiff(recorded.Body, live.Body)
+	case len(recorded.Redacted) > 0 && bytes.Contains(recorded.Body, []byte(recording.Redacted)):
+		d.Body = jsonDiff(recorded.Body, live.Body, true)
+	default:
+		d.Body = jsonDiff(recorded.Body, live.Body, false)
+	}
+	return d
+}
+
+// compareFields lists the fields (headers or trailers) that differ, but
+// those in skip: "Name: recorded -> replayed".
+func compareFields(a, b http.Header, skip map[string]bool) []string {
 	keys := map[string]bool{}
-	for k := range recorded.Header {
+	for k := range a {
 		keys[http.CanonicalHeaderKey(k)] = true
 	}
-	for k := range header {
+	for k := range b {
 		keys[http.CanonicalHeaderKey(k)] = true
 	}
 	var names []string
@@ -66,21 +97,40 @@ func Compare(recorded *recording.Message, status int, header http.Header, body [
 		}
 	}
 	sort.Strings(names)
+	var out []string
 	for _, k := range names {
-		a, b := strings.Join(recorded.Header.Values(k), ", "), strings.Join(header.Values(k), ", ")
-		if a != b {
-			d.Headers = append(d.Headers, fmt.Sprintf("%s: %s -> %s", k, orNone(a), orNone(b)))
+		va, vb := strings.Join(a.Values(k), ", "), strings.Join(b.Values(k), ", ")
+		if va != vb {
+			out = append(out, fmt.Sprintf("%s: %s -> %s", k, orNone(va), orNone(vb)))
 		}
 	}
-	switch {
-	case recorded.Truncated:
-		d.NotCompared = append(d.NotCompared, fmt.Sprintf("body: recorded only %d of %d bytes", len(recorded.Body), recorded.BodySize))
-	case len(recorded.Redacted) > 0 && bytes.Contains(recorded.Body, []byte(recording.Redacted)):
-		d.Body = jsonDiff(recorded.Body, body, true)
-	default:
-		d.Body = jsonDiff(recorded.Body, body, false)
+	return out
+}
+
+// redactorFor redacts by the default rules and by every name the recording
+// redacted: header names, the last field of JSON paths, query and form
+// parameters.
+func redactorFor(recorded *recording.Message) recording.Redactor {
+	var r recording.Redactor
+	for _, n := range recorded.Redacted {
+		if i := strings.LastIndexAny(n, ".:]"); i >= 0 {
+			n = n[i+1:]
+		}
+		if n != "" {
+			r.Names = append(r.Names, n)
+		}
 	}
-	return d
+	return r
+}
+
+// redactedCopy returns m redacted by r, m untouched.
+func redactedCopy(r recording.Redactor, m *recording.Message) *recording.Message {
+	c := *m
+	c.Header, c.Trailer = m.Header.Clone(), m.Trailer.Clone()
+	c.Body = append([]byte(nil), m.Body...)
+	c.Redacted = append([]string(nil), m.Redacted...)
+	r.Message(&c)
+	return &c
 }
 
 func orNone(s string) string {

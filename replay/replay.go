@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -48,7 +49,13 @@ type Options struct {
 	IgnoreHeaders []string
 	// Timeout bounds each request (default 30s).
 	Timeout time.Duration
+	// MaxBody is the most of an answer's body kept to compare (Diff);
+	// default DefaultMaxBody. Without Diff, answers are read and dropped.
+	MaxBody int64
 }
+
+// DefaultMaxBody is Options.MaxBody's default.
+const DefaultMaxBody = 16 << 20
 
 // Result is one replayed request.
 type Result struct {
@@ -63,6 +70,8 @@ type Result struct {
 	Diff    *Diff         `json:"diff,omitempty"`
 	// Skipped says why the request was not sent.
 	Skipped string `json:"skipped,omitempty"`
+	// GRPCStatus is a gRPC answer's status code ("0" is OK).
+	GRPCStatus string `json:"grpcStatus,omitempty"`
 }
 
 // Summary is the whole replay.
@@ -105,7 +114,9 @@ var hopByHop = map[string]bool{"Connection": true, "Keep-Alive": true, "Transfer
 
 // Request builds the request that replays e against o.Base. A redacted
 // header is left out unless o.Header gives it; a truncated body cannot be
-// replayed faithfully and is an error.
+// replayed faithfully and is an error. An exchange replayed as HTTP/2
+// keeps "Te: trailers", which gRPC asks for; send it with a client from
+// http2Client.
 func Request(ctx context.Context, e *recording.Exchange, o Options) (*http.Request, error) {
 	if e.Request.Truncated {
 		return nil, fmt.Errorf("its body was recorded only in part (%d of %d bytes); record with a larger --body-cap to replay it",
@@ -135,6 +146,12 @@ func Request(ctx context.Context, e *recording.Exchange, o Options) (*http.Reque
 	}
 	for k, vs := range e.Request.Header {
 		ck := http.CanonicalHeaderKey(k)
+		if ck == "Te" && speaksHTTP2(e) {
+			if slices.Contains(vs, "trailers") {
+				req.Header.Set("Te", "trailers")
+			}
+			continue
+		}
 		if hopByHop[ck] || ck == "Host" || redacted[ck] {
 			continue
 		}
@@ -155,7 +172,9 @@ func Request(ctx context.Context, e *recording.Exchange, o Options) (*http.Reque
 }
 
 // Run replays exchanges (oldest first) with client, calling emit with each
-// result as it comes (from one goroutine at a time).
+// result as it comes (from one goroutine at a time). Exchanges recorded as
+// HTTP/2 (h2c, gRPC; see speaksHTTP2) go out as HTTP/2 through a clone of
+// client's transport (http2Client), so through the same dial function.
 func Run(ctx context.Context, client *http.Client, exchanges []*recording.Exchange, ref func(*recording.Exchange) string, o Options, emit func(Result) error) (Summary, error) {
 	if err := o.Validate(); err != nil {
 		return Summary{}, err
@@ -168,6 +187,9 @@ func Run(ctx context.Context, client *http.Client, exchanges []*recording.Exchan
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBody
 	}
 	sorted := append([]*recording.Exchange(nil), exchanges...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Time.Before(sorted[j].Time) })
@@ -204,13 +226,22 @@ func Run(ctx context.Context, client *http.Client, exchanges []*recording.Exchan
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	clients := [2]*http.Client{client, client}
+	if slices.ContainsFunc(sorted, speaksHTTP2) {
+		clients[1] = http2Client(client)
+		defer clients[1].CloseIdleConnections()
+	}
 	var wg sync.WaitGroup
 	for range o.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				report(one(ctx, client, j.e, ref(j.e), j.round, o))
+				c := clients[0]
+				if speaksHTTP2(j.e) {
+					c = clients[1]
+				}
+				report(one(ctx, c, j.e, ref(j.e), j.round, o))
 			}
 		}()
 	}
@@ -259,15 +290,34 @@ func one(ctx context.Context, client *http.Client, e *recording.Exchange, ref st
 		r.Latency, r.Error = time.Since(start), err.Error()
 		return r
 	}
-	body, err := io.ReadAll(resp.Body)
+	// Keep at most MaxBody bytes, and only to compare them; a longer
+	// answer is not read to its end.
+	var body []byte
+	long := false
+	if o.Diff {
+		body, err = io.ReadAll(io.LimitReader(resp.Body, o.MaxBody+1))
+		if long = int64(len(body)) > o.MaxBody; long {
+			body = body[:o.MaxBody]
+		}
+	} else {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
 	resp.Body.Close()
 	r.Latency, r.Status = time.Since(start), resp.StatusCode
 	if err != nil {
 		r.Error = "reading the answer: " + err.Error()
 		return r
 	}
+	if isGRPC(resp.Header) {
+		r.GRPCStatus = grpcStatus(resp.Header, resp.Trailer)
+	}
 	if o.Diff {
-		r.Diff = Compare(e.Response, resp.StatusCode, resp.Header, body, o.IgnoreHeaders)
+		live := &recording.Message{Status: resp.StatusCode, Header: resp.Header, Trailer: resp.Trailer, Body: body, BodySize: int64(len(body))}
+		r.Diff = Compare(e.Response, live, o.IgnoreHeaders)
+		if long {
+			r.Diff.Body = nil
+			r.Diff.NotCompared = append(r.Diff.NotCompared, fmt.Sprintf("body: the replayed answer is longer than %d bytes", o.MaxBody))
+		}
 	}
 	return r
 }

@@ -99,7 +99,7 @@ func TestDiff(t *testing.T) {
 	if diff := cmp.Diff([]string{"$.total: 89 -> 44.5"}, r[0].Diff.Body); diff != "" || r[0].Diff.Status != "" || len(r[0].Diff.Headers) != 0 {
 		t.Errorf("changed field: %+v (-want +got)\n%s", r[0].Diff, diff)
 	}
-	d := Compare(rec.Response, 500, http.Header{"Content-Type": {"text/plain"}}, []byte("boom"), nil)
+	d := Compare(rec.Response, &recording.Message{Status: 500, Header: http.Header{"Content-Type": {"text/plain"}}, Body: []byte("boom")}, nil)
 	if d.Status != "200 -> 500" || len(d.Headers) != 1 || len(d.Body) != 1 {
 		t.Errorf("status, header and non-JSON body: %+v", d)
 	}

@@ -275,34 +275,43 @@ func (o *Options) selection(ctx context.Context, client daemon.Service) ([]*reco
 	return got, refs, nil
 }
 
+// printResult prints one result for people; recorded and received text is
+// escaped (recording.Printable).
 func printResult(o *Options, r replay.Result) {
+	p := recording.Printable
 	round := ""
 	if o.Count > 1 {
 		round = fmt.Sprintf(" #%d", r.Round)
 	}
+	head := p(r.Ref) + round + "  " + p(r.Method) + " " + p(r.Target)
 	switch {
 	case r.Skipped != "":
-		fmt.Fprintf(o.Out, "%s%s  %s %s  skipped: %s\n", r.Ref, round, r.Method, r.Target, r.Skipped)
+		fmt.Fprintf(o.Out, "%s  skipped: %s\n", head, p(r.Skipped))
 	case r.Error != "":
-		fmt.Fprintf(o.Out, "%s%s  %s %s  ERROR %s\n", r.Ref, round, r.Method, r.Target, r.Error)
+		fmt.Fprintf(o.Out, "%s  ERROR %s\n", head, p(r.Error))
+	case r.GRPCStatus != "":
+		fmt.Fprintf(o.Out, "%s  %d grpc-status %s  %s\n", head, r.Status, p(r.GRPCStatus), r.Latency.Round(10*time.Microsecond))
 	default:
-		fmt.Fprintf(o.Out, "%s%s  %s %s  %d  %s\n", r.Ref, round, r.Method, r.Target, r.Status, r.Latency.Round(10*time.Microsecond))
+		fmt.Fprintf(o.Out, "%s  %d  %s\n", head, r.Status, r.Latency.Round(10*time.Microsecond))
 	}
 	if d := r.Diff; d != nil {
 		if d.Empty() {
 			fmt.Fprintln(o.Out, "    same as recorded")
 		}
 		if d.Status != "" {
-			fmt.Fprintf(o.Out, "    status %s\n", d.Status)
+			fmt.Fprintf(o.Out, "    status %s\n", p(d.Status))
 		}
 		for _, h := range d.Headers {
-			fmt.Fprintf(o.Out, "    header %s\n", h)
+			fmt.Fprintf(o.Out, "    header %s\n", p(h))
+		}
+		for _, tr := range d.Trailers {
+			fmt.Fprintf(o.Out, "    trailer %s\n", p(tr))
 		}
 		for _, b := range d.Body {
-			fmt.Fprintf(o.Out, "    body %s\n", b)
+			fmt.Fprintf(o.Out, "    body %s\n", p(b))
 		}
 		for _, n := range d.NotCompared {
-			fmt.Fprintf(o.Out, "    not compared: %s\n", n)
+			fmt.Fprintf(o.Out, "    not compared: %s\n", p(n))
 		}
 	}
 }

@@ -1,10 +1,14 @@
 package replay
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
 	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/replay"
 )
 
 func TestValidate(t *testing.T) {
@@ -44,5 +48,28 @@ func TestValidate(t *testing.T) {
 				t.Errorf("got %v (exit %d), want a user error containing %q", err, cmdutil.ExitCode(err), tt.want)
 			}
 		})
+	}
+}
+
+func TestPrintResultEscapesControlCharacters(t *testing.T) {
+	const esc = "\x1b]0;owned\x07\u009b2J\u202e"
+	var out bytes.Buffer
+	o := &Options{IOStreams: genericiooptions.IOStreams{Out: &out}, Count: 2}
+	for _, r := range []replay.Result{
+		{Ref: "x2x.1" + esc, Method: "GET" + esc, Target: "/a\n" + esc, Status: 200,
+			Diff: &replay.Diff{Status: "1 -> 2", Headers: []string{"X: " + esc}, Trailers: []string{"Grpc-Message: " + esc}, Body: []string{"$.a" + esc}, NotCompared: []string{esc}}},
+		{Ref: "x2x.4", Method: "POST", Target: "/g", Status: 200, GRPCStatus: "5" + esc},
+		{Ref: "x2x.2", Method: "GET", Target: "/", Error: "malformed " + esc},
+		{Ref: "x2x.3", Method: "GET", Target: "/", Skipped: "skip " + esc},
+	} {
+		printResult(o, r)
+	}
+	for i, r := range out.String() {
+		if r != '\n' && (r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u202e') {
+			t.Fatalf("output holds %U at byte %d:\n%q", r, i, out.String())
+		}
+	}
+	if got := strings.Count(out.String(), "\n"); got != 9 {
+		t.Errorf("%d lines, want 9:\n%s", got, out.String())
 	}
 }

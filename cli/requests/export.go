@@ -46,9 +46,7 @@ func newCmdExport(o *Options) *cobra.Command {
 				return err
 			}
 			if format == "curl" {
-				for _, e := range got {
-					fmt.Fprintf(w, "# %s %s %s -> %d\n%s\n", Ref(e), e.Request.Method, e.Request.Target, e.Status(), recording.Curl(e, base))
-				}
+				writeCurl(w, got, base)
 			} else {
 				enc := json.NewEncoder(w)
 				enc.SetIndent("", "  ")
@@ -71,6 +69,15 @@ func newCmdExport(o *Options) *cobra.Command {
 	cmd.Flags().StringVar(&base, "base", "http://localhost:8080", "for curl: the scheme and host the commands call")
 	addFilterFlags(cmd, o)
 	return cmd
+}
+
+// writeCurl writes a shell command per exchange, each after a comment
+// that names it; recorded text in comments is escaped onto one line.
+func writeCurl(w io.Writer, exs []*recording.Exchange, base string) {
+	for _, e := range exs {
+		fmt.Fprintf(w, "# %s %s %s -> %d\n%s\n", recording.Printable(Ref(e)), recording.Printable(e.Request.Method),
+			recording.Printable(e.Request.Target), e.Status(), recording.Curl(e, base))
+	}
 }
 
 func newCmdSave(o *Options) *cobra.Command {

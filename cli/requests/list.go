@@ -73,12 +73,7 @@ func (o *Options) list(ctx context.Context, f recording.Filter) error {
 	}
 	rows := make([]listed, 0, len(got))
 	for _, e := range got {
-		r := listed{ID: Ref(e), Time: e.Time, Pod: e.Pod, Method: e.Request.Method, Path: e.Request.Target, Status: e.Status(),
-			LatencyMs: float64(e.Latency().Microseconds()) / 1000, Destination: e.Destination, Error: e.Error}
-		if e.Response != nil {
-			r.Size = e.Response.BodySize
-		}
-		rows = append(rows, r)
+		rows = append(rows, toListed(e))
 	}
 	if o.Output != cmdutil.OutputText {
 		return cmdutil.PrintStructured(o.Out, o.Output, rows)
@@ -87,24 +82,46 @@ func (o *Options) list(ctx context.Context, f recording.Filter) error {
 		fmt.Fprintln(o.ErrOut, "no recorded requests match")
 		return nil
 	}
-	tw := tabwriter.NewWriter(o.Out, 2, 4, 2, ' ', 0)
+	return writeList(o.Out, rows)
+}
+
+func toListed(e *recording.Exchange) listed {
+	r := listed{ID: Ref(e), Time: e.Time, Pod: e.Pod, Method: e.Request.Method, Path: e.Request.Target, Status: e.Status(),
+		LatencyMs: float64(e.Latency().Microseconds()) / 1000, Destination: e.Destination, Error: e.Error}
+	if e.Response != nil {
+		r.Size = e.Response.BodySize
+	}
+	return r
+}
+
+// printable is recorded text made safe for a terminal, on one line.
+func printable(s string) string { return recording.Printable(s) }
+
+// writeList prints rows as a table for people, recorded text escaped.
+func writeList(w io.Writer, rows []listed) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTIME\tPOD\tMETHOD\tPATH\tSTATUS\tLATENCY\tSIZE\tTO")
 	for _, r := range rows {
 		status := fmt.Sprint(r.Status)
 		if r.Status == 0 {
 			status = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Time.Local().Format("15:04:05.000"), r.Pod, r.Method,
-			short(r.Path, 60), status, time.Duration(r.LatencyMs*float64(time.Millisecond)).Round(10*time.Microsecond), humanBytes(r.Size), r.Destination)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(r.ID), r.Time.Local().Format("15:04:05.000"), printable(r.Pod), printable(r.Method),
+			short(printable(r.Path), 60), status, time.Duration(r.LatencyMs*float64(time.Millisecond)).Round(10*time.Microsecond), humanBytes(r.Size), printable(r.Destination))
 	}
 	return tw.Flush()
 }
 
+// short cuts s to n bytes or fewer, at a rune boundary.
 func short(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-1] + "…"
+	cut := n - 1
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func humanBytes(n int64) string {
@@ -152,20 +169,21 @@ func newCmdShow(o *Options) *cobra.Command {
 	return cmd
 }
 
-// show prints an exchange for people.
+// show prints an exchange for people; every recorded text is escaped
+// (recording.Printable), bodies keeping their lines.
 func show(w io.Writer, e *recording.Exchange) {
-	fmt.Fprintf(w, "%s  %s  pod %s  from %s  to %s  %s\n", Ref(e), e.Time.Local().Format(time.RFC3339Nano), e.Pod, e.Source, e.Destination, e.Proto)
+	fmt.Fprintf(w, "%s  %s  pod %s  from %s  to %s  %s\n", printable(Ref(e)), e.Time.Local().Format(time.RFC3339Nano), printable(e.Pod), printable(e.Source), printable(e.Destination), printable(e.Proto))
 	fmt.Fprintf(w, "timings: send %s, wait %s, receive %s\n", e.Send.Round(time.Microsecond), e.Wait.Round(time.Microsecond), e.Receive.Round(time.Microsecond))
 	if e.Error != "" {
-		fmt.Fprintf(w, "incomplete: %s\n", e.Error)
+		fmt.Fprintf(w, "incomplete: %s\n", printable(e.Error))
 	}
-	fmt.Fprintf(w, "\n%s %s\n", e.Request.Method, e.Request.Target)
+	fmt.Fprintf(w, "\n%s %s\n", printable(e.Request.Method), printable(e.Request.Target))
 	message(w, &e.Request)
 	if e.Response == nil {
 		fmt.Fprintln(w, "\n(no response)")
 		return
 	}
-	fmt.Fprintf(w, "\n%d %s\n", e.Response.Status, e.Response.Reason)
+	fmt.Fprintf(w, "\n%d %s\n", e.Response.Status, printable(e.Response.Reason))
 	message(w, e.Response)
 }
 
@@ -177,23 +195,27 @@ func message(w io.Writer, m *recording.Message) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		for _, v := range m.Header[k] {
-			fmt.Fprintf(w, "%s: %s\n", k, v)
+			fmt.Fprintf(w, "%s: %s\n", printable(k), printable(v))
 		}
 	}
 	if len(m.Redacted) > 0 {
-		fmt.Fprintf(w, "(redacted: %s)\n", strings.Join(m.Redacted, ", "))
+		fmt.Fprintf(w, "(redacted: %s)\n", printable(strings.Join(m.Redacted, ", ")))
 	}
-	if m.BodySize == 0 {
-		return
+	if m.BodySize > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, recording.PrintableText(body(m)))
+		if m.Truncated {
+			fmt.Fprintf(w, "(body truncated: %d of %d bytes recorded)\n", len(m.Body), m.BodySize)
+		}
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, body(m))
-	if m.Truncated {
-		fmt.Fprintf(w, "(body truncated: %d of %d bytes recorded)\n", len(m.Body), m.BodySize)
+	keys = keys[:0]
+	for k := range m.Trailer {
+		keys = append(keys, k)
 	}
-	for k, vs := range m.Trailer {
-		for _, v := range vs {
-			fmt.Fprintf(w, "trailer %s: %s\n", k, v)
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, v := range m.Trailer[k] {
+			fmt.Fprintf(w, "trailer %s: %s\n", printable(k), printable(v))
 		}
 	}
 }

@@ -133,3 +133,12 @@ func TestFromFrame(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFromFrame: any bytes off the wire summarize without a panic.
+func FuzzFromFrame(f *testing.F) {
+	for _, p := range testPackets {
+		f.Add(frame(f, p, false))
+		f.Add(frame(f, p, true))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { FromFrame(b) })
+}

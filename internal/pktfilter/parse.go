@@ -7,6 +7,7 @@
 package pktfilter
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -45,20 +46,53 @@ const (
 	Dst    Dir = "dst"
 )
 
+// Limits on what Parse accepts: the filter comes from users and is parsed
+// again by the agent, so its size and nesting are bounded before anything
+// recurses over it.
+const (
+	// MaxLen is the longest filter accepted, in bytes.
+	MaxLen = 16 << 10
+	// MaxDepth is the deepest nesting of parentheses and not/! accepted.
+	MaxDepth = 100
+)
+
+// ErrTooLarge means the filter is longer or nests deeper than the limits.
+var ErrTooLarge = errors.New("filter too large")
+
 // SyntaxError points at the word that broke the filter.
 type SyntaxError struct {
 	Filter string
 	Pos    int // byte offset of the offending word
 	Word   string
 	Msg    string
+	// Err is ErrTooLarge for a filter over the limits, else nil.
+	Err error
 }
 
 func (e *SyntaxError) Error() string {
-	word := strconv.Quote(e.Word)
+	word := strconv.Quote(short(e.Word, 40))
 	if e.Word == "" {
 		word = "the end"
 	}
-	return fmt.Sprintf("filter: %s at %s:\n  %s\n  %s^", e.Msg, word, e.Filter, strings.Repeat(" ", e.Pos))
+	// Show at most 60 bytes each side of the position.
+	from, to := max(e.Pos-60, 0), min(e.Pos+60, len(e.Filter))
+	pre, post := "", ""
+	if from > 0 {
+		pre = "..."
+	}
+	if to < len(e.Filter) {
+		post = "..."
+	}
+	return fmt.Sprintf("filter: %s at %s:\n  %s%s%s\n  %s^", e.Msg, word, pre, e.Filter[from:to], post, strings.Repeat(" ", len(pre)+e.Pos-from))
+}
+
+func (e *SyntaxError) Unwrap() error { return e.Err }
+
+func short(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 type token struct {
@@ -93,13 +127,19 @@ func tokenize(s string) []token {
 }
 
 type parser struct {
-	src  string
-	toks []token
-	i    int
+	src   string
+	toks  []token
+	i     int
+	depth int // nesting of parentheses and not
 }
 
-// Parse parses a filter. An empty filter matches every packet.
+// Parse parses a filter. An empty filter matches every packet. A filter
+// longer than MaxLen or nested deeper than MaxDepth is an error.
 func Parse(filter string) (Expr, error) {
+	if len(filter) > MaxLen {
+		return nil, &SyntaxError{Filter: filter, Pos: MaxLen, Word: filter[MaxLen : MaxLen+8], Err: ErrTooLarge,
+			Msg: fmt.Sprintf("the filter is longer than %d bytes (%d)", MaxLen, len(filter))}
+	}
 	p := &parser{src: filter, toks: tokenize(filter)}
 	if len(p.toks) == 0 {
 		return all{}, nil
@@ -161,8 +201,25 @@ func (p *parser) and() (Expr, error) {
 	return l, nil
 }
 
+// enter counts one level of nesting, failing past MaxDepth; leave undoes it.
+func (p *parser) enter() error {
+	p.depth++
+	if p.depth > MaxDepth {
+		err := p.errf("the filter nests deeper than %d levels of parentheses and not", MaxDepth)
+		err.(*SyntaxError).Err = ErrTooLarge
+		return err
+	}
+	return nil
+}
+
+func (p *parser) leave() { p.depth-- }
+
 func (p *parser) not() (Expr, error) {
 	if w := p.peek(); w == "not" || w == "!" {
+		if err := p.enter(); err != nil {
+			return nil, err
+		}
+		defer p.leave()
 		p.i++
 		e, err := p.not()
 		if err != nil {
@@ -178,6 +235,10 @@ const expected = "expected host, net, port, portrange, src, dst, tcp, udp, icmp,
 func (p *parser) primary() (Expr, error) {
 	switch w := p.peek(); w {
 	case "(":
+		if err := p.enter(); err != nil {
+			return nil, err
+		}
+		defer p.leave()
 		p.i++
 		e, err := p.or()
 		if err != nil {

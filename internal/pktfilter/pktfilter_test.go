@@ -94,9 +94,11 @@ func TestSyntaxErrors(t *testing.T) {
 
 // FuzzParse: any input either parses, and its String() form parses to a
 // filter that matches the same packets, or fails with a SyntaxError whose
-// position lies within the input.
+// position lies within the input. String() adds parentheses, so its form of
+// a filter near the limits may be over them.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"tcp port 80", "not (src net 10.0.0.0/8 or dst host ::1)", "udp and portrange 1-2", "((", "port 99999"} {
+	for _, s := range []string{"tcp port 80", "not (src net 10.0.0.0/8 or dst host ::1)", "udp and portrange 1-2", "((", "port 99999",
+		strings.Repeat("(", MaxDepth) + "tcp" + strings.Repeat(")", MaxDepth), strings.Repeat("! ", MaxDepth+1) + "udp"} {
 		f.Add(s)
 	}
 	packets := []Packet{web, dns, ping, v6}
@@ -110,6 +112,9 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		again, err := Parse(e.String())
+		if errors.Is(err, ErrTooLarge) {
+			return
+		}
 		if err != nil {
 			t.Fatalf("String() of %q is %q, which does not parse: %v", s, e.String(), err)
 		}
@@ -119,4 +124,32 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestLimits(t *testing.T) {
+	tests := []struct {
+		name, filter, msg string
+	}{
+		{"deep parentheses", strings.Repeat("(", 1000) + "tcp" + strings.Repeat(")", 1000), "nests deeper than"},
+		{"deep not", strings.Repeat("not ", 1000) + "tcp", "nests deeper than"},
+		{"deep !", strings.Repeat("!", 1<<22) + "tcp", "longer than"},
+		{"long", strings.Repeat("tcp or ", 1<<19) + "tcp", "longer than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(tt.filter)
+			var se *SyntaxError
+			if !errors.As(err, &se) || !errors.Is(err, ErrTooLarge) || !strings.Contains(se.Msg, tt.msg) {
+				t.Fatalf("Parse: %v, want a SyntaxError saying %q", err, tt.msg)
+			}
+			if len(err.Error()) > 400 {
+				t.Errorf("the message quotes too much of the filter: %d bytes", len(err.Error()))
+			}
+		})
+	}
+	// Nesting up to the limit parses.
+	ok := strings.Repeat("(", MaxDepth-1) + "tcp" + strings.Repeat(")", MaxDepth-1)
+	if _, err := Parse(ok); err != nil {
+		t.Errorf("%d levels: %v", MaxDepth-1, err)
+	}
 }
