@@ -87,5 +87,7 @@ require (
 
 tool (
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	google.golang.org/grpc/examples/helloworld/greeter_client
+	google.golang.org/grpc/examples/helloworld/greeter_server
 	google.golang.org/protobuf/cmd/protoc-gen-go
 )

@@ -39,6 +39,9 @@ const (
 	CoreDNSImage = "docker.io/rancher/mirrored-coredns-coredns:1.12.0" // what k3s v1.32.0+k3s1's manifest names
 	AgentImage   = "docker.io/tetherkube/tether-agent:dev"
 	DemoImage    = "docker.io/tetherkube/tether-demo:dev"
+	// GreeterImage runs grpc-go's own helloworld greeter_server (module
+	// google.golang.org/grpc/examples), a gRPC server tether did not write.
+	GreeterImage = "docker.io/tetherkube/greeter-server:dev"
 )
 
 // nonRoot is the uid:gid tether's own images run as.
@@ -51,6 +54,7 @@ func Images() []Image {
 		{Ref: CoreDNSImage, Binary: "coredns", Entrypoint: []string{"/coredns"}, File: "coredns.tar"},
 		{Ref: AgentImage, Binary: "tether-agent", Entrypoint: []string{"/tether-agent"}, User: nonRoot, File: "tether-agent.tar"},
 		{Ref: DemoImage, Binary: "tether-demo", Entrypoint: []string{"/tether-demo"}, Cmd: []string{"serve"}, User: nonRoot, File: "tether-demo.tar"},
+		{Ref: GreeterImage, Binary: "greeter-server", Entrypoint: []string{"/greeter-server"}, User: nonRoot, File: "greeter-server.tar"},
 	}
 }
 
