@@ -232,8 +232,10 @@ func TestGRPCRecordReplay(t *testing.T) {
 		}
 	}
 	st := e.statsOf("greeter").Stats
-	if st.NotHTTP != 0 || st.Malformed != 0 || st.Upgraded != 0 || st.Exchanges != greeterCalls {
-		t.Errorf("recorder stats %+v: want %d exchanges, none not HTTP, malformed or upgraded", st, greeterCalls)
+	// One connection per call: the kubelet's probes go to the app's port,
+	// not the agent's (tether pins probes that named the port).
+	if st.NotHTTP != 0 || st.Malformed != 0 || st.Upgraded != 0 || st.Exchanges != greeterCalls || st.Connections != greeterCalls {
+		t.Errorf("recorder stats %+v: want %d connections and exchanges, none not HTTP, malformed or upgraded", st, greeterCalls)
 	}
 	if t.Failed() {
 		t.FailNow()
@@ -245,6 +247,7 @@ func TestGRPCRecordReplay(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "grpc-status 0") || !strings.Contains(out, "same as recorded") || !strings.Contains(out, "0 of 1 answers differ") {
 			t.Fatalf("replay --to cluster --diff: exit %d, want 0 and the same answer:\n%s%s", code, out, errOut)
 		}
+		t.Logf("replay --to cluster --diff:\n%s", out)
 		// The replay took the recorded path, so the agent recorded it:
 		// a second SayHello, over HTTP/2, answered alike.
 		exs := e.savedExchanges("greeter")
@@ -263,6 +266,7 @@ func TestGRPCRecordReplay(t *testing.T) {
 		if code != 3 || !strings.Contains(out, want) || strings.Count(out, "\n    ") != 1 {
 			t.Errorf("replay --diff to a server that answers Howdy: exit %d, want 3 and exactly %q:\n%s%s", code, want, out, errOut)
 		}
+		t.Logf("replay --diff to the Howdy server (exit %d):\n%s", code, out)
 	})
 }
 
@@ -353,6 +357,7 @@ func TestGRPCIntercept(t *testing.T) {
 		t.Errorf("recorded %d intercepted calls, want %d", len(rows), greeterCalls)
 	}
 
+	t.Logf("%s\nlaptop greeter_server log:\n%s", out, laptopLog)
 	e.mustTether("leave", "greeter")
 	if got, err := greet(t, bins, addr, "after-leave"); err != nil || got != "Hello after-leave" {
 		t.Fatalf("after leave: %q, %v", got, err)
