@@ -61,7 +61,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 
 	root.AddCommand(
 		connect.NewCmdConnect(f),
-		status.NewCmdStatus(f),
+		status.NewCmdStatus(f, nil),
 		intercept.NewCmdIntercept(f, nil),
 		leave.NewCmdLeave(f, nil),
 		rollback.NewCmdRollback(f),
