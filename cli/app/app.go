@@ -72,7 +72,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		record.NewCmdRecord(f),
 		requests.NewCmdRequests(f),
 		replaycmd.NewCmdReplay(f),
-		logs.NewCmdLogs(f),
+		logs.NewCmdLogs(f, nil),
 		version.NewCmdVersion(f, nil),
 		daemoncmd.NewCmdDaemon(f),
 	)

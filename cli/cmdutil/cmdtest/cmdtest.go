@@ -75,6 +75,7 @@ func Streams() (genericiooptions.IOStreams, *bytes.Buffer, *bytes.Buffer) {
 func Factory(t testing.TB, streams genericiooptions.IOStreams) *cmdutil.Factory {
 	t.Helper()
 	dir := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", dir)
 	kc := filepath.Join(dir, "kubeconfig")
 	cfg := `apiVersion: v1
 kind: Config
