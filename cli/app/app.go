@@ -60,7 +60,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 	})
 
 	root.AddCommand(
-		connect.NewCmdConnect(f),
+		connect.NewCmdConnect(f, nil),
 		status.NewCmdStatus(f, nil),
 		intercept.NewCmdIntercept(f, nil),
 		leave.NewCmdLeave(f, nil),
