@@ -19,9 +19,13 @@ import (
 // NewCmdDaemon returns `tether daemon`.
 func NewCmdDaemon(f *cmdutil.Factory) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:    "daemon",
-		Short:  "Run tether's local daemon (started for you by `tether connect`)",
-		Hidden: true,
+		Use:   "daemon",
+		Short: "Run tether's local daemon (started for you by `tether connect`)",
+		Long: `The daemon keeps one kube context's connections, tunnels and intercepts
+while commands come and go. Every command that needs it starts it in the
+background; ` + "`tether quit`" + ` stops it and ` + "`tether logs`" + ` prints its log.`,
+		Example: `  tether daemon run --context staging`,
+		Hidden:  true,
 	}
 	cmd.AddCommand(NewCmdRun(f, nil))
 	return cmd
