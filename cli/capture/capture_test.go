@@ -58,14 +58,7 @@ func TestNewCmdCapture(t *testing.T) {
 			if tt.want.AgentImage == "" {
 				tt.want.AgentImage = got.AgentImage
 			}
-			ignore := cmp.FilterPath(func(p cmp.Path) bool {
-				switch p.Last().String() {
-				case ".IOStreams", ".DaemonService", ".Namespace", ".Create":
-					return true
-				}
-				return false
-			}, cmp.Ignore())
-			if diff := cmp.Diff(tt.want, *got, ignore); diff != "" {
+			if diff := cmp.Diff(tt.want, *got, cmdtest.IgnoreDeps); diff != "" {
 				t.Errorf("options (-want +got):\n%s", diff)
 			}
 		})

@@ -52,21 +52,12 @@ func TestNewCmdIntercept(t *testing.T) {
 				t.Errorf("default agent image = %q", got.AgentImage)
 			}
 			tt.want.AgentImage = got.AgentImage
-			if diff := cmp.Diff(tt.want, *got, cmpOptions); diff != "" {
+			if diff := cmp.Diff(tt.want, *got, cmdtest.IgnoreDeps); diff != "" {
 				t.Errorf("options (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
-
-// cmpOptions compares options by their values, not their streams and funcs.
-var cmpOptions = cmp.FilterPath(func(p cmp.Path) bool {
-	switch p.Last().String() {
-	case ".IOStreams", ".DaemonService", ".Namespace":
-		return true
-	}
-	return false
-}, cmp.Ignore())
 
 func TestInterceptValidate(t *testing.T) {
 	valid := func() InterceptOptions {

@@ -95,11 +95,7 @@ func TestNewCmdRecord(t *testing.T) {
 			if tt.want.AgentImage == "" {
 				tt.want.AgentImage = intercept.DefaultAgentImage()
 			}
-			ignore := cmp.FilterPath(func(p cmp.Path) bool {
-				s := p.Last().String()
-				return s == ".IOStreams" || s == ".DaemonService" || s == ".Namespace"
-			}, cmp.Ignore())
-			if diff := cmp.Diff(tt.want, *got, ignore); diff != "" {
+			if diff := cmp.Diff(tt.want, *got, cmdtest.IgnoreDeps); diff != "" {
 				t.Errorf("options (-want +got):\n%s", diff)
 			}
 		})

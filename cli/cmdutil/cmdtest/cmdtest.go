@@ -7,9 +7,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -112,3 +114,13 @@ func WantError(t testing.TB, err error, code int, want string) {
 		t.Errorf("error %v, want it to say %q", err, want)
 	}
 }
+
+// IgnoreDeps makes cmp compare options by their values: their streams and
+// their dependencies (func fields) are left out.
+var IgnoreDeps = cmp.FilterPath(func(p cmp.Path) bool {
+	if p.Last().String() == ".IOStreams" {
+		return true
+	}
+	t := p.Last().Type()
+	return t != nil && t.Kind() == reflect.Func
+}, cmp.Ignore())
