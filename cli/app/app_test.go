@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
@@ -44,6 +45,46 @@ func TestKubectlPluginName(t *testing.T) {
 	for _, flag := range []string{"--kubeconfig", "--context", "--namespace"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("help lacks kubectl flag %s", flag)
+		}
+	}
+}
+
+// TestHelpTeaches: every command says what it does and shows how to run
+// it, and every command that prints data offers it to scripts with -o.
+func TestHelpTeaches(t *testing.T) {
+	// These write data in a format of their own (HAR, curl, JSON lines) or
+	// print none (the daemon logs to its file).
+	noOutputFlag := map[string]bool{
+		"tether requests export": true, "tether requests save": true, "tether daemon run": true,
+	}
+	streams, _, _, _ := genericiooptions.NewTestIOStreams()
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Name() == "help" || sub.Name() == "completion" {
+				continue
+			}
+			path := sub.CommandPath()
+			if sub.Long == "" || sub.Example == "" {
+				t.Errorf("%s: help lacks Long or Example", path)
+			}
+			if sub.Runnable() && !noOutputFlag[path] && sub.Flags().Lookup("output") == nil {
+				t.Errorf("%s: no -o json|yaml", path)
+			}
+			walk(sub)
+		}
+	}
+	walk(NewRootCommand(streams, "tether"))
+}
+
+func TestWrongArgumentsExit2(t *testing.T) {
+	for _, args := range [][]string{
+		{"intercept"}, {"leave"}, {"trace", "deploy/frontend"}, {"requests", "show", "orders"}, {"status", "now"}, {"rollback", "a", "b"},
+	} {
+		streams, _, _, _ := genericiooptions.NewTestIOStreams()
+		err := Run(context.Background(), streams, "tether", args)
+		if got := cmdutil.ExitCode(err); got != cmdutil.ExitUser || !strings.Contains(err.Error(), "--help") {
+			t.Errorf("tether %s: exit %d (%v), want %d and a pointer to --help", strings.Join(args, " "), got, err, cmdutil.ExitUser)
 		}
 	}
 }

@@ -25,26 +25,40 @@ import (
 	"github.com/tetherkube/tether/internal/pktfilter"
 )
 
-// Options of `tether capture`.
-type Options struct {
+// CaptureOptions are the flags and dependencies of `tether capture`.
+type CaptureOptions struct {
 	genericiooptions.IOStreams
 
 	Pod, Container, Interface, Filter, Write, AgentImage string
 	Count                                                uint64
 	Duration                                             time.Duration
 	Snaplen                                              int
+	Output                                               string
 
-	Namespace string
-	Daemon    func(ctx context.Context) (daemon.Service, func(), error)
-	NS        func() (string, error)
+	// Ns is the namespace Complete resolved.
+	Ns string
+
+	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
+	Namespace     func() (string, error)
+	// Create opens the -w file, once the first packet arrives.
+	Create func(name string) (io.WriteCloser, error)
 }
 
-// NewCmdCapture returns the capture command.
-func NewCmdCapture(f *cmdutil.Factory) *cobra.Command {
-	o := &Options{
-		IOStreams: f.IOStreams,
-		Daemon:    f.DaemonService(),
-		NS:        f.Namespace(),
+// Packet is one captured packet as -o json|yaml prints it.
+type Packet struct {
+	Time           time.Time `json:"time"`
+	Length         int       `json:"length"`
+	CapturedLength int       `json:"capturedLength"`
+	Summary        string    `json:"summary"`
+}
+
+// NewCmdCapture returns the capture command; runF replaces Run in tests.
+func NewCmdCapture(f *cmdutil.Factory, runF func(context.Context, *CaptureOptions) error) *cobra.Command {
+	o := &CaptureOptions{
+		IOStreams:     f.IOStreams,
+		DaemonService: f.DaemonService(),
+		Namespace:     f.Namespace(),
+		Create:        func(name string) (io.WriteCloser, error) { return os.Create(name) },
 	}
 	cmd := &cobra.Command{
 		Use:   "capture POD [-c CONTAINER] [--filter EXPR] [-w FILE|-]",
@@ -57,23 +71,15 @@ use) and streams the packets through the API server.
 EXPR is tcpdump's filter language: host, net, port, portrange, src/dst,
 tcp/udp/icmp/ip/ip6, and/or/not and parentheses; it runs in the kernel.
 Without -w, one line per packet is printed; -w FILE writes pcap, and -w -
-streams pcap to stdout for Wireshark. Ctrl-C ends the capture cleanly.`,
+streams pcap to stdout for Wireshark; -o json or -o yaml prints each
+packet's time, lengths and summary line for scripts. Ctrl-C ends the
+capture cleanly.`,
 		Example: `  tether capture orders-7d9c-x2x --filter 'tcp port 8080' -w orders.pcap
   tether capture pod/orders-7d9c-x2x -w - | wireshark -k -i -
-  tether capture orders-7d9c-x2x --filter 'udp port 53' --count 20`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Pod = args[0]
-			ns, err := o.NS()
-			if err != nil {
-				return err
-			}
-			o.Namespace = ns
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+  tether capture orders-7d9c-x2x --filter 'udp port 53' --count 20
+  tether capture orders-7d9c-x2x -c app --duration 10s -o json`,
+		Args: cmdutil.Args(cobra.ExactArgs(1)),
+		RunE: cmdutil.RunE(o, runF),
 	}
 	cmd.Flags().StringVarP(&o.Container, "container", "c", "", "the container whose processes the agent joins (default: the pod's network namespace only)")
 	cmd.Flags().StringVar(&o.Interface, "interface", "eth0", "the pod's network interface")
@@ -83,11 +89,48 @@ streams pcap to stdout for Wireshark. Ctrl-C ends the capture cleanly.`,
 	cmd.Flags().DurationVar(&o.Duration, "duration", 0, "stop after this long, e.g. 30s (0: until Ctrl-C)")
 	cmd.Flags().IntVar(&o.Snaplen, "snaplen", 262144, "bytes kept of each packet")
 	cmd.Flags().StringVar(&o.AgentImage, "agent-image", intercept.DefaultAgentImage(), "the agent's container image")
+	cmdutil.AddOutputFlag(cmd, &o.Output)
 	return cmd
 }
 
-// Validate checks the options without changing anything.
-func (o *Options) Validate() error {
+// Complete takes POD, resolves the namespace and checks that the -w file
+// can be written, before anything is asked of the cluster.
+func (o *CaptureOptions) Complete(args []string) error {
+	o.Pod = args[0]
+	ns, err := o.Namespace()
+	if err != nil {
+		return err
+	}
+	o.Ns = ns
+	return checkWritable(o.Write)
+}
+
+// checkWritable says why path cannot be written, when it cannot.
+func checkWritable(path string) error {
+	if path == "" || path == "-" {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return errdefs.User("cannot write %s: folder %s does not exist", path, dir)
+	}
+	if err := unix.Access(dir, unix.W_OK); err != nil {
+		return errdefs.User("cannot write %s: folder %s is not writable", path, dir)
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return errdefs.User("cannot write %s: it is a folder", path)
+	}
+	return nil
+}
+
+// Validate checks the options without I/O.
+func (o *CaptureOptions) Validate() error {
+	if err := cmdutil.ValidateOutput(o.Output); err != nil {
+		return err
+	}
+	if o.Output != cmdutil.OutputText && o.Write != "" {
+		return errdefs.User("-w writes pcap and -o %s prints packets as %s: choose one", o.Output, o.Output)
+	}
 	if _, err := pktfilter.Parse(o.Filter); err != nil {
 		return errdefs.Mark(errdefs.ErrUser, err)
 	}
@@ -97,37 +140,27 @@ func (o *Options) Validate() error {
 	if o.Duration < 0 {
 		return errdefs.User("--duration must not be negative")
 	}
-	if o.Write != "" && o.Write != "-" {
-		dir := filepath.Dir(o.Write)
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return errdefs.User("cannot write %s: folder %s does not exist", o.Write, dir)
-		}
-		if err := unix.Access(dir, unix.W_OK); err != nil {
-			return errdefs.User("cannot write %s: folder %s is not writable", o.Write, dir)
-		}
-		if st, err := os.Stat(o.Write); err == nil && st.IsDir() {
-			return errdefs.User("cannot write %s: it is a folder", o.Write)
-		}
-	}
 	return nil
 }
 
 // Run captures until count, duration or Ctrl-C.
-func (o *Options) Run(ctx context.Context) error {
-	client, done, err := o.Daemon(ctx)
+func (o *CaptureOptions) Run(ctx context.Context) error {
+	client, done, err := o.DaemonService(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
 
 	var out io.Writer
-	var file *os.File
+	var file io.WriteCloser
 	var pcap *pcapgo.Writer
 	var lines *bufio.Writer
 	switch o.Write {
 	case "":
-		lines = bufio.NewWriter(o.Out)
-		defer lines.Flush()
+		if o.Output == cmdutil.OutputText {
+			lines = bufio.NewWriter(o.Out)
+			defer lines.Flush()
+		}
 	case "-":
 		out = o.Out
 	default:
@@ -138,7 +171,7 @@ func (o *Options) Run(ctx context.Context) error {
 	emit := func(p agent.CapturedPacket) error {
 		if o.Write != "" && pcap == nil {
 			if out == nil {
-				f, err := os.Create(o.Write)
+				f, err := o.Create(o.Write)
 				if err != nil {
 					return errdefs.User("cannot write %s: %v", o.Write, err)
 				}
@@ -153,6 +186,9 @@ func (o *Options) Run(ctx context.Context) error {
 		if pcap != nil {
 			return pcap.WritePacket(gopacket.CaptureInfo{Timestamp: p.Timestamp, CaptureLength: len(p.Data), Length: p.Length}, p.Data)
 		}
+		if o.Output != cmdutil.OutputText {
+			return cmdutil.PrintItem(o.Out, o.Output, Packet{Time: p.Timestamp, Length: p.Length, CapturedLength: len(p.Data), Summary: Summary(p)})
+		}
 		fmt.Fprintln(lines, Summary(p))
 		if captured%32 == 0 {
 			return lines.Flush()
@@ -160,7 +196,7 @@ func (o *Options) Run(ctx context.Context) error {
 		return nil
 	}
 	stats, err := client.Capture(ctx, daemon.CaptureRequest{
-		Namespace: o.Namespace, Pod: o.Pod, Container: o.Container, Interface: o.Interface, Filter: o.Filter,
+		Namespace: o.Ns, Pod: o.Pod, Container: o.Container, Interface: o.Interface, Filter: o.Filter,
 		Snaplen: o.Snaplen, Count: o.Count, Duration: o.Duration, AgentImage: o.AgentImage,
 	}, func(line string) { fmt.Fprintln(o.ErrOut, line) }, emit)
 	if file != nil {
@@ -176,7 +212,7 @@ func (o *Options) Run(ctx context.Context) error {
 		fmt.Fprintf(o.ErrOut, "capture stopped: %d packets\n", captured)
 		return nil
 	case err != nil:
-		return fmt.Errorf("%w (details: `tether logs`)", err)
+		return err
 	}
 	fmt.Fprintf(o.ErrOut, "%d packets captured; kernel: %d received by the filter, %d dropped\n", captured, stats.Received, stats.Dropped)
 	return nil

@@ -148,3 +148,9 @@ func (f *Factory) Namespace() func() (string, error) {
 		return t.Namespace, err
 	}
 }
+
+// RunningDaemon is DaemonService for commands that must not start a
+// daemon (leave, quit, status): with none running it returns ErrNoDaemon.
+func (f *Factory) RunningDaemon() func(ctx context.Context) (daemon.Service, func(), error) {
+	return func(ctx context.Context) (daemon.Service, func(), error) { return f.Daemon(ctx, false) }
+}

@@ -51,3 +51,15 @@ func PrintStructured(w io.Writer, format string, v any) error {
 		return fmt.Errorf("PrintStructured called with format %q", format)
 	}
 }
+
+// PrintItem writes one item of a stream (a packet, a DNS answer, a replayed
+// request) as JSON or YAML: JSON values one after another, as jq reads
+// them, YAML as documents each opened by "---", so the stream parses.
+func PrintItem(w io.Writer, format string, v any) error {
+	if format == OutputYAML {
+		if _, err := io.WriteString(w, "---\n"); err != nil {
+			return err
+		}
+	}
+	return PrintStructured(w, format, v)
+}

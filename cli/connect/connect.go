@@ -11,16 +11,26 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/access"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-// Options of `tether connect`.
-type Options struct {
+// ConnectOptions are the flags and dependencies of `tether connect`.
+type ConnectOptions struct {
 	genericiooptions.IOStreams
+
 	Output string
 
-	Factory *cmdutil.Factory
+	// Kube is the kube context, server, namespace and daemon paths
+	// Complete resolved.
+	Kube cmdutil.Target
+
+	Target        func() (cmdutil.Target, error)
+	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
+	// MissingAccess returns what tether needs and may not do in namespace.
+	MissingAccess func(ctx context.Context, namespace string) ([]access.Rule, error)
+	Now           func() time.Time
 }
 
 // Result is what connect reports.
@@ -36,9 +46,15 @@ type Result struct {
 	Took          time.Duration `json:"tookNanoseconds"`
 }
 
-// NewCmdConnect returns the connect command.
-func NewCmdConnect(f *cmdutil.Factory) *cobra.Command {
-	o := &Options{IOStreams: f.IOStreams, Factory: f}
+// NewCmdConnect returns the connect command; runF replaces Run in tests.
+func NewCmdConnect(f *cmdutil.Factory, runF func(context.Context, *ConnectOptions) error) *cobra.Command {
+	o := &ConnectOptions{
+		IOStreams:     f.IOStreams,
+		Target:        f.TargetFunc(),
+		DaemonService: f.DaemonService(),
+		MissingAccess: missingAccess(f),
+		Now:           time.Now,
+	}
 	cmd := &cobra.Command{
 		Use:   "connect",
 		Short: "Start tether's daemon for the current kube context and check the cluster",
@@ -48,26 +64,48 @@ SelfSubjectAccessReview per permission), and report what is missing.
 Other commands connect on their own; run this to check a setup.`,
 		Example: `  tether connect
   tether connect --context staging -n shop -o json`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := cmdutil.ValidateOutput(o.Output); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		Args: cmdutil.Args(cobra.NoArgs),
+		RunE: cmdutil.RunE(o, runF),
 	}
 	cmdutil.AddOutputFlag(cmd, &o.Output)
 	return cmd
 }
 
-// Run connects and reports.
-func (o *Options) Run(ctx context.Context) error {
-	start := time.Now()
-	t, err := o.Factory.Target()
+// missingAccess asks the cluster, with the user's credentials, what of
+// tether's needs they may not do.
+func missingAccess(f *cmdutil.Factory) func(context.Context, string) ([]access.Rule, error) {
+	return func(ctx context.Context, namespace string) ([]access.Rule, error) {
+		rc, err := f.KubeConfig.ToRESTConfig()
+		if err != nil {
+			return nil, err
+		}
+		rc.QPS, rc.Burst = 50, 50 // the access reviews go out at once
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return nil, err
+		}
+		return access.Missing(ctx, cs, namespace)
+	}
+}
+
+// Complete resolves the kube context, namespace and daemon paths.
+func (o *ConnectOptions) Complete([]string) error {
+	t, err := o.Target()
 	if err != nil {
 		return err
 	}
-	client, done, err := o.Factory.Daemon(ctx, true)
+	o.Kube = t
+	return nil
+}
+
+// Validate checks the options without I/O.
+func (o *ConnectOptions) Validate() error { return cmdutil.ValidateOutput(o.Output) }
+
+// Run connects and reports.
+func (o *ConnectOptions) Run(ctx context.Context) error {
+	start := o.Now()
+	t := o.Kube
+	client, done, err := o.DaemonService(ctx)
 	if err != nil {
 		return err
 	}
@@ -79,21 +117,12 @@ func (o *Options) Run(ctx context.Context) error {
 	if st.ServerVersion == "" {
 		return errdefs.User("the cluster at %s does not answer; check --context and your network (daemon log: %s)", t.Server, t.Paths.Log)
 	}
-	rc, err := o.Factory.KubeConfig.ToRESTConfig()
-	if err != nil {
-		return err
-	}
-	rc.QPS, rc.Burst = 50, 50 // the access reviews go out at once
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	missing, err := access.Missing(ctx, cs, t.Namespace)
+	missing, err := o.MissingAccess(ctx, t.Namespace)
 	if err != nil {
 		return err
 	}
 	res := Result{Context: t.Context, Namespace: t.Namespace, Server: st.Server, ServerVersion: st.ServerVersion,
-		DaemonPID: st.PID, Socket: t.Paths.Socket, Log: t.Paths.Log, Missing: []string{}, Took: time.Since(start)}
+		DaemonPID: st.PID, Socket: t.Paths.Socket, Log: t.Paths.Log, Missing: []string{}, Took: o.Now().Sub(start)}
 	for _, r := range missing {
 		res.Missing = append(res.Missing, r.String())
 	}

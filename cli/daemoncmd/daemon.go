@@ -3,10 +3,13 @@
 package daemoncmd
 
 import (
+	"context"
+	"io"
 	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
@@ -16,36 +19,76 @@ import (
 // NewCmdDaemon returns `tether daemon`.
 func NewCmdDaemon(f *cmdutil.Factory) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:    "daemon",
-		Short:  "Run tether's local daemon (started for you by `tether connect`)",
-		Hidden: true,
+		Use:   "daemon",
+		Short: "Run tether's local daemon (started for you by `tether connect`)",
+		Long: `The daemon keeps one kube context's connections, tunnels and intercepts
+while commands come and go. Every command that needs it starts it in the
+background; ` + "`tether quit`" + ` stops it and ` + "`tether logs`" + ` prints its log.`,
+		Example: `  tether daemon run --context staging`,
+		Hidden:  true,
 	}
-	cmd.AddCommand(&cobra.Command{
+	cmd.AddCommand(NewCmdRun(f, nil))
+	return cmd
+}
+
+// RunOptions are the dependencies of `tether daemon run`.
+type RunOptions struct {
+	// Log receives the daemon's JSON log (its stderr, which the starting
+	// command points at the context's log file).
+	Log io.Writer
+
+	// Kube is the kube context and daemon paths Complete resolved.
+	Kube cmdutil.Target
+
+	Target     func() (cmdutil.Target, error)
+	RESTConfig func() (*rest.Config, error)
+}
+
+// NewCmdRun returns `tether daemon run`; runF replaces Run in tests.
+func NewCmdRun(f *cmdutil.Factory, runF func(context.Context, *RunOptions) error) *cobra.Command {
+	o := &RunOptions{Log: f.IOStreams.ErrOut, Target: f.TargetFunc(), RESTConfig: f.KubeConfig.ToRESTConfig}
+	return &cobra.Command{
 		Use:   "run",
 		Short: "Serve the daemon API for the current kube context until `tether quit`",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := f.Target()
-			if err != nil {
-				return err
-			}
-			if err := t.Paths.EnsureDir(); err != nil {
-				return err
-			}
-			log := slog.New(slog.NewJSONHandler(f.IOStreams.ErrOut, nil)).With("context", t.Context)
-			klog.SetSlogLogger(log.With("source", "client-go"))
-			rc, err := f.KubeConfig.ToRESTConfig()
-			if err != nil {
-				return err
-			}
-			rc.QPS, rc.Burst = 50, 100
-			d, err := daemon.New(rc, t.Context, log)
-			if err != nil {
-				return err
-			}
-			log.Info("daemon starting", "pid", os.Getpid(), "server", rc.Host)
-			return daemon.Serve(cmd.Context(), d, t.Paths.Socket)
-		},
-	})
-	return cmd
+		Long: `Serve the daemon API on the kube context's socket until ` + "`tether quit`" + ` or a
+signal. Commands start it for you, in the background, logging to the file
+` + "`tether logs`" + ` prints; run it by hand only to watch its log.`,
+		Example: `  tether daemon run --context staging`,
+		Args:    cmdutil.Args(cobra.NoArgs),
+		RunE:    cmdutil.RunE(o, runF),
+	}
+}
+
+// Complete resolves the kube context and the daemon's paths.
+func (o *RunOptions) Complete([]string) error {
+	t, err := o.Target()
+	if err != nil {
+		return err
+	}
+	o.Kube = t
+	return nil
+}
+
+// Validate has nothing to check: the command takes no flags of its own.
+func (o *RunOptions) Validate() error { return nil }
+
+// Run serves the daemon until ctx ends or a client asks it to quit.
+func (o *RunOptions) Run(ctx context.Context) error {
+	t := o.Kube
+	if err := t.Paths.EnsureDir(); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(o.Log, nil)).With("context", t.Context)
+	klog.SetSlogLogger(log.With("source", "client-go"))
+	rc, err := o.RESTConfig()
+	if err != nil {
+		return err
+	}
+	rc.QPS, rc.Burst = 50, 100
+	d, err := daemon.New(rc, t.Context, log)
+	if err != nil {
+		return err
+	}
+	log.Info("daemon starting", "pid", os.Getpid(), "server", rc.Host)
+	return daemon.Serve(ctx, d, t.Paths.Socket)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/cli/cmdutil"
@@ -23,14 +24,33 @@ import (
 // SlowAnswer is the latency from which an answer is flagged slow.
 const SlowAnswer = 100 * time.Millisecond
 
-// NewCmdDNS returns the dns command.
-func NewCmdDNS(f *cmdutil.Factory) *cobra.Command {
-	var (
-		duration   time.Duration
-		count      int
-		agentImage string
-		output     string
-	)
+// DNSOptions are the flags and dependencies of `tether dns`.
+type DNSOptions struct {
+	genericiooptions.IOStreams
+
+	Pod        string
+	Duration   time.Duration
+	Count      int
+	AgentImage string
+	Output     string
+
+	// Ns is the namespace Complete resolved.
+	Ns string
+
+	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
+	Namespace     func() (string, error)
+	// Now tells when the capture ended, to report the queries left unanswered.
+	Now func() time.Time
+}
+
+// NewCmdDNS returns the dns command; runF replaces Run in tests.
+func NewCmdDNS(f *cmdutil.Factory, runF func(context.Context, *DNSOptions) error) *cobra.Command {
+	o := &DNSOptions{
+		IOStreams:     f.IOStreams,
+		DaemonService: f.DaemonService(),
+		Namespace:     f.Namespace(),
+		Now:           time.Now,
+	}
 	cmd := &cobra.Command{
 		Use:   "dns POD",
 		Short: "Show the DNS queries a pod sends and the answers it gets, live",
@@ -41,42 +61,53 @@ pointed out. It captures the pod's DNS packets like ` + "`tether capture`" + ` (
 container; the pod is not restarted).`,
 		Example: `  tether dns orders-7d9c-x2x --duration 30s
   tether dns orders-7d9c-x2x --count 10 -o json`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cmdutil.ValidateOutput(output); err != nil {
-				return err
-			}
-			if duration < 0 || count < 0 {
-				return errdefs.User("--duration and --count must not be negative")
-			}
-			t, err := f.Target()
-			if err != nil {
-				return err
-			}
-			client, done, err := f.Daemon(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
-			defer done()
-			return run(cmd.Context(), f, client, t.Namespace, args[0], agentImage, duration, count, output)
-		},
+		Args: cmdutil.Args(cobra.ExactArgs(1)),
+		RunE: cmdutil.RunE(o, runF),
 	}
-	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until Ctrl-C or --count)")
-	cmd.Flags().IntVar(&count, "count", 0, "stop after N answered or expired queries (0: no limit)")
-	cmd.Flags().StringVar(&agentImage, "agent-image", intercept.DefaultAgentImage(), "the agent's container image")
-	cmdutil.AddOutputFlag(cmd, &output)
+	cmd.Flags().DurationVar(&o.Duration, "duration", 0, "stop after this long (0: until Ctrl-C or --count)")
+	cmd.Flags().IntVar(&o.Count, "count", 0, "stop after N answered or expired queries (0: no limit)")
+	cmd.Flags().StringVar(&o.AgentImage, "agent-image", intercept.DefaultAgentImage(), "the agent's container image")
+	cmdutil.AddOutputFlag(cmd, &o.Output)
 	return cmd
 }
 
-func run(ctx context.Context, f *cmdutil.Factory, client daemon.Service, ns, pod, image string, duration time.Duration, count int, output string) error {
+// Complete takes POD and resolves the namespace.
+func (o *DNSOptions) Complete(args []string) error {
+	o.Pod = args[0]
+	ns, err := o.Namespace()
+	if err != nil {
+		return err
+	}
+	o.Ns = ns
+	return nil
+}
+
+// Validate checks the options without I/O.
+func (o *DNSOptions) Validate() error {
+	if err := cmdutil.ValidateOutput(o.Output); err != nil {
+		return err
+	}
+	if o.Duration < 0 || o.Count < 0 {
+		return errdefs.User("--duration and --count must not be negative")
+	}
+	return nil
+}
+
+// Run captures the pod's DNS packets and prints each query with its answer.
+func (o *DNSOptions) Run(ctx context.Context) error {
+	client, done, err := o.DaemonService(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tr := dnswatch.NewTracker(5 * time.Second)
 	shown := 0
 	show := func(ex dnswatch.Exchange) error {
 		shown++
-		if output != cmdutil.OutputText {
-			if err := cmdutil.PrintStructured(f.IOStreams.Out, output, ex); err != nil {
+		if o.Output != cmdutil.OutputText {
+			if err := cmdutil.PrintItem(o.Out, o.Output, ex); err != nil {
 				return err
 			}
 		} else {
@@ -84,9 +115,9 @@ func run(ctx context.Context, f *cmdutil.Factory, client daemon.Service, ns, pod
 			if ex.Answered && ex.Latency >= SlowAnswer {
 				line += " SLOW"
 			}
-			fmt.Fprintln(f.IOStreams.Out, line)
+			fmt.Fprintln(o.Out, line)
 		}
-		if count > 0 && shown >= count {
+		if o.Count > 0 && shown >= o.Count {
 			cancel()
 		}
 		return nil
@@ -106,13 +137,16 @@ func run(ctx context.Context, f *cmdutil.Factory, client daemon.Service, ns, pod
 		}
 		return nil
 	}
-	_, err := client.Capture(ctx, daemon.CaptureRequest{
-		Namespace: ns, Pod: pod, Filter: "udp port 53", Duration: duration, AgentImage: image, Snaplen: 65535,
-	}, func(line string) { fmt.Fprintln(f.IOStreams.ErrOut, line) }, emit)
+	_, err = client.Capture(ctx, daemon.CaptureRequest{
+		Namespace: o.Ns, Pod: o.Pod, Filter: "udp port 53", Duration: o.Duration, AgentImage: o.AgentImage, Snaplen: 65535,
+	}, func(line string) { fmt.Fprintln(o.ErrOut, line) }, emit)
 	if err != nil && ctx.Err() == nil {
 		return err
 	}
-	for _, ex := range tr.Expire(time.Now().Add(time.Hour)) {
+	for _, ex := range tr.Expire(o.Now().Add(time.Hour)) {
+		if o.Count > 0 && shown >= o.Count {
+			break
+		}
 		show(ex)
 	}
 	return nil

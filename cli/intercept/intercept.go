@@ -18,8 +18,8 @@ import (
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-// Options of `tether intercept`.
-type Options struct {
+// InterceptOptions are the flags and dependencies of `tether intercept`.
+type InterceptOptions struct {
 	genericiooptions.IOStreams
 
 	Workload       string
@@ -29,12 +29,12 @@ type Options struct {
 	Output         string
 
 	// Filled by Complete.
-	Namespace   string
+	Ns          string
 	ServicePort string
 	LocalPort   int
 
-	Daemon func(ctx context.Context) (daemon.Service, func(), error)
-	NS     func() (string, error)
+	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
+	Namespace     func() (string, error)
 }
 
 // DefaultAgentImage is the agent image matching this build.
@@ -47,16 +47,11 @@ func DefaultAgentImage() string {
 }
 
 // NewCmdIntercept returns the intercept command; runF replaces Run in tests.
-func NewCmdIntercept(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
-	o := &Options{
-		IOStreams: f.IOStreams,
-		Daemon: func(ctx context.Context) (daemon.Service, func(), error) {
-			return f.Daemon(ctx, true)
-		},
-		NS: func() (string, error) {
-			t, err := f.Target()
-			return t.Namespace, err
-		},
+func NewCmdIntercept(f *cmdutil.Factory, runF func(context.Context, *InterceptOptions) error) *cobra.Command {
+	o := &InterceptOptions{
+		IOStreams:     f.IOStreams,
+		DaemonService: f.DaemonService(),
+		Namespace:     f.Namespace(),
 	}
 	cmd := &cobra.Command{
 		Use:   "intercept WORKLOAD --port SVCPORT[:LOCALPORT]",
@@ -78,20 +73,8 @@ name or number; LOCALPORT defaults to SVCPORT's number.`,
 
   # port 8080 of the Service, to localhost:8080
   kubectl tether intercept deploy/orders -n shop --port 8080`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Workload = args[0]
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return o.Run(cmd.Context())
-		},
+		Args: cmdutil.Args(cobra.ExactArgs(1)),
+		RunE: cmdutil.RunE(o, runF),
 	}
 	cmd.Flags().StringVar(&o.Port, "port", "", "SVCPORT[:LOCALPORT]: the Service port (name or number) and the local port to send it to")
 	cmd.Flags().StringVar(&o.AgentImage, "agent-image", DefaultAgentImage(), "the agent's container image")
@@ -100,10 +83,11 @@ name or number; LOCALPORT defaults to SVCPORT's number.`,
 	return cmd
 }
 
-// Complete splits --port and resolves the namespace.
-func (o *Options) Complete() error {
+// Complete takes WORKLOAD, splits --port and resolves the namespace.
+func (o *InterceptOptions) Complete(args []string) error {
+	o.Workload = args[0]
 	if o.Port == "" {
-		return errdefs.User("--port is required: name the Service port and the local port, e.g. --port http:3000")
+		return nil // Validate says what to write
 	}
 	svc, local, hasLocal := strings.Cut(o.Port, ":")
 	o.ServicePort = svc
@@ -118,16 +102,19 @@ func (o *Options) Complete() error {
 	} else {
 		return errdefs.User("--port %s names the Service port but not the local port: write --port %s:LOCALPORT, e.g. --port %s:3000", o.Port, svc, svc)
 	}
-	ns, err := o.NS()
+	ns, err := o.Namespace()
 	if err != nil {
 		return err
 	}
-	o.Namespace = ns
+	o.Ns = ns
 	return nil
 }
 
 // Validate checks the options without I/O.
-func (o *Options) Validate() error {
+func (o *InterceptOptions) Validate() error {
+	if o.Port == "" {
+		return errdefs.User("--port is required: name the Service port and the local port, e.g. --port http:3000")
+	}
 	if o.ServicePort == "" {
 		return errdefs.User("--port %s has no Service port before the colon", o.Port)
 	}
@@ -144,14 +131,14 @@ func (o *Options) Validate() error {
 }
 
 // Run asks the daemon for the intercept, showing its progress.
-func (o *Options) Run(ctx context.Context) error {
-	client, done, err := o.Daemon(ctx)
+func (o *InterceptOptions) Run(ctx context.Context) error {
+	client, done, err := o.DaemonService(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
 	info, err := client.Intercept(ctx, daemon.InterceptRequest{
-		Namespace: o.Namespace, Workload: o.Workload, ServicePort: o.ServicePort, LocalPort: o.LocalPort,
+		Namespace: o.Ns, Workload: o.Workload, ServicePort: o.ServicePort, LocalPort: o.LocalPort,
 		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout / time.Second),
 	}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {

@@ -17,8 +17,8 @@ import (
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-// Options of `tether record`.
-type Options struct {
+// RecordOptions are the flags and dependencies of `tether record`.
+type RecordOptions struct {
 	genericiooptions.IOStreams
 
 	Workload, ServicePort, AgentImage, Output string
@@ -27,17 +27,19 @@ type Options struct {
 	BodyCap, Budget                           string
 	RolloutTimeout                            time.Duration
 
-	Namespace string
-	Daemon    func(ctx context.Context) (daemon.Service, func(), error)
-	NS        func() (string, error)
+	// Ns is the namespace Complete resolved.
+	Ns string
+
+	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
+	Namespace     func() (string, error)
 }
 
-// NewCmdRecord returns the record command.
-func NewCmdRecord(f *cmdutil.Factory) *cobra.Command {
-	o := &Options{
-		IOStreams: f.IOStreams,
-		Daemon:    f.DaemonService(),
-		NS:        f.Namespace(),
+// NewCmdRecord returns the record command; runF replaces Run in tests.
+func NewCmdRecord(f *cmdutil.Factory, runF func(context.Context, *RecordOptions) error) *cobra.Command {
+	o := &RecordOptions{
+		IOStreams:     f.IOStreams,
+		DaemonService: f.DaemonService(),
+		Namespace:     f.Namespace(),
 	}
 	cmd := &cobra.Command{
 		Use:   "record WORKLOAD --port PORT",
@@ -57,19 +59,8 @@ The change is journaled in the cluster like an intercept's;
 ` + "`tether rollback WORKLOAD`" + ` removes the agent.`,
 		Example: `  tether record deploy/orders --port http
   tether record orders --port 80 --redact password,x-api-key`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Workload = args[0]
-			ns, err := o.NS()
-			if err != nil {
-				return err
-			}
-			o.Namespace = ns
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		Args: cmdutil.Args(cobra.ExactArgs(1)),
+		RunE: cmdutil.RunE(o, runF),
 	}
 	cmd.Flags().StringVar(&o.ServicePort, "port", "", "the Service port to record, by name or number (required)")
 	cmd.Flags().StringSliceVar(&o.Redact, "redact", nil, "also redact these header and JSON field names (comma-separated, repeatable)")
@@ -82,8 +73,19 @@ The change is journaled in the cluster like an intercept's;
 	return cmd
 }
 
+// Complete takes WORKLOAD and resolves the namespace.
+func (o *RecordOptions) Complete(args []string) error {
+	o.Workload = args[0]
+	ns, err := o.Namespace()
+	if err != nil {
+		return err
+	}
+	o.Ns = ns
+	return nil
+}
+
 // Validate checks the options without I/O.
-func (o *Options) Validate() error {
+func (o *RecordOptions) Validate() error {
 	if err := cmdutil.ValidateOutput(o.Output); err != nil {
 		return err
 	}
@@ -124,15 +126,15 @@ func size(flag, v string) (int, error) {
 }
 
 // Run asks the daemon for the recording agent.
-func (o *Options) Run(ctx context.Context) error {
-	client, done, err := o.Daemon(ctx)
+func (o *RecordOptions) Run(ctx context.Context) error {
+	client, done, err := o.DaemonService(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
 	bodyCap, _ := size("--body-cap", o.BodyCap)
 	budget, _ := size("--budget", o.Budget)
-	info, err := client.Record(ctx, daemon.RecordRequest{Namespace: o.Namespace, Workload: o.Workload, ServicePort: o.ServicePort,
+	info, err := client.Record(ctx, daemon.RecordRequest{Namespace: o.Ns, Workload: o.Workload, ServicePort: o.ServicePort,
 		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout.Seconds()), Redact: o.Redact, NoRedact: o.NoRedact,
 		BodyCap: bodyCap, Budget: budget}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {

@@ -1,6 +1,8 @@
 package record
 
 import (
+	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -8,25 +10,30 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/cli/cmdutil/cmdtest"
+	"github.com/tetherkube/tether/cli/intercept"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-func TestValidate(t *testing.T) {
-	ok := func() Options {
-		return Options{Workload: "orders", ServicePort: "http", BodyCap: "1Mi", Budget: "64Mi", RolloutTimeout: time.Minute}
+func TestRecordValidate(t *testing.T) {
+	ok := func() RecordOptions {
+		return RecordOptions{Workload: "orders", ServicePort: "http", BodyCap: "1Mi", Budget: "64Mi", RolloutTimeout: time.Minute}
 	}
 	tests := []struct {
 		name string
-		edit func(*Options)
+		edit func(*RecordOptions)
 		want string
 	}{
-		{"valid", func(*Options) {}, ""},
-		{"no port", func(o *Options) { o.ServicePort = "" }, "--port is required"},
-		{"redact and no-redact", func(o *Options) { o.Redact, o.NoRedact = []string{"x"}, true }, "contradict"},
-		{"bad redact name", func(o *Options) { o.Redact = []string{"a b"} }, "--redact"},
-		{"bad size", func(o *Options) { o.Budget = "lots" }, "--budget"},
-		{"budget too small", func(o *Options) { o.Budget = "512Ki" }, "at least 1Mi"},
-		{"cap over half", func(o *Options) { o.Budget, o.BodyCap = "2Mi", "2Mi" }, "at most half"},
+		{"valid", func(*RecordOptions) {}, ""},
+		{"no port", func(o *RecordOptions) { o.ServicePort = "" }, "--port is required: the Service port to record, e.g. --port http or --port 80"},
+		{"redact and no-redact", func(o *RecordOptions) { o.Redact, o.NoRedact = []string{"x"}, true }, "contradict"},
+		{"bad redact name", func(o *RecordOptions) { o.Redact = []string{"a b"} }, "--redact"},
+		{"bad size", func(o *RecordOptions) { o.Budget = "lots" }, `--budget "lots": write a size such as 512Ki, 1Mi or 64Mi`},
+		{"budget too small", func(o *RecordOptions) { o.Budget = "512Ki" }, "at least 1Mi"},
+		{"cap over half", func(o *RecordOptions) { o.Budget, o.BodyCap = "2Mi", "2Mi" }, "at most half"},
+		{"zero timeout", func(o *RecordOptions) { o.RolloutTimeout = 0 }, "--rollout-timeout must be positive"},
+		{"bad output", func(o *RecordOptions) { o.Output = "xml" }, "use -o json or -o yaml"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,4 +59,98 @@ func TestRecordArgs(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
 	}
+}
+
+func TestNewCmdRecord(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		want    RecordOptions
+		wantErr string
+	}{
+		{name: "defaults", args: []string{"deploy/orders", "--port", "http"},
+			want: RecordOptions{Workload: "deploy/orders", ServicePort: "http", BodyCap: "1Mi", Budget: "64Mi", RolloutTimeout: 3 * time.Minute, Ns: "shop"}},
+		{name: "every flag", args: []string{"orders", "--port", "80", "--redact", "password,x-api-key", "--redact", "token", "--body-cap", "4Ki",
+			"--budget", "8Mi", "--rollout-timeout", "1m", "--agent-image", "img", "-o", "yaml"},
+			want: RecordOptions{Workload: "orders", ServicePort: "80", Redact: []string{"password", "x-api-key", "token"}, BodyCap: "4Ki", Budget: "8Mi",
+				RolloutTimeout: time.Minute, AgentImage: "img", Output: "yaml", Ns: "shop"}},
+		{name: "no redaction", args: []string{"orders", "--port", "80", "--no-redact"},
+			want: RecordOptions{Workload: "orders", ServicePort: "80", NoRedact: true, BodyCap: "1Mi", Budget: "64Mi", RolloutTimeout: 3 * time.Minute, Ns: "shop"}},
+		{name: "no port", args: []string{"orders"}, wantErr: "--port is required"},
+		{name: "no workload", args: []string{"--port", "80"}, wantErr: "accepts 1 arg(s), received 0: record WORKLOAD --port PORT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			streams, _, _ := cmdtest.Streams()
+			var got *RecordOptions
+			cmd := NewCmdRecord(cmdtest.Factory(t, streams), func(_ context.Context, o *RecordOptions) error { got = o; return nil })
+			err := cmdtest.Exec(cmd, tt.args...)
+			if tt.wantErr != "" {
+				cmdtest.WantError(t, err, cmdutil.ExitUser, tt.wantErr)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want.AgentImage == "" {
+				tt.want.AgentImage = intercept.DefaultAgentImage()
+			}
+			if diff := cmp.Diff(tt.want, *got, cmdtest.IgnoreDeps); diff != "" {
+				t.Errorf("options (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRecordRun(t *testing.T) {
+	var got daemon.RecordRequest
+	info := daemon.RecordInfo{Workload: "deployment/orders", Namespace: "shop", Service: "orders", ServicePort: 80, AgentPort: 17000}
+	fake := &cmdtest.FakeService{RecordFunc: func(_ context.Context, req daemon.RecordRequest, progress func(string)) (daemon.RecordInfo, error) {
+		got = req
+		progress("waiting for 2/2 pods of deployment/orders to run the agent")
+		if req.Workload == "nope" {
+			return daemon.RecordInfo{}, errdefs.NotFound("no workload nope in shop")
+		}
+		return info, nil
+	}}
+	run := func(workload, output string, noRedact bool) (string, string, error) {
+		streams, out, errOut := cmdtest.Streams()
+		o := &RecordOptions{IOStreams: streams, Workload: workload, ServicePort: "http", AgentImage: "img", Output: output, NoRedact: noRedact,
+			BodyCap: "4Ki", Budget: "8Mi", RolloutTimeout: time.Minute, Ns: "shop", DaemonService: cmdtest.ServeDaemon(t, fake)}
+		err := o.Run(context.Background())
+		return out.String(), errOut.String(), err
+	}
+
+	out, errOut, err := run("orders", "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := daemon.RecordRequest{Namespace: "shop", Workload: "orders", ServicePort: "http", AgentImage: "img", RolloutTimeout: 60,
+		NoRedact: true, BodyCap: 4096, Budget: 8 << 20}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
+	}
+	wantOut := `recording deployment/orders (service/orders port 80) in namespace shop
+WARNING: redaction is off: secrets (Authorization, Cookie, ...) are recorded as seen
+list what it records:  tether requests list deployment/orders
+stop recording:        tether rollback deployment/orders
+`
+	if diff := cmp.Diff(wantOut, out); diff != "" {
+		t.Errorf("output (-want +got):\n%s", diff)
+	}
+	if errOut != "waiting for 2/2 pods of deployment/orders to run the agent\n" {
+		t.Errorf("progress on stderr: %q", errOut)
+	}
+
+	out, _, err = run("orders", "json", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotInfo daemon.RecordInfo
+	if err := json.Unmarshal([]byte(out), &gotInfo); err != nil || gotInfo != info {
+		t.Errorf("-o json: %v\n%s", err, out)
+	}
+
+	_, _, err = run("nope", "", false)
+	cmdtest.WantError(t, err, cmdutil.ExitUser, "no workload nope in shop")
 }

@@ -21,8 +21,8 @@ import (
 	"github.com/tetherkube/tether/replay"
 )
 
-// Options of `tether replay`.
-type Options struct {
+// ReplayOptions are the flags and dependencies of `tether replay`.
+type ReplayOptions struct {
 	genericiooptions.IOStreams
 
 	Workload string
@@ -38,21 +38,28 @@ type Options struct {
 	Ignore   []string
 	Timeout  time.Duration
 	Output   string
-	Filter   requests.Options // --status, --method, --path, --since, --limit
+	Filter   requests.FilterFlags // --status, --method, --path, --since, --limit
 
-	Namespace string
-	Daemon    func(ctx context.Context) (daemon.Service, func(), error)
-	NS        func() (string, error)
+	// Ns is the namespace Complete resolved.
+	Ns string
+
+	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
+	Namespace     func() (string, error)
+	// Now is the clock --since counts back from.
+	Now func() time.Time
+	// ReadFile reads the --from file.
+	ReadFile func(path string) ([]*recording.Exchange, error)
 }
 
-// NewCmdReplay returns the replay command.
-func NewCmdReplay(f *cmdutil.Factory) *cobra.Command {
-	o := &Options{
-		IOStreams: f.IOStreams,
-		Daemon:    f.DaemonService(),
-		NS:        f.Namespace(),
+// NewCmdReplay returns the replay command; runF replaces Run in tests.
+func NewCmdReplay(f *cmdutil.Factory, runF func(context.Context, *ReplayOptions) error) *cobra.Command {
+	o := &ReplayOptions{
+		IOStreams:     f.IOStreams,
+		DaemonService: f.DaemonService(),
+		Namespace:     f.Namespace(),
+		Now:           time.Now,
+		ReadFile:      requests.ReadFile,
 	}
-	o.Filter.Now = time.Now
 	cmd := &cobra.Command{
 		Use:   "replay [WORKLOAD [ID...]] --to local[:PORT]|cluster|URL",
 		Short: "Send recorded requests again, to your laptop or the cluster, and compare the answers",
@@ -80,20 +87,7 @@ give their value with --header.`,
   tether replay orders --status 5xx --since 10m --to local:8080 --diff
   tether replay orders --path /orders --to cluster --rate 50/s --count 10
   tether replay --from incident.har --to http://localhost:8080 --header 'Authorization: Bearer dev'`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				o.Workload, o.Refs = args[0], args[1:]
-			}
-			ns, err := o.NS()
-			if err != nil {
-				return err
-			}
-			o.Namespace = ns
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: cmdutil.RunE(o, runF),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&o.To, "to", "", "where to send: local, local:PORT, cluster, or a URL (required)")
@@ -115,8 +109,21 @@ give their value with --header.`,
 	return cmd
 }
 
+// Complete takes WORKLOAD and the IDs and resolves the namespace.
+func (o *ReplayOptions) Complete(args []string) error {
+	if len(args) > 0 {
+		o.Workload, o.Refs = args[0], args[1:]
+	}
+	ns, err := o.Namespace()
+	if err != nil {
+		return err
+	}
+	o.Ns = ns
+	return nil
+}
+
 // Validate checks the options without I/O.
-func (o *Options) Validate() error {
+func (o *ReplayOptions) Validate() error {
 	if err := cmdutil.ValidateOutput(o.Output); err != nil {
 		return err
 	}
@@ -153,7 +160,15 @@ func (o *Options) Validate() error {
 			return errdefs.User(`--header %q: write "Name: value"`, h)
 		}
 	}
-	return nil
+	for _, r := range o.Refs {
+		if _, _, err := requests.ParseRef(r); err != nil {
+			return err
+		}
+	}
+	if o.Timeout <= 0 {
+		return errdefs.User("--timeout must be positive, e.g. 30s")
+	}
+	return o.Filter.Validate()
 }
 
 func parseRate(s string) (float64, error) {
@@ -179,8 +194,8 @@ func parseSpeed(s string) (float64, error) {
 }
 
 // Run selects the requests, replays them through the daemon and prints.
-func (o *Options) Run(ctx context.Context) error {
-	client, done, err := o.Daemon(ctx)
+func (o *ReplayOptions) Run(ctx context.Context) error {
+	client, done, err := o.DaemonService(ctx)
 	if err != nil {
 		return err
 	}
@@ -199,11 +214,11 @@ func (o *Options) Run(ctx context.Context) error {
 		k, v, _ := strings.Cut(h, ":")
 		hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
-	sum, err := client.Replay(ctx, daemon.ReplayRequest{Namespace: o.Namespace, Workload: o.Workload, Exchanges: exs, Refs: refs, To: o.To,
+	sum, err := client.Replay(ctx, daemon.ReplayRequest{Namespace: o.Ns, Workload: o.Workload, Exchanges: exs, Refs: refs, To: o.To,
 		Options: replay.Options{Rate: rate, Speed: speed, Concurrency: o.Conc, Count: o.Count, Header: hdr, Diff: o.Diff,
 			IgnoreHeaders: o.Ignore, Timeout: o.Timeout}}, func(r replay.Result) error {
 		if o.Output != cmdutil.OutputText {
-			return cmdutil.PrintStructured(o.Out, o.Output, r)
+			return cmdutil.PrintItem(o.Out, o.Output, r)
 		}
 		printResult(o, r)
 		return nil
@@ -212,7 +227,7 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	if o.Output != cmdutil.OutputText {
-		if err := cmdutil.PrintStructured(o.Out, o.Output, sum); err != nil {
+		if err := cmdutil.PrintItem(o.Out, o.Output, sum); err != nil {
 			return err
 		}
 	} else {
@@ -228,9 +243,9 @@ func (o *Options) Run(ctx context.Context) error {
 }
 
 // selection returns the exchanges to replay and their names.
-func (o *Options) selection(ctx context.Context, client daemon.Service) ([]*recording.Exchange, []string, error) {
+func (o *ReplayOptions) selection(ctx context.Context, client daemon.Service) ([]*recording.Exchange, []string, error) {
 	if o.From != "" {
-		exs, err := requests.ReadFile(o.From)
+		exs, err := o.ReadFile(o.From)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -240,9 +255,7 @@ func (o *Options) selection(ctx context.Context, client daemon.Service) ([]*reco
 		}
 		return exs, refs, nil
 	}
-	fo := o.Filter
-	fo.Namespace, fo.Workload = o.Namespace, o.Workload
-	f, err := fo.FilterFromFlags()
+	f, err := o.Filter.Filter(o.Now())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -253,7 +266,7 @@ func (o *Options) selection(ctx context.Context, client daemon.Service) ([]*reco
 		}
 		f.IDs = append(f.IDs, id)
 	}
-	got, _, err := requests.Read(ctx, client, daemon.RequestsRequest{Namespace: o.Namespace, Workload: o.Workload, Filter: f, Limit: o.Filter.Limit}, o.ErrOut)
+	got, _, err := requests.Read(ctx, client, daemon.RequestsRequest{Namespace: o.Ns, Workload: o.Workload, Filter: f, Limit: o.Filter.Limit}, o.ErrOut)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -277,7 +290,7 @@ func (o *Options) selection(ctx context.Context, client daemon.Service) ([]*reco
 
 // printResult prints one result for people; recorded and received text is
 // escaped (recording.Printable).
-func printResult(o *Options, r replay.Result) {
+func printResult(o *ReplayOptions, r replay.Result) {
 	p := recording.Printable
 	round := ""
 	if o.Count > 1 {
@@ -316,7 +329,7 @@ func printResult(o *Options, r replay.Result) {
 	}
 }
 
-func printSummary(o *Options, s replay.Summary) {
+func printSummary(o *ReplayOptions, s replay.Summary) {
 	var parts []string
 	var keys []string
 	for k := range s.ByStatus {

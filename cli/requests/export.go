@@ -3,13 +3,17 @@ package requests
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tetherkube/tether/cli/cmdutil"
 
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/buildinfo"
@@ -17,57 +21,41 @@ import (
 	"github.com/tetherkube/tether/recording"
 )
 
-func newCmdExport(o *Options) *cobra.Command {
-	var format, file, base string
+// CreateFile opens path for writing so that nothing appears there until
+// done(true): done(false) leaves no file behind, and an existing one
+// untouched.
+type CreateFile func(path string) (w io.Writer, done func(ok bool) error, err error)
+
+// ExportOptions are the flags and dependencies of `tether requests export`.
+type ExportOptions struct {
+	WorkloadOptions
+	FilterFlags
+
+	Format, File, Base string
+
+	Now    func() time.Time
+	Create CreateFile
+}
+
+// NewCmdExport returns `requests export`; runF replaces Run in tests.
+func NewCmdExport(f *cmdutil.Factory, runF func(context.Context, *ExportOptions) error) *cobra.Command {
+	o := &ExportOptions{WorkloadOptions: newWorkloadOptions(f), Now: time.Now, Create: createAtomic}
 	cmd := &cobra.Command{
 		Use:   "export WORKLOAD [--format har|curl] [-f FILE]",
 		Short: "Export recorded requests as HAR 1.2 (for browsers' and other tools' HAR importers) or curl command lines",
+		Long: `Write the selected exchanges of WORKLOAD as a HAR 1.2 file, which browsers'
+developer tools and other HTTP tools import, or as curl command lines that
+send the requests again to --base. Without -f, or with -f -, it writes to
+stdout. A file is written whole or not at all.`,
 		Example: `  tether requests export orders --status 5xx -f failures.har
   tether requests export orders --path /orders --format curl --base http://localhost:8080`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.complete(args); err != nil {
-				return err
-			}
-			if format != "har" && format != "curl" {
-				return errdefs.User("--format %q: choose har or curl", format)
-			}
-			f, err := o.FilterFromFlags()
-			if err != nil {
-				return err
-			}
-			w, done, err := output(file, o)
-			if err != nil {
-				return err
-			}
-			got, _, err := o.read(cmd.Context(), daemon.RequestsRequest{Namespace: o.Namespace, Workload: o.Workload, Filter: f, Limit: o.Limit})
-			if err != nil {
-				done(false)
-				return err
-			}
-			if format == "curl" {
-				writeCurl(w, got, base)
-			} else {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(recording.ToHAR(got, Ref, buildinfo.Get().Version)); err != nil {
-					done(false)
-					return err
-				}
-			}
-			if err := done(true); err != nil {
-				return err
-			}
-			if file != "" && file != "-" {
-				fmt.Fprintf(o.ErrOut, "wrote %d requests to %s\n", len(got), file)
-			}
-			return nil
-		},
+		Args: cmdutil.Args(cobra.ExactArgs(1)),
+		RunE: cmdutil.RunE(o, runF),
 	}
-	cmd.Flags().StringVar(&format, "format", "har", "har or curl")
-	cmd.Flags().StringVarP(&file, "file", "f", "-", "where to write; - for stdout")
-	cmd.Flags().StringVar(&base, "base", "http://localhost:8080", "for curl: the scheme and host the commands call")
-	addFilterFlags(cmd, o)
+	cmd.Flags().StringVar(&o.Format, "format", "har", "har or curl")
+	cmd.Flags().StringVarP(&o.File, "file", "f", "-", "where to write; - for stdout")
+	cmd.Flags().StringVar(&o.Base, "base", "http://localhost:8080", "for curl: the scheme and host the commands call")
+	AddFilterFlags(cmd, &o.FilterFlags)
 	return cmd
 }
 
@@ -80,52 +68,139 @@ func writeCurl(w io.Writer, exs []*recording.Exchange, base string) {
 	}
 }
 
-func newCmdSave(o *Options) *cobra.Command {
+// Complete takes WORKLOAD and resolves the namespace.
+func (o *ExportOptions) Complete(args []string) error { return o.complete(args[0]) }
+
+// Validate checks the options without I/O.
+func (o *ExportOptions) Validate() error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if o.Format != "har" && o.Format != "curl" {
+		return errdefs.User("--format %q: choose har or curl", o.Format)
+	}
+	return o.FilterFlags.Validate()
+}
+
+// Run reads the selected exchanges and writes them.
+func (o *ExportOptions) Run(ctx context.Context) error {
+	f, err := o.Filter(o.Now())
+	if err != nil {
+		return err
+	}
+	w, done, err := openOutput(o.Out, o.Create, o.File)
+	if err != nil {
+		return err
+	}
+	got, _, err := o.read(ctx, daemon.RequestsRequest{Namespace: o.Ns, Workload: o.Workload, Filter: f, Limit: o.Limit})
+	if err != nil {
+		done(false)
+		return err
+	}
+	if o.Format == "curl" {
+		writeCurl(w, got, o.Base)
+	} else {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(recording.ToHAR(got, Ref, buildinfo.Get().Version)); err != nil {
+			done(false)
+			return err
+		}
+	}
+	if err := done(true); err != nil {
+		return err
+	}
+	if o.File != "" && o.File != "-" {
+		fmt.Fprintf(o.ErrOut, "wrote %d requests to %s\n", len(got), o.File)
+	}
+	return nil
+}
+
+// openOutput returns stdout for "-", else create(path).
+func openOutput(stdout io.Writer, create CreateFile, path string) (io.Writer, func(ok bool) error, error) {
+	if path == "-" || path == "" {
+		return stdout, func(bool) error { return nil }, nil
+	}
+	return create(path)
+}
+
+// SaveOptions are the flags and dependencies of `tether requests save`.
+type SaveOptions struct {
+	WorkloadOptions
+	FilterFlags
+
+	File string
+
+	Now    func() time.Time
+	Create CreateFile
+}
+
+// NewCmdSave returns `requests save`; runF replaces Run in tests.
+func NewCmdSave(f *cmdutil.Factory, runF func(context.Context, *SaveOptions) error) *cobra.Command {
+	o := &SaveOptions{WorkloadOptions: newWorkloadOptions(f), Now: time.Now, Create: createAtomic}
 	cmd := &cobra.Command{
 		Use:   "save WORKLOAD FILE",
 		Short: "Save recorded requests, bodies included, to keep them after the agent is gone (replay them with --from FILE)",
+		Long: `Save the selected exchanges of WORKLOAD, bodies included, to FILE (one JSON
+object per line), to keep them after the agent is gone or its budget evicts
+them. ` + "`tether replay --from FILE`" + ` sends them again. FILE is written whole or
+not at all.`,
 		Example: `  tether requests save orders incident-42.json --since 30m
   tether replay --from incident-42.json --to local:8080`,
-		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.complete(args[:1]); err != nil {
-				return err
-			}
-			f, err := o.FilterFromFlags()
-			if err != nil {
-				return err
-			}
-			w, done, err := output(args[1], o)
-			if err != nil {
-				return err
-			}
-			got, _, err := o.read(cmd.Context(), daemon.RequestsRequest{Namespace: o.Namespace, Workload: o.Workload, Filter: f, Limit: o.Limit})
-			if err != nil {
-				done(false)
-				return err
-			}
-			if err := recording.WriteJSONL(w, got); err != nil {
-				done(false)
-				return err
-			}
-			if err := done(true); err != nil {
-				return err
-			}
-			fmt.Fprintf(o.ErrOut, "saved %d requests to %s\n", len(got), args[1])
-			return nil
-		},
+		Args: cmdutil.Args(cobra.ExactArgs(2)),
+		RunE: cmdutil.RunE(o, runF),
 	}
-	addFilterFlags(cmd, o)
+	AddFilterFlags(cmd, &o.FilterFlags)
 	return cmd
 }
 
-// output opens where to write: stdout for "-", else a temporary file next
-// to path that done(true) renames into place, so a failed command leaves
-// no half-written file (and an existing one untouched).
-func output(path string, o *Options) (io.Writer, func(ok bool) error, error) {
-	if path == "-" || path == "" {
-		return o.Out, func(bool) error { return nil }, nil
+// Complete takes WORKLOAD and FILE and resolves the namespace.
+func (o *SaveOptions) Complete(args []string) error {
+	o.File = args[1]
+	return o.complete(args[0])
+}
+
+// Validate checks the options without I/O.
+func (o *SaveOptions) Validate() error {
+	if err := o.validate(); err != nil {
+		return err
 	}
+	if o.File == "" {
+		return errdefs.User("name the file to save to, e.g. tether requests save %s incident.json (- for stdout)", o.Workload)
+	}
+	return o.FilterFlags.Validate()
+}
+
+// Run reads the selected exchanges, bodies included, and saves them.
+func (o *SaveOptions) Run(ctx context.Context) error {
+	f, err := o.Filter(o.Now())
+	if err != nil {
+		return err
+	}
+	w, done, err := openOutput(o.Out, o.Create, o.File)
+	if err != nil {
+		return err
+	}
+	got, _, err := o.read(ctx, daemon.RequestsRequest{Namespace: o.Ns, Workload: o.Workload, Filter: f, Limit: o.Limit})
+	if err != nil {
+		done(false)
+		return err
+	}
+	if err := recording.WriteJSONL(w, got); err != nil {
+		done(false)
+		return err
+	}
+	if err := done(true); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.ErrOut, "saved %d requests to %s\n", len(got), o.File)
+	return nil
+}
+
+// createAtomic writes to a temporary file next to path that done(true)
+// renames into place, so a failed command leaves no half-written file
+// (and an existing one untouched).
+func createAtomic(path string) (io.Writer, func(ok bool) error, error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {

@@ -20,36 +20,54 @@ import (
 	"github.com/tetherkube/tether/recording"
 )
 
-func newCmdList(o *Options) *cobra.Command {
+// ListOptions are the flags and dependencies of `tether requests list`.
+type ListOptions struct {
+	WorkloadOptions
+	FilterFlags
+
+	// Now is the clock --since counts back from.
+	Now func() time.Time
+}
+
+// NewCmdList returns `requests list`; runF replaces Run in tests.
+func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) error) *cobra.Command {
+	o := &ListOptions{WorkloadOptions: newWorkloadOptions(f), Now: time.Now}
 	cmd := &cobra.Command{
 		Use:   "list WORKLOAD",
 		Short: "List the recorded requests: id, time, pod, method, path, status, latency, size, destination",
+		Long: `List the exchanges WORKLOAD's agents hold, oldest first, one line each: its
+name (for ` + "`requests show`" + ` and ` + "`tether replay`" + `), time, pod, method, path, status,
+latency, response size and destination. The flags select by status, method,
+path prefix and age; --limit keeps the newest N.`,
 		Example: `  tether requests list deploy/orders
   tether requests list orders --status 5xx --since 10m
   tether requests list orders --method POST --path /orders --limit 20 -o json`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.complete(args); err != nil {
-				return err
-			}
-			f, err := o.FilterFromFlags()
-			if err != nil {
-				return err
-			}
-			return o.list(cmd.Context(), f)
-		},
+		Args: cmdutil.Args(cobra.ExactArgs(1)),
+		RunE: cmdutil.RunE(o, runF),
 	}
-	addFilterFlags(cmd, o)
+	AddFilterFlags(cmd, &o.FilterFlags)
 	cmdutil.AddOutputFlag(cmd, &o.Output)
 	return cmd
 }
 
-func addFilterFlags(cmd *cobra.Command, o *Options) {
-	cmd.Flags().StringVar(&o.Status, "status", "", "a status (404) or class (5xx)")
-	cmd.Flags().StringVar(&o.Method, "method", "", "an HTTP method")
-	cmd.Flags().StringVar(&o.Path, "path", "", "a path prefix, e.g. /orders")
-	cmd.Flags().DurationVar(&o.Since, "since", 0, "only requests of the last DURATION, e.g. 10m")
-	cmd.Flags().IntVar(&o.Limit, "limit", 0, "only the newest N (0: all)")
+// Complete takes WORKLOAD and resolves the namespace.
+func (o *ListOptions) Complete(args []string) error { return o.complete(args[0]) }
+
+// Validate checks the options without I/O.
+func (o *ListOptions) Validate() error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	return o.FilterFlags.Validate()
+}
+
+// Run reads the selected exchanges and lists them.
+func (o *ListOptions) Run(ctx context.Context) error {
+	f, err := o.Filter(o.Now())
+	if err != nil {
+		return err
+	}
+	return o.list(ctx, f)
 }
 
 // listed is one row of `requests list -o json`.
@@ -66,8 +84,8 @@ type listed struct {
 	Error       string    `json:"error,omitempty"`
 }
 
-func (o *Options) list(ctx context.Context, f recording.Filter) error {
-	got, _, err := o.read(ctx, daemon.RequestsRequest{Namespace: o.Namespace, Workload: o.Workload, Filter: f, WithoutBodies: true, Limit: o.Limit})
+func (o *ListOptions) list(ctx context.Context, f recording.Filter) error {
+	got, _, err := o.read(ctx, daemon.RequestsRequest{Namespace: o.Ns, Workload: o.Workload, Filter: f, WithoutBodies: true, Limit: o.Limit})
 	if err != nil {
 		return err
 	}
@@ -134,39 +152,69 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%dB", n)
 }
 
-func newCmdShow(o *Options) *cobra.Command {
+// ShowOptions are the flags and dependencies of `tether requests show`.
+type ShowOptions struct {
+	WorkloadOptions
+
+	// Ref names the exchange, as ` + "`requests list`" + ` shows it.
+	Ref string
+}
+
+// NewCmdShow returns `requests show`; runF replaces Run in tests.
+func NewCmdShow(f *cmdutil.Factory, runF func(context.Context, *ShowOptions) error) *cobra.Command {
+	o := &ShowOptions{WorkloadOptions: newWorkloadOptions(f)}
 	cmd := &cobra.Command{
 		Use:   "show WORKLOAD ID",
 		Short: "Show one recorded exchange whole: headers and bodies (JSON pretty-printed, binary as hex)",
+		Long: `Show one exchange WORKLOAD's agents recorded: when, between whom, its timings,
+the request and the response with their headers (redacted ones named) and
+bodies. JSON bodies are indented, text is printed as is, binary bodies as a
+hex summary. ID is the name ` + "`requests list`" + ` shows, e.g. x2x.17, or just 17
+when one pod recorded.`,
 		Example: `  tether requests show deploy/orders x2x.17
   tether requests show orders 17 -o json`,
-		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.complete(args); err != nil {
-				return err
-			}
-			_, id, err := ParseRef(args[1])
-			if err != nil {
-				return err
-			}
-			got, _, err := o.read(cmd.Context(), daemon.RequestsRequest{Namespace: o.Namespace, Workload: o.Workload,
-				Filter: recording.Filter{IDs: []uint64{id}}})
-			if err != nil {
-				return err
-			}
-			e, err := Find(args[1], got)
-			if err != nil {
-				return err
-			}
-			if o.Output != cmdutil.OutputText {
-				return cmdutil.PrintStructured(o.Out, o.Output, e)
-			}
-			show(o.Out, e)
-			return nil
-		},
+		Args: cmdutil.Args(cobra.ExactArgs(2)),
+		RunE: cmdutil.RunE(o, runF),
 	}
 	cmdutil.AddOutputFlag(cmd, &o.Output)
 	return cmd
+}
+
+// Complete takes WORKLOAD and ID and resolves the namespace.
+func (o *ShowOptions) Complete(args []string) error {
+	o.Ref = args[1]
+	return o.complete(args[0])
+}
+
+// Validate checks the options without I/O.
+func (o *ShowOptions) Validate() error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	_, _, err := ParseRef(o.Ref)
+	return err
+}
+
+// Run reads the exchange and prints it.
+func (o *ShowOptions) Run(ctx context.Context) error {
+	_, id, err := ParseRef(o.Ref)
+	if err != nil {
+		return err
+	}
+	got, _, err := o.read(ctx, daemon.RequestsRequest{Namespace: o.Ns, Workload: o.Workload,
+		Filter: recording.Filter{IDs: []uint64{id}}})
+	if err != nil {
+		return err
+	}
+	e, err := Find(o.Ref, got)
+	if err != nil {
+		return err
+	}
+	if o.Output != cmdutil.OutputText {
+		return cmdutil.PrintStructured(o.Out, o.Output, e)
+	}
+	show(o.Out, e)
+	return nil
 }
 
 // show prints an exchange for people; every recorded text is escaped

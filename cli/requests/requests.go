@@ -19,32 +19,86 @@ import (
 	"github.com/tetherkube/tether/recording"
 )
 
-// Options are what every requests subcommand shares.
-type Options struct {
+// WorkloadOptions are what every requests subcommand shares: the
+// workload, its namespace, the output format and the daemon.
+type WorkloadOptions struct {
 	genericiooptions.IOStreams
 
 	Workload, Output string
-	Status, Method   string
-	Path             string
-	Since            time.Duration
-	Limit            int
 
-	Namespace string
-	Daemon    func(ctx context.Context) (daemon.Service, func(), error)
-	NS        func() (string, error)
-	Now       func() time.Time
+	// Ns is the namespace Complete resolved.
+	Ns string
+
+	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
+	Namespace     func() (string, error)
+}
+
+func newWorkloadOptions(f *cmdutil.Factory) WorkloadOptions {
+	return WorkloadOptions{IOStreams: f.IOStreams, DaemonService: f.DaemonService(), Namespace: f.Namespace()}
+}
+
+// complete takes the workload and resolves the namespace.
+func (o *WorkloadOptions) complete(workload string) error {
+	o.Workload = workload
+	ns, err := o.Namespace()
+	if err != nil {
+		return err
+	}
+	o.Ns = ns
+	return nil
+}
+
+// validate checks the shared options without I/O.
+func (o *WorkloadOptions) validate() error {
+	if strings.TrimSpace(o.Workload) == "" {
+		return errdefs.User("name the workload whose agents recorded, e.g. deploy/orders")
+	}
+	return cmdutil.ValidateOutput(o.Output)
+}
+
+// FilterFlags select recorded exchanges: --status, --method, --path,
+// --since and --limit. ` + "`tether replay`" + ` takes them too.
+type FilterFlags struct {
+	Status, Method, Path string
+	Since                time.Duration
+	Limit                int
+}
+
+// AddFilterFlags registers the filter flags on cmd.
+func AddFilterFlags(cmd *cobra.Command, f *FilterFlags) {
+	cmd.Flags().StringVar(&f.Status, "status", "", "a status (404) or class (5xx)")
+	cmd.Flags().StringVar(&f.Method, "method", "", "an HTTP method")
+	cmd.Flags().StringVar(&f.Path, "path", "", "a path prefix, e.g. /orders")
+	cmd.Flags().DurationVar(&f.Since, "since", 0, "only requests of the last DURATION, e.g. 10m")
+	cmd.Flags().IntVar(&f.Limit, "limit", 0, "only the newest N (0: all)")
+}
+
+// Validate checks the filter flags without I/O.
+func (f FilterFlags) Validate() error {
+	_, err := f.Filter(time.Time{})
+	return err
+}
+
+// Filter builds the recording filter, --since counted back from now.
+func (f FilterFlags) Filter(now time.Time) (recording.Filter, error) {
+	rf := recording.Filter{Status: f.Status, Method: f.Method, PathPrefix: f.Path}
+	if err := rf.Validate(); err != nil {
+		return rf, errdefs.User("--%v", err)
+	}
+	if f.Since < 0 {
+		return rf, errdefs.User("--since must be a positive duration such as 10m")
+	}
+	if f.Since > 0 {
+		rf.Since = now.Add(-f.Since)
+	}
+	if f.Limit < 0 {
+		return rf, errdefs.User("--limit must not be negative")
+	}
+	return rf, nil
 }
 
 // NewCmdRequests returns the requests command and its subcommands.
 func NewCmdRequests(f *cmdutil.Factory) *cobra.Command {
-	newOpts := func() *Options {
-		return &Options{
-			IOStreams: f.IOStreams,
-			Daemon:    f.DaemonService(),
-			NS:        f.Namespace(),
-			Now:       time.Now,
-		}
-	}
 	cmd := &cobra.Command{
 		Use:   "requests",
 		Short: "List and show the HTTP requests tether's agents recorded",
@@ -54,42 +108,19 @@ every pod of the workload, oldest first.
 
 An exchange is named POD-SUFFIX.N, e.g. x2x.17: the end of the pod's name
 and the agent's sequence number.`,
+		Example: `  tether requests list deploy/orders --status 5xx
+  tether requests show deploy/orders x2x.17
+  tether requests stats deploy/orders
+  tether requests export orders --since 10m -f recent.har
+  tether requests save orders incident-42.json`,
 	}
-	cmd.AddCommand(newCmdList(newOpts()), newCmdShow(newOpts()), newCmdStats(newOpts()), newCmdExport(newOpts()), newCmdSave(newOpts()))
+	cmd.AddCommand(NewCmdList(f, nil), NewCmdShow(f, nil), NewCmdStats(f, nil), NewCmdExport(f, nil), NewCmdSave(f, nil))
 	return cmd
 }
 
-func (o *Options) complete(args []string) error {
-	o.Workload = args[0]
-	ns, err := o.NS()
-	if err != nil {
-		return err
-	}
-	o.Namespace = ns
-	return cmdutil.ValidateOutput(o.Output)
-}
-
-// FilterFromFlags builds the recording filter from the flags.
-func (o *Options) FilterFromFlags() (recording.Filter, error) {
-	f := recording.Filter{Status: o.Status, Method: o.Method, PathPrefix: o.Path}
-	if err := f.Validate(); err != nil {
-		return f, errdefs.User("--%v", err)
-	}
-	if o.Since < 0 {
-		return f, errdefs.User("--since must be a positive duration such as 10m")
-	}
-	if o.Since > 0 {
-		f.Since = o.Now().Add(-o.Since)
-	}
-	if o.Limit < 0 {
-		return f, errdefs.User("--limit must not be negative")
-	}
-	return f, nil
-}
-
 // read returns the exchanges the daemon reads from the agents.
-func (o *Options) read(ctx context.Context, req daemon.RequestsRequest) ([]*recording.Exchange, []daemon.PodRecording, error) {
-	client, done, err := o.Daemon(ctx)
+func (o *WorkloadOptions) read(ctx context.Context, req daemon.RequestsRequest) ([]*recording.Exchange, []daemon.PodRecording, error) {
+	client, done, err := o.DaemonService(ctx)
 	if err != nil {
 		return nil, nil, err
 	}

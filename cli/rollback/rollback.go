@@ -13,18 +13,29 @@ import (
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-// Options of `tether rollback`.
-type Options struct {
+// RollbackOptions are the flags and dependencies of `tether rollback`.
+type RollbackOptions struct {
 	genericiooptions.IOStreams
+
 	Workload string
 	All      bool
 	Force    bool
 	Output   string
+
+	// Ns is the namespace Complete resolved.
+	Ns string
+
+	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
+	Namespace     func() (string, error)
 }
 
-// NewCmdRollback returns the rollback command.
-func NewCmdRollback(f *cmdutil.Factory) *cobra.Command {
-	o := &Options{IOStreams: f.IOStreams}
+// NewCmdRollback returns the rollback command; runF replaces Run in tests.
+func NewCmdRollback(f *cmdutil.Factory, runF func(context.Context, *RollbackOptions) error) *cobra.Command {
+	o := &RollbackOptions{
+		IOStreams:     f.IOStreams,
+		DaemonService: f.DaemonService(),
+		Namespace:     f.Namespace(),
+	}
 	cmd := &cobra.Command{
 		Use:   "rollback [WORKLOAD | --all]",
 		Short: "Restore exactly what tether changed in the cluster, from its journal there",
@@ -38,21 +49,8 @@ their change; --force restores tether's journaled original anyway.`,
 		Example: `  tether rollback deploy/orders
   tether rollback --all -n shop
   tether rollback orders --force`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 1 {
-				return errdefs.User("name one workload, or use --all")
-			}
-			if len(args) == 1 {
-				o.Workload = args[0]
-			}
-			if (o.Workload == "") == !o.All {
-				return errdefs.User("name the workload to roll back, or pass --all for every one in the namespace")
-			}
-			if err := cmdutil.ValidateOutput(o.Output); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context(), f)
-		},
+		Args: cmdutil.Args(cobra.MaximumNArgs(1)),
+		RunE: cmdutil.RunE(o, runF),
 	}
 	cmd.Flags().BoolVar(&o.All, "all", false, "roll back every workload tether changed in the namespace")
 	cmd.Flags().BoolVar(&o.Force, "force", false, "restore objects even if someone changed them after tether did")
@@ -60,18 +58,38 @@ their change; --force restores tether's journaled original anyway.`,
 	return cmd
 }
 
-// Run asks the daemon (started if needed) to roll back.
-func (o *Options) Run(ctx context.Context, f *cmdutil.Factory) error {
-	t, err := f.Target()
+// Complete takes WORKLOAD, if given, and resolves the namespace.
+func (o *RollbackOptions) Complete(args []string) error {
+	if len(args) == 1 {
+		o.Workload = args[0]
+	}
+	ns, err := o.Namespace()
 	if err != nil {
 		return err
 	}
-	client, done, err := f.Daemon(ctx, true)
+	o.Ns = ns
+	return nil
+}
+
+// Validate checks the options without I/O.
+func (o *RollbackOptions) Validate() error {
+	if o.Workload != "" && o.All {
+		return errdefs.User("name one workload or pass --all, not both")
+	}
+	if o.Workload == "" && !o.All {
+		return errdefs.User("name the workload to roll back, or pass --all for every one in the namespace")
+	}
+	return cmdutil.ValidateOutput(o.Output)
+}
+
+// Run asks the daemon (started if needed) to roll back.
+func (o *RollbackOptions) Run(ctx context.Context) error {
+	client, done, err := o.DaemonService(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	results, err := client.Rollback(ctx, daemon.RollbackRequest{Namespace: t.Namespace, Workload: o.Workload, All: o.All, Force: o.Force})
+	results, err := client.Rollback(ctx, daemon.RollbackRequest{Namespace: o.Ns, Workload: o.Workload, All: o.All, Force: o.Force})
 	if err != nil {
 		return err
 	}
@@ -83,7 +101,7 @@ func (o *Options) Run(ctx context.Context, f *cmdutil.Factory) error {
 			return err
 		}
 	} else if len(results) == 0 {
-		fmt.Fprintf(o.Out, "Nothing to roll back in namespace %s.\n", t.Namespace)
+		fmt.Fprintf(o.Out, "Nothing to roll back in namespace %s.\n", o.Ns)
 	}
 	failed := 0
 	for _, r := range results {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/daemon"
@@ -19,29 +20,46 @@ type Report struct {
 	Daemon    *daemon.Status `json:"daemon,omitempty"`
 }
 
-// NewCmdStatus returns the status command.
-func NewCmdStatus(f *cmdutil.Factory) *cobra.Command {
-	var output string
+// StatusOptions are the flags and dependencies of `tether status`.
+type StatusOptions struct {
+	genericiooptions.IOStreams
+
+	Output string
+
+	// DaemonService reaches the running daemon; it does not start one.
+	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
+}
+
+// NewCmdStatus returns the status command; runF replaces Run in tests.
+func NewCmdStatus(f *cmdutil.Factory, runF func(context.Context, *StatusOptions) error) *cobra.Command {
+	o := &StatusOptions{IOStreams: f.IOStreams, DaemonService: f.RunningDaemon()}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the daemon's connection and the running intercepts",
+		Long: `Show whether a daemon runs for the current kube context, the cluster it is
+connected to, the running intercepts (Service port -> local port, pods), and
+the workloads tether's agent sits in, with how each records. It starts no
+daemon: with none running it says so and succeeds.`,
 		Example: `  tether status
+  tether status --context staging
   tether status -o json`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := cmdutil.ValidateOutput(output); err != nil {
-				return err
-			}
-			return run(cmd.Context(), f, output)
-		},
+		Args: cmdutil.Args(cobra.NoArgs),
+		RunE: cmdutil.RunE(o, runF),
 	}
-	cmdutil.AddOutputFlag(cmd, &output)
+	cmdutil.AddOutputFlag(cmd, &o.Output)
 	return cmd
 }
 
-func run(ctx context.Context, f *cmdutil.Factory, output string) error {
+// Complete has nothing to resolve.
+func (o *StatusOptions) Complete([]string) error { return nil }
+
+// Validate checks the options without I/O.
+func (o *StatusOptions) Validate() error { return cmdutil.ValidateOutput(o.Output) }
+
+// Run asks the daemon, if one runs, and prints its state.
+func (o *StatusOptions) Run(ctx context.Context) error {
 	var rep Report
-	client, done, err := f.Daemon(ctx, false)
+	client, done, err := o.DaemonService(ctx)
 	switch {
 	case errors.Is(err, cmdutil.ErrNoDaemon):
 	case err != nil:
@@ -54,10 +72,15 @@ func run(ctx context.Context, f *cmdutil.Factory, output string) error {
 		}
 		rep = Report{Connected: true, Daemon: &st}
 	}
+	return o.print(rep)
+}
+
+func (o *StatusOptions) print(rep Report) error {
+	output := o.Output
 	if output != cmdutil.OutputText {
-		return cmdutil.PrintStructured(f.IOStreams.Out, output, rep)
+		return cmdutil.PrintStructured(o.Out, output, rep)
 	}
-	out := f.IOStreams.Out
+	out := o.Out
 	if !rep.Connected {
 		fmt.Fprintln(out, "Not connected: no daemon runs for this context. `tether connect` or `tether intercept` starts one.")
 		return nil

@@ -18,23 +18,25 @@ import (
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-// Options of `tether trace`.
-type Options struct {
+// TraceOptions are the flags and dependencies of `tether trace`.
+type TraceOptions struct {
 	genericiooptions.IOStreams
 
 	From, To, AgentImage, Output string
 
-	Namespace string
-	Daemon    func(ctx context.Context) (daemon.Service, func(), error)
-	NS        func() (string, error)
+	// Ns is the namespace Complete resolved.
+	Ns string
+
+	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
+	Namespace     func() (string, error)
 }
 
-// NewCmdTrace returns the trace command.
-func NewCmdTrace(f *cmdutil.Factory) *cobra.Command {
-	o := &Options{
-		IOStreams: f.IOStreams,
-		Daemon:    f.DaemonService(),
-		NS:        f.Namespace(),
+// NewCmdTrace returns the trace command; runF replaces Run in tests.
+func NewCmdTrace(f *cmdutil.Factory, runF func(context.Context, *TraceOptions) error) *cobra.Command {
+	o := &TraceOptions{
+		IOStreams:     f.IOStreams,
+		DaemonService: f.DaemonService(),
+		Namespace:     f.Namespace(),
 	}
 	cmd := &cobra.Command{
 		Use:   "trace FROM TO",
@@ -67,27 +69,27 @@ input, 1 when the trace itself could not run.`,
   tether trace frontend-7d9c-x2x orders.shop:80
   tether trace pod/frontend-7d9c-x2x http://orders/healthz -o json
   tether trace deploy/frontend pod/orders-5f6b-abcde:8080`,
-		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.From, o.To = args[0], args[1]
-			ns, err := o.NS()
-			if err != nil {
-				return err
-			}
-			o.Namespace = ns
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		Args: cmdutil.Args(cobra.ExactArgs(2)),
+		RunE: cmdutil.RunE(o, runF),
 	}
 	cmd.Flags().StringVar(&o.AgentImage, "agent-image", intercept.DefaultAgentImage(), "the agent's container image")
 	cmdutil.AddOutputFlag(cmd, &o.Output)
 	return cmd
 }
 
+// Complete takes FROM and TO and resolves the namespace.
+func (o *TraceOptions) Complete(args []string) error {
+	o.From, o.To = args[0], args[1]
+	ns, err := o.Namespace()
+	if err != nil {
+		return err
+	}
+	o.Ns = ns
+	return nil
+}
+
 // Validate checks the options without I/O.
-func (o *Options) Validate() error {
+func (o *TraceOptions) Validate() error {
 	if err := cmdutil.ValidateOutput(o.Output); err != nil {
 		return err
 	}
@@ -98,13 +100,13 @@ func (o *Options) Validate() error {
 }
 
 // Run traces and prints the report.
-func (o *Options) Run(ctx context.Context) error {
-	client, done, err := o.Daemon(ctx)
+func (o *TraceOptions) Run(ctx context.Context) error {
+	client, done, err := o.DaemonService(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	rep, err := client.Trace(ctx, daemon.TraceRequest{Namespace: o.Namespace, From: o.From, To: o.To, AgentImage: o.AgentImage},
+	rep, err := client.Trace(ctx, daemon.TraceRequest{Namespace: o.Ns, From: o.From, To: o.To, AgentImage: o.AgentImage},
 		func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
 		return err

@@ -4,60 +4,98 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/cli/cmdutil/cmdtest"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/errdefs"
-	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 )
 
-// fakeDaemon is a daemon.Service whose Trace answers as told.
+func TestNewCmdTrace(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		want    [4]string // from, to, namespace, output
+		wantErr string
+	}{
+		{name: "deployment to service", args: []string{"deploy/frontend", "svc/orders"}, want: [4]string{"deploy/frontend", "svc/orders", "shop", ""}},
+		{name: "url, json", args: []string{"frontend-1", "http://orders/healthz", "-o", "json"}, want: [4]string{"frontend-1", "http://orders/healthz", "shop", "json"}},
+		{name: "no destination", args: []string{"deploy/frontend"}, wantErr: "accepts 2 arg(s), received 1: trace FROM TO"},
+		{name: "blank destination", args: []string{"deploy/frontend", " "}, wantErr: "FROM and TO must not be empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			streams, _, _ := cmdtest.Streams()
+			var got *TraceOptions
+			cmd := NewCmdTrace(cmdtest.Factory(t, streams), func(_ context.Context, o *TraceOptions) error { got = o; return nil })
+			err := cmdtest.Exec(cmd, tt.args...)
+			if tt.wantErr != "" {
+				cmdtest.WantError(t, err, cmdutil.ExitUser, tt.wantErr)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, [4]string{got.From, got.To, got.Ns, got.Output}); diff != "" {
+				t.Errorf("options (-want +got):\n%s", diff)
+			}
+			if got.AgentImage == "" {
+				t.Error("no default agent image")
+			}
+		})
+	}
+}
+
+func TestTraceValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		o    TraceOptions
+		want string
+	}{
+		{"valid", TraceOptions{From: "deploy/frontend", To: "svc/orders"}, ""},
+		{"blank from", TraceOptions{From: "", To: "svc/orders"}, "FROM and TO must not be empty: tether trace FROM TO (see --help)"},
+		{"bad output", TraceOptions{From: "a", To: "b", Output: "dot"}, `unknown output format "dot"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.o.Validate()
+			if tt.want == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tt.want != "" {
+				cmdtest.WantError(t, err, cmdutil.ExitUser, tt.want)
+			}
+		})
+	}
+}
+
+// fakeDaemon answers Trace with rep or err, keeping the request it got.
 type fakeDaemon struct {
-	daemon.Service
 	got daemon.TraceRequest
 	rep daemon.TraceReport
 	err error
-}
-
-func (f *fakeDaemon) Trace(_ context.Context, req daemon.TraceRequest, progress func(string)) (daemon.TraceReport, error) {
-	f.got = req
-	progress("adding the agent to pod client")
-	return f.rep, f.err
 }
 
 // run serves f through the real gRPC adapter on loopback and runs the
 // command's Run against it.
 func run(t *testing.T, f *fakeDaemon, output string) (string, string, error) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	daemonv1.RegisterDaemonServer(srv, daemon.NewGRPCServer(f))
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	client := daemon.NewClient(conn)
-	streams, _, out, errOut := genericiooptions.NewTestIOStreams()
-	o := &Options{IOStreams: streams, From: "deploy/client", To: "svc/orders", AgentImage: "img", Output: output, Namespace: "shop",
-		Daemon: func(context.Context) (daemon.Service, func(), error) { return client, func() {}, nil }}
+	fake := &cmdtest.FakeService{TraceFunc: func(_ context.Context, req daemon.TraceRequest, progress func(string)) (daemon.TraceReport, error) {
+		f.got = req
+		progress("adding the agent to pod client")
+		return f.rep, f.err
+	}}
+	streams, out, errOut := cmdtest.Streams()
+	o := &TraceOptions{IOStreams: streams, From: "deploy/client", To: "svc/orders", AgentImage: "img", Output: output, Ns: "shop",
+		DaemonService: cmdtest.ServeDaemon(t, fake)}
 	if err := o.Validate(); err != nil {
 		return "", "", err
 	}
-	err = o.Run(context.Background())
+	err := o.Run(context.Background())
 	return out.String(), errOut.String(), err
 }
 

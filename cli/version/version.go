@@ -16,8 +16,8 @@ import (
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-// Options holds the flags and dependencies of `tether version`.
-type Options struct {
+// VersionOptions are the flags and dependencies of `tether version`.
+type VersionOptions struct {
 	genericiooptions.IOStreams
 
 	ClientOnly bool
@@ -42,8 +42,8 @@ type Versions struct {
 }
 
 // NewCmdVersion returns the version command. runF, when set, replaces Run (tests).
-func NewCmdVersion(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
-	o := &Options{
+func NewCmdVersion(f *cmdutil.Factory, runF func(context.Context, *VersionOptions) error) *cobra.Command {
+	o := &VersionOptions{
 		IOStreams: f.IOStreams,
 		Timeout:   5 * time.Second,
 		Discovery: func() (discovery.DiscoveryInterface, error) {
@@ -66,16 +66,8 @@ reported, not an error, so this command also works offline.`,
 		Example: `  tether version
   tether version --client
   kubectl tether version --context staging -o json`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return o.Run(cmd.Context())
-		},
+		Args: cmdutil.Args(cobra.NoArgs),
+		RunE: cmdutil.RunE(o, runF),
 	}
 	cmd.Flags().BoolVar(&o.ClientOnly, "client", false, "print only the client version; do not contact the cluster")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the cluster's answer")
@@ -83,8 +75,12 @@ reported, not an error, so this command also works offline.`,
 	return cmd
 }
 
+// Complete has nothing to resolve: the cluster is asked in Run, so that an
+// unreachable one is reported rather than an error.
+func (o *VersionOptions) Complete([]string) error { return nil }
+
 // Validate checks the flags without I/O.
-func (o *Options) Validate() error {
+func (o *VersionOptions) Validate() error {
 	if o.Timeout <= 0 {
 		return errdefs.User("--timeout must be positive, got %s", o.Timeout)
 	}
@@ -92,7 +88,7 @@ func (o *Options) Validate() error {
 }
 
 // Run gathers the versions and prints them.
-func (o *Options) Run(ctx context.Context) error {
+func (o *VersionOptions) Run(ctx context.Context) error {
 	v := Versions{Client: buildinfo.Get()}
 	if !o.ClientOnly {
 		o.fillServer(ctx, &v)
@@ -115,7 +111,7 @@ func (o *Options) Run(ctx context.Context) error {
 	return nil
 }
 
-func (o *Options) fillServer(ctx context.Context, v *Versions) {
+func (o *VersionOptions) fillServer(ctx context.Context, v *Versions) {
 	host, err := o.Host()
 	if err != nil {
 		v.ServerError = err.Error()

@@ -17,18 +17,19 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/cli/cmdutil/cmdtest"
 )
 
 func TestNewCmdVersion(t *testing.T) {
 	tests := []struct {
 		name    string
 		args    []string
-		want    Options
+		want    VersionOptions
 		wantErr string
 	}{
-		{name: "defaults", args: nil, want: Options{Timeout: 5 * time.Second}},
-		{name: "client json", args: []string{"--client", "-o", "json"}, want: Options{ClientOnly: true, Output: "json", Timeout: 5 * time.Second}},
-		{name: "timeout", args: []string{"--timeout", "2s"}, want: Options{Timeout: 2 * time.Second}},
+		{name: "defaults", args: nil, want: VersionOptions{Timeout: 5 * time.Second}},
+		{name: "client json", args: []string{"--client", "-o", "json"}, want: VersionOptions{ClientOnly: true, Output: "json", Timeout: 5 * time.Second}},
+		{name: "timeout", args: []string{"--timeout", "2s"}, want: VersionOptions{Timeout: 2 * time.Second}},
 		{name: "bad output", args: []string{"-o", "xml"}, wantErr: `unknown output format "xml"`},
 		{name: "bad timeout", args: []string{"--timeout", "0s"}, wantErr: "--timeout must be positive"},
 		{name: "extra arg", args: []string{"now"}, wantErr: `unknown command "now"`},
@@ -36,8 +37,8 @@ func TestNewCmdVersion(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			streams, _, _, _ := genericiooptions.NewTestIOStreams()
-			var got *Options
-			cmd := NewCmdVersion(&cmdutil.Factory{IOStreams: streams}, func(_ context.Context, o *Options) error {
+			var got *VersionOptions
+			cmd := NewCmdVersion(&cmdutil.Factory{IOStreams: streams}, func(_ context.Context, o *VersionOptions) error {
 				got = o
 				return nil
 			})
@@ -54,7 +55,7 @@ func TestNewCmdVersion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			gotFlags := Options{ClientOnly: got.ClientOnly, Output: got.Output, Timeout: got.Timeout}
+			gotFlags := VersionOptions{ClientOnly: got.ClientOnly, Output: got.Output, Timeout: got.Timeout}
 			if diff := cmp.Diff(tt.want, gotFlags); diff != "" {
 				t.Errorf("options (-want +got):\n%s", diff)
 			}
@@ -76,9 +77,9 @@ func apiServer(t *testing.T, gitVersion string) *httptest.Server {
 	return srv
 }
 
-func optionsFor(t *testing.T, host string) (*Options, *bytes.Buffer, *bytes.Buffer) {
+func optionsFor(t *testing.T, host string) (*VersionOptions, *bytes.Buffer, *bytes.Buffer) {
 	streams, _, out, errOut := genericiooptions.NewTestIOStreams()
-	return &Options{
+	return &VersionOptions{
 		IOStreams: streams,
 		Timeout:   2 * time.Second,
 		Discovery: func() (discovery.DiscoveryInterface, error) {
@@ -134,5 +135,30 @@ func TestRunClientOnlyDoesNotCallServer(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "Server:") {
 		t.Errorf("output has a server line:\n%s", out)
+	}
+}
+
+func TestVersionValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		o    VersionOptions
+		want string
+	}{
+		{"valid", VersionOptions{Timeout: time.Second, Output: "yaml"}, ""},
+		{"zero timeout", VersionOptions{}, "--timeout must be positive, got 0s"},
+		{"negative timeout", VersionOptions{Timeout: -time.Second}, "--timeout must be positive, got -1s"},
+		{"bad output", VersionOptions{Timeout: time.Second, Output: "xml"}, `unknown output format "xml": use -o json or -o yaml`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.o.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			cmdtest.WantError(t, err, cmdutil.ExitUser, tt.want)
+		})
 	}
 }

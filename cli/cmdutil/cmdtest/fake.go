@@ -1,0 +1,107 @@
+// Package cmdtest helps test commands through their seams: a fake daemon
+// whose methods each test overrides as it needs, served through the real
+// gRPC adapter, and a Factory whose kube context needs no cluster.
+package cmdtest
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
+	"github.com/tetherkube/tether/recording"
+	"github.com/tetherkube/tether/replay"
+)
+
+// FakeService is a daemon.Service whose methods call the matching func
+// field. A test sets only the funcs its command calls; any other method
+// returns an internal error naming itself.
+type FakeService struct {
+	daemon.Service // methods added to the interface later panic until faked here
+
+	StatusFunc    func(ctx context.Context) (daemon.Status, error)
+	InterceptFunc func(ctx context.Context, req daemon.InterceptRequest, progress func(string)) (daemon.InterceptInfo, error)
+	LeaveFunc     func(ctx context.Context, namespace, name string) error
+	RollbackFunc  func(ctx context.Context, req daemon.RollbackRequest) ([]daemon.RollbackResult, error)
+	QuitFunc      func(ctx context.Context) error
+	CaptureFunc   func(ctx context.Context, req daemon.CaptureRequest, progress func(string), emit func(agent.CapturedPacket) error) (agent.CaptureStats, error)
+	TraceFunc     func(ctx context.Context, req daemon.TraceRequest, progress func(string)) (daemon.TraceReport, error)
+	RecordFunc    func(ctx context.Context, req daemon.RecordRequest, progress func(string)) (daemon.RecordInfo, error)
+	RequestsFunc  func(ctx context.Context, req daemon.RequestsRequest, emit func(*recording.Exchange) error) ([]daemon.PodRecording, error)
+	ReplayFunc    func(ctx context.Context, req daemon.ReplayRequest, emit func(replay.Result) error) (replay.Summary, error)
+}
+
+func unset(method string) error {
+	return errdefs.Mark(errdefs.ErrInternal, fmt.Errorf("cmdtest.FakeService: %s called but not faked", method))
+}
+
+func (f *FakeService) Status(ctx context.Context) (daemon.Status, error) {
+	if f.StatusFunc == nil {
+		return daemon.Status{}, unset("Status")
+	}
+	return f.StatusFunc(ctx)
+}
+
+func (f *FakeService) Intercept(ctx context.Context, req daemon.InterceptRequest, progress func(string)) (daemon.InterceptInfo, error) {
+	if f.InterceptFunc == nil {
+		return daemon.InterceptInfo{}, unset("Intercept")
+	}
+	return f.InterceptFunc(ctx, req, progress)
+}
+
+func (f *FakeService) Leave(ctx context.Context, namespace, name string) error {
+	if f.LeaveFunc == nil {
+		return unset("Leave")
+	}
+	return f.LeaveFunc(ctx, namespace, name)
+}
+
+func (f *FakeService) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]daemon.RollbackResult, error) {
+	if f.RollbackFunc == nil {
+		return nil, unset("Rollback")
+	}
+	return f.RollbackFunc(ctx, req)
+}
+
+func (f *FakeService) Quit(ctx context.Context) error {
+	if f.QuitFunc == nil {
+		return unset("Quit")
+	}
+	return f.QuitFunc(ctx)
+}
+
+func (f *FakeService) Capture(ctx context.Context, req daemon.CaptureRequest, progress func(string), emit func(agent.CapturedPacket) error) (agent.CaptureStats, error) {
+	if f.CaptureFunc == nil {
+		return agent.CaptureStats{}, unset("Capture")
+	}
+	return f.CaptureFunc(ctx, req, progress, emit)
+}
+
+func (f *FakeService) Trace(ctx context.Context, req daemon.TraceRequest, progress func(string)) (daemon.TraceReport, error) {
+	if f.TraceFunc == nil {
+		return daemon.TraceReport{}, unset("Trace")
+	}
+	return f.TraceFunc(ctx, req, progress)
+}
+
+func (f *FakeService) Record(ctx context.Context, req daemon.RecordRequest, progress func(string)) (daemon.RecordInfo, error) {
+	if f.RecordFunc == nil {
+		return daemon.RecordInfo{}, unset("Record")
+	}
+	return f.RecordFunc(ctx, req, progress)
+}
+
+func (f *FakeService) Requests(ctx context.Context, req daemon.RequestsRequest, emit func(*recording.Exchange) error) ([]daemon.PodRecording, error) {
+	if f.RequestsFunc == nil {
+		return nil, unset("Requests")
+	}
+	return f.RequestsFunc(ctx, req, emit)
+}
+
+func (f *FakeService) Replay(ctx context.Context, req daemon.ReplayRequest, emit func(replay.Result) error) (replay.Summary, error) {
+	if f.ReplayFunc == nil {
+		return replay.Summary{}, unset("Replay")
+	}
+	return f.ReplayFunc(ctx, req, emit)
+}

@@ -1,0 +1,121 @@
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/cli/cmdutil/cmdtest"
+	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
+)
+
+func TestNewCmdStatus(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		want    string
+		wantErr string
+	}{
+		{name: "defaults"},
+		{name: "json", args: []string{"-o", "json"}, want: "json"},
+		{name: "bad output", args: []string{"-o", "xml"}, wantErr: `unknown output format "xml"`},
+		{name: "an argument", args: []string{"orders"}, wantErr: `unknown command "orders"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			streams, _, _ := cmdtest.Streams()
+			var got *StatusOptions
+			cmd := NewCmdStatus(cmdtest.Factory(t, streams), func(_ context.Context, o *StatusOptions) error { got = o; return nil })
+			err := cmdtest.Exec(cmd, tt.args...)
+			if tt.wantErr != "" {
+				cmdtest.WantError(t, err, cmdutil.ExitUser, tt.wantErr)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Output != tt.want {
+				t.Errorf("output = %q, want %q", got.Output, tt.want)
+			}
+		})
+	}
+}
+
+func TestStatusValidate(t *testing.T) {
+	for _, tt := range []struct{ output, want string }{
+		{"", ""}, {"json", ""}, {"yaml", ""},
+		{"JSON", `unknown output format "JSON": use -o json or -o yaml`},
+	} {
+		err := (&StatusOptions{Output: tt.output}).Validate()
+		if tt.want == "" && err != nil {
+			t.Errorf("-o %q: %v", tt.output, err)
+		}
+		if tt.want != "" {
+			cmdtest.WantError(t, err, cmdutil.ExitUser, tt.want)
+		}
+	}
+}
+
+func daemonStatus() daemon.Status {
+	return daemon.Status{Context: "test", Server: "https://10.0.0.1:6443", ServerVersion: "v1.32.0", DaemonVersion: "dev", PID: 42,
+		Intercepts: []daemon.InterceptInfo{{Name: "deployment/orders", Namespace: "shop", Service: "orders", ServicePort: 80,
+			AgentPort: 17000, LocalPort: 3000, Pods: []string{"orders-1"}}},
+		Agents: []daemon.AgentInfo{{Workload: "deployment/orders", Namespace: "shop", Recording: true, Redacted: []string{"authorization", "cookie"}}}}
+}
+
+func TestStatusRun(t *testing.T) {
+	fake := &cmdtest.FakeService{StatusFunc: func(context.Context) (daemon.Status, error) { return daemonStatus(), nil }}
+	streams, out, _ := cmdtest.Streams()
+	o := &StatusOptions{IOStreams: streams, DaemonService: cmdtest.ServeDaemon(t, fake)}
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := `Connected to context test (https://10.0.0.1:6443, Kubernetes v1.32.0); daemon dev, pid 42
+Intercepts:
+  deployment/orders in shop: service orders port 80 -> localhost:3000 (agent port 17000; pods: orders-1)
+Agents (` + "`tether rollback WORKLOAD`" + ` removes one):
+  deployment/orders in shop: recording, redacting authorization, cookie
+`
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("output (-want +got):\n%s", diff)
+	}
+
+	out.Reset()
+	o.Output = "json"
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got Report
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("-o json: %v\n%s", err, out)
+	}
+	st := daemonStatus()
+	if diff := cmp.Diff(Report{Connected: true, Daemon: &st}, got); diff != "" {
+		t.Errorf("-o json (-want +got):\n%s", diff)
+	}
+}
+
+func TestStatusRunWithoutDaemon(t *testing.T) {
+	streams, out, _ := cmdtest.Streams()
+	o := &StatusOptions{IOStreams: streams, Output: "json", DaemonService: cmdtest.NoDaemon}
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatalf("no daemon is a state, not an error: %v", err)
+	}
+	if diff := cmp.Diff("{\n  \"connected\": false\n}\n", out.String()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestStatusRunErrors(t *testing.T) {
+	fake := &cmdtest.FakeService{StatusFunc: func(context.Context) (daemon.Status, error) {
+		return daemon.Status{}, errdefs.Unavailable("the API server does not answer")
+	}}
+	streams, _, _ := cmdtest.Streams()
+	o := &StatusOptions{IOStreams: streams, DaemonService: cmdtest.ServeDaemon(t, fake)}
+	err := o.Run(context.Background())
+	cmdtest.WantError(t, err, cmdutil.ExitInternal, "the API server does not answer (is the cluster reachable?")
+}
