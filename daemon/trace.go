@@ -1,10 +1,9 @@
 package daemon
 
 import (
-	"context"
+	"encoding/json"
 	"fmt"
 
-	"github.com/tetherkube/tether/daemon/internal/inspect"
 	"github.com/tetherkube/tether/daemon/internal/trace"
 )
 
@@ -33,26 +32,13 @@ type TraceRequest struct {
 	AgentImage string
 }
 
-// Trace explains the path from a pod to a destination, probing from the
-// pod through an inspection agent that needs no capability.
-func (d *Daemon) Trace(ctx context.Context, req TraceRequest, progress func(string)) (TraceReport, error) {
-	target, err := trace.ParseTarget(req.To, req.Namespace)
-	if err != nil {
-		return TraceReport{}, err
+// TraceReportToJSON and TraceReportFromJSON carry a TraceReport on the wire.
+func TraceReportToJSON(rep TraceReport) ([]byte, error) { return json.Marshal(rep) }
+
+func TraceReportFromJSON(b []byte) (TraceReport, error) {
+	var rep TraceReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return rep, fmt.Errorf("read the daemon's trace report: %w", err)
 	}
-	src, picked, err := trace.SourcePod(ctx, d.cs, req.Namespace, req.From)
-	if err != nil {
-		return TraceReport{}, err
-	}
-	if picked != "" {
-		progress(fmt.Sprintf("tracing from pod %s, a ready pod of %s", src.Name, picked))
-	}
-	client, done, err := d.inspectAgent(ctx, inspect.Request{Namespace: src.Namespace, Pod: src.Name, AgentImage: req.AgentImage}, progress)
-	if err != nil {
-		return TraceReport{}, err
-	}
-	defer done()
-	d.log.Info("trace", "from", src.Namespace+"/"+src.Name, "to", req.To)
-	tr := &trace.Tracer{CS: d.cs, Prober: client, Progress: progress}
-	return tr.Run(ctx, src, picked, target)
+	return rep, nil
 }

@@ -162,7 +162,7 @@ func (o *Options) Run(ctx context.Context) error {
 	stats, err := client.Capture(ctx, daemon.CaptureRequest{
 		Namespace: o.Namespace, Pod: o.Pod, Container: o.Container, Interface: o.Interface, Filter: o.Filter,
 		Snaplen: o.Snaplen, Count: o.Count, Duration: o.Duration, AgentImage: o.AgentImage,
-	}, func(line string) { fmt.Fprintln(o.ErrOut, line) }, emit)
+	}, func(line string) { fmt.Fprintln(o.ErrOut, line) }, agent.EachPacket(emit))
 	if file != nil {
 		if cerr := file.Close(); cerr != nil && err == nil {
 			err = cerr

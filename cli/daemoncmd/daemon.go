@@ -10,7 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
-	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/daemon/server"
 )
 
 // NewCmdDaemon returns `tether daemon`.
@@ -39,12 +39,12 @@ func NewCmdDaemon(f *cmdutil.Factory) *cobra.Command {
 				return err
 			}
 			rc.QPS, rc.Burst = 50, 100
-			d, err := daemon.New(rc, t.Context, log)
+			d, err := server.New(rc, t.Context, log)
 			if err != nil {
 				return err
 			}
 			log.Info("daemon starting", "pid", os.Getpid(), "server", rc.Host)
-			return daemon.Serve(cmd.Context(), d, t.Paths.Socket)
+			return server.Serve(cmd.Context(), d, t.Paths.Socket)
 		},
 	})
 	return cmd

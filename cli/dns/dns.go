@@ -108,7 +108,7 @@ func run(ctx context.Context, f *cmdutil.Factory, client daemon.Service, ns, pod
 	}
 	_, err := client.Capture(ctx, daemon.CaptureRequest{
 		Namespace: ns, Pod: pod, Filter: "udp port 53", Duration: duration, AgentImage: image, Snaplen: 65535,
-	}, func(line string) { fmt.Fprintln(f.IOStreams.ErrOut, line) }, emit)
+	}, func(line string) { fmt.Fprintln(f.IOStreams.ErrOut, line) }, agent.EachPacket(emit))
 	if err != nil && ctx.Err() == nil {
 		return err
 	}

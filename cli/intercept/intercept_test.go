@@ -20,6 +20,7 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/daemon/server"
 	"github.com/tetherkube/tether/internal/errdefs"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 )
@@ -122,7 +123,7 @@ func serveFake(t *testing.T, f *fakeDaemon) daemon.Service {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	daemonv1.RegisterDaemonServer(srv, daemon.NewGRPCServer(f))
+	daemonv1.RegisterDaemonServer(srv, server.NewGRPCServer(f))
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

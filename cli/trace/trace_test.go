@@ -15,6 +15,7 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/daemon/server"
 	"github.com/tetherkube/tether/internal/errdefs"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 )
@@ -42,7 +43,7 @@ func run(t *testing.T, f *fakeDaemon, output string) (string, string, error) {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	daemonv1.RegisterDaemonServer(srv, daemon.NewGRPCServer(f))
+	daemonv1.RegisterDaemonServer(srv, server.NewGRPCServer(f))
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

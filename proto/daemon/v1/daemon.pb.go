@@ -31,8 +31,8 @@ type ReplayRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	Workload  string                 `protobuf:"bytes,2,opt,name=workload,proto3" json:"workload,omitempty"`
-	// The exchanges, in the recording format, one per line.
-	ExchangesJsonl []byte `protobuf:"bytes,3,opt,name=exchanges_jsonl,json=exchangesJsonl,proto3" json:"exchanges_jsonl,omitempty"`
+	// The exchanges to replay.
+	Exchanges []*v1.Exchange `protobuf:"bytes,14,rep,name=exchanges,proto3" json:"exchanges,omitempty"`
 	// Their names in results, in the same order.
 	Refs []string `protobuf:"bytes,4,rep,name=refs,proto3" json:"refs,omitempty"`
 	// local, local:PORT, cluster, or an http:// URL.
@@ -94,9 +94,9 @@ func (x *ReplayRequest) GetWorkload() string {
 	return ""
 }
 
-func (x *ReplayRequest) GetExchangesJsonl() []byte {
+func (x *ReplayRequest) GetExchanges() []*v1.Exchange {
 	if x != nil {
-		return x.ExchangesJsonl
+		return x.Exchanges
 	}
 	return nil
 }
@@ -173,13 +173,10 @@ func (x *ReplayRequest) GetTimeoutMillis() int64 {
 
 type ReplayEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// A result or the summary, as JSON of github.com/tetherkube/tether/replay's
-	// Result and Summary.
-	//
 	// Types that are valid to be assigned to Event:
 	//
-	//	*ReplayEvent_ResultJson
-	//	*ReplayEvent_SummaryJson
+	//	*ReplayEvent_Result
+	//	*ReplayEvent_Summary
 	Event         isReplayEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -222,19 +219,19 @@ func (x *ReplayEvent) GetEvent() isReplayEvent_Event {
 	return nil
 }
 
-func (x *ReplayEvent) GetResultJson() []byte {
+func (x *ReplayEvent) GetResult() *ReplayResult {
 	if x != nil {
-		if x, ok := x.Event.(*ReplayEvent_ResultJson); ok {
-			return x.ResultJson
+		if x, ok := x.Event.(*ReplayEvent_Result); ok {
+			return x.Result
 		}
 	}
 	return nil
 }
 
-func (x *ReplayEvent) GetSummaryJson() []byte {
+func (x *ReplayEvent) GetSummary() *ReplaySummary {
 	if x != nil {
-		if x, ok := x.Event.(*ReplayEvent_SummaryJson); ok {
-			return x.SummaryJson
+		if x, ok := x.Event.(*ReplayEvent_Summary); ok {
+			return x.Summary
 		}
 	}
 	return nil
@@ -244,17 +241,331 @@ type isReplayEvent_Event interface {
 	isReplayEvent_Event()
 }
 
-type ReplayEvent_ResultJson struct {
-	ResultJson []byte `protobuf:"bytes,1,opt,name=result_json,json=resultJson,proto3,oneof"`
+type ReplayEvent_Result struct {
+	Result *ReplayResult `protobuf:"bytes,3,opt,name=result,proto3,oneof"`
 }
 
-type ReplayEvent_SummaryJson struct {
-	SummaryJson []byte `protobuf:"bytes,2,opt,name=summary_json,json=summaryJson,proto3,oneof"`
+type ReplayEvent_Summary struct {
+	Summary *ReplaySummary `protobuf:"bytes,4,opt,name=summary,proto3,oneof"`
 }
 
-func (*ReplayEvent_ResultJson) isReplayEvent_Event() {}
+func (*ReplayEvent_Result) isReplayEvent_Event() {}
 
-func (*ReplayEvent_SummaryJson) isReplayEvent_Event() {}
+func (*ReplayEvent_Summary) isReplayEvent_Event() {}
+
+// ReplayResult is one replayed request (github.com/tetherkube/tether/replay's
+// Result).
+type ReplayResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The exchange's name: its ref, or its recorded id.
+	Ref string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	// Which repetition (from 1) when the exchanges are sent several times.
+	Round        int32  `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	Method       string `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
+	Target       string `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
+	Status       int32  `protobuf:"varint,5,opt,name=status,proto3" json:"status,omitempty"`
+	LatencyNanos int64  `protobuf:"varint,6,opt,name=latency_nanos,json=latencyNanos,proto3" json:"latency_nanos,omitempty"`
+	Error        string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	// How the answer differs from the recorded one; absent when not compared.
+	Diff *ReplayDiff `protobuf:"bytes,8,opt,name=diff,proto3" json:"diff,omitempty"`
+	// Why the request was not sent.
+	Skipped       string `protobuf:"bytes,9,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayResult) Reset() {
+	*x = ReplayResult{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayResult) ProtoMessage() {}
+
+func (x *ReplayResult) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayResult.ProtoReflect.Descriptor instead.
+func (*ReplayResult) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReplayResult) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *ReplayResult) GetRound() int32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *ReplayResult) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *ReplayResult) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ReplayResult) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *ReplayResult) GetLatencyNanos() int64 {
+	if x != nil {
+		return x.LatencyNanos
+	}
+	return 0
+}
+
+func (x *ReplayResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ReplayResult) GetDiff() *ReplayDiff {
+	if x != nil {
+		return x.Diff
+	}
+	return nil
+}
+
+func (x *ReplayResult) GetSkipped() string {
+	if x != nil {
+		return x.Skipped
+	}
+	return ""
+}
+
+// ReplayDiff is how a replayed answer differs from the recorded one.
+type ReplayDiff struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "500 -> 200".
+	Status string `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	// The headers that differ: "X-Cache: HIT -> MISS".
+	Headers []string `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty"`
+	// The JSON paths that differ, or one line for a body that is not JSON.
+	Body []string `protobuf:"bytes,3,rep,name=body,proto3" json:"body,omitempty"`
+	// What could not be compared.
+	NotCompared   []string `protobuf:"bytes,4,rep,name=not_compared,json=notCompared,proto3" json:"not_compared,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayDiff) Reset() {
+	*x = ReplayDiff{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayDiff) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayDiff) ProtoMessage() {}
+
+func (x *ReplayDiff) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayDiff.ProtoReflect.Descriptor instead.
+func (*ReplayDiff) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReplayDiff) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ReplayDiff) GetHeaders() []string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *ReplayDiff) GetBody() []string {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *ReplayDiff) GetNotCompared() []string {
+	if x != nil {
+		return x.NotCompared
+	}
+	return nil
+}
+
+// ReplaySummary is the whole replay.
+type ReplaySummary struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Sent    int64                  `protobuf:"varint,1,opt,name=sent,proto3" json:"sent,omitempty"`
+	Errors  int64                  `protobuf:"varint,2,opt,name=errors,proto3" json:"errors,omitempty"`
+	Skipped int64                  `protobuf:"varint,3,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// Answers per status code ("200", ...).
+	ByStatus     map[string]int64 `protobuf:"bytes,4,rep,name=by_status,json=byStatus,proto3" json:"by_status,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	P50Nanos     int64            `protobuf:"varint,5,opt,name=p50_nanos,json=p50Nanos,proto3" json:"p50_nanos,omitempty"`
+	P90Nanos     int64            `protobuf:"varint,6,opt,name=p90_nanos,json=p90Nanos,proto3" json:"p90_nanos,omitempty"`
+	P99Nanos     int64            `protobuf:"varint,7,opt,name=p99_nanos,json=p99Nanos,proto3" json:"p99_nanos,omitempty"`
+	MaxNanos     int64            `protobuf:"varint,8,opt,name=max_nanos,json=maxNanos,proto3" json:"max_nanos,omitempty"`
+	ElapsedNanos int64            `protobuf:"varint,9,opt,name=elapsed_nanos,json=elapsedNanos,proto3" json:"elapsed_nanos,omitempty"`
+	PerSecond    float64          `protobuf:"fixed64,10,opt,name=per_second,json=perSecond,proto3" json:"per_second,omitempty"`
+	// Answers that differ from the recording.
+	Differing     int64 `protobuf:"varint,11,opt,name=differing,proto3" json:"differing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaySummary) Reset() {
+	*x = ReplaySummary{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaySummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaySummary) ProtoMessage() {}
+
+func (x *ReplaySummary) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaySummary.ProtoReflect.Descriptor instead.
+func (*ReplaySummary) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ReplaySummary) GetSent() int64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetErrors() int64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetSkipped() int64 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetByStatus() map[string]int64 {
+	if x != nil {
+		return x.ByStatus
+	}
+	return nil
+}
+
+func (x *ReplaySummary) GetP50Nanos() int64 {
+	if x != nil {
+		return x.P50Nanos
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetP90Nanos() int64 {
+	if x != nil {
+		return x.P90Nanos
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetP99Nanos() int64 {
+	if x != nil {
+		return x.P99Nanos
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetMaxNanos() int64 {
+	if x != nil {
+		return x.MaxNanos
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetElapsedNanos() int64 {
+	if x != nil {
+		return x.ElapsedNanos
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetPerSecond() float64 {
+	if x != nil {
+		return x.PerSecond
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetDiffering() int64 {
+	if x != nil {
+		return x.Differing
+	}
+	return 0
+}
 
 type RecordRequest struct {
 	state                 protoimpl.MessageState `protogen:"open.v1"`
@@ -275,7 +586,7 @@ type RecordRequest struct {
 
 func (x *RecordRequest) Reset() {
 	*x = RecordRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +598,7 @@ func (x *RecordRequest) String() string {
 func (*RecordRequest) ProtoMessage() {}
 
 func (x *RecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +611,7 @@ func (x *RecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordRequest.ProtoReflect.Descriptor instead.
 func (*RecordRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RecordRequest) GetNamespace() string {
@@ -379,7 +690,7 @@ type RecordEvent struct {
 
 func (x *RecordEvent) Reset() {
 	*x = RecordEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +702,7 @@ func (x *RecordEvent) String() string {
 func (*RecordEvent) ProtoMessage() {}
 
 func (x *RecordEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +715,7 @@ func (x *RecordEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEvent.ProtoReflect.Descriptor instead.
 func (*RecordEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RecordEvent) GetEvent() isRecordEvent_Event {
@@ -461,7 +772,7 @@ type RecordInfo struct {
 
 func (x *RecordInfo) Reset() {
 	*x = RecordInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +784,7 @@ func (x *RecordInfo) String() string {
 func (*RecordInfo) ProtoMessage() {}
 
 func (x *RecordInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +797,7 @@ func (x *RecordInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordInfo.ProtoReflect.Descriptor instead.
 func (*RecordInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RecordInfo) GetWorkload() string {
@@ -537,7 +848,7 @@ type RequestsRequest struct {
 
 func (x *RequestsRequest) Reset() {
 	*x = RequestsRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +860,7 @@ func (x *RequestsRequest) String() string {
 func (*RequestsRequest) ProtoMessage() {}
 
 func (x *RequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +873,7 @@ func (x *RequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestsRequest.ProtoReflect.Descriptor instead.
 func (*RequestsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RequestsRequest) GetNamespace() string {
@@ -601,9 +912,8 @@ func (x *RequestsRequest) GetLimit() uint32 {
 }
 
 type RequestsChunk struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Exchanges in the recording format, one JSON document per line.
-	ExchangesJsonl []byte `protobuf:"bytes,1,opt,name=exchanges_jsonl,json=exchangesJsonl,proto3" json:"exchanges_jsonl,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Exchanges []*v1.Exchange         `protobuf:"bytes,4,rep,name=exchanges,proto3" json:"exchanges,omitempty"`
 	// On the last chunk: each pod's recorder statistics.
 	Pods          []*PodRecording `protobuf:"bytes,2,rep,name=pods,proto3" json:"pods,omitempty"`
 	Last          bool            `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
@@ -613,7 +923,7 @@ type RequestsChunk struct {
 
 func (x *RequestsChunk) Reset() {
 	*x = RequestsChunk{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +935,7 @@ func (x *RequestsChunk) String() string {
 func (*RequestsChunk) ProtoMessage() {}
 
 func (x *RequestsChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,12 +948,12 @@ func (x *RequestsChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestsChunk.ProtoReflect.Descriptor instead.
 func (*RequestsChunk) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
 }
 
-func (x *RequestsChunk) GetExchangesJsonl() []byte {
+func (x *RequestsChunk) GetExchanges() []*v1.Exchange {
 	if x != nil {
-		return x.ExchangesJsonl
+		return x.Exchanges
 	}
 	return nil
 }
@@ -673,7 +983,7 @@ type PodRecording struct {
 
 func (x *PodRecording) Reset() {
 	*x = PodRecording{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +995,7 @@ func (x *PodRecording) String() string {
 func (*PodRecording) ProtoMessage() {}
 
 func (x *PodRecording) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +1008,7 @@ func (x *PodRecording) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PodRecording.ProtoReflect.Descriptor instead.
 func (*PodRecording) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PodRecording) GetPod() string {
@@ -737,7 +1047,7 @@ type TraceRequest struct {
 
 func (x *TraceRequest) Reset() {
 	*x = TraceRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +1059,7 @@ func (x *TraceRequest) String() string {
 func (*TraceRequest) ProtoMessage() {}
 
 func (x *TraceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +1072,7 @@ func (x *TraceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceRequest.ProtoReflect.Descriptor instead.
 func (*TraceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TraceRequest) GetNamespace() string {
@@ -806,7 +1116,7 @@ type TraceEvent struct {
 
 func (x *TraceEvent) Reset() {
 	*x = TraceEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +1128,7 @@ func (x *TraceEvent) String() string {
 func (*TraceEvent) ProtoMessage() {}
 
 func (x *TraceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +1141,7 @@ func (x *TraceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceEvent.ProtoReflect.Descriptor instead.
 func (*TraceEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TraceEvent) GetEvent() isTraceEvent_Event {
@@ -896,7 +1206,7 @@ type CaptureRequest struct {
 
 func (x *CaptureRequest) Reset() {
 	*x = CaptureRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +1218,7 @@ func (x *CaptureRequest) String() string {
 func (*CaptureRequest) ProtoMessage() {}
 
 func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +1231,7 @@ func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
 func (*CaptureRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CaptureRequest) GetNamespace() string {
@@ -1001,7 +1311,7 @@ type CaptureEvent struct {
 
 func (x *CaptureEvent) Reset() {
 	*x = CaptureEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1323,7 @@ func (x *CaptureEvent) String() string {
 func (*CaptureEvent) ProtoMessage() {}
 
 func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1336,7 @@ func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureEvent.ProtoReflect.Descriptor instead.
 func (*CaptureEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
@@ -1093,7 +1403,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1415,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1428,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
 }
 
 type StatusResponse struct {
@@ -1138,7 +1448,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1460,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1473,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatusResponse) GetContext() string {
@@ -1229,7 +1539,7 @@ type AgentInfo struct {
 
 func (x *AgentInfo) Reset() {
 	*x = AgentInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1551,7 @@ func (x *AgentInfo) String() string {
 func (*AgentInfo) ProtoMessage() {}
 
 func (x *AgentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1564,7 @@ func (x *AgentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentInfo.ProtoReflect.Descriptor instead.
 func (*AgentInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AgentInfo) GetWorkload() string {
@@ -1309,7 +1619,7 @@ type InterceptInfo struct {
 
 func (x *InterceptInfo) Reset() {
 	*x = InterceptInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1631,7 @@ func (x *InterceptInfo) String() string {
 func (*InterceptInfo) ProtoMessage() {}
 
 func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1644,7 @@ func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptInfo.ProtoReflect.Descriptor instead.
 func (*InterceptInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *InterceptInfo) GetName() string {
@@ -1403,7 +1713,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1725,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1738,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *InterceptRequest) GetNamespace() string {
@@ -1486,7 +1796,7 @@ type InterceptEvent struct {
 
 func (x *InterceptEvent) Reset() {
 	*x = InterceptEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1808,7 @@ func (x *InterceptEvent) String() string {
 func (*InterceptEvent) ProtoMessage() {}
 
 func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1821,7 @@ func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptEvent.ProtoReflect.Descriptor instead.
 func (*InterceptEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InterceptEvent) GetEvent() isInterceptEvent_Event {
@@ -1565,7 +1875,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1887,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1900,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LeaveRequest) GetNamespace() string {
@@ -1615,7 +1925,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1937,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1950,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
 }
 
 type RollbackRequest struct {
@@ -1658,7 +1968,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1980,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1993,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RollbackRequest) GetNamespace() string {
@@ -1723,7 +2033,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +2045,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +2058,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RollbackResponse) GetResults() []*RollbackResult {
@@ -1771,7 +2081,7 @@ type RollbackResult struct {
 
 func (x *RollbackResult) Reset() {
 	*x = RollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +2093,7 @@ func (x *RollbackResult) String() string {
 func (*RollbackResult) ProtoMessage() {}
 
 func (x *RollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +2106,7 @@ func (x *RollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResult.ProtoReflect.Descriptor instead.
 func (*RollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RollbackResult) GetWorkload() string {
@@ -1838,7 +2148,7 @@ type RollbackStep struct {
 
 func (x *RollbackStep) Reset() {
 	*x = RollbackStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +2160,7 @@ func (x *RollbackStep) String() string {
 func (*RollbackStep) ProtoMessage() {}
 
 func (x *RollbackStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +2173,7 @@ func (x *RollbackStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStep.ProtoReflect.Descriptor instead.
 func (*RollbackStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RollbackStep) GetObject() string {
@@ -1888,7 +2198,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2210,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2223,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
 }
 
 type QuitResponse struct {
@@ -1924,7 +2234,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1936,7 +2246,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1949,18 +2259,18 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
 }
 
 var File_proto_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
-	"\x1cproto/daemon/v1/daemon.proto\x12\x10tether.daemon.v1\x1a\x1aproto/agent/v1/agent.proto\"\xf4\x02\n" +
+	"\x1cproto/daemon/v1/daemon.proto\x12\x10tether.daemon.v1\x1a\x1aproto/agent/v1/agent.proto\"\x8a\x03\n" +
 	"\rReplayRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
-	"\bworkload\x18\x02 \x01(\tR\bworkload\x12'\n" +
-	"\x0fexchanges_jsonl\x18\x03 \x01(\fR\x0eexchangesJsonl\x12\x12\n" +
+	"\bworkload\x18\x02 \x01(\tR\bworkload\x127\n" +
+	"\texchanges\x18\x0e \x03(\v2\x19.tether.agent.v1.ExchangeR\texchanges\x12\x12\n" +
 	"\x04refs\x18\x04 \x03(\tR\x04refs\x12\x0e\n" +
 	"\x02to\x18\x05 \x01(\tR\x02to\x12\x12\n" +
 	"\x04rate\x18\x06 \x01(\x01R\x04rate\x12\x14\n" +
@@ -1971,12 +2281,44 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	" \x03(\tR\aheaders\x12\x12\n" +
 	"\x04diff\x18\v \x01(\bR\x04diff\x12%\n" +
 	"\x0eignore_headers\x18\f \x03(\tR\rignoreHeaders\x12%\n" +
-	"\x0etimeout_millis\x18\r \x01(\x03R\rtimeoutMillis\"^\n" +
-	"\vReplayEvent\x12!\n" +
-	"\vresult_json\x18\x01 \x01(\fH\x00R\n" +
-	"resultJson\x12#\n" +
-	"\fsummary_json\x18\x02 \x01(\fH\x00R\vsummaryJsonB\a\n" +
-	"\x05event\"\xad\x02\n" +
+	"\x0etimeout_millis\x18\r \x01(\x03R\rtimeoutMillisJ\x04\b\x03\x10\x04\"\x99\x01\n" +
+	"\vReplayEvent\x128\n" +
+	"\x06result\x18\x03 \x01(\v2\x1e.tether.daemon.v1.ReplayResultH\x00R\x06result\x12;\n" +
+	"\asummary\x18\x04 \x01(\v2\x1f.tether.daemon.v1.ReplaySummaryH\x00R\asummaryB\a\n" +
+	"\x05eventJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"\x85\x02\n" +
+	"\fReplayResult\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\x05R\x05round\x12\x16\n" +
+	"\x06method\x18\x03 \x01(\tR\x06method\x12\x16\n" +
+	"\x06target\x18\x04 \x01(\tR\x06target\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\x05R\x06status\x12#\n" +
+	"\rlatency_nanos\x18\x06 \x01(\x03R\flatencyNanos\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\x120\n" +
+	"\x04diff\x18\b \x01(\v2\x1c.tether.daemon.v1.ReplayDiffR\x04diff\x12\x18\n" +
+	"\askipped\x18\t \x01(\tR\askipped\"u\n" +
+	"\n" +
+	"ReplayDiff\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\x12\x18\n" +
+	"\aheaders\x18\x02 \x03(\tR\aheaders\x12\x12\n" +
+	"\x04body\x18\x03 \x03(\tR\x04body\x12!\n" +
+	"\fnot_compared\x18\x04 \x03(\tR\vnotCompared\"\xb4\x03\n" +
+	"\rReplaySummary\x12\x12\n" +
+	"\x04sent\x18\x01 \x01(\x03R\x04sent\x12\x16\n" +
+	"\x06errors\x18\x02 \x01(\x03R\x06errors\x12\x18\n" +
+	"\askipped\x18\x03 \x01(\x03R\askipped\x12J\n" +
+	"\tby_status\x18\x04 \x03(\v2-.tether.daemon.v1.ReplaySummary.ByStatusEntryR\bbyStatus\x12\x1b\n" +
+	"\tp50_nanos\x18\x05 \x01(\x03R\bp50Nanos\x12\x1b\n" +
+	"\tp90_nanos\x18\x06 \x01(\x03R\bp90Nanos\x12\x1b\n" +
+	"\tp99_nanos\x18\a \x01(\x03R\bp99Nanos\x12\x1b\n" +
+	"\tmax_nanos\x18\b \x01(\x03R\bmaxNanos\x12#\n" +
+	"\relapsed_nanos\x18\t \x01(\x03R\felapsedNanos\x12\x1d\n" +
+	"\n" +
+	"per_second\x18\n" +
+	" \x01(\x01R\tperSecond\x12\x1c\n" +
+	"\tdiffering\x18\v \x01(\x03R\tdiffering\x1a;\n" +
+	"\rByStatusEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xad\x02\n" +
 	"\rRecordRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -2005,11 +2347,11 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x127\n" +
 	"\x06filter\x18\x03 \x01(\v2\x1f.tether.agent.v1.ExchangeFilterR\x06filter\x12%\n" +
 	"\x0ewithout_bodies\x18\x04 \x01(\bR\rwithoutBodies\x12\x14\n" +
-	"\x05limit\x18\x05 \x01(\rR\x05limit\"\x80\x01\n" +
-	"\rRequestsChunk\x12'\n" +
-	"\x0fexchanges_jsonl\x18\x01 \x01(\fR\x0eexchangesJsonl\x122\n" +
+	"\x05limit\x18\x05 \x01(\rR\x05limit\"\x96\x01\n" +
+	"\rRequestsChunk\x127\n" +
+	"\texchanges\x18\x04 \x03(\v2\x19.tether.agent.v1.ExchangeR\texchanges\x122\n" +
 	"\x04pods\x18\x02 \x03(\v2\x1e.tether.daemon.v1.PodRecordingR\x04pods\x12\x12\n" +
-	"\x04last\x18\x03 \x01(\bR\x04last\"m\n" +
+	"\x04last\x18\x03 \x01(\bR\x04lastJ\x04\b\x01\x10\x02\"m\n" +
 	"\fPodRecording\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x125\n" +
 	"\x05stats\x18\x02 \x01(\v2\x1f.tether.agent.v1.RecordingStatsR\x05stats\x12\x14\n" +
@@ -2127,76 +2469,87 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*ReplayRequest)(nil),     // 0: tether.daemon.v1.ReplayRequest
 	(*ReplayEvent)(nil),       // 1: tether.daemon.v1.ReplayEvent
-	(*RecordRequest)(nil),     // 2: tether.daemon.v1.RecordRequest
-	(*RecordEvent)(nil),       // 3: tether.daemon.v1.RecordEvent
-	(*RecordInfo)(nil),        // 4: tether.daemon.v1.RecordInfo
-	(*RequestsRequest)(nil),   // 5: tether.daemon.v1.RequestsRequest
-	(*RequestsChunk)(nil),     // 6: tether.daemon.v1.RequestsChunk
-	(*PodRecording)(nil),      // 7: tether.daemon.v1.PodRecording
-	(*TraceRequest)(nil),      // 8: tether.daemon.v1.TraceRequest
-	(*TraceEvent)(nil),        // 9: tether.daemon.v1.TraceEvent
-	(*CaptureRequest)(nil),    // 10: tether.daemon.v1.CaptureRequest
-	(*CaptureEvent)(nil),      // 11: tether.daemon.v1.CaptureEvent
-	(*StatusRequest)(nil),     // 12: tether.daemon.v1.StatusRequest
-	(*StatusResponse)(nil),    // 13: tether.daemon.v1.StatusResponse
-	(*AgentInfo)(nil),         // 14: tether.daemon.v1.AgentInfo
-	(*InterceptInfo)(nil),     // 15: tether.daemon.v1.InterceptInfo
-	(*InterceptRequest)(nil),  // 16: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),    // 17: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),      // 18: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),     // 19: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),   // 20: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil),  // 21: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),    // 22: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),      // 23: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),       // 24: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),      // 25: tether.daemon.v1.QuitResponse
-	(*v1.ExchangeFilter)(nil), // 26: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil), // 27: tether.agent.v1.RecordingStats
-	(*v1.PacketBatch)(nil),    // 28: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),   // 29: tether.agent.v1.CaptureStats
+	(*ReplayResult)(nil),      // 2: tether.daemon.v1.ReplayResult
+	(*ReplayDiff)(nil),        // 3: tether.daemon.v1.ReplayDiff
+	(*ReplaySummary)(nil),     // 4: tether.daemon.v1.ReplaySummary
+	(*RecordRequest)(nil),     // 5: tether.daemon.v1.RecordRequest
+	(*RecordEvent)(nil),       // 6: tether.daemon.v1.RecordEvent
+	(*RecordInfo)(nil),        // 7: tether.daemon.v1.RecordInfo
+	(*RequestsRequest)(nil),   // 8: tether.daemon.v1.RequestsRequest
+	(*RequestsChunk)(nil),     // 9: tether.daemon.v1.RequestsChunk
+	(*PodRecording)(nil),      // 10: tether.daemon.v1.PodRecording
+	(*TraceRequest)(nil),      // 11: tether.daemon.v1.TraceRequest
+	(*TraceEvent)(nil),        // 12: tether.daemon.v1.TraceEvent
+	(*CaptureRequest)(nil),    // 13: tether.daemon.v1.CaptureRequest
+	(*CaptureEvent)(nil),      // 14: tether.daemon.v1.CaptureEvent
+	(*StatusRequest)(nil),     // 15: tether.daemon.v1.StatusRequest
+	(*StatusResponse)(nil),    // 16: tether.daemon.v1.StatusResponse
+	(*AgentInfo)(nil),         // 17: tether.daemon.v1.AgentInfo
+	(*InterceptInfo)(nil),     // 18: tether.daemon.v1.InterceptInfo
+	(*InterceptRequest)(nil),  // 19: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),    // 20: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),      // 21: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),     // 22: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),   // 23: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil),  // 24: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),    // 25: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),      // 26: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),       // 27: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),      // 28: tether.daemon.v1.QuitResponse
+	nil,                       // 29: tether.daemon.v1.ReplaySummary.ByStatusEntry
+	(*v1.Exchange)(nil),       // 30: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil), // 31: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil), // 32: tether.agent.v1.RecordingStats
+	(*v1.PacketBatch)(nil),    // 33: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),   // 34: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
-	4,  // 0: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	26, // 1: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	7,  // 2: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	27, // 3: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
-	28, // 4: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	29, // 5: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	15, // 6: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
-	14, // 7: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
-	15, // 8: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	22, // 9: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	23, // 10: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	12, // 11: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	16, // 12: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	18, // 13: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	20, // 14: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	24, // 15: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	10, // 16: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	8,  // 17: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	2,  // 18: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	5,  // 19: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	0,  // 20: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	13, // 21: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	17, // 22: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	19, // 23: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	21, // 24: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	25, // 25: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	11, // 26: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	9,  // 27: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	3,  // 28: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	6,  // 29: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	1,  // 30: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	21, // [21:31] is the sub-list for method output_type
-	11, // [11:21] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	30, // 0: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	2,  // 1: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
+	4,  // 2: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
+	3,  // 3: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
+	29, // 4: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
+	7,  // 5: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
+	31, // 6: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	30, // 7: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	10, // 8: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
+	32, // 9: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	33, // 10: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	34, // 11: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	18, // 12: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
+	17, // 13: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
+	18, // 14: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	25, // 15: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	26, // 16: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	15, // 17: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	19, // 18: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	21, // 19: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	23, // 20: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	27, // 21: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	13, // 22: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	11, // 23: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	5,  // 24: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	8,  // 25: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	0,  // 26: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	16, // 27: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	20, // 28: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	22, // 29: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	24, // 30: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	28, // 31: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	14, // 32: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	12, // 33: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	6,  // 34: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	9,  // 35: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	1,  // 36: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	27, // [27:37] is the sub-list for method output_type
+	17, // [17:27] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -2205,23 +2558,23 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		return
 	}
 	file_proto_daemon_v1_daemon_proto_msgTypes[1].OneofWrappers = []any{
-		(*ReplayEvent_ResultJson)(nil),
-		(*ReplayEvent_SummaryJson)(nil),
+		(*ReplayEvent_Result)(nil),
+		(*ReplayEvent_Summary)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[3].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[6].OneofWrappers = []any{
 		(*RecordEvent_Progress)(nil),
 		(*RecordEvent_Info)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[9].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[12].OneofWrappers = []any{
 		(*TraceEvent_Progress)(nil),
 		(*TraceEvent_ReportJson)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[11].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[14].OneofWrappers = []any{
 		(*CaptureEvent_Progress)(nil),
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[17].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[20].OneofWrappers = []any{
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
@@ -2231,7 +2584,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
