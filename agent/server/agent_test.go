@@ -39,7 +39,9 @@ func TestConfigValidate(t *testing.T) {
 		{"short token", func(c *Config) { c.Token = []byte("x") }, "token is 1 bytes"},
 		{"same port", func(c *Config) { c.Forwards = []agent.Forward{{ListenPort: 8080, AppPort: 8080}} }, "cannot listen on the app's own port"},
 		{"port range", func(c *Config) { c.Forwards = []agent.Forward{{ListenPort: 0, AppPort: 8080}} }, "out of range"},
-		{"twice", func(c *Config) { c.Forwards = []agent.Forward{{ListenPort: 1, AppPort: 2}, {ListenPort: 1, AppPort: 3}} }, "forwarded twice"},
+		{"twice", func(c *Config) {
+			c.Forwards = []agent.Forward{{ListenPort: 1, AppPort: 2}, {ListenPort: 1, AppPort: 3}}
+		}, "forwarded twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
