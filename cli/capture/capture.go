@@ -14,7 +14,6 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/tetherkube/tether/agent"
@@ -102,7 +101,7 @@ func (o *Options) Validate() error {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return errdefs.User("cannot write %s: folder %s does not exist", o.Write, dir)
 		}
-		if err := unix.Access(dir, unix.W_OK); err != nil {
+		if err := writable(dir); err != nil {
 			return errdefs.User("cannot write %s: folder %s is not writable", o.Write, dir)
 		}
 		if st, err := os.Stat(o.Write); err == nil && st.IsDir() {

@@ -29,7 +29,7 @@ func Serve(ctx context.Context, d *Daemon, path string) error {
 		return fmt.Errorf("listen on %s: %w", path, err)
 	}
 	defer os.Remove(path)
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := restrictSocket(path); err != nil {
 		lis.Close()
 		return err
 	}
