@@ -144,8 +144,8 @@ func (c *Client) Trace(ctx context.Context, req TraceRequest, progress func(stri
 			if progress != nil {
 				progress(e.Progress)
 			}
-		case *daemonv1.TraceEvent_ReportJson:
-			return TraceReportFromJSON(e.ReportJson)
+		case *daemonv1.TraceEvent_Report:
+			return TraceReportFromProto(e.Report), nil
 		}
 	}
 }

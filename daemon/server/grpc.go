@@ -90,11 +90,7 @@ func (s *GRPCServer) Trace(req *daemonv1.TraceRequest, stream grpc.ServerStreami
 	if err != nil {
 		return toStatus(err)
 	}
-	b, err := daemon.TraceReportToJSON(rep)
-	if err != nil {
-		return toStatus(err)
-	}
-	return stream.Send(&daemonv1.TraceEvent{Event: &daemonv1.TraceEvent_ReportJson{ReportJson: b}})
+	return stream.Send(&daemonv1.TraceEvent{Event: &daemonv1.TraceEvent_Report{Report: daemon.TraceReportToProto(rep)}})
 }
 
 func (s *GRPCServer) Record(req *daemonv1.RecordRequest, stream grpc.ServerStreamingServer[daemonv1.RecordEvent]) error {

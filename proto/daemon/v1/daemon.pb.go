@@ -1108,7 +1108,7 @@ type TraceEvent struct {
 	// Types that are valid to be assigned to Event:
 	//
 	//	*TraceEvent_Progress
-	//	*TraceEvent_ReportJson
+	//	*TraceEvent_Report
 	Event         isTraceEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1160,10 +1160,10 @@ func (x *TraceEvent) GetProgress() string {
 	return ""
 }
 
-func (x *TraceEvent) GetReportJson() []byte {
+func (x *TraceEvent) GetReport() *TraceReport {
 	if x != nil {
-		if x, ok := x.Event.(*TraceEvent_ReportJson); ok {
-			return x.ReportJson
+		if x, ok := x.Event.(*TraceEvent_Report); ok {
+			return x.Report
 		}
 	}
 	return nil
@@ -1177,16 +1177,1265 @@ type TraceEvent_Progress struct {
 	Progress string `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
 }
 
-type TraceEvent_ReportJson struct {
-	// The report as JSON, exactly as `tether trace -o json` prints it; its
-	// schema is documented in docs/inspect.md. Carried as JSON so that the
-	// CLI's structured output is the daemon's own, field for field.
-	ReportJson []byte `protobuf:"bytes,2,opt,name=report_json,json=reportJson,proto3,oneof"`
+type TraceEvent_Report struct {
+	// The report; `tether trace -o json` prints it in the JSON schema
+	// documented in docs/inspect.md.
+	Report *TraceReport `protobuf:"bytes,3,opt,name=report,proto3,oneof"`
 }
 
 func (*TraceEvent_Progress) isTraceEvent_Event() {}
 
-func (*TraceEvent_ReportJson) isTraceEvent_Event() {}
+func (*TraceEvent_Report) isTraceEvent_Event() {}
+
+// TraceReport is a whole trace, step by step.
+type TraceReport struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Source *TraceSource           `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Target *TraceTarget           `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Steps  []*TraceStep           `protobuf:"bytes,3,rep,name=steps,proto3" json:"steps,omitempty"`
+	// The first broken step's name; empty when the path is healthy.
+	FirstBroken string `protobuf:"bytes,4,opt,name=first_broken,json=firstBroken,proto3" json:"first_broken,omitempty"`
+	// The final line: "path healthy" or what broke first.
+	Conclusion     string  `protobuf:"bytes,5,opt,name=conclusion,proto3" json:"conclusion,omitempty"`
+	DurationMillis float64 `protobuf:"fixed64,6,opt,name=duration_millis,json=durationMillis,proto3" json:"duration_millis,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TraceReport) Reset() {
+	*x = TraceReport{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceReport) ProtoMessage() {}
+
+func (x *TraceReport) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceReport.ProtoReflect.Descriptor instead.
+func (*TraceReport) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TraceReport) GetSource() *TraceSource {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *TraceReport) GetTarget() *TraceTarget {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *TraceReport) GetSteps() []*TraceStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *TraceReport) GetFirstBroken() string {
+	if x != nil {
+		return x.FirstBroken
+	}
+	return ""
+}
+
+func (x *TraceReport) GetConclusion() string {
+	if x != nil {
+		return x.Conclusion
+	}
+	return ""
+}
+
+func (x *TraceReport) GetDurationMillis() float64 {
+	if x != nil {
+		return x.DurationMillis
+	}
+	return 0
+}
+
+// TraceSource is the pod the connection starts from.
+type TraceSource struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Pod       string                 `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	Namespace string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Ip        string                 `protobuf:"bytes,3,opt,name=ip,proto3" json:"ip,omitempty"`
+	Node      string                 `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
+	// The workload the pod was picked from ("deploy/client").
+	PickedFrom    string `protobuf:"bytes,5,opt,name=picked_from,json=pickedFrom,proto3" json:"picked_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceSource) Reset() {
+	*x = TraceSource{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceSource) ProtoMessage() {}
+
+func (x *TraceSource) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceSource.ProtoReflect.Descriptor instead.
+func (*TraceSource) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TraceSource) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *TraceSource) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *TraceSource) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *TraceSource) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *TraceSource) GetPickedFrom() string {
+	if x != nil {
+		return x.PickedFrom
+	}
+	return ""
+}
+
+// TraceTarget is the destination as parsed.
+type TraceTarget struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Input     string                 `protobuf:"bytes,1,opt,name=input,proto3" json:"input,omitempty"`
+	Kind      string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Host      string                 `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	Namespace string                 `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name      string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	// A number, or a Service port's name.
+	Port          string `protobuf:"bytes,6,opt,name=port,proto3" json:"port,omitempty"`
+	Scheme        string `protobuf:"bytes,7,opt,name=scheme,proto3" json:"scheme,omitempty"`
+	Path          string `protobuf:"bytes,8,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceTarget) Reset() {
+	*x = TraceTarget{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceTarget) ProtoMessage() {}
+
+func (x *TraceTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceTarget.ProtoReflect.Descriptor instead.
+func (*TraceTarget) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TraceTarget) GetInput() string {
+	if x != nil {
+		return x.Input
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetPort() string {
+	if x != nil {
+		return x.Port
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetScheme() string {
+	if x != nil {
+		return x.Scheme
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+// TraceStep is one stage of the path; the detail that matches name is set
+// (none for a skipped step).
+type TraceStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// source, dns, service, policy or probe.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// ok, skipped, warn or broken.
+	Status  string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Summary string `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`
+	// Lines shown under the summary, for people.
+	Details       []string      `protobuf:"bytes,4,rep,name=details,proto3" json:"details,omitempty"`
+	Dns           *TraceDNS     `protobuf:"bytes,5,opt,name=dns,proto3" json:"dns,omitempty"`
+	Service       *TraceService `protobuf:"bytes,6,opt,name=service,proto3" json:"service,omitempty"`
+	Policy        *TracePolicy  `protobuf:"bytes,7,opt,name=policy,proto3" json:"policy,omitempty"`
+	Probe         *TraceProbes  `protobuf:"bytes,8,opt,name=probe,proto3" json:"probe,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceStep) Reset() {
+	*x = TraceStep{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceStep) ProtoMessage() {}
+
+func (x *TraceStep) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceStep.ProtoReflect.Descriptor instead.
+func (*TraceStep) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TraceStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TraceStep) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *TraceStep) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *TraceStep) GetDetails() []string {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+func (x *TraceStep) GetDns() *TraceDNS {
+	if x != nil {
+		return x.Dns
+	}
+	return nil
+}
+
+func (x *TraceStep) GetService() *TraceService {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+func (x *TraceStep) GetPolicy() *TracePolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *TraceStep) GetProbe() *TraceProbes {
+	if x != nil {
+		return x.Probe
+	}
+	return nil
+}
+
+// TraceDNS is every query the pod's resolver would send, in order.
+type TraceDNS struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ResolvConf *ResolvConf            `protobuf:"bytes,2,opt,name=resolv_conf,json=resolvConf,proto3" json:"resolv_conf,omitempty"`
+	Queries    []*TraceQuery          `protobuf:"bytes,3,rep,name=queries,proto3" json:"queries,omitempty"`
+	// The name that resolved, and its addresses.
+	Answered      string   `protobuf:"bytes,4,opt,name=answered,proto3" json:"answered,omitempty"`
+	Addresses     []string `protobuf:"bytes,5,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceDNS) Reset() {
+	*x = TraceDNS{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceDNS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceDNS) ProtoMessage() {}
+
+func (x *TraceDNS) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceDNS.ProtoReflect.Descriptor instead.
+func (*TraceDNS) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TraceDNS) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TraceDNS) GetResolvConf() *ResolvConf {
+	if x != nil {
+		return x.ResolvConf
+	}
+	return nil
+}
+
+func (x *TraceDNS) GetQueries() []*TraceQuery {
+	if x != nil {
+		return x.Queries
+	}
+	return nil
+}
+
+func (x *TraceDNS) GetAnswered() string {
+	if x != nil {
+		return x.Answered
+	}
+	return ""
+}
+
+func (x *TraceDNS) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+// ResolvConf is a parsed /etc/resolv.conf.
+type ResolvConf struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Nameservers []string               `protobuf:"bytes,1,rep,name=nameservers,proto3" json:"nameservers,omitempty"`
+	Search      []string               `protobuf:"bytes,2,rep,name=search,proto3" json:"search,omitempty"`
+	Ndots       int32                  `protobuf:"varint,3,opt,name=ndots,proto3" json:"ndots,omitempty"`
+	// Every option as written, ndots included.
+	Options       []string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolvConf) Reset() {
+	*x = ResolvConf{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolvConf) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolvConf) ProtoMessage() {}
+
+func (x *ResolvConf) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolvConf.ProtoReflect.Descriptor instead.
+func (*ResolvConf) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ResolvConf) GetNameservers() []string {
+	if x != nil {
+		return x.Nameservers
+	}
+	return nil
+}
+
+func (x *ResolvConf) GetSearch() []string {
+	if x != nil {
+		return x.Search
+	}
+	return nil
+}
+
+func (x *ResolvConf) GetNdots() int32 {
+	if x != nil {
+		return x.Ndots
+	}
+	return 0
+}
+
+func (x *ResolvConf) GetOptions() []string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+// TraceQuery is one query sent from the pod and its answer.
+type TraceQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Server        string                 `protobuf:"bytes,3,opt,name=server,proto3" json:"server,omitempty"`
+	Rcode         string                 `protobuf:"bytes,4,opt,name=rcode,proto3" json:"rcode,omitempty"`
+	Answers       []*v1.DNSRecord        `protobuf:"bytes,5,rep,name=answers,proto3" json:"answers,omitempty"`
+	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	LatencyMillis float64                `protobuf:"fixed64,7,opt,name=latency_millis,json=latencyMillis,proto3" json:"latency_millis,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceQuery) Reset() {
+	*x = TraceQuery{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceQuery) ProtoMessage() {}
+
+func (x *TraceQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceQuery.ProtoReflect.Descriptor instead.
+func (*TraceQuery) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TraceQuery) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TraceQuery) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *TraceQuery) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *TraceQuery) GetRcode() string {
+	if x != nil {
+		return x.Rcode
+	}
+	return ""
+}
+
+func (x *TraceQuery) GetAnswers() []*v1.DNSRecord {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
+func (x *TraceQuery) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *TraceQuery) GetLatencyMillis() float64 {
+	if x != nil {
+		return x.LatencyMillis
+	}
+	return 0
+}
+
+// TraceService is the Service (or, for a pod destination, the pod).
+type TraceService struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Namespace    string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name         string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Type         string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	ClusterIp    string                 `protobuf:"bytes,4,opt,name=cluster_ip,json=clusterIp,proto3" json:"cluster_ip,omitempty"`
+	ExternalName string                 `protobuf:"bytes,5,opt,name=external_name,json=externalName,proto3" json:"external_name,omitempty"`
+	Port         *TracePort             `protobuf:"bytes,6,opt,name=port,proto3" json:"port,omitempty"`
+	Selector     map[string]string      `protobuf:"bytes,7,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The pods the selector matches.
+	SelectedPods  int32            `protobuf:"varint,8,opt,name=selected_pods,json=selectedPods,proto3" json:"selected_pods,omitempty"`
+	Endpoints     []*TraceEndpoint `protobuf:"bytes,9,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceService) Reset() {
+	*x = TraceService{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceService) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceService) ProtoMessage() {}
+
+func (x *TraceService) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceService.ProtoReflect.Descriptor instead.
+func (*TraceService) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TraceService) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *TraceService) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TraceService) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *TraceService) GetClusterIp() string {
+	if x != nil {
+		return x.ClusterIp
+	}
+	return ""
+}
+
+func (x *TraceService) GetExternalName() string {
+	if x != nil {
+		return x.ExternalName
+	}
+	return ""
+}
+
+func (x *TraceService) GetPort() *TracePort {
+	if x != nil {
+		return x.Port
+	}
+	return nil
+}
+
+func (x *TraceService) GetSelector() map[string]string {
+	if x != nil {
+		return x.Selector
+	}
+	return nil
+}
+
+func (x *TraceService) GetSelectedPods() int32 {
+	if x != nil {
+		return x.SelectedPods
+	}
+	return 0
+}
+
+func (x *TraceService) GetEndpoints() []*TraceEndpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+// TracePort is port -> targetPort -> the container port.
+type TracePort struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Protocol      string                 `protobuf:"bytes,2,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Port          int32                  `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	TargetPort    string                 `protobuf:"bytes,4,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
+	AppProtocol   string                 `protobuf:"bytes,5,opt,name=app_protocol,json=appProtocol,proto3" json:"app_protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TracePort) Reset() {
+	*x = TracePort{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TracePort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TracePort) ProtoMessage() {}
+
+func (x *TracePort) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TracePort.ProtoReflect.Descriptor instead.
+func (*TracePort) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *TracePort) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TracePort) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *TracePort) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *TracePort) GetTargetPort() string {
+	if x != nil {
+		return x.TargetPort
+	}
+	return ""
+}
+
+func (x *TracePort) GetAppProtocol() string {
+	if x != nil {
+		return x.AppProtocol
+	}
+	return ""
+}
+
+// TraceEndpoint is one address behind the Service.
+type TraceEndpoint struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Address     string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Port        int32                  `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Pod         string                 `protobuf:"bytes,3,opt,name=pod,proto3" json:"pod,omitempty"`
+	Namespace   string                 `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Node        string                 `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	Ready       bool                   `protobuf:"varint,6,opt,name=ready,proto3" json:"ready,omitempty"`
+	Serving     bool                   `protobuf:"varint,7,opt,name=serving,proto3" json:"serving,omitempty"`
+	Terminating bool                   `protobuf:"varint,8,opt,name=terminating,proto3" json:"terminating,omitempty"`
+	// Why a not-ready endpoint is not ready.
+	Reason        string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceEndpoint) Reset() {
+	*x = TraceEndpoint{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceEndpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceEndpoint) ProtoMessage() {}
+
+func (x *TraceEndpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceEndpoint.ProtoReflect.Descriptor instead.
+func (*TraceEndpoint) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *TraceEndpoint) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *TraceEndpoint) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *TraceEndpoint) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *TraceEndpoint) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *TraceEndpoint) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *TraceEndpoint) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *TraceEndpoint) GetServing() bool {
+	if x != nil {
+		return x.Serving
+	}
+	return false
+}
+
+func (x *TraceEndpoint) GetTerminating() bool {
+	if x != nil {
+		return x.Terminating
+	}
+	return false
+}
+
+func (x *TraceEndpoint) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// TracePolicy is the NetworkPolicy verdict for each destination.
+type TracePolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Verdicts      []*TraceVerdict        `protobuf:"bytes,1,rep,name=verdicts,proto3" json:"verdicts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TracePolicy) Reset() {
+	*x = TracePolicy{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TracePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TracePolicy) ProtoMessage() {}
+
+func (x *TracePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TracePolicy.ProtoReflect.Descriptor instead.
+func (*TracePolicy) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *TracePolicy) GetVerdicts() []*TraceVerdict {
+	if x != nil {
+		return x.Verdicts
+	}
+	return nil
+}
+
+// TraceVerdict is both directions' decision for one destination.
+type TraceVerdict struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Destination   string                 `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	Port          int32                  `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Egress        *PolicyDirection       `protobuf:"bytes,3,opt,name=egress,proto3" json:"egress,omitempty"`
+	Ingress       *PolicyDirection       `protobuf:"bytes,4,opt,name=ingress,proto3" json:"ingress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceVerdict) Reset() {
+	*x = TraceVerdict{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceVerdict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceVerdict) ProtoMessage() {}
+
+func (x *TraceVerdict) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceVerdict.ProtoReflect.Descriptor instead.
+func (*TraceVerdict) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *TraceVerdict) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *TraceVerdict) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *TraceVerdict) GetEgress() *PolicyDirection {
+	if x != nil {
+		return x.Egress
+	}
+	return nil
+}
+
+func (x *TraceVerdict) GetIngress() *PolicyDirection {
+	if x != nil {
+		return x.Ingress
+	}
+	return nil
+}
+
+// PolicyDirection is one direction's verdict.
+type PolicyDirection struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Allowed bool                   `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// The policies that select the endpoint for this direction ("ns/name").
+	Selecting []string `protobuf:"bytes,2,rep,name=selecting,proto3" json:"selecting,omitempty"`
+	// What allows the connection ("ns/name ingress rule 2").
+	Rule          string `protobuf:"bytes,3,opt,name=rule,proto3" json:"rule,omitempty"`
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyDirection) Reset() {
+	*x = PolicyDirection{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyDirection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyDirection) ProtoMessage() {}
+
+func (x *PolicyDirection) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyDirection.ProtoReflect.Descriptor instead.
+func (*PolicyDirection) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PolicyDirection) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *PolicyDirection) GetSelecting() []string {
+	if x != nil {
+		return x.Selecting
+	}
+	return nil
+}
+
+func (x *PolicyDirection) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *PolicyDirection) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// TraceProbes are the live probes.
+type TraceProbes struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Probes        []*TraceProbe          `protobuf:"bytes,1,rep,name=probes,proto3" json:"probes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceProbes) Reset() {
+	*x = TraceProbes{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceProbes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceProbes) ProtoMessage() {}
+
+func (x *TraceProbes) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceProbes.ProtoReflect.Descriptor instead.
+func (*TraceProbes) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *TraceProbes) GetProbes() []*TraceProbe {
+	if x != nil {
+		return x.Probes
+	}
+	return nil
+}
+
+// TraceProbe is one connection attempt from the source pod.
+type TraceProbe struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "service" or "endpoint".
+	What          string  `protobuf:"bytes,1,opt,name=what,proto3" json:"what,omitempty"`
+	Address       string  `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Pod           string  `protobuf:"bytes,3,opt,name=pod,proto3" json:"pod,omitempty"`
+	Connected     bool    `protobuf:"varint,4,opt,name=connected,proto3" json:"connected,omitempty"`
+	ConnectMillis float64 `protobuf:"fixed64,5,opt,name=connect_millis,json=connectMillis,proto3" json:"connect_millis,omitempty"`
+	Error         string  `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	HttpStatus    int32   `protobuf:"varint,7,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	HttpMillis    float64 `protobuf:"fixed64,8,opt,name=http_millis,json=httpMillis,proto3" json:"http_millis,omitempty"`
+	HttpError     string  `protobuf:"bytes,9,opt,name=http_error,json=httpError,proto3" json:"http_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceProbe) Reset() {
+	*x = TraceProbe{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceProbe) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceProbe) ProtoMessage() {}
+
+func (x *TraceProbe) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceProbe.ProtoReflect.Descriptor instead.
+func (*TraceProbe) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *TraceProbe) GetWhat() string {
+	if x != nil {
+		return x.What
+	}
+	return ""
+}
+
+func (x *TraceProbe) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *TraceProbe) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *TraceProbe) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *TraceProbe) GetConnectMillis() float64 {
+	if x != nil {
+		return x.ConnectMillis
+	}
+	return 0
+}
+
+func (x *TraceProbe) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *TraceProbe) GetHttpStatus() int32 {
+	if x != nil {
+		return x.HttpStatus
+	}
+	return 0
+}
+
+func (x *TraceProbe) GetHttpMillis() float64 {
+	if x != nil {
+		return x.HttpMillis
+	}
+	return 0
+}
+
+func (x *TraceProbe) GetHttpError() string {
+	if x != nil {
+		return x.HttpError
+	}
+	return ""
+}
 
 type CaptureRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1206,7 +2455,7 @@ type CaptureRequest struct {
 
 func (x *CaptureRequest) Reset() {
 	*x = CaptureRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +2467,7 @@ func (x *CaptureRequest) String() string {
 func (*CaptureRequest) ProtoMessage() {}
 
 func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +2480,7 @@ func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
 func (*CaptureRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CaptureRequest) GetNamespace() string {
@@ -1311,7 +2560,7 @@ type CaptureEvent struct {
 
 func (x *CaptureEvent) Reset() {
 	*x = CaptureEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +2572,7 @@ func (x *CaptureEvent) String() string {
 func (*CaptureEvent) ProtoMessage() {}
 
 func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +2585,7 @@ func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureEvent.ProtoReflect.Descriptor instead.
 func (*CaptureEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
@@ -1403,7 +2652,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +2664,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +2677,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
 }
 
 type StatusResponse struct {
@@ -1448,7 +2697,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1460,7 +2709,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1473,7 +2722,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StatusResponse) GetContext() string {
@@ -1539,7 +2788,7 @@ type AgentInfo struct {
 
 func (x *AgentInfo) Reset() {
 	*x = AgentInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +2800,7 @@ func (x *AgentInfo) String() string {
 func (*AgentInfo) ProtoMessage() {}
 
 func (x *AgentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +2813,7 @@ func (x *AgentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentInfo.ProtoReflect.Descriptor instead.
 func (*AgentInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AgentInfo) GetWorkload() string {
@@ -1619,7 +2868,7 @@ type InterceptInfo struct {
 
 func (x *InterceptInfo) Reset() {
 	*x = InterceptInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +2880,7 @@ func (x *InterceptInfo) String() string {
 func (*InterceptInfo) ProtoMessage() {}
 
 func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +2893,7 @@ func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptInfo.ProtoReflect.Descriptor instead.
 func (*InterceptInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *InterceptInfo) GetName() string {
@@ -1713,7 +2962,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +2974,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +2987,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InterceptRequest) GetNamespace() string {
@@ -1796,7 +3045,7 @@ type InterceptEvent struct {
 
 func (x *InterceptEvent) Reset() {
 	*x = InterceptEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +3057,7 @@ func (x *InterceptEvent) String() string {
 func (*InterceptEvent) ProtoMessage() {}
 
 func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +3070,7 @@ func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptEvent.ProtoReflect.Descriptor instead.
 func (*InterceptEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *InterceptEvent) GetEvent() isInterceptEvent_Event {
@@ -1875,7 +3124,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1887,7 +3136,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +3149,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LeaveRequest) GetNamespace() string {
@@ -1925,7 +3174,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +3186,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +3199,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
 }
 
 type RollbackRequest struct {
@@ -1968,7 +3217,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +3229,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +3242,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RollbackRequest) GetNamespace() string {
@@ -2033,7 +3282,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +3294,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +3307,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RollbackResponse) GetResults() []*RollbackResult {
@@ -2081,7 +3330,7 @@ type RollbackResult struct {
 
 func (x *RollbackResult) Reset() {
 	*x = RollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +3342,7 @@ func (x *RollbackResult) String() string {
 func (*RollbackResult) ProtoMessage() {}
 
 func (x *RollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +3355,7 @@ func (x *RollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResult.ProtoReflect.Descriptor instead.
 func (*RollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RollbackResult) GetWorkload() string {
@@ -2148,7 +3397,7 @@ type RollbackStep struct {
 
 func (x *RollbackStep) Reset() {
 	*x = RollbackStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +3409,7 @@ func (x *RollbackStep) String() string {
 func (*RollbackStep) ProtoMessage() {}
 
 func (x *RollbackStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +3422,7 @@ func (x *RollbackStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStep.ProtoReflect.Descriptor instead.
 func (*RollbackStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RollbackStep) GetObject() string {
@@ -2198,7 +3447,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2210,7 +3459,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2223,7 +3472,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
 }
 
 type QuitResponse struct {
@@ -2234,7 +3483,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +3495,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +3508,7 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
 }
 
 var File_proto_daemon_v1_daemon_proto protoreflect.FileDescriptor
@@ -2361,13 +3610,127 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x03 \x01(\tR\x02to\x12\x1f\n" +
 	"\vagent_image\x18\x04 \x01(\tR\n" +
-	"agentImage\"V\n" +
+	"agentImage\"r\n" +
 	"\n" +
 	"TraceEvent\x12\x1c\n" +
-	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x12!\n" +
-	"\vreport_json\x18\x02 \x01(\fH\x00R\n" +
-	"reportJsonB\a\n" +
-	"\x05event\"\x8e\x02\n" +
+	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x127\n" +
+	"\x06report\x18\x03 \x01(\v2\x1d.tether.daemon.v1.TraceReportH\x00R\x06reportB\a\n" +
+	"\x05eventJ\x04\b\x02\x10\x03\"\x9a\x02\n" +
+	"\vTraceReport\x125\n" +
+	"\x06source\x18\x01 \x01(\v2\x1d.tether.daemon.v1.TraceSourceR\x06source\x125\n" +
+	"\x06target\x18\x02 \x01(\v2\x1d.tether.daemon.v1.TraceTargetR\x06target\x121\n" +
+	"\x05steps\x18\x03 \x03(\v2\x1b.tether.daemon.v1.TraceStepR\x05steps\x12!\n" +
+	"\ffirst_broken\x18\x04 \x01(\tR\vfirstBroken\x12\x1e\n" +
+	"\n" +
+	"conclusion\x18\x05 \x01(\tR\n" +
+	"conclusion\x12'\n" +
+	"\x0fduration_millis\x18\x06 \x01(\x01R\x0edurationMillis\"\x82\x01\n" +
+	"\vTraceSource\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x0e\n" +
+	"\x02ip\x18\x03 \x01(\tR\x02ip\x12\x12\n" +
+	"\x04node\x18\x04 \x01(\tR\x04node\x12\x1f\n" +
+	"\vpicked_from\x18\x05 \x01(\tR\n" +
+	"pickedFrom\"\xbd\x01\n" +
+	"\vTraceTarget\x12\x14\n" +
+	"\x05input\x18\x01 \x01(\tR\x05input\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04host\x18\x03 \x01(\tR\x04host\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12\x12\n" +
+	"\x04port\x18\x06 \x01(\tR\x04port\x12\x16\n" +
+	"\x06scheme\x18\a \x01(\tR\x06scheme\x12\x12\n" +
+	"\x04path\x18\b \x01(\tR\x04path\"\xbf\x02\n" +
+	"\tTraceStep\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
+	"\asummary\x18\x03 \x01(\tR\asummary\x12\x18\n" +
+	"\adetails\x18\x04 \x03(\tR\adetails\x12,\n" +
+	"\x03dns\x18\x05 \x01(\v2\x1a.tether.daemon.v1.TraceDNSR\x03dns\x128\n" +
+	"\aservice\x18\x06 \x01(\v2\x1e.tether.daemon.v1.TraceServiceR\aservice\x125\n" +
+	"\x06policy\x18\a \x01(\v2\x1d.tether.daemon.v1.TracePolicyR\x06policy\x123\n" +
+	"\x05probe\x18\b \x01(\v2\x1d.tether.daemon.v1.TraceProbesR\x05probe\"\xcf\x01\n" +
+	"\bTraceDNS\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12=\n" +
+	"\vresolv_conf\x18\x02 \x01(\v2\x1c.tether.daemon.v1.ResolvConfR\n" +
+	"resolvConf\x126\n" +
+	"\aqueries\x18\x03 \x03(\v2\x1c.tether.daemon.v1.TraceQueryR\aqueries\x12\x1a\n" +
+	"\banswered\x18\x04 \x01(\tR\banswered\x12\x1c\n" +
+	"\taddresses\x18\x05 \x03(\tR\taddresses\"v\n" +
+	"\n" +
+	"ResolvConf\x12 \n" +
+	"\vnameservers\x18\x01 \x03(\tR\vnameservers\x12\x16\n" +
+	"\x06search\x18\x02 \x03(\tR\x06search\x12\x14\n" +
+	"\x05ndots\x18\x03 \x01(\x05R\x05ndots\x12\x18\n" +
+	"\aoptions\x18\x04 \x03(\tR\aoptions\"\xd5\x01\n" +
+	"\n" +
+	"TraceQuery\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
+	"\x06server\x18\x03 \x01(\tR\x06server\x12\x14\n" +
+	"\x05rcode\x18\x04 \x01(\tR\x05rcode\x124\n" +
+	"\aanswers\x18\x05 \x03(\v2\x1a.tether.agent.v1.DNSRecordR\aanswers\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12%\n" +
+	"\x0elatency_millis\x18\a \x01(\x01R\rlatencyMillis\"\xb4\x03\n" +
+	"\fTraceService\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12\x1d\n" +
+	"\n" +
+	"cluster_ip\x18\x04 \x01(\tR\tclusterIp\x12#\n" +
+	"\rexternal_name\x18\x05 \x01(\tR\fexternalName\x12/\n" +
+	"\x04port\x18\x06 \x01(\v2\x1b.tether.daemon.v1.TracePortR\x04port\x12H\n" +
+	"\bselector\x18\a \x03(\v2,.tether.daemon.v1.TraceService.SelectorEntryR\bselector\x12#\n" +
+	"\rselected_pods\x18\b \x01(\x05R\fselectedPods\x12=\n" +
+	"\tendpoints\x18\t \x03(\v2\x1f.tether.daemon.v1.TraceEndpointR\tendpoints\x1a;\n" +
+	"\rSelectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\x01\n" +
+	"\tTracePort\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bprotocol\x18\x02 \x01(\tR\bprotocol\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\x05R\x04port\x12\x1f\n" +
+	"\vtarget_port\x18\x04 \x01(\tR\n" +
+	"targetPort\x12!\n" +
+	"\fapp_protocol\x18\x05 \x01(\tR\vappProtocol\"\xeb\x01\n" +
+	"\rTraceEndpoint\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\x05R\x04port\x12\x10\n" +
+	"\x03pod\x18\x03 \x01(\tR\x03pod\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node\x12\x14\n" +
+	"\x05ready\x18\x06 \x01(\bR\x05ready\x12\x18\n" +
+	"\aserving\x18\a \x01(\bR\aserving\x12 \n" +
+	"\vterminating\x18\b \x01(\bR\vterminating\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\"I\n" +
+	"\vTracePolicy\x12:\n" +
+	"\bverdicts\x18\x01 \x03(\v2\x1e.tether.daemon.v1.TraceVerdictR\bverdicts\"\xbc\x01\n" +
+	"\fTraceVerdict\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\x05R\x04port\x129\n" +
+	"\x06egress\x18\x03 \x01(\v2!.tether.daemon.v1.PolicyDirectionR\x06egress\x12;\n" +
+	"\aingress\x18\x04 \x01(\v2!.tether.daemon.v1.PolicyDirectionR\aingress\"u\n" +
+	"\x0fPolicyDirection\x12\x18\n" +
+	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x1c\n" +
+	"\tselecting\x18\x02 \x03(\tR\tselecting\x12\x12\n" +
+	"\x04rule\x18\x03 \x01(\tR\x04rule\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"C\n" +
+	"\vTraceProbes\x124\n" +
+	"\x06probes\x18\x01 \x03(\v2\x1c.tether.daemon.v1.TraceProbeR\x06probes\"\x88\x02\n" +
+	"\n" +
+	"TraceProbe\x12\x12\n" +
+	"\x04what\x18\x01 \x01(\tR\x04what\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x10\n" +
+	"\x03pod\x18\x03 \x01(\tR\x03pod\x12\x1c\n" +
+	"\tconnected\x18\x04 \x01(\bR\tconnected\x12%\n" +
+	"\x0econnect_millis\x18\x05 \x01(\x01R\rconnectMillis\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12\x1f\n" +
+	"\vhttp_status\x18\a \x01(\x05R\n" +
+	"httpStatus\x12\x1f\n" +
+	"\vhttp_millis\x18\b \x01(\x01R\n" +
+	"httpMillis\x12\x1d\n" +
+	"\n" +
+	"http_error\x18\t \x01(\tR\thttpError\"\x8e\x02\n" +
 	"\x0eCaptureRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x10\n" +
 	"\x03pod\x18\x02 \x01(\tR\x03pod\x12\x1c\n" +
@@ -2469,7 +3832,7 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*ReplayRequest)(nil),     // 0: tether.daemon.v1.ReplayRequest
 	(*ReplayEvent)(nil),       // 1: tether.daemon.v1.ReplayEvent
@@ -2484,72 +3847,107 @@ var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*PodRecording)(nil),      // 10: tether.daemon.v1.PodRecording
 	(*TraceRequest)(nil),      // 11: tether.daemon.v1.TraceRequest
 	(*TraceEvent)(nil),        // 12: tether.daemon.v1.TraceEvent
-	(*CaptureRequest)(nil),    // 13: tether.daemon.v1.CaptureRequest
-	(*CaptureEvent)(nil),      // 14: tether.daemon.v1.CaptureEvent
-	(*StatusRequest)(nil),     // 15: tether.daemon.v1.StatusRequest
-	(*StatusResponse)(nil),    // 16: tether.daemon.v1.StatusResponse
-	(*AgentInfo)(nil),         // 17: tether.daemon.v1.AgentInfo
-	(*InterceptInfo)(nil),     // 18: tether.daemon.v1.InterceptInfo
-	(*InterceptRequest)(nil),  // 19: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),    // 20: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),      // 21: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),     // 22: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),   // 23: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil),  // 24: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),    // 25: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),      // 26: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),       // 27: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),      // 28: tether.daemon.v1.QuitResponse
-	nil,                       // 29: tether.daemon.v1.ReplaySummary.ByStatusEntry
-	(*v1.Exchange)(nil),       // 30: tether.agent.v1.Exchange
-	(*v1.ExchangeFilter)(nil), // 31: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil), // 32: tether.agent.v1.RecordingStats
-	(*v1.PacketBatch)(nil),    // 33: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),   // 34: tether.agent.v1.CaptureStats
+	(*TraceReport)(nil),       // 13: tether.daemon.v1.TraceReport
+	(*TraceSource)(nil),       // 14: tether.daemon.v1.TraceSource
+	(*TraceTarget)(nil),       // 15: tether.daemon.v1.TraceTarget
+	(*TraceStep)(nil),         // 16: tether.daemon.v1.TraceStep
+	(*TraceDNS)(nil),          // 17: tether.daemon.v1.TraceDNS
+	(*ResolvConf)(nil),        // 18: tether.daemon.v1.ResolvConf
+	(*TraceQuery)(nil),        // 19: tether.daemon.v1.TraceQuery
+	(*TraceService)(nil),      // 20: tether.daemon.v1.TraceService
+	(*TracePort)(nil),         // 21: tether.daemon.v1.TracePort
+	(*TraceEndpoint)(nil),     // 22: tether.daemon.v1.TraceEndpoint
+	(*TracePolicy)(nil),       // 23: tether.daemon.v1.TracePolicy
+	(*TraceVerdict)(nil),      // 24: tether.daemon.v1.TraceVerdict
+	(*PolicyDirection)(nil),   // 25: tether.daemon.v1.PolicyDirection
+	(*TraceProbes)(nil),       // 26: tether.daemon.v1.TraceProbes
+	(*TraceProbe)(nil),        // 27: tether.daemon.v1.TraceProbe
+	(*CaptureRequest)(nil),    // 28: tether.daemon.v1.CaptureRequest
+	(*CaptureEvent)(nil),      // 29: tether.daemon.v1.CaptureEvent
+	(*StatusRequest)(nil),     // 30: tether.daemon.v1.StatusRequest
+	(*StatusResponse)(nil),    // 31: tether.daemon.v1.StatusResponse
+	(*AgentInfo)(nil),         // 32: tether.daemon.v1.AgentInfo
+	(*InterceptInfo)(nil),     // 33: tether.daemon.v1.InterceptInfo
+	(*InterceptRequest)(nil),  // 34: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),    // 35: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),      // 36: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),     // 37: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),   // 38: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil),  // 39: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),    // 40: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),      // 41: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),       // 42: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),      // 43: tether.daemon.v1.QuitResponse
+	nil,                       // 44: tether.daemon.v1.ReplaySummary.ByStatusEntry
+	nil,                       // 45: tether.daemon.v1.TraceService.SelectorEntry
+	(*v1.Exchange)(nil),       // 46: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil), // 47: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil), // 48: tether.agent.v1.RecordingStats
+	(*v1.DNSRecord)(nil),      // 49: tether.agent.v1.DNSRecord
+	(*v1.PacketBatch)(nil),    // 50: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),   // 51: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
-	30, // 0: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	46, // 0: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
 	2,  // 1: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
 	4,  // 2: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
 	3,  // 3: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
-	29, // 4: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
+	44, // 4: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
 	7,  // 5: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	31, // 6: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	30, // 7: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	47, // 6: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	46, // 7: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
 	10, // 8: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	32, // 9: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
-	33, // 10: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	34, // 11: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	18, // 12: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
-	17, // 13: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
-	18, // 14: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	25, // 15: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	26, // 16: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	15, // 17: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	19, // 18: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	21, // 19: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	23, // 20: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	27, // 21: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	13, // 22: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	11, // 23: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	5,  // 24: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	8,  // 25: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	0,  // 26: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	16, // 27: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	20, // 28: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	22, // 29: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	24, // 30: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	28, // 31: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	14, // 32: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	12, // 33: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	6,  // 34: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	9,  // 35: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	1,  // 36: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	27, // [27:37] is the sub-list for method output_type
-	17, // [17:27] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	48, // 9: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	13, // 10: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
+	14, // 11: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
+	15, // 12: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
+	16, // 13: tether.daemon.v1.TraceReport.steps:type_name -> tether.daemon.v1.TraceStep
+	17, // 14: tether.daemon.v1.TraceStep.dns:type_name -> tether.daemon.v1.TraceDNS
+	20, // 15: tether.daemon.v1.TraceStep.service:type_name -> tether.daemon.v1.TraceService
+	23, // 16: tether.daemon.v1.TraceStep.policy:type_name -> tether.daemon.v1.TracePolicy
+	26, // 17: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
+	18, // 18: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
+	19, // 19: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
+	49, // 20: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
+	21, // 21: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
+	45, // 22: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
+	22, // 23: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
+	24, // 24: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
+	25, // 25: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
+	25, // 26: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
+	27, // 27: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
+	50, // 28: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	51, // 29: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	33, // 30: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
+	32, // 31: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
+	33, // 32: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	40, // 33: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	41, // 34: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	30, // 35: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	34, // 36: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	36, // 37: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	38, // 38: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	42, // 39: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	28, // 40: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	11, // 41: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	5,  // 42: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	8,  // 43: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	0,  // 44: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	31, // 45: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	35, // 46: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	37, // 47: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	39, // 48: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	43, // 49: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	29, // 50: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	12, // 51: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	6,  // 52: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	9,  // 53: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	1,  // 54: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	45, // [45:55] is the sub-list for method output_type
+	35, // [35:45] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -2567,14 +3965,14 @@ func file_proto_daemon_v1_daemon_proto_init() {
 	}
 	file_proto_daemon_v1_daemon_proto_msgTypes[12].OneofWrappers = []any{
 		(*TraceEvent_Progress)(nil),
-		(*TraceEvent_ReportJson)(nil),
+		(*TraceEvent_Report)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[14].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[29].OneofWrappers = []any{
 		(*CaptureEvent_Progress)(nil),
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[20].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[35].OneofWrappers = []any{
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
@@ -2584,7 +3982,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
