@@ -46,7 +46,7 @@ func TestTraceReportOverTheWire(t *testing.T) {
 					Ndots: 5, Options: []string{"ndots:5"}},
 				Queries: []trace.Query{{Name: "orders.shop.svc.cluster.local.", Type: "A", Server: "10.43.0.10:53", Rcode: "NOERROR",
 					Answers: []agent.DNSRecord{{Name: "orders.shop.svc.cluster.local.", Type: "A", TTL: 5, Data: "10.43.0.7"}},
-					Error: "", Millis: 1.5}},
+					Error:   "", Millis: 1.5}},
 				Answered: "orders.shop.svc.cluster.local.", Addresses: []string{"10.43.0.7"}}},
 			{Name: "service", Status: TraceWarn, Summary: "svc", Service: &trace.ServiceResult{Namespace: "shop", Name: "orders",
 				Type: "ClusterIP", ClusterIP: "10.43.0.7", ExternalName: "x", Port: &trace.PortMapping{Name: "http", Protocol: "TCP",
@@ -90,7 +90,7 @@ func TestExchangeOverTheWire(t *testing.T) {
 
 func TestReplayOverTheWire(t *testing.T) {
 	res := replay.Result{Ref: "7", Round: 2, Method: "GET", Target: "/x", Status: 500, Latency: time.Millisecond, Error: "e",
-		Diff: &replay.Diff{Status: "200 -> 500", Headers: []string{"X: a -> b"}, Body: []string{"$.a: 1 -> 2"}, NotCompared: []string{"n"}},
+		Diff:    &replay.Diff{Status: "200 -> 500", Headers: []string{"X: a -> b"}, Body: []string{"$.a: 1 -> 2"}, NotCompared: []string{"n"}},
 		Skipped: "s"}
 	if diff := cmp.Diff(res, ReplayResultFromProto(wire(t, ReplayResultToProto(res), &daemonv1.ReplayResult{}))); diff != "" {
 		t.Errorf("result through the wire (-want +got)\n%s", diff)
