@@ -10,7 +10,6 @@ import (
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/netpol"
-	"github.com/tetherkube/tether/daemon/internal/trace"
 	"github.com/tetherkube/tether/internal/resolvconf"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
@@ -36,26 +35,26 @@ func wire[M proto.Message](t *testing.T, m M, into M) M {
 func TestTraceReportOverTheWire(t *testing.T) {
 	verdict := netpol.Verdict{Allowed: true, Selecting: []string{"shop/deny-all"}, Rule: "shop/allow ingress rule 1", Reason: "allowed"}
 	want := TraceReport{
-		Source: trace.Source{Pod: "client-1", Namespace: "shop", IP: "10.42.0.7", Node: "n1", PickedFrom: "deploy/client"},
-		Target: trace.Target{Input: "http://orders/x", Kind: "url", Host: "orders", Namespace: "shop", Name: "orders", Port: "http",
+		Source: TraceSource{Pod: "client-1", Namespace: "shop", IP: "10.42.0.7", Node: "n1", PickedFrom: "deploy/client"},
+		Target: TraceTarget{Input: "http://orders/x", Kind: "url", Host: "orders", Namespace: "shop", Name: "orders", Port: "http",
 			Scheme: "http", Path: "/x"},
 		FirstBroken: "probe", Conclusion: "broken at probe", DurationMillis: 812.5,
 		Steps: []TraceStep{
-			{Name: "dns", Status: TraceOK, Summary: "resolves", Details: []string{"a", "b"}, DNS: &trace.DNSResult{
+			{Name: "dns", Status: TraceOK, Summary: "resolves", Details: []string{"a", "b"}, DNS: &TraceDNSResult{
 				Name: "orders", ResolvConf: resolvconf.Config{Nameservers: []string{"10.43.0.10"}, Search: []string{"shop.svc.cluster.local"},
 					Ndots: 5, Options: []string{"ndots:5"}},
-				Queries: []trace.Query{{Name: "orders.shop.svc.cluster.local.", Type: "A", Server: "10.43.0.10:53", Rcode: "NOERROR",
+				Queries: []TraceQuery{{Name: "orders.shop.svc.cluster.local.", Type: "A", Server: "10.43.0.10:53", Rcode: "NOERROR",
 					Answers: []agent.DNSRecord{{Name: "orders.shop.svc.cluster.local.", Type: "A", TTL: 5, Data: "10.43.0.7"}},
 					Error:   "", Millis: 1.5}},
 				Answered: "orders.shop.svc.cluster.local.", Addresses: []string{"10.43.0.7"}}},
-			{Name: "service", Status: TraceWarn, Summary: "svc", Service: &trace.ServiceResult{Namespace: "shop", Name: "orders",
-				Type: "ClusterIP", ClusterIP: "10.43.0.7", ExternalName: "x", Port: &trace.PortMapping{Name: "http", Protocol: "TCP",
+			{Name: "service", Status: TraceWarn, Summary: "svc", Service: &TraceServiceResult{Namespace: "shop", Name: "orders",
+				Type: "ClusterIP", ClusterIP: "10.43.0.7", ExternalName: "x", Port: &TracePortMapping{Name: "http", Protocol: "TCP",
 					Port: 80, TargetPort: "8080", AppProtocol: "http"}, Selector: map[string]string{"app": "orders"}, SelectedPods: 2,
-				Endpoints: []trace.Endpoint{{Address: "10.42.0.9", Port: 8080, Pod: "orders-1", Namespace: "shop", Node: "n1",
+				Endpoints: []TraceEndpoint{{Address: "10.42.0.9", Port: 8080, Pod: "orders-1", Namespace: "shop", Node: "n1",
 					Ready: true, Serving: true, Terminating: true, Reason: "r"}}}},
-			{Name: "policy", Status: TraceOK, Summary: "p", Policy: &trace.PolicyResult{Verdicts: []trace.PolicyVerdict{{
+			{Name: "policy", Status: TraceOK, Summary: "p", Policy: &TracePolicyResult{Verdicts: []TracePolicyVerdict{{
 				Destination: "orders-1", Port: 8080, Decision: netpol.Decision{Egress: verdict, Ingress: verdict}}}}},
-			{Name: "probe", Status: TraceBroken, Summary: "refused", Probe: &trace.ProbeResult{Probes: []trace.Probe{{What: "service",
+			{Name: "probe", Status: TraceBroken, Summary: "refused", Probe: &TraceProbeResult{Probes: []TraceProbe{{What: "service",
 				Address: "10.43.0.7:80", Pod: "orders-1", Connected: true, ConnectMillis: 0.5, Error: "e", HTTPStatus: 503,
 				HTTPMillis: 2.5, HTTPError: "he"}}}},
 			{Name: "skipped", Status: TraceSkipped, Summary: "nothing"},

@@ -3,28 +3,9 @@ package daemon
 import (
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/netpol"
-	"github.com/tetherkube/tether/daemon/internal/trace"
 	"github.com/tetherkube/tether/internal/resolvconf"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
-)
-
-// TraceReport is the result of a trace; its JSON form is what
-// `tether trace -o json` prints.
-type TraceReport = trace.Report
-
-// TraceStatus is a trace step's status.
-type TraceStatus = trace.Status
-
-// TraceStep is one step of a TraceReport.
-type TraceStep = trace.Step
-
-// Trace step statuses and names, for callers that read a TraceReport.
-const (
-	TraceOK      = trace.OK
-	TraceWarn    = trace.Warn
-	TraceBroken  = trace.Broken
-	TraceSkipped = trace.Skipped
 )
 
 // TraceRequest names the source pod and the destination.
@@ -52,8 +33,8 @@ func TraceReportToProto(r TraceReport) *daemonv1.TraceReport {
 func TraceReportFromProto(p *daemonv1.TraceReport) TraceReport {
 	s, t := p.GetSource(), p.GetTarget()
 	r := TraceReport{
-		Source: trace.Source{Pod: s.GetPod(), Namespace: s.GetNamespace(), IP: s.GetIp(), Node: s.GetNode(), PickedFrom: s.GetPickedFrom()},
-		Target: trace.Target{Input: t.GetInput(), Kind: t.GetKind(), Host: t.GetHost(), Namespace: t.GetNamespace(), Name: t.GetName(),
+		Source: TraceSource{Pod: s.GetPod(), Namespace: s.GetNamespace(), IP: s.GetIp(), Node: s.GetNode(), PickedFrom: s.GetPickedFrom()},
+		Target: TraceTarget{Input: t.GetInput(), Kind: t.GetKind(), Host: t.GetHost(), Namespace: t.GetNamespace(), Name: t.GetName(),
 			Port: t.GetPort(), Scheme: t.GetScheme(), Path: t.GetPath()},
 		FirstBroken: p.GetFirstBroken(), Conclusion: p.GetConclusion(), DurationMillis: p.GetDurationMillis(),
 	}
@@ -111,11 +92,11 @@ func traceStepFromProto(p *daemonv1.TraceStep) TraceStep {
 	s := TraceStep{Name: p.GetName(), Status: TraceStatus(p.GetStatus()), Summary: p.GetSummary(), Details: p.GetDetails()}
 	if d := p.GetDns(); d != nil {
 		rc := d.GetResolvConf()
-		s.DNS = &trace.DNSResult{Name: d.GetName(), Answered: d.GetAnswered(), Addresses: d.GetAddresses(),
+		s.DNS = &TraceDNSResult{Name: d.GetName(), Answered: d.GetAnswered(), Addresses: d.GetAddresses(),
 			ResolvConf: resolvconf.Config{Nameservers: rc.GetNameservers(), Search: rc.GetSearch(), Ndots: int(rc.GetNdots()),
 				Options: rc.GetOptions()}}
 		for _, pq := range d.GetQueries() {
-			q := trace.Query{Name: pq.GetName(), Type: pq.GetType(), Server: pq.GetServer(), Rcode: pq.GetRcode(), Error: pq.GetError(),
+			q := TraceQuery{Name: pq.GetName(), Type: pq.GetType(), Server: pq.GetServer(), Rcode: pq.GetRcode(), Error: pq.GetError(),
 				Millis: pq.GetLatencyMillis()}
 			for _, a := range pq.GetAnswers() {
 				q.Answers = append(q.Answers, agent.DNSRecord{Name: a.GetName(), Type: a.GetType(), TTL: a.GetTtl(), Data: a.GetData()})
@@ -124,29 +105,29 @@ func traceStepFromProto(p *daemonv1.TraceStep) TraceStep {
 		}
 	}
 	if v := p.GetService(); v != nil {
-		s.Service = &trace.ServiceResult{Namespace: v.GetNamespace(), Name: v.GetName(), Type: v.GetType(), ClusterIP: v.GetClusterIp(),
+		s.Service = &TraceServiceResult{Namespace: v.GetNamespace(), Name: v.GetName(), Type: v.GetType(), ClusterIP: v.GetClusterIp(),
 			ExternalName: v.GetExternalName(), Selector: v.GetSelector(), SelectedPods: int(v.GetSelectedPods())}
 		if pm := v.GetPort(); pm != nil {
-			s.Service.Port = &trace.PortMapping{Name: pm.GetName(), Protocol: pm.GetProtocol(), Port: pm.GetPort(),
+			s.Service.Port = &TracePortMapping{Name: pm.GetName(), Protocol: pm.GetProtocol(), Port: pm.GetPort(),
 				TargetPort: pm.GetTargetPort(), AppProtocol: pm.GetAppProtocol()}
 		}
 		for _, e := range v.GetEndpoints() {
-			s.Service.Endpoints = append(s.Service.Endpoints, trace.Endpoint{Address: e.GetAddress(), Port: e.GetPort(), Pod: e.GetPod(),
+			s.Service.Endpoints = append(s.Service.Endpoints, TraceEndpoint{Address: e.GetAddress(), Port: e.GetPort(), Pod: e.GetPod(),
 				Namespace: e.GetNamespace(), Node: e.GetNode(), Ready: e.GetReady(), Serving: e.GetServing(),
 				Terminating: e.GetTerminating(), Reason: e.GetReason()})
 		}
 	}
 	if pol := p.GetPolicy(); pol != nil {
-		s.Policy = &trace.PolicyResult{}
+		s.Policy = &TracePolicyResult{}
 		for _, v := range pol.GetVerdicts() {
-			s.Policy.Verdicts = append(s.Policy.Verdicts, trace.PolicyVerdict{Destination: v.GetDestination(), Port: v.GetPort(),
+			s.Policy.Verdicts = append(s.Policy.Verdicts, TracePolicyVerdict{Destination: v.GetDestination(), Port: v.GetPort(),
 				Decision: netpol.Decision{Egress: directionFromProto(v.GetEgress()), Ingress: directionFromProto(v.GetIngress())}})
 		}
 	}
 	if pr := p.GetProbe(); pr != nil {
-		s.Probe = &trace.ProbeResult{}
+		s.Probe = &TraceProbeResult{}
 		for _, x := range pr.GetProbes() {
-			s.Probe.Probes = append(s.Probe.Probes, trace.Probe{What: x.GetWhat(), Address: x.GetAddress(), Pod: x.GetPod(),
+			s.Probe.Probes = append(s.Probe.Probes, TraceProbe{What: x.GetWhat(), Address: x.GetAddress(), Pod: x.GetPod(),
 				Connected: x.GetConnected(), ConnectMillis: x.GetConnectMillis(), Error: x.GetError(), HTTPStatus: int(x.GetHttpStatus()),
 				HTTPMillis: x.GetHttpMillis(), HTTPError: x.GetHttpError()})
 		}
