@@ -151,7 +151,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 	}
 	forwards := make([]net.Listener, 0, len(a.cfg.Forwards))
 	for _, f := range a.cfg.Forwards {
-		// All interfaces: this is where the agent.Service sends its traffic.
+		// All interfaces: this is where the Service sends its traffic.
 		l, err := lc.Listen(ctx, "tcp", ":"+strconv.Itoa(f.ListenPort))
 		if err != nil {
 			tl.Close()
@@ -200,7 +200,7 @@ func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []
 	return errors.Join(all...)
 }
 
-// forward returns the agent.Forward listening on port.
+// forward returns the Forward listening on port.
 func (a *Agent) forward(port int) (agent.Forward, bool) {
 	for _, f := range a.cfg.Forwards {
 		if f.ListenPort == port {

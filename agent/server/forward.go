@@ -13,7 +13,7 @@ import (
 	"github.com/tetherkube/tether/tunnel"
 )
 
-// serveForward accepts the agent.Service's connections on l and routes each.
+// serveForward accepts the Service's connections on l and routes each.
 func (a *Agent) serveForward(ctx context.Context, f agent.Forward, l net.Listener) error {
 	for {
 		c, err := l.Accept()
