@@ -26,7 +26,7 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.TunnelAddr, "tunnel", cfg.TunnelAddr, "loopback address where daemons open tunnels")
 	tokenFile := fs.String("token-file", "", "file holding the token a daemon must present")
 	tokenEnv := fs.String("token-env", "", "environment variable holding the token (for ephemeral containers, which cannot mount the Secret)")
-	fs.Func("forward", "LISTEN:APP: accept the agent.Service's traffic on LISTEN, pass it to the app's APP port (repeatable)", func(v string) error {
+	fs.Func("forward", "LISTEN:APP: accept the Service's traffic on LISTEN, pass it to the app's APP port (repeatable)", func(v string) error {
 		f, err := parseForward(v)
 		if err == nil {
 			cfg.Forwards = append(cfg.Forwards, f)
