@@ -25,7 +25,12 @@ func Dial(ctx context.Context, path string) (*grpc.ClientConn, *Client, error) {
 		return nil, nil, fmt.Errorf("no daemon at %s: %w", path, err)
 	}
 	c.Close()
-	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// A dialer, not a unix:// target: a Windows path is no URL.
+	conn, err := grpc.NewClient("passthrough:///daemon", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}))
 	if err != nil {
 		return nil, nil, err
 	}
