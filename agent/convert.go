@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
@@ -237,8 +239,8 @@ func headerToProto(h http.Header) []*agentv1.Header {
 		return nil
 	}
 	out := make([]*agentv1.Header, 0, len(h))
-	for k, vs := range h {
-		out = append(out, &agentv1.Header{Name: k, Values: vs})
+	for _, k := range slices.Sorted(maps.Keys(h)) { // the same exchange, the same bytes
+		out = append(out, &agentv1.Header{Name: k, Values: h[k]})
 	}
 	return out
 }
