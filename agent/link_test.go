@@ -87,11 +87,22 @@ func TestLinkRefusesControlStreams(t *testing.T) {
 	}
 }
 
-// TestLinkAcceptsConnStreamsOnly: AcceptConn refuses a dial stream the
-// agent opens and returns the conn stream after it.
+// TestLinkAcceptsConnStreamsOnly: AcceptConn, called in a loop as the
+// daemon does, refuses a dial stream the agent opens and returns the conn
+// stream.
 func TestLinkAcceptsConnStreamsOnly(t *testing.T) {
 	link, sess := connectPipe(t)
 	ctx := context.Background()
+	accepted := make(chan net.Conn, 2)
+	go func() {
+		for {
+			c, err := link.AcceptConn(ctx)
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
 	dial, err := sess.Open(ctx, tunnel.RoleDial, []byte("127.0.0.1:1"))
 	if err != nil {
 		t.Fatal(err)
@@ -101,18 +112,22 @@ func TestLinkAcceptsConnStreamsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	go conn.Write([]byte("hi"))
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	got, err := link.AcceptConn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 2)
-	if _, err := io.ReadFull(got, buf); err != nil || string(buf) != "hi" {
-		t.Errorf("accepted stream read %q, %v; want the conn stream's hi", buf, err)
-	}
 	if !closedSoon(t, dial) {
 		t.Error("a dial stream the agent opened was not closed")
+	}
+	select {
+	case got := <-accepted:
+		buf := make([]byte, 2)
+		if _, err := io.ReadFull(got, buf); err != nil || string(buf) != "hi" {
+			t.Errorf("accepted stream read %q, %v; want the conn stream's hi", buf, err)
+		}
+	case <-time.After(10 * time.Second): // hang guard
+		t.Fatal("the conn stream was never accepted")
+	}
+	select {
+	case c := <-accepted:
+		t.Errorf("a second stream was accepted: %v", c)
+	default:
 	}
 }
 
