@@ -91,8 +91,14 @@ unit: ## unit tests with the race detector
 integration: cluster-up build ## integration tests against the local cluster
 	TETHER_BIN=$(BIN) $(GO) test -tags integration -count=1 -timeout 30m -v ./integration/
 
+.PHONY: cross
+cross: ## build tether for macOS (arm64, amd64) and Windows (amd64): the CLI must build everywhere
+	CGO_ENABLED=0 GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/tether
+	CGO_ENABLED=0 GOOS=darwin GOARCH=amd64 $(GO) build -o /dev/null ./cmd/tether
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/tether
+
 .PHONY: test
-test: vet proto-check unit integration ## everything CI runs: vet, generated-code check, unit and integration tests
+test: vet proto-check cross unit integration ## everything CI runs: vet, generated-code check, unit and integration tests
 
 .PHONY: bench
 bench: cluster-up build ## benchmarks, printed as ratios against a baseline measured in the same run

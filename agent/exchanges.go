@@ -1,9 +1,6 @@
 package agent
 
 import (
-	"context"
-	"errors"
-
 	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
 )
@@ -36,47 +33,3 @@ type RecordingStats struct {
 
 // ErrNotRecording: the agent runs with recording off.
 var ErrNotRecording = errdefs.New(errdefs.ErrUser, "NOT_RECORDING", "this agent does not record (it runs with --no-record)")
-
-func (s *sessionService) Exchanges(ctx context.Context, req ExchangesRequest, emit func(*recording.Exchange) error) (RecordingStats, error) {
-	a := s.agent
-	if a.ring == nil {
-		return RecordingStats{}, ErrNotRecording
-	}
-	if err := req.Filter.Validate(); err != nil {
-		return RecordingStats{}, errors.Join(ErrBadProbe, err)
-	}
-	matched := a.ring.Exchanges(req.Filter.Match)
-	if req.Limit > 0 && len(matched) > req.Limit {
-		matched = matched[len(matched)-req.Limit:]
-	}
-	for _, e := range matched {
-		if err := ctx.Err(); err != nil {
-			return RecordingStats{}, err
-		}
-		if req.WithoutBodies {
-			c := *e
-			c.Request.Body = nil
-			if e.Response != nil {
-				r := *e.Response
-				r.Body = nil
-				c.Response = &r
-			}
-			e = &c
-		}
-		if err := emit(e); err != nil {
-			return RecordingStats{}, err
-		}
-	}
-	return a.recordingStats(), nil
-}
-
-func (a *Agent) recordingStats() RecordingStats {
-	st := a.ring.Stats()
-	r := a.cfg.Record
-	return RecordingStats{
-		Connections: st.Connections, Exchanges: st.Exchanges, Evicted: st.Evicted, NotHTTP: st.NotHTTP,
-		Malformed: st.Malformed, Upgraded: st.Upgraded, StoredBytes: uint64(st.StoredBytes), InflightBytes: uint64(st.InflightBytes),
-		BudgetBytes: uint64(st.BudgetBytes), Held: uint64(st.Held), BodyCap: uint64(r.BodyCap),
-		RedactionOff: r.Redactor.Off, RedactedNames: append(append([]string(nil), recording.DefaultRedactedHeaders...), r.Redactor.Names...),
-	}
-}

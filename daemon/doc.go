@@ -1,7 +1,8 @@
-// Package daemon is tether's local daemon: one per user and kube context,
-// serving the Daemon API (proto/daemon/v1) on a unix socket only its user
-// can open. It holds the tunnels to the agents, so intercepts outlive the
-// CLI command that started them. Service is its API as a Go interface; the
-// daemon implements it, GRPCServer exposes it, and Client implements it
-// over the socket, so callers do not know which side of the wire they are on.
+// Package daemon is the API of tether's local daemon: the Service
+// interface and its types, the daemon's socket Paths, the gRPC Client that
+// implements Service over the daemon's unix socket, and the conversions to
+// and from the wire (proto/daemon/v1). The daemon itself, one per user and
+// kube context, holding the tunnels to the agents so intercepts outlive the
+// CLI command that started them, is daemon/server; callers of this package
+// do not know which side of the wire they are on.
 package daemon

@@ -1,24 +1,10 @@
 package daemon
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"sort"
 	"strings"
-	"sync"
-	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tetherkube/tether/agent"
-	"github.com/tetherkube/tether/daemon/internal/inject"
-	"github.com/tetherkube/tether/daemon/internal/intercept"
-	"github.com/tetherkube/tether/daemon/internal/journal"
-	"github.com/tetherkube/tether/daemon/internal/workload"
-	"github.com/tetherkube/tether/internal/access"
-	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
 )
 
@@ -63,31 +49,6 @@ func (r RecordRequest) RecordArgs() []string {
 	return args
 }
 
-// Record puts the agent in front of a workload's Service port, recording
-// without intercepting; the change is journaled like an intercept's and
-// `tether rollback` removes it.
-func (d *Daemon) Record(ctx context.Context, req RecordRequest, progress func(string)) (RecordInfo, error) {
-	missing, err := access.Missing(ctx, d.cs, req.Namespace)
-	if err != nil {
-		return RecordInfo{}, err
-	}
-	if len(missing) > 0 {
-		return RecordInfo{}, errdefs.User("you may not do everything recording needs in namespace %s; missing:\n%s"+
-			"ask your cluster admin for the Role in docs/intercept.md", req.Namespace, access.Describe(missing))
-	}
-	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress}
-	ic, err := m.Start(ctx, intercept.Request{
-		Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort, AgentImage: req.AgentImage,
-		RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second, RecordOnly: true, RecordArgs: req.RecordArgs(),
-	})
-	if err != nil {
-		return RecordInfo{}, err
-	}
-	d.log.Info("recording", "workload", ic.Workload.Namespace+"/"+ic.Workload.String(), "noRedact", req.NoRedact)
-	return RecordInfo{Workload: ic.Workload.String(), Namespace: ic.Workload.Namespace, Service: ic.Service,
-		ServicePort: int(ic.ServicePort.Port), AgentPort: ic.AgentPort}, nil
-}
-
 // RequestsRequest selects recorded exchanges of a workload's agents.
 type RequestsRequest struct {
 	Namespace     string
@@ -104,107 +65,4 @@ type PodRecording struct {
 	Stats agent.RecordingStats `json:"stats"`
 	// Error says why this pod's agent could not be read.
 	Error string `json:"error,omitempty"`
-}
-
-// Requests reads the recorded exchanges from every agent of the workload,
-// merged oldest first.
-func (d *Daemon) Requests(ctx context.Context, req RequestsRequest, emit func(*recording.Exchange) error) ([]PodRecording, error) {
-	if err := req.Filter.Validate(); err != nil {
-		return nil, errdefs.Mark(errdefs.ErrUser, err)
-	}
-	w, withAgent, token, err := d.workloadAgents(ctx, req.Namespace, req.Workload)
-	if err != nil {
-		return nil, err
-	}
-
-	var mu sync.Mutex
-	var all []*recording.Exchange
-	stats := make([]PodRecording, len(withAgent))
-	var wg sync.WaitGroup
-	for i, p := range withAgent {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			stats[i].Pod = p.Name
-			client, done, err := d.agentClient(ctx, w.Namespace, p.Name, agent.DefaultTunnelPort, token)
-			if err != nil {
-				stats[i].Error = err.Error()
-				return
-			}
-			defer done()
-			var got []*recording.Exchange
-			st, err := client.Exchanges(ctx, agent.ExchangesRequest{Filter: req.Filter, WithoutBodies: req.WithoutBodies, Limit: req.Limit},
-				func(e *recording.Exchange) error { got = append(got, e); return nil })
-			if err != nil {
-				stats[i].Error = err.Error()
-				return
-			}
-			stats[i].Stats = st
-			mu.Lock()
-			all = append(all, got...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	failed := 0
-	for _, s := range stats {
-		if s.Error != "" {
-			failed++
-		}
-	}
-	if failed == len(stats) {
-		return stats, errors.New("no agent of " + w.String() + " could be read: " + stats[0].Error)
-	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
-	if req.Limit > 0 && len(all) > req.Limit {
-		all = all[len(all)-req.Limit:]
-	}
-	for _, e := range all {
-		if err := emit(e); err != nil {
-			return stats, err
-		}
-	}
-	return stats, nil
-}
-
-// workloadAgents finds the workload ref names, its running pods with a
-// ready agent, and the agents' token; no such pod is a user error.
-func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (journal.Workload, []corev1.Pod, []byte, error) {
-	wc := workload.Client{CS: d.cs}
-	w, err := wc.Resolve(ctx, namespace, ref)
-	if err != nil {
-		return w, nil, nil, err
-	}
-	sel, err := wc.Selector(ctx, w)
-	if err != nil {
-		return w, nil, nil, err
-	}
-	pods, err := d.cs.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return w, nil, nil, fmt.Errorf("list the pods of %s: %w", w, err)
-	}
-	var withAgent []corev1.Pod
-	for _, p := range pods.Items {
-		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && runsAgent(p) {
-			withAgent = append(withAgent, p)
-		}
-	}
-	if len(withAgent) == 0 {
-		return w, nil, nil, errdefs.User("no pod of %s in namespace %s runs the tether agent; "+
-			"`tether record %s --port PORT` (or an intercept) puts it in front of a port", w, w.Namespace, w)
-	}
-	secret, err := d.cs.CoreV1().Secrets(w.Namespace).Get(ctx, "tether-agent-"+w.Name, metav1.GetOptions{})
-	if err != nil {
-		return w, nil, nil, fmt.Errorf("read the agent token of %s: %w", w, err)
-	}
-	return w, withAgent, secret.Data[inject.TokenKey], nil
-}
-
-func runsAgent(p corev1.Pod) bool {
-	for _, c := range p.Status.ContainerStatuses {
-		if c.Name == inject.AgentContainer && c.Ready {
-			return true
-		}
-	}
-	return false
 }

@@ -21,9 +21,10 @@ type Service interface {
 	Rollback(ctx context.Context, req RollbackRequest) ([]RollbackResult, error)
 	// Quit ends every intercept and stops the daemon.
 	Quit(ctx context.Context) error
-	// Capture streams the packets of a pod's network namespace to emit,
+	// Capture streams the packets of a pod's network namespace to emit, in
+	// the batches the agent sends (agent.EachPacket takes them one by one),
 	// through an inspection agent added as an ephemeral container.
-	Capture(ctx context.Context, req CaptureRequest, progress func(string), emit func(agent.CapturedPacket) error) (agent.CaptureStats, error)
+	Capture(ctx context.Context, req CaptureRequest, progress func(string), emit func([]agent.CapturedPacket) error) (agent.CaptureStats, error)
 	// Trace explains the path from a pod to a destination, step by step,
 	// probing from the pod through an inspection agent.
 	Trace(ctx context.Context, req TraceRequest, progress func(string)) (TraceReport, error)

@@ -14,7 +14,6 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/tetherkube/tether/agent"
@@ -114,7 +113,7 @@ func checkWritable(path string) error {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return errdefs.User("cannot write %s: folder %s does not exist", path, dir)
 	}
-	if err := unix.Access(dir, unix.W_OK); err != nil {
+	if err := writable(dir); err != nil {
 		return errdefs.User("cannot write %s: folder %s is not writable", path, dir)
 	}
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
@@ -198,7 +197,7 @@ func (o *CaptureOptions) Run(ctx context.Context) error {
 	stats, err := client.Capture(ctx, daemon.CaptureRequest{
 		Namespace: o.Ns, Pod: o.Pod, Container: o.Container, Interface: o.Interface, Filter: o.Filter,
 		Snaplen: o.Snaplen, Count: o.Count, Duration: o.Duration, AgentImage: o.AgentImage,
-	}, func(line string) { fmt.Fprintln(o.ErrOut, line) }, emit)
+	}, func(line string) { fmt.Fprintln(o.ErrOut, line) }, agent.EachPacket(emit))
 	if file != nil {
 		if cerr := file.Close(); cerr != nil && err == nil {
 			err = cerr

@@ -13,7 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
-	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/daemon/server"
 )
 
 // NewCmdDaemon returns `tether daemon`.
@@ -85,10 +85,10 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		return err
 	}
 	rc.QPS, rc.Burst = 50, 100
-	d, err := daemon.New(rc, t.Context, log)
+	d, err := server.New(rc, t.Context, log)
 	if err != nil {
 		return err
 	}
 	log.Info("daemon starting", "pid", os.Getpid(), "server", rc.Host)
-	return daemon.Serve(ctx, d, t.Paths.Socket)
+	return server.Serve(ctx, d, t.Paths.Socket)
 }

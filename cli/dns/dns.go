@@ -139,7 +139,7 @@ func (o *DNSOptions) Run(ctx context.Context) error {
 	}
 	_, err = client.Capture(ctx, daemon.CaptureRequest{
 		Namespace: o.Ns, Pod: o.Pod, Filter: "udp port 53", Duration: o.Duration, AgentImage: o.AgentImage, Snaplen: 65535,
-	}, func(line string) { fmt.Fprintln(o.ErrOut, line) }, emit)
+	}, func(line string) { fmt.Fprintln(o.ErrOut, line) }, agent.EachPacket(emit))
 	if err != nil && ctx.Err() == nil {
 		return err
 	}

@@ -8,12 +8,12 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/agent/server"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := agent.Run(ctx, os.Args[1:], os.Stderr)
+	err := server.Run(ctx, os.Args[1:], os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tether-agent:", err)

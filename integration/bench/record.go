@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/agent/server"
 	"github.com/tetherkube/tether/integration/cluster"
 	"github.com/tetherkube/tether/integration/demoapp"
 	"github.com/tetherkube/tether/recording"
@@ -58,11 +59,11 @@ func measureRecording(ctx context.Context, o options) (recordResults, error) {
 		if err != nil {
 			return 0, err
 		}
-		cfg := agent.DefaultConfig()
+		cfg := server.DefaultConfig()
 		cfg.Token = []byte("0123456789abcdef0123456789abcdef")
 		cfg.Forwards = []agent.Forward{{ListenPort: fl.Addr().(*net.TCPAddr).Port, AppPort: appPort}}
 		cfg.Record.Off = !record
-		a, err := agent.New(cfg)
+		a, err := server.New(cfg)
 		if err != nil {
 			return 0, err
 		}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,16 +107,13 @@ func (d *Dialer) DialPod(ctx context.Context, namespace, pod string, port int) (
 		conn.Close()
 		return nil, fmt.Errorf("port-forward to %s/%s:%d: data stream: %w", namespace, pod, port, err)
 	}
-	c := &Conn{
-		conn: conn, data: data,
-		local:  addr("port-forward"),
-		remote: addr(fmt.Sprintf("%s/%s:%d", namespace, pod, port)),
-	}
+	c := newConn(conn, data, addr("port-forward"), addr(fmt.Sprintf("%s/%s:%d", namespace, pod, port)))
 	go c.watchErrors(errStream)
 	return c, nil
 }
 
-// Conn is one port-forwarded connection.
+// Conn is one port-forwarded connection. Its deadlines work as net.Conn's
+// do (see deadline.go).
 type Conn struct {
 	conn          httpstream.Connection
 	data          httpstream.Stream
@@ -124,6 +122,17 @@ type Conn struct {
 	mu        sync.Mutex
 	remoteErr error
 	closeOnce sync.Once
+	closed    chan struct{}
+
+	reader                      *pump
+	readDeadline, writeDeadline *deadline
+}
+
+func newConn(conn httpstream.Connection, data httpstream.Stream, local, remote net.Addr) *Conn {
+	c := &Conn{conn: conn, data: data, local: local, remote: remote, closed: make(chan struct{}),
+		readDeadline: newDeadline(), writeDeadline: newDeadline()}
+	c.reader = newPump(data, c.closed)
+	return c
 }
 
 // watchErrors reads the error stream: the kubelet writes there when it
@@ -146,9 +155,11 @@ func (c *Conn) RemoteErr() error {
 	return c.remoteErr
 }
 
+// Read reads what the pod sent; it fails with os.ErrDeadlineExceeded once
+// the read deadline passes, and the Conn stays usable.
 func (c *Conn) Read(p []byte) (int, error) {
-	n, err := c.data.Read(p)
-	if err != nil {
+	n, err := c.reader.read(p, c.readDeadline.wait(), c.closed)
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		if rerr := c.RemoteErr(); rerr != nil {
 			return n, fmt.Errorf("port-forward: %w", rerr)
 		}
@@ -156,11 +167,41 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *Conn) Write(p []byte) (int, error) { return c.data.Write(p) }
+// Write sends p to the pod. A write still blocked when the write deadline
+// passes fails with os.ErrDeadlineExceeded and closes the Conn: how much
+// of p went out is unknown, so the stream cannot go on.
+func (c *Conn) Write(p []byte) (int, error) {
+	expired := c.writeDeadline.wait()
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	default:
+	}
+	if c.writeDeadline.isZero() {
+		return c.data.Write(p)
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := c.data.Write(p)
+		done <- result{n, err}
+	}()
+	select {
+	case r := <-done:
+		return r.n, r.err
+	case <-expired:
+		c.Close()
+		return 0, os.ErrDeadlineExceeded
+	}
+}
 
 // Close ends the stream and the API connection behind it.
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
+		close(c.closed)
 		c.data.Reset()
 		c.conn.Close()
 	})
@@ -173,11 +214,24 @@ func (c *Conn) Done() <-chan bool { return c.conn.CloseChan() }
 func (c *Conn) LocalAddr() net.Addr  { return c.local }
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
-// Deadlines are not supported by port-forward streams; callers bound their
-// waits with contexts instead.
-func (c *Conn) SetDeadline(time.Time) error      { return nil }
-func (c *Conn) SetReadDeadline(time.Time) error  { return nil }
-func (c *Conn) SetWriteDeadline(time.Time) error { return nil }
+// SetDeadline sets the read and write deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.readDeadline.set(t)
+	c.writeDeadline.set(t)
+	return nil
+}
+
+// SetReadDeadline bounds pending and future Reads; zero means none.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.readDeadline.set(t)
+	return nil
+}
+
+// SetWriteDeadline bounds pending and future Writes; zero means none.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.writeDeadline.set(t)
+	return nil
+}
 
 type addr string
 

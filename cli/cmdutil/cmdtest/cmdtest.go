@@ -20,6 +20,7 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/daemon/server"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 )
 
@@ -33,7 +34,7 @@ func Serve(t testing.TB, svc daemon.Service) daemon.Service {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	daemonv1.RegisterDaemonServer(srv, daemon.NewGRPCServer(svc))
+	daemonv1.RegisterDaemonServer(srv, server.NewGRPCServer(svc))
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

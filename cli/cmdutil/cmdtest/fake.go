@@ -71,11 +71,13 @@ func (f *FakeService) Quit(ctx context.Context) error {
 	return f.QuitFunc(ctx)
 }
 
-func (f *FakeService) Capture(ctx context.Context, req daemon.CaptureRequest, progress func(string), emit func(agent.CapturedPacket) error) (agent.CaptureStats, error) {
+// Capture calls CaptureFunc, which emits one packet at a time; each goes
+// to the caller as a batch of one.
+func (f *FakeService) Capture(ctx context.Context, req daemon.CaptureRequest, progress func(string), emit func([]agent.CapturedPacket) error) (agent.CaptureStats, error) {
 	if f.CaptureFunc == nil {
 		return agent.CaptureStats{}, unset("Capture")
 	}
-	return f.CaptureFunc(ctx, req, progress, emit)
+	return f.CaptureFunc(ctx, req, progress, func(p agent.CapturedPacket) error { return emit([]agent.CapturedPacket{p}) })
 }
 
 func (f *FakeService) Trace(ctx context.Context, req daemon.TraceRequest, progress func(string)) (daemon.TraceReport, error) {

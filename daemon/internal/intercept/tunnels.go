@@ -11,21 +11,12 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/tunnel"
 )
-
-// agentLink is the tunnel to one pod's agent.
-type agentLink struct {
-	sess   *tunnel.Session
-	conn   *grpc.ClientConn
-	client *agent.Client
-}
 
 // tunnels holds a tunnel to the agent of every ready pod of a workload,
 // following pods as they come and go.
@@ -39,14 +30,14 @@ type tunnels struct {
 	localPort int
 
 	mu     sync.Mutex
-	links  map[string]*agentLink
+	links  map[string]*agent.Link
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 func newTunnels(cs kubernetes.Interface, d Dialer, log *slog.Logger, ns, sel string, token []byte, agentPort, localPort int) *tunnels {
 	return &tunnels{cs: cs, dialer: d, log: log, ns: ns, sel: sel, token: token,
-		agentPort: agentPort, localPort: localPort, links: map[string]*agentLink{}, done: make(chan struct{})}
+		agentPort: agentPort, localPort: localPort, links: map[string]*agent.Link{}, done: make(chan struct{})}
 }
 
 // start connects to every ready agent now, then keeps following pods.
@@ -95,7 +86,7 @@ func (t *tunnels) sync(ctx context.Context) error {
 		t.mu.Unlock()
 		if l != nil {
 			select {
-			case <-l.sess.Done():
+			case <-l.Done():
 			default:
 				continue // healthy
 			}
@@ -107,7 +98,7 @@ func (t *tunnels) sync(ctx context.Context) error {
 	t.mu.Lock()
 	for name, l := range t.links {
 		if !live[name] {
-			l.close()
+			l.Close()
 			delete(t.links, name)
 		}
 	}
@@ -125,25 +116,18 @@ func (t *tunnels) connect(ctx context.Context, pod string) error {
 	}
 	cfg := tunnel.DefaultConfig(t.token)
 	cfg.Logger = t.log
-	sess, err := tunnel.Client(cctx, c, cfg)
+	l, err := agent.Connect(cctx, c, cfg)
 	if err != nil {
 		return fmt.Errorf("tunnel to pod %s: %w", pod, err)
 	}
-	conn, err := grpc.NewClient("passthrough:///"+pod, grpc.WithContextDialer(sess.DialControl),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		sess.Close()
-		return err
-	}
-	l := &agentLink{sess: sess, conn: conn, client: agent.NewClient(conn)}
-	if err := l.client.Intercept(cctx, t.agentPort); err != nil {
-		l.close()
+	if err := l.Agent().Intercept(cctx, t.agentPort); err != nil {
+		l.Close()
 		return fmt.Errorf("intercept on pod %s: %w", pod, err)
 	}
-	go t.serve(pod, sess)
+	go t.serve(pod, l)
 	t.mu.Lock()
 	if old := t.links[pod]; old != nil {
-		old.close()
+		old.Close()
 	}
 	t.links[pod] = l
 	t.mu.Unlock()
@@ -154,10 +138,10 @@ func (t *tunnels) connect(ctx context.Context, pod string) error {
 // serve passes each intercepted connection of sess to the local port. When
 // nothing listens there, the stream is closed at once and the cluster
 // caller sees its connection end, promptly.
-func (t *tunnels) serve(pod string, sess *tunnel.Session) {
+func (t *tunnels) serve(pod string, l *agent.Link) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(t.localPort))
 	for {
-		st, err := sess.Accept(context.Background())
+		st, err := l.AcceptConn(context.Background())
 		if err != nil {
 			return
 		}
@@ -171,11 +155,6 @@ func (t *tunnels) serve(pod string, sess *tunnel.Session) {
 			tunnel.Join(st, local)
 		}()
 	}
-}
-
-func (l *agentLink) close() {
-	l.conn.Close()
-	l.sess.Close()
 }
 
 func (t *tunnels) pods() []string {
@@ -197,10 +176,10 @@ func (t *tunnels) leave(ctx context.Context) error {
 	defer t.mu.Unlock()
 	var errs []error
 	for name, l := range t.links {
-		if err := l.client.Leave(ctx, t.agentPort); err != nil {
+		if err := l.Agent().Leave(ctx, t.agentPort); err != nil {
 			errs = append(errs, fmt.Errorf("pod %s: %w", name, err))
 		}
-		l.close()
+		l.Close()
 		delete(t.links, name)
 	}
 	return errors.Join(errs...)

@@ -24,22 +24,6 @@ const (
 	KindPod     = "pod"     // pod/NAME:PORT
 )
 
-// Target is where the connection goes, as the user wrote it.
-type Target struct {
-	Input string `json:"input"`
-	Kind  string `json:"kind"`
-	// Host is the DNS name or address (KindName, KindIP).
-	Host string `json:"host,omitempty"`
-	// Namespace and Name name the Service or pod (KindService, KindPod).
-	Namespace string `json:"namespace,omitempty"`
-	Name      string `json:"name,omitempty"`
-	// Port is a number, or a Service port's name; empty when not given.
-	Port string `json:"port,omitempty"`
-	// URL targets: the scheme and the request's path.
-	Scheme string `json:"scheme,omitempty"`
-	Path   string `json:"path,omitempty"`
-}
-
 // usage is what every parse error ends with.
 const usage = "write a DNS name, svc/NAME[:PORT], pod/NAME:PORT, host:port or a URL"
 
@@ -153,8 +137,3 @@ func checkPort(input, port string, named bool) error {
 	}
 	return errdefs.User("%q: port %q is not a number", input, port)
 }
-
-// HTTP reports whether the target asks for an HTTP probe by itself.
-func (t Target) HTTP() bool { return t.Scheme == "http" }
-
-func (t Target) String() string { return t.Input }

@@ -169,9 +169,8 @@ func (x *ExchangesRequest) GetLimit() uint32 {
 
 type ExchangesChunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Exchanges in the recording format (github.com/tetherkube/tether/recording,
-	// the same JSON that `tether requests save` writes), one per line.
-	ExchangesJsonl []byte `protobuf:"bytes,1,opt,name=exchanges_jsonl,json=exchangesJsonl,proto3" json:"exchanges_jsonl,omitempty"`
+	// Exchanges, oldest first.
+	Exchanges []*Exchange `protobuf:"bytes,3,rep,name=exchanges,proto3" json:"exchanges,omitempty"`
 	// Set on the last chunk only.
 	Stats         *RecordingStats `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -208,9 +207,9 @@ func (*ExchangesChunk) Descriptor() ([]byte, []int) {
 	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{2}
 }
 
-func (x *ExchangesChunk) GetExchangesJsonl() []byte {
+func (x *ExchangesChunk) GetExchanges() []*Exchange {
 	if x != nil {
-		return x.ExchangesJsonl
+		return x.Exchanges
 	}
 	return nil
 }
@@ -218,6 +217,338 @@ func (x *ExchangesChunk) GetExchangesJsonl() []byte {
 func (x *ExchangesChunk) GetStats() *RecordingStats {
 	if x != nil {
 		return x.Stats
+	}
+	return nil
+}
+
+// Exchange is one recorded HTTP request and its response, as it crossed the
+// agent (github.com/tetherkube/tether/recording's Exchange).
+type Exchange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// When the request's first byte arrived; 0 when unknown.
+	TimeUnixNano int64  `protobuf:"varint,2,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Pod          string `protobuf:"bytes,3,opt,name=pod,proto3" json:"pod,omitempty"`
+	Port         uint32 `protobuf:"varint,4,opt,name=port,proto3" json:"port,omitempty"`
+	// The caller's address, host:port.
+	Source string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	// "app" or "laptop".
+	Destination string `protobuf:"bytes,6,opt,name=destination,proto3" json:"destination,omitempty"`
+	// "HTTP/1.1", "HTTP/1.0" or "HTTP/2.0".
+	Proto   string       `protobuf:"bytes,7,opt,name=proto,proto3" json:"proto,omitempty"`
+	Request *HTTPMessage `protobuf:"bytes,8,opt,name=request,proto3" json:"request,omitempty"`
+	// Absent when no response came.
+	Response *HTTPMessage `protobuf:"bytes,9,opt,name=response,proto3" json:"response,omitempty"`
+	// The request's transfer, the wait for the response's first byte, and
+	// the response's transfer.
+	SendNanos    int64 `protobuf:"varint,10,opt,name=send_nanos,json=sendNanos,proto3" json:"send_nanos,omitempty"`
+	WaitNanos    int64 `protobuf:"varint,11,opt,name=wait_nanos,json=waitNanos,proto3" json:"wait_nanos,omitempty"`
+	ReceiveNanos int64 `protobuf:"varint,12,opt,name=receive_nanos,json=receiveNanos,proto3" json:"receive_nanos,omitempty"`
+	// Why the exchange is incomplete.
+	Error         string `protobuf:"bytes,13,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Exchange) Reset() {
+	*x = Exchange{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Exchange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Exchange) ProtoMessage() {}
+
+func (x *Exchange) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Exchange.ProtoReflect.Descriptor instead.
+func (*Exchange) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Exchange) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Exchange) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+func (x *Exchange) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *Exchange) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *Exchange) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Exchange) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *Exchange) GetProto() string {
+	if x != nil {
+		return x.Proto
+	}
+	return ""
+}
+
+func (x *Exchange) GetRequest() *HTTPMessage {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *Exchange) GetResponse() *HTTPMessage {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *Exchange) GetSendNanos() int64 {
+	if x != nil {
+		return x.SendNanos
+	}
+	return 0
+}
+
+func (x *Exchange) GetWaitNanos() int64 {
+	if x != nil {
+		return x.WaitNanos
+	}
+	return 0
+}
+
+func (x *Exchange) GetReceiveNanos() int64 {
+	if x != nil {
+		return x.ReceiveNanos
+	}
+	return 0
+}
+
+func (x *Exchange) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// HTTPMessage is a request or a response.
+type HTTPMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Requests: the method, the target as sent ("/orders/7?x=1") and Host.
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Host   string `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	// Responses: the status code and reason.
+	Status  int32     `protobuf:"varint,4,opt,name=status,proto3" json:"status,omitempty"`
+	Reason  string    `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	Header  []*Header `protobuf:"bytes,6,rep,name=header,proto3" json:"header,omitempty"`
+	Trailer []*Header `protobuf:"bytes,7,rep,name=trailer,proto3" json:"trailer,omitempty"`
+	// At most the recorder's per-body cap; body_size counts every byte.
+	Body      []byte `protobuf:"bytes,8,opt,name=body,proto3" json:"body,omitempty"`
+	BodySize  int64  `protobuf:"varint,9,opt,name=body_size,json=bodySize,proto3" json:"body_size,omitempty"`
+	Truncated bool   `protobuf:"varint,10,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// What was redacted: header names and JSON field paths.
+	Redacted      []string `protobuf:"bytes,11,rep,name=redacted,proto3" json:"redacted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HTTPMessage) Reset() {
+	*x = HTTPMessage{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HTTPMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HTTPMessage) ProtoMessage() {}
+
+func (x *HTTPMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HTTPMessage.ProtoReflect.Descriptor instead.
+func (*HTTPMessage) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *HTTPMessage) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *HTTPMessage) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *HTTPMessage) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *HTTPMessage) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *HTTPMessage) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *HTTPMessage) GetHeader() []*Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *HTTPMessage) GetTrailer() []*Header {
+	if x != nil {
+		return x.Trailer
+	}
+	return nil
+}
+
+func (x *HTTPMessage) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *HTTPMessage) GetBodySize() int64 {
+	if x != nil {
+		return x.BodySize
+	}
+	return 0
+}
+
+func (x *HTTPMessage) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+func (x *HTTPMessage) GetRedacted() []string {
+	if x != nil {
+		return x.Redacted
+	}
+	return nil
+}
+
+// Header is one header name and its values, in order.
+type Header struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Values        []string               `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Header) Reset() {
+	*x = Header{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Header) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Header) ProtoMessage() {}
+
+func (x *Header) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Header.ProtoReflect.Descriptor instead.
+func (*Header) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Header) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Header) GetValues() []string {
+	if x != nil {
+		return x.Values
 	}
 	return nil
 }
@@ -244,7 +575,7 @@ type RecordingStats struct {
 
 func (x *RecordingStats) Reset() {
 	*x = RecordingStats{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -256,7 +587,7 @@ func (x *RecordingStats) String() string {
 func (*RecordingStats) ProtoMessage() {}
 
 func (x *RecordingStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -269,7 +600,7 @@ func (x *RecordingStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordingStats.ProtoReflect.Descriptor instead.
 func (*RecordingStats) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RecordingStats) GetConnections() uint64 {
@@ -371,7 +702,7 @@ type ResolvConfRequest struct {
 
 func (x *ResolvConfRequest) Reset() {
 	*x = ResolvConfRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +714,7 @@ func (x *ResolvConfRequest) String() string {
 func (*ResolvConfRequest) ProtoMessage() {}
 
 func (x *ResolvConfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +727,7 @@ func (x *ResolvConfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvConfRequest.ProtoReflect.Descriptor instead.
 func (*ResolvConfRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 type ResolvConfResponse struct {
@@ -408,7 +739,7 @@ type ResolvConfResponse struct {
 
 func (x *ResolvConfResponse) Reset() {
 	*x = ResolvConfResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +751,7 @@ func (x *ResolvConfResponse) String() string {
 func (*ResolvConfResponse) ProtoMessage() {}
 
 func (x *ResolvConfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +764,7 @@ func (x *ResolvConfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvConfResponse.ProtoReflect.Descriptor instead.
 func (*ResolvConfResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ResolvConfResponse) GetContent() []byte {
@@ -458,7 +789,7 @@ type DNSQueryRequest struct {
 
 func (x *DNSQueryRequest) Reset() {
 	*x = DNSQueryRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +801,7 @@ func (x *DNSQueryRequest) String() string {
 func (*DNSQueryRequest) ProtoMessage() {}
 
 func (x *DNSQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +814,7 @@ func (x *DNSQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSQueryRequest.ProtoReflect.Descriptor instead.
 func (*DNSQueryRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DNSQueryRequest) GetServer() string {
@@ -527,7 +858,7 @@ type DNSRecord struct {
 
 func (x *DNSRecord) Reset() {
 	*x = DNSRecord{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +870,7 @@ func (x *DNSRecord) String() string {
 func (*DNSRecord) ProtoMessage() {}
 
 func (x *DNSRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +883,7 @@ func (x *DNSRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSRecord.ProtoReflect.Descriptor instead.
 func (*DNSRecord) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DNSRecord) GetName() string {
@@ -599,7 +930,7 @@ type DNSQueryResponse struct {
 
 func (x *DNSQueryResponse) Reset() {
 	*x = DNSQueryResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +942,7 @@ func (x *DNSQueryResponse) String() string {
 func (*DNSQueryResponse) ProtoMessage() {}
 
 func (x *DNSQueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +955,7 @@ func (x *DNSQueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSQueryResponse.ProtoReflect.Descriptor instead.
 func (*DNSQueryResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DNSQueryResponse) GetRcode() string {
@@ -675,7 +1006,7 @@ type ProbeRequest struct {
 
 func (x *ProbeRequest) Reset() {
 	*x = ProbeRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +1018,7 @@ func (x *ProbeRequest) String() string {
 func (*ProbeRequest) ProtoMessage() {}
 
 func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +1031,7 @@ func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeRequest.ProtoReflect.Descriptor instead.
 func (*ProbeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ProbeRequest) GetAddress() string {
@@ -736,7 +1067,7 @@ type HTTPProbe struct {
 
 func (x *HTTPProbe) Reset() {
 	*x = HTTPProbe{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +1079,7 @@ func (x *HTTPProbe) String() string {
 func (*HTTPProbe) ProtoMessage() {}
 
 func (x *HTTPProbe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +1092,7 @@ func (x *HTTPProbe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPProbe.ProtoReflect.Descriptor instead.
 func (*HTTPProbe) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HTTPProbe) GetMethod() string {
@@ -804,7 +1135,7 @@ type ProbeResponse struct {
 
 func (x *ProbeResponse) Reset() {
 	*x = ProbeResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +1147,7 @@ func (x *ProbeResponse) String() string {
 func (*ProbeResponse) ProtoMessage() {}
 
 func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +1160,7 @@ func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeResponse.ProtoReflect.Descriptor instead.
 func (*ProbeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ProbeResponse) GetConnected() bool {
@@ -898,7 +1229,7 @@ type CaptureRequest struct {
 
 func (x *CaptureRequest) Reset() {
 	*x = CaptureRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1241,7 @@ func (x *CaptureRequest) String() string {
 func (*CaptureRequest) ProtoMessage() {}
 
 func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1254,7 @@ func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
 func (*CaptureRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CaptureRequest) GetInterface() string {
@@ -974,7 +1305,7 @@ type CaptureEvent struct {
 
 func (x *CaptureEvent) Reset() {
 	*x = CaptureEvent{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1317,7 @@ func (x *CaptureEvent) String() string {
 func (*CaptureEvent) ProtoMessage() {}
 
 func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1330,7 @@ func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureEvent.ProtoReflect.Descriptor instead.
 func (*CaptureEvent) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
@@ -1054,7 +1385,7 @@ type PacketBatch struct {
 
 func (x *PacketBatch) Reset() {
 	*x = PacketBatch{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1066,7 +1397,7 @@ func (x *PacketBatch) String() string {
 func (*PacketBatch) ProtoMessage() {}
 
 func (x *PacketBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1079,7 +1410,7 @@ func (x *PacketBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PacketBatch.ProtoReflect.Descriptor instead.
 func (*PacketBatch) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PacketBatch) GetPackets() []*Packet {
@@ -1102,7 +1433,7 @@ type Packet struct {
 
 func (x *Packet) Reset() {
 	*x = Packet{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1445,7 @@ func (x *Packet) String() string {
 func (*Packet) ProtoMessage() {}
 
 func (x *Packet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1458,7 @@ func (x *Packet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Packet.ProtoReflect.Descriptor instead.
 func (*Packet) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Packet) GetTimestampUnixNano() int64 {
@@ -1162,7 +1493,7 @@ type CaptureStats struct {
 
 func (x *CaptureStats) Reset() {
 	*x = CaptureStats{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1505,7 @@ func (x *CaptureStats) String() string {
 func (*CaptureStats) ProtoMessage() {}
 
 func (x *CaptureStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1518,7 @@ func (x *CaptureStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureStats.ProtoReflect.Descriptor instead.
 func (*CaptureStats) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CaptureStats) GetReceived() uint64 {
@@ -1219,7 +1550,7 @@ type Forward struct {
 
 func (x *Forward) Reset() {
 	*x = Forward{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1562,7 @@ func (x *Forward) String() string {
 func (*Forward) ProtoMessage() {}
 
 func (x *Forward) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1575,7 @@ func (x *Forward) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Forward.ProtoReflect.Descriptor instead.
 func (*Forward) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Forward) GetListenPort() uint32 {
@@ -1277,7 +1608,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1620,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1633,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *InterceptRequest) GetListenPort() uint32 {
@@ -1320,7 +1651,7 @@ type InterceptResponse struct {
 
 func (x *InterceptResponse) Reset() {
 	*x = InterceptResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1332,7 +1663,7 @@ func (x *InterceptResponse) String() string {
 func (*InterceptResponse) ProtoMessage() {}
 
 func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1345,7 +1676,7 @@ func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptResponse.ProtoReflect.Descriptor instead.
 func (*InterceptResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 type LeaveRequest struct {
@@ -1357,7 +1688,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1700,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1713,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LeaveRequest) GetListenPort() uint32 {
@@ -1400,7 +1731,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1743,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,62 +1756,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{21}
-}
-
-// ConnMeta is the metadata of a conn stream the agent opens for an
-// intercepted connection (tunnel/spec.md, role 2).
-type ConnMeta struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	ListenPort uint32                 `protobuf:"varint,1,opt,name=listen_port,json=listenPort,proto3" json:"listen_port,omitempty"`
-	// The cluster caller's address, host:port.
-	Source        string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ConnMeta) Reset() {
-	*x = ConnMeta{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ConnMeta) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ConnMeta) ProtoMessage() {}
-
-func (x *ConnMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ConnMeta.ProtoReflect.Descriptor instead.
-func (*ConnMeta) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{22}
-}
-
-func (x *ConnMeta) GetListenPort() uint32 {
-	if x != nil {
-		return x.ListenPort
-	}
-	return 0
-}
-
-func (x *ConnMeta) GetSource() string {
-	if x != nil {
-		return x.Source
-	}
-	return ""
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 type InfoRequest struct {
@@ -1491,7 +1767,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1779,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1792,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 type InfoResponse struct {
@@ -1537,7 +1813,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1825,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1838,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InfoResponse) GetVersion() string {
@@ -1622,10 +1898,43 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x10ExchangesRequest\x127\n" +
 	"\x06filter\x18\x01 \x01(\v2\x1f.tether.agent.v1.ExchangeFilterR\x06filter\x12%\n" +
 	"\x0ewithout_bodies\x18\x02 \x01(\bR\rwithoutBodies\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"p\n" +
-	"\x0eExchangesChunk\x12'\n" +
-	"\x0fexchanges_jsonl\x18\x01 \x01(\fR\x0eexchangesJsonl\x125\n" +
-	"\x05stats\x18\x02 \x01(\v2\x1f.tether.agent.v1.RecordingStatsR\x05stats\"\xa7\x03\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"\x86\x01\n" +
+	"\x0eExchangesChunk\x127\n" +
+	"\texchanges\x18\x03 \x03(\v2\x19.tether.agent.v1.ExchangeR\texchanges\x125\n" +
+	"\x05stats\x18\x02 \x01(\v2\x1f.tether.agent.v1.RecordingStatsR\x05statsJ\x04\b\x01\x10\x02\"\xa1\x03\n" +
+	"\bExchange\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
+	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x10\n" +
+	"\x03pod\x18\x03 \x01(\tR\x03pod\x12\x12\n" +
+	"\x04port\x18\x04 \x01(\rR\x04port\x12\x16\n" +
+	"\x06source\x18\x05 \x01(\tR\x06source\x12 \n" +
+	"\vdestination\x18\x06 \x01(\tR\vdestination\x12\x14\n" +
+	"\x05proto\x18\a \x01(\tR\x05proto\x126\n" +
+	"\arequest\x18\b \x01(\v2\x1c.tether.agent.v1.HTTPMessageR\arequest\x128\n" +
+	"\bresponse\x18\t \x01(\v2\x1c.tether.agent.v1.HTTPMessageR\bresponse\x12\x1d\n" +
+	"\n" +
+	"send_nanos\x18\n" +
+	" \x01(\x03R\tsendNanos\x12\x1d\n" +
+	"\n" +
+	"wait_nanos\x18\v \x01(\x03R\twaitNanos\x12#\n" +
+	"\rreceive_nanos\x18\f \x01(\x03R\freceiveNanos\x12\x14\n" +
+	"\x05error\x18\r \x01(\tR\x05error\"\xd0\x02\n" +
+	"\vHTTPMessage\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x12\n" +
+	"\x04host\x18\x03 \x01(\tR\x04host\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\x05R\x06status\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12/\n" +
+	"\x06header\x18\x06 \x03(\v2\x17.tether.agent.v1.HeaderR\x06header\x121\n" +
+	"\atrailer\x18\a \x03(\v2\x17.tether.agent.v1.HeaderR\atrailer\x12\x12\n" +
+	"\x04body\x18\b \x01(\fR\x04body\x12\x1b\n" +
+	"\tbody_size\x18\t \x01(\x03R\bbodySize\x12\x1c\n" +
+	"\ttruncated\x18\n" +
+	" \x01(\bR\ttruncated\x12\x1a\n" +
+	"\bredacted\x18\v \x03(\tR\bredacted\"4\n" +
+	"\x06Header\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\xa7\x03\n" +
 	"\x0eRecordingStats\x12 \n" +
 	"\vconnections\x18\x01 \x01(\x04R\vconnections\x12\x1c\n" +
 	"\texchanges\x18\x02 \x01(\x04R\texchanges\x12\x18\n" +
@@ -1710,11 +2019,7 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\fLeaveRequest\x12\x1f\n" +
 	"\vlisten_port\x18\x01 \x01(\rR\n" +
 	"listenPort\"\x0f\n" +
-	"\rLeaveResponse\"C\n" +
-	"\bConnMeta\x12\x1f\n" +
-	"\vlisten_port\x18\x01 \x01(\rR\n" +
-	"listenPort\x12\x16\n" +
-	"\x06source\x18\x02 \x01(\tR\x06source\"\r\n" +
+	"\rLeaveResponse\"\r\n" +
 	"\vInfoRequest\"\xe2\x01\n" +
 	"\fInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
@@ -1746,64 +2051,71 @@ func file_proto_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_proto_agent_v1_agent_proto_rawDescData
 }
 
-var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*ExchangeFilter)(nil),     // 0: tether.agent.v1.ExchangeFilter
 	(*ExchangesRequest)(nil),   // 1: tether.agent.v1.ExchangesRequest
 	(*ExchangesChunk)(nil),     // 2: tether.agent.v1.ExchangesChunk
-	(*RecordingStats)(nil),     // 3: tether.agent.v1.RecordingStats
-	(*ResolvConfRequest)(nil),  // 4: tether.agent.v1.ResolvConfRequest
-	(*ResolvConfResponse)(nil), // 5: tether.agent.v1.ResolvConfResponse
-	(*DNSQueryRequest)(nil),    // 6: tether.agent.v1.DNSQueryRequest
-	(*DNSRecord)(nil),          // 7: tether.agent.v1.DNSRecord
-	(*DNSQueryResponse)(nil),   // 8: tether.agent.v1.DNSQueryResponse
-	(*ProbeRequest)(nil),       // 9: tether.agent.v1.ProbeRequest
-	(*HTTPProbe)(nil),          // 10: tether.agent.v1.HTTPProbe
-	(*ProbeResponse)(nil),      // 11: tether.agent.v1.ProbeResponse
-	(*CaptureRequest)(nil),     // 12: tether.agent.v1.CaptureRequest
-	(*CaptureEvent)(nil),       // 13: tether.agent.v1.CaptureEvent
-	(*PacketBatch)(nil),        // 14: tether.agent.v1.PacketBatch
-	(*Packet)(nil),             // 15: tether.agent.v1.Packet
-	(*CaptureStats)(nil),       // 16: tether.agent.v1.CaptureStats
-	(*Forward)(nil),            // 17: tether.agent.v1.Forward
-	(*InterceptRequest)(nil),   // 18: tether.agent.v1.InterceptRequest
-	(*InterceptResponse)(nil),  // 19: tether.agent.v1.InterceptResponse
-	(*LeaveRequest)(nil),       // 20: tether.agent.v1.LeaveRequest
-	(*LeaveResponse)(nil),      // 21: tether.agent.v1.LeaveResponse
-	(*ConnMeta)(nil),           // 22: tether.agent.v1.ConnMeta
-	(*InfoRequest)(nil),        // 23: tether.agent.v1.InfoRequest
-	(*InfoResponse)(nil),       // 24: tether.agent.v1.InfoResponse
+	(*Exchange)(nil),           // 3: tether.agent.v1.Exchange
+	(*HTTPMessage)(nil),        // 4: tether.agent.v1.HTTPMessage
+	(*Header)(nil),             // 5: tether.agent.v1.Header
+	(*RecordingStats)(nil),     // 6: tether.agent.v1.RecordingStats
+	(*ResolvConfRequest)(nil),  // 7: tether.agent.v1.ResolvConfRequest
+	(*ResolvConfResponse)(nil), // 8: tether.agent.v1.ResolvConfResponse
+	(*DNSQueryRequest)(nil),    // 9: tether.agent.v1.DNSQueryRequest
+	(*DNSRecord)(nil),          // 10: tether.agent.v1.DNSRecord
+	(*DNSQueryResponse)(nil),   // 11: tether.agent.v1.DNSQueryResponse
+	(*ProbeRequest)(nil),       // 12: tether.agent.v1.ProbeRequest
+	(*HTTPProbe)(nil),          // 13: tether.agent.v1.HTTPProbe
+	(*ProbeResponse)(nil),      // 14: tether.agent.v1.ProbeResponse
+	(*CaptureRequest)(nil),     // 15: tether.agent.v1.CaptureRequest
+	(*CaptureEvent)(nil),       // 16: tether.agent.v1.CaptureEvent
+	(*PacketBatch)(nil),        // 17: tether.agent.v1.PacketBatch
+	(*Packet)(nil),             // 18: tether.agent.v1.Packet
+	(*CaptureStats)(nil),       // 19: tether.agent.v1.CaptureStats
+	(*Forward)(nil),            // 20: tether.agent.v1.Forward
+	(*InterceptRequest)(nil),   // 21: tether.agent.v1.InterceptRequest
+	(*InterceptResponse)(nil),  // 22: tether.agent.v1.InterceptResponse
+	(*LeaveRequest)(nil),       // 23: tether.agent.v1.LeaveRequest
+	(*LeaveResponse)(nil),      // 24: tether.agent.v1.LeaveResponse
+	(*InfoRequest)(nil),        // 25: tether.agent.v1.InfoRequest
+	(*InfoResponse)(nil),       // 26: tether.agent.v1.InfoResponse
 }
 var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	0,  // 0: tether.agent.v1.ExchangesRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	3,  // 1: tether.agent.v1.ExchangesChunk.stats:type_name -> tether.agent.v1.RecordingStats
-	7,  // 2: tether.agent.v1.DNSQueryResponse.answers:type_name -> tether.agent.v1.DNSRecord
-	10, // 3: tether.agent.v1.ProbeRequest.http:type_name -> tether.agent.v1.HTTPProbe
-	14, // 4: tether.agent.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	16, // 5: tether.agent.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	15, // 6: tether.agent.v1.PacketBatch.packets:type_name -> tether.agent.v1.Packet
-	17, // 7: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
-	23, // 8: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
-	18, // 9: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
-	20, // 10: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
-	12, // 11: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
-	4,  // 12: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
-	6,  // 13: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
-	9,  // 14: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
-	1,  // 15: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
-	24, // 16: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
-	19, // 17: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
-	21, // 18: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
-	13, // 19: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
-	5,  // 20: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
-	8,  // 21: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
-	11, // 22: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
-	2,  // 23: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
-	16, // [16:24] is the sub-list for method output_type
-	8,  // [8:16] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	3,  // 1: tether.agent.v1.ExchangesChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	6,  // 2: tether.agent.v1.ExchangesChunk.stats:type_name -> tether.agent.v1.RecordingStats
+	4,  // 3: tether.agent.v1.Exchange.request:type_name -> tether.agent.v1.HTTPMessage
+	4,  // 4: tether.agent.v1.Exchange.response:type_name -> tether.agent.v1.HTTPMessage
+	5,  // 5: tether.agent.v1.HTTPMessage.header:type_name -> tether.agent.v1.Header
+	5,  // 6: tether.agent.v1.HTTPMessage.trailer:type_name -> tether.agent.v1.Header
+	10, // 7: tether.agent.v1.DNSQueryResponse.answers:type_name -> tether.agent.v1.DNSRecord
+	13, // 8: tether.agent.v1.ProbeRequest.http:type_name -> tether.agent.v1.HTTPProbe
+	17, // 9: tether.agent.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	19, // 10: tether.agent.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	18, // 11: tether.agent.v1.PacketBatch.packets:type_name -> tether.agent.v1.Packet
+	20, // 12: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
+	25, // 13: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
+	21, // 14: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
+	23, // 15: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
+	15, // 16: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
+	7,  // 17: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
+	9,  // 18: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
+	12, // 19: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
+	1,  // 20: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
+	26, // 21: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
+	22, // 22: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
+	24, // 23: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
+	16, // 24: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
+	8,  // 25: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
+	11, // 26: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
+	14, // 27: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
+	2,  // 28: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_proto_agent_v1_agent_proto_init() }
@@ -1811,7 +2123,7 @@ func file_proto_agent_v1_agent_proto_init() {
 	if File_proto_agent_v1_agent_proto != nil {
 		return
 	}
-	file_proto_agent_v1_agent_proto_msgTypes[13].OneofWrappers = []any{
+	file_proto_agent_v1_agent_proto_msgTypes[16].OneofWrappers = []any{
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
@@ -1821,7 +2133,7 @@ func file_proto_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_v1_agent_proto_rawDesc), len(file_proto_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,7 +45,7 @@ type AgentClient interface {
 	// first on every new tunnel to check that both sides speak the same API.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	// Intercept sends every new connection on a forwarded port into the
-	// tunnel that carries this call, as a conn stream with ConnMeta, until
+	// tunnel that carries this call, as a conn stream, until
 	// Leave, or until that tunnel ends: then connections go to the app again.
 	Intercept(ctx context.Context, in *InterceptRequest, opts ...grpc.CallOption) (*InterceptResponse, error)
 	// Leave sends a port's new connections to the app again.
@@ -187,7 +187,7 @@ type AgentServer interface {
 	// first on every new tunnel to check that both sides speak the same API.
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	// Intercept sends every new connection on a forwarded port into the
-	// tunnel that carries this call, as a conn stream with ConnMeta, until
+	// tunnel that carries this call, as a conn stream, until
 	// Leave, or until that tunnel ends: then connections go to the app again.
 	Intercept(context.Context, *InterceptRequest) (*InterceptResponse, error)
 	// Leave sends a port's new connections to the app again.

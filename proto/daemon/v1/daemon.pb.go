@@ -31,8 +31,8 @@ type ReplayRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	Workload  string                 `protobuf:"bytes,2,opt,name=workload,proto3" json:"workload,omitempty"`
-	// The exchanges, in the recording format, one per line.
-	ExchangesJsonl []byte `protobuf:"bytes,3,opt,name=exchanges_jsonl,json=exchangesJsonl,proto3" json:"exchanges_jsonl,omitempty"`
+	// The exchanges to replay.
+	Exchanges []*v1.Exchange `protobuf:"bytes,14,rep,name=exchanges,proto3" json:"exchanges,omitempty"`
 	// Their names in results, in the same order.
 	Refs []string `protobuf:"bytes,4,rep,name=refs,proto3" json:"refs,omitempty"`
 	// local, local:PORT, cluster, or an http:// URL.
@@ -94,9 +94,9 @@ func (x *ReplayRequest) GetWorkload() string {
 	return ""
 }
 
-func (x *ReplayRequest) GetExchangesJsonl() []byte {
+func (x *ReplayRequest) GetExchanges() []*v1.Exchange {
 	if x != nil {
-		return x.ExchangesJsonl
+		return x.Exchanges
 	}
 	return nil
 }
@@ -173,13 +173,10 @@ func (x *ReplayRequest) GetTimeoutMillis() int64 {
 
 type ReplayEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// A result or the summary, as JSON of github.com/tetherkube/tether/replay's
-	// Result and Summary.
-	//
 	// Types that are valid to be assigned to Event:
 	//
-	//	*ReplayEvent_ResultJson
-	//	*ReplayEvent_SummaryJson
+	//	*ReplayEvent_Result
+	//	*ReplayEvent_Summary
 	Event         isReplayEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -222,19 +219,19 @@ func (x *ReplayEvent) GetEvent() isReplayEvent_Event {
 	return nil
 }
 
-func (x *ReplayEvent) GetResultJson() []byte {
+func (x *ReplayEvent) GetResult() *ReplayResult {
 	if x != nil {
-		if x, ok := x.Event.(*ReplayEvent_ResultJson); ok {
-			return x.ResultJson
+		if x, ok := x.Event.(*ReplayEvent_Result); ok {
+			return x.Result
 		}
 	}
 	return nil
 }
 
-func (x *ReplayEvent) GetSummaryJson() []byte {
+func (x *ReplayEvent) GetSummary() *ReplaySummary {
 	if x != nil {
-		if x, ok := x.Event.(*ReplayEvent_SummaryJson); ok {
-			return x.SummaryJson
+		if x, ok := x.Event.(*ReplayEvent_Summary); ok {
+			return x.Summary
 		}
 	}
 	return nil
@@ -244,17 +241,331 @@ type isReplayEvent_Event interface {
 	isReplayEvent_Event()
 }
 
-type ReplayEvent_ResultJson struct {
-	ResultJson []byte `protobuf:"bytes,1,opt,name=result_json,json=resultJson,proto3,oneof"`
+type ReplayEvent_Result struct {
+	Result *ReplayResult `protobuf:"bytes,3,opt,name=result,proto3,oneof"`
 }
 
-type ReplayEvent_SummaryJson struct {
-	SummaryJson []byte `protobuf:"bytes,2,opt,name=summary_json,json=summaryJson,proto3,oneof"`
+type ReplayEvent_Summary struct {
+	Summary *ReplaySummary `protobuf:"bytes,4,opt,name=summary,proto3,oneof"`
 }
 
-func (*ReplayEvent_ResultJson) isReplayEvent_Event() {}
+func (*ReplayEvent_Result) isReplayEvent_Event() {}
 
-func (*ReplayEvent_SummaryJson) isReplayEvent_Event() {}
+func (*ReplayEvent_Summary) isReplayEvent_Event() {}
+
+// ReplayResult is one replayed request (github.com/tetherkube/tether/replay's
+// Result).
+type ReplayResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The exchange's name: its ref, or its recorded id.
+	Ref string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	// Which repetition (from 1) when the exchanges are sent several times.
+	Round        int32  `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	Method       string `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
+	Target       string `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
+	Status       int32  `protobuf:"varint,5,opt,name=status,proto3" json:"status,omitempty"`
+	LatencyNanos int64  `protobuf:"varint,6,opt,name=latency_nanos,json=latencyNanos,proto3" json:"latency_nanos,omitempty"`
+	Error        string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	// How the answer differs from the recorded one; absent when not compared.
+	Diff *ReplayDiff `protobuf:"bytes,8,opt,name=diff,proto3" json:"diff,omitempty"`
+	// Why the request was not sent.
+	Skipped       string `protobuf:"bytes,9,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayResult) Reset() {
+	*x = ReplayResult{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayResult) ProtoMessage() {}
+
+func (x *ReplayResult) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayResult.ProtoReflect.Descriptor instead.
+func (*ReplayResult) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReplayResult) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *ReplayResult) GetRound() int32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *ReplayResult) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *ReplayResult) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ReplayResult) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *ReplayResult) GetLatencyNanos() int64 {
+	if x != nil {
+		return x.LatencyNanos
+	}
+	return 0
+}
+
+func (x *ReplayResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ReplayResult) GetDiff() *ReplayDiff {
+	if x != nil {
+		return x.Diff
+	}
+	return nil
+}
+
+func (x *ReplayResult) GetSkipped() string {
+	if x != nil {
+		return x.Skipped
+	}
+	return ""
+}
+
+// ReplayDiff is how a replayed answer differs from the recorded one.
+type ReplayDiff struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "500 -> 200".
+	Status string `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	// The headers that differ: "X-Cache: HIT -> MISS".
+	Headers []string `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty"`
+	// The JSON paths that differ, or one line for a body that is not JSON.
+	Body []string `protobuf:"bytes,3,rep,name=body,proto3" json:"body,omitempty"`
+	// What could not be compared.
+	NotCompared   []string `protobuf:"bytes,4,rep,name=not_compared,json=notCompared,proto3" json:"not_compared,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayDiff) Reset() {
+	*x = ReplayDiff{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayDiff) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayDiff) ProtoMessage() {}
+
+func (x *ReplayDiff) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayDiff.ProtoReflect.Descriptor instead.
+func (*ReplayDiff) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReplayDiff) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ReplayDiff) GetHeaders() []string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *ReplayDiff) GetBody() []string {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *ReplayDiff) GetNotCompared() []string {
+	if x != nil {
+		return x.NotCompared
+	}
+	return nil
+}
+
+// ReplaySummary is the whole replay.
+type ReplaySummary struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Sent    int64                  `protobuf:"varint,1,opt,name=sent,proto3" json:"sent,omitempty"`
+	Errors  int64                  `protobuf:"varint,2,opt,name=errors,proto3" json:"errors,omitempty"`
+	Skipped int64                  `protobuf:"varint,3,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// Answers per status code ("200", ...).
+	ByStatus     map[string]int64 `protobuf:"bytes,4,rep,name=by_status,json=byStatus,proto3" json:"by_status,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	P50Nanos     int64            `protobuf:"varint,5,opt,name=p50_nanos,json=p50Nanos,proto3" json:"p50_nanos,omitempty"`
+	P90Nanos     int64            `protobuf:"varint,6,opt,name=p90_nanos,json=p90Nanos,proto3" json:"p90_nanos,omitempty"`
+	P99Nanos     int64            `protobuf:"varint,7,opt,name=p99_nanos,json=p99Nanos,proto3" json:"p99_nanos,omitempty"`
+	MaxNanos     int64            `protobuf:"varint,8,opt,name=max_nanos,json=maxNanos,proto3" json:"max_nanos,omitempty"`
+	ElapsedNanos int64            `protobuf:"varint,9,opt,name=elapsed_nanos,json=elapsedNanos,proto3" json:"elapsed_nanos,omitempty"`
+	PerSecond    float64          `protobuf:"fixed64,10,opt,name=per_second,json=perSecond,proto3" json:"per_second,omitempty"`
+	// Answers that differ from the recording.
+	Differing     int64 `protobuf:"varint,11,opt,name=differing,proto3" json:"differing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaySummary) Reset() {
+	*x = ReplaySummary{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaySummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaySummary) ProtoMessage() {}
+
+func (x *ReplaySummary) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaySummary.ProtoReflect.Descriptor instead.
+func (*ReplaySummary) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ReplaySummary) GetSent() int64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetErrors() int64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetSkipped() int64 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetByStatus() map[string]int64 {
+	if x != nil {
+		return x.ByStatus
+	}
+	return nil
+}
+
+func (x *ReplaySummary) GetP50Nanos() int64 {
+	if x != nil {
+		return x.P50Nanos
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetP90Nanos() int64 {
+	if x != nil {
+		return x.P90Nanos
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetP99Nanos() int64 {
+	if x != nil {
+		return x.P99Nanos
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetMaxNanos() int64 {
+	if x != nil {
+		return x.MaxNanos
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetElapsedNanos() int64 {
+	if x != nil {
+		return x.ElapsedNanos
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetPerSecond() float64 {
+	if x != nil {
+		return x.PerSecond
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetDiffering() int64 {
+	if x != nil {
+		return x.Differing
+	}
+	return 0
+}
 
 type RecordRequest struct {
 	state                 protoimpl.MessageState `protogen:"open.v1"`
@@ -275,7 +586,7 @@ type RecordRequest struct {
 
 func (x *RecordRequest) Reset() {
 	*x = RecordRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +598,7 @@ func (x *RecordRequest) String() string {
 func (*RecordRequest) ProtoMessage() {}
 
 func (x *RecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +611,7 @@ func (x *RecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordRequest.ProtoReflect.Descriptor instead.
 func (*RecordRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RecordRequest) GetNamespace() string {
@@ -379,7 +690,7 @@ type RecordEvent struct {
 
 func (x *RecordEvent) Reset() {
 	*x = RecordEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +702,7 @@ func (x *RecordEvent) String() string {
 func (*RecordEvent) ProtoMessage() {}
 
 func (x *RecordEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +715,7 @@ func (x *RecordEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEvent.ProtoReflect.Descriptor instead.
 func (*RecordEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RecordEvent) GetEvent() isRecordEvent_Event {
@@ -461,7 +772,7 @@ type RecordInfo struct {
 
 func (x *RecordInfo) Reset() {
 	*x = RecordInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +784,7 @@ func (x *RecordInfo) String() string {
 func (*RecordInfo) ProtoMessage() {}
 
 func (x *RecordInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +797,7 @@ func (x *RecordInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordInfo.ProtoReflect.Descriptor instead.
 func (*RecordInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RecordInfo) GetWorkload() string {
@@ -537,7 +848,7 @@ type RequestsRequest struct {
 
 func (x *RequestsRequest) Reset() {
 	*x = RequestsRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +860,7 @@ func (x *RequestsRequest) String() string {
 func (*RequestsRequest) ProtoMessage() {}
 
 func (x *RequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +873,7 @@ func (x *RequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestsRequest.ProtoReflect.Descriptor instead.
 func (*RequestsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RequestsRequest) GetNamespace() string {
@@ -601,9 +912,8 @@ func (x *RequestsRequest) GetLimit() uint32 {
 }
 
 type RequestsChunk struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Exchanges in the recording format, one JSON document per line.
-	ExchangesJsonl []byte `protobuf:"bytes,1,opt,name=exchanges_jsonl,json=exchangesJsonl,proto3" json:"exchanges_jsonl,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Exchanges []*v1.Exchange         `protobuf:"bytes,4,rep,name=exchanges,proto3" json:"exchanges,omitempty"`
 	// On the last chunk: each pod's recorder statistics.
 	Pods          []*PodRecording `protobuf:"bytes,2,rep,name=pods,proto3" json:"pods,omitempty"`
 	Last          bool            `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
@@ -613,7 +923,7 @@ type RequestsChunk struct {
 
 func (x *RequestsChunk) Reset() {
 	*x = RequestsChunk{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +935,7 @@ func (x *RequestsChunk) String() string {
 func (*RequestsChunk) ProtoMessage() {}
 
 func (x *RequestsChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,12 +948,12 @@ func (x *RequestsChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestsChunk.ProtoReflect.Descriptor instead.
 func (*RequestsChunk) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
 }
 
-func (x *RequestsChunk) GetExchangesJsonl() []byte {
+func (x *RequestsChunk) GetExchanges() []*v1.Exchange {
 	if x != nil {
-		return x.ExchangesJsonl
+		return x.Exchanges
 	}
 	return nil
 }
@@ -673,7 +983,7 @@ type PodRecording struct {
 
 func (x *PodRecording) Reset() {
 	*x = PodRecording{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +995,7 @@ func (x *PodRecording) String() string {
 func (*PodRecording) ProtoMessage() {}
 
 func (x *PodRecording) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +1008,7 @@ func (x *PodRecording) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PodRecording.ProtoReflect.Descriptor instead.
 func (*PodRecording) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PodRecording) GetPod() string {
@@ -737,7 +1047,7 @@ type TraceRequest struct {
 
 func (x *TraceRequest) Reset() {
 	*x = TraceRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +1059,7 @@ func (x *TraceRequest) String() string {
 func (*TraceRequest) ProtoMessage() {}
 
 func (x *TraceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +1072,7 @@ func (x *TraceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceRequest.ProtoReflect.Descriptor instead.
 func (*TraceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TraceRequest) GetNamespace() string {
@@ -798,7 +1108,7 @@ type TraceEvent struct {
 	// Types that are valid to be assigned to Event:
 	//
 	//	*TraceEvent_Progress
-	//	*TraceEvent_ReportJson
+	//	*TraceEvent_Report
 	Event         isTraceEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -806,7 +1116,7 @@ type TraceEvent struct {
 
 func (x *TraceEvent) Reset() {
 	*x = TraceEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +1128,7 @@ func (x *TraceEvent) String() string {
 func (*TraceEvent) ProtoMessage() {}
 
 func (x *TraceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +1141,7 @@ func (x *TraceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceEvent.ProtoReflect.Descriptor instead.
 func (*TraceEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TraceEvent) GetEvent() isTraceEvent_Event {
@@ -850,10 +1160,10 @@ func (x *TraceEvent) GetProgress() string {
 	return ""
 }
 
-func (x *TraceEvent) GetReportJson() []byte {
+func (x *TraceEvent) GetReport() *TraceReport {
 	if x != nil {
-		if x, ok := x.Event.(*TraceEvent_ReportJson); ok {
-			return x.ReportJson
+		if x, ok := x.Event.(*TraceEvent_Report); ok {
+			return x.Report
 		}
 	}
 	return nil
@@ -867,16 +1177,1265 @@ type TraceEvent_Progress struct {
 	Progress string `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
 }
 
-type TraceEvent_ReportJson struct {
-	// The report as JSON, exactly as `tether trace -o json` prints it; its
-	// schema is documented in docs/inspect.md. Carried as JSON so that the
-	// CLI's structured output is the daemon's own, field for field.
-	ReportJson []byte `protobuf:"bytes,2,opt,name=report_json,json=reportJson,proto3,oneof"`
+type TraceEvent_Report struct {
+	// The report; `tether trace -o json` prints it in the JSON schema
+	// documented in docs/inspect.md.
+	Report *TraceReport `protobuf:"bytes,3,opt,name=report,proto3,oneof"`
 }
 
 func (*TraceEvent_Progress) isTraceEvent_Event() {}
 
-func (*TraceEvent_ReportJson) isTraceEvent_Event() {}
+func (*TraceEvent_Report) isTraceEvent_Event() {}
+
+// TraceReport is a whole trace, step by step.
+type TraceReport struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Source *TraceSource           `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Target *TraceTarget           `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Steps  []*TraceStep           `protobuf:"bytes,3,rep,name=steps,proto3" json:"steps,omitempty"`
+	// The first broken step's name; empty when the path is healthy.
+	FirstBroken string `protobuf:"bytes,4,opt,name=first_broken,json=firstBroken,proto3" json:"first_broken,omitempty"`
+	// The final line: "path healthy" or what broke first.
+	Conclusion     string  `protobuf:"bytes,5,opt,name=conclusion,proto3" json:"conclusion,omitempty"`
+	DurationMillis float64 `protobuf:"fixed64,6,opt,name=duration_millis,json=durationMillis,proto3" json:"duration_millis,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TraceReport) Reset() {
+	*x = TraceReport{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceReport) ProtoMessage() {}
+
+func (x *TraceReport) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceReport.ProtoReflect.Descriptor instead.
+func (*TraceReport) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TraceReport) GetSource() *TraceSource {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *TraceReport) GetTarget() *TraceTarget {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *TraceReport) GetSteps() []*TraceStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *TraceReport) GetFirstBroken() string {
+	if x != nil {
+		return x.FirstBroken
+	}
+	return ""
+}
+
+func (x *TraceReport) GetConclusion() string {
+	if x != nil {
+		return x.Conclusion
+	}
+	return ""
+}
+
+func (x *TraceReport) GetDurationMillis() float64 {
+	if x != nil {
+		return x.DurationMillis
+	}
+	return 0
+}
+
+// TraceSource is the pod the connection starts from.
+type TraceSource struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Pod       string                 `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	Namespace string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Ip        string                 `protobuf:"bytes,3,opt,name=ip,proto3" json:"ip,omitempty"`
+	Node      string                 `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
+	// The workload the pod was picked from ("deploy/client").
+	PickedFrom    string `protobuf:"bytes,5,opt,name=picked_from,json=pickedFrom,proto3" json:"picked_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceSource) Reset() {
+	*x = TraceSource{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceSource) ProtoMessage() {}
+
+func (x *TraceSource) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceSource.ProtoReflect.Descriptor instead.
+func (*TraceSource) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TraceSource) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *TraceSource) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *TraceSource) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *TraceSource) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *TraceSource) GetPickedFrom() string {
+	if x != nil {
+		return x.PickedFrom
+	}
+	return ""
+}
+
+// TraceTarget is the destination as parsed.
+type TraceTarget struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Input     string                 `protobuf:"bytes,1,opt,name=input,proto3" json:"input,omitempty"`
+	Kind      string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Host      string                 `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	Namespace string                 `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name      string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	// A number, or a Service port's name.
+	Port          string `protobuf:"bytes,6,opt,name=port,proto3" json:"port,omitempty"`
+	Scheme        string `protobuf:"bytes,7,opt,name=scheme,proto3" json:"scheme,omitempty"`
+	Path          string `protobuf:"bytes,8,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceTarget) Reset() {
+	*x = TraceTarget{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceTarget) ProtoMessage() {}
+
+func (x *TraceTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceTarget.ProtoReflect.Descriptor instead.
+func (*TraceTarget) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TraceTarget) GetInput() string {
+	if x != nil {
+		return x.Input
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetPort() string {
+	if x != nil {
+		return x.Port
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetScheme() string {
+	if x != nil {
+		return x.Scheme
+	}
+	return ""
+}
+
+func (x *TraceTarget) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+// TraceStep is one stage of the path; the detail that matches name is set
+// (none for a skipped step).
+type TraceStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// source, dns, service, policy or probe.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// ok, skipped, warn or broken.
+	Status  string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Summary string `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`
+	// Lines shown under the summary, for people.
+	Details       []string      `protobuf:"bytes,4,rep,name=details,proto3" json:"details,omitempty"`
+	Dns           *TraceDNS     `protobuf:"bytes,5,opt,name=dns,proto3" json:"dns,omitempty"`
+	Service       *TraceService `protobuf:"bytes,6,opt,name=service,proto3" json:"service,omitempty"`
+	Policy        *TracePolicy  `protobuf:"bytes,7,opt,name=policy,proto3" json:"policy,omitempty"`
+	Probe         *TraceProbes  `protobuf:"bytes,8,opt,name=probe,proto3" json:"probe,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceStep) Reset() {
+	*x = TraceStep{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceStep) ProtoMessage() {}
+
+func (x *TraceStep) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceStep.ProtoReflect.Descriptor instead.
+func (*TraceStep) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TraceStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TraceStep) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *TraceStep) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *TraceStep) GetDetails() []string {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+func (x *TraceStep) GetDns() *TraceDNS {
+	if x != nil {
+		return x.Dns
+	}
+	return nil
+}
+
+func (x *TraceStep) GetService() *TraceService {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+func (x *TraceStep) GetPolicy() *TracePolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *TraceStep) GetProbe() *TraceProbes {
+	if x != nil {
+		return x.Probe
+	}
+	return nil
+}
+
+// TraceDNS is every query the pod's resolver would send, in order.
+type TraceDNS struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ResolvConf *ResolvConf            `protobuf:"bytes,2,opt,name=resolv_conf,json=resolvConf,proto3" json:"resolv_conf,omitempty"`
+	Queries    []*TraceQuery          `protobuf:"bytes,3,rep,name=queries,proto3" json:"queries,omitempty"`
+	// The name that resolved, and its addresses.
+	Answered      string   `protobuf:"bytes,4,opt,name=answered,proto3" json:"answered,omitempty"`
+	Addresses     []string `protobuf:"bytes,5,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceDNS) Reset() {
+	*x = TraceDNS{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceDNS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceDNS) ProtoMessage() {}
+
+func (x *TraceDNS) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceDNS.ProtoReflect.Descriptor instead.
+func (*TraceDNS) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TraceDNS) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TraceDNS) GetResolvConf() *ResolvConf {
+	if x != nil {
+		return x.ResolvConf
+	}
+	return nil
+}
+
+func (x *TraceDNS) GetQueries() []*TraceQuery {
+	if x != nil {
+		return x.Queries
+	}
+	return nil
+}
+
+func (x *TraceDNS) GetAnswered() string {
+	if x != nil {
+		return x.Answered
+	}
+	return ""
+}
+
+func (x *TraceDNS) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+// ResolvConf is a parsed /etc/resolv.conf.
+type ResolvConf struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Nameservers []string               `protobuf:"bytes,1,rep,name=nameservers,proto3" json:"nameservers,omitempty"`
+	Search      []string               `protobuf:"bytes,2,rep,name=search,proto3" json:"search,omitempty"`
+	Ndots       int32                  `protobuf:"varint,3,opt,name=ndots,proto3" json:"ndots,omitempty"`
+	// Every option as written, ndots included.
+	Options       []string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolvConf) Reset() {
+	*x = ResolvConf{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolvConf) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolvConf) ProtoMessage() {}
+
+func (x *ResolvConf) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolvConf.ProtoReflect.Descriptor instead.
+func (*ResolvConf) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ResolvConf) GetNameservers() []string {
+	if x != nil {
+		return x.Nameservers
+	}
+	return nil
+}
+
+func (x *ResolvConf) GetSearch() []string {
+	if x != nil {
+		return x.Search
+	}
+	return nil
+}
+
+func (x *ResolvConf) GetNdots() int32 {
+	if x != nil {
+		return x.Ndots
+	}
+	return 0
+}
+
+func (x *ResolvConf) GetOptions() []string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+// TraceQuery is one query sent from the pod and its answer.
+type TraceQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Server        string                 `protobuf:"bytes,3,opt,name=server,proto3" json:"server,omitempty"`
+	Rcode         string                 `protobuf:"bytes,4,opt,name=rcode,proto3" json:"rcode,omitempty"`
+	Answers       []*v1.DNSRecord        `protobuf:"bytes,5,rep,name=answers,proto3" json:"answers,omitempty"`
+	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	LatencyMillis float64                `protobuf:"fixed64,7,opt,name=latency_millis,json=latencyMillis,proto3" json:"latency_millis,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceQuery) Reset() {
+	*x = TraceQuery{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceQuery) ProtoMessage() {}
+
+func (x *TraceQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceQuery.ProtoReflect.Descriptor instead.
+func (*TraceQuery) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TraceQuery) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TraceQuery) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *TraceQuery) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *TraceQuery) GetRcode() string {
+	if x != nil {
+		return x.Rcode
+	}
+	return ""
+}
+
+func (x *TraceQuery) GetAnswers() []*v1.DNSRecord {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
+func (x *TraceQuery) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *TraceQuery) GetLatencyMillis() float64 {
+	if x != nil {
+		return x.LatencyMillis
+	}
+	return 0
+}
+
+// TraceService is the Service (or, for a pod destination, the pod).
+type TraceService struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Namespace    string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name         string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Type         string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	ClusterIp    string                 `protobuf:"bytes,4,opt,name=cluster_ip,json=clusterIp,proto3" json:"cluster_ip,omitempty"`
+	ExternalName string                 `protobuf:"bytes,5,opt,name=external_name,json=externalName,proto3" json:"external_name,omitempty"`
+	Port         *TracePort             `protobuf:"bytes,6,opt,name=port,proto3" json:"port,omitempty"`
+	Selector     map[string]string      `protobuf:"bytes,7,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The pods the selector matches.
+	SelectedPods  int32            `protobuf:"varint,8,opt,name=selected_pods,json=selectedPods,proto3" json:"selected_pods,omitempty"`
+	Endpoints     []*TraceEndpoint `protobuf:"bytes,9,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceService) Reset() {
+	*x = TraceService{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceService) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceService) ProtoMessage() {}
+
+func (x *TraceService) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceService.ProtoReflect.Descriptor instead.
+func (*TraceService) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TraceService) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *TraceService) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TraceService) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *TraceService) GetClusterIp() string {
+	if x != nil {
+		return x.ClusterIp
+	}
+	return ""
+}
+
+func (x *TraceService) GetExternalName() string {
+	if x != nil {
+		return x.ExternalName
+	}
+	return ""
+}
+
+func (x *TraceService) GetPort() *TracePort {
+	if x != nil {
+		return x.Port
+	}
+	return nil
+}
+
+func (x *TraceService) GetSelector() map[string]string {
+	if x != nil {
+		return x.Selector
+	}
+	return nil
+}
+
+func (x *TraceService) GetSelectedPods() int32 {
+	if x != nil {
+		return x.SelectedPods
+	}
+	return 0
+}
+
+func (x *TraceService) GetEndpoints() []*TraceEndpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+// TracePort is port -> targetPort -> the container port.
+type TracePort struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Protocol      string                 `protobuf:"bytes,2,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Port          int32                  `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	TargetPort    string                 `protobuf:"bytes,4,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
+	AppProtocol   string                 `protobuf:"bytes,5,opt,name=app_protocol,json=appProtocol,proto3" json:"app_protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TracePort) Reset() {
+	*x = TracePort{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TracePort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TracePort) ProtoMessage() {}
+
+func (x *TracePort) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TracePort.ProtoReflect.Descriptor instead.
+func (*TracePort) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *TracePort) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TracePort) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *TracePort) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *TracePort) GetTargetPort() string {
+	if x != nil {
+		return x.TargetPort
+	}
+	return ""
+}
+
+func (x *TracePort) GetAppProtocol() string {
+	if x != nil {
+		return x.AppProtocol
+	}
+	return ""
+}
+
+// TraceEndpoint is one address behind the Service.
+type TraceEndpoint struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Address     string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Port        int32                  `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Pod         string                 `protobuf:"bytes,3,opt,name=pod,proto3" json:"pod,omitempty"`
+	Namespace   string                 `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Node        string                 `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	Ready       bool                   `protobuf:"varint,6,opt,name=ready,proto3" json:"ready,omitempty"`
+	Serving     bool                   `protobuf:"varint,7,opt,name=serving,proto3" json:"serving,omitempty"`
+	Terminating bool                   `protobuf:"varint,8,opt,name=terminating,proto3" json:"terminating,omitempty"`
+	// Why a not-ready endpoint is not ready.
+	Reason        string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceEndpoint) Reset() {
+	*x = TraceEndpoint{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceEndpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceEndpoint) ProtoMessage() {}
+
+func (x *TraceEndpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceEndpoint.ProtoReflect.Descriptor instead.
+func (*TraceEndpoint) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *TraceEndpoint) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *TraceEndpoint) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *TraceEndpoint) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *TraceEndpoint) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *TraceEndpoint) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *TraceEndpoint) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *TraceEndpoint) GetServing() bool {
+	if x != nil {
+		return x.Serving
+	}
+	return false
+}
+
+func (x *TraceEndpoint) GetTerminating() bool {
+	if x != nil {
+		return x.Terminating
+	}
+	return false
+}
+
+func (x *TraceEndpoint) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// TracePolicy is the NetworkPolicy verdict for each destination.
+type TracePolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Verdicts      []*TraceVerdict        `protobuf:"bytes,1,rep,name=verdicts,proto3" json:"verdicts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TracePolicy) Reset() {
+	*x = TracePolicy{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TracePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TracePolicy) ProtoMessage() {}
+
+func (x *TracePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TracePolicy.ProtoReflect.Descriptor instead.
+func (*TracePolicy) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *TracePolicy) GetVerdicts() []*TraceVerdict {
+	if x != nil {
+		return x.Verdicts
+	}
+	return nil
+}
+
+// TraceVerdict is both directions' decision for one destination.
+type TraceVerdict struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Destination   string                 `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	Port          int32                  `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Egress        *PolicyDirection       `protobuf:"bytes,3,opt,name=egress,proto3" json:"egress,omitempty"`
+	Ingress       *PolicyDirection       `protobuf:"bytes,4,opt,name=ingress,proto3" json:"ingress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceVerdict) Reset() {
+	*x = TraceVerdict{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceVerdict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceVerdict) ProtoMessage() {}
+
+func (x *TraceVerdict) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceVerdict.ProtoReflect.Descriptor instead.
+func (*TraceVerdict) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *TraceVerdict) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *TraceVerdict) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *TraceVerdict) GetEgress() *PolicyDirection {
+	if x != nil {
+		return x.Egress
+	}
+	return nil
+}
+
+func (x *TraceVerdict) GetIngress() *PolicyDirection {
+	if x != nil {
+		return x.Ingress
+	}
+	return nil
+}
+
+// PolicyDirection is one direction's verdict.
+type PolicyDirection struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Allowed bool                   `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// The policies that select the endpoint for this direction ("ns/name").
+	Selecting []string `protobuf:"bytes,2,rep,name=selecting,proto3" json:"selecting,omitempty"`
+	// What allows the connection ("ns/name ingress rule 2").
+	Rule          string `protobuf:"bytes,3,opt,name=rule,proto3" json:"rule,omitempty"`
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyDirection) Reset() {
+	*x = PolicyDirection{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyDirection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyDirection) ProtoMessage() {}
+
+func (x *PolicyDirection) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyDirection.ProtoReflect.Descriptor instead.
+func (*PolicyDirection) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PolicyDirection) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *PolicyDirection) GetSelecting() []string {
+	if x != nil {
+		return x.Selecting
+	}
+	return nil
+}
+
+func (x *PolicyDirection) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *PolicyDirection) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// TraceProbes are the live probes.
+type TraceProbes struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Probes        []*TraceProbe          `protobuf:"bytes,1,rep,name=probes,proto3" json:"probes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceProbes) Reset() {
+	*x = TraceProbes{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceProbes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceProbes) ProtoMessage() {}
+
+func (x *TraceProbes) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceProbes.ProtoReflect.Descriptor instead.
+func (*TraceProbes) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *TraceProbes) GetProbes() []*TraceProbe {
+	if x != nil {
+		return x.Probes
+	}
+	return nil
+}
+
+// TraceProbe is one connection attempt from the source pod.
+type TraceProbe struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "service" or "endpoint".
+	What          string  `protobuf:"bytes,1,opt,name=what,proto3" json:"what,omitempty"`
+	Address       string  `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Pod           string  `protobuf:"bytes,3,opt,name=pod,proto3" json:"pod,omitempty"`
+	Connected     bool    `protobuf:"varint,4,opt,name=connected,proto3" json:"connected,omitempty"`
+	ConnectMillis float64 `protobuf:"fixed64,5,opt,name=connect_millis,json=connectMillis,proto3" json:"connect_millis,omitempty"`
+	Error         string  `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	HttpStatus    int32   `protobuf:"varint,7,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	HttpMillis    float64 `protobuf:"fixed64,8,opt,name=http_millis,json=httpMillis,proto3" json:"http_millis,omitempty"`
+	HttpError     string  `protobuf:"bytes,9,opt,name=http_error,json=httpError,proto3" json:"http_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceProbe) Reset() {
+	*x = TraceProbe{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceProbe) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceProbe) ProtoMessage() {}
+
+func (x *TraceProbe) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceProbe.ProtoReflect.Descriptor instead.
+func (*TraceProbe) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *TraceProbe) GetWhat() string {
+	if x != nil {
+		return x.What
+	}
+	return ""
+}
+
+func (x *TraceProbe) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *TraceProbe) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *TraceProbe) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *TraceProbe) GetConnectMillis() float64 {
+	if x != nil {
+		return x.ConnectMillis
+	}
+	return 0
+}
+
+func (x *TraceProbe) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *TraceProbe) GetHttpStatus() int32 {
+	if x != nil {
+		return x.HttpStatus
+	}
+	return 0
+}
+
+func (x *TraceProbe) GetHttpMillis() float64 {
+	if x != nil {
+		return x.HttpMillis
+	}
+	return 0
+}
+
+func (x *TraceProbe) GetHttpError() string {
+	if x != nil {
+		return x.HttpError
+	}
+	return ""
+}
 
 type CaptureRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -896,7 +2455,7 @@ type CaptureRequest struct {
 
 func (x *CaptureRequest) Reset() {
 	*x = CaptureRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +2467,7 @@ func (x *CaptureRequest) String() string {
 func (*CaptureRequest) ProtoMessage() {}
 
 func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +2480,7 @@ func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
 func (*CaptureRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CaptureRequest) GetNamespace() string {
@@ -1001,7 +2560,7 @@ type CaptureEvent struct {
 
 func (x *CaptureEvent) Reset() {
 	*x = CaptureEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +2572,7 @@ func (x *CaptureEvent) String() string {
 func (*CaptureEvent) ProtoMessage() {}
 
 func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +2585,7 @@ func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureEvent.ProtoReflect.Descriptor instead.
 func (*CaptureEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
@@ -1093,7 +2652,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +2664,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +2677,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
 }
 
 type StatusResponse struct {
@@ -1138,7 +2697,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +2709,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +2722,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StatusResponse) GetContext() string {
@@ -1229,7 +2788,7 @@ type AgentInfo struct {
 
 func (x *AgentInfo) Reset() {
 	*x = AgentInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +2800,7 @@ func (x *AgentInfo) String() string {
 func (*AgentInfo) ProtoMessage() {}
 
 func (x *AgentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +2813,7 @@ func (x *AgentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentInfo.ProtoReflect.Descriptor instead.
 func (*AgentInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AgentInfo) GetWorkload() string {
@@ -1309,7 +2868,7 @@ type InterceptInfo struct {
 
 func (x *InterceptInfo) Reset() {
 	*x = InterceptInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +2880,7 @@ func (x *InterceptInfo) String() string {
 func (*InterceptInfo) ProtoMessage() {}
 
 func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +2893,7 @@ func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptInfo.ProtoReflect.Descriptor instead.
 func (*InterceptInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *InterceptInfo) GetName() string {
@@ -1403,7 +2962,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +2974,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +2987,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InterceptRequest) GetNamespace() string {
@@ -1486,7 +3045,7 @@ type InterceptEvent struct {
 
 func (x *InterceptEvent) Reset() {
 	*x = InterceptEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +3057,7 @@ func (x *InterceptEvent) String() string {
 func (*InterceptEvent) ProtoMessage() {}
 
 func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +3070,7 @@ func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptEvent.ProtoReflect.Descriptor instead.
 func (*InterceptEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *InterceptEvent) GetEvent() isInterceptEvent_Event {
@@ -1565,7 +3124,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +3136,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +3149,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LeaveRequest) GetNamespace() string {
@@ -1615,7 +3174,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +3186,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +3199,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
 }
 
 type RollbackRequest struct {
@@ -1658,7 +3217,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +3229,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +3242,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RollbackRequest) GetNamespace() string {
@@ -1723,7 +3282,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +3294,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +3307,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RollbackResponse) GetResults() []*RollbackResult {
@@ -1771,7 +3330,7 @@ type RollbackResult struct {
 
 func (x *RollbackResult) Reset() {
 	*x = RollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +3342,7 @@ func (x *RollbackResult) String() string {
 func (*RollbackResult) ProtoMessage() {}
 
 func (x *RollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +3355,7 @@ func (x *RollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResult.ProtoReflect.Descriptor instead.
 func (*RollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RollbackResult) GetWorkload() string {
@@ -1838,7 +3397,7 @@ type RollbackStep struct {
 
 func (x *RollbackStep) Reset() {
 	*x = RollbackStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +3409,7 @@ func (x *RollbackStep) String() string {
 func (*RollbackStep) ProtoMessage() {}
 
 func (x *RollbackStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +3422,7 @@ func (x *RollbackStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStep.ProtoReflect.Descriptor instead.
 func (*RollbackStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RollbackStep) GetObject() string {
@@ -1888,7 +3447,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +3459,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +3472,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
 }
 
 type QuitResponse struct {
@@ -1924,7 +3483,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1936,7 +3495,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1949,18 +3508,18 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
 }
 
 var File_proto_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
-	"\x1cproto/daemon/v1/daemon.proto\x12\x10tether.daemon.v1\x1a\x1aproto/agent/v1/agent.proto\"\xf4\x02\n" +
+	"\x1cproto/daemon/v1/daemon.proto\x12\x10tether.daemon.v1\x1a\x1aproto/agent/v1/agent.proto\"\x8a\x03\n" +
 	"\rReplayRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
-	"\bworkload\x18\x02 \x01(\tR\bworkload\x12'\n" +
-	"\x0fexchanges_jsonl\x18\x03 \x01(\fR\x0eexchangesJsonl\x12\x12\n" +
+	"\bworkload\x18\x02 \x01(\tR\bworkload\x127\n" +
+	"\texchanges\x18\x0e \x03(\v2\x19.tether.agent.v1.ExchangeR\texchanges\x12\x12\n" +
 	"\x04refs\x18\x04 \x03(\tR\x04refs\x12\x0e\n" +
 	"\x02to\x18\x05 \x01(\tR\x02to\x12\x12\n" +
 	"\x04rate\x18\x06 \x01(\x01R\x04rate\x12\x14\n" +
@@ -1971,12 +3530,44 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	" \x03(\tR\aheaders\x12\x12\n" +
 	"\x04diff\x18\v \x01(\bR\x04diff\x12%\n" +
 	"\x0eignore_headers\x18\f \x03(\tR\rignoreHeaders\x12%\n" +
-	"\x0etimeout_millis\x18\r \x01(\x03R\rtimeoutMillis\"^\n" +
-	"\vReplayEvent\x12!\n" +
-	"\vresult_json\x18\x01 \x01(\fH\x00R\n" +
-	"resultJson\x12#\n" +
-	"\fsummary_json\x18\x02 \x01(\fH\x00R\vsummaryJsonB\a\n" +
-	"\x05event\"\xad\x02\n" +
+	"\x0etimeout_millis\x18\r \x01(\x03R\rtimeoutMillisJ\x04\b\x03\x10\x04\"\x99\x01\n" +
+	"\vReplayEvent\x128\n" +
+	"\x06result\x18\x03 \x01(\v2\x1e.tether.daemon.v1.ReplayResultH\x00R\x06result\x12;\n" +
+	"\asummary\x18\x04 \x01(\v2\x1f.tether.daemon.v1.ReplaySummaryH\x00R\asummaryB\a\n" +
+	"\x05eventJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"\x85\x02\n" +
+	"\fReplayResult\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\x05R\x05round\x12\x16\n" +
+	"\x06method\x18\x03 \x01(\tR\x06method\x12\x16\n" +
+	"\x06target\x18\x04 \x01(\tR\x06target\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\x05R\x06status\x12#\n" +
+	"\rlatency_nanos\x18\x06 \x01(\x03R\flatencyNanos\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\x120\n" +
+	"\x04diff\x18\b \x01(\v2\x1c.tether.daemon.v1.ReplayDiffR\x04diff\x12\x18\n" +
+	"\askipped\x18\t \x01(\tR\askipped\"u\n" +
+	"\n" +
+	"ReplayDiff\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\x12\x18\n" +
+	"\aheaders\x18\x02 \x03(\tR\aheaders\x12\x12\n" +
+	"\x04body\x18\x03 \x03(\tR\x04body\x12!\n" +
+	"\fnot_compared\x18\x04 \x03(\tR\vnotCompared\"\xb4\x03\n" +
+	"\rReplaySummary\x12\x12\n" +
+	"\x04sent\x18\x01 \x01(\x03R\x04sent\x12\x16\n" +
+	"\x06errors\x18\x02 \x01(\x03R\x06errors\x12\x18\n" +
+	"\askipped\x18\x03 \x01(\x03R\askipped\x12J\n" +
+	"\tby_status\x18\x04 \x03(\v2-.tether.daemon.v1.ReplaySummary.ByStatusEntryR\bbyStatus\x12\x1b\n" +
+	"\tp50_nanos\x18\x05 \x01(\x03R\bp50Nanos\x12\x1b\n" +
+	"\tp90_nanos\x18\x06 \x01(\x03R\bp90Nanos\x12\x1b\n" +
+	"\tp99_nanos\x18\a \x01(\x03R\bp99Nanos\x12\x1b\n" +
+	"\tmax_nanos\x18\b \x01(\x03R\bmaxNanos\x12#\n" +
+	"\relapsed_nanos\x18\t \x01(\x03R\felapsedNanos\x12\x1d\n" +
+	"\n" +
+	"per_second\x18\n" +
+	" \x01(\x01R\tperSecond\x12\x1c\n" +
+	"\tdiffering\x18\v \x01(\x03R\tdiffering\x1a;\n" +
+	"\rByStatusEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xad\x02\n" +
 	"\rRecordRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -2005,11 +3596,11 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x127\n" +
 	"\x06filter\x18\x03 \x01(\v2\x1f.tether.agent.v1.ExchangeFilterR\x06filter\x12%\n" +
 	"\x0ewithout_bodies\x18\x04 \x01(\bR\rwithoutBodies\x12\x14\n" +
-	"\x05limit\x18\x05 \x01(\rR\x05limit\"\x80\x01\n" +
-	"\rRequestsChunk\x12'\n" +
-	"\x0fexchanges_jsonl\x18\x01 \x01(\fR\x0eexchangesJsonl\x122\n" +
+	"\x05limit\x18\x05 \x01(\rR\x05limit\"\x96\x01\n" +
+	"\rRequestsChunk\x127\n" +
+	"\texchanges\x18\x04 \x03(\v2\x19.tether.agent.v1.ExchangeR\texchanges\x122\n" +
 	"\x04pods\x18\x02 \x03(\v2\x1e.tether.daemon.v1.PodRecordingR\x04pods\x12\x12\n" +
-	"\x04last\x18\x03 \x01(\bR\x04last\"m\n" +
+	"\x04last\x18\x03 \x01(\bR\x04lastJ\x04\b\x01\x10\x02\"m\n" +
 	"\fPodRecording\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x125\n" +
 	"\x05stats\x18\x02 \x01(\v2\x1f.tether.agent.v1.RecordingStatsR\x05stats\x12\x14\n" +
@@ -2019,13 +3610,127 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x03 \x01(\tR\x02to\x12\x1f\n" +
 	"\vagent_image\x18\x04 \x01(\tR\n" +
-	"agentImage\"V\n" +
+	"agentImage\"r\n" +
 	"\n" +
 	"TraceEvent\x12\x1c\n" +
-	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x12!\n" +
-	"\vreport_json\x18\x02 \x01(\fH\x00R\n" +
-	"reportJsonB\a\n" +
-	"\x05event\"\x8e\x02\n" +
+	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x127\n" +
+	"\x06report\x18\x03 \x01(\v2\x1d.tether.daemon.v1.TraceReportH\x00R\x06reportB\a\n" +
+	"\x05eventJ\x04\b\x02\x10\x03\"\x9a\x02\n" +
+	"\vTraceReport\x125\n" +
+	"\x06source\x18\x01 \x01(\v2\x1d.tether.daemon.v1.TraceSourceR\x06source\x125\n" +
+	"\x06target\x18\x02 \x01(\v2\x1d.tether.daemon.v1.TraceTargetR\x06target\x121\n" +
+	"\x05steps\x18\x03 \x03(\v2\x1b.tether.daemon.v1.TraceStepR\x05steps\x12!\n" +
+	"\ffirst_broken\x18\x04 \x01(\tR\vfirstBroken\x12\x1e\n" +
+	"\n" +
+	"conclusion\x18\x05 \x01(\tR\n" +
+	"conclusion\x12'\n" +
+	"\x0fduration_millis\x18\x06 \x01(\x01R\x0edurationMillis\"\x82\x01\n" +
+	"\vTraceSource\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x0e\n" +
+	"\x02ip\x18\x03 \x01(\tR\x02ip\x12\x12\n" +
+	"\x04node\x18\x04 \x01(\tR\x04node\x12\x1f\n" +
+	"\vpicked_from\x18\x05 \x01(\tR\n" +
+	"pickedFrom\"\xbd\x01\n" +
+	"\vTraceTarget\x12\x14\n" +
+	"\x05input\x18\x01 \x01(\tR\x05input\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04host\x18\x03 \x01(\tR\x04host\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12\x12\n" +
+	"\x04port\x18\x06 \x01(\tR\x04port\x12\x16\n" +
+	"\x06scheme\x18\a \x01(\tR\x06scheme\x12\x12\n" +
+	"\x04path\x18\b \x01(\tR\x04path\"\xbf\x02\n" +
+	"\tTraceStep\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
+	"\asummary\x18\x03 \x01(\tR\asummary\x12\x18\n" +
+	"\adetails\x18\x04 \x03(\tR\adetails\x12,\n" +
+	"\x03dns\x18\x05 \x01(\v2\x1a.tether.daemon.v1.TraceDNSR\x03dns\x128\n" +
+	"\aservice\x18\x06 \x01(\v2\x1e.tether.daemon.v1.TraceServiceR\aservice\x125\n" +
+	"\x06policy\x18\a \x01(\v2\x1d.tether.daemon.v1.TracePolicyR\x06policy\x123\n" +
+	"\x05probe\x18\b \x01(\v2\x1d.tether.daemon.v1.TraceProbesR\x05probe\"\xcf\x01\n" +
+	"\bTraceDNS\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12=\n" +
+	"\vresolv_conf\x18\x02 \x01(\v2\x1c.tether.daemon.v1.ResolvConfR\n" +
+	"resolvConf\x126\n" +
+	"\aqueries\x18\x03 \x03(\v2\x1c.tether.daemon.v1.TraceQueryR\aqueries\x12\x1a\n" +
+	"\banswered\x18\x04 \x01(\tR\banswered\x12\x1c\n" +
+	"\taddresses\x18\x05 \x03(\tR\taddresses\"v\n" +
+	"\n" +
+	"ResolvConf\x12 \n" +
+	"\vnameservers\x18\x01 \x03(\tR\vnameservers\x12\x16\n" +
+	"\x06search\x18\x02 \x03(\tR\x06search\x12\x14\n" +
+	"\x05ndots\x18\x03 \x01(\x05R\x05ndots\x12\x18\n" +
+	"\aoptions\x18\x04 \x03(\tR\aoptions\"\xd5\x01\n" +
+	"\n" +
+	"TraceQuery\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
+	"\x06server\x18\x03 \x01(\tR\x06server\x12\x14\n" +
+	"\x05rcode\x18\x04 \x01(\tR\x05rcode\x124\n" +
+	"\aanswers\x18\x05 \x03(\v2\x1a.tether.agent.v1.DNSRecordR\aanswers\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12%\n" +
+	"\x0elatency_millis\x18\a \x01(\x01R\rlatencyMillis\"\xb4\x03\n" +
+	"\fTraceService\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12\x1d\n" +
+	"\n" +
+	"cluster_ip\x18\x04 \x01(\tR\tclusterIp\x12#\n" +
+	"\rexternal_name\x18\x05 \x01(\tR\fexternalName\x12/\n" +
+	"\x04port\x18\x06 \x01(\v2\x1b.tether.daemon.v1.TracePortR\x04port\x12H\n" +
+	"\bselector\x18\a \x03(\v2,.tether.daemon.v1.TraceService.SelectorEntryR\bselector\x12#\n" +
+	"\rselected_pods\x18\b \x01(\x05R\fselectedPods\x12=\n" +
+	"\tendpoints\x18\t \x03(\v2\x1f.tether.daemon.v1.TraceEndpointR\tendpoints\x1a;\n" +
+	"\rSelectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\x01\n" +
+	"\tTracePort\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bprotocol\x18\x02 \x01(\tR\bprotocol\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\x05R\x04port\x12\x1f\n" +
+	"\vtarget_port\x18\x04 \x01(\tR\n" +
+	"targetPort\x12!\n" +
+	"\fapp_protocol\x18\x05 \x01(\tR\vappProtocol\"\xeb\x01\n" +
+	"\rTraceEndpoint\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\x05R\x04port\x12\x10\n" +
+	"\x03pod\x18\x03 \x01(\tR\x03pod\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node\x12\x14\n" +
+	"\x05ready\x18\x06 \x01(\bR\x05ready\x12\x18\n" +
+	"\aserving\x18\a \x01(\bR\aserving\x12 \n" +
+	"\vterminating\x18\b \x01(\bR\vterminating\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\"I\n" +
+	"\vTracePolicy\x12:\n" +
+	"\bverdicts\x18\x01 \x03(\v2\x1e.tether.daemon.v1.TraceVerdictR\bverdicts\"\xbc\x01\n" +
+	"\fTraceVerdict\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\x05R\x04port\x129\n" +
+	"\x06egress\x18\x03 \x01(\v2!.tether.daemon.v1.PolicyDirectionR\x06egress\x12;\n" +
+	"\aingress\x18\x04 \x01(\v2!.tether.daemon.v1.PolicyDirectionR\aingress\"u\n" +
+	"\x0fPolicyDirection\x12\x18\n" +
+	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x1c\n" +
+	"\tselecting\x18\x02 \x03(\tR\tselecting\x12\x12\n" +
+	"\x04rule\x18\x03 \x01(\tR\x04rule\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"C\n" +
+	"\vTraceProbes\x124\n" +
+	"\x06probes\x18\x01 \x03(\v2\x1c.tether.daemon.v1.TraceProbeR\x06probes\"\x88\x02\n" +
+	"\n" +
+	"TraceProbe\x12\x12\n" +
+	"\x04what\x18\x01 \x01(\tR\x04what\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x10\n" +
+	"\x03pod\x18\x03 \x01(\tR\x03pod\x12\x1c\n" +
+	"\tconnected\x18\x04 \x01(\bR\tconnected\x12%\n" +
+	"\x0econnect_millis\x18\x05 \x01(\x01R\rconnectMillis\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12\x1f\n" +
+	"\vhttp_status\x18\a \x01(\x05R\n" +
+	"httpStatus\x12\x1f\n" +
+	"\vhttp_millis\x18\b \x01(\x01R\n" +
+	"httpMillis\x12\x1d\n" +
+	"\n" +
+	"http_error\x18\t \x01(\tR\thttpError\"\x8e\x02\n" +
 	"\x0eCaptureRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x10\n" +
 	"\x03pod\x18\x02 \x01(\tR\x03pod\x12\x1c\n" +
@@ -2127,76 +3832,122 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*ReplayRequest)(nil),     // 0: tether.daemon.v1.ReplayRequest
 	(*ReplayEvent)(nil),       // 1: tether.daemon.v1.ReplayEvent
-	(*RecordRequest)(nil),     // 2: tether.daemon.v1.RecordRequest
-	(*RecordEvent)(nil),       // 3: tether.daemon.v1.RecordEvent
-	(*RecordInfo)(nil),        // 4: tether.daemon.v1.RecordInfo
-	(*RequestsRequest)(nil),   // 5: tether.daemon.v1.RequestsRequest
-	(*RequestsChunk)(nil),     // 6: tether.daemon.v1.RequestsChunk
-	(*PodRecording)(nil),      // 7: tether.daemon.v1.PodRecording
-	(*TraceRequest)(nil),      // 8: tether.daemon.v1.TraceRequest
-	(*TraceEvent)(nil),        // 9: tether.daemon.v1.TraceEvent
-	(*CaptureRequest)(nil),    // 10: tether.daemon.v1.CaptureRequest
-	(*CaptureEvent)(nil),      // 11: tether.daemon.v1.CaptureEvent
-	(*StatusRequest)(nil),     // 12: tether.daemon.v1.StatusRequest
-	(*StatusResponse)(nil),    // 13: tether.daemon.v1.StatusResponse
-	(*AgentInfo)(nil),         // 14: tether.daemon.v1.AgentInfo
-	(*InterceptInfo)(nil),     // 15: tether.daemon.v1.InterceptInfo
-	(*InterceptRequest)(nil),  // 16: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),    // 17: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),      // 18: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),     // 19: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),   // 20: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil),  // 21: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),    // 22: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),      // 23: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),       // 24: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),      // 25: tether.daemon.v1.QuitResponse
-	(*v1.ExchangeFilter)(nil), // 26: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil), // 27: tether.agent.v1.RecordingStats
-	(*v1.PacketBatch)(nil),    // 28: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),   // 29: tether.agent.v1.CaptureStats
+	(*ReplayResult)(nil),      // 2: tether.daemon.v1.ReplayResult
+	(*ReplayDiff)(nil),        // 3: tether.daemon.v1.ReplayDiff
+	(*ReplaySummary)(nil),     // 4: tether.daemon.v1.ReplaySummary
+	(*RecordRequest)(nil),     // 5: tether.daemon.v1.RecordRequest
+	(*RecordEvent)(nil),       // 6: tether.daemon.v1.RecordEvent
+	(*RecordInfo)(nil),        // 7: tether.daemon.v1.RecordInfo
+	(*RequestsRequest)(nil),   // 8: tether.daemon.v1.RequestsRequest
+	(*RequestsChunk)(nil),     // 9: tether.daemon.v1.RequestsChunk
+	(*PodRecording)(nil),      // 10: tether.daemon.v1.PodRecording
+	(*TraceRequest)(nil),      // 11: tether.daemon.v1.TraceRequest
+	(*TraceEvent)(nil),        // 12: tether.daemon.v1.TraceEvent
+	(*TraceReport)(nil),       // 13: tether.daemon.v1.TraceReport
+	(*TraceSource)(nil),       // 14: tether.daemon.v1.TraceSource
+	(*TraceTarget)(nil),       // 15: tether.daemon.v1.TraceTarget
+	(*TraceStep)(nil),         // 16: tether.daemon.v1.TraceStep
+	(*TraceDNS)(nil),          // 17: tether.daemon.v1.TraceDNS
+	(*ResolvConf)(nil),        // 18: tether.daemon.v1.ResolvConf
+	(*TraceQuery)(nil),        // 19: tether.daemon.v1.TraceQuery
+	(*TraceService)(nil),      // 20: tether.daemon.v1.TraceService
+	(*TracePort)(nil),         // 21: tether.daemon.v1.TracePort
+	(*TraceEndpoint)(nil),     // 22: tether.daemon.v1.TraceEndpoint
+	(*TracePolicy)(nil),       // 23: tether.daemon.v1.TracePolicy
+	(*TraceVerdict)(nil),      // 24: tether.daemon.v1.TraceVerdict
+	(*PolicyDirection)(nil),   // 25: tether.daemon.v1.PolicyDirection
+	(*TraceProbes)(nil),       // 26: tether.daemon.v1.TraceProbes
+	(*TraceProbe)(nil),        // 27: tether.daemon.v1.TraceProbe
+	(*CaptureRequest)(nil),    // 28: tether.daemon.v1.CaptureRequest
+	(*CaptureEvent)(nil),      // 29: tether.daemon.v1.CaptureEvent
+	(*StatusRequest)(nil),     // 30: tether.daemon.v1.StatusRequest
+	(*StatusResponse)(nil),    // 31: tether.daemon.v1.StatusResponse
+	(*AgentInfo)(nil),         // 32: tether.daemon.v1.AgentInfo
+	(*InterceptInfo)(nil),     // 33: tether.daemon.v1.InterceptInfo
+	(*InterceptRequest)(nil),  // 34: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),    // 35: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),      // 36: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),     // 37: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),   // 38: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil),  // 39: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),    // 40: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),      // 41: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),       // 42: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),      // 43: tether.daemon.v1.QuitResponse
+	nil,                       // 44: tether.daemon.v1.ReplaySummary.ByStatusEntry
+	nil,                       // 45: tether.daemon.v1.TraceService.SelectorEntry
+	(*v1.Exchange)(nil),       // 46: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil), // 47: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil), // 48: tether.agent.v1.RecordingStats
+	(*v1.DNSRecord)(nil),      // 49: tether.agent.v1.DNSRecord
+	(*v1.PacketBatch)(nil),    // 50: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),   // 51: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
-	4,  // 0: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	26, // 1: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	7,  // 2: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	27, // 3: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
-	28, // 4: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	29, // 5: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	15, // 6: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
-	14, // 7: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
-	15, // 8: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	22, // 9: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	23, // 10: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	12, // 11: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	16, // 12: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	18, // 13: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	20, // 14: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	24, // 15: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	10, // 16: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	8,  // 17: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	2,  // 18: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	5,  // 19: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	0,  // 20: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	13, // 21: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	17, // 22: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	19, // 23: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	21, // 24: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	25, // 25: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	11, // 26: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	9,  // 27: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	3,  // 28: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	6,  // 29: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	1,  // 30: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	21, // [21:31] is the sub-list for method output_type
-	11, // [11:21] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	46, // 0: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	2,  // 1: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
+	4,  // 2: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
+	3,  // 3: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
+	44, // 4: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
+	7,  // 5: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
+	47, // 6: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	46, // 7: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	10, // 8: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
+	48, // 9: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	13, // 10: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
+	14, // 11: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
+	15, // 12: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
+	16, // 13: tether.daemon.v1.TraceReport.steps:type_name -> tether.daemon.v1.TraceStep
+	17, // 14: tether.daemon.v1.TraceStep.dns:type_name -> tether.daemon.v1.TraceDNS
+	20, // 15: tether.daemon.v1.TraceStep.service:type_name -> tether.daemon.v1.TraceService
+	23, // 16: tether.daemon.v1.TraceStep.policy:type_name -> tether.daemon.v1.TracePolicy
+	26, // 17: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
+	18, // 18: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
+	19, // 19: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
+	49, // 20: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
+	21, // 21: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
+	45, // 22: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
+	22, // 23: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
+	24, // 24: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
+	25, // 25: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
+	25, // 26: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
+	27, // 27: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
+	50, // 28: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	51, // 29: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	33, // 30: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
+	32, // 31: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
+	33, // 32: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	40, // 33: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	41, // 34: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	30, // 35: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	34, // 36: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	36, // 37: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	38, // 38: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	42, // 39: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	28, // 40: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	11, // 41: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	5,  // 42: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	8,  // 43: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	0,  // 44: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	31, // 45: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	35, // 46: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	37, // 47: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	39, // 48: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	43, // 49: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	29, // 50: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	12, // 51: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	6,  // 52: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	9,  // 53: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	1,  // 54: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	45, // [45:55] is the sub-list for method output_type
+	35, // [35:45] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -2205,23 +3956,23 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		return
 	}
 	file_proto_daemon_v1_daemon_proto_msgTypes[1].OneofWrappers = []any{
-		(*ReplayEvent_ResultJson)(nil),
-		(*ReplayEvent_SummaryJson)(nil),
+		(*ReplayEvent_Result)(nil),
+		(*ReplayEvent_Summary)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[3].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[6].OneofWrappers = []any{
 		(*RecordEvent_Progress)(nil),
 		(*RecordEvent_Info)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[9].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[12].OneofWrappers = []any{
 		(*TraceEvent_Progress)(nil),
-		(*TraceEvent_ReportJson)(nil),
+		(*TraceEvent_Report)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[11].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[29].OneofWrappers = []any{
 		(*CaptureEvent_Progress)(nil),
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[17].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[35].OneofWrappers = []any{
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
@@ -2231,7 +3982,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,9 +1,10 @@
-// Package agent is tether's in-pod side. It sits in front of the app's
+// Package server is tether's in-pod agent: it serves the agent API
+// (package agent) per tunnel. It sits in front of the app's
 // ports: each connection goes to the app container, or, while a daemon
 // intercepts that port, through the daemon's tunnel to the laptop. It serves
 // the tunnel (and the Agent control API inside it) on the pod's loopback
 // interface only, where just the Kubernetes port-forward reaches it.
-package agent
+package server
 
 import (
 	"context"
@@ -15,18 +16,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/agent/internal/httprec"
 	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/tunnel"
 )
-
-// Forward is one port the agent sits in front of.
-type Forward struct {
-	// ListenPort is where the agent accepts the Service's traffic.
-	ListenPort int
-	// AppPort is the app container's port on the pod's loopback interface.
-	AppPort int
-}
 
 // Config holds what the agent needs to run.
 type Config struct {
@@ -36,7 +30,7 @@ type Config struct {
 	// Token is the secret a daemon must present to open a tunnel.
 	Token []byte
 	// Forwards are the ports the agent sits in front of.
-	Forwards []Forward
+	Forwards []agent.Forward
 	// PodName and PodNamespace name the pod the agent runs in (downward API).
 	PodName      string
 	PodNamespace string
@@ -66,12 +60,9 @@ const (
 	DefaultRecordBodyCap = 1 << 20
 )
 
-// DefaultTunnelPort is the agent's tunnel port inside the pod.
-const DefaultTunnelPort = 7341
-
 // DefaultConfig returns a Config with the default tunnel address.
 func DefaultConfig() Config {
-	return Config{TunnelAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(DefaultTunnelPort)), DialTimeout: 5 * time.Second,
+	return Config{TunnelAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(agent.DefaultTunnelPort)), DialTimeout: 5 * time.Second,
 		Record: RecordConfig{Budget: DefaultRecordBudget, BodyCap: DefaultRecordBodyCap}}
 }
 
@@ -210,11 +201,11 @@ func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []
 }
 
 // forward returns the Forward listening on port.
-func (a *Agent) forward(port int) (Forward, bool) {
+func (a *Agent) forward(port int) (agent.Forward, bool) {
 	for _, f := range a.cfg.Forwards {
 		if f.ListenPort == port {
 			return f, true
 		}
 	}
-	return Forward{}, false
+	return agent.Forward{}, false
 }

@@ -1,4 +1,4 @@
-package agent
+package server
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/recording"
 )
 
@@ -29,10 +30,10 @@ func TestRecordsAppAndLaptopExchanges(t *testing.T) {
 	}
 	var got []*recording.Exchange
 	deadline := time.Now().Add(5 * time.Second)
-	var st RecordingStats
+	var st agent.RecordingStats
 	for len(got) < 2 && time.Now().Before(deadline) {
 		got = nil
-		st, err = client.Exchanges(ctx, ExchangesRequest{}, func(e *recording.Exchange) error { got = append(got, e); return nil })
+		st, err = client.Exchanges(ctx, agent.ExchangesRequest{}, func(b []*recording.Exchange) error { got = append(got, b...); return nil })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,8 +48,8 @@ func TestRecordsAppAndLaptopExchanges(t *testing.T) {
 	}
 	// Filters and body-less listing.
 	var listed []*recording.Exchange
-	if _, err := client.Exchanges(ctx, ExchangesRequest{Limit: 1, WithoutBodies: true}, func(e *recording.Exchange) error {
-		listed = append(listed, e)
+	if _, err := client.Exchanges(ctx, agent.ExchangesRequest{Limit: 1, WithoutBodies: true}, func(b []*recording.Exchange) error {
+		listed = append(listed, b...)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -56,7 +57,7 @@ func TestRecordsAppAndLaptopExchanges(t *testing.T) {
 	if len(listed) != 1 || listed[0].ID != got[1].ID || listed[0].Response.Body != nil || listed[0].Response.BodySize != 6 {
 		t.Errorf("limit 1 without bodies: %+v", listed)
 	}
-	if _, err := client.Exchanges(ctx, ExchangesRequest{Filter: recording.Filter{Status: "6xx"}}, func(*recording.Exchange) error { return nil }); !errors.Is(err, ErrBadProbe) {
+	if _, err := client.Exchanges(ctx, agent.ExchangesRequest{Filter: recording.Filter{Status: "6xx"}}, func([]*recording.Exchange) error { return nil }); !errors.Is(err, agent.ErrBadProbe) {
 		t.Errorf("bad status filter: %v", err)
 	}
 }

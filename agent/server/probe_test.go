@@ -1,4 +1,4 @@
-package agent
+package server
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/tetherkube/tether/agent"
 )
 
 // dnsServer answers on loopback UDP and TCP (same port): names in zone get
@@ -103,7 +105,7 @@ func TestQueryDNS(t *testing.T) {
 			{"nope.demo.svc.cluster.local.", "NXDOMAIN", nil},
 		}
 		for _, tt := range tests {
-			a, err := queryDNS(context.Background(), DNSQuery{Server: server, Name: tt.name, Type: "A", Timeout: 2 * time.Second})
+			a, err := queryDNS(context.Background(), agent.DNSQuery{Server: server, Name: tt.name, Type: "A", Timeout: 2 * time.Second})
 			if err != nil {
 				t.Fatalf("%s: %v", tt.name, err)
 			}
@@ -124,20 +126,20 @@ func TestQueryDNSTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	a, err := queryDNS(context.Background(), DNSQuery{Server: pc.LocalAddr().String(), Name: "x.", Type: "A", Timeout: 200 * time.Millisecond})
+	a, err := queryDNS(context.Background(), agent.DNSQuery{Server: pc.LocalAddr().String(), Name: "x.", Type: "A", Timeout: 200 * time.Millisecond})
 	if err != nil || a.Error != "timeout" || a.Rcode != "" {
 		t.Fatalf("got %+v, %v; want a timeout", a, err)
 	}
 }
 
 func TestQueryDNSBadRequest(t *testing.T) {
-	for _, q := range []DNSQuery{
+	for _, q := range []agent.DNSQuery{
 		{Server: "127.0.0.1:53", Name: "x.", Type: "BOGUS"},
 		{Server: "127.0.0.1:53", Name: "not-qualified", Type: "A"},
 		{Server: "127.0.0.1", Name: "x.", Type: "A"},
 	} {
-		if _, err := queryDNS(context.Background(), q); !errors.Is(err, ErrBadProbe) {
-			t.Errorf("%+v: got %v, want ErrBadProbe", q, err)
+		if _, err := queryDNS(context.Background(), q); !errors.Is(err, agent.ErrBadProbe) {
+			t.Errorf("%+v: got %v, want agent.ErrBadProbe", q, err)
 		}
 	}
 }
@@ -153,7 +155,7 @@ func TestProbe(t *testing.T) {
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 
-	r, err := probe(context.Background(), ProbeRequest{Address: addr, HTTP: &HTTPProbe{Path: "/healthz", Host: "orders"}})
+	r, err := probe(context.Background(), agent.ProbeRequest{Address: addr, HTTP: &agent.HTTPProbe{Path: "/healthz", Host: "orders"}})
 	if err != nil || !r.Connected || r.HTTPStatus != http.StatusTeapot || r.HTTPError != "" {
 		t.Fatalf("http probe: got %+v, %v", r, err)
 	}
@@ -161,7 +163,7 @@ func TestProbe(t *testing.T) {
 	closed, _ := net.Listen("tcp", "127.0.0.1:0")
 	closedAddr := closed.Addr().String()
 	closed.Close()
-	r, err = probe(context.Background(), ProbeRequest{Address: closedAddr})
+	r, err = probe(context.Background(), agent.ProbeRequest{Address: closedAddr})
 	if err != nil || r.Connected || r.Error != "refused" {
 		t.Fatalf("probe of a closed port: got %+v, %v; want refused", r, err)
 	}
@@ -178,13 +180,13 @@ func TestProbe(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	r, err = probe(context.Background(), ProbeRequest{Address: silent.Addr().String(), Timeout: 300 * time.Millisecond, HTTP: &HTTPProbe{}})
+	r, err = probe(context.Background(), agent.ProbeRequest{Address: silent.Addr().String(), Timeout: 300 * time.Millisecond, HTTP: &agent.HTTPProbe{}})
 	if err != nil || !r.Connected || r.HTTPError != "timeout" {
 		t.Fatalf("probe of a silent server: got %+v, %v; want connected, http timeout", r, err)
 	}
 
-	if _, err := probe(context.Background(), ProbeRequest{Address: "no-port"}); !errors.Is(err, ErrBadProbe) {
-		t.Fatalf("bad address: got %v, want ErrBadProbe", err)
+	if _, err := probe(context.Background(), agent.ProbeRequest{Address: "no-port"}); !errors.Is(err, agent.ErrBadProbe) {
+		t.Fatalf("bad address: got %v, want agent.ErrBadProbe", err)
 	}
 }
 
@@ -198,19 +200,19 @@ func TestProbesThroughTunnel(t *testing.T) {
 	}
 	ctx := context.Background()
 	server := dnsServer(t, map[string]string{"a.example.": "192.0.2.1"}, false)
-	a, err := client.QueryDNS(ctx, DNSQuery{Server: server, Name: "a.example.", Type: "A"})
+	a, err := client.QueryDNS(ctx, agent.DNSQuery{Server: server, Name: "a.example.", Type: "A"})
 	if err != nil || a.Rcode != "NOERROR" || len(a.Answers) != 1 || a.Answers[0].Data != "192.0.2.1" || a.Latency <= 0 {
 		t.Errorf("QueryDNS: got %+v, %v", a, err)
 	}
-	if _, err := client.QueryDNS(ctx, DNSQuery{Server: server, Name: "a.example.", Type: "BOGUS"}); !errors.Is(err, ErrBadProbe) {
-		t.Errorf("QueryDNS with a bad type: got %v, want ErrBadProbe", err)
+	if _, err := client.QueryDNS(ctx, agent.DNSQuery{Server: server, Name: "a.example.", Type: "BOGUS"}); !errors.Is(err, agent.ErrBadProbe) {
+		t.Errorf("QueryDNS with a bad type: got %v, want agent.ErrBadProbe", err)
 	}
-	r, err := client.Probe(ctx, ProbeRequest{Address: fmt.Sprintf("127.0.0.1:%d", h.frontPort), HTTP: &HTTPProbe{Path: "/"}})
+	r, err := client.Probe(ctx, agent.ProbeRequest{Address: fmt.Sprintf("127.0.0.1:%d", h.frontPort), HTTP: &agent.HTTPProbe{Path: "/"}})
 	if err != nil || !r.Connected || r.HTTPStatus != http.StatusOK || r.LocalAddress == "" {
 		t.Errorf("Probe: got %+v, %v", r, err)
 	}
-	if _, err := client.Probe(ctx, ProbeRequest{Address: "nonsense"}); !errors.Is(err, ErrBadProbe) {
-		t.Errorf("Probe of a bad address: got %v, want ErrBadProbe", err)
+	if _, err := client.Probe(ctx, agent.ProbeRequest{Address: "nonsense"}); !errors.Is(err, agent.ErrBadProbe) {
+		t.Errorf("Probe of a bad address: got %v, want agent.ErrBadProbe", err)
 	}
 	if _, err := client.ResolvConf(ctx); err != nil && !errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("ResolvConf: %v", err)

@@ -1,4 +1,4 @@
-package daemon
+package server
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/tetherkube/tether/daemon"
 )
 
 // TestServeSocketIsTheUsersAlone runs the real daemon server on a unix
@@ -16,7 +18,7 @@ import (
 // daemon refused, and Quit removing the socket.
 func TestServeSocketIsTheUsersAlone(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
-	paths, err := PathsFor("ctx", "https://127.0.0.1:1")
+	paths, err := daemon.PathsFor("ctx", "https://127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,9 +34,9 @@ func TestServeSocketIsTheUsersAlone(t *testing.T) {
 	go func() { served <- Serve(context.Background(), d, paths.Socket) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var client *Client
+	var client *daemon.Client
 	for client == nil {
-		conn, c, err := Dial(ctx, paths.Socket)
+		conn, c, err := daemon.Dial(ctx, paths.Socket)
 		if err == nil {
 			defer conn.Close()
 			client = c

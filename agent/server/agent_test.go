@@ -1,4 +1,4 @@
-package agent
+package server
 
 import (
 	"context"
@@ -12,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/internal/pktfilter"
 	"github.com/tetherkube/tether/tunnel"
 )
@@ -25,7 +23,7 @@ func TestConfigValidate(t *testing.T) {
 	valid := func() Config {
 		c := DefaultConfig()
 		c.Token = testToken
-		c.Forwards = []Forward{{ListenPort: 18080, AppPort: 8080}}
+		c.Forwards = []agent.Forward{{ListenPort: 18080, AppPort: 8080}}
 		return c
 	}
 	tests := []struct {
@@ -39,9 +37,11 @@ func TestConfigValidate(t *testing.T) {
 		{"no host", func(c *Config) { c.TunnelAddr = ":7341" }, "not a loopback address"},
 		{"no port", func(c *Config) { c.TunnelAddr = "127.0.0.1" }, "missing port"},
 		{"short token", func(c *Config) { c.Token = []byte("x") }, "token is 1 bytes"},
-		{"same port", func(c *Config) { c.Forwards = []Forward{{8080, 8080}} }, "cannot listen on the app's own port"},
-		{"port range", func(c *Config) { c.Forwards = []Forward{{0, 8080}} }, "out of range"},
-		{"twice", func(c *Config) { c.Forwards = []Forward{{1, 2}, {1, 3}} }, "forwarded twice"},
+		{"same port", func(c *Config) { c.Forwards = []agent.Forward{{ListenPort: 8080, AppPort: 8080}} }, "cannot listen on the app's own port"},
+		{"port range", func(c *Config) { c.Forwards = []agent.Forward{{ListenPort: 0, AppPort: 8080}} }, "out of range"},
+		{"twice", func(c *Config) {
+			c.Forwards = []agent.Forward{{ListenPort: 1, AppPort: 2}, {ListenPort: 1, AppPort: 3}}
+		}, "forwarded twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,7 +59,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestParseForward(t *testing.T) {
-	if f, err := parseForward("18080:8080"); err != nil || f != (Forward{18080, 8080}) {
+	if f, err := parseForward("18080:8080"); err != nil || f != (agent.Forward{ListenPort: 18080, AppPort: 8080}) {
 		t.Errorf("parseForward = %v, %v", f, err)
 	}
 	for _, bad := range []string{"8080", "a:b", ":"} {
@@ -107,7 +107,7 @@ func newHarness(t *testing.T) *harness {
 	cfg := DefaultConfig()
 	cfg.Token = testToken
 	cfg.PodName, cfg.PodNamespace = "orders-1", "shop"
-	cfg.Forwards = []Forward{{ListenPort: frontPort, AppPort: appPort}}
+	cfg.Forwards = []agent.Forward{{ListenPort: frontPort, AppPort: appPort}}
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -126,26 +126,21 @@ func newHarness(t *testing.T) *harness {
 
 // daemon opens a tunnel as the daemon does and sends the conn streams it
 // accepts to laptopPort.
-func (h *harness) daemon(token []byte, laptopPort int) (*tunnel.Session, *Client, error) {
+func (h *harness) daemon(token []byte, laptopPort int) (*agent.Link, *agent.Client, error) {
 	c, err := net.Dial("tcp", h.tunnelAddr)
 	if err != nil {
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sess, err := tunnel.Client(ctx, c, tunnel.DefaultConfig(token))
+	link, err := agent.Connect(ctx, c, tunnel.DefaultConfig(token))
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := grpc.NewClient("passthrough:///agent", grpc.WithContextDialer(sess.DialControl),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, nil, err
-	}
-	h.t.Cleanup(func() { conn.Close(); sess.Close() })
+	h.t.Cleanup(func() { link.Close() })
 	go func() {
 		for {
-			st, err := sess.Accept(context.Background())
+			st, err := link.AcceptConn(context.Background())
 			if err != nil {
 				return
 			}
@@ -159,7 +154,7 @@ func (h *harness) daemon(token []byte, laptopPort int) (*tunnel.Session, *Client
 			}()
 		}
 	}()
-	return sess, NewClient(conn), nil
+	return link, link.Agent(), nil
 }
 
 // get sends a request to the agent's front port on a new connection.
@@ -237,7 +232,7 @@ func TestInterceptErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := first.Intercept(ctx, 1); !errors.Is(err, ErrUnknownPort) {
+	if err := first.Intercept(ctx, 1); !errors.Is(err, agent.ErrUnknownPort) {
 		t.Errorf("unknown port: %v, want ErrUnknownPort", err)
 	}
 	if err := first.Intercept(ctx, h.frontPort); err != nil {
@@ -247,7 +242,7 @@ func TestInterceptErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := second.Intercept(ctx, h.frontPort); !errors.Is(err, ErrAlreadyIntercepted) {
+	if err := second.Intercept(ctx, h.frontPort); !errors.Is(err, agent.ErrAlreadyIntercepted) {
 		t.Errorf("second intercept: %v, want ErrAlreadyIntercepted", err)
 	}
 }
@@ -283,7 +278,7 @@ func TestCaptureThroughTunnel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.Capture(context.Background(), CaptureRequest{Interface: "lo", Filter: "tcp port eighty"}, nil); !errors.Is(err, ErrBadFilter) {
+	if _, err := client.Capture(context.Background(), agent.CaptureRequest{Interface: "lo", Filter: "tcp port eighty"}, nil); !errors.Is(err, agent.ErrBadFilter) {
 		t.Errorf("bad filter: %v, want ErrBadFilter", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -294,9 +289,9 @@ func TestCaptureThroughTunnel(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	var got []CapturedPacket
-	stats, err := client.Capture(ctx, CaptureRequest{Interface: "lo", Filter: fmt.Sprintf("tcp dst port %d", target), Count: 5},
-		func(p CapturedPacket) error { got = append(got, p); return nil })
+	var got []agent.CapturedPacket
+	stats, err := client.Capture(ctx, agent.CaptureRequest{Interface: "lo", Filter: fmt.Sprintf("tcp dst port %d", target), Count: 5},
+		func(b []agent.CapturedPacket) error { got = append(got, b...); return nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package daemon
+package server
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/daemon/internal/inspect"
 	"github.com/tetherkube/tether/internal/pktfilter"
 
@@ -14,20 +15,20 @@ import (
 )
 
 // Capture streams a pod's packets through an inspection agent.
-func (d *Daemon) Capture(ctx context.Context, req CaptureRequest, progress func(string), emit func(agent.CapturedPacket) error) (agent.CaptureStats, error) {
+func (d *Daemon) Capture(ctx context.Context, req daemon.CaptureRequest, progress func(string), emit func([]agent.CapturedPacket) error) (agent.CaptureStats, error) {
 	if _, err := pktfilter.Parse(req.Filter); err != nil {
 		return agent.CaptureStats{}, errdefs.Mark(errdefs.ErrUser, err)
 	}
 	pod := strings.TrimPrefix(strings.TrimPrefix(req.Pod, "pod/"), "pods/")
-	client, done, err := d.inspectAgent(ctx, inspect.Request{Namespace: req.Namespace, Pod: pod, Container: req.Container,
+	link, err := d.inspectAgent(ctx, inspect.Request{Namespace: req.Namespace, Pod: pod, Container: req.Container,
 		AgentImage: req.AgentImage, NetRaw: true}, progress)
 	if err != nil {
 		return agent.CaptureStats{}, err
 	}
-	defer done()
+	defer link.Close()
 	progress(fmt.Sprintf("capturing on %s of pod %s", ifaceOr(req.Interface), pod))
 	d.log.Info("capture", "pod", req.Namespace+"/"+pod, "filter", req.Filter)
-	stats, err := client.Capture(ctx, agent.CaptureRequest{Interface: req.Interface, Filter: req.Filter,
+	stats, err := link.Agent().Capture(ctx, agent.CaptureRequest{Interface: req.Interface, Filter: req.Filter,
 		Snaplen: req.Snaplen, Count: req.Count, Duration: req.Duration}, emit)
 	if errors.Is(err, agent.ErrBadFilter) || errors.Is(err, agent.ErrNoCapNetRaw) {
 		return stats, errdefs.Mark(errdefs.ErrUser, err)

@@ -1,4 +1,4 @@
-package agent
+package server
 
 import (
 	"context"
@@ -7,16 +7,14 @@ import (
 	"net"
 	"strconv"
 
-	"google.golang.org/protobuf/proto"
-
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/agent/internal/httprec"
-	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/tunnel"
 )
 
 // serveForward accepts the Service's connections on l and routes each.
-func (a *Agent) serveForward(ctx context.Context, f Forward, l net.Listener) error {
+func (a *Agent) serveForward(ctx context.Context, f agent.Forward, l net.Listener) error {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -33,10 +31,9 @@ func (a *Agent) serveForward(ctx context.Context, f Forward, l net.Listener) err
 // the app. A tunnel that fails to take the connection is not retried on the
 // app: the caller sees the connection close, as it would with the laptop's
 // process gone.
-func (a *Agent) route(ctx context.Context, f Forward, c net.Conn) {
+func (a *Agent) route(ctx context.Context, f agent.Forward, c net.Conn) {
 	if sess := a.interceptor(f.ListenPort); sess != nil {
-		meta, _ := proto.Marshal(&agentv1.ConnMeta{ListenPort: uint32(f.ListenPort), Source: c.RemoteAddr().String()})
-		st, err := sess.Open(ctx, tunnel.RoleConn, meta)
+		st, err := sess.Open(ctx, tunnel.RoleConn, nil)
 		if err == nil {
 			a.join(c, st, f, recording.ToLaptop)
 			return
@@ -60,7 +57,7 @@ func (a *Agent) route(ctx context.Context, f Forward, c net.Conn) {
 
 // join joins the caller to where its connection goes, recording the
 // exchanges when recording is on.
-func (a *Agent) join(c, upstream net.Conn, f Forward, dest string) {
+func (a *Agent) join(c, upstream net.Conn, f agent.Forward, dest string) {
 	if a.ring == nil {
 		tunnel.Join(c, upstream)
 		return
@@ -73,6 +70,12 @@ func (a *Agent) join(c, upstream net.Conn, f Forward, dest string) {
 func (a *Agent) interceptor(port int) *tunnel.Session {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return a.interceptorLocked(port)
+}
+
+// interceptorLocked is interceptor with a.mu held; it forgets a tunnel that
+// has ended.
+func (a *Agent) interceptorLocked(port int) *tunnel.Session {
 	sess := a.intercepts[port]
 	if sess == nil {
 		return nil

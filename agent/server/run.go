@@ -1,4 +1,4 @@
-package agent
+package server
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/internal/buildinfo"
 )
 
@@ -88,17 +89,17 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	return a.Serve(ctx)
 }
 
-func parseForward(v string) (Forward, error) {
+func parseForward(v string) (agent.Forward, error) {
 	l, r, ok := strings.Cut(v, ":")
 	if !ok {
-		return Forward{}, fmt.Errorf("forward %q: want LISTEN:APP, e.g. 18080:8080", v)
+		return agent.Forward{}, fmt.Errorf("forward %q: want LISTEN:APP, e.g. 18080:8080", v)
 	}
 	lp, err1 := strconv.Atoi(l)
 	ap, err2 := strconv.Atoi(r)
 	if err1 != nil || err2 != nil {
-		return Forward{}, fmt.Errorf("forward %q: ports must be numbers, e.g. 18080:8080", v)
+		return agent.Forward{}, fmt.Errorf("forward %q: ports must be numbers, e.g. 18080:8080", v)
 	}
-	return Forward{ListenPort: lp, AppPort: ap}, nil
+	return agent.Forward{ListenPort: lp, AppPort: ap}, nil
 }
 
 // memoryHeadroom is the agent's memory beyond the recording budget: the

@@ -1,4 +1,4 @@
-package daemon
+package server
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/intercept"
 	"github.com/tetherkube/tether/daemon/internal/journal"
@@ -40,7 +41,7 @@ type Daemon struct {
 	starting   map[string]bool                 // intercepts being started, same keys
 }
 
-var _ Service = (*Daemon)(nil)
+var _ daemon.Service = (*Daemon)(nil)
 
 // New returns a Daemon for the cluster rc reaches; kubeContext is the
 // context's name, for Status.
@@ -64,8 +65,8 @@ func New(rc *rest.Config, kubeContext string, log *slog.Logger) (*Daemon, error)
 func (d *Daemon) Quitting() <-chan struct{} { return d.quit }
 
 // Status reports the connection and the intercepts.
-func (d *Daemon) Status(ctx context.Context) (Status, error) {
-	st := Status{Context: d.context, Server: d.rc.Host, DaemonVersion: buildinfo.Identity(), PID: os.Getpid()}
+func (d *Daemon) Status(ctx context.Context) (daemon.Status, error) {
+	st := daemon.Status{Context: d.context, Server: d.rc.Host, DaemonVersion: buildinfo.Identity(), PID: os.Getpid()}
 	if v, err := d.cs.Discovery().ServerVersion(); err == nil {
 		st.ServerVersion = v.GitVersion
 	}
@@ -84,13 +85,13 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 // agents lists the workloads with tether's agent from the journals in
 // every namespace the user may list, reading how each agent records from
 // its arguments. Without that permission the list is empty.
-func (d *Daemon) agents(ctx context.Context) []AgentInfo {
+func (d *Daemon) agents(ctx context.Context) []daemon.AgentInfo {
 	entries, err := journal.Store{CS: d.cs}.List(ctx, "")
 	if err != nil {
 		d.log.Debug("status: no journals listed", "err", err)
 		return nil
 	}
-	var out []AgentInfo
+	var out []daemon.AgentInfo
 	for _, e := range entries {
 		tmpl, err := workload.Client{CS: d.cs}.Template(ctx, e.Workload)
 		if err != nil {
@@ -100,7 +101,7 @@ func (d *Daemon) agents(ctx context.Context) []AgentInfo {
 			if c.Name != inject.AgentContainer {
 				continue
 			}
-			a := AgentInfo{Workload: e.Workload.String(), Namespace: e.Workload.Namespace, Recording: true,
+			a := daemon.AgentInfo{Workload: e.Workload.String(), Namespace: e.Workload.Namespace, Recording: true,
 				Redacted: append([]string(nil), recording.DefaultRedactedHeaders...)}
 			for i, arg := range c.Args {
 				switch {
@@ -121,39 +122,39 @@ func (d *Daemon) agents(ctx context.Context) []AgentInfo {
 	return out
 }
 
-func info(ic *intercept.Intercept) InterceptInfo {
-	return InterceptInfo{
+func info(ic *intercept.Intercept) daemon.InterceptInfo {
+	return daemon.InterceptInfo{
 		Name: ic.Workload.String(), Namespace: ic.Workload.Namespace, Service: ic.Service,
 		ServicePort: int(ic.ServicePort.Port), AgentPort: ic.AgentPort, LocalPort: ic.LocalPort, Pods: ic.Pods(),
 	}
 }
 
 // Intercept starts an intercept and keeps it until Leave or Quit.
-func (d *Daemon) Intercept(ctx context.Context, req InterceptRequest, progress func(string)) (InterceptInfo, error) {
+func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, progress func(string)) (daemon.InterceptInfo, error) {
 	// Refuse before changing anything when a permission is missing: a
 	// half-done intercept the user may not roll back is worse than none.
 	missing, err := access.Missing(ctx, d.cs, req.Namespace)
 	if err != nil {
-		return InterceptInfo{}, err
+		return daemon.InterceptInfo{}, err
 	}
 	if len(missing) > 0 {
-		return InterceptInfo{}, errdefs.User("you may not do everything an intercept needs in namespace %s; missing:\n%s"+
+		return daemon.InterceptInfo{}, errdefs.User("you may not do everything an intercept needs in namespace %s; missing:\n%s"+
 			"ask your cluster admin for the Role in docs/intercept.md", req.Namespace, access.Describe(missing))
 	}
 	w, err := workload.Client{CS: d.cs}.Resolve(ctx, req.Namespace, req.Workload)
 	if err != nil {
-		return InterceptInfo{}, err
+		return daemon.InterceptInfo{}, err
 	}
 	key := w.Namespace + "/" + w.String()
 	d.mu.Lock()
 	if ic, ok := d.intercepts[key]; ok {
 		d.mu.Unlock()
-		return InterceptInfo{}, errdefs.AlreadyExists("%s in namespace %s is already intercepted to localhost:%d; `tether leave %s` first",
+		return daemon.InterceptInfo{}, errdefs.AlreadyExists("%s in namespace %s is already intercepted to localhost:%d; `tether leave %s` first",
 			w, w.Namespace, ic.LocalPort, w)
 	}
 	if d.starting[key] {
 		d.mu.Unlock()
-		return InterceptInfo{}, errdefs.AlreadyExists("an intercept of %s in namespace %s is being started right now", w, w.Namespace)
+		return daemon.InterceptInfo{}, errdefs.AlreadyExists("an intercept of %s in namespace %s is being started right now", w, w.Namespace)
 	}
 	d.starting[key] = true
 	d.mu.Unlock()
@@ -168,7 +169,7 @@ func (d *Daemon) Intercept(ctx context.Context, req InterceptRequest, progress f
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
 	})
 	if err != nil {
-		return InterceptInfo{}, err
+		return daemon.InterceptInfo{}, err
 	}
 	d.mu.Lock()
 	d.intercepts[key] = ic
@@ -196,7 +197,7 @@ func (d *Daemon) Leave(ctx context.Context, namespace, name string) error {
 }
 
 // Rollback restores journaled workloads.
-func (d *Daemon) Rollback(ctx context.Context, req RollbackRequest) ([]RollbackResult, error) {
+func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]daemon.RollbackResult, error) {
 	var targets []journal.Workload
 	if req.All {
 		entries, err := journal.Store{CS: d.cs}.List(ctx, req.Namespace)
@@ -217,7 +218,7 @@ func (d *Daemon) Rollback(ctx context.Context, req RollbackRequest) ([]RollbackR
 		}
 		targets = append(targets, w)
 	}
-	var results []RollbackResult
+	var results []daemon.RollbackResult
 	for _, w := range targets {
 		key := w.Namespace + "/" + w.String()
 		d.mu.Lock()
@@ -227,10 +228,10 @@ func (d *Daemon) Rollback(ctx context.Context, req RollbackRequest) ([]RollbackR
 		if ic != nil {
 			_ = ic.Leave(ctx)
 		}
-		res := RollbackResult{Workload: w.String(), Namespace: w.Namespace}
+		res := daemon.RollbackResult{Workload: w.String(), Namespace: w.Namespace}
 		steps, err := rollback.Restore(ctx, d.cs, w, req.Force)
 		for _, s := range steps {
-			res.Steps = append(res.Steps, RollbackStep{Object: s.Object, Action: s.Action})
+			res.Steps = append(res.Steps, daemon.RollbackStep{Object: s.Object, Action: s.Action})
 		}
 		if err != nil {
 			res.Error = err.Error()

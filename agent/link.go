@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tetherkube/tether/tunnel"
+)
+
+// Link is a daemon's connection to one agent: a tunnel (tunnel/spec.md)
+// whose control streams carry the agent's API, the conn streams the agent
+// opens for intercepted connections, and the dial streams the daemon opens
+// to connect from inside the pod.
+type Link struct {
+	sess   *tunnel.Session
+	conn   *grpc.ClientConn
+	client *Client
+}
+
+// Connect opens a tunnel to an agent over conn, any byte stream that
+// reaches the agent's tunnel port (in production, a port-forward), and
+// returns the Link. It owns conn from then on: conn is closed when Connect
+// fails or the Link is closed. cfg is the tunnel's configuration, holding
+// the agent's token (tunnel.DefaultConfig(token)).
+//
+// The daemon serves nothing on the tunnel's control streams: the Link
+// refuses those the agent opens at once, so none holds a goroutine.
+func Connect(ctx context.Context, conn net.Conn, cfg tunnel.Config) (*Link, error) {
+	sess, err := tunnel.Client(ctx, conn, cfg)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	sess.ControlListener().Close()
+	gc, err := grpc.NewClient("passthrough:///agent", grpc.WithContextDialer(sess.DialControl),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("agent client: %w", err)
+	}
+	return &Link{sess: sess, conn: gc, client: NewClient(gc)}, nil
+}
+
+// Agent returns the client of the agent's control API.
+func (l *Link) Agent() *Client { return l.client }
+
+// AcceptConn returns the next connection the agent sends through the
+// tunnel: an intercepted connection of the cluster, as a conn stream. A
+// stream of another role is refused (closed) and not returned.
+func (l *Link) AcceptConn(ctx context.Context) (net.Conn, error) {
+	for {
+		st, err := l.sess.Accept(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if st.Role == tunnel.RoleConn {
+			return st, nil
+		}
+		st.Close()
+	}
+}
+
+// Dial connects to addr from inside the agent's pod, through a dial stream.
+func (l *Link) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	return l.sess.Dial(ctx, addr)
+}
+
+// Done is closed when the tunnel ends: closed by either side, or the agent
+// found dead by the keepalive.
+func (l *Link) Done() <-chan struct{} { return l.sess.Done() }
+
+// Close ends the client and the tunnel.
+func (l *Link) Close() error {
+	l.conn.Close()
+	return l.sess.Close()
+}

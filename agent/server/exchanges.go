@@ -1,0 +1,69 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/recording"
+)
+
+// exchangeBatchBytes bounds a batch of exchanges, by their recording size.
+const exchangeBatchBytes = 512 << 10
+
+// Exchanges emits the matching exchanges in batches of up to
+// exchangeBatchBytes (one exchange always fits).
+func (s *sessionService) Exchanges(ctx context.Context, req agent.ExchangesRequest, emit func([]*recording.Exchange) error) (agent.RecordingStats, error) {
+	a := s.agent
+	if a.ring == nil {
+		return agent.RecordingStats{}, agent.ErrNotRecording
+	}
+	if err := req.Filter.Validate(); err != nil {
+		return agent.RecordingStats{}, errors.Join(agent.ErrBadProbe, err)
+	}
+	matched := a.ring.Exchanges(req.Filter.Match)
+	if req.Limit > 0 && len(matched) > req.Limit {
+		matched = matched[len(matched)-req.Limit:]
+	}
+	var batch []*recording.Exchange
+	size := 0
+	for _, e := range matched {
+		if err := ctx.Err(); err != nil {
+			return agent.RecordingStats{}, err
+		}
+		if req.WithoutBodies {
+			c := *e
+			c.Request.Body = nil
+			if e.Response != nil {
+				r := *e.Response
+				r.Body = nil
+				c.Response = &r
+			}
+			e = &c
+		}
+		if len(batch) > 0 && size+e.Size() > exchangeBatchBytes {
+			if err := emit(batch); err != nil {
+				return agent.RecordingStats{}, err
+			}
+			batch, size = nil, 0
+		}
+		batch, size = append(batch, e), size+e.Size()
+	}
+	if len(batch) > 0 {
+		if err := emit(batch); err != nil {
+			return agent.RecordingStats{}, err
+		}
+	}
+	return a.recordingStats(), nil
+}
+
+func (a *Agent) recordingStats() agent.RecordingStats {
+	st := a.ring.Stats()
+	r := a.cfg.Record
+	return agent.RecordingStats{
+		Connections: st.Connections, Exchanges: st.Exchanges, Evicted: st.Evicted, NotHTTP: st.NotHTTP,
+		Malformed: st.Malformed, Upgraded: st.Upgraded, StoredBytes: uint64(st.StoredBytes), InflightBytes: uint64(st.InflightBytes),
+		BudgetBytes: uint64(st.BudgetBytes), Held: uint64(st.Held), BodyCap: uint64(r.BodyCap),
+		RedactionOff: r.Redactor.Off, RedactedNames: append(append([]string(nil), recording.DefaultRedactedHeaders...), r.Redactor.Names...),
+	}
+}

@@ -1,0 +1,87 @@
+package server
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+
+	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/internal/errdefs"
+	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
+	"github.com/tetherkube/tether/recording"
+)
+
+// grpcServer adapts an agent.Service to the generated Agent server: field
+// mapping and error codes only.
+type grpcServer struct {
+	agentv1.UnimplementedAgentServer
+	svc agent.Service
+}
+
+// NewGRPCServer returns the gRPC adapter for svc.
+func NewGRPCServer(svc agent.Service) agentv1.AgentServer {
+	return &grpcServer{svc: svc}
+}
+
+// toStatus maps the Service's errors to gRPC codes by their class.
+func toStatus(err error) error { return errdefs.ToGRPC(err) }
+
+func (s *grpcServer) Info(ctx context.Context, _ *agentv1.InfoRequest) (*agentv1.InfoResponse, error) {
+	info, err := s.svc.Info(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return agent.InfoToProto(info), nil
+}
+
+func (s *grpcServer) Intercept(ctx context.Context, req *agentv1.InterceptRequest) (*agentv1.InterceptResponse, error) {
+	return &agentv1.InterceptResponse{}, toStatus(s.svc.Intercept(ctx, int(req.GetListenPort())))
+}
+
+func (s *grpcServer) Leave(ctx context.Context, req *agentv1.LeaveRequest) (*agentv1.LeaveResponse, error) {
+	return &agentv1.LeaveResponse{}, toStatus(s.svc.Leave(ctx, int(req.GetListenPort())))
+}
+
+func (s *grpcServer) Capture(req *agentv1.CaptureRequest, stream grpc.ServerStreamingServer[agentv1.CaptureEvent]) error {
+	stats, err := s.svc.Capture(stream.Context(), agent.CaptureRequestFromProto(req), func(b []agent.CapturedPacket) error {
+		return stream.Send(&agentv1.CaptureEvent{Event: &agentv1.CaptureEvent_Packets{Packets: agent.PacketsToProto(b)}})
+	})
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.Send(&agentv1.CaptureEvent{Event: &agentv1.CaptureEvent_Stats{Stats: agent.CaptureStatsToProto(stats)}})
+}
+
+func (s *grpcServer) ResolvConf(ctx context.Context, _ *agentv1.ResolvConfRequest) (*agentv1.ResolvConfResponse, error) {
+	b, err := s.svc.ResolvConf(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &agentv1.ResolvConfResponse{Content: b}, nil
+}
+
+func (s *grpcServer) QueryDNS(ctx context.Context, req *agentv1.DNSQueryRequest) (*agentv1.DNSQueryResponse, error) {
+	a, err := s.svc.QueryDNS(ctx, agent.DNSQueryFromProto(req))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return agent.DNSAnswerToProto(a), nil
+}
+
+func (s *grpcServer) Probe(ctx context.Context, req *agentv1.ProbeRequest) (*agentv1.ProbeResponse, error) {
+	r, err := s.svc.Probe(ctx, agent.ProbeRequestFromProto(req))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return agent.ProbeResultToProto(r), nil
+}
+
+func (s *grpcServer) Exchanges(req *agentv1.ExchangesRequest, stream grpc.ServerStreamingServer[agentv1.ExchangesChunk]) error {
+	st, err := s.svc.Exchanges(stream.Context(), agent.ExchangesRequestFromProto(req), func(b []*recording.Exchange) error {
+		return stream.Send(&agentv1.ExchangesChunk{Exchanges: agent.ExchangesToProto(b)})
+	})
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.Send(&agentv1.ExchangesChunk{Stats: agent.StatsToProto(st)})
+}

@@ -1,0 +1,113 @@
+package daemon
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/daemon/internal/netpol"
+	"github.com/tetherkube/tether/internal/resolvconf"
+	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
+	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
+	"github.com/tetherkube/tether/recording"
+	"github.com/tetherkube/tether/replay"
+)
+
+// wire marshals m and reads it back, as the other side of the wire does.
+func wire[M proto.Message](t *testing.T, m M, into M) M {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proto.Unmarshal(b, into); err != nil {
+		t.Fatal(err)
+	}
+	return into
+}
+
+// TestTraceReportOverTheWire sets every field of a report and carries it
+// through its proto message.
+func TestTraceReportOverTheWire(t *testing.T) {
+	verdict := netpol.Verdict{Allowed: true, Selecting: []string{"shop/deny-all"}, Rule: "shop/allow ingress rule 1", Reason: "allowed"}
+	want := TraceReport{
+		Source: TraceSource{Pod: "client-1", Namespace: "shop", IP: "10.42.0.7", Node: "n1", PickedFrom: "deploy/client"},
+		Target: TraceTarget{Input: "http://orders/x", Kind: "url", Host: "orders", Namespace: "shop", Name: "orders", Port: "http",
+			Scheme: "http", Path: "/x"},
+		FirstBroken: "probe", Conclusion: "broken at probe", DurationMillis: 812.5,
+		Steps: []TraceStep{
+			{Name: "dns", Status: TraceOK, Summary: "resolves", Details: []string{"a", "b"}, DNS: &TraceDNSResult{
+				Name: "orders", ResolvConf: resolvconf.Config{Nameservers: []string{"10.43.0.10"}, Search: []string{"shop.svc.cluster.local"},
+					Ndots: 5, Options: []string{"ndots:5"}},
+				Queries: []TraceQuery{{Name: "orders.shop.svc.cluster.local.", Type: "A", Server: "10.43.0.10:53", Rcode: "NOERROR",
+					Answers: []agent.DNSRecord{{Name: "orders.shop.svc.cluster.local.", Type: "A", TTL: 5, Data: "10.43.0.7"}},
+					Error:   "", Millis: 1.5}},
+				Answered: "orders.shop.svc.cluster.local.", Addresses: []string{"10.43.0.7"}}},
+			{Name: "service", Status: TraceWarn, Summary: "svc", Service: &TraceServiceResult{Namespace: "shop", Name: "orders",
+				Type: "ClusterIP", ClusterIP: "10.43.0.7", ExternalName: "x", Port: &TracePortMapping{Name: "http", Protocol: "TCP",
+					Port: 80, TargetPort: "8080", AppProtocol: "http"}, Selector: map[string]string{"app": "orders"}, SelectedPods: 2,
+				Endpoints: []TraceEndpoint{{Address: "10.42.0.9", Port: 8080, Pod: "orders-1", Namespace: "shop", Node: "n1",
+					Ready: true, Serving: true, Terminating: true, Reason: "r"}}}},
+			{Name: "policy", Status: TraceOK, Summary: "p", Policy: &TracePolicyResult{Verdicts: []TracePolicyVerdict{{
+				Destination: "orders-1", Port: 8080, Decision: netpol.Decision{Egress: verdict, Ingress: verdict}}}}},
+			{Name: "probe", Status: TraceBroken, Summary: "refused", Probe: &TraceProbeResult{Probes: []TraceProbe{{What: "service",
+				Address: "10.43.0.7:80", Pod: "orders-1", Connected: true, ConnectMillis: 0.5, Error: "e", HTTPStatus: 503,
+				HTTPMillis: 2.5, HTTPError: "he"}}}},
+			{Name: "skipped", Status: TraceSkipped, Summary: "nothing"},
+		},
+	}
+	got := TraceReportFromProto(wire(t, TraceReportToProto(want), &daemonv1.TraceReport{}))
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("report through the wire (-want +got)\n%s", diff)
+	}
+}
+
+func TestExchangeOverTheWire(t *testing.T) {
+	want := []*recording.Exchange{
+		{ID: 7, Time: time.Unix(0, 1_700_000_000_123_456_789), Pod: "orders-1", Port: 18080, Source: "10.42.0.1:5555",
+			Destination: recording.ToLaptop, Proto: "HTTP/1.1",
+			Request: recording.Message{Method: "POST", Target: "/orders?x=1", Host: "orders",
+				Header: http.Header{"Content-Type": {"application/json"}, "X-Many": {"a", "b"}}, Body: []byte(`{"a":1}`), BodySize: 7,
+				Redacted: []string{"Authorization"}},
+			Response: &recording.Message{Status: 201, Reason: "Created", Header: http.Header{"Date": {"now"}},
+				Trailer: http.Header{"Grpc-Status": {"0"}}, Body: []byte("ok"), BodySize: 9000, Truncated: true},
+			Send: time.Millisecond, Wait: 2 * time.Millisecond, Receive: 3 * time.Millisecond, Error: "closed mid-body"},
+		{ID: 8, Request: recording.Message{Method: "GET", Target: "/"}}, // no time, no response, no headers
+	}
+	var p []*agentv1.Exchange
+	for _, e := range agent.ExchangesToProto(want) {
+		p = append(p, wire(t, e, &agentv1.Exchange{}))
+	}
+	if diff := cmp.Diff(want, agent.ExchangesFromProto(p)); diff != "" {
+		t.Errorf("exchanges through the wire (-want +got)\n%s", diff)
+	}
+}
+
+func TestReplayOverTheWire(t *testing.T) {
+	res := replay.Result{Ref: "7", Round: 2, Method: "GET", Target: "/x", Status: 500, Latency: time.Millisecond, Error: "e",
+		Diff:    &replay.Diff{Status: "200 -> 500", Headers: []string{"X: a -> b"}, Body: []string{"$.a: 1 -> 2"}, NotCompared: []string{"n"}},
+		Skipped: "s"}
+	if diff := cmp.Diff(res, ReplayResultFromProto(wire(t, ReplayResultToProto(res), &daemonv1.ReplayResult{}))); diff != "" {
+		t.Errorf("result through the wire (-want +got)\n%s", diff)
+	}
+	sum := replay.Summary{Sent: 10, Errors: 1, Skipped: 2, ByStatus: map[string]int{"200": 9}, P50: 1, P90: 2, P99: 3, Max: 4,
+		Elapsed: 5, PerSecond: 2.5, Differing: 3}
+	if diff := cmp.Diff(sum, ReplaySummaryFromProto(wire(t, ReplaySummaryToProto(sum), &daemonv1.ReplaySummary{}))); diff != "" {
+		t.Errorf("summary through the wire (-want +got)\n%s", diff)
+	}
+	req := ReplayRequest{Namespace: "shop", Workload: "deploy/orders", Refs: []string{"a"}, To: "cluster",
+		Exchanges: []*recording.Exchange{{ID: 1, Request: recording.Message{Method: "GET", Target: "/"}}},
+		Options: replay.Options{Rate: 1, Speed: 2, Concurrency: 3, Count: 4, Header: http.Header{"X-A": {"1"}}, Diff: true,
+			IgnoreHeaders: []string{"Date"}, Timeout: time.Second}}
+	got, err := ReplayRequestFromProto(wire(t, ReplayRequestToProto(req), &daemonv1.ReplayRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(req, got, cmp.AllowUnexported(replay.Options{})); diff != "" {
+		t.Errorf("request through the wire (-want +got)\n%s", diff)
+	}
+}

@@ -1,0 +1,60 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+
+	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
+)
+
+// ErrRunning means another daemon already serves the socket.
+var ErrRunning = errors.New("a daemon already runs for this context")
+
+// Serve serves d on the unix socket at path until ctx ends or Quit is
+// called, then ends every intercept and removes the socket.
+func Serve(ctx context.Context, d *Daemon, path string) error {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("%w (socket %s)", ErrRunning, path)
+	}
+	_ = os.Remove(path) // a stale socket of a daemon that died
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", path, err)
+	}
+	defer os.Remove(path)
+	if err := restrictSocket(path); err != nil {
+		lis.Close()
+		return err
+	}
+	// A replay carries the exchanges it replays: up to a recording budget.
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(256 << 20))
+	daemonv1.RegisterDaemonServer(srv, NewGRPCServer(d))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	d.log.Info("daemon serving", "socket", path, "pid", os.Getpid())
+	select {
+	case <-ctx.Done():
+	case <-d.Quitting():
+	case err := <-served:
+		return err
+	}
+	lctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d.LeaveAll(lctx)
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		srv.Stop()
+	}
+	d.log.Info("daemon stopped")
+	return nil
+}
