@@ -19,7 +19,7 @@ func (d *Daemon) inspectAgent(ctx context.Context, req inspect.Request, progress
 	if err != nil {
 		return nil, nil, err // user errors come marked
 	}
-	return d.agentClient(ctx, req.Namespace, req.Pod, inspect.TunnelPort, a.Token)
+	return d.agentClient(ctx, req.Namespace, req.Pod, a.Port, a.Token)
 }
 
 // agentClient opens a tunnel to the agent listening on port in the pod and
