@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/internal/errdefs"
@@ -18,6 +19,10 @@ import (
 const (
 	startTimeout = 2 * time.Minute
 	pollInterval = 300 * time.Millisecond
+	// eventsAfter: from then on, the kubelet's warning events about a
+	// starting agent count as its failure; they come out seconds before
+	// the container's status says the same.
+	eventsAfter = 2 * time.Second
 	// logLines is how many of a failed agent's last log lines are shown.
 	logLines = 10
 )
@@ -46,6 +51,12 @@ func waitRunning(ctx context.Context, cs kubernetes.Interface, ns, pod, name str
 			return *a, nil
 		case !a.pending():
 			return agentState{}, failure(ctx, cs, ns, pod, *a)
+		}
+		if time.Since(start) >= eventsAfter {
+			if w := warnings(ctx, cs, ns, pod, name); w != nil {
+				a.status = &corev1.ContainerStatus{Name: name, State: corev1.ContainerState{Waiting: w}}
+				return agentState{}, failure(ctx, cs, ns, pod, *a)
+			}
 		}
 		if time.Since(last) >= time.Second {
 			progress(fmt.Sprintf("waiting for the agent to run in pod %s, %s", pod, time.Since(start).Round(time.Second)))
@@ -92,6 +103,36 @@ func failure(ctx context.Context, cs kubernetes.Interface, ns, pod string, a age
 			"`kubectl logs %s -n %s -c %s` shows its whole log", pod, ns, a.name)
 	}
 	return errdefs.User("%s", msg)
+}
+
+// warnings returns the kubelet's warnings about the container (a failed
+// image pull, a container that cannot be created) as a waiting state, or
+// nil when there is none or events cannot be read.
+func warnings(ctx context.Context, cs kubernetes.Interface, ns, pod, container string) *corev1.ContainerStateWaiting {
+	evs, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.Set{"involvedObject.kind": "Pod", "involvedObject.name": pod}.AsSelector().String()})
+	if err != nil {
+		return nil
+	}
+	path := fmt.Sprintf("spec.ephemeralContainers{%s}", container)
+	var w *corev1.ContainerStateWaiting
+	seen := map[string]bool{}
+	for _, e := range evs.Items {
+		if e.Type != corev1.EventTypeWarning || e.InvolvedObject.Name != pod || e.InvolvedObject.FieldPath != path || (e.Reason != "Failed" && e.Reason != "BackOff") {
+			continue
+		}
+		if w == nil {
+			w = &corev1.ContainerStateWaiting{Reason: e.Reason}
+		}
+		if strings.Contains(e.Message, "pull") || strings.Contains(e.Message, "ErrImagePull") {
+			w.Reason = "ErrImagePull"
+		}
+		if !seen[e.Message] {
+			seen[e.Message] = true
+			w.Message = strings.TrimPrefix(w.Message+"\n"+e.Message, "\n")
+		}
+	}
+	return w
 }
 
 // lastLogLines returns the container's last log lines, or a note saying

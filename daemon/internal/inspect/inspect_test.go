@@ -69,6 +69,16 @@ func withAgent(name, img string, port int, root bool, state *corev1.ContainerSta
 	}
 }
 
+// warning is a kubelet's warning event about the pod's container.
+func warning(name, container, reason, msg string) *corev1.Event {
+	return &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: podName, Namespace: ns,
+			FieldPath: fmt.Sprintf("spec.ephemeralContainers{%s}", container)},
+		Type: corev1.EventTypeWarning, Reason: reason, Message: msg,
+	}
+}
+
 func running() *corev1.ContainerState {
 	return &corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
 }
@@ -101,6 +111,7 @@ type clusterConfig struct {
 	meanwhile podOpt
 	updateErr error
 	logs      string
+	events    []runtime.Object
 }
 
 func newCluster(t *testing.T, cfg clusterConfig) *cluster {
@@ -110,6 +121,7 @@ func newCluster(t *testing.T, cfg clusterConfig) *cluster {
 	if cfg.pod != nil {
 		objs = append(objs, cfg.pod)
 	}
+	objs = append(objs, cfg.events...)
 	c := &cluster{Clientset: fake.NewClientset(objs...)}
 	start := cfg.start
 	if start == nil {
@@ -342,6 +354,19 @@ func TestEnsure(t *testing.T) {
 			req:         trace,
 			want:        result{Added: []added{newAgent("tether-inspect", 7342, false)}},
 			wantErr:     []string{"cannot start: ErrImagePull", `pull "agent:1": not found`, "--agent-image"},
+			wantUpdates: 1,
+		},
+		{
+			name: "kubelet's warnings about a starting agent: reported before its status says so",
+			cfg: clusterConfig{pod: testPod(), start: waiting("ContainerCreating", ""), events: []runtime.Object{
+				warning("e1", "tether-inspect", "Failed", `Failed to pull image "agent:1": not found`),
+				warning("e2", "tether-inspect", "Failed", "Error: ErrImagePull"),
+				warning("e3", "tether-inspect", "Failed", "Error: ErrImagePull"),
+				warning("e4", "tether-other", "Failed", "Error: not this container's"),
+			}},
+			req:         trace,
+			want:        result{Added: []added{newAgent("tether-inspect", 7342, false)}},
+			wantErr:     []string{"cannot start: ErrImagePull:\n    Failed to pull image \"agent:1\": not found\n    Error: ErrImagePull\ncheck that the image exists"},
 			wantUpdates: 1,
 		},
 		{
