@@ -19,7 +19,11 @@ func (d *Daemon) inspectAgent(ctx context.Context, req inspect.Request, progress
 	if err != nil {
 		return nil, nil, err // user errors come marked
 	}
-	return d.agentClient(ctx, req.Namespace, req.Pod, a.Port, a.Token)
+	client, done, err = d.agentClient(ctx, req.Namespace, req.Pod, a.Port, a.Token)
+	if err != nil {
+		return nil, nil, inspect.Explain(ctx, d.cs, a, req.Namespace, err)
+	}
+	return client, done, nil
 }
 
 // agentClient opens a tunnel to the agent listening on port in the pod and

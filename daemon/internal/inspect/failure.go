@@ -23,6 +23,9 @@ const (
 	// starting agent count as its failure; they come out seconds before
 	// the container's status says the same.
 	eventsAfter = 2 * time.Second
+	// explainWithin bounds how long Explain waits for an unreachable
+	// agent's container to be reported stopped.
+	explainWithin = 5 * time.Second
 	// logLines is how many of a failed agent's last log lines are shown.
 	logLines = 10
 )
@@ -32,7 +35,7 @@ const (
 func waitRunning(ctx context.Context, cs kubernetes.Interface, ns, pod, name string, progress func(string)) (agentState, error) {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	start, last := time.Now(), time.Time{}
+	start, last, warned := time.Now(), time.Time{}, time.Time{}
 	for {
 		p, err := cs.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
 		if err != nil {
@@ -53,9 +56,16 @@ func waitRunning(ctx context.Context, cs kubernetes.Interface, ns, pod, name str
 			return agentState{}, failure(ctx, cs, ns, pod, *a)
 		}
 		if time.Since(start) >= eventsAfter {
-			if w := warnings(ctx, cs, ns, pod, name); w != nil {
-				a.status = &corev1.ContainerStatus{Name: name, State: corev1.ContainerState{Waiting: w}}
-				return agentState{}, failure(ctx, cs, ns, pod, *a)
+			// The kubelet's detailed warning ("Failed to pull image X:
+			// why") can come after its summary ("Error: ErrImagePull").
+			if w, detailed := warnings(ctx, cs, ns, pod, name); w != nil {
+				if warned.IsZero() {
+					warned = time.Now()
+				}
+				if detailed || time.Since(warned) >= eventsAfter {
+					a.status = &corev1.ContainerStatus{Name: name, State: corev1.ContainerState{Waiting: w}}
+					return agentState{}, failure(ctx, cs, ns, pod, *a)
+				}
 			}
 		}
 		if time.Since(last) >= time.Second {
@@ -67,6 +77,31 @@ func waitRunning(ctx context.Context, cs kubernetes.Interface, ns, pod, name str
 			return agentState{}, errdefs.Mark(errdefs.ErrUnavailable, fmt.Errorf(
 				"the inspection agent %s did not start in pod %s within %s (`kubectl describe pod %s` shows why): %w",
 				name, pod, startTimeout, pod, ctx.Err()))
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// Explain returns why the agent cannot be reached when its container has
+// stopped, or stops within a few seconds (the kubelet can report an agent
+// that exits at once as running first); else cause. A later Ensure does
+// not reuse or add that agent again.
+func Explain(ctx context.Context, cs kubernetes.Interface, a Agent, namespace string, cause error) error {
+	ctx, cancel := context.WithTimeout(ctx, explainWithin)
+	defer cancel()
+	for {
+		p, err := cs.CoreV1().Pods(namespace).Get(ctx, a.Pod, metav1.GetOptions{})
+		if err != nil {
+			return cause
+		}
+		for _, s := range podAgents(p) {
+			if s.name == a.Container && !s.running() && !s.pending() {
+				return failure(ctx, cs, namespace, a.Pod, s)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return cause
 		case <-time.After(pollInterval):
 		}
 	}
@@ -107,15 +142,15 @@ func failure(ctx context.Context, cs kubernetes.Interface, ns, pod string, a age
 
 // warnings returns the kubelet's warnings about the container (a failed
 // image pull, a container that cannot be created) as a waiting state, or
-// nil when there is none or events cannot be read.
-func warnings(ctx context.Context, cs kubernetes.Interface, ns, pod, container string) *corev1.ContainerStateWaiting {
+// nil when there is none or events cannot be read; detailed: one says more
+// than "Error: REASON".
+func warnings(ctx context.Context, cs kubernetes.Interface, ns, pod, container string) (w *corev1.ContainerStateWaiting, detailed bool) {
 	evs, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
 		FieldSelector: fields.Set{"involvedObject.kind": "Pod", "involvedObject.name": pod}.AsSelector().String()})
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	path := fmt.Sprintf("spec.ephemeralContainers{%s}", container)
-	var w *corev1.ContainerStateWaiting
 	seen := map[string]bool{}
 	for _, e := range evs.Items {
 		if e.Type != corev1.EventTypeWarning || e.InvolvedObject.Name != pod || e.InvolvedObject.FieldPath != path || (e.Reason != "Failed" && e.Reason != "BackOff") {
@@ -127,12 +162,13 @@ func warnings(ctx context.Context, cs kubernetes.Interface, ns, pod, container s
 		if strings.Contains(e.Message, "pull") || strings.Contains(e.Message, "ErrImagePull") {
 			w.Reason = "ErrImagePull"
 		}
+		detailed = detailed || !strings.HasPrefix(e.Message, "Error: ")
 		if !seen[e.Message] {
 			seen[e.Message] = true
 			w.Message = strings.TrimPrefix(w.Message+"\n"+e.Message, "\n")
 		}
 	}
-	return w
+	return w, detailed
 }
 
 // lastLogLines returns the container's last log lines, or a note saying
