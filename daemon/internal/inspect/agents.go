@@ -53,12 +53,13 @@ func (a agentState) imageFailure() bool {
 	return false
 }
 
-// startupWindow: an agent that exits with an error this soon after it
-// started failed to start; one that ran longer failed at its work.
+// startupWindow: an agent that exits this soon after it started failed to
+// start; one that ran longer failed at its work (or was stopped).
 const startupWindow = 30 * time.Second
 
 // failedToStart: the container cannot start (waiting with a reason other
-// than creation) or exited with an error right after it started.
+// than creation) or exited right after it started, with an error or not:
+// an agent serves until the pod ends.
 func (a agentState) failedToStart() bool {
 	if a.status == nil || a.running() || a.pending() {
 		return false
@@ -67,9 +68,6 @@ func (a agentState) failedToStart() bool {
 		return true
 	}
 	t := a.status.State.Terminated
-	if t.ExitCode == 0 {
-		return false
-	}
 	if t.StartedAt.IsZero() || t.FinishedAt.IsZero() {
 		return true
 	}

@@ -376,6 +376,12 @@ func TestEnsure(t *testing.T) {
 			wantErr: []string{"exited: Error (exit code 1)", "boom", "does not add the same agent again"},
 		},
 		{
+			name:    "agent that exits at once without an error is not added again either",
+			cfg:     clusterConfig{pod: testPod(withAgent("tether-inspect", image, 7342, false, exited(0, "Completed", "", time.Second)))},
+			req:     trace,
+			wantErr: []string{"exited: Completed (exit code 0)", "does not add the same agent again"},
+		},
+		{
 			name:    "image that cannot be pulled is not tried again, whatever the privilege",
 			cfg:     clusterConfig{pod: testPod(withAgent("tether-inspect", image, 7342, false, waiting("ImagePullBackOff", "Back-off pulling image")))},
 			req:     capture,
