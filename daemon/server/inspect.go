@@ -16,7 +16,11 @@ func (d *Daemon) inspectAgent(ctx context.Context, req inspect.Request, progress
 	if err != nil {
 		return nil, err // user errors come marked
 	}
-	return d.agentLink(ctx, req.Namespace, req.Pod, inspect.TunnelPort, a.Token)
+	link, err := d.agentLink(ctx, req.Namespace, req.Pod, a.Port, a.Token)
+	if err != nil {
+		return nil, inspect.Explain(ctx, d.cs, a, req.Namespace, err)
+	}
+	return link, nil
 }
 
 // agentLink opens a tunnel to the agent listening on port in the pod.

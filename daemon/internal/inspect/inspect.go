@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -24,9 +23,15 @@ import (
 // Names and ports of the inspection agent.
 const (
 	ContainerPrefix = "tether-inspect"
-	TunnelPort      = 7342
-	SecretName      = "tether-inspect"
-	tokenKey        = "token"
+	// TunnelPort is the first agent's loopback port; each agent added to a
+	// pod gets the next port free, recorded in its --tunnel argument.
+	TunnelPort = 7342
+	SecretName = "tether-inspect"
+	tokenKey   = "token"
+	tokenEnv   = "TETHER_TOKEN"
+	// updateAttempts bounds the retries when the pod changes between
+	// reading it and adding the agent.
+	updateAttempts = 5
 )
 
 // Request names the pod to inspect.
@@ -42,62 +47,114 @@ type Request struct {
 // Agent is a running inspection agent.
 type Agent struct {
 	Pod, Container string
-	Token          []byte
+	// Port is the loopback port of the pod the agent listens on.
+	Port  int
+	Token []byte
 }
 
-// Ensure returns a running inspection agent in the pod, adding one as an
-// ephemeral container when none runs. progress gets one line per step.
+// Ensure returns a running inspection agent in the pod: one already
+// running with the capability asked for, else one being started with the
+// same image, else a new ephemeral container on a port of its own. It
+// refuses, with the reason, to add an agent that failed on this pod
+// before. progress gets one line per step.
 func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress func(string)) (Agent, error) {
+	for attempt := 1; ; attempt++ {
+		pod, err := runningPod(ctx, cs, req)
+		if err != nil {
+			return Agent{}, err
+		}
+		pl := decide(pod, req)
+		switch pl.action {
+		case reuse:
+			return agentOf(ctx, cs, req, pl.agent)
+		case await:
+			progress(fmt.Sprintf("waiting for the agent %s being added to pod %s", pl.agent.name, req.Pod))
+			a, err := waitRunning(ctx, cs, req.Namespace, req.Pod, pl.agent.name, progress)
+			if err != nil {
+				return Agent{}, err
+			}
+			return agentOf(ctx, cs, req, a)
+		case refuse:
+			return Agent{}, failure(ctx, cs, req.Namespace, req.Pod, pl.agent)
+		}
+		token, err := ensureToken(ctx, cs, req.Namespace)
+		if err != nil {
+			return Agent{}, err
+		}
+		pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, newContainer(req, pl.name, pl.port, token))
+		progress(fmt.Sprintf("adding the agent to pod %s as ephemeral container %s on port %d (the pod is not restarted)", req.Pod, pl.name, pl.port))
+		_, err = cs.CoreV1().Pods(req.Namespace).UpdateEphemeralContainers(ctx, req.Pod, pod, metav1.UpdateOptions{FieldManager: "tether"})
+		if apierrors.IsConflict(err) && attempt < updateAttempts {
+			progress(fmt.Sprintf("pod %s changed meanwhile; looking again", req.Pod))
+			continue
+		}
+		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity") {
+			return Agent{}, errdefs.User("namespace %s's PodSecurity level forbids the capture agent, which runs as root to use CAP_NET_RAW: %v; "+
+				"capture in a namespace at the baseline or privileged level, or use `tether trace`, which needs no capability", req.Namespace, err)
+		}
+		if err != nil {
+			return Agent{}, fmt.Errorf("add ephemeral container %s to pod %s: %w", pl.name, req.Pod, err)
+		}
+		a, err := waitRunning(ctx, cs, req.Namespace, req.Pod, pl.name, progress)
+		if err != nil {
+			return Agent{}, err
+		}
+		return agentOf(ctx, cs, req, a)
+	}
+}
+
+// runningPod reads the pod and checks that there is something to inspect.
+func runningPod(ctx context.Context, cs kubernetes.Interface, req Request) (*corev1.Pod, error) {
 	pod, err := cs.CoreV1().Pods(req.Namespace).Get(ctx, req.Pod, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return Agent{}, errdefs.User("no pod %q in namespace %s (`kubectl get pods -n %s` lists them)", req.Pod, req.Namespace, req.Namespace)
+		return nil, errdefs.User("no pod %q in namespace %s (`kubectl get pods -n %s` lists them)", req.Pod, req.Namespace, req.Namespace)
 	}
 	if err != nil {
-		return Agent{}, err
+		return nil, fmt.Errorf("read pod %s: %w", req.Pod, err)
 	}
 	if pod.Status.Phase != corev1.PodRunning || !anyRunning(pod) {
-		return Agent{}, errdefs.User("pod %s has no running container (phase %s): there is nothing to inspect", req.Pod, pod.Status.Phase)
+		return nil, errdefs.User("pod %s has no running container (phase %s): there is nothing to inspect", req.Pod, pod.Status.Phase)
 	}
 	if req.Container != "" && !hasContainer(pod, req.Container) {
-		return Agent{}, errdefs.User("pod %s has no container %q; containers: %s", req.Pod, req.Container, containerNames(pod))
+		return nil, errdefs.User("pod %s has no container %q; containers: %s", req.Pod, req.Container, containerNames(pod))
 	}
-	token, err := ensureToken(ctx, cs, req.Namespace)
-	if err != nil {
-		return Agent{}, err
+	return pod, nil
+}
+
+// agentOf returns the Agent for a running agentState; its token is the
+// one in its spec, or the namespace's for an agent without one.
+func agentOf(ctx context.Context, cs kubernetes.Interface, req Request, a agentState) (Agent, error) {
+	token := a.token
+	if len(token) == 0 {
+		var err error
+		if token, err = ensureToken(ctx, cs, req.Namespace); err != nil {
+			return Agent{}, err
+		}
 	}
-	if name := runningAgent(pod, req.NetRaw); name != "" {
-		return Agent{Pod: req.Pod, Container: name, Token: token}, nil
-	}
-	name := nextName(pod)
-	ec := corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+	return Agent{Pod: req.Pod, Container: a.name, Port: a.port, Token: token}, nil
+}
+
+// newContainer is the agent's ephemeral container.
+func newContainer(req Request, name string, port int, token []byte) corev1.EphemeralContainer {
+	return corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 		Name:            name,
 		Image:           req.AgentImage,
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Args:            []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", TunnelPort), "--token-env", "TETHER_TOKEN"},
+		Args:            []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", tokenEnv},
 		Env: []corev1.EnvVar{
 			// A literal value, not a secretKeyRef: the kubelet does not sync
 			// Secrets referenced only by ephemeral containers ("failed to
 			// sync secret cache", seen on k3s v1.32). The token is thus
 			// readable by whoever may read the pod's spec; see docs/NOTES.md.
-			{Name: "TETHER_TOKEN", Value: string(token)},
+			{Name: tokenEnv, Value: string(token)},
 			{Name: "POD_NAME", Value: req.Pod},
 			{Name: "POD_NAMESPACE", Value: req.Namespace},
 		},
-		SecurityContext: securityContext(req.NetRaw),
+		// An agent that fails leaves its last log lines in its status,
+		// readable without the pods/log permission.
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		SecurityContext:          securityContext(req.NetRaw),
 	}, TargetContainerName: req.Container}
-	pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, ec)
-	progress(fmt.Sprintf("adding the agent to pod %s as ephemeral container %s (the pod is not restarted)", req.Pod, name))
-	if _, err := cs.CoreV1().Pods(req.Namespace).UpdateEphemeralContainers(ctx, req.Pod, pod, metav1.UpdateOptions{FieldManager: "tether"}); err != nil {
-		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity") {
-			return Agent{}, errdefs.User("namespace %s's PodSecurity level forbids the capture agent, which runs as root to use CAP_NET_RAW: %v; "+
-				"capture in a namespace at the baseline or privileged level, or use `tether trace`, which needs no capability", req.Namespace, err)
-		}
-		return Agent{}, fmt.Errorf("add ephemeral container: %w", err)
-	}
-	if err := waitRunning(ctx, cs, req.Namespace, req.Pod, name, progress); err != nil {
-		return Agent{}, err
-	}
-	return Agent{Pod: req.Pod, Container: name, Token: token}, nil
 }
 
 func securityContext(netRaw bool) *corev1.SecurityContext {
@@ -146,39 +203,6 @@ func containerNames(p *corev1.Pod) string {
 	return strings.Join(n, ", ")
 }
 
-// runningAgent returns a running inspection container with the needed
-// capability, or "".
-func runningAgent(p *corev1.Pod, netRaw bool) string {
-	running := map[string]bool{}
-	for _, s := range p.Status.EphemeralContainerStatuses {
-		running[s.Name] = s.State.Running != nil
-	}
-	for _, c := range p.Spec.EphemeralContainers {
-		if !strings.HasPrefix(c.Name, ContainerPrefix) || !running[c.Name] {
-			continue
-		}
-		root := c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil && *c.SecurityContext.RunAsUser == 0
-		if root || !netRaw {
-			return c.Name
-		}
-	}
-	return ""
-}
-
-// nextName returns an ephemeral container name not used yet: ephemeral
-// containers can be neither removed nor restarted.
-func nextName(p *corev1.Pod) string {
-	used := map[string]bool{}
-	for _, c := range p.Spec.EphemeralContainers {
-		used[c.Name] = true
-	}
-	name := ContainerPrefix
-	for i := 2; used[name]; i++ {
-		name = fmt.Sprintf("%s-%d", ContainerPrefix, i)
-	}
-	return name
-}
-
 func ensureToken(ctx context.Context, cs kubernetes.Interface, ns string) ([]byte, error) {
 	s, err := cs.CoreV1().Secrets(ns).Get(ctx, SecretName, metav1.GetOptions{})
 	if err == nil {
@@ -201,42 +225,4 @@ func ensureToken(ctx context.Context, cs kubernetes.Interface, ns string) ([]byt
 		return nil, fmt.Errorf("create the inspection token: %w", err)
 	}
 	return token, nil
-}
-
-// waitRunning waits for the ephemeral container to run, failing fast when
-// it cannot start.
-func waitRunning(ctx context.Context, cs kubernetes.Interface, ns, pod, name string, progress func(string)) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	start, last := time.Now(), time.Time{}
-	for {
-		p, err := cs.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		for _, s := range p.Status.EphemeralContainerStatuses {
-			if s.Name != name {
-				continue
-			}
-			if s.State.Running != nil {
-				return nil
-			}
-			if w := s.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" && w.Reason != "PodInitializing" {
-				return errdefs.User("the inspection agent in pod %s cannot start: %s: %s", pod, w.Reason, w.Message)
-			}
-			if t := s.State.Terminated; t != nil {
-				return fmt.Errorf("the inspection agent in pod %s exited: %s (exit %d): %s (see `kubectl logs %s -c %s`)",
-					pod, t.Reason, t.ExitCode, t.Message, pod, name)
-			}
-		}
-		if time.Since(last) >= time.Second {
-			progress(fmt.Sprintf("waiting for the agent to run in pod %s, %s", pod, time.Since(start).Round(time.Second)))
-			last = time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the inspection agent did not start in pod %s: %w", pod, ctx.Err())
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
 }

@@ -1,0 +1,232 @@
+package inspect
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// agentState is what the pod's spec and status say of one inspection
+// container.
+type agentState struct {
+	name, image string
+	// port is the loopback port the agent listens on, from its --tunnel
+	// argument (TunnelPort for agents that predate per-agent ports).
+	port int
+	// root: the agent runs as root with the runtime's default
+	// capabilities, NET_RAW among them.
+	root  bool
+	token []byte
+	// status is nil until the kubelet reports the container.
+	status *corev1.ContainerStatus
+}
+
+func (a agentState) running() bool { return a.status != nil && a.status.State.Running != nil }
+
+// pending: the kubelet has not reported a failure yet and the agent does
+// not run yet (or is reported for the first time).
+func (a agentState) pending() bool {
+	if a.status == nil {
+		return true
+	}
+	if w := a.status.State.Waiting; w != nil {
+		return w.Reason == "" || w.Reason == "ContainerCreating" || w.Reason == "PodInitializing"
+	}
+	return a.status.State.Running == nil && a.status.State.Terminated == nil
+}
+
+// imageFailure: the container cannot start because of its image, whatever
+// its other settings.
+func (a agentState) imageFailure() bool {
+	if a.status == nil || a.status.State.Waiting == nil {
+		return false
+	}
+	switch a.status.State.Waiting.Reason {
+	case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+		"ImageInspectError", "RegistryUnavailable", "SignatureValidationFailed":
+		return true
+	}
+	return false
+}
+
+// startupWindow: an agent that exits this soon after it started failed to
+// start; one that ran longer failed at its work (or was stopped).
+const startupWindow = 30 * time.Second
+
+// failedToStart: the container cannot start (waiting with a reason other
+// than creation) or exited right after it started, with an error or not:
+// an agent serves until the pod ends.
+func (a agentState) failedToStart() bool {
+	if a.status == nil || a.running() || a.pending() {
+		return false
+	}
+	if a.status.State.Waiting != nil {
+		return true
+	}
+	t := a.status.State.Terminated
+	if t.StartedAt.IsZero() || t.FinishedAt.IsZero() {
+		return true
+	}
+	return t.FinishedAt.Sub(t.StartedAt.Time) < startupWindow
+}
+
+// portConflict: the agent failed because its port was taken, which a new
+// agent on another port does not repeat.
+func (a agentState) portConflict(earlier []agentState) bool {
+	if t := a.status.State.Terminated; t != nil && strings.Contains(t.Message, "address already in use") {
+		return true
+	}
+	// Agents before per-agent ports all listened on TunnelPort: a second
+	// one could not bind it and exited without a message.
+	for _, e := range earlier {
+		if e.port == a.port {
+			return true
+		}
+	}
+	return false
+}
+
+// podAgents returns the pod's inspection containers in the spec's order.
+func podAgents(p *corev1.Pod) []agentState {
+	status := map[string]*corev1.ContainerStatus{}
+	for i := range p.Status.EphemeralContainerStatuses {
+		s := &p.Status.EphemeralContainerStatuses[i]
+		status[s.Name] = s
+	}
+	var out []agentState
+	for _, c := range p.Spec.EphemeralContainers {
+		if !strings.HasPrefix(c.Name, ContainerPrefix) {
+			continue
+		}
+		port, ok := tunnelPort(c.Args)
+		if !ok {
+			port = TunnelPort
+		}
+		a := agentState{name: c.Name, image: c.Image, port: port, status: status[c.Name],
+			root: c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil && *c.SecurityContext.RunAsUser == 0}
+		for _, e := range c.Env {
+			if e.Name == tokenEnv {
+				a.token = []byte(e.Value)
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// tunnelPort reads the port of a --tunnel HOST:PORT argument.
+func tunnelPort(args []string) (int, bool) {
+	for i, a := range args {
+		var v string
+		switch {
+		case a == "--tunnel" && i+1 < len(args):
+			v = args[i+1]
+		case strings.HasPrefix(a, "--tunnel="):
+			v = strings.TrimPrefix(a, "--tunnel=")
+		default:
+			continue
+		}
+		_, p, err := net.SplitHostPort(v)
+		if err != nil {
+			return 0, false
+		}
+		n, err := strconv.Atoi(p)
+		return n, err == nil
+	}
+	return 0, false
+}
+
+// action is what Ensure does about a pod.
+type action int
+
+const (
+	reuse  action = iota // an agent runs that can do the work
+	await                // an agent that can do the work is starting
+	refuse               // an agent like the one to add failed to start
+	add                  // add a new agent
+)
+
+// plan is Ensure's decision: the agent to reuse, wait for or report, or
+// the name and port of the agent to add.
+type plan struct {
+	action action
+	agent  agentState
+	name   string
+	port   int
+}
+
+// decide picks what Ensure does, from the pod alone: reuse a running agent
+// with the needed capability; wait for one being started with the same
+// image; report the failure of an agent that a new one would repeat (same
+// image, and either an image failure or the same privilege, and not a
+// taken port); else add one on a port of its own.
+func decide(p *corev1.Pod, req Request) plan {
+	agents := podAgents(p)
+	for _, a := range agents {
+		if a.running() && (a.root || !req.NetRaw) {
+			return plan{action: reuse, agent: a}
+		}
+	}
+	for _, a := range agents {
+		if a.pending() && a.image == req.AgentImage && (a.root || !req.NetRaw) {
+			return plan{action: await, agent: a}
+		}
+	}
+	for i, a := range agents {
+		if a.image != req.AgentImage || !a.failedToStart() || a.portConflict(agents[:i]) {
+			continue
+		}
+		if a.imageFailure() || a.root == req.NetRaw {
+			return plan{action: refuse, agent: a}
+		}
+	}
+	return plan{action: add, name: nextName(p), port: freePort(p, agents)}
+}
+
+// nextName returns an ephemeral container name not used yet: ephemeral
+// containers can be neither removed nor restarted.
+func nextName(p *corev1.Pod) string {
+	used := map[string]bool{}
+	for _, c := range p.Spec.EphemeralContainers {
+		used[c.Name] = true
+	}
+	name := ContainerPrefix
+	for i := 2; used[name]; i++ {
+		name = fmt.Sprintf("%s-%d", ContainerPrefix, i)
+	}
+	return name
+}
+
+// freePort returns the lowest port from TunnelPort up that no inspection
+// agent was ever given (a port that failed once is not tried again) and
+// that no container of the pod declares or passes as --tunnel.
+func freePort(p *corev1.Pod, agents []agentState) int {
+	used := map[int]bool{}
+	for _, a := range agents {
+		used[a.port] = true
+	}
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for _, c := range cs {
+			for _, cp := range c.Ports {
+				used[int(cp.ContainerPort)] = true
+			}
+			if n, ok := tunnelPort(c.Args); ok {
+				used[n] = true
+			}
+		}
+	}
+	for _, c := range p.Spec.EphemeralContainers {
+		if n, ok := tunnelPort(c.Args); ok {
+			used[n] = true
+		}
+	}
+	port := TunnelPort
+	for used[port] {
+		port++
+	}
+	return port
+}
