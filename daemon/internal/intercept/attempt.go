@@ -1,0 +1,237 @@
+package intercept
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/tetherkube/tether/daemon/internal/inject"
+	"github.com/tetherkube/tether/daemon/internal/journal"
+	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/internal/errdefs"
+)
+
+// ErrPortsChanged means a Service's ports are no longer the ones a change
+// was planned from: someone else changed them meanwhile.
+var ErrPortsChanged = errors.New("service ports changed meanwhile")
+
+// attempt is what one Start changed, so that a failure undoes exactly
+// that: not an older journal's original, and nothing someone else changed
+// meanwhile.
+type attempt struct {
+	m     *Manager
+	w     journal.Workload
+	store journal.Store
+	// before is the template the attempt started from.
+	before *corev1.PodTemplateSpec
+
+	journalCreated bool
+	prevHash       string
+	hashes         []string // AppliedTemplateHash values this attempt wrote
+	addedService   string
+
+	prevSecret    string
+	prevSecretUID types.UID
+	secretCreated bool
+	secretUID     types.UID
+
+	tmplFrom, tmplTo   *corev1.PodTemplateSpec
+	svc                string
+	portsFrom, portsTo []corev1.ServicePort
+}
+
+func newAttempt(m *Manager, store journal.Store, e *journal.Entry, before *corev1.PodTemplateSpec) *attempt {
+	return &attempt{m: m, w: e.Workload, store: store, before: before, journalCreated: e.Created(),
+		prevHash: e.AppliedTemplateHash, prevSecret: e.Secret, prevSecretUID: e.SecretUID}
+}
+
+// setAppliedHash journals h as the hash of the template tether applied.
+func (a *attempt) setAppliedHash(ctx context.Context, h string) error {
+	_, err := a.store.Update(ctx, a.w, func(e *journal.Entry) error {
+		e.AppliedTemplateHash = h
+		return nil
+	})
+	if err == nil {
+		a.hashes = append(a.hashes, h)
+	}
+	return err
+}
+
+// ensureToken returns the token for the workload's agent. A new agent
+// always gets a fresh token, whatever a Secret of that name held; an agent
+// already running keeps its token, read from the Secret tether journaled.
+func (a *attempt) ensureToken(ctx context.Context) ([]byte, error) {
+	name := a.w.TokenSecretName()
+	secrets := a.m.CS.CoreV1().Secrets(a.w.Namespace)
+	s, err := secrets.Get(ctx, name, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("read agent token: %w", err)
+	}
+	found := err == nil
+	if found && s.Labels[journal.LabelAgentToken] != "true" {
+		return nil, errdefs.User("secret %s in namespace %s exists and is not tether's (no %s label); tether neither uses nor overwrites it: rename or delete it",
+			name, a.w.Namespace, journal.LabelAgentToken)
+	}
+	if found && hasAgent(a.before) {
+		// The running agents read this Secret: keep it, if it is tether's.
+		if a.prevSecretUID == "" || s.UID != a.prevSecretUID {
+			return nil, errdefs.FailedCheck("secret %s in namespace %s is not the one tether created for the agent of %s; run `tether rollback %s` to start over",
+				name, a.w.Namespace, a.w, a.w)
+		}
+		return s.Data[inject.TokenKey], nil
+	}
+	token, err := freshToken()
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		// A leftover no agent uses (an interrupted attempt): new token, so
+		// nobody who read the old one can talk to the new agent.
+		s.Data = map[string][]byte{inject.TokenKey: token}
+		if s, err = secrets.Update(ctx, s, metav1.UpdateOptions{FieldManager: "tether"}); err != nil {
+			return nil, fmt.Errorf("renew agent token secret: %w", err)
+		}
+	} else {
+		// Journal the name before creating it, the UID once created.
+		if err := a.setSecret(ctx, name, ""); err != nil {
+			return nil, err
+		}
+		s, err = secrets.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{journal.LabelAgentToken: "true"}},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{inject.TokenKey: token},
+		}, metav1.CreateOptions{FieldManager: "tether"})
+		if err != nil {
+			return nil, fmt.Errorf("create agent token secret: %w", err)
+		}
+		a.secretCreated, a.secretUID = true, s.UID
+	}
+	if err := a.setSecret(ctx, name, s.UID); err != nil {
+		return nil, err
+	}
+	return token, nil
+}
+
+func (a *attempt) setSecret(ctx context.Context, name string, uid types.UID) error {
+	_, err := a.store.Update(ctx, a.w, func(e *journal.Entry) error {
+		e.Secret, e.SecretUID = name, uid
+		return nil
+	})
+	return err
+}
+
+func freshToken() ([]byte, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	return []byte(hex.EncodeToString(raw)), nil
+}
+
+func hasAgent(t *corev1.PodTemplateSpec) bool {
+	return slices.ContainsFunc(t.Spec.Containers, func(c corev1.Container) bool { return c.Name == inject.AgentContainer })
+}
+
+// undo reverts what the attempt changed, each object only if it is still
+// what the attempt made it, and returns cause, with what it had to leave.
+func (a *attempt) undo(ctx context.Context, cause error) error {
+	var left []string
+	portsUndone := a.portsTo == nil
+	if !portsUndone {
+		if _, err := setPorts(ctx, a.m.CS, a.w.Namespace, a.svc, a.portsTo, a.portsFrom); err != nil {
+			left = append(left, fmt.Sprintf("service/%s (%v)", a.svc, err))
+		} else {
+			portsUndone = true
+		}
+	}
+	tmplUndone := a.tmplTo == nil
+	if !tmplUndone {
+		if _, err := (workload.Client{CS: a.m.CS}).SetTemplate(ctx, a.w, *a.tmplTo, *a.tmplFrom); err != nil {
+			left = append(left, fmt.Sprintf("%s (%v)", a.w, err))
+		} else {
+			tmplUndone = true
+		}
+	}
+	secretGone := false
+	if a.secretCreated && tmplUndone && !hasAgent(a.before) {
+		uid := a.secretUID
+		err := a.m.CS.CoreV1().Secrets(a.w.Namespace).Delete(ctx, a.w.TokenSecretName(),
+			metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		if err != nil && !apierrors.IsNotFound(err) {
+			left = append(left, fmt.Sprintf("secret/%s (%v)", a.w.TokenSecretName(), err))
+		} else {
+			secretGone = true
+		}
+	}
+
+	journalDone := false
+	if a.journalCreated && len(left) == 0 {
+		// Delete the journal this attempt began, unless another tether
+		// journaled its own change in it meanwhile (then the rv differs).
+		e, err := a.store.Load(ctx, a.w)
+		if err == nil && e != nil {
+			err = a.store.Delete(ctx, e)
+		}
+		journalDone = err == nil
+	}
+	if !journalDone {
+		_, err := a.store.Update(ctx, a.w, func(e *journal.Entry) error {
+			if a.addedService != "" && portsUndone {
+				delete(e.Services, a.addedService)
+			}
+			if tmplUndone && slices.Contains(a.hashes, e.AppliedTemplateHash) {
+				e.AppliedTemplateHash = a.prevHash
+			}
+			if secretGone && e.SecretUID == a.secretUID {
+				e.Secret, e.SecretUID = a.prevSecret, a.prevSecretUID
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			left = append(left, fmt.Sprintf("the journal's record of this attempt (%v)", err))
+		}
+	}
+	if len(left) == 0 {
+		return cause
+	}
+	return fmt.Errorf("%w; undoing this attempt left %s as is (run `tether rollback %s` to see what it can restore)",
+		cause, strings.Join(left, ", "), a.w)
+}
+
+// setPorts sets a Service's ports to to if they still are from, and
+// returns them as stored. The update carries the resourceVersion read; on
+// a conflict it reads again and retries while the ports still are from.
+func setPorts(ctx context.Context, cs kubernetes.Interface, ns, name string, from, to []corev1.ServicePort) ([]corev1.ServicePort, error) {
+	var stored []corev1.ServicePort
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc, err := cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !equality.Semantic.DeepEqual(svc.Spec.Ports, from) {
+			return ErrPortsChanged
+		}
+		svc.Spec.Ports = to
+		svc, err = cs.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{FieldManager: "tether"})
+		if err == nil {
+			stored = svc.Spec.Ports
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update service %s: %w", name, err)
+	}
+	return stored, nil
+}
