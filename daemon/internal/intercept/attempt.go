@@ -27,6 +27,9 @@ import (
 // was planned from: someone else changed them meanwhile.
 var ErrPortsChanged = errors.New("service ports changed meanwhile")
 
+// errUndoIncomplete marks a failure whose undo had to leave something.
+var errUndoIncomplete = errors.New("undo incomplete")
+
 // attempt is what one Start changed, so that a failure undoes exactly
 // that: not an older journal's original, and nothing someone else changed
 // meanwhile.
@@ -38,9 +41,12 @@ type attempt struct {
 	before *corev1.PodTemplateSpec
 
 	journalCreated bool
-	prevHash       string
-	hashes         []string // AppliedTemplateHash values this attempt wrote
-	addedService   string
+	// last is the journal as this attempt last wrote it (its version).
+	last *journal.Entry
+	// replaced maps each AppliedTemplateHash this attempt wrote to the
+	// value it replaced.
+	replaced     map[string]string
+	addedService string
 
 	prevSecret    string
 	prevSecretUID types.UID
@@ -53,26 +59,65 @@ type attempt struct {
 }
 
 func newAttempt(m *Manager, store journal.Store, e *journal.Entry, before *corev1.PodTemplateSpec) *attempt {
-	return &attempt{m: m, w: e.Workload, store: store, before: before, journalCreated: e.Created(),
-		prevHash: e.AppliedTemplateHash, prevSecret: e.Secret, prevSecretUID: e.SecretUID}
+	return &attempt{m: m, w: e.Workload, store: store, before: before, journalCreated: e.Created(), last: e,
+		replaced: map[string]string{}, prevSecret: e.Secret, prevSecretUID: e.SecretUID}
+}
+
+// update changes the journal (see journal.Store.Update).
+func (a *attempt) update(ctx context.Context, change func(*journal.Entry) error) error {
+	e, err := a.store.Update(ctx, a.w, change)
+	if err == nil {
+		a.last = e
+	}
+	return err
 }
 
 // setAppliedHash journals h as the hash of the template tether applied.
 func (a *attempt) setAppliedHash(ctx context.Context, h string) error {
-	_, err := a.store.Update(ctx, a.w, func(e *journal.Entry) error {
+	return a.update(ctx, func(e *journal.Entry) error {
+		if _, ours := a.replaced[e.AppliedTemplateHash]; !ours {
+			a.replaced[h] = e.AppliedTemplateHash
+		} else {
+			a.replaced[h] = a.replaced[e.AppliedTemplateHash]
+		}
 		e.AppliedTemplateHash = h
 		return nil
 	})
-	if err == nil {
-		a.hashes = append(a.hashes, h)
-	}
-	return err
+}
+
+// setAppliedPorts journals ports as what tether set on svc, with svc's
+// ports as read (before tether's change) as the original unless an entry
+// exists (another attempt may have journaled it and undone its own).
+func (a *attempt) setAppliedPorts(ctx context.Context, svc *corev1.Service, ports []corev1.ServicePort) error {
+	return a.update(ctx, func(e *journal.Entry) error {
+		if e.Services == nil {
+			e.Services = map[string]journal.ServiceEntry{}
+		}
+		se, ok := e.Services[svc.Name]
+		if !ok {
+			se.Ports = svc.Spec.Ports
+		}
+		se.AppliedPortsHash = journal.Hash(ports)
+		e.Services[svc.Name] = se
+		return nil
+	})
 }
 
 // ensureToken returns the token for the workload's agent. A new agent
 // always gets a fresh token, whatever a Secret of that name held; an agent
 // already running keeps its token, read from the Secret tether journaled.
 func (a *attempt) ensureToken(ctx context.Context) ([]byte, error) {
+	for try := 1; ; try++ {
+		token, err := a.ensureTokenOnce(ctx)
+		// Another tether created or renewed it meanwhile: look again.
+		if try < 3 && (apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err)) {
+			continue
+		}
+		return token, err
+	}
+}
+
+func (a *attempt) ensureTokenOnce(ctx context.Context) ([]byte, error) {
 	name := a.w.TokenSecretName()
 	secrets := a.m.CS.CoreV1().Secrets(a.w.Namespace)
 	s, err := secrets.Get(ctx, name, metav1.GetOptions{})
@@ -80,13 +125,24 @@ func (a *attempt) ensureToken(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("read agent token: %w", err)
 	}
 	found := err == nil
+	// Whether an agent runs with this Secret now, not when the attempt
+	// started: another tether may have added it meanwhile.
+	now, err := workload.Client{CS: a.m.CS}.Template(ctx, a.w)
+	if err != nil {
+		return nil, err
+	}
 	if found && s.Labels[journal.LabelAgentToken] != "true" {
 		return nil, errdefs.User("secret %s in namespace %s exists and is not tether's (no %s label); tether neither uses nor overwrites it: rename or delete it",
 			name, a.w.Namespace, journal.LabelAgentToken)
 	}
-	if found && hasAgent(a.before) {
-		// The running agents read this Secret: keep it, if it is tether's.
-		if a.prevSecretUID == "" || s.UID != a.prevSecretUID {
+	if found && hasAgent(now) {
+		// The running agents read this Secret: keep it, if it is the one
+		// tether journaled.
+		e, err := a.store.Load(ctx, a.w)
+		if err != nil {
+			return nil, err
+		}
+		if e == nil || e.SecretUID == "" || s.UID != e.SecretUID {
 			return nil, errdefs.FailedCheck("secret %s in namespace %s is not the one tether created for the agent of %s; run `tether rollback %s` to start over",
 				name, a.w.Namespace, a.w, a.w)
 		}
@@ -101,7 +157,7 @@ func (a *attempt) ensureToken(ctx context.Context) ([]byte, error) {
 		// nobody who read the old one can talk to the new agent.
 		s.Data = map[string][]byte{inject.TokenKey: token}
 		if s, err = secrets.Update(ctx, s, metav1.UpdateOptions{FieldManager: "tether"}); err != nil {
-			return nil, fmt.Errorf("renew agent token secret: %w", err)
+			return nil, fmt.Errorf("renew agent token secret: %w", err) // a conflict is retried
 		}
 	} else {
 		// Journal the name before creating it, the UID once created.
@@ -114,7 +170,7 @@ func (a *attempt) ensureToken(ctx context.Context) ([]byte, error) {
 			Data:       map[string][]byte{inject.TokenKey: token},
 		}, metav1.CreateOptions{FieldManager: "tether"})
 		if err != nil {
-			return nil, fmt.Errorf("create agent token secret: %w", err)
+			return nil, fmt.Errorf("create agent token secret: %w", err) // AlreadyExists is retried
 		}
 		a.secretCreated, a.secretUID = true, s.UID
 	}
@@ -125,11 +181,15 @@ func (a *attempt) ensureToken(ctx context.Context) ([]byte, error) {
 }
 
 func (a *attempt) setSecret(ctx context.Context, name string, uid types.UID) error {
-	_, err := a.store.Update(ctx, a.w, func(e *journal.Entry) error {
-		e.Secret, e.SecretUID = name, uid
+	return a.update(ctx, func(e *journal.Entry) error {
+		// The name alone is the intent (before creating it): it keeps a UID
+		// another tether journaled for that name.
+		if uid != "" || e.Secret != name {
+			e.SecretUID = uid
+		}
+		e.Secret = name
 		return nil
 	})
-	return err
 }
 
 func freshToken() ([]byte, error) {
@@ -164,8 +224,17 @@ func (a *attempt) undo(ctx context.Context, cause error) error {
 			tmplUndone = true
 		}
 	}
+	// The Secret and the journal this attempt created may since serve
+	// another tether's agent (an intercept racing this one): keep them
+	// while the template has an agent.
+	agentNow, nowHash := true, ""
+	if now, err := (workload.Client{CS: a.m.CS}).Template(ctx, a.w); err == nil {
+		agentNow, nowHash = hasAgent(now), journal.Hash(now)
+	} else if apierrors.IsNotFound(err) {
+		agentNow = false
+	}
 	secretGone := false
-	if a.secretCreated && tmplUndone && !hasAgent(a.before) {
+	if a.secretCreated && tmplUndone && !agentNow {
 		uid := a.secretUID
 		err := a.m.CS.CoreV1().Secrets(a.w.Namespace).Delete(ctx, a.w.TokenSecretName(),
 			metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
@@ -177,22 +246,21 @@ func (a *attempt) undo(ctx context.Context, cause error) error {
 	}
 
 	journalDone := false
-	if a.journalCreated && len(left) == 0 {
+	if a.journalCreated && len(left) == 0 && !agentNow {
 		// Delete the journal this attempt began, unless another tether
-		// journaled its own change in it meanwhile (then the rv differs).
-		e, err := a.store.Load(ctx, a.w)
-		if err == nil && e != nil {
-			err = a.store.Delete(ctx, e)
-		}
-		journalDone = err == nil
+		// journaled its own change in it meanwhile (its version differs
+		// from the one this attempt last wrote).
+		journalDone = a.store.Delete(ctx, a.last) == nil
 	}
 	if !journalDone {
 		_, err := a.store.Update(ctx, a.w, func(e *journal.Entry) error {
-			if a.addedService != "" && portsUndone {
+			if se, ok := e.Services[a.addedService]; ok && portsUndone && se.AppliedPortsHash == "" {
 				delete(e.Services, a.addedService)
 			}
-			if tmplUndone && slices.Contains(a.hashes, e.AppliedTemplateHash) {
-				e.AppliedTemplateHash = a.prevHash
+			// A hash that describes the template as it is now stays, even if
+			// this attempt wrote it: a racing tether applied the same one.
+			if prev, ours := a.replaced[e.AppliedTemplateHash]; ours && tmplUndone && e.AppliedTemplateHash != nowHash {
+				e.AppliedTemplateHash = prev
 			}
 			if secretGone && e.SecretUID == a.secretUID {
 				e.Secret, e.SecretUID = a.prevSecret, a.prevSecretUID
@@ -206,8 +274,8 @@ func (a *attempt) undo(ctx context.Context, cause error) error {
 	if len(left) == 0 {
 		return cause
 	}
-	return fmt.Errorf("%w; undoing this attempt left %s as is (run `tether rollback %s` to see what it can restore)",
-		cause, strings.Join(left, ", "), a.w)
+	return fmt.Errorf("%w; %w: undoing this attempt left %s as is (run `tether rollback %s` to see what it can restore)",
+		cause, errUndoIncomplete, strings.Join(left, ", "), a.w)
 }
 
 // setPorts sets a Service's ports to to if they still are from, and

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -89,6 +90,19 @@ type Intercept struct {
 // changed meanwhile is left as is (the error says so), and a journal it
 // found (left by an earlier intercept) is left as it found it.
 func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
+	for try := 1; ; try++ {
+		ic, err := m.start(ctx, req)
+		// Another change to the template won the race (another tether
+		// intercepting the same workload): plan again from what is there
+		// now, which may be an agent to reuse.
+		if try < 3 && errors.Is(err, workload.ErrTemplateChanged) && !errors.Is(err, errUndoIncomplete) {
+			continue
+		}
+		return ic, err
+	}
+}
+
+func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	progress := m.Progress
 	if progress == nil {
 		progress = func(string) {}
@@ -142,7 +156,8 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !entry.Created() && entry.AppliedTemplateHash != "" && journal.Hash(tmpl) != entry.AppliedTemplateHash {
+	if !entry.Created() && entry.AppliedTemplateHash != "" && journal.Hash(tmpl) != entry.AppliedTemplateHash &&
+		!equality.Semantic.DeepEqual(*tmpl, entry.Template) {
 		// Adding to it would journal someone else's template as tether's,
 		// and a rollback would then undo their change without a word.
 		return nil, errdefs.FailedCheck("%s in namespace %s changed since tether changed it (someone edited it or rolled it out); "+
@@ -156,7 +171,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 		return nil, a.undo(rctx, cause)
 	}
 	if plan.Service != nil {
-		_, err := store.Update(ctx, w, func(e *journal.Entry) error {
+		err := a.update(ctx, func(e *journal.Entry) error {
 			if e.Services == nil {
 				e.Services = map[string]journal.ServiceEntry{}
 			}
@@ -183,9 +198,6 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 	stored, err := workload.Client{CS: m.CS}.SetTemplate(ctx, w, *tmpl, plan.Template)
 	if err != nil {
-		if errors.Is(err, workload.ErrTemplateChanged) {
-			err = errdefs.Mark(errdefs.ErrUnavailable, fmt.Errorf("%w; try again", err))
-		}
 		return fail(err)
 	}
 	a.tmplFrom, a.tmplTo = tmpl, stored
@@ -201,12 +213,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 	if plan.Service != nil {
 		progress(fmt.Sprintf("pointing service/%s port %d at the agent", svc.Name, plan.ServicePort.Port))
-		if _, err := store.Update(ctx, w, func(e *journal.Entry) error {
-			se := e.Services[svc.Name]
-			se.AppliedPortsHash = journal.Hash(plan.Service.Spec.Ports)
-			e.Services[svc.Name] = se
-			return nil
-		}); err != nil {
+		if err := a.setAppliedPorts(ctx, svc, plan.Service.Spec.Ports); err != nil {
 			return fail(err)
 		}
 		ports, err := setPorts(ctx, m.CS, svc.Namespace, svc.Name, svc.Spec.Ports, plan.Service.Spec.Ports)
@@ -215,12 +222,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 		a.svc, a.portsFrom, a.portsTo = svc.Name, svc.Spec.Ports, ports
 		if journal.Hash(ports) != journal.Hash(plan.Service.Spec.Ports) {
-			if _, err := store.Update(ctx, w, func(e *journal.Entry) error {
-				se := e.Services[svc.Name]
-				se.AppliedPortsHash = journal.Hash(ports)
-				e.Services[svc.Name] = se
-				return nil
-			}); err != nil {
+			if err := a.setAppliedPorts(ctx, svc, ports); err != nil {
 				return fail(err)
 			}
 		}
