@@ -153,27 +153,28 @@ func (a *attempt) ensureTokenOnce(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	if found {
-		// A leftover no agent uses (an interrupted attempt): new token, so
-		// nobody who read the old one can talk to the new agent.
-		s.Data = map[string][]byte{inject.TokenKey: token}
-		if s, err = secrets.Update(ctx, s, metav1.UpdateOptions{FieldManager: "tether"}); err != nil {
-			return nil, fmt.Errorf("renew agent token secret: %w", err) // a conflict is retried
+		// A leftover no agent uses (an interrupted attempt): replace it, so
+		// nobody who read its token can talk to the new agent. Delete and
+		// create need no more permissions than tether already asks for.
+		uid := s.UID
+		err := secrets.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("replace agent token secret: %w", err) // a conflict is retried
 		}
-	} else {
-		// Journal the name before creating it, the UID once created.
-		if err := a.setSecret(ctx, name, ""); err != nil {
-			return nil, err
-		}
-		s, err = secrets.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{journal.LabelAgentToken: "true"}},
-			Type:       corev1.SecretTypeOpaque,
-			Data:       map[string][]byte{inject.TokenKey: token},
-		}, metav1.CreateOptions{FieldManager: "tether"})
-		if err != nil {
-			return nil, fmt.Errorf("create agent token secret: %w", err) // AlreadyExists is retried
-		}
-		a.secretCreated, a.secretUID = true, s.UID
 	}
+	// Journal the name before creating it, the UID once created.
+	if err := a.setSecret(ctx, name, ""); err != nil {
+		return nil, err
+	}
+	s, err = secrets.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{journal.LabelAgentToken: "true"}},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{inject.TokenKey: token},
+	}, metav1.CreateOptions{FieldManager: "tether"})
+	if err != nil {
+		return nil, fmt.Errorf("create agent token secret: %w", err) // AlreadyExists is retried
+	}
+	a.secretCreated, a.secretUID = true, s.UID
 	if err := a.setSecret(ctx, name, s.UID); err != nil {
 		return nil, err
 	}

@@ -243,6 +243,11 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if req.RecordOnly {
 		return recordOnly(w, svc, plan), nil
 	}
+	// The token as the agents read it now: a tether racing this one may
+	// have replaced the Secret since this attempt wrote it.
+	if sec, err := m.CS.CoreV1().Secrets(w.Namespace).Get(ctx, secretName, metav1.GetOptions{}); err == nil {
+		token = sec.Data[inject.TokenKey]
+	}
 	ic, err := m.connect(ctx, req, w, svc, plan, token)
 	if err != nil {
 		return fail(err)
