@@ -37,16 +37,18 @@ type attempt struct {
 	m     *Manager
 	w     journal.Workload
 	store journal.Store
-	// before is the template the attempt started from.
-	before *corev1.PodTemplateSpec
 
 	journalCreated bool
 	// last is the journal as this attempt last wrote it (its version).
 	last *journal.Entry
 	// replaced maps each AppliedTemplateHash this attempt wrote to the
 	// value it replaced.
-	replaced     map[string]string
-	addedService string
+	replaced map[string]string
+	// addedService is the Service whose entry this attempt added, and
+	// replacedPorts maps each AppliedPortsHash it wrote to the value it
+	// replaced.
+	addedService  string
+	replacedPorts map[string]string
 
 	prevSecret    string
 	prevSecretUID types.UID
@@ -58,9 +60,9 @@ type attempt struct {
 	portsFrom, portsTo []corev1.ServicePort
 }
 
-func newAttempt(m *Manager, store journal.Store, e *journal.Entry, before *corev1.PodTemplateSpec) *attempt {
-	return &attempt{m: m, w: e.Workload, store: store, before: before, journalCreated: e.Created(), last: e,
-		replaced: map[string]string{}, prevSecret: e.Secret, prevSecretUID: e.SecretUID}
+func newAttempt(m *Manager, store journal.Store, e *journal.Entry) *attempt {
+	return &attempt{m: m, w: e.Workload, store: store, journalCreated: e.Created(), last: e,
+		replaced: map[string]string{}, replacedPorts: map[string]string{}, prevSecret: e.Secret, prevSecretUID: e.SecretUID}
 }
 
 // update changes the journal (see journal.Store.Update).
@@ -89,6 +91,7 @@ func (a *attempt) setAppliedHash(ctx context.Context, h string) error {
 // ports as read (before tether's change) as the original unless an entry
 // exists (another attempt may have journaled it and undone its own).
 func (a *attempt) setAppliedPorts(ctx context.Context, svc *corev1.Service, ports []corev1.ServicePort) error {
+	a.svc = svc.Name
 	return a.update(ctx, func(e *journal.Entry) error {
 		if e.Services == nil {
 			e.Services = map[string]journal.ServiceEntry{}
@@ -97,7 +100,13 @@ func (a *attempt) setAppliedPorts(ctx context.Context, svc *corev1.Service, port
 		if !ok {
 			se.Ports = svc.Spec.Ports
 		}
-		se.AppliedPortsHash = journal.Hash(ports)
+		h := journal.Hash(ports)
+		if prev, ours := a.replacedPorts[se.AppliedPortsHash]; ours {
+			a.replacedPorts[h] = prev
+		} else {
+			a.replacedPorts[h] = se.AppliedPortsHash
+		}
+		se.AppliedPortsHash = h
 		e.Services[svc.Name] = se
 		return nil
 	})
@@ -234,6 +243,16 @@ func (a *attempt) undo(ctx context.Context, cause error) error {
 	} else if apierrors.IsNotFound(err) {
 		agentNow = false
 	}
+	svcPorts, svcHash := []corev1.ServicePort(nil), ""
+	if a.svc != "" || a.addedService != "" {
+		name := a.svc
+		if name == "" {
+			name = a.addedService
+		}
+		if svc, err := a.m.CS.CoreV1().Services(a.w.Namespace).Get(ctx, name, metav1.GetOptions{}); err == nil {
+			svcPorts, svcHash = svc.Spec.Ports, journal.Hash(svc.Spec.Ports)
+		}
+	}
 	secretGone := false
 	if a.secretCreated && tmplUndone && !agentNow {
 		uid := a.secretUID
@@ -255,8 +274,20 @@ func (a *attempt) undo(ctx context.Context, cause error) error {
 	}
 	if !journalDone {
 		_, err := a.store.Update(ctx, a.w, func(e *journal.Entry) error {
-			if se, ok := e.Services[a.addedService]; ok && portsUndone && se.AppliedPortsHash == "" {
-				delete(e.Services, a.addedService)
+			for name, se := range e.Services {
+				if !portsUndone || (name != a.addedService && name != a.svc) {
+					continue
+				}
+				// A hash that describes the ports as they are now stays.
+				if prev, ours := a.replacedPorts[se.AppliedPortsHash]; ours && se.AppliedPortsHash != svcHash {
+					se.AppliedPortsHash = prev
+					e.Services[name] = se
+				}
+				// The entry this attempt added goes, unless the Service is
+				// retargeted (by a racing tether) after all.
+				if name == a.addedService && se.AppliedPortsHash == "" && equality.Semantic.DeepEqual(se.Ports, svcPorts) {
+					delete(e.Services, name)
+				}
 			}
 			// A hash that describes the template as it is now stays, even if
 			// this attempt wrote it: a racing tether applied the same one.

@@ -163,7 +163,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return nil, errdefs.FailedCheck("%s in namespace %s changed since tether changed it (someone edited it or rolled it out); "+
 			"run `tether rollback %s` first to see what it can restore", w, w.Namespace, w)
 	}
-	a := newAttempt(m, store, entry, tmpl)
+	a := newAttempt(m, store, entry)
 	fail := func(cause error) (*Intercept, error) {
 		progress("undoing this attempt's changes to " + w.String())
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -220,7 +220,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		if err != nil {
 			return fail(err)
 		}
-		a.svc, a.portsFrom, a.portsTo = svc.Name, svc.Spec.Ports, ports
+		a.portsFrom, a.portsTo = svc.Spec.Ports, ports
 		if journal.Hash(ports) != journal.Hash(plan.Service.Spec.Ports) {
 			if err := a.setAppliedPorts(ctx, svc, ports); err != nil {
 				return fail(err)

@@ -81,12 +81,16 @@ func TestFailedStartUndoesOnlyItsOwnChange(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		current    corev1.PodTemplateSpec
-		failUpdate int // nth deployment update fails; 0: none
+		failUpdate string // the first update of this resource fails
 		wantErr    string
 		wantWrites []string // to the deployment
 	}{
-		{"template changed since the journal", teammates, 0, "changed since tether changed it", nil},
-		{"template update fails", left.Template, 1, "etcd timeout", []string{"update deployments/orders"}},
+		{"template changed since the journal", teammates, "", "changed since tether changed it", nil},
+		{"template update fails", left.Template, "deployments", "etcd timeout", []string{"update deployments/orders"}},
+		// The template was changed and rolled out: undone to the template
+		// with the earlier agent, not to the journal's original.
+		{"service update fails", left.Template, "services", "etcd timeout",
+			[]string{"update deployments/orders", "update deployments/orders"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -94,8 +98,9 @@ func TestFailedStartUndoesOnlyItsOwnChange(t *testing.T) {
 			seedJournal(t, cs, orig, left.Template)
 			wantJournal := loadJournal(t, cs)
 			cs.ClearActions()
-			if tc.failUpdate > 0 {
-				failNth(cs, "deployments", tc.failUpdate, apierrors.NewInternalError(errors.New("etcd timeout")))
+			simulateRollout(cs)
+			if tc.failUpdate != "" {
+				failNth(cs, tc.failUpdate, 1, apierrors.NewInternalError(errors.New("etcd timeout")))
 			}
 
 			m := &Manager{CS: cs}
