@@ -28,7 +28,7 @@ import (
 var ErrPortsChanged = errors.New("service ports changed meanwhile")
 
 // errUndoIncomplete marks a failure whose undo had to leave something.
-var errUndoIncomplete = errors.New("undo incomplete")
+var errUndoIncomplete = errors.New("this attempt's changes were not all undone")
 
 // attempt is what one Start changed, so that a failure undoes exactly
 // that: not an older journal's original, and nothing someone else changed
@@ -306,8 +306,8 @@ func (a *attempt) undo(ctx context.Context, cause error) error {
 	if len(left) == 0 {
 		return cause
 	}
-	return fmt.Errorf("%w; %w: undoing this attempt left %s as is (run `tether rollback %s` to see what it can restore)",
-		cause, errUndoIncomplete, strings.Join(left, ", "), a.w)
+	return fmt.Errorf("%w; %w: left as is: %s; run `tether rollback %s` to see what it can restore",
+		cause, errUndoIncomplete, strings.Join(left, "; "), a.w)
 }
 
 // setPorts sets a Service's ports to to if they still are from, and

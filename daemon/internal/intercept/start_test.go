@@ -317,3 +317,46 @@ func TestRerunAfterCrash(t *testing.T) {
 		}
 	})
 }
+
+// TestFailedStartNeverForces: when the undo finds the template changed
+// since this attempt changed it (a teammate's rollout), it leaves it, keeps
+// the journal so `tether rollback` can decide, and says so.
+func TestFailedStartNeverForces(t *testing.T) {
+	ctx := context.Background()
+	orig := fakekube.Template("orders", "orders:v1")
+	svc := fakekube.Service(ns, "orders")
+	cs := fakekube.New(fakekube.Namespace(ns), fakekube.Deployment(ns, "orders", orig), svc)
+	simulateRollout(cs)
+	deployments := appsv1.SchemeGroupVersion.WithResource("deployments")
+	var teammates corev1.PodTemplateSpec
+	cs.PrependReactor("update", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
+		// A teammate rolls out a new image, then the retarget fails.
+		o, _ := cs.Tracker().Get(deployments, ns, "orders")
+		d := o.(*appsv1.Deployment).DeepCopy()
+		d.Spec.Template.Spec.Containers[0].Image = "orders:v2"
+		d.ResourceVersion = "999"
+		_ = cs.Tracker().Update(deployments, d, ns)
+		teammates = d.Spec.Template
+		return true, nil, apierrors.NewInternalError(errors.New("etcd timeout"))
+	})
+
+	_, err := (&Manager{CS: cs, Settle: time.Millisecond}).Start(ctx, grpcRequest)
+	if err == nil || !strings.Contains(err.Error(), "left as is: deployment/orders (update deployment/orders: pod template changed meanwhile)") {
+		t.Fatalf("Start: err = %v, want the undo to say it left the template", err)
+	}
+	if diff := cmp.Diff(teammates, getTemplate(t, cs)); diff != "" {
+		t.Errorf("template (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(svc.Spec.Ports, getPorts(t, cs)); diff != "" {
+		t.Errorf("service ports (-want +got):\n%s", diff)
+	}
+	j := loadJournal(t, cs)
+	if j == nil || j.AppliedTemplateHash != journal.Hash(planFor(t, "grpc").Template) {
+		t.Fatalf("journal = %+v, want it kept with tether's applied template", j)
+	}
+	// And rollback, not forced, refuses the template too.
+	steps, err := rollback.Restore(ctx, cs, orders, false)
+	if !errors.Is(err, rollback.ErrChangedSince) || steps[0].Action != rollback.Refused {
+		t.Errorf("rollback: %v, steps %+v; want the template refused", err, steps)
+	}
+}
