@@ -101,6 +101,8 @@ type Entry struct {
 	// read at; created says whether this entry's Begin created it.
 	resourceVersion string
 	created         bool
+	// keyUID is the UID of the key Secret the entry was verified with.
+	keyUID types.UID
 }
 
 // Created reports whether the Begin that returned e created the journal

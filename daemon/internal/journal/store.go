@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
@@ -49,7 +50,7 @@ func (s Store) load(ctx context.Context, w Workload) (*Entry, *corev1.ConfigMap,
 			"Compare it with %s and its Services, restore them by hand if needed, then delete it "+
 			"(kubectl -n %s delete configmap %s)", cm.Name, w.Namespace, why, w, w.Namespace, cm.Name)
 	}
-	key, err := s.key(ctx, w, false)
+	key, keyUID, err := s.key(ctx, w, false)
 	if err != nil {
 		if errors.Is(err, errNoKey) {
 			return nil, nil, tampered("has no key (secret/" + w.KeySecretName() + " is missing or not tether's)")
@@ -67,7 +68,7 @@ func (s Store) load(ctx context.Context, w Workload) (*Entry, *corev1.ConfigMap,
 	if e.Workload != w {
 		return nil, nil, tampered(fmt.Sprintf("describes %s in namespace %s", e.Workload, e.Workload.Namespace))
 	}
-	e.resourceVersion = cm.ResourceVersion
+	e.resourceVersion, e.keyUID = cm.ResourceVersion, keyUID
 	return e, cm, nil
 }
 
@@ -79,7 +80,11 @@ func (s Store) Begin(ctx context.Context, e *Entry) (*Entry, error) {
 	if cur, err := s.Load(ctx, e.Workload); err != nil || cur != nil {
 		return cur, err
 	}
-	key, err := s.key(ctx, e.Workload, true)
+	key, keyUID, err := s.key(ctx, e.Workload, true)
+	if errors.Is(err, errNoKey) {
+		return nil, errdefs.User("secret %s in namespace %s is not tether's journal key; tether keeps its key there: rename or delete it",
+			e.Workload.KeySecretName(), e.Workload.Namespace)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +101,7 @@ func (s Store) Begin(ctx context.Context, e *Entry) (*Entry, error) {
 		return nil, fmt.Errorf("write journal of %s: %w", e.Workload, err)
 	}
 	out := *e
-	out.resourceVersion, out.created = stored.ResourceVersion, true
+	out.resourceVersion, out.created, out.keyUID = stored.ResourceVersion, true, keyUID
 	return &out, nil
 }
 
@@ -117,7 +122,7 @@ func (s Store) Update(ctx context.Context, w Workload, change func(*Entry) error
 		if err := change(e); err != nil {
 			return err
 		}
-		key, err := s.key(ctx, w, false)
+		key, _, err := s.key(ctx, w, false)
 		if err != nil {
 			return err
 		}
@@ -154,8 +159,17 @@ func (s Store) Delete(ctx context.Context, e *Entry) error {
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete journal of %s: %w", w, err)
 	}
-	err = s.CS.CoreV1().Secrets(w.Namespace).Delete(ctx, w.KeySecretName(), metav1.DeleteOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
+	// The key goes unless a new journal was begun meanwhile (it reuses the
+	// key); the UID precondition keeps a key made since.
+	if _, err := s.CS.CoreV1().ConfigMaps(w.Namespace).Get(ctx, w.ConfigMapName(), metav1.GetOptions{}); err == nil {
+		return nil
+	}
+	kopts := metav1.DeleteOptions{}
+	if e.keyUID != "" {
+		kopts.Preconditions = &metav1.Preconditions{UID: &e.keyUID}
+	}
+	err = s.CS.CoreV1().Secrets(w.Namespace).Delete(ctx, w.KeySecretName(), kopts)
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("delete the journal key of %s: %w", w, err)
 	}
 	return nil
@@ -189,14 +203,16 @@ func (s Store) List(ctx context.Context, namespace string) ([]*Entry, error) {
 
 var errNoKey = errors.New("no journal key")
 
-// key returns the key of w's journal, creating it if create.
-func (s Store) key(ctx context.Context, w Workload, create bool) ([]byte, error) {
+// key returns the key of w's journal and the UID of its Secret, creating
+// it if create. A leftover key (a rollback that died between deleting the
+// journal and its key) is reused.
+func (s Store) key(ctx context.Context, w Workload, create bool) ([]byte, types.UID, error) {
 	secrets := s.CS.CoreV1().Secrets(w.Namespace)
 	sec, err := secrets.Get(ctx, w.KeySecretName(), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) && create {
 		raw := make([]byte, 32)
 		if _, err := rand.Read(raw); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		sec, err = secrets.Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: w.KeySecretName(), Labels: map[string]string{LabelJournalKey: "true"}},
@@ -209,13 +225,13 @@ func (s Store) key(ctx context.Context, w Workload, create bool) ([]byte, error)
 	}
 	switch {
 	case apierrors.IsNotFound(err):
-		return nil, errNoKey
+		return nil, "", errNoKey
 	case err != nil:
-		return nil, fmt.Errorf("read the journal key of %s: %w", w, err)
+		return nil, "", fmt.Errorf("read the journal key of %s: %w", w, err)
 	case sec.Labels[LabelJournalKey] != "true" || len(sec.Data[secretKey]) < 32:
-		return nil, errNoKey
+		return nil, "", errNoKey
 	}
-	return sec.Data[secretKey], nil
+	return sec.Data[secretKey], sec.UID, nil
 }
 
 // mac authenticates cm's journal and where it lives.

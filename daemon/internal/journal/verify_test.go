@@ -15,6 +15,7 @@ import (
 
 	"github.com/tetherkube/tether/daemon/internal/fakekube"
 	"github.com/tetherkube/tether/daemon/internal/journal"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // TestLoadVerifies: Load returns the journal Begin wrote, and refuses, with
@@ -142,5 +143,47 @@ func editCM(t *testing.T, cs *fake.Clientset, edit func(*corev1.ConfigMap)) {
 	edit(cm)
 	if _, err := cs.CoreV1().ConfigMaps(ns).Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDeleteKeepsANewKey: Delete removes only the key its entry was
+// verified with, not one made since (for a journal begun meanwhile).
+func TestDeleteKeepsANewKey(t *testing.T) {
+	ctx := context.Background()
+	cs := fakekube.New()
+	s := journal.Store{CS: cs}
+	if _, err := s.Begin(ctx, newEntry()); err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.Load(ctx, orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = cs.CoreV1().Secrets(ns).Delete(ctx, orders.KeySecretName(), metav1.DeleteOptions{})
+	_, err = cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: orders.KeySecretName(),
+		Labels: map[string]string{journal.LabelJournalKey: "true"}}, Data: map[string][]byte{"key": make([]byte, 32)}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Secrets(ns).Get(ctx, orders.KeySecretName(), metav1.GetOptions{}); err != nil {
+		t.Errorf("the new key: %v", err)
+	}
+}
+
+// TestBeginRefusesAForeignKeySecret: a Secret of the key's name that is not
+// tether's is neither used nor overwritten.
+func TestBeginRefusesAForeignKeySecret(t *testing.T) {
+	ctx := context.Background()
+	cs := fakekube.New(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: orders.KeySecretName()},
+		Data: map[string][]byte{"key": make([]byte, 32)}})
+	_, err := journal.Store{CS: cs}.Begin(ctx, newEntry())
+	if !errors.Is(err, errdefs.ErrUser) || !strings.Contains(err.Error(), orders.KeySecretName()) {
+		t.Fatalf("Begin: err = %v, want a user error naming the secret", err)
+	}
+	if diff := cmp.Diff([]string(nil), fakekube.Writes(cs)); diff != "" {
+		t.Errorf("writes (-want +got):\n%s", diff)
 	}
 }
