@@ -6,8 +6,7 @@ package intercept
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,14 +14,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/journal"
-	"github.com/tetherkube/tether/daemon/internal/rollback"
 	"github.com/tetherkube/tether/daemon/internal/workload"
 	"github.com/tetherkube/tether/internal/buildinfo"
 
@@ -65,6 +62,15 @@ type Manager struct {
 	Log    *slog.Logger
 	// Progress receives one line per step and per second of waiting.
 	Progress func(string)
+	// Settle overrides ProxySettle (tests).
+	Settle time.Duration
+}
+
+func (m *Manager) settle() time.Duration {
+	if m.Settle > 0 {
+		return m.Settle
+	}
+	return ProxySettle
 }
 
 // Intercept is a running intercept.
@@ -80,8 +86,23 @@ type Intercept struct {
 
 // Start checks the request, changes the cluster (journaled), waits for the
 // rollout and connects to every agent. On any failure after the first
-// change it rolls the workload back before returning.
+// change it undoes what it changed, and only that: an object someone
+// changed meanwhile is left as is (the error says so), and a journal it
+// found (left by an earlier intercept) is left as it found it.
 func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
+	for try := 1; ; try++ {
+		ic, err := m.start(ctx, req)
+		// Another change to the template won the race (another tether
+		// intercepting the same workload): plan again from what is there
+		// now, which may be an agent to reuse.
+		if try < 3 && errors.Is(err, workload.ErrTemplateChanged) && !errors.Is(err, errUndoIncomplete) {
+			continue
+		}
+		return ic, err
+	}
+}
+
+func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	progress := m.Progress
 	if progress == nil {
 		progress = func(string) {}
@@ -115,7 +136,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	if err != nil {
 		return nil, err
 	}
-	secretName := "tether-agent-" + w.Name
+	secretName := w.TokenSecretName()
 	plan, err := inject.Build(tmpl, svc, ref, inject.Options{AgentImage: req.AgentImage, SecretName: secretName, RecordArgs: req.RecordArgs})
 	if err != nil {
 		return nil, err
@@ -125,46 +146,62 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 		return m.reuse(ctx, req, w, svc, plan, secretName)
 	}
 
-	// From here on the cluster changes: journal first, undo on failure.
+	// From here on the cluster changes: journal first, and on failure undo
+	// what this attempt changed, and only that.
 	store := journal.Store{CS: m.CS}
 	entry, err := store.Begin(ctx, &journal.Entry{
-		Workload: w, Template: *tmpl, Secret: secretName,
+		Workload: w, Template: *tmpl,
 		CreatedAt: time.Now().UTC(), By: "tether " + buildinfo.Get().Version,
 	})
 	if err != nil {
 		return nil, err
 	}
+	if !entry.Created() && entry.AppliedTemplateHash != "" && journal.Hash(tmpl) != entry.AppliedTemplateHash &&
+		!equality.Semantic.DeepEqual(*tmpl, entry.Template) {
+		// Adding to it would journal someone else's template as tether's,
+		// and a rollback would then undo their change without a word.
+		return nil, errdefs.FailedCheck("%s in namespace %s changed since tether changed it (someone edited it or rolled it out); "+
+			"run `tether rollback %s` first to see what it can restore", w, w.Namespace, w)
+	}
+	a := newAttempt(m, store, entry)
 	fail := func(cause error) (*Intercept, error) {
-		progress("rolling back " + w.String())
+		progress("undoing this attempt's changes to " + w.String())
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		if _, rerr := rollback.Restore(rctx, m.CS, w, true); rerr != nil {
-			return nil, fmt.Errorf("%w; and rolling back failed too (run `tether rollback %s`): %v", cause, w, rerr)
-		}
-		return nil, cause
+		return nil, a.undo(rctx, cause)
 	}
 	if plan.Service != nil {
-		if entry.Services == nil {
-			entry.Services = map[string]journal.ServiceEntry{}
-		}
-		if _, ok := entry.Services[svc.Name]; !ok {
-			entry.Services[svc.Name] = journal.ServiceEntry{Ports: svc.Spec.Ports}
-		}
-		if err := store.Save(ctx, entry); err != nil {
+		err := a.update(ctx, func(e *journal.Entry) error {
+			if e.Services == nil {
+				e.Services = map[string]journal.ServiceEntry{}
+			}
+			if _, ok := e.Services[svc.Name]; !ok {
+				e.Services[svc.Name] = journal.ServiceEntry{Ports: svc.Spec.Ports}
+				a.addedService = svc.Name
+			}
+			return nil
+		})
+		if err != nil {
 			return fail(err)
 		}
 	}
-	token, err := m.ensureToken(ctx, w.Namespace, secretName)
+	token, err := a.ensureToken(ctx)
 	if err != nil {
 		return fail(err)
 	}
 	progress(fmt.Sprintf("adding the agent to %s (agent port %d in front of %s:%d)", w, plan.AgentPort, plan.AppContainer, plan.AppPort))
-	stored, err := wc.SetTemplate(ctx, w, plan.Template)
+	// Journal what is about to be applied first, so a crash right after the
+	// update leaves a journal that recognises it (where the server stores
+	// it as sent), then what the server stored.
+	if err := a.setAppliedHash(ctx, journal.Hash(plan.Template)); err != nil {
+		return fail(err)
+	}
+	stored, err := workload.Client{CS: m.CS}.SetTemplate(ctx, w, *tmpl, plan.Template)
 	if err != nil {
 		return fail(err)
 	}
-	entry.AppliedTemplateHash = journal.Hash(stored)
-	if err := store.Save(ctx, entry); err != nil {
+	a.tmplFrom, a.tmplTo = tmpl, stored
+	if err := a.setAppliedHash(ctx, journal.Hash(stored)); err != nil {
 		return fail(err)
 	}
 	if err := waitRollout(ctx, m.CS, w, req.RolloutTimeout, progress); err != nil {
@@ -176,15 +213,18 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 	if plan.Service != nil {
 		progress(fmt.Sprintf("pointing service/%s port %d at the agent", svc.Name, plan.ServicePort.Port))
-		ports, err := m.retarget(ctx, svc.Namespace, svc.Name, plan.Service.Spec.Ports)
+		if err := a.setAppliedPorts(ctx, svc, plan.Service.Spec.Ports); err != nil {
+			return fail(err)
+		}
+		ports, err := setPorts(ctx, m.CS, svc.Namespace, svc.Name, svc.Spec.Ports, plan.Service.Spec.Ports)
 		if err != nil {
 			return fail(err)
 		}
-		se := entry.Services[svc.Name]
-		se.AppliedPortsHash = journal.Hash(ports)
-		entry.Services[svc.Name] = se
-		if err := store.Save(ctx, entry); err != nil {
-			return fail(err)
+		a.portsFrom, a.portsTo = svc.Spec.Ports, ports
+		if journal.Hash(ports) != journal.Hash(plan.Service.Spec.Ports) {
+			if err := a.setAppliedPorts(ctx, svc, ports); err != nil {
+				return fail(err)
+			}
 		}
 	}
 
@@ -194,14 +234,19 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	// kube-proxy applies endpoint changes to each node's rules up to about a
 	// second later (its minimum sync period); until then a new connection
 	// may still go to a pod being replaced.
-	progress(fmt.Sprintf("letting the nodes apply service/%s's new endpoints (%s)", svc.Name, ProxySettle))
+	progress(fmt.Sprintf("letting the nodes apply service/%s's new endpoints (%s)", svc.Name, m.settle()))
 	select {
-	case <-time.After(ProxySettle):
+	case <-time.After(m.settle()):
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	}
 	if req.RecordOnly {
 		return recordOnly(w, svc, plan), nil
+	}
+	// The token as the agents read it now: a tether racing this one may
+	// have replaced the Secret since this attempt wrote it.
+	if sec, err := m.CS.CoreV1().Secrets(w.Namespace).Get(ctx, secretName, metav1.GetOptions{}); err == nil {
+		token = sec.Data[inject.TokenKey]
 	}
 	ic, err := m.connect(ctx, req, w, svc, plan, token)
 	if err != nil {
@@ -290,52 +335,6 @@ func (m *Manager) service(ctx context.Context, w journal.Workload, tmpl *corev1.
 		return nil, errdefs.User("services %s and %s both select %s and have port %s; tether intercepts through one Service",
 			withPort[0].Name, withPort[1].Name, w, ref)
 	}
-}
-
-// ensureToken returns the agent token from secret name, creating it.
-func (m *Manager) ensureToken(ctx context.Context, ns, name string) ([]byte, error) {
-	s, err := m.CS.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
-	if err == nil {
-		return s.Data[inject.TokenKey], nil
-	}
-	if !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("read agent token: %w", err)
-	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return nil, err
-	}
-	token := []byte(hex.EncodeToString(raw))
-	_, err = m.CS.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"tether.dev/agent-token": "true"}},
-		Type:       corev1.SecretTypeOpaque,
-		Data:       map[string][]byte{inject.TokenKey: token},
-	}, metav1.CreateOptions{FieldManager: "tether"})
-	if err != nil {
-		return nil, fmt.Errorf("create agent token secret: %w", err)
-	}
-	return token, nil
-}
-
-// retarget sets a Service's ports and returns them as stored.
-func (m *Manager) retarget(ctx context.Context, ns, name string, ports []corev1.ServicePort) ([]corev1.ServicePort, error) {
-	var stored []corev1.ServicePort
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		svc, err := m.CS.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		svc.Spec.Ports = ports
-		svc, err = m.CS.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{FieldManager: "tether"})
-		if err == nil {
-			stored = svc.Spec.Ports
-		}
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("retarget service %s: %w", name, err)
-	}
-	return stored, nil
 }
 
 // Pods returns the pods whose agents this intercept has a tunnel to.

@@ -7,6 +7,13 @@
 // tether retargeted, the token Secret tether created, and hashes of what
 // tether applied, so a rollback can tell whether someone else changed the
 // object since.
+//
+// A journal is authenticated: an HMAC-SHA256 of its content, keyed by a
+// random key in a tether-owned Secret created with it, sits beside the
+// content, and Load refuses a journal whose MAC does not match. Someone who
+// can edit the ConfigMap but not read that Secret cannot make a rollback do
+// anything tether did not journal; someone who can read Secrets there could
+// as well edit the workload directly.
 package journal
 
 import (
@@ -19,6 +26,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Labels on every journal ConfigMap.
@@ -26,7 +34,13 @@ const (
 	LabelJournal      = "tether.dev/journal"
 	LabelWorkloadKind = "tether.dev/workload-kind"
 	LabelWorkloadName = "tether.dev/workload-name"
-	dataKey           = "journal.json"
+	// LabelJournalKey marks the Secret holding a journal's key.
+	LabelJournalKey = "tether.dev/journal-key"
+	// LabelAgentToken marks the Secret holding an agent's token.
+	LabelAgentToken = "tether.dev/agent-token"
+	dataKey         = "journal.json"
+	macKey          = "journal.mac"
+	secretKey       = "key"
 )
 
 // Workload names a workload tether changed.
@@ -42,7 +56,22 @@ func (w Workload) String() string {
 
 // ConfigMapName is the name of w's journal.
 func (w Workload) ConfigMapName() string {
-	name := "tether-journal-" + strings.ToLower(w.Kind) + "-" + w.Name
+	return objectName("tether-journal-" + strings.ToLower(w.Kind) + "-" + w.Name)
+}
+
+// KeySecretName is the name of the Secret holding the key that
+// authenticates w's journal.
+func (w Workload) KeySecretName() string {
+	return objectName("tether-journal-key-" + strings.ToLower(w.Kind) + "-" + w.Name)
+}
+
+// TokenSecretName is the name of the Secret holding the token of w's agent.
+func (w Workload) TokenSecretName() string {
+	return objectName("tether-agent-" + w.Name)
+}
+
+// objectName shortens name to a valid object name.
+func objectName(name string) string {
 	if len(name) > 253 {
 		sum := sha256.Sum256([]byte(name))
 		name = name[:240] + "-" + hex.EncodeToString(sum[:6])
@@ -60,12 +89,25 @@ type Entry struct {
 	AppliedTemplateHash string `json:"appliedTemplateHash,omitempty"`
 	// Services are the Services tether retargeted, keyed by name.
 	Services map[string]ServiceEntry `json:"services,omitempty"`
-	// Secret is the token Secret tether created for the agent.
-	Secret string `json:"secret,omitempty"`
+	// Secret is the token Secret tether created for the agent, and SecretUID
+	// that Secret's UID once created: rollback deletes only that object.
+	Secret    string    `json:"secret,omitempty"`
+	SecretUID types.UID `json:"secretUID,omitempty"`
 	// CreatedAt and By say when and by which tether the journal was begun.
 	CreatedAt time.Time `json:"createdAt"`
 	By        string    `json:"by"`
+
+	// resourceVersion is the journal ConfigMap's version this entry was
+	// read at; created says whether this entry's Begin created it.
+	resourceVersion string
+	created         bool
+	// keyUID is the UID of the key Secret the entry was verified with.
+	keyUID types.UID
 }
+
+// Created reports whether the Begin that returned e created the journal
+// (rather than finding one left by an earlier change).
+func (e *Entry) Created() bool { return e.created }
 
 // ServiceEntry is one Service's original ports.
 type ServiceEntry struct {

@@ -2,83 +2,182 @@ package journal
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/tetherkube/tether/internal/errdefs"
 )
+
+// ErrTampered means a journal fails its integrity check: it was edited
+// outside tether, its key Secret is missing, or an older tether wrote it.
+// tether restores nothing from it.
+var ErrTampered = errdefs.New(errdefs.ErrFailedCheck, "JOURNAL_TAMPERED", "journal fails its integrity check")
 
 // Store keeps journals as ConfigMaps.
 type Store struct {
 	CS kubernetes.Interface
 }
 
-// Load returns w's journal, or nil when there is none.
+// Load returns w's journal, or nil when there is none. It verifies the
+// journal's MAC and that it describes w; see ErrTampered.
 func (s Store) Load(ctx context.Context, w Workload) (*Entry, error) {
+	e, _, err := s.load(ctx, w)
+	return e, err
+}
+
+func (s Store) load(ctx context.Context, w Workload) (*Entry, *corev1.ConfigMap, error) {
 	cm, err := s.CS.CoreV1().ConfigMaps(w.Namespace).Get(ctx, w.ConfigMapName(), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read journal of %s: %w", w, err)
+		return nil, nil, fmt.Errorf("read journal of %s: %w", w, err)
 	}
-	return FromConfigMap(cm)
+	tampered := func(why string) error {
+		return errdefs.Withf(ErrTampered, "journal configmap/%s in namespace %s %s; tether restores nothing from it. "+
+			"Compare it with %s and its Services, restore them by hand if needed, then delete it "+
+			"(kubectl -n %s delete configmap %s)", cm.Name, w.Namespace, why, w, w.Namespace, cm.Name)
+	}
+	key, keyUID, err := s.key(ctx, w, false)
+	if err != nil {
+		if errors.Is(err, errNoKey) {
+			return nil, nil, tampered("has no key (secret/" + w.KeySecretName() + " is missing or not tether's)")
+		}
+		return nil, nil, err
+	}
+	got, err := hex.DecodeString(cm.Data[macKey])
+	if err != nil || !hmac.Equal(got, mac(key, cm)) {
+		return nil, nil, tampered("was changed outside tether (its MAC does not match)")
+	}
+	e, err := FromConfigMap(cm)
+	if err != nil {
+		return nil, nil, err
+	}
+	if e.Workload != w {
+		return nil, nil, tampered(fmt.Sprintf("describes %s in namespace %s", e.Workload, e.Workload.Namespace))
+	}
+	e.resourceVersion, e.keyUID = cm.ResourceVersion, keyUID
+	return e, cm, nil
 }
 
 // Begin returns w's journal, creating it with original as the template to
 // restore when there is none yet. An existing journal keeps the original it
 // recorded first: a second change to the same workload still rolls back to
-// the state before tether touched it.
+// the state before tether touched it. The result's Created says which.
 func (s Store) Begin(ctx context.Context, e *Entry) (*Entry, error) {
 	if cur, err := s.Load(ctx, e.Workload); err != nil || cur != nil {
 		return cur, err
+	}
+	key, keyUID, err := s.key(ctx, e.Workload, true)
+	if errors.Is(err, errNoKey) {
+		return nil, errdefs.User("secret %s in namespace %s is not tether's journal key; tether keeps its key there: rename or delete it",
+			e.Workload.KeySecretName(), e.Workload.Namespace)
+	}
+	if err != nil {
+		return nil, err
 	}
 	cm, err := e.ToConfigMap()
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.CS.CoreV1().ConfigMaps(e.Workload.Namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: "tether"})
+	seal(key, cm)
+	stored, err := s.CS.CoreV1().ConfigMaps(e.Workload.Namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: "tether"})
 	if apierrors.IsAlreadyExists(err) {
 		return s.Load(ctx, e.Workload) // another tether got there first
 	}
 	if err != nil {
 		return nil, fmt.Errorf("write journal of %s: %w", e.Workload, err)
 	}
-	return e, nil
+	out := *e
+	out.resourceVersion, out.created, out.keyUID = stored.ResourceVersion, true, keyUID
+	return &out, nil
 }
 
-// Save writes e over its journal.
-func (s Store) Save(ctx context.Context, e *Entry) error {
-	want, err := e.ToConfigMap()
-	if err != nil {
-		return err
-	}
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cm, err := s.CS.CoreV1().ConfigMaps(e.Workload.Namespace).Get(ctx, want.Name, metav1.GetOptions{})
+// Update applies change to w's journal as stored now and writes it back if
+// the journal did not change meanwhile; on a conflict it reads the journal
+// again and reapplies change, so concurrent updates by other tethers are
+// kept. It returns the entry as written.
+func (s Store) Update(ctx context.Context, w Workload, change func(*Entry) error) (*Entry, error) {
+	var out *Entry
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		e, cm, err := s.load(ctx, w)
 		if err != nil {
-			return fmt.Errorf("update journal of %s: %w", e.Workload, err)
+			return err
 		}
-		cm.Data = want.Data
-		cm.Labels = want.Labels
-		_, err = s.CS.CoreV1().ConfigMaps(e.Workload.Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "tether"})
-		return err
+		if e == nil {
+			return errdefs.NotFound("the journal of %s in namespace %s is gone (someone rolled it back meanwhile)", w, w.Namespace)
+		}
+		if err := change(e); err != nil {
+			return err
+		}
+		key, _, err := s.key(ctx, w, false)
+		if err != nil {
+			return err
+		}
+		want, err := e.ToConfigMap()
+		if err != nil {
+			return err
+		}
+		seal(key, want)
+		cm.Data, cm.Labels = want.Data, want.Labels // cm carries the resourceVersion read: a precondition
+		stored, err := s.CS.CoreV1().ConfigMaps(w.Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "tether"})
+		if err != nil {
+			return err
+		}
+		e.resourceVersion = stored.ResourceVersion
+		out = e
+		return nil
 	})
+	if err != nil {
+		return nil, fmt.Errorf("update journal of %s: %w", w, err)
+	}
+	return out, nil
 }
 
-// Delete removes w's journal; a missing one is not an error.
-func (s Store) Delete(ctx context.Context, w Workload) error {
-	err := s.CS.CoreV1().ConfigMaps(w.Namespace).Delete(ctx, w.ConfigMapName(), metav1.DeleteOptions{})
+// Delete removes e's journal and its key if the journal is still as e was
+// read (a conflict means another tether changed it since: load it again).
+// A missing journal is not an error.
+func (s Store) Delete(ctx context.Context, e *Entry) error {
+	w := e.Workload
+	opts := metav1.DeleteOptions{}
+	if e.resourceVersion != "" {
+		opts.Preconditions = &metav1.Preconditions{ResourceVersion: &e.resourceVersion}
+	}
+	err := s.CS.CoreV1().ConfigMaps(w.Namespace).Delete(ctx, w.ConfigMapName(), opts)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete journal of %s: %w", w, err)
+	}
+	// The key goes unless a new journal was begun meanwhile (it reuses the
+	// key); the UID precondition keeps a key made since.
+	if _, err := s.CS.CoreV1().ConfigMaps(w.Namespace).Get(ctx, w.ConfigMapName(), metav1.GetOptions{}); err == nil {
+		return nil
+	}
+	kopts := metav1.DeleteOptions{}
+	if e.keyUID != "" {
+		kopts.Preconditions = &metav1.Preconditions{UID: &e.keyUID}
+	}
+	err = s.CS.CoreV1().Secrets(w.Namespace).Delete(ctx, w.KeySecretName(), kopts)
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("delete the journal key of %s: %w", w, err)
 	}
 	return nil
 }
 
 // List returns the journals in namespace ("" for every namespace the user
-// may list), sorted by namespace and workload.
+// may list), sorted by namespace and workload. It does not verify them:
+// it says what exists; Load, before any use, verifies.
 func (s Store) List(ctx context.Context, namespace string) ([]*Entry, error) {
 	l, err := s.CS.CoreV1().ConfigMaps(namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelJournal + "=true"})
 	if err != nil {
@@ -100,4 +199,48 @@ func (s Store) List(ctx context.Context, namespace string) ([]*Entry, error) {
 		return a.String() < b.String()
 	})
 	return out, nil
+}
+
+var errNoKey = errors.New("no journal key")
+
+// key returns the key of w's journal and the UID of its Secret, creating
+// it if create. A leftover key (a rollback that died between deleting the
+// journal and its key) is reused.
+func (s Store) key(ctx context.Context, w Workload, create bool) ([]byte, types.UID, error) {
+	secrets := s.CS.CoreV1().Secrets(w.Namespace)
+	sec, err := secrets.Get(ctx, w.KeySecretName(), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) && create {
+		raw := make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
+			return nil, "", err
+		}
+		sec, err = secrets.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: w.KeySecretName(), Labels: map[string]string{LabelJournalKey: "true"}},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{secretKey: raw},
+		}, metav1.CreateOptions{FieldManager: "tether"})
+		if apierrors.IsAlreadyExists(err) {
+			sec, err = secrets.Get(ctx, w.KeySecretName(), metav1.GetOptions{})
+		}
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, "", errNoKey
+	case err != nil:
+		return nil, "", fmt.Errorf("read the journal key of %s: %w", w, err)
+	case sec.Labels[LabelJournalKey] != "true" || len(sec.Data[secretKey]) < 32:
+		return nil, "", errNoKey
+	}
+	return sec.Data[secretKey], sec.UID, nil
+}
+
+// mac authenticates cm's journal and where it lives.
+func mac(key []byte, cm *corev1.ConfigMap) []byte {
+	h := hmac.New(sha256.New, key)
+	fmt.Fprintf(h, "%s\x00%s\x00%s", cm.Namespace, cm.Name, cm.Data[dataKey])
+	return h.Sum(nil)
+}
+
+func seal(key []byte, cm *corev1.ConfigMap) {
+	cm.Data[macKey] = hex.EncodeToString(mac(key, cm))
 }

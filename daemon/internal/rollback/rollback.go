@@ -1,14 +1,23 @@
 // Package rollback restores what tether changed, from the journal in the
 // cluster: the workload's pod template and the Services' ports as they were
 // before tether touched them, then the token Secret and the journal itself
-// removed. Every step checks before it acts, so a rollback interrupted
-// halfway can be run again and finishes the job.
+// removed.
+//
+// It trusts the journal only once its MAC checks (journal.Store.Load), and
+// restores each object on its own merits: an object is restored only if it
+// is still exactly what tether made it (unless forced), with the update
+// conditional on the version checked, so a change made meanwhile is never
+// undone. A Secret is deleted only if it is the one tether created (its
+// name, label and journaled UID). Every step checks before it acts, so a
+// rollback interrupted halfway can be run again and finishes the job.
 package rollback
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -19,20 +28,34 @@ import (
 
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // ErrChangedSince means someone changed the object after tether did; the
 // rollback refuses unless forced, to not undo their change.
-var ErrChangedSince = errors.New("changed since tether changed it")
+var ErrChangedSince = errdefs.New(errdefs.ErrFailedCheck, "CHANGED_SINCE", "changed since tether changed it")
 
-// Step is one thing a rollback did (or found already done).
+// Actions of a Step.
+const (
+	Restored  = "restored"  // put back as journaled
+	Unchanged = "unchanged" // already as journaled
+	Deleted   = "deleted"
+	Absent    = "absent"  // the object no longer exists
+	Refused   = "refused" // left as is: see Reason
+	Kept      = "kept"    // left as is because of another object: see Reason
+)
+
+// Step is one thing a rollback did (or found already done, or refused).
 type Step struct {
 	Object string `json:"object"`
-	Action string `json:"action"` // restored, unchanged, deleted, absent
+	Action string `json:"action"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Restore rolls w back. With force it restores even objects someone changed
-// since tether did.
+// since tether did; it never deletes an object that is not tether's. When
+// some object is refused, the others are still restored, the journal stays
+// for a later run, and the error lists each refusal with its reason.
 func Restore(ctx context.Context, cs kubernetes.Interface, w journal.Workload, force bool) ([]Step, error) {
 	store := journal.Store{CS: cs}
 	e, err := store.Load(ctx, w)
@@ -40,32 +63,22 @@ func Restore(ctx context.Context, cs kubernetes.Interface, w journal.Workload, f
 		return nil, err
 	}
 	if e == nil {
-		return nil, fmt.Errorf("no journal for %s in namespace %s: tether has nothing to roll back there", w, w.Namespace)
+		return nil, errdefs.NotFound("no journal for %s in namespace %s: tether has nothing to roll back there", w, w.Namespace)
 	}
 	var steps []Step
-	wc := workload.Client{CS: cs}
-
-	cur, err := wc.Template(ctx, w)
-	switch {
-	case apierrors.IsNotFound(err):
-		steps = append(steps, Step{w.String(), "absent"})
-	case err != nil:
+	tmpl, err := restoreTemplate(ctx, cs, e, force)
+	if err != nil {
 		return steps, err
-	case equality.Semantic.DeepEqual(*cur, e.Template):
-		steps = append(steps, Step{w.String(), "unchanged"})
-	default:
-		if !force && e.AppliedTemplateHash != "" && journal.Hash(cur) != e.AppliedTemplateHash {
-			return steps, fmt.Errorf("%s in namespace %s: its pod template %w (someone edited it or rolled it out); "+
-				"rerun with --force to restore the template tether journaled anyway", w, w.Namespace, ErrChangedSince)
-		}
-		if _, err := wc.SetTemplate(ctx, w, e.Template); err != nil {
-			return steps, err
-		}
-		steps = append(steps, Step{w.String(), "restored"})
 	}
+	steps = append(steps, tmpl)
 
-	for name, se := range e.Services {
-		step, err := restoreService(ctx, cs, w.Namespace, name, se, force)
+	names := make([]string, 0, len(e.Services))
+	for name := range e.Services {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		step, err := restoreService(ctx, cs, w.Namespace, name, e.Services[name], force)
 		if err != nil {
 			return steps, err
 		}
@@ -73,45 +86,144 @@ func Restore(ctx context.Context, cs kubernetes.Interface, w journal.Workload, f
 	}
 
 	if e.Secret != "" {
-		err := cs.CoreV1().Secrets(w.Namespace).Delete(ctx, e.Secret, metav1.DeleteOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			steps = append(steps, Step{"secret/" + e.Secret, "absent"})
-		case err != nil:
-			return steps, fmt.Errorf("delete secret %s: %w", e.Secret, err)
-		default:
-			steps = append(steps, Step{"secret/" + e.Secret, "deleted"})
+		step := Step{Object: "secret/" + e.Secret, Action: Kept, Reason: "the pod template still mounts it"}
+		if tmpl.Action != Refused {
+			if step, err = deleteSecret(ctx, cs, e); err != nil {
+				return steps, err
+			}
+		}
+		steps = append(steps, step)
+	}
+
+	var refused []string
+	for _, s := range steps {
+		if s.Action == Refused {
+			refused = append(refused, s.Object)
 		}
 	}
-	if err := store.Delete(ctx, w); err != nil {
+	jstep := Step{Object: "configmap/" + w.ConfigMapName(), Action: Deleted}
+	if len(refused) > 0 {
+		jstep.Action, jstep.Reason = Kept, strings.Join(refused, ", ")+" not restored yet"
+		if len(refused) == 1 {
+			jstep.Reason = refused[0] + " is not restored yet"
+		}
+		steps = append(steps, jstep)
+		var why []string
+		for _, s := range steps {
+			if s.Action == Refused {
+				why = append(why, s.Object+": "+s.Reason)
+			}
+		}
+		return steps, errdefs.Withf(ErrChangedSince, "%s in namespace %s is partly rolled back; refused: %s",
+			w, w.Namespace, strings.Join(why, "; "))
+	}
+	if err := store.Delete(ctx, e); err != nil {
 		return steps, err
 	}
-	steps = append(steps, Step{"configmap/" + w.ConfigMapName(), "deleted"})
-	return steps, nil
+	return append(steps, jstep), nil
 }
 
+// restoreTemplate puts back the journaled pod template if the workload's
+// template is still the one tether applied (or force).
+func restoreTemplate(ctx context.Context, cs kubernetes.Interface, e *journal.Entry, force bool) (Step, error) {
+	w := e.Workload
+	wc := workload.Client{CS: cs}
+	step := Step{Object: w.String(), Action: Restored}
+	cur, err := wc.Template(ctx, w)
+	switch {
+	case apierrors.IsNotFound(err):
+		step.Action = Absent
+		return step, nil
+	case err != nil:
+		return step, err
+	case equality.Semantic.DeepEqual(*cur, e.Template):
+		step.Action = Unchanged
+		return step, nil
+	}
+	if !force {
+		if e.AppliedTemplateHash == "" {
+			step.Action, step.Reason = Refused, "it differs from the journaled original and tether has no record of what it applied "+
+				"(a change interrupted before its journal entry); rerun with --force to restore the template tether journaled anyway"
+			return step, nil
+		}
+		if journal.Hash(cur) != e.AppliedTemplateHash {
+			step.Action, step.Reason = Refused, "its pod template changed since tether changed it (someone edited it or rolled it out); "+
+				"rerun with --force to restore the template tether journaled anyway"
+			return step, nil
+		}
+	}
+	if _, err := wc.SetTemplate(ctx, w, *cur, e.Template); err != nil {
+		if errors.Is(err, workload.ErrTemplateChanged) {
+			step.Action, step.Reason = Refused, "its pod template changed while rolling back; run the rollback again"
+			return step, nil
+		}
+		return step, err
+	}
+	return step, nil
+}
+
+// restoreService puts back a Service's journaled ports if they are still
+// the ones tether set (or force), conditional on the version read.
 func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name string, se journal.ServiceEntry, force bool) (Step, error) {
-	obj := "service/" + name
-	step := Step{obj, "restored"}
+	step := Step{Object: "service/" + name}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		step.Action, step.Reason = Restored, ""
 		svc, err := cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			step.Action = "absent"
+			step.Action = Absent
 			return nil
 		}
 		if err != nil {
 			return err
 		}
 		if equality.Semantic.DeepEqual(svc.Spec.Ports, se.Ports) {
-			step.Action = "unchanged"
+			step.Action = Unchanged
 			return nil
 		}
-		if !force && se.AppliedPortsHash != "" && journal.Hash(svc.Spec.Ports) != se.AppliedPortsHash {
-			return fmt.Errorf("%s in namespace %s: its ports %w; rerun with --force to restore them anyway", obj, ns, ErrChangedSince)
+		if !force && (se.AppliedPortsHash == "" || journal.Hash(svc.Spec.Ports) != se.AppliedPortsHash) {
+			step.Action, step.Reason = Refused, "its ports changed since tether changed them; rerun with --force to restore them anyway"
+			return nil
 		}
 		svc.Spec.Ports = append([]corev1.ServicePort(nil), se.Ports...)
 		_, err = cs.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{FieldManager: "tether"})
 		return err
 	})
-	return step, err
+	if err != nil {
+		return step, fmt.Errorf("restore service %s: %w", name, err)
+	}
+	return step, nil
+}
+
+// deleteSecret deletes the agent's token Secret if it is tether's: the
+// name tether gives it, tether's label, and the UID tether journaled when
+// it created it.
+func deleteSecret(ctx context.Context, cs kubernetes.Interface, e *journal.Entry) (Step, error) {
+	w := e.Workload
+	step := Step{Object: "secret/" + e.Secret, Action: Deleted}
+	if e.Secret != w.TokenSecretName() {
+		step.Action, step.Reason = Refused, "tether names its secret "+w.TokenSecretName()+"; it deletes no other"
+		return step, nil
+	}
+	s, err := cs.CoreV1().Secrets(w.Namespace).Get(ctx, e.Secret, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		step.Action = Absent
+		return step, nil
+	case err != nil:
+		return step, fmt.Errorf("read secret %s: %w", e.Secret, err)
+	case s.Labels[journal.LabelAgentToken] != "true" || e.SecretUID == "" || s.UID != e.SecretUID:
+		step.Action, step.Reason = Kept, "not the secret tether created (label or UID differ); delete it yourself if it is a leftover"
+		return step, nil
+	}
+	uid := s.UID
+	err = cs.CoreV1().Secrets(w.Namespace).Delete(ctx, e.Secret, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	switch {
+	case apierrors.IsNotFound(err):
+		step.Action = Absent
+	case apierrors.IsConflict(err):
+		step.Action, step.Reason = Kept, "replaced meanwhile by another secret of that name"
+	case err != nil:
+		return step, fmt.Errorf("delete secret %s: %w", e.Secret, err)
+	}
+	return step, nil
 }

@@ -4,11 +4,13 @@ package workload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -169,9 +171,16 @@ func (c Client) Selector(ctx context.Context, w journal.Workload) (labels.Select
 	return metav1.LabelSelectorAsSelector(sel)
 }
 
-// SetTemplate replaces w's pod template with tmpl, retrying on conflicts,
-// and returns the template as the server stored it.
-func (c Client) SetTemplate(ctx context.Context, w journal.Workload, tmpl corev1.PodTemplateSpec) (*corev1.PodTemplateSpec, error) {
+// ErrTemplateChanged means w's pod template is no longer the one a change
+// was planned from: someone else changed it meanwhile.
+var ErrTemplateChanged = errors.New("pod template changed meanwhile")
+
+// SetTemplate replaces w's pod template with to if it still is from, and
+// returns the template as the server stored it. The update carries the
+// resourceVersion read, so a concurrent write makes it conflict; it then
+// reads again and retries while the template still is from, and fails with
+// ErrTemplateChanged once it is not.
+func (c Client) SetTemplate(ctx context.Context, w journal.Workload, from, to corev1.PodTemplateSpec) (*corev1.PodTemplateSpec, error) {
 	var stored *corev1.PodTemplateSpec
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		switch w.Kind {
@@ -180,7 +189,10 @@ func (c Client) SetTemplate(ctx context.Context, w journal.Workload, tmpl corev1
 			if err != nil {
 				return err
 			}
-			d.Spec.Template = tmpl
+			if !equality.Semantic.DeepEqual(d.Spec.Template, from) {
+				return ErrTemplateChanged
+			}
+			d.Spec.Template = to
 			d, err = c.CS.AppsV1().Deployments(w.Namespace).Update(ctx, d, metav1.UpdateOptions{FieldManager: "tether"})
 			if err != nil {
 				return err
@@ -191,7 +203,10 @@ func (c Client) SetTemplate(ctx context.Context, w journal.Workload, tmpl corev1
 			if err != nil {
 				return err
 			}
-			s.Spec.Template = tmpl
+			if !equality.Semantic.DeepEqual(s.Spec.Template, from) {
+				return ErrTemplateChanged
+			}
+			s.Spec.Template = to
 			s, err = c.CS.AppsV1().StatefulSets(w.Namespace).Update(ctx, s, metav1.UpdateOptions{FieldManager: "tether"})
 			if err != nil {
 				return err
