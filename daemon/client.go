@@ -8,6 +8,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/tetherkube/tether/internal/localsock"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -29,7 +31,16 @@ func Dial(ctx context.Context, path string) (*grpc.ClientConn, *Client, error) {
 	conn, err := grpc.NewClient("passthrough:///daemon", grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			c, err := d.DialContext(ctx, "unix", path)
+			if err != nil {
+				return nil, err
+			}
+			// A socket another user planted must not get our commands.
+			if err := localsock.CheckPeer(c); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("the daemon socket %s: %w", path, err)
+			}
+			return c, nil
 		}))
 	if err != nil {
 		return nil, nil, err

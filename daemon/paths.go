@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/tetherkube/tether/internal/localsock"
 )
 
 // Paths locate one daemon's socket and log file.
@@ -33,10 +35,6 @@ func PathsFor(kubeContext, server string) (Paths, error) {
 	return Paths{Dir: dir, Socket: filepath.Join(dir, "d-"+id+".sock"), Log: filepath.Join(dir, "d-"+id+".log")}, nil
 }
 
-// EnsureDir creates the paths' folder, readable by its user only.
-func (p Paths) EnsureDir() error {
-	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
-		return err
-	}
-	return os.Chmod(p.Dir, 0o700)
-}
+// EnsureDir creates the paths' folder, private to its user, and refuses
+// one that another user owns or could enter (internal/localsock).
+func (p Paths) EnsureDir() error { return localsock.EnsureDir(p.Dir) }

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/tetherkube/tether/internal/localsock"
 
 	"google.golang.org/grpc"
 
@@ -24,15 +27,15 @@ func Serve(ctx context.Context, d *Daemon, path string) error {
 		return fmt.Errorf("%w (socket %s)", ErrRunning, path)
 	}
 	_ = os.Remove(path) // a stale socket of a daemon that died
-	lis, err := net.Listen("unix", path)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", path, err)
-	}
-	defer os.Remove(path)
-	if err := restrictSocket(path); err != nil {
-		lis.Close()
+	if err := localsock.CheckDir(filepath.Dir(path)); err != nil {
 		return err
 	}
+	// Only processes of the daemon's user are served, whatever the modes.
+	lis, err := localsock.Listen(path, d.log)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(path)
 	// A replay carries the exchanges it replays: up to a recording budget.
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(256 << 20))
 	daemonv1.RegisterDaemonServer(srv, NewGRPCServer(d))

@@ -20,11 +20,17 @@ var ErrUnsafeDir = errors.New("the daemon's folder is not private to this user")
 // ErrForeignPeer: a process of another user connected.
 var ErrForeignPeer = errors.New("the peer runs as another user")
 
-// EnsureDir creates dir (mode 0700) when missing and checks that it is a
-// folder owned by the user and closed to group and others.
+// EnsureDir creates dir (mode 0700) when missing, closes a folder of the
+// user's that is open to others, and checks that it is a folder owned by
+// the user and closed to group and others.
 func EnsureDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if fi, err := os.Lstat(dir); err == nil && fi.IsDir() && checkOwner(dir, fi) != nil && ownedByUser(fi) {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("close %s to other users: %w", dir, err)
+		}
 	}
 	return CheckDir(dir)
 }
@@ -60,9 +66,9 @@ func Listen(path string, log *slog.Logger) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := restrict(path); err != nil {
 		lis.Close()
-		return nil, err
+		return nil, fmt.Errorf("restrict %s to its user: %w", path, err)
 	}
 	return &Listener{Listener: lis, Log: log}, nil
 }

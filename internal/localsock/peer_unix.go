@@ -10,6 +10,15 @@ import (
 	"syscall"
 )
 
+// restrict lets only the user connect to the socket at path.
+func restrict(path string) error { return os.Chmod(path, 0o600) }
+
+// ownedByUser reports whether the user owns fi.
+func ownedByUser(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Getuid()
+}
+
 func checkOwner(dir string, fi fs.FileInfo) error {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
