@@ -27,6 +27,8 @@ type Options struct {
 	Base *url.URL
 	// KeepHost sends the recorded Host header instead of Base's host.
 	KeepHost bool
+	// BaseFor, when set, gives each exchange's destination instead of Base.
+	BaseFor func(*recording.Exchange) (*url.URL, error)
 	// ToRecordedHost sends each request to the host its caller addressed
 	// (its Host header, port 80 by default) instead of Base.
 	ToRecordedHost bool
@@ -96,7 +98,7 @@ var ErrBadOptions = errors.New("bad replay options")
 // Validate checks the options.
 func (o Options) Validate() error {
 	switch {
-	case !o.ToRecordedHost && (o.Base == nil || o.Base.Host == ""):
+	case !o.ToRecordedHost && o.BaseFor == nil && (o.Base == nil || o.Base.Host == ""):
 		return fmt.Errorf("%w: no destination", ErrBadOptions)
 	case o.Rate < 0 || o.Speed < 0:
 		return fmt.Errorf("%w: rate and speed must be positive", ErrBadOptions)
@@ -123,6 +125,13 @@ func Request(ctx context.Context, e *recording.Exchange, o Options) (*http.Reque
 			len(e.Request.Body), e.Request.BodySize)
 	}
 	base := o.Base
+	if o.BaseFor != nil {
+		b, err := o.BaseFor(e)
+		if err != nil {
+			return nil, err
+		}
+		base = b
+	}
 	if o.ToRecordedHost {
 		if e.Request.Host == "" {
 			return nil, errors.New("the recorded request has no Host header to send it to")

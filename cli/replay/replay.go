@@ -61,7 +61,7 @@ func NewCmdReplay(f *cmdutil.Factory, runF func(context.Context, *ReplayOptions)
 		ReadFile:      requests.ReadFile,
 	}
 	cmd := &cobra.Command{
-		Use:   "replay [WORKLOAD [ID...]] --to local[:PORT]|cluster|URL",
+		Use:   "replay [WORKLOAD [ID...]] --to local[:PORT]|cluster[:HOST:PORT|:recorded]|URL",
 		Short: "Send recorded requests again, to your laptop or the cluster, and compare the answers",
 		Long: `Replay recorded requests: the ones named by ID (as ` + "`tether requests list`" + ` shows
 them), the ones the filter flags select, or the ones in a file (--from, from
@@ -69,9 +69,13 @@ them), the ones the filter flags select, or the ones in a file (--from, from
 
 --to local       the local port of WORKLOAD's intercept: the process in your IDE
 --to local:PORT  a port on this machine
---to cluster     from inside one of WORKLOAD's pods, to the host each caller
-                 addressed (its Host header): the request takes the path the
-                 original one took
+--to cluster     from inside one of WORKLOAD's pods, to WORKLOAD's own Service
+                 (the port that leads to where the request was recorded),
+                 with the recorded Host header
+--to cluster:HOST:PORT   from inside one of WORKLOAD's pods, to that address
+--to cluster:recorded    from inside one of WORKLOAD's pods, to the host each
+                 caller addressed (its Host header): only when you trust
+                 the recording, since any caller chose that host
 --to URL         e.g. http://localhost:3000 or a staging URL
 
 Requests go one at a time unless --concurrency; --rate N/s sends at a fixed
@@ -90,7 +94,7 @@ give their value with --header.`,
 		RunE: cmdutil.RunE(o, runF),
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&o.To, "to", "", "where to send: local, local:PORT, cluster, or a URL (required)")
+	fl.StringVar(&o.To, "to", "", "where to send: local, local:PORT, cluster, cluster:HOST:PORT, cluster:recorded, or a URL (required)")
 	fl.StringVar(&o.From, "from", "", "replay the requests in this file (from `requests save` or a HAR file)")
 	fl.StringVar(&o.Rate, "rate", "", "requests per second, e.g. 100/s")
 	fl.StringVar(&o.Speed, "speed", "", "keep the recorded spacing, scaled, e.g. 2x")
@@ -128,7 +132,7 @@ func (o *ReplayOptions) Validate() error {
 		return err
 	}
 	if o.To == "" {
-		return errdefs.User("--to is required: local, local:PORT, cluster, or a URL")
+		return errdefs.User("--to is required: local, local:PORT, cluster, cluster:HOST:PORT, cluster:recorded, or a URL")
 	}
 	kind, _, err := daemon.ParseTo(o.To)
 	if err != nil {
@@ -140,7 +144,7 @@ func (o *ReplayOptions) Validate() error {
 	if o.From != "" && len(o.Refs) > 0 {
 		return errdefs.User("--from replays the file's requests: give no IDs with it")
 	}
-	if (kind == "cluster" || o.To == "local") && o.Workload == "" {
+	if (strings.HasPrefix(kind, "cluster") || o.To == "local") && o.Workload == "" {
 		return errdefs.User("--to %s needs the WORKLOAD", o.To)
 	}
 	if o.Rate != "" && o.Speed != "" {
