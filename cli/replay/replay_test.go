@@ -85,7 +85,7 @@ func TestNewCmdReplay(t *testing.T) {
 		{name: "from a file", args: []string{"--from", "incident.har", "--to", "http://localhost:8080", "--speed", "2x"}, check: func(o *ReplayOptions) bool {
 			return o.From == "incident.har" && o.Workload == "" && o.Speed == "2x"
 		}},
-		{name: "no --to", args: []string{"orders", "x2x.17"}, wantErr: "--to is required: local, local:PORT, cluster, or a URL"},
+		{name: "no --to", args: []string{"orders", "x2x.17"}, wantErr: "--to is required: local, local:PORT, cluster, cluster:HOST:PORT, cluster:recorded, or a URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
