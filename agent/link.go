@@ -21,6 +21,10 @@ type Link struct {
 	client *Client
 }
 
+// MaxMessageSize bounds one message from the agent: a recorded exchange
+// (two bodies of at most the body cap, which is at most half the budget).
+const MaxMessageSize = 1 << 30
+
 // Connect opens a tunnel to an agent over conn, any byte stream that
 // reaches the agent's tunnel port (in production, a port-forward), and
 // returns the Link. It owns conn from then on: conn is closed when Connect
@@ -36,8 +40,12 @@ func Connect(ctx context.Context, conn net.Conn, cfg tunnel.Config) (*Link, erro
 		return nil, err
 	}
 	sess.ControlListener().Close()
+	// One recorded exchange travels in one message and may hold two bodies
+	// as large as the body cap allows: gRPC's 4 MiB default would refuse
+	// the whole listing for it.
 	gc, err := grpc.NewClient("passthrough:///agent", grpc.WithContextDialer(sess.DialControl),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize)))
 	if err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("agent client: %w", err)

@@ -28,7 +28,10 @@ func Dial(ctx context.Context, path string) (*grpc.ClientConn, *Client, error) {
 	}
 	c.Close()
 	// A dialer, not a unix:// target: a Windows path is no URL.
+	// Exchanges pass through one per message, as large as the agent sent
+	// them (agent.MaxMessageSize).
 	conn, err := grpc.NewClient("passthrough:///daemon", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(agent.MaxMessageSize)),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "unix", path)

@@ -94,7 +94,13 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	appPort := named(t, "app")
+	return newHarnessFor(t, named(t, "app"), nil)
+}
+
+// newHarnessFor runs an agent in front of appPort, its Config changed by
+// edit (when not nil).
+func newHarnessFor(t *testing.T, appPort int, edit func(*Config)) *harness {
+	t.Helper()
 	tl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +114,9 @@ func newHarness(t *testing.T) *harness {
 	cfg.Token = testToken
 	cfg.PodName, cfg.PodNamespace = "orders-1", "shop"
 	cfg.Forwards = []agent.Forward{{ListenPort: frontPort, AppPort: appPort}}
+	if edit != nil {
+		edit(&cfg)
+	}
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

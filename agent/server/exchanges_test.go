@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -59,5 +62,43 @@ func TestRecordsAppAndLaptopExchanges(t *testing.T) {
 	}
 	if _, err := client.Exchanges(ctx, agent.ExchangesRequest{Filter: recording.Filter{Status: "6xx"}}, func([]*recording.Exchange) error { return nil }); !errors.Is(err, agent.ErrBadProbe) {
 		t.Errorf("bad status filter: %v", err)
+	}
+}
+
+// TestLargeExchangeCrossesTheWire: an exchange whose body is as large as
+// the body cap allows (here 6 MiB, over gRPC's 4 MiB default message size)
+// is listed over the tunnel, not refused for the whole workload (issue 9,
+// finding 8).
+func TestLargeExchangeCrossesTheWire(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 6<<20)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(big) })}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	h := newHarnessFor(t, l.Addr().(*net.TCPAddr).Port, func(c *Config) {
+		c.Record.Budget, c.Record.BodyCap = 32<<20, 8<<20
+	})
+	_, client, err := h.daemon(testToken, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.get(); len(got) != len(big) {
+		t.Fatalf("the app's answer arrived with %d bytes", len(got))
+	}
+	var got []*recording.Exchange
+	for deadline := time.Now().Add(5 * time.Second); len(got) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		got = nil
+		if _, err := client.Exchanges(context.Background(), agent.ExchangesRequest{}, func(b []*recording.Exchange) error {
+			got = append(got, b...)
+			return nil
+		}); err != nil {
+			t.Fatalf("list the exchanges: %v", err)
+		}
+	}
+	if len(got) != 1 || len(got[0].Response.Body) != len(big) {
+		t.Fatalf("listed %d exchanges (first: body %d bytes, truncated %v, size %d)", len(got), len(got[0].Response.Body), got[0].Response.Truncated, got[0].Response.BodySize)
 	}
 }

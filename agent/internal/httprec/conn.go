@@ -36,7 +36,9 @@ type Options struct {
 	// ConnShare bounds what one connection's recording holds in flight
 	// (exchanges waiting for their answers, their bodies, buffers); past
 	// it the connection is no longer recorded. 0: an eighth of the
-	// ring's budget, at least 2 MiB (or the whole of a smaller budget).
+	// ring's budget, at least 2 MiB, and at least two capped bodies and
+	// 1 MiB more, so a body the cap allows is kept whole (never more than
+	// the budget).
 	ConnShare int
 	Redactor  recording.Redactor
 }
@@ -108,6 +110,9 @@ func (r *Ring) NewConn(meta Meta, opts Options) *Conn {
 	share := opts.ConnShare
 	if share <= 0 {
 		share = defaultShare(r.budget)
+		if need := 2*opts.BodyCap + 1<<20; share < need {
+			share = min(need, int(r.budget))
+		}
 	}
 	c := &Conn{meta: meta, opts: opts, ring: r, now: time.Now, mem: meter{ring: r, share: share}}
 	c.resp.response = true
