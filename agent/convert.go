@@ -163,7 +163,7 @@ func StatsToProto(st RecordingStats) *agentv1.RecordingStats {
 	return &agentv1.RecordingStats{
 		Connections: st.Connections, Exchanges: st.Exchanges, Evicted: st.Evicted, NotHttp: st.NotHTTP, Malformed: st.Malformed,
 		Upgraded: st.Upgraded, StoredBytes: st.StoredBytes, InflightBytes: st.InflightBytes, BudgetBytes: st.BudgetBytes,
-		Held: st.Held, BodyCap: st.BodyCap, RedactionOff: st.RedactionOff, RedactedNames: st.RedactedNames,
+		Held: st.Held, BodyCap: st.BodyCap, RedactionOff: st.RedactionOff, RedactedNames: st.RedactedNames, Limited: st.Limited,
 	}
 }
 
@@ -171,7 +171,7 @@ func StatsFromProto(st *agentv1.RecordingStats) RecordingStats {
 	return RecordingStats{Connections: st.GetConnections(), Exchanges: st.GetExchanges(), Evicted: st.GetEvicted(),
 		NotHTTP: st.GetNotHttp(), Malformed: st.GetMalformed(), Upgraded: st.GetUpgraded(), StoredBytes: st.GetStoredBytes(),
 		InflightBytes: st.GetInflightBytes(), BudgetBytes: st.GetBudgetBytes(), Held: st.GetHeld(), BodyCap: st.GetBodyCap(),
-		RedactionOff: st.GetRedactionOff(), RedactedNames: st.GetRedactedNames()}
+		RedactionOff: st.GetRedactionOff(), RedactedNames: st.GetRedactedNames(), Limited: st.GetLimited()}
 }
 
 // ExchangesToProto and ExchangesFromProto carry recorded exchanges.

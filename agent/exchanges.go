@@ -16,10 +16,13 @@ type ExchangesRequest struct {
 
 // RecordingStats describe the agent's recorder.
 type RecordingStats struct {
-	Connections   uint64   `json:"connections"`
-	Exchanges     uint64   `json:"exchanges"`
-	Evicted       uint64   `json:"evicted"`
-	NotHTTP       uint64   `json:"notHTTP"`
+	Connections uint64 `json:"connections"`
+	Exchanges   uint64 `json:"exchanges"`
+	Evicted     uint64 `json:"evicted"`
+	NotHTTP     uint64 `json:"notHTTP"`
+	// Limited counts connections no longer recorded because what they held
+	// reached their share of the budget; they were still forwarded.
+	Limited       uint64   `json:"limited"`
 	Malformed     uint64   `json:"malformed"`
 	Upgraded      uint64   `json:"upgraded"`
 	StoredBytes   uint64   `json:"storedBytes"`

@@ -61,7 +61,7 @@ func (a *Agent) recordingStats() agent.RecordingStats {
 	st := a.ring.Stats()
 	r := a.cfg.Record
 	return agent.RecordingStats{
-		Connections: st.Connections, Exchanges: st.Exchanges, Evicted: st.Evicted, NotHTTP: st.NotHTTP,
+		Connections: st.Connections, Exchanges: st.Exchanges, Evicted: st.Evicted, NotHTTP: st.NotHTTP, Limited: st.Limited,
 		Malformed: st.Malformed, Upgraded: st.Upgraded, StoredBytes: uint64(st.StoredBytes), InflightBytes: uint64(st.InflightBytes),
 		BudgetBytes: uint64(st.BudgetBytes), Held: uint64(st.Held), BodyCap: uint64(r.BodyCap),
 		RedactionOff: r.Redactor.Off, RedactedNames: append(append([]string(nil), recording.DefaultRedactedHeaders...), r.Redactor.Names...),

@@ -54,7 +54,7 @@ func (o *StatsOptions) Run(ctx context.Context) error {
 		return cmdutil.PrintStructured(o.Out, o.Output, pods)
 	}
 	tw := tabwriter.NewWriter(o.Out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "POD\tHELD\tRECORDED\tEVICTED\tMEMORY\tNOT HTTP\tUPGRADED\tREDACTION")
+	fmt.Fprintln(tw, "POD\tHELD\tRECORDED\tEVICTED\tMEMORY\tNOT HTTP\tLIMITED\tUPGRADED\tREDACTION")
 	for _, p := range pods {
 		if p.Error != "" {
 			fmt.Fprintf(tw, "%s\t%s\n", p.Pod, p.Error)
@@ -65,8 +65,8 @@ func (o *StatsOptions) Run(ctx context.Context) error {
 		if s.RedactionOff {
 			redaction = "OFF (--no-redact)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s of %s\t%d\t%d\t%s\n", p.Pod, s.Held, s.Exchanges, s.Evicted,
-			humanBytes(int64(s.StoredBytes+s.InflightBytes)), humanBytes(int64(s.BudgetBytes)), s.NotHTTP+s.Malformed, s.Upgraded, redaction)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s of %s\t%d\t%d\t%d\t%s\n", p.Pod, s.Held, s.Exchanges, s.Evicted,
+			humanBytes(int64(s.StoredBytes+s.InflightBytes)), humanBytes(int64(s.BudgetBytes)), s.NotHTTP+s.Malformed, s.Limited, s.Upgraded, redaction)
 	}
 	return tw.Flush()
 }

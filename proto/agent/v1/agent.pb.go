@@ -569,6 +569,9 @@ type RecordingStats struct {
 	// Redaction as configured: off only when asked for with --no-redact.
 	RedactionOff  bool     `protobuf:"varint,12,opt,name=redaction_off,json=redactionOff,proto3" json:"redaction_off,omitempty"`
 	RedactedNames []string `protobuf:"bytes,13,rep,name=redacted_names,json=redactedNames,proto3" json:"redacted_names,omitempty"`
+	// Connections no longer recorded because what they held reached their
+	// share of the budget (they were still forwarded).
+	Limited       uint64 `protobuf:"varint,14,opt,name=limited,proto3" json:"limited,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -692,6 +695,13 @@ func (x *RecordingStats) GetRedactedNames() []string {
 		return x.RedactedNames
 	}
 	return nil
+}
+
+func (x *RecordingStats) GetLimited() uint64 {
+	if x != nil {
+		return x.Limited
+	}
+	return 0
 }
 
 type ResolvConfRequest struct {
@@ -1934,7 +1944,7 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\bredacted\x18\v \x03(\tR\bredacted\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06values\x18\x02 \x03(\tR\x06values\"\xa7\x03\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\xc1\x03\n" +
 	"\x0eRecordingStats\x12 \n" +
 	"\vconnections\x18\x01 \x01(\x04R\vconnections\x12\x1c\n" +
 	"\texchanges\x18\x02 \x01(\x04R\texchanges\x12\x18\n" +
@@ -1949,7 +1959,8 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	" \x01(\x04R\x04held\x12\x19\n" +
 	"\bbody_cap\x18\v \x01(\x04R\abodyCap\x12#\n" +
 	"\rredaction_off\x18\f \x01(\bR\fredactionOff\x12%\n" +
-	"\x0eredacted_names\x18\r \x03(\tR\rredactedNames\"\x13\n" +
+	"\x0eredacted_names\x18\r \x03(\tR\rredactedNames\x12\x18\n" +
+	"\alimited\x18\x0e \x01(\x04R\alimited\"\x13\n" +
 	"\x11ResolvConfRequest\".\n" +
 	"\x12ResolvConfResponse\x12\x18\n" +
 	"\acontent\x18\x01 \x01(\fR\acontent\"x\n" +
