@@ -196,18 +196,19 @@ func ReplayRequestFromProto(req *daemonv1.ReplayRequest) (ReplayRequest, error) 
 
 func ReplayResultToProto(r replay.Result) *daemonv1.ReplayResult {
 	p := &daemonv1.ReplayResult{Ref: r.Ref, Round: int32(r.Round), Method: r.Method, Target: r.Target, Status: int32(r.Status),
-		LatencyNanos: int64(r.Latency), Error: r.Error, Skipped: r.Skipped}
+		LatencyNanos: int64(r.Latency), Error: r.Error, Skipped: r.Skipped, GrpcStatus: r.GRPCStatus}
 	if d := r.Diff; d != nil {
-		p.Diff = &daemonv1.ReplayDiff{Status: d.Status, Headers: d.Headers, Body: d.Body, NotCompared: d.NotCompared}
+		p.Diff = &daemonv1.ReplayDiff{Status: d.Status, Headers: d.Headers, Body: d.Body, NotCompared: d.NotCompared, Trailers: d.Trailers}
 	}
 	return p
 }
 
 func ReplayResultFromProto(p *daemonv1.ReplayResult) replay.Result {
 	r := replay.Result{Ref: p.GetRef(), Round: int(p.GetRound()), Method: p.GetMethod(), Target: p.GetTarget(),
-		Status: int(p.GetStatus()), Latency: time.Duration(p.GetLatencyNanos()), Error: p.GetError(), Skipped: p.GetSkipped()}
+		Status: int(p.GetStatus()), Latency: time.Duration(p.GetLatencyNanos()), Error: p.GetError(), Skipped: p.GetSkipped(),
+		GRPCStatus: p.GetGrpcStatus()}
 	if d := p.GetDiff(); d != nil {
-		r.Diff = &replay.Diff{Status: d.GetStatus(), Headers: d.GetHeaders(), Body: d.GetBody(), NotCompared: d.GetNotCompared()}
+		r.Diff = &replay.Diff{Status: d.GetStatus(), Headers: d.GetHeaders(), Body: d.GetBody(), NotCompared: d.GetNotCompared(), Trailers: d.GetTrailers()}
 	}
 	return r
 }

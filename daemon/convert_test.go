@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"net/http"
+	"reflect"
 	"testing"
 	"time"
 
@@ -89,8 +90,12 @@ func TestExchangeOverTheWire(t *testing.T) {
 
 func TestReplayOverTheWire(t *testing.T) {
 	res := replay.Result{Ref: "7", Round: 2, Method: "GET", Target: "/x", Status: 500, Latency: time.Millisecond, Error: "e",
-		Diff:    &replay.Diff{Status: "200 -> 500", Headers: []string{"X: a -> b"}, Body: []string{"$.a: 1 -> 2"}, NotCompared: []string{"n"}},
-		Skipped: "s"}
+		Diff: &replay.Diff{Status: "200 -> 500", Headers: []string{"X: a -> b"}, Body: []string{"$.a: 1 -> 2"}, NotCompared: []string{"n"},
+			Trailers: []string{"Grpc-Status: 0 -> 5"}},
+		Skipped: "s", GRPCStatus: "5"}
+	// A field added to the result and left out of the wire fails here.
+	allSet(t, res)
+	allSet(t, *res.Diff)
 	if diff := cmp.Diff(res, ReplayResultFromProto(wire(t, ReplayResultToProto(res), &daemonv1.ReplayResult{}))); diff != "" {
 		t.Errorf("result through the wire (-want +got)\n%s", diff)
 	}
@@ -109,5 +114,17 @@ func TestReplayOverTheWire(t *testing.T) {
 	}
 	if diff := cmp.Diff(req, got, cmp.AllowUnexported(replay.Options{})); diff != "" {
 		t.Errorf("request through the wire (-want +got)\n%s", diff)
+	}
+}
+
+// allSet fails the test for each field of the struct v left at its zero
+// value, so a round-trip test covers every field there is.
+func allSet(t *testing.T, v any) {
+	t.Helper()
+	rv := reflect.ValueOf(v)
+	for i := range rv.NumField() {
+		if rv.Field(i).IsZero() {
+			t.Errorf("%s.%s is not set in the test", rv.Type().Name(), rv.Type().Field(i).Name)
+		}
 	}
 }

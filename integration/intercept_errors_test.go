@@ -126,7 +126,7 @@ func TestAgentImageMissingRollsBack(t *testing.T) {
 	if code != 2 {
 		t.Errorf("exit code %d, want 2; stderr:\n%s", code, stderr)
 	}
-	for _, want := range []string{"the agent cannot start", "ErrImagePull", "rolling back deployment/orders"} {
+	for _, want := range []string{"the agent cannot start", "ErrImagePull", "undoing this attempt's changes to deployment/orders"} {
 		if !strings.Contains(stderr, want) && !(want == "ErrImagePull" && strings.Contains(stderr, "ImagePullBackOff")) {
 			t.Errorf("stderr does not say %q:\n%s", want, stderr)
 		}

@@ -269,7 +269,9 @@ type ReplayResult struct {
 	// How the answer differs from the recorded one; absent when not compared.
 	Diff *ReplayDiff `protobuf:"bytes,8,opt,name=diff,proto3" json:"diff,omitempty"`
 	// Why the request was not sent.
-	Skipped       string `protobuf:"bytes,9,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	Skipped string `protobuf:"bytes,9,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// The answer's grpc-status, for gRPC calls.
+	GrpcStatus    string `protobuf:"bytes,10,opt,name=grpc_status,json=grpcStatus,proto3" json:"grpc_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -367,6 +369,13 @@ func (x *ReplayResult) GetSkipped() string {
 	return ""
 }
 
+func (x *ReplayResult) GetGrpcStatus() string {
+	if x != nil {
+		return x.GrpcStatus
+	}
+	return ""
+}
+
 // ReplayDiff is how a replayed answer differs from the recorded one.
 type ReplayDiff struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -377,7 +386,9 @@ type ReplayDiff struct {
 	// The JSON paths that differ, or one line for a body that is not JSON.
 	Body []string `protobuf:"bytes,3,rep,name=body,proto3" json:"body,omitempty"`
 	// What could not be compared.
-	NotCompared   []string `protobuf:"bytes,4,rep,name=not_compared,json=notCompared,proto3" json:"not_compared,omitempty"`
+	NotCompared []string `protobuf:"bytes,4,rep,name=not_compared,json=notCompared,proto3" json:"not_compared,omitempty"`
+	// The trailers that differ, gRPC's status among them.
+	Trailers      []string `protobuf:"bytes,5,rep,name=trailers,proto3" json:"trailers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -436,6 +447,13 @@ func (x *ReplayDiff) GetBody() []string {
 func (x *ReplayDiff) GetNotCompared() []string {
 	if x != nil {
 		return x.NotCompared
+	}
+	return nil
+}
+
+func (x *ReplayDiff) GetTrailers() []string {
+	if x != nil {
+		return x.Trailers
 	}
 	return nil
 }
@@ -3534,7 +3552,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\vReplayEvent\x128\n" +
 	"\x06result\x18\x03 \x01(\v2\x1e.tether.daemon.v1.ReplayResultH\x00R\x06result\x12;\n" +
 	"\asummary\x18\x04 \x01(\v2\x1f.tether.daemon.v1.ReplaySummaryH\x00R\asummaryB\a\n" +
-	"\x05eventJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"\x85\x02\n" +
+	"\x05eventJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"\xa6\x02\n" +
 	"\fReplayResult\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x05R\x05round\x12\x16\n" +
@@ -3544,13 +3562,17 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\rlatency_nanos\x18\x06 \x01(\x03R\flatencyNanos\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x120\n" +
 	"\x04diff\x18\b \x01(\v2\x1c.tether.daemon.v1.ReplayDiffR\x04diff\x12\x18\n" +
-	"\askipped\x18\t \x01(\tR\askipped\"u\n" +
+	"\askipped\x18\t \x01(\tR\askipped\x12\x1f\n" +
+	"\vgrpc_status\x18\n" +
+	" \x01(\tR\n" +
+	"grpcStatus\"\x91\x01\n" +
 	"\n" +
 	"ReplayDiff\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x18\n" +
 	"\aheaders\x18\x02 \x03(\tR\aheaders\x12\x12\n" +
 	"\x04body\x18\x03 \x03(\tR\x04body\x12!\n" +
-	"\fnot_compared\x18\x04 \x03(\tR\vnotCompared\"\xb4\x03\n" +
+	"\fnot_compared\x18\x04 \x03(\tR\vnotCompared\x12\x1a\n" +
+	"\btrailers\x18\x05 \x03(\tR\btrailers\"\xb4\x03\n" +
 	"\rReplaySummary\x12\x12\n" +
 	"\x04sent\x18\x01 \x01(\x03R\x04sent\x12\x16\n" +
 	"\x06errors\x18\x02 \x01(\x03R\x06errors\x12\x18\n" +
