@@ -193,7 +193,11 @@ func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (jou
 		return w, nil, nil, errdefs.User("no pod of %s in namespace %s runs the tether agent; "+
 			"`tether record %s --port PORT` (or an intercept) puts it in front of a port", w, w.Namespace, w)
 	}
-	secret, err := d.cs.CoreV1().Secrets(w.Namespace).Get(ctx, "tether-agent-"+w.Name, metav1.GetOptions{})
+	name, ok := inject.TokenSecret(&withAgent[0].Spec)
+	if !ok {
+		return w, nil, nil, fmt.Errorf("pod %s runs the agent without its token volume", withAgent[0].Name)
+	}
+	secret, err := d.cs.CoreV1().Secrets(w.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return w, nil, nil, fmt.Errorf("read the agent token of %s: %w", w, err)
 	}

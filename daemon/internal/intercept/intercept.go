@@ -51,6 +51,9 @@ type Request struct {
 	RecordOnly bool
 	// RecordArgs are the agent's recording flags.
 	RecordArgs []string
+	// AgentResources are the agent container's requests and limits; nil
+	// gives inject.DefaultResources.
+	AgentResources *corev1.ResourceRequirements
 }
 
 // Dialer reaches a pod's port through the API server.
@@ -115,8 +118,12 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	if err != nil {
 		return nil, err
 	}
-	secretName := "tether-agent-" + w.Name
-	plan, err := inject.Build(tmpl, svc, ref, inject.Options{AgentImage: req.AgentImage, SecretName: secretName, RecordArgs: req.RecordArgs})
+	secretName := inject.SecretName(w.Kind, w.Name)
+	if s, ok := inject.TokenSecret(&tmpl.Spec); ok {
+		secretName = s // the agent in place keeps the token it has
+	}
+	plan, err := inject.Build(tmpl, svc, ref, inject.Options{AgentImage: req.AgentImage, SecretName: secretName,
+		RecordArgs: req.RecordArgs, Resources: req.AgentResources})
 	if err != nil {
 		return nil, err
 	}
