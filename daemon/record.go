@@ -67,7 +67,11 @@ func (r RecordRequest) RecordArgs() []string {
 // without intercepting; the change is journaled like an intercept's and
 // `tether rollback` removes it.
 func (d *Daemon) Record(ctx context.Context, req RecordRequest, progress func(string)) (RecordInfo, error) {
-	missing, err := access.Missing(ctx, d.cs, req.Namespace)
+	w, err := workload.Client{CS: d.cs}.Resolve(ctx, req.Namespace, req.Workload)
+	if err != nil {
+		return RecordInfo{}, err
+	}
+	missing, err := access.Missing(ctx, d.cs, req.Namespace, access.Rules(access.Record, accessObjects(w)))
 	if err != nil {
 		return RecordInfo{}, err
 	}
@@ -77,7 +81,7 @@ func (d *Daemon) Record(ctx context.Context, req RecordRequest, progress func(st
 	}
 	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress}
 	ic, err := m.Start(ctx, intercept.Request{
-		Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort, AgentImage: req.AgentImage,
+		Namespace: req.Namespace, Workload: w.String(), ServicePort: req.ServicePort, AgentImage: req.AgentImage,
 		RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second, RecordOnly: true, RecordArgs: req.RecordArgs(),
 	})
 	if err != nil {

@@ -88,7 +88,7 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	missing, err := access.Missing(ctx, cs, t.Namespace)
+	missing, err := access.Missing(ctx, cs, t.Namespace, access.Needed(access.Objects{}))
 	if err != nil {
 		return err
 	}
