@@ -127,6 +127,9 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkSelectsOnly(ctx, m.CS, svc, w); err != nil {
+		return nil, err
+	}
 
 	if plan.Existing {
 		return m.reuse(ctx, req, w, svc, plan, secretName)
