@@ -115,15 +115,15 @@ func Rules(f Feature, o Objects) []Rule {
 			o.journal("delete", "remove the journal when the intercept fails"),
 		)
 		if f == Intercept {
-			r = append(r, Rule{Verb: "create", Resource: "pods", Subresource: "portforward", Why: "open the tunnel to each agent"})
+			r = append(r, portForward("open the tunnel to each agent")...)
 		}
 	case Requests:
 		r = append(r, o.workload("get", "read the workload")...)
 		r = append(r,
 			Rule{Verb: "list", Resource: "pods", Why: "find the pods running the agent"},
-			Rule{Verb: "create", Resource: "pods", Subresource: "portforward", Why: "read each agent's recording"},
 			o.secret("get", "read the agent's token"),
 		)
+		r = append(r, portForward("read each agent's recording")...)
 	case Rollback, RollAll:
 		if f == RollAll {
 			r = append(r, Rule{Verb: "list", Resource: "configmaps", Why: "find every journal"})
@@ -142,14 +142,23 @@ func Rules(f Feature, o Objects) []Rule {
 			Rule{Verb: "get", Resource: "pods", Why: "read the pod to inspect"},
 			Rule{Verb: "list", Resource: "pods", Why: "find a workload's pods and a Service's endpoints"},
 			Rule{Verb: "update", Resource: "pods", Subresource: "ephemeralcontainers", Why: "add the inspection agent"},
-			Rule{Verb: "create", Resource: "pods", Subresource: "portforward", Why: "reach the inspection agent"},
 			Rule{Verb: "create", Resource: "secrets", Why: "create the inspection agent's token"},
 			Rule{Verb: "get", Resource: "secrets", Name: InspectSecret, Why: "read the inspection agent's token"},
 			Rule{Verb: "get", Resource: "services", Why: "trace a Service"},
 			Rule{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "trace a Service's endpoints"},
 		)
+		r = append(r, portForward("reach the inspection agent")...)
 	}
 	return r
+}
+
+// portForward is what a port-forward needs: the WebSocket upgrade is a GET
+// (authorized as get pods/portforward), the SPDY fallback a POST (create).
+func portForward(why string) []Rule {
+	return []Rule{
+		{Verb: "get", Resource: "pods", Subresource: "portforward", Why: why},
+		{Verb: "create", Resource: "pods", Subresource: "portforward", Why: why},
+	}
 }
 
 // Needed lists what every feature needs, each rule once, with names where

@@ -189,6 +189,8 @@ func TestLeastPerFeature(t *testing.T) {
 	}{
 		{Record, "create", "pods", "portforward", false}, // recording opens no tunnel
 		{Intercept, "create", "pods", "portforward", true},
+		{Intercept, "get", "pods", "portforward", true}, // the WebSocket upgrade is a GET
+		{Requests, "get", "pods", "portforward", true},
 		{Rollback, "create", "secrets", "", false},
 		{Rollback, "list", "configmaps", "", false},
 		{RollAll, "list", "configmaps", "", true},
