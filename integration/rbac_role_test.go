@@ -77,7 +77,9 @@ func (e *env) userWithRoles(name string, roles ...*rbacv1.Role) string {
 	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
 		e.t.Fatal(err)
 	}
-	e.t.Cleanup(func() { runBinary(e.t, tetherBinary(e.t), []string{"XDG_RUNTIME_DIR=" + e.runtimeDir}, "quit", "--kubeconfig", path) })
+	e.t.Cleanup(func() {
+		runBinary(e.t, tetherBinary(e.t), []string{"XDG_RUNTIME_DIR=" + e.runtimeDir}, "quit", "--kubeconfig", path)
+	})
 	return path
 }
 
