@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -86,8 +87,9 @@ func endpointPods(ctx context.Context, cs kubernetes.Interface, ns, svc string) 
 // workload, which have no agent.
 var ErrSharedService = errdefs.New(errdefs.ErrUser, "SERVICE_SELECTS_OTHERS", "the Service also selects pods of another workload")
 
-// checkSelectsOnly refuses a Service that also selects pods the workload's
-// selector does not match: those pods get no agent, so kube-proxy would
+// checkSelectsOnly refuses a Service that also selects pods the workload
+// does not manage (its selector does not match them, or another controller
+// owns them: selectors may overlap): those pods get no agent, so kube-proxy would
 // send part of the Service's connections to them and an intercept reported
 // as running would miss them.
 func checkSelectsOnly(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, w journal.Workload) error {
@@ -104,7 +106,7 @@ func checkSelectsOnly(ctx context.Context, cs kubernetes.Interface, svc *corev1.
 		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
-		if !sel.Matches(labels.Set(p.Labels)) {
+		if !sel.Matches(labels.Set(p.Labels)) || !ownedBy(&p, w) {
 			name := "pod/" + p.Name
 			if len(p.OwnerReferences) > 0 {
 				name += " (of " + strings.ToLower(p.OwnerReferences[0].Kind) + "/" + p.OwnerReferences[0].Name + ")"
@@ -119,4 +121,21 @@ func checkSelectsOnly(ctx context.Context, cs kubernetes.Interface, svc *corev1.
 	return errdefs.Withf(ErrSharedService, "service %s also selects %s, which %s does not manage: those pods get no agent, so part of "+
 		"the Service's traffic would never reach you. Intercept through a Service whose selector matches only %s's pods (selector %s)",
 		svc.Name, strings.Join(others, ", "), w, w, sel)
+}
+
+// ownedBy reports whether p's controller is w (a Deployment's pods belong
+// to its ReplicaSet NAME-HASH, HASH being their pod-template-hash label); a
+// pod without a controller is taken as w's.
+func ownedBy(p *corev1.Pod, w journal.Workload) bool {
+	ref := metav1.GetControllerOf(p)
+	if ref == nil {
+		return true
+	}
+	switch w.Kind {
+	case workload.Deployment:
+		return ref.Kind == "ReplicaSet" && ref.Name == w.Name+"-"+p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+	case workload.StatefulSet:
+		return ref.Kind == "StatefulSet" && ref.Name == w.Name
+	}
+	return true
 }

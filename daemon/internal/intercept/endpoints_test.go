@@ -3,6 +3,7 @@ package intercept
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +21,13 @@ import (
 )
 
 func labeledPod(name string, labels map[string]string, owner string) *corev1.Pod {
+	yes := true
+	labels = maps.Clone(labels)
+	if h, ok := strings.CutPrefix(owner, "orders-"); ok {
+		labels[appsv1.DefaultDeploymentUniqueLabelKey] = h
+	}
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels,
-		OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: owner}}},
+		OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: owner, Controller: &yes}}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
 }
 
@@ -68,6 +74,8 @@ func TestStartRefusesWhatCannotReceiveTraffic(t *testing.T) {
 	}{
 		{"service selects another workload's pods", cluster(nil, canary), ErrSharedService,
 			"service orders also selects pod/orders-canary-1 (of replicaset/orders-canary-5c4), which deployment/orders does not manage"},
+		{"overlapping selectors", cluster(nil, labeledPod("canary-1", map[string]string{"app": "orders", "track": "stable"}, "canary-5c4")), ErrSharedService,
+			"service orders also selects pod/canary-1 (of replicaset/canary-5c4), which deployment/orders does not manage"},
 		{"headless service", cluster(func(s *corev1.Service) { s.Spec.ClusterIP = corev1.ClusterIPNone }), inject.ErrHeadless,
 			"service orders is headless (clusterIP: None)"},
 	}
