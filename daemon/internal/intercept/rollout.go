@@ -60,7 +60,7 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 	start := time.Now()
 	last := time.Time{}
 	d := diagnosis{cs: cs, w: w, start: start, grace: rw.grace, since: map[string]time.Time{}}
-	lastReady := 0
+	lastReady, shown := 0, ""
 	for {
 		want, done, err := rolloutDone(ctx, cs, w)
 		if err != nil {
@@ -95,8 +95,9 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 		}
 		if time.Since(last) >= time.Second {
 			msg := fmt.Sprintf("waiting for %d/%d pods of %s to run the agent, %s", max(want-ready, 0), want, w, time.Since(start).Round(time.Second))
-			if d.pending != "" {
-				msg += " (" + d.pending + ")"
+			if d.pending != "" && d.pending != shown {
+				msg += " (" + d.pending + ")" // once: the line repeats every second
+				shown = d.pending
 			}
 			progress(msg)
 			last = time.Now()
