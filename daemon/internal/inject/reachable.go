@@ -57,3 +57,19 @@ func TokenSecret(spec *corev1.PodSpec) (string, bool) {
 	}
 	return "", false
 }
+
+// ReachableServices drops the headless Services from svcs when another
+// remains: a StatefulSet's governing headless Service beside its ClusterIP
+// Service is no reason to refuse, the intercept goes through the latter.
+func ReachableServices(svcs []corev1.Service) []corev1.Service {
+	var out []corev1.Service
+	for _, s := range svcs {
+		if s.Spec.ClusterIP != corev1.ClusterIPNone && s.Spec.Type != corev1.ServiceTypeExternalName {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return svcs // let Build say why none can be intercepted
+	}
+	return out
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/tetherkube/tether/internal/errdefs"
@@ -172,5 +173,23 @@ func TestAgentResourcesRefused(t *testing.T) {
 	noRecord := Options{AgentImage: "a", Resources: &small, RecordArgs: []string{"--no-record"}}
 	if _, err := Build(template(), service(intstr.FromString("http")), PortRef{Name: "http"}, noRecord); err != nil {
 		t.Errorf("an agent that does not record needs no room for a budget: %v", err)
+	}
+}
+
+func TestReachableServices(t *testing.T) {
+	clusterIP := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "db"}}
+	headless := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "db-headless"}, Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone}}
+	names := func(svcs []corev1.Service) []string {
+		var out []string
+		for _, s := range svcs {
+			out = append(out, s.Name)
+		}
+		return out
+	}
+	if diff := cmp.Diff([]string{"db"}, names(ReachableServices([]corev1.Service{headless, clusterIP}))); diff != "" {
+		t.Errorf("headless beside a ClusterIP Service (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"db-headless"}, names(ReachableServices([]corev1.Service{headless}))); diff != "" {
+		t.Errorf("headless alone is kept for Build to refuse (-want +got):\n%s", diff)
 	}
 }

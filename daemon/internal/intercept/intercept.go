@@ -290,6 +290,7 @@ func (m *Manager) service(ctx context.Context, w journal.Workload, tmpl *corev1.
 			}
 		}
 	}
+	withPort = inject.ReachableServices(withPort)
 	switch len(withPort) {
 	case 0:
 		// Let Build explain with the first Service's ports.
