@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -143,4 +144,39 @@ func TestInterceptHeadlessServiceRefused(t *testing.T) {
 	if !ok || !strings.Contains(out, "X-Served-By: orders-") {
 		t.Errorf("the headless Service's callers no longer reach the app: %s", out)
 	}
+}
+
+// TestInterceptSharedServiceRefused: service orders also selects the pods
+// of deployment orders-canary (their labels match orders' selector too,
+// as overlapping selectors do): those pods would get no agent and keep
+// part of the traffic, so the intercept is refused and nothing changes.
+func TestInterceptSharedServiceRefused(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	ctx := context.Background()
+	tmpl := podTemplate("orders")
+	tmpl.Labels["track"] = "canary"
+	canary := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "orders-canary"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "orders", "track": "canary"}},
+			Template: tmpl,
+		},
+	}
+	if _, err := e.cs.AppsV1().Deployments(e.ns).Create(ctx, canary, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitAvailable("orders-canary", 1)
+	before := e.snapshot()
+	_, stderr, code := e.tether(agentImage("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(laptop(t)),
+		"--kubeconfig", e.kubeconfig, "-n", e.ns)...)
+	if code != 2 {
+		t.Errorf("exit code %d, want 2 (user error); stderr:\n%s", code, stderr)
+	}
+	for _, want := range []string{"service orders also selects pod/orders-canary-", "(of replicaset/orders-canary-", "which deployment/orders does not manage"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr)
+		}
+	}
+	e.requireRestored(before)
 }
