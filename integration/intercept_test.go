@@ -130,7 +130,7 @@ func (e *env) requireRestored(before snapshot) {
 	if len(cms.Items) != 0 {
 		e.t.Errorf("journal entries remain: %d", len(cms.Items))
 	}
-	if _, err := e.cs.CoreV1().Secrets(e.ns).Get(ctx, "tether-agent-orders", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := e.cs.CoreV1().Secrets(e.ns).Get(ctx, "tether-agent-deployment-orders", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		e.t.Errorf("agent token secret remains (err %v)", err)
 	}
 }

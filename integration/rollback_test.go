@@ -88,12 +88,12 @@ func TestRollbackFinishesAnInterruptedOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.editTemplate(func(tmpl *corev1.PodTemplateSpec) { *tmpl = entry.Template })
-	if err := e.cs.CoreV1().Secrets(e.ns).Delete(ctx, "tether-agent-orders", metav1.DeleteOptions{}); err != nil {
+	if err := e.cs.CoreV1().Secrets(e.ns).Delete(ctx, "tether-agent-deployment-orders", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
 	out := e.mustTether("rollback", "--all")
-	for _, want := range []string{"unchanged  deployment/orders", "absent     secret/tether-agent-orders", "deleted    configmap/tether-journal-deployment-orders"} {
+	for _, want := range []string{"unchanged  deployment/orders", "absent     secret/tether-agent-deployment-orders", "deleted    configmap/tether-journal-deployment-orders"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("rollback output lacks %q:\n%s", want, out)
 		}

@@ -84,7 +84,7 @@ func missingAccess(f *cmdutil.Factory) func(context.Context, string) ([]access.R
 		if err != nil {
 			return nil, err
 		}
-		return access.Missing(ctx, cs, namespace)
+		return access.Missing(ctx, cs, namespace, access.Needed(access.Objects{}))
 	}
 }
 

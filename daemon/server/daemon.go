@@ -122,6 +122,12 @@ func (d *Daemon) agents(ctx context.Context) []daemon.AgentInfo {
 	return out
 }
 
+// accessObjects names the objects an intercept, record or rollback of w
+// touches, for the permission check.
+func accessObjects(w journal.Workload) access.Objects {
+	return access.Objects{Kind: w.Kind, Workload: w.Name, Secret: w.TokenSecretName(), Journal: w.ConfigMapName()}
+}
+
 func info(ic *intercept.Intercept) daemon.InterceptInfo {
 	return daemon.InterceptInfo{
 		Name: ic.Workload.String(), Namespace: ic.Workload.Namespace, Service: ic.Service,
@@ -131,19 +137,19 @@ func info(ic *intercept.Intercept) daemon.InterceptInfo {
 
 // Intercept starts an intercept and keeps it until Leave or Quit.
 func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, progress func(string)) (daemon.InterceptInfo, error) {
+	w, err := workload.Client{CS: d.cs}.Resolve(ctx, req.Namespace, req.Workload)
+	if err != nil {
+		return daemon.InterceptInfo{}, err
+	}
 	// Refuse before changing anything when a permission is missing: a
 	// half-done intercept the user may not roll back is worse than none.
-	missing, err := access.Missing(ctx, d.cs, req.Namespace)
+	missing, err := access.Missing(ctx, d.cs, req.Namespace, access.Rules(access.Intercept, accessObjects(w)))
 	if err != nil {
 		return daemon.InterceptInfo{}, err
 	}
 	if len(missing) > 0 {
 		return daemon.InterceptInfo{}, errdefs.User("you may not do everything an intercept needs in namespace %s; missing:\n%s"+
 			"ask your cluster admin for the Role in docs/intercept.md", req.Namespace, access.Describe(missing))
-	}
-	w, err := workload.Client{CS: d.cs}.Resolve(ctx, req.Namespace, req.Workload)
-	if err != nil {
-		return daemon.InterceptInfo{}, err
 	}
 	key := w.Namespace + "/" + w.String()
 	d.mu.Lock()

@@ -26,7 +26,11 @@ import (
 // without intercepting; the change is journaled like an intercept's and
 // `tether rollback` removes it.
 func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress func(string)) (daemon.RecordInfo, error) {
-	missing, err := access.Missing(ctx, d.cs, req.Namespace)
+	w, err := workload.Client{CS: d.cs}.Resolve(ctx, req.Namespace, req.Workload)
+	if err != nil {
+		return daemon.RecordInfo{}, err
+	}
+	missing, err := access.Missing(ctx, d.cs, req.Namespace, access.Rules(access.Record, accessObjects(w)))
 	if err != nil {
 		return daemon.RecordInfo{}, err
 	}
@@ -36,7 +40,7 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 	}
 	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress}
 	ic, err := m.Start(ctx, intercept.Request{
-		Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort, AgentImage: req.AgentImage,
+		Namespace: req.Namespace, Workload: w.String(), ServicePort: req.ServicePort, AgentImage: req.AgentImage,
 		RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second, RecordOnly: true, RecordArgs: req.RecordArgs(),
 	})
 	if err != nil {
@@ -134,7 +138,11 @@ func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (jou
 		return w, nil, nil, errdefs.User("no pod of %s in namespace %s runs the tether agent; "+
 			"`tether record %s --port PORT` (or an intercept) puts it in front of a port", w, w.Namespace, w)
 	}
-	secret, err := d.cs.CoreV1().Secrets(w.Namespace).Get(ctx, "tether-agent-"+w.Name, metav1.GetOptions{})
+	name, ok := inject.TokenSecret(&withAgent[0].Spec)
+	if !ok {
+		return w, nil, nil, fmt.Errorf("pod %s runs the agent without its token volume", withAgent[0].Name)
+	}
+	secret, err := d.cs.CoreV1().Secrets(w.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return w, nil, nil, fmt.Errorf("read the agent token of %s: %w", w, err)
 	}

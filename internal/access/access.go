@@ -1,5 +1,8 @@
 // Package access checks, with SelfSubjectAccessReviews, that the user may
-// do everything tether needs in a namespace, and lists what is missing.
+// do what one tether feature needs in a namespace, and lists what is
+// missing. Each feature asks for the least it uses, and for one named object
+// where the object is known, so a Role that grants a verb on just those
+// objects (resourceNames) passes; docs/intercept.md has the Roles.
 package access
 
 import (
@@ -17,6 +20,13 @@ import (
 // Rule is one permission tether uses.
 type Rule struct {
 	Verb, Group, Resource, Subresource string
+	// Name is the one object the rule is about; "" for every object of the
+	// resource (list, create, or a name not known yet).
+	Name string
+	// PerObject marks a rule tether needs on a named object only (the
+	// agent's token Secret, the journal): with no Name it is not checked,
+	// as the object is not known yet, rather than demanded on every object.
+	PerObject bool
 	// Why says what tether uses it for.
 	Why string
 }
@@ -29,46 +39,164 @@ func (r Rule) String() string {
 	if r.Group != "" {
 		res += "." + r.Group
 	}
+	if r.Name != "" {
+		return fmt.Sprintf("%s %s %q", r.Verb, res, r.Name)
+	}
 	return r.Verb + " " + res
 }
 
-// Needed lists what intercept, rollback and their follow-up need; docs/intercept.md has it as a Role.
-func Needed() []Rule {
+// Feature is something tether does that needs permissions.
+type Feature string
+
+// Features, each with its own least set of rules.
+const (
+	Intercept Feature = "intercept" // and leave
+	Record    Feature = "record"
+	Requests  Feature = "requests" // reading recordings: requests, replay
+	Rollback  Feature = "rollback"
+	RollAll   Feature = "rollback --all"
+	Inspect   Feature = "trace, capture and dns"
+)
+
+// Features lists every feature, in the order `tether connect` reports them.
+var Features = []Feature{Intercept, Record, Requests, Rollback, RollAll, Inspect}
+
+// Objects names what a check is about, where known.
+type Objects struct {
+	// Kind of the workload: "Deployment" or "StatefulSet"; "" for both.
+	Kind string
+	// Workload, Secret (the agent's token) and Journal (the journal
+	// ConfigMap) are object names; "" when not known.
+	Workload, Secret, Journal string
+}
+
+// InspectSecret is the token Secret of the inspection agent (trace, capture, dns).
+const InspectSecret = "tether-inspect"
+
+func (o Objects) workload(verb, why string) []Rule {
+	var out []Rule
+	for _, k := range []struct{ kind, resource string }{{"Deployment", "deployments"}, {"StatefulSet", "statefulsets"}} {
+		if o.Kind == "" || o.Kind == k.kind {
+			out = append(out, Rule{Verb: verb, Group: "apps", Resource: k.resource, Name: o.Workload, Why: why})
+		}
+	}
+	return out
+}
+
+func (o Objects) secret(verb, why string) Rule {
+	return Rule{Verb: verb, Resource: "secrets", Name: o.Secret, PerObject: true, Why: why}
+}
+
+func (o Objects) journal(verb, why string) Rule {
+	return Rule{Verb: verb, Resource: "configmaps", Name: o.Journal, PerObject: true, Why: why}
+}
+
+// Rules returns what feature f needs, about the objects o names.
+func Rules(f Feature, o Objects) []Rule {
+	var r []Rule
+	switch f {
+	case Intercept, Record:
+		r = append(r, o.workload("get", "read the workload")...)
+		r = append(r, o.workload("update", "add the agent to its pod template (and remove it when an intercept fails)")...)
+		r = append(r,
+			Rule{Verb: "list", Resource: "pods", Why: "follow the workload's pods during the rollout"},
+			Rule{Verb: "get", Resource: "pods", Why: "check that the Service's endpoints run the agent"},
+			Rule{Verb: "list", Resource: "services", Why: "find the Service that selects the workload"},
+			Rule{Verb: "get", Resource: "services", Why: "read the Service to retarget"},
+			Rule{Verb: "update", Resource: "services", Why: "point a numeric targetPort at the agent (and back)"},
+			Rule{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "wait until the Service routes to the agents"},
+			Rule{Verb: "list", Resource: "events", Why: "say why the rollout's pods are not created"},
+			Rule{Verb: "create", Resource: "secrets", Why: "create the agent's token"},
+			o.secret("get", "read the agent's token"),
+			o.secret("delete", "remove the agent's token when the intercept fails"),
+			Rule{Verb: "create", Resource: "configmaps", Why: "journal changes before making them"},
+			o.journal("get", "read the journal"),
+			o.journal("update", "journal changes before making them"),
+			o.journal("delete", "remove the journal when the intercept fails"),
+		)
+		if f == Intercept {
+			r = append(r, portForward("open the tunnel to each agent")...)
+		}
+	case Requests:
+		r = append(r, o.workload("get", "read the workload")...)
+		r = append(r,
+			Rule{Verb: "list", Resource: "pods", Why: "find the pods running the agent"},
+			o.secret("get", "read the agent's token"),
+		)
+		r = append(r, portForward("read each agent's recording")...)
+	case Rollback, RollAll:
+		if f == RollAll {
+			r = append(r, Rule{Verb: "list", Resource: "configmaps", Why: "find every journal"})
+		}
+		r = append(r, o.workload("get", "read the workload")...)
+		r = append(r, o.workload("update", "restore its pod template")...)
+		r = append(r,
+			Rule{Verb: "get", Resource: "services", Why: "compare a retargeted Service's ports"},
+			Rule{Verb: "update", Resource: "services", Why: "restore a retargeted Service's ports"},
+			o.secret("delete", "remove the agent's token"),
+			o.journal("get", "read the journal"),
+			o.journal("delete", "remove the journal"),
+		)
+	case Inspect:
+		r = append(r,
+			Rule{Verb: "get", Resource: "pods", Why: "read the pod to inspect"},
+			Rule{Verb: "list", Resource: "pods", Why: "find a workload's pods and a Service's endpoints"},
+			Rule{Verb: "update", Resource: "pods", Subresource: "ephemeralcontainers", Why: "add the inspection agent"},
+			Rule{Verb: "create", Resource: "secrets", Why: "create the inspection agent's token"},
+			Rule{Verb: "get", Resource: "secrets", Name: InspectSecret, Why: "read the inspection agent's token"},
+			Rule{Verb: "get", Resource: "services", Why: "trace a Service"},
+			Rule{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "trace a Service's endpoints"},
+		)
+		r = append(r, portForward("reach the inspection agent")...)
+	}
+	return r
+}
+
+// portForward is what a port-forward needs: the WebSocket upgrade is a GET
+// (authorized as get pods/portforward), the SPDY fallback a POST (create).
+func portForward(why string) []Rule {
 	return []Rule{
-		{"get", "apps", "deployments", "", "read the workload"},
-		{"update", "apps", "deployments", "", "add and remove the agent"},
-		{"list", "apps", "deployments", "", "list workloads in error messages"},
-		{"get", "apps", "statefulsets", "", "read the workload"},
-		{"update", "apps", "statefulsets", "", "add and remove the agent"},
-		{"list", "", "services", "", "find the Service that selects the workload"},
-		{"update", "", "services", "", "point a numeric targetPort at the agent"},
-		{"list", "", "pods", "", "follow the workload's pods"},
-		{"create", "", "pods", "portforward", "open the tunnel to each agent"},
-		{"get", "", "secrets", "", "read the agent's token"},
-		{"create", "", "secrets", "", "create the agent's token"},
-		{"delete", "", "secrets", "", "remove the agent's token on rollback"},
-		{"get", "", "configmaps", "", "read the journal"},
-		{"create", "", "configmaps", "", "journal changes before making them"},
-		{"update", "", "configmaps", "", "journal changes before making them"},
-		{"delete", "", "configmaps", "", "remove the journal on rollback"},
-		{"list", "", "configmaps", "", "find journals for rollback --all"},
+		{Verb: "get", Resource: "pods", Subresource: "portforward", Why: why},
+		{Verb: "create", Resource: "pods", Subresource: "portforward", Why: why},
 	}
 }
 
-// Missing returns the rules the user lacks in namespace, in Needed's
-// order. The reviews run concurrently: one round trip, not seventeen.
-func Missing(ctx context.Context, cs kubernetes.Interface, namespace string) ([]Rule, error) {
-	rules := Needed()
+// Needed lists what every feature needs, each rule once, with names where
+// o gives them.
+func Needed(o Objects) []Rule {
+	var out []Rule
+	seen := map[Rule]bool{}
+	for _, f := range Features {
+		for _, r := range Rules(f, o) {
+			k := r
+			k.Why = ""
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// Missing returns the rules the user lacks in namespace, in the given
+// order. A PerObject rule without a Name is skipped. The reviews run
+// concurrently: one round trip, not one per rule.
+func Missing(ctx context.Context, cs kubernetes.Interface, namespace string, rules []Rule) ([]Rule, error) {
 	allowed := make([]bool, len(rules))
 	errs := make([]error, len(rules))
 	var wg sync.WaitGroup
 	for i, r := range rules {
+		if r.PerObject && r.Name == "" {
+			allowed[i] = true
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			review := &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{
 				ResourceAttributes: &authv1.ResourceAttributes{
-					Namespace: namespace, Verb: r.Verb, Group: r.Group, Resource: r.Resource, Subresource: r.Subresource,
+					Namespace: namespace, Verb: r.Verb, Group: r.Group, Resource: r.Resource, Subresource: r.Subresource, Name: r.Name,
 				},
 			}}
 			resp, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})

@@ -67,6 +67,9 @@ type Options struct {
 	// RecordArgs are the agent's recording flags (--redact, --no-redact,
 	// ...), given when the agent container is added.
 	RecordArgs []string
+	// Resources are the agent container's requests and limits; nil gives
+	// DefaultResources for the recording budget.
+	Resources *corev1.ResourceRequirements
 }
 
 // Plan is the change for one intercepted port.
@@ -92,6 +95,9 @@ type Plan struct {
 // Build plans the agent in front of port of svc, for a workload whose pod
 // template is tmpl. Neither argument is modified.
 func Build(tmpl *corev1.PodTemplateSpec, svc *corev1.Service, port PortRef, opts Options) (Plan, error) {
+	if err := checkReachable(tmpl, svc); err != nil {
+		return Plan{}, err
+	}
 	sp, err := findServicePort(svc, port)
 	if err != nil {
 		return Plan{}, err
@@ -109,6 +115,10 @@ func Build(tmpl *corev1.PodTemplateSpec, svc *corev1.Service, port PortRef, opts
 	if existing, ok := agentForward(&t, appPort.ContainerPort); ok {
 		return Plan{}, errdefs.User("the app's port %d already goes through tether's agent (agent port %d), but service %s port %s "+
 			"does not reach the agent; run `tether rollback` to start over", appPort.ContainerPort, existing, svc.Name, port)
+	}
+	resources, err := agentResources(opts)
+	if err != nil {
+		return Plan{}, err
 	}
 	agentPort := freePort(&t)
 	plan := Plan{ServicePort: sp, AppContainer: app.Name, AppPort: appPort.ContainerPort, AgentPort: agentPort}
@@ -130,7 +140,7 @@ func Build(tmpl *corev1.PodTemplateSpec, svc *corev1.Service, port PortRef, opts
 		}
 		plan.Service = s
 	}
-	addAgent(&t, opts, agentPortSpec, appPort.ContainerPort)
+	addAgent(&t, opts, resources, agentPortSpec, appPort.ContainerPort)
 	plan.Template = t
 	return plan, nil
 }
@@ -190,6 +200,9 @@ func findTarget(t *corev1.PodTemplateSpec, svc *corev1.Service, sp corev1.Servic
 			continue
 		}
 		for pi, p := range c.Ports {
+			if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+				continue // a UDP port of the same number or name is not what a TCP Service port reaches
+			}
 			if (tp.Type == intstr.String && p.Name == tp.StrVal) || (tp.Type == intstr.Int && p.ContainerPort == tp.IntVal) {
 				return ci, pi, nil
 			}
@@ -283,7 +296,7 @@ func agentForward(t *corev1.PodTemplateSpec, appPort int32) (int32, bool) {
 }
 
 // addAgent adds the agent container (or a forward to it) to t.
-func addAgent(t *corev1.PodTemplateSpec, opts Options, port corev1.ContainerPort, appPort int32) {
+func addAgent(t *corev1.PodTemplateSpec, opts Options, resources corev1.ResourceRequirements, port corev1.ContainerPort, appPort int32) {
 	fwd := []string{"--forward", fmt.Sprintf("%d:%d", port.ContainerPort, appPort)}
 	if t.Annotations == nil {
 		t.Annotations = map[string]string{}
@@ -312,6 +325,7 @@ func addAgent(t *corev1.PodTemplateSpec, opts Options, port corev1.ContainerPort
 			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 		},
 		VolumeMounts: []corev1.VolumeMount{{Name: TokenVolume, MountPath: TokenMountPath, ReadOnly: true}},
+		Resources:    resources,
 		// No added capability: the agent works where PodSecurity is "restricted".
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot:             &yes,

@@ -13,7 +13,7 @@ import (
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-var opts = Options{AgentImage: "docker.io/tetherkube/tether-agent:dev", SecretName: "tether-agent-orders"}
+var opts = Options{AgentImage: "docker.io/tetherkube/tether-agent:dev", SecretName: "tether-agent-deployment-orders"}
 
 func template() *corev1.PodTemplateSpec {
 	return &corev1.PodTemplateSpec{

@@ -3,12 +3,20 @@ package intercept
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/tetherkube/tether/daemon/internal/journal"
+	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // waitEndpoints waits until the Service routes only to pods whose agent is
@@ -73,4 +81,61 @@ func endpointPods(ctx context.Context, cs kubernetes.Interface, ns, svc string) 
 		}
 	}
 	return agentReady, other, nil
+}
+
+// ErrSharedService means the Service also sends traffic to pods of another
+// workload, which have no agent.
+var ErrSharedService = errdefs.New(errdefs.ErrUser, "SERVICE_SELECTS_OTHERS", "the Service also selects pods of another workload")
+
+// checkSelectsOnly refuses a Service that also selects pods the workload
+// does not manage (its selector does not match them, or another controller
+// owns them: selectors may overlap): those pods get no agent, so kube-proxy would
+// send part of the Service's connections to them and an intercept reported
+// as running would miss them.
+func checkSelectsOnly(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, w journal.Workload) error {
+	sel, err := workload.Client{CS: cs}.Selector(ctx, w)
+	if err != nil {
+		return err
+	}
+	pods, err := cs.CoreV1().Pods(svc.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(svc.Spec.Selector).String()})
+	if err != nil {
+		return fmt.Errorf("list the pods service/%s selects: %w", svc.Name, err)
+	}
+	var others []string
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		if !sel.Matches(labels.Set(p.Labels)) || !ownedBy(&p, w) {
+			name := "pod/" + p.Name
+			if len(p.OwnerReferences) > 0 {
+				name += " (of " + strings.ToLower(p.OwnerReferences[0].Kind) + "/" + p.OwnerReferences[0].Name + ")"
+			}
+			others = append(others, name)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	sort.Strings(others)
+	return errdefs.Withf(ErrSharedService, "service %s also selects %s, which %s does not manage: those pods get no agent, so part of "+
+		"the Service's traffic would never reach you. Intercept through a Service whose selector matches only %s's pods (selector %s)",
+		svc.Name, strings.Join(others, ", "), w, w, sel)
+}
+
+// ownedBy reports whether p's controller is w (a Deployment's pods belong
+// to its ReplicaSet NAME-HASH, HASH being their pod-template-hash label); a
+// pod without a controller is taken as w's.
+func ownedBy(p *corev1.Pod, w journal.Workload) bool {
+	ref := metav1.GetControllerOf(p)
+	if ref == nil {
+		return true
+	}
+	switch w.Kind {
+	case workload.Deployment:
+		return ref.Kind == "ReplicaSet" && ref.Name == w.Name+"-"+p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+	case workload.StatefulSet:
+		return ref.Kind == "StatefulSet" && ref.Name == w.Name
+	}
+	return true
 }

@@ -16,10 +16,10 @@ func seedJournal(t *testing.T, cs *fake.Clientset, orig, applied corev1.PodTempl
 	t.Helper()
 	ctx := context.Background()
 	s := journal.Store{CS: cs}
-	if _, err := s.Begin(ctx, &journal.Entry{Workload: orders, Template: orig, Secret: "tether-agent-orders", CreatedAt: time.Unix(0, 0)}); err != nil {
+	if _, err := s.Begin(ctx, &journal.Entry{Workload: orders, Template: orig, Secret: "tether-agent-deployment-orders", CreatedAt: time.Unix(0, 0)}); err != nil {
 		t.Fatal(err)
 	}
-	sec, err := cs.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tether-agent-orders", Labels: map[string]string{"tether.dev/agent-token": "true"}}, Data: map[string][]byte{"token": []byte("t0")}}, metav1.CreateOptions{})
+	sec, err := cs.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tether-agent-deployment-orders", Labels: map[string]string{"tether.dev/agent-token": "true"}}, Data: map[string][]byte{"token": []byte("t0")}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,9 @@ type Request struct {
 	RecordOnly bool
 	// RecordArgs are the agent's recording flags.
 	RecordArgs []string
+	// AgentResources are the agent container's requests and limits; nil
+	// gives inject.DefaultResources.
+	AgentResources *corev1.ResourceRequirements
 }
 
 // Dialer reaches a pod's port through the API server.
@@ -137,8 +140,12 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return nil, err
 	}
 	secretName := w.TokenSecretName()
-	plan, err := inject.Build(tmpl, svc, ref, inject.Options{AgentImage: req.AgentImage, SecretName: secretName, RecordArgs: req.RecordArgs})
+	plan, err := inject.Build(tmpl, svc, ref, inject.Options{AgentImage: req.AgentImage, SecretName: secretName,
+		RecordArgs: req.RecordArgs, Resources: req.AgentResources})
 	if err != nil {
+		return nil, err
+	}
+	if err := checkSelectsOnly(ctx, m.CS, svc, w); err != nil {
 		return nil, err
 	}
 
@@ -325,6 +332,7 @@ func (m *Manager) service(ctx context.Context, w journal.Workload, tmpl *corev1.
 			}
 		}
 	}
+	withPort = inject.ReachableServices(withPort)
 	switch len(withPort) {
 	case 0:
 		// Let Build explain with the first Service's ports.

@@ -72,7 +72,7 @@ func failNth(cs *fake.Clientset, resource string, n int, err error) {
 func TestFailedStartUndoesOnlyItsOwnChange(t *testing.T) {
 	orig := fakekube.Template("orders", "orders:v1")
 	svc := fakekube.Service(ns, "orders")
-	left, err := inject.Build(&orig, svc, inject.PortRef{Name: "web"}, inject.Options{AgentImage: "agent:v1", SecretName: "tether-agent-orders"})
+	left, err := inject.Build(&orig, svc, inject.PortRef{Name: "web"}, inject.Options{AgentImage: "agent:v1", SecretName: "tether-agent-deployment-orders"})
 	if err != nil {
 		t.Fatal(err)
 	}

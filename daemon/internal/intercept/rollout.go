@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -21,17 +23,35 @@ import (
 // pods; the message has the kubelet's reason.
 var ErrAgentFailed = errors.New("the agent cannot start")
 
-// agentFailureReasons are the waiting reasons that will not fix themselves.
+// agentFailureReasons are the waiting reasons that will not fix themselves,
+// for the agent and for any container of a pod with the agent.
 var agentFailureReasons = map[string]bool{
 	"ErrImagePull": true, "ImagePullBackOff": true, "ErrImageNeverPull": true, "InvalidImageName": true,
 	"CreateContainerConfigError": true, "CreateContainerError": true, "CrashLoopBackOff": true, "RunContainerError": true,
 }
 
 // waitRollout waits until every replica of w runs a ready agent, reporting
-// progress, and fails fast when the agent container cannot start.
+// progress, and fails within seconds, with the reason and what to do, when
+// the rollout cannot finish (see diagnose).
 func waitRollout(ctx context.Context, cs kubernetes.Interface, w journal.Workload, timeout time.Duration, progress func(string)) error {
+	rw := rolloutWaiter{cs: cs, grace: rolloutGrace, poll: 300 * time.Millisecond}
+	return rw.wait(ctx, w, timeout, progress)
+}
+
+// rolloutGrace is how long a condition that can clear by itself (a quota
+// full while old pods still hold their share, a pod not yet schedulable)
+// must last before the rollout is declared stuck.
+const rolloutGrace = 10 * time.Second
+
+type rolloutWaiter struct {
+	cs          kubernetes.Interface
+	grace, poll time.Duration
+}
+
+func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout time.Duration, progress func(string)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	cs := rw.cs
 	wc := workload.Client{CS: cs}
 	sel, err := wc.Selector(ctx, w)
 	if err != nil {
@@ -39,6 +59,8 @@ func waitRollout(ctx context.Context, cs kubernetes.Interface, w journal.Workloa
 	}
 	start := time.Now()
 	last := time.Time{}
+	d := diagnosis{cs: cs, w: w, start: start, grace: rw.grace, since: map[string]time.Time{}}
+	lastReady, shown := 0, ""
 	for {
 		want, done, err := rolloutDone(ctx, cs, w)
 		if err != nil {
@@ -64,14 +86,30 @@ func waitRollout(ctx context.Context, cs kubernetes.Interface, w journal.Workloa
 		if done && ready >= want {
 			return nil
 		}
+		if ready > lastReady {
+			clear(d.since) // progress: what held it before may have been transient
+			lastReady = ready
+		}
+		if err := d.check(ctx, pods.Items, time.Now()); err != nil {
+			return err
+		}
 		if time.Since(last) >= time.Second {
-			progress(fmt.Sprintf("waiting for %d/%d pods of %s to run the agent, %s", max(want-ready, 0), want, w, time.Since(start).Round(time.Second)))
+			msg := fmt.Sprintf("waiting for %d/%d pods of %s to run the agent, %s", max(want-ready, 0), want, w, time.Since(start).Round(time.Second))
+			if d.pending != "" && d.pending != shown {
+				msg += " (" + d.pending + ")" // once: the line repeats every second
+				shown = d.pending
+			}
+			progress(msg)
 			last = time.Now()
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: pods not running the agent after %s: %w", w, timeout, ctx.Err())
-		case <-time.After(300 * time.Millisecond):
+			why := ""
+			if d.pending != "" {
+				why = "; last seen: " + d.pending
+			}
+			return fmt.Errorf("%s: pods not running the agent after %s%s: %w", w, timeout, why, ctx.Err())
+		case <-time.After(rw.poll):
 		}
 	}
 }
@@ -125,4 +163,163 @@ func agentState(p *corev1.Pod) (ready bool, failure string) {
 		return c.Ready && p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil, ""
 	}
 	return false, ""
+}
+
+// diagnosis watches a rollout for what keeps it from finishing: the
+// controller unable to create pods (quota, LimitRange, admission webhooks,
+// PodSecurity: the Deployment's ReplicaFailure condition, the
+// StatefulSet's FailedCreate events), pods that cannot be scheduled, and
+// containers beside the agent that cannot start.
+type diagnosis struct {
+	cs    kubernetes.Interface
+	w     journal.Workload
+	start time.Time
+	// grace is how long a finding that may clear by itself must last.
+	grace time.Duration
+	// since is when each such finding was first seen, by key.
+	since map[string]time.Time
+	// pending is what held the rollout at the last check, for progress.
+	pending string
+}
+
+type finding struct {
+	key, text string
+	// transient findings may clear by themselves (quota freed by the old
+	// pods, a node added); they fail only after grace.
+	transient bool
+}
+
+// check returns an error for a finding that is permanent, or transient
+// and older than the grace.
+func (d *diagnosis) check(ctx context.Context, pods []corev1.Pod, now time.Time) error {
+	var found []finding
+	if f, ok := d.createFailure(ctx); ok {
+		found = append(found, f)
+	}
+	found = append(found, podFindings(pods)...)
+	d.pending = ""
+	seen := map[string]bool{}
+	for _, f := range found {
+		if d.pending == "" {
+			d.pending = f.text
+		}
+		if !f.transient {
+			return errdefs.User("%s cannot finish its rollout: %s", d.w, f.text)
+		}
+		seen[f.key] = true
+		first, ok := d.since[f.key]
+		if !ok {
+			d.since[f.key] = now
+			continue
+		}
+		if now.Sub(first) >= d.grace {
+			return errdefs.User("%s cannot finish its rollout (for %s): %s", d.w, now.Sub(first).Round(time.Second), f.text)
+		}
+	}
+	for k := range d.since {
+		if !seen[k] {
+			delete(d.since, k)
+		}
+	}
+	return nil
+}
+
+// createFailure reports why the workload's controller cannot create pods.
+func (d *diagnosis) createFailure(ctx context.Context) (finding, bool) {
+	var msg string
+	switch d.w.Kind {
+	case workload.Deployment:
+		dep, err := d.cs.AppsV1().Deployments(d.w.Namespace).Get(ctx, d.w.Name, metav1.GetOptions{})
+		if err != nil || dep.Status.ObservedGeneration < dep.Generation {
+			return finding{}, false // a status from before tether's change says nothing about it
+		}
+		for _, c := range dep.Status.Conditions {
+			if c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue {
+				msg = c.Message
+			}
+		}
+	case workload.StatefulSet:
+		// A StatefulSet has no condition for it, only events. Without
+		// permission to list them the rollout just waits.
+		evs, err := d.cs.CoreV1().Events(d.w.Namespace).List(ctx, metav1.ListOptions{
+			FieldSelector: "involvedObject.kind=StatefulSet,involvedObject.name=" + d.w.Name,
+		})
+		if err != nil {
+			return finding{}, false
+		}
+		var latest time.Time
+		for _, e := range evs.Items {
+			t := eventTime(&e)
+			if e.InvolvedObject.Kind != "StatefulSet" || e.InvolvedObject.Name != d.w.Name || e.Reason != "FailedCreate" ||
+				t.Before(d.start.Add(-5*time.Second)) || t.Before(latest) {
+				continue
+			}
+			latest, msg = t, e.Message
+		}
+	}
+	if msg == "" {
+		return finding{}, false
+	}
+	text, transient := explainCreate(msg)
+	return finding{key: "create", text: text, transient: transient}, true
+}
+
+func eventTime(e *corev1.Event) time.Time {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.CreationTimestamp.Time
+}
+
+// explainCreate says why pods cannot be created and what to do, from the
+// API server's refusal; transient when it may clear by itself.
+func explainCreate(msg string) (string, bool) {
+	switch {
+	case strings.Contains(msg, "exceeded quota"):
+		return "the namespace's ResourceQuota has no room for the new pods (" + msg + "). The rollout needs room for one more pod " +
+			"with the agent while the old pods still run: ask for a larger quota, or scale the workload down first", true
+	case strings.Contains(msg, "failed quota") || strings.Contains(msg, "must specify"):
+		return "the namespace's ResourceQuota refuses the new pods (" + msg + "): every container needs the requests and limits " +
+			"the quota covers; give them to the workload's containers (tether's agent has its own)", false
+	case strings.Contains(msg, "usage per Container") || strings.Contains(msg, "usage per Pod") || strings.Contains(msg, "limit to request ratio"):
+		return "a LimitRange in the namespace refuses the new pods (" + msg + "): ask for a LimitRange that admits the agent's " +
+			"requests and limits (docs/intercept.md)", false
+	case strings.Contains(msg, "violates PodSecurity"):
+		return "the namespace's PodSecurity level refuses the new pods (" + msg + ")", false
+	case strings.Contains(msg, "admission webhook"):
+		return "an admission webhook refuses the new pods (" + msg + "): ask whoever runs it to admit tether's agent container", false
+	}
+	return "the controller cannot create its pods: " + msg, false
+}
+
+// podFindings reports the pods with the agent that cannot be scheduled or
+// whose other containers cannot start (the agent's own are agentState's).
+func podFindings(pods []corev1.Pod) []finding {
+	var out []finding
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil || !hasAgent(&corev1.PodTemplateSpec{Spec: p.Spec}) {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+				out = append(out, finding{key: "schedule/" + p.Name, transient: true,
+					text: fmt.Sprintf("pod %s cannot be scheduled: %s (free or add capacity for the agent's requests, or check the pod's node constraints)", p.Name, c.Message)})
+			}
+		}
+		statuses := append(slices.Clone(p.Status.InitContainerStatuses), p.Status.ContainerStatuses...)
+		for _, c := range statuses {
+			if c.Name == inject.AgentContainer || c.State.Waiting == nil || !agentFailureReasons[c.State.Waiting.Reason] {
+				continue
+			}
+			text := fmt.Sprintf("container %s of pod %s: %s: %s", c.Name, p.Name, c.State.Waiting.Reason, c.State.Waiting.Message)
+			if c.State.Waiting.Reason == "CrashLoopBackOff" {
+				text += fmt.Sprintf(" (it does not run beside the agent; its log: kubectl logs -n %s %s -c %s --previous)", p.Namespace, p.Name, c.Name)
+			}
+			out = append(out, finding{key: "container/" + p.Name + "/" + c.Name, text: text})
+		}
+	}
+	return out
 }

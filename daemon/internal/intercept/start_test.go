@@ -84,7 +84,7 @@ func planFor(t *testing.T, port string) inject.Plan {
 	t.Helper()
 	orig := fakekube.Template("orders", "orders:v1")
 	p, err := inject.Build(&orig, fakekube.Service(ns, "orders"), inject.PortRef{Name: port},
-		inject.Options{AgentImage: "agent:v1", SecretName: "tether-agent-orders"})
+		inject.Options{AgentImage: "agent:v1", SecretName: "tether-agent-deployment-orders"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func planFor(t *testing.T, port string) inject.Plan {
 
 func token(t *testing.T, cs *fake.Clientset) (string, *corev1.Secret) {
 	t.Helper()
-	s, err := cs.CoreV1().Secrets(ns).Get(context.Background(), "tether-agent-orders", metav1.GetOptions{})
+	s, err := cs.CoreV1().Secrets(ns).Get(context.Background(), "tether-agent-deployment-orders", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestStart(t *testing.T) {
 	svc := fakekube.Service(ns, "orders")
 	plan := planFor(t, "grpc")
 	tetherSecret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tether-agent-orders", Labels: map[string]string{journal.LabelAgentToken: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tether-agent-deployment-orders", Labels: map[string]string{journal.LabelAgentToken: "true"}},
 		Data:       map[string][]byte{inject.TokenKey: []byte("stale")},
 	}
 	foreignSecret := tetherSecret.DeepCopy()
@@ -188,7 +188,7 @@ func TestStart(t *testing.T) {
 			want := &journal.Entry{
 				Workload: orders, Template: orig, AppliedTemplateHash: journal.Hash(plan.Template),
 				Services: map[string]journal.ServiceEntry{"orders": {Ports: svc.Spec.Ports, AppliedPortsHash: journal.Hash(plan.Service.Spec.Ports)}},
-				Secret:   "tether-agent-orders", SecretUID: sec.UID,
+				Secret:   "tether-agent-deployment-orders", SecretUID: sec.UID,
 			}
 			if diff := cmp.Diff(want, j, cmpopts.IgnoreUnexported(journal.Entry{}), cmpopts.IgnoreFields(journal.Entry{}, "CreatedAt", "By")); diff != "" {
 				t.Errorf("journal (-want +got):\n%s", diff)
@@ -269,14 +269,14 @@ func TestRerunAfterCrash(t *testing.T) {
 		}
 		_, err := s.Update(ctx, orders, func(e *journal.Entry) error {
 			e.Services = map[string]journal.ServiceEntry{"orders": {Ports: svc.Spec.Ports}}
-			e.Secret = "tether-agent-orders"
+			e.Secret = "tether-agent-deployment-orders"
 			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "tether-agent-orders", Labels: map[string]string{journal.LabelAgentToken: "true"}},
+			ObjectMeta: metav1.ObjectMeta{Name: "tether-agent-deployment-orders", Labels: map[string]string{journal.LabelAgentToken: "true"}},
 			Data:       map[string][]byte{inject.TokenKey: []byte("before-crash")},
 		}, metav1.CreateOptions{})
 		if err != nil {
@@ -305,7 +305,7 @@ func TestRerunAfterCrash(t *testing.T) {
 		want := []rollback.Step{
 			{Object: "deployment/orders", Action: rollback.Unchanged},
 			{Object: "service/orders", Action: rollback.Unchanged},
-			{Object: "secret/tether-agent-orders", Action: rollback.Kept, Reason: "not the secret tether created (label or UID differ); delete it yourself if it is a leftover"},
+			{Object: "secret/tether-agent-deployment-orders", Action: rollback.Kept, Reason: "not the secret tether created (label or UID differ); delete it yourself if it is a leftover"},
 			{Object: "configmap/" + orders.ConfigMapName(), Action: rollback.Deleted},
 		}
 		if diff := cmp.Diff(want, steps); diff != "" {

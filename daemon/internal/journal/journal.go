@@ -67,7 +67,7 @@ func (w Workload) KeySecretName() string {
 
 // TokenSecretName is the name of the Secret holding the token of w's agent.
 func (w Workload) TokenSecretName() string {
-	return objectName("tether-agent-" + w.Name)
+	return objectName("tether-agent-" + strings.ToLower(w.Kind) + "-" + w.Name)
 }
 
 // objectName shortens name to a valid object name.

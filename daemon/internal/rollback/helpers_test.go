@@ -18,11 +18,11 @@ type runtimeObject = runtime.Object
 
 func writeJournal(t *testing.T, ctx context.Context, cs *fake.Clientset, orig corev1.PodTemplateSpec, ports []corev1.ServicePort, plan inject.Plan) {
 	s := journal.Store{CS: cs}
-	_, err := s.Begin(ctx, &journal.Entry{Workload: orders, Template: orig, Secret: "tether-agent-orders", CreatedAt: time.Unix(0, 0)})
+	_, err := s.Begin(ctx, &journal.Entry{Workload: orders, Template: orig, Secret: "tether-agent-deployment-orders", CreatedAt: time.Unix(0, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sec, err := cs.CoreV1().Secrets(ns).Get(ctx, "tether-agent-orders", metav1.GetOptions{})
+	sec, err := cs.CoreV1().Secrets(ns).Get(ctx, "tether-agent-deployment-orders", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

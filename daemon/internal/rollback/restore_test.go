@@ -27,7 +27,7 @@ func TestRestore(t *testing.T) {
 	var (
 		tmplStep   = rollback.Step{Object: "deployment/orders", Action: rollback.Restored}
 		svcStep    = rollback.Step{Object: "service/orders", Action: rollback.Restored}
-		secretStep = rollback.Step{Object: "secret/tether-agent-orders", Action: rollback.Deleted}
+		secretStep = rollback.Step{Object: "secret/tether-agent-deployment-orders", Action: rollback.Deleted}
 		jStep      = rollback.Step{Object: "configmap/" + orders.ConfigMapName(), Action: rollback.Deleted}
 		jWrites    = []string{"delete configmaps/" + orders.ConfigMapName(), "delete secrets/" + orders.KeySecretName()}
 	)
@@ -54,7 +54,7 @@ func TestRestore(t *testing.T) {
 			name:      "untouched since tether",
 			wantSteps: []rollback.Step{tmplStep, svcStep, secretStep, jStep},
 			wantWrites: cat([]string{"update deployments/orders", "update services/orders",
-				"delete secrets/tether-agent-orders"}, jWrites),
+				"delete secrets/tether-agent-deployment-orders"}, jWrites),
 			wantTmpl: "orders:v1",
 		},
 		{
@@ -63,7 +63,7 @@ func TestRestore(t *testing.T) {
 				setTemplate(t, c.cs, c.original) // the first run restored the template, then died
 			},
 			wantSteps:  []rollback.Step{with(tmplStep, rollback.Unchanged, ""), svcStep, secretStep, jStep},
-			wantWrites: cat([]string{"update services/orders", "delete secrets/tether-agent-orders"}, jWrites),
+			wantWrites: cat([]string{"update services/orders", "delete secrets/tether-agent-deployment-orders"}, jWrites),
 			wantTmpl:   "orders:v1",
 		},
 		{
@@ -79,7 +79,7 @@ func TestRestore(t *testing.T) {
 			},
 			wantSteps: []rollback.Step{tmplStep, svcStep, secretStep, jStep},
 			wantWrites: cat([]string{"update deployments/orders", "update services/orders", "update services/orders",
-				"delete secrets/tether-agent-orders"}, jWrites),
+				"delete secrets/tether-agent-deployment-orders"}, jWrites),
 			wantTmpl: "orders:v1",
 		},
 		{
@@ -92,7 +92,7 @@ func TestRestore(t *testing.T) {
 			force:     true,
 			wantSteps: []rollback.Step{tmplStep, svcStep, secretStep, jStep},
 			wantWrites: cat([]string{"update deployments/orders", "update services/orders",
-				"delete secrets/tether-agent-orders"}, jWrites),
+				"delete secrets/tether-agent-deployment-orders"}, jWrites),
 			wantTmpl: "orders:v1",
 		},
 		{
@@ -107,16 +107,16 @@ func TestRestore(t *testing.T) {
 			wantSteps: []rollback.Step{tmplStep,
 				with(svcStep, rollback.Refused, "its ports changed since tether changed them; rerun with --force to restore them anyway"),
 				secretStep, with(jStep, rollback.Kept, "service/orders is not restored yet")},
-			wantWrites: []string{"update deployments/orders", "delete secrets/tether-agent-orders"},
+			wantWrites: []string{"update deployments/orders", "delete secrets/tether-agent-deployment-orders"},
 			wantTmpl:   "orders:v1",
 		},
 		{
 			name: "a secret of that name that tether did not create is kept",
 			change: func(t *testing.T, c *intercepted) {
 				ctx := context.Background()
-				_ = c.cs.CoreV1().Secrets(ns).Delete(ctx, "tether-agent-orders", metav1.DeleteOptions{})
+				_ = c.cs.CoreV1().Secrets(ns).Delete(ctx, "tether-agent-deployment-orders", metav1.DeleteOptions{})
 				_, err := c.cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
-					Name: "tether-agent-orders", Labels: map[string]string{journal.LabelAgentToken: "true"}}}, metav1.CreateOptions{})
+					Name: "tether-agent-deployment-orders", Labels: map[string]string{journal.LabelAgentToken: "true"}}}, metav1.CreateOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -132,7 +132,7 @@ func TestRestore(t *testing.T) {
 				ctx := context.Background()
 				_ = c.cs.AppsV1().Deployments(ns).Delete(ctx, "orders", metav1.DeleteOptions{})
 				_ = c.cs.CoreV1().Services(ns).Delete(ctx, "orders", metav1.DeleteOptions{})
-				_ = c.cs.CoreV1().Secrets(ns).Delete(ctx, "tether-agent-orders", metav1.DeleteOptions{})
+				_ = c.cs.CoreV1().Secrets(ns).Delete(ctx, "tether-agent-deployment-orders", metav1.DeleteOptions{})
 			},
 			wantSteps: []rollback.Step{with(tmplStep, rollback.Absent, ""), with(svcStep, rollback.Absent, ""),
 				with(secretStep, rollback.Absent, ""), jStep},

@@ -37,14 +37,14 @@ func setup(t *testing.T, extra ...*corev1.Secret) *intercepted {
 	ctx := context.Background()
 	orig := fakekube.Template("orders", "orders:v1")
 	svc := fakekube.Service(ns, "orders")
-	plan, err := inject.Build(&orig, svc, inject.PortRef{Name: "grpc"}, inject.Options{AgentImage: "agent:v1", SecretName: "tether-agent-orders"})
+	plan, err := inject.Build(&orig, svc, inject.PortRef{Name: "grpc"}, inject.Options{AgentImage: "agent:v1", SecretName: "tether-agent-deployment-orders"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cur := svc.DeepCopy()
 	cur.Spec.Ports = plan.Service.Spec.Ports
 	objs := []runtimeObject{fakekube.Namespace(ns), fakekube.Deployment(ns, "orders", plan.Template), cur,
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tether-agent-orders", Labels: map[string]string{"tether.dev/agent-token": "true"}}}}
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tether-agent-deployment-orders", Labels: map[string]string{"tether.dev/agent-token": "true"}}}}
 	for _, s := range extra {
 		objs = append(objs, s)
 	}
@@ -149,7 +149,7 @@ func TestRestoreServiceWhenTemplateChanged(t *testing.T) {
 	wantSteps := []rollback.Step{
 		{Object: "deployment/orders", Action: "refused", Reason: "its pod template changed since tether changed it (someone edited it or rolled it out); rerun with --force to restore the template tether journaled anyway"},
 		{Object: "service/orders", Action: "restored"},
-		{Object: "secret/tether-agent-orders", Action: "kept", Reason: "the pod template still mounts it"},
+		{Object: "secret/tether-agent-deployment-orders", Action: "kept", Reason: "the pod template still mounts it"},
 		{Object: "configmap/" + orders.ConfigMapName(), Action: "kept", Reason: "deployment/orders is not restored yet"},
 	}
 	if diff := cmp.Diff(wantSteps, steps); diff != "" {
