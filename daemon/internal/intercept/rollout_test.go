@@ -19,7 +19,6 @@ import (
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-
 var one = int32(1)
 
 func deployment(conds ...appsv1.DeploymentCondition) *appsv1.Deployment {
