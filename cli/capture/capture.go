@@ -52,12 +52,27 @@ type Packet struct {
 }
 
 // NewCmdCapture returns the capture command; runF replaces Run in tests.
+// createPrivate creates (or truncates) a file only its user may read: a
+// capture holds every byte on the wire, secrets included, unredacted.
+func createPrivate(name string) (io.WriteCloser, error) {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	// An existing file keeps its mode through O_TRUNC: close it too.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 func NewCmdCapture(f *cmdutil.Factory, runF func(context.Context, *CaptureOptions) error) *cobra.Command {
 	o := &CaptureOptions{
 		IOStreams:     f.IOStreams,
 		DaemonService: f.DaemonService(),
 		Namespace:     f.Namespace(),
-		Create:        func(name string) (io.WriteCloser, error) { return os.Create(name) },
+		Create:        createPrivate,
 	}
 	cmd := &cobra.Command{
 		Use:   "capture POD [-c CONTAINER] [--filter EXPR] [-w FILE|-]",

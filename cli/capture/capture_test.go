@@ -201,3 +201,24 @@ func TestCaptureRunErrors(t *testing.T) {
 		t.Errorf("the hint must appear once: %q", m)
 	}
 }
+
+// TestCaptureFileIsPrivate: a pcap holds every byte on the wire, secrets
+// unredacted, so only its user may read it, also when it existed before.
+func TestCaptureFileIsPrivate(t *testing.T) {
+	for _, existed := range []bool{false, true} {
+		path := filepath.Join(t.TempDir(), "out.pcap")
+		if existed {
+			if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f, err := createPrivate(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+			t.Errorf("existed %v: mode %04o, want 0600", existed, fi.Mode().Perm())
+		}
+	}
+}
