@@ -92,7 +92,7 @@ func TestInterceptQuotaTooSmallFailsFast(t *testing.T) {
 	if code != 2 {
 		t.Errorf("exit code %d, want 2 (user error)", code)
 	}
-	for _, want := range []string{"ResourceQuota has no room", "exceeded quota: compute", "limits.memory", "rolling back deployment/orders"} {
+	for _, want := range []string{"ResourceQuota has no room", "exceeded quota: compute", "limits.memory", "undoing this attempt's changes to deployment/orders"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr does not say %q", want)
 		}
