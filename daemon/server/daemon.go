@@ -125,7 +125,8 @@ func (d *Daemon) agents(ctx context.Context) []daemon.AgentInfo {
 // accessObjects names the objects an intercept, record or rollback of w
 // touches, for the permission check.
 func accessObjects(w journal.Workload) access.Objects {
-	return access.Objects{Kind: w.Kind, Workload: w.Name, Secret: w.TokenSecretName(), Journal: w.ConfigMapName()}
+	return access.Objects{Kind: w.Kind, Workload: w.Name, Secret: w.TokenSecretName(), Journal: w.ConfigMapName(),
+		JournalKey: w.KeySecretName()}
 }
 
 func info(ic *intercept.Intercept) daemon.InterceptInfo {
