@@ -25,6 +25,17 @@ func TestRecordsAppAndLaptopExchanges(t *testing.T) {
 	if got := h.get(); got != "app" {
 		t.Fatalf("before the intercept: %q", got)
 	}
+	// The recorder parses after forwarding: wait until the first exchange
+	// is recorded, so the two are stored in the order they were sent.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st, err := client.Exchanges(ctx, agent.ExchangesRequest{WithoutBodies: true}, func([]*recording.Exchange) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Exchanges == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err := client.Intercept(ctx, h.frontPort); err != nil {
 		t.Fatal(err)
 	}
