@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -128,6 +130,49 @@ func accessObjects(w journal.Workload) access.Objects {
 	return access.Objects{Kind: w.Kind, Workload: w.Name, Secret: w.TokenSecretName(), Journal: w.ConfigMapName()}
 }
 
+// agentResources returns the agent container's requests and limits: tether's
+// defaults for a recording budget of budget bytes, with what r gives in
+// their place; nil when r gives nothing. A request given alone keeps the
+// default limit, raised to the request when below it; a limit given alone
+// keeps the default request, lowered to the limit when above it. The checks against
+// what the agent needs are inject's.
+func agentResources(r daemon.AgentResources, budget int64) (*corev1.ResourceRequirements, error) {
+	if r == (daemon.AgentResources{}) {
+		return nil, nil
+	}
+	out := inject.DefaultResources(budget)
+	for _, v := range []struct {
+		name           corev1.ResourceName
+		flag           string
+		request, limit string
+	}{
+		{corev1.ResourceCPU, "--agent-cpu", r.CPURequest, r.CPULimit},
+		{corev1.ResourceMemory, "--agent-memory", r.MemoryRequest, r.MemoryLimit},
+	} {
+		if v.request != "" {
+			q, err := resource.ParseQuantity(v.request)
+			if err != nil {
+				return nil, errdefs.User("%s: request %q is not a Kubernetes quantity (e.g. 64Mi, 250m)", v.flag, v.request)
+			}
+			out.Requests[v.name] = q
+			if v.limit == "" && q.Cmp(out.Limits[v.name]) > 0 {
+				out.Limits[v.name] = q
+			}
+		}
+		if v.limit != "" {
+			q, err := resource.ParseQuantity(v.limit)
+			if err != nil {
+				return nil, errdefs.User("%s: limit %q is not a Kubernetes quantity (e.g. 256Mi, 1)", v.flag, v.limit)
+			}
+			out.Limits[v.name] = q
+			if v.request == "" && q.Cmp(out.Requests[v.name]) < 0 {
+				out.Requests[v.name] = q
+			}
+		}
+	}
+	return &out, nil
+}
+
 func info(ic *intercept.Intercept) daemon.InterceptInfo {
 	return daemon.InterceptInfo{
 		Name: ic.Workload.String(), Namespace: ic.Workload.Namespace, Service: ic.Service,
@@ -151,6 +196,10 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 		return daemon.InterceptInfo{}, errdefs.User("you may not do everything an intercept needs in namespace %s; missing:\n%s"+
 			"ask your cluster admin for the Role in docs/intercept.md", req.Namespace, access.Describe(missing))
 	}
+	res, err := agentResources(req.AgentResources, 0)
+	if err != nil {
+		return daemon.InterceptInfo{}, err
+	}
 	key := w.Namespace + "/" + w.String()
 	d.mu.Lock()
 	if ic, ok := d.intercepts[key]; ok {
@@ -173,6 +222,7 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), ServicePort: req.ServicePort, LocalPort: req.LocalPort,
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
+		AgentResources: res,
 	})
 	if err != nil {
 		return daemon.InterceptInfo{}, err

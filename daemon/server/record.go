@@ -38,10 +38,15 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 		return daemon.RecordInfo{}, errdefs.User("you may not do everything recording needs in namespace %s; missing:\n%s"+
 			"ask your cluster admin for the Role in docs/intercept.md", req.Namespace, access.Describe(missing))
 	}
+	res, err := agentResources(req.AgentResources, int64(req.Budget))
+	if err != nil {
+		return daemon.RecordInfo{}, err
+	}
 	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress}
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), ServicePort: req.ServicePort, AgentImage: req.AgentImage,
 		RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second, RecordOnly: true, RecordArgs: req.RecordArgs(),
+		AgentResources: res,
 	})
 	if err != nil {
 		return daemon.RecordInfo{}, err
