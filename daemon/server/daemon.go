@@ -150,7 +150,7 @@ const (
 // accessObjects names the objects an intercept, record or rollback of w
 // touches, for the permission check.
 func accessObjects(w journal.Workload) access.Objects {
-	return access.Objects{Kind: w.Kind, Workload: w.Name, Secret: w.TokenSecretName(), Journal: w.ConfigMapName()}
+	return access.Objects{Kind: w.Kind, Workload: w.Name, Secret: w.TokenSecretName(), Journal: w.ConfigMapName(), JournalKey: w.KeySecretName()}
 }
 
 // agentResources returns the agent container's requests and limits: tether's

@@ -65,9 +65,10 @@ var Features = []Feature{Intercept, Record, Requests, Rollback, RollAll, Inspect
 type Objects struct {
 	// Kind of the workload: "Deployment" or "StatefulSet"; "" for both.
 	Kind string
-	// Workload, Secret (the agent's token) and Journal (the journal
-	// ConfigMap) are object names; "" when not known.
-	Workload, Secret, Journal string
+	// Workload, Secret (the agent's token), Journal (the journal
+	// ConfigMap) and JournalKey (the Secret whose key authenticates the
+	// journal) are object names; "" when not known.
+	Workload, Secret, Journal, JournalKey string
 }
 
 // InspectSecret is the token Secret of the inspection agent (trace, capture, dns).
@@ -89,6 +90,10 @@ func (o Objects) secret(verb, why string) Rule {
 
 func (o Objects) journal(verb, why string) Rule {
 	return Rule{Verb: verb, Resource: "configmaps", Name: o.Journal, PerObject: true, Why: why}
+}
+
+func (o Objects) journalKey(verb, why string) Rule {
+	return Rule{Verb: verb, Resource: "secrets", Name: o.JournalKey, PerObject: true, Why: why}
 }
 
 // Rules returns what feature f needs, about the objects o names.
@@ -113,6 +118,8 @@ func Rules(f Feature, o Objects) []Rule {
 			o.journal("get", "read the journal"),
 			o.journal("update", "journal changes before making them"),
 			o.journal("delete", "remove the journal when the intercept fails"),
+			o.journalKey("get", "read the key that authenticates the journal"),
+			o.journalKey("delete", "remove the journal's key when the intercept fails"),
 		)
 		if f == Intercept {
 			r = append(r, portForward("open the tunnel to each agent")...)
@@ -136,6 +143,8 @@ func Rules(f Feature, o Objects) []Rule {
 			o.secret("delete", "remove the agent's token"),
 			o.journal("get", "read the journal"),
 			o.journal("delete", "remove the journal"),
+			o.journalKey("get", "read the key that authenticates the journal"),
+			o.journalKey("delete", "remove the journal's key"),
 		)
 	case Inspect:
 		r = append(r,
