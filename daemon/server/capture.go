@@ -21,7 +21,7 @@ func (d *Daemon) Capture(ctx context.Context, req daemon.CaptureRequest, progres
 		return agent.CaptureStats{}, errdefs.Mark(errdefs.ErrUser, err)
 	}
 	pod := strings.TrimPrefix(strings.TrimPrefix(req.Pod, "pod/"), "pods/")
-	if err := d.permitted(ctx, access.Inspect, req.Namespace, access.Objects{}, "capture", inspectRole); err != nil {
+	if err := d.permitted(ctx, access.Inspect, req.Namespace, access.Objects{}, "capture (and dns)", inspectRole); err != nil {
 		return agent.CaptureStats{}, err
 	}
 	link, err := d.inspectAgent(ctx, inspect.Request{Namespace: req.Namespace, Pod: pod, Container: req.Container,
