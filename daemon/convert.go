@@ -56,12 +56,27 @@ func StatusFromProto(resp *daemonv1.StatusResponse) Status {
 
 func InterceptRequestToProto(req InterceptRequest) *daemonv1.InterceptRequest {
 	return &daemonv1.InterceptRequest{Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort,
-		LocalPort: int32(req.LocalPort), AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout}
+		LocalPort: int32(req.LocalPort), AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout,
+		AgentResources: agentResourcesToProto(req.AgentResources)}
 }
 
 func InterceptRequestFromProto(req *daemonv1.InterceptRequest) InterceptRequest {
 	return InterceptRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), ServicePort: req.GetServicePort(),
-		LocalPort: int(req.GetLocalPort()), AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds()}
+		LocalPort: int(req.GetLocalPort()), AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds(),
+		AgentResources: agentResourcesFromProto(req.GetAgentResources())}
+}
+
+func agentResourcesToProto(r AgentResources) *daemonv1.AgentResources {
+	if r == (AgentResources{}) {
+		return nil
+	}
+	return &daemonv1.AgentResources{CpuRequest: r.CPURequest, CpuLimit: r.CPULimit,
+		MemoryRequest: r.MemoryRequest, MemoryLimit: r.MemoryLimit}
+}
+
+func agentResourcesFromProto(r *daemonv1.AgentResources) AgentResources {
+	return AgentResources{CPURequest: r.GetCpuRequest(), CPULimit: r.GetCpuLimit(),
+		MemoryRequest: r.GetMemoryRequest(), MemoryLimit: r.GetMemoryLimit()}
 }
 
 func RollbackRequestToProto(req RollbackRequest) *daemonv1.RollbackRequest {
@@ -119,13 +134,14 @@ func TraceRequestFromProto(req *daemonv1.TraceRequest) TraceRequest {
 func RecordRequestToProto(req RecordRequest) *daemonv1.RecordRequest {
 	return &daemonv1.RecordRequest{Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort,
 		AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout, Redact: req.Redact, NoRedact: req.NoRedact,
-		BodyCap: uint64(req.BodyCap), Budget: uint64(req.Budget)}
+		BodyCap: uint64(req.BodyCap), Budget: uint64(req.Budget), AgentResources: agentResourcesToProto(req.AgentResources)}
 }
 
 func RecordRequestFromProto(req *daemonv1.RecordRequest) RecordRequest {
 	return RecordRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), ServicePort: req.GetServicePort(),
 		AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds(), Redact: req.GetRedact(),
-		NoRedact: req.GetNoRedact(), BodyCap: int(req.GetBodyCap()), Budget: int(req.GetBudget())}
+		NoRedact: req.GetNoRedact(), BodyCap: int(req.GetBodyCap()), Budget: int(req.GetBudget()),
+		AgentResources: agentResourcesFromProto(req.GetAgentResources())}
 }
 
 func RecordInfoToProto(info RecordInfo) *daemonv1.RecordInfo {

@@ -128,3 +128,30 @@ func allSet(t *testing.T, v any) {
 		}
 	}
 }
+
+// TestAgentRequestsOverTheWire carries intercept and record requests, every
+// field set, agent resources included, through their proto messages.
+func TestAgentRequestsOverTheWire(t *testing.T) {
+	res := AgentResources{CPURequest: "50m", CPULimit: "1", MemoryRequest: "48Mi", MemoryLimit: "160Mi"}
+	allSet(t, res)
+
+	ic := InterceptRequest{Namespace: "shop", Workload: "deploy/orders", ServicePort: "http", LocalPort: 3000,
+		AgentImage: "agent:dev", RolloutTimeout: 60, AgentResources: res}
+	allSet(t, ic)
+	if diff := cmp.Diff(ic, InterceptRequestFromProto(wire(t, InterceptRequestToProto(ic), &daemonv1.InterceptRequest{}))); diff != "" {
+		t.Errorf("intercept request through the wire (-want +got)\n%s", diff)
+	}
+
+	rec := RecordRequest{Namespace: "shop", Workload: "sts/db", ServicePort: "8080", AgentImage: "agent:dev", RolloutTimeout: 60,
+		Redact: []string{"X-Key"}, NoRedact: true, BodyCap: 1024, Budget: 8 << 20, AgentResources: res}
+	allSet(t, rec)
+	if diff := cmp.Diff(rec, RecordRequestFromProto(wire(t, RecordRequestToProto(rec), &daemonv1.RecordRequest{}))); diff != "" {
+		t.Errorf("record request through the wire (-want +got)\n%s", diff)
+	}
+
+	// No override stays no override.
+	empty := InterceptRequest{Namespace: "shop"}
+	if diff := cmp.Diff(empty, InterceptRequestFromProto(wire(t, InterceptRequestToProto(empty), &daemonv1.InterceptRequest{}))); diff != "" {
+		t.Errorf("request without resources through the wire (-want +got)\n%s", diff)
+	}
+}

@@ -20,6 +20,8 @@ type RecordRequest struct {
 	NoRedact       bool     `json:"noRedact,omitempty"`
 	BodyCap        int      `json:"bodyCap,omitempty"`
 	Budget         int      `json:"budget,omitempty"`
+	// AgentResources override the agent container's default requests and limits.
+	AgentResources AgentResources `json:"agentResources,omitzero"`
 }
 
 // RecordInfo describes a recording agent in place.

@@ -75,6 +75,18 @@ type InterceptRequest struct {
 	LocalPort      int    `json:"localPort"`
 	AgentImage     string `json:"agentImage"`
 	RolloutTimeout int64  `json:"rolloutTimeoutSeconds,omitempty"`
+	// AgentResources override the agent container's default requests and limits.
+	AgentResources AgentResources `json:"agentResources,omitzero"`
+}
+
+// AgentResources are the agent container's requests and limits as
+// Kubernetes quantities ("64Mi", "250m"); "" keeps tether's default for
+// that value (docs/intercept.md, "The agent's resources").
+type AgentResources struct {
+	CPURequest    string `json:"cpuRequest,omitempty"`
+	CPULimit      string `json:"cpuLimit,omitempty"`
+	MemoryRequest string `json:"memoryRequest,omitempty"`
+	MemoryLimit   string `json:"memoryLimit,omitempty"`
 }
 
 // InterceptInfo describes a running intercept.

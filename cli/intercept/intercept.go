@@ -27,6 +27,7 @@ type InterceptOptions struct {
 	AgentImage     string
 	RolloutTimeout time.Duration
 	Output         string
+	AgentResources AgentResourceFlags
 
 	// Filled by Complete.
 	Ns          string
@@ -79,6 +80,7 @@ name or number; LOCALPORT defaults to SVCPORT's number.`,
 	cmd.Flags().StringVar(&o.Port, "port", "", "SVCPORT[:LOCALPORT]: the Service port (name or number) and the local port to send it to")
 	cmd.Flags().StringVar(&o.AgentImage, "agent-image", DefaultAgentImage(), "the agent's container image")
 	cmd.Flags().DurationVar(&o.RolloutTimeout, "rollout-timeout", 3*time.Minute, "how long to wait for every pod to run the agent")
+	o.AgentResources.AddFlags(cmd)
 	cmdutil.AddOutputFlag(cmd, &o.Output)
 	return cmd
 }
@@ -127,6 +129,9 @@ func (o *InterceptOptions) Validate() error {
 	if o.AgentImage == "" {
 		return errdefs.User("--agent-image must not be empty")
 	}
+	if _, err := o.AgentResources.Resources(DefaultRecordBudget, ""); err != nil {
+		return err
+	}
 	return cmdutil.ValidateOutput(o.Output)
 }
 
@@ -137,9 +142,10 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		return err
 	}
 	defer done()
+	res, _ := o.AgentResources.Resources(DefaultRecordBudget, "") // checked in Validate
 	info, err := client.Intercept(ctx, daemon.InterceptRequest{
 		Namespace: o.Ns, Workload: o.Workload, ServicePort: o.ServicePort, LocalPort: o.LocalPort,
-		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout / time.Second),
+		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout / time.Second), AgentResources: res,
 	}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
 		return err

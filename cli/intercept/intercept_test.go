@@ -28,6 +28,11 @@ func TestNewCmdIntercept(t *testing.T) {
 			want: InterceptOptions{Workload: "deploy/orders", Port: "8080", ServicePort: "8080", LocalPort: 8080, Ns: "shop", RolloutTimeout: 3 * time.Minute}},
 		{name: "timeout and output", args: []string{"orders", "--port", "80:3000", "--rollout-timeout", "30s", "-o", "json"},
 			want: InterceptOptions{Workload: "orders", Port: "80:3000", ServicePort: "80", LocalPort: 3000, Ns: "shop", RolloutTimeout: 30 * time.Second, Output: "json"}},
+		{name: "agent resources", args: []string{"orders", "--port", "http:3000", "--agent-cpu", "50m:1", "--agent-memory", "48Mi:160Mi"},
+			want: InterceptOptions{Workload: "orders", Port: "http:3000", ServicePort: "http", LocalPort: 3000, Ns: "shop", RolloutTimeout: 3 * time.Minute,
+				AgentResources: AgentResourceFlags{CPU: "50m:1", Memory: "48Mi:160Mi"}}},
+		{name: "bad agent memory", args: []string{"orders", "--port", "http:3000", "--agent-memory", "lots"},
+			wantErr: `--agent-memory "lots": "lots" is not a Kubernetes quantity; write REQUEST[:LIMIT], e.g. --agent-memory 64Mi:256Mi`},
 		{name: "named without local", args: []string{"orders", "--port", "http"}, wantErr: "write --port http:LOCALPORT"},
 		{name: "local not a number", args: []string{"orders", "--port", "http:x"}, wantErr: `local port "x" is not a number`},
 		{name: "no workload", args: []string{"--port", "80"}, wantErr: "accepts 1 arg"},
@@ -76,6 +81,19 @@ func TestInterceptValidate(t *testing.T) {
 		{"zero timeout", func(o *InterceptOptions) { o.RolloutTimeout = 0 }, "--rollout-timeout must be positive"},
 		{"no image", func(o *InterceptOptions) { o.AgentImage = "" }, "--agent-image must not be empty"},
 		{"bad output", func(o *InterceptOptions) { o.Output = "xml" }, "use -o json or -o yaml"},
+		{"agent resources", func(o *InterceptOptions) { o.AgentResources = AgentResourceFlags{CPU: "50m:1", Memory: "48Mi:160Mi"} }, ""},
+		{"agent request alone", func(o *InterceptOptions) { o.AgentResources = AgentResourceFlags{CPU: "2", Memory: "1Gi"} }, ""},
+		{"agent limit alone", func(o *InterceptOptions) { o.AgentResources = AgentResourceFlags{CPU: ":2", Memory: ":1Gi"} }, ""},
+		{"bad cpu", func(o *InterceptOptions) { o.AgentResources.CPU = "fast" },
+			`--agent-cpu "fast": "fast" is not a Kubernetes quantity; write REQUEST[:LIMIT], e.g. --agent-cpu 250m:1`},
+		{"bad memory limit", func(o *InterceptOptions) { o.AgentResources.Memory = "64Mi:big" }, `"big" is not a Kubernetes quantity`},
+		{"negative cpu", func(o *InterceptOptions) { o.AgentResources.CPU = "-1" }, `"-1" is not a Kubernetes quantity`},
+		{"only a colon", func(o *InterceptOptions) { o.AgentResources.Memory = ":" }, `--agent-memory ":": write REQUEST[:LIMIT]`},
+		{"cpu request above limit", func(o *InterceptOptions) { o.AgentResources.CPU = "2:1" },
+			"--agent-cpu 2:1: the request 2 is above the limit 1; lower the request or raise the limit"},
+		{"memory request above limit", func(o *InterceptOptions) { o.AgentResources.Memory = "512Mi:256Mi" }, "the request 512Mi is above the limit 256Mi"},
+		{"memory limit under the default budget", func(o *InterceptOptions) { o.AgentResources.Memory = "32Mi:88Mi" },
+			"--agent-memory 32Mi:88Mi: the limit 88Mi leaves the agent too little for its recording budget of 64Mi (it may use the budget + 24Mi): give a limit above 88Mi"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,7 +117,8 @@ func run(t *testing.T, fake *cmdtest.FakeService, output string) (string, string
 	o := &InterceptOptions{
 		IOStreams: streams, Workload: "orders", ServicePort: "http", LocalPort: 3000, Ns: "shop",
 		AgentImage: "img", RolloutTimeout: time.Minute, Output: output,
-		DaemonService: cmdtest.ServeDaemon(t, fake),
+		AgentResources: AgentResourceFlags{CPU: ":1", Memory: "48Mi:160Mi"},
+		DaemonService:  cmdtest.ServeDaemon(t, fake),
 	}
 	err := o.Run(context.Background())
 	return out.String(), errOut.String(), err
@@ -118,7 +137,8 @@ func TestInterceptRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantReq := daemon.InterceptRequest{Namespace: "shop", Workload: "orders", ServicePort: "http", LocalPort: 3000, AgentImage: "img", RolloutTimeout: 60}
+	wantReq := daemon.InterceptRequest{Namespace: "shop", Workload: "orders", ServicePort: "http", LocalPort: 3000, AgentImage: "img", RolloutTimeout: 60,
+		AgentResources: daemon.AgentResources{CPULimit: "1", MemoryRequest: "48Mi", MemoryLimit: "160Mi"}}
 	if diff := cmp.Diff(wantReq, got); diff != "" {
 		t.Errorf("request the daemon got (-want +got):\n%s", diff)
 	}

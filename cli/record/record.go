@@ -26,6 +26,7 @@ type RecordOptions struct {
 	NoRedact                                  bool
 	BodyCap, Budget                           string
 	RolloutTimeout                            time.Duration
+	AgentResources                            intercept.AgentResourceFlags
 
 	// Ns is the namespace Complete resolved.
 	Ns string
@@ -69,6 +70,7 @@ The change is journaled in the cluster like an intercept's;
 	cmd.Flags().StringVar(&o.Budget, "budget", "64Mi", "memory for recorded exchanges per pod; the oldest go first")
 	cmd.Flags().StringVar(&o.AgentImage, "agent-image", intercept.DefaultAgentImage(), "the agent's container image")
 	cmd.Flags().DurationVar(&o.RolloutTimeout, "rollout-timeout", 3*time.Minute, "how long to wait for the agent to run in every pod")
+	o.AgentResources.AddFlags(cmd)
 	cmdutil.AddOutputFlag(cmd, &o.Output)
 	return cmd
 }
@@ -114,6 +116,9 @@ func (o *RecordOptions) Validate() error {
 	if o.RolloutTimeout <= 0 {
 		return errdefs.User("--rollout-timeout must be positive")
 	}
+	if _, err := o.AgentResources.Resources(int64(b), "--budget"); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -134,9 +139,10 @@ func (o *RecordOptions) Run(ctx context.Context) error {
 	defer done()
 	bodyCap, _ := size("--body-cap", o.BodyCap)
 	budget, _ := size("--budget", o.Budget)
+	res, _ := o.AgentResources.Resources(int64(budget), "--budget") // checked in Validate
 	info, err := client.Record(ctx, daemon.RecordRequest{Namespace: o.Ns, Workload: o.Workload, ServicePort: o.ServicePort,
 		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout.Seconds()), Redact: o.Redact, NoRedact: o.NoRedact,
-		BodyCap: bodyCap, Budget: budget}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
+		BodyCap: bodyCap, Budget: budget, AgentResources: res}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
 		return err
 	}

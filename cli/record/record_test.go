@@ -34,6 +34,15 @@ func TestRecordValidate(t *testing.T) {
 		{"cap over half", func(o *RecordOptions) { o.Budget, o.BodyCap = "2Mi", "2Mi" }, "at most half"},
 		{"zero timeout", func(o *RecordOptions) { o.RolloutTimeout = 0 }, "--rollout-timeout must be positive"},
 		{"bad output", func(o *RecordOptions) { o.Output = "xml" }, "use -o json or -o yaml"},
+		{"agent resources", func(o *RecordOptions) {
+			o.AgentResources = intercept.AgentResourceFlags{CPU: "50m:1", Memory: "64Mi:256Mi"}
+		}, ""},
+		{"bad agent cpu", func(o *RecordOptions) { o.AgentResources.CPU = "1 core" }, `--agent-cpu "1 core": "1 core" is not a Kubernetes quantity`},
+		{"agent memory request above limit", func(o *RecordOptions) { o.AgentResources.Memory = "300Mi:200Mi" },
+			"the request 300Mi is above the limit 200Mi; lower the request or raise the limit"},
+		{"agent memory limit under the budget", func(o *RecordOptions) { o.Budget, o.AgentResources.Memory = "128Mi", ":150Mi" },
+			"--agent-memory :150Mi: the limit 150Mi leaves the agent too little for its recording budget of 128Mi (it may use the budget + 24Mi): give a limit above 152Mi, or lower --budget"},
+		{"small budget, small limit", func(o *RecordOptions) { o.Budget, o.AgentResources.Memory = "8Mi", "16Mi:40Mi" }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,9 +80,12 @@ func TestNewCmdRecord(t *testing.T) {
 		{name: "defaults", args: []string{"deploy/orders", "--port", "http"},
 			want: RecordOptions{Workload: "deploy/orders", ServicePort: "http", BodyCap: "1Mi", Budget: "64Mi", RolloutTimeout: 3 * time.Minute, Ns: "shop"}},
 		{name: "every flag", args: []string{"orders", "--port", "80", "--redact", "password,x-api-key", "--redact", "token", "--body-cap", "4Ki",
-			"--budget", "8Mi", "--rollout-timeout", "1m", "--agent-image", "img", "-o", "yaml"},
+			"--budget", "8Mi", "--rollout-timeout", "1m", "--agent-image", "img", "-o", "yaml", "--agent-cpu", "20m:250m", "--agent-memory", ":96Mi"},
 			want: RecordOptions{Workload: "orders", ServicePort: "80", Redact: []string{"password", "x-api-key", "token"}, BodyCap: "4Ki", Budget: "8Mi",
-				RolloutTimeout: time.Minute, AgentImage: "img", Output: "yaml", Ns: "shop"}},
+				RolloutTimeout: time.Minute, AgentImage: "img", Output: "yaml", Ns: "shop",
+				AgentResources: intercept.AgentResourceFlags{CPU: "20m:250m", Memory: ":96Mi"}}},
+		{name: "agent memory under the budget", args: []string{"orders", "--port", "80", "--agent-memory", "64Mi:64Mi"},
+			wantErr: "give a limit above 88Mi, or lower --budget"},
 		{name: "no redaction", args: []string{"orders", "--port", "80", "--no-redact"},
 			want: RecordOptions{Workload: "orders", ServicePort: "80", NoRedact: true, BodyCap: "1Mi", Budget: "64Mi", RolloutTimeout: 3 * time.Minute, Ns: "shop"}},
 		{name: "no port", args: []string{"orders"}, wantErr: "--port is required"},
@@ -116,7 +128,8 @@ func TestRecordRun(t *testing.T) {
 	run := func(workload, output string, noRedact bool) (string, string, error) {
 		streams, out, errOut := cmdtest.Streams()
 		o := &RecordOptions{IOStreams: streams, Workload: workload, ServicePort: "http", AgentImage: "img", Output: output, NoRedact: noRedact,
-			BodyCap: "4Ki", Budget: "8Mi", RolloutTimeout: time.Minute, Ns: "shop", DaemonService: cmdtest.ServeDaemon(t, fake)}
+			BodyCap: "4Ki", Budget: "8Mi", RolloutTimeout: time.Minute, Ns: "shop",
+			AgentResources: intercept.AgentResourceFlags{Memory: "16Mi:48Mi"}, DaemonService: cmdtest.ServeDaemon(t, fake)}
 		err := o.Run(context.Background())
 		return out.String(), errOut.String(), err
 	}
@@ -126,7 +139,7 @@ func TestRecordRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := daemon.RecordRequest{Namespace: "shop", Workload: "orders", ServicePort: "http", AgentImage: "img", RolloutTimeout: 60,
-		NoRedact: true, BodyCap: 4096, Budget: 8 << 20}
+		NoRedact: true, BodyCap: 4096, Budget: 8 << 20, AgentResources: daemon.AgentResources{MemoryRequest: "16Mi", MemoryLimit: "48Mi"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("request (-want +got):\n%s", diff)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/daemon/internal/inspect"
+	"github.com/tetherkube/tether/internal/access"
 	"github.com/tetherkube/tether/internal/pktfilter"
 
 	"github.com/tetherkube/tether/internal/errdefs"
@@ -20,6 +21,9 @@ func (d *Daemon) Capture(ctx context.Context, req daemon.CaptureRequest, progres
 		return agent.CaptureStats{}, errdefs.Mark(errdefs.ErrUser, err)
 	}
 	pod := strings.TrimPrefix(strings.TrimPrefix(req.Pod, "pod/"), "pods/")
+	if err := d.permitted(ctx, access.Inspect, req.Namespace, access.Objects{}, "capture (and dns)", inspectRole); err != nil {
+		return agent.CaptureStats{}, err
+	}
 	link, err := d.inspectAgent(ctx, inspect.Request{Namespace: req.Namespace, Pod: pod, Container: req.Container,
 		AgentImage: req.AgentImage, NetRaw: true}, progress)
 	if err != nil {

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -122,11 +125,75 @@ func (d *Daemon) agents(ctx context.Context) []daemon.AgentInfo {
 	return out
 }
 
+// permitted refuses, before anything changes, when the user lacks a
+// permission feature f needs in namespace: a half-done change the user may
+// not undo is worse than none. what names the feature in the message; role
+// names the Role to ask for and where it is.
+func (d *Daemon) permitted(ctx context.Context, f access.Feature, namespace string, o access.Objects, what, role string) error {
+	missing, err := access.Missing(ctx, d.cs, namespace, access.Rules(f, o))
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return errdefs.User("you may not do everything %s needs in namespace %s; missing:\n%s"+
+			"ask your cluster admin for %s", what, namespace, access.Describe(missing), role)
+	}
+	return nil
+}
+
+// The Roles a refusal asks for (docs/intercept.md, "Permissions tether needs").
+const (
+	userRole    = "the Role in docs/intercept.md"
+	inspectRole = "the tether-inspect Role in docs/intercept.md (docs/inspect.md says what each check needs)"
+)
+
 // accessObjects names the objects an intercept, record or rollback of w
 // touches, for the permission check.
 func accessObjects(w journal.Workload) access.Objects {
-	return access.Objects{Kind: w.Kind, Workload: w.Name, Secret: w.TokenSecretName(), Journal: w.ConfigMapName(),
-		JournalKey: w.KeySecretName()}
+	return access.Objects{Kind: w.Kind, Workload: w.Name, Secret: w.TokenSecretName(), Journal: w.ConfigMapName(), JournalKey: w.KeySecretName()}
+}
+
+// agentResources returns the agent container's requests and limits: tether's
+// defaults for a recording budget of budget bytes, with what r gives in
+// their place; nil when r gives nothing. A request given alone keeps the
+// default limit, raised to the request when below it; a limit given alone
+// keeps the default request, lowered to the limit when above it. The checks against
+// what the agent needs are inject's.
+func agentResources(r daemon.AgentResources, budget int64) (*corev1.ResourceRequirements, error) {
+	if r == (daemon.AgentResources{}) {
+		return nil, nil
+	}
+	out := inject.DefaultResources(budget)
+	for _, v := range []struct {
+		name           corev1.ResourceName
+		flag           string
+		request, limit string
+	}{
+		{corev1.ResourceCPU, "--agent-cpu", r.CPURequest, r.CPULimit},
+		{corev1.ResourceMemory, "--agent-memory", r.MemoryRequest, r.MemoryLimit},
+	} {
+		if v.request != "" {
+			q, err := resource.ParseQuantity(v.request)
+			if err != nil {
+				return nil, errdefs.User("%s: request %q is not a Kubernetes quantity (e.g. 64Mi, 250m)", v.flag, v.request)
+			}
+			out.Requests[v.name] = q
+			if v.limit == "" && q.Cmp(out.Limits[v.name]) > 0 {
+				out.Limits[v.name] = q
+			}
+		}
+		if v.limit != "" {
+			q, err := resource.ParseQuantity(v.limit)
+			if err != nil {
+				return nil, errdefs.User("%s: limit %q is not a Kubernetes quantity (e.g. 256Mi, 1)", v.flag, v.limit)
+			}
+			out.Limits[v.name] = q
+			if v.request == "" && q.Cmp(out.Requests[v.name]) < 0 {
+				out.Requests[v.name] = q
+			}
+		}
+	}
+	return &out, nil
 }
 
 func info(ic *intercept.Intercept) daemon.InterceptInfo {
@@ -142,15 +209,12 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 	if err != nil {
 		return daemon.InterceptInfo{}, err
 	}
-	// Refuse before changing anything when a permission is missing: a
-	// half-done intercept the user may not roll back is worse than none.
-	missing, err := access.Missing(ctx, d.cs, req.Namespace, access.Rules(access.Intercept, accessObjects(w)))
-	if err != nil {
+	if err := d.permitted(ctx, access.Intercept, req.Namespace, accessObjects(w), "an intercept", userRole); err != nil {
 		return daemon.InterceptInfo{}, err
 	}
-	if len(missing) > 0 {
-		return daemon.InterceptInfo{}, errdefs.User("you may not do everything an intercept needs in namespace %s; missing:\n%s"+
-			"ask your cluster admin for the Role in docs/intercept.md", req.Namespace, access.Describe(missing))
+	res, err := agentResources(req.AgentResources, 0)
+	if err != nil {
+		return daemon.InterceptInfo{}, err
 	}
 	key := w.Namespace + "/" + w.String()
 	d.mu.Lock()
@@ -174,6 +238,7 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), ServicePort: req.ServicePort, LocalPort: req.LocalPort,
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
+		AgentResources: res,
 	})
 	if err != nil {
 		return daemon.InterceptInfo{}, err
@@ -207,6 +272,9 @@ func (d *Daemon) Leave(ctx context.Context, namespace, name string) error {
 func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]daemon.RollbackResult, error) {
 	var targets []journal.Workload
 	if req.All {
+		if err := d.permitted(ctx, access.RollAll, req.Namespace, access.Objects{}, "rollback --all", userRole); err != nil {
+			return nil, err
+		}
 		entries, err := journal.Store{CS: d.cs}.List(ctx, req.Namespace)
 		if err != nil {
 			return nil, err
@@ -224,6 +292,13 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 			return nil, err
 		}
 		targets = append(targets, w)
+	}
+	// Each journal's own objects (its token Secret, the journal), now that
+	// they are known, before restoring any: a Role may grant them by name.
+	for _, w := range targets {
+		if err := d.permitted(ctx, access.Rollback, w.Namespace, accessObjects(w), "rolling back "+w.String(), userRole); err != nil {
+			return nil, err
+		}
 	}
 	var results []daemon.RollbackResult
 	for _, w := range targets {
@@ -250,22 +325,36 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 }
 
 // journaledWorkload finds the journal a reference names; a bare name may
-// match a deployment's or a statefulset's journal.
+// match a deployment's or a statefulset's journal. A bare name whose journal
+// of one kind the user may not read (a Role granting the journal by name
+// grants one kind's) is not of that kind when the other kind's is readable.
 func (d *Daemon) journaledWorkload(ctx context.Context, namespace, kind, name string) (journal.Workload, error) {
 	store := journal.Store{CS: d.cs}
 	var found []journal.Workload
+	var forbidden error
+	read := 0
 	for _, k := range []string{workload.Deployment, workload.StatefulSet} {
 		if kind != "" && kind != k {
 			continue
 		}
 		w := journal.Workload{Kind: k, Namespace: namespace, Name: name}
 		e, err := store.Load(ctx, w)
+		if kind == "" && apierrors.IsForbidden(err) {
+			if forbidden == nil {
+				forbidden = err
+			}
+			continue
+		}
 		if err != nil {
 			return journal.Workload{}, err
 		}
+		read++
 		if e != nil {
 			found = append(found, w)
 		}
+	}
+	if read == 0 && forbidden != nil {
+		return journal.Workload{}, forbidden
 	}
 	switch len(found) {
 	case 1:

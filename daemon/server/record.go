@@ -30,18 +30,18 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 	if err != nil {
 		return daemon.RecordInfo{}, err
 	}
-	missing, err := access.Missing(ctx, d.cs, req.Namespace, access.Rules(access.Record, accessObjects(w)))
-	if err != nil {
+	if err := d.permitted(ctx, access.Record, req.Namespace, accessObjects(w), "recording", userRole); err != nil {
 		return daemon.RecordInfo{}, err
 	}
-	if len(missing) > 0 {
-		return daemon.RecordInfo{}, errdefs.User("you may not do everything recording needs in namespace %s; missing:\n%s"+
-			"ask your cluster admin for the Role in docs/intercept.md", req.Namespace, access.Describe(missing))
+	res, err := agentResources(req.AgentResources, int64(req.Budget))
+	if err != nil {
+		return daemon.RecordInfo{}, err
 	}
 	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress}
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), ServicePort: req.ServicePort, AgentImage: req.AgentImage,
 		RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second, RecordOnly: true, RecordArgs: req.RecordArgs(),
+		AgentResources: res,
 	})
 	if err != nil {
 		return daemon.RecordInfo{}, err
@@ -118,6 +118,9 @@ func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (jou
 	wc := workload.Client{CS: d.cs}
 	w, err := wc.Resolve(ctx, namespace, ref)
 	if err != nil {
+		return w, nil, nil, err
+	}
+	if err := d.permitted(ctx, access.Requests, namespace, accessObjects(w), "reading recordings", userRole); err != nil {
 		return w, nil, nil, err
 	}
 	sel, err := wc.Selector(ctx, w)

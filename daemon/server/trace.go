@@ -7,6 +7,7 @@ import (
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/daemon/internal/inspect"
 	"github.com/tetherkube/tether/daemon/internal/trace"
+	"github.com/tetherkube/tether/internal/access"
 )
 
 // Trace explains the path from a pod to a destination, probing from the
@@ -14,6 +15,9 @@ import (
 func (d *Daemon) Trace(ctx context.Context, req daemon.TraceRequest, progress func(string)) (daemon.TraceReport, error) {
 	target, err := trace.ParseTarget(req.To, req.Namespace)
 	if err != nil {
+		return daemon.TraceReport{}, err
+	}
+	if err := d.permitted(ctx, access.Inspect, req.Namespace, access.Objects{}, "trace", inspectRole); err != nil {
 		return daemon.TraceReport{}, err
 	}
 	src, picked, err := trace.SourcePod(ctx, d.cs, req.Namespace, req.From)

@@ -88,12 +88,12 @@ func (o Objects) secret(verb, why string) Rule {
 	return Rule{Verb: verb, Resource: "secrets", Name: o.Secret, PerObject: true, Why: why}
 }
 
-func (o Objects) journalKey(verb, why string) Rule {
-	return Rule{Verb: verb, Resource: "secrets", Name: o.JournalKey, PerObject: true, Why: why}
-}
-
 func (o Objects) journal(verb, why string) Rule {
 	return Rule{Verb: verb, Resource: "configmaps", Name: o.Journal, PerObject: true, Why: why}
+}
+
+func (o Objects) journalKey(verb, why string) Rule {
+	return Rule{Verb: verb, Resource: "secrets", Name: o.JournalKey, PerObject: true, Why: why}
 }
 
 // Rules returns what feature f needs, about the objects o names.
@@ -118,8 +118,8 @@ func Rules(f Feature, o Objects) []Rule {
 			o.journal("get", "read the journal"),
 			o.journal("update", "journal changes before making them"),
 			o.journal("delete", "remove the journal when the intercept fails"),
-			o.journalKey("get", "authenticate the journal"),
-			o.journalKey("delete", "remove the journal's key with the journal"),
+			o.journalKey("get", "read the key that authenticates the journal"),
+			o.journalKey("delete", "remove the journal's key when the intercept fails"),
 		)
 		if f == Intercept {
 			r = append(r, portForward("open the tunnel to each agent")...)
@@ -143,7 +143,7 @@ func Rules(f Feature, o Objects) []Rule {
 			o.secret("delete", "remove the agent's token"),
 			o.journal("get", "read the journal"),
 			o.journal("delete", "remove the journal"),
-			o.journalKey("get", "check the journal was not edited"),
+			o.journalKey("get", "read the key that authenticates the journal"),
 			o.journalKey("delete", "remove the journal's key"),
 		)
 	case Inspect:

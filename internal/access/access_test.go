@@ -68,7 +68,8 @@ func documentedRoles(t *testing.T) map[string]rbacv1.Role {
 	return roles
 }
 
-var orders = Objects{Kind: "Deployment", Workload: "orders", Secret: "tether-agent-deployment-orders", Journal: "tether-journal-deployment-orders"}
+var orders = Objects{Kind: "Deployment", Workload: "orders", Secret: "tether-agent-deployment-orders", Journal: "tether-journal-deployment-orders",
+	JournalKey: "tether-journal-key-deployment-orders"}
 
 // TestDocumentedRolesSuffice: the Roles in docs/intercept.md grant every
 // feature what its check asks for (the documented Role once lacked list
@@ -125,7 +126,7 @@ func TestMissingPerNamedObject(t *testing.T) {
 	rules = append(rules,
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "delete"},
-			ResourceNames: []string{"tether-agent-deployment-orders"}})
+			ResourceNames: []string{"tether-agent-deployment-orders", "tether-journal-key-deployment-orders"}})
 
 	missing, err := Missing(context.Background(), clientFor(rules), "ns", Rules(Intercept, orders))
 	if err != nil {
@@ -136,7 +137,7 @@ func TestMissingPerNamedObject(t *testing.T) {
 	}
 
 	other := orders
-	other.Workload, other.Secret = "billing", "tether-agent-deployment-billing"
+	other.Workload, other.Secret, other.JournalKey = "billing", "tether-agent-deployment-billing", "tether-journal-key-deployment-billing"
 	missing, err = Missing(context.Background(), clientFor(rules), "ns", Rules(Intercept, other))
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +146,8 @@ func TestMissingPerNamedObject(t *testing.T) {
 	for _, r := range missing {
 		got = append(got, r.String())
 	}
-	want := []string{`get secrets "tether-agent-deployment-billing"`, `delete secrets "tether-agent-deployment-billing"`}
+	want := []string{`get secrets "tether-agent-deployment-billing"`, `delete secrets "tether-agent-deployment-billing"`,
+		`get secrets "tether-journal-key-deployment-billing"`, `delete secrets "tether-journal-key-deployment-billing"`}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("missing for deployment/billing (-want +got):\n%s", diff)
 	}

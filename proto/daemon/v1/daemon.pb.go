@@ -595,11 +595,12 @@ type RecordRequest struct {
 	// Extra header and JSON field names to redact.
 	Redact []string `protobuf:"bytes,6,rep,name=redact,proto3" json:"redact,omitempty"`
 	// Record secrets as seen; must be asked for explicitly.
-	NoRedact      bool   `protobuf:"varint,7,opt,name=no_redact,json=noRedact,proto3" json:"no_redact,omitempty"`
-	BodyCap       uint64 `protobuf:"varint,8,opt,name=body_cap,json=bodyCap,proto3" json:"body_cap,omitempty"`
-	Budget        uint64 `protobuf:"varint,9,opt,name=budget,proto3" json:"budget,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NoRedact       bool            `protobuf:"varint,7,opt,name=no_redact,json=noRedact,proto3" json:"no_redact,omitempty"`
+	BodyCap        uint64          `protobuf:"varint,8,opt,name=body_cap,json=bodyCap,proto3" json:"body_cap,omitempty"`
+	Budget         uint64          `protobuf:"varint,9,opt,name=budget,proto3" json:"budget,omitempty"`
+	AgentResources *AgentResources `protobuf:"bytes,10,opt,name=agent_resources,json=agentResources,proto3" json:"agent_resources,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RecordRequest) Reset() {
@@ -695,6 +696,83 @@ func (x *RecordRequest) GetBudget() uint64 {
 	return 0
 }
 
+func (x *RecordRequest) GetAgentResources() *AgentResources {
+	if x != nil {
+		return x.AgentResources
+	}
+	return nil
+}
+
+// AgentResources are the agent container's requests and limits as
+// Kubernetes quantities ("64Mi", "250m"); "" keeps tether's default.
+type AgentResources struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CpuRequest    string                 `protobuf:"bytes,1,opt,name=cpu_request,json=cpuRequest,proto3" json:"cpu_request,omitempty"`
+	CpuLimit      string                 `protobuf:"bytes,2,opt,name=cpu_limit,json=cpuLimit,proto3" json:"cpu_limit,omitempty"`
+	MemoryRequest string                 `protobuf:"bytes,3,opt,name=memory_request,json=memoryRequest,proto3" json:"memory_request,omitempty"`
+	MemoryLimit   string                 `protobuf:"bytes,4,opt,name=memory_limit,json=memoryLimit,proto3" json:"memory_limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentResources) Reset() {
+	*x = AgentResources{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentResources) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentResources) ProtoMessage() {}
+
+func (x *AgentResources) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentResources.ProtoReflect.Descriptor instead.
+func (*AgentResources) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AgentResources) GetCpuRequest() string {
+	if x != nil {
+		return x.CpuRequest
+	}
+	return ""
+}
+
+func (x *AgentResources) GetCpuLimit() string {
+	if x != nil {
+		return x.CpuLimit
+	}
+	return ""
+}
+
+func (x *AgentResources) GetMemoryRequest() string {
+	if x != nil {
+		return x.MemoryRequest
+	}
+	return ""
+}
+
+func (x *AgentResources) GetMemoryLimit() string {
+	if x != nil {
+		return x.MemoryLimit
+	}
+	return ""
+}
+
 type RecordEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
@@ -708,7 +786,7 @@ type RecordEvent struct {
 
 func (x *RecordEvent) Reset() {
 	*x = RecordEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +798,7 @@ func (x *RecordEvent) String() string {
 func (*RecordEvent) ProtoMessage() {}
 
 func (x *RecordEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +811,7 @@ func (x *RecordEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEvent.ProtoReflect.Descriptor instead.
 func (*RecordEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RecordEvent) GetEvent() isRecordEvent_Event {
@@ -790,7 +868,7 @@ type RecordInfo struct {
 
 func (x *RecordInfo) Reset() {
 	*x = RecordInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +880,7 @@ func (x *RecordInfo) String() string {
 func (*RecordInfo) ProtoMessage() {}
 
 func (x *RecordInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +893,7 @@ func (x *RecordInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordInfo.ProtoReflect.Descriptor instead.
 func (*RecordInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RecordInfo) GetWorkload() string {
@@ -866,7 +944,7 @@ type RequestsRequest struct {
 
 func (x *RequestsRequest) Reset() {
 	*x = RequestsRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +956,7 @@ func (x *RequestsRequest) String() string {
 func (*RequestsRequest) ProtoMessage() {}
 
 func (x *RequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +969,7 @@ func (x *RequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestsRequest.ProtoReflect.Descriptor instead.
 func (*RequestsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RequestsRequest) GetNamespace() string {
@@ -941,7 +1019,7 @@ type RequestsChunk struct {
 
 func (x *RequestsChunk) Reset() {
 	*x = RequestsChunk{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1031,7 @@ func (x *RequestsChunk) String() string {
 func (*RequestsChunk) ProtoMessage() {}
 
 func (x *RequestsChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1044,7 @@ func (x *RequestsChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestsChunk.ProtoReflect.Descriptor instead.
 func (*RequestsChunk) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RequestsChunk) GetExchanges() []*v1.Exchange {
@@ -1001,7 +1079,7 @@ type PodRecording struct {
 
 func (x *PodRecording) Reset() {
 	*x = PodRecording{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1091,7 @@ func (x *PodRecording) String() string {
 func (*PodRecording) ProtoMessage() {}
 
 func (x *PodRecording) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1104,7 @@ func (x *PodRecording) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PodRecording.ProtoReflect.Descriptor instead.
 func (*PodRecording) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PodRecording) GetPod() string {
@@ -1065,7 +1143,7 @@ type TraceRequest struct {
 
 func (x *TraceRequest) Reset() {
 	*x = TraceRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1155,7 @@ func (x *TraceRequest) String() string {
 func (*TraceRequest) ProtoMessage() {}
 
 func (x *TraceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1168,7 @@ func (x *TraceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceRequest.ProtoReflect.Descriptor instead.
 func (*TraceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TraceRequest) GetNamespace() string {
@@ -1134,7 +1212,7 @@ type TraceEvent struct {
 
 func (x *TraceEvent) Reset() {
 	*x = TraceEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1224,7 @@ func (x *TraceEvent) String() string {
 func (*TraceEvent) ProtoMessage() {}
 
 func (x *TraceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1237,7 @@ func (x *TraceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceEvent.ProtoReflect.Descriptor instead.
 func (*TraceEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TraceEvent) GetEvent() isTraceEvent_Event {
@@ -1222,7 +1300,7 @@ type TraceReport struct {
 
 func (x *TraceReport) Reset() {
 	*x = TraceReport{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1312,7 @@ func (x *TraceReport) String() string {
 func (*TraceReport) ProtoMessage() {}
 
 func (x *TraceReport) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1325,7 @@ func (x *TraceReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceReport.ProtoReflect.Descriptor instead.
 func (*TraceReport) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TraceReport) GetSource() *TraceSource {
@@ -1307,7 +1385,7 @@ type TraceSource struct {
 
 func (x *TraceSource) Reset() {
 	*x = TraceSource{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1397,7 @@ func (x *TraceSource) String() string {
 func (*TraceSource) ProtoMessage() {}
 
 func (x *TraceSource) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1410,7 @@ func (x *TraceSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceSource.ProtoReflect.Descriptor instead.
 func (*TraceSource) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TraceSource) GetPod() string {
@@ -1388,7 +1466,7 @@ type TraceTarget struct {
 
 func (x *TraceTarget) Reset() {
 	*x = TraceTarget{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1478,7 @@ func (x *TraceTarget) String() string {
 func (*TraceTarget) ProtoMessage() {}
 
 func (x *TraceTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1491,7 @@ func (x *TraceTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceTarget.ProtoReflect.Descriptor instead.
 func (*TraceTarget) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TraceTarget) GetInput() string {
@@ -1493,7 +1571,7 @@ type TraceStep struct {
 
 func (x *TraceStep) Reset() {
 	*x = TraceStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1583,7 @@ func (x *TraceStep) String() string {
 func (*TraceStep) ProtoMessage() {}
 
 func (x *TraceStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1596,7 @@ func (x *TraceStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceStep.ProtoReflect.Descriptor instead.
 func (*TraceStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TraceStep) GetName() string {
@@ -1592,7 +1670,7 @@ type TraceDNS struct {
 
 func (x *TraceDNS) Reset() {
 	*x = TraceDNS{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1604,7 +1682,7 @@ func (x *TraceDNS) String() string {
 func (*TraceDNS) ProtoMessage() {}
 
 func (x *TraceDNS) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,7 +1695,7 @@ func (x *TraceDNS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceDNS.ProtoReflect.Descriptor instead.
 func (*TraceDNS) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TraceDNS) GetName() string {
@@ -1669,7 +1747,7 @@ type ResolvConf struct {
 
 func (x *ResolvConf) Reset() {
 	*x = ResolvConf{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1759,7 @@ func (x *ResolvConf) String() string {
 func (*ResolvConf) ProtoMessage() {}
 
 func (x *ResolvConf) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1772,7 @@ func (x *ResolvConf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvConf.ProtoReflect.Descriptor instead.
 func (*ResolvConf) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResolvConf) GetNameservers() []string {
@@ -1741,7 +1819,7 @@ type TraceQuery struct {
 
 func (x *TraceQuery) Reset() {
 	*x = TraceQuery{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1831,7 @@ func (x *TraceQuery) String() string {
 func (*TraceQuery) ProtoMessage() {}
 
 func (x *TraceQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1844,7 @@ func (x *TraceQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceQuery.ProtoReflect.Descriptor instead.
 func (*TraceQuery) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TraceQuery) GetName() string {
@@ -1837,7 +1915,7 @@ type TraceService struct {
 
 func (x *TraceService) Reset() {
 	*x = TraceService{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +1927,7 @@ func (x *TraceService) String() string {
 func (*TraceService) ProtoMessage() {}
 
 func (x *TraceService) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +1940,7 @@ func (x *TraceService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceService.ProtoReflect.Descriptor instead.
 func (*TraceService) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TraceService) GetNamespace() string {
@@ -1942,7 +2020,7 @@ type TracePort struct {
 
 func (x *TracePort) Reset() {
 	*x = TracePort{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2032,7 @@ func (x *TracePort) String() string {
 func (*TracePort) ProtoMessage() {}
 
 func (x *TracePort) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2045,7 @@ func (x *TracePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TracePort.ProtoReflect.Descriptor instead.
 func (*TracePort) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TracePort) GetName() string {
@@ -2024,7 +2102,7 @@ type TraceEndpoint struct {
 
 func (x *TraceEndpoint) Reset() {
 	*x = TraceEndpoint{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2114,7 @@ func (x *TraceEndpoint) String() string {
 func (*TraceEndpoint) ProtoMessage() {}
 
 func (x *TraceEndpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2127,7 @@ func (x *TraceEndpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceEndpoint.ProtoReflect.Descriptor instead.
 func (*TraceEndpoint) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TraceEndpoint) GetAddress() string {
@@ -2125,7 +2203,7 @@ type TracePolicy struct {
 
 func (x *TracePolicy) Reset() {
 	*x = TracePolicy{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2215,7 @@ func (x *TracePolicy) String() string {
 func (*TracePolicy) ProtoMessage() {}
 
 func (x *TracePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2228,7 @@ func (x *TracePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TracePolicy.ProtoReflect.Descriptor instead.
 func (*TracePolicy) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TracePolicy) GetVerdicts() []*TraceVerdict {
@@ -2173,7 +2251,7 @@ type TraceVerdict struct {
 
 func (x *TraceVerdict) Reset() {
 	*x = TraceVerdict{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2263,7 @@ func (x *TraceVerdict) String() string {
 func (*TraceVerdict) ProtoMessage() {}
 
 func (x *TraceVerdict) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2276,7 @@ func (x *TraceVerdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceVerdict.ProtoReflect.Descriptor instead.
 func (*TraceVerdict) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TraceVerdict) GetDestination() string {
@@ -2244,7 +2322,7 @@ type PolicyDirection struct {
 
 func (x *PolicyDirection) Reset() {
 	*x = PolicyDirection{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2256,7 +2334,7 @@ func (x *PolicyDirection) String() string {
 func (*PolicyDirection) ProtoMessage() {}
 
 func (x *PolicyDirection) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2269,7 +2347,7 @@ func (x *PolicyDirection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyDirection.ProtoReflect.Descriptor instead.
 func (*PolicyDirection) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PolicyDirection) GetAllowed() bool {
@@ -2310,7 +2388,7 @@ type TraceProbes struct {
 
 func (x *TraceProbes) Reset() {
 	*x = TraceProbes{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2322,7 +2400,7 @@ func (x *TraceProbes) String() string {
 func (*TraceProbes) ProtoMessage() {}
 
 func (x *TraceProbes) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2335,7 +2413,7 @@ func (x *TraceProbes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceProbes.ProtoReflect.Descriptor instead.
 func (*TraceProbes) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TraceProbes) GetProbes() []*TraceProbe {
@@ -2364,7 +2442,7 @@ type TraceProbe struct {
 
 func (x *TraceProbe) Reset() {
 	*x = TraceProbe{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2454,7 @@ func (x *TraceProbe) String() string {
 func (*TraceProbe) ProtoMessage() {}
 
 func (x *TraceProbe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2467,7 @@ func (x *TraceProbe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceProbe.ProtoReflect.Descriptor instead.
 func (*TraceProbe) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TraceProbe) GetWhat() string {
@@ -2473,7 +2551,7 @@ type CaptureRequest struct {
 
 func (x *CaptureRequest) Reset() {
 	*x = CaptureRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2563,7 @@ func (x *CaptureRequest) String() string {
 func (*CaptureRequest) ProtoMessage() {}
 
 func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2576,7 @@ func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
 func (*CaptureRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CaptureRequest) GetNamespace() string {
@@ -2578,7 +2656,7 @@ type CaptureEvent struct {
 
 func (x *CaptureEvent) Reset() {
 	*x = CaptureEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2590,7 +2668,7 @@ func (x *CaptureEvent) String() string {
 func (*CaptureEvent) ProtoMessage() {}
 
 func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2603,7 +2681,7 @@ func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureEvent.ProtoReflect.Descriptor instead.
 func (*CaptureEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
@@ -2670,7 +2748,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2682,7 +2760,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2695,7 +2773,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
 }
 
 type StatusResponse struct {
@@ -2715,7 +2793,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +2805,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +2818,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StatusResponse) GetContext() string {
@@ -2806,7 +2884,7 @@ type AgentInfo struct {
 
 func (x *AgentInfo) Reset() {
 	*x = AgentInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +2896,7 @@ func (x *AgentInfo) String() string {
 func (*AgentInfo) ProtoMessage() {}
 
 func (x *AgentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +2909,7 @@ func (x *AgentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentInfo.ProtoReflect.Descriptor instead.
 func (*AgentInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AgentInfo) GetWorkload() string {
@@ -2886,7 +2964,7 @@ type InterceptInfo struct {
 
 func (x *InterceptInfo) Reset() {
 	*x = InterceptInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2898,7 +2976,7 @@ func (x *InterceptInfo) String() string {
 func (*InterceptInfo) ProtoMessage() {}
 
 func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2911,7 +2989,7 @@ func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptInfo.ProtoReflect.Descriptor instead.
 func (*InterceptInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InterceptInfo) GetName() string {
@@ -2973,14 +3051,15 @@ type InterceptRequest struct {
 	LocalPort   int32  `protobuf:"varint,4,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
 	AgentImage  string `protobuf:"bytes,5,opt,name=agent_image,json=agentImage,proto3" json:"agent_image,omitempty"`
 	// Bound on the wait for every pod to run the agent; 0 means 3 minutes.
-	RolloutTimeoutSeconds int64 `protobuf:"varint,6,opt,name=rollout_timeout_seconds,json=rolloutTimeoutSeconds,proto3" json:"rollout_timeout_seconds,omitempty"`
+	RolloutTimeoutSeconds int64           `protobuf:"varint,6,opt,name=rollout_timeout_seconds,json=rolloutTimeoutSeconds,proto3" json:"rollout_timeout_seconds,omitempty"`
+	AgentResources        *AgentResources `protobuf:"bytes,7,opt,name=agent_resources,json=agentResources,proto3" json:"agent_resources,omitempty"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2992,7 +3071,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3005,7 +3084,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *InterceptRequest) GetNamespace() string {
@@ -3050,6 +3129,13 @@ func (x *InterceptRequest) GetRolloutTimeoutSeconds() int64 {
 	return 0
 }
 
+func (x *InterceptRequest) GetAgentResources() *AgentResources {
+	if x != nil {
+		return x.AgentResources
+	}
+	return nil
+}
+
 type InterceptEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
@@ -3063,7 +3149,7 @@ type InterceptEvent struct {
 
 func (x *InterceptEvent) Reset() {
 	*x = InterceptEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3161,7 @@ func (x *InterceptEvent) String() string {
 func (*InterceptEvent) ProtoMessage() {}
 
 func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3174,7 @@ func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptEvent.ProtoReflect.Descriptor instead.
 func (*InterceptEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *InterceptEvent) GetEvent() isInterceptEvent_Event {
@@ -3142,7 +3228,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3154,7 +3240,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3167,7 +3253,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LeaveRequest) GetNamespace() string {
@@ -3192,7 +3278,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3204,7 +3290,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3217,7 +3303,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
 }
 
 type RollbackRequest struct {
@@ -3235,7 +3321,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3247,7 +3333,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3260,7 +3346,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RollbackRequest) GetNamespace() string {
@@ -3300,7 +3386,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3312,7 +3398,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3325,7 +3411,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RollbackResponse) GetResults() []*RollbackResult {
@@ -3348,7 +3434,7 @@ type RollbackResult struct {
 
 func (x *RollbackResult) Reset() {
 	*x = RollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3360,7 +3446,7 @@ func (x *RollbackResult) String() string {
 func (*RollbackResult) ProtoMessage() {}
 
 func (x *RollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3373,7 +3459,7 @@ func (x *RollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResult.ProtoReflect.Descriptor instead.
 func (*RollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RollbackResult) GetWorkload() string {
@@ -3415,7 +3501,7 @@ type RollbackStep struct {
 
 func (x *RollbackStep) Reset() {
 	*x = RollbackStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3427,7 +3513,7 @@ func (x *RollbackStep) String() string {
 func (*RollbackStep) ProtoMessage() {}
 
 func (x *RollbackStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3440,7 +3526,7 @@ func (x *RollbackStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStep.ProtoReflect.Descriptor instead.
 func (*RollbackStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RollbackStep) GetObject() string {
@@ -3465,7 +3551,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3477,7 +3563,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3490,7 +3576,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
 }
 
 type QuitResponse struct {
@@ -3501,7 +3587,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3513,7 +3599,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3526,7 +3612,7 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
 }
 
 var File_proto_daemon_v1_daemon_proto protoreflect.FileDescriptor
@@ -3589,7 +3675,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\tdiffering\x18\v \x01(\x03R\tdiffering\x1a;\n" +
 	"\rByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xad\x02\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf8\x02\n" +
 	"\rRecordRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -3600,7 +3686,15 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06redact\x18\x06 \x03(\tR\x06redact\x12\x1b\n" +
 	"\tno_redact\x18\a \x01(\bR\bnoRedact\x12\x19\n" +
 	"\bbody_cap\x18\b \x01(\x04R\abodyCap\x12\x16\n" +
-	"\x06budget\x18\t \x01(\x04R\x06budget\"h\n" +
+	"\x06budget\x18\t \x01(\x04R\x06budget\x12I\n" +
+	"\x0fagent_resources\x18\n" +
+	" \x01(\v2 .tether.daemon.v1.AgentResourcesR\x0eagentResources\"\x98\x01\n" +
+	"\x0eAgentResources\x12\x1f\n" +
+	"\vcpu_request\x18\x01 \x01(\tR\n" +
+	"cpuRequest\x12\x1b\n" +
+	"\tcpu_limit\x18\x02 \x01(\tR\bcpuLimit\x12%\n" +
+	"\x0ememory_request\x18\x03 \x01(\tR\rmemoryRequest\x12!\n" +
+	"\fmemory_limit\x18\x04 \x01(\tR\vmemoryLimit\"h\n" +
 	"\vRecordEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x122\n" +
 	"\x04info\x18\x02 \x01(\v2\x1c.tether.daemon.v1.RecordInfoH\x00R\x04infoB\a\n" +
@@ -3795,7 +3889,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"agent_port\x18\x05 \x01(\x05R\tagentPort\x12\x1d\n" +
 	"\n" +
 	"local_port\x18\x06 \x01(\x05R\tlocalPort\x12\x12\n" +
-	"\x04pods\x18\a \x03(\tR\x04pods\"\xe7\x01\n" +
+	"\x04pods\x18\a \x03(\tR\x04pods\"\xb2\x02\n" +
 	"\x10InterceptRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -3804,7 +3898,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"local_port\x18\x04 \x01(\x05R\tlocalPort\x12\x1f\n" +
 	"\vagent_image\x18\x05 \x01(\tR\n" +
 	"agentImage\x126\n" +
-	"\x17rollout_timeout_seconds\x18\x06 \x01(\x03R\x15rolloutTimeoutSeconds\"p\n" +
+	"\x17rollout_timeout_seconds\x18\x06 \x01(\x03R\x15rolloutTimeoutSeconds\x12I\n" +
+	"\x0fagent_resources\x18\a \x01(\v2 .tether.daemon.v1.AgentResourcesR\x0eagentResources\"p\n" +
 	"\x0eInterceptEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x127\n" +
 	"\x05ready\x18\x02 \x01(\v2\x1f.tether.daemon.v1.InterceptInfoH\x00R\x05readyB\a\n" +
@@ -3854,7 +3949,7 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*ReplayRequest)(nil),     // 0: tether.daemon.v1.ReplayRequest
 	(*ReplayEvent)(nil),       // 1: tether.daemon.v1.ReplayEvent
@@ -3862,114 +3957,117 @@ var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*ReplayDiff)(nil),        // 3: tether.daemon.v1.ReplayDiff
 	(*ReplaySummary)(nil),     // 4: tether.daemon.v1.ReplaySummary
 	(*RecordRequest)(nil),     // 5: tether.daemon.v1.RecordRequest
-	(*RecordEvent)(nil),       // 6: tether.daemon.v1.RecordEvent
-	(*RecordInfo)(nil),        // 7: tether.daemon.v1.RecordInfo
-	(*RequestsRequest)(nil),   // 8: tether.daemon.v1.RequestsRequest
-	(*RequestsChunk)(nil),     // 9: tether.daemon.v1.RequestsChunk
-	(*PodRecording)(nil),      // 10: tether.daemon.v1.PodRecording
-	(*TraceRequest)(nil),      // 11: tether.daemon.v1.TraceRequest
-	(*TraceEvent)(nil),        // 12: tether.daemon.v1.TraceEvent
-	(*TraceReport)(nil),       // 13: tether.daemon.v1.TraceReport
-	(*TraceSource)(nil),       // 14: tether.daemon.v1.TraceSource
-	(*TraceTarget)(nil),       // 15: tether.daemon.v1.TraceTarget
-	(*TraceStep)(nil),         // 16: tether.daemon.v1.TraceStep
-	(*TraceDNS)(nil),          // 17: tether.daemon.v1.TraceDNS
-	(*ResolvConf)(nil),        // 18: tether.daemon.v1.ResolvConf
-	(*TraceQuery)(nil),        // 19: tether.daemon.v1.TraceQuery
-	(*TraceService)(nil),      // 20: tether.daemon.v1.TraceService
-	(*TracePort)(nil),         // 21: tether.daemon.v1.TracePort
-	(*TraceEndpoint)(nil),     // 22: tether.daemon.v1.TraceEndpoint
-	(*TracePolicy)(nil),       // 23: tether.daemon.v1.TracePolicy
-	(*TraceVerdict)(nil),      // 24: tether.daemon.v1.TraceVerdict
-	(*PolicyDirection)(nil),   // 25: tether.daemon.v1.PolicyDirection
-	(*TraceProbes)(nil),       // 26: tether.daemon.v1.TraceProbes
-	(*TraceProbe)(nil),        // 27: tether.daemon.v1.TraceProbe
-	(*CaptureRequest)(nil),    // 28: tether.daemon.v1.CaptureRequest
-	(*CaptureEvent)(nil),      // 29: tether.daemon.v1.CaptureEvent
-	(*StatusRequest)(nil),     // 30: tether.daemon.v1.StatusRequest
-	(*StatusResponse)(nil),    // 31: tether.daemon.v1.StatusResponse
-	(*AgentInfo)(nil),         // 32: tether.daemon.v1.AgentInfo
-	(*InterceptInfo)(nil),     // 33: tether.daemon.v1.InterceptInfo
-	(*InterceptRequest)(nil),  // 34: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),    // 35: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),      // 36: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),     // 37: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),   // 38: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil),  // 39: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),    // 40: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),      // 41: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),       // 42: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),      // 43: tether.daemon.v1.QuitResponse
-	nil,                       // 44: tether.daemon.v1.ReplaySummary.ByStatusEntry
-	nil,                       // 45: tether.daemon.v1.TraceService.SelectorEntry
-	(*v1.Exchange)(nil),       // 46: tether.agent.v1.Exchange
-	(*v1.ExchangeFilter)(nil), // 47: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil), // 48: tether.agent.v1.RecordingStats
-	(*v1.DNSRecord)(nil),      // 49: tether.agent.v1.DNSRecord
-	(*v1.PacketBatch)(nil),    // 50: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),   // 51: tether.agent.v1.CaptureStats
+	(*AgentResources)(nil),    // 6: tether.daemon.v1.AgentResources
+	(*RecordEvent)(nil),       // 7: tether.daemon.v1.RecordEvent
+	(*RecordInfo)(nil),        // 8: tether.daemon.v1.RecordInfo
+	(*RequestsRequest)(nil),   // 9: tether.daemon.v1.RequestsRequest
+	(*RequestsChunk)(nil),     // 10: tether.daemon.v1.RequestsChunk
+	(*PodRecording)(nil),      // 11: tether.daemon.v1.PodRecording
+	(*TraceRequest)(nil),      // 12: tether.daemon.v1.TraceRequest
+	(*TraceEvent)(nil),        // 13: tether.daemon.v1.TraceEvent
+	(*TraceReport)(nil),       // 14: tether.daemon.v1.TraceReport
+	(*TraceSource)(nil),       // 15: tether.daemon.v1.TraceSource
+	(*TraceTarget)(nil),       // 16: tether.daemon.v1.TraceTarget
+	(*TraceStep)(nil),         // 17: tether.daemon.v1.TraceStep
+	(*TraceDNS)(nil),          // 18: tether.daemon.v1.TraceDNS
+	(*ResolvConf)(nil),        // 19: tether.daemon.v1.ResolvConf
+	(*TraceQuery)(nil),        // 20: tether.daemon.v1.TraceQuery
+	(*TraceService)(nil),      // 21: tether.daemon.v1.TraceService
+	(*TracePort)(nil),         // 22: tether.daemon.v1.TracePort
+	(*TraceEndpoint)(nil),     // 23: tether.daemon.v1.TraceEndpoint
+	(*TracePolicy)(nil),       // 24: tether.daemon.v1.TracePolicy
+	(*TraceVerdict)(nil),      // 25: tether.daemon.v1.TraceVerdict
+	(*PolicyDirection)(nil),   // 26: tether.daemon.v1.PolicyDirection
+	(*TraceProbes)(nil),       // 27: tether.daemon.v1.TraceProbes
+	(*TraceProbe)(nil),        // 28: tether.daemon.v1.TraceProbe
+	(*CaptureRequest)(nil),    // 29: tether.daemon.v1.CaptureRequest
+	(*CaptureEvent)(nil),      // 30: tether.daemon.v1.CaptureEvent
+	(*StatusRequest)(nil),     // 31: tether.daemon.v1.StatusRequest
+	(*StatusResponse)(nil),    // 32: tether.daemon.v1.StatusResponse
+	(*AgentInfo)(nil),         // 33: tether.daemon.v1.AgentInfo
+	(*InterceptInfo)(nil),     // 34: tether.daemon.v1.InterceptInfo
+	(*InterceptRequest)(nil),  // 35: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),    // 36: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),      // 37: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),     // 38: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),   // 39: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil),  // 40: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),    // 41: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),      // 42: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),       // 43: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),      // 44: tether.daemon.v1.QuitResponse
+	nil,                       // 45: tether.daemon.v1.ReplaySummary.ByStatusEntry
+	nil,                       // 46: tether.daemon.v1.TraceService.SelectorEntry
+	(*v1.Exchange)(nil),       // 47: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil), // 48: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil), // 49: tether.agent.v1.RecordingStats
+	(*v1.DNSRecord)(nil),      // 50: tether.agent.v1.DNSRecord
+	(*v1.PacketBatch)(nil),    // 51: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),   // 52: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
-	46, // 0: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	47, // 0: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
 	2,  // 1: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
 	4,  // 2: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
 	3,  // 3: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
-	44, // 4: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
-	7,  // 5: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	47, // 6: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	46, // 7: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
-	10, // 8: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	48, // 9: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
-	13, // 10: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
-	14, // 11: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
-	15, // 12: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
-	16, // 13: tether.daemon.v1.TraceReport.steps:type_name -> tether.daemon.v1.TraceStep
-	17, // 14: tether.daemon.v1.TraceStep.dns:type_name -> tether.daemon.v1.TraceDNS
-	20, // 15: tether.daemon.v1.TraceStep.service:type_name -> tether.daemon.v1.TraceService
-	23, // 16: tether.daemon.v1.TraceStep.policy:type_name -> tether.daemon.v1.TracePolicy
-	26, // 17: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
-	18, // 18: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
-	19, // 19: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
-	49, // 20: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
-	21, // 21: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
-	45, // 22: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
-	22, // 23: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
-	24, // 24: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
-	25, // 25: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
-	25, // 26: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
-	27, // 27: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
-	50, // 28: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	51, // 29: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	33, // 30: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
-	32, // 31: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
-	33, // 32: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	40, // 33: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	41, // 34: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	30, // 35: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	34, // 36: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	36, // 37: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	38, // 38: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	42, // 39: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	28, // 40: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	11, // 41: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	5,  // 42: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	8,  // 43: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	0,  // 44: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	31, // 45: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	35, // 46: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	37, // 47: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	39, // 48: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	43, // 49: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	29, // 50: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	12, // 51: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	6,  // 52: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	9,  // 53: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	1,  // 54: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	45, // [45:55] is the sub-list for method output_type
-	35, // [35:45] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	45, // 4: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
+	6,  // 5: tether.daemon.v1.RecordRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
+	8,  // 6: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
+	48, // 7: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	47, // 8: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	11, // 9: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
+	49, // 10: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	14, // 11: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
+	15, // 12: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
+	16, // 13: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
+	17, // 14: tether.daemon.v1.TraceReport.steps:type_name -> tether.daemon.v1.TraceStep
+	18, // 15: tether.daemon.v1.TraceStep.dns:type_name -> tether.daemon.v1.TraceDNS
+	21, // 16: tether.daemon.v1.TraceStep.service:type_name -> tether.daemon.v1.TraceService
+	24, // 17: tether.daemon.v1.TraceStep.policy:type_name -> tether.daemon.v1.TracePolicy
+	27, // 18: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
+	19, // 19: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
+	20, // 20: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
+	50, // 21: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
+	22, // 22: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
+	46, // 23: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
+	23, // 24: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
+	25, // 25: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
+	26, // 26: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
+	26, // 27: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
+	28, // 28: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
+	51, // 29: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	52, // 30: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	34, // 31: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
+	33, // 32: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
+	6,  // 33: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
+	34, // 34: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	41, // 35: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	42, // 36: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	31, // 37: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	35, // 38: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	37, // 39: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	39, // 40: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	43, // 41: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	29, // 42: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	12, // 43: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	5,  // 44: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	9,  // 45: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	0,  // 46: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	32, // 47: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	36, // 48: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	38, // 49: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	40, // 50: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	44, // 51: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	30, // 52: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	13, // 53: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	7,  // 54: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	10, // 55: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	1,  // 56: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	47, // [47:57] is the sub-list for method output_type
+	37, // [37:47] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -3981,20 +4079,20 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		(*ReplayEvent_Result)(nil),
 		(*ReplayEvent_Summary)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[6].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[7].OneofWrappers = []any{
 		(*RecordEvent_Progress)(nil),
 		(*RecordEvent_Info)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[12].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[13].OneofWrappers = []any{
 		(*TraceEvent_Progress)(nil),
 		(*TraceEvent_Report)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[29].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[30].OneofWrappers = []any{
 		(*CaptureEvent_Progress)(nil),
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[35].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[36].OneofWrappers = []any{
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
@@ -4004,7 +4102,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
