@@ -22,6 +22,14 @@ func (s *sessionService) Info(context.Context) (agent.Info, error) {
 	return s.agent.info(), nil
 }
 
+func (s *sessionService) Rotate(_ context.Context, token []byte) error {
+	if err := s.agent.keys.rotate(token); err != nil {
+		return err
+	}
+	s.agent.log.Info("token rotated: the bootstrap token no longer opens tunnels")
+	return nil
+}
+
 func (s *sessionService) Intercept(_ context.Context, port int) error {
 	if err := s.agent.claim(port, s.sess); err != nil {
 		return err

@@ -27,11 +27,17 @@ func (a *Agent) serveTunnels(ctx context.Context, l net.Listener) error {
 }
 
 func (a *Agent) serveTunnel(ctx context.Context, c net.Conn) {
-	cfg := tunnel.DefaultConfig(a.cfg.Token)
+	token, why := a.keys.handshakeToken()
+	cfg := tunnel.DefaultConfig(token)
 	cfg.Logger = a.log
 	sess, err := tunnel.Server(ctx, c, cfg)
 	if err != nil {
-		a.log.Warn("tunnel refused", "from", c.RemoteAddr().String(), "err", err)
+		a.log.Warn("tunnel refused", "from", c.RemoteAddr().String(), "err", err, "why", why)
+		return
+	}
+	if !a.keys.opened(token) {
+		a.log.Warn("tunnel refused after its handshake: the bootstrap token was used or rotated meanwhile")
+		sess.Close()
 		return
 	}
 	a.log.Info("tunnel open")
