@@ -159,15 +159,17 @@ type plan struct {
 	port   int
 }
 
-// decide picks what Ensure does, from the pod alone: reuse a running agent
-// with the needed capability; wait for one being started with the same
+// decide picks what Ensure does, from the pod and the rotated tokens
+// stored for its agents: reuse a running agent with the needed capability
+// whose rotated token tether holds (any other running agent's bootstrap
+// token is used or expired); wait for one being started with the same
 // image; report the failure of an agent that a new one would repeat (same
 // image, and either an image failure or the same privilege, and not a
 // taken port); else add one on a port of its own.
-func decide(p *corev1.Pod, req Request) plan {
+func decide(p *corev1.Pod, req Request, stored map[string][]byte) plan {
 	agents := podAgents(p)
 	for _, a := range agents {
-		if a.running() && (a.root || !req.NetRaw) {
+		if a.running() && (a.root || !req.NetRaw) && len(stored[a.name]) > 0 {
 			return plan{action: reuse, agent: a}
 		}
 	}
