@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/integration/cluster"
 	"github.com/tetherkube/tether/tunnel"
 )
@@ -24,7 +25,7 @@ import (
 // inspection agent's token in the pod's spec (readable by anyone who may
 // get the pod) no longer opens a tunnel, even through a port-forward to
 // the agent's port; the rotated token, in a Secret of each agent's own that
-// the pod owns, does; a second trace and capture reuse both agents through
+// the pod owns, does; the root capture agent refuses probes; a second trace and capture reuse both agents through
 // it; no namespace-wide token Secret exists. Before, the spec's token was
 // the namespace's and opened every agent for as long as it ran.
 func TestInspectTokenRotated(t *testing.T) {
@@ -71,6 +72,12 @@ func TestInspectTokenRotated(t *testing.T) {
 		if err := openTunnel(ctx, e, pod, port, s.Data["token"]); err != nil {
 			t.Errorf("agent %s: tunnel with the rotated token: %v", c.Name, err)
 		}
+		if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil && *c.SecurityContext.RunAsUser == 0 {
+			// The root capture agent serves Capture only.
+			if err := probeThrough(ctx, e, pod, port, s.Data["token"]); !errors.Is(err, agent.ErrNotServed) {
+				t.Errorf("capture agent %s: Probe: err = %v, want %v", c.Name, err, agent.ErrNotServed)
+			}
+		}
 	}
 	if agents != 2 {
 		t.Fatalf("pod has %d inspection agents after a trace and a capture, want 2: %v", agents, e.inspectContainers(pod))
@@ -104,6 +111,26 @@ func specOf(t *testing.T, c corev1.EphemeralContainer) (token []byte, port int) 
 		t.Fatalf("container %s: no token or port in %v", c.Name, c.Args)
 	}
 	return token, port
+}
+
+// probeThrough asks the agent on port for a probe from the pod.
+func probeThrough(ctx context.Context, e *env, pod string, port int, token []byte) error {
+	addr, stop, err := cluster.ForwardPort(ctx, e.rc, e.ns, pod, port)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer stop()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	link, err := agent.Connect(ctx, conn, tunnel.DefaultConfig(token))
+	if err != nil {
+		return err
+	}
+	defer link.Close()
+	_, err = link.Agent().Probe(ctx, agent.ProbeRequest{Address: "127.0.0.1:" + strconv.Itoa(port)})
+	return err
 }
 
 // openTunnel port-forwards to the agent's port, as anyone with

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -43,6 +44,9 @@ type Config struct {
 	DialTimeout time.Duration
 	// Record says how the agent records the HTTP exchanges it forwards.
 	Record RecordConfig
+	// Jobs are the calls the agent serves (agent.AllJobs when nil); it
+	// refuses the others with agent.ErrNotServed.
+	Jobs []agent.Job
 	// Logger receives the agent's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -208,6 +212,15 @@ func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// serving returns nil when the agent serves job, else why call is refused.
+func (a *Agent) serving(job agent.Job, call string) error {
+	if a.cfg.Jobs == nil || slices.Contains(a.cfg.Jobs, job) {
+		return nil
+	}
+	return fmt.Errorf("%s is part of the %s job; this agent serves %s only (--serve): %w",
+		call, job, agent.JoinJobs(a.cfg.Jobs), agent.ErrNotServed)
 }
 
 // forward returns the Forward listening on port.

@@ -31,6 +31,9 @@ func (s *sessionService) Rotate(_ context.Context, token []byte) error {
 }
 
 func (s *sessionService) Intercept(_ context.Context, port int) error {
+	if err := s.agent.serving(agent.JobIntercept, "Intercept"); err != nil {
+		return err
+	}
 	if err := s.agent.claim(port, s.sess); err != nil {
 		return err
 	}
@@ -40,6 +43,9 @@ func (s *sessionService) Intercept(_ context.Context, port int) error {
 
 func (s *sessionService) Leave(_ context.Context, port int) error {
 	a := s.agent
+	if err := a.serving(agent.JobIntercept, "Leave"); err != nil {
+		return err
+	}
 	if _, ok := a.forward(port); !ok {
 		return fmt.Errorf("port %d: %w", port, agent.ErrUnknownPort)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/tetherkube/tether/agent"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	"github.com/tetherkube/tether/tunnel"
 )
@@ -81,6 +82,9 @@ func (a *Agent) serveDials(ctx context.Context, sess *tunnel.Session) {
 		go func() {
 			d := net.Dialer{Timeout: a.cfg.DialTimeout}
 			if err := tunnel.ServeDial(ctx, st, func(ctx context.Context, addr string) (net.Conn, error) {
+				if err := a.serving(agent.JobIntercept, "a dial stream"); err != nil {
+					return nil, err
+				}
 				return d.DialContext(ctx, "tcp", addr)
 			}); err != nil {
 				a.log.Info("dial for the daemon", "to", string(st.Meta), "err", err)

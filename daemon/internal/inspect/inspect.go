@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
@@ -37,8 +38,18 @@ type Request struct {
 	// Container, when set, is the container whose processes the agent sees.
 	Container  string
 	AgentImage string
-	// NetRaw asks for CAP_NET_RAW (packet capture).
+	// NetRaw asks for a capture agent: root with CAP_NET_RAW, serving
+	// Capture only. Else a trace agent: non-root without capabilities,
+	// serving probes and DNS queries only.
 	NetRaw bool
+}
+
+// job is the one thing the agent for req does.
+func (r Request) job() agent.Job {
+	if r.NetRaw {
+		return agent.JobCapture
+	}
+	return agent.JobProbe
 }
 
 // Agent is a running inspection agent.
@@ -147,7 +158,7 @@ func newContainer(req Request, name string, port int, token []byte) corev1.Ephem
 		Image:           req.AgentImage,
 		ImagePullPolicy: corev1.PullIfNotPresent,
 		Args: []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", tokenEnv,
-			"--bootstrap-ttl", BootstrapTTL.String()},
+			"--bootstrap-ttl", BootstrapTTL.String(), "--serve", string(req.job())},
 		Env: []corev1.EnvVar{
 			// A literal value, not a secretKeyRef: the kubelet does not sync
 			// Secrets referenced only by ephemeral containers ("failed to

@@ -50,18 +50,20 @@ func testPod(opts ...podOpt) *corev1.Pod {
 }
 
 // withAgent adds an inspection container as an earlier tether left it:
-// listening on port, root or not, in state (nil: not reported yet).
+// listening on port, a root capture agent or a trace agent, in state (nil:
+// not reported yet).
 func withAgent(name, img string, port int, root bool, state *corev1.ContainerState) podOpt {
 	return func(p *corev1.Pod) {
 		sc := &corev1.SecurityContext{}
+		job := "probe"
 		if root {
 			uid := int64(0)
-			sc.RunAsUser = &uid
+			sc.RunAsUser, job = &uid, "capture"
 		}
 		p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, corev1.EphemeralContainer{
 			EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 				Name: name, Image: img, SecurityContext: sc,
-				Args: []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", "TETHER_TOKEN"},
+				Args: []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", "TETHER_TOKEN", "--bootstrap-ttl", "2m0s", "--serve", job},
 				Env:  []corev1.EnvVar{{Name: "TETHER_TOKEN", Value: "token-of-" + name}},
 			}})
 		if state != nil {
@@ -230,7 +232,11 @@ func TestEnsure(t *testing.T) {
 		return inspect.Agent{Pod: podName, PodUID: podUID, Container: name, Port: port, Token: []byte("bootstrap token of " + name), Bootstrap: true}
 	}
 	newAgent := func(name string, port int, root bool) added {
-		return added{Name: name, Image: image, Args: fmt.Sprintf("--tunnel 127.0.0.1:%d --token-env TETHER_TOKEN --bootstrap-ttl 2m0s", port),
+		job := "probe"
+		if root {
+			job = "capture"
+		}
+		return added{Name: name, Image: image, Args: fmt.Sprintf("--tunnel 127.0.0.1:%d --token-env TETHER_TOKEN --bootstrap-ttl 2m0s --serve %s", port, job),
 			Root: root, MessagePolicy: corev1.TerminationMessageFallbackToLogsOnError}
 	}
 	tests := []struct {
@@ -258,8 +264,15 @@ func TestEnsure(t *testing.T) {
 			want: result{Agent: agent("tether-inspect", 7342, "token-of-tether-inspect")},
 		},
 		{
-			name: "trace reuses a running root agent, whatever its image",
-			cfg:  clusterConfig{pod: testPod(withAgent("tether-inspect", "agent:0", 7342, true, running()))},
+			name:        "trace does not reuse a running capture agent, which serves no probe: adds a trace agent",
+			cfg:         clusterConfig{pod: testPod(withAgent("tether-inspect", "agent:0", 7342, true, running()))},
+			req:         trace,
+			want:        result{Agent: fresh("tether-inspect-2", 7343), Added: []added{newAgent("tether-inspect-2", 7343, false)}},
+			wantUpdates: 1,
+		},
+		{
+			name: "trace reuses an agent of any image that serves probes",
+			cfg:  clusterConfig{pod: testPod(withAgent("tether-inspect", "agent:0", 7342, false, running()))},
 			req:  trace,
 			want: result{Agent: agent("tether-inspect", 7342, "token-of-tether-inspect")},
 		},
@@ -348,7 +361,7 @@ func TestEnsure(t *testing.T) {
 		{
 			name: "conflict on the update: looks again and reuses the agent another client added",
 			cfg: clusterConfig{pod: testPod(), conflicts: 1,
-				meanwhile: withAgent("tether-inspect", image, 7342, true, running())},
+				meanwhile: withAgent("tether-inspect", image, 7342, false, running())},
 			req:         trace,
 			want:        result{Agent: agent("tether-inspect", 7342, "token-of-tether-inspect")},
 			wantUpdates: 1,
