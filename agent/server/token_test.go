@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -95,5 +96,36 @@ func TestFixedTokenIsNotRotated(t *testing.T) {
 	}
 	if _, _, err := h.daemon(testToken, 1); err != nil {
 		t.Fatalf("a fixed token opens any number of tunnels: %v", err)
+	}
+}
+
+// TestBootstrapTokenRace: of tunnels opened at once with the bootstrap
+// token, exactly one serves calls; the others are refused in the
+// handshake, or closed right after it.
+func TestBootstrapTokenRace(t *testing.T) {
+	h, _ := bootstrapHarness(t)
+	const n = 6
+	served := make(chan bool, n)
+	for range n {
+		go func() {
+			_, c, err := h.daemon(testToken, 1)
+			if err != nil {
+				served <- false
+				return
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			_, err = c.Info(ctx)
+			served <- err == nil
+		}()
+	}
+	count := 0
+	for range n {
+		if <-served {
+			count++
+		}
+	}
+	if count != 1 {
+		t.Errorf("%d tunnels opened with the bootstrap token serve calls, want 1", count)
 	}
 }
