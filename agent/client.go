@@ -25,7 +25,7 @@ func NewClient(conn grpc.ClientConnInterface) *Client {
 }
 
 // knownErrors are the sentinels a client recognises after the wire.
-var knownErrors = []error{ErrUnknownPort, ErrAlreadyIntercepted, ErrBadFilter, ErrNoCapNetRaw, ErrNotRecording, ErrBadProbe}
+var knownErrors = []error{ErrUnknownPort, ErrAlreadyIntercepted, ErrBadFilter, ErrNoCapNetRaw, ErrNotRecording, ErrBadProbe, ErrBadToken, ErrFixedToken, ErrNotServed}
 
 // fromStatus maps a gRPC error back to the Service's errors, prefixed by op.
 func fromStatus(op string, err error) error {
@@ -127,4 +127,10 @@ func (c *Client) Exchanges(ctx context.Context, req ExchangesRequest, emit func(
 			return StatsFromProto(st), nil
 		}
 	}
+}
+
+// Rotate gives the agent the token it accepts for new tunnels from now on.
+func (c *Client) Rotate(ctx context.Context, token []byte) error {
+	_, err := c.rpc.Rotate(ctx, &agentv1.RotateRequest{Token: token})
+	return fromStatus("rotate the agent's token", err)
 }

@@ -70,4 +70,13 @@ type Service interface {
 	// first, in batches of bounded size, and returns the recorder's
 	// statistics.
 	Exchanges(ctx context.Context, req ExchangesRequest, emit func([]*recording.Exchange) error) (RecordingStats, error)
+	// Rotate replaces the token the agent accepts for new tunnels (an
+	// inspection agent's bootstrap token); open tunnels go on.
+	Rotate(ctx context.Context, token []byte) error
 }
+
+// Errors of Rotate.
+var (
+	ErrBadToken   = errdefs.New(errdefs.ErrUser, "BAD_TOKEN", "a token must be 16 to 255 bytes")
+	ErrFixedToken = errdefs.New(errdefs.ErrUser, "FIXED_TOKEN", "this agent's token comes from its Secret and cannot be rotated")
+)

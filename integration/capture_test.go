@@ -42,7 +42,7 @@ func (e *env) startCapturing(verb string, args ...string) (wait func() (int, str
 
 func (e *env) startCapturingWith(verb string, started func(*exec.Cmd), args ...string) (wait func() (int, string), stdout *strings.Builder) {
 	e.t.Helper()
-	args = append([]string{verb}, append(args, "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
+	args = agentImage(append([]string{verb}, append(args, "--kubeconfig", e.kubeconfig, "-n", e.ns)...)...)
 	cmd := exec.Command(tetherBinary(e.t), args...)
 	cmd.Env = append(os.Environ(), e.tetherEnv()...)
 	stdout = &strings.Builder{}

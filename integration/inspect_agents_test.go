@@ -59,7 +59,7 @@ func TestInspectAgentsShareAPod(t *testing.T) {
 			}
 		case "capture":
 			file := filepath.Join(dir, verb+".pcap")
-			_, stderr, code := e.tether("capture", pod, "--duration", "2s", "-w", file, "--kubeconfig", e.kubeconfig, "-n", e.ns)
+			_, stderr, code := e.tether(agentImage("capture", pod, "--duration", "2s", "-w", file, "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
 			if code != 0 {
 				t.Fatalf("command %d, capture: exit %d, want 0; stderr:\n%s", i+1, code, stderr)
 			}

@@ -23,7 +23,7 @@ import (
 // exit code.
 func (e *env) trace(from, to string) (daemon.TraceReport, int) {
 	e.t.Helper()
-	stdout, stderr, code := e.tether("trace", from, to, "-o", "json", "-n", e.ns)
+	stdout, stderr, code := e.tether(agentImage("trace", from, to, "-o", "json", "-n", e.ns)...)
 	var rep daemon.TraceReport
 	if code == 0 || code == 3 {
 		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
@@ -101,7 +101,7 @@ func TestTraceHealthyPath(t *testing.T) {
 	}
 
 	// The text form ends with the conclusion.
-	out, _, code := e.tether("trace", client, "svc/orders", "-n", e.ns)
+	out, _, code := e.tether(agentImage("trace", client, "svc/orders", "-n", e.ns)...)
 	if code != 0 || !strings.Contains(out, "\npath healthy (traced in ") || !strings.Contains(out, "ok      dns") {
 		t.Errorf("text output (exit %d):\n%s", code, out)
 	}
@@ -237,7 +237,7 @@ func TestTraceBadInput(t *testing.T) {
 		{client, "ftp://x", "http:// and https://"},
 	}
 	for _, tt := range tests {
-		_, stderr, code := e.tether("trace", tt.from, tt.to, "-n", e.ns)
+		_, stderr, code := e.tether(agentImage("trace", tt.from, tt.to, "-n", e.ns)...)
 		if code != 2 || !strings.Contains(stderr, tt.want) {
 			t.Errorf("trace %s %s: exit %d, stderr %q; want 2 and %q", tt.from, tt.to, code, stderr, tt.want)
 		}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -29,6 +30,11 @@ type Config struct {
 	TunnelAddr string
 	// Token is the secret a daemon must present to open a tunnel.
 	Token []byte
+	// BootstrapTTL, when positive, makes Token a bootstrap token (an
+	// inspection agent's, readable in its pod's spec): it opens one tunnel,
+	// within BootstrapTTL of the agent's start, and the daemon then rotates
+	// it (Rotate). Zero: Token is accepted for the agent's life.
+	BootstrapTTL time.Duration
 	// Forwards are the ports the agent sits in front of.
 	Forwards []agent.Forward
 	// PodName and PodNamespace name the pod the agent runs in (downward API).
@@ -38,6 +44,9 @@ type Config struct {
 	DialTimeout time.Duration
 	// Record says how the agent records the HTTP exchanges it forwards.
 	Record RecordConfig
+	// Jobs are the calls the agent serves (agent.AllJobs when nil); it
+	// refuses the others with agent.ErrNotServed.
+	Jobs []agent.Job
 	// Logger receives the agent's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -102,6 +111,9 @@ func (c Config) Validate() error {
 	if r := c.Record; !r.Off && (r.Budget < 1<<20 || r.BodyCap < 0 || r.BodyCap > r.Budget/2) {
 		errs = append(errs, fmt.Errorf("recording: budget %d must be at least 1 MiB and the body cap %d at most half of it", r.Budget, r.BodyCap))
 	}
+	if c.BootstrapTTL < 0 {
+		errs = append(errs, fmt.Errorf("bootstrap TTL must not be negative, got %s", c.BootstrapTTL))
+	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("dial timeout must be positive, got %s", c.DialTimeout))
 	}
@@ -113,6 +125,7 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	started time.Time
+	keys    *keyring
 
 	mu sync.Mutex
 	// intercepts maps a listen port to the tunnel its connections go to.
@@ -133,6 +146,7 @@ func New(cfg Config) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{cfg: cfg, log: log, started: time.Now(), intercepts: map[int]*tunnel.Session{}}
+	a.keys = newKeyring(cfg.Token, cfg.BootstrapTTL, time.Now)
 	if !cfg.Record.Off {
 		a.ring = httprec.NewRing(cfg.Record.Budget)
 		a.recOpts = httprec.DefaultOptions()
@@ -198,6 +212,15 @@ func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// serving returns nil when the agent serves job, else why call is refused.
+func (a *Agent) serving(job agent.Job, call string) error {
+	if a.cfg.Jobs == nil || slices.Contains(a.cfg.Jobs, job) {
+		return nil
+	}
+	return fmt.Errorf("%s is part of the %s job; this agent serves %s only (--serve): %w",
+		call, job, agent.JoinJobs(a.cfg.Jobs), agent.ErrNotServed)
 }
 
 // forward returns the Forward listening on port.

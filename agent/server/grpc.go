@@ -85,3 +85,7 @@ func (s *grpcServer) Exchanges(req *agentv1.ExchangesRequest, stream grpc.Server
 	}
 	return stream.Send(&agentv1.ExchangesChunk{Stats: agent.StatsToProto(st)})
 }
+
+func (s *grpcServer) Rotate(ctx context.Context, req *agentv1.RotateRequest) (*agentv1.RotateResponse, error) {
+	return &agentv1.RotateResponse{}, toStatus(s.svc.Rotate(ctx, req.GetToken()))
+}

@@ -24,14 +24,23 @@ import (
 const resolvConfPath = "/etc/resolv.conf"
 
 func (s *sessionService) ResolvConf(context.Context) ([]byte, error) {
+	if err := s.agent.serving(agent.JobProbe, "ResolvConf"); err != nil {
+		return nil, err
+	}
 	return os.ReadFile(resolvConfPath)
 }
 
 func (s *sessionService) QueryDNS(ctx context.Context, q agent.DNSQuery) (agent.DNSAnswer, error) {
+	if err := s.agent.serving(agent.JobProbe, "QueryDNS"); err != nil {
+		return agent.DNSAnswer{}, err
+	}
 	return queryDNS(ctx, q)
 }
 
 func (s *sessionService) Probe(ctx context.Context, req agent.ProbeRequest) (agent.ProbeResult, error) {
+	if err := s.agent.serving(agent.JobProbe, "Probe"); err != nil {
+		return agent.ProbeResult{}, err
+	}
 	return probe(ctx, req)
 }
 

@@ -22,7 +22,18 @@ func (s *sessionService) Info(context.Context) (agent.Info, error) {
 	return s.agent.info(), nil
 }
 
+func (s *sessionService) Rotate(_ context.Context, token []byte) error {
+	if err := s.agent.keys.rotate(token); err != nil {
+		return err
+	}
+	s.agent.log.Info("token rotated: the bootstrap token no longer opens tunnels")
+	return nil
+}
+
 func (s *sessionService) Intercept(_ context.Context, port int) error {
+	if err := s.agent.serving(agent.JobIntercept, "Intercept"); err != nil {
+		return err
+	}
 	if err := s.agent.claim(port, s.sess); err != nil {
 		return err
 	}
@@ -32,6 +43,9 @@ func (s *sessionService) Intercept(_ context.Context, port int) error {
 
 func (s *sessionService) Leave(_ context.Context, port int) error {
 	a := s.agent
+	if err := a.serving(agent.JobIntercept, "Leave"); err != nil {
+		return err
+	}
 	if _, ok := a.forward(port); !ok {
 		return fmt.Errorf("port %d: %w", port, agent.ErrUnknownPort)
 	}

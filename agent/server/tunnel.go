@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/tetherkube/tether/agent"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	"github.com/tetherkube/tether/tunnel"
 )
@@ -27,11 +28,17 @@ func (a *Agent) serveTunnels(ctx context.Context, l net.Listener) error {
 }
 
 func (a *Agent) serveTunnel(ctx context.Context, c net.Conn) {
-	cfg := tunnel.DefaultConfig(a.cfg.Token)
+	token, why := a.keys.handshakeToken()
+	cfg := tunnel.DefaultConfig(token)
 	cfg.Logger = a.log
 	sess, err := tunnel.Server(ctx, c, cfg)
 	if err != nil {
-		a.log.Warn("tunnel refused", "from", c.RemoteAddr().String(), "err", err)
+		a.log.Warn("tunnel refused", "from", c.RemoteAddr().String(), "err", err, "why", why)
+		return
+	}
+	if !a.keys.opened(token) {
+		a.log.Warn("tunnel refused after its handshake: the bootstrap token was used or rotated meanwhile")
+		sess.Close()
 		return
 	}
 	a.log.Info("tunnel open")
@@ -75,6 +82,9 @@ func (a *Agent) serveDials(ctx context.Context, sess *tunnel.Session) {
 		go func() {
 			d := net.Dialer{Timeout: a.cfg.DialTimeout}
 			if err := tunnel.ServeDial(ctx, st, func(ctx context.Context, addr string) (net.Conn, error) {
+				if err := a.serving(agent.JobIntercept, "a dial stream"); err != nil {
+					return nil, err
+				}
 				return d.DialContext(ctx, "tcp", addr)
 			}); err != nil {
 				a.log.Info("dial for the daemon", "to", string(st.Meta), "err", err)

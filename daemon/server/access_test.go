@@ -118,7 +118,7 @@ func TestFeaturesRefuseWithoutPermission(t *testing.T) {
 			_, err := d.Capture(ctx, daemon.CaptureRequest{Namespace: "shop", Pod: "orders-1"}, nop, nil)
 			return err
 		}, "the tether-inspect Role in docs/intercept.md"},
-		{"trace", access.Rule{Verb: "get", Resource: "secrets", Name: access.InspectSecret}, func(d *Daemon) error {
+		{"trace", access.Rule{Verb: "create", Resource: "secrets"}, func(d *Daemon) error {
 			_, err := d.Trace(ctx, daemon.TraceRequest{Namespace: "shop", From: "orders-1", To: "orders:80"}, nop)
 			return err
 		}, "the tether-inspect Role in docs/intercept.md"},

@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/inspect"
@@ -18,9 +21,30 @@ func (d *Daemon) inspectAgent(ctx context.Context, req inspect.Request, progress
 	}
 	link, err := d.agentLink(ctx, req.Namespace, req.Pod, a.Port, a.Token)
 	if err != nil {
+		if a.Bootstrap && errors.Is(err, tunnel.ErrBadToken) {
+			err = fmt.Errorf("%w (agent %s accepts the token in its spec for one tunnel, within %s of its start: another tether used it first, "+
+				"or could not keep the token it rotated to)", err, a.Container, inspect.BootstrapTTL)
+		}
 		return nil, inspect.Explain(ctx, d.cs, a, req.Namespace, err)
 	}
+	if a.Bootstrap {
+		if err := rotate(ctx, d.cs, req.Namespace, a, link); err != nil {
+			link.Close()
+			return nil, err
+		}
+	}
 	return link, nil
+}
+
+// rotate replaces the bootstrap token of a new agent, which anyone who may
+// read the pod knows, by a new token kept in a Secret the pod owns; from
+// then on only that token opens tunnels to the agent.
+func rotate(ctx context.Context, cs kubernetes.Interface, namespace string, a inspect.Agent, link *agent.Link) error {
+	token := inspect.NewToken()
+	if err := link.Agent().Rotate(ctx, token); err != nil {
+		return fmt.Errorf("agent %s of pod %s: %w", a.Container, a.Pod, err)
+	}
+	return inspect.StoreToken(ctx, cs, namespace, a, token)
 }
 
 // agentLink opens a tunnel to the agent listening on port in the pod.

@@ -71,9 +71,6 @@ type Objects struct {
 	Workload, Secret, Journal, JournalKey string
 }
 
-// InspectSecret is the token Secret of the inspection agent (trace, capture, dns).
-const InspectSecret = "tether-inspect"
-
 func (o Objects) workload(verb, why string) []Rule {
 	var out []Rule
 	for _, k := range []struct{ kind, resource string }{{"Deployment", "deployments"}, {"StatefulSet", "statefulsets"}} {
@@ -151,8 +148,10 @@ func Rules(f Feature, o Objects) []Rule {
 			Rule{Verb: "get", Resource: "pods", Why: "read the pod to inspect"},
 			Rule{Verb: "list", Resource: "pods", Why: "find a workload's pods and a Service's endpoints"},
 			Rule{Verb: "update", Resource: "pods", Subresource: "ephemeralcontainers", Why: "add the inspection agent"},
-			Rule{Verb: "create", Resource: "secrets", Why: "create the inspection agent's token"},
-			Rule{Verb: "get", Resource: "secrets", Name: InspectSecret, Why: "read the inspection agent's token"},
+			// Reusing an agent also needs get on its token Secret,
+			// <container>.<pod>: optional (without it a new agent is
+			// added), and per pod, so not checked here.
+			Rule{Verb: "create", Resource: "secrets", Why: "keep each new inspection agent's rotated token"},
 			Rule{Verb: "get", Resource: "services", Why: "trace a Service"},
 			Rule{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "trace a Service's endpoints"},
 		)

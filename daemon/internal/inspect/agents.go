@@ -3,11 +3,14 @@ package inspect
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tetherkube/tether/agent"
 )
 
 // agentState is what the pod's spec and status say of one inspection
@@ -19,7 +22,10 @@ type agentState struct {
 	port int
 	// root: the agent runs as root with the runtime's default
 	// capabilities, NET_RAW among them.
-	root  bool
+	root bool
+	// jobs: what the agent serves, from its --serve argument (all of
+	// them for agents started without one).
+	jobs  []agent.Job
 	token []byte
 	// status is nil until the kubelet reports the container.
 	status *corev1.ContainerStatus
@@ -108,6 +114,12 @@ func podAgents(p *corev1.Pod) []agentState {
 		}
 		a := agentState{name: c.Name, image: c.Image, port: port, status: status[c.Name],
 			root: c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil && *c.SecurityContext.RunAsUser == 0}
+		a.jobs = agent.AllJobs
+		if v, ok := argValue(c.Args, "--serve"); ok {
+			if jobs, err := agent.ParseJobs(v); err == nil {
+				a.jobs = jobs
+			}
+		}
 		for _, e := range c.Env {
 			if e.Name == tokenEnv {
 				a.token = []byte(e.Value)
@@ -120,24 +132,35 @@ func podAgents(p *corev1.Pod) []agentState {
 
 // tunnelPort reads the port of a --tunnel HOST:PORT argument.
 func tunnelPort(args []string) (int, bool) {
-	for i, a := range args {
-		var v string
-		switch {
-		case a == "--tunnel" && i+1 < len(args):
-			v = args[i+1]
-		case strings.HasPrefix(a, "--tunnel="):
-			v = strings.TrimPrefix(a, "--tunnel=")
-		default:
-			continue
-		}
-		_, p, err := net.SplitHostPort(v)
-		if err != nil {
-			return 0, false
-		}
-		n, err := strconv.Atoi(p)
-		return n, err == nil
+	v, ok := argValue(args, "--tunnel")
+	if !ok {
+		return 0, false
 	}
-	return 0, false
+	_, p, err := net.SplitHostPort(v)
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.Atoi(p)
+	return n, err == nil
+}
+
+// argValue returns the value of the first flag --name VALUE or
+// --name=VALUE in args.
+func argValue(args []string, flag string) (string, bool) {
+	for i, a := range args {
+		switch {
+		case a == flag && i+1 < len(args):
+			return args[i+1], true
+		case strings.HasPrefix(a, flag+"="):
+			return strings.TrimPrefix(a, flag+"="), true
+		}
+	}
+	return "", false
+}
+
+// fits: the agent can do req's work (capture needs root as well).
+func (a agentState) fits(req Request) bool {
+	return slices.Contains(a.jobs, req.job()) && (a.root || !req.NetRaw)
 }
 
 // action is what Ensure does about a pod.
@@ -159,20 +182,22 @@ type plan struct {
 	port   int
 }
 
-// decide picks what Ensure does, from the pod alone: reuse a running agent
-// with the needed capability; wait for one being started with the same
+// decide picks what Ensure does, from the pod and the rotated tokens
+// stored for its agents: reuse a running agent that serves the job (trace:
+// probe, capture: capture) with the needed capability, whose rotated token tether holds (any other running agent's bootstrap
+// token is used or expired); wait for one being started with the same
 // image; report the failure of an agent that a new one would repeat (same
 // image, and either an image failure or the same privilege, and not a
 // taken port); else add one on a port of its own.
-func decide(p *corev1.Pod, req Request) plan {
+func decide(p *corev1.Pod, req Request, stored map[string][]byte) plan {
 	agents := podAgents(p)
 	for _, a := range agents {
-		if a.running() && (a.root || !req.NetRaw) {
+		if a.running() && a.fits(req) && len(stored[a.name]) > 0 {
 			return plan{action: reuse, agent: a}
 		}
 	}
 	for _, a := range agents {
-		if a.pending() && a.image == req.AgentImage && (a.root || !req.NetRaw) {
+		if a.pending() && a.image == req.AgentImage && a.fits(req) {
 			return plan{action: await, agent: a}
 		}
 	}

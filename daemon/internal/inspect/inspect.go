@@ -7,16 +7,16 @@ package inspect
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
@@ -26,8 +26,6 @@ const (
 	// TunnelPort is the first agent's loopback port; each agent added to a
 	// pod gets the next port free, recorded in its --tunnel argument.
 	TunnelPort = 7342
-	SecretName = "tether-inspect"
-	tokenKey   = "token"
 	tokenEnv   = "TETHER_TOKEN"
 	// updateAttempts bounds the retries when the pod changes between
 	// reading it and adding the agent.
@@ -40,16 +38,31 @@ type Request struct {
 	// Container, when set, is the container whose processes the agent sees.
 	Container  string
 	AgentImage string
-	// NetRaw asks for CAP_NET_RAW (packet capture).
+	// NetRaw asks for a capture agent: root with CAP_NET_RAW, serving
+	// Capture only. Else a trace agent: non-root without capabilities,
+	// serving probes and DNS queries only.
 	NetRaw bool
+}
+
+// job is the one thing the agent for req does.
+func (r Request) job() agent.Job {
+	if r.NetRaw {
+		return agent.JobCapture
+	}
+	return agent.JobProbe
 }
 
 // Agent is a running inspection agent.
 type Agent struct {
 	Pod, Container string
+	PodUID         types.UID
 	// Port is the loopback port of the pod the agent listens on.
 	Port  int
 	Token []byte
+	// Bootstrap: Token is the agent's bootstrap token, good for one tunnel
+	// within BootstrapTTL of its start. The caller rotates it on that
+	// tunnel and keeps the new one with StoreToken.
+	Bootstrap bool
 }
 
 // Ensure returns a running inspection agent in the pod: one already
@@ -63,24 +76,31 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress 
 		if err != nil {
 			return Agent{}, err
 		}
-		pl := decide(pod, req)
+		stored, err := storedTokens(ctx, cs, pod, podAgents(pod), progress)
+		if err != nil {
+			return Agent{}, err
+		}
+		pl := decide(pod, req, stored)
 		switch pl.action {
 		case reuse:
-			return agentOf(ctx, cs, req, pl.agent)
+			return agentOf(pod, pl.agent, stored), nil
 		case await:
 			progress(fmt.Sprintf("waiting for the agent %s being added to pod %s", pl.agent.name, req.Pod))
 			a, err := waitRunning(ctx, cs, req.Namespace, req.Pod, pl.agent.name, progress)
 			if err != nil {
 				return Agent{}, err
 			}
-			return agentOf(ctx, cs, req, a)
+			// Whoever added it may have rotated its token meanwhile.
+			if stored, err = storedTokens(ctx, cs, pod, []agentState{a}, progress); err != nil {
+				return Agent{}, err
+			}
+			return agentOf(pod, a, stored), nil
 		case refuse:
 			return Agent{}, failure(ctx, cs, req.Namespace, req.Pod, pl.agent)
 		}
-		token, err := ensureToken(ctx, cs, req.Namespace)
-		if err != nil {
-			return Agent{}, err
-		}
+		// A token of its own for every agent: never shared with another
+		// agent, pod or namespace.
+		token := NewToken()
 		pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, newContainer(req, pl.name, pl.port, token))
 		progress(fmt.Sprintf("adding the agent to pod %s as ephemeral container %s on port %d (the pod is not restarted)", req.Pod, pl.name, pl.port))
 		_, err = cs.CoreV1().Pods(req.Namespace).UpdateEphemeralContainers(ctx, req.Pod, pod, metav1.UpdateOptions{FieldManager: "tether"})
@@ -99,7 +119,7 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress 
 		if err != nil {
 			return Agent{}, err
 		}
-		return agentOf(ctx, cs, req, a)
+		return agentOf(pod, a, nil), nil
 	}
 }
 
@@ -121,17 +141,14 @@ func runningPod(ctx context.Context, cs kubernetes.Interface, req Request) (*cor
 	return pod, nil
 }
 
-// agentOf returns the Agent for a running agentState; its token is the
-// one in its spec, or the namespace's for an agent without one.
-func agentOf(ctx context.Context, cs kubernetes.Interface, req Request, a agentState) (Agent, error) {
-	token := a.token
-	if len(token) == 0 {
-		var err error
-		if token, err = ensureToken(ctx, cs, req.Namespace); err != nil {
-			return Agent{}, err
-		}
+// agentOf returns the Agent for a running agentState: with its rotated
+// token when stored holds one, else with the bootstrap token of its spec.
+func agentOf(pod *corev1.Pod, a agentState, stored map[string][]byte) Agent {
+	ag := Agent{Pod: pod.Name, PodUID: pod.UID, Container: a.name, Port: a.port, Token: stored[a.name]}
+	if len(ag.Token) == 0 {
+		ag.Token, ag.Bootstrap = a.token, true
 	}
-	return Agent{Pod: req.Pod, Container: a.name, Port: a.port, Token: token}, nil
+	return ag
 }
 
 // newContainer is the agent's ephemeral container.
@@ -140,12 +157,14 @@ func newContainer(req Request, name string, port int, token []byte) corev1.Ephem
 		Name:            name,
 		Image:           req.AgentImage,
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Args:            []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", tokenEnv},
+		Args: []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", tokenEnv,
+			"--bootstrap-ttl", BootstrapTTL.String(), "--serve", string(req.job())},
 		Env: []corev1.EnvVar{
 			// A literal value, not a secretKeyRef: the kubelet does not sync
 			// Secrets referenced only by ephemeral containers ("failed to
-			// sync secret cache", seen on k3s v1.32). The token is thus
-			// readable by whoever may read the pod's spec; see docs/NOTES.md.
+			// sync secret cache", seen on k3s v1.32). Whoever may read the
+			// pod's spec reads it, so it is a bootstrap token: good for one
+			// tunnel within BootstrapTTL, then rotated (token.go).
 			{Name: tokenEnv, Value: string(token)},
 			{Name: "POD_NAME", Value: req.Pod},
 			{Name: "POD_NAMESPACE", Value: req.Namespace},
@@ -201,28 +220,4 @@ func containerNames(p *corev1.Pod) string {
 		n = append(n, c.Name)
 	}
 	return strings.Join(n, ", ")
-}
-
-func ensureToken(ctx context.Context, cs kubernetes.Interface, ns string) ([]byte, error) {
-	s, err := cs.CoreV1().Secrets(ns).Get(ctx, SecretName, metav1.GetOptions{})
-	if err == nil {
-		return s.Data[tokenKey], nil
-	}
-	if !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("read the inspection token: %w", err)
-	}
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	token := []byte(hex.EncodeToString(raw))
-	_, err = cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: SecretName, Labels: map[string]string{"tether.dev/inspect-token": "true"}},
-		Data:       map[string][]byte{tokenKey: token},
-	}, metav1.CreateOptions{FieldManager: "tether"})
-	if apierrors.IsAlreadyExists(err) {
-		return ensureToken(ctx, cs, ns)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("create the inspection token: %w", err)
-	}
-	return token, nil
 }

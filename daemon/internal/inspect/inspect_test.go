@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -24,7 +26,7 @@ import (
 const (
 	ns, podName = "shop", "web"
 	image       = "agent:1"
-	secretToken = "secret-token"
+	podUID      = "uid-of-web"
 )
 
 var podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
@@ -35,7 +37,7 @@ type podOpt func(*corev1.Pod)
 // testPod is a running pod with one container, app, declaring port 8080.
 func testPod(opts ...podOpt) *corev1.Pod {
 	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: podName, Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: podName, Namespace: ns, UID: podUID},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1",
 			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
@@ -48,18 +50,20 @@ func testPod(opts ...podOpt) *corev1.Pod {
 }
 
 // withAgent adds an inspection container as an earlier tether left it:
-// listening on port, root or not, in state (nil: not reported yet).
+// listening on port, a root capture agent or a trace agent, in state (nil:
+// not reported yet).
 func withAgent(name, img string, port int, root bool, state *corev1.ContainerState) podOpt {
 	return func(p *corev1.Pod) {
 		sc := &corev1.SecurityContext{}
+		job := "probe"
 		if root {
 			uid := int64(0)
-			sc.RunAsUser = &uid
+			sc.RunAsUser, job = &uid, "capture"
 		}
 		p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, corev1.EphemeralContainer{
 			EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 				Name: name, Image: img, SecurityContext: sc,
-				Args: []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", "TETHER_TOKEN"},
+				Args: []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", "TETHER_TOKEN", "--bootstrap-ttl", "2m0s", "--serve", job},
 				Env:  []corev1.EnvVar{{Name: "TETHER_TOKEN", Value: "token-of-" + name}},
 			}})
 		if state != nil {
@@ -112,16 +116,39 @@ type clusterConfig struct {
 	updateErr error
 	logs      string
 	events    []runtime.Object
+	// unstored names agents of pod whose rotated token is not stored;
+	// every other agent of pod and meanwhile has "token-of-<name>".
+	unstored []string
+	secrets  []runtime.Object
+}
+
+// storedToken is the Secret holding the rotated token of an agent of the
+// test pod, as a daemon that rotated it left it.
+func storedToken(container, token string, owner types.UID) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: inspect.TokenSecretName(podName, container), Namespace: ns,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: podName, UID: owner}}},
+		Data: map[string][]byte{"token": []byte(token)},
+	}
 }
 
 func newCluster(t *testing.T, cfg clusterConfig) *cluster {
 	t.Helper()
-	objs := []runtime.Object{&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: inspect.SecretName, Namespace: ns},
-		Data: map[string][]byte{"token": []byte(secretToken)}}}
+	var objs []runtime.Object
 	if cfg.pod != nil {
 		objs = append(objs, cfg.pod)
+		withMeanwhile := cfg.pod.DeepCopy()
+		if cfg.meanwhile != nil {
+			cfg.meanwhile(withMeanwhile)
+		}
+		for _, ec := range withMeanwhile.Spec.EphemeralContainers {
+			if !slices.Contains(cfg.unstored, ec.Name) {
+				objs = append(objs, storedToken(ec.Name, "token-of-"+ec.Name, podUID))
+			}
+		}
 	}
 	objs = append(objs, cfg.events...)
+	objs = append(objs, cfg.secrets...)
 	c := &cluster{Clientset: fake.NewClientset(objs...)}
 	start := cfg.start
 	if start == nil {
@@ -195,11 +222,21 @@ type result struct {
 func TestEnsure(t *testing.T) {
 	trace := inspect.Request{Namespace: ns, Pod: podName, AgentImage: image}
 	capture := inspect.Request{Namespace: ns, Pod: podName, AgentImage: image, NetRaw: true}
+	// agent is a reused agent, with its rotated token.
 	agent := func(name string, port int, token string) inspect.Agent {
-		return inspect.Agent{Pod: podName, Container: name, Port: port, Token: []byte(token)}
+		return inspect.Agent{Pod: podName, PodUID: podUID, Container: name, Port: port, Token: []byte(token)}
+	}
+	// fresh is an agent whose bootstrap token, the one in its spec, is to
+	// be rotated.
+	fresh := func(name string, port int) inspect.Agent {
+		return inspect.Agent{Pod: podName, PodUID: podUID, Container: name, Port: port, Token: []byte("bootstrap token of " + name), Bootstrap: true}
 	}
 	newAgent := func(name string, port int, root bool) added {
-		return added{Name: name, Image: image, Args: fmt.Sprintf("--tunnel 127.0.0.1:%d --token-env TETHER_TOKEN", port),
+		job := "probe"
+		if root {
+			job = "capture"
+		}
+		return added{Name: name, Image: image, Args: fmt.Sprintf("--tunnel 127.0.0.1:%d --token-env TETHER_TOKEN --bootstrap-ttl 2m0s --serve %s", port, job),
 			Root: root, MessagePolicy: corev1.TerminationMessageFallbackToLogsOnError}
 	}
 	tests := []struct {
@@ -217,7 +254,7 @@ func TestEnsure(t *testing.T) {
 			name:        "first agent of a pod: tether-inspect on port 7342, non-root for a trace",
 			cfg:         clusterConfig{pod: testPod()},
 			req:         trace,
-			want:        result{Agent: agent("tether-inspect", 7342, secretToken), Added: []added{newAgent("tether-inspect", 7342, false)}},
+			want:        result{Agent: fresh("tether-inspect", 7342), Added: []added{newAgent("tether-inspect", 7342, false)}},
 			wantUpdates: 1,
 		},
 		{
@@ -227,8 +264,15 @@ func TestEnsure(t *testing.T) {
 			want: result{Agent: agent("tether-inspect", 7342, "token-of-tether-inspect")},
 		},
 		{
-			name: "trace reuses a running root agent, whatever its image",
-			cfg:  clusterConfig{pod: testPod(withAgent("tether-inspect", "agent:0", 7342, true, running()))},
+			name:        "trace does not reuse a running capture agent, which serves no probe: adds a trace agent",
+			cfg:         clusterConfig{pod: testPod(withAgent("tether-inspect", "agent:0", 7342, true, running()))},
+			req:         trace,
+			want:        result{Agent: fresh("tether-inspect-2", 7343), Added: []added{newAgent("tether-inspect-2", 7343, false)}},
+			wantUpdates: 1,
+		},
+		{
+			name: "trace reuses an agent of any image that serves probes",
+			cfg:  clusterConfig{pod: testPod(withAgent("tether-inspect", "agent:0", 7342, false, running()))},
 			req:  trace,
 			want: result{Agent: agent("tether-inspect", 7342, "token-of-tether-inspect")},
 		},
@@ -236,8 +280,31 @@ func TestEnsure(t *testing.T) {
 			name:        "capture next to a trace agent adds a root agent on the next port",
 			cfg:         clusterConfig{pod: testPod(withAgent("tether-inspect", image, 7342, false, running()))},
 			req:         capture,
-			want:        result{Agent: agent("tether-inspect-2", 7343, secretToken), Added: []added{newAgent("tether-inspect-2", 7343, true)}},
+			want:        result{Agent: fresh("tether-inspect-2", 7343), Added: []added{newAgent("tether-inspect-2", 7343, true)}},
 			wantUpdates: 1,
+		},
+		{
+			name: "running agent whose rotated token tether does not hold is not reused: its bootstrap token is used or expired",
+			cfg: clusterConfig{pod: testPod(withAgent("tether-inspect", image, 7342, false, running())),
+				unstored: []string{"tether-inspect"}},
+			req:         trace,
+			want:        result{Agent: fresh("tether-inspect-2", 7343), Added: []added{newAgent("tether-inspect-2", 7343, false)}},
+			wantUpdates: 1,
+		},
+		{
+			name: "token Secret left by an earlier pod of the same name is not trusted",
+			cfg: clusterConfig{pod: testPod(withAgent("tether-inspect", image, 7342, false, running())),
+				unstored: []string{"tether-inspect"}, secrets: []runtime.Object{storedToken("tether-inspect", "old", "uid-of-the-pod-before")}},
+			req:         trace,
+			want:        result{Agent: fresh("tether-inspect-2", 7343), Added: []added{newAgent("tether-inspect-2", 7343, false)}},
+			wantUpdates: 1,
+		},
+		{
+			name: "waits for an agent being added whose token is not rotated yet: its bootstrap token",
+			cfg: clusterConfig{pod: testPod(withAgent("tether-inspect", image, 7342, true, waiting("ContainerCreating", ""))),
+				unstored: []string{"tether-inspect"}},
+			req:  capture,
+			want: result{Agent: fresh("tether-inspect", 7342)},
 		},
 		{
 			name: "capture reuses the running root agent, not the non-root one",
@@ -253,7 +320,7 @@ func TestEnsure(t *testing.T) {
 				withAgent("tether-inspect", image, 7342, false, running()),
 				withAgent("tether-inspect-2", image, 7342, true, exited(1, "Error", "", time.Second)))},
 			req:         capture,
-			want:        result{Agent: agent("tether-inspect-3", 7343, secretToken), Added: []added{newAgent("tether-inspect-3", 7343, true)}},
+			want:        result{Agent: fresh("tether-inspect-3", 7343), Added: []added{newAgent("tether-inspect-3", 7343, true)}},
 			wantUpdates: 1,
 		},
 		{
@@ -261,7 +328,7 @@ func TestEnsure(t *testing.T) {
 			cfg: clusterConfig{pod: testPod(
 				withAgent("tether-inspect", image, 7342, true, exited(1, "Error", "tether-agent: listen tcp 127.0.0.1:7342: bind: address already in use", time.Second)))},
 			req:         capture,
-			want:        result{Agent: agent("tether-inspect-2", 7343, secretToken), Added: []added{newAgent("tether-inspect-2", 7343, true)}},
+			want:        result{Agent: fresh("tether-inspect-2", 7343), Added: []added{newAgent("tether-inspect-2", 7343, true)}},
 			wantUpdates: 1,
 		},
 		{
@@ -273,7 +340,7 @@ func TestEnsure(t *testing.T) {
 				},
 				withAgent("tether-inspect", image, 7343, false, exited(0, "Completed", "", time.Hour)))},
 			req:         trace,
-			want:        result{Agent: agent("tether-inspect-2", 7345, secretToken), Added: []added{newAgent("tether-inspect-2", 7345, false)}},
+			want:        result{Agent: fresh("tether-inspect-2", 7345), Added: []added{newAgent("tether-inspect-2", 7345, false)}},
 			wantUpdates: 1,
 		},
 		{
@@ -282,7 +349,7 @@ func TestEnsure(t *testing.T) {
 				withAgent("tether-inspect", image, 7342, false, exited(0, "Completed", "", time.Hour)),
 				withAgent("tether-inspect-2", image, 7343, false, exited(137, "OOMKilled", "", time.Hour)))},
 			req:         trace,
-			want:        result{Agent: agent("tether-inspect-3", 7344, secretToken), Added: []added{newAgent("tether-inspect-3", 7344, false)}},
+			want:        result{Agent: fresh("tether-inspect-3", 7344), Added: []added{newAgent("tether-inspect-3", 7344, false)}},
 			wantUpdates: 1,
 		},
 		{
@@ -294,7 +361,7 @@ func TestEnsure(t *testing.T) {
 		{
 			name: "conflict on the update: looks again and reuses the agent another client added",
 			cfg: clusterConfig{pod: testPod(), conflicts: 1,
-				meanwhile: withAgent("tether-inspect", image, 7342, true, running())},
+				meanwhile: withAgent("tether-inspect", image, 7342, false, running())},
 			req:         trace,
 			want:        result{Agent: agent("tether-inspect", 7342, "token-of-tether-inspect")},
 			wantUpdates: 1,
@@ -303,7 +370,7 @@ func TestEnsure(t *testing.T) {
 			name:        "conflict on the update: tries again and adds",
 			cfg:         clusterConfig{pod: testPod(), conflicts: 2},
 			req:         capture,
-			want:        result{Agent: agent("tether-inspect", 7342, secretToken), Added: []added{newAgent("tether-inspect", 7342, true)}},
+			want:        result{Agent: fresh("tether-inspect", 7342), Added: []added{newAgent("tether-inspect", 7342, true)}},
 			wantUpdates: 3,
 		},
 		{
@@ -391,7 +458,7 @@ func TestEnsure(t *testing.T) {
 			name:        "failed agent of another image does not block",
 			cfg:         clusterConfig{pod: testPod(withAgent("tether-inspect", "agent:0", 7342, true, exited(1, "Error", "boom", time.Second)))},
 			req:         capture,
-			want:        result{Agent: agent("tether-inspect-2", 7343, secretToken), Added: []added{newAgent("tether-inspect-2", 7343, true)}},
+			want:        result{Agent: fresh("tether-inspect-2", 7343), Added: []added{newAgent("tether-inspect-2", 7343, true)}},
 			wantUpdates: 1,
 		},
 		{
@@ -399,7 +466,7 @@ func TestEnsure(t *testing.T) {
 			cfg: clusterConfig{pod: testPod(withAgent("tether-inspect", image, 7342, false,
 				waiting("CreateContainerConfigError", "container has runAsNonRoot and image will run as root")))},
 			req:         capture,
-			want:        result{Agent: agent("tether-inspect-2", 7343, secretToken), Added: []added{newAgent("tether-inspect-2", 7343, true)}},
+			want:        result{Agent: fresh("tether-inspect-2", 7343), Added: []added{newAgent("tether-inspect-2", 7343, true)}},
 			wantUpdates: 1,
 		},
 		{
@@ -422,6 +489,9 @@ func TestEnsure(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			a, err := inspect.Ensure(ctx, c, tt.req, func(string) {})
+			if a.Bootstrap && string(a.Token) == specToken(t, c, a.Container) {
+				a.Token = []byte("bootstrap token of " + a.Container)
+			}
 			got := result{Agent: a, Added: addedAgents(t, c, before, tt.cfg.meanwhile)}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Ensure (-want +got):\n%s", diff)
@@ -432,6 +502,23 @@ func TestEnsure(t *testing.T) {
 			checkErr(t, err, tt.wantErr, tt.wantInternal)
 		})
 	}
+}
+
+// specToken returns the token in the spec of the stored pod's container.
+func specToken(t *testing.T, c *cluster, container string) string {
+	t.Helper()
+	obj, err := c.Tracker().Get(podsGVR, ns, podName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ec := range obj.(*corev1.Pod).Spec.EphemeralContainers {
+		for _, e := range ec.Env {
+			if ec.Name == container && e.Name == "TETHER_TOKEN" {
+				return e.Value
+			}
+		}
+	}
+	return ""
 }
 
 // addedAgents returns the inspection containers of the stored pod that
@@ -521,5 +608,57 @@ func TestExplain(t *testing.T) {
 			}
 			checkErr(t, err, tt.wantErr, false)
 		})
+	}
+}
+
+// TestTokens: every agent gets a token of its own, in its spec; no Secret
+// is made before the token is rotated, and none is shared; StoreToken
+// keeps the rotated token in a Secret the pod owns, which the next Ensure
+// reads. Before, one token per namespace, in the Secret tether-inspect,
+// opened every agent of the namespace for as long as it ran.
+func TestTokens(t *testing.T) {
+	c := newCluster(t, clusterConfig{pod: testPod()})
+	ctx := t.Context()
+	tr, err := inspect.Ensure(ctx, c, inspect.Request{Namespace: ns, Pod: podName, AgentImage: image}, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := inspect.Ensure(ctx, c, inspect.Request{Namespace: ns, Pod: podName, AgentImage: image, NetRaw: true}, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.Bootstrap || !cp.Bootstrap || string(tr.Token) == string(cp.Token) || len(tr.Token) < 32 {
+		t.Fatalf("two new agents: bootstrap %v/%v, tokens %q and %q; want two different bootstrap tokens", tr.Bootstrap, cp.Bootstrap, tr.Token, cp.Token)
+	}
+	secrets, err := c.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(secrets.Items) != 0 {
+		t.Fatalf("Ensure made Secrets %v; want none until a token is rotated", secrets.Items)
+	}
+
+	rotated := []byte("rotated-token-0123456789abcdef")
+	if err := inspect.StoreToken(ctx, c, ns, tr, rotated); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.CoreV1().Secrets(ns).Get(ctx, "tether-inspect.web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOwner := []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: podName, UID: podUID}}
+	if diff := cmp.Diff(wantOwner, s.OwnerReferences); diff != "" {
+		t.Errorf("owner of the token Secret (-want +got):\n%s", diff)
+	}
+	if s.Immutable == nil || !*s.Immutable || s.Labels["tether.dev/inspect-token"] != "true" {
+		t.Errorf("token Secret: immutable %v, labels %v; want immutable and labelled", s.Immutable, s.Labels)
+	}
+	again, err := inspect.Ensure(ctx, c, inspect.Request{Namespace: ns, Pod: podName, AgentImage: image}, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := inspect.Agent{Pod: podName, PodUID: podUID, Container: tr.Container, Port: tr.Port, Token: rotated}
+	if diff := cmp.Diff(want, again); diff != "" {
+		t.Errorf("Ensure after the rotation (-want +got):\n%s", diff)
 	}
 }

@@ -33,6 +33,7 @@ const (
 	Agent_QueryDNS_FullMethodName   = "/tether.agent.v1.Agent/QueryDNS"
 	Agent_Probe_FullMethodName      = "/tether.agent.v1.Agent/Probe"
 	Agent_Exchanges_FullMethodName  = "/tether.agent.v1.Agent/Exchanges"
+	Agent_Rotate_FullMethodName     = "/tether.agent.v1.Agent/Rotate"
 )
 
 // AgentClient is the client API for Agent service.
@@ -69,6 +70,14 @@ type AgentClient interface {
 	// oldest first, in chunks; the last chunk carries the recorder's
 	// statistics. FAILED_PRECONDITION when recording is off.
 	Exchanges(ctx context.Context, in *ExchangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExchangesChunk], error)
+	// Rotate replaces the token the agent accepts for new tunnels; tunnels
+	// already open go on. An inspection agent starts with a bootstrap token
+	// written in its pod's spec, good for one tunnel within a short time;
+	// the daemon rotates it on that tunnel and keeps the new token in a
+	// Secret. FAILED_PRECONDITION for an agent whose token comes from a
+	// file (the sidecar's Secret), INVALID_ARGUMENT for a token of a bad
+	// length.
+	Rotate(ctx context.Context, in *RotateRequest, opts ...grpc.CallOption) (*RotateResponse, error)
 }
 
 type agentClient struct {
@@ -177,6 +186,16 @@ func (c *agentClient) Exchanges(ctx context.Context, in *ExchangesRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Agent_ExchangesClient = grpc.ServerStreamingClient[ExchangesChunk]
 
+func (c *agentClient) Rotate(ctx context.Context, in *RotateRequest, opts ...grpc.CallOption) (*RotateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateResponse)
+	err := c.cc.Invoke(ctx, Agent_Rotate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -211,6 +230,14 @@ type AgentServer interface {
 	// oldest first, in chunks; the last chunk carries the recorder's
 	// statistics. FAILED_PRECONDITION when recording is off.
 	Exchanges(*ExchangesRequest, grpc.ServerStreamingServer[ExchangesChunk]) error
+	// Rotate replaces the token the agent accepts for new tunnels; tunnels
+	// already open go on. An inspection agent starts with a bootstrap token
+	// written in its pod's spec, good for one tunnel within a short time;
+	// the daemon rotates it on that tunnel and keeps the new token in a
+	// Secret. FAILED_PRECONDITION for an agent whose token comes from a
+	// file (the sidecar's Secret), INVALID_ARGUMENT for a token of a bad
+	// length.
+	Rotate(context.Context, *RotateRequest) (*RotateResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -244,6 +271,9 @@ func (UnimplementedAgentServer) Probe(context.Context, *ProbeRequest) (*ProbeRes
 }
 func (UnimplementedAgentServer) Exchanges(*ExchangesRequest, grpc.ServerStreamingServer[ExchangesChunk]) error {
 	return status.Error(codes.Unimplemented, "method Exchanges not implemented")
+}
+func (UnimplementedAgentServer) Rotate(context.Context, *RotateRequest) (*RotateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rotate not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -396,6 +426,24 @@ func _Agent_Exchanges_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Agent_ExchangesServer = grpc.ServerStreamingServer[ExchangesChunk]
 
+func _Agent_Rotate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Rotate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Rotate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Rotate(ctx, req.(*RotateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -426,6 +474,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Probe",
 			Handler:    _Agent_Probe_Handler,
+		},
+		{
+			MethodName: "Rotate",
+			Handler:    _Agent_Rotate_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
