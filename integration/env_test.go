@@ -11,10 +11,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -170,7 +173,31 @@ func (e *env) deployOrders(replicas int32) (*appsv1.Deployment, *corev1.Service)
 		}
 	}
 	e.waitAvailable(dep.Name, replicas)
+	e.waitServed(svc)
 	return dep, svc
+}
+
+// waitServed waits until a caller of the Service is served: available pods
+// are not enough on a cluster that just started, where kube-proxy may not
+// have programmed the Service yet (its callers are refused until it has).
+// The test runs on the node, which reaches ClusterIPs.
+func (e *env) waitServed(svc *corev1.Service) {
+	e.t.Helper()
+	url := fmt.Sprintf("http://%s/healthz", net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port))))
+	client := &http.Client{Timeout: 2 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(context.Context) (bool, error) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		e.t.Fatalf("service %s is not served at %s within a minute", svc.Name, url)
+	}
 }
 
 func (e *env) waitAvailable(name string, replicas int32) {
