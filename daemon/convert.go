@@ -92,7 +92,7 @@ func RollbackResultsToProto(results []RollbackResult) *daemonv1.RollbackResponse
 	for _, r := range results {
 		pr := &daemonv1.RollbackResult{Workload: r.Workload, Namespace: r.Namespace, Error: r.Error}
 		for _, st := range r.Steps {
-			pr.Steps = append(pr.Steps, &daemonv1.RollbackStep{Object: st.Object, Action: st.Action})
+			pr.Steps = append(pr.Steps, &daemonv1.RollbackStep{Object: st.Object, Action: st.Action, Reason: st.Reason})
 		}
 		resp.Results = append(resp.Results, pr)
 	}
@@ -104,7 +104,7 @@ func RollbackResultsFromProto(resp *daemonv1.RollbackResponse) []RollbackResult 
 	for _, r := range resp.GetResults() {
 		rr := RollbackResult{Workload: r.GetWorkload(), Namespace: r.GetNamespace(), Error: r.GetError()}
 		for _, s := range r.GetSteps() {
-			rr.Steps = append(rr.Steps, RollbackStep{Object: s.GetObject(), Action: s.GetAction()})
+			rr.Steps = append(rr.Steps, RollbackStep{Object: s.GetObject(), Action: s.GetAction(), Reason: s.GetReason()})
 		}
 		out = append(out, rr)
 	}

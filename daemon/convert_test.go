@@ -155,3 +155,16 @@ func TestAgentRequestsOverTheWire(t *testing.T) {
 		t.Errorf("request without resources through the wire (-want +got)\n%s", diff)
 	}
 }
+
+// TestRollbackResultsOverTheWire: every field of a rollback's results,
+// the steps' reasons included, survives the wire.
+func TestRollbackResultsOverTheWire(t *testing.T) {
+	step := RollbackStep{Object: "secret/tether-agent-deployment-orders", Action: "kept", Reason: "the pod template still mounts it"}
+	res := RollbackResult{Workload: "deployment/orders", Namespace: "shop", Steps: []RollbackStep{step}, Error: "partly rolled back"}
+	allSet(t, step)
+	allSet(t, res)
+	got := RollbackResultsFromProto(wire(t, RollbackResultsToProto([]RollbackResult{res}), &daemonv1.RollbackResponse{}))
+	if diff := cmp.Diff([]RollbackResult{res}, got); diff != "" {
+		t.Errorf("rollback results through the wire (-want +got)\n%s", diff)
+	}
+}

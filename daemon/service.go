@@ -119,5 +119,8 @@ type RollbackResult struct {
 // RollbackStep is one object restored or removed.
 type RollbackStep struct {
 	Object string `json:"object"`
+	// Action is restored, unchanged, deleted, absent, refused or kept.
 	Action string `json:"action"`
+	// Reason says why, for refused and kept steps.
+	Reason string `json:"reason,omitempty"`
 }

@@ -108,6 +108,10 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		if o.Output == cmdutil.OutputText {
 			fmt.Fprintf(o.Out, "%s in %s:\n", r.Workload, r.Namespace)
 			for _, s := range r.Steps {
+				if s.Reason != "" {
+					fmt.Fprintf(o.Out, "  %-10s %s: %s\n", s.Action, s.Object, s.Reason)
+					continue
+				}
 				fmt.Fprintf(o.Out, "  %-10s %s\n", s.Action, s.Object)
 			}
 		}

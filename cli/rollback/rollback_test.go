@@ -89,7 +89,8 @@ func run(t *testing.T, results []daemon.RollbackResult, err error, output string
 
 func TestRollbackRun(t *testing.T) {
 	results := []daemon.RollbackResult{{Workload: "deployment/orders", Namespace: "shop", Steps: []daemon.RollbackStep{
-		{Object: "deployment/orders", Action: "restored"}, {Object: "service/orders", Action: "restored"}}}}
+		{Object: "deployment/orders", Action: "restored"}, {Object: "service/orders", Action: "restored"},
+		{Object: "secret/tether-agent-deployment-orders", Action: "kept", Reason: "the pod template still mounts it"}}}}
 	req, out, _, err := run(t, results, nil, "")
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +98,8 @@ func TestRollbackRun(t *testing.T) {
 	if diff := cmp.Diff(daemon.RollbackRequest{Namespace: "shop", All: true, Force: true}, req); diff != "" {
 		t.Errorf("request (-want +got):\n%s", diff)
 	}
-	want := "deployment/orders in shop:\n  restored   deployment/orders\n  restored   service/orders\n"
+	want := "deployment/orders in shop:\n  restored   deployment/orders\n  restored   service/orders\n" +
+		"  kept       secret/tether-agent-deployment-orders: the pod template still mounts it\n"
 	if diff := cmp.Diff(want, out); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
 	}

@@ -313,7 +313,7 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 		res := daemon.RollbackResult{Workload: w.String(), Namespace: w.Namespace}
 		steps, err := rollback.Restore(ctx, d.cs, w, req.Force)
 		for _, s := range steps {
-			res.Steps = append(res.Steps, daemon.RollbackStep{Object: s.Object, Action: s.Action})
+			res.Steps = append(res.Steps, daemon.RollbackStep{Object: s.Object, Action: s.Action, Reason: s.Reason})
 		}
 		if err != nil {
 			res.Error = err.Error()

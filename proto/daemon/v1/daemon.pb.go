@@ -3493,8 +3493,10 @@ func (x *RollbackResult) GetError() string {
 type RollbackStep struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Object string                 `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
-	// restored, unchanged, deleted or absent.
-	Action        string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// restored, unchanged, deleted, absent, refused or kept.
+	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// Why, for refused and kept steps (and where else it helps).
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3539,6 +3541,13 @@ func (x *RollbackStep) GetObject() string {
 func (x *RollbackStep) GetAction() string {
 	if x != nil {
 		return x.Action
+	}
+	return ""
+}
+
+func (x *RollbackStep) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -3919,10 +3928,11 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x124\n" +
 	"\x05steps\x18\x03 \x03(\v2\x1e.tether.daemon.v1.RollbackStepR\x05steps\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\">\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"V\n" +
 	"\fRollbackStep\x12\x16\n" +
 	"\x06object\x18\x01 \x01(\tR\x06object\x12\x16\n" +
-	"\x06action\x18\x02 \x01(\tR\x06action\"\r\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\r\n" +
 	"\vQuitRequest\"\x0e\n" +
 	"\fQuitResponse2\x90\x06\n" +
 	"\x06Daemon\x12K\n" +
