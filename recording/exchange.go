@@ -53,6 +53,18 @@ func (e *Exchange) Status() int {
 	return e.Response.Status
 }
 
+// GRPCStatus is the answer's grpc-status (from its trailers, or its
+// headers for a trailers-only answer), "" when it has none.
+func (e *Exchange) GRPCStatus() string {
+	if e.Response == nil {
+		return ""
+	}
+	if s := e.Response.Trailer.Get("Grpc-Status"); s != "" {
+		return s
+	}
+	return e.Response.Header.Get("Grpc-Status")
+}
+
 // Message is a request or a response.
 type Message struct {
 	// Requests: Method, Target (the request target as sent, e.g.

@@ -33,3 +33,19 @@ func TestWriteCurlIsInert(t *testing.T) {
 		}
 	}
 }
+
+// TestListedCarriesProtocolAndGRPCStatus: `requests list -o json` says how
+// each exchange was spoken and, for gRPC, how the call ended.
+func TestListedCarriesProtocolAndGRPCStatus(t *testing.T) {
+	e := &recording.Exchange{ID: 3, Pod: "greeter-7d9c-x2x", Proto: "HTTP/2.0",
+		Request:  recording.Message{Method: "POST", Target: "/helloworld.Greeter/SayHello"},
+		Response: &recording.Message{Status: 200, Trailer: http.Header{"Grpc-Status": {"5"}}}}
+	got := toListed(e)
+	if got.Proto != "HTTP/2.0" || got.GRPCStatus != "5" {
+		t.Errorf("listed proto %q grpc-status %q, want HTTP/2.0 and 5", got.Proto, got.GRPCStatus)
+	}
+	e.Response.Trailer, e.Response.Header = nil, http.Header{"Grpc-Status": {"12"}}
+	if got := toListed(e); got.GRPCStatus != "12" {
+		t.Errorf("trailers-only answer: grpc-status %q, want 12", got.GRPCStatus)
+	}
+}

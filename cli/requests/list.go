@@ -81,7 +81,11 @@ type listed struct {
 	LatencyMs   float64   `json:"latencyMillis"`
 	Size        int64     `json:"responseBytes"`
 	Destination string    `json:"destination"`
-	Error       string    `json:"error,omitempty"`
+	// Proto is HTTP/1.1, HTTP/1.0 or HTTP/2.0; GRPCStatus the answer's
+	// grpc-status for gRPC calls.
+	Proto      string `json:"proto"`
+	GRPCStatus string `json:"grpcStatus,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
 func (o *ListOptions) list(ctx context.Context, f recording.Filter) error {
@@ -105,7 +109,8 @@ func (o *ListOptions) list(ctx context.Context, f recording.Filter) error {
 
 func toListed(e *recording.Exchange) listed {
 	r := listed{ID: Ref(e), Time: e.Time, Pod: e.Pod, Method: e.Request.Method, Path: e.Request.Target, Status: e.Status(),
-		LatencyMs: float64(e.Latency().Microseconds()) / 1000, Destination: e.Destination, Error: e.Error}
+		LatencyMs: float64(e.Latency().Microseconds()) / 1000, Destination: e.Destination, Error: e.Error,
+		Proto: e.Proto, GRPCStatus: e.GRPCStatus()}
 	if e.Response != nil {
 		r.Size = e.Response.BodySize
 	}

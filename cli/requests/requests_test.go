@@ -195,8 +195,8 @@ func TestListRun(t *testing.T) {
 		t.Fatalf("-o json: %v\n%s", err, out)
 	}
 	want := []listed{
-		{ID: "x2x.17", Time: t0, Pod: "orders-7d9c-x2x", Method: "GET", Path: "/orders/7", Status: 200, LatencyMs: 3, Size: 8, Destination: "app"},
-		{ID: "q4z.3", Time: t0.Add(time.Second), Pod: "orders-7d9c-q4z", Method: "POST", Path: "/orders", Destination: "laptop", Error: "connection closed before the response"},
+		{ID: "x2x.17", Time: t0, Pod: "orders-7d9c-x2x", Method: "GET", Path: "/orders/7", Status: 200, LatencyMs: 3, Size: 8, Destination: "app", Proto: "HTTP/1.1"},
+		{ID: "q4z.3", Time: t0.Add(time.Second), Pod: "orders-7d9c-q4z", Method: "POST", Path: "/orders", Destination: "laptop", Proto: "HTTP/1.1", Error: "connection closed before the response"},
 	}
 	if diff := cmp.Diff(want, rows); diff != "" {
 		t.Errorf("-o json (-want +got):\n%s", diff)
