@@ -241,7 +241,7 @@ func TestStatsRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `POD              HELD  RECORDED  EVICTED  MEMORY           NOT HTTP  LIMITED  UPGRADED  REDACTION
-orders-7d9c-x2x  1     5         4        2.0Ki of 64.0Mi  0         0        0         on: authorization
+orders-7d9c-x2x  1     5         4        2.0Ki of 64.0Mi  0         0        0         on: authorization + look-alike names
 orders-7d9c-zzz  agent not ready
 `
 	if diff := cmp.Diff(want, out.String()); diff != "" {

@@ -61,7 +61,7 @@ func (o *StatsOptions) Run(ctx context.Context) error {
 			continue
 		}
 		s := p.Stats
-		redaction := "on: " + strings.Join(s.RedactedNames, ", ")
+		redaction := "on: " + strings.Join(s.RedactedNames, ", ") + " + look-alike names"
 		if s.RedactionOff {
 			redaction = "OFF (--no-redact)"
 		}

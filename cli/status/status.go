@@ -99,7 +99,7 @@ func (o *StatusOptions) print(rep Report) error {
 	if len(st.Agents) > 0 {
 		fmt.Fprintln(out, "Agents (`tether rollback WORKLOAD` removes one):")
 		for _, a := range st.Agents {
-			rec := "recording, redacting " + strings.Join(a.Redacted, ", ")
+			rec := "recording, redacting " + strings.Join(a.Redacted, ", ") + " and names that look secret (docs/replay.md)"
 			switch {
 			case !a.Recording:
 				rec = "not recording"

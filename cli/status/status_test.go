@@ -78,7 +78,7 @@ func TestStatusRun(t *testing.T) {
 Intercepts:
   deployment/orders in shop: service orders port 80 -> localhost:3000 (agent port 17000; pods: orders-1)
 Agents (` + "`tether rollback WORKLOAD`" + ` removes one):
-  deployment/orders in shop: recording, redacting authorization, cookie
+  deployment/orders in shop: recording, redacting authorization, cookie and names that look secret (docs/replay.md)
 `
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
