@@ -84,36 +84,46 @@ func (o *ExportOptions) Validate() error {
 
 // Run reads the selected exchanges and writes them.
 func (o *ExportOptions) Run(ctx context.Context) error {
-	f, err := o.Filter(o.Now())
-	if err != nil {
-		return err
-	}
-	w, done, err := openOutput(o.Out, o.Create, o.File)
-	if err != nil {
-		return err
-	}
-	got, _, err := o.read(ctx, daemon.RequestsRequest{Namespace: o.Ns, Workload: o.Workload, Filter: f, Limit: o.Limit})
-	if err != nil {
-		done(false)
-		return err
-	}
-	if o.Format == "curl" {
-		writeCurl(w, got, o.Base)
-	} else {
+	n, err := o.writeSelected(ctx, &o.FilterFlags, o.Now(), o.Create, o.File, func(w io.Writer, got []*recording.Exchange) error {
+		if o.Format == "curl" {
+			writeCurl(w, got, o.Base)
+			return nil
+		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(recording.ToHAR(got, Ref, buildinfo.Get().Version)); err != nil {
-			done(false)
-			return err
-		}
-	}
-	if err := done(true); err != nil {
+		return enc.Encode(recording.ToHAR(got, Ref, buildinfo.Get().Version))
+	})
+	if err != nil {
 		return err
 	}
 	if o.File != "" && o.File != "-" {
-		fmt.Fprintf(o.ErrOut, "wrote %d requests to %s\n", len(got), o.File)
+		fmt.Fprintf(o.ErrOut, "wrote %d requests to %s\n", n, o.File)
 	}
 	return nil
+}
+
+// writeSelected reads the exchanges ff selects, bodies included, and has
+// write put them on stdout (path "-") or into path, whole or not at all;
+// it returns how many there were.
+func (o *WorkloadOptions) writeSelected(ctx context.Context, ff *FilterFlags, now time.Time, create CreateFile, path string,
+	write func(io.Writer, []*recording.Exchange) error) (int, error) {
+	f, err := ff.Filter(now)
+	if err != nil {
+		return 0, err
+	}
+	w, done, err := openOutput(o.Out, create, path)
+	if err != nil {
+		return 0, err
+	}
+	got, _, err := o.read(ctx, daemon.RequestsRequest{Namespace: o.Ns, Workload: o.Workload, Filter: f, Limit: ff.Limit})
+	if err == nil {
+		err = write(w, got)
+	}
+	if err != nil {
+		done(false)
+		return 0, err
+	}
+	return len(got), done(true)
 }
 
 // openOutput returns stdout for "-", else create(path).
@@ -173,27 +183,11 @@ func (o *SaveOptions) Validate() error {
 
 // Run reads the selected exchanges, bodies included, and saves them.
 func (o *SaveOptions) Run(ctx context.Context) error {
-	f, err := o.Filter(o.Now())
+	n, err := o.writeSelected(ctx, &o.FilterFlags, o.Now(), o.Create, o.File, recording.WriteJSONL)
 	if err != nil {
 		return err
 	}
-	w, done, err := openOutput(o.Out, o.Create, o.File)
-	if err != nil {
-		return err
-	}
-	got, _, err := o.read(ctx, daemon.RequestsRequest{Namespace: o.Ns, Workload: o.Workload, Filter: f, Limit: o.Limit})
-	if err != nil {
-		done(false)
-		return err
-	}
-	if err := recording.WriteJSONL(w, got); err != nil {
-		done(false)
-		return err
-	}
-	if err := done(true); err != nil {
-		return err
-	}
-	fmt.Fprintf(o.ErrOut, "saved %d requests to %s\n", len(got), o.File)
+	fmt.Fprintf(o.ErrOut, "saved %d requests to %s\n", n, o.File)
 	return nil
 }
 
