@@ -66,64 +66,68 @@ func (d *deadline) isZero() bool {
 	return d.at.IsZero()
 }
 
-// pump reads a stream in its own goroutine, so that a Read can give up at
-// its deadline without losing what arrives later: the next Read gets it.
+// pump reads a stream so that a Read can give up at its deadline without
+// losing what arrives later. Only a Read made under a deadline reads in a
+// goroutine (into one buffer, reused); without a deadline, and with no
+// such read left in flight, Read reads the stream itself: the data path
+// of a tunnel pays nothing for deadlines it does not use.
 type pump struct {
-	chunks chan []byte
-	err    error // set before chunks is closed
+	r io.Reader
 
-	mu   sync.Mutex // one Read at a time takes from rest and chunks
-	rest []byte
+	mu       sync.Mutex // one Read at a time
+	buf      []byte     // the background read's buffer, allocated once
+	rest     []byte     // read but not yet returned
+	inflight chan readResult
 }
 
-// newPump reads r until it fails or closed is closed.
-func newPump(r io.Reader, closed <-chan struct{}) *pump {
-	p := &pump{chunks: make(chan []byte)}
-	go func() {
-		for {
-			buf := make([]byte, 32<<10)
-			n, err := r.Read(buf)
-			if n > 0 {
-				select {
-				case p.chunks <- buf[:n]:
-				case <-closed:
-					return
-				}
-			}
-			if err != nil {
-				p.err = err
-				close(p.chunks)
-				return
-			}
-		}
-	}()
-	return p
+type readResult struct {
+	n   int
+	err error
 }
 
-// read copies what has arrived into b, waiting until something has, the
-// deadline passes (expired) or the Conn is closed.
-func (p *pump) read(b []byte, expired, closed <-chan struct{}) (int, error) {
+func newPump(r io.Reader) *pump { return &pump{r: r} }
+
+// read copies what has arrived into b. With no deadline and nothing in
+// flight it reads r directly; otherwise it waits for the background read,
+// the deadline (expired) or the Conn's close.
+func (p *pump) read(b []byte, d *deadline, closed <-chan struct{}) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.rest) == 0 {
-		select {
-		case <-expired:
-			return 0, os.ErrDeadlineExceeded
-		default:
-		}
-		select {
-		case chunk, ok := <-p.chunks:
-			if !ok {
-				return 0, p.err
-			}
-			p.rest = chunk
-		case <-expired:
-			return 0, os.ErrDeadlineExceeded
-		case <-closed:
-			return 0, net.ErrClosed
-		}
+	if len(p.rest) > 0 {
+		n := copy(b, p.rest)
+		p.rest = p.rest[n:]
+		return n, nil
 	}
-	n := copy(b, p.rest)
-	p.rest = p.rest[n:]
-	return n, nil
+	expired := d.wait()
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	default:
+	}
+	if p.inflight == nil && d.isZero() {
+		return p.r.Read(b)
+	}
+	if p.inflight == nil {
+		if p.buf == nil {
+			p.buf = make([]byte, 32<<10)
+		}
+		done := make(chan readResult, 1)
+		p.inflight = done
+		go func() {
+			n, err := p.r.Read(p.buf)
+			done <- readResult{n, err}
+		}()
+	}
+	select {
+	case res := <-p.inflight:
+		p.inflight = nil
+		p.rest = p.buf[:res.n]
+		n := copy(b, p.rest)
+		p.rest = p.rest[n:]
+		return n, res.err
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	case <-closed:
+		return 0, net.ErrClosed
+	}
 }

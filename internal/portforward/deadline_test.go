@@ -66,6 +66,12 @@ func TestReadDeadline(t *testing.T) {
 	if err != nil || string(buf[:n]) != "hello" {
 		t.Fatalf("read after clearing the deadline: %q, %v", buf[:n], err)
 	}
+	// Without a deadline and nothing in flight, Reads read the stream
+	// itself, in order.
+	go pod.Write([]byte("world"))
+	if n, err := io.ReadFull(c, buf[:5]); err != nil || string(buf[:n]) != "world" {
+		t.Fatalf("read without a deadline: %q, %v", buf[:n], err)
+	}
 
 	// Moving the deadline while a Read waits applies to that Read.
 	c.SetReadDeadline(time.Now().Add(time.Hour))

@@ -131,7 +131,7 @@ type Conn struct {
 func newConn(conn httpstream.Connection, data httpstream.Stream, local, remote net.Addr) *Conn {
 	c := &Conn{conn: conn, data: data, local: local, remote: remote, closed: make(chan struct{}),
 		readDeadline: newDeadline(), writeDeadline: newDeadline()}
-	c.reader = newPump(data, c.closed)
+	c.reader = newPump(data)
 	return c
 }
 
@@ -158,7 +158,7 @@ func (c *Conn) RemoteErr() error {
 // Read reads what the pod sent; it fails with os.ErrDeadlineExceeded once
 // the read deadline passes, and the Conn stays usable.
 func (c *Conn) Read(p []byte) (int, error) {
-	n, err := c.reader.read(p, c.readDeadline.wait(), c.closed)
+	n, err := c.reader.read(p, c.readDeadline, c.closed)
 	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		if rerr := c.RemoteErr(); rerr != nil {
 			return n, fmt.Errorf("port-forward: %w", rerr)
