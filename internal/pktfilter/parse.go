@@ -137,7 +137,7 @@ type parser struct {
 // longer than MaxLen or nested deeper than MaxDepth is an error.
 func Parse(filter string) (Expr, error) {
 	if len(filter) > MaxLen {
-		return nil, &SyntaxError{Filter: filter, Pos: MaxLen, Word: filter[MaxLen : MaxLen+8], Err: ErrTooLarge,
+		return nil, &SyntaxError{Filter: filter, Pos: MaxLen, Word: filter[MaxLen:min(MaxLen+8, len(filter))], Err: ErrTooLarge,
 			Msg: fmt.Sprintf("the filter is longer than %d bytes (%d)", MaxLen, len(filter))}
 	}
 	p := &parser{src: filter, toks: tokenize(filter)}

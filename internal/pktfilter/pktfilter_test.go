@@ -134,6 +134,7 @@ func TestLimits(t *testing.T) {
 		{"deep not", strings.Repeat("not ", 1000) + "tcp", "nests deeper than"},
 		{"deep !", strings.Repeat("!", 1<<22) + "tcp", "longer than"},
 		{"long", strings.Repeat("tcp or ", 1<<19) + "tcp", "longer than"},
+		{"one byte too long", strings.Repeat(" ", MaxLen-3) + "tcp!", "longer than"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
