@@ -53,17 +53,12 @@ func (d *deadline) set(t time.Time) {
 	})
 }
 
-// wait returns the channel closed when the current deadline passes.
-func (d *deadline) wait() <-chan struct{} {
+// state returns, under one lock, the channel closed when the current
+// deadline passes and whether no deadline is set.
+func (d *deadline) state() (expired <-chan struct{}, none bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.expired
-}
-
-func (d *deadline) isZero() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.at.IsZero()
+	return d.expired, d.at.IsZero()
 }
 
 // pump reads a stream so that a Read can give up at its deadline without
@@ -98,13 +93,13 @@ func (p *pump) read(b []byte, d *deadline, closed <-chan struct{}) (int, error) 
 		p.rest = p.rest[n:]
 		return n, nil
 	}
-	expired := d.wait()
+	expired, none := d.state()
 	select {
 	case <-expired:
 		return 0, os.ErrDeadlineExceeded
 	default:
 	}
-	if p.inflight == nil && d.isZero() {
+	if p.inflight == nil && none {
 		return p.r.Read(b)
 	}
 	if p.inflight == nil {

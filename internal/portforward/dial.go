@@ -171,13 +171,13 @@ func (c *Conn) Read(p []byte) (int, error) {
 // passes fails with os.ErrDeadlineExceeded and closes the Conn: how much
 // of p went out is unknown, so the stream cannot go on.
 func (c *Conn) Write(p []byte) (int, error) {
-	expired := c.writeDeadline.wait()
+	expired, none := c.writeDeadline.state()
 	select {
 	case <-expired:
 		return 0, os.ErrDeadlineExceeded
 	default:
 	}
-	if c.writeDeadline.isZero() {
+	if none {
 		return c.data.Write(p)
 	}
 	type result struct {
@@ -193,7 +193,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 	case r := <-done:
 		return r.n, r.err
 	case <-expired:
+		// Closing resets the stream, which ends the blocked write; wait for
+		// it, so that p is not touched after Write returns.
 		c.Close()
+		<-done
 		return 0, os.ErrDeadlineExceeded
 	}
 }
