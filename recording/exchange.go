@@ -53,16 +53,21 @@ func (e *Exchange) Status() int {
 	return e.Response.Status
 }
 
-// GRPCStatus is the answer's grpc-status (from its trailers, or its
-// headers for a trailers-only answer), "" when it has none.
+// GRPCStatus is the answer's grpc-status, "" when it has none.
 func (e *Exchange) GRPCStatus() string {
 	if e.Response == nil {
 		return ""
 	}
-	if s := e.Response.Trailer.Get("Grpc-Status"); s != "" {
+	return e.Response.GRPCStatus()
+}
+
+// GRPCStatus is a response's grpc-status (from its trailers, or its
+// headers for a trailers-only answer), "" when it has none.
+func (m *Message) GRPCStatus() string {
+	if s := m.Trailer.Get("Grpc-Status"); s != "" {
 		return s
 	}
-	return e.Response.Header.Get("Grpc-Status")
+	return m.Header.Get("Grpc-Status")
 }
 
 // Message is a request or a response.

@@ -28,14 +28,6 @@ func isGRPC(h http.Header) bool {
 // trailers-only response.
 var grpcStatusFields = []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin"}
 
-// grpcStatus returns the call's status code, "" when there is none.
-func grpcStatus(header, trailer http.Header) string {
-	if s := trailer.Get("Grpc-Status"); s != "" {
-		return s
-	}
-	return header.Get("Grpc-Status")
-}
-
 // trailersOnly moves the status fields of a trailers-only response from
 // m's headers to its trailers, so both shapes compare alike.
 func trailersOnly(m *recording.Message) {

@@ -317,11 +317,11 @@ func one(ctx context.Context, client *http.Client, e *recording.Exchange, ref st
 		r.Error = "reading the answer: " + err.Error()
 		return r
 	}
+	live := &recording.Message{Status: resp.StatusCode, Header: resp.Header, Trailer: resp.Trailer, Body: body, BodySize: int64(len(body))}
 	if isGRPC(resp.Header) {
-		r.GRPCStatus = grpcStatus(resp.Header, resp.Trailer)
+		r.GRPCStatus = live.GRPCStatus()
 	}
 	if o.Diff {
-		live := &recording.Message{Status: resp.StatusCode, Header: resp.Header, Trailer: resp.Trailer, Body: body, BodySize: int64(len(body))}
 		r.Diff = Compare(e.Response, live, o.IgnoreHeaders)
 		if long {
 			r.Diff.Body = nil
