@@ -15,7 +15,3 @@ type Factory struct {
 	// Flags are the kubectl flags themselves, to hand on to the daemon.
 	Flags *genericclioptions.ConfigFlags
 }
-
-// TargetFunc returns the function a command's options hold to learn the
-// kube context, API server, namespace and daemon paths it works on.
-func (f *Factory) TargetFunc() func() (Target, error) { return f.Target }

@@ -50,7 +50,7 @@ type Result struct {
 func NewCmdConnect(f *cmdutil.Factory, runF func(context.Context, *ConnectOptions) error) *cobra.Command {
 	o := &ConnectOptions{
 		IOStreams:     f.IOStreams,
-		Target:        f.TargetFunc(),
+		Target:        f.Target,
 		DaemonService: f.DaemonService(),
 		MissingAccess: missingAccess(f),
 		Now:           time.Now,

@@ -46,7 +46,7 @@ type RunOptions struct {
 
 // NewCmdRun returns `tether daemon run`; runF replaces Run in tests.
 func NewCmdRun(f *cmdutil.Factory, runF func(context.Context, *RunOptions) error) *cobra.Command {
-	o := &RunOptions{Log: f.IOStreams.ErrOut, Target: f.TargetFunc(), RESTConfig: f.KubeConfig.ToRESTConfig}
+	o := &RunOptions{Log: f.IOStreams.ErrOut, Target: f.Target, RESTConfig: f.KubeConfig.ToRESTConfig}
 	return &cobra.Command{
 		Use:   "run",
 		Short: "Serve the daemon API for the current kube context until `tether quit`",

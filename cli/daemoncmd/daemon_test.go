@@ -29,15 +29,6 @@ func TestNewCmdRun(t *testing.T) {
 	cmdtest.WantError(t, err, cmdutil.ExitUser, `unknown command "now"`)
 }
 
-func TestRunValidate(t *testing.T) {
-	// The command has no flags of its own: every shape of options is valid.
-	for _, o := range []RunOptions{{}, {Kube: cmdutil.Target{Context: "test"}}} {
-		if err := o.Validate(); err != nil {
-			t.Errorf("%+v: %v", o, err)
-		}
-	}
-}
-
 func TestRunStopsOnBadConfig(t *testing.T) {
 	_, _, errOut := cmdtest.Streams()
 	var kube cmdutil.Target

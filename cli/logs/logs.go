@@ -37,7 +37,7 @@ type LogsOptions struct {
 func NewCmdLogs(f *cmdutil.Factory, runF func(context.Context, *LogsOptions) error) *cobra.Command {
 	o := &LogsOptions{
 		IOStreams: f.IOStreams,
-		Target:    f.TargetFunc(),
+		Target:    f.Target,
 		Open:      func(name string) (io.ReadCloser, error) { return os.Open(name) },
 	}
 	cmd := &cobra.Command{

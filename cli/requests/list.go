@@ -117,9 +117,6 @@ func toListed(e *recording.Exchange) listed {
 	return r
 }
 
-// printable is recorded text made safe for a terminal, on one line.
-func printable(s string) string { return recording.Printable(s) }
-
 // writeList prints rows as a table for people, recorded text escaped.
 func writeList(w io.Writer, rows []listed) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -129,8 +126,8 @@ func writeList(w io.Writer, rows []listed) error {
 		if r.Status == 0 {
 			status = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(r.ID), r.Time.Local().Format("15:04:05.000"), printable(r.Pod), printable(r.Method),
-			short(printable(r.Path), 60), status, time.Duration(r.LatencyMs*float64(time.Millisecond)).Round(10*time.Microsecond), humanBytes(r.Size), printable(r.Destination))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", recording.Printable(r.ID), r.Time.Local().Format("15:04:05.000"), recording.Printable(r.Pod), recording.Printable(r.Method),
+			short(recording.Printable(r.Path), 60), status, time.Duration(r.LatencyMs*float64(time.Millisecond)).Round(10*time.Microsecond), humanBytes(r.Size), recording.Printable(r.Destination))
 	}
 	return tw.Flush()
 }
@@ -225,18 +222,18 @@ func (o *ShowOptions) Run(ctx context.Context) error {
 // show prints an exchange for people; every recorded text is escaped
 // (recording.Printable), bodies keeping their lines.
 func show(w io.Writer, e *recording.Exchange) {
-	fmt.Fprintf(w, "%s  %s  pod %s  from %s  to %s  %s\n", printable(Ref(e)), e.Time.Local().Format(time.RFC3339Nano), printable(e.Pod), printable(e.Source), printable(e.Destination), printable(e.Proto))
+	fmt.Fprintf(w, "%s  %s  pod %s  from %s  to %s  %s\n", recording.Printable(Ref(e)), e.Time.Local().Format(time.RFC3339Nano), recording.Printable(e.Pod), recording.Printable(e.Source), recording.Printable(e.Destination), recording.Printable(e.Proto))
 	fmt.Fprintf(w, "timings: send %s, wait %s, receive %s\n", e.Send.Round(time.Microsecond), e.Wait.Round(time.Microsecond), e.Receive.Round(time.Microsecond))
 	if e.Error != "" {
-		fmt.Fprintf(w, "incomplete: %s\n", printable(e.Error))
+		fmt.Fprintf(w, "incomplete: %s\n", recording.Printable(e.Error))
 	}
-	fmt.Fprintf(w, "\n%s %s\n", printable(e.Request.Method), printable(e.Request.Target))
+	fmt.Fprintf(w, "\n%s %s\n", recording.Printable(e.Request.Method), recording.Printable(e.Request.Target))
 	message(w, &e.Request)
 	if e.Response == nil {
 		fmt.Fprintln(w, "\n(no response)")
 		return
 	}
-	fmt.Fprintf(w, "\n%d %s\n", e.Response.Status, printable(e.Response.Reason))
+	fmt.Fprintf(w, "\n%d %s\n", e.Response.Status, recording.Printable(e.Response.Reason))
 	message(w, e.Response)
 }
 
@@ -248,11 +245,11 @@ func message(w io.Writer, m *recording.Message) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		for _, v := range m.Header[k] {
-			fmt.Fprintf(w, "%s: %s\n", printable(k), printable(v))
+			fmt.Fprintf(w, "%s: %s\n", recording.Printable(k), recording.Printable(v))
 		}
 	}
 	if len(m.Redacted) > 0 {
-		fmt.Fprintf(w, "(redacted: %s)\n", printable(strings.Join(m.Redacted, ", ")))
+		fmt.Fprintf(w, "(redacted: %s)\n", recording.Printable(strings.Join(m.Redacted, ", ")))
 	}
 	if m.BodySize > 0 {
 		fmt.Fprintln(w)
@@ -268,7 +265,7 @@ func message(w io.Writer, m *recording.Message) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		for _, v := range m.Trailer[k] {
-			fmt.Fprintf(w, "trailer %s: %s\n", printable(k), printable(v))
+			fmt.Fprintf(w, "trailer %s: %s\n", recording.Printable(k), recording.Printable(v))
 		}
 	}
 }

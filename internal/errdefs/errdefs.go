@@ -66,9 +66,6 @@ func (e *Error) Unwrap() []error {
 	return out
 }
 
-// Reason is the identifier New gave the error, or "".
-func (e *Error) Reason() string { return e.reason }
-
 // New returns a sentinel of class with a reason (an UPPER_SNAKE identifier,
 // unique among the sentinels one service returns) and a message.
 func New(class error, reason, message string) error {
@@ -123,16 +120,6 @@ func Class(err error) error {
 		return ErrUnavailable
 	}
 	return ErrInternal
-}
-
-// IsUserFacing reports whether err's class is one the user can act on
-// from its message alone (user, not found, already exists).
-func IsUserFacing(err error) bool {
-	switch Class(err) {
-	case ErrUser, ErrNotFound, ErrAlreadyExists:
-		return true
-	}
-	return false
 }
 
 // Withf formats an error that matches sentinel (and so its class and
