@@ -78,8 +78,7 @@ name or number; LOCALPORT defaults to SVCPORT's number.`,
 		RunE: cmdutil.RunE(o, runF),
 	}
 	cmd.Flags().StringVar(&o.Port, "port", "", "SVCPORT[:LOCALPORT]: the Service port (name or number) and the local port to send it to")
-	cmd.Flags().StringVar(&o.AgentImage, "agent-image", DefaultAgentImage(), "the agent's container image")
-	cmd.Flags().DurationVar(&o.RolloutTimeout, "rollout-timeout", 3*time.Minute, "how long to wait for every pod to run the agent")
+	AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)
 	o.AgentResources.AddFlags(cmd)
 	cmdutil.AddOutputFlag(cmd, &o.Output)
 	return cmd
@@ -123,11 +122,8 @@ func (o *InterceptOptions) Validate() error {
 	if o.LocalPort <= 0 || o.LocalPort > 65535 {
 		return errdefs.User("local port %d is out of range 1-65535", o.LocalPort)
 	}
-	if o.RolloutTimeout <= 0 {
-		return errdefs.User("--rollout-timeout must be positive")
-	}
-	if o.AgentImage == "" {
-		return errdefs.User("--agent-image must not be empty")
+	if err := ValidateAgent(o.AgentImage, o.RolloutTimeout); err != nil {
+		return err
 	}
 	if _, err := o.AgentResources.Resources(DefaultRecordBudget, ""); err != nil {
 		return err

@@ -2,6 +2,7 @@ package intercept
 
 import (
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -18,6 +19,24 @@ const agentMemoryHeadroom = 24 << 20
 // DefaultRecordBudget is the recording budget of an intercept's agent
 // (agent/run.go), which --agent-memory's limit must exceed with headroom.
 const DefaultRecordBudget = 64 << 20
+
+// AddAgentFlags adds --agent-image and --rollout-timeout, which every
+// command that puts the agent into a workload takes.
+func AddAgentFlags(cmd *cobra.Command, image *string, rolloutTimeout *time.Duration) {
+	cmd.Flags().StringVar(image, "agent-image", DefaultAgentImage(), "the agent's container image")
+	cmd.Flags().DurationVar(rolloutTimeout, "rollout-timeout", 3*time.Minute, "how long to wait for every pod to run the agent")
+}
+
+// ValidateAgent checks --agent-image and --rollout-timeout without I/O.
+func ValidateAgent(image string, rolloutTimeout time.Duration) error {
+	if rolloutTimeout <= 0 {
+		return errdefs.User("--rollout-timeout must be positive")
+	}
+	if image == "" {
+		return errdefs.User("--agent-image must not be empty")
+	}
+	return nil
+}
 
 // AgentResourceFlags are --agent-cpu and --agent-memory, each
 // REQUEST[:LIMIT] in Kubernetes quantities; "" keeps tether's defaults.

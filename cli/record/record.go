@@ -68,8 +68,7 @@ The change is journaled in the cluster like an intercept's;
 	cmd.Flags().BoolVar(&o.NoRedact, "no-redact", false, "record Authorization, Cookie and the like as seen (secrets!)")
 	cmd.Flags().StringVar(&o.BodyCap, "body-cap", "1Mi", "most of each body kept; longer bodies are truncated and marked")
 	cmd.Flags().StringVar(&o.Budget, "budget", "64Mi", "memory for recorded exchanges per pod; the oldest go first")
-	cmd.Flags().StringVar(&o.AgentImage, "agent-image", intercept.DefaultAgentImage(), "the agent's container image")
-	cmd.Flags().DurationVar(&o.RolloutTimeout, "rollout-timeout", 3*time.Minute, "how long to wait for the agent to run in every pod")
+	intercept.AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)
 	o.AgentResources.AddFlags(cmd)
 	cmdutil.AddOutputFlag(cmd, &o.Output)
 	return cmd
@@ -113,8 +112,8 @@ func (o *RecordOptions) Validate() error {
 	if b < 1<<20 || c > b/2 {
 		return errdefs.User("--budget must be at least 1Mi and --body-cap at most half of it (got %s and %s)", o.Budget, o.BodyCap)
 	}
-	if o.RolloutTimeout <= 0 {
-		return errdefs.User("--rollout-timeout must be positive")
+	if err := intercept.ValidateAgent(o.AgentImage, o.RolloutTimeout); err != nil {
+		return err
 	}
 	if _, err := o.AgentResources.Resources(int64(b), "--budget"); err != nil {
 		return err

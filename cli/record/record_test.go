@@ -18,7 +18,7 @@ import (
 
 func TestRecordValidate(t *testing.T) {
 	ok := func() RecordOptions {
-		return RecordOptions{Workload: "orders", ServicePort: "http", BodyCap: "1Mi", Budget: "64Mi", RolloutTimeout: time.Minute}
+		return RecordOptions{Workload: "orders", ServicePort: "http", BodyCap: "1Mi", Budget: "64Mi", RolloutTimeout: time.Minute, AgentImage: "img"}
 	}
 	tests := []struct {
 		name string
@@ -33,6 +33,7 @@ func TestRecordValidate(t *testing.T) {
 		{"budget too small", func(o *RecordOptions) { o.Budget = "512Ki" }, "at least 1Mi"},
 		{"cap over half", func(o *RecordOptions) { o.Budget, o.BodyCap = "2Mi", "2Mi" }, "at most half"},
 		{"zero timeout", func(o *RecordOptions) { o.RolloutTimeout = 0 }, "--rollout-timeout must be positive"},
+		{"no image", func(o *RecordOptions) { o.AgentImage = "" }, "--agent-image must not be empty"},
 		{"bad output", func(o *RecordOptions) { o.Output = "xml" }, "use -o json or -o yaml"},
 		{"agent resources", func(o *RecordOptions) {
 			o.AgentResources = intercept.AgentResourceFlags{CPU: "50m:1", Memory: "64Mi:256Mi"}
