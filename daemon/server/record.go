@@ -39,7 +39,7 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 	}
 	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress}
 	ic, err := m.Start(ctx, intercept.Request{
-		Namespace: req.Namespace, Workload: w.String(), ServicePort: req.ServicePort, AgentImage: req.AgentImage,
+		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, AgentImage: req.AgentImage,
 		RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second, RecordOnly: true, RecordArgs: req.RecordArgs(),
 		AgentResources: res,
 	})

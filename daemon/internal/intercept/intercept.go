@@ -35,6 +35,9 @@ type Request struct {
 	Namespace string
 	// Workload is deploy/NAME, sts/NAME or NAME.
 	Workload string
+	// Resolved, when its Name is set, is Workload already resolved by the
+	// caller: Start does not look it up again.
+	Resolved journal.Workload
 	// ServicePort is the Service port's name or number.
 	ServicePort string
 	// LocalPort is where intercepted connections go on this machine.
@@ -127,9 +130,11 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 
 	wc := workload.Client{CS: m.CS}
-	w, err := wc.Resolve(ctx, req.Namespace, req.Workload)
-	if err != nil {
-		return nil, err // a workload the user named wrong comes marked as a user error
+	w := req.Resolved
+	if w.Name == "" {
+		if w, err = wc.Resolve(ctx, req.Namespace, req.Workload); err != nil {
+			return nil, err // a workload the user named wrong comes marked as a user error
+		}
 	}
 	tmpl, err := wc.Template(ctx, w)
 	if err != nil {

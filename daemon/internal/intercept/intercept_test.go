@@ -158,3 +158,20 @@ func TestRetargetDoesNotOverwriteOthers(t *testing.T) {
 		t.Errorf("service ports after a refused retarget (-want +got):\n%s", diff)
 	}
 }
+
+// TestStartTakesTheResolvedWorkload: a workload the caller already resolved
+// (the daemon does, for its access check) is not looked up again.
+func TestStartTakesTheResolvedWorkload(t *testing.T) {
+	cs := fakekube.New(fakekube.Namespace(ns), fakekube.Deployment(ns, "orders", fakekube.Template("orders", "orders:v1")), fakekube.Service(ns, "orders"))
+	simulateRollout(cs)
+	w := journal.Workload{Namespace: ns, Kind: "Deployment", Name: "orders"}
+	if _, err := (&Manager{CS: cs, Settle: time.Millisecond}).Start(context.Background(), Request{Namespace: ns, Workload: "orders", Resolved: w,
+		ServicePort: "grpc", AgentImage: "agent:v1", RecordOnly: true, RolloutTimeout: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range cs.Actions() {
+		if a.GetVerb() == "get" && a.GetResource().Resource == "namespaces" {
+			t.Fatalf("Start looked the workload up again (%s %s)", a.GetVerb(), a.GetResource().Resource)
+		}
+	}
+}
