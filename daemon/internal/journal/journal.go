@@ -101,8 +101,10 @@ type Entry struct {
 	// read at; created says whether this entry's Begin created it.
 	resourceVersion string
 	created         bool
-	// keyUID is the UID of the key Secret the entry was verified with.
+	// keyUID is the UID of the key Secret the entry was verified with, and
+	// key that key, to seal the entry again without reading it twice.
 	keyUID types.UID
+	key    []byte
 }
 
 // Created reports whether the Begin that returned e created the journal

@@ -68,7 +68,7 @@ func (s Store) load(ctx context.Context, w Workload) (*Entry, *corev1.ConfigMap,
 	if e.Workload != w {
 		return nil, nil, tampered(fmt.Sprintf("describes %s in namespace %s", e.Workload, e.Workload.Namespace))
 	}
-	e.resourceVersion, e.keyUID = cm.ResourceVersion, keyUID
+	e.resourceVersion, e.keyUID, e.key = cm.ResourceVersion, keyUID, key
 	return e, cm, nil
 }
 
@@ -101,7 +101,7 @@ func (s Store) Begin(ctx context.Context, e *Entry) (*Entry, error) {
 		return nil, fmt.Errorf("write journal of %s: %w", e.Workload, err)
 	}
 	out := *e
-	out.resourceVersion, out.created, out.keyUID = stored.ResourceVersion, true, keyUID
+	out.resourceVersion, out.created, out.keyUID, out.key = stored.ResourceVersion, true, keyUID, key
 	return &out, nil
 }
 
@@ -119,11 +119,8 @@ func (s Store) Update(ctx context.Context, w Workload, change func(*Entry) error
 		if e == nil {
 			return errdefs.NotFound("the journal of %s in namespace %s is gone (someone rolled it back meanwhile)", w, w.Namespace)
 		}
+		key := e.key // read and checked by load, moments ago
 		if err := change(e); err != nil {
-			return err
-		}
-		key, _, err := s.key(ctx, w, false)
-		if err != nil {
 			return err
 		}
 		want, err := e.ToConfigMap()

@@ -40,3 +40,31 @@ func TestConcurrentAddsKeepBoth(t *testing.T) {
 		t.Errorf("services (-want +got):\n%s", diff)
 	}
 }
+
+// TestUpdateReadsTheKeyOnce: an update reads the journal and its key once
+// (the key Secret was read again before sealing).
+func TestUpdateReadsTheKeyOnce(t *testing.T) {
+	ctx := context.Background()
+	cs := fakekube.New()
+	s := journal.Store{CS: cs}
+	if _, err := s.Begin(ctx, newEntry()); err != nil {
+		t.Fatal(err)
+	}
+	cs.ClearActions()
+	if _, err := s.Update(ctx, orders, func(e *journal.Entry) error { e.By = "someone else"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var reads []string
+	for _, a := range cs.Actions() {
+		if a.GetVerb() == "get" {
+			reads = append(reads, a.GetResource().Resource)
+		}
+	}
+	if diff := cmp.Diff([]string{"configmaps", "secrets"}, reads); diff != "" {
+		t.Errorf("reads of one update (-want +got):\n%s", diff)
+	}
+	got, err := s.Load(ctx, orders)
+	if err != nil || got.By != "someone else" {
+		t.Fatalf("after the update: %+v, %v", got, err)
+	}
+}
