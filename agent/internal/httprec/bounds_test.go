@@ -70,8 +70,10 @@ func TestLimitedConnectionStillForwarded(t *testing.T) {
 	}
 	io.ReadAll(c)
 	c.Close()
+	// The proxy closes its side, and so the recorder's connection, after
+	// the client's close reaches it: wait for that, not just the limit.
 	deadline := time.Now().Add(5 * time.Second)
-	for ring.Stats().Limited == 0 && time.Now().Before(deadline) {
+	for st := ring.Stats(); (st.Limited == 0 || st.InflightBytes != 0) && time.Now().Before(deadline); st = ring.Stats() {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if st := ring.Stats(); st.Limited != 1 || st.InflightBytes != 0 {
