@@ -102,8 +102,8 @@ func clientHandshake(conn net.Conn, cfg Config) error {
 	if _, err := conn.Write(proof(cfg.Token, clientLabel, ns, nc)); err != nil {
 		return fmt.Errorf("tunnel: send proof: %w", err)
 	}
-	var verdict [2]byte
-	if _, err := io.ReadFull(conn, verdict[:1]); err != nil {
+	var verdict [1]byte
+	if _, err := io.ReadFull(conn, verdict[:]); err != nil {
 		return fmt.Errorf("tunnel: read the server's verdict: %w", err)
 	}
 	if verdict[0] != statusOK {

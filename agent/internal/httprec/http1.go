@@ -238,27 +238,17 @@ func plausibleStart(b []byte, response bool) error {
 		if c == ' ' && i > 0 {
 			return nil
 		}
-		if !isTokenChar(c) || i > 20 {
+		if !httpguts.IsTokenRune(rune(c)) || i > 20 {
 			return errNotHTTP
 		}
 	}
 	return nil
 }
 
-func isTokenChar(c byte) bool {
-	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
-
-// validMethod: a method is a token (RFC 9110 9.1); "$", "|", "&" and
-// backquote are token characters, control bytes and spaces are not.
-func validMethod(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !isTokenChar(s[i]) {
-			return false
-		}
-	}
-	return s != ""
-}
+// validMethod: a method is a token (RFC 9110 9.1), the same grammar as a
+// header name: "$", "|", "&" and backquote are token characters, control
+// bytes and spaces are not.
+func validMethod(s string) bool { return httpguts.ValidHeaderFieldName(s) }
 
 // validTarget: a request target has no control bytes, spaces or DEL.
 func validTarget(s string) bool {
