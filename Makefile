@@ -68,6 +68,12 @@ images: cluster-bins ## build every image the local cluster runs as tarballs, of
 cluster-up: images ## start the local k3s cluster (reused when already healthy)
 	$(GO) run ./integration/cluster/cmd/tether-cluster up --dir $(CLUSTER_DIR)
 
+.PHONY: agent-image
+agent-image: ## build this tree's agent as image AGENT_REF and load it into the running cluster (then TETHER_AGENT_IMAGE=AGENT_REF)
+	@test -n "$(AGENT_REF)" || { echo "set AGENT_REF, e.g. make agent-image AGENT_REF=docker.io/tetherkube/tether-agent:mybranch"; exit 1; }
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tether-agent ./cmd/tether-agent
+	$(GO) run ./integration/cluster/cmd/tether-cluster agent-image --dir $(CLUSTER_DIR) --ref $(AGENT_REF) --bin $(BIN)/tether-agent
+
 .PHONY: cluster-down
 cluster-down: ## stop the local cluster and remove its mounts, bridge and iptables rules (WIPE=1 also deletes its state)
 	$(GO) run ./integration/cluster/cmd/tether-cluster down --dir $(CLUSTER_DIR) $(if $(WIPE),--wipe)

@@ -20,10 +20,14 @@ const (
 	JobProbe Job = "probe"
 	// JobCapture: Capture (capture and dns).
 	JobCapture Job = "capture"
+	// JobRun: what `tether run` and `tether env` need from the pod: the
+	// dial streams that carry the local process's connections out of the
+	// pod, and the target container's environment and files.
+	JobRun Job = "run"
 )
 
 // AllJobs are the jobs of an agent started without --serve.
-var AllJobs = []Job{JobIntercept, JobProbe, JobCapture}
+var AllJobs = []Job{JobIntercept, JobProbe, JobCapture, JobRun}
 
 // ErrNotServed: the agent was started without the job the call belongs to
 // (its --serve argument).
@@ -35,10 +39,10 @@ func ParseJobs(v string) ([]Job, error) {
 	for _, s := range strings.Split(v, ",") {
 		j := Job(strings.TrimSpace(s))
 		switch j {
-		case JobIntercept, JobProbe, JobCapture:
+		case JobIntercept, JobProbe, JobCapture, JobRun:
 			out = append(out, j)
 		default:
-			return nil, fmt.Errorf("job %q: want intercept, probe or capture, separated by commas", s)
+			return nil, fmt.Errorf("job %q: want intercept, probe, capture or run, separated by commas", s)
 		}
 	}
 	return out, nil

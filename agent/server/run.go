@@ -27,7 +27,7 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	tokenFile := fs.String("token-file", "", "file holding the token a daemon must present")
 	tokenEnv := fs.String("token-env", "", "environment variable holding the token (for ephemeral containers, which cannot mount the Secret)")
 	fs.DurationVar(&cfg.BootstrapTTL, "bootstrap-ttl", 0, "accept the token for one tunnel only, within this time of the start, until a daemon rotates it (inspection agents, whose token is in the pod's spec)")
-	fs.Func("serve", "JOB[,JOB...]: serve only these of intercept, probe, capture (default all)", func(v string) error {
+	fs.Func("serve", "JOB[,JOB...]: serve only these of intercept, probe, capture, run (default all)", func(v string) error {
 		jobs, err := agent.ParseJobs(v)
 		cfg.Jobs = jobs
 		return err

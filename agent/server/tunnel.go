@@ -68,7 +68,8 @@ func (a *Agent) releaseSession(sess *tunnel.Session) {
 }
 
 // serveDials connects, from the pod, the dial streams a daemon opens (for
-// replays into the cluster: the request leaves from inside the pod).
+// replays into the cluster, and tether run's connections: they leave
+// from inside the pod).
 func (a *Agent) serveDials(ctx context.Context, sess *tunnel.Session) {
 	for {
 		st, err := sess.Accept(ctx)
@@ -82,7 +83,9 @@ func (a *Agent) serveDials(ctx context.Context, sess *tunnel.Session) {
 		go func() {
 			d := net.Dialer{Timeout: a.cfg.DialTimeout}
 			if err := tunnel.ServeDial(ctx, st, func(ctx context.Context, addr string) (net.Conn, error) {
-				if err := a.serving(agent.JobIntercept, "a dial stream"); err != nil {
+				// A sidecar dials for replays (intercept), an inspection
+				// agent for tether run's process (run).
+				if err := a.serving(agent.JobRun, "a dial stream"); err != nil && a.serving(agent.JobIntercept, "") != nil {
 					return nil, err
 				}
 				return d.DialContext(ctx, "tcp", addr)

@@ -43,3 +43,29 @@ func writeImportStamp(cfg Config) error {
 	}
 	return os.Chtimes(cfg.importStamp(), now, now)
 }
+
+// ImportAgentImage packs the agent binary at bin as the image ref and loads
+// it into the running cluster, beside the default agent image: a branch
+// whose agent differs tests against its own image (TETHER_AGENT_IMAGE).
+func ImportAgentImage(ctx context.Context, cfg Config, ref, bin string) error {
+	im := Images()[2]
+	if im.Ref != AgentImage {
+		return fmt.Errorf("internal: Images()[2] is %s, not the agent", im.Ref)
+	}
+	im.Ref = ref
+	dir, err := os.MkdirTemp("", "tether-agent-image")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "agent.tar")
+	if err := WriteImage(im, bin, out); err != nil {
+		return err
+	}
+	if _, err := run(ctx, filepath.Join(cfg.binDir(), "ctr"), "--address", cfg.containerdSock(), "--namespace", "k8s.io",
+		"images", "import", out); err != nil {
+		return fmt.Errorf("import %s into the running cluster: %w", ref, err)
+	}
+	cfg.progressf("imported %s", ref)
+	return nil
+}

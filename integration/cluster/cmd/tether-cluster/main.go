@@ -22,7 +22,10 @@ commands:
   images   build the image tarballs from the binaries in DIR/bin
   up       start the cluster, or reuse it when healthy; wait until ready
   down     stop the cluster and clean the host (--wipe also deletes its state)
-  status   print the cluster's health (-o json for scripts); exit 1 when unhealthy`
+  status   print the cluster's health (-o json for scripts); exit 1 when unhealthy
+  agent-image --ref REF --bin PATH
+           pack PATH as the agent image REF and load it into the running
+           cluster (a branch that changes the agent tests its own image)`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -42,6 +45,8 @@ func run(ctx context.Context, args []string) error {
 	dir := fs.String("dir", ".cluster", "the cluster's folder")
 	wipe := fs.Bool("wipe", false, "down: also delete the cluster's state")
 	output := fs.String("o", "", "status: json for scripts")
+	ref := fs.String("ref", "", "agent-image: the reference to give the agent image (e.g. docker.io/tetherkube/tether-agent:mybranch)")
+	bin := fs.String("bin", "", "agent-image: the tether-agent binary to pack")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -55,6 +60,11 @@ func run(ctx context.Context, args []string) error {
 	case "images":
 		_, err := cluster.BuildImages(cfg)
 		return err
+	case "agent-image":
+		if *ref == "" || *bin == "" {
+			return errors.New("agent-image needs --ref and --bin")
+		}
+		return cluster.ImportAgentImage(ctx, cfg, *ref, *bin)
 	case "up":
 		if os.Geteuid() != 0 {
 			return errors.New("the local cluster needs root (it mounts, creates a bridge and iptables rules): run as root")
