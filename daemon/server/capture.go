@@ -25,7 +25,7 @@ func (d *Daemon) Capture(ctx context.Context, req daemon.CaptureRequest, progres
 		return agent.CaptureStats{}, err
 	}
 	link, err := d.inspectAgent(ctx, inspect.Request{Namespace: req.Namespace, Pod: pod, Container: req.Container,
-		AgentImage: req.AgentImage, NetRaw: true}, progress)
+		AgentImage: req.AgentImage, Job: agent.JobCapture}, progress)
 	if err != nil {
 		return agent.CaptureStats{}, err
 	}

@@ -160,7 +160,7 @@ func argValue(args []string, flag string) (string, bool) {
 
 // fits: the agent can do req's work (capture needs root as well).
 func (a agentState) fits(req Request) bool {
-	return slices.Contains(a.jobs, req.job()) && (a.root || !req.NetRaw)
+	return slices.Contains(a.jobs, req.job()) && (a.root || !req.netRaw())
 }
 
 // action is what Ensure does about a pod.
@@ -184,7 +184,7 @@ type plan struct {
 
 // decide picks what Ensure does, from the pod and the rotated tokens
 // stored for its agents: reuse a running agent that serves the job (trace:
-// probe, capture: capture) with the needed capability, whose rotated token tether holds (any other running agent's bootstrap
+// probe, capture: capture, run and env: run) with the needed capability, whose rotated token tether holds (any other running agent's bootstrap
 // token is used or expired); wait for one being started with the same
 // image; report the failure of an agent that a new one would repeat (same
 // image, and either an image failure or the same privilege, and not a
@@ -205,7 +205,7 @@ func decide(p *corev1.Pod, req Request, stored map[string][]byte) plan {
 		if a.image != req.AgentImage || !a.failedToStart() || a.portConflict(agents[:i]) {
 			continue
 		}
-		if a.imageFailure() || a.root == req.NetRaw {
+		if a.imageFailure() || a.root == req.netRaw() {
 			return plan{action: refuse, agent: a}
 		}
 	}

@@ -38,19 +38,23 @@ type Request struct {
 	// Container, when set, is the container whose processes the agent sees.
 	Container  string
 	AgentImage string
-	// NetRaw asks for a capture agent: root with CAP_NET_RAW, serving
-	// Capture only. Else a trace agent: non-root without capabilities,
-	// serving probes and DNS queries only.
-	NetRaw bool
+	// Job is the one thing the agent does: agent.JobProbe (trace, the
+	// default when empty: non-root without capabilities), agent.JobCapture
+	// (root with the runtime's CAP_NET_RAW) or agent.JobRun (tether run and
+	// env: non-root without capabilities).
+	Job agent.Job
 }
 
 // job is the one thing the agent for req does.
 func (r Request) job() agent.Job {
-	if r.NetRaw {
-		return agent.JobCapture
+	if r.Job == "" {
+		return agent.JobProbe
 	}
-	return agent.JobProbe
+	return r.Job
 }
+
+// netRaw: the agent runs as root to use CAP_NET_RAW.
+func (r Request) netRaw() bool { return r.job() == agent.JobCapture }
 
 // Agent is a running inspection agent.
 type Agent struct {
@@ -172,7 +176,7 @@ func newContainer(req Request, name string, port int, token []byte) corev1.Ephem
 		// An agent that fails leaves its last log lines in its status,
 		// readable without the pods/log permission.
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		SecurityContext:          securityContext(req.NetRaw),
+		SecurityContext:          securityContext(req.netRaw()),
 	}, TargetContainerName: req.Container}
 }
 

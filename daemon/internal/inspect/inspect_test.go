@@ -12,12 +12,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/inspect"
 )
 
 func TestEnsure(t *testing.T) {
 	trace := inspect.Request{Namespace: ns, Pod: podName, AgentImage: image}
-	capture := inspect.Request{Namespace: ns, Pod: podName, AgentImage: image, NetRaw: true}
+	capture := inspect.Request{Namespace: ns, Pod: podName, AgentImage: image, Job: agent.JobCapture}
 	// agent is a reused agent, with its rotated token.
 	agent := func(name string, port int, token string) inspect.Agent {
 		return inspect.Agent{Pod: podName, PodUID: podUID, Container: name, Port: port, Token: []byte(token)}

@@ -6,6 +6,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/inspect"
 )
 
@@ -21,7 +22,7 @@ func TestTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := inspect.Ensure(ctx, c, inspect.Request{Namespace: ns, Pod: podName, AgentImage: image, NetRaw: true}, func(string) {})
+	cp, err := inspect.Ensure(ctx, c, inspect.Request{Namespace: ns, Pod: podName, AgentImage: image, Job: agent.JobCapture}, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
