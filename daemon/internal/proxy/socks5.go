@@ -24,9 +24,9 @@ const (
 	atypDomain     = 3
 	atypIPv6       = 4
 
-	replyOK             = 0
-	replyNotAllowed     = 2
-	replyCmdUnsupported = 7
+	replyOK              = 0
+	replyNotAllowed      = 2
+	replyCmdUnsupported  = 7
 	replyAddrUnsupported = 8
 )
 
