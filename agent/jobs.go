@@ -22,7 +22,8 @@ const (
 	JobCapture Job = "capture"
 	// JobRun: what `tether run` and `tether env` need from the pod: the
 	// dial streams that carry the local process's connections out of the
-	// pod, and the target container's environment and files.
+	// pod, the pod's resolv.conf and DNS queries (ResolvConf, QueryDNS),
+	// and the target container's environment and files.
 	JobRun Job = "run"
 )
 

@@ -243,3 +243,33 @@ func (c *Client) Replay(ctx context.Context, req ReplayRequest, emit func(replay
 		}
 	}
 }
+
+// Run starts a run through the daemon and holds it until ctx ends.
+func (c *Client) Run(ctx context.Context, req RunRequest, progress func(string), ready func(RunInfo)) error {
+	stream, err := c.rpc.Run(ctx, RunRequestToProto(req))
+	if err != nil {
+		return fromStatus(err)
+	}
+	started := false
+	for {
+		ev, err := stream.Recv()
+		if started && ctx.Err() != nil {
+			return nil // the caller ended the run
+		}
+		if err == io.EOF {
+			return errors.New("the daemon ended the run")
+		}
+		if err != nil {
+			return fromStatus(err)
+		}
+		switch e := ev.GetEvent().(type) {
+		case *daemonv1.RunEvent_Progress:
+			if progress != nil {
+				progress(e.Progress)
+			}
+		case *daemonv1.RunEvent_Ready:
+			started = true
+			ready(RunInfoFromProto(e.Ready))
+		}
+	}
+}

@@ -34,6 +34,10 @@ type Service interface {
 	Requests(ctx context.Context, req RequestsRequest, emit func(*recording.Exchange) error) ([]PodRecording, error)
 	// Replay sends recorded exchanges again and calls emit with each result.
 	Replay(ctx context.Context, req ReplayRequest, emit func(replay.Result) error) (replay.Summary, error)
+	// Run lends a pod's network to a local process: it calls ready once
+	// the run can carry connections (DialRun, the proxies), then holds the
+	// run until ctx ends (nil) or the agent's link dies (an error).
+	Run(ctx context.Context, req RunRequest, progress func(string), ready func(RunInfo)) error
 }
 
 // CaptureRequest names the pod and what to capture.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,9 +53,11 @@ func TestJobsRefuseOtherCalls(t *testing.T) {
 			return err
 		},
 	}
-	job := map[string]agent.Job{"Probe": agent.JobProbe, "QueryDNS": agent.JobProbe, "ResolvConf": agent.JobProbe,
-		"Capture": agent.JobCapture, "Intercept": agent.JobIntercept, "Exchanges": agent.JobIntercept, "dial": agent.JobIntercept}
-	for _, jobs := range [][]agent.Job{{agent.JobCapture}, {agent.JobProbe}} {
+	// The jobs that serve each call.
+	job := map[string][]agent.Job{"Probe": {agent.JobProbe}, "QueryDNS": {agent.JobProbe, agent.JobRun},
+		"ResolvConf": {agent.JobProbe, agent.JobRun}, "Capture": {agent.JobCapture}, "Intercept": {agent.JobIntercept},
+		"Exchanges": {agent.JobIntercept}, "dial": {agent.JobIntercept, agent.JobRun}}
+	for _, jobs := range [][]agent.Job{{agent.JobCapture}, {agent.JobProbe}, {agent.JobRun}} {
 		t.Run(agent.JoinJobs(jobs), func(t *testing.T) {
 			h := newHarnessFor(t, named(t, "app"), func(c *Config) { c.Jobs = jobs })
 			link, client, err := h.daemon(testToken, 1)
@@ -65,7 +68,7 @@ func TestJobsRefuseOtherCalls(t *testing.T) {
 				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 				err := call(ctx, link, client, h.frontPort)
 				cancel()
-				served := job[name] == jobs[0]
+				served := slices.Contains(job[name], jobs[0])
 				if refused := errors.Is(err, agent.ErrNotServed); refused == served {
 					t.Errorf("%s on an agent serving %s: err = %v; want refused: %v", name, jobs[0], err, !served)
 				}

@@ -24,14 +24,16 @@ import (
 const resolvConfPath = "/etc/resolv.conf"
 
 func (s *sessionService) ResolvConf(context.Context) ([]byte, error) {
-	if err := s.agent.serving(agent.JobProbe, "ResolvConf"); err != nil {
+	// tether run reads it too: its process resolves names as the pod does.
+	if err := s.agent.serving(agent.JobProbe, "ResolvConf"); err != nil && s.agent.serving(agent.JobRun, "") != nil {
 		return nil, err
 	}
 	return os.ReadFile(resolvConfPath)
 }
 
 func (s *sessionService) QueryDNS(ctx context.Context, q agent.DNSQuery) (agent.DNSAnswer, error) {
-	if err := s.agent.serving(agent.JobProbe, "QueryDNS"); err != nil {
+	// The namespace mode of tether run asks the pod's resolver through it.
+	if err := s.agent.serving(agent.JobProbe, "QueryDNS"); err != nil && s.agent.serving(agent.JobRun, "") != nil {
 		return agent.DNSAnswer{}, err
 	}
 	return queryDNS(ctx, q)

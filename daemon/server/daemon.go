@@ -42,6 +42,9 @@ type Daemon struct {
 	quitOnce   sync.Once
 	intercepts map[string]*intercept.Intercept // by namespace + "/" + workload
 	starting   map[string]bool                 // intercepts being started, same keys
+	runs       map[string]*activeRun           // by id
+	// dialSocket is where runs' processes ask for connections (Serve).
+	dialSocket string
 }
 
 var _ daemon.Service = (*Daemon)(nil)

@@ -129,3 +129,16 @@ func (s *GRPCServer) Replay(req *daemonv1.ReplayRequest, stream grpc.ServerStrea
 	}
 	return stream.Send(&daemonv1.ReplayEvent{Event: &daemonv1.ReplayEvent_Summary{Summary: daemon.ReplaySummaryToProto(sum)}})
 }
+
+func (s *GRPCServer) Run(req *daemonv1.RunRequest, stream grpc.ServerStreamingServer[daemonv1.RunEvent]) error {
+	var mu sync.Mutex
+	send := func(ev *daemonv1.RunEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = stream.Send(ev)
+	}
+	err := s.svc.Run(stream.Context(), daemon.RunRequestFromProto(req),
+		func(line string) { send(&daemonv1.RunEvent{Event: &daemonv1.RunEvent_Progress{Progress: line}}) },
+		func(info daemon.RunInfo) { send(&daemonv1.RunEvent{Event: &daemonv1.RunEvent_Ready{Ready: daemon.RunInfoToProto(info)}}) })
+	return toStatus(err)
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/localsock"
 
 	"google.golang.org/grpc"
@@ -36,6 +37,20 @@ func Serve(ctx context.Context, d *Daemon, path string) error {
 		return err
 	}
 	defer os.Remove(path)
+	// Runs' processes ask for their connections on a socket of their own,
+	// guarded the same way (daemon/rundial.md).
+	dialPath := daemon.DialSocketFor(path)
+	_ = os.Remove(dialPath)
+	dl, err := localsock.Listen(dialPath, d.log)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(dialPath)
+	defer dl.Close()
+	d.mu.Lock()
+	d.dialSocket = dialPath
+	d.mu.Unlock()
+	go d.serveDialSocket(ctx, dl)
 	// A replay carries the exchanges it replays: up to a recording budget.
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(256 << 20))
 	daemonv1.RegisterDaemonServer(srv, NewGRPCServer(d))

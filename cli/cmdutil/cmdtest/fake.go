@@ -30,6 +30,14 @@ type FakeService struct {
 	RecordFunc    func(ctx context.Context, req daemon.RecordRequest, progress func(string)) (daemon.RecordInfo, error)
 	RequestsFunc  func(ctx context.Context, req daemon.RequestsRequest, emit func(*recording.Exchange) error) ([]daemon.PodRecording, error)
 	ReplayFunc    func(ctx context.Context, req daemon.ReplayRequest, emit func(replay.Result) error) (replay.Summary, error)
+	RunFunc       func(ctx context.Context, req daemon.RunRequest, progress func(string), ready func(daemon.RunInfo)) error
+}
+
+func (f *FakeService) Run(ctx context.Context, req daemon.RunRequest, progress func(string), ready func(daemon.RunInfo)) error {
+	if f.RunFunc == nil {
+		return unset("Run")
+	}
+	return f.RunFunc(ctx, req, progress, ready)
 }
 
 func unset(method string) error {

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tetherkube/tether/agent"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -348,6 +350,15 @@ func (m *Manager) service(ctx context.Context, w journal.Workload, tmpl *corev1.
 		return nil, errdefs.User("services %s and %s both select %s and have port %s; tether intercepts through one Service",
 			withPort[0].Name, withPort[1].Name, w, ref)
 	}
+}
+
+// Link returns the intercept's live tunnel to pod's sidecar agent, or nil;
+// `tether run` borrows it (the caller must not close it).
+func (i *Intercept) Link(pod string) *agent.Link {
+	if i.tunnels == nil {
+		return nil
+	}
+	return i.tunnels.link(pod)
 }
 
 // Pods returns the pods whose agents this intercept has a tunnel to.

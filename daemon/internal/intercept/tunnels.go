@@ -192,3 +192,19 @@ func (t *tunnels) stop() {
 		t.cancel = nil
 	}
 }
+
+// link returns the live tunnel to pod's agent, or nil.
+func (t *tunnels) link(pod string) *agent.Link {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := t.links[pod]
+	if l == nil {
+		return nil
+	}
+	select {
+	case <-l.Done():
+		return nil
+	default:
+		return l
+	}
+}

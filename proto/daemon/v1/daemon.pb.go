@@ -27,6 +27,350 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RunRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// WORKLOAD (a ready pod of it is picked) or pod/NAME.
+	Target     string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Container  string `protobuf:"bytes,3,opt,name=container,proto3" json:"container,omitempty"`
+	AgentImage string `protobuf:"bytes,4,opt,name=agent_image,json=agentImage,proto3" json:"agent_image,omitempty"`
+	// Open the SOCKS5 and HTTP proxies.
+	Proxy bool `protobuf:"varint,5,opt,name=proxy,proto3" json:"proxy,omitempty"`
+	// Services the run forwards to, NAME:PORT, checked to exist first.
+	Services      []string `protobuf:"bytes,6,rep,name=services,proto3" json:"services,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunRequest) Reset() {
+	*x = RunRequest{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunRequest) ProtoMessage() {}
+
+func (x *RunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
+func (*RunRequest) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RunRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *RunRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *RunRequest) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *RunRequest) GetAgentImage() string {
+	if x != nil {
+		return x.AgentImage
+	}
+	return ""
+}
+
+func (x *RunRequest) GetProxy() bool {
+	if x != nil {
+		return x.Proxy
+	}
+	return false
+}
+
+func (x *RunRequest) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type RunEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*RunEvent_Progress
+	//	*RunEvent_Ready
+	Event         isRunEvent_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunEvent) Reset() {
+	*x = RunEvent{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunEvent) ProtoMessage() {}
+
+func (x *RunEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
+func (*RunEvent) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RunEvent) GetEvent() isRunEvent_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *RunEvent) GetProgress() string {
+	if x != nil {
+		if x, ok := x.Event.(*RunEvent_Progress); ok {
+			return x.Progress
+		}
+	}
+	return ""
+}
+
+func (x *RunEvent) GetReady() *RunInfo {
+	if x != nil {
+		if x, ok := x.Event.(*RunEvent_Ready); ok {
+			return x.Ready
+		}
+	}
+	return nil
+}
+
+type isRunEvent_Event interface {
+	isRunEvent_Event()
+}
+
+type RunEvent_Progress struct {
+	Progress string `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
+}
+
+type RunEvent_Ready struct {
+	Ready *RunInfo `protobuf:"bytes,2,opt,name=ready,proto3,oneof"`
+}
+
+func (*RunEvent_Progress) isRunEvent_Event() {}
+
+func (*RunEvent_Ready) isRunEvent_Event() {}
+
+type RunInfo struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Namespace string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Pod       string                 `protobuf:"bytes,3,opt,name=pod,proto3" json:"pod,omitempty"`
+	Container string                 `protobuf:"bytes,4,opt,name=container,proto3" json:"container,omitempty"`
+	// Which agent carries the run's connections.
+	Via                string      `protobuf:"bytes,5,opt,name=via,proto3" json:"via,omitempty"`
+	ResolvConf         *ResolvConf `protobuf:"bytes,6,opt,name=resolv_conf,json=resolvConf,proto3" json:"resolv_conf,omitempty"`
+	ServiceCidrs       []string    `protobuf:"bytes,7,rep,name=service_cidrs,json=serviceCidrs,proto3" json:"service_cidrs,omitempty"`
+	ServiceCidrsSource string      `protobuf:"bytes,8,opt,name=service_cidrs_source,json=serviceCidrsSource,proto3" json:"service_cidrs_source,omitempty"`
+	PodCidrs           []string    `protobuf:"bytes,9,rep,name=pod_cidrs,json=podCidrs,proto3" json:"pod_cidrs,omitempty"`
+	PodCidrsSource     string      `protobuf:"bytes,10,opt,name=pod_cidrs_source,json=podCidrsSource,proto3" json:"pod_cidrs_source,omitempty"`
+	DialSocket         string      `protobuf:"bytes,11,opt,name=dial_socket,json=dialSocket,proto3" json:"dial_socket,omitempty"`
+	SocksAddr          string      `protobuf:"bytes,12,opt,name=socks_addr,json=socksAddr,proto3" json:"socks_addr,omitempty"`
+	HttpAddr           string      `protobuf:"bytes,13,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"`
+	ProxyUsername      string      `protobuf:"bytes,14,opt,name=proxy_username,json=proxyUsername,proto3" json:"proxy_username,omitempty"`
+	ProxyPassword      string      `protobuf:"bytes,15,opt,name=proxy_password,json=proxyPassword,proto3" json:"proxy_password,omitempty"`
+	// The pod's resolv.conf as the agent read it.
+	ResolvConfRaw []byte `protobuf:"bytes,16,opt,name=resolv_conf_raw,json=resolvConfRaw,proto3" json:"resolv_conf_raw,omitempty"`
+	// The workload the pod was picked from, when the target named one.
+	PickedFrom    string `protobuf:"bytes,17,opt,name=picked_from,json=pickedFrom,proto3" json:"picked_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunInfo) Reset() {
+	*x = RunInfo{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunInfo) ProtoMessage() {}
+
+func (x *RunInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunInfo.ProtoReflect.Descriptor instead.
+func (*RunInfo) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RunInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RunInfo) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *RunInfo) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *RunInfo) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *RunInfo) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+func (x *RunInfo) GetResolvConf() *ResolvConf {
+	if x != nil {
+		return x.ResolvConf
+	}
+	return nil
+}
+
+func (x *RunInfo) GetServiceCidrs() []string {
+	if x != nil {
+		return x.ServiceCidrs
+	}
+	return nil
+}
+
+func (x *RunInfo) GetServiceCidrsSource() string {
+	if x != nil {
+		return x.ServiceCidrsSource
+	}
+	return ""
+}
+
+func (x *RunInfo) GetPodCidrs() []string {
+	if x != nil {
+		return x.PodCidrs
+	}
+	return nil
+}
+
+func (x *RunInfo) GetPodCidrsSource() string {
+	if x != nil {
+		return x.PodCidrsSource
+	}
+	return ""
+}
+
+func (x *RunInfo) GetDialSocket() string {
+	if x != nil {
+		return x.DialSocket
+	}
+	return ""
+}
+
+func (x *RunInfo) GetSocksAddr() string {
+	if x != nil {
+		return x.SocksAddr
+	}
+	return ""
+}
+
+func (x *RunInfo) GetHttpAddr() string {
+	if x != nil {
+		return x.HttpAddr
+	}
+	return ""
+}
+
+func (x *RunInfo) GetProxyUsername() string {
+	if x != nil {
+		return x.ProxyUsername
+	}
+	return ""
+}
+
+func (x *RunInfo) GetProxyPassword() string {
+	if x != nil {
+		return x.ProxyPassword
+	}
+	return ""
+}
+
+func (x *RunInfo) GetResolvConfRaw() []byte {
+	if x != nil {
+		return x.ResolvConfRaw
+	}
+	return nil
+}
+
+func (x *RunInfo) GetPickedFrom() string {
+	if x != nil {
+		return x.PickedFrom
+	}
+	return ""
+}
+
 type ReplayRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
@@ -52,7 +396,7 @@ type ReplayRequest struct {
 
 func (x *ReplayRequest) Reset() {
 	*x = ReplayRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -64,7 +408,7 @@ func (x *ReplayRequest) String() string {
 func (*ReplayRequest) ProtoMessage() {}
 
 func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -77,7 +421,7 @@ func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayRequest.ProtoReflect.Descriptor instead.
 func (*ReplayRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{0}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReplayRequest) GetNamespace() string {
@@ -184,7 +528,7 @@ type ReplayEvent struct {
 
 func (x *ReplayEvent) Reset() {
 	*x = ReplayEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -196,7 +540,7 @@ func (x *ReplayEvent) String() string {
 func (*ReplayEvent) ProtoMessage() {}
 
 func (x *ReplayEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -209,7 +553,7 @@ func (x *ReplayEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayEvent.ProtoReflect.Descriptor instead.
 func (*ReplayEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{1}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReplayEvent) GetEvent() isReplayEvent_Event {
@@ -278,7 +622,7 @@ type ReplayResult struct {
 
 func (x *ReplayResult) Reset() {
 	*x = ReplayResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -290,7 +634,7 @@ func (x *ReplayResult) String() string {
 func (*ReplayResult) ProtoMessage() {}
 
 func (x *ReplayResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -303,7 +647,7 @@ func (x *ReplayResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayResult.ProtoReflect.Descriptor instead.
 func (*ReplayResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReplayResult) GetRef() string {
@@ -395,7 +739,7 @@ type ReplayDiff struct {
 
 func (x *ReplayDiff) Reset() {
 	*x = ReplayDiff{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +751,7 @@ func (x *ReplayDiff) String() string {
 func (*ReplayDiff) ProtoMessage() {}
 
 func (x *ReplayDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +764,7 @@ func (x *ReplayDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayDiff.ProtoReflect.Descriptor instead.
 func (*ReplayDiff) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReplayDiff) GetStatus() string {
@@ -480,7 +824,7 @@ type ReplaySummary struct {
 
 func (x *ReplaySummary) Reset() {
 	*x = ReplaySummary{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +836,7 @@ func (x *ReplaySummary) String() string {
 func (*ReplaySummary) ProtoMessage() {}
 
 func (x *ReplaySummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +849,7 @@ func (x *ReplaySummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaySummary.ProtoReflect.Descriptor instead.
 func (*ReplaySummary) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReplaySummary) GetSent() int64 {
@@ -605,7 +949,7 @@ type RecordRequest struct {
 
 func (x *RecordRequest) Reset() {
 	*x = RecordRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +961,7 @@ func (x *RecordRequest) String() string {
 func (*RecordRequest) ProtoMessage() {}
 
 func (x *RecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +974,7 @@ func (x *RecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordRequest.ProtoReflect.Descriptor instead.
 func (*RecordRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RecordRequest) GetNamespace() string {
@@ -717,7 +1061,7 @@ type AgentResources struct {
 
 func (x *AgentResources) Reset() {
 	*x = AgentResources{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +1073,7 @@ func (x *AgentResources) String() string {
 func (*AgentResources) ProtoMessage() {}
 
 func (x *AgentResources) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +1086,7 @@ func (x *AgentResources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentResources.ProtoReflect.Descriptor instead.
 func (*AgentResources) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AgentResources) GetCpuRequest() string {
@@ -786,7 +1130,7 @@ type RecordEvent struct {
 
 func (x *RecordEvent) Reset() {
 	*x = RecordEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +1142,7 @@ func (x *RecordEvent) String() string {
 func (*RecordEvent) ProtoMessage() {}
 
 func (x *RecordEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +1155,7 @@ func (x *RecordEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEvent.ProtoReflect.Descriptor instead.
 func (*RecordEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RecordEvent) GetEvent() isRecordEvent_Event {
@@ -868,7 +1212,7 @@ type RecordInfo struct {
 
 func (x *RecordInfo) Reset() {
 	*x = RecordInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1224,7 @@ func (x *RecordInfo) String() string {
 func (*RecordInfo) ProtoMessage() {}
 
 func (x *RecordInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1237,7 @@ func (x *RecordInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordInfo.ProtoReflect.Descriptor instead.
 func (*RecordInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RecordInfo) GetWorkload() string {
@@ -944,7 +1288,7 @@ type RequestsRequest struct {
 
 func (x *RequestsRequest) Reset() {
 	*x = RequestsRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1300,7 @@ func (x *RequestsRequest) String() string {
 func (*RequestsRequest) ProtoMessage() {}
 
 func (x *RequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1313,7 @@ func (x *RequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestsRequest.ProtoReflect.Descriptor instead.
 func (*RequestsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RequestsRequest) GetNamespace() string {
@@ -1019,7 +1363,7 @@ type RequestsChunk struct {
 
 func (x *RequestsChunk) Reset() {
 	*x = RequestsChunk{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1375,7 @@ func (x *RequestsChunk) String() string {
 func (*RequestsChunk) ProtoMessage() {}
 
 func (x *RequestsChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1388,7 @@ func (x *RequestsChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestsChunk.ProtoReflect.Descriptor instead.
 func (*RequestsChunk) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RequestsChunk) GetExchanges() []*v1.Exchange {
@@ -1079,7 +1423,7 @@ type PodRecording struct {
 
 func (x *PodRecording) Reset() {
 	*x = PodRecording{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1435,7 @@ func (x *PodRecording) String() string {
 func (*PodRecording) ProtoMessage() {}
 
 func (x *PodRecording) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1448,7 @@ func (x *PodRecording) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PodRecording.ProtoReflect.Descriptor instead.
 func (*PodRecording) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PodRecording) GetPod() string {
@@ -1143,7 +1487,7 @@ type TraceRequest struct {
 
 func (x *TraceRequest) Reset() {
 	*x = TraceRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1499,7 @@ func (x *TraceRequest) String() string {
 func (*TraceRequest) ProtoMessage() {}
 
 func (x *TraceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1512,7 @@ func (x *TraceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceRequest.ProtoReflect.Descriptor instead.
 func (*TraceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TraceRequest) GetNamespace() string {
@@ -1212,7 +1556,7 @@ type TraceEvent struct {
 
 func (x *TraceEvent) Reset() {
 	*x = TraceEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1568,7 @@ func (x *TraceEvent) String() string {
 func (*TraceEvent) ProtoMessage() {}
 
 func (x *TraceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1581,7 @@ func (x *TraceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceEvent.ProtoReflect.Descriptor instead.
 func (*TraceEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TraceEvent) GetEvent() isTraceEvent_Event {
@@ -1300,7 +1644,7 @@ type TraceReport struct {
 
 func (x *TraceReport) Reset() {
 	*x = TraceReport{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1656,7 @@ func (x *TraceReport) String() string {
 func (*TraceReport) ProtoMessage() {}
 
 func (x *TraceReport) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1669,7 @@ func (x *TraceReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceReport.ProtoReflect.Descriptor instead.
 func (*TraceReport) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TraceReport) GetSource() *TraceSource {
@@ -1385,7 +1729,7 @@ type TraceSource struct {
 
 func (x *TraceSource) Reset() {
 	*x = TraceSource{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1741,7 @@ func (x *TraceSource) String() string {
 func (*TraceSource) ProtoMessage() {}
 
 func (x *TraceSource) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1754,7 @@ func (x *TraceSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceSource.ProtoReflect.Descriptor instead.
 func (*TraceSource) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TraceSource) GetPod() string {
@@ -1466,7 +1810,7 @@ type TraceTarget struct {
 
 func (x *TraceTarget) Reset() {
 	*x = TraceTarget{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1822,7 @@ func (x *TraceTarget) String() string {
 func (*TraceTarget) ProtoMessage() {}
 
 func (x *TraceTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1835,7 @@ func (x *TraceTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceTarget.ProtoReflect.Descriptor instead.
 func (*TraceTarget) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TraceTarget) GetInput() string {
@@ -1571,7 +1915,7 @@ type TraceStep struct {
 
 func (x *TraceStep) Reset() {
 	*x = TraceStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1927,7 @@ func (x *TraceStep) String() string {
 func (*TraceStep) ProtoMessage() {}
 
 func (x *TraceStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1940,7 @@ func (x *TraceStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceStep.ProtoReflect.Descriptor instead.
 func (*TraceStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TraceStep) GetName() string {
@@ -1670,7 +2014,7 @@ type TraceDNS struct {
 
 func (x *TraceDNS) Reset() {
 	*x = TraceDNS{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +2026,7 @@ func (x *TraceDNS) String() string {
 func (*TraceDNS) ProtoMessage() {}
 
 func (x *TraceDNS) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +2039,7 @@ func (x *TraceDNS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceDNS.ProtoReflect.Descriptor instead.
 func (*TraceDNS) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TraceDNS) GetName() string {
@@ -1747,7 +2091,7 @@ type ResolvConf struct {
 
 func (x *ResolvConf) Reset() {
 	*x = ResolvConf{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +2103,7 @@ func (x *ResolvConf) String() string {
 func (*ResolvConf) ProtoMessage() {}
 
 func (x *ResolvConf) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +2116,7 @@ func (x *ResolvConf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvConf.ProtoReflect.Descriptor instead.
 func (*ResolvConf) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResolvConf) GetNameservers() []string {
@@ -1819,7 +2163,7 @@ type TraceQuery struct {
 
 func (x *TraceQuery) Reset() {
 	*x = TraceQuery{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +2175,7 @@ func (x *TraceQuery) String() string {
 func (*TraceQuery) ProtoMessage() {}
 
 func (x *TraceQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2188,7 @@ func (x *TraceQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceQuery.ProtoReflect.Descriptor instead.
 func (*TraceQuery) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TraceQuery) GetName() string {
@@ -1915,7 +2259,7 @@ type TraceService struct {
 
 func (x *TraceService) Reset() {
 	*x = TraceService{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +2271,7 @@ func (x *TraceService) String() string {
 func (*TraceService) ProtoMessage() {}
 
 func (x *TraceService) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2284,7 @@ func (x *TraceService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceService.ProtoReflect.Descriptor instead.
 func (*TraceService) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TraceService) GetNamespace() string {
@@ -2020,7 +2364,7 @@ type TracePort struct {
 
 func (x *TracePort) Reset() {
 	*x = TracePort{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2376,7 @@ func (x *TracePort) String() string {
 func (*TracePort) ProtoMessage() {}
 
 func (x *TracePort) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2389,7 @@ func (x *TracePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TracePort.ProtoReflect.Descriptor instead.
 func (*TracePort) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TracePort) GetName() string {
@@ -2102,7 +2446,7 @@ type TraceEndpoint struct {
 
 func (x *TraceEndpoint) Reset() {
 	*x = TraceEndpoint{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2458,7 @@ func (x *TraceEndpoint) String() string {
 func (*TraceEndpoint) ProtoMessage() {}
 
 func (x *TraceEndpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2471,7 @@ func (x *TraceEndpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceEndpoint.ProtoReflect.Descriptor instead.
 func (*TraceEndpoint) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TraceEndpoint) GetAddress() string {
@@ -2203,7 +2547,7 @@ type TracePolicy struct {
 
 func (x *TracePolicy) Reset() {
 	*x = TracePolicy{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2559,7 @@ func (x *TracePolicy) String() string {
 func (*TracePolicy) ProtoMessage() {}
 
 func (x *TracePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2572,7 @@ func (x *TracePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TracePolicy.ProtoReflect.Descriptor instead.
 func (*TracePolicy) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TracePolicy) GetVerdicts() []*TraceVerdict {
@@ -2251,7 +2595,7 @@ type TraceVerdict struct {
 
 func (x *TraceVerdict) Reset() {
 	*x = TraceVerdict{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2607,7 @@ func (x *TraceVerdict) String() string {
 func (*TraceVerdict) ProtoMessage() {}
 
 func (x *TraceVerdict) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2620,7 @@ func (x *TraceVerdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceVerdict.ProtoReflect.Descriptor instead.
 func (*TraceVerdict) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TraceVerdict) GetDestination() string {
@@ -2322,7 +2666,7 @@ type PolicyDirection struct {
 
 func (x *PolicyDirection) Reset() {
 	*x = PolicyDirection{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2334,7 +2678,7 @@ func (x *PolicyDirection) String() string {
 func (*PolicyDirection) ProtoMessage() {}
 
 func (x *PolicyDirection) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2347,7 +2691,7 @@ func (x *PolicyDirection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyDirection.ProtoReflect.Descriptor instead.
 func (*PolicyDirection) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PolicyDirection) GetAllowed() bool {
@@ -2388,7 +2732,7 @@ type TraceProbes struct {
 
 func (x *TraceProbes) Reset() {
 	*x = TraceProbes{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2744,7 @@ func (x *TraceProbes) String() string {
 func (*TraceProbes) ProtoMessage() {}
 
 func (x *TraceProbes) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2757,7 @@ func (x *TraceProbes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceProbes.ProtoReflect.Descriptor instead.
 func (*TraceProbes) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TraceProbes) GetProbes() []*TraceProbe {
@@ -2442,7 +2786,7 @@ type TraceProbe struct {
 
 func (x *TraceProbe) Reset() {
 	*x = TraceProbe{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2454,7 +2798,7 @@ func (x *TraceProbe) String() string {
 func (*TraceProbe) ProtoMessage() {}
 
 func (x *TraceProbe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2467,7 +2811,7 @@ func (x *TraceProbe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceProbe.ProtoReflect.Descriptor instead.
 func (*TraceProbe) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TraceProbe) GetWhat() string {
@@ -2551,7 +2895,7 @@ type CaptureRequest struct {
 
 func (x *CaptureRequest) Reset() {
 	*x = CaptureRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +2907,7 @@ func (x *CaptureRequest) String() string {
 func (*CaptureRequest) ProtoMessage() {}
 
 func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +2920,7 @@ func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
 func (*CaptureRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CaptureRequest) GetNamespace() string {
@@ -2656,7 +3000,7 @@ type CaptureEvent struct {
 
 func (x *CaptureEvent) Reset() {
 	*x = CaptureEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2668,7 +3012,7 @@ func (x *CaptureEvent) String() string {
 func (*CaptureEvent) ProtoMessage() {}
 
 func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2681,7 +3025,7 @@ func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureEvent.ProtoReflect.Descriptor instead.
 func (*CaptureEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
@@ -2748,7 +3092,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2760,7 +3104,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2773,7 +3117,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
 }
 
 type StatusResponse struct {
@@ -2793,7 +3137,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +3149,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +3162,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StatusResponse) GetContext() string {
@@ -2884,7 +3228,7 @@ type AgentInfo struct {
 
 func (x *AgentInfo) Reset() {
 	*x = AgentInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2896,7 +3240,7 @@ func (x *AgentInfo) String() string {
 func (*AgentInfo) ProtoMessage() {}
 
 func (x *AgentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2909,7 +3253,7 @@ func (x *AgentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentInfo.ProtoReflect.Descriptor instead.
 func (*AgentInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AgentInfo) GetWorkload() string {
@@ -2964,7 +3308,7 @@ type InterceptInfo struct {
 
 func (x *InterceptInfo) Reset() {
 	*x = InterceptInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2976,7 +3320,7 @@ func (x *InterceptInfo) String() string {
 func (*InterceptInfo) ProtoMessage() {}
 
 func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2989,7 +3333,7 @@ func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptInfo.ProtoReflect.Descriptor instead.
 func (*InterceptInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *InterceptInfo) GetName() string {
@@ -3059,7 +3403,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3071,7 +3415,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3084,7 +3428,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *InterceptRequest) GetNamespace() string {
@@ -3149,7 +3493,7 @@ type InterceptEvent struct {
 
 func (x *InterceptEvent) Reset() {
 	*x = InterceptEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3161,7 +3505,7 @@ func (x *InterceptEvent) String() string {
 func (*InterceptEvent) ProtoMessage() {}
 
 func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3174,7 +3518,7 @@ func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptEvent.ProtoReflect.Descriptor instead.
 func (*InterceptEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *InterceptEvent) GetEvent() isInterceptEvent_Event {
@@ -3228,7 +3572,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3240,7 +3584,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3253,7 +3597,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LeaveRequest) GetNamespace() string {
@@ -3278,7 +3622,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3290,7 +3634,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3303,7 +3647,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
 }
 
 type RollbackRequest struct {
@@ -3321,7 +3665,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3333,7 +3677,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3346,7 +3690,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RollbackRequest) GetNamespace() string {
@@ -3386,7 +3730,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3398,7 +3742,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3411,7 +3755,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RollbackResponse) GetResults() []*RollbackResult {
@@ -3434,7 +3778,7 @@ type RollbackResult struct {
 
 func (x *RollbackResult) Reset() {
 	*x = RollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3446,7 +3790,7 @@ func (x *RollbackResult) String() string {
 func (*RollbackResult) ProtoMessage() {}
 
 func (x *RollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3459,7 +3803,7 @@ func (x *RollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResult.ProtoReflect.Descriptor instead.
 func (*RollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RollbackResult) GetWorkload() string {
@@ -3503,7 +3847,7 @@ type RollbackStep struct {
 
 func (x *RollbackStep) Reset() {
 	*x = RollbackStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3515,7 +3859,7 @@ func (x *RollbackStep) String() string {
 func (*RollbackStep) ProtoMessage() {}
 
 func (x *RollbackStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3528,7 +3872,7 @@ func (x *RollbackStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStep.ProtoReflect.Descriptor instead.
 func (*RollbackStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RollbackStep) GetObject() string {
@@ -3560,7 +3904,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3572,7 +3916,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3585,7 +3929,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
 }
 
 type QuitResponse struct {
@@ -3596,7 +3940,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3608,7 +3952,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3621,14 +3965,50 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
 }
 
 var File_proto_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
-	"\x1cproto/daemon/v1/daemon.proto\x12\x10tether.daemon.v1\x1a\x1aproto/agent/v1/agent.proto\"\x8a\x03\n" +
+	"\x1cproto/daemon/v1/daemon.proto\x12\x10tether.daemon.v1\x1a\x1aproto/agent/v1/agent.proto\"\xb3\x01\n" +
+	"\n" +
+	"RunRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x1c\n" +
+	"\tcontainer\x18\x03 \x01(\tR\tcontainer\x12\x1f\n" +
+	"\vagent_image\x18\x04 \x01(\tR\n" +
+	"agentImage\x12\x14\n" +
+	"\x05proxy\x18\x05 \x01(\bR\x05proxy\x12\x1a\n" +
+	"\bservices\x18\x06 \x03(\tR\bservices\"d\n" +
+	"\bRunEvent\x12\x1c\n" +
+	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x121\n" +
+	"\x05ready\x18\x02 \x01(\v2\x19.tether.daemon.v1.RunInfoH\x00R\x05readyB\a\n" +
+	"\x05event\"\xca\x04\n" +
+	"\aRunInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x10\n" +
+	"\x03pod\x18\x03 \x01(\tR\x03pod\x12\x1c\n" +
+	"\tcontainer\x18\x04 \x01(\tR\tcontainer\x12\x10\n" +
+	"\x03via\x18\x05 \x01(\tR\x03via\x12=\n" +
+	"\vresolv_conf\x18\x06 \x01(\v2\x1c.tether.daemon.v1.ResolvConfR\n" +
+	"resolvConf\x12#\n" +
+	"\rservice_cidrs\x18\a \x03(\tR\fserviceCidrs\x120\n" +
+	"\x14service_cidrs_source\x18\b \x01(\tR\x12serviceCidrsSource\x12\x1b\n" +
+	"\tpod_cidrs\x18\t \x03(\tR\bpodCidrs\x12(\n" +
+	"\x10pod_cidrs_source\x18\n" +
+	" \x01(\tR\x0epodCidrsSource\x12\x1f\n" +
+	"\vdial_socket\x18\v \x01(\tR\n" +
+	"dialSocket\x12\x1d\n" +
+	"\n" +
+	"socks_addr\x18\f \x01(\tR\tsocksAddr\x12\x1b\n" +
+	"\thttp_addr\x18\r \x01(\tR\bhttpAddr\x12%\n" +
+	"\x0eproxy_username\x18\x0e \x01(\tR\rproxyUsername\x12%\n" +
+	"\x0eproxy_password\x18\x0f \x01(\tR\rproxyPassword\x12&\n" +
+	"\x0fresolv_conf_raw\x18\x10 \x01(\fR\rresolvConfRaw\x12\x1f\n" +
+	"\vpicked_from\x18\x11 \x01(\tR\n" +
+	"pickedFrom\"\x8a\x03\n" +
 	"\rReplayRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x127\n" +
@@ -3934,7 +4314,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\r\n" +
 	"\vQuitRequest\"\x0e\n" +
-	"\fQuitResponse2\x90\x06\n" +
+	"\fQuitResponse2\xd3\x06\n" +
 	"\x06Daemon\x12K\n" +
 	"\x06Status\x12\x1f.tether.daemon.v1.StatusRequest\x1a .tether.daemon.v1.StatusResponse\x12S\n" +
 	"\tIntercept\x12\".tether.daemon.v1.InterceptRequest\x1a .tether.daemon.v1.InterceptEvent0\x01\x12H\n" +
@@ -3945,7 +4325,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x05Trace\x12\x1e.tether.daemon.v1.TraceRequest\x1a\x1c.tether.daemon.v1.TraceEvent0\x01\x12J\n" +
 	"\x06Record\x12\x1f.tether.daemon.v1.RecordRequest\x1a\x1d.tether.daemon.v1.RecordEvent0\x01\x12P\n" +
 	"\bRequests\x12!.tether.daemon.v1.RequestsRequest\x1a\x1f.tether.daemon.v1.RequestsChunk0\x01\x12J\n" +
-	"\x06Replay\x12\x1f.tether.daemon.v1.ReplayRequest\x1a\x1d.tether.daemon.v1.ReplayEvent0\x01B7Z5github.com/tetherkube/tether/proto/daemon/v1;daemonv1b\x06proto3"
+	"\x06Replay\x12\x1f.tether.daemon.v1.ReplayRequest\x1a\x1d.tether.daemon.v1.ReplayEvent0\x01\x12A\n" +
+	"\x03Run\x12\x1c.tether.daemon.v1.RunRequest\x1a\x1a.tether.daemon.v1.RunEvent0\x01B7Z5github.com/tetherkube/tether/proto/daemon/v1;daemonv1b\x06proto3"
 
 var (
 	file_proto_daemon_v1_daemon_proto_rawDescOnce sync.Once
@@ -3959,125 +4340,132 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
-	(*ReplayRequest)(nil),     // 0: tether.daemon.v1.ReplayRequest
-	(*ReplayEvent)(nil),       // 1: tether.daemon.v1.ReplayEvent
-	(*ReplayResult)(nil),      // 2: tether.daemon.v1.ReplayResult
-	(*ReplayDiff)(nil),        // 3: tether.daemon.v1.ReplayDiff
-	(*ReplaySummary)(nil),     // 4: tether.daemon.v1.ReplaySummary
-	(*RecordRequest)(nil),     // 5: tether.daemon.v1.RecordRequest
-	(*AgentResources)(nil),    // 6: tether.daemon.v1.AgentResources
-	(*RecordEvent)(nil),       // 7: tether.daemon.v1.RecordEvent
-	(*RecordInfo)(nil),        // 8: tether.daemon.v1.RecordInfo
-	(*RequestsRequest)(nil),   // 9: tether.daemon.v1.RequestsRequest
-	(*RequestsChunk)(nil),     // 10: tether.daemon.v1.RequestsChunk
-	(*PodRecording)(nil),      // 11: tether.daemon.v1.PodRecording
-	(*TraceRequest)(nil),      // 12: tether.daemon.v1.TraceRequest
-	(*TraceEvent)(nil),        // 13: tether.daemon.v1.TraceEvent
-	(*TraceReport)(nil),       // 14: tether.daemon.v1.TraceReport
-	(*TraceSource)(nil),       // 15: tether.daemon.v1.TraceSource
-	(*TraceTarget)(nil),       // 16: tether.daemon.v1.TraceTarget
-	(*TraceStep)(nil),         // 17: tether.daemon.v1.TraceStep
-	(*TraceDNS)(nil),          // 18: tether.daemon.v1.TraceDNS
-	(*ResolvConf)(nil),        // 19: tether.daemon.v1.ResolvConf
-	(*TraceQuery)(nil),        // 20: tether.daemon.v1.TraceQuery
-	(*TraceService)(nil),      // 21: tether.daemon.v1.TraceService
-	(*TracePort)(nil),         // 22: tether.daemon.v1.TracePort
-	(*TraceEndpoint)(nil),     // 23: tether.daemon.v1.TraceEndpoint
-	(*TracePolicy)(nil),       // 24: tether.daemon.v1.TracePolicy
-	(*TraceVerdict)(nil),      // 25: tether.daemon.v1.TraceVerdict
-	(*PolicyDirection)(nil),   // 26: tether.daemon.v1.PolicyDirection
-	(*TraceProbes)(nil),       // 27: tether.daemon.v1.TraceProbes
-	(*TraceProbe)(nil),        // 28: tether.daemon.v1.TraceProbe
-	(*CaptureRequest)(nil),    // 29: tether.daemon.v1.CaptureRequest
-	(*CaptureEvent)(nil),      // 30: tether.daemon.v1.CaptureEvent
-	(*StatusRequest)(nil),     // 31: tether.daemon.v1.StatusRequest
-	(*StatusResponse)(nil),    // 32: tether.daemon.v1.StatusResponse
-	(*AgentInfo)(nil),         // 33: tether.daemon.v1.AgentInfo
-	(*InterceptInfo)(nil),     // 34: tether.daemon.v1.InterceptInfo
-	(*InterceptRequest)(nil),  // 35: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),    // 36: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),      // 37: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),     // 38: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),   // 39: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil),  // 40: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),    // 41: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),      // 42: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),       // 43: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),      // 44: tether.daemon.v1.QuitResponse
-	nil,                       // 45: tether.daemon.v1.ReplaySummary.ByStatusEntry
-	nil,                       // 46: tether.daemon.v1.TraceService.SelectorEntry
-	(*v1.Exchange)(nil),       // 47: tether.agent.v1.Exchange
-	(*v1.ExchangeFilter)(nil), // 48: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil), // 49: tether.agent.v1.RecordingStats
-	(*v1.DNSRecord)(nil),      // 50: tether.agent.v1.DNSRecord
-	(*v1.PacketBatch)(nil),    // 51: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),   // 52: tether.agent.v1.CaptureStats
+	(*RunRequest)(nil),        // 0: tether.daemon.v1.RunRequest
+	(*RunEvent)(nil),          // 1: tether.daemon.v1.RunEvent
+	(*RunInfo)(nil),           // 2: tether.daemon.v1.RunInfo
+	(*ReplayRequest)(nil),     // 3: tether.daemon.v1.ReplayRequest
+	(*ReplayEvent)(nil),       // 4: tether.daemon.v1.ReplayEvent
+	(*ReplayResult)(nil),      // 5: tether.daemon.v1.ReplayResult
+	(*ReplayDiff)(nil),        // 6: tether.daemon.v1.ReplayDiff
+	(*ReplaySummary)(nil),     // 7: tether.daemon.v1.ReplaySummary
+	(*RecordRequest)(nil),     // 8: tether.daemon.v1.RecordRequest
+	(*AgentResources)(nil),    // 9: tether.daemon.v1.AgentResources
+	(*RecordEvent)(nil),       // 10: tether.daemon.v1.RecordEvent
+	(*RecordInfo)(nil),        // 11: tether.daemon.v1.RecordInfo
+	(*RequestsRequest)(nil),   // 12: tether.daemon.v1.RequestsRequest
+	(*RequestsChunk)(nil),     // 13: tether.daemon.v1.RequestsChunk
+	(*PodRecording)(nil),      // 14: tether.daemon.v1.PodRecording
+	(*TraceRequest)(nil),      // 15: tether.daemon.v1.TraceRequest
+	(*TraceEvent)(nil),        // 16: tether.daemon.v1.TraceEvent
+	(*TraceReport)(nil),       // 17: tether.daemon.v1.TraceReport
+	(*TraceSource)(nil),       // 18: tether.daemon.v1.TraceSource
+	(*TraceTarget)(nil),       // 19: tether.daemon.v1.TraceTarget
+	(*TraceStep)(nil),         // 20: tether.daemon.v1.TraceStep
+	(*TraceDNS)(nil),          // 21: tether.daemon.v1.TraceDNS
+	(*ResolvConf)(nil),        // 22: tether.daemon.v1.ResolvConf
+	(*TraceQuery)(nil),        // 23: tether.daemon.v1.TraceQuery
+	(*TraceService)(nil),      // 24: tether.daemon.v1.TraceService
+	(*TracePort)(nil),         // 25: tether.daemon.v1.TracePort
+	(*TraceEndpoint)(nil),     // 26: tether.daemon.v1.TraceEndpoint
+	(*TracePolicy)(nil),       // 27: tether.daemon.v1.TracePolicy
+	(*TraceVerdict)(nil),      // 28: tether.daemon.v1.TraceVerdict
+	(*PolicyDirection)(nil),   // 29: tether.daemon.v1.PolicyDirection
+	(*TraceProbes)(nil),       // 30: tether.daemon.v1.TraceProbes
+	(*TraceProbe)(nil),        // 31: tether.daemon.v1.TraceProbe
+	(*CaptureRequest)(nil),    // 32: tether.daemon.v1.CaptureRequest
+	(*CaptureEvent)(nil),      // 33: tether.daemon.v1.CaptureEvent
+	(*StatusRequest)(nil),     // 34: tether.daemon.v1.StatusRequest
+	(*StatusResponse)(nil),    // 35: tether.daemon.v1.StatusResponse
+	(*AgentInfo)(nil),         // 36: tether.daemon.v1.AgentInfo
+	(*InterceptInfo)(nil),     // 37: tether.daemon.v1.InterceptInfo
+	(*InterceptRequest)(nil),  // 38: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),    // 39: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),      // 40: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),     // 41: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),   // 42: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil),  // 43: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),    // 44: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),      // 45: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),       // 46: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),      // 47: tether.daemon.v1.QuitResponse
+	nil,                       // 48: tether.daemon.v1.ReplaySummary.ByStatusEntry
+	nil,                       // 49: tether.daemon.v1.TraceService.SelectorEntry
+	(*v1.Exchange)(nil),       // 50: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil), // 51: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil), // 52: tether.agent.v1.RecordingStats
+	(*v1.DNSRecord)(nil),      // 53: tether.agent.v1.DNSRecord
+	(*v1.PacketBatch)(nil),    // 54: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),   // 55: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
-	47, // 0: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
-	2,  // 1: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
-	4,  // 2: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
-	3,  // 3: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
-	45, // 4: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
-	6,  // 5: tether.daemon.v1.RecordRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
-	8,  // 6: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	48, // 7: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	47, // 8: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
-	11, // 9: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	49, // 10: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
-	14, // 11: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
-	15, // 12: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
-	16, // 13: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
-	17, // 14: tether.daemon.v1.TraceReport.steps:type_name -> tether.daemon.v1.TraceStep
-	18, // 15: tether.daemon.v1.TraceStep.dns:type_name -> tether.daemon.v1.TraceDNS
-	21, // 16: tether.daemon.v1.TraceStep.service:type_name -> tether.daemon.v1.TraceService
-	24, // 17: tether.daemon.v1.TraceStep.policy:type_name -> tether.daemon.v1.TracePolicy
-	27, // 18: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
-	19, // 19: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
-	20, // 20: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
-	50, // 21: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
-	22, // 22: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
-	46, // 23: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
-	23, // 24: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
-	25, // 25: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
-	26, // 26: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
-	26, // 27: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
-	28, // 28: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
-	51, // 29: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	52, // 30: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	34, // 31: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
-	33, // 32: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
-	6,  // 33: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
-	34, // 34: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	41, // 35: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	42, // 36: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	31, // 37: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	35, // 38: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	37, // 39: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	39, // 40: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	43, // 41: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	29, // 42: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	12, // 43: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	5,  // 44: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	9,  // 45: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	0,  // 46: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	32, // 47: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	36, // 48: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	38, // 49: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	40, // 50: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	44, // 51: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	30, // 52: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	13, // 53: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	7,  // 54: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	10, // 55: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	1,  // 56: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	47, // [47:57] is the sub-list for method output_type
-	37, // [37:47] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	2,  // 0: tether.daemon.v1.RunEvent.ready:type_name -> tether.daemon.v1.RunInfo
+	22, // 1: tether.daemon.v1.RunInfo.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
+	50, // 2: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	5,  // 3: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
+	7,  // 4: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
+	6,  // 5: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
+	48, // 6: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
+	9,  // 7: tether.daemon.v1.RecordRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
+	11, // 8: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
+	51, // 9: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	50, // 10: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	14, // 11: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
+	52, // 12: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	17, // 13: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
+	18, // 14: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
+	19, // 15: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
+	20, // 16: tether.daemon.v1.TraceReport.steps:type_name -> tether.daemon.v1.TraceStep
+	21, // 17: tether.daemon.v1.TraceStep.dns:type_name -> tether.daemon.v1.TraceDNS
+	24, // 18: tether.daemon.v1.TraceStep.service:type_name -> tether.daemon.v1.TraceService
+	27, // 19: tether.daemon.v1.TraceStep.policy:type_name -> tether.daemon.v1.TracePolicy
+	30, // 20: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
+	22, // 21: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
+	23, // 22: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
+	53, // 23: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
+	25, // 24: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
+	49, // 25: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
+	26, // 26: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
+	28, // 27: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
+	29, // 28: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
+	29, // 29: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
+	31, // 30: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
+	54, // 31: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	55, // 32: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	37, // 33: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
+	36, // 34: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
+	9,  // 35: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
+	37, // 36: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	44, // 37: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	45, // 38: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	34, // 39: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	38, // 40: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	40, // 41: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	42, // 42: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	46, // 43: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	32, // 44: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	15, // 45: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	8,  // 46: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	12, // 47: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	3,  // 48: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	0,  // 49: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
+	35, // 50: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	39, // 51: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	41, // 52: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	43, // 53: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	47, // 54: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	33, // 55: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	16, // 56: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	10, // 57: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	13, // 58: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	4,  // 59: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	1,  // 60: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
+	50, // [50:61] is the sub-list for method output_type
+	39, // [39:50] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -4086,23 +4474,27 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		return
 	}
 	file_proto_daemon_v1_daemon_proto_msgTypes[1].OneofWrappers = []any{
+		(*RunEvent_Progress)(nil),
+		(*RunEvent_Ready)(nil),
+	}
+	file_proto_daemon_v1_daemon_proto_msgTypes[4].OneofWrappers = []any{
 		(*ReplayEvent_Result)(nil),
 		(*ReplayEvent_Summary)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[7].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[10].OneofWrappers = []any{
 		(*RecordEvent_Progress)(nil),
 		(*RecordEvent_Info)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[13].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[16].OneofWrappers = []any{
 		(*TraceEvent_Progress)(nil),
 		(*TraceEvent_Report)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[30].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[33].OneofWrappers = []any{
 		(*CaptureEvent_Progress)(nil),
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[36].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[39].OneofWrappers = []any{
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
@@ -4112,7 +4504,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

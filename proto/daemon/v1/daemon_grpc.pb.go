@@ -34,6 +34,7 @@ const (
 	Daemon_Record_FullMethodName    = "/tether.daemon.v1.Daemon/Record"
 	Daemon_Requests_FullMethodName  = "/tether.daemon.v1.Daemon/Requests"
 	Daemon_Replay_FullMethodName    = "/tether.daemon.v1.Daemon/Replay"
+	Daemon_Run_FullMethodName       = "/tether.daemon.v1.Daemon/Run"
 )
 
 // DaemonClient is the client API for Daemon service.
@@ -73,6 +74,14 @@ type DaemonClient interface {
 	// inside one of the workload's pods (through a dial stream), and
 	// streams one result per request, then the summary.
 	Replay(ctx context.Context, in *ReplayRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReplayEvent], error)
+	// Run lends a pod's network to a local process (tether run, tether
+	// intercept -- CMD): it finds an agent in the target pod (the
+	// intercept's sidecar, else an inspection agent added without a
+	// restart), opens the run's dial socket entry and, when asked, SOCKS5
+	// and HTTP proxies on loopback, then sends one RunInfo and holds the
+	// run until the client ends the stream. The stream ends with an error
+	// when the agent's link dies.
+	Run(ctx context.Context, in *RunRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RunEvent], error)
 }
 
 type daemonClient struct {
@@ -237,6 +246,25 @@ func (c *daemonClient) Replay(ctx context.Context, in *ReplayRequest, opts ...gr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Daemon_ReplayClient = grpc.ServerStreamingClient[ReplayEvent]
 
+func (c *daemonClient) Run(ctx context.Context, in *RunRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RunEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Daemon_ServiceDesc.Streams[6], Daemon_Run_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RunRequest, RunEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_RunClient = grpc.ServerStreamingClient[RunEvent]
+
 // DaemonServer is the server API for Daemon service.
 // All implementations must embed UnimplementedDaemonServer
 // for forward compatibility.
@@ -274,6 +302,14 @@ type DaemonServer interface {
 	// inside one of the workload's pods (through a dial stream), and
 	// streams one result per request, then the summary.
 	Replay(*ReplayRequest, grpc.ServerStreamingServer[ReplayEvent]) error
+	// Run lends a pod's network to a local process (tether run, tether
+	// intercept -- CMD): it finds an agent in the target pod (the
+	// intercept's sidecar, else an inspection agent added without a
+	// restart), opens the run's dial socket entry and, when asked, SOCKS5
+	// and HTTP proxies on loopback, then sends one RunInfo and holds the
+	// run until the client ends the stream. The stream ends with an error
+	// when the agent's link dies.
+	Run(*RunRequest, grpc.ServerStreamingServer[RunEvent]) error
 	mustEmbedUnimplementedDaemonServer()
 }
 
@@ -313,6 +349,9 @@ func (UnimplementedDaemonServer) Requests(*RequestsRequest, grpc.ServerStreaming
 }
 func (UnimplementedDaemonServer) Replay(*ReplayRequest, grpc.ServerStreamingServer[ReplayEvent]) error {
 	return status.Error(codes.Unimplemented, "method Replay not implemented")
+}
+func (UnimplementedDaemonServer) Run(*RunRequest, grpc.ServerStreamingServer[RunEvent]) error {
+	return status.Error(codes.Unimplemented, "method Run not implemented")
 }
 func (UnimplementedDaemonServer) mustEmbedUnimplementedDaemonServer() {}
 func (UnimplementedDaemonServer) testEmbeddedByValue()                {}
@@ -473,6 +512,17 @@ func _Daemon_Replay_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Daemon_ReplayServer = grpc.ServerStreamingServer[ReplayEvent]
 
+func _Daemon_Run_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RunRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DaemonServer).Run(m, &grpc.GenericServerStream[RunRequest, RunEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_RunServer = grpc.ServerStreamingServer[RunEvent]
+
 // Daemon_ServiceDesc is the grpc.ServiceDesc for Daemon service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -526,6 +576,11 @@ var Daemon_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Replay",
 			Handler:       _Daemon_Replay_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Run",
+			Handler:       _Daemon_Run_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,292 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/daemon/internal/clusternet"
+	"github.com/tetherkube/tether/daemon/internal/inspect"
+	"github.com/tetherkube/tether/daemon/internal/proxy"
+	"github.com/tetherkube/tether/daemon/internal/trace"
+	"github.com/tetherkube/tether/internal/access"
+	"github.com/tetherkube/tether/internal/errdefs"
+	"github.com/tetherkube/tether/internal/resolvconf"
+)
+
+// Run lends a pod's network to a local process until ctx ends: every
+// check comes before anything is added to the pod, then the link (the
+// intercept's, else an inspection agent's), the pod's resolver and the
+// cluster's ranges, the run's entry on the dial socket and, in proxy mode,
+// the proxies. It returns nil when ctx ends, an error when the link dies.
+func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(string), ready func(daemon.RunInfo)) error {
+	if strings.TrimSpace(req.Target) == "" {
+		return errdefs.User("name the pod CMD runs as: WORKLOAD (deploy/NAME, sts/NAME) or pod/NAME " +
+			"(a run without a target, through a gateway Deployment, is not built yet)")
+	}
+	if err := d.checkServices(ctx, req.Namespace, req.Services); err != nil {
+		return err
+	}
+	pod, picked, err := trace.SourcePod(ctx, d.cs, req.Namespace, req.Target)
+	if err != nil {
+		return err
+	}
+	container, err := runContainer(pod, req.Container)
+	if err != nil {
+		return err
+	}
+	link, via := d.interceptLink(req.Namespace, pod.Name)
+	if link == nil {
+		if err := d.permitted(ctx, access.Inspect, req.Namespace, access.Objects{}, "run", inspectRole); err != nil {
+			return err
+		}
+		if link, err = d.inspectAgent(ctx, inspect.Request{Namespace: req.Namespace, Pod: pod.Name, Container: container,
+			AgentImage: req.AgentImage, Job: agent.JobRun}, progress); err != nil {
+			return err
+		}
+		defer link.Close()
+		via = "an inspection agent (ephemeral container) of pod " + pod.Name
+	}
+	raw, err := link.Agent().ResolvConf(ctx)
+	if err != nil {
+		return fmt.Errorf("read the resolv.conf of pod %s: %w", pod.Name, err)
+	}
+	rc, err := resolvconf.Parse(bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("the resolv.conf of pod %s: %w", pod.Name, err)
+	}
+	ranges, err := clusternet.Find(ctx, d.cs, req.Namespace)
+	if err != nil {
+		return err
+	}
+	r := &activeRun{id: randomHex(16), pod: pod.Name, link: link, conns: map[*runConn]struct{}{}}
+	d.addRun(r)
+	defer d.removeRun(r)
+	info := daemon.RunInfo{ID: r.id, Namespace: req.Namespace, Pod: pod.Name, Container: container, PickedFrom: picked, Via: via,
+		ResolvConf: rc, ResolvConfRaw: raw, ServiceCIDRs: ranges.Services, ServiceCIDRsSource: ranges.ServicesSource,
+		PodCIDRs: ranges.Pods, PodCIDRsSource: ranges.PodsSource, DialSocket: d.dialSocket}
+	if req.Proxy {
+		pctx, stop := context.WithCancel(ctx)
+		defer stop()
+		cfg := proxy.Config{Dial: r.Dial, Username: "tether", Password: randomHex(16), Logger: d.log}
+		socks, err := listenLoopback()
+		if err != nil {
+			return err
+		}
+		defer socks.Close()
+		httpl, err := listenLoopback()
+		if err != nil {
+			return err
+		}
+		defer httpl.Close()
+		go proxy.ServeSOCKS5(pctx, socks, cfg)
+		go proxy.ServeHTTP(pctx, httpl, cfg)
+		info.SOCKSAddr, info.HTTPAddr = socks.Addr().String(), httpl.Addr().String()
+		info.ProxyUsername, info.ProxyPassword = cfg.Username, cfg.Password
+	}
+	d.log.Info("run ready", "pod", req.Namespace+"/"+pod.Name, "via", via, "proxy", req.Proxy)
+	ready(info)
+	select {
+	case <-ctx.Done():
+		d.log.Info("run ended", "pod", req.Namespace+"/"+pod.Name)
+		return nil
+	case <-link.Done():
+		return errdefs.Unavailable("the link to the agent of pod %s ended (the pod was deleted or restarted, the intercept was left, "+
+			"or the API server's port-forward broke): the process's cluster connections are closed; `tether logs` has details", pod.Name)
+	}
+}
+
+// checkServices checks that each NAME:PORT names a Service with that port
+// (by number or name).
+func (d *Daemon) checkServices(ctx context.Context, namespace string, services []string) error {
+	for _, s := range services {
+		name, port, ok := strings.Cut(s, ":")
+		if !ok {
+			return errdefs.User("--forward svc/%s: want svc/NAME:PORT", s)
+		}
+		svc, err := d.cs.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return errdefs.User("--forward: no Service %q in namespace %s (`kubectl get svc -n %s` lists them)", name, namespace, namespace)
+		}
+		if err != nil {
+			return fmt.Errorf("read Service %s: %w", name, err)
+		}
+		var have []string
+		found := false
+		for _, p := range svc.Spec.Ports {
+			have = append(have, strconv.Itoa(int(p.Port))+"/"+p.Name)
+			found = found || strconv.Itoa(int(p.Port)) == port || (p.Name != "" && p.Name == port)
+		}
+		if !found {
+			return errdefs.User("--forward svc/%s: Service %s has no port %s; ports: %s", s, name, port, strings.Join(have, ", "))
+		}
+	}
+	return nil
+}
+
+// runContainer checks the container named, or picks the pod's default:
+// the kubectl.kubernetes.io/default-container annotation, else the first.
+func runContainer(pod *corev1.Pod, name string) (string, error) {
+	var names []string
+	for _, c := range pod.Spec.Containers {
+		names = append(names, c.Name)
+		if c.Name == name {
+			return name, nil
+		}
+	}
+	if name != "" {
+		return "", errdefs.User("pod %s has no container %q; containers: %s", pod.Name, name, strings.Join(names, ", "))
+	}
+	if def := pod.Annotations["kubectl.kubernetes.io/default-container"]; def != "" {
+		for _, n := range names {
+			if n == def {
+				return n, nil
+			}
+		}
+	}
+	return names[0], nil
+}
+
+// interceptLink returns the link of an intercept of this daemon to pod's
+// sidecar agent, if any.
+func (d *Daemon) interceptLink(namespace, pod string) (*agent.Link, string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, ic := range d.intercepts {
+		if ic.Workload.Namespace != namespace {
+			continue
+		}
+		if l := ic.Link(pod); l != nil {
+			return l, fmt.Sprintf("the sidecar agent of pod %s (the intercept of %s)", pod, ic.Workload)
+		}
+	}
+	return nil, ""
+}
+
+func listenLoopback() (net.Listener, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen on loopback for the run's proxy: %w", err)
+	}
+	return l, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// activeRun is a run the dial socket serves.
+type activeRun struct {
+	id, pod string
+	link    *agent.Link
+
+	mu     sync.Mutex
+	conns  map[*runConn]struct{}
+	closed bool
+}
+
+// Dial connects to addr from the run's pod; the connection is closed when
+// the run ends.
+func (r *activeRun) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	c, err := r.link.Dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	rc := &runConn{Conn: c, run: r}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		c.Close()
+		return nil, fmt.Errorf("dial %s: the run ended", addr)
+	}
+	r.conns[rc] = struct{}{}
+	return rc, nil
+}
+
+func (r *activeRun) close() {
+	r.mu.Lock()
+	r.closed = true
+	conns := r.conns
+	r.conns = nil
+	r.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
+	}
+}
+
+// runConn is a connection of a run, forgotten by the run once closed.
+type runConn struct {
+	net.Conn
+	run *activeRun
+}
+
+func (c *runConn) Close() error {
+	c.run.mu.Lock()
+	delete(c.run.conns, c)
+	c.run.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// CloseWrite passes a half-close on to the stream.
+func (c *runConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
+}
+
+func (d *Daemon) addRun(r *activeRun) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.runs == nil {
+		d.runs = map[string]*activeRun{}
+	}
+	d.runs[r.id] = r
+}
+
+func (d *Daemon) removeRun(r *activeRun) {
+	d.mu.Lock()
+	delete(d.runs, r.id)
+	d.mu.Unlock()
+	r.close()
+}
+
+// dialRun serves the dial socket: it finds the run by id.
+func (d *Daemon) dialRun(ctx context.Context, id, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	r := d.runs[id]
+	d.mu.Unlock()
+	if r == nil {
+		return nil, daemon.ErrRunUnknown
+	}
+	return r.Dial(ctx, addr)
+}
+
+// serveDialSocket accepts on the dial socket until it is closed.
+func (d *Daemon) serveDialSocket(ctx context.Context, l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			if err := daemon.ServeDialConn(ctx, c, d.dialRun); err != nil {
+				d.log.Debug("run dial", "err", err)
+			}
+		}()
+	}
+}
