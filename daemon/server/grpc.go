@@ -139,6 +139,8 @@ func (s *GRPCServer) Run(req *daemonv1.RunRequest, stream grpc.ServerStreamingSe
 	}
 	err := s.svc.Run(stream.Context(), daemon.RunRequestFromProto(req),
 		func(line string) { send(&daemonv1.RunEvent{Event: &daemonv1.RunEvent_Progress{Progress: line}}) },
-		func(info daemon.RunInfo) { send(&daemonv1.RunEvent{Event: &daemonv1.RunEvent_Ready{Ready: daemon.RunInfoToProto(info)}}) })
+		func(info daemon.RunInfo) {
+			send(&daemonv1.RunEvent{Event: &daemonv1.RunEvent_Ready{Ready: daemon.RunInfoToProto(info)}})
+		})
 	return toStatus(err)
 }
