@@ -23,6 +23,7 @@ import (
 	"github.com/tetherkube/tether/cli/logs"
 	"github.com/tetherkube/tether/cli/quit"
 	"github.com/tetherkube/tether/cli/record"
+	"github.com/tetherkube/tether/cli/run"
 	replaycmd "github.com/tetherkube/tether/cli/replay"
 	"github.com/tetherkube/tether/cli/requests"
 	"github.com/tetherkube/tether/cli/rollback"
@@ -70,6 +71,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		dns.NewCmdDNS(f, nil),
 		trace.NewCmdTrace(f, nil),
 		record.NewCmdRecord(f, nil),
+		run.NewCmdRun(f, nil),
 		requests.NewCmdRequests(f),
 		replaycmd.NewCmdReplay(f, nil),
 		logs.NewCmdLogs(f, nil),

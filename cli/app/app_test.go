@@ -53,9 +53,9 @@ func TestKubectlPluginName(t *testing.T) {
 // it, and every command that prints data offers it to scripts with -o.
 func TestHelpTeaches(t *testing.T) {
 	// These write data in a format of their own (HAR, curl, JSON lines) or
-	// print none (the daemon logs to its file).
+	// print none (the daemon logs to its file; tether run's output is CMD's).
 	noOutputFlag := map[string]bool{
-		"tether requests export": true, "tether requests save": true, "tether daemon run": true,
+		"tether requests export": true, "tether requests save": true, "tether daemon run": true, "tether run": true,
 	}
 	streams, _, _, _ := genericiooptions.NewTestIOStreams()
 	var walk func(c *cobra.Command)

@@ -1,8 +1,18 @@
 package cmdutil
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/tetherkube/tether/internal/errdefs"
 )
+
+// ExitStatus is the exit status of the process a command ran for the user
+// (tether run -- CMD): tether exits with it and adds no message, since
+// the process spoke for itself.
+type ExitStatus int
+
+func (e ExitStatus) Error() string { return fmt.Sprintf("the command exited with status %d", int(e)) }
 
 // Exit codes, decided in one place (ExitCode) for every command from the
 // error's class (internal/errdefs).
@@ -16,6 +26,10 @@ const (
 
 // ExitCode maps an error returned by a command to the process exit code.
 func ExitCode(err error) int {
+	var st ExitStatus
+	if errors.As(err, &st) {
+		return int(st)
+	}
 	switch errdefs.Class(err) {
 	case nil:
 		return ExitOK
@@ -31,9 +45,11 @@ func ExitCode(err error) int {
 }
 
 // Message is what the user reads for err: its message, and for errors the
-// user could not have avoided, where to look next.
+// user could not have avoided, where to look next; "" when there is
+// nothing to say (an ExitStatus).
 func Message(err error) string {
-	if err == nil {
+	var st ExitStatus
+	if err == nil || errors.As(err, &st) {
 		return ""
 	}
 	switch errdefs.Class(err) {

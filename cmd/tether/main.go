@@ -20,8 +20,8 @@ func main() {
 	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
 	err := app.Run(ctx, streams, os.Args[0], os.Args[1:])
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "Error:", cmdutil.Message(err))
+	if msg := cmdutil.Message(err); msg != "" {
+		fmt.Fprintln(os.Stderr, "Error:", msg)
 	}
 	os.Exit(cmdutil.ExitCode(err))
 }

@@ -1,0 +1,119 @@
+package runcmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
+)
+
+// Network modes.
+const (
+	NetworkProxy     = "proxy"
+	NetworkNamespace = "namespace"
+)
+
+// CheckNetwork refuses a mode this build cannot run yet.
+func CheckNetwork(mode string) error {
+	switch mode {
+	case NetworkProxy:
+		return nil
+	case NetworkNamespace:
+		return errdefs.User("--network namespace is not built yet: use --network proxy, which works on every OS now")
+	}
+	return errdefs.User("--network %q: want proxy or namespace", mode)
+}
+
+// Config is one run of a local process as if in a pod.
+type Config struct {
+	Service daemon.Service
+	Request daemon.RunRequest
+	// Forwards are opened on 127.0.0.1 before anything else.
+	Forwards []Forward
+	// Process is the command; its Env is the base environment the run's
+	// variables are added to.
+	Process Process
+	// PodEnv, when set, returns variables the process gets on top of its
+	// own (tether env's: --env and --files are wired in here).
+	PodEnv func(ctx context.Context, info daemon.RunInfo) ([]string, error)
+	// Quiet drops the progress and the line saying where CMD runs.
+	Quiet  bool
+	ErrOut io.Writer
+	Log    *slog.Logger
+}
+
+// Run starts the run, runs the process in it and tears the run down once
+// the process ended. It returns the process's exit status.
+func Run(ctx context.Context, cfg Config) (int, error) {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ls, err := Listen(cfg.Forwards)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	progress := func(line string) {
+		if !cfg.Quiet {
+			fmt.Fprintln(cfg.ErrOut, line)
+		}
+	}
+	req := cfg.Request
+	req.Proxy = true
+	for _, f := range cfg.Forwards {
+		req.Services = append(req.Services, f.Service+":"+strconv.Itoa(f.Port))
+	}
+	sess, err := Start(ctx, cfg.Service, req, progress)
+	if err != nil {
+		return 0, err
+	}
+	defer sess.Close()
+	for i, f := range cfg.Forwards {
+		go Serve(ctx, ls[i], net.JoinHostPort(f.Service, strconv.Itoa(f.Port)), sess.Dial, log)
+	}
+	p := cfg.Process
+	var podEnv []string
+	if cfg.PodEnv != nil {
+		if podEnv, err = cfg.PodEnv(ctx, sess.Info); err != nil {
+			return 0, err
+		}
+	}
+	p.Env = Merge(p.Env, podEnv, ProxyEnv(sess.Info))
+	if !cfg.Quiet {
+		fmt.Fprintf(cfg.ErrOut, "running %s as if in pod %s (namespace %s) via proxy %s%s\n",
+			strings.Join(p.Args, " "), sess.Info.Pod, sess.Info.Namespace, sess.Info.HTTPAddr, forwardsNote(cfg.Forwards))
+	}
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go func() {
+		select {
+		case <-sess.Ended():
+			fmt.Fprintf(cfg.ErrOut, "tether: the run ended while %s runs: %s; its connections to the cluster fail from now on\n",
+				p.Args[0], sess.Err())
+		case <-stopWatch:
+		}
+	}()
+	return Exec(p)
+}
+
+func forwardsNote(fs []Forward) string {
+	if len(fs) == 0 {
+		return ""
+	}
+	var s []string
+	for _, f := range fs {
+		s = append(s, fmt.Sprintf("127.0.0.1:%d -> svc/%s:%d", f.LocalPort, f.Service, f.Port))
+	}
+	return "; forwarding " + strings.Join(s, ", ")
+}

@@ -1,0 +1,177 @@
+// Package run implements `tether run`.
+package run
+
+import (
+	"context"
+	"os"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/cli/intercept"
+	"github.com/tetherkube/tether/cli/internal/runcmd"
+	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
+)
+
+// RunOptions are the flags and dependencies of `tether run`.
+type RunOptions struct {
+	genericiooptions.IOStreams
+
+	Target, Container, Network, AgentImage string
+	ForwardFlags                           []string
+	Quiet                                  bool
+
+	// Filled by Complete.
+	Ns       string
+	Command  []string // CMD ARGS..., as written
+	Path     string   // CMD found on PATH
+	Forwards []runcmd.Forward
+	// Dash is where `--` stood among the arguments (-1: nowhere).
+	Dash int
+
+	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
+	Namespace     func() (string, error)
+	// Environ is the environment CMD starts from (os.Environ).
+	Environ func() []string
+}
+
+// NewCmdRun returns the run command; runF replaces Run in tests.
+func NewCmdRun(f *cmdutil.Factory, runF func(context.Context, *RunOptions) error) *cobra.Command {
+	o := &RunOptions{
+		IOStreams:     f.IOStreams,
+		DaemonService: f.DaemonService(),
+		Namespace:     f.Namespace(),
+		Environ:       os.Environ,
+		Dash:          -1,
+	}
+	cmd := &cobra.Command{
+		Use:   "run WORKLOAD|pod/NAME [-c CONTAINER] [--forward svc/NAME:PORT[:LOCALPORT]]... -- CMD [ARGS...]",
+		Short: "Run a local command as if it ran in a pod: the cluster's names and addresses, from inside the pod",
+		Long: `Run CMD on this machine with its connections to the cluster leaving from
+inside a pod: Service names resolve as in the pod (its search list and
+ndots), ClusterIPs and pod IPs are reachable, and NetworkPolicies apply to
+CMD as they apply to the pod. Nothing of this machine changes: no route, no
+DNS setting, no root.
+
+The connections are made by tether's agent in the pod: the sidecar when this
+daemon intercepts the workload, else an inspection agent added to a ready pod
+as an ephemeral container (the pod is not restarted, as for ` + "`tether trace`" + `).
+
+--network proxy (the default for now) runs CMD with HTTP_PROXY, HTTPS_PROXY
+and ALL_PROXY set to proxies on 127.0.0.1 that only this run can use (the
+credentials are in the URLs), NO_PROXY for loopback, JAVA_TOOL_OPTIONS for
+the JVM's SOCKS support and NODE_USE_ENV_PROXY=1 for Node. Clients that
+ignore proxies (database drivers) get --forward: a local port carried to a
+Service. In proxy mode, all of CMD's proxied traffic leaves from the pod,
+not only the cluster's.
+
+CMD gets the terminal; Ctrl-C and SIGTERM reach CMD first, and tether
+tears the run down once CMD exited, with CMD's exit status.`,
+		Example: `  # curl a Service by its short name, as the pod would
+  tether run deploy/orders -n shop -- curl -s http://payments/health
+
+  # a database driver that ignores proxies: a local port to the Service
+  tether run deploy/orders --forward svc/postgres:5432:15432 -- ./orders --db localhost:15432`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			o.Dash = cmd.ArgsLenAtDash()
+			return nil
+		},
+		RunE: cmdutil.RunE(o, runF),
+	}
+	cmd.Flags().StringVarP(&o.Container, "container", "c", "", "the pod's container CMD runs as (default: the pod's default container)")
+	cmd.Flags().StringVar(&o.Network, "network", runcmd.NetworkProxy, "how CMD reaches the cluster: proxy (any OS) or namespace (Linux; not built yet)")
+	cmd.Flags().StringArrayVar(&o.ForwardFlags, "forward", nil, "svc/NAME:PORT[:LOCALPORT]: listen on 127.0.0.1:LOCALPORT and carry each connection to the Service from the pod (repeatable)")
+	cmd.Flags().BoolVarP(&o.Quiet, "quiet", "q", false, "print nothing of tether's own on stderr")
+	cmd.Flags().StringVar(&o.AgentImage, "agent-image", intercept.DefaultAgentImage(), "the agent's container image, when an inspection agent is added")
+	return cmd
+}
+
+// Complete splits the arguments at `--`, finds CMD and resolves the
+// namespace.
+func (o *RunOptions) Complete(args []string) error {
+	if o.Dash < 0 {
+		if len(args) == 0 {
+			return errdefs.User("no command: write `tether run WORKLOAD -- CMD [ARGS...]`")
+		}
+		return errdefs.User("put -- before the command, so that its flags stay its own: tether run %s -- CMD [ARGS...]", args[0])
+	}
+	before, after := args[:o.Dash], args[o.Dash:]
+	if len(before) > 1 {
+		return errdefs.User("one target before --, got %d (%v): WORKLOAD or pod/NAME", len(before), before)
+	}
+	if len(before) == 1 {
+		o.Target = before[0]
+	}
+	o.Command = after
+	if len(after) == 0 {
+		return errdefs.User("no command after --: write `tether run %s -- CMD [ARGS...]`", o.Target)
+	}
+	path, err := runcmd.LookPath(after[0])
+	if err != nil {
+		return err
+	}
+	o.Path = path
+	for _, v := range o.ForwardFlags {
+		fw, err := runcmd.ParseForward(v)
+		if err != nil {
+			return err
+		}
+		o.Forwards = append(o.Forwards, fw)
+	}
+	ns, err := o.Namespace()
+	if err != nil {
+		return err
+	}
+	o.Ns = ns
+	return nil
+}
+
+// Validate checks the options without I/O.
+func (o *RunOptions) Validate() error {
+	if o.Target == "" {
+		return errdefs.User("name the pod CMD runs as, before --: WORKLOAD (deploy/NAME, sts/NAME) or pod/NAME " +
+			"(a run without a target, through a gateway, is not built yet)")
+	}
+	if err := runcmd.CheckNetwork(o.Network); err != nil {
+		return err
+	}
+	if o.AgentImage == "" {
+		return errdefs.User("--agent-image must not be empty")
+	}
+	seen := map[int]bool{}
+	for _, f := range o.Forwards {
+		if seen[f.LocalPort] {
+			return errdefs.User("--forward: local port %d is given twice", f.LocalPort)
+		}
+		seen[f.LocalPort] = true
+	}
+	return nil
+}
+
+// Run runs CMD in the run and returns its exit status as an error
+// (cmdutil.ExitStatus) when it is not 0.
+func (o *RunOptions) Run(ctx context.Context) error {
+	client, done, err := o.DaemonService(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	code, err := runcmd.Run(ctx, runcmd.Config{
+		Service:  client,
+		Request:  daemon.RunRequest{Namespace: o.Ns, Target: o.Target, Container: o.Container, AgentImage: o.AgentImage},
+		Forwards: o.Forwards,
+		Process: runcmd.Process{Path: o.Path, Args: o.Command, Env: o.Environ(), Stdin: o.In, Stdout: o.Out, Stderr: o.ErrOut,
+			Interactive: runcmd.IsTerminal(o.In)},
+		Quiet:  o.Quiet,
+		ErrOut: o.ErrOut,
+	})
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return cmdutil.ExitStatus(code)
+	}
+	return nil
+}

@@ -1,0 +1,209 @@
+package run
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/cli/cmdutil/cmdtest"
+	"github.com/tetherkube/tether/cli/intercept"
+	"github.com/tetherkube/tether/cli/internal/runcmd"
+	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
+	"github.com/tetherkube/tether/internal/localsock"
+)
+
+func mustLook(t *testing.T, name string) string {
+	p, err := runcmd.LookPath(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestNewCmdRun(t *testing.T) {
+	sh := mustLook(t, "sh")
+	tests := []struct {
+		name    string
+		args    []string
+		want    RunOptions
+		wantErr string
+	}{
+		{name: "defaults", args: []string{"deploy/orders", "--", "sh", "-c", "true"},
+			want: RunOptions{Target: "deploy/orders", Network: "proxy", Ns: "shop", Command: []string{"sh", "-c", "true"}, Path: sh, Dash: 1}},
+		{name: "every flag", args: []string{"pod/orders-1", "-c", "app", "--network", "proxy", "-q", "--agent-image", "img",
+			"--forward", "svc/db:5432", "--forward", "svc/cache:6379:16379", "--", "sh", "-x"},
+			want: RunOptions{Target: "pod/orders-1", Container: "app", Network: "proxy", Quiet: true, AgentImage: "img", Ns: "shop",
+				ForwardFlags: []string{"svc/db:5432", "svc/cache:6379:16379"},
+				Forwards:     []runcmd.Forward{{Service: "db", Port: 5432, LocalPort: 5432}, {Service: "cache", Port: 6379, LocalPort: 16379}},
+				Command:      []string{"sh", "-x"}, Path: sh, Dash: 1}},
+		{name: "no -- before CMD", args: []string{"deploy/orders", "sh"}, wantErr: "put -- before the command"},
+		{name: "nothing", args: []string{}, wantErr: "no command"},
+		{name: "nothing after --", args: []string{"deploy/orders", "--"}, wantErr: "no command after --"},
+		{name: "CMD not found", args: []string{"deploy/orders", "--", "no-such-program-tether"}, wantErr: `CMD "no-such-program-tether"`},
+		{name: "no target", args: []string{"--", "sh"}, wantErr: "name the pod CMD runs as"},
+		{name: "two targets", args: []string{"a", "b", "--", "sh"}, wantErr: "one target before --"},
+		{name: "namespace mode", args: []string{"deploy/orders", "--network", "namespace", "--", "sh"}, wantErr: "--network namespace is not built yet: use --network proxy"},
+		{name: "unknown mode", args: []string{"deploy/orders", "--network", "vpn", "--", "sh"}, wantErr: `--network "vpn": want proxy or namespace`},
+		{name: "bad forward", args: []string{"deploy/orders", "--forward", "deploy/db:5432", "--", "sh"}, wantErr: "only Services can be forwarded"},
+		{name: "forward port not a number", args: []string{"deploy/orders", "--forward", "svc/db:pg", "--", "sh"}, wantErr: `PORT "pg" is not a port number`},
+		{name: "forward twice on a port", args: []string{"deploy/orders", "--forward", "svc/db:5432", "--forward", "svc/db2:5432", "--", "sh"},
+			wantErr: "local port 5432 is given twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			streams, _, _ := cmdtest.Streams()
+			var got *RunOptions
+			cmd := NewCmdRun(cmdtest.Factory(t, streams), func(_ context.Context, o *RunOptions) error { got = o; return nil })
+			err := cmdtest.Exec(cmd, tt.args...)
+			if tt.wantErr != "" {
+				cmdtest.WantError(t, err, cmdutil.ExitUser, tt.wantErr)
+				if got != nil {
+					t.Error("Run was called")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want.AgentImage == "" {
+				tt.want.AgentImage = intercept.DefaultAgentImage()
+			}
+			if diff := cmp.Diff(tt.want, *got, cmdtest.IgnoreDeps); diff != "" {
+				t.Errorf("options (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// fakeRun answers Run with info, records the request, and holds the run
+// until the caller ends it.
+func fakeRun(info daemon.RunInfo, got *daemon.RunRequest, ended chan<- struct{}) *cmdtest.FakeService {
+	return &cmdtest.FakeService{RunFunc: func(ctx context.Context, req daemon.RunRequest, progress func(string), ready func(daemon.RunInfo)) error {
+		*got = req
+		progress("adding the agent")
+		ready(info)
+		<-ctx.Done()
+		if ended != nil {
+			close(ended)
+		}
+		return nil
+	}}
+}
+
+func runCmd(t *testing.T, svc daemon.Service, args ...string) (string, string, error) {
+	t.Helper()
+	streams, out, errOut := cmdtest.Streams()
+	f := cmdtest.Factory(t, streams)
+	cmd := NewCmdRun(f, func(ctx context.Context, o *RunOptions) error {
+		o.DaemonService = cmdtest.ServeDaemon(t, svc)
+		o.Environ = func() []string { return []string{"PATH=" + os.Getenv("PATH"), "HTTP_PROXY=http://old", "KEEP=1"} }
+		return o.Run(ctx)
+	})
+	err := cmdtest.Exec(cmd, args...)
+	return out.String(), errOut.String(), err
+}
+
+func TestRunEnvironmentAndExitStatus(t *testing.T) {
+	info := daemon.RunInfo{ID: "r1", Namespace: "shop", Pod: "orders-1", Container: "app", HTTPAddr: "127.0.0.1:3128",
+		SOCKSAddr: "127.0.0.1:1080", ProxyUsername: "tether", ProxyPassword: "pw", ServiceCIDRs: []string{"10.43.0.0/16"}}
+	var req daemon.RunRequest
+	ended := make(chan struct{})
+	out, errOut, err := runCmd(t, fakeRun(info, &req, ended), "deploy/orders", "-c", "app", "--",
+		"sh", "-c", `echo "$HTTP_PROXY|$https_proxy|$ALL_PROXY|$NO_PROXY|$NODE_USE_ENV_PROXY|$TETHER_POD|$TETHER_NAMESPACE|$KEEP|$JAVA_TOOL_OPTIONS"; exit 7`)
+	cmdtest.WantError(t, err, 7, "")
+	if cmdutil.Message(err) != "" {
+		t.Errorf("tether adds %q to CMD's own exit", cmdutil.Message(err))
+	}
+	want := "http://tether:pw@127.0.0.1:3128|http://tether:pw@127.0.0.1:3128|socks5h://tether:pw@127.0.0.1:1080|localhost,127.0.0.1,::1|1|orders-1|shop|1|" +
+		"-DsocksProxyHost=127.0.0.1 -DsocksProxyPort=1080 -Djava.net.socks.username=tether -Djava.net.socks.password=pw\n"
+	if out != want {
+		t.Errorf("CMD saw\n%q\nwant\n%q", out, want)
+	}
+	if !strings.Contains(errOut, "running sh -c") || !strings.Contains(errOut, "as if in pod orders-1 (namespace shop) via proxy 127.0.0.1:3128") {
+		t.Errorf("stderr %q does not say where CMD runs", errOut)
+	}
+	if diff := cmp.Diff(daemon.RunRequest{Namespace: "shop", Target: "deploy/orders", Container: "app", AgentImage: intercept.DefaultAgentImage(), Proxy: true}, req); diff != "" {
+		t.Errorf("request (-want +got)\n%s", diff)
+	}
+	<-ended // the run was ended once CMD exited
+}
+
+func TestRunQuietAndSignalStatus(t *testing.T) {
+	var req daemon.RunRequest
+	_, errOut, err := runCmd(t, fakeRun(daemon.RunInfo{Pod: "p"}, &req, nil), "deploy/orders", "-q", "--", "sh", "-c", "kill -TERM $$")
+	cmdtest.WantError(t, err, 128+15, "")
+	if errOut != "" {
+		t.Errorf("-q printed %q", errOut)
+	}
+}
+
+func TestRunFailsBeforeCMD(t *testing.T) {
+	svc := &cmdtest.FakeService{RunFunc: func(context.Context, daemon.RunRequest, func(string), func(daemon.RunInfo)) error {
+		return errdefs.User("pod p has no container \"x\"; containers: app")
+	}}
+	marker := filepath.Join(t.TempDir(), "ran")
+	_, _, err := runCmd(t, svc, "deploy/orders", "--", "sh", "-c", "touch "+marker)
+	cmdtest.WantError(t, err, cmdutil.ExitUser, `pod p has no container "x"`)
+	if _, statErr := os.Stat(marker); statErr == nil {
+		t.Error("CMD ran although the run failed")
+	}
+}
+
+// TestRunForward: a client that ignores proxies reaches the Service
+// through --forward, carried over the dial socket.
+func TestRunForward(t *testing.T) {
+	curl := mustLook(t, "curl")
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "from the service") }))
+	defer backend.Close()
+	dir := filepath.Join(t.TempDir(), "tether")
+	if err := localsock.EnsureDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	sock := daemon.DialSocketFor(filepath.Join(dir, "d.sock"))
+	l, err := localsock.Listen(sock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var dialed []string
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go daemon.ServeDialConn(context.Background(), c, func(ctx context.Context, id, addr string) (net.Conn, error) {
+				dialed = append(dialed, id+" "+addr)
+				return net.Dial("tcp", backend.Listener.Addr().String())
+			})
+		}
+	}()
+	free, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := free.Addr().(*net.TCPAddr).Port
+	free.Close()
+	var req daemon.RunRequest
+	out, _, err := runCmd(t, fakeRun(daemon.RunInfo{ID: "r9", Pod: "p", DialSocket: sock}, &req, nil),
+		"deploy/orders", "--forward", fmt.Sprintf("svc/db:5432:%d", port), "--", curl, "-s", "--noproxy", "*", fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != "from the service" {
+		t.Errorf("curl got %q", out)
+	}
+	if diff := cmp.Diff([]string{"r9 db:5432"}, dialed); diff != "" {
+		t.Errorf("dialed (-want +got)\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"db:5432"}, req.Services); diff != "" {
+		t.Errorf("services checked by the daemon (-want +got)\n%s", diff)
+	}
+}
