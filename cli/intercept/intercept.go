@@ -4,6 +4,7 @@ package intercept
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/cli/internal/runcmd"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/buildinfo"
 	"github.com/tetherkube/tether/internal/errdefs"
@@ -33,9 +35,17 @@ type InterceptOptions struct {
 	Ns          string
 	ServicePort string
 	LocalPort   int
+	// Command is CMD ARGS... after --: intercept for its lifetime only;
+	// Path is CMD found on PATH.
+	Command []string
+	Path    string
+	// Dash is where `--` stood among the arguments (-1: nowhere).
+	Dash int
 
 	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
 	Namespace     func() (string, error)
+	// Environ is the environment CMD starts from (os.Environ).
+	Environ func() []string
 }
 
 // DefaultAgentImage is the agent image matching this build.
@@ -53,9 +63,11 @@ func NewCmdIntercept(f *cmdutil.Factory, runF func(context.Context, *InterceptOp
 		IOStreams:     f.IOStreams,
 		DaemonService: f.DaemonService(),
 		Namespace:     f.Namespace(),
+		Environ:       os.Environ,
+		Dash:          -1,
 	}
 	cmd := &cobra.Command{
-		Use:   "intercept WORKLOAD --port SVCPORT[:LOCALPORT]",
+		Use:   "intercept WORKLOAD --port SVCPORT[:LOCALPORT] [-- CMD [ARGS...]]",
 		Short: "Send a workload's traffic to a process on this machine",
 		Long: `Send every connection that reaches a workload's Service port to a port on
 this machine, until you run ` + "`tether leave`" + `.
@@ -68,13 +80,28 @@ If this machine goes away, the agents send traffic to the app again within
 2 seconds.
 
 WORKLOAD is deploy/NAME, sts/NAME or NAME. SVCPORT is the Service port's
-name or number; LOCALPORT defaults to SVCPORT's number.`,
+name or number; LOCALPORT defaults to SVCPORT's number.
+
+With -- CMD, the intercept lasts as long as CMD: tether intercepts, runs CMD
+as ` + "`tether run`" + ` does (its connections to the cluster leave from the
+intercepted pod, through the intercept's agent), and leaves the intercept
+when CMD exits, with CMD's exit status. Ctrl-C reaches CMD first. If the
+intercept fails, CMD is not started.`,
 		Example: `  # serve the orders Service's http port from localhost:3000
   tether intercept orders --port http:3000
 
   # port 8080 of the Service, to localhost:8080
-  kubectl tether intercept deploy/orders -n shop --port 8080`,
-		Args: cmdutil.Args(cobra.ExactArgs(1)),
+  kubectl tether intercept deploy/orders -n shop --port 8080
+
+  # intercept while the local build runs, then leave
+  tether intercept orders --port http:3000 -- go run ./cmd/orders --listen :3000`,
+		Args: cmdutil.Args(func(cmd *cobra.Command, args []string) error {
+			o.Dash = cmd.ArgsLenAtDash()
+			if o.Dash >= 0 {
+				args = args[:o.Dash]
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		}),
 		RunE: cmdutil.RunE(o, runF),
 	}
 	cmd.Flags().StringVar(&o.Port, "port", "", "SVCPORT[:LOCALPORT]: the Service port (name or number) and the local port to send it to")
@@ -84,9 +111,20 @@ name or number; LOCALPORT defaults to SVCPORT's number.`,
 	return cmd
 }
 
-// Complete takes WORKLOAD, splits --port and resolves the namespace.
+// Complete takes WORKLOAD and CMD, splits --port and resolves the namespace.
 func (o *InterceptOptions) Complete(args []string) error {
 	o.Workload = args[0]
+	if o.Dash >= 0 {
+		o.Command = args[o.Dash:]
+		if len(o.Command) == 0 {
+			return errdefs.User("no command after --: write `tether intercept %s --port ... -- CMD [ARGS...]`, or leave -- out", o.Workload)
+		}
+		path, err := runcmd.LookPath(o.Command[0])
+		if err != nil {
+			return err
+		}
+		o.Path = path
+	}
 	if o.Port == "" {
 		return nil // Validate says what to write
 	}
@@ -128,6 +166,9 @@ func (o *InterceptOptions) Validate() error {
 	if _, err := o.AgentResources.Resources(DefaultRecordBudget, ""); err != nil {
 		return err
 	}
+	if len(o.Command) > 0 && o.Output != "" && o.Output != cmdutil.OutputText {
+		return errdefs.User("-o %s and -- CMD do not mix: CMD's output is what stdout carries", o.Output)
+	}
 	return cmdutil.ValidateOutput(o.Output)
 }
 
@@ -146,10 +187,48 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if len(o.Command) > 0 {
+		return o.runCommand(ctx, client, info)
+	}
 	if o.Output != cmdutil.OutputText {
 		return cmdutil.PrintStructured(o.Out, o.Output, info)
 	}
 	fmt.Fprintf(o.Out, "Intercepting %s in %s: service %s port %d -> localhost:%d (pods: %s)\nStop with: tether leave %s -n %s\n",
 		info.Name, info.Namespace, info.Service, info.ServicePort, info.LocalPort, strings.Join(info.Pods, ", "), info.Name, info.Namespace)
+	return nil
+}
+
+// runCommand runs CMD in the intercepted pod's network, then leaves the
+// intercept, whatever CMD's end; CMD's exit status is returned as a
+// cmdutil.ExitStatus.
+func (o *InterceptOptions) runCommand(ctx context.Context, client daemon.Service, info daemon.InterceptInfo) (err error) {
+	fmt.Fprintf(o.ErrOut, "Intercepting %s in %s: service %s port %d -> localhost:%d (pods: %s) while %s runs\n",
+		info.Name, info.Namespace, info.Service, info.ServicePort, info.LocalPort, strings.Join(info.Pods, ", "), o.Command[0])
+	defer func() {
+		// CMD is done (or never started): leave even when Ctrl-C ended ctx.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if lerr := client.Leave(lctx, info.Namespace, info.Name); lerr != nil {
+			fmt.Fprintf(o.ErrOut, "tether: leave %s: %v; run `tether leave %s -n %s`\n", info.Name, lerr, info.Name, info.Namespace)
+			if err == nil {
+				err = lerr
+			}
+			return
+		}
+		fmt.Fprintf(o.ErrOut, "left the intercept of %s\n", info.Name)
+	}()
+	code, err := runcmd.Run(ctx, runcmd.Config{
+		Service: client,
+		Request: daemon.RunRequest{Namespace: info.Namespace, Target: info.Name, AgentImage: o.AgentImage},
+		Process: runcmd.Process{Path: o.Path, Args: o.Command, Env: o.Environ(), Stdin: o.In, Stdout: o.Out, Stderr: o.ErrOut,
+			Interactive: runcmd.IsTerminal(o.In)},
+		ErrOut: o.ErrOut,
+	})
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return cmdutil.ExitStatus(code)
+	}
 	return nil
 }

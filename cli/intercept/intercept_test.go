@@ -4,6 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +42,13 @@ func TestNewCmdIntercept(t *testing.T) {
 		{name: "named without local", args: []string{"orders", "--port", "http"}, wantErr: "write --port http:LOCALPORT"},
 		{name: "local not a number", args: []string{"orders", "--port", "http:x"}, wantErr: `local port "x" is not a number`},
 		{name: "no workload", args: []string{"--port", "80"}, wantErr: "accepts 1 arg"},
+		{name: "with CMD", args: []string{"orders", "--port", "http:3000", "--", "sh", "-c", "true"},
+			want: InterceptOptions{Workload: "orders", Port: "http:3000", ServicePort: "http", LocalPort: 3000, Ns: "shop", RolloutTimeout: 3 * time.Minute,
+				Command: []string{"sh", "-c", "true"}, Path: mustLook(t, "sh"), Dash: 1}},
+		{name: "CMD not found", args: []string{"orders", "--port", "http:3000", "--", "no-such-program-tether"}, wantErr: `CMD "no-such-program-tether"`},
+		{name: "nothing after --", args: []string{"orders", "--port", "http:3000", "--"}, wantErr: "no command after --"},
+		{name: "two workloads before --", args: []string{"orders", "db", "--port", "http:3000", "--", "sh"}, wantErr: "accepts 1 arg"},
+		{name: "-o json with CMD", args: []string{"orders", "--port", "http:3000", "-o", "json", "--", "sh"}, wantErr: "-o json and -- CMD do not mix"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -57,6 +70,9 @@ func TestNewCmdIntercept(t *testing.T) {
 				t.Errorf("default agent image = %q", got.AgentImage)
 			}
 			tt.want.AgentImage = got.AgentImage
+			if !slices.Contains(tt.args, "--") {
+				tt.want.Dash = -1
+			}
 			if diff := cmp.Diff(tt.want, *got, cmdtest.IgnoreDeps); diff != "" {
 				t.Errorf("options (-want +got):\n%s", diff)
 			}
@@ -179,5 +195,86 @@ func TestInterceptRunErrors(t *testing.T) {
 		}}
 		_, _, err := run(t, fake, "")
 		cmdtest.WantError(t, err, tt.wantCode, tt.wantMsg)
+	}
+}
+
+func mustLook(t *testing.T, name string) string {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestInterceptCommand: the intercept lasts as long as CMD, CMD runs in
+// the intercepted workload's run, and tether exits with CMD's status.
+func TestInterceptCommand(t *testing.T) {
+	var mu sync.Mutex
+	var calls []string
+	call := func(c string) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, c)
+	}
+	var runReq daemon.RunRequest
+	svc := &cmdtest.FakeService{
+		InterceptFunc: func(ctx context.Context, req daemon.InterceptRequest, progress func(string)) (daemon.InterceptInfo, error) {
+			call("intercept")
+			return daemon.InterceptInfo{Name: "deployment/orders", Namespace: "shop", Service: "orders", ServicePort: 80, LocalPort: 3000,
+				Pods: []string{"orders-1"}}, nil
+		},
+		RunFunc: func(ctx context.Context, req daemon.RunRequest, progress func(string), ready func(daemon.RunInfo)) error {
+			call("run")
+			runReq = req
+			ready(daemon.RunInfo{Pod: "orders-1", Namespace: "shop", HTTPAddr: "127.0.0.1:3128", ProxyUsername: "tether", ProxyPassword: "pw"})
+			<-ctx.Done()
+			return nil
+		},
+		LeaveFunc: func(ctx context.Context, namespace, name string) error {
+			call("leave " + namespace + " " + name)
+			return nil
+		},
+	}
+	streams, out, errOut := cmdtest.Streams()
+	cmd := NewCmdIntercept(cmdtest.Factory(t, streams), func(ctx context.Context, o *InterceptOptions) error {
+		o.DaemonService = cmdtest.ServeDaemon(t, svc)
+		o.Environ = func() []string { return []string{"PATH=" + os.Getenv("PATH")} }
+		return o.Run(ctx)
+	})
+	err := cmdtest.Exec(cmd, "orders", "--port", "http:3000", "--", "sh", "-c", `echo "$TETHER_POD $HTTP_PROXY"; exit 5`)
+	cmdtest.WantError(t, err, 5, "")
+	if want := "orders-1 http://tether:pw@127.0.0.1:3128\n"; out.String() != want {
+		t.Errorf("CMD printed %q, want %q", out, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]string{"intercept", "run", "leave shop deployment/orders"}, calls); diff != "" {
+		t.Errorf("calls (-want +got)\n%s", diff)
+	}
+	if runReq.Target != "deployment/orders" || runReq.Namespace != "shop" {
+		t.Errorf("run request %+v, want the intercepted workload", runReq)
+	}
+	if !strings.Contains(errOut.String(), "left the intercept of deployment/orders") {
+		t.Errorf("stderr %q does not say the intercept was left", errOut)
+	}
+}
+
+// TestInterceptCommandNotStartedOnFailure: a failed intercept starts no CMD.
+func TestInterceptCommandNotStartedOnFailure(t *testing.T) {
+	svc := &cmdtest.FakeService{
+		InterceptFunc: func(context.Context, daemon.InterceptRequest, func(string)) (daemon.InterceptInfo, error) {
+			return daemon.InterceptInfo{}, errdefs.User("deployment/orders has no port named http")
+		},
+	}
+	marker := filepath.Join(t.TempDir(), "ran")
+	streams, _, _ := cmdtest.Streams()
+	cmd := NewCmdIntercept(cmdtest.Factory(t, streams), func(ctx context.Context, o *InterceptOptions) error {
+		o.DaemonService = cmdtest.ServeDaemon(t, svc)
+		return o.Run(ctx)
+	})
+	err := cmdtest.Exec(cmd, "orders", "--port", "http:3000", "--", "sh", "-c", "touch "+marker)
+	cmdtest.WantError(t, err, cmdutil.ExitUser, "no port named http")
+	if _, statErr := os.Stat(marker); statErr == nil {
+		t.Error("CMD ran although the intercept failed")
 	}
 }
