@@ -57,13 +57,13 @@ func StatusFromProto(resp *daemonv1.StatusResponse) Status {
 func InterceptRequestToProto(req InterceptRequest) *daemonv1.InterceptRequest {
 	return &daemonv1.InterceptRequest{Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort,
 		LocalPort: int32(req.LocalPort), AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout,
-		AgentResources: agentResourcesToProto(req.AgentResources)}
+		AgentResources: agentResourcesToProto(req.AgentResources), LocalPortLater: req.LocalPortLater}
 }
 
 func InterceptRequestFromProto(req *daemonv1.InterceptRequest) InterceptRequest {
 	return InterceptRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), ServicePort: req.GetServicePort(),
 		LocalPort: int(req.GetLocalPort()), AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds(),
-		AgentResources: agentResourcesFromProto(req.GetAgentResources())}
+		AgentResources: agentResourcesFromProto(req.GetAgentResources()), LocalPortLater: req.GetLocalPortLater()}
 }
 
 func agentResourcesToProto(r AgentResources) *daemonv1.AgentResources {

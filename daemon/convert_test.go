@@ -136,7 +136,7 @@ func TestAgentRequestsOverTheWire(t *testing.T) {
 	allSet(t, res)
 
 	ic := InterceptRequest{Namespace: "shop", Workload: "deploy/orders", ServicePort: "http", LocalPort: 3000,
-		AgentImage: "agent:dev", RolloutTimeout: 60, AgentResources: res}
+		AgentImage: "agent:dev", RolloutTimeout: 60, AgentResources: res, LocalPortLater: true}
 	allSet(t, ic)
 	if diff := cmp.Diff(ic, InterceptRequestFromProto(wire(t, InterceptRequestToProto(ic), &daemonv1.InterceptRequest{}))); diff != "" {
 		t.Errorf("intercept request through the wire (-want +got)\n%s", diff)
@@ -166,5 +166,24 @@ func TestRollbackResultsOverTheWire(t *testing.T) {
 	got := RollbackResultsFromProto(wire(t, RollbackResultsToProto([]RollbackResult{res}), &daemonv1.RollbackResponse{}))
 	if diff := cmp.Diff([]RollbackResult{res}, got); diff != "" {
 		t.Errorf("rollback results through the wire (-want +got)\n%s", diff)
+	}
+}
+
+// TestRunOverTheWire carries a run's request and info, every field set.
+func TestRunOverTheWire(t *testing.T) {
+	req := RunRequest{Namespace: "shop", Target: "deploy/orders", Container: "app", AgentImage: "agent:dev", Proxy: true,
+		Services: []string{"db:5432"}}
+	allSet(t, req)
+	if diff := cmp.Diff(req, RunRequestFromProto(wire(t, RunRequestToProto(req), &daemonv1.RunRequest{}))); diff != "" {
+		t.Errorf("run request through the wire (-want +got)\n%s", diff)
+	}
+	info := RunInfo{ID: "id", Namespace: "shop", Pod: "orders-1", Container: "app", PickedFrom: "deploy/orders", Via: "sidecar",
+		ResolvConf:    resolvconf.Config{Nameservers: []string{"10.43.0.10"}, Search: []string{"shop.svc.cluster.local"}, Ndots: 5, Options: []string{"ndots:5"}},
+		ResolvConfRaw: []byte("nameserver 10.43.0.10\n"), ServiceCIDRs: []string{"10.43.0.0/16"}, ServiceCIDRsSource: "dry run",
+		PodCIDRs: []string{"10.42.0.0/24"}, PodCIDRsSource: "nodes", DialSocket: "/run/d.dial.sock", SOCKSAddr: "127.0.0.1:1",
+		HTTPAddr: "127.0.0.1:2", ProxyUsername: "tether", ProxyPassword: "pw"}
+	allSet(t, info)
+	if diff := cmp.Diff(info, RunInfoFromProto(wire(t, RunInfoToProto(info), &daemonv1.RunInfo{}))); diff != "" {
+		t.Errorf("run info through the wire (-want +got)\n%s", diff)
 	}
 }

@@ -81,6 +81,9 @@ type InterceptRequest struct {
 	RolloutTimeout int64  `json:"rolloutTimeoutSeconds,omitempty"`
 	// AgentResources override the agent container's default requests and limits.
 	AgentResources AgentResources `json:"agentResources,omitzero"`
+	// LocalPortLater: the process listening on LocalPort starts once the
+	// intercept is up (intercept -- CMD); nothing is checked there first.
+	LocalPortLater bool `json:"localPortLater,omitempty"`
 }
 
 // AgentResources are the agent container's requests and limits as

@@ -183,6 +183,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	info, err := client.Intercept(ctx, daemon.InterceptRequest{
 		Namespace: o.Ns, Workload: o.Workload, ServicePort: o.ServicePort, LocalPort: o.LocalPort,
 		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout / time.Second), AgentResources: res,
+		LocalPortLater: len(o.Command) > 0,
 	}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
 		return err

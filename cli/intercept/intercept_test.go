@@ -220,6 +220,9 @@ func TestInterceptCommand(t *testing.T) {
 	svc := &cmdtest.FakeService{
 		InterceptFunc: func(ctx context.Context, req daemon.InterceptRequest, progress func(string)) (daemon.InterceptInfo, error) {
 			call("intercept")
+			if !req.LocalPortLater {
+				t.Error("the intercept checks the local port, where CMD listens only once it started")
+			}
 			return daemon.InterceptInfo{Name: "deployment/orders", Namespace: "shop", Service: "orders", ServicePort: 80, LocalPort: 3000,
 				Pods: []string{"orders-1"}}, nil
 		},

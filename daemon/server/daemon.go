@@ -241,7 +241,7 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, LocalPort: req.LocalPort,
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
-		AgentResources: res,
+		AgentResources: res, LocalPortLater: req.LocalPortLater,
 	})
 	if err != nil {
 		return daemon.InterceptInfo{}, err

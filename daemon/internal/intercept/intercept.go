@@ -48,6 +48,9 @@ type Request struct {
 	AgentImage string
 	// RolloutTimeout bounds the wait for the agent to run in every pod.
 	RolloutTimeout time.Duration
+	// LocalPortLater: the process listening on LocalPort starts after the
+	// intercept (intercept -- CMD), so LocalPort is not checked.
+	LocalPortLater bool
 	// RecordOnly puts the agent in front of the port to record its traffic
 	// without intercepting it: no local port, no tunnels.
 	RecordOnly bool
@@ -125,7 +128,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !req.RecordOnly {
+	if !req.RecordOnly && !req.LocalPortLater {
 		if err := checkLocal(req.LocalPort); err != nil {
 			return nil, err
 		}

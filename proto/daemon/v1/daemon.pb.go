@@ -3397,8 +3397,11 @@ type InterceptRequest struct {
 	// Bound on the wait for every pod to run the agent; 0 means 3 minutes.
 	RolloutTimeoutSeconds int64           `protobuf:"varint,6,opt,name=rollout_timeout_seconds,json=rolloutTimeoutSeconds,proto3" json:"rollout_timeout_seconds,omitempty"`
 	AgentResources        *AgentResources `protobuf:"bytes,7,opt,name=agent_resources,json=agentResources,proto3" json:"agent_resources,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The process that listens on local_port starts once the intercept is
+	// up (tether intercept -- CMD): do not check that something listens.
+	LocalPortLater bool `protobuf:"varint,8,opt,name=local_port_later,json=localPortLater,proto3" json:"local_port_later,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *InterceptRequest) Reset() {
@@ -3478,6 +3481,13 @@ func (x *InterceptRequest) GetAgentResources() *AgentResources {
 		return x.AgentResources
 	}
 	return nil
+}
+
+func (x *InterceptRequest) GetLocalPortLater() bool {
+	if x != nil {
+		return x.LocalPortLater
+	}
+	return false
 }
 
 type InterceptEvent struct {
@@ -4278,7 +4288,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"agent_port\x18\x05 \x01(\x05R\tagentPort\x12\x1d\n" +
 	"\n" +
 	"local_port\x18\x06 \x01(\x05R\tlocalPort\x12\x12\n" +
-	"\x04pods\x18\a \x03(\tR\x04pods\"\xb2\x02\n" +
+	"\x04pods\x18\a \x03(\tR\x04pods\"\xdc\x02\n" +
 	"\x10InterceptRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -4288,7 +4298,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\vagent_image\x18\x05 \x01(\tR\n" +
 	"agentImage\x126\n" +
 	"\x17rollout_timeout_seconds\x18\x06 \x01(\x03R\x15rolloutTimeoutSeconds\x12I\n" +
-	"\x0fagent_resources\x18\a \x01(\v2 .tether.daemon.v1.AgentResourcesR\x0eagentResources\"p\n" +
+	"\x0fagent_resources\x18\a \x01(\v2 .tether.daemon.v1.AgentResourcesR\x0eagentResources\x12(\n" +
+	"\x10local_port_later\x18\b \x01(\bR\x0elocalPortLater\"p\n" +
 	"\x0eInterceptEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x127\n" +
 	"\x05ready\x18\x02 \x01(\v2\x1f.tether.daemon.v1.InterceptInfoH\x00R\x05readyB\a\n" +
