@@ -66,7 +66,7 @@ func download(ctx context.Context, url string, stdout io.Writer) error {
 // parallel sends n GETs at once, each on a connection of its own, and
 // prints how many succeeded and who served them.
 func parallel(ctx context.Context, url string, n int, stdout io.Writer) error {
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 60 * time.Second}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: http.ProxyFromEnvironment}, Timeout: 60 * time.Second}
 	var ok atomic.Int64
 	var mu sync.Mutex
 	servedBy := map[string]int{}
@@ -103,7 +103,7 @@ func parallel(ctx context.Context, url string, n int, stdout io.Writer) error {
 // keepalive sends n GETs one after another and prints how many succeeded
 // and on how many of them the client reused its connection.
 func keepalive(ctx context.Context, url string, n int, stdout io.Writer) error {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 30 * time.Second}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, Proxy: http.ProxyFromEnvironment}, Timeout: 30 * time.Second}
 	ok, reused := 0, 0
 	for range n {
 		var wasReused bool
@@ -145,7 +145,7 @@ func latency(ctx context.Context, url string, n int, stdout io.Writer) error {
 	if n < 1 {
 		return fmt.Errorf("latency needs at least 1 request")
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 30 * time.Second}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, Proxy: http.ProxyFromEnvironment}, Timeout: 30 * time.Second}
 	get := func() error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := client.Do(req)

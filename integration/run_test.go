@@ -1,0 +1,342 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tetherkube/tether/integration/demoapp"
+)
+
+// runArgs builds `tether run TARGET FLAGS... -- CMD...` with the test's
+// kubeconfig, namespace and agent image before the --.
+func (e *env) runArgs(verb []string, flags []string, cmd ...string) []string {
+	args := append(append([]string{}, verb...), "--kubeconfig", e.kubeconfig, "-n", e.ns)
+	if im := os.Getenv("TETHER_AGENT_IMAGE"); im != "" {
+		args = append(args, "--agent-image", im)
+	}
+	args = append(args, flags...)
+	return append(append(args, "--"), cmd...)
+}
+
+// run runs `tether run target flags... -- cmd...` and returns stdout,
+// stderr and the exit code.
+func (e *env) run(target string, flags []string, cmd ...string) (string, string, int) {
+	e.t.Helper()
+	out, errOut, code := e.tether(e.runArgs([]string{"run", target}, flags, cmd...)...)
+	e.t.Logf("tether run %s %v -- %v: exit %d\nstderr: %s", target, flags, cmd, code, errOut)
+	return out, errOut, code
+}
+
+// demoBinary is the tether-demo binary (a static Go binary, CGO off), built
+// by `make build` into $TETHER_BIN or built here.
+func demoBinary(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv("TETHER_BIN"); dir != "" {
+		return filepath.Join(dir, "tether-demo")
+	}
+	out := filepath.Join(t.TempDir(), "tether-demo")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/tether-demo")
+	cmd.Dir = repoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build tether-demo: %v\n%s", err, b)
+	}
+	return out
+}
+
+// TestRunProxyReachesTheCluster: curl, Python's urllib and a static Go
+// binary under `tether run` reach a Service by its short name (the pod's
+// search list), its FQDN, its ClusterIP and a pod IP; CMD's exit status
+// is tether's.
+func TestRunProxyReachesTheCluster(t *testing.T) {
+	e := newEnv(t)
+	_, svc := e.deployOrders(1)
+	pod, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), e.firstPod("orders"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	urls := []string{
+		"http://orders/whoami",
+		"http://orders." + e.ns + ".svc.cluster.local/whoami",
+		"http://" + svc.Spec.ClusterIP + "/whoami",
+		"http://" + net.JoinHostPort(pod.Status.PodIP, "8080") + "/whoami",
+	}
+	script := "set -e\n"
+	for _, u := range urls {
+		script += fmt.Sprintf("curl -sS -m 20 --fail %s; echo\n", u)
+	}
+	script += "exit 7\n"
+	out, errOut, code := e.run("deploy/orders", nil, "sh", "-c", script)
+	if code != 7 {
+		t.Fatalf("exit %d, want CMD's 7\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if got := strings.Count(out, pod.Name); got != len(urls) {
+		t.Errorf("%d of %d requests answered by pod %s:\n%s", got, len(urls), pod.Name, out)
+	}
+	if want := fmt.Sprintf("as if in pod %s (namespace %s) via proxy 127.0.0.1:", pod.Name, e.ns); !strings.Contains(errOut, want) {
+		t.Errorf("stderr does not say %q:\n%s", want, errOut)
+	}
+
+	t.Run("python urllib", func(t *testing.T) {
+		out, errOut, code := e.run("deploy/orders", []string{"-q"}, "python3", "-c",
+			"import urllib.request; print(urllib.request.urlopen('http://orders/whoami', timeout=20).read().decode())")
+		if code != 0 || !strings.Contains(out, pod.Name) {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+		if errOut != "" {
+			t.Errorf("-q printed %q", errOut)
+		}
+	})
+
+	t.Run("static Go binary, 10 MB each way, 200 connections", func(t *testing.T) {
+		const size = 10 << 20
+		demo := demoBinary(t)
+		script := fmt.Sprintf("%[1]s upload http://orders %[2]d && %[1]s download 'http://orders/bytes?n=%[2]d' && %[1]s parallel http://orders/whoami 200",
+			demo, size)
+		out, errOut, code := e.run("deploy/orders", []string{"-q"}, "sh", "-c", script)
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+		}
+		m := regexp.MustCompile(`sent (\d+) sha256 (\w+)`).FindStringSubmatch(out)
+		if m == nil || !regexp.MustCompile(`"bytes":\s*`+m[1]+`\b`).MatchString(out) ||
+			!regexp.MustCompile(`"sha256":\s*"`+m[2]+`"`).MatchString(out) {
+			t.Errorf("upload: the pod did not receive what CMD sent:\n%s", out)
+		}
+		want := fmt.Sprintf("received %d sha256 %s served-by %s", size, localBytesSum(t, size), pod.Name)
+		if !strings.Contains(out, want) {
+			t.Errorf("download: want %q in\n%s", want, out)
+		}
+		if want := fmt.Sprintf("ok 200 of 200 served-by map[%s:200]", pod.Name); !strings.Contains(out, want) {
+			t.Errorf("parallel: want %q in\n%s", want, out)
+		}
+	})
+
+	t.Run("forward for a client that ignores proxies", func(t *testing.T) {
+		port := freePort(t)
+		out, errOut, code := e.run("deploy/orders", []string{"--forward", fmt.Sprintf("svc/orders:80:%d", port)},
+			"curl", "-sS", "-m", "20", "--fail", "--noproxy", "*", fmt.Sprintf("http://127.0.0.1:%d/whoami", port))
+		if code != 0 || !strings.Contains(out, pod.Name) {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+	})
+}
+
+// localBytesSum is the SHA-256 of what the demo's /bytes?n=size sends.
+func localBytesSum(t *testing.T, size int) string {
+	srv := &http.Server{Handler: demoapp.NewServer("local").Handler()}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+	resp, err := http.Get(fmt.Sprintf("http://%s/bytes?n=%d", l.Addr(), size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	io.Copy(h, resp.Body)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestRunNetworkPolicyDeniesCMD: a policy denying the pod's egress denies
+// CMD's connections too, which fail (the proxy answers 502/504) instead
+// of hanging until the client's own timeout.
+func TestRunNetworkPolicyDeniesCMD(t *testing.T) {
+	e := newEnv(t)
+	_, svc := e.deployOrders(1)
+	client := e.clientPod("client")
+	url := "http://" + svc.Spec.ClusterIP + "/whoami"
+	curl := []string{"curl", "-sS", "-m", "60", "-o", "/dev/null", "-w", "%{http_code}", url}
+	if out, _, code := e.run("pod/"+client, []string{"-q"}, curl...); code != 0 || out != "200" {
+		t.Fatalf("before the policy: exit %d, status %q", code, out)
+	}
+	deny := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-egress"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{}, PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+		},
+	}
+	if _, err := e.cs.NetworkingV1().NetworkPolicies(e.ns).Create(context.Background(), deny, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	var code int
+	for range 30 {
+		out, _, code = e.run("pod/"+client, []string{"-q"}, curl...)
+		if out != "200" {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if out == "200" {
+		t.Fatal("the egress policy never blocked CMD's connection")
+	}
+	// curl's exit 28 would mean it waited for its own 60 s timeout.
+	if code == 28 || (out != "502" && out != "504") {
+		t.Errorf("blocked connection: curl exit %d, status %q; want a prompt 502 or 504 from the proxy", code, out)
+	}
+}
+
+// TestRunSignalReachesCMD: SIGINT to tether reaches CMD, which ends in its
+// own way; tether exits with CMD's status once CMD is done.
+func TestRunSignalReachesCMD(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready")
+	cmd := exec.Command(tetherBinary(t), e.runArgs([]string{"run", "deploy/orders"}, []string{"-q"},
+		"sh", "-c", fmt.Sprintf(`trap 'echo got-int; exit 42' INT; touch %s; while :; do sleep 0.1; done`, ready))...)
+	cmd.Env = append(os.Environ(), e.tetherEnv()...)
+	var stdout syncBuffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("CMD did not start")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	if code != 42 || !strings.Contains(stdout.String(), "got-int") {
+		t.Errorf("exit %d, stdout %q; want CMD's trap to run and its 42", code, stdout.String())
+	}
+}
+
+// TestRunBadInput: each mistake exits 2 with a message, and no agent is
+// added to any pod.
+func TestRunBadInput(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	pod := e.firstPod("orders")
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown workload", e.runArgs([]string{"run", "deploy/nope"}, nil, "true"), "nope"},
+		{"unknown pod", e.runArgs([]string{"run", "pod/nope"}, nil, "true"), `no pod "nope"`},
+		{"unknown container", e.runArgs([]string{"run", "pod/" + pod}, []string{"-c", "nope"}, "true"), `has no container "nope"; containers: orders`},
+		{"CMD not found", e.runArgs([]string{"run", "deploy/orders"}, nil, "no-such-program-tether"), `CMD "no-such-program-tether"`},
+		{"no -- before CMD", []string{"run", "deploy/orders", "--kubeconfig", e.kubeconfig, "-n", e.ns, "true"}, "put -- before the command"},
+		{"namespace mode", e.runArgs([]string{"run", "deploy/orders"}, []string{"--network", "namespace"}, "true"), "use --network proxy"},
+		{"unknown Service to forward", e.runArgs([]string{"run", "deploy/orders"}, []string{"--forward", "svc/nope:80"}, "true"), `no Service "nope"`},
+		{"Service port to forward", e.runArgs([]string{"run", "deploy/orders"}, []string{"--forward", "svc/orders:81"}, "true"), "has no port 81; ports: 80/http"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errOut, code := e.tether(tt.args...)
+			if code != 2 || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d, stderr %q; want 2 and %q", code, errOut, tt.want)
+			}
+		})
+	}
+	p, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), pod, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(p.Spec.EphemeralContainers); n != 0 {
+		t.Errorf("bad input added %d ephemeral containers to pod %s", n, pod)
+	}
+}
+
+// TestInterceptCommand: `tether intercept ... -- CMD` serves the Service's
+// callers from CMD while it runs, CMD reaches the cluster through the
+// intercepted pod, and the intercept is gone once CMD exits.
+func TestInterceptCommand(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	client := e.clientPod("client")
+	port := freePort(t)
+	stop := filepath.Join(t.TempDir(), "stop")
+	demo := demoBinary(t)
+	// CMD serves as "laptop", checks that it reaches the cluster by name,
+	// and exits 3 when the test says so.
+	script := fmt.Sprintf(`%[1]s serve 127.0.0.1:%[2]d & pid=$!
+curl -sS -m 20 --fail http://orders/healthz >/dev/null || { kill $pid; exit 9; }
+while [ ! -f %[3]s ]; do sleep 0.1; done; kill $pid; exit 3`, demo, port, stop)
+	cmd := exec.Command(tetherBinary(t), e.runArgs([]string{"intercept", "deploy/orders", "--port", fmt.Sprintf("http:%d", port)}, nil,
+		"sh", "-c", script)...)
+	cmd.Env = append(os.Environ(), e.tetherEnv()...)
+	cmd.Env = append(cmd.Env, "POD_NAME="+localName()) // the demo server's name in X-Served-By
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	url := "http://orders." + e.ns + ".svc.cluster.local/whoami"
+	var out string
+	for start := time.Now(); time.Since(start) < 3*time.Minute; time.Sleep(500 * time.Millisecond) {
+		if strings.Contains(stderr.String(), "running sh -c") {
+			if out, _ = e.exec(client, "/tether-demo", "get", url); strings.Contains(out, "X-Served-By: "+localName()) {
+				break
+			}
+		}
+	}
+	if !strings.Contains(out, "X-Served-By: "+localName()) {
+		t.Fatalf("the Service's caller was never served by CMD: %q\nstderr: %s", out, stderr.String())
+	}
+	os.WriteFile(stop, nil, 0o600)
+	err := cmd.Wait()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	if code != 3 {
+		t.Fatalf("exit %d, want CMD's 3\nstderr: %s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "left the intercept of deployment/orders") {
+		t.Errorf("stderr does not say the intercept was left:\n%s", stderr.String())
+	}
+	status, _, _ := e.tether("status", "--kubeconfig", e.kubeconfig)
+	if !strings.Contains(status, "No intercepts.") {
+		t.Errorf("an intercept is left after CMD exited:\n%s", status)
+	}
+	if out, _ := e.exec(client, "/tether-demo", "get", url); strings.Contains(out, "X-Served-By: "+localName()) || !strings.Contains(out, "200") {
+		t.Errorf("after CMD exited the app does not answer: %s", out)
+	}
+}
+
+// localName is the name CMD's demo server reports in X-Served-By.
+func localName() string { return "laptop-cmd" }
