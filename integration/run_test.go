@@ -233,7 +233,7 @@ func TestRunSignalReachesCMD(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	cmd.Process.Signal(syscall.SIGINT)
-	err := cmd.Wait()
+	err := waitFor(t, cmd, time.Minute)
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -318,7 +318,7 @@ while [ ! -f %[3]s ]; do sleep 0.1; done; kill $pid; exit 3`, demo, port, stop)
 		t.Fatalf("the Service's caller was never served by CMD: %q\nstderr: %s", out, stderr.String())
 	}
 	os.WriteFile(stop, nil, 0o600)
-	err := cmd.Wait()
+	err := waitFor(t, cmd, time.Minute)
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -340,3 +340,20 @@ while [ ! -f %[3]s ]; do sleep 0.1; done; kill $pid; exit 3`, demo, port, stop)
 
 // localName is the name CMD's demo server reports in X-Served-By.
 func localName() string { return "laptop-cmd" }
+
+// waitFor waits for cmd to exit, and fails the test (killing cmd) when it
+// is still running after d.
+func waitFor(t *testing.T, cmd *exec.Cmd, d time.Duration) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s still ran %s after it was told to end", cmd.Args[0], d)
+		return nil
+	}
+}

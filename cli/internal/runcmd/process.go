@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"os/signal"
 
+	"golang.org/x/term"
+
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
@@ -71,12 +73,9 @@ func LookPath(name string) (string, error) {
 	return path, nil
 }
 
-// IsTerminal: r is a terminal (a character device).
+// IsTerminal: r is a terminal (not merely a character device such as
+// /dev/null, whose reader gets no Ctrl-C from anywhere).
 func IsTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
