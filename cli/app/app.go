@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -89,7 +90,12 @@ func Run(ctx context.Context, streams genericiooptions.IOStreams, argv0 string, 
 	root := NewRootCommand(streams, argv0)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	var status cmdutil.ExitStatus
 	switch {
+	case errors.As(err, &status):
+		// A process tether ran for the user ended (Ctrl-C may have ended
+		// it): its own status is the answer.
+		return err
 	case err != nil && ctx.Err() != nil:
 		return errdefs.ErrCanceled
 	case err != nil && strings.HasPrefix(err.Error(), "unknown command"):
