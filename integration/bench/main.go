@@ -38,6 +38,7 @@ type options struct {
 	bulkBytes  int64
 	rounds     int
 	only       string
+	agentImage string
 }
 
 func main() {
@@ -48,7 +49,8 @@ func main() {
 	flag.IntVar(&o.requests, "requests", 1000, "sequential requests per latency measurement")
 	flag.Int64Var(&o.bulkBytes, "bulk-bytes", 128<<20, "bytes per throughput measurement")
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per path; the table shows medians")
-	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect or record (default: all)")
+	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record or run (default: all)")
+	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image `tether run` adds (default: tether's own)")
 	flag.Parse()
 	if o.kubeconfig == "" {
 		o.kubeconfig = cluster.DefaultConfig(mustAbs(".cluster")).KubeconfigPath()
@@ -99,6 +101,14 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		return benchRecording(ctx, rc, cs, o, client)
+	}
+	if o.only == "run" {
+		rr, err := measureRun(ctx, rc, cs, o)
+		if err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		printRun(os.Stdout, rr, o)
+		return nil
 	}
 	if o.only == "inspect" {
 		client, err := startClient(ctx, cs, o.namespace)
@@ -163,7 +173,15 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("inspect: %w", err)
 	}
 	printInspect(os.Stdout, ir)
-	return benchRecording(ctx, rc, cs, o, tr.client)
+	if err := benchRecording(ctx, rc, cs, o, tr.client); err != nil {
+		return err
+	}
+	rr, err := measureRun(ctx, rc, cs, o)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	printRun(os.Stdout, rr, o)
+	return nil
 }
 
 func benchRecording(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, o options, client string) error {
