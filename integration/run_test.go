@@ -106,6 +106,23 @@ func TestRunProxyReachesTheCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("java through SOCKS5", func(t *testing.T) {
+		// The JVM resolves names itself unless it leaves them to the proxy,
+		// as HttpURLConnection does through SOCKS.
+		src := filepath.Join(t.TempDir(), "Get.java")
+		os.WriteFile(src, []byte(`public class Get {
+    public static void main(String[] a) throws Exception {
+        var c = (java.net.HttpURLConnection) new java.net.URI(a[0]).toURL().openConnection();
+        c.setConnectTimeout(20000); c.setReadTimeout(20000);
+        System.out.println(c.getResponseCode() + " " + new String(c.getInputStream().readAllBytes()));
+    }
+}`), 0o600)
+		out, errOut, code := e.run("deploy/orders", []string{"-q"}, "java", src, "http://orders/whoami")
+		if code != 0 || !strings.HasPrefix(out, "200 ") || !strings.Contains(out, pod.Name) {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+	})
+
 	t.Run("static Go binary, 10 MB each way, 200 connections", func(t *testing.T) {
 		const size = 10 << 20
 		demo := demoBinary(t)

@@ -125,7 +125,7 @@ func TestRunEnvironmentAndExitStatus(t *testing.T) {
 		t.Errorf("tether adds %q to CMD's own exit", cmdutil.Message(err))
 	}
 	want := "http://tether:pw@127.0.0.1:3128|http://tether:pw@127.0.0.1:3128|socks5h://tether:pw@127.0.0.1:1080|localhost,127.0.0.1,::1|1|orders-1|shop|1|" +
-		"-DsocksProxyHost=127.0.0.1 -DsocksProxyPort=1080 -Djava.net.socks.username=tether -Djava.net.socks.password=pw\n"
+		"-DsocksProxyHost=127.0.0.1 -DsocksProxyPort=1080 -Djava.net.socks.username=tether -Djava.net.socks.password=pw -Duser.name=pw\n"
 	if out != want {
 		t.Errorf("CMD saw\n%q\nwant\n%q", out, want)
 	}

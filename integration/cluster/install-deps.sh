@@ -16,6 +16,10 @@ have protoc || need+=(protobuf-compiler)
 have gcc || need+=(gcc)
 have git || need+=(git)
 have tshark || need+=(tshark)
+# tether run's tests run real clients under the proxy mode.
+have curl || need+=(curl)
+have python3 || need+=(python3)
+have java || need+=(openjdk-17-jdk-headless)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0

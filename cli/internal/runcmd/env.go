@@ -22,8 +22,12 @@ func ProxyEnv(info daemon.RunInfo) []string {
 	socksURL := (&url.URL{Scheme: "socks5h", User: cred, Host: info.SOCKSAddr}).String()
 	host, port, _ := net.SplitHostPort(info.SOCKSAddr)
 	noProxy := "localhost,127.0.0.1,::1"
-	java := fmt.Sprintf("-DsocksProxyHost=%s -DsocksProxyPort=%s -Djava.net.socks.username=%s -Djava.net.socks.password=%s",
-		host, port, info.ProxyUsername, info.ProxyPassword)
+	// The JDK's SOCKS5 client sends user.name and no password unless the
+	// program sets an Authenticator (it ignores java.net.socks.username and
+	// .password, kept for the libraries that read them), so user.name
+	// carries the password, which the proxy accepts as the username alone.
+	java := fmt.Sprintf("-DsocksProxyHost=%s -DsocksProxyPort=%s -Djava.net.socks.username=%s -Djava.net.socks.password=%s -Duser.name=%s",
+		host, port, info.ProxyUsername, info.ProxyPassword, info.ProxyPassword)
 	if prev := os.Getenv("JAVA_TOOL_OPTIONS"); prev != "" {
 		java = prev + " " + java
 	}

@@ -58,6 +58,15 @@ func (c Config) authorized(user, pass string) bool {
 	return u&p == 1
 }
 
+// javaStyle accepts the password as the username with no password: the
+// JDK's SOCKS5 client, without an Authenticator set by the program, sends
+// the user.name property and an empty password (it ignores
+// java.net.socks.username and .password), so `tether run` sets user.name
+// to the password for Java.
+func (c Config) javaStyle(user, pass string) bool {
+	return pass == "" && subtle.ConstantTimeCompare([]byte(user), []byte(c.Password)) == 1
+}
+
 // serveListener accepts on l until it is closed, handling each connection
 // in its own goroutine.
 func serveListener(ctx context.Context, l net.Listener, handle func(context.Context, net.Conn)) error {

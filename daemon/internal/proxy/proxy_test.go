@@ -95,6 +95,8 @@ func TestGoClients(t *testing.T) {
 		{"socks5h right credentials", "socks5h://user:secret@" + f.socks, true},
 		{"socks5 wrong password", "socks5://user:nope@" + f.socks, false},
 		{"socks5 no credentials", "socks5://" + f.socks, false},
+		{"socks5 as the JDK authenticates: the password as user.name", "socks5://secret:@" + f.socks, true},
+		{"socks5 as the JDK without the password", "socks5://root:@" + f.socks, false},
 		{"http right credentials", "http://user:secret@" + f.http, true},
 		{"http wrong password", "http://user:nope@" + f.http, false},
 		{"http no credentials", "http://" + f.http, false},

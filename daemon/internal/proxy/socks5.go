@@ -118,7 +118,7 @@ func socksHandshake(br *bufio.Reader, w io.Writer, cfg Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !cfg.authorized(user, pass) {
+	if !cfg.authorized(user, pass) && !cfg.javaStyle(user, pass) {
 		w.Write([]byte{1, 1})
 		return "", errors.New("wrong username or password")
 	}
