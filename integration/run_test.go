@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -372,5 +373,72 @@ func waitFor(t *testing.T, cmd *exec.Cmd, d time.Duration) error {
 		<-done
 		t.Fatalf("%s still ran %s after it was told to end", cmd.Args[0], d)
 		return nil
+	}
+}
+
+// TestRunDaemonKilled: when the daemon dies mid-run, CMD's open and new
+// connections to the cluster fail with errors instead of hanging, and
+// tether still returns CMD's status.
+func TestRunDaemonKilled(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	dir := t.TempDir()
+	ready, goOn := filepath.Join(dir, "ready"), filepath.Join(dir, "go")
+	// An endless download (rate-limited, so that the socket's buffer, which
+	// curl drains before it sees the end, stays small) is open while the
+	// daemon dies; a new request follows. curl's exit 28 would mean it hung
+	// until its own timeout.
+	script := fmt.Sprintf(`curl -sS -m 20 --fail http://orders/healthz >/dev/null || exit 9
+curl -sS -m 120 -o /dev/null --limit-rate 5M 'http://orders/bytes?n=100000000000' 2>/dev/null & dl=$!
+sleep 1; touch %[1]s
+while [ ! -f %[2]s ]; do sleep 0.1; done
+curl -sS -m 120 -o /dev/null http://orders/whoami 2>/dev/null; echo "new $?"
+wait $dl; echo "open $?"
+exit 4`, ready, goOn)
+	cmd := exec.Command(tetherBinary(t), e.runArgs([]string{"run", "deploy/orders"}, []string{"-q"}, "sh", "-c", script)...)
+	cmd.Env = append(os.Environ(), e.tetherEnv()...)
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Since(start) > 2*time.Minute {
+			t.Fatalf("CMD did not start: %s", stderr.String())
+		}
+	}
+	status, _, _ := e.tether("status", "--kubeconfig", e.kubeconfig, "-o", "json")
+	m := regexp.MustCompile(`"pid":\s*(\d+)`).FindStringSubmatch(status)
+	if m == nil {
+		t.Fatalf("no daemon pid in %s", status)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(goOn, nil, 0o600)
+	killed := time.Now()
+	err := waitFor(t, cmd, 90*time.Second)
+	t.Logf("CMD and tether ended %s after the daemon was killed", time.Since(killed).Round(time.Millisecond))
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	out := stdout.String()
+	if code != 4 {
+		t.Errorf("exit %d, want CMD's 4\nstdout: %s\nstderr: %s", code, out, stderr.String())
+	}
+	if !strings.Contains(out, "new 7") {
+		t.Errorf("a new connection after the daemon died: %q; want curl's 7 (refused at once)", out)
+	}
+	if strings.Contains(out, "open 28") || strings.Contains(out, "open 0") || !strings.Contains(out, "open ") {
+		t.Errorf("the open download: %q; want an error, not a hang (28) nor a success", out)
+	}
+	if !strings.Contains(stderr.String(), "the run ended while") {
+		t.Errorf("tether did not say the run ended: %s", stderr.String())
 	}
 }
