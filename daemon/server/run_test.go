@@ -1,0 +1,85 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/access"
+	"github.com/tetherkube/tether/internal/errdefs"
+)
+
+func TestRunContainer(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "istio-proxy"}, {Name: "app"}}}}
+	withDefault := pod.DeepCopy()
+	withDefault.Annotations = map[string]string{"kubectl.kubernetes.io/default-container": "app"}
+	tests := []struct {
+		name    string
+		pod     *corev1.Pod
+		c, want string
+		wantErr string
+	}{
+		{"named", pod, "app", "app", ""},
+		{"first by default", pod, "", "istio-proxy", ""},
+		{"the annotated default", withDefault, "", "app", ""},
+		{"unknown", pod, "nope", "", `pod p has no container "nope"; containers: istio-proxy, app`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := runContainer(tt.pod, tt.c)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !userError(err) {
+					t.Fatalf("err %v, want a user error saying %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestRunChecksBeforeChanging: bad input is refused with a user error
+// before anything is added to a pod.
+func TestRunChecksBeforeChanging(t *testing.T) {
+	d, cs := fakeCluster(t, access.Rule{})
+	cs.Tracker().Add(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "shop"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "pg", Port: 5432}}}})
+	cs.ClearActions()
+	tests := []struct {
+		name string
+		req  daemon.RunRequest
+		want string
+	}{
+		{"no target", daemon.RunRequest{Namespace: "shop"}, "name the pod CMD runs as"},
+		{"unknown workload", daemon.RunRequest{Namespace: "shop", Target: "deploy/nope"}, "nope"},
+		{"unknown pod", daemon.RunRequest{Namespace: "shop", Target: "pod/nope"}, `no pod "nope"`},
+		{"unknown container", daemon.RunRequest{Namespace: "shop", Target: "pod/orders-1", Container: "x"}, `has no container "x"`},
+		{"unknown Service", daemon.RunRequest{Namespace: "shop", Target: "deploy/orders", Services: []string{"nope:80"}}, `no Service "nope"`},
+		{"unknown Service port", daemon.RunRequest{Namespace: "shop", Target: "deploy/orders", Services: []string{"db:80"}},
+			"Service db has no port 80; ports: 5432/pg"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := d.Run(context.Background(), tt.req, func(string) {}, func(daemon.RunInfo) { t.Error("the run started") })
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !userError(err) {
+				t.Errorf("err %v, want a user error saying %q", err, tt.want)
+			}
+			if w := writes(cs); len(w) > 0 {
+				t.Errorf("changed the cluster: %v", w)
+			}
+		})
+	}
+}
+
+// userError: err is one the user can fix (exit 2).
+func userError(err error) bool {
+	c := errdefs.Class(err)
+	return c == errdefs.ErrUser || c == errdefs.ErrNotFound
+}
