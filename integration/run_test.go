@@ -354,6 +354,17 @@ while [ ! -f %[3]s ]; do sleep 0.1; done; kill $pid; exit 3`, demo, port, stop)
 	if out, _ := e.exec(client, "/tether-demo", "get", url); strings.Contains(out, "X-Served-By: "+localName()) || !strings.Contains(out, "200") {
 		t.Errorf("after CMD exited the app does not answer: %s", out)
 	}
+	// CMD's connections went through the intercept's sidecar: no
+	// inspection agent was added.
+	pods, err := e.cs.CoreV1().Pods(e.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if n := len(p.Spec.EphemeralContainers); n > 0 {
+			t.Errorf("pod %s got %d ephemeral containers: the run did not reuse the intercept's agent", p.Name, n)
+		}
+	}
 }
 
 // localName is the name CMD's demo server reports in X-Served-By.

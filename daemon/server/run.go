@@ -104,7 +104,7 @@ func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(s
 		return nil
 	case <-link.Done():
 		return errdefs.Unavailable("the link to the agent of pod %s ended (the pod was deleted or restarted, the intercept was left, "+
-			"or the API server's port-forward broke): the process's cluster connections are closed; `tether logs` has details", pod.Name)
+			"or the API server's port-forward broke; `tether logs` has details)", pod.Name)
 	}
 }
 
