@@ -46,6 +46,10 @@ type InterceptOptions struct {
 	Namespace     func() (string, error)
 	// Environ is the environment CMD starts from (os.Environ).
 	Environ func() []string
+	// Network is how CMD reaches the cluster (runcmd.NetworkProxy or
+	// NetworkNamespace, which InNamespace runs; nil: not built).
+	Network     string
+	InNamespace runcmd.NamespaceRunner
 }
 
 // DefaultAgentImage is the agent image matching this build.
@@ -104,6 +108,7 @@ intercept fails, CMD is not started.`,
 		}),
 		RunE: cmdutil.RunE(o, runF),
 	}
+	cmd.Flags().StringVar(&o.Network, "network", runcmd.NetworkProxy, "with -- CMD: how CMD reaches the cluster, proxy (any OS) or namespace (Linux; not built yet)")
 	cmd.Flags().StringVar(&o.Port, "port", "", "SVCPORT[:LOCALPORT]: the Service port (name or number) and the local port to send it to")
 	AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)
 	o.AgentResources.AddFlags(cmd)
@@ -166,6 +171,11 @@ func (o *InterceptOptions) Validate() error {
 	if _, err := o.AgentResources.Resources(DefaultRecordBudget, ""); err != nil {
 		return err
 	}
+	if len(o.Command) > 0 {
+		if err := runcmd.ValidNetwork(o.Network); err != nil {
+			return err
+		}
+	}
 	if len(o.Command) > 0 && o.Output != "" && o.Output != cmdutil.OutputText {
 		return errdefs.User("-o %s and -- CMD do not mix: CMD's output is what stdout carries", o.Output)
 	}
@@ -219,8 +229,10 @@ func (o *InterceptOptions) runCommand(ctx context.Context, client daemon.Service
 		fmt.Fprintf(o.ErrOut, "left the intercept of %s\n", info.Name)
 	}()
 	code, err := runcmd.Run(ctx, runcmd.Config{
-		Service: client,
-		Request: daemon.RunRequest{Namespace: info.Namespace, Target: info.Name, AgentImage: o.AgentImage},
+		Service:     client,
+		Request:     daemon.RunRequest{Namespace: info.Namespace, Target: info.Name, AgentImage: o.AgentImage},
+		Network:     o.Network,
+		InNamespace: o.InNamespace,
 		Process: runcmd.Process{Path: o.Path, Args: o.Command, Env: o.Environ(), Stdin: o.In, Stdout: o.Out, Stderr: o.ErrOut,
 			Interactive: runcmd.IsTerminal(o.In)},
 		ErrOut: o.ErrOut,

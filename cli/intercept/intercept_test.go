@@ -48,6 +48,7 @@ func TestNewCmdIntercept(t *testing.T) {
 		{name: "CMD not found", args: []string{"orders", "--port", "http:3000", "--", "no-such-program-tether"}, wantErr: `CMD "no-such-program-tether"`},
 		{name: "nothing after --", args: []string{"orders", "--port", "http:3000", "--"}, wantErr: "no command after --"},
 		{name: "two workloads before --", args: []string{"orders", "db", "--port", "http:3000", "--", "sh"}, wantErr: "accepts 1 arg"},
+		{name: "unknown network with CMD", args: []string{"orders", "--port", "http:3000", "--network", "vpn", "--", "sh"}, wantErr: `--network "vpn": want proxy or namespace`},
 		{name: "-o json with CMD", args: []string{"orders", "--port", "http:3000", "-o", "json", "--", "sh"}, wantErr: "-o json and -- CMD do not mix"},
 	}
 	for _, tt := range tests {
@@ -70,6 +71,9 @@ func TestNewCmdIntercept(t *testing.T) {
 				t.Errorf("default agent image = %q", got.AgentImage)
 			}
 			tt.want.AgentImage = got.AgentImage
+			if tt.want.Network == "" {
+				tt.want.Network = "proxy"
+			}
 			if !slices.Contains(tt.args, "--") {
 				tt.want.Dash = -1
 			}

@@ -35,6 +35,8 @@ type RunOptions struct {
 	Namespace     func() (string, error)
 	// Environ is the environment CMD starts from (os.Environ).
 	Environ func() []string
+	// InNamespace runs --network namespace; nil: the mode is not built.
+	InNamespace runcmd.NamespaceRunner
 }
 
 // NewCmdRun returns the run command; runF replaces Run in tests.
@@ -134,7 +136,7 @@ func (o *RunOptions) Validate() error {
 		return errdefs.User("name the pod CMD runs as, before --: WORKLOAD (deploy/NAME, sts/NAME) or pod/NAME " +
 			"(a run without a target, through a gateway, is not built yet)")
 	}
-	if err := runcmd.CheckNetwork(o.Network); err != nil {
+	if err := runcmd.ValidNetwork(o.Network); err != nil {
 		return err
 	}
 	if o.AgentImage == "" {
@@ -159,9 +161,11 @@ func (o *RunOptions) Run(ctx context.Context) error {
 	}
 	defer done()
 	code, err := runcmd.Run(ctx, runcmd.Config{
-		Service:  client,
-		Request:  daemon.RunRequest{Namespace: o.Ns, Target: o.Target, Container: o.Container, AgentImage: o.AgentImage},
-		Forwards: o.Forwards,
+		Service:     client,
+		Request:     daemon.RunRequest{Namespace: o.Ns, Target: o.Target, Container: o.Container, AgentImage: o.AgentImage},
+		Network:     o.Network,
+		InNamespace: o.InNamespace,
+		Forwards:    o.Forwards,
 		Process: runcmd.Process{Path: o.Path, Args: o.Command, Env: o.Environ(), Stdin: o.In, Stdout: o.Out, Stderr: o.ErrOut,
 			Interactive: runcmd.IsTerminal(o.In)},
 		Quiet:  o.Quiet,

@@ -52,7 +52,6 @@ func TestNewCmdRun(t *testing.T) {
 		{name: "CMD not found", args: []string{"deploy/orders", "--", "no-such-program-tether"}, wantErr: `CMD "no-such-program-tether"`},
 		{name: "no target", args: []string{"--", "sh"}, wantErr: "name the pod CMD runs as"},
 		{name: "two targets", args: []string{"a", "b", "--", "sh"}, wantErr: "one target before --"},
-		{name: "namespace mode", args: []string{"deploy/orders", "--network", "namespace", "--", "sh"}, wantErr: "--network namespace is not built yet: use --network proxy"},
 		{name: "unknown mode", args: []string{"deploy/orders", "--network", "vpn", "--", "sh"}, wantErr: `--network "vpn": want proxy or namespace`},
 		{name: "bad forward", args: []string{"deploy/orders", "--forward", "deploy/db:5432", "--", "sh"}, wantErr: "only Services can be forwarded"},
 		{name: "forward port not a number", args: []string{"deploy/orders", "--forward", "svc/db:pg", "--", "sh"}, wantErr: `PORT "pg" is not a port number`},
@@ -138,6 +137,13 @@ func TestRunEnvironmentAndExitStatus(t *testing.T) {
 	<-ended // the run was ended once CMD exited
 }
 
+// TestRunNamespaceNotBuilt: without a NamespaceRunner the namespace mode
+// is refused before the daemon is asked for anything.
+func TestRunNamespaceNotBuilt(t *testing.T) {
+	_, _, err := runCmd(t, &cmdtest.FakeService{}, "deploy/orders", "--network", "namespace", "--", "sh")
+	cmdtest.WantError(t, err, cmdutil.ExitUser, "--network namespace is not built yet: use --network proxy")
+}
+
 func TestRunQuietAndSignalStatus(t *testing.T) {
 	var req daemon.RunRequest
 	_, errOut, err := runCmd(t, fakeRun(daemon.RunInfo{Pod: "p"}, &req, nil), "deploy/orders", "-q", "--", "sh", "-c", "kill -TERM $$")
@@ -205,5 +211,39 @@ func TestRunForward(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"db:5432"}, req.Services); diff != "" {
 		t.Errorf("services checked by the daemon (-want +got)\n%s", diff)
+	}
+}
+
+// TestRunNamespaceSeam: --network namespace runs CMD through the
+// NamespaceRunner plugged in, with the run (no proxies) and the pod's
+// identity, and returns its status.
+func TestRunNamespaceSeam(t *testing.T) {
+	var req daemon.RunRequest
+	svc := fakeRun(daemon.RunInfo{ID: "r1", Pod: "orders-1", Namespace: "shop", DialSocket: "/x.sock",
+		ServiceCIDRs: []string{"10.43.0.0/16"}}, &req, nil)
+	streams, _, _ := cmdtest.Streams()
+	var gotInfo daemon.RunInfo
+	var gotEnv []string
+	cmd := NewCmdRun(cmdtest.Factory(t, streams), func(ctx context.Context, o *RunOptions) error {
+		o.DaemonService = cmdtest.ServeDaemon(t, svc)
+		o.Environ = func() []string { return []string{"KEEP=1"} }
+		o.InNamespace = func(ctx context.Context, sess *runcmd.Session, p runcmd.Process) (int, error) {
+			gotInfo, gotEnv = sess.Info, p.Env
+			return 3, nil
+		}
+		return o.Run(ctx)
+	})
+	err := cmdtest.Exec(cmd, "deploy/orders", "--network", "namespace", "--", "sh")
+	cmdtest.WantError(t, err, 3, "")
+	if req.Proxy {
+		t.Error("the namespace mode asked for proxies")
+	}
+	if gotInfo.ID != "r1" || gotInfo.DialSocket != "/x.sock" {
+		t.Errorf("the runner got %+v", gotInfo)
+	}
+	env := strings.Join(gotEnv, " ")
+	if !strings.Contains(env, "TETHER_NETWORK=namespace") || !strings.Contains(env, "TETHER_POD=orders-1") ||
+		!strings.Contains(env, "KEEP=1") || strings.Contains(env, "HTTP_PROXY") {
+		t.Errorf("CMD's environment: %s", env)
 	}
 }

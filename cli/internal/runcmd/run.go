@@ -19,21 +19,40 @@ const (
 	NetworkNamespace = "namespace"
 )
 
-// CheckNetwork refuses a mode this build cannot run yet.
-func CheckNetwork(mode string) error {
-	switch mode {
-	case NetworkProxy:
-		return nil
-	case NetworkNamespace:
+// NamespaceRunner runs p in network, user and mount namespaces of its own
+// whose TCP and DNS to the cluster go through sess (sess.Dial, and
+// sess.Info's resolv.conf and ranges), and returns p's exit status. The
+// namespace mode plugs in here.
+type NamespaceRunner func(ctx context.Context, sess *Session, p Process) (int, error)
+
+// ValidNetwork checks a --network value without I/O.
+func ValidNetwork(mode string) error {
+	if mode != NetworkProxy && mode != NetworkNamespace {
+		return errdefs.User("--network %q: want proxy or namespace", mode)
+	}
+	return nil
+}
+
+// CheckNetwork refuses a mode this build cannot run: namespace needs a
+// NamespaceRunner.
+func CheckNetwork(mode string, inNamespace NamespaceRunner) error {
+	if err := ValidNetwork(mode); err != nil {
+		return err
+	}
+	if mode == NetworkNamespace && inNamespace == nil {
 		return errdefs.User("--network namespace is not built yet: use --network proxy, which works on every OS now")
 	}
-	return errdefs.User("--network %q: want proxy or namespace", mode)
+	return nil
 }
 
 // Config is one run of a local process as if in a pod.
 type Config struct {
 	Service daemon.Service
 	Request daemon.RunRequest
+	// Network is NetworkProxy (the default when empty) or
+	// NetworkNamespace, which InNamespace runs.
+	Network     string
+	InNamespace NamespaceRunner
 	// Forwards are opened on 127.0.0.1 before anything else.
 	Forwards []Forward
 	// Process is the command; its Env is the base environment the run's
@@ -69,8 +88,16 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 			fmt.Fprintln(cfg.ErrOut, line)
 		}
 	}
+	mode := cfg.Network
+	if mode == "" {
+		mode = NetworkProxy
+	}
+	if err := CheckNetwork(mode, cfg.InNamespace); err != nil {
+		return 0, err
+	}
+	namespace := mode == NetworkNamespace
 	req := cfg.Request
-	req.Proxy = true
+	req.Proxy = !namespace
 	for _, f := range cfg.Forwards {
 		req.Services = append(req.Services, f.Service+":"+strconv.Itoa(f.Port))
 	}
@@ -89,10 +116,16 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 			return 0, err
 		}
 	}
-	p.Env = Merge(p.Env, podEnv, ProxyEnv(sess.Info))
+	how := "via proxy " + sess.Info.HTTPAddr
+	if namespace {
+		p.Env = Merge(p.Env, podEnv, TetherEnv(sess.Info), []string{"TETHER_NETWORK=namespace"})
+		how = "in a network namespace of its own"
+	} else {
+		p.Env = Merge(p.Env, podEnv, ProxyEnv(sess.Info))
+	}
 	if !cfg.Quiet {
-		fmt.Fprintf(cfg.ErrOut, "running %s as if in pod %s (namespace %s) via proxy %s%s\n",
-			strings.Join(p.Args, " "), sess.Info.Pod, sess.Info.Namespace, sess.Info.HTTPAddr, forwardsNote(cfg.Forwards))
+		fmt.Fprintf(cfg.ErrOut, "running %s as if in pod %s (namespace %s) %s%s\n",
+			strings.Join(p.Args, " "), sess.Info.Pod, sess.Info.Namespace, how, forwardsNote(cfg.Forwards))
 	}
 	stopWatch := make(chan struct{})
 	defer close(stopWatch)
@@ -104,6 +137,9 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		case <-stopWatch:
 		}
 	}()
+	if namespace {
+		return cfg.InNamespace(ctx, sess, p)
+	}
 	return Exec(p)
 }
 
