@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -95,6 +96,37 @@ func TestRunProxyReachesTheCluster(t *testing.T) {
 	if want := fmt.Sprintf("as if in pod %s (namespace %s) via proxy 127.0.0.1:", pod.Name, e.ns); !strings.Contains(errOut, want) {
 		t.Errorf("stderr does not say %q:\n%s", want, errOut)
 	}
+
+	t.Run("headless Service and the host's loopback", func(t *testing.T) {
+		headless := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "orders-headless"},
+			Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Selector: map[string]string{"app": "orders"},
+				Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}}}
+		if _, err := e.cs.CoreV1().Services(e.ns).Create(context.Background(), headless, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// A server on this machine's loopback stays CMD's (NO_PROXY).
+		local := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "from the laptop") })}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go local.Serve(l)
+		defer local.Close()
+		var out, errOut string
+		var code int
+		// The headless Service's record appears once its endpoints exist.
+		for range 20 {
+			out, errOut, code = e.run("deploy/orders", []string{"-q"}, "sh", "-c",
+				fmt.Sprintf("curl -sS -m 20 --fail http://orders-headless:8080/whoami && echo && curl -sS -m 5 --fail http://%s/", l.Addr()))
+			if code == 0 {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if code != 0 || !strings.Contains(out, pod.Name) || !strings.HasSuffix(out, "from the laptop") {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+	})
 
 	t.Run("python urllib", func(t *testing.T) {
 		out, errOut, code := e.run("deploy/orders", []string{"-q"}, "python3", "-c",
