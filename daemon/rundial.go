@@ -36,6 +36,9 @@ var ErrRunUnknown = errdefs.New(errdefs.ErrUnavailable, "RUN_UNKNOWN", "the daem
 // the pod's resolver resolves) from the pod of run runID, through the
 // daemon's dial socket. The returned connection half-closes (CloseWrite).
 func DialRun(ctx context.Context, socket, runID, addr string) (net.Conn, error) {
+	if socket == "" {
+		return nil, errdefs.Unavailable("dial %s: the daemon has no dial socket (its log, `tether logs`, says why)", addr)
+	}
 	if strings.ContainsAny(runID+addr, " \r\n") || runID == "" {
 		return nil, fmt.Errorf("dial %q for run %q: no spaces or line breaks", addr, runID)
 	}

@@ -39,18 +39,20 @@ func Serve(ctx context.Context, d *Daemon, path string) error {
 	defer os.Remove(path)
 	// Runs' processes ask for their connections on a socket of their own,
 	// guarded the same way (daemon/rundial.md).
+	// Without it the daemon still serves everything else; a run says why
+	// its process cannot dial (daemon.DialRun).
 	dialPath := daemon.DialSocketFor(path)
 	_ = os.Remove(dialPath)
-	dl, err := localsock.Listen(dialPath, d.log)
-	if err != nil {
-		return err
+	if dl, err := localsock.Listen(dialPath, d.log); err != nil {
+		d.log.Warn("no dial socket for tether run: --forward and the namespace mode will fail", "err", err)
+	} else {
+		defer os.Remove(dialPath)
+		defer dl.Close()
+		d.mu.Lock()
+		d.dialSocket = dialPath
+		d.mu.Unlock()
+		go d.serveDialSocket(ctx, dl)
 	}
-	defer os.Remove(dialPath)
-	defer dl.Close()
-	d.mu.Lock()
-	d.dialSocket = dialPath
-	d.mu.Unlock()
-	go d.serveDialSocket(ctx, dl)
 	// A replay carries the exchanges it replays: up to a recording budget.
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(256 << 20))
 	daemonv1.RegisterDaemonServer(srv, NewGRPCServer(d))
