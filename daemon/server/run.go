@@ -39,7 +39,7 @@ func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(s
 	if err := d.checkServices(ctx, req.Namespace, req.Services); err != nil {
 		return err
 	}
-	pod, picked, err := trace.SourcePod(ctx, d.cs, req.Namespace, req.Target)
+	pod, picked, err := trace.PickPod(ctx, d.cs, req.Namespace, req.Target, trace.PickOptions{Purpose: "run as"})
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,7 @@ func TestRunChecksBeforeChanging(t *testing.T) {
 		{"no target", daemon.RunRequest{Namespace: "shop"}, "name the pod CMD runs as"},
 		{"unknown workload", daemon.RunRequest{Namespace: "shop", Target: "deploy/nope"}, "nope"},
 		{"unknown pod", daemon.RunRequest{Namespace: "shop", Target: "pod/nope"}, `no pod "nope"`},
+		{"a bare name is a workload", daemon.RunRequest{Namespace: "shop", Target: "nope"}, "nope"},
 		{"unknown container", daemon.RunRequest{Namespace: "shop", Target: "pod/orders-1", Container: "x"}, `has no container "x"`},
 		{"unknown Service", daemon.RunRequest{Namespace: "shop", Target: "deploy/orders", Services: []string{"nope:80"}}, `no Service "nope"`},
 		{"unknown Service port", daemon.RunRequest{Namespace: "shop", Target: "deploy/orders", Services: []string{"db:80"}},
@@ -70,6 +71,9 @@ func TestRunChecksBeforeChanging(t *testing.T) {
 			err := d.Run(context.Background(), tt.req, func(string) {}, func(daemon.RunInfo) { t.Error("the run started") })
 			if err == nil || !strings.Contains(err.Error(), tt.want) || !userError(err) {
 				t.Errorf("err %v, want a user error saying %q", err, tt.want)
+			}
+			if tt.name == "a bare name is a workload" && strings.Contains(err.Error(), "no pod") {
+				t.Errorf("a bare name was taken for a pod: %v", err)
 			}
 			if w := writes(cs); len(w) > 0 {
 				t.Errorf("changed the cluster: %v", w)

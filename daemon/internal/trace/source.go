@@ -19,8 +19,22 @@ import (
 // "deploy/NAME" or "sts/NAME" picks one of the workload's ready pods, and
 // pickedFrom names the workload.
 func SourcePod(ctx context.Context, cs kubernetes.Interface, namespace, from string) (pod *corev1.Pod, pickedFrom string, err error) {
+	return PickPod(ctx, cs, namespace, from, PickOptions{BareIsPod: true, Purpose: "trace from"})
+}
+
+// PickOptions say how PickPod reads a reference and words its errors.
+type PickOptions struct {
+	// BareIsPod: "NAME" is a pod (trace); else a workload (run).
+	BareIsPod bool
+	// Purpose completes "no ready pod to ...", e.g. "run as".
+	Purpose string
+}
+
+// PickPod finds the pod ref names: "pod/NAME" is that pod, a workload
+// reference picks one of its ready pods (pickedFrom names the workload).
+func PickPod(ctx context.Context, cs kubernetes.Interface, namespace, from string, o PickOptions) (pod *corev1.Pod, pickedFrom string, err error) {
 	kind, name, found := strings.Cut(from, "/")
-	if !found {
+	if !found && o.BareIsPod {
 		kind, name = "pod", from
 	}
 	switch strings.ToLower(kind) {
@@ -32,7 +46,7 @@ func SourcePod(ctx context.Context, cs kubernetes.Interface, namespace, from str
 		if err != nil {
 			return nil, "", fmt.Errorf("read pod %s/%s: %w", namespace, name, err)
 		}
-		if err := runnable(p); err != nil {
+		if err := runnable(p, o.Purpose); err != nil {
 			return nil, "", err
 		}
 		return p, "", nil
@@ -56,14 +70,14 @@ func SourcePod(ctx context.Context, cs kubernetes.Interface, namespace, from str
 			return p, from, nil
 		}
 	}
-	return nil, "", errdefs.User("%s has no ready pod to trace from (%d %s); name one with pod/NAME", from, len(pods.Items), plural(len(pods.Items), "pod"))
+	return nil, "", errdefs.User("%s has no ready pod to %s (%d %s); name one with pod/NAME", from, o.Purpose, len(pods.Items), plural(len(pods.Items), "pod"))
 }
 
 // runnable: the inspection agent can only join a pod with a running
 // container.
-func runnable(p *corev1.Pod) error {
+func runnable(p *corev1.Pod, purpose string) error {
 	if p.Status.Phase != corev1.PodRunning {
-		return errdefs.User("pod %s is %s, not running: there is no network namespace to trace from", p.Name, p.Status.Phase)
+		return errdefs.User("pod %s is %s, not running: there is no network namespace to %s", p.Name, p.Status.Phase, purpose)
 	}
 	return nil
 }
