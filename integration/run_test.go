@@ -332,19 +332,20 @@ func TestRunBadInput(t *testing.T) {
 
 // TestInterceptCommand: `tether intercept ... -- CMD` serves the Service's
 // callers from CMD while it runs, CMD reaches the cluster through the
-// intercepted pod, and the intercept is gone once CMD exits.
+// intercepted pod; Ctrl-C (SIGINT) reaches CMD first, and the intercept is
+// gone once CMD exited.
 func TestInterceptCommand(t *testing.T) {
 	e := newEnv(t)
 	e.deployOrders(1)
 	client := e.clientPod("client")
 	port := freePort(t)
-	stop := filepath.Join(t.TempDir(), "stop")
 	demo := demoBinary(t)
 	// CMD serves as "laptop", checks that it reaches the cluster by name,
-	// and exits 3 when the test says so.
+	// and exits 3 on SIGINT.
 	script := fmt.Sprintf(`%[1]s serve 127.0.0.1:%[2]d & pid=$!
+trap 'kill $pid; exit 3' INT
 curl -sS -m 20 --fail http://orders/healthz >/dev/null || { kill $pid; exit 9; }
-while [ ! -f %[3]s ]; do sleep 0.1; done; kill $pid; exit 3`, demo, port, stop)
+while :; do sleep 0.1; done`, demo, port)
 	cmd := exec.Command(tetherBinary(t), e.runArgs([]string{"intercept", "deploy/orders", "--port", fmt.Sprintf("http:%d", port)}, nil,
 		"sh", "-c", script)...)
 	cmd.Env = append(os.Environ(), e.tetherEnv()...)
@@ -367,7 +368,7 @@ while [ ! -f %[3]s ]; do sleep 0.1; done; kill $pid; exit 3`, demo, port, stop)
 	if !strings.Contains(out, "X-Served-By: "+localName()) {
 		t.Fatalf("the Service's caller was never served by CMD: %q\nstderr: %s", out, stderr.String())
 	}
-	os.WriteFile(stop, nil, 0o600)
+	cmd.Process.Signal(syscall.SIGINT)
 	err := waitFor(t, cmd, time.Minute)
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
