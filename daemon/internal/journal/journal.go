@@ -41,9 +41,9 @@ const (
 	// LabelGateway marks the gateway Deployment tether creates for `tether
 	// run` where no workload is named, and its pods.
 	LabelGateway = "tether.dev/gateway"
-	dataKey         = "journal.json"
-	macKey          = "journal.mac"
-	secretKey       = "key"
+	dataKey      = "journal.json"
+	macKey       = "journal.mac"
+	secretKey    = "key"
 )
 
 // Workload names a workload tether changed.
