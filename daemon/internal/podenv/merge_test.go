@@ -1,0 +1,40 @@
+package podenv
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestMerge(t *testing.T) {
+	spec := Result{
+		Vars: []Var{
+			{Name: "DB_HOST", Value: "db2", Source: "configmap/app key DB_HOST"},
+			{Name: "TOKEN", Value: "t", Source: "secret/creds key token", Secret: true},
+			{Name: "NEW", Value: "n", Source: "configmap/app key NEW"},
+		},
+		Warnings: []string{"earlier"},
+	}
+	environ := []string{"PATH=/bin", "HOSTNAME=web-1", "TOKEN=t", "DB_HOST=db", "LANG=C.UTF-8", "TOKEN=second", "junk"}
+	got := Merge(spec, environ)
+	want := []Var{
+		{Name: "PATH", Value: "/bin", Source: "image (or the runtime's default)"},
+		{Name: "HOSTNAME", Value: "web-1", Source: "runtime"},
+		{Name: "TOKEN", Value: "t", Source: "secret/creds key token", Secret: true},
+		{Name: "DB_HOST", Value: "db", Source: "configmap/app key DB_HOST"},
+		{Name: "LANG", Value: "C.UTF-8", Source: "image"},
+	}
+	if diff := cmp.Diff(want, got.Vars); diff != "" {
+		t.Errorf("vars (-want +got):\n%s", diff)
+	}
+	wantWarn := []string{"earlier", "DB_HOST: the process's value differs", "NEW: the spec gives it now"}
+	if len(got.Warnings) != len(wantWarn) {
+		t.Fatalf("warnings = %q", got.Warnings)
+	}
+	for i, w := range wantWarn {
+		if !strings.HasPrefix(got.Warnings[i], w) {
+			t.Errorf("warning %d = %q, want %q...", i, got.Warnings[i], w)
+		}
+	}
+}
