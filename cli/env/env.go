@@ -174,6 +174,13 @@ func (o *EnvOptions) Run(ctx context.Context) error {
 	for _, w := range res.Warnings {
 		fmt.Fprintf(o.ErrOut, "warning: %s\n", w)
 	}
+	if o.Format == FormatDotenv {
+		for _, v := range vars {
+			if strings.ContainsAny(v.Value, "\n\r") && strings.ContainsAny(v.Value, `"\`) {
+				fmt.Fprintf(o.ErrOut, "warning: %s has a newline and a quote or backslash: dotenv readers differ on such a value (VS Code and Node's dotenv read no escape but \\n); --format json or shell keeps it exact\n", v.Name)
+			}
+		}
+	}
 	if o.File != "" {
 		var b bytes.Buffer
 		if err := writeEnv(&b, o.Format, vars, false, o.Sources); err != nil {
