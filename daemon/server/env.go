@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -61,7 +62,7 @@ func (d *Daemon) Env(ctx context.Context, req daemon.EnvRequest, progress func(s
 	if err := d.permitted(ctx, access.EnvSpec, req.Namespace, objs, "env", envRole); err != nil {
 		return daemon.EnvResult{}, err
 	}
-	spec, err := podenv.Resolve(ctx, pod, req.Container, kubeLookup{d.cs})
+	spec, err := podenv.Resolve(ctx, pod, req.Container, kubeLookup{d.cs}, podenv.Options{StrictNames: d.strictEnvNames()})
 	if err != nil {
 		return daemon.EnvResult{}, err
 	}
@@ -275,4 +276,15 @@ func (k kubeLookup) Services(ctx context.Context, namespace string) ([]corev1.Se
 
 func (k kubeLookup) Node(ctx context.Context, name string) (*corev1.Node, error) {
 	return k.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+}
+
+// strictEnvNames: the cluster's kubelets skip envFrom keys that are no
+// C-like names (before 1.32), judged by the API server's version.
+func (d *Daemon) strictEnvNames() bool {
+	v, err := d.cs.Discovery().ServerVersion()
+	if err != nil {
+		return false
+	}
+	minor, err := strconv.Atoi(strings.TrimRight(v.Minor, "+"))
+	return err == nil && v.Major == "1" && minor < 32
 }

@@ -17,8 +17,9 @@ func Merge(spec Result, environ []string) Result {
 	for _, v := range spec.Vars {
 		bySpec[v.Name] = v
 	}
-	out := Result{Warnings: append([]string(nil), spec.Warnings...)}
+	out := Result{}
 	seen := map[string]bool{}
+	confirmed := map[string]bool{} // the process has the spec's value
 	for _, e := range environ {
 		name, value, ok := strings.Cut(e, "=")
 		if !ok || seen[name] {
@@ -33,6 +34,7 @@ func Merge(spec Result, environ []string) Result {
 			out.Vars = append(out.Vars, Var{Name: name, Value: value, Source: outsideSource(name)})
 		case s.Value == value:
 			out.Vars = append(out.Vars, s)
+			confirmed[name] = true
 		default:
 			s.Value = value
 			out.Vars = append(out.Vars, s)
@@ -40,6 +42,15 @@ func Merge(spec Result, environ []string) Result {
 				"which changed after the container started; this is the process's value", name, s.Source))
 		}
 	}
+	// A warning about a variable (NAME: ...) whose value the process
+	// confirms says nothing any more (e.g. a limit taken from the node).
+	var kept []string
+	for _, w := range spec.Warnings {
+		if name, _, ok := strings.Cut(w, ": "); !ok || !confirmed[name] {
+			kept = append(kept, w)
+		}
+	}
+	out.Warnings = append(kept, out.Warnings...)
 	for _, v := range spec.Vars {
 		if !seen[v.Name] {
 			out.Warnings = append(out.Warnings, fmt.Sprintf("%s: the spec gives it now (%s) but the process does not have it "+
@@ -56,6 +67,8 @@ func outsideSource(name string) string {
 		return "runtime"
 	case "PATH":
 		return "image (or the runtime's default)"
+	case "HOME":
+		return "image (or the runtime, from the user's passwd entry or /)"
 	}
 	return "image"
 }

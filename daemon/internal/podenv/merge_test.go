@@ -14,7 +14,7 @@ func TestMerge(t *testing.T) {
 			{Name: "TOKEN", Value: "t", Source: "secret/creds key token", Secret: true},
 			{Name: "NEW", Value: "n", Source: "configmap/app key NEW"},
 		},
-		Warnings: []string{"earlier"},
+		Warnings: []string{"earlier", "TOKEN: a warning the process's value settles"},
 	}
 	environ := []string{"PATH=/bin", "HOSTNAME=web-1", "TOKEN=t", "DB_HOST=db", "LANG=C.UTF-8", "TOKEN=second", "junk"}
 	got := Merge(spec, environ)

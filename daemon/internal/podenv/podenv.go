@@ -43,6 +43,15 @@ type Lookup interface {
 	Node(ctx context.Context, name string) (*corev1.Node, error)
 }
 
+// Options change how Resolve computes, as the kubelet's version does.
+type Options struct {
+	// StrictNames: the kubelet skips envFrom keys that are no C-like
+	// variable name ([-._a-zA-Z][-._a-zA-Z0-9]*), as kubelets before 1.32
+	// do. From 1.32 (RelaxedEnvironmentVariableValidation on by default)
+	// every ConfigMap or Secret key is a valid name, and none is skipped.
+	StrictNames bool
+}
+
 // Result is a resolved environment.
 type Result struct {
 	// Vars in a stable order: envFrom's (each source's keys sorted), then
@@ -62,6 +71,7 @@ type resolver struct {
 	pod       *corev1.Pod
 	container *corev1.Container
 	lookup    Lookup
+	opts      Options
 
 	configMaps map[string]*corev1.ConfigMap
 	secrets    map[string]*corev1.Secret
@@ -76,12 +86,12 @@ type resolver struct {
 // container of pod, by name) when it starts it, from the objects as they
 // are now. It returns an error only when an object cannot be read for
 // another reason than its absence (no permission, the API down).
-func Resolve(ctx context.Context, pod *corev1.Pod, container string, lookup Lookup) (Result, error) {
+func Resolve(ctx context.Context, pod *corev1.Pod, container string, lookup Lookup, opts Options) (Result, error) {
 	c := findContainer(pod, container)
 	if c == nil {
 		return Result{}, fmt.Errorf("pod %s has no container %q", pod.Name, container)
 	}
-	r := &resolver{ctx: ctx, pod: pod, container: c, lookup: lookup,
+	r := &resolver{ctx: ctx, pod: pod, container: c, lookup: lookup, opts: opts,
 		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}, missing: map[string]bool{},
 		index: map[string]int{}}
 	links, err := r.serviceLinks()
@@ -183,7 +193,7 @@ func (r *resolver) envFrom(ef corev1.EnvFromSource) error {
 	var invalid []string
 	for _, k := range keys {
 		n := ef.Prefix + k
-		if len(validation.IsEnvVarName(n)) > 0 {
+		if !r.validName(n) {
 			invalid = append(invalid, n)
 			continue
 		}
@@ -193,6 +203,14 @@ func (r *resolver) envFrom(ef corev1.EnvFromSource) error {
 		r.warnf("keys [%s] of envFrom %s/%s are no valid variable names: the kubelet skipped them", strings.Join(invalid, ", "), kind, name)
 	}
 	return nil
+}
+
+// validName: the kubelet takes n as a variable name from envFrom.
+func (r *resolver) validName(n string) bool {
+	if r.opts.StrictNames {
+		return len(validation.IsEnvVarName(n)) == 0
+	}
+	return len(validation.IsRelaxedEnvVarName(n)) == 0
 }
 
 // envVar resolves one env entry; ok is false when the kubelet leaves it

@@ -125,6 +125,7 @@ func TestResolve(t *testing.T) {
 		want      map[string]string
 		warnings  []string // substrings, in order
 		secretSet []string
+		relaxed   bool // the kubelet of 1.32 and later
 	}{{
 		name: "literal env and the kubernetes service always",
 		c:    corev1.Container{Env: []corev1.EnvVar{{Name: "A", Value: "1"}, {Name: "EMPTY"}}},
@@ -171,6 +172,12 @@ func TestResolve(t *testing.T) {
 		want: with(map[string]string{"DB_HOST": "override", "LEVEL": "debug", "dotted.key": "ok", "S_token": "s3cr3t", "S_USER": "bob"}),
 		warnings:  []string{"keys [1bad] of envFrom configmap/app"},
 		secretSet: []string{"S_USER", "S_token"},
+	}, {
+		name: "envFrom from 1.32: every key is a name",
+		c: corev1.Container{EnvFrom: []corev1.EnvFromSource{
+			{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "app"}}}}},
+		want:    with(map[string]string{"DB_HOST": "db", "LEVEL": "info", "1bad": "x", "dotted.key": "ok"}),
+		relaxed: true,
 	}, {
 		name: "a missing non-optional envFrom: a warning",
 		c: corev1.Container{EnvFrom: []corev1.EnvFromSource{
@@ -288,7 +295,7 @@ func TestResolve(t *testing.T) {
 			if tc.objs != nil {
 				o = *tc.objs
 			}
-			res, err := Resolve(context.Background(), pod, "app", o)
+			res, err := Resolve(context.Background(), pod, "app", o, Options{StrictNames: !tc.relaxed})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -330,7 +337,7 @@ func TestResolveSources(t *testing.T) {
 		secrets:    map[string]*corev1.Secret{"creds": {Data: map[string][]byte{"token": []byte("t")}}},
 		services:   map[string][]corev1.Service{"default": {svc("default", "kubernetes", "10.43.0.1", corev1.ServicePort{Port: 443})}},
 	}
-	res, err := Resolve(context.Background(), pod, "app", o)
+	res, err := Resolve(context.Background(), pod, "app", o, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,11 +358,11 @@ func TestResolveSources(t *testing.T) {
 func TestResolveErrors(t *testing.T) {
 	pod := basePod(corev1.Container{Env: []corev1.EnvVar{
 		{Name: "T", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "x"}, Key: "k"}}}}})
-	_, err := Resolve(context.Background(), pod, "app", objects{forbidden: map[string]bool{"secret/x": true}})
+	_, err := Resolve(context.Background(), pod, "app", objects{forbidden: map[string]bool{"secret/x": true}}, Options{})
 	if !apierrors.IsForbidden(err) {
 		t.Errorf("unreadable secret: err = %v, want the forbidden error", err)
 	}
-	if _, err := Resolve(context.Background(), pod, "nope", objects{}); err == nil {
+	if _, err := Resolve(context.Background(), pod, "nope", objects{}, Options{}); err == nil {
 		t.Error("unknown container: no error")
 	}
 }
