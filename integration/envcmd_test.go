@@ -1,0 +1,393 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/tetherkube/tether/integration/cluster"
+)
+
+// TestEnvMatchesProcess: `tether env` gives the set of variables the
+// app's process has, read on the node itself from /proc/PID/environ, for a
+// pod on the demo image (scratch: no shell) running as a non-root uid that
+// uses every source of variables; --source spec gives the same minus the
+// image's and the runtime's; --files writes the files the container sees;
+// bad input exits 2 and adds no agent.
+func TestEnvMatchesProcess(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	pod := e.envPod()
+
+	// Bad input: exit 2, a message, and no agent added to the pod.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"env", "pod/nope"}, `no pod "nope"`},
+		{[]string{"env", "deploy/nope"}, `no deployment named "nope"`},
+		{[]string{"env", "pod/" + pod.Name, "-c", "nope"}, `has no container "nope"; containers: app`},
+		{[]string{"env", "pod/" + pod.Name, "--format", "xml"}, `unknown format "xml"`},
+		{[]string{"env", "pod/" + pod.Name, "--source", "image"}, `unknown source "image"`},
+		{[]string{"env"}, "accepts 1 arg(s), received 0"},
+	} {
+		args := append(agentImage(tc.args...), "--kubeconfig", e.kubeconfig, "-n", e.ns)
+		out, errOut, code := e.tether(args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("tether %s: exit %d, stderr %q; want exit 2 and %q", strings.Join(tc.args, " "), code, errOut, tc.want)
+		}
+		if out != "" {
+			t.Errorf("tether %s: printed %q", strings.Join(tc.args, " "), out)
+		}
+	}
+	e.wantEphemeral(pod.Name, 0, "after bad input")
+
+	oracle := processEnv(t, pod)
+	t.Logf("the process has %d variables", len(oracle))
+
+	// --source spec: the oracle minus what the image and runtime add, and
+	// no agent.
+	specOut := e.mustTether(agentImage("env", "pod/"+pod.Name, "--source", "spec", "-o", "json")...)
+	e.wantEphemeral(pod.Name, 0, "after --source spec")
+	wantSpec := map[string]string{}
+	for k, v := range oracle {
+		if k != "PATH" && k != "HOSTNAME" && k != "HOME" {
+			wantSpec[k] = v
+		}
+	}
+	if diff := cmp.Diff(wantSpec, jsonObject(t, specOut)); diff != "" {
+		t.Errorf("--source spec differs from the process's environment without PATH, HOSTNAME, HOME (-process +tether):\n%s", diff)
+	}
+
+	// The process's own environment, through an agent running as its user.
+	procOut := e.mustTether(agentImage("env", "pod/"+pod.Name, "-o", "json")...)
+	if diff := cmp.Diff(oracle, jsonObject(t, procOut)); diff != "" {
+		t.Errorf("tether env differs from /proc/PID/environ (-process +tether):\n%s", diff)
+	}
+
+	// The sources say where each variable comes from.
+	var list []struct {
+		Name, Value, Source string
+		Secret              bool
+	}
+	if err := json.Unmarshal([]byte(e.mustTether(agentImage("env", "pod/"+pod.Name, "-o", "json", "--sources")...)), &list); err != nil {
+		t.Fatal(err)
+	}
+	sources := map[string]string{}
+	for _, v := range list {
+		sources[v.Name] = fmt.Sprintf("%s secret=%v", v.Source, v.Secret)
+	}
+	for name, want := range map[string]string{
+		"DB_HOST": "configmap/app key DB_HOST secret=false", "S_token": "secret/creds key token secret=true",
+		"TOKEN": "secret/creds key token secret=true", "POD": "fieldRef metadata.name secret=false",
+		"PAY_API_SERVICE_HOST": "service link service/pay-api secret=false", "HOSTNAME": "runtime secret=false",
+		"URL": "env secret=false", "MEM_MI": "resourceFieldRef limits.memory secret=false",
+	} {
+		if sources[name] != want {
+			t.Errorf("%s: source %q, want %q", name, sources[name], want)
+		}
+	}
+
+	// --files: the files the container sees, 0600, under DIR/<mountPath>.
+	dir := t.TempDir()
+	envFile := filepath.Join(dir, "pod.env")
+	root := filepath.Join(dir, "root")
+	args := append(agentImage("env", "pod/"+pod.Name, "-f", envFile, "--files", root), "--kubeconfig", e.kubeconfig, "-n", e.ns)
+	_, errOut, code := e.tether(args...)
+	if code != 0 {
+		t.Fatalf("env --files exited %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "not copied: /scratch (emptyDir volume scratch)") {
+		t.Errorf("the emptyDir is not listed as not copied:\n%s", errOut)
+	}
+	wantFileMode(t, envFile, 0o600)
+	envText, _ := os.ReadFile(envFile)
+	if !strings.Contains(string(envText), "TETHER_ROOT="+root+"\n") || !strings.Contains(string(envText), "S_token=\"s3cr'et\"\n") {
+		t.Errorf("the env file lacks TETHER_ROOT or the secret:\n%s", envText)
+	}
+	procRoot := fmt.Sprintf("/proc/%d/root", processOf(t, pod))
+	files := 0
+	for _, mp := range []string{"/etc/app", "/etc/creds", "/etc/podinfo", "/var/run/secrets/kubernetes.io/serviceaccount"} {
+		for rel, data := range podFiles(t, procRoot+mp) {
+			files++
+			local := filepath.Join(root, filepath.FromSlash(strings.TrimPrefix(mp, "/")), rel)
+			got, err := os.ReadFile(local)
+			if err != nil || string(got) != string(data) {
+				t.Errorf("%s/%s: local copy %q (%v), the container sees %q", mp, rel, got, err, data)
+				continue
+			}
+			wantFileMode(t, local, 0o600)
+		}
+	}
+	if files < 8 {
+		t.Errorf("only %d files in the container's volumes: the test pod is not what it should be", files)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "etc")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("folder etc: %v %v, want 0700", fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "scratch")); !os.IsNotExist(err) {
+		t.Errorf("the emptyDir was copied: %v", err)
+	}
+
+	// One agent served all of it: it runs as the process's user.
+	p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, pod.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(p.Spec.EphemeralContainers); n != 1 {
+		t.Errorf("%d agents added, want 1 (reused)", n)
+	}
+}
+
+// envPod creates the objects and the pod of TestEnvMatchesProcess and
+// returns the pod once it runs.
+func (e *env) envPod() *corev1.Pod {
+	e.t.Helper()
+	ctx := context.Background()
+	yes, uid := true, int64(1234)
+	must := func(err error) {
+		e.t.Helper()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	_, err := e.cs.CoreV1().ConfigMaps(e.ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "app"},
+		Data: map[string]string{"DB_HOST": "db.shop", "LEVEL": "info", "1bad": "x", "dotted.key": "ok", "config.yaml": "a: 1\nb: \"two\"\n",
+			"MULTI": "line1\nline2 'q' \"d\" $x"}}, metav1.CreateOptions{})
+	must(err)
+	_, err = e.cs.CoreV1().Secrets(e.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"},
+		StringData: map[string]string{"token": "s3cr'et", "USER": "bob"}}, metav1.CreateOptions{})
+	must(err)
+	_, err = e.cs.CoreV1().Services(e.ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "pay-api"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "none"}, Ports: []corev1.ServicePort{
+			{Name: "http", Port: 80}, {Name: "dns-udp", Port: 53, Protocol: corev1.ProtocolUDP}}}}, metav1.CreateOptions{})
+	must(err)
+	_, err = e.cs.CoreV1().Services(e.ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "headless"},
+		Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Selector: map[string]string{"app": "none"}, Ports: []corev1.ServicePort{{Port: 80}}}},
+		metav1.CreateOptions{})
+	must(err)
+	ref := func(kind, name, key string, optional bool) *corev1.EnvVarSource {
+		o := &optional
+		if kind == "cm" {
+			return &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: key, Optional: o}}
+		}
+		return &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: key, Optional: o}}
+	}
+	field := func(path string) *corev1.EnvVarSource {
+		return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}
+	}
+	res := func(r, divisor string) *corev1.EnvVarSource {
+		s := &corev1.ResourceFieldSelector{Resource: r}
+		if divisor != "" {
+			s.Divisor = resource.MustParse(divisor)
+		}
+		return &corev1.EnvVarSource{ResourceFieldRef: s}
+	}
+	sc := restrictedContainerSecurity()
+	psc := restrictedPodSecurity()
+	psc.RunAsUser = &uid
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "envpod", Labels: map[string]string{"app": "envpod", "tier": "back"}, Annotations: map[string]string{"note": "hi"}},
+		Spec: corev1.PodSpec{
+			SecurityContext: psc,
+			Containers: []corev1.Container{{
+				Name: "app", Image: cluster.DemoImage, ImagePullPolicy: corev1.PullNever, Args: []string{"serve", ":8080"},
+				SecurityContext: sc,
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+				},
+				EnvFrom: []corev1.EnvFromSource{
+					{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "app"}}},
+					{Prefix: "S_", SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "creds"}}},
+					{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "missing"}, Optional: &yes}},
+				},
+				Env: []corev1.EnvVar{
+					{Name: "URL", Value: "pg://$(DB_HOST):$(PORT)/$$(LEVEL)/$(LEVEL)/$(NOPE)"},
+					{Name: "PORT", Value: "5432"},
+					{Name: "API", Value: "https://$(KUBERNETES_SERVICE_HOST):$(PAY_API_SERVICE_PORT_HTTP)"},
+					{Name: "LEVEL", Value: "debug"},
+					{Name: "EMPTY", Value: ""},
+					{Name: "TOKEN", ValueFrom: ref("secret", "creds", "token", false)},
+					{Name: "OPT_MISSING", ValueFrom: ref("cm", "missing", "k", true)},
+					{Name: "OPT_KEY", ValueFrom: ref("secret", "creds", "nokey", true)},
+					{Name: "HOST_FROM_CM", ValueFrom: ref("cm", "app", "DB_HOST", false)},
+					{Name: "POD", ValueFrom: field("metadata.name")},
+					{Name: "NS", ValueFrom: field("metadata.namespace")},
+					{Name: "UID", ValueFrom: field("metadata.uid")},
+					{Name: "TIER", ValueFrom: field("metadata.labels['tier']")},
+					{Name: "NOTE", ValueFrom: field("metadata.annotations['note']")},
+					{Name: "NODE", ValueFrom: field("spec.nodeName")},
+					{Name: "SA", ValueFrom: field("spec.serviceAccountName")},
+					{Name: "HOST_IP", ValueFrom: field("status.hostIP")},
+					{Name: "POD_IP", ValueFrom: field("status.podIP")},
+					{Name: "POD_IPS", ValueFrom: field("status.podIPs")},
+					{Name: "MEM_MI", ValueFrom: res("limits.memory", "1Mi")},
+					{Name: "MEM_REQ", ValueFrom: res("requests.memory", "")},
+					{Name: "CPU_REQ_M", ValueFrom: res("requests.cpu", "1m")},
+					{Name: "CPU_LIMIT", ValueFrom: res("limits.cpu", "")}, // none set: the node's allocatable
+				},
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "cfg", MountPath: "/etc/app"},
+					{Name: "creds", MountPath: "/etc/creds"},
+					{Name: "podinfo", MountPath: "/etc/podinfo"},
+					{Name: "scratch", MountPath: "/scratch"},
+				},
+			}},
+			Volumes: []corev1.Volume{
+				{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "app"}}}},
+				{Name: "creds", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "creds",
+					Items: []corev1.KeyToPath{{Key: "token", Path: "nested/token"}, {Key: "USER", Path: "user"}}}}},
+				{Name: "podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{
+					{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}},
+					{Path: "name", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}}},
+				{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+		},
+	}
+	_, err = e.cs.CoreV1().Pods(e.ns).Create(ctx, pod, metav1.CreateOptions{})
+	must(err)
+	var running *corev1.Pod
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	err = wait.PollUntilContextCancel(wctx, 300*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, "envpod", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		running = p
+		return p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready, nil
+	})
+	if err != nil {
+		e.t.Fatalf("pod envpod not ready: %v", err)
+	}
+	return running
+}
+
+func (e *env) wantEphemeral(pod string, n int, when string) {
+	e.t.Helper()
+	p, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), pod, metav1.GetOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if got := len(p.Spec.EphemeralContainers); got != n {
+		e.t.Errorf("%s: pod %s has %d ephemeral containers, want %d", when, pod, got, n)
+	}
+}
+
+// processOf finds, on the node (the tests run on it, as root), the main
+// process of the pod's only container: the lowest PID whose cgroup names
+// the container's ID.
+func processOf(t *testing.T, pod *corev1.Pod) int {
+	t.Helper()
+	_, id, ok := strings.Cut(pod.Status.ContainerStatuses[0].ContainerID, "://")
+	if !ok {
+		t.Fatalf("container ID %q", pod.Status.ContainerStatuses[0].ContainerID)
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	best := 0
+	for _, en := range entries {
+		var pid int
+		if _, err := fmt.Sscanf(en.Name(), "%d", &pid); err != nil || (best != 0 && pid >= best) {
+			continue
+		}
+		cg, err := os.ReadFile(filepath.Join("/proc", en.Name(), "cgroup"))
+		if err == nil && strings.Contains(string(cg), id) {
+			best = pid
+		}
+	}
+	if best == 0 {
+		t.Fatalf("no process of container %s on this node", id)
+	}
+	return best
+}
+
+// processEnv is the oracle: the app process's environment as the kernel
+// holds it.
+func processEnv(t *testing.T, pod *corev1.Pod) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", processOf(t, pod)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00") {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, dup := out[k]; !dup {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// podFiles reads the files under dir as the container sees them (through
+// /proc/PID/root on the node), skipping the kubelet's ..data entries,
+// keyed by their path under dir.
+func podFiles(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	var walk func(rel string)
+	walk = func(rel string) {
+		entries, err := os.ReadDir(filepath.Join(dir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, en := range entries {
+			if strings.HasPrefix(en.Name(), "..") {
+				continue
+			}
+			p := filepath.Join(rel, en.Name())
+			fi, err := os.Stat(filepath.Join(dir, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.IsDir() {
+				walk(p)
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(dir, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[p] = b
+		}
+	}
+	walk("")
+	return out
+}
+
+func jsonObject(t *testing.T, s string) map[string]string {
+	t.Helper()
+	var m map[string]string
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatalf("not a JSON object: %v\n%s", err, s)
+	}
+	return m
+}
+
+func wantFileMode(t *testing.T, p string, want os.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != want {
+		t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
+	}
+}
