@@ -391,3 +391,55 @@ func wantFileMode(t *testing.T, p string, want os.FileMode) {
 		t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
 	}
 }
+
+// TestEnvFindsTheUser: for a process whose user the spec does not give
+// (the image's USER: root for CoreDNS's image), the first agent, running
+// as its own image's user, may not read it; tether adds one that runs as
+// the process's user (uid and gid read from /proc/PID/status) and reads
+// it. A root agent keeps the runtime's default capabilities: the baseline
+// Pod Security level allows that.
+func TestEnvFindsTheUser(t *testing.T) {
+	e := newEnvLevel(t, "baseline")
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "dns"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "coredns", Image: cluster.CoreDNSImage, ImagePullPolicy: corev1.PullNever,
+			Env: []corev1.EnvVar{{Name: "GREETING", Value: "hello $(HOSTNAME)"}},
+		}}},
+	}
+	if _, err := e.cs.CoreV1().Pods(e.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	err := wait.PollUntilContextCancel(wctx, 300*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, "dns", metav1.GetOptions{})
+		if err == nil && p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Running != nil {
+			pod = p
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("pod dns does not run: %v", err)
+	}
+	oracle := processEnv(t, pod)
+	args := append(agentImage("env", "dns", "-o", "json"), "--kubeconfig", e.kubeconfig, "-n", e.ns)
+	out, errOut, code := e.tether(args...)
+	if code != 0 {
+		t.Fatalf("env exited %d: %s", code, errOut)
+	}
+	if diff := cmp.Diff(oracle, jsonObject(t, out)); diff != "" {
+		t.Errorf("tether env differs from /proc/PID/environ (-process +tether):\n%s", diff)
+	}
+	if !strings.Contains(errOut, "the process runs as uid 0 gid 0") {
+		t.Errorf("stderr does not say which user the process runs as:\n%s", errOut)
+	}
+	e.wantEphemeral("dns", 2, "after env")
+	// The next run reuses the root agent: no third container.
+	if _, errOut, code := e.tether(args...); code != 0 {
+		t.Fatalf("second env exited %d: %s", code, errOut)
+	}
+	e.wantEphemeral("dns", 2, "after a second env")
+}
