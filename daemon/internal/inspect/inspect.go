@@ -120,6 +120,10 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress 
 			progress(fmt.Sprintf("pod %s changed meanwhile; looking again", req.Pod))
 			continue
 		}
+		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity") && req.job() == agent.JobRun {
+			return Agent{}, errdefs.User("namespace %s's PodSecurity level forbids the agent that reads the process, which runs as the process's user%s: %v; "+
+				"read the spec instead (--source spec)", req.Namespace, rootNote(req), err)
+		}
 		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity") {
 			return Agent{}, errdefs.User("namespace %s's PodSecurity level forbids the capture agent, which runs as root to use CAP_NET_RAW: %v; "+
 				"capture in a namespace at the baseline or privileged level, or use `tether trace`, which needs no capability", req.Namespace, err)
@@ -133,6 +137,14 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress 
 		}
 		return agentOf(pod, a, nil), nil
 	}
+}
+
+// rootNote says, for a root run agent, why it is root.
+func rootNote(req Request) string {
+	if req.root() {
+		return " (root, with the runtime's default capabilities, as the process is root)"
+	}
+	return ""
 }
 
 // runningPod reads the pod and checks that there is something to inspect.
