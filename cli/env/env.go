@@ -25,7 +25,7 @@ type EnvOptions struct {
 	genericiooptions.IOStreams
 
 	Target, Container, Format, File, FilesDir, Source, AgentImage string
-	ShowSecrets, Sources                                           bool
+	ShowSecrets, Sources                                          bool
 
 	// Ns is the namespace Complete resolved.
 	Ns string

@@ -136,7 +136,7 @@ func TestResolve(t *testing.T) {
 		pod:  func(p *corev1.Pod) { p.Spec.EnableServiceLinks = nil },
 		want: with(map[string]string{
 			"PAY_API_SERVICE_HOST": "10.43.1.2", "PAY_API_SERVICE_PORT": "80", "PAY_API_SERVICE_PORT_HTTP": "80", "PAY_API_SERVICE_PORT_GRPC_X": "9000",
-			"PAY_API_PORT": "tcp://10.43.1.2:80",
+			"PAY_API_PORT":        "tcp://10.43.1.2:80",
 			"PAY_API_PORT_80_TCP": "tcp://10.43.1.2:80", "PAY_API_PORT_80_TCP_PROTO": "tcp", "PAY_API_PORT_80_TCP_PORT": "80", "PAY_API_PORT_80_TCP_ADDR": "10.43.1.2",
 			"PAY_API_PORT_9000_UDP": "udp://10.43.1.2:9000", "PAY_API_PORT_9000_UDP_PROTO": "udp", "PAY_API_PORT_9000_UDP_PORT": "9000", "PAY_API_PORT_9000_UDP_ADDR": "10.43.1.2",
 		}),
@@ -153,10 +153,10 @@ func TestResolve(t *testing.T) {
 			"KUBERNETES_PORT_8080_TCP_ADDR": "10.43.5.5",
 		},
 	}, {
-		name: "default's services unreadable: a warning",
-		objs: &objects{forbidden: map[string]bool{"services/default": true}},
-		c:    corev1.Container{Env: []corev1.EnvVar{{Name: "A", Value: "1"}}},
-		want: map[string]string{"A": "1"},
+		name:     "default's services unreadable: a warning",
+		objs:     &objects{forbidden: map[string]bool{"services/default": true}},
+		c:        corev1.Container{Env: []corev1.EnvVar{{Name: "A", Value: "1"}}},
+		want:     map[string]string{"A": "1"},
 		warnings: []string{"KUBERNETES_SERVICE_* variables"},
 	}, {
 		name: "envFrom in order with prefix, invalid keys skipped, env wins",
@@ -169,7 +169,7 @@ func TestResolve(t *testing.T) {
 			},
 			Env: []corev1.EnvVar{{Name: "DB_HOST", Value: "override"}},
 		},
-		want: with(map[string]string{"DB_HOST": "override", "LEVEL": "debug", "dotted.key": "ok", "S_token": "s3cr3t", "S_USER": "bob"}),
+		want:      with(map[string]string{"DB_HOST": "override", "LEVEL": "debug", "dotted.key": "ok", "S_token": "s3cr3t", "S_USER": "bob"}),
 		warnings:  []string{"keys [1bad] of envFrom configmap/app"},
 		secretSet: []string{"S_USER", "S_token"},
 	}, {
