@@ -150,6 +150,31 @@ func TestEnvMatchesProcess(t *testing.T) {
 	if n := len(p.Spec.EphemeralContainers); n != 1 {
 		t.Errorf("%d agents added, want 1 (reused)", n)
 	}
+
+	// A ConfigMap changed after the container started: the process keeps
+	// its value, tether prints it and names the variable.
+	cm, err := e.cs.CoreV1().ConfigMaps(e.ns).Get(ctx, "app", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["DB_HOST"] = "db.changed"
+	if _, err := e.cs.CoreV1().ConfigMaps(e.ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	args = append(agentImage("env", "pod/"+pod.Name, "-o", "json"), "--kubeconfig", e.kubeconfig, "-n", e.ns)
+	out, errOut, code := e.tether(args...)
+	if code != 0 {
+		t.Fatalf("env exited %d: %s", code, errOut)
+	}
+	if diff := cmp.Diff(oracle, jsonObject(t, out)); diff != "" {
+		t.Errorf("after the ConfigMap changed, tether env differs from the process (-process +tether):\n%s", diff)
+	}
+	if !strings.Contains(errOut, "warning: DB_HOST: the process's value differs") {
+		t.Errorf("no warning names DB_HOST:\n%s", errOut)
+	}
+	if got := jsonObject(t, e.mustTether(agentImage("env", "pod/"+pod.Name, "--source", "spec", "-o", "json")...))["DB_HOST"]; got != "db.changed" {
+		t.Errorf("--source spec: DB_HOST = %q, want the ConfigMap's new value", got)
+	}
 }
 
 // envPod creates the objects and the pod of TestEnvMatchesProcess and
