@@ -468,3 +468,58 @@ func TestEnvFindsTheUser(t *testing.T) {
 	}
 	e.wantEphemeral("dns", 2, "after a second env")
 }
+
+// TestDocumentedEnvRoleWorks: a user bound to exactly the tether-env Role
+// of docs/intercept.md reads a container's environment from its process
+// and from its spec.
+func TestDocumentedEnvRoleWorks(t *testing.T) {
+	e := newEnv(t)
+	pod := e.envPod()
+	role := documentedRoles(t)["tether-env"]
+	if role == nil {
+		t.Fatal("docs/intercept.md lacks the Role tether-env")
+	}
+	kc := e.userWithRoles("dev", role)
+	as := func(args ...string) string {
+		t.Helper()
+		args = append(args, "--kubeconfig", kc, "-n", e.ns)
+		stdout, stderr, code := runBinary(t, tetherBinary(t), []string{"XDG_RUNTIME_DIR=" + e.runtimeDir}, args...)
+		if code != 0 {
+			t.Fatalf("as the tether-env Role, tether %s exited %d:\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, stdout, stderr)
+		}
+		if strings.Contains(stderr, "read from the spec, not the process") {
+			t.Errorf("as the tether-env Role, tether %s fell back to the spec:\n%s", strings.Join(args, " "), stderr)
+		}
+		return stdout
+	}
+	oracle := processEnv(t, pod)
+	if diff := cmp.Diff(oracle, jsonObject(t, as(agentImage("env", "pod/"+pod.Name, "--source", "process", "-o", "json")...))); diff != "" {
+		t.Errorf("as the tether-env Role, env differs from the process (-process +tether):\n%s", diff)
+	}
+	// What the spec could not give (namespace default's Service, the
+	// node's allocatable cpu) the process has: its sources are said.
+	var list []struct{ Name, Source string }
+	if err := json.Unmarshal([]byte(as(agentImage("env", "pod/"+pod.Name, "-o", "json", "--sources")...)), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range list {
+		if (v.Name == "KUBERNETES_SERVICE_HOST" && v.Source != "service link service/kubernetes") ||
+			(v.Name == "CPU_LIMIT" && v.Source != "resourceFieldRef limits.cpu") {
+			t.Errorf("%s: source %q", v.Name, v.Source)
+		}
+	}
+	// The Role grants nothing in namespace default: the kubernetes
+	// Service's variables are left out, and tether says so.
+	args := []string{"env", "pod/" + pod.Name, "--source", "spec", "-o", "json", "--kubeconfig", kc, "-n", e.ns}
+	stdout, stderr, code := runBinary(t, tetherBinary(t), []string{"XDG_RUNTIME_DIR=" + e.runtimeDir}, args...)
+	if code != 0 {
+		t.Fatalf("as the tether-env Role, env --source spec exited %d: %s", code, stderr)
+	}
+	spec := jsonObject(t, stdout)
+	if spec["TOKEN"] != oracle["TOKEN"] || spec["PAY_API_SERVICE_HOST"] != oracle["PAY_API_SERVICE_HOST"] {
+		t.Errorf("as the tether-env Role, --source spec lacks the secret or the namespace's service links: %v", spec)
+	}
+	if _, ok := spec["KUBERNETES_SERVICE_HOST"]; ok || !strings.Contains(stderr, "the KUBERNETES_SERVICE_* variables, which every container gets, are left out") {
+		t.Errorf("without access to namespace default, the kubernetes service's variables are not said to be left out:\n%s", stderr)
+	}
+}

@@ -11,6 +11,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
+// kubernetesLinks names the variables of the kubernetes Service in
+// warnings; Merge knows them by their prefixes.
+const kubernetesLinks = "KUBERNETES_SERVICE_HOST"
+
 // links are the Service link variables of a container.
 type links struct {
 	vars  []Var // sorted by name
@@ -60,7 +64,7 @@ func (r *resolver) serviceLinks() (links, error) {
 		svcs, err := r.lookup.Services(r.ctx, "default")
 		switch {
 		case apierrors.IsForbidden(err):
-			r.warnf("you may not list the services of namespace default: the KUBERNETES_SERVICE_* variables, which every container gets, are left out")
+			r.warnf("%s: you may not list the services of namespace default: the KUBERNETES_SERVICE_* variables, which every container gets, are left out", kubernetesLinks)
 		case err != nil:
 			return links{}, fmt.Errorf("read service kubernetes of namespace default: %w", err)
 		default:

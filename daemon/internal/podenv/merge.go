@@ -31,7 +31,11 @@ func Merge(spec Result, environ []string) Result {
 		s, inSpec := bySpec[name]
 		switch {
 		case !inSpec:
-			out.Vars = append(out.Vars, Var{Name: name, Value: value, Source: outsideSource(name)})
+			src, ok := spec.LeftOut[name]
+			if !ok {
+				src = outsideSource(name)
+			}
+			out.Vars = append(out.Vars, Var{Name: name, Value: value, Source: src})
 		case s.Value == value:
 			out.Vars = append(out.Vars, s)
 			confirmed[name] = true
@@ -42,11 +46,12 @@ func Merge(spec Result, environ []string) Result {
 				"which changed after the container started; this is the process's value", name, s.Source))
 		}
 	}
-	// A warning about a variable (NAME: ...) whose value the process
-	// confirms says nothing any more (e.g. a limit taken from the node).
+	// A warning about a variable (NAME: ...) the process has says
+	// nothing any more: the process's value is the answer (a limit taken
+	// from the node, a key removed since the start).
 	var kept []string
 	for _, w := range spec.Warnings {
-		if name, _, ok := strings.Cut(w, ": "); !ok || !confirmed[name] {
+		if name, _, ok := strings.Cut(w, ": "); !ok || !seen[name] || (inSpec(spec, name) && !confirmed[name]) {
 			kept = append(kept, w)
 		}
 	}
@@ -60,8 +65,20 @@ func Merge(spec Result, environ []string) Result {
 	return out
 }
 
+func inSpec(spec Result, name string) bool {
+	for _, v := range spec.Vars {
+		if v.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // outsideSource names where a variable that is not in the spec comes from.
 func outsideSource(name string) string {
+	if strings.HasPrefix(name, "KUBERNETES_SERVICE_") || strings.HasPrefix(name, "KUBERNETES_PORT") {
+		return "service link service/kubernetes"
+	}
 	switch name {
 	case "HOSTNAME":
 		return "runtime"

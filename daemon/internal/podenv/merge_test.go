@@ -38,3 +38,24 @@ func TestMerge(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeLeftOut: what the spec could not compute but the process has
+// keeps its source, and the warning about it goes.
+func TestMergeLeftOut(t *testing.T) {
+	spec := Result{
+		Warnings: []string{"CPU: the container sets no cpu limit, so ... left out", kubernetesLinks + ": you may not list ...", "keys [x] ... skipped"},
+		LeftOut:  map[string]string{"CPU": "resourceFieldRef limits.cpu"},
+	}
+	got := Merge(spec, []string{"CPU=2", "KUBERNETES_SERVICE_HOST=10.43.0.1", "KUBERNETES_PORT_443_TCP=tcp://10.43.0.1:443"})
+	want := []Var{
+		{Name: "CPU", Value: "2", Source: "resourceFieldRef limits.cpu"},
+		{Name: "KUBERNETES_SERVICE_HOST", Value: "10.43.0.1", Source: "service link service/kubernetes"},
+		{Name: "KUBERNETES_PORT_443_TCP", Value: "tcp://10.43.0.1:443", Source: "service link service/kubernetes"},
+	}
+	if diff := cmp.Diff(want, got.Vars); diff != "" {
+		t.Errorf("vars (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"keys [x] ... skipped"}, got.Warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}

@@ -63,6 +63,10 @@ type Result struct {
 	// Warnings say where the result may differ from what the process was
 	// given, and which keys the kubelet skipped.
 	Warnings []string
+	// LeftOut are the variables the spec names but tether could not
+	// compute exactly, by name, with their source (for Merge: the
+	// process has them).
+	LeftOut map[string]string `json:"-"`
 }
 
 // resolver holds one resolution's state.
@@ -80,6 +84,7 @@ type resolver struct {
 	vars     []Var
 	index    map[string]int // name -> position in vars
 	warnings []string
+	leftOut  map[string]string
 }
 
 // Resolve computes the environment the kubelet gives container (a
@@ -93,7 +98,7 @@ func Resolve(ctx context.Context, pod *corev1.Pod, container string, lookup Look
 	}
 	r := &resolver{ctx: ctx, pod: pod, container: c, lookup: lookup, opts: opts,
 		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}, missing: map[string]bool{},
-		index: map[string]int{}}
+		index: map[string]int{}, leftOut: map[string]string{}}
 	links, err := r.serviceLinks()
 	if err != nil {
 		return Result{}, err
@@ -127,7 +132,7 @@ func Resolve(ctx context.Context, pod *corev1.Pod, container string, lookup Look
 			r.set(v)
 		}
 	}
-	return Result{Vars: r.vars, Warnings: r.warnings}, nil
+	return Result{Vars: r.vars, Warnings: r.warnings, LeftOut: r.leftOut}, nil
 }
 
 func findContainer(pod *corev1.Pod, name string) *corev1.Container {
@@ -226,12 +231,16 @@ func (r *resolver) envVar(e corev1.EnvVar, lookup func(string) (string, bool)) (
 	case vf.FieldRef != nil:
 		v, err := fieldValue(r.pod, vf.FieldRef.FieldPath)
 		if err != nil {
+			r.leftOut[e.Name] = "fieldRef " + vf.FieldRef.FieldPath
 			r.warnf("%s: %v", e.Name, err)
 			return Var{}, false, nil
 		}
 		return Var{Name: e.Name, Value: v, Source: "fieldRef " + vf.FieldRef.FieldPath}, true, nil
 	case vf.ResourceFieldRef != nil:
 		v, ok, err := r.resourceValue(e.Name, vf.ResourceFieldRef)
+		if !ok {
+			r.leftOut[e.Name] = "resourceFieldRef " + vf.ResourceFieldRef.Resource
+		}
 		return Var{Name: e.Name, Value: v, Source: "resourceFieldRef " + vf.ResourceFieldRef.Resource}, ok, err
 	case vf.ConfigMapKeyRef != nil:
 		ref := vf.ConfigMapKeyRef
@@ -260,6 +269,7 @@ func (r *resolver) envVar(e corev1.EnvVar, lookup func(string) (string, bool)) (
 		}
 		return Var{Name: e.Name, Value: string(v), Source: fmt.Sprintf("secret/%s key %s", ref.Name, ref.Key), Secret: true}, true, nil
 	}
+	r.leftOut[e.Name] = "valueFrom"
 	r.warnf("%s: a valueFrom source tether does not know: left out", e.Name)
 	return Var{}, false, nil
 }
@@ -269,6 +279,7 @@ func (r *resolver) envVar(e corev1.EnvVar, lookup func(string) (string, bool)) (
 // container could not have started without it, so the key was removed
 // since.
 func (r *resolver) absentKey(name, kind, obj, key string, optional bool) {
+	r.leftOut[name] = fmt.Sprintf("%s/%s key %s", kind, obj, key)
 	if !optional {
 		r.warnf("%s: %s/%s has no key %s any more (the container started with it): left out", name, kind, obj, key)
 	}
