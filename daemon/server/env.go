@@ -92,7 +92,7 @@ func (d *Daemon) Env(ctx context.Context, req daemon.EnvRequest, progress func(s
 	}
 	data, err := d.readProcess(ctx, req, pod, paths, progress)
 	if err != nil {
-		if c := errdefs.Class(err); req.Source == daemon.EnvAuto && !req.Files && (c == errdefs.ErrUser || c == errdefs.ErrFailedCheck) {
+		if c := errdefs.Class(err); req.Source == daemon.EnvAuto && !req.Files && (c == errdefs.ErrUser || c == errdefs.ErrFailedCheck || c == errdefs.ErrNotFound) {
 			res.Vars, res.Warnings = envVars(spec.Vars), append(spec.Warnings,
 				"read from the spec, not the process: "+err.Error()+"; the image's ENV and the runtime's variables are missing")
 			return res, nil

@@ -172,7 +172,9 @@ func (a agentState) fits(req Request) bool {
 		return false
 	}
 	if req.job() == agent.JobRun {
-		return a.target == req.Container && a.sameUser(req)
+		// Reading a process needs its container and user; dialing (tether
+		// run's connections) any run agent.
+		return (req.Container == "" || a.target == req.Container) && a.sameUser(req)
 	}
 	return true
 }

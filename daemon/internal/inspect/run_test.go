@@ -56,6 +56,8 @@ func TestEnsureRunAgent(t *testing.T) {
 			want{container: "tether-inspect", reused: true}},
 		{"no user asked: any user's agent for the container", testPod(withRunAgent("tether-inspect", 7342, "app", u(1234))), run("app", nil),
 			want{container: "tether-inspect", reused: true}},
+		{"no container asked (dialing): any run agent", testPod(withRunAgent("tether-inspect", 7342, "app", u(1234))), run("", nil),
+			want{container: "tether-inspect", reused: true}},
 		{"another user: a new agent as that user", testPod(withRunAgent("tether-inspect", 7342, "app", u(1234))), run("app", u(1000)),
 			want{container: "tether-inspect-2", target: "app", uid: u(1000), nonRoot: true}},
 		{"another container: a new agent targeting it", testPod(twoContainers, withRunAgent("tether-inspect", 7342, "app", u(1234))), run("side", u(1234)),
