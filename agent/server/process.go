@@ -27,13 +27,13 @@ func (s *sessionService) ReadProcess(_ context.Context, req agent.ProcessRequest
 	if err := s.agent.serving(agent.JobRun, "ReadProcess"); err != nil {
 		return agent.ProcessData{}, err
 	}
-	return readProcess("/proc", req)
+	return readProcess("/proc", os.Getpid(), req)
 }
 
-// readProcess reads the container's main process under procfs (a
-// parameter for the tests).
-func readProcess(procfs string, req agent.ProcessRequest) (agent.ProcessData, error) {
-	pid, err := containerPID(procfs, req.ContainerID)
+// readProcess reads the container's main process under procfs; self is
+// the agent's own PID there (parameters for the tests).
+func readProcess(procfs string, self int, req agent.ProcessRequest) (agent.ProcessData, error) {
+	pid, err := containerPID(procfs, self, req.ContainerID)
 	if err != nil {
 		return agent.ProcessData{}, err
 	}
@@ -64,8 +64,9 @@ func readProcess(procfs string, req agent.ProcessRequest) (agent.ProcessData, er
 // containerPID finds the container's main process: the lowest PID whose
 // cgroup names the container ID. Without an ID, or when no cgroup names
 // it (a runtime that writes no ID in the path), it is process 1: the
-// target container's when the pod does not share its process namespace.
-func containerPID(procfs, id string) (int, error) {
+// target container's when the pod does not share its process namespace;
+// never the agent itself (a sidecar agent is process 1 of its own).
+func containerPID(procfs string, self int, id string) (int, error) {
 	if id != "" {
 		entries, err := os.ReadDir(procfs)
 		if err != nil {
@@ -86,7 +87,7 @@ func containerPID(procfs, id string) (int, error) {
 			return best, nil
 		}
 	}
-	if _, err := os.Stat(filepath.Join(procfs, "1")); err != nil {
+	if _, err := os.Stat(filepath.Join(procfs, "1")); err != nil || self == 1 {
 		return 0, fmt.Errorf("container %s: %w", id, agent.ErrNoProcess)
 	}
 	return 1, nil

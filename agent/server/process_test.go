@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -48,7 +49,7 @@ func TestReadProcess(t *testing.T) {
 	must(t, os.Symlink("/etc/passwd", filepath.Join(vol, "escape")))
 	must(t, os.Symlink("../../x", filepath.Join(vol, "climb")))
 
-	got, err := readProcess(procfs, agent.ProcessRequest{ContainerID: "abc123", Paths: []string{"/etc/config", "/missing", "rel"}})
+	got, err := readProcess(procfs, 100, agent.ProcessRequest{ContainerID: "abc123", Paths: []string{"/etc/config", "/missing", "rel"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,9 +72,13 @@ func TestReadProcess(t *testing.T) {
 
 	// Without an ID, or an ID no cgroup names: process 1.
 	for _, id := range []string{"", "other"} {
-		got, err := readProcess(procfs, agent.ProcessRequest{ContainerID: id})
+		got, err := readProcess(procfs, 100, agent.ProcessRequest{ContainerID: id})
 		if err != nil || got.PID != 1 {
 			t.Errorf("id %q: pid %d, err %v; want 1", id, got.PID, err)
 		}
+	}
+	// The agent is process 1 (a sidecar): never its own environment.
+	if _, err := readProcess(procfs, 1, agent.ProcessRequest{ContainerID: "other"}); !errors.Is(err, agent.ErrNoProcess) {
+		t.Errorf("agent as process 1: err %v, want ErrNoProcess", err)
 	}
 }
