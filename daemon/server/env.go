@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -137,6 +139,10 @@ func (d *Daemon) readWith(ctx context.Context, ir inspect.Request, pr agent.Proc
 	}
 	defer link.Close()
 	data, err := link.Agent().ReadProcess(ctx, pr)
+	if status.Code(errors.Unwrap(err)) == codes.Unimplemented || strings.Contains(fmt.Sprint(err), "unknown method ReadProcess") {
+		return agent.ProcessData{}, errdefs.FailedCheck("the agent image %s predates reading processes (tether env): "+
+			"pass --agent-image with this tether's agent image, or use --source spec", ir.AgentImage)
+	}
 	if errors.Is(err, agent.ErrNotServed) {
 		return agent.ProcessData{}, errdefs.FailedCheck("the inspection agent in pod %s is too old to read processes: "+
 			"pass --agent-image with a newer agent: %v", ir.Pod, err)
