@@ -132,6 +132,15 @@ func TestEnvMatchesProcess(t *testing.T) {
 			wantFileMode(t, local, 0o600)
 		}
 	}
+	single, err := os.ReadFile(procRoot + "/etc/single.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(root, "etc", "single.yaml")); err != nil || string(got) != string(single) {
+		t.Errorf("subPath mount /etc/single.yaml: local copy %q (%v), the container sees %q", got, err, single)
+	} else {
+		wantFileMode(t, filepath.Join(root, "etc", "single.yaml"), 0o600)
+	}
 	if files < 8 {
 		t.Errorf("only %d files in the container's volumes: the test pod is not what it should be", files)
 	}
@@ -270,6 +279,7 @@ func (e *env) envPod() *corev1.Pod {
 					{Name: "creds", MountPath: "/etc/creds"},
 					{Name: "podinfo", MountPath: "/etc/podinfo"},
 					{Name: "scratch", MountPath: "/scratch"},
+					{Name: "cfg", MountPath: "/etc/single.yaml", SubPath: "config.yaml"}, // one key as a file
 				},
 			}},
 			Volumes: []corev1.Volume{
