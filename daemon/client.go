@@ -244,6 +244,32 @@ func (c *Client) Replay(ctx context.Context, req ReplayRequest, emit func(replay
 	}
 }
 
+// Env asks the daemon for a container's environment, relaying its
+// progress lines.
+func (c *Client) Env(ctx context.Context, req EnvRequest, progress func(string)) (EnvResult, error) {
+	stream, err := c.rpc.Env(ctx, EnvRequestToProto(req))
+	if err != nil {
+		return EnvResult{}, fromStatus(err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return EnvResult{}, errors.New("daemon ended env without a result")
+		}
+		if err != nil {
+			return EnvResult{}, fromStatus(err)
+		}
+		switch e := ev.GetEvent().(type) {
+		case *daemonv1.EnvEvent_Progress:
+			if progress != nil {
+				progress(e.Progress)
+			}
+		case *daemonv1.EnvEvent_Result:
+			return EnvResultFromProto(e.Result), nil
+		}
+	}
+}
+
 // Run starts a run through the daemon and holds it until ctx ends.
 func (c *Client) Run(ctx context.Context, req RunRequest, progress func(string), ready func(RunInfo)) error {
 	stream, err := c.rpc.Run(ctx, RunRequestToProto(req))

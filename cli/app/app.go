@@ -19,6 +19,7 @@ import (
 	"github.com/tetherkube/tether/cli/connect"
 	"github.com/tetherkube/tether/cli/daemoncmd"
 	"github.com/tetherkube/tether/cli/dns"
+	"github.com/tetherkube/tether/cli/env"
 	"github.com/tetherkube/tether/cli/intercept"
 	"github.com/tetherkube/tether/cli/leave"
 	"github.com/tetherkube/tether/cli/logs"
@@ -71,6 +72,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		capture.NewCmdCapture(f, nil),
 		dns.NewCmdDNS(f, nil),
 		trace.NewCmdTrace(f, nil),
+		env.NewCmdEnv(f, nil),
 		record.NewCmdRecord(f, nil),
 		run.NewCmdRun(f, nil),
 		requests.NewCmdRequests(f),

@@ -35,10 +35,7 @@ func fakeCluster(t *testing.T, deny access.Rule) (*Daemon, *fake.Clientset) {
 		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "orders"}},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "orders"}},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "orders"}}}}}}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "orders-1", Namespace: "shop", Labels: map[string]string{"app": "orders"}},
-		Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "orders"}}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}}
-	cs := fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, orders, pod)
+	cs := fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, orders)
 	cs.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		r := a.(k8stesting.CreateAction).GetObject().(*authv1.SelfSubjectAccessReview)
 		ra := r.Spec.ResourceAttributes
@@ -126,6 +123,7 @@ func TestFeaturesRefuseWithoutPermission(t *testing.T) {
 			return err
 		}, "the tether-inspect Role in docs/intercept.md"},
 		{"run", access.Rule{Verb: "update", Resource: "pods", Subresource: "ephemeralcontainers"}, func(d *Daemon) error {
+			addReadyPod(t, d)
 			return d.Run(ctx, daemon.RunRequest{Namespace: "shop", Target: "deploy/orders"}, nop, func(daemon.RunInfo) {
 				t.Error("the run started")
 			})

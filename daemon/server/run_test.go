@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/access"
@@ -49,6 +50,7 @@ func TestRunContainer(t *testing.T) {
 // before anything is added to a pod.
 func TestRunChecksBeforeChanging(t *testing.T) {
 	d, cs := fakeCluster(t, access.Rule{})
+	addReadyPod(t, d)
 	cs.Tracker().Add(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "shop"},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "pg", Port: 5432}}}})
 	cs.ClearActions()
@@ -86,4 +88,16 @@ func TestRunChecksBeforeChanging(t *testing.T) {
 func userError(err error) bool {
 	c := errdefs.Class(err)
 	return c == errdefs.ErrUser || c == errdefs.ErrNotFound
+}
+
+// addReadyPod adds orders-1, a ready pod of deploy/orders, to the fake
+// cluster without it counting as a change.
+func addReadyPod(t *testing.T, d *Daemon) {
+	t.Helper()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "orders-1", Namespace: "shop", Labels: map[string]string{"app": "orders"}},
+		Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "orders"}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}}
+	if err := d.cs.(*fake.Clientset).Tracker().Add(pod); err != nil {
+		t.Fatal(err)
+	}
 }
