@@ -486,3 +486,29 @@ exit 4`, ready, goOn)
 		t.Errorf("tether did not say the run ended: %s", stderr.String())
 	}
 }
+
+// TestRunWithoutTarget: with no workload named, CMD's connections leave
+// from the namespace's gateway, which `tether rollback` removes.
+func TestRunWithoutTarget(t *testing.T) {
+	e := newEnv(t)
+	_, svc := e.deployOrders(1)
+	args := []string{"run", "--kubeconfig", e.kubeconfig, "-n", e.ns}
+	if im := os.Getenv("TETHER_AGENT_IMAGE"); im != "" {
+		args = append(args, "--agent-image", im)
+	}
+	args = append(args, "--", "sh", "-c", "curl -sS -m 20 --fail http://orders/whoami && curl -sS -m 20 --fail http://"+svc.Spec.ClusterIP+"/whoami")
+	out, errOut, code := e.tether(args...)
+	if code != 0 || strings.Count(out, `"name"`) != 2 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "as if in pod tether-gateway-") {
+		t.Errorf("stderr does not name the gateway's pod:\n%s", errOut)
+	}
+	if _, err := e.cs.AppsV1().Deployments(e.ns).Get(context.Background(), "tether-gateway", metav1.GetOptions{}); err != nil {
+		t.Fatalf("no gateway deployment: %v", err)
+	}
+	e.mustTether("rollback", "deployment/tether-gateway")
+	if _, err := e.cs.AppsV1().Deployments(e.ns).Get(context.Background(), "tether-gateway", metav1.GetOptions{}); err == nil {
+		t.Error("the gateway is still there after rollback")
+	}
+}

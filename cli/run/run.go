@@ -49,7 +49,7 @@ func NewCmdRun(f *cmdutil.Factory, runF func(context.Context, *RunOptions) error
 		Dash:          -1,
 	}
 	cmd := &cobra.Command{
-		Use:   "run WORKLOAD|pod/NAME [-c CONTAINER] [--forward svc/NAME:PORT[:LOCALPORT]]... -- CMD [ARGS...]",
+		Use:   "run [WORKLOAD|pod/NAME] [-c CONTAINER] [--forward svc/NAME:PORT[:LOCALPORT]]... -- CMD [ARGS...]",
 		Short: "Run a local command as if it ran in a pod: the cluster's names and addresses, from inside the pod",
 		Long: `Run CMD on this machine with its connections to the cluster leaving from
 inside a pod: Service names resolve as in the pod (its search list and
@@ -60,6 +60,9 @@ DNS setting, no root.
 The connections are made by tether's agent in the pod: the sidecar when this
 daemon intercepts the workload, else an inspection agent added to a ready pod
 as an ephemeral container (the pod is not restarted, as for ` + "`tether trace`" + `).
+Without a target, a small gateway Deployment of tether's agent is added to
+the namespace (journaled: ` + "`tether rollback deployment/tether-gateway`" + ` removes
+it) and the connections leave from there.
 
 --network proxy (the default for now) runs CMD with HTTP_PROXY, HTTPS_PROXY
 and ALL_PROXY set to proxies on 127.0.0.1 that only this run can use (the
@@ -73,6 +76,9 @@ CMD gets the terminal; Ctrl-C and SIGTERM reach CMD first, and tether
 tears the run down once CMD exited, with CMD's exit status.`,
 		Example: `  # curl a Service by its short name, as the pod would
   tether run deploy/orders -n shop -- curl -s http://payments/health
+
+  # no workload to borrow: from the namespace's gateway
+  tether run -n shop -- python3 client.py
 
   # a database driver that ignores proxies: a local port to the Service
   tether run deploy/orders --forward svc/postgres:5432:15432 -- ./orders --db localhost:15432`,
@@ -132,9 +138,8 @@ func (o *RunOptions) Complete(args []string) error {
 
 // Validate checks the options without I/O.
 func (o *RunOptions) Validate() error {
-	if o.Target == "" {
-		return errdefs.User("name the pod CMD runs as, before --: WORKLOAD (deploy/NAME, sts/NAME) or pod/NAME " +
-			"(a run without a target, through a gateway, is not built yet)")
+	if o.Target == "" && o.Container != "" {
+		return errdefs.User("-c %s names a container of the target: name the target before -- (WORKLOAD or pod/NAME)", o.Container)
 	}
 	if err := runcmd.ValidNetwork(o.Network); err != nil {
 		return err

@@ -18,6 +18,8 @@ import (
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/daemon/internal/clusternet"
+	"github.com/tetherkube/tether/daemon/internal/gateway"
+	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/inspect"
 	"github.com/tetherkube/tether/daemon/internal/proxy"
 	"github.com/tetherkube/tether/daemon/internal/trace"
@@ -32,12 +34,14 @@ import (
 // cluster's ranges, the run's entry on the dial socket and, in proxy mode,
 // the proxies. It returns nil when ctx ends, an error when the link dies.
 func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(string), ready func(daemon.RunInfo)) error {
-	if strings.TrimSpace(req.Target) == "" {
-		return errdefs.User("name the pod CMD runs as: WORKLOAD (deploy/NAME, sts/NAME) or pod/NAME " +
-			"(a run without a target, through a gateway Deployment, is not built yet)")
+	if strings.TrimSpace(req.Target) == "" && req.Container != "" {
+		return errdefs.User("-c %s names a container of the target; name the target too (WORKLOAD or pod/NAME)", req.Container)
 	}
 	if err := d.checkServices(ctx, req.Namespace, req.Services); err != nil {
 		return err
+	}
+	if strings.TrimSpace(req.Target) == "" {
+		return d.runThroughGateway(ctx, req, progress, ready)
 	}
 	pod, picked, err := trace.PickPod(ctx, d.cs, req.Namespace, req.Target, trace.PickOptions{Purpose: "run as"})
 	if err != nil {
@@ -52,29 +56,64 @@ func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(s
 		if err := d.permitted(ctx, access.Inspect, req.Namespace, access.Objects{}, "run", inspectRole); err != nil {
 			return err
 		}
-		if link, err = d.inspectAgent(ctx, inspect.Request{Namespace: req.Namespace, Pod: pod.Name, Container: container,
+		// Dialing needs the pod's network only: any run agent of the pod
+		// serves (no container asked), whichever container and user it
+		// was added for (tether env adds them per container and user).
+		if link, err = d.inspectAgent(ctx, inspect.Request{Namespace: req.Namespace, Pod: pod.Name,
 			AgentImage: req.AgentImage, Job: agent.JobRun}, progress); err != nil {
 			return err
 		}
 		defer link.Close()
 		via = "an inspection agent (ephemeral container) of pod " + pod.Name
 	}
+	return d.holdRun(ctx, req, runTarget{pod: pod.Name, container: container, picked: picked, via: via, link: link}, ready)
+}
+
+// runThroughGateway runs where no workload is named: from the namespace's
+// gateway Deployment (journaled; `tether rollback` removes it).
+func (d *Daemon) runThroughGateway(ctx context.Context, req daemon.RunRequest, progress func(string), ready func(daemon.RunInfo)) error {
+	gw, err := gateway.Ensure(ctx, d.cs, gateway.Request{Namespace: req.Namespace, AgentImage: req.AgentImage}, progress)
+	if err != nil {
+		return err
+	}
+	link, err := d.agentLink(ctx, req.Namespace, gw.Pod, gw.Port, gw.Token)
+	if err != nil {
+		return err
+	}
+	defer link.Close()
+	via := fmt.Sprintf("the gateway deployment/%s of namespace %s (`tether rollback deployment/%s -n %s` removes it)",
+		gateway.Name, req.Namespace, gateway.Name, req.Namespace)
+	return d.holdRun(ctx, req, runTarget{pod: gw.Pod, container: inject.AgentContainer, via: via, link: link}, ready)
+}
+
+// runTarget is the pod a run's connections leave from, and the link to
+// its agent.
+type runTarget struct {
+	pod, container, picked, via string
+	link                        *agent.Link
+}
+
+// holdRun reads what the process needs to know, opens the run's entry on
+// the dial socket and its proxies, calls ready, and holds the run until
+// ctx ends or the link dies.
+func (d *Daemon) holdRun(ctx context.Context, req daemon.RunRequest, t runTarget, ready func(daemon.RunInfo)) error {
+	pod, container, picked, via, link := t.pod, t.container, t.picked, t.via, t.link
 	raw, err := link.Agent().ResolvConf(ctx)
 	if err != nil {
-		return fmt.Errorf("read the resolv.conf of pod %s: %w", pod.Name, err)
+		return fmt.Errorf("read the resolv.conf of pod %s: %w", pod, err)
 	}
 	rc, err := resolvconf.Parse(bytes.NewReader(raw))
 	if err != nil {
-		return fmt.Errorf("the resolv.conf of pod %s: %w", pod.Name, err)
+		return fmt.Errorf("the resolv.conf of pod %s: %w", pod, err)
 	}
 	ranges, err := clusternet.Find(ctx, d.cs, req.Namespace)
 	if err != nil {
 		return err
 	}
-	r := &activeRun{id: randomHex(16), pod: pod.Name, link: link, conns: map[*runConn]struct{}{}}
+	r := &activeRun{id: randomHex(16), pod: pod, link: link, conns: map[*runConn]struct{}{}}
 	d.addRun(r)
 	defer d.removeRun(r)
-	info := daemon.RunInfo{ID: r.id, Namespace: req.Namespace, Pod: pod.Name, Container: container, PickedFrom: picked, Via: via,
+	info := daemon.RunInfo{ID: r.id, Namespace: req.Namespace, Pod: pod, Container: container, PickedFrom: picked, Via: via,
 		ResolvConf: rc, ResolvConfRaw: raw, ServiceCIDRs: ranges.Services, ServiceCIDRsSource: ranges.ServicesSource,
 		PodCIDRs: ranges.Pods, PodCIDRsSource: ranges.PodsSource, DialSocket: d.dialSocket}
 	if req.Proxy {
@@ -96,15 +135,15 @@ func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(s
 		info.SOCKSAddr, info.HTTPAddr = socks.Addr().String(), httpl.Addr().String()
 		info.ProxyUsername, info.ProxyPassword = cfg.Username, cfg.Password
 	}
-	d.log.Info("run ready", "pod", req.Namespace+"/"+pod.Name, "via", via, "proxy", req.Proxy)
+	d.log.Info("run ready", "pod", req.Namespace+"/"+pod, "via", via, "proxy", req.Proxy)
 	ready(info)
 	select {
 	case <-ctx.Done():
-		d.log.Info("run ended", "pod", req.Namespace+"/"+pod.Name)
+		d.log.Info("run ended", "pod", req.Namespace+"/"+pod)
 		return nil
 	case <-link.Done():
 		return errdefs.Unavailable("the link to the agent of pod %s ended (the pod was deleted or restarted, the intercept was left, "+
-			"or the API server's port-forward broke; `tether logs` has details)", pod.Name)
+			"or the API server's port-forward broke; `tether logs` has details)", pod)
 	}
 }
 

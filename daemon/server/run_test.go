@@ -59,7 +59,8 @@ func TestRunChecksBeforeChanging(t *testing.T) {
 		req  daemon.RunRequest
 		want string
 	}{
-		{"no target", daemon.RunRequest{Namespace: "shop"}, "name the pod CMD runs as"},
+		{"a container without a target", daemon.RunRequest{Namespace: "shop", Container: "app"}, "-c app names a container of the target"},
+		{"no target, an unknown Service", daemon.RunRequest{Namespace: "shop", Services: []string{"nope:80"}}, `no Service "nope"`},
 		{"unknown workload", daemon.RunRequest{Namespace: "shop", Target: "deploy/nope"}, "nope"},
 		{"unknown pod", daemon.RunRequest{Namespace: "shop", Target: "pod/nope"}, `no pod "nope"`},
 		{"a bare name is a workload", daemon.RunRequest{Namespace: "shop", Target: "nope"}, "nope"},
