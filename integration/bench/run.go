@@ -44,9 +44,9 @@ type runRow struct {
 
 // runResults are the figures of `tether run` in proxy mode.
 type runResults struct {
-	rows     []runRow
-	runTrue  time.Duration // `tether run -- true`, the agent in place
-	idleConn int
+	rows                          []runRow
+	runTrue                       time.Duration // `tether run -- true`, the agent in place
+	idleConn                      int
 	daemonRSSIdle, daemonRSSConns int64
 }
 
