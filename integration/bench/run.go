@@ -36,10 +36,9 @@ type clientResult struct {
 // runRow is one figure of CMD under `tether run` against the same figure
 // of the raw port-forward to the same pod.
 type runRow struct {
-	name            string
-	base, run       clientResult
-	latency         bool // compare p50/p99, else MiB/s
-	baseErrors, err int
+	name      string
+	base, run clientResult
+	latency   bool // compare p50/p99, else MiB/s
 }
 
 // runResults are the figures of `tether run` in proxy mode.
