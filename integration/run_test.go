@@ -512,3 +512,24 @@ func TestRunWithoutTarget(t *testing.T) {
 		t.Error("the gateway is still there after rollback")
 	}
 }
+
+// TestRunGRPCClient: grpc-go's greeter client under `tether run` reaches
+// a Service by its short name (grpc-go honours HTTPS_PROXY with CONNECT,
+// leaving the name to the proxy).
+func TestRunGRPCClient(t *testing.T) {
+	e := newEnv(t)
+	e.deployGreeter()
+	bins := greeterBinaries(t)
+	var out, errOut string
+	var code int
+	for range 10 { // the Service may need a moment to be served
+		out, errOut, code = e.run("deploy/greeter", []string{"-q"}, filepath.Join(bins, greeterClient), "-addr", fmt.Sprintf("greeter:%d", greeterPort), "-name", "run")
+		if code == 0 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if code != 0 || !strings.Contains(out+errOut, "Greeting: Hello run") { // the client logs it on stderr
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
