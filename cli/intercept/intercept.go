@@ -50,6 +50,9 @@ type InterceptOptions struct {
 	// NetworkNamespace, which InNamespace runs; nil: not built).
 	Network     string
 	InNamespace runcmd.NamespaceRunner
+	// ForwardFlags are --forward's values, Forwards them parsed (with CMD).
+	ForwardFlags []string
+	Forwards     []runcmd.Forward
 }
 
 // DefaultAgentImage is the agent image matching this build.
@@ -109,6 +112,7 @@ intercept fails, CMD is not started.`,
 		RunE: cmdutil.RunE(o, runF),
 	}
 	cmd.Flags().StringVar(&o.Network, "network", runcmd.NetworkProxy, "with -- CMD: how CMD reaches the cluster, proxy (any OS) or namespace (Linux; not built yet)")
+	cmd.Flags().StringArrayVar(&o.ForwardFlags, "forward", nil, "with -- CMD: svc/NAME:PORT[:LOCALPORT], a local port carried to a Service from the pod, for clients that ignore proxies (repeatable)")
 	cmd.Flags().StringVar(&o.Port, "port", "", "SVCPORT[:LOCALPORT]: the Service port (name or number) and the local port to send it to")
 	AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)
 	o.AgentResources.AddFlags(cmd)
@@ -129,6 +133,13 @@ func (o *InterceptOptions) Complete(args []string) error {
 			return err
 		}
 		o.Path = path
+	}
+	for _, v := range o.ForwardFlags {
+		fw, err := runcmd.ParseForward(v)
+		if err != nil {
+			return err
+		}
+		o.Forwards = append(o.Forwards, fw)
 	}
 	if o.Port == "" {
 		return nil // Validate says what to write
@@ -175,6 +186,8 @@ func (o *InterceptOptions) Validate() error {
 		if err := runcmd.ValidNetwork(o.Network); err != nil {
 			return err
 		}
+	} else if len(o.Forwards) > 0 {
+		return errdefs.User("--forward goes with -- CMD: it lasts as long as CMD runs (`tether run` gives it without an intercept)")
 	}
 	if len(o.Command) > 0 && o.Output != "" && o.Output != cmdutil.OutputText {
 		return errdefs.User("-o %s and -- CMD do not mix: CMD's output is what stdout carries", o.Output)
@@ -233,6 +246,7 @@ func (o *InterceptOptions) runCommand(ctx context.Context, client daemon.Service
 		Request:     daemon.RunRequest{Namespace: info.Namespace, Target: info.Name, AgentImage: o.AgentImage},
 		Network:     o.Network,
 		InNamespace: o.InNamespace,
+		Forwards:    o.Forwards,
 		Process: runcmd.Process{Path: o.Path, Args: o.Command, Env: o.Environ(), Stdin: o.In, Stdout: o.Out, Stderr: o.ErrOut,
 			Interactive: runcmd.IsTerminal(o.In)},
 		ErrOut: o.ErrOut,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/cmdutil/cmdtest"
+	"github.com/tetherkube/tether/cli/internal/runcmd"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
@@ -48,6 +49,11 @@ func TestNewCmdIntercept(t *testing.T) {
 		{name: "CMD not found", args: []string{"orders", "--port", "http:3000", "--", "no-such-program-tether"}, wantErr: `CMD "no-such-program-tether"`},
 		{name: "nothing after --", args: []string{"orders", "--port", "http:3000", "--"}, wantErr: "no command after --"},
 		{name: "two workloads before --", args: []string{"orders", "db", "--port", "http:3000", "--", "sh"}, wantErr: "accepts 1 arg"},
+		{name: "forward with CMD", args: []string{"orders", "--port", "http:3000", "--forward", "svc/db:5432:15432", "--", "sh"},
+			want: InterceptOptions{Workload: "orders", Port: "http:3000", ServicePort: "http", LocalPort: 3000, Ns: "shop", RolloutTimeout: 3 * time.Minute,
+				Command: []string{"sh"}, Path: mustLook(t, "sh"), Dash: 1, ForwardFlags: []string{"svc/db:5432:15432"},
+				Forwards: []runcmd.Forward{{Service: "db", Port: 5432, LocalPort: 15432}}}},
+		{name: "forward without CMD", args: []string{"orders", "--port", "http:3000", "--forward", "svc/db:5432"}, wantErr: "--forward goes with -- CMD"},
 		{name: "unknown network with CMD", args: []string{"orders", "--port", "http:3000", "--network", "vpn", "--", "sh"}, wantErr: `--network "vpn": want proxy or namespace`},
 		{name: "-o json with CMD", args: []string{"orders", "--port", "http:3000", "-o", "json", "--", "sh"}, wantErr: "-o json and -- CMD do not mix"},
 	}
