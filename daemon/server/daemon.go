@@ -43,6 +43,7 @@ type Daemon struct {
 	intercepts map[string]*intercept.Intercept // by namespace + "/" + workload
 	starting   map[string]bool                 // intercepts being started, same keys
 	runs       map[string]*activeRun           // by id
+	ranges     map[string]cachedRanges         // the cluster's ranges by namespace, for runs
 	// dialSocket is where runs' processes ask for connections (Serve).
 	dialSocket string
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -56,6 +57,14 @@ func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(s
 		if err := d.permitted(ctx, access.Inspect, req.Namespace, access.Objects{}, "run", inspectRole); err != nil {
 			return err
 		}
+	}
+	// Read before anything is added to the pod: a failure here changes
+	// nothing (the dry run creates nothing).
+	ranges, err := d.clusterRanges(ctx, req.Namespace)
+	if err != nil {
+		return err
+	}
+	if link == nil {
 		// Dialing needs the pod's network only: any run agent of the pod
 		// serves (no container asked), whichever container and user it
 		// was added for (tether env adds them per container and user).
@@ -66,12 +75,16 @@ func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(s
 		defer link.Close()
 		via = "an inspection agent (ephemeral container) of pod " + pod.Name
 	}
-	return d.holdRun(ctx, req, runTarget{pod: pod.Name, container: container, picked: picked, via: via, link: link}, ready)
+	return d.holdRun(ctx, req, runTarget{pod: pod.Name, container: container, picked: picked, via: via, link: link, ranges: ranges}, ready)
 }
 
 // runThroughGateway runs where no workload is named: from the namespace's
 // gateway Deployment (journaled; `tether rollback` removes it).
 func (d *Daemon) runThroughGateway(ctx context.Context, req daemon.RunRequest, progress func(string), ready func(daemon.RunInfo)) error {
+	ranges, err := d.clusterRanges(ctx, req.Namespace)
+	if err != nil {
+		return err
+	}
 	gw, err := gateway.Ensure(ctx, d.cs, gateway.Request{Namespace: req.Namespace, AgentImage: req.AgentImage}, progress)
 	if err != nil {
 		return err
@@ -83,7 +96,7 @@ func (d *Daemon) runThroughGateway(ctx context.Context, req daemon.RunRequest, p
 	defer link.Close()
 	via := fmt.Sprintf("the gateway deployment/%s of namespace %s (`tether rollback deployment/%s -n %s` removes it)",
 		gateway.Name, req.Namespace, gateway.Name, req.Namespace)
-	return d.holdRun(ctx, req, runTarget{pod: gw.Pod, container: inject.AgentContainer, via: via, link: link}, ready)
+	return d.holdRun(ctx, req, runTarget{pod: gw.Pod, container: inject.AgentContainer, via: via, link: link, ranges: ranges}, ready)
 }
 
 // runTarget is the pod a run's connections leave from, and the link to
@@ -91,13 +104,14 @@ func (d *Daemon) runThroughGateway(ctx context.Context, req daemon.RunRequest, p
 type runTarget struct {
 	pod, container, picked, via string
 	link                        *agent.Link
+	ranges                      clusternet.Ranges
 }
 
 // holdRun reads what the process needs to know, opens the run's entry on
 // the dial socket and its proxies, calls ready, and holds the run until
 // ctx ends or the link dies.
 func (d *Daemon) holdRun(ctx context.Context, req daemon.RunRequest, t runTarget, ready func(daemon.RunInfo)) error {
-	pod, container, picked, via, link := t.pod, t.container, t.picked, t.via, t.link
+	pod, container, picked, via, link, ranges := t.pod, t.container, t.picked, t.via, t.link, t.ranges
 	raw, err := link.Agent().ResolvConf(ctx)
 	if err != nil {
 		return fmt.Errorf("read the resolv.conf of pod %s: %w", pod, err)
@@ -105,10 +119,6 @@ func (d *Daemon) holdRun(ctx context.Context, req daemon.RunRequest, t runTarget
 	rc, err := resolvconf.Parse(bytes.NewReader(raw))
 	if err != nil {
 		return fmt.Errorf("the resolv.conf of pod %s: %w", pod, err)
-	}
-	ranges, err := clusternet.Find(ctx, d.cs, req.Namespace)
-	if err != nil {
-		return err
 	}
 	r := &activeRun{id: randomHex(16), pod: pod, link: link, conns: map[*runConn]struct{}{}}
 	d.addRun(r)
@@ -328,4 +338,35 @@ func (d *Daemon) serveDialSocket(ctx context.Context, l net.Listener) {
 			}
 		}()
 	}
+}
+
+// rangesTTL is how long the cluster's ranges found for a namespace are
+// reused: they change when an admin changes the cluster, not per run.
+const rangesTTL = 5 * time.Minute
+
+type cachedRanges struct {
+	ranges clusternet.Ranges
+	at     time.Time
+}
+
+// clusterRanges returns the cluster's ranges as seen from namespace,
+// found at most rangesTTL ago.
+func (d *Daemon) clusterRanges(ctx context.Context, namespace string) (clusternet.Ranges, error) {
+	d.mu.Lock()
+	c, ok := d.ranges[namespace]
+	d.mu.Unlock()
+	if ok && time.Since(c.at) < rangesTTL {
+		return c.ranges, nil
+	}
+	r, err := clusternet.Find(ctx, d.cs, namespace)
+	if err != nil {
+		return r, err
+	}
+	d.mu.Lock()
+	if d.ranges == nil {
+		d.ranges = map[string]cachedRanges{}
+	}
+	d.ranges[namespace] = cachedRanges{ranges: r, at: time.Now()}
+	d.mu.Unlock()
+	return r, nil
 }
