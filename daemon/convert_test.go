@@ -181,7 +181,7 @@ func TestRunOverTheWire(t *testing.T) {
 		ResolvConf:    resolvconf.Config{Nameservers: []string{"10.43.0.10"}, Search: []string{"shop.svc.cluster.local"}, Ndots: 5, Options: []string{"ndots:5"}},
 		ResolvConfRaw: []byte("nameserver 10.43.0.10\n"), ServiceCIDRs: []string{"10.43.0.0/16"}, ServiceCIDRsSource: "dry run",
 		PodCIDRs: []string{"10.42.0.0/24"}, PodCIDRsSource: "nodes", DialSocket: "/run/d.dial.sock", SOCKSAddr: "127.0.0.1:1",
-		HTTPAddr: "127.0.0.1:2", ProxyUsername: "tether", ProxyPassword: "pw"}
+		HTTPAddr: "127.0.0.1:2", ProxyUsername: "tether", ProxyPassword: "pw", Services: []string{"db:5432"}}
 	allSet(t, info)
 	if diff := cmp.Diff(info, RunInfoFromProto(wire(t, RunInfoToProto(info), &daemonv1.RunInfo{}))); diff != "" {
 		t.Errorf("run info through the wire (-want +got)\n%s", diff)

@@ -47,6 +47,9 @@ type RunInfo struct {
 	HTTPAddr      string `json:"httpAddr,omitempty"`
 	ProxyUsername string `json:"-"`
 	ProxyPassword string `json:"-"`
+	// Services are RunRequest.Services with each port as a number
+	// ("db:5432" for "db:postgres"), in the same order.
+	Services []string `json:"services,omitempty"`
 }
 
 func RunRequestToProto(r RunRequest) *daemonv1.RunRequest {
@@ -65,7 +68,7 @@ func RunInfoToProto(r RunInfo) *daemonv1.RunInfo {
 		ResolvConf:    &daemonv1.ResolvConf{Nameservers: rc.Nameservers, Search: rc.Search, Ndots: int32(rc.Ndots), Options: rc.Options},
 		ResolvConfRaw: r.ResolvConfRaw, ServiceCidrs: r.ServiceCIDRs, ServiceCidrsSource: r.ServiceCIDRsSource,
 		PodCidrs: r.PodCIDRs, PodCidrsSource: r.PodCIDRsSource, DialSocket: r.DialSocket, SocksAddr: r.SOCKSAddr, HttpAddr: r.HTTPAddr,
-		ProxyUsername: r.ProxyUsername, ProxyPassword: r.ProxyPassword}
+		ProxyUsername: r.ProxyUsername, ProxyPassword: r.ProxyPassword, Services: r.Services}
 }
 
 func RunInfoFromProto(p *daemonv1.RunInfo) RunInfo {
@@ -76,5 +79,5 @@ func RunInfoFromProto(p *daemonv1.RunInfo) RunInfo {
 			Options: rc.GetOptions()},
 		ResolvConfRaw: p.GetResolvConfRaw(), ServiceCIDRs: p.GetServiceCidrs(), ServiceCIDRsSource: p.GetServiceCidrsSource(),
 		PodCIDRs: p.GetPodCidrs(), PodCIDRsSource: p.GetPodCidrsSource(), DialSocket: p.GetDialSocket(), SOCKSAddr: p.GetSocksAddr(),
-		HTTPAddr: p.GetHttpAddr(), ProxyUsername: p.GetProxyUsername(), ProxyPassword: p.GetProxyPassword()}
+		HTTPAddr: p.GetHttpAddr(), ProxyUsername: p.GetProxyUsername(), ProxyPassword: p.GetProxyPassword(), Services: p.GetServices()}
 }

@@ -181,7 +181,7 @@ func TestRunProxyReachesTheCluster(t *testing.T) {
 
 	t.Run("forward for a client that ignores proxies", func(t *testing.T) {
 		port := freePort(t)
-		out, errOut, code := e.run("deploy/orders", []string{"--forward", fmt.Sprintf("svc/orders:80:%d", port)},
+		out, errOut, code := e.run("deploy/orders", []string{"--forward", fmt.Sprintf("svc/orders:http:%d", port)},
 			"curl", "-sS", "-m", "20", "--fail", "--noproxy", "*", fmt.Sprintf("http://127.0.0.1:%d/whoami", port))
 		if code != 0 || !strings.Contains(out, pod.Name) {
 			t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)

@@ -52,7 +52,7 @@ func TestNewCmdIntercept(t *testing.T) {
 		{name: "forward with CMD", args: []string{"orders", "--port", "http:3000", "--forward", "svc/db:5432:15432", "--", "sh"},
 			want: InterceptOptions{Workload: "orders", Port: "http:3000", ServicePort: "http", LocalPort: 3000, Ns: "shop", RolloutTimeout: 3 * time.Minute,
 				Command: []string{"sh"}, Path: mustLook(t, "sh"), Dash: 1, ForwardFlags: []string{"svc/db:5432:15432"},
-				Forwards: []runcmd.Forward{{Service: "db", Port: 5432, LocalPort: 15432}}}},
+				Forwards: []runcmd.Forward{{Service: "db", Port: "5432", LocalPort: 15432}}}},
 		{name: "forward without CMD", args: []string{"orders", "--port", "http:3000", "--forward", "svc/db:5432"}, wantErr: "--forward goes with -- CMD"},
 		{name: "unknown network with CMD", args: []string{"orders", "--port", "http:3000", "--network", "vpn", "--", "sh"}, wantErr: `--network "vpn": want proxy or namespace`},
 		{name: "-o json with CMD", args: []string{"orders", "--port", "http:3000", "-o", "json", "--", "sh"}, wantErr: "-o json and -- CMD do not mix"},

@@ -44,7 +44,7 @@ func TestNewCmdRun(t *testing.T) {
 			"--forward", "svc/db:5432", "--forward", "svc/cache:6379:16379", "--", "sh", "-x"},
 			want: RunOptions{Target: "pod/orders-1", Container: "app", Network: "proxy", Quiet: true, AgentImage: "img", Ns: "shop",
 				ForwardFlags: []string{"svc/db:5432", "svc/cache:6379:16379"},
-				Forwards:     []runcmd.Forward{{Service: "db", Port: 5432, LocalPort: 5432}, {Service: "cache", Port: 6379, LocalPort: 16379}},
+				Forwards:     []runcmd.Forward{{Service: "db", Port: "5432", LocalPort: 5432}, {Service: "cache", Port: "6379", LocalPort: 16379}},
 				Command:      []string{"sh", "-x"}, Path: sh, Dash: 1}},
 		{name: "no -- before CMD", args: []string{"deploy/orders", "sh"}, wantErr: "put -- before the command"},
 		{name: "nothing", args: []string{}, wantErr: "no command"},
@@ -56,7 +56,7 @@ func TestNewCmdRun(t *testing.T) {
 		{name: "two targets", args: []string{"a", "b", "--", "sh"}, wantErr: "one target before --"},
 		{name: "unknown mode", args: []string{"deploy/orders", "--network", "vpn", "--", "sh"}, wantErr: `--network "vpn": want proxy or namespace`},
 		{name: "bad forward", args: []string{"deploy/orders", "--forward", "deploy/db:5432", "--", "sh"}, wantErr: "only Services can be forwarded"},
-		{name: "forward port not a number", args: []string{"deploy/orders", "--forward", "svc/db:pg", "--", "sh"}, wantErr: `PORT "pg" is not a port number`},
+		{name: "forward port named without local port", args: []string{"deploy/orders", "--forward", "svc/db:pg", "--", "sh"}, wantErr: "PORT pg is a name: give LOCALPORT too"},
 		{name: "forward twice on a port", args: []string{"deploy/orders", "--forward", "svc/db:5432", "--forward", "svc/db2:5432", "--", "sh"},
 			wantErr: "local port 5432 is given twice"},
 	}
@@ -200,8 +200,9 @@ func TestRunForward(t *testing.T) {
 	port := free.Addr().(*net.TCPAddr).Port
 	free.Close()
 	var req daemon.RunRequest
-	out, _, err := runCmd(t, fakeRun(daemon.RunInfo{ID: "r9", Pod: "p", DialSocket: sock}, &req, nil),
-		"deploy/orders", "--forward", fmt.Sprintf("svc/db:5432:%d", port), "--", curl, "-s", "--noproxy", "*", fmt.Sprintf("http://127.0.0.1:%d/", port))
+	// The port by name: the daemon answers it as a number.
+	out, _, err := runCmd(t, fakeRun(daemon.RunInfo{ID: "r9", Pod: "p", DialSocket: sock, Services: []string{"db:5432"}}, &req, nil),
+		"deploy/orders", "--forward", fmt.Sprintf("svc/db:postgres:%d", port), "--", curl, "-s", "--noproxy", "*", fmt.Sprintf("http://127.0.0.1:%d/", port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +212,7 @@ func TestRunForward(t *testing.T) {
 	if diff := cmp.Diff([]string{"r9 db:5432"}, dialed); diff != "" {
 		t.Errorf("dialed (-want +got)\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"db:5432"}, req.Services); diff != "" {
+	if diff := cmp.Diff([]string{"db:postgres"}, req.Services); diff != "" {
 		t.Errorf("services checked by the daemon (-want +got)\n%s", diff)
 	}
 }

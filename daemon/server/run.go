@@ -38,9 +38,11 @@ func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(s
 	if strings.TrimSpace(req.Target) == "" && req.Container != "" {
 		return errdefs.User("-c %s names a container of the target; name the target too (WORKLOAD or pod/NAME)", req.Container)
 	}
-	if err := d.checkServices(ctx, req.Namespace, req.Services); err != nil {
+	services, err := d.checkServices(ctx, req.Namespace, req.Services)
+	if err != nil {
 		return err
 	}
+	req.Services = services
 	if strings.TrimSpace(req.Target) == "" {
 		return d.runThroughGateway(ctx, req, progress, ready)
 	}
@@ -125,7 +127,7 @@ func (d *Daemon) holdRun(ctx context.Context, req daemon.RunRequest, t runTarget
 	defer d.removeRun(r)
 	info := daemon.RunInfo{ID: r.id, Namespace: req.Namespace, Pod: pod, Container: container, PickedFrom: picked, Via: via,
 		ResolvConf: rc, ResolvConfRaw: raw, ServiceCIDRs: ranges.Services, ServiceCIDRsSource: ranges.ServicesSource,
-		PodCIDRs: ranges.Pods, PodCIDRsSource: ranges.PodsSource, DialSocket: d.dialSocket}
+		PodCIDRs: ranges.Pods, PodCIDRsSource: ranges.PodsSource, DialSocket: d.dialSocket, Services: req.Services}
 	if req.Proxy {
 		pctx, stop := context.WithCancel(ctx)
 		defer stop()
@@ -158,31 +160,36 @@ func (d *Daemon) holdRun(ctx context.Context, req daemon.RunRequest, t runTarget
 }
 
 // checkServices checks that each NAME:PORT names a Service with that port
-// (by number or name).
-func (d *Daemon) checkServices(ctx context.Context, namespace string, services []string) error {
+// (by number or name), and returns them with each port as a number.
+func (d *Daemon) checkServices(ctx context.Context, namespace string, services []string) ([]string, error) {
+	var out []string
 	for _, s := range services {
 		name, port, ok := strings.Cut(s, ":")
 		if !ok {
-			return errdefs.User("--forward svc/%s: want svc/NAME:PORT", s)
+			return nil, errdefs.User("--forward svc/%s: want svc/NAME:PORT", s)
 		}
 		svc, err := d.cs.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return errdefs.User("--forward: no Service %q in namespace %s (`kubectl get svc -n %s` lists them)", name, namespace, namespace)
+			return nil, errdefs.User("--forward: no Service %q in namespace %s (`kubectl get svc -n %s` lists them)", name, namespace, namespace)
 		}
 		if err != nil {
-			return fmt.Errorf("read Service %s: %w", name, err)
+			return nil, fmt.Errorf("read Service %s: %w", name, err)
 		}
 		var have []string
-		found := false
+		number := ""
 		for _, p := range svc.Spec.Ports {
-			have = append(have, strconv.Itoa(int(p.Port))+"/"+p.Name)
-			found = found || strconv.Itoa(int(p.Port)) == port || (p.Name != "" && p.Name == port)
+			n := strconv.Itoa(int(p.Port))
+			have = append(have, n+"/"+p.Name)
+			if n == port || (p.Name != "" && p.Name == port) {
+				number = n
+			}
 		}
-		if !found {
-			return errdefs.User("--forward svc/%s: Service %s has no port %s; ports: %s", s, name, port, strings.Join(have, ", "))
+		if number == "" {
+			return nil, errdefs.User("--forward svc/%s: Service %s has no port %s; ports: %s", s, name, port, strings.Join(have, ", "))
 		}
+		out = append(out, name+":"+number)
 	}
-	return nil
+	return out, nil
 }
 
 // runContainer checks the container named, or picks the pod's default:

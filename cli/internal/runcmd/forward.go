@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -14,14 +15,16 @@ import (
 
 // Forward is one --forward svc/NAME:PORT[:LOCALPORT].
 type Forward struct {
-	Service   string
-	Port      int
+	Service string
+	// Port is the Service port as written: a number, or its name.
+	Port      string
 	LocalPort int
 }
 
-func (f Forward) String() string { return fmt.Sprintf("svc/%s:%d:%d", f.Service, f.Port, f.LocalPort) }
+func (f Forward) String() string { return fmt.Sprintf("svc/%s:%s:%d", f.Service, f.Port, f.LocalPort) }
 
-// ParseForward reads svc/NAME:PORT[:LOCALPORT]; LOCALPORT defaults to PORT.
+// ParseForward reads svc/NAME:PORT[:LOCALPORT]; PORT is the Service port's
+// number or name; LOCALPORT defaults to PORT's number.
 func ParseForward(v string) (Forward, error) {
 	bad := func(why string) (Forward, error) {
 		return Forward{}, errdefs.User("--forward %q: %s; write svc/NAME:PORT[:LOCALPORT], e.g. --forward svc/postgres:5432 or svc/postgres:5432:15432", v, why)
@@ -40,11 +43,16 @@ func ParseForward(v string) (Forward, error) {
 	if strings.ContainsAny(f.Service, "./ ") {
 		return bad("the Service name is a name in the namespace (-n), without dots")
 	}
-	var err error
-	if f.Port, err = port(parts[1]); err != nil {
-		return bad("PORT " + err.Error())
+	f.Port = parts[1]
+	n, err := port(parts[1])
+	switch {
+	case err == nil:
+		f.LocalPort = n
+	case !portName.MatchString(parts[1]) || !strings.ContainsAny(parts[1], "abcdefghijklmnopqrstuvwxyz"):
+		return bad("PORT " + err.Error() + " nor a port name")
+	case len(parts) < 3:
+		return bad("PORT " + parts[1] + " is a name: give LOCALPORT too")
 	}
-	f.LocalPort = f.Port
 	if len(parts) == 3 {
 		if f.LocalPort, err = port(parts[2]); err != nil {
 			return bad("LOCALPORT " + err.Error())
@@ -52,6 +60,10 @@ func ParseForward(v string) (Forward, error) {
 	}
 	return f, nil
 }
+
+// portName is a Service port's name (an IANA_SVC_NAME: lower case letters,
+// digits and dashes, with a letter).
+var portName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$`)
 
 func port(s string) (int, error) {
 	n, err := strconv.Atoi(s)

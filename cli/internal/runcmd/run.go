@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"strconv"
 	"strings"
 
 	"github.com/tetherkube/tether/daemon"
@@ -99,7 +97,7 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	req := cfg.Request
 	req.Proxy = !namespace
 	for _, f := range cfg.Forwards {
-		req.Services = append(req.Services, f.Service+":"+strconv.Itoa(f.Port))
+		req.Services = append(req.Services, f.Service+":"+f.Port)
 	}
 	sess, err := Start(ctx, cfg.Service, req, progress)
 	if err != nil {
@@ -107,7 +105,11 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	}
 	defer sess.Close()
 	for i, f := range cfg.Forwards {
-		go Serve(ctx, ls[i], net.JoinHostPort(f.Service, strconv.Itoa(f.Port)), sess.Dial, log)
+		addr := f.Service + ":" + f.Port
+		if i < len(sess.Info.Services) {
+			addr = sess.Info.Services[i] // the port as a number: a name means nothing to the pod's dialer
+		}
+		go Serve(ctx, ls[i], addr, sess.Dial, log)
 	}
 	p := cfg.Process
 	var podEnv []string
@@ -149,7 +151,7 @@ func forwardsNote(fs []Forward) string {
 	}
 	var s []string
 	for _, f := range fs {
-		s = append(s, fmt.Sprintf("127.0.0.1:%d -> svc/%s:%d", f.LocalPort, f.Service, f.Port))
+		s = append(s, fmt.Sprintf("127.0.0.1:%d -> svc/%s:%s", f.LocalPort, f.Service, f.Port))
 	}
 	return "; forwarding " + strings.Join(s, ", ")
 }

@@ -13,12 +13,15 @@ func TestParseForward(t *testing.T) {
 		want    Forward
 		wantErr string
 	}{
-		{in: "svc/db:5432", want: Forward{"db", 5432, 5432}},
-		{in: "service/db:5432:15432", want: Forward{"db", 5432, 15432}},
+		{in: "svc/db:5432", want: Forward{"db", "5432", 5432}},
+		{in: "service/db:5432:15432", want: Forward{"db", "5432", 15432}},
+		{in: "svc/db:postgres:15432", want: Forward{"db", "postgres", 15432}},
+		{in: "svc/db:postgres", wantErr: "is a name: give LOCALPORT too"},
+		{in: "svc/db:Bad_Name:1", wantErr: "nor a port name"},
 		{in: "db:5432", wantErr: "only Services"},
 		{in: "svc/db", wantErr: "want a Service name and a port"},
 		{in: "svc/db.other:5432", wantErr: "without dots"},
-		{in: "svc/db:0", wantErr: "not a port number"},
+		{in: "svc/db:0:1", wantErr: "not a port number"},
 		{in: "svc/db:5432:70000", wantErr: "LOCALPORT"},
 		{in: "svc/db:1:2:3", wantErr: "want a Service name and a port"},
 	}

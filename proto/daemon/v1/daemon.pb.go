@@ -705,7 +705,9 @@ type RunInfo struct {
 	// The pod's resolv.conf as the agent read it.
 	ResolvConfRaw []byte `protobuf:"bytes,16,opt,name=resolv_conf_raw,json=resolvConfRaw,proto3" json:"resolv_conf_raw,omitempty"`
 	// The workload the pod was picked from, when the target named one.
-	PickedFrom    string `protobuf:"bytes,17,opt,name=picked_from,json=pickedFrom,proto3" json:"picked_from,omitempty"`
+	PickedFrom string `protobuf:"bytes,17,opt,name=picked_from,json=pickedFrom,proto3" json:"picked_from,omitempty"`
+	// RunRequest.services with each port as a number, in the same order.
+	Services      []string `protobuf:"bytes,18,rep,name=services,proto3" json:"services,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -857,6 +859,13 @@ func (x *RunInfo) GetPickedFrom() string {
 		return x.PickedFrom
 	}
 	return ""
+}
+
+func (x *RunInfo) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
 }
 
 type ReplayRequest struct {
@@ -4525,7 +4534,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\bRunEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x121\n" +
 	"\x05ready\x18\x02 \x01(\v2\x19.tether.daemon.v1.RunInfoH\x00R\x05readyB\a\n" +
-	"\x05event\"\xca\x04\n" +
+	"\x05event\"\xe6\x04\n" +
 	"\aRunInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x10\n" +
@@ -4548,7 +4557,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x0eproxy_password\x18\x0f \x01(\tR\rproxyPassword\x12&\n" +
 	"\x0fresolv_conf_raw\x18\x10 \x01(\fR\rresolvConfRaw\x12\x1f\n" +
 	"\vpicked_from\x18\x11 \x01(\tR\n" +
-	"pickedFrom\"\x8a\x03\n" +
+	"pickedFrom\x12\x1a\n" +
+	"\bservices\x18\x12 \x03(\tR\bservices\"\x8a\x03\n" +
 	"\rReplayRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x127\n" +
