@@ -105,7 +105,8 @@ func run(op, arg string) (string, error) {
 		var out []string
 		for _, l := range strings.Split(string(b), "\n") {
 			if strings.HasPrefix(l, "CapEff:") || strings.HasPrefix(l, "CapPrm:") || strings.HasPrefix(l, "NoNewPrivs:") {
-				out = append(out, strings.Join(strings.Fields(l), "="))
+				f := strings.Fields(l)
+				out = append(out, strings.TrimSuffix(f[0], ":")+"="+f[len(f)-1])
 			}
 		}
 		return strings.Join(out, " "), err
