@@ -1,11 +1,21 @@
 package netns
 
 import (
+	"context"
+	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 func testConfig(t *testing.T, fc *fakeCluster, argv ...string) Config {
@@ -102,5 +112,140 @@ func TestRunGoStatic(t *testing.T) {
 	}
 	if !fc.wasDialed(podDNS) {
 		t.Errorf("the pod's nameserver was not asked through Dial")
+	}
+}
+
+func freePort(t *testing.T) int {
+	l := listenLocal(t)
+	p := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return p
+}
+
+func waitLine(t *testing.T, lines <-chan string, want string) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("CMD ended before printing %q", want)
+			}
+			if l == want {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("CMD did not print %q", want)
+		}
+	}
+}
+
+// TestRunListenerReachedFromHost: a port CMD listens on is reachable
+// from the machine's loopback at the same number while CMD runs.
+func TestRunListenerReachedFromHost(t *testing.T) {
+	if unprivileged(t) {
+		return
+	}
+	for _, addr := range []string{"127.0.0.1", "0.0.0.0"} {
+		t.Run(addr, func(t *testing.T) {
+			fc := newFakeCluster(t)
+			port := strconv.Itoa(freePort(t))
+			lines, rc := startRun(t, testConfig(t, fc, os.Getenv(probeEnv), "listen:"+addr+":"+port, "exit:7"))
+			waitLine(t, lines, "listening")
+			var got string
+			deadline := time.Now().Add(20 * time.Second)
+			for time.Now().Before(deadline) {
+				c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+				if err == nil {
+					_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					b, _ := io.ReadAll(c)
+					c.Close()
+					if got = string(b); got != "" {
+						break
+					}
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if got != "hello from cmd\n" {
+				t.Errorf("from the machine's 127.0.0.1:%s got %q, want CMD's greeting", port, got)
+			}
+			r := waitResult(t, rc)
+			if r.err != nil || r.status != 7 {
+				t.Errorf("Run = %d, %v; want 7, nil; CMD printed:\n%s", r.status, r.err, r.out)
+			}
+			// Once CMD is gone, so is the port on the machine.
+			if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second); err == nil {
+				c.Close()
+				t.Errorf("127.0.0.1:%s still accepts after CMD exited", port)
+			}
+		})
+	}
+}
+
+func TestRunExitStatus(t *testing.T) {
+	if unprivileged(t) {
+		return
+	}
+	for _, tc := range []struct {
+		step string
+		want int
+	}{
+		{"exit:0", 0},
+		{"exit:5", 5},
+		{"killself", 128 + 15},
+	} {
+		t.Run(tc.step, func(t *testing.T) {
+			_, rc := startRun(t, testConfig(t, newFakeCluster(t), os.Getenv(probeEnv), tc.step))
+			r := waitResult(t, rc)
+			if r.err != nil || r.status != tc.want {
+				t.Errorf("Run = %d, %v; want %d, nil", r.status, r.err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRunSignal: a SIGINT sent to Run's process (not from a terminal)
+// reaches CMD, which exits as it chooses.
+func TestRunSignal(t *testing.T) {
+	if unprivileged(t) {
+		return
+	}
+	lines, rc := startRun(t, testConfig(t, newFakeCluster(t), os.Getenv(probeEnv), "sigwait"))
+	waitLine(t, lines, "ready")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	r := waitResult(t, rc)
+	if r.err != nil || r.status != 42 {
+		t.Errorf("Run = %d, %v; want 42 (CMD's own exit on SIGINT), nil", r.status, r.err)
+	}
+}
+
+func TestRunBadInput(t *testing.T) {
+	fc := &fakeCluster{}
+	plain := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(plain, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		argv []string
+		want string
+	}{
+		{"no command", nil, "no command to run"},
+		{"not in PATH", []string{"tether-no-such-command"}, `"tether-no-such-command" is not found in PATH`},
+		{"not executable", []string{plain}, "is not an executable file"},
+		{"missing path", []string{"./nope"}, "is not an executable file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, fc, tc.argv...)
+			_, err := Run(context.Background(), cfg)
+			if err == nil || !errors.Is(err, errdefs.ErrUser) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Run: %v; want a user error saying %q", err, tc.want)
+			}
+		})
+	}
+	if len(fc.dialed) != 0 {
+		t.Errorf("bad input dialed %v", fc.dialed)
 	}
 }
