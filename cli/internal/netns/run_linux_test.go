@@ -249,3 +249,57 @@ func TestRunBadInput(t *testing.T) {
 		t.Errorf("bad input dialed %v", fc.dialed)
 	}
 }
+
+// TestRunPython runs a Python script: glibc's resolver (getaddrinfo with
+// resolv.conf's search list and ndots), CPython's sockets.
+func TestRunPython(t *testing.T) {
+	if unprivileged(t) {
+		return
+	}
+	script := os.Getenv(pyEnv)
+	if script == "" {
+		script, _ = filepath.Abs("testdata/probe.py")
+	}
+	fc := newFakeCluster(t)
+	hostSvc := lineServer(t, "hello from host")
+	port := strconv.Itoa(freePort(t))
+	steps := []string{
+		"resolve:svc1",
+		"resolve:svc1.ns1.svc.cluster.local",
+		"resolve:laptop-only.example",
+		"echo:svc1:80:10485760",
+		"conc:" + svcAddr + ":200",
+		"refused:" + deniedAddr,
+		"get:" + hostSvc,
+		"listen:127.0.0.1:" + port,
+	}
+	cfg := testConfig(t, fc, append([]string{"python3", script}, steps...)...)
+	cfg.hostDNS = []string{dnsServer(t, "udp", laptopZone)}
+	lines, rc := startRun(t, cfg)
+	waitLine(t, lines, "listening")
+	var got []byte
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && len(got) == 0; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second); err == nil {
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, _ = io.ReadAll(c)
+			c.Close()
+		}
+	}
+	r := waitResult(t, rc)
+	if r.err != nil {
+		t.Fatalf("Run: %v\n%s", r.err, r.out)
+	}
+	t.Logf("CMD printed:\n%s", r.out)
+	if r.status != 0 {
+		t.Errorf("exit status %d, want 0", r.status)
+	}
+	if string(got) != "hello from cmd\n" {
+		t.Errorf("CMD's port from the machine: %q", got)
+	}
+	requireSteps(t, r, steps...)
+	for _, want := range []string{"resolve:svc1 ok 10.222.0.5", "resolve:svc1.ns1.svc.cluster.local ok 10.222.0.5", "resolve:laptop-only.example ok 192.0.2.7"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("CMD's output lacks %q", want)
+		}
+	}
+}
