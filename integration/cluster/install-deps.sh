@@ -16,6 +16,10 @@ have protoc || need+=(protobuf-compiler)
 have gcc || need+=(gcc)
 have git || need+=(git)
 have tshark || need+=(tshark)
+# cli/internal/netns runs a Python script and a Java program (java Probe.java)
+# under `tether run`'s namespace mode.
+have python3 || need+=(python3)
+have javac || need+=(openjdk-17-jdk-headless)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0

@@ -71,6 +71,8 @@ func unprivileged(t *testing.T) bool {
 	probe := buildProbe(t, dir)
 	py, _ := filepath.Abs("testdata/probe.py")
 	copyFile(t, py, filepath.Join(dir, "probe.py"), 0o644)
+	java, _ := filepath.Abs("testdata/Probe.java")
+	copyFile(t, java, filepath.Join(dir, "Probe.java"), 0o644)
 
 	home := filepath.Join(dir, "home")
 	if err := os.Mkdir(home, 0o700); err != nil {

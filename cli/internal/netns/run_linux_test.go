@@ -256,10 +256,28 @@ func TestRunPython(t *testing.T) {
 	if unprivileged(t) {
 		return
 	}
-	script := os.Getenv(pyEnv)
-	if script == "" {
-		script, _ = filepath.Abs("testdata/probe.py")
+	runScript(t, "python3", testdataFile(t, "probe.py"))
+}
+
+// TestRunJava runs a Java program (Debian's OpenJDK): the JVM's resolver
+// and sockets.
+func TestRunJava(t *testing.T) {
+	if unprivileged(t) {
+		return
 	}
+	runScript(t, "java", "-Xshare:auto", "-XX:TieredStopAtLevel=1", testdataFile(t, "Probe.java"))
+}
+
+// testdataFile is testdata/NAME, copied where the unprivileged user reads it.
+func testdataFile(t *testing.T, name string) string {
+	if d := os.Getenv(pyEnv); d != "" {
+		return filepath.Join(filepath.Dir(d), name)
+	}
+	p, _ := filepath.Abs(filepath.Join("testdata", name))
+	return p
+}
+
+func runScript(t *testing.T, cmd ...string) {
 	fc := newFakeCluster(t)
 	hostSvc := lineServer(t, "hello from host")
 	port := strconv.Itoa(freePort(t))
@@ -273,7 +291,7 @@ func TestRunPython(t *testing.T) {
 		"get:" + hostSvc,
 		"listen:127.0.0.1:" + port,
 	}
-	cfg := testConfig(t, fc, append([]string{"python3", script}, steps...)...)
+	cfg := testConfig(t, fc, append(cmd, steps...)...)
 	cfg.hostDNS = []string{dnsServer(t, "udp", laptopZone)}
 	lines, rc := startRun(t, cfg)
 	waitLine(t, lines, "listening")
