@@ -210,10 +210,11 @@ type fakeCluster struct {
 }
 
 var (
-	clusterRange = netip.MustParsePrefix("10.222.0.0/16")
-	podDNS       = "10.222.0.10:53"
-	svcAddr      = "10.222.0.5:80" // svc1: the echo server
-	deniedAddr   = "10.222.0.6:80" // a NetworkPolicy denies it
+	clusterRange    = netip.MustParsePrefix("10.222.0.0/16")
+	clusterPrefixes = []netip.Prefix{clusterRange}
+	podDNS          = "10.222.0.10:53"
+	svcAddr         = "10.222.0.5:80" // svc1: the echo server
+	deniedAddr      = "10.222.0.6:80" // a NetworkPolicy denies it
 )
 
 const podResolvConf = "nameserver 10.222.0.10\nsearch ns1.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"

@@ -14,6 +14,8 @@
 //	listen:ADDR           listen, print "listening", answer one connection "hello from cmd"
 //	sigwait               print "ready", exit 42 on SIGINT
 //	bench:ADDR:N:BYTES    N keep-alive request/responses, then BYTES each way; prints p50 and MB/s
+//	connbench:ADDR:N      N new connections, one request/response each; prints p50 and errors
+//	dnsbench:NAME:N       N lookups; prints p50
 //	exit:N                exit with N
 //	killself              die of SIGTERM
 package main
@@ -136,6 +138,22 @@ func run(op, arg string) (string, error) {
 		n, _ := strconv.Atoi(parts[len(parts)-2])
 		size, _ := strconv.Atoi(parts[len(parts)-1])
 		return bench(addr, n, size)
+	case "connbench":
+		addr, n := splitLast(arg)
+		return connBench(addr, n)
+	case "dnsbench":
+		name, n := splitLast(arg)
+		lat := make([]time.Duration, n)
+		r := &net.Resolver{PreferGo: true}
+		for i := range n {
+			start := time.Now()
+			if _, err := r.LookupHost(ctx, name); err != nil {
+				return "", err
+			}
+			lat[i] = time.Since(start)
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		return fmt.Sprintf("p50_ns=%d", lat[n/2].Nanoseconds()), nil
 	case "exit":
 		n, _ := strconv.Atoi(arg)
 		os.Exit(n)
@@ -259,6 +277,32 @@ func bench(addr string, n, size int) (string, error) {
 	}
 	secs := time.Since(start).Seconds()
 	return fmt.Sprintf("p50_ns=%d mbps=%.1f", lat[n/2].Nanoseconds(), float64(size)/secs/1e6), nil
+}
+
+// connBench makes n connections, one 64-byte request/response each.
+func connBench(addr string, n int) (string, error) {
+	lat := make([]time.Duration, n)
+	buf := make([]byte, 64)
+	errs := 0
+	for i := range n {
+		start := time.Now()
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			errs++
+			continue
+		}
+		_, err = c.Write(buf)
+		if err == nil {
+			_, err = io.ReadFull(c, buf)
+		}
+		c.Close()
+		if err != nil {
+			errs++
+		}
+		lat[i] = time.Since(start)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return fmt.Sprintf("p50_ns=%d errors=%d", lat[n/2].Nanoseconds(), errs), nil
 }
 
 type zero struct{}

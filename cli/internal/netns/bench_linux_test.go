@@ -1,0 +1,110 @@
+package netns
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"testing"
+)
+
+// The benchmarks compare CMD's traffic through the namespace (TUN,
+// gVisor's stack, Dial to a local echo server) with the same probe against
+// the same server directly, and print the ratios:
+//
+//	go test -run '^$' -bench . -benchtime 1x ./cli/internal/netns/
+//
+// They run as the calling user (root included: a user namespace needs no
+// privilege either way).
+
+var metric = regexp.MustCompile(`(\w+)=([0-9.]+)`)
+
+func probeMetrics(b *testing.B, out string) map[string]float64 {
+	m := map[string]float64{}
+	for _, kv := range metric.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(kv[2], 64)
+		m[kv[1]] = v
+	}
+	return m
+}
+
+func benchProbe(b *testing.B) string {
+	if p := os.Getenv(probeEnv); p != "" {
+		return p
+	}
+	return buildProbe(b, b.TempDir())
+}
+
+// direct runs the probe on the machine; inNS runs it under Run.
+func direct(b *testing.B, probe string, steps ...string) map[string]float64 {
+	out, err := exec.Command(probe, steps...).CombinedOutput()
+	if err != nil {
+		b.Fatalf("probe %v: %v: %s", steps, err, out)
+	}
+	return probeMetrics(b, string(out))
+}
+
+func inNS(b *testing.B, fc *fakeCluster, probe string, steps ...string) map[string]float64 {
+	cfg := Config{Argv: append([]string{probe}, steps...), Env: []string{"PATH=/usr/bin:/bin"}, Dial: fc.Dial,
+		Cluster: clusterPrefixes, ResolvConf: []byte(podResolvConf)}
+	_, rc := startRun(b, cfg)
+	r := waitResult(b, rc)
+	if r.err != nil || r.status != 0 {
+		b.Fatalf("Run %v: %d, %v: %s", steps, r.status, r.err, r.out)
+	}
+	return probeMetrics(b, r.out)
+}
+
+// BenchmarkKeepAlive: 2,000 64-byte request/responses on one connection,
+// then 100 MB each way.
+func BenchmarkKeepAlive(b *testing.B) {
+	probe := benchProbe(b)
+	fc := newFakeCluster(b)
+	for b.Loop() {
+		d := direct(b, probe, "bench:"+fc.routes[svcAddr]+":2000:104857600")
+		n := inNS(b, fc, probe, "bench:"+svcAddr+":2000:104857600")
+		b.ReportMetric(n["p50_ns"]/1e3, "ns-p50-µs")
+		b.ReportMetric(d["p50_ns"]/1e3, "direct-p50-µs")
+		b.ReportMetric(n["p50_ns"]/d["p50_ns"], "latency-ratio")
+		b.ReportMetric(n["mbps"], "ns-MB/s")
+		b.ReportMetric(d["mbps"], "direct-MB/s")
+		b.ReportMetric(n["mbps"]/d["mbps"], "throughput-ratio")
+	}
+}
+
+// BenchmarkNewConnection: 1,000 connections, one request/response each.
+func BenchmarkNewConnection(b *testing.B) {
+	probe := benchProbe(b)
+	fc := newFakeCluster(b)
+	for b.Loop() {
+		d := direct(b, probe, "connbench:"+fc.routes[svcAddr]+":1000")
+		n := inNS(b, fc, probe, "connbench:"+svcAddr+":1000")
+		b.ReportMetric(n["p50_ns"]/1e3, "ns-p50-µs")
+		b.ReportMetric(d["p50_ns"]/1e3, "direct-p50-µs")
+		b.ReportMetric(n["p50_ns"]/d["p50_ns"], "latency-ratio")
+		b.ReportMetric(n["errors"], "ns-errors")
+	}
+}
+
+// BenchmarkLookup: 1,000 lookups of a Service's short name (search list
+// expansion included) answered by the pod's nameserver through Dial.
+func BenchmarkLookup(b *testing.B) {
+	probe := benchProbe(b)
+	fc := newFakeCluster(b)
+	for b.Loop() {
+		n := inNS(b, fc, probe, "dnsbench:svc1:1000")
+		b.ReportMetric(n["p50_ns"]/1e3, "lookup-p50-µs")
+	}
+}
+
+// BenchmarkRunTrue: Run of /bin/true, start to exit.
+func BenchmarkRunTrue(b *testing.B) {
+	fc := newFakeCluster(b)
+	cfg := Config{Argv: []string{"/bin/true"}, Dial: fc.Dial, Cluster: clusterPrefixes, ResolvConf: []byte(podResolvConf)}
+	for b.Loop() {
+		if st, err := Run(context.Background(), cfg); err != nil || st != 0 {
+			b.Fatalf("Run: %d, %v", st, err)
+		}
+	}
+}
