@@ -13,13 +13,15 @@ import (
 // socketpair: one JSON message per packet, with at most one fd attached
 // (SCM_RIGHTS).
 //
-//	Run -> init: config (first), start, socket {family}, signal {signal}
+//	Run -> init: config (first), start, socket {family, type, proto}, signal {signal}
 //	init -> Run: ready (+ the TUN fd), failed {err}, started {pid},
 //	             socket (+ the socket's fd, or err), exit {status}
 type ctlMsg struct {
 	Op     string      `json:"op"`
 	Config *initConfig `json:"config,omitempty"`
 	Family int         `json:"family,omitempty"`
+	Type   int         `json:"type,omitempty"`
+	Proto  int         `json:"proto,omitempty"`
 	Signal int         `json:"signal,omitempty"`
 	Pid    int         `json:"pid,omitempty"`
 	Status int         `json:"status,omitempty"`

@@ -82,7 +82,11 @@ func initMain() int {
 			}()
 			go func() { os.Exit(<-exited) }()
 		case "socket":
-			fd, err := unix.Socket(m.Family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			typ := m.Type
+			if typ == 0 {
+				typ = unix.SOCK_STREAM
+			}
+			fd, err := unix.Socket(m.Family, typ|unix.SOCK_CLOEXEC, m.Proto)
 			if err != nil {
 				_ = c.send(ctlMsg{Op: "socket", Err: err.Error()}, nil)
 				continue

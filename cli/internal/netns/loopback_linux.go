@@ -15,18 +15,19 @@ import (
 )
 
 // bridge joins the machine's loopback and CMD's at the same port numbers,
-// both ways, for as long as CMD runs. Every PollInterval it reads the
+// both ways, for as long as CMD runs. Every PollInterval it lists the
 // listening TCP sockets of both network namespaces: a port the machine
 // listens on (loopback or wildcard) gets a listener at the same number on
 // CMD's loopback that connects to the machine's; a port CMD listens on
 // gets a listener on the machine's loopback that connects into CMD's
-// namespace through a socket the init created there. A port already taken
+// namespace through a socket the init created there. Both sides are read
+// with sock_diag (listenDiag). A port already taken
 // on the other side is left alone, exactly as it would be if CMD ran on
 // the machine.
 type bridge struct {
-	log    *slog.Logger
-	nsPid  int
-	socket func(family int) (*os.File, error) // a socket in CMD's namespace
+	log      *slog.Logger
+	host, ns listenDiag
+	socket   func(family int) (*os.File, error) // a socket in CMD's namespace
 
 	mu        sync.Mutex
 	toNS      map[portKey]net.Listener // in CMD's namespace, for the machine's ports
@@ -34,21 +35,8 @@ type bridge struct {
 	conflicts map[portKey]bool         // CMD's ports the machine had taken (logged once)
 }
 
-func newBridge(log *slog.Logger, nsPid int, socket func(int) (*os.File, error)) *bridge {
-	return &bridge{log: log, nsPid: nsPid, socket: socket, toNS: map[portKey]net.Listener{}, toHost: map[portKey]net.Listener{}, conflicts: map[portKey]bool{}}
-}
-
-func readPorts(dir string) map[portKey]bool {
-	var all []netip.AddrPort
-	for _, f := range []string{"tcp", "tcp6"} {
-		fh, err := os.Open(dir + "/" + f)
-		if err != nil {
-			continue
-		}
-		all = append(all, listeners(fh)...)
-		fh.Close()
-	}
-	return loopbackPorts(all)
+func newBridge(log *slog.Logger, host, ns listenDiag, socket func(int) (*os.File, error)) *bridge {
+	return &bridge{log: log, host: host, ns: ns, socket: socket, toNS: map[portKey]net.Listener{}, toHost: map[portKey]net.Listener{}, conflicts: map[portKey]bool{}}
 }
 
 func loopbackAddr(k portKey) string {
@@ -82,8 +70,16 @@ func (b *bridge) run(ctx context.Context) {
 
 // sync brings the listeners in line with both namespaces' listening ports.
 func (b *bridge) sync() {
-	hostPorts := readPorts("/proc/self/net")
-	nsPorts := readPorts("/proc/" + strconv.Itoa(b.nsPid) + "/net")
+	hostPorts, err := b.host.ports()
+	if err != nil {
+		b.log.Debug("list the machine's listening ports", "err", err)
+		return
+	}
+	nsPorts, err := b.ns.ports()
+	if err != nil {
+		b.log.Debug("list CMD's listening ports", "err", err)
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for k := range b.toHost {

@@ -34,7 +34,7 @@
 // machine's listening TCP ports on loopback (and on the wildcard address)
 // into the namespace at the same numbers, and CMD's listening TCP ports on
 // loopback or the wildcard address onto the machine's 127.0.0.1 (and ::1)
-// at the same numbers; both are found by reading /proc/net/tcp{,6} every
+// at the same numbers; both are found with sock_diag every
 // PollInterval. See docs/run.md for the limits.
 //
 // Nothing of the machine changes: no route, resolv.conf, firewall rule or

@@ -148,10 +148,10 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 			msgCh <- m
 		}
 	}()
-	socket := func(family int) (*os.File, error) {
+	socketOf := func(family, typ, proto int) (*os.File, error) {
 		sockMu.Lock()
 		defer sockMu.Unlock()
-		if err := c.send(ctlMsg{Op: "socket", Family: family}, nil); err != nil {
+		if err := c.send(ctlMsg{Op: "socket", Family: family, Type: typ, Proto: proto}, nil); err != nil {
 			return nil, err
 		}
 		select {
@@ -164,9 +164,23 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 			return nil, errors.New("the namespace init does not answer")
 		}
 	}
-	br := newBridge(log, init.Process.Pid, socket)
+	socket := func(family int) (*os.File, error) { return socketOf(family, unix.SOCK_STREAM, 0) }
+	hostDiag, err := openListenDiag()
+	if err != nil {
+		return 0, err
+	}
+	defer hostDiag.close()
+	nsDiagF, err := socketOf(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return 0, fmt.Errorf("sock_diag socket in CMD's namespace: %w", err)
+	}
+	nsDiag := newListenDiag(nsDiagF)
+	defer nsDiag.close()
+	br := newBridge(log, hostDiag, nsDiag, socket)
 	br.sync() // the machine's ports are there before CMD starts
-	go br.run(sctx)
+	bridgeDone := make(chan struct{})
+	go func() { br.run(sctx); close(bridgeDone) }()
+	defer func() { stop(); <-bridgeDone }()
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)

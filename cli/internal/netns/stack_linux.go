@@ -53,21 +53,6 @@ func newNetstack(ctx context.Context, fd int, ns *netstack) (*netstack, error) {
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
 	})
 	ns.ctx, ns.s = ctx, s
-	const nic = 1
-	if err := s.CreateNIC(nic, ep); err != nil {
-		return nil, fmt.Errorf("create NIC: %s", err)
-	}
-	// Answer for every address: CMD's packets go to the whole world.
-	if err := s.SetPromiscuousMode(nic, true); err != nil {
-		return nil, fmt.Errorf("promiscuous: %s", err)
-	}
-	if err := s.SetSpoofing(nic, true); err != nil {
-		return nil, fmt.Errorf("spoofing: %s", err)
-	}
-	s.SetRouteTable([]tcpip.Route{
-		{Destination: header.IPv4EmptySubnet, NIC: nic},
-		{Destination: header.IPv6EmptySubnet, NIC: nic},
-	})
 	sack := tcpip.TCPSACKEnabled(true)
 	s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
 	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: 1 << 20, Max: 8 << 20}
@@ -81,6 +66,25 @@ func newNetstack(ctx context.Context, fd int, ns *netstack) (*netstack, error) {
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tf.HandlePacket)
 	uf := udp.NewForwarder(s, ns.handleUDP)
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, uf.HandlePacket)
+	const nic = 1
+	if err := s.CreateNICWithOptions(nic, ep, stack.NICOptions{Disabled: true}); err != nil {
+		return nil, fmt.Errorf("create NIC: %s", err)
+	}
+	// Answer for every address: CMD's packets go to the whole world.
+	if err := s.SetPromiscuousMode(nic, true); err != nil {
+		return nil, fmt.Errorf("promiscuous: %s", err)
+	}
+	if err := s.SetSpoofing(nic, true); err != nil {
+		return nil, fmt.Errorf("spoofing: %s", err)
+	}
+	s.SetRouteTable([]tcpip.Route{
+		{Destination: header.IPv4EmptySubnet, NIC: nic},
+		{Destination: header.IPv6EmptySubnet, NIC: nic},
+	})
+	// Handlers and options are in place: let packets in.
+	if err := s.EnableNIC(nic); err != nil {
+		return nil, fmt.Errorf("enable NIC: %s", err)
+	}
 	return ns, nil
 }
 
