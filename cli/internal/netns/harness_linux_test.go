@@ -245,10 +245,68 @@ func (f *fakeCluster) wasDialed(addr string) bool {
 	return false
 }
 
+// hostIP is one of the machine's own addresses that is not loopback: CMD
+// reaches it through the TUN and Run's process, like any address outside
+// the cluster.
+func hostIP(t testing.TB) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	t.Fatal("this machine has no IPv4 address besides loopback")
+	return ""
+}
+
+func udpEcho(t testing.TB, ip string) string {
+	pc, err := net.ListenPacket("udp4", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// resetAddr is a cluster address whose server sends a little, then
+// resets: the agent or the daemon dying mid-connection.
+var resetAddr = "10.222.0.7:80"
+
+func resetServer(t testing.TB) string {
+	l := listenLocal(t)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "partial")
+			time.Sleep(50 * time.Millisecond)
+			_ = c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}()
+	return l.Addr().String()
+}
+
 func newFakeCluster(t testing.TB) *fakeCluster {
 	return &fakeCluster{routes: map[string]string{
-		svcAddr: echoServer(t),
-		podDNS:  dnsServer(t, "tcp", clusterZone),
+		svcAddr:   echoServer(t),
+		podDNS:    dnsServer(t, "tcp", clusterZone),
+		resetAddr: resetServer(t),
 	}}
 }
 
@@ -272,7 +330,15 @@ func echoServer(t testing.TB) string {
 
 // lineServer answers every connection with line.
 func lineServer(t testing.TB, line string) string {
-	l := listenLocal(t)
+	return lineServerOn(t, "127.0.0.1", line)
+}
+
+func lineServerOn(t testing.TB, ip, line string) string {
+	l, err := net.Listen("tcp4", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
 			c, err := l.Accept()

@@ -147,7 +147,7 @@ func (b *bridge) serve(l net.Listener, dial func() (net.Conn, error)) {
 				c.Close()
 				return
 			}
-			splice(c, out)
+			splice(c, out, nil)
 		}()
 	}
 }

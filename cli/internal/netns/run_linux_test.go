@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -67,6 +68,9 @@ func TestRunGoStatic(t *testing.T) {
 	}
 	fc := newFakeCluster(t)
 	hostSvc := lineServer(t, "hello from host")
+	ip := hostIP(t)
+	lanSvc := lineServerOn(t, ip, "hello from the LAN side")
+	lanUDP := udpEcho(t, ip)
 	saDir := t.TempDir()
 	if err := os.WriteFile(saDir+"/token", []byte("tok-123\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -80,6 +84,9 @@ func TestRunGoStatic(t *testing.T) {
 		"conc:" + svcAddr + ":200",
 		"refused:" + deniedAddr,
 		"get:" + hostSvc,
+		"get:" + lanSvc,
+		"udp:" + lanUDP,
+		"drain:" + resetAddr,
 		"cat:/var/run/secrets/kubernetes.io/serviceaccount/token",
 		"cat:/etc/resolv.conf",
 		"status",
@@ -103,6 +110,9 @@ func TestRunGoStatic(t *testing.T) {
 		"resolvetcp:svc1 ok 10.222.0.5",
 		"resolve:laptop-only.example ok 192.0.2.7",
 		"serviceaccount/token ok tok-123",
+		"ok hello from the LAN side",
+		"udp:" + lanUDP + " ok ping",
+		"drain:" + resetAddr + " ok reset after 7 bytes",
 		"cat:/etc/resolv.conf ok nameserver 10.222.0.10",
 		"status ok CapPrm=0000000000000000 CapEff=0000000000000000 NoNewPrivs=1",
 	} {
@@ -319,5 +329,43 @@ func runScript(t *testing.T, cmd ...string) {
 		if !strings.Contains(r.out, want) {
 			t.Errorf("CMD's output lacks %q", want)
 		}
+	}
+}
+
+// TestRunContextEnds: when Run's context ends, CMD gets SIGTERM.
+func TestRunContextEnds(t *testing.T) {
+	if unprivileged(t) {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	cfg := testConfig(t, newFakeCluster(t), os.Getenv(probeEnv), "sigwait") // SIGINT only: SIGTERM kills it
+	cfg.Stdout = pw
+	done := make(chan runResult, 1)
+	go func() {
+		st, err := Run(ctx, cfg)
+		pw.Close()
+		done <- runResult{status: st, err: err}
+	}()
+	line, _ := bufio.NewReader(pr).ReadString('\n')
+	if line != "ready\n" {
+		t.Fatalf("CMD printed %q", line)
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	cancel()
+	r := waitResult(t, done)
+	if r.err != nil || r.status != 128+15 {
+		t.Errorf("Run = %d, %v; want 143 (SIGTERM), nil", r.status, r.err)
+	}
+}
+
+// TestCheckHere: the machine the tests run on can run the namespace mode
+// (as the unprivileged user, once /dev/net/tun has Debian's mode).
+func TestCheckHere(t *testing.T) {
+	if unprivileged(t) {
+		return
+	}
+	if err := Check(); err != nil {
+		t.Errorf("Check: %v", err)
 	}
 }

@@ -145,7 +145,9 @@ func (n *netstack) handleTCP(r *tcp.ForwarderRequest) {
 	}
 	r.Complete(false)
 	n.log.Debug("connection", "dst", dst, "via", via)
-	splice(gonet.NewTCPConn(&wq, ep), out)
+	splice(gonet.NewTCPConn(&wq, ep), out, func() {
+		ep.SocketOptions().SetLinger(tcpip.LingerOption{Enabled: true, Timeout: 0})
+	})
 }
 
 func (n *netstack) handleUDP(r *udp.ForwarderRequest) bool {

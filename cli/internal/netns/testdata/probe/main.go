@@ -9,6 +9,8 @@
 //	echo:ADDR:N           send N random bytes, read them back, compare SHA-256
 //	conc:ADDR:N           N connections open at once, each echoes its own line
 //	refused:ADDR          the connection is refused
+//	drain:ADDR            read until the end, which must be a reset
+//	udp:ADDR              send a datagram "ping", print the answer
 //	cat:PATH              print a file's first line
 //	status                CapEff and NoNewPrivs of this process
 //	listen:ADDR           listen, print "listening", answer one connection "hello from cmd"
@@ -98,6 +100,34 @@ func run(op, arg string) (string, error) {
 			return "", fmt.Errorf("not refused: %w", err)
 		}
 		return fmt.Sprintf("refused after %v", time.Since(start).Round(time.Millisecond)), nil
+	case "drain":
+		c, err := net.DialTimeout("tcp", arg, 10*time.Second)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, err := io.Copy(io.Discard, c)
+		switch {
+		case errors.Is(err, syscall.ECONNRESET):
+			return fmt.Sprintf("reset after %d bytes", n), nil
+		case err == nil:
+			return "", fmt.Errorf("clean end after %d bytes", n)
+		}
+		return "", err
+	case "udp":
+		c, err := net.Dial("udp", arg)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, "ping"); err != nil {
+			return "", err
+		}
+		buf := make([]byte, 100)
+		n, err := c.Read(buf)
+		return string(buf[:n]), err
 	case "cat":
 		b, err := os.ReadFile(arg)
 		first, _, _ := strings.Cut(string(b), "\n")
