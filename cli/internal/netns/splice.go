@@ -14,11 +14,18 @@ import (
 func splice(a, b net.Conn, abortA func()) {
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); copyHalf(b, a) }()
 	go func() {
 		defer wg.Done()
-		if err := copyHalf(a, b); err != nil && abortA != nil {
-			abortA()
+		if err := copyHalf(b, a); err != nil {
+			b.Close()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := copyHalf(a, b); err != nil {
+			if abortA != nil {
+				abortA()
+			}
 			a.Close()
 		}
 	}()
@@ -34,10 +41,11 @@ func copyHalf(dst, src net.Conn) error {
 		_ = cw.CloseWrite()
 		return nil
 	}
-	// No half-close, or the copy failed: end both directions.
+	// No half-close: end both directions. (A failed copy: the caller
+	// ends them.)
 	if err == nil {
 		dst.Close()
+		src.Close()
 	}
-	src.Close()
 	return err
 }
