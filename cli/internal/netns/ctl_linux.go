@@ -30,6 +30,9 @@ type ctlMsg struct {
 
 // initConfig is what the init needs to set the namespaces up and start CMD.
 type initConfig struct {
+	// Path is CMD's executable, found in its PATH by Run; Argv[0] is
+	// the name it was given.
+	Path string   `json:"path"`
 	Argv []string `json:"argv"`
 	Env  []string `json:"env"`
 	Dir  string   `json:"dir,omitempty"`

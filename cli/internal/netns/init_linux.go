@@ -119,7 +119,8 @@ func startCmd(cfg *initConfig) (*exec.Cmd, error) {
 		data[0].Inheritable, data[1].Inheritable = 0, 0
 		_ = unix.Capset(&hdr, &data[0])
 	}
-	cmd := exec.Command(cfg.Argv[0], cfg.Argv[1:]...)
+	cmd := exec.Command(cfg.Path, cfg.Argv[1:]...)
+	cmd.Args[0] = cfg.Argv[0]
 	cmd.Env = cfg.Env
 	cmd.Dir = cfg.Dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr

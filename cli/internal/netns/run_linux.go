@@ -52,6 +52,14 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	for dst, src := range cfg.Files {
+		if !filepath.IsAbs(dst) {
+			return 0, errdefs.User("file mount %q: the path in CMD's view must be absolute", dst)
+		}
+		if _, err := os.Stat(src); err != nil {
+			return 0, errdefs.User("file mount %s: %v", dst, err)
+		}
+	}
 	podConf, err := resolvconf.Parse(bytes.NewReader(cfg.ResolvConf))
 	if err != nil {
 		return 0, errdefs.User("the pod's resolv.conf: %v", err)
@@ -88,8 +96,7 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		_ = init.Wait()
 	}()
 	buf := make([]byte, 64<<10)
-	argv := append([]string{argv0}, cfg.Argv[1:]...)
-	if err := c.send(ctlMsg{Op: "config", Config: &initConfig{Argv: argv, Env: env, Dir: cfg.Dir, ResolvConf: rcPath, Files: cfg.Files, Staging: staging, MTU: tunMTU}}, nil); err != nil {
+	if err := c.send(ctlMsg{Op: "config", Config: &initConfig{Path: argv0, Argv: cfg.Argv, Env: env, Dir: cfg.Dir, ResolvConf: rcPath, Files: cfg.Files, Staging: staging, MTU: tunMTU}}, nil); err != nil {
 		return 0, explain(fmt.Errorf("configure the namespace init: %w", err))
 	}
 	m, tun, err := c.recv(buf)
@@ -240,6 +247,9 @@ func startInit(cfg Config) (*exec.Cmd, ctl, error) {
 	cmd := exec.Command(self, InitArg)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = cfg.Stdin, cfg.Stdout, cfg.Stderr
 	cmd.ExtraFiles = []*os.File{theirs}
+	// A background child of CMD may keep a copied stdout open: do not
+	// wait for it longer than this once CMD's init has exited.
+	cmd.WaitDelay = 2 * time.Second
 	cmd.Env = []string{} // CMD's environment travels in the config
 	uid, gid := os.Getuid(), os.Getgid()
 	cmd.SysProcAttr = &syscall.SysProcAttr{

@@ -246,9 +246,17 @@ func TestRunBadInput(t *testing.T) {
 		{"not in PATH", []string{"tether-no-such-command"}, `"tether-no-such-command" is not found in PATH`},
 		{"not executable", []string{plain}, "is not an executable file"},
 		{"missing path", []string{"./nope"}, "is not an executable file"},
+		{"relative file mount", []string{"/bin/true"}, "must be absolute"},
+		{"missing file source", []string{"/bin/true"}, "no such file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, fc, tc.argv...)
+			switch tc.name {
+			case "relative file mount":
+				cfg.Files = map[string]string{"var/run/x": plain}
+			case "missing file source":
+				cfg.Files = map[string]string{"/var/run/x": plain + ".missing"}
+			}
 			_, err := Run(context.Background(), cfg)
 			if err == nil || !errors.Is(err, errdefs.ErrUser) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Run: %v; want a user error saying %q", err, tc.want)
