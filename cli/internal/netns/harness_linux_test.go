@@ -334,7 +334,7 @@ func lineServer(t testing.TB, line string) string {
 }
 
 func lineServerOn(t testing.TB, ip, line string) string {
-	l, err := net.Listen("tcp4", ip+":0")
+	l, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}

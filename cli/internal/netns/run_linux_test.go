@@ -68,6 +68,7 @@ func TestRunGoStatic(t *testing.T) {
 	}
 	fc := newFakeCluster(t)
 	hostSvc := lineServer(t, "hello from host")
+	hostSvc6 := lineServerOn(t, "[::1]", "hello from host v6")
 	ip := hostIP(t)
 	lanSvc := lineServerOn(t, ip, "hello from the LAN side")
 	lanUDP := udpEcho(t, ip)
@@ -84,6 +85,7 @@ func TestRunGoStatic(t *testing.T) {
 		"conc:" + svcAddr + ":200",
 		"refused:" + deniedAddr,
 		"get:" + hostSvc,
+		"get:" + hostSvc6,
 		"get:" + lanSvc,
 		"udp:" + lanUDP,
 		"drain:" + resetAddr,
@@ -111,6 +113,7 @@ func TestRunGoStatic(t *testing.T) {
 		"resolve:laptop-only.example ok 192.0.2.7",
 		"serviceaccount/token ok tok-123",
 		"ok hello from the LAN side",
+		"ok hello from host v6",
 		"udp:" + lanUDP + " ok ping",
 		"drain:" + resetAddr + " ok reset after 7 bytes",
 		"cat:/etc/resolv.conf ok nameserver 10.222.0.10",
@@ -156,16 +159,21 @@ func TestRunListenerReachedFromHost(t *testing.T) {
 	if unprivileged(t) {
 		return
 	}
-	for _, addr := range []string{"127.0.0.1", "0.0.0.0"} {
-		t.Run(addr, func(t *testing.T) {
+	for _, tc := range []struct{ listen, dial string }{
+		{"127.0.0.1", "127.0.0.1"},
+		{"0.0.0.0", "127.0.0.1"},
+		{"[::1]", "[::1]"},
+		{"[::]", "127.0.0.1"}, // dual-stack
+	} {
+		t.Run(tc.listen, func(t *testing.T) {
 			fc := newFakeCluster(t)
 			port := strconv.Itoa(freePort(t))
-			lines, rc := startRun(t, testConfig(t, fc, os.Getenv(probeEnv), "listen:"+addr+":"+port, "exit:7"))
+			lines, rc := startRun(t, testConfig(t, fc, os.Getenv(probeEnv), "listen:"+tc.listen+":"+port, "exit:7"))
 			waitLine(t, lines, "listening")
 			var got string
 			deadline := time.Now().Add(20 * time.Second)
 			for time.Now().Before(deadline) {
-				c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+				c, err := net.DialTimeout("tcp", tc.dial+":"+port, time.Second)
 				if err == nil {
 					_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 					b, _ := io.ReadAll(c)
@@ -177,16 +185,16 @@ func TestRunListenerReachedFromHost(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 			if got != "hello from cmd\n" {
-				t.Errorf("from the machine's 127.0.0.1:%s got %q, want CMD's greeting", port, got)
+				t.Errorf("from the machine's %s:%s got %q, want CMD's greeting", tc.dial, port, got)
 			}
 			r := waitResult(t, rc)
 			if r.err != nil || r.status != 7 {
 				t.Errorf("Run = %d, %v; want 7, nil; CMD printed:\n%s", r.status, r.err, r.out)
 			}
 			// Once CMD is gone, so is the port on the machine.
-			if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second); err == nil {
+			if c, err := net.DialTimeout("tcp", tc.dial+":"+port, time.Second); err == nil {
 				c.Close()
-				t.Errorf("127.0.0.1:%s still accepts after CMD exited", port)
+				t.Errorf("%s:%s still accepts after CMD exited", tc.dial, port)
 			}
 		})
 	}
