@@ -38,6 +38,8 @@ type initConfig struct {
 	Dir  string   `json:"dir,omitempty"`
 	// ResolvConf is a file to bind-mount over /etc/resolv.conf.
 	ResolvConf string `json:"resolvConf,omitempty"`
+	// NSSwitch, if set, is a file to bind-mount over /etc/nsswitch.conf.
+	NSSwitch string `json:"nsswitch,omitempty"`
 	// Files: path in CMD's view -> local path, bind-mounted read-only.
 	Files map[string]string `json:"files,omitempty"`
 	// Staging is a private, empty directory the init may mount on.

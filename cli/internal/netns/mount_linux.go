@@ -25,6 +25,11 @@ func setupMounts(cfg *initConfig) error {
 			return fmt.Errorf("mount the pod's resolv.conf: %w", err)
 		}
 	}
+	if cfg.NSSwitch != "" {
+		if err := m.bindRO(cfg.NSSwitch, "/etc/nsswitch.conf"); err != nil {
+			return fmt.Errorf("mount nsswitch.conf: %w", err)
+		}
+	}
 	targets := make([]string, 0, len(cfg.Files))
 	for t := range cfg.Files {
 		targets = append(targets, t)

@@ -3,16 +3,13 @@ package netns
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -34,156 +31,65 @@ const stopGrace = 10 * time.Second
 // then SIGKILL after 10 seconds; so ctx should not be one that a SIGINT
 // cancels (signal.NotifyContext), or Ctrl-C would also send SIGTERM.
 func Run(ctx context.Context, cfg Config) (int, error) {
-	if len(cfg.Argv) == 0 {
-		return 0, errdefs.User("no command to run: give it after `--`")
-	}
-	if cfg.Dial == nil {
-		return 0, fmt.Errorf("netns.Run: no Dial")
+	argv0, env, err := validate(cfg)
+	if err != nil {
+		return 0, err
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	env := cfg.Env
-	if env == nil {
-		env = os.Environ()
-	}
-	argv0, err := lookPath(cfg.Argv[0], env, cfg.Dir)
-	if err != nil {
-		return 0, err
-	}
-	for dst, src := range cfg.Files {
-		if !filepath.IsAbs(dst) {
-			return 0, errdefs.User("file mount %q: the path in CMD's view must be absolute", dst)
-		}
-		if _, err := os.Stat(src); err != nil {
-			return 0, errdefs.User("file mount %s: %v", dst, err)
-		}
-	}
 	podConf, err := resolvconf.Parse(bytes.NewReader(cfg.ResolvConf))
 	if err != nil {
 		return 0, errdefs.User("the pod's resolv.conf: %v", err)
 	}
-	hostRC := cfg.HostResolvConf
-	if hostRC == nil {
-		hostRC, _ = os.ReadFile("/etc/resolv.conf")
-	}
-	hostConf, _ := resolvconf.Parse(bytes.NewReader(hostRC))
 
 	tmp, err := os.MkdirTemp("", "tether-run-")
 	if err != nil {
 		return 0, fmt.Errorf("temporary directory: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	rcPath := ""
-	if len(cfg.ResolvConf) > 0 {
-		rcPath = filepath.Join(tmp, "resolv.conf")
-		if err := os.WriteFile(rcPath, cfg.ResolvConf, 0o644); err != nil {
-			return 0, err
-		}
-	}
-	staging := filepath.Join(tmp, "staging")
-	if err := os.Mkdir(staging, 0o700); err != nil {
+	ic, err := writeInitFiles(tmp, cfg)
+	if err != nil {
 		return 0, err
 	}
-
-	init, c, err := startInit(cfg)
+	ic.Path, ic.Argv, ic.Env, ic.Dir, ic.Files, ic.MTU = argv0, cfg.Argv, env, cfg.Dir, cfg.Files, tunMTU
+	init, tun, err := startInit(cfg, ic)
 	if err != nil {
 		return 0, explain(err)
 	}
-	defer func() {
-		c.c.Close()
-		_ = init.Wait()
-	}()
-	buf := make([]byte, 64<<10)
-	if err := c.send(ctlMsg{Op: "config", Config: &initConfig{Path: argv0, Argv: cfg.Argv, Env: env, Dir: cfg.Dir, ResolvConf: rcPath, Files: cfg.Files, Staging: staging, MTU: tunMTU}}, nil); err != nil {
-		return 0, explain(fmt.Errorf("configure the namespace init: %w", err))
-	}
-	m, tun, err := c.recv(buf)
-	if err != nil {
-		return 0, explain(fmt.Errorf("the namespace init: %w", err))
-	}
-	if m.Op != "ready" || tun == nil {
-		return 0, explain(fmt.Errorf("set up CMD's namespaces: %s", m.Err))
-	}
+	defer init.close()
 	defer tun.Close()
 
+	// The stack and the bridge serve until Run returns, whatever ctx does.
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
+	res := newResolver(cfg.Dial, nameservers(podConf.Nameservers), podConf.Search, hostNameservers(cfg), log)
+	defer res.close()
 	dnsAddr := map[netip.Addr]bool{}
-	var servers, hostServers []string
 	for _, s := range podConf.Nameservers {
 		if a, err := netip.ParseAddr(s); err == nil {
 			dnsAddr[a.Unmap()] = true
-			servers = append(servers, netip.AddrPortFrom(a, 53).String())
 		}
 	}
-	for _, s := range hostConf.Nameservers {
-		if a, err := netip.ParseAddr(s); err == nil {
-			hostServers = append(hostServers, netip.AddrPortFrom(a, 53).String())
-		}
-	}
-	if cfg.hostDNS != nil {
-		hostServers = cfg.hostDNS
-	}
-	res := newResolver(cfg.Dial, servers, podConf.Search, hostServers, log)
-	defer res.close()
 	ns, err := newNetstack(sctx, int(tun.Fd()), &netstack{dial: cfg.Dial, cluster: cfg.Cluster, dnsAddr: dnsAddr, res: res, log: log})
 	if err != nil {
 		return 0, err
 	}
 	defer ns.close()
 
-	// After "ready", the init's messages are read by one goroutine.
-	var (
-		sockMu sync.Mutex
-		sockCh = make(chan sockReply, 1)
-		msgCh  = make(chan ctlMsg, 4)
-	)
-	go func() {
-		rbuf := make([]byte, 64<<10)
-		for {
-			m, f, err := c.recv(rbuf)
-			if err != nil {
-				close(msgCh)
-				return
-			}
-			if m.Op == "socket" {
-				sockCh <- sockReply{f, m.Err}
-				continue
-			}
-			msgCh <- m
-		}
-	}()
-	socketOf := func(family, typ, proto int) (*os.File, error) {
-		sockMu.Lock()
-		defer sockMu.Unlock()
-		if err := c.send(ctlMsg{Op: "socket", Family: family, Type: typ, Proto: proto}, nil); err != nil {
-			return nil, err
-		}
-		select {
-		case r := <-sockCh:
-			if r.err != "" {
-				return nil, errors.New(r.err)
-			}
-			return r.f, nil
-		case <-time.After(5 * time.Second):
-			return nil, errors.New("the namespace init does not answer")
-		}
-	}
-	socket := func(family int) (*os.File, error) { return socketOf(family, unix.SOCK_STREAM, 0) }
 	hostDiag, err := openListenDiag()
 	if err != nil {
 		return 0, err
 	}
 	defer hostDiag.close()
-	nsDiagF, err := socketOf(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_SOCK_DIAG)
+	nsDiagF, err := init.socket(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return 0, fmt.Errorf("sock_diag socket in CMD's namespace: %w", err)
 	}
 	nsDiag := newListenDiag(nsDiagF)
 	defer nsDiag.close()
-	br := newBridge(log, hostDiag, nsDiag, socket)
+	br := newBridge(log, hostDiag, nsDiag, func(family int) (*os.File, error) { return init.socket(family, unix.SOCK_STREAM, 0) })
 	br.sync() // the machine's ports are there before CMD starts
 	bridgeDone := make(chan struct{})
 	go func() { br.run(sctx); close(bridgeDone) }()
@@ -192,15 +98,19 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
 	defer signal.Stop(sigs)
-
-	if err := c.send(ctlMsg{Op: "start"}, nil); err != nil {
+	if err := init.start(); err != nil {
 		return 0, fmt.Errorf("start CMD: %w", err)
 	}
+	return wait(ctx, init, sigs, cfg.Argv[0], log)
+}
+
+// wait passes signals and the end of ctx on to CMD until it exits.
+func wait(ctx context.Context, init *initConn, sigs <-chan os.Signal, name string, log *slog.Logger) (int, error) {
 	var killTimer <-chan time.Time
 	done := ctx.Done()
 	for {
 		select {
-		case m, ok := <-msgCh:
+		case m, ok := <-init.msgs:
 			if !ok {
 				return 0, fmt.Errorf("the namespace init ended before CMD did")
 			}
@@ -209,7 +119,7 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 				log.Debug("CMD started", "pid", m.Pid)
 			case "exit":
 				if m.Err != "" {
-					return 0, errdefs.User("start %s: %s", cfg.Argv[0], m.Err)
+					return 0, errdefs.User("start %s: %s", name, m.Err)
 				}
 				return m.Status, nil
 			}
@@ -217,79 +127,93 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 			if fromTerminal(s) {
 				continue // the terminal sent it to CMD too
 			}
-			_ = c.send(ctlMsg{Op: "signal", Signal: int(s.(syscall.Signal))}, nil)
+			init.signal(s.(syscall.Signal))
 		case <-done:
 			done = nil
-			_ = c.send(ctlMsg{Op: "signal", Signal: int(unix.SIGTERM)}, nil)
+			init.signal(unix.SIGTERM)
 			killTimer = time.After(stopGrace)
 		case <-killTimer:
-			_ = c.send(ctlMsg{Op: "signal", Signal: int(unix.SIGKILL)}, nil)
+			init.signal(unix.SIGKILL)
 		}
 	}
 }
 
-type sockReply struct {
-	f   *os.File
-	err string
+// validate checks cfg before anything starts and returns CMD's path and
+// environment.
+func validate(cfg Config) (string, []string, error) {
+	if len(cfg.Argv) == 0 {
+		return "", nil, errdefs.User("no command to run: give it after `--`")
+	}
+	if cfg.Dial == nil {
+		return "", nil, fmt.Errorf("netns.Run: no Dial")
+	}
+	if len(cfg.ResolvConf) == 0 {
+		return "", nil, fmt.Errorf("netns.Run: no ResolvConf")
+	}
+	env := cfg.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	argv0, err := lookPath(cfg.Argv[0], env, cfg.Dir)
+	if err != nil {
+		return "", nil, err
+	}
+	for dst, src := range cfg.Files {
+		if !filepath.IsAbs(dst) {
+			return "", nil, errdefs.User("file mount %q: the path in CMD's view must be absolute", dst)
+		}
+		if _, err := os.Stat(src); err != nil {
+			return "", nil, errdefs.User("file mount %s: %v", dst, err)
+		}
+	}
+	return argv0, env, nil
 }
 
-// startInit starts the init in new user, network and mount namespaces.
-func startInit(cfg Config) (*exec.Cmd, ctl, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, ctl{}, err
+// writeInitFiles writes, in the private directory tmp, what the init
+// mounts besides Files: the pod's resolv.conf and, when the machine's
+// nsswitch.conf resolves hosts by other means than files and DNS (nss-resolve,
+// mdns), one that resolves them as the pod does.
+func writeInitFiles(tmp string, cfg Config) (*initConfig, error) {
+	ic := &initConfig{ResolvConf: filepath.Join(tmp, "resolv.conf"), Staging: filepath.Join(tmp, "staging")}
+	if err := os.WriteFile(ic.ResolvConf, cfg.ResolvConf, 0o644); err != nil {
+		return nil, err
 	}
-	mine, theirs, err := socketpair()
-	if err != nil {
-		return nil, ctl{}, err
+	if err := os.Mkdir(ic.Staging, 0o700); err != nil {
+		return nil, err
 	}
-	defer theirs.Close()
-	cmd := exec.Command(self, InitArg)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = cfg.Stdin, cfg.Stdout, cfg.Stderr
-	cmd.ExtraFiles = []*os.File{theirs}
-	// A background child of CMD may keep a copied stdout open: do not
-	// wait for it longer than this once CMD's init has exited.
-	cmd.WaitDelay = 2 * time.Second
-	cmd.Env = []string{} // CMD's environment travels in the config
-	uid, gid := os.Getuid(), os.Getgid()
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:                 syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWNS,
-		UidMappings:                []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}},
-		GidMappings:                []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}},
-		GidMappingsEnableSetgroups: false,
-		AmbientCaps:                []uintptr{unix.CAP_NET_ADMIN, unix.CAP_SYS_ADMIN},
-		Pdeathsig:                  syscall.SIGKILL,
+	if b, err := os.ReadFile("/etc/nsswitch.conf"); err == nil {
+		if fixed, changed := podHosts(b); changed {
+			ic.NSSwitch = filepath.Join(tmp, "nsswitch.conf")
+			if err := os.WriteFile(ic.NSSwitch, fixed, 0o644); err != nil {
+				return nil, err
+			}
+		}
 	}
-	if err := cmd.Start(); err != nil {
-		mine.Close()
-		return nil, ctl{}, fmt.Errorf("create the namespaces: %w", err)
-	}
-	c, err := fileCtl(mine)
-	if err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, ctl{}, err
-	}
-	return cmd, c, nil
+	return ic, nil
 }
 
-// explain turns a failure to set the namespaces up into the reason the
-// machine gives, with its fix, when Check finds one.
-func explain(err error) error {
-	if d := Check(); d != nil {
-		return fmt.Errorf("%w (%v)", d, err)
+func nameservers(ns []string) []string {
+	var out []string
+	for _, s := range ns {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.AddrPortFrom(a, 53).String())
+		}
 	}
-	return fmt.Errorf("the namespace network mode failed: %v; `--network proxy` works without namespaces", err)
+	return out
 }
 
-// fromTerminal says whether s is a signal the terminal sent to the whole
-// foreground process group, CMD included.
-func fromTerminal(s os.Signal) bool {
-	if s != unix.SIGINT && s != unix.SIGQUIT {
-		return false
+// hostNameservers are the machine's nameservers, asked for the names the
+// cluster does not know.
+func hostNameservers(cfg Config) []string {
+	if cfg.hostDNS != nil {
+		return cfg.hostDNS
 	}
-	pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
-	return err == nil && pgrp == unix.Getpgrp()
+	rc := cfg.HostResolvConf
+	if rc == nil {
+		rc, _ = os.ReadFile("/etc/resolv.conf")
+	}
+	c, _ := resolvconf.Parse(bytes.NewReader(rc))
+	return nameservers(c.Nameservers)
 }
 
 // lookPath finds argv0 as CMD's PATH would.
