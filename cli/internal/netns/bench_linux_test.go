@@ -1,12 +1,17 @@
 package netns
 
 import (
+	"bufio"
 	"context"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // The benchmarks compare CMD's traffic through the namespace (TUN,
@@ -107,4 +112,63 @@ func BenchmarkRunTrue(b *testing.B) {
 			b.Fatalf("Run: %d, %v", st, err)
 		}
 	}
+}
+
+// BenchmarkIdleConnections: the memory Run's process holds for 1,000 idle
+// connections of CMD to the cluster (heap and goroutine stacks; the
+// cluster side only keeps the accepted sockets).
+func BenchmarkIdleConnections(b *testing.B) {
+	const n = 1000
+	probe := benchProbe(b)
+	fc := newFakeCluster(b)
+	holdAddr := "10.222.0.8:80"
+	fc.routes[holdAddr] = holdServer(b)
+	for b.Loop() {
+		ctx, cancel := context.WithCancel(context.Background())
+		pr, pw := io.Pipe()
+		cfg := Config{Argv: []string{probe, "hold:" + holdAddr + ":" + strconv.Itoa(n)}, Env: []string{"PATH=/usr/bin:/bin"},
+			Dial: fc.Dial, Cluster: clusterPrefixes, ResolvConf: []byte(podResolvConf), Stdout: pw}
+		done := make(chan error, 1)
+		go func() { _, err := Run(ctx, cfg); pw.Close(); done <- err }()
+		before := inUse()
+		line, err := bufio.NewReader(pr).ReadString('\n')
+		if err != nil || line != "holding 1000\n" {
+			b.Fatalf("CMD printed %q, %v", line, err)
+		}
+		time.Sleep(200 * time.Millisecond) // the last handshakes' goroutines settle
+		after := inUse()
+		b.ReportMetric(float64(after-before)/n/1024, "KiB/idle-conn")
+		b.ReportMetric(float64(after-before)/(1<<20), "MiB-for-1000")
+		cancel()
+		go func() { _, _ = io.Copy(io.Discard, pr) }()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func inUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
+}
+
+// holdServer accepts and keeps connections, without a goroutine each.
+func holdServer(b *testing.B) string {
+	l := listenLocal(b)
+	go func() {
+		var held []net.Conn
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	return l.Addr().String()
 }

@@ -18,6 +18,7 @@
 //	bench:ADDR:N:BYTES    N keep-alive request/responses, then BYTES each way; prints p50 and MB/s
 //	connbench:ADDR:N      N new connections, one request/response each; prints p50 and errors
 //	dnsbench:NAME:N       N lookups; prints p50
+//	hold:ADDR:N           open N connections, print "holding N", wait to be killed
 //	exit:N                exit with N
 //	killself              die of SIGTERM
 package main
@@ -184,6 +185,18 @@ func run(op, arg string) (string, error) {
 		}
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 		return fmt.Sprintf("p50_ns=%d", lat[n/2].Nanoseconds()), nil
+	case "hold":
+		addr, n := splitLast(arg)
+		conns := make([]net.Conn, 0, n)
+		for range n {
+			c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			if err != nil {
+				return "", err
+			}
+			conns = append(conns, c)
+		}
+		fmt.Printf("holding %d\n", len(conns))
+		select {}
 	case "exit":
 		n, _ := strconv.Atoi(arg)
 		os.Exit(n)
