@@ -14,7 +14,7 @@
 //	cat:PATH              print a file's first line
 //	status                CapEff and NoNewPrivs of this process
 //	listen:ADDR           listen, print "listening", answer one connection "hello from cmd"
-//	sigwait               print "ready", exit 42 on SIGINT
+//	sigwait[:TERM]        print "ready", exit 42 on SIGINT (or SIGTERM)
 //	bench:ADDR:N:BYTES    N keep-alive request/responses, then BYTES each way; prints p50 and MB/s
 //	connbench:ADDR:N      N new connections, one request/response each; prints p50 and errors
 //	dnsbench:NAME:N       N lookups; prints p50
@@ -159,7 +159,11 @@ func run(op, arg string) (string, error) {
 		return "served", err
 	case "sigwait":
 		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, os.Interrupt)
+		if arg == "TERM" {
+			signal.Notify(ch, syscall.SIGTERM)
+		} else {
+			signal.Notify(ch, os.Interrupt)
+		}
 		fmt.Println("ready")
 		<-ch
 		os.Exit(42)
