@@ -81,10 +81,21 @@ func unprivileged(t *testing.T) bool {
 	if err := os.Chown(home, u.uid, u.gid); err != nil {
 		t.Fatal(err)
 	}
+	env := []string{innerEnv + "=1", probeEnv + "=" + probe, pyEnv + "=" + filepath.Join(dir, "probe.py"), "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "TMPDIR=" + home}
+	// The cluster tests (-tags integration) need the cluster's kubeconfig:
+	// the user gets a copy of its own, deleted with dir.
+	if kc := os.Getenv("KUBECONFIG"); kc != "" {
+		own := filepath.Join(home, "kubeconfig")
+		copyFile(t, kc, own, 0o600)
+		if err := os.Chown(own, u.uid, u.gid); err != nil {
+			t.Fatal(err)
+		}
+		env = append(env, "KUBECONFIG="+own, "TETHER_AGENT_IMAGE="+os.Getenv("TETHER_AGENT_IMAGE"))
+	}
 	before := machineState(t)
 	cmd := exec.Command(bin, "-test.run", "^"+t.Name()+"$", "-test.v", "-test.count=1")
 	cmd.Dir = dir
-	cmd.Env = []string{innerEnv + "=1", probeEnv + "=" + probe, pyEnv + "=" + filepath.Join(dir, "probe.py"), "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "TMPDIR=" + home}
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid)}}
 	out, err := cmd.CombinedOutput()
 	t.Logf("as user %s (uid %d):\n%s", testUser, u.uid, out)

@@ -11,6 +11,12 @@
 //	refused:ADDR          the connection is refused
 //	drain:ADDR            read until the end, which must be a reset
 //	udp:ADDR              send a datagram "ping", print the answer
+//	http:URL              GET, print the status and the body's first line
+//	upload:URL:N          POST N random bytes to the demo's /upload, compare its SHA-256
+//	download:URL:N        GET N bytes from the demo's /bytes, compare their SHA-256
+//	httpconc:URL:N        N GETs at once, each on its own connection, all 200
+//	httpbench:URL:N       N keep-alive GETs; prints p50
+//	httpconnbench:URL:N   N GETs, a new connection each; prints p50 and errors
 //	cat:PATH              print a file's first line
 //	status                CapEff and NoNewPrivs of this process
 //	listen:ADDR           listen, print "listening", answer one connection "hello from cmd"
@@ -29,10 +35,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"sort"
@@ -129,6 +138,31 @@ func run(op, arg string) (string, error) {
 		buf := make([]byte, 100)
 		n, err := c.Read(buf)
 		return string(buf[:n]), err
+	case "http":
+		cl := &http.Client{Timeout: 20 * time.Second}
+		resp, err := cl.Get(arg)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		first, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+		return fmt.Sprintf("%d %s", resp.StatusCode, first), err
+	case "upload":
+		url, n := splitLast(arg)
+		return upload(url, n)
+	case "download":
+		url, n := splitLast(arg)
+		return download(url, n)
+	case "httpconc":
+		url, n := splitLast(arg)
+		return httpConc(url, n)
+	case "httpbench":
+		url, n := splitLast(arg)
+		return httpBench(url, n, false)
+	case "httpconnbench":
+		url, n := splitLast(arg)
+		return httpBench(url, n, true)
 	case "cat":
 		b, err := os.ReadFile(arg)
 		first, _, _ := strings.Cut(string(b), "\n")
@@ -350,6 +384,107 @@ func connBench(addr string, n int) (string, error) {
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	return fmt.Sprintf("p50_ns=%d errors=%d", lat[n/2].Nanoseconds(), errs), nil
+}
+
+func upload(url string, n int) (string, error) {
+	data := make([]byte, n)
+	_, _ = rand.Read(data)
+	sum := sha256.Sum256(data)
+	start := time.Now()
+	resp, err := http.Post(url, "application/octet-stream", bytes.NewReader(data))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Bytes  int    `json:"bytes"`
+		SHA256 string `json:"sha256"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		return "", err
+	}
+	if got.Bytes != n || got.SHA256 != hex.EncodeToString(sum[:]) {
+		return "", fmt.Errorf("the server got %d bytes with sha256 %s", got.Bytes, got.SHA256)
+	}
+	return fmt.Sprintf("%d bytes mbps=%.1f", n, float64(n)/time.Since(start).Seconds()/1e6), nil
+}
+
+// download checks the demo's /bytes pattern: byte(i) within each 64 KiB.
+func download(url string, n int) (string, error) {
+	start := time.Now()
+	resp, err := http.Get(fmt.Sprintf("%s?n=%d", url, n))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	got, err := io.Copy(h, resp.Body)
+	if err != nil {
+		return "", err
+	}
+	want := sha256.New()
+	chunk := make([]byte, 64<<10)
+	for i := range chunk {
+		chunk[i] = byte(i)
+	}
+	for left := n; left > 0; left -= len(chunk) {
+		want.Write(chunk[:min(left, len(chunk))])
+	}
+	if got != int64(n) || !bytes.Equal(h.Sum(nil), want.Sum(nil)) {
+		return "", fmt.Errorf("got %d bytes, checksum differs", got)
+	}
+	return fmt.Sprintf("%d bytes mbps=%.1f", n, float64(n)/time.Since(start).Seconds()/1e6), nil
+}
+
+func httpConc(url string, n int) (string, error) {
+	cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := cl.Get(url)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				errs[i] = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d served", n), nil
+}
+
+func httpBench(url string, n int, newConn bool) (string, error) {
+	cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: newConn}}
+	lat := make([]time.Duration, 0, n)
+	errs := 0
+	for range n {
+		start := time.Now()
+		resp, err := cl.Get(url)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if err != nil {
+			errs++
+			continue
+		}
+		lat = append(lat, time.Since(start))
+	}
+	if len(lat) == 0 {
+		return "", fmt.Errorf("all %d failed", n)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return fmt.Sprintf("p50_ns=%d errors=%d", lat[len(lat)/2].Nanoseconds(), errs), nil
 }
 
 type zero struct{}
