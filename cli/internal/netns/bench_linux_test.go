@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -25,11 +26,17 @@ import (
 
 var metric = regexp.MustCompile(`(\w+)=([0-9.]+)`)
 
+// probeMetrics reads the probe's "KEY=VALUE" figures, as KEY and as
+// STEP_KEY (the step's operation, e.g. httpbench_p50).
 func probeMetrics(b *testing.B, out string) map[string]float64 {
 	m := map[string]float64{}
-	for _, kv := range metric.FindAllStringSubmatch(out, -1) {
-		v, _ := strconv.ParseFloat(kv[2], 64)
-		m[kv[1]] = v
+	for _, line := range strings.Split(out, "\n") {
+		op, _, _ := strings.Cut(line, ":")
+		for _, kv := range metric.FindAllStringSubmatch(line, -1) {
+			v, _ := strconv.ParseFloat(kv[2], 64)
+			m[kv[1]] = v
+			m[op+"_"+strings.TrimSuffix(kv[1], "_ns")] = v
+		}
 	}
 	return m
 }
@@ -51,13 +58,18 @@ func direct(b *testing.B, probe string, steps ...string) map[string]float64 {
 }
 
 func inNS(b *testing.B, fc *fakeCluster, probe string, steps ...string) map[string]float64 {
-	cfg := Config{Argv: append([]string{probe}, steps...), Env: []string{"PATH=/usr/bin:/bin"}, Dial: fc.Dial,
-		Cluster: clusterPrefixes, ResolvConf: []byte(podResolvConf)}
+	return inNSConfig(b, Config{Argv: append([]string{probe}, steps...), Env: []string{"PATH=/usr/bin:/bin"}, Dial: fc.Dial,
+		Cluster: clusterPrefixes, ResolvConf: []byte(podResolvConf)})
+}
+
+func inNSConfig(b *testing.B, cfg Config) map[string]float64 {
+	steps := cfg.Argv[1:]
 	_, rc := startRun(b, cfg)
 	r := waitResult(b, rc)
 	if r.err != nil || r.status != 0 {
 		b.Fatalf("Run %v: %d, %v: %s", steps, r.status, r.err, r.out)
 	}
+	b.Logf("CMD printed:\n%s", r.out)
 	return probeMetrics(b, r.out)
 }
 

@@ -7,9 +7,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +39,7 @@ import (
 //	KUBECONFIG=... TETHER_AGENT_IMAGE=... go test -tags integration -run TestCluster ./cli/internal/netns/
 
 type clusterEnv struct {
-	t       *testing.T
+	t       testing.TB
 	rc      *rest.Config
 	cs      *kubernetes.Clientset
 	ns      string
@@ -50,7 +52,7 @@ type clusterEnv struct {
 
 const gwPort = 7777
 
-func newClusterEnv(t *testing.T) *clusterEnv {
+func newClusterEnv(t testing.TB) *clusterEnv {
 	kc, image := os.Getenv("KUBECONFIG"), os.Getenv("TETHER_AGENT_IMAGE")
 	if kc == "" || image == "" {
 		t.Fatal("the cluster tests need KUBECONFIG and TETHER_AGENT_IMAGE (an agent that serves the run job)")
@@ -164,7 +166,7 @@ func (e *clusterEnv) resolvConf() []byte {
 	return []byte(fmt.Sprintf("nameserver %s\nsearch %s.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n", e.dnsIP, e.ns))
 }
 
-func (e *clusterEnv) config(t *testing.T, argv ...string) Config {
+func (e *clusterEnv) config(t testing.TB, argv ...string) Config {
 	cfg := testConfig(t, &fakeCluster{}, argv...)
 	cfg.Dial, cfg.Cluster, cfg.ResolvConf = e.link.Dial, e.cluster, e.resolvConf()
 	return cfg
@@ -238,4 +240,81 @@ func TestClusterRun(t *testing.T) {
 		t.Errorf("Run = %d, %v", r.status, r.err)
 	}
 	requireSteps(t, r, steps...)
+}
+
+// BenchmarkCluster compares, in one run, CMD in the namespace mode (TUN,
+// gVisor's stack, a tunnel to the agent over a port-forward, the agent's
+// dial to the Service) with the baseline, the probe on the
+// machine through a raw client-go port-forward to the Service's pod:
+//
+//	KUBECONFIG=... TETHER_AGENT_IMAGE=... go test -tags integration -run '^$' -bench Cluster -benchtime 1x ./cli/internal/netns/
+func BenchmarkCluster(b *testing.B) {
+	e := newClusterEnv(b)
+	probe := benchProbe(b)
+	fwd, stop, err := cluster.ForwardPort(context.Background(), e.rc, e.ns, "orders", 8080)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stop()
+	// The tunnel without the namespace: a local listener whose
+	// connections go through the agent's dial streams, to split the cost
+	// between tether's tunnel and the namespace's stack.
+	tl := listenLocal(b)
+	go func() {
+		for {
+			c, err := tl.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				out, err := e.link.Dial(context.Background(), e.svcIP+":80")
+				if err != nil {
+					c.Close()
+					return
+				}
+				splice(c, out, nil)
+			}()
+		}
+	}()
+	raw, tun, ns, nsIP := "http://"+fwd, "http://"+tl.Addr().String(), "http://orders", "http://"+e.svcIP
+	const mb100 = "104857600"
+	for b.Loop() {
+		tn := direct(b, probe, "httpbench:"+tun+"/whoami:1000", "httpconnbench:"+tun+"/whoami:1000")
+		b.ReportMetric(tn["httpbench_p50"]/1e3, "tunnel-keepalive-p50-µs")
+		b.ReportMetric(tn["httpconnbench_p50"]/1e3, "tunnel-newconn-p50-µs")
+		d := direct(b, probe, "httpbench:"+raw+"/whoami:1000", "httpconnbench:"+raw+"/whoami:1000")
+		n := inNSConfig(b, e.config(b, probe, "httpbench:"+ns+"/whoami:1000", "httpconnbench:"+nsIP+"/whoami:1000", "dnsbench:orders:1000"))
+		// The pod's nameserver through the tunnel, without CMD's resolver
+		// and the namespace: what a lookup costs at least.
+		res := newResolver(e.link.Dial, []string{e.dnsIP + ":53"}, nil, nil, slog.New(slog.DiscardHandler))
+		lat := make([]time.Duration, 1000)
+		for i := range lat {
+			start := time.Now()
+			if _, err := res.exchange(context.Background(), query(b, uint16(i), "orders."+e.ns+".svc.cluster.local.", 0)); err != nil {
+				b.Fatal(err)
+			}
+			lat[i] = time.Since(start)
+		}
+		res.close()
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[500].Microseconds()), "tunnel-dns-query-p50-µs")
+		b.ReportMetric(n["httpbench_p50"]/1e3, "ns-keepalive-p50-µs")
+		b.ReportMetric(d["httpbench_p50"]/1e3, "pf-keepalive-p50-µs")
+		b.ReportMetric(n["httpbench_p50"]/d["httpbench_p50"], "keepalive-ratio")
+		b.ReportMetric(n["httpconnbench_p50"]/1e3, "ns-newconn-by-IP-p50-µs")
+		b.ReportMetric(d["httpconnbench_p50"]/1e3, "pf-newconn-p50-µs")
+		b.ReportMetric(n["httpconnbench_p50"]/d["httpconnbench_p50"], "newconn-ratio")
+		b.ReportMetric(n["httpconnbench_errors"], "ns-newconn-errors")
+		b.ReportMetric(d["httpconnbench_errors"], "pf-newconn-errors")
+		b.ReportMetric(n["dnsbench_p50"]/1e3, "ns-lookup-p50-µs")
+
+		d = direct(b, probe, "download:"+raw+"/bytes:"+mb100, "upload:"+raw+"/upload:"+mb100)
+		n = inNSConfig(b, e.config(b, probe, "download:"+ns+"/bytes:"+mb100, "upload:"+ns+"/upload:"+mb100))
+		b.ReportMetric(n["download_mbps"]/d["download_mbps"], "download-ratio")
+		b.ReportMetric(n["upload_mbps"]/d["upload_mbps"], "upload-ratio")
+		b.ReportMetric(n["download_mbps"], "ns-down-MB/s")
+		b.ReportMetric(d["download_mbps"], "pf-down-MB/s")
+		b.ReportMetric(n["upload_mbps"], "ns-up-MB/s")
+		b.ReportMetric(d["upload_mbps"], "pf-up-MB/s")
+	}
 }

@@ -19,7 +19,7 @@ import (
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-func testConfig(t *testing.T, fc *fakeCluster, argv ...string) Config {
+func testConfig(t testing.TB, fc *fakeCluster, argv ...string) Config {
 	return Config{
 		Argv:       argv,
 		Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + os.Getenv("HOME")},

@@ -475,6 +475,9 @@ func httpBench(url string, n int, newConn bool) (string, error) {
 			resp.Body.Close()
 		}
 		if err != nil {
+			if errs == 0 {
+				fmt.Fprintln(os.Stderr, "first error:", err)
+			}
 			errs++
 			continue
 		}
