@@ -308,6 +308,9 @@ func BenchmarkCluster(b *testing.B) {
 		b.ReportMetric(d["httpconnbench_errors"], "pf-newconn-errors")
 		b.ReportMetric(n["dnsbench_p50"]/1e3, "ns-lookup-p50-µs")
 
+		tn = direct(b, probe, "download:"+tun+"/bytes:"+mb100, "upload:"+tun+"/upload:"+mb100)
+		b.ReportMetric(tn["download_mbps"], "tunnel-down-MB/s")
+		b.ReportMetric(tn["upload_mbps"], "tunnel-up-MB/s")
 		d = direct(b, probe, "download:"+raw+"/bytes:"+mb100, "upload:"+raw+"/upload:"+mb100)
 		n = inNSConfig(b, e.config(b, probe, "download:"+ns+"/bytes:"+mb100, "upload:"+ns+"/upload:"+mb100))
 		b.ReportMetric(n["download_mbps"]/d["download_mbps"], "download-ratio")
