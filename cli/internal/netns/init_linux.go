@@ -42,6 +42,9 @@ func initMain() int {
 		return 125
 	}
 	cfg := m.Config
+	// CMD runs as the same user: it must not be able to ptrace the init or
+	// read its memory (the init keeps its capabilities in the namespace).
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	tun, err := setupNamespaces(cfg)
 	if err != nil {
 		_ = c.send(ctlMsg{Op: "failed", Err: err.Error()}, nil)

@@ -25,6 +25,12 @@ const (
 	tunMTU      = 65520
 	dialTimeout = 30 * time.Second
 	udpIdle     = 60 * time.Second
+	// dnsIdle: a resolver mostly sends one query (or an A and an AAAA)
+	// per socket, so a DNS flow is dropped soon after its last query.
+	dnsIdle = 5 * time.Second
+	// maxQuery is the largest DNS query read over UDP (queries are a few
+	// hundred bytes).
+	maxQuery = 4096
 	// maxInFlight bounds the handshakes waiting for their Dial.
 	maxInFlight = 4096
 )
@@ -177,9 +183,9 @@ func (n *netstack) handleUDP(r *udp.ForwarderRequest) bool {
 // serveDNS answers the queries CMD sends from one socket until it is idle.
 func (n *netstack) serveDNS(c *gonet.UDPConn) {
 	defer c.Close()
-	buf := make([]byte, 65535)
+	buf := make([]byte, maxQuery)
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(udpIdle))
+		_ = c.SetReadDeadline(time.Now().Add(dnsIdle))
 		k, err := c.Read(buf)
 		if err != nil {
 			return
