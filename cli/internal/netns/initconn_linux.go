@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tetherkube/tether/internal/errdefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,15 +33,17 @@ type sockReply struct {
 // sends it ic and returns once the namespaces are set up, with the TUN's
 // fd.
 func startInit(cfg Config, ic *initConfig) (*initConn, *os.File, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, nil, err
+	self := cfg.initPath
+	if self == "" {
+		var err error
+		if self, err = os.Executable(); err != nil {
+			return nil, nil, err
+		}
 	}
 	mine, theirs, err := socketpair()
 	if err != nil {
 		return nil, nil, err
 	}
-	defer theirs.Close()
 	cmd := exec.Command(self, InitArg)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = cfg.Stdin, cfg.Stdout, cfg.Stderr
 	cmd.ExtraFiles = []*os.File{theirs}
@@ -57,7 +60,10 @@ func startInit(cfg Config, ic *initConfig) (*initConn, *os.File, error) {
 		AmbientCaps:                []uintptr{unix.CAP_NET_ADMIN, unix.CAP_SYS_ADMIN},
 		Pdeathsig:                  syscall.SIGKILL,
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	// The init has its end now: keeping ours open would hide its exit.
+	theirs.Close()
+	if err != nil {
 		mine.Close()
 		return nil, nil, fmt.Errorf("create the namespaces: %w", err)
 	}
@@ -133,12 +139,15 @@ func (i *initConn) close() {
 }
 
 // explain turns a failure to set the namespaces up into the reason the
-// machine gives, with its fix, when Check finds one.
+// machine gives, with its fix, when Check finds one. Otherwise it is
+// still a user error: something of this machine (a container's seccomp
+// profile, a security module) forbids what the mode needs, and the user's
+// way out is the proxy mode.
 func explain(err error) error {
 	if d := Check(); d != nil {
 		return fmt.Errorf("%w (%v)", d, err)
 	}
-	return fmt.Errorf("the namespace network mode failed: %v; `--network proxy` works without namespaces", err)
+	return errdefs.User("this machine does not let tether set up CMD's network namespace (%v): inside a container, its seccomp profile or missing privileges may forbid user namespaces; `--network proxy` works without namespaces", err)
 }
 
 // fromTerminal says whether s is a signal the terminal sent to the whole

@@ -93,4 +93,6 @@ type Config struct {
 
 	// hostDNS replaces HostResolvConf's nameservers ("ip:port"), for tests.
 	hostDNS []string
+	// initPath replaces this executable as the init, for tests.
+	initPath string
 }

@@ -391,3 +391,21 @@ func TestCheckHere(t *testing.T) {
 		t.Errorf("Check: %v", err)
 	}
 }
+
+// TestRunInitFails: when the namespaces cannot be set up for a reason
+// Check does not know (here the init exits at once, as when a seccomp
+// profile kills it), Run says so as a user error that points at the proxy
+// mode, and leaves nothing behind.
+func TestRunInitFails(t *testing.T) {
+	cfg := testConfig(t, &fakeCluster{}, "/bin/true")
+	cfg.initPath = "/bin/false"
+	tmpBefore, _ := filepath.Glob(filepath.Join(os.TempDir(), "tether-run-*"))
+	_, err := Run(context.Background(), cfg)
+	if err == nil || !errors.Is(err, errdefs.ErrUser) || !strings.Contains(err.Error(), "--network proxy") {
+		t.Errorf("Run: %v; want a user error pointing at --network proxy", err)
+	}
+	tmpAfter, _ := filepath.Glob(filepath.Join(os.TempDir(), "tether-run-*"))
+	if len(tmpAfter) > len(tmpBefore) {
+		t.Errorf("Run left temporary directories: %v", tmpAfter)
+	}
+}
