@@ -24,6 +24,9 @@ type initConn struct {
 	msgs   chan ctlMsg // started, exit; closed when the init is gone
 }
 
+// readyTimeout bounds the init's setup (it takes milliseconds).
+const readyTimeout = 30 * time.Second
+
 type sockReply struct {
 	f   *os.File
 	err string
@@ -81,7 +84,9 @@ func startInit(cfg Config, ic *initConfig) (*initConn, *os.File, error) {
 	if err := c.send(ctlMsg{Op: "config", Config: ic}, nil); err != nil {
 		return fail(fmt.Errorf("configure the namespace init: %w", err))
 	}
+	_ = c.c.SetReadDeadline(time.Now().Add(readyTimeout))
 	m, tun, err := c.recv(make([]byte, 64<<10))
+	_ = c.c.SetReadDeadline(time.Time{})
 	if err != nil {
 		return fail(fmt.Errorf("the namespace init: %w", err))
 	}
