@@ -140,7 +140,14 @@ func (i *initConn) signal(s syscall.Signal) { _ = i.c.send(ctlMsg{Op: "signal", 
 // runs, and exits) and waits for the init.
 func (i *initConn) close() {
 	i.c.c.Close()
-	_ = i.cmd.Wait()
+	done := make(chan struct{})
+	go func() { _ = i.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = i.cmd.Process.Kill() // stuck in its setup
+		<-done
+	}
 }
 
 // explain turns a failure to set the namespaces up into the reason the
