@@ -90,12 +90,24 @@ func TestRunGoStatic(t *testing.T) {
 		"udp:" + lanUDP,
 		"drain:" + resetAddr,
 		"cat:/var/run/secrets/kubernetes.io/serviceaccount/token",
+		"cat:/etc/tether-test/app.conf",
 		"cat:/etc/resolv.conf",
+		"cat:/etc/hostname",
 		"status",
 	}
 	cfg := testConfig(t, fc, append([]string{os.Getenv(probeEnv)}, steps...)...)
 	cfg.hostDNS = []string{dnsServer(t, "udp", laptopZone)}
-	cfg.Files = map[string]string{"/var/run/secrets/kubernetes.io/serviceaccount": saDir}
+	appConf := filepath.Join(t.TempDir(), "app.conf")
+	if err := os.WriteFile(appConf, []byte("level: debug\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Files = map[string]string{
+		"/var/run/secrets/kubernetes.io/serviceaccount": saDir,
+		// /etc/tether-test does not exist: /etc is mirrored for CMD, with
+		// the pod's resolv.conf already mounted in it.
+		"/etc/tether-test/app.conf": appConf,
+	}
+	hostname, _ := os.ReadFile("/etc/hostname")
 	_, rc := startRun(t, cfg)
 	r := waitResult(t, rc)
 	if r.err != nil {
@@ -112,6 +124,8 @@ func TestRunGoStatic(t *testing.T) {
 		"resolvetcp:svc1 ok 10.222.0.5",
 		"resolve:laptop-only.example ok 192.0.2.7",
 		"serviceaccount/token ok tok-123",
+		"cat:/etc/tether-test/app.conf ok level: debug",
+		"cat:/etc/hostname ok " + strings.TrimSpace(string(hostname)),
 		"ok hello from the LAN side",
 		"ok hello from host v6",
 		"udp:" + lanUDP + " ok ping",
@@ -122,6 +136,9 @@ func TestRunGoStatic(t *testing.T) {
 		if !strings.Contains(r.out, want) {
 			t.Errorf("CMD's output lacks %q", want)
 		}
+	}
+	if _, err := os.Stat("/etc/tether-test"); err == nil {
+		t.Error("/etc/tether-test exists on the machine")
 	}
 	if !fc.wasDialed(podDNS) {
 		t.Errorf("the pod's nameserver was not asked through Dial")
