@@ -39,6 +39,26 @@
 //
 // Nothing of the machine changes: no route, resolv.conf, firewall rule or
 // interface outside CMD's namespaces.
+//
+// # Use
+//
+// The binary calls MaybeInit first thing (cli/app.Run does). Then, for
+// `tether run`:
+//
+//	if err := netns.Check(); err != nil {
+//		return err // a user error: what to change, and that --network proxy works
+//	}
+//	status, err := netns.Run(context.WithoutCancel(ctx), netns.Config{
+//		Argv: argv, Env: env, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+//		Dial:       dialer.Dial, // out of the target pod
+//		Cluster:    ranges,      // the Service and pod CIDRs
+//		ResolvConf: podResolvConf,
+//		Files:      files, // e.g. /var/run/secrets/kubernetes.io/serviceaccount -> DIR/...
+//		Logger:     log,
+//	})
+//
+// Run's context should not be one a SIGINT cancels: Ctrl-C already
+// reaches CMD from the terminal, and the end of ctx sends CMD a SIGTERM.
 package netns
 
 import (
