@@ -34,7 +34,7 @@ import (
 // tether agent (serving the run job) in a pod, over a client-go
 // port-forward, and the agent's dial streams. They need KUBECONFIG and
 // TETHER_AGENT_IMAGE (an agent with the run job, e.g. from `make
-// agent-image`):
+// agent-image`), else the local cluster's (as the tests in integration/):
 //
 //	KUBECONFIG=... TETHER_AGENT_IMAGE=... go test -tags integration -run TestCluster ./cli/internal/netns/
 
@@ -53,13 +53,13 @@ type clusterEnv struct {
 const gwPort = 7777
 
 func newClusterEnv(t testing.TB) *clusterEnv {
-	kc, image := os.Getenv("KUBECONFIG"), os.Getenv("TETHER_AGENT_IMAGE")
-	if kc == "" || image == "" {
-		t.Fatal("the cluster tests need KUBECONFIG and TETHER_AGENT_IMAGE (an agent that serves the run job)")
+	kc, image := clusterKubeconfig(), os.Getenv("TETHER_AGENT_IMAGE")
+	if image == "" {
+		image = cluster.AgentImage
 	}
 	rc, err := clientcmd.BuildConfigFromFlags("", kc)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("no cluster to test against (kubeconfig %s): %v; run `make cluster-up`", kc, err)
 	}
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {

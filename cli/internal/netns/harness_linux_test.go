@@ -84,7 +84,7 @@ func unprivileged(t *testing.T) bool {
 	env := []string{innerEnv + "=1", probeEnv + "=" + probe, pyEnv + "=" + filepath.Join(dir, "probe.py"), "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "TMPDIR=" + home}
 	// The cluster tests (-tags integration) need the cluster's kubeconfig:
 	// the user gets a copy of its own, deleted with dir.
-	if kc := os.Getenv("KUBECONFIG"); kc != "" {
+	if kc := clusterKubeconfig(); strings.HasPrefix(t.Name(), "TestCluster") {
 		own := filepath.Join(home, "kubeconfig")
 		copyFile(t, kc, own, 0o600)
 		if err := os.Chown(own, u.uid, u.gid); err != nil {
@@ -153,6 +153,15 @@ func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	if err := os.WriteFile(dst, b, mode); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// clusterKubeconfig is $KUBECONFIG, else the local cluster's.
+func clusterKubeconfig() string {
+	if p := os.Getenv("KUBECONFIG"); p != "" {
+		return p
+	}
+	p, _ := filepath.Abs("../../../.cluster/kubeconfig.yaml")
+	return p
 }
 
 // buildProbe builds testdata/probe as a static binary in dir.
