@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -424,5 +425,63 @@ func TestRunInitFails(t *testing.T) {
 	tmpAfter, _ := filepath.Glob(filepath.Join(os.TempDir(), "tether-run-*"))
 	if len(tmpAfter) > len(tmpBefore) {
 		t.Errorf("Run left temporary directories: %v", tmpAfter)
+	}
+}
+
+// helperEnv makes the test binary run Run with the probe's "pid" and
+// "sigwait" steps (TestRunDiesWithTether's stand-in for tether).
+const helperEnv = "TETHER_NETNS_TEST_HELPER"
+
+// TestRunDiesWithTether: when tether's process is killed (SIGKILL, no
+// cleanup), the init and CMD die with it.
+func TestRunDiesWithTether(t *testing.T) {
+	if os.Getenv(helperEnv) != "" {
+		fc := newFakeCluster(t)
+		cfg := testConfig(t, fc, os.Getenv(probeEnv), "pid", "sigwait")
+		cfg.Stdout = os.Stdout
+		_, _ = Run(context.Background(), cfg)
+		return
+	}
+	if unprivileged(t) {
+		return
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper := exec.Command(self, "-test.run", "^TestRunDiesWithTether$")
+	helper.Env = append(os.Environ(), helperEnv+"=1")
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	pid := 0
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "pid ok "); ok {
+			pid, _ = strconv.Atoi(v)
+			break
+		}
+	}
+	if pid == 0 {
+		_ = helper.Process.Kill()
+		_ = helper.Wait()
+		t.Fatal("the helper's CMD did not print its pid")
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("CMD (pid %d) is not running: %v", pid, err)
+	}
+	_ = helper.Process.Kill()
+	_ = helper.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("CMD (pid %d) still runs 10 s after tether's process was killed", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

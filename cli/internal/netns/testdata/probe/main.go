@@ -20,6 +20,7 @@
 //	cat:PATH              print a file's first line
 //	status                CapEff and NoNewPrivs of this process
 //	listen:ADDR           listen, print "listening", answer one connection "hello from cmd"
+//	pid                   print this process's pid
 //	sigwait[:TERM]        print "ready", exit 42 on SIGINT (or SIGTERM)
 //	bench:ADDR:N:BYTES    N keep-alive request/responses, then BYTES each way; prints p50 and MB/s
 //	connbench:ADDR:N      N new connections, one request/response each; prints p50 and errors
@@ -191,6 +192,8 @@ func run(op, arg string) (string, error) {
 		defer c.Close()
 		_, err = io.WriteString(c, "hello from cmd\n")
 		return "served", err
+	case "pid":
+		return strconv.Itoa(os.Getpid()), nil
 	case "sigwait":
 		ch := make(chan os.Signal, 1)
 		if arg == "TERM" {
