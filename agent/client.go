@@ -25,7 +25,7 @@ func NewClient(conn grpc.ClientConnInterface) *Client {
 }
 
 // knownErrors are the sentinels a client recognises after the wire.
-var knownErrors = []error{ErrUnknownPort, ErrAlreadyIntercepted, ErrBadFilter, ErrNoCapNetRaw, ErrNotRecording, ErrBadProbe, ErrBadToken, ErrFixedToken, ErrNotServed}
+var knownErrors = []error{ErrUnknownPort, ErrAlreadyIntercepted, ErrBadFilter, ErrNoCapNetRaw, ErrNotRecording, ErrBadProbe, ErrBadToken, ErrFixedToken, ErrNotServed, ErrNoProcess}
 
 // fromStatus maps a gRPC error back to the Service's errors, prefixed by op.
 func fromStatus(op string, err error) error {
@@ -133,4 +133,13 @@ func (c *Client) Exchanges(ctx context.Context, req ExchangesRequest, emit func(
 func (c *Client) Rotate(ctx context.Context, token []byte) error {
 	_, err := c.rpc.Rotate(ctx, &agentv1.RotateRequest{Token: token})
 	return fromStatus("rotate the agent's token", err)
+}
+
+// ReadProcess reads a container's main process's environment and files.
+func (c *Client) ReadProcess(ctx context.Context, req ProcessRequest) (ProcessData, error) {
+	resp, err := c.rpc.ReadProcess(ctx, ProcessRequestToProto(req))
+	if err != nil {
+		return ProcessData{}, fromStatus("read the container's process", err)
+	}
+	return ProcessDataFromProto(resp), nil
 }

@@ -73,6 +73,9 @@ type Service interface {
 	// Rotate replaces the token the agent accepts for new tunnels (an
 	// inspection agent's bootstrap token); open tunnels go on.
 	Rotate(ctx context.Context, token []byte) error
+	// ReadProcess reads a container's main process's environment and the
+	// files under paths of its root (the run job).
+	ReadProcess(ctx context.Context, req ProcessRequest) (ProcessData, error)
 }
 
 // Errors of Rotate.

@@ -243,3 +243,29 @@ func (c *Client) Replay(ctx context.Context, req ReplayRequest, emit func(replay
 		}
 	}
 }
+
+// Env asks the daemon for a container's environment, relaying its
+// progress lines.
+func (c *Client) Env(ctx context.Context, req EnvRequest, progress func(string)) (EnvResult, error) {
+	stream, err := c.rpc.Env(ctx, EnvRequestToProto(req))
+	if err != nil {
+		return EnvResult{}, fromStatus(err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return EnvResult{}, errors.New("daemon ended env without a result")
+		}
+		if err != nil {
+			return EnvResult{}, fromStatus(err)
+		}
+		switch e := ev.GetEvent().(type) {
+		case *daemonv1.EnvEvent_Progress:
+			if progress != nil {
+				progress(e.Progress)
+			}
+		case *daemonv1.EnvEvent_Result:
+			return EnvResultFromProto(e.Result), nil
+		}
+	}
+}

@@ -34,6 +34,9 @@ type Service interface {
 	Requests(ctx context.Context, req RequestsRequest, emit func(*recording.Exchange) error) ([]PodRecording, error)
 	// Replay sends recorded exchanges again and calls emit with each result.
 	Replay(ctx context.Context, req ReplayRequest, emit func(replay.Result) error) (replay.Summary, error)
+	// Env returns a container's environment as its process sees it, each
+	// variable with its source, and its configuration files when asked.
+	Env(ctx context.Context, req EnvRequest, progress func(string)) (EnvResult, error)
 }
 
 // CaptureRequest names the pod and what to capture.

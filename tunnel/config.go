@@ -47,6 +47,13 @@ type Config struct {
 
 	// Logger receives the session's diagnostics. Nil discards them.
 	Logger *slog.Logger
+
+	// Admit, on the server side, is asked once the client has proved it
+	// holds Token, before the server's verdict is sent: false refuses the
+	// client as for a wrong token. A token good for one tunnel only is
+	// spent here, so that a client never hears "accepted" for a tunnel the
+	// server then closes. Nil admits every client holding the token.
+	Admit func() bool
 }
 
 // DefaultConfig returns a Config that notices a dead peer within 2 s, with

@@ -178,6 +178,11 @@ func serverHandshake(conn net.Conn, cfg Config) error {
 		_, _ = conn.Write(append([]byte{statusBadToken, byte(len(reason))}, reason...))
 		return ErrBadToken
 	}
+	if cfg.Admit != nil && !cfg.Admit() {
+		reason := "token no longer accepted"
+		_, _ = conn.Write(append([]byte{statusBadToken, byte(len(reason))}, reason...))
+		return fmt.Errorf("%w: %s", ErrBadToken, reason)
+	}
 	if _, err := conn.Write([]byte{statusOK}); err != nil {
 		return fmt.Errorf("tunnel: send verdict: %w", err)
 	}

@@ -162,6 +162,32 @@ func TestHandshakeRefusals(t *testing.T) {
 	})
 }
 
+// TestAdmitRefuses: a client holding the token that the server no longer
+// admits (a single-use token spent) hears "token refused", never "ok".
+func TestAdmitRefuses(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		c, s := tr.pair(t)
+		defer c.Close()
+		admitted := 0
+		cfg := DefaultConfig(testToken)
+		cfg.Admit = func() bool { admitted++; return false }
+		srvErr := make(chan error, 1)
+		go func() {
+			_, err := Server(context.Background(), s, cfg)
+			srvErr <- err
+		}()
+		if err := clientHandshake(c, DefaultConfig(testToken)); !errors.Is(err, ErrBadToken) {
+			t.Errorf("client: %v, want %v", err, ErrBadToken)
+		}
+		if err := <-srvErr; !errors.Is(err, ErrBadToken) {
+			t.Errorf("server: %v, want %v", err, ErrBadToken)
+		}
+		if admitted != 1 {
+			t.Errorf("Admit asked %d times, want once", admitted)
+		}
+	})
+}
+
 // rawClientHandshake is clientHandshake with a chosen version byte.
 func rawClientHandshake(conn net.Conn, version byte, token []byte) error {
 	cfg := DefaultConfig(token)

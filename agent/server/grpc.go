@@ -89,3 +89,11 @@ func (s *grpcServer) Exchanges(req *agentv1.ExchangesRequest, stream grpc.Server
 func (s *grpcServer) Rotate(ctx context.Context, req *agentv1.RotateRequest) (*agentv1.RotateResponse, error) {
 	return &agentv1.RotateResponse{}, toStatus(s.svc.Rotate(ctx, req.GetToken()))
 }
+
+func (s *grpcServer) ReadProcess(ctx context.Context, req *agentv1.ReadProcessRequest) (*agentv1.ReadProcessResponse, error) {
+	d, err := s.svc.ReadProcess(ctx, agent.ProcessRequestFromProto(req))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return agent.ProcessDataToProto(d), nil
+}

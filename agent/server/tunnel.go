@@ -31,14 +31,18 @@ func (a *Agent) serveTunnel(ctx context.Context, c net.Conn) {
 	token, why := a.keys.handshakeToken()
 	cfg := tunnel.DefaultConfig(token)
 	cfg.Logger = a.log
+	// The bootstrap token is spent before the client hears it is accepted:
+	// a second tunnel cannot slip in while the first is being accepted.
+	cfg.Admit = func() bool {
+		if a.keys.opened(token) {
+			return true
+		}
+		why = "the bootstrap token was used or rotated during the handshake"
+		return false
+	}
 	sess, err := tunnel.Server(ctx, c, cfg)
 	if err != nil {
 		a.log.Warn("tunnel refused", "from", c.RemoteAddr().String(), "err", err, "why", why)
-		return
-	}
-	if !a.keys.opened(token) {
-		a.log.Warn("tunnel refused after its handshake: the bootstrap token was used or rotated meanwhile")
-		sess.Close()
 		return
 	}
 	a.log.Info("tunnel open")

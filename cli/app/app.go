@@ -18,6 +18,7 @@ import (
 	"github.com/tetherkube/tether/cli/connect"
 	"github.com/tetherkube/tether/cli/daemoncmd"
 	"github.com/tetherkube/tether/cli/dns"
+	"github.com/tetherkube/tether/cli/env"
 	"github.com/tetherkube/tether/cli/intercept"
 	"github.com/tetherkube/tether/cli/internal/netns"
 	"github.com/tetherkube/tether/cli/leave"
@@ -70,6 +71,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		capture.NewCmdCapture(f, nil),
 		dns.NewCmdDNS(f, nil),
 		trace.NewCmdTrace(f, nil),
+		env.NewCmdEnv(f, nil),
 		record.NewCmdRecord(f, nil),
 		requests.NewCmdRequests(f),
 		replaycmd.NewCmdReplay(f, nil),

@@ -129,3 +129,14 @@ func (s *GRPCServer) Replay(req *daemonv1.ReplayRequest, stream grpc.ServerStrea
 	}
 	return stream.Send(&daemonv1.ReplayEvent{Event: &daemonv1.ReplayEvent_Summary{Summary: daemon.ReplaySummaryToProto(sum)}})
 }
+
+func (s *GRPCServer) Env(req *daemonv1.EnvRequest, stream grpc.ServerStreamingServer[daemonv1.EnvEvent]) error {
+	progress := func(line string) {
+		_ = stream.Send(&daemonv1.EnvEvent{Event: &daemonv1.EnvEvent_Progress{Progress: line}})
+	}
+	res, err := s.svc.Env(stream.Context(), daemon.EnvRequestFromProto(req), progress)
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.Send(&daemonv1.EnvEvent{Event: &daemonv1.EnvEvent_Result{Result: daemon.EnvResultToProto(res)}})
+}

@@ -56,10 +56,15 @@ const (
 	Rollback  Feature = "rollback"
 	RollAll   Feature = "rollback --all"
 	Inspect   Feature = "trace, capture and dns"
+	// EnvSpec reads a container's environment from its spec (env
+	// --source spec); Env also reads its process through an inspection
+	// agent (env, env --files).
+	EnvSpec Feature = "env --source spec"
+	Env     Feature = "env"
 )
 
 // Features lists every feature, in the order `tether connect` reports them.
-var Features = []Feature{Intercept, Record, Requests, Rollback, RollAll, Inspect}
+var Features = []Feature{Intercept, Record, Requests, Rollback, RollAll, Inspect, EnvSpec, Env}
 
 // Objects names what a check is about, where known.
 type Objects struct {
@@ -69,6 +74,8 @@ type Objects struct {
 	// ConfigMap) and JournalKey (the Secret whose key authenticates the
 	// journal) are object names; "" when not known.
 	Workload, Secret, Journal, JournalKey string
+	// ConfigMaps and Secrets a container's environment names (env).
+	ConfigMaps, Secrets []string
 }
 
 func (o Objects) workload(verb, why string) []Rule {
@@ -156,6 +163,28 @@ func Rules(f Feature, o Objects) []Rule {
 			Rule{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "trace a Service's endpoints"},
 		)
 		r = append(r, portForward("reach the inspection agent")...)
+	case EnvSpec, Env:
+		if o.Workload != "" {
+			r = append(r, o.workload("get", "find the workload's pods")...)
+		}
+		r = append(r,
+			Rule{Verb: "get", Resource: "pods", Why: "read the pod's spec"},
+			Rule{Verb: "list", Resource: "pods", Why: "pick a ready pod of a workload"},
+			Rule{Verb: "list", Resource: "services", Why: "compute the service link variables"},
+		)
+		for _, n := range o.ConfigMaps {
+			r = append(r, Rule{Verb: "get", Resource: "configmaps", Name: n, PerObject: true, Why: "resolve the variables it gives"})
+		}
+		for _, n := range o.Secrets {
+			r = append(r, Rule{Verb: "get", Resource: "secrets", Name: n, PerObject: true, Why: "resolve the variables it gives"})
+		}
+		if f == Env {
+			r = append(r,
+				Rule{Verb: "update", Resource: "pods", Subresource: "ephemeralcontainers", Why: "add the inspection agent that reads the process"},
+				Rule{Verb: "create", Resource: "secrets", Why: "keep each new inspection agent's rotated token"},
+			)
+			r = append(r, portForward("reach the inspection agent")...)
+		}
 	}
 	return r
 }

@@ -82,6 +82,7 @@ func TestDocumentedRolesSuffice(t *testing.T) {
 	}{
 		{"tether-user", []Feature{Intercept, Record, Requests, Rollback, RollAll}},
 		{"tether-inspect", []Feature{Inspect}},
+		{"tether-env", []Feature{EnvSpec, Env}},
 	}
 	for _, tt := range tests {
 		role, ok := roles[tt.role]

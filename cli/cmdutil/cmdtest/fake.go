@@ -27,6 +27,7 @@ type FakeService struct {
 	QuitFunc      func(ctx context.Context) error
 	CaptureFunc   func(ctx context.Context, req daemon.CaptureRequest, progress func(string), emit func(agent.CapturedPacket) error) (agent.CaptureStats, error)
 	TraceFunc     func(ctx context.Context, req daemon.TraceRequest, progress func(string)) (daemon.TraceReport, error)
+	EnvFunc       func(ctx context.Context, req daemon.EnvRequest, progress func(string)) (daemon.EnvResult, error)
 	RecordFunc    func(ctx context.Context, req daemon.RecordRequest, progress func(string)) (daemon.RecordInfo, error)
 	RequestsFunc  func(ctx context.Context, req daemon.RequestsRequest, emit func(*recording.Exchange) error) ([]daemon.PodRecording, error)
 	ReplayFunc    func(ctx context.Context, req daemon.ReplayRequest, emit func(replay.Result) error) (replay.Summary, error)
@@ -106,4 +107,11 @@ func (f *FakeService) Replay(ctx context.Context, req daemon.ReplayRequest, emit
 		return replay.Summary{}, unset("Replay")
 	}
 	return f.ReplayFunc(ctx, req, emit)
+}
+
+func (f *FakeService) Env(ctx context.Context, req daemon.EnvRequest, progress func(string)) (daemon.EnvResult, error) {
+	if f.EnvFunc == nil {
+		return daemon.EnvResult{}, unset("Env")
+	}
+	return f.EnvFunc(ctx, req, progress)
 }

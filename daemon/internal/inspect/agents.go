@@ -23,6 +23,10 @@ type agentState struct {
 	// root: the agent runs as root with the runtime's default
 	// capabilities, NET_RAW among them.
 	root bool
+	// uid and gid the agent runs as, when its spec sets them; target is
+	// the container whose processes it sees.
+	uid, gid *int64
+	target   string
 	// jobs: what the agent serves, from its --serve argument (all of
 	// them for agents started without one).
 	jobs  []agent.Job
@@ -112,8 +116,11 @@ func podAgents(p *corev1.Pod) []agentState {
 		if !ok {
 			port = TunnelPort
 		}
-		a := agentState{name: c.Name, image: c.Image, port: port, status: status[c.Name],
+		a := agentState{name: c.Name, image: c.Image, port: port, status: status[c.Name], target: c.TargetContainerName,
 			root: c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil && *c.SecurityContext.RunAsUser == 0}
+		if sc := c.SecurityContext; sc != nil {
+			a.uid, a.gid = sc.RunAsUser, sc.RunAsGroup
+		}
 		a.jobs = agent.AllJobs
 		if v, ok := argValue(c.Args, "--serve"); ok {
 			if jobs, err := agent.ParseJobs(v); err == nil {
@@ -158,9 +165,25 @@ func argValue(args []string, flag string) (string, bool) {
 	return "", false
 }
 
-// fits: the agent can do req's work (capture needs root as well).
+// fits: the agent can do req's work (capture needs root as well; the run
+// job sees the target container's processes as the user asked for).
 func (a agentState) fits(req Request) bool {
-	return slices.Contains(a.jobs, req.job()) && (a.root || !req.netRaw())
+	if !slices.Contains(a.jobs, req.job()) || (!a.root && req.netRaw()) {
+		return false
+	}
+	if req.job() == agent.JobRun {
+		// Reading a process needs its container and user; dialing (tether
+		// run's connections) any run agent.
+		return (req.Container == "" || a.target == req.Container) && a.sameUser(req)
+	}
+	return true
+}
+
+// sameUser: the agent runs as the user and group req asks for, where req
+// asks for one.
+func (a agentState) sameUser(req Request) bool {
+	same := func(have, want *int64) bool { return want == nil || (have != nil && *have == *want) }
+	return same(a.uid, req.RunAsUser) && same(a.gid, req.RunAsGroup)
 }
 
 // action is what Ensure does about a pod.
@@ -205,7 +228,7 @@ func decide(p *corev1.Pod, req Request, stored map[string][]byte) plan {
 		if a.image != req.AgentImage || !a.failedToStart() || a.portConflict(agents[:i]) {
 			continue
 		}
-		if a.imageFailure() || a.root == req.netRaw() {
+		if a.imageFailure() || (a.root == req.root() && a.sameUser(req)) {
 			return plan{action: refuse, agent: a}
 		}
 	}

@@ -43,6 +43,10 @@ type Request struct {
 	// (root with the runtime's CAP_NET_RAW) or agent.JobRun (tether run and
 	// env: non-root without capabilities).
 	Job agent.Job
+	// RunAsUser and RunAsGroup, when set, are the user and group the agent
+	// runs as (the run job: the target process's, to read its environment
+	// and root; 0 runs it as root with the runtime's default capabilities).
+	RunAsUser, RunAsGroup *int64
 }
 
 // job is the one thing the agent for req does.
@@ -55,6 +59,10 @@ func (r Request) job() agent.Job {
 
 // netRaw: the agent runs as root to use CAP_NET_RAW.
 func (r Request) netRaw() bool { return r.job() == agent.JobCapture }
+
+// root: the agent runs as root with the runtime's default capabilities
+// (capture, or a run agent for a process of root).
+func (r Request) root() bool { return r.netRaw() || (r.RunAsUser != nil && *r.RunAsUser == 0) }
 
 // Agent is a running inspection agent.
 type Agent struct {
@@ -112,6 +120,10 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress 
 			progress(fmt.Sprintf("pod %s changed meanwhile; looking again", req.Pod))
 			continue
 		}
+		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity") && req.job() == agent.JobRun {
+			return Agent{}, errdefs.User("namespace %s's PodSecurity level forbids the agent that reads the process, which runs as the process's user%s: %v; "+
+				"read the spec instead (--source spec)", req.Namespace, rootNote(req), err)
+		}
 		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity") {
 			return Agent{}, errdefs.User("namespace %s's PodSecurity level forbids the capture agent, which runs as root to use CAP_NET_RAW: %v; "+
 				"capture in a namespace at the baseline or privileged level, or use `tether trace`, which needs no capability", req.Namespace, err)
@@ -125,6 +137,14 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress 
 		}
 		return agentOf(pod, a, nil), nil
 	}
+}
+
+// rootNote says, for a root run agent, why it is root.
+func rootNote(req Request) string {
+	if req.root() {
+		return " (root, with the runtime's default capabilities, as the process is root)"
+	}
+	return ""
 }
 
 // runningPod reads the pod and checks that there is something to inspect.
@@ -176,18 +196,19 @@ func newContainer(req Request, name string, port int, token []byte) corev1.Ephem
 		// An agent that fails leaves its last log lines in its status,
 		// readable without the pods/log permission.
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		SecurityContext:          securityContext(req.netRaw()),
+		SecurityContext:          securityContext(req),
 	}, TargetContainerName: req.Container}
 }
 
-func securityContext(netRaw bool) *corev1.SecurityContext {
+func securityContext(req Request) *corev1.SecurityContext {
 	no, yes := false, true
 	sc := &corev1.SecurityContext{
 		AllowPrivilegeEscalation: &no,
 		ReadOnlyRootFilesystem:   &yes,
 		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		RunAsGroup:               req.RunAsGroup,
 	}
-	if netRaw {
+	if req.root() {
 		// Root with the runtime's default capabilities, which include
 		// NET_RAW on containerd and Docker: the baseline Pod Security level
 		// allows that, but not adding capabilities explicitly.
@@ -195,6 +216,7 @@ func securityContext(netRaw bool) *corev1.SecurityContext {
 		sc.RunAsUser, sc.RunAsNonRoot = &root, &no
 	} else {
 		sc.RunAsNonRoot = &yes
+		sc.RunAsUser = req.RunAsUser
 		sc.Capabilities = &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}
 	}
 	return sc

@@ -216,7 +216,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err := a.setAppliedHash(ctx, journal.Hash(stored)); err != nil {
 		return fail(err)
 	}
-	if err := waitRollout(ctx, m.CS, w, req.RolloutTimeout, progress); err != nil {
+	if err := WaitRollout(ctx, m.CS, w, req.RolloutTimeout, progress); err != nil {
 		return fail(err)
 	}
 	want, _, err := rolloutDone(ctx, m.CS, w)

@@ -30,10 +30,10 @@ var agentFailureReasons = map[string]bool{
 	"CreateContainerConfigError": true, "CreateContainerError": true, "CrashLoopBackOff": true, "RunContainerError": true,
 }
 
-// waitRollout waits until every replica of w runs a ready agent, reporting
+// WaitRollout waits until every replica of w runs a ready agent, reporting
 // progress, and fails within seconds, with the reason and what to do, when
-// the rollout cannot finish (see diagnose).
-func waitRollout(ctx context.Context, cs kubernetes.Interface, w journal.Workload, timeout time.Duration, progress func(string)) error {
+// the rollout cannot finish (see diagnose). The gateway waits with it too.
+func WaitRollout(ctx context.Context, cs kubernetes.Interface, w journal.Workload, timeout time.Duration, progress func(string)) error {
 	rw := rolloutWaiter{cs: cs, grace: rolloutGrace, poll: 300 * time.Millisecond}
 	return rw.wait(ctx, w, timeout, progress)
 }

@@ -38,9 +38,12 @@ const (
 	LabelJournalKey = "tether.dev/journal-key"
 	// LabelAgentToken marks the Secret holding an agent's token.
 	LabelAgentToken = "tether.dev/agent-token"
-	dataKey         = "journal.json"
-	macKey          = "journal.mac"
-	secretKey       = "key"
+	// LabelGateway marks the gateway Deployment tether creates for `tether
+	// run` where no workload is named, and its pods.
+	LabelGateway = "tether.dev/gateway"
+	dataKey      = "journal.json"
+	macKey       = "journal.mac"
+	secretKey    = "key"
 )
 
 // Workload names a workload tether changed.
@@ -93,6 +96,12 @@ type Entry struct {
 	// that Secret's UID once created: rollback deletes only that object.
 	Secret    string    `json:"secret,omitempty"`
 	SecretUID types.UID `json:"secretUID,omitempty"`
+	// Gateway: tether created the workload itself (the gateway `tether
+	// run` uses where no workload is named); rollback deletes it instead
+	// of restoring a template. GatewayUID is its UID once created: rollback
+	// deletes only that object.
+	Gateway    bool      `json:"gateway,omitempty"`
+	GatewayUID types.UID `json:"gatewayUID,omitempty"`
 	// CreatedAt and By say when and by which tether the journal was begun.
 	CreatedAt time.Time `json:"createdAt"`
 	By        string    `json:"by"`

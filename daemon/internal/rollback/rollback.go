@@ -1,7 +1,7 @@
 // Package rollback restores what tether changed, from the journal in the
 // cluster: the workload's pod template and the Services' ports as they were
-// before tether touched them, then the token Secret and the journal itself
-// removed.
+// before tether touched them (or the workload deleted, for the gateway
+// tether created), then the token Secret and the journal itself removed.
 //
 // It trusts the journal only once its MAC checks (journal.Store.Load), and
 // restores each object on its own merits: an object is restored only if it
@@ -66,7 +66,11 @@ func Restore(ctx context.Context, cs kubernetes.Interface, w journal.Workload, f
 		return nil, errdefs.NotFound("no journal for %s in namespace %s: tether has nothing to roll back there", w, w.Namespace)
 	}
 	var steps []Step
-	tmpl, err := restoreTemplate(ctx, cs, e, force)
+	restore := restoreTemplate
+	if e.Gateway {
+		restore = deleteGateway
+	}
+	tmpl, err := restore(ctx, cs, e, force)
 	if err != nil {
 		return steps, err
 	}
@@ -224,6 +228,37 @@ func deleteSecret(ctx context.Context, cs kubernetes.Interface, e *journal.Entry
 		step.Action, step.Reason = Kept, "replaced meanwhile by another secret of that name"
 	case err != nil:
 		return step, fmt.Errorf("delete secret %s: %w", e.Secret, err)
+	}
+	return step, nil
+}
+
+// deleteGateway deletes the gateway Deployment tether created, if it is
+// that one: tether's label and the UID journaled when it was created. A
+// gateway that someone changed since is deleted all the same unless its
+// UID differs: nothing but tether's gateway runs in it.
+func deleteGateway(ctx context.Context, cs kubernetes.Interface, e *journal.Entry, _ bool) (Step, error) {
+	w := e.Workload
+	step := Step{Object: w.String(), Action: Deleted}
+	d, err := cs.AppsV1().Deployments(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		step.Action = Absent
+		return step, nil
+	case err != nil:
+		return step, fmt.Errorf("read %s: %w", w, err)
+	case d.Labels[journal.LabelGateway] != "true" || e.GatewayUID == "" || d.UID != e.GatewayUID:
+		step.Action, step.Reason = Refused, "not the gateway tether created (label or UID differ); tether deletes no other workload"
+		return step, nil
+	}
+	uid := d.UID
+	policy := metav1.DeletePropagationBackground
+	err = cs.AppsV1().Deployments(w.Namespace).Delete(ctx, w.Name, metav1.DeleteOptions{
+		Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy})
+	switch {
+	case apierrors.IsNotFound(err):
+		step.Action = Absent
+	case err != nil:
+		return step, fmt.Errorf("delete %s: %w", w, err)
 	}
 	return step, nil
 }

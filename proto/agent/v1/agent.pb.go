@@ -27,6 +27,219 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ReadProcessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The container's ID as the runtime knows it, without "containerd://":
+	// its processes are found by their cgroup. Empty: process 1.
+	ContainerId string `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// Paths in the container (mount paths) whose files to read.
+	Paths         []string `protobuf:"bytes,2,rep,name=paths,proto3" json:"paths,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadProcessRequest) Reset() {
+	*x = ReadProcessRequest{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadProcessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadProcessRequest) ProtoMessage() {}
+
+func (x *ReadProcessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadProcessRequest.ProtoReflect.Descriptor instead.
+func (*ReadProcessRequest) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReadProcessRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *ReadProcessRequest) GetPaths() []string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
+type ReadProcessResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pid   int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	Uid   int64                  `protobuf:"varint,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid   int64                  `protobuf:"varint,3,opt,name=gid,proto3" json:"gid,omitempty"`
+	// The agent's user may not read the process: uid and gid say whose
+	// it is; environ and files are empty.
+	Denied bool `protobuf:"varint,4,opt,name=denied,proto3" json:"denied,omitempty"`
+	// /proc/PID/environ as it is: NAME=VALUE entries ended by NUL bytes.
+	Environ []byte         `protobuf:"bytes,5,opt,name=environ,proto3" json:"environ,omitempty"`
+	Files   []*ProcessFile `protobuf:"bytes,6,rep,name=files,proto3" json:"files,omitempty"`
+	// What could not be read, one line each ("/etc/x: permission denied").
+	Problems      []string `protobuf:"bytes,7,rep,name=problems,proto3" json:"problems,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadProcessResponse) Reset() {
+	*x = ReadProcessResponse{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadProcessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadProcessResponse) ProtoMessage() {}
+
+func (x *ReadProcessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadProcessResponse.ProtoReflect.Descriptor instead.
+func (*ReadProcessResponse) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReadProcessResponse) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ReadProcessResponse) GetUid() int64 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *ReadProcessResponse) GetGid() int64 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *ReadProcessResponse) GetDenied() bool {
+	if x != nil {
+		return x.Denied
+	}
+	return false
+}
+
+func (x *ReadProcessResponse) GetEnviron() []byte {
+	if x != nil {
+		return x.Environ
+	}
+	return nil
+}
+
+func (x *ReadProcessResponse) GetFiles() []*ProcessFile {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *ReadProcessResponse) GetProblems() []string {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+// ProcessFile is one regular file under a requested path, as the process
+// reads it (symbolic links followed).
+type ProcessFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Mode          uint32                 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessFile) Reset() {
+	*x = ProcessFile{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessFile) ProtoMessage() {}
+
+func (x *ProcessFile) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessFile.ProtoReflect.Descriptor instead.
+func (*ProcessFile) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ProcessFile) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ProcessFile) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *ProcessFile) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type RotateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// token is 16 to 255 random bytes.
@@ -37,7 +250,7 @@ type RotateRequest struct {
 
 func (x *RotateRequest) Reset() {
 	*x = RotateRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -49,7 +262,7 @@ func (x *RotateRequest) String() string {
 func (*RotateRequest) ProtoMessage() {}
 
 func (x *RotateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -62,7 +275,7 @@ func (x *RotateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRequest.ProtoReflect.Descriptor instead.
 func (*RotateRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RotateRequest) GetToken() []byte {
@@ -80,7 +293,7 @@ type RotateResponse struct {
 
 func (x *RotateResponse) Reset() {
 	*x = RotateResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -92,7 +305,7 @@ func (x *RotateResponse) String() string {
 func (*RotateResponse) ProtoMessage() {}
 
 func (x *RotateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -105,7 +318,7 @@ func (x *RotateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateResponse.ProtoReflect.Descriptor instead.
 func (*RotateResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 // ExchangeFilter selects exchanges; empty fields select all.
@@ -123,7 +336,7 @@ type ExchangeFilter struct {
 
 func (x *ExchangeFilter) Reset() {
 	*x = ExchangeFilter{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -135,7 +348,7 @@ func (x *ExchangeFilter) String() string {
 func (*ExchangeFilter) ProtoMessage() {}
 
 func (x *ExchangeFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -148,7 +361,7 @@ func (x *ExchangeFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeFilter.ProtoReflect.Descriptor instead.
 func (*ExchangeFilter) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExchangeFilter) GetStatus() string {
@@ -199,7 +412,7 @@ type ExchangesRequest struct {
 
 func (x *ExchangesRequest) Reset() {
 	*x = ExchangesRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -211,7 +424,7 @@ func (x *ExchangesRequest) String() string {
 func (*ExchangesRequest) ProtoMessage() {}
 
 func (x *ExchangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -224,7 +437,7 @@ func (x *ExchangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangesRequest.ProtoReflect.Descriptor instead.
 func (*ExchangesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExchangesRequest) GetFilter() *ExchangeFilter {
@@ -260,7 +473,7 @@ type ExchangesChunk struct {
 
 func (x *ExchangesChunk) Reset() {
 	*x = ExchangesChunk{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +485,7 @@ func (x *ExchangesChunk) String() string {
 func (*ExchangesChunk) ProtoMessage() {}
 
 func (x *ExchangesChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +498,7 @@ func (x *ExchangesChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangesChunk.ProtoReflect.Descriptor instead.
 func (*ExchangesChunk) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExchangesChunk) GetExchanges() []*Exchange {
@@ -333,7 +546,7 @@ type Exchange struct {
 
 func (x *Exchange) Reset() {
 	*x = Exchange{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -345,7 +558,7 @@ func (x *Exchange) String() string {
 func (*Exchange) ProtoMessage() {}
 
 func (x *Exchange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -358,7 +571,7 @@ func (x *Exchange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exchange.ProtoReflect.Descriptor instead.
 func (*Exchange) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Exchange) GetId() uint64 {
@@ -476,7 +689,7 @@ type HTTPMessage struct {
 
 func (x *HTTPMessage) Reset() {
 	*x = HTTPMessage{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +701,7 @@ func (x *HTTPMessage) String() string {
 func (*HTTPMessage) ProtoMessage() {}
 
 func (x *HTTPMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +714,7 @@ func (x *HTTPMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPMessage.ProtoReflect.Descriptor instead.
 func (*HTTPMessage) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HTTPMessage) GetMethod() string {
@@ -592,7 +805,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +817,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +830,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Header) GetName() string {
@@ -659,7 +872,7 @@ type RecordingStats struct {
 
 func (x *RecordingStats) Reset() {
 	*x = RecordingStats{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +884,7 @@ func (x *RecordingStats) String() string {
 func (*RecordingStats) ProtoMessage() {}
 
 func (x *RecordingStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +897,7 @@ func (x *RecordingStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordingStats.ProtoReflect.Descriptor instead.
 func (*RecordingStats) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RecordingStats) GetConnections() uint64 {
@@ -793,7 +1006,7 @@ type ResolvConfRequest struct {
 
 func (x *ResolvConfRequest) Reset() {
 	*x = ResolvConfRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +1018,7 @@ func (x *ResolvConfRequest) String() string {
 func (*ResolvConfRequest) ProtoMessage() {}
 
 func (x *ResolvConfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +1031,7 @@ func (x *ResolvConfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvConfRequest.ProtoReflect.Descriptor instead.
 func (*ResolvConfRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 type ResolvConfResponse struct {
@@ -830,7 +1043,7 @@ type ResolvConfResponse struct {
 
 func (x *ResolvConfResponse) Reset() {
 	*x = ResolvConfResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +1055,7 @@ func (x *ResolvConfResponse) String() string {
 func (*ResolvConfResponse) ProtoMessage() {}
 
 func (x *ResolvConfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1068,7 @@ func (x *ResolvConfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvConfResponse.ProtoReflect.Descriptor instead.
 func (*ResolvConfResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ResolvConfResponse) GetContent() []byte {
@@ -880,7 +1093,7 @@ type DNSQueryRequest struct {
 
 func (x *DNSQueryRequest) Reset() {
 	*x = DNSQueryRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +1105,7 @@ func (x *DNSQueryRequest) String() string {
 func (*DNSQueryRequest) ProtoMessage() {}
 
 func (x *DNSQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +1118,7 @@ func (x *DNSQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSQueryRequest.ProtoReflect.Descriptor instead.
 func (*DNSQueryRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DNSQueryRequest) GetServer() string {
@@ -949,7 +1162,7 @@ type DNSRecord struct {
 
 func (x *DNSRecord) Reset() {
 	*x = DNSRecord{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1174,7 @@ func (x *DNSRecord) String() string {
 func (*DNSRecord) ProtoMessage() {}
 
 func (x *DNSRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1187,7 @@ func (x *DNSRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSRecord.ProtoReflect.Descriptor instead.
 func (*DNSRecord) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DNSRecord) GetName() string {
@@ -1021,7 +1234,7 @@ type DNSQueryResponse struct {
 
 func (x *DNSQueryResponse) Reset() {
 	*x = DNSQueryResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1246,7 @@ func (x *DNSQueryResponse) String() string {
 func (*DNSQueryResponse) ProtoMessage() {}
 
 func (x *DNSQueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1259,7 @@ func (x *DNSQueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSQueryResponse.ProtoReflect.Descriptor instead.
 func (*DNSQueryResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DNSQueryResponse) GetRcode() string {
@@ -1097,7 +1310,7 @@ type ProbeRequest struct {
 
 func (x *ProbeRequest) Reset() {
 	*x = ProbeRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1322,7 @@ func (x *ProbeRequest) String() string {
 func (*ProbeRequest) ProtoMessage() {}
 
 func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1335,7 @@ func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeRequest.ProtoReflect.Descriptor instead.
 func (*ProbeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ProbeRequest) GetAddress() string {
@@ -1158,7 +1371,7 @@ type HTTPProbe struct {
 
 func (x *HTTPProbe) Reset() {
 	*x = HTTPProbe{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1383,7 @@ func (x *HTTPProbe) String() string {
 func (*HTTPProbe) ProtoMessage() {}
 
 func (x *HTTPProbe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1396,7 @@ func (x *HTTPProbe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPProbe.ProtoReflect.Descriptor instead.
 func (*HTTPProbe) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HTTPProbe) GetMethod() string {
@@ -1226,7 +1439,7 @@ type ProbeResponse struct {
 
 func (x *ProbeResponse) Reset() {
 	*x = ProbeResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1451,7 @@ func (x *ProbeResponse) String() string {
 func (*ProbeResponse) ProtoMessage() {}
 
 func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1464,7 @@ func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeResponse.ProtoReflect.Descriptor instead.
 func (*ProbeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ProbeResponse) GetConnected() bool {
@@ -1320,7 +1533,7 @@ type CaptureRequest struct {
 
 func (x *CaptureRequest) Reset() {
 	*x = CaptureRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1332,7 +1545,7 @@ func (x *CaptureRequest) String() string {
 func (*CaptureRequest) ProtoMessage() {}
 
 func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1345,7 +1558,7 @@ func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
 func (*CaptureRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CaptureRequest) GetInterface() string {
@@ -1396,7 +1609,7 @@ type CaptureEvent struct {
 
 func (x *CaptureEvent) Reset() {
 	*x = CaptureEvent{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1621,7 @@ func (x *CaptureEvent) String() string {
 func (*CaptureEvent) ProtoMessage() {}
 
 func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1634,7 @@ func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureEvent.ProtoReflect.Descriptor instead.
 func (*CaptureEvent) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
@@ -1476,7 +1689,7 @@ type PacketBatch struct {
 
 func (x *PacketBatch) Reset() {
 	*x = PacketBatch{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1701,7 @@ func (x *PacketBatch) String() string {
 func (*PacketBatch) ProtoMessage() {}
 
 func (x *PacketBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1714,7 @@ func (x *PacketBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PacketBatch.ProtoReflect.Descriptor instead.
 func (*PacketBatch) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PacketBatch) GetPackets() []*Packet {
@@ -1524,7 +1737,7 @@ type Packet struct {
 
 func (x *Packet) Reset() {
 	*x = Packet{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1749,7 @@ func (x *Packet) String() string {
 func (*Packet) ProtoMessage() {}
 
 func (x *Packet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1762,7 @@ func (x *Packet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Packet.ProtoReflect.Descriptor instead.
 func (*Packet) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Packet) GetTimestampUnixNano() int64 {
@@ -1584,7 +1797,7 @@ type CaptureStats struct {
 
 func (x *CaptureStats) Reset() {
 	*x = CaptureStats{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1809,7 @@ func (x *CaptureStats) String() string {
 func (*CaptureStats) ProtoMessage() {}
 
 func (x *CaptureStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1822,7 @@ func (x *CaptureStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureStats.ProtoReflect.Descriptor instead.
 func (*CaptureStats) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CaptureStats) GetReceived() uint64 {
@@ -1641,7 +1854,7 @@ type Forward struct {
 
 func (x *Forward) Reset() {
 	*x = Forward{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1866,7 @@ func (x *Forward) String() string {
 func (*Forward) ProtoMessage() {}
 
 func (x *Forward) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1879,7 @@ func (x *Forward) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Forward.ProtoReflect.Descriptor instead.
 func (*Forward) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Forward) GetListenPort() uint32 {
@@ -1699,7 +1912,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1924,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1937,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InterceptRequest) GetListenPort() uint32 {
@@ -1742,7 +1955,7 @@ type InterceptResponse struct {
 
 func (x *InterceptResponse) Reset() {
 	*x = InterceptResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1754,7 +1967,7 @@ func (x *InterceptResponse) String() string {
 func (*InterceptResponse) ProtoMessage() {}
 
 func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1767,7 +1980,7 @@ func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptResponse.ProtoReflect.Descriptor instead.
 func (*InterceptResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 type LeaveRequest struct {
@@ -1779,7 +1992,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +2004,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +2017,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LeaveRequest) GetListenPort() uint32 {
@@ -1822,7 +2035,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +2047,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +2060,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 type InfoRequest struct {
@@ -1858,7 +2071,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2083,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2096,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 type InfoResponse struct {
@@ -1904,7 +2117,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +2129,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2142,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *InfoResponse) GetVersion() string {
@@ -1978,7 +2191,22 @@ var File_proto_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x1aproto/agent/v1/agent.proto\x12\x0ftether.agent.v1\"%\n" +
+	"\x1aproto/agent/v1/agent.proto\x12\x0ftether.agent.v1\"M\n" +
+	"\x12ReadProcessRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x14\n" +
+	"\x05paths\x18\x02 \x03(\tR\x05paths\"\xcd\x01\n" +
+	"\x13ReadProcessResponse\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\x03R\x03uid\x12\x10\n" +
+	"\x03gid\x18\x03 \x01(\x03R\x03gid\x12\x16\n" +
+	"\x06denied\x18\x04 \x01(\bR\x06denied\x12\x18\n" +
+	"\aenviron\x18\x05 \x01(\fR\aenviron\x122\n" +
+	"\x05files\x18\x06 \x03(\v2\x1c.tether.agent.v1.ProcessFileR\x05files\x12\x1a\n" +
+	"\bproblems\x18\a \x03(\tR\bproblems\"I\n" +
+	"\vProcessFile\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"%\n" +
 	"\rRotateRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\fR\x05token\"\x10\n" +
 	"\x0eRotateResponse\"\x9b\x01\n" +
@@ -2122,7 +2350,7 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\bpod_name\x18\x03 \x01(\tR\apodName\x12#\n" +
 	"\rpod_namespace\x18\x04 \x01(\tR\fpodNamespace\x12*\n" +
 	"\x11started_unix_nano\x18\x05 \x01(\x03R\x0fstartedUnixNano\x124\n" +
-	"\bforwards\x18\x06 \x03(\v2\x18.tether.agent.v1.ForwardR\bforwards2\xc3\x05\n" +
+	"\bforwards\x18\x06 \x03(\v2\x18.tether.agent.v1.ForwardR\bforwards2\x9d\x06\n" +
 	"\x05Agent\x12C\n" +
 	"\x04Info\x12\x1c.tether.agent.v1.InfoRequest\x1a\x1d.tether.agent.v1.InfoResponse\x12R\n" +
 	"\tIntercept\x12!.tether.agent.v1.InterceptRequest\x1a\".tether.agent.v1.InterceptResponse\x12F\n" +
@@ -2133,7 +2361,8 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\bQueryDNS\x12 .tether.agent.v1.DNSQueryRequest\x1a!.tether.agent.v1.DNSQueryResponse\x12F\n" +
 	"\x05Probe\x12\x1d.tether.agent.v1.ProbeRequest\x1a\x1e.tether.agent.v1.ProbeResponse\x12Q\n" +
 	"\tExchanges\x12!.tether.agent.v1.ExchangesRequest\x1a\x1f.tether.agent.v1.ExchangesChunk0\x01\x12I\n" +
-	"\x06Rotate\x12\x1e.tether.agent.v1.RotateRequest\x1a\x1f.tether.agent.v1.RotateResponseB5Z3github.com/tetherkube/tether/proto/agent/v1;agentv1b\x06proto3"
+	"\x06Rotate\x12\x1e.tether.agent.v1.RotateRequest\x1a\x1f.tether.agent.v1.RotateResponse\x12X\n" +
+	"\vReadProcess\x12#.tether.agent.v1.ReadProcessRequest\x1a$.tether.agent.v1.ReadProcessResponseB5Z3github.com/tetherkube/tether/proto/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_proto_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -2147,75 +2376,81 @@ func file_proto_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_proto_agent_v1_agent_proto_rawDescData
 }
 
-var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_proto_agent_v1_agent_proto_goTypes = []any{
-	(*RotateRequest)(nil),      // 0: tether.agent.v1.RotateRequest
-	(*RotateResponse)(nil),     // 1: tether.agent.v1.RotateResponse
-	(*ExchangeFilter)(nil),     // 2: tether.agent.v1.ExchangeFilter
-	(*ExchangesRequest)(nil),   // 3: tether.agent.v1.ExchangesRequest
-	(*ExchangesChunk)(nil),     // 4: tether.agent.v1.ExchangesChunk
-	(*Exchange)(nil),           // 5: tether.agent.v1.Exchange
-	(*HTTPMessage)(nil),        // 6: tether.agent.v1.HTTPMessage
-	(*Header)(nil),             // 7: tether.agent.v1.Header
-	(*RecordingStats)(nil),     // 8: tether.agent.v1.RecordingStats
-	(*ResolvConfRequest)(nil),  // 9: tether.agent.v1.ResolvConfRequest
-	(*ResolvConfResponse)(nil), // 10: tether.agent.v1.ResolvConfResponse
-	(*DNSQueryRequest)(nil),    // 11: tether.agent.v1.DNSQueryRequest
-	(*DNSRecord)(nil),          // 12: tether.agent.v1.DNSRecord
-	(*DNSQueryResponse)(nil),   // 13: tether.agent.v1.DNSQueryResponse
-	(*ProbeRequest)(nil),       // 14: tether.agent.v1.ProbeRequest
-	(*HTTPProbe)(nil),          // 15: tether.agent.v1.HTTPProbe
-	(*ProbeResponse)(nil),      // 16: tether.agent.v1.ProbeResponse
-	(*CaptureRequest)(nil),     // 17: tether.agent.v1.CaptureRequest
-	(*CaptureEvent)(nil),       // 18: tether.agent.v1.CaptureEvent
-	(*PacketBatch)(nil),        // 19: tether.agent.v1.PacketBatch
-	(*Packet)(nil),             // 20: tether.agent.v1.Packet
-	(*CaptureStats)(nil),       // 21: tether.agent.v1.CaptureStats
-	(*Forward)(nil),            // 22: tether.agent.v1.Forward
-	(*InterceptRequest)(nil),   // 23: tether.agent.v1.InterceptRequest
-	(*InterceptResponse)(nil),  // 24: tether.agent.v1.InterceptResponse
-	(*LeaveRequest)(nil),       // 25: tether.agent.v1.LeaveRequest
-	(*LeaveResponse)(nil),      // 26: tether.agent.v1.LeaveResponse
-	(*InfoRequest)(nil),        // 27: tether.agent.v1.InfoRequest
-	(*InfoResponse)(nil),       // 28: tether.agent.v1.InfoResponse
+	(*ReadProcessRequest)(nil),  // 0: tether.agent.v1.ReadProcessRequest
+	(*ReadProcessResponse)(nil), // 1: tether.agent.v1.ReadProcessResponse
+	(*ProcessFile)(nil),         // 2: tether.agent.v1.ProcessFile
+	(*RotateRequest)(nil),       // 3: tether.agent.v1.RotateRequest
+	(*RotateResponse)(nil),      // 4: tether.agent.v1.RotateResponse
+	(*ExchangeFilter)(nil),      // 5: tether.agent.v1.ExchangeFilter
+	(*ExchangesRequest)(nil),    // 6: tether.agent.v1.ExchangesRequest
+	(*ExchangesChunk)(nil),      // 7: tether.agent.v1.ExchangesChunk
+	(*Exchange)(nil),            // 8: tether.agent.v1.Exchange
+	(*HTTPMessage)(nil),         // 9: tether.agent.v1.HTTPMessage
+	(*Header)(nil),              // 10: tether.agent.v1.Header
+	(*RecordingStats)(nil),      // 11: tether.agent.v1.RecordingStats
+	(*ResolvConfRequest)(nil),   // 12: tether.agent.v1.ResolvConfRequest
+	(*ResolvConfResponse)(nil),  // 13: tether.agent.v1.ResolvConfResponse
+	(*DNSQueryRequest)(nil),     // 14: tether.agent.v1.DNSQueryRequest
+	(*DNSRecord)(nil),           // 15: tether.agent.v1.DNSRecord
+	(*DNSQueryResponse)(nil),    // 16: tether.agent.v1.DNSQueryResponse
+	(*ProbeRequest)(nil),        // 17: tether.agent.v1.ProbeRequest
+	(*HTTPProbe)(nil),           // 18: tether.agent.v1.HTTPProbe
+	(*ProbeResponse)(nil),       // 19: tether.agent.v1.ProbeResponse
+	(*CaptureRequest)(nil),      // 20: tether.agent.v1.CaptureRequest
+	(*CaptureEvent)(nil),        // 21: tether.agent.v1.CaptureEvent
+	(*PacketBatch)(nil),         // 22: tether.agent.v1.PacketBatch
+	(*Packet)(nil),              // 23: tether.agent.v1.Packet
+	(*CaptureStats)(nil),        // 24: tether.agent.v1.CaptureStats
+	(*Forward)(nil),             // 25: tether.agent.v1.Forward
+	(*InterceptRequest)(nil),    // 26: tether.agent.v1.InterceptRequest
+	(*InterceptResponse)(nil),   // 27: tether.agent.v1.InterceptResponse
+	(*LeaveRequest)(nil),        // 28: tether.agent.v1.LeaveRequest
+	(*LeaveResponse)(nil),       // 29: tether.agent.v1.LeaveResponse
+	(*InfoRequest)(nil),         // 30: tether.agent.v1.InfoRequest
+	(*InfoResponse)(nil),        // 31: tether.agent.v1.InfoResponse
 }
 var file_proto_agent_v1_agent_proto_depIdxs = []int32{
-	2,  // 0: tether.agent.v1.ExchangesRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	5,  // 1: tether.agent.v1.ExchangesChunk.exchanges:type_name -> tether.agent.v1.Exchange
-	8,  // 2: tether.agent.v1.ExchangesChunk.stats:type_name -> tether.agent.v1.RecordingStats
-	6,  // 3: tether.agent.v1.Exchange.request:type_name -> tether.agent.v1.HTTPMessage
-	6,  // 4: tether.agent.v1.Exchange.response:type_name -> tether.agent.v1.HTTPMessage
-	7,  // 5: tether.agent.v1.HTTPMessage.header:type_name -> tether.agent.v1.Header
-	7,  // 6: tether.agent.v1.HTTPMessage.trailer:type_name -> tether.agent.v1.Header
-	12, // 7: tether.agent.v1.DNSQueryResponse.answers:type_name -> tether.agent.v1.DNSRecord
-	15, // 8: tether.agent.v1.ProbeRequest.http:type_name -> tether.agent.v1.HTTPProbe
-	19, // 9: tether.agent.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	21, // 10: tether.agent.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	20, // 11: tether.agent.v1.PacketBatch.packets:type_name -> tether.agent.v1.Packet
-	22, // 12: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
-	27, // 13: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
-	23, // 14: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
-	25, // 15: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
-	17, // 16: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
-	9,  // 17: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
-	11, // 18: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
-	14, // 19: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
-	3,  // 20: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
-	0,  // 21: tether.agent.v1.Agent.Rotate:input_type -> tether.agent.v1.RotateRequest
-	28, // 22: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
-	24, // 23: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
-	26, // 24: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
-	18, // 25: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
-	10, // 26: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
-	13, // 27: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
-	16, // 28: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
-	4,  // 29: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
-	1,  // 30: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
-	22, // [22:31] is the sub-list for method output_type
-	13, // [13:22] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	2,  // 0: tether.agent.v1.ReadProcessResponse.files:type_name -> tether.agent.v1.ProcessFile
+	5,  // 1: tether.agent.v1.ExchangesRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	8,  // 2: tether.agent.v1.ExchangesChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	11, // 3: tether.agent.v1.ExchangesChunk.stats:type_name -> tether.agent.v1.RecordingStats
+	9,  // 4: tether.agent.v1.Exchange.request:type_name -> tether.agent.v1.HTTPMessage
+	9,  // 5: tether.agent.v1.Exchange.response:type_name -> tether.agent.v1.HTTPMessage
+	10, // 6: tether.agent.v1.HTTPMessage.header:type_name -> tether.agent.v1.Header
+	10, // 7: tether.agent.v1.HTTPMessage.trailer:type_name -> tether.agent.v1.Header
+	15, // 8: tether.agent.v1.DNSQueryResponse.answers:type_name -> tether.agent.v1.DNSRecord
+	18, // 9: tether.agent.v1.ProbeRequest.http:type_name -> tether.agent.v1.HTTPProbe
+	22, // 10: tether.agent.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	24, // 11: tether.agent.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	23, // 12: tether.agent.v1.PacketBatch.packets:type_name -> tether.agent.v1.Packet
+	25, // 13: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
+	30, // 14: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
+	26, // 15: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
+	28, // 16: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
+	20, // 17: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
+	12, // 18: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
+	14, // 19: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
+	17, // 20: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
+	6,  // 21: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
+	3,  // 22: tether.agent.v1.Agent.Rotate:input_type -> tether.agent.v1.RotateRequest
+	0,  // 23: tether.agent.v1.Agent.ReadProcess:input_type -> tether.agent.v1.ReadProcessRequest
+	31, // 24: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
+	27, // 25: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
+	29, // 26: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
+	21, // 27: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
+	13, // 28: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
+	16, // 29: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
+	19, // 30: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
+	7,  // 31: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
+	4,  // 32: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
+	1,  // 33: tether.agent.v1.Agent.ReadProcess:output_type -> tether.agent.v1.ReadProcessResponse
+	24, // [24:34] is the sub-list for method output_type
+	14, // [14:24] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_proto_agent_v1_agent_proto_init() }
@@ -2223,7 +2458,7 @@ func file_proto_agent_v1_agent_proto_init() {
 	if File_proto_agent_v1_agent_proto != nil {
 		return
 	}
-	file_proto_agent_v1_agent_proto_msgTypes[18].OneofWrappers = []any{
+	file_proto_agent_v1_agent_proto_msgTypes[21].OneofWrappers = []any{
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
@@ -2233,7 +2468,7 @@ func file_proto_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_v1_agent_proto_rawDesc), len(file_proto_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

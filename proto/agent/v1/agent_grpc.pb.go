@@ -25,15 +25,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Agent_Info_FullMethodName       = "/tether.agent.v1.Agent/Info"
-	Agent_Intercept_FullMethodName  = "/tether.agent.v1.Agent/Intercept"
-	Agent_Leave_FullMethodName      = "/tether.agent.v1.Agent/Leave"
-	Agent_Capture_FullMethodName    = "/tether.agent.v1.Agent/Capture"
-	Agent_ResolvConf_FullMethodName = "/tether.agent.v1.Agent/ResolvConf"
-	Agent_QueryDNS_FullMethodName   = "/tether.agent.v1.Agent/QueryDNS"
-	Agent_Probe_FullMethodName      = "/tether.agent.v1.Agent/Probe"
-	Agent_Exchanges_FullMethodName  = "/tether.agent.v1.Agent/Exchanges"
-	Agent_Rotate_FullMethodName     = "/tether.agent.v1.Agent/Rotate"
+	Agent_Info_FullMethodName        = "/tether.agent.v1.Agent/Info"
+	Agent_Intercept_FullMethodName   = "/tether.agent.v1.Agent/Intercept"
+	Agent_Leave_FullMethodName       = "/tether.agent.v1.Agent/Leave"
+	Agent_Capture_FullMethodName     = "/tether.agent.v1.Agent/Capture"
+	Agent_ResolvConf_FullMethodName  = "/tether.agent.v1.Agent/ResolvConf"
+	Agent_QueryDNS_FullMethodName    = "/tether.agent.v1.Agent/QueryDNS"
+	Agent_Probe_FullMethodName       = "/tether.agent.v1.Agent/Probe"
+	Agent_Exchanges_FullMethodName   = "/tether.agent.v1.Agent/Exchanges"
+	Agent_Rotate_FullMethodName      = "/tether.agent.v1.Agent/Rotate"
+	Agent_ReadProcess_FullMethodName = "/tether.agent.v1.Agent/ReadProcess"
 )
 
 // AgentClient is the client API for Agent service.
@@ -78,6 +79,12 @@ type AgentClient interface {
 	// file (the sidecar's Secret), INVALID_ARGUMENT for a token of a bad
 	// length.
 	Rotate(ctx context.Context, in *RotateRequest, opts ...grpc.CallOption) (*RotateResponse, error)
+	// ReadProcess reads the environment of a container's main process and
+	// the files under paths of its root (`tether env` and `run`; the run
+	// job). The agent must run as the process's uid and gid: when it does
+	// not, the answer says denied, with the uid and gid it needs.
+	// NOT_FOUND when no process of the container is seen.
+	ReadProcess(ctx context.Context, in *ReadProcessRequest, opts ...grpc.CallOption) (*ReadProcessResponse, error)
 }
 
 type agentClient struct {
@@ -196,6 +203,16 @@ func (c *agentClient) Rotate(ctx context.Context, in *RotateRequest, opts ...grp
 	return out, nil
 }
 
+func (c *agentClient) ReadProcess(ctx context.Context, in *ReadProcessRequest, opts ...grpc.CallOption) (*ReadProcessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadProcessResponse)
+	err := c.cc.Invoke(ctx, Agent_ReadProcess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -238,6 +255,12 @@ type AgentServer interface {
 	// file (the sidecar's Secret), INVALID_ARGUMENT for a token of a bad
 	// length.
 	Rotate(context.Context, *RotateRequest) (*RotateResponse, error)
+	// ReadProcess reads the environment of a container's main process and
+	// the files under paths of its root (`tether env` and `run`; the run
+	// job). The agent must run as the process's uid and gid: when it does
+	// not, the answer says denied, with the uid and gid it needs.
+	// NOT_FOUND when no process of the container is seen.
+	ReadProcess(context.Context, *ReadProcessRequest) (*ReadProcessResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -274,6 +297,9 @@ func (UnimplementedAgentServer) Exchanges(*ExchangesRequest, grpc.ServerStreamin
 }
 func (UnimplementedAgentServer) Rotate(context.Context, *RotateRequest) (*RotateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rotate not implemented")
+}
+func (UnimplementedAgentServer) ReadProcess(context.Context, *ReadProcessRequest) (*ReadProcessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadProcess not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -444,6 +470,24 @@ func _Agent_Rotate_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_ReadProcess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadProcessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).ReadProcess(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_ReadProcess_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).ReadProcess(ctx, req.(*ReadProcessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -478,6 +522,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Rotate",
 			Handler:    _Agent_Rotate_Handler,
+		},
+		{
+			MethodName: "ReadProcess",
+			Handler:    _Agent_ReadProcess_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -27,6 +27,494 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type EnvRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// pod/NAME, NAME (a pod), deploy/NAME or sts/NAME (a ready pod of it).
+	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	// The container; empty for the pod's only (or first) app container.
+	Container string `protobuf:"bytes,3,opt,name=container,proto3" json:"container,omitempty"`
+	// auto, process or spec.
+	Source string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	// Read the ConfigMap, Secret, projected and downwardAPI volumes.
+	Files         bool   `protobuf:"varint,5,opt,name=files,proto3" json:"files,omitempty"`
+	AgentImage    string `protobuf:"bytes,6,opt,name=agent_image,json=agentImage,proto3" json:"agent_image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnvRequest) Reset() {
+	*x = EnvRequest{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnvRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnvRequest) ProtoMessage() {}
+
+func (x *EnvRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnvRequest.ProtoReflect.Descriptor instead.
+func (*EnvRequest) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *EnvRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *EnvRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *EnvRequest) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *EnvRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *EnvRequest) GetFiles() bool {
+	if x != nil {
+		return x.Files
+	}
+	return false
+}
+
+func (x *EnvRequest) GetAgentImage() string {
+	if x != nil {
+		return x.AgentImage
+	}
+	return ""
+}
+
+type EnvEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*EnvEvent_Progress
+	//	*EnvEvent_Result
+	Event         isEnvEvent_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnvEvent) Reset() {
+	*x = EnvEvent{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnvEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnvEvent) ProtoMessage() {}
+
+func (x *EnvEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnvEvent.ProtoReflect.Descriptor instead.
+func (*EnvEvent) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EnvEvent) GetEvent() isEnvEvent_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *EnvEvent) GetProgress() string {
+	if x != nil {
+		if x, ok := x.Event.(*EnvEvent_Progress); ok {
+			return x.Progress
+		}
+	}
+	return ""
+}
+
+func (x *EnvEvent) GetResult() *EnvResult {
+	if x != nil {
+		if x, ok := x.Event.(*EnvEvent_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
+type isEnvEvent_Event interface {
+	isEnvEvent_Event()
+}
+
+type EnvEvent_Progress struct {
+	Progress string `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
+}
+
+type EnvEvent_Result struct {
+	Result *EnvResult `protobuf:"bytes,2,opt,name=result,proto3,oneof"`
+}
+
+func (*EnvEvent_Progress) isEnvEvent_Event() {}
+
+func (*EnvEvent_Result) isEnvEvent_Event() {}
+
+type EnvResult struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Pod       string                 `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	Container string                 `protobuf:"bytes,2,opt,name=container,proto3" json:"container,omitempty"`
+	// What the variables come from: process or spec.
+	Source    string      `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	Vars      []*EnvVar   `protobuf:"bytes,4,rep,name=vars,proto3" json:"vars,omitempty"`
+	Files     []*EnvFile  `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty"`
+	NotCopied []*EnvMount `protobuf:"bytes,6,rep,name=not_copied,json=notCopied,proto3" json:"not_copied,omitempty"`
+	Warnings  []string    `protobuf:"bytes,7,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	// The workload the pod was picked from, when one was named.
+	PickedFrom    string `protobuf:"bytes,8,opt,name=picked_from,json=pickedFrom,proto3" json:"picked_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnvResult) Reset() {
+	*x = EnvResult{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnvResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnvResult) ProtoMessage() {}
+
+func (x *EnvResult) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnvResult.ProtoReflect.Descriptor instead.
+func (*EnvResult) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *EnvResult) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *EnvResult) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *EnvResult) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *EnvResult) GetVars() []*EnvVar {
+	if x != nil {
+		return x.Vars
+	}
+	return nil
+}
+
+func (x *EnvResult) GetFiles() []*EnvFile {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *EnvResult) GetNotCopied() []*EnvMount {
+	if x != nil {
+		return x.NotCopied
+	}
+	return nil
+}
+
+func (x *EnvResult) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+func (x *EnvResult) GetPickedFrom() string {
+	if x != nil {
+		return x.PickedFrom
+	}
+	return ""
+}
+
+type EnvVar struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// bytes: a process's variable need not be UTF-8.
+	Value         []byte `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Source        string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	Secret        bool   `protobuf:"varint,4,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnvVar) Reset() {
+	*x = EnvVar{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnvVar) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnvVar) ProtoMessage() {}
+
+func (x *EnvVar) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnvVar.ProtoReflect.Descriptor instead.
+func (*EnvVar) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *EnvVar) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *EnvVar) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *EnvVar) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *EnvVar) GetSecret() bool {
+	if x != nil {
+		return x.Secret
+	}
+	return false
+}
+
+type EnvFile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The path in the container.
+	Path   string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Mode   uint32 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Data   []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	Secret bool   `protobuf:"varint,4,opt,name=secret,proto3" json:"secret,omitempty"`
+	// The volume mount it belongs to.
+	MountPath     string `protobuf:"bytes,5,opt,name=mount_path,json=mountPath,proto3" json:"mount_path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnvFile) Reset() {
+	*x = EnvFile{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnvFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnvFile) ProtoMessage() {}
+
+func (x *EnvFile) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnvFile.ProtoReflect.Descriptor instead.
+func (*EnvFile) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *EnvFile) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *EnvFile) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *EnvFile) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *EnvFile) GetSecret() bool {
+	if x != nil {
+		return x.Secret
+	}
+	return false
+}
+
+func (x *EnvFile) GetMountPath() string {
+	if x != nil {
+		return x.MountPath
+	}
+	return ""
+}
+
+type EnvMount struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	MountPath string                 `protobuf:"bytes,1,opt,name=mount_path,json=mountPath,proto3" json:"mount_path,omitempty"`
+	Volume    string                 `protobuf:"bytes,2,opt,name=volume,proto3" json:"volume,omitempty"`
+	// The volume's type: emptyDir, persistentVolumeClaim, ...
+	Kind          string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnvMount) Reset() {
+	*x = EnvMount{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnvMount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnvMount) ProtoMessage() {}
+
+func (x *EnvMount) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnvMount.ProtoReflect.Descriptor instead.
+func (*EnvMount) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *EnvMount) GetMountPath() string {
+	if x != nil {
+		return x.MountPath
+	}
+	return ""
+}
+
+func (x *EnvMount) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *EnvMount) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *EnvMount) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type ReplayRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
@@ -52,7 +540,7 @@ type ReplayRequest struct {
 
 func (x *ReplayRequest) Reset() {
 	*x = ReplayRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -64,7 +552,7 @@ func (x *ReplayRequest) String() string {
 func (*ReplayRequest) ProtoMessage() {}
 
 func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[0]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -77,7 +565,7 @@ func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayRequest.ProtoReflect.Descriptor instead.
 func (*ReplayRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{0}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReplayRequest) GetNamespace() string {
@@ -184,7 +672,7 @@ type ReplayEvent struct {
 
 func (x *ReplayEvent) Reset() {
 	*x = ReplayEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -196,7 +684,7 @@ func (x *ReplayEvent) String() string {
 func (*ReplayEvent) ProtoMessage() {}
 
 func (x *ReplayEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[1]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -209,7 +697,7 @@ func (x *ReplayEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayEvent.ProtoReflect.Descriptor instead.
 func (*ReplayEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{1}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReplayEvent) GetEvent() isReplayEvent_Event {
@@ -278,7 +766,7 @@ type ReplayResult struct {
 
 func (x *ReplayResult) Reset() {
 	*x = ReplayResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -290,7 +778,7 @@ func (x *ReplayResult) String() string {
 func (*ReplayResult) ProtoMessage() {}
 
 func (x *ReplayResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[2]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -303,7 +791,7 @@ func (x *ReplayResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayResult.ProtoReflect.Descriptor instead.
 func (*ReplayResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{2}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReplayResult) GetRef() string {
@@ -395,7 +883,7 @@ type ReplayDiff struct {
 
 func (x *ReplayDiff) Reset() {
 	*x = ReplayDiff{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +895,7 @@ func (x *ReplayDiff) String() string {
 func (*ReplayDiff) ProtoMessage() {}
 
 func (x *ReplayDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[3]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +908,7 @@ func (x *ReplayDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayDiff.ProtoReflect.Descriptor instead.
 func (*ReplayDiff) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{3}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReplayDiff) GetStatus() string {
@@ -480,7 +968,7 @@ type ReplaySummary struct {
 
 func (x *ReplaySummary) Reset() {
 	*x = ReplaySummary{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +980,7 @@ func (x *ReplaySummary) String() string {
 func (*ReplaySummary) ProtoMessage() {}
 
 func (x *ReplaySummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[4]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +993,7 @@ func (x *ReplaySummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaySummary.ProtoReflect.Descriptor instead.
 func (*ReplaySummary) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{4}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReplaySummary) GetSent() int64 {
@@ -605,7 +1093,7 @@ type RecordRequest struct {
 
 func (x *RecordRequest) Reset() {
 	*x = RecordRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +1105,7 @@ func (x *RecordRequest) String() string {
 func (*RecordRequest) ProtoMessage() {}
 
 func (x *RecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[5]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +1118,7 @@ func (x *RecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordRequest.ProtoReflect.Descriptor instead.
 func (*RecordRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{5}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RecordRequest) GetNamespace() string {
@@ -717,7 +1205,7 @@ type AgentResources struct {
 
 func (x *AgentResources) Reset() {
 	*x = AgentResources{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +1217,7 @@ func (x *AgentResources) String() string {
 func (*AgentResources) ProtoMessage() {}
 
 func (x *AgentResources) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[6]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +1230,7 @@ func (x *AgentResources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentResources.ProtoReflect.Descriptor instead.
 func (*AgentResources) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{6}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AgentResources) GetCpuRequest() string {
@@ -786,7 +1274,7 @@ type RecordEvent struct {
 
 func (x *RecordEvent) Reset() {
 	*x = RecordEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +1286,7 @@ func (x *RecordEvent) String() string {
 func (*RecordEvent) ProtoMessage() {}
 
 func (x *RecordEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[7]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +1299,7 @@ func (x *RecordEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEvent.ProtoReflect.Descriptor instead.
 func (*RecordEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{7}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RecordEvent) GetEvent() isRecordEvent_Event {
@@ -868,7 +1356,7 @@ type RecordInfo struct {
 
 func (x *RecordInfo) Reset() {
 	*x = RecordInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1368,7 @@ func (x *RecordInfo) String() string {
 func (*RecordInfo) ProtoMessage() {}
 
 func (x *RecordInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[8]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1381,7 @@ func (x *RecordInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordInfo.ProtoReflect.Descriptor instead.
 func (*RecordInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{8}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RecordInfo) GetWorkload() string {
@@ -944,7 +1432,7 @@ type RequestsRequest struct {
 
 func (x *RequestsRequest) Reset() {
 	*x = RequestsRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1444,7 @@ func (x *RequestsRequest) String() string {
 func (*RequestsRequest) ProtoMessage() {}
 
 func (x *RequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[9]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1457,7 @@ func (x *RequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestsRequest.ProtoReflect.Descriptor instead.
 func (*RequestsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{9}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RequestsRequest) GetNamespace() string {
@@ -1019,7 +1507,7 @@ type RequestsChunk struct {
 
 func (x *RequestsChunk) Reset() {
 	*x = RequestsChunk{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1519,7 @@ func (x *RequestsChunk) String() string {
 func (*RequestsChunk) ProtoMessage() {}
 
 func (x *RequestsChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[10]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1532,7 @@ func (x *RequestsChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestsChunk.ProtoReflect.Descriptor instead.
 func (*RequestsChunk) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{10}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RequestsChunk) GetExchanges() []*v1.Exchange {
@@ -1079,7 +1567,7 @@ type PodRecording struct {
 
 func (x *PodRecording) Reset() {
 	*x = PodRecording{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1579,7 @@ func (x *PodRecording) String() string {
 func (*PodRecording) ProtoMessage() {}
 
 func (x *PodRecording) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[11]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1592,7 @@ func (x *PodRecording) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PodRecording.ProtoReflect.Descriptor instead.
 func (*PodRecording) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{11}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PodRecording) GetPod() string {
@@ -1143,7 +1631,7 @@ type TraceRequest struct {
 
 func (x *TraceRequest) Reset() {
 	*x = TraceRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1643,7 @@ func (x *TraceRequest) String() string {
 func (*TraceRequest) ProtoMessage() {}
 
 func (x *TraceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[12]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1656,7 @@ func (x *TraceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceRequest.ProtoReflect.Descriptor instead.
 func (*TraceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{12}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TraceRequest) GetNamespace() string {
@@ -1212,7 +1700,7 @@ type TraceEvent struct {
 
 func (x *TraceEvent) Reset() {
 	*x = TraceEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1712,7 @@ func (x *TraceEvent) String() string {
 func (*TraceEvent) ProtoMessage() {}
 
 func (x *TraceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[13]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1725,7 @@ func (x *TraceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceEvent.ProtoReflect.Descriptor instead.
 func (*TraceEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{13}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TraceEvent) GetEvent() isTraceEvent_Event {
@@ -1300,7 +1788,7 @@ type TraceReport struct {
 
 func (x *TraceReport) Reset() {
 	*x = TraceReport{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1800,7 @@ func (x *TraceReport) String() string {
 func (*TraceReport) ProtoMessage() {}
 
 func (x *TraceReport) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[14]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1813,7 @@ func (x *TraceReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceReport.ProtoReflect.Descriptor instead.
 func (*TraceReport) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{14}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TraceReport) GetSource() *TraceSource {
@@ -1385,7 +1873,7 @@ type TraceSource struct {
 
 func (x *TraceSource) Reset() {
 	*x = TraceSource{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1885,7 @@ func (x *TraceSource) String() string {
 func (*TraceSource) ProtoMessage() {}
 
 func (x *TraceSource) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[15]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1898,7 @@ func (x *TraceSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceSource.ProtoReflect.Descriptor instead.
 func (*TraceSource) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{15}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TraceSource) GetPod() string {
@@ -1466,7 +1954,7 @@ type TraceTarget struct {
 
 func (x *TraceTarget) Reset() {
 	*x = TraceTarget{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1966,7 @@ func (x *TraceTarget) String() string {
 func (*TraceTarget) ProtoMessage() {}
 
 func (x *TraceTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[16]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1979,7 @@ func (x *TraceTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceTarget.ProtoReflect.Descriptor instead.
 func (*TraceTarget) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{16}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TraceTarget) GetInput() string {
@@ -1571,7 +2059,7 @@ type TraceStep struct {
 
 func (x *TraceStep) Reset() {
 	*x = TraceStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +2071,7 @@ func (x *TraceStep) String() string {
 func (*TraceStep) ProtoMessage() {}
 
 func (x *TraceStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[17]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +2084,7 @@ func (x *TraceStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceStep.ProtoReflect.Descriptor instead.
 func (*TraceStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{17}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TraceStep) GetName() string {
@@ -1670,7 +2158,7 @@ type TraceDNS struct {
 
 func (x *TraceDNS) Reset() {
 	*x = TraceDNS{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +2170,7 @@ func (x *TraceDNS) String() string {
 func (*TraceDNS) ProtoMessage() {}
 
 func (x *TraceDNS) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[18]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +2183,7 @@ func (x *TraceDNS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceDNS.ProtoReflect.Descriptor instead.
 func (*TraceDNS) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{18}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TraceDNS) GetName() string {
@@ -1747,7 +2235,7 @@ type ResolvConf struct {
 
 func (x *ResolvConf) Reset() {
 	*x = ResolvConf{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +2247,7 @@ func (x *ResolvConf) String() string {
 func (*ResolvConf) ProtoMessage() {}
 
 func (x *ResolvConf) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[19]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +2260,7 @@ func (x *ResolvConf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvConf.ProtoReflect.Descriptor instead.
 func (*ResolvConf) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{19}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ResolvConf) GetNameservers() []string {
@@ -1819,7 +2307,7 @@ type TraceQuery struct {
 
 func (x *TraceQuery) Reset() {
 	*x = TraceQuery{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +2319,7 @@ func (x *TraceQuery) String() string {
 func (*TraceQuery) ProtoMessage() {}
 
 func (x *TraceQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[20]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2332,7 @@ func (x *TraceQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceQuery.ProtoReflect.Descriptor instead.
 func (*TraceQuery) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{20}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TraceQuery) GetName() string {
@@ -1915,7 +2403,7 @@ type TraceService struct {
 
 func (x *TraceService) Reset() {
 	*x = TraceService{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +2415,7 @@ func (x *TraceService) String() string {
 func (*TraceService) ProtoMessage() {}
 
 func (x *TraceService) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[21]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2428,7 @@ func (x *TraceService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceService.ProtoReflect.Descriptor instead.
 func (*TraceService) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{21}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TraceService) GetNamespace() string {
@@ -2020,7 +2508,7 @@ type TracePort struct {
 
 func (x *TracePort) Reset() {
 	*x = TracePort{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2520,7 @@ func (x *TracePort) String() string {
 func (*TracePort) ProtoMessage() {}
 
 func (x *TracePort) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[22]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2533,7 @@ func (x *TracePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TracePort.ProtoReflect.Descriptor instead.
 func (*TracePort) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{22}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TracePort) GetName() string {
@@ -2102,7 +2590,7 @@ type TraceEndpoint struct {
 
 func (x *TraceEndpoint) Reset() {
 	*x = TraceEndpoint{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2602,7 @@ func (x *TraceEndpoint) String() string {
 func (*TraceEndpoint) ProtoMessage() {}
 
 func (x *TraceEndpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[23]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2615,7 @@ func (x *TraceEndpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceEndpoint.ProtoReflect.Descriptor instead.
 func (*TraceEndpoint) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{23}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TraceEndpoint) GetAddress() string {
@@ -2203,7 +2691,7 @@ type TracePolicy struct {
 
 func (x *TracePolicy) Reset() {
 	*x = TracePolicy{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2703,7 @@ func (x *TracePolicy) String() string {
 func (*TracePolicy) ProtoMessage() {}
 
 func (x *TracePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[24]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2716,7 @@ func (x *TracePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TracePolicy.ProtoReflect.Descriptor instead.
 func (*TracePolicy) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{24}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TracePolicy) GetVerdicts() []*TraceVerdict {
@@ -2251,7 +2739,7 @@ type TraceVerdict struct {
 
 func (x *TraceVerdict) Reset() {
 	*x = TraceVerdict{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2751,7 @@ func (x *TraceVerdict) String() string {
 func (*TraceVerdict) ProtoMessage() {}
 
 func (x *TraceVerdict) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[25]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2764,7 @@ func (x *TraceVerdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceVerdict.ProtoReflect.Descriptor instead.
 func (*TraceVerdict) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{25}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TraceVerdict) GetDestination() string {
@@ -2322,7 +2810,7 @@ type PolicyDirection struct {
 
 func (x *PolicyDirection) Reset() {
 	*x = PolicyDirection{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2334,7 +2822,7 @@ func (x *PolicyDirection) String() string {
 func (*PolicyDirection) ProtoMessage() {}
 
 func (x *PolicyDirection) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[26]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2347,7 +2835,7 @@ func (x *PolicyDirection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyDirection.ProtoReflect.Descriptor instead.
 func (*PolicyDirection) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{26}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PolicyDirection) GetAllowed() bool {
@@ -2388,7 +2876,7 @@ type TraceProbes struct {
 
 func (x *TraceProbes) Reset() {
 	*x = TraceProbes{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2888,7 @@ func (x *TraceProbes) String() string {
 func (*TraceProbes) ProtoMessage() {}
 
 func (x *TraceProbes) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[27]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2901,7 @@ func (x *TraceProbes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceProbes.ProtoReflect.Descriptor instead.
 func (*TraceProbes) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{27}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TraceProbes) GetProbes() []*TraceProbe {
@@ -2442,7 +2930,7 @@ type TraceProbe struct {
 
 func (x *TraceProbe) Reset() {
 	*x = TraceProbe{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2454,7 +2942,7 @@ func (x *TraceProbe) String() string {
 func (*TraceProbe) ProtoMessage() {}
 
 func (x *TraceProbe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[28]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2467,7 +2955,7 @@ func (x *TraceProbe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceProbe.ProtoReflect.Descriptor instead.
 func (*TraceProbe) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{28}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TraceProbe) GetWhat() string {
@@ -2551,7 +3039,7 @@ type CaptureRequest struct {
 
 func (x *CaptureRequest) Reset() {
 	*x = CaptureRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +3051,7 @@ func (x *CaptureRequest) String() string {
 func (*CaptureRequest) ProtoMessage() {}
 
 func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[29]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +3064,7 @@ func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
 func (*CaptureRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{29}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CaptureRequest) GetNamespace() string {
@@ -2656,7 +3144,7 @@ type CaptureEvent struct {
 
 func (x *CaptureEvent) Reset() {
 	*x = CaptureEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2668,7 +3156,7 @@ func (x *CaptureEvent) String() string {
 func (*CaptureEvent) ProtoMessage() {}
 
 func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[30]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2681,7 +3169,7 @@ func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureEvent.ProtoReflect.Descriptor instead.
 func (*CaptureEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{30}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
@@ -2748,7 +3236,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2760,7 +3248,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[31]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2773,7 +3261,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{31}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
 }
 
 type StatusResponse struct {
@@ -2793,7 +3281,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +3293,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[32]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +3306,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{32}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StatusResponse) GetContext() string {
@@ -2884,7 +3372,7 @@ type AgentInfo struct {
 
 func (x *AgentInfo) Reset() {
 	*x = AgentInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2896,7 +3384,7 @@ func (x *AgentInfo) String() string {
 func (*AgentInfo) ProtoMessage() {}
 
 func (x *AgentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[33]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2909,7 +3397,7 @@ func (x *AgentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentInfo.ProtoReflect.Descriptor instead.
 func (*AgentInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{33}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AgentInfo) GetWorkload() string {
@@ -2964,7 +3452,7 @@ type InterceptInfo struct {
 
 func (x *InterceptInfo) Reset() {
 	*x = InterceptInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2976,7 +3464,7 @@ func (x *InterceptInfo) String() string {
 func (*InterceptInfo) ProtoMessage() {}
 
 func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[34]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2989,7 +3477,7 @@ func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptInfo.ProtoReflect.Descriptor instead.
 func (*InterceptInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{34}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *InterceptInfo) GetName() string {
@@ -3059,7 +3547,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3071,7 +3559,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[35]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3084,7 +3572,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{35}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *InterceptRequest) GetNamespace() string {
@@ -3149,7 +3637,7 @@ type InterceptEvent struct {
 
 func (x *InterceptEvent) Reset() {
 	*x = InterceptEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3161,7 +3649,7 @@ func (x *InterceptEvent) String() string {
 func (*InterceptEvent) ProtoMessage() {}
 
 func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[36]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3174,7 +3662,7 @@ func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptEvent.ProtoReflect.Descriptor instead.
 func (*InterceptEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{36}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *InterceptEvent) GetEvent() isInterceptEvent_Event {
@@ -3228,7 +3716,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3240,7 +3728,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[37]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3253,7 +3741,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{37}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LeaveRequest) GetNamespace() string {
@@ -3278,7 +3766,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3290,7 +3778,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[38]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3303,7 +3791,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{38}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
 }
 
 type RollbackRequest struct {
@@ -3321,7 +3809,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3333,7 +3821,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[39]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3346,7 +3834,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{39}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RollbackRequest) GetNamespace() string {
@@ -3386,7 +3874,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3398,7 +3886,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[40]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3411,7 +3899,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RollbackResponse) GetResults() []*RollbackResult {
@@ -3434,7 +3922,7 @@ type RollbackResult struct {
 
 func (x *RollbackResult) Reset() {
 	*x = RollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3446,7 +3934,7 @@ func (x *RollbackResult) String() string {
 func (*RollbackResult) ProtoMessage() {}
 
 func (x *RollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3459,7 +3947,7 @@ func (x *RollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResult.ProtoReflect.Descriptor instead.
 func (*RollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RollbackResult) GetWorkload() string {
@@ -3503,7 +3991,7 @@ type RollbackStep struct {
 
 func (x *RollbackStep) Reset() {
 	*x = RollbackStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3515,7 +4003,7 @@ func (x *RollbackStep) String() string {
 func (*RollbackStep) ProtoMessage() {}
 
 func (x *RollbackStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3528,7 +4016,7 @@ func (x *RollbackStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStep.ProtoReflect.Descriptor instead.
 func (*RollbackStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RollbackStep) GetObject() string {
@@ -3560,7 +4048,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3572,7 +4060,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3585,7 +4073,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
 }
 
 type QuitResponse struct {
@@ -3596,7 +4084,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3608,7 +4096,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3621,14 +4109,56 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{50}
 }
 
 var File_proto_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
-	"\x1cproto/daemon/v1/daemon.proto\x12\x10tether.daemon.v1\x1a\x1aproto/agent/v1/agent.proto\"\x8a\x03\n" +
+	"\x1cproto/daemon/v1/daemon.proto\x12\x10tether.daemon.v1\x1a\x1aproto/agent/v1/agent.proto\"\xaf\x01\n" +
+	"\n" +
+	"EnvRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x1c\n" +
+	"\tcontainer\x18\x03 \x01(\tR\tcontainer\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\x12\x14\n" +
+	"\x05files\x18\x05 \x01(\bR\x05files\x12\x1f\n" +
+	"\vagent_image\x18\x06 \x01(\tR\n" +
+	"agentImage\"h\n" +
+	"\bEnvEvent\x12\x1c\n" +
+	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x125\n" +
+	"\x06result\x18\x02 \x01(\v2\x1b.tether.daemon.v1.EnvResultH\x00R\x06resultB\a\n" +
+	"\x05event\"\xaa\x02\n" +
+	"\tEnvResult\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x12\x1c\n" +
+	"\tcontainer\x18\x02 \x01(\tR\tcontainer\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12,\n" +
+	"\x04vars\x18\x04 \x03(\v2\x18.tether.daemon.v1.EnvVarR\x04vars\x12/\n" +
+	"\x05files\x18\x05 \x03(\v2\x19.tether.daemon.v1.EnvFileR\x05files\x129\n" +
+	"\n" +
+	"not_copied\x18\x06 \x03(\v2\x1a.tether.daemon.v1.EnvMountR\tnotCopied\x12\x1a\n" +
+	"\bwarnings\x18\a \x03(\tR\bwarnings\x12\x1f\n" +
+	"\vpicked_from\x18\b \x01(\tR\n" +
+	"pickedFrom\"b\n" +
+	"\x06EnvVar\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x16\n" +
+	"\x06secret\x18\x04 \x01(\bR\x06secret\"|\n" +
+	"\aEnvFile\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x16\n" +
+	"\x06secret\x18\x04 \x01(\bR\x06secret\x12\x1d\n" +
+	"\n" +
+	"mount_path\x18\x05 \x01(\tR\tmountPath\"m\n" +
+	"\bEnvMount\x12\x1d\n" +
+	"\n" +
+	"mount_path\x18\x01 \x01(\tR\tmountPath\x12\x16\n" +
+	"\x06volume\x18\x02 \x01(\tR\x06volume\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x8a\x03\n" +
 	"\rReplayRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x127\n" +
@@ -3934,7 +4464,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\r\n" +
 	"\vQuitRequest\"\x0e\n" +
-	"\fQuitResponse2\x90\x06\n" +
+	"\fQuitResponse2\xd3\x06\n" +
 	"\x06Daemon\x12K\n" +
 	"\x06Status\x12\x1f.tether.daemon.v1.StatusRequest\x1a .tether.daemon.v1.StatusResponse\x12S\n" +
 	"\tIntercept\x12\".tether.daemon.v1.InterceptRequest\x1a .tether.daemon.v1.InterceptEvent0\x01\x12H\n" +
@@ -3945,7 +4475,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x05Trace\x12\x1e.tether.daemon.v1.TraceRequest\x1a\x1c.tether.daemon.v1.TraceEvent0\x01\x12J\n" +
 	"\x06Record\x12\x1f.tether.daemon.v1.RecordRequest\x1a\x1d.tether.daemon.v1.RecordEvent0\x01\x12P\n" +
 	"\bRequests\x12!.tether.daemon.v1.RequestsRequest\x1a\x1f.tether.daemon.v1.RequestsChunk0\x01\x12J\n" +
-	"\x06Replay\x12\x1f.tether.daemon.v1.ReplayRequest\x1a\x1d.tether.daemon.v1.ReplayEvent0\x01B7Z5github.com/tetherkube/tether/proto/daemon/v1;daemonv1b\x06proto3"
+	"\x06Replay\x12\x1f.tether.daemon.v1.ReplayRequest\x1a\x1d.tether.daemon.v1.ReplayEvent0\x01\x12A\n" +
+	"\x03Env\x12\x1c.tether.daemon.v1.EnvRequest\x1a\x1a.tether.daemon.v1.EnvEvent0\x01B7Z5github.com/tetherkube/tether/proto/daemon/v1;daemonv1b\x06proto3"
 
 var (
 	file_proto_daemon_v1_daemon_proto_rawDescOnce sync.Once
@@ -3959,125 +4490,137 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
-	(*ReplayRequest)(nil),     // 0: tether.daemon.v1.ReplayRequest
-	(*ReplayEvent)(nil),       // 1: tether.daemon.v1.ReplayEvent
-	(*ReplayResult)(nil),      // 2: tether.daemon.v1.ReplayResult
-	(*ReplayDiff)(nil),        // 3: tether.daemon.v1.ReplayDiff
-	(*ReplaySummary)(nil),     // 4: tether.daemon.v1.ReplaySummary
-	(*RecordRequest)(nil),     // 5: tether.daemon.v1.RecordRequest
-	(*AgentResources)(nil),    // 6: tether.daemon.v1.AgentResources
-	(*RecordEvent)(nil),       // 7: tether.daemon.v1.RecordEvent
-	(*RecordInfo)(nil),        // 8: tether.daemon.v1.RecordInfo
-	(*RequestsRequest)(nil),   // 9: tether.daemon.v1.RequestsRequest
-	(*RequestsChunk)(nil),     // 10: tether.daemon.v1.RequestsChunk
-	(*PodRecording)(nil),      // 11: tether.daemon.v1.PodRecording
-	(*TraceRequest)(nil),      // 12: tether.daemon.v1.TraceRequest
-	(*TraceEvent)(nil),        // 13: tether.daemon.v1.TraceEvent
-	(*TraceReport)(nil),       // 14: tether.daemon.v1.TraceReport
-	(*TraceSource)(nil),       // 15: tether.daemon.v1.TraceSource
-	(*TraceTarget)(nil),       // 16: tether.daemon.v1.TraceTarget
-	(*TraceStep)(nil),         // 17: tether.daemon.v1.TraceStep
-	(*TraceDNS)(nil),          // 18: tether.daemon.v1.TraceDNS
-	(*ResolvConf)(nil),        // 19: tether.daemon.v1.ResolvConf
-	(*TraceQuery)(nil),        // 20: tether.daemon.v1.TraceQuery
-	(*TraceService)(nil),      // 21: tether.daemon.v1.TraceService
-	(*TracePort)(nil),         // 22: tether.daemon.v1.TracePort
-	(*TraceEndpoint)(nil),     // 23: tether.daemon.v1.TraceEndpoint
-	(*TracePolicy)(nil),       // 24: tether.daemon.v1.TracePolicy
-	(*TraceVerdict)(nil),      // 25: tether.daemon.v1.TraceVerdict
-	(*PolicyDirection)(nil),   // 26: tether.daemon.v1.PolicyDirection
-	(*TraceProbes)(nil),       // 27: tether.daemon.v1.TraceProbes
-	(*TraceProbe)(nil),        // 28: tether.daemon.v1.TraceProbe
-	(*CaptureRequest)(nil),    // 29: tether.daemon.v1.CaptureRequest
-	(*CaptureEvent)(nil),      // 30: tether.daemon.v1.CaptureEvent
-	(*StatusRequest)(nil),     // 31: tether.daemon.v1.StatusRequest
-	(*StatusResponse)(nil),    // 32: tether.daemon.v1.StatusResponse
-	(*AgentInfo)(nil),         // 33: tether.daemon.v1.AgentInfo
-	(*InterceptInfo)(nil),     // 34: tether.daemon.v1.InterceptInfo
-	(*InterceptRequest)(nil),  // 35: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),    // 36: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),      // 37: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),     // 38: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),   // 39: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil),  // 40: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),    // 41: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),      // 42: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),       // 43: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),      // 44: tether.daemon.v1.QuitResponse
-	nil,                       // 45: tether.daemon.v1.ReplaySummary.ByStatusEntry
-	nil,                       // 46: tether.daemon.v1.TraceService.SelectorEntry
-	(*v1.Exchange)(nil),       // 47: tether.agent.v1.Exchange
-	(*v1.ExchangeFilter)(nil), // 48: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil), // 49: tether.agent.v1.RecordingStats
-	(*v1.DNSRecord)(nil),      // 50: tether.agent.v1.DNSRecord
-	(*v1.PacketBatch)(nil),    // 51: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),   // 52: tether.agent.v1.CaptureStats
+	(*EnvRequest)(nil),        // 0: tether.daemon.v1.EnvRequest
+	(*EnvEvent)(nil),          // 1: tether.daemon.v1.EnvEvent
+	(*EnvResult)(nil),         // 2: tether.daemon.v1.EnvResult
+	(*EnvVar)(nil),            // 3: tether.daemon.v1.EnvVar
+	(*EnvFile)(nil),           // 4: tether.daemon.v1.EnvFile
+	(*EnvMount)(nil),          // 5: tether.daemon.v1.EnvMount
+	(*ReplayRequest)(nil),     // 6: tether.daemon.v1.ReplayRequest
+	(*ReplayEvent)(nil),       // 7: tether.daemon.v1.ReplayEvent
+	(*ReplayResult)(nil),      // 8: tether.daemon.v1.ReplayResult
+	(*ReplayDiff)(nil),        // 9: tether.daemon.v1.ReplayDiff
+	(*ReplaySummary)(nil),     // 10: tether.daemon.v1.ReplaySummary
+	(*RecordRequest)(nil),     // 11: tether.daemon.v1.RecordRequest
+	(*AgentResources)(nil),    // 12: tether.daemon.v1.AgentResources
+	(*RecordEvent)(nil),       // 13: tether.daemon.v1.RecordEvent
+	(*RecordInfo)(nil),        // 14: tether.daemon.v1.RecordInfo
+	(*RequestsRequest)(nil),   // 15: tether.daemon.v1.RequestsRequest
+	(*RequestsChunk)(nil),     // 16: tether.daemon.v1.RequestsChunk
+	(*PodRecording)(nil),      // 17: tether.daemon.v1.PodRecording
+	(*TraceRequest)(nil),      // 18: tether.daemon.v1.TraceRequest
+	(*TraceEvent)(nil),        // 19: tether.daemon.v1.TraceEvent
+	(*TraceReport)(nil),       // 20: tether.daemon.v1.TraceReport
+	(*TraceSource)(nil),       // 21: tether.daemon.v1.TraceSource
+	(*TraceTarget)(nil),       // 22: tether.daemon.v1.TraceTarget
+	(*TraceStep)(nil),         // 23: tether.daemon.v1.TraceStep
+	(*TraceDNS)(nil),          // 24: tether.daemon.v1.TraceDNS
+	(*ResolvConf)(nil),        // 25: tether.daemon.v1.ResolvConf
+	(*TraceQuery)(nil),        // 26: tether.daemon.v1.TraceQuery
+	(*TraceService)(nil),      // 27: tether.daemon.v1.TraceService
+	(*TracePort)(nil),         // 28: tether.daemon.v1.TracePort
+	(*TraceEndpoint)(nil),     // 29: tether.daemon.v1.TraceEndpoint
+	(*TracePolicy)(nil),       // 30: tether.daemon.v1.TracePolicy
+	(*TraceVerdict)(nil),      // 31: tether.daemon.v1.TraceVerdict
+	(*PolicyDirection)(nil),   // 32: tether.daemon.v1.PolicyDirection
+	(*TraceProbes)(nil),       // 33: tether.daemon.v1.TraceProbes
+	(*TraceProbe)(nil),        // 34: tether.daemon.v1.TraceProbe
+	(*CaptureRequest)(nil),    // 35: tether.daemon.v1.CaptureRequest
+	(*CaptureEvent)(nil),      // 36: tether.daemon.v1.CaptureEvent
+	(*StatusRequest)(nil),     // 37: tether.daemon.v1.StatusRequest
+	(*StatusResponse)(nil),    // 38: tether.daemon.v1.StatusResponse
+	(*AgentInfo)(nil),         // 39: tether.daemon.v1.AgentInfo
+	(*InterceptInfo)(nil),     // 40: tether.daemon.v1.InterceptInfo
+	(*InterceptRequest)(nil),  // 41: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),    // 42: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),      // 43: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),     // 44: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),   // 45: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil),  // 46: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),    // 47: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),      // 48: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),       // 49: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),      // 50: tether.daemon.v1.QuitResponse
+	nil,                       // 51: tether.daemon.v1.ReplaySummary.ByStatusEntry
+	nil,                       // 52: tether.daemon.v1.TraceService.SelectorEntry
+	(*v1.Exchange)(nil),       // 53: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil), // 54: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil), // 55: tether.agent.v1.RecordingStats
+	(*v1.DNSRecord)(nil),      // 56: tether.agent.v1.DNSRecord
+	(*v1.PacketBatch)(nil),    // 57: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),   // 58: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
-	47, // 0: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
-	2,  // 1: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
-	4,  // 2: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
-	3,  // 3: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
-	45, // 4: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
-	6,  // 5: tether.daemon.v1.RecordRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
-	8,  // 6: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	48, // 7: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	47, // 8: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
-	11, // 9: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	49, // 10: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
-	14, // 11: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
-	15, // 12: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
-	16, // 13: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
-	17, // 14: tether.daemon.v1.TraceReport.steps:type_name -> tether.daemon.v1.TraceStep
-	18, // 15: tether.daemon.v1.TraceStep.dns:type_name -> tether.daemon.v1.TraceDNS
-	21, // 16: tether.daemon.v1.TraceStep.service:type_name -> tether.daemon.v1.TraceService
-	24, // 17: tether.daemon.v1.TraceStep.policy:type_name -> tether.daemon.v1.TracePolicy
-	27, // 18: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
-	19, // 19: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
-	20, // 20: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
-	50, // 21: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
-	22, // 22: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
-	46, // 23: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
-	23, // 24: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
-	25, // 25: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
-	26, // 26: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
-	26, // 27: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
-	28, // 28: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
-	51, // 29: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	52, // 30: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	34, // 31: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
-	33, // 32: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
-	6,  // 33: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
-	34, // 34: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	41, // 35: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	42, // 36: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	31, // 37: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	35, // 38: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	37, // 39: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	39, // 40: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	43, // 41: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	29, // 42: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	12, // 43: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	5,  // 44: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	9,  // 45: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	0,  // 46: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	32, // 47: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	36, // 48: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	38, // 49: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	40, // 50: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	44, // 51: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	30, // 52: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	13, // 53: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	7,  // 54: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	10, // 55: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	1,  // 56: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	47, // [47:57] is the sub-list for method output_type
-	37, // [37:47] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	2,  // 0: tether.daemon.v1.EnvEvent.result:type_name -> tether.daemon.v1.EnvResult
+	3,  // 1: tether.daemon.v1.EnvResult.vars:type_name -> tether.daemon.v1.EnvVar
+	4,  // 2: tether.daemon.v1.EnvResult.files:type_name -> tether.daemon.v1.EnvFile
+	5,  // 3: tether.daemon.v1.EnvResult.not_copied:type_name -> tether.daemon.v1.EnvMount
+	53, // 4: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	8,  // 5: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
+	10, // 6: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
+	9,  // 7: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
+	51, // 8: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
+	12, // 9: tether.daemon.v1.RecordRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
+	14, // 10: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
+	54, // 11: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	53, // 12: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	17, // 13: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
+	55, // 14: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	20, // 15: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
+	21, // 16: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
+	22, // 17: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
+	23, // 18: tether.daemon.v1.TraceReport.steps:type_name -> tether.daemon.v1.TraceStep
+	24, // 19: tether.daemon.v1.TraceStep.dns:type_name -> tether.daemon.v1.TraceDNS
+	27, // 20: tether.daemon.v1.TraceStep.service:type_name -> tether.daemon.v1.TraceService
+	30, // 21: tether.daemon.v1.TraceStep.policy:type_name -> tether.daemon.v1.TracePolicy
+	33, // 22: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
+	25, // 23: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
+	26, // 24: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
+	56, // 25: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
+	28, // 26: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
+	52, // 27: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
+	29, // 28: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
+	31, // 29: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
+	32, // 30: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
+	32, // 31: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
+	34, // 32: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
+	57, // 33: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	58, // 34: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	40, // 35: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
+	39, // 36: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
+	12, // 37: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
+	40, // 38: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	47, // 39: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	48, // 40: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	37, // 41: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	41, // 42: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	43, // 43: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	45, // 44: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	49, // 45: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	35, // 46: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	18, // 47: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	11, // 48: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	15, // 49: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	6,  // 50: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	0,  // 51: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
+	38, // 52: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	42, // 53: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	44, // 54: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	46, // 55: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	50, // 56: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	36, // 57: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	19, // 58: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	13, // 59: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	16, // 60: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	7,  // 61: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	1,  // 62: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
+	52, // [52:63] is the sub-list for method output_type
+	41, // [41:52] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -4086,23 +4629,27 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		return
 	}
 	file_proto_daemon_v1_daemon_proto_msgTypes[1].OneofWrappers = []any{
+		(*EnvEvent_Progress)(nil),
+		(*EnvEvent_Result)(nil),
+	}
+	file_proto_daemon_v1_daemon_proto_msgTypes[7].OneofWrappers = []any{
 		(*ReplayEvent_Result)(nil),
 		(*ReplayEvent_Summary)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[7].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[13].OneofWrappers = []any{
 		(*RecordEvent_Progress)(nil),
 		(*RecordEvent_Info)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[13].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[19].OneofWrappers = []any{
 		(*TraceEvent_Progress)(nil),
 		(*TraceEvent_Report)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[30].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[36].OneofWrappers = []any{
 		(*CaptureEvent_Progress)(nil),
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[36].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[42].OneofWrappers = []any{
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
@@ -4112,7 +4659,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

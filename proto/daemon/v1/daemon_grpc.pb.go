@@ -34,6 +34,7 @@ const (
 	Daemon_Record_FullMethodName    = "/tether.daemon.v1.Daemon/Record"
 	Daemon_Requests_FullMethodName  = "/tether.daemon.v1.Daemon/Requests"
 	Daemon_Replay_FullMethodName    = "/tether.daemon.v1.Daemon/Replay"
+	Daemon_Env_FullMethodName       = "/tether.daemon.v1.Daemon/Env"
 )
 
 // DaemonClient is the client API for Daemon service.
@@ -73,6 +74,10 @@ type DaemonClient interface {
 	// inside one of the workload's pods (through a dial stream), and
 	// streams one result per request, then the summary.
 	Replay(ctx context.Context, in *ReplayRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReplayEvent], error)
+	// Env returns a container's environment as its process sees it, with
+	// each variable's source, and its configuration files when asked. It
+	// streams progress lines (adding an inspection agent), then the result.
+	Env(ctx context.Context, in *EnvRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EnvEvent], error)
 }
 
 type daemonClient struct {
@@ -237,6 +242,25 @@ func (c *daemonClient) Replay(ctx context.Context, in *ReplayRequest, opts ...gr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Daemon_ReplayClient = grpc.ServerStreamingClient[ReplayEvent]
 
+func (c *daemonClient) Env(ctx context.Context, in *EnvRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EnvEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Daemon_ServiceDesc.Streams[6], Daemon_Env_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EnvRequest, EnvEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_EnvClient = grpc.ServerStreamingClient[EnvEvent]
+
 // DaemonServer is the server API for Daemon service.
 // All implementations must embed UnimplementedDaemonServer
 // for forward compatibility.
@@ -274,6 +298,10 @@ type DaemonServer interface {
 	// inside one of the workload's pods (through a dial stream), and
 	// streams one result per request, then the summary.
 	Replay(*ReplayRequest, grpc.ServerStreamingServer[ReplayEvent]) error
+	// Env returns a container's environment as its process sees it, with
+	// each variable's source, and its configuration files when asked. It
+	// streams progress lines (adding an inspection agent), then the result.
+	Env(*EnvRequest, grpc.ServerStreamingServer[EnvEvent]) error
 	mustEmbedUnimplementedDaemonServer()
 }
 
@@ -313,6 +341,9 @@ func (UnimplementedDaemonServer) Requests(*RequestsRequest, grpc.ServerStreaming
 }
 func (UnimplementedDaemonServer) Replay(*ReplayRequest, grpc.ServerStreamingServer[ReplayEvent]) error {
 	return status.Error(codes.Unimplemented, "method Replay not implemented")
+}
+func (UnimplementedDaemonServer) Env(*EnvRequest, grpc.ServerStreamingServer[EnvEvent]) error {
+	return status.Error(codes.Unimplemented, "method Env not implemented")
 }
 func (UnimplementedDaemonServer) mustEmbedUnimplementedDaemonServer() {}
 func (UnimplementedDaemonServer) testEmbeddedByValue()                {}
@@ -473,6 +504,17 @@ func _Daemon_Replay_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Daemon_ReplayServer = grpc.ServerStreamingServer[ReplayEvent]
 
+func _Daemon_Env_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(EnvRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DaemonServer).Env(m, &grpc.GenericServerStream[EnvRequest, EnvEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_EnvServer = grpc.ServerStreamingServer[EnvEvent]
+
 // Daemon_ServiceDesc is the grpc.ServiceDesc for Daemon service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -526,6 +568,11 @@ var Daemon_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Replay",
 			Handler:       _Daemon_Replay_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Env",
+			Handler:       _Daemon_Env_Handler,
 			ServerStreams: true,
 		},
 	},
