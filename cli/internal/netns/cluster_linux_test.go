@@ -85,7 +85,9 @@ func newClusterEnv(t testing.TB) *clusterEnv {
 	tok := hex.EncodeToString(token)
 	never := corev1.PullNever
 	pods := []*corev1.Pod{
-		{ObjectMeta: metav1.ObjectMeta{Name: "orders", Labels: map[string]string{"app": "orders"}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
+		{ObjectMeta: metav1.ObjectMeta{Name: "orders", Labels: map[string]string{"app": "orders"}}, Spec: corev1.PodSpec{
+			Hostname: "orders-0", Subdomain: "hl", // orders-0.hl: a name of the headless Service hl
+			Containers: []corev1.Container{{
 			Name: "app", Image: cluster.DemoImage, ImagePullPolicy: never, Args: []string{"serve", ":8080"}}}}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "gw", Labels: map[string]string{"app": "gw"}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
 			Name: "agent", Image: image, ImagePullPolicy: never,
@@ -105,6 +107,13 @@ func newClusterEnv(t testing.TB) *clusterEnv {
 		t.Fatal(err)
 	}
 	e.svcIP = svc.Spec.ClusterIP
+	if _, err := cs.CoreV1().Services(e.ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "hl"}, Spec: corev1.ServiceSpec{
+		ClusterIP: corev1.ClusterIPNone,
+		Selector:  map[string]string{"app": "orders"},
+		Ports:     []corev1.ServicePort{{Port: 8080}},
+	}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range []string{"orders", "gw"} {
 		p := e.waitRunning(ctx, name)
 		if name == "orders" {
@@ -186,6 +195,7 @@ func TestClusterRun(t *testing.T) {
 		"resolve:" + fqdn,
 		"resolvetcp:orders",
 		"resolve:kubernetes.default",
+		"resolve:orders-0.hl",
 		"http:http://orders/whoami",
 		"http:http://" + fqdn + "/whoami",
 		"http:http://" + e.podIP + ":8080/whoami",
@@ -200,7 +210,7 @@ func TestClusterRun(t *testing.T) {
 	}
 	t.Logf("CMD printed:\n%s", r.out)
 	requireSteps(t, r, steps...)
-	for _, want := range []string{"resolve:orders ok " + e.svcIP, "resolve:" + fqdn + " ok " + e.svcIP, "resolvetcp:orders ok " + e.svcIP, "/whoami ok 200"} {
+	for _, want := range []string{"resolve:orders ok " + e.svcIP, "resolve:" + fqdn + " ok " + e.svcIP, "resolvetcp:orders ok " + e.svcIP, "resolve:orders-0.hl ok " + e.podIP, "/whoami ok 200"} {
 		if !strings.Contains(r.out, want) {
 			t.Errorf("CMD's output lacks %q", want)
 		}
@@ -319,5 +329,42 @@ func BenchmarkCluster(b *testing.B) {
 		b.ReportMetric(d["download_mbps"], "pf-down-MB/s")
 		b.ReportMetric(n["upload_mbps"], "ns-up-MB/s")
 		b.ReportMetric(d["upload_mbps"], "pf-up-MB/s")
+	}
+}
+
+// TestClusterLanguages: a Python script (glibc's resolver) and a Java
+// program (the JVM's) under Run resolve and reach the cluster through a
+// real agent.
+func TestClusterLanguages(t *testing.T) {
+	if unprivileged(t) {
+		return
+	}
+	e := newClusterEnv(t)
+	fqdn := "orders." + e.ns + ".svc.cluster.local"
+	for _, argv := range [][]string{
+		{"python3", testdataFile(t, "probe.py")},
+		{"java", "-XX:TieredStopAtLevel=1", testdataFile(t, "Probe.java")},
+	} {
+		t.Run(argv[0], func(t *testing.T) {
+			steps := []string{
+				"resolve:orders",
+				"resolve:" + fqdn,
+				"resolve:orders-0.hl",
+				"http:http://orders/whoami",
+				"http:http://" + e.podIP + ":8080/whoami",
+			}
+			_, rc := startRun(t, e.config(t, append(argv, steps...)...))
+			r := waitResult(t, rc)
+			if r.err != nil {
+				t.Fatalf("Run: %v\n%s", r.err, r.out)
+			}
+			t.Logf("CMD printed:\n%s", r.out)
+			requireSteps(t, r, steps...)
+			for _, want := range []string{"resolve:orders ok " + e.svcIP, "resolve:" + fqdn + " ok " + e.svcIP, "resolve:orders-0.hl ok " + e.podIP, "/whoami ok 200"} {
+				if !strings.Contains(r.out, want) {
+					t.Errorf("CMD's output lacks %q", want)
+				}
+			}
+		})
 	}
 }

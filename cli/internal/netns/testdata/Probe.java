@@ -72,6 +72,14 @@ public class Probe {
                     return "refused";
                 }
                 throw new Exception("not refused");
+            case "http": {
+                HttpURLConnection c = (HttpURLConnection) new URL(arg).openConnection();
+                c.setConnectTimeout(20000);
+                c.setReadTimeout(20000);
+                int status = c.getResponseCode();
+                String first = new BufferedReader(new InputStreamReader(c.getInputStream())).readLine();
+                return status + " " + (first == null ? "" : first.trim());
+            }
             case "listen":
                 try (ServerSocket l = new ServerSocket()) {
                     l.bind(addr(arg));

@@ -81,6 +81,12 @@ def refused(a):
     raise Exception("not refused")
 
 
+def http(url):
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=20) as r:
+        return "%d %s" % (r.status, r.read().decode().strip().split("\n")[0])
+
+
 def listen(a):
     with socket.create_server(addr(a)) as l:
         print("listening", flush=True)
@@ -92,7 +98,7 @@ def listen(a):
 
 STEPS = {
     "resolve": resolve, "get": get, "echo": echo, "conc": conc,
-    "refused": refused, "listen": listen,
+    "refused": refused, "listen": listen, "http": http,
     "cat": lambda p: open(p).readline().strip(),
     "exit": lambda n: sys.exit(int(n)),
 }
