@@ -88,7 +88,7 @@ func newClusterEnv(t testing.TB) *clusterEnv {
 		{ObjectMeta: metav1.ObjectMeta{Name: "orders", Labels: map[string]string{"app": "orders"}}, Spec: corev1.PodSpec{
 			Hostname: "orders-0", Subdomain: "hl", // orders-0.hl: a name of the headless Service hl
 			Containers: []corev1.Container{{
-			Name: "app", Image: cluster.DemoImage, ImagePullPolicy: never, Args: []string{"serve", ":8080"}}}}},
+				Name: "app", Image: cluster.DemoImage, ImagePullPolicy: never, Args: []string{"serve", ":8080"}}}}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "gw", Labels: map[string]string{"app": "gw"}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
 			Name: "agent", Image: image, ImagePullPolicy: never,
 			Args: []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", gwPort), "--token-env", "TETHER_TOKEN", "--serve", "run", "--no-record"},
