@@ -8,11 +8,13 @@ import (
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-// host is what diagnose reads of the machine: /proc/sys files and whether
-// /dev/net/tun opens read-write. Tests hand in fakes.
+// host is what diagnose reads of the machine: /proc/sys files, whether
+// /dev/net/tun opens read-write, and whether a user namespace created
+// here gets its capabilities (TryNamespaces). Tests hand in fakes.
 type host interface {
 	ReadFile(path string) ([]byte, error)
 	OpenTUN() error
+	TryNamespaces() error
 }
 
 const proxyWorks = "; meanwhile `--network proxy` works on this machine as it is"
@@ -34,7 +36,9 @@ func diagnose(h host) error {
 	if v, ok := read("/proc/sys/kernel/unprivileged_userns_clone"); ok && v == "0" {
 		return errdefs.User("unprivileged user namespaces are disabled on this machine (kernel.unprivileged_userns_clone=0): enable them with `sudo sysctl -w kernel.unprivileged_userns_clone=1` (persist it in /etc/sysctl.d/)" + proxyWorks)
 	}
-	if v, ok := read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"); ok && v == "1" {
+	// The restriction spares programs with an AppArmor profile that allows
+	// userns (the fix below): only a namespace that does not work counts.
+	if v, ok := read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"); ok && v == "1" && h.TryNamespaces() != nil {
 		return errdefs.User("AppArmor restricts unprivileged user namespaces on this machine (kernel.apparmor_restrict_unprivileged_userns=1, the Ubuntu 24.04 default): " +
 			"allow them for tether with an AppArmor profile, e.g. /etc/apparmor.d/tether containing `abi <abi/4.0>, include <tunables/global> profile tether /path/to/tether flags=(unconfined) { userns, }` " +
 			"and `sudo apparmor_parser -r /etc/apparmor.d/tether`, or for every program with `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`" + proxyWorks)

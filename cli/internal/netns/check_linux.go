@@ -25,3 +25,15 @@ func (realHost) OpenTUN() error {
 	}
 	return unix.Close(fd)
 }
+
+// TryNamespaces starts the init in new namespaces and has it bring lo up
+// (which needs CAP_NET_ADMIN there, what AppArmor's restriction takes
+// away), then end.
+func (realHost) TryNamespaces() error {
+	i, _, err := startInit(Config{}, &initConfig{Probe: true})
+	if err != nil {
+		return err
+	}
+	i.close()
+	return nil
+}

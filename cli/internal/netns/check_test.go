@@ -12,6 +12,7 @@ import (
 type fakeHost struct {
 	files map[string]string
 	tun   error
+	ns    error // TryNamespaces
 }
 
 func (h fakeHost) ReadFile(p string) ([]byte, error) {
@@ -23,6 +24,8 @@ func (h fakeHost) ReadFile(p string) ([]byte, error) {
 }
 
 func (h fakeHost) OpenTUN() error { return h.tun }
+
+func (h fakeHost) TryNamespaces() error { return h.ns }
 
 func TestDiagnose(t *testing.T) {
 	ok := map[string]string{
@@ -54,7 +57,8 @@ func TestDiagnose(t *testing.T) {
 			[]string{"user.max_user_namespaces=0", "sudo sysctl -w user.max_user_namespaces=15000"}},
 		{"Debian's switch off", fakeHost{files: with("/proc/sys/kernel/unprivileged_userns_clone", "0")},
 			[]string{"kernel.unprivileged_userns_clone=0", "sudo sysctl -w kernel.unprivileged_userns_clone=1"}},
-		{"Ubuntu 24.04 AppArmor", fakeHost{files: with("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1")},
+		{"Ubuntu 24.04 AppArmor, tether's profile allows userns", fakeHost{files: with("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1")}, nil},
+		{"Ubuntu 24.04 AppArmor", fakeHost{files: with("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"), ns: errors.New("bring lo up: operation not permitted")},
 			[]string{"AppArmor", "kernel.apparmor_restrict_unprivileged_userns=1", "userns,", "apparmor_parser -r", "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"}},
 		{"kernel without namespaces", fakeHost{files: map[string]string{}},
 			[]string{"no user or network namespaces"}},

@@ -42,6 +42,9 @@ type initConfig struct {
 	NSSwitch string `json:"nsswitch,omitempty"`
 	// Files: path in CMD's view -> local path, bind-mounted read-only.
 	Files map[string]string `json:"files,omitempty"`
+	// Probe: only check that the namespaces work (bring lo up), answer
+	// "ready" without a TUN, and end.
+	Probe bool `json:"probe,omitempty"`
 	// Staging is a private, empty directory the init may mount on.
 	Staging string `json:"staging"`
 	MTU     int    `json:"mtu"`

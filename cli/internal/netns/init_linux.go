@@ -42,6 +42,14 @@ func initMain() int {
 		return 125
 	}
 	cfg := m.Config
+	if cfg.Probe {
+		if err := setupLoopback(); err != nil {
+			_ = c.send(ctlMsg{Op: "failed", Err: err.Error()}, nil)
+			return 125
+		}
+		_ = c.send(ctlMsg{Op: "ready"}, nil)
+		return 0
+	}
 	// CMD runs as the same user: it must not be able to ptrace the init or
 	// read its memory (the init keeps its capabilities in the namespace).
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)

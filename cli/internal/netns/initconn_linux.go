@@ -90,7 +90,7 @@ func startInit(cfg Config, ic *initConfig) (*initConn, *os.File, error) {
 	if err != nil {
 		return fail(fmt.Errorf("the namespace init: %w", err))
 	}
-	if m.Op != "ready" || tun == nil {
+	if m.Op != "ready" || (tun == nil && !ic.Probe) {
 		return fail(fmt.Errorf("set up CMD's namespaces: %s", m.Err))
 	}
 	go i.read()

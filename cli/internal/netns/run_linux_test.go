@@ -408,6 +408,9 @@ func TestCheckHere(t *testing.T) {
 	if err := Check(); err != nil {
 		t.Errorf("Check: %v", err)
 	}
+	if err := (realHost{}).TryNamespaces(); err != nil {
+		t.Errorf("TryNamespaces: %v", err)
+	}
 }
 
 // TestRunInitFails: when the namespaces cannot be set up for a reason

@@ -33,13 +33,20 @@ func setupNamespaces(cfg *initConfig) (*os.File, error) {
 	return tun, nil
 }
 
-func setupNetwork(mtu int) (*os.File, error) {
+func setupLoopback() error {
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {
-		return nil, fmt.Errorf("find lo: %w", err)
+		return fmt.Errorf("find lo: %w", err)
 	}
 	if err := netlink.LinkSetUp(lo); err != nil {
-		return nil, fmt.Errorf("bring lo up: %w", err)
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	return nil
+}
+
+func setupNetwork(mtu int) (*os.File, error) {
+	if err := setupLoopback(); err != nil {
+		return nil, err
 	}
 	tun, err := openTUN(tunName)
 	if err != nil {
