@@ -66,19 +66,17 @@ func setupNetwork(mtu int) (*os.File, error) {
 	if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: tunAddr4}); err != nil {
 		return fail("add the TUN's IPv4 address", err)
 	}
-	if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: tunAddr6, Flags: unix.IFA_F_NODAD}); err != nil {
-		return fail("add the TUN's IPv6 address", err)
-	}
+	// IPv6 is best effort: a kernel booted with ipv6.disable=1 has none,
+	// and CMD then has IPv4 only, as on the machine.
+	v6 := netlink.AddrAdd(link, &netlink.Addr{IPNet: tunAddr6, Flags: unix.IFA_F_NODAD}) == nil
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fail("bring the TUN up", err)
 	}
-	for _, dst := range []*net.IPNet{
-		{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)},
-		{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)},
-	} {
-		if err := netlink.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}); err != nil {
-			return fail("add the default route through the TUN", err)
-		}
+	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, Scope: netlink.SCOPE_LINK}); err != nil {
+		return fail("add the default route through the TUN", err)
+	}
+	if v6 {
+		_ = netlink.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, Scope: netlink.SCOPE_LINK})
 	}
 	return tun, nil
 }
