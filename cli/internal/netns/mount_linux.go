@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -109,7 +110,10 @@ func (m *mounter) ensure(dst string, dir bool) (string, error) {
 	if anc == "/" {
 		return "", fmt.Errorf("cannot create %s: its top directory does not exist and / is not mirrored", dst)
 	}
-	if err := m.mirror(anc); err != nil {
+	// The entry to create is left out of the mirror: it may be a dangling
+	// symlink (/etc/resolv.conf to a stopped systemd-resolved's file).
+	first, _, _ := strings.Cut(rest, string(filepath.Separator))
+	if err := m.mirror(anc, first); err != nil {
 		return "", fmt.Errorf("cover %s to create %s: %w", anc, dst, err)
 	}
 	full := filepath.Join(anc, rest)
@@ -126,7 +130,7 @@ func (m *mounter) ensure(dst string, dir bool) (string, error) {
 	return full, f.Close()
 }
 
-func (m *mounter) mirror(dir string) error {
+func (m *mounter) mirror(dir, skip string) error {
 	st, err := os.Stat(dir)
 	if err != nil {
 		return err
@@ -144,6 +148,9 @@ func (m *mounter) mirror(dir string) error {
 		return fmt.Errorf("mount a tmpfs: %w", err)
 	}
 	for _, e := range entries {
+		if e.Name() == skip {
+			continue
+		}
 		src, dst := filepath.Join(dir, e.Name()), filepath.Join(stage, e.Name())
 		switch t := e.Type(); {
 		case t&fs.ModeSymlink != 0:
