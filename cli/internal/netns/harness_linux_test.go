@@ -209,13 +209,18 @@ func machineState(t *testing.T) map[string]string {
 	return state
 }
 
-var volatile = regexp.MustCompile(`veth|cni|flannel|KUBE-|CNI-|FLANNEL|^#|^:`)
+var (
+	volatile = regexp.MustCompile(`veth|cni|flannel|KUBE-|CNI-|FLANNEL|^#|^:`)
+	// Lifetimes count down (DHCP addresses, routes from router
+	// advertisements).
+	lifetimes = regexp.MustCompile(`(valid_lft|preferred_lft|expires) \S+`)
+)
 
 func filterState(s string) string {
 	var keep []string
 	for _, l := range strings.Split(s, "\n") {
 		if !volatile.MatchString(l) {
-			keep = append(keep, l)
+			keep = append(keep, lifetimes.ReplaceAllString(l, "$1 -"))
 		}
 	}
 	return strings.Join(keep, "\n")
@@ -427,4 +432,15 @@ type testWriter struct{ t testing.TB }
 func (w *testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("CMD stderr: %s", strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+func TestFilterState(t *testing.T) {
+	in := "2: eth0    inet 192.168.1.5/24 brd 192.168.1.255 scope global dynamic eth0\\       valid_lft 86234sec preferred_lft 86234sec\n" +
+		"5: veth1234@if2: <BROADCAST> mtu 1500\n" +
+		"2001:db8::/64 dev eth0 proto ra metric 100 expires 1789sec pref medium"
+	want := "2: eth0    inet 192.168.1.5/24 brd 192.168.1.255 scope global dynamic eth0\\       valid_lft - preferred_lft -\n" +
+		"2001:db8::/64 dev eth0 proto ra metric 100 expires - pref medium"
+	if got := filterState(in); got != want {
+		t.Errorf("filterState:\n got %q\nwant %q", got, want)
+	}
 }
