@@ -21,6 +21,7 @@ import (
 	"github.com/tetherkube/tether/cli/dns"
 	"github.com/tetherkube/tether/cli/env"
 	"github.com/tetherkube/tether/cli/intercept"
+	"github.com/tetherkube/tether/cli/internal/netns"
 	"github.com/tetherkube/tether/cli/leave"
 	"github.com/tetherkube/tether/cli/logs"
 	"github.com/tetherkube/tether/cli/quit"
@@ -86,6 +87,9 @@ every change tether made, and see where a connection or a DNS name goes.`,
 
 // Run executes tether with args (without the program name).
 func Run(ctx context.Context, streams genericiooptions.IOStreams, argv0 string, args []string) error {
+	// `tether run`'s namespace init is this binary re-executed with
+	// argv[1] == netns.InitArg: it runs and exits here, before any command.
+	netns.MaybeInit()
 	// client-go's own logging must not mix into command output; the daemon
 	// routes it into its log file instead (cli/daemoncmd).
 	klog.SetSlogLogger(slog.New(slog.DiscardHandler))

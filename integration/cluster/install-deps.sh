@@ -16,10 +16,11 @@ have protoc || need+=(protobuf-compiler)
 have gcc || need+=(gcc)
 have git || need+=(git)
 have tshark || need+=(tshark)
-# tether run's tests run real clients under the proxy mode.
+# tether run's tests run real clients under both network modes: curl, a
+# Python script and a Java program (java Probe.java needs the JDK's javac).
 have curl || need+=(curl)
 have python3 || need+=(python3)
-have java || need+=(openjdk-17-jdk-headless)
+have javac || need+=(openjdk-17-jdk-headless)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
