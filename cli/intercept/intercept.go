@@ -48,8 +48,9 @@ type InterceptOptions struct {
 	Environ func() []string
 	// Network is how CMD reaches the cluster (runcmd.NetworkProxy or
 	// NetworkNamespace, which InNamespace runs; nil: not built).
-	Network     string
-	InNamespace runcmd.NamespaceRunner
+	Network        string
+	InNamespace    runcmd.NamespaceRunner
+	CheckNamespace func() error
 	// ForwardFlags are --forward's values, Forwards them parsed (with CMD).
 	ForwardFlags []string
 	Forwards     []runcmd.Forward
@@ -67,11 +68,13 @@ func DefaultAgentImage() string {
 // NewCmdIntercept returns the intercept command; runF replaces Run in tests.
 func NewCmdIntercept(f *cmdutil.Factory, runF func(context.Context, *InterceptOptions) error) *cobra.Command {
 	o := &InterceptOptions{
-		IOStreams:     f.IOStreams,
-		DaemonService: f.DaemonService(),
-		Namespace:     f.Namespace(),
-		Environ:       os.Environ,
-		Dash:          -1,
+		IOStreams:      f.IOStreams,
+		DaemonService:  f.DaemonService(),
+		Namespace:      f.Namespace(),
+		Environ:        os.Environ,
+		Dash:           -1,
+		InNamespace:    runcmd.InNamespace,
+		CheckNamespace: runcmd.CheckNamespace,
 	}
 	cmd := &cobra.Command{
 		Use:   "intercept WORKLOAD --port SVCPORT[:LOCALPORT] [-- CMD [ARGS...]]",
@@ -242,11 +245,12 @@ func (o *InterceptOptions) runCommand(ctx context.Context, client daemon.Service
 		fmt.Fprintf(o.ErrOut, "left the intercept of %s\n", info.Name)
 	}()
 	code, err := runcmd.Run(ctx, runcmd.Config{
-		Service:     client,
-		Request:     daemon.RunRequest{Namespace: info.Namespace, Target: info.Name, AgentImage: o.AgentImage},
-		Network:     o.Network,
-		InNamespace: o.InNamespace,
-		Forwards:    o.Forwards,
+		Service:        client,
+		Request:        daemon.RunRequest{Namespace: info.Namespace, Target: info.Name, AgentImage: o.AgentImage},
+		Network:        o.Network,
+		InNamespace:    o.InNamespace,
+		CheckNamespace: o.CheckNamespace,
+		Forwards:       o.Forwards,
 		Process: runcmd.Process{Path: o.Path, Args: o.Command, Env: o.Environ(), Stdin: o.In, Stdout: o.Out, Stderr: o.ErrOut,
 			Interactive: runcmd.IsTerminal(o.In)},
 		ErrOut: o.ErrOut,

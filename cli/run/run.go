@@ -35,18 +35,22 @@ type RunOptions struct {
 	Namespace     func() (string, error)
 	// Environ is the environment CMD starts from (os.Environ).
 	Environ func() []string
-	// InNamespace runs --network namespace; nil: the mode is not built.
-	InNamespace runcmd.NamespaceRunner
+	// InNamespace runs --network namespace (nil: not built), after
+	// CheckNamespace found nothing in its way.
+	InNamespace    runcmd.NamespaceRunner
+	CheckNamespace func() error
 }
 
 // NewCmdRun returns the run command; runF replaces Run in tests.
 func NewCmdRun(f *cmdutil.Factory, runF func(context.Context, *RunOptions) error) *cobra.Command {
 	o := &RunOptions{
-		IOStreams:     f.IOStreams,
-		DaemonService: f.DaemonService(),
-		Namespace:     f.Namespace(),
-		Environ:       os.Environ,
-		Dash:          -1,
+		IOStreams:      f.IOStreams,
+		DaemonService:  f.DaemonService(),
+		Namespace:      f.Namespace(),
+		Environ:        os.Environ,
+		Dash:           -1,
+		InNamespace:    runcmd.InNamespace,
+		CheckNamespace: runcmd.CheckNamespace,
 	}
 	cmd := &cobra.Command{
 		Use:   "run [WORKLOAD|pod/NAME] [-c CONTAINER] [--forward svc/NAME:PORT[:LOCALPORT]]... -- CMD [ARGS...]",
@@ -166,11 +170,12 @@ func (o *RunOptions) Run(ctx context.Context) error {
 	}
 	defer done()
 	code, err := runcmd.Run(ctx, runcmd.Config{
-		Service:     client,
-		Request:     daemon.RunRequest{Namespace: o.Ns, Target: o.Target, Container: o.Container, AgentImage: o.AgentImage},
-		Network:     o.Network,
-		InNamespace: o.InNamespace,
-		Forwards:    o.Forwards,
+		Service:        client,
+		Request:        daemon.RunRequest{Namespace: o.Ns, Target: o.Target, Container: o.Container, AgentImage: o.AgentImage},
+		Network:        o.Network,
+		InNamespace:    o.InNamespace,
+		CheckNamespace: o.CheckNamespace,
+		Forwards:       o.Forwards,
 		Process: runcmd.Process{Path: o.Path, Args: o.Command, Env: o.Environ(), Stdin: o.In, Stdout: o.Out, Stderr: o.ErrOut,
 			Interactive: runcmd.IsTerminal(o.In)},
 		Quiet:  o.Quiet,

@@ -139,11 +139,33 @@ func TestRunEnvironmentAndExitStatus(t *testing.T) {
 	<-ended // the run was ended once CMD exited
 }
 
-// TestRunNamespaceNotBuilt: without a NamespaceRunner the namespace mode
-// is refused before the daemon is asked for anything.
-func TestRunNamespaceNotBuilt(t *testing.T) {
-	_, _, err := runCmd(t, &cmdtest.FakeService{}, "deploy/orders", "--network", "namespace", "--", "sh")
-	cmdtest.WantError(t, err, cmdutil.ExitUser, "--network namespace is not built yet: use --network proxy")
+// TestRunNamespaceUnavailable: when the namespace mode cannot run here
+// (netns.Check's answer) or is not built in, it is refused with the fix
+// before the daemon is asked for anything.
+func TestRunNamespaceUnavailable(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		edit func(*RunOptions)
+		want string
+	}{
+		{"the machine cannot", func(o *RunOptions) {
+			o.CheckNamespace = func() error {
+				return errdefs.User("this machine has no /dev/net/tun: load the module with `sudo modprobe tun`; meanwhile `--network proxy` works")
+			}
+		}, "no /dev/net/tun: load the module"},
+		{"not built in", func(o *RunOptions) { o.InNamespace = nil }, "--network namespace is not built yet: use --network proxy"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			streams, _, _ := cmdtest.Streams()
+			cmd := NewCmdRun(cmdtest.Factory(t, streams), func(ctx context.Context, o *RunOptions) error {
+				o.DaemonService = cmdtest.ServeDaemon(t, &cmdtest.FakeService{})
+				tt.edit(o)
+				return o.Run(ctx)
+			})
+			err := cmdtest.Exec(cmd, "deploy/orders", "--network", "namespace", "--", "sh")
+			cmdtest.WantError(t, err, cmdutil.ExitUser, tt.want)
+		})
+	}
 }
 
 func TestRunQuietAndSignalStatus(t *testing.T) {
@@ -234,6 +256,7 @@ func TestRunNamespaceSeam(t *testing.T) {
 			gotInfo, gotEnv = sess.Info, p.Env
 			return 3, nil
 		}
+		o.CheckNamespace = func() error { return nil }
 		return o.Run(ctx)
 	})
 	err := cmdtest.Exec(cmd, "deploy/orders", "--network", "namespace", "--", "sh")

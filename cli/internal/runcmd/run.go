@@ -51,6 +51,9 @@ type Config struct {
 	// NetworkNamespace, which InNamespace runs.
 	Network     string
 	InNamespace NamespaceRunner
+	// CheckNamespace, when set, says before anything else why the
+	// namespace mode cannot run here (netns.Check).
+	CheckNamespace func() error
 	// Forwards are opened on 127.0.0.1 before anything else.
 	Forwards []Forward
 	// Process is the command; its Env is the base environment the run's
@@ -94,6 +97,11 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		return 0, err
 	}
 	namespace := mode == NetworkNamespace
+	if namespace && cfg.CheckNamespace != nil {
+		if err := cfg.CheckNamespace(); err != nil {
+			return 0, err
+		}
+	}
 	req := cfg.Request
 	req.Proxy = !namespace
 	for _, f := range cfg.Forwards {
@@ -140,7 +148,9 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		}
 	}()
 	if namespace {
-		return cfg.InNamespace(ctx, sess, p)
+		// CMD ends on its own: a Ctrl-C that cancels ctx must not also
+		// make the runner send it SIGTERM.
+		return cfg.InNamespace(context.WithoutCancel(ctx), sess, p)
 	}
 	return Exec(p)
 }
