@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,11 +29,15 @@ import (
 )
 
 // runArgs builds `tether run TARGET FLAGS... -- CMD...` with the test's
-// kubeconfig, namespace and agent image before the --.
+// kubeconfig, namespace and agent image before the --, in the proxy mode
+// unless flags name one.
 func (e *env) runArgs(verb []string, flags []string, cmd ...string) []string {
 	args := append(append([]string{}, verb...), "--kubeconfig", e.kubeconfig, "-n", e.ns)
 	if im := os.Getenv("TETHER_AGENT_IMAGE"); im != "" {
 		args = append(args, "--agent-image", im)
+	}
+	if !slices.Contains(flags, "--network") {
+		args = append(args, "--network", "proxy")
 	}
 	args = append(args, flags...)
 	return append(append(args, "--"), cmd...)
@@ -309,7 +314,7 @@ func TestRunBadInput(t *testing.T) {
 		{"unknown container", e.runArgs([]string{"run", "pod/" + pod}, []string{"-c", "nope"}, "true"), `has no container "nope"; containers: orders`},
 		{"CMD not found", e.runArgs([]string{"run", "deploy/orders"}, nil, "no-such-program-tether"), `CMD "no-such-program-tether"`},
 		{"no -- before CMD", []string{"run", "deploy/orders", "--kubeconfig", e.kubeconfig, "-n", e.ns, "true"}, "put -- before the command"},
-		{"namespace mode", e.runArgs([]string{"run", "deploy/orders"}, []string{"--network", "namespace"}, "true"), "use --network proxy"},
+		{"unknown network mode", e.runArgs([]string{"run", "deploy/orders"}, []string{"--network", "vpn"}, "true"), `--network "vpn": want proxy or namespace`},
 		{"unknown Service to forward", e.runArgs([]string{"run", "deploy/orders"}, []string{"--forward", "svc/nope:80"}, "true"), `no Service "nope"`},
 		{"Service port to forward", e.runArgs([]string{"run", "deploy/orders"}, []string{"--forward", "svc/orders:81"}, "true"), "has no port 81; ports: 80/http"},
 	}
@@ -492,7 +497,7 @@ exit 4`, ready, goOn)
 func TestRunWithoutTarget(t *testing.T) {
 	e := newEnv(t)
 	_, svc := e.deployOrders(1)
-	args := []string{"run", "--kubeconfig", e.kubeconfig, "-n", e.ns}
+	args := []string{"run", "--kubeconfig", e.kubeconfig, "-n", e.ns, "--network", "proxy"}
 	if im := os.Getenv("TETHER_AGENT_IMAGE"); im != "" {
 		args = append(args, "--agent-image", im)
 	}
@@ -531,5 +536,30 @@ func TestRunGRPCClient(t *testing.T) {
 	}
 	if code != 0 || !strings.Contains(out+errOut, "Greeting: Hello run") { // the client logs it on stderr
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// TestRunNamespaceMode: where the namespace mode can run (this machine),
+// it is the default: CMD reaches the cluster by name with no proxy
+// variables, its resolv.conf is the pod's, and its exit status is
+// tether's. cli/internal/netns's own tests cover the mode in depth.
+func TestRunNamespaceMode(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	pod := e.firstPod("orders")
+	script := `[ -z "$HTTP_PROXY" ] || exit 9
+curl -sS -m 20 --fail http://orders/whoami && grep -q "^search ` + e.ns + `.svc.cluster.local" /etc/resolv.conf && echo "net=$TETHER_NETWORK"; exit 5`
+	for _, flags := range [][]string{{"--network", "namespace"}, {"--network", ""}} {
+		args := append([]string{"run", "deploy/orders", "--kubeconfig", e.kubeconfig, "-n", e.ns}, flags...)
+		if im := os.Getenv("TETHER_AGENT_IMAGE"); im != "" {
+			args = append(args, "--agent-image", im)
+		}
+		out, errOut, code := e.tether(append(args, "--", "sh", "-c", script)...)
+		if code != 5 || !strings.Contains(out, pod) || !strings.Contains(out, "net=namespace") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", flags, code, out, errOut)
+		}
+		if !strings.Contains(errOut, "in a network namespace of its own") {
+			t.Errorf("%v: stderr does not say the mode: %s", flags, errOut)
+		}
 	}
 }

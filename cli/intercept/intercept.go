@@ -114,7 +114,7 @@ intercept fails, CMD is not started.`,
 		}),
 		RunE: cmdutil.RunE(o, runF),
 	}
-	cmd.Flags().StringVar(&o.Network, "network", runcmd.NetworkProxy, "with -- CMD: how CMD reaches the cluster, proxy (any OS) or namespace (Linux; not built yet)")
+	cmd.Flags().StringVar(&o.Network, "network", runcmd.NetworkAuto, "with -- CMD: how CMD reaches the cluster, namespace (Linux) or proxy (any OS); default: namespace where it can run, else proxy")
 	cmd.Flags().StringArrayVar(&o.ForwardFlags, "forward", nil, "with -- CMD: svc/NAME:PORT[:LOCALPORT], a local port carried to a Service from the pod, for clients that ignore proxies (repeatable)")
 	cmd.Flags().StringVar(&o.Port, "port", "", "SVCPORT[:LOCALPORT]: the Service port (name or number) and the local port to send it to")
 	AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)

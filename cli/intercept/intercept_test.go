@@ -77,9 +77,6 @@ func TestNewCmdIntercept(t *testing.T) {
 				t.Errorf("default agent image = %q", got.AgentImage)
 			}
 			tt.want.AgentImage = got.AgentImage
-			if tt.want.Network == "" {
-				tt.want.Network = "proxy"
-			}
 			if !slices.Contains(tt.args, "--") {
 				tt.want.Dash = -1
 			}
@@ -254,7 +251,7 @@ func TestInterceptCommand(t *testing.T) {
 		o.Environ = func() []string { return []string{"PATH=" + os.Getenv("PATH")} }
 		return o.Run(ctx)
 	})
-	err := cmdtest.Exec(cmd, "orders", "--port", "http:3000", "--", "sh", "-c", `echo "$TETHER_POD $HTTP_PROXY"; exit 5`)
+	err := cmdtest.Exec(cmd, "orders", "--port", "http:3000", "--network", "proxy", "--", "sh", "-c", `echo "$TETHER_POD $HTTP_PROXY"; exit 5`)
 	cmdtest.WantError(t, err, 5, "")
 	if want := "orders-1 http://tether:pw@127.0.0.1:3128\n"; out.String() != want {
 		t.Errorf("CMD printed %q, want %q", out, want)

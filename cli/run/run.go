@@ -93,7 +93,7 @@ tears the run down once CMD exited, with CMD's exit status.`,
 		RunE: cmdutil.RunE(o, runF),
 	}
 	cmd.Flags().StringVarP(&o.Container, "container", "c", "", "the pod's container CMD runs as (default: the pod's default container)")
-	cmd.Flags().StringVar(&o.Network, "network", runcmd.NetworkProxy, "how CMD reaches the cluster: proxy (any OS) or namespace (Linux; not built yet)")
+	cmd.Flags().StringVar(&o.Network, "network", runcmd.NetworkAuto, "how CMD reaches the cluster: namespace (Linux) or proxy (any OS); default: namespace where it can run, else proxy")
 	cmd.Flags().StringArrayVar(&o.ForwardFlags, "forward", nil, "svc/NAME:PORT[:LOCALPORT]: listen on 127.0.0.1:LOCALPORT and carry each connection to the Service from the pod (repeatable)")
 	cmd.Flags().BoolVarP(&o.Quiet, "quiet", "q", false, "print nothing of tether's own on stderr")
 	cmd.Flags().StringVar(&o.AgentImage, "agent-image", intercept.DefaultAgentImage(), "the agent's container image, when an inspection agent is added")

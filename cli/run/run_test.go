@@ -39,7 +39,7 @@ func TestNewCmdRun(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", args: []string{"deploy/orders", "--", "sh", "-c", "true"},
-			want: RunOptions{Target: "deploy/orders", Network: "proxy", Ns: "shop", Command: []string{"sh", "-c", "true"}, Path: sh, Dash: 1}},
+			want: RunOptions{Target: "deploy/orders", Ns: "shop", Command: []string{"sh", "-c", "true"}, Path: sh, Dash: 1}},
 		{name: "every flag", args: []string{"pod/orders-1", "-c", "app", "--network", "proxy", "-q", "--agent-image", "img",
 			"--forward", "svc/db:5432", "--forward", "svc/cache:6379:16379", "--", "sh", "-x"},
 			want: RunOptions{Target: "pod/orders-1", Container: "app", Network: "proxy", Quiet: true, AgentImage: "img", Ns: "shop",
@@ -51,7 +51,7 @@ func TestNewCmdRun(t *testing.T) {
 		{name: "nothing after --", args: []string{"deploy/orders", "--"}, wantErr: "no command after --"},
 		{name: "CMD not found", args: []string{"deploy/orders", "--", "no-such-program-tether"}, wantErr: `CMD "no-such-program-tether"`},
 		{name: "no target: the gateway", args: []string{"--", "sh"},
-			want: RunOptions{Network: "proxy", Ns: "shop", Command: []string{"sh"}, Path: sh, Dash: 0}},
+			want: RunOptions{Ns: "shop", Command: []string{"sh"}, Path: sh, Dash: 0}},
 		{name: "-c without a target", args: []string{"-c", "app", "--", "sh"}, wantErr: "-c app names a container of the target"},
 		{name: "two targets", args: []string{"a", "b", "--", "sh"}, wantErr: "one target before --"},
 		{name: "unknown mode", args: []string{"deploy/orders", "--network", "vpn", "--", "sh"}, wantErr: `--network "vpn": want proxy or namespace`},
@@ -119,7 +119,7 @@ func TestRunEnvironmentAndExitStatus(t *testing.T) {
 		SOCKSAddr: "127.0.0.1:1080", ProxyUsername: "tether", ProxyPassword: "pw", ServiceCIDRs: []string{"10.43.0.0/16"}}
 	var req daemon.RunRequest
 	ended := make(chan struct{})
-	out, errOut, err := runCmd(t, fakeRun(info, &req, ended), "deploy/orders", "-c", "app", "--",
+	out, errOut, err := runCmd(t, fakeRun(info, &req, ended), "deploy/orders", "-c", "app", "--network", "proxy", "--",
 		"sh", "-c", `echo "$HTTP_PROXY|$https_proxy|$ALL_PROXY|$NO_PROXY|$NODE_USE_ENV_PROXY|$TETHER_POD|$TETHER_NAMESPACE|$KEEP|$JAVA_TOOL_OPTIONS"; exit 7`)
 	cmdtest.WantError(t, err, 7, "")
 	if cmdutil.Message(err) != "" {
@@ -170,7 +170,7 @@ func TestRunNamespaceUnavailable(t *testing.T) {
 
 func TestRunQuietAndSignalStatus(t *testing.T) {
 	var req daemon.RunRequest
-	_, errOut, err := runCmd(t, fakeRun(daemon.RunInfo{Pod: "p"}, &req, nil), "deploy/orders", "-q", "--", "sh", "-c", "kill -TERM $$")
+	_, errOut, err := runCmd(t, fakeRun(daemon.RunInfo{Pod: "p"}, &req, nil), "deploy/orders", "-q", "--network", "proxy", "--", "sh", "-c", "kill -TERM $$")
 	cmdtest.WantError(t, err, 128+15, "")
 	if errOut != "" {
 		t.Errorf("-q printed %q", errOut)
@@ -182,7 +182,7 @@ func TestRunFailsBeforeCMD(t *testing.T) {
 		return errdefs.User("pod p has no container \"x\"; containers: app")
 	}}
 	marker := filepath.Join(t.TempDir(), "ran")
-	_, _, err := runCmd(t, svc, "deploy/orders", "--", "sh", "-c", "touch "+marker)
+	_, _, err := runCmd(t, svc, "deploy/orders", "--network", "proxy", "--", "sh", "-c", "touch "+marker)
 	cmdtest.WantError(t, err, cmdutil.ExitUser, `pod p has no container "x"`)
 	if _, statErr := os.Stat(marker); statErr == nil {
 		t.Error("CMD ran although the run failed")
@@ -224,7 +224,7 @@ func TestRunForward(t *testing.T) {
 	var req daemon.RunRequest
 	// The port by name: the daemon answers it as a number.
 	out, _, err := runCmd(t, fakeRun(daemon.RunInfo{ID: "r9", Pod: "p", DialSocket: sock, Services: []string{"db:5432"}}, &req, nil),
-		"deploy/orders", "--forward", fmt.Sprintf("svc/db:postgres:%d", port), "--", curl, "-s", "--noproxy", "*", fmt.Sprintf("http://127.0.0.1:%d/", port))
+		"deploy/orders", "--network", "proxy", "--forward", fmt.Sprintf("svc/db:postgres:%d", port), "--", curl, "-s", "--noproxy", "*", fmt.Sprintf("http://127.0.0.1:%d/", port))
 	if err != nil {
 		t.Fatal(err)
 	}

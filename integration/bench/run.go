@@ -70,7 +70,7 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 	cli := tetherCLI{bin: o.tetherBin, kubeconfig: o.kubeconfig, namespace: o.namespace, runtimeDir: tmp}
 	defer cli.run(context.Background(), "quit")
 	runArgs := func(flags ...string) []string {
-		args := []string{"run", "deploy/orders", "-q", "--kubeconfig", o.kubeconfig, "-n", o.namespace}
+		args := []string{"run", "deploy/orders", "-q", "--network", "proxy", "--kubeconfig", o.kubeconfig, "-n", o.namespace}
 		if o.agentImage != "" {
 			args = append(args, "--agent-image", o.agentImage)
 		}

@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
 
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-// Network modes.
+// Network modes. NetworkAuto (the default) is namespace where it can run,
+// else proxy.
 const (
+	NetworkAuto      = ""
 	NetworkProxy     = "proxy"
 	NetworkNamespace = "namespace"
 )
@@ -25,7 +28,7 @@ type NamespaceRunner func(ctx context.Context, sess *Session, p Process) (int, e
 
 // ValidNetwork checks a --network value without I/O.
 func ValidNetwork(mode string) error {
-	if mode != NetworkProxy && mode != NetworkNamespace {
+	if mode != NetworkAuto && mode != NetworkProxy && mode != NetworkNamespace {
 		return errdefs.User("--network %q: want proxy or namespace", mode)
 	}
 	return nil
@@ -47,8 +50,8 @@ func CheckNetwork(mode string, inNamespace NamespaceRunner) error {
 type Config struct {
 	Service daemon.Service
 	Request daemon.RunRequest
-	// Network is NetworkProxy (the default when empty) or
-	// NetworkNamespace, which InNamespace runs.
+	// Network is NetworkAuto, NetworkProxy or NetworkNamespace, which
+	// InNamespace runs.
 	Network     string
 	InNamespace NamespaceRunner
 	// CheckNamespace, when set, says before anything else why the
@@ -90,14 +93,14 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		}
 	}
 	mode := cfg.Network
-	if mode == "" {
-		mode = NetworkProxy
+	if mode == NetworkAuto {
+		mode = autoNetwork(cfg)
 	}
 	if err := CheckNetwork(mode, cfg.InNamespace); err != nil {
 		return 0, err
 	}
 	namespace := mode == NetworkNamespace
-	if namespace && cfg.CheckNamespace != nil {
+	if namespace && cfg.CheckNamespace != nil && cfg.Network == NetworkNamespace {
 		if err := cfg.CheckNamespace(); err != nil {
 			return 0, err
 		}
@@ -164,4 +167,21 @@ func forwardsNote(fs []Forward) string {
 		s = append(s, fmt.Sprintf("127.0.0.1:%d -> svc/%s:%s", f.LocalPort, f.Service, f.Port))
 	}
 	return "; forwarding " + strings.Join(s, ", ")
+}
+
+// autoNetwork picks the namespace mode where it can run, else the proxy
+// mode, saying why on Linux (elsewhere the proxy mode is the only one).
+func autoNetwork(cfg Config) string {
+	if cfg.InNamespace == nil {
+		return NetworkProxy
+	}
+	if cfg.CheckNamespace != nil {
+		if err := cfg.CheckNamespace(); err != nil {
+			if runtime.GOOS == "linux" && !cfg.Quiet {
+				fmt.Fprintf(cfg.ErrOut, "tether: the namespace network mode cannot run here, using the proxy mode: %v\n", err)
+			}
+			return NetworkProxy
+		}
+	}
+	return NetworkNamespace
 }

@@ -1,10 +1,15 @@
 package runcmd
 
 import (
+	"bytes"
+	"context"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 func TestParseForward(t *testing.T) {
@@ -48,5 +53,34 @@ func TestMerge(t *testing.T) {
 	got := Merge([]string{"A=1", "B=2"}, []string{"B=3", "C=4"}, []string{"C=5"})
 	if diff := cmp.Diff([]string{"A=1", "B=3", "C=5"}, got); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
+	}
+}
+
+func TestAutoNetwork(t *testing.T) {
+	runner := func(context.Context, *Session, Process) (int, error) { return 0, nil }
+	cannot := func() error { return errdefs.User("no /dev/net/tun: sudo modprobe tun") }
+	can := func() error { return nil }
+	tests := []struct {
+		name     string
+		cfg      Config
+		want     string
+		wantNote bool
+	}{
+		{"the namespace mode where it can run", Config{InNamespace: runner, CheckNamespace: can}, NetworkNamespace, false},
+		{"the proxy mode where it cannot, saying why", Config{InNamespace: runner, CheckNamespace: cannot}, NetworkProxy, runtime.GOOS == "linux"},
+		{"quietly with -q", Config{InNamespace: runner, CheckNamespace: cannot, Quiet: true}, NetworkProxy, false},
+		{"the proxy mode without a runner", Config{CheckNamespace: can}, NetworkProxy, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var errOut bytes.Buffer
+			tt.cfg.ErrOut = &errOut
+			if got := autoNetwork(tt.cfg); got != tt.want {
+				t.Errorf("mode %q, want %q", got, tt.want)
+			}
+			if note := strings.Contains(errOut.String(), "using the proxy mode: no /dev/net/tun"); note != tt.wantNote {
+				t.Errorf("note %q, want one: %v", errOut.String(), tt.wantNote)
+			}
+		})
 	}
 }
