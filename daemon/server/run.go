@@ -56,7 +56,7 @@ func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(s
 	}
 	link, via := d.interceptLink(req.Namespace, pod.Name)
 	if link == nil {
-		if err := d.permitted(ctx, access.Inspect, req.Namespace, access.Objects{}, "run", inspectRole); err != nil {
+		if err := d.runPermitted(ctx, req.Namespace); err != nil {
 			return err
 		}
 	}
@@ -376,4 +376,31 @@ func (d *Daemon) clusterRanges(ctx context.Context, namespace string) (clusterne
 	d.ranges[namespace] = cachedRanges{ranges: r, at: time.Now()}
 	d.mu.Unlock()
 	return r, nil
+}
+
+// permittedTTL is how long a namespace's successful permission check is
+// reused by the next runs: a loop of runs would otherwise spend most of
+// its time (and the API server's rate limit) on the same access reviews.
+// The API server still enforces every request.
+const permittedTTL = time.Minute
+
+// runPermitted checks what an inspection agent for a run needs in
+// namespace, at most once a minute when it passes.
+func (d *Daemon) runPermitted(ctx context.Context, namespace string) error {
+	d.mu.Lock()
+	at, ok := d.runAllowed[namespace]
+	d.mu.Unlock()
+	if ok && time.Since(at) < permittedTTL {
+		return nil
+	}
+	if err := d.permitted(ctx, access.Inspect, namespace, access.Objects{}, "run", inspectRole); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	if d.runAllowed == nil {
+		d.runAllowed = map[string]time.Time{}
+	}
+	d.runAllowed[namespace] = time.Now()
+	d.mu.Unlock()
+	return nil
 }
