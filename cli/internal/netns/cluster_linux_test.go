@@ -147,7 +147,36 @@ func newClusterEnv(t testing.TB) *clusterEnv {
 	if e.link, err = agent.Connect(ctx, conn, tunnel.DefaultConfig([]byte(tok))); err != nil {
 		t.Fatalf("tunnel to the agent: %v", err)
 	}
+	// Ready means a caller of the Service is served: kube-proxy routes
+	// the ClusterIP a moment after the pods are ready.
+	e.waitDial(ctx, func(err error) bool { return err == nil }, e.svcIP+":80", e.podIP+":8080")
 	return e
+}
+
+// waitDial waits until a dial from the agent's pod to every addr gives an
+// error for which done is true (nil: connected; non-nil: refused), for up
+// to a minute: kube-proxy and the policy controller apply changes a moment
+// after the API has them.
+func (e *clusterEnv) waitDial(ctx context.Context, done func(error) bool, addrs ...string) {
+	e.t.Helper()
+	for _, addr := range addrs {
+		var err error
+		for start := time.Now(); ; time.Sleep(300 * time.Millisecond) {
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			var c net.Conn
+			c, err = e.link.Dial(dctx, addr)
+			cancel()
+			if err == nil {
+				c.Close()
+			}
+			if done(err) {
+				break
+			}
+			if time.Since(start) > time.Minute {
+				e.t.Fatalf("a dial to %s from the agent's pod still gives %v after a minute", addr, err)
+			}
+		}
+	}
 }
 
 func (e *clusterEnv) waitRunning(ctx context.Context, name string) *corev1.Pod {
@@ -228,20 +257,9 @@ func TestClusterRun(t *testing.T) {
 	if _, err := e.cs.NetworkingV1().NetworkPolicies(e.ns).Create(ctx, np, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	enforced := false
-	for start := time.Now(); time.Since(start) < 60*time.Second; time.Sleep(500 * time.Millisecond) {
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		c, err := e.link.Dial(dctx, e.svcIP+":80")
-		cancel()
-		if err != nil {
-			enforced = true
-			break
-		}
-		c.Close()
-	}
-	if !enforced {
-		t.Fatal("the egress policy never applied to the agent's pod")
-	}
+	// Enforced when both the ClusterIP and the pod IP are refused: the
+	// controller applies a policy's rules a moment after it is created.
+	e.waitDial(ctx, func(err error) bool { return err != nil }, e.svcIP+":80", e.podIP+":8080")
 	steps = []string{"refused:" + e.svcIP + ":80", "refused:" + e.podIP + ":8080", "resolve:orders"}
 	_, rc = startRun(t, e.config(t, append([]string{os.Getenv(probeEnv)}, steps...)...))
 	r = waitResult(t, rc)
