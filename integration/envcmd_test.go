@@ -218,7 +218,7 @@ func TestEnvFindsTheUser(t *testing.T) {
 		t.Fatalf("pod dns does not run: %v", err)
 	}
 	oracle := processEnv(t, pod)
-	args := append(agentImage("env", "dns", "-o", "json"), "--kubeconfig", e.kubeconfig, "-n", e.ns)
+	args := append(agentImage("env", "pod/dns", "-o", "json"), "--kubeconfig", e.kubeconfig, "-n", e.ns)
 	out, errOut, code := e.tether(args...)
 	if code != 0 {
 		t.Fatalf("env exited %d: %s", code, errOut)

@@ -57,8 +57,8 @@ valueFrom (configMapKeyRef, secretKeyRef, fieldRef, resourceFieldRef),
 $(VAR) expansion, the Service link variables, the image's ENV and what the
 runtime adds (PATH, HOSTNAME).
 
-WORKLOAD is deploy/NAME or sts/NAME (a ready pod of it is read, and named),
-or a pod: pod/NAME or NAME. -c names the container (default: the pod's
+WORKLOAD is deploy/NAME, sts/NAME or a bare NAME, as for intercept and run
+(a ready pod of it is read, and named), or a pod: pod/NAME. -c names the container (default: the pod's
 default-container annotation, else its first container).
 
 --source process (the default, auto, falls back to spec when it cannot)

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -20,7 +19,7 @@ import (
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/daemon/internal/inspect"
 	"github.com/tetherkube/tether/daemon/internal/podenv"
-	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/daemon/internal/trace"
 	"github.com/tetherkube/tether/internal/access"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
@@ -210,60 +209,11 @@ func envFiles(mounts []podenv.Mount, data agent.ProcessData) ([]daemon.EnvFile, 
 	return files, not
 }
 
-// envPod finds the pod target names: pod/NAME or NAME is that pod;
-// deploy/NAME or sts/NAME one of the workload's ready pods (picked names
-// the workload then).
+// envPod finds the pod target names: pod/NAME, or a ready pod of a
+// workload (deploy/NAME, sts/NAME, or a bare NAME as intercept and run
+// take it); picked names the workload then.
 func envPod(ctx context.Context, cs kubernetes.Interface, namespace, target string) (pod *corev1.Pod, picked string, err error) {
-	kind, name, found := strings.Cut(target, "/")
-	if !found {
-		kind, name = "pod", target
-	}
-	if name == "" {
-		return nil, "", errdefs.User("%q: name a pod (pod/NAME or NAME) or a workload (deploy/NAME, sts/NAME)", target)
-	}
-	switch strings.ToLower(kind) {
-	case "pod", "pods", "po":
-		p, err := cs.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil, "", errdefs.User("no pod %q in namespace %s (`kubectl get pods -n %s` lists them; deploy/NAME picks a ready pod of a deployment)", name, namespace, namespace)
-		}
-		if err != nil {
-			return nil, "", fmt.Errorf("read pod %s/%s: %w", namespace, name, err)
-		}
-		if p.Status.Phase != corev1.PodRunning {
-			return nil, "", errdefs.User("pod %s is %s, not running: its containers have no environment to read", p.Name, p.Status.Phase)
-		}
-		return p, "", nil
-	}
-	w, err := workload.Client{CS: cs}.Resolve(ctx, namespace, target)
-	if err != nil {
-		return nil, "", err
-	}
-	sel, err := workload.Client{CS: cs}.Selector(ctx, w)
-	if err != nil {
-		return nil, "", fmt.Errorf("read the selector of %s: %w", target, err)
-	}
-	pods, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, "", fmt.Errorf("list the pods of %s: %w", target, err)
-	}
-	sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && ready(p) {
-			return p, w.String(), nil
-		}
-	}
-	return nil, "", errdefs.User("%s has no ready pod to read (%d pods); name one with pod/NAME", w, len(pods.Items))
-}
-
-func ready(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
+	return trace.PickPod(ctx, cs, namespace, target, trace.PickOptions{Purpose: "read the environment of"})
 }
 
 // kubeLookup reads what a container's environment names from the API.

@@ -50,7 +50,7 @@ func envCluster(t *testing.T, deny access.Rule) (*Daemon, *fake.Clientset) {
 
 func TestEnvSpec(t *testing.T) {
 	d, cs := envCluster(t, access.Rule{})
-	for _, target := range []string{"orders-1", "pod/orders-1", "deploy/orders"} {
+	for _, target := range []string{"orders", "pod/orders-1", "deploy/orders"} {
 		res, err := d.Env(context.Background(), daemon.EnvRequest{Namespace: "shop", Target: target, Source: daemon.EnvSpec}, func(string) {})
 		if err != nil {
 			t.Fatalf("%s: %v", target, err)
@@ -81,11 +81,11 @@ func TestEnvBadInput(t *testing.T) {
 		req  daemon.EnvRequest
 		want string
 	}{
-		{"unknown container", daemon.EnvRequest{Target: "orders-1", Container: "nope"}, `pod orders-1 has no container "nope"; containers: app, side`},
+		{"unknown container", daemon.EnvRequest{Target: "pod/orders-1", Container: "nope"}, `pod orders-1 has no container "nope"; containers: app, side`},
 		{"unknown pod", daemon.EnvRequest{Target: "pod/nope"}, `no pod "nope" in namespace shop`},
 		{"unknown workload", daemon.EnvRequest{Target: "deploy/nope"}, `no deployment named "nope"`},
-		{"unknown source", daemon.EnvRequest{Target: "orders-1", Source: "image"}, `source "image": write auto, process or spec`},
-		{"files from the spec", daemon.EnvRequest{Target: "orders-1", Source: daemon.EnvSpec, Files: true}, "--files reads the volumes"},
+		{"unknown source", daemon.EnvRequest{Target: "pod/orders-1", Source: "image"}, `source "image": write auto, process or spec`},
+		{"files from the spec", daemon.EnvRequest{Target: "pod/orders-1", Source: daemon.EnvSpec, Files: true}, "--files reads the volumes"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			d, cs := envCluster(t, access.Rule{})
@@ -110,21 +110,21 @@ func TestEnvBadInput(t *testing.T) {
 func TestEnvPermissions(t *testing.T) {
 	ctx := context.Background()
 	d, cs := envCluster(t, access.Rule{Verb: "get", Resource: "secrets", Name: "creds"})
-	_, err := d.Env(ctx, daemon.EnvRequest{Namespace: "shop", Target: "orders-1", Source: daemon.EnvSpec}, func(string) {})
+	_, err := d.Env(ctx, daemon.EnvRequest{Namespace: "shop", Target: "pod/orders-1", Source: daemon.EnvSpec}, func(string) {})
 	if !errors.Is(err, errdefs.ErrUser) || !strings.Contains(err.Error(), `get secrets "creds"`) || !strings.Contains(err.Error(), "tether-env Role") {
 		t.Errorf("secret not readable: got %v", err)
 	}
 
 	eph := access.Rule{Verb: "update", Resource: "pods", Subresource: "ephemeralcontainers"}
 	d, cs = envCluster(t, eph)
-	res, err := d.Env(ctx, daemon.EnvRequest{Namespace: "shop", Target: "orders-1", Source: daemon.EnvAuto}, func(string) {})
+	res, err := d.Env(ctx, daemon.EnvRequest{Namespace: "shop", Target: "pod/orders-1", Source: daemon.EnvAuto}, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Source != daemon.EnvSpec || !strings.Contains(strings.Join(res.Warnings, "\n"), "read from the spec, not the process") {
 		t.Errorf("auto without the agent's permission: source %s, warnings %q", res.Source, res.Warnings)
 	}
-	_, err = d.Env(ctx, daemon.EnvRequest{Namespace: "shop", Target: "orders-1", Source: daemon.EnvProcess}, func(string) {})
+	_, err = d.Env(ctx, daemon.EnvRequest{Namespace: "shop", Target: "pod/orders-1", Source: daemon.EnvProcess}, func(string) {})
 	if !errors.Is(err, errdefs.ErrUser) || !strings.Contains(err.Error(), eph.String()) {
 		t.Errorf("process without the agent's permission: got %v", err)
 	}
