@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/intercept"
+	"github.com/tetherkube/tether/cli/internal/podfiles"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
@@ -121,6 +121,11 @@ Exit status: 0 done, 2 bad input (nothing is changed), 1 otherwise.`,
 // Complete takes the target and resolves the namespace.
 func (o *EnvOptions) Complete(args []string) error {
 	o.Target = args[0]
+	if o.FilesDir != "" {
+		if err := podfiles.CheckDir(o.FilesDir); err != nil {
+			return err
+		}
+	}
 	ns, err := o.Namespace()
 	if err != nil {
 		return err
@@ -161,7 +166,7 @@ func (o *EnvOptions) Run(ctx context.Context) error {
 	}
 	vars := res.Vars
 	if o.FilesDir != "" {
-		root, err := writeFiles(o.FilesDir, res.Files)
+		root, err := podfiles.Write(o.FilesDir, res.Files)
 		if err != nil {
 			return err
 		}
@@ -186,7 +191,7 @@ func (o *EnvOptions) Run(ctx context.Context) error {
 		if err := writeEnv(&b, o.Format, vars, false, o.Sources); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(o.File, b.Bytes()); err != nil {
+		if err := podfiles.WriteFileAtomic(o.File, b.Bytes()); err != nil {
 			return err
 		}
 		fmt.Fprintf(o.ErrOut, "wrote %d variables of pod %s's container %s (from its %s) to %s\n", len(vars), res.Pod, res.Container, res.Source, o.File)
@@ -219,35 +224,4 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
-}
-
-// writeFileAtomic writes data to path with mode 0600: to a new file in the
-// same folder first, then renamed over path, so a reader sees the old file
-// or the new one, and the secrets are never in a file others may read.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return errdefs.User("write %s: %v", path, err)
-	}
-	defer os.Remove(tmp.Name()) // after the rename, there is nothing to remove
-	if err := tmp.Chmod(0o600); err != nil && !isWindows() {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
+	"github.com/tetherkube/tether/cli/internal/podfiles"
 	"github.com/tetherkube/tether/cli/internal/runcmd"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/buildinfo"
@@ -54,6 +55,10 @@ type InterceptOptions struct {
 	// ForwardFlags are --forward's values, Forwards them parsed (with CMD).
 	ForwardFlags []string
 	Forwards     []runcmd.Forward
+	// Env and FilesDir are --env and --files (with CMD): the intercepted
+	// container's variables and volume files for CMD.
+	Env      bool
+	FilesDir string
 }
 
 // DefaultAgentImage is the agent image matching this build.
@@ -116,6 +121,8 @@ intercept fails, CMD is not started.`,
 	}
 	cmd.Flags().StringVar(&o.Network, "network", runcmd.NetworkAuto, "with -- CMD: how CMD reaches the cluster, namespace (Linux) or proxy (any OS); default: namespace where it can run, else proxy")
 	cmd.Flags().StringArrayVar(&o.ForwardFlags, "forward", nil, "with -- CMD: svc/NAME:PORT[:LOCALPORT], a local port carried to a Service from the pod, for clients that ignore proxies (repeatable)")
+	cmd.Flags().BoolVar(&o.Env, "env", false, "with -- CMD: give CMD the intercepted container's environment (as `tether env` reads it) on top of its own; PATH, HOME and the like stay this machine's")
+	cmd.Flags().StringVar(&o.FilesDir, "files", "", "with -- CMD: write the intercepted container's ConfigMap, Secret, projected and downwardAPI volumes under DIR, set TETHER_ROOT=DIR; in the namespace mode CMD also sees them at their real paths")
 	cmd.Flags().StringVar(&o.Port, "port", "", "SVCPORT[:LOCALPORT]: the Service port (name or number) and the local port to send it to")
 	AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)
 	o.AgentResources.AddFlags(cmd)
@@ -143,6 +150,11 @@ func (o *InterceptOptions) Complete(args []string) error {
 			return err
 		}
 		o.Forwards = append(o.Forwards, fw)
+	}
+	if o.FilesDir != "" && len(o.Command) > 0 {
+		if err := podfiles.CheckDir(o.FilesDir); err != nil {
+			return err
+		}
 	}
 	if o.Port == "" {
 		return nil // Validate says what to write
@@ -191,6 +203,8 @@ func (o *InterceptOptions) Validate() error {
 		}
 	} else if len(o.Forwards) > 0 {
 		return errdefs.User("--forward goes with -- CMD: it lasts as long as CMD runs (`tether run` gives it without an intercept)")
+	} else if o.Env || o.FilesDir != "" {
+		return errdefs.User("--env and --files go with -- CMD (tether intercept %s --port %s --env -- CMD); without a command, `tether env %s -f .env --files DIR` writes them for your own run", o.Workload, o.Port, o.Workload)
 	}
 	if len(o.Command) > 0 && o.Output != "" && o.Output != cmdutil.OutputText {
 		return errdefs.User("-o %s and -- CMD do not mix: CMD's output is what stdout carries", o.Output)
@@ -244,7 +258,7 @@ func (o *InterceptOptions) runCommand(ctx context.Context, client daemon.Service
 		}
 		fmt.Fprintf(o.ErrOut, "left the intercept of %s\n", info.Name)
 	}()
-	code, err := runcmd.Run(ctx, runcmd.Config{
+	cfg := runcmd.Config{
 		Service:        client,
 		Request:        daemon.RunRequest{Namespace: info.Namespace, Target: info.Name, AgentImage: o.AgentImage},
 		Network:        o.Network,
@@ -254,7 +268,11 @@ func (o *InterceptOptions) runCommand(ctx context.Context, client daemon.Service
 		Process: runcmd.Process{Path: o.Path, Args: o.Command, Env: o.Environ(), Stdin: o.In, Stdout: o.Out, Stderr: o.ErrOut,
 			Interactive: runcmd.IsTerminal(o.In)},
 		ErrOut: o.ErrOut,
-	})
+	}
+	if o.Env || o.FilesDir != "" {
+		cfg.PodEnv = runcmd.FromPod(client, runcmd.PodOptions{Env: o.Env, FilesDir: o.FilesDir, AgentImage: o.AgentImage, ErrOut: o.ErrOut})
+	}
+	code, err := runcmd.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}

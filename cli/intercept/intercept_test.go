@@ -55,6 +55,12 @@ func TestNewCmdIntercept(t *testing.T) {
 				Forwards: []runcmd.Forward{{Service: "db", Port: "5432", LocalPort: 15432}}}},
 		{name: "forward without CMD", args: []string{"orders", "--port", "http:3000", "--forward", "svc/db:5432"}, wantErr: "--forward goes with -- CMD"},
 		{name: "unknown network with CMD", args: []string{"orders", "--port", "http:3000", "--network", "vpn", "--", "sh"}, wantErr: `--network "vpn": want proxy or namespace`},
+		{name: "--env --files with CMD", args: []string{"orders", "--port", "http:3000", "--env", "--files", "/tmp/tether-pod-files-unit", "--", "sh"},
+			want: InterceptOptions{Workload: "orders", Port: "http:3000", ServicePort: "http", LocalPort: 3000, Ns: "shop", RolloutTimeout: 3 * time.Minute,
+				Command: []string{"sh"}, Path: mustLook(t, "sh"), Dash: 1, Env: true, FilesDir: "/tmp/tether-pod-files-unit"}},
+		{name: "--env without CMD", args: []string{"orders", "--port", "http:3000", "--env"}, wantErr: "--env and --files go with -- CMD"},
+		{name: "--files without CMD", args: []string{"orders", "--port", "http:3000", "--files", "d"}, wantErr: "--env and --files go with -- CMD"},
+		{name: "--files under a file", args: []string{"orders", "--port", "http:3000", "--files", "/dev/null/d", "--", "sh"}, wantErr: "/dev/null is not a folder"},
 		{name: "-o json with CMD", args: []string{"orders", "--port", "http:3000", "-o", "json", "--", "sh"}, wantErr: "-o json and -- CMD do not mix"},
 	}
 	for _, tt := range tests {
@@ -286,5 +292,46 @@ func TestInterceptCommandNotStartedOnFailure(t *testing.T) {
 	cmdtest.WantError(t, err, cmdutil.ExitUser, "no port named http")
 	if _, statErr := os.Stat(marker); statErr == nil {
 		t.Error("CMD ran although the intercept failed")
+	}
+}
+
+// TestInterceptCommandEnv: --env gives CMD the intercepted pod's own
+// variables (the run's ready event names the pod and container).
+func TestInterceptCommandEnv(t *testing.T) {
+	var envReq daemon.EnvRequest
+	svc := &cmdtest.FakeService{
+		InterceptFunc: func(ctx context.Context, req daemon.InterceptRequest, progress func(string)) (daemon.InterceptInfo, error) {
+			return daemon.InterceptInfo{Name: "deployment/orders", Namespace: "shop", Service: "orders", ServicePort: 80, LocalPort: 3000,
+				Pods: []string{"orders-1"}}, nil
+		},
+		RunFunc: func(ctx context.Context, req daemon.RunRequest, progress func(string), ready func(daemon.RunInfo)) error {
+			ready(daemon.RunInfo{Pod: "orders-1", Container: "app", Namespace: "shop", HTTPAddr: "127.0.0.1:3128"})
+			<-ctx.Done()
+			return nil
+		},
+		EnvFunc: func(ctx context.Context, req daemon.EnvRequest, progress func(string)) (daemon.EnvResult, error) {
+			envReq = req
+			return daemon.EnvResult{Pod: "orders-1", Container: "app", Source: daemon.EnvProcess,
+				Vars: []daemon.EnvVar{{Name: "DB_URL", Value: "postgres://db/orders"}, {Name: "PATH", Value: "/image/bin"}}}, nil
+		},
+		LeaveFunc: func(ctx context.Context, namespace, name string) error { return nil },
+	}
+	streams, out, errOut := cmdtest.Streams()
+	cmd := NewCmdIntercept(cmdtest.Factory(t, streams), func(ctx context.Context, o *InterceptOptions) error {
+		o.DaemonService = cmdtest.ServeDaemon(t, svc)
+		o.Environ = func() []string { return []string{"PATH=" + os.Getenv("PATH")} }
+		return o.Run(ctx)
+	})
+	if err := cmdtest.Exec(cmd, "orders", "--port", "http:3000", "--network", "proxy", "--env", "--", "sh", "-c", `echo "$DB_URL $PATH"`); err != nil {
+		t.Fatal(err)
+	}
+	if want := "postgres://db/orders " + os.Getenv("PATH") + "\n"; out.String() != want {
+		t.Errorf("CMD printed %q, want %q", out, want)
+	}
+	if envReq.Target != "pod/orders-1" || envReq.Container != "app" || envReq.Namespace != "shop" || envReq.Files {
+		t.Errorf("env request %+v", envReq)
+	}
+	if !strings.Contains(errOut.String(), "kept this machine's PATH") {
+		t.Errorf("stderr %q", errOut)
 	}
 }

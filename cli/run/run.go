@@ -10,6 +10,7 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/intercept"
+	"github.com/tetherkube/tether/cli/internal/podfiles"
 	"github.com/tetherkube/tether/cli/internal/runcmd"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/errdefs"
@@ -22,6 +23,10 @@ type RunOptions struct {
 	Target, Container, Network, AgentImage string
 	ForwardFlags                           []string
 	Quiet                                  bool
+	// Env and FilesDir are --env and --files: the target container's
+	// variables and volume files for CMD.
+	Env      bool
+	FilesDir string
 
 	// Filled by Complete.
 	Ns       string
@@ -95,6 +100,8 @@ tears the run down once CMD exited, with CMD's exit status.`,
 	cmd.Flags().StringVarP(&o.Container, "container", "c", "", "the pod's container CMD runs as (default: the pod's default container)")
 	cmd.Flags().StringVar(&o.Network, "network", runcmd.NetworkAuto, "how CMD reaches the cluster: namespace (Linux) or proxy (any OS); default: namespace where it can run, else proxy")
 	cmd.Flags().StringArrayVar(&o.ForwardFlags, "forward", nil, "svc/NAME:PORT[:LOCALPORT]: listen on 127.0.0.1:LOCALPORT and carry each connection to the Service from the pod (repeatable)")
+	cmd.Flags().BoolVar(&o.Env, "env", false, "give CMD the target container's environment (as `tether env` reads it) on top of its own; PATH, HOME and the like stay this machine's")
+	cmd.Flags().StringVar(&o.FilesDir, "files", "", "write the target container's ConfigMap, Secret, projected and downwardAPI volumes under DIR, set TETHER_ROOT=DIR; in the namespace mode CMD also sees them at their real paths")
 	cmd.Flags().BoolVarP(&o.Quiet, "quiet", "q", false, "print nothing of tether's own on stderr")
 	cmd.Flags().StringVar(&o.AgentImage, "agent-image", intercept.DefaultAgentImage(), "the agent's container image, when an inspection agent is added")
 	return cmd
@@ -132,6 +139,11 @@ func (o *RunOptions) Complete(args []string) error {
 		}
 		o.Forwards = append(o.Forwards, fw)
 	}
+	if o.FilesDir != "" && o.Target != "" {
+		if err := podfiles.CheckDir(o.FilesDir); err != nil {
+			return err
+		}
+	}
 	ns, err := o.Namespace()
 	if err != nil {
 		return err
@@ -144,6 +156,9 @@ func (o *RunOptions) Complete(args []string) error {
 func (o *RunOptions) Validate() error {
 	if o.Target == "" && o.Container != "" {
 		return errdefs.User("-c %s names a container of the target: name the target before -- (WORKLOAD or pod/NAME)", o.Container)
+	}
+	if o.Target == "" && (o.Env || o.FilesDir != "") {
+		return errdefs.User("%s takes a target's container: name it before -- (tether run deploy/NAME %s -- CMD); the namespace's gateway has no environment of your app", podFlag(o.Env), podFlag(o.Env))
 	}
 	if err := runcmd.ValidNetwork(o.Network); err != nil {
 		return err
@@ -176,6 +191,7 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		InNamespace:    o.InNamespace,
 		CheckNamespace: o.CheckNamespace,
 		Forwards:       o.Forwards,
+		PodEnv:         podEnv(client, runcmd.PodOptions{Env: o.Env, FilesDir: o.FilesDir, AgentImage: o.AgentImage, Quiet: o.Quiet, ErrOut: o.ErrOut}),
 		Process: runcmd.Process{Path: o.Path, Args: o.Command, Env: o.Environ(), Stdin: o.In, Stdout: o.Out, Stderr: o.ErrOut,
 			Interactive: runcmd.IsTerminal(o.In)},
 		Quiet:  o.Quiet,
@@ -188,4 +204,19 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		return cmdutil.ExitStatus(code)
 	}
 	return nil
+}
+
+func podFlag(env bool) string {
+	if env {
+		return "--env"
+	}
+	return "--files"
+}
+
+// podEnv is the run's Config.PodEnv: nil when neither --env nor --files.
+func podEnv(svc daemon.Service, o runcmd.PodOptions) func(context.Context, daemon.RunInfo) (runcmd.PodView, error) {
+	if !o.Wanted() {
+		return nil
+	}
+	return runcmd.FromPod(svc, o)
 }

@@ -273,3 +273,171 @@ func TestRunNamespaceSeam(t *testing.T) {
 		t.Errorf("CMD's environment: %s", env)
 	}
 }
+
+func TestNewCmdRunPodFlags(t *testing.T) {
+	sh := mustLook(t, "sh")
+	dir := filepath.Join(t.TempDir(), "pod-files")
+	notDir := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		want    RunOptions
+		wantErr string
+	}{
+		{name: "--env --files", args: []string{"deploy/orders", "--env", "--files", dir, "--", "sh"},
+			want: RunOptions{Target: "deploy/orders", Env: true, FilesDir: dir, Ns: "shop", Command: []string{"sh"}, Path: sh, Dash: 1}},
+		{name: "--env without a target", args: []string{"--env", "--", "sh"}, wantErr: "--env takes a target's container: name it before --"},
+		{name: "--files without a target", args: []string{"--files", dir, "--", "sh"}, wantErr: "--files takes a target's container"},
+		{name: "--files under a file", args: []string{"deploy/orders", "--files", filepath.Join(notDir, "x"), "--", "sh"}, wantErr: "is not a folder"},
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		ro := filepath.Join(t.TempDir(), "ro")
+		if err := os.Mkdir(ro, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		tests = append(tests, struct {
+			name    string
+			args    []string
+			want    RunOptions
+			wantErr string
+		}{name: "--files unwritable", args: []string{"deploy/orders", "--files", filepath.Join(ro, "d"), "--", "sh"}, wantErr: "name a folder you can write to"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			streams, _, _ := cmdtest.Streams()
+			var got *RunOptions
+			cmd := NewCmdRun(cmdtest.Factory(t, streams), func(_ context.Context, o *RunOptions) error { got = o; return nil })
+			err := cmdtest.Exec(cmd, tt.args...)
+			if tt.wantErr != "" {
+				cmdtest.WantError(t, err, cmdutil.ExitUser, tt.wantErr)
+				if got != nil {
+					t.Error("Run was called")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.want.AgentImage = intercept.DefaultAgentImage()
+			if diff := cmp.Diff(tt.want, *got, cmdtest.IgnoreDeps); diff != "" {
+				t.Errorf("options (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("checking --files made %s", dir)
+	}
+}
+
+// podEnvService is fakeRun plus an Env that answers for pod orders-1's
+// container app only, and records what it was asked.
+func podEnvService(t *testing.T, got *daemon.EnvRequest) *cmdtest.FakeService {
+	var req daemon.RunRequest
+	svc := fakeRun(daemon.RunInfo{ID: "r1", Namespace: "shop", Pod: "orders-1", Container: "app", HTTPAddr: "127.0.0.1:3128",
+		SOCKSAddr: "127.0.0.1:1080", ProxyUsername: "tether", ProxyPassword: "pw", DialSocket: "/x.sock"}, &req, nil)
+	svc.EnvFunc = func(ctx context.Context, r daemon.EnvRequest, progress func(string)) (daemon.EnvResult, error) {
+		*got = r
+		if r.Target != "pod/orders-1" || r.Container != "app" {
+			return daemon.EnvResult{}, errdefs.User("not the run's pod: %s -c %s", r.Target, r.Container)
+		}
+		return daemon.EnvResult{Pod: "orders-1", Container: "app", Source: daemon.EnvProcess,
+			Vars: []daemon.EnvVar{
+				{Name: "PATH", Value: "/image/bin"}, {Name: "HOME", Value: "/root"}, {Name: "JAVA_HOME", Value: "/opt/jdk"},
+				{Name: "DB_URL", Value: "postgres://db:5432/orders"}, {Name: "API_KEY", Value: "s3cret", Secret: true},
+				{Name: "KEEP", Value: "from-pod"}},
+			Files: []daemon.EnvFile{
+				{Path: "/var/run/secrets/kubernetes.io/serviceaccount/token", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", Data: []byte("tok"), Secret: true},
+				{Path: "/etc/orders/app.yaml", MountPath: "/etc/orders", Data: []byte("port: 8080\n")}},
+			NotCopied: []daemon.EnvMount{{MountPath: "/data", Kind: "persistentVolumeClaim", Volume: "data", Reason: "not a config volume"}},
+		}, nil
+	}
+	return svc
+}
+
+// TestRunPodEnvProxy: --env and --files in the proxy mode give CMD the
+// run's own pod's variables (PATH and HOME stay the machine's), the files
+// under TETHER_ROOT with mode 0600, and say so on stderr.
+func TestRunPodEnvProxy(t *testing.T) {
+	var envReq daemon.EnvRequest
+	dir := filepath.Join(t.TempDir(), "pod")
+	out, errOut, err := runCmd(t, podEnvService(t, &envReq), "deploy/orders", "--network", "proxy", "--env", "--files", dir, "--",
+		"sh", "-c", `echo "$DB_URL|$API_KEY|$KEEP|$HOME|${JAVA_HOME-unset}|$TETHER_ROOT|$HTTP_PROXY"; cat "$TETHER_ROOT/etc/orders/app.yaml"; echo "$PATH"`)
+	if err != nil {
+		t.Fatalf("%v; stderr %s", err, errOut)
+	}
+	lines := strings.Split(out, "\n")
+	// No HOME here, and not the pod's either.
+	want := "postgres://db:5432/orders|s3cret|from-pod||unset|" + dir + "|http://tether:pw@127.0.0.1:3128"
+	if lines[0] != want || lines[1] != "port: 8080" || lines[2] != os.Getenv("PATH") {
+		t.Errorf("CMD saw\n%s\nwant\n%s\nport: 8080\n%s", out, want, os.Getenv("PATH"))
+	}
+	if diff := cmp.Diff(daemon.EnvRequest{Namespace: "shop", Target: "pod/orders-1", Container: "app", Source: daemon.EnvAuto,
+		Files: true, AgentImage: intercept.DefaultAgentImage()}, envReq); diff != "" {
+		t.Errorf("env request (-want +got)\n%s", diff)
+	}
+	st, err := os.Stat(filepath.Join(dir, "var/run/secrets/kubernetes.io/serviceaccount/token"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("token file: %v %v", st, err)
+	}
+	for _, s := range []string{"--env: 3 variables of pod orders-1's container app", "kept this machine's PATH, HOME, JAVA_HOME",
+		"--files: wrote 2 files", "not copied: /data (persistentVolumeClaim volume data)"} {
+		if !strings.Contains(errOut, s) {
+			t.Errorf("stderr %q lacks %q", errOut, s)
+		}
+	}
+}
+
+// TestRunPodEnvNamespace: in the namespace mode, the runner gets the
+// volumes to mount at their real paths.
+func TestRunPodEnvNamespace(t *testing.T) {
+	var envReq daemon.EnvRequest
+	dir := filepath.Join(t.TempDir(), "pod")
+	streams, _, errOut := cmdtest.Streams()
+	var got runcmd.Process
+	cmd := NewCmdRun(cmdtest.Factory(t, streams), func(ctx context.Context, o *RunOptions) error {
+		o.DaemonService = cmdtest.ServeDaemon(t, podEnvService(t, &envReq))
+		o.Environ = func() []string { return []string{"PATH=/local/bin"} }
+		o.InNamespace = func(ctx context.Context, sess *runcmd.Session, p runcmd.Process) (int, error) {
+			got = p
+			return 0, nil
+		}
+		o.CheckNamespace = func() error { return nil }
+		return o.Run(ctx)
+	})
+	if err := cmdtest.Exec(cmd, "deploy/orders", "--network", "namespace", "-q", "--env", "--files", dir, "--", "sh"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"/var/run/secrets/kubernetes.io/serviceaccount": filepath.Join(dir, "var/run/secrets/kubernetes.io/serviceaccount"),
+		"/etc/orders": filepath.Join(dir, "etc/orders"),
+	}
+	if diff := cmp.Diff(want, got.Mounts); diff != "" {
+		t.Errorf("mounts (-want +got)\n%s", diff)
+	}
+	env := strings.Join(got.Env, " ")
+	if !strings.Contains(env, "PATH=/local/bin") || !strings.Contains(env, "DB_URL=postgres://db:5432/orders") || !strings.Contains(env, "TETHER_ROOT="+dir) {
+		t.Errorf("CMD's environment: %s", env)
+	}
+	if errOut.String() != "" {
+		t.Errorf("-q printed %q", errOut)
+	}
+}
+
+// TestRunPodEnvFails: when the pod's environment cannot be read, CMD does
+// not run and the run is ended.
+func TestRunPodEnvFails(t *testing.T) {
+	var envReq daemon.EnvRequest
+	svc := podEnvService(t, &envReq)
+	svc.EnvFunc = func(context.Context, daemon.EnvRequest, func(string)) (daemon.EnvResult, error) {
+		return daemon.EnvResult{}, errdefs.User("container app has ended")
+	}
+	marker := filepath.Join(t.TempDir(), "ran")
+	_, _, err := runCmd(t, svc, "deploy/orders", "--network", "proxy", "--env", "--", "sh", "-c", "touch "+marker)
+	cmdtest.WantError(t, err, cmdutil.ExitUser, "read pod orders-1's environment: container app has ended")
+	if _, statErr := os.Stat(marker); statErr == nil {
+		t.Error("CMD ran without the environment")
+	}
+}

@@ -19,7 +19,7 @@ func InNamespace(ctx context.Context, sess *Session, p Process) (int, error) {
 	}
 	return netns.Run(ctx, netns.Config{
 		Argv: p.Args, Env: p.Env, Stdin: p.Stdin, Stdout: p.Stdout, Stderr: p.Stderr,
-		Dial: sess.Dial, Cluster: cluster, ResolvConf: sess.Info.ResolvConfRaw,
+		Dial: sess.Dial, Cluster: cluster, ResolvConf: sess.Info.ResolvConfRaw, Files: p.Mounts,
 	})
 }
 

@@ -18,6 +18,9 @@ type Process struct {
 	Path string   // found with exec.LookPath
 	Args []string // Args[0] is the name as the user wrote it
 	Env  []string
+	// Mounts are files bind-mounted read-only at paths of CMD's view
+	// (path -> local path): the namespace mode only.
+	Mounts map[string]string
 	// Stdin, Stdout and Stderr are the terminal's, as given to tether.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer

@@ -62,9 +62,10 @@ type Config struct {
 	// Process is the command; its Env is the base environment the run's
 	// variables are added to.
 	Process Process
-	// PodEnv, when set, returns variables the process gets on top of its
-	// own (tether env's: --env and --files are wired in here).
-	PodEnv func(ctx context.Context, info daemon.RunInfo) ([]string, error)
+	// PodEnv, when set, returns what the process gets of the run's pod:
+	// variables on top of its own and, in the namespace mode, files at
+	// their real paths (FromPod: --env and --files).
+	PodEnv func(ctx context.Context, info daemon.RunInfo) (PodView, error)
 	// Quiet drops the progress and the line saying where CMD runs.
 	Quiet  bool
 	ErrOut io.Writer
@@ -123,15 +124,17 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		go Serve(ctx, ls[i], addr, sess.Dial, log)
 	}
 	p := cfg.Process
-	var podEnv []string
+	var pod PodView
 	if cfg.PodEnv != nil {
-		if podEnv, err = cfg.PodEnv(ctx, sess.Info); err != nil {
+		if pod, err = cfg.PodEnv(ctx, sess.Info); err != nil {
 			return 0, err
 		}
 	}
+	podEnv := pod.Env
 	how := "via proxy " + sess.Info.HTTPAddr
 	if namespace {
 		p.Env = Merge(p.Env, podEnv, TetherEnv(sess.Info), []string{"TETHER_NETWORK=namespace"})
+		p.Mounts = pod.Mounts
 		how = "in a network namespace of its own"
 	} else {
 		p.Env = Merge(p.Env, podEnv, ProxyEnv(sess.Info))
