@@ -1,0 +1,301 @@
+//go:build integration && linux
+
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// devUser runs tether as a user without root, as a developer would: the
+// namespace mode is for such users (no setuid helper, no capability).
+type devUser struct {
+	t                           *testing.T
+	uid, gid                    int
+	bin, home, kubeconfig, path string
+}
+
+const devUserName = "tether-it-dev"
+
+// asDevUser returns a user without root with its own copy of tether, of
+// the kubeconfig and its own daemon (quit when the test ends). /dev/net/tun
+// gets the 0666 mode Debian and Ubuntu ship it with.
+func (e *env) asDevUser() *devUser {
+	t := e.t
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("creating the unprivileged test user needs root")
+	}
+	u, err := user.Lookup(devUserName)
+	if err != nil {
+		out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", devUserName).CombinedOutput()
+		if err != nil && !bytes.Contains(out, []byte("already exists")) {
+			t.Fatalf("useradd %s: %v: %s", devUserName, err, out)
+		}
+		if u, err = user.Lookup(devUserName); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := os.Stat("/dev/net/tun")
+	if err != nil {
+		t.Fatalf("this machine has no /dev/net/tun: %v", err)
+	}
+	if st.Mode().Perm() != 0o666 {
+		if err := os.Chmod("/dev/net/tun", 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := &devUser{t: t, path: "/usr/local/bin:/usr/bin:/bin"}
+	d.uid, _ = strconv.Atoi(u.Uid)
+	d.gid, _ = strconv.Atoi(u.Gid)
+	dir, err := os.MkdirTemp("", "tether-it-dev-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.bin = filepath.Join(dir, "tether")
+	d.home = filepath.Join(dir, "home")
+	d.kubeconfig = filepath.Join(d.home, "kubeconfig")
+	copyTo := func(src, dst string, mode os.FileMode) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyTo(tetherBinary(t), d.bin, 0o755)
+	for _, p := range []string{d.home, filepath.Join(d.home, "run")} {
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyTo(e.kubeconfig, d.kubeconfig, 0o600)
+	for _, p := range []string{d.home, filepath.Join(d.home, "run"), d.kubeconfig} {
+		if err := os.Chown(p, d.uid, d.gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { d.tether("quit", "--kubeconfig", d.kubeconfig) })
+	return d
+}
+
+// dir returns a new folder of the user's.
+func (d *devUser) dir(name string) string {
+	p := filepath.Join(d.home, name)
+	if err := os.Mkdir(p, 0o700); err != nil {
+		d.t.Fatal(err)
+	}
+	if err := os.Chown(p, d.uid, d.gid); err != nil {
+		d.t.Fatal(err)
+	}
+	return p
+}
+
+// env is the user's environment: what CMD starts from.
+func (d *devUser) env() []string {
+	return []string{"PATH=" + d.path, "HOME=" + d.home, "TMPDIR=" + d.home,
+		"XDG_RUNTIME_DIR=" + filepath.Join(d.home, "run"), "KUBECONFIG=" + d.kubeconfig}
+}
+
+func (d *devUser) tether(args ...string) (string, string, int) {
+	d.t.Helper()
+	cmd := exec.Command(d.bin, args...)
+	cmd.Dir = d.home
+	cmd.Env = d.env()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(d.uid), Gid: uint32(d.gid)}}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			d.t.Fatalf("run %s as %s: %v", d.bin, devUserName, err)
+		}
+		code = ee.ExitCode()
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// nulEnv parses `env -0`.
+func nulEnv(s string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range strings.Split(s, "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// wantPodEnv checks that got has every variable of the pod's process
+// (oracle), except PATH and HOME, which stay this machine's (local).
+func wantPodEnv(t *testing.T, mode string, oracle, got, local map[string]string) {
+	t.Helper()
+	for k, v := range oracle {
+		want, fromPod := v, true
+		if k == "PATH" || k == "HOME" {
+			want, fromPod = local[k], false
+		}
+		if g, ok := got[k]; !ok || g != want {
+			t.Errorf("%s: CMD's %s = %q (set %v), want %q (from the pod: %v)", mode, k, g, ok, want, fromPod)
+		}
+	}
+	for _, k := range []string{"TOKEN", "S_token", "DB_HOST", "POD"} { // Secret-backed, ConfigMap, fieldRef
+		if _, ok := oracle[k]; !ok {
+			t.Errorf("the pod's process has no %s: the test pod changed", k)
+		}
+	}
+}
+
+// TestRunEnvAndFiles: `tether run POD --env` gives CMD the variables
+// `tether env -o json` gives (a Secret-backed one included), in the proxy
+// mode and, run by a user without root, in the namespace mode; there,
+// with --files DIR, CMD reads the service account's namespace and a
+// ConfigMap's file at their real paths while the machine's own paths stay
+// as they were, $TETHER_ROOT is DIR and every file under it is 0600.
+func TestRunEnvAndFiles(t *testing.T) {
+	e := newEnv(t)
+	pod := e.envPod()
+
+	// Bad input: exit 2 with a message, and nothing added to the pod.
+	for _, tc := range []struct {
+		target string
+		flags  []string
+		want   string
+	}{
+		{"", []string{"--env"}, "--env takes a target's container: name it before --"},
+		{"", []string{"--files", t.TempDir()}, "--files takes a target's container"},
+		{"pod/" + pod.Name, []string{"--files", "/etc/hostname/pod-files"}, "/etc/hostname is not a folder"},
+		{"pod/" + pod.Name, []string{"--env", "--network", "vpn"}, `--network "vpn"`},
+	} {
+		out, errOut, code := e.run(tc.target, tc.flags, "true")
+		if code != 2 || !strings.Contains(errOut, tc.want) || out != "" {
+			t.Errorf("run %s %v: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.target, tc.flags, code, out, errOut, tc.want)
+		}
+	}
+	e.wantEphemeral(pod.Name, 0, "after bad input")
+	oracle := jsonObject(t, e.mustTether(agentImage("env", "pod/"+pod.Name, "-o", "json")...))
+
+	// Proxy mode, as root: CMD starts from this process's environment.
+	out, errOut, code := e.run("pod/"+pod.Name, []string{"--env"}, "env", "-0")
+	if code != 0 {
+		t.Fatalf("run --env --network proxy: exit %d: %s", code, errOut)
+	}
+	local := map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}
+	wantPodEnv(t, "proxy", oracle, nulEnv(out), local)
+	if !strings.Contains(errOut, "kept this machine's PATH, HOME") {
+		t.Errorf("stderr does not say which variables stay the machine's:\n%s", errOut)
+	}
+
+	// Namespace mode, as a developer without root, with --files.
+	d := e.asDevUser()
+	root := filepath.Join(d.dir("work"), "pod-files") // made by tether
+	paths := []string{"/var/run/secrets/kubernetes.io/serviceaccount/namespace", "/etc/app/config.yaml", "/etc/creds/nested/token", "/etc/single.yaml"}
+	before := hostFiles(paths)
+	// Python, not sh: a shell drops the variables whose names are no
+	// shell names (config.yaml, 1bad) from the environment of what it runs.
+	list, _ := json.Marshal(paths)
+	py := `import json, os
+files = {}
+for p in ` + string(list) + `:
+    try:
+        files[p] = open(p).read()
+    except OSError as e:
+        files[p] = "MISSING: %s" % e
+print(json.dumps({"env": dict(os.environ), "files": files}))`
+	args := append(agentImage("run", "pod/"+pod.Name, "--kubeconfig", d.kubeconfig, "-n", e.ns, "--network", "namespace", "--env", "--files", root),
+		"--", "/usr/bin/python3", "-c", py)
+	out, errOut, code = d.tether(args...)
+	t.Logf("as %s: tether %v: exit %d\nstderr: %s", devUserName, args, code, errOut)
+	if code != 0 {
+		t.Fatalf("run --env --files --network namespace: exit %d", code)
+	}
+	var seen struct {
+		Env   map[string]string
+		Files map[string]string
+	}
+	if err := json.Unmarshal([]byte(out), &seen); err != nil {
+		t.Fatalf("CMD printed %q: %v", out, err)
+	}
+	got := seen.Env
+	wantPodEnv(t, "namespace", oracle, got, map[string]string{"PATH": d.path, "HOME": d.home})
+	if got["TETHER_ROOT"] != root || got["TETHER_NETWORK"] != "namespace" {
+		t.Errorf("TETHER_ROOT=%q TETHER_NETWORK=%q, want %q and namespace", got["TETHER_ROOT"], got["TETHER_NETWORK"], root)
+	}
+	cfg := "a: 1\nb: \"two\"\n"
+	for i, want := range []string{e.ns, cfg, "s3cr'et", cfg} {
+		if seen.Files[paths[i]] != want {
+			t.Errorf("CMD read %s: %q, want the pod's %q (read: %q)", paths[i], seen.Files[paths[i]], want, seen.Files)
+		}
+	}
+	if diff := hostFiles(paths); fmt.Sprint(diff) != fmt.Sprint(before) {
+		t.Errorf("the machine's own files changed: before %v, after %v", before, diff)
+	}
+	n := 0
+	filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		if de.Type().IsRegular() {
+			n++
+			wantFileMode(t, p, 0o600)
+		}
+		return nil
+	})
+	if n == 0 {
+		t.Errorf("--files wrote nothing under %s", root)
+	}
+}
+
+// hostFiles says what the machine itself has at paths: content or absence.
+func hostFiles(paths []string) map[string]string {
+	m := map[string]string{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			m[p] = "absent: " + err.Error()
+			continue
+		}
+		m[p] = string(b)
+	}
+	return m
+}
+
+// TestInterceptCommandEnv: `tether intercept W --port P --env -- CMD`
+// gives CMD the intercepted pod's variables: its POD_NAME (a fieldRef) is
+// the pod the run goes through, PATH stays the machine's.
+func TestInterceptCommandEnv(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	port := freePort(t)
+	out, errOut, code := e.tether(e.runArgs([]string{"intercept", "deploy/orders", "--port", fmt.Sprintf("http:%d", port)}, []string{"--env"},
+		"sh", "-c", `echo "$POD_NAME|$TETHER_POD|$PATH"`)...)
+	t.Logf("stderr: %s", errOut)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	parts := strings.Split(strings.TrimSpace(out), "|")
+	if len(parts) != 3 || parts[0] == "" || parts[0] != parts[1] || parts[2] != os.Getenv("PATH") {
+		t.Errorf("CMD printed %q: want POD_NAME = TETHER_POD (the intercepted pod's) and this machine's PATH", out)
+	}
+	if !strings.Contains(errOut, "left the intercept of deployment/orders") {
+		t.Errorf("stderr does not say the intercept was left:\n%s", errOut)
+	}
+}
