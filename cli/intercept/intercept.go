@@ -121,8 +121,8 @@ intercept fails, CMD is not started.`,
 	}
 	cmd.Flags().StringVar(&o.Network, "network", runcmd.NetworkAuto, "with -- CMD: how CMD reaches the cluster, namespace (Linux) or proxy (any OS); default: namespace where it can run, else proxy")
 	cmd.Flags().StringArrayVar(&o.ForwardFlags, "forward", nil, "with -- CMD: svc/NAME:PORT[:LOCALPORT], a local port carried to a Service from the pod, for clients that ignore proxies (repeatable)")
-	cmd.Flags().BoolVar(&o.Env, "env", false, "with -- CMD: give CMD the intercepted container's environment (as `tether env` reads it) on top of its own; PATH, HOME and the like stay this machine's")
-	cmd.Flags().StringVar(&o.FilesDir, "files", "", "with -- CMD: write the intercepted container's ConfigMap, Secret, projected and downwardAPI volumes under DIR, set TETHER_ROOT=DIR; in the namespace mode CMD also sees them at their real paths")
+	cmd.Flags().BoolVar(&o.Env, "env", false, "with -- CMD: give CMD the intercepted container's environment (as tether env reads it) on top of its own; PATH, HOME and the like stay this machine's")
+	cmd.Flags().StringVar(&o.FilesDir, "files", "", "with -- CMD: write the intercepted container's ConfigMap, Secret, projected and downwardAPI volumes under `DIR`, set TETHER_ROOT=DIR; in the namespace mode CMD also sees them at their real paths")
 	cmd.Flags().StringVar(&o.Port, "port", "", "SVCPORT[:LOCALPORT]: the Service port (name or number) and the local port to send it to")
 	AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)
 	o.AgentResources.AddFlags(cmd)

@@ -58,7 +58,7 @@ func NewCmdRun(f *cmdutil.Factory, runF func(context.Context, *RunOptions) error
 		CheckNamespace: runcmd.CheckNamespace,
 	}
 	cmd := &cobra.Command{
-		Use:   "run [WORKLOAD|pod/NAME] [-c CONTAINER] [--forward svc/NAME:PORT[:LOCALPORT]]... -- CMD [ARGS...]",
+		Use:   "run [WORKLOAD|pod/NAME] [-c CONTAINER] [--env] [--files DIR] [--forward svc/NAME:PORT[:LOCALPORT]]... -- CMD [ARGS...]",
 		Short: "Run a local command as if it ran in a pod: the cluster's names and addresses, from inside the pod",
 		Long: `Run CMD on this machine with its connections to the cluster leaving from
 inside a pod: Service names resolve as in the pod (its search list and
@@ -73,13 +73,24 @@ Without a target, a small gateway Deployment of tether's agent is added to
 the namespace (journaled: ` + "`tether rollback deployment/tether-gateway`" + ` removes
 it) and the connections leave from there.
 
---network proxy (the default for now) runs CMD with HTTP_PROXY, HTTPS_PROXY
-and ALL_PROXY set to proxies on 127.0.0.1 that only this run can use (the
-credentials are in the URLs), NO_PROXY for loopback, JAVA_TOOL_OPTIONS for
-the JVM's SOCKS support and NODE_USE_ENV_PROXY=1 for Node. Clients that
-ignore proxies (database drivers) get --forward: a local port carried to a
-Service. In proxy mode, all of CMD's proxied traffic leaves from the pod,
-not only the cluster's.
+--network namespace (the default on Linux where it can run) runs CMD in
+user, network and mount namespaces of its own, as you, with no root: its
+TCP to the cluster's ranges and its DNS go through the pod, everything else
+through this machine's network. --network proxy (any OS, and the fallback)
+runs CMD with HTTP_PROXY, HTTPS_PROXY and ALL_PROXY set to proxies on
+127.0.0.1 that only this run can use (the credentials are in the URLs),
+NO_PROXY for loopback, JAVA_TOOL_OPTIONS for the JVM's SOCKS support and
+NODE_USE_ENV_PROXY=1 for Node. Clients that ignore proxies (database
+drivers) get --forward: a local port carried to a Service. In proxy mode,
+all of CMD's proxied traffic leaves from the pod, not only the cluster's.
+
+--env gives CMD the target container's environment as ` + "`tether env`" + ` reads
+it, on top of CMD's own; PATH, HOME, JAVA_HOME and the other variables that
+name the image's programs, paths or user stay this machine's (stderr names
+them). --files DIR writes the container's ConfigMap, Secret, projected (the
+service account token) and downwardAPI volumes under DIR/<mountPath>, 0600,
+and sets TETHER_ROOT=DIR; in the namespace mode CMD also reads them at their
+real paths, in its own mount namespace only. Both need a target.
 
 CMD gets the terminal; Ctrl-C and SIGTERM reach CMD first, and tether
 tears the run down once CMD exited, with CMD's exit status.`,
@@ -88,6 +99,9 @@ tears the run down once CMD exited, with CMD's exit status.`,
 
   # no workload to borrow: from the namespace's gateway
   tether run -n shop -- python3 client.py
+
+  # the service itself, with the pod's environment and files
+  tether run deploy/orders --env --files .tether/orders -- go run ./cmd/orders
 
   # a database driver that ignores proxies: a local port to the Service
   tether run deploy/orders --forward svc/postgres:5432:15432 -- ./orders --db localhost:15432`,
@@ -100,8 +114,8 @@ tears the run down once CMD exited, with CMD's exit status.`,
 	cmd.Flags().StringVarP(&o.Container, "container", "c", "", "the pod's container CMD runs as (default: the pod's default container)")
 	cmd.Flags().StringVar(&o.Network, "network", runcmd.NetworkAuto, "how CMD reaches the cluster: namespace (Linux) or proxy (any OS); default: namespace where it can run, else proxy")
 	cmd.Flags().StringArrayVar(&o.ForwardFlags, "forward", nil, "svc/NAME:PORT[:LOCALPORT]: listen on 127.0.0.1:LOCALPORT and carry each connection to the Service from the pod (repeatable)")
-	cmd.Flags().BoolVar(&o.Env, "env", false, "give CMD the target container's environment (as `tether env` reads it) on top of its own; PATH, HOME and the like stay this machine's")
-	cmd.Flags().StringVar(&o.FilesDir, "files", "", "write the target container's ConfigMap, Secret, projected and downwardAPI volumes under DIR, set TETHER_ROOT=DIR; in the namespace mode CMD also sees them at their real paths")
+	cmd.Flags().BoolVar(&o.Env, "env", false, "give CMD the target container's environment (as tether env reads it) on top of its own; PATH, HOME and the like stay this machine's")
+	cmd.Flags().StringVar(&o.FilesDir, "files", "", "write the target container's ConfigMap, Secret, projected and downwardAPI volumes under `DIR`, set TETHER_ROOT=DIR; in the namespace mode CMD also sees them at their real paths")
 	cmd.Flags().BoolVarP(&o.Quiet, "quiet", "q", false, "print nothing of tether's own on stderr")
 	cmd.Flags().StringVar(&o.AgentImage, "agent-image", intercept.DefaultAgentImage(), "the agent's container image, when an inspection agent is added")
 	return cmd
