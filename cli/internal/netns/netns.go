@@ -35,7 +35,7 @@
 // into the namespace at the same numbers, and CMD's listening TCP ports on
 // loopback or the wildcard address onto the machine's 127.0.0.1 (and ::1)
 // at the same numbers; both are found with sock_diag every
-// PollInterval. docs/run-namespace.md says what this does and its limits.
+// PollInterval. docs/run.md says what this does and its limits.
 //
 // Nothing of the machine changes: no route, resolv.conf, firewall rule or
 // interface outside CMD's namespaces.
