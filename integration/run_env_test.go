@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -15,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // devUser runs tether as a user without root, as a developer would: the
@@ -297,5 +300,70 @@ func TestInterceptCommandEnv(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "left the intercept of deployment/orders") {
 		t.Errorf("stderr does not say the intercept was left:\n%s", errOut)
+	}
+}
+
+// TestInterceptJVMDebuggerFromHost is docs/run.md's IntelliJ IDEA pattern
+// in the namespace mode, as a user without root: a JVM started under
+// `tether intercept ... --env -- java -agentlib:jdwp=...address=127.0.0.1:P`
+// waits for a debugger, which attaches from the machine's 127.0.0.1:P
+// (the JDWP handshake) and lets it go on; the pod's variables were read
+// for it (the JVM has no way to print them here: TestInterceptCommandEnv
+// checks them).
+func TestInterceptJVMDebuggerFromHost(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	d := e.asDevUser()
+	jdwp, port := freePort(t), freePort(t)
+	args := append(agentImage("intercept", "deploy/orders", "--kubeconfig", d.kubeconfig, "-n", e.ns, "--port", fmt.Sprintf("http:%d", port),
+		"--network", "namespace", "--env"), "--", "/usr/bin/java",
+		fmt.Sprintf("-agentlib:jdwp=transport=dt_socket,server=y,suspend=y,address=127.0.0.1:%d", jdwp),
+		"-XshowSettings:properties", "-version")
+	done := make(chan struct{})
+	var out, errOut string
+	var code int
+	go func() {
+		defer close(done)
+		out, errOut, code = d.tether(args...)
+	}()
+	// The IDE's Remote JVM Debug: connect to the machine's loopback, shake
+	// hands, and detach, which lets the suspended JVM run.
+	var attached bool
+	for start := time.Now(); time.Since(start) < 3*time.Minute && !attached; time.Sleep(200 * time.Millisecond) {
+		select {
+		case <-done:
+			t.Fatalf("tether exited %d before the debugger attached\nstdout: %s\nstderr: %s", code, out, errOut)
+		default:
+		}
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", jdwp), time.Second)
+		if err != nil {
+			continue
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte("JDWP-Handshake")); err == nil {
+			buf := make([]byte, len("JDWP-Handshake"))
+			if _, err := io.ReadFull(c, buf); err == nil && string(buf) == "JDWP-Handshake" {
+				attached = true
+			}
+		}
+		c.Close()
+	}
+	if !attached {
+		t.Fatal("no JDWP handshake on the machine's 127.0.0.1 within 3 minutes")
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the JVM did not end after the debugger detached")
+	}
+	t.Logf("stderr: %s", errOut)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"Listening for transport dt_socket at address: " + strconv.Itoa(jdwp), "in a network namespace of its own",
+		"left the intercept of deployment/orders", "variables of pod orders-", "kept this machine's PATH"} {
+		if !strings.Contains(out+errOut, want) {
+			t.Errorf("output lacks %q", want)
+		}
 	}
 }
