@@ -383,7 +383,8 @@ func TestRunPodEnvProxy(t *testing.T) {
 		t.Errorf("token file: %v %v", st, err)
 	}
 	for _, s := range []string{"--env: 3 variables of pod orders-1's container app", "kept this machine's PATH, HOME, JAVA_HOME",
-		"--files: wrote 2 files", "not copied: /data (persistentVolumeClaim volume data)"} {
+		"--files: wrote 2 files", "not copied: /data (persistentVolumeClaim volume data)",
+		"the proxy mode cannot show the files at their real paths (/etc/orders, /var/run/secrets/kubernetes.io/serviceaccount): CMD finds them under $TETHER_ROOT"} {
 		if !strings.Contains(errOut, s) {
 			t.Errorf("stderr %q lacks %q", errOut, s)
 		}

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/tetherkube/tether/cli/internal/podfiles"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
@@ -138,6 +139,9 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		how = "in a network namespace of its own"
 	} else {
 		p.Env = Merge(p.Env, podEnv, ProxyEnv(sess.Info))
+		if len(pod.Mounts) > 0 {
+			progress("--files: the proxy mode cannot show the files at their real paths (" + strings.Join(podfiles.MountPaths(pod.Mounts), ", ") + "): CMD finds them under $TETHER_ROOT")
+		}
 	}
 	if !cfg.Quiet {
 		fmt.Fprintf(cfg.ErrOut, "running %s as if in pod %s (namespace %s) %s%s\n",
