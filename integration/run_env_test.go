@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,39 +27,19 @@ type devUser struct {
 	bin, home, kubeconfig, path string
 }
 
-const devUserName = "tether-it-dev"
-
-// asDevUser returns a user without root with its own copy of tether, of
-// the kubeconfig and its own daemon (quit when the test ends). /dev/net/tun
-// gets the 0666 mode Debian and Ubuntu ship it with.
+// asDevUser returns the unprivileged user of TestRunAsUnprivilegedUser
+// (runUser) with its own copy of tether and of the kubeconfig, and its own
+// daemon (quit when the test ends). /dev/net/tun gets the 0666 mode Debian
+// and Ubuntu ship it with.
 func (e *env) asDevUser() *devUser {
 	t := e.t
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("creating the unprivileged test user needs root")
 	}
-	u, err := user.Lookup(devUserName)
-	if err != nil {
-		out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", devUserName).CombinedOutput()
-		if err != nil && !bytes.Contains(out, []byte("already exists")) {
-			t.Fatalf("useradd %s: %v: %s", devUserName, err, out)
-		}
-		if u, err = user.Lookup(devUserName); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st, err := os.Stat("/dev/net/tun")
-	if err != nil {
-		t.Fatalf("this machine has no /dev/net/tun: %v", err)
-	}
-	if st.Mode().Perm() != 0o666 {
-		if err := os.Chmod("/dev/net/tun", 0o666); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d := &devUser{t: t, path: "/usr/local/bin:/usr/bin:/bin"}
-	d.uid, _ = strconv.Atoi(u.Uid)
-	d.gid, _ = strconv.Atoi(u.Gid)
+	uid, gid := ensureUser(t, runUser)
+	ensureTUN(t)
+	d := &devUser{t: t, uid: uid, gid: gid, path: "/usr/local/bin:/usr/bin:/bin"}
 	dir, err := os.MkdirTemp("", "tether-it-dev-")
 	if err != nil {
 		t.Fatal(err)
@@ -72,22 +51,13 @@ func (e *env) asDevUser() *devUser {
 	d.bin = filepath.Join(dir, "tether")
 	d.home = filepath.Join(dir, "home")
 	d.kubeconfig = filepath.Join(d.home, "kubeconfig")
-	copyTo := func(src, dst string, mode os.FileMode) {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dst, b, mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	copyTo(tetherBinary(t), d.bin, 0o755)
+	copyFile(t, tetherBinary(t), d.bin, 0o755)
 	for _, p := range []string{d.home, filepath.Join(d.home, "run")} {
 		if err := os.Mkdir(p, 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
-	copyTo(e.kubeconfig, d.kubeconfig, 0o600)
+	copyFile(t, e.kubeconfig, d.kubeconfig, 0o600)
 	for _, p := range []string{d.home, filepath.Join(d.home, "run"), d.kubeconfig} {
 		if err := os.Chown(p, d.uid, d.gid); err != nil {
 			t.Fatal(err)
@@ -115,12 +85,18 @@ func (d *devUser) env() []string {
 		"XDG_RUNTIME_DIR=" + filepath.Join(d.home, "run"), "KUBECONFIG=" + d.kubeconfig}
 }
 
-func (d *devUser) tether(args ...string) (string, string, int) {
-	d.t.Helper()
+// command is tether with args, to run as the user.
+func (d *devUser) command(args ...string) *exec.Cmd {
 	cmd := exec.Command(d.bin, args...)
 	cmd.Dir = d.home
 	cmd.Env = d.env()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(d.uid), Gid: uint32(d.gid)}}
+	return cmd
+}
+
+func (d *devUser) tether(args ...string) (string, string, int) {
+	d.t.Helper()
+	cmd := d.command(args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -128,7 +104,7 @@ func (d *devUser) tether(args ...string) (string, string, int) {
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
 		if !ok {
-			d.t.Fatalf("run %s as %s: %v", d.bin, devUserName, err)
+			d.t.Fatalf("run %s as %s: %v", d.bin, runUser, err)
 		}
 		code = ee.ExitCode()
 	}
@@ -210,7 +186,7 @@ func TestRunEnvAndFiles(t *testing.T) {
 	d := e.asDevUser()
 	root := filepath.Join(d.dir("work"), "pod-files") // made by tether
 	paths := []string{"/var/run/secrets/kubernetes.io/serviceaccount/namespace", "/etc/app/config.yaml", "/etc/creds/nested/token", "/etc/single.yaml"}
-	before := hostFiles(paths)
+	before, beforeNet := hostFiles(paths), machineNetwork(t)
 	// Python, not sh: a shell drops the variables whose names are no
 	// shell names (config.yaml, 1bad) from the environment of what it runs.
 	list, _ := json.Marshal(paths)
@@ -225,7 +201,7 @@ print(json.dumps({"env": dict(os.environ), "files": files}))`
 	args := append(agentImage("run", "pod/"+pod.Name, "--kubeconfig", d.kubeconfig, "-n", e.ns, "--network", "namespace", "--env", "--files", root),
 		"--", "/usr/bin/python3", "-c", py)
 	out, errOut, code = d.tether(args...)
-	t.Logf("as %s: tether %v: exit %d\nstderr: %s", devUserName, args, code, errOut)
+	t.Logf("as %s: tether %v: exit %d\nstderr: %s", runUser, args, code, errOut)
 	if code != 0 {
 		t.Fatalf("run --env --files --network namespace: exit %d", code)
 	}
@@ -247,8 +223,11 @@ print(json.dumps({"env": dict(os.environ), "files": files}))`
 			t.Errorf("CMD read %s: %q, want the pod's %q (read: %q)", paths[i], seen.Files[paths[i]], want, seen.Files)
 		}
 	}
-	if diff := hostFiles(paths); fmt.Sprint(diff) != fmt.Sprint(before) {
-		t.Errorf("the machine's own files changed: before %v, after %v", before, diff)
+	if after := hostFiles(paths); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("the machine's own files changed: before %v, after %v", before, after)
+	}
+	if after := machineNetwork(t); after != beforeNet {
+		t.Errorf("the machine's network changed:\nbefore:\n%s\nafter:\n%s", beforeNet, after)
 	}
 	n := 0
 	filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
@@ -307,9 +286,9 @@ func TestInterceptCommandEnv(t *testing.T) {
 // in the namespace mode, as a user without root: a JVM started under
 // `tether intercept ... --env -- java -agentlib:jdwp=...address=127.0.0.1:P`
 // waits for a debugger, which attaches from the machine's 127.0.0.1:P
-// (the JDWP handshake) and lets it go on; the pod's variables were read
-// for it (the JVM has no way to print them here: TestInterceptCommandEnv
-// checks them).
+// (the JDWP handshake), resumes it and detaches; the JVM runs to its end
+// and the intercept is left. The pod's variables were read for it (the
+// JVM does not print them: TestInterceptCommandEnv checks them).
 func TestInterceptJVMDebuggerFromHost(t *testing.T) {
 	e := newEnv(t)
 	e.deployOrders(1)
@@ -317,53 +296,94 @@ func TestInterceptJVMDebuggerFromHost(t *testing.T) {
 	jdwp, port := freePort(t), freePort(t)
 	args := append(agentImage("intercept", "deploy/orders", "--kubeconfig", d.kubeconfig, "-n", e.ns, "--port", fmt.Sprintf("http:%d", port),
 		"--network", "namespace", "--env"), "--", "/usr/bin/java",
-		fmt.Sprintf("-agentlib:jdwp=transport=dt_socket,server=y,suspend=y,address=127.0.0.1:%d", jdwp),
-		"-XshowSettings:properties", "-version")
-	done := make(chan struct{})
-	var out, errOut string
-	var code int
-	go func() {
-		defer close(done)
-		out, errOut, code = d.tether(args...)
+		fmt.Sprintf("-agentlib:jdwp=transport=dt_socket,server=y,suspend=y,address=127.0.0.1:%d", jdwp), "-version")
+	cmd := d.command(args...)
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Kill()
+		t.Logf("stdout: %s\nstderr: %s", stdout.String(), stderr.String())
 	}()
 	// The IDE's Remote JVM Debug: connect to the machine's loopback, shake
-	// hands, and detach, which lets the suspended JVM run.
+	// hands, resume the VM (JDWP VirtualMachine.Resume) and detach
+	// (VirtualMachine.Dispose).
 	var attached bool
 	for start := time.Now(); time.Since(start) < 3*time.Minute && !attached; time.Sleep(200 * time.Millisecond) {
 		select {
-		case <-done:
-			t.Fatalf("tether exited %d before the debugger attached\nstdout: %s\nstderr: %s", code, out, errOut)
+		case err := <-done:
+			t.Fatalf("tether ended (%v) before the debugger attached", err)
 		default:
 		}
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", jdwp), time.Second)
-		if err != nil {
-			continue
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write([]byte("JDWP-Handshake")); err == nil {
-			buf := make([]byte, len("JDWP-Handshake"))
-			if _, err := io.ReadFull(c, buf); err == nil && string(buf) == "JDWP-Handshake" {
-				attached = true
-			}
-		}
-		c.Close()
+		attached = jdwpAttach(fmt.Sprintf("127.0.0.1:%d", jdwp))
 	}
 	if !attached {
 		t.Fatal("no JDWP handshake on the machine's 127.0.0.1 within 3 minutes")
 	}
+	var err error
 	select {
-	case <-done:
+	case err = <-done:
 	case <-time.After(2 * time.Minute):
-		t.Fatal("the JVM did not end after the debugger detached")
+		t.Fatal("the JVM did not end after the debugger resumed it and detached")
 	}
-	t.Logf("stderr: %s", errOut)
-	if code != 0 {
-		t.Fatalf("exit %d", code)
+	if err != nil {
+		t.Fatalf("tether: %v", err)
 	}
-	for _, want := range []string{"Listening for transport dt_socket at address: " + strconv.Itoa(jdwp), "in a network namespace of its own",
-		"left the intercept of deployment/orders", "variables of pod orders-", "kept this machine's PATH"} {
-		if !strings.Contains(out+errOut, want) {
+	out := stdout.String() + stderr.String()
+	for _, want := range []string{"Listening for transport dt_socket at address: " + strconv.Itoa(jdwp), "openjdk version",
+		"in a network namespace of its own", "left the intercept of deployment/orders", "variables of pod orders-", "kept this machine's PATH"} {
+		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
+}
+
+// jdwpAttach does what a debugger does first at addr: the JDWP handshake,
+// then VirtualMachine.Resume and VirtualMachine.Dispose, and reports
+// whether the VM answered both.
+func jdwpAttach(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	hello := []byte("JDWP-Handshake")
+	if _, err := c.Write(hello); err != nil {
+		return false
+	}
+	buf := make([]byte, len(hello))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != string(hello) {
+		return false
+	}
+	// A command packet: length, id, flags, command set, command. Events
+	// (command packets from the VM, flags 0) may come before a reply
+	// (flags 0x80).
+	for id, cmd := range []byte{9, 6} { // Resume, Dispose (command set 1)
+		pkt := []byte{0, 0, 0, 11, 0, 0, 0, byte(id + 1), 0, 1, cmd}
+		if _, err := c.Write(pkt); err != nil {
+			return false
+		}
+		for {
+			head := make([]byte, 11)
+			if _, err := io.ReadFull(c, head); err != nil {
+				return false
+			}
+			n := int(head[0])<<24 | int(head[1])<<16 | int(head[2])<<8 | int(head[3])
+			if n < 11 {
+				return false
+			}
+			if _, err := io.CopyN(io.Discard, c, int64(n-11)); err != nil {
+				return false
+			}
+			if head[8]&0x80 != 0 && head[7] == byte(id+1) {
+				break // the reply to this command
+			}
+		}
+	}
+	return true
 }
