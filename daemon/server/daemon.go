@@ -44,7 +44,7 @@ type Daemon struct {
 	starting   map[string]bool                 // intercepts being started, same keys
 	runs       map[string]*activeRun           // by id
 	ranges     map[string]cachedRanges         // the cluster's ranges by namespace, for runs
-	runAllowed map[string]time.Time            // when a run's permissions last passed, by namespace
+	allowed    map[string]time.Time            // when a permission check last passed, by feature, namespace and objects
 	// dialSocket is where runs' processes ask for connections (Serve).
 	dialSocket string
 }
