@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -41,19 +42,40 @@ type runRow struct {
 	latency   bool // compare p50/p99, else MiB/s
 }
 
-// runResults are the figures of `tether run` in proxy mode.
+// runResults are the figures of `tether run` in proxy and namespace modes.
 type runResults struct {
-	rows                          []runRow
-	runTrue                       time.Duration // `tether run -- true`, the agent in place
+	rows, nsRows                  []runRow
+	runTrue, nsRunTrue            time.Duration // `tether run -- true`, the agent in place
+	dns                           clientResult  // a Service name lookup from CMD, namespace mode
 	idleConn                      int
 	daemonRSSIdle, daemonRSSConns int64
+	ns                            nsIdle
+	profiles                      string // the folder of the profiles, when asked
+}
+
+// nsIdle is the namespace mode's memory with idle connections open.
+type nsIdle struct {
+	conns                                 int
+	daemonRSSIdle, daemonRSSConns, runRSS int64
+}
+
+// Targets of issue 11 for the namespace mode.
+var nsTargets = map[string]string{
+	"keep-alive request, Service by name, p50":         "<= 1.2x",
+	"new connection per request, Service by name, p50": "<= 1.5x, 0 errors",
+	"MiB/s":    ">= 0.8x",
+	"lookup":   "<= 2 ms",
+	"run true": "<= 300 ms",
 }
 
 // measureRun runs runclient, a static Go binary, under `tether run
-// deploy/orders` (proxy mode: the Service by its short name) and against
-// the raw client-go port-forward to the same pod, interleaved round by
-// round; then `tether run -- true`, and the daemon's memory with 1,000
-// idle connections open through a --forward.
+// deploy/orders` in proxy mode (the Service by its short name through the
+// proxy) and in namespace mode (the same, through CMD's own network
+// namespace; as an unprivileged user when the bench runs as root) and
+// against the raw client-go port-forward to the same pod, interleaved
+// round by round; then `tether run -- true`, a name lookup, and the
+// memory with 1,000 idle connections open. With o.profileDir it then
+// profiles the daemon and `tether run` under the latency and bulk rows.
 func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, o options) (runResults, error) {
 	var r runResults
 	tmp, err := os.MkdirTemp("", "tb")
@@ -67,8 +89,17 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 	if out, err := build.CombinedOutput(); err != nil {
 		return r, fmt.Errorf("build runclient: %w: %s", err, out)
 	}
+	tetherBin, err := filepath.Abs(o.tetherBin)
+	if err != nil {
+		return r, err
+	}
+	ns, err := newNSRunner(tmp, tetherBin, client, o.kubeconfig)
+	if err != nil {
+		return r, fmt.Errorf("namespace mode: %w", err)
+	}
 	cli := tetherCLI{bin: o.tetherBin, kubeconfig: o.kubeconfig, namespace: o.namespace, runtimeDir: tmp}
 	defer cli.run(context.Background(), "quit")
+	defer ns.cmd(context.Background(), "", ns.tether, "quit").Run()
 	runArgs := func(flags ...string) []string {
 		args := []string{"run", "deploy/orders", "-q", "--network", "proxy", "--kubeconfig", o.kubeconfig, "-n", o.namespace}
 		if o.agentImage != "" {
@@ -76,21 +107,43 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 		}
 		return append(append(args, flags...), "--")
 	}
+	nsArgs := func(cmd ...string) []string {
+		args := []string{"run", "deploy/orders", "-q", "--network", "namespace", "--kubeconfig", ns.kubeconfig, "-n", o.namespace}
+		if o.agentImage != "" {
+			args = append(args, "--agent-image", o.agentImage)
+		}
+		return append(append(args, "--"), cmd...)
+	}
+	profileDir := ""
 	tether := func(args ...string) *exec.Cmd {
 		c := exec.CommandContext(ctx, o.tetherBin, args...)
 		c.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+tmp)
+		if profileDir != "" {
+			c.Env = append(c.Env, "TETHER_PROFILE_DIR="+profileDir)
+		}
 		return c
 	}
-	runclient := func(viaRun bool, args ...string) (clientResult, error) {
+	nsTether := func(cmd ...string) *exec.Cmd { return ns.cmd(ctx, profileDir, ns.tether, nsArgs(cmd...)...) }
+	const (
+		base = iota
+		proxy
+		namespace
+	)
+	runclient := func(mode int, args ...string) (clientResult, error) {
 		var c *exec.Cmd
-		if viaRun {
+		switch mode {
+		case proxy:
 			c = tether(append(runArgs(), append([]string{client}, args...)...)...)
-		} else {
+		case namespace:
+			c = nsTether(append([]string{ns.client}, args...)...)
+		default:
 			c = exec.CommandContext(ctx, client, args...)
 		}
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
 		out, err := c.Output()
 		if err != nil {
-			return clientResult{}, fmt.Errorf("runclient %v (through tether run: %v): %w: %s", args, viaRun, err, out)
+			return clientResult{}, fmt.Errorf("runclient %v (mode %d): %w: %s%s", args, mode, err, out, stderr.Bytes())
 		}
 		var res clientResult
 		if err := json.Unmarshal(out, &res); err != nil {
@@ -98,19 +151,28 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 		}
 		return res, nil
 	}
-	// The first run adds the inspection agent; the timed ones reuse it.
+	// The first run adds the inspection agent and starts each daemon; the
+	// timed ones reuse them.
 	if out, err := tether(append(runArgs(), "true")...).CombinedOutput(); err != nil {
 		return r, fmt.Errorf("tether run: %w: %s", err, out)
 	}
-	var trues []time.Duration
+	if out, err := nsTether("true").CombinedOutput(); err != nil {
+		return r, fmt.Errorf("tether run --network namespace: %w: %s", err, out)
+	}
+	var trues, nsTrues []time.Duration
 	for range o.rounds {
 		t0 := time.Now()
 		if out, err := tether(append(runArgs(), "true")...).CombinedOutput(); err != nil {
 			return r, fmt.Errorf("tether run: %w: %s", err, out)
 		}
 		trues = append(trues, time.Since(t0))
+		t0 = time.Now()
+		if out, err := nsTether("true").CombinedOutput(); err != nil {
+			return r, fmt.Errorf("tether run --network namespace: %w: %s", err, out)
+		}
+		nsTrues = append(nsTrues, time.Since(t0))
 	}
-	r.runTrue = medianDuration(trues)
+	r.runTrue, r.nsRunTrue = medianDuration(trues), medianDuration(nsTrues)
 
 	pod, err := readyOrdersPod(ctx, cs, o.namespace)
 	if err != nil {
@@ -122,7 +184,7 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 	}
 	defer stop()
 	n := strconv.Itoa(o.requests)
-	bytes := strconv.FormatInt(o.bulkBytes, 10)
+	size := strconv.FormatInt(o.bulkBytes, 10)
 	kinds := []struct {
 		name    string
 		latency bool
@@ -136,33 +198,123 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 			[]string{"-mode", "newconn", "-n", n, "-url", "http://" + pfAddr + "/orders/7"},
 			[]string{"-mode", "newconn", "-n", n, "-url", "http://orders/orders/7"}},
 		{fmt.Sprintf("download %d MiB", o.bulkBytes>>20), false,
-			[]string{"-mode", "download", "-bytes", bytes, "-url", "http://" + pfAddr + "/bytes"},
-			[]string{"-mode", "download", "-bytes", bytes, "-url", "http://orders/bytes"}},
+			[]string{"-mode", "download", "-bytes", size, "-url", "http://" + pfAddr + "/bytes"},
+			[]string{"-mode", "download", "-bytes", size, "-url", "http://orders/bytes"}},
 		{fmt.Sprintf("upload %d MiB", o.bulkBytes>>20), false,
-			[]string{"-mode", "upload", "-bytes", bytes, "-url", "http://" + pfAddr + "/upload"},
-			[]string{"-mode", "upload", "-bytes", bytes, "-url", "http://orders/upload"}},
+			[]string{"-mode", "upload", "-bytes", size, "-url", "http://" + pfAddr + "/upload"},
+			[]string{"-mode", "upload", "-bytes", size, "-url", "http://orders/upload"}},
 	}
-	per := make([][2][]clientResult, len(kinds))
+	per := make([][3][]clientResult, len(kinds))
+	var lookups []clientResult
 	for range o.rounds {
 		for i, k := range kinds {
-			b, err := runclient(false, k.base...)
-			if err != nil {
-				return r, err
+			for mode, args := range [][]string{k.base, k.run, k.run} {
+				v, err := runclient(mode, args...)
+				if err != nil {
+					return r, err
+				}
+				per[i][mode] = append(per[i][mode], v)
 			}
-			v, err := runclient(true, k.run...)
-			if err != nil {
-				return r, err
-			}
-			per[i][0], per[i][1] = append(per[i][0], b), append(per[i][1], v)
 		}
+		v, err := runclient(namespace, "-mode", "dns", "-name", "orders", "-n", "200")
+		if err != nil {
+			return r, err
+		}
+		lookups = append(lookups, v)
 	}
 	for i, k := range kinds {
-		r.rows = append(r.rows, runRow{name: k.name, latency: k.latency, base: medianResult(per[i][0]), run: medianResult(per[i][1])})
+		b := medianResult(per[i][base])
+		r.rows = append(r.rows, runRow{name: k.name, latency: k.latency, base: b, run: medianResult(per[i][proxy])})
+		r.nsRows = append(r.nsRows, runRow{name: k.name, latency: k.latency, base: b, run: medianResult(per[i][namespace])})
 	}
+	r.dns = medianResult(lookups)
 	if err := daemonWithIdleConns(ctx, o, tmp, tether, runArgs, client, &r); err != nil {
 		return r, fmt.Errorf("idle connections: %w", err)
 	}
+	if err := nsWithIdleConns(ctx, ns, nsTether, &r); err != nil {
+		return r, fmt.Errorf("idle connections, namespace mode: %w", err)
+	}
+	if o.profileDir == "" {
+		return r, nil
+	}
+	// Profiles: for each of the latency and bulk rows and each mode, a
+	// fresh daemon and run with TETHER_PROFILE_DIR, then quit so that the
+	// daemon writes its profiles. The timed rows above ran unprofiled.
+	r.profiles, err = filepath.Abs(o.profileDir)
+	if err != nil {
+		return r, err
+	}
+	for _, i := range []int{0, 2, 3} {
+		k := kinds[i]
+		for _, mode := range []int{proxy, namespace} {
+			name := [...]string{"", "proxy", "namespace"}[mode] + "-" + k.run[1]
+			profileDir = filepath.Join(r.profiles, name)
+			quit := func() error { return tether("quit").Run() }
+			if mode == namespace {
+				quit = func() error { return ns.cmd(ctx, "", ns.tether, "quit").Run() }
+			}
+			if err := ns.mkdirFor(profileDir); err != nil {
+				return r, err
+			}
+			_ = quit()
+			if _, err := runclient(mode, k.run...); err != nil {
+				return r, fmt.Errorf("profile %s: %w", name, err)
+			}
+			profileDir = ""
+			if err := quit(); err != nil {
+				return r, fmt.Errorf("profile %s: quit: %w", name, err)
+			}
+		}
+	}
 	return r, nil
+}
+
+// nsWithIdleConns reads the namespace mode's daemon RSS with a run open,
+// then the daemon's and the `tether run` process's with 1,000 idle
+// connections from CMD to the Service by name.
+func nsWithIdleConns(ctx context.Context, ns *nsRunner, nsTether func(...string) *exec.Cmd, r *runResults) error {
+	pid, err := daemonPIDOf(ns.cmd(ctx, "", ns.tether, "status", "-o", "json", "--kubeconfig", ns.kubeconfig))
+	if err != nil {
+		return err
+	}
+	c0 := nsTether("sleep", "3")
+	if err := c0.Start(); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+	r.ns.daemonRSSIdle = rss(pid)
+	if err := c0.Wait(); err != nil {
+		return err
+	}
+	c := nsTether(ns.client, "-mode", "idle", "-n", "1000", "-addr", "orders:80")
+	stdin, err := c.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := c.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := c.Start(); err != nil {
+		return err
+	}
+	defer c.Wait()
+	defer stdin.Close()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("runclient idle: %w", err)
+	}
+	var res clientResult
+	if err := json.Unmarshal([]byte(line), &res); err != nil {
+		return fmt.Errorf("runclient idle: %w: %s", err, line)
+	}
+	if res.Errors > 0 {
+		return fmt.Errorf("runclient idle: %d of 1000 connections failed: %s", res.Errors, res.First)
+	}
+	r.ns.conns = res.Open
+	time.Sleep(2 * time.Second) // let the connections settle
+	r.ns.daemonRSSConns, r.ns.runRSS = rss(pid), rss(c.Process.Pid)
+	return nil
 }
 
 // daemonWithIdleConns reads the daemon's RSS with a run open, then with
@@ -225,6 +377,11 @@ func daemonWithIdleConns(ctx context.Context, o options, tmp string, tether func
 func daemonPID(ctx context.Context, o options, tmp string) (int, error) {
 	c := exec.CommandContext(ctx, o.tetherBin, "status", "-o", "json", "--kubeconfig", o.kubeconfig)
 	c.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+tmp)
+	return daemonPIDOf(c)
+}
+
+// daemonPIDOf runs c, a `tether status -o json`, and reads the daemon's pid.
+func daemonPIDOf(c *exec.Cmd) (int, error) {
 	out, err := c.Output()
 	if err != nil {
 		return 0, err
@@ -281,22 +438,48 @@ func sortFloats(f []float64) {
 func printRun(w io.Writer, r runResults, o options) {
 	fmt.Fprintf(w, "\n== tether run, proxy mode: runclient (a static Go binary) under `tether run deploy/orders`, Service by name,\n"+
 		"   against the raw client-go port-forward to the same pod; medians of %d interleaved rounds\n", o.rounds)
+	printRunRows(w, r.rows, false)
+	fmt.Fprintf(w, "`tether run deploy/orders -- true`, agent in place, daemon running: %s\n", r.runTrue.Round(time.Millisecond))
+	fmt.Fprintf(w, "daemon RSS: %.1f MiB with a run open; %.1f MiB with %d idle connections through the run's --forward\n",
+		mib(r.daemonRSSIdle), mib(r.daemonRSSConns), r.idleConn)
+
+	fmt.Fprintf(w, "\n== tether run, namespace mode (as user %s when run as root): the same runclient, the same rounds and baseline\n", nsUser)
+	printRunRows(w, r.nsRows, true)
+	fmt.Fprintf(w, "Service name lookup from CMD (`orders`, the pod's search list), p50: %s (p99 %s, %d errors of %d)  target %s\n",
+		r.dns.P50.Round(time.Microsecond), r.dns.P99.Round(time.Microsecond), r.dns.Errors, r.dns.N, nsTargets["lookup"])
+	fmt.Fprintf(w, "`tether run --network namespace deploy/orders -- true`, agent in place, daemon running: %s  target %s\n",
+		r.nsRunTrue.Round(time.Millisecond), nsTargets["run true"])
+	fmt.Fprintf(w, "daemon RSS: %.1f MiB with a run open; %.1f MiB with %d idle connections from CMD; the `tether run` process then: %.1f MiB\n",
+		mib(r.ns.daemonRSSIdle), mib(r.ns.daemonRSSConns), r.ns.conns, mib(r.ns.runRSS))
+	if r.profiles != "" {
+		fmt.Fprintf(w, "\nprofiles (CPU, block, mutex, heap of the daemon and of `tether run`, one folder per row and mode): %s\n", r.profiles)
+	}
+}
+
+func printRunRows(w io.Writer, rows []runRow, targets bool) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "what\tbaseline\ttether run\tratio\terrors (baseline / run)\t")
-	for _, row := range r.rows {
+	head := "what\tbaseline\ttether run\tratio\terrors (baseline / run)\t"
+	if targets {
+		head += "target\t"
+	}
+	fmt.Fprintln(tw, head)
+	target := func(k string) string {
+		if !targets {
+			return ""
+		}
+		return nsTargets[k] + "\t"
+	}
+	for _, row := range rows {
 		errs := fmt.Sprintf("%d of %d / %d of %d", row.base.Errors, row.base.N, row.run.Errors, row.run.N)
 		if row.latency {
-			fmt.Fprintf(tw, "%s, p50\t%s\t%s\t%.2fx\t%s\t\n", row.name, row.base.P50.Round(time.Microsecond), row.run.P50.Round(time.Microsecond),
-				float64(row.run.P50)/float64(row.base.P50), errs)
-			fmt.Fprintf(tw, "%s, p99\t%s\t%s\t%.2fx\t\t\n", row.name, row.base.P99.Round(time.Microsecond), row.run.P99.Round(time.Microsecond),
-				float64(row.run.P99)/float64(row.base.P99))
+			fmt.Fprintf(tw, "%s, p50\t%s\t%s\t%.2fx\t%s\t%s\n", row.name, row.base.P50.Round(time.Microsecond), row.run.P50.Round(time.Microsecond),
+				float64(row.run.P50)/float64(row.base.P50), errs, target(row.name+", p50"))
+			fmt.Fprintf(tw, "%s, p99\t%s\t%s\t%.2fx\t\t%s\n", row.name, row.base.P99.Round(time.Microsecond), row.run.P99.Round(time.Microsecond),
+				float64(row.run.P99)/float64(row.base.P99), target(""))
 		} else {
-			fmt.Fprintf(tw, "%s, MiB/s\t%.1f\t%.1f\t%.2fx\t\t\n", row.name, row.base.MiBps, row.run.MiBps, row.run.MiBps/row.base.MiBps)
+			fmt.Fprintf(tw, "%s, MiB/s\t%.1f\t%.1f\t%.2fx\t\t%s\n", row.name, row.base.MiBps, row.run.MiBps, row.run.MiBps/row.base.MiBps, target("MiB/s"))
 		}
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "latency ratio < 1 and throughput ratio > 1 are faster than the baseline")
-	fmt.Fprintf(w, "`tether run deploy/orders -- true`, agent in place, daemon running: %s\n", r.runTrue.Round(time.Millisecond))
-	fmt.Fprintf(w, "daemon RSS: %.1f MiB with a run open; %.1f MiB with %d idle connections through the run's --forward\n",
-		mib(r.daemonRSSIdle), mib(r.daemonRSSConns), r.idleConn)
 }
