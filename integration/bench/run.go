@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -183,6 +184,10 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 		return r, err
 	}
 	defer stop()
+	svc, err := cs.CoreV1().Services(o.namespace).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		return r, err
+	}
 	n := strconv.Itoa(o.requests)
 	size := strconv.FormatInt(o.bulkBytes, 10)
 	kinds := []struct {
@@ -197,6 +202,10 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 		{"new connection per request, Service by name", true,
 			[]string{"-mode", "newconn", "-n", n, "-url", "http://" + pfAddr + "/orders/7"},
 			[]string{"-mode", "newconn", "-n", n, "-url", "http://orders/orders/7"}},
+		// The same without the name lookup each connection makes.
+		{"new connection per request, ClusterIP", true,
+			[]string{"-mode", "newconn", "-n", n, "-url", "http://" + pfAddr + "/orders/7"},
+			[]string{"-mode", "newconn", "-n", n, "-url", "http://" + svc.Spec.ClusterIP + "/orders/7"}},
 		{fmt.Sprintf("download %d MiB", o.bulkBytes>>20), false,
 			[]string{"-mode", "download", "-bytes", size, "-url", "http://" + pfAddr + "/bytes"},
 			[]string{"-mode", "download", "-bytes", size, "-url", "http://orders/bytes"}},
@@ -244,7 +253,7 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 	if err != nil {
 		return r, err
 	}
-	for _, i := range []int{0, 2, 3} {
+	for _, i := range []int{0, 3, 4} { // keep-alive, download, upload
 		k := kinds[i]
 		for _, mode := range []int{proxy, namespace} {
 			name := [...]string{"", "proxy", "namespace"}[mode] + "-" + k.run[1]
@@ -481,5 +490,10 @@ func printRunRows(w io.Writer, rows []runRow, targets bool) {
 		}
 	}
 	tw.Flush()
+	for _, row := range rows {
+		if row.run.Errors > 0 {
+			fmt.Fprintf(w, "%s: first error under tether run: %s\n", row.name, row.run.First)
+		}
+	}
 	fmt.Fprintln(w, "latency ratio < 1 and throughput ratio > 1 are faster than the baseline")
 }
