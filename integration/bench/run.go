@@ -253,7 +253,7 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 	if err != nil {
 		return r, err
 	}
-	for _, i := range []int{0, 3, 4} { // keep-alive, download, upload
+	for _, i := range []int{0, 1, 3, 4} { // keep-alive, new connection, download, upload
 		k := kinds[i]
 		for _, mode := range []int{proxy, namespace} {
 			name := [...]string{"", "proxy", "namespace"}[mode] + "-" + k.run[1]
