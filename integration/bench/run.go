@@ -1,20 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -278,145 +272,6 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 	return r, nil
 }
 
-// nsWithIdleConns reads the namespace mode's daemon RSS with a run open,
-// then the daemon's and the `tether run` process's with 1,000 idle
-// connections from CMD to the Service by name.
-func nsWithIdleConns(ctx context.Context, ns *nsRunner, nsTether func(...string) *exec.Cmd, r *runResults) error {
-	pid, err := daemonPIDOf(ns.cmd(ctx, "", ns.tether, "status", "-o", "json", "--kubeconfig", ns.kubeconfig))
-	if err != nil {
-		return err
-	}
-	c0 := nsTether("sleep", "3")
-	if err := c0.Start(); err != nil {
-		return err
-	}
-	time.Sleep(2 * time.Second)
-	r.ns.daemonRSSIdle = rss(pid)
-	if err := c0.Wait(); err != nil {
-		return err
-	}
-	c := nsTether(ns.client, "-mode", "idle", "-n", "1000", "-addr", "orders:80")
-	stdin, err := c.StdinPipe()
-	if err != nil {
-		return err
-	}
-	stdout, err := c.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := c.Start(); err != nil {
-		return err
-	}
-	defer c.Wait()
-	defer stdin.Close()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("runclient idle: %w", err)
-	}
-	var res clientResult
-	if err := json.Unmarshal([]byte(line), &res); err != nil {
-		return fmt.Errorf("runclient idle: %w: %s", err, line)
-	}
-	if res.Errors > 0 {
-		return fmt.Errorf("runclient idle: %d of 1000 connections failed: %s", res.Errors, res.First)
-	}
-	r.ns.conns = res.Open
-	time.Sleep(2 * time.Second) // let the connections settle
-	r.ns.daemonRSSConns, r.ns.runRSS = rss(pid), rss(c.Process.Pid)
-	return nil
-}
-
-// daemonWithIdleConns reads the daemon's RSS with a run open, then with
-// 1,000 idle connections through the run's --forward.
-func daemonWithIdleConns(ctx context.Context, o options, tmp string, tether func(...string) *exec.Cmd, runArgs func(...string) []string,
-	client string, r *runResults) error {
-	pid, err := daemonPID(ctx, o, tmp)
-	if err != nil {
-		return err
-	}
-	// The daemon with a run open and no connection, first: Go keeps the
-	// memory it once used.
-	c0 := tether(append(runArgs(), "sleep", "3")...)
-	if err := c0.Start(); err != nil {
-		return err
-	}
-	time.Sleep(2 * time.Second)
-	r.daemonRSSIdle = rss(pid)
-	if err := c0.Wait(); err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	c := tether(append(runArgs("--forward", fmt.Sprintf("svc/orders:80:%d", port)),
-		client, "-mode", "idle", "-n", "1000", "-addr", fmt.Sprintf("127.0.0.1:%d", port))...)
-	stdin, err := c.StdinPipe()
-	if err != nil {
-		return err
-	}
-	stdout, err := c.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := c.Start(); err != nil {
-		return err
-	}
-	defer c.Wait()
-	defer stdin.Close()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("runclient idle: %w", err)
-	}
-	var res clientResult
-	if err := json.Unmarshal([]byte(line), &res); err != nil {
-		return fmt.Errorf("runclient idle: %w: %s", err, line)
-	}
-	if res.Errors > 0 {
-		return fmt.Errorf("runclient idle: %d of 1000 connections failed: %s", res.Errors, res.First)
-	}
-	r.idleConn = res.Open
-	time.Sleep(2 * time.Second) // let the connections settle
-	r.daemonRSSConns = rss(pid)
-	return nil
-}
-
-func daemonPID(ctx context.Context, o options, tmp string) (int, error) {
-	c := exec.CommandContext(ctx, o.tetherBin, "status", "-o", "json", "--kubeconfig", o.kubeconfig)
-	c.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+tmp)
-	return daemonPIDOf(c)
-}
-
-// daemonPIDOf runs c, a `tether status -o json`, and reads the daemon's pid.
-func daemonPIDOf(c *exec.Cmd) (int, error) {
-	out, err := c.Output()
-	if err != nil {
-		return 0, err
-	}
-	m := regexp.MustCompile(`"pid":\s*(\d+)`).FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("no daemon pid in %s", out)
-	}
-	return strconv.Atoi(string(m[1]))
-}
-
-// rss is a process's resident memory in bytes (Linux), 0 when unknown.
-func rss(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 // medianResult takes each figure's median; errors are summed.
 func medianResult(rs []clientResult) clientResult {
 	var p50s, p99s []time.Duration
@@ -442,58 +297,4 @@ func sortFloats(f []float64) {
 			f[j], f[j-1] = f[j-1], f[j]
 		}
 	}
-}
-
-func printRun(w io.Writer, r runResults, o options) {
-	fmt.Fprintf(w, "\n== tether run, proxy mode: runclient (a static Go binary) under `tether run deploy/orders`, Service by name,\n"+
-		"   against the raw client-go port-forward to the same pod; medians of %d interleaved rounds\n", o.rounds)
-	printRunRows(w, r.rows, false)
-	fmt.Fprintf(w, "`tether run deploy/orders -- true`, agent in place, daemon running: %s\n", r.runTrue.Round(time.Millisecond))
-	fmt.Fprintf(w, "daemon RSS: %.1f MiB with a run open; %.1f MiB with %d idle connections through the run's --forward\n",
-		mib(r.daemonRSSIdle), mib(r.daemonRSSConns), r.idleConn)
-
-	fmt.Fprintf(w, "\n== tether run, namespace mode (as user %s when run as root): the same runclient, the same rounds and baseline\n", nsUser)
-	printRunRows(w, r.nsRows, true)
-	fmt.Fprintf(w, "Service name lookup from CMD (`orders`, the pod's search list), p50: %s (p99 %s, %d errors of %d)  target %s\n",
-		r.dns.P50.Round(time.Microsecond), r.dns.P99.Round(time.Microsecond), r.dns.Errors, r.dns.N, nsTargets["lookup"])
-	fmt.Fprintf(w, "`tether run --network namespace deploy/orders -- true`, agent in place, daemon running: %s  target %s\n",
-		r.nsRunTrue.Round(time.Millisecond), nsTargets["run true"])
-	fmt.Fprintf(w, "daemon RSS: %.1f MiB with a run open; %.1f MiB with %d idle connections from CMD; the `tether run` process then: %.1f MiB\n",
-		mib(r.ns.daemonRSSIdle), mib(r.ns.daemonRSSConns), r.ns.conns, mib(r.ns.runRSS))
-	if r.profiles != "" {
-		fmt.Fprintf(w, "\nprofiles (CPU, block, mutex, heap of the daemon and of `tether run`, one folder per row and mode): %s\n", r.profiles)
-	}
-}
-
-func printRunRows(w io.Writer, rows []runRow, targets bool) {
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	head := "what\tbaseline\ttether run\tratio\terrors (baseline / run)\t"
-	if targets {
-		head += "target\t"
-	}
-	fmt.Fprintln(tw, head)
-	target := func(k string) string {
-		if !targets {
-			return ""
-		}
-		return nsTargets[k] + "\t"
-	}
-	for _, row := range rows {
-		errs := fmt.Sprintf("%d of %d / %d of %d", row.base.Errors, row.base.N, row.run.Errors, row.run.N)
-		if row.latency {
-			fmt.Fprintf(tw, "%s, p50\t%s\t%s\t%.2fx\t%s\t%s\n", row.name, row.base.P50.Round(time.Microsecond), row.run.P50.Round(time.Microsecond),
-				float64(row.run.P50)/float64(row.base.P50), errs, target(row.name+", p50"))
-			fmt.Fprintf(tw, "%s, p99\t%s\t%s\t%.2fx\t\t%s\n", row.name, row.base.P99.Round(time.Microsecond), row.run.P99.Round(time.Microsecond),
-				float64(row.run.P99)/float64(row.base.P99), target(""))
-		} else {
-			fmt.Fprintf(tw, "%s, MiB/s\t%.1f\t%.1f\t%.2fx\t\t%s\n", row.name, row.base.MiBps, row.run.MiBps, row.run.MiBps/row.base.MiBps, target("MiB/s"))
-		}
-	}
-	tw.Flush()
-	for _, row := range rows {
-		if row.run.Errors > 0 {
-			fmt.Fprintf(w, "%s: first error under tether run: %s\n", row.name, row.run.First)
-		}
-	}
-	fmt.Fprintln(w, "latency ratio < 1 and throughput ratio > 1 are faster than the baseline")
 }
