@@ -107,8 +107,8 @@ cross: ## build tether for macOS (arm64, amd64) and Windows (amd64): the CLI mus
 test: vet proto-check cross unit integration ## everything CI runs: vet, generated-code check, unit and integration tests
 
 .PHONY: bench
-bench: cluster-up build ## benchmarks, printed as ratios against a baseline measured in the same run
-	$(GO) run ./integration/bench
+bench: cluster-up build ## benchmarks, printed as ratios against a baseline measured in the same run (PROFILE=1: profiles under bench-profiles/)
+	$(GO) run ./integration/bench $(if $(PROFILE),-profile-dir bench-profiles/$(shell date -u +%Y%m%dT%H%M%SZ))
 
 .PHONY: demo
 demo: cluster-up build ## run tether's main job on the local cluster

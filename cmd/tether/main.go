@@ -18,8 +18,10 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+	writeProfiles := startProfiles(os.Args[1:])
 	err := app.Run(ctx, streams, os.Args[0], os.Args[1:])
 	stop()
+	writeProfiles()
 	if msg := cmdutil.Message(err); msg != "" {
 		fmt.Fprintln(os.Stderr, "Error:", msg)
 	}

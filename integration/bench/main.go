@@ -39,6 +39,7 @@ type options struct {
 	rounds     int
 	only       string
 	agentImage string
+	profileDir string
 }
 
 func main() {
@@ -51,6 +52,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per path; the table shows medians")
 	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record or run (default: all)")
 	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image `tether run` adds (default: tether's own)")
+	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon and `tether run` under the latency and bulk rows here (`make bench PROFILE=1`)")
 	flag.Parse()
 	if o.kubeconfig == "" {
 		o.kubeconfig = cluster.DefaultConfig(mustAbs(".cluster")).KubeconfigPath()

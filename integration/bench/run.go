@@ -1,21 +1,17 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -41,19 +37,40 @@ type runRow struct {
 	latency   bool // compare p50/p99, else MiB/s
 }
 
-// runResults are the figures of `tether run` in proxy mode.
+// runResults are the figures of `tether run` in proxy and namespace modes.
 type runResults struct {
-	rows                          []runRow
-	runTrue                       time.Duration // `tether run -- true`, the agent in place
+	rows, nsRows                  []runRow
+	runTrue, nsRunTrue            time.Duration // `tether run -- true`, the agent in place
+	dns                           clientResult  // a Service name lookup from CMD, namespace mode
 	idleConn                      int
 	daemonRSSIdle, daemonRSSConns int64
+	ns                            nsIdle
+	profiles                      string // the folder of the profiles, when asked
+}
+
+// nsIdle is the namespace mode's memory with idle connections open.
+type nsIdle struct {
+	conns                                 int
+	daemonRSSIdle, daemonRSSConns, runRSS int64
+}
+
+// Targets of issue 11 for the namespace mode.
+var nsTargets = map[string]string{
+	"keep-alive request, Service by name, p50":         "<= 1.2x",
+	"new connection per request, Service by name, p50": "<= 1.5x, 0 errors",
+	"MiB/s":    ">= 0.8x",
+	"lookup":   "<= 2 ms",
+	"run true": "<= 300 ms",
 }
 
 // measureRun runs runclient, a static Go binary, under `tether run
-// deploy/orders` (proxy mode: the Service by its short name) and against
-// the raw client-go port-forward to the same pod, interleaved round by
-// round; then `tether run -- true`, and the daemon's memory with 1,000
-// idle connections open through a --forward.
+// deploy/orders` in proxy mode (the Service by its short name through the
+// proxy) and in namespace mode (the same, through CMD's own network
+// namespace; as an unprivileged user when the bench runs as root) and
+// against the raw client-go port-forward to the same pod, interleaved
+// round by round; then `tether run -- true`, a name lookup, and the
+// memory with 1,000 idle connections open. With o.profileDir it then
+// profiles the daemon and `tether run` under the latency and bulk rows.
 func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, o options) (runResults, error) {
 	var r runResults
 	tmp, err := os.MkdirTemp("", "tb")
@@ -67,8 +84,17 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 	if out, err := build.CombinedOutput(); err != nil {
 		return r, fmt.Errorf("build runclient: %w: %s", err, out)
 	}
+	tetherBin, err := filepath.Abs(o.tetherBin)
+	if err != nil {
+		return r, err
+	}
+	ns, err := newNSRunner(tmp, tetherBin, client, o.kubeconfig)
+	if err != nil {
+		return r, fmt.Errorf("namespace mode: %w", err)
+	}
 	cli := tetherCLI{bin: o.tetherBin, kubeconfig: o.kubeconfig, namespace: o.namespace, runtimeDir: tmp}
 	defer cli.run(context.Background(), "quit")
+	defer ns.cmd(context.Background(), "", ns.tether, "quit").Run()
 	runArgs := func(flags ...string) []string {
 		args := []string{"run", "deploy/orders", "-q", "--network", "proxy", "--kubeconfig", o.kubeconfig, "-n", o.namespace}
 		if o.agentImage != "" {
@@ -76,21 +102,43 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 		}
 		return append(append(args, flags...), "--")
 	}
+	nsArgs := func(cmd ...string) []string {
+		args := []string{"run", "deploy/orders", "-q", "--network", "namespace", "--kubeconfig", ns.kubeconfig, "-n", o.namespace}
+		if o.agentImage != "" {
+			args = append(args, "--agent-image", o.agentImage)
+		}
+		return append(append(args, "--"), cmd...)
+	}
+	profileDir := ""
 	tether := func(args ...string) *exec.Cmd {
 		c := exec.CommandContext(ctx, o.tetherBin, args...)
 		c.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+tmp)
+		if profileDir != "" {
+			c.Env = append(c.Env, "TETHER_PROFILE_DIR="+profileDir)
+		}
 		return c
 	}
-	runclient := func(viaRun bool, args ...string) (clientResult, error) {
+	nsTether := func(cmd ...string) *exec.Cmd { return ns.cmd(ctx, profileDir, ns.tether, nsArgs(cmd...)...) }
+	const (
+		base = iota
+		proxy
+		namespace
+	)
+	runclient := func(mode int, args ...string) (clientResult, error) {
 		var c *exec.Cmd
-		if viaRun {
+		switch mode {
+		case proxy:
 			c = tether(append(runArgs(), append([]string{client}, args...)...)...)
-		} else {
+		case namespace:
+			c = nsTether(append([]string{ns.client}, args...)...)
+		default:
 			c = exec.CommandContext(ctx, client, args...)
 		}
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
 		out, err := c.Output()
 		if err != nil {
-			return clientResult{}, fmt.Errorf("runclient %v (through tether run: %v): %w: %s", args, viaRun, err, out)
+			return clientResult{}, fmt.Errorf("runclient %v (mode %d): %w: %s%s", args, mode, err, out, stderr.Bytes())
 		}
 		var res clientResult
 		if err := json.Unmarshal(out, &res); err != nil {
@@ -98,19 +146,28 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 		}
 		return res, nil
 	}
-	// The first run adds the inspection agent; the timed ones reuse it.
+	// The first run adds the inspection agent and starts each daemon; the
+	// timed ones reuse them.
 	if out, err := tether(append(runArgs(), "true")...).CombinedOutput(); err != nil {
 		return r, fmt.Errorf("tether run: %w: %s", err, out)
 	}
-	var trues []time.Duration
+	if out, err := nsTether("true").CombinedOutput(); err != nil {
+		return r, fmt.Errorf("tether run --network namespace: %w: %s", err, out)
+	}
+	var trues, nsTrues []time.Duration
 	for range o.rounds {
 		t0 := time.Now()
 		if out, err := tether(append(runArgs(), "true")...).CombinedOutput(); err != nil {
 			return r, fmt.Errorf("tether run: %w: %s", err, out)
 		}
 		trues = append(trues, time.Since(t0))
+		t0 = time.Now()
+		if out, err := nsTether("true").CombinedOutput(); err != nil {
+			return r, fmt.Errorf("tether run --network namespace: %w: %s", err, out)
+		}
+		nsTrues = append(nsTrues, time.Since(t0))
 	}
-	r.runTrue = medianDuration(trues)
+	r.runTrue, r.nsRunTrue = medianDuration(trues), medianDuration(nsTrues)
 
 	pod, err := readyOrdersPod(ctx, cs, o.namespace)
 	if err != nil {
@@ -121,8 +178,12 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 		return r, err
 	}
 	defer stop()
+	svc, err := cs.CoreV1().Services(o.namespace).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		return r, err
+	}
 	n := strconv.Itoa(o.requests)
-	bytes := strconv.FormatInt(o.bulkBytes, 10)
+	size := strconv.FormatInt(o.bulkBytes, 10)
 	kinds := []struct {
 		name    string
 		latency bool
@@ -135,120 +196,80 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 		{"new connection per request, Service by name", true,
 			[]string{"-mode", "newconn", "-n", n, "-url", "http://" + pfAddr + "/orders/7"},
 			[]string{"-mode", "newconn", "-n", n, "-url", "http://orders/orders/7"}},
+		// The same without the name lookup each connection makes.
+		{"new connection per request, ClusterIP", true,
+			[]string{"-mode", "newconn", "-n", n, "-url", "http://" + pfAddr + "/orders/7"},
+			[]string{"-mode", "newconn", "-n", n, "-url", "http://" + svc.Spec.ClusterIP + "/orders/7"}},
 		{fmt.Sprintf("download %d MiB", o.bulkBytes>>20), false,
-			[]string{"-mode", "download", "-bytes", bytes, "-url", "http://" + pfAddr + "/bytes"},
-			[]string{"-mode", "download", "-bytes", bytes, "-url", "http://orders/bytes"}},
+			[]string{"-mode", "download", "-bytes", size, "-url", "http://" + pfAddr + "/bytes"},
+			[]string{"-mode", "download", "-bytes", size, "-url", "http://orders/bytes"}},
 		{fmt.Sprintf("upload %d MiB", o.bulkBytes>>20), false,
-			[]string{"-mode", "upload", "-bytes", bytes, "-url", "http://" + pfAddr + "/upload"},
-			[]string{"-mode", "upload", "-bytes", bytes, "-url", "http://orders/upload"}},
+			[]string{"-mode", "upload", "-bytes", size, "-url", "http://" + pfAddr + "/upload"},
+			[]string{"-mode", "upload", "-bytes", size, "-url", "http://orders/upload"}},
 	}
-	per := make([][2][]clientResult, len(kinds))
+	per := make([][3][]clientResult, len(kinds))
+	var lookups []clientResult
 	for range o.rounds {
 		for i, k := range kinds {
-			b, err := runclient(false, k.base...)
-			if err != nil {
-				return r, err
+			for mode, args := range [][]string{k.base, k.run, k.run} {
+				v, err := runclient(mode, args...)
+				if err != nil {
+					return r, err
+				}
+				per[i][mode] = append(per[i][mode], v)
 			}
-			v, err := runclient(true, k.run...)
-			if err != nil {
-				return r, err
-			}
-			per[i][0], per[i][1] = append(per[i][0], b), append(per[i][1], v)
 		}
+		v, err := runclient(namespace, "-mode", "dns", "-name", "orders", "-n", "200")
+		if err != nil {
+			return r, err
+		}
+		lookups = append(lookups, v)
 	}
 	for i, k := range kinds {
-		r.rows = append(r.rows, runRow{name: k.name, latency: k.latency, base: medianResult(per[i][0]), run: medianResult(per[i][1])})
+		b := medianResult(per[i][base])
+		r.rows = append(r.rows, runRow{name: k.name, latency: k.latency, base: b, run: medianResult(per[i][proxy])})
+		r.nsRows = append(r.nsRows, runRow{name: k.name, latency: k.latency, base: b, run: medianResult(per[i][namespace])})
 	}
+	r.dns = medianResult(lookups)
 	if err := daemonWithIdleConns(ctx, o, tmp, tether, runArgs, client, &r); err != nil {
 		return r, fmt.Errorf("idle connections: %w", err)
 	}
-	return r, nil
-}
-
-// daemonWithIdleConns reads the daemon's RSS with a run open, then with
-// 1,000 idle connections through the run's --forward.
-func daemonWithIdleConns(ctx context.Context, o options, tmp string, tether func(...string) *exec.Cmd, runArgs func(...string) []string,
-	client string, r *runResults) error {
-	pid, err := daemonPID(ctx, o, tmp)
+	if err := nsWithIdleConns(ctx, ns, nsTether, &r); err != nil {
+		return r, fmt.Errorf("idle connections, namespace mode: %w", err)
+	}
+	if o.profileDir == "" {
+		return r, nil
+	}
+	// Profiles: for each of the latency and bulk rows and each mode, a
+	// fresh daemon and run with TETHER_PROFILE_DIR, then quit so that the
+	// daemon writes its profiles. The timed rows above ran unprofiled.
+	r.profiles, err = filepath.Abs(o.profileDir)
 	if err != nil {
-		return err
+		return r, err
 	}
-	// The daemon with a run open and no connection, first: Go keeps the
-	// memory it once used.
-	c0 := tether(append(runArgs(), "sleep", "3")...)
-	if err := c0.Start(); err != nil {
-		return err
-	}
-	time.Sleep(2 * time.Second)
-	r.daemonRSSIdle = rss(pid)
-	if err := c0.Wait(); err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	c := tether(append(runArgs("--forward", fmt.Sprintf("svc/orders:80:%d", port)),
-		client, "-mode", "idle", "-n", "1000", "-addr", fmt.Sprintf("127.0.0.1:%d", port))...)
-	stdin, err := c.StdinPipe()
-	if err != nil {
-		return err
-	}
-	stdout, err := c.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := c.Start(); err != nil {
-		return err
-	}
-	defer c.Wait()
-	defer stdin.Close()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("runclient idle: %w", err)
-	}
-	var res clientResult
-	if err := json.Unmarshal([]byte(line), &res); err != nil {
-		return fmt.Errorf("runclient idle: %w: %s", err, line)
-	}
-	if res.Errors > 0 {
-		return fmt.Errorf("runclient idle: %d of 1000 connections failed: %s", res.Errors, res.First)
-	}
-	r.idleConn = res.Open
-	time.Sleep(2 * time.Second) // let the connections settle
-	r.daemonRSSConns = rss(pid)
-	return nil
-}
-
-func daemonPID(ctx context.Context, o options, tmp string) (int, error) {
-	c := exec.CommandContext(ctx, o.tetherBin, "status", "-o", "json", "--kubeconfig", o.kubeconfig)
-	c.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+tmp)
-	out, err := c.Output()
-	if err != nil {
-		return 0, err
-	}
-	m := regexp.MustCompile(`"pid":\s*(\d+)`).FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("no daemon pid in %s", out)
-	}
-	return strconv.Atoi(string(m[1]))
-}
-
-// rss is a process's resident memory in bytes (Linux), 0 when unknown.
-func rss(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
+	for _, i := range []int{0, 1, 3, 4} { // keep-alive, new connection, download, upload
+		k := kinds[i]
+		for _, mode := range []int{proxy, namespace} {
+			name := [...]string{"", "proxy", "namespace"}[mode] + "-" + k.run[1]
+			profileDir = filepath.Join(r.profiles, name)
+			quit := func() error { return tether("quit").Run() }
+			if mode == namespace {
+				quit = func() error { return ns.cmd(ctx, "", ns.tether, "quit").Run() }
+			}
+			if err := ns.mkdirFor(profileDir); err != nil {
+				return r, err
+			}
+			_ = quit()
+			if _, err := runclient(mode, k.run...); err != nil {
+				return r, fmt.Errorf("profile %s: %w", name, err)
+			}
+			profileDir = ""
+			if err := quit(); err != nil {
+				return r, fmt.Errorf("profile %s: quit: %w", name, err)
+			}
 		}
 	}
-	return 0
+	return r, nil
 }
 
 // medianResult takes each figure's median; errors are summed.
@@ -276,27 +297,4 @@ func sortFloats(f []float64) {
 			f[j], f[j-1] = f[j-1], f[j]
 		}
 	}
-}
-
-func printRun(w io.Writer, r runResults, o options) {
-	fmt.Fprintf(w, "\n== tether run, proxy mode: runclient (a static Go binary) under `tether run deploy/orders`, Service by name,\n"+
-		"   against the raw client-go port-forward to the same pod; medians of %d interleaved rounds\n", o.rounds)
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "what\tbaseline\ttether run\tratio\terrors (baseline / run)\t")
-	for _, row := range r.rows {
-		errs := fmt.Sprintf("%d of %d / %d of %d", row.base.Errors, row.base.N, row.run.Errors, row.run.N)
-		if row.latency {
-			fmt.Fprintf(tw, "%s, p50\t%s\t%s\t%.2fx\t%s\t\n", row.name, row.base.P50.Round(time.Microsecond), row.run.P50.Round(time.Microsecond),
-				float64(row.run.P50)/float64(row.base.P50), errs)
-			fmt.Fprintf(tw, "%s, p99\t%s\t%s\t%.2fx\t\t\n", row.name, row.base.P99.Round(time.Microsecond), row.run.P99.Round(time.Microsecond),
-				float64(row.run.P99)/float64(row.base.P99))
-		} else {
-			fmt.Fprintf(tw, "%s, MiB/s\t%.1f\t%.1f\t%.2fx\t\t\n", row.name, row.base.MiBps, row.run.MiBps, row.run.MiBps/row.base.MiBps)
-		}
-	}
-	tw.Flush()
-	fmt.Fprintln(w, "latency ratio < 1 and throughput ratio > 1 are faster than the baseline")
-	fmt.Fprintf(w, "`tether run deploy/orders -- true`, agent in place, daemon running: %s\n", r.runTrue.Round(time.Millisecond))
-	fmt.Fprintf(w, "daemon RSS: %.1f MiB with a run open; %.1f MiB with %d idle connections through the run's --forward\n",
-		mib(r.daemonRSSIdle), mib(r.daemonRSSConns), r.idleConn)
 }

@@ -61,6 +61,26 @@ func TestRunTCPToCluster(t *testing.T) {
 	}
 }
 
+// TestRunReconnectSamePort: CMD's kernel may reuse a local port whose
+// 4-tuple is still in TIME_WAIT on tether's side (the server closed
+// first); the new SYN must reach the cluster, not be dropped (it was, and
+// the connect timed out: 2 of 3,000 new connections of the bench).
+func TestRunReconnectSamePort(t *testing.T) {
+	if unprivileged(t) {
+		return
+	}
+	fc := newFakeCluster(t)
+	const lineAddr = "10.222.0.8:80"
+	fc.routes[lineAddr] = lineServer(t, "bye")
+	probe := os.Getenv(probeEnv)
+	_, rc := startRun(t, testConfig(t, fc, probe, "reconnect:"+lineAddr+":5"))
+	r := waitResult(t, rc)
+	if r.err != nil {
+		t.Fatalf("Run: %v\n%s", r.err, r.out)
+	}
+	requireSteps(t, r, "reconnect:"+lineAddr+":5")
+}
+
 // TestRunGoStatic runs the static Go probe (Go's own resolver, no libc)
 // through every path of the namespace mode.
 func TestRunGoStatic(t *testing.T) {

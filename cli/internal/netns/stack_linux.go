@@ -67,6 +67,15 @@ func newNetstack(ctx context.Context, fd int, ns *netstack) (*netstack, error) {
 	s.SetTransportProtocolOption(tcp.ProtocolNumber, &snd)
 	mod := tcpip.TCPModerateReceiveBufferOption(true)
 	s.SetTransportProtocolOption(tcp.ProtocolNumber, &mod)
+	// No TIME_WAIT on our side: when the cluster's side closed first, CMD's
+	// kernel may reuse the local port while the 4-tuple is still in
+	// TIME_WAIT here, and gVisor hands such a SYN only to a listening
+	// endpoint, which the forwarder is not: the SYN was dropped and CMD's
+	// connect timed out (2 in 3,000 new connections of the bench). TIME_WAIT
+	// guards against late duplicates of a lossy, reordering network; the TUN
+	// is neither.
+	tw := tcpip.TCPTimeWaitTimeoutOption(0)
+	s.SetTransportProtocolOption(tcp.ProtocolNumber, &tw)
 
 	tf := tcp.NewForwarder(s, 0, maxInFlight, ns.handleTCP)
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tf.HandlePacket)

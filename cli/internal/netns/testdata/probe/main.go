@@ -26,6 +26,8 @@
 //	connbench:ADDR:N      N new connections, one request/response each; prints p50 and errors
 //	dnsbench:NAME:N       N lookups; prints p50
 //	hold:ADDR:N           open N connections, print "holding N", wait to be killed
+//	reconnect:ADDR:N      N connections in a row from one local port, each read to
+//	                      the server's close (the server closes first)
 //	exit:N                exit with N
 //	killself              die of SIGTERM
 package main
@@ -97,6 +99,9 @@ func run(op, arg string) (string, error) {
 	case "echo":
 		addr, n := splitLast(arg)
 		return echo(addr, n)
+	case "reconnect":
+		addr, n := splitLast(arg)
+		return reconnect(addr, n)
 	case "conc":
 		addr, n := splitLast(arg)
 		return conc(addr, n)
@@ -496,3 +501,37 @@ func httpBench(url string, n int, newConn bool) (string, error) {
 type zero struct{}
 
 func (zero) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// reconnect connects n times in a row to addr from the same local port
+// (SO_REUSEADDR), reading each connection to the server's close: the
+// server's side of each 4-tuple is left in TIME_WAIT when the next SYN
+// comes.
+func reconnect(addr string, n int) (string, error) {
+	port := 0
+	for i := range n {
+		d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{Port: port},
+			Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1) })
+				return errors.Join(err, serr)
+			}}
+		var c net.Conn
+		var err error
+		for try := 0; try < 50; try++ {
+			if c, err = d.Dial("tcp", addr); err == nil || !errors.Is(err, syscall.EADDRNOTAVAIL) && !errors.Is(err, syscall.EADDRINUSE) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // the last connection's close is still going on
+		}
+		if err != nil {
+			return "", fmt.Errorf("connection %d from port %d: %w", i+1, port, err)
+		}
+		port = c.LocalAddr().(*net.TCPAddr).Port
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			c.Close()
+			return "", fmt.Errorf("connection %d: %w", i+1, err)
+		}
+		c.Close()
+	}
+	return fmt.Sprintf("%d connections from port %d", n, port), nil
+}
