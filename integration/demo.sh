@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: tether's main job on the local cluster (which `make` has
-# already brought up): intercept a Service to this machine, leave, roll
-# back. It deploys the orders app in namespace tether-demo and leaves it
+# already brought up): the pod's environment, a local command run as if in
+# the pod, an intercept of a Service to this machine, leave, roll back. It deploys the orders app in namespace tether-demo and leaves it
 # there to play with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,12 @@ show $kubectl -n $ns exec deploy/orders -c orders -- /tether-demo get http://ord
 
 step "the failing request, answered by the app in the cluster"
 show $kubectl -n $ns exec deploy/orders -c orders -- /tether-demo post http://orders/orders/42/checkout
+
+step "the container's environment as its process sees it (for your IDE's env file; secrets hidden on a terminal)"
+show $tether env deploy/orders -n $ns
+
+step "a command on this machine, as if in the pod: cluster names resolve, connections leave from the pod (no root, nothing changed here)"
+show $tether run deploy/orders -n $ns -- bin/tether-demo get http://orders/whoami
 
 step "start 'your code' on this machine (the same app, as it runs in your IDE) on localhost:3000"
 POD_NAME=laptop bin/tether-demo serve 127.0.0.1:3000 >/dev/null 2>&1 &
