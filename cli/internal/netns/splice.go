@@ -34,7 +34,7 @@ func splice(a, b net.Conn, abortA func()) {
 // Buffers: an idle connection waits in Read with a small buffer; a read
 // that fills it is followed by reads into a large pooled one, given back
 // at the first read that the small one would have held. 1,000 idle
-// connections hold 2 MB of buffers, not 256 (one that ended a bulk
+// connections hold 4 MB of buffers, not 512 (one that ended a bulk
 // transfer with a read over 2 KiB keeps its large buffer until its next
 // small read). 256 KiB rather than 64: BenchmarkBulk spent ~15% less CPU
 // per byte and moved ~35% more MB/s (fewer, larger writes into the stack,
