@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -102,3 +103,41 @@ func TestJoinHalfClose(t *testing.T) {
 		t.Errorf("got %d bytes back, want the %d sent, reversed", len(got), len(payload))
 	}
 }
+
+// TestCopyAdaptive: every byte arrives in order whatever the reads return
+// (full buffers switch to the large buffer, small reads back), and the
+// count and errors are io.Copy's.
+func TestCopyAdaptive(t *testing.T) {
+	data := make([]byte, 3<<20+123)
+	_, _ = rand.Read(data)
+	for name, src := range map[string]func() io.Reader{
+		"bulk":       func() io.Reader { return bytes.NewReader(data) },
+		"one byte":   func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data)) },
+		"half reads": func() io.Reader { return iotest.HalfReader(bytes.NewReader(data)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			var out bytes.Buffer
+			n, err := copyAdaptive(&out, src())
+			if err != nil || n != int64(len(data)) {
+				t.Fatalf("copyAdaptive: %d, %v; want %d, nil", n, err, len(data))
+			}
+			if !bytes.Equal(out.Bytes(), data) {
+				t.Errorf("copied %d bytes that differ from the %d sent", out.Len(), len(data))
+			}
+		})
+	}
+	t.Run("read error", func(t *testing.T) {
+		if _, err := copyAdaptive(io.Discard, iotest.ErrReader(io.ErrUnexpectedEOF)); err != io.ErrUnexpectedEOF {
+			t.Errorf("copyAdaptive: %v, want the read error", err)
+		}
+	})
+	t.Run("short write", func(t *testing.T) {
+		if _, err := copyAdaptive(shortWriter{}, bytes.NewReader(data)); err != io.ErrShortWrite {
+			t.Errorf("copyAdaptive: %v, want io.ErrShortWrite", err)
+		}
+	})
+}
+
+type shortWriter struct{}
+
+func (shortWriter) Write(p []byte) (int, error) { return len(p) / 2, nil }

@@ -215,6 +215,9 @@ func run(op, arg string) (string, error) {
 		n, _ := strconv.Atoi(parts[len(parts)-2])
 		size, _ := strconv.Atoi(parts[len(parts)-1])
 		return bench(addr, n, size)
+	case "up", "down":
+		addr, size := splitLast(arg)
+		return bulk(op, addr, size)
 	case "connbench":
 		addr, n := splitLast(arg)
 		return connBench(addr, n)
@@ -496,6 +499,40 @@ func httpBench(url string, n int, newConn bool) (string, error) {
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	return fmt.Sprintf("p50_ns=%d errors=%d", lat[len(lat)/2].Nanoseconds(), errs), nil
+}
+
+// bulk sends ("up") or receives ("down") size bytes on one connection to
+// the bulk server (harness_linux_test.go's bulkServer): the time runs to
+// the server's acknowledgement or to the last byte received.
+func bulk(op, addr string, size int) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	start := time.Now()
+	if _, err := fmt.Fprintf(c, "%s %d\n", op, size); err != nil {
+		return "", err
+	}
+	var got int64
+	if op == "up" {
+		if _, err := io.Copy(c, io.LimitReader(zero{}, int64(size))); err != nil {
+			return "", err
+		}
+		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+			return "", err
+		}
+		ack, err := io.ReadAll(c)
+		if err != nil {
+			return "", err
+		}
+		if want := fmt.Sprintf("%d\n", size); string(ack) != want {
+			return "", fmt.Errorf("the server acknowledged %q, want %q", ack, want)
+		}
+	} else if got, err = io.Copy(io.Discard, c); err != nil || got != int64(size) {
+		return "", fmt.Errorf("received %d of %d bytes: %v", got, size, err)
+	}
+	return fmt.Sprintf("mbps=%.1f", float64(size)/time.Since(start).Seconds()/1e6), nil
 }
 
 type zero struct{}
