@@ -20,7 +20,7 @@ have tshark || need+=(tshark)
 # Python script and a Java program (java Probe.java needs the JDK's javac).
 have curl || need+=(curl)
 have python3 || need+=(python3)
-have javac || need+=(openjdk-17-jdk-headless)
+have javac || need+=(default-jdk-headless) # OpenJDK 17 on Debian 12, 21 on 13
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
