@@ -19,6 +19,10 @@ have tshark || need+=(tshark)
 # tether run's tests run real clients under both network modes: curl, a
 # Python script and a Java program (java Probe.java needs the JDK's javac).
 have curl || need+=(curl)
+# The namespace-mode tests compare the machine's interfaces and routes.
+have ip || need+=(iproute2)
+# ... as an unprivileged user they create.
+[ -x /usr/sbin/useradd ] || need+=(passwd)
 have python3 || need+=(python3)
 have javac || need+=(default-jdk-headless) # OpenJDK 17 on Debian 12, 21 on 13
 
