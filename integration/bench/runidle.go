@@ -22,43 +22,11 @@ func nsWithIdleConns(ctx context.Context, ns *nsRunner, nsTether func(...string)
 	if err != nil {
 		return err
 	}
-	c0 := nsTether("sleep", "3")
-	if err := c0.Start(); err != nil {
-		return err
-	}
-	time.Sleep(2 * time.Second)
-	r.ns.daemonRSSIdle = rss(pid)
-	if err := c0.Wait(); err != nil {
-		return err
-	}
-	c := nsTether(ns.client, "-mode", "idle", "-n", "1000", "-addr", "orders:80")
-	stdin, err := c.StdinPipe()
+	idle, conns, err := idleRSS(pid, nsTether("sleep", "3"), nsTether(ns.client, "-mode", "idle", "-n", "1000", "-addr", "orders:80"))
 	if err != nil {
 		return err
 	}
-	stdout, err := c.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := c.Start(); err != nil {
-		return err
-	}
-	defer c.Wait()
-	defer stdin.Close()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("runclient idle: %w", err)
-	}
-	var res clientResult
-	if err := json.Unmarshal([]byte(line), &res); err != nil {
-		return fmt.Errorf("runclient idle: %w: %s", err, line)
-	}
-	if res.Errors > 0 {
-		return fmt.Errorf("runclient idle: %d of 1000 connections failed: %s", res.Errors, res.First)
-	}
-	r.ns.conns = res.Open
-	time.Sleep(2 * time.Second) // let the connections settle
-	r.ns.daemonRSSConns, r.ns.runRSS = rss(pid), rss(c.Process.Pid)
+	r.ns.daemonRSSIdle, r.ns.daemonRSSConns, r.ns.runRSS, r.ns.conns = idle.daemon, conns.daemon, conns.run, conns.open
 	return nil
 }
 
@@ -70,53 +38,68 @@ func daemonWithIdleConns(ctx context.Context, o options, tmp string, tether func
 	if err != nil {
 		return err
 	}
-	// The daemon with a run open and no connection, first: Go keeps the
-	// memory it once used.
-	c0 := tether(append(runArgs(), "sleep", "3")...)
-	if err := c0.Start(); err != nil {
-		return err
-	}
-	time.Sleep(2 * time.Second)
-	r.daemonRSSIdle = rss(pid)
-	if err := c0.Wait(); err != nil {
-		return err
-	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	c := tether(append(runArgs("--forward", fmt.Sprintf("svc/orders:80:%d", port)),
-		client, "-mode", "idle", "-n", "1000", "-addr", fmt.Sprintf("127.0.0.1:%d", port))...)
-	stdin, err := c.StdinPipe()
+	idle, conns, err := idleRSS(pid, tether(append(runArgs(), "sleep", "3")...),
+		tether(append(runArgs("--forward", fmt.Sprintf("svc/orders:80:%d", port)),
+			client, "-mode", "idle", "-n", "1000", "-addr", fmt.Sprintf("127.0.0.1:%d", port))...))
 	if err != nil {
 		return err
 	}
-	stdout, err := c.StdoutPipe()
+	r.daemonRSSIdle, r.daemonRSSConns, r.idleConn = idle.daemon, conns.daemon, conns.open
+	return nil
+}
+
+// rssReading is the daemon's and the run's resident memory at one moment.
+type rssReading struct {
+	daemon, run int64
+	open        int // connections runclient holds open
+}
+
+// idleRSS reads the daemon's (pid) RSS while empty, a run with no
+// connection (Go keeps the memory it once used, so it goes first), then
+// while hold, a runclient -mode idle under tether run, keeps its
+// connections open.
+func idleRSS(pid int, empty, hold *exec.Cmd) (idle, conns rssReading, err error) {
+	if err := empty.Start(); err != nil {
+		return idle, conns, err
+	}
+	time.Sleep(2 * time.Second)
+	idle.daemon = rss(pid)
+	if err := empty.Wait(); err != nil {
+		return idle, conns, err
+	}
+	stdin, err := hold.StdinPipe()
 	if err != nil {
-		return err
+		return idle, conns, err
 	}
-	if err := c.Start(); err != nil {
-		return err
+	stdout, err := hold.StdoutPipe()
+	if err != nil {
+		return idle, conns, err
 	}
-	defer c.Wait()
+	if err := hold.Start(); err != nil {
+		return idle, conns, err
+	}
+	defer hold.Wait()
 	defer stdin.Close()
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
-		return fmt.Errorf("runclient idle: %w", err)
+		return idle, conns, fmt.Errorf("runclient idle: %w", err)
 	}
 	var res clientResult
 	if err := json.Unmarshal([]byte(line), &res); err != nil {
-		return fmt.Errorf("runclient idle: %w: %s", err, line)
+		return idle, conns, fmt.Errorf("runclient idle: %w: %s", err, line)
 	}
 	if res.Errors > 0 {
-		return fmt.Errorf("runclient idle: %d of 1000 connections failed: %s", res.Errors, res.First)
+		return idle, conns, fmt.Errorf("runclient idle: %d of 1000 connections failed: %s", res.Errors, res.First)
 	}
-	r.idleConn = res.Open
 	time.Sleep(2 * time.Second) // let the connections settle
-	r.daemonRSSConns = rss(pid)
-	return nil
+	conns = rssReading{daemon: rss(pid), run: rss(hold.Process.Pid), open: res.Open}
+	return idle, conns, nil
 }
 
 func daemonPID(ctx context.Context, o options, tmp string) (int, error) {
