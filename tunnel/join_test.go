@@ -104,10 +104,16 @@ func TestJoinHalfClose(t *testing.T) {
 	}
 }
 
-// TestCopyAdaptive: every byte arrives in order whatever the reads return
-// (full buffers switch to the large buffer, small reads back), and the
-// count and errors are io.Copy's.
-func TestCopyAdaptive(t *testing.T) {
+// TestCopier: every byte arrives in order whatever the reads return (full
+// buffers switch to the large buffer, small reads back), and the count and
+// errors are io.Copy's, for Join's copier and tether run's size.
+func TestCopier(t *testing.T) {
+	for _, c := range []*Copier{joinCopier, NewCopier(256 << 10)} {
+		testCopier(t, c)
+	}
+}
+
+func testCopier(t *testing.T, c *Copier) {
 	data := make([]byte, 3<<20+123)
 	_, _ = rand.Read(data)
 	for name, src := range map[string]func() io.Reader{
@@ -117,7 +123,7 @@ func TestCopyAdaptive(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var out bytes.Buffer
-			n, err := copyAdaptive(&out, src())
+			n, err := c.Copy(&out, src())
 			if err != nil || n != int64(len(data)) {
 				t.Fatalf("copyAdaptive: %d, %v; want %d, nil", n, err, len(data))
 			}
@@ -127,12 +133,12 @@ func TestCopyAdaptive(t *testing.T) {
 		})
 	}
 	t.Run("read error", func(t *testing.T) {
-		if _, err := copyAdaptive(io.Discard, iotest.ErrReader(io.ErrUnexpectedEOF)); err != io.ErrUnexpectedEOF {
+		if _, err := c.Copy(io.Discard, iotest.ErrReader(io.ErrUnexpectedEOF)); err != io.ErrUnexpectedEOF {
 			t.Errorf("copyAdaptive: %v, want the read error", err)
 		}
 	})
 	t.Run("short write", func(t *testing.T) {
-		if _, err := copyAdaptive(shortWriter{}, bytes.NewReader(data)); err != io.ErrShortWrite {
+		if _, err := c.Copy(shortWriter{}, bytes.NewReader(data)); err != io.ErrShortWrite {
 			t.Errorf("copyAdaptive: %v, want io.ErrShortWrite", err)
 		}
 	})
