@@ -14,6 +14,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -214,13 +215,14 @@ func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []
 	return errors.Join(all...)
 }
 
-// serving returns nil when the agent serves job, else why call is refused.
-func (a *Agent) serving(job agent.Job, call string) error {
-	if a.cfg.Jobs == nil || slices.Contains(a.cfg.Jobs, job) {
+// serving returns nil when the agent serves one of jobs, the jobs call
+// belongs to, else why call is refused.
+func (a *Agent) serving(call string, jobs ...agent.Job) error {
+	if a.cfg.Jobs == nil || slices.ContainsFunc(jobs, func(j agent.Job) bool { return slices.Contains(a.cfg.Jobs, j) }) {
 		return nil
 	}
 	return fmt.Errorf("%s is part of the %s job; this agent serves %s only (--serve): %w",
-		call, job, agent.JoinJobs(a.cfg.Jobs), agent.ErrNotServed)
+		call, strings.ReplaceAll(agent.JoinJobs(jobs), ",", " or "), agent.JoinJobs(a.cfg.Jobs), agent.ErrNotServed)
 }
 
 // forward returns the Forward listening on port.

@@ -27,7 +27,7 @@ const (
 // slow tunnel costs buffering (then kernel drops, counted), not a message
 // per packet.
 func (s *sessionService) Capture(ctx context.Context, req agent.CaptureRequest, emit func([]agent.CapturedPacket) error) (agent.CaptureStats, error) {
-	if err := s.agent.serving(agent.JobCapture, "Capture"); err != nil {
+	if err := s.agent.serving("Capture", agent.JobCapture); err != nil {
 		return agent.CaptureStats{}, err
 	}
 	ctx, cancel := context.WithCancel(ctx)

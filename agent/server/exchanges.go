@@ -15,7 +15,7 @@ const exchangeBatchBytes = 512 << 10
 // exchangeBatchBytes (one exchange always fits).
 func (s *sessionService) Exchanges(ctx context.Context, req agent.ExchangesRequest, emit func([]*recording.Exchange) error) (agent.RecordingStats, error) {
 	a := s.agent
-	if err := a.serving(agent.JobIntercept, "Exchanges"); err != nil {
+	if err := a.serving("Exchanges", agent.JobIntercept); err != nil {
 		return agent.RecordingStats{}, err
 	}
 	if a.ring == nil {

@@ -25,7 +25,7 @@ const resolvConfPath = "/etc/resolv.conf"
 
 func (s *sessionService) ResolvConf(context.Context) ([]byte, error) {
 	// tether run reads it too: its process resolves names as the pod does.
-	if err := s.agent.serving(agent.JobProbe, "ResolvConf"); err != nil && s.agent.serving(agent.JobRun, "") != nil {
+	if err := s.agent.serving("ResolvConf", agent.JobProbe, agent.JobRun); err != nil {
 		return nil, err
 	}
 	return os.ReadFile(resolvConfPath)
@@ -33,14 +33,14 @@ func (s *sessionService) ResolvConf(context.Context) ([]byte, error) {
 
 func (s *sessionService) QueryDNS(ctx context.Context, q agent.DNSQuery) (agent.DNSAnswer, error) {
 	// The namespace mode of tether run asks the pod's resolver through it.
-	if err := s.agent.serving(agent.JobProbe, "QueryDNS"); err != nil && s.agent.serving(agent.JobRun, "") != nil {
+	if err := s.agent.serving("QueryDNS", agent.JobProbe, agent.JobRun); err != nil {
 		return agent.DNSAnswer{}, err
 	}
 	return queryDNS(ctx, q)
 }
 
 func (s *sessionService) Probe(ctx context.Context, req agent.ProbeRequest) (agent.ProbeResult, error) {
-	if err := s.agent.serving(agent.JobProbe, "Probe"); err != nil {
+	if err := s.agent.serving("Probe", agent.JobProbe); err != nil {
 		return agent.ProbeResult{}, err
 	}
 	return probe(ctx, req)

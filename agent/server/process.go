@@ -24,7 +24,7 @@ const (
 )
 
 func (s *sessionService) ReadProcess(_ context.Context, req agent.ProcessRequest) (agent.ProcessData, error) {
-	if err := s.agent.serving(agent.JobRun, "ReadProcess"); err != nil {
+	if err := s.agent.serving("ReadProcess", agent.JobRun); err != nil {
 		return agent.ProcessData{}, err
 	}
 	return readProcess("/proc", os.Getpid(), req)

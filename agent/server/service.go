@@ -31,7 +31,7 @@ func (s *sessionService) Rotate(_ context.Context, token []byte) error {
 }
 
 func (s *sessionService) Intercept(_ context.Context, port int) error {
-	if err := s.agent.serving(agent.JobIntercept, "Intercept"); err != nil {
+	if err := s.agent.serving("Intercept", agent.JobIntercept); err != nil {
 		return err
 	}
 	if err := s.agent.claim(port, s.sess); err != nil {
@@ -43,7 +43,7 @@ func (s *sessionService) Intercept(_ context.Context, port int) error {
 
 func (s *sessionService) Leave(_ context.Context, port int) error {
 	a := s.agent
-	if err := a.serving(agent.JobIntercept, "Leave"); err != nil {
+	if err := a.serving("Leave", agent.JobIntercept); err != nil {
 		return err
 	}
 	if _, ok := a.forward(port); !ok {

@@ -89,7 +89,7 @@ func (a *Agent) serveDials(ctx context.Context, sess *tunnel.Session) {
 			if err := tunnel.ServeDial(ctx, st, func(ctx context.Context, addr string) (net.Conn, error) {
 				// A sidecar dials for replays (intercept), an inspection
 				// agent for tether run's process (run).
-				if err := a.serving(agent.JobRun, "a dial stream"); err != nil && a.serving(agent.JobIntercept, "") != nil {
+				if err := a.serving("a dial stream", agent.JobRun, agent.JobIntercept); err != nil {
 					return nil, err
 				}
 				return d.DialContext(ctx, "tcp", addr)
