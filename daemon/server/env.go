@@ -51,10 +51,8 @@ func (d *Daemon) Env(ctx context.Context, req daemon.EnvRequest, progress func(s
 	if err != nil {
 		return daemon.EnvResult{}, err
 	}
-	if req.Container == "" {
-		req.Container = podenv.DefaultContainer(pod)
-	} else if !podenv.HasContainer(pod, req.Container) {
-		return daemon.EnvResult{}, errdefs.User("pod %s has no container %q; containers: %s", pod.Name, req.Container, podenv.ContainerNames(pod))
+	if req.Container, err = podenv.PickContainer(pod, req.Container); err != nil {
+		return daemon.EnvResult{}, err
 	}
 	if picked != "" {
 		progress(fmt.Sprintf("reading pod %s, a ready pod of %s", pod.Name, picked))

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/gateway"
 	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/inspect"
+	"github.com/tetherkube/tether/daemon/internal/podenv"
 	"github.com/tetherkube/tether/daemon/internal/proxy"
 	"github.com/tetherkube/tether/daemon/internal/trace"
 	"github.com/tetherkube/tether/internal/access"
@@ -50,7 +50,7 @@ func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(s
 	if err != nil {
 		return err
 	}
-	container, err := runContainer(pod, req.Container)
+	container, err := podenv.PickContainer(pod, req.Container)
 	if err != nil {
 		return err
 	}
@@ -190,29 +190,6 @@ func (d *Daemon) checkServices(ctx context.Context, namespace string, services [
 		out = append(out, name+":"+number)
 	}
 	return out, nil
-}
-
-// runContainer checks the container named, or picks the pod's default:
-// the kubectl.kubernetes.io/default-container annotation, else the first.
-func runContainer(pod *corev1.Pod, name string) (string, error) {
-	var names []string
-	for _, c := range pod.Spec.Containers {
-		names = append(names, c.Name)
-		if c.Name == name {
-			return name, nil
-		}
-	}
-	if name != "" {
-		return "", errdefs.User("pod %s has no container %q; containers: %s", pod.Name, name, strings.Join(names, ", "))
-	}
-	if def := pod.Annotations["kubectl.kubernetes.io/default-container"]; def != "" {
-		for _, n := range names {
-			if n == def {
-				return n, nil
-			}
-		}
-	}
-	return names[0], nil
 }
 
 // interceptLink returns the link of an intercept of this daemon to pod's

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Mount is one volume mount of a container and whether tether copies its
@@ -117,6 +119,19 @@ func DefaultContainer(pod *corev1.Pod) string {
 		return pod.Spec.Containers[0].Name
 	}
 	return ""
+}
+
+// PickContainer returns name when pod has that container (app or init),
+// DefaultContainer when name is empty, else a user error listing the
+// containers.
+func PickContainer(pod *corev1.Pod, name string) (string, error) {
+	if name == "" {
+		return DefaultContainer(pod), nil
+	}
+	if !HasContainer(pod, name) {
+		return "", errdefs.User("pod %s has no container %q; containers: %s", pod.Name, name, ContainerNames(pod))
+	}
+	return name, nil
 }
 
 // HasContainer: pod has an app or init container named name.
