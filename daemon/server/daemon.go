@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"sort"
@@ -133,8 +134,17 @@ func (d *Daemon) agents(ctx context.Context) []daemon.AgentInfo {
 // permitted refuses, before anything changes, when the user lacks a
 // permission feature f needs in namespace: a half-done change the user may
 // not undo is worse than none. what names the feature in the message; role
-// names the Role to ask for and where it is.
+// names the Role to ask for and where it is. A pass is reused for
+// permittedTTL by the checks of the same feature, namespace and objects; a
+// refusal is never reused.
 func (d *Daemon) permitted(ctx context.Context, f access.Feature, namespace string, o access.Objects, what, role string) error {
+	key := fmt.Sprintf("%v|%s|%#v", f, namespace, o)
+	d.mu.Lock()
+	at, ok := d.allowed[key]
+	d.mu.Unlock()
+	if ok && time.Since(at) < permittedTTL {
+		return nil
+	}
 	missing, err := access.Missing(ctx, d.cs, namespace, access.Rules(f, o))
 	if err != nil {
 		return err
@@ -143,8 +153,22 @@ func (d *Daemon) permitted(ctx context.Context, f access.Feature, namespace stri
 		return errdefs.User("you may not do everything %s needs in namespace %s; missing:\n%s"+
 			"ask your cluster admin for %s", what, namespace, access.Describe(missing), role)
 	}
+	d.mu.Lock()
+	if d.allowed == nil {
+		d.allowed = map[string]time.Time{}
+	}
+	d.allowed[key] = time.Now()
+	d.mu.Unlock()
 	return nil
 }
+
+// permittedTTL is how long a passed permission check is reused: a loop of
+// runs, env reads or traces would otherwise spend most of its time, and
+// the API server's rate limit, on the same access reviews. The daemon acts
+// with the user's own credentials, so the API server still enforces every
+// request; a revoked permission only changes which error the user sees,
+// for up to a minute.
+const permittedTTL = time.Minute
 
 // The Roles a refusal asks for (docs/intercept.md, "Permissions tether needs").
 const (

@@ -44,7 +44,7 @@ func (d *Daemon) Env(ctx context.Context, req daemon.EnvRequest, progress func(s
 	if kind, name, _ := strings.Cut(req.Target, "/"); name != "" && !slices.Contains([]string{"pod", "pods", "po"}, strings.ToLower(kind)) {
 		objs.Workload = name
 	}
-	if err := d.permittedCached(ctx, access.EnvSpec, req.Namespace, objs, "env", envRole); err != nil {
+	if err := d.permitted(ctx, access.EnvSpec, req.Namespace, objs, "env", envRole); err != nil {
 		return daemon.EnvResult{}, err
 	}
 	pod, picked, err := envPod(ctx, d.cs, req.Namespace, req.Target)
@@ -58,7 +58,7 @@ func (d *Daemon) Env(ctx context.Context, req daemon.EnvRequest, progress func(s
 		progress(fmt.Sprintf("reading pod %s, a ready pod of %s", pod.Name, picked))
 	}
 	objs.ConfigMaps, objs.Secrets = podenv.References(pod, req.Container)
-	if err := d.permittedCached(ctx, access.EnvSpec, req.Namespace, objs, "env", envRole); err != nil {
+	if err := d.permitted(ctx, access.EnvSpec, req.Namespace, objs, "env", envRole); err != nil {
 		return daemon.EnvResult{}, err
 	}
 	spec, err := podenv.Resolve(ctx, pod, req.Container, kubeLookup{d.cs}, podenv.Options{StrictNames: d.strictEnvNames()})
@@ -71,7 +71,7 @@ func (d *Daemon) Env(ctx context.Context, req daemon.EnvRequest, progress func(s
 			"--source spec: the image's ENV and the runtime's variables (PATH, HOSTNAME, ...) are missing; without --source spec tether reads them from the process")
 		return res, nil
 	}
-	if err := d.permittedCached(ctx, access.Env, req.Namespace, objs, "env (reading the process)", envRole); err != nil {
+	if err := d.permitted(ctx, access.Env, req.Namespace, objs, "env (reading the process)", envRole); err != nil {
 		if req.Source == daemon.EnvAuto && !req.Files && errdefs.Class(err) == errdefs.ErrUser {
 			res.Vars, res.Warnings = envVars(spec.Vars), append(spec.Warnings,
 				"read from the spec, not the process: "+err.Error()+"; the image's ENV and the runtime's variables are missing")

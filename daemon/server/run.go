@@ -355,36 +355,8 @@ func (d *Daemon) clusterRanges(ctx context.Context, namespace string) (clusterne
 	return r, nil
 }
 
-// permittedTTL is how long a successful permission check is reused by the
-// next calls that need the same: a loop of runs (or of env reads) would
-// otherwise spend most of its time, and the API server's rate limit, on
-// the same access reviews. The API server still enforces every request.
-const permittedTTL = time.Minute
-
-// permittedCached is permitted, reusing a pass for the same feature,
-// namespace and objects for permittedTTL. A refusal is never reused.
-func (d *Daemon) permittedCached(ctx context.Context, f access.Feature, namespace string, o access.Objects, what, role string) error {
-	key := fmt.Sprintf("%v|%s|%#v", f, namespace, o)
-	d.mu.Lock()
-	at, ok := d.allowed[key]
-	d.mu.Unlock()
-	if ok && time.Since(at) < permittedTTL {
-		return nil
-	}
-	if err := d.permitted(ctx, f, namespace, o, what, role); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	if d.allowed == nil {
-		d.allowed = map[string]time.Time{}
-	}
-	d.allowed[key] = time.Now()
-	d.mu.Unlock()
-	return nil
-}
-
 // runPermitted checks what an inspection agent for a run needs in
-// namespace, at most once a minute when it passes.
+// namespace.
 func (d *Daemon) runPermitted(ctx context.Context, namespace string) error {
-	return d.permittedCached(ctx, access.Inspect, namespace, access.Objects{}, "run", inspectRole)
+	return d.permitted(ctx, access.Inspect, namespace, access.Objects{}, "run", inspectRole)
 }

@@ -23,20 +23,20 @@ func TestPermittedCached(t *testing.T) {
 		return n
 	}
 	objs := access.Objects{Workload: "orders", ConfigMaps: []string{"app"}}
-	if err := d.permittedCached(ctx, access.EnvSpec, "shop", objs, "env", envRole); err != nil {
+	if err := d.permitted(ctx, access.EnvSpec, "shop", objs, "env", envRole); err != nil {
 		t.Fatal(err)
 	}
 	first := count()
 	if first == 0 {
 		t.Fatal("no access review was made")
 	}
-	if err := d.permittedCached(ctx, access.EnvSpec, "shop", objs, "env", envRole); err != nil {
+	if err := d.permitted(ctx, access.EnvSpec, "shop", objs, "env", envRole); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(); n != first {
 		t.Errorf("the second check made %d more reviews, want 0", n-first)
 	}
-	if err := d.permittedCached(ctx, access.EnvSpec, "shop", access.Objects{Workload: "orders", Secrets: []string{"creds"}}, "env", envRole); err != nil {
+	if err := d.permitted(ctx, access.EnvSpec, "shop", access.Objects{Workload: "orders", Secrets: []string{"creds"}}, "env", envRole); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(); n == first {
@@ -48,7 +48,7 @@ func TestPermittedCached(t *testing.T) {
 	d2, cs2 := fakeCluster(t, deny)
 	for i := 0; i < 2; i++ {
 		before := len(cs2.Actions())
-		if err := d2.permittedCached(ctx, access.EnvSpec, "shop", objs, "env", envRole); err == nil {
+		if err := d2.permitted(ctx, access.EnvSpec, "shop", objs, "env", envRole); err == nil {
 			t.Fatalf("check %d passed without %v", i, deny)
 		}
 		if len(cs2.Actions()) == before {
