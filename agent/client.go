@@ -25,7 +25,7 @@ func NewClient(conn grpc.ClientConnInterface) *Client {
 }
 
 // knownErrors are the sentinels a client recognises after the wire.
-var knownErrors = []error{ErrUnknownPort, ErrAlreadyIntercepted, ErrBadFilter, ErrNoCapNetRaw, ErrNotRecording, ErrBadProbe, ErrBadToken, ErrFixedToken, ErrNotServed, ErrNoProcess}
+var knownErrors = []error{ErrUnknownPort, ErrAlreadyIntercepted, ErrBadFilter, ErrNoCapNetRaw, ErrNotRecording, ErrBadProbe, ErrBadToken, ErrFixedToken, ErrNotServed, ErrNoProcess, ErrNoDirectPath, ErrBadDialBack}
 
 // fromStatus maps a gRPC error back to the Service's errors, prefixed by op.
 func fromStatus(op string, err error) error {
@@ -142,4 +142,10 @@ func (c *Client) ReadProcess(ctx context.Context, req ProcessRequest) (ProcessDa
 		return ProcessData{}, fromStatus("read the container's process", err)
 	}
 	return ProcessDataFromProto(resp), nil
+}
+
+// DialBack asks the agent to open the direct path to the daemon.
+func (c *Client) DialBack(ctx context.Context, req DialBackRequest) error {
+	_, err := c.rpc.DialBack(ctx, DialBackRequestToProto(req))
+	return fromStatus("open the direct path", err)
 }

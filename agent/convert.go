@@ -255,3 +255,14 @@ func headerFromProto(hs []*agentv1.Header) http.Header {
 	}
 	return h
 }
+
+// DialBackRequestToProto and DialBackRequestFromProto carry a
+// DialBackRequest.
+func DialBackRequestToProto(req DialBackRequest) *agentv1.DialBackRequest {
+	return &agentv1.DialBackRequest{Address: req.Address, Certificate: req.Certificate, TimeoutMillis: req.Timeout.Milliseconds()}
+}
+
+func DialBackRequestFromProto(req *agentv1.DialBackRequest) DialBackRequest {
+	return DialBackRequest{Address: req.GetAddress(), Certificate: req.GetCertificate(),
+		Timeout: time.Duration(req.GetTimeoutMillis()) * time.Millisecond}
+}

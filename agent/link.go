@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -14,11 +15,17 @@ import (
 // Link is a daemon's connection to one agent: a tunnel (tunnel/spec.md)
 // whose control streams carry the agent's API, the conn streams the agent
 // opens for intercepted connections, and the dial streams the daemon opens
-// to connect from inside the pod.
+// to connect from inside the pod. When the direct path is open
+// (OfferDirect), the data streams use it while it lives; the control API
+// stays on the first tunnel, which is the Link's life.
 type Link struct {
 	sess   *tunnel.Session
+	cfg    tunnel.Config
 	conn   *grpc.ClientConn
 	client *Client
+
+	direct atomic.Pointer[tunnel.Session]
+	conns  chan *tunnel.Stream
 }
 
 // MaxMessageSize bounds one message from the agent: a recorded exchange
@@ -50,39 +57,76 @@ func Connect(ctx context.Context, conn net.Conn, cfg tunnel.Config) (*Link, erro
 		sess.Close()
 		return nil, fmt.Errorf("agent client: %w", err)
 	}
-	return &Link{sess: sess, conn: gc, client: NewClient(gc)}, nil
+	l := &Link{sess: sess, cfg: cfg, conn: gc, client: NewClient(gc), conns: make(chan *tunnel.Stream)}
+	go l.pump(sess)
+	return l, nil
+}
+
+// pump hands the conn streams of s to AcceptConn until s or the Link ends;
+// a stream of another role is refused (closed).
+func (l *Link) pump(s *tunnel.Session) {
+	for {
+		st, err := s.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		if st.Role != tunnel.RoleConn {
+			st.Close()
+			continue
+		}
+		select {
+		case l.conns <- st:
+		case <-l.sess.Done():
+			st.Close()
+			return
+		}
+	}
 }
 
 // Agent returns the client of the agent's control API.
 func (l *Link) Agent() *Client { return l.client }
 
 // AcceptConn returns the next connection the agent sends through the
-// tunnel: an intercepted connection of the cluster, as a conn stream. A
-// stream of another role is refused (closed) and not returned.
+// tunnel, over either path: an intercepted connection of the cluster, as a
+// conn stream.
 func (l *Link) AcceptConn(ctx context.Context) (net.Conn, error) {
-	for {
-		st, err := l.sess.Accept(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if st.Role == tunnel.RoleConn {
-			return st, nil
-		}
-		st.Close()
+	select {
+	case st := <-l.conns:
+		return st, nil
+	case <-l.sess.Done():
+		return nil, tunnel.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
-// Dial connects to addr from inside the agent's pod, through a dial stream.
+// Dial connects to addr from inside the agent's pod, through a dial
+// stream: on the direct path while it lives, else on the port-forward.
 func (l *Link) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	if d := l.liveDirect(); d != nil {
+		c, err := d.Dial(ctx, addr)
+		if err == nil {
+			return c, nil
+		}
+		select {
+		case <-d.Done(): // the direct path died under us: the port-forward carries it
+		default:
+			return nil, err
+		}
+	}
 	return l.sess.Dial(ctx, addr)
 }
 
 // Done is closed when the tunnel ends: closed by either side, or the agent
-// found dead by the keepalive.
+// found dead by the keepalive. The direct path ending alone does not end
+// the Link.
 func (l *Link) Done() <-chan struct{} { return l.sess.Done() }
 
-// Close ends the client and the tunnel.
+// Close ends the client and both tunnels.
 func (l *Link) Close() error {
 	l.conn.Close()
+	if d := l.direct.Load(); d != nil {
+		d.Close()
+	}
 	return l.sess.Close()
 }

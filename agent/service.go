@@ -76,6 +76,9 @@ type Service interface {
 	// ReadProcess reads a container's main process's environment and the
 	// files under paths of its root (the run job).
 	ReadProcess(ctx context.Context, req ProcessRequest) (ProcessData, error)
+	// DialBack opens the direct path of the calling tunnel: the agent
+	// connects to the daemon (tunnel/spec.md, section 4).
+	DialBack(ctx context.Context, req DialBackRequest) error
 }
 
 // Errors of Rotate.

@@ -131,10 +131,14 @@ type Agent struct {
 	mu sync.Mutex
 	// intercepts maps a listen port to the tunnel its connections go to.
 	intercepts map[int]*tunnel.Session
+	// directs maps a tunnel to its direct path, while that lives.
+	directs map[*tunnel.Session]*tunnel.Session
 	// ring holds the recorded exchanges; nil when recording is off.
 	ring *httprec.Ring
 	// recOpts shape every connection's recording.
 	recOpts httprec.Options
+	// dialDirect opens a direct path (tunnel.DialDirect; tests replace it).
+	dialDirect func(ctx context.Context, addr string, der []byte, cfg tunnel.Config) (*tunnel.Session, error)
 }
 
 // New returns an Agent for cfg, or an error when cfg is invalid.
@@ -146,7 +150,8 @@ func New(cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{cfg: cfg, log: log, started: time.Now(), intercepts: map[int]*tunnel.Session{}}
+	a := &Agent{cfg: cfg, log: log, started: time.Now(), intercepts: map[int]*tunnel.Session{},
+		directs: map[*tunnel.Session]*tunnel.Session{}, dialDirect: tunnel.DialDirect}
 	a.keys = newKeyring(cfg.Token, cfg.BootstrapTTL, time.Now)
 	if !cfg.Record.Off {
 		a.ring = httprec.NewRing(cfg.Record.Budget)

@@ -33,7 +33,7 @@ func (a *Agent) serveForward(ctx context.Context, f agent.Forward, l net.Listene
 // process gone.
 func (a *Agent) route(ctx context.Context, f agent.Forward, c net.Conn) {
 	if sess := a.interceptor(f.ListenPort); sess != nil {
-		st, err := sess.Open(ctx, tunnel.RoleConn, nil)
+		st, err := a.openConn(ctx, sess)
 		if err == nil {
 			a.join(c, st, f, recording.ToLaptop)
 			return

@@ -97,3 +97,7 @@ func (s *grpcServer) ReadProcess(ctx context.Context, req *agentv1.ReadProcessRe
 	}
 	return agent.ProcessDataToProto(d), nil
 }
+
+func (s *grpcServer) DialBack(ctx context.Context, req *agentv1.DialBackRequest) (*agentv1.DialBackResponse, error) {
+	return &agentv1.DialBackResponse{}, toStatus(s.svc.DialBack(ctx, agent.DialBackRequestFromProto(req)))
+}

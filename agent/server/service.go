@@ -90,3 +90,7 @@ func (a *Agent) info() agent.Info {
 	sort.Slice(info.Forwards, func(i, j int) bool { return info.Forwards[i].ListenPort < info.Forwards[j].ListenPort })
 	return info
 }
+
+func (s *sessionService) DialBack(ctx context.Context, req agent.DialBackRequest) error {
+	return s.agent.dialBack(ctx, s.sess, req)
+}

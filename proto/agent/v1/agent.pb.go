@@ -27,6 +27,105 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type DialBackRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// host:port on the daemon's machine, as the pod reaches it.
+	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// The daemon's self-signed certificate (DER): the only one trusted.
+	Certificate []byte `protobuf:"bytes,2,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// Bounds the connection and both handshakes.
+	TimeoutMillis int64 `protobuf:"varint,3,opt,name=timeout_millis,json=timeoutMillis,proto3" json:"timeout_millis,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialBackRequest) Reset() {
+	*x = DialBackRequest{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialBackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialBackRequest) ProtoMessage() {}
+
+func (x *DialBackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialBackRequest.ProtoReflect.Descriptor instead.
+func (*DialBackRequest) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DialBackRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *DialBackRequest) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *DialBackRequest) GetTimeoutMillis() int64 {
+	if x != nil {
+		return x.TimeoutMillis
+	}
+	return 0
+}
+
+type DialBackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialBackResponse) Reset() {
+	*x = DialBackResponse{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialBackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialBackResponse) ProtoMessage() {}
+
+func (x *DialBackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialBackResponse.ProtoReflect.Descriptor instead.
+func (*DialBackResponse) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
 type ReadProcessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The container's ID as the runtime knows it, without "containerd://":
@@ -40,7 +139,7 @@ type ReadProcessRequest struct {
 
 func (x *ReadProcessRequest) Reset() {
 	*x = ReadProcessRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -52,7 +151,7 @@ func (x *ReadProcessRequest) String() string {
 func (*ReadProcessRequest) ProtoMessage() {}
 
 func (x *ReadProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -65,7 +164,7 @@ func (x *ReadProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadProcessRequest.ProtoReflect.Descriptor instead.
 func (*ReadProcessRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ReadProcessRequest) GetContainerId() string {
@@ -101,7 +200,7 @@ type ReadProcessResponse struct {
 
 func (x *ReadProcessResponse) Reset() {
 	*x = ReadProcessResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -113,7 +212,7 @@ func (x *ReadProcessResponse) String() string {
 func (*ReadProcessResponse) ProtoMessage() {}
 
 func (x *ReadProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -126,7 +225,7 @@ func (x *ReadProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadProcessResponse.ProtoReflect.Descriptor instead.
 func (*ReadProcessResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReadProcessResponse) GetPid() int32 {
@@ -191,7 +290,7 @@ type ProcessFile struct {
 
 func (x *ProcessFile) Reset() {
 	*x = ProcessFile{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -203,7 +302,7 @@ func (x *ProcessFile) String() string {
 func (*ProcessFile) ProtoMessage() {}
 
 func (x *ProcessFile) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -216,7 +315,7 @@ func (x *ProcessFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessFile.ProtoReflect.Descriptor instead.
 func (*ProcessFile) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ProcessFile) GetPath() string {
@@ -250,7 +349,7 @@ type RotateRequest struct {
 
 func (x *RotateRequest) Reset() {
 	*x = RotateRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +361,7 @@ func (x *RotateRequest) String() string {
 func (*RotateRequest) ProtoMessage() {}
 
 func (x *RotateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +374,7 @@ func (x *RotateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRequest.ProtoReflect.Descriptor instead.
 func (*RotateRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RotateRequest) GetToken() []byte {
@@ -293,7 +392,7 @@ type RotateResponse struct {
 
 func (x *RotateResponse) Reset() {
 	*x = RotateResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -305,7 +404,7 @@ func (x *RotateResponse) String() string {
 func (*RotateResponse) ProtoMessage() {}
 
 func (x *RotateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -318,7 +417,7 @@ func (x *RotateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateResponse.ProtoReflect.Descriptor instead.
 func (*RotateResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 // ExchangeFilter selects exchanges; empty fields select all.
@@ -336,7 +435,7 @@ type ExchangeFilter struct {
 
 func (x *ExchangeFilter) Reset() {
 	*x = ExchangeFilter{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +447,7 @@ func (x *ExchangeFilter) String() string {
 func (*ExchangeFilter) ProtoMessage() {}
 
 func (x *ExchangeFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +460,7 @@ func (x *ExchangeFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeFilter.ProtoReflect.Descriptor instead.
 func (*ExchangeFilter) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExchangeFilter) GetStatus() string {
@@ -412,7 +511,7 @@ type ExchangesRequest struct {
 
 func (x *ExchangesRequest) Reset() {
 	*x = ExchangesRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +523,7 @@ func (x *ExchangesRequest) String() string {
 func (*ExchangesRequest) ProtoMessage() {}
 
 func (x *ExchangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +536,7 @@ func (x *ExchangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangesRequest.ProtoReflect.Descriptor instead.
 func (*ExchangesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExchangesRequest) GetFilter() *ExchangeFilter {
@@ -473,7 +572,7 @@ type ExchangesChunk struct {
 
 func (x *ExchangesChunk) Reset() {
 	*x = ExchangesChunk{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +584,7 @@ func (x *ExchangesChunk) String() string {
 func (*ExchangesChunk) ProtoMessage() {}
 
 func (x *ExchangesChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +597,7 @@ func (x *ExchangesChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangesChunk.ProtoReflect.Descriptor instead.
 func (*ExchangesChunk) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExchangesChunk) GetExchanges() []*Exchange {
@@ -546,7 +645,7 @@ type Exchange struct {
 
 func (x *Exchange) Reset() {
 	*x = Exchange{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +657,7 @@ func (x *Exchange) String() string {
 func (*Exchange) ProtoMessage() {}
 
 func (x *Exchange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +670,7 @@ func (x *Exchange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exchange.ProtoReflect.Descriptor instead.
 func (*Exchange) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Exchange) GetId() uint64 {
@@ -689,7 +788,7 @@ type HTTPMessage struct {
 
 func (x *HTTPMessage) Reset() {
 	*x = HTTPMessage{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +800,7 @@ func (x *HTTPMessage) String() string {
 func (*HTTPMessage) ProtoMessage() {}
 
 func (x *HTTPMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +813,7 @@ func (x *HTTPMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPMessage.ProtoReflect.Descriptor instead.
 func (*HTTPMessage) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HTTPMessage) GetMethod() string {
@@ -805,7 +904,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +916,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +929,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Header) GetName() string {
@@ -872,7 +971,7 @@ type RecordingStats struct {
 
 func (x *RecordingStats) Reset() {
 	*x = RecordingStats{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +983,7 @@ func (x *RecordingStats) String() string {
 func (*RecordingStats) ProtoMessage() {}
 
 func (x *RecordingStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +996,7 @@ func (x *RecordingStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordingStats.ProtoReflect.Descriptor instead.
 func (*RecordingStats) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RecordingStats) GetConnections() uint64 {
@@ -1006,7 +1105,7 @@ type ResolvConfRequest struct {
 
 func (x *ResolvConfRequest) Reset() {
 	*x = ResolvConfRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1117,7 @@ func (x *ResolvConfRequest) String() string {
 func (*ResolvConfRequest) ProtoMessage() {}
 
 func (x *ResolvConfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1130,7 @@ func (x *ResolvConfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvConfRequest.ProtoReflect.Descriptor instead.
 func (*ResolvConfRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 type ResolvConfResponse struct {
@@ -1043,7 +1142,7 @@ type ResolvConfResponse struct {
 
 func (x *ResolvConfResponse) Reset() {
 	*x = ResolvConfResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1154,7 @@ func (x *ResolvConfResponse) String() string {
 func (*ResolvConfResponse) ProtoMessage() {}
 
 func (x *ResolvConfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1167,7 @@ func (x *ResolvConfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvConfResponse.ProtoReflect.Descriptor instead.
 func (*ResolvConfResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResolvConfResponse) GetContent() []byte {
@@ -1093,7 +1192,7 @@ type DNSQueryRequest struct {
 
 func (x *DNSQueryRequest) Reset() {
 	*x = DNSQueryRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1204,7 @@ func (x *DNSQueryRequest) String() string {
 func (*DNSQueryRequest) ProtoMessage() {}
 
 func (x *DNSQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1217,7 @@ func (x *DNSQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSQueryRequest.ProtoReflect.Descriptor instead.
 func (*DNSQueryRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DNSQueryRequest) GetServer() string {
@@ -1162,7 +1261,7 @@ type DNSRecord struct {
 
 func (x *DNSRecord) Reset() {
 	*x = DNSRecord{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1273,7 @@ func (x *DNSRecord) String() string {
 func (*DNSRecord) ProtoMessage() {}
 
 func (x *DNSRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1286,7 @@ func (x *DNSRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSRecord.ProtoReflect.Descriptor instead.
 func (*DNSRecord) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DNSRecord) GetName() string {
@@ -1234,7 +1333,7 @@ type DNSQueryResponse struct {
 
 func (x *DNSQueryResponse) Reset() {
 	*x = DNSQueryResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1345,7 @@ func (x *DNSQueryResponse) String() string {
 func (*DNSQueryResponse) ProtoMessage() {}
 
 func (x *DNSQueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1358,7 @@ func (x *DNSQueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSQueryResponse.ProtoReflect.Descriptor instead.
 func (*DNSQueryResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DNSQueryResponse) GetRcode() string {
@@ -1310,7 +1409,7 @@ type ProbeRequest struct {
 
 func (x *ProbeRequest) Reset() {
 	*x = ProbeRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1421,7 @@ func (x *ProbeRequest) String() string {
 func (*ProbeRequest) ProtoMessage() {}
 
 func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1434,7 @@ func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeRequest.ProtoReflect.Descriptor instead.
 func (*ProbeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ProbeRequest) GetAddress() string {
@@ -1371,7 +1470,7 @@ type HTTPProbe struct {
 
 func (x *HTTPProbe) Reset() {
 	*x = HTTPProbe{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1482,7 @@ func (x *HTTPProbe) String() string {
 func (*HTTPProbe) ProtoMessage() {}
 
 func (x *HTTPProbe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1495,7 @@ func (x *HTTPProbe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPProbe.ProtoReflect.Descriptor instead.
 func (*HTTPProbe) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HTTPProbe) GetMethod() string {
@@ -1439,7 +1538,7 @@ type ProbeResponse struct {
 
 func (x *ProbeResponse) Reset() {
 	*x = ProbeResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1550,7 @@ func (x *ProbeResponse) String() string {
 func (*ProbeResponse) ProtoMessage() {}
 
 func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1563,7 @@ func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeResponse.ProtoReflect.Descriptor instead.
 func (*ProbeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ProbeResponse) GetConnected() bool {
@@ -1533,7 +1632,7 @@ type CaptureRequest struct {
 
 func (x *CaptureRequest) Reset() {
 	*x = CaptureRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1644,7 @@ func (x *CaptureRequest) String() string {
 func (*CaptureRequest) ProtoMessage() {}
 
 func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1657,7 @@ func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
 func (*CaptureRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CaptureRequest) GetInterface() string {
@@ -1609,7 +1708,7 @@ type CaptureEvent struct {
 
 func (x *CaptureEvent) Reset() {
 	*x = CaptureEvent{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1720,7 @@ func (x *CaptureEvent) String() string {
 func (*CaptureEvent) ProtoMessage() {}
 
 func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1733,7 @@ func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureEvent.ProtoReflect.Descriptor instead.
 func (*CaptureEvent) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
@@ -1689,7 +1788,7 @@ type PacketBatch struct {
 
 func (x *PacketBatch) Reset() {
 	*x = PacketBatch{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1800,7 @@ func (x *PacketBatch) String() string {
 func (*PacketBatch) ProtoMessage() {}
 
 func (x *PacketBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1813,7 @@ func (x *PacketBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PacketBatch.ProtoReflect.Descriptor instead.
 func (*PacketBatch) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PacketBatch) GetPackets() []*Packet {
@@ -1737,7 +1836,7 @@ type Packet struct {
 
 func (x *Packet) Reset() {
 	*x = Packet{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +1848,7 @@ func (x *Packet) String() string {
 func (*Packet) ProtoMessage() {}
 
 func (x *Packet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +1861,7 @@ func (x *Packet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Packet.ProtoReflect.Descriptor instead.
 func (*Packet) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Packet) GetTimestampUnixNano() int64 {
@@ -1797,7 +1896,7 @@ type CaptureStats struct {
 
 func (x *CaptureStats) Reset() {
 	*x = CaptureStats{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1908,7 @@ func (x *CaptureStats) String() string {
 func (*CaptureStats) ProtoMessage() {}
 
 func (x *CaptureStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +1921,7 @@ func (x *CaptureStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureStats.ProtoReflect.Descriptor instead.
 func (*CaptureStats) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CaptureStats) GetReceived() uint64 {
@@ -1854,7 +1953,7 @@ type Forward struct {
 
 func (x *Forward) Reset() {
 	*x = Forward{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +1965,7 @@ func (x *Forward) String() string {
 func (*Forward) ProtoMessage() {}
 
 func (x *Forward) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +1978,7 @@ func (x *Forward) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Forward.ProtoReflect.Descriptor instead.
 func (*Forward) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Forward) GetListenPort() uint32 {
@@ -1912,7 +2011,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1924,7 +2023,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1937,7 +2036,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *InterceptRequest) GetListenPort() uint32 {
@@ -1955,7 +2054,7 @@ type InterceptResponse struct {
 
 func (x *InterceptResponse) Reset() {
 	*x = InterceptResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2066,7 @@ func (x *InterceptResponse) String() string {
 func (*InterceptResponse) ProtoMessage() {}
 
 func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2079,7 @@ func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptResponse.ProtoReflect.Descriptor instead.
 func (*InterceptResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 type LeaveRequest struct {
@@ -1992,7 +2091,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +2103,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +2116,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LeaveRequest) GetListenPort() uint32 {
@@ -2035,7 +2134,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2146,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2159,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 type InfoRequest struct {
@@ -2071,7 +2170,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2182,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2195,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 type InfoResponse struct {
@@ -2117,7 +2216,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2129,7 +2228,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2142,7 +2241,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *InfoResponse) GetVersion() string {
@@ -2191,7 +2290,12 @@ var File_proto_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x1aproto/agent/v1/agent.proto\x12\x0ftether.agent.v1\"M\n" +
+	"\x1aproto/agent/v1/agent.proto\x12\x0ftether.agent.v1\"t\n" +
+	"\x0fDialBackRequest\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12 \n" +
+	"\vcertificate\x18\x02 \x01(\fR\vcertificate\x12%\n" +
+	"\x0etimeout_millis\x18\x03 \x01(\x03R\rtimeoutMillis\"\x12\n" +
+	"\x10DialBackResponse\"M\n" +
 	"\x12ReadProcessRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x14\n" +
 	"\x05paths\x18\x02 \x03(\tR\x05paths\"\xcd\x01\n" +
@@ -2350,7 +2454,7 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\bpod_name\x18\x03 \x01(\tR\apodName\x12#\n" +
 	"\rpod_namespace\x18\x04 \x01(\tR\fpodNamespace\x12*\n" +
 	"\x11started_unix_nano\x18\x05 \x01(\x03R\x0fstartedUnixNano\x124\n" +
-	"\bforwards\x18\x06 \x03(\v2\x18.tether.agent.v1.ForwardR\bforwards2\x9d\x06\n" +
+	"\bforwards\x18\x06 \x03(\v2\x18.tether.agent.v1.ForwardR\bforwards2\xee\x06\n" +
 	"\x05Agent\x12C\n" +
 	"\x04Info\x12\x1c.tether.agent.v1.InfoRequest\x1a\x1d.tether.agent.v1.InfoResponse\x12R\n" +
 	"\tIntercept\x12!.tether.agent.v1.InterceptRequest\x1a\".tether.agent.v1.InterceptResponse\x12F\n" +
@@ -2362,7 +2466,8 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x05Probe\x12\x1d.tether.agent.v1.ProbeRequest\x1a\x1e.tether.agent.v1.ProbeResponse\x12Q\n" +
 	"\tExchanges\x12!.tether.agent.v1.ExchangesRequest\x1a\x1f.tether.agent.v1.ExchangesChunk0\x01\x12I\n" +
 	"\x06Rotate\x12\x1e.tether.agent.v1.RotateRequest\x1a\x1f.tether.agent.v1.RotateResponse\x12X\n" +
-	"\vReadProcess\x12#.tether.agent.v1.ReadProcessRequest\x1a$.tether.agent.v1.ReadProcessResponseB5Z3github.com/tetherkube/tether/proto/agent/v1;agentv1b\x06proto3"
+	"\vReadProcess\x12#.tether.agent.v1.ReadProcessRequest\x1a$.tether.agent.v1.ReadProcessResponse\x12O\n" +
+	"\bDialBack\x12 .tether.agent.v1.DialBackRequest\x1a!.tether.agent.v1.DialBackResponseB5Z3github.com/tetherkube/tether/proto/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_proto_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -2376,78 +2481,82 @@ func file_proto_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_proto_agent_v1_agent_proto_rawDescData
 }
 
-var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_proto_agent_v1_agent_proto_goTypes = []any{
-	(*ReadProcessRequest)(nil),  // 0: tether.agent.v1.ReadProcessRequest
-	(*ReadProcessResponse)(nil), // 1: tether.agent.v1.ReadProcessResponse
-	(*ProcessFile)(nil),         // 2: tether.agent.v1.ProcessFile
-	(*RotateRequest)(nil),       // 3: tether.agent.v1.RotateRequest
-	(*RotateResponse)(nil),      // 4: tether.agent.v1.RotateResponse
-	(*ExchangeFilter)(nil),      // 5: tether.agent.v1.ExchangeFilter
-	(*ExchangesRequest)(nil),    // 6: tether.agent.v1.ExchangesRequest
-	(*ExchangesChunk)(nil),      // 7: tether.agent.v1.ExchangesChunk
-	(*Exchange)(nil),            // 8: tether.agent.v1.Exchange
-	(*HTTPMessage)(nil),         // 9: tether.agent.v1.HTTPMessage
-	(*Header)(nil),              // 10: tether.agent.v1.Header
-	(*RecordingStats)(nil),      // 11: tether.agent.v1.RecordingStats
-	(*ResolvConfRequest)(nil),   // 12: tether.agent.v1.ResolvConfRequest
-	(*ResolvConfResponse)(nil),  // 13: tether.agent.v1.ResolvConfResponse
-	(*DNSQueryRequest)(nil),     // 14: tether.agent.v1.DNSQueryRequest
-	(*DNSRecord)(nil),           // 15: tether.agent.v1.DNSRecord
-	(*DNSQueryResponse)(nil),    // 16: tether.agent.v1.DNSQueryResponse
-	(*ProbeRequest)(nil),        // 17: tether.agent.v1.ProbeRequest
-	(*HTTPProbe)(nil),           // 18: tether.agent.v1.HTTPProbe
-	(*ProbeResponse)(nil),       // 19: tether.agent.v1.ProbeResponse
-	(*CaptureRequest)(nil),      // 20: tether.agent.v1.CaptureRequest
-	(*CaptureEvent)(nil),        // 21: tether.agent.v1.CaptureEvent
-	(*PacketBatch)(nil),         // 22: tether.agent.v1.PacketBatch
-	(*Packet)(nil),              // 23: tether.agent.v1.Packet
-	(*CaptureStats)(nil),        // 24: tether.agent.v1.CaptureStats
-	(*Forward)(nil),             // 25: tether.agent.v1.Forward
-	(*InterceptRequest)(nil),    // 26: tether.agent.v1.InterceptRequest
-	(*InterceptResponse)(nil),   // 27: tether.agent.v1.InterceptResponse
-	(*LeaveRequest)(nil),        // 28: tether.agent.v1.LeaveRequest
-	(*LeaveResponse)(nil),       // 29: tether.agent.v1.LeaveResponse
-	(*InfoRequest)(nil),         // 30: tether.agent.v1.InfoRequest
-	(*InfoResponse)(nil),        // 31: tether.agent.v1.InfoResponse
+	(*DialBackRequest)(nil),     // 0: tether.agent.v1.DialBackRequest
+	(*DialBackResponse)(nil),    // 1: tether.agent.v1.DialBackResponse
+	(*ReadProcessRequest)(nil),  // 2: tether.agent.v1.ReadProcessRequest
+	(*ReadProcessResponse)(nil), // 3: tether.agent.v1.ReadProcessResponse
+	(*ProcessFile)(nil),         // 4: tether.agent.v1.ProcessFile
+	(*RotateRequest)(nil),       // 5: tether.agent.v1.RotateRequest
+	(*RotateResponse)(nil),      // 6: tether.agent.v1.RotateResponse
+	(*ExchangeFilter)(nil),      // 7: tether.agent.v1.ExchangeFilter
+	(*ExchangesRequest)(nil),    // 8: tether.agent.v1.ExchangesRequest
+	(*ExchangesChunk)(nil),      // 9: tether.agent.v1.ExchangesChunk
+	(*Exchange)(nil),            // 10: tether.agent.v1.Exchange
+	(*HTTPMessage)(nil),         // 11: tether.agent.v1.HTTPMessage
+	(*Header)(nil),              // 12: tether.agent.v1.Header
+	(*RecordingStats)(nil),      // 13: tether.agent.v1.RecordingStats
+	(*ResolvConfRequest)(nil),   // 14: tether.agent.v1.ResolvConfRequest
+	(*ResolvConfResponse)(nil),  // 15: tether.agent.v1.ResolvConfResponse
+	(*DNSQueryRequest)(nil),     // 16: tether.agent.v1.DNSQueryRequest
+	(*DNSRecord)(nil),           // 17: tether.agent.v1.DNSRecord
+	(*DNSQueryResponse)(nil),    // 18: tether.agent.v1.DNSQueryResponse
+	(*ProbeRequest)(nil),        // 19: tether.agent.v1.ProbeRequest
+	(*HTTPProbe)(nil),           // 20: tether.agent.v1.HTTPProbe
+	(*ProbeResponse)(nil),       // 21: tether.agent.v1.ProbeResponse
+	(*CaptureRequest)(nil),      // 22: tether.agent.v1.CaptureRequest
+	(*CaptureEvent)(nil),        // 23: tether.agent.v1.CaptureEvent
+	(*PacketBatch)(nil),         // 24: tether.agent.v1.PacketBatch
+	(*Packet)(nil),              // 25: tether.agent.v1.Packet
+	(*CaptureStats)(nil),        // 26: tether.agent.v1.CaptureStats
+	(*Forward)(nil),             // 27: tether.agent.v1.Forward
+	(*InterceptRequest)(nil),    // 28: tether.agent.v1.InterceptRequest
+	(*InterceptResponse)(nil),   // 29: tether.agent.v1.InterceptResponse
+	(*LeaveRequest)(nil),        // 30: tether.agent.v1.LeaveRequest
+	(*LeaveResponse)(nil),       // 31: tether.agent.v1.LeaveResponse
+	(*InfoRequest)(nil),         // 32: tether.agent.v1.InfoRequest
+	(*InfoResponse)(nil),        // 33: tether.agent.v1.InfoResponse
 }
 var file_proto_agent_v1_agent_proto_depIdxs = []int32{
-	2,  // 0: tether.agent.v1.ReadProcessResponse.files:type_name -> tether.agent.v1.ProcessFile
-	5,  // 1: tether.agent.v1.ExchangesRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	8,  // 2: tether.agent.v1.ExchangesChunk.exchanges:type_name -> tether.agent.v1.Exchange
-	11, // 3: tether.agent.v1.ExchangesChunk.stats:type_name -> tether.agent.v1.RecordingStats
-	9,  // 4: tether.agent.v1.Exchange.request:type_name -> tether.agent.v1.HTTPMessage
-	9,  // 5: tether.agent.v1.Exchange.response:type_name -> tether.agent.v1.HTTPMessage
-	10, // 6: tether.agent.v1.HTTPMessage.header:type_name -> tether.agent.v1.Header
-	10, // 7: tether.agent.v1.HTTPMessage.trailer:type_name -> tether.agent.v1.Header
-	15, // 8: tether.agent.v1.DNSQueryResponse.answers:type_name -> tether.agent.v1.DNSRecord
-	18, // 9: tether.agent.v1.ProbeRequest.http:type_name -> tether.agent.v1.HTTPProbe
-	22, // 10: tether.agent.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	24, // 11: tether.agent.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	23, // 12: tether.agent.v1.PacketBatch.packets:type_name -> tether.agent.v1.Packet
-	25, // 13: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
-	30, // 14: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
-	26, // 15: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
-	28, // 16: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
-	20, // 17: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
-	12, // 18: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
-	14, // 19: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
-	17, // 20: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
-	6,  // 21: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
-	3,  // 22: tether.agent.v1.Agent.Rotate:input_type -> tether.agent.v1.RotateRequest
-	0,  // 23: tether.agent.v1.Agent.ReadProcess:input_type -> tether.agent.v1.ReadProcessRequest
-	31, // 24: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
-	27, // 25: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
-	29, // 26: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
-	21, // 27: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
-	13, // 28: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
-	16, // 29: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
-	19, // 30: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
-	7,  // 31: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
-	4,  // 32: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
-	1,  // 33: tether.agent.v1.Agent.ReadProcess:output_type -> tether.agent.v1.ReadProcessResponse
-	24, // [24:34] is the sub-list for method output_type
-	14, // [14:24] is the sub-list for method input_type
+	4,  // 0: tether.agent.v1.ReadProcessResponse.files:type_name -> tether.agent.v1.ProcessFile
+	7,  // 1: tether.agent.v1.ExchangesRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	10, // 2: tether.agent.v1.ExchangesChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	13, // 3: tether.agent.v1.ExchangesChunk.stats:type_name -> tether.agent.v1.RecordingStats
+	11, // 4: tether.agent.v1.Exchange.request:type_name -> tether.agent.v1.HTTPMessage
+	11, // 5: tether.agent.v1.Exchange.response:type_name -> tether.agent.v1.HTTPMessage
+	12, // 6: tether.agent.v1.HTTPMessage.header:type_name -> tether.agent.v1.Header
+	12, // 7: tether.agent.v1.HTTPMessage.trailer:type_name -> tether.agent.v1.Header
+	17, // 8: tether.agent.v1.DNSQueryResponse.answers:type_name -> tether.agent.v1.DNSRecord
+	20, // 9: tether.agent.v1.ProbeRequest.http:type_name -> tether.agent.v1.HTTPProbe
+	24, // 10: tether.agent.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	26, // 11: tether.agent.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	25, // 12: tether.agent.v1.PacketBatch.packets:type_name -> tether.agent.v1.Packet
+	27, // 13: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
+	32, // 14: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
+	28, // 15: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
+	30, // 16: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
+	22, // 17: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
+	14, // 18: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
+	16, // 19: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
+	19, // 20: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
+	8,  // 21: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
+	5,  // 22: tether.agent.v1.Agent.Rotate:input_type -> tether.agent.v1.RotateRequest
+	2,  // 23: tether.agent.v1.Agent.ReadProcess:input_type -> tether.agent.v1.ReadProcessRequest
+	0,  // 24: tether.agent.v1.Agent.DialBack:input_type -> tether.agent.v1.DialBackRequest
+	33, // 25: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
+	29, // 26: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
+	31, // 27: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
+	23, // 28: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
+	15, // 29: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
+	18, // 30: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
+	21, // 31: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
+	9,  // 32: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
+	6,  // 33: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
+	3,  // 34: tether.agent.v1.Agent.ReadProcess:output_type -> tether.agent.v1.ReadProcessResponse
+	1,  // 35: tether.agent.v1.Agent.DialBack:output_type -> tether.agent.v1.DialBackResponse
+	25, // [25:36] is the sub-list for method output_type
+	14, // [14:25] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -2458,7 +2567,7 @@ func file_proto_agent_v1_agent_proto_init() {
 	if File_proto_agent_v1_agent_proto != nil {
 		return
 	}
-	file_proto_agent_v1_agent_proto_msgTypes[21].OneofWrappers = []any{
+	file_proto_agent_v1_agent_proto_msgTypes[23].OneofWrappers = []any{
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
@@ -2468,7 +2577,7 @@ func file_proto_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_v1_agent_proto_rawDesc), len(file_proto_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

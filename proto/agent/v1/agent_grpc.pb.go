@@ -35,6 +35,7 @@ const (
 	Agent_Exchanges_FullMethodName   = "/tether.agent.v1.Agent/Exchanges"
 	Agent_Rotate_FullMethodName      = "/tether.agent.v1.Agent/Rotate"
 	Agent_ReadProcess_FullMethodName = "/tether.agent.v1.Agent/ReadProcess"
+	Agent_DialBack_FullMethodName    = "/tether.agent.v1.Agent/DialBack"
 )
 
 // AgentClient is the client API for Agent service.
@@ -85,6 +86,15 @@ type AgentClient interface {
 	// not, the answer says denied, with the uid and gid it needs.
 	// NOT_FOUND when no process of the container is seen.
 	ReadProcess(ctx context.Context, in *ReadProcessRequest, opts ...grpc.CallOption) (*ReadProcessResponse, error)
+	// DialBack opens the direct path of the tunnel that carries this call
+	// (tunnel/spec.md, section 4): the agent connects to address, over TLS
+	// trusting only certificate, and runs the tunnel's handshake on it as
+	// the server, with the token it accepts now. It answers once that
+	// tunnel is up: from then on the intercepted connections of this
+	// tunnel's intercepts go over the direct one while it lives, and dial
+	// streams are served on both. UNAVAILABLE with the reason when the
+	// agent cannot reach address, or the handshake fails.
+	DialBack(ctx context.Context, in *DialBackRequest, opts ...grpc.CallOption) (*DialBackResponse, error)
 }
 
 type agentClient struct {
@@ -213,6 +223,16 @@ func (c *agentClient) ReadProcess(ctx context.Context, in *ReadProcessRequest, o
 	return out, nil
 }
 
+func (c *agentClient) DialBack(ctx context.Context, in *DialBackRequest, opts ...grpc.CallOption) (*DialBackResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DialBackResponse)
+	err := c.cc.Invoke(ctx, Agent_DialBack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -261,6 +281,15 @@ type AgentServer interface {
 	// not, the answer says denied, with the uid and gid it needs.
 	// NOT_FOUND when no process of the container is seen.
 	ReadProcess(context.Context, *ReadProcessRequest) (*ReadProcessResponse, error)
+	// DialBack opens the direct path of the tunnel that carries this call
+	// (tunnel/spec.md, section 4): the agent connects to address, over TLS
+	// trusting only certificate, and runs the tunnel's handshake on it as
+	// the server, with the token it accepts now. It answers once that
+	// tunnel is up: from then on the intercepted connections of this
+	// tunnel's intercepts go over the direct one while it lives, and dial
+	// streams are served on both. UNAVAILABLE with the reason when the
+	// agent cannot reach address, or the handshake fails.
+	DialBack(context.Context, *DialBackRequest) (*DialBackResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -300,6 +329,9 @@ func (UnimplementedAgentServer) Rotate(context.Context, *RotateRequest) (*Rotate
 }
 func (UnimplementedAgentServer) ReadProcess(context.Context, *ReadProcessRequest) (*ReadProcessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadProcess not implemented")
+}
+func (UnimplementedAgentServer) DialBack(context.Context, *DialBackRequest) (*DialBackResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DialBack not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -488,6 +520,24 @@ func _Agent_ReadProcess_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_DialBack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DialBackRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).DialBack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_DialBack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).DialBack(ctx, req.(*DialBackRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -526,6 +576,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadProcess",
 			Handler:    _Agent_ReadProcess_Handler,
+		},
+		{
+			MethodName: "DialBack",
+			Handler:    _Agent_DialBack_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
