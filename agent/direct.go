@@ -66,9 +66,6 @@ type DirectOffer struct {
 	PodIP netip.Addr
 	// Identity is the daemon's TLS key and certificate.
 	Identity *tunnel.Identity
-	// Token is the token the agent accepts now (after a rotation, the
-	// rotated one): the agent proves it holds it over the direct path.
-	Token []byte
 	// Timeout bounds the whole offer; zero is DefaultDirectTimeout.
 	Timeout time.Duration
 	// ListenAddr, when set, is listened on instead of the route's source
@@ -97,8 +94,9 @@ func (l *Link) OfferDirect(ctx context.Context, o DirectOffer) error {
 			return fmt.Errorf("%w: %w", ErrNoDirectPath, err)
 		}
 	}
-	cfg := l.cfg
-	cfg.Token = o.Token
+	l.mu.Lock()
+	cfg := l.cfg // the token the agent accepts now: after Rotate, the new one
+	l.mu.Unlock()
 	ln, err := tunnel.ListenDirect(src, o.Identity, cfg)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNoDirectPath, err)
@@ -131,6 +129,30 @@ func (l *Link) OfferDirect(ctx context.Context, o DirectOffer) error {
 	}
 	l.attachDirect(r.s, addr)
 	return nil
+}
+
+// UsePath opens the direct path when path asks for it. PathPortForward
+// offers nothing. PathAuto tries and, when the pod cannot reach this
+// machine, logs why and goes on over the port-forward. PathDirect fails
+// with a user error that says why and what to do instead.
+func (l *Link) UsePath(ctx context.Context, path Path, o DirectOffer) error {
+	if path == PathPortForward {
+		return nil
+	}
+	err := l.OfferDirect(ctx, o)
+	switch {
+	case err == nil:
+		return nil
+	case path == PathDirect:
+		return errdefs.User("--path direct: the pod (%s) cannot open a connection to this machine: %v. "+
+			"The direct path needs the pod network to reach the laptop (a local cluster such as k3s, kind or minikube, or a VPN into the pod network); "+
+			"a host firewall or a NetworkPolicy on the pod's egress blocks it. `--path port-forward` goes through the API server instead", o.PodIP, err)
+	default:
+		if l.cfg.Logger != nil {
+			l.cfg.Logger.Info("no direct path; the port-forward carries the connections", "pod", o.PodIP.String(), "why", err)
+		}
+		return nil
+	}
 }
 
 // attachDirect makes s the Link's direct session until it or the

@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -20,7 +22,8 @@ import (
 // stays on the first tunnel, which is the Link's life.
 type Link struct {
 	sess   *tunnel.Session
-	cfg    tunnel.Config
+	mu     sync.Mutex
+	cfg    tunnel.Config // its Token: the one the agent accepts now
 	conn   *grpc.ClientConn
 	client *Client
 
@@ -81,6 +84,18 @@ func (l *Link) pump(s *tunnel.Session) {
 			return
 		}
 	}
+}
+
+// Rotate gives the agent the token it accepts from now on (an inspection
+// agent's bootstrap token is replaced), and keeps it for the direct path.
+func (l *Link) Rotate(ctx context.Context, token []byte) error {
+	if err := l.client.Rotate(ctx, token); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.cfg.Token = bytes.Clone(token)
+	l.mu.Unlock()
+	return nil
 }
 
 // Agent returns the client of the agent's control API.

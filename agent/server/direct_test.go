@@ -72,7 +72,7 @@ func (h *harness) pipeDaemon(laptopPort int) (*agent.Link, *atomic.Int64) {
 func offer(t *testing.T, link *agent.Link, id *tunnel.Identity, timeout time.Duration) error {
 	t.Helper()
 	return link.OfferDirect(t.Context(), agent.DirectOffer{ListenAddr: netip.MustParseAddr("127.0.0.1"),
-		Identity: id, Token: testToken, Timeout: timeout})
+		Identity: id, Timeout: timeout})
 }
 
 // post sends size bytes to the agent's front port and returns the answer.
@@ -86,6 +86,23 @@ func (h *harness) post(size int) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// sink serves HTTP on loopback: it reads the whole body, then answers
+// with its name.
+func sink(t *testing.T, name string) (port int) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, name)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 func newIdentity(t *testing.T) *tunnel.Identity {
@@ -102,7 +119,7 @@ func newIdentity(t *testing.T) *tunnel.Identity {
 // port-forward; control calls still work.
 func TestDirectPathCarriesTheData(t *testing.T) {
 	h := newHarness(t)
-	laptop := named(t, "laptop")
+	laptop := sink(t, "laptop")
 	link, pfBytes := h.pipeDaemon(laptop)
 	if err := link.Agent().Intercept(t.Context(), h.frontPort); err != nil {
 		t.Fatal(err)
@@ -123,7 +140,7 @@ func TestDirectPathCarriesTheData(t *testing.T) {
 			t.Fatalf("request %d: %q, want laptop", i, got)
 		}
 	}
-	app := named(t, "dialed")
+	app := sink(t, "dialed")
 	c, err := link.Dial(t.Context(), fmt.Sprintf("127.0.0.1:%d", app))
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
@@ -236,11 +253,11 @@ func TestDirectNeedsTheCurrentToken(t *testing.T) {
 		t.Fatalf("offer with the spent bootstrap token = %v, want %v", err, agent.ErrNoDirectPath)
 	}
 	rotated := []byte("rotated-token-0123456789abcdef")
-	if err := link.Agent().Rotate(t.Context(), rotated); err != nil {
+	if err := link.Rotate(t.Context(), rotated); err != nil {
 		t.Fatal(err)
 	}
 	if err := link.OfferDirect(t.Context(), agent.DirectOffer{ListenAddr: netip.MustParseAddr("127.0.0.1"),
-		Identity: newIdentity(t), Token: rotated, Timeout: 2 * time.Second}); err != nil {
+		Identity: newIdentity(t), Timeout: 2 * time.Second}); err != nil {
 		t.Fatalf("offer with the rotated token: %v", err)
 	}
 }

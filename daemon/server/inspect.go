@@ -41,7 +41,7 @@ func (d *Daemon) inspectAgent(ctx context.Context, req inspect.Request, progress
 // then on only that token opens tunnels to the agent.
 func rotate(ctx context.Context, cs kubernetes.Interface, namespace string, a inspect.Agent, link *agent.Link) error {
 	token := inspect.NewToken()
-	if err := link.Agent().Rotate(ctx, token); err != nil {
+	if err := link.Rotate(ctx, token); err != nil {
 		return fmt.Errorf("agent %s of pod %s: %w", a.Container, a.Pod, err)
 	}
 	return inspect.StoreToken(ctx, cs, namespace, a, token)
