@@ -17,14 +17,14 @@ import (
 func InterceptInfoToProto(i InterceptInfo) *daemonv1.InterceptInfo {
 	return &daemonv1.InterceptInfo{
 		Name: i.Name, Namespace: i.Namespace, Service: i.Service, ServicePort: int32(i.ServicePort),
-		AgentPort: int32(i.AgentPort), LocalPort: int32(i.LocalPort), Pods: i.Pods,
+		AgentPort: int32(i.AgentPort), LocalPort: int32(i.LocalPort), Pods: i.Pods, Paths: i.Paths,
 	}
 }
 
 func InterceptInfoFromProto(p *daemonv1.InterceptInfo) InterceptInfo {
 	return InterceptInfo{
 		Name: p.GetName(), Namespace: p.GetNamespace(), Service: p.GetService(), ServicePort: int(p.GetServicePort()),
-		AgentPort: int(p.GetAgentPort()), LocalPort: int(p.GetLocalPort()), Pods: p.GetPods(),
+		AgentPort: int(p.GetAgentPort()), LocalPort: int(p.GetLocalPort()), Pods: p.GetPods(), Paths: p.GetPaths(),
 	}
 }
 
@@ -57,13 +57,13 @@ func StatusFromProto(resp *daemonv1.StatusResponse) Status {
 func InterceptRequestToProto(req InterceptRequest) *daemonv1.InterceptRequest {
 	return &daemonv1.InterceptRequest{Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort,
 		LocalPort: int32(req.LocalPort), AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout,
-		AgentResources: agentResourcesToProto(req.AgentResources), LocalPortLater: req.LocalPortLater}
+		AgentResources: agentResourcesToProto(req.AgentResources), LocalPortLater: req.LocalPortLater, Path: req.Path}
 }
 
 func InterceptRequestFromProto(req *daemonv1.InterceptRequest) InterceptRequest {
 	return InterceptRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), ServicePort: req.GetServicePort(),
 		LocalPort: int(req.GetLocalPort()), AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds(),
-		AgentResources: agentResourcesFromProto(req.GetAgentResources()), LocalPortLater: req.GetLocalPortLater()}
+		AgentResources: agentResourcesFromProto(req.GetAgentResources()), LocalPortLater: req.GetLocalPortLater(), Path: req.GetPath()}
 }
 
 func agentResourcesToProto(r AgentResources) *daemonv1.AgentResources {

@@ -136,7 +136,7 @@ func TestAgentRequestsOverTheWire(t *testing.T) {
 	allSet(t, res)
 
 	ic := InterceptRequest{Namespace: "shop", Workload: "deploy/orders", ServicePort: "http", LocalPort: 3000,
-		AgentImage: "agent:dev", RolloutTimeout: 60, AgentResources: res, LocalPortLater: true}
+		AgentImage: "agent:dev", RolloutTimeout: 60, AgentResources: res, LocalPortLater: true, Path: "direct"}
 	allSet(t, ic)
 	if diff := cmp.Diff(ic, InterceptRequestFromProto(wire(t, InterceptRequestToProto(ic), &daemonv1.InterceptRequest{}))); diff != "" {
 		t.Errorf("intercept request through the wire (-want +got)\n%s", diff)
@@ -156,6 +156,17 @@ func TestAgentRequestsOverTheWire(t *testing.T) {
 	}
 }
 
+// TestInterceptInfoOverTheWire: the pods and each tunnel's path survive
+// the wire.
+func TestInterceptInfoOverTheWire(t *testing.T) {
+	info := InterceptInfo{Name: "deploy/orders", Namespace: "shop", Service: "orders", ServicePort: 80, AgentPort: 7342, LocalPort: 3000,
+		Pods: []string{"orders-1", "orders-2"}, Paths: map[string]string{"orders-1": "direct", "orders-2": "port-forward"}}
+	allSet(t, info)
+	if diff := cmp.Diff(info, InterceptInfoFromProto(wire(t, InterceptInfoToProto(info), &daemonv1.InterceptInfo{}))); diff != "" {
+		t.Errorf("intercept info through the wire (-want +got)\n%s", diff)
+	}
+}
+
 // TestRollbackResultsOverTheWire: every field of a rollback's results,
 // the steps' reasons included, survives the wire.
 func TestRollbackResultsOverTheWire(t *testing.T) {
@@ -172,7 +183,7 @@ func TestRollbackResultsOverTheWire(t *testing.T) {
 // TestRunOverTheWire carries a run's request and info, every field set.
 func TestRunOverTheWire(t *testing.T) {
 	req := RunRequest{Namespace: "shop", Target: "deploy/orders", Container: "app", AgentImage: "agent:dev", Proxy: true,
-		Services: []string{"db:5432"}}
+		Services: []string{"db:5432"}, Path: "port-forward"}
 	allSet(t, req)
 	if diff := cmp.Diff(req, RunRequestFromProto(wire(t, RunRequestToProto(req), &daemonv1.RunRequest{}))); diff != "" {
 		t.Errorf("run request through the wire (-want +got)\n%s", diff)
@@ -181,7 +192,7 @@ func TestRunOverTheWire(t *testing.T) {
 		ResolvConf:    resolvconf.Config{Nameservers: []string{"10.43.0.10"}, Search: []string{"shop.svc.cluster.local"}, Ndots: 5, Options: []string{"ndots:5"}},
 		ResolvConfRaw: []byte("nameserver 10.43.0.10\n"), ServiceCIDRs: []string{"10.43.0.0/16"}, ServiceCIDRsSource: "dry run",
 		PodCIDRs: []string{"10.42.0.0/24"}, PodCIDRsSource: "nodes", DialSocket: "/run/d.dial.sock", SOCKSAddr: "127.0.0.1:1",
-		HTTPAddr: "127.0.0.1:2", ProxyUsername: "tether", ProxyPassword: "pw", Services: []string{"db:5432"}}
+		HTTPAddr: "127.0.0.1:2", ProxyUsername: "tether", ProxyPassword: "pw", Services: []string{"db:5432"}, Path: "direct"}
 	allSet(t, info)
 	if diff := cmp.Diff(info, RunInfoFromProto(wire(t, RunInfoToProto(info), &daemonv1.RunInfo{}))); diff != "" {
 		t.Errorf("run info through the wire (-want +got)\n%s", diff)

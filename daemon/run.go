@@ -18,6 +18,9 @@ type RunRequest struct {
 	// daemon checks that each exists and has the port before it adds an
 	// agent anywhere.
 	Services []string `json:"services,omitempty"`
+	// Path is how the run's connections reach the agent: auto (empty),
+	// direct or port-forward (agent.Path).
+	Path string `json:"path,omitempty"`
 }
 
 // RunInfo is a run ready to carry a process's connections.
@@ -50,16 +53,19 @@ type RunInfo struct {
 	// Services are RunRequest.Services with each port as a number
 	// ("db:5432" for "db:postgres"), in the same order.
 	Services []string `json:"services,omitempty"`
+	// Path is the path the run's connections take: direct or
+	// port-forward.
+	Path string `json:"path"`
 }
 
 func RunRequestToProto(r RunRequest) *daemonv1.RunRequest {
 	return &daemonv1.RunRequest{Namespace: r.Namespace, Target: r.Target, Container: r.Container, AgentImage: r.AgentImage,
-		Proxy: r.Proxy, Services: r.Services}
+		Proxy: r.Proxy, Services: r.Services, Path: r.Path}
 }
 
 func RunRequestFromProto(p *daemonv1.RunRequest) RunRequest {
 	return RunRequest{Namespace: p.GetNamespace(), Target: p.GetTarget(), Container: p.GetContainer(), AgentImage: p.GetAgentImage(),
-		Proxy: p.GetProxy(), Services: p.GetServices()}
+		Proxy: p.GetProxy(), Services: p.GetServices(), Path: p.GetPath()}
 }
 
 func RunInfoToProto(r RunInfo) *daemonv1.RunInfo {
@@ -68,7 +74,7 @@ func RunInfoToProto(r RunInfo) *daemonv1.RunInfo {
 		ResolvConf:    &daemonv1.ResolvConf{Nameservers: rc.Nameservers, Search: rc.Search, Ndots: int32(rc.Ndots), Options: rc.Options},
 		ResolvConfRaw: r.ResolvConfRaw, ServiceCidrs: r.ServiceCIDRs, ServiceCidrsSource: r.ServiceCIDRsSource,
 		PodCidrs: r.PodCIDRs, PodCidrsSource: r.PodCIDRsSource, DialSocket: r.DialSocket, SocksAddr: r.SOCKSAddr, HttpAddr: r.HTTPAddr,
-		ProxyUsername: r.ProxyUsername, ProxyPassword: r.ProxyPassword, Services: r.Services}
+		ProxyUsername: r.ProxyUsername, ProxyPassword: r.ProxyPassword, Services: r.Services, Path: r.Path}
 }
 
 func RunInfoFromProto(p *daemonv1.RunInfo) RunInfo {
@@ -79,5 +85,5 @@ func RunInfoFromProto(p *daemonv1.RunInfo) RunInfo {
 			Options: rc.GetOptions()},
 		ResolvConfRaw: p.GetResolvConfRaw(), ServiceCIDRs: p.GetServiceCidrs(), ServiceCIDRsSource: p.GetServiceCidrsSource(),
 		PodCIDRs: p.GetPodCidrs(), PodCIDRsSource: p.GetPodCidrsSource(), DialSocket: p.GetDialSocket(), SOCKSAddr: p.GetSocksAddr(),
-		HTTPAddr: p.GetHttpAddr(), ProxyUsername: p.GetProxyUsername(), ProxyPassword: p.GetProxyPassword(), Services: p.GetServices()}
+		HTTPAddr: p.GetHttpAddr(), ProxyUsername: p.GetProxyUsername(), ProxyPassword: p.GetProxyPassword(), Services: p.GetServices(), Path: p.GetPath()}
 }

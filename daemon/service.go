@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/tetherkube/tether/agent"
@@ -87,6 +88,9 @@ type InterceptRequest struct {
 	// LocalPortLater: the process listening on LocalPort starts once the
 	// intercept is up (intercept -- CMD); nothing is checked there first.
 	LocalPortLater bool `json:"localPortLater,omitempty"`
+	// Path is how the tunnels carry the connections: auto (empty),
+	// direct or port-forward (agent.Path).
+	Path string `json:"path,omitempty"`
 }
 
 // AgentResources are the agent container's requests and limits as
@@ -108,6 +112,22 @@ type InterceptInfo struct {
 	AgentPort   int      `json:"agentPort"`
 	LocalPort   int      `json:"localPort"`
 	Pods        []string `json:"pods"`
+	// Paths says, by pod, which path its tunnel takes now: direct or
+	// port-forward.
+	Paths map[string]string `json:"paths"`
+}
+
+// PodsAndPaths lists the pods with the path of each one's tunnel, for
+// people: "orders-1 (direct), orders-2 (port-forward)".
+func (i InterceptInfo) PodsAndPaths() string {
+	out := make([]string, len(i.Pods))
+	for n, p := range i.Pods {
+		out[n] = p
+		if path := i.Paths[p]; path != "" {
+			out[n] += " (" + path + ")"
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // RollbackRequest names what to roll back.

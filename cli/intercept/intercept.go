@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/internal/podfiles"
 	"github.com/tetherkube/tether/cli/internal/runcmd"
@@ -31,6 +32,9 @@ type InterceptOptions struct {
 	RolloutTimeout time.Duration
 	Output         string
 	AgentResources AgentResourceFlags
+	// TunnelPath is --path: how the tunnels carry the connections (direct,
+	// port-forward or auto).
+	TunnelPath string
 
 	// Filled by Complete.
 	Ns          string
@@ -123,6 +127,7 @@ intercept fails, CMD is not started.`,
 	cmd.Flags().StringArrayVar(&o.ForwardFlags, "forward", nil, "with -- CMD: svc/NAME:PORT[:LOCALPORT], a local port carried to a Service from the pod, for clients that ignore proxies (repeatable)")
 	cmd.Flags().BoolVar(&o.Env, "env", false, "with -- CMD: give CMD the intercepted container's environment (as tether env reads it) on top of its own; PATH, HOME and the like stay this machine's")
 	cmd.Flags().StringVar(&o.FilesDir, "files", "", "with -- CMD: write the intercepted container's ConfigMap, Secret, projected and downwardAPI volumes under `DIR`, set TETHER_ROOT=DIR; in the namespace mode CMD also sees them at their real paths")
+	cmd.Flags().StringVar(&o.TunnelPath, "path", string(agent.PathAuto), "how the tunnels to the agents carry the connections: direct (each pod connects to this machine over the pod network), port-forward (through the API server) or auto (direct where the pod can reach this machine, else port-forward)")
 	cmd.Flags().StringVar(&o.Port, "port", "", "SVCPORT[:LOCALPORT]: the Service port (name or number) and the local port to send it to")
 	AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)
 	o.AgentResources.AddFlags(cmd)
@@ -194,6 +199,9 @@ func (o *InterceptOptions) Validate() error {
 	if err := ValidateAgent(o.AgentImage, o.RolloutTimeout); err != nil {
 		return err
 	}
+	if _, err := agent.ParsePath(o.TunnelPath); err != nil {
+		return err
+	}
 	if _, err := o.AgentResources.Resources(DefaultRecordBudget, ""); err != nil {
 		return err
 	}
@@ -223,7 +231,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	info, err := client.Intercept(ctx, daemon.InterceptRequest{
 		Namespace: o.Ns, Workload: o.Workload, ServicePort: o.ServicePort, LocalPort: o.LocalPort,
 		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout / time.Second), AgentResources: res,
-		LocalPortLater: len(o.Command) > 0,
+		LocalPortLater: len(o.Command) > 0, Path: o.TunnelPath,
 	}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
 		return err
@@ -235,7 +243,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		return cmdutil.PrintStructured(o.Out, o.Output, info)
 	}
 	fmt.Fprintf(o.Out, "Intercepting %s in %s: service %s port %d -> localhost:%d (pods: %s)\nStop with: tether leave %s -n %s\n",
-		info.Name, info.Namespace, info.Service, info.ServicePort, info.LocalPort, strings.Join(info.Pods, ", "), info.Name, info.Namespace)
+		info.Name, info.Namespace, info.Service, info.ServicePort, info.LocalPort, info.PodsAndPaths(), info.Name, info.Namespace)
 	return nil
 }
 
@@ -244,7 +252,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 // cmdutil.ExitStatus.
 func (o *InterceptOptions) runCommand(ctx context.Context, client daemon.Service, info daemon.InterceptInfo) (err error) {
 	fmt.Fprintf(o.ErrOut, "Intercepting %s in %s: service %s port %d -> localhost:%d (pods: %s) while %s runs\n",
-		info.Name, info.Namespace, info.Service, info.ServicePort, info.LocalPort, strings.Join(info.Pods, ", "), o.Command[0])
+		info.Name, info.Namespace, info.Service, info.ServicePort, info.LocalPort, info.PodsAndPaths(), o.Command[0])
 	defer func() {
 		// CMD is done (or never started): leave even when Ctrl-C ended ctx.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -260,7 +268,7 @@ func (o *InterceptOptions) runCommand(ctx context.Context, client daemon.Service
 	}()
 	cfg := runcmd.Config{
 		Service:        client,
-		Request:        daemon.RunRequest{Namespace: info.Namespace, Target: info.Name, AgentImage: o.AgentImage},
+		Request:        daemon.RunRequest{Namespace: info.Namespace, Target: info.Name, AgentImage: o.AgentImage, Path: o.TunnelPath},
 		Network:        o.Network,
 		InNamespace:    o.InNamespace,
 		CheckNamespace: o.CheckNamespace,

@@ -35,6 +35,10 @@ func TestNewCmdIntercept(t *testing.T) {
 			want: InterceptOptions{Workload: "deploy/orders", Port: "8080", ServicePort: "8080", LocalPort: 8080, Ns: "shop", RolloutTimeout: 3 * time.Minute}},
 		{name: "timeout and output", args: []string{"orders", "--port", "80:3000", "--rollout-timeout", "30s", "-o", "json"},
 			want: InterceptOptions{Workload: "orders", Port: "80:3000", ServicePort: "80", LocalPort: 3000, Ns: "shop", RolloutTimeout: 30 * time.Second, Output: "json"}},
+		{name: "path", args: []string{"orders", "--port", "http:3000", "--path", "port-forward"},
+			want: InterceptOptions{Workload: "orders", Port: "http:3000", ServicePort: "http", LocalPort: 3000, Ns: "shop", RolloutTimeout: 3 * time.Minute,
+				TunnelPath: "port-forward"}},
+		{name: "unknown path", args: []string{"orders", "--port", "http:3000", "--path", "vpn"}, wantErr: `--path "vpn": want direct, port-forward or auto`},
 		{name: "agent resources", args: []string{"orders", "--port", "http:3000", "--agent-cpu", "50m:1", "--agent-memory", "48Mi:160Mi"},
 			want: InterceptOptions{Workload: "orders", Port: "http:3000", ServicePort: "http", LocalPort: 3000, Ns: "shop", RolloutTimeout: 3 * time.Minute,
 				AgentResources: AgentResourceFlags{CPU: "50m:1", Memory: "48Mi:160Mi"}}},
@@ -83,6 +87,9 @@ func TestNewCmdIntercept(t *testing.T) {
 				t.Errorf("default agent image = %q", got.AgentImage)
 			}
 			tt.want.AgentImage = got.AgentImage
+			if tt.want.TunnelPath == "" {
+				tt.want.TunnelPath = "auto"
+			}
 			if !slices.Contains(tt.args, "--") {
 				tt.want.Dash = -1
 			}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/intercept"
 	"github.com/tetherkube/tether/cli/internal/podfiles"
@@ -21,8 +22,11 @@ type RunOptions struct {
 	genericiooptions.IOStreams
 
 	Target, Container, Network, AgentImage string
-	ForwardFlags                           []string
-	Quiet                                  bool
+	// TunnelPath is --path: how the connections reach the agent (direct,
+	// port-forward or auto).
+	TunnelPath   string
+	ForwardFlags []string
+	Quiet        bool
 	// Env and FilesDir are --env and --files: the target container's
 	// variables and volume files for CMD.
 	Env      bool
@@ -117,6 +121,7 @@ tears the run down once CMD exited, with CMD's exit status.`,
 	cmd.Flags().BoolVar(&o.Env, "env", false, "give CMD the target container's environment (as tether env reads it) on top of its own; PATH, HOME and the like stay this machine's")
 	cmd.Flags().StringVar(&o.FilesDir, "files", "", "write the target container's ConfigMap, Secret, projected and downwardAPI volumes under `DIR`, set TETHER_ROOT=DIR; in the namespace mode CMD also sees them at their real paths")
 	cmd.Flags().BoolVarP(&o.Quiet, "quiet", "q", false, "print nothing of tether's own on stderr")
+	cmd.Flags().StringVar(&o.TunnelPath, "path", string(agent.PathAuto), "how the connections reach the pod's agent: direct (the pod connects to this machine over the pod network), port-forward (through the API server) or auto (direct when the pod can reach this machine, else port-forward)")
 	cmd.Flags().StringVar(&o.AgentImage, "agent-image", intercept.DefaultAgentImage(), "the agent's container image, when an inspection agent is added")
 	return cmd
 }
@@ -177,6 +182,9 @@ func (o *RunOptions) Validate() error {
 	if err := runcmd.ValidNetwork(o.Network); err != nil {
 		return err
 	}
+	if _, err := agent.ParsePath(o.TunnelPath); err != nil {
+		return err
+	}
 	if o.AgentImage == "" {
 		return errdefs.User("--agent-image must not be empty")
 	}
@@ -199,8 +207,9 @@ func (o *RunOptions) Run(ctx context.Context) error {
 	}
 	defer done()
 	code, err := runcmd.Run(ctx, runcmd.Config{
-		Service:        client,
-		Request:        daemon.RunRequest{Namespace: o.Ns, Target: o.Target, Container: o.Container, AgentImage: o.AgentImage},
+		Service: client,
+		Request: daemon.RunRequest{Namespace: o.Ns, Target: o.Target, Container: o.Container, AgentImage: o.AgentImage,
+			Path: o.TunnelPath},
 		Network:        o.Network,
 		InNamespace:    o.InNamespace,
 		CheckNamespace: o.CheckNamespace,

@@ -41,8 +41,8 @@ func TestNewCmdRun(t *testing.T) {
 		{name: "defaults", args: []string{"deploy/orders", "--", "sh", "-c", "true"},
 			want: RunOptions{Target: "deploy/orders", Ns: "shop", Command: []string{"sh", "-c", "true"}, Path: sh, Dash: 1}},
 		{name: "every flag", args: []string{"pod/orders-1", "-c", "app", "--network", "proxy", "-q", "--agent-image", "img",
-			"--forward", "svc/db:5432", "--forward", "svc/cache:6379:16379", "--", "sh", "-x"},
-			want: RunOptions{Target: "pod/orders-1", Container: "app", Network: "proxy", Quiet: true, AgentImage: "img", Ns: "shop",
+			"--forward", "svc/db:5432", "--forward", "svc/cache:6379:16379", "--path", "direct", "--", "sh", "-x"},
+			want: RunOptions{Target: "pod/orders-1", Container: "app", Network: "proxy", Quiet: true, AgentImage: "img", Ns: "shop", TunnelPath: "direct",
 				ForwardFlags: []string{"svc/db:5432", "svc/cache:6379:16379"},
 				Forwards:     []runcmd.Forward{{Service: "db", Port: "5432", LocalPort: 5432}, {Service: "cache", Port: "6379", LocalPort: 16379}},
 				Command:      []string{"sh", "-x"}, Path: sh, Dash: 1}},
@@ -55,6 +55,7 @@ func TestNewCmdRun(t *testing.T) {
 		{name: "-c without a target", args: []string{"-c", "app", "--", "sh"}, wantErr: "-c app names a container of the target"},
 		{name: "two targets", args: []string{"a", "b", "--", "sh"}, wantErr: "one target before --"},
 		{name: "unknown mode", args: []string{"deploy/orders", "--network", "vpn", "--", "sh"}, wantErr: `--network "vpn": want proxy or namespace`},
+		{name: "unknown path", args: []string{"deploy/orders", "--path", "vpn", "--", "sh"}, wantErr: `--path "vpn": want direct, port-forward or auto`},
 		{name: "bad forward", args: []string{"deploy/orders", "--forward", "deploy/db:5432", "--", "sh"}, wantErr: "only Services can be forwarded"},
 		{name: "forward port named without local port", args: []string{"deploy/orders", "--forward", "svc/db:pg", "--", "sh"}, wantErr: "PORT pg is a name: give LOCALPORT too"},
 		{name: "forward twice on a port", args: []string{"deploy/orders", "--forward", "svc/db:5432", "--forward", "svc/db2:5432", "--", "sh"},
@@ -78,6 +79,9 @@ func TestNewCmdRun(t *testing.T) {
 			}
 			if tt.want.AgentImage == "" {
 				tt.want.AgentImage = intercept.DefaultAgentImage()
+			}
+			if tt.want.TunnelPath == "" {
+				tt.want.TunnelPath = "auto"
 			}
 			if diff := cmp.Diff(tt.want, *got, cmdtest.IgnoreDeps); diff != "" {
 				t.Errorf("options (-want +got):\n%s", diff)
@@ -115,7 +119,7 @@ func runCmd(t *testing.T, svc daemon.Service, args ...string) (string, string, e
 }
 
 func TestRunEnvironmentAndExitStatus(t *testing.T) {
-	info := daemon.RunInfo{ID: "r1", Namespace: "shop", Pod: "orders-1", Container: "app", HTTPAddr: "127.0.0.1:3128",
+	info := daemon.RunInfo{ID: "r1", Namespace: "shop", Pod: "orders-1", Container: "app", HTTPAddr: "127.0.0.1:3128", Path: "direct",
 		SOCKSAddr: "127.0.0.1:1080", ProxyUsername: "tether", ProxyPassword: "pw", ServiceCIDRs: []string{"10.43.0.0/16"}}
 	var req daemon.RunRequest
 	ended := make(chan struct{})
@@ -130,10 +134,11 @@ func TestRunEnvironmentAndExitStatus(t *testing.T) {
 	if out != want {
 		t.Errorf("CMD saw\n%q\nwant\n%q", out, want)
 	}
-	if !strings.Contains(errOut, "running sh -c") || !strings.Contains(errOut, "as if in pod orders-1 (namespace shop) via proxy 127.0.0.1:3128") {
+	if !strings.Contains(errOut, "running sh -c") || !strings.Contains(errOut, "as if in pod orders-1 (namespace shop, direct) via proxy 127.0.0.1:3128") {
 		t.Errorf("stderr %q does not say where CMD runs", errOut)
 	}
-	if diff := cmp.Diff(daemon.RunRequest{Namespace: "shop", Target: "deploy/orders", Container: "app", AgentImage: intercept.DefaultAgentImage(), Proxy: true}, req); diff != "" {
+	if diff := cmp.Diff(daemon.RunRequest{Namespace: "shop", Target: "deploy/orders", Container: "app", AgentImage: intercept.DefaultAgentImage(), Proxy: true,
+		Path: "auto"}, req); diff != "" {
 		t.Errorf("request (-want +got)\n%s", diff)
 	}
 	<-ended // the run was ended once CMD exited
@@ -322,6 +327,7 @@ func TestNewCmdRunPodFlags(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.want.AgentImage = intercept.DefaultAgentImage()
+			tt.want.TunnelPath = "auto"
 			if diff := cmp.Diff(tt.want, *got, cmdtest.IgnoreDeps); diff != "" {
 				t.Errorf("options (-want +got):\n%s", diff)
 			}

@@ -37,8 +37,8 @@ func NewCmdStatus(f *cmdutil.Factory, runF func(context.Context, *StatusOptions)
 		Use:   "status",
 		Short: "Show the daemon's connection and the running intercepts",
 		Long: `Show whether a daemon runs for the current kube context, the cluster it is
-connected to, the running intercepts (Service port -> local port, pods), and
-the workloads tether's agent sits in, with how each records. It starts no
+connected to, the running intercepts (Service port -> local port, pods and
+the path each one's tunnel takes: direct or port-forward), and the workloads tether's agent sits in, with how each records. It starts no
 daemon: with none running it says so and succeeds.`,
 		Example: `  tether status
   tether status --context staging
@@ -93,7 +93,7 @@ func (o *StatusOptions) print(rep Report) error {
 		fmt.Fprintln(out, "Intercepts:")
 		for _, i := range st.Intercepts {
 			fmt.Fprintf(out, "  %s in %s: service %s port %d -> localhost:%d (agent port %d; pods: %s)\n",
-				i.Name, i.Namespace, i.Service, i.ServicePort, i.LocalPort, i.AgentPort, strings.Join(i.Pods, ", "))
+				i.Name, i.Namespace, i.Service, i.ServicePort, i.LocalPort, i.AgentPort, i.PodsAndPaths())
 		}
 	}
 	if len(st.Agents) > 0 {

@@ -63,7 +63,7 @@ func TestStatusValidate(t *testing.T) {
 func daemonStatus() daemon.Status {
 	return daemon.Status{Context: "test", Server: "https://10.0.0.1:6443", ServerVersion: "v1.32.0", DaemonVersion: "dev", PID: 42,
 		Intercepts: []daemon.InterceptInfo{{Name: "deployment/orders", Namespace: "shop", Service: "orders", ServicePort: 80,
-			AgentPort: 17000, LocalPort: 3000, Pods: []string{"orders-1"}}},
+			AgentPort: 17000, LocalPort: 3000, Pods: []string{"orders-1"}, Paths: map[string]string{"orders-1": "direct"}}},
 		Agents: []daemon.AgentInfo{{Workload: "deployment/orders", Namespace: "shop", Recording: true, Redacted: []string{"authorization", "cookie"}}}}
 }
 
@@ -76,7 +76,7 @@ func TestStatusRun(t *testing.T) {
 	}
 	want := `Connected to context test (https://10.0.0.1:6443, Kubernetes v1.32.0); daemon dev, pid 42
 Intercepts:
-  deployment/orders in shop: service orders port 80 -> localhost:3000 (agent port 17000; pods: orders-1)
+  deployment/orders in shop: service orders port 80 -> localhost:3000 (agent port 17000; pods: orders-1 (direct))
 Agents (` + "`tether rollback WORKLOAD`" + ` removes one):
   deployment/orders in shop: recording, redacting authorization, cookie and names that look secret (docs/replay.md)
 `

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/intercept"
@@ -25,6 +26,7 @@ import (
 	"github.com/tetherkube/tether/internal/access"
 	"github.com/tetherkube/tether/internal/buildinfo"
 	"github.com/tetherkube/tether/internal/portforward"
+	"github.com/tetherkube/tether/tunnel"
 
 	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
@@ -48,6 +50,9 @@ type Daemon struct {
 	allowed    map[string]time.Time            // when a permission check last passed, by feature, namespace and objects
 	// dialSocket is where runs' processes ask for connections (Serve).
 	dialSocket string
+	// identity is the key and certificate of direct paths, made for this
+	// daemon run and kept in memory only.
+	identity *tunnel.Identity
 }
 
 var _ daemon.Service = (*Daemon)(nil)
@@ -66,7 +71,11 @@ func New(rc *rest.Config, kubeContext string, log *slog.Logger) (*Daemon, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Daemon{context: kubeContext, rc: rc, cs: cs, dialer: d, log: log,
+	id, err := tunnel.NewIdentity()
+	if err != nil {
+		return nil, err
+	}
+	return &Daemon{context: kubeContext, rc: rc, cs: cs, dialer: d, log: log, identity: id,
 		quit: make(chan struct{}), intercepts: map[string]*intercept.Intercept{}, starting: map[string]bool{}}, nil
 }
 
@@ -229,11 +238,16 @@ func info(ic *intercept.Intercept) daemon.InterceptInfo {
 	return daemon.InterceptInfo{
 		Name: ic.Workload.String(), Namespace: ic.Workload.Namespace, Service: ic.Service,
 		ServicePort: int(ic.ServicePort.Port), AgentPort: ic.AgentPort, LocalPort: ic.LocalPort, Pods: ic.Pods(),
+		Paths: ic.Paths(),
 	}
 }
 
 // Intercept starts an intercept and keeps it until Leave or Quit.
 func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, progress func(string)) (daemon.InterceptInfo, error) {
+	path, err := agent.ParsePath(req.Path)
+	if err != nil {
+		return daemon.InterceptInfo{}, err
+	}
 	w, err := workload.Client{CS: d.cs}.Resolve(ctx, req.Namespace, req.Workload)
 	if err != nil {
 		return daemon.InterceptInfo{}, err
@@ -263,11 +277,11 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 		delete(d.starting, key)
 		d.mu.Unlock()
 	}()
-	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress}
+	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Identity: d.identity}
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, LocalPort: req.LocalPort,
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
-		AgentResources: res, LocalPortLater: req.LocalPortLater,
+		AgentResources: res, LocalPortLater: req.LocalPortLater, Path: path,
 	})
 	if err != nil {
 		return daemon.InterceptInfo{}, err

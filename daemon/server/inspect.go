@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"k8s.io/client-go/kubernetes"
 
@@ -60,4 +61,11 @@ func (d *Daemon) agentLink(ctx context.Context, namespace, pod string, port int,
 		return nil, fmt.Errorf("tunnel to pod %s: %w", pod, err)
 	}
 	return link, nil
+}
+
+// usePath opens the direct path of link to the agent of the pod at podIP as
+// path asks (agent.Link.UsePath), with this daemon run's key.
+func (d *Daemon) usePath(ctx context.Context, link *agent.Link, podIP string, path agent.Path) error {
+	ip, _ := netip.ParseAddr(podIP)
+	return link.UsePath(ctx, path, agent.DirectOffer{PodIP: ip, Identity: d.identity})
 }

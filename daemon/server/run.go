@@ -38,13 +38,17 @@ func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(s
 	if strings.TrimSpace(req.Target) == "" && req.Container != "" {
 		return errdefs.User("-c %s names a container of the target; name the target too (WORKLOAD or pod/NAME)", req.Container)
 	}
+	path, err := agent.ParsePath(req.Path)
+	if err != nil {
+		return err
+	}
 	services, err := d.checkServices(ctx, req.Namespace, req.Services)
 	if err != nil {
 		return err
 	}
 	req.Services = services
 	if strings.TrimSpace(req.Target) == "" {
-		return d.runThroughGateway(ctx, req, progress, ready)
+		return d.runThroughGateway(ctx, req, path, progress, ready)
 	}
 	pod, picked, err := trace.PickPod(ctx, d.cs, req.Namespace, req.Target, trace.PickOptions{Purpose: "run as"})
 	if err != nil {
@@ -76,13 +80,22 @@ func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(s
 		}
 		defer link.Close()
 		via = "an inspection agent (ephemeral container) of pod " + pod.Name
+		if err := d.usePath(ctx, link, pod.Status.PodIP, path); err != nil {
+			return err
+		}
+	} else if path == agent.PathDirect && link.Path() != agent.PathDirect {
+		// The intercept's link, on the port-forward: offer it the direct
+		// path as asked (the intercept's connections take it too).
+		if err := d.usePath(ctx, link, pod.Status.PodIP, path); err != nil {
+			return err
+		}
 	}
 	return d.holdRun(ctx, req, runTarget{pod: pod.Name, container: container, picked: picked, via: via, link: link, ranges: ranges}, ready)
 }
 
 // runThroughGateway runs where no workload is named: from the namespace's
 // gateway Deployment (journaled; `tether rollback` removes it).
-func (d *Daemon) runThroughGateway(ctx context.Context, req daemon.RunRequest, progress func(string), ready func(daemon.RunInfo)) error {
+func (d *Daemon) runThroughGateway(ctx context.Context, req daemon.RunRequest, path agent.Path, progress func(string), ready func(daemon.RunInfo)) error {
 	ranges, err := d.clusterRanges(ctx, req.Namespace)
 	if err != nil {
 		return err
@@ -96,6 +109,15 @@ func (d *Daemon) runThroughGateway(ctx context.Context, req daemon.RunRequest, p
 		return err
 	}
 	defer link.Close()
+	if path != agent.PathPortForward {
+		p, err := d.cs.CoreV1().Pods(req.Namespace).Get(ctx, gw.Pod, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("read the gateway's pod %s: %w", gw.Pod, err)
+		}
+		if err := d.usePath(ctx, link, p.Status.PodIP, path); err != nil {
+			return err
+		}
+	}
 	via := fmt.Sprintf("the gateway deployment/%s of namespace %s (`tether rollback deployment/%s -n %s` removes it)",
 		gateway.Name, req.Namespace, gateway.Name, req.Namespace)
 	return d.holdRun(ctx, req, runTarget{pod: gw.Pod, container: inject.AgentContainer, via: via, link: link, ranges: ranges}, ready)
@@ -127,7 +149,8 @@ func (d *Daemon) holdRun(ctx context.Context, req daemon.RunRequest, t runTarget
 	defer d.removeRun(r)
 	info := daemon.RunInfo{ID: r.id, Namespace: req.Namespace, Pod: pod, Container: container, PickedFrom: picked, Via: via,
 		ResolvConf: rc, ResolvConfRaw: raw, ServiceCIDRs: ranges.Services, ServiceCIDRsSource: ranges.ServicesSource,
-		PodCIDRs: ranges.Pods, PodCIDRsSource: ranges.PodsSource, DialSocket: d.dialSocket, Services: req.Services}
+		PodCIDRs: ranges.Pods, PodCIDRsSource: ranges.PodsSource, DialSocket: d.dialSocket, Services: req.Services,
+		Path: string(link.Path())}
 	if req.Proxy {
 		pctx, stop := context.WithCancel(ctx)
 		defer stop()
@@ -147,7 +170,7 @@ func (d *Daemon) holdRun(ctx context.Context, req daemon.RunRequest, t runTarget
 		info.SOCKSAddr, info.HTTPAddr = socks.Addr().String(), httpl.Addr().String()
 		info.ProxyUsername, info.ProxyPassword = cfg.Username, cfg.Password
 	}
-	d.log.Info("run ready", "pod", req.Namespace+"/"+pod, "via", via, "proxy", req.Proxy)
+	d.log.Info("run ready", "pod", req.Namespace+"/"+pod, "via", via, "proxy", req.Proxy, "path", info.Path)
 	ready(info)
 	select {
 	case <-ctx.Done():

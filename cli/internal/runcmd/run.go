@@ -144,8 +144,12 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		}
 	}
 	if !cfg.Quiet {
-		fmt.Fprintf(cfg.ErrOut, "running %s as if in pod %s (namespace %s) %s%s\n",
-			strings.Join(p.Args, " "), sess.Info.Pod, sess.Info.Namespace, how, forwardsNote(cfg.Forwards))
+		path := ""
+		if sess.Info.Path != "" {
+			path = ", " + sess.Info.Path
+		}
+		fmt.Fprintf(cfg.ErrOut, "running %s as if in pod %s (namespace %s%s) %s%s\n",
+			strings.Join(p.Args, " "), sess.Info.Pod, sess.Info.Namespace, path, how, forwardsNote(cfg.Forwards))
 	}
 	stopWatch := make(chan struct{})
 	defer close(stopWatch)

@@ -26,6 +26,7 @@ import (
 	"github.com/tetherkube/tether/internal/buildinfo"
 
 	"github.com/tetherkube/tether/internal/errdefs"
+	"github.com/tetherkube/tether/tunnel"
 )
 
 // ProxySettle is how long an intercept waits, once the Service's endpoints
@@ -59,6 +60,8 @@ type Request struct {
 	// AgentResources are the agent container's requests and limits; nil
 	// gives inject.DefaultResources.
 	AgentResources *corev1.ResourceRequirements
+	// Path is the path the tunnels take (agent.UsePath); empty is auto.
+	Path agent.Path
 }
 
 // Dialer reaches a pod's port through the API server.
@@ -75,6 +78,9 @@ type Manager struct {
 	Progress func(string)
 	// Settle overrides ProxySettle (tests).
 	Settle time.Duration
+	// Identity is the daemon's key for direct paths (tunnel/spec.md,
+	// section 4); nil offers none.
+	Identity *tunnel.Identity
 }
 
 func (m *Manager) settle() time.Duration {
@@ -303,7 +309,15 @@ func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	path := req.Path
+	if path == "" {
+		path = agent.PathAuto
+	}
+	if path == agent.PathAuto && m.Identity == nil {
+		path = agent.PathPortForward
+	}
 	t := newTunnels(m.CS, m.Dialer, log, w.Namespace, sel.String(), token, int(plan.AgentPort), req.LocalPort)
+	t.path, t.identity = path, m.Identity
 	if err := t.start(ctx); err != nil {
 		t.stop()
 		return nil, err
@@ -370,6 +384,14 @@ func (i *Intercept) Pods() []string {
 		return nil
 	}
 	return i.tunnels.pods()
+}
+
+// Paths says, by pod, which path its tunnel takes now.
+func (i *Intercept) Paths() map[string]string {
+	if i.tunnels == nil {
+		return nil
+	}
+	return i.tunnels.paths()
 }
 
 // Leave stops the intercept: every agent sends its connections to the app

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"sync"
@@ -28,6 +29,9 @@ type tunnels struct {
 	token     []byte
 	agentPort int
 	localPort int
+	// path is the path asked for; identity the daemon's key for it.
+	path     agent.Path
+	identity *tunnel.Identity
 
 	mu     sync.Mutex
 	links  map[string]*agent.Link
@@ -91,7 +95,7 @@ func (t *tunnels) sync(ctx context.Context) error {
 				continue // healthy
 			}
 		}
-		if err := t.connect(ctx, p.Name); err != nil {
+		if err := t.connect(ctx, p.Name, p.Status.PodIP); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -106,8 +110,9 @@ func (t *tunnels) sync(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// connect opens a tunnel to pod's agent and intercepts the port through it.
-func (t *tunnels) connect(ctx context.Context, pod string) error {
+// connect opens a tunnel to pod's agent, the direct path as t.path asks,
+// and intercepts the port through it.
+func (t *tunnels) connect(ctx context.Context, pod, podIP string) error {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	c, err := t.dialer.DialPod(cctx, t.ns, pod, agent.DefaultTunnelPort)
@@ -120,6 +125,11 @@ func (t *tunnels) connect(ctx context.Context, pod string) error {
 	if err != nil {
 		return fmt.Errorf("tunnel to pod %s: %w", pod, err)
 	}
+	ip, _ := netip.ParseAddr(podIP)
+	if err := l.UsePath(cctx, t.path, agent.DirectOffer{PodIP: ip, Identity: t.identity}); err != nil {
+		l.Close()
+		return fmt.Errorf("pod %s: %w", pod, err)
+	}
 	if err := l.Agent().Intercept(cctx, t.agentPort); err != nil {
 		l.Close()
 		return fmt.Errorf("intercept on pod %s: %w", pod, err)
@@ -131,7 +141,7 @@ func (t *tunnels) connect(ctx context.Context, pod string) error {
 	}
 	t.links[pod] = l
 	t.mu.Unlock()
-	t.log.Info("intercepting", "pod", pod, "agentPort", t.agentPort, "localPort", t.localPort)
+	t.log.Info("intercepting", "pod", pod, "agentPort", t.agentPort, "localPort", t.localPort, "path", l.Path())
 	return nil
 }
 
@@ -165,6 +175,17 @@ func (t *tunnels) pods() []string {
 		out = append(out, name)
 	}
 	sort.Strings(out)
+	return out
+}
+
+// paths says, by pod, which path each tunnel takes now.
+func (t *tunnels) paths() map[string]string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]string, len(t.links))
+	for name, l := range t.links {
+		out[name] = string(l.Path())
+	}
 	return out
 }
 

@@ -525,7 +525,10 @@ type RunRequest struct {
 	// Open the SOCKS5 and HTTP proxies.
 	Proxy bool `protobuf:"varint,5,opt,name=proxy,proto3" json:"proxy,omitempty"`
 	// Services the run forwards to, NAME:PORT, checked to exist first.
-	Services      []string `protobuf:"bytes,6,rep,name=services,proto3" json:"services,omitempty"`
+	Services []string `protobuf:"bytes,6,rep,name=services,proto3" json:"services,omitempty"`
+	// How the run's connections reach the agent: "auto" (or empty),
+	// "direct" or "port-forward" (tunnel/spec.md, section 4).
+	Path          string `protobuf:"bytes,7,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -600,6 +603,13 @@ func (x *RunRequest) GetServices() []string {
 		return x.Services
 	}
 	return nil
+}
+
+func (x *RunRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
 }
 
 type RunEvent struct {
@@ -707,7 +717,10 @@ type RunInfo struct {
 	// The workload the pod was picked from, when the target named one.
 	PickedFrom string `protobuf:"bytes,17,opt,name=picked_from,json=pickedFrom,proto3" json:"picked_from,omitempty"`
 	// RunRequest.services with each port as a number, in the same order.
-	Services      []string `protobuf:"bytes,18,rep,name=services,proto3" json:"services,omitempty"`
+	Services []string `protobuf:"bytes,18,rep,name=services,proto3" json:"services,omitempty"`
+	// The path the run's connections take to the agent: "direct" or
+	// "port-forward".
+	Path          string `protobuf:"bytes,19,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -866,6 +879,13 @@ func (x *RunInfo) GetServices() []string {
 		return x.Services
 	}
 	return nil
+}
+
+func (x *RunInfo) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
 }
 
 type ReplayRequest struct {
@@ -3798,7 +3818,9 @@ type InterceptInfo struct {
 	AgentPort   int32  `protobuf:"varint,5,opt,name=agent_port,json=agentPort,proto3" json:"agent_port,omitempty"`
 	LocalPort   int32  `protobuf:"varint,6,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
 	// The pods whose agents send traffic here now.
-	Pods          []string `protobuf:"bytes,7,rep,name=pods,proto3" json:"pods,omitempty"`
+	Pods []string `protobuf:"bytes,7,rep,name=pods,proto3" json:"pods,omitempty"`
+	// The path each pod's tunnel takes, by pod: "direct" or "port-forward".
+	Paths         map[string]string `protobuf:"bytes,8,rep,name=paths,proto3" json:"paths,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3882,6 +3904,13 @@ func (x *InterceptInfo) GetPods() []string {
 	return nil
 }
 
+func (x *InterceptInfo) GetPaths() map[string]string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
 type InterceptRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
@@ -3897,8 +3926,11 @@ type InterceptRequest struct {
 	// The process that listens on local_port starts once the intercept is
 	// up (tether intercept -- CMD): do not check that something listens.
 	LocalPortLater bool `protobuf:"varint,8,opt,name=local_port_later,json=localPortLater,proto3" json:"local_port_later,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// "auto" (or empty), "direct" or "port-forward" (tunnel/spec.md,
+	// section 4).
+	Path          string `protobuf:"bytes,9,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InterceptRequest) Reset() {
@@ -3985,6 +4017,13 @@ func (x *InterceptRequest) GetLocalPortLater() bool {
 		return x.LocalPortLater
 	}
 	return false
+}
+
+func (x *InterceptRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
 }
 
 type InterceptEvent struct {
@@ -4521,7 +4560,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"mount_path\x18\x01 \x01(\tR\tmountPath\x12\x16\n" +
 	"\x06volume\x18\x02 \x01(\tR\x06volume\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xb3\x01\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xc7\x01\n" +
 	"\n" +
 	"RunRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x16\n" +
@@ -4530,11 +4569,12 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\vagent_image\x18\x04 \x01(\tR\n" +
 	"agentImage\x12\x14\n" +
 	"\x05proxy\x18\x05 \x01(\bR\x05proxy\x12\x1a\n" +
-	"\bservices\x18\x06 \x03(\tR\bservices\"d\n" +
+	"\bservices\x18\x06 \x03(\tR\bservices\x12\x12\n" +
+	"\x04path\x18\a \x01(\tR\x04path\"d\n" +
 	"\bRunEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x121\n" +
 	"\x05ready\x18\x02 \x01(\v2\x19.tether.daemon.v1.RunInfoH\x00R\x05readyB\a\n" +
-	"\x05event\"\xe6\x04\n" +
+	"\x05event\"\xfa\x04\n" +
 	"\aRunInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x10\n" +
@@ -4558,7 +4598,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x0fresolv_conf_raw\x18\x10 \x01(\fR\rresolvConfRaw\x12\x1f\n" +
 	"\vpicked_from\x18\x11 \x01(\tR\n" +
 	"pickedFrom\x12\x1a\n" +
-	"\bservices\x18\x12 \x03(\tR\bservices\"\x8a\x03\n" +
+	"\bservices\x18\x12 \x03(\tR\bservices\x12\x12\n" +
+	"\x04path\x18\x13 \x01(\tR\x04path\"\x8a\x03\n" +
 	"\rReplayRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x127\n" +
@@ -4818,7 +4859,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1c\n" +
 	"\trecording\x18\x03 \x01(\bR\trecording\x12#\n" +
 	"\rredaction_off\x18\x04 \x01(\bR\fredactionOff\x12%\n" +
-	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\"\xd0\x01\n" +
+	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\"\xcc\x02\n" +
 	"\rInterceptInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
@@ -4828,7 +4869,12 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"agent_port\x18\x05 \x01(\x05R\tagentPort\x12\x1d\n" +
 	"\n" +
 	"local_port\x18\x06 \x01(\x05R\tlocalPort\x12\x12\n" +
-	"\x04pods\x18\a \x03(\tR\x04pods\"\xdc\x02\n" +
+	"\x04pods\x18\a \x03(\tR\x04pods\x12@\n" +
+	"\x05paths\x18\b \x03(\v2*.tether.daemon.v1.InterceptInfo.PathsEntryR\x05paths\x1a8\n" +
+	"\n" +
+	"PathsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf0\x02\n" +
 	"\x10InterceptRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -4839,7 +4885,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"agentImage\x126\n" +
 	"\x17rollout_timeout_seconds\x18\x06 \x01(\x03R\x15rolloutTimeoutSeconds\x12I\n" +
 	"\x0fagent_resources\x18\a \x01(\v2 .tether.daemon.v1.AgentResourcesR\x0eagentResources\x12(\n" +
-	"\x10local_port_later\x18\b \x01(\bR\x0elocalPortLater\"p\n" +
+	"\x10local_port_later\x18\b \x01(\bR\x0elocalPortLater\x12\x12\n" +
+	"\x04path\x18\t \x01(\tR\x04path\"p\n" +
 	"\x0eInterceptEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x127\n" +
 	"\x05ready\x18\x02 \x01(\v2\x1f.tether.daemon.v1.InterceptInfoH\x00R\x05readyB\a\n" +
@@ -4892,7 +4939,7 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*EnvRequest)(nil),        // 0: tether.daemon.v1.EnvRequest
 	(*EnvEvent)(nil),          // 1: tether.daemon.v1.EnvEvent
@@ -4950,12 +4997,13 @@ var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*QuitResponse)(nil),      // 53: tether.daemon.v1.QuitResponse
 	nil,                       // 54: tether.daemon.v1.ReplaySummary.ByStatusEntry
 	nil,                       // 55: tether.daemon.v1.TraceService.SelectorEntry
-	(*v1.Exchange)(nil),       // 56: tether.agent.v1.Exchange
-	(*v1.ExchangeFilter)(nil), // 57: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil), // 58: tether.agent.v1.RecordingStats
-	(*v1.DNSRecord)(nil),      // 59: tether.agent.v1.DNSRecord
-	(*v1.PacketBatch)(nil),    // 60: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),   // 61: tether.agent.v1.CaptureStats
+	nil,                       // 56: tether.daemon.v1.InterceptInfo.PathsEntry
+	(*v1.Exchange)(nil),       // 57: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil), // 58: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil), // 59: tether.agent.v1.RecordingStats
+	(*v1.DNSRecord)(nil),      // 60: tether.agent.v1.DNSRecord
+	(*v1.PacketBatch)(nil),    // 61: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),   // 62: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	2,  // 0: tether.daemon.v1.EnvEvent.result:type_name -> tether.daemon.v1.EnvResult
@@ -4964,17 +5012,17 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	5,  // 3: tether.daemon.v1.EnvResult.not_copied:type_name -> tether.daemon.v1.EnvMount
 	8,  // 4: tether.daemon.v1.RunEvent.ready:type_name -> tether.daemon.v1.RunInfo
 	28, // 5: tether.daemon.v1.RunInfo.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
-	56, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	57, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
 	11, // 7: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
 	13, // 8: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
 	12, // 9: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
 	54, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
 	15, // 11: tether.daemon.v1.RecordRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
 	17, // 12: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	57, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	56, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	58, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	57, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
 	20, // 15: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	58, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	59, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
 	23, // 17: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
 	24, // 18: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
 	25, // 19: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
@@ -4985,7 +5033,7 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	36, // 24: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
 	28, // 25: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
 	29, // 26: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
-	59, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
+	60, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
 	31, // 28: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
 	55, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
 	32, // 30: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
@@ -4993,43 +5041,44 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	35, // 32: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
 	35, // 33: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
 	37, // 34: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
-	60, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	61, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	61, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	62, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
 	43, // 37: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
 	42, // 38: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
-	15, // 39: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
-	43, // 40: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	50, // 41: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	51, // 42: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	40, // 43: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	44, // 44: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	46, // 45: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	48, // 46: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	52, // 47: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	38, // 48: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	21, // 49: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	14, // 50: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	18, // 51: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	9,  // 52: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	0,  // 53: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
-	6,  // 54: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
-	41, // 55: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	45, // 56: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	47, // 57: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	49, // 58: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	53, // 59: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	39, // 60: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	22, // 61: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	16, // 62: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	19, // 63: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	10, // 64: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	1,  // 65: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
-	7,  // 66: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
-	55, // [55:67] is the sub-list for method output_type
-	43, // [43:55] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	56, // 39: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
+	15, // 40: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
+	43, // 41: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	50, // 42: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	51, // 43: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	40, // 44: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	44, // 45: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	46, // 46: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	48, // 47: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	52, // 48: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	38, // 49: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	21, // 50: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	14, // 51: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	18, // 52: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	9,  // 53: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	0,  // 54: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
+	6,  // 55: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
+	41, // 56: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	45, // 57: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	47, // 58: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	49, // 59: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	53, // 60: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	39, // 61: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	22, // 62: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	16, // 63: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	19, // 64: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	10, // 65: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	1,  // 66: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
+	7,  // 67: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
+	56, // [56:68] is the sub-list for method output_type
+	44, // [44:56] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -5072,7 +5121,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   56,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
