@@ -1,0 +1,140 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// interceptPaths reads `tether status -o json`: the path of each pod's
+// tunnel of the one intercept.
+func (e *env) interceptPaths() map[string]string {
+	e.t.Helper()
+	var st struct {
+		Daemon struct {
+			Intercepts []struct {
+				Pods  []string
+				Paths map[string]string
+			}
+		}
+	}
+	out := e.mustTether("status", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		e.t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	if len(st.Daemon.Intercepts) != 1 {
+		e.t.Fatalf("status shows %d intercepts, want 1:\n%s", len(st.Daemon.Intercepts), out)
+	}
+	ic := st.Daemon.Intercepts[0]
+	if len(ic.Paths) != len(ic.Pods) {
+		e.t.Errorf("status: paths %v for pods %v", ic.Paths, ic.Pods)
+	}
+	return ic.Paths
+}
+
+// wantPaths requires every pod's tunnel on path.
+func (e *env) wantPaths(path string) {
+	e.t.Helper()
+	paths := e.interceptPaths()
+	if len(paths) == 0 {
+		e.t.Fatalf("status shows no pod")
+	}
+	for pod, got := range paths {
+		if got != path {
+			e.t.Errorf("pod %s: path %q, want %s", pod, got, path)
+		}
+	}
+}
+
+// blockEgressToLaptop denies the orders pods every egress but DNS, as a
+// NetworkPolicy on the workload's egress would: the agent can no longer
+// open a connection to this machine.
+func (e *env) blockEgressToLaptop() {
+	e.t.Helper()
+	dns := intstr.FromInt32(53)
+	udp, tcp := corev1.ProtocolUDP, corev1.ProtocolTCP
+	deny := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "orders-egress-dns-only"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "orders"}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+			Egress: []networkingv1.NetworkPolicyEgressRule{{Ports: []networkingv1.NetworkPolicyPort{
+				{Protocol: &udp, Port: &dns}, {Protocol: &tcp, Port: &dns}}}},
+		},
+	}
+	if _, err := e.cs.NetworkingV1().NetworkPolicies(e.ns).Create(context.Background(), deny, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestInterceptDirectPath: on the local cluster the pods reach this
+// machine, so `--path auto` takes the direct path; status says so, and
+// the in-cluster client's requests reach the laptop.
+func TestInterceptDirectPath(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(2)
+	client := e.clientPod("client")
+	port := laptop(t)
+	out := e.mustTether(agentImage("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(port))...)
+	if !strings.Contains(out, "(direct)") {
+		t.Errorf("intercept output does not name the path:\n%s", out)
+	}
+	e.wantPaths("direct")
+	e.requireAll(client, "laptop", 20)
+	e.mustTether("leave", "deploy/orders")
+	e.requireAll(client, "app", 3)
+}
+
+// TestInterceptPathBlocked: with the agent's egress to this machine
+// denied, auto falls back to the port-forward and serves the same
+// requests; --path direct fails with a user error (exit 2) and leaves
+// nothing in the cluster.
+func TestInterceptPathBlocked(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	client := e.clientPod("client")
+	port := laptop(t)
+	e.blockEgressToLaptop()
+	before := e.snapshot()
+
+	// --path direct first: nothing of the intercept may remain.
+	args := agentImage("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(port), "--path", "direct",
+		"--kubeconfig", e.kubeconfig, "-n", e.ns)
+	var out, errOut string
+	var code int
+	for try := 0; ; try++ {
+		// The policy controller applies a new policy within seconds.
+		out, errOut, code = e.tether(args...)
+		if code != 0 || try == 5 {
+			break
+		}
+		t.Logf("intercept --path direct succeeded before the policy applied; leaving and trying again")
+		e.mustTether("rollback", "deploy/orders")
+		e.waitAppRoutes(1)
+		time.Sleep(2 * time.Second)
+	}
+	if code != 2 || !strings.Contains(errOut, "--path direct: the pod") || !strings.Contains(errOut, "--path port-forward") {
+		t.Fatalf("intercept --path direct with egress blocked: exit %d, want 2 with the reason\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	e.waitAppRoutes(1)
+	e.requireRestored(before)
+	e.requireAll(client, "app", 3)
+
+	// auto: the port-forward carries the same requests.
+	e.mustTether(agentImage("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(port))...)
+	e.wantPaths("port-forward")
+	e.requireAll(client, "laptop", 20)
+	e.mustTether("rollback", "deploy/orders")
+	e.waitAppRoutes(1)
+	e.requireRestored(before)
+}
