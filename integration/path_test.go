@@ -123,6 +123,7 @@ func TestInterceptPathBlocked(t *testing.T) {
 		e.waitAppRoutes(1)
 		time.Sleep(2 * time.Second)
 	}
+	t.Logf("intercept --path direct with egress blocked: exit %d\n%s", code, errOut)
 	if code != 2 || !strings.Contains(errOut, "--path direct: the pod") || !strings.Contains(errOut, "--path port-forward") {
 		t.Fatalf("intercept --path direct with egress blocked: exit %d, want 2 with the reason\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
@@ -137,4 +138,20 @@ func TestInterceptPathBlocked(t *testing.T) {
 	e.mustTether("rollback", "deploy/orders")
 	e.waitAppRoutes(1)
 	e.requireRestored(before)
+}
+
+// TestRunPaths: `tether run` reaches the cluster the same over either
+// path, and says which one it took.
+func TestRunPaths(t *testing.T) {
+	e := newEnv(t)
+	_, svc := e.deployOrders(1)
+	pod, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), e.firstPod("orders"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"direct", "port-forward"} {
+		t.Run(path, func(t *testing.T) {
+			e.runReachesCluster(pod, svc, []string{"--path", path}, path)
+		})
+	}
 }

@@ -69,17 +69,12 @@ func demoBinary(t *testing.T) string {
 	return out
 }
 
-// TestRunProxyReachesTheCluster: curl, Python's urllib and a static Go
-// binary under `tether run` reach a Service by its short name (the pod's
-// search list), its FQDN, its ClusterIP and a pod IP; CMD's exit status
-// is tether's.
-func TestRunProxyReachesTheCluster(t *testing.T) {
-	e := newEnv(t)
-	_, svc := e.deployOrders(1)
-	pod, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), e.firstPod("orders"), metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+// runReachesCluster runs curl under `tether run deploy/orders flags...`:
+// it must reach a Service by its short name, its FQDN, its ClusterIP and
+// pod's IP, and return CMD's exit status; the progress line names the pod
+// and, when path is set, the path.
+func (e *env) runReachesCluster(pod *corev1.Pod, svc *corev1.Service, flags []string, path string) {
+	e.t.Helper()
 	urls := []string{
 		"http://orders/whoami",
 		"http://orders." + e.ns + ".svc.cluster.local/whoami",
@@ -91,16 +86,34 @@ func TestRunProxyReachesTheCluster(t *testing.T) {
 		script += fmt.Sprintf("curl -sS -m 20 --fail %s; echo\n", u)
 	}
 	script += "exit 7\n"
-	out, errOut, code := e.run("deploy/orders", nil, "sh", "-c", script)
+	out, errOut, code := e.run("deploy/orders", flags, "sh", "-c", script)
 	if code != 7 {
-		t.Fatalf("exit %d, want CMD's 7\nstdout: %s\nstderr: %s", code, out, errOut)
+		e.t.Fatalf("exit %d, want CMD's 7\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 	if got := strings.Count(out, pod.Name); got != len(urls) {
-		t.Errorf("%d of %d requests answered by pod %s:\n%s", got, len(urls), pod.Name, out)
+		e.t.Errorf("%d of %d requests answered by pod %s:\n%s", got, len(urls), pod.Name, out)
 	}
-	if want := fmt.Sprintf("as if in pod %s (namespace %s) via proxy 127.0.0.1:", pod.Name, e.ns); !strings.Contains(errOut, want) {
-		t.Errorf("stderr does not say %q:\n%s", want, errOut)
+	want := fmt.Sprintf("as if in pod %s (namespace %s", pod.Name, e.ns)
+	if path != "" {
+		want += ", " + path + ")"
 	}
+	if !strings.Contains(errOut, want) || !strings.Contains(errOut, "via proxy 127.0.0.1:") {
+		e.t.Errorf("stderr does not say %q ... via proxy:\n%s", want, errOut)
+	}
+}
+
+// TestRunProxyReachesTheCluster: curl, Python's urllib and a static Go
+// binary under `tether run` reach a Service by its short name (the pod's
+// search list), its FQDN, its ClusterIP and a pod IP; CMD's exit status
+// is tether's.
+func TestRunProxyReachesTheCluster(t *testing.T) {
+	e := newEnv(t)
+	_, svc := e.deployOrders(1)
+	pod, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), e.firstPod("orders"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.runReachesCluster(pod, svc, nil, "")
 
 	t.Run("headless Service and the host's loopback", func(t *testing.T) {
 		headless := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "orders-headless"},
