@@ -51,7 +51,7 @@ func main() {
 	flag.Int64Var(&o.bulkBytes, "bulk-bytes", 128<<20, "bytes per throughput measurement")
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per path; the table shows medians")
 	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record or run (default: all)")
-	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image `tether run` adds (default: tether's own)")
+	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image intercept and `tether run` add (default: tether's own)")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon and `tether run` under the latency and bulk rows here (`make bench PROFILE=1`)")
 	flag.Parse()
 	if o.kubeconfig == "" {
@@ -132,10 +132,18 @@ func run(ctx context.Context, o options) error {
 	}
 	// What tether adds: the intercepted path less the in-cluster Service hop
 	// every caller pays (derived from two rows of this run).
-	added := row{name: "intercepted less the in-cluster hop (derived)",
-		p50: tr.intercepted.p50 - tr.inCluster.p50, p99: tr.intercepted.p99 - tr.inCluster.p99, mbPerSec: tr.intercepted.mbPerSec}
+	rows := []row{tr.baseline}
+	for _, path := range tunnelPaths {
+		i := tr.intercepted[path]
+		rows = append(rows, i, row{name: "  " + path + ": intercepted less the in-cluster hop (derived)",
+			p50: i.p50 - tr.inCluster.p50, p99: i.p99 - tr.inCluster.p99, mbPerSec: i.mbPerSec})
+	}
+	rows = append(rows, tr.direct, tr.inCluster, tr.podToPod)
 	fmt.Printf("== data path: medians of %d interleaved rounds; latency of sequential requests on one connection, bulk download\n", o.rounds)
-	print(os.Stdout, tr.baseline, []row{tr.baseline, tr.intercepted, added, tr.direct, tr.inCluster})
+	print(os.Stdout, tr.baseline, rows)
+	d := tr.intercepted["direct"]
+	fmt.Printf("direct path p50 against pod -> pod: %.2fx (target <= 2x, issue 13); against the raw port-forward: %.2fx\n",
+		ratio(d.p50, tr.podToPod.p50), ratio(d.p50, tr.baseline.p50))
 
 	fmt.Println("\n== time to be ready")
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', tabwriter.AlignRight)

@@ -29,12 +29,14 @@ type clientResult struct {
 	First  string        `json:"firstError"`
 }
 
-// runRow is one figure of CMD under `tether run` against the same figure
-// of the raw port-forward to the same pod.
+// runRow is one figure of CMD under `tether run`, over each path, against
+// the same figure of the raw port-forward to the same pod.
 type runRow struct {
-	name      string
-	base, run clientResult
-	latency   bool // compare p50/p99, else MiB/s
+	name string
+	base clientResult
+	// run holds the figure over each path, in the order of tunnelPaths.
+	run     []clientResult
+	latency bool // compare p50/p99, else MiB/s
 }
 
 // runResults are the figures of `tether run` in proxy and namespace modes.
@@ -95,10 +97,14 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 	cli := tetherCLI{bin: o.tetherBin, kubeconfig: o.kubeconfig, namespace: o.namespace, runtimeDir: tmp}
 	defer cli.run(context.Background(), "quit")
 	defer ns.cmd(context.Background(), "", ns.tether, "quit").Run()
+	path := "" // --path of the runs, when set
 	runArgs := func(flags ...string) []string {
 		args := []string{"run", "deploy/orders", "-q", "--network", "proxy", "--kubeconfig", o.kubeconfig, "-n", o.namespace}
 		if o.agentImage != "" {
 			args = append(args, "--agent-image", o.agentImage)
+		}
+		if path != "" {
+			args = append(args, "--path", path)
 		}
 		return append(append(args, flags...), "--")
 	}
@@ -106,6 +112,9 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 		args := []string{"run", "deploy/orders", "-q", "--network", "namespace", "--kubeconfig", ns.kubeconfig, "-n", o.namespace}
 		if o.agentImage != "" {
 			args = append(args, "--agent-image", o.agentImage)
+		}
+		if path != "" {
+			args = append(args, "--path", path)
 		}
 		return append(append(args, "--"), cmd...)
 	}
@@ -207,16 +216,32 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 			[]string{"-mode", "upload", "-bytes", size, "-url", "http://" + pfAddr + "/upload"},
 			[]string{"-mode", "upload", "-bytes", size, "-url", "http://orders/upload"}},
 	}
-	per := make([][3][]clientResult, len(kinds))
+	// per[kind][mode][path]: the baseline has one path (index 0).
+	per := make([][3][][]clientResult, len(kinds))
+	for i := range per {
+		for mode := range per[i] {
+			per[i][mode] = make([][]clientResult, len(tunnelPaths))
+		}
+	}
 	var lookups []clientResult
 	for range o.rounds {
 		for i, k := range kinds {
-			for mode, args := range [][]string{k.base, k.run, k.run} {
-				v, err := runclient(mode, args...)
-				if err != nil {
-					return r, err
+			v, err := runclient(base, k.base...)
+			if err != nil {
+				return r, err
+			}
+			per[i][base][0] = append(per[i][base][0], v)
+			for p, tp := range tunnelPaths {
+				path = tp
+				for _, mode := range []int{proxy, namespace} {
+					v, err := runclient(mode, k.run...)
+					if err != nil {
+						path = ""
+						return r, fmt.Errorf("--path %s: %w", tp, err)
+					}
+					per[i][mode][p] = append(per[i][mode][p], v)
 				}
-				per[i][mode] = append(per[i][mode], v)
+				path = ""
 			}
 		}
 		v, err := runclient(namespace, "-mode", "dns", "-name", "orders", "-n", "200")
@@ -226,9 +251,13 @@ func measureRun(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, 
 		lookups = append(lookups, v)
 	}
 	for i, k := range kinds {
-		b := medianResult(per[i][base])
-		r.rows = append(r.rows, runRow{name: k.name, latency: k.latency, base: b, run: medianResult(per[i][proxy])})
-		r.nsRows = append(r.nsRows, runRow{name: k.name, latency: k.latency, base: b, run: medianResult(per[i][namespace])})
+		b := medianResult(per[i][base][0])
+		pr, nr := runRow{name: k.name, latency: k.latency, base: b}, runRow{name: k.name, latency: k.latency, base: b}
+		for p := range tunnelPaths {
+			pr.run = append(pr.run, medianResult(per[i][proxy][p]))
+			nr.run = append(nr.run, medianResult(per[i][namespace][p]))
+		}
+		r.rows, r.nsRows = append(r.rows, pr), append(r.nsRows, nr)
 	}
 	r.dns = medianResult(lookups)
 	if err := daemonWithIdleConns(ctx, o, tmp, tether, runArgs, client, &r); err != nil {

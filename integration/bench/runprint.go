@@ -3,13 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
 
 func printRun(w io.Writer, r runResults, o options) {
 	fmt.Fprintf(w, "\n== tether run, proxy mode: runclient (a static Go binary) under `tether run deploy/orders`, Service by name,\n"+
-		"   against the raw client-go port-forward to the same pod; medians of %d interleaved rounds\n", o.rounds)
+		"   over each path (--path), against the raw client-go port-forward to the same pod; medians of %d interleaved rounds\n", o.rounds)
 	printRunRows(w, r.rows, false)
 	fmt.Fprintf(w, "`tether run deploy/orders -- true`, agent in place, daemon running: %s\n", r.runTrue.Round(time.Millisecond))
 	fmt.Fprintf(w, "daemon RSS: %.1f MiB with a run open; %.1f MiB with %d idle connections through the run's --forward\n",
@@ -30,7 +31,11 @@ func printRun(w io.Writer, r runResults, o options) {
 
 func printRunRows(w io.Writer, rows []runRow, targets bool) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	head := "what\tbaseline\ttether run\tratio\terrors (baseline / run)\t"
+	head := "what\tbaseline\t"
+	for _, p := range tunnelPaths {
+		head += p + "\tratio\t"
+	}
+	head += "errors (baseline / " + strings.Join(tunnelPaths, " / ") + ")\t"
 	if targets {
 		head += "target\t"
 	}
@@ -42,20 +47,27 @@ func printRunRows(w io.Writer, rows []runRow, targets bool) {
 		return nsTargets[k] + "\t"
 	}
 	for _, row := range rows {
-		errs := fmt.Sprintf("%d of %d / %d of %d", row.base.Errors, row.base.N, row.run.Errors, row.run.N)
+		errs := fmt.Sprintf("%d of %d", row.base.Errors, row.base.N)
+		p50, p99, mibs := "", "", ""
+		for _, run := range row.run {
+			errs += fmt.Sprintf(" / %d of %d", run.Errors, run.N)
+			p50 += fmt.Sprintf("%s\t%.2fx\t", run.P50.Round(time.Microsecond), float64(run.P50)/float64(row.base.P50))
+			p99 += fmt.Sprintf("%s\t%.2fx\t", run.P99.Round(time.Microsecond), float64(run.P99)/float64(row.base.P99))
+			mibs += fmt.Sprintf("%.1f\t%.2fx\t", run.MiBps, run.MiBps/row.base.MiBps)
+		}
 		if row.latency {
-			fmt.Fprintf(tw, "%s, p50\t%s\t%s\t%.2fx\t%s\t%s\n", row.name, row.base.P50.Round(time.Microsecond), row.run.P50.Round(time.Microsecond),
-				float64(row.run.P50)/float64(row.base.P50), errs, target(row.name+", p50"))
-			fmt.Fprintf(tw, "%s, p99\t%s\t%s\t%.2fx\t\t%s\n", row.name, row.base.P99.Round(time.Microsecond), row.run.P99.Round(time.Microsecond),
-				float64(row.run.P99)/float64(row.base.P99), target(""))
+			fmt.Fprintf(tw, "%s, p50\t%s\t%s%s\t%s\n", row.name, row.base.P50.Round(time.Microsecond), p50, errs, target(row.name+", p50"))
+			fmt.Fprintf(tw, "%s, p99\t%s\t%s\t%s\n", row.name, row.base.P99.Round(time.Microsecond), p99, target(""))
 		} else {
-			fmt.Fprintf(tw, "%s, MiB/s\t%.1f\t%.1f\t%.2fx\t\t%s\n", row.name, row.base.MiBps, row.run.MiBps, row.run.MiBps/row.base.MiBps, target("MiB/s"))
+			fmt.Fprintf(tw, "%s, MiB/s\t%.1f\t%s\t%s\n", row.name, row.base.MiBps, mibs, target("MiB/s"))
 		}
 	}
 	tw.Flush()
 	for _, row := range rows {
-		if row.run.Errors > 0 {
-			fmt.Fprintf(w, "%s: first error under tether run: %s\n", row.name, row.run.First)
+		for p, run := range row.run {
+			if run.Errors > 0 {
+				fmt.Fprintf(w, "%s over %s: first error under tether run: %s\n", row.name, tunnelPaths[p], run.First)
+			}
 		}
 	}
 	fmt.Fprintln(w, "latency ratio < 1 and throughput ratio > 1 are faster than the baseline")

@@ -55,12 +55,17 @@ type timing struct {
 type tetherResults struct {
 	apiRoundTrip, connect, intercept, rollout, firstServed time.Duration
 	// Medians over o.rounds interleaved rounds.
-	baseline, direct, intercepted, inCluster row
-	agentRSS, appRSS, agentRSSAfterLoad      memory
-	agentImage, demoImage                    int64
+	baseline, direct, inCluster, podToPod row
+	// intercepted is the intercepted row for each path (tunnelPaths).
+	intercepted                         map[string]row
+	agentRSS, appRSS, agentRSSAfterLoad memory
+	agentImage, demoImage               int64
 	// client is the pod the requests come from.
 	client string
 }
+
+// tunnelPaths are the paths the intercepted rows are measured over.
+var tunnelPaths = []string{"port-forward", "direct"}
 
 // measureTether measures connect, intercept, the intercepted data path and
 // the agent's footprint, through the tether CLI as a user runs it.
@@ -111,7 +116,11 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 	defer srv.Close()
 
 	t0 = time.Now()
-	cmd := cli.cmd(ctx, "intercept", "orders", "--port", "http:"+strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	args := []string{"intercept", "orders", "--port", "http:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)}
+	if o.agentImage != "" {
+		args = append(args, "--agent-image", o.agentImage)
+	}
+	cmd := cli.cmd(ctx, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return r, err
@@ -167,7 +176,35 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 		return r, err
 	}
 	defer stop()
-	var baseline, direct, intercepted []row
+	laptopPort := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	// reintercept leaves and intercepts again over path (the agent is in
+	// place: nothing restarts), and checks the path and that the laptop
+	// answers.
+	reintercept := func(path string) error {
+		if _, err := cli.run(ctx, "leave", "orders"); err != nil {
+			return err
+		}
+		out, err := cli.cmd(ctx, "intercept", "orders", "--port", "http:"+laptopPort, "--path", path, "-o", "json").Output()
+		if err != nil {
+			return fmt.Errorf("intercept --path %s: %w", path, err)
+		}
+		var info struct{ Paths map[string]string }
+		if err := json.Unmarshal(out, &info); err != nil {
+			return fmt.Errorf("intercept --path %s: %w: %s", path, err, out)
+		}
+		for pod, got := range info.Paths {
+			if got != path {
+				return fmt.Errorf("intercept --path %s: pod %s took %s", path, pod, got)
+			}
+		}
+		got, err := cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "get", base+"/whoami")
+		if err != nil || !strings.Contains(got, "X-Served-By: laptop") {
+			return fmt.Errorf("intercept --path %s: not served by the laptop: %v %s", path, err, got)
+		}
+		return nil
+	}
+	var baseline, direct, podToPod []row
+	intercepted := map[string][]row{}
 	for range o.rounds {
 		b, err := measure(ctx, "raw port-forward", "http://"+pfAddr, o)
 		if err != nil {
@@ -177,15 +214,29 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 		if err != nil {
 			return r, err
 		}
-		i, err := podMeasure(ctx, rc, o, client, base)
+		pp, err := podMeasure(ctx, rc, o, client, "http://"+pod.Status.PodIP+":8080")
 		if err != nil {
-			return r, fmt.Errorf("intercepted: %w", err)
+			return r, fmt.Errorf("pod to pod: %w", err)
 		}
-		baseline, direct, intercepted = append(baseline, b), append(direct, d), append(intercepted, i)
+		baseline, direct, podToPod = append(baseline, b), append(direct, d), append(podToPod, pp)
+		for _, path := range tunnelPaths {
+			if err := reintercept(path); err != nil {
+				return r, err
+			}
+			i, err := podMeasure(ctx, rc, o, client, base)
+			if err != nil {
+				return r, fmt.Errorf("intercepted over %s: %w", path, err)
+			}
+			intercepted[path] = append(intercepted[path], i)
+		}
 	}
 	r.baseline = median("raw client-go port-forward to the pod (baseline)", baseline)
 	r.direct = median("host -> pod IP, no API server", direct)
-	r.intercepted = median("intercepted: pod -> Service -> agent -> tunnel -> laptop", intercepted)
+	r.podToPod = median("pod -> pod IP, no Service, no tether (reference)", podToPod)
+	r.intercepted = map[string]row{}
+	for _, path := range tunnelPaths {
+		r.intercepted[path] = median("intercepted over "+path+": pod -> Service -> agent -> tunnel -> laptop", intercepted[path])
+	}
 	if _, err := cli.run(ctx, "leave", "orders"); err != nil {
 		return r, err
 	}
