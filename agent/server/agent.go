@@ -3,7 +3,9 @@
 // ports: each connection goes to the app container, or, while a daemon
 // intercepts that port, through the daemon's tunnel to the laptop. It serves
 // the tunnel (and the Agent control API inside it) on the pod's loopback
-// interface only, where just the Kubernetes port-forward reaches it.
+// interface only, where just the Kubernetes port-forward reaches it. For the
+// direct path it connects out to the daemon that asks (DialBack); it never
+// listens for it.
 package server
 
 import (
