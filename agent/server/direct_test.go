@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/tunnel"
 )
 
@@ -217,7 +218,9 @@ func TestDirectPathDiesPortForwardGoesOn(t *testing.T) {
 // port-forward.
 func TestDirectOfferUnreachableFallsBack(t *testing.T) {
 	h := newHarness(t)
+	var dials atomic.Int32
 	h.agent.dialDirect = func(ctx context.Context, addr string, der []byte, cfg tunnel.Config) (*tunnel.Session, error) {
+		dials.Add(1)
 		<-ctx.Done() // SYNs dropped
 		return nil, fmt.Errorf("dial tcp %s: %w", addr, ctx.Err())
 	}
@@ -239,6 +242,23 @@ func TestDirectOfferUnreachableFallsBack(t *testing.T) {
 	}
 	if got := h.get(); got != "laptop" {
 		t.Fatalf("request over the port-forward: %q", got)
+	}
+
+	// What --path makes of it: auto goes on, direct is the user's error,
+	// port-forward does not even ask.
+	o := agent.DirectOffer{ListenAddr: netip.MustParseAddr("127.0.0.1"), PodIP: netip.MustParseAddr("10.42.0.7"),
+		Identity: newIdentity(t), Timeout: 200 * time.Millisecond}
+	if err := link.UsePath(t.Context(), agent.PathAuto, o); err != nil {
+		t.Errorf("UsePath(auto) = %v, want nil (fall back)", err)
+	}
+	err = link.UsePath(t.Context(), agent.PathDirect, o)
+	if !errors.Is(err, errdefs.ErrUser) || !strings.Contains(err.Error(), "--path direct: the pod (10.42.0.7) cannot open a connection") ||
+		!strings.Contains(err.Error(), "--path port-forward") {
+		t.Errorf("UsePath(direct) = %v, want a user error with the reason and what to do", err)
+	}
+	before := dials.Load()
+	if err := link.UsePath(t.Context(), agent.PathPortForward, o); err != nil || dials.Load() != before {
+		t.Errorf("UsePath(port-forward) = %v, agent asked to dial: %v", err, dials.Load() != before)
 	}
 }
 
