@@ -101,6 +101,7 @@ func (l *Link) OfferDirect(ctx context.Context, o DirectOffer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNoDirectPath, err)
 	}
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	type result struct {
@@ -127,37 +128,13 @@ func (l *Link) OfferDirect(ctx context.Context, o DirectOffer) error {
 	if r.err != nil {
 		return fmt.Errorf("%w: %w", ErrNoDirectPath, r.err)
 	}
-	l.attachDirect(r.s, addr)
+	l.attachDirect(r.s, addr, time.Since(start))
 	return nil
-}
-
-// UsePath opens the direct path when path asks for it. PathPortForward
-// offers nothing. PathAuto tries and, when the pod cannot reach this
-// machine, logs why and goes on over the port-forward. PathDirect fails
-// with a user error that says why and what to do instead.
-func (l *Link) UsePath(ctx context.Context, path Path, o DirectOffer) error {
-	if path == PathPortForward {
-		return nil
-	}
-	err := l.OfferDirect(ctx, o)
-	switch {
-	case err == nil:
-		return nil
-	case path == PathDirect:
-		return errdefs.User("--path direct: the pod (%s) cannot open a connection to this machine: %v. "+
-			"The direct path needs the pod network to reach the laptop (a local cluster such as k3s, kind or minikube, or a VPN into the pod network); "+
-			"a host firewall or a NetworkPolicy on the pod's egress blocks it. `--path port-forward` goes through the API server instead", o.PodIP, err)
-	default:
-		if l.cfg.Logger != nil {
-			l.cfg.Logger.Info("no direct path; the port-forward carries the connections", "pod", o.PodIP.String(), "why", err)
-		}
-		return nil
-	}
 }
 
 // attachDirect makes s the Link's direct session until it or the
 // port-forward session ends; closing the port-forward closes it.
-func (l *Link) attachDirect(s *tunnel.Session, addr string) {
+func (l *Link) attachDirect(s *tunnel.Session, addr string, took time.Duration) {
 	s.ControlListener().Close()
 	if old := l.direct.Swap(s); old != nil {
 		old.Close()
@@ -165,7 +142,7 @@ func (l *Link) attachDirect(s *tunnel.Session, addr string) {
 	go l.pump(s)
 	log := l.cfg.Logger
 	if log != nil {
-		log.Info("direct path open", "listen", addr)
+		log.Info("direct path open", "listen", addr, "took", took)
 	}
 	go func() {
 		select {

@@ -244,21 +244,29 @@ func TestDirectOfferUnreachableFallsBack(t *testing.T) {
 		t.Fatalf("request over the port-forward: %q", got)
 	}
 
-	// What --path makes of it: auto goes on, direct is the user's error,
-	// port-forward does not even ask.
-	o := agent.DirectOffer{ListenAddr: netip.MustParseAddr("127.0.0.1"), PodIP: netip.MustParseAddr("10.42.0.7"),
-		Identity: newIdentity(t), Timeout: 200 * time.Millisecond}
-	if err := link.UsePath(t.Context(), agent.PathAuto, o); err != nil {
-		t.Errorf("UsePath(auto) = %v, want nil (fall back)", err)
+	// What --path makes of it: auto goes on, and skips the pod for a while
+	// after a failure; direct is the user's error; port-forward does not
+	// even ask.
+	c := &agent.PathChooser{Identity: newIdentity(t), ListenAddr: netip.MustParseAddr("127.0.0.1"), Timeout: 200 * time.Millisecond}
+	pod := netip.MustParseAddr("10.42.0.7")
+	if err := c.Use(t.Context(), link, agent.PathAuto, pod); err != nil {
+		t.Errorf("Use(auto) = %v, want nil (fall back)", err)
 	}
-	err = link.UsePath(t.Context(), agent.PathDirect, o)
+	asked := dials.Load()
+	if err := c.Use(t.Context(), link, agent.PathAuto, pod); err != nil || dials.Load() != asked {
+		t.Errorf("Use(auto) again = %v, agent asked again: %v (the failure is remembered)", err, dials.Load() != asked)
+	}
+	err = c.Use(t.Context(), link, agent.PathDirect, pod)
 	if !errors.Is(err, errdefs.ErrUser) || !strings.Contains(err.Error(), "--path direct: the pod (10.42.0.7) cannot open a connection") ||
 		!strings.Contains(err.Error(), "--path port-forward") {
-		t.Errorf("UsePath(direct) = %v, want a user error with the reason and what to do", err)
+		t.Errorf("Use(direct) = %v, want a user error with the reason and what to do", err)
 	}
-	before := dials.Load()
-	if err := link.UsePath(t.Context(), agent.PathPortForward, o); err != nil || dials.Load() != before {
-		t.Errorf("UsePath(port-forward) = %v, agent asked to dial: %v", err, dials.Load() != before)
+	if dials.Load() == asked {
+		t.Errorf("Use(direct) did not try (direct always tries)")
+	}
+	asked = dials.Load()
+	if err := c.Use(t.Context(), link, agent.PathPortForward, pod); err != nil || dials.Load() != asked {
+		t.Errorf("Use(port-forward) = %v, agent asked to dial: %v", err, dials.Load() != asked)
 	}
 }
 

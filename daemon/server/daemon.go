@@ -50,9 +50,9 @@ type Daemon struct {
 	allowed    map[string]time.Time            // when a permission check last passed, by feature, namespace and objects
 	// dialSocket is where runs' processes ask for connections (Serve).
 	dialSocket string
-	// identity is the key and certificate of direct paths, made for this
+	// paths opens direct paths with a key and certificate made for this
 	// daemon run and kept in memory only.
-	identity *tunnel.Identity
+	paths *agent.PathChooser
 }
 
 var _ daemon.Service = (*Daemon)(nil)
@@ -75,7 +75,7 @@ func New(rc *rest.Config, kubeContext string, log *slog.Logger) (*Daemon, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{context: kubeContext, rc: rc, cs: cs, dialer: d, log: log, identity: id,
+	return &Daemon{context: kubeContext, rc: rc, cs: cs, dialer: d, log: log, paths: &agent.PathChooser{Identity: id, Logger: log},
 		quit: make(chan struct{}), intercepts: map[string]*intercept.Intercept{}, starting: map[string]bool{}}, nil
 }
 
@@ -277,7 +277,7 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 		delete(d.starting, key)
 		d.mu.Unlock()
 	}()
-	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Identity: d.identity}
+	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Paths: d.paths}
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, LocalPort: req.LocalPort,
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,

@@ -64,8 +64,8 @@ func (d *Daemon) agentLink(ctx context.Context, namespace, pod string, port int,
 }
 
 // usePath opens the direct path of link to the agent of the pod at podIP as
-// path asks (agent.Link.UsePath), with this daemon run's key.
+// path asks (agent.PathChooser), with this daemon run's key.
 func (d *Daemon) usePath(ctx context.Context, link *agent.Link, podIP string, path agent.Path) error {
 	ip, _ := netip.ParseAddr(podIP)
-	return link.UsePath(ctx, path, agent.DirectOffer{PodIP: ip, Identity: d.identity})
+	return d.paths.Use(ctx, link, path, ip)
 }

@@ -26,7 +26,6 @@ import (
 	"github.com/tetherkube/tether/internal/buildinfo"
 
 	"github.com/tetherkube/tether/internal/errdefs"
-	"github.com/tetherkube/tether/tunnel"
 )
 
 // ProxySettle is how long an intercept waits, once the Service's endpoints
@@ -60,7 +59,7 @@ type Request struct {
 	// AgentResources are the agent container's requests and limits; nil
 	// gives inject.DefaultResources.
 	AgentResources *corev1.ResourceRequirements
-	// Path is the path the tunnels take (agent.UsePath); empty is auto.
+	// Path is the path the tunnels take (agent.PathChooser); empty is auto.
 	Path agent.Path
 }
 
@@ -78,9 +77,9 @@ type Manager struct {
 	Progress func(string)
 	// Settle overrides ProxySettle (tests).
 	Settle time.Duration
-	// Identity is the daemon's key for direct paths (tunnel/spec.md,
-	// section 4); nil offers none.
-	Identity *tunnel.Identity
+	// Paths opens the direct paths (tunnel/spec.md, section 4); nil
+	// offers none.
+	Paths *agent.PathChooser
 }
 
 func (m *Manager) settle() time.Duration {
@@ -313,11 +312,11 @@ func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, 
 	if path == "" {
 		path = agent.PathAuto
 	}
-	if path == agent.PathAuto && m.Identity == nil {
+	if path == agent.PathAuto && m.Paths == nil {
 		path = agent.PathPortForward
 	}
 	t := newTunnels(m.CS, m.Dialer, log, w.Namespace, sel.String(), token, int(plan.AgentPort), req.LocalPort)
-	t.path, t.identity = path, m.Identity
+	t.path, t.chooser = path, m.Paths
 	if err := t.start(ctx); err != nil {
 		t.stop()
 		return nil, err

@@ -29,9 +29,9 @@ type tunnels struct {
 	token     []byte
 	agentPort int
 	localPort int
-	// path is the path asked for; identity the daemon's key for it.
-	path     agent.Path
-	identity *tunnel.Identity
+	// path is the path asked for; chooser opens it.
+	path    agent.Path
+	chooser *agent.PathChooser
 
 	mu     sync.Mutex
 	links  map[string]*agent.Link
@@ -126,7 +126,7 @@ func (t *tunnels) connect(ctx context.Context, pod, podIP string) error {
 		return fmt.Errorf("tunnel to pod %s: %w", pod, err)
 	}
 	ip, _ := netip.ParseAddr(podIP)
-	if err := l.UsePath(cctx, t.path, agent.DirectOffer{PodIP: ip, Identity: t.identity}); err != nil {
+	if err := t.useDirect(cctx, l, ip); err != nil {
 		l.Close()
 		return fmt.Errorf("pod %s: %w", pod, err)
 	}
@@ -143,6 +143,17 @@ func (t *tunnels) connect(ctx context.Context, pod, podIP string) error {
 	t.mu.Unlock()
 	t.log.Info("intercepting", "pod", pod, "agentPort", t.agentPort, "localPort", t.localPort, "path", l.Path())
 	return nil
+}
+
+// useDirect opens l's direct path as t.path asks.
+func (t *tunnels) useDirect(ctx context.Context, l *agent.Link, podIP netip.Addr) error {
+	if t.chooser == nil {
+		if t.path == agent.PathDirect {
+			return errors.New("--path direct: this daemon offers no direct path")
+		}
+		return nil
+	}
+	return t.chooser.Use(ctx, l, t.path, podIP)
 }
 
 // serve passes each intercepted connection of sess to the local port. When
