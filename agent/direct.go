@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/tetherkube/tether/internal/errdefs"
@@ -120,9 +121,9 @@ func (l *Link) OfferDirect(ctx context.Context, o DirectOffer) error {
 			r.s.Close()
 		}
 		if errors.Is(err, ErrNoDirectPath) {
-			return fmt.Errorf("the pod could not connect to %s: %w", addr, err)
+			return errdefs.Withf(ErrNoDirectPath, "%s", reason(err))
 		}
-		return fmt.Errorf("%w: the pod could not connect to %s: %w", ErrNoDirectPath, addr, err)
+		return fmt.Errorf("%w: the agent could not connect to %s: %w", ErrNoDirectPath, addr, err)
 	}
 	r := <-accepted
 	if r.err != nil {
@@ -177,4 +178,14 @@ func (l *Link) Path() Path {
 		return PathDirect
 	}
 	return PathPortForward
+}
+
+// reason is the agent's own words in a DialBack error, without the
+// client's prefix.
+func reason(err error) string {
+	msg := err.Error()
+	if _, after, ok := strings.Cut(msg, "open the direct path: "); ok {
+		return after
+	}
+	return msg
 }

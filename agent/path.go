@@ -58,7 +58,7 @@ func (c *PathChooser) Use(ctx context.Context, l *Link, path Path, podIP netip.A
 	case err == nil:
 		return nil
 	case path == PathDirect:
-		return errdefs.User("--path direct: the pod (%s) cannot open a connection to this machine: %v. "+
+		return errdefs.User("--path direct: the pod (%s) cannot open a connection to this machine (%v). "+
 			"The direct path needs the pod network to reach the laptop (a local cluster such as k3s, kind or minikube, or a VPN into the pod network); "+
 			"a host firewall or a NetworkPolicy on the pod's egress blocks it. `--path port-forward` goes through the API server instead", podIP, err)
 	default:

@@ -211,7 +211,7 @@ func DialDirect(ctx context.Context, addr string, der []byte, cfg Config) (*Sess
 	d := tls.Dialer{Config: pinnedTLS(der)}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect to the daemon at %s: %w", addr, err)
+		return nil, err // dial tcp ADDR: ... names the address
 	}
 	return Server(ctx, c, cfg)
 }

@@ -2,10 +2,10 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/tunnel"
 )
 
@@ -40,7 +40,7 @@ func (a *Agent) dialBack(ctx context.Context, sess *tunnel.Session, req agent.Di
 	direct, err := a.dialDirect(dctx, req.Address, req.Certificate, cfg)
 	if err != nil {
 		a.log.Warn("direct path not opened", "to", req.Address, "err", err, "why", why)
-		return fmt.Errorf("%w: %w", agent.ErrNoDirectPath, err)
+		return errdefs.Withf(agent.ErrNoDirectPath, "%v", err)
 	}
 	// The control API stays on the port-forward tunnel.
 	direct.ControlListener().Close()
