@@ -115,7 +115,9 @@ func (l *Link) OfferDirect(ctx context.Context, o DirectOffer) error {
 		accepted <- result{s, err}
 	}()
 	addr := ln.Addr().String()
-	if err := l.client.DialBack(ctx, DialBackRequest{Address: addr, Certificate: o.Identity.Certificate(), Timeout: timeout}); err != nil {
+	// The agent gives up a little before this call does, so that its own
+	// reason ("dial tcp ...: i/o timeout") comes back rather than ours.
+	if err := l.client.DialBack(ctx, DialBackRequest{Address: addr, Certificate: o.Identity.Certificate(), Timeout: timeout * 3 / 4}); err != nil {
 		cancel()
 		if r := <-accepted; r.s != nil {
 			r.s.Close()
@@ -148,7 +150,7 @@ func (l *Link) attachDirect(s *tunnel.Session, addr string, took time.Duration) 
 	go func() {
 		select {
 		case <-s.Done():
-			if log != nil {
+			if log != nil && !l.closing.Load() {
 				log.Warn("the direct path to the agent ended; new streams go over the port-forward", "listen", addr)
 			}
 		case <-l.sess.Done():

@@ -27,8 +27,9 @@ type Link struct {
 	conn   *grpc.ClientConn
 	client *Client
 
-	direct atomic.Pointer[tunnel.Session]
-	conns  chan *tunnel.Stream
+	direct  atomic.Pointer[tunnel.Session]
+	conns   chan *tunnel.Stream
+	closing atomic.Bool
 }
 
 // MaxMessageSize bounds one message from the agent: a recorded exchange
@@ -139,6 +140,7 @@ func (l *Link) Done() <-chan struct{} { return l.sess.Done() }
 
 // Close ends the client and both tunnels.
 func (l *Link) Close() error {
+	l.closing.Store(true)
 	l.conn.Close()
 	if d := l.direct.Load(); d != nil {
 		d.Close()
