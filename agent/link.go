@@ -142,8 +142,11 @@ func (l *Link) Done() <-chan struct{} { return l.sess.Done() }
 func (l *Link) Close() error {
 	l.closing.Store(true)
 	l.conn.Close()
+	// The port-forward first: the agent then ends the direct tunnel as
+	// the end of the link, not as a direct path that died.
+	err := l.sess.Close()
 	if d := l.direct.Load(); d != nil {
 		d.Close()
 	}
-	return l.sess.Close()
+	return err
 }
