@@ -174,6 +174,7 @@ const permittedTTL = time.Minute
 const (
 	userRole    = "the Role in docs/intercept.md"
 	inspectRole = "the tether-inspect Role in docs/intercept.md (docs/inspect.md says what each check needs)"
+	runRole     = "the tether-run Role in docs/intercept.md"
 )
 
 // accessObjects names the objects an intercept, record or rollback of w
@@ -300,6 +301,7 @@ func (d *Daemon) Leave(ctx context.Context, namespace, name string) error {
 // Rollback restores journaled workloads.
 func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]daemon.RollbackResult, error) {
 	var targets []journal.Workload
+	gateways := map[journal.Workload]bool{} // journals of gateways (tether run's), whose rollback deletes them
 	if req.All {
 		if err := d.permitted(ctx, access.RollAll, req.Namespace, access.Objects{}, "rollback --all", userRole); err != nil {
 			return nil, err
@@ -310,22 +312,28 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 		}
 		for _, e := range entries {
 			targets = append(targets, e.Workload)
+			gateways[e.Workload] = e.Gateway
 		}
 	} else {
 		kind, name, err := workload.ParseRef(req.Workload)
 		if err != nil {
 			return nil, errdefs.Mark(errdefs.ErrUser, err)
 		}
-		w, err := d.journaledWorkload(ctx, req.Namespace, kind, name)
+		e, err := d.journaledWorkload(ctx, req.Namespace, kind, name)
 		if err != nil {
 			return nil, err
 		}
-		targets = append(targets, w)
+		targets = append(targets, e.Workload)
+		gateways[e.Workload] = e.Gateway
 	}
 	// Each journal's own objects (its token Secret, the journal), now that
 	// they are known, before restoring any: a Role may grant them by name.
 	for _, w := range targets {
-		if err := d.permitted(ctx, access.Rollback, w.Namespace, accessObjects(w), "rolling back "+w.String(), userRole); err != nil {
+		objs, role := accessObjects(w), userRole
+		if gateways[w] {
+			objs.Gateway, role = true, runRole
+		}
+		if err := d.permitted(ctx, access.Rollback, w.Namespace, objs, "rolling back "+w.String(), role); err != nil {
 			return nil, err
 		}
 	}
@@ -353,13 +361,13 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 	return results, nil
 }
 
-// journaledWorkload finds the journal a reference names; a bare name may
+// journaledWorkload finds the journal entry a reference names; a bare name may
 // match a deployment's or a statefulset's journal. A bare name whose journal
 // of one kind the user may not read (a Role granting the journal by name
 // grants one kind's) is not of that kind when the other kind's is readable.
-func (d *Daemon) journaledWorkload(ctx context.Context, namespace, kind, name string) (journal.Workload, error) {
+func (d *Daemon) journaledWorkload(ctx context.Context, namespace, kind, name string) (*journal.Entry, error) {
 	store := journal.Store{CS: d.cs}
-	var found []journal.Workload
+	var found []*journal.Entry
 	var forbidden error
 	read := 0
 	for _, k := range []string{workload.Deployment, workload.StatefulSet} {
@@ -375,24 +383,24 @@ func (d *Daemon) journaledWorkload(ctx context.Context, namespace, kind, name st
 			continue
 		}
 		if err != nil {
-			return journal.Workload{}, err
+			return nil, err
 		}
 		read++
 		if e != nil {
-			found = append(found, w)
+			found = append(found, e)
 		}
 	}
 	if read == 0 && forbidden != nil {
-		return journal.Workload{}, forbidden
+		return nil, forbidden
 	}
 	switch len(found) {
 	case 1:
 		return found[0], nil
 	case 0:
-		return journal.Workload{}, errdefs.User("tether has no journal for %q in namespace %s: nothing to roll back (`tether rollback --all` lists and restores every journal)",
+		return nil, errdefs.User("tether has no journal for %q in namespace %s: nothing to roll back (`tether rollback --all` lists and restores every journal)",
 			name, namespace)
 	default:
-		return journal.Workload{}, errdefs.User("both deploy/%s and sts/%s have journals; say which", name, name)
+		return nil, errdefs.User("both deploy/%s and sts/%s have journals; say which", name, name)
 	}
 }
 
