@@ -5,6 +5,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/tetherkube/tether/httpfilter"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -35,7 +36,7 @@ func TestGRPCRoutedPerCall(t *testing.T) {
 	app := grpcBackend(t, healthpb.HealthCheckResponse_SERVING)
 	laptop := grpcBackend(t, healthpb.HealthCheckResponse_NOT_SERVING)
 	r, addr := front(t, app, Config{})
-	r.SetRoutes([]Route{{ID: "ana", Filter: Filter{Headers: []HeaderMatch{header(t, "x-tether-user=ana")}}, Dial: laptop.dial}})
+	r.SetRoutes([]Route{{ID: "ana", Filter: httpfilter.Filter{Headers: []httpfilter.HeaderMatch{header(t, "x-tether-user=ana")}}, Dial: laptop.dial}})
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

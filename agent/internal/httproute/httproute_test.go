@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tetherkube/tether/httpfilter"
 )
 
 // backend is a loopback HTTP server (HTTP/1.1 and HTTP/2 cleartext) that
@@ -80,9 +81,9 @@ func front(t testing.TB, app *backend, cfg Config) (*Router, string) {
 	return r, l.Addr().String()
 }
 
-func header(t testing.TB, s string) HeaderMatch {
+func header(t testing.TB, s string) httpfilter.HeaderMatch {
 	t.Helper()
-	h, err := ParseHeader(s)
+	h, err := httpfilter.ParseHeader(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,8 +131,8 @@ func TestRoutesEachRequest(t *testing.T) {
 			app, ana, bob := newBackend(t, "app", nil), newBackend(t, "ana", nil), newBackend(t, "bob", nil)
 			r, addr := front(t, app, Config{})
 			r.SetRoutes([]Route{
-				{ID: "ana", Filter: Filter{Headers: []HeaderMatch{header(t, "x-tether-user=ana")}}, Dial: ana.dial},
-				{ID: "bob", Filter: Filter{PathPrefix: "/api/", Headers: []HeaderMatch{header(t, "X-Tether-User=~b.b")}}, Dial: bob.dial},
+				{ID: "ana", Filter: httpfilter.Filter{Headers: []httpfilter.HeaderMatch{header(t, "x-tether-user=ana")}}, Dial: ana.dial},
+				{ID: "bob", Filter: httpfilter.Filter{PathPrefix: "/api/", Headers: []httpfilter.HeaderMatch{header(t, "X-Tether-User=~b.b")}}, Dial: bob.dial},
 			})
 			c := oneConnClient(h2)
 			base := "http://" + addr
@@ -169,7 +170,7 @@ func TestPipelinedKeepOrder(t *testing.T) {
 		fmt.Fprintf(w, "ana %s", r.URL.Path)
 	})
 	r, addr := front(t, app, Config{})
-	r.SetRoutes([]Route{{ID: "ana", Filter: Filter{Headers: []HeaderMatch{header(t, "x-user=ana")}}, Dial: slow.dial}})
+	r.SetRoutes([]Route{{ID: "ana", Filter: httpfilter.Filter{Headers: []httpfilter.HeaderMatch{header(t, "x-user=ana")}}, Dial: slow.dial}})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -216,7 +217,7 @@ func TestNotHTTPGoesToTheApp(t *testing.T) {
 	}()
 	app := &backend{name: "app", addr: l.Addr().String()}
 	r, addr := front(t, app, Config{Sniff: 100 * time.Millisecond})
-	r.SetRoutes([]Route{{ID: "ana", Filter: Filter{PathPrefix: "/"}, Dial: func(context.Context) (net.Conn, error) {
+	r.SetRoutes([]Route{{ID: "ana", Filter: httpfilter.Filter{PathPrefix: "/"}, Dial: func(context.Context) (net.Conn, error) {
 		t.Error("a connection that is not HTTP was sent to the laptop")
 		return nil, errNoConn
 	}}})
@@ -277,7 +278,7 @@ func TestUpgradeFollowsItsRequest(t *testing.T) {
 		io.Copy(c, io.MultiReader(brw.Reader, c))
 	})
 	r, addr := front(t, app, Config{})
-	r.SetRoutes([]Route{{ID: "ana", Filter: Filter{Headers: []HeaderMatch{header(t, "x-user=ana")}}, Dial: ana.dial}})
+	r.SetRoutes([]Route{{ID: "ana", Filter: httpfilter.Filter{Headers: []httpfilter.HeaderMatch{header(t, "x-user=ana")}}, Dial: ana.dial}})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +305,7 @@ func TestUpgradeFollowsItsRequest(t *testing.T) {
 func TestRouteGoneAndLaptopDown(t *testing.T) {
 	app, ana := newBackend(t, "app", nil), newBackend(t, "ana", nil)
 	r, addr := front(t, app, Config{})
-	f := Filter{Headers: []HeaderMatch{header(t, "x-user=ana")}}
+	f := httpfilter.Filter{Headers: []httpfilter.HeaderMatch{header(t, "x-user=ana")}}
 	r.SetRoutes([]Route{{ID: "ana", Filter: f, Dial: ana.dial}})
 	c := oneConnClient(false)
 	if got := get(t, c, "http://"+addr+"/1", "x-user", "ana"); got != "ana /1" {
@@ -353,7 +354,7 @@ func TestMirror(t *testing.T) {
 	})
 	defer close(stuck)
 	r, addr := front(t, app, Config{MirrorQueue: 4, MirrorWorkers: 1, MirrorTimeout: 30 * time.Second})
-	r.SetRoutes([]Route{{ID: "ana", Mirror: true, Filter: Filter{Headers: []HeaderMatch{header(t, "x-user=ana")}}, Dial: laptop.dial}})
+	r.SetRoutes([]Route{{ID: "ana", Mirror: true, Filter: httpfilter.Filter{Headers: []httpfilter.HeaderMatch{header(t, "x-user=ana")}}, Dial: laptop.dial}})
 	c := oneConnClient(false)
 	post := func(path, body string, user string) string {
 		req, _ := http.NewRequest("POST", "http://"+addr+path, strings.NewReader(body))

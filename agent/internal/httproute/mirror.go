@@ -85,8 +85,8 @@ type mirror struct {
 func newMirror(r *Router, rt Route) *mirror {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &mirror{router: r, route: rt, queue: make(chan *http.Request, r.cfg.MirrorQueue), ctx: ctx, cancel: cancel}
-	m.tr[0] = r.transport(rt.ID, "mirror", rt.Dial, false)
-	m.tr[1] = r.transport(rt.ID, "mirror", rt.Dial, true)
+	m.tr[0] = r.transport(&m.route, "mirror", false)
+	m.tr[1] = r.transport(&m.route, "mirror", true)
 	for range r.cfg.MirrorWorkers {
 		m.wg.Add(1)
 		go m.work()

@@ -21,27 +21,30 @@ type connState struct {
 }
 
 type proxyKey struct {
-	dest string
-	h2   bool
+	route string // "" for the app
+	h2    bool
 }
 
 type connStateKey struct{}
 
 // proxy returns the reverse proxy that sends this connection's requests to
-// dest, over HTTP/2 cleartext when h2 (the caller spoke it: gRPC needs it
-// end to end) or HTTP/1.1.
-func (s *connState) proxy(dest string, dial func(context.Context) (net.Conn, error), h2 bool) http.Handler {
+// route to (the app when nil), over HTTP/2 cleartext when h2 (the caller
+// spoke it: gRPC needs it end to end) or HTTP/1.1.
+func (s *connState) proxy(to *Route, h2 bool) http.Handler {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := proxyKey{dest, h2}
+	k := proxyKey{h2: h2}
+	if to != nil {
+		k.route = to.ID
+	}
 	tr := s.proxies[k]
 	if tr == nil || s.closed {
-		tr = s.router.transport(dest, s.src, dial, h2)
+		tr = s.router.transport(to, s.src, h2)
 		if !s.closed {
 			s.proxies[k] = tr
 		}
 	}
-	return s.router.reverseProxy(tr, dest)
+	return s.router.reverseProxy(tr, to)
 }
 
 func (s *connState) close() {
@@ -53,8 +56,13 @@ func (s *connState) close() {
 	}
 }
 
-// transport dials dest for the caller at src, through Config.Upstream.
-func (r *Router) transport(dest, src string, dial func(context.Context) (net.Conn, error), h2 bool) *http.Transport {
+// transport dials route to (the app when nil) for the caller at src,
+// through Config.Upstream.
+func (r *Router) transport(to *Route, src string, h2 bool) *http.Transport {
+	dial := r.cfg.App
+	if to != nil {
+		dial = to.Dial
+	}
 	var protos http.Protocols
 	if h2 {
 		protos.SetUnencryptedHTTP2(true)
@@ -67,7 +75,7 @@ func (r *Router) transport(dest, src string, dial func(context.Context) (net.Con
 			if err != nil {
 				return nil, err
 			}
-			return r.cfg.Upstream(c, src, dest), nil
+			return r.cfg.Upstream(c, src, to), nil
 		},
 		Protocols:           &protos,
 		DisableCompression:  true, // pass Accept-Encoding as the caller sent it, and nothing else
@@ -79,7 +87,11 @@ func (r *Router) transport(dest, src string, dial func(context.Context) (net.Con
 // reverseProxy passes a request to tr unchanged but for what a proxy must
 // change (hop-by-hop headers); the X-Forwarded headers stay as the caller
 // sent them, as they would without the router.
-func (r *Router) reverseProxy(tr *http.Transport, dest string) http.Handler {
+func (r *Router) reverseProxy(tr *http.Transport, to *Route) http.Handler {
+	dest := "app"
+	if to != nil {
+		dest = to.ID
+	}
 	return &httputil.ReverseProxy{
 		Transport:     tr,
 		FlushInterval: -1, // streams (gRPC, server-sent events) pass as they come
@@ -101,7 +113,7 @@ func (r *Router) reverseProxy(tr *http.Transport, dest string) http.Handler {
 			}
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.WriteHeader(http.StatusBadGateway)
-			if dest == DestApp {
+			if to == nil {
 				fmt.Fprintf(w, "tether agent: the app is not reachable: %v\n", err)
 			} else {
 				fmt.Fprintf(w, "tether agent: the laptop of intercept %s is not reachable: %v\n", dest, err)

@@ -1,3 +1,9 @@
+// Package httproute routes the HTTP requests of an intercepted port one by
+// one: each request of an HTTP/1.1 keep-alive connection, and each stream
+// of an HTTP/2 cleartext connection (gRPC included), goes to the laptop
+// whose filter (package httpfilter) it matches, else to the app; a mirror
+// route gets a copy of each request it matches while the app answers.
+// Connections that are not cleartext HTTP go to the app unchanged, counted.
 package httproute
 
 import (
@@ -12,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/tunnel"
 )
 
@@ -20,7 +27,7 @@ import (
 type Route struct {
 	// ID names the route in Stats (the intercept's owner and id).
 	ID     string
-	Filter Filter
+	Filter httpfilter.Filter
 	// Mirror: the app still answers; the route gets a copy of each request
 	// it selects, and its answers are read and dropped.
 	Mirror bool
@@ -32,10 +39,10 @@ type Route struct {
 type Config struct {
 	// App dials the app. Required.
 	App func(ctx context.Context) (net.Conn, error)
-	// Upstream, when set, wraps every connection the router opens: to the
-	// app, to a route, or for a mirrored copy, for the caller at src (the
-	// agent records there). dest is DestApp, or the route's ID.
-	Upstream func(c net.Conn, src, dest string) net.Conn
+	// Upstream, when set, wraps every connection the router opens, for
+	// the caller at src ("mirror" for mirrored copies): to the app when to
+	// is nil, else to route to (the agent records there).
+	Upstream func(c net.Conn, src string, to *Route) net.Conn
 	// Sniff bounds the wait for a caller's first bytes (default 1 s); a
 	// caller silent that long is taken for a protocol where the server
 	// speaks first, and joined to the app unfiltered.
@@ -53,9 +60,6 @@ type Config struct {
 	MirrorWorkers int
 	Logger        *slog.Logger
 }
-
-// DestApp is the dest Upstream is given for connections to the app.
-const DestApp = "app"
 
 func (c *Config) defaults() {
 	if c.Sniff <= 0 {
@@ -77,7 +81,7 @@ func (c *Config) defaults() {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Upstream == nil {
-		c.Upstream = func(c net.Conn, _, _ string) net.Conn { return c }
+		c.Upstream = func(c net.Conn, _ string, _ *Route) net.Conn { return c }
 	}
 }
 
@@ -223,7 +227,7 @@ func (r *Router) ServeConn(ctx context.Context, c net.Conn) {
 		c.Close()
 		return
 	}
-	tunnel.Join(pc, r.cfg.Upstream(app, c.RemoteAddr().String(), DestApp))
+	tunnel.Join(pc, r.cfg.Upstream(app, c.RemoteAddr().String(), nil))
 }
 
 // serveHTTP routes one request.
@@ -248,14 +252,12 @@ func (r *Router) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		tee = newTeeBody(req.Body, r.cfg.MirrorBodyCap)
 		req.Body = tee
 	}
-	dest, dial := DestApp, r.cfg.App
 	if to != nil {
-		dest, dial = to.ID, to.Dial
 		r.count(func(s *Stats) { s.Routed[to.ID]++ })
 	} else {
 		r.count(func(s *Stats) { s.ToApp++ })
 	}
-	st.proxy(dest, dial, req.ProtoMajor == 2).ServeHTTP(w, req)
+	st.proxy(to, req.ProtoMajor == 2).ServeHTTP(w, req)
 	if tee != nil {
 		for _, m := range mirrors {
 			r.mirror(m, req, tee)

@@ -1,10 +1,8 @@
-// Package httproute routes the HTTP requests of an intercepted port one by
-// one: each request of an HTTP/1.1 keep-alive connection, and each stream
-// of an HTTP/2 cleartext connection (gRPC included), goes to the laptop
-// whose filter it matches, else to the app; a mirror route gets a copy of
-// each request it matches while the app answers. Connections that are not
-// cleartext HTTP go to the app unchanged, counted.
-package httproute
+// Package httpfilter says which HTTP requests a personal intercept takes:
+// headers (exact or a regular expression) and a path (prefix or regular
+// expression), as the CLI's flags give them, the wire carries them (Spec)
+// and the agent matches them (Filter).
+package httpfilter
 
 import (
 	"errors"
@@ -58,6 +56,43 @@ func ParseHeader(s string) (HeaderMatch, error) {
 	}
 	m.Value = value
 	return m, nil
+}
+
+// Spec is a filter as the user typed it and the wire carries it.
+type Spec struct {
+	// Headers are NAME=VALUE or NAME=~REGEX, all of which must match.
+	Headers    []string `json:"headers,omitempty"`
+	PathPrefix string   `json:"pathPrefix,omitempty"`
+	PathRegex  string   `json:"pathRegex,omitempty"`
+}
+
+// IsZero reports whether s selects every request.
+func (s Spec) IsZero() bool { return len(s.Headers) == 0 && s.PathPrefix == "" && s.PathRegex == "" }
+
+// Parse checks s and compiles it.
+func Parse(s Spec) (Filter, error) {
+	var f Filter
+	for _, h := range s.Headers {
+		m, err := ParseHeader(h)
+		if err != nil {
+			return Filter{}, err
+		}
+		f.Headers = append(f.Headers, m)
+	}
+	if s.PathPrefix != "" {
+		if !strings.HasPrefix(s.PathPrefix, "/") {
+			return Filter{}, fmt.Errorf("path prefix %q: a path starts with /", s.PathPrefix)
+		}
+		f.PathPrefix = s.PathPrefix
+	}
+	if s.PathRegex != "" {
+		r, err := ParsePathRegex(s.PathRegex)
+		if err != nil {
+			return Filter{}, err
+		}
+		f.PathRegex = r
+	}
+	return f, nil
 }
 
 // ParsePathRegex compiles a path regular expression (anchored, as

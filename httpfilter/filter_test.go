@@ -1,4 +1,4 @@
-package httproute
+package httpfilter
 
 import (
 	"net/http"
@@ -35,6 +35,30 @@ func TestParseHeader(t *testing.T) {
 		}
 		if got := (Filter{Headers: []HeaderMatch{h}}).String(); got != tt.want {
 			t.Errorf("%q: got %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func header(t testing.TB, s string) HeaderMatch {
+	t.Helper()
+	h, err := ParseHeader(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestParseSpec(t *testing.T) {
+	f, err := Parse(Spec{Headers: []string{"x-user=ana", "x-env=~dev|stag"}, PathPrefix: "/api/", PathRegex: "/api/v[0-9]+/.*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.String(), "X-User=ana X-Env=~dev|stag path /api/* path =~/api/v[0-9]+/.*"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	for _, bad := range []Spec{{PathPrefix: "api"}, {PathRegex: "("}, {Headers: []string{"nope"}}} {
+		if _, err := Parse(bad); err == nil {
+			t.Errorf("%+v: no error", bad)
 		}
 	}
 }
