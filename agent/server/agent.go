@@ -129,8 +129,8 @@ type Agent struct {
 	keys    *keyring
 
 	mu sync.Mutex
-	// intercepts maps a listen port to the tunnel its connections go to.
-	intercepts map[int]*tunnel.Session
+	// ports holds each forwarded port's intercepts (intercepts.go).
+	ports map[int]*portState
 	// ring holds the recorded exchanges; nil when recording is off.
 	ring *httprec.Ring
 	// recOpts shape every connection's recording.
@@ -146,7 +146,7 @@ func New(cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{cfg: cfg, log: log, started: time.Now(), intercepts: map[int]*tunnel.Session{}}
+	a := &Agent{cfg: cfg, log: log, started: time.Now(), ports: map[int]*portState{}}
 	a.keys = newKeyring(cfg.Token, cfg.BootstrapTTL, time.Now)
 	if !cfg.Record.Off {
 		a.ring = httprec.NewRing(cfg.Record.Budget)
@@ -207,6 +207,7 @@ func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []
 		l.Close()
 	}
 	wg.Wait()
+	a.closeRouters()
 	close(errs)
 	var all []error
 	for err := range errs {

@@ -23,6 +23,7 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/buildinfo"
 
 	"github.com/tetherkube/tether/internal/errdefs"
@@ -59,6 +60,12 @@ type Request struct {
 	// AgentResources are the agent container's requests and limits; nil
 	// gives inject.DefaultResources.
 	AgentResources *corev1.ResourceRequirements
+	// Filter selects the requests this intercept takes (zero: all of the
+	// port's traffic); Mirror takes copies while the app answers. ID and
+	// Owner name the intercept to the agents and to other users.
+	Filter    httpfilter.Spec
+	Mirror    bool
+	ID, Owner string
 }
 
 // Dialer reaches a pod's port through the API server.
@@ -303,7 +310,8 @@ func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := newTunnels(m.CS, m.Dialer, log, w.Namespace, sel.String(), token, int(plan.AgentPort), req.LocalPort)
+	spec := agent.InterceptSpec{ListenPort: int(plan.AgentPort), ID: req.ID, Owner: req.Owner, Filter: req.Filter, Mirror: req.Mirror}
+	t := newTunnels(m.CS, m.Dialer, log, w.Namespace, sel.String(), token, spec, req.LocalPort)
 	if err := t.start(ctx); err != nil {
 		t.stop()
 		return nil, err
