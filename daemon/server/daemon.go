@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/rollback"
 	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/access"
 	"github.com/tetherkube/tether/internal/buildinfo"
 	"github.com/tetherkube/tether/internal/portforward"
@@ -52,6 +54,23 @@ type Daemon struct {
 
 var _ daemon.Service = (*Daemon)(nil)
 
+// owner is who this daemon intercepts as, shown to other users of the
+// same workload: the local user at this machine.
+func (d *Daemon) owner() string {
+	name := "someone"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+		if i := strings.LastIndexByte(name, '\\'); i >= 0 { // DOMAIN\user on Windows
+			name = name[i+1:]
+		}
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return name
+	}
+	return name + "@" + host
+}
+
 // New returns a Daemon for the cluster rc reaches; kubeContext is the
 // context's name, for Status.
 func New(rc *rest.Config, kubeContext string, log *slog.Logger) (*Daemon, error) {
@@ -80,15 +99,52 @@ func (d *Daemon) Status(ctx context.Context) (daemon.Status, error) {
 		st.ServerVersion = v.GitVersion
 	}
 	d.mu.Lock()
+	ics := make([]*intercept.Intercept, 0, len(d.intercepts))
 	for _, ic := range d.intercepts {
-		st.Intercepts = append(st.Intercepts, info(ic))
+		ics = append(ics, ic)
 	}
 	d.mu.Unlock()
+	for _, ic := range ics {
+		i := info(ic)
+		d.portIntercepts(ctx, ic, &i)
+		st.Intercepts = append(st.Intercepts, i)
+	}
 	sort.Slice(st.Intercepts, func(i, j int) bool {
 		return st.Intercepts[i].Namespace+st.Intercepts[i].Name < st.Intercepts[j].Namespace+st.Intercepts[j].Name
 	})
 	st.Agents = d.agents(ctx)
 	return st, nil
+}
+
+// portIntercepts fills i with everyone's intercepts of ic's port, as the
+// agent of ic's first pod reports them; nothing when it does not answer
+// within 2 s.
+func (d *Daemon) portIntercepts(ctx context.Context, ic *intercept.Intercept, i *daemon.InterceptInfo) {
+	pods := ic.Pods()
+	if len(pods) == 0 {
+		return
+	}
+	l := ic.Link(pods[0])
+	if l == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ai, err := l.Agent().Info(ctx)
+	if err != nil {
+		d.log.Debug("status: agent info", "pod", pods[0], "err", err)
+		return
+	}
+	for _, f := range ai.Forwards {
+		if f.ListenPort != ic.AgentPort {
+			continue
+		}
+		i.ToApp, i.NotHTTP, i.TLS = f.ToApp, f.NotHTTP, f.TLS
+		for _, s := range f.Intercepts {
+			i.PortIntercepts = append(i.PortIntercepts, daemon.PortIntercept{Owner: s.Owner, Filter: s.Filter, Mirror: s.Mirror,
+				Since: s.Since, Requests: s.Requests, Dropped: s.Dropped, Pod: pods[0]})
+		}
+	}
 }
 
 // agents lists the workloads with tether's agent from the journals in
@@ -230,6 +286,7 @@ func info(ic *intercept.Intercept) daemon.InterceptInfo {
 	return daemon.InterceptInfo{
 		Name: ic.Workload.String(), Namespace: ic.Workload.Namespace, Service: ic.Service,
 		ServicePort: int(ic.ServicePort.Port), AgentPort: ic.AgentPort, LocalPort: ic.LocalPort, Pods: ic.Pods(),
+		Filter: ic.Spec.Filter, Mirror: ic.Spec.Mirror, Owner: ic.Spec.Owner,
 	}
 }
 
@@ -245,6 +302,9 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 	res, err := agentResources(req.AgentResources, 0)
 	if err != nil {
 		return daemon.InterceptInfo{}, err
+	}
+	if _, err := httpfilter.Parse(req.Filter); err != nil {
+		return daemon.InterceptInfo{}, errdefs.User("%v", err)
 	}
 	key := w.Namespace + "/" + w.String()
 	d.mu.Lock()
@@ -269,6 +329,7 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, LocalPort: req.LocalPort,
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
 		AgentResources: res, LocalPortLater: req.LocalPortLater,
+		Filter: req.Filter, Mirror: req.Mirror, ID: randomHex(8), Owner: d.owner(),
 	})
 	if err != nil {
 		return daemon.InterceptInfo{}, err

@@ -98,6 +98,9 @@ type Intercept struct {
 	ServicePort corev1.ServicePort
 	AgentPort   int
 	LocalPort   int
+	// Spec is what each agent was asked for: the filter, mirror, id and
+	// owner.
+	Spec agent.InterceptSpec
 
 	tunnels *tunnels
 }
@@ -318,7 +321,7 @@ func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, 
 	}
 	return &Intercept{
 		Workload: w, Service: svc.Name, ServicePort: plan.ServicePort,
-		AgentPort: int(plan.AgentPort), LocalPort: req.LocalPort, tunnels: t,
+		AgentPort: int(plan.AgentPort), LocalPort: req.LocalPort, Spec: spec, tunnels: t,
 	}, nil
 }
 

@@ -3798,7 +3798,21 @@ type InterceptInfo struct {
 	AgentPort   int32  `protobuf:"varint,5,opt,name=agent_port,json=agentPort,proto3" json:"agent_port,omitempty"`
 	LocalPort   int32  `protobuf:"varint,6,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
 	// The pods whose agents send traffic here now.
-	Pods          []string `protobuf:"bytes,7,rep,name=pods,proto3" json:"pods,omitempty"`
+	Pods []string `protobuf:"bytes,7,rep,name=pods,proto3" json:"pods,omitempty"`
+	// This intercept's filter (empty: all traffic) and whether it mirrors.
+	Filter *HTTPFilter `protobuf:"bytes,8,opt,name=filter,proto3" json:"filter,omitempty"`
+	Mirror bool        `protobuf:"varint,9,opt,name=mirror,proto3" json:"mirror,omitempty"`
+	// Who this daemon intercepts as ("ana@laptop").
+	Owner string `protobuf:"bytes,10,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Every intercept of the port, this one's included, as the agent of one
+	// pod reports them (status only).
+	PortIntercepts []*PortIntercept `protobuf:"bytes,11,rep,name=port_intercepts,json=portIntercepts,proto3" json:"port_intercepts,omitempty"`
+	// Of that pod, while the port is routed request by request: requests no
+	// filter selected, and connections that were not cleartext HTTP (of
+	// them TLS), which went to the app.
+	ToApp         uint64 `protobuf:"varint,12,opt,name=to_app,json=toApp,proto3" json:"to_app,omitempty"`
+	NotHttp       uint64 `protobuf:"varint,13,opt,name=not_http,json=notHttp,proto3" json:"not_http,omitempty"`
+	Tls           uint64 `protobuf:"varint,14,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3882,6 +3896,210 @@ func (x *InterceptInfo) GetPods() []string {
 	return nil
 }
 
+func (x *InterceptInfo) GetFilter() *HTTPFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *InterceptInfo) GetMirror() bool {
+	if x != nil {
+		return x.Mirror
+	}
+	return false
+}
+
+func (x *InterceptInfo) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *InterceptInfo) GetPortIntercepts() []*PortIntercept {
+	if x != nil {
+		return x.PortIntercepts
+	}
+	return nil
+}
+
+func (x *InterceptInfo) GetToApp() uint64 {
+	if x != nil {
+		return x.ToApp
+	}
+	return 0
+}
+
+func (x *InterceptInfo) GetNotHttp() uint64 {
+	if x != nil {
+		return x.NotHttp
+	}
+	return 0
+}
+
+func (x *InterceptInfo) GetTls() uint64 {
+	if x != nil {
+		return x.Tls
+	}
+	return 0
+}
+
+// Which requests an intercept takes: every header condition ("NAME=VALUE"
+// or "NAME=~REGEX"), the path prefix and the path regular expression.
+type HTTPFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Headers       []string               `protobuf:"bytes,1,rep,name=headers,proto3" json:"headers,omitempty"`
+	PathPrefix    string                 `protobuf:"bytes,2,opt,name=path_prefix,json=pathPrefix,proto3" json:"path_prefix,omitempty"`
+	PathRegex     string                 `protobuf:"bytes,3,opt,name=path_regex,json=pathRegex,proto3" json:"path_regex,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HTTPFilter) Reset() {
+	*x = HTTPFilter{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HTTPFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HTTPFilter) ProtoMessage() {}
+
+func (x *HTTPFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HTTPFilter.ProtoReflect.Descriptor instead.
+func (*HTTPFilter) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *HTTPFilter) GetHeaders() []string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *HTTPFilter) GetPathPrefix() string {
+	if x != nil {
+		return x.PathPrefix
+	}
+	return ""
+}
+
+func (x *HTTPFilter) GetPathRegex() string {
+	if x != nil {
+		return x.PathRegex
+	}
+	return ""
+}
+
+type PortIntercept struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Owner         string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Filter        *HTTPFilter            `protobuf:"bytes,2,opt,name=filter,proto3" json:"filter,omitempty"`
+	Mirror        bool                   `protobuf:"varint,3,opt,name=mirror,proto3" json:"mirror,omitempty"`
+	SinceUnixNano int64                  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	Requests      uint64                 `protobuf:"varint,5,opt,name=requests,proto3" json:"requests,omitempty"`
+	Dropped       uint64                 `protobuf:"varint,6,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	// The pod whose agent reported it.
+	Pod           string `protobuf:"bytes,7,opt,name=pod,proto3" json:"pod,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortIntercept) Reset() {
+	*x = PortIntercept{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortIntercept) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortIntercept) ProtoMessage() {}
+
+func (x *PortIntercept) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortIntercept.ProtoReflect.Descriptor instead.
+func (*PortIntercept) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *PortIntercept) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *PortIntercept) GetFilter() *HTTPFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *PortIntercept) GetMirror() bool {
+	if x != nil {
+		return x.Mirror
+	}
+	return false
+}
+
+func (x *PortIntercept) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *PortIntercept) GetRequests() uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *PortIntercept) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *PortIntercept) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
 type InterceptRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
@@ -3897,13 +4115,17 @@ type InterceptRequest struct {
 	// The process that listens on local_port starts once the intercept is
 	// up (tether intercept -- CMD): do not check that something listens.
 	LocalPortLater bool `protobuf:"varint,8,opt,name=local_port_later,json=localPortLater,proto3" json:"local_port_later,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Only the requests the filter selects (empty: all traffic); with mirror
+	// the app answers and this machine gets copies.
+	Filter        *HTTPFilter `protobuf:"bytes,9,opt,name=filter,proto3" json:"filter,omitempty"`
+	Mirror        bool        `protobuf:"varint,10,opt,name=mirror,proto3" json:"mirror,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3915,7 +4137,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3928,7 +4150,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *InterceptRequest) GetNamespace() string {
@@ -3987,6 +4209,20 @@ func (x *InterceptRequest) GetLocalPortLater() bool {
 	return false
 }
 
+func (x *InterceptRequest) GetFilter() *HTTPFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *InterceptRequest) GetMirror() bool {
+	if x != nil {
+		return x.Mirror
+	}
+	return false
+}
+
 type InterceptEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
@@ -4000,7 +4236,7 @@ type InterceptEvent struct {
 
 func (x *InterceptEvent) Reset() {
 	*x = InterceptEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4012,7 +4248,7 @@ func (x *InterceptEvent) String() string {
 func (*InterceptEvent) ProtoMessage() {}
 
 func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4025,7 +4261,7 @@ func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptEvent.ProtoReflect.Descriptor instead.
 func (*InterceptEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *InterceptEvent) GetEvent() isInterceptEvent_Event {
@@ -4079,7 +4315,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4091,7 +4327,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4104,7 +4340,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *LeaveRequest) GetNamespace() string {
@@ -4129,7 +4365,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4141,7 +4377,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4154,7 +4390,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
 }
 
 type RollbackRequest struct {
@@ -4172,7 +4408,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4184,7 +4420,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4197,7 +4433,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RollbackRequest) GetNamespace() string {
@@ -4237,7 +4473,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4249,7 +4485,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4262,7 +4498,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RollbackResponse) GetResults() []*RollbackResult {
@@ -4285,7 +4521,7 @@ type RollbackResult struct {
 
 func (x *RollbackResult) Reset() {
 	*x = RollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4297,7 +4533,7 @@ func (x *RollbackResult) String() string {
 func (*RollbackResult) ProtoMessage() {}
 
 func (x *RollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4310,7 +4546,7 @@ func (x *RollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResult.ProtoReflect.Descriptor instead.
 func (*RollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{50}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RollbackResult) GetWorkload() string {
@@ -4354,7 +4590,7 @@ type RollbackStep struct {
 
 func (x *RollbackStep) Reset() {
 	*x = RollbackStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4366,7 +4602,7 @@ func (x *RollbackStep) String() string {
 func (*RollbackStep) ProtoMessage() {}
 
 func (x *RollbackStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4379,7 +4615,7 @@ func (x *RollbackStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStep.ProtoReflect.Descriptor instead.
 func (*RollbackStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{51}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RollbackStep) GetObject() string {
@@ -4411,7 +4647,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4423,7 +4659,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4436,7 +4672,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{52}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{54}
 }
 
 type QuitResponse struct {
@@ -4447,7 +4683,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4459,7 +4695,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4472,7 +4708,7 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{53}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{55}
 }
 
 var File_proto_daemon_v1_daemon_proto protoreflect.FileDescriptor
@@ -4818,7 +5054,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1c\n" +
 	"\trecording\x18\x03 \x01(\bR\trecording\x12#\n" +
 	"\rredaction_off\x18\x04 \x01(\bR\fredactionOff\x12%\n" +
-	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\"\xd0\x01\n" +
+	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\"\xc2\x03\n" +
 	"\rInterceptInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
@@ -4828,7 +5064,30 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"agent_port\x18\x05 \x01(\x05R\tagentPort\x12\x1d\n" +
 	"\n" +
 	"local_port\x18\x06 \x01(\x05R\tlocalPort\x12\x12\n" +
-	"\x04pods\x18\a \x03(\tR\x04pods\"\xdc\x02\n" +
+	"\x04pods\x18\a \x03(\tR\x04pods\x124\n" +
+	"\x06filter\x18\b \x01(\v2\x1c.tether.daemon.v1.HTTPFilterR\x06filter\x12\x16\n" +
+	"\x06mirror\x18\t \x01(\bR\x06mirror\x12\x14\n" +
+	"\x05owner\x18\n" +
+	" \x01(\tR\x05owner\x12H\n" +
+	"\x0fport_intercepts\x18\v \x03(\v2\x1f.tether.daemon.v1.PortInterceptR\x0eportIntercepts\x12\x15\n" +
+	"\x06to_app\x18\f \x01(\x04R\x05toApp\x12\x19\n" +
+	"\bnot_http\x18\r \x01(\x04R\anotHttp\x12\x10\n" +
+	"\x03tls\x18\x0e \x01(\x04R\x03tls\"f\n" +
+	"\n" +
+	"HTTPFilter\x12\x18\n" +
+	"\aheaders\x18\x01 \x03(\tR\aheaders\x12\x1f\n" +
+	"\vpath_prefix\x18\x02 \x01(\tR\n" +
+	"pathPrefix\x12\x1d\n" +
+	"\n" +
+	"path_regex\x18\x03 \x01(\tR\tpathRegex\"\xe3\x01\n" +
+	"\rPortIntercept\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x124\n" +
+	"\x06filter\x18\x02 \x01(\v2\x1c.tether.daemon.v1.HTTPFilterR\x06filter\x12\x16\n" +
+	"\x06mirror\x18\x03 \x01(\bR\x06mirror\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12\x1a\n" +
+	"\brequests\x18\x05 \x01(\x04R\brequests\x12\x18\n" +
+	"\adropped\x18\x06 \x01(\x04R\adropped\x12\x10\n" +
+	"\x03pod\x18\a \x01(\tR\x03pod\"\xaa\x03\n" +
 	"\x10InterceptRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -4839,7 +5098,10 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"agentImage\x126\n" +
 	"\x17rollout_timeout_seconds\x18\x06 \x01(\x03R\x15rolloutTimeoutSeconds\x12I\n" +
 	"\x0fagent_resources\x18\a \x01(\v2 .tether.daemon.v1.AgentResourcesR\x0eagentResources\x12(\n" +
-	"\x10local_port_later\x18\b \x01(\bR\x0elocalPortLater\"p\n" +
+	"\x10local_port_later\x18\b \x01(\bR\x0elocalPortLater\x124\n" +
+	"\x06filter\x18\t \x01(\v2\x1c.tether.daemon.v1.HTTPFilterR\x06filter\x12\x16\n" +
+	"\x06mirror\x18\n" +
+	" \x01(\bR\x06mirror\"p\n" +
 	"\x0eInterceptEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x127\n" +
 	"\x05ready\x18\x02 \x01(\v2\x1f.tether.daemon.v1.InterceptInfoH\x00R\x05readyB\a\n" +
@@ -4892,7 +5154,7 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*EnvRequest)(nil),        // 0: tether.daemon.v1.EnvRequest
 	(*EnvEvent)(nil),          // 1: tether.daemon.v1.EnvEvent
@@ -4938,24 +5200,26 @@ var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*StatusResponse)(nil),    // 41: tether.daemon.v1.StatusResponse
 	(*AgentInfo)(nil),         // 42: tether.daemon.v1.AgentInfo
 	(*InterceptInfo)(nil),     // 43: tether.daemon.v1.InterceptInfo
-	(*InterceptRequest)(nil),  // 44: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),    // 45: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),      // 46: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),     // 47: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),   // 48: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil),  // 49: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),    // 50: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),      // 51: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),       // 52: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),      // 53: tether.daemon.v1.QuitResponse
-	nil,                       // 54: tether.daemon.v1.ReplaySummary.ByStatusEntry
-	nil,                       // 55: tether.daemon.v1.TraceService.SelectorEntry
-	(*v1.Exchange)(nil),       // 56: tether.agent.v1.Exchange
-	(*v1.ExchangeFilter)(nil), // 57: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil), // 58: tether.agent.v1.RecordingStats
-	(*v1.DNSRecord)(nil),      // 59: tether.agent.v1.DNSRecord
-	(*v1.PacketBatch)(nil),    // 60: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),   // 61: tether.agent.v1.CaptureStats
+	(*HTTPFilter)(nil),        // 44: tether.daemon.v1.HTTPFilter
+	(*PortIntercept)(nil),     // 45: tether.daemon.v1.PortIntercept
+	(*InterceptRequest)(nil),  // 46: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),    // 47: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),      // 48: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),     // 49: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),   // 50: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil),  // 51: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),    // 52: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),      // 53: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),       // 54: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),      // 55: tether.daemon.v1.QuitResponse
+	nil,                       // 56: tether.daemon.v1.ReplaySummary.ByStatusEntry
+	nil,                       // 57: tether.daemon.v1.TraceService.SelectorEntry
+	(*v1.Exchange)(nil),       // 58: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil), // 59: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil), // 60: tether.agent.v1.RecordingStats
+	(*v1.DNSRecord)(nil),      // 61: tether.agent.v1.DNSRecord
+	(*v1.PacketBatch)(nil),    // 62: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),   // 63: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	2,  // 0: tether.daemon.v1.EnvEvent.result:type_name -> tether.daemon.v1.EnvResult
@@ -4964,17 +5228,17 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	5,  // 3: tether.daemon.v1.EnvResult.not_copied:type_name -> tether.daemon.v1.EnvMount
 	8,  // 4: tether.daemon.v1.RunEvent.ready:type_name -> tether.daemon.v1.RunInfo
 	28, // 5: tether.daemon.v1.RunInfo.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
-	56, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	58, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
 	11, // 7: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
 	13, // 8: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
 	12, // 9: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
-	54, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
+	56, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
 	15, // 11: tether.daemon.v1.RecordRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
 	17, // 12: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	57, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	56, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	59, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	58, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
 	20, // 15: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	58, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	60, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
 	23, // 17: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
 	24, // 18: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
 	25, // 19: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
@@ -4985,51 +5249,55 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	36, // 24: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
 	28, // 25: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
 	29, // 26: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
-	59, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
+	61, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
 	31, // 28: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
-	55, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
+	57, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
 	32, // 30: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
 	34, // 31: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
 	35, // 32: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
 	35, // 33: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
 	37, // 34: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
-	60, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	61, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	62, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	63, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
 	43, // 37: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
 	42, // 38: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
-	15, // 39: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
-	43, // 40: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	50, // 41: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	51, // 42: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	40, // 43: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	44, // 44: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	46, // 45: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	48, // 46: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	52, // 47: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	38, // 48: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	21, // 49: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	14, // 50: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	18, // 51: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	9,  // 52: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	0,  // 53: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
-	6,  // 54: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
-	41, // 55: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	45, // 56: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	47, // 57: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	49, // 58: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	53, // 59: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	39, // 60: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	22, // 61: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	16, // 62: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	19, // 63: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	10, // 64: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	1,  // 65: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
-	7,  // 66: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
-	55, // [55:67] is the sub-list for method output_type
-	43, // [43:55] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	44, // 39: tether.daemon.v1.InterceptInfo.filter:type_name -> tether.daemon.v1.HTTPFilter
+	45, // 40: tether.daemon.v1.InterceptInfo.port_intercepts:type_name -> tether.daemon.v1.PortIntercept
+	44, // 41: tether.daemon.v1.PortIntercept.filter:type_name -> tether.daemon.v1.HTTPFilter
+	15, // 42: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
+	44, // 43: tether.daemon.v1.InterceptRequest.filter:type_name -> tether.daemon.v1.HTTPFilter
+	43, // 44: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	52, // 45: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	53, // 46: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	40, // 47: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	46, // 48: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	48, // 49: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	50, // 50: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	54, // 51: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	38, // 52: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	21, // 53: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	14, // 54: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	18, // 55: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	9,  // 56: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	0,  // 57: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
+	6,  // 58: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
+	41, // 59: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	47, // 60: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	49, // 61: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	51, // 62: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	55, // 63: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	39, // 64: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	22, // 65: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	16, // 66: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	19, // 67: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	10, // 68: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	1,  // 69: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
+	7,  // 70: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
+	59, // [59:71] is the sub-list for method output_type
+	47, // [47:59] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -5062,7 +5330,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[45].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[47].OneofWrappers = []any{
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
@@ -5072,7 +5340,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   56,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
