@@ -1,0 +1,223 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// named serves HTTP on loopback as a developer's process, answering with
+// X-Served-By: name, and counts the requests it got.
+func named(t *testing.T, name string) (int, *atomic.Int64) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.Header().Set("X-Served-By", name)
+		fmt.Fprintf(w, `{"served_by":%q,"path":%q}`+"\n", name, r.URL.Path)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().(*net.TCPAddr).Port, &n
+}
+
+// daemonAs runs tether with its own runtime folder: another daemon, as a
+// second developer's laptop would run, stopped when the test ends.
+func (e *env) daemonAs(name string) func(args ...string) (string, string, int) {
+	e.t.Helper()
+	dir, err := os.MkdirTemp("", "tt-"+name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	env := []string{"XDG_RUNTIME_DIR=" + dir, "KUBECONFIG=" + e.kubeconfig}
+	e.t.Cleanup(func() {
+		runBinary(e.t, tetherBinary(e.t), env, "quit", "--kubeconfig", e.kubeconfig)
+		os.RemoveAll(dir)
+	})
+	return func(args ...string) (string, string, int) {
+		e.t.Helper()
+		return runBinary(e.t, tetherBinary(e.t), env, append(args, "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
+	}
+}
+
+// pythonServedBy sends requests to url from Python's http.client over ONE
+// keep-alive connection, each with the x-tether-user header given ("" for
+// none), and returns who served each.
+func pythonServedBy(t *testing.T, url string, users ...string) []string {
+	t.Helper()
+	script := `
+import http.client, sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+c = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=20)
+for user in sys.argv[2:]:
+    h = {"x-tether-user": user} if user != "-" else {}
+    c.request("GET", u.path, headers=h)
+    r = c.getresponse()
+    r.read()
+    print(r.getheader("X-Served-By", "?"))
+c.close()
+`
+	args := []string{"-c", script, url}
+	for _, u := range users {
+		if u == "" {
+			u = "-"
+		}
+		args = append(args, u)
+	}
+	out, err := exec.Command("python3", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("python3 http.client: %v\n%s", err, out)
+	}
+	var got []string
+	for _, line := range strings.Fields(string(out)) {
+		if strings.HasPrefix(line, "orders-") {
+			line = "app"
+		}
+		got = append(got, line)
+	}
+	return got
+}
+
+// TestPersonalIntercepts: two developers (two daemons) intercept one
+// workload and port with their own header; Python's http.client on one
+// keep-alive connection and curl get each request served where its header
+// says, the rest by the app; a third whose filter overlaps is refused,
+// naming the first, with nothing changed; one leaving keeps the other's;
+// a mirror gets a copy of every request while the app answers them all;
+// rollback restores the workload exactly.
+func TestPersonalIntercepts(t *testing.T) {
+	e := newEnv(t)
+	_, svc := e.deployOrders(2)
+	before := e.snapshot()
+	url := "http://" + svc.Spec.ClusterIP + "/whoami"
+	anaPort, _ := named(t, "ana")
+	bobPort, _ := named(t, "bob")
+	ana, bob, carol := e.daemonAs("ana"), e.daemonAs("bob"), e.daemonAs("carol")
+	must := func(run func(...string) (string, string, int), args ...string) string {
+		t.Helper()
+		out, errOut, code := run(args...)
+		if code != 0 {
+			t.Fatalf("tether %s exited %d:\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+		}
+		return out
+	}
+
+	out := must(ana, agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(anaPort), "--http-header", "x-tether-user=ana")...)
+	if !strings.Contains(out, "requests with X-Tether-User=ana") {
+		t.Errorf("intercept output does not say the filter: %s", out)
+	}
+	must(bob, agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(bobPort), "--http-header=x-tether-user=bob")...)
+	template := e.snapshot().template
+
+	got := pythonServedBy(t, url, "ana", "bob", "", "ana", "carol", "bob", "ana")
+	if want := []string{"ana", "bob", "app", "ana", "app", "bob", "ana"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("one keep-alive connection: served by %v, want %v", got, want)
+	}
+	for user, want := range map[string]string{"ana": "ana", "bob": "bob", "": "app"} {
+		args := []string{"-sS", "-m", "20", "-o", "/dev/null", "-D", "-", url}
+		if user != "" {
+			args = append(args, "-H", "X-Tether-User: "+user)
+		}
+		b, err := exec.Command("curl", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl: %v\n%s", err, b)
+		}
+		if by := servedByHeader(string(b)); by != want {
+			t.Errorf("curl as %q: served by %q, want %s", user, by, want)
+		}
+	}
+
+	// An overlapping filter is refused, naming who has it; nothing changes.
+	_, errOut, code := carol(agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(bobPort), "--http-header", "x-tether-user=~.*")...)
+	if code == 0 || !strings.Contains(errOut, "is intercepted by") || !strings.Contains(errOut, "X-Tether-User=ana") {
+		t.Errorf("overlapping intercept: exit %d, stderr %s; want a refusal naming ana's intercept", code, errOut)
+	}
+	if after := e.snapshot().template; !equality.Semantic.DeepEqual(template, after) {
+		t.Error("the refused intercept changed the pod template")
+	}
+
+	// status lists everyone's intercepts of the port.
+	var st struct {
+		Daemon struct {
+			Intercepts []struct {
+				Owner          string
+				PortIntercepts []struct {
+					Owner    string
+					Requests uint64
+					Filter   struct{ Headers []string }
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(must(ana, "status", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Daemon.Intercepts) != 1 || len(st.Daemon.Intercepts[0].PortIntercepts) != 2 {
+		t.Errorf("status does not list both intercepts of the port: %+v", st)
+	}
+
+	must(ana, "leave", "orders")
+	got = pythonServedBy(t, url, "ana", "bob", "")
+	if want := []string{"app", "bob", "app"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("after ana left: served by %v, want %v", got, want)
+	}
+
+	// A mirror: the app answers every request; carol's process gets a copy
+	// of each.
+	mirrorPort, copies := named(t, "carol")
+	must(carol, agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(mirrorPort), "--mirror", "--http-path", "/whoami")...)
+	const n = 50
+	users := make([]string, n)
+	got = pythonServedBy(t, url, users...)
+	for i, by := range got {
+		if by != "app" {
+			t.Fatalf("request %d with a mirror: served by %s, want the app", i, by)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for copies.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c := copies.Load(); c != n {
+		t.Errorf("the mirror got %d copies of %d requests", c, n)
+	}
+
+	must(bob, "rollback", "orders")
+	e.waitAppRoutes(2)
+	e.requireRestored(before)
+	ctx := context.Background()
+	if d, err := e.cs.AppsV1().Deployments(e.ns).Get(ctx, "orders", metav1.GetOptions{}); err != nil || d.Status.Replicas != 2 {
+		t.Errorf("orders after rollback: %v %v", d, err)
+	}
+}
+
+// servedByHeader reads X-Served-By from a dump of response headers.
+func servedByHeader(dump string) string {
+	for _, line := range strings.Split(dump, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "X-Served-By: "); ok {
+			if strings.HasPrefix(v, "orders-") {
+				return "app"
+			}
+			return v
+		}
+	}
+	return "?"
+}
