@@ -125,3 +125,25 @@ func TestOverlaps(t *testing.T) {
 		}
 	}
 }
+
+// TestBaggageExample: the baggage filter docs/intercept.md gives selects
+// the user's entry wherever it stands in the list, and no longer name.
+func TestBaggageExample(t *testing.T) {
+	f, err := Parse(Spec{Headers: []string{"baggage=~(.*[ ,])?tether-user=ana([,;].*)?"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v, want := range map[string]bool{
+		"tether-user=ana":                 true,
+		"a=1, tether-user=ana":            true,
+		"a=1,tether-user=ana;prop=x,b=2":  true,
+		"tether-user=anastasia":           false,
+		"not-tether-user=ana":             false,
+		"a=1, tether-user=bob, other=ana": false,
+	} {
+		r := &http.Request{URL: &url.URL{Path: "/"}, Header: http.Header{"Baggage": {v}}}
+		if got := f.Match(r); got != want {
+			t.Errorf("baggage %q: %v, want %v", v, got, want)
+		}
+	}
+}
