@@ -12,10 +12,15 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	hellopb "google.golang.org/grpc/examples/helloworld/helloworld"
+	"google.golang.org/grpc/metadata"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -200,6 +205,13 @@ func TestPersonalIntercepts(t *testing.T) {
 		t.Errorf("the mirror got %d copies of %d requests", c, n)
 	}
 
+	// Both leave: everything goes to the app (the mirror's copies go on).
+	must(bob, "leave", "orders")
+	got = pythonServedBy(t, url, "ana", "bob", "")
+	if want := []string{"app", "app", "app"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("after both left: served by %v, want %v", got, want)
+	}
+
 	must(bob, "rollback", "orders")
 	e.waitAppRoutes(2)
 	e.requireRestored(before)
@@ -220,4 +232,92 @@ func servedByHeader(dump string) string {
 		}
 	}
 	return "?"
+}
+
+// TestPersonalInterceptsGRPC: grpc-go's client over HTTP/2 cleartext, one
+// connection, calls routed by their metadata: ana's to her process, bob's
+// (a header and a path filter) to his, the rest to grpc-go's example
+// server in the cluster; calls for both multiplexed at once on the one
+// connection each reach the right place.
+func TestPersonalInterceptsGRPC(t *testing.T) {
+	e := newEnv(t)
+	addr := e.deployGreeter()
+	ana, bob := e.daemonAs("ana"), e.daemonAs("bob")
+	anaPort := startGreeting(t, "Howdy")
+	bobPort := startGreeting(t, "Ahoy")
+	for _, c := range []struct {
+		run  func(...string) (string, string, int)
+		args []string
+	}{
+		{ana, []string{"intercept", "greeter", "--port", "grpc:" + strconv.Itoa(anaPort), "--http-header", "x-tether-user=ana"}},
+		{bob, []string{"intercept", "greeter", "--port", "grpc:" + strconv.Itoa(bobPort), "--http-header", "x-tether-user=bob", "--http-path", "/helloworld.Greeter/"}},
+	} {
+		if out, errOut, code := c.run(agentImage(c.args...)...); code != 0 {
+			t.Fatalf("tether %v: exit %d\n%s%s", c.args, code, out, errOut)
+		}
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	client := hellopb.NewGreeterClient(cc)
+	call := func(user string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if user != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "x-tether-user", user)
+		}
+		r, err := client.SayHello(ctx, &hellopb.HelloRequest{Name: "t"})
+		return r.GetMessage(), err
+	}
+	want := map[string]string{"ana": "Howdy t", "bob": "Ahoy t", "": "Hello t", "carol": "Hello t"}
+	for _, user := range []string{"ana", "bob", "", "ana", "carol", "bob"} {
+		got, err := call(user)
+		if err != nil || got != want[user] {
+			t.Errorf("call as %q: %q, %v; want %q", user, got, err, want[user])
+		}
+	}
+	// Streams for both at once on the one connection.
+	var wg sync.WaitGroup
+	errs := make(chan string, 60)
+	for i := range 60 {
+		user := []string{"ana", "bob", ""}[i%3]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if got, err := call(user); err != nil || got != want[user] {
+				errs <- fmt.Sprintf("concurrent call as %q: %q, %v", user, got, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for msg := range errs {
+		t.Error(msg)
+	}
+}
+
+// startGreeting serves grpc-go's Greeter on loopback answering
+// "GREETING NAME", and returns its port.
+func startGreeting(t *testing.T, greeting string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	hellopb.RegisterGreeterServer(s, greetingServer{greeting: greeting})
+	go s.Serve(l)
+	t.Cleanup(s.Stop)
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type greetingServer struct {
+	hellopb.UnimplementedGreeterServer
+	greeting string
+}
+
+func (g greetingServer) SayHello(_ context.Context, in *hellopb.HelloRequest) (*hellopb.HelloReply, error) {
+	return &hellopb.HelloReply{Message: g.greeting + " " + in.GetName()}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tetherkube/tether/agent"
@@ -167,6 +168,12 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 	if err := checkSelectsOnly(ctx, m.CS, svc, w); err != nil {
 		return nil, err
+	}
+	if !req.Filter.IsZero() || req.Mirror {
+		if why := notHTTP(plan.ServicePort); why != "" {
+			return nil, errdefs.User("service %s port %s %s: tether filters and mirrors only cleartext HTTP (HTTP/1.x, h2c, gRPC); "+
+				"intercept it without --http-header, --http-path and --mirror to take all of its traffic", svc.Name, portName(plan.ServicePort), why)
+		}
 	}
 
 	if plan.Existing {
@@ -387,4 +394,33 @@ func (i *Intercept) Pods() []string {
 // again and the tunnels close. The agents stay, so leaving restarts nothing.
 func (i *Intercept) Leave(ctx context.Context) error {
 	return i.tunnels.leave(ctx)
+}
+
+// notHTTP says why a Service port does not carry cleartext HTTP, as its
+// protocol, appProtocol or name (Istio's "<protocol>[-suffix]" convention)
+// declare it; "" when it may.
+func notHTTP(p corev1.ServicePort) string {
+	if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+		return "is " + string(p.Protocol)
+	}
+	if ap := p.AppProtocol; ap != nil && *ap != "" {
+		switch strings.ToLower(*ap) {
+		case "http", "http2", "h2c", "grpc", "grpc-web", "kubernetes.io/h2c", "kubernetes.io/ws":
+			return ""
+		}
+		return "has appProtocol " + *ap
+	}
+	proto, _, _ := strings.Cut(strings.ToLower(p.Name), "-")
+	switch proto {
+	case "https", "tls", "tcp", "udp", "mongo", "mysql", "redis", "postgres", "postgresql", "kafka", "amqp", "mqtt", "smtp", "ftp", "ssh", "dns":
+		return "is named " + p.Name
+	}
+	return ""
+}
+
+func portName(p corev1.ServicePort) string {
+	if p.Name != "" {
+		return fmt.Sprintf("%d (%s)", p.Port, p.Name)
+	}
+	return strconv.Itoa(int(p.Port))
 }
