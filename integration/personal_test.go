@@ -3,17 +3,21 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	hellopb "google.golang.org/grpc/examples/helloworld/helloworld"
 	"google.golang.org/grpc/metadata"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -320,4 +325,183 @@ type greetingServer struct {
 
 func (g greetingServer) SayHello(_ context.Context, in *hellopb.HelloRequest) (*hellopb.HelloReply, error) {
 	return &hellopb.HelloReply{Message: g.greeting + " " + in.GetName()}, nil
+}
+
+// pyLaptop runs a laptop process tether did not write, Python's
+// http.server, that counts the requests it answers; it returns its port,
+// the count, and the process (to stop it).
+func pyLaptop(t *testing.T) (int, *atomic.Int64, *os.Process) {
+	t.Helper()
+	script := `
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        sys.stdout.write("got\n"); sys.stdout.flush()
+        self.send_response(200); self.send_header("Content-Length", "6"); self.send_header("X-Served-By", "laptop"); self.end_headers()
+        self.wfile.write(b"laptop")
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+`
+	cmd := exec.Command("python3", "-c", script)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var n atomic.Int64
+	lines := bufio.NewScanner(out)
+	if !lines.Scan() {
+		t.Fatal("python http.server printed no port")
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(lines.Text()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for lines.Scan() {
+			n.Add(1)
+		}
+	}()
+	return port, &n, cmd.Process
+}
+
+// keepAliveGets sends n GETs to url over one keep-alive connection (Go's
+// client) and returns who served them and the p50 latency.
+func keepAliveGets(t *testing.T, url string, n int) (map[string]int, time.Duration) {
+	t.Helper()
+	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	by := map[string]int{}
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		start := time.Now()
+		resp, err := client.Get(url)
+		if err != nil {
+			by["error: "+err.Error()]++
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		lat = append(lat, time.Since(start))
+		v := resp.Header.Get("X-Served-By")
+		if strings.HasPrefix(v, "orders-") {
+			v = "app"
+		}
+		by[v]++
+	}
+	slices.Sort(lat)
+	var p50 time.Duration
+	if len(lat) > 0 {
+		p50 = lat[len(lat)/2]
+	}
+	return by, p50
+}
+
+// TestMirrorSurvivesAStoppedLaptop: with a mirror, 1,000 requests are all
+// answered by the app and 1,000 copies reach the laptop (Python's
+// http.server); with that process stopped (SIGSTOP) 1,000 more are all
+// answered by the app, none fails, and the copies it could not take are
+// counted as dropped.
+func TestMirrorSurvivesAStoppedLaptop(t *testing.T) {
+	e := newEnv(t)
+	_, svc := e.deployOrders(1)
+	url := "http://" + svc.Spec.ClusterIP + "/whoami"
+	const n = 1000
+	by, base := keepAliveGets(t, url, 200)
+	if by["app"] != 200 {
+		t.Fatalf("before the mirror: %v", by)
+	}
+	port, copies, proc := pyLaptop(t)
+	e.mustTether(agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(port), "--mirror")...)
+	by, mirrored := keepAliveGets(t, url, n)
+	if by["app"] != n {
+		t.Errorf("with a mirror, %d requests: served by %v, want the app for all", n, by)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for copies.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c := copies.Load(); c != n {
+		t.Errorf("the laptop got %d copies of %d requests", c, n)
+	}
+
+	if err := proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Signal(syscall.SIGCONT)
+	by, stopped := keepAliveGets(t, url, n)
+	if by["app"] != n {
+		t.Errorf("with the laptop stopped, %d requests: served by %v, want the app for all, no error", n, by)
+	}
+	t.Logf("app p50: no mirror %s, mirror %s, mirror to a stopped laptop %s", base, mirrored, stopped)
+	// The copies the stopped laptop cannot take are dropped (after the
+	// mirror's 10 s bound) and counted.
+	var delivered, dropped uint64
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		var st struct {
+			Daemon struct {
+				Intercepts []struct {
+					PortIntercepts []struct{ Requests, Dropped uint64 }
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Daemon.Intercepts) != 1 || len(st.Daemon.Intercepts[0].PortIntercepts) != 1 {
+			t.Fatalf("status: %+v", st)
+		}
+		pi := st.Daemon.Intercepts[0].PortIntercepts[0]
+		if delivered, dropped = pi.Requests, pi.Dropped; dropped > 0 {
+			break
+		}
+	}
+	if delivered < n || dropped == 0 {
+		t.Errorf("status counts %d copies delivered and %d dropped; want at least %d delivered and the stopped laptop's drops counted", delivered, dropped, n)
+	}
+}
+
+// TestFilterBadInput: a malformed header filter, an invalid regular
+// expression, and a filter or mirror on a port declared not HTTP exit 2
+// with what to fix, and change nothing.
+func TestFilterBadInput(t *testing.T) {
+	e := newEnv(t)
+	_, svc := e.deployOrders(1)
+	ctx := context.Background()
+	svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "tcp-raw", Port: 9000, TargetPort: svc.Spec.Ports[0].TargetPort})
+	if _, err := e.cs.CoreV1().Services(e.ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.snapshot()
+	local, _ := named(t, "laptop")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--port", "http:3000", "--http-header=x user=ana"}, `"x user" is not a valid header name`},
+		{[]string{"--port", "http:3000", "--http-path-regex", "/orders/("}, "missing closing )"},
+		{[]string{"--port", "tcp-raw:3000", "--mirror"}, "port 9000 (tcp-raw) is named tcp-raw: tether filters and mirrors only cleartext HTTP"},
+		{[]string{"--port", "tcp-raw:3000", "--http-header", "x-user=ana"}, "tether filters and mirrors only cleartext HTTP"},
+	} {
+		tt.args[1] = strings.Replace(tt.args[1], "3000", strconv.Itoa(local), 1)
+		args := agentImage(append([]string{"intercept", "orders"}, tt.args...)...)
+		args = append(args, "--kubeconfig", e.kubeconfig, "-n", e.ns)
+		_, errOut, code := e.tether(args...)
+		if code != 2 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("tether %v: exit %d, stderr %s; want exit 2 saying %q", tt.args, code, errOut, tt.want)
+		}
+	}
+	after := e.snapshot()
+	if !equality.Semantic.DeepEqual(before.template, after.template) || !equality.Semantic.DeepEqual(before.ports, after.ports) {
+		t.Errorf("bad input changed the workload or Service:\nbefore %+v\nafter  %+v", before, after)
+	}
+	if cms, _ := e.cs.CoreV1().ConfigMaps(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "tether.dev/journal=true"}); len(cms.Items) != 0 {
+		t.Errorf("bad input left %d journals", len(cms.Items))
+	}
 }

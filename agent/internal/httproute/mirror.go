@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -75,7 +76,7 @@ func (t *teeBody) copyable(req *http.Request) ([]byte, bool) {
 type mirror struct {
 	router *Router
 	route  Route
-	queue  chan *http.Request
+	queue  chan mirrorCopy
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -84,9 +85,11 @@ type mirror struct {
 
 func newMirror(r *Router, rt Route) *mirror {
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &mirror{router: r, route: rt, queue: make(chan *http.Request, r.cfg.MirrorQueue), ctx: ctx, cancel: cancel}
-	m.tr[0] = r.transport(&m.route, "mirror", false)
-	m.tr[1] = r.transport(&m.route, "mirror", true)
+	m := &mirror{router: r, route: rt, queue: make(chan mirrorCopy, r.cfg.MirrorQueue), ctx: ctx, cancel: cancel}
+	for i, h2 := range []bool{false, true} {
+		m.tr[i] = r.transport(&m.route, "mirror", h2)
+		m.tr[i].MaxIdleConnsPerHost = r.cfg.MirrorWorkers
+	}
 	for range r.cfg.MirrorWorkers {
 		m.wg.Add(1)
 		go m.work()
@@ -109,10 +112,20 @@ func (m *mirror) work() {
 		select {
 		case <-m.ctx.Done():
 			return
-		case req := <-m.queue:
-			m.send(req)
+		case c := <-m.queue:
+			if time.Since(c.queued) > m.router.cfg.MirrorTimeout {
+				m.router.count(func(s *Stats) { s.MirrorDropped[m.route.ID]++ })
+				continue
+			}
+			m.send(c.req)
 		}
 	}
+}
+
+// mirrorCopy is a request waiting for its laptop since queued.
+type mirrorCopy struct {
+	req    *http.Request
+	queued time.Time
 }
 
 func (m *mirror) send(req *http.Request) {
@@ -169,7 +182,7 @@ func (r *Router) mirror(rt Route, req *http.Request, tee *teeBody) {
 	}
 	removeHopByHop(out.Header)
 	select {
-	case m.queue <- out:
+	case m.queue <- mirrorCopy{req: out, queued: time.Now()}:
 	default:
 		drop()
 	}

@@ -48,15 +48,16 @@ type Config struct {
 	// speaks first, and joined to the app unfiltered.
 	Sniff time.Duration
 	// MirrorQueue bounds the copies waiting for their laptop (default
-	// 512); past it copies are dropped, counted.
+	// 4096); past it copies are dropped, counted. A copy that waited
+	// longer than MirrorTimeout is dropped too: the laptop is not keeping up.
 	MirrorQueue int
 	// MirrorBodyCap bounds a mirrored request's body (default 1 MiB); a
 	// request with a longer body is not mirrored, counted.
 	MirrorBodyCap int
 	// MirrorTimeout bounds one copy's delivery and answer (default 10 s).
 	MirrorTimeout time.Duration
-	// MirrorWorkers is how many copies each mirror route sends at once
-	// (default 8).
+	// MirrorWorkers is how many copies each mirror route sends at once,
+	// each over a kept-alive connection (default 16).
 	MirrorWorkers int
 	Logger        *slog.Logger
 }
@@ -66,7 +67,7 @@ func (c *Config) defaults() {
 		c.Sniff = time.Second
 	}
 	if c.MirrorQueue <= 0 {
-		c.MirrorQueue = 512
+		c.MirrorQueue = 4096
 	}
 	if c.MirrorBodyCap <= 0 {
 		c.MirrorBodyCap = 1 << 20
@@ -75,7 +76,7 @@ func (c *Config) defaults() {
 		c.MirrorTimeout = 10 * time.Second
 	}
 	if c.MirrorWorkers <= 0 {
-		c.MirrorWorkers = 8
+		c.MirrorWorkers = 16
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
