@@ -210,6 +210,18 @@ func TestPersonalIntercepts(t *testing.T) {
 		t.Errorf("the mirror got %d copies of %d requests", c, n)
 	}
 
+	// The agent recorded each route: to the laptops, to the app, and the
+	// mirror's copies with their answers.
+	dests := map[string]int{}
+	for _, r := range e.requestsList() {
+		if r.Path == "/whoami" && r.Status == 200 {
+			dests[r.Destination]++
+		}
+	}
+	if dests["laptop"] == 0 || dests["app"] == 0 || dests["mirror"] < n {
+		t.Errorf("recorded /whoami exchanges by destination: %v; want laptop and app ones, and %d mirror copies", dests, n)
+	}
+
 	// Both leave: everything goes to the app (the mirror's copies go on).
 	must(bob, "leave", "orders")
 	got = pythonServedBy(t, url, "ana", "bob", "")
