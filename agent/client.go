@@ -25,7 +25,8 @@ func NewClient(conn grpc.ClientConnInterface) *Client {
 }
 
 // knownErrors are the sentinels a client recognises after the wire.
-var knownErrors = []error{ErrUnknownPort, ErrAlreadyIntercepted, ErrBadFilter, ErrNoCapNetRaw, ErrNotRecording, ErrBadProbe, ErrBadToken, ErrFixedToken, ErrNotServed, ErrNoProcess, ErrNoDirectPath, ErrBadDialBack}
+var knownErrors = []error{ErrUnknownPort, ErrAlreadyIntercepted, ErrBadRouteFilter, ErrBadFilter, ErrNoCapNetRaw, ErrNotRecording, ErrBadProbe, ErrBadToken, ErrFixedToken, ErrNotServed, ErrNoProcess,
+	ErrNoDirectPath, ErrBadDialBack}
 
 // fromStatus maps a gRPC error back to the Service's errors, prefixed by op.
 func fromStatus(op string, err error) error {
@@ -44,15 +45,17 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	return InfoFromProto(resp), nil
 }
 
-// Intercept asks the agent to send the port's connections into this tunnel.
-func (c *Client) Intercept(ctx context.Context, listenPort int) error {
-	_, err := c.rpc.Intercept(ctx, &agentv1.InterceptRequest{ListenPort: uint32(listenPort)})
-	return fromStatus(fmt.Sprintf("intercept port %d", listenPort), err)
+// Intercept asks the agent to send the port's connections, or the
+// requests the spec's filter selects, into this tunnel.
+func (c *Client) Intercept(ctx context.Context, spec InterceptSpec) error {
+	_, err := c.rpc.Intercept(ctx, InterceptSpecToProto(spec))
+	return fromStatus(fmt.Sprintf("intercept port %d", spec.ListenPort), err)
 }
 
-// Leave asks the agent to send the port's connections to the app again.
-func (c *Client) Leave(ctx context.Context, listenPort int) error {
-	_, err := c.rpc.Leave(ctx, &agentv1.LeaveRequest{ListenPort: uint32(listenPort)})
+// Leave asks the agent to send the traffic of this tunnel's intercept id
+// of the port (every one of this tunnel's when id is "") to the app again.
+func (c *Client) Leave(ctx context.Context, listenPort int, id string) error {
+	_, err := c.rpc.Leave(ctx, &agentv1.LeaveRequest{ListenPort: uint32(listenPort), Id: id})
 	return fromStatus(fmt.Sprintf("leave port %d", listenPort), err)
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tetherkube/tether/httpfilter"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	"github.com/tetherkube/tether/recording"
 )
@@ -19,9 +20,14 @@ func InfoToProto(info Info) *agentv1.InfoResponse {
 	resp := &agentv1.InfoResponse{Version: info.Version, Commit: info.Commit, PodName: info.PodName,
 		PodNamespace: info.PodNamespace, StartedUnixNano: info.StartedAt.UnixNano()}
 	for _, f := range info.Forwards {
-		resp.Forwards = append(resp.Forwards, &agentv1.Forward{
-			ListenPort: uint32(f.ListenPort), AppPort: uint32(f.AppPort), Intercepted: f.Intercepted,
-		})
+		pf := &agentv1.Forward{ListenPort: uint32(f.ListenPort), AppPort: uint32(f.AppPort), Intercepted: f.Intercepted,
+			ToApp: f.ToApp, NotHttp: f.NotHTTP, Tls: f.TLS}
+		for _, ic := range f.Intercepts {
+			pf.Intercepts = append(pf.Intercepts, &agentv1.InterceptStatus{Id: ic.ID, Owner: ic.Owner,
+				Filter: RouteFilterToProto(ic.Filter), Mirror: ic.Mirror, SinceUnixNano: ic.Since.UnixNano(),
+				Requests: ic.Requests, Dropped: ic.Dropped})
+		}
+		resp.Forwards = append(resp.Forwards, pf)
 	}
 	return resp
 }
@@ -30,12 +36,44 @@ func InfoFromProto(resp *agentv1.InfoResponse) Info {
 	info := Info{Version: resp.GetVersion(), Commit: resp.GetCommit(), PodName: resp.GetPodName(),
 		PodNamespace: resp.GetPodNamespace(), StartedAt: time.Unix(0, resp.GetStartedUnixNano())}
 	for _, f := range resp.GetForwards() {
-		info.Forwards = append(info.Forwards, ForwardStatus{
+		fs := ForwardStatus{
 			Forward:     Forward{ListenPort: int(f.GetListenPort()), AppPort: int(f.GetAppPort())},
 			Intercepted: f.GetIntercepted(),
-		})
+			ToApp:       f.GetToApp(), NotHTTP: f.GetNotHttp(), TLS: f.GetTls(),
+		}
+		for _, ic := range f.GetIntercepts() {
+			fs.Intercepts = append(fs.Intercepts, InterceptStatus{
+				InterceptSpec: InterceptSpec{ListenPort: fs.ListenPort, ID: ic.GetId(), Owner: ic.GetOwner(),
+					Filter: RouteFilterFromProto(ic.GetFilter()), Mirror: ic.GetMirror()},
+				Since: time.Unix(0, ic.GetSinceUnixNano()), Requests: ic.GetRequests(), Dropped: ic.GetDropped(),
+			})
+		}
+		info.Forwards = append(info.Forwards, fs)
 	}
 	return info
+}
+
+// InterceptSpecToProto and InterceptSpecFromProto carry an InterceptSpec.
+func InterceptSpecToProto(s InterceptSpec) *agentv1.InterceptRequest {
+	return &agentv1.InterceptRequest{ListenPort: uint32(s.ListenPort), Id: s.ID, Owner: s.Owner,
+		Filter: RouteFilterToProto(s.Filter), Mirror: s.Mirror}
+}
+
+func InterceptSpecFromProto(r *agentv1.InterceptRequest) InterceptSpec {
+	return InterceptSpec{ListenPort: int(r.GetListenPort()), ID: r.GetId(), Owner: r.GetOwner(),
+		Filter: RouteFilterFromProto(r.GetFilter()), Mirror: r.GetMirror()}
+}
+
+// RouteFilterToProto and RouteFilterFromProto carry a filter.
+func RouteFilterToProto(f httpfilter.Spec) *agentv1.RouteFilter {
+	if f.IsZero() {
+		return nil
+	}
+	return &agentv1.RouteFilter{Headers: f.Headers, PathPrefix: f.PathPrefix, PathRegex: f.PathRegex}
+}
+
+func RouteFilterFromProto(f *agentv1.RouteFilter) httpfilter.Spec {
+	return httpfilter.Spec{Headers: f.GetHeaders(), PathPrefix: f.GetPathPrefix(), PathRegex: f.GetPathRegex()}
 }
 
 // CaptureRequestToProto and CaptureRequestFromProto carry a CaptureRequest.

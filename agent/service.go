@@ -10,6 +10,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
 )
@@ -32,10 +33,46 @@ type Forward struct {
 	AppPort int
 }
 
-// ForwardStatus is a Forward and whether it is intercepted now.
+// ForwardStatus is a Forward and who intercepts it now.
 type ForwardStatus struct {
 	Forward
+	// Intercepted: some of its traffic goes into a tunnel now (an
+	// intercept that is not a mirror).
 	Intercepted bool
+	// Intercepts are all of the port's intercepts, whoever's.
+	Intercepts []InterceptStatus
+	// While filtered or mirror intercepts route the port request by
+	// request: the requests no filter selected (the app answered), and
+	// the connections that were not cleartext HTTP (of them TLS), which
+	// went to the app unfiltered.
+	ToApp, NotHTTP, TLS uint64
+}
+
+// InterceptSpec is one intercept of a port. Its traffic goes into the
+// caller's tunnel: all of it when Filter is zero, else each request
+// Filter selects (per request on HTTP/1.1 keep-alive connections, per
+// stream on HTTP/2 cleartext), the rest to the app. With Mirror the app
+// answers every request and the tunnel gets a copy of each selected one.
+type InterceptSpec struct {
+	ListenPort int
+	// ID is the daemon's name for the intercept, unique for its owner.
+	ID string
+	// Owner says who intercepts ("ana@laptop"), shown to others.
+	Owner  string
+	Filter httpfilter.Spec
+	Mirror bool
+}
+
+// InterceptStatus is an intercept and what it got.
+type InterceptStatus struct {
+	InterceptSpec
+	Since time.Time
+	// Requests counts those routed to it (copies delivered, for a mirror),
+	// while the port is routed request by request.
+	Requests uint64
+	// Dropped counts a mirror's copies not delivered: its queue full, a
+	// body over the cap, the laptop not answering in time.
+	Dropped uint64
 }
 
 // DefaultTunnelPort is the agent's tunnel port inside the pod.
@@ -44,7 +81,8 @@ const DefaultTunnelPort = 7341
 // Errors of the Service; test with errors.Is.
 var (
 	ErrUnknownPort        = errdefs.New(errdefs.ErrNotFound, "UNKNOWN_PORT", "the agent does not forward that port")
-	ErrAlreadyIntercepted = errdefs.New(errdefs.ErrAlreadyExists, "ALREADY_INTERCEPTED", "another tunnel already intercepts that port")
+	ErrAlreadyIntercepted = errdefs.New(errdefs.ErrAlreadyExists, "ALREADY_INTERCEPTED", "another intercept of that port overlaps this one")
+	ErrBadRouteFilter     = errdefs.New(errdefs.ErrUser, "BAD_ROUTE_FILTER", "the intercept's filter is not valid")
 )
 
 // Service is the agent's control API, as seen from one tunnel. The agent
@@ -52,10 +90,15 @@ var (
 // gRPC.
 type Service interface {
 	Info(ctx context.Context) (Info, error)
-	// Intercept sends the port's new connections into the caller's tunnel.
-	Intercept(ctx context.Context, listenPort int) error
-	// Leave sends the port's new connections to the app again.
-	Leave(ctx context.Context, listenPort int) error
+	// Intercept sends the port's new connections, or the requests its
+	// filter selects, into the caller's tunnel; it refuses a spec that
+	// overlaps another tunnel's intercept (ErrAlreadyIntercepted, naming
+	// its owner). The caller's own intercept with the same ID is replaced.
+	Intercept(ctx context.Context, spec InterceptSpec) error
+	// Leave ends the caller's intercept id of the port (every one of the
+	// caller's on the port when id is ""): its traffic goes to the app
+	// again.
+	Leave(ctx context.Context, listenPort int, id string) error
 	// Capture streams the packets of one of the pod's interfaces to emit,
 	// in batches: under load many packets per call, when idle one.
 	Capture(ctx context.Context, req CaptureRequest, emit func([]CapturedPacket) error) (CaptureStats, error)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/errdefs"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 	"github.com/tetherkube/tether/replay"
@@ -15,17 +16,42 @@ import (
 // Client here and by the server's gRPC adapter (daemon/server).
 
 func InterceptInfoToProto(i InterceptInfo) *daemonv1.InterceptInfo {
-	return &daemonv1.InterceptInfo{
+	p := &daemonv1.InterceptInfo{
 		Name: i.Name, Namespace: i.Namespace, Service: i.Service, ServicePort: int32(i.ServicePort),
-		AgentPort: int32(i.AgentPort), LocalPort: int32(i.LocalPort), Pods: i.Pods, Paths: i.Paths,
+		AgentPort: int32(i.AgentPort), LocalPort: int32(i.LocalPort), Pods: i.Pods,
+		Filter: filterToProto(i.Filter), Mirror: i.Mirror, Owner: i.Owner, ToApp: i.ToApp, NotHttp: i.NotHTTP, Tls: i.TLS,
+		Paths: i.Paths,
 	}
+	for _, pi := range i.PortIntercepts {
+		p.PortIntercepts = append(p.PortIntercepts, &daemonv1.PortIntercept{Owner: pi.Owner, Filter: filterToProto(pi.Filter),
+			Mirror: pi.Mirror, SinceUnixNano: pi.Since.UnixNano(), Requests: pi.Requests, Dropped: pi.Dropped, Pod: pi.Pod})
+	}
+	return p
 }
 
 func InterceptInfoFromProto(p *daemonv1.InterceptInfo) InterceptInfo {
-	return InterceptInfo{
+	i := InterceptInfo{
 		Name: p.GetName(), Namespace: p.GetNamespace(), Service: p.GetService(), ServicePort: int(p.GetServicePort()),
-		AgentPort: int(p.GetAgentPort()), LocalPort: int(p.GetLocalPort()), Pods: p.GetPods(), Paths: p.GetPaths(),
+		AgentPort: int(p.GetAgentPort()), LocalPort: int(p.GetLocalPort()), Pods: p.GetPods(),
+		Filter: filterFromProto(p.GetFilter()), Mirror: p.GetMirror(), Owner: p.GetOwner(),
+		ToApp: p.GetToApp(), NotHTTP: p.GetNotHttp(), TLS: p.GetTls(), Paths: p.GetPaths(),
 	}
+	for _, pi := range p.GetPortIntercepts() {
+		i.PortIntercepts = append(i.PortIntercepts, PortIntercept{Owner: pi.GetOwner(), Filter: filterFromProto(pi.GetFilter()),
+			Mirror: pi.GetMirror(), Since: time.Unix(0, pi.GetSinceUnixNano()), Requests: pi.GetRequests(), Dropped: pi.GetDropped(), Pod: pi.GetPod()})
+	}
+	return i
+}
+
+func filterToProto(f httpfilter.Spec) *daemonv1.HTTPFilter {
+	if f.IsZero() {
+		return nil
+	}
+	return &daemonv1.HTTPFilter{Headers: f.Headers, PathPrefix: f.PathPrefix, PathRegex: f.PathRegex}
+}
+
+func filterFromProto(f *daemonv1.HTTPFilter) httpfilter.Spec {
+	return httpfilter.Spec{Headers: f.GetHeaders(), PathPrefix: f.GetPathPrefix(), PathRegex: f.GetPathRegex()}
 }
 
 func StatusToProto(st Status) *daemonv1.StatusResponse {
@@ -57,13 +83,15 @@ func StatusFromProto(resp *daemonv1.StatusResponse) Status {
 func InterceptRequestToProto(req InterceptRequest) *daemonv1.InterceptRequest {
 	return &daemonv1.InterceptRequest{Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort,
 		LocalPort: int32(req.LocalPort), AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout,
-		AgentResources: agentResourcesToProto(req.AgentResources), LocalPortLater: req.LocalPortLater, Path: req.Path}
+		AgentResources: agentResourcesToProto(req.AgentResources), LocalPortLater: req.LocalPortLater,
+		Filter: filterToProto(req.Filter), Mirror: req.Mirror, Path: req.Path}
 }
 
 func InterceptRequestFromProto(req *daemonv1.InterceptRequest) InterceptRequest {
 	return InterceptRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), ServicePort: req.GetServicePort(),
 		LocalPort: int(req.GetLocalPort()), AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds(),
-		AgentResources: agentResourcesFromProto(req.GetAgentResources()), LocalPortLater: req.GetLocalPortLater(), Path: req.GetPath()}
+		AgentResources: agentResourcesFromProto(req.GetAgentResources()), LocalPortLater: req.GetLocalPortLater(),
+		Filter: filterFromProto(req.GetFilter()), Mirror: req.GetMirror(), Path: req.GetPath()}
 }
 
 func agentResourcesToProto(r AgentResources) *daemonv1.AgentResources {

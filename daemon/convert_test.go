@@ -11,6 +11,7 @@ import (
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/netpol"
+	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/resolvconf"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
@@ -136,7 +137,8 @@ func TestAgentRequestsOverTheWire(t *testing.T) {
 	allSet(t, res)
 
 	ic := InterceptRequest{Namespace: "shop", Workload: "deploy/orders", ServicePort: "http", LocalPort: 3000,
-		AgentImage: "agent:dev", RolloutTimeout: 60, AgentResources: res, LocalPortLater: true, Path: "direct"}
+		AgentImage: "agent:dev", RolloutTimeout: 60, AgentResources: res, LocalPortLater: true,
+		Filter: httpfilter.Spec{Headers: []string{"x-user=ana"}, PathPrefix: "/api/", PathRegex: "/api/v[0-9]+"}, Mirror: true, Path: "direct"}
 	allSet(t, ic)
 	if diff := cmp.Diff(ic, InterceptRequestFromProto(wire(t, InterceptRequestToProto(ic), &daemonv1.InterceptRequest{}))); diff != "" {
 		t.Errorf("intercept request through the wire (-want +got)\n%s", diff)
@@ -153,17 +155,6 @@ func TestAgentRequestsOverTheWire(t *testing.T) {
 	empty := InterceptRequest{Namespace: "shop"}
 	if diff := cmp.Diff(empty, InterceptRequestFromProto(wire(t, InterceptRequestToProto(empty), &daemonv1.InterceptRequest{}))); diff != "" {
 		t.Errorf("request without resources through the wire (-want +got)\n%s", diff)
-	}
-}
-
-// TestInterceptInfoOverTheWire: the pods and each tunnel's path survive
-// the wire.
-func TestInterceptInfoOverTheWire(t *testing.T) {
-	info := InterceptInfo{Name: "deploy/orders", Namespace: "shop", Service: "orders", ServicePort: 80, AgentPort: 7342, LocalPort: 3000,
-		Pods: []string{"orders-1", "orders-2"}, Paths: map[string]string{"orders-1": "direct", "orders-2": "port-forward"}}
-	allSet(t, info)
-	if diff := cmp.Diff(info, InterceptInfoFromProto(wire(t, InterceptInfoToProto(info), &daemonv1.InterceptInfo{}))); diff != "" {
-		t.Errorf("intercept info through the wire (-want +got)\n%s", diff)
 	}
 }
 
@@ -196,5 +187,23 @@ func TestRunOverTheWire(t *testing.T) {
 	allSet(t, info)
 	if diff := cmp.Diff(info, RunInfoFromProto(wire(t, RunInfoToProto(info), &daemonv1.RunInfo{}))); diff != "" {
 		t.Errorf("run info through the wire (-want +got)\n%s", diff)
+	}
+}
+
+// TestInterceptInfoOverTheWire: every field of an intercept's status, the
+// port's other intercepts included, survives the wire.
+func TestInterceptInfoOverTheWire(t *testing.T) {
+	since := time.Unix(1700000000, 5).UTC()
+	pi := PortIntercept{Owner: "bob@desk", Filter: httpfilter.Spec{Headers: []string{"x-user=bob"}}, Mirror: true,
+		Since: since, Requests: 7, Dropped: 2, Pod: "orders-1"}
+	allSet(t, pi)
+	info := InterceptInfo{Name: "deploy/orders", Namespace: "shop", Service: "orders", ServicePort: 80, AgentPort: 17000,
+		LocalPort: 3000, Pods: []string{"orders-1"}, Filter: httpfilter.Spec{PathPrefix: "/api/"}, Mirror: true, Owner: "ana@laptop",
+		PortIntercepts: []PortIntercept{pi}, ToApp: 3, NotHTTP: 2, TLS: 1, Paths: map[string]string{"orders-1": "direct"}}
+	allSet(t, info)
+	got := InterceptInfoFromProto(wire(t, InterceptInfoToProto(info), &daemonv1.InterceptInfo{}))
+	got.PortIntercepts[0].Since = got.PortIntercepts[0].Since.UTC()
+	if diff := cmp.Diff(info, got); diff != "" {
+		t.Errorf("intercept info through the wire (-want +got)\n%s", diff)
 	}
 }

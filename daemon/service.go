@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/replay"
 )
@@ -88,6 +89,11 @@ type InterceptRequest struct {
 	// LocalPortLater: the process listening on LocalPort starts once the
 	// intercept is up (intercept -- CMD); nothing is checked there first.
 	LocalPortLater bool `json:"localPortLater,omitempty"`
+	// Filter selects the requests this intercept takes (zero: all of the
+	// port's traffic); with Mirror the app answers them and this machine
+	// gets copies.
+	Filter httpfilter.Spec `json:"filter,omitzero"`
+	Mirror bool            `json:"mirror,omitempty"`
 	// Path is how the tunnels carry the connections: auto (empty),
 	// direct or port-forward (agent.Path).
 	Path string `json:"path,omitempty"`
@@ -112,6 +118,21 @@ type InterceptInfo struct {
 	AgentPort   int      `json:"agentPort"`
 	LocalPort   int      `json:"localPort"`
 	Pods        []string `json:"pods"`
+	// Filter is the requests this intercept takes (zero: all traffic).
+	Filter httpfilter.Spec `json:"filter,omitzero"`
+	Mirror bool            `json:"mirror,omitempty"`
+	// Owner is who this daemon intercepts as, shown to others.
+	Owner string `json:"owner"`
+	// PortIntercepts are everyone's intercepts of the port (this one's
+	// too), as one pod's agent reports them (status only).
+	PortIntercepts []PortIntercept `json:"portIntercepts,omitempty"`
+	// ToApp, NotHTTP and TLS count, on that pod while the port is routed
+	// request by request, the requests no filter selected and the
+	// connections that were not cleartext HTTP (of them TLS), which went
+	// to the app.
+	ToApp   uint64 `json:"toApp,omitempty"`
+	NotHTTP uint64 `json:"notHTTP,omitempty"`
+	TLS     uint64 `json:"tls,omitempty"`
 	// Paths says, by pod, which path its tunnel takes now: direct or
 	// port-forward.
 	Paths map[string]string `json:"paths"`
@@ -128,6 +149,19 @@ func (i InterceptInfo) PodsAndPaths() string {
 		}
 	}
 	return strings.Join(out, ", ")
+}
+
+// PortIntercept is one intercept of a port, whoever's.
+type PortIntercept struct {
+	Owner  string          `json:"owner"`
+	Filter httpfilter.Spec `json:"filter,omitzero"`
+	Mirror bool            `json:"mirror,omitempty"`
+	Since  time.Time       `json:"since"`
+	// Requests routed to it (copies delivered, for a mirror); Dropped
+	// mirror copies not delivered. Counted by the agent of Pod.
+	Requests uint64 `json:"requests"`
+	Dropped  uint64 `json:"dropped,omitempty"`
+	Pod      string `json:"pod"`
 }
 
 // RollbackRequest names what to roll back.

@@ -14,6 +14,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -103,13 +104,15 @@ func TestDocumentedRoleWorks(t *testing.T) {
 	client := e.clientPod("client")
 	before := e.snapshot()
 	roles := documentedRoles(t)
-	if roles["tether-user"] == nil || roles["tether-inspect"] == nil {
-		t.Fatalf("docs/intercept.md lacks the Roles tether-user and tether-inspect: %v", roles)
+	if roles["tether-user"] == nil || roles["tether-inspect"] == nil || roles["tether-run"] == nil {
+		t.Fatalf("docs/intercept.md lacks the Roles tether-user, tether-inspect and tether-run: %v", roles)
 	}
-	kc := e.userWithRoles("dev", roles["tether-user"], roles["tether-inspect"])
+	kc := e.userWithRoles("dev", roles["tether-user"], roles["tether-inspect"], roles["tether-run"])
 	as := func(args ...string) string {
 		t.Helper()
-		args = append(args, "--kubeconfig", kc, "-n", e.ns)
+		if args[0] != "run" { // run's flags go before its "--"
+			args = append(args, "--kubeconfig", kc, "-n", e.ns)
+		}
 		stdout, stderr, code := runBinary(t, tetherBinary(t), []string{"XDG_RUNTIME_DIR=" + e.runtimeDir}, args...)
 		if code != 0 {
 			t.Fatalf("as the documented Role, tether %s exited %d:\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, stdout, stderr)
@@ -131,6 +134,16 @@ func TestDocumentedRoleWorks(t *testing.T) {
 	}
 	if out := as(agentImage("trace", "pod/"+client, "svc/orders")...); !strings.Contains(out, "path healthy") {
 		t.Errorf("trace as the documented Role:\n%s", out)
+	}
+	// tether run with no workload: the gateway, added and removed.
+	run := agentImage("run", "--kubeconfig", kc, "-n", e.ns, "--network", "proxy")
+	run = append(run, "--", "curl", "-sS", "-m", "20", "--fail", "http://orders/whoami")
+	if out := as(run...); !strings.Contains(out, `"name"`) {
+		t.Errorf("run through the gateway as the documented Role: %s", out)
+	}
+	as("rollback", "deployment/tether-gateway")
+	if _, err := e.cs.AppsV1().Deployments(e.ns).Get(context.Background(), "tether-gateway", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the gateway after its rollback: %v, want not found", err)
 	}
 	as("rollback", "orders")
 	e.waitAppRoutes(1)

@@ -14,6 +14,7 @@ import (
 const (
 	ToApp    = "app"    // the workload's own container
 	ToLaptop = "laptop" // through an intercept's tunnel
+	ToMirror = "mirror" // a copy for a mirror intercept's laptop, whose answer is dropped
 )
 
 // Exchange is one request and its response, as they crossed the agent.
@@ -25,7 +26,7 @@ type Exchange struct {
 	Port int       `json:"port"`
 	// Source is the caller's address, host:port.
 	Source string `json:"source"`
-	// Destination is ToApp or ToLaptop.
+	// Destination is ToApp, ToLaptop or ToMirror.
 	Destination string `json:"destination"`
 	// Proto is "HTTP/1.1", "HTTP/1.0" or "HTTP/2.0".
 	Proto    string   `json:"proto"`

@@ -131,8 +131,8 @@ type Agent struct {
 	keys    *keyring
 
 	mu sync.Mutex
-	// intercepts maps a listen port to the tunnel its connections go to.
-	intercepts map[int]*tunnel.Session
+	// ports holds each forwarded port's intercepts (intercepts.go).
+	ports map[int]*portState
 	// directs maps a tunnel to its direct path, while that lives.
 	directs map[*tunnel.Session]*tunnel.Session
 	// ring holds the recorded exchanges; nil when recording is off.
@@ -152,7 +152,7 @@ func New(cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{cfg: cfg, log: log, started: time.Now(), intercepts: map[int]*tunnel.Session{},
+	a := &Agent{cfg: cfg, log: log, started: time.Now(), ports: map[int]*portState{},
 		directs: map[*tunnel.Session]*tunnel.Session{}, dialDirect: tunnel.DialDirect}
 	a.keys = newKeyring(cfg.Token, cfg.BootstrapTTL, time.Now)
 	if !cfg.Record.Off {
@@ -214,6 +214,7 @@ func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []
 		l.Close()
 	}
 	wg.Wait()
+	a.closeRouters()
 	close(errs)
 	var all []error
 	for err := range errs {

@@ -72,13 +72,17 @@ func TestParseForward(t *testing.T) {
 // named serves HTTP on loopback answering with its name.
 func named(t *testing.T, name string) (port int) {
 	t.Helper()
+	return namedFunc(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })
+}
+
+// namedFunc serves h on loopback.
+func namedFunc(t *testing.T, h http.HandlerFunc) (port int) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, name)
-	})}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return l.Addr().(*net.TCPAddr).Port
@@ -198,7 +202,7 @@ func TestInterceptLeaveAndTunnelLoss(t *testing.T) {
 	if info.PodName != "orders-1" || len(info.Forwards) != 1 || info.Forwards[0].Intercepted {
 		t.Errorf("info before intercept = %+v", info)
 	}
-	if err := client.Intercept(ctx, h.frontPort); err != nil {
+	if err := client.Intercept(ctx, agent.InterceptSpec{ListenPort: h.frontPort}); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.get(); got != "laptop" {
@@ -207,7 +211,7 @@ func TestInterceptLeaveAndTunnelLoss(t *testing.T) {
 	if info, _ := client.Info(ctx); !info.Forwards[0].Intercepted {
 		t.Errorf("info does not show the intercept: %+v", info)
 	}
-	if err := client.Leave(ctx, h.frontPort); err != nil {
+	if err := client.Leave(ctx, h.frontPort, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.get(); got != "app" {
@@ -215,7 +219,7 @@ func TestInterceptLeaveAndTunnelLoss(t *testing.T) {
 	}
 
 	// A tunnel that goes away takes its intercepts with it.
-	if err := client.Intercept(ctx, h.frontPort); err != nil {
+	if err := client.Intercept(ctx, agent.InterceptSpec{ListenPort: h.frontPort}); err != nil {
 		t.Fatal(err)
 	}
 	sess.Close()
@@ -241,17 +245,17 @@ func TestInterceptErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := first.Intercept(ctx, 1); !errors.Is(err, agent.ErrUnknownPort) {
+	if err := first.Intercept(ctx, agent.InterceptSpec{ListenPort: 1}); !errors.Is(err, agent.ErrUnknownPort) {
 		t.Errorf("unknown port: %v, want ErrUnknownPort", err)
 	}
-	if err := first.Intercept(ctx, h.frontPort); err != nil {
+	if err := first.Intercept(ctx, agent.InterceptSpec{ListenPort: h.frontPort}); err != nil {
 		t.Fatal(err)
 	}
 	_, second, err := h.daemon(testToken, laptop)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := second.Intercept(ctx, h.frontPort); !errors.Is(err, agent.ErrAlreadyIntercepted) {
+	if err := second.Intercept(ctx, agent.InterceptSpec{ListenPort: h.frontPort}); !errors.Is(err, agent.ErrAlreadyIntercepted) {
 		t.Errorf("second intercept: %v, want ErrAlreadyIntercepted", err)
 	}
 }
@@ -267,7 +271,7 @@ func TestLaptopGoneFailsFast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := client.Intercept(context.Background(), h.frontPort); err != nil {
+	if err := client.Intercept(context.Background(), agent.InterceptSpec{ListenPort: h.frontPort}); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.get(); !strings.HasPrefix(got, "error: ") {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"github.com/tetherkube/tether/agent"
@@ -71,9 +72,10 @@ func (a *Agent) dialBack(ctx context.Context, sess *tunnel.Session, req agent.Di
 	return nil
 }
 
-// openConn opens a conn stream to the daemon of sess: on its direct path
-// while that lives, else on sess.
-func (a *Agent) openConn(ctx context.Context, sess *tunnel.Session) (*tunnel.Stream, error) {
+// openConn opens a conn stream to the laptop through sess, for one
+// intercepted connection: on sess's direct path while that lives, else on
+// sess.
+func (a *Agent) openConn(ctx context.Context, sess *tunnel.Session) (net.Conn, error) {
 	a.mu.Lock()
 	direct := a.directs[sess]
 	a.mu.Unlock()

@@ -122,7 +122,7 @@ func TestDirectPathCarriesTheData(t *testing.T) {
 	h := newHarness(t)
 	laptop := sink(t, "laptop")
 	link, pfBytes := h.pipeDaemon(laptop)
-	if err := link.Agent().Intercept(t.Context(), h.frontPort); err != nil {
+	if err := link.Agent().Intercept(t.Context(), agent.InterceptSpec{ListenPort: h.frontPort}); err != nil {
 		t.Fatal(err)
 	}
 	if got := link.Path(); got != agent.PathPortForward {
@@ -168,7 +168,7 @@ func TestDirectPathDiesPortForwardGoesOn(t *testing.T) {
 	h := newHarness(t)
 	laptop := named(t, "laptop")
 	link, _ := h.pipeDaemon(laptop)
-	if err := link.Agent().Intercept(t.Context(), h.frontPort); err != nil {
+	if err := link.Agent().Intercept(t.Context(), agent.InterceptSpec{ListenPort: h.frontPort}); err != nil {
 		t.Fatal(err)
 	}
 	if err := offer(t, link, newIdentity(t), 5*time.Second); err != nil {
@@ -226,7 +226,7 @@ func TestDirectOfferUnreachableFallsBack(t *testing.T) {
 	}
 	laptop := named(t, "laptop")
 	link, _ := h.pipeDaemon(laptop)
-	if err := link.Agent().Intercept(t.Context(), h.frontPort); err != nil {
+	if err := link.Agent().Intercept(t.Context(), agent.InterceptSpec{ListenPort: h.frontPort}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()

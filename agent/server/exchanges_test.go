@@ -36,7 +36,7 @@ func TestRecordsAppAndLaptopExchanges(t *testing.T) {
 			break
 		}
 	}
-	if err := client.Intercept(ctx, h.frontPort); err != nil {
+	if err := client.Intercept(ctx, agent.InterceptSpec{ListenPort: h.frontPort}); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.get(); got != "laptop" {

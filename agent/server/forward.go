@@ -27,12 +27,18 @@ func (a *Agent) serveForward(ctx context.Context, f agent.Forward, l net.Listene
 	}
 }
 
-// route sends c through the intercepting tunnel when there is one, else to
-// the app. A tunnel that fails to take the connection is not retried on the
-// app: the caller sees the connection close, as it would with the laptop's
-// process gone.
+// route sends c through the intercepting tunnel when one intercept takes
+// all of the port's traffic, to the router when filtered or mirror
+// intercepts route it request by request, else to the app. A tunnel that
+// fails to take the connection is not retried on the app: the caller sees
+// the connection close, as it would with the laptop's process gone.
 func (a *Agent) route(ctx context.Context, f agent.Forward, c net.Conn) {
-	if sess := a.interceptor(f.ListenPort); sess != nil {
+	sess, router := a.routeOf(f.ListenPort)
+	if router != nil {
+		router.ServeConn(ctx, c)
+		return
+	}
+	if sess != nil {
 		st, err := a.openConn(ctx, sess)
 		if err == nil {
 			a.join(c, st, f, recording.ToLaptop)
@@ -64,27 +70,4 @@ func (a *Agent) join(c, upstream net.Conn, f agent.Forward, dest string) {
 	}
 	rc := a.ring.NewConn(httprec.Meta{Pod: a.cfg.PodName, Port: f.ListenPort, Source: c.RemoteAddr().String(), Destination: dest}, a.recOpts)
 	httprec.Join(c, upstream, rc)
-}
-
-// interceptor returns the live tunnel intercepting port, if any.
-func (a *Agent) interceptor(port int) *tunnel.Session {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.interceptorLocked(port)
-}
-
-// interceptorLocked is interceptor with a.mu held; it forgets a tunnel that
-// has ended.
-func (a *Agent) interceptorLocked(port int) *tunnel.Session {
-	sess := a.intercepts[port]
-	if sess == nil {
-		return nil
-	}
-	select {
-	case <-sess.Done():
-		delete(a.intercepts, port)
-		return nil
-	default:
-		return sess
-	}
 }

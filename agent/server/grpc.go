@@ -35,11 +35,11 @@ func (s *grpcServer) Info(ctx context.Context, _ *agentv1.InfoRequest) (*agentv1
 }
 
 func (s *grpcServer) Intercept(ctx context.Context, req *agentv1.InterceptRequest) (*agentv1.InterceptResponse, error) {
-	return &agentv1.InterceptResponse{}, toStatus(s.svc.Intercept(ctx, int(req.GetListenPort())))
+	return &agentv1.InterceptResponse{}, toStatus(s.svc.Intercept(ctx, agent.InterceptSpecFromProto(req)))
 }
 
 func (s *grpcServer) Leave(ctx context.Context, req *agentv1.LeaveRequest) (*agentv1.LeaveResponse, error) {
-	return &agentv1.LeaveResponse{}, toStatus(s.svc.Leave(ctx, int(req.GetListenPort())))
+	return &agentv1.LeaveResponse{}, toStatus(s.svc.Leave(ctx, int(req.GetListenPort()), req.GetId()))
 }
 
 func (s *grpcServer) Capture(req *agentv1.CaptureRequest, stream grpc.ServerStreamingServer[agentv1.CaptureEvent]) error {

@@ -37,7 +37,7 @@ func TestJobsRefuseOtherCalls(t *testing.T) {
 			return err
 		},
 		"Intercept": func(ctx context.Context, _ *agent.Link, c *agent.Client, port int) error {
-			return c.Intercept(ctx, port)
+			return c.Intercept(ctx, agent.InterceptSpec{ListenPort: port})
 		},
 		"Exchanges": func(ctx context.Context, _ *agent.Link, c *agent.Client, _ int) error {
 			_, err := c.Exchanges(ctx, agent.ExchangesRequest{}, func([]*recording.Exchange) error { return nil })

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"sort"
 
 	"github.com/tetherkube/tether/agent"
@@ -30,47 +29,26 @@ func (s *sessionService) Rotate(_ context.Context, token []byte) error {
 	return nil
 }
 
-func (s *sessionService) Intercept(_ context.Context, port int) error {
+func (s *sessionService) Intercept(_ context.Context, spec agent.InterceptSpec) error {
 	if err := s.agent.serving("Intercept", agent.JobIntercept); err != nil {
 		return err
 	}
-	if err := s.agent.claim(port, s.sess); err != nil {
+	if err := s.agent.intercept(spec, s.sess); err != nil {
 		return err
 	}
-	s.agent.log.Info("intercept", "port", port)
+	s.agent.log.Info("intercept", "port", spec.ListenPort, "id", spec.ID, "owner", spec.Owner,
+		"filter", spec.Filter, "mirror", spec.Mirror)
 	return nil
 }
 
-func (s *sessionService) Leave(_ context.Context, port int) error {
-	a := s.agent
-	if err := a.serving("Leave", agent.JobIntercept); err != nil {
+func (s *sessionService) Leave(_ context.Context, port int, id string) error {
+	if err := s.agent.serving("Leave", agent.JobIntercept); err != nil {
 		return err
 	}
-	if _, ok := a.forward(port); !ok {
-		return fmt.Errorf("port %d: %w", port, agent.ErrUnknownPort)
+	if err := s.agent.leave(port, s.sess, id); err != nil {
+		return err
 	}
-	a.mu.Lock()
-	if a.intercepts[port] == s.sess {
-		delete(a.intercepts, port)
-	}
-	a.mu.Unlock()
-	a.log.Info("leave", "port", port)
-	return nil
-}
-
-// claim binds port to sess unless another live tunnel holds it. The check
-// and the binding are one critical section, so of two tunnels claiming a
-// free port at once exactly one wins.
-func (a *Agent) claim(port int, sess *tunnel.Session) error {
-	if _, ok := a.forward(port); !ok {
-		return fmt.Errorf("port %d: %w", port, agent.ErrUnknownPort)
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if cur := a.interceptorLocked(port); cur != nil && cur != sess {
-		return fmt.Errorf("port %d: %w", port, agent.ErrAlreadyIntercepted)
-	}
-	a.intercepts[port] = sess
+	s.agent.log.Info("leave", "port", port, "id", id)
 	return nil
 }
 
@@ -85,7 +63,7 @@ func (a *Agent) info() agent.Info {
 		StartedAt:    a.started,
 	}
 	for _, f := range a.cfg.Forwards {
-		info.Forwards = append(info.Forwards, agent.ForwardStatus{Forward: f, Intercepted: a.interceptor(f.ListenPort) != nil})
+		info.Forwards = append(info.Forwards, a.forwardStatus(f))
 	}
 	sort.Slice(info.Forwards, func(i, j int) bool { return info.Forwards[i].ListenPort < info.Forwards[j].ListenPort })
 	return info

@@ -66,7 +66,7 @@ func TestInterceptClaimIsAtomic(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				errs[i] = (&sessionService{agent: a, sess: sess}).Intercept(context.Background(), 18080)
+				errs[i] = (&sessionService{agent: a, sess: sess}).Intercept(context.Background(), agent.InterceptSpec{ListenPort: 18080})
 			}()
 		}
 		close(start)
@@ -76,7 +76,7 @@ func TestInterceptClaimIsAtomic(t *testing.T) {
 			switch {
 			case err == nil:
 				won++
-				if got := a.interceptor(18080); got != sessions[i] {
+				if got, _ := a.routeOf(18080); got != sessions[i] {
 					t.Fatalf("round %d: tunnel %d won but the port is held by another", round, i)
 				}
 			case !errors.Is(err, agent.ErrAlreadyIntercepted):
@@ -93,5 +93,5 @@ func TestInterceptClaimIsAtomic(t *testing.T) {
 func (a *Agent) releaseAll() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	clear(a.intercepts)
+	clear(a.ports)
 }

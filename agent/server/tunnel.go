@@ -60,17 +60,6 @@ func (a *Agent) serveTunnel(ctx context.Context, c net.Conn) {
 	a.log.Info("tunnel closed; its intercepted ports go to the app again")
 }
 
-// releaseSession ends every intercept bound to sess.
-func (a *Agent) releaseSession(sess *tunnel.Session) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for port, s := range a.intercepts {
-		if s == sess {
-			delete(a.intercepts, port)
-		}
-	}
-}
-
 // serveDials connects, from the pod, the dial streams a daemon opens (for
 // replays into the cluster, and tether run's connections: they leave
 // from inside the pod).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/user"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/tetherkube/tether/cli/internal/podfiles"
 	"github.com/tetherkube/tether/cli/internal/runcmd"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/buildinfo"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
@@ -63,7 +65,22 @@ type InterceptOptions struct {
 	// container's variables and volume files for CMD.
 	Env      bool
 	FilesDir string
+	// HeaderFlags, PathPrefix, PathRegex and Mirror are the filter flags;
+	// Filter them completed (a bare --http-header is x-tether-user=USER).
+	HeaderFlags []string
+	PathPrefix  string
+	PathRegex   string
+	Mirror      bool
+	Filter      httpfilter.Spec
+	// User is the local user's name, for a bare --http-header.
+	User func() string
 }
+
+// myHeader stands for a bare --http-header until Complete resolves it.
+const myHeader = "\x00mine"
+
+// UserHeader is the header a bare --http-header selects on.
+const UserHeader = "x-tether-user"
 
 // DefaultAgentImage is the agent image matching this build.
 func DefaultAgentImage() string {
@@ -84,6 +101,7 @@ func NewCmdIntercept(f *cmdutil.Factory, runF func(context.Context, *InterceptOp
 		Dash:           -1,
 		InNamespace:    runcmd.InNamespace,
 		CheckNamespace: runcmd.CheckNamespace,
+		User:           localUser,
 	}
 	cmd := &cobra.Command{
 		Use:   "intercept WORKLOAD --port SVCPORT[:LOCALPORT] [-- CMD [ARGS...]]",
@@ -101,6 +119,17 @@ If this machine goes away, the agents send traffic to the app again within
 WORKLOAD is deploy/NAME, sts/NAME or NAME. SVCPORT is the Service port's
 name or number; LOCALPORT defaults to SVCPORT's number.
 
+Personal intercepts: with --http-header or --http-path only the HTTP
+requests that match come here (per request on HTTP/1.1 keep-alive
+connections, per stream on HTTP/2 cleartext and gRPC); everything else
+goes to the app, so several people can intercept one workload at once,
+each with their own header value. --http-header alone means
+` + UserHeader + `=YOUR-USER-NAME. An intercept whose filter could take the
+same request as someone else's is refused, naming them. Traffic that is not
+cleartext HTTP (TLS included) goes to the app unfiltered. With --mirror the
+app keeps answering every request and this machine gets a copy of each
+matching one; its answers are recorded, not sent back.
+
 With -- CMD, the intercept lasts as long as CMD: tether intercepts, runs CMD
 as ` + "`tether run`" + ` does (its connections to the cluster leave from the
 intercepted pod, through the intercept's agent), and leaves the intercept
@@ -113,13 +142,27 @@ intercept fails, CMD is not started.`,
   kubectl tether intercept deploy/orders -n shop --port 8080
 
   # intercept while the local build runs, then leave
-  tether intercept orders --port http:3000 -- go run ./cmd/orders --listen :3000`,
+  tether intercept orders --port http:3000 -- go run ./cmd/orders --listen :3000
+
+  # only requests with x-tether-user: <your user name>; the rest go to the app
+  tether intercept orders --port http:3000 --http-header
+  curl -H "x-tether-user: $USER" http://orders.shop/api/orders
+
+  # only /api/v2 requests of a test tenant, by a regular expression
+  tether intercept orders --port http:3000 --http-header 'x-tenant=~test-.*' --http-path /api/v2/
+
+  # a copy of every request, while the app serves them
+  tether intercept orders --port http:3000 --mirror`,
 		Args: cmdutil.Args(func(cmd *cobra.Command, args []string) error {
 			o.Dash = cmd.ArgsLenAtDash()
 			if o.Dash >= 0 {
 				args = args[:o.Dash]
 			}
-			return cobra.ExactArgs(1)(cmd, args)
+			names, values := splitHeaderArgs(args)
+			if len(values) > o.bareHeaders() {
+				return fmt.Errorf("unexpected argument %q: a header filter goes with --http-header", values[o.bareHeaders()])
+			}
+			return cobra.ExactArgs(1)(cmd, names)
 		}),
 		RunE: cmdutil.RunE(o, runF),
 	}
@@ -129,15 +172,80 @@ intercept fails, CMD is not started.`,
 	cmd.Flags().StringVar(&o.FilesDir, "files", "", "with -- CMD: write the intercepted container's ConfigMap, Secret, projected and downwardAPI volumes under `DIR`, set TETHER_ROOT=DIR; in the namespace mode CMD also sees them at their real paths")
 	cmd.Flags().StringVar(&o.TunnelPath, "path", string(agent.PathAuto), "how the tunnels to the agents carry the connections: direct (each pod connects to this machine over the pod network), port-forward (through the API server) or auto (direct where the pod can reach this machine, else port-forward)")
 	cmd.Flags().StringVar(&o.Port, "port", "", "SVCPORT[:LOCALPORT]: the Service port (name or number) and the local port to send it to")
+	cmd.Flags().StringArrayVar(&o.HeaderFlags, "http-header", nil, "`NAME=VALUE`, or NAME=~REGEX: only HTTP requests with that header come here (repeatable: all must match); alone: "+UserHeader+"=YOUR-USER-NAME")
+	cmd.Flags().Lookup("http-header").NoOptDefVal = myHeader
+	cmd.Flags().StringVar(&o.PathPrefix, "http-path", "", "only HTTP requests whose path starts with `PREFIX` come here")
+	cmd.Flags().StringVar(&o.PathRegex, "http-path-regex", "", "only HTTP requests whose whole path matches `REGEX` come here")
+	cmd.Flags().BoolVar(&o.Mirror, "mirror", false, "the app keeps answering every request; this machine gets a copy of each (matching) request, its answers dropped")
 	AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)
 	o.AgentResources.AddFlags(cmd)
 	cmdutil.AddOutputFlag(cmd, &o.Output)
 	return cmd
 }
 
-// Complete takes WORKLOAD and CMD, splits --port and resolves the namespace.
+// bareHeaders counts the --http-header flags given without a value.
+func (o *InterceptOptions) bareHeaders() int {
+	n := 0
+	for _, h := range o.HeaderFlags {
+		if h == myHeader {
+			n++
+		}
+	}
+	return n
+}
+
+// splitHeaderArgs tells WORKLOAD from NAME=VALUE arguments, which follow a
+// bare --http-header written with a space (--http-header x-user=ana): a
+// workload's name never holds "=".
+func splitHeaderArgs(args []string) (names, values []string) {
+	for _, a := range args {
+		if strings.Contains(a, "=") {
+			values = append(values, a)
+		} else {
+			names = append(names, a)
+		}
+	}
+	return names, values
+}
+
+// completeFilter resolves the filter flags: each bare --http-header takes
+// the next NAME=VALUE argument, else stands for x-tether-user=USER.
+func (o *InterceptOptions) completeFilter(values []string) {
+	o.Filter = httpfilter.Spec{PathPrefix: o.PathPrefix, PathRegex: o.PathRegex}
+	for _, h := range o.HeaderFlags {
+		if h == myHeader {
+			if len(values) > 0 {
+				h, values = values[0], values[1:]
+			} else {
+				h = UserHeader + "=" + o.User()
+			}
+		}
+		o.Filter.Headers = append(o.Filter.Headers, h)
+	}
+}
+
+// localUser is this machine's user name, as a bare --http-header uses it.
+func localUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name := u.Username
+		if i := strings.LastIndexByte(name, '\\'); i >= 0 { // DOMAIN\user on Windows
+			name = name[i+1:]
+		}
+		return name
+	}
+	return os.Getenv("USER")
+}
+
+// Complete takes WORKLOAD and CMD, the filter, splits --port and resolves
+// the namespace.
 func (o *InterceptOptions) Complete(args []string) error {
-	o.Workload = args[0]
+	before := args
+	if o.Dash >= 0 {
+		before = args[:o.Dash]
+	}
+	names, values := splitHeaderArgs(before)
+	o.Workload = names[0]
+	o.completeFilter(values)
 	if o.Dash >= 0 {
 		o.Command = args[o.Dash:]
 		if len(o.Command) == 0 {
@@ -205,6 +313,9 @@ func (o *InterceptOptions) Validate() error {
 	if _, err := o.AgentResources.Resources(DefaultRecordBudget, ""); err != nil {
 		return err
 	}
+	if _, err := httpfilter.Parse(o.Filter); err != nil {
+		return errdefs.User("%v (--http-header NAME=VALUE or NAME=~REGEX; --http-path /PREFIX; --http-path-regex REGEX)", err)
+	}
 	if len(o.Command) > 0 {
 		if err := runcmd.ValidNetwork(o.Network); err != nil {
 			return err
@@ -231,7 +342,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	info, err := client.Intercept(ctx, daemon.InterceptRequest{
 		Namespace: o.Ns, Workload: o.Workload, ServicePort: o.ServicePort, LocalPort: o.LocalPort,
 		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout / time.Second), AgentResources: res,
-		LocalPortLater: len(o.Command) > 0, Path: o.TunnelPath,
+		LocalPortLater: len(o.Command) > 0, Filter: o.Filter, Mirror: o.Mirror, Path: o.TunnelPath,
 	}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
 		return err
@@ -242,17 +353,31 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 	if o.Output != cmdutil.OutputText {
 		return cmdutil.PrintStructured(o.Out, o.Output, info)
 	}
-	fmt.Fprintf(o.Out, "Intercepting %s in %s: service %s port %d -> localhost:%d (pods: %s)\nStop with: tether leave %s -n %s\n",
-		info.Name, info.Namespace, info.Service, info.ServicePort, info.LocalPort, info.PodsAndPaths(), info.Name, info.Namespace)
+	fmt.Fprintf(o.Out, "%s\nStop with: tether leave %s -n %s\n", Describe(info), info.Name, info.Namespace)
 	return nil
+}
+
+// Describe says in one line what an intercept sends where.
+func Describe(info daemon.InterceptInfo) string {
+	verb, what := "Intercepting", ""
+	f, _ := httpfilter.Parse(info.Filter)
+	switch {
+	case info.Mirror && info.Filter.IsZero():
+		verb, what = "Mirroring", ", copies of every request (the app still answers)"
+	case info.Mirror:
+		verb, what = "Mirroring", ", copies of the requests with "+f.String()+" (the app still answers)"
+	case !info.Filter.IsZero():
+		what = ", requests with " + f.String()
+	}
+	return fmt.Sprintf("%s %s in %s: service %s port %d%s -> localhost:%d (pods: %s)",
+		verb, info.Name, info.Namespace, info.Service, info.ServicePort, what, info.LocalPort, info.PodsAndPaths())
 }
 
 // runCommand runs CMD in the intercepted pod's network, then leaves the
 // intercept, whatever CMD's end; CMD's exit status is returned as a
 // cmdutil.ExitStatus.
 func (o *InterceptOptions) runCommand(ctx context.Context, client daemon.Service, info daemon.InterceptInfo) (err error) {
-	fmt.Fprintf(o.ErrOut, "Intercepting %s in %s: service %s port %d -> localhost:%d (pods: %s) while %s runs\n",
-		info.Name, info.Namespace, info.Service, info.ServicePort, info.LocalPort, info.PodsAndPaths(), o.Command[0])
+	fmt.Fprintf(o.ErrOut, "%s while %s runs\n", Describe(info), o.Command[0])
 	defer func() {
 		// CMD is done (or never started): leave even when Ctrl-C ended ctx.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)

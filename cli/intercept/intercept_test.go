@@ -19,6 +19,7 @@ import (
 	"github.com/tetherkube/tether/cli/cmdutil/cmdtest"
 	"github.com/tetherkube/tether/cli/internal/runcmd"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
@@ -66,6 +67,20 @@ func TestNewCmdIntercept(t *testing.T) {
 		{name: "--files without CMD", args: []string{"orders", "--port", "http:3000", "--files", "d"}, wantErr: "--env and --files go with -- CMD"},
 		{name: "--files under a file", args: []string{"orders", "--port", "http:3000", "--files", "/dev/null/d", "--", "sh"}, wantErr: "/dev/null is not a folder"},
 		{name: "-o json with CMD", args: []string{"orders", "--port", "http:3000", "-o", "json", "--", "sh"}, wantErr: "-o json and -- CMD do not mix"},
+		{name: "header after a space", args: []string{"orders", "--port", "http:3000", "--http-header", "x-user=ana", "--http-header=x-env=~dev|stag"},
+			want: InterceptOptions{Workload: "orders", Port: "http:3000", ServicePort: "http", LocalPort: 3000, Ns: "shop", RolloutTimeout: 3 * time.Minute,
+				HeaderFlags: []string{myHeader, "x-env=~dev|stag"}, Filter: httpfilter.Spec{Headers: []string{"x-user=ana", "x-env=~dev|stag"}}}},
+		{name: "header before the workload", args: []string{"--http-header", "x-user=ana", "orders", "--port", "http:3000"},
+			want: InterceptOptions{Workload: "orders", Port: "http:3000", ServicePort: "http", LocalPort: 3000, Ns: "shop", RolloutTimeout: 3 * time.Minute,
+				HeaderFlags: []string{myHeader}, Filter: httpfilter.Spec{Headers: []string{"x-user=ana"}}}},
+		{name: "bare header, path, mirror", args: []string{"orders", "--port", "http:3000", "--http-header", "--http-path", "/api/", "--http-path-regex", "/api/v[0-9]+/.*", "--mirror"},
+			want: InterceptOptions{Workload: "orders", Port: "http:3000", ServicePort: "http", LocalPort: 3000, Ns: "shop", RolloutTimeout: 3 * time.Minute,
+				HeaderFlags: []string{myHeader}, PathPrefix: "/api/", PathRegex: "/api/v[0-9]+/.*", Mirror: true,
+				Filter: httpfilter.Spec{Headers: []string{"x-tether-user=" + localUser()}, PathPrefix: "/api/", PathRegex: "/api/v[0-9]+/.*"}}},
+		{name: "a header value without the flag", args: []string{"orders", "x-user=ana", "--port", "http:3000"}, wantErr: `unexpected argument "x-user=ana": a header filter goes with --http-header`},
+		{name: "bad header name", args: []string{"orders", "--port", "http:3000", "--http-header=x user=ana"}, wantErr: `"x user" is not a valid header name`},
+		{name: "bad path regex", args: []string{"orders", "--port", "http:3000", "--http-path-regex", "("}, wantErr: `path filter "(": error parsing regexp`},
+		{name: "path without slash", args: []string{"orders", "--port", "http:3000", "--http-path", "api"}, wantErr: `a path starts with /`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/httpfilter"
 )
 
 // Report is what status prints; -o json|yaml prints it as is.
@@ -92,8 +94,9 @@ func (o *StatusOptions) print(rep Report) error {
 	} else {
 		fmt.Fprintln(out, "Intercepts:")
 		for _, i := range st.Intercepts {
-			fmt.Fprintf(out, "  %s in %s: service %s port %d -> localhost:%d (agent port %d; pods: %s)\n",
-				i.Name, i.Namespace, i.Service, i.ServicePort, i.LocalPort, i.AgentPort, i.PodsAndPaths())
+			fmt.Fprintf(out, "  %s in %s: service %s port %d%s -> localhost:%d (agent port %d; pods: %s)\n",
+				i.Name, i.Namespace, i.Service, i.ServicePort, takes(i.Filter, i.Mirror), i.LocalPort, i.AgentPort, i.PodsAndPaths())
+			printPort(out, i)
 		}
 	}
 	if len(st.Agents) > 0 {
@@ -110,4 +113,40 @@ func (o *StatusOptions) print(rep Report) error {
 		}
 	}
 	return nil
+}
+
+// takes says which requests an intercept takes: "" for all traffic.
+func takes(spec httpfilter.Spec, mirror bool) string {
+	f, _ := httpfilter.Parse(spec)
+	switch {
+	case mirror && spec.IsZero():
+		return ", a copy of every request"
+	case mirror:
+		return ", a copy of the requests with " + f.String()
+	case !spec.IsZero():
+		return ", requests with " + f.String()
+	}
+	return ""
+}
+
+// printPort lists everyone's intercepts of i's port, and what the agent
+// sent to the app unfiltered, when the port is shared or filtered.
+func printPort(out io.Writer, i daemon.InterceptInfo) {
+	if len(i.PortIntercepts) == 0 || len(i.PortIntercepts) == 1 && i.Filter.IsZero() && !i.Mirror {
+		return
+	}
+	fmt.Fprintf(out, "    the port's intercepts (agent of pod %s):\n", i.PortIntercepts[0].Pod)
+	for _, p := range i.PortIntercepts {
+		what := strings.TrimPrefix(takes(p.Filter, p.Mirror), ", ")
+		if what == "" {
+			what = "all traffic"
+		}
+		counts := fmt.Sprintf("%d requests", p.Requests)
+		if p.Mirror {
+			counts = fmt.Sprintf("%d copies, %d dropped", p.Requests, p.Dropped)
+		}
+		fmt.Fprintf(out, "      %s: %s, since %s (%s)\n", p.Owner, what, p.Since.Local().Format("15:04:05"), counts)
+	}
+	fmt.Fprintf(out, "    to the app: %d requests no filter selected; %d connections not cleartext HTTP (%d TLS), unfiltered\n",
+		i.ToApp, i.NotHTTP, i.TLS)
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/cmdutil/cmdtest"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
@@ -118,4 +120,36 @@ func TestStatusRunErrors(t *testing.T) {
 	o := &StatusOptions{IOStreams: streams, DaemonService: cmdtest.ServeDaemon(t, fake)}
 	err := o.Run(context.Background())
 	cmdtest.WantError(t, err, cmdutil.ExitInternal, "the API server does not answer (is the cluster reachable?")
+}
+
+// TestStatusSharedPort: an intercept that shares its port lists everyone's
+// intercepts, with their filters and counts, and what went to the app.
+func TestStatusSharedPort(t *testing.T) {
+	since := time.Date(2026, 11, 30, 9, 0, 0, 0, time.Local)
+	st := daemonStatus()
+	st.Agents = nil
+	st.Intercepts[0].Filter = httpfilter.Spec{Headers: []string{"x-tether-user=ana"}}
+	st.Intercepts[0].Owner = "ana@laptop"
+	st.Intercepts[0].PortIntercepts = []daemon.PortIntercept{
+		{Owner: "ana@laptop", Filter: httpfilter.Spec{Headers: []string{"x-tether-user=ana"}}, Since: since, Requests: 12, Pod: "orders-1"},
+		{Owner: "bob@desk", Filter: httpfilter.Spec{PathPrefix: "/api/"}, Mirror: true, Since: since.Add(time.Minute), Requests: 40, Dropped: 3, Pod: "orders-1"},
+	}
+	st.Intercepts[0].ToApp, st.Intercepts[0].NotHTTP, st.Intercepts[0].TLS = 7, 2, 1
+	fake := &cmdtest.FakeService{StatusFunc: func(context.Context) (daemon.Status, error) { return st, nil }}
+	streams, out, _ := cmdtest.Streams()
+	o := &StatusOptions{IOStreams: streams, DaemonService: cmdtest.ServeDaemon(t, fake)}
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := `Connected to context test (https://10.0.0.1:6443, Kubernetes v1.32.0); daemon dev, pid 42
+Intercepts:
+  deployment/orders in shop: service orders port 80, requests with X-Tether-User=ana -> localhost:3000 (agent port 17000; pods: orders-1 (direct))
+    the port's intercepts (agent of pod orders-1):
+      ana@laptop: requests with X-Tether-User=ana, since 09:00:00 (12 requests)
+      bob@desk: a copy of the requests with path /api/*, since 09:01:00 (40 copies, 3 dropped)
+    to the app: 7 requests no filter selected; 2 connections not cleartext HTTP (1 TLS), unfiltered
+`
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("output (-want +got):\n%s", diff)
+	}
 }

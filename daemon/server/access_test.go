@@ -19,6 +19,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/daemon/internal/gateway"
 	"github.com/tetherkube/tether/daemon/internal/intercept"
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/internal/access"
@@ -128,6 +129,18 @@ func TestFeaturesRefuseWithoutPermission(t *testing.T) {
 				t.Error("the run started")
 			})
 		}, "the tether-inspect Role in docs/intercept.md"},
+		{"run with no workload (the gateway)", access.Rule{Verb: "create", Group: "apps", Resource: "deployments"}, func(d *Daemon) error {
+			return d.Run(ctx, daemon.RunRequest{Namespace: "shop"}, nop, func(daemon.RunInfo) { t.Error("the run started") })
+		}, "the tether-run Role in docs/intercept.md"},
+		{"rollback of the gateway", access.Rule{Verb: "delete", Group: "apps", Resource: "deployments", Name: "tether-gateway"}, func(d *Daemon) error {
+			w := gateway.Workload("shop")
+			if _, err := (journal.Store{CS: d.cs}).Begin(ctx, &journal.Entry{Workload: w, Gateway: true, CreatedAt: time.Unix(0, 0)}); err != nil {
+				t.Fatal(err)
+			}
+			d.cs.(*fake.Clientset).ClearActions()
+			_, err := d.Rollback(ctx, daemon.RollbackRequest{Namespace: "shop", Workload: "deploy/tether-gateway"})
+			return err
+		}, "the tether-run Role in docs/intercept.md"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,12 +178,12 @@ func TestRollbackJournalGrantedByName(t *testing.T) {
 
 	d, cs := fakeCluster(t, access.Rule{})
 	cs.PrependReactor("get", "configmaps", forbidden("tether-journal-statefulset-orders"))
-	w, err := d.journaledWorkload(ctx, "shop", "", "orders")
+	e, err := d.journaledWorkload(ctx, "shop", "", "orders")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (journal.Workload{Kind: "Deployment", Namespace: "shop", Name: "orders"}); w != want {
-		t.Errorf("got %+v, want %+v", w, want)
+	if want := (journal.Workload{Kind: "Deployment", Namespace: "shop", Name: "orders"}); e.Workload != want {
+		t.Errorf("got %+v, want %+v", e.Workload, want)
 	}
 	if _, err := d.journaledWorkload(ctx, "shop", "StatefulSet", "orders"); !apierrors.IsForbidden(err) {
 		t.Errorf("sts/orders, its journal forbidden: got %v, want the Forbidden", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/rollback"
 	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/access"
 	"github.com/tetherkube/tether/internal/buildinfo"
 	"github.com/tetherkube/tether/internal/portforward"
@@ -57,6 +59,23 @@ type Daemon struct {
 
 var _ daemon.Service = (*Daemon)(nil)
 
+// owner is who this daemon intercepts as, shown to other users of the
+// same workload: the local user at this machine.
+func (d *Daemon) owner() string {
+	name := "someone"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+		if i := strings.LastIndexByte(name, '\\'); i >= 0 { // DOMAIN\user on Windows
+			name = name[i+1:]
+		}
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return name
+	}
+	return name + "@" + host
+}
+
 // New returns a Daemon for the cluster rc reaches; kubeContext is the
 // context's name, for Status.
 func New(rc *rest.Config, kubeContext string, log *slog.Logger) (*Daemon, error) {
@@ -89,15 +108,52 @@ func (d *Daemon) Status(ctx context.Context) (daemon.Status, error) {
 		st.ServerVersion = v.GitVersion
 	}
 	d.mu.Lock()
+	ics := make([]*intercept.Intercept, 0, len(d.intercepts))
 	for _, ic := range d.intercepts {
-		st.Intercepts = append(st.Intercepts, info(ic))
+		ics = append(ics, ic)
 	}
 	d.mu.Unlock()
+	for _, ic := range ics {
+		i := info(ic)
+		d.portIntercepts(ctx, ic, &i)
+		st.Intercepts = append(st.Intercepts, i)
+	}
 	sort.Slice(st.Intercepts, func(i, j int) bool {
 		return st.Intercepts[i].Namespace+st.Intercepts[i].Name < st.Intercepts[j].Namespace+st.Intercepts[j].Name
 	})
 	st.Agents = d.agents(ctx)
 	return st, nil
+}
+
+// portIntercepts fills i with everyone's intercepts of ic's port, as the
+// agent of ic's first pod reports them; nothing when it does not answer
+// within 2 s.
+func (d *Daemon) portIntercepts(ctx context.Context, ic *intercept.Intercept, i *daemon.InterceptInfo) {
+	pods := ic.Pods()
+	if len(pods) == 0 {
+		return
+	}
+	l := ic.Link(pods[0])
+	if l == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ai, err := l.Agent().Info(ctx)
+	if err != nil {
+		d.log.Debug("status: agent info", "pod", pods[0], "err", err)
+		return
+	}
+	for _, f := range ai.Forwards {
+		if f.ListenPort != ic.AgentPort {
+			continue
+		}
+		i.ToApp, i.NotHTTP, i.TLS = f.ToApp, f.NotHTTP, f.TLS
+		for _, s := range f.Intercepts {
+			i.PortIntercepts = append(i.PortIntercepts, daemon.PortIntercept{Owner: s.Owner, Filter: s.Filter, Mirror: s.Mirror,
+				Since: s.Since, Requests: s.Requests, Dropped: s.Dropped, Pod: pods[0]})
+		}
+	}
 }
 
 // agents lists the workloads with tether's agent from the journals in
@@ -183,6 +239,7 @@ const permittedTTL = time.Minute
 const (
 	userRole    = "the Role in docs/intercept.md"
 	inspectRole = "the tether-inspect Role in docs/intercept.md (docs/inspect.md says what each check needs)"
+	runRole     = "the tether-run Role in docs/intercept.md"
 )
 
 // accessObjects names the objects an intercept, record or rollback of w
@@ -238,6 +295,7 @@ func info(ic *intercept.Intercept) daemon.InterceptInfo {
 	return daemon.InterceptInfo{
 		Name: ic.Workload.String(), Namespace: ic.Workload.Namespace, Service: ic.Service,
 		ServicePort: int(ic.ServicePort.Port), AgentPort: ic.AgentPort, LocalPort: ic.LocalPort, Pods: ic.Pods(),
+		Filter: ic.Spec.Filter, Mirror: ic.Spec.Mirror, Owner: ic.Spec.Owner,
 		Paths: ic.Paths(),
 	}
 }
@@ -258,6 +316,9 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 	res, err := agentResources(req.AgentResources, 0)
 	if err != nil {
 		return daemon.InterceptInfo{}, err
+	}
+	if _, err := httpfilter.Parse(req.Filter); err != nil {
+		return daemon.InterceptInfo{}, errdefs.User("%v", err)
 	}
 	key := w.Namespace + "/" + w.String()
 	d.mu.Lock()
@@ -281,7 +342,8 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, LocalPort: req.LocalPort,
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
-		AgentResources: res, LocalPortLater: req.LocalPortLater, Path: path,
+		AgentResources: res, LocalPortLater: req.LocalPortLater,
+		Filter: req.Filter, Mirror: req.Mirror, ID: randomHex(8), Owner: d.owner(), Path: path,
 	})
 	if err != nil {
 		return daemon.InterceptInfo{}, err
@@ -314,6 +376,7 @@ func (d *Daemon) Leave(ctx context.Context, namespace, name string) error {
 // Rollback restores journaled workloads.
 func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]daemon.RollbackResult, error) {
 	var targets []journal.Workload
+	gateways := map[journal.Workload]bool{} // journals of gateways (tether run's), whose rollback deletes them
 	if req.All {
 		if err := d.permitted(ctx, access.RollAll, req.Namespace, access.Objects{}, "rollback --all", userRole); err != nil {
 			return nil, err
@@ -324,22 +387,28 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 		}
 		for _, e := range entries {
 			targets = append(targets, e.Workload)
+			gateways[e.Workload] = e.Gateway
 		}
 	} else {
 		kind, name, err := workload.ParseRef(req.Workload)
 		if err != nil {
 			return nil, errdefs.Mark(errdefs.ErrUser, err)
 		}
-		w, err := d.journaledWorkload(ctx, req.Namespace, kind, name)
+		e, err := d.journaledWorkload(ctx, req.Namespace, kind, name)
 		if err != nil {
 			return nil, err
 		}
-		targets = append(targets, w)
+		targets = append(targets, e.Workload)
+		gateways[e.Workload] = e.Gateway
 	}
 	// Each journal's own objects (its token Secret, the journal), now that
 	// they are known, before restoring any: a Role may grant them by name.
 	for _, w := range targets {
-		if err := d.permitted(ctx, access.Rollback, w.Namespace, accessObjects(w), "rolling back "+w.String(), userRole); err != nil {
+		objs, role := accessObjects(w), userRole
+		if gateways[w] {
+			objs.Gateway, role = true, runRole
+		}
+		if err := d.permitted(ctx, access.Rollback, w.Namespace, objs, "rolling back "+w.String(), role); err != nil {
 			return nil, err
 		}
 	}
@@ -367,13 +436,13 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 	return results, nil
 }
 
-// journaledWorkload finds the journal a reference names; a bare name may
+// journaledWorkload finds the journal entry a reference names; a bare name may
 // match a deployment's or a statefulset's journal. A bare name whose journal
 // of one kind the user may not read (a Role granting the journal by name
 // grants one kind's) is not of that kind when the other kind's is readable.
-func (d *Daemon) journaledWorkload(ctx context.Context, namespace, kind, name string) (journal.Workload, error) {
+func (d *Daemon) journaledWorkload(ctx context.Context, namespace, kind, name string) (*journal.Entry, error) {
 	store := journal.Store{CS: d.cs}
-	var found []journal.Workload
+	var found []*journal.Entry
 	var forbidden error
 	read := 0
 	for _, k := range []string{workload.Deployment, workload.StatefulSet} {
@@ -389,24 +458,24 @@ func (d *Daemon) journaledWorkload(ctx context.Context, namespace, kind, name st
 			continue
 		}
 		if err != nil {
-			return journal.Workload{}, err
+			return nil, err
 		}
 		read++
 		if e != nil {
-			found = append(found, w)
+			found = append(found, e)
 		}
 	}
 	if read == 0 && forbidden != nil {
-		return journal.Workload{}, forbidden
+		return nil, forbidden
 	}
 	switch len(found) {
 	case 1:
 		return found[0], nil
 	case 0:
-		return journal.Workload{}, errdefs.User("tether has no journal for %q in namespace %s: nothing to roll back (`tether rollback --all` lists and restores every journal)",
+		return nil, errdefs.User("tether has no journal for %q in namespace %s: nothing to roll back (`tether rollback --all` lists and restores every journal)",
 			name, namespace)
 	default:
-		return journal.Workload{}, errdefs.User("both deploy/%s and sts/%s have journals; say which", name, name)
+		return nil, errdefs.User("both deploy/%s and sts/%s have journals; say which", name, name)
 	}
 }
 

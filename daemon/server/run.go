@@ -96,6 +96,10 @@ func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(s
 // runThroughGateway runs where no workload is named: from the namespace's
 // gateway Deployment (journaled; `tether rollback` removes it).
 func (d *Daemon) runThroughGateway(ctx context.Context, req daemon.RunRequest, path agent.Path, progress func(string), ready func(daemon.RunInfo)) error {
+	if err := d.permitted(ctx, access.Gateway, req.Namespace, accessObjects(gateway.Workload(req.Namespace)),
+		"run with no workload named (the gateway)", runRole); err != nil {
+		return err
+	}
 	ranges, err := d.clusterRanges(ctx, req.Namespace)
 	if err != nil {
 		return err

@@ -61,10 +61,13 @@ const (
 	// agent (env, env --files).
 	EnvSpec Feature = "env --source spec"
 	Env     Feature = "env"
+	// Gateway is `tether run` with no workload named: it adds, journaled,
+	// and then uses the namespace's gateway Deployment.
+	Gateway Feature = "run (no workload: the gateway)"
 )
 
 // Features lists every feature, in the order `tether connect` reports them.
-var Features = []Feature{Intercept, Record, Requests, Rollback, RollAll, Inspect, EnvSpec, Env}
+var Features = []Feature{Intercept, Record, Requests, Rollback, RollAll, Inspect, EnvSpec, Env, Gateway}
 
 // Objects names what a check is about, where known.
 type Objects struct {
@@ -76,6 +79,9 @@ type Objects struct {
 	Workload, Secret, Journal, JournalKey string
 	// ConfigMaps and Secrets a container's environment names (env).
 	ConfigMaps, Secrets []string
+	// Gateway: the journal is a gateway's, whose rollback deletes the
+	// Deployment instead of restoring a template.
+	Gateway bool
 }
 
 func (o Objects) workload(verb, why string) []Rule {
@@ -136,6 +142,18 @@ func Rules(f Feature, o Objects) []Rule {
 		)
 		r = append(r, portForward("read each agent's recording")...)
 	case Rollback, RollAll:
+		if f == Rollback && o.Gateway {
+			r = append(r,
+				Rule{Verb: "get", Group: "apps", Resource: "deployments", Name: o.Workload, PerObject: true, Why: "check that the gateway is the one tether journaled"},
+				Rule{Verb: "delete", Group: "apps", Resource: "deployments", Name: o.Workload, PerObject: true, Why: "remove the gateway"},
+				o.secret("delete", "remove the gateway's token"),
+				o.journal("get", "read the journal"),
+				o.journal("delete", "remove the journal"),
+				o.journalKey("get", "read the key that authenticates the journal"),
+				o.journalKey("delete", "remove the journal's key"),
+			)
+			break
+		}
 		if f == RollAll {
 			r = append(r, Rule{Verb: "list", Resource: "configmaps", Why: "find every journal"})
 		}
@@ -163,6 +181,24 @@ func Rules(f Feature, o Objects) []Rule {
 			Rule{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "trace a Service's endpoints"},
 		)
 		r = append(r, portForward("reach the inspection agent")...)
+	case Gateway:
+		r = append(r,
+			Rule{Verb: "get", Group: "apps", Resource: "deployments", Name: o.Workload, PerObject: true, Why: "find the namespace's gateway"},
+			Rule{Verb: "create", Group: "apps", Resource: "deployments", Why: "add the gateway"},
+			Rule{Verb: "delete", Group: "apps", Resource: "deployments", Name: o.Workload, PerObject: true, Why: "remove the gateway when adding it fails"},
+			Rule{Verb: "list", Resource: "pods", Why: "find the gateway's pod and the cluster's pod addresses"},
+			Rule{Verb: "list", Resource: "services", Why: "find the cluster's Service addresses"},
+			Rule{Verb: "create", Resource: "configmaps", Why: "journal the gateway before adding it"},
+			o.journal("get", "read the journal"),
+			o.journal("update", "journal the gateway before adding it"),
+			o.journal("delete", "remove the journal when adding the gateway fails"),
+			Rule{Verb: "create", Resource: "secrets", Why: "create the gateway's token and the journal's key"},
+			o.secret("get", "read the gateway's token"),
+			o.secret("delete", "remove the gateway's token when adding it fails"),
+			o.journalKey("get", "read the key that authenticates the journal"),
+			o.journalKey("delete", "remove the journal's key when adding the gateway fails"),
+		)
+		r = append(r, portForward("reach the gateway's agent")...)
 	case EnvSpec, Env:
 		if o.Workload != "" {
 			r = append(r, o.workload("get", "find the workload's pods")...)

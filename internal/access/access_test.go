@@ -159,6 +159,7 @@ func TestMissingPerNamedObject(t *testing.T) {
 func TestMissingUnknownObjects(t *testing.T) {
 	rules := documentedRoles(t)["tether-user"].Rules
 	rules = append(rules, documentedRoles(t)["tether-inspect"].Rules...)
+	rules = append(rules, documentedRoles(t)["tether-run"].Rules...)
 	missing, err := Missing(context.Background(), clientFor(rules), "ns", Needed(Objects{}))
 	if err != nil {
 		t.Fatal(err)

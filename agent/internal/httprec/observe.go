@@ -2,6 +2,7 @@ package httprec
 
 import (
 	"net"
+	"sync"
 
 	"github.com/tetherkube/tether/tunnel"
 )
@@ -45,4 +46,39 @@ func (t *tap) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return t.Conn.Close()
+}
+
+// Tap records upstream, a connection the agent itself speaks HTTP over
+// (the router of a filtered port opens them): what is written to it is
+// the request side, what is read from it the answers. rc ends when the
+// connection is closed.
+func Tap(upstream net.Conn, rc *Conn) net.Conn {
+	return &upstreamTap{Conn: upstream, rc: rc}
+}
+
+type upstreamTap struct {
+	net.Conn
+	rc   *Conn
+	once sync.Once
+}
+
+func (t *upstreamTap) Write(p []byte) (int, error) {
+	t.rc.BeforeClientWrite()
+	n, err := t.Conn.Write(p)
+	t.rc.AfterClientWrite(p[:n])
+	return n, err
+}
+
+func (t *upstreamTap) Read(p []byte) (int, error) {
+	n, err := t.Conn.Read(p)
+	if n > 0 {
+		t.rc.FromServer(p[:n])
+	}
+	return n, err
+}
+
+func (t *upstreamTap) Close() error {
+	err := t.Conn.Close()
+	t.once.Do(t.rc.Close)
+	return err
 }

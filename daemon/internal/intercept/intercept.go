@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tetherkube/tether/agent"
@@ -23,6 +24,7 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/buildinfo"
 
 	"github.com/tetherkube/tether/internal/errdefs"
@@ -59,6 +61,12 @@ type Request struct {
 	// AgentResources are the agent container's requests and limits; nil
 	// gives inject.DefaultResources.
 	AgentResources *corev1.ResourceRequirements
+	// Filter selects the requests this intercept takes (zero: all of the
+	// port's traffic); Mirror takes copies while the app answers. ID and
+	// Owner name the intercept to the agents and to other users.
+	Filter    httpfilter.Spec
+	Mirror    bool
+	ID, Owner string
 	// Path is the path the tunnels take (agent.PathChooser); empty is auto.
 	Path agent.Path
 }
@@ -96,6 +104,9 @@ type Intercept struct {
 	ServicePort corev1.ServicePort
 	AgentPort   int
 	LocalPort   int
+	// Spec is what each agent was asked for: the filter, mirror, id and
+	// owner.
+	Spec agent.InterceptSpec
 
 	tunnels *tunnels
 }
@@ -162,6 +173,12 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 	if err := checkSelectsOnly(ctx, m.CS, svc, w); err != nil {
 		return nil, err
+	}
+	if !req.Filter.IsZero() || req.Mirror {
+		if why := notHTTP(plan.ServicePort); why != "" {
+			return nil, errdefs.User("service %s port %s %s: tether filters and mirrors only cleartext HTTP (HTTP/1.x, h2c, gRPC); "+
+				"intercept it without --http-header, --http-path and --mirror to take all of its traffic", svc.Name, portName(plan.ServicePort), why)
+		}
 	}
 
 	if plan.Existing {
@@ -315,7 +332,8 @@ func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, 
 	if path == agent.PathAuto && m.Paths == nil {
 		path = agent.PathPortForward
 	}
-	t := newTunnels(m.CS, m.Dialer, log, w.Namespace, sel.String(), token, int(plan.AgentPort), req.LocalPort)
+	spec := agent.InterceptSpec{ListenPort: int(plan.AgentPort), ID: req.ID, Owner: req.Owner, Filter: req.Filter, Mirror: req.Mirror}
+	t := newTunnels(m.CS, m.Dialer, log, w.Namespace, sel.String(), token, spec, req.LocalPort)
 	t.path, t.chooser = path, m.Paths
 	if err := t.start(ctx); err != nil {
 		t.stop()
@@ -323,7 +341,7 @@ func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, 
 	}
 	return &Intercept{
 		Workload: w, Service: svc.Name, ServicePort: plan.ServicePort,
-		AgentPort: int(plan.AgentPort), LocalPort: req.LocalPort, tunnels: t,
+		AgentPort: int(plan.AgentPort), LocalPort: req.LocalPort, Spec: spec, tunnels: t,
 	}, nil
 }
 
@@ -397,4 +415,33 @@ func (i *Intercept) Paths() map[string]string {
 // again and the tunnels close. The agents stay, so leaving restarts nothing.
 func (i *Intercept) Leave(ctx context.Context) error {
 	return i.tunnels.leave(ctx)
+}
+
+// notHTTP says why a Service port does not carry cleartext HTTP, as its
+// protocol, appProtocol or name (Istio's "<protocol>[-suffix]" convention)
+// declare it; "" when it may.
+func notHTTP(p corev1.ServicePort) string {
+	if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+		return "is " + string(p.Protocol)
+	}
+	if ap := p.AppProtocol; ap != nil && *ap != "" {
+		switch strings.ToLower(*ap) {
+		case "http", "http2", "h2c", "grpc", "grpc-web", "kubernetes.io/h2c", "kubernetes.io/ws":
+			return ""
+		}
+		return "has appProtocol " + *ap
+	}
+	proto, _, _ := strings.Cut(strings.ToLower(p.Name), "-")
+	switch proto {
+	case "https", "tls", "tcp", "udp", "mongo", "mysql", "redis", "postgres", "postgresql", "kafka", "amqp", "mqtt", "smtp", "ftp", "ssh", "dns":
+		return "is named " + p.Name
+	}
+	return ""
+}
+
+func portName(p corev1.ServicePort) string {
+	if p.Name != "" {
+		return fmt.Sprintf("%d (%s)", p.Port, p.Name)
+	}
+	return strconv.Itoa(int(p.Port))
 }

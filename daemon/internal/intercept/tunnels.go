@@ -27,6 +27,7 @@ type tunnels struct {
 	log       *slog.Logger
 	ns, sel   string
 	token     []byte
+	spec      agent.InterceptSpec // what each agent is asked for
 	agentPort int
 	localPort int
 	// path is the path asked for; chooser opens it.
@@ -39,9 +40,9 @@ type tunnels struct {
 	done   chan struct{}
 }
 
-func newTunnels(cs kubernetes.Interface, d Dialer, log *slog.Logger, ns, sel string, token []byte, agentPort, localPort int) *tunnels {
-	return &tunnels{cs: cs, dialer: d, log: log, ns: ns, sel: sel, token: token,
-		agentPort: agentPort, localPort: localPort, links: map[string]*agent.Link{}, done: make(chan struct{})}
+func newTunnels(cs kubernetes.Interface, d Dialer, log *slog.Logger, ns, sel string, token []byte, spec agent.InterceptSpec, localPort int) *tunnels {
+	return &tunnels{cs: cs, dialer: d, log: log, ns: ns, sel: sel, token: token, spec: spec,
+		agentPort: spec.ListenPort, localPort: localPort, links: map[string]*agent.Link{}, done: make(chan struct{})}
 }
 
 // start connects to every ready agent now, then keeps following pods.
@@ -130,7 +131,7 @@ func (t *tunnels) connect(ctx context.Context, pod, podIP string) error {
 		l.Close()
 		return fmt.Errorf("pod %s: %w", pod, err)
 	}
-	if err := l.Agent().Intercept(cctx, t.agentPort); err != nil {
+	if err := l.Agent().Intercept(cctx, t.spec); err != nil {
 		l.Close()
 		return fmt.Errorf("intercept on pod %s: %w", pod, err)
 	}
@@ -208,7 +209,7 @@ func (t *tunnels) leave(ctx context.Context) error {
 	defer t.mu.Unlock()
 	var errs []error
 	for name, l := range t.links {
-		if err := l.Agent().Leave(ctx, t.agentPort); err != nil {
+		if err := l.Agent().Leave(ctx, t.agentPort, t.spec.ID); err != nil {
 			errs = append(errs, fmt.Errorf("pod %s: %w", name, err))
 		}
 		l.Close()

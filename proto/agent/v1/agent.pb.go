@@ -1945,8 +1945,17 @@ type Forward struct {
 	ListenPort uint32 `protobuf:"varint,1,opt,name=listen_port,json=listenPort,proto3" json:"listen_port,omitempty"`
 	// The app container's port, where connections go when not intercepted.
 	AppPort uint32 `protobuf:"varint,2,opt,name=app_port,json=appPort,proto3" json:"app_port,omitempty"`
-	// Whether new connections currently go into a tunnel.
-	Intercepted   bool `protobuf:"varint,3,opt,name=intercepted,proto3" json:"intercepted,omitempty"`
+	// Whether some of its traffic currently goes into a tunnel (an intercept
+	// that is not a mirror).
+	Intercepted bool `protobuf:"varint,3,opt,name=intercepted,proto3" json:"intercepted,omitempty"`
+	// Every intercept of the port, whoever's.
+	Intercepts []*InterceptStatus `protobuf:"bytes,4,rep,name=intercepts,proto3" json:"intercepts,omitempty"`
+	// While filtered or mirror intercepts route the port request by request:
+	// requests no filter selected (the app answered them), and connections
+	// that were not cleartext HTTP (of them, TLS), joined to the app.
+	ToApp         uint64 `protobuf:"varint,5,opt,name=to_app,json=toApp,proto3" json:"to_app,omitempty"`
+	NotHttp       uint64 `protobuf:"varint,6,opt,name=not_http,json=notHttp,proto3" json:"not_http,omitempty"`
+	Tls           uint64 `protobuf:"varint,7,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2002,16 +2011,114 @@ func (x *Forward) GetIntercepted() bool {
 	return false
 }
 
-type InterceptRequest struct {
+func (x *Forward) GetIntercepts() []*InterceptStatus {
+	if x != nil {
+		return x.Intercepts
+	}
+	return nil
+}
+
+func (x *Forward) GetToApp() uint64 {
+	if x != nil {
+		return x.ToApp
+	}
+	return 0
+}
+
+func (x *Forward) GetNotHttp() uint64 {
+	if x != nil {
+		return x.NotHttp
+	}
+	return 0
+}
+
+func (x *Forward) GetTls() uint64 {
+	if x != nil {
+		return x.Tls
+	}
+	return 0
+}
+
+// A filter of a personal intercept (package httpfilter): every header
+// condition ("NAME=VALUE" or "NAME=~REGEX"), the path prefix and the path
+// regular expression must match. Empty: every request.
+type RouteFilter struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	ListenPort    uint32                 `protobuf:"varint,1,opt,name=listen_port,json=listenPort,proto3" json:"listen_port,omitempty"`
+	Headers       []string               `protobuf:"bytes,1,rep,name=headers,proto3" json:"headers,omitempty"`
+	PathPrefix    string                 `protobuf:"bytes,2,opt,name=path_prefix,json=pathPrefix,proto3" json:"path_prefix,omitempty"`
+	PathRegex     string                 `protobuf:"bytes,3,opt,name=path_regex,json=pathRegex,proto3" json:"path_regex,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteFilter) Reset() {
+	*x = RouteFilter{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteFilter) ProtoMessage() {}
+
+func (x *RouteFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteFilter.ProtoReflect.Descriptor instead.
+func (*RouteFilter) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RouteFilter) GetHeaders() []string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *RouteFilter) GetPathPrefix() string {
+	if x != nil {
+		return x.PathPrefix
+	}
+	return ""
+}
+
+func (x *RouteFilter) GetPathRegex() string {
+	if x != nil {
+		return x.PathRegex
+	}
+	return ""
+}
+
+type InterceptRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ListenPort uint32                 `protobuf:"varint,1,opt,name=listen_port,json=listenPort,proto3" json:"listen_port,omitempty"`
+	// The daemon's name for this intercept, unique for its owner.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// Who intercepts ("ana@laptop"), shown to others.
+	Owner  string       `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Filter *RouteFilter `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
+	// The app answers; the tunnel gets a copy of each selected request.
+	Mirror        bool `protobuf:"varint,5,opt,name=mirror,proto3" json:"mirror,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2023,7 +2130,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,12 +2143,134 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *InterceptRequest) GetListenPort() uint32 {
 	if x != nil {
 		return x.ListenPort
+	}
+	return 0
+}
+
+func (x *InterceptRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *InterceptRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *InterceptRequest) GetFilter() *RouteFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *InterceptRequest) GetMirror() bool {
+	if x != nil {
+		return x.Mirror
+	}
+	return false
+}
+
+type InterceptStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Owner         string                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	Filter        *RouteFilter           `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
+	Mirror        bool                   `protobuf:"varint,4,opt,name=mirror,proto3" json:"mirror,omitempty"`
+	SinceUnixNano int64                  `protobuf:"varint,5,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	// Requests routed to it (copies delivered, for a mirror).
+	Requests uint64 `protobuf:"varint,6,opt,name=requests,proto3" json:"requests,omitempty"`
+	// Mirror copies dropped: queue full, body too large, laptop not answering.
+	Dropped       uint64 `protobuf:"varint,7,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InterceptStatus) Reset() {
+	*x = InterceptStatus{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InterceptStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InterceptStatus) ProtoMessage() {}
+
+func (x *InterceptStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InterceptStatus.ProtoReflect.Descriptor instead.
+func (*InterceptStatus) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *InterceptStatus) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *InterceptStatus) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *InterceptStatus) GetFilter() *RouteFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *InterceptStatus) GetMirror() bool {
+	if x != nil {
+		return x.Mirror
+	}
+	return false
+}
+
+func (x *InterceptStatus) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *InterceptStatus) GetRequests() uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *InterceptStatus) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
 	}
 	return 0
 }
@@ -2054,7 +2283,7 @@ type InterceptResponse struct {
 
 func (x *InterceptResponse) Reset() {
 	*x = InterceptResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2295,7 @@ func (x *InterceptResponse) String() string {
 func (*InterceptResponse) ProtoMessage() {}
 
 func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,19 +2308,22 @@ func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptResponse.ProtoReflect.Descriptor instead.
 func (*InterceptResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 type LeaveRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ListenPort    uint32                 `protobuf:"varint,1,opt,name=listen_port,json=listenPort,proto3" json:"listen_port,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ListenPort uint32                 `protobuf:"varint,1,opt,name=listen_port,json=listenPort,proto3" json:"listen_port,omitempty"`
+	// The intercept to end; empty: every intercept of the caller's tunnel on
+	// the port.
+	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2335,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2348,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LeaveRequest) GetListenPort() uint32 {
@@ -2124,6 +2356,13 @@ func (x *LeaveRequest) GetListenPort() uint32 {
 		return x.ListenPort
 	}
 	return 0
+}
+
+func (x *LeaveRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
 }
 
 type LeaveResponse struct {
@@ -2134,7 +2373,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2146,7 +2385,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2159,7 +2398,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 type InfoRequest struct {
@@ -2170,7 +2409,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2421,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2434,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 type InfoResponse struct {
@@ -2216,7 +2455,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2467,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2480,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{33}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *InfoResponse) GetVersion() string {
@@ -2433,19 +2672,44 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\fR\x04data\"D\n" +
 	"\fCaptureStats\x12\x1a\n" +
 	"\breceived\x18\x01 \x01(\x04R\breceived\x12\x18\n" +
-	"\adropped\x18\x02 \x01(\x04R\adropped\"g\n" +
+	"\adropped\x18\x02 \x01(\x04R\adropped\"\xed\x01\n" +
 	"\aForward\x12\x1f\n" +
 	"\vlisten_port\x18\x01 \x01(\rR\n" +
 	"listenPort\x12\x19\n" +
 	"\bapp_port\x18\x02 \x01(\rR\aappPort\x12 \n" +
-	"\vintercepted\x18\x03 \x01(\bR\vintercepted\"3\n" +
+	"\vintercepted\x18\x03 \x01(\bR\vintercepted\x12@\n" +
+	"\n" +
+	"intercepts\x18\x04 \x03(\v2 .tether.agent.v1.InterceptStatusR\n" +
+	"intercepts\x12\x15\n" +
+	"\x06to_app\x18\x05 \x01(\x04R\x05toApp\x12\x19\n" +
+	"\bnot_http\x18\x06 \x01(\x04R\anotHttp\x12\x10\n" +
+	"\x03tls\x18\a \x01(\x04R\x03tls\"g\n" +
+	"\vRouteFilter\x12\x18\n" +
+	"\aheaders\x18\x01 \x03(\tR\aheaders\x12\x1f\n" +
+	"\vpath_prefix\x18\x02 \x01(\tR\n" +
+	"pathPrefix\x12\x1d\n" +
+	"\n" +
+	"path_regex\x18\x03 \x01(\tR\tpathRegex\"\xa7\x01\n" +
 	"\x10InterceptRequest\x12\x1f\n" +
 	"\vlisten_port\x18\x01 \x01(\rR\n" +
-	"listenPort\"\x13\n" +
-	"\x11InterceptResponse\"/\n" +
+	"listenPort\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x124\n" +
+	"\x06filter\x18\x04 \x01(\v2\x1c.tether.agent.v1.RouteFilterR\x06filter\x12\x16\n" +
+	"\x06mirror\x18\x05 \x01(\bR\x06mirror\"\xe3\x01\n" +
+	"\x0fInterceptStatus\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x124\n" +
+	"\x06filter\x18\x03 \x01(\v2\x1c.tether.agent.v1.RouteFilterR\x06filter\x12\x16\n" +
+	"\x06mirror\x18\x04 \x01(\bR\x06mirror\x12&\n" +
+	"\x0fsince_unix_nano\x18\x05 \x01(\x03R\rsinceUnixNano\x12\x1a\n" +
+	"\brequests\x18\x06 \x01(\x04R\brequests\x12\x18\n" +
+	"\adropped\x18\a \x01(\x04R\adropped\"\x13\n" +
+	"\x11InterceptResponse\"?\n" +
 	"\fLeaveRequest\x12\x1f\n" +
 	"\vlisten_port\x18\x01 \x01(\rR\n" +
-	"listenPort\"\x0f\n" +
+	"listenPort\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"\x0f\n" +
 	"\rLeaveResponse\"\r\n" +
 	"\vInfoRequest\"\xe2\x01\n" +
 	"\fInfoResponse\x12\x18\n" +
@@ -2481,7 +2745,7 @@ func file_proto_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_proto_agent_v1_agent_proto_rawDescData
 }
 
-var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*DialBackRequest)(nil),     // 0: tether.agent.v1.DialBackRequest
 	(*DialBackResponse)(nil),    // 1: tether.agent.v1.DialBackResponse
@@ -2511,12 +2775,14 @@ var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*Packet)(nil),              // 25: tether.agent.v1.Packet
 	(*CaptureStats)(nil),        // 26: tether.agent.v1.CaptureStats
 	(*Forward)(nil),             // 27: tether.agent.v1.Forward
-	(*InterceptRequest)(nil),    // 28: tether.agent.v1.InterceptRequest
-	(*InterceptResponse)(nil),   // 29: tether.agent.v1.InterceptResponse
-	(*LeaveRequest)(nil),        // 30: tether.agent.v1.LeaveRequest
-	(*LeaveResponse)(nil),       // 31: tether.agent.v1.LeaveResponse
-	(*InfoRequest)(nil),         // 32: tether.agent.v1.InfoRequest
-	(*InfoResponse)(nil),        // 33: tether.agent.v1.InfoResponse
+	(*RouteFilter)(nil),         // 28: tether.agent.v1.RouteFilter
+	(*InterceptRequest)(nil),    // 29: tether.agent.v1.InterceptRequest
+	(*InterceptStatus)(nil),     // 30: tether.agent.v1.InterceptStatus
+	(*InterceptResponse)(nil),   // 31: tether.agent.v1.InterceptResponse
+	(*LeaveRequest)(nil),        // 32: tether.agent.v1.LeaveRequest
+	(*LeaveResponse)(nil),       // 33: tether.agent.v1.LeaveResponse
+	(*InfoRequest)(nil),         // 34: tether.agent.v1.InfoRequest
+	(*InfoResponse)(nil),        // 35: tether.agent.v1.InfoResponse
 }
 var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	4,  // 0: tether.agent.v1.ReadProcessResponse.files:type_name -> tether.agent.v1.ProcessFile
@@ -2532,34 +2798,37 @@ var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	24, // 10: tether.agent.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
 	26, // 11: tether.agent.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
 	25, // 12: tether.agent.v1.PacketBatch.packets:type_name -> tether.agent.v1.Packet
-	27, // 13: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
-	32, // 14: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
-	28, // 15: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
-	30, // 16: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
-	22, // 17: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
-	14, // 18: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
-	16, // 19: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
-	19, // 20: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
-	8,  // 21: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
-	5,  // 22: tether.agent.v1.Agent.Rotate:input_type -> tether.agent.v1.RotateRequest
-	2,  // 23: tether.agent.v1.Agent.ReadProcess:input_type -> tether.agent.v1.ReadProcessRequest
-	0,  // 24: tether.agent.v1.Agent.DialBack:input_type -> tether.agent.v1.DialBackRequest
-	33, // 25: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
-	29, // 26: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
-	31, // 27: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
-	23, // 28: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
-	15, // 29: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
-	18, // 30: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
-	21, // 31: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
-	9,  // 32: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
-	6,  // 33: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
-	3,  // 34: tether.agent.v1.Agent.ReadProcess:output_type -> tether.agent.v1.ReadProcessResponse
-	1,  // 35: tether.agent.v1.Agent.DialBack:output_type -> tether.agent.v1.DialBackResponse
-	25, // [25:36] is the sub-list for method output_type
-	14, // [14:25] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	30, // 13: tether.agent.v1.Forward.intercepts:type_name -> tether.agent.v1.InterceptStatus
+	28, // 14: tether.agent.v1.InterceptRequest.filter:type_name -> tether.agent.v1.RouteFilter
+	28, // 15: tether.agent.v1.InterceptStatus.filter:type_name -> tether.agent.v1.RouteFilter
+	27, // 16: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
+	34, // 17: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
+	29, // 18: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
+	32, // 19: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
+	22, // 20: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
+	14, // 21: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
+	16, // 22: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
+	19, // 23: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
+	8,  // 24: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
+	5,  // 25: tether.agent.v1.Agent.Rotate:input_type -> tether.agent.v1.RotateRequest
+	2,  // 26: tether.agent.v1.Agent.ReadProcess:input_type -> tether.agent.v1.ReadProcessRequest
+	0,  // 27: tether.agent.v1.Agent.DialBack:input_type -> tether.agent.v1.DialBackRequest
+	35, // 28: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
+	31, // 29: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
+	33, // 30: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
+	23, // 31: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
+	15, // 32: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
+	18, // 33: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
+	21, // 34: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
+	9,  // 35: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
+	6,  // 36: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
+	3,  // 37: tether.agent.v1.Agent.ReadProcess:output_type -> tether.agent.v1.ReadProcessResponse
+	1,  // 38: tether.agent.v1.Agent.DialBack:output_type -> tether.agent.v1.DialBackResponse
+	28, // [28:39] is the sub-list for method output_type
+	17, // [17:28] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_proto_agent_v1_agent_proto_init() }
@@ -2577,7 +2846,7 @@ func file_proto_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_v1_agent_proto_rawDesc), len(file_proto_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -3819,8 +3819,22 @@ type InterceptInfo struct {
 	LocalPort   int32  `protobuf:"varint,6,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
 	// The pods whose agents send traffic here now.
 	Pods []string `protobuf:"bytes,7,rep,name=pods,proto3" json:"pods,omitempty"`
+	// This intercept's filter (empty: all traffic) and whether it mirrors.
+	Filter *HTTPFilter `protobuf:"bytes,8,opt,name=filter,proto3" json:"filter,omitempty"`
+	Mirror bool        `protobuf:"varint,9,opt,name=mirror,proto3" json:"mirror,omitempty"`
+	// Who this daemon intercepts as ("ana@laptop").
+	Owner string `protobuf:"bytes,10,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Every intercept of the port, this one's included, as the agent of one
+	// pod reports them (status only).
+	PortIntercepts []*PortIntercept `protobuf:"bytes,11,rep,name=port_intercepts,json=portIntercepts,proto3" json:"port_intercepts,omitempty"`
+	// Of that pod, while the port is routed request by request: requests no
+	// filter selected, and connections that were not cleartext HTTP (of
+	// them TLS), which went to the app.
+	ToApp   uint64 `protobuf:"varint,12,opt,name=to_app,json=toApp,proto3" json:"to_app,omitempty"`
+	NotHttp uint64 `protobuf:"varint,13,opt,name=not_http,json=notHttp,proto3" json:"not_http,omitempty"`
+	Tls     uint64 `protobuf:"varint,14,opt,name=tls,proto3" json:"tls,omitempty"`
 	// The path each pod's tunnel takes, by pod: "direct" or "port-forward".
-	Paths         map[string]string `protobuf:"bytes,8,rep,name=paths,proto3" json:"paths,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Paths         map[string]string `protobuf:"bytes,15,rep,name=paths,proto3" json:"paths,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3904,11 +3918,215 @@ func (x *InterceptInfo) GetPods() []string {
 	return nil
 }
 
+func (x *InterceptInfo) GetFilter() *HTTPFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *InterceptInfo) GetMirror() bool {
+	if x != nil {
+		return x.Mirror
+	}
+	return false
+}
+
+func (x *InterceptInfo) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *InterceptInfo) GetPortIntercepts() []*PortIntercept {
+	if x != nil {
+		return x.PortIntercepts
+	}
+	return nil
+}
+
+func (x *InterceptInfo) GetToApp() uint64 {
+	if x != nil {
+		return x.ToApp
+	}
+	return 0
+}
+
+func (x *InterceptInfo) GetNotHttp() uint64 {
+	if x != nil {
+		return x.NotHttp
+	}
+	return 0
+}
+
+func (x *InterceptInfo) GetTls() uint64 {
+	if x != nil {
+		return x.Tls
+	}
+	return 0
+}
+
 func (x *InterceptInfo) GetPaths() map[string]string {
 	if x != nil {
 		return x.Paths
 	}
 	return nil
+}
+
+// Which requests an intercept takes: every header condition ("NAME=VALUE"
+// or "NAME=~REGEX"), the path prefix and the path regular expression.
+type HTTPFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Headers       []string               `protobuf:"bytes,1,rep,name=headers,proto3" json:"headers,omitempty"`
+	PathPrefix    string                 `protobuf:"bytes,2,opt,name=path_prefix,json=pathPrefix,proto3" json:"path_prefix,omitempty"`
+	PathRegex     string                 `protobuf:"bytes,3,opt,name=path_regex,json=pathRegex,proto3" json:"path_regex,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HTTPFilter) Reset() {
+	*x = HTTPFilter{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HTTPFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HTTPFilter) ProtoMessage() {}
+
+func (x *HTTPFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HTTPFilter.ProtoReflect.Descriptor instead.
+func (*HTTPFilter) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *HTTPFilter) GetHeaders() []string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *HTTPFilter) GetPathPrefix() string {
+	if x != nil {
+		return x.PathPrefix
+	}
+	return ""
+}
+
+func (x *HTTPFilter) GetPathRegex() string {
+	if x != nil {
+		return x.PathRegex
+	}
+	return ""
+}
+
+type PortIntercept struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Owner         string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Filter        *HTTPFilter            `protobuf:"bytes,2,opt,name=filter,proto3" json:"filter,omitempty"`
+	Mirror        bool                   `protobuf:"varint,3,opt,name=mirror,proto3" json:"mirror,omitempty"`
+	SinceUnixNano int64                  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	Requests      uint64                 `protobuf:"varint,5,opt,name=requests,proto3" json:"requests,omitempty"`
+	Dropped       uint64                 `protobuf:"varint,6,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	// The pod whose agent reported it.
+	Pod           string `protobuf:"bytes,7,opt,name=pod,proto3" json:"pod,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortIntercept) Reset() {
+	*x = PortIntercept{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortIntercept) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortIntercept) ProtoMessage() {}
+
+func (x *PortIntercept) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortIntercept.ProtoReflect.Descriptor instead.
+func (*PortIntercept) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *PortIntercept) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *PortIntercept) GetFilter() *HTTPFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *PortIntercept) GetMirror() bool {
+	if x != nil {
+		return x.Mirror
+	}
+	return false
+}
+
+func (x *PortIntercept) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *PortIntercept) GetRequests() uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *PortIntercept) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *PortIntercept) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
 }
 
 type InterceptRequest struct {
@@ -3926,16 +4144,20 @@ type InterceptRequest struct {
 	// The process that listens on local_port starts once the intercept is
 	// up (tether intercept -- CMD): do not check that something listens.
 	LocalPortLater bool `protobuf:"varint,8,opt,name=local_port_later,json=localPortLater,proto3" json:"local_port_later,omitempty"`
+	// Only the requests the filter selects (empty: all traffic); with mirror
+	// the app answers and this machine gets copies.
+	Filter *HTTPFilter `protobuf:"bytes,9,opt,name=filter,proto3" json:"filter,omitempty"`
+	Mirror bool        `protobuf:"varint,10,opt,name=mirror,proto3" json:"mirror,omitempty"`
 	// "auto" (or empty), "direct" or "port-forward" (tunnel/spec.md,
 	// section 4).
-	Path          string `protobuf:"bytes,9,opt,name=path,proto3" json:"path,omitempty"`
+	Path          string `protobuf:"bytes,11,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3947,7 +4169,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3960,7 +4182,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *InterceptRequest) GetNamespace() string {
@@ -4019,6 +4241,20 @@ func (x *InterceptRequest) GetLocalPortLater() bool {
 	return false
 }
 
+func (x *InterceptRequest) GetFilter() *HTTPFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *InterceptRequest) GetMirror() bool {
+	if x != nil {
+		return x.Mirror
+	}
+	return false
+}
+
 func (x *InterceptRequest) GetPath() string {
 	if x != nil {
 		return x.Path
@@ -4039,7 +4275,7 @@ type InterceptEvent struct {
 
 func (x *InterceptEvent) Reset() {
 	*x = InterceptEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4051,7 +4287,7 @@ func (x *InterceptEvent) String() string {
 func (*InterceptEvent) ProtoMessage() {}
 
 func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4064,7 +4300,7 @@ func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptEvent.ProtoReflect.Descriptor instead.
 func (*InterceptEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *InterceptEvent) GetEvent() isInterceptEvent_Event {
@@ -4118,7 +4354,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4130,7 +4366,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4143,7 +4379,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *LeaveRequest) GetNamespace() string {
@@ -4168,7 +4404,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4180,7 +4416,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4193,7 +4429,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
 }
 
 type RollbackRequest struct {
@@ -4211,7 +4447,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4223,7 +4459,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4236,7 +4472,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RollbackRequest) GetNamespace() string {
@@ -4276,7 +4512,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4288,7 +4524,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4301,7 +4537,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RollbackResponse) GetResults() []*RollbackResult {
@@ -4324,7 +4560,7 @@ type RollbackResult struct {
 
 func (x *RollbackResult) Reset() {
 	*x = RollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4336,7 +4572,7 @@ func (x *RollbackResult) String() string {
 func (*RollbackResult) ProtoMessage() {}
 
 func (x *RollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4349,7 +4585,7 @@ func (x *RollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResult.ProtoReflect.Descriptor instead.
 func (*RollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{50}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RollbackResult) GetWorkload() string {
@@ -4393,7 +4629,7 @@ type RollbackStep struct {
 
 func (x *RollbackStep) Reset() {
 	*x = RollbackStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4405,7 +4641,7 @@ func (x *RollbackStep) String() string {
 func (*RollbackStep) ProtoMessage() {}
 
 func (x *RollbackStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4418,7 +4654,7 @@ func (x *RollbackStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStep.ProtoReflect.Descriptor instead.
 func (*RollbackStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{51}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RollbackStep) GetObject() string {
@@ -4450,7 +4686,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4462,7 +4698,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4475,7 +4711,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{52}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{54}
 }
 
 type QuitResponse struct {
@@ -4486,7 +4722,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4498,7 +4734,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4511,7 +4747,7 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{53}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{55}
 }
 
 var File_proto_daemon_v1_daemon_proto protoreflect.FileDescriptor
@@ -4859,7 +5095,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1c\n" +
 	"\trecording\x18\x03 \x01(\bR\trecording\x12#\n" +
 	"\rredaction_off\x18\x04 \x01(\bR\fredactionOff\x12%\n" +
-	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\"\xcc\x02\n" +
+	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\"\xbe\x04\n" +
 	"\rInterceptInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
@@ -4869,12 +5105,35 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"agent_port\x18\x05 \x01(\x05R\tagentPort\x12\x1d\n" +
 	"\n" +
 	"local_port\x18\x06 \x01(\x05R\tlocalPort\x12\x12\n" +
-	"\x04pods\x18\a \x03(\tR\x04pods\x12@\n" +
-	"\x05paths\x18\b \x03(\v2*.tether.daemon.v1.InterceptInfo.PathsEntryR\x05paths\x1a8\n" +
+	"\x04pods\x18\a \x03(\tR\x04pods\x124\n" +
+	"\x06filter\x18\b \x01(\v2\x1c.tether.daemon.v1.HTTPFilterR\x06filter\x12\x16\n" +
+	"\x06mirror\x18\t \x01(\bR\x06mirror\x12\x14\n" +
+	"\x05owner\x18\n" +
+	" \x01(\tR\x05owner\x12H\n" +
+	"\x0fport_intercepts\x18\v \x03(\v2\x1f.tether.daemon.v1.PortInterceptR\x0eportIntercepts\x12\x15\n" +
+	"\x06to_app\x18\f \x01(\x04R\x05toApp\x12\x19\n" +
+	"\bnot_http\x18\r \x01(\x04R\anotHttp\x12\x10\n" +
+	"\x03tls\x18\x0e \x01(\x04R\x03tls\x12@\n" +
+	"\x05paths\x18\x0f \x03(\v2*.tether.daemon.v1.InterceptInfo.PathsEntryR\x05paths\x1a8\n" +
 	"\n" +
 	"PathsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf0\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"f\n" +
+	"\n" +
+	"HTTPFilter\x12\x18\n" +
+	"\aheaders\x18\x01 \x03(\tR\aheaders\x12\x1f\n" +
+	"\vpath_prefix\x18\x02 \x01(\tR\n" +
+	"pathPrefix\x12\x1d\n" +
+	"\n" +
+	"path_regex\x18\x03 \x01(\tR\tpathRegex\"\xe3\x01\n" +
+	"\rPortIntercept\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x124\n" +
+	"\x06filter\x18\x02 \x01(\v2\x1c.tether.daemon.v1.HTTPFilterR\x06filter\x12\x16\n" +
+	"\x06mirror\x18\x03 \x01(\bR\x06mirror\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12\x1a\n" +
+	"\brequests\x18\x05 \x01(\x04R\brequests\x12\x18\n" +
+	"\adropped\x18\x06 \x01(\x04R\adropped\x12\x10\n" +
+	"\x03pod\x18\a \x01(\tR\x03pod\"\xbe\x03\n" +
 	"\x10InterceptRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -4885,8 +5144,11 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"agentImage\x126\n" +
 	"\x17rollout_timeout_seconds\x18\x06 \x01(\x03R\x15rolloutTimeoutSeconds\x12I\n" +
 	"\x0fagent_resources\x18\a \x01(\v2 .tether.daemon.v1.AgentResourcesR\x0eagentResources\x12(\n" +
-	"\x10local_port_later\x18\b \x01(\bR\x0elocalPortLater\x12\x12\n" +
-	"\x04path\x18\t \x01(\tR\x04path\"p\n" +
+	"\x10local_port_later\x18\b \x01(\bR\x0elocalPortLater\x124\n" +
+	"\x06filter\x18\t \x01(\v2\x1c.tether.daemon.v1.HTTPFilterR\x06filter\x12\x16\n" +
+	"\x06mirror\x18\n" +
+	" \x01(\bR\x06mirror\x12\x12\n" +
+	"\x04path\x18\v \x01(\tR\x04path\"p\n" +
 	"\x0eInterceptEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x127\n" +
 	"\x05ready\x18\x02 \x01(\v2\x1f.tether.daemon.v1.InterceptInfoH\x00R\x05readyB\a\n" +
@@ -4939,7 +5201,7 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*EnvRequest)(nil),        // 0: tether.daemon.v1.EnvRequest
 	(*EnvEvent)(nil),          // 1: tether.daemon.v1.EnvEvent
@@ -4985,25 +5247,27 @@ var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*StatusResponse)(nil),    // 41: tether.daemon.v1.StatusResponse
 	(*AgentInfo)(nil),         // 42: tether.daemon.v1.AgentInfo
 	(*InterceptInfo)(nil),     // 43: tether.daemon.v1.InterceptInfo
-	(*InterceptRequest)(nil),  // 44: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),    // 45: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),      // 46: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),     // 47: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),   // 48: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil),  // 49: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),    // 50: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),      // 51: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),       // 52: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),      // 53: tether.daemon.v1.QuitResponse
-	nil,                       // 54: tether.daemon.v1.ReplaySummary.ByStatusEntry
-	nil,                       // 55: tether.daemon.v1.TraceService.SelectorEntry
-	nil,                       // 56: tether.daemon.v1.InterceptInfo.PathsEntry
-	(*v1.Exchange)(nil),       // 57: tether.agent.v1.Exchange
-	(*v1.ExchangeFilter)(nil), // 58: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil), // 59: tether.agent.v1.RecordingStats
-	(*v1.DNSRecord)(nil),      // 60: tether.agent.v1.DNSRecord
-	(*v1.PacketBatch)(nil),    // 61: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),   // 62: tether.agent.v1.CaptureStats
+	(*HTTPFilter)(nil),        // 44: tether.daemon.v1.HTTPFilter
+	(*PortIntercept)(nil),     // 45: tether.daemon.v1.PortIntercept
+	(*InterceptRequest)(nil),  // 46: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),    // 47: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),      // 48: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),     // 49: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),   // 50: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil),  // 51: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),    // 52: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),      // 53: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),       // 54: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),      // 55: tether.daemon.v1.QuitResponse
+	nil,                       // 56: tether.daemon.v1.ReplaySummary.ByStatusEntry
+	nil,                       // 57: tether.daemon.v1.TraceService.SelectorEntry
+	nil,                       // 58: tether.daemon.v1.InterceptInfo.PathsEntry
+	(*v1.Exchange)(nil),       // 59: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil), // 60: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil), // 61: tether.agent.v1.RecordingStats
+	(*v1.DNSRecord)(nil),      // 62: tether.agent.v1.DNSRecord
+	(*v1.PacketBatch)(nil),    // 63: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),   // 64: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	2,  // 0: tether.daemon.v1.EnvEvent.result:type_name -> tether.daemon.v1.EnvResult
@@ -5012,17 +5276,17 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	5,  // 3: tether.daemon.v1.EnvResult.not_copied:type_name -> tether.daemon.v1.EnvMount
 	8,  // 4: tether.daemon.v1.RunEvent.ready:type_name -> tether.daemon.v1.RunInfo
 	28, // 5: tether.daemon.v1.RunInfo.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
-	57, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	59, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
 	11, // 7: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
 	13, // 8: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
 	12, // 9: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
-	54, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
+	56, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
 	15, // 11: tether.daemon.v1.RecordRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
 	17, // 12: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	58, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	57, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	60, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	59, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
 	20, // 15: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	59, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	61, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
 	23, // 17: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
 	24, // 18: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
 	25, // 19: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
@@ -5033,52 +5297,56 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	36, // 24: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
 	28, // 25: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
 	29, // 26: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
-	60, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
+	62, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
 	31, // 28: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
-	55, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
+	57, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
 	32, // 30: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
 	34, // 31: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
 	35, // 32: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
 	35, // 33: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
 	37, // 34: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
-	61, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	62, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	63, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	64, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
 	43, // 37: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
 	42, // 38: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
-	56, // 39: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
-	15, // 40: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
-	43, // 41: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	50, // 42: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	51, // 43: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	40, // 44: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	44, // 45: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	46, // 46: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	48, // 47: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	52, // 48: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	38, // 49: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	21, // 50: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	14, // 51: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	18, // 52: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	9,  // 53: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	0,  // 54: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
-	6,  // 55: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
-	41, // 56: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	45, // 57: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	47, // 58: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	49, // 59: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	53, // 60: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	39, // 61: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	22, // 62: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	16, // 63: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	19, // 64: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	10, // 65: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	1,  // 66: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
-	7,  // 67: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
-	56, // [56:68] is the sub-list for method output_type
-	44, // [44:56] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	44, // 39: tether.daemon.v1.InterceptInfo.filter:type_name -> tether.daemon.v1.HTTPFilter
+	45, // 40: tether.daemon.v1.InterceptInfo.port_intercepts:type_name -> tether.daemon.v1.PortIntercept
+	58, // 41: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
+	44, // 42: tether.daemon.v1.PortIntercept.filter:type_name -> tether.daemon.v1.HTTPFilter
+	15, // 43: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
+	44, // 44: tether.daemon.v1.InterceptRequest.filter:type_name -> tether.daemon.v1.HTTPFilter
+	43, // 45: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	52, // 46: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	53, // 47: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	40, // 48: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	46, // 49: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	48, // 50: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	50, // 51: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	54, // 52: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	38, // 53: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	21, // 54: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	14, // 55: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	18, // 56: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	9,  // 57: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	0,  // 58: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
+	6,  // 59: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
+	41, // 60: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	47, // 61: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	49, // 62: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	51, // 63: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	55, // 64: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	39, // 65: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	22, // 66: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	16, // 67: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	19, // 68: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	10, // 69: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	1,  // 70: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
+	7,  // 71: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
+	60, // [60:72] is the sub-list for method output_type
+	48, // [48:60] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -5111,7 +5379,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[45].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[47].OneofWrappers = []any{
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
@@ -5121,7 +5389,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   57,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
