@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,6 +94,23 @@ func TestInterceptDirectPath(t *testing.T) {
 	e.requireAll(client, "laptop", 20)
 	e.mustTether("leave", "deploy/orders")
 	e.requireAll(client, "app", 3)
+
+	// kill -9 of the daemon ends both tunnels: the app serves again.
+	e.mustTether(agentImage("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(port))...)
+	e.wantPaths("direct")
+	e.requireAll(client, "laptop", 3)
+	var st struct{ Daemon struct{ PID int } }
+	json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st)
+	if st.Daemon.PID <= 0 {
+		t.Fatalf("no daemon pid in status")
+	}
+	if err := syscall.Kill(st.Daemon.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Each agent notices its own tunnels end (the direct one at once, the
+	// port-forward within 2 s): 10 in a row covers both pods.
+	t.Logf("served by the app again %s after kill -9 of the daemon", e.converge(client, "app", 10))
+	e.requireAll(client, "app", 5)
 }
 
 // TestInterceptPathBlocked: with the agent's egress to this machine
