@@ -167,7 +167,7 @@ func run(t *testing.T, fake *cmdtest.FakeService, output string) (string, string
 	streams, out, errOut := cmdtest.Streams()
 	o := &InterceptOptions{
 		IOStreams: streams, Workload: "orders", ServicePort: "http", LocalPort: 3000, Ns: "shop",
-		AgentImage: "img", RolloutTimeout: time.Minute, Output: output,
+		AgentImage: "img", RolloutTimeout: time.Minute, Output: output, TunnelPath: "direct",
 		AgentResources: AgentResourceFlags{CPU: ":1", Memory: "48Mi:160Mi"},
 		DaemonService:  cmdtest.ServeDaemon(t, fake),
 	}
@@ -178,7 +178,8 @@ func run(t *testing.T, fake *cmdtest.FakeService, output string) (string, string
 func TestInterceptRun(t *testing.T) {
 	var got daemon.InterceptRequest
 	info := daemon.InterceptInfo{Name: "deployment/orders", Namespace: "shop", Service: "orders",
-		ServicePort: 80, AgentPort: 17000, LocalPort: 3000, Pods: []string{"orders-1", "orders-2"}}
+		ServicePort: 80, AgentPort: 17000, LocalPort: 3000, Pods: []string{"orders-1", "orders-2"},
+		Paths: map[string]string{"orders-1": "direct", "orders-2": "port-forward"}}
 	fake := &cmdtest.FakeService{InterceptFunc: func(_ context.Context, req daemon.InterceptRequest, progress func(string)) (daemon.InterceptInfo, error) {
 		got = req
 		progress("waiting for 1/1 pods of deployment/orders to run the agent, 1s")
@@ -189,11 +190,11 @@ func TestInterceptRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantReq := daemon.InterceptRequest{Namespace: "shop", Workload: "orders", ServicePort: "http", LocalPort: 3000, AgentImage: "img", RolloutTimeout: 60,
-		AgentResources: daemon.AgentResources{CPULimit: "1", MemoryRequest: "48Mi", MemoryLimit: "160Mi"}}
+		AgentResources: daemon.AgentResources{CPULimit: "1", MemoryRequest: "48Mi", MemoryLimit: "160Mi"}, Path: "direct"}
 	if diff := cmp.Diff(wantReq, got); diff != "" {
 		t.Errorf("request the daemon got (-want +got):\n%s", diff)
 	}
-	wantOut := "Intercepting deployment/orders in shop: service orders port 80 -> localhost:3000 (pods: orders-1, orders-2)\nStop with: tether leave deployment/orders -n shop\n"
+	wantOut := "Intercepting deployment/orders in shop: service orders port 80 -> localhost:3000 (pods: orders-1 (direct), orders-2 (port-forward))\nStop with: tether leave deployment/orders -n shop\n"
 	if diff := cmp.Diff(wantOut, out); diff != "" {
 		t.Errorf("stdout (-want +got):\n%s", diff)
 	}
