@@ -78,7 +78,14 @@ func (t *tunnels) sync(ctx context.Context) error {
 		return err
 	}
 	live := map[string]bool{}
-	var errs []error
+	// Pods are connected at once: each may wait up to a second for its
+	// direct path (a cluster the laptop cannot be reached from), and that
+	// wait must not add up over the replicas.
+	var (
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		errs  []error
+	)
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		ready, _ := agentState(p)
@@ -96,10 +103,15 @@ func (t *tunnels) sync(ctx context.Context) error {
 				continue // healthy
 			}
 		}
-		if err := t.connect(ctx, p.Name, p.Status.PodIP); err != nil {
-			errs = append(errs, err)
-		}
+		wg.Go(func() {
+			if err := t.connect(ctx, p.Name, p.Status.PodIP); err != nil {
+				errMu.Lock()
+				errs = append(errs, err)
+				errMu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	t.mu.Lock()
 	for name, l := range t.links {
 		if !live[name] {
