@@ -404,3 +404,40 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestStreamedAnswerFlows: an answer without a length (server-sent events,
+// chunked) reaches the caller as it is written, not at its end.
+func TestStreamedAnswerFlows(t *testing.T) {
+	gotFirst := make(chan struct{})
+	app := newBackend(t, "app", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-gotFirst:
+		case <-time.After(10 * time.Second):
+		}
+		io.WriteString(w, "data: two\n\n")
+	})
+	_, addr := front(t, app, Config{})
+	resp, err := http.Get("http://" + addr + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	first := make(chan string, 1)
+	go func() {
+		line, _ := br.ReadString('\n')
+		first <- line
+	}()
+	select {
+	case line := <-first:
+		if line != "data: one\n" {
+			t.Errorf("first event %q", line)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first event did not arrive before the answer ended: the stream is held back")
+	}
+	close(gotFirst)
+}

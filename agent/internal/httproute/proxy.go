@@ -16,8 +16,14 @@ type connState struct {
 	src    string
 
 	mu      sync.Mutex
-	proxies map[proxyKey]*http.Transport
+	proxies map[proxyKey]*upstream
 	closed  bool
+}
+
+// upstream is one destination's transport and the reverse proxy over it.
+type upstream struct {
+	tr    *http.Transport
+	proxy http.Handler
 }
 
 type proxyKey struct {
@@ -37,22 +43,23 @@ func (s *connState) proxy(to *Route, h2 bool) http.Handler {
 	if to != nil {
 		k.route = to.ID
 	}
-	tr := s.proxies[k]
-	if tr == nil || s.closed {
-		tr = s.router.transport(to, s.src, h2)
+	u := s.proxies[k]
+	if u == nil || s.closed {
+		tr := s.router.transport(to, s.src, h2)
+		u = &upstream{tr: tr, proxy: s.router.reverseProxy(tr, to)}
 		if !s.closed {
-			s.proxies[k] = tr
+			s.proxies[k] = u
 		}
 	}
-	return s.router.reverseProxy(tr, to)
+	return u.proxy
 }
 
 func (s *connState) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	for _, tr := range s.proxies {
-		tr.CloseIdleConnections()
+	for _, u := range s.proxies {
+		u.tr.CloseIdleConnections()
 	}
 }
 
@@ -94,7 +101,12 @@ func (r *Router) reverseProxy(tr *http.Transport, to *Route) http.Handler {
 	}
 	return &httputil.ReverseProxy{
 		Transport:     tr,
-		FlushInterval: -1, // streams (gRPC, server-sent events) pass as they come
+		BufferPool:    &r.buffers,
+		// FlushInterval 0: an answer of known length goes out in one
+		// write at its end; a streamed one (no length: gRPC, server-sent
+		// events, chunked) is flushed at every write, as ReverseProxy does
+		// for them whatever this says.
+		FlushInterval: 0,
 		Rewrite: func(p *httputil.ProxyRequest) {
 			p.Out.URL.Scheme = "http"
 			p.Out.URL.Host = p.In.Host
@@ -163,3 +175,16 @@ type routerAddr struct{}
 
 func (routerAddr) Network() string { return "httproute" }
 func (routerAddr) String() string  { return "httproute" }
+
+// bufferPool lends the reverse proxies their 32 KiB copy buffers, which
+// they would otherwise allocate per request.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }

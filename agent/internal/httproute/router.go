@@ -111,6 +111,8 @@ type Router struct {
 	ln     *connListener
 	conns  sync.Map // net.Conn -> *connState
 
+	buffers bufferPool
+
 	mu      sync.Mutex
 	stats   Stats
 	mirrors map[string]*mirror
@@ -132,7 +134,7 @@ func New(cfg Config) *Router {
 		// app (or the laptop) sees one connection per caller connection,
 		// as without the router, and the recording knows the caller.
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			st := &connState{router: r, src: c.RemoteAddr().String(), proxies: map[proxyKey]*http.Transport{}}
+			st := &connState{router: r, src: c.RemoteAddr().String(), proxies: map[proxyKey]*upstream{}}
 			r.conns.Store(c, st)
 			return context.WithValue(ctx, connStateKey{}, st)
 		},
