@@ -2,7 +2,6 @@ package httproute
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -16,7 +15,8 @@ type connState struct {
 	src    string
 
 	mu      sync.Mutex
-	proxies map[proxyKey]*upstream
+	proxies map[proxyKey]*upstream // HTTP/2 cleartext
+	h1conns map[proxyKey]*h1Conn   // HTTP/1.x
 	closed  bool
 }
 
@@ -61,6 +61,11 @@ func (s *connState) close() {
 	for _, u := range s.proxies {
 		u.tr.CloseIdleConnections()
 	}
+	for k, u := range s.h1conns {
+		u.conn.Close()
+		s.router.h1pool.put(u)
+		delete(s.h1conns, k)
+	}
 }
 
 // transport dials route to (the app when nil) for the caller at src,
@@ -95,13 +100,9 @@ func (r *Router) transport(to *Route, src string, h2 bool) *http.Transport {
 // change (hop-by-hop headers); the X-Forwarded headers stay as the caller
 // sent them, as they would without the router.
 func (r *Router) reverseProxy(tr *http.Transport, to *Route) http.Handler {
-	dest := "app"
-	if to != nil {
-		dest = to.ID
-	}
 	return &httputil.ReverseProxy{
-		Transport:     tr,
-		BufferPool:    &r.buffers,
+		Transport:  tr,
+		BufferPool: &r.buffers,
 		// FlushInterval 0: an answer of known length goes out in one
 		// write at its end; a streamed one (no length: gRPC, server-sent
 		// events, chunked) is flushed at every write, as ReverseProxy does
@@ -117,20 +118,8 @@ func (r *Router) reverseProxy(tr *http.Transport, to *Route) http.Handler {
 				}
 			}
 		},
-		ErrorLog: nil,
-		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
-			r.cfg.Logger.Warn("request not delivered", "to", dest, "path", req.URL.Path, "err", err)
-			if req.Context().Err() != nil {
-				return // the caller left
-			}
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.WriteHeader(http.StatusBadGateway)
-			if to == nil {
-				fmt.Fprintf(w, "tether agent: the app is not reachable: %v\n", err)
-			} else {
-				fmt.Fprintf(w, "tether agent: the laptop of intercept %s is not reachable: %v\n", dest, err)
-			}
-		},
+		ErrorLog:     nil,
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) { r.badGateway(w, req, to, err) },
 	}
 }
 
