@@ -50,7 +50,7 @@ func main() {
 	flag.IntVar(&o.requests, "requests", 1000, "sequential requests per latency measurement")
 	flag.Int64Var(&o.bulkBytes, "bulk-bytes", 128<<20, "bytes per throughput measurement")
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per path; the table shows medians")
-	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record or run (default: all)")
+	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record, run or personal (default: all)")
 	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image intercept and `tether run` add (default: tether's own)")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon and `tether run` under the latency and bulk rows here (`make bench PROFILE=1`)")
 	flag.Parse()
@@ -110,6 +110,14 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("run: %w", err)
 		}
 		printRun(os.Stdout, rr, o)
+		return nil
+	}
+	if o.only == "personal" {
+		pr, err := measurePersonal(ctx, o)
+		if err != nil {
+			return fmt.Errorf("personal intercepts: %w", err)
+		}
+		printPersonal(os.Stdout, pr)
 		return nil
 	}
 	if o.only == "inspect" {

@@ -404,3 +404,84 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestStreamedAnswerFlows: an answer without a length (server-sent events,
+// chunked) reaches the caller as it is written, not at its end.
+func TestStreamedAnswerFlows(t *testing.T) {
+	gotFirst := make(chan struct{})
+	app := newBackend(t, "app", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-gotFirst:
+		case <-time.After(10 * time.Second):
+		}
+		io.WriteString(w, "data: two\n\n")
+	})
+	_, addr := front(t, app, Config{})
+	resp, err := http.Get("http://" + addr + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	first := make(chan string, 1)
+	go func() {
+		line, _ := br.ReadString('\n')
+		first <- line
+	}()
+	select {
+	case line := <-first:
+		if line != "data: one\n" {
+			t.Errorf("first event %q", line)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first event did not arrive before the answer ended: the stream is held back")
+	}
+	close(gotFirst)
+}
+
+// TestExpectContinueAndInterim: a caller that waits for 100 Continue gets
+// it once and its body goes through; an app's 103 Early Hints reaches the
+// caller before the answer.
+func TestExpectContinueAndInterim(t *testing.T) {
+	app := newBackend(t, "app", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hints" {
+			w.Header().Set("Link", "</app.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+		}
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got %s", b)
+	})
+	_, addr := front(t, app, Config{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusContinue {
+		t.Fatalf("first answer: %v %v, want 100 Continue", resp, err)
+	}
+	io.WriteString(c, "hello")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "got hello" {
+		t.Errorf("after 100 Continue: %d %q", resp.StatusCode, b)
+	}
+	io.WriteString(c, "GET /hints HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusEarlyHints || resp.Header.Get("Link") == "" {
+		t.Fatalf("interim answer: %+v %v, want 103 with its Link", resp, err)
+	}
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("final answer: %+v %v", resp, err)
+	}
+}

@@ -2,7 +2,6 @@ package httproute
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -16,8 +15,15 @@ type connState struct {
 	src    string
 
 	mu      sync.Mutex
-	proxies map[proxyKey]*http.Transport
+	proxies map[proxyKey]*upstream // HTTP/2 cleartext
+	h1conns map[proxyKey]*h1Conn   // HTTP/1.x
 	closed  bool
+}
+
+// upstream is one destination's transport and the reverse proxy over it.
+type upstream struct {
+	tr    *http.Transport
+	proxy http.Handler
 }
 
 type proxyKey struct {
@@ -37,22 +43,28 @@ func (s *connState) proxy(to *Route, h2 bool) http.Handler {
 	if to != nil {
 		k.route = to.ID
 	}
-	tr := s.proxies[k]
-	if tr == nil || s.closed {
-		tr = s.router.transport(to, s.src, h2)
+	u := s.proxies[k]
+	if u == nil || s.closed {
+		tr := s.router.transport(to, s.src, h2)
+		u = &upstream{tr: tr, proxy: s.router.reverseProxy(tr, to)}
 		if !s.closed {
-			s.proxies[k] = tr
+			s.proxies[k] = u
 		}
 	}
-	return s.router.reverseProxy(tr, to)
+	return u.proxy
 }
 
 func (s *connState) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	for _, tr := range s.proxies {
-		tr.CloseIdleConnections()
+	for _, u := range s.proxies {
+		u.tr.CloseIdleConnections()
+	}
+	for k, u := range s.h1conns {
+		u.conn.Close()
+		s.router.h1pool.put(u)
+		delete(s.h1conns, k)
 	}
 }
 
@@ -88,13 +100,14 @@ func (r *Router) transport(to *Route, src string, h2 bool) *http.Transport {
 // change (hop-by-hop headers); the X-Forwarded headers stay as the caller
 // sent them, as they would without the router.
 func (r *Router) reverseProxy(tr *http.Transport, to *Route) http.Handler {
-	dest := "app"
-	if to != nil {
-		dest = to.ID
-	}
 	return &httputil.ReverseProxy{
-		Transport:     tr,
-		FlushInterval: -1, // streams (gRPC, server-sent events) pass as they come
+		Transport:  tr,
+		BufferPool: &r.buffers,
+		// FlushInterval 0: an answer of known length goes out in one
+		// write at its end; a streamed one (no length: gRPC, server-sent
+		// events, chunked) is flushed at every write, as ReverseProxy does
+		// for them whatever this says.
+		FlushInterval: 0,
 		Rewrite: func(p *httputil.ProxyRequest) {
 			p.Out.URL.Scheme = "http"
 			p.Out.URL.Host = p.In.Host
@@ -105,20 +118,8 @@ func (r *Router) reverseProxy(tr *http.Transport, to *Route) http.Handler {
 				}
 			}
 		},
-		ErrorLog: nil,
-		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
-			r.cfg.Logger.Warn("request not delivered", "to", dest, "path", req.URL.Path, "err", err)
-			if req.Context().Err() != nil {
-				return // the caller left
-			}
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.WriteHeader(http.StatusBadGateway)
-			if to == nil {
-				fmt.Fprintf(w, "tether agent: the app is not reachable: %v\n", err)
-			} else {
-				fmt.Fprintf(w, "tether agent: the laptop of intercept %s is not reachable: %v\n", dest, err)
-			}
-		},
+		ErrorLog:     nil,
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) { r.badGateway(w, req, to, err) },
 	}
 }
 
@@ -163,3 +164,16 @@ type routerAddr struct{}
 
 func (routerAddr) Network() string { return "httproute" }
 func (routerAddr) String() string  { return "httproute" }
+
+// bufferPool lends the reverse proxies their 32 KiB copy buffers, which
+// they would otherwise allocate per request.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }

@@ -111,6 +111,9 @@ type Router struct {
 	ln     *connListener
 	conns  sync.Map // net.Conn -> *connState
 
+	buffers bufferPool
+	h1pool  h1Pool
+
 	mu      sync.Mutex
 	stats   Stats
 	mirrors map[string]*mirror
@@ -132,7 +135,7 @@ func New(cfg Config) *Router {
 		// app (or the laptop) sees one connection per caller connection,
 		// as without the router, and the recording knows the caller.
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			st := &connState{router: r, src: c.RemoteAddr().String(), proxies: map[proxyKey]*http.Transport{}}
+			st := &connState{router: r, src: c.RemoteAddr().String(), proxies: map[proxyKey]*upstream{}, h1conns: map[proxyKey]*h1Conn{}}
 			r.conns.Store(c, st)
 			return context.WithValue(ctx, connStateKey{}, st)
 		},
@@ -258,7 +261,11 @@ func (r *Router) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	} else {
 		r.count(func(s *Stats) { s.ToApp++ })
 	}
-	st.proxy(to, req.ProtoMajor == 2).ServeHTTP(w, req)
+	if req.ProtoMajor == 2 {
+		st.proxy(to, true).ServeHTTP(w, req)
+	} else {
+		st.serveH1(w, req, to)
+	}
 	if tee != nil {
 		for _, m := range mirrors {
 			r.mirror(m, req, tee)

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/httpfilter"
+	"github.com/tetherkube/tether/integration/demoapp"
+	"github.com/tetherkube/tether/tunnel"
+)
+
+// The personal-intercept rows (issue 12) measure the agent's router on
+// this machine: the real agent binary in front of the demo app on
+// loopback, a tunnel opened by this process as the daemon opens it, and
+// requests at a fixed rate. The cluster adds the same hops to every row.
+
+// benchAgent is one tether-agent process in front of the app.
+type benchAgent struct {
+	cmd   *exec.Cmd
+	front string // http://127.0.0.1:PORT
+	link  *agent.Link
+	port  int
+}
+
+func startBenchAgent(ctx context.Context, bin string, appPort int, laptop string) (*benchAgent, error) {
+	free := func() (int, error) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port, nil
+	}
+	tport, err := free()
+	if err != nil {
+		return nil, err
+	}
+	fport, err := free()
+	if err != nil {
+		return nil, err
+	}
+	token := "bench-token-0123456789abcdef"
+	cmd := exec.CommandContext(ctx, bin, "--tunnel", "127.0.0.1:"+strconv.Itoa(tport), "--token-env", "TOKEN",
+		"--forward", fmt.Sprintf("%d:%d", fport, appPort))
+	cmd.Env = append(os.Environ(), "TOKEN="+token)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	a := &benchAgent{cmd: cmd, front: fmt.Sprintf("http://127.0.0.1:%d", fport), port: fport}
+	var c net.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err = net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(tport)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			a.stop()
+			return nil, fmt.Errorf("agent not listening: %w", err)
+		}
+	}
+	if a.link, err = agent.Connect(ctx, c, tunnel.DefaultConfig([]byte(token))); err != nil {
+		a.stop()
+		return nil, err
+	}
+	go func() { // the daemon's side: each intercepted connection to laptop
+		for {
+			st, err := a.link.AcceptConn(context.Background())
+			if err != nil {
+				return
+			}
+			go func() {
+				l, err := net.Dial("tcp", laptop)
+				if err != nil {
+					st.Close()
+					return
+				}
+				tunnel.Join(st, l)
+			}()
+		}
+	}()
+	return a, nil
+}
+
+func (a *benchAgent) intercept(ctx context.Context, id string, mirror bool, headers ...string) error {
+	return a.link.Agent().Intercept(ctx, agent.InterceptSpec{ListenPort: a.port, ID: id, Owner: "bench", Mirror: mirror,
+		Filter: httpfilter.Spec{Headers: headers}})
+}
+
+func (a *benchAgent) stop() {
+	if a.link != nil {
+		a.link.Close()
+	}
+	a.cmd.Process.Kill()
+	a.cmd.Wait()
+}
+
+// personalResults are the personal-intercept figures.
+type personalResults struct {
+	direct, plain, routed          row // 1,000 requests/s
+	global, filtered               row // sequential keep-alive, to the laptop
+	mirPlain, mirRouted, mirror    row // mirrorRate requests/s
+	mirrorRate                     int
+	copies, dropped                uint64
+	cpuPlain, cpuRouted, cpuMirror float64 // agent CPU seconds per second at the row's rate
+	rssPlain, rssRouted, rssMirror int64
+	// errors counts failed requests per row name; mirrorSent the requests
+	// sent through the mirroring agent.
+	errors     map[string]int
+	mirrorSent int
+}
+
+// measurePersonal runs the personal-intercept rows, interleaved, medians
+// of o.rounds.
+func measurePersonal(ctx context.Context, o options) (personalResults, error) {
+	r := personalResults{mirrorRate: 5000, errors: map[string]int{}}
+	agentBin := strings.TrimSuffix(o.tetherBin, "tether") + "tether-agent"
+	appL, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return r, err
+	}
+	app := &http.Server{Handler: demoapp.NewServer("app").Handler()}
+	go app.Serve(appL)
+	defer app.Close()
+	lapL, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return r, err
+	}
+	var got atomic.Int64
+	lap := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		got.Add(1)
+		io.Copy(io.Discard, req.Body)
+		io.WriteString(w, `{"id":7,"item":"kettle"}`)
+	})}
+	go lap.Serve(lapL)
+	defer lap.Close()
+	appPort := appL.Addr().(*net.TCPAddr).Port
+
+	agents := map[string]*benchAgent{}
+	for _, name := range []string{"plain", "routed", "global", "mirror"} {
+		a, err := startBenchAgent(ctx, agentBin, appPort, lapL.Addr().String())
+		if err != nil {
+			return r, fmt.Errorf("agent %s: %w", name, err)
+		}
+		defer a.stop()
+		agents[name] = a
+	}
+	if err := agents["routed"].intercept(ctx, "ana", false, "x-tether-user=ana"); err != nil {
+		return r, err
+	}
+	if err := agents["global"].intercept(ctx, "all", false); err != nil {
+		return r, err
+	}
+	if err := agents["mirror"].intercept(ctx, "copy", true); err != nil {
+		return r, err
+	}
+	const window = 3 * time.Second
+	path := "/orders/7"
+	var direct, plain, routed, global, filtered, mirPlain, mirRouted, mirror []row
+	var cpuPlain, cpuRouted, cpuMirror []float64
+	for range o.rounds {
+		for _, m := range []struct {
+			url  string
+			rate int
+			into *[]row
+			pid  int
+			cpu  *[]float64
+		}{
+			{"http://" + appL.Addr().String() + path, 1000, &direct, 0, nil},
+			{agents["plain"].front + path, 1000, &plain, agents["plain"].cmd.Process.Pid, &cpuPlain},
+			{agents["routed"].front + path, 1000, &routed, agents["routed"].cmd.Process.Pid, &cpuRouted},
+			{agents["plain"].front + path, r.mirrorRate, &mirPlain, 0, nil},
+			{agents["routed"].front + path, r.mirrorRate, &mirRouted, 0, nil},
+			{agents["mirror"].front + path, r.mirrorRate, &mirror, agents["mirror"].cmd.Process.Pid, &cpuMirror},
+		} {
+			c0 := cpuSeconds(m.pid)
+			row, failed := pacedCounting(ctx, m.url, m.rate, window)
+			r.errors[m.url] += failed
+			if m.cpu != nil {
+				*m.cpu = append(*m.cpu, (cpuSeconds(m.pid)-c0)/window.Seconds()*1000/float64(m.rate))
+			}
+			*m.into = append(*m.into, row)
+		}
+		g, err := keepAliveLatency(ctx, agents["global"].front+path, o.requests, "")
+		if err != nil {
+			return r, err
+		}
+		f, err := keepAliveLatency(ctx, agents["routed"].front+path, o.requests, "ana")
+		if err != nil {
+			return r, err
+		}
+		global, filtered = append(global, g), append(filtered, f)
+	}
+	r.direct = median("app directly (baseline)", direct)
+	r.plain = median("through the agent, nobody intercepting", plain)
+	r.routed = median("through the agent's router, a filter that matches none", routed)
+	r.global = median("intercept of all traffic (today's), to the laptop", global)
+	r.filtered = median("filtered intercept, matching requests, to the laptop", filtered)
+	r.mirPlain = median("through the agent, nobody intercepting", mirPlain)
+	r.mirRouted = median("through the agent's router, no mirror", mirRouted)
+	r.mirror = median("with a mirror of every request", mirror)
+	for _, x := range mirror {
+		r.mirrorSent += x.requests
+	}
+	r.cpuPlain, r.cpuRouted, r.cpuMirror = medianFloat(cpuPlain), medianFloat(cpuRouted), medianFloat(cpuMirror)
+	r.rssPlain, r.rssRouted, r.rssMirror = rss(agents["plain"].cmd.Process.Pid), rss(agents["routed"].cmd.Process.Pid), rss(agents["mirror"].cmd.Process.Pid)
+	info, err := agents["mirror"].link.Agent().Info(ctx)
+	if err == nil && len(info.Forwards) == 1 && len(info.Forwards[0].Intercepts) == 1 {
+		r.copies, r.dropped = info.Forwards[0].Intercepts[0].Requests, info.Forwards[0].Intercepts[0].Dropped
+	}
+	return r, nil
+}
+
+// keepAliveLatency sends n sequential GETs on one connection, as user
+// (x-tether-user) when not "".
+func keepAliveLatency(ctx context.Context, url string, n int, user string) (row, error) {
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		if user != "" {
+			req.Header.Set("X-Tether-User", user)
+		}
+		t0 := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			return row{}, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		lat = append(lat, time.Since(t0))
+	}
+	slices.Sort(lat)
+	return row{p50: lat[n/2], p99: lat[n*99/100], requests: n}, nil
+}
+
+func medianFloat(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// pacedCounting sends GETs at rate per second for d on keep-alive
+// connections, as paced does, counting failures instead of stopping.
+func pacedCounting(ctx context.Context, url string, rate int, d time.Duration) (row, int) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	defer client.CloseIdleConnections()
+	n := int(d.Seconds() * float64(rate))
+	lat := make([]time.Duration, n)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		if wait := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); wait > 0 {
+			time.Sleep(wait)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			resp, err := client.Get(url)
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+			}
+			if err != nil {
+				failed.Add(1)
+			}
+			lat[i] = time.Since(t0)
+		}()
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	return row{p50: lat[n/2], p99: lat[n*99/100], requests: n}, int(failed.Load())
+}
+
+func printPersonal(w io.Writer, r personalResults) {
+	fmt.Fprintln(w, "\n== personal and mirror intercepts: the agent binary on this machine, medians of interleaved rounds")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "path at 1,000 requests/s\tp50\tp99\tp50 ratio to the agent\tp99 ratio to the agent\tp50 ratio to the app\t")
+	for _, x := range []row{r.direct, r.plain, r.routed} {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2fx\t%.2fx\t%.2fx\t\n", x.name, x.p50.Round(time.Microsecond), x.p99.Round(time.Microsecond),
+			ratio(x.p50, r.plain.p50), ratio(x.p99, r.plain.p99), ratio(x.p50, r.direct.p50))
+	}
+	tw.Flush()
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "to the laptop, sequential keep-alive requests\tp50\tp99\tratio to all traffic\t")
+	for _, x := range []row{r.global, r.filtered} {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2fx\t\n", x.name, x.p50.Round(time.Microsecond), x.p99.Round(time.Microsecond), ratio(x.p50, r.global.p50))
+	}
+	tw.Flush()
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "the app's callers at %d requests/s\tp50\tp99\tp50 ratio to no mirror (router)\tto the agent\t\n", r.mirrorRate)
+	for _, x := range []row{r.mirPlain, r.mirRouted, r.mirror} {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2fx\t%.2fx\t\n", x.name, x.p50.Round(time.Microsecond), x.p99.Round(time.Microsecond),
+			ratio(x.p50, r.mirRouted.p50), ratio(x.p50, r.mirPlain.p50))
+	}
+	tw.Flush()
+	failed := 0
+	for _, n := range r.errors {
+		failed += n
+	}
+	fmt.Fprintf(w, "failed requests in all these rows: %d; mirror copies delivered %d, dropped %d (of %d requests through the mirroring agent)\n",
+		failed, r.copies, r.dropped, r.mirrorSent)
+	fmt.Fprintf(w, "agent CPU per 1,000 requests/s: nobody intercepting %.0f ms/s, router %.0f ms/s, mirror %.0f ms/s; RSS after: %.1f / %.1f / %.1f MiB\n",
+		r.cpuPlain*1000, r.cpuRouted*1000, r.cpuMirror*1000, mib(r.rssPlain), mib(r.rssRouted), mib(r.rssMirror))
+}
