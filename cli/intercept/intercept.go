@@ -144,6 +144,9 @@ intercept fails, CMD is not started.`,
   # intercept while the local build runs, then leave
   tether intercept orders --port http:3000 -- go run ./cmd/orders --listen :3000
 
+  # always through the API server, even where the pods could reach this machine
+  tether intercept orders --port http:3000 --path port-forward
+
   # only requests with x-tether-user: <your user name>; the rest go to the app
   tether intercept orders --port http:3000 --http-header
   curl -H "x-tether-user: $USER" http://orders.shop/api/orders
