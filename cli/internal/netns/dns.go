@@ -28,13 +28,14 @@ const (
 // pod's search domains.
 type resolver struct {
 	cluster *dnsPool
+	cache   *dnsCache
 	search  []string // lower case, without the trailing dot
 	host    []string // the machine's nameservers, "ip:53"
 	log     *slog.Logger
 }
 
 func newResolver(dial func(ctx context.Context, addr string) (net.Conn, error), servers, search, host []string, log *slog.Logger) *resolver {
-	r := &resolver{cluster: &dnsPool{dial: dial, servers: servers}, host: host, log: log}
+	r := &resolver{cluster: &dnsPool{dial: dial, servers: servers}, cache: newDNSCache(defaultDNSCacheConfig()), host: host, log: log}
 	for _, s := range search {
 		r.search = append(r.search, strings.ToLower(strings.TrimSuffix(s, ".")))
 	}
@@ -43,9 +44,14 @@ func newResolver(dial func(ctx context.Context, addr string) (net.Conn, error), 
 
 func (r *resolver) close() { r.cluster.close() }
 
-// exchange answers one query (wire format); the answer carries the
-// query's ID.
+// exchange answers one query (wire format) from the cache or by resolve;
+// the answer carries the query's ID and question.
 func (r *resolver) exchange(ctx context.Context, q []byte) ([]byte, error) {
+	return r.cache.exchange(ctx, q, r.resolve)
+}
+
+// resolve answers one query without the cache.
+func (r *resolver) resolve(ctx context.Context, q []byte) ([]byte, error) {
 	var p dnsmessage.Parser
 	if _, err := p.Start(q); err != nil {
 		return nil, fmt.Errorf("bad query: %w", err)
