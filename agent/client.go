@@ -26,7 +26,7 @@ func NewClient(conn grpc.ClientConnInterface) *Client {
 
 // knownErrors are the sentinels a client recognises after the wire.
 var knownErrors = []error{ErrUnknownPort, ErrAlreadyIntercepted, ErrBadRouteFilter, ErrBadFilter, ErrNoCapNetRaw, ErrNotRecording, ErrBadProbe, ErrBadToken, ErrFixedToken, ErrNotServed, ErrNoProcess,
-	ErrNoDirectPath, ErrBadDialBack}
+	ErrNoDirectPath, ErrBadDialBack, ErrProfiling, ErrNotProfiling}
 
 // fromStatus maps a gRPC error back to the Service's errors, prefixed by op.
 func fromStatus(op string, err error) error {
@@ -151,4 +151,19 @@ func (c *Client) ReadProcess(ctx context.Context, req ProcessRequest) (ProcessDa
 func (c *Client) DialBack(ctx context.Context, req DialBackRequest) error {
 	_, err := c.rpc.DialBack(ctx, DialBackRequestToProto(req))
 	return fromStatus("open the direct path", err)
+}
+
+// StartProfile starts profiling the agent.
+func (c *Client) StartProfile(ctx context.Context, req ProfileRequest) error {
+	_, err := c.rpc.StartProfile(ctx, ProfileRequestToProto(req))
+	return fromStatus("start the agent's profile", err)
+}
+
+// StopProfile stops the profile this tunnel started and returns it.
+func (c *Client) StopProfile(ctx context.Context) (Profiles, error) {
+	resp, err := c.rpc.StopProfile(ctx, &agentv1.StopProfileRequest{})
+	if err != nil {
+		return Profiles{}, fromStatus("stop the agent's profile", err)
+	}
+	return ProfilesFromProto(resp), nil
 }

@@ -304,3 +304,19 @@ func DialBackRequestFromProto(req *agentv1.DialBackRequest) DialBackRequest {
 	return DialBackRequest{Address: req.GetAddress(), Certificate: req.GetCertificate(),
 		Timeout: time.Duration(req.GetTimeoutMillis()) * time.Millisecond}
 }
+
+func ProfileRequestToProto(req ProfileRequest) *agentv1.StartProfileRequest {
+	return &agentv1.StartProfileRequest{BlockRateNs: int64(req.BlockRate), MutexFraction: int32(req.MutexFraction)}
+}
+
+func ProfileRequestFromProto(req *agentv1.StartProfileRequest) ProfileRequest {
+	return ProfileRequest{BlockRate: int(req.GetBlockRateNs()), MutexFraction: int(req.GetMutexFraction())}
+}
+
+func ProfilesToProto(p Profiles) *agentv1.StopProfileResponse {
+	return &agentv1.StopProfileResponse{Cpu: p.CPU, Block: p.Block, Mutex: p.Mutex, Heap: p.Heap}
+}
+
+func ProfilesFromProto(resp *agentv1.StopProfileResponse) Profiles {
+	return Profiles{CPU: resp.GetCpu(), Block: resp.GetBlock(), Mutex: resp.GetMutex(), Heap: resp.GetHeap()}
+}

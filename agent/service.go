@@ -122,6 +122,13 @@ type Service interface {
 	// DialBack opens the direct path of the calling tunnel: the agent
 	// connects to the daemon (tunnel/spec.md, section 4).
 	DialBack(ctx context.Context, req DialBackRequest) error
+	// StartProfile starts CPU, block and mutex profiles of the agent, until
+	// StopProfile through the same tunnel or that tunnel's end; one at a
+	// time (ErrProfiling).
+	StartProfile(ctx context.Context, req ProfileRequest) error
+	// StopProfile stops the profile this tunnel started and returns it
+	// (ErrNotProfiling when there is none).
+	StopProfile(ctx context.Context) (Profiles, error)
 }
 
 // Errors of Rotate.

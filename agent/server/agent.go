@@ -129,6 +129,7 @@ type Agent struct {
 	log     *slog.Logger
 	started time.Time
 	keys    *keyring
+	prof    profiler
 
 	mu sync.Mutex
 	// ports holds each forwarded port's intercepts (intercepts.go).

@@ -101,3 +101,15 @@ func (s *grpcServer) ReadProcess(ctx context.Context, req *agentv1.ReadProcessRe
 func (s *grpcServer) DialBack(ctx context.Context, req *agentv1.DialBackRequest) (*agentv1.DialBackResponse, error) {
 	return &agentv1.DialBackResponse{}, toStatus(s.svc.DialBack(ctx, agent.DialBackRequestFromProto(req)))
 }
+
+func (s *grpcServer) StartProfile(ctx context.Context, req *agentv1.StartProfileRequest) (*agentv1.StartProfileResponse, error) {
+	return &agentv1.StartProfileResponse{}, toStatus(s.svc.StartProfile(ctx, agent.ProfileRequestFromProto(req)))
+}
+
+func (s *grpcServer) StopProfile(ctx context.Context, _ *agentv1.StopProfileRequest) (*agentv1.StopProfileResponse, error) {
+	p, err := s.svc.StopProfile(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return agent.ProfilesToProto(p), nil
+}

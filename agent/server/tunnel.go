@@ -57,6 +57,7 @@ func (a *Agent) serveTunnel(ctx context.Context, c net.Conn) {
 	}
 	srv.Stop()
 	a.releaseSession(sess)
+	a.prof.drop(sess)
 	a.log.Info("tunnel closed; its intercepted ports go to the app again")
 }
 

@@ -2525,6 +2525,200 @@ func (x *InfoResponse) GetForwards() []*Forward {
 	return nil
 }
 
+type StartProfileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One block-profile sample per this many nanoseconds blocked; 0: 10,000.
+	BlockRateNs int64 `protobuf:"varint,1,opt,name=block_rate_ns,json=blockRateNs,proto3" json:"block_rate_ns,omitempty"`
+	// One mutex contention event sampled in this many; 0: 10.
+	MutexFraction int32 `protobuf:"varint,2,opt,name=mutex_fraction,json=mutexFraction,proto3" json:"mutex_fraction,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartProfileRequest) Reset() {
+	*x = StartProfileRequest{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartProfileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartProfileRequest) ProtoMessage() {}
+
+func (x *StartProfileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartProfileRequest.ProtoReflect.Descriptor instead.
+func (*StartProfileRequest) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *StartProfileRequest) GetBlockRateNs() int64 {
+	if x != nil {
+		return x.BlockRateNs
+	}
+	return 0
+}
+
+func (x *StartProfileRequest) GetMutexFraction() int32 {
+	if x != nil {
+		return x.MutexFraction
+	}
+	return 0
+}
+
+type StartProfileResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartProfileResponse) Reset() {
+	*x = StartProfileResponse{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartProfileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartProfileResponse) ProtoMessage() {}
+
+func (x *StartProfileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartProfileResponse.ProtoReflect.Descriptor instead.
+func (*StartProfileResponse) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{37}
+}
+
+type StopProfileRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopProfileRequest) Reset() {
+	*x = StopProfileRequest{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopProfileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopProfileRequest) ProtoMessage() {}
+
+func (x *StopProfileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopProfileRequest.ProtoReflect.Descriptor instead.
+func (*StopProfileRequest) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{38}
+}
+
+type StopProfileResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cpu           []byte                 `protobuf:"bytes,1,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	Block         []byte                 `protobuf:"bytes,2,opt,name=block,proto3" json:"block,omitempty"`
+	Mutex         []byte                 `protobuf:"bytes,3,opt,name=mutex,proto3" json:"mutex,omitempty"`
+	Heap          []byte                 `protobuf:"bytes,4,opt,name=heap,proto3" json:"heap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopProfileResponse) Reset() {
+	*x = StopProfileResponse{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopProfileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopProfileResponse) ProtoMessage() {}
+
+func (x *StopProfileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopProfileResponse.ProtoReflect.Descriptor instead.
+func (*StopProfileResponse) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *StopProfileResponse) GetCpu() []byte {
+	if x != nil {
+		return x.Cpu
+	}
+	return nil
+}
+
+func (x *StopProfileResponse) GetBlock() []byte {
+	if x != nil {
+		return x.Block
+	}
+	return nil
+}
+
+func (x *StopProfileResponse) GetMutex() []byte {
+	if x != nil {
+		return x.Mutex
+	}
+	return nil
+}
+
+func (x *StopProfileResponse) GetHeap() []byte {
+	if x != nil {
+		return x.Heap
+	}
+	return nil
+}
+
 var File_proto_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_proto_agent_v1_agent_proto_rawDesc = "" +
@@ -2718,7 +2912,17 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\bpod_name\x18\x03 \x01(\tR\apodName\x12#\n" +
 	"\rpod_namespace\x18\x04 \x01(\tR\fpodNamespace\x12*\n" +
 	"\x11started_unix_nano\x18\x05 \x01(\x03R\x0fstartedUnixNano\x124\n" +
-	"\bforwards\x18\x06 \x03(\v2\x18.tether.agent.v1.ForwardR\bforwards2\xee\x06\n" +
+	"\bforwards\x18\x06 \x03(\v2\x18.tether.agent.v1.ForwardR\bforwards\"`\n" +
+	"\x13StartProfileRequest\x12\"\n" +
+	"\rblock_rate_ns\x18\x01 \x01(\x03R\vblockRateNs\x12%\n" +
+	"\x0emutex_fraction\x18\x02 \x01(\x05R\rmutexFraction\"\x16\n" +
+	"\x14StartProfileResponse\"\x14\n" +
+	"\x12StopProfileRequest\"g\n" +
+	"\x13StopProfileResponse\x12\x10\n" +
+	"\x03cpu\x18\x01 \x01(\fR\x03cpu\x12\x14\n" +
+	"\x05block\x18\x02 \x01(\fR\x05block\x12\x14\n" +
+	"\x05mutex\x18\x03 \x01(\fR\x05mutex\x12\x12\n" +
+	"\x04heap\x18\x04 \x01(\fR\x04heap2\xa5\b\n" +
 	"\x05Agent\x12C\n" +
 	"\x04Info\x12\x1c.tether.agent.v1.InfoRequest\x1a\x1d.tether.agent.v1.InfoResponse\x12R\n" +
 	"\tIntercept\x12!.tether.agent.v1.InterceptRequest\x1a\".tether.agent.v1.InterceptResponse\x12F\n" +
@@ -2731,7 +2935,9 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\tExchanges\x12!.tether.agent.v1.ExchangesRequest\x1a\x1f.tether.agent.v1.ExchangesChunk0\x01\x12I\n" +
 	"\x06Rotate\x12\x1e.tether.agent.v1.RotateRequest\x1a\x1f.tether.agent.v1.RotateResponse\x12X\n" +
 	"\vReadProcess\x12#.tether.agent.v1.ReadProcessRequest\x1a$.tether.agent.v1.ReadProcessResponse\x12O\n" +
-	"\bDialBack\x12 .tether.agent.v1.DialBackRequest\x1a!.tether.agent.v1.DialBackResponseB5Z3github.com/tetherkube/tether/proto/agent/v1;agentv1b\x06proto3"
+	"\bDialBack\x12 .tether.agent.v1.DialBackRequest\x1a!.tether.agent.v1.DialBackResponse\x12[\n" +
+	"\fStartProfile\x12$.tether.agent.v1.StartProfileRequest\x1a%.tether.agent.v1.StartProfileResponse\x12X\n" +
+	"\vStopProfile\x12#.tether.agent.v1.StopProfileRequest\x1a$.tether.agent.v1.StopProfileResponseB5Z3github.com/tetherkube/tether/proto/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_proto_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -2745,44 +2951,48 @@ func file_proto_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_proto_agent_v1_agent_proto_rawDescData
 }
 
-var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_proto_agent_v1_agent_proto_goTypes = []any{
-	(*DialBackRequest)(nil),     // 0: tether.agent.v1.DialBackRequest
-	(*DialBackResponse)(nil),    // 1: tether.agent.v1.DialBackResponse
-	(*ReadProcessRequest)(nil),  // 2: tether.agent.v1.ReadProcessRequest
-	(*ReadProcessResponse)(nil), // 3: tether.agent.v1.ReadProcessResponse
-	(*ProcessFile)(nil),         // 4: tether.agent.v1.ProcessFile
-	(*RotateRequest)(nil),       // 5: tether.agent.v1.RotateRequest
-	(*RotateResponse)(nil),      // 6: tether.agent.v1.RotateResponse
-	(*ExchangeFilter)(nil),      // 7: tether.agent.v1.ExchangeFilter
-	(*ExchangesRequest)(nil),    // 8: tether.agent.v1.ExchangesRequest
-	(*ExchangesChunk)(nil),      // 9: tether.agent.v1.ExchangesChunk
-	(*Exchange)(nil),            // 10: tether.agent.v1.Exchange
-	(*HTTPMessage)(nil),         // 11: tether.agent.v1.HTTPMessage
-	(*Header)(nil),              // 12: tether.agent.v1.Header
-	(*RecordingStats)(nil),      // 13: tether.agent.v1.RecordingStats
-	(*ResolvConfRequest)(nil),   // 14: tether.agent.v1.ResolvConfRequest
-	(*ResolvConfResponse)(nil),  // 15: tether.agent.v1.ResolvConfResponse
-	(*DNSQueryRequest)(nil),     // 16: tether.agent.v1.DNSQueryRequest
-	(*DNSRecord)(nil),           // 17: tether.agent.v1.DNSRecord
-	(*DNSQueryResponse)(nil),    // 18: tether.agent.v1.DNSQueryResponse
-	(*ProbeRequest)(nil),        // 19: tether.agent.v1.ProbeRequest
-	(*HTTPProbe)(nil),           // 20: tether.agent.v1.HTTPProbe
-	(*ProbeResponse)(nil),       // 21: tether.agent.v1.ProbeResponse
-	(*CaptureRequest)(nil),      // 22: tether.agent.v1.CaptureRequest
-	(*CaptureEvent)(nil),        // 23: tether.agent.v1.CaptureEvent
-	(*PacketBatch)(nil),         // 24: tether.agent.v1.PacketBatch
-	(*Packet)(nil),              // 25: tether.agent.v1.Packet
-	(*CaptureStats)(nil),        // 26: tether.agent.v1.CaptureStats
-	(*Forward)(nil),             // 27: tether.agent.v1.Forward
-	(*RouteFilter)(nil),         // 28: tether.agent.v1.RouteFilter
-	(*InterceptRequest)(nil),    // 29: tether.agent.v1.InterceptRequest
-	(*InterceptStatus)(nil),     // 30: tether.agent.v1.InterceptStatus
-	(*InterceptResponse)(nil),   // 31: tether.agent.v1.InterceptResponse
-	(*LeaveRequest)(nil),        // 32: tether.agent.v1.LeaveRequest
-	(*LeaveResponse)(nil),       // 33: tether.agent.v1.LeaveResponse
-	(*InfoRequest)(nil),         // 34: tether.agent.v1.InfoRequest
-	(*InfoResponse)(nil),        // 35: tether.agent.v1.InfoResponse
+	(*DialBackRequest)(nil),      // 0: tether.agent.v1.DialBackRequest
+	(*DialBackResponse)(nil),     // 1: tether.agent.v1.DialBackResponse
+	(*ReadProcessRequest)(nil),   // 2: tether.agent.v1.ReadProcessRequest
+	(*ReadProcessResponse)(nil),  // 3: tether.agent.v1.ReadProcessResponse
+	(*ProcessFile)(nil),          // 4: tether.agent.v1.ProcessFile
+	(*RotateRequest)(nil),        // 5: tether.agent.v1.RotateRequest
+	(*RotateResponse)(nil),       // 6: tether.agent.v1.RotateResponse
+	(*ExchangeFilter)(nil),       // 7: tether.agent.v1.ExchangeFilter
+	(*ExchangesRequest)(nil),     // 8: tether.agent.v1.ExchangesRequest
+	(*ExchangesChunk)(nil),       // 9: tether.agent.v1.ExchangesChunk
+	(*Exchange)(nil),             // 10: tether.agent.v1.Exchange
+	(*HTTPMessage)(nil),          // 11: tether.agent.v1.HTTPMessage
+	(*Header)(nil),               // 12: tether.agent.v1.Header
+	(*RecordingStats)(nil),       // 13: tether.agent.v1.RecordingStats
+	(*ResolvConfRequest)(nil),    // 14: tether.agent.v1.ResolvConfRequest
+	(*ResolvConfResponse)(nil),   // 15: tether.agent.v1.ResolvConfResponse
+	(*DNSQueryRequest)(nil),      // 16: tether.agent.v1.DNSQueryRequest
+	(*DNSRecord)(nil),            // 17: tether.agent.v1.DNSRecord
+	(*DNSQueryResponse)(nil),     // 18: tether.agent.v1.DNSQueryResponse
+	(*ProbeRequest)(nil),         // 19: tether.agent.v1.ProbeRequest
+	(*HTTPProbe)(nil),            // 20: tether.agent.v1.HTTPProbe
+	(*ProbeResponse)(nil),        // 21: tether.agent.v1.ProbeResponse
+	(*CaptureRequest)(nil),       // 22: tether.agent.v1.CaptureRequest
+	(*CaptureEvent)(nil),         // 23: tether.agent.v1.CaptureEvent
+	(*PacketBatch)(nil),          // 24: tether.agent.v1.PacketBatch
+	(*Packet)(nil),               // 25: tether.agent.v1.Packet
+	(*CaptureStats)(nil),         // 26: tether.agent.v1.CaptureStats
+	(*Forward)(nil),              // 27: tether.agent.v1.Forward
+	(*RouteFilter)(nil),          // 28: tether.agent.v1.RouteFilter
+	(*InterceptRequest)(nil),     // 29: tether.agent.v1.InterceptRequest
+	(*InterceptStatus)(nil),      // 30: tether.agent.v1.InterceptStatus
+	(*InterceptResponse)(nil),    // 31: tether.agent.v1.InterceptResponse
+	(*LeaveRequest)(nil),         // 32: tether.agent.v1.LeaveRequest
+	(*LeaveResponse)(nil),        // 33: tether.agent.v1.LeaveResponse
+	(*InfoRequest)(nil),          // 34: tether.agent.v1.InfoRequest
+	(*InfoResponse)(nil),         // 35: tether.agent.v1.InfoResponse
+	(*StartProfileRequest)(nil),  // 36: tether.agent.v1.StartProfileRequest
+	(*StartProfileResponse)(nil), // 37: tether.agent.v1.StartProfileResponse
+	(*StopProfileRequest)(nil),   // 38: tether.agent.v1.StopProfileRequest
+	(*StopProfileResponse)(nil),  // 39: tether.agent.v1.StopProfileResponse
 }
 var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	4,  // 0: tether.agent.v1.ReadProcessResponse.files:type_name -> tether.agent.v1.ProcessFile
@@ -2813,19 +3023,23 @@ var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	5,  // 25: tether.agent.v1.Agent.Rotate:input_type -> tether.agent.v1.RotateRequest
 	2,  // 26: tether.agent.v1.Agent.ReadProcess:input_type -> tether.agent.v1.ReadProcessRequest
 	0,  // 27: tether.agent.v1.Agent.DialBack:input_type -> tether.agent.v1.DialBackRequest
-	35, // 28: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
-	31, // 29: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
-	33, // 30: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
-	23, // 31: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
-	15, // 32: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
-	18, // 33: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
-	21, // 34: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
-	9,  // 35: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
-	6,  // 36: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
-	3,  // 37: tether.agent.v1.Agent.ReadProcess:output_type -> tether.agent.v1.ReadProcessResponse
-	1,  // 38: tether.agent.v1.Agent.DialBack:output_type -> tether.agent.v1.DialBackResponse
-	28, // [28:39] is the sub-list for method output_type
-	17, // [17:28] is the sub-list for method input_type
+	36, // 28: tether.agent.v1.Agent.StartProfile:input_type -> tether.agent.v1.StartProfileRequest
+	38, // 29: tether.agent.v1.Agent.StopProfile:input_type -> tether.agent.v1.StopProfileRequest
+	35, // 30: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
+	31, // 31: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
+	33, // 32: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
+	23, // 33: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
+	15, // 34: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
+	18, // 35: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
+	21, // 36: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
+	9,  // 37: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
+	6,  // 38: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
+	3,  // 39: tether.agent.v1.Agent.ReadProcess:output_type -> tether.agent.v1.ReadProcessResponse
+	1,  // 40: tether.agent.v1.Agent.DialBack:output_type -> tether.agent.v1.DialBackResponse
+	37, // 41: tether.agent.v1.Agent.StartProfile:output_type -> tether.agent.v1.StartProfileResponse
+	39, // 42: tether.agent.v1.Agent.StopProfile:output_type -> tether.agent.v1.StopProfileResponse
+	30, // [30:43] is the sub-list for method output_type
+	17, // [17:30] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -2846,7 +3060,7 @@ func file_proto_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_v1_agent_proto_rawDesc), len(file_proto_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

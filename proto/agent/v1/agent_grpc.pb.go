@@ -25,17 +25,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Agent_Info_FullMethodName        = "/tether.agent.v1.Agent/Info"
-	Agent_Intercept_FullMethodName   = "/tether.agent.v1.Agent/Intercept"
-	Agent_Leave_FullMethodName       = "/tether.agent.v1.Agent/Leave"
-	Agent_Capture_FullMethodName     = "/tether.agent.v1.Agent/Capture"
-	Agent_ResolvConf_FullMethodName  = "/tether.agent.v1.Agent/ResolvConf"
-	Agent_QueryDNS_FullMethodName    = "/tether.agent.v1.Agent/QueryDNS"
-	Agent_Probe_FullMethodName       = "/tether.agent.v1.Agent/Probe"
-	Agent_Exchanges_FullMethodName   = "/tether.agent.v1.Agent/Exchanges"
-	Agent_Rotate_FullMethodName      = "/tether.agent.v1.Agent/Rotate"
-	Agent_ReadProcess_FullMethodName = "/tether.agent.v1.Agent/ReadProcess"
-	Agent_DialBack_FullMethodName    = "/tether.agent.v1.Agent/DialBack"
+	Agent_Info_FullMethodName         = "/tether.agent.v1.Agent/Info"
+	Agent_Intercept_FullMethodName    = "/tether.agent.v1.Agent/Intercept"
+	Agent_Leave_FullMethodName        = "/tether.agent.v1.Agent/Leave"
+	Agent_Capture_FullMethodName      = "/tether.agent.v1.Agent/Capture"
+	Agent_ResolvConf_FullMethodName   = "/tether.agent.v1.Agent/ResolvConf"
+	Agent_QueryDNS_FullMethodName     = "/tether.agent.v1.Agent/QueryDNS"
+	Agent_Probe_FullMethodName        = "/tether.agent.v1.Agent/Probe"
+	Agent_Exchanges_FullMethodName    = "/tether.agent.v1.Agent/Exchanges"
+	Agent_Rotate_FullMethodName       = "/tether.agent.v1.Agent/Rotate"
+	Agent_ReadProcess_FullMethodName  = "/tether.agent.v1.Agent/ReadProcess"
+	Agent_DialBack_FullMethodName     = "/tether.agent.v1.Agent/DialBack"
+	Agent_StartProfile_FullMethodName = "/tether.agent.v1.Agent/StartProfile"
+	Agent_StopProfile_FullMethodName  = "/tether.agent.v1.Agent/StopProfile"
 )
 
 // AgentClient is the client API for Agent service.
@@ -95,6 +97,16 @@ type AgentClient interface {
 	// streams are served on both. UNAVAILABLE with the reason when the
 	// agent cannot reach address, or the handshake fails.
 	DialBack(ctx context.Context, in *DialBackRequest, opts ...grpc.CallOption) (*DialBackResponse, error)
+	// StartProfile starts CPU, block and mutex profiling of the agent
+	// itself, until StopProfile on the same tunnel or that tunnel's end
+	// (then the profiles are dropped). One profile at a time per agent:
+	// ALREADY_EXISTS while another tunnel's runs. Any job serves it.
+	StartProfile(ctx context.Context, in *StartProfileRequest, opts ...grpc.CallOption) (*StartProfileResponse, error)
+	// StopProfile stops the profile this tunnel started and returns it:
+	// CPU, block and mutex profiles since the start and a heap profile now,
+	// each in pprof's format. FAILED_PRECONDITION when this tunnel started
+	// none.
+	StopProfile(ctx context.Context, in *StopProfileRequest, opts ...grpc.CallOption) (*StopProfileResponse, error)
 }
 
 type agentClient struct {
@@ -233,6 +245,26 @@ func (c *agentClient) DialBack(ctx context.Context, in *DialBackRequest, opts ..
 	return out, nil
 }
 
+func (c *agentClient) StartProfile(ctx context.Context, in *StartProfileRequest, opts ...grpc.CallOption) (*StartProfileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartProfileResponse)
+	err := c.cc.Invoke(ctx, Agent_StartProfile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) StopProfile(ctx context.Context, in *StopProfileRequest, opts ...grpc.CallOption) (*StopProfileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StopProfileResponse)
+	err := c.cc.Invoke(ctx, Agent_StopProfile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -290,6 +322,16 @@ type AgentServer interface {
 	// streams are served on both. UNAVAILABLE with the reason when the
 	// agent cannot reach address, or the handshake fails.
 	DialBack(context.Context, *DialBackRequest) (*DialBackResponse, error)
+	// StartProfile starts CPU, block and mutex profiling of the agent
+	// itself, until StopProfile on the same tunnel or that tunnel's end
+	// (then the profiles are dropped). One profile at a time per agent:
+	// ALREADY_EXISTS while another tunnel's runs. Any job serves it.
+	StartProfile(context.Context, *StartProfileRequest) (*StartProfileResponse, error)
+	// StopProfile stops the profile this tunnel started and returns it:
+	// CPU, block and mutex profiles since the start and a heap profile now,
+	// each in pprof's format. FAILED_PRECONDITION when this tunnel started
+	// none.
+	StopProfile(context.Context, *StopProfileRequest) (*StopProfileResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -332,6 +374,12 @@ func (UnimplementedAgentServer) ReadProcess(context.Context, *ReadProcessRequest
 }
 func (UnimplementedAgentServer) DialBack(context.Context, *DialBackRequest) (*DialBackResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DialBack not implemented")
+}
+func (UnimplementedAgentServer) StartProfile(context.Context, *StartProfileRequest) (*StartProfileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartProfile not implemented")
+}
+func (UnimplementedAgentServer) StopProfile(context.Context, *StopProfileRequest) (*StopProfileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StopProfile not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -538,6 +586,42 @@ func _Agent_DialBack_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_StartProfile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartProfileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).StartProfile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_StartProfile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).StartProfile(ctx, req.(*StartProfileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_StopProfile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopProfileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).StopProfile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_StopProfile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).StopProfile(ctx, req.(*StopProfileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -580,6 +664,14 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DialBack",
 			Handler:    _Agent_DialBack_Handler,
+		},
+		{
+			MethodName: "StartProfile",
+			Handler:    _Agent_StartProfile_Handler,
+		},
+		{
+			MethodName: "StopProfile",
+			Handler:    _Agent_StopProfile_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
