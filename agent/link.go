@@ -30,6 +30,8 @@ type Link struct {
 	direct  atomic.Pointer[tunnel.Session]
 	conns   chan *tunnel.Stream
 	closing atomic.Bool
+
+	before []func() // BeforeClose's, under mu
 }
 
 // MaxMessageSize bounds one message from the agent: a recorded exchange
@@ -138,8 +140,24 @@ func (l *Link) Dial(ctx context.Context, addr string) (net.Conn, error) {
 // the Link.
 func (l *Link) Done() <-chan struct{} { return l.sess.Done() }
 
-// Close ends the client and both tunnels.
+// BeforeClose makes Close call f first, while the tunnel is still up
+// (the daemon collects the agent's profile there).
+func (l *Link) BeforeClose(f func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.before = append(l.before, f)
+}
+
+// Close calls the BeforeClose functions once, then ends the client and
+// both tunnels.
 func (l *Link) Close() error {
+	l.mu.Lock()
+	before := l.before
+	l.before = nil
+	l.mu.Unlock()
+	for _, f := range before {
+		f()
+	}
 	l.closing.Store(true)
 	l.conn.Close()
 	// The port-forward first: the agent then ends the direct tunnel as

@@ -40,13 +40,19 @@ type RunOptions struct {
 	// Kube is the kube context and daemon paths Complete resolved.
 	Kube cmdutil.Target
 
+	// AgentProfileDir, when set (TETHER_PROFILE_DIR, `make bench
+	// PROFILE=1`), makes the daemon profile every agent it links to and
+	// write agent-POD.*.pprof there, beside its own profiles.
+	AgentProfileDir string
+
 	Target     func() (cmdutil.Target, error)
 	RESTConfig func() (*rest.Config, error)
 }
 
 // NewCmdRun returns `tether daemon run`; runF replaces Run in tests.
 func NewCmdRun(f *cmdutil.Factory, runF func(context.Context, *RunOptions) error) *cobra.Command {
-	o := &RunOptions{Log: f.IOStreams.ErrOut, Target: f.Target, RESTConfig: f.KubeConfig.ToRESTConfig}
+	o := &RunOptions{Log: f.IOStreams.ErrOut, Target: f.Target, RESTConfig: f.KubeConfig.ToRESTConfig,
+		AgentProfileDir: os.Getenv("TETHER_PROFILE_DIR")}
 	return &cobra.Command{
 		Use:   "run",
 		Short: "Serve the daemon API for the current kube context until `tether quit`",
@@ -88,6 +94,9 @@ func (o *RunOptions) Run(ctx context.Context) error {
 	d, err := server.New(rc, t.Context, log)
 	if err != nil {
 		return err
+	}
+	if o.AgentProfileDir != "" {
+		d.ProfileAgents(o.AgentProfileDir)
 	}
 	log.Info("daemon starting", "pid", os.Getpid(), "server", rc.Host)
 	return server.Serve(ctx, d, t.Paths.Socket)

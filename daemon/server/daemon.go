@@ -55,6 +55,8 @@ type Daemon struct {
 	// paths opens direct paths with a key and certificate made for this
 	// daemon run and kept in memory only.
 	paths *agent.PathChooser
+	// agentProf profiles the agents the daemon links to; nil: off.
+	agentProf *agentProfiles
 }
 
 var _ daemon.Service = (*Daemon)(nil)
@@ -338,7 +340,7 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 		delete(d.starting, key)
 		d.mu.Unlock()
 	}()
-	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Paths: d.paths}
+	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Paths: d.paths, OnLink: d.agentProf.watch}
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, LocalPort: req.LocalPort,
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
@@ -481,6 +483,7 @@ func (d *Daemon) journaledWorkload(ctx context.Context, namespace, kind, name st
 
 // Quit leaves every intercept and signals the daemon to stop.
 func (d *Daemon) Quit(ctx context.Context) error {
+	d.agentProf.collectAll()
 	d.LeaveAll(ctx)
 	d.quitOnce.Do(func() { close(d.quit) })
 	return nil

@@ -60,6 +60,7 @@ func (d *Daemon) agentLink(ctx context.Context, namespace, pod string, port int,
 	if err != nil {
 		return nil, fmt.Errorf("tunnel to pod %s: %w", pod, err)
 	}
+	d.agentProf.watch(ctx, pod, link)
 	return link, nil
 }
 

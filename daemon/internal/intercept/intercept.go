@@ -88,6 +88,9 @@ type Manager struct {
 	// Paths opens the direct paths (tunnel/spec.md, section 4); nil
 	// offers none.
 	Paths *agent.PathChooser
+	// OnLink, when set, is called with each tunnel to an agent once it
+	// intercepts (the daemon profiles the agent there).
+	OnLink func(ctx context.Context, pod string, l *agent.Link)
 }
 
 func (m *Manager) settle() time.Duration {
@@ -335,6 +338,7 @@ func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, 
 	spec := agent.InterceptSpec{ListenPort: int(plan.AgentPort), ID: req.ID, Owner: req.Owner, Filter: req.Filter, Mirror: req.Mirror}
 	t := newTunnels(m.CS, m.Dialer, log, w.Namespace, sel.String(), token, spec, req.LocalPort)
 	t.path, t.chooser = path, m.Paths
+	t.onLink = m.OnLink
 	if err := t.start(ctx); err != nil {
 		t.stop()
 		return nil, err

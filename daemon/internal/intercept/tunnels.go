@@ -33,6 +33,7 @@ type tunnels struct {
 	// path is the path asked for; chooser opens it.
 	path    agent.Path
 	chooser *agent.PathChooser
+	onLink  func(ctx context.Context, pod string, l *agent.Link)
 
 	mu     sync.Mutex
 	links  map[string]*agent.Link
@@ -146,6 +147,9 @@ func (t *tunnels) connect(ctx context.Context, pod, podIP string) error {
 	if err := l.Agent().Intercept(cctx, t.spec); err != nil {
 		l.Close()
 		return fmt.Errorf("intercept on pod %s: %w", pod, err)
+	}
+	if t.onLink != nil {
+		t.onLink(cctx, pod, l)
 	}
 	go t.serve(pod, l)
 	t.mu.Lock()
