@@ -11,8 +11,9 @@ import (
 
 // profileEnv names a folder: when set, the daemon (`tether daemon run`)
 // and `tether run`/`intercept` write CPU, block and mutex profiles of
-// their whole life there (`make bench PROFILE=1`). Nothing is served on a
-// port; the files are the process's user's.
+// their whole life there (`make bench PROFILE=1`), and the daemon also
+// profiles every agent it links to (agent-POD.*, cli/daemoncmd). Nothing
+// is served on a port; the files are the process's user's.
 const profileEnv = "TETHER_PROFILE_DIR"
 
 // startProfiles starts the profiles when profileEnv is set and args are

@@ -51,8 +51,8 @@ func main() {
 	flag.Int64Var(&o.bulkBytes, "bulk-bytes", 128<<20, "bytes per throughput measurement")
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per path; the table shows medians")
 	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record, run or personal (default: all)")
-	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image intercept and `tether run` add (default: tether's own)")
-	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon and `tether run` under the latency and bulk rows here (`make bench PROFILE=1`)")
+	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image `tether run` and `tether intercept` add (default: tether's own)")
+	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon, `tether run` and the agents under the latency and bulk rows here (`make bench PROFILE=1`)")
 	flag.Parse()
 	if o.kubeconfig == "" {
 		o.kubeconfig = cluster.DefaultConfig(mustAbs(".cluster")).KubeconfigPath()
@@ -182,6 +182,9 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Fprintf(tw, "image (compressed tarball)\t%.1f MB\t%.1f MB\t%.2fx\t< 15 MB\t\n", float64(tr.agentImage)/1e6, float64(tr.demoImage)/1e6, float64(tr.agentImage)/float64(tr.demoImage))
 	tw.Flush()
+	if tr.profiles != "" {
+		fmt.Printf("\nprofiles (CPU, block, mutex, heap of the daemon and of each agent, agent-POD.*, under the intercepted rows): %s\n", tr.profiles)
+	}
 	if o.only == "intercept" {
 		return nil
 	}

@@ -25,7 +25,7 @@ func printRun(w io.Writer, r runResults, o options) {
 	fmt.Fprintf(w, "daemon RSS: %.1f MiB with a run open; %.1f MiB with %d idle connections from CMD; the `tether run` process then: %.1f MiB\n",
 		mib(r.ns.daemonRSSIdle), mib(r.ns.daemonRSSConns), r.ns.conns, mib(r.ns.runRSS))
 	if r.profiles != "" {
-		fmt.Fprintf(w, "\nprofiles (CPU, block, mutex, heap of the daemon and of `tether run`, one folder per row and mode): %s\n", r.profiles)
+		fmt.Fprintf(w, "\nprofiles (CPU, block, mutex, heap of the daemon, of `tether run` and of the agent, agent-POD.*, one folder per row and mode): %s\n", r.profiles)
 	}
 }
 

@@ -62,6 +62,8 @@ type tetherResults struct {
 	agentImage, demoImage               int64
 	// client is the pod the requests come from.
 	client string
+	// profiles is the folder of the intercept's profiles, when asked.
+	profiles string
 }
 
 // tunnelPaths are the paths the intercepted rows are measured over.
@@ -116,11 +118,11 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 	defer srv.Close()
 
 	t0 = time.Now()
-	args := []string{"intercept", "orders", "--port", "http:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)}
+	interceptArgs := []string{"intercept", "orders", "--port", "http:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)}
 	if o.agentImage != "" {
-		args = append(args, "--agent-image", o.agentImage)
+		interceptArgs = append(interceptArgs, "--agent-image", o.agentImage)
 	}
-	cmd := cli.cmd(ctx, args...)
+	cmd := cli.cmd(ctx, interceptArgs...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return r, err
@@ -245,12 +247,59 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 	if err != nil {
 		return r, err
 	}
+	if o.profileDir != "" {
+		if r.profiles, err = profileIntercept(ctx, rc, o, cli, client, base, interceptArgs); err != nil {
+			return r, fmt.Errorf("profile the intercept: %w", err)
+		}
+	}
 	r.agentImage = fileSize(filepath.Join(clusterDir, "images", "tether-agent.tar"))
 	r.demoImage = fileSize(filepath.Join(clusterDir, "images", "tether-demo.tar"))
 	if _, err := cli.run(ctx, "rollback", "orders"); err != nil {
 		return r, err
 	}
 	return r, nil
+}
+
+// profileIntercept runs the intercepted rows once more under a fresh
+// daemon with TETHER_PROFILE_DIR, then quits it, so that it writes its
+// own profiles and its agents' (agent-POD.*) in PROFILEDIR/intercept. The
+// timed rows ran unprofiled.
+func profileIntercept(ctx context.Context, rc *rest.Config, o options, cli tetherCLI, client, base string, interceptArgs []string) (string, error) {
+	dir, err := filepath.Abs(filepath.Join(o.profileDir, "intercept"))
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	profiled := func(args ...string) error {
+		c := cli.cmd(ctx, args...)
+		c.Env = append(c.Env, "TETHER_PROFILE_DIR="+dir)
+		if out, err := c.CombinedOutput(); err != nil {
+			return fmt.Errorf("tether %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	if _, err := cli.run(ctx, "quit"); err != nil {
+		return "", err
+	}
+	if err := profiled(interceptArgs...); err != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, err := cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "get", base+"/whoami")
+		if err == nil && strings.Contains(out, "X-Served-By: laptop") {
+			break
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no request served by the laptop 2 minutes after the intercept started: %s", out)
+		}
+	}
+	if _, err := podMeasure(ctx, rc, o, client, base); err != nil {
+		return "", err
+	}
+	return dir, profiled("quit")
 }
 
 // podMeasure measures latency and bulk throughput from the client pod to base.
