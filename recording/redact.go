@@ -1,12 +1,14 @@
 package recording
 
 import (
+	"bytes"
 	"mime"
 	"net/http"
 	"net/url"
 	"sort"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Redacted replaces a secret's value.
@@ -63,7 +65,52 @@ func (r Redactor) named(name string) bool {
 	return false
 }
 
+// secretName is called for every header, query, form and JSON field name
+// the agent records: names of ASCII letters, digits and separators (nearly
+// all) are checked without allocating; others by secretNameSlow.
 func secretName(name string) bool {
+	for _, d := range DefaultRedactedHeaders {
+		if strings.EqualFold(d, name) {
+			return true
+		}
+	}
+	var buf [128]byte
+	if len(name) > len(buf) {
+		return secretNameSlow(name)
+	}
+	flat := buf[:0]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= utf8.RuneSelf:
+			return secretNameSlow(name)
+		case 'A' <= c && c <= 'Z':
+			flat = append(flat, c+'a'-'A')
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+			flat = append(flat, c)
+		}
+	}
+	for _, p := range secretParts {
+		if bytes.Contains(flat, []byte(p)) {
+			return true
+		}
+	}
+	for word := range strings.FieldsFuncSeq(name, func(c rune) bool { return !isASCIIAlnum(c) }) {
+		for _, s := range secretWords {
+			if strings.EqualFold(word, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isASCIIAlnum(c rune) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// secretNameSlow is secretName for any name.
+func secretNameSlow(name string) bool {
 	for _, d := range DefaultRedactedHeaders {
 		if strings.EqualFold(d, name) {
 			return true

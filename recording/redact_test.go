@@ -178,3 +178,36 @@ func TestRedactJSONDeepNesting(t *testing.T) {
 		t.Errorf("%d paths, secret left: %v", len(paths), strings.Contains(string(out), "s3cr3t"))
 	}
 }
+
+// FuzzSecretNameFastPath: the ASCII fast path says what the general one
+// says, for any name.
+func FuzzSecretNameFastPath(f *testing.F) {
+	for _, s := range []string{"Authorization", "X-Auth-Token", "x_api_key", "Content-Type", "author", "a--jwt__b", "ÄPIKEY", "pwd", "", "-"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if got, want := secretName(name), secretNameSlow(name); got != want {
+			t.Errorf("secretName(%q) = %v, the general path says %v", name, got, want)
+		}
+	})
+}
+
+var headerNames = []string{"Host", "User-Agent", "Accept", "Content-Type", "Content-Length", "X-Request-Id", "Traceparent", "Accept-Encoding", "Date", "X-Served-By"}
+
+func BenchmarkSecretName(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, n := range headerNames {
+			secretName(n)
+		}
+	}
+}
+
+func BenchmarkSecretNameSlow(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, n := range headerNames {
+			secretNameSlow(n)
+		}
+	}
+}
