@@ -92,10 +92,11 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		// and with an idle P each hand-off wakes another thread (futex)
 		// that then spins looking for work (findRunnable: 25% of the
 		// agent's CPU on the keep-alive row). Measured with `tether run`,
-		// 7 interleaved pairs of 20,000 keep-alive requests on a loaded
-		// 2-core machine: the agent's CPU per request 77-119 (mean 96) ->
-		// 55-82 (mean 71) µs, lower in every pair; p50 median 1.19 ->
-		// 0.91 ms but noisy; 128 MiB up and down no slower. Bulk copies
+		// 10 interleaved pairs of 20,000 keep-alive requests on a loaded
+		// 2-core machine: the agent's CPU per request 76-119 (mean 93) ->
+		// 55-86 (mean 72) µs, lower in 9 pairs; p50 median 948 -> 881 µs,
+		// lower in 6 pairs (worse when the machine was busiest); 128 MiB
+		// up and down no slower. Bulk copies
 		// spend their time in syscalls, which hand the P off anyway, and
 		// the sidecar's 500m CPU limit gives no second core to use.
 		runtime.GOMAXPROCS(1)
