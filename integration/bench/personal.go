@@ -216,9 +216,13 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 	r.cpuPlain, r.cpuRouted, r.cpuMirror = medianFloat(cpuPlain), medianFloat(cpuRouted), medianFloat(cpuMirror)
 	r.rssPlain, r.rssRouted, r.rssMirror = rss(agents["plain"].cmd.Process.Pid), rss(agents["routed"].cmd.Process.Pid), rss(agents["mirror"].cmd.Process.Pid)
 	info, err := agents["mirror"].link.Agent().Info(ctx)
-	if err == nil && len(info.Forwards) == 1 && len(info.Forwards[0].Intercepts) == 1 {
-		r.copies, r.dropped = info.Forwards[0].Intercepts[0].Requests, info.Forwards[0].Intercepts[0].Dropped
+	if err != nil {
+		return r, fmt.Errorf("the mirroring agent's counts: %w", err)
 	}
+	if len(info.Forwards) != 1 || len(info.Forwards[0].Intercepts) != 1 {
+		return r, fmt.Errorf("the mirroring agent lost its mirror: %+v", info.Forwards)
+	}
+	r.copies, r.dropped = info.Forwards[0].Intercepts[0].Requests, info.Forwards[0].Intercepts[0].Dropped
 	return r, nil
 }
 
