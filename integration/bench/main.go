@@ -51,7 +51,7 @@ func main() {
 	flag.Int64Var(&o.bulkBytes, "bulk-bytes", 128<<20, "bytes per throughput measurement")
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per path; the table shows medians")
 	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record or run (default: all)")
-	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image `tether run` adds (default: tether's own)")
+	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image `tether run` and `tether intercept` add (default: tether's own)")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon and `tether run` under the latency and bulk rows here (`make bench PROFILE=1`)")
 	flag.Parse()
 	if o.kubeconfig == "" {

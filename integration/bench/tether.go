@@ -111,7 +111,11 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 	defer srv.Close()
 
 	t0 = time.Now()
-	cmd := cli.cmd(ctx, "intercept", "orders", "--port", "http:"+strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	args := []string{"intercept", "orders", "--port", "http:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)}
+	if o.agentImage != "" {
+		args = append(args, "--agent-image", o.agentImage)
+	}
+	cmd := cli.cmd(ctx, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return r, err
