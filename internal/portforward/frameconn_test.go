@@ -304,4 +304,3 @@ type splitConn struct {
 func (s *splitConn) Read(p []byte) (int, error) { return s.Reader.Read(p) }
 
 var _ net.Conn = (*splitConn)(nil)
-
