@@ -78,7 +78,7 @@ func (l *Link) Dial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 // Done is closed when the tunnel ends: closed by either side, or the agent
-// found dead by the keepalive.
+// found dead by the tunnel's dead-peer check (tunnel.ErrPeerDead).
 func (l *Link) Done() <-chan struct{} { return l.sess.Done() }
 
 // Close ends the client and the tunnel.

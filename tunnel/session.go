@@ -200,7 +200,7 @@ func (s *Session) ControlListener() net.Listener { return s.control }
 func (s *Session) Close() error { return s.mux.Close() }
 
 // Done is closed when the session ends: closed by either side, or the peer
-// found dead by the keepalive.
+// found dead by the dead-peer check (then Err is ErrPeerDead).
 func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
 
 // Err says why the session ended: ErrPeerDead when the dead-peer check
