@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	gwebsocket "github.com/gorilla/websocket"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	httpstreamspdy "k8s.io/apimachinery/pkg/util/httpstream/spdy"
+	"k8s.io/client-go/tools/portforward"
 )
 
 // wsPair returns a frameConn over the client end of a real WebSocket and
@@ -304,3 +306,74 @@ type splitConn struct {
 func (s *splitConn) Read(p []byte) (int, error) { return s.Reader.Read(p) }
 
 var _ net.Conn = (*splitConn)(nil)
+
+// BenchmarkSPDYDataFrame writes 100-byte SPDY data frames (a small
+// request) through client-go's SPDY client over a WebSocket, with
+// client-go's TunnelingConnection (one message per Write) and with
+// frameConn, and reports the socket writes (TLS records) per frame.
+func BenchmarkSPDYDataFrame(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		wrap func(*gwebsocket.Conn) net.Conn
+	}{
+		{"client-go TunnelingConnection", func(ws *gwebsocket.Conn) net.Conn { return portforward.NewTunnelingConnection("bench", ws) }},
+		{"frameConn", func(ws *gwebsocket.Conn) net.Conn { return newFrameConn(ws) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			up := gwebsocket.Upgrader{}
+			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ws, err := up.Upgrade(w, r, nil)
+				if err != nil {
+					return
+				}
+				conn, err := httpstreamspdy.NewServerConnection(newFrameConn(ws), func(s httpstream.Stream, _ <-chan struct{}) error {
+					go io.Copy(io.Discard, s)
+					return nil
+				})
+				if err != nil {
+					return
+				}
+				<-conn.CloseChan()
+			}))
+			defer srv.Close()
+			var writes atomic.Int64
+			d := gwebsocket.Dialer{TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig,
+				NetDial: func(network, addr string) (net.Conn, error) {
+					c, err := net.Dial(network, addr)
+					return &countingConn{Conn: c, writes: &writes}, err
+				}}
+			ws, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			conn, err := httpstreamspdy.NewClientConnection(tc.wrap(ws))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			st, err := conn.CreateStream(http.Header{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := bytes.Repeat([]byte("x"), 100)
+			writes.Store(0)
+			b.ResetTimer()
+			for range b.N {
+				if _, err := st.Write(p); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(writes.Load())/float64(b.N), "writes/frame")
+		})
+	}
+}
+
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
