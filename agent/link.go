@@ -136,8 +136,8 @@ func (l *Link) Dial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 // Done is closed when the tunnel ends: closed by either side, or the agent
-// found dead by the keepalive. The direct path ending alone does not end
-// the Link.
+// found dead by the tunnel's dead-peer check (tunnel.ErrPeerDead). The
+// direct path ending alone does not end the Link.
 func (l *Link) Done() <-chan struct{} { return l.sess.Done() }
 
 // BeforeClose makes Close call f first, while the tunnel is still up

@@ -26,13 +26,32 @@ type Config struct {
 	// stream's header, so a silent peer cannot hold resources.
 	HandshakeTimeout time.Duration
 
-	// KeepAliveInterval is how often each end pings the other.
+	// KeepAliveInterval is how long this end waits with nothing received
+	// from the peer before it pings it. A link carrying traffic from the
+	// peer is never pinged.
 	KeepAliveInterval time.Duration
 
-	// DeadPeerTimeout is how long a ping or a frame write may wait before the
-	// peer is declared dead and the session closed. A dead peer is noticed
-	// within KeepAliveInterval + DeadPeerTimeout.
+	// DeadPeerTimeout is how long the peer has, once a ping has been
+	// written to the connection (not merely queued behind data), to send
+	// anything at all; silent that long, it is declared dead and the
+	// session closed. A dead peer on an idle link is thus noticed within
+	// KeepAliveInterval + DeadPeerTimeout plus two checks (a quarter of
+	// the shorter of the two each): 1.75 s with the defaults. The bytes
+	// queued below the tunnel ahead of the ping (socket and API server
+	// buffers) must drain within DeadPeerTimeout, or the peer must be
+	// sending meanwhile.
 	DeadPeerTimeout time.Duration
+
+	// WriteTimeout bounds one frame's write to the connection: a write
+	// blocked longer closes the session as a dead peer (a live peer always
+	// reads). It sets the slowest link a tunnel survives under bulk:
+	// 256 KiB frames (Join's) in 10 s need about 210 kbit/s. A dead peer
+	// under bulk sent to it is noticed within WriteTimeout when its
+	// connection stops taking bytes before this end's ping goes out. A
+	// frame's wait in the send queue plus its write is bounded by
+	// 6 x WriteTimeout (yamux's ConnectionWriteTimeout): a stream write
+	// that exceeds it fails, the session goes on.
+	WriteTimeout time.Duration
 
 	// MaxStreamWindow is the per-stream flow-control window in bytes; larger
 	// windows carry more bytes per round trip on long-latency paths.
@@ -56,14 +75,15 @@ type Config struct {
 	Admit func() bool
 }
 
-// DefaultConfig returns a Config that notices a dead peer within 2 s, with
-// token as the shared secret.
+// DefaultConfig returns a Config that notices a dead peer on an idle link
+// within 2 s (see DeadPeerTimeout), with token as the shared secret.
 func DefaultConfig(token []byte) Config {
 	return Config{
 		Token:              token,
 		HandshakeTimeout:   10 * time.Second,
 		KeepAliveInterval:  500 * time.Millisecond,
 		DeadPeerTimeout:    1 * time.Second,
+		WriteTimeout:       10 * time.Second,
 		MaxStreamWindow:    4 << 20,
 		StreamCloseTimeout: 30 * time.Second,
 		AcceptBacklog:      1024,
@@ -84,7 +104,8 @@ func (c Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"HandshakeTimeout": c.HandshakeTimeout, "KeepAliveInterval": c.KeepAliveInterval,
-		"DeadPeerTimeout": c.DeadPeerTimeout, "StreamCloseTimeout": c.StreamCloseTimeout,
+		"DeadPeerTimeout": c.DeadPeerTimeout, "WriteTimeout": c.WriteTimeout,
+		"StreamCloseTimeout": c.StreamCloseTimeout,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
@@ -98,6 +119,11 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// sendQueueTimeout is yamux's ConnectionWriteTimeout: how long a frame may
+// wait to be sent, queue included. Several frames may queue before it
+// on a slow link; the dead-peer check ends a stuck session sooner.
+func (c Config) sendQueueTimeout() time.Duration { return 6 * c.WriteTimeout }
 
 func (c Config) logger() *slog.Logger {
 	if c.Logger == nil {

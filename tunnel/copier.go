@@ -13,8 +13,7 @@ const smallBuf = 2 << 10
 // Read with a small buffer; a read that fills it is followed by reads into
 // a large pooled one, given back at the first read the small one would
 // have held. Bulk thus moves large writes while idle connections stay
-// small. Join uses one with 64 KiB buffers; tether run's namespace, with
-// no frame-write timeout to respect, one with 256 KiB.
+// small. Join and tether run's namespace each use one with 256 KiB.
 type Copier struct {
 	pool sync.Pool
 }

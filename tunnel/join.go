@@ -52,13 +52,12 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 	return n, err
 }
 
-// joinCopier moves 64 KiB per Write during bulk: one yamux frame, one
-// message through the port-forward, where io.Copy made two. Not more:
-// yamux bounds one frame's write by ConnectionWriteTimeout
-// (Config.DeadPeerTimeout, 1 s), so a frame must drain in a second on the
-// slowest link tether should survive (64 KiB: about 512 kbit/s; 256 KiB
-// would need 2 Mbit/s).
-var joinCopier = NewCopier(64 << 10)
+// joinCopier moves up to 256 KiB per Write during bulk: one yamux frame,
+// one message through the port-forward, where io.Copy's 32 KiB made eight.
+// The dead-peer check counts any byte from the peer as life and bounds a
+// frame's write by WriteTimeout (10 s), so a frame this size needs a link
+// of about 210 kbit/s (see Config.WriteTimeout).
+var joinCopier = NewCopier(256 << 10)
 
 // quiet drops the errors that only say a connection was closed.
 func quiet(err error) error {

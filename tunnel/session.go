@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -35,12 +36,16 @@ const MaxMetaLen = 64 << 10
 // ErrClosed is returned by Accept and Open once the session is closed.
 var ErrClosed = errors.New("tunnel: session closed")
 
+// ErrPeerDead is Err's answer for a session the dead-peer check closed.
+var ErrPeerDead = errors.New("tunnel: peer dead (nothing received from it in time)")
+
 // Session is one end of an established tunnel.
 type Session struct {
 	cfg     Config
 	mux     *yamux.Session
 	control *listener
 	conns   chan *Stream
+	deadErr atomic.Pointer[error]
 }
 
 // Stream is one yamux stream with the role and metadata its opener sent.
@@ -91,19 +96,20 @@ func start(ctx context.Context, conn net.Conn, cfg Config, client bool) (*Sessio
 	}
 
 	ycfg := yamux.DefaultConfig()
-	ycfg.EnableKeepAlive = true
-	ycfg.KeepAliveInterval = cfg.KeepAliveInterval
-	ycfg.ConnectionWriteTimeout = cfg.DeadPeerTimeout
+	// The dead-peer check is ours (liveness.go), not yamux's keepalive.
+	ycfg.EnableKeepAlive = false
+	ycfg.ConnectionWriteTimeout = cfg.sendQueueTimeout()
 	ycfg.MaxStreamWindowSize = cfg.MaxStreamWindow
 	ycfg.StreamCloseTimeout = cfg.StreamCloseTimeout
 	ycfg.StreamOpenTimeout = cfg.HandshakeTimeout
 	ycfg.AcceptBacklog = cfg.AcceptBacklog
 	ycfg.LogOutput = io.Discard
+	live := newLiveConn(conn)
 	var mux *yamux.Session
 	if client {
-		mux, err = yamux.Client(newCoalescingConn(conn), ycfg)
+		mux, err = yamux.Client(newCoalescingConn(live), ycfg)
 	} else {
-		mux, err = yamux.Server(newCoalescingConn(conn), ycfg)
+		mux, err = yamux.Server(newCoalescingConn(live), ycfg)
 	}
 	if err != nil {
 		conn.Close()
@@ -115,6 +121,7 @@ func start(ctx context.Context, conn net.Conn, cfg Config, client bool) (*Sessio
 		control: newListener(mux.Addr(), mux.CloseChan()),
 		conns:   make(chan *Stream, cfg.AcceptBacklog),
 	}
+	go s.monitor(live)
 	go s.acceptLoop()
 	return s, nil
 }
@@ -193,8 +200,17 @@ func (s *Session) ControlListener() net.Listener { return s.control }
 func (s *Session) Close() error { return s.mux.Close() }
 
 // Done is closed when the session ends: closed by either side, or the peer
-// found dead by the keepalive.
+// found dead by the dead-peer check (then Err is ErrPeerDead).
 func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
+
+// Err says why the session ended: ErrPeerDead when the dead-peer check
+// closed it, else nil (closed by either end, or the connection broke).
+func (s *Session) Err() error {
+	if e := s.deadErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
 
 // NumStreams reports how many streams are open.
 func (s *Session) NumStreams() int { return s.mux.NumStreams() }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -39,20 +40,43 @@ func NewDialer(rc *rest.Config) (*Dialer, error) {
 	return &Dialer{rc: rc, cs: cs}, nil
 }
 
-// StreamDialer returns the dialer of the pod's port-forward subresource:
-// WebSocket, falling back to SPDY where the server lacks it, as kubectl does.
+// StreamDialer returns client-go's stock dialer of the pod's port-forward
+// subresource: WebSocket, falling back to SPDY where the server lacks it,
+// as kubectl does. The benchmarks' raw port-forward baseline uses it;
+// tether's own connections use framedDialer's WebSocket path instead.
 func StreamDialer(rc *rest.Config, cs kubernetes.Interface, namespace, pod string) (httpstream.Dialer, error) {
-	url := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
+	url := portForwardURL(cs, namespace, pod)
+	wsDialer, err := portforward.NewSPDYOverWebsocketDialer(url, rc)
+	if err != nil {
+		return nil, err
+	}
+	return withSPDYFallback(rc, url, wsDialer)
+}
+
+// framedDialer is StreamDialer with tether's WebSocket path (wsDialer: one
+// message per SPDY frame), falling back to SPDY as StreamDialer does.
+func framedDialer(rc *rest.Config, cs kubernetes.Interface, namespace, pod string) (httpstream.Dialer, error) {
+	url := portForwardURL(cs, namespace, pod)
+	ws, err := newWSDialer(url, rc)
+	if err != nil {
+		return nil, err
+	}
+	return withSPDYFallback(rc, url, ws)
+}
+
+func portForwardURL(cs kubernetes.Interface, namespace, pod string) *url.URL {
+	return cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
+}
+
+// withSPDYFallback tries primary, then plain SPDY when the server cannot
+// upgrade to WebSocket (API servers before 1.30, some proxies).
+func withSPDYFallback(rc *rest.Config, url *url.URL, primary httpstream.Dialer) (httpstream.Dialer, error) {
 	transport, upgrader, err := spdy.RoundTripperFor(rc)
 	if err != nil {
 		return nil, err
 	}
 	spdyDialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, url)
-	wsDialer, err := portforward.NewSPDYOverWebsocketDialer(url, rc)
-	if err != nil {
-		return nil, err
-	}
-	return portforward.NewFallbackDialer(wsDialer, spdyDialer, func(err error) bool {
+	return portforward.NewFallbackDialer(primary, spdyDialer, func(err error) bool {
 		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 	}), nil
 }
@@ -61,7 +85,7 @@ func StreamDialer(rc *rest.Config, cs kubernetes.Interface, namespace, pod strin
 // connection is made by the kubelet to the pod's loopback address, so a
 // port the pod serves only on 127.0.0.1 is reachable.
 func (d *Dialer) DialPod(ctx context.Context, namespace, pod string, port int) (net.Conn, error) {
-	dialer, err := StreamDialer(d.rc, d.cs, namespace, pod)
+	dialer, err := framedDialer(d.rc, d.cs, namespace, pod)
 	if err != nil {
 		return nil, err
 	}
