@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,6 +57,11 @@ func startBenchAgent(ctx context.Context, bin string, appPort int, laptop string
 	cmd := exec.CommandContext(ctx, bin, "--tunnel", "127.0.0.1:"+strconv.Itoa(tport), "--token-env", "TOKEN",
 		"--forward", fmt.Sprintf("%d:%d", fport, appPort))
 	cmd.Env = append(os.Environ(), "TOKEN="+token)
+	// The agent's log, for a run that fails: $TMPDIR/tether-bench-agent-PORT.log.
+	if f, err := os.Create(filepath.Join(os.TempDir(), fmt.Sprintf("tether-bench-agent-%d.log", fport))); err == nil {
+		cmd.Stderr = f
+		defer f.Close()
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

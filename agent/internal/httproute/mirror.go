@@ -1,6 +1,7 @@
 package httproute
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -80,16 +81,13 @@ type mirror struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	tr     [2]*http.Transport // HTTP/1.1, HTTP/2 cleartext
+	h2     *http.Transport // HTTP/2 cleartext copies (HTTP/1 ones: each worker's own connection)
 }
 
 func newMirror(r *Router, rt Route) *mirror {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &mirror{router: r, route: rt, queue: make(chan mirrorCopy, r.cfg.MirrorQueue), ctx: ctx, cancel: cancel}
-	for i, h2 := range []bool{false, true} {
-		m.tr[i] = r.transport(&m.route, "mirror", h2)
-		m.tr[i].MaxIdleConnsPerHost = r.cfg.MirrorWorkers
-	}
+	m.h2 = r.transport(&m.route, "mirror", true)
 	for range r.cfg.MirrorWorkers {
 		m.wg.Add(1)
 		go m.work()
@@ -101,13 +99,21 @@ func (m *mirror) stop() {
 	m.cancel()
 	go func() {
 		m.wg.Wait()
-		m.tr[0].CloseIdleConnections()
-		m.tr[1].CloseIdleConnections()
+		m.h2.CloseIdleConnections()
 	}()
 }
 
+// work sends copies until the mirror stops: HTTP/2 ones through the
+// shared transport, HTTP/1 ones over this worker's own kept-alive
+// connection, written and answered in this goroutine.
 func (m *mirror) work() {
 	defer m.wg.Done()
+	var h1 *h1Conn
+	defer func() {
+		if h1 != nil {
+			h1.conn.Close()
+		}
+	}()
 	for {
 		select {
 		case <-m.ctx.Done():
@@ -117,9 +123,62 @@ func (m *mirror) work() {
 				m.router.count(func(s *Stats) { s.MirrorDropped[m.route.ID]++ })
 				continue
 			}
-			m.send(c.req)
+			if c.req.ProtoMajor == 2 {
+				m.send(c.req)
+			} else {
+				h1 = m.sendH1(h1, c.req)
+			}
 		}
 	}
+}
+
+// sendH1 sends one HTTP/1 copy over u (dialing when nil) and reads its
+// answer to the end, dropped; it returns the connection to reuse, nil
+// when it had to be closed.
+func (m *mirror) sendH1(u *h1Conn, req *http.Request) *h1Conn {
+	id := m.route.ID
+	fail := func(err error) *h1Conn {
+		m.router.cfg.Logger.Debug("mirrored copy not delivered", "to", id, "err", err)
+		m.router.count(func(s *Stats) { s.MirrorDropped[id]++ })
+		if u != nil {
+			u.conn.Close()
+		}
+		return nil
+	}
+	deadline := time.Now().Add(m.router.cfg.MirrorTimeout)
+	if u == nil {
+		ctx, cancel := context.WithDeadline(m.ctx, deadline)
+		c, err := m.route.Dial(ctx)
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
+		c = m.router.cfg.Upstream(c, "mirror", &m.route)
+		u = &h1Conn{conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}
+	}
+	u.conn.SetDeadline(deadline)
+	err := req.Write(u.bw)
+	if err == nil {
+		err = u.bw.Flush()
+	}
+	var resp *http.Response
+	if err == nil {
+		resp, err = http.ReadResponse(u.br, req)
+	}
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if err != nil {
+		return fail(err)
+	}
+	u.conn.SetDeadline(time.Time{})
+	m.router.count(func(s *Stats) { s.Mirrored[id]++ })
+	if resp.Close {
+		u.conn.Close()
+		return nil
+	}
+	return u
 }
 
 // mirrorCopy is a request waiting for its laptop since queued.
@@ -128,14 +187,11 @@ type mirrorCopy struct {
 	queued time.Time
 }
 
+// send sends one HTTP/2 copy and reads its answer, dropped.
 func (m *mirror) send(req *http.Request) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.router.cfg.MirrorTimeout)
 	defer cancel()
-	tr := m.tr[0]
-	if req.ProtoMajor == 2 {
-		tr = m.tr[1]
-	}
-	resp, err := tr.RoundTrip(req.WithContext(ctx))
+	resp, err := m.h2.RoundTrip(req.WithContext(ctx))
 	if err == nil {
 		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
@@ -181,6 +237,9 @@ func (r *Router) mirror(rt Route, req *http.Request, tee *teeBody) {
 		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	removeHopByHop(out.Header)
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""} // Request.Write adds Go's own otherwise
+	}
 	select {
 	case m.queue <- mirrorCopy{req: out, queued: time.Now()}:
 	default:
