@@ -5,9 +5,6 @@ package integration
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,17 +24,8 @@ import (
 // answers with X-Served-By: laptop.
 func laptop(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Served-By", "laptop")
-		fmt.Fprintf(w, `{"served_by":"laptop","path":%q}`+"\n", r.URL.Path)
-	})}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return l.Addr().(*net.TCPAddr).Port
+	port, _ := named(t, "laptop")
+	return port
 }
 
 // servedBy sends one request from the client pod to the orders Service and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -194,10 +195,11 @@ func (a *Agent) routeOf(port int) (*tunnel.Session, *httproute.Router) {
 	if p == nil {
 		return nil, nil
 	}
-	if live := dropIf(p.list, func(*interception) bool { return false }); len(live) != len(p.list) {
-		// A tunnel ended and its release has not run yet.
+	if slices.ContainsFunc(p.list, func(ic *interception) bool { return !ic.live() }) {
+		// A tunnel ended and its release has not run yet (checked without
+		// allocating: this runs for every connection).
 		f, _ := a.forward(port)
-		p.list = live
+		p.list = dropIf(p.list, func(*interception) bool { return false })
 		a.reroute(f, p)
 	}
 	switch {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/user"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/buildinfo"
 	"github.com/tetherkube/tether/internal/errdefs"
+	"github.com/tetherkube/tether/internal/localuser"
 )
 
 // InterceptOptions are the flags and dependencies of `tether intercept`.
@@ -101,7 +101,7 @@ func NewCmdIntercept(f *cmdutil.Factory, runF func(context.Context, *InterceptOp
 		Dash:           -1,
 		InNamespace:    runcmd.InNamespace,
 		CheckNamespace: runcmd.CheckNamespace,
-		User:           localUser,
+		User:           localuser.Name,
 	}
 	cmd := &cobra.Command{
 		Use:   "intercept WORKLOAD --port SVCPORT[:LOCALPORT] [-- CMD [ARGS...]]",
@@ -225,18 +225,6 @@ func (o *InterceptOptions) completeFilter(values []string) {
 		}
 		o.Filter.Headers = append(o.Filter.Headers, h)
 	}
-}
-
-// localUser is this machine's user name, as a bare --http-header uses it.
-func localUser() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		name := u.Username
-		if i := strings.LastIndexByte(name, '\\'); i >= 0 { // DOMAIN\user on Windows
-			name = name[i+1:]
-		}
-		return name
-	}
-	return os.Getenv("USER")
 }
 
 // Complete takes WORKLOAD and CMD, the filter, splits --port and resolves

@@ -21,6 +21,7 @@ import (
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/errdefs"
+	"github.com/tetherkube/tether/internal/localuser"
 )
 
 func TestNewCmdIntercept(t *testing.T) {
@@ -76,7 +77,7 @@ func TestNewCmdIntercept(t *testing.T) {
 		{name: "bare header, path, mirror", args: []string{"orders", "--port", "http:3000", "--http-header", "--http-path", "/api/", "--http-path-regex", "/api/v[0-9]+/.*", "--mirror"},
 			want: InterceptOptions{Workload: "orders", Port: "http:3000", ServicePort: "http", LocalPort: 3000, Ns: "shop", RolloutTimeout: 3 * time.Minute,
 				HeaderFlags: []string{myHeader}, PathPrefix: "/api/", PathRegex: "/api/v[0-9]+/.*", Mirror: true,
-				Filter: httpfilter.Spec{Headers: []string{"x-tether-user=" + localUser()}, PathPrefix: "/api/", PathRegex: "/api/v[0-9]+/.*"}}},
+				Filter: httpfilter.Spec{Headers: []string{"x-tether-user=" + localuser.Name()}, PathPrefix: "/api/", PathRegex: "/api/v[0-9]+/.*"}}},
 		{name: "a header value without the flag", args: []string{"orders", "x-user=ana", "--port", "http:3000"}, wantErr: `unexpected argument "x-user=ana": a header filter goes with --http-header`},
 		{name: "bad header name", args: []string{"orders", "--port", "http:3000", "--http-header=x user=ana"}, wantErr: `"x user" is not a valid header name`},
 		{name: "bad path regex", args: []string{"orders", "--port", "http:3000", "--http-path-regex", "("}, wantErr: `path filter "(": error parsing regexp`},

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/user"
 	"sort"
 	"strings"
 	"sync"
@@ -31,6 +30,7 @@ import (
 	"github.com/tetherkube/tether/tunnel"
 
 	"github.com/tetherkube/tether/internal/errdefs"
+	"github.com/tetherkube/tether/internal/localuser"
 	"github.com/tetherkube/tether/recording"
 )
 
@@ -63,20 +63,7 @@ var _ daemon.Service = (*Daemon)(nil)
 
 // owner is who this daemon intercepts as, shown to other users of the
 // same workload: the local user at this machine.
-func (d *Daemon) owner() string {
-	name := "someone"
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		name = u.Username
-		if i := strings.LastIndexByte(name, '\\'); i >= 0 { // DOMAIN\user on Windows
-			name = name[i+1:]
-		}
-	}
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		return name
-	}
-	return name + "@" + host
-}
+func (d *Daemon) owner() string { return localuser.Owner() }
 
 // New returns a Daemon for the cluster rc reaches; kubeContext is the
 // context's name, for Status.

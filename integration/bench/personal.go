@@ -121,16 +121,15 @@ type personalResults struct {
 	copies, dropped                uint64
 	cpuPlain, cpuRouted, cpuMirror float64 // agent CPU seconds per second at the row's rate
 	rssPlain, rssRouted, rssMirror int64
-	// errors counts failed requests per row name; mirrorSent the requests
+	// failed counts failed requests in all rows; mirrorSent the requests
 	// sent through the mirroring agent.
-	errors     map[string]int
-	mirrorSent int
+	failed, mirrorSent int
 }
 
 // measurePersonal runs the personal-intercept rows, interleaved, medians
 // of o.rounds.
 func measurePersonal(ctx context.Context, o options) (personalResults, error) {
-	r := personalResults{mirrorRate: 5000, errors: map[string]int{}}
+	r := personalResults{mirrorRate: 5000}
 	agentBin := strings.TrimSuffix(o.tetherBin, "tether") + "tether-agent"
 	appL, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -192,7 +191,7 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 		} {
 			c0 := cpuSeconds(m.pid)
 			row, failed := pacedCounting(ctx, m.url, m.rate, window)
-			r.errors[m.url] += failed
+			r.failed += failed
 			if m.cpu != nil {
 				*m.cpu = append(*m.cpu, (cpuSeconds(m.pid)-c0)/window.Seconds()*1000/float64(m.rate))
 			}
@@ -324,12 +323,8 @@ func printPersonal(w io.Writer, r personalResults) {
 			ratio(x.p50, r.mirRouted.p50), ratio(x.p50, r.mirPlain.p50))
 	}
 	tw.Flush()
-	failed := 0
-	for _, n := range r.errors {
-		failed += n
-	}
 	fmt.Fprintf(w, "failed requests in all these rows: %d; mirror copies delivered %d, dropped %d (of %d requests through the mirroring agent)\n",
-		failed, r.copies, r.dropped, r.mirrorSent)
+		r.failed, r.copies, r.dropped, r.mirrorSent)
 	fmt.Fprintf(w, "agent CPU per 1,000 requests/s: nobody intercepting %.0f ms/s, router %.0f ms/s, mirror %.0f ms/s; RSS after: %.1f / %.1f / %.1f MiB\n",
 		r.cpuPlain*1000, r.cpuRouted*1000, r.cpuMirror*1000, mib(r.rssPlain), mib(r.rssRouted), mib(r.rssMirror))
 }

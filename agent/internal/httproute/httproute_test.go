@@ -3,6 +3,7 @@ package httproute
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/tetherkube/tether/httpfilter"
 )
+
+// errNoConn is what a laptop that cannot be reached answers in tests.
+var errNoConn = errors.New("no connection")
 
 // backend is a loopback HTTP server (HTTP/1.1 and HTTP/2 cleartext) that
 // answers "NAME PATH", and counts the connections it accepted.

@@ -118,7 +118,6 @@ func (r *Router) reverseProxy(tr *http.Transport, to *Route) http.Handler {
 				}
 			}
 		},
-		ErrorLog:     nil,
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) { r.badGateway(w, req, to, err) },
 	}
 }

@@ -9,7 +9,6 @@ package httproute
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -272,6 +271,3 @@ func (r *Router) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 }
-
-// errNoConn is what a route that is gone answers.
-var errNoConn = errors.New("no connection")
