@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -76,7 +77,11 @@ func startBenchAgent(ctx context.Context, bin string, appPort int, laptop string
 			return nil, fmt.Errorf("agent not listening: %w", err)
 		}
 	}
-	if a.link, err = agent.Connect(ctx, c, tunnel.DefaultConfig([]byte(token))); err != nil {
+	cfg := tunnel.DefaultConfig([]byte(token))
+	// The daemon's side of the tunnel logs as the daemon would: a tunnel
+	// that ends under load says why.
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("agent", fport)
+	if a.link, err = agent.Connect(ctx, c, cfg); err != nil {
 		a.stop()
 		return nil, err
 	}
@@ -170,6 +175,15 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 	if err := agents["mirror"].intercept(ctx, "copy", true); err != nil {
 		return r, err
 	}
+	// With TETHER_PROFILE_DIR (make bench PROFILE=1) the mirroring agent,
+	// the one that does two requests per request, is profiled for the
+	// whole run: agent-mirror.{cpu,block,mutex,heap}.pprof.
+	profDir := os.Getenv("TETHER_PROFILE_DIR")
+	if profDir != "" {
+		if err := agents["mirror"].link.Agent().StartProfile(ctx, agent.ProfileRequest{}); err != nil {
+			return r, fmt.Errorf("profile the mirroring agent: %w", err)
+		}
+	}
 	const window = 3 * time.Second
 	path := "/orders/7"
 	var direct, plain, routed, global, filtered, mirPlain, mirRouted, mirror []row
@@ -220,6 +234,17 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 	}
 	r.cpuPlain, r.cpuRouted, r.cpuMirror = medianFloat(cpuPlain), medianFloat(cpuRouted), medianFloat(cpuMirror)
 	r.rssPlain, r.rssRouted, r.rssMirror = rss(agents["plain"].cmd.Process.Pid), rss(agents["routed"].cmd.Process.Pid), rss(agents["mirror"].cmd.Process.Pid)
+	if profDir != "" {
+		prof, err := agents["mirror"].link.Agent().StopProfile(ctx)
+		if err != nil {
+			return r, fmt.Errorf("the mirroring agent's profile: %w", err)
+		}
+		for kind, b := range map[string][]byte{"cpu": prof.CPU, "block": prof.Block, "mutex": prof.Mutex, "heap": prof.Heap} {
+			if err := os.WriteFile(filepath.Join(profDir, "agent-mirror."+kind+".pprof"), b, 0o600); err != nil {
+				return r, err
+			}
+		}
+	}
 	info, err := agents["mirror"].link.Agent().Info(ctx)
 	if err != nil {
 		return r, fmt.Errorf("the mirroring agent's counts: %w", err)
