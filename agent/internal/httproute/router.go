@@ -61,7 +61,7 @@ type Config struct {
 	// MirrorInFlight bounds the copies sent and not yet answered, per
 	// connection for HTTP/1, per route for HTTP/2 (default 64).
 	MirrorInFlight int
-	Logger        *slog.Logger
+	Logger         *slog.Logger
 }
 
 func (c *Config) defaults() {
