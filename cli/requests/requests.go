@@ -112,9 +112,10 @@ and the agent's sequence number.`,
   tether requests show deploy/orders x2x.17
   tether requests stats deploy/orders
   tether requests export orders --since 10m -f recent.har
-  tether requests save orders incident-42.json`,
+  tether requests save orders incident-42.json
+  tether requests compare orders`,
 	}
-	cmd.AddCommand(NewCmdList(f, nil), NewCmdShow(f, nil), NewCmdStats(f, nil), NewCmdExport(f, nil), NewCmdSave(f, nil))
+	cmd.AddCommand(NewCmdList(f, nil), NewCmdShow(f, nil), NewCmdStats(f, nil), NewCmdExport(f, nil), NewCmdSave(f, nil), NewCmdCompare(f, nil))
 	return cmd
 }
 
