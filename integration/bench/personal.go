@@ -166,6 +166,14 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 		defer a.stop()
 		agents[name] = a
 	}
+	if o.pinAgents {
+		// The agents on the last CPU, this process (load, app, laptop)
+		// on the others: as in a cluster, where the callers, the app's
+		// other work and the laptop do not take the agent's CPU.
+		if err := pinAgents(agents); err != nil {
+			return r, err
+		}
+	}
 	if err := agents["routed"].intercept(ctx, "ana", false, "x-tether-user=ana"); err != nil {
 		return r, err
 	}
@@ -175,11 +183,14 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 	if err := agents["mirror"].intercept(ctx, "copy", true); err != nil {
 		return r, err
 	}
-	// With TETHER_PROFILE_DIR (make bench PROFILE=1) the mirroring agent,
-	// the one that does two requests per request, is profiled for the
-	// whole run: agent-mirror.{cpu,block,mutex,heap}.pprof.
-	profDir := os.Getenv("TETHER_PROFILE_DIR")
+	// With -profile-dir (make bench PROFILE=1) the mirroring agent, the
+	// one that does two requests per request, is profiled for the whole
+	// run: agent-mirror.{cpu,block,mutex,heap}.pprof.
+	profDir := o.profileDir
 	if profDir != "" {
+		if err := os.MkdirAll(profDir, 0o755); err != nil {
+			return r, err
+		}
 		if err := agents["mirror"].link.Agent().StartProfile(ctx, agent.ProfileRequest{}); err != nil {
 			return r, fmt.Errorf("profile the mirroring agent: %w", err)
 		}
