@@ -77,7 +77,7 @@ func startBenchAgent(ctx context.Context, bin string, appPort int, laptop string
 			return nil, fmt.Errorf("agent not listening: %w", err)
 		}
 	}
-	cfg := tunnel.DefaultConfig([]byte(token))
+	cfg := tunnel.DaemonConfig([]byte(token))
 	// The daemon's side of the tunnel logs as the daemon would: a tunnel
 	// that ends under load says why.
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("agent", fport)
