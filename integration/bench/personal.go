@@ -303,7 +303,9 @@ func medianFloat(v []float64) float64 {
 // pacedCounting sends GETs at rate per second for d on keep-alive
 // connections, as paced does, counting failures instead of stopping.
 func pacedCounting(ctx context.Context, url string, rate int, d time.Duration) (row, int) {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	// At most 512 connections: a stall of the machine must not turn into
+	// thousands of new connections (and the agent's work to accept them).
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}}
 	defer client.CloseIdleConnections()
 	n := int(d.Seconds() * float64(rate))
 	lat := make([]time.Duration, n)
