@@ -27,6 +27,7 @@ import (
 	"github.com/tetherkube/tether/cli/quit"
 	"github.com/tetherkube/tether/cli/record"
 	replaycmd "github.com/tetherkube/tether/cli/replay"
+	"github.com/tetherkube/tether/cli/reproduce"
 	"github.com/tetherkube/tether/cli/requests"
 	"github.com/tetherkube/tether/cli/rollback"
 	"github.com/tetherkube/tether/cli/run"
@@ -78,6 +79,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		run.NewCmdRun(f, nil),
 		requests.NewCmdRequests(f),
 		replaycmd.NewCmdReplay(f, nil),
+		reproduce.NewCmdReproduce(f, nil),
 		logs.NewCmdLogs(f, nil),
 		version.NewCmdVersion(f, nil),
 		daemoncmd.NewCmdDaemon(f),
@@ -96,7 +98,7 @@ func addCompletions(f *cmdutil.Factory, root *cobra.Command) {
 		"capture": pod, "dns": pod,
 		"requests list": workload, "requests stats": workload, "requests export": workload,
 		"requests save": workload, "requests compare": workload,
-		"requests show": f.CompleteRecorded(), "replay": f.CompleteRecorded(),
+		"requests show": f.CompleteRecorded(), "replay": f.CompleteRecorded(), "reproduce": f.CompleteRecorded(),
 	} {
 		if cmd, _, err := root.Find(strings.Fields(path)); err == nil && cmd.ValidArgsFunction == nil {
 			cmd.ValidArgsFunction = fn
