@@ -41,7 +41,9 @@ func (e Expect) String() string { return e.text }
 func (e Expect) Holds(a Answer) bool { return e.eval(a) }
 
 // NeedsBody reports whether the condition reads the answer's body.
-func (e Expect) NeedsBody() bool { return strings.HasPrefix(e.text, "json:") || strings.HasPrefix(e.text, "body~") }
+func (e Expect) NeedsBody() bool {
+	return strings.HasPrefix(e.text, "json:") || strings.HasPrefix(e.text, "body~")
+}
 
 // ErrBadExpect: an expectation that cannot be read.
 var ErrBadExpect = errors.New("bad expectation")

@@ -26,7 +26,6 @@ func parse(t *testing.T, args ...string) (*ReproduceOptions, error) {
 	return got, cmdtest.Exec(cmd, args...)
 }
 
-
 func TestNewCmdReproduce(t *testing.T) {
 	o, err := parse(t, "orders", "--status", "5xx", "--since", "10m", "--to", "cluster", "--expect", "status=500", "--expect", "json:$.error", "-o", "json")
 	if err != nil {
