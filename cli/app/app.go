@@ -20,6 +20,7 @@ import (
 	"github.com/tetherkube/tether/cli/daemoncmd"
 	"github.com/tetherkube/tether/cli/dns"
 	"github.com/tetherkube/tether/cli/env"
+	"github.com/tetherkube/tether/cli/gatherlogs"
 	"github.com/tetherkube/tether/cli/intercept"
 	"github.com/tetherkube/tether/cli/internal/netns"
 	"github.com/tetherkube/tether/cli/leave"
@@ -81,6 +82,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		replaycmd.NewCmdReplay(f, nil),
 		reproduce.NewCmdReproduce(f, nil),
 		logs.NewCmdLogs(f, nil),
+		gatherlogs.NewCmdGatherLogs(f, nil),
 		version.NewCmdVersion(f, nil),
 		daemoncmd.NewCmdDaemon(f),
 	)
