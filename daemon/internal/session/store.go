@@ -218,20 +218,18 @@ func (s Store) Load(ctx context.Context, namespace string) (Meta, *Snapshot, err
 	return m, &snap, nil
 }
 
-// Drop deletes a namespace's session: its chunks, then its head.
+// Drop deletes a namespace's session: its chunks, then its head. Chunks
+// an interrupted start left unrecorded are owned by the head: the garbage
+// collector removes them with it.
 func (s Store) Drop(ctx context.Context, namespace string) (Meta, error) {
 	m, err := s.Head(ctx, namespace)
 	if err != nil && !errors.Is(err, errdefs.ErrFailedCheck) {
 		return m, err
 	}
 	secrets := s.CS.CoreV1().Secrets(namespace)
-	list, err := secrets.List(ctx, metav1.ListOptions{LabelSelector: LabelPart + "=chunk"})
-	if err != nil {
-		return m, fmt.Errorf("list the session's secrets in %s: %w", namespace, err)
-	}
-	for _, c := range list.Items {
-		if err := secrets.Delete(ctx, c.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return m, fmt.Errorf("delete the snapshot's secret/%s in %s: %w", c.Name, namespace, err)
+	for i := range m.ChunkHashes {
+		if err := secrets.Delete(ctx, ChunkName(i), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return m, fmt.Errorf("delete the snapshot's secret/%s in %s: %w", ChunkName(i), namespace, err)
 		}
 	}
 	if err := secrets.Delete(ctx, HeadName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
