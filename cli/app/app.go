@@ -30,6 +30,7 @@ import (
 	"github.com/tetherkube/tether/cli/requests"
 	"github.com/tetherkube/tether/cli/rollback"
 	"github.com/tetherkube/tether/cli/run"
+	"github.com/tetherkube/tether/cli/session"
 	"github.com/tetherkube/tether/cli/status"
 	"github.com/tetherkube/tether/cli/trace"
 	"github.com/tetherkube/tether/cli/version"
@@ -78,6 +79,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		run.NewCmdRun(f, nil),
 		requests.NewCmdRequests(f),
 		replaycmd.NewCmdReplay(f, nil),
+		session.NewCmdSession(f),
 		logs.NewCmdLogs(f, nil),
 		version.NewCmdVersion(f, nil),
 		daemoncmd.NewCmdDaemon(f),
