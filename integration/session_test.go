@@ -223,7 +223,7 @@ func TestSessionRollbackRestoresEverything(t *testing.T) {
 		"secret/orders-db":           "modified data.password",
 		"service/orders-debug":       "created ",
 		"networkpolicy/allow-orders": "deleted ",
-		"deployment/orders": "modified spec.replicas,spec.template.spec.containers[name=orders].env," +
+		"deployment/orders": "modified spec.replicas,spec.template.spec.containers[name=orders].env[name=DEBUG_MODE]," +
 			"spec.template.spec.containers[name=orders].image",
 	}
 	got := e.sessionDiff()
@@ -248,11 +248,19 @@ func TestSessionRollbackRestoresEverything(t *testing.T) {
 	if n < 10 || len(failures) > 0 {
 		t.Errorf("%d requests during the rollbacks, %d failed (want at least 10, none failed):\n%s", n, len(failures), strings.Join(failures, "\n"))
 	}
-	e.waitAvailable("orders", 2)
+	t.Logf("the second rollback:\n%s", out)
+	// The first was killed before the deletes, which come after the rollout.
+	if !strings.Contains(out, "delete     configmap/debug-flags") || !strings.Contains(out, "delete     service/orders-debug") {
+		t.Errorf("the second rollback did not finish the first's work:\n%s", out)
+	}
+	ctx := context.Background()
+	// The rollback waited for the rollout.
+	if d, err := e.cs.AppsV1().Deployments(e.ns).Get(ctx, "orders", metav1.GetOptions{}); err != nil || d.Status.UpdatedReplicas != 2 || d.Status.AvailableReplicas != 2 {
+		t.Errorf("after the rollback: %v; deployment status %+v, want 2 updated and available replicas", err, d.Status)
+	}
 	if after := e.sessionObjects(); after != before {
 		t.Errorf("not restored field for field:\nbefore %+v\nafter  %+v", before, after)
 	}
-	ctx := context.Background()
 	if _, err := e.cs.CoreV1().ConfigMaps(e.ns).Get(ctx, "debug-flags", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("configmap/debug-flags, created during the session, is still there (%v)", err)
 	}

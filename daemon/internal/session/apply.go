@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/tetherkube/tether/internal/errdefs"
 )
@@ -37,11 +38,7 @@ func (c Client) Apply(ctx context.Context, namespace string, plan []Step, snap m
 		var err error
 		switch s.Action {
 		case ActUpdate:
-			obj := restored(snap[s.Ref], namespace)
-			obj.SetResourceVersion(cur[s.Ref].GetResourceVersion())
-			keepControllerAnnotations(obj, cur[s.Ref].Object)
-			keepClusterIPs(obj, cur[s.Ref].Object)
-			_, err = res.Update(ctx, obj, metav1.UpdateOptions{})
+			err = c.update(ctx, namespace, s.Ref, snap[s.Ref], cur[s.Ref])
 		case ActCreate:
 			d.Note, err = c.create(ctx, namespace, s.Ref, snap[s.Ref])
 		case ActReplace:
@@ -61,6 +58,28 @@ func (c Client) Apply(ctx context.Context, namespace string, plan []Step, snap m
 		done = append(done, d)
 	}
 	return done, nil
+}
+
+// update restores obj over cur. A conflict (a controller wrote the
+// object's status meanwhile) reads it again and retries; the object
+// keeps its UID, so it is still the one the plan was made for.
+func (c Client) update(ctx context.Context, namespace string, r Ref, obj map[string]any, cur *unstructured.Unstructured) error {
+	res := c.Dyn.Resource(kindByName(r.Kind).GVR).Namespace(namespace)
+	uid := cur.GetUID()
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u := restored(obj, namespace)
+		u.SetResourceVersion(cur.GetResourceVersion())
+		u.SetUID(uid)
+		keepControllerAnnotations(u, cur.Object)
+		keepClusterIPs(u, cur.Object)
+		_, err := res.Update(ctx, u, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			if fresh, gerr := res.Get(ctx, r.Name, metav1.GetOptions{}); gerr == nil {
+				cur = fresh
+			}
+		}
+		return err
+	})
 }
 
 // restored is a snapshot object ready to send back.

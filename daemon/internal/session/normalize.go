@@ -1,6 +1,7 @@
 package session
 
 import (
+	"math"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -72,9 +73,20 @@ func normalizeMeta(m map[string]any) map[string]any {
 }
 
 // dropNulls returns a deep copy of v without null values in maps (the API
-// server writes `creationTimestamp: null` in pod templates, for one).
+// server writes `creationTimestamp: null` in pod templates, for one), its
+// whole numbers as int64 whether they were decoded as float64 (a snapshot
+// read back from JSON) or as integers (client-go's objects).
 func dropNulls(v any) any {
 	switch t := v.(type) {
+	case float64:
+		if t == math.Trunc(t) && math.Abs(t) < 1<<53 {
+			return int64(t)
+		}
+		return t
+	case int:
+		return int64(t)
+	case int32:
+		return int64(t)
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, e := range t {

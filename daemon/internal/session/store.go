@@ -215,6 +215,9 @@ func (s Store) Load(ctx context.Context, namespace string) (Meta, *Snapshot, err
 	if err := json.Unmarshal(raw, &snap); err != nil {
 		return m, nil, errdefs.FailedCheck("session %q in %s: decode the snapshot: %v", m.Name, namespace, err)
 	}
+	for i := range snap.Objects {
+		snap.Objects[i].Object, _ = dropNulls(snap.Objects[i].Object).(map[string]any)
+	}
 	return m, &snap, nil
 }
 

@@ -24,7 +24,11 @@ func bigSnapshot(t *testing.T, n int) *Snapshot {
 		t.Fatal(err)
 	}
 	s := Normalize(secret("blob", map[string]any{"blob": base64.StdEncoding.EncodeToString(raw)}).Object)
-	return &Snapshot{Objects: []Object{{Ref: Ref{Kind: "Secret", Name: "blob"}, Object: s}}, Absent: []Ref{{Kind: "Deployment", Name: "later"}}}
+	// A deployment's numbers come back from JSON as float64: Load makes
+	// them int64 again, as client-go decodes the cluster's objects.
+	d := Normalize(deployment("orders:1", 3).Object)
+	return &Snapshot{Objects: []Object{{Ref: Ref{Kind: "Secret", Name: "blob"}, Object: s}, {Ref: Ref{Kind: "Deployment", Name: "orders"}, Object: d}},
+		Absent: []Ref{{Kind: "Deployment", Name: "later"}}}
 }
 
 func TestStoreRoundTrip(t *testing.T) {
