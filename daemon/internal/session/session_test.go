@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+
+	"github.com/tetherkube/tether/internal/access"
 )
 
 func obj(kind, name string, fields map[string]any) *unstructured.Unstructured {
@@ -256,5 +258,17 @@ func TestHunks(t *testing.T) {
 	want := "@@ -3,5 +3,5 @@\n c\n d\n-e\n+E\n f\n g\n"
 	if got != want {
 		t.Errorf("hunks:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestKindsMatchAccess: the permission checks ask about exactly the
+// resources a session reads and writes.
+func TestKindsMatchAccess(t *testing.T) {
+	var got []access.SessionResource
+	for _, k := range Kinds {
+		got = append(got, access.SessionResource{Group: k.GVR.Group, Resource: k.GVR.Resource})
+	}
+	if diff := cmp.Diff(access.SessionResources, got); diff != "" {
+		t.Errorf("access.SessionResources (-want +got):\n%s", diff)
 	}
 }
