@@ -294,6 +294,20 @@ func TestSessionRollbackRestoresEverything(t *testing.T) {
 		t.Errorf("--force did not restore:\nbefore %+v\nafter  %+v", before, after)
 	}
 
+	// A snapshot changed after the fact: refused, naming the Secret, exit 3.
+	chunk, err := e.cs.CoreV1().Secrets(e.ns).Get(ctx, "tether-session-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk.Data["snapshot.json.gz"] = append(chunk.Data["snapshot.json.gz"], 0)
+	if _, err := e.cs.CoreV1().Secrets(e.ns).Update(ctx, chunk, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code = e.tether("session", "rollback", "--kubeconfig", e.kubeconfig, "-n", e.ns)
+	if code != 3 || !strings.Contains(stderr, "secret/tether-session-0 changed after the session started") {
+		t.Errorf("rollback from a tampered snapshot: exit %d, stderr %s", code, stderr)
+	}
+
 	out = e.mustTether("session", "end")
 	if !strings.Contains(out, "ended: the changes stay") {
 		t.Errorf("session end: %s", out)
