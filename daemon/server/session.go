@@ -61,7 +61,7 @@ func (d *Daemon) SessionStart(ctx context.Context, req daemon.SessionStartReques
 		return daemon.SessionInfo{}, err
 	}
 	st := session.Store{CS: d.cs}
-	m := session.Meta{Name: req.Name, Namespace: req.Namespace, Since: time.Now().UTC().Truncate(time.Second), By: d.owner(), Include: include}
+	m := session.Meta{Name: req.Name, Namespace: req.Namespace, Since: time.Now().UTC(), By: d.owner(), Include: include}
 	head, err := st.Begin(ctx, m)
 	if err != nil {
 		return daemon.SessionInfo{}, err

@@ -28,6 +28,7 @@ type Done struct {
 func (c Client) Apply(ctx context.Context, namespace string, plan []Step, snap map[Ref]map[string]any,
 	cur map[Ref]*unstructured.Unstructured, progress func(string)) ([]Done, error) {
 	var done []Done
+	scaled := Autoscaled(snap)
 	for _, s := range plan {
 		if s.Action == ActRefuse {
 			return done, errdefs.FailedCheck("%s %s", s.Ref, s.Reason)
@@ -38,7 +39,7 @@ func (c Client) Apply(ctx context.Context, namespace string, plan []Step, snap m
 		var err error
 		switch s.Action {
 		case ActUpdate:
-			err = c.update(ctx, namespace, s.Ref, snap[s.Ref], cur[s.Ref])
+			err = c.update(ctx, namespace, s.Ref, snap[s.Ref], cur[s.Ref], scaled[s.Ref])
 		case ActCreate:
 			d.Note, err = c.create(ctx, namespace, s.Ref, snap[s.Ref])
 		case ActReplace:
@@ -62,8 +63,9 @@ func (c Client) Apply(ctx context.Context, namespace string, plan []Step, snap m
 
 // update restores obj over cur. A conflict (a controller wrote the
 // object's status meanwhile) reads it again and retries; the object
-// keeps its UID, so it is still the one the plan was made for.
-func (c Client) update(ctx context.Context, namespace string, r Ref, obj map[string]any, cur *unstructured.Unstructured) error {
+// keeps its UID, so it is still the one the plan was made for. A workload
+// an HPA scales (autoscaled) keeps its current replica count.
+func (c Client) update(ctx context.Context, namespace string, r Ref, obj map[string]any, cur *unstructured.Unstructured, autoscaled bool) error {
 	res := c.Dyn.Resource(kindByName(r.Kind).GVR).Namespace(namespace)
 	uid := cur.GetUID()
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -72,6 +74,11 @@ func (c Client) update(ctx context.Context, namespace string, r Ref, obj map[str
 		u.SetUID(uid)
 		keepControllerAnnotations(u, cur.Object)
 		keepClusterIPs(u, cur.Object)
+		if autoscaled {
+			if n, ok, _ := unstructured.NestedFieldCopy(cur.Object, "spec", "replicas"); ok {
+				_ = unstructured.SetNestedField(u.Object, n, "spec", "replicas")
+			}
+		}
 		_, err := res.Update(ctx, u, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
 			if fresh, gerr := res.Get(ctx, r.Name, metav1.GetOptions{}); gerr == nil {

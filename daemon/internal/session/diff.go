@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
 
@@ -37,6 +38,7 @@ type Change struct {
 // and the cluster's (after), both normalised, keyed by Ref, in the
 // rollback's order.
 func Compare(before, after map[Ref]map[string]any) []Change {
+	scaled := Autoscaled(before)
 	refs := map[Ref]bool{}
 	for r := range before {
 		refs[r] = true
@@ -55,13 +57,13 @@ func Compare(before, after map[Ref]map[string]any) []Change {
 		case !inB && inA:
 			c = Change{Ref: r, Change: Created}
 		default:
-			paths := FieldPaths(comparable(r, b), comparable(r, a))
+			paths := FieldPaths(comparable(r, b, scaled), comparable(r, a, scaled))
 			if len(paths) == 0 {
 				continue
 			}
 			c = Change{Ref: r, Change: Modified, Paths: paths}
 		}
-		c.Text = unified(r, forText(r.Kind, comparable(r, b)), forText(r.Kind, comparable(r, a)))
+		c.Text = unified(r, forText(r.Kind, comparable(r, b, scaled)), forText(r.Kind, comparable(r, a, scaled)))
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return Less(out[i].Ref, out[j].Ref) })
@@ -70,29 +72,56 @@ func Compare(before, after map[Ref]map[string]any) []Change {
 
 // comparable is obj as a diff compares it: a Service's cluster IPs are
 // the API server's choice (a Service deleted and created again gets new
-// ones), so only whether it is headless counts.
-func comparable(r Ref, obj map[string]any) map[string]any {
-	if obj == nil || r.Kind != "Service" {
+// ones), so only whether it is headless counts; a workload an HPA of the
+// snapshot scales has the HPA's replica count, not the developer's.
+func comparable(r Ref, obj map[string]any, scaled map[Ref]bool) map[string]any {
+	if obj == nil {
 		return obj
 	}
 	spec, ok := obj["spec"].(map[string]any)
 	if !ok {
 		return obj
 	}
+	var drop []string
+	switch {
+	case r.Kind == "Service":
+		drop = []string{"clusterIP", "clusterIPs"}
+	case scaled[r]:
+		drop = []string{"replicas"}
+	default:
+		return obj
+	}
 	out := make(map[string]any, len(obj))
 	for k, v := range obj {
 		out[k] = v
 	}
-	s := make(map[string]any, len(spec))
+	sp := make(map[string]any, len(spec))
 	for k, v := range spec {
-		if k != "clusterIP" && k != "clusterIPs" {
-			s[k] = v
+		sp[k] = v
+	}
+	for _, k := range drop {
+		delete(sp, k)
+	}
+	if r.Kind == "Service" && spec["clusterIP"] == "None" {
+		sp["clusterIP"] = "None"
+	}
+	out["spec"] = sp
+	return out
+}
+
+// Autoscaled returns the workloads the HPAs among objs scale.
+func Autoscaled(objs map[Ref]map[string]any) map[Ref]bool {
+	out := map[Ref]bool{}
+	for r, o := range objs {
+		if r.Kind != "HorizontalPodAutoscaler" {
+			continue
+		}
+		kind, _, _ := unstructured.NestedString(o, "spec", "scaleTargetRef", "kind")
+		name, _, _ := unstructured.NestedString(o, "spec", "scaleTargetRef", "name")
+		if k, ok := KindOf(kind); ok && k.Workload && name != "" {
+			out[Ref{Kind: k.Kind, Name: name}] = true
 		}
 	}
-	if spec["clusterIP"] == "None" {
-		s["clusterIP"] = "None"
-	}
-	out["spec"] = s
 	return out
 }
 

@@ -272,3 +272,42 @@ func TestKindsMatchAccess(t *testing.T) {
 		t.Errorf("access.SessionResources (-want +got):\n%s", diff)
 	}
 }
+
+// TestAutoscaledReplicas: the replica count of a workload an HPA of the
+// snapshot scales is the HPA's: no change in a diff, kept by a rollback.
+func TestAutoscaledReplicas(t *testing.T) {
+	ctx := context.Background()
+	hpa := obj("HorizontalPodAutoscaler", "orders", map[string]any{"spec": map[string]any{
+		"scaleTargetRef": map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": "orders"},
+		"minReplicas":    int64(2), "maxReplicas": int64(10)}})
+	dyn := fakeDynamic(deployment("orders:1", 3), hpa)
+	c := Client{Dyn: dyn}
+	snap, err := c.Take(ctx, "shop", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := dyn.Resource(kindByName("Deployment").GVR).Namespace("shop")
+	if _, err := deps.Update(ctx, deployment("orders:2", 5), metaOpts()); err != nil { // the HPA scaled to 5, someone set the image
+		t.Fatal(err)
+	}
+	cur, err := c.Read(ctx, "shop", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := Compare(snap.ByRef(), Normalized(cur))
+	if len(changes) != 1 || strings.Join(changes[0].Paths, ",") != "spec.template.spec.containers[name=app].image" {
+		t.Fatalf("changes %+v, want only the image", changes)
+	}
+	if _, err := c.Apply(ctx, "shop", Plan(snap.ByRef(), cur, false), snap.ByRef(), cur, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := deps.Get(ctx, "orders", getOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _, _ := unstructured.NestedInt64(got.Object, "spec", "replicas")
+	img, _, _ := unstructured.NestedSlice(got.Object, "spec", "template", "spec", "containers")
+	if n != 5 || img[0].(map[string]any)["image"] != "orders:1" {
+		t.Errorf("after the rollback: %d replicas, containers %v; want 5 (the HPA's) and orders:1", n, img)
+	}
+}
