@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -411,4 +412,62 @@ func TestSessionRollbackUndoesTethersOwnChanges(t *testing.T) {
 		t.Errorf("a diff after the rollback: %v", got)
 	}
 	e.mustTether("session", "end")
+}
+
+// TestSessionIncludeAndAutoscaler: a session of the objects --include
+// names (one absent at start) sees only them; the replica count of a
+// workload its HPA scales is the HPA's, not a change; rollback recreates
+// the deleted HPA and deletes the named object created meanwhile, and
+// leaves what it was not told about.
+func TestSessionIncludeAndAutoscaler(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	ctx := context.Background()
+	one, three := int32(1), int32(3)
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Name: "orders"},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{MinReplicas: &one, MaxReplicas: three,
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "orders"}}}
+	if _, err := e.cs.AutoscalingV2().HorizontalPodAutoscalers(e.ns).Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.mustTether("session", "start", "--include", "deploy/orders,hpa/orders,cm/later")
+
+	if err := e.cs.AutoscalingV2().HorizontalPodAutoscalers(e.ns).Delete(ctx, "orders", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d, err := e.cs.AppsV1().Deployments(e.ns).Get(ctx, "orders", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		two := int32(2)
+		d.Spec.Replicas = &two
+		_, err = e.cs.AppsV1().Deployments(e.ns).Update(ctx, d, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"later", "unrelated"} {
+		if _, err := e.cs.CoreV1().ConfigMaps(e.ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{"configmap/later": "created ", "horizontalpodautoscaler/orders": "deleted "}
+	if got := e.sessionDiff(); !equality.Semantic.DeepEqual(want, got) {
+		t.Errorf("session diff -o json:\n got %v\nwant %v", got, want)
+	}
+	e.mustTether("session", "rollback")
+	if _, err := e.cs.AutoscalingV2().HorizontalPodAutoscalers(e.ns).Get(ctx, "orders", metav1.GetOptions{}); err != nil {
+		t.Errorf("the HPA is not back: %v", err)
+	}
+	if _, err := e.cs.CoreV1().ConfigMaps(e.ns).Get(ctx, "later", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("configmap/later, named and created during the session, is still there (%v)", err)
+	}
+	if _, err := e.cs.CoreV1().ConfigMaps(e.ns).Get(ctx, "unrelated", metav1.GetOptions{}); err != nil {
+		t.Errorf("configmap/unrelated, not in the session, is gone: %v", err)
+	}
+	if got := e.sessionDiff(); len(got) != 0 {
+		t.Errorf("a diff after the rollback: %v", got)
+	}
 }
