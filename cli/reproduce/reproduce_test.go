@@ -163,7 +163,7 @@ func TestRunCounts(t *testing.T) {
 	}
 	want := Report{Expect: []string{"status=500", "json:.error=out of stock"}, Rounds: 10, Reproduced: 3,
 		Requests: []RequestReport{{Ref: rep.Requests[0].Ref, Method: "GET", Target: "/orders/7", Sent: 10, Reproduced: 3, ByStatus: map[string]int{"200": 7, "500": 3}}},
-		Summary:  replay.Summary{Sent: 10, ByStatus: map[string]int{}}}
+		Summary: replay.Summary{Sent: 10, ByStatus: map[string]int{}}}
 	if diff := cmp.Diff(want, rep); diff != "" {
 		t.Errorf("-o json (-want +got):\n%s", diff)
 	}
