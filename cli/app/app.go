@@ -27,7 +27,6 @@ import (
 	"github.com/tetherkube/tether/cli/quit"
 	"github.com/tetherkube/tether/cli/record"
 	replaycmd "github.com/tetherkube/tether/cli/replay"
-	"github.com/tetherkube/tether/cli/reproduce"
 	"github.com/tetherkube/tether/cli/requests"
 	"github.com/tetherkube/tether/cli/rollback"
 	"github.com/tetherkube/tether/cli/run"
@@ -80,7 +79,6 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		run.NewCmdRun(f, nil),
 		requests.NewCmdRequests(f),
 		replaycmd.NewCmdReplay(f, nil),
-		reproduce.NewCmdReproduce(f, nil),
 		session.NewCmdSession(f),
 		logs.NewCmdLogs(f, nil),
 		version.NewCmdVersion(f, nil),

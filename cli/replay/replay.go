@@ -248,8 +248,48 @@ func (o *ReplayOptions) Run(ctx context.Context) error {
 
 // selection returns the exchanges to replay and their names.
 func (o *ReplayOptions) selection(ctx context.Context, client daemon.Service) ([]*recording.Exchange, []string, error) {
-	return requests.Select(ctx, client, requests.Selection{From: o.From, ReadFile: o.ReadFile, Ns: o.Ns, Workload: o.Workload,
-		Refs: o.Refs, Filter: o.Filter, Now: o.Now(), ErrOut: o.ErrOut})
+	if o.From != "" {
+		exs, err := o.ReadFile(o.From)
+		if err != nil {
+			return nil, nil, err
+		}
+		var refs []string
+		for _, e := range exs {
+			refs = append(refs, requests.Ref(e))
+		}
+		return exs, refs, nil
+	}
+	f, err := o.Filter.Filter(o.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, r := range o.Refs {
+		_, id, err := requests.ParseRef(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		f.IDs = append(f.IDs, id)
+	}
+	got, _, err := requests.Read(ctx, client, daemon.RequestsRequest{Namespace: o.Ns, Workload: o.Workload, Filter: f, Limit: o.Filter.Limit}, o.ErrOut)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(o.Refs) > 0 {
+		var picked []*recording.Exchange
+		for _, r := range o.Refs {
+			e, err := requests.Find(r, got)
+			if err != nil {
+				return nil, nil, err
+			}
+			picked = append(picked, e)
+		}
+		got = picked
+	}
+	var refs []string
+	for _, e := range got {
+		refs = append(refs, requests.Ref(e))
+	}
+	return got, refs, nil
 }
 
 // printResult prints one result for people; recorded and received text is
