@@ -224,7 +224,7 @@ func ReplayRequestToProto(req ReplayRequest) *daemonv1.ReplayRequest {
 	}
 	return &daemonv1.ReplayRequest{Namespace: req.Namespace, Workload: req.Workload, Exchanges: agent.ExchangesToProto(req.Exchanges),
 		Refs: req.Refs, To: req.To, Rate: o.Rate, Speed: o.Speed, Concurrency: uint32(o.Concurrency), Count: uint32(o.Count),
-		Headers: headers, Diff: o.Diff, IgnoreHeaders: o.IgnoreHeaders, TimeoutMillis: o.Timeout.Milliseconds(), KeepBody: o.KeepBody}
+		Headers: headers, Diff: o.Diff, IgnoreHeaders: o.IgnoreHeaders, TimeoutMillis: o.Timeout.Milliseconds()}
 }
 
 // ReplayRequestFromProto fails, as a user error, on a header that is not
@@ -241,12 +241,12 @@ func ReplayRequestFromProto(req *daemonv1.ReplayRequest) (ReplayRequest, error) 
 	return ReplayRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), Exchanges: agent.ExchangesFromProto(req.GetExchanges()),
 		Refs: req.GetRefs(), To: req.GetTo(), Options: replay.Options{Rate: req.GetRate(), Speed: req.GetSpeed(),
 			Concurrency: int(req.GetConcurrency()), Count: int(req.GetCount()), Header: hdr, Diff: req.GetDiff(),
-			IgnoreHeaders: req.GetIgnoreHeaders(), Timeout: time.Duration(req.GetTimeoutMillis()) * time.Millisecond, KeepBody: req.GetKeepBody()}}, nil
+			IgnoreHeaders: req.GetIgnoreHeaders(), Timeout: time.Duration(req.GetTimeoutMillis()) * time.Millisecond}}, nil
 }
 
 func ReplayResultToProto(r replay.Result) *daemonv1.ReplayResult {
 	p := &daemonv1.ReplayResult{Ref: r.Ref, Round: int32(r.Round), Method: r.Method, Target: r.Target, Status: int32(r.Status),
-		LatencyNanos: int64(r.Latency), Error: r.Error, Skipped: r.Skipped, GrpcStatus: r.GRPCStatus, Body: r.Body}
+		LatencyNanos: int64(r.Latency), Error: r.Error, Skipped: r.Skipped, GrpcStatus: r.GRPCStatus}
 	if d := r.Diff; d != nil {
 		p.Diff = &daemonv1.ReplayDiff{Status: d.Status, Headers: d.Headers, Body: d.Body, NotCompared: d.NotCompared, Trailers: d.Trailers}
 	}
@@ -256,7 +256,7 @@ func ReplayResultToProto(r replay.Result) *daemonv1.ReplayResult {
 func ReplayResultFromProto(p *daemonv1.ReplayResult) replay.Result {
 	r := replay.Result{Ref: p.GetRef(), Round: int(p.GetRound()), Method: p.GetMethod(), Target: p.GetTarget(),
 		Status: int(p.GetStatus()), Latency: time.Duration(p.GetLatencyNanos()), Error: p.GetError(), Skipped: p.GetSkipped(),
-		GRPCStatus: p.GetGrpcStatus(), Body: p.GetBody()}
+		GRPCStatus: p.GetGrpcStatus()}
 	if d := p.GetDiff(); d != nil {
 		r.Diff = &replay.Diff{Status: d.GetStatus(), Headers: d.GetHeaders(), Body: d.GetBody(), NotCompared: d.GetNotCompared(), Trailers: d.GetTrailers()}
 	}

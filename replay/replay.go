@@ -51,13 +51,9 @@ type Options struct {
 	IgnoreHeaders []string
 	// Timeout bounds each request (default 30s).
 	Timeout time.Duration
-	// MaxBody is the most of an answer's body kept to compare (Diff) or
-	// to return (KeepBody); default DefaultMaxBody. Without either,
-	// answers are read and dropped.
+	// MaxBody is the most of an answer's body kept to compare (Diff);
+	// default DefaultMaxBody. Without Diff, answers are read and dropped.
 	MaxBody int64
-	// KeepBody returns each answer's body (its first MaxBody bytes) in
-	// Result.Body: `tether reproduce` matches JSON paths in it.
-	KeepBody bool
 }
 
 // DefaultMaxBody is Options.MaxBody's default.
@@ -78,9 +74,6 @@ type Result struct {
 	Skipped string `json:"skipped,omitempty"`
 	// GRPCStatus is a gRPC answer's status code ("0" is OK).
 	GRPCStatus string `json:"grpcStatus,omitempty"`
-	// Body is the answer's body (at most Options.MaxBody bytes), with
-	// Options.KeepBody only.
-	Body []byte `json:"body,omitempty"`
 }
 
 // Summary is the whole replay.
@@ -310,7 +303,7 @@ func one(ctx context.Context, client *http.Client, e *recording.Exchange, ref st
 	// answer is not read to its end.
 	var body []byte
 	long := false
-	if o.Diff || o.KeepBody {
+	if o.Diff {
 		body, err = io.ReadAll(io.LimitReader(resp.Body, o.MaxBody+1))
 		if long = int64(len(body)) > o.MaxBody; long {
 			body = body[:o.MaxBody]
@@ -327,9 +320,6 @@ func one(ctx context.Context, client *http.Client, e *recording.Exchange, ref st
 	live := &recording.Message{Status: resp.StatusCode, Header: resp.Header, Trailer: resp.Trailer, Body: body, BodySize: int64(len(body))}
 	if isGRPC(resp.Header) {
 		r.GRPCStatus = live.GRPCStatus()
-	}
-	if o.KeepBody {
-		r.Body = body
 	}
 	if o.Diff {
 		r.Diff = Compare(e.Response, live, o.IgnoreHeaders)

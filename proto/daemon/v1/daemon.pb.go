@@ -907,8 +907,6 @@ type ReplayRequest struct {
 	Diff          bool     `protobuf:"varint,11,opt,name=diff,proto3" json:"diff,omitempty"`
 	IgnoreHeaders []string `protobuf:"bytes,12,rep,name=ignore_headers,json=ignoreHeaders,proto3" json:"ignore_headers,omitempty"`
 	TimeoutMillis int64    `protobuf:"varint,13,opt,name=timeout_millis,json=timeoutMillis,proto3" json:"timeout_millis,omitempty"`
-	// Return each answer's body in ReplayResult.body (tether reproduce).
-	KeepBody      bool `protobuf:"varint,15,opt,name=keep_body,json=keepBody,proto3" json:"keep_body,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1034,13 +1032,6 @@ func (x *ReplayRequest) GetTimeoutMillis() int64 {
 	return 0
 }
 
-func (x *ReplayRequest) GetKeepBody() bool {
-	if x != nil {
-		return x.KeepBody
-	}
-	return false
-}
-
 type ReplayEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
@@ -1141,9 +1132,7 @@ type ReplayResult struct {
 	// Why the request was not sent.
 	Skipped string `protobuf:"bytes,9,opt,name=skipped,proto3" json:"skipped,omitempty"`
 	// The answer's grpc-status, for gRPC calls.
-	GrpcStatus string `protobuf:"bytes,10,opt,name=grpc_status,json=grpcStatus,proto3" json:"grpc_status,omitempty"`
-	// The answer's body (its first 16 MiB), when keep_body was asked.
-	Body          []byte `protobuf:"bytes,11,opt,name=body,proto3" json:"body,omitempty"`
+	GrpcStatus    string `protobuf:"bytes,10,opt,name=grpc_status,json=grpcStatus,proto3" json:"grpc_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1246,13 +1235,6 @@ func (x *ReplayResult) GetGrpcStatus() string {
 		return x.GrpcStatus
 	}
 	return ""
-}
-
-func (x *ReplayResult) GetBody() []byte {
-	if x != nil {
-		return x.Body
-	}
-	return nil
 }
 
 // ReplayDiff is how a replayed answer differs from the recorded one.
@@ -5481,7 +5463,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\vpicked_from\x18\x11 \x01(\tR\n" +
 	"pickedFrom\x12\x1a\n" +
 	"\bservices\x18\x12 \x03(\tR\bservices\x12\x12\n" +
-	"\x04path\x18\x13 \x01(\tR\x04path\"\xa7\x03\n" +
+	"\x04path\x18\x13 \x01(\tR\x04path\"\x8a\x03\n" +
 	"\rReplayRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x127\n" +
@@ -5496,12 +5478,11 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	" \x03(\tR\aheaders\x12\x12\n" +
 	"\x04diff\x18\v \x01(\bR\x04diff\x12%\n" +
 	"\x0eignore_headers\x18\f \x03(\tR\rignoreHeaders\x12%\n" +
-	"\x0etimeout_millis\x18\r \x01(\x03R\rtimeoutMillis\x12\x1b\n" +
-	"\tkeep_body\x18\x0f \x01(\bR\bkeepBodyJ\x04\b\x03\x10\x04\"\x99\x01\n" +
+	"\x0etimeout_millis\x18\r \x01(\x03R\rtimeoutMillisJ\x04\b\x03\x10\x04\"\x99\x01\n" +
 	"\vReplayEvent\x128\n" +
 	"\x06result\x18\x03 \x01(\v2\x1e.tether.daemon.v1.ReplayResultH\x00R\x06result\x12;\n" +
 	"\asummary\x18\x04 \x01(\v2\x1f.tether.daemon.v1.ReplaySummaryH\x00R\asummaryB\a\n" +
-	"\x05eventJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"\xba\x02\n" +
+	"\x05eventJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"\xa6\x02\n" +
 	"\fReplayResult\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x05R\x05round\x12\x16\n" +
@@ -5514,8 +5495,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\askipped\x18\t \x01(\tR\askipped\x12\x1f\n" +
 	"\vgrpc_status\x18\n" +
 	" \x01(\tR\n" +
-	"grpcStatus\x12\x12\n" +
-	"\x04body\x18\v \x01(\fR\x04body\"\x91\x01\n" +
+	"grpcStatus\"\x91\x01\n" +
 	"\n" +
 	"ReplayDiff\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x18\n" +
