@@ -18,10 +18,11 @@ help: ## list the targets
 # ---- binaries ---------------------------------------------------------------
 
 .PHONY: build
-build: ## build tether, kubectl-tether and tether-agent into bin/
+build: ## build tether, kubectl-tether (and kubectl_complete-tether, its completion) and tether-agent into bin/
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tether ./cmd/tether
 	ln -sf tether $(BIN)/kubectl-tether
+	ln -sf tether $(BIN)/kubectl_complete-tether
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tether-agent ./cmd/tether-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tether-demo ./cmd/tether-demo
 

@@ -40,6 +40,7 @@ type options struct {
 	only       string
 	agentImage string
 	profileDir string
+	pinAgents  bool
 }
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record, run, personal or session (default: all)")
 	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image `tether run` and `tether intercept` add (default: tether's own)")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon, `tether run` and the agents under the latency and bulk rows here (`make bench PROFILE=1`)")
+	flag.BoolVar(&o.pinAgents, "pin-agents", false, "personal: run the agents on the last CPU and the load, app and laptop on the others (Linux)")
 	flag.Parse()
 	if o.kubeconfig == "" {
 		o.kubeconfig = cluster.DefaultConfig(mustAbs(".cluster")).KubeconfigPath()

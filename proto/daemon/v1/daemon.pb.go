@@ -907,8 +907,13 @@ type ReplayRequest struct {
 	Diff          bool     `protobuf:"varint,11,opt,name=diff,proto3" json:"diff,omitempty"`
 	IgnoreHeaders []string `protobuf:"bytes,12,rep,name=ignore_headers,json=ignoreHeaders,proto3" json:"ignore_headers,omitempty"`
 	TimeoutMillis int64    `protobuf:"varint,13,opt,name=timeout_millis,json=timeoutMillis,proto3" json:"timeout_millis,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The failure being reproduced: conditions an answer meets when it
+	// recurs (github.com/tetherkube/tether/replay's ParseExpect), or, with
+	// expect_recorded, each exchange's recorded answer.
+	Expect         []string `protobuf:"bytes,15,rep,name=expect,proto3" json:"expect,omitempty"`
+	ExpectRecorded bool     `protobuf:"varint,16,opt,name=expect_recorded,json=expectRecorded,proto3" json:"expect_recorded,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ReplayRequest) Reset() {
@@ -1032,6 +1037,20 @@ func (x *ReplayRequest) GetTimeoutMillis() int64 {
 	return 0
 }
 
+func (x *ReplayRequest) GetExpect() []string {
+	if x != nil {
+		return x.Expect
+	}
+	return nil
+}
+
+func (x *ReplayRequest) GetExpectRecorded() bool {
+	if x != nil {
+		return x.ExpectRecorded
+	}
+	return false
+}
+
 type ReplayEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
@@ -1132,7 +1151,10 @@ type ReplayResult struct {
 	// Why the request was not sent.
 	Skipped string `protobuf:"bytes,9,opt,name=skipped,proto3" json:"skipped,omitempty"`
 	// The answer's grpc-status, for gRPC calls.
-	GrpcStatus    string `protobuf:"bytes,10,opt,name=grpc_status,json=grpcStatus,proto3" json:"grpc_status,omitempty"`
+	GrpcStatus string `protobuf:"bytes,10,opt,name=grpc_status,json=grpcStatus,proto3" json:"grpc_status,omitempty"`
+	// Whether the answer showed the failure being reproduced; absent when
+	// not checked.
+	Recurred      *bool `protobuf:"varint,11,opt,name=recurred,proto3,oneof" json:"recurred,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1237,6 +1259,13 @@ func (x *ReplayResult) GetGrpcStatus() string {
 	return ""
 }
 
+func (x *ReplayResult) GetRecurred() bool {
+	if x != nil && x.Recurred != nil {
+		return *x.Recurred
+	}
+	return false
+}
+
 // ReplayDiff is how a replayed answer differs from the recorded one.
 type ReplayDiff struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1334,7 +1363,9 @@ type ReplaySummary struct {
 	ElapsedNanos int64            `protobuf:"varint,9,opt,name=elapsed_nanos,json=elapsedNanos,proto3" json:"elapsed_nanos,omitempty"`
 	PerSecond    float64          `protobuf:"fixed64,10,opt,name=per_second,json=perSecond,proto3" json:"per_second,omitempty"`
 	// Answers that differ from the recording.
-	Differing     int64 `protobuf:"varint,11,opt,name=differing,proto3" json:"differing,omitempty"`
+	Differing int64 `protobuf:"varint,11,opt,name=differing,proto3" json:"differing,omitempty"`
+	// Answers that showed the failure being reproduced.
+	Recurred      int64 `protobuf:"varint,12,opt,name=recurred,proto3" json:"recurred,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1442,6 +1473,13 @@ func (x *ReplaySummary) GetPerSecond() float64 {
 func (x *ReplaySummary) GetDiffering() int64 {
 	if x != nil {
 		return x.Differing
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetRecurred() int64 {
+	if x != nil {
+		return x.Recurred
 	}
 	return 0
 }
@@ -5463,7 +5501,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\vpicked_from\x18\x11 \x01(\tR\n" +
 	"pickedFrom\x12\x1a\n" +
 	"\bservices\x18\x12 \x03(\tR\bservices\x12\x12\n" +
-	"\x04path\x18\x13 \x01(\tR\x04path\"\x8a\x03\n" +
+	"\x04path\x18\x13 \x01(\tR\x04path\"\xcb\x03\n" +
 	"\rReplayRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x127\n" +
@@ -5478,11 +5516,13 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	" \x03(\tR\aheaders\x12\x12\n" +
 	"\x04diff\x18\v \x01(\bR\x04diff\x12%\n" +
 	"\x0eignore_headers\x18\f \x03(\tR\rignoreHeaders\x12%\n" +
-	"\x0etimeout_millis\x18\r \x01(\x03R\rtimeoutMillisJ\x04\b\x03\x10\x04\"\x99\x01\n" +
+	"\x0etimeout_millis\x18\r \x01(\x03R\rtimeoutMillis\x12\x16\n" +
+	"\x06expect\x18\x0f \x03(\tR\x06expect\x12'\n" +
+	"\x0fexpect_recorded\x18\x10 \x01(\bR\x0eexpectRecordedJ\x04\b\x03\x10\x04\"\x99\x01\n" +
 	"\vReplayEvent\x128\n" +
 	"\x06result\x18\x03 \x01(\v2\x1e.tether.daemon.v1.ReplayResultH\x00R\x06result\x12;\n" +
 	"\asummary\x18\x04 \x01(\v2\x1f.tether.daemon.v1.ReplaySummaryH\x00R\asummaryB\a\n" +
-	"\x05eventJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"\xa6\x02\n" +
+	"\x05eventJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"\xd4\x02\n" +
 	"\fReplayResult\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x05R\x05round\x12\x16\n" +
@@ -5495,14 +5535,16 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\askipped\x18\t \x01(\tR\askipped\x12\x1f\n" +
 	"\vgrpc_status\x18\n" +
 	" \x01(\tR\n" +
-	"grpcStatus\"\x91\x01\n" +
+	"grpcStatus\x12\x1f\n" +
+	"\brecurred\x18\v \x01(\bH\x00R\brecurred\x88\x01\x01B\v\n" +
+	"\t_recurred\"\x91\x01\n" +
 	"\n" +
 	"ReplayDiff\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x18\n" +
 	"\aheaders\x18\x02 \x03(\tR\aheaders\x12\x12\n" +
 	"\x04body\x18\x03 \x03(\tR\x04body\x12!\n" +
 	"\fnot_compared\x18\x04 \x03(\tR\vnotCompared\x12\x1a\n" +
-	"\btrailers\x18\x05 \x03(\tR\btrailers\"\xb4\x03\n" +
+	"\btrailers\x18\x05 \x03(\tR\btrailers\"\xd0\x03\n" +
 	"\rReplaySummary\x12\x12\n" +
 	"\x04sent\x18\x01 \x01(\x03R\x04sent\x12\x16\n" +
 	"\x06errors\x18\x02 \x01(\x03R\x06errors\x12\x18\n" +
@@ -5516,7 +5558,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"per_second\x18\n" +
 	" \x01(\x01R\tperSecond\x12\x1c\n" +
-	"\tdiffering\x18\v \x01(\x03R\tdiffering\x1a;\n" +
+	"\tdiffering\x18\v \x01(\x03R\tdiffering\x12\x1a\n" +
+	"\brecurred\x18\f \x01(\x03R\brecurred\x1a;\n" +
 	"\rByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf8\x02\n" +
@@ -6066,6 +6109,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		(*ReplayEvent_Result)(nil),
 		(*ReplayEvent_Summary)(nil),
 	}
+	file_proto_daemon_v1_daemon_proto_msgTypes[11].OneofWrappers = []any{}
 	file_proto_daemon_v1_daemon_proto_msgTypes[16].OneofWrappers = []any{
 		(*RecordEvent_Progress)(nil),
 		(*RecordEvent_Info)(nil),
