@@ -64,6 +64,9 @@ func StatusToProto(st Status) *daemonv1.StatusResponse {
 		resp.Agents = append(resp.Agents, &daemonv1.AgentInfo{Workload: a.Workload, Namespace: a.Namespace, Recording: a.Recording,
 			RedactionOff: a.RedactionOff, RedactedNames: a.Redacted})
 	}
+	for _, se := range st.Sessions {
+		resp.Sessions = append(resp.Sessions, SessionInfoToProto(se))
+	}
 	return resp
 }
 
@@ -76,6 +79,9 @@ func StatusFromProto(resp *daemonv1.StatusResponse) Status {
 	for _, a := range resp.GetAgents() {
 		st.Agents = append(st.Agents, AgentInfo{Workload: a.GetWorkload(), Namespace: a.GetNamespace(), Recording: a.GetRecording(),
 			RedactionOff: a.GetRedactionOff(), Redacted: a.GetRedactedNames()})
+	}
+	for _, se := range resp.GetSessions() {
+		st.Sessions = append(st.Sessions, SessionInfoFromProto(se))
 	}
 	return st
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/tetherkube/tether/cli/requests"
 	"github.com/tetherkube/tether/cli/rollback"
 	"github.com/tetherkube/tether/cli/run"
+	"github.com/tetherkube/tether/cli/session"
 	"github.com/tetherkube/tether/cli/status"
 	"github.com/tetherkube/tether/cli/trace"
 	"github.com/tetherkube/tether/cli/version"
@@ -81,6 +82,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		requests.NewCmdRequests(f),
 		replaycmd.NewCmdReplay(f, nil),
 		reproduce.NewCmdReproduce(f, nil),
+		session.NewCmdSession(f),
 		logs.NewCmdLogs(f, nil),
 		gatherlogs.NewCmdGatherLogs(f, nil),
 		version.NewCmdVersion(f, nil),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -110,6 +111,12 @@ func (o *StatusOptions) print(rep Report) error {
 				rec = "recording with redaction OFF (--no-redact): secrets are kept as seen"
 			}
 			fmt.Fprintf(out, "  %s in %s: %s\n", a.Workload, a.Namespace, rec)
+		}
+	}
+	if len(st.Sessions) > 0 {
+		fmt.Fprintln(out, "Sessions (`tether session diff -n NAMESPACE` shows what changed):")
+		for _, se := range st.Sessions {
+			fmt.Fprintf(out, "  %s in %s: since %s by %s, %d objects\n", se.Name, se.Namespace, se.Since.Format(time.RFC3339), se.By, se.Objects)
 		}
 	}
 	return nil

@@ -66,7 +66,9 @@ func daemonStatus() daemon.Status {
 	return daemon.Status{Context: "test", Server: "https://10.0.0.1:6443", ServerVersion: "v1.32.0", DaemonVersion: "dev", PID: 42,
 		Intercepts: []daemon.InterceptInfo{{Name: "deployment/orders", Namespace: "shop", Service: "orders", ServicePort: 80,
 			AgentPort: 17000, LocalPort: 3000, Pods: []string{"orders-1"}, Paths: map[string]string{"orders-1": "direct"}}},
-		Agents: []daemon.AgentInfo{{Workload: "deployment/orders", Namespace: "shop", Recording: true, Redacted: []string{"authorization", "cookie"}}}}
+		Agents: []daemon.AgentInfo{{Workload: "deployment/orders", Namespace: "shop", Recording: true, Redacted: []string{"authorization", "cookie"}}},
+		Sessions: []daemon.SessionInfo{{Name: "incident-42", Namespace: "shop", Since: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC),
+			By: "ana@laptop", Objects: 7, Hash: "ab12"}}}
 }
 
 func TestStatusRun(t *testing.T) {
@@ -81,6 +83,8 @@ Intercepts:
   deployment/orders in shop: service orders port 80 -> localhost:3000 (agent port 17000; pods: orders-1 (direct))
 Agents (` + "`tether rollback WORKLOAD`" + ` removes one):
   deployment/orders in shop: recording, redacting authorization, cookie and names that look secret (docs/replay.md)
+Sessions (` + "`tether session diff -n NAMESPACE`" + ` shows what changed):
+  incident-42 in shop: since 2026-11-30T12:00:00Z by ana@laptop, 7 objects
 `
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
@@ -127,7 +131,7 @@ func TestStatusRunErrors(t *testing.T) {
 func TestStatusSharedPort(t *testing.T) {
 	since := time.Date(2026, 11, 30, 9, 0, 0, 0, time.Local)
 	st := daemonStatus()
-	st.Agents = nil
+	st.Agents, st.Sessions = nil, nil
 	st.Intercepts[0].Filter = httpfilter.Spec{Headers: []string{"x-tether-user=ana"}}
 	st.Intercepts[0].Owner = "ana@laptop"
 	st.Intercepts[0].PortIntercepts = []daemon.PortIntercept{
