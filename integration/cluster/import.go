@@ -69,3 +69,14 @@ func ImportAgentImage(ctx context.Context, cfg Config, ref, bin string) error {
 	cfg.progressf("imported %s", ref)
 	return nil
 }
+
+// ImportTarball loads an image tarball (docker-archive or OCI layout, every
+// platform it holds) into the running cluster's containerd, as a user
+// loads a release's agent image into a cluster that cannot pull it.
+func ImportTarball(ctx context.Context, cfg Config, tarPath string) error {
+	if _, err := run(ctx, filepath.Join(cfg.binDir(), "ctr"), "--address", cfg.containerdSock(), "--namespace", "k8s.io",
+		"images", "import", "--all-platforms", tarPath); err != nil {
+		return fmt.Errorf("import %s into the running cluster: %w", tarPath, err)
+	}
+	return nil
+}

@@ -54,8 +54,10 @@ type Config struct {
 	AgentRepo string
 	// Platforms to build; default Platforms.
 	Platforms []Platform
-	// Go is the go command; default "go".
-	Go string
+	// Go is the go command; default "go". Env is added to its environment
+	// (e.g. GOCACHE).
+	Go  string
+	Env []string
 	// Log receives progress lines.
 	Log io.Writer
 }
@@ -188,7 +190,7 @@ func (cfg Config) goBuild(p Platform, pkg, out string) error {
 	cmd := exec.Command(cfg.Go, "build", "-trimpath", "-buildvcs=false",
 		"-ldflags", "-s -w -buildid= -X github.com/tetherkube/tether/internal/buildinfo.version="+cfg.Version, "-o", out, pkg)
 	cmd.Dir = cfg.Source
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Arch, "GOFLAGS=")
+	cmd.Env = append(append(os.Environ(), cfg.Env...), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Arch, "GOFLAGS=")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build %s for %s/%s: %w\n%s", pkg, p.OS, p.Arch, err, b)
 	}
