@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
@@ -131,7 +132,7 @@ func failure(ctx context.Context, cs kubernetes.Interface, ns, pod string, a age
 	}
 	if a.imageFailure() {
 		msg += fmt.Sprintf("\ncheck that the image exists and that the node can pull it, or give another with --agent-image; "+
-			"the kubelet keeps trying, and tether uses this agent once it runs (`kubectl describe pod %s -n %s`)", pod, ns)
+			"the kubelet keeps trying, and tether uses this agent once it runs (`kubectl describe pod %s -n %s`)\n%s", pod, ns, agent.ImageLoadHint(a.image))
 	} else {
 		msg += fmt.Sprintf("\nan ephemeral container cannot be restarted or removed, and tether does not add the same agent again to this pod: "+
 			"give a working agent image with --agent-image, or inspect a new pod (delete this one if a workload replaces it); "+

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/workload"
@@ -158,6 +159,9 @@ func agentState(p *corev1.Pod) (ready bool, failure string) {
 			continue
 		}
 		if w := c.State.Waiting; w != nil && agentFailureReasons[w.Reason] {
+			if agent.ImagePullFailures[w.Reason] {
+				return false, fmt.Sprintf("%s: %s\n%s", w.Reason, w.Message, agent.ImageLoadHint(c.Image))
+			}
 			return false, fmt.Sprintf("%s: %s", w.Reason, w.Message)
 		}
 		return c.Ready && p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil, ""
