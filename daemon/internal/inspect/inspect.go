@@ -39,7 +39,8 @@ type Request struct {
 	Container  string
 	AgentImage string
 	// Job is the one thing the agent does: agent.JobProbe (trace, the
-	// default when empty: non-root without capabilities), agent.JobCapture
+	// default when empty: non-root without capabilities), agent.JobIntercept
+	// (intercept --no-restart: non-root, in front of Forward), agent.JobCapture
 	// (root with the runtime's CAP_NET_RAW) or agent.JobRun (tether run and
 	// env: non-root without capabilities).
 	Job agent.Job
@@ -47,6 +48,11 @@ type Request struct {
 	// runs as (the run job: the target process's, to read its environment
 	// and root; 0 runs it as root with the runtime's default capabilities).
 	RunAsUser, RunAsGroup *int64
+	// Forward is the intercept job's LISTEN:APP (agent.JobIntercept): the
+	// agent accepts the Service's traffic on port LISTEN of the pod and
+	// passes it to the app's port APP. An agent is reused only with the
+	// same Forward; LISTEN is never given to the agent's tunnel.
+	Forward [2]int
 }
 
 // job is the one thing the agent for req does.
@@ -177,12 +183,16 @@ func agentOf(pod *corev1.Pod, a agentState, stored map[string][]byte) Agent {
 
 // newContainer is the agent's ephemeral container.
 func newContainer(req Request, name string, port int, token []byte) corev1.EphemeralContainer {
+	args := []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", tokenEnv,
+		"--bootstrap-ttl", BootstrapTTL.String(), "--serve", string(req.job())}
+	if req.job() == agent.JobIntercept {
+		args = append(args, "--forward", fmt.Sprintf("%d:%d", req.Forward[0], req.Forward[1]))
+	}
 	return corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 		Name:            name,
 		Image:           req.AgentImage,
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Args: []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", tokenEnv,
-			"--bootstrap-ttl", BootstrapTTL.String(), "--serve", string(req.job())},
+		Args:            args,
 		Env: []corev1.EnvVar{
 			// A literal value, not a secretKeyRef: the kubelet does not sync
 			// Secrets referenced only by ephemeral containers ("failed to
