@@ -51,6 +51,9 @@ type Feature string
 // Features, each with its own least set of rules.
 const (
 	Intercept Feature = "intercept" // and leave
+	// InterceptNoRestart is intercept --no-restart: ephemeral agents in
+	// the running pods, the pods marked, the Service's selector changed.
+	InterceptNoRestart Feature = "intercept --no-restart"
 	Record    Feature = "record"
 	Requests  Feature = "requests" // reading recordings: requests, replay
 	Rollback  Feature = "rollback"
@@ -67,7 +70,7 @@ const (
 )
 
 // Features lists every feature, in the order `tether connect` reports them.
-var Features = []Feature{Intercept, Record, Requests, Rollback, RollAll, Inspect, EnvSpec, Env, Gateway}
+var Features = []Feature{Intercept, Record, Requests, Rollback, RollAll, Inspect, EnvSpec, Env, Gateway, InterceptNoRestart}
 
 // Objects names what a check is about, where known.
 type Objects struct {
@@ -134,6 +137,26 @@ func Rules(f Feature, o Objects) []Rule {
 		if f == Intercept {
 			r = append(r, portForward("open the tunnel to each agent")...)
 		}
+	case InterceptNoRestart:
+		r = append(r, o.workload("get", "read the workload")...)
+		r = append(r,
+			Rule{Verb: "list", Resource: "pods", Why: "find the workload's running pods"},
+			Rule{Verb: "get", Resource: "pods", Why: "follow each agent as it starts"},
+			Rule{Verb: "update", Resource: "pods", Subresource: "ephemeralcontainers", Why: "add the agent to each running pod"},
+			Rule{Verb: "update", Resource: "pods", Why: "mark the pods whose agent answers (and unmark them)"},
+			Rule{Verb: "list", Resource: "services", Why: "find the Service that selects the workload"},
+			Rule{Verb: "get", Resource: "services", Why: "read the Service to retarget"},
+			Rule{Verb: "update", Resource: "services", Why: "select the marked pods on the agent's port (and back)"},
+			Rule{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "wait until the Service routes to the marked pods"},
+			Rule{Verb: "create", Resource: "secrets", Why: "keep each new agent's rotated token"},
+			Rule{Verb: "create", Resource: "configmaps", Why: "journal changes before making them"},
+			o.journal("get", "read the journal"),
+			o.journal("update", "journal changes before making them"),
+			o.journal("delete", "remove the journal at leave"),
+			o.journalKey("get", "read the key that authenticates the journal"),
+			o.journalKey("delete", "remove the journal's key at leave"),
+		)
+		r = append(r, portForward("open the tunnel to each agent")...)
 	case Requests:
 		r = append(r, o.workload("get", "read the workload")...)
 		r = append(r,

@@ -341,3 +341,16 @@ func UsedPorts(p *corev1.Pod) map[int]bool {
 	}
 	return used
 }
+
+// ForwardUsable reports whether an intercept agent can accept the
+// Service's traffic on port of the pod and pass it to the app's port app:
+// an intercept agent with that --forward runs or starts there, or nothing
+// in the pod's spec uses port.
+func ForwardUsable(p *corev1.Pod, port, app int) bool {
+	for _, a := range podAgents(p) {
+		if a.forward == [2]int{port, app} && (a.running() || a.pending()) {
+			return true
+		}
+	}
+	return !UsedPorts(p)[port]
+}
