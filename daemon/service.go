@@ -97,6 +97,9 @@ type InterceptRequest struct {
 	// Path is how the tunnels carry the connections: auto (empty),
 	// direct or port-forward (agent.Path).
 	Path string `json:"path,omitempty"`
+	// NoRestart adds the agent to the running pods as an ephemeral
+	// container: no pod restarts (docs/intercept.md).
+	NoRestart bool `json:"noRestart,omitempty"`
 }
 
 // AgentResources are the agent container's requests and limits as
@@ -136,6 +139,10 @@ type InterceptInfo struct {
 	// Paths says, by pod, which path its tunnel takes now: direct or
 	// port-forward.
 	Paths map[string]string `json:"paths"`
+	// Mode is how the agents joined the pods: "sidecar" (the pod
+	// template; every pod restarted) or "no-restart" (ephemeral
+	// containers, the pods marked).
+	Mode string `json:"mode,omitempty"`
 }
 
 // PodsAndPaths lists the pods with the path of each one's tunnel, for

@@ -94,8 +94,8 @@ func (o *StatusOptions) print(rep Report) error {
 	} else {
 		fmt.Fprintln(out, "Intercepts:")
 		for _, i := range st.Intercepts {
-			fmt.Fprintf(out, "  %s in %s: service %s port %d%s -> localhost:%d (agent port %d; pods: %s)\n",
-				i.Name, i.Namespace, i.Service, i.ServicePort, takes(i.Filter, i.Mirror), i.LocalPort, i.AgentPort, i.PodsAndPaths())
+			fmt.Fprintf(out, "  %s in %s: service %s port %d%s -> localhost:%d (agent port %d%s; pods: %s)\n",
+				i.Name, i.Namespace, i.Service, i.ServicePort, takes(i.Filter, i.Mirror), i.LocalPort, i.AgentPort, modeNote(i.Mode), i.PodsAndPaths())
 			printPort(out, i)
 		}
 	}
@@ -149,4 +149,12 @@ func printPort(out io.Writer, i daemon.InterceptInfo) {
 	}
 	fmt.Fprintf(out, "    to the app: %d requests no filter selected; %d connections not cleartext HTTP (%d TLS), unfiltered\n",
 		i.ToApp, i.NotHTTP, i.TLS)
+}
+
+// modeNote names the mode of an intercept that restarted no pod.
+func modeNote(mode string) string {
+	if mode == "no-restart" {
+		return "; mode: no-restart"
+	}
+	return ""
 }

@@ -54,11 +54,11 @@ const (
 	// InterceptNoRestart is intercept --no-restart: ephemeral agents in
 	// the running pods, the pods marked, the Service's selector changed.
 	InterceptNoRestart Feature = "intercept --no-restart"
-	Record    Feature = "record"
-	Requests  Feature = "requests" // reading recordings: requests, replay
-	Rollback  Feature = "rollback"
-	RollAll   Feature = "rollback --all"
-	Inspect   Feature = "trace, capture and dns"
+	Record             Feature = "record"
+	Requests           Feature = "requests" // reading recordings: requests, replay
+	Rollback           Feature = "rollback"
+	RollAll            Feature = "rollback --all"
+	Inspect            Feature = "trace, capture and dns"
 	// EnvSpec reads a container's environment from its spec (env
 	// --source spec); Env also reads its process through an inspection
 	// agent (env, env --files).
@@ -85,6 +85,10 @@ type Objects struct {
 	// Gateway: the journal is a gateway's, whose rollback deletes the
 	// Deployment instead of restoring a template.
 	Gateway bool
+	// NoRestart: the journal is an intercept --no-restart's, whose
+	// rollback restores a Service's selector and the pods' labels, and no
+	// template.
+	NoRestart bool
 }
 
 func (o Objects) workload(verb, why string) []Rule {
@@ -170,6 +174,19 @@ func Rules(f Feature, o Objects) []Rule {
 				Rule{Verb: "get", Group: "apps", Resource: "deployments", Name: o.Workload, PerObject: true, Why: "check that the gateway is the one tether journaled"},
 				Rule{Verb: "delete", Group: "apps", Resource: "deployments", Name: o.Workload, PerObject: true, Why: "remove the gateway"},
 				o.secret("delete", "remove the gateway's token"),
+				o.journal("get", "read the journal"),
+				o.journal("delete", "remove the journal"),
+				o.journalKey("get", "read the key that authenticates the journal"),
+				o.journalKey("delete", "remove the journal's key"),
+			)
+			break
+		}
+		if f == Rollback && o.NoRestart {
+			r = append(r,
+				Rule{Verb: "get", Resource: "services", Why: "compare the Service's selector and ports"},
+				Rule{Verb: "update", Resource: "services", Why: "restore the Service's selector and ports"},
+				Rule{Verb: "get", Resource: "pods", Why: "compare the marked pods' labels"},
+				Rule{Verb: "update", Resource: "pods", Why: "remove the marks"},
 				o.journal("get", "read the journal"),
 				o.journal("delete", "remove the journal"),
 				o.journalKey("get", "read the key that authenticates the journal"),

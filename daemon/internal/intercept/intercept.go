@@ -434,6 +434,16 @@ func (i *Intercept) Leave(ctx context.Context) error {
 	return i.tunnels.leave(ctx)
 }
 
+// Release stops the intercept like Leave, but leaves what an intercept
+// --no-restart changed in the cluster (the Service, the marks, the
+// journal) for a rollback to restore and report.
+func (i *Intercept) Release(ctx context.Context) error {
+	if i.follower != nil {
+		i.follower.stop()
+	}
+	return i.tunnels.leave(ctx)
+}
+
 // notHTTP says why a Service port does not carry cleartext HTTP, as its
 // protocol, appProtocol or name (Istio's "<protocol>[-suffix]" convention)
 // declare it; "" when it may.

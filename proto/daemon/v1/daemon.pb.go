@@ -3834,7 +3834,10 @@ type InterceptInfo struct {
 	NotHttp uint64 `protobuf:"varint,13,opt,name=not_http,json=notHttp,proto3" json:"not_http,omitempty"`
 	Tls     uint64 `protobuf:"varint,14,opt,name=tls,proto3" json:"tls,omitempty"`
 	// The path each pod's tunnel takes, by pod: "direct" or "port-forward".
-	Paths         map[string]string `protobuf:"bytes,15,rep,name=paths,proto3" json:"paths,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Paths map[string]string `protobuf:"bytes,15,rep,name=paths,proto3" json:"paths,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// How the agents joined the pods: "sidecar" (the pod template, every
+	// pod restarted) or "no-restart" (ephemeral containers, pods marked).
+	Mode          string `protobuf:"bytes,16,opt,name=mode,proto3" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3972,6 +3975,13 @@ func (x *InterceptInfo) GetPaths() map[string]string {
 		return x.Paths
 	}
 	return nil
+}
+
+func (x *InterceptInfo) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
 }
 
 // Which requests an intercept takes: every header condition ("NAME=VALUE"
@@ -4150,7 +4160,10 @@ type InterceptRequest struct {
 	Mirror bool        `protobuf:"varint,10,opt,name=mirror,proto3" json:"mirror,omitempty"`
 	// "auto" (or empty), "direct" or "port-forward" (tunnel/spec.md,
 	// section 4).
-	Path          string `protobuf:"bytes,11,opt,name=path,proto3" json:"path,omitempty"`
+	Path string `protobuf:"bytes,11,opt,name=path,proto3" json:"path,omitempty"`
+	// Add the agent to the running pods as an ephemeral container, restart
+	// nothing (docs/intercept.md, "Intercepting without a restart").
+	NoRestart     bool `protobuf:"varint,12,opt,name=no_restart,json=noRestart,proto3" json:"no_restart,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4260,6 +4273,13 @@ func (x *InterceptRequest) GetPath() string {
 		return x.Path
 	}
 	return ""
+}
+
+func (x *InterceptRequest) GetNoRestart() bool {
+	if x != nil {
+		return x.NoRestart
+	}
+	return false
 }
 
 type InterceptEvent struct {
@@ -5095,7 +5115,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1c\n" +
 	"\trecording\x18\x03 \x01(\bR\trecording\x12#\n" +
 	"\rredaction_off\x18\x04 \x01(\bR\fredactionOff\x12%\n" +
-	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\"\xbe\x04\n" +
+	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\"\xd2\x04\n" +
 	"\rInterceptInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
@@ -5114,7 +5134,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06to_app\x18\f \x01(\x04R\x05toApp\x12\x19\n" +
 	"\bnot_http\x18\r \x01(\x04R\anotHttp\x12\x10\n" +
 	"\x03tls\x18\x0e \x01(\x04R\x03tls\x12@\n" +
-	"\x05paths\x18\x0f \x03(\v2*.tether.daemon.v1.InterceptInfo.PathsEntryR\x05paths\x1a8\n" +
+	"\x05paths\x18\x0f \x03(\v2*.tether.daemon.v1.InterceptInfo.PathsEntryR\x05paths\x12\x12\n" +
+	"\x04mode\x18\x10 \x01(\tR\x04mode\x1a8\n" +
 	"\n" +
 	"PathsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -5133,7 +5154,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12\x1a\n" +
 	"\brequests\x18\x05 \x01(\x04R\brequests\x12\x18\n" +
 	"\adropped\x18\x06 \x01(\x04R\adropped\x12\x10\n" +
-	"\x03pod\x18\a \x01(\tR\x03pod\"\xbe\x03\n" +
+	"\x03pod\x18\a \x01(\tR\x03pod\"\xdd\x03\n" +
 	"\x10InterceptRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -5148,7 +5169,9 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06filter\x18\t \x01(\v2\x1c.tether.daemon.v1.HTTPFilterR\x06filter\x12\x16\n" +
 	"\x06mirror\x18\n" +
 	" \x01(\bR\x06mirror\x12\x12\n" +
-	"\x04path\x18\v \x01(\tR\x04path\"p\n" +
+	"\x04path\x18\v \x01(\tR\x04path\x12\x1d\n" +
+	"\n" +
+	"no_restart\x18\f \x01(\bR\tnoRestart\"p\n" +
 	"\x0eInterceptEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x127\n" +
 	"\x05ready\x18\x02 \x01(\v2\x1f.tether.daemon.v1.InterceptInfoH\x00R\x05readyB\a\n" +
