@@ -53,6 +53,10 @@ type Request struct {
 	// passes it to the app's port APP. An agent is reused only with the
 	// same Forward; LISTEN is never given to the agent's tunnel.
 	Forward [2]int
+	// Early: return a new agent as soon as its container is added, before
+	// the kubelet reports it running (a second or more after it runs):
+	// the caller dials it until it answers, and asks Failed why not.
+	Early bool
 }
 
 // job is the one thing the agent for req does.
@@ -136,6 +140,9 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress 
 		}
 		if err != nil {
 			return Agent{}, fmt.Errorf("add ephemeral container %s to pod %s: %w", pl.name, req.Pod, err)
+		}
+		if req.Early {
+			return agentOf(pod, agentState{name: pl.name, port: pl.port, token: token}, nil), nil
 		}
 		a, err := waitRunning(ctx, cs, req.Namespace, req.Pod, pl.name, progress)
 		if err != nil {

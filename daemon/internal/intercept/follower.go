@@ -130,13 +130,13 @@ func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
 	defer cancel()
 	ns := f.np.w.Namespace
 	a, err := inspect.Ensure(cctx, f.cs, inspect.Request{Namespace: ns, Pod: p.Name, AgentImage: f.req.AgentImage,
-		Job: agent.JobIntercept, Forward: [2]int{f.np.agentPort, f.np.appPort}}, f.progress)
+		Job: agent.JobIntercept, Forward: [2]int{f.np.agentPort, f.np.appPort}, Early: true}, f.progress)
 	if err != nil {
 		return fmt.Errorf("pod %s: %w", p.Name, err)
 	}
-	l, err := f.link(cctx, a)
+	l, err := f.dialUntilUp(cctx, a)
 	if err != nil {
-		return inspect.Explain(cctx, f.cs, a, ns, err)
+		return err
 	}
 	ip, _ := netip.ParseAddr(p.Status.PodIP)
 	if err := f.t.useDirect(cctx, l, ip); err != nil {
@@ -166,6 +166,38 @@ func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
 	go f.watch(p.Name, l)
 	f.log.Info("intercepting (no restart)", "pod", p.Name, "agent", a.Container, "agentPort", f.np.agentPort, "path", l.Path())
 	return nil
+}
+
+// dialUntilUp opens a tunnel to agent a, trying again every 100 ms while
+// its container starts (the kubelet reports it running a second or more
+// after it does: dialing is quicker), and fails with the kubelet's reason
+// once the container is reported failed.
+func (f *follower) dialUntilUp(ctx context.Context, a inspect.Agent) (*agent.Link, error) {
+	ns := f.np.w.Namespace
+	start, checked := time.Now(), time.Time{}
+	for {
+		l, err := f.link(ctx, a)
+		if err == nil {
+			return l, nil
+		}
+		if a.Bootstrap && errors.Is(err, tunnel.ErrBadToken) {
+			return nil, inspect.Explain(ctx, f.cs, a, ns, err) // another tether used the bootstrap token first
+		}
+		if time.Since(checked) >= time.Second {
+			if ferr := inspect.Failed(ctx, f.cs, ns, a); ferr != nil {
+				return nil, ferr
+			}
+			checked = time.Now()
+		}
+		if time.Since(start) >= time.Minute {
+			return nil, inspect.Explain(ctx, f.cs, a, ns, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("agent %s of pod %s: %w (last: %v)", a.Container, a.Pod, ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // link opens a tunnel to agent a and, for a new agent, replaces its

@@ -253,7 +253,7 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	if err := f.retarget(ctx); err != nil {
 		return fail(err)
 	}
-	if err := waitMarked(ctx, m.CS, w.Namespace, np.svc.Name, f.marked, req.RolloutTimeout, progress); err != nil {
+	if err := waitMarked(ctx, m.CS, np, f.marked, req.RolloutTimeout, progress); err != nil {
 		return fail(err)
 	}
 	progress(fmt.Sprintf("letting the nodes apply service/%s's new endpoints (%s)", np.svc.Name, m.settle()))
@@ -296,14 +296,15 @@ func (f *follower) retarget(ctx context.Context) error {
 	})
 }
 
-// waitMarked waits until the Service's ready endpoints are exactly the
-// pods marked() names.
-func waitMarked(ctx context.Context, cs kubernetes.Interface, ns, svc string, marked func() map[string]bool, timeout time.Duration, progress func(string)) error {
+// waitMarked waits until the Service's ready endpoints of the intercepted
+// port are exactly the pods marked() names, on the agent's port.
+func waitMarked(ctx context.Context, cs kubernetes.Interface, np *noRestartPlan, marked func() map[string]bool, timeout time.Duration, progress func(string)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	svc := np.svc.Name
 	start, last := time.Now(), time.Time{}
 	for {
-		have, err := readyEndpoints(ctx, cs, ns, svc)
+		have, err := readyEndpoints(ctx, cs, np.w.Namespace, svc, np.port.Name, np.agentPort)
 		if err != nil {
 			return err
 		}
@@ -325,14 +326,22 @@ func waitMarked(ctx context.Context, cs kubernetes.Interface, ns, svc string, ma
 }
 
 // readyEndpoints returns the pods the Service's EndpointSlices name as
-// ready.
-func readyEndpoints(ctx context.Context, cs kubernetes.Interface, ns, svc string) (map[string]bool, error) {
+// ready on port (the Service port named portName): until the endpoints
+// controller applies a new targetPort, the slices still carry the old.
+func readyEndpoints(ctx context.Context, cs kubernetes.Interface, ns, svc, portName string, port int) (map[string]bool, error) {
 	slices, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + svc})
 	if err != nil {
 		return nil, fmt.Errorf("list the endpoints of service/%s: %w", svc, err)
 	}
 	out := map[string]bool{}
 	for _, s := range slices.Items {
+		onPort := false
+		for _, p := range s.Ports {
+			onPort = onPort || (p.Port != nil && int(*p.Port) == port && (p.Name == nil || *p.Name == portName))
+		}
+		if !onPort {
+			continue
+		}
 		for _, ep := range s.Endpoints {
 			if ep.Conditions.Ready != nil && *ep.Conditions.Ready && ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
 				out[ep.TargetRef.Name] = true
