@@ -185,13 +185,18 @@ func TestInterceptNoRestart(t *testing.T) {
 	}
 	killed := time.Now()
 	e.killAgent(victim)
+	var unmarked time.Duration
 	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		if unmarked == 0 && e.podStates()[victim].labels[markLabel] == "" {
+			unmarked = time.Since(killed)
+		}
 		return !e.readyEndpointPods()[victim], nil
 	})
 	if err != nil {
 		t.Fatalf("pod %s still in the Service 30s after its agent was killed", victim)
 	}
-	t.Logf("pod %s left the Service's endpoints %s after its agent was killed", victim, time.Since(killed).Round(10*time.Millisecond))
+	t.Logf("pod %s unmarked %s and out of the Service's endpoints %s after its agent was killed", victim,
+		unmarked.Round(10*time.Millisecond), time.Since(killed).Round(10*time.Millisecond))
 	if e.podStates()[victim].labels[markLabel] != "" {
 		t.Errorf("pod %s is still marked", victim)
 	}

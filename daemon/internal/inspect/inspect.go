@@ -193,7 +193,9 @@ func newContainer(req Request, name string, port int, token []byte) corev1.Ephem
 	args := []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", tokenEnv,
 		"--bootstrap-ttl", BootstrapTTL.String(), "--serve", string(req.job())}
 	if req.job() == agent.JobIntercept {
-		args = append(args, "--forward", fmt.Sprintf("%d:%d", req.Forward[0], req.Forward[1]))
+		// No recording: an ephemeral container gets no memory limit to
+		// bound it, and `tether requests` reads the sidecar agents'.
+		args = append(args, "--forward", fmt.Sprintf("%d:%d", req.Forward[0], req.Forward[1]), "--no-record")
 	}
 	return corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 		Name:            name,
