@@ -175,9 +175,10 @@ func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
 func (f *follower) dialUntilUp(ctx context.Context, a inspect.Agent) (*agent.Link, error) {
 	ns := f.np.w.Namespace
 	start, checked := time.Now(), time.Time{}
-	for {
+	for tries := 1; ; tries++ {
 		l, err := f.link(ctx, a)
 		if err == nil {
+			f.log.Info("agent answers", "pod", a.Pod, "agent", a.Container, "tries", tries, "took", time.Since(start))
 			return l, nil
 		}
 		if a.Bootstrap && errors.Is(err, tunnel.ErrBadToken) {
