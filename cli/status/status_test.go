@@ -69,6 +69,25 @@ func daemonStatus() daemon.Status {
 		Agents: []daemon.AgentInfo{{Workload: "deployment/orders", Namespace: "shop", Recording: true, Redacted: []string{"authorization", "cookie"}}}}
 }
 
+// TestStatusRunNoRestart: an intercept that restarted no pod says so.
+func TestStatusRunNoRestart(t *testing.T) {
+	st := daemonStatus()
+	st.Intercepts[0].Mode, st.Agents = "no-restart", nil
+	fake := &cmdtest.FakeService{StatusFunc: func(context.Context) (daemon.Status, error) { return st, nil }}
+	streams, out, _ := cmdtest.Streams()
+	o := &StatusOptions{IOStreams: streams, DaemonService: cmdtest.ServeDaemon(t, fake)}
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := `Connected to context test (https://10.0.0.1:6443, Kubernetes v1.32.0); daemon dev, pid 42
+Intercepts:
+  deployment/orders in shop: service orders port 80 -> localhost:3000 (agent port 17000; mode: no-restart; pods: orders-1 (direct))
+`
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("output (-want +got):\n%s", diff)
+	}
+}
+
 func TestStatusRun(t *testing.T) {
 	fake := &cmdtest.FakeService{StatusFunc: func(context.Context) (daemon.Status, error) { return daemonStatus(), nil }}
 	streams, out, _ := cmdtest.Streams()

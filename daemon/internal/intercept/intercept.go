@@ -174,6 +174,9 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := refuseNoRestartJournal(ctx, m.CS, w); err != nil {
+		return nil, err
+	}
 	svc, err := m.service(ctx, w, tmpl, ref)
 	if err != nil {
 		return nil, err

@@ -113,9 +113,11 @@ func (m *Manager) planNoRestart(ctx context.Context, req Request) (*noRestartPla
 	}
 	if e, err := (journal.Store{CS: m.CS}).Load(ctx, w); err != nil {
 		return nil, err
+	} else if e != nil && e.NoRestart {
+		return nil, noRestartJournal(w)
 	} else if e != nil {
-		return nil, errdefs.FailedCheck("%s has a journal of an earlier change by tether (an intercept whose daemon stopped before `tether leave`, "+
-			"or a rollback left unfinished): run `tether rollback %s` first", w, w)
+		return nil, errdefs.FailedCheck("%s has a journal of an earlier change by tether (a rollback left unfinished): "+
+			"run `tether rollback %s` first", w, w)
 	}
 	if err := ephemeralSupported(m.CS); err != nil {
 		return nil, err
@@ -148,6 +150,24 @@ func (m *Manager) planNoRestart(ctx context.Context, req Request) (*noRestartPla
 	np.selector[MarkLabel] = req.ID
 	np.ports = retargetPorts(svc.Spec.Ports, plan.ServicePort, agentPort)
 	return np, nil
+}
+
+// noRestartJournal is the refusal of a second intercept of a workload an
+// intercept --no-restart holds: its journal is there.
+func noRestartJournal(w journal.Workload) error {
+	return errdefs.FailedCheck("%s is intercepted with --no-restart by another tether, or was by one whose daemon stopped "+
+		"before `tether leave` (its journal says so): a workload takes one --no-restart intercept at a time. If nobody intercepts it, "+
+		"`tether rollback %s` restores its Service and pods' labels", w, w)
+}
+
+// refuseNoRestartJournal refuses a sidecar intercept of a workload an
+// intercept --no-restart holds (its Service selects only marked pods).
+func refuseNoRestartJournal(ctx context.Context, cs kubernetes.Interface, w journal.Workload) error {
+	e, err := journal.Store{CS: cs}.Load(ctx, w)
+	if err != nil || e == nil || !e.NoRestart {
+		return err
+	}
+	return noRestartJournal(w)
 }
 
 // retargetPorts returns ports with the intercepted port's targetPort set

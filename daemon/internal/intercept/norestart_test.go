@@ -113,7 +113,7 @@ func TestPlanNoRestartRefusals(t *testing.T) {
 			}
 			cs.ClearActions()
 			return cs
-		}, errdefs.ErrFailedCheck, "has a journal of an earlier change by tether"},
+		}, errdefs.ErrFailedCheck, "deployment/orders is intercepted with --no-restart by another tether"},
 		{"a sidecar agent", func() *fake.Clientset {
 			cs := noRestartCluster(false, readyPod("orders-1", nil))
 			d, _ := cs.AppsV1().Deployments(ns).Get(context.Background(), "orders", metav1.GetOptions{})
@@ -136,6 +136,23 @@ func TestPlanNoRestartRefusals(t *testing.T) {
 				t.Errorf("a refused intercept wrote %v", w)
 			}
 		})
+	}
+}
+
+// TestSidecarRefusesNoRestartJournal: a sidecar intercept of a workload
+// an intercept --no-restart holds is refused, naming it.
+func TestSidecarRefusesNoRestartJournal(t *testing.T) {
+	cs := noRestartCluster(false, readyPod("orders-1", nil))
+	startedFollower(t, cs)
+	cs.ClearActions()
+	req := noRestartRequest
+	req.NoRestart = false
+	_, err := (&Manager{CS: cs}).Start(context.Background(), req)
+	if !errors.Is(err, errdefs.ErrFailedCheck) || !strings.Contains(err.Error(), "intercepted with --no-restart") {
+		t.Fatalf("err = %v", err)
+	}
+	if w := fakekube.Writes(cs); len(w) != 0 {
+		t.Errorf("a refused intercept wrote %v", w)
 	}
 }
 
