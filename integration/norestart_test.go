@@ -319,3 +319,69 @@ func (e *env) waitMarked(n int) {
 	time.Sleep(2 * time.Second)
 }
 
+
+// TestNoRestartDocumentedRole: a user bound to exactly the
+// tether-no-restart Role of docs/intercept.md intercepts --no-restart,
+// leaves, intercepts again through the same agents, and rolls back after
+// its daemon was killed.
+func TestNoRestartDocumentedRole(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(2)
+	client := e.clientPod("client")
+	role := documentedRoles(t)["tether-no-restart"]
+	if role == nil {
+		t.Fatal("docs/intercept.md has no Role tether-no-restart")
+	}
+	kc := e.userWithRoles("dev", role)
+	as := func(args ...string) (string, string, int) {
+		t.Helper()
+		return runBinary(t, tetherBinary(t), []string{"XDG_RUNTIME_DIR=" + e.runtimeDir}, append(args, "--kubeconfig", kc, "-n", e.ns)...)
+	}
+	ctx := context.Background()
+	svcBefore, err := e.cs.CoreV1().Services(e.ns).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	podsBefore := e.podStates()
+	port := strconv.Itoa(laptop(t))
+	for i := range 2 {
+		if _, stderr, code := as(agentImage("intercept", "orders", "--port", "http:"+port, "--no-restart")...); code != 0 {
+			t.Fatalf("intercept %d exited %d:\n%s", i+1, code, stderr)
+		}
+		e.requireAll(client, "laptop", 5)
+		if i == 0 {
+			if _, stderr, code := as("leave", "orders"); code != 0 {
+				t.Fatalf("leave exited %d:\n%s", code, stderr)
+			}
+		}
+	}
+	for name := range podsBefore {
+		e.wantEphemeral(name, 1, "after two intercepts")
+	}
+	var st struct{ Daemon struct{ PID int } }
+	stdout, _, _ := as("status", "-o", "json")
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil || st.Daemon.PID <= 0 {
+		t.Fatalf("status: %v %s", err, stdout)
+	}
+	if err := syscall.Kill(st.Daemon.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := as("rollback", "orders"); code != 0 {
+		t.Fatalf("rollback exited %d:\n%s", code, stderr)
+	}
+	svcAfter, err := e.cs.CoreV1().Services(e.ns).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(svcBefore.Spec, svcAfter.Spec) {
+		t.Errorf("service not restored:\nbefore %+v\nafter  %+v", svcBefore.Spec, svcAfter.Spec)
+	}
+	after := e.podStates()
+	for name, b := range podsBefore {
+		if !maps.Equal(b.labels, after[name].labels) {
+			t.Errorf("pod %s labels not restored: before %v after %v", name, b.labels, after[name].labels)
+		}
+	}
+	e.requireNotRestarted(podsBefore, "after rollback")
+	e.converge(client, "app", 3)
+}

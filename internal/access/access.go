@@ -153,6 +153,7 @@ func Rules(f Feature, o Objects) []Rule {
 			Rule{Verb: "update", Resource: "services", Why: "select the marked pods on the agent's port (and back)"},
 			Rule{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "wait until the Service routes to the marked pods"},
 			Rule{Verb: "create", Resource: "secrets", Why: "keep each new agent's rotated token"},
+			Rule{Verb: "get", Resource: "secrets", Why: "reuse the agents an earlier intercept added (their tokens, one Secret per pod)"},
 			Rule{Verb: "create", Resource: "configmaps", Why: "journal changes before making them"},
 			o.journal("get", "read the journal"),
 			o.journal("update", "journal changes before making them"),

@@ -103,6 +103,17 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress 
 			return Agent{}, err
 		}
 		pl := decide(pod, req, stored)
+		if pl.action == add && req.job() == agent.JobIntercept {
+			// A second agent could not listen on the port the running one
+			// holds: say why the running one is not used.
+			for _, a := range podAgents(pod) {
+				if a.forward == req.Forward && a.running() {
+					return Agent{}, errdefs.User("pod %s runs tether's intercept agent %s on port %d, but tether cannot read its token "+
+						"(Secret %s is missing, or you may not get it): an intercept --no-restart needs get on secrets (docs/intercept.md)",
+						req.Pod, a.name, req.Forward[0], TokenSecretName(req.Pod, a.name))
+				}
+			}
+		}
 		switch pl.action {
 		case reuse:
 			return agentOf(pod, pl.agent, stored), nil

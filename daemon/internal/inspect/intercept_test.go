@@ -115,3 +115,18 @@ func TestInterceptAgentDied(t *testing.T) {
 		t.Errorf("the port of a dead agent is usable")
 	}
 }
+
+// TestEnsureInterceptAgentUnreadableToken: a running intercept agent whose
+// token tether cannot read is not doubled (a second one could not listen
+// on its port): the error names the Secret.
+func TestEnsureInterceptAgentUnreadableToken(t *testing.T) {
+	c := newCluster(t, clusterConfig{pod: testPod(withInterceptAgent("tether-inspect", 7342, 17000, 8080, running())), unstored: []string{"tether-inspect"}})
+	_, err := inspect.Ensure(t.Context(), c, inspect.Request{Namespace: ns, Pod: podName, AgentImage: image, Job: agent.JobIntercept,
+		Forward: [2]int{17000, 8080}}, func(string) {})
+	checkErr(t, err, []string{"runs tether's intercept agent tether-inspect on port 17000, but tether cannot read its token",
+		inspect.TokenSecretName(podName, "tether-inspect"), "get on secrets"}, false)
+	p, _ := c.CoreV1().Pods(ns).Get(t.Context(), podName, metav1.GetOptions{})
+	if len(p.Spec.EphemeralContainers) != 1 {
+		t.Errorf("%d ephemeral containers, want the one there", len(p.Spec.EphemeralContainers))
+	}
+}
