@@ -201,8 +201,15 @@ func agentOf(pod *corev1.Pod, a agentState, stored map[string][]byte) Agent {
 
 // newContainer is the agent's ephemeral container.
 func newContainer(req Request, name string, port int, token []byte) corev1.EphemeralContainer {
+	serve := string(req.job())
+	if req.job() == agent.JobIntercept {
+		// The pod's resolv.conf and DNS answers too, for intercept -- CMD
+		// (the probe job's calls; whoever holds the token already gets
+		// the pod's traffic).
+		serve = agent.JoinJobs([]agent.Job{agent.JobIntercept, agent.JobProbe})
+	}
 	args := []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", tokenEnv,
-		"--bootstrap-ttl", BootstrapTTL.String(), "--serve", string(req.job())}
+		"--bootstrap-ttl", BootstrapTTL.String(), "--serve", serve}
 	if req.job() == agent.JobIntercept {
 		// No recording: an ephemeral container gets no memory limit to
 		// bound it, and `tether requests` reads the sidecar agents'.

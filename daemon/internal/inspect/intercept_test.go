@@ -53,13 +53,13 @@ func TestEnsureInterceptAgent(t *testing.T) {
 			want{container: "tether-inspect", reused: true, port: 7342}},
 		{"another forward: a new agent", testPod(withInterceptAgent("tether-inspect", 7342, 17000, 8080, running())), req(17001, 8080, false),
 			want{container: "tether-inspect-2", port: 7343, args: []string{"--tunnel", "127.0.0.1:7343", "--token-env", "TETHER_TOKEN",
-				"--bootstrap-ttl", "2m0s", "--serve", "intercept", "--forward", "17001:8080", "--no-record"}}},
+				"--bootstrap-ttl", "2m0s", "--serve", "intercept,probe", "--forward", "17001:8080", "--no-record"}}},
 		{"the forward's port is not a tunnel port", testPod(), req(7342, 8080, true),
 			want{container: "tether-inspect", port: 7343, args: []string{"--tunnel", "127.0.0.1:7343", "--token-env", "TETHER_TOKEN",
-				"--bootstrap-ttl", "2m0s", "--serve", "intercept", "--forward", "7342:8080", "--no-record"}}},
+				"--bootstrap-ttl", "2m0s", "--serve", "intercept,probe", "--forward", "7342:8080", "--no-record"}}},
 		{"a trace agent does not intercept", testPod(withAgent("tether-inspect", image, 7342, false, running())), req(17000, 8080, true),
 			want{container: "tether-inspect-2", port: 7343, args: []string{"--tunnel", "127.0.0.1:7343", "--token-env", "TETHER_TOKEN",
-				"--bootstrap-ttl", "2m0s", "--serve", "intercept", "--forward", "17000:8080", "--no-record"}}},
+				"--bootstrap-ttl", "2m0s", "--serve", "intercept,probe", "--forward", "17000:8080", "--no-record"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
