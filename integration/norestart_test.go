@@ -204,11 +204,14 @@ func TestInterceptNoRestart(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	e.requireAll(client, "laptop", 30)
 
-	// kill -9 of the daemon: the agents send their connections to the app.
+	// kill -9 of the daemon: each agent sends its connections to the app
+	// once it sees its tunnel gone, within 2 s by its dead-peer check.
 	if err := syscall.Kill(st.Daemon.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	daemonKilled := time.Now()
 	t.Logf("served by the app again %s after kill -9 of the daemon", e.converge(client, "app", 1))
+	time.Sleep(time.Until(daemonKilled.Add(2 * time.Second)))
 	e.requireAll(client, "app", 30)
 
 	// Both dead: a second agent killed with no daemon to unmark its pod.

@@ -304,7 +304,23 @@ func (f *follower) unmark(ctx context.Context, pod string) error {
 // (the agent died, or the connection to it), unless the follower has
 // replaced l or stopped meanwhile.
 func (f *follower) watch(pod string, l *agent.Link) {
-	<-l.Done()
+	for gone := false; !gone; {
+		select {
+		case <-l.Done():
+			gone = true
+		case <-l.DirectDone():
+			// The direct connection ended at once: the agent died (its
+			// port-forward session would tell only by its dead-peer check,
+			// about a second later), or just the network path did. Ask.
+			ctx, cancel := context.WithTimeout(context.Background(), agentAsk)
+			_, err := l.Agent().Info(ctx)
+			cancel()
+			if err != nil {
+				l.Close()
+				gone = true
+			}
+		}
+	}
 	f.t.mu.Lock()
 	current := f.t.links[pod] == l
 	if current {
@@ -322,6 +338,11 @@ func (f *follower) watch(pod string, l *agent.Link) {
 	}
 	f.log.Warn("the agent of a pod stopped answering: pod taken out of the Service", "pod", pod, "service", f.np.svc.Name)
 }
+
+// agentAsk bounds the question whether an agent lives when its direct
+// connection ended: a slow answer takes the pod out of the Service, and
+// the next sync (a second later) puts it back if the agent lives.
+const agentAsk = 500 * time.Millisecond
 
 // follow keeps following the workload's pods in the background until
 // stop.
