@@ -322,7 +322,6 @@ func (e *env) waitMarked(n int) {
 	time.Sleep(2 * time.Second)
 }
 
-
 // TestNoRestartDocumentedRole: a user bound to exactly the
 // tether-no-restart Role of docs/intercept.md intercepts --no-restart,
 // leaves, intercepts again through the same agents, and rolls back after

@@ -349,4 +349,3 @@ func TestUnmark(t *testing.T) {
 		t.Errorf("marked() = %v after unmarking", f.marked())
 	}
 }
-
