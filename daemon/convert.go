@@ -162,14 +162,15 @@ func TraceRequestFromProto(req *daemonv1.TraceRequest) TraceRequest {
 func RecordRequestToProto(req RecordRequest) *daemonv1.RecordRequest {
 	return &daemonv1.RecordRequest{Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort,
 		AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout, Redact: req.Redact, NoRedact: req.NoRedact,
-		BodyCap: uint64(req.BodyCap), Budget: uint64(req.Budget), AgentResources: agentResourcesToProto(req.AgentResources)}
+		BodyCap: uint64(req.BodyCap), Budget: uint64(req.Budget), AgentResources: agentResourcesToProto(req.AgentResources),
+		NoRestart: req.NoRestart}
 }
 
 func RecordRequestFromProto(req *daemonv1.RecordRequest) RecordRequest {
 	return RecordRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), ServicePort: req.GetServicePort(),
 		AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds(), Redact: req.GetRedact(),
 		NoRedact: req.GetNoRedact(), BodyCap: int(req.GetBodyCap()), Budget: int(req.GetBudget()),
-		AgentResources: agentResourcesFromProto(req.GetAgentResources())}
+		AgentResources: agentResourcesFromProto(req.GetAgentResources()), NoRestart: req.GetNoRestart()}
 }
 
 func RecordInfoToProto(info RecordInfo) *daemonv1.RecordInfo {

@@ -387,3 +387,56 @@ func TestNoRestartDocumentedRole(t *testing.T) {
 	e.requireNotRestarted(podsBefore, "after rollback")
 	e.converge(client, "app", 3)
 }
+
+// TestRecordNoRestart: record --no-restart records the requests of 2
+// replicas, restarting none; leave restores the Service and pods' labels
+// and the recordings stay readable.
+func TestRecordNoRestart(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(2)
+	client := e.clientPod("client")
+	ctx := context.Background()
+	svcBefore, err := e.cs.CoreV1().Services(e.ns).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	podsBefore := e.podStates()
+	out := e.mustTether(agentImage("record", "orders", "--port", "http", "--no-restart")...)
+	if !strings.Contains(out, "tether leave") {
+		t.Errorf("record --no-restart does not say how to stop:\n%s", out)
+	}
+	e.converge(client, "app", 1)
+	for i := range 10 {
+		if _, ok := e.exec(client, "/tether-demo", "get", "http://orders."+e.ns+".svc.cluster.local/orders/"+strconv.Itoa(i)); !ok {
+			t.Errorf("request %d failed", i)
+		}
+	}
+	e.requireNotRestarted(podsBefore, "while recording")
+	seen := map[string]bool{}
+	for _, r := range e.requestsList() {
+		seen[r.Path] = true
+	}
+	for i := range 10 {
+		if p := "/orders/" + strconv.Itoa(i); !seen[p] {
+			t.Errorf("%s not recorded; recorded: %v", p, seen)
+		}
+	}
+	e.mustTether("leave", "orders")
+	svcAfter, err := e.cs.CoreV1().Services(e.ns).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(svcBefore.Spec, svcAfter.Spec) {
+		t.Errorf("service not restored:\nbefore %+v\nafter  %+v", svcBefore.Spec, svcAfter.Spec)
+	}
+	after := e.podStates()
+	for name, b := range podsBefore {
+		if !maps.Equal(b.labels, after[name].labels) {
+			t.Errorf("pod %s labels not restored: before %v after %v", name, b.labels, after[name].labels)
+		}
+	}
+	if n := len(e.requestsList()); n < 10 {
+		t.Errorf("%d requests readable after leave, want the 10 recorded", n)
+	}
+	e.requireNotRestarted(podsBefore, "after leave")
+}

@@ -94,8 +94,12 @@ func (o *StatusOptions) print(rep Report) error {
 	} else {
 		fmt.Fprintln(out, "Intercepts:")
 		for _, i := range st.Intercepts {
-			fmt.Fprintf(out, "  %s in %s: service %s port %d%s -> localhost:%d (agent port %d%s; pods: %s)\n",
-				i.Name, i.Namespace, i.Service, i.ServicePort, takes(i.Filter, i.Mirror), i.LocalPort, i.AgentPort, modeNote(i.Mode), i.PodsAndPaths())
+			dest := fmt.Sprintf("localhost:%d", i.LocalPort)
+			if i.LocalPort == 0 {
+				dest = "recorded, not intercepted" // record --no-restart
+			}
+			fmt.Fprintf(out, "  %s in %s: service %s port %d%s -> %s (agent port %d%s; pods: %s)\n",
+				i.Name, i.Namespace, i.Service, i.ServicePort, takes(i.Filter, i.Mirror), dest, i.AgentPort, modeNote(i.Mode), i.PodsAndPaths())
 			printPort(out, i)
 		}
 	}

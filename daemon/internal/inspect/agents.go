@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/agent"
 )
@@ -353,4 +355,23 @@ func ForwardUsable(p *corev1.Pod, port, app int) bool {
 		}
 	}
 	return !UsedPorts(p)[port]
+}
+
+// RunningInterceptAgent returns the pod's running intercept agent
+// (agent.JobIntercept) with the rotated token tether stored for it; false
+// when it has none whose token tether may read.
+func RunningInterceptAgent(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod) (Agent, bool, error) {
+	for _, a := range podAgents(p) {
+		if !slices.Contains(a.jobs, agent.JobIntercept) || a.forward == [2]int{} || !a.running() {
+			continue
+		}
+		stored, err := storedTokens(ctx, cs, p, []agentState{a}, func(string) {})
+		if err != nil {
+			return Agent{}, false, err
+		}
+		if len(stored[a.name]) > 0 {
+			return agentOf(p, a, stored), true, nil
+		}
+	}
+	return Agent{}, false, nil
 }

@@ -53,6 +53,9 @@ type Request struct {
 	// passes it to the app's port APP. An agent is reused only with the
 	// same Forward; LISTEN is never given to the agent's tunnel.
 	Forward [2]int
+	// Args are more arguments for a new agent (the intercept job's
+	// recording flags).
+	Args []string
 	// Early: return a new agent as soon as its container is added, before
 	// the kubelet reports it running (a second or more after it runs):
 	// the caller dials it until it answers, and asks Failed why not.
@@ -211,10 +214,9 @@ func newContainer(req Request, name string, port int, token []byte) corev1.Ephem
 	args := []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", tokenEnv,
 		"--bootstrap-ttl", BootstrapTTL.String(), "--serve", serve}
 	if req.job() == agent.JobIntercept {
-		// No recording: an ephemeral container gets no memory limit to
-		// bound it, and `tether requests` reads the sidecar agents'.
-		args = append(args, "--forward", fmt.Sprintf("%d:%d", req.Forward[0], req.Forward[1]), "--no-record")
+		args = append(args, "--forward", fmt.Sprintf("%d:%d", req.Forward[0], req.Forward[1]))
 	}
+	args = append(args, req.Args...)
 	return corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 		Name:            name,
 		Image:           req.AgentImage,

@@ -35,7 +35,8 @@ func withInterceptAgent(name string, port, listen, app int, state *corev1.Contai
 // port, and runs as non-root without capabilities.
 func TestEnsureInterceptAgent(t *testing.T) {
 	req := func(listen, app int, early bool) inspect.Request {
-		return inspect.Request{Namespace: ns, Pod: podName, AgentImage: image, Job: agent.JobIntercept, Forward: [2]int{listen, app}, Early: early}
+		return inspect.Request{Namespace: ns, Pod: podName, AgentImage: image, Job: agent.JobIntercept, Forward: [2]int{listen, app}, Early: early,
+			Args: []string{"--no-record"}}
 	}
 	type want struct {
 		container string

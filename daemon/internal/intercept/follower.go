@@ -130,7 +130,7 @@ func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
 	defer cancel()
 	ns := f.np.w.Namespace
 	a, err := inspect.Ensure(cctx, f.cs, inspect.Request{Namespace: ns, Pod: p.Name, AgentImage: f.req.AgentImage,
-		Job: agent.JobIntercept, Forward: [2]int{f.np.agentPort, f.np.appPort}, Early: true}, f.progress)
+		Job: agent.JobIntercept, Forward: [2]int{f.np.agentPort, f.np.appPort}, Args: f.agentArgs(), Early: true}, f.progress)
 	if err != nil {
 		return fmt.Errorf("pod %s: %w", p.Name, err)
 	}
@@ -143,9 +143,11 @@ func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
 		l.Close()
 		return fmt.Errorf("pod %s: %w", p.Name, err)
 	}
-	if err := l.Agent().Intercept(cctx, f.t.spec); err != nil {
-		l.Close()
-		return fmt.Errorf("intercept on pod %s: %w", p.Name, err)
+	if !f.req.RecordOnly {
+		if err := l.Agent().Intercept(cctx, f.t.spec); err != nil {
+			l.Close()
+			return fmt.Errorf("intercept on pod %s: %w", p.Name, err)
+		}
 	}
 	if f.t.onLink != nil {
 		f.t.onLink(cctx, p.Name, l)
@@ -166,6 +168,14 @@ func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
 	go f.watch(p.Name, l)
 	f.log.Info("intercepting (no restart)", "pod", p.Name, "agent", a.Container, "agentPort", f.np.agentPort, "path", l.Path())
 	return nil
+}
+
+// agentArgs are the recording flags of a new agent: a recording's, or
+// the defaults for an intercept, as a sidecar's. An ephemeral container
+// has no memory limit; the agent holds itself to its recording budget
+// (its Go memory limit is the budget + 24 MiB).
+func (f *follower) agentArgs() []string {
+	return f.req.RecordArgs
 }
 
 // dialUntilUp opens a tunnel to agent a, trying again every 100 ms while

@@ -1460,8 +1460,11 @@ type RecordRequest struct {
 	BodyCap        uint64          `protobuf:"varint,8,opt,name=body_cap,json=bodyCap,proto3" json:"body_cap,omitempty"`
 	Budget         uint64          `protobuf:"varint,9,opt,name=budget,proto3" json:"budget,omitempty"`
 	AgentResources *AgentResources `protobuf:"bytes,10,opt,name=agent_resources,json=agentResources,proto3" json:"agent_resources,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Add the agent to the running pods as an ephemeral container, restart
+	// nothing; the recording lasts while the daemon follows it (leave).
+	NoRestart     bool `protobuf:"varint,11,opt,name=no_restart,json=noRestart,proto3" json:"no_restart,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecordRequest) Reset() {
@@ -1562,6 +1565,13 @@ func (x *RecordRequest) GetAgentResources() *AgentResources {
 		return x.AgentResources
 	}
 	return nil
+}
+
+func (x *RecordRequest) GetNoRestart() bool {
+	if x != nil {
+		return x.NoRestart
+	}
+	return false
 }
 
 // AgentResources are the agent container's requests and limits as
@@ -4911,7 +4921,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\tdiffering\x18\v \x01(\x03R\tdiffering\x1a;\n" +
 	"\rByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf8\x02\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x97\x03\n" +
 	"\rRecordRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -4924,7 +4934,9 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\bbody_cap\x18\b \x01(\x04R\abodyCap\x12\x16\n" +
 	"\x06budget\x18\t \x01(\x04R\x06budget\x12I\n" +
 	"\x0fagent_resources\x18\n" +
-	" \x01(\v2 .tether.daemon.v1.AgentResourcesR\x0eagentResources\"\x98\x01\n" +
+	" \x01(\v2 .tether.daemon.v1.AgentResourcesR\x0eagentResources\x12\x1d\n" +
+	"\n" +
+	"no_restart\x18\v \x01(\bR\tnoRestart\"\x98\x01\n" +
 	"\x0eAgentResources\x12\x1f\n" +
 	"\vcpu_request\x18\x01 \x01(\tR\n" +
 	"cpuRequest\x12\x1b\n" +
