@@ -62,7 +62,7 @@ func StatusToProto(st Status) *daemonv1.StatusResponse {
 	}
 	for _, a := range st.Agents {
 		resp.Agents = append(resp.Agents, &daemonv1.AgentInfo{Workload: a.Workload, Namespace: a.Namespace, Recording: a.Recording,
-			RedactionOff: a.RedactionOff, RedactedNames: a.Redacted})
+			RedactionOff: a.RedactionOff, RedactedNames: a.Redacted, NoRestartUnheld: a.NoRestartUnheld})
 	}
 	return resp
 }
@@ -75,7 +75,7 @@ func StatusFromProto(resp *daemonv1.StatusResponse) Status {
 	}
 	for _, a := range resp.GetAgents() {
 		st.Agents = append(st.Agents, AgentInfo{Workload: a.GetWorkload(), Namespace: a.GetNamespace(), Recording: a.GetRecording(),
-			RedactionOff: a.GetRedactionOff(), Redacted: a.GetRedactedNames()})
+			RedactionOff: a.GetRedactionOff(), Redacted: a.GetRedactedNames(), NoRestartUnheld: a.GetNoRestartUnheld()})
 	}
 	return st
 }

@@ -74,6 +74,10 @@ type AgentInfo struct {
 	Recording    bool     `json:"recording"`
 	RedactionOff bool     `json:"redactionOff"`
 	Redacted     []string `json:"redacted,omitempty"`
+	// NoRestartUnheld: an intercept or recording --no-restart's journal
+	// that this daemon does not hold (another tether's, or one whose
+	// daemon stopped): the Service selects only the pods marked then.
+	NoRestartUnheld bool `json:"noRestartUnheld,omitempty"`
 }
 
 // InterceptRequest asks for an intercept.

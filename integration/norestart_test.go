@@ -224,6 +224,11 @@ func TestInterceptNoRestart(t *testing.T) {
 	}
 	e.killAgent(second)
 
+	// A new daemon says what the dead one left.
+	e.mustTether("connect")
+	if st := e.mustTether("status"); !strings.Contains(st, "deployment/orders in "+e.ns+": an intercept or recording --no-restart this daemon does not hold") {
+		t.Errorf("status does not name the intercept the dead daemon left:\n%s", st)
+	}
 	out := e.mustTether("rollback", "orders")
 	if !strings.Contains(out, "ephemeral container") {
 		t.Errorf("rollback does not say the ephemeral agents stay:\n%s", out)

@@ -113,6 +113,10 @@ func (o *StatusOptions) print(rep Report) error {
 			case a.RedactionOff:
 				rec = "recording with redaction OFF (--no-redact): secrets are kept as seen"
 			}
+			if a.NoRestartUnheld {
+				rec = fmt.Sprintf("an intercept or recording --no-restart this daemon does not hold (another tether's, or one whose daemon "+
+					"stopped): its Service sends traffic only to the pods marked then; if nobody uses it, `tether rollback %s -n %s`", a.Workload, a.Namespace)
+			}
 			fmt.Fprintf(out, "  %s in %s: %s\n", a.Workload, a.Namespace, rec)
 		}
 	}

@@ -156,6 +156,15 @@ func (d *Daemon) agents(ctx context.Context) []daemon.AgentInfo {
 	}
 	var out []daemon.AgentInfo
 	for _, e := range entries {
+		if e.NoRestart {
+			d.mu.Lock()
+			_, held := d.intercepts[e.Workload.Namespace+"/"+e.Workload.String()]
+			d.mu.Unlock()
+			if !held {
+				out = append(out, daemon.AgentInfo{Workload: e.Workload.String(), Namespace: e.Workload.Namespace, NoRestartUnheld: true})
+			}
+			continue
+		}
 		tmpl, err := workload.Client{CS: d.cs}.Template(ctx, e.Workload)
 		if err != nil {
 			continue

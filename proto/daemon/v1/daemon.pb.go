@@ -3749,8 +3749,12 @@ type AgentInfo struct {
 	// Redaction off: the agent records secrets as seen (--no-redact).
 	RedactionOff  bool     `protobuf:"varint,4,opt,name=redaction_off,json=redactionOff,proto3" json:"redaction_off,omitempty"`
 	RedactedNames []string `protobuf:"bytes,5,rep,name=redacted_names,json=redactedNames,proto3" json:"redacted_names,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The journal is an intercept or recording --no-restart's that this
+	// daemon does not hold: another tether's, or one whose daemon stopped
+	// (the Service selects only the pods marked then).
+	NoRestartUnheld bool `protobuf:"varint,6,opt,name=no_restart_unheld,json=noRestartUnheld,proto3" json:"no_restart_unheld,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AgentInfo) Reset() {
@@ -3816,6 +3820,13 @@ func (x *AgentInfo) GetRedactedNames() []string {
 		return x.RedactedNames
 	}
 	return nil
+}
+
+func (x *AgentInfo) GetNoRestartUnheld() bool {
+	if x != nil {
+		return x.NoRestartUnheld
+	}
+	return false
 }
 
 type InterceptInfo struct {
@@ -5121,13 +5132,14 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"intercepts\x18\x06 \x03(\v2\x1f.tether.daemon.v1.InterceptInfoR\n" +
 	"intercepts\x123\n" +
-	"\x06agents\x18\a \x03(\v2\x1b.tether.daemon.v1.AgentInfoR\x06agents\"\xaf\x01\n" +
+	"\x06agents\x18\a \x03(\v2\x1b.tether.daemon.v1.AgentInfoR\x06agents\"\xdb\x01\n" +
 	"\tAgentInfo\x12\x1a\n" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1c\n" +
 	"\trecording\x18\x03 \x01(\bR\trecording\x12#\n" +
 	"\rredaction_off\x18\x04 \x01(\bR\fredactionOff\x12%\n" +
-	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\"\xd2\x04\n" +
+	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\x12*\n" +
+	"\x11no_restart_unheld\x18\x06 \x01(\bR\x0fnoRestartUnheld\"\xd2\x04\n" +
 	"\rInterceptInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
