@@ -189,6 +189,7 @@ func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (jou
 	}
 	var out []agentTarget
 	var sidecarToken []byte
+	var unread []string // why an ephemeral agent's token could not be read
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
@@ -209,13 +210,16 @@ func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (jou
 			out = append(out, agentTarget{pod: *p, port: agent.DefaultTunnelPort, token: sidecarToken})
 			continue
 		}
-		a, ok, err := inspect.RunningInterceptAgent(ctx, d.cs, p)
+		a, ok, err := inspect.RunningInterceptAgent(ctx, d.cs, p, func(s string) { unread = append(unread, s) })
 		if err != nil {
 			return w, nil, err
 		}
 		if ok {
 			out = append(out, agentTarget{pod: *p, port: a.Port, token: a.Token})
 		}
+	}
+	if len(out) == 0 && len(unread) > 0 {
+		return w, nil, errdefs.User("%s: %s (docs/intercept.md, the tether-no-restart Role)", w, unread[0])
 	}
 	if len(out) == 0 {
 		return w, nil, errdefs.User("no pod of %s in namespace %s runs the tether agent; "+

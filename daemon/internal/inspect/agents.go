@@ -359,13 +359,13 @@ func ForwardUsable(p *corev1.Pod, port, app int) bool {
 
 // RunningInterceptAgent returns the pod's running intercept agent
 // (agent.JobIntercept) with the rotated token tether stored for it; false
-// when it has none whose token tether may read.
-func RunningInterceptAgent(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod) (Agent, bool, error) {
+// when it has none whose token tether may read (progress says why).
+func RunningInterceptAgent(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod, progress func(string)) (Agent, bool, error) {
 	for _, a := range podAgents(p) {
 		if !slices.Contains(a.jobs, agent.JobIntercept) || a.forward == [2]int{} || !a.running() {
 			continue
 		}
-		stored, err := storedTokens(ctx, cs, p, []agentState{a}, func(string) {})
+		stored, err := storedTokens(ctx, cs, p, []agentState{a}, progress)
 		if err != nil {
 			return Agent{}, false, err
 		}
