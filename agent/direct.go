@@ -174,6 +174,16 @@ func (l *Link) liveDirect() *tunnel.Session {
 	}
 }
 
+// DirectDone is closed when the Link's direct session ends; nil while it
+// has none. The agent's end of it closes at once when the agent dies,
+// where the port-forward session needs its dead-peer check (about 1 s).
+func (l *Link) DirectDone() <-chan struct{} {
+	if s := l.liveDirect(); s != nil {
+		return s.Done()
+	}
+	return nil
+}
+
 // Path says which way the Link's data streams travel now.
 func (l *Link) Path() Path {
 	if l.liveDirect() != nil {

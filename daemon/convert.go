@@ -20,7 +20,7 @@ func InterceptInfoToProto(i InterceptInfo) *daemonv1.InterceptInfo {
 		Name: i.Name, Namespace: i.Namespace, Service: i.Service, ServicePort: int32(i.ServicePort),
 		AgentPort: int32(i.AgentPort), LocalPort: int32(i.LocalPort), Pods: i.Pods,
 		Filter: filterToProto(i.Filter), Mirror: i.Mirror, Owner: i.Owner, ToApp: i.ToApp, NotHttp: i.NotHTTP, Tls: i.TLS,
-		Paths: i.Paths,
+		Paths: i.Paths, Mode: i.Mode,
 	}
 	for _, pi := range i.PortIntercepts {
 		p.PortIntercepts = append(p.PortIntercepts, &daemonv1.PortIntercept{Owner: pi.Owner, Filter: filterToProto(pi.Filter),
@@ -34,7 +34,7 @@ func InterceptInfoFromProto(p *daemonv1.InterceptInfo) InterceptInfo {
 		Name: p.GetName(), Namespace: p.GetNamespace(), Service: p.GetService(), ServicePort: int(p.GetServicePort()),
 		AgentPort: int(p.GetAgentPort()), LocalPort: int(p.GetLocalPort()), Pods: p.GetPods(),
 		Filter: filterFromProto(p.GetFilter()), Mirror: p.GetMirror(), Owner: p.GetOwner(),
-		ToApp: p.GetToApp(), NotHTTP: p.GetNotHttp(), TLS: p.GetTls(), Paths: p.GetPaths(),
+		ToApp: p.GetToApp(), NotHTTP: p.GetNotHttp(), TLS: p.GetTls(), Paths: p.GetPaths(), Mode: p.GetMode(),
 	}
 	for _, pi := range p.GetPortIntercepts() {
 		i.PortIntercepts = append(i.PortIntercepts, PortIntercept{Owner: pi.GetOwner(), Filter: filterFromProto(pi.GetFilter()),
@@ -62,7 +62,7 @@ func StatusToProto(st Status) *daemonv1.StatusResponse {
 	}
 	for _, a := range st.Agents {
 		resp.Agents = append(resp.Agents, &daemonv1.AgentInfo{Workload: a.Workload, Namespace: a.Namespace, Recording: a.Recording,
-			RedactionOff: a.RedactionOff, RedactedNames: a.Redacted})
+			RedactionOff: a.RedactionOff, RedactedNames: a.Redacted, NoRestartUnheld: a.NoRestartUnheld})
 	}
 	for _, se := range st.Sessions {
 		resp.Sessions = append(resp.Sessions, SessionInfoToProto(se))
@@ -78,7 +78,7 @@ func StatusFromProto(resp *daemonv1.StatusResponse) Status {
 	}
 	for _, a := range resp.GetAgents() {
 		st.Agents = append(st.Agents, AgentInfo{Workload: a.GetWorkload(), Namespace: a.GetNamespace(), Recording: a.GetRecording(),
-			RedactionOff: a.GetRedactionOff(), Redacted: a.GetRedactedNames()})
+			RedactionOff: a.GetRedactionOff(), Redacted: a.GetRedactedNames(), NoRestartUnheld: a.GetNoRestartUnheld()})
 	}
 	for _, se := range resp.GetSessions() {
 		st.Sessions = append(st.Sessions, SessionInfoFromProto(se))
@@ -90,14 +90,14 @@ func InterceptRequestToProto(req InterceptRequest) *daemonv1.InterceptRequest {
 	return &daemonv1.InterceptRequest{Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort,
 		LocalPort: int32(req.LocalPort), AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout,
 		AgentResources: agentResourcesToProto(req.AgentResources), LocalPortLater: req.LocalPortLater,
-		Filter: filterToProto(req.Filter), Mirror: req.Mirror, Path: req.Path}
+		Filter: filterToProto(req.Filter), Mirror: req.Mirror, Path: req.Path, NoRestart: req.NoRestart}
 }
 
 func InterceptRequestFromProto(req *daemonv1.InterceptRequest) InterceptRequest {
 	return InterceptRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), ServicePort: req.GetServicePort(),
 		LocalPort: int(req.GetLocalPort()), AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds(),
 		AgentResources: agentResourcesFromProto(req.GetAgentResources()), LocalPortLater: req.GetLocalPortLater(),
-		Filter: filterFromProto(req.GetFilter()), Mirror: req.GetMirror(), Path: req.GetPath()}
+		Filter: filterFromProto(req.GetFilter()), Mirror: req.GetMirror(), Path: req.GetPath(), NoRestart: req.GetNoRestart()}
 }
 
 func agentResourcesToProto(r AgentResources) *daemonv1.AgentResources {
@@ -168,14 +168,15 @@ func TraceRequestFromProto(req *daemonv1.TraceRequest) TraceRequest {
 func RecordRequestToProto(req RecordRequest) *daemonv1.RecordRequest {
 	return &daemonv1.RecordRequest{Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort,
 		AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout, Redact: req.Redact, NoRedact: req.NoRedact,
-		BodyCap: uint64(req.BodyCap), Budget: uint64(req.Budget), AgentResources: agentResourcesToProto(req.AgentResources)}
+		BodyCap: uint64(req.BodyCap), Budget: uint64(req.Budget), AgentResources: agentResourcesToProto(req.AgentResources),
+		NoRestart: req.NoRestart}
 }
 
 func RecordRequestFromProto(req *daemonv1.RecordRequest) RecordRequest {
 	return RecordRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), ServicePort: req.GetServicePort(),
 		AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds(), Redact: req.GetRedact(),
 		NoRedact: req.GetNoRedact(), BodyCap: int(req.GetBodyCap()), Budget: int(req.GetBudget()),
-		AgentResources: agentResourcesFromProto(req.GetAgentResources())}
+		AgentResources: agentResourcesFromProto(req.GetAgentResources()), NoRestart: req.GetNoRestart()}
 }
 
 func RecordInfoToProto(info RecordInfo) *daemonv1.RecordInfo {

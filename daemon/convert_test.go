@@ -156,14 +156,14 @@ func TestAgentRequestsOverTheWire(t *testing.T) {
 
 	ic := InterceptRequest{Namespace: "shop", Workload: "deploy/orders", ServicePort: "http", LocalPort: 3000,
 		AgentImage: "agent:dev", RolloutTimeout: 60, AgentResources: res, LocalPortLater: true,
-		Filter: httpfilter.Spec{Headers: []string{"x-user=ana"}, PathPrefix: "/api/", PathRegex: "/api/v[0-9]+"}, Mirror: true, Path: "direct"}
+		Filter: httpfilter.Spec{Headers: []string{"x-user=ana"}, PathPrefix: "/api/", PathRegex: "/api/v[0-9]+"}, Mirror: true, Path: "direct", NoRestart: true}
 	allSet(t, ic)
 	if diff := cmp.Diff(ic, InterceptRequestFromProto(wire(t, InterceptRequestToProto(ic), &daemonv1.InterceptRequest{}))); diff != "" {
 		t.Errorf("intercept request through the wire (-want +got)\n%s", diff)
 	}
 
 	rec := RecordRequest{Namespace: "shop", Workload: "sts/db", ServicePort: "8080", AgentImage: "agent:dev", RolloutTimeout: 60,
-		Redact: []string{"X-Key"}, NoRedact: true, BodyCap: 1024, Budget: 8 << 20, AgentResources: res}
+		Redact: []string{"X-Key"}, NoRedact: true, BodyCap: 1024, Budget: 8 << 20, AgentResources: res, NoRestart: true}
 	allSet(t, rec)
 	if diff := cmp.Diff(rec, RecordRequestFromProto(wire(t, RecordRequestToProto(rec), &daemonv1.RecordRequest{}))); diff != "" {
 		t.Errorf("record request through the wire (-want +got)\n%s", diff)
@@ -217,7 +217,7 @@ func TestInterceptInfoOverTheWire(t *testing.T) {
 	allSet(t, pi)
 	info := InterceptInfo{Name: "deploy/orders", Namespace: "shop", Service: "orders", ServicePort: 80, AgentPort: 17000,
 		LocalPort: 3000, Pods: []string{"orders-1"}, Filter: httpfilter.Spec{PathPrefix: "/api/"}, Mirror: true, Owner: "ana@laptop",
-		PortIntercepts: []PortIntercept{pi}, ToApp: 3, NotHTTP: 2, TLS: 1, Paths: map[string]string{"orders-1": "direct"}}
+		PortIntercepts: []PortIntercept{pi}, ToApp: 3, NotHTTP: 2, TLS: 1, Paths: map[string]string{"orders-1": "direct"}, Mode: "no-restart"}
 	allSet(t, info)
 	got := InterceptInfoFromProto(wire(t, InterceptInfoToProto(info), &daemonv1.InterceptInfo{}))
 	got.PortIntercepts[0].Since = got.PortIntercepts[0].Since.UTC()

@@ -22,6 +22,10 @@ type RecordRequest struct {
 	Budget         int      `json:"budget,omitempty"`
 	// AgentResources override the agent container's default requests and limits.
 	AgentResources AgentResources `json:"agentResources,omitzero"`
+	// NoRestart adds the agent to the running pods as an ephemeral
+	// container: no pod restarts; the daemon follows the recording until
+	// `tether leave` (docs/intercept.md).
+	NoRestart bool `json:"noRestart,omitempty"`
 }
 
 // RecordInfo describes a recording agent in place.

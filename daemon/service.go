@@ -87,6 +87,10 @@ type AgentInfo struct {
 	Recording    bool     `json:"recording"`
 	RedactionOff bool     `json:"redactionOff"`
 	Redacted     []string `json:"redacted,omitempty"`
+	// NoRestartUnheld: an intercept or recording --no-restart's journal
+	// that this daemon does not hold (another tether's, or one whose
+	// daemon stopped): the Service selects only the pods marked then.
+	NoRestartUnheld bool `json:"noRestartUnheld,omitempty"`
 }
 
 // InterceptRequest asks for an intercept.
@@ -110,6 +114,9 @@ type InterceptRequest struct {
 	// Path is how the tunnels carry the connections: auto (empty),
 	// direct or port-forward (agent.Path).
 	Path string `json:"path,omitempty"`
+	// NoRestart adds the agent to the running pods as an ephemeral
+	// container: no pod restarts (docs/intercept.md).
+	NoRestart bool `json:"noRestart,omitempty"`
 }
 
 // AgentResources are the agent container's requests and limits as
@@ -149,6 +156,10 @@ type InterceptInfo struct {
 	// Paths says, by pod, which path its tunnel takes now: direct or
 	// port-forward.
 	Paths map[string]string `json:"paths"`
+	// Mode is how the agents joined the pods: "sidecar" (the pod
+	// template; every pod restarted) or "no-restart" (ephemeral
+	// containers, the pods marked).
+	Mode string `json:"mode,omitempty"`
 }
 
 // PodsAndPaths lists the pods with the path of each one's tunnel, for

@@ -72,6 +72,9 @@ type InterceptOptions struct {
 	PathRegex   string
 	Mirror      bool
 	Filter      httpfilter.Spec
+	// NoRestart is --no-restart: the agent joins the running pods as an
+	// ephemeral container; no pod restarts.
+	NoRestart bool
 	// User is the local user's name, for a bare --http-header.
 	User func() string
 }
@@ -133,6 +136,17 @@ cleartext HTTP (TLS included) goes to the app unfiltered. With --mirror the
 app keeps answering every request and this machine gets a copy of each
 matching one; its answers are recorded, not sent back.
 
+With --no-restart no pod restarts: the agent joins each running pod as an
+ephemeral container, a pod is labelled tether.dev/intercept once its agent
+answers, and the Service sends traffic only to labelled pods, on the
+agent's port. The pod that was failing keeps its state, and the first
+intercept is quick. The trade-off: the agents get no resource requests or
+limits (Kubernetes allows none on ephemeral containers), Kubernetes never
+removes an ephemeral container (after leave or rollback it stays listed,
+idle or terminated, until the pod is replaced), and while both this
+machine's daemon and a pod's agent are dead, that pod's share of the
+traffic is refused until ` + "`tether rollback`" + ` (docs/intercept.md).
+
 With -- CMD, the intercept lasts as long as CMD: tether intercepts, runs CMD
 as ` + "`tether run`" + ` does (its connections to the cluster leave from the
 intercepted pod, through the intercept's agent), and leaves the intercept
@@ -158,7 +172,10 @@ intercept fails, CMD is not started.`,
   tether intercept orders --port http:3000 --http-header 'x-tenant=~test-.*' --http-path /api/v2/
 
   # a copy of every request, while the app serves them
-  tether intercept orders --port http:3000 --mirror`,
+  tether intercept orders --port http:3000 --mirror
+
+  # restart no pod: the agent joins the running pods as an ephemeral container
+  tether intercept orders --port http:3000 --no-restart`,
 		Args: cmdutil.Args(func(cmd *cobra.Command, args []string) error {
 			o.Dash = cmd.ArgsLenAtDash()
 			if o.Dash >= 0 {
@@ -182,6 +199,7 @@ intercept fails, CMD is not started.`,
 	cmd.Flags().Lookup("http-header").NoOptDefVal = myHeader
 	cmd.Flags().StringVar(&o.PathPrefix, "http-path", "", "only HTTP requests whose path starts with `PREFIX` come here")
 	cmd.Flags().StringVar(&o.PathRegex, "http-path-regex", "", "only HTTP requests whose whole path matches `REGEX` come here")
+	cmd.Flags().BoolVar(&o.NoRestart, "no-restart", false, "restart no pod: add the agent to the running pods as an ephemeral container and point the Service at the pods whose agent answers (see above for the trade-off)")
 	cmd.Flags().BoolVar(&o.Mirror, "mirror", false, "the app keeps answering every request; this machine gets a copy of each (matching) request, its answers dropped")
 	AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)
 	o.AgentResources.AddFlags(cmd)
@@ -307,6 +325,10 @@ func (o *InterceptOptions) Validate() error {
 	if _, err := o.AgentResources.Resources(DefaultRecordBudget, ""); err != nil {
 		return err
 	}
+	if o.NoRestart && o.AgentResources != (AgentResourceFlags{}) {
+		return errdefs.User("--no-restart adds the agent as an ephemeral container, which Kubernetes allows no resources: " +
+			"drop --agent-cpu and --agent-memory, or intercept without --no-restart")
+	}
 	if _, err := httpfilter.Parse(o.Filter); err != nil {
 		return errdefs.User("%v (--http-header NAME=VALUE or NAME=~REGEX; --http-path /PREFIX; --http-path-regex REGEX)", err)
 	}
@@ -337,6 +359,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		Namespace: o.Ns, Workload: o.Workload, ServicePort: o.ServicePort, LocalPort: o.LocalPort,
 		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout / time.Second), AgentResources: res,
 		LocalPortLater: len(o.Command) > 0, Filter: o.Filter, Mirror: o.Mirror, Path: o.TunnelPath,
+		NoRestart: o.NoRestart,
 	}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
 		return err

@@ -81,6 +81,11 @@ func TestNewCmdIntercept(t *testing.T) {
 		{name: "a header value without the flag", args: []string{"orders", "x-user=ana", "--port", "http:3000"}, wantErr: `unexpected argument "x-user=ana": a header filter goes with --http-header`},
 		{name: "bad header name", args: []string{"orders", "--port", "http:3000", "--http-header=x user=ana"}, wantErr: `"x user" is not a valid header name`},
 		{name: "bad path regex", args: []string{"orders", "--port", "http:3000", "--http-path-regex", "("}, wantErr: `path filter "(": error parsing regexp`},
+		{name: "no restart", args: []string{"orders", "--port", "http:3000", "--no-restart"},
+			want: InterceptOptions{Workload: "orders", Port: "http:3000", ServicePort: "http", LocalPort: 3000, Ns: "shop", RolloutTimeout: 3 * time.Minute,
+				NoRestart: true}},
+		{name: "no restart with agent resources", args: []string{"orders", "--port", "http:3000", "--no-restart", "--agent-memory", "64Mi"},
+			wantErr: "--no-restart adds the agent as an ephemeral container, which Kubernetes allows no resources"},
 		{name: "path without slash", args: []string{"orders", "--port", "http:3000", "--http-path", "api"}, wantErr: `a path starts with /`},
 	}
 	for _, tt := range tests {
@@ -133,6 +138,9 @@ func TestInterceptValidate(t *testing.T) {
 		{"zero timeout", func(o *InterceptOptions) { o.RolloutTimeout = 0 }, "--rollout-timeout must be positive"},
 		{"no image", func(o *InterceptOptions) { o.AgentImage = "" }, "--agent-image must not be empty"},
 		{"bad output", func(o *InterceptOptions) { o.Output = "xml" }, "use -o json or -o yaml"},
+		{"no restart", func(o *InterceptOptions) { o.NoRestart = true }, ""},
+		{"no restart, agent cpu", func(o *InterceptOptions) { o.NoRestart, o.AgentResources.CPU = true, "50m" },
+			"--no-restart adds the agent as an ephemeral container, which Kubernetes allows no resources: drop --agent-cpu and --agent-memory"},
 		{"agent resources", func(o *InterceptOptions) { o.AgentResources = AgentResourceFlags{CPU: "50m:1", Memory: "48Mi:160Mi"} }, ""},
 		{"agent request alone", func(o *InterceptOptions) { o.AgentResources = AgentResourceFlags{CPU: "2", Memory: "1Gi"} }, ""},
 		{"agent limit alone", func(o *InterceptOptions) { o.AgentResources = AgentResourceFlags{CPU: ":2", Memory: ":1Gi"} }, ""},
@@ -213,6 +221,37 @@ func TestInterceptRun(t *testing.T) {
 	}
 	if diff := cmp.Diff(info, gotInfo); diff != "" {
 		t.Errorf("-o json (-want +got):\n%s", diff)
+	}
+}
+
+// TestInterceptRunNoRestart: --no-restart reaches the daemon, and the
+// mode comes back in -o json.
+func TestInterceptRunNoRestart(t *testing.T) {
+	var got daemon.InterceptRequest
+	info := daemon.InterceptInfo{Name: "deployment/orders", Namespace: "shop", Service: "orders",
+		ServicePort: 80, AgentPort: 17000, LocalPort: 3000, Pods: []string{"orders-1"}, Mode: "no-restart"}
+	fake := &cmdtest.FakeService{InterceptFunc: func(_ context.Context, req daemon.InterceptRequest, _ func(string)) (daemon.InterceptInfo, error) {
+		got = req
+		return info, nil
+	}}
+	streams, out, _ := cmdtest.Streams()
+	o := &InterceptOptions{IOStreams: streams, Workload: "orders", ServicePort: "http", LocalPort: 3000, Ns: "shop",
+		AgentImage: "img", RolloutTimeout: time.Minute, Output: "json", TunnelPath: "auto", NoRestart: true,
+		DaemonService: cmdtest.ServeDaemon(t, fake)}
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantReq := daemon.InterceptRequest{Namespace: "shop", Workload: "orders", ServicePort: "http", LocalPort: 3000, AgentImage: "img",
+		RolloutTimeout: 60, Path: "auto", NoRestart: true}
+	if diff := cmp.Diff(wantReq, got); diff != "" {
+		t.Errorf("request the daemon got (-want +got):\n%s", diff)
+	}
+	var gotInfo daemon.InterceptInfo
+	if err := json.Unmarshal(out.Bytes(), &gotInfo); err != nil {
+		t.Fatal(err)
+	}
+	if gotInfo.Mode != "no-restart" {
+		t.Errorf("mode = %q, want no-restart", gotInfo.Mode)
 	}
 }
 

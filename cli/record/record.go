@@ -27,6 +27,9 @@ type RecordOptions struct {
 	BodyCap, Budget                           string
 	RolloutTimeout                            time.Duration
 	AgentResources                            intercept.AgentResourceFlags
+	// NoRestart is --no-restart: the agent joins the running pods as an
+	// ephemeral container; the recording lasts until `tether leave`.
+	NoRestart bool
 
 	// Ns is the namespace Complete resolved.
 	Ns string
@@ -57,9 +60,17 @@ named with --redact; --no-redact records secrets as seen and must be asked
 for explicitly. An intercept records too.
 
 The change is journaled in the cluster like an intercept's;
-` + "`tether rollback WORKLOAD`" + ` removes the agent.`,
+` + "`tether rollback WORKLOAD`" + ` removes the agent.
+
+With --no-restart no pod restarts: the agent joins each running pod as an
+ephemeral container and the Service is pointed at the pods whose agent
+answers, as ` + "`tether intercept --no-restart`" + ` does (docs/intercept.md). The
+daemon follows the recording (new pods get an agent) until
+` + "`tether leave WORKLOAD`" + ` or ` + "`tether quit`" + `, which restore the Service; the agents stay, idle, and
+their recordings stay readable until the pods are replaced.`,
 		Example: `  tether record deploy/orders --port http
-  tether record orders --port 80 --redact password,x-api-key`,
+  tether record orders --port 80 --redact password,x-api-key
+  tether record orders --port http --no-restart`,
 		Args: cmdutil.Args(cobra.ExactArgs(1)),
 		RunE: cmdutil.RunE(o, runF),
 	}
@@ -68,6 +79,7 @@ The change is journaled in the cluster like an intercept's;
 	cmd.Flags().BoolVar(&o.NoRedact, "no-redact", false, "record Authorization, Cookie and the like as seen (secrets!)")
 	cmd.Flags().StringVar(&o.BodyCap, "body-cap", "1Mi", "most of each body kept; longer bodies are truncated and marked")
 	cmd.Flags().StringVar(&o.Budget, "budget", "64Mi", "memory for recorded exchanges per pod; the oldest go first")
+	cmd.Flags().BoolVar(&o.NoRestart, "no-restart", false, "restart no pod: add the agent to the running pods as an ephemeral container (until `tether leave`; see above)")
 	intercept.AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)
 	o.AgentResources.AddFlags(cmd)
 	cmdutil.AddOutputFlag(cmd, &o.Output)
@@ -118,6 +130,10 @@ func (o *RecordOptions) Validate() error {
 	if _, err := o.AgentResources.Resources(int64(b), "--budget"); err != nil {
 		return err
 	}
+	if o.NoRestart && o.AgentResources != (intercept.AgentResourceFlags{}) {
+		return errdefs.User("--no-restart adds the agent as an ephemeral container, which Kubernetes allows no resources: " +
+			"drop --agent-cpu and --agent-memory, or record without --no-restart")
+	}
 	return nil
 }
 
@@ -141,7 +157,7 @@ func (o *RecordOptions) Run(ctx context.Context) error {
 	res, _ := o.AgentResources.Resources(int64(budget), "--budget") // checked in Validate
 	info, err := client.Record(ctx, daemon.RecordRequest{Namespace: o.Ns, Workload: o.Workload, ServicePort: o.ServicePort,
 		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout.Seconds()), Redact: o.Redact, NoRedact: o.NoRedact,
-		BodyCap: bodyCap, Budget: budget, AgentResources: res}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
+		BodyCap: bodyCap, Budget: budget, AgentResources: res, NoRestart: o.NoRestart}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
 		return err
 	}
@@ -152,6 +168,10 @@ func (o *RecordOptions) Run(ctx context.Context) error {
 	if o.NoRedact {
 		fmt.Fprintln(o.Out, "WARNING: redaction is off: secrets (Authorization, Cookie, ...) are recorded as seen")
 	}
-	fmt.Fprintf(o.Out, "list what it records:  tether requests list %s\nstop recording:        tether rollback %s\n", info.Workload, info.Workload)
+	stop := "tether rollback"
+	if o.NoRestart {
+		stop = "tether leave"
+	}
+	fmt.Fprintf(o.Out, "list what it records:  tether requests list %s\nstop recording:        %s %s\n", info.Workload, stop, info.Workload)
 	return nil
 }

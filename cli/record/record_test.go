@@ -89,6 +89,10 @@ func TestNewCmdRecord(t *testing.T) {
 			wantErr: "give a limit above 88Mi, or lower --budget"},
 		{name: "no redaction", args: []string{"orders", "--port", "80", "--no-redact"},
 			want: RecordOptions{Workload: "orders", ServicePort: "80", NoRedact: true, BodyCap: "1Mi", Budget: "64Mi", RolloutTimeout: 3 * time.Minute, Ns: "shop"}},
+		{name: "no restart", args: []string{"orders", "--port", "80", "--no-restart"},
+			want: RecordOptions{Workload: "orders", ServicePort: "80", NoRestart: true, BodyCap: "1Mi", Budget: "64Mi", RolloutTimeout: 3 * time.Minute, Ns: "shop"}},
+		{name: "no restart with agent resources", args: []string{"orders", "--port", "80", "--no-restart", "--agent-cpu", "50m"},
+			wantErr: "--no-restart adds the agent as an ephemeral container, which Kubernetes allows no resources"},
 		{name: "no port", args: []string{"orders"}, wantErr: "--port is required"},
 		{name: "no workload", args: []string{"--port", "80"}, wantErr: "accepts 1 arg(s), received 0: record WORKLOAD --port PORT"},
 	}
@@ -112,6 +116,28 @@ func TestNewCmdRecord(t *testing.T) {
 				t.Errorf("options (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestRecordRunNoRestart: --no-restart reaches the daemon, and the
+// output says leave stops it.
+func TestRecordRunNoRestart(t *testing.T) {
+	var got daemon.RecordRequest
+	fake := &cmdtest.FakeService{RecordFunc: func(_ context.Context, req daemon.RecordRequest, _ func(string)) (daemon.RecordInfo, error) {
+		got = req
+		return daemon.RecordInfo{Workload: "deployment/orders", Namespace: "shop", Service: "orders", ServicePort: 80, AgentPort: 17000}, nil
+	}}
+	streams, out, _ := cmdtest.Streams()
+	o := &RecordOptions{IOStreams: streams, Workload: "orders", ServicePort: "http", AgentImage: "img", BodyCap: "1Mi", Budget: "64Mi",
+		RolloutTimeout: time.Minute, Ns: "shop", NoRestart: true, DaemonService: cmdtest.ServeDaemon(t, fake)}
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !got.NoRestart {
+		t.Errorf("request %+v: NoRestart not sent", got)
+	}
+	if !strings.Contains(out.String(), "stop recording:        tether leave deployment/orders") {
+		t.Errorf("output does not say leave stops it:\n%s", out)
 	}
 }
 

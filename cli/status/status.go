@@ -95,8 +95,12 @@ func (o *StatusOptions) print(rep Report) error {
 	} else {
 		fmt.Fprintln(out, "Intercepts:")
 		for _, i := range st.Intercepts {
-			fmt.Fprintf(out, "  %s in %s: service %s port %d%s -> localhost:%d (agent port %d; pods: %s)\n",
-				i.Name, i.Namespace, i.Service, i.ServicePort, takes(i.Filter, i.Mirror), i.LocalPort, i.AgentPort, i.PodsAndPaths())
+			dest := fmt.Sprintf("localhost:%d", i.LocalPort)
+			if i.LocalPort == 0 {
+				dest = "recorded, not intercepted" // record --no-restart
+			}
+			fmt.Fprintf(out, "  %s in %s: service %s port %d%s -> %s (agent port %d%s; pods: %s)\n",
+				i.Name, i.Namespace, i.Service, i.ServicePort, takes(i.Filter, i.Mirror), dest, i.AgentPort, modeNote(i.Mode), i.PodsAndPaths())
 			printPort(out, i)
 		}
 	}
@@ -109,6 +113,10 @@ func (o *StatusOptions) print(rep Report) error {
 				rec = "not recording"
 			case a.RedactionOff:
 				rec = "recording with redaction OFF (--no-redact): secrets are kept as seen"
+			}
+			if a.NoRestartUnheld {
+				rec = fmt.Sprintf("an intercept or recording --no-restart this daemon does not hold (another tether's, or one whose daemon "+
+					"stopped): its Service sends traffic only to the pods marked then; if nobody uses it, `tether rollback %s -n %s`", a.Workload, a.Namespace)
 			}
 			fmt.Fprintf(out, "  %s in %s: %s\n", a.Workload, a.Namespace, rec)
 		}
@@ -156,4 +164,12 @@ func printPort(out io.Writer, i daemon.InterceptInfo) {
 	}
 	fmt.Fprintf(out, "    to the app: %d requests no filter selected; %d connections not cleartext HTTP (%d TLS), unfiltered\n",
 		i.ToApp, i.NotHTTP, i.TLS)
+}
+
+// modeNote names the mode of an intercept that restarted no pod.
+func modeNote(mode string) string {
+	if mode == "no-restart" {
+		return "; mode: no-restart"
+	}
+	return ""
 }

@@ -71,6 +71,29 @@ func daemonStatus() daemon.Status {
 			By: "ana@laptop", Objects: 7, Hash: "ab12"}}}
 }
 
+// TestStatusRunNoRestart: an intercept that restarted no pod says so, and
+// so does the journal of one this daemon does not hold (over the wire).
+func TestStatusRunNoRestart(t *testing.T) {
+	st := daemonStatus()
+	st.Intercepts[0].Mode = "no-restart"
+	st.Agents = []daemon.AgentInfo{{Workload: "deployment/billing", Namespace: "shop", NoRestartUnheld: true}}
+	fake := &cmdtest.FakeService{StatusFunc: func(context.Context) (daemon.Status, error) { return st, nil }}
+	streams, out, _ := cmdtest.Streams()
+	o := &StatusOptions{IOStreams: streams, DaemonService: cmdtest.ServeDaemon(t, fake)}
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := `Connected to context test (https://10.0.0.1:6443, Kubernetes v1.32.0); daemon dev, pid 42
+Intercepts:
+  deployment/orders in shop: service orders port 80 -> localhost:3000 (agent port 17000; mode: no-restart; pods: orders-1 (direct))
+Agents (` + "`tether rollback WORKLOAD`" + ` removes one):
+  deployment/billing in shop: an intercept or recording --no-restart this daemon does not hold (another tether's, or one whose daemon stopped): its Service sends traffic only to the pods marked then; if nobody uses it, ` + "`tether rollback deployment/billing -n shop`" + `
+`
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("output (-want +got):\n%s", diff)
+	}
+}
+
 func TestStatusRun(t *testing.T) {
 	fake := &cmdtest.FakeService{StatusFunc: func(context.Context) (daemon.Status, error) { return daemonStatus(), nil }}
 	streams, out, _ := cmdtest.Streams()

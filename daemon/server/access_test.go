@@ -104,6 +104,16 @@ func TestFeaturesRefuseWithoutPermission(t *testing.T) {
 			_, err := d.Intercept(ctx, daemon.InterceptRequest{Namespace: "shop", Workload: "orders", ServicePort: "http", LocalPort: 3000}, nop)
 			return err
 		}, "the Role in docs/intercept.md"},
+		{"intercept --no-restart", access.Rule{Verb: "update", Resource: "pods", Subresource: "ephemeralcontainers"}, func(d *Daemon) error {
+			_, err := d.Intercept(ctx, daemon.InterceptRequest{Namespace: "shop", Workload: "orders", ServicePort: "http", LocalPort: 3000,
+				NoRestart: true}, nop)
+			return err
+		}, "the tether-no-restart Role in docs/intercept.md"},
+		{"intercept --no-restart, the marks", access.Rule{Verb: "update", Resource: "pods"}, func(d *Daemon) error {
+			_, err := d.Intercept(ctx, daemon.InterceptRequest{Namespace: "shop", Workload: "orders", ServicePort: "http", LocalPort: 3000,
+				NoRestart: true}, nop)
+			return err
+		}, "the tether-no-restart Role in docs/intercept.md"},
 		{"record", access.Rule{Verb: "create", Resource: "secrets"}, func(d *Daemon) error {
 			_, err := d.Record(ctx, daemon.RecordRequest{Namespace: "shop", Workload: "orders", ServicePort: "http"}, nop)
 			return err

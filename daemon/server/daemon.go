@@ -157,6 +157,15 @@ func (d *Daemon) agents(ctx context.Context) []daemon.AgentInfo {
 	}
 	var out []daemon.AgentInfo
 	for _, e := range entries {
+		if e.NoRestart {
+			d.mu.Lock()
+			_, held := d.intercepts[e.Workload.Namespace+"/"+e.Workload.String()]
+			d.mu.Unlock()
+			if !held {
+				out = append(out, daemon.AgentInfo{Workload: e.Workload.String(), Namespace: e.Workload.Namespace, NoRestartUnheld: true})
+			}
+			continue
+		}
 		tmpl, err := workload.Client{CS: d.cs}.Template(ctx, e.Workload)
 		if err != nil {
 			continue
@@ -227,9 +236,11 @@ const permittedTTL = time.Minute
 
 // The Roles a refusal asks for (docs/intercept.md, "Permissions tether needs").
 const (
-	userRole    = "the Role in docs/intercept.md"
-	inspectRole = "the tether-inspect Role in docs/intercept.md (docs/inspect.md says what each check needs)"
-	runRole     = "the tether-run Role in docs/intercept.md"
+	userRole = "the Role in docs/intercept.md"
+	// noRestartRole is intercept --no-restart's.
+	noRestartRole = "the tether-no-restart Role in docs/intercept.md"
+	inspectRole   = "the tether-inspect Role in docs/intercept.md (docs/inspect.md says what each check needs)"
+	runRole       = "the tether-run Role in docs/intercept.md"
 )
 
 // accessObjects names the objects an intercept, record or rollback of w
@@ -286,8 +297,16 @@ func info(ic *intercept.Intercept) daemon.InterceptInfo {
 		Name: ic.Workload.String(), Namespace: ic.Workload.Namespace, Service: ic.Service,
 		ServicePort: int(ic.ServicePort.Port), AgentPort: ic.AgentPort, LocalPort: ic.LocalPort, Pods: ic.Pods(),
 		Filter: ic.Spec.Filter, Mirror: ic.Spec.Mirror, Owner: ic.Spec.Owner,
-		Paths: ic.Paths(),
+		Paths: ic.Paths(), Mode: mode(ic),
 	}
+}
+
+// mode says how the intercept's agents joined the pods.
+func mode(ic *intercept.Intercept) string {
+	if ic.NoRestart {
+		return "no-restart"
+	}
+	return "sidecar"
 }
 
 // Intercept starts an intercept and keeps it until Leave or Quit.
@@ -300,7 +319,15 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 	if err != nil {
 		return daemon.InterceptInfo{}, err
 	}
-	if err := d.permitted(ctx, access.Intercept, req.Namespace, accessObjects(w), "an intercept", userRole); err != nil {
+	feature, what, role := access.Intercept, "an intercept", userRole
+	if req.NoRestart {
+		feature, what, role = access.InterceptNoRestart, "an intercept --no-restart", noRestartRole
+		if req.AgentResources != (daemon.AgentResources{}) {
+			return daemon.InterceptInfo{}, errdefs.User("--no-restart adds the agent as an ephemeral container, which Kubernetes allows " +
+				"no resources: drop --agent-cpu and --agent-memory, or intercept without --no-restart")
+		}
+	}
+	if err := d.permitted(ctx, feature, req.Namespace, accessObjects(w), what, role); err != nil {
 		return daemon.InterceptInfo{}, err
 	}
 	res, err := agentResources(req.AgentResources, 0)
@@ -333,7 +360,7 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, LocalPort: req.LocalPort,
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
 		AgentResources: res, LocalPortLater: req.LocalPortLater,
-		Filter: req.Filter, Mirror: req.Mirror, ID: randomHex(8), Owner: d.owner(), Path: path,
+		Filter: req.Filter, Mirror: req.Mirror, ID: randomHex(8), Owner: d.owner(), Path: path, NoRestart: req.NoRestart,
 	})
 	if err != nil {
 		return daemon.InterceptInfo{}, err
@@ -366,7 +393,8 @@ func (d *Daemon) Leave(ctx context.Context, namespace, name string) error {
 // Rollback restores journaled workloads.
 func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]daemon.RollbackResult, error) {
 	var targets []journal.Workload
-	gateways := map[journal.Workload]bool{} // journals of gateways (tether run's), whose rollback deletes them
+	gateways := map[journal.Workload]bool{}  // journals of gateways (tether run's), whose rollback deletes them
+	noRestart := map[journal.Workload]bool{} // journals of intercepts --no-restart
 	if req.All {
 		if err := d.permitted(ctx, access.RollAll, req.Namespace, access.Objects{}, "rollback --all", userRole); err != nil {
 			return nil, err
@@ -378,6 +406,7 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 		for _, e := range entries {
 			targets = append(targets, e.Workload)
 			gateways[e.Workload] = e.Gateway
+			noRestart[e.Workload] = e.NoRestart
 		}
 	} else {
 		kind, name, err := workload.ParseRef(req.Workload)
@@ -390,6 +419,7 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 		}
 		targets = append(targets, e.Workload)
 		gateways[e.Workload] = e.Gateway
+		noRestart[e.Workload] = e.NoRestart
 	}
 	// Each journal's own objects (its token Secret, the journal), now that
 	// they are known, before restoring any: a Role may grant them by name.
@@ -397,6 +427,9 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 		objs, role := accessObjects(w), userRole
 		if gateways[w] {
 			objs.Gateway, role = true, runRole
+		}
+		if noRestart[w] {
+			objs.NoRestart, role = true, noRestartRole
 		}
 		if err := d.permitted(ctx, access.Rollback, w.Namespace, objs, "rolling back "+w.String(), role); err != nil {
 			return nil, err
@@ -410,7 +443,7 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 		delete(d.intercepts, key)
 		d.mu.Unlock()
 		if ic != nil {
-			_ = ic.Leave(ctx)
+			_ = ic.Release(ctx) // the rollback restores what it changed
 		}
 		res := daemon.RollbackResult{Workload: w.String(), Namespace: w.Namespace}
 		steps, err := rollback.Restore(ctx, d.cs, w, req.Force)

@@ -14,6 +14,7 @@ import (
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/daemon/internal/inject"
+	"github.com/tetherkube/tether/daemon/internal/inspect"
 	"github.com/tetherkube/tether/daemon/internal/intercept"
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/workload"
@@ -29,6 +30,9 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 	w, err := workload.Client{CS: d.cs}.Resolve(ctx, req.Namespace, req.Workload)
 	if err != nil {
 		return daemon.RecordInfo{}, err
+	}
+	if req.NoRestart {
+		return d.recordNoRestart(ctx, w, req, progress)
 	}
 	if err := d.permitted(ctx, access.Record, req.Namespace, accessObjects(w), "recording", userRole); err != nil {
 		return daemon.RecordInfo{}, err
@@ -51,13 +55,56 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 		ServicePort: int(ic.ServicePort.Port), AgentPort: ic.AgentPort}, nil
 }
 
+// recordNoRestart records through ephemeral agents of the running pods
+// (intercept --no-restart's mode, without intercepting): the daemon holds
+// it like an intercept, following the pods, until `tether leave` (or
+// quit), which restores the Service and the pods' labels.
+func (d *Daemon) recordNoRestart(ctx context.Context, w journal.Workload, req daemon.RecordRequest, progress func(string)) (daemon.RecordInfo, error) {
+	if err := d.permitted(ctx, access.InterceptNoRestart, req.Namespace, accessObjects(w), "recording --no-restart", noRestartRole); err != nil {
+		return daemon.RecordInfo{}, err
+	}
+	if req.AgentResources != (daemon.AgentResources{}) {
+		return daemon.RecordInfo{}, errdefs.User("--no-restart adds the agent as an ephemeral container, which Kubernetes allows " +
+			"no resources: drop --agent-cpu and --agent-memory, or record without --no-restart")
+	}
+	key := w.Namespace + "/" + w.String()
+	d.mu.Lock()
+	if _, ok := d.intercepts[key]; ok || d.starting[key] {
+		d.mu.Unlock()
+		return daemon.RecordInfo{}, errdefs.AlreadyExists("%s in namespace %s is intercepted or recorded by this daemon; `tether leave %s` first",
+			w, w.Namespace, w)
+	}
+	d.starting[key] = true
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.starting, key)
+		d.mu.Unlock()
+	}()
+	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Paths: d.paths}
+	ic, err := m.Start(ctx, intercept.Request{
+		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, AgentImage: req.AgentImage,
+		RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second, RecordOnly: true, RecordArgs: req.RecordArgs(),
+		NoRestart: true, ID: randomHex(8), Owner: d.owner(),
+	})
+	if err != nil {
+		return daemon.RecordInfo{}, err
+	}
+	d.mu.Lock()
+	d.intercepts[key] = ic
+	d.mu.Unlock()
+	d.log.Info("recording (no restart)", "workload", key, "pods", ic.Pods())
+	return daemon.RecordInfo{Workload: ic.Workload.String(), Namespace: ic.Workload.Namespace, Service: ic.Service,
+		ServicePort: int(ic.ServicePort.Port), AgentPort: ic.AgentPort}, nil
+}
+
 // Requests reads the recorded exchanges from every agent of the workload,
 // merged oldest first.
 func (d *Daemon) Requests(ctx context.Context, req daemon.RequestsRequest, emit func(*recording.Exchange) error) ([]daemon.PodRecording, error) {
 	if err := req.Filter.Validate(); err != nil {
 		return nil, errdefs.Mark(errdefs.ErrUser, err)
 	}
-	w, withAgent, token, err := d.workloadAgents(ctx, req.Namespace, req.Workload)
+	w, withAgent, err := d.workloadAgents(ctx, req.Namespace, req.Workload)
 	if err != nil {
 		return nil, err
 	}
@@ -70,8 +117,8 @@ func (d *Daemon) Requests(ctx context.Context, req daemon.RequestsRequest, emit 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			stats[i].Pod = p.Name
-			link, err := d.agentLink(ctx, w.Namespace, p.Name, agent.DefaultTunnelPort, token)
+			stats[i].Pod = p.pod.Name
+			link, err := d.agentLink(ctx, w.Namespace, p.pod.Name, p.port, p.token)
 			if err != nil {
 				stats[i].Error = err.Error()
 				return
@@ -112,44 +159,73 @@ func (d *Daemon) Requests(ctx context.Context, req daemon.RequestsRequest, emit 
 	return stats, nil
 }
 
-// workloadAgents finds the workload ref names, its running pods with a
-// ready agent, and the agents' token; no such pod is a user error.
-func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (journal.Workload, []corev1.Pod, []byte, error) {
+// agentTarget is a pod's agent to read: its tunnel port and token.
+type agentTarget struct {
+	pod   corev1.Pod
+	port  int
+	token []byte
+}
+
+// workloadAgents finds the workload ref names and its running pods with a
+// ready agent: the sidecar (the workload's token), else the ephemeral
+// agent of an intercept or recording --no-restart (its own token). No
+// such pod is a user error.
+func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (journal.Workload, []agentTarget, error) {
 	wc := workload.Client{CS: d.cs}
 	w, err := wc.Resolve(ctx, namespace, ref)
 	if err != nil {
-		return w, nil, nil, err
+		return w, nil, err
 	}
 	if err := d.permitted(ctx, access.Requests, namespace, accessObjects(w), "reading recordings", userRole); err != nil {
-		return w, nil, nil, err
+		return w, nil, err
 	}
 	sel, err := wc.Selector(ctx, w)
 	if err != nil {
-		return w, nil, nil, err
+		return w, nil, err
 	}
 	pods, err := d.cs.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
-		return w, nil, nil, fmt.Errorf("list the pods of %s: %w", w, err)
+		return w, nil, fmt.Errorf("list the pods of %s: %w", w, err)
 	}
-	var withAgent []corev1.Pod
-	for _, p := range pods.Items {
-		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && runsAgent(p) {
-			withAgent = append(withAgent, p)
+	var out []agentTarget
+	var sidecarToken []byte
+	var unread []string // why an ephemeral agent's token could not be read
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+			continue
+		}
+		if runsAgent(*p) {
+			if sidecarToken == nil {
+				name, ok := inject.TokenSecret(&p.Spec)
+				if !ok {
+					return w, nil, fmt.Errorf("pod %s runs the agent without its token volume", p.Name)
+				}
+				secret, err := d.cs.CoreV1().Secrets(w.Namespace).Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return w, nil, fmt.Errorf("read the agent token of %s: %w", w, err)
+				}
+				sidecarToken = secret.Data[inject.TokenKey]
+			}
+			out = append(out, agentTarget{pod: *p, port: agent.DefaultTunnelPort, token: sidecarToken})
+			continue
+		}
+		a, ok, err := inspect.RunningInterceptAgent(ctx, d.cs, p, func(s string) { unread = append(unread, s) })
+		if err != nil {
+			return w, nil, err
+		}
+		if ok {
+			out = append(out, agentTarget{pod: *p, port: a.Port, token: a.Token})
 		}
 	}
-	if len(withAgent) == 0 {
-		return w, nil, nil, errdefs.User("no pod of %s in namespace %s runs the tether agent; "+
+	if len(out) == 0 && len(unread) > 0 {
+		return w, nil, errdefs.User("%s: %s (docs/intercept.md, the tether-no-restart Role)", w, unread[0])
+	}
+	if len(out) == 0 {
+		return w, nil, errdefs.User("no pod of %s in namespace %s runs the tether agent; "+
 			"`tether record %s --port PORT` (or an intercept) puts it in front of a port", w, w.Namespace, w)
 	}
-	name, ok := inject.TokenSecret(&withAgent[0].Spec)
-	if !ok {
-		return w, nil, nil, fmt.Errorf("pod %s runs the agent without its token volume", withAgent[0].Name)
-	}
-	secret, err := d.cs.CoreV1().Secrets(w.Namespace).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return w, nil, nil, fmt.Errorf("read the agent token of %s: %w", w, err)
-	}
-	return w, withAgent, secret.Data[inject.TokenKey], nil
+	return w, out, nil
 }
 
 func runsAgent(p corev1.Pod) bool {

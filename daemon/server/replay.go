@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/daemon/internal/workload"
 	"github.com/tetherkube/tether/internal/errdefs"
@@ -116,11 +115,11 @@ func (d *Daemon) podDialer(ctx context.Context, namespace, ref string) (func(con
 	if ref == "" {
 		return nil, corev1.Pod{}, nil, errdefs.User("--to cluster needs the WORKLOAD whose pods send the requests")
 	}
-	_, pods, token, err := d.workloadAgents(ctx, namespace, ref)
+	_, targets, err := d.workloadAgents(ctx, namespace, ref)
 	if err != nil {
 		return nil, corev1.Pod{}, nil, err
 	}
-	link, err := d.agentLink(ctx, namespace, pods[0].Name, agent.DefaultTunnelPort, token)
+	link, err := d.agentLink(ctx, namespace, targets[0].pod.Name, targets[0].port, targets[0].token)
 	if err != nil {
 		return nil, corev1.Pod{}, nil, err
 	}
@@ -129,7 +128,7 @@ func (d *Daemon) podDialer(ctx context.Context, namespace, ref string) (func(con
 		defer cancel()
 		return link.Dial(ctx, addr)
 	}
-	return dial, pods[0], func() { link.Close() }, nil
+	return dial, targets[0].pod, func() { link.Close() }, nil
 }
 
 // serviceBase returns, for each exchange, the address of the workload's

@@ -51,11 +51,14 @@ type Feature string
 // Features, each with its own least set of rules.
 const (
 	Intercept Feature = "intercept" // and leave
-	Record    Feature = "record"
-	Requests  Feature = "requests" // reading recordings: requests, replay
-	Rollback  Feature = "rollback"
-	RollAll   Feature = "rollback --all"
-	Inspect   Feature = "trace, capture and dns"
+	// InterceptNoRestart is intercept --no-restart: ephemeral agents in
+	// the running pods, the pods marked, the Service's selector changed.
+	InterceptNoRestart Feature = "intercept --no-restart"
+	Record             Feature = "record"
+	Requests           Feature = "requests" // reading recordings: requests, replay
+	Rollback           Feature = "rollback"
+	RollAll            Feature = "rollback --all"
+	Inspect            Feature = "trace, capture and dns"
 	// EnvSpec reads a container's environment from its spec (env
 	// --source spec); Env also reads its process through an inspection
 	// agent (env, env --files).
@@ -91,7 +94,7 @@ type SessionObject struct{ Group, Resource, Name string }
 const sessionHead = "tether-session"
 
 // Features lists every feature, in the order `tether connect` reports them.
-var Features = []Feature{Intercept, Record, Requests, Rollback, RollAll, Inspect, EnvSpec, Env, Gateway}
+var Features = []Feature{Intercept, Record, Requests, Rollback, RollAll, Inspect, EnvSpec, Env, Gateway, InterceptNoRestart}
 
 // Objects names what a check is about, where known.
 type Objects struct {
@@ -111,6 +114,10 @@ type Objects struct {
 	// snapshot's Secrets, once known.
 	Include       []SessionObject
 	SessionChunks []string
+	// NoRestart: the journal is an intercept --no-restart's, whose
+	// rollback restores a Service's selector and the pods' labels, and no
+	// template.
+	NoRestart bool
 }
 
 // sessionRead is what reading the objects in a session's scope needs.
@@ -198,6 +205,27 @@ func Rules(f Feature, o Objects) []Rule {
 		if f == Intercept {
 			r = append(r, portForward("open the tunnel to each agent")...)
 		}
+	case InterceptNoRestart:
+		r = append(r, o.workload("get", "read the workload")...)
+		r = append(r,
+			Rule{Verb: "list", Resource: "pods", Why: "find the workload's running pods"},
+			Rule{Verb: "get", Resource: "pods", Why: "follow each agent as it starts"},
+			Rule{Verb: "update", Resource: "pods", Subresource: "ephemeralcontainers", Why: "add the agent to each running pod"},
+			Rule{Verb: "update", Resource: "pods", Why: "mark the pods whose agent answers (and unmark them)"},
+			Rule{Verb: "list", Resource: "services", Why: "find the Service that selects the workload"},
+			Rule{Verb: "get", Resource: "services", Why: "read the Service to retarget"},
+			Rule{Verb: "update", Resource: "services", Why: "select the marked pods on the agent's port (and back)"},
+			Rule{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "wait until the Service routes to the marked pods"},
+			Rule{Verb: "create", Resource: "secrets", Why: "keep each new agent's rotated token"},
+			Rule{Verb: "get", Resource: "secrets", Why: "reuse the agents an earlier intercept added (their tokens, one Secret per pod)"},
+			Rule{Verb: "create", Resource: "configmaps", Why: "journal changes before making them"},
+			o.journal("get", "read the journal"),
+			o.journal("update", "journal changes before making them"),
+			o.journal("delete", "remove the journal at leave"),
+			o.journalKey("get", "read the key that authenticates the journal"),
+			o.journalKey("delete", "remove the journal's key at leave"),
+		)
+		r = append(r, portForward("open the tunnel to each agent")...)
 	case Requests:
 		r = append(r, o.workload("get", "read the workload")...)
 		r = append(r,
@@ -211,6 +239,19 @@ func Rules(f Feature, o Objects) []Rule {
 				Rule{Verb: "get", Group: "apps", Resource: "deployments", Name: o.Workload, PerObject: true, Why: "check that the gateway is the one tether journaled"},
 				Rule{Verb: "delete", Group: "apps", Resource: "deployments", Name: o.Workload, PerObject: true, Why: "remove the gateway"},
 				o.secret("delete", "remove the gateway's token"),
+				o.journal("get", "read the journal"),
+				o.journal("delete", "remove the journal"),
+				o.journalKey("get", "read the key that authenticates the journal"),
+				o.journalKey("delete", "remove the journal's key"),
+			)
+			break
+		}
+		if f == Rollback && o.NoRestart {
+			r = append(r,
+				Rule{Verb: "get", Resource: "services", Why: "compare the Service's selector and ports"},
+				Rule{Verb: "update", Resource: "services", Why: "restore the Service's selector and ports"},
+				Rule{Verb: "get", Resource: "pods", Why: "compare the marked pods' labels"},
+				Rule{Verb: "update", Resource: "pods", Why: "remove the marks"},
 				o.journal("get", "read the journal"),
 				o.journal("delete", "remove the journal"),
 				o.journalKey("get", "read the key that authenticates the journal"),

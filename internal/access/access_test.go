@@ -166,6 +166,7 @@ func TestMissingUnknownObjects(t *testing.T) {
 	rules := documentedRoles(t)["tether-user"].Rules
 	rules = append(rules, documentedRoles(t)["tether-inspect"].Rules...)
 	rules = append(rules, documentedRoles(t)["tether-run"].Rules...)
+	rules = append(rules, documentedRoles(t)["tether-no-restart"].Rules...)
 	missing, err := Missing(context.Background(), clientFor(rules), "ns", Needed(Objects{}))
 	if err != nil {
 		t.Fatal(err)

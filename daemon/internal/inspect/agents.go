@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/agent"
 )
@@ -31,6 +33,9 @@ type agentState struct {
 	// them for agents started without one).
 	jobs  []agent.Job
 	token []byte
+	// forward is the agent's --forward LISTEN:APP (the intercept job's
+	// port; zero for the other jobs).
+	forward [2]int
 	// status is nil until the kubelet reports the container.
 	status *corev1.ContainerStatus
 }
@@ -127,6 +132,9 @@ func podAgents(p *corev1.Pod) []agentState {
 				a.jobs = jobs
 			}
 		}
+		if v, ok := argValue(c.Args, "--forward"); ok {
+			a.forward, _ = parseForward(v)
+		}
 		for _, e := range c.Env {
 			if e.Name == tokenEnv {
 				a.token = []byte(e.Value)
@@ -151,6 +159,20 @@ func tunnelPort(args []string) (int, bool) {
 	return n, err == nil
 }
 
+// parseForward reads a --forward LISTEN:APP value.
+func parseForward(v string) ([2]int, bool) {
+	l, r, ok := strings.Cut(v, ":")
+	if !ok {
+		return [2]int{}, false
+	}
+	ln, err1 := strconv.Atoi(l)
+	rn, err2 := strconv.Atoi(r)
+	if err1 != nil || err2 != nil {
+		return [2]int{}, false
+	}
+	return [2]int{ln, rn}, true
+}
+
 // argValue returns the value of the first flag --name VALUE or
 // --name=VALUE in args.
 func argValue(args []string, flag string) (string, bool) {
@@ -170,6 +192,10 @@ func argValue(args []string, flag string) (string, bool) {
 func (a agentState) fits(req Request) bool {
 	if !slices.Contains(a.jobs, req.job()) || (!a.root && req.netRaw()) {
 		return false
+	}
+	if req.job() == agent.JobIntercept {
+		// The intercept job listens where the Service sends its traffic.
+		return a.forward == req.Forward
 	}
 	if req.job() == agent.JobRun {
 		// Reading a process needs its container and user; dialing (tether
@@ -232,7 +258,7 @@ func decide(p *corev1.Pod, req Request, stored map[string][]byte) plan {
 			return plan{action: refuse, agent: a}
 		}
 	}
-	return plan{action: add, name: nextName(p), port: freePort(p, agents)}
+	return plan{action: add, name: nextName(p), port: freePort(p, agents, req.Forward[0])}
 }
 
 // nextName returns an ephemeral container name not used yet: ephemeral
@@ -251,12 +277,45 @@ func nextName(p *corev1.Pod) string {
 
 // freePort returns the lowest port from TunnelPort up that no inspection
 // agent was ever given (a port that failed once is not tried again) and
-// that no container of the pod declares or passes as --tunnel.
-func freePort(p *corev1.Pod, agents []agentState) int {
-	used := map[int]bool{}
+// that no container of the pod declares or passes as --tunnel or as
+// --forward's listening port, nor reserved (an intercept agent's port).
+func freePort(p *corev1.Pod, agents []agentState, reserved int) int {
+	used := UsedPorts(p)
+	used[reserved] = true
 	for _, a := range agents {
 		used[a.port] = true
 	}
+	port := TunnelPort
+	for used[port] {
+		port++
+	}
+	return port
+}
+
+// InterceptAgentDied reports whether an intercept agent (agent.JobIntercept)
+// of the pod has terminated and none runs or is starting: the pod lost
+// its agent, and tether does not add another to it while it runs (an
+// agent that keeps dying would pile up ephemeral containers, which
+// Kubernetes never removes).
+func InterceptAgentDied(p *corev1.Pod) (string, bool) {
+	died := ""
+	for _, a := range podAgents(p) {
+		if !slices.Contains(a.jobs, agent.JobIntercept) || a.forward == [2]int{} {
+			continue
+		}
+		if a.running() || a.pending() {
+			return "", false
+		}
+		died = a.name
+	}
+	return died, died != ""
+}
+
+// UsedPorts returns the ports the pod's containers declare or pass to an
+// agent (--tunnel, --forward's listening port): a new agent must not
+// listen on any of them.
+func UsedPorts(p *corev1.Pod) map[int]bool {
+	used := map[int]bool{}
 	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
 		for _, c := range cs {
 			for _, cp := range c.Ports {
@@ -265,16 +324,54 @@ func freePort(p *corev1.Pod, agents []agentState) int {
 			if n, ok := tunnelPort(c.Args); ok {
 				used[n] = true
 			}
+			if v, ok := argValue(c.Args, "--forward"); ok {
+				if f, ok := parseForward(v); ok {
+					used[f[0]] = true
+				}
+			}
 		}
 	}
 	for _, c := range p.Spec.EphemeralContainers {
 		if n, ok := tunnelPort(c.Args); ok {
 			used[n] = true
 		}
+		if v, ok := argValue(c.Args, "--forward"); ok {
+			if f, ok := parseForward(v); ok {
+				used[f[0]] = true
+			}
+		}
 	}
-	port := TunnelPort
-	for used[port] {
-		port++
+	return used
+}
+
+// ForwardUsable reports whether an intercept agent can accept the
+// Service's traffic on port of the pod and pass it to the app's port app:
+// an intercept agent with that --forward runs or starts there, or nothing
+// in the pod's spec uses port.
+func ForwardUsable(p *corev1.Pod, port, app int) bool {
+	for _, a := range podAgents(p) {
+		if a.forward == [2]int{port, app} && (a.running() || a.pending()) {
+			return true
+		}
 	}
-	return port
+	return !UsedPorts(p)[port]
+}
+
+// RunningInterceptAgent returns the pod's running intercept agent
+// (agent.JobIntercept) with the rotated token tether stored for it; false
+// when it has none whose token tether may read (progress says why).
+func RunningInterceptAgent(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod, progress func(string)) (Agent, bool, error) {
+	for _, a := range podAgents(p) {
+		if !slices.Contains(a.jobs, agent.JobIntercept) || a.forward == [2]int{} || !a.running() {
+			continue
+		}
+		stored, err := storedTokens(ctx, cs, p, []agentState{a}, progress)
+		if err != nil {
+			return Agent{}, false, err
+		}
+		if len(stored[a.name]) > 0 {
+			return agentOf(p, a, stored), true, nil
+		}
+	}
+	return Agent{}, false, nil
 }

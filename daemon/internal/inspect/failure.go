@@ -83,6 +83,22 @@ func waitRunning(ctx context.Context, cs kubernetes.Interface, ns, pod, name str
 	}
 }
 
+// Failed returns why agent a of its pod cannot start or stopped, with
+// the kubelet's reason, once the kubelet has reported it; nil while it
+// starts or runs.
+func Failed(ctx context.Context, cs kubernetes.Interface, namespace string, a Agent) error {
+	p, err := cs.CoreV1().Pods(namespace).Get(ctx, a.Pod, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read pod %s: %w", a.Pod, err)
+	}
+	for _, s := range podAgents(p) {
+		if s.name == a.Container && !s.running() && !s.pending() {
+			return failure(ctx, cs, namespace, a.Pod, s)
+		}
+	}
+	return nil
+}
+
 // Explain returns why the agent cannot be reached when its container has
 // stopped, or stops within a few seconds (the kubelet can report an agent
 // that exits at once as running first); else cause. A later Ensure does

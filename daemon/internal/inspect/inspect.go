@@ -39,7 +39,8 @@ type Request struct {
 	Container  string
 	AgentImage string
 	// Job is the one thing the agent does: agent.JobProbe (trace, the
-	// default when empty: non-root without capabilities), agent.JobCapture
+	// default when empty: non-root without capabilities), agent.JobIntercept
+	// (intercept --no-restart: non-root, in front of Forward), agent.JobCapture
 	// (root with the runtime's CAP_NET_RAW) or agent.JobRun (tether run and
 	// env: non-root without capabilities).
 	Job agent.Job
@@ -47,6 +48,18 @@ type Request struct {
 	// runs as (the run job: the target process's, to read its environment
 	// and root; 0 runs it as root with the runtime's default capabilities).
 	RunAsUser, RunAsGroup *int64
+	// Forward is the intercept job's LISTEN:APP (agent.JobIntercept): the
+	// agent accepts the Service's traffic on port LISTEN of the pod and
+	// passes it to the app's port APP. An agent is reused only with the
+	// same Forward; LISTEN is never given to the agent's tunnel.
+	Forward [2]int
+	// Args are more arguments for a new agent (the intercept job's
+	// recording flags).
+	Args []string
+	// Early: return a new agent as soon as its container is added, before
+	// the kubelet reports it running (a second or more after it runs):
+	// the caller dials it until it answers, and asks Failed why not.
+	Early bool
 }
 
 // job is the one thing the agent for req does.
@@ -93,6 +106,17 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress 
 			return Agent{}, err
 		}
 		pl := decide(pod, req, stored)
+		if pl.action == add && req.job() == agent.JobIntercept {
+			// A second agent could not listen on the port the running one
+			// holds: say why the running one is not used.
+			for _, a := range podAgents(pod) {
+				if a.forward == req.Forward && a.running() {
+					return Agent{}, errdefs.User("pod %s runs tether's intercept agent %s on port %d, but tether cannot read its token "+
+						"(Secret %s is missing, or you may not get it): an intercept --no-restart needs get on secrets (docs/intercept.md)",
+						req.Pod, a.name, req.Forward[0], TokenSecretName(req.Pod, a.name))
+				}
+			}
+		}
 		switch pl.action {
 		case reuse:
 			return agentOf(pod, pl.agent, stored), nil
@@ -130,6 +154,9 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, req Request, progress 
 		}
 		if err != nil {
 			return Agent{}, fmt.Errorf("add ephemeral container %s to pod %s: %w", pl.name, req.Pod, err)
+		}
+		if req.Early {
+			return agentOf(pod, agentState{name: pl.name, port: pl.port, token: token}, nil), nil
 		}
 		a, err := waitRunning(ctx, cs, req.Namespace, req.Pod, pl.name, progress)
 		if err != nil {
@@ -177,12 +204,24 @@ func agentOf(pod *corev1.Pod, a agentState, stored map[string][]byte) Agent {
 
 // newContainer is the agent's ephemeral container.
 func newContainer(req Request, name string, port int, token []byte) corev1.EphemeralContainer {
+	serve := string(req.job())
+	if req.job() == agent.JobIntercept {
+		// The pod's resolv.conf and DNS answers too, for intercept -- CMD
+		// (the probe job's calls; whoever holds the token already gets
+		// the pod's traffic).
+		serve = agent.JoinJobs([]agent.Job{agent.JobIntercept, agent.JobProbe})
+	}
+	args := []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", tokenEnv,
+		"--bootstrap-ttl", BootstrapTTL.String(), "--serve", serve}
+	if req.job() == agent.JobIntercept {
+		args = append(args, "--forward", fmt.Sprintf("%d:%d", req.Forward[0], req.Forward[1]))
+	}
+	args = append(args, req.Args...)
 	return corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 		Name:            name,
 		Image:           req.AgentImage,
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Args: []string{"--tunnel", fmt.Sprintf("127.0.0.1:%d", port), "--token-env", tokenEnv,
-			"--bootstrap-ttl", BootstrapTTL.String(), "--serve", string(req.job())},
+		Args:            args,
 		Env: []corev1.EnvVar{
 			// A literal value, not a secretKeyRef: the kubelet does not sync
 			// Secrets referenced only by ephemeral containers ("failed to

@@ -69,6 +69,9 @@ type Request struct {
 	ID, Owner string
 	// Path is the path the tunnels take (agent.PathChooser); empty is auto.
 	Path agent.Path
+	// NoRestart adds the agent to the running pods as an ephemeral
+	// container and changes no pod template (norestart.go); it needs ID.
+	NoRestart bool
 }
 
 // Dialer reaches a pod's port through the API server.
@@ -110,8 +113,12 @@ type Intercept struct {
 	// Spec is what each agent was asked for: the filter, mirror, id and
 	// owner.
 	Spec agent.InterceptSpec
+	// NoRestart: the agents are ephemeral containers of the running pods
+	// (norestart.go).
+	NoRestart bool
 
-	tunnels *tunnels
+	tunnels  *tunnels
+	follower *follower
 }
 
 // Start checks the request, changes the cluster (journaled), waits for the
@@ -120,6 +127,9 @@ type Intercept struct {
 // changed meanwhile is left as is (the error says so), and a journal it
 // found (left by an earlier intercept) is left as it found it.
 func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
+	if req.NoRestart {
+		return m.startNoRestart(ctx, req)
+	}
 	for try := 1; ; try++ {
 		ic, err := m.start(ctx, req)
 		// Another change to the template won the race (another tether
@@ -162,6 +172,9 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 	tmpl, err := wc.Template(ctx, w)
 	if err != nil {
+		return nil, err
+	}
+	if err := refuseNoRestartJournal(ctx, m.CS, w); err != nil {
 		return nil, err
 	}
 	svc, err := m.service(ctx, w, tmpl, ref)
@@ -418,6 +431,19 @@ func (i *Intercept) Paths() map[string]string {
 // Leave stops the intercept: every agent sends its connections to the app
 // again and the tunnels close. The agents stay, so leaving restarts nothing.
 func (i *Intercept) Leave(ctx context.Context) error {
+	if i.follower != nil {
+		return i.follower.leave(ctx)
+	}
+	return i.tunnels.leave(ctx)
+}
+
+// Release stops the intercept like Leave, but leaves what an intercept
+// --no-restart changed in the cluster (the Service, the marks, the
+// journal) for a rollback to restore and report.
+func (i *Intercept) Release(ctx context.Context) error {
+	if i.follower != nil {
+		i.follower.stop()
+	}
 	return i.tunnels.leave(ctx)
 }
 

@@ -102,6 +102,13 @@ type Entry struct {
 	// deletes only that object.
 	Gateway    bool      `json:"gateway,omitempty"`
 	GatewayUID types.UID `json:"gatewayUID,omitempty"`
+	// NoRestart: an intercept --no-restart's journal. It changed no pod
+	// template (Template is the one read, for reference): it pointed the
+	// Services at the agents of marked pods (ServiceEntry.Selector) and
+	// labelled those pods (Marks).
+	NoRestart bool `json:"noRestart,omitempty"`
+	// Marks are the pods tether labelled, by pod name.
+	Marks map[string]Mark `json:"marks,omitempty"`
 	// CreatedAt and By say when and by which tether the journal was begun.
 	CreatedAt time.Time `json:"createdAt"`
 	By        string    `json:"by"`
@@ -120,10 +127,25 @@ type Entry struct {
 // (rather than finding one left by an earlier change).
 func (e *Entry) Created() bool { return e.created }
 
-// ServiceEntry is one Service's original ports.
+// ServiceEntry is one Service's original ports, and its original selector
+// when tether changed that too (--no-restart).
 type ServiceEntry struct {
 	Ports            []corev1.ServicePort `json:"ports"`
 	AppliedPortsHash string               `json:"appliedPortsHash,omitempty"`
+	// Selector is the original selector, set only when tether changes it;
+	// AppliedSelectorHash is Hash of the selector tether set.
+	Selector            map[string]string `json:"selector,omitempty"`
+	AppliedSelectorHash string            `json:"appliedSelectorHash,omitempty"`
+}
+
+// Mark is a label tether put on a pod (--no-restart marks the pods whose
+// agent answers): rollback sets it back to Previous (removes it when nil)
+// on the pod with that UID, if it is still Value.
+type Mark struct {
+	UID      types.UID `json:"uid"`
+	Label    string    `json:"label"`
+	Value    string    `json:"value"`
+	Previous *string   `json:"previous,omitempty"`
 }
 
 // Hash returns a stable digest of v's JSON form.

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
@@ -67,8 +68,11 @@ func Restore(ctx context.Context, cs kubernetes.Interface, w journal.Workload, f
 	}
 	var steps []Step
 	restore := restoreTemplate
-	if e.Gateway {
+	switch {
+	case e.Gateway:
 		restore = deleteGateway
+	case e.NoRestart:
+		restore = keepTemplate
 	}
 	tmpl, err := restore(ctx, cs, e, force)
 	if err != nil {
@@ -87,6 +91,17 @@ func Restore(ctx context.Context, cs kubernetes.Interface, w journal.Workload, f
 			return steps, err
 		}
 		steps = append(steps, step)
+	}
+	// The marks only once the Services no longer select by them: removed
+	// first, they would leave a Service that still does with no endpoint.
+	svcRefused := false
+	for _, st := range steps[1:] {
+		svcRefused = svcRefused || st.Action == Refused
+	}
+	marks, err := restoreMarks(ctx, cs, w.Namespace, e.Marks, svcRefused, force)
+	steps = append(steps, marks...)
+	if err != nil {
+		return steps, err
 	}
 
 	if e.Secret != "" {
@@ -166,8 +181,15 @@ func restoreTemplate(ctx context.Context, cs kubernetes.Interface, e *journal.En
 	return step, nil
 }
 
-// restoreService puts back a Service's journaled ports if they are still
-// the ones tether set (or force), conditional on the version read.
+// keepTemplate is the template step of a --no-restart journal: tether
+// changed no template.
+func keepTemplate(_ context.Context, _ kubernetes.Interface, e *journal.Entry, _ bool) (Step, error) {
+	return Step{Object: e.Workload.String(), Action: Unchanged, Reason: "an intercept --no-restart changes no pod template"}, nil
+}
+
+// restoreService puts back a Service's journaled ports (and selector, when
+// tether changed it) if they are still the ones tether set (or force),
+// conditional on the version read.
 func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name string, se journal.ServiceEntry, force bool) (Step, error) {
 	step := Step{Object: "service/" + name}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -180,15 +202,24 @@ func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name strin
 		if err != nil {
 			return err
 		}
-		if equality.Semantic.DeepEqual(svc.Spec.Ports, se.Ports) {
+		portsOK := equality.Semantic.DeepEqual(svc.Spec.Ports, se.Ports)
+		selOK := se.Selector == nil || equality.Semantic.DeepEqual(svc.Spec.Selector, se.Selector)
+		if portsOK && selOK {
 			step.Action = Unchanged
 			return nil
 		}
-		if !force && (se.AppliedPortsHash == "" || journal.Hash(svc.Spec.Ports) != se.AppliedPortsHash) {
+		if !force && !portsOK && (se.AppliedPortsHash == "" || journal.Hash(svc.Spec.Ports) != se.AppliedPortsHash) {
 			step.Action, step.Reason = Refused, "its ports changed since tether changed them; rerun with --force to restore them anyway"
 			return nil
 		}
+		if !force && !selOK && (se.AppliedSelectorHash == "" || journal.Hash(svc.Spec.Selector) != se.AppliedSelectorHash) {
+			step.Action, step.Reason = Refused, "its selector changed since tether changed it; rerun with --force to restore it anyway"
+			return nil
+		}
 		svc.Spec.Ports = append([]corev1.ServicePort(nil), se.Ports...)
+		if se.Selector != nil {
+			svc.Spec.Selector = maps.Clone(se.Selector)
+		}
 		_, err = cs.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{FieldManager: "tether"})
 		return err
 	})

@@ -1498,8 +1498,11 @@ type RecordRequest struct {
 	BodyCap        uint64          `protobuf:"varint,8,opt,name=body_cap,json=bodyCap,proto3" json:"body_cap,omitempty"`
 	Budget         uint64          `protobuf:"varint,9,opt,name=budget,proto3" json:"budget,omitempty"`
 	AgentResources *AgentResources `protobuf:"bytes,10,opt,name=agent_resources,json=agentResources,proto3" json:"agent_resources,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Add the agent to the running pods as an ephemeral container, restart
+	// nothing; the recording lasts while the daemon follows it (leave).
+	NoRestart     bool `protobuf:"varint,11,opt,name=no_restart,json=noRestart,proto3" json:"no_restart,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecordRequest) Reset() {
@@ -1600,6 +1603,13 @@ func (x *RecordRequest) GetAgentResources() *AgentResources {
 		return x.AgentResources
 	}
 	return nil
+}
+
+func (x *RecordRequest) GetNoRestart() bool {
+	if x != nil {
+		return x.NoRestart
+	}
+	return false
 }
 
 // AgentResources are the agent container's requests and limits as
@@ -3786,8 +3796,12 @@ type AgentInfo struct {
 	// Redaction off: the agent records secrets as seen (--no-redact).
 	RedactionOff  bool     `protobuf:"varint,4,opt,name=redaction_off,json=redactionOff,proto3" json:"redaction_off,omitempty"`
 	RedactedNames []string `protobuf:"bytes,5,rep,name=redacted_names,json=redactedNames,proto3" json:"redacted_names,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The journal is an intercept or recording --no-restart's that this
+	// daemon does not hold: another tether's, or one whose daemon stopped
+	// (the Service selects only the pods marked then).
+	NoRestartUnheld bool `protobuf:"varint,6,opt,name=no_restart_unheld,json=noRestartUnheld,proto3" json:"no_restart_unheld,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AgentInfo) Reset() {
@@ -3855,6 +3869,13 @@ func (x *AgentInfo) GetRedactedNames() []string {
 	return nil
 }
 
+func (x *AgentInfo) GetNoRestartUnheld() bool {
+	if x != nil {
+		return x.NoRestartUnheld
+	}
+	return false
+}
+
 type InterceptInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The intercept's name: the workload, e.g. "deploy/orders".
@@ -3881,7 +3902,10 @@ type InterceptInfo struct {
 	NotHttp uint64 `protobuf:"varint,13,opt,name=not_http,json=notHttp,proto3" json:"not_http,omitempty"`
 	Tls     uint64 `protobuf:"varint,14,opt,name=tls,proto3" json:"tls,omitempty"`
 	// The path each pod's tunnel takes, by pod: "direct" or "port-forward".
-	Paths         map[string]string `protobuf:"bytes,15,rep,name=paths,proto3" json:"paths,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Paths map[string]string `protobuf:"bytes,15,rep,name=paths,proto3" json:"paths,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// How the agents joined the pods: "sidecar" (the pod template, every
+	// pod restarted) or "no-restart" (ephemeral containers, pods marked).
+	Mode          string `protobuf:"bytes,16,opt,name=mode,proto3" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4019,6 +4043,13 @@ func (x *InterceptInfo) GetPaths() map[string]string {
 		return x.Paths
 	}
 	return nil
+}
+
+func (x *InterceptInfo) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
 }
 
 // Which requests an intercept takes: every header condition ("NAME=VALUE"
@@ -4197,7 +4228,10 @@ type InterceptRequest struct {
 	Mirror bool        `protobuf:"varint,10,opt,name=mirror,proto3" json:"mirror,omitempty"`
 	// "auto" (or empty), "direct" or "port-forward" (tunnel/spec.md,
 	// section 4).
-	Path          string `protobuf:"bytes,11,opt,name=path,proto3" json:"path,omitempty"`
+	Path string `protobuf:"bytes,11,opt,name=path,proto3" json:"path,omitempty"`
+	// Add the agent to the running pods as an ephemeral container, restart
+	// nothing (docs/intercept.md, "Intercepting without a restart").
+	NoRestart     bool `protobuf:"varint,12,opt,name=no_restart,json=noRestart,proto3" json:"no_restart,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4307,6 +4341,13 @@ func (x *InterceptRequest) GetPath() string {
 		return x.Path
 	}
 	return ""
+}
+
+func (x *InterceptRequest) GetNoRestart() bool {
+	if x != nil {
+		return x.NoRestart
+	}
+	return false
 }
 
 type InterceptEvent struct {
@@ -5562,7 +5603,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\brecurred\x18\f \x01(\x03R\brecurred\x1a;\n" +
 	"\rByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf8\x02\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x97\x03\n" +
 	"\rRecordRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -5575,7 +5616,9 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\bbody_cap\x18\b \x01(\x04R\abodyCap\x12\x16\n" +
 	"\x06budget\x18\t \x01(\x04R\x06budget\x12I\n" +
 	"\x0fagent_resources\x18\n" +
-	" \x01(\v2 .tether.daemon.v1.AgentResourcesR\x0eagentResources\"\x98\x01\n" +
+	" \x01(\v2 .tether.daemon.v1.AgentResourcesR\x0eagentResources\x12\x1d\n" +
+	"\n" +
+	"no_restart\x18\v \x01(\bR\tnoRestart\"\x98\x01\n" +
 	"\x0eAgentResources\x12\x1f\n" +
 	"\vcpu_request\x18\x01 \x01(\tR\n" +
 	"cpuRequest\x12\x1b\n" +
@@ -5761,13 +5804,14 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"intercepts\x18\x06 \x03(\v2\x1f.tether.daemon.v1.InterceptInfoR\n" +
 	"intercepts\x123\n" +
 	"\x06agents\x18\a \x03(\v2\x1b.tether.daemon.v1.AgentInfoR\x06agents\x129\n" +
-	"\bsessions\x18\b \x03(\v2\x1d.tether.daemon.v1.SessionInfoR\bsessions\"\xaf\x01\n" +
+	"\bsessions\x18\b \x03(\v2\x1d.tether.daemon.v1.SessionInfoR\bsessions\"\xdb\x01\n" +
 	"\tAgentInfo\x12\x1a\n" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1c\n" +
 	"\trecording\x18\x03 \x01(\bR\trecording\x12#\n" +
 	"\rredaction_off\x18\x04 \x01(\bR\fredactionOff\x12%\n" +
-	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\"\xbe\x04\n" +
+	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\x12*\n" +
+	"\x11no_restart_unheld\x18\x06 \x01(\bR\x0fnoRestartUnheld\"\xd2\x04\n" +
 	"\rInterceptInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
@@ -5786,7 +5830,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06to_app\x18\f \x01(\x04R\x05toApp\x12\x19\n" +
 	"\bnot_http\x18\r \x01(\x04R\anotHttp\x12\x10\n" +
 	"\x03tls\x18\x0e \x01(\x04R\x03tls\x12@\n" +
-	"\x05paths\x18\x0f \x03(\v2*.tether.daemon.v1.InterceptInfo.PathsEntryR\x05paths\x1a8\n" +
+	"\x05paths\x18\x0f \x03(\v2*.tether.daemon.v1.InterceptInfo.PathsEntryR\x05paths\x12\x12\n" +
+	"\x04mode\x18\x10 \x01(\tR\x04mode\x1a8\n" +
 	"\n" +
 	"PathsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -5805,7 +5850,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12\x1a\n" +
 	"\brequests\x18\x05 \x01(\x04R\brequests\x12\x18\n" +
 	"\adropped\x18\x06 \x01(\x04R\adropped\x12\x10\n" +
-	"\x03pod\x18\a \x01(\tR\x03pod\"\xbe\x03\n" +
+	"\x03pod\x18\a \x01(\tR\x03pod\"\xdd\x03\n" +
 	"\x10InterceptRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -5820,7 +5865,9 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06filter\x18\t \x01(\v2\x1c.tether.daemon.v1.HTTPFilterR\x06filter\x12\x16\n" +
 	"\x06mirror\x18\n" +
 	" \x01(\bR\x06mirror\x12\x12\n" +
-	"\x04path\x18\v \x01(\tR\x04path\"p\n" +
+	"\x04path\x18\v \x01(\tR\x04path\x12\x1d\n" +
+	"\n" +
+	"no_restart\x18\f \x01(\bR\tnoRestart\"p\n" +
 	"\x0eInterceptEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x127\n" +
 	"\x05ready\x18\x02 \x01(\v2\x1f.tether.daemon.v1.InterceptInfoH\x00R\x05readyB\a\n" +

@@ -1,0 +1,462 @@
+package intercept
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/daemon/internal/inspect"
+	"github.com/tetherkube/tether/daemon/internal/journal"
+	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/tunnel"
+)
+
+// follower keeps an intercept --no-restart: an ephemeral agent in every
+// ready pod of the workload, a tunnel to each, and the mark on exactly the
+// pods whose agent answers. A pod added later gets its agent and mark; a
+// pod whose tunnel drops loses its mark at once (so the Service stops
+// sending it traffic), and gets it back when its agent answers again. A
+// pod whose agent died gets no new one while the intercept runs.
+type follower struct {
+	cs       kubernetes.Interface
+	dialer   Dialer
+	log      *slog.Logger
+	progress func(string)
+	req      Request
+	np       *noRestartPlan
+	t        *tunnels
+
+	// jmu serializes this intercept's journal writes.
+	jmu sync.Mutex
+
+	mu      sync.Mutex
+	marks   map[string]bool // the pods marked now
+	joining map[string]bool
+	dead    map[string]bool // pods whose agent died, told once
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func (m *Manager) newFollower(req Request, np *noRestartPlan) *follower {
+	log := m.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	progress := m.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	path := req.Path
+	if path == "" {
+		path = agent.PathAuto
+	}
+	if path == agent.PathAuto && m.Paths == nil {
+		path = agent.PathPortForward
+	}
+	spec := agent.InterceptSpec{ListenPort: np.agentPort, ID: req.ID, Owner: req.Owner, Filter: req.Filter, Mirror: req.Mirror}
+	t := newTunnels(m.CS, m.Dialer, log, np.w.Namespace, "", nil, spec, req.LocalPort)
+	t.path, t.chooser, t.onLink = path, m.Paths, m.OnLink
+	return &follower{cs: m.CS, dialer: m.Dialer, log: log, progress: progress, req: req, np: np, t: t,
+		marks: map[string]bool{}, joining: map[string]bool{}, dead: map[string]bool{}}
+}
+
+// journal changes the intercept's journal, one write at a time.
+func (f *follower) journal(ctx context.Context, change func(*journal.Entry) error) error {
+	f.jmu.Lock()
+	defer f.jmu.Unlock()
+	_, err := journal.Store{CS: f.cs}.Update(ctx, f.np.w, change)
+	return err
+}
+
+// marked returns the pods marked now.
+func (f *follower) marked() map[string]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]bool, len(f.marks))
+	for k := range f.marks {
+		out[k] = true
+	}
+	return out
+}
+
+// joinAll adds the agent to every pod at once, and fails if one fails.
+func (f *follower) joinAll(ctx context.Context, pods []*corev1.Pod) error {
+	var (
+		wg   sync.WaitGroup
+		emu  sync.Mutex
+		errs []error
+	)
+	for _, p := range pods {
+		wg.Go(func() {
+			if err := f.join(ctx, p); err != nil {
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// join makes sure pod p runs an intercept agent, opens a tunnel to it,
+// asks it to intercept, and then marks the pod.
+func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
+	f.mu.Lock()
+	if f.joining[p.Name] {
+		f.mu.Unlock()
+		return nil
+	}
+	f.joining[p.Name] = true
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.joining, p.Name)
+		f.mu.Unlock()
+	}()
+
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	ns := f.np.w.Namespace
+	a, err := inspect.Ensure(cctx, f.cs, inspect.Request{Namespace: ns, Pod: p.Name, AgentImage: f.req.AgentImage,
+		Job: agent.JobIntercept, Forward: [2]int{f.np.agentPort, f.np.appPort}, Args: f.agentArgs(), Early: true}, f.progress)
+	if err != nil {
+		return fmt.Errorf("pod %s: %w", p.Name, err)
+	}
+	l, err := f.dialUntilUp(cctx, a)
+	if err != nil {
+		return err
+	}
+	ip, _ := netip.ParseAddr(p.Status.PodIP)
+	if err := f.t.useDirect(cctx, l, ip); err != nil {
+		l.Close()
+		return fmt.Errorf("pod %s: %w", p.Name, err)
+	}
+	if !f.req.RecordOnly {
+		if err := l.Agent().Intercept(cctx, f.t.spec); err != nil {
+			l.Close()
+			return fmt.Errorf("intercept on pod %s: %w", p.Name, err)
+		}
+	}
+	if f.t.onLink != nil {
+		f.t.onLink(cctx, p.Name, l)
+	}
+	go f.t.serve(p.Name, l)
+	f.t.mu.Lock()
+	if old := f.t.links[p.Name]; old != nil {
+		old.Close()
+	}
+	f.t.links[p.Name] = l
+	f.t.mu.Unlock()
+	// Marked only now that its agent answers: from here the Service may
+	// send the pod its traffic.
+	if err := f.mark(cctx, p); err != nil {
+		l.Close()
+		return err
+	}
+	go f.watch(p.Name, l)
+	f.log.Info("intercepting (no restart)", "pod", p.Name, "agent", a.Container, "agentPort", f.np.agentPort, "path", l.Path())
+	return nil
+}
+
+// agentArgs are the recording flags of a new agent: a recording's, or
+// the defaults for an intercept, as a sidecar's. An ephemeral container
+// has no memory limit; the agent holds itself to its recording budget
+// (its Go memory limit is the budget + 24 MiB).
+func (f *follower) agentArgs() []string {
+	return f.req.RecordArgs
+}
+
+// dialUntilUp opens a tunnel to agent a, trying again every 100 ms while
+// its container starts (the kubelet reports it running a second or more
+// after it does: dialing is quicker), and fails with the kubelet's reason
+// once the container is reported failed.
+func (f *follower) dialUntilUp(ctx context.Context, a inspect.Agent) (*agent.Link, error) {
+	ns := f.np.w.Namespace
+	start, checked := time.Now(), time.Time{}
+	for tries := 1; ; tries++ {
+		l, err := f.link(ctx, a)
+		if err == nil {
+			f.log.Info("agent answers", "pod", a.Pod, "agent", a.Container, "tries", tries, "took", time.Since(start))
+			return l, nil
+		}
+		if a.Bootstrap && errors.Is(err, tunnel.ErrBadToken) {
+			return nil, inspect.Explain(ctx, f.cs, a, ns, err) // another tether used the bootstrap token first
+		}
+		if time.Since(checked) >= time.Second {
+			if ferr := inspect.Failed(ctx, f.cs, ns, a); ferr != nil {
+				return nil, ferr
+			}
+			checked = time.Now()
+		}
+		if time.Since(start) >= time.Minute {
+			return nil, inspect.Explain(ctx, f.cs, a, ns, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("agent %s of pod %s: %w (last: %v)", a.Container, a.Pod, ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// link opens a tunnel to agent a and, for a new agent, replaces its
+// bootstrap token (in the pod's spec) by one kept in a Secret the pod
+// owns.
+func (f *follower) link(ctx context.Context, a inspect.Agent) (*agent.Link, error) {
+	c, err := f.dialer.DialPod(ctx, f.np.w.Namespace, a.Pod, a.Port)
+	if err != nil {
+		return nil, fmt.Errorf("reach the agent of pod %s: %w", a.Pod, err)
+	}
+	cfg := tunnel.DefaultConfig(a.Token)
+	cfg.Logger = f.log
+	l, err := agent.Connect(ctx, c, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel to pod %s: %w", a.Pod, err)
+	}
+	if a.Bootstrap {
+		token := inspect.NewToken()
+		if err := l.Rotate(ctx, token); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("agent %s of pod %s: %w", a.Container, a.Pod, err)
+		}
+		if err := inspect.StoreToken(ctx, f.cs, f.np.w.Namespace, a, token); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// mark journals the pod's label as it is, then sets it to the
+// intercept's mark, on that pod (its UID) as read.
+func (f *follower) mark(ctx context.Context, p *corev1.Pod) error {
+	ns := f.np.w.Namespace
+	err := f.journal(ctx, func(e *journal.Entry) error {
+		if e.Marks == nil {
+			e.Marks = map[string]journal.Mark{}
+		}
+		if old, ok := e.Marks[p.Name]; ok && old.UID == p.UID {
+			return nil // marked before (a tunnel that dropped and came back): the original stays
+		}
+		m := journal.Mark{UID: p.UID, Label: MarkLabel, Value: f.np.mark}
+		if v, ok := p.Labels[MarkLabel]; ok {
+			m.Previous = &v
+		}
+		e.Marks[p.Name] = m
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("journal the mark of pod %s: %w", p.Name, err)
+	}
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := f.cs.CoreV1().Pods(ns).Get(ctx, p.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cur.UID != p.UID || cur.DeletionTimestamp != nil {
+			return fmt.Errorf("pod %s is being replaced", p.Name)
+		}
+		if cur.Labels[MarkLabel] == f.np.mark {
+			return nil
+		}
+		if cur.Labels == nil {
+			cur.Labels = map[string]string{}
+		}
+		cur.Labels[MarkLabel] = f.np.mark
+		_, err = f.cs.CoreV1().Pods(ns).Update(ctx, cur, metav1.UpdateOptions{FieldManager: "tether"})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mark pod %s: %w", p.Name, err)
+	}
+	f.mu.Lock()
+	f.marks[p.Name] = true
+	f.mu.Unlock()
+	return nil
+}
+
+// unmark removes the intercept's mark from the pod, if it is still there.
+func (f *follower) unmark(ctx context.Context, pod string) error {
+	f.mu.Lock()
+	delete(f.marks, pod)
+	f.mu.Unlock()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := f.cs.CoreV1().Pods(f.np.w.Namespace).Get(ctx, pod, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cur.Labels[MarkLabel] != f.np.mark {
+			return nil
+		}
+		delete(cur.Labels, MarkLabel)
+		_, err = f.cs.CoreV1().Pods(f.np.w.Namespace).Update(ctx, cur, metav1.UpdateOptions{FieldManager: "tether"})
+		return err
+	})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// watch takes the pod out of the Service as soon as its tunnel l drops
+// (the agent died, or the connection to it), unless the follower has
+// replaced l or stopped meanwhile.
+func (f *follower) watch(pod string, l *agent.Link) {
+	for gone := false; !gone; {
+		select {
+		case <-l.Done():
+			gone = true
+		case <-l.DirectDone():
+			// The direct connection ended at once: the agent died (its
+			// port-forward session would tell only by its dead-peer check,
+			// about a second later), or just the network path did. Ask.
+			ctx, cancel := context.WithTimeout(context.Background(), agentAsk)
+			_, err := l.Agent().Info(ctx)
+			cancel()
+			if err != nil {
+				l.Close()
+				gone = true
+			}
+		}
+	}
+	f.t.mu.Lock()
+	current := f.t.links[pod] == l
+	if current {
+		delete(f.t.links, pod)
+	}
+	f.t.mu.Unlock()
+	if !current {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.unmark(ctx, pod); err != nil {
+		f.log.Warn("could not take a pod whose agent stopped answering out of the Service", "pod", pod, "err", err)
+		return
+	}
+	f.log.Warn("the agent of a pod stopped answering: pod taken out of the Service", "pod", pod, "service", f.np.svc.Name)
+}
+
+// agentAsk bounds the question whether an agent lives when its direct
+// connection ended: a slow answer takes the pod out of the Service, and
+// the next sync (a second later) puts it back if the agent lives.
+const agentAsk = 500 * time.Millisecond
+
+// follow keeps following the workload's pods in the background until
+// stop.
+func (f *follower) follow(ctx context.Context) {
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	f.cancel, f.done = cancel, make(chan struct{})
+	go func() {
+		defer close(f.done)
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			if err := f.sync(bg); err != nil && bg.Err() == nil {
+				f.log.Warn("following pods (no restart)", "err", err)
+			}
+		}
+	}()
+}
+
+// sync adds the agent to ready pods that have no tunnel, and drops the
+// tunnels of pods gone.
+func (f *follower) sync(ctx context.Context) error {
+	sel, err := workload.Client{CS: f.cs}.Selector(ctx, f.np.w)
+	if err != nil {
+		return err
+	}
+	list, err := f.cs.CoreV1().Pods(f.np.w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	var todo []*corev1.Pod
+	for i := range list.Items {
+		p := &list.Items[i]
+		if !podReady(p) || !ownedBy(p, f.np.w) {
+			continue
+		}
+		live[p.Name] = true
+		if f.t.link(p.Name) != nil {
+			continue
+		}
+		if name, died := inspect.InterceptAgentDied(p); died {
+			f.mu.Lock()
+			told := f.dead[p.Name]
+			f.dead[p.Name] = true
+			f.mu.Unlock()
+			if !told {
+				f.log.Warn("the agent of a pod died; tether adds no other while this intercept runs, so the pod stays out of the Service",
+					"pod", p.Name, "container", name)
+			}
+			continue
+		}
+		todo = append(todo, p)
+	}
+	f.t.mu.Lock()
+	for name, l := range f.t.links {
+		if !live[name] {
+			l.Close()
+			delete(f.t.links, name)
+		}
+	}
+	f.t.mu.Unlock()
+	if len(todo) == 0 {
+		return nil
+	}
+	return f.joinAll(ctx, todo)
+}
+
+func (f *follower) stop() {
+	if f.cancel != nil {
+		f.cancel()
+		<-f.done
+		f.cancel = nil
+	}
+}
+
+// leave restores the Service and removes the marks (from the journal,
+// which goes with them), then asks every agent to send its traffic to the
+// app and closes the tunnels. The agents stay in their pods, idle.
+func (f *follower) leave(ctx context.Context) error {
+	f.stop()
+	_, rerr := undoNoRestart(ctx, f.cs, f.np.w)
+	if rerr != nil {
+		rerr = fmt.Errorf("restore service/%s and the pods' labels: %w; run `tether rollback %s`", f.np.svc.Name, rerr, f.np.w)
+	}
+	return errors.Join(rerr, f.t.leave(ctx))
+}
+
+// undo undoes a failed start: the tunnels close (the agents send their
+// connections to the app again), then the Service and the marks are
+// restored from the journal.
+func (f *follower) undo(ctx context.Context, cause error) error {
+	f.stop()
+	f.t.mu.Lock()
+	links := f.t.links
+	f.t.links = map[string]*agent.Link{}
+	f.t.mu.Unlock()
+	for _, l := range links {
+		l.Close()
+	}
+	if _, err := undoNoRestart(ctx, f.cs, f.np.w); err != nil {
+		return fmt.Errorf("%w; %w: %v; run `tether rollback %s` to see what it can restore", cause, errUndoIncomplete, err, f.np.w)
+	}
+	return cause
+}

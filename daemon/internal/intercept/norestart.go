@@ -1,0 +1,382 @@
+package intercept
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/tetherkube/tether/daemon/internal/inject"
+	"github.com/tetherkube/tether/daemon/internal/inspect"
+	"github.com/tetherkube/tether/daemon/internal/journal"
+	"github.com/tetherkube/tether/daemon/internal/rollback"
+	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/internal/buildinfo"
+	"github.com/tetherkube/tether/internal/errdefs"
+)
+
+// An intercept --no-restart changes no pod template: the agent joins each
+// running, ready pod as an ephemeral container in front of the app's port
+// (port AgentPort of the pod, the same in every pod); a pod whose agent
+// answers over its tunnel is marked with MarkLabel; and the Service
+// selects only marked pods, on the agent's port. A pod without a working
+// agent is never sent the Service's traffic. Every change is journaled
+// first (the Service's selector and ports, each mark), and leave and
+// rollback undo them (rollback.Restore).
+
+// MarkLabel marks a pod whose agent answers an intercept --no-restart; its
+// value is the intercept's ID.
+const MarkLabel = "tether.dev/intercept"
+
+// ErrNoEphemeral means the cluster does not serve pods/ephemeralcontainers.
+var ErrNoEphemeral = errdefs.New(errdefs.ErrUser, "NO_EPHEMERAL_CONTAINERS",
+	"the cluster does not support ephemeral containers")
+
+// noRestartPlan is what an intercept --no-restart does to the cluster,
+// decided before anything changes.
+type noRestartPlan struct {
+	w         journal.Workload
+	tmpl      *corev1.PodTemplateSpec
+	svc       *corev1.Service
+	port      corev1.ServicePort // the intercepted Service port, as found
+	appPort   int
+	agentPort int
+	mark      string
+	pods      []*corev1.Pod // the ready pods, each to get an agent
+	// selector and ports are the Service's, as tether sets them.
+	selector map[string]string
+	ports    []corev1.ServicePort
+}
+
+// planNoRestart checks the request and decides the agent port and the
+// Service's new selector and ports; it changes nothing.
+func (m *Manager) planNoRestart(ctx context.Context, req Request) (*noRestartPlan, error) {
+	if req.RolloutTimeout == 0 {
+		req.RolloutTimeout = 3 * time.Minute
+	}
+	if !req.RecordOnly && (req.LocalPort <= 0 || req.LocalPort > 65535) {
+		return nil, errdefs.User("local port %d is out of range 1-65535", req.LocalPort)
+	}
+	if req.ID == "" {
+		return nil, errors.New("intercept --no-restart needs an ID to mark its pods with")
+	}
+	ref, err := inject.ParsePortRef(req.ServicePort)
+	if err != nil {
+		return nil, err
+	}
+	if !req.RecordOnly && !req.LocalPortLater {
+		if err := checkLocal(req.LocalPort); err != nil {
+			return nil, err
+		}
+	}
+	wc := workload.Client{CS: m.CS}
+	w := req.Resolved
+	if w.Name == "" {
+		if w, err = wc.Resolve(ctx, req.Namespace, req.Workload); err != nil {
+			return nil, err
+		}
+	}
+	tmpl, err := wc.Template(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := m.service(ctx, w, tmpl, ref)
+	if err != nil {
+		return nil, err
+	}
+	// Build finds the app's port behind the Service port (and refuses what
+	// an intercept cannot take); its template is not applied.
+	plan, err := inject.Build(tmpl, svc, ref, inject.Options{AgentImage: req.AgentImage, SecretName: w.TokenSecretName()})
+	if err != nil {
+		return nil, err
+	}
+	if plan.Existing {
+		return nil, errdefs.User("%s already runs tether's sidecar agent (an intercept without --no-restart added it): intercept without "+
+			"--no-restart, which uses it at once, or `tether rollback %s` first", w, w)
+	}
+	if err := checkSelectsOnly(ctx, m.CS, svc, w); err != nil {
+		return nil, err
+	}
+	if !req.Filter.IsZero() || req.Mirror {
+		if why := notHTTP(plan.ServicePort); why != "" {
+			return nil, errdefs.User("service %s port %s %s: tether filters and mirrors only cleartext HTTP (HTTP/1.x, h2c, gRPC); "+
+				"intercept it without --http-header, --http-path and --mirror to take all of its traffic", svc.Name, portName(plan.ServicePort), why)
+		}
+	}
+	if e, err := (journal.Store{CS: m.CS}).Load(ctx, w); err != nil {
+		return nil, err
+	} else if e != nil && e.NoRestart {
+		return nil, noRestartJournal(w)
+	} else if e != nil {
+		return nil, errdefs.FailedCheck("%s has a journal of an earlier change by tether (a rollback left unfinished): "+
+			"run `tether rollback %s` first", w, w)
+	}
+	if err := ephemeralSupported(m.CS); err != nil {
+		return nil, err
+	}
+	sel, err := wc.Selector(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	list, err := m.CS.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, fmt.Errorf("list the pods of %s: %w", w, err)
+	}
+	var pods []*corev1.Pod
+	for i := range list.Items {
+		if p := &list.Items[i]; podReady(p) && ownedBy(p, w) {
+			pods = append(pods, p)
+		}
+	}
+	if len(pods) == 0 {
+		return nil, errdefs.User("%s has no ready pod: --no-restart adds the agent to running pods only; start the workload "+
+			"(or intercept without --no-restart)", w)
+	}
+	agentPort, err := commonPort(pods, int(plan.AppPort))
+	if err != nil {
+		return nil, err
+	}
+	np := &noRestartPlan{w: w, tmpl: tmpl, svc: svc, port: plan.ServicePort, appPort: int(plan.AppPort), agentPort: agentPort,
+		mark: req.ID, pods: pods}
+	np.selector = maps.Clone(svc.Spec.Selector)
+	np.selector[MarkLabel] = req.ID
+	np.ports = retargetPorts(svc.Spec.Ports, plan.ServicePort, agentPort)
+	return np, nil
+}
+
+// noRestartJournal is the refusal of a second intercept of a workload an
+// intercept --no-restart holds: its journal is there.
+func noRestartJournal(w journal.Workload) error {
+	return errdefs.FailedCheck("%s is intercepted with --no-restart by another tether, or was by one whose daemon stopped "+
+		"before `tether leave` (its journal says so): a workload takes one --no-restart intercept at a time. If nobody intercepts it, "+
+		"`tether rollback %s` restores its Service and pods' labels", w, w)
+}
+
+// refuseNoRestartJournal refuses a sidecar intercept of a workload an
+// intercept --no-restart holds (its Service selects only marked pods).
+func refuseNoRestartJournal(ctx context.Context, cs kubernetes.Interface, w journal.Workload) error {
+	e, err := journal.Store{CS: cs}.Load(ctx, w)
+	if err != nil || e == nil || !e.NoRestart {
+		return err
+	}
+	return noRestartJournal(w)
+}
+
+// retargetPorts returns ports with the intercepted port's targetPort set
+// to the agent's port.
+func retargetPorts(ports []corev1.ServicePort, sp corev1.ServicePort, agentPort int) []corev1.ServicePort {
+	out := make([]corev1.ServicePort, len(ports))
+	for i, p := range ports {
+		p := *p.DeepCopy()
+		if p.Port == sp.Port && p.Protocol == sp.Protocol && p.Name == sp.Name {
+			p.TargetPort = intstr.FromInt32(int32(agentPort))
+		}
+		out[i] = p
+	}
+	return out
+}
+
+// commonPort returns the lowest port from inject.FirstAgentPort an agent
+// may listen on in every pod (the Service has one targetPort for them
+// all): one an intercept agent of the pod already forwards to appPort, or
+// one no container declares or an agent was given.
+func commonPort(pods []*corev1.Pod, appPort int) (int, error) {
+	for port := inject.FirstAgentPort; port < inject.FirstAgentPort+1000; port++ {
+		ok := true
+		for _, p := range pods {
+			if !inspect.ForwardUsable(p, port, appPort) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("no port from %d to %d is free in every pod", inject.FirstAgentPort, inject.FirstAgentPort+999)
+}
+
+// ephemeralSupported refuses a cluster that does not serve the pods'
+// ephemeralcontainers subresource (before Kubernetes 1.23, or with the
+// feature off). A discovery error says nothing: the update will tell.
+func ephemeralSupported(cs kubernetes.Interface) error {
+	res, err := cs.Discovery().ServerResourcesForGroupVersion("v1")
+	if err != nil || res == nil || len(res.APIResources) == 0 {
+		return nil
+	}
+	for _, r := range res.APIResources {
+		if r.Name == "pods/ephemeralcontainers" {
+			return nil
+		}
+	}
+	return errdefs.Withf(ErrNoEphemeral, "this cluster serves no pods/ephemeralcontainers, so tether cannot add its agent to a running pod "+
+		"(Kubernetes 1.25 or later has it): intercept without --no-restart")
+}
+
+// podReady: the pod runs, is ready and is not being deleted.
+func podReady(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// startNoRestart runs an intercept --no-restart (see MarkLabel).
+func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, error) {
+	progress := m.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	if req.RolloutTimeout == 0 {
+		req.RolloutTimeout = 3 * time.Minute
+	}
+	np, err := m.planNoRestart(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	w := np.w
+	store := journal.Store{CS: m.CS}
+	entry, err := store.Begin(ctx, &journal.Entry{Workload: w, Template: *np.tmpl, NoRestart: true,
+		CreatedAt: time.Now().UTC(), By: "tether " + buildinfo.Get().Version})
+	if err != nil {
+		return nil, err
+	}
+	if !entry.Created() {
+		return nil, errdefs.FailedCheck("another tether began a change to %s just now; run `tether rollback %s` to see it", w, w)
+	}
+	f := m.newFollower(req, np)
+	fail := func(cause error) (*Intercept, error) {
+		progress("undoing this intercept's changes to " + w.String())
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		return nil, f.undo(rctx, cause)
+	}
+	progress(fmt.Sprintf("adding the agent to %d running pods of %s as an ephemeral container (port %d in front of %d; no pod restarts)",
+		len(np.pods), w, np.agentPort, np.appPort))
+	if err := f.joinAll(ctx, np.pods); err != nil {
+		return fail(err)
+	}
+	progress(fmt.Sprintf("pointing service/%s port %d at the agents of the marked pods", np.svc.Name, np.port.Port))
+	if err := f.retarget(ctx); err != nil {
+		return fail(err)
+	}
+	if err := waitMarked(ctx, m.CS, np, f.marked, req.RolloutTimeout, progress); err != nil {
+		return fail(err)
+	}
+	progress(fmt.Sprintf("letting the nodes apply service/%s's new endpoints (%s)", np.svc.Name, m.settle()))
+	select {
+	case <-time.After(m.settle()):
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+	f.follow(ctx)
+	return &Intercept{Workload: w, Service: np.svc.Name, ServicePort: np.port, AgentPort: np.agentPort, LocalPort: req.LocalPort,
+		Spec: f.t.spec, NoRestart: true, tunnels: f.t, follower: f}, nil
+}
+
+// retarget journals the Service's selector and ports, then points it at
+// the agents of the marked pods, if it is still as planned from.
+func (f *follower) retarget(ctx context.Context) error {
+	np := f.np
+	err := f.journal(ctx, func(e *journal.Entry) error {
+		if e.Services == nil {
+			e.Services = map[string]journal.ServiceEntry{}
+		}
+		e.Services[np.svc.Name] = journal.ServiceEntry{Ports: np.svc.Spec.Ports, Selector: np.svc.Spec.Selector,
+			AppliedPortsHash: journal.Hash(np.ports), AppliedSelectorHash: journal.Hash(np.selector)}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc, err := f.cs.CoreV1().Services(np.w.Namespace).Get(ctx, np.svc.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !equality.Semantic.DeepEqual(svc.Spec.Ports, np.svc.Spec.Ports) || !equality.Semantic.DeepEqual(svc.Spec.Selector, np.svc.Spec.Selector) {
+			return fmt.Errorf("service %s changed meanwhile: %w", np.svc.Name, ErrPortsChanged)
+		}
+		svc.Spec.Selector, svc.Spec.Ports = np.selector, np.ports
+		_, err = f.cs.CoreV1().Services(np.w.Namespace).Update(ctx, svc, metav1.UpdateOptions{FieldManager: "tether"})
+		return err
+	})
+}
+
+// waitMarked waits until the Service's ready endpoints of the intercepted
+// port are exactly the pods marked() names, on the agent's port.
+func waitMarked(ctx context.Context, cs kubernetes.Interface, np *noRestartPlan, marked func() map[string]bool, timeout time.Duration, progress func(string)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	svc := np.svc.Name
+	start, last := time.Now(), time.Time{}
+	for {
+		have, err := readyEndpoints(ctx, cs, np.w.Namespace, svc, np.port.Name, np.agentPort)
+		if err != nil {
+			return err
+		}
+		want := marked()
+		if maps.Equal(have, want) {
+			return nil
+		}
+		if time.Since(last) >= time.Second {
+			progress(fmt.Sprintf("waiting for service/%s to route to the %d marked pods (it routes to %d), %s",
+				svc, len(want), len(have), time.Since(start).Round(time.Second)))
+			last = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("service/%s does not route to exactly the marked pods after %s", svc, timeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// readyEndpoints returns the pods the Service's EndpointSlices name as
+// ready on port (the Service port named portName): until the endpoints
+// controller applies a new targetPort, the slices still carry the old.
+func readyEndpoints(ctx context.Context, cs kubernetes.Interface, ns, svc, portName string, port int) (map[string]bool, error) {
+	slices, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + svc})
+	if err != nil {
+		return nil, fmt.Errorf("list the endpoints of service/%s: %w", svc, err)
+	}
+	out := map[string]bool{}
+	for _, s := range slices.Items {
+		onPort := false
+		for _, p := range s.Ports {
+			onPort = onPort || (p.Port != nil && int(*p.Port) == port && (p.Name == nil || *p.Name == portName))
+		}
+		if !onPort {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			if ep.Conditions.Ready != nil && *ep.Conditions.Ready && ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
+				out[ep.TargetRef.Name] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// undoNoRestart restores what an intercept --no-restart changed, from its
+// journal: the Service first, then the marks (rollback.Restore).
+func undoNoRestart(ctx context.Context, cs kubernetes.Interface, w journal.Workload) ([]rollback.Step, error) {
+	steps, err := rollback.Restore(ctx, cs, w, false)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return steps, nil
+	}
+	return steps, err
+}
