@@ -129,6 +129,13 @@ type Service interface {
 	// StopProfile stops the profile this tunnel started and returns it
 	// (ErrNotProfiling when there is none).
 	StopProfile(ctx context.Context) (Profiles, error)
+	// ExpectProbe makes the agent answer readiness probes carrying nonce
+	// (ProbeNonceSize bytes) for ttl instead of forwarding them; forget
+	// stops that at once.
+	ExpectProbe(ctx context.Context, nonce []byte, ttl time.Duration, forget bool) error
+	// ProbeService checks from the pod that a Service sends its
+	// connections to the expected pods' agents.
+	ProbeService(ctx context.Context, req ServiceProbeRequest) (ServiceProbeResult, error)
 }
 
 // Errors of Rotate.

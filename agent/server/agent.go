@@ -22,6 +22,7 @@ import (
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/agent/internal/httprec"
+	"github.com/tetherkube/tether/agent/internal/readyprobe"
 	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/tunnel"
 )
@@ -140,6 +141,8 @@ type Agent struct {
 	ring *httprec.Ring
 	// recOpts shape every connection's recording.
 	recOpts httprec.Options
+	// nonces are the readiness probes the agent answers now (ready.go).
+	nonces *readyprobe.Nonces
 	// dialDirect opens a direct path (tunnel.DialDirect; tests replace it).
 	dialDirect func(ctx context.Context, addr string, der []byte, cfg tunnel.Config) (*tunnel.Session, error)
 }
@@ -154,7 +157,8 @@ func New(cfg Config) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{cfg: cfg, log: log, started: time.Now(), ports: map[int]*portState{},
-		directs: map[*tunnel.Session]*tunnel.Session{}, dialDirect: tunnel.DialDirect}
+		directs: map[*tunnel.Session]*tunnel.Session{}, dialDirect: tunnel.DialDirect,
+		nonces: readyprobe.NewNonces(nil)}
 	a.keys = newKeyring(cfg.Token, cfg.BootstrapTTL, time.Now)
 	if !cfg.Record.Off {
 		a.ring = httprec.NewRing(cfg.Record.Budget)

@@ -169,6 +169,9 @@ func (a *Agent) newRouter(f agent.Forward) *httproute.Router {
 			return d.DialContext(ctx, "tcp", app)
 		},
 		Logger: a.log.With("port", f.ListenPort),
+		Probe: func(c net.Conn, first []byte) bool {
+			return a.nonces.Answer(c, first, a.cfg.PodName)
+		},
 	}
 	if a.ring != nil {
 		cfg.Upstream = func(c net.Conn, src string, to *httproute.Route) net.Conn {

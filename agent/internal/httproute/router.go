@@ -59,6 +59,10 @@ type Config struct {
 	// each over a kept-alive connection (default 16).
 	MirrorWorkers int
 	Logger        *slog.Logger
+	// Probe, when set, is given each connection's sniffed first bytes;
+	// true means it answered the connection (a readiness probe) and closed
+	// it, and the router does nothing more with it.
+	Probe func(c net.Conn, first []byte) bool
 }
 
 func (c *Config) defaults() {
@@ -211,6 +215,9 @@ func (r *Router) Close() error {
 // c is closed when it ends.
 func (r *Router) ServeConn(ctx context.Context, c net.Conn) {
 	prefix, kind := sniff(c, r.cfg.Sniff)
+	if kind == kindOther && r.cfg.Probe != nil && r.cfg.Probe(c, prefix) {
+		return
+	}
 	pc := &prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(prefix), c)}
 	if kind == kindHTTP {
 		if !r.ln.hand(pc) {

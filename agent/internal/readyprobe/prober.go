@@ -1,0 +1,156 @@
+package readyprobe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+)
+
+// Request is one readiness check, run from one pod.
+type Request struct {
+	// Address is the Service's ClusterIP:port.
+	Address string
+	Nonce   Nonce
+	// Expect names the pods whose agents must answer.
+	Expect []string
+	// Streak is how many connections in a row, at the end, must reach an
+	// expected agent: a node whose rules still mix old endpoints with new
+	// ones is caught by a miss in the streak. Default 8.
+	Streak int
+	// Timeout bounds the check (default 10 s).
+	Timeout time.Duration
+	// Unreachable ends the check early when no connection at all could be
+	// made for this long (default 2 s): something between this pod and
+	// the Service drops the probe (a NetworkPolicy, no hairpin).
+	Unreachable time.Duration
+	// ConnTimeout bounds one connection: its dial, then the wait for an
+	// answer (default 300 ms).
+	ConnTimeout time.Duration
+	// Pause is the wait after a connection that reached no expected agent
+	// (default 20 ms), so an old app behind stale rules is not hammered.
+	Pause time.Duration
+}
+
+func (r *Request) defaults() {
+	if r.Streak <= 0 {
+		r.Streak = 8
+	}
+	if r.Timeout <= 0 {
+		r.Timeout = 10 * time.Second
+	}
+	if r.Unreachable <= 0 {
+		r.Unreachable = 2 * time.Second
+	}
+	if r.ConnTimeout <= 0 {
+		r.ConnTimeout = 300 * time.Millisecond
+	}
+	if r.Pause <= 0 {
+		r.Pause = 20 * time.Millisecond
+	}
+}
+
+// Result is what a check saw.
+type Result struct {
+	// Ready: every expected pod answered, and the last Streak connections
+	// all reached expected agents.
+	Ready bool
+	// Answered counts answers by pod (expected or not).
+	Answered map[string]int
+	// Missed counts connections made that no expected agent answered (an
+	// app behind stale rules, another pod's agent, a timeout); Failed
+	// those that could not be made.
+	Missed, Failed int
+	Elapsed        time.Duration
+	// LastError is the last connection's failure, for the user.
+	LastError string
+}
+
+// Probe runs the check: new connections to req.Address, each sending the
+// marker, until the result is ready, the time is up, or ctx ends (its
+// error is returned with the result so far).
+func Probe(ctx context.Context, req Request) (Result, error) {
+	req.defaults()
+	if _, _, err := net.SplitHostPort(req.Address); err != nil {
+		return Result{}, fmt.Errorf("address %q: %w", req.Address, err)
+	}
+	if len(req.Expect) == 0 {
+		return Result{}, errors.New("no pod to expect")
+	}
+	start := time.Now()
+	res := Result{Answered: map[string]int{}}
+	defer func() { res.Elapsed = time.Since(start) }()
+	deadline := start.Add(req.Timeout)
+	streak, connected := 0, false
+	for {
+		pod, err := probeOnce(ctx, req)
+		switch {
+		case err == nil:
+			connected = true
+			res.Answered[pod]++
+			if slices.Contains(req.Expect, pod) {
+				streak++
+			} else {
+				streak, res.Missed = 0, res.Missed+1
+			}
+		case errors.Is(err, errNotConnected):
+			res.Failed++
+			streak = 0
+			res.LastError = err.Error()
+		default:
+			connected = true
+			res.Missed++
+			streak = 0
+			res.LastError = err.Error()
+		}
+		if streak >= req.Streak && allAnswered(res.Answered, req.Expect) {
+			res.Ready = true
+			return res, nil
+		}
+		now := time.Now()
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		if !now.Before(deadline) || (!connected && now.Sub(start) >= req.Unreachable) {
+			return res, nil
+		}
+		if streak == 0 {
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(req.Pause):
+			}
+		}
+	}
+}
+
+var errNotConnected = errors.New("not connected")
+
+// probeOnce makes one probe connection and returns the pod that answered.
+func probeOnce(ctx context.Context, req Request) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, req.ConnTimeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", req.Address)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", errNotConnected, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := c.Write(Marker(req.Nonce)); err != nil {
+		return "", err
+	}
+	return ReadAnswer(c, req.Nonce)
+}
+
+func allAnswered(got map[string]int, want []string) bool {
+	for _, p := range want {
+		if got[p] == 0 {
+			return false
+		}
+	}
+	return true
+}
