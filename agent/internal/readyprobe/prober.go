@@ -32,6 +32,10 @@ type Request struct {
 	// Pause is the wait after a connection that reached no expected agent
 	// (default 20 ms), so an old app behind stale rules is not hammered.
 	Pause time.Duration
+	// Pace is how long a connection in flight holds the next one (default
+	// 10 ms); MaxInFlight bounds the connections at once (default 8).
+	Pace        time.Duration
+	MaxInFlight int
 }
 
 func (r *Request) defaults() {
@@ -49,6 +53,12 @@ func (r *Request) defaults() {
 	}
 	if r.Pause <= 0 {
 		r.Pause = 20 * time.Millisecond
+	}
+	if r.Pace <= 0 {
+		r.Pace = 10 * time.Millisecond
+	}
+	if r.MaxInFlight <= 0 {
+		r.MaxInFlight = 8
 	}
 }
 
@@ -70,7 +80,11 @@ type Result struct {
 
 // Probe runs the check: new connections to req.Address, each sending the
 // marker, until the result is ready, the time is up, or ctx ends (its
-// error is returned with the result so far).
+// error is returned with the result so far). Connections go one after
+// another while they are answered; one that hangs (an endpoint that is
+// gone) does not hold the next: after Pace another starts, up to
+// MaxInFlight at once. The streak counts results as they complete, so a
+// slow miss breaks it when it comes.
 func Probe(ctx context.Context, req Request) (Result, error) {
 	req.defaults()
 	if _, _, err := net.SplitHostPort(req.Address); err != nil {
@@ -82,46 +96,89 @@ func Probe(ctx context.Context, req Request) (Result, error) {
 	start := time.Now()
 	res := Result{Answered: map[string]int{}}
 	defer func() { res.Elapsed = time.Since(start) }()
-	deadline := start.Add(req.Timeout)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the connections still in flight
+	deadline := time.NewTimer(req.Timeout)
+	defer deadline.Stop()
+
+	type outcome struct {
+		pod string
+		err error
+	}
+	results := make(chan outcome, req.MaxInFlight)
+	inFlight := 0
+	launch := func() {
+		inFlight++
+		go func() {
+			pod, err := probeOnce(ctx, req)
+			results <- outcome{pod, err}
+		}()
+	}
 	streak, connected := 0, false
+	var lastLaunch, notBefore time.Time // notBefore: after a miss, not hammering an app
+	next := time.NewTimer(0)
+	defer next.Stop()
 	for {
-		pod, err := probeOnce(ctx, req)
-		switch {
-		case err == nil:
-			connected = true
-			res.Answered[pod]++
-			if slices.Contains(req.Expect, pod) {
-				streak++
-			} else {
-				streak, res.Missed = 0, res.Missed+1
-			}
-		case errors.Is(err, errNotConnected):
-			res.Failed++
-			streak = 0
-			res.LastError = err.Error()
-		default:
-			connected = true
-			res.Missed++
-			streak = 0
-			res.LastError = err.Error()
-		}
-		if streak >= req.Streak && allAnswered(res.Answered, req.Expect) {
-			res.Ready = true
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-deadline.C:
 			return res, nil
+		case <-next.C:
+		case o := <-results:
+			inFlight--
+			switch {
+			case o.err == nil:
+				connected = true
+				res.Answered[o.pod]++
+				if slices.Contains(req.Expect, o.pod) {
+					streak++
+				} else {
+					streak, res.Missed = 0, res.Missed+1
+					notBefore = time.Now().Add(req.Pause)
+				}
+			case errors.Is(o.err, errNotConnected):
+				res.Failed++
+				streak = 0
+				res.LastError = o.err.Error()
+				notBefore = time.Now().Add(req.Pause)
+			default:
+				connected = true
+				res.Missed++
+				streak = 0
+				res.LastError = o.err.Error()
+				notBefore = time.Now().Add(req.Pause)
+			}
+			if streak >= req.Streak && allAnswered(res.Answered, req.Expect) {
+				res.Ready = true
+				return res, nil
+			}
+		}
+		if !connected && time.Since(start) >= req.Unreachable {
+			return res, nil
+		}
+		// The next connection: at once when none is in flight, else Pace
+		// after the last one started; never before a miss's pause ends.
+		if inFlight >= req.MaxInFlight {
+			continue // a result comes within ConnTimeout
 		}
 		now := time.Now()
-		if ctx.Err() != nil {
-			return res, ctx.Err()
+		at := now
+		if inFlight > 0 {
+			at = lastLaunch.Add(req.Pace)
 		}
-		if !now.Before(deadline) || (!connected && now.Sub(start) >= req.Unreachable) {
-			return res, nil
+		if notBefore.After(at) {
+			at = notBefore
 		}
-		if streak == 0 {
-			select {
-			case <-ctx.Done():
-				return res, ctx.Err()
-			case <-time.After(req.Pause):
+		if !now.Before(at) {
+			launch()
+			lastLaunch, at = now, now.Add(req.Pace)
+			if notBefore.After(at) {
+				at = notBefore
 			}
+		}
+		if inFlight < req.MaxInFlight {
+			next.Reset(at.Sub(now))
 		}
 	}
 }

@@ -291,6 +291,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 		return recordOnly(w, svc, plan), nil
 	}
+	progress(fmt.Sprintf("connecting to the agents of %s", w))
 	ic, err := m.connect(ctx, req, w, svc, plan, token)
 	if err != nil {
 		return fail(err)
