@@ -23,6 +23,14 @@ type Info struct {
 	PodNamespace string
 	StartedAt    time.Time
 	Forwards     []ForwardStatus
+	// IdleSince is since when nothing has intercepted the agent's ports
+	// (its start, if nothing ever did); zero while something does.
+	IdleSince time.Time
+	// RecordIdle is how long the agent records while idle (0: always);
+	// RecordingPaused says that time is up: it forwards without recording
+	// until the next intercept.
+	RecordIdle      time.Duration
+	RecordingPaused bool
 }
 
 // Forward is one port the agent sits in front of.

@@ -28,7 +28,7 @@ func TestProbeService(t *testing.T) {
 	check := func(what string, wantReady bool) {
 		t.Helper()
 		res, err := client.ProbeService(ctx, agent.ServiceProbeRequest{Address: front, Nonce: nonce, Expect: []string{"orders-1"},
-			Timeout: 300 * time.Millisecond})
+			Timeout: time.Second})
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}

@@ -95,7 +95,10 @@ func Probe(ctx context.Context, req Request) (Result, error) {
 	}
 	start := time.Now()
 	res := Result{Answered: map[string]int{}}
-	defer func() { res.Elapsed = time.Since(start) }()
+	done := func(err error) (Result, error) {
+		res.Elapsed = time.Since(start)
+		return res, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the connections still in flight
 	deadline := time.NewTimer(req.Timeout)
@@ -121,9 +124,9 @@ func Probe(ctx context.Context, req Request) (Result, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return res, ctx.Err()
+			return done(ctx.Err())
 		case <-deadline.C:
-			return res, nil
+			return done(nil)
 		case <-next.C:
 		case o := <-results:
 			inFlight--
@@ -151,11 +154,11 @@ func Probe(ctx context.Context, req Request) (Result, error) {
 			}
 			if streak >= req.Streak && allAnswered(res.Answered, req.Expect) {
 				res.Ready = true
-				return res, nil
+				return done(nil)
 			}
 		}
 		if !connected && time.Since(start) >= req.Unreachable {
-			return res, nil
+			return done(nil)
 		}
 		// The next connection: at once when none is in flight, else Pace
 		// after the last one started; never before a miss's pause ends.

@@ -2449,6 +2449,14 @@ type InfoResponse struct {
 	// When the agent process started, in Unix nanoseconds.
 	StartedUnixNano int64      `protobuf:"varint,5,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
 	Forwards        []*Forward `protobuf:"bytes,6,rep,name=forwards,proto3" json:"forwards,omitempty"`
+	// Since when nothing has intercepted any of the agent's ports (Unix
+	// nanoseconds; the agent's start if nothing ever did); 0 while something
+	// does.
+	IdleSinceUnixNano int64 `protobuf:"varint,7,opt,name=idle_since_unix_nano,json=idleSinceUnixNano,proto3" json:"idle_since_unix_nano,omitempty"`
+	// Recording is on but paused: idle longer than --record-idle.
+	RecordingPaused bool `protobuf:"varint,8,opt,name=recording_paused,json=recordingPaused,proto3" json:"recording_paused,omitempty"`
+	// The agent's --record-idle in nanoseconds (0: never pauses).
+	RecordIdleNanos int64 `protobuf:"varint,9,opt,name=record_idle_nanos,json=recordIdleNanos,proto3" json:"record_idle_nanos,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2523,6 +2531,27 @@ func (x *InfoResponse) GetForwards() []*Forward {
 		return x.Forwards
 	}
 	return nil
+}
+
+func (x *InfoResponse) GetIdleSinceUnixNano() int64 {
+	if x != nil {
+		return x.IdleSinceUnixNano
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetRecordingPaused() bool {
+	if x != nil {
+		return x.RecordingPaused
+	}
+	return false
+}
+
+func (x *InfoResponse) GetRecordIdleNanos() int64 {
+	if x != nil {
+		return x.RecordIdleNanos
+	}
+	return 0
 }
 
 type StartProfileRequest struct {
@@ -3180,14 +3209,17 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"listenPort\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"\x0f\n" +
 	"\rLeaveResponse\"\r\n" +
-	"\vInfoRequest\"\xe2\x01\n" +
+	"\vInfoRequest\"\xea\x02\n" +
 	"\fInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
 	"\x06commit\x18\x02 \x01(\tR\x06commit\x12\x19\n" +
 	"\bpod_name\x18\x03 \x01(\tR\apodName\x12#\n" +
 	"\rpod_namespace\x18\x04 \x01(\tR\fpodNamespace\x12*\n" +
 	"\x11started_unix_nano\x18\x05 \x01(\x03R\x0fstartedUnixNano\x124\n" +
-	"\bforwards\x18\x06 \x03(\v2\x18.tether.agent.v1.ForwardR\bforwards\"`\n" +
+	"\bforwards\x18\x06 \x03(\v2\x18.tether.agent.v1.ForwardR\bforwards\x12/\n" +
+	"\x14idle_since_unix_nano\x18\a \x01(\x03R\x11idleSinceUnixNano\x12)\n" +
+	"\x10recording_paused\x18\b \x01(\bR\x0frecordingPaused\x12*\n" +
+	"\x11record_idle_nanos\x18\t \x01(\x03R\x0frecordIdleNanos\"`\n" +
 	"\x13StartProfileRequest\x12\"\n" +
 	"\rblock_rate_ns\x18\x01 \x01(\x03R\vblockRateNs\x12%\n" +
 	"\x0emutex_fraction\x18\x02 \x01(\x05R\rmutexFraction\"\x16\n" +
