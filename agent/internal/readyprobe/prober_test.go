@@ -94,20 +94,32 @@ func TestProbe(t *testing.T) {
 		wantReady bool
 		// what the result must show
 		wantAnswered, wantMissed, wantFailed bool
+		connTimeout                          time.Duration
 	}{
 		{name: "every agent answers", addr: balancer(t, a, b), expect: []string{"orders-a", "orders-b"}, wantReady: true, wantAnswered: true},
 		{name: "stale rules still reach the app", addr: balancer(t, a, app), expect: []string{"orders-a"}, wantAnswered: true, wantMissed: true},
 		{name: "a silent app behind stale rules", addr: balancer(t, a, silent), expect: []string{"orders-a"}, wantAnswered: true, wantMissed: true},
+		// A gone endpoint's connection hangs far longer than the streak
+		// takes to fill: the check waits for it.
+		{name: "a gone endpoint among agents", addr: balancer(t, a, b, silent), expect: []string{"orders-a", "orders-b"}, wantAnswered: true, wantMissed: true,
+			connTimeout: 400 * time.Millisecond},
 		{name: "one pod never answers", addr: balancer(t, a, b), expect: []string{"orders-a", "orders-b", "orders-c"}, wantAnswered: true},
 		{name: "an agent not told the nonce forwards it", addr: balancer(t, a, notTold), expect: []string{"orders-a", "orders-c"}, wantAnswered: true, wantMissed: true},
 		{name: "an unexpected pod's agent", addr: balancer(t, a, b), expect: []string{"orders-a"}, wantAnswered: true, wantMissed: true},
 		{name: "unreachable", addr: closed, expect: []string{"orders-a"}, wantFailed: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			ct := tc.connTimeout
+			if ct == 0 {
+				ct = 100 * time.Millisecond
+			}
 			res, err := Probe(context.Background(), Request{Address: tc.addr, Nonce: n, Expect: tc.expect,
-				Timeout: 500 * time.Millisecond, Unreachable: 200 * time.Millisecond, ConnTimeout: 100 * time.Millisecond})
+				Timeout: 3 * ct, Unreachable: 200 * time.Millisecond, ConnTimeout: ct})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if res.Elapsed <= 0 {
+				t.Errorf("elapsed %s", res.Elapsed)
 			}
 			if res.Ready != tc.wantReady || (len(res.Answered) > 0) != tc.wantAnswered || (res.Missed > 0) != tc.wantMissed || (res.Failed > 0) != tc.wantFailed {
 				t.Errorf("Probe = %+v; want ready %v, answered %v, missed %v, failed %v", res, tc.wantReady, tc.wantAnswered, tc.wantMissed, tc.wantFailed)
