@@ -61,8 +61,16 @@ func StatusToProto(st Status) *daemonv1.StatusResponse {
 		resp.Intercepts = append(resp.Intercepts, InterceptInfoToProto(i))
 	}
 	for _, a := range st.Agents {
-		resp.Agents = append(resp.Agents, &daemonv1.AgentInfo{Workload: a.Workload, Namespace: a.Namespace, Recording: a.Recording,
-			RedactionOff: a.RedactionOff, RedactedNames: a.Redacted})
+		pa := &daemonv1.AgentInfo{Workload: a.Workload, Namespace: a.Namespace, Recording: a.Recording,
+			RedactionOff: a.RedactionOff, RedactedNames: a.Redacted}
+		for _, p := range a.Pods {
+			pp := &daemonv1.AgentPod{Pod: p.Pod, RecordingPaused: p.RecordingPaused, RecordIdleNanos: int64(p.RecordIdle), Error: p.Error}
+			if !p.IdleSince.IsZero() {
+				pp.IdleSinceUnixNano = p.IdleSince.UnixNano()
+			}
+			pa.Pods = append(pa.Pods, pp)
+		}
+		resp.Agents = append(resp.Agents, pa)
 	}
 	return resp
 }
@@ -74,8 +82,16 @@ func StatusFromProto(resp *daemonv1.StatusResponse) Status {
 		st.Intercepts = append(st.Intercepts, InterceptInfoFromProto(i))
 	}
 	for _, a := range resp.GetAgents() {
-		st.Agents = append(st.Agents, AgentInfo{Workload: a.GetWorkload(), Namespace: a.GetNamespace(), Recording: a.GetRecording(),
-			RedactionOff: a.GetRedactionOff(), Redacted: a.GetRedactedNames()})
+		ai := AgentInfo{Workload: a.GetWorkload(), Namespace: a.GetNamespace(), Recording: a.GetRecording(),
+			RedactionOff: a.GetRedactionOff(), Redacted: a.GetRedactedNames()}
+		for _, p := range a.GetPods() {
+			ap := AgentPod{Pod: p.GetPod(), RecordingPaused: p.GetRecordingPaused(), RecordIdle: time.Duration(p.GetRecordIdleNanos()), Error: p.GetError()}
+			if n := p.GetIdleSinceUnixNano(); n != 0 {
+				ap.IdleSince = time.Unix(0, n)
+			}
+			ai.Pods = append(ai.Pods, ap)
+		}
+		st.Agents = append(st.Agents, ai)
 	}
 	return st
 }

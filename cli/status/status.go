@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -30,6 +31,8 @@ type StatusOptions struct {
 
 	// DaemonService reaches the running daemon; it does not start one.
 	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
+	// Now is the clock idle times are counted by (nil: time.Now).
+	Now func() time.Time
 }
 
 // NewCmdStatus returns the status command; runF replaces Run in tests.
@@ -110,6 +113,13 @@ func (o *StatusOptions) print(rep Report) error {
 				rec = "recording with redaction OFF (--no-redact): secrets are kept as seen"
 			}
 			fmt.Fprintf(out, "  %s in %s: %s\n", a.Workload, a.Namespace, rec)
+			now := time.Now
+			if o.Now != nil {
+				now = o.Now
+			}
+			for _, p := range a.Pods {
+				fmt.Fprintf(out, "    pod %s: %s\n", p.Pod, podState(p, a.Recording, now()))
+			}
 		}
 	}
 	return nil
@@ -149,4 +159,40 @@ func printPort(out io.Writer, i daemon.InterceptInfo) {
 	}
 	fmt.Fprintf(out, "    to the app: %d requests no filter selected; %d connections not cleartext HTTP (%d TLS), unfiltered\n",
 		i.ToApp, i.NotHTTP, i.TLS)
+}
+
+// podState says whether a pod's agent is in use, idle (for how long) and
+// recording.
+func podState(p daemon.AgentPod, recording bool, now time.Time) string {
+	switch {
+	case p.Error != "":
+		return "not reachable: " + p.Error
+	case p.IdleSince.IsZero():
+		return "intercepted"
+	}
+	idle := "idle " + roughly(now.Sub(p.IdleSince))
+	switch {
+	case !recording:
+		return idle
+	case p.RecordingPaused:
+		return idle + ", recording paused (the next intercept resumes it)"
+	case p.RecordIdle > 0:
+		return idle + ", recording until idle " + roughly(p.RecordIdle) + " (--record-idle)"
+	}
+	return idle + ", recording (never pauses)"
+}
+
+// roughly writes d as people say it: 45s, 12m, 3h5m.
+func roughly(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	}
+	h := int(d.Hours())
+	if m := int(d.Minutes()) - 60*h; m > 0 {
+		return fmt.Sprintf("%dh%dm", h, m)
+	}
+	return fmt.Sprintf("%dh", h)
 }

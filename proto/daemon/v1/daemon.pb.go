@@ -3739,6 +3739,8 @@ type AgentInfo struct {
 	// Redaction off: the agent records secrets as seen (--no-redact).
 	RedactionOff  bool     `protobuf:"varint,4,opt,name=redaction_off,json=redactionOff,proto3" json:"redaction_off,omitempty"`
 	RedactedNames []string `protobuf:"bytes,5,rep,name=redacted_names,json=redactedNames,proto3" json:"redacted_names,omitempty"`
+	// Each pod's agent, as it reports itself.
+	Pods          []*AgentPod `protobuf:"bytes,6,rep,name=pods,proto3" json:"pods,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3808,6 +3810,94 @@ func (x *AgentInfo) GetRedactedNames() []string {
 	return nil
 }
 
+func (x *AgentInfo) GetPods() []*AgentPod {
+	if x != nil {
+		return x.Pods
+	}
+	return nil
+}
+
+type AgentPod struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pod   string                 `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	// Since when nothing has intercepted it (Unix nanoseconds); 0 while
+	// something does.
+	IdleSinceUnixNano int64 `protobuf:"varint,2,opt,name=idle_since_unix_nano,json=idleSinceUnixNano,proto3" json:"idle_since_unix_nano,omitempty"`
+	// Recording paused: idle longer than its record_idle.
+	RecordingPaused bool `protobuf:"varint,3,opt,name=recording_paused,json=recordingPaused,proto3" json:"recording_paused,omitempty"`
+	// How long it records while idle; 0: it never pauses.
+	RecordIdleNanos int64 `protobuf:"varint,4,opt,name=record_idle_nanos,json=recordIdleNanos,proto3" json:"record_idle_nanos,omitempty"`
+	// Why the agent could not be asked.
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentPod) Reset() {
+	*x = AgentPod{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentPod) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentPod) ProtoMessage() {}
+
+func (x *AgentPod) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentPod.ProtoReflect.Descriptor instead.
+func (*AgentPod) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *AgentPod) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *AgentPod) GetIdleSinceUnixNano() int64 {
+	if x != nil {
+		return x.IdleSinceUnixNano
+	}
+	return 0
+}
+
+func (x *AgentPod) GetRecordingPaused() bool {
+	if x != nil {
+		return x.RecordingPaused
+	}
+	return false
+}
+
+func (x *AgentPod) GetRecordIdleNanos() int64 {
+	if x != nil {
+		return x.RecordIdleNanos
+	}
+	return 0
+}
+
+func (x *AgentPod) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type InterceptInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The intercept's name: the workload, e.g. "deploy/orders".
@@ -3841,7 +3931,7 @@ type InterceptInfo struct {
 
 func (x *InterceptInfo) Reset() {
 	*x = InterceptInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3853,7 +3943,7 @@ func (x *InterceptInfo) String() string {
 func (*InterceptInfo) ProtoMessage() {}
 
 func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3866,7 +3956,7 @@ func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptInfo.ProtoReflect.Descriptor instead.
 func (*InterceptInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *InterceptInfo) GetName() string {
@@ -3987,7 +4077,7 @@ type HTTPFilter struct {
 
 func (x *HTTPFilter) Reset() {
 	*x = HTTPFilter{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3999,7 +4089,7 @@ func (x *HTTPFilter) String() string {
 func (*HTTPFilter) ProtoMessage() {}
 
 func (x *HTTPFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4012,7 +4102,7 @@ func (x *HTTPFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPFilter.ProtoReflect.Descriptor instead.
 func (*HTTPFilter) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *HTTPFilter) GetHeaders() []string {
@@ -4052,7 +4142,7 @@ type PortIntercept struct {
 
 func (x *PortIntercept) Reset() {
 	*x = PortIntercept{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4064,7 +4154,7 @@ func (x *PortIntercept) String() string {
 func (*PortIntercept) ProtoMessage() {}
 
 func (x *PortIntercept) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4077,7 +4167,7 @@ func (x *PortIntercept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortIntercept.ProtoReflect.Descriptor instead.
 func (*PortIntercept) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PortIntercept) GetOwner() string {
@@ -4157,7 +4247,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4169,7 +4259,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4182,7 +4272,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *InterceptRequest) GetNamespace() string {
@@ -4275,7 +4365,7 @@ type InterceptEvent struct {
 
 func (x *InterceptEvent) Reset() {
 	*x = InterceptEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4287,7 +4377,7 @@ func (x *InterceptEvent) String() string {
 func (*InterceptEvent) ProtoMessage() {}
 
 func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4300,7 +4390,7 @@ func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptEvent.ProtoReflect.Descriptor instead.
 func (*InterceptEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *InterceptEvent) GetEvent() isInterceptEvent_Event {
@@ -4354,7 +4444,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4366,7 +4456,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4379,7 +4469,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *LeaveRequest) GetNamespace() string {
@@ -4404,7 +4494,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4416,7 +4506,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4429,7 +4519,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{50}
 }
 
 type RollbackRequest struct {
@@ -4447,7 +4537,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4459,7 +4549,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4472,7 +4562,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{50}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RollbackRequest) GetNamespace() string {
@@ -4512,7 +4602,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4524,7 +4614,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4537,7 +4627,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{51}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RollbackResponse) GetResults() []*RollbackResult {
@@ -4560,7 +4650,7 @@ type RollbackResult struct {
 
 func (x *RollbackResult) Reset() {
 	*x = RollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4572,7 +4662,7 @@ func (x *RollbackResult) String() string {
 func (*RollbackResult) ProtoMessage() {}
 
 func (x *RollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4585,7 +4675,7 @@ func (x *RollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResult.ProtoReflect.Descriptor instead.
 func (*RollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{52}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RollbackResult) GetWorkload() string {
@@ -4629,7 +4719,7 @@ type RollbackStep struct {
 
 func (x *RollbackStep) Reset() {
 	*x = RollbackStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4641,7 +4731,7 @@ func (x *RollbackStep) String() string {
 func (*RollbackStep) ProtoMessage() {}
 
 func (x *RollbackStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4654,7 +4744,7 @@ func (x *RollbackStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStep.ProtoReflect.Descriptor instead.
 func (*RollbackStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{53}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RollbackStep) GetObject() string {
@@ -4686,7 +4776,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4698,7 +4788,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4711,7 +4801,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{54}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{55}
 }
 
 type QuitResponse struct {
@@ -4722,7 +4812,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4734,7 +4824,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4747,7 +4837,7 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{55}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{56}
 }
 
 var File_proto_daemon_v1_daemon_proto protoreflect.FileDescriptor
@@ -5089,13 +5179,20 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"intercepts\x18\x06 \x03(\v2\x1f.tether.daemon.v1.InterceptInfoR\n" +
 	"intercepts\x123\n" +
-	"\x06agents\x18\a \x03(\v2\x1b.tether.daemon.v1.AgentInfoR\x06agents\"\xaf\x01\n" +
+	"\x06agents\x18\a \x03(\v2\x1b.tether.daemon.v1.AgentInfoR\x06agents\"\xdf\x01\n" +
 	"\tAgentInfo\x12\x1a\n" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1c\n" +
 	"\trecording\x18\x03 \x01(\bR\trecording\x12#\n" +
 	"\rredaction_off\x18\x04 \x01(\bR\fredactionOff\x12%\n" +
-	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\"\xbe\x04\n" +
+	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\x12.\n" +
+	"\x04pods\x18\x06 \x03(\v2\x1a.tether.daemon.v1.AgentPodR\x04pods\"\xba\x01\n" +
+	"\bAgentPod\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x12/\n" +
+	"\x14idle_since_unix_nano\x18\x02 \x01(\x03R\x11idleSinceUnixNano\x12)\n" +
+	"\x10recording_paused\x18\x03 \x01(\bR\x0frecordingPaused\x12*\n" +
+	"\x11record_idle_nanos\x18\x04 \x01(\x03R\x0frecordIdleNanos\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\xbe\x04\n" +
 	"\rInterceptInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
@@ -5201,7 +5298,7 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*EnvRequest)(nil),        // 0: tether.daemon.v1.EnvRequest
 	(*EnvEvent)(nil),          // 1: tether.daemon.v1.EnvEvent
@@ -5246,28 +5343,29 @@ var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*StatusRequest)(nil),     // 40: tether.daemon.v1.StatusRequest
 	(*StatusResponse)(nil),    // 41: tether.daemon.v1.StatusResponse
 	(*AgentInfo)(nil),         // 42: tether.daemon.v1.AgentInfo
-	(*InterceptInfo)(nil),     // 43: tether.daemon.v1.InterceptInfo
-	(*HTTPFilter)(nil),        // 44: tether.daemon.v1.HTTPFilter
-	(*PortIntercept)(nil),     // 45: tether.daemon.v1.PortIntercept
-	(*InterceptRequest)(nil),  // 46: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),    // 47: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),      // 48: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),     // 49: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),   // 50: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil),  // 51: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),    // 52: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),      // 53: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),       // 54: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),      // 55: tether.daemon.v1.QuitResponse
-	nil,                       // 56: tether.daemon.v1.ReplaySummary.ByStatusEntry
-	nil,                       // 57: tether.daemon.v1.TraceService.SelectorEntry
-	nil,                       // 58: tether.daemon.v1.InterceptInfo.PathsEntry
-	(*v1.Exchange)(nil),       // 59: tether.agent.v1.Exchange
-	(*v1.ExchangeFilter)(nil), // 60: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil), // 61: tether.agent.v1.RecordingStats
-	(*v1.DNSRecord)(nil),      // 62: tether.agent.v1.DNSRecord
-	(*v1.PacketBatch)(nil),    // 63: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),   // 64: tether.agent.v1.CaptureStats
+	(*AgentPod)(nil),          // 43: tether.daemon.v1.AgentPod
+	(*InterceptInfo)(nil),     // 44: tether.daemon.v1.InterceptInfo
+	(*HTTPFilter)(nil),        // 45: tether.daemon.v1.HTTPFilter
+	(*PortIntercept)(nil),     // 46: tether.daemon.v1.PortIntercept
+	(*InterceptRequest)(nil),  // 47: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),    // 48: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),      // 49: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),     // 50: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),   // 51: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil),  // 52: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),    // 53: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),      // 54: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),       // 55: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),      // 56: tether.daemon.v1.QuitResponse
+	nil,                       // 57: tether.daemon.v1.ReplaySummary.ByStatusEntry
+	nil,                       // 58: tether.daemon.v1.TraceService.SelectorEntry
+	nil,                       // 59: tether.daemon.v1.InterceptInfo.PathsEntry
+	(*v1.Exchange)(nil),       // 60: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil), // 61: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil), // 62: tether.agent.v1.RecordingStats
+	(*v1.DNSRecord)(nil),      // 63: tether.agent.v1.DNSRecord
+	(*v1.PacketBatch)(nil),    // 64: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),   // 65: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	2,  // 0: tether.daemon.v1.EnvEvent.result:type_name -> tether.daemon.v1.EnvResult
@@ -5276,17 +5374,17 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	5,  // 3: tether.daemon.v1.EnvResult.not_copied:type_name -> tether.daemon.v1.EnvMount
 	8,  // 4: tether.daemon.v1.RunEvent.ready:type_name -> tether.daemon.v1.RunInfo
 	28, // 5: tether.daemon.v1.RunInfo.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
-	59, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	60, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
 	11, // 7: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
 	13, // 8: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
 	12, // 9: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
-	56, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
+	57, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
 	15, // 11: tether.daemon.v1.RecordRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
 	17, // 12: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	60, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	59, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	61, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	60, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
 	20, // 15: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	61, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	62, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
 	23, // 17: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
 	24, // 18: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
 	25, // 19: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
@@ -5297,56 +5395,57 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	36, // 24: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
 	28, // 25: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
 	29, // 26: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
-	62, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
+	63, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
 	31, // 28: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
-	57, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
+	58, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
 	32, // 30: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
 	34, // 31: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
 	35, // 32: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
 	35, // 33: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
 	37, // 34: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
-	63, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	64, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	43, // 37: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
+	64, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	65, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	44, // 37: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
 	42, // 38: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
-	44, // 39: tether.daemon.v1.InterceptInfo.filter:type_name -> tether.daemon.v1.HTTPFilter
-	45, // 40: tether.daemon.v1.InterceptInfo.port_intercepts:type_name -> tether.daemon.v1.PortIntercept
-	58, // 41: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
-	44, // 42: tether.daemon.v1.PortIntercept.filter:type_name -> tether.daemon.v1.HTTPFilter
-	15, // 43: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
-	44, // 44: tether.daemon.v1.InterceptRequest.filter:type_name -> tether.daemon.v1.HTTPFilter
-	43, // 45: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	52, // 46: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	53, // 47: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	40, // 48: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	46, // 49: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	48, // 50: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	50, // 51: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	54, // 52: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	38, // 53: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	21, // 54: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	14, // 55: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	18, // 56: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	9,  // 57: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	0,  // 58: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
-	6,  // 59: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
-	41, // 60: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	47, // 61: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	49, // 62: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	51, // 63: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	55, // 64: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	39, // 65: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	22, // 66: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	16, // 67: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	19, // 68: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	10, // 69: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	1,  // 70: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
-	7,  // 71: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
-	60, // [60:72] is the sub-list for method output_type
-	48, // [48:60] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	43, // 39: tether.daemon.v1.AgentInfo.pods:type_name -> tether.daemon.v1.AgentPod
+	45, // 40: tether.daemon.v1.InterceptInfo.filter:type_name -> tether.daemon.v1.HTTPFilter
+	46, // 41: tether.daemon.v1.InterceptInfo.port_intercepts:type_name -> tether.daemon.v1.PortIntercept
+	59, // 42: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
+	45, // 43: tether.daemon.v1.PortIntercept.filter:type_name -> tether.daemon.v1.HTTPFilter
+	15, // 44: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
+	45, // 45: tether.daemon.v1.InterceptRequest.filter:type_name -> tether.daemon.v1.HTTPFilter
+	44, // 46: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	53, // 47: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	54, // 48: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	40, // 49: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	47, // 50: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	49, // 51: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	51, // 52: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	55, // 53: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	38, // 54: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	21, // 55: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	14, // 56: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	18, // 57: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	9,  // 58: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	0,  // 59: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
+	6,  // 60: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
+	41, // 61: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	48, // 62: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	50, // 63: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	52, // 64: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	56, // 65: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	39, // 66: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	22, // 67: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	16, // 68: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	19, // 69: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	10, // 70: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	1,  // 71: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
+	7,  // 72: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
+	61, // [61:73] is the sub-list for method output_type
+	49, // [49:61] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -5379,7 +5478,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[47].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[48].OneofWrappers = []any{
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
@@ -5389,7 +5488,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   59,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
