@@ -109,6 +109,7 @@ test: vet proto-check cross unit integration ## everything CI runs: vet, generat
 .PHONY: bench
 bench: cluster-up build ## benchmarks, printed as ratios against a baseline measured in the same run (PROFILE=1: profiles under bench-profiles/)
 	$(GO) run ./integration/bench $(if $(PROFILE),-profile-dir bench-profiles/$(shell date -u +%Y%m%dT%H%M%SZ))
+	$(GO) run ./integration/bench -only cost -rounds 3
 
 .PHONY: demo
 demo: cluster-up build ## run tether's main job on the local cluster
