@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // interceptTimed runs tether intercept, logging each progress line with
@@ -114,4 +117,43 @@ func TestInterceptReadyWhenServed(t *testing.T) {
 		t.Logf("%s: tether intercept took %s", round, took)
 		e.mustTether("leave", "deploy/orders")
 	}
+}
+
+// TestInterceptReadyProbeBlocked: a NetworkPolicy admits only the client
+// pod to the orders pods, so the agents' probe (sent from the orders pods
+// themselves) cannot reach the Service. The intercept still goes on, with
+// a warning that says what the probe saw, and the client is served by the
+// laptop.
+func TestInterceptReadyProbeBlocked(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(2)
+	client := e.clientPod("client")
+	ctx := context.Background()
+	p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, client, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Labels = map[string]string{"role": "client"}
+	if _, err := e.cs.CoreV1().Pods(e.ns).Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	onlyClient := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "orders-from-client-only"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "orders"}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{
+				{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "client"}}}}}},
+		},
+	}
+	if _, err := e.cs.NetworkingV1().NetworkPolicies(e.ns).Create(ctx, onlyClient, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	port, _ := named(t, "laptop")
+	took, progress := e.interceptTimed("deploy/orders", "--port", "http:"+strconv.Itoa(port))
+	t.Logf("tether intercept took %s", took)
+	if !strings.Contains(progress, "warning: could not confirm that service/orders port 80 reaches the agents") {
+		t.Errorf("no warning about the blocked probe; progress:\n%s", progress)
+	}
+	e.requireAll(client, "laptop", 10)
 }

@@ -122,8 +122,12 @@ func (r readyCheck) run(ctx context.Context) error {
 					silent = append(silent, want)
 				}
 			}
-			msg := fmt.Sprintf("from node %s (pod %s), %d of %d connections in %s reached no agent", r.nodes[p], p, res.Missed,
-				res.Missed+sum(res.Answered), res.Elapsed.Round(time.Millisecond))
+			total := res.Missed + res.Failed + sum(res.Answered)
+			msg := fmt.Sprintf("from node %s (pod %s) in %s, of %d connections %d reached an agent, %d something else, %d none",
+				r.nodes[p], p, res.Elapsed.Round(time.Millisecond), total, sum(res.Answered), res.Missed, res.Failed)
+			if res.LastError != "" {
+				msg += " (" + res.LastError + ")"
+			}
 			if len(silent) > 0 {
 				msg += "; never answered: " + strings.Join(silent, ", ")
 			}

@@ -90,8 +90,8 @@ func TestReadyCheck(t *testing.T) {
 				return map[string]*fakeAgent{"orders-a": {result: ready(allPods...)}, "orders-b": {}, "orders-c": {result: stale}}
 			},
 			wantProbers: []string{"orders-a", "orders-c"},
-			wantProgress: "warning: could not confirm that service/orders port 80 reaches the agents (from node node-2 (pod orders-c), " +
-				"40 of 41 connections in 10s reached no agent; never answered: orders-b, orders-c)",
+			wantProgress: "warning: could not confirm that service/orders port 80 reaches the agents (from node node-2 (pod orders-c) in 10s, " +
+				"of 41 connections 1 reached an agent, 40 something else, 0 none; never answered: orders-b, orders-c)",
 		},
 		{
 			name: "the probe cannot reach the Service",
