@@ -5,6 +5,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tetherkube/tether/daemon"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -115,8 +117,41 @@ func TestInterceptReadyWhenServed(t *testing.T) {
 			}
 		}
 		t.Logf("%s: tether intercept took %s", round, took)
+		for _, p := range e.agentPods() {
+			if !p.IdleSince.IsZero() || p.Error != "" {
+				t.Errorf("%s: status shows pod %s idle since %v (%s), want intercepted", round, p.Pod, p.IdleSince, p.Error)
+			}
+		}
 		e.mustTether("leave", "deploy/orders")
 	}
+	// Left: each agent is idle and records until its idle time is up.
+	pods := e.agentPods()
+	if len(pods) != 2 {
+		t.Errorf("status lists the agents of %d pods, want 2", len(pods))
+	}
+	for _, p := range pods {
+		if p.IdleSince.IsZero() || p.RecordingPaused || p.RecordIdle != 30*time.Minute {
+			t.Errorf("after leave, status shows pod %s: %+v; want idle, recording for 30m", p.Pod, p)
+		}
+	}
+}
+
+// agentPods returns what status says of deploy/orders' agents.
+func (e *env) agentPods() []daemon.AgentPod {
+	e.t.Helper()
+	var st struct {
+		Daemon struct{ Agents []daemon.AgentInfo }
+	}
+	if err := json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, a := range st.Daemon.Agents {
+		if a.Namespace == e.ns && a.Workload == "deployment/orders" {
+			return a.Pods
+		}
+	}
+	e.t.Fatalf("status lists no agent of deployment/orders: %+v", st.Daemon.Agents)
+	return nil
 }
 
 // TestInterceptReadyProbeBlocked: a NetworkPolicy admits only the client
