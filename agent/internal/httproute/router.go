@@ -46,6 +46,10 @@ type Config struct {
 	// caller silent that long is taken for a protocol where the server
 	// speaks first, and joined to the app unfiltered.
 	Sniff time.Duration
+	// Probe, when set, is given each connection's sniffed first bytes;
+	// true means it answered the connection (a readiness probe) and closed
+	// it, and the router does nothing more with it.
+	Probe func(c net.Conn, first []byte) bool
 	// MirrorQueue bounds the copies waiting for their laptop (default
 	// 4096); past it copies are dropped, counted. A copy that waited
 	// longer than MirrorTimeout is dropped too: the laptop is not keeping up.
@@ -59,10 +63,6 @@ type Config struct {
 	// each over a kept-alive connection (default 16).
 	MirrorWorkers int
 	Logger        *slog.Logger
-	// Probe, when set, is given each connection's sniffed first bytes;
-	// true means it answered the connection (a readiness probe) and closed
-	// it, and the router does nothing more with it.
-	Probe func(c net.Conn, first []byte) bool
 }
 
 func (c *Config) defaults() {
