@@ -31,7 +31,9 @@ import (
 )
 
 // ProxySettle is how long an intercept waits, once the Service's endpoints
-// name only agent pods, for kube-proxy to apply them on the nodes.
+// name only agent pods, for kube-proxy to apply them on the nodes, when
+// the agents cannot be asked to check it (an agent image from before
+// readiness probes; ready.go).
 const ProxySettle = 2 * time.Second
 
 // Request is what to intercept.
