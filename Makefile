@@ -18,10 +18,11 @@ help: ## list the targets
 # ---- binaries ---------------------------------------------------------------
 
 .PHONY: build
-build: ## build tether, kubectl-tether and tether-agent into bin/
+build: ## build tether, kubectl-tether (and kubectl_complete-tether, its completion) and tether-agent into bin/
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tether ./cmd/tether
 	ln -sf tether $(BIN)/kubectl-tether
+	ln -sf tether $(BIN)/kubectl_complete-tether
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tether-agent ./cmd/tether-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tether-demo ./cmd/tether-demo
 
@@ -110,6 +111,14 @@ test: vet proto-check cross unit integration ## everything CI runs: vet, generat
 bench: cluster-up build ## benchmarks, printed as ratios against a baseline measured in the same run (PROFILE=1: profiles under bench-profiles/)
 	$(GO) run ./integration/bench $(if $(PROFILE),-profile-dir bench-profiles/$(shell date -u +%Y%m%dT%H%M%SZ))
 	$(GO) run ./integration/bench -only cost -rounds 3
+
+# A release's version: the tag on HEAD, else v0.0.0-COMMIT.
+DIST_VERSION ?= $(shell git describe --tags --exact-match --match 'v*' 2>/dev/null || echo v0.0.0-$$(git rev-parse --short=12 HEAD))
+
+.PHONY: dist
+dist: ## the release into dist/: CLI archives (linux, darwin, windows), the agent's OCI image tarball, SHA256SUMS, plugins/tether.yaml (krew); the same bytes from the same commit
+	rm -rf dist
+	$(GO) run ./cmd/tether-dist -version $(DIST_VERSION) -out dist
 
 .PHONY: demo
 demo: cluster-up build ## run tether's main job on the local cluster

@@ -42,7 +42,7 @@ const MaxMessageSize = 1 << 30
 // reaches the agent's tunnel port (in production, a port-forward), and
 // returns the Link. It owns conn from then on: conn is closed when Connect
 // fails or the Link is closed. cfg is the tunnel's configuration, holding
-// the agent's token (tunnel.DefaultConfig(token)).
+// the agent's token (tunnel.DaemonConfig(token)).
 //
 // The daemon serves nothing on the tunnel's control streams: the Link
 // refuses those the agent opens at once, so none holds a goroutine.

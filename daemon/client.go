@@ -299,3 +299,51 @@ func (c *Client) Run(ctx context.Context, req RunRequest, progress func(string),
 		}
 	}
 }
+
+func (c *Client) SessionStart(ctx context.Context, req SessionStartRequest) (SessionInfo, error) {
+	resp, err := c.rpc.SessionStart(ctx, &daemonv1.SessionStartRequest{Namespace: req.Namespace, Name: req.Name, Include: req.Include})
+	if err != nil {
+		return SessionInfo{}, fromStatus(err)
+	}
+	return SessionInfoFromProto(resp), nil
+}
+
+func (c *Client) SessionDiff(ctx context.Context, namespace string) (SessionDiff, error) {
+	resp, err := c.rpc.SessionDiff(ctx, &daemonv1.SessionRequest{Namespace: namespace})
+	if err != nil {
+		return SessionDiff{}, fromStatus(err)
+	}
+	return SessionDiffFromProto(resp), nil
+}
+
+func (c *Client) SessionRollback(ctx context.Context, req SessionRollbackRequest, progress func(string)) (SessionRollbackResult, error) {
+	stream, err := c.rpc.SessionRollback(ctx, SessionRollbackRequestToProto(req))
+	if err != nil {
+		return SessionRollbackResult{}, fromStatus(err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return SessionRollbackResult{}, errors.New("daemon ended the session rollback without an answer")
+		}
+		if err != nil {
+			return SessionRollbackResult{}, fromStatus(err)
+		}
+		switch e := ev.GetEvent().(type) {
+		case *daemonv1.SessionRollbackEvent_Progress:
+			if progress != nil {
+				progress(e.Progress)
+			}
+		case *daemonv1.SessionRollbackEvent_Result:
+			return SessionRollbackResultFromProto(e.Result), nil
+		}
+	}
+}
+
+func (c *Client) SessionEnd(ctx context.Context, namespace string) (SessionInfo, error) {
+	resp, err := c.rpc.SessionEnd(ctx, &daemonv1.SessionRequest{Namespace: namespace})
+	if err != nil {
+		return SessionInfo{}, fromStatus(err)
+	}
+	return SessionInfoFromProto(resp), nil
+}

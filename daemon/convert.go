@@ -72,6 +72,9 @@ func StatusToProto(st Status) *daemonv1.StatusResponse {
 		}
 		resp.Agents = append(resp.Agents, pa)
 	}
+	for _, se := range st.Sessions {
+		resp.Sessions = append(resp.Sessions, SessionInfoToProto(se))
+	}
 	return resp
 }
 
@@ -92,6 +95,9 @@ func StatusFromProto(resp *daemonv1.StatusResponse) Status {
 			ai.Pods = append(ai.Pods, ap)
 		}
 		st.Agents = append(st.Agents, ai)
+	}
+	for _, se := range resp.GetSessions() {
+		st.Sessions = append(st.Sessions, SessionInfoFromProto(se))
 	}
 	return st
 }
@@ -234,7 +240,16 @@ func ReplayRequestToProto(req ReplayRequest) *daemonv1.ReplayRequest {
 	}
 	return &daemonv1.ReplayRequest{Namespace: req.Namespace, Workload: req.Workload, Exchanges: agent.ExchangesToProto(req.Exchanges),
 		Refs: req.Refs, To: req.To, Rate: o.Rate, Speed: o.Speed, Concurrency: uint32(o.Concurrency), Count: uint32(o.Count),
-		Headers: headers, Diff: o.Diff, IgnoreHeaders: o.IgnoreHeaders, TimeoutMillis: o.Timeout.Milliseconds()}
+		Headers: headers, Diff: o.Diff, IgnoreHeaders: o.IgnoreHeaders, TimeoutMillis: o.Timeout.Milliseconds(),
+		Expect: expectStrings(o.Expect), ExpectRecorded: o.ExpectRecorded}
+}
+
+func expectStrings(xs []replay.Expect) []string {
+	var out []string
+	for _, x := range xs {
+		out = append(out, x.String())
+	}
+	return out
 }
 
 // ReplayRequestFromProto fails, as a user error, on a header that is not
@@ -248,15 +263,24 @@ func ReplayRequestFromProto(req *daemonv1.ReplayRequest) (ReplayRequest, error) 
 		}
 		hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
+	var expect []replay.Expect
+	for _, x := range req.GetExpect() {
+		e, err := replay.ParseExpect(x)
+		if err != nil {
+			return ReplayRequest{}, errdefs.Mark(errdefs.ErrUser, err)
+		}
+		expect = append(expect, e)
+	}
 	return ReplayRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), Exchanges: agent.ExchangesFromProto(req.GetExchanges()),
 		Refs: req.GetRefs(), To: req.GetTo(), Options: replay.Options{Rate: req.GetRate(), Speed: req.GetSpeed(),
 			Concurrency: int(req.GetConcurrency()), Count: int(req.GetCount()), Header: hdr, Diff: req.GetDiff(),
-			IgnoreHeaders: req.GetIgnoreHeaders(), Timeout: time.Duration(req.GetTimeoutMillis()) * time.Millisecond}}, nil
+			IgnoreHeaders: req.GetIgnoreHeaders(), Timeout: time.Duration(req.GetTimeoutMillis()) * time.Millisecond,
+			Expect: expect, ExpectRecorded: req.GetExpectRecorded()}}, nil
 }
 
 func ReplayResultToProto(r replay.Result) *daemonv1.ReplayResult {
 	p := &daemonv1.ReplayResult{Ref: r.Ref, Round: int32(r.Round), Method: r.Method, Target: r.Target, Status: int32(r.Status),
-		LatencyNanos: int64(r.Latency), Error: r.Error, Skipped: r.Skipped, GrpcStatus: r.GRPCStatus}
+		LatencyNanos: int64(r.Latency), Error: r.Error, Skipped: r.Skipped, GrpcStatus: r.GRPCStatus, Recurred: r.Recurred}
 	if d := r.Diff; d != nil {
 		p.Diff = &daemonv1.ReplayDiff{Status: d.Status, Headers: d.Headers, Body: d.Body, NotCompared: d.NotCompared, Trailers: d.Trailers}
 	}
@@ -267,6 +291,10 @@ func ReplayResultFromProto(p *daemonv1.ReplayResult) replay.Result {
 	r := replay.Result{Ref: p.GetRef(), Round: int(p.GetRound()), Method: p.GetMethod(), Target: p.GetTarget(),
 		Status: int(p.GetStatus()), Latency: time.Duration(p.GetLatencyNanos()), Error: p.GetError(), Skipped: p.GetSkipped(),
 		GRPCStatus: p.GetGrpcStatus()}
+	if p.Recurred != nil {
+		v := p.GetRecurred()
+		r.Recurred = &v
+	}
 	if d := p.GetDiff(); d != nil {
 		r.Diff = &replay.Diff{Status: d.GetStatus(), Headers: d.GetHeaders(), Body: d.GetBody(), NotCompared: d.GetNotCompared(), Trailers: d.GetTrailers()}
 	}
@@ -276,7 +304,7 @@ func ReplayResultFromProto(p *daemonv1.ReplayResult) replay.Result {
 func ReplaySummaryToProto(s replay.Summary) *daemonv1.ReplaySummary {
 	p := &daemonv1.ReplaySummary{Sent: int64(s.Sent), Errors: int64(s.Errors), Skipped: int64(s.Skipped),
 		P50Nanos: int64(s.P50), P90Nanos: int64(s.P90), P99Nanos: int64(s.P99), MaxNanos: int64(s.Max),
-		ElapsedNanos: int64(s.Elapsed), PerSecond: s.PerSecond, Differing: int64(s.Differing)}
+		ElapsedNanos: int64(s.Elapsed), PerSecond: s.PerSecond, Differing: int64(s.Differing), Recurred: int64(s.Recurred)}
 	if s.ByStatus != nil {
 		p.ByStatus = make(map[string]int64, len(s.ByStatus))
 		for k, v := range s.ByStatus {
@@ -290,7 +318,7 @@ func ReplaySummaryFromProto(p *daemonv1.ReplaySummary) replay.Summary {
 	s := replay.Summary{Sent: int(p.GetSent()), Errors: int(p.GetErrors()), Skipped: int(p.GetSkipped()),
 		P50: time.Duration(p.GetP50Nanos()), P90: time.Duration(p.GetP90Nanos()), P99: time.Duration(p.GetP99Nanos()),
 		Max: time.Duration(p.GetMaxNanos()), Elapsed: time.Duration(p.GetElapsedNanos()), PerSecond: p.GetPerSecond(),
-		Differing: int(p.GetDiffering())}
+		Differing: int(p.GetDiffering()), Recurred: int(p.GetRecurred())}
 	s.ByStatus = make(map[string]int, len(p.GetByStatus()))
 	for k, v := range p.GetByStatus() {
 		s.ByStatus[k] = int(v)

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"net/http"
 	"reflect"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/netpol"
 	"github.com/tetherkube/tether/httpfilter"
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/internal/resolvconf"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
@@ -93,7 +95,7 @@ func TestReplayOverTheWire(t *testing.T) {
 	res := replay.Result{Ref: "7", Round: 2, Method: "GET", Target: "/x", Status: 500, Latency: time.Millisecond, Error: "e",
 		Diff: &replay.Diff{Status: "200 -> 500", Headers: []string{"X: a -> b"}, Body: []string{"$.a: 1 -> 2"}, NotCompared: []string{"n"},
 			Trailers: []string{"Grpc-Status: 0 -> 5"}},
-		Skipped: "s", GRPCStatus: "5"}
+		Skipped: "s", GRPCStatus: "5", Recurred: new(bool)}
 	// A field added to the result and left out of the wire fails here.
 	allSet(t, res)
 	allSet(t, *res.Diff)
@@ -101,20 +103,36 @@ func TestReplayOverTheWire(t *testing.T) {
 		t.Errorf("result through the wire (-want +got)\n%s", diff)
 	}
 	sum := replay.Summary{Sent: 10, Errors: 1, Skipped: 2, ByStatus: map[string]int{"200": 9}, P50: 1, P90: 2, P99: 3, Max: 4,
-		Elapsed: 5, PerSecond: 2.5, Differing: 3}
+		Elapsed: 5, PerSecond: 2.5, Differing: 3, Recurred: 4}
 	if diff := cmp.Diff(sum, ReplaySummaryFromProto(wire(t, ReplaySummaryToProto(sum), &daemonv1.ReplaySummary{}))); diff != "" {
 		t.Errorf("summary through the wire (-want +got)\n%s", diff)
 	}
 	req := ReplayRequest{Namespace: "shop", Workload: "deploy/orders", Refs: []string{"a"}, To: "cluster",
 		Exchanges: []*recording.Exchange{{ID: 1, Request: recording.Message{Method: "GET", Target: "/"}}},
 		Options: replay.Options{Rate: 1, Speed: 2, Concurrency: 3, Count: 4, Header: http.Header{"X-A": {"1"}}, Diff: true,
-			IgnoreHeaders: []string{"Date"}, Timeout: time.Second}}
+			IgnoreHeaders: []string{"Date"}, Timeout: time.Second, ExpectRecorded: true}}
+	for _, x := range []string{"status=5xx", "json:$.error"} {
+		e, err := replay.ParseExpect(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Options.Expect = append(req.Options.Expect, e)
+	}
 	got, err := ReplayRequestFromProto(wire(t, ReplayRequestToProto(req), &daemonv1.ReplayRequest{}))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if diff := cmp.Diff(expectStrings(req.Options.Expect), expectStrings(got.Options.Expect)); diff != "" {
+		t.Errorf("expectations through the wire (-want +got)\n%s", diff)
+	}
+	req.Options.Expect, got.Options.Expect = nil, nil
 	if diff := cmp.Diff(req, got, cmp.AllowUnexported(replay.Options{})); diff != "" {
 		t.Errorf("request through the wire (-want +got)\n%s", diff)
+	}
+	bad := ReplayRequestToProto(req)
+	bad.Expect = []string{"status=teapot"}
+	if _, err := ReplayRequestFromProto(bad); !errors.Is(err, errdefs.ErrUser) {
+		t.Errorf("a bad expectation on the wire: %v, want a user error", err)
 	}
 }
 

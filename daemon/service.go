@@ -43,6 +43,16 @@ type Service interface {
 	// the run can carry connections (DialRun, the proxies), then holds the
 	// run until ctx ends (nil) or the agent's link dies (an error).
 	Run(ctx context.Context, req RunRequest, progress func(string), ready func(RunInfo)) error
+	// SessionStart snapshots, in the cluster, the objects of a namespace a
+	// developer may change while debugging (docs/session.md).
+	SessionStart(ctx context.Context, req SessionStartRequest) (SessionInfo, error)
+	// SessionDiff says what changed in the namespace since its session began.
+	SessionDiff(ctx context.Context, namespace string) (SessionDiff, error)
+	// SessionRollback restores the namespace's snapshot, calling progress
+	// with each step and what it waits for.
+	SessionRollback(ctx context.Context, req SessionRollbackRequest, progress func(string)) (SessionRollbackResult, error)
+	// SessionEnd keeps the changes and drops the namespace's snapshot.
+	SessionEnd(ctx context.Context, namespace string) (SessionInfo, error)
 }
 
 // CaptureRequest names the pod and what to capture.
@@ -65,6 +75,9 @@ type Status struct {
 	Intercepts    []InterceptInfo `json:"intercepts"`
 	// Agents are the workloads tether's agent sits in, with how it records.
 	Agents []AgentInfo `json:"agents"`
+	// Sessions are the sessions in the namespaces the user may list
+	// Secrets in.
+	Sessions []SessionInfo `json:"sessions,omitempty"`
 }
 
 // AgentInfo is a workload with tether's agent.

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -515,5 +516,92 @@ func TestFilterBadInput(t *testing.T) {
 	}
 	if cms, _ := e.cs.CoreV1().ConfigMaps(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "tether.dev/journal=true"}); len(cms.Items) != 0 {
 		t.Errorf("bad input left %d journals", len(cms.Items))
+	}
+}
+
+// TestMirrorCompare: a mirror's copies reach the laptop (Python's
+// http.server answering /whoami as the app does, but differently for
+// ?v=2), the agents record both answers, and `tether requests compare`
+// pairs each copy with the app's exchange: the alike answers the same,
+// the others differing on the JSON field, exit 3.
+func TestMirrorCompare(t *testing.T) {
+	e := newEnv(t)
+	_, svc := e.deployOrders(1)
+	// The laptop answers /whoami with the name the app's pod gives, read
+	// from a file written once the intercept has replaced the pod.
+	nameFile := filepath.Join(t.TempDir(), "name")
+	script := `
+import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        name = open(sys.argv[1]).read() if self.path == "/whoami" else "laptop"
+        body = (json.dumps({"name": name}) + "\n").encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+`
+	cmd := exec.Command("python3", "-c", script, nameFile)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("python http.server printed no port: %v", err)
+	}
+	port := strings.TrimSpace(line)
+	e.mustTether(agentImage("intercept", "orders", "--port", "http:"+port, "--mirror")...)
+	pod := e.firstPod("orders")
+	if err := os.WriteFile(nameFile, []byte(pod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + svc.Spec.ClusterIP
+	if by, _ := keepAliveGets(t, base+"/whoami", 20); by["app"] != 20 {
+		t.Errorf("/whoami with a mirror: served by %v, want the app", by)
+	}
+	if by, _ := keepAliveGets(t, base+"/whoami?v=2", 10); by["app"] != 10 {
+		t.Errorf("/whoami?v=2 with a mirror: served by %v, want the app", by)
+	}
+	var got struct {
+		Pairs []struct {
+			Path         string
+			AppStatus    int
+			LaptopStatus int
+			Differs      bool
+			Diff         struct{ Body, Headers []string }
+		}
+		Same, Differing int
+		Unpaired        []string
+	}
+	var stdout, stderr string
+	var code int
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		stdout, stderr, code = e.tether("requests", "compare", "orders", "--ignore-header", "X-Served-By,Server", "-o", "json", "--kubeconfig", e.kubeconfig, "-n", e.ns)
+		if err := json.Unmarshal([]byte(stdout), &got); err == nil && len(got.Pairs) == 30 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if code != 3 || got.Same != 20 || got.Differing != 10 || len(got.Unpaired) != 0 {
+		t.Fatalf("requests compare: exit %d, %d same, %d differing, unpaired %v; want exit 3, 20 same, 10 differing\n%s\n%s",
+			code, got.Same, got.Differing, got.Unpaired, stdout, stderr)
+	}
+	for _, p := range got.Pairs {
+		want := p.Path == "/whoami?v=2"
+		wantBody := []string{fmt.Sprintf("$.name: %q -> \"laptop\"", pod)}
+		if p.Differs != want || want && !slices.Equal(p.Diff.Body, wantBody) || len(p.Diff.Headers) != 0 || p.AppStatus != 200 || p.LaptopStatus != 200 {
+			t.Errorf("pair %+v: want differs=%v with body %v", p, want, wantBody)
+		}
+	}
+	if !strings.Contains(stderr, "10 of 30 answers from your laptop differ from the app's") {
+		t.Errorf("stderr: %q", stderr)
 	}
 }

@@ -51,10 +51,46 @@ type Options struct {
 	IgnoreHeaders []string
 	// Timeout bounds each request (default 30s).
 	Timeout time.Duration
-	// MaxBody is the most of an answer's body kept to compare (Diff);
-	// default DefaultMaxBody. Without Diff, answers are read and dropped.
+	// MaxBody is the most of an answer's body kept to compare (Diff, or
+	// an Expect that reads it); default DefaultMaxBody. Otherwise answers
+	// are read and dropped.
 	MaxBody int64
+	// Expect, when set, is the failure being reproduced: each answer that
+	// meets all of its conditions counts as the failure recurring
+	// (Result.Recurred). ExpectRecorded, without Expect, takes each
+	// exchange's recorded answer as its failure: the same status (and
+	// grpc-status), or no answer when none was recorded.
+	Expect         []Expect
+	ExpectRecorded bool
 }
+
+// expecting reports whether answers are checked for a recurring failure.
+func (o Options) expecting() bool { return len(o.Expect) > 0 || o.ExpectRecorded }
+
+// recurred reports whether a, the answer to e, shows the failure again.
+func (o Options) recurred(e *recording.Exchange, a Answer) bool {
+	if len(o.Expect) == 0 {
+		if e.Response == nil {
+			return a.Error != ""
+		}
+		return a.Error == "" && a.Status == e.Response.Status && a.GRPCStatus == e.Response.GRPCStatus()
+	}
+	for _, x := range o.Expect {
+		if !x.Holds(a) {
+			return false
+		}
+	}
+	return true
+}
+
+// ReplayHeader marks every replayed request with the name of the exchange
+// it replays, so that an agent recording the destination records the
+// replay as one ("requests list" shows it) and a later selection by filter
+// can leave replays out (tether replay and reproduce do).
+const ReplayHeader = "X-Tether-Replay"
+
+// IsReplay reports whether e is a replayed request's exchange.
+func IsReplay(e *recording.Exchange) bool { return e.Request.Header.Get(ReplayHeader) != "" }
 
 // DefaultMaxBody is Options.MaxBody's default.
 const DefaultMaxBody = 16 << 20
@@ -74,6 +110,9 @@ type Result struct {
 	Skipped string `json:"skipped,omitempty"`
 	// GRPCStatus is a gRPC answer's status code ("0" is OK).
 	GRPCStatus string `json:"grpcStatus,omitempty"`
+	// Recurred says the answer showed the failure being reproduced
+	// (Options.Expect); nil when not checked.
+	Recurred *bool `json:"recurred,omitempty"`
 }
 
 // Summary is the whole replay.
@@ -90,6 +129,9 @@ type Summary struct {
 	PerSecond float64        `json:"perSecond"`
 	// Differing counts the answers that differ from the recording (Diff).
 	Differing int `json:"differing"`
+	// Recurred counts the answers that showed the failure again
+	// (Options.Expect).
+	Recurred int `json:"recurred"`
 }
 
 // ErrBadOptions: the options cannot work together.
@@ -229,6 +271,9 @@ func Run(ctx context.Context, client *http.Client, exchanges []*recording.Exchan
 		if !r.Diff.Empty() {
 			sum.Differing++
 		}
+		if r.Recurred != nil && *r.Recurred {
+			sum.Recurred++
+		}
 		if emitErr == nil {
 			emitErr = emit(r)
 		}
@@ -293,17 +338,19 @@ func one(ctx context.Context, client *http.Client, e *recording.Exchange, ref st
 		r.Skipped = err.Error()
 		return r
 	}
+	req.Header.Set(ReplayHeader, ref)
 	start := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
 		r.Latency, r.Error = time.Since(start), err.Error()
+		r.check(e, o, Answer{Latency: r.Latency, Error: r.Error})
 		return r
 	}
 	// Keep at most MaxBody bytes, and only to compare them; a longer
 	// answer is not read to its end.
 	var body []byte
 	long := false
-	if o.Diff {
+	if o.Diff || slices.ContainsFunc(o.Expect, Expect.NeedsBody) {
 		body, err = io.ReadAll(io.LimitReader(resp.Body, o.MaxBody+1))
 		if long = int64(len(body)) > o.MaxBody; long {
 			body = body[:o.MaxBody]
@@ -315,12 +362,14 @@ func one(ctx context.Context, client *http.Client, e *recording.Exchange, ref st
 	r.Latency, r.Status = time.Since(start), resp.StatusCode
 	if err != nil {
 		r.Error = "reading the answer: " + err.Error()
+		r.check(e, o, Answer{Status: r.Status, Latency: r.Latency, Error: r.Error})
 		return r
 	}
 	live := &recording.Message{Status: resp.StatusCode, Header: resp.Header, Trailer: resp.Trailer, Body: body, BodySize: int64(len(body))}
 	if isGRPC(resp.Header) {
 		r.GRPCStatus = live.GRPCStatus()
 	}
+	r.check(e, o, Answer{Status: r.Status, GRPCStatus: r.GRPCStatus, Latency: r.Latency, Body: body})
 	if o.Diff {
 		r.Diff = Compare(e.Response, live, o.IgnoreHeaders)
 		if long {
@@ -329,6 +378,14 @@ func one(ctx context.Context, client *http.Client, e *recording.Exchange, ref st
 		}
 	}
 	return r
+}
+
+// check records whether a shows the failure again, when o asks.
+func (r *Result) check(e *recording.Exchange, o Options, a Answer) {
+	if o.expecting() {
+		v := o.recurred(e, a)
+		r.Recurred = &v
+	}
 }
 
 // pacer spaces requests: a fixed rate, or the recorded spacing scaled.

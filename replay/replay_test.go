@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -151,5 +152,82 @@ func TestPacing(t *testing.T) {
 	}
 	if err := (Options{Base: base, Rate: 10, Speed: 2}).Validate(); err == nil {
 		t.Error("--rate with --speed must be refused")
+	}
+}
+
+// TestRecurrence: each answer is checked for the failure being
+// reproduced: the recorded answer by default, else every --expect
+// condition (the body read only for those that need it); a connection
+// that breaks counts for "error".
+func TestRecurrence(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if got := r.Header.Get(ReplayHeader); got != "x2x.1" && got != "x2x.2" {
+			t.Errorf("%s: %s %q, want the exchange's name", r.URL.Path, ReplayHeader, got)
+		}
+		i := n.Add(1)
+		switch {
+		case r.URL.Path == "/reset":
+			hj, _ := w.(http.Hijacker)
+			c, _, _ := hj.Hijack()
+			c.Close()
+		case i%2 == 1: // odd answers fail
+			w.WriteHeader(500)
+			io.WriteString(w, `{"error":"pricing: no discount rule"}`)
+		default:
+			io.WriteString(w, `{"total":44.5}`)
+		}
+	}))
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL)
+	checkout := exchange(1, "POST", "/orders/42/checkout", "", 500, `{"error":"x"}`)
+	reset := exchange(2, "GET", "/reset", "", 200, `{}`)
+	reset.Response = nil // nothing was answered when recorded
+	count := func(o Options, exs ...*recording.Exchange) (recurred, checked int, sum Summary) {
+		t.Helper()
+		n.Store(0)
+		o.Base, o.Count = base, 4
+		sum, err := Run(context.Background(), srv.Client(), exs, ref, o, func(r Result) error {
+			if r.Recurred != nil {
+				checked++
+				if *r.Recurred {
+					recurred++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recurred, checked, sum
+	}
+	if r, c, sum := count(Options{ExpectRecorded: true}, checkout); r != 2 || c != 4 || sum.Recurred != 2 {
+		t.Errorf("the recorded 500: recurred %d of %d (summary %d), want 2 of 4", r, c, sum.Recurred)
+	}
+	if r, c, _ := count(Options{ExpectRecorded: true}, reset); r != 4 || c != 4 {
+		t.Errorf("the recorded lack of an answer: recurred %d of %d, want 4 of 4", r, c)
+	}
+	expect := func(xs ...string) []Expect {
+		var out []Expect
+		for _, x := range xs {
+			e, err := ParseExpect(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, e)
+		}
+		return out
+	}
+	if r, _, _ := count(Options{Expect: expect("status=5xx", `json:$.error="pricing: no discount rule"`)}, checkout); r != 2 {
+		t.Errorf("status and JSON field: recurred %d of 4, want 2", r)
+	}
+	if r, _, _ := count(Options{Expect: expect("json:$.total=44.5")}, checkout); r != 2 {
+		t.Errorf("the fixed answer's field: recurred %d of 4, want 2", r)
+	}
+	if r, _, _ := count(Options{Expect: expect("status=5xx", "json:$.total")}, checkout); r != 0 {
+		t.Errorf("conditions no one answer meets together: recurred %d of 4, want 0", r)
+	}
+	if r, c, _ := count(Options{}, checkout); r != 0 || c != 0 {
+		t.Errorf("not asked: %d of %d checked, want none", r, c)
 	}
 }

@@ -90,6 +90,25 @@ func DefaultConfig(token []byte) Config {
 	}
 }
 
+// DaemonDeadPeerTimeout is DeadPeerTimeout at the daemon's end.
+const DaemonDeadPeerTimeout = 5 * time.Second
+
+// DaemonConfig is DefaultConfig for the daemon's end of a tunnel: a
+// silent agent has DaemonDeadPeerTimeout (5 s) to answer a ping, not 1 s.
+// An agent starved of CPU (a pod at its CPU limit, or thousands of
+// requests queued on its one thread) can be silent for more than a second
+// though alive, and declaring it dead would end its tunnel and send the
+// intercept's traffic to the app for nothing. A dead agent's connection
+// closes at once in practice (its process or pod is gone, the API server
+// ends the port-forward); the timeout covers only a link gone silent. The
+// agent's end keeps 1 s: there a silent daemon means the laptop is gone,
+// and the agent sends the intercepted traffic back to the app.
+func DaemonConfig(token []byte) Config {
+	c := DefaultConfig(token)
+	c.DeadPeerTimeout = DaemonDeadPeerTimeout
+	return c
+}
+
 // Token length bounds.
 const (
 	MinTokenLen = 16

@@ -99,6 +99,20 @@ func (l *liveConn) check(now int64, cfg Config) liveness {
 	return alive
 }
 
+// verdict is check's verdict at now, for a monitor whose previous look
+// was at prev. A look that comes late (more than two intervals after
+// the one before) finds this process starved of CPU, not necessarily the
+// peer silent: the bytes that prove the peer alive may sit unread in the
+// socket because the goroutine that reads them has not run either. Such
+// a look never declares the peer dead; the next, on time, judges.
+func (l *liveConn) verdict(now, prev int64, cfg Config) liveness {
+	v := l.check(now, cfg)
+	if (v == deadSilent || v == deadBlocked) && now-prev > 2*int64(checkInterval(cfg)) {
+		return alive
+	}
+	return v
+}
+
 // checkInterval is how often monitor looks: a quarter of the shorter of
 // KeepAliveInterval and DeadPeerTimeout, so that a dead peer on an idle
 // link is noticed within KeepAliveInterval + DeadPeerTimeout plus two
@@ -113,6 +127,7 @@ func (s *Session) monitor(l *liveConn) {
 	t := time.NewTicker(checkInterval(s.cfg))
 	defer t.Stop()
 	var pinging atomic.Bool
+	prev := l.now()
 	for {
 		select {
 		case <-s.mux.CloseChan():
@@ -120,7 +135,13 @@ func (s *Session) monitor(l *liveConn) {
 		case <-t.C:
 		}
 		now := l.now()
-		switch l.check(now, s.cfg) {
+		v := l.verdict(now, prev, s.cfg)
+		if v == alive && now-prev > 2*int64(checkInterval(s.cfg)) && l.check(now, s.cfg) != alive {
+			s.cfg.logger().Debug("tunnel: this process was starved of CPU; the peer is judged at the next look",
+				"late", time.Duration(now-prev))
+		}
+		prev = now
+		switch v {
 		case shouldPing:
 			// One ping at a time; its answer, like any byte, moves
 			// lastRead. Ping's own result is not the verdict: it waits

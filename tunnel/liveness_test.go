@@ -45,6 +45,46 @@ func TestLivenessCheck(t *testing.T) {
 	}
 }
 
+// TestLivenessLateLook: a look that comes late (this process starved of
+// CPU) never declares the peer dead; a look on time does.
+func TestLivenessLateLook(t *testing.T) {
+	cfg := DefaultConfig(testToken)
+	tick := int64(checkInterval(cfg))
+	ms := func(n int) int64 { return int64(time.Duration(n) * time.Millisecond) }
+	silent := func() *liveConn { // a ping out at 1.6 s, nothing read since 1 s
+		l := &liveConn{}
+		l.lastRead.Store(ms(1000))
+		l.pingStart.Store(ms(1600))
+		l.pingWritten.Store(ms(1600))
+		return l
+	}
+	blocked := func() *liveConn { // a write blocked since 1 s, reads flowing
+		l := &liveConn{}
+		l.lastRead.Store(ms(20000))
+		l.writeSince.Store(ms(1000))
+		return l
+	}
+	for _, tc := range []struct {
+		name      string
+		l         *liveConn
+		now, prev int64
+		want      liveness
+	}{
+		{"silent, look on time", silent(), ms(2600), ms(2600) - tick, deadSilent},
+		{"silent, look after a stall", silent(), ms(2600), ms(1700), alive},
+		{"silent, the look after that", silent(), ms(2600) + tick, ms(2600), deadSilent},
+		{"blocked, look on time", blocked(), ms(11000), ms(11000) - tick, deadBlocked},
+		{"blocked, look after a stall", blocked(), ms(11000), ms(5000), alive},
+		{"a late look that finds nothing wrong pings as usual", &liveConn{}, ms(2000), ms(1000), shouldPing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.l.verdict(tc.now, tc.prev, cfg); got != tc.want {
+				t.Errorf("verdict = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestLiveConnSeesPings: only this end's pings (SYN), written in full,
 // start the DeadPeerTimeout clock; answers to the peer's pings and data
 // do not.

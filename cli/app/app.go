@@ -20,6 +20,7 @@ import (
 	"github.com/tetherkube/tether/cli/daemoncmd"
 	"github.com/tetherkube/tether/cli/dns"
 	"github.com/tetherkube/tether/cli/env"
+	"github.com/tetherkube/tether/cli/gatherlogs"
 	"github.com/tetherkube/tether/cli/intercept"
 	"github.com/tetherkube/tether/cli/internal/netns"
 	"github.com/tetherkube/tether/cli/leave"
@@ -27,9 +28,11 @@ import (
 	"github.com/tetherkube/tether/cli/quit"
 	"github.com/tetherkube/tether/cli/record"
 	replaycmd "github.com/tetherkube/tether/cli/replay"
+	"github.com/tetherkube/tether/cli/reproduce"
 	"github.com/tetherkube/tether/cli/requests"
 	"github.com/tetherkube/tether/cli/rollback"
 	"github.com/tetherkube/tether/cli/run"
+	"github.com/tetherkube/tether/cli/session"
 	"github.com/tetherkube/tether/cli/status"
 	"github.com/tetherkube/tether/cli/trace"
 	"github.com/tetherkube/tether/cli/version"
@@ -52,7 +55,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	if strings.HasPrefix(filepath.Base(argv0), "kubectl-") {
+	if strings.HasPrefix(filepath.Base(argv0), "kubectl-") || strings.HasPrefix(filepath.Base(argv0), "kubectl_complete-") {
 		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl tether"}
 	}
 	root.SetIn(streams.In)
@@ -78,11 +81,38 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		run.NewCmdRun(f, nil),
 		requests.NewCmdRequests(f),
 		replaycmd.NewCmdReplay(f, nil),
+		reproduce.NewCmdReproduce(f, nil),
+		session.NewCmdSession(f),
 		logs.NewCmdLogs(f, nil),
+		gatherlogs.NewCmdGatherLogs(f, nil),
 		version.NewCmdVersion(f, nil),
 		daemoncmd.NewCmdDaemon(f),
 	)
+	addCompletions(f, root)
 	return root
+}
+
+// addCompletions wires the verbs' arguments and flags to the names the
+// cluster holds, for `tether completion SHELL` (cmdutil's Complete*).
+func addCompletions(f *cmdutil.Factory, root *cobra.Command) {
+	workload, withPods, pod := f.CompleteWorkload(false), f.CompleteWorkload(true), f.CompletePod()
+	for path, fn := range map[string]cobra.CompletionFunc{
+		"intercept": workload, "leave": workload, "rollback": workload, "record": workload,
+		"env": withPods, "run": withPods, "trace": withPods,
+		"capture": pod, "dns": pod,
+		"requests list": workload, "requests stats": workload, "requests export": workload,
+		"requests save": workload, "requests compare": workload,
+		"requests show": f.CompleteRecorded(), "replay": f.CompleteRecorded(), "reproduce": f.CompleteRecorded(),
+	} {
+		if cmd, _, err := root.Find(strings.Fields(path)); err == nil && cmd.ValidArgsFunction == nil {
+			cmd.ValidArgsFunction = fn
+		}
+	}
+	for _, path := range []string{"intercept", "record"} {
+		if cmd, _, err := root.Find([]string{path}); err == nil {
+			_ = cmd.RegisterFlagCompletionFunc("port", f.CompleteServicePort())
+		}
+	}
 }
 
 // Run executes tether with args (without the program name).
@@ -94,6 +124,11 @@ func Run(ctx context.Context, streams genericiooptions.IOStreams, argv0 string, 
 	// routes it into its log file instead (cli/daemoncmd).
 	klog.SetSlogLogger(slog.New(slog.DiscardHandler))
 	root := NewRootCommand(streams, argv0)
+	if strings.HasPrefix(filepath.Base(argv0), "kubectl_complete-") {
+		// kubectl (1.26+) completes `kubectl tether ...` by running
+		// kubectl_complete-tether with the words after the plugin's name.
+		args = append([]string{cobra.ShellCompRequestCmd}, args...)
+	}
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	var status cmdutil.ExitStatus

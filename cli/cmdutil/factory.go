@@ -3,6 +3,9 @@ package cmdutil
 import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Factory hands commands their dependencies. Tests build one with their own
@@ -14,4 +17,14 @@ type Factory struct {
 	KubeConfig genericclioptions.RESTClientGetter
 	// Flags are the kubectl flags themselves, to hand on to the daemon.
 	Flags *genericclioptions.ConfigFlags
+}
+
+// KubeClient is a clientset for the cluster the kubectl flags point at,
+// for commands that read the cluster themselves (most ask the daemon).
+func (f *Factory) KubeClient() (kubernetes.Interface, error) {
+	rc, err := f.KubeConfig.ToRESTConfig()
+	if err != nil {
+		return nil, errdefs.User("no usable kube context (%v): set KUBECONFIG or pass --kubeconfig/--context", err)
+	}
+	return kubernetes.NewForConfig(rc)
 }

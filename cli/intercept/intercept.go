@@ -82,10 +82,13 @@ const myHeader = "\x00mine"
 // UserHeader is the header a bare --http-header selects on.
 const UserHeader = "x-tether-user"
 
-// DefaultAgentImage is the agent image matching this build.
+// DefaultAgentImage is the agent image matching this build: a release
+// (v1.2.3, or v0.0.0-COMMIT from `make dist`) names its own version, which
+// the release's agent image tarball carries; other builds name :dev, the
+// image the local cluster loads.
 func DefaultAgentImage() string {
 	v := buildinfo.Get().Version
-	if regexp.MustCompile(`^v\d+\.\d+\.\d+$`).MatchString(v) {
+	if regexp.MustCompile(`^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$`).MatchString(v) && len(v) <= 128 {
 		return "docker.io/tetherkube/tether-agent:" + v
 	}
 	return "docker.io/tetherkube/tether-agent:dev"

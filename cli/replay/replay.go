@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -150,7 +151,7 @@ func (o *ReplayOptions) Validate() error {
 	if o.Rate != "" && o.Speed != "" {
 		return errdefs.User("--rate and --speed exclude each other: choose one")
 	}
-	if _, err := parseRate(o.Rate); err != nil {
+	if _, err := ParseRate(o.Rate); err != nil {
 		return err
 	}
 	if _, err := parseSpeed(o.Speed); err != nil {
@@ -175,7 +176,8 @@ func (o *ReplayOptions) Validate() error {
 	return o.Filter.Validate()
 }
 
-func parseRate(s string) (float64, error) {
+// ParseRate reads --rate: "100/s" or "100".
+func ParseRate(s string) (float64, error) {
 	if s == "" {
 		return 0, nil
 	}
@@ -204,14 +206,14 @@ func (o *ReplayOptions) Run(ctx context.Context) error {
 		return err
 	}
 	defer done()
-	exs, refs, err := o.selection(ctx, client)
+	exs, refs, err := o.Selection(ctx, client)
 	if err != nil {
 		return err
 	}
 	if len(exs) == 0 {
 		return errdefs.User("nothing to replay: no recorded request matches")
 	}
-	rate, _ := parseRate(o.Rate)
+	rate, _ := ParseRate(o.Rate)
 	speed, _ := parseSpeed(o.Speed)
 	hdr := http.Header{}
 	for _, h := range o.Headers {
@@ -246,8 +248,9 @@ func (o *ReplayOptions) Run(ctx context.Context) error {
 	return nil
 }
 
-// selection returns the exchanges to replay and their names.
-func (o *ReplayOptions) selection(ctx context.Context, client daemon.Service) ([]*recording.Exchange, []string, error) {
+// Selection returns the exchanges to replay and their names: the file's, the
+// named ones, or those the filter selects.
+func (o *ReplayOptions) Selection(ctx context.Context, client daemon.Service) ([]*recording.Exchange, []string, error) {
 	if o.From != "" {
 		exs, err := o.ReadFile(o.From)
 		if err != nil {
@@ -273,6 +276,11 @@ func (o *ReplayOptions) selection(ctx context.Context, client daemon.Service) ([
 	got, _, err := requests.Read(ctx, client, daemon.RequestsRequest{Namespace: o.Ns, Workload: o.Workload, Filter: f, Limit: o.Filter.Limit}, o.ErrOut)
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(o.Refs) == 0 {
+		// Selected by filter: the replays of earlier runs, recorded
+		// too, are not part of the failure.
+		got = slices.DeleteFunc(got, replay.IsReplay)
 	}
 	if len(o.Refs) > 0 {
 		var picked []*recording.Exchange

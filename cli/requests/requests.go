@@ -112,9 +112,10 @@ and the agent's sequence number.`,
   tether requests show deploy/orders x2x.17
   tether requests stats deploy/orders
   tether requests export orders --since 10m -f recent.har
-  tether requests save orders incident-42.json`,
+  tether requests save orders incident-42.json
+  tether requests compare orders`,
 	}
-	cmd.AddCommand(NewCmdList(f, nil), NewCmdShow(f, nil), NewCmdStats(f, nil), NewCmdExport(f, nil), NewCmdSave(f, nil))
+	cmd.AddCommand(NewCmdList(f, nil), NewCmdShow(f, nil), NewCmdStats(f, nil), NewCmdExport(f, nil), NewCmdSave(f, nil), NewCmdCompare(f, nil))
 	return cmd
 }
 
@@ -150,16 +151,9 @@ func Read(ctx context.Context, client daemon.Service, req daemon.RequestsRequest
 
 // Ref names an exchange across a workload's pods: the end of the pod's
 // name and the agent's sequence number.
-func Ref(e *recording.Exchange) string {
-	return podSuffix(e.Pod) + "." + strconv.FormatUint(e.ID, 10)
-}
+func Ref(e *recording.Exchange) string { return cmdutil.ExchangeRef(e) }
 
-func podSuffix(pod string) string {
-	if i := strings.LastIndexByte(pod, '-'); i >= 0 {
-		return pod[i+1:]
-	}
-	return pod
-}
+func podSuffix(pod string) string { return cmdutil.PodSuffix(pod) }
 
 // ParseRef reads "x2x.17", or "17" when one pod recorded.
 func ParseRef(s string) (suffix string, id uint64, err error) {

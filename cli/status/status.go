@@ -122,6 +122,12 @@ func (o *StatusOptions) print(rep Report) error {
 			}
 		}
 	}
+	if len(st.Sessions) > 0 {
+		fmt.Fprintln(out, "Sessions (`tether session diff -n NAMESPACE` shows what changed):")
+		for _, se := range st.Sessions {
+			fmt.Fprintf(out, "  %s in %s: since %s by %s, %d objects\n", se.Name, se.Namespace, se.Since.Format(time.RFC3339), se.By, se.Objects)
+		}
+	}
 	return nil
 }
 

@@ -73,7 +73,9 @@ func daemonStatus() daemon.Status {
 				{Pod: "orders-3", IdleSince: statusNow.Add(-(3*time.Hour + 5*time.Minute)), RecordIdle: 30 * time.Minute, RecordingPaused: true},
 				{Pod: "orders-4", IdleSince: statusNow.Add(-45 * time.Second)},
 				{Pod: "orders-5", Error: "tunnel to pod orders-5: refused"},
-			}}}}
+			}}},
+		Sessions: []daemon.SessionInfo{{Name: "incident-42", Namespace: "shop", Since: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC),
+			By: "ana@laptop", Objects: 7, Hash: "ab12"}}}
 }
 
 var statusNow = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
@@ -95,6 +97,8 @@ Agents (` + "`tether rollback WORKLOAD`" + ` removes one):
     pod orders-3: idle 3h5m, recording paused (the next intercept resumes it)
     pod orders-4: idle 45s, recording (never pauses)
     pod orders-5: not reachable: tunnel to pod orders-5: refused
+Sessions (` + "`tether session diff -n NAMESPACE`" + ` shows what changed):
+  incident-42 in shop: since 2026-11-30T12:00:00Z by ana@laptop, 7 objects
 `
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
@@ -141,7 +145,7 @@ func TestStatusRunErrors(t *testing.T) {
 func TestStatusSharedPort(t *testing.T) {
 	since := time.Date(2026, 11, 30, 9, 0, 0, 0, time.Local)
 	st := daemonStatus()
-	st.Agents = nil
+	st.Agents, st.Sessions = nil, nil
 	st.Intercepts[0].Filter = httpfilter.Spec{Headers: []string{"x-tether-user=ana"}}
 	st.Intercepts[0].Owner = "ana@laptop"
 	st.Intercepts[0].PortIntercepts = []daemon.PortIntercept{

@@ -22,6 +22,7 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/gateway"
 	"github.com/tetherkube/tether/daemon/internal/intercept"
 	"github.com/tetherkube/tether/daemon/internal/journal"
+	"github.com/tetherkube/tether/daemon/internal/session"
 	"github.com/tetherkube/tether/internal/access"
 	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
@@ -52,6 +53,23 @@ func fakeCluster(t *testing.T, deny access.Rule) (*Daemon, *fake.Clientset) {
 	cs.ClearActions()
 	return &Daemon{cs: cs, log: slog.New(slog.DiscardHandler), quit: make(chan struct{}),
 		intercepts: map[string]*intercept.Intercept{}, starting: map[string]bool{}}, cs
+}
+
+// withSession starts a session in shop (an empty snapshot) and forgets
+// the writes that took.
+func withSession(t *testing.T, d *Daemon) {
+	t.Helper()
+	ctx := context.Background()
+	st := session.Store{CS: d.cs}
+	m := session.Meta{Name: "s", Namespace: "shop", Since: time.Unix(1, 0)}
+	head, err := st.Begin(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write(ctx, head, m, &session.Snapshot{}); err != nil {
+		t.Fatal(err)
+	}
+	d.cs.(*fake.Clientset).ClearActions()
 }
 
 // writes lists the changes made to the fake cluster, permission checks aside.
@@ -141,6 +159,25 @@ func TestFeaturesRefuseWithoutPermission(t *testing.T) {
 			_, err := d.Rollback(ctx, daemon.RollbackRequest{Namespace: "shop", Workload: "deploy/tether-gateway"})
 			return err
 		}, "the tether-run Role in docs/intercept.md"},
+		{"session start", access.Rule{Verb: "list", Group: "apps", Resource: "deployments"}, func(d *Daemon) error {
+			_, err := d.SessionStart(ctx, daemon.SessionStartRequest{Namespace: "shop"})
+			return err
+		}, "the tether-session Role in docs/session.md"},
+		{"session diff", access.Rule{Verb: "get", Resource: "secrets", Name: "tether-session-0"}, func(d *Daemon) error {
+			withSession(t, d)
+			_, err := d.SessionDiff(ctx, "shop")
+			return err
+		}, "the tether-session Role in docs/session.md"},
+		{"session rollback", access.Rule{Verb: "delete", Group: "networking.k8s.io", Resource: "networkpolicies"}, func(d *Daemon) error {
+			withSession(t, d)
+			_, err := d.SessionRollback(ctx, daemon.SessionRollbackRequest{Namespace: "shop"}, nop)
+			return err
+		}, "the tether-session Role in docs/session.md"},
+		{"session end", access.Rule{Verb: "delete", Resource: "secrets", Name: "tether-session"}, func(d *Daemon) error {
+			withSession(t, d)
+			_, err := d.SessionEnd(ctx, "shop")
+			return err
+		}, "the tether-session Role in docs/session.md"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

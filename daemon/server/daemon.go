@@ -111,6 +111,7 @@ func (d *Daemon) Status(ctx context.Context) (daemon.Status, error) {
 		return st.Intercepts[i].Namespace+st.Intercepts[i].Name < st.Intercepts[j].Namespace+st.Intercepts[j].Name
 	})
 	st.Agents = d.agents(ctx)
+	st.Sessions = d.sessions(ctx)
 	return st, nil
 }
 

@@ -155,3 +155,38 @@ func (s *GRPCServer) Run(req *daemonv1.RunRequest, stream grpc.ServerStreamingSe
 		})
 	return toStatus(err)
 }
+
+func (s *GRPCServer) SessionStart(ctx context.Context, req *daemonv1.SessionStartRequest) (*daemonv1.SessionInfo, error) {
+	info, err := s.svc.SessionStart(ctx, daemon.SessionStartRequest{Namespace: req.GetNamespace(), Name: req.GetName(), Include: req.GetInclude()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return daemon.SessionInfoToProto(info), nil
+}
+
+func (s *GRPCServer) SessionDiff(ctx context.Context, req *daemonv1.SessionRequest) (*daemonv1.SessionDiffResponse, error) {
+	d, err := s.svc.SessionDiff(ctx, req.GetNamespace())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return daemon.SessionDiffToProto(d), nil
+}
+
+func (s *GRPCServer) SessionRollback(req *daemonv1.SessionRollbackRequest, stream grpc.ServerStreamingServer[daemonv1.SessionRollbackEvent]) error {
+	progress := func(line string) {
+		_ = stream.Send(&daemonv1.SessionRollbackEvent{Event: &daemonv1.SessionRollbackEvent_Progress{Progress: line}})
+	}
+	res, err := s.svc.SessionRollback(stream.Context(), daemon.SessionRollbackRequestFromProto(req), progress)
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.Send(&daemonv1.SessionRollbackEvent{Event: &daemonv1.SessionRollbackEvent_Result{Result: daemon.SessionRollbackResultToProto(res)}})
+}
+
+func (s *GRPCServer) SessionEnd(ctx context.Context, req *daemonv1.SessionRequest) (*daemonv1.SessionInfo, error) {
+	info, err := s.svc.SessionEnd(ctx, req.GetNamespace())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return daemon.SessionInfoToProto(info), nil
+}

@@ -54,7 +54,7 @@ func (d *Daemon) agentLink(ctx context.Context, namespace, pod string, port int,
 	if err != nil {
 		return nil, fmt.Errorf("reach the agent of pod %s: %w", pod, err)
 	}
-	cfg := tunnel.DefaultConfig(token)
+	cfg := tunnel.DaemonConfig(token)
 	cfg.Logger = d.log
 	link, err := agent.Connect(ctx, conn, cfg)
 	if err != nil {

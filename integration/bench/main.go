@@ -40,6 +40,7 @@ type options struct {
 	only       string
 	agentImage string
 	profileDir string
+	pinAgents  bool
 }
 
 func main() {
@@ -50,9 +51,10 @@ func main() {
 	flag.IntVar(&o.requests, "requests", 1000, "sequential requests per latency measurement")
 	flag.Int64Var(&o.bulkBytes, "bulk-bytes", 128<<20, "bytes per throughput measurement")
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per path; the table shows medians")
-	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record, run, personal or cost (the agent's cost to in-cluster callers; default: all but cost)")
+	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record, run, personal, session (sessions and reproduce) or cost (the agent's cost to in-cluster callers) (default: all but cost)")
 	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image `tether run` and `tether intercept` add (default: tether's own)")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon, `tether run` and the agents under the latency and bulk rows here (`make bench PROFILE=1`)")
+	flag.BoolVar(&o.pinAgents, "pin-agents", false, "personal: run the agents on the last CPU and the load, app and laptop on the others (Linux)")
 	flag.Parse()
 	if o.kubeconfig == "" {
 		o.kubeconfig = cluster.DefaultConfig(mustAbs(".cluster")).KubeconfigPath()
@@ -96,6 +98,19 @@ func run(ctx context.Context, o options) error {
 	}()
 	if _, err := deploy(ctx, cs, o.namespace); err != nil {
 		return err
+	}
+	if o.only == "session" {
+		sr, err := measureSession(ctx, cs, o)
+		if err != nil {
+			return fmt.Errorf("session: %w", err)
+		}
+		printSession(os.Stdout, sr, o.rounds)
+		rp, err := measureReproduce(ctx, cs, o)
+		if err != nil {
+			return fmt.Errorf("reproduce: %w", err)
+		}
+		printReproduce(os.Stdout, rp, o.rounds)
+		return nil
 	}
 	if o.only == "record" {
 		client, err := startClient(ctx, cs, o.namespace)
@@ -210,6 +225,16 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("run: %w", err)
 	}
 	printRun(os.Stdout, rr, o)
+	sr, err := measureSession(ctx, cs, o)
+	if err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	printSession(os.Stdout, sr, o.rounds)
+	rp, err := measureReproduce(ctx, cs, o)
+	if err != nil {
+		return fmt.Errorf("reproduce: %w", err)
+	}
+	printReproduce(os.Stdout, rp, o.rounds)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -76,7 +77,11 @@ func startBenchAgent(ctx context.Context, bin string, appPort int, laptop string
 			return nil, fmt.Errorf("agent not listening: %w", err)
 		}
 	}
-	if a.link, err = agent.Connect(ctx, c, tunnel.DefaultConfig([]byte(token))); err != nil {
+	cfg := tunnel.DaemonConfig([]byte(token))
+	// The daemon's side of the tunnel logs as the daemon would: a tunnel
+	// that ends under load says why.
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("agent", fport)
+	if a.link, err = agent.Connect(ctx, c, cfg); err != nil {
 		a.stop()
 		return nil, err
 	}
@@ -161,6 +166,14 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 		defer a.stop()
 		agents[name] = a
 	}
+	if o.pinAgents {
+		// The agents on the last CPU, this process (load, app, laptop)
+		// on the others: as in a cluster, where the callers, the app's
+		// other work and the laptop do not take the agent's CPU.
+		if err := pinAgents(agents); err != nil {
+			return r, err
+		}
+	}
 	if err := agents["routed"].intercept(ctx, "ana", false, "x-tether-user=ana"); err != nil {
 		return r, err
 	}
@@ -169,6 +182,18 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 	}
 	if err := agents["mirror"].intercept(ctx, "copy", true); err != nil {
 		return r, err
+	}
+	// With -profile-dir (make bench PROFILE=1) the mirroring agent, the
+	// one that does two requests per request, is profiled for the whole
+	// run: agent-mirror.{cpu,block,mutex,heap}.pprof.
+	profDir := o.profileDir
+	if profDir != "" {
+		if err := os.MkdirAll(profDir, 0o755); err != nil {
+			return r, err
+		}
+		if err := agents["mirror"].link.Agent().StartProfile(ctx, agent.ProfileRequest{}); err != nil {
+			return r, fmt.Errorf("profile the mirroring agent: %w", err)
+		}
 	}
 	const window = 3 * time.Second
 	path := "/orders/7"
@@ -220,6 +245,17 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 	}
 	r.cpuPlain, r.cpuRouted, r.cpuMirror = medianFloat(cpuPlain), medianFloat(cpuRouted), medianFloat(cpuMirror)
 	r.rssPlain, r.rssRouted, r.rssMirror = rss(agents["plain"].cmd.Process.Pid), rss(agents["routed"].cmd.Process.Pid), rss(agents["mirror"].cmd.Process.Pid)
+	if profDir != "" {
+		prof, err := agents["mirror"].link.Agent().StopProfile(ctx)
+		if err != nil {
+			return r, fmt.Errorf("the mirroring agent's profile: %w", err)
+		}
+		for kind, b := range map[string][]byte{"cpu": prof.CPU, "block": prof.Block, "mutex": prof.Mutex, "heap": prof.Heap} {
+			if err := os.WriteFile(filepath.Join(profDir, "agent-mirror."+kind+".pprof"), b, 0o600); err != nil {
+				return r, err
+			}
+		}
+	}
 	info, err := agents["mirror"].link.Agent().Info(ctx)
 	if err != nil {
 		return r, fmt.Errorf("the mirroring agent's counts: %w", err)
@@ -267,7 +303,9 @@ func medianFloat(v []float64) float64 {
 // pacedCounting sends GETs at rate per second for d on keep-alive
 // connections, as paced does, counting failures instead of stopping.
 func pacedCounting(ctx context.Context, url string, rate int, d time.Duration) (row, int) {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	// At most 512 connections: a stall of the machine must not turn into
+	// thousands of new connections (and the agent's work to accept them).
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}}
 	defer client.CloseIdleConnections()
 	n := int(d.Seconds() * float64(rate))
 	lat := make([]time.Duration, n)

@@ -1,20 +1,11 @@
 package cluster
 
 import (
-	"archive/tar"
-	"bytes"
 	"fmt"
-	"io"
 	"os"
-	"path"
 	"path/filepath"
-	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/tetherkube/tether/internal/ociimage"
 )
 
 // Image is one container image the local cluster runs, built from a single
@@ -88,85 +79,9 @@ func BuildImages(cfg Config) ([]string, error) {
 // WriteImage packs the binary at bin as image im into a docker-archive
 // tarball at out, which containerd (and k3s's airgap import) load offline.
 func WriteImage(im Image, bin, out string) error {
-	layerTar, err := rootfsTar(bin, "/"+path.Base(im.Entrypoint[0]))
+	img, err := ociimage.Build(ociimage.Spec{Entrypoint: im.Entrypoint, Cmd: im.Cmd, User: im.User}, bin)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", im.Ref, err)
 	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	})
-	if err != nil {
-		return fmt.Errorf("image %s: layer: %w", im.Ref, err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return fmt.Errorf("image %s: %w", im.Ref, err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return fmt.Errorf("image %s: %w", im.Ref, err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config = v1.Config{
-		Entrypoint: im.Entrypoint,
-		Cmd:        im.Cmd,
-		User:       im.User,
-		WorkingDir: "/",
-		Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin"},
-	}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		return fmt.Errorf("image %s: %w", im.Ref, err)
-	}
-	tag, err := name.NewTag(im.Ref)
-	if err != nil {
-		return fmt.Errorf("image reference %q: %w", im.Ref, err)
-	}
-	tmp := out + ".tmp"
-	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
-		return fmt.Errorf("write image %s: %w", im.Ref, err)
-	}
-	return os.Rename(tmp, out)
-}
-
-// rootfsTar returns a layer holding the binary at dst plus the few files a
-// static binary expects: /etc/passwd with root and nonroot, /tmp, /etc/hosts
-// placeholders that the runtime bind-mounts over.
-func rootfsTar(bin, dst string) ([]byte, error) {
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	dirs := []struct {
-		name string
-		mode int64
-	}{{"etc/", 0o755}, {"tmp/", 0o1777}, {"dev/", 0o755}, {"proc/", 0o755}, {"sys/", 0o755}, {"var/", 0o755}, {"var/run/", 0o755}}
-	for _, d := range dirs {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d.name, Mode: d.mode}); err != nil {
-			return nil, err
-		}
-	}
-	files := []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/tmp:/sbin/nologin\n")},
-		{"etc/group", 0o644, []byte("root:x:0:\nnonroot:x:65532:\n")},
-		{strings.TrimPrefix(dst, "/"), 0o755, data},
-	}
-	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return ociimage.WriteDockerArchive(img, im.Ref, out)
 }

@@ -64,7 +64,31 @@ const (
 	// Gateway is `tether run` with no workload named: it adds, journaled,
 	// and then uses the namespace's gateway Deployment.
 	Gateway Feature = "run (no workload: the gateway)"
+	// The session subcommands (docs/session.md): not in Features, as
+	// `tether connect` checks what the Roles of docs/intercept.md give.
+	SessionStart    Feature = "session start"
+	SessionDiff     Feature = "session diff"
+	SessionRollback Feature = "session rollback"
+	SessionEnd      Feature = "session end"
 )
+
+// SessionResource is a resource a session covers.
+type SessionResource struct{ Group, Resource string }
+
+// SessionResources are the resources a session covers, as
+// daemon/internal/session.Kinds lists them.
+var SessionResources = []SessionResource{
+	{"", "configmaps"}, {"", "secrets"}, {"", "services"}, {"networking.k8s.io", "ingresses"},
+	{"networking.k8s.io", "networkpolicies"}, {"policy", "poddisruptionbudgets"}, {"apps", "deployments"},
+	{"apps", "statefulsets"}, {"apps", "daemonsets"}, {"autoscaling", "horizontalpodautoscalers"},
+}
+
+// SessionObject is one object --include names.
+type SessionObject struct{ Group, Resource, Name string }
+
+// sessionHead is the Secret holding a namespace's session
+// (daemon/internal/session.HeadName).
+const sessionHead = "tether-session"
 
 // Features lists every feature, in the order `tether connect` reports them.
 var Features = []Feature{Intercept, Record, Requests, Rollback, RollAll, Inspect, EnvSpec, Env, Gateway}
@@ -82,6 +106,46 @@ type Objects struct {
 	// Gateway: the journal is a gateway's, whose rollback deletes the
 	// Deployment instead of restoring a template.
 	Gateway bool
+	// Include are the objects a session covers when it names them (none:
+	// every object of SessionResources); SessionChunks the names of its
+	// snapshot's Secrets, once known.
+	Include       []SessionObject
+	SessionChunks []string
+}
+
+// sessionRead is what reading the objects in a session's scope needs.
+func (o Objects) sessionRead(why string) []Rule {
+	var out []Rule
+	if len(o.Include) > 0 {
+		for _, n := range o.Include {
+			out = append(out, Rule{Verb: "get", Group: n.Group, Resource: n.Resource, Name: n.Name, Why: why})
+		}
+		return out
+	}
+	for _, r := range SessionResources {
+		out = append(out, Rule{Verb: "list", Group: r.Group, Resource: r.Resource, Why: why})
+	}
+	return out
+}
+
+// sessionWrite is what restoring the objects in a session's scope needs.
+func (o Objects) sessionWrite() []Rule {
+	var out []Rule
+	for _, r := range SessionResources {
+		for _, v := range []struct{ verb, why string }{
+			{"update", "restore what changed"}, {"create", "recreate what was deleted"}, {"delete", "delete what was created"}} {
+			out = append(out, Rule{Verb: v.verb, Group: r.Group, Resource: r.Resource, Why: v.why})
+		}
+	}
+	return out
+}
+
+func (o Objects) sessionChunks(verb, why string) []Rule {
+	var out []Rule
+	for _, c := range o.SessionChunks {
+		out = append(out, Rule{Verb: verb, Resource: "secrets", Name: c, PerObject: true, Why: why})
+	}
+	return out
 }
 
 func (o Objects) workload(verb, why string) []Rule {
@@ -199,6 +263,28 @@ func Rules(f Feature, o Objects) []Rule {
 			o.journalKey("delete", "remove the journal's key when adding the gateway fails"),
 		)
 		r = append(r, portForward("reach the gateway's agent")...)
+	case SessionStart:
+		r = append(r, o.sessionRead("snapshot the objects")...)
+		r = append(r,
+			Rule{Verb: "create", Resource: "secrets", Why: "keep the snapshot"},
+			Rule{Verb: "get", Resource: "secrets", Name: sessionHead, Why: "name the session a namespace has already"},
+			Rule{Verb: "update", Resource: "secrets", Name: sessionHead, Why: "mark the snapshot complete"},
+			Rule{Verb: "delete", Resource: "secrets", Name: sessionHead, Why: "remove a snapshot that could not be written"},
+		)
+	case SessionDiff, SessionRollback:
+		r = append(r, o.sessionRead("compare the objects with the snapshot")...)
+		r = append(r, Rule{Verb: "get", Resource: "secrets", Name: sessionHead, Why: "read the session"})
+		r = append(r, o.sessionChunks("get", "read the snapshot")...)
+		if f == SessionRollback {
+			r = append(r, o.sessionWrite()...)
+			r = append(r, Rule{Verb: "list", Resource: "configmaps", Why: "find tether's own changes made during the session (its journals)"})
+		}
+	case SessionEnd:
+		r = append(r,
+			Rule{Verb: "get", Resource: "secrets", Name: sessionHead, Why: "read the session"},
+			Rule{Verb: "delete", Resource: "secrets", Name: sessionHead, Why: "drop the session"},
+		)
+		r = append(r, o.sessionChunks("delete", "drop the snapshot")...)
 	case EnvSpec, Env:
 		if o.Workload != "" {
 			r = append(r, o.workload("get", "find the workload's pods")...)

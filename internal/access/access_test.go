@@ -50,7 +50,13 @@ func clientFor(rules []rbacv1.PolicyRule) *fake.Clientset {
 // documentedRoles reads the Roles out of docs/intercept.md, by name.
 func documentedRoles(t *testing.T) map[string]rbacv1.Role {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "intercept.md"))
+	return rolesIn(t, "intercept.md")
+}
+
+// rolesIn reads the Roles out of docs/FILE, by name.
+func rolesIn(t *testing.T, file string) map[string]rbacv1.Role {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +67,7 @@ func documentedRoles(t *testing.T) map[string]rbacv1.Role {
 		}
 		var r rbacv1.Role
 		if err := yaml.UnmarshalStrict([]byte(m[1]), &r); err != nil {
-			t.Fatalf("a Role in docs/intercept.md does not parse: %v\n%s", err, m[1])
+			t.Fatalf("a Role in docs/%s does not parse: %v\n%s", file, err, m[1])
 		}
 		roles[r.Name] = r
 	}
@@ -206,5 +212,43 @@ func TestLeastPerFeature(t *testing.T) {
 		if got := has(tt.f, tt.verb, tt.resource, tt.sub); got != tt.want {
 			t.Errorf("%s asks for %s %s/%s: %v, want %v", tt.f, tt.verb, tt.resource, tt.sub, got, tt.want)
 		}
+	}
+}
+
+// TestSessionRoleSuffices: the tether-session Role of docs/session.md
+// grants each session subcommand what its check asks for, with and without
+// --include, and a Role without Secrets does not.
+func TestSessionRoleSuffices(t *testing.T) {
+	role, ok := rolesIn(t, "session.md")["tether-session"]
+	if !ok {
+		t.Fatal("docs/session.md has no tether-session Role")
+	}
+	chunks := []string{"tether-session-0", "tether-session-1"}
+	for _, o := range []Objects{
+		{SessionChunks: chunks},
+		{SessionChunks: chunks, Include: []SessionObject{{"apps", "deployments", "orders"}, {"", "configmaps", "orders-config"}}},
+	} {
+		for _, f := range []Feature{SessionStart, SessionDiff, SessionRollback, SessionEnd} {
+			missing, err := Missing(context.Background(), clientFor(role.Rules), "ns", Rules(f, o))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(missing) > 0 {
+				t.Errorf("%s (include %v): the documented Role misses\n%s", f, o.Include, Describe(missing))
+			}
+		}
+	}
+	var noSecrets []rbacv1.PolicyRule
+	for _, r := range role.Rules {
+		r = *r.DeepCopy()
+		r.Resources = slices.DeleteFunc(r.Resources, func(s string) bool { return s == "secrets" })
+		noSecrets = append(noSecrets, r)
+	}
+	missing, err := Missing(context.Background(), clientFor(noSecrets), "ns", Rules(SessionDiff, Objects{SessionChunks: chunks}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) == 0 {
+		t.Error("session diff needs no right on Secrets: the snapshot holds them")
 	}
 }

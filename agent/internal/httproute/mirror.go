@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -74,6 +75,16 @@ func (t *teeBody) copyable(req *http.Request) ([]byte, bool) {
 
 // mirror sends one mirror route's copies from a bounded queue, so a slow,
 // stuck or dead laptop never holds up the callers.
+//
+// HTTP/1 copies are pipelined: each sender drains what the queue holds
+// (up to mirrorBatch), writes it to its kept-alive connection in one
+// write and hands the copies to that connection's reader, which reads the
+// answers in order and drops them. At thousands of copies a second that
+// is one write and one yamux frame per batch instead of per copy, and two
+// goroutines per connection instead of one per copy in flight; so the
+// copies take little of the CPU the app's callers need. A laptop that
+// answers slowly fills its connections' in-flight bounds, then the
+// queue, then copies are dropped, counted: never a wait for a caller.
 type mirror struct {
 	router *Router
 	route  Route
@@ -81,14 +92,19 @@ type mirror struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	h2     *http.Transport // HTTP/2 cleartext copies (HTTP/1 ones: each worker's own connection)
+	h2     *http.Transport // HTTP/2 cleartext copies, each its own stream
+	h2sem  chan struct{}   // bounds the HTTP/2 copies in flight
 }
+
+// mirrorBatch bounds the copies one write carries.
+const mirrorBatch = 64
 
 func newMirror(r *Router, rt Route) *mirror {
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &mirror{router: r, route: rt, queue: make(chan mirrorCopy, r.cfg.MirrorQueue), ctx: ctx, cancel: cancel}
+	m := &mirror{router: r, route: rt, queue: make(chan mirrorCopy, r.cfg.MirrorQueue), ctx: ctx, cancel: cancel,
+		h2sem: make(chan struct{}, r.cfg.MirrorInFlight)}
 	m.h2 = r.transport(&m.route, "mirror", true)
-	for range r.cfg.MirrorWorkers {
+	for range r.cfg.MirrorConns {
 		m.wg.Add(1)
 		go m.work()
 	}
@@ -103,82 +119,195 @@ func (m *mirror) stop() {
 	}()
 }
 
-// work sends copies until the mirror stops: HTTP/2 ones through the
-// shared transport, HTTP/1 ones over this worker's own kept-alive
-// connection, written and answered in this goroutine.
+func (m *mirror) dropped() { m.router.count(func(s *Stats) { s.MirrorDropped[m.route.ID]++ }) }
+
+// work sends copies until the mirror stops: HTTP/1 ones pipelined over
+// this sender's connection, HTTP/2 ones through the shared transport.
 func (m *mirror) work() {
 	defer m.wg.Done()
-	var h1 *h1Conn
+	var p *h1Pipe
 	defer func() {
-		if h1 != nil {
-			h1.conn.Close()
+		if p != nil {
+			p.close()
 		}
 	}()
+	batch := make([]mirrorCopy, 0, mirrorBatch)
 	for {
+		batch = batch[:0]
 		select {
 		case <-m.ctx.Done():
 			return
 		case c := <-m.queue:
-			if time.Since(c.queued) > m.router.cfg.MirrorTimeout {
-				m.router.count(func(s *Stats) { s.MirrorDropped[m.route.ID]++ })
-				continue
+			batch = append(batch, c)
+		}
+	drain:
+		for len(batch) < mirrorBatch {
+			select {
+			case c := <-m.queue:
+				batch = append(batch, c)
+			default:
+				break drain
 			}
-			if c.req.ProtoMajor == 2 {
-				m.send(c.req)
-			} else {
-				h1 = m.sendH1(h1, c.req)
+		}
+		h1 := batch[:0]
+		for _, c := range batch {
+			switch {
+			case time.Since(c.queued) > m.router.cfg.MirrorTimeout:
+				m.dropped()
+			case c.req.ProtoMajor == 2:
+				select {
+				case m.h2sem <- struct{}{}:
+				case <-m.ctx.Done():
+					return
+				}
+				go func() {
+					defer func() { <-m.h2sem }()
+					m.send(c.req)
+				}()
+			default:
+				h1 = append(h1, c)
 			}
+		}
+		if len(h1) > 0 {
+			p = m.sendH1(p, h1)
 		}
 	}
 }
 
-// sendH1 sends one HTTP/1 copy over u (dialing when nil) and reads its
-// answer to the end, dropped; it returns the connection to reuse, nil
-// when it had to be closed.
-func (m *mirror) sendH1(u *h1Conn, req *http.Request) *h1Conn {
-	id := m.route.ID
-	fail := func(err error) *h1Conn {
-		m.router.cfg.Logger.Debug("mirrored copy not delivered", "to", id, "err", err)
-		m.router.count(func(s *Stats) { s.MirrorDropped[id]++ })
-		if u != nil {
-			u.conn.Close()
+// h1Pipe is one kept-alive connection to the laptop carrying pipelined
+// HTTP/1 copies; its reader goroutine reads their answers in order.
+type h1Pipe struct {
+	conn     net.Conn
+	bw       *bufio.Writer
+	inflight chan mirrorCopy // written, answer not read yet
+	dead     chan struct{}   // closed when the connection failed or must close
+	once     sync.Once
+}
+
+// kill ends the connection: copies in flight are dropped.
+func (p *h1Pipe) kill() {
+	p.once.Do(func() {
+		close(p.dead)
+		p.conn.Close()
+	})
+}
+
+// close stops writing; the reader drops what is still in flight.
+func (p *h1Pipe) close() {
+	p.kill()
+	close(p.inflight)
+}
+
+// sendH1 writes the copies of batch over p (dialing when nil or dead) in
+// one write; it returns the connection to reuse, nil when it failed.
+func (m *mirror) sendH1(p *h1Pipe, batch []mirrorCopy) *h1Pipe {
+	for len(batch) > 0 {
+		if p != nil {
+			select {
+			case <-p.dead:
+				p.close()
+				p = nil
+			default:
+			}
 		}
-		return nil
-	}
-	deadline := time.Now().Add(m.router.cfg.MirrorTimeout)
-	if u == nil {
-		ctx, cancel := context.WithDeadline(m.ctx, deadline)
-		c, err := m.route.Dial(ctx)
-		cancel()
-		if err != nil {
-			return fail(err)
+		if p == nil {
+			if p = m.dial(); p == nil {
+				for range batch {
+					m.dropped()
+				}
+				return nil
+			}
 		}
-		c = m.router.cfg.Upstream(c, "mirror", &m.route)
-		u = &h1Conn{conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}
+		n := m.write(p, batch)
+		batch = batch[n:]
 	}
-	u.conn.SetDeadline(deadline)
-	err := req.Write(u.bw)
-	if err == nil {
-		err = u.bw.Flush()
+	return p
+}
+
+// write writes the copies of batch to p until its in-flight bound is
+// reached or it dies; it returns how many it took (sent, or dropped
+// because the connection died under them).
+func (m *mirror) write(p *h1Pipe, batch []mirrorCopy) int {
+	p.conn.SetWriteDeadline(time.Now().Add(m.router.cfg.MirrorTimeout))
+	taken := 0
+	for _, c := range batch {
+		select {
+		case p.inflight <- c:
+		default:
+			if taken > 0 { // let what is buffered go out while the reader catches up
+				if p.bw.Flush() != nil {
+					p.kill()
+					return taken
+				}
+			}
+			select {
+			case p.inflight <- c:
+			case <-p.dead:
+				return taken
+			case <-m.ctx.Done():
+				m.dropped()
+				return taken + 1
+			}
+		}
+		taken++
+		if err := c.req.Write(p.bw); err != nil {
+			m.router.cfg.Logger.Debug("mirrored copy not delivered", "to", m.route.ID, "err", err)
+			p.kill() // the reader drops it and what follows
+			return taken
+		}
 	}
-	var resp *http.Response
-	if err == nil {
-		resp, err = http.ReadResponse(u.br, req)
+	if err := p.bw.Flush(); err != nil {
+		p.kill()
 	}
-	if err == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+	return taken
+}
+
+// dial opens a connection to the laptop and starts its reader; nil when
+// it cannot.
+func (m *mirror) dial() *h1Pipe {
+	ctx, cancel := context.WithTimeout(m.ctx, m.router.cfg.MirrorTimeout)
+	c, err := m.route.Dial(ctx)
+	cancel()
 	if err != nil {
-		return fail(err)
-	}
-	u.conn.SetDeadline(time.Time{})
-	m.router.count(func(s *Stats) { s.Mirrored[id]++ })
-	if resp.Close {
-		u.conn.Close()
+		m.router.cfg.Logger.Debug("mirrored copies not delivered", "to", m.route.ID, "err", err)
 		return nil
 	}
-	return u
+	c = m.router.cfg.Upstream(c, "mirror", &m.route)
+	p := &h1Pipe{conn: c, bw: bufio.NewWriterSize(c, 32<<10),
+		inflight: make(chan mirrorCopy, m.router.cfg.MirrorInFlight-1), dead: make(chan struct{})}
+	go m.readAnswers(p, bufio.NewReaderSize(c, 16<<10))
+	return p
+}
+
+// readAnswers reads the answers to p's copies in order, dropping them,
+// until p is closed; after a failure, the copies still in flight are
+// dropped, counted.
+func (m *mirror) readAnswers(p *h1Pipe, br *bufio.Reader) {
+	failed := false
+	for c := range p.inflight {
+		if failed {
+			m.dropped()
+			continue
+		}
+		p.conn.SetReadDeadline(time.Now().Add(m.router.cfg.MirrorTimeout))
+		resp, err := http.ReadResponse(br, c.req)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if err != nil {
+			m.router.cfg.Logger.Debug("mirrored copy not delivered", "to", m.route.ID, "err", err)
+			m.dropped()
+			failed = true
+			p.kill()
+			continue
+		}
+		m.router.count(func(s *Stats) { s.Mirrored[m.route.ID]++ })
+		if resp.Close {
+			failed = true
+			p.kill()
+		}
+	}
 }
 
 // mirrorCopy is a request waiting for its laptop since queued.
@@ -196,13 +325,12 @@ func (m *mirror) send(req *http.Request) {
 		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	id := m.route.ID
 	if err != nil {
-		m.router.cfg.Logger.Debug("mirrored copy not delivered", "to", id, "err", err)
-		m.router.count(func(s *Stats) { s.MirrorDropped[id]++ })
+		m.router.cfg.Logger.Debug("mirrored copy not delivered", "to", m.route.ID, "err", err)
+		m.dropped()
 		return
 	}
-	m.router.count(func(s *Stats) { s.Mirrored[id]++ })
+	m.router.count(func(s *Stats) { s.Mirrored[m.route.ID]++ })
 }
 
 // mirror queues a copy of req, whose body tee kept, for route rt; a full

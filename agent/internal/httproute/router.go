@@ -59,10 +59,13 @@ type Config struct {
 	MirrorBodyCap int
 	// MirrorTimeout bounds one copy's delivery and answer (default 10 s).
 	MirrorTimeout time.Duration
-	// MirrorWorkers is how many copies each mirror route sends at once,
-	// each over a kept-alive connection (default 16).
-	MirrorWorkers int
-	Logger        *slog.Logger
+	// MirrorConns is how many kept-alive connections each mirror route
+	// pipelines its HTTP/1 copies over (default 2).
+	MirrorConns int
+	// MirrorInFlight bounds the copies sent and not yet answered, per
+	// connection for HTTP/1, per route for HTTP/2 (default 64).
+	MirrorInFlight int
+	Logger         *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -78,8 +81,11 @@ func (c *Config) defaults() {
 	if c.MirrorTimeout <= 0 {
 		c.MirrorTimeout = 10 * time.Second
 	}
-	if c.MirrorWorkers <= 0 {
-		c.MirrorWorkers = 16
+	if c.MirrorConns <= 0 {
+		c.MirrorConns = 2
+	}
+	if c.MirrorInFlight <= 0 {
+		c.MirrorInFlight = 64
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

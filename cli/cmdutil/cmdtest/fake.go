@@ -32,6 +32,39 @@ type FakeService struct {
 	RequestsFunc  func(ctx context.Context, req daemon.RequestsRequest, emit func(*recording.Exchange) error) ([]daemon.PodRecording, error)
 	ReplayFunc    func(ctx context.Context, req daemon.ReplayRequest, emit func(replay.Result) error) (replay.Summary, error)
 	RunFunc       func(ctx context.Context, req daemon.RunRequest, progress func(string), ready func(daemon.RunInfo)) error
+
+	SessionStartFunc    func(ctx context.Context, req daemon.SessionStartRequest) (daemon.SessionInfo, error)
+	SessionDiffFunc     func(ctx context.Context, namespace string) (daemon.SessionDiff, error)
+	SessionRollbackFunc func(ctx context.Context, req daemon.SessionRollbackRequest, progress func(string)) (daemon.SessionRollbackResult, error)
+	SessionEndFunc      func(ctx context.Context, namespace string) (daemon.SessionInfo, error)
+}
+
+func (f *FakeService) SessionStart(ctx context.Context, req daemon.SessionStartRequest) (daemon.SessionInfo, error) {
+	if f.SessionStartFunc == nil {
+		return daemon.SessionInfo{}, unset("SessionStart")
+	}
+	return f.SessionStartFunc(ctx, req)
+}
+
+func (f *FakeService) SessionDiff(ctx context.Context, namespace string) (daemon.SessionDiff, error) {
+	if f.SessionDiffFunc == nil {
+		return daemon.SessionDiff{}, unset("SessionDiff")
+	}
+	return f.SessionDiffFunc(ctx, namespace)
+}
+
+func (f *FakeService) SessionRollback(ctx context.Context, req daemon.SessionRollbackRequest, progress func(string)) (daemon.SessionRollbackResult, error) {
+	if f.SessionRollbackFunc == nil {
+		return daemon.SessionRollbackResult{}, unset("SessionRollback")
+	}
+	return f.SessionRollbackFunc(ctx, req, progress)
+}
+
+func (f *FakeService) SessionEnd(ctx context.Context, namespace string) (daemon.SessionInfo, error) {
+	if f.SessionEndFunc == nil {
+		return daemon.SessionInfo{}, unset("SessionEnd")
+	}
+	return f.SessionEndFunc(ctx, namespace)
 }
 
 func (f *FakeService) Run(ctx context.Context, req daemon.RunRequest, progress func(string), ready func(daemon.RunInfo)) error {

@@ -133,7 +133,7 @@ func (t *tunnels) connect(ctx context.Context, pod, podIP string) error {
 	if err != nil {
 		return fmt.Errorf("reach the agent of pod %s: %w", pod, err)
 	}
-	cfg := tunnel.DefaultConfig(t.token)
+	cfg := tunnel.DaemonConfig(t.token)
 	cfg.Logger = t.log
 	l, err := agent.Connect(cctx, c, cfg)
 	if err != nil {

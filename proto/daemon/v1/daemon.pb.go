@@ -907,8 +907,13 @@ type ReplayRequest struct {
 	Diff          bool     `protobuf:"varint,11,opt,name=diff,proto3" json:"diff,omitempty"`
 	IgnoreHeaders []string `protobuf:"bytes,12,rep,name=ignore_headers,json=ignoreHeaders,proto3" json:"ignore_headers,omitempty"`
 	TimeoutMillis int64    `protobuf:"varint,13,opt,name=timeout_millis,json=timeoutMillis,proto3" json:"timeout_millis,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The failure being reproduced: conditions an answer meets when it
+	// recurs (github.com/tetherkube/tether/replay's ParseExpect), or, with
+	// expect_recorded, each exchange's recorded answer.
+	Expect         []string `protobuf:"bytes,15,rep,name=expect,proto3" json:"expect,omitempty"`
+	ExpectRecorded bool     `protobuf:"varint,16,opt,name=expect_recorded,json=expectRecorded,proto3" json:"expect_recorded,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ReplayRequest) Reset() {
@@ -1032,6 +1037,20 @@ func (x *ReplayRequest) GetTimeoutMillis() int64 {
 	return 0
 }
 
+func (x *ReplayRequest) GetExpect() []string {
+	if x != nil {
+		return x.Expect
+	}
+	return nil
+}
+
+func (x *ReplayRequest) GetExpectRecorded() bool {
+	if x != nil {
+		return x.ExpectRecorded
+	}
+	return false
+}
+
 type ReplayEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
@@ -1132,7 +1151,10 @@ type ReplayResult struct {
 	// Why the request was not sent.
 	Skipped string `protobuf:"bytes,9,opt,name=skipped,proto3" json:"skipped,omitempty"`
 	// The answer's grpc-status, for gRPC calls.
-	GrpcStatus    string `protobuf:"bytes,10,opt,name=grpc_status,json=grpcStatus,proto3" json:"grpc_status,omitempty"`
+	GrpcStatus string `protobuf:"bytes,10,opt,name=grpc_status,json=grpcStatus,proto3" json:"grpc_status,omitempty"`
+	// Whether the answer showed the failure being reproduced; absent when
+	// not checked.
+	Recurred      *bool `protobuf:"varint,11,opt,name=recurred,proto3,oneof" json:"recurred,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1237,6 +1259,13 @@ func (x *ReplayResult) GetGrpcStatus() string {
 	return ""
 }
 
+func (x *ReplayResult) GetRecurred() bool {
+	if x != nil && x.Recurred != nil {
+		return *x.Recurred
+	}
+	return false
+}
+
 // ReplayDiff is how a replayed answer differs from the recorded one.
 type ReplayDiff struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1334,7 +1363,9 @@ type ReplaySummary struct {
 	ElapsedNanos int64            `protobuf:"varint,9,opt,name=elapsed_nanos,json=elapsedNanos,proto3" json:"elapsed_nanos,omitempty"`
 	PerSecond    float64          `protobuf:"fixed64,10,opt,name=per_second,json=perSecond,proto3" json:"per_second,omitempty"`
 	// Answers that differ from the recording.
-	Differing     int64 `protobuf:"varint,11,opt,name=differing,proto3" json:"differing,omitempty"`
+	Differing int64 `protobuf:"varint,11,opt,name=differing,proto3" json:"differing,omitempty"`
+	// Answers that showed the failure being reproduced.
+	Recurred      int64 `protobuf:"varint,12,opt,name=recurred,proto3" json:"recurred,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1442,6 +1473,13 @@ func (x *ReplaySummary) GetPerSecond() float64 {
 func (x *ReplaySummary) GetDiffering() int64 {
 	if x != nil {
 		return x.Differing
+	}
+	return 0
+}
+
+func (x *ReplaySummary) GetRecurred() int64 {
+	if x != nil {
+		return x.Recurred
 	}
 	return 0
 }
@@ -3647,7 +3685,9 @@ type StatusResponse struct {
 	Intercepts    []*InterceptInfo       `protobuf:"bytes,6,rep,name=intercepts,proto3" json:"intercepts,omitempty"`
 	// Every workload where tether's agent sits, from the journals the user
 	// may list, with how it records.
-	Agents        []*AgentInfo `protobuf:"bytes,7,rep,name=agents,proto3" json:"agents,omitempty"`
+	Agents []*AgentInfo `protobuf:"bytes,7,rep,name=agents,proto3" json:"agents,omitempty"`
+	// The sessions in the namespaces the user may list Secrets in.
+	Sessions      []*SessionInfo `protobuf:"bytes,8,rep,name=sessions,proto3" json:"sessions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3727,6 +3767,13 @@ func (x *StatusResponse) GetIntercepts() []*InterceptInfo {
 func (x *StatusResponse) GetAgents() []*AgentInfo {
 	if x != nil {
 		return x.Agents
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetSessions() []*SessionInfo {
+	if x != nil {
+		return x.Sessions
 	}
 	return nil
 }
@@ -4840,6 +4887,625 @@ func (*QuitResponse) Descriptor() ([]byte, []int) {
 	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{56}
 }
 
+type SessionStartRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Empty: the daemon picks one.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// KIND/NAME; empty: every object of the kinds a session covers.
+	Include       []string `protobuf:"bytes,3,rep,name=include,proto3" json:"include,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionStartRequest) Reset() {
+	*x = SessionStartRequest{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionStartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionStartRequest) ProtoMessage() {}
+
+func (x *SessionStartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionStartRequest.ProtoReflect.Descriptor instead.
+func (*SessionStartRequest) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *SessionStartRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *SessionStartRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SessionStartRequest) GetInclude() []string {
+	if x != nil {
+		return x.Include
+	}
+	return nil
+}
+
+type SessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRequest) Reset() {
+	*x = SessionRequest{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRequest) ProtoMessage() {}
+
+func (x *SessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
+func (*SessionRequest) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *SessionRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+type SessionInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace     string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	SinceUnixNano int64                  `protobuf:"varint,3,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	By            string                 `protobuf:"bytes,4,opt,name=by,proto3" json:"by,omitempty"`
+	Objects       int32                  `protobuf:"varint,5,opt,name=objects,proto3" json:"objects,omitempty"`
+	// SHA-256 of the snapshot.
+	Hash          string   `protobuf:"bytes,6,opt,name=hash,proto3" json:"hash,omitempty"`
+	Include       []string `protobuf:"bytes,7,rep,name=include,proto3" json:"include,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionInfo) Reset() {
+	*x = SessionInfo{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionInfo) ProtoMessage() {}
+
+func (x *SessionInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
+func (*SessionInfo) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *SessionInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *SessionInfo) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetObjects() int32 {
+	if x != nil {
+		return x.Objects
+	}
+	return 0
+}
+
+func (x *SessionInfo) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetInclude() []string {
+	if x != nil {
+		return x.Include
+	}
+	return nil
+}
+
+type SessionChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind/name, e.g. deployment/orders.
+	Object string `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	Kind   string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name   string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// modified, created or deleted.
+	Change string   `protobuf:"bytes,4,opt,name=change,proto3" json:"change,omitempty"`
+	Paths  []string `protobuf:"bytes,5,rep,name=paths,proto3" json:"paths,omitempty"`
+	// A unified diff of the YAML forms (Secrets' values as their hashes).
+	Diff          string `protobuf:"bytes,6,opt,name=diff,proto3" json:"diff,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionChange) Reset() {
+	*x = SessionChange{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionChange) ProtoMessage() {}
+
+func (x *SessionChange) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionChange.ProtoReflect.Descriptor instead.
+func (*SessionChange) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *SessionChange) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *SessionChange) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SessionChange) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SessionChange) GetChange() string {
+	if x != nil {
+		return x.Change
+	}
+	return ""
+}
+
+func (x *SessionChange) GetPaths() []string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
+func (x *SessionChange) GetDiff() string {
+	if x != nil {
+		return x.Diff
+	}
+	return ""
+}
+
+type SessionDiffResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       *SessionInfo           `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Changes       []*SessionChange       `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionDiffResponse) Reset() {
+	*x = SessionDiffResponse{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionDiffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionDiffResponse) ProtoMessage() {}
+
+func (x *SessionDiffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionDiffResponse.ProtoReflect.Descriptor instead.
+func (*SessionDiffResponse) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *SessionDiffResponse) GetSession() *SessionInfo {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *SessionDiffResponse) GetChanges() []*SessionChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+type SessionRollbackRequest struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Namespace             string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Force                 bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	RolloutTimeoutSeconds int64                  `protobuf:"varint,3,opt,name=rollout_timeout_seconds,json=rolloutTimeoutSeconds,proto3" json:"rollout_timeout_seconds,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *SessionRollbackRequest) Reset() {
+	*x = SessionRollbackRequest{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRollbackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRollbackRequest) ProtoMessage() {}
+
+func (x *SessionRollbackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRollbackRequest.ProtoReflect.Descriptor instead.
+func (*SessionRollbackRequest) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *SessionRollbackRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *SessionRollbackRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *SessionRollbackRequest) GetRolloutTimeoutSeconds() int64 {
+	if x != nil {
+		return x.RolloutTimeoutSeconds
+	}
+	return 0
+}
+
+type SessionStep struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Object string                 `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	// update, create, delete or replace.
+	Action        string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Note          string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionStep) Reset() {
+	*x = SessionStep{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionStep) ProtoMessage() {}
+
+func (x *SessionStep) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionStep.ProtoReflect.Descriptor instead.
+func (*SessionStep) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *SessionStep) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *SessionStep) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *SessionStep) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SessionStep) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type SessionRollbackResult struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session *SessionInfo           `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// tether's own changes made during the session, rolled back first.
+	Tether []*RollbackResult `protobuf:"bytes,2,rep,name=tether,proto3" json:"tether,omitempty"`
+	Steps  []*SessionStep    `protobuf:"bytes,3,rep,name=steps,proto3" json:"steps,omitempty"`
+	// Every object matched its snapshot afterwards.
+	Verified      bool `protobuf:"varint,4,opt,name=verified,proto3" json:"verified,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRollbackResult) Reset() {
+	*x = SessionRollbackResult{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRollbackResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRollbackResult) ProtoMessage() {}
+
+func (x *SessionRollbackResult) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRollbackResult.ProtoReflect.Descriptor instead.
+func (*SessionRollbackResult) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *SessionRollbackResult) GetSession() *SessionInfo {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *SessionRollbackResult) GetTether() []*RollbackResult {
+	if x != nil {
+		return x.Tether
+	}
+	return nil
+}
+
+func (x *SessionRollbackResult) GetSteps() []*SessionStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *SessionRollbackResult) GetVerified() bool {
+	if x != nil {
+		return x.Verified
+	}
+	return false
+}
+
+type SessionRollbackEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*SessionRollbackEvent_Progress
+	//	*SessionRollbackEvent_Result
+	Event         isSessionRollbackEvent_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRollbackEvent) Reset() {
+	*x = SessionRollbackEvent{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRollbackEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRollbackEvent) ProtoMessage() {}
+
+func (x *SessionRollbackEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRollbackEvent.ProtoReflect.Descriptor instead.
+func (*SessionRollbackEvent) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *SessionRollbackEvent) GetEvent() isSessionRollbackEvent_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *SessionRollbackEvent) GetProgress() string {
+	if x != nil {
+		if x, ok := x.Event.(*SessionRollbackEvent_Progress); ok {
+			return x.Progress
+		}
+	}
+	return ""
+}
+
+func (x *SessionRollbackEvent) GetResult() *SessionRollbackResult {
+	if x != nil {
+		if x, ok := x.Event.(*SessionRollbackEvent_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
+type isSessionRollbackEvent_Event interface {
+	isSessionRollbackEvent_Event()
+}
+
+type SessionRollbackEvent_Progress struct {
+	Progress string `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
+}
+
+type SessionRollbackEvent_Result struct {
+	Result *SessionRollbackResult `protobuf:"bytes,2,opt,name=result,proto3,oneof"`
+}
+
+func (*SessionRollbackEvent_Progress) isSessionRollbackEvent_Event() {}
+
+func (*SessionRollbackEvent_Result) isSessionRollbackEvent_Event() {}
+
 var File_proto_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
@@ -4925,7 +5591,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\vpicked_from\x18\x11 \x01(\tR\n" +
 	"pickedFrom\x12\x1a\n" +
 	"\bservices\x18\x12 \x03(\tR\bservices\x12\x12\n" +
-	"\x04path\x18\x13 \x01(\tR\x04path\"\x8a\x03\n" +
+	"\x04path\x18\x13 \x01(\tR\x04path\"\xcb\x03\n" +
 	"\rReplayRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x127\n" +
@@ -4940,11 +5606,13 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	" \x03(\tR\aheaders\x12\x12\n" +
 	"\x04diff\x18\v \x01(\bR\x04diff\x12%\n" +
 	"\x0eignore_headers\x18\f \x03(\tR\rignoreHeaders\x12%\n" +
-	"\x0etimeout_millis\x18\r \x01(\x03R\rtimeoutMillisJ\x04\b\x03\x10\x04\"\x99\x01\n" +
+	"\x0etimeout_millis\x18\r \x01(\x03R\rtimeoutMillis\x12\x16\n" +
+	"\x06expect\x18\x0f \x03(\tR\x06expect\x12'\n" +
+	"\x0fexpect_recorded\x18\x10 \x01(\bR\x0eexpectRecordedJ\x04\b\x03\x10\x04\"\x99\x01\n" +
 	"\vReplayEvent\x128\n" +
 	"\x06result\x18\x03 \x01(\v2\x1e.tether.daemon.v1.ReplayResultH\x00R\x06result\x12;\n" +
 	"\asummary\x18\x04 \x01(\v2\x1f.tether.daemon.v1.ReplaySummaryH\x00R\asummaryB\a\n" +
-	"\x05eventJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"\xa6\x02\n" +
+	"\x05eventJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"\xd4\x02\n" +
 	"\fReplayResult\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x05R\x05round\x12\x16\n" +
@@ -4957,14 +5625,16 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\askipped\x18\t \x01(\tR\askipped\x12\x1f\n" +
 	"\vgrpc_status\x18\n" +
 	" \x01(\tR\n" +
-	"grpcStatus\"\x91\x01\n" +
+	"grpcStatus\x12\x1f\n" +
+	"\brecurred\x18\v \x01(\bH\x00R\brecurred\x88\x01\x01B\v\n" +
+	"\t_recurred\"\x91\x01\n" +
 	"\n" +
 	"ReplayDiff\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x18\n" +
 	"\aheaders\x18\x02 \x03(\tR\aheaders\x12\x12\n" +
 	"\x04body\x18\x03 \x03(\tR\x04body\x12!\n" +
 	"\fnot_compared\x18\x04 \x03(\tR\vnotCompared\x12\x1a\n" +
-	"\btrailers\x18\x05 \x03(\tR\btrailers\"\xb4\x03\n" +
+	"\btrailers\x18\x05 \x03(\tR\btrailers\"\xd0\x03\n" +
 	"\rReplaySummary\x12\x12\n" +
 	"\x04sent\x18\x01 \x01(\x03R\x04sent\x12\x16\n" +
 	"\x06errors\x18\x02 \x01(\x03R\x06errors\x12\x18\n" +
@@ -4978,7 +5648,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"per_second\x18\n" +
 	" \x01(\x01R\tperSecond\x12\x1c\n" +
-	"\tdiffering\x18\v \x01(\x03R\tdiffering\x1a;\n" +
+	"\tdiffering\x18\v \x01(\x03R\tdiffering\x12\x1a\n" +
+	"\brecurred\x18\f \x01(\x03R\brecurred\x1a;\n" +
 	"\rByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf8\x02\n" +
@@ -5169,7 +5840,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\apackets\x18\x04 \x01(\v2\x1c.tether.agent.v1.PacketBatchH\x00R\apackets\x125\n" +
 	"\x05stats\x18\x03 \x01(\v2\x1d.tether.agent.v1.CaptureStatsH\x00R\x05statsB\a\n" +
 	"\x05eventJ\x04\b\x02\x10\x03\"\x0f\n" +
-	"\rStatusRequest\"\x98\x02\n" +
+	"\rStatusRequest\"\xd3\x02\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\acontext\x18\x01 \x01(\tR\acontext\x12\x16\n" +
 	"\x06server\x18\x02 \x01(\tR\x06server\x12%\n" +
@@ -5179,7 +5850,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"intercepts\x18\x06 \x03(\v2\x1f.tether.daemon.v1.InterceptInfoR\n" +
 	"intercepts\x123\n" +
-	"\x06agents\x18\a \x03(\v2\x1b.tether.daemon.v1.AgentInfoR\x06agents\"\xdf\x01\n" +
+	"\x06agents\x18\a \x03(\v2\x1b.tether.daemon.v1.AgentInfoR\x06agents\x129\n" +
+	"\bsessions\x18\b \x03(\v2\x1d.tether.daemon.v1.SessionInfoR\bsessions\"\xdf\x01\n" +
 	"\tAgentInfo\x12\x1a\n" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1c\n" +
@@ -5271,7 +5943,49 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\r\n" +
 	"\vQuitRequest\"\x0e\n" +
-	"\fQuitResponse2\x96\a\n" +
+	"\fQuitResponse\"a\n" +
+	"\x13SessionStartRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\ainclude\x18\x03 \x03(\tR\ainclude\".\n" +
+	"\x0eSessionRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"\xbf\x01\n" +
+	"\vSessionInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12&\n" +
+	"\x0fsince_unix_nano\x18\x03 \x01(\x03R\rsinceUnixNano\x12\x0e\n" +
+	"\x02by\x18\x04 \x01(\tR\x02by\x12\x18\n" +
+	"\aobjects\x18\x05 \x01(\x05R\aobjects\x12\x12\n" +
+	"\x04hash\x18\x06 \x01(\tR\x04hash\x12\x18\n" +
+	"\ainclude\x18\a \x03(\tR\ainclude\"\x91\x01\n" +
+	"\rSessionChange\x12\x16\n" +
+	"\x06object\x18\x01 \x01(\tR\x06object\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
+	"\x06change\x18\x04 \x01(\tR\x06change\x12\x14\n" +
+	"\x05paths\x18\x05 \x03(\tR\x05paths\x12\x12\n" +
+	"\x04diff\x18\x06 \x01(\tR\x04diff\"\x89\x01\n" +
+	"\x13SessionDiffResponse\x127\n" +
+	"\asession\x18\x01 \x01(\v2\x1d.tether.daemon.v1.SessionInfoR\asession\x129\n" +
+	"\achanges\x18\x02 \x03(\v2\x1f.tether.daemon.v1.SessionChangeR\achanges\"\x84\x01\n" +
+	"\x16SessionRollbackRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x126\n" +
+	"\x17rollout_timeout_seconds\x18\x03 \x01(\x03R\x15rolloutTimeoutSeconds\"i\n" +
+	"\vSessionStep\x12\x16\n" +
+	"\x06object\x18\x01 \x01(\tR\x06object\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"\xdb\x01\n" +
+	"\x15SessionRollbackResult\x127\n" +
+	"\asession\x18\x01 \x01(\v2\x1d.tether.daemon.v1.SessionInfoR\asession\x128\n" +
+	"\x06tether\x18\x02 \x03(\v2 .tether.daemon.v1.RollbackResultR\x06tether\x123\n" +
+	"\x05steps\x18\x03 \x03(\v2\x1d.tether.daemon.v1.SessionStepR\x05steps\x12\x1a\n" +
+	"\bverified\x18\x04 \x01(\bR\bverified\"\x80\x01\n" +
+	"\x14SessionRollbackEvent\x12\x1c\n" +
+	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x12A\n" +
+	"\x06result\x18\x02 \x01(\v2'.tether.daemon.v1.SessionRollbackResultH\x00R\x06resultB\a\n" +
+	"\x05event2\xfa\t\n" +
 	"\x06Daemon\x12K\n" +
 	"\x06Status\x12\x1f.tether.daemon.v1.StatusRequest\x1a .tether.daemon.v1.StatusResponse\x12S\n" +
 	"\tIntercept\x12\".tether.daemon.v1.InterceptRequest\x1a .tether.daemon.v1.InterceptEvent0\x01\x12H\n" +
@@ -5284,7 +5998,12 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\bRequests\x12!.tether.daemon.v1.RequestsRequest\x1a\x1f.tether.daemon.v1.RequestsChunk0\x01\x12J\n" +
 	"\x06Replay\x12\x1f.tether.daemon.v1.ReplayRequest\x1a\x1d.tether.daemon.v1.ReplayEvent0\x01\x12A\n" +
 	"\x03Env\x12\x1c.tether.daemon.v1.EnvRequest\x1a\x1a.tether.daemon.v1.EnvEvent0\x01\x12A\n" +
-	"\x03Run\x12\x1c.tether.daemon.v1.RunRequest\x1a\x1a.tether.daemon.v1.RunEvent0\x01B7Z5github.com/tetherkube/tether/proto/daemon/v1;daemonv1b\x06proto3"
+	"\x03Run\x12\x1c.tether.daemon.v1.RunRequest\x1a\x1a.tether.daemon.v1.RunEvent0\x01\x12T\n" +
+	"\fSessionStart\x12%.tether.daemon.v1.SessionStartRequest\x1a\x1d.tether.daemon.v1.SessionInfo\x12V\n" +
+	"\vSessionDiff\x12 .tether.daemon.v1.SessionRequest\x1a%.tether.daemon.v1.SessionDiffResponse\x12e\n" +
+	"\x0fSessionRollback\x12(.tether.daemon.v1.SessionRollbackRequest\x1a&.tether.daemon.v1.SessionRollbackEvent0\x01\x12M\n" +
+	"\n" +
+	"SessionEnd\x12 .tether.daemon.v1.SessionRequest\x1a\x1d.tether.daemon.v1.SessionInfoB7Z5github.com/tetherkube/tether/proto/daemon/v1;daemonv1b\x06proto3"
 
 var (
 	file_proto_daemon_v1_daemon_proto_rawDescOnce sync.Once
@@ -5298,74 +6017,83 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
-	(*EnvRequest)(nil),        // 0: tether.daemon.v1.EnvRequest
-	(*EnvEvent)(nil),          // 1: tether.daemon.v1.EnvEvent
-	(*EnvResult)(nil),         // 2: tether.daemon.v1.EnvResult
-	(*EnvVar)(nil),            // 3: tether.daemon.v1.EnvVar
-	(*EnvFile)(nil),           // 4: tether.daemon.v1.EnvFile
-	(*EnvMount)(nil),          // 5: tether.daemon.v1.EnvMount
-	(*RunRequest)(nil),        // 6: tether.daemon.v1.RunRequest
-	(*RunEvent)(nil),          // 7: tether.daemon.v1.RunEvent
-	(*RunInfo)(nil),           // 8: tether.daemon.v1.RunInfo
-	(*ReplayRequest)(nil),     // 9: tether.daemon.v1.ReplayRequest
-	(*ReplayEvent)(nil),       // 10: tether.daemon.v1.ReplayEvent
-	(*ReplayResult)(nil),      // 11: tether.daemon.v1.ReplayResult
-	(*ReplayDiff)(nil),        // 12: tether.daemon.v1.ReplayDiff
-	(*ReplaySummary)(nil),     // 13: tether.daemon.v1.ReplaySummary
-	(*RecordRequest)(nil),     // 14: tether.daemon.v1.RecordRequest
-	(*AgentResources)(nil),    // 15: tether.daemon.v1.AgentResources
-	(*RecordEvent)(nil),       // 16: tether.daemon.v1.RecordEvent
-	(*RecordInfo)(nil),        // 17: tether.daemon.v1.RecordInfo
-	(*RequestsRequest)(nil),   // 18: tether.daemon.v1.RequestsRequest
-	(*RequestsChunk)(nil),     // 19: tether.daemon.v1.RequestsChunk
-	(*PodRecording)(nil),      // 20: tether.daemon.v1.PodRecording
-	(*TraceRequest)(nil),      // 21: tether.daemon.v1.TraceRequest
-	(*TraceEvent)(nil),        // 22: tether.daemon.v1.TraceEvent
-	(*TraceReport)(nil),       // 23: tether.daemon.v1.TraceReport
-	(*TraceSource)(nil),       // 24: tether.daemon.v1.TraceSource
-	(*TraceTarget)(nil),       // 25: tether.daemon.v1.TraceTarget
-	(*TraceStep)(nil),         // 26: tether.daemon.v1.TraceStep
-	(*TraceDNS)(nil),          // 27: tether.daemon.v1.TraceDNS
-	(*ResolvConf)(nil),        // 28: tether.daemon.v1.ResolvConf
-	(*TraceQuery)(nil),        // 29: tether.daemon.v1.TraceQuery
-	(*TraceService)(nil),      // 30: tether.daemon.v1.TraceService
-	(*TracePort)(nil),         // 31: tether.daemon.v1.TracePort
-	(*TraceEndpoint)(nil),     // 32: tether.daemon.v1.TraceEndpoint
-	(*TracePolicy)(nil),       // 33: tether.daemon.v1.TracePolicy
-	(*TraceVerdict)(nil),      // 34: tether.daemon.v1.TraceVerdict
-	(*PolicyDirection)(nil),   // 35: tether.daemon.v1.PolicyDirection
-	(*TraceProbes)(nil),       // 36: tether.daemon.v1.TraceProbes
-	(*TraceProbe)(nil),        // 37: tether.daemon.v1.TraceProbe
-	(*CaptureRequest)(nil),    // 38: tether.daemon.v1.CaptureRequest
-	(*CaptureEvent)(nil),      // 39: tether.daemon.v1.CaptureEvent
-	(*StatusRequest)(nil),     // 40: tether.daemon.v1.StatusRequest
-	(*StatusResponse)(nil),    // 41: tether.daemon.v1.StatusResponse
-	(*AgentInfo)(nil),         // 42: tether.daemon.v1.AgentInfo
-	(*AgentPod)(nil),          // 43: tether.daemon.v1.AgentPod
-	(*InterceptInfo)(nil),     // 44: tether.daemon.v1.InterceptInfo
-	(*HTTPFilter)(nil),        // 45: tether.daemon.v1.HTTPFilter
-	(*PortIntercept)(nil),     // 46: tether.daemon.v1.PortIntercept
-	(*InterceptRequest)(nil),  // 47: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),    // 48: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),      // 49: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),     // 50: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),   // 51: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil),  // 52: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),    // 53: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),      // 54: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),       // 55: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),      // 56: tether.daemon.v1.QuitResponse
-	nil,                       // 57: tether.daemon.v1.ReplaySummary.ByStatusEntry
-	nil,                       // 58: tether.daemon.v1.TraceService.SelectorEntry
-	nil,                       // 59: tether.daemon.v1.InterceptInfo.PathsEntry
-	(*v1.Exchange)(nil),       // 60: tether.agent.v1.Exchange
-	(*v1.ExchangeFilter)(nil), // 61: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil), // 62: tether.agent.v1.RecordingStats
-	(*v1.DNSRecord)(nil),      // 63: tether.agent.v1.DNSRecord
-	(*v1.PacketBatch)(nil),    // 64: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),   // 65: tether.agent.v1.CaptureStats
+	(*EnvRequest)(nil),             // 0: tether.daemon.v1.EnvRequest
+	(*EnvEvent)(nil),               // 1: tether.daemon.v1.EnvEvent
+	(*EnvResult)(nil),              // 2: tether.daemon.v1.EnvResult
+	(*EnvVar)(nil),                 // 3: tether.daemon.v1.EnvVar
+	(*EnvFile)(nil),                // 4: tether.daemon.v1.EnvFile
+	(*EnvMount)(nil),               // 5: tether.daemon.v1.EnvMount
+	(*RunRequest)(nil),             // 6: tether.daemon.v1.RunRequest
+	(*RunEvent)(nil),               // 7: tether.daemon.v1.RunEvent
+	(*RunInfo)(nil),                // 8: tether.daemon.v1.RunInfo
+	(*ReplayRequest)(nil),          // 9: tether.daemon.v1.ReplayRequest
+	(*ReplayEvent)(nil),            // 10: tether.daemon.v1.ReplayEvent
+	(*ReplayResult)(nil),           // 11: tether.daemon.v1.ReplayResult
+	(*ReplayDiff)(nil),             // 12: tether.daemon.v1.ReplayDiff
+	(*ReplaySummary)(nil),          // 13: tether.daemon.v1.ReplaySummary
+	(*RecordRequest)(nil),          // 14: tether.daemon.v1.RecordRequest
+	(*AgentResources)(nil),         // 15: tether.daemon.v1.AgentResources
+	(*RecordEvent)(nil),            // 16: tether.daemon.v1.RecordEvent
+	(*RecordInfo)(nil),             // 17: tether.daemon.v1.RecordInfo
+	(*RequestsRequest)(nil),        // 18: tether.daemon.v1.RequestsRequest
+	(*RequestsChunk)(nil),          // 19: tether.daemon.v1.RequestsChunk
+	(*PodRecording)(nil),           // 20: tether.daemon.v1.PodRecording
+	(*TraceRequest)(nil),           // 21: tether.daemon.v1.TraceRequest
+	(*TraceEvent)(nil),             // 22: tether.daemon.v1.TraceEvent
+	(*TraceReport)(nil),            // 23: tether.daemon.v1.TraceReport
+	(*TraceSource)(nil),            // 24: tether.daemon.v1.TraceSource
+	(*TraceTarget)(nil),            // 25: tether.daemon.v1.TraceTarget
+	(*TraceStep)(nil),              // 26: tether.daemon.v1.TraceStep
+	(*TraceDNS)(nil),               // 27: tether.daemon.v1.TraceDNS
+	(*ResolvConf)(nil),             // 28: tether.daemon.v1.ResolvConf
+	(*TraceQuery)(nil),             // 29: tether.daemon.v1.TraceQuery
+	(*TraceService)(nil),           // 30: tether.daemon.v1.TraceService
+	(*TracePort)(nil),              // 31: tether.daemon.v1.TracePort
+	(*TraceEndpoint)(nil),          // 32: tether.daemon.v1.TraceEndpoint
+	(*TracePolicy)(nil),            // 33: tether.daemon.v1.TracePolicy
+	(*TraceVerdict)(nil),           // 34: tether.daemon.v1.TraceVerdict
+	(*PolicyDirection)(nil),        // 35: tether.daemon.v1.PolicyDirection
+	(*TraceProbes)(nil),            // 36: tether.daemon.v1.TraceProbes
+	(*TraceProbe)(nil),             // 37: tether.daemon.v1.TraceProbe
+	(*CaptureRequest)(nil),         // 38: tether.daemon.v1.CaptureRequest
+	(*CaptureEvent)(nil),           // 39: tether.daemon.v1.CaptureEvent
+	(*StatusRequest)(nil),          // 40: tether.daemon.v1.StatusRequest
+	(*StatusResponse)(nil),         // 41: tether.daemon.v1.StatusResponse
+	(*AgentInfo)(nil),              // 42: tether.daemon.v1.AgentInfo
+	(*AgentPod)(nil),               // 43: tether.daemon.v1.AgentPod
+	(*InterceptInfo)(nil),          // 44: tether.daemon.v1.InterceptInfo
+	(*HTTPFilter)(nil),             // 45: tether.daemon.v1.HTTPFilter
+	(*PortIntercept)(nil),          // 46: tether.daemon.v1.PortIntercept
+	(*InterceptRequest)(nil),       // 47: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),         // 48: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),           // 49: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),          // 50: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),        // 51: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil),       // 52: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),         // 53: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),           // 54: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),            // 55: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),           // 56: tether.daemon.v1.QuitResponse
+	(*SessionStartRequest)(nil),    // 57: tether.daemon.v1.SessionStartRequest
+	(*SessionRequest)(nil),         // 58: tether.daemon.v1.SessionRequest
+	(*SessionInfo)(nil),            // 59: tether.daemon.v1.SessionInfo
+	(*SessionChange)(nil),          // 60: tether.daemon.v1.SessionChange
+	(*SessionDiffResponse)(nil),    // 61: tether.daemon.v1.SessionDiffResponse
+	(*SessionRollbackRequest)(nil), // 62: tether.daemon.v1.SessionRollbackRequest
+	(*SessionStep)(nil),            // 63: tether.daemon.v1.SessionStep
+	(*SessionRollbackResult)(nil),  // 64: tether.daemon.v1.SessionRollbackResult
+	(*SessionRollbackEvent)(nil),   // 65: tether.daemon.v1.SessionRollbackEvent
+	nil,                            // 66: tether.daemon.v1.ReplaySummary.ByStatusEntry
+	nil,                            // 67: tether.daemon.v1.TraceService.SelectorEntry
+	nil,                            // 68: tether.daemon.v1.InterceptInfo.PathsEntry
+	(*v1.Exchange)(nil),            // 69: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil),      // 70: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil),      // 71: tether.agent.v1.RecordingStats
+	(*v1.DNSRecord)(nil),           // 72: tether.agent.v1.DNSRecord
+	(*v1.PacketBatch)(nil),         // 73: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),        // 74: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	2,  // 0: tether.daemon.v1.EnvEvent.result:type_name -> tether.daemon.v1.EnvResult
@@ -5374,17 +6102,17 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	5,  // 3: tether.daemon.v1.EnvResult.not_copied:type_name -> tether.daemon.v1.EnvMount
 	8,  // 4: tether.daemon.v1.RunEvent.ready:type_name -> tether.daemon.v1.RunInfo
 	28, // 5: tether.daemon.v1.RunInfo.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
-	60, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	69, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
 	11, // 7: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
 	13, // 8: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
 	12, // 9: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
-	57, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
+	66, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
 	15, // 11: tether.daemon.v1.RecordRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
 	17, // 12: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	61, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	60, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	70, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	69, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
 	20, // 15: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	62, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	71, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
 	23, // 17: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
 	24, // 18: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
 	25, // 19: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
@@ -5395,57 +6123,72 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	36, // 24: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
 	28, // 25: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
 	29, // 26: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
-	63, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
+	72, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
 	31, // 28: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
-	58, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
+	67, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
 	32, // 30: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
 	34, // 31: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
 	35, // 32: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
 	35, // 33: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
 	37, // 34: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
-	64, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	65, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	73, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	74, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
 	44, // 37: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
 	42, // 38: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
-	43, // 39: tether.daemon.v1.AgentInfo.pods:type_name -> tether.daemon.v1.AgentPod
-	45, // 40: tether.daemon.v1.InterceptInfo.filter:type_name -> tether.daemon.v1.HTTPFilter
-	46, // 41: tether.daemon.v1.InterceptInfo.port_intercepts:type_name -> tether.daemon.v1.PortIntercept
-	59, // 42: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
-	45, // 43: tether.daemon.v1.PortIntercept.filter:type_name -> tether.daemon.v1.HTTPFilter
-	15, // 44: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
-	45, // 45: tether.daemon.v1.InterceptRequest.filter:type_name -> tether.daemon.v1.HTTPFilter
-	44, // 46: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	53, // 47: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	54, // 48: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	40, // 49: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	47, // 50: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	49, // 51: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	51, // 52: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	55, // 53: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	38, // 54: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	21, // 55: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	14, // 56: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	18, // 57: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	9,  // 58: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	0,  // 59: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
-	6,  // 60: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
-	41, // 61: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	48, // 62: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	50, // 63: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	52, // 64: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	56, // 65: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	39, // 66: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	22, // 67: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	16, // 68: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	19, // 69: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	10, // 70: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	1,  // 71: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
-	7,  // 72: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
-	61, // [61:73] is the sub-list for method output_type
-	49, // [49:61] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	59, // 39: tether.daemon.v1.StatusResponse.sessions:type_name -> tether.daemon.v1.SessionInfo
+	43, // 40: tether.daemon.v1.AgentInfo.pods:type_name -> tether.daemon.v1.AgentPod
+	45, // 41: tether.daemon.v1.InterceptInfo.filter:type_name -> tether.daemon.v1.HTTPFilter
+	46, // 42: tether.daemon.v1.InterceptInfo.port_intercepts:type_name -> tether.daemon.v1.PortIntercept
+	68, // 43: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
+	45, // 44: tether.daemon.v1.PortIntercept.filter:type_name -> tether.daemon.v1.HTTPFilter
+	15, // 45: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
+	45, // 46: tether.daemon.v1.InterceptRequest.filter:type_name -> tether.daemon.v1.HTTPFilter
+	44, // 47: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	53, // 48: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	54, // 49: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	59, // 50: tether.daemon.v1.SessionDiffResponse.session:type_name -> tether.daemon.v1.SessionInfo
+	60, // 51: tether.daemon.v1.SessionDiffResponse.changes:type_name -> tether.daemon.v1.SessionChange
+	59, // 52: tether.daemon.v1.SessionRollbackResult.session:type_name -> tether.daemon.v1.SessionInfo
+	53, // 53: tether.daemon.v1.SessionRollbackResult.tether:type_name -> tether.daemon.v1.RollbackResult
+	63, // 54: tether.daemon.v1.SessionRollbackResult.steps:type_name -> tether.daemon.v1.SessionStep
+	64, // 55: tether.daemon.v1.SessionRollbackEvent.result:type_name -> tether.daemon.v1.SessionRollbackResult
+	40, // 56: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	47, // 57: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	49, // 58: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	51, // 59: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	55, // 60: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	38, // 61: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	21, // 62: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	14, // 63: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	18, // 64: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	9,  // 65: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	0,  // 66: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
+	6,  // 67: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
+	57, // 68: tether.daemon.v1.Daemon.SessionStart:input_type -> tether.daemon.v1.SessionStartRequest
+	58, // 69: tether.daemon.v1.Daemon.SessionDiff:input_type -> tether.daemon.v1.SessionRequest
+	62, // 70: tether.daemon.v1.Daemon.SessionRollback:input_type -> tether.daemon.v1.SessionRollbackRequest
+	58, // 71: tether.daemon.v1.Daemon.SessionEnd:input_type -> tether.daemon.v1.SessionRequest
+	41, // 72: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	48, // 73: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	50, // 74: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	52, // 75: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	56, // 76: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	39, // 77: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	22, // 78: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	16, // 79: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	19, // 80: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	10, // 81: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	1,  // 82: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
+	7,  // 83: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
+	59, // 84: tether.daemon.v1.Daemon.SessionStart:output_type -> tether.daemon.v1.SessionInfo
+	61, // 85: tether.daemon.v1.Daemon.SessionDiff:output_type -> tether.daemon.v1.SessionDiffResponse
+	65, // 86: tether.daemon.v1.Daemon.SessionRollback:output_type -> tether.daemon.v1.SessionRollbackEvent
+	59, // 87: tether.daemon.v1.Daemon.SessionEnd:output_type -> tether.daemon.v1.SessionInfo
+	72, // [72:88] is the sub-list for method output_type
+	56, // [56:72] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -5465,6 +6208,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		(*ReplayEvent_Result)(nil),
 		(*ReplayEvent_Summary)(nil),
 	}
+	file_proto_daemon_v1_daemon_proto_msgTypes[11].OneofWrappers = []any{}
 	file_proto_daemon_v1_daemon_proto_msgTypes[16].OneofWrappers = []any{
 		(*RecordEvent_Progress)(nil),
 		(*RecordEvent_Info)(nil),
@@ -5482,13 +6226,17 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
+	file_proto_daemon_v1_daemon_proto_msgTypes[65].OneofWrappers = []any{
+		(*SessionRollbackEvent_Progress)(nil),
+		(*SessionRollbackEvent_Result)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   60,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

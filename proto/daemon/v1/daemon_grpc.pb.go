@@ -24,18 +24,22 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Daemon_Status_FullMethodName    = "/tether.daemon.v1.Daemon/Status"
-	Daemon_Intercept_FullMethodName = "/tether.daemon.v1.Daemon/Intercept"
-	Daemon_Leave_FullMethodName     = "/tether.daemon.v1.Daemon/Leave"
-	Daemon_Rollback_FullMethodName  = "/tether.daemon.v1.Daemon/Rollback"
-	Daemon_Quit_FullMethodName      = "/tether.daemon.v1.Daemon/Quit"
-	Daemon_Capture_FullMethodName   = "/tether.daemon.v1.Daemon/Capture"
-	Daemon_Trace_FullMethodName     = "/tether.daemon.v1.Daemon/Trace"
-	Daemon_Record_FullMethodName    = "/tether.daemon.v1.Daemon/Record"
-	Daemon_Requests_FullMethodName  = "/tether.daemon.v1.Daemon/Requests"
-	Daemon_Replay_FullMethodName    = "/tether.daemon.v1.Daemon/Replay"
-	Daemon_Env_FullMethodName       = "/tether.daemon.v1.Daemon/Env"
-	Daemon_Run_FullMethodName       = "/tether.daemon.v1.Daemon/Run"
+	Daemon_Status_FullMethodName          = "/tether.daemon.v1.Daemon/Status"
+	Daemon_Intercept_FullMethodName       = "/tether.daemon.v1.Daemon/Intercept"
+	Daemon_Leave_FullMethodName           = "/tether.daemon.v1.Daemon/Leave"
+	Daemon_Rollback_FullMethodName        = "/tether.daemon.v1.Daemon/Rollback"
+	Daemon_Quit_FullMethodName            = "/tether.daemon.v1.Daemon/Quit"
+	Daemon_Capture_FullMethodName         = "/tether.daemon.v1.Daemon/Capture"
+	Daemon_Trace_FullMethodName           = "/tether.daemon.v1.Daemon/Trace"
+	Daemon_Record_FullMethodName          = "/tether.daemon.v1.Daemon/Record"
+	Daemon_Requests_FullMethodName        = "/tether.daemon.v1.Daemon/Requests"
+	Daemon_Replay_FullMethodName          = "/tether.daemon.v1.Daemon/Replay"
+	Daemon_Env_FullMethodName             = "/tether.daemon.v1.Daemon/Env"
+	Daemon_Run_FullMethodName             = "/tether.daemon.v1.Daemon/Run"
+	Daemon_SessionStart_FullMethodName    = "/tether.daemon.v1.Daemon/SessionStart"
+	Daemon_SessionDiff_FullMethodName     = "/tether.daemon.v1.Daemon/SessionDiff"
+	Daemon_SessionRollback_FullMethodName = "/tether.daemon.v1.Daemon/SessionRollback"
+	Daemon_SessionEnd_FullMethodName      = "/tether.daemon.v1.Daemon/SessionEnd"
 )
 
 // DaemonClient is the client API for Daemon service.
@@ -87,6 +91,19 @@ type DaemonClient interface {
 	// run until the client ends the stream. The stream ends with an error
 	// when the agent's link dies.
 	Run(ctx context.Context, in *RunRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RunEvent], error)
+	// SessionStart snapshots, in Secrets of the namespace, the objects a
+	// developer may change while debugging (docs/session.md). A namespace
+	// holds one session at a time: a second is INVALID_ARGUMENT.
+	SessionStart(ctx context.Context, in *SessionStartRequest, opts ...grpc.CallOption) (*SessionInfo, error)
+	// SessionDiff says what changed since the session's start, object by
+	// object and field by field.
+	SessionDiff(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (*SessionDiffResponse, error)
+	// SessionRollback restores the snapshot: it streams progress lines, then
+	// the result. An object it cannot restore in place is FAILED_PRECONDITION
+	// (nothing changed) unless force.
+	SessionRollback(ctx context.Context, in *SessionRollbackRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SessionRollbackEvent], error)
+	// SessionEnd keeps the changes and drops the snapshot.
+	SessionEnd(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (*SessionInfo, error)
 }
 
 type daemonClient struct {
@@ -289,6 +306,55 @@ func (c *daemonClient) Run(ctx context.Context, in *RunRequest, opts ...grpc.Cal
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Daemon_RunClient = grpc.ServerStreamingClient[RunEvent]
 
+func (c *daemonClient) SessionStart(ctx context.Context, in *SessionStartRequest, opts ...grpc.CallOption) (*SessionInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SessionInfo)
+	err := c.cc.Invoke(ctx, Daemon_SessionStart_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *daemonClient) SessionDiff(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (*SessionDiffResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SessionDiffResponse)
+	err := c.cc.Invoke(ctx, Daemon_SessionDiff_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *daemonClient) SessionRollback(ctx context.Context, in *SessionRollbackRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SessionRollbackEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Daemon_ServiceDesc.Streams[8], Daemon_SessionRollback_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SessionRollbackRequest, SessionRollbackEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_SessionRollbackClient = grpc.ServerStreamingClient[SessionRollbackEvent]
+
+func (c *daemonClient) SessionEnd(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (*SessionInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SessionInfo)
+	err := c.cc.Invoke(ctx, Daemon_SessionEnd_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DaemonServer is the server API for Daemon service.
 // All implementations must embed UnimplementedDaemonServer
 // for forward compatibility.
@@ -338,6 +404,19 @@ type DaemonServer interface {
 	// run until the client ends the stream. The stream ends with an error
 	// when the agent's link dies.
 	Run(*RunRequest, grpc.ServerStreamingServer[RunEvent]) error
+	// SessionStart snapshots, in Secrets of the namespace, the objects a
+	// developer may change while debugging (docs/session.md). A namespace
+	// holds one session at a time: a second is INVALID_ARGUMENT.
+	SessionStart(context.Context, *SessionStartRequest) (*SessionInfo, error)
+	// SessionDiff says what changed since the session's start, object by
+	// object and field by field.
+	SessionDiff(context.Context, *SessionRequest) (*SessionDiffResponse, error)
+	// SessionRollback restores the snapshot: it streams progress lines, then
+	// the result. An object it cannot restore in place is FAILED_PRECONDITION
+	// (nothing changed) unless force.
+	SessionRollback(*SessionRollbackRequest, grpc.ServerStreamingServer[SessionRollbackEvent]) error
+	// SessionEnd keeps the changes and drops the snapshot.
+	SessionEnd(context.Context, *SessionRequest) (*SessionInfo, error)
 	mustEmbedUnimplementedDaemonServer()
 }
 
@@ -383,6 +462,18 @@ func (UnimplementedDaemonServer) Env(*EnvRequest, grpc.ServerStreamingServer[Env
 }
 func (UnimplementedDaemonServer) Run(*RunRequest, grpc.ServerStreamingServer[RunEvent]) error {
 	return status.Error(codes.Unimplemented, "method Run not implemented")
+}
+func (UnimplementedDaemonServer) SessionStart(context.Context, *SessionStartRequest) (*SessionInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method SessionStart not implemented")
+}
+func (UnimplementedDaemonServer) SessionDiff(context.Context, *SessionRequest) (*SessionDiffResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SessionDiff not implemented")
+}
+func (UnimplementedDaemonServer) SessionRollback(*SessionRollbackRequest, grpc.ServerStreamingServer[SessionRollbackEvent]) error {
+	return status.Error(codes.Unimplemented, "method SessionRollback not implemented")
+}
+func (UnimplementedDaemonServer) SessionEnd(context.Context, *SessionRequest) (*SessionInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method SessionEnd not implemented")
 }
 func (UnimplementedDaemonServer) mustEmbedUnimplementedDaemonServer() {}
 func (UnimplementedDaemonServer) testEmbeddedByValue()                {}
@@ -565,6 +656,71 @@ func _Daemon_Run_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Daemon_RunServer = grpc.ServerStreamingServer[RunEvent]
 
+func _Daemon_SessionStart_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SessionStartRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DaemonServer).SessionStart(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Daemon_SessionStart_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DaemonServer).SessionStart(ctx, req.(*SessionStartRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Daemon_SessionDiff_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DaemonServer).SessionDiff(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Daemon_SessionDiff_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DaemonServer).SessionDiff(ctx, req.(*SessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Daemon_SessionRollback_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SessionRollbackRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DaemonServer).SessionRollback(m, &grpc.GenericServerStream[SessionRollbackRequest, SessionRollbackEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Daemon_SessionRollbackServer = grpc.ServerStreamingServer[SessionRollbackEvent]
+
+func _Daemon_SessionEnd_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DaemonServer).SessionEnd(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Daemon_SessionEnd_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DaemonServer).SessionEnd(ctx, req.(*SessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Daemon_ServiceDesc is the grpc.ServiceDesc for Daemon service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -587,6 +743,18 @@ var Daemon_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Quit",
 			Handler:    _Daemon_Quit_Handler,
+		},
+		{
+			MethodName: "SessionStart",
+			Handler:    _Daemon_SessionStart_Handler,
+		},
+		{
+			MethodName: "SessionDiff",
+			Handler:    _Daemon_SessionDiff_Handler,
+		},
+		{
+			MethodName: "SessionEnd",
+			Handler:    _Daemon_SessionEnd_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
@@ -628,6 +796,11 @@ var Daemon_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Run",
 			Handler:       _Daemon_Run_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "SessionRollback",
+			Handler:       _Daemon_SessionRollback_Handler,
 			ServerStreams: true,
 		},
 	},
