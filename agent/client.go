@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -166,4 +167,19 @@ func (c *Client) StopProfile(ctx context.Context) (Profiles, error) {
 		return Profiles{}, fromStatus("stop the agent's profile", err)
 	}
 	return ProfilesFromProto(resp), nil
+}
+
+// ExpectProbe asks the agent to answer readiness probes carrying nonce.
+func (c *Client) ExpectProbe(ctx context.Context, nonce []byte, ttl time.Duration, forget bool) error {
+	_, err := c.rpc.ExpectProbe(ctx, &agentv1.ExpectProbeRequest{Nonce: nonce, TtlMillis: ttl.Milliseconds(), Forget: forget})
+	return fromStatus("expect readiness probes", err)
+}
+
+// ProbeService asks the agent to check that a Service reaches the agents.
+func (c *Client) ProbeService(ctx context.Context, req ServiceProbeRequest) (ServiceProbeResult, error) {
+	resp, err := c.rpc.ProbeService(ctx, ServiceProbeRequestToProto(req))
+	if err != nil {
+		return ServiceProbeResult{}, fromStatus("probe service "+req.Address, err)
+	}
+	return ServiceProbeResultFromProto(resp), nil
 }

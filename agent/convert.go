@@ -18,7 +18,11 @@ import (
 // InfoToProto and InfoFromProto carry Info.
 func InfoToProto(info Info) *agentv1.InfoResponse {
 	resp := &agentv1.InfoResponse{Version: info.Version, Commit: info.Commit, PodName: info.PodName,
-		PodNamespace: info.PodNamespace, StartedUnixNano: info.StartedAt.UnixNano()}
+		PodNamespace: info.PodNamespace, StartedUnixNano: info.StartedAt.UnixNano(),
+		RecordingPaused: info.RecordingPaused, RecordIdleNanos: int64(info.RecordIdle)}
+	if !info.IdleSince.IsZero() {
+		resp.IdleSinceUnixNano = info.IdleSince.UnixNano()
+	}
 	for _, f := range info.Forwards {
 		pf := &agentv1.Forward{ListenPort: uint32(f.ListenPort), AppPort: uint32(f.AppPort), Intercepted: f.Intercepted,
 			ToApp: f.ToApp, NotHttp: f.NotHTTP, Tls: f.TLS}
@@ -34,7 +38,11 @@ func InfoToProto(info Info) *agentv1.InfoResponse {
 
 func InfoFromProto(resp *agentv1.InfoResponse) Info {
 	info := Info{Version: resp.GetVersion(), Commit: resp.GetCommit(), PodName: resp.GetPodName(),
-		PodNamespace: resp.GetPodNamespace(), StartedAt: time.Unix(0, resp.GetStartedUnixNano())}
+		PodNamespace: resp.GetPodNamespace(), StartedAt: time.Unix(0, resp.GetStartedUnixNano()),
+		RecordingPaused: resp.GetRecordingPaused(), RecordIdle: time.Duration(resp.GetRecordIdleNanos())}
+	if n := resp.GetIdleSinceUnixNano(); n != 0 {
+		info.IdleSince = time.Unix(0, n)
+	}
 	for _, f := range resp.GetForwards() {
 		fs := ForwardStatus{
 			Forward:     Forward{ListenPort: int(f.GetListenPort()), AppPort: int(f.GetAppPort())},

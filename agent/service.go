@@ -23,6 +23,14 @@ type Info struct {
 	PodNamespace string
 	StartedAt    time.Time
 	Forwards     []ForwardStatus
+	// IdleSince is since when nothing has intercepted the agent's ports
+	// (its start, if nothing ever did); zero while something does.
+	IdleSince time.Time
+	// RecordIdle is how long the agent records while idle (0: always);
+	// RecordingPaused says that time is up: it forwards without recording
+	// until the next intercept.
+	RecordIdle      time.Duration
+	RecordingPaused bool
 }
 
 // Forward is one port the agent sits in front of.
@@ -129,6 +137,13 @@ type Service interface {
 	// StopProfile stops the profile this tunnel started and returns it
 	// (ErrNotProfiling when there is none).
 	StopProfile(ctx context.Context) (Profiles, error)
+	// ExpectProbe makes the agent answer readiness probes carrying nonce
+	// (ProbeNonceSize bytes) for ttl instead of forwarding them; forget
+	// stops that at once.
+	ExpectProbe(ctx context.Context, nonce []byte, ttl time.Duration, forget bool) error
+	// ProbeService checks from the pod that a Service sends its
+	// connections to the expected pods' agents.
+	ProbeService(ctx context.Context, req ServiceProbeRequest) (ServiceProbeResult, error)
 }
 
 // Errors of Rotate.

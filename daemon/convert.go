@@ -61,8 +61,16 @@ func StatusToProto(st Status) *daemonv1.StatusResponse {
 		resp.Intercepts = append(resp.Intercepts, InterceptInfoToProto(i))
 	}
 	for _, a := range st.Agents {
-		resp.Agents = append(resp.Agents, &daemonv1.AgentInfo{Workload: a.Workload, Namespace: a.Namespace, Recording: a.Recording,
-			RedactionOff: a.RedactionOff, RedactedNames: a.Redacted, NoRestartUnheld: a.NoRestartUnheld})
+		pa := &daemonv1.AgentInfo{Workload: a.Workload, Namespace: a.Namespace, Recording: a.Recording,
+			RedactionOff: a.RedactionOff, RedactedNames: a.Redacted, NoRestartUnheld: a.NoRestartUnheld}
+		for _, p := range a.Pods {
+			pp := &daemonv1.AgentPod{Pod: p.Pod, RecordingPaused: p.RecordingPaused, RecordIdleNanos: int64(p.RecordIdle), Error: p.Error}
+			if !p.IdleSince.IsZero() {
+				pp.IdleSinceUnixNano = p.IdleSince.UnixNano()
+			}
+			pa.Pods = append(pa.Pods, pp)
+		}
+		resp.Agents = append(resp.Agents, pa)
 	}
 	for _, se := range st.Sessions {
 		resp.Sessions = append(resp.Sessions, SessionInfoToProto(se))
@@ -77,8 +85,16 @@ func StatusFromProto(resp *daemonv1.StatusResponse) Status {
 		st.Intercepts = append(st.Intercepts, InterceptInfoFromProto(i))
 	}
 	for _, a := range resp.GetAgents() {
-		st.Agents = append(st.Agents, AgentInfo{Workload: a.GetWorkload(), Namespace: a.GetNamespace(), Recording: a.GetRecording(),
-			RedactionOff: a.GetRedactionOff(), Redacted: a.GetRedactedNames(), NoRestartUnheld: a.GetNoRestartUnheld()})
+		ai := AgentInfo{Workload: a.GetWorkload(), Namespace: a.GetNamespace(), Recording: a.GetRecording(),
+			RedactionOff: a.GetRedactionOff(), Redacted: a.GetRedactedNames(), NoRestartUnheld: a.GetNoRestartUnheld()}
+		for _, p := range a.GetPods() {
+			ap := AgentPod{Pod: p.GetPod(), RecordingPaused: p.GetRecordingPaused(), RecordIdle: time.Duration(p.GetRecordIdleNanos()), Error: p.GetError()}
+			if n := p.GetIdleSinceUnixNano(); n != 0 {
+				ap.IdleSince = time.Unix(0, n)
+			}
+			ai.Pods = append(ai.Pods, ap)
+		}
+		st.Agents = append(st.Agents, ai)
 	}
 	for _, se := range resp.GetSessions() {
 		st.Sessions = append(st.Sessions, SessionInfoFromProto(se))

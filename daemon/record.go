@@ -39,7 +39,9 @@ type RecordInfo struct {
 
 // RecordArgs are the agent flags for the request's recording options.
 func (r RecordRequest) RecordArgs() []string {
-	var args []string
+	// What the user asked to record is recorded until they roll it back:
+	// no pause when nothing intercepts (an intercept's agent pauses).
+	args := []string{"--record-idle", "0"}
 	if len(r.Redact) > 0 {
 		args = append(args, "--redact", strings.Join(r.Redact, ","))
 	}

@@ -91,6 +91,23 @@ type AgentInfo struct {
 	// that this daemon does not hold (another tether's, or one whose
 	// daemon stopped): the Service selects only the pods marked then.
 	NoRestartUnheld bool `json:"noRestartUnheld,omitempty"`
+	// Pods are the workload's agents as each reports itself.
+	Pods []AgentPod `json:"pods,omitempty"`
+}
+
+// AgentPod is one pod's agent: whether anything intercepts it, and
+// whether it still records.
+type AgentPod struct {
+	Pod string `json:"pod"`
+	// IdleSince is since when nothing has intercepted it (its start, if
+	// nothing ever did); zero while something does.
+	IdleSince time.Time `json:"idleSince,omitzero"`
+	// RecordingPaused: idle for RecordIdle or longer, it forwards without
+	// recording until the next intercept. RecordIdle 0: it never pauses.
+	RecordingPaused bool          `json:"recordingPaused,omitempty"`
+	RecordIdle      time.Duration `json:"recordIdle,omitempty"`
+	// Error says why the agent could not be asked.
+	Error string `json:"error,omitempty"`
 }
 
 // InterceptRequest asks for an intercept.

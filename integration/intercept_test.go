@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -186,6 +187,9 @@ func (e *env) waitAppRoutes(replicas int) {
 
 func (e *env) mustTether(args ...string) string {
 	e.t.Helper()
+	if len(args) > 0 && (args[0] == "intercept" || args[0] == "record") && !slices.Contains(args, "--agent-image") {
+		args = agentImage(args...) // this tree's agent when TETHER_AGENT_IMAGE names it
+	}
 	args = append(args, "--kubeconfig", e.kubeconfig, "-n", e.ns)
 	out, errOut, code := e.tether(args...)
 	if code != 0 {

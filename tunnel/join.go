@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 )
 
@@ -38,7 +39,7 @@ func Join(a, b net.Conn) (aToB, bToA int64, err error) {
 // copyHalf copies src to dst, then half-closes dst (or closes it when it
 // cannot half-close, and src too, to unblock the other direction).
 func copyHalf(dst, src net.Conn) (int64, error) {
-	n, err := joinCopier.Copy(dst, src)
+	n, err := copyConn(dst, src)
 	if cw, ok := dst.(closeWriter); ok {
 		cw.CloseWrite()
 	} else {
@@ -50,6 +51,21 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 		dst.Close()
 	}
 	return n, err
+}
+
+// copyConn copies src to dst: between two TCP connections with the
+// kernel's splice (Linux: *net.TCPConn.ReadFrom; the bytes never enter
+// this process), else with joinCopier. A wrapper around either side (a
+// recording tap, a readiness check) takes the copier.
+func copyConn(dst, src net.Conn) (int64, error) {
+	if d, ok := dst.(*net.TCPConn); ok && runtime.GOOS == "linux" {
+		// Elsewhere ReadFrom is io.Copy's 32 KiB buffer per direction,
+		// where the copier holds 2 KiB while a connection idles.
+		if s, ok := src.(*net.TCPConn); ok {
+			return d.ReadFrom(s)
+		}
+	}
+	return joinCopier.Copy(dst, src)
 }
 
 // joinCopier moves up to 256 KiB per Write during bulk: one yamux frame,

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/agent/internal/httprec"
+	"github.com/tetherkube/tether/agent/internal/readyprobe"
 	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/tunnel"
 )
@@ -64,6 +65,10 @@ type RecordConfig struct {
 	BodyCap int
 	// Redactor removes secrets before anything is stored.
 	Redactor recording.Redactor
+	// Idle pauses recording once no tunnel has been open for this long
+	// (0: never); the next tunnel resumes it. What was recorded stays
+	// readable.
+	Idle time.Duration
 }
 
 // Recording defaults: 64 MiB in all, 1 MiB per body.
@@ -75,7 +80,7 @@ const (
 // DefaultConfig returns a Config with the default tunnel address.
 func DefaultConfig() Config {
 	return Config{TunnelAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(agent.DefaultTunnelPort)), DialTimeout: 5 * time.Second,
-		Record: RecordConfig{Budget: DefaultRecordBudget, BodyCap: DefaultRecordBodyCap}}
+		Record: RecordConfig{Budget: DefaultRecordBudget, BodyCap: DefaultRecordBodyCap, Idle: DefaultRecordIdle}}
 }
 
 // Validate checks the Config without doing any I/O.
@@ -117,6 +122,9 @@ func (c Config) Validate() error {
 	if c.BootstrapTTL < 0 {
 		errs = append(errs, fmt.Errorf("bootstrap TTL must not be negative, got %s", c.BootstrapTTL))
 	}
+	if c.Record.Idle < 0 {
+		errs = append(errs, fmt.Errorf("recording idle time must not be negative, got %s", c.Record.Idle))
+	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("dial timeout must be positive, got %s", c.DialTimeout))
 	}
@@ -140,6 +148,10 @@ type Agent struct {
 	ring *httprec.Ring
 	// recOpts shape every connection's recording.
 	recOpts httprec.Options
+	// idle knows whether a daemon uses the agent (idle.go).
+	idle *idleClock
+	// nonces are the readiness probes the agent answers now (ready.go).
+	nonces *readyprobe.Nonces
 	// dialDirect opens a direct path (tunnel.DialDirect; tests replace it).
 	dialDirect func(ctx context.Context, addr string, der []byte, cfg tunnel.Config) (*tunnel.Session, error)
 }
@@ -154,7 +166,8 @@ func New(cfg Config) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{cfg: cfg, log: log, started: time.Now(), ports: map[int]*portState{},
-		directs: map[*tunnel.Session]*tunnel.Session{}, dialDirect: tunnel.DialDirect}
+		directs: map[*tunnel.Session]*tunnel.Session{}, dialDirect: tunnel.DialDirect,
+		nonces: readyprobe.NewNonces(nil), idle: newIdleClock(time.Now)}
 	a.keys = newKeyring(cfg.Token, cfg.BootstrapTTL, time.Now)
 	if !cfg.Record.Off {
 		a.ring = httprec.NewRing(cfg.Record.Budget)
@@ -196,6 +209,9 @@ func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []
 	}
 	a.log.Info("agent serving", "tunnel", tl.Addr().String(), "forwards", a.cfg.Forwards,
 		"pod", a.cfg.PodNamespace+"/"+a.cfg.PodName)
+	if a.ring != nil {
+		a.idle.start(a.cfg.Record.Idle, a.logPaused)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 1+len(forwards))
 	wg.Add(1 + len(forwards))

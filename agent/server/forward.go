@@ -35,9 +35,12 @@ func (a *Agent) serveForward(ctx context.Context, f agent.Forward, l net.Listene
 func (a *Agent) route(ctx context.Context, f agent.Forward, c net.Conn) {
 	sess, router := a.routeOf(f.ListenPort)
 	if router != nil {
-		router.ServeConn(ctx, c)
+		router.ServeConn(ctx, c) // answers readiness probes in its sniff
 		return
 	}
+	// A readiness probe is answered on the copy's first read, while a
+	// check runs; otherwise c is as accepted.
+	c = a.nonces.Watch(c, a.cfg.PodName)
 	if sess != nil {
 		st, err := a.openConn(ctx, sess)
 		if err == nil {
@@ -64,7 +67,8 @@ func (a *Agent) route(ctx context.Context, f agent.Forward, c net.Conn) {
 // join joins the caller to where its connection goes, recording the
 // exchanges when recording is on.
 func (a *Agent) join(c, upstream net.Conn, f agent.Forward, dest string) {
-	if a.ring == nil {
+	if !a.recording() {
+		// Two *net.TCPConn (not watched for a readiness probe): spliced.
 		tunnel.Join(c, upstream)
 		return
 	}

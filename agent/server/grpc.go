@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -112,4 +113,17 @@ func (s *grpcServer) StopProfile(ctx context.Context, _ *agentv1.StopProfileRequ
 		return nil, toStatus(err)
 	}
 	return agent.ProfilesToProto(p), nil
+}
+
+func (s *grpcServer) ExpectProbe(ctx context.Context, req *agentv1.ExpectProbeRequest) (*agentv1.ExpectProbeResponse, error) {
+	err := s.svc.ExpectProbe(ctx, req.GetNonce(), time.Duration(req.GetTtlMillis())*time.Millisecond, req.GetForget())
+	return &agentv1.ExpectProbeResponse{}, toStatus(err)
+}
+
+func (s *grpcServer) ProbeService(ctx context.Context, req *agentv1.ProbeServiceRequest) (*agentv1.ProbeServiceResponse, error) {
+	r, err := s.svc.ProbeService(ctx, agent.ServiceProbeRequestFromProto(req))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return agent.ServiceProbeResultToProto(r), nil
 }

@@ -142,6 +142,7 @@ func (a *Agent) portLocked(port int) *portState {
 // reroute gives p's router its routes, making it when first needed; a.mu
 // held.
 func (a *Agent) reroute(f agent.Forward, p *portState) {
+	a.noteIntercepts()
 	if p.router == nil {
 		if !p.routed() {
 			return
@@ -169,9 +170,15 @@ func (a *Agent) newRouter(f agent.Forward) *httproute.Router {
 			return d.DialContext(ctx, "tcp", app)
 		},
 		Logger: a.log.With("port", f.ListenPort),
+		Probe: func(c net.Conn, first []byte) bool {
+			return a.nonces.Answer(c, first, a.cfg.PodName)
+		},
 	}
 	if a.ring != nil {
 		cfg.Upstream = func(c net.Conn, src string, to *httproute.Route) net.Conn {
+			if !a.recording() {
+				return c
+			}
 			dest := recording.ToApp
 			switch {
 			case to != nil && to.Mirror:

@@ -59,6 +59,7 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		return nil
 	})
+	fs.DurationVar(&cfg.Record.Idle, "record-idle", cfg.Record.Idle, "pause recording once no daemon has had a tunnel open this long (0: never); the next tunnel resumes it")
 	fs.BoolVar(&cfg.Record.Redactor.Off, "no-redact", false, "record secrets (Authorization, Cookie, ...) as seen")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {

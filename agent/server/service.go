@@ -61,6 +61,11 @@ func (a *Agent) info() agent.Info {
 		PodName:      a.cfg.PodName,
 		PodNamespace: a.cfg.PodNamespace,
 		StartedAt:    a.started,
+		IdleSince:    a.idle.idleSince(),
+	}
+	if a.ring != nil {
+		info.RecordIdle = a.cfg.Record.Idle
+		info.RecordingPaused = !a.recording()
 	}
 	for _, f := range a.cfg.Forwards {
 		info.Forwards = append(info.Forwards, a.forwardStatus(f))

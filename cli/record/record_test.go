@@ -65,7 +65,7 @@ func TestRecordValidate(t *testing.T) {
 
 func TestRecordArgs(t *testing.T) {
 	got := daemon.RecordRequest{Redact: []string{"password", "x-api-key"}, BodyCap: 4096, Budget: 8 << 20}.RecordArgs()
-	want := []string{"--redact", "password,x-api-key", "--record-body-cap", "4096", "--record-budget", "8388608"}
+	want := []string{"--record-idle", "0", "--redact", "password,x-api-key", "--record-body-cap", "4096", "--record-budget", "8388608"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
 	}

@@ -31,6 +31,8 @@ type StatusOptions struct {
 
 	// DaemonService reaches the running daemon; it does not start one.
 	DaemonService func(ctx context.Context) (daemon.Service, func(), error)
+	// Now is the clock idle times are counted by (nil: time.Now).
+	Now func() time.Time
 }
 
 // NewCmdStatus returns the status command; runF replaces Run in tests.
@@ -119,6 +121,13 @@ func (o *StatusOptions) print(rep Report) error {
 					"stopped): its Service sends traffic only to the pods marked then; if nobody uses it, `tether rollback %s -n %s`", a.Workload, a.Namespace)
 			}
 			fmt.Fprintf(out, "  %s in %s: %s\n", a.Workload, a.Namespace, rec)
+			now := time.Now
+			if o.Now != nil {
+				now = o.Now
+			}
+			for _, p := range a.Pods {
+				fmt.Fprintf(out, "    pod %s: %s\n", p.Pod, podState(p, a.Recording, now()))
+			}
 		}
 	}
 	if len(st.Sessions) > 0 {
@@ -172,4 +181,40 @@ func modeNote(mode string) string {
 		return "; mode: no-restart"
 	}
 	return ""
+}
+
+// podState says whether a pod's agent is in use, idle (for how long) and
+// recording.
+func podState(p daemon.AgentPod, recording bool, now time.Time) string {
+	switch {
+	case p.Error != "":
+		return "not reachable: " + p.Error
+	case p.IdleSince.IsZero():
+		return "intercepted"
+	}
+	idle := "idle " + roughly(now.Sub(p.IdleSince))
+	switch {
+	case !recording:
+		return idle
+	case p.RecordingPaused:
+		return idle + ", recording paused (the next intercept resumes it)"
+	case p.RecordIdle > 0:
+		return idle + ", recording until idle " + roughly(p.RecordIdle) + " (--record-idle)"
+	}
+	return idle + ", recording (never pauses)"
+}
+
+// roughly writes d as people say it: 45s, 12m, 3h5m.
+func roughly(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	}
+	h := int(d.Hours())
+	if m := int(d.Minutes()) - 60*h; m > 0 {
+		return fmt.Sprintf("%dh%dm", h, m)
+	}
+	return fmt.Sprintf("%dh", h)
 }

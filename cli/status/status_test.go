@@ -66,7 +66,14 @@ func daemonStatus() daemon.Status {
 	return daemon.Status{Context: "test", Server: "https://10.0.0.1:6443", ServerVersion: "v1.32.0", DaemonVersion: "dev", PID: 42,
 		Intercepts: []daemon.InterceptInfo{{Name: "deployment/orders", Namespace: "shop", Service: "orders", ServicePort: 80,
 			AgentPort: 17000, LocalPort: 3000, Pods: []string{"orders-1"}, Paths: map[string]string{"orders-1": "direct"}}},
-		Agents: []daemon.AgentInfo{{Workload: "deployment/orders", Namespace: "shop", Recording: true, Redacted: []string{"authorization", "cookie"}}},
+		Agents: []daemon.AgentInfo{{Workload: "deployment/orders", Namespace: "shop", Recording: true, Redacted: []string{"authorization", "cookie"},
+			Pods: []daemon.AgentPod{
+				{Pod: "orders-1"},
+				{Pod: "orders-2", IdleSince: statusNow.Add(-12 * time.Minute), RecordIdle: 30 * time.Minute},
+				{Pod: "orders-3", IdleSince: statusNow.Add(-(3*time.Hour + 5*time.Minute)), RecordIdle: 30 * time.Minute, RecordingPaused: true},
+				{Pod: "orders-4", IdleSince: statusNow.Add(-45 * time.Second)},
+				{Pod: "orders-5", Error: "tunnel to pod orders-5: refused"},
+			}}},
 		Sessions: []daemon.SessionInfo{{Name: "incident-42", Namespace: "shop", Since: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC),
 			By: "ana@laptop", Objects: 7, Hash: "ab12"}}}
 }
@@ -77,6 +84,7 @@ func TestStatusRunNoRestart(t *testing.T) {
 	st := daemonStatus()
 	st.Intercepts[0].Mode = "no-restart"
 	st.Agents = []daemon.AgentInfo{{Workload: "deployment/billing", Namespace: "shop", NoRestartUnheld: true}}
+	st.Sessions = nil
 	fake := &cmdtest.FakeService{StatusFunc: func(context.Context) (daemon.Status, error) { return st, nil }}
 	streams, out, _ := cmdtest.Streams()
 	o := &StatusOptions{IOStreams: streams, DaemonService: cmdtest.ServeDaemon(t, fake)}
@@ -94,10 +102,12 @@ Agents (` + "`tether rollback WORKLOAD`" + ` removes one):
 	}
 }
 
+var statusNow = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
 func TestStatusRun(t *testing.T) {
 	fake := &cmdtest.FakeService{StatusFunc: func(context.Context) (daemon.Status, error) { return daemonStatus(), nil }}
 	streams, out, _ := cmdtest.Streams()
-	o := &StatusOptions{IOStreams: streams, DaemonService: cmdtest.ServeDaemon(t, fake)}
+	o := &StatusOptions{IOStreams: streams, DaemonService: cmdtest.ServeDaemon(t, fake), Now: func() time.Time { return statusNow }}
 	if err := o.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +116,11 @@ Intercepts:
   deployment/orders in shop: service orders port 80 -> localhost:3000 (agent port 17000; pods: orders-1 (direct))
 Agents (` + "`tether rollback WORKLOAD`" + ` removes one):
   deployment/orders in shop: recording, redacting authorization, cookie and names that look secret (docs/replay.md)
+    pod orders-1: intercepted
+    pod orders-2: idle 12m, recording until idle 30m (--record-idle)
+    pod orders-3: idle 3h5m, recording paused (the next intercept resumes it)
+    pod orders-4: idle 45s, recording (never pauses)
+    pod orders-5: not reachable: tunnel to pod orders-5: refused
 Sessions (` + "`tether session diff -n NAMESPACE`" + ` shows what changed):
   incident-42 in shop: since 2026-11-30T12:00:00Z by ana@laptop, 7 objects
 `

@@ -156,6 +156,17 @@ func (d *Daemon) agents(ctx context.Context) []daemon.AgentInfo {
 		return nil
 	}
 	var out []daemon.AgentInfo
+	defer func() {
+		// Each agent says whether it is idle, all workloads at once.
+		var wg sync.WaitGroup
+		for i := range out {
+			d.mu.Lock()
+			ic := d.intercepts[out[i].Namespace+"/"+out[i].Workload]
+			d.mu.Unlock()
+			wg.Go(func() { out[i].Pods = d.agentPods(ctx, out[i].Namespace, out[i].Workload, ic) })
+		}
+		wg.Wait()
+	}()
 	for _, e := range entries {
 		if e.NoRestart {
 			d.mu.Lock()

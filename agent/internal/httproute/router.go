@@ -46,6 +46,10 @@ type Config struct {
 	// caller silent that long is taken for a protocol where the server
 	// speaks first, and joined to the app unfiltered.
 	Sniff time.Duration
+	// Probe, when set, is given each connection's sniffed first bytes;
+	// true means it answered the connection (a readiness probe) and closed
+	// it, and the router does nothing more with it.
+	Probe func(c net.Conn, first []byte) bool
 	// MirrorQueue bounds the copies waiting for their laptop (default
 	// 4096); past it copies are dropped, counted. A copy that waited
 	// longer than MirrorTimeout is dropped too: the laptop is not keeping up.
@@ -217,6 +221,9 @@ func (r *Router) Close() error {
 // c is closed when it ends.
 func (r *Router) ServeConn(ctx context.Context, c net.Conn) {
 	prefix, kind := sniff(c, r.cfg.Sniff)
+	if kind == kindOther && r.cfg.Probe != nil && r.cfg.Probe(c, prefix) {
+		return
+	}
 	pc := &prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(prefix), c)}
 	if kind == kindHTTP {
 		if !r.ln.hand(pc) {

@@ -43,7 +43,7 @@ func waitEndpoints(ctx context.Context, cs kubernetes.Interface, ns, svc string,
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("service/%s still routes to %d pods without the agent after %s", svc, other, timeout)
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -31,7 +31,9 @@ import (
 )
 
 // ProxySettle is how long an intercept waits, once the Service's endpoints
-// name only agent pods, for kube-proxy to apply them on the nodes.
+// name only agent pods, for kube-proxy to apply them on the nodes, when
+// the agents cannot be asked to check it (an agent image from before
+// readiness probes; ready.go).
 const ProxySettle = 2 * time.Second
 
 // Request is what to intercept.
@@ -86,8 +88,11 @@ type Manager struct {
 	Log    *slog.Logger
 	// Progress receives one line per step and per second of waiting.
 	Progress func(string)
-	// Settle overrides ProxySettle (tests).
+	// Settle overrides ProxySettle, the fixed wait used only when the
+	// agents cannot be asked to check readiness (tests).
 	Settle time.Duration
+	// ReadyTimeout overrides ReadyTimeout (tests).
+	ReadyTimeout time.Duration
 	// Paths opens the direct paths (tunnel/spec.md, section 4); nil
 	// offers none.
 	Paths *agent.PathChooser
@@ -286,25 +291,27 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err := waitEndpoints(ctx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress); err != nil {
 		return fail(err)
 	}
-	// kube-proxy applies endpoint changes to each node's rules up to about a
-	// second later (its minimum sync period); until then a new connection
-	// may still go to a pod being replaced.
-	progress(fmt.Sprintf("letting the nodes apply service/%s's new endpoints (%s)", svc.Name, m.settle()))
-	select {
-	case <-time.After(m.settle()):
-	case <-ctx.Done():
-		return fail(ctx.Err())
-	}
-	if req.RecordOnly {
-		return recordOnly(w, svc, plan), nil
-	}
 	// The token as the agents read it now: a tether racing this one may
 	// have replaced the Secret since this attempt wrote it.
 	if sec, err := m.CS.CoreV1().Secrets(w.Namespace).Get(ctx, secretName, metav1.GetOptions{}); err == nil {
 		token = sec.Data[inject.TokenKey]
 	}
+	// kube-proxy applies endpoint changes to each node's rules up to about a
+	// second later (its minimum sync period); until then a new connection
+	// may still go to a pod being replaced. The agents tell when it has
+	// (ready.go).
+	if req.RecordOnly {
+		if err := m.readyRecording(ctx, w, svc, plan, token, progress); err != nil {
+			return fail(err)
+		}
+		return recordOnly(w, svc, plan), nil
+	}
+	progress(fmt.Sprintf("connecting to the agents of %s", w))
 	ic, err := m.connect(ctx, req, w, svc, plan, token)
 	if err != nil {
+		return fail(err)
+	}
+	if err := m.readyIntercept(ctx, ic, svc, progress); err != nil {
 		return fail(err)
 	}
 	return ic, nil

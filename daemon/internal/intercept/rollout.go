@@ -35,7 +35,7 @@ var agentFailureReasons = map[string]bool{
 // progress, and fails within seconds, with the reason and what to do, when
 // the rollout cannot finish (see diagnose). The gateway waits with it too.
 func WaitRollout(ctx context.Context, cs kubernetes.Interface, w journal.Workload, timeout time.Duration, progress func(string)) error {
-	rw := rolloutWaiter{cs: cs, grace: rolloutGrace, poll: 300 * time.Millisecond}
+	rw := rolloutWaiter{cs: cs, grace: rolloutGrace, poll: 100 * time.Millisecond} // each poll a few ms after the last pod is ready: it adds to every first intercept
 	return rw.wait(ctx, w, timeout, progress)
 }
 

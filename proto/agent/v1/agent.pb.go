@@ -2449,6 +2449,14 @@ type InfoResponse struct {
 	// When the agent process started, in Unix nanoseconds.
 	StartedUnixNano int64      `protobuf:"varint,5,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
 	Forwards        []*Forward `protobuf:"bytes,6,rep,name=forwards,proto3" json:"forwards,omitempty"`
+	// Since when nothing has intercepted any of the agent's ports (Unix
+	// nanoseconds; the agent's start if nothing ever did); 0 while something
+	// does.
+	IdleSinceUnixNano int64 `protobuf:"varint,7,opt,name=idle_since_unix_nano,json=idleSinceUnixNano,proto3" json:"idle_since_unix_nano,omitempty"`
+	// Recording is on but paused: idle longer than --record-idle.
+	RecordingPaused bool `protobuf:"varint,8,opt,name=recording_paused,json=recordingPaused,proto3" json:"recording_paused,omitempty"`
+	// The agent's --record-idle in nanoseconds (0: never pauses).
+	RecordIdleNanos int64 `protobuf:"varint,9,opt,name=record_idle_nanos,json=recordIdleNanos,proto3" json:"record_idle_nanos,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2523,6 +2531,27 @@ func (x *InfoResponse) GetForwards() []*Forward {
 		return x.Forwards
 	}
 	return nil
+}
+
+func (x *InfoResponse) GetIdleSinceUnixNano() int64 {
+	if x != nil {
+		return x.IdleSinceUnixNano
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetRecordingPaused() bool {
+	if x != nil {
+		return x.RecordingPaused
+	}
+	return false
+}
+
+func (x *InfoResponse) GetRecordIdleNanos() int64 {
+	if x != nil {
+		return x.RecordIdleNanos
+	}
+	return 0
 }
 
 type StartProfileRequest struct {
@@ -2719,6 +2748,281 @@ func (x *StopProfileResponse) GetHeap() []byte {
 	return nil
 }
 
+type ExpectProbeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16 bytes, the daemon's choice per readiness check.
+	Nonce []byte `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// How long the agent answers it; 0: 30 s.
+	TtlMillis int64 `protobuf:"varint,2,opt,name=ttl_millis,json=ttlMillis,proto3" json:"ttl_millis,omitempty"`
+	// Stop answering it now (ttl ignored).
+	Forget        bool `protobuf:"varint,3,opt,name=forget,proto3" json:"forget,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpectProbeRequest) Reset() {
+	*x = ExpectProbeRequest{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpectProbeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpectProbeRequest) ProtoMessage() {}
+
+func (x *ExpectProbeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpectProbeRequest.ProtoReflect.Descriptor instead.
+func (*ExpectProbeRequest) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ExpectProbeRequest) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *ExpectProbeRequest) GetTtlMillis() int64 {
+	if x != nil {
+		return x.TtlMillis
+	}
+	return 0
+}
+
+func (x *ExpectProbeRequest) GetForget() bool {
+	if x != nil {
+		return x.Forget
+	}
+	return false
+}
+
+type ExpectProbeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpectProbeResponse) Reset() {
+	*x = ExpectProbeResponse{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpectProbeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpectProbeResponse) ProtoMessage() {}
+
+func (x *ExpectProbeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpectProbeResponse.ProtoReflect.Descriptor instead.
+func (*ExpectProbeResponse) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{41}
+}
+
+type ProbeServiceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Service's ClusterIP:port.
+	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Nonce   []byte `protobuf:"bytes,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// The pods whose agents must answer.
+	Expect []string `protobuf:"bytes,3,rep,name=expect,proto3" json:"expect,omitempty"`
+	// Connections in a row that must reach expected agents at the end; 0: 8.
+	Streak int32 `protobuf:"varint,4,opt,name=streak,proto3" json:"streak,omitempty"`
+	// Bounds the check; 0: 10 s.
+	TimeoutMillis int64 `protobuf:"varint,5,opt,name=timeout_millis,json=timeoutMillis,proto3" json:"timeout_millis,omitempty"`
+	// Ends the check when no connection could be made this long; 0: 2 s.
+	UnreachableMillis int64 `protobuf:"varint,6,opt,name=unreachable_millis,json=unreachableMillis,proto3" json:"unreachable_millis,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ProbeServiceRequest) Reset() {
+	*x = ProbeServiceRequest{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProbeServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProbeServiceRequest) ProtoMessage() {}
+
+func (x *ProbeServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProbeServiceRequest.ProtoReflect.Descriptor instead.
+func (*ProbeServiceRequest) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ProbeServiceRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ProbeServiceRequest) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *ProbeServiceRequest) GetExpect() []string {
+	if x != nil {
+		return x.Expect
+	}
+	return nil
+}
+
+func (x *ProbeServiceRequest) GetStreak() int32 {
+	if x != nil {
+		return x.Streak
+	}
+	return 0
+}
+
+func (x *ProbeServiceRequest) GetTimeoutMillis() int64 {
+	if x != nil {
+		return x.TimeoutMillis
+	}
+	return 0
+}
+
+func (x *ProbeServiceRequest) GetUnreachableMillis() int64 {
+	if x != nil {
+		return x.UnreachableMillis
+	}
+	return 0
+}
+
+type ProbeServiceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ready bool                   `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
+	// Answers by pod name.
+	Answered map[string]int32 `protobuf:"bytes,2,rep,name=answered,proto3" json:"answered,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Connections no expected agent answered; connections not made.
+	Missed       int32 `protobuf:"varint,3,opt,name=missed,proto3" json:"missed,omitempty"`
+	Failed       int32 `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
+	ElapsedNanos int64 `protobuf:"varint,5,opt,name=elapsed_nanos,json=elapsedNanos,proto3" json:"elapsed_nanos,omitempty"`
+	// The last connection's failure.
+	LastError     string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProbeServiceResponse) Reset() {
+	*x = ProbeServiceResponse{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProbeServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProbeServiceResponse) ProtoMessage() {}
+
+func (x *ProbeServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProbeServiceResponse.ProtoReflect.Descriptor instead.
+func (*ProbeServiceResponse) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ProbeServiceResponse) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *ProbeServiceResponse) GetAnswered() map[string]int32 {
+	if x != nil {
+		return x.Answered
+	}
+	return nil
+}
+
+func (x *ProbeServiceResponse) GetMissed() int32 {
+	if x != nil {
+		return x.Missed
+	}
+	return 0
+}
+
+func (x *ProbeServiceResponse) GetFailed() int32 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *ProbeServiceResponse) GetElapsedNanos() int64 {
+	if x != nil {
+		return x.ElapsedNanos
+	}
+	return 0
+}
+
+func (x *ProbeServiceResponse) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
 var File_proto_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_proto_agent_v1_agent_proto_rawDesc = "" +
@@ -2905,14 +3209,17 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"listenPort\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"\x0f\n" +
 	"\rLeaveResponse\"\r\n" +
-	"\vInfoRequest\"\xe2\x01\n" +
+	"\vInfoRequest\"\xea\x02\n" +
 	"\fInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
 	"\x06commit\x18\x02 \x01(\tR\x06commit\x12\x19\n" +
 	"\bpod_name\x18\x03 \x01(\tR\apodName\x12#\n" +
 	"\rpod_namespace\x18\x04 \x01(\tR\fpodNamespace\x12*\n" +
 	"\x11started_unix_nano\x18\x05 \x01(\x03R\x0fstartedUnixNano\x124\n" +
-	"\bforwards\x18\x06 \x03(\v2\x18.tether.agent.v1.ForwardR\bforwards\"`\n" +
+	"\bforwards\x18\x06 \x03(\v2\x18.tether.agent.v1.ForwardR\bforwards\x12/\n" +
+	"\x14idle_since_unix_nano\x18\a \x01(\x03R\x11idleSinceUnixNano\x12)\n" +
+	"\x10recording_paused\x18\b \x01(\bR\x0frecordingPaused\x12*\n" +
+	"\x11record_idle_nanos\x18\t \x01(\x03R\x0frecordIdleNanos\"`\n" +
 	"\x13StartProfileRequest\x12\"\n" +
 	"\rblock_rate_ns\x18\x01 \x01(\x03R\vblockRateNs\x12%\n" +
 	"\x0emutex_fraction\x18\x02 \x01(\x05R\rmutexFraction\"\x16\n" +
@@ -2922,7 +3229,31 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x03cpu\x18\x01 \x01(\fR\x03cpu\x12\x14\n" +
 	"\x05block\x18\x02 \x01(\fR\x05block\x12\x14\n" +
 	"\x05mutex\x18\x03 \x01(\fR\x05mutex\x12\x12\n" +
-	"\x04heap\x18\x04 \x01(\fR\x04heap2\xa5\b\n" +
+	"\x04heap\x18\x04 \x01(\fR\x04heap\"a\n" +
+	"\x12ExpectProbeRequest\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x1d\n" +
+	"\n" +
+	"ttl_millis\x18\x02 \x01(\x03R\tttlMillis\x12\x16\n" +
+	"\x06forget\x18\x03 \x01(\bR\x06forget\"\x15\n" +
+	"\x13ExpectProbeResponse\"\xcb\x01\n" +
+	"\x13ProbeServiceRequest\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05nonce\x18\x02 \x01(\fR\x05nonce\x12\x16\n" +
+	"\x06expect\x18\x03 \x03(\tR\x06expect\x12\x16\n" +
+	"\x06streak\x18\x04 \x01(\x05R\x06streak\x12%\n" +
+	"\x0etimeout_millis\x18\x05 \x01(\x03R\rtimeoutMillis\x12-\n" +
+	"\x12unreachable_millis\x18\x06 \x01(\x03R\x11unreachableMillis\"\xae\x02\n" +
+	"\x14ProbeServiceResponse\x12\x14\n" +
+	"\x05ready\x18\x01 \x01(\bR\x05ready\x12O\n" +
+	"\banswered\x18\x02 \x03(\v23.tether.agent.v1.ProbeServiceResponse.AnsweredEntryR\banswered\x12\x16\n" +
+	"\x06missed\x18\x03 \x01(\x05R\x06missed\x12\x16\n" +
+	"\x06failed\x18\x04 \x01(\x05R\x06failed\x12#\n" +
+	"\relapsed_nanos\x18\x05 \x01(\x03R\felapsedNanos\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\x1a;\n" +
+	"\rAnsweredEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x012\xdc\t\n" +
 	"\x05Agent\x12C\n" +
 	"\x04Info\x12\x1c.tether.agent.v1.InfoRequest\x1a\x1d.tether.agent.v1.InfoResponse\x12R\n" +
 	"\tIntercept\x12!.tether.agent.v1.InterceptRequest\x1a\".tether.agent.v1.InterceptResponse\x12F\n" +
@@ -2937,7 +3268,9 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\vReadProcess\x12#.tether.agent.v1.ReadProcessRequest\x1a$.tether.agent.v1.ReadProcessResponse\x12O\n" +
 	"\bDialBack\x12 .tether.agent.v1.DialBackRequest\x1a!.tether.agent.v1.DialBackResponse\x12[\n" +
 	"\fStartProfile\x12$.tether.agent.v1.StartProfileRequest\x1a%.tether.agent.v1.StartProfileResponse\x12X\n" +
-	"\vStopProfile\x12#.tether.agent.v1.StopProfileRequest\x1a$.tether.agent.v1.StopProfileResponseB5Z3github.com/tetherkube/tether/proto/agent/v1;agentv1b\x06proto3"
+	"\vStopProfile\x12#.tether.agent.v1.StopProfileRequest\x1a$.tether.agent.v1.StopProfileResponse\x12X\n" +
+	"\vExpectProbe\x12#.tether.agent.v1.ExpectProbeRequest\x1a$.tether.agent.v1.ExpectProbeResponse\x12[\n" +
+	"\fProbeService\x12$.tether.agent.v1.ProbeServiceRequest\x1a%.tether.agent.v1.ProbeServiceResponseB5Z3github.com/tetherkube/tether/proto/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_proto_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -2951,7 +3284,7 @@ func file_proto_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_proto_agent_v1_agent_proto_rawDescData
 }
 
-var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*DialBackRequest)(nil),      // 0: tether.agent.v1.DialBackRequest
 	(*DialBackResponse)(nil),     // 1: tether.agent.v1.DialBackResponse
@@ -2993,6 +3326,11 @@ var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*StartProfileResponse)(nil), // 37: tether.agent.v1.StartProfileResponse
 	(*StopProfileRequest)(nil),   // 38: tether.agent.v1.StopProfileRequest
 	(*StopProfileResponse)(nil),  // 39: tether.agent.v1.StopProfileResponse
+	(*ExpectProbeRequest)(nil),   // 40: tether.agent.v1.ExpectProbeRequest
+	(*ExpectProbeResponse)(nil),  // 41: tether.agent.v1.ExpectProbeResponse
+	(*ProbeServiceRequest)(nil),  // 42: tether.agent.v1.ProbeServiceRequest
+	(*ProbeServiceResponse)(nil), // 43: tether.agent.v1.ProbeServiceResponse
+	nil,                          // 44: tether.agent.v1.ProbeServiceResponse.AnsweredEntry
 }
 var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	4,  // 0: tether.agent.v1.ReadProcessResponse.files:type_name -> tether.agent.v1.ProcessFile
@@ -3012,37 +3350,42 @@ var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	28, // 14: tether.agent.v1.InterceptRequest.filter:type_name -> tether.agent.v1.RouteFilter
 	28, // 15: tether.agent.v1.InterceptStatus.filter:type_name -> tether.agent.v1.RouteFilter
 	27, // 16: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
-	34, // 17: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
-	29, // 18: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
-	32, // 19: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
-	22, // 20: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
-	14, // 21: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
-	16, // 22: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
-	19, // 23: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
-	8,  // 24: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
-	5,  // 25: tether.agent.v1.Agent.Rotate:input_type -> tether.agent.v1.RotateRequest
-	2,  // 26: tether.agent.v1.Agent.ReadProcess:input_type -> tether.agent.v1.ReadProcessRequest
-	0,  // 27: tether.agent.v1.Agent.DialBack:input_type -> tether.agent.v1.DialBackRequest
-	36, // 28: tether.agent.v1.Agent.StartProfile:input_type -> tether.agent.v1.StartProfileRequest
-	38, // 29: tether.agent.v1.Agent.StopProfile:input_type -> tether.agent.v1.StopProfileRequest
-	35, // 30: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
-	31, // 31: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
-	33, // 32: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
-	23, // 33: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
-	15, // 34: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
-	18, // 35: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
-	21, // 36: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
-	9,  // 37: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
-	6,  // 38: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
-	3,  // 39: tether.agent.v1.Agent.ReadProcess:output_type -> tether.agent.v1.ReadProcessResponse
-	1,  // 40: tether.agent.v1.Agent.DialBack:output_type -> tether.agent.v1.DialBackResponse
-	37, // 41: tether.agent.v1.Agent.StartProfile:output_type -> tether.agent.v1.StartProfileResponse
-	39, // 42: tether.agent.v1.Agent.StopProfile:output_type -> tether.agent.v1.StopProfileResponse
-	30, // [30:43] is the sub-list for method output_type
-	17, // [17:30] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	44, // 17: tether.agent.v1.ProbeServiceResponse.answered:type_name -> tether.agent.v1.ProbeServiceResponse.AnsweredEntry
+	34, // 18: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
+	29, // 19: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
+	32, // 20: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
+	22, // 21: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
+	14, // 22: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
+	16, // 23: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
+	19, // 24: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
+	8,  // 25: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
+	5,  // 26: tether.agent.v1.Agent.Rotate:input_type -> tether.agent.v1.RotateRequest
+	2,  // 27: tether.agent.v1.Agent.ReadProcess:input_type -> tether.agent.v1.ReadProcessRequest
+	0,  // 28: tether.agent.v1.Agent.DialBack:input_type -> tether.agent.v1.DialBackRequest
+	36, // 29: tether.agent.v1.Agent.StartProfile:input_type -> tether.agent.v1.StartProfileRequest
+	38, // 30: tether.agent.v1.Agent.StopProfile:input_type -> tether.agent.v1.StopProfileRequest
+	40, // 31: tether.agent.v1.Agent.ExpectProbe:input_type -> tether.agent.v1.ExpectProbeRequest
+	42, // 32: tether.agent.v1.Agent.ProbeService:input_type -> tether.agent.v1.ProbeServiceRequest
+	35, // 33: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
+	31, // 34: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
+	33, // 35: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
+	23, // 36: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
+	15, // 37: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
+	18, // 38: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
+	21, // 39: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
+	9,  // 40: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
+	6,  // 41: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
+	3,  // 42: tether.agent.v1.Agent.ReadProcess:output_type -> tether.agent.v1.ReadProcessResponse
+	1,  // 43: tether.agent.v1.Agent.DialBack:output_type -> tether.agent.v1.DialBackResponse
+	37, // 44: tether.agent.v1.Agent.StartProfile:output_type -> tether.agent.v1.StartProfileResponse
+	39, // 45: tether.agent.v1.Agent.StopProfile:output_type -> tether.agent.v1.StopProfileResponse
+	41, // 46: tether.agent.v1.Agent.ExpectProbe:output_type -> tether.agent.v1.ExpectProbeResponse
+	43, // 47: tether.agent.v1.Agent.ProbeService:output_type -> tether.agent.v1.ProbeServiceResponse
+	33, // [33:48] is the sub-list for method output_type
+	18, // [18:33] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_proto_agent_v1_agent_proto_init() }
@@ -3060,7 +3403,7 @@ func file_proto_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_v1_agent_proto_rawDesc), len(file_proto_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,8 @@ const (
 	Agent_DialBack_FullMethodName     = "/tether.agent.v1.Agent/DialBack"
 	Agent_StartProfile_FullMethodName = "/tether.agent.v1.Agent/StartProfile"
 	Agent_StopProfile_FullMethodName  = "/tether.agent.v1.Agent/StopProfile"
+	Agent_ExpectProbe_FullMethodName  = "/tether.agent.v1.Agent/ExpectProbe"
+	Agent_ProbeService_FullMethodName = "/tether.agent.v1.Agent/ProbeService"
 )
 
 // AgentClient is the client API for Agent service.
@@ -107,6 +109,16 @@ type AgentClient interface {
 	// each in pprof's format. FAILED_PRECONDITION when this tunnel started
 	// none.
 	StopProfile(ctx context.Context, in *StopProfileRequest, opts ...grpc.CallOption) (*StopProfileResponse, error)
+	// ExpectProbe makes the agent answer, for a while, readiness probes
+	// that carry this nonce (agent/internal/readyprobe/spec.md): a
+	// connection to its ports that opens with the marker gets the pod's
+	// name back and goes nowhere else. Any other connection is untouched.
+	ExpectProbe(ctx context.Context, in *ExpectProbeRequest, opts ...grpc.CallOption) (*ExpectProbeResponse, error)
+	// ProbeService connects to a Service from the pod, each time anew and
+	// sending the marker, until the agents of every expected pod have
+	// answered and the last connections all reached them, or the time is
+	// up: how the daemon knows the nodes send the Service to the agents.
+	ProbeService(ctx context.Context, in *ProbeServiceRequest, opts ...grpc.CallOption) (*ProbeServiceResponse, error)
 }
 
 type agentClient struct {
@@ -265,6 +277,26 @@ func (c *agentClient) StopProfile(ctx context.Context, in *StopProfileRequest, o
 	return out, nil
 }
 
+func (c *agentClient) ExpectProbe(ctx context.Context, in *ExpectProbeRequest, opts ...grpc.CallOption) (*ExpectProbeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExpectProbeResponse)
+	err := c.cc.Invoke(ctx, Agent_ExpectProbe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) ProbeService(ctx context.Context, in *ProbeServiceRequest, opts ...grpc.CallOption) (*ProbeServiceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProbeServiceResponse)
+	err := c.cc.Invoke(ctx, Agent_ProbeService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -332,6 +364,16 @@ type AgentServer interface {
 	// each in pprof's format. FAILED_PRECONDITION when this tunnel started
 	// none.
 	StopProfile(context.Context, *StopProfileRequest) (*StopProfileResponse, error)
+	// ExpectProbe makes the agent answer, for a while, readiness probes
+	// that carry this nonce (agent/internal/readyprobe/spec.md): a
+	// connection to its ports that opens with the marker gets the pod's
+	// name back and goes nowhere else. Any other connection is untouched.
+	ExpectProbe(context.Context, *ExpectProbeRequest) (*ExpectProbeResponse, error)
+	// ProbeService connects to a Service from the pod, each time anew and
+	// sending the marker, until the agents of every expected pod have
+	// answered and the last connections all reached them, or the time is
+	// up: how the daemon knows the nodes send the Service to the agents.
+	ProbeService(context.Context, *ProbeServiceRequest) (*ProbeServiceResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -380,6 +422,12 @@ func (UnimplementedAgentServer) StartProfile(context.Context, *StartProfileReque
 }
 func (UnimplementedAgentServer) StopProfile(context.Context, *StopProfileRequest) (*StopProfileResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method StopProfile not implemented")
+}
+func (UnimplementedAgentServer) ExpectProbe(context.Context, *ExpectProbeRequest) (*ExpectProbeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExpectProbe not implemented")
+}
+func (UnimplementedAgentServer) ProbeService(context.Context, *ProbeServiceRequest) (*ProbeServiceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProbeService not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -622,6 +670,42 @@ func _Agent_StopProfile_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_ExpectProbe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExpectProbeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).ExpectProbe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_ExpectProbe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).ExpectProbe(ctx, req.(*ExpectProbeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_ProbeService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProbeServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).ProbeService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_ProbeService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).ProbeService(ctx, req.(*ProbeServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -672,6 +756,14 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "StopProfile",
 			Handler:    _Agent_StopProfile_Handler,
+		},
+		{
+			MethodName: "ExpectProbe",
+			Handler:    _Agent_ExpectProbe_Handler,
+		},
+		{
+			MethodName: "ProbeService",
+			Handler:    _Agent_ProbeService_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -3800,8 +3800,10 @@ type AgentInfo struct {
 	// daemon does not hold: another tether's, or one whose daemon stopped
 	// (the Service selects only the pods marked then).
 	NoRestartUnheld bool `protobuf:"varint,6,opt,name=no_restart_unheld,json=noRestartUnheld,proto3" json:"no_restart_unheld,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Each pod's agent, as it reports itself.
+	Pods          []*AgentPod `protobuf:"bytes,7,rep,name=pods,proto3" json:"pods,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AgentInfo) Reset() {
@@ -3876,6 +3878,94 @@ func (x *AgentInfo) GetNoRestartUnheld() bool {
 	return false
 }
 
+func (x *AgentInfo) GetPods() []*AgentPod {
+	if x != nil {
+		return x.Pods
+	}
+	return nil
+}
+
+type AgentPod struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pod   string                 `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	// Since when nothing has intercepted it (Unix nanoseconds); 0 while
+	// something does.
+	IdleSinceUnixNano int64 `protobuf:"varint,2,opt,name=idle_since_unix_nano,json=idleSinceUnixNano,proto3" json:"idle_since_unix_nano,omitempty"`
+	// Recording paused: idle longer than its record_idle.
+	RecordingPaused bool `protobuf:"varint,3,opt,name=recording_paused,json=recordingPaused,proto3" json:"recording_paused,omitempty"`
+	// How long it records while idle; 0: it never pauses.
+	RecordIdleNanos int64 `protobuf:"varint,4,opt,name=record_idle_nanos,json=recordIdleNanos,proto3" json:"record_idle_nanos,omitempty"`
+	// Why the agent could not be asked.
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentPod) Reset() {
+	*x = AgentPod{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentPod) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentPod) ProtoMessage() {}
+
+func (x *AgentPod) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentPod.ProtoReflect.Descriptor instead.
+func (*AgentPod) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *AgentPod) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *AgentPod) GetIdleSinceUnixNano() int64 {
+	if x != nil {
+		return x.IdleSinceUnixNano
+	}
+	return 0
+}
+
+func (x *AgentPod) GetRecordingPaused() bool {
+	if x != nil {
+		return x.RecordingPaused
+	}
+	return false
+}
+
+func (x *AgentPod) GetRecordIdleNanos() int64 {
+	if x != nil {
+		return x.RecordIdleNanos
+	}
+	return 0
+}
+
+func (x *AgentPod) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type InterceptInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The intercept's name: the workload, e.g. "deploy/orders".
@@ -3912,7 +4002,7 @@ type InterceptInfo struct {
 
 func (x *InterceptInfo) Reset() {
 	*x = InterceptInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3924,7 +4014,7 @@ func (x *InterceptInfo) String() string {
 func (*InterceptInfo) ProtoMessage() {}
 
 func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3937,7 +4027,7 @@ func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptInfo.ProtoReflect.Descriptor instead.
 func (*InterceptInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *InterceptInfo) GetName() string {
@@ -4065,7 +4155,7 @@ type HTTPFilter struct {
 
 func (x *HTTPFilter) Reset() {
 	*x = HTTPFilter{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4077,7 +4167,7 @@ func (x *HTTPFilter) String() string {
 func (*HTTPFilter) ProtoMessage() {}
 
 func (x *HTTPFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4090,7 +4180,7 @@ func (x *HTTPFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPFilter.ProtoReflect.Descriptor instead.
 func (*HTTPFilter) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *HTTPFilter) GetHeaders() []string {
@@ -4130,7 +4220,7 @@ type PortIntercept struct {
 
 func (x *PortIntercept) Reset() {
 	*x = PortIntercept{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4142,7 +4232,7 @@ func (x *PortIntercept) String() string {
 func (*PortIntercept) ProtoMessage() {}
 
 func (x *PortIntercept) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4155,7 +4245,7 @@ func (x *PortIntercept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortIntercept.ProtoReflect.Descriptor instead.
 func (*PortIntercept) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PortIntercept) GetOwner() string {
@@ -4238,7 +4328,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4250,7 +4340,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4263,7 +4353,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *InterceptRequest) GetNamespace() string {
@@ -4363,7 +4453,7 @@ type InterceptEvent struct {
 
 func (x *InterceptEvent) Reset() {
 	*x = InterceptEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4375,7 +4465,7 @@ func (x *InterceptEvent) String() string {
 func (*InterceptEvent) ProtoMessage() {}
 
 func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4388,7 +4478,7 @@ func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptEvent.ProtoReflect.Descriptor instead.
 func (*InterceptEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *InterceptEvent) GetEvent() isInterceptEvent_Event {
@@ -4442,7 +4532,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4454,7 +4544,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4467,7 +4557,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *LeaveRequest) GetNamespace() string {
@@ -4492,7 +4582,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4504,7 +4594,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4517,7 +4607,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{50}
 }
 
 type RollbackRequest struct {
@@ -4535,7 +4625,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4547,7 +4637,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4560,7 +4650,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{50}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RollbackRequest) GetNamespace() string {
@@ -4600,7 +4690,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4612,7 +4702,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4625,7 +4715,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{51}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RollbackResponse) GetResults() []*RollbackResult {
@@ -4648,7 +4738,7 @@ type RollbackResult struct {
 
 func (x *RollbackResult) Reset() {
 	*x = RollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4660,7 +4750,7 @@ func (x *RollbackResult) String() string {
 func (*RollbackResult) ProtoMessage() {}
 
 func (x *RollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4673,7 +4763,7 @@ func (x *RollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResult.ProtoReflect.Descriptor instead.
 func (*RollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{52}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RollbackResult) GetWorkload() string {
@@ -4717,7 +4807,7 @@ type RollbackStep struct {
 
 func (x *RollbackStep) Reset() {
 	*x = RollbackStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4729,7 +4819,7 @@ func (x *RollbackStep) String() string {
 func (*RollbackStep) ProtoMessage() {}
 
 func (x *RollbackStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4742,7 +4832,7 @@ func (x *RollbackStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStep.ProtoReflect.Descriptor instead.
 func (*RollbackStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{53}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RollbackStep) GetObject() string {
@@ -4774,7 +4864,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4786,7 +4876,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4799,7 +4889,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{54}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{55}
 }
 
 type QuitResponse struct {
@@ -4810,7 +4900,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4822,7 +4912,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4835,7 +4925,7 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{55}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{56}
 }
 
 type SessionStartRequest struct {
@@ -4851,7 +4941,7 @@ type SessionStartRequest struct {
 
 func (x *SessionStartRequest) Reset() {
 	*x = SessionStartRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[56]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4863,7 +4953,7 @@ func (x *SessionStartRequest) String() string {
 func (*SessionStartRequest) ProtoMessage() {}
 
 func (x *SessionStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[56]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4876,7 +4966,7 @@ func (x *SessionStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionStartRequest.ProtoReflect.Descriptor instead.
 func (*SessionStartRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{56}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SessionStartRequest) GetNamespace() string {
@@ -4909,7 +4999,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[57]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4921,7 +5011,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[57]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4934,7 +5024,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{57}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SessionRequest) GetNamespace() string {
@@ -4960,7 +5050,7 @@ type SessionInfo struct {
 
 func (x *SessionInfo) Reset() {
 	*x = SessionInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[58]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4972,7 +5062,7 @@ func (x *SessionInfo) String() string {
 func (*SessionInfo) ProtoMessage() {}
 
 func (x *SessionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[58]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4985,7 +5075,7 @@ func (x *SessionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
 func (*SessionInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{58}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SessionInfo) GetName() string {
@@ -5054,7 +5144,7 @@ type SessionChange struct {
 
 func (x *SessionChange) Reset() {
 	*x = SessionChange{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[59]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5066,7 +5156,7 @@ func (x *SessionChange) String() string {
 func (*SessionChange) ProtoMessage() {}
 
 func (x *SessionChange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[59]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5079,7 +5169,7 @@ func (x *SessionChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionChange.ProtoReflect.Descriptor instead.
 func (*SessionChange) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{59}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SessionChange) GetObject() string {
@@ -5134,7 +5224,7 @@ type SessionDiffResponse struct {
 
 func (x *SessionDiffResponse) Reset() {
 	*x = SessionDiffResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[60]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5146,7 +5236,7 @@ func (x *SessionDiffResponse) String() string {
 func (*SessionDiffResponse) ProtoMessage() {}
 
 func (x *SessionDiffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[60]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5159,7 +5249,7 @@ func (x *SessionDiffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionDiffResponse.ProtoReflect.Descriptor instead.
 func (*SessionDiffResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{60}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *SessionDiffResponse) GetSession() *SessionInfo {
@@ -5187,7 +5277,7 @@ type SessionRollbackRequest struct {
 
 func (x *SessionRollbackRequest) Reset() {
 	*x = SessionRollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[61]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5199,7 +5289,7 @@ func (x *SessionRollbackRequest) String() string {
 func (*SessionRollbackRequest) ProtoMessage() {}
 
 func (x *SessionRollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[61]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5212,7 +5302,7 @@ func (x *SessionRollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRollbackRequest.ProtoReflect.Descriptor instead.
 func (*SessionRollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{61}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SessionRollbackRequest) GetNamespace() string {
@@ -5249,7 +5339,7 @@ type SessionStep struct {
 
 func (x *SessionStep) Reset() {
 	*x = SessionStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[62]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5261,7 +5351,7 @@ func (x *SessionStep) String() string {
 func (*SessionStep) ProtoMessage() {}
 
 func (x *SessionStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[62]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5274,7 +5364,7 @@ func (x *SessionStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionStep.ProtoReflect.Descriptor instead.
 func (*SessionStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{62}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *SessionStep) GetObject() string {
@@ -5319,7 +5409,7 @@ type SessionRollbackResult struct {
 
 func (x *SessionRollbackResult) Reset() {
 	*x = SessionRollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[63]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5331,7 +5421,7 @@ func (x *SessionRollbackResult) String() string {
 func (*SessionRollbackResult) ProtoMessage() {}
 
 func (x *SessionRollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[63]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5344,7 +5434,7 @@ func (x *SessionRollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRollbackResult.ProtoReflect.Descriptor instead.
 func (*SessionRollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{63}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *SessionRollbackResult) GetSession() *SessionInfo {
@@ -5388,7 +5478,7 @@ type SessionRollbackEvent struct {
 
 func (x *SessionRollbackEvent) Reset() {
 	*x = SessionRollbackEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[64]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5400,7 +5490,7 @@ func (x *SessionRollbackEvent) String() string {
 func (*SessionRollbackEvent) ProtoMessage() {}
 
 func (x *SessionRollbackEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[64]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5413,7 +5503,7 @@ func (x *SessionRollbackEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRollbackEvent.ProtoReflect.Descriptor instead.
 func (*SessionRollbackEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{64}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *SessionRollbackEvent) GetEvent() isSessionRollbackEvent_Event {
@@ -5804,14 +5894,21 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"intercepts\x18\x06 \x03(\v2\x1f.tether.daemon.v1.InterceptInfoR\n" +
 	"intercepts\x123\n" +
 	"\x06agents\x18\a \x03(\v2\x1b.tether.daemon.v1.AgentInfoR\x06agents\x129\n" +
-	"\bsessions\x18\b \x03(\v2\x1d.tether.daemon.v1.SessionInfoR\bsessions\"\xdb\x01\n" +
+	"\bsessions\x18\b \x03(\v2\x1d.tether.daemon.v1.SessionInfoR\bsessions\"\x8b\x02\n" +
 	"\tAgentInfo\x12\x1a\n" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1c\n" +
 	"\trecording\x18\x03 \x01(\bR\trecording\x12#\n" +
 	"\rredaction_off\x18\x04 \x01(\bR\fredactionOff\x12%\n" +
 	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\x12*\n" +
-	"\x11no_restart_unheld\x18\x06 \x01(\bR\x0fnoRestartUnheld\"\xd2\x04\n" +
+	"\x11no_restart_unheld\x18\x06 \x01(\bR\x0fnoRestartUnheld\x12.\n" +
+	"\x04pods\x18\a \x03(\v2\x1a.tether.daemon.v1.AgentPodR\x04pods\"\xba\x01\n" +
+	"\bAgentPod\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x12/\n" +
+	"\x14idle_since_unix_nano\x18\x02 \x01(\x03R\x11idleSinceUnixNano\x12)\n" +
+	"\x10recording_paused\x18\x03 \x01(\bR\x0frecordingPaused\x12*\n" +
+	"\x11record_idle_nanos\x18\x04 \x01(\x03R\x0frecordIdleNanos\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\xd2\x04\n" +
 	"\rInterceptInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
@@ -5967,7 +6064,7 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*EnvRequest)(nil),             // 0: tether.daemon.v1.EnvRequest
 	(*EnvEvent)(nil),               // 1: tether.daemon.v1.EnvEvent
@@ -6012,37 +6109,38 @@ var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*StatusRequest)(nil),          // 40: tether.daemon.v1.StatusRequest
 	(*StatusResponse)(nil),         // 41: tether.daemon.v1.StatusResponse
 	(*AgentInfo)(nil),              // 42: tether.daemon.v1.AgentInfo
-	(*InterceptInfo)(nil),          // 43: tether.daemon.v1.InterceptInfo
-	(*HTTPFilter)(nil),             // 44: tether.daemon.v1.HTTPFilter
-	(*PortIntercept)(nil),          // 45: tether.daemon.v1.PortIntercept
-	(*InterceptRequest)(nil),       // 46: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),         // 47: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),           // 48: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),          // 49: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),        // 50: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil),       // 51: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),         // 52: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),           // 53: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),            // 54: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),           // 55: tether.daemon.v1.QuitResponse
-	(*SessionStartRequest)(nil),    // 56: tether.daemon.v1.SessionStartRequest
-	(*SessionRequest)(nil),         // 57: tether.daemon.v1.SessionRequest
-	(*SessionInfo)(nil),            // 58: tether.daemon.v1.SessionInfo
-	(*SessionChange)(nil),          // 59: tether.daemon.v1.SessionChange
-	(*SessionDiffResponse)(nil),    // 60: tether.daemon.v1.SessionDiffResponse
-	(*SessionRollbackRequest)(nil), // 61: tether.daemon.v1.SessionRollbackRequest
-	(*SessionStep)(nil),            // 62: tether.daemon.v1.SessionStep
-	(*SessionRollbackResult)(nil),  // 63: tether.daemon.v1.SessionRollbackResult
-	(*SessionRollbackEvent)(nil),   // 64: tether.daemon.v1.SessionRollbackEvent
-	nil,                            // 65: tether.daemon.v1.ReplaySummary.ByStatusEntry
-	nil,                            // 66: tether.daemon.v1.TraceService.SelectorEntry
-	nil,                            // 67: tether.daemon.v1.InterceptInfo.PathsEntry
-	(*v1.Exchange)(nil),            // 68: tether.agent.v1.Exchange
-	(*v1.ExchangeFilter)(nil),      // 69: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil),      // 70: tether.agent.v1.RecordingStats
-	(*v1.DNSRecord)(nil),           // 71: tether.agent.v1.DNSRecord
-	(*v1.PacketBatch)(nil),         // 72: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),        // 73: tether.agent.v1.CaptureStats
+	(*AgentPod)(nil),               // 43: tether.daemon.v1.AgentPod
+	(*InterceptInfo)(nil),          // 44: tether.daemon.v1.InterceptInfo
+	(*HTTPFilter)(nil),             // 45: tether.daemon.v1.HTTPFilter
+	(*PortIntercept)(nil),          // 46: tether.daemon.v1.PortIntercept
+	(*InterceptRequest)(nil),       // 47: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),         // 48: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),           // 49: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),          // 50: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),        // 51: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil),       // 52: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),         // 53: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),           // 54: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),            // 55: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),           // 56: tether.daemon.v1.QuitResponse
+	(*SessionStartRequest)(nil),    // 57: tether.daemon.v1.SessionStartRequest
+	(*SessionRequest)(nil),         // 58: tether.daemon.v1.SessionRequest
+	(*SessionInfo)(nil),            // 59: tether.daemon.v1.SessionInfo
+	(*SessionChange)(nil),          // 60: tether.daemon.v1.SessionChange
+	(*SessionDiffResponse)(nil),    // 61: tether.daemon.v1.SessionDiffResponse
+	(*SessionRollbackRequest)(nil), // 62: tether.daemon.v1.SessionRollbackRequest
+	(*SessionStep)(nil),            // 63: tether.daemon.v1.SessionStep
+	(*SessionRollbackResult)(nil),  // 64: tether.daemon.v1.SessionRollbackResult
+	(*SessionRollbackEvent)(nil),   // 65: tether.daemon.v1.SessionRollbackEvent
+	nil,                            // 66: tether.daemon.v1.ReplaySummary.ByStatusEntry
+	nil,                            // 67: tether.daemon.v1.TraceService.SelectorEntry
+	nil,                            // 68: tether.daemon.v1.InterceptInfo.PathsEntry
+	(*v1.Exchange)(nil),            // 69: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil),      // 70: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil),      // 71: tether.agent.v1.RecordingStats
+	(*v1.DNSRecord)(nil),           // 72: tether.agent.v1.DNSRecord
+	(*v1.PacketBatch)(nil),         // 73: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),        // 74: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	2,  // 0: tether.daemon.v1.EnvEvent.result:type_name -> tether.daemon.v1.EnvResult
@@ -6051,17 +6149,17 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	5,  // 3: tether.daemon.v1.EnvResult.not_copied:type_name -> tether.daemon.v1.EnvMount
 	8,  // 4: tether.daemon.v1.RunEvent.ready:type_name -> tether.daemon.v1.RunInfo
 	28, // 5: tether.daemon.v1.RunInfo.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
-	68, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	69, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
 	11, // 7: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
 	13, // 8: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
 	12, // 9: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
-	65, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
+	66, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
 	15, // 11: tether.daemon.v1.RecordRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
 	17, // 12: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	69, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	68, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	70, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	69, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
 	20, // 15: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	70, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	71, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
 	23, // 17: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
 	24, // 18: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
 	25, // 19: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
@@ -6072,71 +6170,72 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	36, // 24: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
 	28, // 25: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
 	29, // 26: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
-	71, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
+	72, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
 	31, // 28: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
-	66, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
+	67, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
 	32, // 30: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
 	34, // 31: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
 	35, // 32: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
 	35, // 33: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
 	37, // 34: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
-	72, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	73, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	43, // 37: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
+	73, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	74, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	44, // 37: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
 	42, // 38: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
-	58, // 39: tether.daemon.v1.StatusResponse.sessions:type_name -> tether.daemon.v1.SessionInfo
-	44, // 40: tether.daemon.v1.InterceptInfo.filter:type_name -> tether.daemon.v1.HTTPFilter
-	45, // 41: tether.daemon.v1.InterceptInfo.port_intercepts:type_name -> tether.daemon.v1.PortIntercept
-	67, // 42: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
-	44, // 43: tether.daemon.v1.PortIntercept.filter:type_name -> tether.daemon.v1.HTTPFilter
-	15, // 44: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
-	44, // 45: tether.daemon.v1.InterceptRequest.filter:type_name -> tether.daemon.v1.HTTPFilter
-	43, // 46: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	52, // 47: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	53, // 48: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	58, // 49: tether.daemon.v1.SessionDiffResponse.session:type_name -> tether.daemon.v1.SessionInfo
-	59, // 50: tether.daemon.v1.SessionDiffResponse.changes:type_name -> tether.daemon.v1.SessionChange
-	58, // 51: tether.daemon.v1.SessionRollbackResult.session:type_name -> tether.daemon.v1.SessionInfo
-	52, // 52: tether.daemon.v1.SessionRollbackResult.tether:type_name -> tether.daemon.v1.RollbackResult
-	62, // 53: tether.daemon.v1.SessionRollbackResult.steps:type_name -> tether.daemon.v1.SessionStep
-	63, // 54: tether.daemon.v1.SessionRollbackEvent.result:type_name -> tether.daemon.v1.SessionRollbackResult
-	40, // 55: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	46, // 56: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	48, // 57: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	50, // 58: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	54, // 59: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	38, // 60: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	21, // 61: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	14, // 62: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	18, // 63: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	9,  // 64: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	0,  // 65: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
-	6,  // 66: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
-	56, // 67: tether.daemon.v1.Daemon.SessionStart:input_type -> tether.daemon.v1.SessionStartRequest
-	57, // 68: tether.daemon.v1.Daemon.SessionDiff:input_type -> tether.daemon.v1.SessionRequest
-	61, // 69: tether.daemon.v1.Daemon.SessionRollback:input_type -> tether.daemon.v1.SessionRollbackRequest
-	57, // 70: tether.daemon.v1.Daemon.SessionEnd:input_type -> tether.daemon.v1.SessionRequest
-	41, // 71: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	47, // 72: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	49, // 73: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	51, // 74: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	55, // 75: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	39, // 76: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	22, // 77: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	16, // 78: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	19, // 79: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	10, // 80: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	1,  // 81: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
-	7,  // 82: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
-	58, // 83: tether.daemon.v1.Daemon.SessionStart:output_type -> tether.daemon.v1.SessionInfo
-	60, // 84: tether.daemon.v1.Daemon.SessionDiff:output_type -> tether.daemon.v1.SessionDiffResponse
-	64, // 85: tether.daemon.v1.Daemon.SessionRollback:output_type -> tether.daemon.v1.SessionRollbackEvent
-	58, // 86: tether.daemon.v1.Daemon.SessionEnd:output_type -> tether.daemon.v1.SessionInfo
-	71, // [71:87] is the sub-list for method output_type
-	55, // [55:71] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	59, // 39: tether.daemon.v1.StatusResponse.sessions:type_name -> tether.daemon.v1.SessionInfo
+	43, // 40: tether.daemon.v1.AgentInfo.pods:type_name -> tether.daemon.v1.AgentPod
+	45, // 41: tether.daemon.v1.InterceptInfo.filter:type_name -> tether.daemon.v1.HTTPFilter
+	46, // 42: tether.daemon.v1.InterceptInfo.port_intercepts:type_name -> tether.daemon.v1.PortIntercept
+	68, // 43: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
+	45, // 44: tether.daemon.v1.PortIntercept.filter:type_name -> tether.daemon.v1.HTTPFilter
+	15, // 45: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
+	45, // 46: tether.daemon.v1.InterceptRequest.filter:type_name -> tether.daemon.v1.HTTPFilter
+	44, // 47: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	53, // 48: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	54, // 49: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	59, // 50: tether.daemon.v1.SessionDiffResponse.session:type_name -> tether.daemon.v1.SessionInfo
+	60, // 51: tether.daemon.v1.SessionDiffResponse.changes:type_name -> tether.daemon.v1.SessionChange
+	59, // 52: tether.daemon.v1.SessionRollbackResult.session:type_name -> tether.daemon.v1.SessionInfo
+	53, // 53: tether.daemon.v1.SessionRollbackResult.tether:type_name -> tether.daemon.v1.RollbackResult
+	63, // 54: tether.daemon.v1.SessionRollbackResult.steps:type_name -> tether.daemon.v1.SessionStep
+	64, // 55: tether.daemon.v1.SessionRollbackEvent.result:type_name -> tether.daemon.v1.SessionRollbackResult
+	40, // 56: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	47, // 57: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	49, // 58: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	51, // 59: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	55, // 60: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	38, // 61: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	21, // 62: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	14, // 63: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	18, // 64: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	9,  // 65: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	0,  // 66: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
+	6,  // 67: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
+	57, // 68: tether.daemon.v1.Daemon.SessionStart:input_type -> tether.daemon.v1.SessionStartRequest
+	58, // 69: tether.daemon.v1.Daemon.SessionDiff:input_type -> tether.daemon.v1.SessionRequest
+	62, // 70: tether.daemon.v1.Daemon.SessionRollback:input_type -> tether.daemon.v1.SessionRollbackRequest
+	58, // 71: tether.daemon.v1.Daemon.SessionEnd:input_type -> tether.daemon.v1.SessionRequest
+	41, // 72: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	48, // 73: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	50, // 74: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	52, // 75: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	56, // 76: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	39, // 77: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	22, // 78: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	16, // 79: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	19, // 80: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	10, // 81: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	1,  // 82: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
+	7,  // 83: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
+	59, // 84: tether.daemon.v1.Daemon.SessionStart:output_type -> tether.daemon.v1.SessionInfo
+	61, // 85: tether.daemon.v1.Daemon.SessionDiff:output_type -> tether.daemon.v1.SessionDiffResponse
+	65, // 86: tether.daemon.v1.Daemon.SessionRollback:output_type -> tether.daemon.v1.SessionRollbackEvent
+	59, // 87: tether.daemon.v1.Daemon.SessionEnd:output_type -> tether.daemon.v1.SessionInfo
+	72, // [72:88] is the sub-list for method output_type
+	56, // [56:72] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -6170,11 +6269,11 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[47].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[48].OneofWrappers = []any{
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[64].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[65].OneofWrappers = []any{
 		(*SessionRollbackEvent_Progress)(nil),
 		(*SessionRollbackEvent_Result)(nil),
 	}
@@ -6184,7 +6283,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   68,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

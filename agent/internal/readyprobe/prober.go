@@ -1,0 +1,220 @@
+package readyprobe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+)
+
+// Request is one readiness check, run from one pod.
+type Request struct {
+	// Address is the Service's ClusterIP:port.
+	Address string
+	Nonce   Nonce
+	// Expect names the pods whose agents must answer.
+	Expect []string
+	// Streak is how many connections in a row, at the end, must reach an
+	// expected agent: a node whose rules still mix old endpoints with new
+	// ones is caught by a miss in the streak. Default 8 per expected pod
+	// (8 to 128): one stale endpoint among 3 new ones goes unseen by 24
+	// connections with a chance of 0.1%.
+	Streak int
+	// Timeout bounds the check (default 10 s).
+	Timeout time.Duration
+	// Unreachable ends the check early when no connection at all could be
+	// made for this long (default 2 s): something between this pod and
+	// the Service drops the probe (a NetworkPolicy, no hairpin).
+	Unreachable time.Duration
+	// ConnTimeout bounds one connection: its dial, then the wait for an
+	// answer (default 300 ms).
+	ConnTimeout time.Duration
+	// Pause is the wait after a connection that reached no expected agent
+	// (default 20 ms), so an old app behind stale rules is not hammered.
+	Pause time.Duration
+	// Pace is how long a connection in flight holds the next one (default
+	// 10 ms); MaxInFlight bounds the connections at once (default 8).
+	Pace        time.Duration
+	MaxInFlight int
+}
+
+func (r *Request) defaults() {
+	if r.Streak <= 0 {
+		r.Streak = min(max(8*len(r.Expect), 8), 128)
+	}
+	if r.Timeout <= 0 {
+		r.Timeout = 10 * time.Second
+	}
+	if r.Unreachable <= 0 {
+		r.Unreachable = 2 * time.Second
+	}
+	if r.ConnTimeout <= 0 {
+		r.ConnTimeout = 300 * time.Millisecond
+	}
+	if r.Pause <= 0 {
+		r.Pause = 20 * time.Millisecond
+	}
+	if r.Pace <= 0 {
+		r.Pace = 10 * time.Millisecond
+	}
+	if r.MaxInFlight <= 0 {
+		r.MaxInFlight = 8
+	}
+}
+
+// Result is what a check saw.
+type Result struct {
+	// Ready: every expected pod answered, and the last Streak connections
+	// all reached expected agents.
+	Ready bool
+	// Answered counts answers by pod (expected or not).
+	Answered map[string]int
+	// Missed counts connections made that no expected agent answered (an
+	// app behind stale rules, another pod's agent, a timeout); Failed
+	// those that could not be made.
+	Missed, Failed int
+	Elapsed        time.Duration
+	// LastError is the last connection's failure, for the user.
+	LastError string
+}
+
+// Probe runs the check: new connections to req.Address, each sending the
+// marker, until the result is ready, the time is up, or ctx ends (its
+// error is returned with the result so far). Connections go one after
+// another while they are answered; one that hangs (an endpoint that is
+// gone) does not hold the next: after Pace another starts, up to
+// MaxInFlight at once. The streak counts results as they complete, and
+// the check is ready only with none in flight, so a slow miss breaks it.
+func Probe(ctx context.Context, req Request) (Result, error) {
+	req.defaults()
+	if _, _, err := net.SplitHostPort(req.Address); err != nil {
+		return Result{}, fmt.Errorf("address %q: %w", req.Address, err)
+	}
+	if len(req.Expect) == 0 {
+		return Result{}, errors.New("no pod to expect")
+	}
+	start := time.Now()
+	res := Result{Answered: map[string]int{}}
+	done := func(err error) (Result, error) {
+		res.Elapsed = time.Since(start)
+		return res, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the connections still in flight
+	deadline := time.NewTimer(req.Timeout)
+	defer deadline.Stop()
+
+	type outcome struct {
+		pod string
+		err error
+	}
+	results := make(chan outcome, req.MaxInFlight)
+	inFlight := 0
+	launch := func() {
+		inFlight++
+		go func() {
+			pod, err := probeOnce(ctx, req)
+			results <- outcome{pod, err}
+		}()
+	}
+	streak, connected := 0, false
+	var lastLaunch, notBefore time.Time // notBefore: after a miss, not hammering an app
+	next := time.NewTimer(0)
+	defer next.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return done(ctx.Err())
+		case <-deadline.C:
+			return done(nil)
+		case <-next.C:
+		case o := <-results:
+			inFlight--
+			switch {
+			case o.err == nil:
+				connected = true
+				res.Answered[o.pod]++
+				if slices.Contains(req.Expect, o.pod) {
+					streak++
+				} else {
+					streak, res.Missed = 0, res.Missed+1
+					notBefore = time.Now().Add(req.Pause)
+				}
+			case errors.Is(o.err, errNotConnected):
+				res.Failed++
+				streak = 0
+				res.LastError = o.err.Error()
+				notBefore = time.Now().Add(req.Pause)
+			default:
+				connected = true
+				res.Missed++
+				streak = 0
+				res.LastError = o.err.Error()
+				notBefore = time.Now().Add(req.Pause)
+			}
+			// Every connection started has ended: one still in flight may
+			// be a gone endpoint's, and is a miss when its time is up.
+			if streak >= req.Streak && inFlight == 0 && allAnswered(res.Answered, req.Expect) {
+				res.Ready = true
+				return done(nil)
+			}
+		}
+		if !connected && time.Since(start) >= req.Unreachable {
+			return done(nil)
+		}
+		// The next connection: at once when none is in flight, else Pace
+		// after the last one started; never before a miss's pause ends.
+		if inFlight >= req.MaxInFlight {
+			continue // a result comes within ConnTimeout
+		}
+		now := time.Now()
+		at := now
+		if inFlight > 0 {
+			at = lastLaunch.Add(req.Pace)
+		}
+		if notBefore.After(at) {
+			at = notBefore
+		}
+		if !now.Before(at) {
+			launch()
+			lastLaunch, at = now, now.Add(req.Pace)
+			if notBefore.After(at) {
+				at = notBefore
+			}
+		}
+		if inFlight < req.MaxInFlight {
+			next.Reset(at.Sub(now))
+		}
+	}
+}
+
+var errNotConnected = errors.New("not connected")
+
+// probeOnce makes one probe connection and returns the pod that answered.
+func probeOnce(ctx context.Context, req Request) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, req.ConnTimeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", req.Address)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", errNotConnected, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := c.Write(Marker(req.Nonce)); err != nil {
+		return "", err
+	}
+	return ReadAnswer(c, req.Nonce)
+}
+
+func allAnswered(got map[string]int, want []string) bool {
+	for _, p := range want {
+		if got[p] == 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/tetherkube/tether/integration/cluster"
+)
+
+// costRequests is how many keep-alive GETs each measurement of the
+// agent's cost sends from the client pod (issue 13).
+const costRequests = 2000
+
+// costResults are the in-cluster caller's latencies with no agent, with
+// the agent recording, and with the agent idle (recording paused).
+type costResults struct {
+	none, recording, idle []row
+}
+
+// measureCost measures what the agent costs the workload's in-cluster
+// callers: a client pod sends costRequests keep-alive GETs to the
+// Service, o.rounds times per state: no agent; the agent in front and
+// recording (as after `tether leave`, within its idle time); the agent
+// idle with recording paused (its --record-idle set to 1s, a rollout).
+func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, o options) (costResults, error) {
+	var r costResults
+	runtimeDir, err := os.MkdirTemp("", "tb")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(runtimeDir)
+	cli := tetherCLI{bin: o.tetherBin, kubeconfig: o.kubeconfig, namespace: o.namespace, runtimeDir: runtimeDir}
+	defer cli.run(context.Background(), "quit")
+	client, err := startClient(ctx, cs, o.namespace)
+	if err != nil {
+		return r, err
+	}
+	url := "http://orders." + o.namespace + ".svc.cluster.local/orders/7"
+	measure := func(into *[]row) error {
+		for range o.rounds {
+			out, err := cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "latency", url, fmt.Sprint(costRequests))
+			if err != nil {
+				return fmt.Errorf("latency from the client pod: %w: %s", err, out)
+			}
+			var m row
+			if m.p50, m.p99 = parseLatency(out); m.p50 == 0 {
+				return fmt.Errorf("latency from the client pod: %s", out)
+			}
+			*into = append(*into, m)
+		}
+		return nil
+	}
+	if err := measure(&r.none); err != nil {
+		return r, err
+	}
+	args := []string{"record", "deploy/orders", "--port", "http"}
+	if o.agentImage != "" {
+		args = append(args, "--agent-image", o.agentImage)
+	}
+	if _, err := cli.run(ctx, args...); err != nil {
+		return r, err
+	}
+	if err := measure(&r.recording); err != nil {
+		return r, err
+	}
+	if err := setRecordIdle(ctx, cs, o.namespace, "1s"); err != nil {
+		return r, err
+	}
+	time.Sleep(2 * time.Second) // the new agent's idle time, and kube-proxy's
+	if err := measure(&r.idle); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// setRecordIdle sets the agent's --record-idle in deployment/orders and
+// waits for the rollout.
+func setRecordIdle(ctx context.Context, cs *kubernetes.Clientset, ns, idle string) error {
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	found := false
+	for i, c := range d.Spec.Template.Spec.Containers {
+		if c.Name != "tether-agent" {
+			continue
+		}
+		found = true
+		if j := slices.Index(c.Args, "--record-idle"); j >= 0 && j+1 < len(c.Args) {
+			c.Args[j+1] = idle
+		} else {
+			c.Args = append([]string{"--record-idle", idle}, c.Args...)
+		}
+		d.Spec.Template.Spec.Containers[i].Args = c.Args
+	}
+	if !found {
+		return fmt.Errorf("deployment/orders has no tether-agent container")
+	}
+	if d, err = cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	gen := d.Generation
+	return wait.PollUntilContextTimeout(ctx, 300*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "orders", metav1.GetOptions{})
+		if err != nil || !rolledOut(d, gen) {
+			return false, nil
+		}
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=orders"})
+		if err != nil {
+			return false, nil
+		}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+				return false, nil // an old pod still goes away
+			}
+		}
+		return true, nil
+	})
+}
+
+func rolledOut(d *appsv1.Deployment, gen int64) bool {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	return d.Status.ObservedGeneration >= gen && d.Status.UpdatedReplicas == want && d.Status.AvailableReplicas == want && d.Status.Replicas == want
+}
+
+// printCost prints the cost rows: medians of the rounds, the ranges, and
+// the ratios to no agent.
+func printCost(w io.Writer, r costResults, rounds int) {
+	fmt.Fprintf(w, "== the agent's cost to in-cluster callers: a client pod, %d keep-alive GETs to the Service, %d rounds per row (median, [min-max])\n", costRequests, rounds)
+	base := median("", r.none)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "caller -> Service -> ...\tp50\tp50 ratio\tp99\tp99 ratio\t")
+	for _, x := range []struct {
+		name string
+		rows []row
+	}{
+		{"no agent (baseline)", r.none},
+		{"agent in front, recording (nothing intercepting)", r.recording},
+		{"agent in front, idle: recording paused (spliced)", r.idle},
+	} {
+		m := median(x.name, x.rows)
+		lo, hi := spread(x.rows)
+		fmt.Fprintf(tw, "%s\t%s [%s-%s]\t%.2fx\t%s [%s-%s]\t%.2fx\t\n", x.name,
+			us(m.p50), us(lo.p50), us(hi.p50), ratio(m.p50, base.p50), us(m.p99), us(lo.p99), us(hi.p99), ratio(m.p99, base.p99))
+	}
+	tw.Flush()
+}
+
+func spread(rows []row) (lo, hi row) {
+	for i, r := range rows {
+		if i == 0 || r.p50 < lo.p50 {
+			lo.p50 = r.p50
+		}
+		if i == 0 || r.p99 < lo.p99 {
+			lo.p99 = r.p99
+		}
+		hi.p50, hi.p99 = max(hi.p50, r.p50), max(hi.p99, r.p99)
+	}
+	return lo, hi
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%dµs", d.Microseconds()) }

@@ -1,0 +1,194 @@
+//go:build integration
+
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/tetherkube/tether/daemon"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// interceptTimed runs tether intercept, logging each progress line with
+// the time since the command started, and returns how long it took and
+// its stderr.
+func (e *env) interceptTimed(args ...string) (time.Duration, string) {
+	e.t.Helper()
+	args = append(agentImage(append([]string{"intercept"}, args...)...), "--kubeconfig", e.kubeconfig, "-n", e.ns)
+	cmd := exec.Command(tetherBinary(e.t), args...)
+	cmd.Env = append(os.Environ(), e.tetherEnv()...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	var all strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		e.t.Logf("%6d ms  %s", time.Since(start).Milliseconds(), sc.Text())
+		all.WriteString(sc.Text() + "\n")
+	}
+	err = cmd.Wait()
+	took := time.Since(start)
+	if err != nil {
+		e.t.Fatalf("tether %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, stdout.String(), all.String())
+	}
+	return took, all.String()
+}
+
+// servedFromNode sends n requests to addr from this process, each on a
+// new connection, and counts who served them. The test runs on the node:
+// its connections to a ClusterIP take the same kube-proxy rules as a pod's
+// on this node.
+func servedFromNode(t *testing.T, addr string, n int) map[string]int {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	got := map[string]int{}
+	for range n {
+		resp, err := client.Get("http://" + addr + "/whoami")
+		if err != nil {
+			got["error: "+err.Error()]++
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		by := resp.Header.Get("X-Served-By")
+		if strings.HasPrefix(by, "orders-") {
+			by = "app"
+		}
+		got[by]++
+	}
+	return got
+}
+
+// TestInterceptReadyWhenServed: tether intercept returns only once the
+// Service sends every new connection to the laptop: requests sent the
+// moment it returns, each on a new connection (from the node, and a burst
+// from a pod), all reach the laptop, over two replicas; the agents
+// confirmed it (no fixed wait). The same after leave and intercept again,
+// which changes nothing in the cluster.
+func TestInterceptReadyWhenServed(t *testing.T) {
+	e := newEnv(t)
+	_, svc := e.deployOrders(2)
+	client := e.clientPod("client")
+	port, _ := named(t, "laptop")
+	addr := net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port)))
+	url := "http://orders." + e.ns + ".svc.cluster.local/whoami"
+
+	for _, round := range []string{"first intercept", "re-intercept"} {
+		took, progress := e.interceptTimed("deploy/orders", "--port", "http:"+strconv.Itoa(port))
+		got := servedFromNode(t, addr, 200)
+		if diff := cmp.Diff(map[string]int{"laptop": 200}, got); diff != "" {
+			t.Errorf("%s: requests from the node right after intercept returned (-want +got):\n%s", round, diff)
+		}
+		out, ok := e.exec(client, "/tether-demo", "parallel", url, "50")
+		if !ok || !strings.Contains(out, "ok 50 of 50 served-by map[laptop:50]") {
+			t.Errorf("%s: 50 requests at once from a pod: %s", round, out)
+		}
+		switch round {
+		case "first intercept":
+			if !strings.Contains(progress, "reaches the agents of 2 pods from 1 nodes") {
+				t.Errorf("the agents did not confirm readiness; progress:\n%s", progress)
+			}
+			if strings.Contains(progress, "letting the nodes apply") || strings.Contains(progress, "warning") {
+				t.Errorf("a fixed wait or a warning; progress:\n%s", progress)
+			}
+		case "re-intercept":
+			if !strings.Contains(progress, "already runs the agent") {
+				t.Errorf("the re-intercept changed the cluster; progress:\n%s", progress)
+			}
+		}
+		t.Logf("%s: tether intercept took %s", round, took)
+		for _, p := range e.agentPods() {
+			if !p.IdleSince.IsZero() || p.Error != "" {
+				t.Errorf("%s: status shows pod %s idle since %v (%s), want intercepted", round, p.Pod, p.IdleSince, p.Error)
+			}
+		}
+		e.mustTether("leave", "deploy/orders")
+	}
+	// Left: each agent is idle and records until its idle time is up.
+	pods := e.agentPods()
+	if len(pods) != 2 {
+		t.Errorf("status lists the agents of %d pods, want 2", len(pods))
+	}
+	for _, p := range pods {
+		if p.IdleSince.IsZero() || p.RecordingPaused || p.RecordIdle != 30*time.Minute {
+			t.Errorf("after leave, status shows pod %s: %+v; want idle, recording for 30m", p.Pod, p)
+		}
+	}
+}
+
+// agentPods returns what status says of deploy/orders' agents.
+func (e *env) agentPods() []daemon.AgentPod {
+	e.t.Helper()
+	var st struct {
+		Daemon struct{ Agents []daemon.AgentInfo }
+	}
+	if err := json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, a := range st.Daemon.Agents {
+		if a.Namespace == e.ns && a.Workload == "deployment/orders" {
+			return a.Pods
+		}
+	}
+	e.t.Fatalf("status lists no agent of deployment/orders: %+v", st.Daemon.Agents)
+	return nil
+}
+
+// TestInterceptReadyProbeBlocked: a NetworkPolicy admits only the client
+// pod to the orders pods, so the agents' probe (sent from the orders pods
+// themselves) cannot reach the Service. The intercept still goes on, with
+// a warning that says what the probe saw, and the client is served by the
+// laptop.
+func TestInterceptReadyProbeBlocked(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(2)
+	client := e.clientPod("client")
+	ctx := context.Background()
+	p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, client, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Labels = map[string]string{"role": "client"}
+	if _, err := e.cs.CoreV1().Pods(e.ns).Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	onlyClient := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "orders-from-client-only"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "orders"}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{
+				{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "client"}}}}}},
+		},
+	}
+	if _, err := e.cs.NetworkingV1().NetworkPolicies(e.ns).Create(ctx, onlyClient, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	port, _ := named(t, "laptop")
+	took, progress := e.interceptTimed("deploy/orders", "--port", "http:"+strconv.Itoa(port))
+	t.Logf("tether intercept took %s", took)
+	if !strings.Contains(progress, "warning: could not confirm that service/orders port 80 reaches the agents") {
+		t.Errorf("no warning about the blocked probe; progress:\n%s", progress)
+	}
+	e.requireAll(client, "laptop", 10)
+}
