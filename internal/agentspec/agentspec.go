@@ -13,6 +13,10 @@ const (
 	// Container is the name of the agent's sidecar container (intercept,
 	// record, the run gateway).
 	Container = "tether-agent"
+	// TokenVolume is the sidecar's volume holding its token Secret.
+	TokenVolume = "tether-agent-token"
+	// AgentAnnotation on a pod template marks it as changed by tether.
+	AgentAnnotation = "tether.dev/agent"
 	// LabelJournal marks a journal ConfigMap; LabelWorkloadKind and
 	// LabelWorkloadName on it name the workload it journals.
 	LabelJournal      = "tether.dev/journal"

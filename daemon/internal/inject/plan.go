@@ -22,11 +22,11 @@ import (
 // Names tether uses in the objects it changes.
 const (
 	AgentContainer = agentspec.Container
-	TokenVolume    = "tether-agent-token"
+	TokenVolume    = agentspec.TokenVolume
 	TokenMountPath = "/var/run/tether"
 	TokenKey       = "token"
 	// AgentAnnotation on a pod template marks it as changed by tether.
-	AgentAnnotation = "tether.dev/agent"
+	AgentAnnotation = agentspec.AgentAnnotation
 	// FirstAgentPort is where the agent's listen ports are allocated from.
 	FirstAgentPort = 17000
 )
