@@ -19,8 +19,9 @@ const (
 	testedMinor = 32
 )
 
-// checkContext: the cluster answers, with a version tether supports.
-func (o *DoctorOptions) checkContext(ctx context.Context) Result {
+// checkContext: the cluster answers, with a version tether supports;
+// answers says whether it answered at all.
+func (o *DoctorOptions) checkContext(ctx context.Context) (Result, bool) {
 	r := Result{Check: "kube context"}
 	where := fmt.Sprintf("context %s (%s)", o.Kube.Context, o.Kube.Server)
 	type answer struct {
@@ -43,22 +44,22 @@ func (o *DoctorOptions) checkContext(ctx context.Context) Result {
 	if a.err != nil {
 		r.Status, r.Detail = StatusFail, fmt.Sprintf("%s does not answer: %v", where, a.err)
 		r.Fix = "check --context/KUBECONFIG and your network or VPN; `kubectl version` shows the same"
-		return r
+		return r, false
 	}
 	minor, err := strconv.Atoi(strings.TrimRight(a.v.Minor, "+"))
 	if a.v.Major != "1" || err != nil {
 		r.Status, r.Detail = StatusWarn, fmt.Sprintf("%s runs Kubernetes %s (major %q, minor %q), a version tether cannot read; it supports 1.%d and later", where, a.v.GitVersion, a.v.Major, a.v.Minor, minMinor)
-		return r
+		return r, true
 	}
 	if minor < minMinor {
 		r.Status = StatusFail
 		r.Detail = fmt.Sprintf("%s runs Kubernetes %s: tether supports 1.%d and later (ephemeral containers are GA there), tested on 1.%d", where, a.v.GitVersion, minMinor, testedMinor)
 		r.Fix = fmt.Sprintf("upgrade the cluster to Kubernetes 1.%d or later", minMinor)
-		return r
+		return r, true
 	}
 	r.Status = StatusOK
 	r.Detail = fmt.Sprintf("%s runs Kubernetes %s (tether supports 1.%d and later, tested on 1.%d)", where, a.v.GitVersion, minMinor, testedMinor)
-	return r
+	return r, true
 }
 
 // checkEphemeral: the API serves pods/ephemeralcontainers.

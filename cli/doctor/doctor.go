@@ -238,9 +238,9 @@ func (o *DoctorOptions) Check(ctx context.Context) []Result {
 	localDone := make(chan struct{})
 	go func() { defer close(localDone); local = []Result{o.checkHost()} }()
 
-	first := o.checkContext(ctx)
+	first, answers := o.checkContext(ctx)
 	out := []Result{first}
-	if first.Status == StatusFail {
+	if !answers {
 		for _, name := range []string{"ephemeral containers", "permissions", "pod security", "agent image", "port-forward", "leftovers"} {
 			out = append(out, Result{Check: name, Status: StatusSkipped, Detail: "the cluster does not answer"})
 		}
