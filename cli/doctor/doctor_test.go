@@ -329,7 +329,10 @@ func TestRunImage(t *testing.T) {
 	}{
 		{name: "pull fails", setup: func(c *cluster, _ *DoctorOptions) { c.waiting = "ImagePullBackOff" },
 			code: cmdutil.ExitFailed, image: StatusFail, pf: StatusSkipped, imageSays: []string{"cannot pull", "ImagePullBackOff", "make agent-image", "k3s ctr images import"}},
-		{name: "never starts", setup: func(c *cluster, o *DoctorOptions) { c.waiting = "ContainerCreating"; o.ImageTimeout = 300 * time.Millisecond },
+		{name: "never starts", setup: func(c *cluster, o *DoctorOptions) {
+			c.waiting = "ContainerCreating"
+			o.ImageTimeout = 300 * time.Millisecond
+		},
 			code: cmdutil.ExitFailed, image: StatusFail, pf: StatusSkipped, imageSays: []string{"did not start within", "ContainerCreating"}},
 		{name: "may not create pods", setup: func(c *cluster, _ *DoctorOptions) { c.denied["create pods"] = true },
 			code: cmdutil.ExitFailed /* intercept's permissions do not fail on it, the test pod's do not either */, image: StatusWarn, pf: StatusSkipped, imageSays: []string{"not checked", "create pods", "tether-doctor"}},
