@@ -179,3 +179,25 @@ func TestDoctorNoRole(t *testing.T) {
 	e.wantDoctor(rows, "pod security", "warn", "may not read namespace")
 	e.wantNoTestPod()
 }
+
+// TestDoctorDocumentedRole: a user bound to docs/intercept.md's
+// tether-doctor Role (and nothing else) runs the image and port-forward
+// checks and looks for leftovers; only the features' permissions fail.
+func TestDoctorDocumentedRole(t *testing.T) {
+	e := newEnv(t)
+	role := documentedRoles(t)["tether-doctor"]
+	if role == nil {
+		t.Fatal("docs/intercept.md has no Role tether-doctor")
+	}
+	kc := e.userWithRoles("doc", role)
+	rows, code, stderr := e.doctorWith(agentImage("doctor", "-o", "json", "--kubeconfig", kc, "-n", e.ns)...)
+	if code != 3 {
+		t.Errorf("doctor exited %d, want 3 (the features' permissions)\n%s", code, stderr)
+	}
+	e.wantDoctor(rows, "agent image", "ok", "started in a test pod")
+	e.wantDoctor(rows, "port-forward", "ok", "tunnel handshake")
+	e.wantDoctor(rows, "leftovers: journals", "ok")
+	e.wantDoctor(rows, "leftovers: agents", "ok")
+	e.wantDoctor(rows, "leftovers: test pods", "ok")
+	e.wantNoTestPod()
+}

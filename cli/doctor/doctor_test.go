@@ -539,3 +539,19 @@ func TestRunHost(t *testing.T) {
 		})
 	}
 }
+
+// TestRunInterrupted: Ctrl-C while the test pod starts ends doctor as
+// canceled (exit 130), and the pod is deleted all the same.
+func TestRunInterrupted(t *testing.T) {
+	c := newCluster(t, namespace(nil))
+	c.waiting = "ContainerCreating"
+	o, _ := c.options()
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cs.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		cancel() // the user presses Ctrl-C while doctor waits for the pod
+		return false, nil, nil
+	})
+	err := o.Run(ctx)
+	cmdtest.WantError(t, err, cmdutil.ExitCanceled, "interrupted")
+	c.wantNoTestPod(t)
+}
