@@ -201,3 +201,34 @@ func TestDoctorDocumentedRole(t *testing.T) {
 	e.wantDoctor(rows, "leftovers: test pods", "ok")
 	e.wantNoTestPod()
 }
+
+// TestDoctorMissingVerb: the documented tether-user Role without list on
+// endpointslices (the verb the Role once lacked) fails exactly intercept's
+// and record's permission checks, naming that one verb.
+func TestDoctorMissingVerb(t *testing.T) {
+	e := newEnv(t)
+	roles := documentedRoles(t)
+	user := roles["tether-user"].DeepCopy()
+	dropped := false
+	for i, r := range user.Rules {
+		if len(r.Resources) == 1 && r.Resources[0] == "endpointslices" {
+			user.Rules = append(user.Rules[:i], user.Rules[i+1:]...)
+			dropped = true
+			break
+		}
+	}
+	if !dropped {
+		t.Fatalf("the tether-user Role in docs/intercept.md has no endpointslices rule: %+v", user.Rules)
+	}
+	kc := e.userWithRoles("dev", user, roles["tether-doctor"])
+	rows, code, stderr := e.doctorWith(agentImage("doctor", "-o", "json", "--kubeconfig", kc, "-n", e.ns)...)
+	if code != 3 {
+		t.Errorf("doctor exited %d, want 3\n%s", code, stderr)
+	}
+	e.wantDoctor(rows, "permissions: intercept", "fail", "1 of 15 missing", "list endpointslices.discovery.k8s.io", "tether-user Role")
+	e.wantDoctor(rows, "permissions: record", "fail", "1 of 13 missing", "list endpointslices.discovery.k8s.io")
+	for _, ok := range []string{"permissions: requests", "permissions: rollback", "permissions: rollback --all", "agent image", "port-forward"} {
+		e.wantDoctor(rows, ok, "ok")
+	}
+	e.wantNoTestPod()
+}

@@ -116,11 +116,24 @@ func (o *DoctorOptions) checkPermissions(ctx context.Context) []Result {
 		} else {
 			res.Status = StatusFail
 			res.Detail = fmt.Sprintf("%d of %d missing in namespace %s: %s", len(miss), checked, ns, strings.Join(miss, ", "))
-			res.Fix = "ask for the Roles in docs/intercept.md (\"Permissions tether needs\"), bound in namespace " + ns
+			res.Fix = fmt.Sprintf("ask for the %s Role in docs/intercept.md (\"Permissions tether needs\"), bound to you in namespace %s", roleFor(f), ns)
 		}
 		out = append(out, res)
 	}
 	return out
+}
+
+// roleFor names the Role in docs/intercept.md that grants feature f.
+func roleFor(f access.Feature) string {
+	switch f {
+	case access.Inspect:
+		return "tether-inspect"
+	case access.Env, access.EnvSpec:
+		return "tether-env"
+	case access.Gateway:
+		return "tether-run"
+	}
+	return "tether-user"
 }
 
 // ruleKey is r without its reason, to match rules across features.

@@ -308,7 +308,9 @@ func TestRunPermissionsMissing(t *testing.T) {
 	o, out := c.options()
 	got, err := run(t, o, out)
 	cmdtest.WantError(t, err, cmdutil.ExitFailed, "permissions: intercept")
-	want(t, got, "permissions: intercept", StatusFail, "create secrets", "get pods/portforward", "docs/intercept.md")
+	want(t, got, "permissions: intercept", StatusFail, "2 of 15 missing", "create secrets, get pods/portforward", "the tether-user Role in docs/intercept.md")
+	want(t, got, "permissions: trace, capture and dns", StatusFail, "create secrets", "the tether-inspect Role")
+	want(t, got, "permissions: run (no workload: the gateway)", StatusFail, "the tether-run Role")
 	want(t, got, "permissions: record", StatusFail, "create secrets")
 	if strings.Contains(got["permissions: record"].Detail, "portforward") {
 		t.Errorf("record does not need port-forward: %s", got["permissions: record"].Detail)
