@@ -138,7 +138,7 @@ func TestDoctorRestrictedAndLeftovers(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("doctor exited %d (warnings only expected): %v\n%s", code, rows, stderr)
 	}
-	e.wantDoctor(rows, "pod security", "warn", "enforce=restricted blocks capture", "runs as root", "every other feature works", "enforce=baseline")
+	e.wantDoctor(rows, "pod security", "warn", "enforce=restricted blocks capture", "runs as root", `the API server refuses a dry run of it: violates PodSecurity "restricted:latest"`, "every other feature works", "enforce=baseline")
 	e.wantDoctor(rows, "agent image", "ok")
 	e.wantDoctor(rows, "port-forward", "ok")
 	e.wantDoctor(rows, "leftovers: journals", "warn", "deployment/orders", "no tether daemon runs", "tether rollback --all -n "+e.ns)
@@ -176,7 +176,7 @@ func TestDoctorNoRole(t *testing.T) {
 	e.wantDoctor(rows, "permissions: trace, capture and dns", "fail", "update pods/ephemeralcontainers")
 	e.wantDoctor(rows, "permissions: env --source spec", "fail", "get pods")
 	e.wantDoctor(rows, "agent image", "warn", "you may not create pods", "tether-doctor")
-	e.wantDoctor(rows, "pod security", "warn", "may not read namespace")
+	e.wantDoctor(rows, "pod security", "warn", "you may not read its labels", "level is unknown")
 	e.wantNoTestPod()
 }
 
@@ -199,6 +199,8 @@ func TestDoctorDocumentedRole(t *testing.T) {
 	e.wantDoctor(rows, "leftovers: journals", "ok")
 	e.wantDoctor(rows, "leftovers: agents", "ok")
 	e.wantDoctor(rows, "leftovers: test pods", "ok")
+	// No get on namespaces, but create on pods: the dry runs tell.
+	e.wantDoctor(rows, "pod security", "warn", "you may not read its labels", "blocks capture", `the API server refuses a dry run of it: violates PodSecurity "restricted:latest"`)
 	e.wantNoTestPod()
 }
 

@@ -110,7 +110,10 @@ line of detail and, when not ok, the fix:
                         (enforce, warn, audit) and which tether features the
                         enforced level blocks, from the security contexts
                         tether's agents ask for (capture's agent runs as root
-                        for NET_RAW: "restricted" blocks it)
+                        for NET_RAW: "restricted" blocks it); where you may
+                        create pods, confirmed by a server-side dry run of
+                        each agent's pod (nothing is created), which also
+                        catches a cluster-wide default or another policy
   agent image           a short-lived pod (label tether.dev/doctor) runs the
                         agent image tether would use (--agent-image, as for
                         intercept) and proves it starts; always deleted.

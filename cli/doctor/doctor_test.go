@@ -10,10 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"fmt"
+
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	authv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/version"
@@ -103,6 +106,8 @@ type cluster struct {
 	mu     sync.Mutex
 	agents map[string]string // pod -> agent's tunnel address
 	status map[string]corev1.PodStatus
+	// refuse, when set, is an admission policy beyond the labels.
+	refuse func(*corev1.Pod) error
 }
 
 func newCluster(t *testing.T, objects ...runtime.Object) *cluster {
@@ -125,6 +130,9 @@ func newCluster(t *testing.T, objects ...runtime.Object) *cluster {
 	})
 	c.cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		p := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod)
+		if len(a.(k8stesting.CreateActionImpl).CreateOptions.DryRun) > 0 {
+			return true, p, c.admit(p) // stores nothing
+		}
 		p.Spec.NodeName = "node-1"
 		p.CreationTimestamp = metav1.Now() // as the API server sets it
 		st := corev1.ContainerStatus{Name: agentspec.Container}
@@ -162,6 +170,29 @@ func newCluster(t *testing.T, objects ...runtime.Object) *cluster {
 		return true, p, nil
 	})
 	return c
+}
+
+// admit is the API server's admission of a dry run: RBAC, then Pod
+// Security as the namespace's enforce label says (levelNeeded stands in
+// for the real evaluator), then refuse when the test sets it.
+func (c *cluster) admit(p *corev1.Pod) error {
+	if c.denied["create pods"] {
+		return apierrors.NewForbidden(corev1.Resource("pods"), "", errors.New(`User "dev" cannot create resource "pods" in API group "" in the namespace "shop"`))
+	}
+	if c.refuse != nil {
+		if err := c.refuse(p); err != nil {
+			return err
+		}
+	}
+	ns, err := c.cs.Tracker().Get(corev1.SchemeGroupVersion.WithResource("namespaces"), "", "shop")
+	if err != nil {
+		return nil
+	}
+	enforce := ns.(*corev1.Namespace).Labels["pod-security.kubernetes.io/enforce"]
+	if need, why := levelNeeded(p.Spec.Containers[0].SecurityContext); levelRank(enforce) > levelRank(need) {
+		return apierrors.NewForbidden(corev1.Resource("pods"), p.Name, fmt.Errorf("violates PodSecurity %q: %s", enforce+":latest", strings.Join(why, ", ")))
+	}
+	return nil
 }
 
 // startAgent runs a real agent serving probes with token, as the test pod
@@ -397,12 +428,12 @@ func TestRunPodSecurity(t *testing.T) {
 		status Status
 		says   []string
 	}{
-		{"none", nil, StatusOK, []string{"no pod-security.kubernetes.io/enforce label"}},
+		{"none", nil, StatusOK, []string{"enforce=(none) allows every tether agent (the API server accepts a dry run of each)"}},
 		{"privileged", map[string]string{"pod-security.kubernetes.io/enforce": "privileged"}, StatusOK, []string{"allows every tether agent"}},
 		{"baseline warns restricted", map[string]string{"pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/warn": "restricted"}, StatusOK,
 			[]string{"allows every tether agent", "warn=restricted level only reports (does not block) capture"}},
 		{"restricted", map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}, StatusWarn,
-			[]string{"enforce=restricted blocks capture", "runs as root", "every other feature works", "enforce=baseline --overwrite"}},
+			[]string{"enforce=restricted blocks capture", "runs as root", "the API server refuses a dry run of it: violates PodSecurity", "every other feature works", "enforce=baseline --overwrite"}},
 		{"not a level", map[string]string{"pod-security.kubernetes.io/enforce": "strict"}, StatusWarn, []string{"is not a Pod Security level"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -417,6 +448,42 @@ func TestRunPodSecurity(t *testing.T) {
 			}
 		})
 	}
+	t.Run("the cluster's default refuses root", func(t *testing.T) {
+		c := newCluster(t, namespace(nil))
+		c.refuse = func(p *corev1.Pod) error {
+			if sc := p.Spec.Containers[0].SecurityContext; sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+				return apierrors.NewForbidden(corev1.Resource("pods"), p.Name, errors.New(`violates PodSecurity "restricted:latest": runAsUser=0`))
+			}
+			return nil
+		}
+		o, out := c.options()
+		o.SkipImage = true
+		got, err := run(t, o, out)
+		cmdtest.WantError(t, err, cmdutil.ExitOK, "")
+		want(t, got, "pod security", StatusWarn, "enforce=(none) blocks capture", `refuses a dry run of it: violates PodSecurity "restricted:latest": runAsUser=0`)
+		c.wantNoTestPod(t)
+	})
+	t.Run("labels unreadable, no dry run", func(t *testing.T) {
+		c := newCluster(t, namespace(nil))
+		c.denied["create pods"] = true
+		c.cs.PrependReactor("get", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(corev1.Resource("namespaces"), "shop", errors.New("no"))
+		})
+		o, out := c.options()
+		o.SkipImage = true
+		got, _ := run(t, o, out)
+		want(t, got, "pod security", StatusWarn, "you may not read its labels", "level is unknown", "kubectl get namespace shop --show-labels")
+	})
+	t.Run("labels unreadable, the dry run tells", func(t *testing.T) {
+		c := newCluster(t, namespace(map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}))
+		c.cs.PrependReactor("get", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(corev1.Resource("namespaces"), "shop", errors.New("no"))
+		})
+		o, out := c.options()
+		o.SkipImage = true
+		got, _ := run(t, o, out)
+		want(t, got, "pod security", StatusWarn, "you may not read its labels", "blocks capture", "violates PodSecurity")
+	})
 	t.Run("may not read the namespace", func(t *testing.T) {
 		c := newCluster(t) // no namespace object: NotFound
 		o, out := c.options()

@@ -103,46 +103,76 @@ func blocked(level string, uses []agentspec.Use) (refused, allowed []string) {
 }
 
 // checkPodSecurity reads the namespace's Pod Security labels and says which
-// of tether's features its enforced level blocks.
+// of tether's features its enforced level blocks. Where the user may
+// create pods it asks the API server too: a server-side dry run of a pod
+// with each agent's security context, which also catches a cluster-wide
+// default level or another admission policy the labels do not show.
 func (o *DoctorOptions) checkPodSecurity(ctx context.Context) Result {
 	r := Result{Check: "pod security"}
 	ctx, cancel := context.WithTimeout(ctx, o.CheckTimeout)
 	defer cancel()
 	ns := o.Kube.Namespace
+	uses := agentspec.Uses()
+	dry := make(chan []dryRun, 1)
+	go func() { dry <- o.dryRunAgents(ctx, uses) }()
+
 	nsObj, err := o.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
+	runs := <-dry
+	if apierrors.IsNotFound(err) {
 		r.Status, r.Detail = StatusFail, fmt.Sprintf("namespace %s does not exist", ns)
 		r.Fix = "pass an existing namespace with -n (`kubectl get namespaces` lists them)"
 		return r
-	case apierrors.IsForbidden(err):
-		r.Status, r.Detail = StatusWarn, fmt.Sprintf("you may not read namespace %s (get namespaces), so its Pod Security level is unknown; capture needs \"baseline\" or less, everything else works under \"restricted\"", ns)
-		r.Fix = fmt.Sprintf("someone who may can run `kubectl get namespace %s --show-labels`", ns)
-		return r
-	case err != nil:
-		r.Status, r.Detail = StatusWarn, fmt.Sprintf("could not read namespace %s: %v", ns, err)
-		return r
 	}
-	labels := nsObj.Labels
-	enforce := labels["pod-security.kubernetes.io/enforce"]
-	levels := fmt.Sprintf("enforce=%s", orNone(enforce))
-	for _, mode := range []string{"warn", "audit"} {
-		if v := labels["pod-security.kubernetes.io/"+mode]; v != "" {
-			levels += fmt.Sprintf(", %s=%s", mode, v)
+	var labels map[string]string
+	levels := fmt.Sprintf("namespace %s", ns)
+	enforce := ""
+	switch {
+	case err == nil:
+		labels = nsObj.Labels
+		enforce = labels["pod-security.kubernetes.io/enforce"]
+		levels += fmt.Sprintf(": enforce=%s", orNone(enforce))
+		for _, mode := range []string{"warn", "audit"} {
+			if v := labels["pod-security.kubernetes.io/"+mode]; v != "" {
+				levels += fmt.Sprintf(", %s=%s", mode, v)
+			}
 		}
+	case apierrors.IsForbidden(err):
+		levels += " (you may not read its labels: get namespaces)"
+	default:
+		levels += fmt.Sprintf(" (its labels could not be read: %v)", err)
 	}
-	uses := agentspec.Uses()
-	if enforce == "" {
-		r.Status = StatusOK
-		r.Detail = fmt.Sprintf("namespace %s has no pod-security.kubernetes.io/enforce label: the cluster's default level applies (privileged unless the admin configured another); tether's agents need at most \"baseline\" (capture), \"restricted\" for everything else", ns)
-		return r
-	}
-	if levelRank(enforce) < 0 {
-		r.Status, r.Detail = StatusWarn, fmt.Sprintf("namespace %s: %s is not a Pod Security level (privileged, baseline, restricted)", ns, levels)
+	if enforce != "" && levelRank(enforce) < 0 {
+		r.Status, r.Detail = StatusWarn, fmt.Sprintf("%s: %q is not a Pod Security level (privileged, baseline, restricted)", levels, enforce)
 		r.Fix = fmt.Sprintf("`kubectl label namespace %s pod-security.kubernetes.io/enforce=baseline --overwrite` (or restricted)", ns)
 		return r
 	}
-	refused, _ := blocked(enforce, uses)
+
+	var refused []string
+	switch {
+	case runs != nil:
+		// The API server's answer is the truth; the labels say why.
+		for i, u := range uses {
+			if runs[i].refused == "" {
+				continue
+			}
+			why := ""
+			if need, reasons := levelNeeded(u.SecurityContext); enforce != "" && levelRank(enforce) > levelRank(need) {
+				why = strings.Join(reasons, ", ") + "; "
+			}
+			refused = append(refused, fmt.Sprintf("%s (its %s %sthe API server refuses a dry run of it: %s)", strings.Join(u.Features, ", "), u.Agent, why, runs[i].refused))
+		}
+	case err == nil && enforce != "":
+		refused, _ = blocked(enforce, uses)
+	case err == nil:
+		r.Status = StatusOK
+		r.Detail = levels + ": no enforce label, so the cluster's default level applies (privileged unless the admin configured another); capture's agent needs \"baseline\", every other agent passes \"restricted\""
+		return r
+	default:
+		r.Status = StatusWarn
+		r.Detail = levels + ", and no dry run without create on pods: its Pod Security level is unknown; capture's agent needs \"baseline\", every other agent passes \"restricted\""
+		r.Fix = fmt.Sprintf("someone who may can run `kubectl get namespace %s --show-labels`", ns)
+		return r
+	}
 	var notes []string
 	for _, mode := range []string{"warn", "audit"} {
 		if v := labels["pod-security.kubernetes.io/"+mode]; levelRank(v) > levelRank(enforce) {
@@ -153,16 +183,49 @@ func (o *DoctorOptions) checkPodSecurity(ctx context.Context) Result {
 	}
 	if len(refused) == 0 {
 		r.Status = StatusOK
-		r.Detail = fmt.Sprintf("namespace %s: %s allows every tether agent", ns, levels)
+		r.Detail = levels + " allows every tether agent"
+		if runs != nil {
+			r.Detail += " (the API server accepts a dry run of each)"
+		}
 		if len(notes) > 0 {
 			r.Detail += "; " + strings.Join(notes, "; ")
 		}
 		return r
 	}
 	r.Status = StatusWarn
-	r.Detail = fmt.Sprintf("namespace %s: %s blocks %s; every other feature works", ns, levels, strings.Join(refused, "; "))
+	r.Detail = fmt.Sprintf("%s blocks %s; every other feature works", levels, strings.Join(refused, "; "))
 	r.Fix = fmt.Sprintf("these need the baseline level: `kubectl label namespace %s pod-security.kubernetes.io/enforce=baseline --overwrite` where your cluster's policy allows it, or use them in a namespace that allows baseline", ns)
 	return r
+}
+
+// dryRun is the API server's answer to a dry run of one agent's pod:
+// refused holds its reason, "" when accepted.
+type dryRun struct{ refused string }
+
+// dryRunAgents asks the API server, without creating anything, whether it
+// admits a pod with each agent use's security context; nil when it cannot
+// tell (the user may not create pods, or it did not answer).
+func (o *DoctorOptions) dryRunAgents(ctx context.Context, uses []agentspec.Use) []dryRun {
+	out := make([]dryRun, len(uses))
+	for i, u := range uses {
+		p := testPod("tether-doctor-dry-run", o.AgentImage, []byte("dry-run"))
+		p.Spec.Containers[0].SecurityContext = u.SecurityContext
+		_, err := o.client.CoreV1().Pods(o.Kube.Namespace).Create(ctx, p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		switch {
+		case err == nil:
+		case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource"):
+			return nil // RBAC: no dry run without create on pods
+		case apierrors.IsForbidden(err) || apierrors.IsInvalid(err):
+			msg := err.Error()
+			if _, after, ok := strings.Cut(msg, "is forbidden: "); ok {
+				msg = after
+			}
+			out[i].refused = msg
+		default:
+			return nil
+		}
+	}
+	return out
 }
 
 // featuresOf shortens blocked's entries to their features.
