@@ -57,6 +57,9 @@ type DoctorOptions struct {
 	// ImageTimeout bounds the wait for the test pod to start (its image
 	// pulled); CheckTimeout bounds each other check.
 	ImageTimeout, CheckTimeout time.Duration
+	// progressEvery is how often the wait for the test pod is reported
+	// on stderr (5 s; tests shorten it).
+	progressEvery time.Duration
 
 	// Filled by Complete.
 	Kube   cmdutil.Target

@@ -364,7 +364,7 @@ func TestRunImage(t *testing.T) {
 			code: cmdutil.ExitFailed, image: StatusFail, pf: StatusSkipped, imageSays: []string{"cannot pull", "ImagePullBackOff", "make agent-image", "k3s ctr images import"}},
 		{name: "never starts", setup: func(c *cluster, o *DoctorOptions) {
 			c.waiting = "ContainerCreating"
-			o.ImageTimeout = 300 * time.Millisecond
+			o.ImageTimeout, o.progressEvery = 600*time.Millisecond, 100*time.Millisecond
 		},
 			code: cmdutil.ExitFailed, image: StatusFail, pf: StatusSkipped, imageSays: []string{"did not start within", "ContainerCreating"}},
 		{name: "may not create pods", setup: func(c *cluster, _ *DoctorOptions) { c.denied["create pods"] = true },
@@ -381,7 +381,12 @@ func TestRunImage(t *testing.T) {
 			o, out := c.options()
 			o.CheckTimeout = 2 * time.Second
 			tc.setup(c, o)
+			progress := &strings.Builder{}
+			o.ErrOut = progress
 			got, err := run(t, o, out)
+			if tc.name == "never starts" && !strings.Contains(progress.String(), "doctor: waiting for test pod tether-doctor-") {
+				t.Errorf("no progress on stderr while the pod did not start: %q", progress)
+			}
 			if tc.name == "may not create pods" {
 				// the image check only warns: create pods is no feature's need
 				tc.code = cmdutil.ExitOK

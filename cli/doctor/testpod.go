@@ -160,7 +160,7 @@ func (o *DoctorOptions) waitStarted(ctx context.Context, name string) (bool, str
 		if o.Now().After(deadline) {
 			return false, fmt.Sprintf("the test pod %s did not start within %s (%s)", name, o.ImageTimeout, state)
 		}
-		if o.Now().Sub(lastSaid) >= 5*time.Second {
+		if o.Now().Sub(lastSaid) >= o.progressInterval() {
 			fmt.Fprintf(o.ErrOut, "doctor: waiting for test pod %s to start %s: %s (%s of at most %s)\n", name, o.AgentImage, state, o.Now().Sub(deadline.Add(-o.ImageTimeout)).Round(time.Second), o.ImageTimeout)
 			lastSaid = o.Now()
 		}
@@ -170,6 +170,14 @@ func (o *DoctorOptions) waitStarted(ctx context.Context, name string) (bool, str
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// progressInterval is how often waitStarted says what it waits for.
+func (o *DoctorOptions) progressInterval() time.Duration {
+	if o.progressEvery > 0 {
+		return o.progressEvery
+	}
+	return 5 * time.Second
 }
 
 // podStarted decides from p's status: done says the wait is over, ok that
