@@ -5,12 +5,17 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/tetherkube/tether/internal/agentspec"
 )
 
 // doctorResult is one row of `tether doctor -o json`.
@@ -58,6 +63,14 @@ func (e *env) wantDoctor(rows map[string]doctorResult, check, status string, say
 			e.t.Errorf("%s: %q (fix %q) does not say %q", check, r.Detail, r.Fix, s)
 		}
 	}
+}
+
+// testAgentImage is the agent image the tests' tether uses.
+func testAgentImage() string {
+	if im := os.Getenv("TETHER_AGENT_IMAGE"); im != "" {
+		return im
+	}
+	return "docker.io/tetherkube/tether-agent:dev"
 }
 
 // wantNoTestPod: doctor deleted its test pod.
@@ -134,10 +147,26 @@ func TestDoctorRestrictedAndLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A test pod an interrupted doctor left, ended: its agent refused its
+	// arguments.
+	_, err = e.cs.CoreV1().Pods(e.ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "tether-doctor-left", Labels: map[string]string{agentspec.LabelDoctor: "true"}},
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: agentspec.Container, Image: testAgentImage(),
+			Args: []string{"--no-such-flag"}, SecurityContext: agentspec.SecurityContext()}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, "tether-doctor-left", metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodFailed, nil
+	}); err != nil {
+		t.Fatalf("the left test pod did not end: %v", err)
+	}
+
 	rows, code, stderr := e.doctor()
 	if code != 0 {
 		t.Fatalf("doctor exited %d (warnings only expected): %v\n%s", code, rows, stderr)
 	}
+	e.wantDoctor(rows, "leftovers: test pods", "ok", "deleted 1 test pods an interrupted doctor left: tether-doctor-left")
 	e.wantDoctor(rows, "pod security", "warn", "enforce=restricted blocks capture", "runs as root", `the API server refuses a dry run of it: violates PodSecurity "restricted:latest"`, "every other feature works", "enforce=baseline")
 	e.wantDoctor(rows, "agent image", "ok")
 	e.wantDoctor(rows, "port-forward", "ok")

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/version"
 
 	"github.com/tetherkube/tether/internal/access"
@@ -40,6 +41,11 @@ func (o *DoctorOptions) checkContext(ctx context.Context) (Result, bool) {
 		a.err = fmt.Errorf("no answer within %s", o.CheckTimeout)
 	case <-ctx.Done():
 		a.err = ctx.Err()
+	}
+	if apierrors.IsUnauthorized(a.err) {
+		r.Status, r.Detail = StatusFail, fmt.Sprintf("%s refuses your credentials: %v", where, a.err)
+		r.Fix = "log in again (your token or certificate expired?) or pick another --context; `kubectl version` shows the same"
+		return r, false
 	}
 	if a.err != nil {
 		r.Status, r.Detail = StatusFail, fmt.Sprintf("%s does not answer: %v", where, a.err)

@@ -413,6 +413,17 @@ func TestRunContext(t *testing.T) {
 		want(t, got, "run on this machine", StatusOK)
 		c.wantNoTestPod(t)
 	})
+	t.Run("credentials refused", func(t *testing.T) {
+		c := newCluster(t, namespace(nil))
+		c.cs.Discovery().(*fakediscovery.FakeDiscovery).PrependReactor("get", "version", func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewUnauthorized("Unauthorized")
+		})
+		o, out := c.options()
+		got, err := run(t, o, out)
+		cmdtest.WantError(t, err, cmdutil.ExitFailed, "kube context")
+		want(t, got, "kube context", StatusFail, "refuses your credentials", "log in again")
+		want(t, got, "permissions", StatusSkipped)
+	})
 	t.Run("too old", func(t *testing.T) {
 		c := newCluster(t, namespace(nil))
 		c.cs.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &version.Info{Major: "1", Minor: "24+", GitVersion: "v1.24.17-gke.1"}
