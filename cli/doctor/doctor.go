@@ -7,6 +7,7 @@ package doctor
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"strings"
@@ -274,7 +275,7 @@ func (o *DoctorOptions) Check(ctx context.Context) []Result {
 }
 
 // printTable writes the results for people.
-func printTable(w interface{ Write([]byte) (int, error) }, results []Result) {
+func printTable(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tSTATUS\tDETAIL\tFIX")
 	for _, r := range results {
