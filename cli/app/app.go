@@ -19,6 +19,7 @@ import (
 	"github.com/tetherkube/tether/cli/connect"
 	"github.com/tetherkube/tether/cli/daemoncmd"
 	"github.com/tetherkube/tether/cli/dns"
+	"github.com/tetherkube/tether/cli/doctor"
 	"github.com/tetherkube/tether/cli/env"
 	"github.com/tetherkube/tether/cli/gatherlogs"
 	"github.com/tetherkube/tether/cli/intercept"
@@ -85,6 +86,7 @@ every change tether made, and see where a connection or a DNS name goes.`,
 		session.NewCmdSession(f),
 		logs.NewCmdLogs(f, nil),
 		gatherlogs.NewCmdGatherLogs(f, nil),
+		doctor.NewCmdDoctor(f, nil),
 		version.NewCmdVersion(f, nil),
 		daemoncmd.NewCmdDaemon(f),
 	)

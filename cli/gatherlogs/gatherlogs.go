@@ -25,16 +25,16 @@ import (
 
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/agentspec"
 	"github.com/tetherkube/tether/internal/buildinfo"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
-// Labels and names tether puts on the cluster (daemon/internal/journal,
-// daemon/internal/inject): the CLI reads them, it does not import the
-// daemon's internals.
+// Labels and names tether puts on the cluster come from internal/agentspec,
+// which the daemon builds its objects from too.
 const (
-	labelJournal   = "tether.dev/journal"
-	agentContainer = "tether-agent"
+	labelJournal   = agentspec.LabelJournal
+	agentContainer = agentspec.Container
 	// agentLogBytes bounds each container's log in the bundle (its end).
 	agentLogBytes = 8 << 20
 )

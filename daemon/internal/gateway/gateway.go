@@ -29,6 +29,7 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/intercept"
 	"github.com/tetherkube/tether/daemon/internal/journal"
+	"github.com/tetherkube/tether/internal/agentspec"
 	"github.com/tetherkube/tether/internal/buildinfo"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
@@ -232,7 +233,7 @@ func deleteIf(err error) error {
 // runs where Pod Security is "restricted".
 func deployment(req Request, secret string) *appsv1.Deployment {
 	labels := map[string]string{journal.LabelGateway: "true", "app.kubernetes.io/name": Name, "app.kubernetes.io/managed-by": "tether"}
-	one, no, yes := int32(1), false, true
+	one, no := int32(1), false
 	mode := int32(0o444)
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: labels, Annotations: map[string]string{
@@ -259,13 +260,7 @@ func deployment(req Request, secret string) *appsv1.Deployment {
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
 							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
 						},
-						SecurityContext: &corev1.SecurityContext{
-							RunAsNonRoot:             &yes,
-							AllowPrivilegeEscalation: &no,
-							ReadOnlyRootFilesystem:   &yes,
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-							SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-						},
+						SecurityContext: agentspec.SecurityContext(),
 					}},
 					Volumes: []corev1.Volume{{Name: inject.TokenVolume, VolumeSource: corev1.VolumeSource{
 						Secret: &corev1.SecretVolumeSource{SecretName: secret, DefaultMode: &mode}}}},

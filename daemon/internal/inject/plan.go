@@ -15,17 +15,18 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/tetherkube/tether/internal/agentspec"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 // Names tether uses in the objects it changes.
 const (
-	AgentContainer = "tether-agent"
-	TokenVolume    = "tether-agent-token"
+	AgentContainer = agentspec.Container
+	TokenVolume    = agentspec.TokenVolume
 	TokenMountPath = "/var/run/tether"
 	TokenKey       = "token"
 	// AgentAnnotation on a pod template marks it as changed by tether.
-	AgentAnnotation = "tether.dev/agent"
+	AgentAnnotation = agentspec.AgentAnnotation
 	// FirstAgentPort is where the agent's listen ports are allocated from.
 	FirstAgentPort = 17000
 )
@@ -309,7 +310,6 @@ func addAgent(t *corev1.PodTemplateSpec, opts Options, resources corev1.Resource
 			return
 		}
 	}
-	no, yes := false, true
 	pull := opts.PullPolicy
 	if pull == "" {
 		pull = corev1.PullIfNotPresent
@@ -327,13 +327,7 @@ func addAgent(t *corev1.PodTemplateSpec, opts Options, resources corev1.Resource
 		VolumeMounts: []corev1.VolumeMount{{Name: TokenVolume, MountPath: TokenMountPath, ReadOnly: true}},
 		Resources:    resources,
 		// No added capability: the agent works where PodSecurity is "restricted".
-		SecurityContext: &corev1.SecurityContext{
-			RunAsNonRoot:             &yes,
-			AllowPrivilegeEscalation: &no,
-			ReadOnlyRootFilesystem:   &yes,
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
+		SecurityContext: agentspec.SecurityContext(),
 	})
 	mode := int32(0o444) // the agent runs as a non-root user the volume does not belong to
 	t.Spec.Volumes = append(t.Spec.Volumes, corev1.Volume{

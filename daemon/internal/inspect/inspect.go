@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/internal/agentspec"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
@@ -240,24 +241,17 @@ func newContainer(req Request, name string, port int, token []byte) corev1.Ephem
 }
 
 func securityContext(req Request) *corev1.SecurityContext {
-	no, yes := false, true
-	sc := &corev1.SecurityContext{
-		AllowPrivilegeEscalation: &no,
-		ReadOnlyRootFilesystem:   &yes,
-		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		RunAsGroup:               req.RunAsGroup,
-	}
+	var sc *corev1.SecurityContext
 	if req.root() {
 		// Root with the runtime's default capabilities, which include
 		// NET_RAW on containerd and Docker: the baseline Pod Security level
 		// allows that, but not adding capabilities explicitly.
-		root := int64(0)
-		sc.RunAsUser, sc.RunAsNonRoot = &root, &no
+		sc = agentspec.RootSecurityContext()
 	} else {
-		sc.RunAsNonRoot = &yes
+		sc = agentspec.SecurityContext()
 		sc.RunAsUser = req.RunAsUser
-		sc.Capabilities = &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}
 	}
+	sc.RunAsGroup = req.RunAsGroup
 	return sc
 }
 

@@ -27,20 +27,23 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/tetherkube/tether/internal/agentspec"
 )
 
-// Labels on every journal ConfigMap.
+// Labels on every journal ConfigMap (internal/agentspec holds them, for
+// the CLI's doctor and gather-logs too).
 const (
-	LabelJournal      = "tether.dev/journal"
-	LabelWorkloadKind = "tether.dev/workload-kind"
-	LabelWorkloadName = "tether.dev/workload-name"
+	LabelJournal      = agentspec.LabelJournal
+	LabelWorkloadKind = agentspec.LabelWorkloadKind
+	LabelWorkloadName = agentspec.LabelWorkloadName
 	// LabelJournalKey marks the Secret holding a journal's key.
-	LabelJournalKey = "tether.dev/journal-key"
+	LabelJournalKey = agentspec.LabelJournalKey
 	// LabelAgentToken marks the Secret holding an agent's token.
-	LabelAgentToken = "tether.dev/agent-token"
+	LabelAgentToken = agentspec.LabelAgentToken
 	// LabelGateway marks the gateway Deployment tether creates for `tether
 	// run` where no workload is named, and its pods.
-	LabelGateway = "tether.dev/gateway"
+	LabelGateway = agentspec.LabelGateway
 	dataKey      = "journal.json"
 	macKey       = "journal.mac"
 	secretKey    = "key"

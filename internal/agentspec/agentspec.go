@@ -1,0 +1,87 @@
+// Package agentspec holds the facts about tether's agent containers that
+// both the daemon (which adds them) and the CLI (which checks a cluster
+// for them: doctor, gather-logs) need: the names and labels tether puts on
+// the cluster, and the security contexts the agents run with. The daemon's
+// inject, inspect, gateway and journal packages build their objects from
+// these; nothing here talks to a cluster.
+package agentspec
+
+import corev1 "k8s.io/api/core/v1"
+
+// Names and labels tether puts on the objects it adds or changes.
+const (
+	// Container is the name of the agent's sidecar container (intercept,
+	// record, the run gateway).
+	Container = "tether-agent"
+	// TokenVolume is the sidecar's volume holding its token Secret.
+	TokenVolume = "tether-agent-token"
+	// AgentAnnotation on a pod template marks it as changed by tether.
+	AgentAnnotation = "tether.dev/agent"
+	// LabelJournal marks a journal ConfigMap; LabelWorkloadKind and
+	// LabelWorkloadName on it name the workload it journals.
+	LabelJournal      = "tether.dev/journal"
+	LabelWorkloadKind = "tether.dev/workload-kind"
+	LabelWorkloadName = "tether.dev/workload-name"
+	// LabelJournalKey marks the Secret holding a journal's key.
+	LabelJournalKey = "tether.dev/journal-key"
+	// LabelAgentToken marks the Secret holding an agent's token.
+	LabelAgentToken = "tether.dev/agent-token"
+	// LabelGateway marks the gateway Deployment tether creates for `tether
+	// run` where no workload is named, and its pods.
+	LabelGateway = "tether.dev/gateway"
+	// LabelDoctor marks the short-lived test pod of `tether doctor`.
+	LabelDoctor = "tether.dev/doctor"
+)
+
+// SecurityContext is the security context of every agent that needs no
+// privilege (the sidecar, the gateway, inspection agents other than
+// capture's): non-root, no capability, no privilege escalation, a
+// read-only root, the runtime's default seccomp profile. It passes the
+// "restricted" Pod Security level.
+func SecurityContext() *corev1.SecurityContext {
+	no, yes := false, true
+	return &corev1.SecurityContext{
+		RunAsNonRoot:             &yes,
+		AllowPrivilegeEscalation: &no,
+		ReadOnlyRootFilesystem:   &yes,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// RootSecurityContext is the security context of an inspection agent that
+// needs root: capture's (CAP_NET_RAW, which containerd and Docker grant
+// root by default) and one reading a process that runs as root. It adds no
+// capability explicitly, so the "baseline" Pod Security level allows it;
+// "restricted" does not (it demands runAsNonRoot).
+func RootSecurityContext() *corev1.SecurityContext {
+	no, yes, root := false, true, int64(0)
+	return &corev1.SecurityContext{
+		RunAsUser:                &root,
+		RunAsNonRoot:             &no,
+		AllowPrivilegeEscalation: &no,
+		ReadOnlyRootFilesystem:   &yes,
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// Use is one kind of agent container tether adds and the features that
+// add it.
+type Use struct {
+	// Agent says which container: "sidecar", "gateway", "ephemeral", ...
+	Agent string
+	// Features are the tether commands that add it.
+	Features []string
+	// SecurityContext is what the container asks for.
+	SecurityContext *corev1.SecurityContext
+}
+
+// Uses lists every agent container tether adds, with its security context.
+func Uses() []Use {
+	return []Use{
+		{Agent: "sidecar (in the workload's pods)", Features: []string{"intercept", "record"}, SecurityContext: SecurityContext()},
+		{Agent: "gateway Deployment", Features: []string{"run (no workload)"}, SecurityContext: SecurityContext()},
+		{Agent: "ephemeral inspection agent", Features: []string{"trace", "dns", "env", "run (a workload's pod)"}, SecurityContext: SecurityContext()},
+		{Agent: "ephemeral inspection agent as root (NET_RAW)", Features: []string{"capture", "env and run for a process running as root"}, SecurityContext: RootSecurityContext()},
+	}
+}
