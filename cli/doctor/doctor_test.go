@@ -29,6 +29,7 @@ import (
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/cmdutil/cmdtest"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/access"
 	"github.com/tetherkube/tether/internal/agentspec"
 )
 
@@ -300,8 +301,10 @@ func TestRunAllOK(t *testing.T) {
 	o, out := c.options()
 	got, err := run(t, o, out)
 	cmdtest.WantError(t, err, cmdutil.ExitOK, "")
-	if len(got) != 18 {
-		t.Errorf("%d checks, want 18: %v", len(got), got)
+	// The cluster, ephemeral containers, one per feature, pod security,
+	// image, port-forward, three leftovers, this machine.
+	if n := 9 + len(access.Features); len(got) != n {
+		t.Errorf("%d checks, want %d: %v", len(got), n, got)
 	}
 	for name, r := range got {
 		if r.Status != StatusOK {
@@ -324,7 +327,7 @@ func TestRunTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if !strings.HasPrefix(lines[0], "CHECK") || !strings.Contains(lines[0], "FIX") || len(lines) != 19 {
+	if !strings.HasPrefix(lines[0], "CHECK") || !strings.Contains(lines[0], "FIX") || len(lines) != 10+len(access.Features) {
 		t.Errorf("table:\n%s", out)
 	}
 	if !strings.Contains(out.String(), "agent image") || !strings.Contains(out.String(), "skipped") {

@@ -116,10 +116,13 @@ func WriteOCITarball(imgs []v1.Image, ref, out string) error {
 	if err != nil {
 		return err
 	}
-	// The name containerd gives the image it imports.
+	// The name containerd gives the image it imports: as the kubelet asks
+	// for it (docker.io/..., which go-containerregistry spells
+	// index.docker.io/...).
+	full := strings.Replace(tag.Name(), "index.docker.io/", "docker.io/", 1)
 	if err := lp.AppendIndex(idx, layout.WithAnnotations(map[string]string{
-		"org.opencontainers.image.ref.name": tag.Name(),
-		"io.containerd.image.name":          tag.Name(),
+		"org.opencontainers.image.ref.name": full,
+		"io.containerd.image.name":          full,
 	})); err != nil {
 		return fmt.Errorf("write image %s: %w", ref, err)
 	}

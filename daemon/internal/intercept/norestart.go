@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
@@ -276,11 +277,12 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	if err := waitMarked(ctx, m.CS, np, f.marked, req.RolloutTimeout, progress); err != nil {
 		return fail(err)
 	}
-	progress(fmt.Sprintf("letting the nodes apply service/%s's new endpoints (%s)", np.svc.Name, m.settle()))
-	select {
-	case <-time.After(m.settle()):
-	case <-ctx.Done():
-		return fail(ctx.Err())
+	// Ready when a probe through the Service's address reaches the agent
+	// of every marked pod (ready.go), as for a sidecar intercept.
+	svc := np.svc.DeepCopy()
+	svc.Spec.Selector, svc.Spec.Ports = np.selector, np.ports
+	if err := m.waitReady(ctx, svc, np.port, labels.SelectorFromSet(np.selector).String(), f.t.agents(), progress); err != nil {
+		return fail(err)
 	}
 	f.follow(ctx)
 	return &Intercept{Workload: w, Service: np.svc.Name, ServicePort: np.port, AgentPort: np.agentPort, LocalPort: req.LocalPort,
