@@ -279,6 +279,9 @@ func (r *Router) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		st.serveH1(w, req, to)
 	}
 	if tee != nil {
+		// The caller's answer first: net/http holds it in its buffer until
+		// the handler returns, and the copy is no reason to wait.
+		http.NewResponseController(w).Flush()
 		for _, m := range mirrors {
 			r.mirror(m, req, tee)
 		}
