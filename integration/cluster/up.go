@@ -37,6 +37,14 @@ func Up(ctx context.Context, cfg Config) error {
 		cfg.progressf("cluster ready (reused)\nKUBECONFIG=%s", cfg.KubeconfigPath())
 		return nil
 	}
+	if pid := readPID(cfg.pidFile()); pid != 0 {
+		// `make cluster-down` removes the pid file: one left behind is a
+		// cluster that died (or a machine that restarted) while it should
+		// have been running. Say so loudly: the tests that were running
+		// on it failed for that reason, and its log tells why.
+		cfg.progressf("WARNING: the local cluster that should be running (k3s pid %d) is dead: nothing stopped it with `make cluster-down`.\n"+
+			"WARNING: its log is kept as %s; starting a new cluster, whose state (namespaces, objects) starts empty.", pid, cfg.logFile()+".1")
+	}
 	if err := portFree(cfg.APIPort); err != nil {
 		return err
 	}
@@ -88,7 +96,28 @@ func portFree(port int) error {
 	return lis.Close()
 }
 
+// keptLogs is how many earlier runs' k3s logs a start keeps (k3s.log.1 is
+// the last run's).
+const keptLogs = 3
+
+// rotateLog moves path to path.1, path.1 to path.2, ..., keeping keep.
+func rotateLog(path string, keep int) error {
+	for i := keep; i >= 1; i-- {
+		from := path
+		if i > 1 {
+			from = fmt.Sprintf("%s.%d", path, i-1)
+		}
+		if err := os.Rename(from, fmt.Sprintf("%s.%d", path, i)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
 func startK3s(cfg Config) (*exec.Cmd, error) {
+	if err := rotateLog(cfg.logFile(), keptLogs); err != nil {
+		return nil, fmt.Errorf("keep the previous k3s log: %w", err)
+	}
 	logf, err := os.OpenFile(cfg.logFile(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
