@@ -62,6 +62,7 @@ images: cluster-bins ## build every image the local cluster runs as tarballs, of
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(CLUSTER_DIR)/bin/tether-agent ./cmd/tether-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(CLUSTER_DIR)/bin/tether-demo ./cmd/tether-demo
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(CLUSTER_DIR)/bin/pause ./integration/cluster/pause
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(CLUSTER_DIR)/bin/nxdns ./integration/cluster/nxdns
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(CLUSTER_DIR)/bin/greeter-server google.golang.org/grpc/examples/helloworld/greeter_server
 	$(GO) run ./integration/cluster/cmd/tether-cluster images --dir $(CLUSTER_DIR)
 

@@ -87,8 +87,11 @@ func writeNodeFiles(cfg Config, nodeIP netip.Addr) error {
 		filepath.Join(cfg.cniConfDir(), "10-tether-bridge.conflist"):                   fmt.Sprintf(cniConfig, cfg.cniIPAMDir(), cfg.NodePodCIDR.String()),
 		filepath.Join(cfg.etcDir(), "registries.yaml"):                                 registriesYAML,
 		// No upstream DNS can be reached: CoreDNS forwards to the node itself,
-		// which answers nothing, so outside names fail fast.
+		// where nxdns answers every name NXDOMAIN at once.
 		filepath.Join(cfg.etcDir(), "resolv.conf"): "nameserver " + nodeIP.String() + "\n",
+	}
+	if err := writeManifests(cfg); err != nil {
+		return err
 	}
 	for path, content := range files {
 		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
@@ -115,3 +118,46 @@ func stageAirgapImages(cfg Config) error {
 	}
 	return nil
 }
+
+// writeManifests puts the harness's own objects where k3s applies them, at
+// start and while it runs (a reused cluster gets what a newer harness adds).
+func writeManifests(cfg Config) error {
+	dir := filepath.Join(cfg.dataDir(), "server", "manifests")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "tether-nxdns.yaml"), []byte(nxdnsManifest), 0o644)
+}
+
+// nxdnsManifest runs nxdns on the node's address (hostNetwork), where
+// CoreDNS forwards the names outside the cluster.
+const nxdnsManifest = `apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: tether-nxdns
+  namespace: kube-system
+  labels: {app: tether-nxdns}
+spec:
+  selector:
+    matchLabels: {app: tether-nxdns}
+  template:
+    metadata:
+      labels: {app: tether-nxdns}
+    spec:
+      hostNetwork: true
+      dnsPolicy: Default
+      priorityClassName: system-node-critical
+      tolerations: [{operator: Exists}]
+      containers:
+      - name: nxdns
+        image: ` + NXDNSImage + `
+        imagePullPolicy: Never
+        env:
+        - name: HOST_IP
+          valueFrom: {fieldRef: {fieldPath: status.hostIP}}
+        securityContext:
+          capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}
+        resources:
+          requests: {cpu: 5m, memory: 8Mi}
+          limits: {memory: 32Mi}
+`

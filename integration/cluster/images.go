@@ -33,6 +33,9 @@ const (
 	// GreeterImage runs grpc-go's own helloworld greeter_server (module
 	// google.golang.org/grpc/examples), a gRPC server tether did not write.
 	GreeterImage = "docker.io/tetherkube/greeter-server:dev"
+	// NXDNSImage answers the names outside the cluster NXDOMAIN at once
+	// (integration/cluster/nxdns).
+	NXDNSImage = "docker.io/tetherkube/nxdns:local"
 )
 
 // nonRoot is the uid:gid tether's own images run as.
@@ -46,6 +49,8 @@ func Images() []Image {
 		{Ref: AgentImage, Binary: "tether-agent", Entrypoint: []string{"/tether-agent"}, User: nonRoot, File: "tether-agent.tar"},
 		{Ref: DemoImage, Binary: "tether-demo", Entrypoint: []string{"/tether-demo"}, Cmd: []string{"serve"}, User: nonRoot, File: "tether-demo.tar"},
 		{Ref: GreeterImage, Binary: "greeter-server", Entrypoint: []string{"/greeter-server"}, User: nonRoot, File: "greeter-server.tar"},
+		// Root, for port 53 on the node's address (hostNetwork).
+		{Ref: NXDNSImage, Binary: "nxdns", Entrypoint: []string{"/nxdns"}, File: "nxdns.tar"},
 	}
 }
 

@@ -34,6 +34,9 @@ func Up(ctx context.Context, cfg Config) error {
 		if err := importChangedImages(ctx, cfg); err != nil {
 			return err
 		}
+		if err := writeManifests(cfg); err != nil {
+			return err
+		}
 		cfg.progressf("cluster ready (reused)\nKUBECONFIG=%s", cfg.KubeconfigPath())
 		return nil
 	}
