@@ -51,7 +51,7 @@ func main() {
 	flag.IntVar(&o.requests, "requests", 1000, "sequential requests per latency measurement")
 	flag.Int64Var(&o.bulkBytes, "bulk-bytes", 128<<20, "bytes per throughput measurement")
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per path; the table shows medians")
-	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record, run, personal, session (sessions and reproduce) or cost (the agent's cost to in-cluster callers) (default: all but cost)")
+	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record, run, personal, session (sessions and reproduce) cost (the agent's cost to in-cluster callers) or modes (sidecar against --no-restart) (default: all but cost and modes)")
 	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image `tether run` and `tether intercept` add (default: tether's own)")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon, `tether run` and the agents under the latency and bulk rows here (`make bench PROFILE=1`)")
 	flag.BoolVar(&o.pinAgents, "pin-agents", false, "personal: run the agents on the last CPU and the load, app and laptop on the others (Linux)")
@@ -118,6 +118,14 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		return benchRecording(ctx, rc, cs, o, client)
+	}
+	if o.only == "modes" {
+		mr, err := measureModes(ctx, rc, cs, o)
+		if err != nil {
+			return fmt.Errorf("intercept modes: %w", err)
+		}
+		printModes(os.Stdout, mr, o.rounds)
+		return nil
 	}
 	if o.only == "cost" {
 		cr, err := measureCost(ctx, rc, cs, o)
