@@ -97,7 +97,7 @@ unit: ## unit tests with the race detector
 
 .PHONY: integration
 integration: cluster-up build ## integration tests against the local cluster
-	TETHER_BIN=$(BIN) $(GO) test -tags integration -count=1 -timeout 30m -v ./integration/ ./cli/internal/netns/
+	TETHER_BIN=$(BIN) $(GO) test -tags integration -count=1 -timeout 60m -v ./integration/ ./cli/internal/netns/
 
 .PHONY: cross
 cross: ## build tether for macOS (arm64, amd64) and Windows (amd64): the CLI must build everywhere
