@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherkube/tether/internal/access"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -94,8 +96,10 @@ func TestDoctor(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("doctor exited %d: %v\n%s", code, rows, stderr)
 	}
-	if len(rows) != 18 {
-		t.Errorf("%d checks, want 18: %v", len(rows), rows)
+	// The cluster, ephemeral containers, one per feature, pod security,
+	// image, port-forward, three leftovers, this machine.
+	if n := 9 + len(access.Features); len(rows) != n {
+		t.Errorf("%d checks, want %d: %v", len(rows), n, rows)
 	}
 	for name, r := range rows {
 		if r.Status != "ok" && !(name == "run on this machine" && r.Status == "warn") {

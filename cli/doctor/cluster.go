@@ -94,7 +94,7 @@ func (o *DoctorOptions) checkPermissions(ctx context.Context) []Result {
 	ctx, cancel := context.WithTimeout(ctx, o.CheckTimeout)
 	defer cancel()
 	ns := o.Kube.Namespace
-	missing, err := access.Missing(ctx, o.client, ns, access.Needed(access.Objects{}))
+	missing, err := access.Missing(ctx, o.client, ns, access.NeededFor(access.Features, access.Objects{}))
 	if err != nil {
 		return []Result{{Check: "permissions", Status: StatusFail, Detail: fmt.Sprintf("could not check your permissions in namespace %s: %v", ns, err),
 			Fix: "SelfSubjectAccessReviews are allowed to every authenticated user: check the kube context's credentials"}}

@@ -96,6 +96,11 @@ const sessionHead = "tether-session"
 // Features lists every feature, in the order `tether connect` reports them.
 var Features = []Feature{Intercept, Record, Requests, Rollback, RollAll, Inspect, EnvSpec, Env, Gateway, InterceptNoRestart}
 
+// Optional features have a Role of their own in docs/intercept.md
+// (tether-no-restart): `tether connect` does not count them as missing,
+// `tether doctor` reports them with the others.
+var Optional = map[Feature]bool{InterceptNoRestart: true}
+
 // Objects names what a check is about, where known.
 type Objects struct {
 	// Kind of the workload: "Deployment" or "StatefulSet"; "" for both.
@@ -361,12 +366,23 @@ func portForward(why string) []Rule {
 	}
 }
 
-// Needed lists what every feature needs, each rule once, with names where
-// o gives them.
+// Needed lists what every feature but the Optional ones needs, each rule
+// once, with names where o gives them.
 func Needed(o Objects) []Rule {
+	var core []Feature
+	for _, f := range Features {
+		if !Optional[f] {
+			core = append(core, f)
+		}
+	}
+	return NeededFor(core, o)
+}
+
+// NeededFor lists what the features fs need, each rule once.
+func NeededFor(fs []Feature, o Objects) []Rule {
 	var out []Rule
 	seen := map[Rule]bool{}
-	for _, f := range Features {
+	for _, f := range fs {
 		for _, r := range Rules(f, o) {
 			k := r
 			k.Why = ""

@@ -77,6 +77,8 @@ type Conn struct {
 	// clientWriting counts the caller's writes in progress; held keeps
 	// answers that came meanwhile.
 	clientWriting atomic.Int32
+	// counted: the connection carried a byte and is in the statistics.
+	counted bool
 	held          []byte
 	sawHead       bool // a message head parsed: later garbage is malformed HTTP
 	// upgrading: a request asked to switch protocols; the caller's next
@@ -116,7 +118,6 @@ func (r *Ring) NewConn(meta Meta, opts Options) *Conn {
 	}
 	c := &Conn{meta: meta, opts: opts, ring: r, now: time.Now, mem: meter{ring: r, share: share}}
 	c.resp.response = true
-	r.stats.conns.Add(1)
 	if !c.mem.charge(connCost) {
 		// Not even the connection's own state fits: it passes unrecorded.
 		c.off = true
@@ -125,6 +126,16 @@ func (r *Ring) NewConn(meta Meta, opts Options) *Conn {
 	}
 	c.base = connCost
 	return c
+}
+
+// carried counts the connection in the ring's statistics once it carries
+// a byte either way: a connection that closes without one (a readiness
+// probe the agent answered, a health check's bare connect) is no traffic.
+func (c *Conn) carried(p []byte) {
+	if len(p) > 0 && !c.counted {
+		c.counted = true
+		c.ring.stats.conns.Add(1)
+	}
 }
 
 // FromClient observes bytes the caller sent.
@@ -152,6 +163,7 @@ func (c *Conn) AfterClientWrite(p []byte) {
 }
 
 func (c *Conn) fromClient(p []byte) {
+	c.carried(p)
 	if c.off || len(p) == 0 {
 		return
 	}
@@ -197,6 +209,7 @@ func (c *Conn) sniff(p []byte) []byte {
 func (c *Conn) FromServer(p []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.carried(p)
 	if c.off || len(p) == 0 {
 		return
 	}

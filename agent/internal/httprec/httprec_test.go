@@ -374,3 +374,23 @@ func TestAnswerBeforeItsRequestIsParsed(t *testing.T) {
 		t.Errorf("held %d bytes, bound %d", c.heldBytes(), maxHeld)
 	}
 }
+
+// TestConnectionsCountedOnceTheyCarryBytes: a connection that closes
+// without a byte (a readiness probe the agent answered, a bare connect)
+// is not counted as watched; one that carries a request is, once.
+func TestConnectionsCountedOnceTheyCarryBytes(t *testing.T) {
+	ring := NewRing(1 << 20)
+	silent := ring.NewConn(Meta{Pod: "p", Source: "10.0.0.1:1"}, Options{})
+	silent.Close()
+	if n := ring.Stats().Connections; n != 0 {
+		t.Errorf("a connection without a byte counted: %d", n)
+	}
+	c := ring.NewConn(Meta{Pod: "p", Source: "10.0.0.1:2"}, Options{})
+	c.FromClient([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	c.FromServer([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+	c.FromClient([]byte("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"))
+	c.Close()
+	if n := ring.Stats().Connections; n != 1 {
+		t.Errorf("connections = %d, want 1", n)
+	}
+}
