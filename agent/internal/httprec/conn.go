@@ -79,8 +79,8 @@ type Conn struct {
 	clientWriting atomic.Int32
 	// counted: the connection carried a byte and is in the statistics.
 	counted bool
-	held          []byte
-	sawHead       bool // a message head parsed: later garbage is malformed HTTP
+	held    []byte
+	sawHead bool // a message head parsed: later garbage is malformed HTTP
 	// upgrading: a request asked to switch protocols; the caller's next
 	// bytes may be the new protocol, so they are not parsed until the
 	// answer says whether the switch happened.
