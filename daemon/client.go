@@ -340,6 +340,14 @@ func (c *Client) SessionRollback(ctx context.Context, req SessionRollbackRequest
 	}
 }
 
+func (c *Client) SessionLog(ctx context.Context, req SessionLogRequest) (SessionLog, error) {
+	resp, err := c.rpc.SessionLog(ctx, SessionLogRequestToProto(req))
+	if err != nil {
+		return SessionLog{}, fromStatus(err)
+	}
+	return SessionLogFromProto(resp), nil
+}
+
 func (c *Client) SessionEnd(ctx context.Context, namespace string) (SessionInfo, error) {
 	resp, err := c.rpc.SessionEnd(ctx, &daemonv1.SessionRequest{Namespace: namespace})
 	if err != nil {

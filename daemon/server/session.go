@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -105,6 +106,21 @@ func (d *Daemon) SessionDiff(ctx context.Context, namespace string) (daemon.Sess
 // changed object in Kinds' order, waiting for the workloads to roll out
 // before deleting what the session created, and verifies the result.
 func (d *Daemon) SessionRollback(ctx context.Context, req daemon.SessionRollbackRequest, progress func(string)) (daemon.SessionRollbackResult, error) {
+	res, err := d.sessionRollback(ctx, req, progress)
+	if res.Session.Name != "" {
+		// The session's log keeps the result for its report, refusals too.
+		ev := daemon.SessionEvent{Kind: daemon.EventRollback, At: time.Now().UTC(), By: d.owner(), Rollback: &res}
+		if err != nil {
+			ev.Error = err.Error()
+		}
+		if lerr := (session.Store{CS: d.cs}).Append(context.WithoutCancel(ctx), req.Namespace, ev); lerr != nil {
+			d.log.Warn("session rollback: not logged with the session", "namespace", req.Namespace, "err", lerr)
+		}
+	}
+	return res, err
+}
+
+func (d *Daemon) sessionRollback(ctx context.Context, req daemon.SessionRollbackRequest, progress func(string)) (daemon.SessionRollbackResult, error) {
 	m, snap, sc, err := d.loadSession(ctx, req.Namespace, access.SessionRollback, "session rollback")
 	if err != nil {
 		return daemon.SessionRollbackResult{}, err
@@ -201,6 +217,43 @@ func (d *Daemon) SessionRollback(ctx context.Context, req daemon.SessionRollback
 	res.Verified = true
 	d.log.Info("session rolled back", "namespace", req.Namespace, "name", m.Name, "steps", len(res.Steps))
 	return res, nil
+}
+
+// SessionLog appends req.Append to the namespace's session log, when
+// given, and returns the log.
+func (d *Daemon) SessionLog(ctx context.Context, req daemon.SessionLogRequest) (daemon.SessionLog, error) {
+	if err := d.namespaceExists(ctx, req.Namespace); err != nil {
+		return daemon.SessionLog{}, err
+	}
+	st := session.Store{CS: d.cs}
+	m, err := st.Head(ctx, req.Namespace)
+	if err != nil {
+		return daemon.SessionLog{}, noSession(err, req.Namespace)
+	}
+	if a := req.Append; a != nil {
+		if a.Kind != daemon.EventReproduce || a.Reproduce == nil {
+			return daemon.SessionLog{}, errdefs.User("a session's log takes reproduce runs from clients, not %q", a.Kind)
+		}
+		ev := *a
+		ev.At, ev.By = time.Now().UTC(), d.owner()
+		if err := st.Append(ctx, req.Namespace, ev); err != nil {
+			return daemon.SessionLog{}, noSession(err, req.Namespace)
+		}
+	}
+	raw, err := st.Log(ctx, req.Namespace)
+	if err != nil {
+		return daemon.SessionLog{}, err
+	}
+	out := daemon.SessionLog{Session: sessionInfo(m), Events: []daemon.SessionEvent{}}
+	for _, r := range raw {
+		var ev daemon.SessionEvent
+		if err := json.Unmarshal(r, &ev); err != nil {
+			d.log.Warn("session log: an event that does not decode", "namespace", req.Namespace, "err", err)
+			continue
+		}
+		out.Events = append(out.Events, ev)
+	}
+	return out, nil
 }
 
 // SessionEnd drops the namespace's session and keeps the cluster as it is.
