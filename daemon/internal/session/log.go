@@ -57,7 +57,7 @@ func (s Store) Append(ctx context.Context, namespace string, event any) error {
 		case apierrors.IsNotFound(err):
 			sec = &corev1.Secret{
 				ObjectMeta: metav1.ObjectMeta{Name: LogName, Namespace: namespace,
-					Labels: map[string]string{LabelSession: head.Labels[LabelSession], LabelPart: "log"},
+					Labels:          map[string]string{LabelSession: head.Labels[LabelSession], LabelPart: "log"},
 					OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Secret", Name: head.Name, UID: head.UID}},
 					Annotations:     map[string]string{"tether.dev/purpose": "what was done during the tether session: `tether session report` reads it"}},
 				Type: corev1.SecretTypeOpaque,
