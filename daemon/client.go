@@ -64,7 +64,7 @@ func NewClient(conn grpc.ClientConnInterface) *Client {
 }
 
 // fromStatus maps a gRPC error back to an error of the same class.
-func fromStatus(err error) error { return errdefs.FromGRPC(err) }
+func fromStatus(err error) error { return errdefs.FromGRPC(err, ErrNoSession) }
 
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	resp, err := c.rpc.Status(ctx, &daemonv1.StatusRequest{})

@@ -3,6 +3,7 @@ package daemon
 import (
 	"time"
 
+	"github.com/tetherkube/tether/internal/errdefs"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 )
 
@@ -130,6 +131,13 @@ func SessionRollbackResultFromProto(p *daemonv1.SessionRollbackResult) SessionRo
 	}
 	return r
 }
+
+// NoSessionReason marks the error of a session call in a namespace that
+// has no session; errors.Is(err, ErrNoSession) tells it on both sides.
+const NoSessionReason = "NO_SESSION"
+
+// ErrNoSession: the namespace has no session.
+var ErrNoSession = errdefs.New(errdefs.ErrUser, NoSessionReason, "no session")
 
 // SessionLogRequest reads a session's log, appending Append first when set.
 type SessionLogRequest struct {

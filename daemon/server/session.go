@@ -300,7 +300,9 @@ func (d *Daemon) loadSession(ctx context.Context, namespace string, f access.Fea
 
 func noSession(err error, namespace string) error {
 	if errors.Is(err, session.ErrNoSession) {
-		return errdefs.User("namespace %s has no session; `tether session start -n %s` starts one", namespace, namespace)
+		// The reason lets a client tell "no session" (daemon.ErrNoSession).
+		return errdefs.New(errdefs.ErrUser, daemon.NoSessionReason,
+			fmt.Sprintf("namespace %s has no session; `tether session start -n %s` starts one", namespace, namespace))
 	}
 	return err
 }
