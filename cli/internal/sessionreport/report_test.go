@@ -57,7 +57,7 @@ func fixture() *Report {
 							{Address: "10.42.0.21", Port: 3000, Pod: "orders-7d9c-" + hostile, Ready: false, Reason: "readiness probe failing"}}}},
 				{Name: "policy", Status: daemon.TraceBroken, Summary: "1 of 2 endpoints denied",
 					Details: []string{"pod orders-7d9c-x2x: denied by shop/deny-all"},
-					Policy: &daemon.TracePolicyResult{Verdicts: []daemon.TracePolicyVerdict{denied("pod orders-7d9c-x2x", "shop/deny-all")}}},
+					Policy:  &daemon.TracePolicyResult{Verdicts: []daemon.TracePolicyVerdict{denied("pod orders-7d9c-x2x", "shop/deny-all")}}},
 				{Name: "probe", Status: daemon.TraceBroken, Summary: "0 of 2 connected",
 					Probe: &daemon.TraceProbeResult{Probes: []daemon.TraceProbe{
 						{What: "service", Address: "10.43.0.10:80", Error: "i/o timeout"},
