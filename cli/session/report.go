@@ -257,4 +257,3 @@ func traceWord(r *sessionreport.Report) string {
 	}
 	return "the path healthy"
 }
-
