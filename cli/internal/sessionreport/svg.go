@@ -13,7 +13,7 @@ import (
 func SVG(g Graph) string {
 	const (
 		boxW, lineH, pad = 230, 16, 8
-		gapX             = 140
+		gapX             = 190
 		gapY             = 18
 		top              = 28
 	)
@@ -56,7 +56,7 @@ func SVG(g Graph) string {
 	fmt.Fprintf(&s, "<title>%s</title>", esc("the traced path: "+g.Conclusion))
 	s.WriteString(`<defs>`)
 	for _, st := range []State{StateOK, StateWarn, StateBroken, StateNone} {
-		fmt.Fprintf(&s, `<marker id="arrow-%s" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="%s"/></marker>`,
+		fmt.Fprintf(&s, `<marker id="arrow-%s" viewBox="0 0 10 10" refX="10" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="%s"/></marker>`,
 			st, stroke(st))
 	}
 	s.WriteString(`</defs>`)
@@ -72,8 +72,9 @@ func SVG(g Graph) string {
 			e.State, i, x1, y1, x2, y2, stroke(e.State), strokeWidth(e.State), dash, e.State)
 		if e.Label != "" {
 			mx, my := (x1+x2)/2, (y1+y2)/2-6
-			for j, l := range wrap(p(e.Label), 24) {
-				fmt.Fprintf(&s, `<text x="%d" y="%d" text-anchor="middle" fill="%s">%s</text>`, mx, my-12*(len(wrap(p(e.Label), 24))-1-j), text(e.State), esc(l))
+			lines := wrap(p(e.Label), 26)
+			for j, l := range lines {
+				fmt.Fprintf(&s, `<text x="%d" y="%d" text-anchor="middle" font-size="11" fill="%s">%s</text>`, mx, my-13*(len(lines)-1-j), text(e.State), esc(l))
 			}
 		}
 		s.WriteString(`</g>`)
