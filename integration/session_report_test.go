@@ -78,8 +78,9 @@ func TestSessionReport(t *testing.T) {
 	}
 	got := report(md)
 	for _, want := range []string{
-		"| modified | deployment/orders | spec.replicas |", "+  replicas: 2",
-		"POST /orders/42/checkout -&gt; 500", `"error":"pricing: no discount rule for coupon \"HALFOFF\""`,
+		// The scale, and the recording's agent (tether's change, made during the session).
+		"| modified | deployment/orders | spec.replicas, ", "+  replicas: 2", "spec.template.spec.containers\\[name=tether-agent\\]",
+		"POST /orders/42/checkout -> 500", `"error": "pricing: no discount rule for coupon \"HALFOFF\""`, "X-Note: <script>alert(2)</script>",
 		"```mermaid\nflowchart LR\n", "svc orders",
 		"Before: the failure recurred 10/10 (100%); after: 0/10 (0%).",
 		"| cluster | the recorded answer | 10/10 (100%) |",
