@@ -237,12 +237,12 @@ func (d *Daemon) SessionLog(ctx context.Context, req daemon.SessionLogRequest) (
 		ev := *a
 		ev.At, ev.By = time.Now().UTC(), d.owner()
 		if err := st.Append(ctx, req.Namespace, ev); err != nil {
-			return daemon.SessionLog{}, noSession(err, req.Namespace)
+			return daemon.SessionLog{}, sessionLogErr(noSession(err, req.Namespace), req.Namespace, "create and update")
 		}
 	}
 	raw, err := st.Log(ctx, req.Namespace)
 	if err != nil {
-		return daemon.SessionLog{}, err
+		return daemon.SessionLog{}, sessionLogErr(err, req.Namespace, "get")
 	}
 	out := daemon.SessionLog{Session: sessionInfo(m), Events: []daemon.SessionEvent{}}
 	for _, r := range raw {
@@ -254,6 +254,15 @@ func (d *Daemon) SessionLog(ctx context.Context, req daemon.SessionLogRequest) (
 		out.Events = append(out.Events, ev)
 	}
 	return out, nil
+}
+
+// sessionLogErr says which right a refusal of the session's log lacks.
+func sessionLogErr(err error, namespace, verbs string) error {
+	if apierrors.IsForbidden(err) {
+		return errdefs.User("you may not %s secret/%s in %s, where the session keeps its log: %v; ask for %s",
+			verbs, session.LogName, namespace, err, sessionRole)
+	}
+	return err
 }
 
 // SessionEnd drops the namespace's session and keeps the cluster as it is.
