@@ -60,18 +60,24 @@ func Markdown(w io.Writer, r *Report) error {
 		b.WriteString("```mermaid\n")
 		b.WriteString(Mermaid(PathGraph(t)))
 		b.WriteString("```\n\n| step | status | found |\n| --- | --- | --- |\n")
+		var details strings.Builder
 		for _, st := range t.Steps {
-			found := st.Summary
-			if len(st.Details) > 0 {
-				found += "; " + strings.Join(st.Details, "; ")
-			}
 			status := string(st.Status)
 			if st.Name == t.FirstBroken {
 				status = "**" + status + " (first break)**"
 			}
-			fmt.Fprintf(b, "| %s | %s | %s |\n", mdCell(st.Name), status, mdCell(found))
+			fmt.Fprintf(b, "| %s | %s | %s |\n", mdCell(st.Name), status, mdCell(st.Summary))
+			if len(st.Details) > 0 {
+				fmt.Fprintf(&details, "%s:\n", st.Name)
+				for _, d := range st.Details {
+					fmt.Fprintf(&details, "  %s\n", d)
+				}
+			}
 		}
 		b.WriteString("\n")
+		if details.Len() > 0 {
+			fence(b, "text", details.String())
+		}
 	}
 
 	b.WriteString("## Reproduction\n\n")
