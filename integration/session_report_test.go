@@ -119,6 +119,10 @@ func TestSessionReport(t *testing.T) {
 			t.Errorf("session report %v: exit %d (%s), want 2", args, code, stderr)
 		}
 	}
+	_, stderr, code := e.tether("session", "report", "-f", filepath.Join(dir, "x.md"), "--kubeconfig", e.kubeconfig, "-n", e.ns+"-nope")
+	if code != 2 || !strings.Contains(stderr, "does not exist") {
+		t.Errorf("session report in an unknown namespace: exit %d (%s), want 2", code, stderr)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "x.md")); !os.IsNotExist(err) {
 		t.Errorf("a report was written without a session: %v", err)
 	}
