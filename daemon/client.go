@@ -64,7 +64,7 @@ func NewClient(conn grpc.ClientConnInterface) *Client {
 }
 
 // fromStatus maps a gRPC error back to an error of the same class.
-func fromStatus(err error) error { return errdefs.FromGRPC(err) }
+func fromStatus(err error) error { return errdefs.FromGRPC(err, ErrNoSession) }
 
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	resp, err := c.rpc.Status(ctx, &daemonv1.StatusRequest{})
@@ -338,6 +338,14 @@ func (c *Client) SessionRollback(ctx context.Context, req SessionRollbackRequest
 			return SessionRollbackResultFromProto(e.Result), nil
 		}
 	}
+}
+
+func (c *Client) SessionLog(ctx context.Context, req SessionLogRequest) (SessionLog, error) {
+	resp, err := c.rpc.SessionLog(ctx, SessionLogRequestToProto(req))
+	if err != nil {
+		return SessionLog{}, fromStatus(err)
+	}
+	return SessionLogFromProto(resp), nil
 }
 
 func (c *Client) SessionEnd(ctx context.Context, namespace string) (SessionInfo, error) {

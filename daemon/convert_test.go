@@ -225,3 +225,21 @@ func TestInterceptInfoOverTheWire(t *testing.T) {
 		t.Errorf("intercept info through the wire (-want +got)\n%s", diff)
 	}
 }
+
+func TestSessionLogRoundTrip(t *testing.T) {
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	want := SessionLog{Session: SessionInfo{Name: "incident-42", Namespace: "shop", Since: at, By: "ana", Objects: 3, Hash: "ab"},
+		Events: []SessionEvent{
+			{Kind: EventReproduce, At: at, By: "ana", Reproduce: &ReproduceRecord{Workload: "orders", To: "cluster", Expect: []string{"status=500"},
+				Count: 10, Recurred: 9, Answers: 10, Skipped: 1, Requests: []ReproduceCount{{Ref: "x2x.1", Method: "POST", Target: "/c", Recurred: 9, Answers: 10}}}},
+			{Kind: EventRollback, At: at, By: "ana", Error: "refused", Rollback: &SessionRollbackResult{Session: SessionInfo{Name: "incident-42", Namespace: "shop"},
+				Steps: []SessionStep{{Object: "deployment/orders", Action: "update"}}}},
+		}}
+	if diff := cmp.Diff(want, SessionLogFromProto(SessionLogToProto(want))); diff != "" {
+		t.Errorf("log (-want +got):\n%s", diff)
+	}
+	req := SessionLogRequest{Namespace: "shop", Append: &want.Events[0]}
+	if diff := cmp.Diff(req, SessionLogRequestFromProto(SessionLogRequestToProto(req))); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
+	}
+}

@@ -53,6 +53,9 @@ type Service interface {
 	SessionRollback(ctx context.Context, req SessionRollbackRequest, progress func(string)) (SessionRollbackResult, error)
 	// SessionEnd keeps the changes and drops the namespace's snapshot.
 	SessionEnd(ctx context.Context, namespace string) (SessionInfo, error)
+	// SessionLog appends req.Append (when set) to the session's log, kept
+	// in the cluster with it, and returns the log.
+	SessionLog(ctx context.Context, req SessionLogRequest) (SessionLog, error)
 }
 
 // CaptureRequest names the pod and what to capture.

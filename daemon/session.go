@@ -3,6 +3,7 @@ package daemon
 import (
 	"time"
 
+	"github.com/tetherkube/tether/internal/errdefs"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 )
 
@@ -129,4 +130,134 @@ func SessionRollbackResultFromProto(p *daemonv1.SessionRollbackResult) SessionRo
 		r.Steps = append(r.Steps, SessionStep{Object: s.GetObject(), Action: s.GetAction(), Reason: s.GetReason(), Note: s.GetNote()})
 	}
 	return r
+}
+
+// NoSessionReason marks the error of a session call in a namespace that
+// has no session; errors.Is(err, ErrNoSession) tells it on both sides.
+const NoSessionReason = "NO_SESSION"
+
+// ErrNoSession: the namespace has no session.
+var ErrNoSession = errdefs.New(errdefs.ErrUser, NoSessionReason, "no session")
+
+// SessionLogRequest reads a session's log, appending Append first when set.
+type SessionLogRequest struct {
+	Namespace string        `json:"namespace"`
+	Append    *SessionEvent `json:"append,omitempty"`
+}
+
+// SessionLog is what was done during a session, oldest first.
+type SessionLog struct {
+	Session SessionInfo    `json:"session"`
+	Events  []SessionEvent `json:"events"`
+}
+
+// Kinds of session events.
+const (
+	EventReproduce = "reproduce"
+	EventRollback  = "rollback"
+)
+
+// SessionEvent is something done during a session, kept in the cluster
+// with it: a `tether reproduce` run (its counts) or a rollback (its result).
+type SessionEvent struct {
+	Kind      string                 `json:"kind"`
+	At        time.Time              `json:"at"`
+	By        string                 `json:"by,omitempty"`
+	Reproduce *ReproduceRecord       `json:"reproduce,omitempty"`
+	Rollback  *SessionRollbackResult `json:"rollback,omitempty"`
+	// Error says why a rollback failed or was refused.
+	Error string `json:"error,omitempty"`
+}
+
+// ReproduceRecord is one reproduce run: where, what failure, how often.
+type ReproduceRecord struct {
+	Workload string           `json:"workload,omitempty"`
+	To       string           `json:"to"`
+	Expect   []string         `json:"expect,omitempty"` // empty: each request's recorded answer
+	Count    int              `json:"count"`
+	Recurred int              `json:"recurred"`
+	Answers  int              `json:"answers"`
+	Skipped  int              `json:"skipped,omitempty"`
+	Requests []ReproduceCount `json:"requests,omitempty"`
+}
+
+// ReproduceCount is one request's count in a reproduce run.
+type ReproduceCount struct {
+	Ref      string `json:"ref"`
+	Method   string `json:"method"`
+	Target   string `json:"target"`
+	Recurred int    `json:"recurred"`
+	Answers  int    `json:"answers"`
+}
+
+func SessionEventToProto(e SessionEvent) *daemonv1.SessionEvent {
+	p := &daemonv1.SessionEvent{Kind: e.Kind, By: e.By, Error: e.Error}
+	if !e.At.IsZero() {
+		p.AtUnixNano = e.At.UnixNano()
+	}
+	if r := e.Reproduce; r != nil {
+		p.Reproduce = &daemonv1.ReproduceRecord{Workload: r.Workload, To: r.To, Expect: r.Expect, Count: int32(r.Count),
+			Recurred: int32(r.Recurred), Answers: int32(r.Answers), Skipped: int32(r.Skipped)}
+		for _, c := range r.Requests {
+			p.Reproduce.Requests = append(p.Reproduce.Requests, &daemonv1.ReproduceCount{Ref: c.Ref, Method: c.Method, Target: c.Target,
+				Recurred: int32(c.Recurred), Answers: int32(c.Answers)})
+		}
+	}
+	if e.Rollback != nil {
+		p.Rollback = SessionRollbackResultToProto(*e.Rollback)
+	}
+	return p
+}
+
+func SessionEventFromProto(p *daemonv1.SessionEvent) SessionEvent {
+	e := SessionEvent{Kind: p.GetKind(), By: p.GetBy(), Error: p.GetError()}
+	if n := p.GetAtUnixNano(); n != 0 {
+		e.At = time.Unix(0, n).UTC()
+	}
+	if r := p.GetReproduce(); r != nil {
+		e.Reproduce = &ReproduceRecord{Workload: r.GetWorkload(), To: r.GetTo(), Expect: r.GetExpect(), Count: int(r.GetCount()),
+			Recurred: int(r.GetRecurred()), Answers: int(r.GetAnswers()), Skipped: int(r.GetSkipped())}
+		for _, c := range r.GetRequests() {
+			e.Reproduce.Requests = append(e.Reproduce.Requests, ReproduceCount{Ref: c.GetRef(), Method: c.GetMethod(), Target: c.GetTarget(),
+				Recurred: int(c.GetRecurred()), Answers: int(c.GetAnswers())})
+		}
+	}
+	if r := p.GetRollback(); r != nil {
+		rb := SessionRollbackResultFromProto(r)
+		e.Rollback = &rb
+	}
+	return e
+}
+
+func SessionLogRequestToProto(r SessionLogRequest) *daemonv1.SessionLogRequest {
+	p := &daemonv1.SessionLogRequest{Namespace: r.Namespace}
+	if r.Append != nil {
+		p.Append = SessionEventToProto(*r.Append)
+	}
+	return p
+}
+
+func SessionLogRequestFromProto(p *daemonv1.SessionLogRequest) SessionLogRequest {
+	r := SessionLogRequest{Namespace: p.GetNamespace()}
+	if a := p.GetAppend(); a != nil {
+		e := SessionEventFromProto(a)
+		r.Append = &e
+	}
+	return r
+}
+
+func SessionLogToProto(l SessionLog) *daemonv1.SessionLogResponse {
+	p := &daemonv1.SessionLogResponse{Session: SessionInfoToProto(l.Session)}
+	for _, e := range l.Events {
+		p.Events = append(p.Events, SessionEventToProto(e))
+	}
+	return p
+}
+
+func SessionLogFromProto(p *daemonv1.SessionLogResponse) SessionLog {
+	l := SessionLog{Session: SessionInfoFromProto(p.GetSession()), Events: []SessionEvent{}}
+	for _, e := range p.GetEvents() {
+		l.Events = append(l.Events, SessionEventFromProto(e))
+	}
+	return l
 }

@@ -52,10 +52,11 @@ func TestKubectlPluginName(t *testing.T) {
 // TestHelpTeaches: every command says what it does and shows how to run
 // it, and every command that prints data offers it to scripts with -o.
 func TestHelpTeaches(t *testing.T) {
-	// These write data in a format of their own (HAR, curl, JSON lines) or
+	// These write data in a format of their own (HAR, curl, JSON lines, a report) or
 	// print none (the daemon logs to its file; tether run's output is CMD's).
 	noOutputFlag := map[string]bool{
 		"tether requests export": true, "tether requests save": true, "tether daemon run": true, "tether run": true,
+		"tether session report": true, // a Markdown or HTML document
 	}
 	streams, _, _, _ := genericiooptions.NewTestIOStreams()
 	var walk func(c *cobra.Command)

@@ -4,6 +4,7 @@ package reproduce
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -189,6 +190,7 @@ func (o *ReproduceOptions) Run(ctx context.Context) error {
 		}
 	}
 	tally.Summary = sum
+	o.logToSession(ctx, client, tally)
 	if o.Output != cmdutil.OutputText {
 		if err := cmdutil.PrintStructured(o.Out, o.Output, tally); err != nil {
 			return err
@@ -229,4 +231,34 @@ func printTally(o *ReproduceOptions, t Tally) {
 		fmt.Fprintf(o.Out, ", %d skipped", t.Skipped)
 	}
 	fmt.Fprintf(o.Out, "; latency p50 %s, p99 %s\n", t.Summary.P50.Round(10*time.Microsecond), t.Summary.P99.Round(10*time.Microsecond))
+}
+
+// logToSession appends the run's counts to the namespace's session, when
+// it has one, for `tether session report`'s before and after. Without a
+// session there is nothing to do; a failure to log is said, and does not
+// change the run's result.
+func (o *ReproduceOptions) logToSession(ctx context.Context, client daemon.Service, t Tally) {
+	if t.Answers == 0 {
+		return
+	}
+	rec := &daemon.ReproduceRecord{Workload: o.Workload, To: o.To, Expect: t.Expect, Count: o.Count,
+		Recurred: t.Recurred, Answers: t.Answers, Skipped: t.Skipped}
+	if o.From != "" && rec.Workload == "" {
+		rec.Workload = "--from " + o.From
+	}
+	for _, r := range t.Requests {
+		rec.Requests = append(rec.Requests, daemon.ReproduceCount{Ref: r.Ref, Method: r.Method, Target: r.Target,
+			Recurred: r.Recurred, Answers: r.Answers})
+	}
+	_, err := client.SessionLog(ctx, daemon.SessionLogRequest{Namespace: o.Ns,
+		Append: &daemon.SessionEvent{Kind: daemon.EventReproduce, Reproduce: rec}})
+	switch {
+	case err == nil:
+		if o.Output == cmdutil.OutputText {
+			fmt.Fprintf(o.ErrOut, "counts kept with the session in %s (`tether session report`)\n", o.Ns)
+		}
+	case errors.Is(err, daemon.ErrNoSession):
+	default:
+		fmt.Fprintf(o.ErrOut, "warning: the counts were not kept with the session in %s: %v\n", o.Ns, err)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tetherkube/tether/cli/cmdutil/cmdtest"
 	"github.com/tetherkube/tether/cli/requests"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/replay"
 )
@@ -163,4 +164,47 @@ func TestReproduceRun(t *testing.T) {
 	// Nothing matches: a user error, nothing sent.
 	_, err = run([]int{500}, func(o *ReproduceOptions) { o.Filter.Path = "/nope" })
 	cmdtest.WantError(t, err, cmdutil.ExitUser, "nothing to reproduce: no recorded request matches")
+}
+
+// A run in a namespace with a session appends its counts to the session's
+// log; without a session it logs nothing and says nothing.
+func TestReproduceLogsToSession(t *testing.T) {
+	var req daemon.ReplayRequest
+	var logged []daemon.SessionLogRequest
+	hasSession := true
+	f := fake(&req, []int{500, 500})
+	f.SessionLogFunc = func(_ context.Context, r daemon.SessionLogRequest) (daemon.SessionLog, error) {
+		if !hasSession {
+			return daemon.SessionLog{}, errdefs.New(errdefs.ErrUser, daemon.NoSessionReason, "namespace shop has no session")
+		}
+		logged = append(logged, r)
+		return daemon.SessionLog{}, nil
+	}
+	run := func() string {
+		streams, _, errOut := cmdtest.Streams()
+		o := &ReproduceOptions{Expect: []string{"status=500"}}
+		o.IOStreams, o.Workload, o.To, o.Count, o.Conc, o.Timeout, o.Ns = streams, "orders", "cluster", 2, 1, time.Second, "shop"
+		o.Filter.Status = "5xx"
+		o.DaemonService, o.Now, o.ReadFile = cmdtest.ServeDaemon(t, f), func() time.Time { return time.Unix(200, 0) }, requests.ReadFile
+		if err := o.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		err := o.Run(context.Background())
+		cmdtest.WantError(t, err, cmdutil.ExitFailed, "the failure recurred in 2 of 2 answers")
+		return errOut.String()
+	}
+	errOut := run()
+	want := []daemon.SessionLogRequest{{Namespace: "shop", Append: &daemon.SessionEvent{Kind: daemon.EventReproduce,
+		Reproduce: &daemon.ReproduceRecord{Workload: "orders", To: "cluster", Expect: []string{"status=500"}, Count: 2, Recurred: 2, Answers: 2,
+			Requests: []daemon.ReproduceCount{{Ref: "x2x.17", Method: "POST", Target: "/orders/42/checkout", Recurred: 2, Answers: 2}}}}}}
+	if diff := cmp.Diff(want, logged); diff != "" {
+		t.Errorf("logged (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(errOut, "counts kept with the session in shop") {
+		t.Errorf("stderr: %q", errOut)
+	}
+	hasSession = false
+	if errOut := run(); strings.Contains(errOut, "session") {
+		t.Errorf("without a session, stderr says: %q", errOut)
+	}
 }

@@ -35,7 +35,7 @@ has the details and the Role each subcommand needs.`,
   tether session diff -n shop
   tether session rollback -n shop`,
 	}
-	cmd.AddCommand(NewCmdStart(f, nil), NewCmdDiff(f, nil), NewCmdRollback(f, nil), NewCmdEnd(f, nil))
+	cmd.AddCommand(NewCmdStart(f, nil), NewCmdDiff(f, nil), NewCmdRollback(f, nil), NewCmdEnd(f, nil), NewCmdReport(f, nil))
 	return cmd
 }
 

@@ -183,6 +183,14 @@ func (s *GRPCServer) SessionRollback(req *daemonv1.SessionRollbackRequest, strea
 	return stream.Send(&daemonv1.SessionRollbackEvent{Event: &daemonv1.SessionRollbackEvent_Result{Result: daemon.SessionRollbackResultToProto(res)}})
 }
 
+func (s *GRPCServer) SessionLog(ctx context.Context, req *daemonv1.SessionLogRequest) (*daemonv1.SessionLogResponse, error) {
+	l, err := s.svc.SessionLog(ctx, daemon.SessionLogRequestFromProto(req))
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return daemon.SessionLogToProto(l), nil
+}
+
 func (s *GRPCServer) SessionEnd(ctx context.Context, req *daemonv1.SessionRequest) (*daemonv1.SessionInfo, error) {
 	info, err := s.svc.SessionEnd(ctx, req.GetNamespace())
 	if err != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -105,6 +106,21 @@ func (d *Daemon) SessionDiff(ctx context.Context, namespace string) (daemon.Sess
 // changed object in Kinds' order, waiting for the workloads to roll out
 // before deleting what the session created, and verifies the result.
 func (d *Daemon) SessionRollback(ctx context.Context, req daemon.SessionRollbackRequest, progress func(string)) (daemon.SessionRollbackResult, error) {
+	res, err := d.sessionRollback(ctx, req, progress)
+	if res.Session.Name != "" {
+		// The session's log keeps the result for its report, refusals too.
+		ev := daemon.SessionEvent{Kind: daemon.EventRollback, At: time.Now().UTC(), By: d.owner(), Rollback: &res}
+		if err != nil {
+			ev.Error = err.Error()
+		}
+		if lerr := (session.Store{CS: d.cs}).Append(context.WithoutCancel(ctx), req.Namespace, ev); lerr != nil {
+			d.log.Warn("session rollback: not logged with the session", "namespace", req.Namespace, "err", lerr)
+		}
+	}
+	return res, err
+}
+
+func (d *Daemon) sessionRollback(ctx context.Context, req daemon.SessionRollbackRequest, progress func(string)) (daemon.SessionRollbackResult, error) {
 	m, snap, sc, err := d.loadSession(ctx, req.Namespace, access.SessionRollback, "session rollback")
 	if err != nil {
 		return daemon.SessionRollbackResult{}, err
@@ -203,6 +219,52 @@ func (d *Daemon) SessionRollback(ctx context.Context, req daemon.SessionRollback
 	return res, nil
 }
 
+// SessionLog appends req.Append to the namespace's session log, when
+// given, and returns the log.
+func (d *Daemon) SessionLog(ctx context.Context, req daemon.SessionLogRequest) (daemon.SessionLog, error) {
+	if err := d.namespaceExists(ctx, req.Namespace); err != nil {
+		return daemon.SessionLog{}, err
+	}
+	st := session.Store{CS: d.cs}
+	m, err := st.Head(ctx, req.Namespace)
+	if err != nil {
+		return daemon.SessionLog{}, noSession(err, req.Namespace)
+	}
+	if a := req.Append; a != nil {
+		if a.Kind != daemon.EventReproduce || a.Reproduce == nil {
+			return daemon.SessionLog{}, errdefs.User("a session's log takes reproduce runs from clients, not %q", a.Kind)
+		}
+		ev := *a
+		ev.At, ev.By = time.Now().UTC(), d.owner()
+		if err := st.Append(ctx, req.Namespace, ev); err != nil {
+			return daemon.SessionLog{}, sessionLogErr(noSession(err, req.Namespace), req.Namespace, "create and update")
+		}
+	}
+	raw, err := st.Log(ctx, req.Namespace)
+	if err != nil {
+		return daemon.SessionLog{}, sessionLogErr(err, req.Namespace, "get")
+	}
+	out := daemon.SessionLog{Session: sessionInfo(m), Events: []daemon.SessionEvent{}}
+	for _, r := range raw {
+		var ev daemon.SessionEvent
+		if err := json.Unmarshal(r, &ev); err != nil {
+			d.log.Warn("session log: an event that does not decode", "namespace", req.Namespace, "err", err)
+			continue
+		}
+		out.Events = append(out.Events, ev)
+	}
+	return out, nil
+}
+
+// sessionLogErr says which right a refusal of the session's log lacks.
+func sessionLogErr(err error, namespace, verbs string) error {
+	if apierrors.IsForbidden(err) {
+		return errdefs.User("you may not %s secret/%s in %s, where the session keeps its log: %v; ask for %s",
+			verbs, session.LogName, namespace, err, sessionRole)
+	}
+	return err
+}
+
 // SessionEnd drops the namespace's session and keeps the cluster as it is.
 func (d *Daemon) SessionEnd(ctx context.Context, namespace string) (daemon.SessionInfo, error) {
 	if err := d.namespaceExists(ctx, namespace); err != nil {
@@ -247,7 +309,9 @@ func (d *Daemon) loadSession(ctx context.Context, namespace string, f access.Fea
 
 func noSession(err error, namespace string) error {
 	if errors.Is(err, session.ErrNoSession) {
-		return errdefs.User("namespace %s has no session; `tether session start -n %s` starts one", namespace, namespace)
+		// The reason lets a client tell "no session" (daemon.ErrNoSession).
+		return errdefs.New(errdefs.ErrUser, daemon.NoSessionReason,
+			fmt.Sprintf("namespace %s has no session; `tether session start -n %s` starts one", namespace, namespace))
 	}
 	return err
 }

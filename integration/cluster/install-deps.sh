@@ -25,6 +25,8 @@ have ip || need+=(iproute2)
 [ -x /usr/sbin/useradd ] || need+=(passwd)
 have python3 || need+=(python3)
 have javac || need+=(default-jdk-headless) # OpenJDK 17 on Debian 12, 21 on 13
+# session report's HTML is opened in a real headless browser.
+have chromium || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0

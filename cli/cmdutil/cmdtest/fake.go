@@ -37,6 +37,7 @@ type FakeService struct {
 	SessionDiffFunc     func(ctx context.Context, namespace string) (daemon.SessionDiff, error)
 	SessionRollbackFunc func(ctx context.Context, req daemon.SessionRollbackRequest, progress func(string)) (daemon.SessionRollbackResult, error)
 	SessionEndFunc      func(ctx context.Context, namespace string) (daemon.SessionInfo, error)
+	SessionLogFunc      func(ctx context.Context, req daemon.SessionLogRequest) (daemon.SessionLog, error)
 }
 
 func (f *FakeService) SessionStart(ctx context.Context, req daemon.SessionStartRequest) (daemon.SessionInfo, error) {
@@ -58,6 +59,13 @@ func (f *FakeService) SessionRollback(ctx context.Context, req daemon.SessionRol
 		return daemon.SessionRollbackResult{}, unset("SessionRollback")
 	}
 	return f.SessionRollbackFunc(ctx, req, progress)
+}
+
+func (f *FakeService) SessionLog(ctx context.Context, req daemon.SessionLogRequest) (daemon.SessionLog, error) {
+	if f.SessionLogFunc == nil {
+		return daemon.SessionLog{}, unset("SessionLog")
+	}
+	return f.SessionLogFunc(ctx, req)
 }
 
 func (f *FakeService) SessionEnd(ctx context.Context, namespace string) (daemon.SessionInfo, error) {

@@ -235,6 +235,9 @@ func (s Store) Drop(ctx context.Context, namespace string) (Meta, error) {
 			return m, fmt.Errorf("delete the snapshot's secret/%s in %s: %w", ChunkName(i), namespace, err)
 		}
 	}
+	if err := secrets.Delete(ctx, LogName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return m, fmt.Errorf("delete the session's log secret/%s in %s: %w", LogName, namespace, err)
+	}
 	if err := secrets.Delete(ctx, HeadName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return m, fmt.Errorf("delete the session's secret/%s in %s: %w", HeadName, namespace, err)
 	}

@@ -5547,6 +5547,376 @@ func (*SessionRollbackEvent_Progress) isSessionRollbackEvent_Event() {}
 
 func (*SessionRollbackEvent_Result) isSessionRollbackEvent_Event() {}
 
+type SessionLogRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Appended before the log is returned, when set.
+	Append        *SessionEvent `protobuf:"bytes,2,opt,name=append,proto3" json:"append,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionLogRequest) Reset() {
+	*x = SessionLogRequest{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionLogRequest) ProtoMessage() {}
+
+func (x *SessionLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionLogRequest.ProtoReflect.Descriptor instead.
+func (*SessionLogRequest) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *SessionLogRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *SessionLogRequest) GetAppend() *SessionEvent {
+	if x != nil {
+		return x.Append
+	}
+	return nil
+}
+
+type SessionLogResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       *SessionInfo           `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Events        []*SessionEvent        `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionLogResponse) Reset() {
+	*x = SessionLogResponse{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionLogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionLogResponse) ProtoMessage() {}
+
+func (x *SessionLogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionLogResponse.ProtoReflect.Descriptor instead.
+func (*SessionLogResponse) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *SessionLogResponse) GetSession() *SessionInfo {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *SessionLogResponse) GetEvents() []*SessionEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// SessionEvent is something done during a session: a reproduce run or a
+// rollback.
+type SessionEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// reproduce or rollback.
+	Kind       string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	AtUnixNano int64                  `protobuf:"varint,2,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	By         string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`
+	Reproduce  *ReproduceRecord       `protobuf:"bytes,4,opt,name=reproduce,proto3" json:"reproduce,omitempty"`
+	Rollback   *SessionRollbackResult `protobuf:"bytes,5,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	// Why the rollback failed or was refused; empty when it succeeded.
+	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionEvent) Reset() {
+	*x = SessionEvent{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionEvent) ProtoMessage() {}
+
+func (x *SessionEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
+func (*SessionEvent) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *SessionEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SessionEvent) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
+func (x *SessionEvent) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *SessionEvent) GetReproduce() *ReproduceRecord {
+	if x != nil {
+		return x.Reproduce
+	}
+	return nil
+}
+
+func (x *SessionEvent) GetRollback() *SessionRollbackResult {
+	if x != nil {
+		return x.Rollback
+	}
+	return nil
+}
+
+func (x *SessionEvent) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// ReproduceRecord is one `tether reproduce` run's counts.
+type ReproduceRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workload      string                 `protobuf:"bytes,1,opt,name=workload,proto3" json:"workload,omitempty"`
+	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	Expect        []string               `protobuf:"bytes,3,rep,name=expect,proto3" json:"expect,omitempty"`
+	Count         int32                  `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	Recurred      int32                  `protobuf:"varint,5,opt,name=recurred,proto3" json:"recurred,omitempty"`
+	Answers       int32                  `protobuf:"varint,6,opt,name=answers,proto3" json:"answers,omitempty"`
+	Skipped       int32                  `protobuf:"varint,7,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	Requests      []*ReproduceCount      `protobuf:"bytes,8,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReproduceRecord) Reset() {
+	*x = ReproduceRecord{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReproduceRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReproduceRecord) ProtoMessage() {}
+
+func (x *ReproduceRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReproduceRecord.ProtoReflect.Descriptor instead.
+func (*ReproduceRecord) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *ReproduceRecord) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
+}
+
+func (x *ReproduceRecord) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *ReproduceRecord) GetExpect() []string {
+	if x != nil {
+		return x.Expect
+	}
+	return nil
+}
+
+func (x *ReproduceRecord) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ReproduceRecord) GetRecurred() int32 {
+	if x != nil {
+		return x.Recurred
+	}
+	return 0
+}
+
+func (x *ReproduceRecord) GetAnswers() int32 {
+	if x != nil {
+		return x.Answers
+	}
+	return 0
+}
+
+func (x *ReproduceRecord) GetSkipped() int32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *ReproduceRecord) GetRequests() []*ReproduceCount {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+type ReproduceCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Method        string                 `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	Target        string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	Recurred      int32                  `protobuf:"varint,4,opt,name=recurred,proto3" json:"recurred,omitempty"`
+	Answers       int32                  `protobuf:"varint,5,opt,name=answers,proto3" json:"answers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReproduceCount) Reset() {
+	*x = ReproduceCount{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReproduceCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReproduceCount) ProtoMessage() {}
+
+func (x *ReproduceCount) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReproduceCount.ProtoReflect.Descriptor instead.
+func (*ReproduceCount) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ReproduceCount) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *ReproduceCount) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *ReproduceCount) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ReproduceCount) GetRecurred() int32 {
+	if x != nil {
+		return x.Recurred
+	}
+	return 0
+}
+
+func (x *ReproduceCount) GetAnswers() int32 {
+	if x != nil {
+		return x.Answers
+	}
+	return 0
+}
+
 var File_proto_daemon_v1_daemon_proto protoreflect.FileDescriptor
 
 const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
@@ -6032,7 +6402,37 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x14SessionRollbackEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x12A\n" +
 	"\x06result\x18\x02 \x01(\v2'.tether.daemon.v1.SessionRollbackResultH\x00R\x06resultB\a\n" +
-	"\x05event2\xfa\t\n" +
+	"\x05event\"i\n" +
+	"\x11SessionLogRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x126\n" +
+	"\x06append\x18\x02 \x01(\v2\x1e.tether.daemon.v1.SessionEventR\x06append\"\x85\x01\n" +
+	"\x12SessionLogResponse\x127\n" +
+	"\asession\x18\x01 \x01(\v2\x1d.tether.daemon.v1.SessionInfoR\asession\x126\n" +
+	"\x06events\x18\x02 \x03(\v2\x1e.tether.daemon.v1.SessionEventR\x06events\"\xf0\x01\n" +
+	"\fSessionEvent\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12 \n" +
+	"\fat_unix_nano\x18\x02 \x01(\x03R\n" +
+	"atUnixNano\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\x12?\n" +
+	"\treproduce\x18\x04 \x01(\v2!.tether.daemon.v1.ReproduceRecordR\treproduce\x12C\n" +
+	"\brollback\x18\x05 \x01(\v2'.tether.daemon.v1.SessionRollbackResultR\brollback\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"\xf9\x01\n" +
+	"\x0fReproduceRecord\x12\x1a\n" +
+	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x16\n" +
+	"\x06expect\x18\x03 \x03(\tR\x06expect\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x05R\x05count\x12\x1a\n" +
+	"\brecurred\x18\x05 \x01(\x05R\brecurred\x12\x18\n" +
+	"\aanswers\x18\x06 \x01(\x05R\aanswers\x12\x18\n" +
+	"\askipped\x18\a \x01(\x05R\askipped\x12<\n" +
+	"\brequests\x18\b \x03(\v2 .tether.daemon.v1.ReproduceCountR\brequests\"\x88\x01\n" +
+	"\x0eReproduceCount\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1a\n" +
+	"\brecurred\x18\x04 \x01(\x05R\brecurred\x12\x18\n" +
+	"\aanswers\x18\x05 \x01(\x05R\aanswers2\xd3\n" +
+	"\n" +
 	"\x06Daemon\x12K\n" +
 	"\x06Status\x12\x1f.tether.daemon.v1.StatusRequest\x1a .tether.daemon.v1.StatusResponse\x12S\n" +
 	"\tIntercept\x12\".tether.daemon.v1.InterceptRequest\x1a .tether.daemon.v1.InterceptEvent0\x01\x12H\n" +
@@ -6050,7 +6450,9 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\vSessionDiff\x12 .tether.daemon.v1.SessionRequest\x1a%.tether.daemon.v1.SessionDiffResponse\x12e\n" +
 	"\x0fSessionRollback\x12(.tether.daemon.v1.SessionRollbackRequest\x1a&.tether.daemon.v1.SessionRollbackEvent0\x01\x12M\n" +
 	"\n" +
-	"SessionEnd\x12 .tether.daemon.v1.SessionRequest\x1a\x1d.tether.daemon.v1.SessionInfoB7Z5github.com/tetherkube/tether/proto/daemon/v1;daemonv1b\x06proto3"
+	"SessionEnd\x12 .tether.daemon.v1.SessionRequest\x1a\x1d.tether.daemon.v1.SessionInfo\x12W\n" +
+	"\n" +
+	"SessionLog\x12#.tether.daemon.v1.SessionLogRequest\x1a$.tether.daemon.v1.SessionLogResponseB7Z5github.com/tetherkube/tether/proto/daemon/v1;daemonv1b\x06proto3"
 
 var (
 	file_proto_daemon_v1_daemon_proto_rawDescOnce sync.Once
@@ -6064,7 +6466,7 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*EnvRequest)(nil),             // 0: tether.daemon.v1.EnvRequest
 	(*EnvEvent)(nil),               // 1: tether.daemon.v1.EnvEvent
@@ -6132,15 +6534,20 @@ var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*SessionStep)(nil),            // 63: tether.daemon.v1.SessionStep
 	(*SessionRollbackResult)(nil),  // 64: tether.daemon.v1.SessionRollbackResult
 	(*SessionRollbackEvent)(nil),   // 65: tether.daemon.v1.SessionRollbackEvent
-	nil,                            // 66: tether.daemon.v1.ReplaySummary.ByStatusEntry
-	nil,                            // 67: tether.daemon.v1.TraceService.SelectorEntry
-	nil,                            // 68: tether.daemon.v1.InterceptInfo.PathsEntry
-	(*v1.Exchange)(nil),            // 69: tether.agent.v1.Exchange
-	(*v1.ExchangeFilter)(nil),      // 70: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil),      // 71: tether.agent.v1.RecordingStats
-	(*v1.DNSRecord)(nil),           // 72: tether.agent.v1.DNSRecord
-	(*v1.PacketBatch)(nil),         // 73: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),        // 74: tether.agent.v1.CaptureStats
+	(*SessionLogRequest)(nil),      // 66: tether.daemon.v1.SessionLogRequest
+	(*SessionLogResponse)(nil),     // 67: tether.daemon.v1.SessionLogResponse
+	(*SessionEvent)(nil),           // 68: tether.daemon.v1.SessionEvent
+	(*ReproduceRecord)(nil),        // 69: tether.daemon.v1.ReproduceRecord
+	(*ReproduceCount)(nil),         // 70: tether.daemon.v1.ReproduceCount
+	nil,                            // 71: tether.daemon.v1.ReplaySummary.ByStatusEntry
+	nil,                            // 72: tether.daemon.v1.TraceService.SelectorEntry
+	nil,                            // 73: tether.daemon.v1.InterceptInfo.PathsEntry
+	(*v1.Exchange)(nil),            // 74: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil),      // 75: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil),      // 76: tether.agent.v1.RecordingStats
+	(*v1.DNSRecord)(nil),           // 77: tether.agent.v1.DNSRecord
+	(*v1.PacketBatch)(nil),         // 78: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),        // 79: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	2,  // 0: tether.daemon.v1.EnvEvent.result:type_name -> tether.daemon.v1.EnvResult
@@ -6149,17 +6556,17 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	5,  // 3: tether.daemon.v1.EnvResult.not_copied:type_name -> tether.daemon.v1.EnvMount
 	8,  // 4: tether.daemon.v1.RunEvent.ready:type_name -> tether.daemon.v1.RunInfo
 	28, // 5: tether.daemon.v1.RunInfo.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
-	69, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	74, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
 	11, // 7: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
 	13, // 8: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
 	12, // 9: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
-	66, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
+	71, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
 	15, // 11: tether.daemon.v1.RecordRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
 	17, // 12: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	70, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	69, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	75, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	74, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
 	20, // 15: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	71, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	76, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
 	23, // 17: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
 	24, // 18: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
 	25, // 19: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
@@ -6170,23 +6577,23 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	36, // 24: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
 	28, // 25: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
 	29, // 26: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
-	72, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
+	77, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
 	31, // 28: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
-	67, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
+	72, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
 	32, // 30: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
 	34, // 31: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
 	35, // 32: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
 	35, // 33: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
 	37, // 34: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
-	73, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	74, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	78, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	79, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
 	44, // 37: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
 	42, // 38: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
 	59, // 39: tether.daemon.v1.StatusResponse.sessions:type_name -> tether.daemon.v1.SessionInfo
 	43, // 40: tether.daemon.v1.AgentInfo.pods:type_name -> tether.daemon.v1.AgentPod
 	45, // 41: tether.daemon.v1.InterceptInfo.filter:type_name -> tether.daemon.v1.HTTPFilter
 	46, // 42: tether.daemon.v1.InterceptInfo.port_intercepts:type_name -> tether.daemon.v1.PortIntercept
-	68, // 43: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
+	73, // 43: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
 	45, // 44: tether.daemon.v1.PortIntercept.filter:type_name -> tether.daemon.v1.HTTPFilter
 	15, // 45: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
 	45, // 46: tether.daemon.v1.InterceptRequest.filter:type_name -> tether.daemon.v1.HTTPFilter
@@ -6199,43 +6606,51 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	53, // 53: tether.daemon.v1.SessionRollbackResult.tether:type_name -> tether.daemon.v1.RollbackResult
 	63, // 54: tether.daemon.v1.SessionRollbackResult.steps:type_name -> tether.daemon.v1.SessionStep
 	64, // 55: tether.daemon.v1.SessionRollbackEvent.result:type_name -> tether.daemon.v1.SessionRollbackResult
-	40, // 56: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	47, // 57: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	49, // 58: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	51, // 59: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	55, // 60: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	38, // 61: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	21, // 62: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	14, // 63: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	18, // 64: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	9,  // 65: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	0,  // 66: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
-	6,  // 67: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
-	57, // 68: tether.daemon.v1.Daemon.SessionStart:input_type -> tether.daemon.v1.SessionStartRequest
-	58, // 69: tether.daemon.v1.Daemon.SessionDiff:input_type -> tether.daemon.v1.SessionRequest
-	62, // 70: tether.daemon.v1.Daemon.SessionRollback:input_type -> tether.daemon.v1.SessionRollbackRequest
-	58, // 71: tether.daemon.v1.Daemon.SessionEnd:input_type -> tether.daemon.v1.SessionRequest
-	41, // 72: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	48, // 73: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	50, // 74: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	52, // 75: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	56, // 76: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	39, // 77: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	22, // 78: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	16, // 79: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	19, // 80: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	10, // 81: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	1,  // 82: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
-	7,  // 83: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
-	59, // 84: tether.daemon.v1.Daemon.SessionStart:output_type -> tether.daemon.v1.SessionInfo
-	61, // 85: tether.daemon.v1.Daemon.SessionDiff:output_type -> tether.daemon.v1.SessionDiffResponse
-	65, // 86: tether.daemon.v1.Daemon.SessionRollback:output_type -> tether.daemon.v1.SessionRollbackEvent
-	59, // 87: tether.daemon.v1.Daemon.SessionEnd:output_type -> tether.daemon.v1.SessionInfo
-	72, // [72:88] is the sub-list for method output_type
-	56, // [56:72] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	68, // 56: tether.daemon.v1.SessionLogRequest.append:type_name -> tether.daemon.v1.SessionEvent
+	59, // 57: tether.daemon.v1.SessionLogResponse.session:type_name -> tether.daemon.v1.SessionInfo
+	68, // 58: tether.daemon.v1.SessionLogResponse.events:type_name -> tether.daemon.v1.SessionEvent
+	69, // 59: tether.daemon.v1.SessionEvent.reproduce:type_name -> tether.daemon.v1.ReproduceRecord
+	64, // 60: tether.daemon.v1.SessionEvent.rollback:type_name -> tether.daemon.v1.SessionRollbackResult
+	70, // 61: tether.daemon.v1.ReproduceRecord.requests:type_name -> tether.daemon.v1.ReproduceCount
+	40, // 62: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	47, // 63: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	49, // 64: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	51, // 65: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	55, // 66: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	38, // 67: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	21, // 68: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	14, // 69: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	18, // 70: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	9,  // 71: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	0,  // 72: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
+	6,  // 73: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
+	57, // 74: tether.daemon.v1.Daemon.SessionStart:input_type -> tether.daemon.v1.SessionStartRequest
+	58, // 75: tether.daemon.v1.Daemon.SessionDiff:input_type -> tether.daemon.v1.SessionRequest
+	62, // 76: tether.daemon.v1.Daemon.SessionRollback:input_type -> tether.daemon.v1.SessionRollbackRequest
+	58, // 77: tether.daemon.v1.Daemon.SessionEnd:input_type -> tether.daemon.v1.SessionRequest
+	66, // 78: tether.daemon.v1.Daemon.SessionLog:input_type -> tether.daemon.v1.SessionLogRequest
+	41, // 79: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	48, // 80: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	50, // 81: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	52, // 82: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	56, // 83: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	39, // 84: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	22, // 85: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	16, // 86: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	19, // 87: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	10, // 88: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	1,  // 89: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
+	7,  // 90: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
+	59, // 91: tether.daemon.v1.Daemon.SessionStart:output_type -> tether.daemon.v1.SessionInfo
+	61, // 92: tether.daemon.v1.Daemon.SessionDiff:output_type -> tether.daemon.v1.SessionDiffResponse
+	65, // 93: tether.daemon.v1.Daemon.SessionRollback:output_type -> tether.daemon.v1.SessionRollbackEvent
+	59, // 94: tether.daemon.v1.Daemon.SessionEnd:output_type -> tether.daemon.v1.SessionInfo
+	67, // 95: tether.daemon.v1.Daemon.SessionLog:output_type -> tether.daemon.v1.SessionLogResponse
+	79, // [79:96] is the sub-list for method output_type
+	62, // [62:79] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
@@ -6283,7 +6698,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   69,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,7 @@ const (
 	Daemon_SessionDiff_FullMethodName     = "/tether.daemon.v1.Daemon/SessionDiff"
 	Daemon_SessionRollback_FullMethodName = "/tether.daemon.v1.Daemon/SessionRollback"
 	Daemon_SessionEnd_FullMethodName      = "/tether.daemon.v1.Daemon/SessionEnd"
+	Daemon_SessionLog_FullMethodName      = "/tether.daemon.v1.Daemon/SessionLog"
 )
 
 // DaemonClient is the client API for Daemon service.
@@ -104,6 +105,10 @@ type DaemonClient interface {
 	SessionRollback(ctx context.Context, in *SessionRollbackRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SessionRollbackEvent], error)
 	// SessionEnd keeps the changes and drops the snapshot.
 	SessionEnd(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (*SessionInfo, error)
+	// SessionLog appends an event (a reproduce run) to the session's log,
+	// kept in the cluster with the session, when one is given, and returns
+	// the whole log. No session is INVALID_ARGUMENT.
+	SessionLog(ctx context.Context, in *SessionLogRequest, opts ...grpc.CallOption) (*SessionLogResponse, error)
 }
 
 type daemonClient struct {
@@ -355,6 +360,16 @@ func (c *daemonClient) SessionEnd(ctx context.Context, in *SessionRequest, opts 
 	return out, nil
 }
 
+func (c *daemonClient) SessionLog(ctx context.Context, in *SessionLogRequest, opts ...grpc.CallOption) (*SessionLogResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SessionLogResponse)
+	err := c.cc.Invoke(ctx, Daemon_SessionLog_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DaemonServer is the server API for Daemon service.
 // All implementations must embed UnimplementedDaemonServer
 // for forward compatibility.
@@ -417,6 +432,10 @@ type DaemonServer interface {
 	SessionRollback(*SessionRollbackRequest, grpc.ServerStreamingServer[SessionRollbackEvent]) error
 	// SessionEnd keeps the changes and drops the snapshot.
 	SessionEnd(context.Context, *SessionRequest) (*SessionInfo, error)
+	// SessionLog appends an event (a reproduce run) to the session's log,
+	// kept in the cluster with the session, when one is given, and returns
+	// the whole log. No session is INVALID_ARGUMENT.
+	SessionLog(context.Context, *SessionLogRequest) (*SessionLogResponse, error)
 	mustEmbedUnimplementedDaemonServer()
 }
 
@@ -474,6 +493,9 @@ func (UnimplementedDaemonServer) SessionRollback(*SessionRollbackRequest, grpc.S
 }
 func (UnimplementedDaemonServer) SessionEnd(context.Context, *SessionRequest) (*SessionInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method SessionEnd not implemented")
+}
+func (UnimplementedDaemonServer) SessionLog(context.Context, *SessionLogRequest) (*SessionLogResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SessionLog not implemented")
 }
 func (UnimplementedDaemonServer) mustEmbedUnimplementedDaemonServer() {}
 func (UnimplementedDaemonServer) testEmbeddedByValue()                {}
@@ -721,6 +743,24 @@ func _Daemon_SessionEnd_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Daemon_SessionLog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SessionLogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DaemonServer).SessionLog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Daemon_SessionLog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DaemonServer).SessionLog(ctx, req.(*SessionLogRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Daemon_ServiceDesc is the grpc.ServiceDesc for Daemon service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -755,6 +795,10 @@ var Daemon_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SessionEnd",
 			Handler:    _Daemon_SessionEnd_Handler,
+		},
+		{
+			MethodName: "SessionLog",
+			Handler:    _Daemon_SessionLog_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
