@@ -9,11 +9,17 @@ package integration
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherkube/tether/integration/demoapp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -340,4 +347,226 @@ func (e *env) namespaceObjects() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// waitNewPod waits for a running, ready pod of orders other than old and
+// returns it and when it was first seen ready.
+func (e *env) waitNewPod(old string) (*corev1.Pod, time.Time) {
+	e.t.Helper()
+	ctx := context.Background()
+	for start := time.Now(); time.Since(start) < 2*time.Minute; time.Sleep(100 * time.Millisecond) {
+		pods, err := e.cs.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=orders"})
+		if err != nil {
+			continue
+		}
+		for i, p := range pods.Items {
+			if p.Name == old || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+				continue
+			}
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+					return &pods.Items[i], time.Now()
+				}
+			}
+		}
+	}
+	e.t.Fatalf("no new ready pod of orders replaced %s within 2 minutes", old)
+	return nil, time.Time{}
+}
+
+// TestChaosAgentPodDeleted promises: when the intercepted pod is deleted,
+// its replacement gets the agent (the sidecar is in the template) and the
+// intercept resumes on it within 5 s of its being ready (a client pod's
+// requests reach the laptop again), or `tether status` says it is lost.
+func TestChaosAgentPodDeleted(t *testing.T) {
+	rounds := int(envInt(t, "TETHER_CHAOS_POD_DELETES", 5))
+	e := newEnv(t)
+	e.deployOrders(1)
+	client := e.clientPod("client")
+	before := e.snapshot()
+	port := laptop(t)
+	e.mustTether("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(port))
+	e.requireAll(client, "laptop", 3)
+	ctx := context.Background()
+	var withAgent, within5s, covered int
+	var slowest time.Duration
+	for i := range rounds {
+		old := e.firstPod("orders")
+		if err := e.cs.CoreV1().Pods(e.ns).Delete(ctx, old, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		deletedAt := time.Now()
+		pod, readyAt := e.waitNewPod(old)
+		if slices.ContainsFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == "tether-agent" }) {
+			withAgent++
+		} else {
+			t.Errorf("round %d: the new pod %s has no tether-agent container", i+1, pod.Name)
+		}
+		took, others, ok := e.untilServedBy(client, "laptop", readyAt, 60*time.Second)
+		if !ok {
+			t.Errorf("round %d: requests never reached the laptop again within 60 s of pod %s being ready; they got %q", i+1, pod.Name, others)
+		} else if took <= 5*time.Second {
+			within5s++
+		}
+		slowest = max(slowest, took)
+		e.requireAll(client, "laptop", 10)
+		var st struct {
+			Daemon struct{ Intercepts []struct{ Pods []string } }
+		}
+		json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st)
+		if len(st.Daemon.Intercepts) == 1 && slices.Equal(st.Daemon.Intercepts[0].Pods, []string{pod.Name}) {
+			covered++
+		} else {
+			t.Errorf("round %d: status shows intercepts %+v, want pod %s", i+1, st.Daemon.Intercepts, pod.Name)
+		}
+		t.Logf("round %d/%d: pod %s deleted; %s ready %v later; the laptop served again %v after that (before: %q)",
+			i+1, rounds, old, pod.Name, readyAt.Sub(deletedAt).Round(time.Millisecond), took.Round(time.Millisecond), others)
+	}
+	e.mustTether("rollback", "deploy/orders")
+	e.waitAppRoutes(1)
+	e.requireRestored(before)
+	t.Logf("chaos: intercepted pod deleted: %d/%d replacements got the agent, %d/%d intercepts resumed within 5 s of the new pod being ready (slowest %v), %d/%d shown on the new pod by status; rollback exact: %v",
+		withAgent, rounds, within5s, rounds, slowest.Round(time.Millisecond), covered, rounds, e.restoredDiff(before) == "")
+}
+
+// cutAPIConnections resets every TCP connection between process pid and
+// the API server (both ends, with the kernel's SOCK_DESTROY: `ss -K`), as
+// a NAT or a load balancer in front of the API server dropping them would,
+// and returns how many it cut.
+func cutAPIConnections(t *testing.T, pid int, apiPort string) int {
+	t.Helper()
+	out, err := exec.Command("ss", "-tnpH", "state", "established", "dport", "= :"+apiPort).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v\n%s", err, out)
+	}
+	n := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.Contains(line, fmt.Sprintf("pid=%d,", pid)) {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 4 {
+			continue
+		}
+		local := fields[2]
+		lport := local[strings.LastIndex(local, ":")+1:]
+		filter := fmt.Sprintf("( sport = :%s and dport = :%s ) or ( sport = :%s and dport = :%s )", lport, apiPort, apiPort, lport)
+		if out, err := exec.Command("ss", "-K", "-tnH", filter).CombinedOutput(); err != nil {
+			t.Fatalf("ss -K %s: %v\n%s", filter, err, out)
+		}
+		n++
+	}
+	return n
+}
+
+// TestChaosPortForwardCut promises: when the daemon's connections to the
+// API server are cut under an intercept (so its port-forward tunnels die),
+// the tunnels are re-established within 5 s and no request that arrives
+// after that is lost; meanwhile the agent serves callers from the app.
+func TestChaosPortForwardCut(t *testing.T) {
+	rounds := int(envInt(t, "TETHER_CHAOS_CUTS", 5))
+	e := newEnv(t)
+	e.deployOrders(1)
+	client := e.clientPod("client")
+	before := e.snapshot()
+	port := laptop(t)
+	apiPort := e.rc.Host[strings.LastIndex(e.rc.Host, ":")+1:]
+	e.mustTether("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(port), "--path", "port-forward")
+	e.wantPaths("port-forward")
+	e.requireAll(client, "laptop", 3)
+	pid := e.daemonPID()
+	var within5s, failedBefore, failedAfter, after int
+	var slowest time.Duration
+	for i := range rounds {
+		n := cutAPIConnections(t, pid, apiPort)
+		cutAt := time.Now()
+		if n == 0 {
+			t.Fatalf("round %d: the daemon (pid %d) has no connection to the API server's port %s to cut", i+1, pid, apiPort)
+		}
+		took, others, ok := e.untilServedBy(client, "laptop", cutAt, 60*time.Second)
+		for _, o := range others {
+			if !strings.HasSuffix(o, ": app") {
+				failedBefore++
+			}
+		}
+		if !ok {
+			t.Fatalf("round %d: requests never reached the laptop again within 60 s of the cut; they got %q", i+1, others)
+		}
+		if took <= 5*time.Second {
+			within5s++
+		}
+		slowest = max(slowest, took)
+		for j := range 20 {
+			after++
+			if got := e.servedBy(client); got != "laptop" {
+				failedAfter++
+				t.Errorf("round %d: request %d after the tunnel was back served by %q", i+1, j+1, got)
+			}
+		}
+		if p := e.daemonPID(); p != pid {
+			t.Fatalf("round %d: the daemon changed (pid %d -> %d)", i+1, pid, p)
+		}
+		e.wantPaths("port-forward")
+		t.Logf("round %d/%d: cut %d connections; the laptop served again %v later (before: %q)", i+1, rounds, n, took.Round(time.Millisecond), others)
+	}
+	e.mustTether("rollback", "deploy/orders")
+	e.waitAppRoutes(1)
+	e.requireRestored(before)
+	t.Logf("chaos: port-forward cut (the daemon's API server connections reset) under an intercept: %d/%d tunnels back within 5 s (slowest %v), %d requests lost after they were back (of %d), %d failed before (while the app served)",
+		within5s, rounds, slowest.Round(time.Millisecond), failedAfter, after, failedBefore)
+}
+
+// TestChaosGiBThroughIntercept promises: 1 GiB each way through an
+// intercept over the port-forward arrives whole (SHA-256 on both ends).
+// The laptop side is the demo app's handler in this test process.
+func TestChaosGiBThroughIntercept(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	client := e.clientPod("client")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: demoapp.NewServer("laptop").Handler()}
+	go srv.Serve(l)
+	defer srv.Close()
+	e.mustTether("intercept", "orders", "--port", "http:"+strconv.Itoa(l.Addr().(*net.TCPAddr).Port), "--path", "port-forward")
+	base := "http://orders." + e.ns + ".svc.cluster.local"
+	const size = 1 << 30
+	var lost []string
+
+	start := time.Now()
+	out, ok := e.exec(client, "/tether-demo", "upload", base, strconv.Itoa(size))
+	m := regexp.MustCompile(`sent (\d+) sha256 (\w+)`).FindStringSubmatch(out)
+	var got struct {
+		Bytes  int64  `json:"bytes"`
+		SHA256 string `json:"sha256"`
+	}
+	i := strings.Index(out, "{")
+	if !ok || m == nil || i < 0 || json.Unmarshal([]byte(out[i:]), &got) != nil {
+		t.Fatalf("upload of 1 GiB failed: %s", out)
+	}
+	if strconv.FormatInt(got.Bytes, 10) != m[1] || got.SHA256 != m[2] {
+		lost = append(lost, "upload")
+		t.Errorf("the laptop received %d bytes sha256 %s; the pod sent %s bytes sha256 %s", got.Bytes, got.SHA256, m[1], m[2])
+	}
+	up := time.Since(start)
+
+	resp, err := http.Get(fmt.Sprintf("http://%s/bytes?n=%d", l.Addr(), size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	io.Copy(h, resp.Body)
+	resp.Body.Close()
+	want := fmt.Sprintf("received %d sha256 %s served-by laptop", size, hex.EncodeToString(h.Sum(nil)))
+	start = time.Now()
+	out, ok = e.exec(client, "/tether-demo", "download", fmt.Sprintf("%s/bytes?n=%d", base, size))
+	if !ok || strings.TrimSpace(out) != want {
+		lost = append(lost, "download")
+		t.Errorf("download of 1 GiB through the intercept:\n got %s\nwant %s", strings.TrimSpace(out), want)
+	}
+	down := time.Since(start)
+	t.Logf("chaos: 1 GiB each way through an intercept (port-forward), SHA-256 on both ends: upload %.0f MiB/s, download %.0f MiB/s; not whole: %d of 2 %v",
+		float64(size)/(1<<20)/up.Seconds(), float64(size)/(1<<20)/down.Seconds(), len(lost), lost)
 }
