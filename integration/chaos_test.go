@@ -124,11 +124,47 @@ func (e *env) untilServedBy(client, want string, since time.Time, limit time.Dur
 		if got == want {
 			return time.Since(since), others, true
 		}
-		others = append(others, fmt.Sprintf("%v: %.80s", time.Since(since).Round(time.Millisecond), got))
+		others = append(others, fmt.Sprintf("%v: %.300s", time.Since(since).Round(time.Millisecond), got))
 		if time.Since(since) > limit {
 			return time.Since(since), others, false
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// nodeServedBy sends one request to the orders Service's ClusterIP from
+// this machine (a node of the cluster: the same kube-proxy rules as a
+// pod's), a new connection with a 1 s timeout as a caller that retries
+// would, and returns who answered: "laptop", "app" or what went wrong.
+func (e *env) nodeServedBy(svc *corev1.Service) string {
+	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port))) + "/whoami")
+	if err != nil {
+		return "failed: " + err.Error()
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if v := resp.Header.Get("X-Served-By"); strings.HasPrefix(v, "orders-") {
+		return "app"
+	} else if v != "" {
+		return v
+	}
+	return "unknown: " + resp.Status
+}
+
+// untilNodeServedBy is untilServedBy with nodeServedBy's requests.
+func (e *env) untilNodeServedBy(svc *corev1.Service, want string, since time.Time, limit time.Duration) (time.Duration, []string, bool) {
+	var others []string
+	for {
+		got := e.nodeServedBy(svc)
+		if got == want {
+			return time.Since(since), others, true
+		}
+		others = append(others, fmt.Sprintf("%v: %.300s", time.Since(since).Round(time.Millisecond), got))
+		if time.Since(since) > limit {
+			return time.Since(since), others, false
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -146,7 +182,7 @@ func TestChaosDaemonKill(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 
 	e := newEnv(t)
-	e.deployOrders(1)
+	_, svc := e.deployOrders(1)
 	client := e.clientPod("client")
 	before := e.snapshot()
 	port := laptop(t)
@@ -215,7 +251,10 @@ func TestChaosDaemonKill(t *testing.T) {
 			extra = " (before the command reached the daemon: it started another one, killed too once it returned)"
 			early++
 		}
-		toApp, others, ok := e.untilServedBy(client, "app", killedAt, 30*time.Second)
+		// The caller: requests from this node (1 s timeout each, so one
+		// connection to an endpoint a rollout just removed does not hide
+		// the next), then the client pod's.
+		toApp, others, ok := e.untilNodeServedBy(svc, "app", killedAt, 30*time.Second)
 		if len(others) > 0 {
 			t.Logf("kill %d: before the app served: %q", i+1, others)
 		}
@@ -228,6 +267,7 @@ func TestChaosDaemonKill(t *testing.T) {
 		} else {
 			t.Errorf("kill %d (%s at %v): no request served by the app within 30 s of the kill", i+1, op, delay)
 		}
+		e.requireAll(client, "app", 2)
 
 		out, errOut, code := e.tether("rollback", "deploy/orders", "--kubeconfig", e.kubeconfig, "-n", e.ns)
 		// "nothing to roll back": the killed command's own cleanup, or a
