@@ -96,8 +96,18 @@ unit: ## unit tests with the race detector
 	$(GO) test -race -count=1 ./...
 
 .PHONY: integration
-integration: cluster-up build ## integration tests against the local cluster
-	TETHER_BIN=$(BIN) $(GO) test -tags integration -count=1 -timeout 60m -v ./integration/ ./cli/internal/netns/
+integration: cluster-up build ## integration tests against the local cluster (without the fault suite: `make chaos`)
+	TETHER_BIN=$(BIN) $(GO) test -tags integration -count=1 -timeout 60m -v -skip '^TestChaos' ./integration/ ./cli/internal/netns/
+
+# The fault suite: each TestChaos* test breaks one thing for real (kill -9 of
+# the daemon at 50 random moments, the intercepted pod deleted, the daemon's
+# API server connections reset, 1 GiB through an intercept, the journal's
+# write refused) and logs its result as counts ("chaos: ..." lines).
+# TETHER_CHAOS_SEED replays the daemon kills' moments.
+.PHONY: chaos
+chaos: cluster-up build ## the fault suite on the local cluster; prints its counts (chaos: ... lines)
+	set -o pipefail; TETHER_BIN=$(BIN) $(GO) test -tags integration -count=1 -timeout 30m -v -run '^TestChaos' ./integration/ | tee $(CLUSTER_DIR)/chaos.log
+	@echo; echo "fault suite results:"; grep -h 'chaos: ' $(CLUSTER_DIR)/chaos.log | sed 's/^ *chaos_test.go:[0-9]*: //'
 
 .PHONY: cross
 cross: ## build tether for macOS (arm64, amd64) and Windows (amd64): the CLI must build everywhere
@@ -106,7 +116,7 @@ cross: ## build tether for macOS (arm64, amd64) and Windows (amd64): the CLI mus
 	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/tether
 
 .PHONY: test
-test: vet proto-check cross unit integration ## everything CI runs: vet, generated-code check, unit and integration tests
+test: vet proto-check cross unit integration chaos ## everything CI runs: vet, generated-code check, unit, integration tests and the fault suite
 
 .PHONY: bench
 bench: cluster-up build ## benchmarks, printed as ratios against a baseline measured in the same run (PROFILE=1: profiles under bench-profiles/)

@@ -11,6 +11,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
@@ -83,6 +84,10 @@ func New(objs ...runtime.Object) *fake.Clientset {
 				fmt.Errorf("the object has been modified; please apply your changes to the latest version and try again"))
 		}
 		m.SetUID(cm.GetUID())
+		if DryRun(a) {
+			m.SetResourceVersion(cm.GetResourceVersion())
+			return true, o, nil // a dry run stores nothing
+		}
 		m.SetResourceVersion(version())
 		if err := tracker.Update(a.GetResource(), o, a.GetNamespace()); err != nil {
 			return true, nil, err
@@ -114,11 +119,20 @@ func New(objs ...runtime.Object) *fake.Clientset {
 	return cs
 }
 
+// DryRun tells whether a is an update made as a server-side dry run.
+func DryRun(a k8stesting.Action) bool {
+	ua, ok := a.(interface{ GetUpdateOptions() metav1.UpdateOptions })
+	return ok && len(ua.GetUpdateOptions().DryRun) > 0
+}
+
 // Writes returns the verbs and resources of the actions that change
 // something (create, update, patch, delete), as "verb resource/name".
 func Writes(cs *fake.Clientset) []string {
 	var out []string
 	for _, a := range cs.Actions() {
+		if DryRun(a) {
+			continue // a dry run writes nothing
+		}
 		var name string
 		switch a := a.(type) {
 		case k8stesting.CreateAction:

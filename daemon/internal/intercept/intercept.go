@@ -251,9 +251,14 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 	progress(fmt.Sprintf("adding the agent to %s (agent port %d in front of %s:%d)", w, plan.AgentPort, plan.AppContainer, plan.AppPort))
 	// Journal what is about to be applied first, so a crash right after the
-	// update leaves a journal that recognises it (where the server stores
-	// it as sent), then what the server stored.
-	if err := a.setAppliedHash(ctx, journal.Hash(plan.Template)); err != nil {
+	// update leaves a journal that recognises it: the template as the
+	// server will store it (a dry run of the update: its defaults added),
+	// else as sent; then what the server stored.
+	expected := &plan.Template
+	if dry, err := (workload.Client{CS: m.CS}).DryRunTemplate(ctx, w, *tmpl, plan.Template); err == nil {
+		expected = dry
+	}
+	if err := a.setAppliedHash(ctx, journal.Hash(expected)); err != nil {
 		return fail(err)
 	}
 	stored, err := workload.Client{CS: m.CS}.SetTemplate(ctx, w, *tmpl, plan.Template)

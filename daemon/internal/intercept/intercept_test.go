@@ -57,7 +57,10 @@ func writesTo(cs *fake.Clientset, resource string) []string {
 // failNth makes the nth update of resource fail with err.
 func failNth(cs *fake.Clientset, resource string, n int, err error) {
 	count := 0
-	cs.PrependReactor("update", resource, func(k8stesting.Action) (bool, runtime.Object, error) {
+	cs.PrependReactor("update", resource, func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if fakekube.DryRun(a) {
+			return false, nil, nil
+		}
 		count++
 		if count == n {
 			return true, nil, err

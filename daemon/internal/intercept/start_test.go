@@ -136,7 +136,10 @@ func TestStart(t *testing.T) {
 		{name: "service changed during the rollout", wantErr: "service ports changed meanwhile",
 			setup: func(cs *fake.Clientset) {
 				// Someone edits the Service while the agent rolls out.
-				cs.PrependReactor("update", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+				cs.PrependReactor("update", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+					if fakekube.DryRun(a) {
+						return false, nil, nil
+					}
 					s, _ := cs.Tracker().Get(corev1.SchemeGroupVersion.WithResource("services"), ns, "orders")
 					s = s.DeepCopyObject()
 					s.(*corev1.Service).Spec.Ports[0].Port = 8080

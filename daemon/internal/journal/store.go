@@ -50,7 +50,7 @@ func (s Store) load(ctx context.Context, w Workload) (*Entry, *corev1.ConfigMap,
 			"Compare it with %s and its Services, restore them by hand if needed, then delete it "+
 			"(kubectl -n %s delete configmap %s)", cm.Name, w.Namespace, why, w, w.Namespace, cm.Name)
 	}
-	key, keyUID, err := s.key(ctx, w, false)
+	key, keyUID, _, err := s.key(ctx, w, false)
 	if err != nil {
 		if errors.Is(err, errNoKey) {
 			return nil, nil, tampered("has no key (secret/" + w.KeySecretName() + " is missing or not tether's)")
@@ -80,7 +80,7 @@ func (s Store) Begin(ctx context.Context, e *Entry) (*Entry, error) {
 	if cur, err := s.Load(ctx, e.Workload); err != nil || cur != nil {
 		return cur, err
 	}
-	key, keyUID, err := s.key(ctx, e.Workload, true)
+	key, keyUID, keyCreated, err := s.key(ctx, e.Workload, true)
 	if errors.Is(err, errNoKey) {
 		return nil, errdefs.User("secret %s in namespace %s is not tether's journal key; tether keeps its key there: rename or delete it",
 			e.Workload.KeySecretName(), e.Workload.Namespace)
@@ -98,7 +98,13 @@ func (s Store) Begin(ctx context.Context, e *Entry) (*Entry, error) {
 		return s.Load(ctx, e.Workload) // another tether got there first
 	}
 	if err != nil {
-		return nil, fmt.Errorf("write journal of %s: %w", e.Workload, err)
+		// Nothing of this attempt may remain: the key goes with the journal
+		// it was made for (the UID precondition spares a key made since).
+		if keyCreated {
+			_ = s.CS.CoreV1().Secrets(e.Workload.Namespace).Delete(ctx, e.Workload.KeySecretName(),
+				metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &keyUID}})
+		}
+		return nil, refused(fmt.Sprintf("write journal of %s (ConfigMap %s)", e.Workload, e.Workload.ConfigMapName()), err)
 	}
 	out := *e
 	out.resourceVersion, out.created, out.keyUID, out.key = stored.ResourceVersion, true, keyUID, key
@@ -203,32 +209,50 @@ var errNoKey = errors.New("no journal key")
 // key returns the key of w's journal and the UID of its Secret, creating
 // it if create. A leftover key (a rollback that died between deleting the
 // journal and its key) is reused.
-func (s Store) key(ctx context.Context, w Workload, create bool) ([]byte, types.UID, error) {
+func (s Store) key(ctx context.Context, w Workload, create bool) ([]byte, types.UID, bool, error) {
 	secrets := s.CS.CoreV1().Secrets(w.Namespace)
 	sec, err := secrets.Get(ctx, w.KeySecretName(), metav1.GetOptions{})
+	created := false
 	if apierrors.IsNotFound(err) && create {
 		raw := make([]byte, 32)
 		if _, err := rand.Read(raw); err != nil {
-			return nil, "", err
+			return nil, "", false, err
 		}
 		sec, err = secrets.Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: w.KeySecretName(), Labels: map[string]string{LabelJournalKey: "true"}},
 			Type:       corev1.SecretTypeOpaque,
 			Data:       map[string][]byte{secretKey: raw},
 		}, metav1.CreateOptions{FieldManager: "tether"})
-		if apierrors.IsAlreadyExists(err) {
+		switch {
+		case apierrors.IsAlreadyExists(err):
 			sec, err = secrets.Get(ctx, w.KeySecretName(), metav1.GetOptions{})
+		case err == nil:
+			created = true
+		case !apierrors.IsNotFound(err):
+			return nil, "", false, refused(fmt.Sprintf("create the journal key of %s (Secret %s)", w, w.KeySecretName()), err)
 		}
 	}
 	switch {
 	case apierrors.IsNotFound(err):
-		return nil, "", errNoKey
+		return nil, "", false, errNoKey
 	case err != nil:
-		return nil, "", fmt.Errorf("read the journal key of %s: %w", w, err)
+		return nil, "", false, fmt.Errorf("read the journal key of %s: %w", w, err)
 	case sec.Labels[LabelJournalKey] != "true" || len(sec.Data[secretKey]) < 32:
-		return nil, "", errNoKey
+		return nil, "", false, errNoKey
 	}
-	return sec.Data[secretKey], sec.UID, nil
+	return sec.Data[secretKey], sec.UID, created, nil
+}
+
+// refused wraps the API server's refusal of a write tether makes before
+// changing anything. A refusal by admission (a ResourceQuota, a policy, a
+// webhook, RBAC) or of an invalid object is the user's to fix: it is said
+// as such, with the server's reason, and that nothing changed.
+func refused(what string, err error) error {
+	if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
+		return errdefs.Mark(errdefs.ErrUser, fmt.Errorf("%s: the API server refused it, so nothing in the cluster was changed: %w; "+
+			"allow it (a ResourceQuota's configmaps or secrets count, an admission policy) and run the command again", what, err))
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // mac authenticates cm's journal and where it lives.

@@ -2,14 +2,22 @@ package journal_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/tetherkube/tether/daemon/internal/fakekube"
 	"github.com/tetherkube/tether/daemon/internal/journal"
+	"github.com/tetherkube/tether/internal/errdefs"
 )
 
 const ns = "shop"
@@ -66,5 +74,29 @@ func TestUpdateReadsTheKeyOnce(t *testing.T) {
 	got, err := s.Load(ctx, orders)
 	if err != nil || got.By != "someone else" {
 		t.Fatalf("after the update: %+v, %v", got, err)
+	}
+}
+
+// TestBeginRefusedLeavesNothing: when the API server refuses the journal's
+// ConfigMap (a ResourceQuota, an admission policy), Begin is a user error
+// saying so, and the key Secret it created for that journal is gone again.
+func TestBeginRefusedLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	cs := fakekube.New()
+	cs.PrependReactor("create", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, orders.ConfigMapName(),
+			errors.New("exceeded quota: no-more-configmaps"))
+	})
+	s := journal.Store{CS: cs}
+	_, err := s.Begin(ctx, newEntry())
+	if !errors.Is(err, errdefs.ErrUser) || !strings.Contains(err.Error(), "exceeded quota") || !strings.Contains(err.Error(), "nothing in the cluster was changed") {
+		t.Fatalf("Begin with the journal refused: %v; want a user error with the server's reason", err)
+	}
+	secrets, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(secrets.Items) != 0 {
+		t.Errorf("secrets left after the refused journal: %v", secrets.Items)
 	}
 }

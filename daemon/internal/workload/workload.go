@@ -181,6 +181,19 @@ var ErrTemplateChanged = errors.New("pod template changed meanwhile")
 // reads again and retries while the template still is from, and fails with
 // ErrTemplateChanged once it is not.
 func (c Client) SetTemplate(ctx context.Context, w journal.Workload, from, to corev1.PodTemplateSpec) (*corev1.PodTemplateSpec, error) {
+	return c.setTemplate(ctx, w, from, to, nil)
+}
+
+// DryRunTemplate returns the template as the API server would store it
+// if SetTemplate(from, to) ran now (its defaults and admission's changes
+// applied), changing nothing: what tether journals before it applies to,
+// so a daemon killed right after the update leaves a journal that
+// recognises the stored template.
+func (c Client) DryRunTemplate(ctx context.Context, w journal.Workload, from, to corev1.PodTemplateSpec) (*corev1.PodTemplateSpec, error) {
+	return c.setTemplate(ctx, w, from, to, []string{metav1.DryRunAll})
+}
+
+func (c Client) setTemplate(ctx context.Context, w journal.Workload, from, to corev1.PodTemplateSpec, dryRun []string) (*corev1.PodTemplateSpec, error) {
 	var stored *corev1.PodTemplateSpec
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		switch w.Kind {
@@ -193,7 +206,7 @@ func (c Client) SetTemplate(ctx context.Context, w journal.Workload, from, to co
 				return ErrTemplateChanged
 			}
 			d.Spec.Template = to
-			d, err = c.CS.AppsV1().Deployments(w.Namespace).Update(ctx, d, metav1.UpdateOptions{FieldManager: "tether"})
+			d, err = c.CS.AppsV1().Deployments(w.Namespace).Update(ctx, d, metav1.UpdateOptions{FieldManager: "tether", DryRun: dryRun})
 			if err != nil {
 				return err
 			}
@@ -207,7 +220,7 @@ func (c Client) SetTemplate(ctx context.Context, w journal.Workload, from, to co
 				return ErrTemplateChanged
 			}
 			s.Spec.Template = to
-			s, err = c.CS.AppsV1().StatefulSets(w.Namespace).Update(ctx, s, metav1.UpdateOptions{FieldManager: "tether"})
+			s, err = c.CS.AppsV1().StatefulSets(w.Namespace).Update(ctx, s, metav1.UpdateOptions{FieldManager: "tether", DryRun: dryRun})
 			if err != nil {
 				return err
 			}
