@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -425,6 +426,11 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 			return nil, errdefs.Mark(errdefs.ErrUser, err)
 		}
 		e, err := d.journaledWorkload(ctx, req.Namespace, kind, name)
+		if errors.Is(err, errdefs.ErrUser) {
+			if res, ok := d.dropOrphanKeys(ctx, req.Namespace, kind, name); ok {
+				return res, nil
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -468,6 +474,35 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 		results = append(results, res)
 	}
 	return results, nil
+}
+
+// dropOrphanKeys removes the journal keys a rollback interrupted between
+// deleting a journal and its key left for the workload name (of kind, or
+// either), and reports them as that rollback's last step; false when there
+// was none.
+func (d *Daemon) dropOrphanKeys(ctx context.Context, namespace, kind, name string) ([]daemon.RollbackResult, bool) {
+	var out []daemon.RollbackResult
+	for _, k := range []string{workload.Deployment, workload.StatefulSet} {
+		if kind != "" && kind != k {
+			continue
+		}
+		w := journal.Workload{Kind: k, Namespace: namespace, Name: name}
+		if err := d.permitted(ctx, access.Rollback, namespace, accessObjects(w), "rolling back "+w.String(), userRole); err != nil {
+			continue
+		}
+		dropped, err := journal.Store{CS: d.cs}.DropOrphanKey(ctx, w)
+		if err != nil {
+			d.log.Warn("journal key without its journal", "workload", w.String(), "err", err)
+			continue
+		}
+		if dropped {
+			d.log.Info("rollback: removed a journal key left without its journal", "workload", w.String())
+			out = append(out, daemon.RollbackResult{Workload: w.String(), Namespace: namespace, Steps: []daemon.RollbackStep{{
+				Object: "secret/" + w.KeySecretName(), Action: "deleted",
+				Reason: "the journal's key, left when a rollback was interrupted after removing the journal"}}})
+		}
+	}
+	return out, len(out) > 0
 }
 
 // journaledWorkload finds the journal entry a reference names; a bare name may

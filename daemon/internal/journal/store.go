@@ -77,6 +77,10 @@ func (s Store) load(ctx context.Context, w Workload) (*Entry, *corev1.ConfigMap,
 // recorded first: a second change to the same workload still rolls back to
 // the state before tether touched it. The result's Created says which.
 func (s Store) Begin(ctx context.Context, e *Entry) (*Entry, error) {
+	return s.begin(ctx, e, 0)
+}
+
+func (s Store) begin(ctx context.Context, e *Entry, attempt int) (*Entry, error) {
 	if cur, err := s.Load(ctx, e.Workload); err != nil || cur != nil {
 		return cur, err
 	}
@@ -105,6 +109,23 @@ func (s Store) Begin(ctx context.Context, e *Entry) (*Entry, error) {
 				metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &keyUID}})
 		}
 		return nil, refused(fmt.Sprintf("write journal of %s (ConfigMap %s)", e.Workload, e.Workload.ConfigMapName()), err)
+	}
+	// A rollback's cleanup of a key left without its journal
+	// (DropOrphanKey) may have removed the key between its read and the
+	// journal's create: this journal could then never be verified. Take
+	// it back and begin again.
+	sec, err := s.CS.CoreV1().Secrets(e.Workload.Namespace).Get(ctx, e.Workload.KeySecretName(), metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("read the journal key of %s: %w", e.Workload, err)
+	}
+	if err != nil || sec.UID != keyUID {
+		rv := stored.ResourceVersion
+		_ = s.CS.CoreV1().ConfigMaps(e.Workload.Namespace).Delete(ctx, e.Workload.ConfigMapName(),
+			metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv}})
+		if attempt >= 2 {
+			return nil, fmt.Errorf("begin the journal of %s: its key keeps being removed (another tether rolling it back?): run the command again", e.Workload)
+		}
+		return s.begin(ctx, e, attempt+1)
 	}
 	out := *e
 	out.resourceVersion, out.created, out.keyUID, out.key = stored.ResourceVersion, true, keyUID, key
@@ -202,6 +223,37 @@ func (s Store) List(ctx context.Context, namespace string) ([]*Entry, error) {
 		return a.String() < b.String()
 	})
 	return out, nil
+}
+
+// DropOrphanKey removes w's journal key when w has no journal: the key a
+// rollback interrupted between deleting the journal and its key left
+// (preconditions on its UID and version: a key touched since stays). A
+// journal being begun meanwhile (its key comes first) notices and begins
+// again (Begin). It reports whether it removed a key.
+func (s Store) DropOrphanKey(ctx context.Context, w Workload) (bool, error) {
+	if _, err := s.CS.CoreV1().ConfigMaps(w.Namespace).Get(ctx, w.ConfigMapName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		return false, err // a journal (or an error reading it): not an orphan
+	}
+	sec, err := s.CS.CoreV1().Secrets(w.Namespace).Get(ctx, w.KeySecretName(), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if sec.Labels[LabelJournalKey] != "true" {
+		return false, nil
+	}
+	uid, rv := sec.UID, sec.ResourceVersion
+	err = s.CS.CoreV1().Secrets(w.Namespace).Delete(ctx, w.KeySecretName(),
+		metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+	switch {
+	case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("delete the journal key %s left without its journal: %w", w.KeySecretName(), err)
+	}
+	return true, nil
 }
 
 var errNoKey = errors.New("no journal key")

@@ -100,3 +100,60 @@ func TestBeginRefusedLeavesNothing(t *testing.T) {
 		t.Errorf("secrets left after the refused journal: %v", secrets.Items)
 	}
 }
+
+// TestDropOrphanKey: a key left without its journal (a rollback
+// interrupted between the two deletes) is removed; a key whose journal
+// exists stays.
+func TestDropOrphanKey(t *testing.T) {
+	ctx := context.Background()
+	cs := fakekube.New()
+	s := journal.Store{CS: cs}
+	if _, err := s.Begin(ctx, newEntry()); err != nil {
+		t.Fatal(err)
+	}
+	if dropped, err := s.DropOrphanKey(ctx, orders); err != nil || dropped {
+		t.Fatalf("with its journal: dropped %v, %v", dropped, err)
+	}
+	// The rollback dies after deleting the journal, before the key.
+	if err := cs.CoreV1().ConfigMaps(ns).Delete(ctx, orders.ConfigMapName(), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if dropped, err := s.DropOrphanKey(ctx, orders); err != nil || !dropped {
+		t.Fatalf("a key without its journal: dropped %v, %v", dropped, err)
+	}
+	if _, err := cs.CoreV1().Secrets(ns).Get(ctx, orders.KeySecretName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the key is still there: %v", err)
+	}
+	if dropped, err := s.DropOrphanKey(ctx, orders); err != nil || dropped {
+		t.Errorf("nothing left: dropped %v, %v", dropped, err)
+	}
+}
+
+// TestBeginSurvivesItsKeyRemoved: a key removed between Begin's read of
+// it and the journal's create (a rollback's orphan-key cleanup racing a
+// new intercept) makes Begin take its journal back and begin again: the
+// journal it returns verifies.
+func TestBeginSurvivesItsKeyRemoved(t *testing.T) {
+	ctx := context.Background()
+	cs := fakekube.New()
+	removed := false
+	cs.PrependReactor("create", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if !removed { // the cleanup runs just before the first journal lands
+			removed = true
+			if err := cs.Tracker().Delete(schema.GroupVersionResource{Version: "v1", Resource: "secrets"}, ns, orders.KeySecretName()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return false, nil, nil
+	})
+	s := journal.Store{CS: cs}
+	if _, err := s.Begin(ctx, newEntry()); err != nil {
+		t.Fatal(err)
+	}
+	if !removed {
+		t.Fatal("the key was never removed: the test did not race")
+	}
+	if _, err := s.Load(ctx, orders); err != nil {
+		t.Errorf("the journal does not verify after its key was removed mid-begin: %v", err)
+	}
+}
