@@ -26,14 +26,10 @@ import (
 
 const completeTimeout = 3 * time.Second
 
-// completeClient is the clientset and namespace of the command line.
+// completeClient is the clientset (each call bounded by completeTimeout)
+// and namespace of the command line.
 func (f *Factory) completeClient() (kubernetes.Interface, string, bool) {
-	rc, err := f.KubeConfig.ToRESTConfig()
-	if err != nil {
-		return nil, "", false
-	}
-	rc.Timeout = completeTimeout
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := f.kubeClient(completeTimeout)
 	if err != nil {
 		return nil, "", false
 	}

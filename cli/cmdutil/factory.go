@@ -1,6 +1,8 @@
 package cmdutil
 
 import (
+	"time"
+
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -21,10 +23,14 @@ type Factory struct {
 
 // KubeClient is a clientset for the cluster the kubectl flags point at,
 // for commands that read the cluster themselves (most ask the daemon).
-func (f *Factory) KubeClient() (kubernetes.Interface, error) {
+func (f *Factory) KubeClient() (kubernetes.Interface, error) { return f.kubeClient(0) }
+
+// kubeClient is KubeClient with each request bounded by timeout (0: none).
+func (f *Factory) kubeClient(timeout time.Duration) (kubernetes.Interface, error) {
 	rc, err := f.KubeConfig.ToRESTConfig()
 	if err != nil {
 		return nil, errdefs.User("no usable kube context (%v): set KUBECONFIG or pass --kubeconfig/--context", err)
 	}
+	rc.Timeout = timeout
 	return kubernetes.NewForConfig(rc)
 }

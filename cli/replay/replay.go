@@ -176,6 +176,17 @@ func (o *ReplayOptions) Validate() error {
 	return o.Filter.Validate()
 }
 
+// Header is --header's "Name: value" pairs (checked by Validate) as a
+// header set on every request.
+func (o *ReplayOptions) Header() http.Header {
+	hdr := http.Header{}
+	for _, h := range o.Headers {
+		k, v, _ := strings.Cut(h, ":")
+		hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	return hdr
+}
+
 // ParseRate reads --rate: "100/s" or "100".
 func ParseRate(s string) (float64, error) {
 	if s == "" {
@@ -215,11 +226,7 @@ func (o *ReplayOptions) Run(ctx context.Context) error {
 	}
 	rate, _ := ParseRate(o.Rate)
 	speed, _ := parseSpeed(o.Speed)
-	hdr := http.Header{}
-	for _, h := range o.Headers {
-		k, v, _ := strings.Cut(h, ":")
-		hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
+	hdr := o.Header()
 	sum, err := client.Replay(ctx, daemon.ReplayRequest{Namespace: o.Ns, Workload: o.Workload, Exchanges: exs, Refs: refs, To: o.To,
 		Options: replay.Options{Rate: rate, Speed: speed, Concurrency: o.Conc, Count: o.Count, Header: hdr, Diff: o.Diff,
 			IgnoreHeaders: o.Ignore, Timeout: o.Timeout}}, func(r replay.Result) error {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -144,11 +143,7 @@ func (o *ReproduceOptions) Run(ctx context.Context) error {
 	if len(exs) == 0 {
 		return errdefs.User("nothing to reproduce: no recorded request matches")
 	}
-	hdr := http.Header{}
-	for _, h := range o.Headers {
-		k, v, _ := strings.Cut(h, ":")
-		hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
+	hdr := o.Header()
 	rate, _ := replaycmd.ParseRate(o.Rate)
 	tally := Tally{Expect: o.Expect}
 	byRef := map[string]*RequestTally{}

@@ -121,6 +121,12 @@ func (m *mirror) stop() {
 
 func (m *mirror) dropped() { m.router.count(func(s *Stats) { s.MirrorDropped[m.route.ID]++ }) }
 
+// lost counts a copy that could not be delivered, saying why.
+func (m *mirror) lost(err error) {
+	m.router.cfg.Logger.Debug("mirrored copy not delivered", "to", m.route.ID, "err", err)
+	m.dropped()
+}
+
 // work sends copies until the mirror stops: HTTP/1 ones pipelined over
 // this sender's connection, HTTP/2 ones through the shared transport.
 func (m *mirror) work() {
@@ -296,8 +302,7 @@ func (m *mirror) readAnswers(p *h1Pipe, br *bufio.Reader) {
 			resp.Body.Close()
 		}
 		if err != nil {
-			m.router.cfg.Logger.Debug("mirrored copy not delivered", "to", m.route.ID, "err", err)
-			m.dropped()
+			m.lost(err)
 			failed = true
 			p.kill()
 			continue
@@ -326,8 +331,7 @@ func (m *mirror) send(req *http.Request) {
 		resp.Body.Close()
 	}
 	if err != nil {
-		m.router.cfg.Logger.Debug("mirrored copy not delivered", "to", m.route.ID, "err", err)
-		m.dropped()
+		m.lost(err)
 		return
 	}
 	m.router.count(func(s *Stats) { s.Mirrored[m.route.ID]++ })
