@@ -210,7 +210,8 @@ func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (jou
 			out = append(out, agentTarget{pod: *p, port: agent.DefaultTunnelPort, token: sidecarToken})
 			continue
 		}
-		a, ok, err := inspect.RunningInterceptAgent(ctx, d.cs, p, func(s string) { unread = append(unread, s) })
+		_, marked := p.Labels[intercept.MarkLabel]
+		a, ok, err := inspect.RunningInterceptAgent(ctx, d.cs, p, marked, func(s string) { unread = append(unread, s) })
 		if err != nil {
 			return w, nil, err
 		}

@@ -77,7 +77,8 @@ type Conn struct {
 	// clientWriting counts the caller's writes in progress; held keeps
 	// answers that came meanwhile.
 	clientWriting atomic.Int32
-	// counted: the connection carried a byte and is in the statistics.
+	// counted: the caller sent a byte and the connection is in the
+	// statistics.
 	counted bool
 	held    []byte
 	sawHead bool // a message head parsed: later garbage is malformed HTTP
@@ -128,9 +129,11 @@ func (r *Ring) NewConn(meta Meta, opts Options) *Conn {
 	return c
 }
 
-// carried counts the connection in the ring's statistics once it carries
-// a byte either way: a connection that closes without one (a readiness
-// probe the agent answered, a health check's bare connect) is no traffic.
+// carried counts the connection in the ring's statistics once the caller
+// sends a byte: a connection that closes without one (a readiness probe
+// the agent answered, a health check's bare connect) is no traffic, even
+// when a server that speaks first (HTTP/2's SETTINGS, a database's
+// greeting) greeted it before the agent answered the probe.
 func (c *Conn) carried(p []byte) {
 	if len(p) > 0 && !c.counted {
 		c.counted = true
@@ -209,7 +212,6 @@ func (c *Conn) sniff(p []byte) []byte {
 func (c *Conn) FromServer(p []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.carried(p)
 	if c.off || len(p) == 0 {
 		return
 	}

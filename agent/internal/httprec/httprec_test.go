@@ -375,15 +375,19 @@ func TestAnswerBeforeItsRequestIsParsed(t *testing.T) {
 	}
 }
 
-// TestConnectionsCountedOnceTheyCarryBytes: a connection that closes
-// without a byte (a readiness probe the agent answered, a bare connect)
-// is not counted as watched; one that carries a request is, once.
+// TestConnectionsCountedOnceTheyCarryBytes: a connection whose caller
+// sends no byte (a readiness probe the agent answered, a bare connect,
+// even one an HTTP/2 server greeted with its SETTINGS first) is not
+// counted as watched; one that carries a request is, once.
 func TestConnectionsCountedOnceTheyCarryBytes(t *testing.T) {
 	ring := NewRing(1 << 20)
 	silent := ring.NewConn(Meta{Pod: "p", Source: "10.0.0.1:1"}, Options{})
 	silent.Close()
+	greeted := ring.NewConn(Meta{Pod: "p", Source: "10.0.0.1:3"}, Options{})
+	greeted.FromServer([]byte("\x00\x00\x00\x04\x00\x00\x00\x00\x00")) // an empty SETTINGS frame
+	greeted.Close()
 	if n := ring.Stats().Connections; n != 0 {
-		t.Errorf("a connection without a byte counted: %d", n)
+		t.Errorf("a connection whose caller sent no byte counted: %d", n)
 	}
 	c := ring.NewConn(Meta{Pod: "p", Source: "10.0.0.1:2"}, Options{})
 	c.FromClient([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))

@@ -360,9 +360,12 @@ func ForwardUsable(p *corev1.Pod, port, app int) bool {
 // RunningInterceptAgent returns the pod's running intercept agent
 // (agent.JobIntercept) with the rotated token tether stored for it; false
 // when it has none whose token tether may read (progress says why).
-func RunningInterceptAgent(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod, progress func(string)) (Agent, bool, error) {
+// answered: tether saw the pod's agent answer (intercept --no-restart
+// marks such pods), so an agent the kubelet has not reported running yet
+// (its status lags by a second or so) counts too.
+func RunningInterceptAgent(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod, answered bool, progress func(string)) (Agent, bool, error) {
 	for _, a := range podAgents(p) {
-		if !slices.Contains(a.jobs, agent.JobIntercept) || a.forward == [2]int{} || !a.running() {
+		if !slices.Contains(a.jobs, agent.JobIntercept) || a.forward == [2]int{} || !(a.running() || answered && a.pending()) {
 			continue
 		}
 		stored, err := storedTokens(ctx, cs, p, []agentState{a}, progress)

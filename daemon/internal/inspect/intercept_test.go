@@ -131,3 +131,41 @@ func TestEnsureInterceptAgentUnreadableToken(t *testing.T) {
 		t.Errorf("%d ephemeral containers, want the one there", len(p.Spec.EphemeralContainers))
 	}
 }
+
+// TestRunningInterceptAgentAnswered: an intercept agent the kubelet has
+// not reported running yet is found only when tether saw it answer (a
+// marked pod); one that failed, or that runs another job, never is.
+func TestRunningInterceptAgentAnswered(t *testing.T) {
+	notReported := func(p *corev1.Pod) {
+		withInterceptAgent("tether-inspect", 7342, 17000, 8080, &corev1.ContainerState{})(p)
+		p.Status.EphemeralContainerStatuses = nil
+	}
+	tests := []struct {
+		name     string
+		pod      *corev1.Pod
+		answered bool
+		want     bool
+	}{
+		{"running", testPod(withInterceptAgent("tether-inspect", 7342, 17000, 8080, running())), false, true},
+		{"not reported yet", testPod(notReported), false, false},
+		{"not reported yet, answered", testPod(notReported), true, true},
+		{"creating, answered", testPod(withInterceptAgent("tether-inspect", 7342, 17000, 8080, waiting("ContainerCreating", ""))), true, true},
+		{"exited, answered", testPod(withInterceptAgent("tether-inspect", 7342, 17000, 8080, exited(1, "Error", "", time.Second))), true, false},
+		{"a trace agent, answered", testPod(withAgent("tether-inspect", image, 7342, false, nil)), true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := newCluster(t, clusterConfig{pod: tt.pod})
+			a, ok, err := inspect.RunningInterceptAgent(context.Background(), cs, tt.pod, tt.answered, func(string) {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != tt.want {
+				t.Fatalf("found = %v, want %v", ok, tt.want)
+			}
+			if ok && (a.Container != "tether-inspect" || string(a.Token) != "token-of-tether-inspect") {
+				t.Errorf("agent %+v, want tether-inspect with its stored token", a)
+			}
+		})
+	}
+}
