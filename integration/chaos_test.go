@@ -32,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // envInt reads an integer from the environment, else def.
@@ -267,6 +268,11 @@ func TestChaosDaemonKill(t *testing.T) {
 		} else {
 			t.Errorf("kill %d (%s at %v): no request served by the app within 30 s of the kill", i+1, op, delay)
 		}
+		// Once the rollout the killed daemon may have begun ends (the
+		// demo app has no preStop pause, so a rollout's old pod refuses a
+		// connection or two while it stops, tether or not), every request
+		// is the app's.
+		e.waitSettled(1)
 		e.requireAll(client, "app", 2)
 
 		out, errOut, code := e.tether("rollback", "deploy/orders", "--kubeconfig", e.kubeconfig, "-n", e.ns)
@@ -295,6 +301,49 @@ func TestChaosDaemonKill(t *testing.T) {
 	}
 	t.Logf("chaos: daemon kill -9 during intercept/record/rollback (%d/%d/%d; %d/%d while the command ran, %d of them before it reached the daemon; seed %d): %d/%d served by the app within 2 s (slowest %v; %d/%d at all), %d/%d rollbacks exact",
 		perOp["intercept"], perOp["record"], perOp["rollback"], during, kills, early, seed, within2s, kills, slowest.Round(time.Millisecond), servedAtAll, kills, exact, kills)
+}
+
+// waitSettled waits until deploy/orders has no rollout under way: its
+// replicas all updated and available, no other pod of it left (not even
+// terminating), and its Service's ready endpoints exactly those pods.
+func (e *env) waitSettled(replicas int) {
+	e.t.Helper()
+	e.waitAvailable("orders", int32(replicas))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		pods, err := e.cs.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=orders"})
+		if err != nil || len(pods.Items) != replicas {
+			return false, nil
+		}
+		names := map[string]bool{}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil {
+				return false, nil
+			}
+			names[p.Name] = true
+		}
+		eps, err := e.cs.DiscoveryV1().EndpointSlices(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=orders"})
+		if err != nil {
+			return false, nil
+		}
+		ready := 0
+		for _, s := range eps.Items {
+			for _, ep := range s.Endpoints {
+				if ep.Conditions.Ready == nil || !*ep.Conditions.Ready {
+					continue
+				}
+				if ep.TargetRef == nil || !names[ep.TargetRef.Name] {
+					return false, nil
+				}
+				ready++
+			}
+		}
+		return ready == replicas, nil
+	})
+	if err != nil {
+		e.t.Fatalf("deploy/orders did not settle on %d pods its Service routes to: %v", replicas, err)
+	}
 }
 
 // TestChaosJournalRefused promises: when the API server refuses the

@@ -41,6 +41,9 @@ type options struct {
 	agentImage string
 	profileDir string
 	pinAgents  bool
+	// laptopSched: the scheduling of the personal rows' laptop end
+	// (laptopend.go), idle or normal.
+	laptopSched string
 }
 
 func main() {
@@ -55,7 +58,20 @@ func main() {
 	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image `tether run` and `tether intercept` add (default: tether's own)")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon, `tether run` and the agents under the latency and bulk rows here (`make bench PROFILE=1`)")
 	flag.BoolVar(&o.pinAgents, "pin-agents", false, "personal: run the agents on the last CPU and the load, app and laptop on the others (Linux)")
+	flag.StringVar(&o.laptopSched, "laptop-sched", "idle", "personal: how the laptop's end (its server and the daemon's end of the tunnels, a process of its own) is scheduled: idle (SCHED_IDLE: only the CPU the load, app and agents leave, as a laptop's own CPU would take none of theirs) or normal")
+	laptopEndRole := flag.Bool("laptop-end", false, "(internal) run as the personal rows' laptop end, spoken to on stdin and stdout")
 	flag.Parse()
+	if *laptopEndRole {
+		if err := laptopEnd(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench -laptop-end:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if o.laptopSched != "idle" && o.laptopSched != "normal" {
+		fmt.Fprintf(os.Stderr, "bench: -laptop-sched %q: want idle or normal\n", o.laptopSched)
+		os.Exit(2)
+	}
 	if o.kubeconfig == "" {
 		o.kubeconfig = cluster.DefaultConfig(mustAbs(".cluster")).KubeconfigPath()
 	}

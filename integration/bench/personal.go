@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,10 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tetherkube/tether/agent"
-	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/integration/demoapp"
-	"github.com/tetherkube/tether/tunnel"
 )
 
 // The personal-intercept rows (issue 12) measure the agent's router on
@@ -29,15 +25,17 @@ import (
 // loopback, a tunnel opened by this process as the daemon opens it, and
 // requests at a fixed rate. The cluster adds the same hops to every row.
 
-// benchAgent is one tether-agent process in front of the app.
+// benchAgent is one tether-agent process in front of the app; the
+// laptop's end (laptopend.go) connects to its tunnel.
 type benchAgent struct {
-	cmd   *exec.Cmd
-	front string // http://127.0.0.1:PORT
-	link  *agent.Link
-	port  int
+	cmd    *exec.Cmd
+	front  string // http://127.0.0.1:PORT
+	port   int
+	tunnel string
+	token  string
 }
 
-func startBenchAgent(ctx context.Context, bin string, appPort int, laptop string) (*benchAgent, error) {
+func startBenchAgent(ctx context.Context, bin string, appPort int) (*benchAgent, error) {
 	free := func() (int, error) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -66,53 +64,22 @@ func startBenchAgent(ctx context.Context, bin string, appPort int, laptop string
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	a := &benchAgent{cmd: cmd, front: fmt.Sprintf("http://127.0.0.1:%d", fport), port: fport}
-	var c net.Conn
+	a := &benchAgent{cmd: cmd, front: fmt.Sprintf("http://127.0.0.1:%d", fport), port: fport,
+		tunnel: "127.0.0.1:" + strconv.Itoa(tport), token: token}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err = net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(tport)); err == nil {
-			break
+		c, err := net.Dial("tcp", a.tunnel)
+		if err == nil {
+			c.Close() // the agent takes the next connection as its daemon's
+			return a, nil
 		}
 		if time.Now().After(deadline) {
 			a.stop()
 			return nil, fmt.Errorf("agent not listening: %w", err)
 		}
 	}
-	cfg := tunnel.DaemonConfig([]byte(token))
-	// The daemon's side of the tunnel logs as the daemon would: a tunnel
-	// that ends under load says why.
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("agent", fport)
-	if a.link, err = agent.Connect(ctx, c, cfg); err != nil {
-		a.stop()
-		return nil, err
-	}
-	go func() { // the daemon's side: each intercepted connection to laptop
-		for {
-			st, err := a.link.AcceptConn(context.Background())
-			if err != nil {
-				return
-			}
-			go func() {
-				l, err := net.Dial("tcp", laptop)
-				if err != nil {
-					st.Close()
-					return
-				}
-				tunnel.Join(st, l)
-			}()
-		}
-	}()
-	return a, nil
-}
-
-func (a *benchAgent) intercept(ctx context.Context, id string, mirror bool, headers ...string) error {
-	return a.link.Agent().Intercept(ctx, agent.InterceptSpec{ListenPort: a.port, ID: id, Owner: "bench", Mirror: mirror,
-		Filter: httpfilter.Spec{Headers: headers}})
 }
 
 func (a *benchAgent) stop() {
-	if a.link != nil {
-		a.link.Close()
-	}
 	a.cmd.Process.Kill()
 	a.cmd.Wait()
 }
@@ -123,6 +90,7 @@ type personalResults struct {
 	global, filtered               row // sequential keep-alive, to the laptop
 	mirPlain, mirRouted, mirror    row // mirrorRate requests/s
 	mirrorRate                     int
+	laptopSched                    string
 	copies, dropped                uint64
 	cpuPlain, cpuRouted, cpuMirror float64 // agent CPU seconds per second at the row's rate
 	rssPlain, rssRouted, rssMirror int64
@@ -134,7 +102,7 @@ type personalResults struct {
 // measurePersonal runs the personal-intercept rows, interleaved, medians
 // of o.rounds.
 func measurePersonal(ctx context.Context, o options) (personalResults, error) {
-	r := personalResults{mirrorRate: 5000}
+	r := personalResults{mirrorRate: 5000, laptopSched: o.laptopSched}
 	agentBin := strings.TrimSuffix(o.tetherBin, "tether") + "tether-agent"
 	appL, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -143,23 +111,11 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 	app := &http.Server{Handler: demoapp.NewServer("app").Handler()}
 	go app.Serve(appL)
 	defer app.Close()
-	lapL, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return r, err
-	}
-	var got atomic.Int64
-	lap := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		got.Add(1)
-		io.Copy(io.Discard, req.Body)
-		io.WriteString(w, `{"id":7,"item":"kettle"}`)
-	})}
-	go lap.Serve(lapL)
-	defer lap.Close()
 	appPort := appL.Addr().(*net.TCPAddr).Port
 
 	agents := map[string]*benchAgent{}
 	for _, name := range []string{"plain", "routed", "global", "mirror"} {
-		a, err := startBenchAgent(ctx, agentBin, appPort, lapL.Addr().String())
+		a, err := startBenchAgent(ctx, agentBin, appPort)
 		if err != nil {
 			return r, fmt.Errorf("agent %s: %w", name, err)
 		}
@@ -167,21 +123,22 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 		agents[name] = a
 	}
 	if o.pinAgents {
-		// The agents on the last CPU, this process (load, app, laptop)
-		// on the others: as in a cluster, where the callers, the app's
-		// other work and the laptop do not take the agent's CPU.
+		// The agents on the last CPU, this process (load and app) on the
+		// others: as in a cluster, where the callers and the app's other
+		// work do not take the agent's CPU.
 		if err := pinAgents(agents); err != nil {
 			return r, err
 		}
 	}
-	if err := agents["routed"].intercept(ctx, "ana", false, "x-tether-user=ana"); err != nil {
-		return r, err
+	intercepts := map[string]*laptopIntercept{
+		"routed": {ID: "ana", Headers: []string{"x-tether-user=ana"}},
+		"global": {ID: "all"},
+		"mirror": {ID: "copy", Mirror: true},
 	}
-	if err := agents["global"].intercept(ctx, "all", false); err != nil {
-		return r, err
-	}
-	if err := agents["mirror"].intercept(ctx, "copy", true); err != nil {
-		return r, err
+	spec := laptopSpec{Counts: "mirror"}
+	for _, name := range []string{"plain", "routed", "global", "mirror"} {
+		a := agents[name]
+		spec.Agents = append(spec.Agents, laptopAgent{Name: name, Tunnel: a.tunnel, Token: a.token, Port: a.port, Intercept: intercepts[name]})
 	}
 	// With -profile-dir (make bench PROFILE=1) the mirroring agent, the
 	// one that does two requests per request, is profiled for the whole
@@ -191,10 +148,13 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 		if err := os.MkdirAll(profDir, 0o755); err != nil {
 			return r, err
 		}
-		if err := agents["mirror"].link.Agent().StartProfile(ctx, agent.ProfileRequest{}); err != nil {
-			return r, fmt.Errorf("profile the mirroring agent: %w", err)
-		}
+		spec.Profile = "mirror"
 	}
+	lap, err := startLaptopEnd(ctx, spec, o.laptopSched)
+	if err != nil {
+		return r, err
+	}
+	defer lap.kill()
 	const window = 3 * time.Second
 	path := "/orders/7"
 	var direct, plain, routed, global, filtered, mirPlain, mirRouted, mirror []row
@@ -245,25 +205,16 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 	}
 	r.cpuPlain, r.cpuRouted, r.cpuMirror = medianFloat(cpuPlain), medianFloat(cpuRouted), medianFloat(cpuMirror)
 	r.rssPlain, r.rssRouted, r.rssMirror = rss(agents["plain"].cmd.Process.Pid), rss(agents["routed"].cmd.Process.Pid), rss(agents["mirror"].cmd.Process.Pid)
-	if profDir != "" {
-		prof, err := agents["mirror"].link.Agent().StopProfile(ctx)
-		if err != nil {
-			return r, fmt.Errorf("the mirroring agent's profile: %w", err)
-		}
-		for kind, b := range map[string][]byte{"cpu": prof.CPU, "block": prof.Block, "mutex": prof.Mutex, "heap": prof.Heap} {
-			if err := os.WriteFile(filepath.Join(profDir, "agent-mirror."+kind+".pprof"), b, 0o600); err != nil {
-				return r, err
-			}
-		}
-	}
-	info, err := agents["mirror"].link.Agent().Info(ctx)
+	res, err := lap.finish()
 	if err != nil {
-		return r, fmt.Errorf("the mirroring agent's counts: %w", err)
+		return r, err
 	}
-	if len(info.Forwards) != 1 || len(info.Forwards[0].Intercepts) != 1 {
-		return r, fmt.Errorf("the mirroring agent lost its mirror: %+v", info.Forwards)
+	for kind, b := range res.Profile {
+		if err := os.WriteFile(filepath.Join(profDir, "agent-mirror."+kind+".pprof"), b, 0o600); err != nil {
+			return r, err
+		}
 	}
-	r.copies, r.dropped = info.Forwards[0].Intercepts[0].Requests, info.Forwards[0].Intercepts[0].Dropped
+	r.copies, r.dropped = res.Copies, res.Dropped
 	return r, nil
 }
 
@@ -340,7 +291,7 @@ func pacedCounting(ctx context.Context, url string, rate int, d time.Duration) (
 }
 
 func printPersonal(w io.Writer, r personalResults) {
-	fmt.Fprintln(w, "\n== personal and mirror intercepts: the agent binary on this machine, medians of interleaved rounds")
+	fmt.Fprintf(w, "\n== personal and mirror intercepts: the agent binary on this machine, medians of interleaved rounds; the laptop's end a process of its own, scheduled %s\n", r.laptopSched)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "path at 1,000 requests/s\tp50\tp99\tp50 ratio to the agent\tp99 ratio to the agent\tp50 ratio to the app\t")
 	for _, x := range []row{r.direct, r.plain, r.routed} {
