@@ -172,30 +172,40 @@ func (a *attempt) ensureTokenOnce(ctx context.Context) ([]byte, error) {
 		}
 	}
 	// Journal the name before creating it, the UID once created.
-	if err := a.setSecret(ctx, name, ""); err != nil {
+	nonce, err := freshToken()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.setSecret(ctx, name, "", string(nonce)); err != nil {
 		return nil, err
 	}
 	s, err = secrets.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{journal.LabelAgentToken: "true"}},
-		Type:       corev1.SecretTypeOpaque,
-		Data:       map[string][]byte{inject.TokenKey: token},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{journal.LabelAgentToken: "true"},
+			Annotations: map[string]string{journal.AnnotationCreatedFor: string(nonce)}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{inject.TokenKey: token},
 	}, metav1.CreateOptions{FieldManager: "tether"})
 	if err != nil {
 		return nil, fmt.Errorf("create agent token secret: %w", err) // AlreadyExists is retried
 	}
 	a.secretCreated, a.secretUID = true, s.UID
-	if err := a.setSecret(ctx, name, s.UID); err != nil {
+	if err := a.setSecret(ctx, name, s.UID, ""); err != nil {
 		return nil, err
 	}
 	return token, nil
 }
 
-func (a *attempt) setSecret(ctx context.Context, name string, uid types.UID) error {
+// setSecret journals the token Secret: before creating it, its name and
+// the nonce it will carry (the intent); once created, its UID.
+func (a *attempt) setSecret(ctx context.Context, name string, uid types.UID, nonce string) error {
 	return a.update(ctx, func(e *journal.Entry) error {
-		// The name alone is the intent (before creating it): it keeps a UID
-		// another tether journaled for that name.
+		// The intent alone keeps a UID another tether journaled for that
+		// name.
 		if uid != "" || e.Secret != name {
 			e.SecretUID = uid
+		}
+		if nonce != "" {
+			e.SecretNonce = nonce
 		}
 		e.Secret = name
 		return nil

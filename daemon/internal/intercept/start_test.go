@@ -192,6 +192,11 @@ func TestStart(t *testing.T) {
 				Workload: orders, Template: orig, AppliedTemplateHash: journal.Hash(plan.Template),
 				Services: map[string]journal.ServiceEntry{"orders": {Ports: svc.Spec.Ports, AppliedPortsHash: journal.Hash(plan.Service.Spec.Ports)}},
 				Secret:   "tether-agent-deployment-orders", SecretUID: sec.UID,
+				// The nonce the Secret was created with, journaled before.
+				SecretNonce: sec.Annotations[journal.AnnotationCreatedFor],
+			}
+			if want.SecretNonce == "" {
+				t.Errorf("secret annotations %v: no %s nonce", sec.Annotations, journal.AnnotationCreatedFor)
 			}
 			if diff := cmp.Diff(want, j, cmpopts.IgnoreUnexported(journal.Entry{}), cmpopts.IgnoreFields(journal.Entry{}, "CreatedAt", "By")); diff != "" {
 				t.Errorf("journal (-want +got):\n%s", diff)

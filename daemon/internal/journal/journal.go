@@ -44,9 +44,12 @@ const (
 	// LabelGateway marks the gateway Deployment tether creates for `tether
 	// run` where no workload is named, and its pods.
 	LabelGateway = agentspec.LabelGateway
-	dataKey      = "journal.json"
-	macKey       = "journal.mac"
-	secretKey    = "key"
+	// AnnotationCreatedFor on a token Secret holds the entry's SecretNonce
+	// it was created for.
+	AnnotationCreatedFor = "tether.dev/created-for"
+	dataKey              = "journal.json"
+	macKey               = "journal.mac"
+	secretKey            = "key"
 )
 
 // Workload names a workload tether changed.
@@ -99,6 +102,10 @@ type Entry struct {
 	// that Secret's UID once created: rollback deletes only that object.
 	Secret    string    `json:"secret,omitempty"`
 	SecretUID types.UID `json:"secretUID,omitempty"`
+	// SecretNonce is journaled with Secret, before the Secret is created
+	// with it in its AnnotationCreatedFor: a crash before SecretUID is
+	// journaled still leaves rollback a way to tell tether's Secret.
+	SecretNonce string `json:"secretNonce,omitempty"`
 	// Gateway: tether created the workload itself (the gateway `tether
 	// run` uses where no workload is named); rollback deletes it instead
 	// of restoring a template. GatewayUID is its UID once created: rollback

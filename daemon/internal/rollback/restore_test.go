@@ -127,6 +127,22 @@ func TestRestore(t *testing.T) {
 			wantTmpl:   "orders:v1",
 		},
 		{
+			name:      "the daemon died before journaling the secret's UID: the nonce journaled before tells it",
+			change:    func(t *testing.T, c *intercepted) { secretByNonce(t, c, "n1", "n1") },
+			wantSteps: []rollback.Step{tmplStep, svcStep, secretStep, jStep},
+			wantWrites: cat([]string{"update deployments/orders", "update services/orders",
+				"delete secrets/tether-agent-deployment-orders"}, jWrites),
+			wantTmpl: "orders:v1",
+		},
+		{
+			name:   "no UID journaled and another nonce: kept",
+			change: func(t *testing.T, c *intercepted) { secretByNonce(t, c, "n1", "n2") },
+			wantSteps: []rollback.Step{tmplStep, svcStep,
+				with(secretStep, rollback.Kept, "not the secret tether created (label or UID differ); delete it yourself if it is a leftover"), jStep},
+			wantWrites: cat([]string{"update deployments/orders", "update services/orders"}, jWrites),
+			wantTmpl:   "orders:v1",
+		},
+		{
 			name: "objects gone",
 			change: func(t *testing.T, c *intercepted) {
 				ctx := context.Background()
@@ -183,6 +199,29 @@ func setTemplate(t *testing.T, cs *fake.Clientset, tm corev1.PodTemplateSpec) {
 	}
 	d.Spec.Template = tm
 	if _, err := cs.AppsV1().Deployments(ns).Update(context.Background(), d, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// secretByNonce makes the journal name the token Secret by nonce only (as
+// a daemon killed between creating it and journaling its UID leaves it),
+// and the Secret carry has.
+func secretByNonce(t *testing.T, c *intercepted, nonce, has string) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := journal.Store{CS: c.cs}.Update(ctx, orders, func(e *journal.Entry) error {
+		e.SecretUID, e.SecretNonce = "", nonce
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := c.cs.CoreV1().Secrets(ns).Get(ctx, "tether-agent-deployment-orders", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec.Annotations = map[string]string{journal.AnnotationCreatedFor: has}
+	if _, err := c.cs.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

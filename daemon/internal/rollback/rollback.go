@@ -231,7 +231,8 @@ func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name strin
 
 // deleteSecret deletes the agent's token Secret if it is tether's: the
 // name tether gives it, tether's label, and the UID tether journaled when
-// it created it.
+// it created it, or, when tether died before journaling that UID, the
+// nonce it journaled before creating it.
 func deleteSecret(ctx context.Context, cs kubernetes.Interface, e *journal.Entry) (Step, error) {
 	w := e.Workload
 	step := Step{Object: "secret/" + e.Secret, Action: Deleted}
@@ -246,7 +247,7 @@ func deleteSecret(ctx context.Context, cs kubernetes.Interface, e *journal.Entry
 		return step, nil
 	case err != nil:
 		return step, fmt.Errorf("read secret %s: %w", e.Secret, err)
-	case s.Labels[journal.LabelAgentToken] != "true" || e.SecretUID == "" || s.UID != e.SecretUID:
+	case s.Labels[journal.LabelAgentToken] != "true" || !createdFor(s, e):
 		step.Action, step.Reason = Kept, "not the secret tether created (label or UID differ); delete it yourself if it is a leftover"
 		return step, nil
 	}
@@ -261,6 +262,15 @@ func deleteSecret(ctx context.Context, cs kubernetes.Interface, e *journal.Entry
 		return step, fmt.Errorf("delete secret %s: %w", e.Secret, err)
 	}
 	return step, nil
+}
+
+// createdFor: s is the Secret e's tether created, by the UID journaled
+// after, else the nonce journaled before.
+func createdFor(s *corev1.Secret, e *journal.Entry) bool {
+	if e.SecretUID != "" {
+		return s.UID == e.SecretUID
+	}
+	return e.SecretNonce != "" && s.Annotations[journal.AnnotationCreatedFor] == e.SecretNonce
 }
 
 // deleteGateway deletes the gateway Deployment tether created, if it is
