@@ -99,6 +99,9 @@ type Manager struct {
 	// OnLink, when set, is called with each tunnel to an agent once it
 	// intercepts (the daemon profiles the agent there).
 	OnLink func(ctx context.Context, pod string, l *agent.Link)
+	// Kept holds the tunnels a sidecar intercept keeps when it ends, for
+	// the next one (kept.go); nil keeps none.
+	Kept *KeptLinks
 }
 
 func (m *Manager) settle() time.Duration {
@@ -364,8 +367,12 @@ func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, 
 	t := newTunnels(m.CS, m.Dialer, log, w.Namespace, sel.String(), token, spec, req.LocalPort)
 	t.path, t.chooser = path, m.Paths
 	t.onLink = m.OnLink
+	t.keep, t.keepKey = m.Kept, KeepKey(w.Namespace, w.String())
 	if err := t.start(ctx); err != nil {
-		t.stop()
+		// The agents that did intercept send their port to the app again.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		t.leave(lctx)
 		return nil, err
 	}
 	return &Intercept{
@@ -441,7 +448,8 @@ func (i *Intercept) Paths() map[string]string {
 }
 
 // Leave stops the intercept: every agent sends its connections to the app
-// again and the tunnels close. The agents stay, so leaving restarts nothing.
+// again and the tunnels close, or stay open in the Manager's Kept for the
+// next intercept. The agents stay, so leaving restarts nothing.
 func (i *Intercept) Leave(ctx context.Context) error {
 	if i.follower != nil {
 		return i.follower.leave(ctx)
@@ -456,6 +464,10 @@ func (i *Intercept) Release(ctx context.Context) error {
 	if i.follower != nil {
 		i.follower.stop()
 	}
+	// The rollback replaces the pods (or takes their agents out of the
+	// Service): nothing to keep a tunnel for.
+	i.tunnels.stop()
+	i.tunnels.keep = nil
 	return i.tunnels.leave(ctx)
 }
 
