@@ -326,6 +326,7 @@ func mode(ic *intercept.Intercept) string {
 
 // Intercept starts an intercept and keeps it until Leave or Quit.
 func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, progress func(string)) (daemon.InterceptInfo, error) {
+	d.log.Info("intercept requested", "namespace", req.Namespace, "workload", req.Workload)
 	path, err := agent.ParsePath(req.Path)
 	if err != nil {
 		return daemon.InterceptInfo{}, err

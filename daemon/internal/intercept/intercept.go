@@ -170,6 +170,9 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 			return nil, err
 		}
 	}
+	tl := newTimeline()
+	defer func() { tl.log(m.Log, req.Namespace+"/"+req.Workload) }()
+	tl.mark("local")
 
 	wc := workload.Client{CS: m.CS}
 	w := req.Resolved
@@ -185,10 +188,12 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err := refuseNoRestartJournal(ctx, m.CS, w); err != nil {
 		return nil, err
 	}
+	tl.mark("template")
 	svc, err := m.service(ctx, w, tmpl, ref)
 	if err != nil {
 		return nil, err
 	}
+	tl.mark("service")
 	secretName := w.TokenSecretName()
 	plan, err := inject.Build(tmpl, svc, ref, inject.Options{AgentImage: req.AgentImage, SecretName: secretName,
 		RecordArgs: req.RecordArgs, Resources: req.AgentResources})
@@ -205,8 +210,11 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 	}
 
+	tl.mark("checks")
 	if plan.Existing {
-		return m.reuse(ctx, req, w, svc, plan, secretName)
+		ic, err := m.reuse(ctx, req, w, svc, plan, secretName)
+		tl.mark("reused")
+		return ic, err
 	}
 
 	// From here on the cluster changes: journal first, and on failure undo
@@ -272,9 +280,11 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err := a.setAppliedHash(ctx, journal.Hash(stored)); err != nil {
 		return fail(err)
 	}
+	tl.mark("applied")
 	if err := WaitRollout(ctx, m.CS, w, req.RolloutTimeout, progress); err != nil {
 		return fail(err)
 	}
+	tl.mark("rollout")
 	want, _, err := rolloutDone(ctx, m.CS, w)
 	if err != nil {
 		return fail(err)
@@ -299,6 +309,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err := waitEndpoints(ctx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress); err != nil {
 		return fail(err)
 	}
+	tl.mark("endpoints")
 	// The token as the agents read it now: a tether racing this one may
 	// have replaced the Secret since this attempt wrote it.
 	if sec, err := m.CS.CoreV1().Secrets(w.Namespace).Get(ctx, secretName, metav1.GetOptions{}); err == nil {
@@ -319,9 +330,11 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err != nil {
 		return fail(err)
 	}
+	tl.mark("tunnels")
 	if err := m.readyIntercept(ctx, ic, svc, progress); err != nil {
 		return fail(err)
 	}
+	tl.mark("ready")
 	return ic, nil
 }
 
