@@ -281,7 +281,15 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return fail(err)
 	}
 	tl.mark("applied")
-	if err := WaitRollout(ctx, m.CS, w, req.RolloutTimeout, progress); err != nil {
+	rw := newRolloutWaiter(m.CS)
+	var pre *predial
+	if !req.RecordOnly && m.Dialer != nil {
+		// Each new pod's tunnel opens as soon as its agent is ready.
+		pre = newPredial(ctx, m.tunnelsFor(req, w, "", int(plan.AgentPort), token))
+		defer pre.close()
+		rw.agentReady = pre.pod
+	}
+	if err := rw.wait(ctx, w, req.RolloutTimeout, progress); err != nil {
 		return fail(err)
 	}
 	tl.mark("rollout")
@@ -326,7 +334,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return recordOnly(w, svc, plan), nil
 	}
 	progress(fmt.Sprintf("connecting to the agents of %s", w))
-	ic, err := m.connect(ctx, req, w, svc, plan, token)
+	ic, err := m.connect(ctx, req, w, svc, plan, token, pre)
 	if err != nil {
 		return fail(err)
 	}
@@ -356,15 +364,34 @@ func (m *Manager) reuse(ctx context.Context, req Request, w journal.Workload, sv
 	if req.RecordOnly {
 		return recordOnly(w, svc, plan), nil
 	}
-	return m.connect(ctx, req, w, svc, plan, s.Data[inject.TokenKey])
+	return m.connect(ctx, req, w, svc, plan, s.Data[inject.TokenKey], nil)
 }
 
-// connect opens the tunnels to the workload's agents.
-func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, svc *corev1.Service, plan inject.Plan, token []byte) (*Intercept, error) {
+// connect opens the tunnels to the workload's agents, taking those pre
+// opened during the rollout (nil: none).
+func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, svc *corev1.Service, plan inject.Plan, token []byte, pre *predial) (*Intercept, error) {
 	sel, err := workload.Client{CS: m.CS}.Selector(ctx, w)
 	if err != nil {
 		return nil, err
 	}
+	t := m.tunnelsFor(req, w, sel.String(), int(plan.AgentPort), token)
+	t.pre = pre
+	if err := t.start(ctx); err != nil {
+		// The agents that did intercept send their port to the app again.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		t.leave(lctx)
+		return nil, err
+	}
+	return &Intercept{
+		Workload: w, Service: svc.Name, ServicePort: plan.ServicePort,
+		AgentPort: int(plan.AgentPort), LocalPort: req.LocalPort, Spec: t.spec, tunnels: t,
+	}, nil
+}
+
+// tunnelsFor returns the tunnels of an intercept of w's pods (sel), not
+// started.
+func (m *Manager) tunnelsFor(req Request, w journal.Workload, sel string, agentPort int, token []byte) *tunnels {
 	log := m.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -376,22 +403,12 @@ func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, 
 	if path == agent.PathAuto && m.Paths == nil {
 		path = agent.PathPortForward
 	}
-	spec := agent.InterceptSpec{ListenPort: int(plan.AgentPort), ID: req.ID, Owner: req.Owner, Filter: req.Filter, Mirror: req.Mirror}
-	t := newTunnels(m.CS, m.Dialer, log, w.Namespace, sel.String(), token, spec, req.LocalPort)
+	spec := agent.InterceptSpec{ListenPort: agentPort, ID: req.ID, Owner: req.Owner, Filter: req.Filter, Mirror: req.Mirror}
+	t := newTunnels(m.CS, m.Dialer, log, w.Namespace, sel, token, spec, req.LocalPort)
 	t.path, t.chooser = path, m.Paths
 	t.onLink = m.OnLink
 	t.keep, t.keepKey = m.Kept, KeepKey(w.Namespace, w.String())
-	if err := t.start(ctx); err != nil {
-		// The agents that did intercept send their port to the app again.
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		t.leave(lctx)
-		return nil, err
-	}
-	return &Intercept{
-		Workload: w, Service: svc.Name, ServicePort: plan.ServicePort,
-		AgentPort: int(plan.AgentPort), LocalPort: req.LocalPort, Spec: spec, tunnels: t,
-	}, nil
+	return t
 }
 
 // checkLocal refuses an intercept whose local port has nothing listening.

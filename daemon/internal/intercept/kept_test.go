@@ -231,3 +231,49 @@ func TestKeptTunnelRefusedToken(t *testing.T) {
 }
 
 func tunnelConfig(token []byte) tunnel.Config { return tunnel.DefaultConfig(token) }
+
+// TestPredial: the tunnels opened during a rollout go to the intercept
+// once each, only with the token they were opened with, and close does
+// the rest.
+func TestPredial(t *testing.T) {
+	token := []byte("0123456789abcdef-kept-tunnels-test")
+	tunnelAddr, listenPort := loopbackAgent(t, token, nameServer(t, "app"))
+	d := &countingDialer{addr: tunnelAddr}
+	ctx := context.Background()
+	dialing := newTunnels(fake.NewClientset(), d, slog.New(slog.DiscardHandler), ns, "", token, agent.InterceptSpec{ListenPort: listenPort}, 1)
+	dialing.path = agent.PathPortForward
+	p := newPredial(ctx, dialing)
+
+	first, second, third := agentPodObject("uid-1"), agentPodObject("uid-2"), agentPodObject("uid-3")
+	p.pod(first)
+	p.pod(first) // seen again at the next look: no second dial
+	p.pod(second)
+	p.pod(third)
+	l := p.take(ctx, first, token)
+	if l == nil {
+		t.Fatal("no tunnel for the first pod")
+	}
+	defer l.Close()
+	if again := p.take(ctx, first, token); again != nil {
+		t.Error("the first pod's tunnel was given twice")
+	}
+	if other := p.take(ctx, second, []byte("the Secret's new token")); other != nil {
+		t.Error("a tunnel opened with the old token was given for the new one")
+	}
+	if n := d.dials.Load(); n != 3 {
+		t.Errorf("dials: %d, want 3 (one per pod)", n)
+	}
+	p.close()
+	p.pod(agentPodObject("uid-4")) // after close: nothing
+	if n := d.dials.Load(); n != 3 {
+		t.Errorf("dials after close: %d, want 3", n)
+	}
+	select {
+	case <-l.Done():
+		t.Error("close closed a tunnel already taken")
+	default:
+	}
+	if got := p.take(ctx, third, token); got != nil {
+		t.Error("a tunnel survived close")
+	}
+}

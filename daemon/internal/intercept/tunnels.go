@@ -40,6 +40,8 @@ type tunnels struct {
 	// the next intercept), under keepKey.
 	keep    *KeptLinks
 	keepKey string
+	// pre, when set, holds the tunnels opened while the rollout ran.
+	pre *predial
 
 	// serving ends the serve loops (leave): a kept tunnel serves nothing.
 	serving     context.Context
@@ -145,21 +147,16 @@ func (t *tunnels) connect(ctx context.Context, p *corev1.Pod) error {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	ip, _ := netip.ParseAddr(p.Status.PodIP)
-	l, reused := t.kept(cctx, p, ip), true
+	l, reused, how := t.kept(cctx, p, ip), true, "kept"
 	if l == nil {
-		reused = false
-		c, err := t.dialer.DialPod(cctx, t.ns, pod, agent.DefaultTunnelPort)
-		if err != nil {
-			return fmt.Errorf("reach the agent of pod %s: %w", pod, err)
-		}
-		cfg := tunnel.DaemonConfig(t.token)
-		cfg.Logger = t.log
-		if l, err = agent.Connect(cctx, c, cfg); err != nil {
-			return fmt.Errorf("tunnel to pod %s: %w", pod, err)
-		}
-		if err := t.useDirect(cctx, l, ip); err != nil {
-			l.Close()
-			return fmt.Errorf("pod %s: %w", pod, err)
+		reused, how = false, "opened during the rollout"
+		l = t.pre.take(cctx, p, t.token)
+	}
+	if l == nil {
+		how = "opened"
+		var err error
+		if l, err = t.dial(cctx, pod, ip); err != nil {
+			return err
 		}
 	}
 	if err := l.Agent().Intercept(cctx, t.spec); err != nil {
@@ -177,8 +174,27 @@ func (t *tunnels) connect(ctx context.Context, p *corev1.Pod) error {
 	t.links[pod] = l
 	t.uids[pod] = p.UID
 	t.mu.Unlock()
-	t.log.Info("intercepting", "pod", pod, "agentPort", t.agentPort, "localPort", t.localPort, "path", l.Path(), "keptTunnel", reused)
+	t.log.Info("intercepting", "pod", pod, "agentPort", t.agentPort, "localPort", t.localPort, "path", l.Path(), "tunnel", how)
 	return nil
+}
+
+// dial opens a tunnel to pod's agent and its direct path as t.path asks.
+func (t *tunnels) dial(ctx context.Context, pod string, ip netip.Addr) (*agent.Link, error) {
+	c, err := t.dialer.DialPod(ctx, t.ns, pod, agent.DefaultTunnelPort)
+	if err != nil {
+		return nil, fmt.Errorf("reach the agent of pod %s: %w", pod, err)
+	}
+	cfg := tunnel.DaemonConfig(t.token)
+	cfg.Logger = t.log
+	l, err := agent.Connect(ctx, c, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel to pod %s: %w", pod, err)
+	}
+	if err := t.useDirect(ctx, l, ip); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("pod %s: %w", pod, err)
+	}
+	return l, nil
 }
 
 // kept returns the tunnel an earlier intercept kept to p's agent, on the
