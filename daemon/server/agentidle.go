@@ -38,6 +38,7 @@ func (d *Daemon) agentPods(ctx context.Context, namespace, ref string, ic *inter
 			}
 			if l == nil {
 				l = d.kept.Link(intercept.KeepKey(namespace, ref), t.pod.Name)
+				out[i].TunnelKept = l != nil
 			}
 			if l == nil {
 				own, err := d.agentLink(ctx, namespace, t.pod.Name, t.port, t.token)

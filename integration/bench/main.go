@@ -46,8 +46,10 @@ type options struct {
 	laptopSched string
 	// compare is another tether binary the ready rows measure alongside,
 	// interleaved; replicas is the ready rows' workload's.
-	compare  string
-	replicas int
+	compare, compareAgentImage string
+	replicas                   int
+	// logs: keep the ready rows' daemon folders (their logs), and say where.
+	logs string
 }
 
 func main() {
@@ -64,6 +66,8 @@ func main() {
 	flag.BoolVar(&o.pinAgents, "pin-agents", false, "personal: run the agents on the last CPU and the load, app and laptop on the others (Linux)")
 	flag.StringVar(&o.laptopSched, "laptop-sched", "idle", "personal: how the laptop's end (its server and the daemon's end of the tunnels, a process of its own) is scheduled: idle (SCHED_IDLE: only the CPU the load, app and agents leave, as a laptop's own CPU would take none of theirs) or normal")
 	flag.StringVar(&o.compare, "compare", "", "ready: another tether binary (e.g. main's) to time alongside -tether, interleaved round by round")
+	flag.StringVar(&o.compareAgentImage, "compare-agent-image", "", "ready: the agent image -compare adds (default: -agent-image)")
+	flag.StringVar(&o.logs, "keep-logs", "", "ready: keep the daemons' folders (with their logs) and print where (any value)")
 	flag.IntVar(&o.replicas, "replicas", 2, "ready: the workload's replicas")
 	laptopEndRole := flag.Bool("laptop-end", false, "(internal) run as the personal rows' laptop end, spoken to on stdin and stdout")
 	flag.Parse()

@@ -70,7 +70,11 @@ func measureReady(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset
 		if err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(dir)
+		if o.logs == "" {
+			defer os.RemoveAll(dir)
+		} else {
+			fmt.Fprintf(os.Stderr, "%s: daemon folder %s\n", bin, dir)
+		}
 		cli := tetherCLI{bin: bin, kubeconfig: o.kubeconfig, namespace: ns, runtimeDir: dir}
 		defer cli.run(context.Background(), "quit")
 		if _, err := cli.run(ctx, "connect"); err != nil { // the daemon up, as a developer's already is
@@ -83,9 +87,18 @@ func measureReady(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset
 		rs = append(rs, r)
 		clis[r] = cli
 	}
-	args := []string{"intercept", "deploy/orders", "--port", "http:" + port}
-	if o.agentImage != "" {
-		args = append(args, "--agent-image", o.agentImage)
+	// argsOf is r's intercept command; -compare-agent-image only for
+	// first intercepts (re-intercepts share the agent in place).
+	argsOf := func(r *readyResult, first bool) []string {
+		args := []string{"intercept", "deploy/orders", "--port", "http:" + port}
+		image := o.agentImage
+		if first && r != rs[0] && o.compareAgentImage != "" {
+			image = o.compareAgentImage
+		}
+		if image != "" {
+			args = append(args, "--agent-image", image)
+		}
+		return args
 	}
 	served := func() error {
 		out, err := cluster.Exec(ctx, rc, ns, client, "/tether-demo", "get", "http://orders."+ns+".svc.cluster.local/whoami")
@@ -101,7 +114,7 @@ func measureReady(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset
 		for k := range rs {
 			r := rs[(k+round)%len(rs)]
 			cli := clis[r]
-			first, rollout, after, err := firstIntercept(ctx, cs, ns, cli, args)
+			first, rollout, after, err := firstIntercept(ctx, cs, ns, cli, argsOf(r, true))
 			if err != nil {
 				return rs, fmt.Errorf("%s: first intercept: %w", r.bin, err)
 			}
@@ -124,7 +137,7 @@ func measureReady(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset
 	// Re-intercepts: the agents in place (one intercept each to begin
 	// with, untimed), then leave and intercept again, alternating.
 	for _, r := range rs {
-		if _, err := clis[r].run(ctx, args...); err != nil {
+		if _, err := clis[r].run(ctx, argsOf(r, false)...); err != nil {
 			return rs, err
 		}
 		if _, err := clis[r].run(ctx, "leave", "deploy/orders"); err != nil {
@@ -136,7 +149,7 @@ func measureReady(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset
 			r := rs[(k+round)%len(rs)]
 			cli := clis[r]
 			t0 := time.Now()
-			if _, err := cli.run(ctx, args...); err != nil {
+			if _, err := cli.run(ctx, argsOf(r, false)...); err != nil {
 				return rs, err
 			}
 			r.again = append(r.again, time.Since(t0))

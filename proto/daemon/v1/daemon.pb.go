@@ -3984,7 +3984,10 @@ type AgentPod struct {
 	// How long it records while idle; 0: it never pauses.
 	RecordIdleNanos int64 `protobuf:"varint,4,opt,name=record_idle_nanos,json=recordIdleNanos,proto3" json:"record_idle_nanos,omitempty"`
 	// Why the agent could not be asked.
-	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// This daemon keeps a tunnel to the agent from an intercept that ended,
+	// for the next one.
+	TunnelKept    bool `protobuf:"varint,6,opt,name=tunnel_kept,json=tunnelKept,proto3" json:"tunnel_kept,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4052,6 +4055,13 @@ func (x *AgentPod) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *AgentPod) GetTunnelKept() bool {
+	if x != nil {
+		return x.TunnelKept
+	}
+	return false
 }
 
 type InterceptInfo struct {
@@ -6364,13 +6374,15 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\rredaction_off\x18\x04 \x01(\bR\fredactionOff\x12%\n" +
 	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\x12*\n" +
 	"\x11no_restart_unheld\x18\x06 \x01(\bR\x0fnoRestartUnheld\x12.\n" +
-	"\x04pods\x18\a \x03(\v2\x1a.tether.daemon.v1.AgentPodR\x04pods\"\xba\x01\n" +
+	"\x04pods\x18\a \x03(\v2\x1a.tether.daemon.v1.AgentPodR\x04pods\"\xdb\x01\n" +
 	"\bAgentPod\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12/\n" +
 	"\x14idle_since_unix_nano\x18\x02 \x01(\x03R\x11idleSinceUnixNano\x12)\n" +
 	"\x10recording_paused\x18\x03 \x01(\bR\x0frecordingPaused\x12*\n" +
 	"\x11record_idle_nanos\x18\x04 \x01(\x03R\x0frecordIdleNanos\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"\xd2\x04\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1f\n" +
+	"\vtunnel_kept\x18\x06 \x01(\bR\n" +
+	"tunnelKept\"\xd2\x04\n" +
 	"\rInterceptInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
