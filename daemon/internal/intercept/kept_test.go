@@ -2,9 +2,11 @@ package intercept
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -22,8 +24,9 @@ import (
 	"github.com/tetherkube/tether/tunnel"
 )
 
-// nameServer answers every connection with name, then closes it.
-func nameServer(t *testing.T, name string) int {
+// nameServer answers every connection with name, then closes it; with
+// hold, it keeps the connection open until the caller closes it.
+func nameServer(t *testing.T, name string, hold ...bool) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -37,6 +40,10 @@ func nameServer(t *testing.T, name string) int {
 				return
 			}
 			c.Write([]byte(name))
+			if len(hold) > 0 && hold[0] {
+				go func() { io.Copy(io.Discard, c); c.Close() }()
+				continue
+			}
 			c.Close()
 		}
 	}()
@@ -93,11 +100,12 @@ func answer(t *testing.T, port int) string {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	b, err := io.ReadAll(c)
+	b := make([]byte, 64)
+	n, err := c.Read(b) // each server writes its name at once
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return string(b[:n])
 }
 
 func agentPodObject(uid types.UID) *corev1.Pod {
@@ -114,7 +122,7 @@ func agentPodObject(uid types.UID) *corev1.Pod {
 // gets a new tunnel and the kept one closes; Close closes what is kept.
 func TestKeptTunnels(t *testing.T) {
 	token := []byte("0123456789abcdef-kept-tunnels-test")
-	appPort, laptopPort := nameServer(t, "app"), nameServer(t, "laptop")
+	appPort, laptopPort := nameServer(t, "app"), nameServer(t, "laptop", true)
 	tunnelAddr, listenPort := loopbackAgent(t, token, appPort)
 	d := &countingDialer{addr: tunnelAddr}
 	cs := fake.NewClientset(agentPodObject("uid-1"))
@@ -134,11 +142,23 @@ func TestKeptTunnels(t *testing.T) {
 	}
 
 	first := intercept("first")
-	if got := answer(t, listenPort); got != "laptop" {
-		t.Fatalf("intercepted: %q answered, want laptop", got)
+	// A caller's connection open when the intercept ends (kept alive).
+	held, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(listenPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	buf := make([]byte, len("laptop"))
+	held.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(held, buf); err != nil || string(buf) != "laptop" {
+		t.Fatalf("intercepted: %q answered (%v), want laptop", buf, err)
 	}
 	if err := first.leave(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// It ends with the intercept, though the tunnel stays.
+	if _, err := held.Read(buf); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a connection intercepted before leave: read after leave = %v, want it ended", err)
 	}
 	if diff := cmp.Diff([]string{"orders-0"}, keep.Pods(key)); diff != "" {
 		t.Fatalf("kept after leave (-want +got):\n%s", diff)

@@ -50,6 +50,7 @@ type tunnels struct {
 	mu     sync.Mutex
 	links  map[string]*agent.Link
 	uids   map[string]types.UID // of the pods in links, for keep
+	conns  map[net.Conn]bool    // the intercepted connections open now
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -57,7 +58,7 @@ type tunnels struct {
 func newTunnels(cs kubernetes.Interface, d Dialer, log *slog.Logger, ns, sel string, token []byte, spec agent.InterceptSpec, localPort int) *tunnels {
 	serving, stop := context.WithCancel(context.Background())
 	return &tunnels{cs: cs, dialer: d, log: log, ns: ns, sel: sel, token: token, spec: spec,
-		agentPort: spec.ListenPort, localPort: localPort, links: map[string]*agent.Link{}, uids: map[string]types.UID{},
+		agentPort: spec.ListenPort, localPort: localPort, links: map[string]*agent.Link{}, uids: map[string]types.UID{}, conns: map[net.Conn]bool{},
 		serving: serving, stopServing: stop, done: make(chan struct{})}
 }
 
@@ -241,7 +242,15 @@ func (t *tunnels) serve(pod string, l *agent.Link) {
 		if err != nil {
 			return
 		}
+		t.mu.Lock()
+		t.conns[st] = true
+		t.mu.Unlock()
 		go func() {
+			defer func() {
+				t.mu.Lock()
+				delete(t.conns, st)
+				t.mu.Unlock()
+			}()
 			local, err := net.DialTimeout("tcp", addr, 5*time.Second)
 			if err != nil {
 				t.log.Warn("local port not reachable; closing the intercepted connection", "pod", pod, "addr", addr, "err", err)
@@ -251,6 +260,34 @@ func (t *tunnels) serve(pod string, l *agent.Link) {
 			tunnel.Join(st, local)
 		}()
 	}
+}
+
+// endConns ends the intercepted connections still open, and those the
+// agents sent that no serve loop took: after leave a kept tunnel carries
+// none (closing the tunnel used to end them).
+func (t *tunnels) endConns(kept map[string]*agent.Link) {
+	t.mu.Lock()
+	conns := t.conns
+	t.conns = map[net.Conn]bool{}
+	t.mu.Unlock()
+	for c := range conns {
+		c.Close()
+	}
+	var wg sync.WaitGroup
+	for _, l := range kept {
+		wg.Go(func() {
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+				st, err := l.AcceptConn(ctx)
+				cancel()
+				if err != nil {
+					return
+				}
+				st.Close()
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func (t *tunnels) pods() []string {
@@ -307,8 +344,11 @@ func (t *tunnels) leave(ctx context.Context) error {
 	}
 	wg.Wait()
 	// The agents have left: nothing more comes to serve, and a kept
-	// tunnel must be served by the next intercept only.
+	// tunnel must be served by the next intercept only. The connections
+	// intercepted so far end, as they did when leave closed the tunnels:
+	// a caller's kept-alive connection must not stay with the laptop.
 	t.stopServing()
+	t.endConns(kept)
 	for name, l := range kept {
 		t.keep.put(t.keepKey, name, uids[name], t.token, l)
 	}
