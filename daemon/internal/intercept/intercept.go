@@ -314,10 +314,6 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 	}
 
-	if err := waitEndpoints(ctx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress); err != nil {
-		return fail(err)
-	}
-	tl.mark("endpoints")
 	// The token as the agents read it now: a tether racing this one may
 	// have replaced the Secret since this attempt wrote it.
 	if sec, err := m.CS.CoreV1().Secrets(w.Namespace).Get(ctx, secretName, metav1.GetOptions{}); err == nil {
@@ -328,18 +324,44 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	// may still go to a pod being replaced. The agents tell when it has
 	// (ready.go).
 	if req.RecordOnly {
+		if err := waitEndpoints(ctx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress); err != nil {
+			return fail(err)
+		}
 		if err := m.readyRecording(ctx, w, svc, plan, token, progress); err != nil {
 			return fail(err)
 		}
 		return recordOnly(w, svc, plan), nil
 	}
+	// The EndpointSlices are waited for while the tunnels are taken and the
+	// check runs: the check passes only once the nodes' rules, which follow
+	// the slices, send the Service's connections to the agents alone; and
+	// both must pass.
+	ectx, stopEndpoints := context.WithCancel(ctx)
+	defer stopEndpoints()
+	endpoints := make(chan error, 1)
+	go func() {
+		err := waitEndpoints(ectx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress)
+		tl.mark("endpoints")
+		endpoints <- err
+	}()
+	failWith := func(err error) (*Intercept, error) {
+		stopEndpoints()
+		<-endpoints
+		return fail(err)
+	}
 	progress(fmt.Sprintf("connecting to the agents of %s", w))
 	ic, err := m.connect(ctx, req, w, svc, plan, token, pre)
 	if err != nil {
-		return fail(err)
+		return failWith(err)
 	}
 	tl.mark("tunnels")
 	if err := m.readyIntercept(ctx, ic, svc, progress); err != nil {
+		return failWith(err)
+	}
+	if err := <-endpoints; err != nil {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		ic.Leave(lctx)
 		return fail(err)
 	}
 	tl.mark("ready")
