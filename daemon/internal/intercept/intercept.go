@@ -12,6 +12,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tetherkube/tether/agent"
@@ -154,6 +155,15 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	progress := m.Progress
 	if progress == nil {
 		progress = func(string) {}
+	}
+	// The endpoints' wait reports from a goroutine of its own (below): one
+	// line at a time (a gRPC stream's Send is not for concurrent use).
+	var progressMu sync.Mutex
+	report := progress
+	progress = func(line string) {
+		progressMu.Lock()
+		defer progressMu.Unlock()
+		report(line)
 	}
 	if req.RolloutTimeout == 0 {
 		req.RolloutTimeout = 3 * time.Minute

@@ -28,6 +28,9 @@ type KeptLinks struct {
 	mu sync.Mutex
 	// by workload key (KeepKey), then by pod name.
 	links map[string]map[string]kept
+	// watched: the tunnels a goroutine waits on, to forget them when
+	// they end (one each, however often a tunnel is kept again).
+	watched map[*agent.Link]bool
 }
 
 type kept struct {
@@ -53,20 +56,28 @@ func (k *KeptLinks) put(key, pod string, uid types.UID, token []byte, l *agent.L
 	}
 	old, had := byPod[pod]
 	byPod[pod] = kept{uid: uid, token: bytes.Clone(token), link: l}
+	if k.watched == nil {
+		k.watched = map[*agent.Link]bool{}
+	}
+	watch := !k.watched[l]
+	k.watched[l] = true
 	k.mu.Unlock()
 	if had && old.link != l {
 		old.link.Close()
 	}
-	go func() {
-		<-l.Done()
-		k.forget(key, pod, l)
-	}()
+	if watch {
+		go func() {
+			<-l.Done()
+			k.forget(key, pod, l)
+		}()
+	}
 }
 
-// forget removes l if it is still what is kept for pod.
+// forget removes l, ended, if it is still what is kept for pod.
 func (k *KeptLinks) forget(key, pod string, l *agent.Link) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	delete(k.watched, l)
 	if byPod := k.links[key]; byPod != nil && byPod[pod].link == l {
 		delete(byPod, pod)
 		if len(byPod) == 0 {
