@@ -201,8 +201,10 @@ func (t *tunnels) dial(ctx context.Context, pod string, ip netip.Addr) (*agent.L
 // kept returns the tunnel an earlier intercept kept to p's agent, on the
 // path t.path asks for, or nil. A kept direct tunnel where the
 // port-forward is asked for is closed (a new one is dialed); a kept
-// port-forward tunnel where direct is asked for (or auto) is offered the
-// direct path, as a new tunnel would be.
+// port-forward tunnel where direct is asked for is offered the direct
+// path. Under auto a kept tunnel goes on as it is: auto chose when it
+// opened, and offering again where the pod cannot reach this machine
+// would cost each re-intercept the offer's timeout.
 func (t *tunnels) kept(ctx context.Context, p *corev1.Pod, ip netip.Addr) *agent.Link {
 	l := t.keep.take(t.keepKey, p.Name, p.UID, t.token)
 	if l == nil {
@@ -212,7 +214,7 @@ func (t *tunnels) kept(ctx context.Context, p *corev1.Pod, ip netip.Addr) *agent
 	case t.path == agent.PathPortForward && l.Path() == agent.PathDirect:
 		l.Close()
 		return nil
-	case t.path != agent.PathPortForward && l.Path() != agent.PathDirect:
+	case t.path == agent.PathDirect && l.Path() != agent.PathDirect:
 		if err := t.useDirect(ctx, l, ip); err != nil {
 			l.Close()
 			return nil // dialed again, to say why with a tunnel of its own
