@@ -126,6 +126,7 @@ bench: cluster-up build ## benchmarks, printed as ratios against a baseline meas
 	$(GO) run ./integration/bench $(if $(PROFILE),-profile-dir bench-profiles/$(shell date -u +%Y%m%dT%H%M%SZ))
 	$(GO) run ./integration/bench -only cost -rounds 3
 	$(GO) run ./integration/bench -only modes -rounds 3
+	$(GO) run ./integration/bench -only ready -rounds 3
 
 # A release's version: the tag on HEAD, else v0.0.0-COMMIT.
 DIST_VERSION ?= $(shell git describe --tags --exact-match --match 'v*' 2>/dev/null || echo v0.0.0-$$(git rev-parse --short=12 HEAD))

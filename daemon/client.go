@@ -11,7 +11,9 @@ import (
 	"github.com/tetherkube/tether/internal/localsock"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/internal/errdefs"
@@ -72,6 +74,21 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		return Status{}, fromStatus(err)
 	}
 	return StatusFromProto(resp), nil
+}
+
+// Identity returns the answering daemon's build (buildinfo.Identity) and
+// pid without the cost of Status; a daemon older than the call answers
+// through Status.
+func (c *Client) Identity(ctx context.Context) (version string, pid int, err error) {
+	resp, err := c.rpc.Identity(ctx, &daemonv1.IdentityRequest{})
+	if status.Code(err) == codes.Unimplemented {
+		st, err := c.Status(ctx)
+		return st.DaemonVersion, st.PID, err
+	}
+	if err != nil {
+		return "", 0, fromStatus(err)
+	}
+	return resp.GetDaemonVersion(), int(resp.GetPid()), nil
 }
 
 func (c *Client) Intercept(ctx context.Context, req InterceptRequest, progress func(string)) (InterceptInfo, error) {

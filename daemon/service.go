@@ -111,6 +111,9 @@ type AgentPod struct {
 	RecordIdle      time.Duration `json:"recordIdle,omitempty"`
 	// Error says why the agent could not be asked.
 	Error string `json:"error,omitempty"`
+	// TunnelKept: this daemon keeps a tunnel to the agent from an
+	// intercept that ended, for the next one.
+	TunnelKept bool `json:"tunnelKept,omitempty"`
 }
 
 // InterceptRequest asks for an intercept.

@@ -357,3 +357,70 @@ func TestInterceptNumericTargetPortAndScaling(t *testing.T) {
 		t.Errorf("pod template not restored")
 	}
 }
+
+// TestReinterceptKeptTunnels: leave keeps the daemon's tunnels to the
+// agents, holding no intercept (the app answers at once, status says they
+// are kept); the next intercept is served by the laptop as soon as it
+// returns, over those tunnels; rollback closes them.
+func TestReinterceptKeptTunnels(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(2)
+	client := e.clientPod("client")
+	before := e.snapshot()
+	port := laptop(t)
+	intercept := func() {
+		t.Helper()
+		e.mustTether("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(port))
+		e.requireAll(client, "laptop", 10) // strict: ready when it returns
+	}
+	type agentPods struct {
+		Daemon struct {
+			Agents []struct {
+				Namespace string
+				Pods      []struct {
+					Pod        string
+					TunnelKept bool
+				}
+			}
+		}
+	}
+	kept := func() (n int) {
+		t.Helper()
+		var st agentPods
+		if err := json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range st.Daemon.Agents {
+			if a.Namespace != e.ns {
+				continue
+			}
+			for _, p := range a.Pods {
+				if p.TunnelKept {
+					n++
+				}
+			}
+		}
+		return n
+	}
+
+	intercept()
+	if n := kept(); n != 0 {
+		t.Errorf("while intercepting: %d tunnels kept, want 0", n)
+	}
+	e.mustTether("leave", "deploy/orders")
+	e.requireAll(client, "app", 10) // a kept tunnel holds no intercept
+	if n := kept(); n != 2 {
+		t.Errorf("after leave: %d tunnels kept, want 2", n)
+	}
+	for range 3 {
+		intercept()
+		e.mustTether("leave", "deploy/orders")
+		e.requireAll(client, "app", 5)
+	}
+
+	e.mustTether("rollback", "deploy/orders")
+	e.waitAppRoutes(2)
+	e.requireRestored(before)
+	e.converge(client, "app", 3)
+	e.requireAll(client, "app", 5)
+}

@@ -61,8 +61,8 @@ func (f *Factory) Daemon(ctx context.Context, start bool) (*daemon.Client, func(
 	if conn, c, err := daemon.Dial(ctx, t.Paths.Socket); err == nil {
 		// A daemon of another build (tether was upgraded or rebuilt) is
 		// replaced, when we may start one, so CLI and daemon always agree.
-		st, err := c.Status(ctx)
-		if err == nil && (st.DaemonVersion == buildinfo.Identity() || !start) {
+		version, _, err := c.Identity(ctx)
+		if err == nil && (version == buildinfo.Identity() || !start) {
 			return c, func() { conn.Close() }, nil
 		}
 		if err == nil {

@@ -184,7 +184,7 @@ func modeNote(mode string) string {
 }
 
 // podState says whether a pod's agent is in use, idle (for how long) and
-// recording.
+// recording, and whether this daemon keeps a tunnel to it.
 func podState(p daemon.AgentPod, recording bool, now time.Time) string {
 	switch {
 	case p.Error != "":
@@ -192,6 +192,14 @@ func podState(p daemon.AgentPod, recording bool, now time.Time) string {
 	case p.IdleSince.IsZero():
 		return "intercepted"
 	}
+	s := idleState(p, recording, now)
+	if p.TunnelKept {
+		s += "; tunnel kept for the next intercept"
+	}
+	return s
+}
+
+func idleState(p daemon.AgentPod, recording bool, now time.Time) string {
 	idle := "idle " + roughly(now.Sub(p.IdleSince))
 	switch {
 	case !recording:

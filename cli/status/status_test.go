@@ -69,7 +69,7 @@ func daemonStatus() daemon.Status {
 		Agents: []daemon.AgentInfo{{Workload: "deployment/orders", Namespace: "shop", Recording: true, Redacted: []string{"authorization", "cookie"},
 			Pods: []daemon.AgentPod{
 				{Pod: "orders-1"},
-				{Pod: "orders-2", IdleSince: statusNow.Add(-12 * time.Minute), RecordIdle: 30 * time.Minute},
+				{Pod: "orders-2", IdleSince: statusNow.Add(-12 * time.Minute), RecordIdle: 30 * time.Minute, TunnelKept: true},
 				{Pod: "orders-3", IdleSince: statusNow.Add(-(3*time.Hour + 5*time.Minute)), RecordIdle: 30 * time.Minute, RecordingPaused: true},
 				{Pod: "orders-4", IdleSince: statusNow.Add(-45 * time.Second)},
 				{Pod: "orders-5", Error: "tunnel to pod orders-5: refused"},
@@ -117,7 +117,7 @@ Intercepts:
 Agents (` + "`tether rollback WORKLOAD`" + ` removes one):
   deployment/orders in shop: recording, redacting authorization, cookie and names that look secret (docs/replay.md)
     pod orders-1: intercepted
-    pod orders-2: idle 12m, recording until idle 30m (--record-idle)
+    pod orders-2: idle 12m, recording until idle 30m (--record-idle); tunnel kept for the next intercept
     pod orders-3: idle 3h5m, recording paused (the next intercept resumes it)
     pod orders-4: idle 45s, recording (never pauses)
     pod orders-5: not reachable: tunnel to pod orders-5: refused

@@ -16,8 +16,8 @@ const agentPodsTimeout = 2 * time.Second
 
 // agentPods asks each agent of the workload (ref in namespace) whether
 // anything intercepts it and whether it still records: over this daemon's
-// intercept tunnel when it holds one to the pod, else over a tunnel
-// opened for the question. It returns nothing when the agents cannot be
+// intercept tunnel, or the tunnel it kept from one, when it holds one to
+// the pod, else over a tunnel opened for the question. It returns nothing when the agents cannot be
 // listed (no permission, no pod).
 func (d *Daemon) agentPods(ctx context.Context, namespace, ref string, ic *intercept.Intercept) []daemon.AgentPod {
 	ctx, cancel := context.WithTimeout(ctx, agentPodsTimeout)
@@ -35,6 +35,10 @@ func (d *Daemon) agentPods(ctx context.Context, namespace, ref string, ic *inter
 			var l *agent.Link
 			if ic != nil {
 				l = ic.Link(t.pod.Name)
+			}
+			if l == nil {
+				l = d.kept.Link(intercept.KeepKey(namespace, ref), t.pod.Name)
+				out[i].TunnelKept = l != nil
 			}
 			if l == nil {
 				own, err := d.agentLink(ctx, namespace, t.pod.Name, t.port, t.token)

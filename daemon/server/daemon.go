@@ -58,6 +58,9 @@ type Daemon struct {
 	paths *agent.PathChooser
 	// agentProf profiles the agents the daemon links to; nil: off.
 	agentProf *agentProfiles
+	// kept holds the tunnels ended intercepts left open for the next
+	// intercept of the same workload; nil keeps none.
+	kept *intercept.KeptLinks
 }
 
 var _ daemon.Service = (*Daemon)(nil)
@@ -85,7 +88,7 @@ func New(rc *rest.Config, kubeContext string, log *slog.Logger) (*Daemon, error)
 		return nil, err
 	}
 	return &Daemon{context: kubeContext, rc: rc, cs: cs, dialer: d, log: log, paths: &agent.PathChooser{Identity: id, Logger: log},
-		quit: make(chan struct{}), intercepts: map[string]*intercept.Intercept{}, starting: map[string]bool{}}, nil
+		quit: make(chan struct{}), intercepts: map[string]*intercept.Intercept{}, starting: map[string]bool{}, kept: &intercept.KeptLinks{}}, nil
 }
 
 // Quitting is closed when Quit was called.
@@ -323,6 +326,7 @@ func mode(ic *intercept.Intercept) string {
 
 // Intercept starts an intercept and keeps it until Leave or Quit.
 func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, progress func(string)) (daemon.InterceptInfo, error) {
+	d.log.Info("intercept requested", "namespace", req.Namespace, "workload", req.Workload)
 	path, err := agent.ParsePath(req.Path)
 	if err != nil {
 		return daemon.InterceptInfo{}, err
@@ -367,7 +371,7 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 		delete(d.starting, key)
 		d.mu.Unlock()
 	}()
-	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Paths: d.paths, OnLink: d.agentProf.watch}
+	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Paths: d.paths, OnLink: d.agentProf.watch, Kept: d.kept}
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, LocalPort: req.LocalPort,
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
@@ -462,6 +466,7 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 		if ic != nil {
 			_ = ic.Release(ctx) // the rollback restores what it changed
 		}
+		d.kept.Drop(intercept.KeepKey(w.Namespace, w.String()))
 		res := daemon.RollbackResult{Workload: w.String(), Namespace: w.Namespace}
 		steps, err := rollback.Restore(ctx, d.cs, w, req.Force)
 		for _, s := range steps {
@@ -556,7 +561,8 @@ func (d *Daemon) Quit(ctx context.Context) error {
 	return nil
 }
 
-// LeaveAll stops every intercept.
+// LeaveAll stops every intercept and closes the tunnels kept for the
+// next one: the daemon is stopping.
 func (d *Daemon) LeaveAll(ctx context.Context) {
 	d.mu.Lock()
 	all := d.intercepts
@@ -567,4 +573,5 @@ func (d *Daemon) LeaveAll(ctx context.Context) {
 			d.log.Warn("leave", "workload", key, "err", err)
 		}
 	}
+	d.kept.Close()
 }

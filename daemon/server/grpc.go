@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"os"
 	"sync"
 
 	"google.golang.org/grpc"
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/buildinfo"
 	"github.com/tetherkube/tether/internal/errdefs"
 	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
@@ -34,6 +36,12 @@ func (s *GRPCServer) Status(ctx context.Context, _ *daemonv1.StatusRequest) (*da
 		return nil, toStatus(err)
 	}
 	return daemon.StatusToProto(st), nil
+}
+
+// Identity is this process's build and pid: the adapter runs in the
+// daemon, so it needs nothing of the Service.
+func (s *GRPCServer) Identity(context.Context, *daemonv1.IdentityRequest) (*daemonv1.IdentityResponse, error) {
+	return &daemonv1.IdentityResponse{DaemonVersion: buildinfo.Identity(), Pid: int32(os.Getpid())}, nil
 }
 
 func (s *GRPCServer) Intercept(req *daemonv1.InterceptRequest, stream grpc.ServerStreamingServer[daemonv1.InterceptEvent]) error {

@@ -11,10 +11,11 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/buildinfo"
 )
 
 // TestServeSocketIsTheUsersAlone runs the real daemon server on a unix
-// socket and checks its permissions, a call through the client, a second
+// socket and checks its permissions, calls through the client, a second
 // daemon refused, and Quit removing the socket.
 func TestServeSocketIsTheUsersAlone(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
@@ -62,6 +63,9 @@ func TestServeSocketIsTheUsersAlone(t *testing.T) {
 	}
 	if st.Context != "ctx" || st.PID != os.Getpid() || st.ServerVersion != "" || len(st.Intercepts) != 0 {
 		t.Errorf("status = %+v", st)
+	}
+	if v, pid, err := client.Identity(ctx); err != nil || v != buildinfo.Identity() || pid != os.Getpid() {
+		t.Errorf("Identity = %q, %d, %v; want %q, %d", v, pid, err, buildinfo.Identity(), os.Getpid())
 	}
 	if err := client.Leave(ctx, "ns", "deploy/x"); err == nil {
 		t.Error("Leave on an unreachable cluster succeeded")

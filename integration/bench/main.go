@@ -44,6 +44,12 @@ type options struct {
 	// laptopSched: the scheduling of the personal rows' laptop end
 	// (laptopend.go), idle or normal.
 	laptopSched string
+	// compare is another tether binary the ready rows measure alongside,
+	// interleaved; replicas is the ready rows' workload's.
+	compare, compareAgentImage string
+	replicas                   int
+	// logs: keep the ready rows' daemon folders (their logs), and say where.
+	logs string
 }
 
 func main() {
@@ -54,11 +60,15 @@ func main() {
 	flag.IntVar(&o.requests, "requests", 1000, "sequential requests per latency measurement")
 	flag.Int64Var(&o.bulkBytes, "bulk-bytes", 128<<20, "bytes per throughput measurement")
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per path; the table shows medians")
-	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record, run, personal, session (sessions and reproduce) cost (the agent's cost to in-cluster callers) or modes (sidecar against --no-restart) (default: all but cost and modes)")
+	flag.StringVar(&o.only, "only", "", "run one part only: intercept, inspect, record, run, personal, session (sessions and reproduce) cost (the agent's cost to in-cluster callers), modes (sidecar against --no-restart) or ready (first intercept against the rollout's end, re-intercept; -compare) (default: all but cost and modes)")
 	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image `tether run` and `tether intercept` add (default: tether's own)")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon, `tether run` and the agents under the latency and bulk rows here (`make bench PROFILE=1`)")
 	flag.BoolVar(&o.pinAgents, "pin-agents", false, "personal: run the agents on the last CPU and the load, app and laptop on the others (Linux)")
 	flag.StringVar(&o.laptopSched, "laptop-sched", "idle", "personal: how the laptop's end (its server and the daemon's end of the tunnels, a process of its own) is scheduled: idle (SCHED_IDLE: only the CPU the load, app and agents leave, as a laptop's own CPU would take none of theirs) or normal")
+	flag.StringVar(&o.compare, "compare", "", "ready: another tether binary (e.g. main's) to time alongside -tether, interleaved round by round")
+	flag.StringVar(&o.compareAgentImage, "compare-agent-image", "", "ready: the agent image -compare adds (default: -agent-image)")
+	flag.StringVar(&o.logs, "keep-logs", "", "ready: keep the daemons' folders (with their logs) and print where (any value)")
+	flag.IntVar(&o.replicas, "replicas", 2, "ready: the workload's replicas")
 	laptopEndRole := flag.Bool("laptop-end", false, "(internal) run as the personal rows' laptop end, spoken to on stdin and stdout")
 	flag.Parse()
 	if *laptopEndRole {
@@ -141,6 +151,14 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("intercept modes: %w", err)
 		}
 		printModes(os.Stdout, mr, o.rounds)
+		return nil
+	}
+	if o.only == "ready" {
+		rr, err := measureReady(ctx, rc, cs, o)
+		if err != nil {
+			return fmt.Errorf("intercept readiness: %w", err)
+		}
+		printReady(os.Stdout, rr, o)
 		return nil
 	}
 	if o.only == "cost" {

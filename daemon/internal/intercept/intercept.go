@@ -12,6 +12,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tetherkube/tether/agent"
@@ -99,6 +100,9 @@ type Manager struct {
 	// OnLink, when set, is called with each tunnel to an agent once it
 	// intercepts (the daemon profiles the agent there).
 	OnLink func(ctx context.Context, pod string, l *agent.Link)
+	// Kept holds the tunnels a sidecar intercept keeps when it ends, for
+	// the next one (kept.go); nil keeps none.
+	Kept *KeptLinks
 }
 
 func (m *Manager) settle() time.Duration {
@@ -152,6 +156,15 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if progress == nil {
 		progress = func(string) {}
 	}
+	// The endpoints' wait reports from a goroutine of its own (below): one
+	// line at a time (a gRPC stream's Send is not for concurrent use).
+	var progressMu sync.Mutex
+	report := progress
+	progress = func(line string) {
+		progressMu.Lock()
+		defer progressMu.Unlock()
+		report(line)
+	}
 	if req.RolloutTimeout == 0 {
 		req.RolloutTimeout = 3 * time.Minute
 	}
@@ -167,6 +180,9 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 			return nil, err
 		}
 	}
+	tl := newTimeline()
+	defer func() { tl.log(m.Log, req.Namespace+"/"+req.Workload) }()
+	tl.mark("local")
 
 	wc := workload.Client{CS: m.CS}
 	w := req.Resolved
@@ -182,10 +198,12 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err := refuseNoRestartJournal(ctx, m.CS, w); err != nil {
 		return nil, err
 	}
+	tl.mark("template")
 	svc, err := m.service(ctx, w, tmpl, ref)
 	if err != nil {
 		return nil, err
 	}
+	tl.mark("service")
 	secretName := w.TokenSecretName()
 	plan, err := inject.Build(tmpl, svc, ref, inject.Options{AgentImage: req.AgentImage, SecretName: secretName,
 		RecordArgs: req.RecordArgs, Resources: req.AgentResources})
@@ -202,8 +220,11 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 	}
 
+	tl.mark("checks")
 	if plan.Existing {
-		return m.reuse(ctx, req, w, svc, plan, secretName)
+		ic, err := m.reuse(ctx, req, w, svc, plan, secretName)
+		tl.mark("reused")
+		return ic, err
 	}
 
 	// From here on the cluster changes: journal first, and on failure undo
@@ -269,9 +290,19 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err := a.setAppliedHash(ctx, journal.Hash(stored)); err != nil {
 		return fail(err)
 	}
-	if err := WaitRollout(ctx, m.CS, w, req.RolloutTimeout, progress); err != nil {
+	tl.mark("applied")
+	rw := newRolloutWaiter(m.CS)
+	var pre *predial
+	if !req.RecordOnly && m.Dialer != nil {
+		// Each new pod's tunnel opens as soon as its agent is ready.
+		pre = newPredial(ctx, m.tunnelsFor(req, w, "", int(plan.AgentPort), token))
+		defer pre.close()
+		rw.agentReady = pre.pod
+	}
+	if err := rw.wait(ctx, w, req.RolloutTimeout, progress); err != nil {
 		return fail(err)
 	}
+	tl.mark("rollout")
 	want, _, err := rolloutDone(ctx, m.CS, w)
 	if err != nil {
 		return fail(err)
@@ -293,9 +324,6 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 	}
 
-	if err := waitEndpoints(ctx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress); err != nil {
-		return fail(err)
-	}
 	// The token as the agents read it now: a tether racing this one may
 	// have replaced the Secret since this attempt wrote it.
 	if sec, err := m.CS.CoreV1().Secrets(w.Namespace).Get(ctx, secretName, metav1.GetOptions{}); err == nil {
@@ -306,19 +334,47 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	// may still go to a pod being replaced. The agents tell when it has
 	// (ready.go).
 	if req.RecordOnly {
+		if err := waitEndpoints(ctx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress); err != nil {
+			return fail(err)
+		}
 		if err := m.readyRecording(ctx, w, svc, plan, token, progress); err != nil {
 			return fail(err)
 		}
 		return recordOnly(w, svc, plan), nil
 	}
+	// The EndpointSlices are waited for while the tunnels are taken and the
+	// check runs: the check passes only once the nodes' rules, which follow
+	// the slices, send the Service's connections to the agents alone; and
+	// both must pass.
+	ectx, stopEndpoints := context.WithCancel(ctx)
+	defer stopEndpoints()
+	endpoints := make(chan error, 1)
+	go func() {
+		err := waitEndpoints(ectx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress)
+		tl.mark("endpoints")
+		endpoints <- err
+	}()
+	failWith := func(err error) (*Intercept, error) {
+		stopEndpoints()
+		<-endpoints
+		return fail(err)
+	}
 	progress(fmt.Sprintf("connecting to the agents of %s", w))
-	ic, err := m.connect(ctx, req, w, svc, plan, token)
+	ic, err := m.connect(ctx, req, w, svc, plan, token, pre)
 	if err != nil {
-		return fail(err)
+		return failWith(err)
 	}
+	tl.mark("tunnels")
 	if err := m.readyIntercept(ctx, ic, svc, progress); err != nil {
+		return failWith(err)
+	}
+	if err := <-endpoints; err != nil {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		ic.Leave(lctx)
 		return fail(err)
 	}
+	tl.mark("ready")
 	return ic, nil
 }
 
@@ -340,15 +396,34 @@ func (m *Manager) reuse(ctx context.Context, req Request, w journal.Workload, sv
 	if req.RecordOnly {
 		return recordOnly(w, svc, plan), nil
 	}
-	return m.connect(ctx, req, w, svc, plan, s.Data[inject.TokenKey])
+	return m.connect(ctx, req, w, svc, plan, s.Data[inject.TokenKey], nil)
 }
 
-// connect opens the tunnels to the workload's agents.
-func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, svc *corev1.Service, plan inject.Plan, token []byte) (*Intercept, error) {
+// connect opens the tunnels to the workload's agents, taking those pre
+// opened during the rollout (nil: none).
+func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, svc *corev1.Service, plan inject.Plan, token []byte, pre *predial) (*Intercept, error) {
 	sel, err := workload.Client{CS: m.CS}.Selector(ctx, w)
 	if err != nil {
 		return nil, err
 	}
+	t := m.tunnelsFor(req, w, sel.String(), int(plan.AgentPort), token)
+	t.pre = pre
+	if err := t.start(ctx); err != nil {
+		// The agents that did intercept send their port to the app again.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		t.leave(lctx)
+		return nil, err
+	}
+	return &Intercept{
+		Workload: w, Service: svc.Name, ServicePort: plan.ServicePort,
+		AgentPort: int(plan.AgentPort), LocalPort: req.LocalPort, Spec: t.spec, tunnels: t,
+	}, nil
+}
+
+// tunnelsFor returns the tunnels of an intercept of w's pods (sel), not
+// started.
+func (m *Manager) tunnelsFor(req Request, w journal.Workload, sel string, agentPort int, token []byte) *tunnels {
 	log := m.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -360,18 +435,12 @@ func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, 
 	if path == agent.PathAuto && m.Paths == nil {
 		path = agent.PathPortForward
 	}
-	spec := agent.InterceptSpec{ListenPort: int(plan.AgentPort), ID: req.ID, Owner: req.Owner, Filter: req.Filter, Mirror: req.Mirror}
-	t := newTunnels(m.CS, m.Dialer, log, w.Namespace, sel.String(), token, spec, req.LocalPort)
+	spec := agent.InterceptSpec{ListenPort: agentPort, ID: req.ID, Owner: req.Owner, Filter: req.Filter, Mirror: req.Mirror}
+	t := newTunnels(m.CS, m.Dialer, log, w.Namespace, sel, token, spec, req.LocalPort)
 	t.path, t.chooser = path, m.Paths
 	t.onLink = m.OnLink
-	if err := t.start(ctx); err != nil {
-		t.stop()
-		return nil, err
-	}
-	return &Intercept{
-		Workload: w, Service: svc.Name, ServicePort: plan.ServicePort,
-		AgentPort: int(plan.AgentPort), LocalPort: req.LocalPort, Spec: spec, tunnels: t,
-	}, nil
+	t.keep, t.keepKey = m.Kept, KeepKey(w.Namespace, w.String())
+	return t
 }
 
 // checkLocal refuses an intercept whose local port has nothing listening.
@@ -441,7 +510,8 @@ func (i *Intercept) Paths() map[string]string {
 }
 
 // Leave stops the intercept: every agent sends its connections to the app
-// again and the tunnels close. The agents stay, so leaving restarts nothing.
+// again and the tunnels close, or stay open in the Manager's Kept for the
+// next intercept. The agents stay, so leaving restarts nothing.
 func (i *Intercept) Leave(ctx context.Context) error {
 	if i.follower != nil {
 		return i.follower.leave(ctx)
@@ -456,6 +526,10 @@ func (i *Intercept) Release(ctx context.Context) error {
 	if i.follower != nil {
 		i.follower.stop()
 	}
+	// The rollback replaces the pods (or takes their agents out of the
+	// Service): nothing to keep a tunnel for.
+	i.tunnels.stop()
+	i.tunnels.keep = nil
 	return i.tunnels.leave(ctx)
 }
 

@@ -35,8 +35,15 @@ var agentFailureReasons = map[string]bool{
 // progress, and fails within seconds, with the reason and what to do, when
 // the rollout cannot finish (see diagnose). The gateway waits with it too.
 func WaitRollout(ctx context.Context, cs kubernetes.Interface, w journal.Workload, timeout time.Duration, progress func(string)) error {
-	rw := rolloutWaiter{cs: cs, grace: rolloutGrace, poll: 100 * time.Millisecond} // each poll a few ms after the last pod is ready: it adds to every first intercept
-	return rw.wait(ctx, w, timeout, progress)
+	return newRolloutWaiter(cs).wait(ctx, w, timeout, progress)
+}
+
+// newRolloutWaiter polls the workload every 50 ms (one GET: the time from
+// the rollout's end to noticing it adds to every first intercept) and
+// looks at its pods every 500 ms, and at once when the controller reports
+// the rollout done.
+func newRolloutWaiter(cs kubernetes.Interface) rolloutWaiter {
+	return rolloutWaiter{cs: cs, grace: rolloutGrace, poll: 50 * time.Millisecond, look: 500 * time.Millisecond}
 }
 
 // rolloutGrace is how long a condition that can clear by itself (a quota
@@ -47,6 +54,12 @@ const rolloutGrace = 10 * time.Second
 type rolloutWaiter struct {
 	cs          kubernetes.Interface
 	grace, poll time.Duration
+	// look is how often the pods are listed (and the rollout diagnosed)
+	// while the controller does not report it done; zero: every poll.
+	look time.Duration
+	// agentReady, when set, is called with each pod seen running a ready
+	// agent, at every look (the intercept connects to it meanwhile).
+	agentReady func(*corev1.Pod)
 }
 
 func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout time.Duration, progress func(string)) error {
@@ -62,26 +75,47 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 	last := time.Time{}
 	d := diagnosis{cs: cs, w: w, start: start, grace: rw.grace, since: map[string]time.Time{}}
 	lastReady, shown := 0, ""
+	var looked time.Time
+	timedOut := func() error {
+		why := ""
+		if d.pending != "" {
+			why = "; last seen: " + d.pending
+		}
+		return fmt.Errorf("%s: pods not running the agent after %s%s: %w", w, timeout, why, ctx.Err())
+	}
 	for {
 		want, done, err := rolloutDone(ctx, cs, w)
 		if err != nil {
 			return err
 		}
+		if !done && time.Since(looked) < rw.look {
+			select {
+			case <-ctx.Done():
+				return timedOut()
+			case <-time.After(rw.poll):
+			}
+			continue
+		}
+		looked = time.Now()
 		pods, err := cs.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 		if err != nil {
 			return err
 		}
 		ready := 0
-		for _, p := range pods.Items {
+		for i := range pods.Items {
+			p := &pods.Items[i]
 			if p.DeletionTimestamp != nil {
 				continue
 			}
-			ok, reason := agentState(&p)
+			ok, reason := agentState(p)
 			if reason != "" {
 				return errdefs.Mark(errdefs.ErrUser, fmt.Errorf("%w in pod %s: %s", ErrAgentFailed, p.Name, reason))
 			}
 			if ok {
 				ready++
+				if rw.agentReady != nil {
+					rw.agentReady(p)
+				}
 			}
 		}
 		if done && ready >= want {
@@ -105,11 +139,7 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 		}
 		select {
 		case <-ctx.Done():
-			why := ""
-			if d.pending != "" {
-				why = "; last seen: " + d.pending
-			}
-			return fmt.Errorf("%s: pods not running the agent after %s%s: %w", w, timeout, why, ctx.Err())
+			return timedOut()
 		case <-time.After(rw.poll):
 		}
 	}

@@ -165,3 +165,46 @@ func TestRolloutTransientClears(t *testing.T) {
 		t.Errorf("wait() = %v, want nil once the pods run the agent", err)
 	}
 }
+
+// TestRolloutReportsReadyAgents: while the rollout goes on, each pod seen
+// with a ready agent is handed to agentReady (the intercept opens its
+// tunnel then), before the controller reports the rollout done; a pod
+// whose agent is not ready is not.
+func TestRolloutReportsReadyAgents(t *testing.T) {
+	d := deployment() // not done: 2 replicas, none updated
+	ready := newPod("orders-new", func(p *corev1.Pod) {
+		p.Status.Phase = corev1.PodRunning
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: inject.AgentContainer, Ready: true}}
+	})
+	starting := newPod("orders-starting", func(p *corev1.Pod) {
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: inject.AgentContainer}}
+	})
+	cs := fake.NewClientset(d, ready, starting)
+	seen := make(chan string, 100)
+	rw := newRolloutWaiter(cs)
+	rw.look = 10 * time.Millisecond
+	rw.agentReady = func(p *corev1.Pod) { seen <- p.Name }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- rw.wait(ctx, journal.Workload{Kind: workload.Deployment, Namespace: ns, Name: "orders"}, time.Minute, func(string) {})
+	}()
+	select {
+	case got := <-seen:
+		if got != "orders-new" {
+			t.Errorf("agentReady(%s), want orders-new", got)
+		}
+	case err := <-done:
+		t.Fatalf("wait() = %v before any pod was reported", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pod reported while the rollout went on")
+	}
+	cancel()
+	<-done
+	close(seen)
+	for got := range seen {
+		if got != "orders-new" {
+			t.Errorf("agentReady(%s): its agent is not ready", got)
+		}
+	}
+}

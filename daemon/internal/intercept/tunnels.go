@@ -12,7 +12,9 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/agent"
@@ -34,16 +36,30 @@ type tunnels struct {
 	path    agent.Path
 	chooser *agent.PathChooser
 	onLink  func(ctx context.Context, pod string, l *agent.Link)
+	// keep, when set, takes the tunnels leave ends (and gives them back to
+	// the next intercept), under keepKey.
+	keep    *KeptLinks
+	keepKey string
+	// pre, when set, holds the tunnels opened while the rollout ran.
+	pre *predial
+
+	// serving ends the serve loops (leave): a kept tunnel serves nothing.
+	serving     context.Context
+	stopServing context.CancelFunc
 
 	mu     sync.Mutex
 	links  map[string]*agent.Link
+	uids   map[string]types.UID // of the pods in links, for keep
+	conns  map[net.Conn]bool    // the intercepted connections open now
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 func newTunnels(cs kubernetes.Interface, d Dialer, log *slog.Logger, ns, sel string, token []byte, spec agent.InterceptSpec, localPort int) *tunnels {
+	serving, stop := context.WithCancel(context.Background())
 	return &tunnels{cs: cs, dialer: d, log: log, ns: ns, sel: sel, token: token, spec: spec,
-		agentPort: spec.ListenPort, localPort: localPort, links: map[string]*agent.Link{}, done: make(chan struct{})}
+		agentPort: spec.ListenPort, localPort: localPort, links: map[string]*agent.Link{}, uids: map[string]types.UID{}, conns: map[net.Conn]bool{},
+		serving: serving, stopServing: stop, done: make(chan struct{})}
 }
 
 // start connects to every ready agent now, then keeps following pods.
@@ -105,7 +121,7 @@ func (t *tunnels) sync(ctx context.Context) error {
 			}
 		}
 		wg.Go(func() {
-			if err := t.connect(ctx, p.Name, p.Status.PodIP); err != nil {
+			if err := t.connect(ctx, p); err != nil {
 				errMu.Lock()
 				errs = append(errs, err)
 				errMu.Unlock()
@@ -124,42 +140,87 @@ func (t *tunnels) sync(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// connect opens a tunnel to pod's agent, the direct path as t.path asks,
-// and intercepts the port through it.
-func (t *tunnels) connect(ctx context.Context, pod, podIP string) error {
+// connect opens a tunnel to pod p's agent, the direct path as t.path
+// asks, and intercepts the port through it. A tunnel an earlier intercept
+// kept to the same pod is used instead of a new one (kept.go).
+func (t *tunnels) connect(ctx context.Context, p *corev1.Pod) error {
+	pod := p.Name
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, err := t.dialer.DialPod(cctx, t.ns, pod, agent.DefaultTunnelPort)
-	if err != nil {
-		return fmt.Errorf("reach the agent of pod %s: %w", pod, err)
+	ip, _ := netip.ParseAddr(p.Status.PodIP)
+	l, reused, how := t.kept(cctx, p, ip), true, "kept"
+	if l == nil {
+		reused, how = false, "opened during the rollout"
+		l = t.pre.take(cctx, p, t.token)
 	}
-	cfg := tunnel.DaemonConfig(t.token)
-	cfg.Logger = t.log
-	l, err := agent.Connect(cctx, c, cfg)
-	if err != nil {
-		return fmt.Errorf("tunnel to pod %s: %w", pod, err)
-	}
-	ip, _ := netip.ParseAddr(podIP)
-	if err := t.useDirect(cctx, l, ip); err != nil {
-		l.Close()
-		return fmt.Errorf("pod %s: %w", pod, err)
+	if l == nil {
+		how = "opened"
+		var err error
+		if l, err = t.dial(cctx, pod, ip); err != nil {
+			return err
+		}
 	}
 	if err := l.Agent().Intercept(cctx, t.spec); err != nil {
 		l.Close()
 		return fmt.Errorf("intercept on pod %s: %w", pod, err)
 	}
-	if t.onLink != nil {
-		t.onLink(cctx, pod, l)
+	if t.onLink != nil && !reused {
+		t.onLink(cctx, pod, l) // a kept tunnel's agent was profiled since it opened
 	}
 	go t.serve(pod, l)
 	t.mu.Lock()
-	if old := t.links[pod]; old != nil {
+	if old := t.links[pod]; old != nil && old != l {
 		old.Close()
 	}
 	t.links[pod] = l
+	t.uids[pod] = p.UID
 	t.mu.Unlock()
-	t.log.Info("intercepting", "pod", pod, "agentPort", t.agentPort, "localPort", t.localPort, "path", l.Path())
+	t.log.Info("intercepting", "pod", pod, "agentPort", t.agentPort, "localPort", t.localPort, "path", l.Path(), "tunnel", how)
 	return nil
+}
+
+// dial opens a tunnel to pod's agent and its direct path as t.path asks.
+func (t *tunnels) dial(ctx context.Context, pod string, ip netip.Addr) (*agent.Link, error) {
+	c, err := t.dialer.DialPod(ctx, t.ns, pod, agent.DefaultTunnelPort)
+	if err != nil {
+		return nil, fmt.Errorf("reach the agent of pod %s: %w", pod, err)
+	}
+	cfg := tunnel.DaemonConfig(t.token)
+	cfg.Logger = t.log
+	l, err := agent.Connect(ctx, c, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel to pod %s: %w", pod, err)
+	}
+	if err := t.useDirect(ctx, l, ip); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("pod %s: %w", pod, err)
+	}
+	return l, nil
+}
+
+// kept returns the tunnel an earlier intercept kept to p's agent, on the
+// path t.path asks for, or nil. A kept direct tunnel where the
+// port-forward is asked for is closed (a new one is dialed); a kept
+// port-forward tunnel where direct is asked for is offered the direct
+// path. Under auto a kept tunnel goes on as it is: auto chose when it
+// opened, and offering again where the pod cannot reach this machine
+// would cost each re-intercept the offer's timeout.
+func (t *tunnels) kept(ctx context.Context, p *corev1.Pod, ip netip.Addr) *agent.Link {
+	l := t.keep.take(t.keepKey, p.Name, p.UID, t.token)
+	if l == nil {
+		return nil
+	}
+	switch {
+	case t.path == agent.PathPortForward && l.Path() == agent.PathDirect:
+		l.Close()
+		return nil
+	case t.path == agent.PathDirect && l.Path() != agent.PathDirect:
+		if err := t.useDirect(ctx, l, ip); err != nil {
+			l.Close()
+			return nil // dialed again, to say why with a tunnel of its own
+		}
+	}
+	return l
 }
 
 // useDirect opens l's direct path as t.path asks.
@@ -179,11 +240,19 @@ func (t *tunnels) useDirect(ctx context.Context, l *agent.Link, podIP netip.Addr
 func (t *tunnels) serve(pod string, l *agent.Link) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(t.localPort))
 	for {
-		st, err := l.AcceptConn(context.Background())
+		st, err := l.AcceptConn(t.serving)
 		if err != nil {
 			return
 		}
+		t.mu.Lock()
+		t.conns[st] = true
+		t.mu.Unlock()
 		go func() {
+			defer func() {
+				t.mu.Lock()
+				delete(t.conns, st)
+				t.mu.Unlock()
+			}()
 			local, err := net.DialTimeout("tcp", addr, 5*time.Second)
 			if err != nil {
 				t.log.Warn("local port not reachable; closing the intercepted connection", "pod", pod, "addr", addr, "err", err)
@@ -193,6 +262,34 @@ func (t *tunnels) serve(pod string, l *agent.Link) {
 			tunnel.Join(st, local)
 		}()
 	}
+}
+
+// endConns ends the intercepted connections still open, and those the
+// agents sent that no serve loop took: after leave a kept tunnel carries
+// none (closing the tunnel used to end them).
+func (t *tunnels) endConns(kept map[string]*agent.Link) {
+	t.mu.Lock()
+	conns := t.conns
+	t.conns = map[net.Conn]bool{}
+	t.mu.Unlock()
+	for c := range conns {
+		c.Close()
+	}
+	var wg sync.WaitGroup
+	for _, l := range kept {
+		wg.Go(func() {
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+				st, err := l.AcceptConn(ctx)
+				cancel()
+				if err != nil {
+					return
+				}
+				st.Close()
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func (t *tunnels) pods() []string {
@@ -218,18 +315,44 @@ func (t *tunnels) paths() map[string]string {
 }
 
 // leave asks every agent to send traffic to the app again, then closes the
-// tunnels (which alone would do the same).
+// tunnels (which alone would do the same), or keeps those whose agent
+// left when t.keep is set.
 func (t *tunnels) leave(ctx context.Context) error {
 	t.stop()
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	var errs []error
-	for name, l := range t.links {
-		if err := l.Agent().Leave(ctx, t.agentPort, t.spec.ID); err != nil {
-			errs = append(errs, fmt.Errorf("pod %s: %w", name, err))
-		}
-		l.Close()
-		delete(t.links, name)
+	links, uids := t.links, t.uids
+	t.links, t.uids = map[string]*agent.Link{}, map[string]types.UID{}
+	t.mu.Unlock()
+	var (
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		errs  []error
+	)
+	kept := map[string]*agent.Link{}
+	for name, l := range links {
+		wg.Go(func() {
+			err := l.Agent().Leave(ctx, t.agentPort, t.spec.ID)
+			errMu.Lock()
+			defer errMu.Unlock()
+			if err == nil && t.keep != nil {
+				kept[name] = l
+				return
+			}
+			l.Close()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("pod %s: %w", name, err))
+			}
+		})
+	}
+	wg.Wait()
+	// The agents have left: nothing more comes to serve, and a kept
+	// tunnel must be served by the next intercept only. The connections
+	// intercepted so far end, as they did when leave closed the tunnels:
+	// a caller's kept-alive connection must not stay with the laptop.
+	t.stopServing()
+	t.endConns(kept)
+	for name, l := range kept {
+		t.keep.put(t.keepKey, name, uids[name], t.token, l)
 	}
 	return errors.Join(errs...)
 }

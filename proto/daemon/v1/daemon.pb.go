@@ -3685,6 +3685,94 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{40}
 }
 
+type IdentityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentityRequest) Reset() {
+	*x = IdentityRequest{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentityRequest) ProtoMessage() {}
+
+func (x *IdentityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentityRequest.ProtoReflect.Descriptor instead.
+func (*IdentityRequest) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
+}
+
+type IdentityResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DaemonVersion string                 `protobuf:"bytes,1,opt,name=daemon_version,json=daemonVersion,proto3" json:"daemon_version,omitempty"`
+	Pid           int32                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentityResponse) Reset() {
+	*x = IdentityResponse{}
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentityResponse) ProtoMessage() {}
+
+func (x *IdentityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentityResponse.ProtoReflect.Descriptor instead.
+func (*IdentityResponse) Descriptor() ([]byte, []int) {
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *IdentityResponse) GetDaemonVersion() string {
+	if x != nil {
+		return x.DaemonVersion
+	}
+	return ""
+}
+
+func (x *IdentityResponse) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
 type StatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Context       string                 `protobuf:"bytes,1,opt,name=context,proto3" json:"context,omitempty"`
@@ -3704,7 +3792,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3716,7 +3804,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[41]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3729,7 +3817,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{41}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *StatusResponse) GetContext() string {
@@ -3808,7 +3896,7 @@ type AgentInfo struct {
 
 func (x *AgentInfo) Reset() {
 	*x = AgentInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3820,7 +3908,7 @@ func (x *AgentInfo) String() string {
 func (*AgentInfo) ProtoMessage() {}
 
 func (x *AgentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[42]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3833,7 +3921,7 @@ func (x *AgentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentInfo.ProtoReflect.Descriptor instead.
 func (*AgentInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{42}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AgentInfo) GetWorkload() string {
@@ -3896,14 +3984,17 @@ type AgentPod struct {
 	// How long it records while idle; 0: it never pauses.
 	RecordIdleNanos int64 `protobuf:"varint,4,opt,name=record_idle_nanos,json=recordIdleNanos,proto3" json:"record_idle_nanos,omitempty"`
 	// Why the agent could not be asked.
-	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// This daemon keeps a tunnel to the agent from an intercept that ended,
+	// for the next one.
+	TunnelKept    bool `protobuf:"varint,6,opt,name=tunnel_kept,json=tunnelKept,proto3" json:"tunnel_kept,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AgentPod) Reset() {
 	*x = AgentPod{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3915,7 +4006,7 @@ func (x *AgentPod) String() string {
 func (*AgentPod) ProtoMessage() {}
 
 func (x *AgentPod) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[43]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3928,7 +4019,7 @@ func (x *AgentPod) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentPod.ProtoReflect.Descriptor instead.
 func (*AgentPod) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{43}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AgentPod) GetPod() string {
@@ -3964,6 +4055,13 @@ func (x *AgentPod) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *AgentPod) GetTunnelKept() bool {
+	if x != nil {
+		return x.TunnelKept
+	}
+	return false
 }
 
 type InterceptInfo struct {
@@ -4002,7 +4100,7 @@ type InterceptInfo struct {
 
 func (x *InterceptInfo) Reset() {
 	*x = InterceptInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4014,7 +4112,7 @@ func (x *InterceptInfo) String() string {
 func (*InterceptInfo) ProtoMessage() {}
 
 func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[44]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4027,7 +4125,7 @@ func (x *InterceptInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptInfo.ProtoReflect.Descriptor instead.
 func (*InterceptInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{44}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *InterceptInfo) GetName() string {
@@ -4155,7 +4253,7 @@ type HTTPFilter struct {
 
 func (x *HTTPFilter) Reset() {
 	*x = HTTPFilter{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4167,7 +4265,7 @@ func (x *HTTPFilter) String() string {
 func (*HTTPFilter) ProtoMessage() {}
 
 func (x *HTTPFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[45]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4180,7 +4278,7 @@ func (x *HTTPFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPFilter.ProtoReflect.Descriptor instead.
 func (*HTTPFilter) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{45}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *HTTPFilter) GetHeaders() []string {
@@ -4220,7 +4318,7 @@ type PortIntercept struct {
 
 func (x *PortIntercept) Reset() {
 	*x = PortIntercept{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4232,7 +4330,7 @@ func (x *PortIntercept) String() string {
 func (*PortIntercept) ProtoMessage() {}
 
 func (x *PortIntercept) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[46]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4245,7 +4343,7 @@ func (x *PortIntercept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortIntercept.ProtoReflect.Descriptor instead.
 func (*PortIntercept) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{46}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PortIntercept) GetOwner() string {
@@ -4328,7 +4426,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4340,7 +4438,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[47]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4353,7 +4451,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{47}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *InterceptRequest) GetNamespace() string {
@@ -4453,7 +4551,7 @@ type InterceptEvent struct {
 
 func (x *InterceptEvent) Reset() {
 	*x = InterceptEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4465,7 +4563,7 @@ func (x *InterceptEvent) String() string {
 func (*InterceptEvent) ProtoMessage() {}
 
 func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[48]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4478,7 +4576,7 @@ func (x *InterceptEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptEvent.ProtoReflect.Descriptor instead.
 func (*InterceptEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{48}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *InterceptEvent) GetEvent() isInterceptEvent_Event {
@@ -4532,7 +4630,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4544,7 +4642,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[49]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4557,7 +4655,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{49}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *LeaveRequest) GetNamespace() string {
@@ -4582,7 +4680,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4594,7 +4692,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[50]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4607,7 +4705,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{50}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{52}
 }
 
 type RollbackRequest struct {
@@ -4625,7 +4723,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4637,7 +4735,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[51]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4650,7 +4748,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{51}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RollbackRequest) GetNamespace() string {
@@ -4690,7 +4788,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4702,7 +4800,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[52]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4715,7 +4813,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{52}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RollbackResponse) GetResults() []*RollbackResult {
@@ -4738,7 +4836,7 @@ type RollbackResult struct {
 
 func (x *RollbackResult) Reset() {
 	*x = RollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4750,7 +4848,7 @@ func (x *RollbackResult) String() string {
 func (*RollbackResult) ProtoMessage() {}
 
 func (x *RollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[53]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4763,7 +4861,7 @@ func (x *RollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResult.ProtoReflect.Descriptor instead.
 func (*RollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{53}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RollbackResult) GetWorkload() string {
@@ -4807,7 +4905,7 @@ type RollbackStep struct {
 
 func (x *RollbackStep) Reset() {
 	*x = RollbackStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4819,7 +4917,7 @@ func (x *RollbackStep) String() string {
 func (*RollbackStep) ProtoMessage() {}
 
 func (x *RollbackStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[54]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4832,7 +4930,7 @@ func (x *RollbackStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStep.ProtoReflect.Descriptor instead.
 func (*RollbackStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{54}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RollbackStep) GetObject() string {
@@ -4864,7 +4962,7 @@ type QuitRequest struct {
 
 func (x *QuitRequest) Reset() {
 	*x = QuitRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4876,7 +4974,7 @@ func (x *QuitRequest) String() string {
 func (*QuitRequest) ProtoMessage() {}
 
 func (x *QuitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[55]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4889,7 +4987,7 @@ func (x *QuitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitRequest.ProtoReflect.Descriptor instead.
 func (*QuitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{55}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{57}
 }
 
 type QuitResponse struct {
@@ -4900,7 +4998,7 @@ type QuitResponse struct {
 
 func (x *QuitResponse) Reset() {
 	*x = QuitResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[56]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4912,7 +5010,7 @@ func (x *QuitResponse) String() string {
 func (*QuitResponse) ProtoMessage() {}
 
 func (x *QuitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[56]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4925,7 +5023,7 @@ func (x *QuitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitResponse.ProtoReflect.Descriptor instead.
 func (*QuitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{56}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{58}
 }
 
 type SessionStartRequest struct {
@@ -4941,7 +5039,7 @@ type SessionStartRequest struct {
 
 func (x *SessionStartRequest) Reset() {
 	*x = SessionStartRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[57]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4953,7 +5051,7 @@ func (x *SessionStartRequest) String() string {
 func (*SessionStartRequest) ProtoMessage() {}
 
 func (x *SessionStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[57]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4966,7 +5064,7 @@ func (x *SessionStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionStartRequest.ProtoReflect.Descriptor instead.
 func (*SessionStartRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{57}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SessionStartRequest) GetNamespace() string {
@@ -4999,7 +5097,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[58]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5011,7 +5109,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[58]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5024,7 +5122,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{58}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SessionRequest) GetNamespace() string {
@@ -5050,7 +5148,7 @@ type SessionInfo struct {
 
 func (x *SessionInfo) Reset() {
 	*x = SessionInfo{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[59]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5062,7 +5160,7 @@ func (x *SessionInfo) String() string {
 func (*SessionInfo) ProtoMessage() {}
 
 func (x *SessionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[59]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5075,7 +5173,7 @@ func (x *SessionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
 func (*SessionInfo) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{59}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *SessionInfo) GetName() string {
@@ -5144,7 +5242,7 @@ type SessionChange struct {
 
 func (x *SessionChange) Reset() {
 	*x = SessionChange{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[60]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5156,7 +5254,7 @@ func (x *SessionChange) String() string {
 func (*SessionChange) ProtoMessage() {}
 
 func (x *SessionChange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[60]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5169,7 +5267,7 @@ func (x *SessionChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionChange.ProtoReflect.Descriptor instead.
 func (*SessionChange) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{60}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SessionChange) GetObject() string {
@@ -5224,7 +5322,7 @@ type SessionDiffResponse struct {
 
 func (x *SessionDiffResponse) Reset() {
 	*x = SessionDiffResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[61]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5236,7 +5334,7 @@ func (x *SessionDiffResponse) String() string {
 func (*SessionDiffResponse) ProtoMessage() {}
 
 func (x *SessionDiffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[61]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5249,7 +5347,7 @@ func (x *SessionDiffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionDiffResponse.ProtoReflect.Descriptor instead.
 func (*SessionDiffResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{61}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *SessionDiffResponse) GetSession() *SessionInfo {
@@ -5277,7 +5375,7 @@ type SessionRollbackRequest struct {
 
 func (x *SessionRollbackRequest) Reset() {
 	*x = SessionRollbackRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[62]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5289,7 +5387,7 @@ func (x *SessionRollbackRequest) String() string {
 func (*SessionRollbackRequest) ProtoMessage() {}
 
 func (x *SessionRollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[62]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5302,7 +5400,7 @@ func (x *SessionRollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRollbackRequest.ProtoReflect.Descriptor instead.
 func (*SessionRollbackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{62}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *SessionRollbackRequest) GetNamespace() string {
@@ -5339,7 +5437,7 @@ type SessionStep struct {
 
 func (x *SessionStep) Reset() {
 	*x = SessionStep{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[63]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5351,7 +5449,7 @@ func (x *SessionStep) String() string {
 func (*SessionStep) ProtoMessage() {}
 
 func (x *SessionStep) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[63]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5364,7 +5462,7 @@ func (x *SessionStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionStep.ProtoReflect.Descriptor instead.
 func (*SessionStep) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{63}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *SessionStep) GetObject() string {
@@ -5409,7 +5507,7 @@ type SessionRollbackResult struct {
 
 func (x *SessionRollbackResult) Reset() {
 	*x = SessionRollbackResult{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[64]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5421,7 +5519,7 @@ func (x *SessionRollbackResult) String() string {
 func (*SessionRollbackResult) ProtoMessage() {}
 
 func (x *SessionRollbackResult) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[64]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5434,7 +5532,7 @@ func (x *SessionRollbackResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRollbackResult.ProtoReflect.Descriptor instead.
 func (*SessionRollbackResult) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{64}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *SessionRollbackResult) GetSession() *SessionInfo {
@@ -5478,7 +5576,7 @@ type SessionRollbackEvent struct {
 
 func (x *SessionRollbackEvent) Reset() {
 	*x = SessionRollbackEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[65]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5490,7 +5588,7 @@ func (x *SessionRollbackEvent) String() string {
 func (*SessionRollbackEvent) ProtoMessage() {}
 
 func (x *SessionRollbackEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[65]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5503,7 +5601,7 @@ func (x *SessionRollbackEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRollbackEvent.ProtoReflect.Descriptor instead.
 func (*SessionRollbackEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{65}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *SessionRollbackEvent) GetEvent() isSessionRollbackEvent_Event {
@@ -5558,7 +5656,7 @@ type SessionLogRequest struct {
 
 func (x *SessionLogRequest) Reset() {
 	*x = SessionLogRequest{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[66]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5570,7 +5668,7 @@ func (x *SessionLogRequest) String() string {
 func (*SessionLogRequest) ProtoMessage() {}
 
 func (x *SessionLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[66]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5583,7 +5681,7 @@ func (x *SessionLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionLogRequest.ProtoReflect.Descriptor instead.
 func (*SessionLogRequest) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{66}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *SessionLogRequest) GetNamespace() string {
@@ -5610,7 +5708,7 @@ type SessionLogResponse struct {
 
 func (x *SessionLogResponse) Reset() {
 	*x = SessionLogResponse{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[67]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5622,7 +5720,7 @@ func (x *SessionLogResponse) String() string {
 func (*SessionLogResponse) ProtoMessage() {}
 
 func (x *SessionLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[67]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5635,7 +5733,7 @@ func (x *SessionLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionLogResponse.ProtoReflect.Descriptor instead.
 func (*SessionLogResponse) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{67}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *SessionLogResponse) GetSession() *SessionInfo {
@@ -5670,7 +5768,7 @@ type SessionEvent struct {
 
 func (x *SessionEvent) Reset() {
 	*x = SessionEvent{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[68]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5682,7 +5780,7 @@ func (x *SessionEvent) String() string {
 func (*SessionEvent) ProtoMessage() {}
 
 func (x *SessionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[68]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5695,7 +5793,7 @@ func (x *SessionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
 func (*SessionEvent) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{68}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *SessionEvent) GetKind() string {
@@ -5757,7 +5855,7 @@ type ReproduceRecord struct {
 
 func (x *ReproduceRecord) Reset() {
 	*x = ReproduceRecord{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[69]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5769,7 +5867,7 @@ func (x *ReproduceRecord) String() string {
 func (*ReproduceRecord) ProtoMessage() {}
 
 func (x *ReproduceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[69]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5782,7 +5880,7 @@ func (x *ReproduceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReproduceRecord.ProtoReflect.Descriptor instead.
 func (*ReproduceRecord) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{69}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ReproduceRecord) GetWorkload() string {
@@ -5854,7 +5952,7 @@ type ReproduceCount struct {
 
 func (x *ReproduceCount) Reset() {
 	*x = ReproduceCount{}
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[70]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5866,7 +5964,7 @@ func (x *ReproduceCount) String() string {
 func (*ReproduceCount) ProtoMessage() {}
 
 func (x *ReproduceCount) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[70]
+	mi := &file_proto_daemon_v1_daemon_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5879,7 +5977,7 @@ func (x *ReproduceCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReproduceCount.ProtoReflect.Descriptor instead.
 func (*ReproduceCount) Descriptor() ([]byte, []int) {
-	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{70}
+	return file_proto_daemon_v1_daemon_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ReproduceCount) GetRef() string {
@@ -6253,7 +6351,11 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\apackets\x18\x04 \x01(\v2\x1c.tether.agent.v1.PacketBatchH\x00R\apackets\x125\n" +
 	"\x05stats\x18\x03 \x01(\v2\x1d.tether.agent.v1.CaptureStatsH\x00R\x05statsB\a\n" +
 	"\x05eventJ\x04\b\x02\x10\x03\"\x0f\n" +
-	"\rStatusRequest\"\xd3\x02\n" +
+	"\rStatusRequest\"\x11\n" +
+	"\x0fIdentityRequest\"K\n" +
+	"\x10IdentityResponse\x12%\n" +
+	"\x0edaemon_version\x18\x01 \x01(\tR\rdaemonVersion\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\x05R\x03pid\"\xd3\x02\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\acontext\x18\x01 \x01(\tR\acontext\x12\x16\n" +
 	"\x06server\x18\x02 \x01(\tR\x06server\x12%\n" +
@@ -6272,13 +6374,15 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\rredaction_off\x18\x04 \x01(\bR\fredactionOff\x12%\n" +
 	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\x12*\n" +
 	"\x11no_restart_unheld\x18\x06 \x01(\bR\x0fnoRestartUnheld\x12.\n" +
-	"\x04pods\x18\a \x03(\v2\x1a.tether.daemon.v1.AgentPodR\x04pods\"\xba\x01\n" +
+	"\x04pods\x18\a \x03(\v2\x1a.tether.daemon.v1.AgentPodR\x04pods\"\xdb\x01\n" +
 	"\bAgentPod\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12/\n" +
 	"\x14idle_since_unix_nano\x18\x02 \x01(\x03R\x11idleSinceUnixNano\x12)\n" +
 	"\x10recording_paused\x18\x03 \x01(\bR\x0frecordingPaused\x12*\n" +
 	"\x11record_idle_nanos\x18\x04 \x01(\x03R\x0frecordIdleNanos\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"\xd2\x04\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1f\n" +
+	"\vtunnel_kept\x18\x06 \x01(\bR\n" +
+	"tunnelKept\"\xd2\x04\n" +
 	"\rInterceptInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
@@ -6431,10 +6535,10 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x16\n" +
 	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1a\n" +
 	"\brecurred\x18\x04 \x01(\x05R\brecurred\x12\x18\n" +
-	"\aanswers\x18\x05 \x01(\x05R\aanswers2\xd3\n" +
-	"\n" +
+	"\aanswers\x18\x05 \x01(\x05R\aanswers2\xa6\v\n" +
 	"\x06Daemon\x12K\n" +
-	"\x06Status\x12\x1f.tether.daemon.v1.StatusRequest\x1a .tether.daemon.v1.StatusResponse\x12S\n" +
+	"\x06Status\x12\x1f.tether.daemon.v1.StatusRequest\x1a .tether.daemon.v1.StatusResponse\x12Q\n" +
+	"\bIdentity\x12!.tether.daemon.v1.IdentityRequest\x1a\".tether.daemon.v1.IdentityResponse\x12S\n" +
 	"\tIntercept\x12\".tether.daemon.v1.InterceptRequest\x1a .tether.daemon.v1.InterceptEvent0\x01\x12H\n" +
 	"\x05Leave\x12\x1e.tether.daemon.v1.LeaveRequest\x1a\x1f.tether.daemon.v1.LeaveResponse\x12Q\n" +
 	"\bRollback\x12!.tether.daemon.v1.RollbackRequest\x1a\".tether.daemon.v1.RollbackResponse\x12E\n" +
@@ -6466,7 +6570,7 @@ func file_proto_daemon_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_proto_daemon_v1_daemon_proto_rawDescData
 }
 
-var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_proto_daemon_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*EnvRequest)(nil),             // 0: tether.daemon.v1.EnvRequest
 	(*EnvEvent)(nil),               // 1: tether.daemon.v1.EnvEvent
@@ -6509,45 +6613,47 @@ var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*CaptureRequest)(nil),         // 38: tether.daemon.v1.CaptureRequest
 	(*CaptureEvent)(nil),           // 39: tether.daemon.v1.CaptureEvent
 	(*StatusRequest)(nil),          // 40: tether.daemon.v1.StatusRequest
-	(*StatusResponse)(nil),         // 41: tether.daemon.v1.StatusResponse
-	(*AgentInfo)(nil),              // 42: tether.daemon.v1.AgentInfo
-	(*AgentPod)(nil),               // 43: tether.daemon.v1.AgentPod
-	(*InterceptInfo)(nil),          // 44: tether.daemon.v1.InterceptInfo
-	(*HTTPFilter)(nil),             // 45: tether.daemon.v1.HTTPFilter
-	(*PortIntercept)(nil),          // 46: tether.daemon.v1.PortIntercept
-	(*InterceptRequest)(nil),       // 47: tether.daemon.v1.InterceptRequest
-	(*InterceptEvent)(nil),         // 48: tether.daemon.v1.InterceptEvent
-	(*LeaveRequest)(nil),           // 49: tether.daemon.v1.LeaveRequest
-	(*LeaveResponse)(nil),          // 50: tether.daemon.v1.LeaveResponse
-	(*RollbackRequest)(nil),        // 51: tether.daemon.v1.RollbackRequest
-	(*RollbackResponse)(nil),       // 52: tether.daemon.v1.RollbackResponse
-	(*RollbackResult)(nil),         // 53: tether.daemon.v1.RollbackResult
-	(*RollbackStep)(nil),           // 54: tether.daemon.v1.RollbackStep
-	(*QuitRequest)(nil),            // 55: tether.daemon.v1.QuitRequest
-	(*QuitResponse)(nil),           // 56: tether.daemon.v1.QuitResponse
-	(*SessionStartRequest)(nil),    // 57: tether.daemon.v1.SessionStartRequest
-	(*SessionRequest)(nil),         // 58: tether.daemon.v1.SessionRequest
-	(*SessionInfo)(nil),            // 59: tether.daemon.v1.SessionInfo
-	(*SessionChange)(nil),          // 60: tether.daemon.v1.SessionChange
-	(*SessionDiffResponse)(nil),    // 61: tether.daemon.v1.SessionDiffResponse
-	(*SessionRollbackRequest)(nil), // 62: tether.daemon.v1.SessionRollbackRequest
-	(*SessionStep)(nil),            // 63: tether.daemon.v1.SessionStep
-	(*SessionRollbackResult)(nil),  // 64: tether.daemon.v1.SessionRollbackResult
-	(*SessionRollbackEvent)(nil),   // 65: tether.daemon.v1.SessionRollbackEvent
-	(*SessionLogRequest)(nil),      // 66: tether.daemon.v1.SessionLogRequest
-	(*SessionLogResponse)(nil),     // 67: tether.daemon.v1.SessionLogResponse
-	(*SessionEvent)(nil),           // 68: tether.daemon.v1.SessionEvent
-	(*ReproduceRecord)(nil),        // 69: tether.daemon.v1.ReproduceRecord
-	(*ReproduceCount)(nil),         // 70: tether.daemon.v1.ReproduceCount
-	nil,                            // 71: tether.daemon.v1.ReplaySummary.ByStatusEntry
-	nil,                            // 72: tether.daemon.v1.TraceService.SelectorEntry
-	nil,                            // 73: tether.daemon.v1.InterceptInfo.PathsEntry
-	(*v1.Exchange)(nil),            // 74: tether.agent.v1.Exchange
-	(*v1.ExchangeFilter)(nil),      // 75: tether.agent.v1.ExchangeFilter
-	(*v1.RecordingStats)(nil),      // 76: tether.agent.v1.RecordingStats
-	(*v1.DNSRecord)(nil),           // 77: tether.agent.v1.DNSRecord
-	(*v1.PacketBatch)(nil),         // 78: tether.agent.v1.PacketBatch
-	(*v1.CaptureStats)(nil),        // 79: tether.agent.v1.CaptureStats
+	(*IdentityRequest)(nil),        // 41: tether.daemon.v1.IdentityRequest
+	(*IdentityResponse)(nil),       // 42: tether.daemon.v1.IdentityResponse
+	(*StatusResponse)(nil),         // 43: tether.daemon.v1.StatusResponse
+	(*AgentInfo)(nil),              // 44: tether.daemon.v1.AgentInfo
+	(*AgentPod)(nil),               // 45: tether.daemon.v1.AgentPod
+	(*InterceptInfo)(nil),          // 46: tether.daemon.v1.InterceptInfo
+	(*HTTPFilter)(nil),             // 47: tether.daemon.v1.HTTPFilter
+	(*PortIntercept)(nil),          // 48: tether.daemon.v1.PortIntercept
+	(*InterceptRequest)(nil),       // 49: tether.daemon.v1.InterceptRequest
+	(*InterceptEvent)(nil),         // 50: tether.daemon.v1.InterceptEvent
+	(*LeaveRequest)(nil),           // 51: tether.daemon.v1.LeaveRequest
+	(*LeaveResponse)(nil),          // 52: tether.daemon.v1.LeaveResponse
+	(*RollbackRequest)(nil),        // 53: tether.daemon.v1.RollbackRequest
+	(*RollbackResponse)(nil),       // 54: tether.daemon.v1.RollbackResponse
+	(*RollbackResult)(nil),         // 55: tether.daemon.v1.RollbackResult
+	(*RollbackStep)(nil),           // 56: tether.daemon.v1.RollbackStep
+	(*QuitRequest)(nil),            // 57: tether.daemon.v1.QuitRequest
+	(*QuitResponse)(nil),           // 58: tether.daemon.v1.QuitResponse
+	(*SessionStartRequest)(nil),    // 59: tether.daemon.v1.SessionStartRequest
+	(*SessionRequest)(nil),         // 60: tether.daemon.v1.SessionRequest
+	(*SessionInfo)(nil),            // 61: tether.daemon.v1.SessionInfo
+	(*SessionChange)(nil),          // 62: tether.daemon.v1.SessionChange
+	(*SessionDiffResponse)(nil),    // 63: tether.daemon.v1.SessionDiffResponse
+	(*SessionRollbackRequest)(nil), // 64: tether.daemon.v1.SessionRollbackRequest
+	(*SessionStep)(nil),            // 65: tether.daemon.v1.SessionStep
+	(*SessionRollbackResult)(nil),  // 66: tether.daemon.v1.SessionRollbackResult
+	(*SessionRollbackEvent)(nil),   // 67: tether.daemon.v1.SessionRollbackEvent
+	(*SessionLogRequest)(nil),      // 68: tether.daemon.v1.SessionLogRequest
+	(*SessionLogResponse)(nil),     // 69: tether.daemon.v1.SessionLogResponse
+	(*SessionEvent)(nil),           // 70: tether.daemon.v1.SessionEvent
+	(*ReproduceRecord)(nil),        // 71: tether.daemon.v1.ReproduceRecord
+	(*ReproduceCount)(nil),         // 72: tether.daemon.v1.ReproduceCount
+	nil,                            // 73: tether.daemon.v1.ReplaySummary.ByStatusEntry
+	nil,                            // 74: tether.daemon.v1.TraceService.SelectorEntry
+	nil,                            // 75: tether.daemon.v1.InterceptInfo.PathsEntry
+	(*v1.Exchange)(nil),            // 76: tether.agent.v1.Exchange
+	(*v1.ExchangeFilter)(nil),      // 77: tether.agent.v1.ExchangeFilter
+	(*v1.RecordingStats)(nil),      // 78: tether.agent.v1.RecordingStats
+	(*v1.DNSRecord)(nil),           // 79: tether.agent.v1.DNSRecord
+	(*v1.PacketBatch)(nil),         // 80: tether.agent.v1.PacketBatch
+	(*v1.CaptureStats)(nil),        // 81: tether.agent.v1.CaptureStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	2,  // 0: tether.daemon.v1.EnvEvent.result:type_name -> tether.daemon.v1.EnvResult
@@ -6556,17 +6662,17 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	5,  // 3: tether.daemon.v1.EnvResult.not_copied:type_name -> tether.daemon.v1.EnvMount
 	8,  // 4: tether.daemon.v1.RunEvent.ready:type_name -> tether.daemon.v1.RunInfo
 	28, // 5: tether.daemon.v1.RunInfo.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
-	74, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
+	76, // 6: tether.daemon.v1.ReplayRequest.exchanges:type_name -> tether.agent.v1.Exchange
 	11, // 7: tether.daemon.v1.ReplayEvent.result:type_name -> tether.daemon.v1.ReplayResult
 	13, // 8: tether.daemon.v1.ReplayEvent.summary:type_name -> tether.daemon.v1.ReplaySummary
 	12, // 9: tether.daemon.v1.ReplayResult.diff:type_name -> tether.daemon.v1.ReplayDiff
-	71, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
+	73, // 10: tether.daemon.v1.ReplaySummary.by_status:type_name -> tether.daemon.v1.ReplaySummary.ByStatusEntry
 	15, // 11: tether.daemon.v1.RecordRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
 	17, // 12: tether.daemon.v1.RecordEvent.info:type_name -> tether.daemon.v1.RecordInfo
-	75, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	74, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	77, // 13: tether.daemon.v1.RequestsRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	76, // 14: tether.daemon.v1.RequestsChunk.exchanges:type_name -> tether.agent.v1.Exchange
 	20, // 15: tether.daemon.v1.RequestsChunk.pods:type_name -> tether.daemon.v1.PodRecording
-	76, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
+	78, // 16: tether.daemon.v1.PodRecording.stats:type_name -> tether.agent.v1.RecordingStats
 	23, // 17: tether.daemon.v1.TraceEvent.report:type_name -> tether.daemon.v1.TraceReport
 	24, // 18: tether.daemon.v1.TraceReport.source:type_name -> tether.daemon.v1.TraceSource
 	25, // 19: tether.daemon.v1.TraceReport.target:type_name -> tether.daemon.v1.TraceTarget
@@ -6577,77 +6683,79 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	36, // 24: tether.daemon.v1.TraceStep.probe:type_name -> tether.daemon.v1.TraceProbes
 	28, // 25: tether.daemon.v1.TraceDNS.resolv_conf:type_name -> tether.daemon.v1.ResolvConf
 	29, // 26: tether.daemon.v1.TraceDNS.queries:type_name -> tether.daemon.v1.TraceQuery
-	77, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
+	79, // 27: tether.daemon.v1.TraceQuery.answers:type_name -> tether.agent.v1.DNSRecord
 	31, // 28: tether.daemon.v1.TraceService.port:type_name -> tether.daemon.v1.TracePort
-	72, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
+	74, // 29: tether.daemon.v1.TraceService.selector:type_name -> tether.daemon.v1.TraceService.SelectorEntry
 	32, // 30: tether.daemon.v1.TraceService.endpoints:type_name -> tether.daemon.v1.TraceEndpoint
 	34, // 31: tether.daemon.v1.TracePolicy.verdicts:type_name -> tether.daemon.v1.TraceVerdict
 	35, // 32: tether.daemon.v1.TraceVerdict.egress:type_name -> tether.daemon.v1.PolicyDirection
 	35, // 33: tether.daemon.v1.TraceVerdict.ingress:type_name -> tether.daemon.v1.PolicyDirection
 	37, // 34: tether.daemon.v1.TraceProbes.probes:type_name -> tether.daemon.v1.TraceProbe
-	78, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	79, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	44, // 37: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
-	42, // 38: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
-	59, // 39: tether.daemon.v1.StatusResponse.sessions:type_name -> tether.daemon.v1.SessionInfo
-	43, // 40: tether.daemon.v1.AgentInfo.pods:type_name -> tether.daemon.v1.AgentPod
-	45, // 41: tether.daemon.v1.InterceptInfo.filter:type_name -> tether.daemon.v1.HTTPFilter
-	46, // 42: tether.daemon.v1.InterceptInfo.port_intercepts:type_name -> tether.daemon.v1.PortIntercept
-	73, // 43: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
-	45, // 44: tether.daemon.v1.PortIntercept.filter:type_name -> tether.daemon.v1.HTTPFilter
+	80, // 35: tether.daemon.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	81, // 36: tether.daemon.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	46, // 37: tether.daemon.v1.StatusResponse.intercepts:type_name -> tether.daemon.v1.InterceptInfo
+	44, // 38: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
+	61, // 39: tether.daemon.v1.StatusResponse.sessions:type_name -> tether.daemon.v1.SessionInfo
+	45, // 40: tether.daemon.v1.AgentInfo.pods:type_name -> tether.daemon.v1.AgentPod
+	47, // 41: tether.daemon.v1.InterceptInfo.filter:type_name -> tether.daemon.v1.HTTPFilter
+	48, // 42: tether.daemon.v1.InterceptInfo.port_intercepts:type_name -> tether.daemon.v1.PortIntercept
+	75, // 43: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
+	47, // 44: tether.daemon.v1.PortIntercept.filter:type_name -> tether.daemon.v1.HTTPFilter
 	15, // 45: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
-	45, // 46: tether.daemon.v1.InterceptRequest.filter:type_name -> tether.daemon.v1.HTTPFilter
-	44, // 47: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	53, // 48: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	54, // 49: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	59, // 50: tether.daemon.v1.SessionDiffResponse.session:type_name -> tether.daemon.v1.SessionInfo
-	60, // 51: tether.daemon.v1.SessionDiffResponse.changes:type_name -> tether.daemon.v1.SessionChange
-	59, // 52: tether.daemon.v1.SessionRollbackResult.session:type_name -> tether.daemon.v1.SessionInfo
-	53, // 53: tether.daemon.v1.SessionRollbackResult.tether:type_name -> tether.daemon.v1.RollbackResult
-	63, // 54: tether.daemon.v1.SessionRollbackResult.steps:type_name -> tether.daemon.v1.SessionStep
-	64, // 55: tether.daemon.v1.SessionRollbackEvent.result:type_name -> tether.daemon.v1.SessionRollbackResult
-	68, // 56: tether.daemon.v1.SessionLogRequest.append:type_name -> tether.daemon.v1.SessionEvent
-	59, // 57: tether.daemon.v1.SessionLogResponse.session:type_name -> tether.daemon.v1.SessionInfo
-	68, // 58: tether.daemon.v1.SessionLogResponse.events:type_name -> tether.daemon.v1.SessionEvent
-	69, // 59: tether.daemon.v1.SessionEvent.reproduce:type_name -> tether.daemon.v1.ReproduceRecord
-	64, // 60: tether.daemon.v1.SessionEvent.rollback:type_name -> tether.daemon.v1.SessionRollbackResult
-	70, // 61: tether.daemon.v1.ReproduceRecord.requests:type_name -> tether.daemon.v1.ReproduceCount
+	47, // 46: tether.daemon.v1.InterceptRequest.filter:type_name -> tether.daemon.v1.HTTPFilter
+	46, // 47: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	55, // 48: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	56, // 49: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	61, // 50: tether.daemon.v1.SessionDiffResponse.session:type_name -> tether.daemon.v1.SessionInfo
+	62, // 51: tether.daemon.v1.SessionDiffResponse.changes:type_name -> tether.daemon.v1.SessionChange
+	61, // 52: tether.daemon.v1.SessionRollbackResult.session:type_name -> tether.daemon.v1.SessionInfo
+	55, // 53: tether.daemon.v1.SessionRollbackResult.tether:type_name -> tether.daemon.v1.RollbackResult
+	65, // 54: tether.daemon.v1.SessionRollbackResult.steps:type_name -> tether.daemon.v1.SessionStep
+	66, // 55: tether.daemon.v1.SessionRollbackEvent.result:type_name -> tether.daemon.v1.SessionRollbackResult
+	70, // 56: tether.daemon.v1.SessionLogRequest.append:type_name -> tether.daemon.v1.SessionEvent
+	61, // 57: tether.daemon.v1.SessionLogResponse.session:type_name -> tether.daemon.v1.SessionInfo
+	70, // 58: tether.daemon.v1.SessionLogResponse.events:type_name -> tether.daemon.v1.SessionEvent
+	71, // 59: tether.daemon.v1.SessionEvent.reproduce:type_name -> tether.daemon.v1.ReproduceRecord
+	66, // 60: tether.daemon.v1.SessionEvent.rollback:type_name -> tether.daemon.v1.SessionRollbackResult
+	72, // 61: tether.daemon.v1.ReproduceRecord.requests:type_name -> tether.daemon.v1.ReproduceCount
 	40, // 62: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	47, // 63: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	49, // 64: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	51, // 65: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	55, // 66: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	38, // 67: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	21, // 68: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	14, // 69: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	18, // 70: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	9,  // 71: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	0,  // 72: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
-	6,  // 73: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
-	57, // 74: tether.daemon.v1.Daemon.SessionStart:input_type -> tether.daemon.v1.SessionStartRequest
-	58, // 75: tether.daemon.v1.Daemon.SessionDiff:input_type -> tether.daemon.v1.SessionRequest
-	62, // 76: tether.daemon.v1.Daemon.SessionRollback:input_type -> tether.daemon.v1.SessionRollbackRequest
-	58, // 77: tether.daemon.v1.Daemon.SessionEnd:input_type -> tether.daemon.v1.SessionRequest
-	66, // 78: tether.daemon.v1.Daemon.SessionLog:input_type -> tether.daemon.v1.SessionLogRequest
-	41, // 79: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	48, // 80: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	50, // 81: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	52, // 82: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	56, // 83: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	39, // 84: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	22, // 85: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	16, // 86: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	19, // 87: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	10, // 88: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	1,  // 89: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
-	7,  // 90: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
-	59, // 91: tether.daemon.v1.Daemon.SessionStart:output_type -> tether.daemon.v1.SessionInfo
-	61, // 92: tether.daemon.v1.Daemon.SessionDiff:output_type -> tether.daemon.v1.SessionDiffResponse
-	65, // 93: tether.daemon.v1.Daemon.SessionRollback:output_type -> tether.daemon.v1.SessionRollbackEvent
-	59, // 94: tether.daemon.v1.Daemon.SessionEnd:output_type -> tether.daemon.v1.SessionInfo
-	67, // 95: tether.daemon.v1.Daemon.SessionLog:output_type -> tether.daemon.v1.SessionLogResponse
-	79, // [79:96] is the sub-list for method output_type
-	62, // [62:79] is the sub-list for method input_type
+	41, // 63: tether.daemon.v1.Daemon.Identity:input_type -> tether.daemon.v1.IdentityRequest
+	49, // 64: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	51, // 65: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	53, // 66: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	57, // 67: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	38, // 68: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	21, // 69: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	14, // 70: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	18, // 71: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	9,  // 72: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	0,  // 73: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
+	6,  // 74: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
+	59, // 75: tether.daemon.v1.Daemon.SessionStart:input_type -> tether.daemon.v1.SessionStartRequest
+	60, // 76: tether.daemon.v1.Daemon.SessionDiff:input_type -> tether.daemon.v1.SessionRequest
+	64, // 77: tether.daemon.v1.Daemon.SessionRollback:input_type -> tether.daemon.v1.SessionRollbackRequest
+	60, // 78: tether.daemon.v1.Daemon.SessionEnd:input_type -> tether.daemon.v1.SessionRequest
+	68, // 79: tether.daemon.v1.Daemon.SessionLog:input_type -> tether.daemon.v1.SessionLogRequest
+	43, // 80: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	42, // 81: tether.daemon.v1.Daemon.Identity:output_type -> tether.daemon.v1.IdentityResponse
+	50, // 82: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	52, // 83: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	54, // 84: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	58, // 85: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	39, // 86: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	22, // 87: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	16, // 88: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	19, // 89: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	10, // 90: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	1,  // 91: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
+	7,  // 92: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
+	61, // 93: tether.daemon.v1.Daemon.SessionStart:output_type -> tether.daemon.v1.SessionInfo
+	63, // 94: tether.daemon.v1.Daemon.SessionDiff:output_type -> tether.daemon.v1.SessionDiffResponse
+	67, // 95: tether.daemon.v1.Daemon.SessionRollback:output_type -> tether.daemon.v1.SessionRollbackEvent
+	61, // 96: tether.daemon.v1.Daemon.SessionEnd:output_type -> tether.daemon.v1.SessionInfo
+	69, // 97: tether.daemon.v1.Daemon.SessionLog:output_type -> tether.daemon.v1.SessionLogResponse
+	80, // [80:98] is the sub-list for method output_type
+	62, // [62:80] is the sub-list for method input_type
 	62, // [62:62] is the sub-list for extension type_name
 	62, // [62:62] is the sub-list for extension extendee
 	0,  // [0:62] is the sub-list for field type_name
@@ -6684,11 +6792,11 @@ func file_proto_daemon_v1_daemon_proto_init() {
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[48].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[50].OneofWrappers = []any{
 		(*InterceptEvent_Progress)(nil),
 		(*InterceptEvent_Ready)(nil),
 	}
-	file_proto_daemon_v1_daemon_proto_msgTypes[65].OneofWrappers = []any{
+	file_proto_daemon_v1_daemon_proto_msgTypes[67].OneofWrappers = []any{
 		(*SessionRollbackEvent_Progress)(nil),
 		(*SessionRollbackEvent_Result)(nil),
 	}
@@ -6698,7 +6806,7 @@ func file_proto_daemon_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_daemon_v1_daemon_proto_rawDesc), len(file_proto_daemon_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   74,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Daemon_Status_FullMethodName          = "/tether.daemon.v1.Daemon/Status"
+	Daemon_Identity_FullMethodName        = "/tether.daemon.v1.Daemon/Identity"
 	Daemon_Intercept_FullMethodName       = "/tether.daemon.v1.Daemon/Intercept"
 	Daemon_Leave_FullMethodName           = "/tether.daemon.v1.Daemon/Leave"
 	Daemon_Rollback_FullMethodName        = "/tether.daemon.v1.Daemon/Rollback"
@@ -49,6 +50,10 @@ const (
 type DaemonClient interface {
 	// Status reports the cluster connection and the running intercepts.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Identity says which build of the daemon answers, and its process, at
+	// no cost: every command asks it first (Status asks the cluster and the
+	// agents).
+	Identity(ctx context.Context, in *IdentityRequest, opts ...grpc.CallOption) (*IdentityResponse, error)
 	// Intercept sends a workload's Service port to a local port. It streams
 	// progress lines while it changes the cluster and waits for the rollout,
 	// and ends with one event holding the running intercept. Errors:
@@ -123,6 +128,16 @@ func (c *daemonClient) Status(ctx context.Context, in *StatusRequest, opts ...gr
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StatusResponse)
 	err := c.cc.Invoke(ctx, Daemon_Status_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *daemonClient) Identity(ctx context.Context, in *IdentityRequest, opts ...grpc.CallOption) (*IdentityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IdentityResponse)
+	err := c.cc.Invoke(ctx, Daemon_Identity_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -376,6 +391,10 @@ func (c *daemonClient) SessionLog(ctx context.Context, in *SessionLogRequest, op
 type DaemonServer interface {
 	// Status reports the cluster connection and the running intercepts.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Identity says which build of the daemon answers, and its process, at
+	// no cost: every command asks it first (Status asks the cluster and the
+	// agents).
+	Identity(context.Context, *IdentityRequest) (*IdentityResponse, error)
 	// Intercept sends a workload's Service port to a local port. It streams
 	// progress lines while it changes the cluster and waits for the rollout,
 	// and ends with one event holding the running intercept. Errors:
@@ -448,6 +467,9 @@ type UnimplementedDaemonServer struct{}
 
 func (UnimplementedDaemonServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedDaemonServer) Identity(context.Context, *IdentityRequest) (*IdentityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Identity not implemented")
 }
 func (UnimplementedDaemonServer) Intercept(*InterceptRequest, grpc.ServerStreamingServer[InterceptEvent]) error {
 	return status.Error(codes.Unimplemented, "method Intercept not implemented")
@@ -532,6 +554,24 @@ func _Daemon_Status_Handler(srv interface{}, ctx context.Context, dec func(inter
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(DaemonServer).Status(ctx, req.(*StatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Daemon_Identity_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IdentityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DaemonServer).Identity(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Daemon_Identity_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DaemonServer).Identity(ctx, req.(*IdentityRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -771,6 +811,10 @@ var Daemon_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Daemon_Status_Handler,
+		},
+		{
+			MethodName: "Identity",
+			Handler:    _Daemon_Identity_Handler,
 		},
 		{
 			MethodName: "Leave",

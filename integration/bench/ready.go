@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/tetherkube/tether/integration/cluster"
+	"github.com/tetherkube/tether/integration/demoapp"
+)
+
+// readyResult is one tether binary's intercept times (issue 13 item 3):
+// the first intercept of a running workload, measured against the end of
+// its rollout as the Deployment's status reports it, and re-intercepts
+// (leave, then intercept again, the agents in place).
+type readyResult struct {
+	bin string
+	// afterRollout is, per first intercept, the time from the rollout's
+	// end (the Deployment reporting every replica updated and available,
+	// seen through a watch) to the command's return; rollout is the
+	// rollout itself (template change to that end, as watched).
+	first, rollout, afterRollout []time.Duration
+	again                        []time.Duration
+}
+
+// measureReady times first intercepts and re-intercepts of deploy/orders
+// with o.replicas pods, for the binary under test and, with -compare, for
+// another one, interleaved round by round (each binary runs its own
+// daemon, the two alternate which goes first).
+func measureReady(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, o options) ([]*readyResult, error) {
+	ns := o.namespace
+	if err := scaleOrders(ctx, cs, ns, int32(o.replicas)); err != nil {
+		return nil, err
+	}
+	client, err := startClient(ctx, cs, ns)
+	if err != nil {
+		return nil, err
+	}
+	lap, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: demoapp.NewServer("laptop").Handler()}
+	go srv.Serve(lap)
+	defer srv.Close()
+	port := strconv.Itoa(lap.Addr().(*net.TCPAddr).Port)
+
+	bins := []string{o.tetherBin}
+	if o.compare != "" {
+		bins = append(bins, o.compare)
+	}
+	var rs []*readyResult
+	clis := map[*readyResult]tetherCLI{}
+	for i, bin := range bins {
+		dir, err := os.MkdirTemp("", "tb")
+		if err != nil {
+			return nil, err
+		}
+		if o.logs == "" {
+			defer os.RemoveAll(dir)
+		} else {
+			fmt.Fprintf(os.Stderr, "%s: daemon folder %s\n", bin, dir)
+		}
+		cli := tetherCLI{bin: bin, kubeconfig: o.kubeconfig, namespace: ns, runtimeDir: dir}
+		defer cli.run(context.Background(), "quit")
+		if _, err := cli.run(ctx, "connect"); err != nil { // the daemon up, as a developer's already is
+			return nil, err
+		}
+		r := &readyResult{bin: bin}
+		if i > 0 {
+			r.bin += " (-compare)"
+		}
+		rs = append(rs, r)
+		clis[r] = cli
+	}
+	// argsOf is r's intercept command; -compare-agent-image only for
+	// first intercepts (re-intercepts share the agent in place).
+	argsOf := func(r *readyResult, first bool) []string {
+		args := []string{"intercept", "deploy/orders", "--port", "http:" + port}
+		image := o.agentImage
+		if first && r != rs[0] && o.compareAgentImage != "" {
+			image = o.compareAgentImage
+		}
+		if image != "" {
+			args = append(args, "--agent-image", image)
+		}
+		return args
+	}
+	served := func() error {
+		out, err := cluster.Exec(ctx, rc, ns, client, "/tether-demo", "get", "http://orders."+ns+".svc.cluster.local/whoami")
+		if err != nil || !strings.Contains(out, "X-Served-By: laptop") {
+			return fmt.Errorf("the first request after the intercept returned was not served by the laptop: %v %s", err, out)
+		}
+		return nil
+	}
+
+	// First intercepts: each round adds the agent (a rollout), then rolls
+	// it back and waits for that rollout to end.
+	for round := range o.rounds {
+		for k := range rs {
+			r := rs[(k+round)%len(rs)]
+			cli := clis[r]
+			first, rollout, after, err := firstIntercept(ctx, cs, ns, cli, argsOf(r, true))
+			if err != nil {
+				return rs, fmt.Errorf("%s: first intercept: %w", r.bin, err)
+			}
+			if err := served(); err != nil {
+				return rs, fmt.Errorf("%s: %w", r.bin, err)
+			}
+			r.first, r.rollout, r.afterRollout = append(r.first, first), append(r.rollout, rollout), append(r.afterRollout, after)
+			if _, err := cli.run(ctx, "leave", "deploy/orders"); err != nil {
+				return rs, err
+			}
+			if _, err := cli.run(ctx, "rollback", "deploy/orders"); err != nil {
+				return rs, err
+			}
+			if err := waitRolledOut(ctx, cs, ns, int32(o.replicas)); err != nil {
+				return rs, err
+			}
+		}
+	}
+
+	// Re-intercepts: the agents in place (one intercept each to begin
+	// with, untimed), then leave and intercept again, alternating.
+	for _, r := range rs {
+		if _, err := clis[r].run(ctx, argsOf(r, false)...); err != nil {
+			return rs, err
+		}
+		if _, err := clis[r].run(ctx, "leave", "deploy/orders"); err != nil {
+			return rs, err
+		}
+	}
+	for round := range o.rounds * 2 {
+		for k := range rs {
+			r := rs[(k+round)%len(rs)]
+			cli := clis[r]
+			t0 := time.Now()
+			if _, err := cli.run(ctx, argsOf(r, false)...); err != nil {
+				return rs, err
+			}
+			r.again = append(r.again, time.Since(t0))
+			if err := served(); err != nil {
+				return rs, fmt.Errorf("%s: re-intercept: %w", r.bin, err)
+			}
+			if _, err := cli.run(ctx, "leave", "deploy/orders"); err != nil {
+				return rs, err
+			}
+		}
+	}
+	if _, err := clis[rs[0]].run(ctx, "rollback", "deploy/orders"); err != nil {
+		return rs, err
+	}
+	return rs, nil
+}
+
+// firstIntercept runs an intercept that adds the agent, watching the
+// Deployment meanwhile; it returns the command's time, the rollout's (the
+// template's change to the status reporting it done) and the time from
+// that end to the command's return.
+func firstIntercept(ctx context.Context, cs *kubernetes.Clientset, ns string, cli tetherCLI, args []string) (cmd, rollout, after time.Duration, err error) {
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	gen0 := d.Generation
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := cs.AppsV1().Deployments(ns).Watch(wctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", "orders").String(),
+		ResourceVersion: d.ResourceVersion})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	type ends struct{ changed, done time.Time }
+	seen := make(chan ends, 1)
+	go func() {
+		var e ends
+		defer func() { seen <- e }()
+		for ev := range w.ResultChan() {
+			d, ok := ev.Object.(*appsv1.Deployment)
+			if !ok {
+				continue
+			}
+			if e.changed.IsZero() && d.Generation > gen0 {
+				e.changed = time.Now()
+			}
+			if d.Generation > gen0 && rolloutComplete(d) {
+				e.done = time.Now()
+				return
+			}
+		}
+	}()
+	t0 := time.Now()
+	_, err = cli.run(ctx, args...)
+	cmd = time.Since(t0)
+	end := time.Now()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	var e ends
+	select {
+	case e = <-seen:
+	case <-time.After(30 * time.Second):
+		return 0, 0, 0, fmt.Errorf("the Deployment's status never reported the rollout done")
+	}
+	if e.done.IsZero() || e.changed.IsZero() {
+		return 0, 0, 0, fmt.Errorf("the watch ended before the rollout was seen done")
+	}
+	return cmd, e.done.Sub(e.changed), end.Sub(e.done), nil
+}
+
+// rolloutComplete: the controller reports every replica of the current
+// template updated and available, and no other.
+func rolloutComplete(d *appsv1.Deployment) bool { return rolledOut(d, d.Generation) }
+
+// waitRolledOut waits for the Deployment's current rollout to end.
+func waitRolledOut(ctx context.Context, cs *kubernetes.Clientset, ns string, n int32) error {
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "orders", metav1.GetOptions{})
+		return err == nil && rolloutComplete(d) && d.Status.ReadyReplicas == n, nil
+	})
+}
+
+func printReady(w io.Writer, rs []*readyResult, o options) {
+	fmt.Fprintf(w, "\n== intercept readiness: %d replicas, %d first intercepts and %d re-intercepts per binary, interleaved; load %s\n",
+		o.replicas, o.rounds, 2*o.rounds, loadAvg())
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "binary\tfirst intercept\trollout (watched)\tafter the rollout: median\tmin\tmax\tre-intercept: median\tmin\tmax\t")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.bin,
+			ms(medianDuration(r.first)), ms(medianDuration(r.rollout)),
+			ms(medianDuration(r.afterRollout)), ms(minDuration(r.afterRollout)), ms(maxDuration(r.afterRollout)),
+			ms(medianDuration(r.again)), ms(minDuration(r.again)), ms(maxDuration(r.again)))
+	}
+	tw.Flush()
+	for _, r := range rs {
+		fmt.Fprintf(w, "%s: after the rollout %v; re-intercepts %v\n", r.bin, msList(r.afterRollout), msList(r.again))
+	}
+	fmt.Fprintln(w, "goals (issue 13 item 3): first intercept <= rollout + 500ms; re-intercept <= 100ms")
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
+
+func msList(ds []time.Duration) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = ms(d)
+	}
+	return out
+}
+
+func minDuration(ds []time.Duration) time.Duration {
+	m := ds[0]
+	for _, d := range ds {
+		m = min(m, d)
+	}
+	return m
+}
+
+func maxDuration(ds []time.Duration) time.Duration {
+	m := ds[0]
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return m
+}
+
+// loadAvg is the machine's load average (1, 5, 15 min), or "?".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
