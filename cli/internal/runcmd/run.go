@@ -151,13 +151,25 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		fmt.Fprintf(cfg.ErrOut, "running %s as if in pod %s (namespace %s%s) %s%s\n",
 			strings.Join(p.Args, " "), sess.Info.Pod, sess.Info.Namespace, path, how, forwardsNote(cfg.Forwards))
 	}
-	stopWatch := make(chan struct{})
-	defer close(stopWatch)
+	// The watch says so when the run ends under CMD, and is over before
+	// this returns (nothing writes to ErrOut after).
+	stopWatch, watched := make(chan struct{}), make(chan struct{})
+	defer func() { close(stopWatch); <-watched }()
 	go func() {
+		defer close(watched)
 		select {
 		case <-sess.Ended():
+			select {
+			case <-stopWatch: // CMD had ended: the run ends with it
+				return
+			default:
+			}
+			why := "the daemon ended it"
+			if err := sess.Err(); err != nil {
+				why = err.Error()
+			}
 			fmt.Fprintf(cfg.ErrOut, "tether: the run ended while %s runs: %s; its connections to the cluster fail from now on\n",
-				p.Args[0], sess.Err())
+				p.Args[0], why)
 		case <-stopWatch:
 		}
 	}()
