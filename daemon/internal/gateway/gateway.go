@@ -110,14 +110,21 @@ func create(ctx context.Context, cs kubernetes.Interface, store journal.Store, r
 	if err != nil {
 		return Gateway{}, err
 	}
+	nonce, err := newToken()
+	if err != nil {
+		return Gateway{}, err
+	}
 	secret := w.TokenSecretName()
-	if _, err := store.Update(ctx, w, func(e *journal.Entry) error { e.Secret = secret; return nil }); err != nil {
+	// The name and the nonce the Secret will carry, journaled before it
+	// exists: rollback knows it even if tether dies before its UID is.
+	if _, err := store.Update(ctx, w, func(e *journal.Entry) error { e.Secret, e.SecretNonce = secret, string(nonce); return nil }); err != nil {
 		return Gateway{}, err
 	}
 	s, err := cs.CoreV1().Secrets(req.Namespace).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: secret, Labels: map[string]string{journal.LabelAgentToken: "true"}},
-		Type:       corev1.SecretTypeOpaque,
-		Data:       map[string][]byte{inject.TokenKey: token},
+		ObjectMeta: metav1.ObjectMeta{Name: secret, Labels: map[string]string{journal.LabelAgentToken: "true"},
+			Annotations: map[string]string{journal.AnnotationCreatedFor: string(nonce)}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{inject.TokenKey: token},
 	}, metav1.CreateOptions{FieldManager: "tether"})
 	if apierrors.IsAlreadyExists(err) {
 		return Gateway{}, errdefs.User("secret %s exists in namespace %s but no gateway does: a leftover, or not tether's; "+
@@ -211,10 +218,16 @@ func undo(ctx context.Context, cs kubernetes.Interface, store journal.Store, w j
 			return fmt.Errorf("delete the gateway deployment: %w", err)
 		}
 	}
-	if e.SecretUID != "" {
-		if err := deleteIf(cs.CoreV1().Secrets(w.Namespace).Delete(ctx, e.Secret, metav1.DeleteOptions{
-			Preconditions: &metav1.Preconditions{UID: &e.SecretUID}})); err != nil {
-			return fmt.Errorf("delete the gateway's token secret: %w", err)
+	if e.Secret != "" {
+		s, err := cs.CoreV1().Secrets(w.Namespace).Get(ctx, e.Secret, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("read the gateway's token secret: %w", err)
+		}
+		if err == nil && e.MadeSecret(s) {
+			if err := deleteIf(cs.CoreV1().Secrets(w.Namespace).Delete(ctx, e.Secret, metav1.DeleteOptions{
+				Preconditions: &metav1.Preconditions{UID: &s.UID}})); err != nil {
+				return fmt.Errorf("delete the gateway's token secret: %w", err)
+			}
 		}
 	}
 	return store.Delete(ctx, e)

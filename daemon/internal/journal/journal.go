@@ -168,6 +168,20 @@ func Hash(v any) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// MadeSecret: s is the token Secret e's tether created, by the UID
+// journaled once it was created, else (tether died before journaling it)
+// by the nonce journaled before, which s carries in AnnotationCreatedFor.
+// The label is checked too.
+func (e *Entry) MadeSecret(s *corev1.Secret) bool {
+	if s.Labels[LabelAgentToken] != "true" {
+		return false
+	}
+	if e.SecretUID != "" {
+		return s.UID == e.SecretUID
+	}
+	return e.SecretNonce != "" && s.Annotations[AnnotationCreatedFor] == e.SecretNonce
+}
+
 // ToConfigMap encodes e as its ConfigMap.
 func (e *Entry) ToConfigMap() (*corev1.ConfigMap, error) {
 	b, err := json.MarshalIndent(e, "", "  ")

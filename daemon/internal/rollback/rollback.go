@@ -247,7 +247,7 @@ func deleteSecret(ctx context.Context, cs kubernetes.Interface, e *journal.Entry
 		return step, nil
 	case err != nil:
 		return step, fmt.Errorf("read secret %s: %w", e.Secret, err)
-	case s.Labels[journal.LabelAgentToken] != "true" || !createdFor(s, e):
+	case !e.MadeSecret(s):
 		step.Action, step.Reason = Kept, "not the secret tether created (label or UID differ); delete it yourself if it is a leftover"
 		return step, nil
 	}
@@ -262,15 +262,6 @@ func deleteSecret(ctx context.Context, cs kubernetes.Interface, e *journal.Entry
 		return step, fmt.Errorf("delete secret %s: %w", e.Secret, err)
 	}
 	return step, nil
-}
-
-// createdFor: s is the Secret e's tether created, by the UID journaled
-// after, else the nonce journaled before.
-func createdFor(s *corev1.Secret, e *journal.Entry) bool {
-	if e.SecretUID != "" {
-		return s.UID == e.SecretUID
-	}
-	return e.SecretNonce != "" && s.Annotations[journal.AnnotationCreatedFor] == e.SecretNonce
 }
 
 // deleteGateway deletes the gateway Deployment tether created, if it is
