@@ -44,7 +44,9 @@ func (a *Agent) route(ctx context.Context, f agent.Forward, c net.Conn) {
 	if sess != nil {
 		st, err := a.openConn(ctx, sess)
 		if err == nil {
-			a.join(c, st, f, recording.ToLaptop)
+			// The caller's socket is read and written with raw system
+			// calls (tunnel.RawIO): a stream is never spliced anyway.
+			a.join(tunnel.RawIO(c), st, f, recording.ToLaptop)
 			return
 		}
 		if !errors.Is(err, tunnel.ErrClosed) {
