@@ -44,9 +44,7 @@ func (a *Agent) route(ctx context.Context, f agent.Forward, c net.Conn) {
 	if sess != nil {
 		st, err := a.openConn(ctx, sess)
 		if err == nil {
-			// The caller's socket is read and written with raw system
-			// calls (tunnel.RawIO): a stream is never spliced anyway.
-			a.join(tunnel.RawIO(c), st, f, recording.ToLaptop)
+			a.join(c, st, f, recording.ToLaptop)
 			return
 		}
 		if !errors.Is(err, tunnel.ErrClosed) {
@@ -75,5 +73,7 @@ func (a *Agent) join(c, upstream net.Conn, f agent.Forward, dest string) {
 		return
 	}
 	rc := a.ring.NewConn(httprec.Meta{Pod: a.cfg.PodName, Port: f.ListenPort, Source: c.RemoteAddr().String(), Destination: dest}, a.recOpts)
-	httprec.Join(c, upstream, rc)
+	// The recording taps hide the TCP connections from tunnel.Join, which
+	// would read and write them raw (tunnel.RawIO): do it below the taps.
+	httprec.Join(tunnel.RawIO(c), tunnel.RawIO(upstream), rc)
 }
