@@ -195,7 +195,8 @@ func (l *DirectListener) Accept(ctx context.Context) (*Session, error) {
 }
 
 func (l *DirectListener) handshake(ctx context.Context, c net.Conn) (*Session, error) {
-	tc := tls.Server(c, l.id.serverTLS())
+	// TLS reads and writes the socket with raw system calls (RawIO).
+	tc := tls.Server(RawIO(c), l.id.serverTLS())
 	hctx, cancel := context.WithTimeout(ctx, l.cfg.HandshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
@@ -208,10 +209,16 @@ func (l *DirectListener) handshake(ctx context.Context, c net.Conn) (*Session, e
 // DialDirect is the agent's side: it connects to addr, trusting only the
 // certificate der, and runs the tunnel's server handshake with cfg.
 func DialDirect(ctx context.Context, addr string, der []byte, cfg Config) (*Session, error) {
-	d := tls.Dialer{Config: pinnedTLS(der)}
+	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err // dial tcp ADDR: ... names the address
 	}
-	return Server(ctx, c, cfg)
+	// TLS reads and writes the socket with raw system calls (RawIO).
+	tc := tls.Client(RawIO(c), pinnedTLS(der))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("TLS with %s: %w", addr, err)
+	}
+	return Server(ctx, tc, cfg)
 }

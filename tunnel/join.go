@@ -55,7 +55,8 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 
 // copyConn copies src to dst: between two TCP connections with the
 // kernel's splice (Linux: *net.TCPConn.ReadFrom; the bytes never enter
-// this process), else with joinCopier. A wrapper around either side (a
+// this process), else with joinCopier, reading and writing a TCP side
+// with raw system calls (RawIO). A wrapper around either side (a
 // recording tap, a readiness check) takes the copier.
 func copyConn(dst, src net.Conn) (int64, error) {
 	if d, ok := dst.(*net.TCPConn); ok && runtime.GOOS == "linux" {
@@ -65,7 +66,7 @@ func copyConn(dst, src net.Conn) (int64, error) {
 			return d.ReadFrom(s)
 		}
 	}
-	return joinCopier.Copy(dst, src)
+	return joinCopier.Copy(RawIO(dst), RawIO(src))
 }
 
 // joinCopier moves up to 256 KiB per Write during bulk: one yamux frame,

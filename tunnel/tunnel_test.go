@@ -42,6 +42,7 @@ func transports() []transport {
 		}},
 		{"tcp", tcpPair},
 		{"tls", tlsPair},
+		{"tcp raw", rawPair},
 	}
 }
 

@@ -73,5 +73,7 @@ func (a *Agent) join(c, upstream net.Conn, f agent.Forward, dest string) {
 		return
 	}
 	rc := a.ring.NewConn(httprec.Meta{Pod: a.cfg.PodName, Port: f.ListenPort, Source: c.RemoteAddr().String(), Destination: dest}, a.recOpts)
-	httprec.Join(c, upstream, rc)
+	// The recording taps hide the TCP connections from tunnel.Join, which
+	// would read and write them raw (tunnel.RawIO): do it below the taps.
+	httprec.Join(tunnel.RawIO(c), tunnel.RawIO(upstream), rc)
 }

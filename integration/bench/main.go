@@ -70,7 +70,15 @@ func main() {
 	flag.StringVar(&o.logs, "keep-logs", "", "ready: keep the daemons' folders (with their logs) and print where (any value)")
 	flag.IntVar(&o.replicas, "replicas", 2, "ready: the workload's replicas")
 	laptopEndRole := flag.Bool("laptop-end", false, "(internal) run as the personal rows' laptop end, spoken to on stdin and stdout")
+	relayRole := flag.String("relay", "", "(internal) LISTEN,TARGET: run as the plain relay of the hop rows (relay.go)")
 	flag.Parse()
+	if *relayRole != "" {
+		if err := relayMain(*relayRole); err != nil {
+			fmt.Fprintln(os.Stderr, "bench -relay:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *laptopEndRole {
 		if err := laptopEnd(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench -laptop-end:", err)
@@ -211,12 +219,17 @@ func run(ctx context.Context, o options) error {
 		rows = append(rows, i, row{name: "  " + path + ": intercepted less the in-cluster hop (derived)",
 			p50: i.p50 - tr.inCluster.p50, p99: i.p99 - tr.inCluster.p99, mbPerSec: i.mbPerSec})
 	}
-	rows = append(rows, tr.direct, tr.inCluster, tr.podToPod)
-	fmt.Printf("== data path: medians of %d interleaved rounds; latency of sequential requests on one connection, bulk download\n", o.rounds)
+	rows = append(rows, tr.direct, tr.inCluster, tr.podToPod, tr.agentHop, tr.laptopHop)
+	fmt.Printf("== data path: medians of %d interleaved rounds; latency of sequential requests on one connection, bulk download (the hop rows: latency only)\n", o.rounds)
 	print(os.Stdout, tr.baseline, rows)
 	d := tr.intercepted["direct"]
 	fmt.Printf("direct path p50 against pod -> pod: %.2fx (target <= 2x, issue 13); against the raw port-forward: %.2fx\n",
 		ratio(d.p50, tr.podToPod.p50), ratio(d.p50, tr.baseline.p50))
+	// The two relays alone (relay.go): each hop row less the pod -> pod
+	// request it contains, added to one pod -> pod request.
+	hops := tr.agentHop.p50 + tr.laptopHop.p50 - tr.podToPod.p50
+	fmt.Printf("the two hops alone (agent's hop + laptop's hop - pod -> pod, derived): %s, %.2fx pod -> pod; the direct tunnel's own share: %s\n",
+		hops.Round(time.Microsecond), ratio(hops, tr.podToPod.p50), (d.p50 - hops).Round(time.Microsecond))
 
 	fmt.Println("\n== time to be ready")
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', tabwriter.AlignRight)

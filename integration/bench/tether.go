@@ -56,6 +56,8 @@ type tetherResults struct {
 	apiRoundTrip, connect, intercept, rollout, firstServed time.Duration
 	// Medians over o.rounds interleaved rounds.
 	baseline, direct, inCluster, podToPod row
+	// agentHop and laptopHop are the hop rows (relay.go), latency only.
+	agentHop, laptopHop row
 	// intercepted is the intercepted row for each path (tunnelPaths).
 	intercepted                         map[string]row
 	agentRSS, appRSS, agentRSSAfterLoad memory
@@ -179,12 +181,26 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 	}
 	defer stop()
 	laptopPort := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	relayAddr, stopRelay, err := startRelay(ctx, pod.Status.PodIP, l.Addr().String())
+	if err != nil {
+		return r, fmt.Errorf("the plain relay of the laptop's hop: %w", err)
+	}
+	defer stopRelay()
+	agentPort, err := agentListenPort(pod)
+	if err != nil {
+		return r, err
+	}
 	// reintercept leaves and intercepts again over path (the agent is in
 	// place: nothing restarts), and checks the path and that the laptop
-	// answers.
-	reintercept := func(path string) error {
+	// answers. whileLeft, when set, runs while nothing is intercepted.
+	reintercept := func(path string, whileLeft func() error) error {
 		if _, err := cli.run(ctx, "leave", "orders"); err != nil {
 			return err
+		}
+		if whileLeft != nil {
+			if err := whileLeft(); err != nil {
+				return err
+			}
 		}
 		out, err := cli.cmd(ctx, "intercept", "orders", "--port", "http:"+laptopPort, "--path", path, "-o", "json").Output()
 		if err != nil {
@@ -205,8 +221,16 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 		}
 		return nil
 	}
-	var baseline, direct, podToPod []row
+	var baseline, direct, podToPod, agentHop, laptopHop []row
 	intercepted := map[string][]row{}
+	measureAgentHop := func() error {
+		ah, err := podLatency(ctx, rc, o, client, "http://"+net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(agentPort)))
+		if err != nil {
+			return fmt.Errorf("the agent's hop: %w", err)
+		}
+		agentHop = append(agentHop, ah)
+		return nil
+	}
 	for range o.rounds {
 		b, err := measure(ctx, "raw port-forward", "http://"+pfAddr, o)
 		if err != nil {
@@ -220,9 +244,17 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 		if err != nil {
 			return r, fmt.Errorf("pod to pod: %w", err)
 		}
-		baseline, direct, podToPod = append(baseline, b), append(direct, d), append(podToPod, pp)
-		for _, path := range tunnelPaths {
-			if err := reintercept(path); err != nil {
+		lh, err := podLatency(ctx, rc, o, client, "http://"+relayAddr)
+		if err != nil {
+			return r, fmt.Errorf("the laptop's hop: %w", err)
+		}
+		baseline, direct, podToPod, laptopHop = append(baseline, b), append(direct, d), append(podToPod, pp), append(laptopHop, lh)
+		for i, path := range tunnelPaths {
+			var whileLeft func() error
+			if i == 0 {
+				whileLeft = measureAgentHop
+			}
+			if err := reintercept(path, whileLeft); err != nil {
 				return r, err
 			}
 			i, err := podMeasure(ctx, rc, o, client, base)
@@ -235,6 +267,8 @@ func measureTether(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientse
 	r.baseline = median("raw client-go port-forward to the pod (baseline)", baseline)
 	r.direct = median("host -> pod IP, no API server", direct)
 	r.podToPod = median("pod -> pod IP, no Service, no tether (reference)", podToPod)
+	r.agentHop = median("the agent's hop: pod -> agent -> app, nothing intercepted (reference)", agentHop)
+	r.laptopHop = median("the laptop's hop: pod -> plain relay on this machine -> laptop (reference)", laptopHop)
 	r.intercepted = map[string]row{}
 	for _, path := range tunnelPaths {
 		r.intercepted[path] = median("intercepted over "+path+": pod -> Service -> agent -> tunnel -> laptop", intercepted[path])
