@@ -44,6 +44,11 @@ type options struct {
 	// laptopSched: the scheduling of the personal rows' laptop end
 	// (laptopend.go), idle or normal.
 	laptopSched string
+	// modes, modeReplicas and tetherB shape the modes rows (modes.go).
+	modes        string
+	modeReplicas int
+	tetherB      string
+	modeSettle   time.Duration
 }
 
 func main() {
@@ -59,6 +64,10 @@ func main() {
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon, `tether run` and the agents under the latency and bulk rows here (`make bench PROFILE=1`)")
 	flag.BoolVar(&o.pinAgents, "pin-agents", false, "personal: run the agents on the last CPU and the load, app and laptop on the others (Linux)")
 	flag.StringVar(&o.laptopSched, "laptop-sched", "idle", "personal: how the laptop's end (its server and the daemon's end of the tunnels, a process of its own) is scheduled: idle (SCHED_IDLE: only the CPU the load, app and agents leave, as a laptop's own CPU would take none of theirs) or normal")
+	flag.StringVar(&o.modes, "modes", "sidecar,no-restart", "modes: the intercept modes to measure, comma-separated")
+	flag.IntVar(&o.modeReplicas, "mode-replicas", 3, "modes: the replicas of the workload")
+	flag.DurationVar(&o.modeSettle, "mode-settle", 0, "modes: how long the workload's pods run, ready, before the first intercept (a developer's have run for minutes; the kubelet syncs a pod that just started more often)")
+	flag.StringVar(&o.tetherB, "tether-b", "", "modes: a second tether binary, measured in the same rounds as -tether (rows marked B), e.g. a build of main against a branch")
 	laptopEndRole := flag.Bool("laptop-end", false, "(internal) run as the personal rows' laptop end, spoken to on stdin and stdout")
 	flag.Parse()
 	if *laptopEndRole {
@@ -140,7 +149,7 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return fmt.Errorf("intercept modes: %w", err)
 		}
-		printModes(os.Stdout, mr, o.rounds)
+		printModes(os.Stdout, mr, o)
 		return nil
 	}
 	if o.only == "cost" {

@@ -36,6 +36,8 @@ type follower struct {
 	req      Request
 	np       *noRestartPlan
 	t        *tunnels
+	// tl times the start's steps; nil once the start is over.
+	tl *timeline
 
 	// jmu serializes this intercept's journal writes.
 	jmu sync.Mutex
@@ -129,8 +131,10 @@ func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	ns := f.np.w.Namespace
+	end := f.tl.begin("ensure", p.Name)
 	a, err := inspect.Ensure(cctx, f.cs, inspect.Request{Namespace: ns, Pod: p.Name, AgentImage: f.req.AgentImage,
 		Job: agent.JobIntercept, Forward: [2]int{f.np.agentPort, f.np.appPort}, Args: f.agentArgs(), Early: true}, f.progress)
+	end()
 	if err != nil {
 		return fmt.Errorf("pod %s: %w", p.Name, err)
 	}
@@ -139,12 +143,18 @@ func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
 		return err
 	}
 	ip, _ := netip.ParseAddr(p.Status.PodIP)
-	if err := f.t.useDirect(cctx, l, ip); err != nil {
+	end = f.tl.begin("direct", p.Name)
+	err = f.t.useDirect(cctx, l, ip)
+	end()
+	if err != nil {
 		l.Close()
 		return fmt.Errorf("pod %s: %w", p.Name, err)
 	}
 	if !f.req.RecordOnly {
-		if err := l.Agent().Intercept(cctx, f.t.spec); err != nil {
+		end = f.tl.begin("intercept", p.Name)
+		err := l.Agent().Intercept(cctx, f.t.spec)
+		end()
+		if err != nil {
 			l.Close()
 			return fmt.Errorf("intercept on pod %s: %w", p.Name, err)
 		}
@@ -161,7 +171,10 @@ func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
 	f.t.mu.Unlock()
 	// Marked only now that its agent answers: from here the Service may
 	// send the pod its traffic.
-	if err := f.mark(cctx, p); err != nil {
+	end = f.tl.begin("mark", p.Name)
+	err = f.mark(cctx, p)
+	end()
+	if err != nil {
 		l.Close()
 		return err
 	}
@@ -186,11 +199,14 @@ func (f *follower) dialUntilUp(ctx context.Context, a inspect.Agent) (*agent.Lin
 	ns := f.np.w.Namespace
 	start, checked := time.Now(), time.Time{}
 	for tries := 1; ; tries++ {
+		try := time.Now()
 		l, err := f.link(ctx, a)
 		if err == nil {
+			f.tl.between("wait-agent", a.Pod, start, try)
 			f.log.Info("agent answers", "pod", a.Pod, "agent", a.Container, "tries", tries, "took", time.Since(start))
 			return l, nil
 		}
+		f.log.Debug("agent does not answer yet", "pod", a.Pod, "try", tries, "took", time.Since(try), "err", err)
 		if a.Bootstrap && errors.Is(err, tunnel.ErrBadToken) {
 			return nil, inspect.Explain(ctx, f.cs, a, ns, err) // another tether used the bootstrap token first
 		}
@@ -215,26 +231,34 @@ func (f *follower) dialUntilUp(ctx context.Context, a inspect.Agent) (*agent.Lin
 // bootstrap token (in the pod's spec) by one kept in a Secret the pod
 // owns.
 func (f *follower) link(ctx context.Context, a inspect.Agent) (*agent.Link, error) {
+	t0 := time.Now()
 	c, err := f.dialer.DialPod(ctx, f.np.w.Namespace, a.Pod, a.Port)
 	if err != nil {
 		return nil, fmt.Errorf("reach the agent of pod %s: %w", a.Pod, err)
 	}
+	t1 := time.Now()
 	cfg := tunnel.DefaultConfig(a.Token)
 	cfg.Logger = f.log
 	l, err := agent.Connect(ctx, c, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("tunnel to pod %s: %w", a.Pod, err)
 	}
+	t2 := time.Now()
+	f.tl.between("dial", a.Pod, t0, t1)
+	f.tl.between("handshake", a.Pod, t1, t2)
 	if a.Bootstrap {
 		token := inspect.NewToken()
 		if err := l.Rotate(ctx, token); err != nil {
 			l.Close()
 			return nil, fmt.Errorf("agent %s of pod %s: %w", a.Container, a.Pod, err)
 		}
+		t3 := time.Now()
 		if err := inspect.StoreToken(ctx, f.cs, f.np.w.Namespace, a, token); err != nil {
 			l.Close()
 			return nil, err
 		}
+		f.tl.between("rotate", a.Pod, t2, t3)
+		f.tl.between("secret", a.Pod, t3, time.Now())
 	}
 	return l, nil
 }

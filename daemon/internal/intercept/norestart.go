@@ -244,14 +244,19 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	if req.RolloutTimeout == 0 {
 		req.RolloutTimeout = 3 * time.Minute
 	}
+	tl := newTimeline()
+	end := tl.begin("plan", "")
 	np, err := m.planNoRestart(ctx, req)
+	end()
 	if err != nil {
 		return nil, err
 	}
 	w := np.w
 	store := journal.Store{CS: m.CS}
+	end = tl.begin("journal", "")
 	entry, err := store.Begin(ctx, &journal.Entry{Workload: w, Template: *np.tmpl, NoRestart: true,
 		CreatedAt: time.Now().UTC(), By: "tether " + buildinfo.Get().Version})
+	end()
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +264,7 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 		return nil, errdefs.FailedCheck("another tether began a change to %s just now; run `tether rollback %s` to see it", w, w)
 	}
 	f := m.newFollower(req, np)
+	f.tl = tl
 	fail := func(cause error) (*Intercept, error) {
 		progress("undoing this intercept's changes to " + w.String())
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -267,23 +273,38 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	}
 	progress(fmt.Sprintf("adding the agent to %d running pods of %s as an ephemeral container (port %d in front of %d; no pod restarts)",
 		len(np.pods), w, np.agentPort, np.appPort))
-	if err := f.joinAll(ctx, np.pods); err != nil {
+	end = tl.begin("agents", "")
+	err = f.joinAll(ctx, np.pods)
+	end()
+	if err != nil {
 		return fail(err)
 	}
 	progress(fmt.Sprintf("pointing service/%s port %d at the agents of the marked pods", np.svc.Name, np.port.Port))
-	if err := f.retarget(ctx); err != nil {
+	end = tl.begin("service", "")
+	err = f.retarget(ctx)
+	end()
+	if err != nil {
 		return fail(err)
 	}
-	if err := waitMarked(ctx, m.CS, np, f.marked, req.RolloutTimeout, progress); err != nil {
+	end = tl.begin("endpoints", "")
+	err = waitMarked(ctx, m.CS, np, f.marked, req.RolloutTimeout, progress)
+	end()
+	if err != nil {
 		return fail(err)
 	}
 	// Ready when a probe through the Service's address reaches the agent
 	// of every marked pod (ready.go), as for a sidecar intercept.
 	svc := np.svc.DeepCopy()
 	svc.Spec.Selector, svc.Spec.Ports = np.selector, np.ports
-	if err := m.waitReady(ctx, svc, np.port, labels.SelectorFromSet(np.selector).String(), f.t.agents(), progress); err != nil {
+	end = tl.begin("ready", "")
+	err = m.waitReady(ctx, svc, np.port, labels.SelectorFromSet(np.selector).String(), f.t.agents(), progress)
+	end()
+	if err != nil {
 		return fail(err)
 	}
+	f.tl = nil
+	f.log.Info("intercept --no-restart started", "workload", w.String(), "pods", len(np.pods), "took", time.Since(tl.start),
+		"steps", tl.String(), "timeline", tl.Spans())
 	f.follow(ctx)
 	return &Intercept{Workload: w, Service: np.svc.Name, ServicePort: np.port, AgentPort: np.agentPort, LocalPort: req.LocalPort,
 		Spec: f.t.spec, NoRestart: true, tunnels: f.t, follower: f}, nil
