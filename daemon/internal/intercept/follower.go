@@ -2,6 +2,7 @@ package intercept
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
@@ -39,8 +41,12 @@ type follower struct {
 	// tl times the start's steps; nil once the start is over.
 	tl *timeline
 
-	// jmu serializes this intercept's journal writes.
-	jmu sync.Mutex
+	// jmu serializes this intercept's journal writes; journaled holds the
+	// pods whose mark the journal holds (by UID), svcJournaled whether it
+	// holds the Service.
+	jmu          sync.Mutex
+	journaled    map[string]types.UID
+	svcJournaled bool
 
 	mu      sync.Mutex
 	marks   map[string]bool // the pods marked now
@@ -70,7 +76,7 @@ func (m *Manager) newFollower(req Request, np *noRestartPlan) *follower {
 	t := newTunnels(m.CS, m.Dialer, log, np.w.Namespace, "", nil, spec, req.LocalPort)
 	t.path, t.chooser, t.onLink = path, m.Paths, m.OnLink
 	return &follower{cs: m.CS, dialer: m.Dialer, log: log, progress: progress, req: req, np: np, t: t,
-		marks: map[string]bool{}, joining: map[string]bool{}, dead: map[string]bool{}}
+		marks: map[string]bool{}, joining: map[string]bool{}, dead: map[string]bool{}, journaled: map[string]types.UID{}}
 }
 
 // journal changes the intercept's journal, one write at a time.
@@ -79,6 +85,17 @@ func (f *follower) journal(ctx context.Context, change func(*journal.Entry) erro
 	defer f.jmu.Unlock()
 	_, err := journal.Store{CS: f.cs}.Update(ctx, f.np.w, change)
 	return err
+}
+
+// journaledAll notes that the journal was begun with the Service and the
+// marks of every planned pod (noRestartPlan.entry).
+func (f *follower) journaledAll() {
+	f.jmu.Lock()
+	defer f.jmu.Unlock()
+	f.svcJournaled = true
+	for _, p := range f.np.pods {
+		f.journaled[p.Name] = p.UID
+	}
 }
 
 // marked returns the pods marked now.
@@ -263,45 +280,39 @@ func (f *follower) link(ctx context.Context, a inspect.Agent) (*agent.Link, erro
 	return l, nil
 }
 
-// mark journals the pod's label as it is, then sets it to the
-// intercept's mark, on that pod (its UID) as read.
+// mark journals the pod's label as it is (unless the journal holds it),
+// then sets it to the intercept's mark, on that pod (its UID) as read.
 func (f *follower) mark(ctx context.Context, p *corev1.Pod) error {
 	ns := f.np.w.Namespace
-	err := f.journal(ctx, func(e *journal.Entry) error {
-		if e.Marks == nil {
-			e.Marks = map[string]journal.Mark{}
-		}
-		if old, ok := e.Marks[p.Name]; ok && old.UID == p.UID {
-			return nil // marked before (a tunnel that dropped and came back): the original stays
-		}
-		m := journal.Mark{UID: p.UID, Label: MarkLabel, Value: f.np.mark}
-		if v, ok := p.Labels[MarkLabel]; ok {
-			m.Previous = &v
-		}
-		e.Marks[p.Name] = m
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("journal the mark of pod %s: %w", p.Name, err)
-	}
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := f.cs.CoreV1().Pods(ns).Get(ctx, p.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if cur.UID != p.UID || cur.DeletionTimestamp != nil {
-			return fmt.Errorf("pod %s is being replaced", p.Name)
-		}
-		if cur.Labels[MarkLabel] == f.np.mark {
+	f.jmu.Lock()
+	journaled := f.journaled[p.Name] == p.UID
+	f.jmu.Unlock()
+	if !journaled {
+		err := f.journal(ctx, func(e *journal.Entry) error {
+			if e.Marks == nil {
+				e.Marks = map[string]journal.Mark{}
+			}
+			if old, ok := e.Marks[p.Name]; ok && old.UID == p.UID {
+				return nil // marked before (a tunnel that dropped and came back): the original stays
+			}
+			e.Marks[p.Name] = f.np.markOf(p)
 			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("journal the mark of pod %s: %w", p.Name, err)
 		}
-		if cur.Labels == nil {
-			cur.Labels = map[string]string{}
-		}
-		cur.Labels[MarkLabel] = f.np.mark
-		_, err = f.cs.CoreV1().Pods(ns).Update(ctx, cur, metav1.UpdateOptions{FieldManager: "tether"})
+		f.jmu.Lock()
+		f.journaled[p.Name] = p.UID
+		f.jmu.Unlock()
+	}
+	// One patch: its UID is a precondition (the API server refuses to
+	// change a UID), so a pod replaced by one of the same name is not
+	// marked.
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": p.UID, "labels": map[string]string{MarkLabel: f.np.mark}}})
+	if err != nil {
 		return err
-	})
+	}
+	_, err = f.cs.CoreV1().Pods(ns).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "tether"})
 	if err != nil {
 		return fmt.Errorf("mark pod %s: %w", p.Name, err)
 	}

@@ -153,6 +153,37 @@ func (m *Manager) planNoRestart(ctx context.Context, req Request) (*noRestartPla
 	return np, nil
 }
 
+// entry is the journal an intercept --no-restart begins with: besides the
+// template (for reference), the Service's selector and ports and the mark
+// of every planned pod as they are now, all journaled at once before any
+// changes (rather than one write before each change, on the way to the
+// first intercept). Rollback finds a Service or a label tether had not
+// changed yet unchanged, and leaves it.
+func (np *noRestartPlan) entry() *journal.Entry {
+	e := &journal.Entry{Workload: np.w, Template: *np.tmpl, NoRestart: true, CreatedAt: time.Now().UTC(), By: "tether " + buildinfo.Get().Version,
+		Services: map[string]journal.ServiceEntry{np.svc.Name: np.serviceEntry()}, Marks: map[string]journal.Mark{}}
+	for _, p := range np.pods {
+		e.Marks[p.Name] = np.markOf(p)
+	}
+	return e
+}
+
+// serviceEntry journals the Service as found, and recognises it as tether
+// sets it.
+func (np *noRestartPlan) serviceEntry() journal.ServiceEntry {
+	return journal.ServiceEntry{Ports: np.svc.Spec.Ports, Selector: np.svc.Spec.Selector,
+		AppliedPortsHash: journal.Hash(np.ports), AppliedSelectorHash: journal.Hash(np.selector)}
+}
+
+// markOf journals pod p's label as it is, and the mark tether sets.
+func (np *noRestartPlan) markOf(p *corev1.Pod) journal.Mark {
+	m := journal.Mark{UID: p.UID, Label: MarkLabel, Value: np.mark}
+	if v, ok := p.Labels[MarkLabel]; ok {
+		m.Previous = &v
+	}
+	return m
+}
+
 // noRestartJournal is the refusal of a second intercept of a workload an
 // intercept --no-restart holds: its journal is there.
 func noRestartJournal(w journal.Workload) error {
@@ -254,8 +285,7 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	w := np.w
 	store := journal.Store{CS: m.CS}
 	end = tl.begin("journal", "")
-	entry, err := store.Begin(ctx, &journal.Entry{Workload: w, Template: *np.tmpl, NoRestart: true,
-		CreatedAt: time.Now().UTC(), By: "tether " + buildinfo.Get().Version})
+	entry, err := store.Begin(ctx, np.entry())
 	end()
 	if err != nil {
 		return nil, err
@@ -265,6 +295,7 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	}
 	f := m.newFollower(req, np)
 	f.tl = tl
+	f.journaledAll()
 	fail := func(cause error) (*Intercept, error) {
 		progress("undoing this intercept's changes to " + w.String())
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -310,31 +341,41 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 		Spec: f.t.spec, NoRestart: true, tunnels: f.t, follower: f}, nil
 }
 
-// retarget journals the Service's selector and ports, then points it at
-// the agents of the marked pods, if it is still as planned from.
+// retarget points the Service at the agents of the marked pods, if it is
+// still as planned from; its selector and ports are journaled first
+// (np.entry, or here when the journal was begun without them).
 func (f *follower) retarget(ctx context.Context) error {
 	np := f.np
-	err := f.journal(ctx, func(e *journal.Entry) error {
-		if e.Services == nil {
-			e.Services = map[string]journal.ServiceEntry{}
-		}
-		e.Services[np.svc.Name] = journal.ServiceEntry{Ports: np.svc.Spec.Ports, Selector: np.svc.Spec.Selector,
-			AppliedPortsHash: journal.Hash(np.ports), AppliedSelectorHash: journal.Hash(np.selector)}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		svc, err := f.cs.CoreV1().Services(np.w.Namespace).Get(ctx, np.svc.Name, metav1.GetOptions{})
+	if !f.svcJournaled {
+		err := f.journal(ctx, func(e *journal.Entry) error {
+			if e.Services == nil {
+				e.Services = map[string]journal.ServiceEntry{}
+			}
+			e.Services[np.svc.Name] = np.serviceEntry()
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		if !equality.Semantic.DeepEqual(svc.Spec.Ports, np.svc.Spec.Ports) || !equality.Semantic.DeepEqual(svc.Spec.Selector, np.svc.Spec.Selector) {
-			return fmt.Errorf("service %s changed meanwhile: %w", np.svc.Name, ErrPortsChanged)
+		f.svcJournaled = true
+	}
+	// The Service as planned from, at the version read then: a conflict
+	// reads it again and checks that nobody changed what tether changes.
+	svc := np.svc.DeepCopy()
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if svc == nil {
+			cur, err := f.cs.CoreV1().Services(np.w.Namespace).Get(ctx, np.svc.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if !equality.Semantic.DeepEqual(cur.Spec.Ports, np.svc.Spec.Ports) || !equality.Semantic.DeepEqual(cur.Spec.Selector, np.svc.Spec.Selector) {
+				return fmt.Errorf("service %s changed meanwhile: %w", np.svc.Name, ErrPortsChanged)
+			}
+			svc = cur
 		}
 		svc.Spec.Selector, svc.Spec.Ports = np.selector, np.ports
-		_, err = f.cs.CoreV1().Services(np.w.Namespace).Update(ctx, svc, metav1.UpdateOptions{FieldManager: "tether"})
+		_, err := f.cs.CoreV1().Services(np.w.Namespace).Update(ctx, svc, metav1.UpdateOptions{FieldManager: "tether"})
+		svc = nil
 		return err
 	})
 }
