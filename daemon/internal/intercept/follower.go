@@ -20,7 +20,6 @@ import (
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/inspect"
 	"github.com/tetherkube/tether/daemon/internal/journal"
-	"github.com/tetherkube/tether/daemon/internal/workload"
 	"github.com/tetherkube/tether/tunnel"
 )
 
@@ -54,6 +53,9 @@ type follower struct {
 	dead    map[string]bool // pods whose agent died, told once
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// changed wakes the follow loop (follow.go): a pod changed, or a
+	// tunnel dropped.
+	changed chan struct{}
 }
 
 func (m *Manager) newFollower(req Request, np *noRestartPlan) *follower {
@@ -76,7 +78,7 @@ func (m *Manager) newFollower(req Request, np *noRestartPlan) *follower {
 	t := newTunnels(m.CS, m.Dialer, log, np.w.Namespace, "", nil, spec, req.LocalPort)
 	t.path, t.chooser, t.onLink = path, m.Paths, m.OnLink
 	return &follower{cs: m.CS, dialer: m.Dialer, log: log, progress: progress, req: req, np: np, t: t,
-		marks: map[string]bool{}, joining: map[string]bool{}, dead: map[string]bool{}, journaled: map[string]types.UID{}}
+		marks: map[string]bool{}, joining: map[string]bool{}, dead: map[string]bool{}, journaled: map[string]types.UID{}, changed: make(chan struct{}, 1)}
 }
 
 // journal changes the intercept's journal, one write at a time.
@@ -132,10 +134,21 @@ func (f *follower) joinAll(ctx context.Context, pods []*corev1.Pod) error {
 // join makes sure pod p runs an intercept agent, opens a tunnel to it,
 // asks it to intercept, and then marks the pod.
 func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
+	l, err := f.connect(ctx, p)
+	if err != nil || l == nil {
+		return err
+	}
+	return f.markJoined(ctx, p, l)
+}
+
+// connect makes sure pod p runs an intercept agent, opens a tunnel to it
+// and asks it to intercept: all but the mark. It returns no link when
+// another join of p runs.
+func (f *follower) connect(ctx context.Context, p *corev1.Pod) (*agent.Link, error) {
 	f.mu.Lock()
 	if f.joining[p.Name] {
 		f.mu.Unlock()
-		return nil
+		return nil, nil
 	}
 	f.joining[p.Name] = true
 	f.mu.Unlock()
@@ -153,11 +166,11 @@ func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
 		Job: agent.JobIntercept, Forward: [2]int{f.np.agentPort, f.np.appPort}, Args: f.agentArgs(), Early: true}, f.progress)
 	end()
 	if err != nil {
-		return fmt.Errorf("pod %s: %w", p.Name, err)
+		return nil, fmt.Errorf("pod %s: %w", p.Name, err)
 	}
-	l, err := f.dialUntilUp(cctx, a)
+	l, stored, err := f.dialUntilUp(cctx, a)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ip, _ := netip.ParseAddr(p.Status.PodIP)
 	end = f.tl.begin("direct", p.Name)
@@ -165,7 +178,7 @@ func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
 	end()
 	if err != nil {
 		l.Close()
-		return fmt.Errorf("pod %s: %w", p.Name, err)
+		return nil, fmt.Errorf("pod %s: %w", p.Name, err)
 	}
 	if !f.req.RecordOnly {
 		end = f.tl.begin("intercept", p.Name)
@@ -173,8 +186,12 @@ func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
 		end()
 		if err != nil {
 			l.Close()
-			return fmt.Errorf("intercept on pod %s: %w", p.Name, err)
+			return nil, fmt.Errorf("intercept on pod %s: %w", p.Name, err)
 		}
+	}
+	if err := stored(); err != nil {
+		l.Close()
+		return nil, err
 	}
 	if f.t.onLink != nil {
 		f.t.onLink(cctx, p.Name, l)
@@ -186,18 +203,103 @@ func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
 	}
 	f.t.links[p.Name] = l
 	f.t.mu.Unlock()
-	// Marked only now that its agent answers: from here the Service may
-	// send the pod its traffic.
-	end = f.tl.begin("mark", p.Name)
-	err = f.mark(cctx, p)
+	f.log.Info("agent intercepts (no restart)", "pod", p.Name, "agent", a.Container, "agentPort", f.np.agentPort, "path", l.Path())
+	return l, nil
+}
+
+// markJoined marks pod p, whose agent answers over l: from here the
+// Service may send the pod its traffic, until l drops (watch).
+func (f *follower) markJoined(ctx context.Context, p *corev1.Pod, l *agent.Link) error {
+	end := f.tl.begin("mark", p.Name)
+	err := f.mark(ctx, p)
 	end()
 	if err != nil {
 		l.Close()
 		return err
 	}
 	go f.watch(p.Name, l)
-	f.log.Info("intercepting (no restart)", "pod", p.Name, "agent", a.Container, "agentPort", f.np.agentPort, "path", l.Path())
 	return nil
+}
+
+// markAll marks the pods of joined at once.
+func (f *follower) markAll(ctx context.Context, joined []joinResult) error {
+	errs := make([]error, len(joined))
+	var wg sync.WaitGroup
+	for i, j := range joined {
+		wg.Go(func() { errs[i] = f.markJoined(ctx, j.pod, j.link) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// joinResult is one pod's connect.
+type joinResult struct {
+	pod  *corev1.Pod
+	link *agent.Link
+	err  error
+}
+
+// joins are connects to the agents of several pods at once.
+type joins struct {
+	results  chan joinResult
+	n        int // connects started
+	received int // results received
+}
+
+// connectAll connects to the agent of every pod at once (connect); gather
+// receives the results as they come.
+func (f *follower) connectAll(ctx context.Context, pods []*corev1.Pod) *joins {
+	j := &joins{results: make(chan joinResult, len(pods)), n: len(pods)}
+	for _, p := range pods {
+		go func() {
+			l, err := f.connect(ctx, p)
+			if err == nil && l == nil {
+				err = fmt.Errorf("pod %s: joined twice at once", p.Name)
+			}
+			j.results <- joinResult{pod: p, link: l, err: err}
+		}()
+	}
+	return j
+}
+
+// gather receives the results still to come: once the first of them has
+// come, those that come within window of it (all when window < 0). It
+// fails with the first error.
+func (j *joins) gather(ctx context.Context, window time.Duration) ([]joinResult, error) {
+	var (
+		out      []joinResult
+		deadline <-chan time.Time
+	)
+	for j.received < j.n {
+		select {
+		case r := <-j.results:
+			j.received++
+			if r.err != nil {
+				return out, r.err
+			}
+			out = append(out, r)
+			if len(out) == 1 && window >= 0 {
+				t := time.NewTimer(window)
+				defer t.Stop()
+				deadline = t.C
+			}
+		case <-deadline:
+			return out, nil
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+	}
+	return out, nil
+}
+
+// drain waits for the connects still running (cancel their context
+// first) and closes the tunnels they opened.
+func (j *joins) drain() {
+	for ; j.received < j.n; j.received++ {
+		if r := <-j.results; r.link != nil {
+			r.link.Close()
+		}
+	}
 }
 
 // agentArgs are the recording flags of a new agent: a recording's, or
@@ -212,33 +314,33 @@ func (f *follower) agentArgs() []string {
 // its container starts (the kubelet reports it running a second or more
 // after it does: dialing is quicker), and fails with the kubelet's reason
 // once the container is reported failed.
-func (f *follower) dialUntilUp(ctx context.Context, a inspect.Agent) (*agent.Link, error) {
+func (f *follower) dialUntilUp(ctx context.Context, a inspect.Agent) (*agent.Link, func() error, error) {
 	ns := f.np.w.Namespace
 	start, checked := time.Now(), time.Time{}
 	for tries := 1; ; tries++ {
 		try := time.Now()
-		l, err := f.link(ctx, a)
+		l, stored, err := f.link(ctx, a)
 		if err == nil {
 			f.tl.between("wait-agent", a.Pod, start, try)
 			f.log.Info("agent answers", "pod", a.Pod, "agent", a.Container, "tries", tries, "took", time.Since(start))
-			return l, nil
+			return l, stored, nil
 		}
 		f.log.Debug("agent does not answer yet", "pod", a.Pod, "try", tries, "took", time.Since(try), "err", err)
 		if a.Bootstrap && errors.Is(err, tunnel.ErrBadToken) {
-			return nil, inspect.Explain(ctx, f.cs, a, ns, err) // another tether used the bootstrap token first
+			return nil, nil, inspect.Explain(ctx, f.cs, a, ns, err) // another tether used the bootstrap token first
 		}
 		if time.Since(checked) >= time.Second {
 			if ferr := inspect.Failed(ctx, f.cs, ns, a); ferr != nil {
-				return nil, ferr
+				return nil, nil, ferr
 			}
 			checked = time.Now()
 		}
 		if time.Since(start) >= time.Minute {
-			return nil, inspect.Explain(ctx, f.cs, a, ns, err)
+			return nil, nil, inspect.Explain(ctx, f.cs, a, ns, err)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("agent %s of pod %s: %w (last: %v)", a.Container, a.Pod, ctx.Err(), err)
+			return nil, nil, fmt.Errorf("agent %s of pod %s: %w (last: %v)", a.Container, a.Pod, ctx.Err(), err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -246,38 +348,41 @@ func (f *follower) dialUntilUp(ctx context.Context, a inspect.Agent) (*agent.Lin
 
 // link opens a tunnel to agent a and, for a new agent, replaces its
 // bootstrap token (in the pod's spec) by one kept in a Secret the pod
-// owns.
-func (f *follower) link(ctx context.Context, a inspect.Agent) (*agent.Link, error) {
+// owns. The Secret is created while the caller goes on: stored says
+// when it is (the caller waits for it before it marks the pod).
+func (f *follower) link(ctx context.Context, a inspect.Agent) (l *agent.Link, stored func() error, err error) {
 	t0 := time.Now()
 	c, err := f.dialer.DialPod(ctx, f.np.w.Namespace, a.Pod, a.Port)
 	if err != nil {
-		return nil, fmt.Errorf("reach the agent of pod %s: %w", a.Pod, err)
+		return nil, nil, fmt.Errorf("reach the agent of pod %s: %w", a.Pod, err)
 	}
 	t1 := time.Now()
 	cfg := tunnel.DefaultConfig(a.Token)
 	cfg.Logger = f.log
-	l, err := agent.Connect(ctx, c, cfg)
+	l, err = agent.Connect(ctx, c, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("tunnel to pod %s: %w", a.Pod, err)
+		return nil, nil, fmt.Errorf("tunnel to pod %s: %w", a.Pod, err)
 	}
 	t2 := time.Now()
 	f.tl.between("dial", a.Pod, t0, t1)
 	f.tl.between("handshake", a.Pod, t1, t2)
-	if a.Bootstrap {
-		token := inspect.NewToken()
-		if err := l.Rotate(ctx, token); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("agent %s of pod %s: %w", a.Container, a.Pod, err)
-		}
-		t3 := time.Now()
-		if err := inspect.StoreToken(ctx, f.cs, f.np.w.Namespace, a, token); err != nil {
-			l.Close()
-			return nil, err
-		}
-		f.tl.between("rotate", a.Pod, t2, t3)
-		f.tl.between("secret", a.Pod, t3, time.Now())
+	if !a.Bootstrap {
+		return l, func() error { return nil }, nil
 	}
-	return l, nil
+	token := inspect.NewToken()
+	if err := l.Rotate(ctx, token); err != nil {
+		l.Close()
+		return nil, nil, fmt.Errorf("agent %s of pod %s: %w", a.Container, a.Pod, err)
+	}
+	t3 := time.Now()
+	f.tl.between("rotate", a.Pod, t2, t3)
+	errc := make(chan error, 1)
+	go func() {
+		err := inspect.StoreToken(ctx, f.cs, f.np.w.Namespace, a, token)
+		f.tl.between("secret", a.Pod, t3, time.Now())
+		errc <- err
+	}()
+	return l, func() error { return <-errc }, nil
 }
 
 // mark journals the pod's label as it is (unless the journal holds it),
@@ -382,81 +487,16 @@ func (f *follower) watch(pod string, l *agent.Link) {
 		return
 	}
 	f.log.Warn("the agent of a pod stopped answering: pod taken out of the Service", "pod", pod, "service", f.np.svc.Name)
+	// A tunnel that dropped while its agent lives (a network blip) is
+	// opened again, and the pod marked again, by the next sync; nothing
+	// in the pod changes to wake it.
+	f.pokeAfter(rejoinAfter)
 }
 
 // agentAsk bounds the question whether an agent lives when its direct
 // connection ended: a slow answer takes the pod out of the Service, and
 // the next sync (a second later) puts it back if the agent lives.
 const agentAsk = 500 * time.Millisecond
-
-// follow keeps following the workload's pods in the background until
-// stop.
-func (f *follower) follow(ctx context.Context) {
-	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	f.cancel, f.done = cancel, make(chan struct{})
-	go func() {
-		defer close(f.done)
-		for {
-			select {
-			case <-bg.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			if err := f.sync(bg); err != nil && bg.Err() == nil {
-				f.log.Warn("following pods (no restart)", "err", err)
-			}
-		}
-	}()
-}
-
-// sync adds the agent to ready pods that have no tunnel, and drops the
-// tunnels of pods gone.
-func (f *follower) sync(ctx context.Context) error {
-	sel, err := workload.Client{CS: f.cs}.Selector(ctx, f.np.w)
-	if err != nil {
-		return err
-	}
-	list, err := f.cs.CoreV1().Pods(f.np.w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return err
-	}
-	live := map[string]bool{}
-	var todo []*corev1.Pod
-	for i := range list.Items {
-		p := &list.Items[i]
-		if !podReady(p) || !ownedBy(p, f.np.w) {
-			continue
-		}
-		live[p.Name] = true
-		if f.t.link(p.Name) != nil {
-			continue
-		}
-		if name, died := inspect.InterceptAgentDied(p); died {
-			f.mu.Lock()
-			told := f.dead[p.Name]
-			f.dead[p.Name] = true
-			f.mu.Unlock()
-			if !told {
-				f.log.Warn("the agent of a pod died; tether adds no other while this intercept runs, so the pod stays out of the Service",
-					"pod", p.Name, "container", name)
-			}
-			continue
-		}
-		todo = append(todo, p)
-	}
-	f.t.mu.Lock()
-	for name, l := range f.t.links {
-		if !live[name] {
-			l.Close()
-			delete(f.t.links, name)
-		}
-	}
-	f.t.mu.Unlock()
-	if len(todo) == 0 {
-		return nil
-	}
-	return f.joinAll(ctx, todo)
-}
 
 func (f *follower) stop() {
 	if f.cancel != nil {

@@ -10,11 +10,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/inspect"
 	"github.com/tetherkube/tether/daemon/internal/journal"
@@ -304,34 +304,77 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	}
 	progress(fmt.Sprintf("adding the agent to %d running pods of %s as an ephemeral container (port %d in front of %d; no pod restarts)",
 		len(np.pods), w, np.agentPort, np.appPort))
-	end = tl.begin("agents", "")
-	err = f.joinAll(ctx, np.pods)
+	// Every pod's agent is added and connected to at once. The kubelet
+	// starts each when it next looks at its pod, up to a second apart
+	// (its pod-lifecycle relist), and the nodes apply a Service's new
+	// endpoints up to a second after the last time they did (kube-proxy's
+	// minimum sync period): the Service is pointed at the first pods whose
+	// agents answer, so that the nodes apply it while the other agents
+	// start (firstPods).
+	jctx, cancelJoins := context.WithCancel(ctx)
+	defer cancelJoins()
+	joins := f.connectAll(jctx, np.pods)
+	failJoins := func(cause error) (*Intercept, error) {
+		cancelJoins()
+		joins.drain() // none may add a tunnel after undo closed them
+		return fail(cause)
+	}
+	end = tl.begin("first-agents", "")
+	first, err := joins.gather(ctx, firstPods(req))
 	end()
 	if err != nil {
-		return fail(err)
+		return failJoins(err)
 	}
-	progress(fmt.Sprintf("pointing service/%s port %d at the agents of the marked pods", np.svc.Name, np.port.Port))
+	end = tl.begin("first-marks", "")
+	err = f.markAll(ctx, first)
+	end()
+	if err != nil {
+		return failJoins(err)
+	}
+	if len(first) < len(np.pods) {
+		progress(fmt.Sprintf("the agents of %d of %d pods answer: pointing service/%s port %d at them; the others join as their agents answer",
+			len(first), len(np.pods), np.svc.Name, np.port.Port))
+	} else {
+		progress(fmt.Sprintf("pointing service/%s port %d at the agents of the marked pods", np.svc.Name, np.port.Port))
+	}
 	end = tl.begin("service", "")
 	err = f.retarget(ctx)
 	end()
 	if err != nil {
-		return fail(err)
+		return failJoins(err)
 	}
 	end = tl.begin("endpoints", "")
 	err = waitMarked(ctx, m.CS, np, f.marked, req.RolloutTimeout, progress)
 	end()
 	if err != nil {
-		return fail(err)
+		return failJoins(err)
 	}
 	// Ready when a probe through the Service's address reaches the agent
 	// of every marked pod (ready.go), as for a sidecar intercept.
 	svc := np.svc.DeepCopy()
 	svc.Spec.Selector, svc.Spec.Ports = np.selector, np.ports
 	end = tl.begin("ready", "")
-	err = m.waitReady(ctx, svc, np.port, labels.SelectorFromSet(np.selector).String(), f.t.agents(), progress)
+	err = m.checkReady(ctx, svc, np.port, np.nodes(), f.markedAgents(), progress)
 	end()
 	if err != nil {
-		return fail(err)
+		return failJoins(err)
+	}
+	// The other pods are marked as their agents answer: the Service adds
+	// them as the nodes apply it, while the marked pods' agents, which the
+	// nodes already send every new connection to, carry the traffic.
+	if rest := len(np.pods) - len(first); rest > 0 {
+		end = tl.begin("other-agents", "")
+		others, err := joins.gather(ctx, -1)
+		end()
+		if err != nil {
+			return failJoins(err)
+		}
+		end = tl.begin("other-marks", "")
+		err = f.markAll(ctx, others)
+		end()
+		if err != nil {
+			return fail(err)
+		}
 	}
 	f.tl = nil
 	f.log.Info("intercept --no-restart started", "workload", w.String(), "pods", len(np.pods), "took", time.Since(tl.start),
@@ -339,6 +382,46 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	f.follow(ctx)
 	return &Intercept{Workload: w, Service: np.svc.Name, ServicePort: np.port, AgentPort: np.agentPort, LocalPort: req.LocalPort,
 		Spec: f.t.spec, NoRestart: true, tunnels: f.t, follower: f}, nil
+}
+
+// firstPods is how long, once one pod's agent answers, the Service waits
+// for the others' before it is pointed at those that answer: agents that
+// start in the same turn of the kubelet answer within this of each other,
+// and are then added in one change (each change of a Service's endpoints
+// may hold the next one's sync on the nodes for a second). Only an
+// intercept that takes all of a port's traffic (the agents send it all to
+// this machine) starts with some pods: where the app still serves
+// (recording, filters, mirrors), the Service waits for every pod's agent,
+// so that no pod of the app takes the others' share meanwhile.
+func firstPods(req Request) time.Duration {
+	if req.RecordOnly || req.Mirror || !req.Filter.IsZero() {
+		return -1
+	}
+	return FirstPods
+}
+
+// FirstPods is firstPods' wait by default.
+const FirstPods = 250 * time.Millisecond
+
+// nodes maps the planned pods to their nodes.
+func (np *noRestartPlan) nodes() map[string]string {
+	out := make(map[string]string, len(np.pods))
+	for _, p := range np.pods {
+		out[p.Name] = p.Spec.NodeName
+	}
+	return out
+}
+
+// markedAgents gives the agents of the marked pods.
+func (f *follower) markedAgents() map[string]agent.Service {
+	marked := f.marked()
+	out := map[string]agent.Service{}
+	for pod, a := range f.t.agents() {
+		if marked[pod] {
+			out[pod] = a
+		}
+	}
+	return out
 }
 
 // retarget points the Service at the agents of the marked pods, if it is
