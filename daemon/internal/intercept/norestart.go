@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -85,6 +86,36 @@ func (m *Manager) planNoRestart(ctx context.Context, req Request) (*noRestartPla
 			return nil, err
 		}
 	}
+	// What does not depend on the Service is read meanwhile (each a
+	// round trip to the API server); a refusal is still the first in the
+	// order written.
+	var (
+		wg                       sync.WaitGroup
+		journalErr, ephErr, lErr error
+		list                     *corev1.PodList
+	)
+	wg.Go(func() {
+		if e, err := (journal.Store{CS: m.CS}).Load(ctx, w); err != nil {
+			journalErr = err
+		} else if e != nil && e.NoRestart {
+			journalErr = noRestartJournal(w)
+		} else if e != nil {
+			journalErr = errdefs.FailedCheck("%s has a journal of an earlier change by tether (a rollback left unfinished): "+
+				"run `tether rollback %s` first", w, w)
+		}
+	})
+	wg.Go(func() { ephErr = ephemeralSupported(m.CS) })
+	wg.Go(func() {
+		sel, err := wc.Selector(ctx, w)
+		if err != nil {
+			lErr = err
+			return
+		}
+		if list, err = m.CS.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()}); err != nil {
+			lErr = fmt.Errorf("list the pods of %s: %w", w, err)
+		}
+	})
+	defer wg.Wait()
 	tmpl, err := wc.Template(ctx, w)
 	if err != nil {
 		return nil, err
@@ -112,24 +143,11 @@ func (m *Manager) planNoRestart(ctx context.Context, req Request) (*noRestartPla
 				"intercept it without --http-header, --http-path and --mirror to take all of its traffic", svc.Name, portName(plan.ServicePort), why)
 		}
 	}
-	if e, err := (journal.Store{CS: m.CS}).Load(ctx, w); err != nil {
-		return nil, err
-	} else if e != nil && e.NoRestart {
-		return nil, noRestartJournal(w)
-	} else if e != nil {
-		return nil, errdefs.FailedCheck("%s has a journal of an earlier change by tether (a rollback left unfinished): "+
-			"run `tether rollback %s` first", w, w)
-	}
-	if err := ephemeralSupported(m.CS); err != nil {
-		return nil, err
-	}
-	sel, err := wc.Selector(ctx, w)
-	if err != nil {
-		return nil, err
-	}
-	list, err := m.CS.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, fmt.Errorf("list the pods of %s: %w", w, err)
+	wg.Wait()
+	for _, err := range []error{journalErr, ephErr, lErr} {
+		if err != nil {
+			return nil, err
+		}
 	}
 	var pods []*corev1.Pod
 	for i := range list.Items {
