@@ -50,6 +50,11 @@ type options struct {
 	replicas                   int
 	// logs: keep the ready rows' daemon folders (their logs), and say where.
 	logs string
+	// modes, modeReplicas and tetherB shape the modes rows (modes.go).
+	modes        string
+	modeReplicas int
+	tetherB      string
+	modeSettle   time.Duration
 }
 
 func main() {
@@ -69,6 +74,10 @@ func main() {
 	flag.StringVar(&o.compareAgentImage, "compare-agent-image", "", "ready: the agent image -compare adds (default: -agent-image)")
 	flag.StringVar(&o.logs, "keep-logs", "", "ready: keep the daemons' folders (with their logs) and print where (any value)")
 	flag.IntVar(&o.replicas, "replicas", 2, "ready: the workload's replicas")
+	flag.StringVar(&o.modes, "modes", "sidecar,no-restart", "modes: the intercept modes to measure, comma-separated")
+	flag.IntVar(&o.modeReplicas, "mode-replicas", 3, "modes: the replicas of the workload")
+	flag.DurationVar(&o.modeSettle, "mode-settle", 0, "modes: how long the workload's pods run, ready, before the first intercept (a developer's have run for minutes; the kubelet syncs a pod that just started more often)")
+	flag.StringVar(&o.tetherB, "tether-b", "", "modes: a second tether binary, measured in the same rounds as -tether (rows marked B), e.g. a build of main against a branch")
 	laptopEndRole := flag.Bool("laptop-end", false, "(internal) run as the personal rows' laptop end, spoken to on stdin and stdout")
 	relayRole := flag.String("relay", "", "(internal) LISTEN,TARGET: run as the plain relay of the hop rows (relay.go)")
 	flag.Parse()
@@ -158,7 +167,7 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return fmt.Errorf("intercept modes: %w", err)
 		}
-		printModes(os.Stdout, mr, o.rounds)
+		printModes(os.Stdout, mr, o)
 		return nil
 	}
 	if o.only == "ready" {

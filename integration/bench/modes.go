@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,27 +16,29 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/tetherkube/tether/integration/cluster"
 	"github.com/tetherkube/tether/integration/demoapp"
 )
-
-// modeReplicas is how many pods the workload runs in the modes rows.
-const modeReplicas = 3
 
 // modeResult is one intercept mode's figures (issue 13): a first
 // intercept of a running workload, a re-intercept with the agents in
 // place, the latency an in-cluster caller sees through the intercept to
 // the laptop, and how many pods were replaced.
 type modeResult struct {
-	mode               string
+	mode, label, bin   string
 	first, again       []time.Duration
 	through            []row
 	replaced, restarts int
+	// steps are the daemon's timeline of each first intercept, when its
+	// log has one (intercept --no-restart).
+	steps []startSteps
 }
 
-// measureModes measures the sidecar mode against --no-restart, o.rounds
-// times each, on modeReplicas pods, the laptop a server in this process.
+// measureModes measures the intercept modes o.modes asks for (with
+// o.tetherB too, when set), o.rounds rounds of each, interleaved, on
+// o.modeReplicas pods, the laptop a server in this process.
 func measureModes(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, o options) ([]modeResult, error) {
 	lap, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -46,14 +49,21 @@ func measureModes(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset
 	defer srv.Close()
 	port := strconv.Itoa(lap.Addr().(*net.TCPAddr).Port)
 	var out []modeResult
-	for _, mode := range []string{"sidecar", "no-restart"} {
-		r := modeResult{mode: mode}
-		for range o.rounds {
-			if err := r.round(ctx, rc, cs, o, port); err != nil {
-				return out, fmt.Errorf("%s: %w", mode, err)
+	for _, mode := range strings.Split(o.modes, ",") {
+		if mode != "sidecar" && mode != "no-restart" {
+			return nil, fmt.Errorf("-modes: %q is no mode (sidecar, no-restart)", mode)
+		}
+		out = append(out, modeResult{mode: mode, label: mode, bin: o.tetherBin})
+		if o.tetherB != "" {
+			out = append(out, modeResult{mode: mode, label: mode + " (B)", bin: o.tetherB})
+		}
+	}
+	for range o.rounds {
+		for i := range out {
+			if err := out[i].round(ctx, rc, cs, o, port); err != nil {
+				return out, fmt.Errorf("%s: %w", out[i].label, err)
 			}
 		}
-		out = append(out, r)
 	}
 	return out, nil
 }
@@ -66,19 +76,20 @@ func (r *modeResult) round(ctx context.Context, rc *rest.Config, cs *kubernetes.
 	if _, err := deploy(ctx, cs, ns); err != nil {
 		return err
 	}
-	if err := scaleOrders(ctx, cs, ns, modeReplicas); err != nil {
+	if err := scaleOrders(ctx, cs, ns, int32(o.modeReplicas)); err != nil {
 		return err
 	}
 	client, err := startClient(ctx, cs, ns)
 	if err != nil {
 		return err
 	}
+	time.Sleep(o.modeSettle)
 	runtimeDir, err := os.MkdirTemp("", "tb")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(runtimeDir)
-	cli := tetherCLI{bin: o.tetherBin, kubeconfig: o.kubeconfig, namespace: ns, runtimeDir: runtimeDir}
+	cli := tetherCLI{bin: r.bin, kubeconfig: o.kubeconfig, namespace: ns, runtimeDir: runtimeDir}
 	defer cli.run(context.Background(), "quit")
 	if _, err := cli.run(ctx, "connect"); err != nil { // the daemon up, as a developer's already is
 		return err
@@ -99,6 +110,11 @@ func (r *modeResult) round(ctx context.Context, rc *rest.Config, cs *kubernetes.
 		return err
 	}
 	r.first = append(r.first, time.Since(t0))
+	if st, ok := lastStartSteps(ctx, cli); ok {
+		st.total = r.first[len(r.first)-1]
+		r.steps = append(r.steps, st)
+		fmt.Fprintf(os.Stderr, "%s: first intercept %s; steps: %s\n", r.label, st.total.Round(time.Millisecond), st.text)
+	}
 	url := "http://orders." + ns + ".svc.cluster.local/orders/7"
 	lat, err := cluster.Exec(ctx, rc, ns, client, "/tether-demo", "latency", url, fmt.Sprint(costRequests/2))
 	if err != nil {
@@ -160,12 +176,17 @@ func podState(ctx context.Context, cs *kubernetes.Clientset, ns string) (map[str
 
 // scaleOrders scales deploy/orders to n ready replicas.
 func scaleOrders(ctx context.Context, cs *kubernetes.Clientset, ns string, n int32) error {
-	s, err := cs.AppsV1().Deployments(ns).GetScale(ctx, "orders", metav1.GetOptions{})
-	if err != nil {
+	// The Deployment controller may update it meanwhile (just deployed).
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s, err := cs.AppsV1().Deployments(ns).GetScale(ctx, "orders", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		s.Spec.Replicas = n
+		_, err = cs.AppsV1().Deployments(ns).UpdateScale(ctx, "orders", s, metav1.UpdateOptions{})
 		return err
-	}
-	s.Spec.Replicas = n
-	if _, err := cs.AppsV1().Deployments(ns).UpdateScale(ctx, "orders", s, metav1.UpdateOptions{}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	return wait.PollUntilContextTimeout(ctx, 300*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -174,17 +195,26 @@ func scaleOrders(ctx context.Context, cs *kubernetes.Clientset, ns string, n int
 	})
 }
 
-func printModes(w io.Writer, rs []modeResult, rounds int) {
-	fmt.Fprintf(w, "\n== intercept modes: %d replicas, medians of %d rounds (a fresh workload each)\n", modeReplicas, rounds)
+func printModes(w io.Writer, rs []modeResult, o options) {
+	fmt.Fprintf(w, "\n== intercept modes: %d replicas, medians of %d rounds (a fresh workload each, modes interleaved)\n", o.modeReplicas, o.rounds)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tfirst intercept\tre-intercept\tin-cluster caller -> laptop p50\tp99\tpods replaced\trestarts\t")
+	fmt.Fprintln(tw, "mode\tfirst intercept\t(each round)\tre-intercept\tin-cluster caller -> laptop p50\tp99\tpods replaced\trestarts\t")
 	for _, r := range rs {
 		var p50s, p99s []time.Duration
 		for _, t := range r.through {
 			p50s, p99s = append(p50s, t.p50), append(p99s, t.p99)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n", r.mode, medianDuration(r.first).Round(10*time.Millisecond),
+		var each []string
+		for _, d := range r.first {
+			each = append(each, d.Round(10*time.Millisecond).String())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n", r.label, medianDuration(r.first).Round(10*time.Millisecond), strings.Join(each, " "),
 			medianDuration(r.again).Round(time.Millisecond), us(medianDuration(p50s)), us(medianDuration(p99s)), r.replaced, r.restarts)
 	}
 	tw.Flush()
+	for _, r := range rs {
+		if len(r.steps) > 0 {
+			printSteps(w, r)
+		}
+	}
 }

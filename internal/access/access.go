@@ -214,9 +214,11 @@ func Rules(f Feature, o Objects) []Rule {
 		r = append(r, o.workload("get", "read the workload")...)
 		r = append(r,
 			Rule{Verb: "list", Resource: "pods", Why: "find the workload's running pods"},
+			Rule{Verb: "watch", Resource: "pods", Why: "follow the workload's pods as they come and go"},
 			Rule{Verb: "get", Resource: "pods", Why: "follow each agent as it starts"},
 			Rule{Verb: "update", Resource: "pods", Subresource: "ephemeralcontainers", Why: "add the agent to each running pod"},
-			Rule{Verb: "update", Resource: "pods", Why: "mark the pods whose agent answers (and unmark them)"},
+			Rule{Verb: "patch", Resource: "pods", Why: "mark the pods whose agent answers"},
+			Rule{Verb: "update", Resource: "pods", Why: "unmark the pods (leave, an agent that stops answering)"},
 			Rule{Verb: "list", Resource: "services", Why: "find the Service that selects the workload"},
 			Rule{Verb: "get", Resource: "services", Why: "read the Service to retarget"},
 			Rule{Verb: "update", Resource: "services", Why: "select the marked pods on the agent's port (and back)"},

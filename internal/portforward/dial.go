@@ -85,11 +85,24 @@ func withSPDYFallback(rc *rest.Config, url *url.URL, primary httpstream.Dialer) 
 // connection is made by the kubelet to the pod's loopback address, so a
 // port the pod serves only on 127.0.0.1 is reachable.
 func (d *Dialer) DialPod(ctx context.Context, namespace, pod string, port int) (net.Conn, error) {
+	conn, err := d.connect(ctx, namespace, pod)
+	if err != nil {
+		return nil, err
+	}
+	c, err := openStreams(conn, namespace, pod, port)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// connect opens an API connection to the pod's port-forward.
+func (d *Dialer) connect(ctx context.Context, namespace, pod string) (httpstream.Connection, error) {
 	dialer, err := framedDialer(d.rc, d.cs, namespace, pod)
 	if err != nil {
 		return nil, err
 	}
-
 	type result struct {
 		conn httpstream.Connection
 		err  error
@@ -99,13 +112,12 @@ func (d *Dialer) DialPod(ctx context.Context, namespace, pod string, port int) (
 		c, _, err := dialer.Dial(portforward.PortForwardProtocolV1Name)
 		ch <- result{c, err}
 	}()
-	var conn httpstream.Connection
 	select {
 	case r := <-ch:
 		if r.err != nil {
 			return nil, fmt.Errorf("port-forward to pod %s/%s: %w", namespace, pod, r.err)
 		}
-		conn = r.conn
+		return r.conn, nil
 	case <-ctx.Done():
 		go func() {
 			if r := <-ch; r.conn != nil {
@@ -114,21 +126,23 @@ func (d *Dialer) DialPod(ctx context.Context, namespace, pod string, port int) (
 		}()
 		return nil, ctx.Err()
 	}
+}
 
+// openStreams opens a connection to port on conn: its error and data
+// streams. The Conn owns conn (its Close closes it).
+func openStreams(conn httpstream.Connection, namespace, pod string, port int) (*Conn, error) {
 	headers := http.Header{}
 	headers.Set(corev1.StreamType, corev1.StreamTypeError)
 	headers.Set(corev1.PortHeader, strconv.Itoa(port))
 	headers.Set(corev1.PortForwardRequestIDHeader, "0")
 	errStream, err := conn.CreateStream(headers)
 	if err != nil {
-		conn.Close()
 		return nil, fmt.Errorf("port-forward to %s/%s:%d: error stream: %w", namespace, pod, port, err)
 	}
 	errStream.Close() // the client never writes to it
 	headers.Set(corev1.StreamType, corev1.StreamTypeData)
 	data, err := conn.CreateStream(headers)
 	if err != nil {
-		conn.Close()
 		return nil, fmt.Errorf("port-forward to %s/%s:%d: data stream: %w", namespace, pod, port, err)
 	}
 	c := newConn(conn, data, addr("port-forward"), addr(fmt.Sprintf("%s/%s:%d", namespace, pod, port)))

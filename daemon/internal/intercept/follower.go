@@ -2,24 +2,22 @@ package intercept
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/tetherkube/tether/agent"
-	"github.com/tetherkube/tether/daemon/internal/inspect"
 	"github.com/tetherkube/tether/daemon/internal/journal"
-	"github.com/tetherkube/tether/daemon/internal/workload"
-	"github.com/tetherkube/tether/tunnel"
 )
 
 // follower keeps an intercept --no-restart: an ephemeral agent in every
@@ -36,9 +34,15 @@ type follower struct {
 	req      Request
 	np       *noRestartPlan
 	t        *tunnels
+	// tl times the start's steps; nil once the start is over.
+	tl *timeline
 
-	// jmu serializes this intercept's journal writes.
-	jmu sync.Mutex
+	// jmu serializes this intercept's journal writes; journaled holds the
+	// pods whose mark the journal holds (by UID), svcJournaled whether it
+	// holds the Service.
+	jmu          sync.Mutex
+	journaled    map[string]types.UID
+	svcJournaled bool
 
 	mu      sync.Mutex
 	marks   map[string]bool // the pods marked now
@@ -46,6 +50,9 @@ type follower struct {
 	dead    map[string]bool // pods whose agent died, told once
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// changed wakes the follow loop (follow.go): a pod changed, or a
+	// tunnel dropped.
+	changed chan struct{}
 }
 
 func (m *Manager) newFollower(req Request, np *noRestartPlan) *follower {
@@ -68,7 +75,7 @@ func (m *Manager) newFollower(req Request, np *noRestartPlan) *follower {
 	t := newTunnels(m.CS, m.Dialer, log, np.w.Namespace, "", nil, spec, req.LocalPort)
 	t.path, t.chooser, t.onLink = path, m.Paths, m.OnLink
 	return &follower{cs: m.CS, dialer: m.Dialer, log: log, progress: progress, req: req, np: np, t: t,
-		marks: map[string]bool{}, joining: map[string]bool{}, dead: map[string]bool{}}
+		marks: map[string]bool{}, joining: map[string]bool{}, dead: map[string]bool{}, journaled: map[string]types.UID{}, changed: make(chan struct{}, 1)}
 }
 
 // journal changes the intercept's journal, one write at a time.
@@ -77,6 +84,17 @@ func (f *follower) journal(ctx context.Context, change func(*journal.Entry) erro
 	defer f.jmu.Unlock()
 	_, err := journal.Store{CS: f.cs}.Update(ctx, f.np.w, change)
 	return err
+}
+
+// journaledAll notes that the journal was begun with the Service and the
+// marks of every planned pod (noRestartPlan.entry).
+func (f *follower) journaledAll() {
+	f.jmu.Lock()
+	defer f.jmu.Unlock()
+	f.svcJournaled = true
+	for _, p := range f.np.pods {
+		f.journaled[p.Name] = p.UID
+	}
 }
 
 // marked returns the pods marked now.
@@ -90,194 +108,39 @@ func (f *follower) marked() map[string]bool {
 	return out
 }
 
-// joinAll adds the agent to every pod at once, and fails if one fails.
-func (f *follower) joinAll(ctx context.Context, pods []*corev1.Pod) error {
-	var (
-		wg   sync.WaitGroup
-		emu  sync.Mutex
-		errs []error
-	)
-	for _, p := range pods {
-		wg.Go(func() {
-			if err := f.join(ctx, p); err != nil {
-				emu.Lock()
-				errs = append(errs, err)
-				emu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// join makes sure pod p runs an intercept agent, opens a tunnel to it,
-// asks it to intercept, and then marks the pod.
-func (f *follower) join(ctx context.Context, p *corev1.Pod) error {
-	f.mu.Lock()
-	if f.joining[p.Name] {
-		f.mu.Unlock()
-		return nil
-	}
-	f.joining[p.Name] = true
-	f.mu.Unlock()
-	defer func() {
-		f.mu.Lock()
-		delete(f.joining, p.Name)
-		f.mu.Unlock()
-	}()
-
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	ns := f.np.w.Namespace
-	a, err := inspect.Ensure(cctx, f.cs, inspect.Request{Namespace: ns, Pod: p.Name, AgentImage: f.req.AgentImage,
-		Job: agent.JobIntercept, Forward: [2]int{f.np.agentPort, f.np.appPort}, Args: f.agentArgs(), Early: true}, f.progress)
-	if err != nil {
-		return fmt.Errorf("pod %s: %w", p.Name, err)
-	}
-	l, err := f.dialUntilUp(cctx, a)
-	if err != nil {
-		return err
-	}
-	ip, _ := netip.ParseAddr(p.Status.PodIP)
-	if err := f.t.useDirect(cctx, l, ip); err != nil {
-		l.Close()
-		return fmt.Errorf("pod %s: %w", p.Name, err)
-	}
-	if !f.req.RecordOnly {
-		if err := l.Agent().Intercept(cctx, f.t.spec); err != nil {
-			l.Close()
-			return fmt.Errorf("intercept on pod %s: %w", p.Name, err)
-		}
-	}
-	if f.t.onLink != nil {
-		f.t.onLink(cctx, p.Name, l)
-	}
-	go f.t.serve(p.Name, l)
-	f.t.mu.Lock()
-	if old := f.t.links[p.Name]; old != nil {
-		old.Close()
-	}
-	f.t.links[p.Name] = l
-	f.t.mu.Unlock()
-	// Marked only now that its agent answers: from here the Service may
-	// send the pod its traffic.
-	if err := f.mark(cctx, p); err != nil {
-		l.Close()
-		return err
-	}
-	go f.watch(p.Name, l)
-	f.log.Info("intercepting (no restart)", "pod", p.Name, "agent", a.Container, "agentPort", f.np.agentPort, "path", l.Path())
-	return nil
-}
-
-// agentArgs are the recording flags of a new agent: a recording's, or
-// the defaults for an intercept, as a sidecar's. An ephemeral container
-// has no memory limit; the agent holds itself to its recording budget
-// (its Go memory limit is the budget + 24 MiB).
-func (f *follower) agentArgs() []string {
-	return f.req.RecordArgs
-}
-
-// dialUntilUp opens a tunnel to agent a, trying again every 100 ms while
-// its container starts (the kubelet reports it running a second or more
-// after it does: dialing is quicker), and fails with the kubelet's reason
-// once the container is reported failed.
-func (f *follower) dialUntilUp(ctx context.Context, a inspect.Agent) (*agent.Link, error) {
-	ns := f.np.w.Namespace
-	start, checked := time.Now(), time.Time{}
-	for tries := 1; ; tries++ {
-		l, err := f.link(ctx, a)
-		if err == nil {
-			f.log.Info("agent answers", "pod", a.Pod, "agent", a.Container, "tries", tries, "took", time.Since(start))
-			return l, nil
-		}
-		if a.Bootstrap && errors.Is(err, tunnel.ErrBadToken) {
-			return nil, inspect.Explain(ctx, f.cs, a, ns, err) // another tether used the bootstrap token first
-		}
-		if time.Since(checked) >= time.Second {
-			if ferr := inspect.Failed(ctx, f.cs, ns, a); ferr != nil {
-				return nil, ferr
-			}
-			checked = time.Now()
-		}
-		if time.Since(start) >= time.Minute {
-			return nil, inspect.Explain(ctx, f.cs, a, ns, err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("agent %s of pod %s: %w (last: %v)", a.Container, a.Pod, ctx.Err(), err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// link opens a tunnel to agent a and, for a new agent, replaces its
-// bootstrap token (in the pod's spec) by one kept in a Secret the pod
-// owns.
-func (f *follower) link(ctx context.Context, a inspect.Agent) (*agent.Link, error) {
-	c, err := f.dialer.DialPod(ctx, f.np.w.Namespace, a.Pod, a.Port)
-	if err != nil {
-		return nil, fmt.Errorf("reach the agent of pod %s: %w", a.Pod, err)
-	}
-	cfg := tunnel.DefaultConfig(a.Token)
-	cfg.Logger = f.log
-	l, err := agent.Connect(ctx, c, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("tunnel to pod %s: %w", a.Pod, err)
-	}
-	if a.Bootstrap {
-		token := inspect.NewToken()
-		if err := l.Rotate(ctx, token); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("agent %s of pod %s: %w", a.Container, a.Pod, err)
-		}
-		if err := inspect.StoreToken(ctx, f.cs, f.np.w.Namespace, a, token); err != nil {
-			l.Close()
-			return nil, err
-		}
-	}
-	return l, nil
-}
-
-// mark journals the pod's label as it is, then sets it to the
-// intercept's mark, on that pod (its UID) as read.
+// mark journals the pod's label as it is (unless the journal holds it),
+// then sets it to the intercept's mark, on that pod (its UID) as read.
 func (f *follower) mark(ctx context.Context, p *corev1.Pod) error {
 	ns := f.np.w.Namespace
-	err := f.journal(ctx, func(e *journal.Entry) error {
-		if e.Marks == nil {
-			e.Marks = map[string]journal.Mark{}
-		}
-		if old, ok := e.Marks[p.Name]; ok && old.UID == p.UID {
-			return nil // marked before (a tunnel that dropped and came back): the original stays
-		}
-		m := journal.Mark{UID: p.UID, Label: MarkLabel, Value: f.np.mark}
-		if v, ok := p.Labels[MarkLabel]; ok {
-			m.Previous = &v
-		}
-		e.Marks[p.Name] = m
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("journal the mark of pod %s: %w", p.Name, err)
-	}
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := f.cs.CoreV1().Pods(ns).Get(ctx, p.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if cur.UID != p.UID || cur.DeletionTimestamp != nil {
-			return fmt.Errorf("pod %s is being replaced", p.Name)
-		}
-		if cur.Labels[MarkLabel] == f.np.mark {
+	f.jmu.Lock()
+	journaled := f.journaled[p.Name] == p.UID
+	f.jmu.Unlock()
+	if !journaled {
+		err := f.journal(ctx, func(e *journal.Entry) error {
+			if e.Marks == nil {
+				e.Marks = map[string]journal.Mark{}
+			}
+			if old, ok := e.Marks[p.Name]; ok && old.UID == p.UID {
+				return nil // marked before (a tunnel that dropped and came back): the original stays
+			}
+			e.Marks[p.Name] = f.np.markOf(p)
 			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("journal the mark of pod %s: %w", p.Name, err)
 		}
-		if cur.Labels == nil {
-			cur.Labels = map[string]string{}
-		}
-		cur.Labels[MarkLabel] = f.np.mark
-		_, err = f.cs.CoreV1().Pods(ns).Update(ctx, cur, metav1.UpdateOptions{FieldManager: "tether"})
+		f.jmu.Lock()
+		f.journaled[p.Name] = p.UID
+		f.jmu.Unlock()
+	}
+	// One patch: its UID is a precondition (the API server refuses to
+	// change a UID), so a pod replaced by one of the same name is not
+	// marked.
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": p.UID, "labels": map[string]string{MarkLabel: f.np.mark}}})
+	if err != nil {
 		return err
-	})
+	}
+	_, err = f.cs.CoreV1().Pods(ns).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "tether"})
 	if err != nil {
 		return fmt.Errorf("mark pod %s: %w", p.Name, err)
 	}
@@ -347,81 +210,16 @@ func (f *follower) watch(pod string, l *agent.Link) {
 		return
 	}
 	f.log.Warn("the agent of a pod stopped answering: pod taken out of the Service", "pod", pod, "service", f.np.svc.Name)
+	// A tunnel that dropped while its agent lives (a network blip) is
+	// opened again, and the pod marked again, by the next sync; nothing
+	// in the pod changes to wake it.
+	f.pokeAfter(rejoinAfter)
 }
 
 // agentAsk bounds the question whether an agent lives when its direct
 // connection ended: a slow answer takes the pod out of the Service, and
 // the next sync (a second later) puts it back if the agent lives.
 const agentAsk = 500 * time.Millisecond
-
-// follow keeps following the workload's pods in the background until
-// stop.
-func (f *follower) follow(ctx context.Context) {
-	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	f.cancel, f.done = cancel, make(chan struct{})
-	go func() {
-		defer close(f.done)
-		for {
-			select {
-			case <-bg.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			if err := f.sync(bg); err != nil && bg.Err() == nil {
-				f.log.Warn("following pods (no restart)", "err", err)
-			}
-		}
-	}()
-}
-
-// sync adds the agent to ready pods that have no tunnel, and drops the
-// tunnels of pods gone.
-func (f *follower) sync(ctx context.Context) error {
-	sel, err := workload.Client{CS: f.cs}.Selector(ctx, f.np.w)
-	if err != nil {
-		return err
-	}
-	list, err := f.cs.CoreV1().Pods(f.np.w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return err
-	}
-	live := map[string]bool{}
-	var todo []*corev1.Pod
-	for i := range list.Items {
-		p := &list.Items[i]
-		if !podReady(p) || !ownedBy(p, f.np.w) {
-			continue
-		}
-		live[p.Name] = true
-		if f.t.link(p.Name) != nil {
-			continue
-		}
-		if name, died := inspect.InterceptAgentDied(p); died {
-			f.mu.Lock()
-			told := f.dead[p.Name]
-			f.dead[p.Name] = true
-			f.mu.Unlock()
-			if !told {
-				f.log.Warn("the agent of a pod died; tether adds no other while this intercept runs, so the pod stays out of the Service",
-					"pod", p.Name, "container", name)
-			}
-			continue
-		}
-		todo = append(todo, p)
-	}
-	f.t.mu.Lock()
-	for name, l := range f.t.links {
-		if !live[name] {
-			l.Close()
-			delete(f.t.links, name)
-		}
-	}
-	f.t.mu.Unlock()
-	if len(todo) == 0 {
-		return nil
-	}
-	return f.joinAll(ctx, todo)
-}
 
 func (f *follower) stop() {
 	if f.cancel != nil {

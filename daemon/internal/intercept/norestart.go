@@ -5,16 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/inspect"
 	"github.com/tetherkube/tether/daemon/internal/journal"
@@ -85,6 +86,36 @@ func (m *Manager) planNoRestart(ctx context.Context, req Request) (*noRestartPla
 			return nil, err
 		}
 	}
+	// What does not depend on the Service is read meanwhile (each a
+	// round trip to the API server); a refusal is still the first in the
+	// order written.
+	var (
+		wg                       sync.WaitGroup
+		journalErr, ephErr, lErr error
+		list                     *corev1.PodList
+	)
+	wg.Go(func() {
+		if e, err := (journal.Store{CS: m.CS}).Load(ctx, w); err != nil {
+			journalErr = err
+		} else if e != nil && e.NoRestart {
+			journalErr = noRestartJournal(w)
+		} else if e != nil {
+			journalErr = errdefs.FailedCheck("%s has a journal of an earlier change by tether (a rollback left unfinished): "+
+				"run `tether rollback %s` first", w, w)
+		}
+	})
+	wg.Go(func() { ephErr = ephemeralSupported(m.CS) })
+	wg.Go(func() {
+		sel, err := wc.Selector(ctx, w)
+		if err != nil {
+			lErr = err
+			return
+		}
+		if list, err = m.CS.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()}); err != nil {
+			lErr = fmt.Errorf("list the pods of %s: %w", w, err)
+		}
+	})
+	defer wg.Wait()
 	tmpl, err := wc.Template(ctx, w)
 	if err != nil {
 		return nil, err
@@ -112,24 +143,11 @@ func (m *Manager) planNoRestart(ctx context.Context, req Request) (*noRestartPla
 				"intercept it without --http-header, --http-path and --mirror to take all of its traffic", svc.Name, portName(plan.ServicePort), why)
 		}
 	}
-	if e, err := (journal.Store{CS: m.CS}).Load(ctx, w); err != nil {
-		return nil, err
-	} else if e != nil && e.NoRestart {
-		return nil, noRestartJournal(w)
-	} else if e != nil {
-		return nil, errdefs.FailedCheck("%s has a journal of an earlier change by tether (a rollback left unfinished): "+
-			"run `tether rollback %s` first", w, w)
-	}
-	if err := ephemeralSupported(m.CS); err != nil {
-		return nil, err
-	}
-	sel, err := wc.Selector(ctx, w)
-	if err != nil {
-		return nil, err
-	}
-	list, err := m.CS.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, fmt.Errorf("list the pods of %s: %w", w, err)
+	wg.Wait()
+	for _, err := range []error{journalErr, ephErr, lErr} {
+		if err != nil {
+			return nil, err
+		}
 	}
 	var pods []*corev1.Pod
 	for i := range list.Items {
@@ -151,6 +169,37 @@ func (m *Manager) planNoRestart(ctx context.Context, req Request) (*noRestartPla
 	np.selector[MarkLabel] = req.ID
 	np.ports = retargetPorts(svc.Spec.Ports, plan.ServicePort, agentPort)
 	return np, nil
+}
+
+// entry is the journal an intercept --no-restart begins with: besides the
+// template (for reference), the Service's selector and ports and the mark
+// of every planned pod as they are now, all journaled at once before any
+// changes (rather than one write before each change, on the way to the
+// first intercept). Rollback finds a Service or a label tether had not
+// changed yet unchanged, and leaves it.
+func (np *noRestartPlan) entry() *journal.Entry {
+	e := &journal.Entry{Workload: np.w, Template: *np.tmpl, NoRestart: true, CreatedAt: time.Now().UTC(), By: "tether " + buildinfo.Get().Version,
+		Services: map[string]journal.ServiceEntry{np.svc.Name: np.serviceEntry()}, Marks: map[string]journal.Mark{}}
+	for _, p := range np.pods {
+		e.Marks[p.Name] = np.markOf(p)
+	}
+	return e
+}
+
+// serviceEntry journals the Service as found, and recognises it as tether
+// sets it.
+func (np *noRestartPlan) serviceEntry() journal.ServiceEntry {
+	return journal.ServiceEntry{Ports: np.svc.Spec.Ports, Selector: np.svc.Spec.Selector,
+		AppliedPortsHash: journal.Hash(np.ports), AppliedSelectorHash: journal.Hash(np.selector)}
+}
+
+// markOf journals pod p's label as it is, and the mark tether sets.
+func (np *noRestartPlan) markOf(p *corev1.Pod) journal.Mark {
+	m := journal.Mark{UID: p.UID, Label: MarkLabel, Value: np.mark}
+	if v, ok := p.Labels[MarkLabel]; ok {
+		m.Previous = &v
+	}
+	return m
 }
 
 // noRestartJournal is the refusal of a second intercept of a workload an
@@ -244,14 +293,18 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	if req.RolloutTimeout == 0 {
 		req.RolloutTimeout = 3 * time.Minute
 	}
+	tl := newTimeline()
+	end := tl.begin("plan", "")
 	np, err := m.planNoRestart(ctx, req)
+	end()
 	if err != nil {
 		return nil, err
 	}
 	w := np.w
 	store := journal.Store{CS: m.CS}
-	entry, err := store.Begin(ctx, &journal.Entry{Workload: w, Template: *np.tmpl, NoRestart: true,
-		CreatedAt: time.Now().UTC(), By: "tether " + buildinfo.Get().Version})
+	end = tl.begin("journal", "")
+	entry, err := store.Begin(ctx, np.entry())
+	end()
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +312,8 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 		return nil, errdefs.FailedCheck("another tether began a change to %s just now; run `tether rollback %s` to see it", w, w)
 	}
 	f := m.newFollower(req, np)
+	f.tl = tl
+	f.journaledAll()
 	fail := func(cause error) (*Intercept, error) {
 		progress("undoing this intercept's changes to " + w.String())
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -267,53 +322,163 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	}
 	progress(fmt.Sprintf("adding the agent to %d running pods of %s as an ephemeral container (port %d in front of %d; no pod restarts)",
 		len(np.pods), w, np.agentPort, np.appPort))
-	if err := f.joinAll(ctx, np.pods); err != nil {
-		return fail(err)
+	// Every pod's agent is added and connected to at once. The kubelet
+	// starts each when it next looks at its pod, up to a second apart
+	// (its pod-lifecycle relist), and the nodes apply a Service's new
+	// endpoints up to a second after the last time they did (kube-proxy's
+	// minimum sync period): the Service is pointed at the first pods whose
+	// agents answer, so that the nodes apply it while the other agents
+	// start (firstPods).
+	jctx, cancelJoins := context.WithCancel(ctx)
+	defer cancelJoins()
+	joins := f.connectAll(jctx, np.pods)
+	failJoins := func(cause error) (*Intercept, error) {
+		cancelJoins()
+		joins.drain() // none may add a tunnel after undo closed them
+		return fail(cause)
 	}
-	progress(fmt.Sprintf("pointing service/%s port %d at the agents of the marked pods", np.svc.Name, np.port.Port))
-	if err := f.retarget(ctx); err != nil {
-		return fail(err)
+	end = tl.begin("first-agents", "")
+	first, err := joins.gather(ctx, firstPods(req))
+	end()
+	if err != nil {
+		return failJoins(err)
 	}
-	if err := waitMarked(ctx, m.CS, np, f.marked, req.RolloutTimeout, progress); err != nil {
-		return fail(err)
+	end = tl.begin("first-marks", "")
+	err = f.markAll(ctx, first)
+	end()
+	if err != nil {
+		return failJoins(err)
+	}
+	if len(first) < len(np.pods) {
+		progress(fmt.Sprintf("the agents of %d of %d pods answer: pointing service/%s port %d at them; the others join as their agents answer",
+			len(first), len(np.pods), np.svc.Name, np.port.Port))
+	} else {
+		progress(fmt.Sprintf("pointing service/%s port %d at the agents of the marked pods", np.svc.Name, np.port.Port))
+	}
+	end = tl.begin("service", "")
+	err = f.retarget(ctx)
+	end()
+	if err != nil {
+		return failJoins(err)
+	}
+	end = tl.begin("endpoints", "")
+	err = waitMarked(ctx, m.CS, np, f.marked, req.RolloutTimeout, progress)
+	end()
+	if err != nil {
+		return failJoins(err)
 	}
 	// Ready when a probe through the Service's address reaches the agent
 	// of every marked pod (ready.go), as for a sidecar intercept.
 	svc := np.svc.DeepCopy()
 	svc.Spec.Selector, svc.Spec.Ports = np.selector, np.ports
-	if err := m.waitReady(ctx, svc, np.port, labels.SelectorFromSet(np.selector).String(), f.t.agents(), progress); err != nil {
-		return fail(err)
+	end = tl.begin("ready", "")
+	err = m.checkReady(ctx, svc, np.port, np.nodes(), f.markedAgents(), progress)
+	end()
+	if err != nil {
+		return failJoins(err)
 	}
+	// The other pods are marked as their agents answer: the Service adds
+	// them as the nodes apply it, while the marked pods' agents, which the
+	// nodes already send every new connection to, carry the traffic.
+	if rest := len(np.pods) - len(first); rest > 0 {
+		end = tl.begin("other-agents", "")
+		others, err := joins.gather(ctx, -1)
+		end()
+		if err != nil {
+			return failJoins(err)
+		}
+		end = tl.begin("other-marks", "")
+		err = f.markAll(ctx, others)
+		end()
+		if err != nil {
+			return fail(err)
+		}
+	}
+	f.tl = nil
+	f.log.Info("intercept --no-restart started", "workload", w.String(), "pods", len(np.pods), "took", time.Since(tl.start),
+		"steps", tl.String(), "timeline", tl.Spans())
 	f.follow(ctx)
 	return &Intercept{Workload: w, Service: np.svc.Name, ServicePort: np.port, AgentPort: np.agentPort, LocalPort: req.LocalPort,
 		Spec: f.t.spec, NoRestart: true, tunnels: f.t, follower: f}, nil
 }
 
-// retarget journals the Service's selector and ports, then points it at
-// the agents of the marked pods, if it is still as planned from.
+// firstPods is how long, once one pod's agent answers, the Service waits
+// for the others' before it is pointed at those that answer: agents that
+// start in the same turn of the kubelet answer within this of each other,
+// and are then added in one change (each change of a Service's endpoints
+// may hold the next one's sync on the nodes for a second). Only an
+// intercept that takes all of a port's traffic (the agents send it all to
+// this machine) starts with some pods: where the app still serves
+// (recording, filters, mirrors), the Service waits for every pod's agent,
+// so that no pod of the app takes the others' share meanwhile.
+func firstPods(req Request) time.Duration {
+	if req.RecordOnly || req.Mirror || !req.Filter.IsZero() {
+		return -1
+	}
+	return FirstPods
+}
+
+// FirstPods is firstPods' wait. On the local cluster, agents the kubelet
+// started in one turn answered within 0-50 ms of each other, and turns
+// were 250 ms to a second apart (the bench's steps, -only modes).
+const FirstPods = 100 * time.Millisecond
+
+// nodes maps the planned pods to their nodes.
+func (np *noRestartPlan) nodes() map[string]string {
+	out := make(map[string]string, len(np.pods))
+	for _, p := range np.pods {
+		out[p.Name] = p.Spec.NodeName
+	}
+	return out
+}
+
+// markedAgents gives the agents of the marked pods.
+func (f *follower) markedAgents() map[string]agent.Service {
+	marked := f.marked()
+	out := map[string]agent.Service{}
+	for pod, a := range f.t.agents() {
+		if marked[pod] {
+			out[pod] = a
+		}
+	}
+	return out
+}
+
+// retarget points the Service at the agents of the marked pods, if it is
+// still as planned from; its selector and ports are journaled first
+// (np.entry, or here when the journal was begun without them).
 func (f *follower) retarget(ctx context.Context) error {
 	np := f.np
-	err := f.journal(ctx, func(e *journal.Entry) error {
-		if e.Services == nil {
-			e.Services = map[string]journal.ServiceEntry{}
-		}
-		e.Services[np.svc.Name] = journal.ServiceEntry{Ports: np.svc.Spec.Ports, Selector: np.svc.Spec.Selector,
-			AppliedPortsHash: journal.Hash(np.ports), AppliedSelectorHash: journal.Hash(np.selector)}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		svc, err := f.cs.CoreV1().Services(np.w.Namespace).Get(ctx, np.svc.Name, metav1.GetOptions{})
+	if !f.svcJournaled {
+		err := f.journal(ctx, func(e *journal.Entry) error {
+			if e.Services == nil {
+				e.Services = map[string]journal.ServiceEntry{}
+			}
+			e.Services[np.svc.Name] = np.serviceEntry()
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		if !equality.Semantic.DeepEqual(svc.Spec.Ports, np.svc.Spec.Ports) || !equality.Semantic.DeepEqual(svc.Spec.Selector, np.svc.Spec.Selector) {
-			return fmt.Errorf("service %s changed meanwhile: %w", np.svc.Name, ErrPortsChanged)
+		f.svcJournaled = true
+	}
+	// The Service as planned from, at the version read then: a conflict
+	// reads it again and checks that nobody changed what tether changes.
+	svc := np.svc.DeepCopy()
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if svc == nil {
+			cur, err := f.cs.CoreV1().Services(np.w.Namespace).Get(ctx, np.svc.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if !equality.Semantic.DeepEqual(cur.Spec.Ports, np.svc.Spec.Ports) || !equality.Semantic.DeepEqual(cur.Spec.Selector, np.svc.Spec.Selector) {
+				return fmt.Errorf("service %s changed meanwhile: %w", np.svc.Name, ErrPortsChanged)
+			}
+			svc = cur
 		}
 		svc.Spec.Selector, svc.Spec.Ports = np.selector, np.ports
-		_, err = f.cs.CoreV1().Services(np.w.Namespace).Update(ctx, svc, metav1.UpdateOptions{FieldManager: "tether"})
+		_, err := f.cs.CoreV1().Services(np.w.Namespace).Update(ctx, svc, metav1.UpdateOptions{FieldManager: "tether"})
+		svc = nil
 		return err
 	})
 }

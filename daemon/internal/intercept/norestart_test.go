@@ -157,7 +157,7 @@ func TestSidecarRefusesNoRestartJournal(t *testing.T) {
 }
 
 // startedFollower plans and begins the journal as startNoRestart does,
-// then retargets the Service and marks the pods (what needs no agent).
+// then marks the pods and retargets the Service (what needs no agent).
 func startedFollower(t *testing.T, cs *fake.Clientset) *follower {
 	t.Helper()
 	ctx := context.Background()
@@ -166,10 +166,11 @@ func startedFollower(t *testing.T, cs *fake.Clientset) *follower {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (journal.Store{CS: cs}).Begin(ctx, &journal.Entry{Workload: orders, Template: *np.tmpl, NoRestart: true}); err != nil {
+	if _, err := (journal.Store{CS: cs}).Begin(ctx, np.entry()); err != nil {
 		t.Fatal(err)
 	}
 	f := m.newFollower(noRestartRequest, np)
+	f.journaledAll()
 	for _, p := range np.pods {
 		if err := f.mark(ctx, p); err != nil {
 			t.Fatal(err)
@@ -179,6 +180,18 @@ func startedFollower(t *testing.T, cs *fake.Clientset) *follower {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// changes are the writes to the journal, the pods and the Service, in
+// order.
+func changes(cs *fake.Clientset) []string {
+	var out []string
+	for _, w := range fakekube.Writes(cs) {
+		if strings.Contains(w, "configmaps/tether-journal") || strings.Contains(w, " pods/") || strings.Contains(w, " services/") {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 func podLabels(t *testing.T, cs *fake.Clientset) map[string]map[string]string {
@@ -207,12 +220,10 @@ func TestNoRestartJournalAndUndo(t *testing.T) {
 	cs.ClearActions()
 
 	f := startedFollower(t, cs)
-	writes := fakekube.Writes(cs)
-	// Every change comes after the journal write that records it.
-	wantOrder := []string{"update configmaps/tether-journal-deployment-orders", "update pods/orders-1",
-		"update configmaps/tether-journal-deployment-orders", "update pods/orders-2",
-		"update configmaps/tether-journal-deployment-orders", "update services/orders"}
-	if diff := cmp.Diff(wantOrder, writes[len(writes)-len(wantOrder):]); diff != "" {
+	// Every change comes after the journal write that records it: the
+	// journal is begun with them all.
+	wantOrder := []string{"create configmaps/tether-journal-deployment-orders", "patch pods/orders-1", "patch pods/orders-2", "update services/orders"}
+	if diff := cmp.Diff(wantOrder, changes(cs)); diff != "" {
 		t.Errorf("writes (-want +got):\n%s", diff)
 	}
 	e := loadJournal(t, cs)
@@ -263,6 +274,39 @@ func TestNoRestartJournalAndUndo(t *testing.T) {
 		t.Errorf("steps do not say the ephemeral agents stay: %+v", steps)
 	}
 	_ = f
+}
+
+// TestNoRestartMarkLater: a pod the follower marks after the start is
+// journaled before it is marked, in one patch that names its UID.
+func TestNoRestartMarkLater(t *testing.T) {
+	cs := noRestartCluster(false, readyPod("orders-1", nil))
+	ctx := context.Background()
+	f := startedFollower(t, cs)
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, readyPod("orders-2", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod2, _ := cs.CoreV1().Pods(ns).Get(ctx, "orders-2", metav1.GetOptions{})
+	cs.ClearActions()
+	if err := f.mark(ctx, pod2); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"update configmaps/tether-journal-deployment-orders", "patch pods/orders-2"}, changes(cs)); diff != "" {
+		t.Errorf("writes (-want +got):\n%s", diff)
+	}
+	if m := loadJournal(t, cs).Marks["orders-2"]; m.UID != pod2.UID || m.Value != "0123abcd" {
+		t.Errorf("journaled mark %+v", m)
+	}
+	if got := podLabels(t, cs)["orders-2"][MarkLabel]; got != "0123abcd" {
+		t.Errorf("orders-2's mark = %q", got)
+	}
+	// Marked again (its tunnel came back): no journal write.
+	cs.ClearActions()
+	if err := f.mark(ctx, pod2); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"patch pods/orders-2"}, changes(cs)); diff != "" {
+		t.Errorf("writes when marked again (-want +got):\n%s", diff)
+	}
 }
 
 // TestNoRestartRollbackKeepsMarks: a Service someone changed since is
@@ -347,5 +391,71 @@ func TestUnmark(t *testing.T) {
 	}
 	if len(f.marked()) != 0 {
 		t.Errorf("marked() = %v after unmarking", f.marked())
+	}
+}
+
+// TestRetarget: the Service is updated at the version planned from, with
+// no read when nobody changed it; a change elsewhere in it is kept, and a
+// change to its ports or selector stops the intercept.
+func TestRetarget(t *testing.T) {
+	tests := []struct {
+		name      string
+		change    func(*corev1.Service)
+		wantReads int
+		wantErr   error
+	}{
+		{name: "unchanged"},
+		{name: "an annotation added meanwhile", change: func(s *corev1.Service) { s.Annotations = map[string]string{"team": "blue"} }, wantReads: 1},
+		{name: "its selector changed meanwhile", change: func(s *corev1.Service) { s.Spec.Selector["team"] = "blue" }, wantReads: 1, wantErr: ErrPortsChanged},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := noRestartCluster(false, readyPod("orders-1", nil))
+			ctx := context.Background()
+			m := &Manager{CS: cs}
+			np, err := m.planNoRestart(ctx, noRestartRequest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := (journal.Store{CS: cs}).Begin(ctx, np.entry()); err != nil {
+				t.Fatal(err)
+			}
+			f := m.newFollower(noRestartRequest, np)
+			f.journaledAll()
+			if tt.change != nil {
+				svc, _ := cs.CoreV1().Services(ns).Get(ctx, "orders", metav1.GetOptions{})
+				tt.change(svc)
+				if _, err := cs.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cs.ClearActions()
+			err = f.retarget(ctx)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			reads := 0
+			for _, a := range cs.Actions() {
+				if a.GetVerb() == "get" && a.GetResource().Resource == "services" {
+					reads++
+				}
+			}
+			if reads != tt.wantReads {
+				t.Errorf("%d reads of the Service, want %d", reads, tt.wantReads)
+			}
+			svc, _ := cs.CoreV1().Services(ns).Get(ctx, "orders", metav1.GetOptions{})
+			if tt.wantErr != nil {
+				return
+			}
+			if diff := cmp.Diff(np.selector, svc.Spec.Selector); diff != "" {
+				t.Errorf("selector (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(np.ports, svc.Spec.Ports); diff != "" {
+				t.Errorf("ports (-want +got):\n%s", diff)
+			}
+			if tt.change != nil && svc.Annotations["team"] != "blue" {
+				t.Errorf("the annotation added meanwhile is gone: %v", svc.Annotations)
+			}
+		})
 	}
 }

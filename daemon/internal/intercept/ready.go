@@ -199,6 +199,22 @@ func serviceAddr(svc *corev1.Service, port corev1.ServicePort) string {
 // no probe can run. The pods' nodes are read from the cluster.
 func (m *Manager) waitReady(ctx context.Context, svc *corev1.Service, port corev1.ServicePort, sel string,
 	links map[string]agent.Service, progress func(string)) error {
+	if serviceAddr(svc, port) == "" {
+		return nil
+	}
+	var nodes map[string]string
+	if len(links) > 0 {
+		var err error
+		if nodes, err = podNodes(ctx, m.CS, svc.Namespace, sel); err != nil {
+			return err
+		}
+	}
+	return m.checkReady(ctx, svc, port, nodes, links, progress)
+}
+
+// checkReady is waitReady with the pods' nodes known.
+func (m *Manager) checkReady(ctx context.Context, svc *corev1.Service, port corev1.ServicePort, nodes map[string]string,
+	links map[string]agent.Service, progress func(string)) error {
 	addr := serviceAddr(svc, port)
 	if addr == "" {
 		return nil
@@ -209,10 +225,6 @@ func (m *Manager) waitReady(ctx context.Context, svc *corev1.Service, port corev
 	}
 	err := errNoProbe
 	if len(links) > 0 {
-		nodes, nerr := podNodes(ctx, m.CS, svc.Namespace, sel)
-		if nerr != nil {
-			return nerr
-		}
 		err = readyCheck{svc: fmt.Sprintf("service/%s port %d", svc.Name, port.Port), addr: addr, agents: links, nodes: nodes,
 			timeout: m.ReadyTimeout, log: log, progress: progress}.run(ctx)
 	}
