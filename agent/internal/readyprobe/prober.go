@@ -35,9 +35,7 @@ type Request struct {
 	// (default 20 ms), so an old app behind stale rules is not hammered.
 	Pause time.Duration
 	// Pace is how long a connection in flight holds the next one (default
-	// 10 ms); MaxInFlight bounds the connections at once (default 32: a
-	// gone endpoint's connections hang for ConnTimeout, and cost nobody
-	// anything meanwhile).
+	// 10 ms); MaxInFlight bounds the connections at once (default 8).
 	Pace        time.Duration
 	MaxInFlight int
 }
@@ -62,7 +60,7 @@ func (r *Request) defaults() {
 		r.Pace = 10 * time.Millisecond
 	}
 	if r.MaxInFlight <= 0 {
-		r.MaxInFlight = 32
+		r.MaxInFlight = 8
 	}
 }
 
@@ -87,11 +85,8 @@ type Result struct {
 // error is returned with the result so far). Connections go one after
 // another while they are answered; one that hangs (an endpoint that is
 // gone) does not hold the next: after Pace another starts, up to
-// MaxInFlight at once. The streak counts, in the order they started, the
-// connections answered by expected agents since the last one that was
-// not, a connection still in flight counting as not answered: a slow miss
-// breaks the streak as a quick one does, without waiting for its time to
-// be up.
+// MaxInFlight at once. The streak counts results as they complete, and
+// the check is ready only with none in flight, so a slow miss breaks it.
 func Probe(ctx context.Context, req Request) (Result, error) {
 	req.defaults()
 	if _, _, err := net.SplitHostPort(req.Address); err != nil {
@@ -112,41 +107,19 @@ func Probe(ctx context.Context, req Request) (Result, error) {
 	defer deadline.Stop()
 
 	type outcome struct {
-		seq int
 		pod string
 		err error
 	}
 	results := make(chan outcome, req.MaxInFlight)
 	inFlight := 0
-	// good[seq]: connection seq (in launch order) was answered by an
-	// expected agent; absent while in flight.
-	var good []bool
-	pending := map[int]bool{}
 	launch := func() {
 		inFlight++
-		seq := len(good)
-		good = append(good, false)
-		pending[seq] = true
 		go func() {
 			pod, err := probeOnce(ctx, req)
-			results <- outcome{seq, pod, err}
+			results <- outcome{pod, err}
 		}()
 	}
-	// streak counts the answered connections after the last one that was
-	// not answered, or is still in flight and older than them (the newest
-	// ones, in flight, are not counted yet).
-	streak := func() int {
-		seq := len(good) - 1
-		for seq >= 0 && pending[seq] {
-			seq--
-		}
-		n := 0
-		for ; seq >= 0 && good[seq] && !pending[seq]; seq-- {
-			n++
-		}
-		return n
-	}
-	connected := false
+	streak, connected := 0, false
 	var lastLaunch, notBefore time.Time // notBefore: after a miss, not hammering an app
 	next := time.NewTimer(0)
 	defer next.Stop()
@@ -159,31 +132,31 @@ func Probe(ctx context.Context, req Request) (Result, error) {
 		case <-next.C:
 		case o := <-results:
 			inFlight--
-			delete(pending, o.seq)
 			switch {
 			case o.err == nil:
 				connected = true
 				res.Answered[o.pod]++
 				if slices.Contains(req.Expect, o.pod) {
-					good[o.seq] = true
+					streak++
 				} else {
-					res.Missed++
+					streak, res.Missed = 0, res.Missed+1
 					notBefore = time.Now().Add(req.Pause)
 				}
 			case errors.Is(o.err, errNotConnected):
 				res.Failed++
+				streak = 0
 				res.LastError = o.err.Error()
 				notBefore = time.Now().Add(req.Pause)
 			default:
 				connected = true
 				res.Missed++
+				streak = 0
 				res.LastError = o.err.Error()
 				notBefore = time.Now().Add(req.Pause)
 			}
-			// A connection still in flight that started before the streak
-			// may be a gone endpoint's: the streak, started after it,
-			// shows the rules have changed since.
-			if streak() >= req.Streak && allAnswered(res.Answered, req.Expect) {
+			// Every connection started has ended: one still in flight may
+			// be a gone endpoint's, and is a miss when its time is up.
+			if streak >= req.Streak && inFlight == 0 && allAnswered(res.Answered, req.Expect) {
 				res.Ready = true
 				return done(nil)
 			}
