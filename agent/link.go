@@ -140,6 +140,16 @@ func (l *Link) Dial(ctx context.Context, addr string) (net.Conn, error) {
 // direct path ending alone does not end the Link.
 func (l *Link) Done() <-chan struct{} { return l.sess.Done() }
 
+// Ended reports whether Done is closed.
+func (l *Link) Ended() bool {
+	select {
+	case <-l.Done():
+		return true
+	default:
+		return false
+	}
+}
+
 // BeforeClose makes Close call f first, while the tunnel is still up
 // (the daemon collects the agent's profile there).
 func (l *Link) BeforeClose(f func()) {

@@ -166,3 +166,21 @@ func TestLinkDial(t *testing.T) {
 		t.Errorf("dialed connection read %q, %v", b, err)
 	}
 }
+
+// TestLinkEnded: Ended is false while the tunnel is up, true once the
+// agent's side closed it.
+func TestLinkEnded(t *testing.T) {
+	link, sess := connectPipe(t)
+	if link.Ended() {
+		t.Fatal("Ended while the tunnel is up")
+	}
+	sess.Close()
+	select {
+	case <-link.Done():
+	case <-time.After(10 * time.Second): // hang guard
+		t.Fatal("the link did not end after the agent closed its side")
+	}
+	if !link.Ended() {
+		t.Error("not Ended after Done closed")
+	}
+}

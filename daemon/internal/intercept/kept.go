@@ -102,13 +102,8 @@ func (k *KeptLinks) take(key, pod string, uid types.UID, token []byte) *agent.Li
 		}
 	}
 	k.mu.Unlock()
-	if !ok {
+	if !ok || e.link.Ended() {
 		return nil
-	}
-	select {
-	case <-e.link.Done():
-		return nil
-	default:
 	}
 	if e.uid != uid || !bytes.Equal(e.token, token) {
 		e.link.Close()
@@ -126,15 +121,10 @@ func (k *KeptLinks) Link(key, pod string) *agent.Link {
 	k.mu.Lock()
 	e, ok := k.links[key][pod]
 	k.mu.Unlock()
-	if !ok {
+	if !ok || e.link.Ended() {
 		return nil
 	}
-	select {
-	case <-e.link.Done():
-		return nil
-	default:
-		return e.link
-	}
+	return e.link
 }
 
 // Pods lists the pods of the workload under key with a live kept tunnel.
@@ -146,9 +136,7 @@ func (k *KeptLinks) Pods(key string) []string {
 	defer k.mu.Unlock()
 	var out []string
 	for pod, e := range k.links[key] {
-		select {
-		case <-e.link.Done():
-		default:
+		if !e.link.Ended() {
 			out = append(out, pod)
 		}
 	}

@@ -87,13 +87,8 @@ func (p *predial) take(ctx context.Context, pod *corev1.Pod, token []byte) *agen
 	l := d.link
 	d.link = nil
 	p.mu.Unlock()
-	if l == nil {
+	if l == nil || l.Ended() {
 		return nil
-	}
-	select {
-	case <-l.Done():
-		return nil
-	default:
 	}
 	if !bytes.Equal(token, p.t.token) { // the Secret was replaced meanwhile
 		l.Close()

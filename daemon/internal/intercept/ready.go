@@ -352,9 +352,7 @@ func (t *tunnels) agents() map[string]agent.Service {
 	defer t.mu.Unlock()
 	out := make(map[string]agent.Service, len(t.links))
 	for n, l := range t.links {
-		select {
-		case <-l.Done():
-		default:
+		if !l.Ended() {
 			out[n] = l.Agent()
 		}
 	}

@@ -113,12 +113,8 @@ func (t *tunnels) sync(ctx context.Context) error {
 		t.mu.Lock()
 		l := t.links[p.Name]
 		t.mu.Unlock()
-		if l != nil {
-			select {
-			case <-l.Done():
-			default:
-				continue // healthy
-			}
+		if l != nil && !l.Ended() {
+			continue // healthy
 		}
 		wg.Go(func() {
 			if err := t.connect(ctx, p); err != nil {
@@ -370,13 +366,8 @@ func (t *tunnels) link(pod string) *agent.Link {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	l := t.links[pod]
-	if l == nil {
+	if l == nil || l.Ended() {
 		return nil
 	}
-	select {
-	case <-l.Done():
-		return nil
-	default:
-		return l
-	}
+	return l
 }
