@@ -128,29 +128,49 @@ func (e *env) requireRestored(before snapshot) {
 // ready pods, none running the agent (after a rollback's rollout).
 func (e *env) waitAppRoutes(replicas int) {
 	e.t.Helper()
+	e.waitSettled(replicas, func(p *corev1.Pod) bool {
+		return !slices.ContainsFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == "tether-agent" })
+	})
+	// kube-proxy applies endpoint changes up to about a second later; tether
+	// intercept waits the same (intercept.ProxySettle).
+	time.Sleep(2 * time.Second)
+}
+
+// waitSettled waits until deploy/orders has no rollout under way: its
+// replicas all updated and available, no other pod of it left (not even
+// terminating: once one is gone, a node whose rules still name it sends
+// connections to an address nobody answers), each accepted by ok (nil:
+// any), and its Service's ready endpoints exactly those pods.
+func (e *env) waitSettled(replicas int, ok func(*corev1.Pod) bool) {
+	e.t.Helper()
 	e.waitAvailable("orders", int32(replicas))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		slices, err := e.cs.DiscoveryV1().EndpointSlices(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=orders"})
+		pods, err := e.cs.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=orders"})
+		if err != nil || len(pods.Items) != replicas {
+			return false, nil
+		}
+		names := map[string]bool{}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			if p.DeletionTimestamp != nil || ok != nil && !ok(p) {
+				return false, nil
+			}
+			names[p.Name] = true
+		}
+		eps, err := e.cs.DiscoveryV1().EndpointSlices(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=orders"})
 		if err != nil {
 			return false, nil
 		}
 		ready := 0
-		for _, s := range slices.Items {
+		for _, s := range eps.Items {
 			for _, ep := range s.Endpoints {
-				// Terminating endpoints get no new connections while ready ones exist.
-				if ep.TargetRef == nil || ep.Conditions.Ready == nil || !*ep.Conditions.Ready {
+				if ep.Conditions.Ready == nil || !*ep.Conditions.Ready {
 					continue
 				}
-				p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, ep.TargetRef.Name, metav1.GetOptions{})
-				if err != nil {
+				if ep.TargetRef == nil || !names[ep.TargetRef.Name] {
 					return false, nil
-				}
-				for _, c := range p.Spec.Containers {
-					if c.Name == "tether-agent" {
-						return false, nil
-					}
 				}
 				ready++
 			}
@@ -158,31 +178,8 @@ func (e *env) waitAppRoutes(replicas int) {
 		return ready == replicas, nil
 	})
 	if err != nil {
-		e.t.Fatalf("service orders does not route to %d app pods: %v", replicas, err)
+		e.t.Fatalf("deploy/orders did not settle on %d pods its Service routes to: %v", replicas, err)
 	}
-	// The replaced pods (with the agent) must be gone, not just terminating:
-	// once one is gone, a node whose rules still name it sends connections
-	// to an address nobody answers.
-	err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		pods, err := e.cs.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=orders"})
-		if err != nil {
-			return false, nil
-		}
-		for _, p := range pods.Items {
-			for _, c := range p.Spec.Containers {
-				if c.Name == "tether-agent" {
-					return false, nil
-				}
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
-		e.t.Fatalf("pods with the agent remain after rollback: %v", err)
-	}
-	// kube-proxy applies endpoint changes up to about a second later; tether
-	// intercept waits the same (intercept.ProxySettle).
-	time.Sleep(2 * time.Second)
 }
 
 func (e *env) mustTether(args ...string) string {
