@@ -116,9 +116,6 @@ cross: ## build tether for macOS (arm64, amd64) and Windows (amd64): the CLI mus
 	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/tether
 
 .PHONY: test
-# The fault suite (make chaos) is not part of test yet: TestChaosDaemonKill
-# fails 1 of 50 kills (a rollback killed between deleting the journal and
-# its key leaves the key; docs/NOTES.md, Session 6). It goes in once fixed.
 test: vet proto-check cross unit integration chaos ## everything CI runs: vet, generated-code check, unit and integration tests, the fault suite
 
 .PHONY: bench

@@ -126,21 +126,44 @@ func (e *env) tetherEnv() []string {
 	return []string{"XDG_RUNTIME_DIR=" + e.runtimeDir, "KUBECONFIG=" + e.kubeconfig}
 }
 
-// dumpNamespace logs the pods and events of a failed test's namespace.
+// dumpNamespace writes the pods and events of a failed test's namespace to
+// a file and logs its path with at most a few warning events: the test's
+// own failure lines must stay the last ones before its "--- FAIL" (CI
+// shows only a few lines there).
 func dumpNamespace(t *testing.T, cs *kubernetes.Clientset, ns string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var b strings.Builder
 	pods, _ := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	for _, p := range pods.Items {
-		t.Logf("pod %s: phase %s, conditions %v", p.Name, p.Status.Phase, p.Status.Conditions)
+		fmt.Fprintf(&b, "pod %s: phase %s, conditions %v\n", p.Name, p.Status.Phase, p.Status.Conditions)
 		for _, c := range p.Status.ContainerStatuses {
-			t.Logf("  container %s: ready %v state %+v", c.Name, c.Ready, c.State)
+			fmt.Fprintf(&b, "  container %s: ready %v state %+v\n", c.Name, c.Ready, c.State)
 		}
 	}
+	var warnings []string
 	events, _ := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
 	for _, e := range events.Items {
-		t.Logf("event %s %s: %s", e.InvolvedObject.Name, e.Reason, e.Message)
+		line := fmt.Sprintf("event %s %s %s: %s", e.Type, e.InvolvedObject.Name, e.Reason, e.Message)
+		fmt.Fprintln(&b, line)
+		if e.Type == corev1.EventTypeWarning {
+			warnings = append(warnings, line)
+		}
 	}
+	dir := filepath.Join(os.TempDir(), "tether-it-dumps")
+	path := filepath.Join(dir, ns+".txt")
+	err := os.MkdirAll(dir, 0o755)
+	if err == nil {
+		err = os.WriteFile(path, []byte(b.String()), 0o644)
+	}
+	if err != nil {
+		t.Logf("namespace %s (not written to a file: %v):\n%s", ns, err, b.String())
+		return
+	}
+	if len(warnings) > 3 {
+		warnings = warnings[len(warnings)-3:]
+	}
+	t.Logf("namespace %s: %d pods, %d events, written to %s; last warnings: %q", ns, len(pods.Items), len(events.Items), path, warnings)
 }
 
 // deployOrders applies integration/manifests/orders.yaml in the test's

@@ -443,6 +443,15 @@ func TestMirrorSurvivesAStoppedLaptop(t *testing.T) {
 	if c := copies.Load(); c != n {
 		t.Errorf("the laptop got %d copies of %d requests", c, n)
 	}
+	// The laptop prints a copy's line before it answers, and the agent
+	// counts a copy delivered once the answer is read: wait for that too,
+	// or SIGSTOP can land between the two (999 delivered, 1 dropped).
+	for time.Now().Before(deadline) {
+		if delivered, _ := mirrorCounts(t, e); delivered >= n {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	if err := proc.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -457,27 +466,34 @@ func TestMirrorSurvivesAStoppedLaptop(t *testing.T) {
 	// mirror's 10 s bound) and counted.
 	var delivered, dropped uint64
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
-		var st struct {
-			Daemon struct {
-				Intercepts []struct {
-					PortIntercepts []struct{ Requests, Dropped uint64 }
-				}
-			}
-		}
-		if err := json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st); err != nil {
-			t.Fatal(err)
-		}
-		if len(st.Daemon.Intercepts) != 1 || len(st.Daemon.Intercepts[0].PortIntercepts) != 1 {
-			t.Fatalf("status: %+v", st)
-		}
-		pi := st.Daemon.Intercepts[0].PortIntercepts[0]
-		if delivered, dropped = pi.Requests, pi.Dropped; dropped > 0 {
+		if delivered, dropped = mirrorCounts(t, e); dropped > 0 {
 			break
 		}
 	}
 	if delivered < n || dropped == 0 {
 		t.Errorf("status counts %d copies delivered and %d dropped; want at least %d delivered and the stopped laptop's drops counted", delivered, dropped, n)
 	}
+}
+
+// mirrorCounts reads the one mirror's copies delivered and dropped from
+// `tether status -o json`.
+func mirrorCounts(t *testing.T, e *env) (delivered, dropped uint64) {
+	t.Helper()
+	var st struct {
+		Daemon struct {
+			Intercepts []struct {
+				PortIntercepts []struct{ Requests, Dropped uint64 }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Daemon.Intercepts) != 1 || len(st.Daemon.Intercepts[0].PortIntercepts) != 1 {
+		t.Fatalf("status: %+v", st)
+	}
+	pi := st.Daemon.Intercepts[0].PortIntercepts[0]
+	return pi.Requests, pi.Dropped
 }
 
 // TestFilterBadInput: a malformed header filter, an invalid regular
