@@ -80,6 +80,10 @@ agent-image: ## build this tree's agent as image AGENT_REF and load it into the 
 cluster-down: ## stop the local cluster and remove its mounts, bridge and iptables rules (WIPE=1 also deletes its state)
 	$(GO) run ./integration/cluster/cmd/tether-cluster down --dir $(CLUSTER_DIR) $(if $(WIPE),--wipe)
 
+.PHONY: cluster-restart
+cluster-restart: ## restart k3s (API server, kubelet, kube-proxy) on the same state, the pods left running
+	$(GO) run ./integration/cluster/cmd/tether-cluster restart --dir $(CLUSTER_DIR)
+
 .PHONY: cluster-status
 cluster-status: ## show whether the local cluster runs and is healthy
 	$(GO) run ./integration/cluster/cmd/tether-cluster status --dir $(CLUSTER_DIR)

@@ -19,18 +19,7 @@ func Down(ctx context.Context, cfg Config, wipe bool) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if pid := readPID(cfg.pidFile()); processAlive(pid, cfg.k3sBin()) {
-		cfg.progressf("stopping k3s (pid %d)", pid)
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		deadline := time.Now().Add(30 * time.Second)
-		for processAlive(pid, cfg.k3sBin()) && time.Now().Before(deadline) {
-			time.Sleep(200 * time.Millisecond)
-		}
-		if processAlive(pid, cfg.k3sBin()) {
-			cfg.progressf("k3s did not stop within 30s; killing it")
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
+	stopK3s(cfg)
 	_ = os.Remove(cfg.pidFile())
 	if err := cleanupHost(ctx, cfg); err != nil {
 		return err
@@ -48,6 +37,29 @@ func Down(ctx context.Context, cfg Config, wipe bool) error {
 	}
 	cfg.progressf("cluster stopped; no process, mount, bridge or rule of it remains")
 	return nil
+}
+
+// stopK3s stops the k3s process this Config started (SIGTERM, then SIGKILL
+// after 30 s), when it runs. The pods' containers go on running: their
+// shims outlive k3s.
+func stopK3s(cfg Config) {
+	pid := readPID(cfg.pidFile())
+	if !processAlive(pid, cfg.k3sBin()) {
+		return
+	}
+	cfg.progressf("stopping k3s (pid %d)", pid)
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(30 * time.Second)
+	for processAlive(pid, cfg.k3sBin()) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if processAlive(pid, cfg.k3sBin()) {
+		cfg.progressf("k3s did not stop within 30s; killing it")
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		for processAlive(pid, cfg.k3sBin()) {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }
 
 // cleanupHost removes what a stopped (or crashed) cluster leaves on the host.

@@ -51,14 +51,17 @@ func (s Status) Waiting() string {
 
 // Check looks at the cluster once, without waiting.
 func Check(ctx context.Context, cfg Config) Status {
-	return check(ctx, cfg, time.Time{})
+	return check(ctx, cfg, time.Time{}, time.Time{})
 }
 
-// check is Check that counts the node and CoreDNS as Ready only when they
-// became so after since: a restarted cluster's store still holds the Ready
-// conditions its previous run wrote.
-func check(ctx context.Context, cfg Config, since time.Time) Status {
-	since = since.Truncate(time.Second) // the API keeps whole seconds
+// check is Check that counts the node as Ready only when its kubelet said
+// so after nodeSince, and CoreDNS only when it became Ready after dnsSince:
+// a restarted cluster's store still holds the Ready conditions its
+// previous run wrote. (A restart that kept the pods running, Restart,
+// passes no dnsSince: CoreDNS never stopped.)
+func check(ctx context.Context, cfg Config, nodeSince, dnsSince time.Time) Status {
+	nodeSince = nodeSince.Truncate(time.Second) // the API keeps whole seconds
+	dnsSince = dnsSince.Truncate(time.Second)
 	st := Status{PID: readPID(cfg.pidFile()), Kubeconfig: cfg.KubeconfigPath()}
 	st.Running = processAlive(st.PID, cfg.k3sBin())
 	if !st.Running {
@@ -89,7 +92,7 @@ func check(ctx context.Context, cfg Config, since time.Time) Status {
 		return st
 	}
 	for _, c := range node.Status.Conditions {
-		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && !c.LastHeartbeatTime.Time.Before(since) {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && !c.LastHeartbeatTime.Time.Before(nodeSince) {
 			st.NodeReady = true
 		}
 	}
@@ -101,7 +104,7 @@ func check(ctx context.Context, cfg Config, since time.Time) Status {
 	if err == nil {
 		for _, p := range pods.Items {
 			for _, c := range p.Status.Conditions {
-				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && !c.LastTransitionTime.Time.Before(since) {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && !c.LastTransitionTime.Time.Before(dnsSince) {
 					st.CoreDNSReady = true
 				}
 			}

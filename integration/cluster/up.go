@@ -28,7 +28,7 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	if pid := readPID(cfg.pidFile()); processAlive(pid, cfg.k3sBin()) {
 		cfg.progressf("k3s already running (pid %d); checking health", pid)
-		if err := waitHealthy(ctx, cfg, pid, time.Time{}, nil); err != nil {
+		if err := waitHealthy(ctx, cfg, pid, time.Time{}, time.Time{}, nil); err != nil {
 			return err
 		}
 		if err := importChangedImages(ctx, cfg); err != nil {
@@ -73,14 +73,14 @@ func Up(ctx context.Context, cfg Config) error {
 	cfg.progressf("egress guard on %s: traffic of %s and %s never leaves the machine", egress, cfg.PodCIDR, cfg.ServiceCIDR)
 
 	start := time.Now()
-	cmd, err := startK3s(cfg)
+	cmd, err := startK3s(cfg, false)
 	if err != nil {
 		return err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	cfg.progressf("k3s started (pid %d), log %s", cmd.Process.Pid, cfg.logFile())
-	if err := waitHealthy(ctx, cfg, cmd.Process.Pid, start, exited); err != nil {
+	if err := waitHealthy(ctx, cfg, cmd.Process.Pid, start, start, exited); err != nil {
 		return err
 	}
 	if err := writeImportStamp(cfg); err != nil {
@@ -117,11 +117,18 @@ func rotateLog(path string, keep int) error {
 	return nil
 }
 
-func startK3s(cfg Config) (*exec.Cmd, error) {
-	if err := rotateLog(cfg.logFile(), keptLogs); err != nil {
-		return nil, fmt.Errorf("keep the previous k3s log: %w", err)
+// startK3s starts the k3s server on cfg's state. A new run's log starts a
+// new file (the earlier ones rotated); a restart (again) goes on in the
+// same one.
+func startK3s(cfg Config, again bool) (*exec.Cmd, error) {
+	mode := os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	if !again {
+		if err := rotateLog(cfg.logFile(), keptLogs); err != nil {
+			return nil, fmt.Errorf("keep the previous k3s log: %w", err)
+		}
+		mode = os.O_CREATE | os.O_WRONLY | os.O_TRUNC
 	}
-	logf, err := os.OpenFile(cfg.logFile(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	logf, err := os.OpenFile(cfg.logFile(), mode, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -160,15 +167,15 @@ func startK3s(cfg Config) (*exec.Cmd, error) {
 }
 
 // waitHealthy waits until Check reports the cluster healthy, printing what it
-// waits for every few seconds. Only readiness reached after since counts;
-// exited, when set, reports k3s's exit.
-func waitHealthy(ctx context.Context, cfg Config, pid int, since time.Time, exited <-chan error) error {
+// waits for every few seconds. Only readiness reached after since
+// (dnsSince for CoreDNS) counts; exited, when set, reports k3s's exit.
+func waitHealthy(ctx context.Context, cfg Config, pid int, since, dnsSince time.Time, exited <-chan error) error {
 	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
 	start := time.Now()
 	lastReport := time.Time{}
 	for {
-		st := check(ctx, cfg, since)
+		st := check(ctx, cfg, since, dnsSince)
 		if st.Healthy() {
 			return nil
 		}

@@ -22,6 +22,8 @@ commands:
   images   build the image tarballs from the binaries in DIR/bin
   up       start the cluster, or reuse it when healthy; wait until ready
   down     stop the cluster and clean the host (--wipe also deletes its state)
+  restart  stop k3s and start it again on the same state, the pods left
+           running (what the fault suite does to the API server)
   status   print the cluster's health (-o json for scripts); exit 1 when unhealthy
   agent-image --ref REF --bin PATH
            pack PATH as the agent image REF and load it into the running
@@ -70,6 +72,12 @@ func run(ctx context.Context, args []string) error {
 			return errors.New("the local cluster needs root (it mounts, creates a bridge and iptables rules): run as root")
 		}
 		return cluster.Up(ctx, cfg)
+	case "restart":
+		back, err := cluster.Restart(ctx, cfg)
+		if err == nil {
+			fmt.Fprintf(os.Stderr, "API server back at %s; cluster healthy\n", back.Format("15:04:05.000"))
+		}
+		return err
 	case "down":
 		return cluster.Down(ctx, cfg, *wipe)
 	case "status":

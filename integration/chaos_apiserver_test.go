@@ -1,0 +1,74 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tetherkube/tether/integration/cluster"
+)
+
+// TestChaosAPIServerRestart promises: when k3s (its API server, and with
+// it the kubelet and kube-proxy) is restarted under an intercept, the
+// daemon's tunnels, which ran through the API server's port-forward, are
+// re-established within 5 s after the API server answers again, and no
+// request that arrives after that is lost. The pods run on meanwhile, as
+// they do when a control plane restarts.
+//
+// It restarts the shared cluster: it runs in the fault suite, which runs
+// its tests one at a time after the integration tests.
+func TestChaosAPIServerRestart(t *testing.T) {
+	rounds := int(envInt(t, "TETHER_CHAOS_RESTARTS", 3))
+	cfg := cluster.DefaultConfig(filepath.Join(repoRoot(), ".cluster"))
+	e := newEnv(t)
+	e.deployOrders(1)
+	client := e.clientPod("client")
+	before := e.snapshot()
+	port := laptop(t)
+	e.mustTether("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(port), "--path", "port-forward")
+	e.wantPaths("port-forward")
+	e.requireAll(client, "laptop", 3)
+	pid := e.daemonPID()
+	var within5s, failedAfter, after int
+	var slowest, slowestDown time.Duration
+	for i := range rounds {
+		stopAt := time.Now()
+		back, err := cluster.Restart(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("round %d: restart k3s: %v", i+1, err)
+		}
+		down := back.Sub(stopAt)
+		slowestDown = max(slowestDown, down)
+		took, others, ok := e.untilServedBy(client, "laptop", back, 60*time.Second)
+		if !ok {
+			t.Fatalf("round %d: requests never reached the laptop again within 60 s of the API server's return; they got %q", i+1, others)
+		}
+		if took <= 5*time.Second {
+			within5s++
+		}
+		slowest = max(slowest, took)
+		for j := range 20 {
+			after++
+			if got := e.servedBy(client); got != "laptop" {
+				failedAfter++
+				t.Errorf("round %d: request %d after the tunnel was back served by %q", i+1, j+1, got)
+			}
+		}
+		if p := e.daemonPID(); p != pid {
+			t.Fatalf("round %d: the daemon changed (pid %d -> %d)", i+1, pid, p)
+		}
+		e.wantPaths("port-forward")
+		t.Logf("round %d/%d: API server away %v; the laptop served again %v after it answered (before: %s)",
+			i+1, rounds, down.Round(time.Millisecond), took.Round(time.Millisecond), strings.Join(others, "; "))
+	}
+	e.mustTether("rollback", "deploy/orders")
+	e.waitAppRoutes(1)
+	e.requireRestored(before)
+	t.Logf("chaos: k3s (API server, kubelet, kube-proxy) restarted under an intercept: %d/%d tunnels back within 5 s of the API server answering (slowest %v; the API server was away up to %v), %d requests lost after they were back (of %d)",
+		within5s, rounds, slowest.Round(time.Millisecond), slowestDown.Round(time.Millisecond), failedAfter, after)
+}
