@@ -138,6 +138,8 @@ func (m *mirror) work() {
 		}
 	}()
 	batch := make([]mirrorCopy, 0, mirrorBatch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
 		batch = batch[:0]
 		select {
@@ -145,6 +147,29 @@ func (m *mirror) work() {
 			return
 		case c := <-m.queue:
 			batch = append(batch, c)
+		}
+		// Linger for more copies only while the connection has room to
+		// send them: copies for a laptop that does not keep up wait in the
+		// queue, bounded, not in this sender's hands.
+		room := mirrorBatch
+		if p != nil {
+			room = min(room, 1+cap(p.inflight)-len(p.inflight))
+		}
+		if l := m.router.cfg.MirrorLinger; l > 0 && room > 1 {
+			linger.Reset(l)
+		gather:
+			for len(batch) < room {
+				select {
+				case c := <-m.queue:
+					batch = append(batch, c)
+				case <-linger.C:
+					break gather
+				case <-m.ctx.Done():
+					linger.Stop()
+					return
+				}
+			}
+			linger.Stop()
 		}
 	drain:
 		for len(batch) < mirrorBatch {
