@@ -116,6 +116,15 @@ func newEnvLevel(t *testing.T, level string) *env {
 	t.Cleanup(func() {
 		// Stop this test's daemon (if it started one) before the namespace goes.
 		runBinary(t, tetherBinary(t), e.tetherEnv(), "quit", "--kubeconfig", kc)
+		if keep := os.Getenv("TETHER_IT_KEEP"); keep != "" {
+			// The daemon's folder, its log included, for a look afterwards.
+			dst := filepath.Join(keep, strings.NewReplacer("/", "-").Replace(t.Name()))
+			os.RemoveAll(dst)
+			if err := os.Rename(runtimeDir, dst); err == nil {
+				t.Logf("the daemon's folder (its log included) kept in %s", dst)
+				return
+			}
+		}
 		os.RemoveAll(runtimeDir)
 	})
 	return e

@@ -74,19 +74,31 @@ func (t *tunnels) start(ctx context.Context) error {
 	t.cancel = cancel
 	go func() {
 		defer close(t.done)
+		// A sync that failed (the API server or a kubelet away: a control
+		// plane restarting) is tried again sooner, so that the tunnels are
+		// back within moments of the cluster; warnings stay one a second.
+		wait, lastWarn := time.Second, time.Time{}
 		for {
 			select {
 			case <-bg.Done():
 				return
-			case <-time.After(time.Second):
+			case <-time.After(wait):
 			}
+			wait = time.Second
 			if err := t.sync(bg); err != nil && bg.Err() == nil {
-				t.log.Warn("following pods", "err", err)
+				wait = syncRetry
+				if time.Since(lastWarn) >= time.Second {
+					t.log.Warn("following pods", "err", err)
+					lastWarn = time.Now()
+				}
 			}
 		}
 	}()
 	return nil
 }
+
+// syncRetry is how soon a failed sync is tried again.
+const syncRetry = 200 * time.Millisecond
 
 // sync opens tunnels to new ready pods and drops those of gone pods.
 func (t *tunnels) sync(ctx context.Context) error {
