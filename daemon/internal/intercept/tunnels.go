@@ -76,8 +76,11 @@ func (t *tunnels) start(ctx context.Context) error {
 		defer close(t.done)
 		// A sync that failed (the API server or a kubelet away: a control
 		// plane restarting) is tried again sooner, so that the tunnels are
-		// back within moments of the cluster; warnings stay one a second.
-		wait, lastWarn := time.Second, time.Time{}
+		// back within moments of the cluster, for syncRetryFor; a failure
+		// that lasts longer is tried once a second, as a sync that works.
+		// Warnings stay one a second.
+		wait := time.Second
+		var failingSince, lastWarn time.Time
 		for {
 			select {
 			case <-bg.Done():
@@ -85,8 +88,17 @@ func (t *tunnels) start(ctx context.Context) error {
 			case <-time.After(wait):
 			}
 			wait = time.Second
-			if err := t.sync(bg); err != nil && bg.Err() == nil {
-				wait = syncRetry
+			err := t.sync(bg)
+			if err == nil {
+				failingSince = time.Time{}
+			}
+			if err != nil && bg.Err() == nil {
+				if failingSince.IsZero() {
+					failingSince = time.Now()
+				}
+				if time.Since(failingSince) < syncRetryFor {
+					wait = syncRetry
+				}
 				if time.Since(lastWarn) >= time.Second {
 					t.log.Warn("following pods", "err", err)
 					lastWarn = time.Now()
@@ -97,8 +109,12 @@ func (t *tunnels) start(ctx context.Context) error {
 	return nil
 }
 
-// syncRetry is how soon a failed sync is tried again.
-const syncRetry = 200 * time.Millisecond
+// syncRetry is how soon a failed sync is tried again, while it has
+// failed for less than syncRetryFor.
+const (
+	syncRetry    = 200 * time.Millisecond
+	syncRetryFor = 30 * time.Second
+)
 
 // sync opens tunnels to new ready pods and drops those of gone pods.
 func (t *tunnels) sync(ctx context.Context) error {
