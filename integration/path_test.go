@@ -5,6 +5,8 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +17,8 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/tetherkube/tether/integration/cluster"
 )
 
 // interceptPaths reads `tether status -o json`: the path of each pod's
@@ -78,6 +82,27 @@ func (e *env) blockEgressToLaptop() {
 	}
 }
 
+// blockDirectOnHost rejects every connection a pod opens to this machine's
+// address on the pods' bridge (where the daemon's direct listener is), as
+// a host firewall would, until the test ends. Unlike a NetworkPolicy, it
+// holds for a pod from its first packet: the cluster's policy controller
+// programs a new pod's rules a moment after it starts, and in that moment
+// a rollout's new agent may still reach the laptop.
+func (e *env) blockDirectOnHost() {
+	e.t.Helper()
+	cfg := cluster.DefaultConfig(filepath.Join(repoRoot(), ".cluster"))
+	rule := []string{"INPUT", "-s", cfg.PodCIDR.String(), "-d", cfg.NodePodCIDR.Addr().Next().String(), "-p", "tcp", "--syn",
+		"-m", "comment", "--comment", "tether-it: no direct path", "-j", "REJECT", "--reject-with", "tcp-reset"}
+	if out, err := exec.Command("iptables", append([]string{"-w", "-I"}, rule...)...).CombinedOutput(); err != nil {
+		e.t.Fatalf("iptables -I %v: %v\n%s", rule, err, out)
+	}
+	e.t.Cleanup(func() {
+		if out, err := exec.Command("iptables", append([]string{"-w", "-D"}, rule...)...).CombinedOutput(); err != nil {
+			e.t.Errorf("iptables -D %v: %v\n%s", rule, err, out)
+		}
+	})
+}
+
 // TestInterceptDirectPath: on the local cluster the pods reach this
 // machine, so `--path auto` takes the direct path; status says so, and
 // the in-cluster client's requests reach the laptop.
@@ -114,9 +139,10 @@ func TestInterceptDirectPath(t *testing.T) {
 }
 
 // TestInterceptPathBlocked: with the agent's egress to this machine
-// denied, auto falls back to the port-forward and serves the same
-// requests; --path direct fails with a user error (exit 2) and leaves
-// nothing in the cluster.
+// denied by a NetworkPolicy, --path direct fails with a user error (exit
+// 2) and leaves nothing in the cluster; with connections to this machine
+// refused by a host firewall rule, auto falls back to the port-forward and
+// serves the same requests.
 func TestInterceptPathBlocked(t *testing.T) {
 	e := newEnv(t)
 	e.deployOrders(1)
@@ -149,7 +175,11 @@ func TestInterceptPathBlocked(t *testing.T) {
 	e.requireRestored(before)
 	e.requireAll(client, "app", 3)
 
-	// auto: the port-forward carries the same requests.
+	// auto: the port-forward carries the same requests. The host rule, not
+	// the policy, makes this certain: the rollout's new pod may reach the
+	// laptop before the policy controller has its rules (CI saw auto take
+	// the direct path here, rightly: it worked when tried).
+	e.blockDirectOnHost()
 	e.mustTether(agentImage("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(port))...)
 	e.wantPaths("port-forward")
 	e.requireAll(client, "laptop", 20)

@@ -37,9 +37,11 @@ func installGuard(ctx context.Context, cfg Config, egress string) error {
 
 // clusterRule reports whether an iptables-save line belongs to the cluster:
 // kube-proxy's and the network policy controller's KUBE-* chains, the CNI
-// plugins' CNI-* chains, and tether's guard.
+// plugins' CNI-* chains, tether's guard, and rules an integration test
+// added (commented "tether-it: ...") and did not remove, its process killed.
 func clusterRule(line string) bool {
-	return strings.Contains(line, "KUBE-") || strings.Contains(line, "CNI-") || strings.Contains(line, guardChain)
+	return strings.Contains(line, "KUBE-") || strings.Contains(line, "CNI-") || strings.Contains(line, guardChain) ||
+		strings.Contains(line, `"tether-it: `)
 }
 
 // iptablesFamilies are the save/restore pairs to clean; k3s may have used the
