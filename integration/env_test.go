@@ -149,11 +149,18 @@ func dumpNamespace(t *testing.T, cs *kubernetes.Clientset, ns string) {
 		for _, c := range p.Status.ContainerStatuses {
 			fmt.Fprintf(&b, "  container %s: ready %v state %+v\n", c.Name, c.Ready, c.State)
 		}
+		for _, c := range p.Status.EphemeralContainerStatuses {
+			fmt.Fprintf(&b, "  ephemeral container %s: state %+v\n", c.Name, c.State)
+		}
 	}
 	var warnings []string
 	events, _ := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
 	for _, e := range events.Items {
-		line := fmt.Sprintf("event %s %s %s: %s", e.Type, e.InvolvedObject.Name, e.Reason, e.Message)
+		at := e.LastTimestamp.Time
+		if at.IsZero() {
+			at = e.EventTime.Time
+		}
+		line := fmt.Sprintf("event %s %s %s %s: %s", at.UTC().Format("15:04:05"), e.Type, e.InvolvedObject.Name, e.Reason, e.Message)
 		fmt.Fprintln(&b, line)
 		if e.Type == corev1.EventTypeWarning {
 			warnings = append(warnings, line)

@@ -166,8 +166,8 @@ type agentTarget struct {
 	token []byte
 }
 
-// workloadAgents finds the workload ref names and its running pods with a
-// ready agent: the sidecar (the workload's token), else the ephemeral
+// workloadAgents finds the workload ref names and its running pods with an
+// agent: the sidecar (ready; the workload's token), else the ephemeral
 // agent of an intercept or recording --no-restart (its own token). No
 // such pod is a user error.
 func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (journal.Workload, []agentTarget, error) {
@@ -210,8 +210,12 @@ func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (jou
 			out = append(out, agentTarget{pod: *p, port: agent.DefaultTunnelPort, token: sidecarToken})
 			continue
 		}
-		_, marked := p.Labels[intercept.MarkLabel]
-		a, ok, err := inspect.RunningInterceptAgent(ctx, d.cs, p, marked, func(s string) { unread = append(unread, s) })
+		// An ephemeral agent the kubelet still reports starting counts
+		// too: under load it reported agents that had answered as not
+		// running for seconds, after `leave` had taken their pods' mark
+		// away, and `requests list` then showed half the recordings. One
+		// that truly is not up yet is a read error for its pod, said so.
+		a, ok, err := inspect.RunningInterceptAgent(ctx, d.cs, p, true, func(s string) { unread = append(unread, s) })
 		if err != nil {
 			return w, nil, err
 		}
