@@ -4,7 +4,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -67,36 +66,25 @@ func TestChaosAPIServerRestart(t *testing.T) {
 		// Requests go from the client pod through exec, which needs the
 		// restarted kubelet too: the first that runs tells when the node
 		// serves streams (port-forwards) again.
-		var others []string
 		var kubelet time.Duration
-		for {
+		get := func() string {
 			got := e.servedBy(client)
-			since := time.Since(back)
 			if kubelet == 0 && got != "failed: " {
-				kubelet = since
+				kubelet = time.Since(back)
 			}
-			if got == "laptop" {
-				break
-			}
-			others = append(others, fmt.Sprintf("%v: %.120s", since.Round(time.Millisecond), got))
-			if since > 60*time.Second {
-				t.Fatalf("round %d: requests never reached the laptop again within 60 s of the API server's return; they got %q", i+1, others)
-			}
-			time.Sleep(50 * time.Millisecond)
+			return got
 		}
-		took := time.Since(back)
+		took, others, ok := until(get, "laptop", back, 60*time.Second, 50*time.Millisecond)
+		if !ok {
+			t.Fatalf("round %d: requests never reached the laptop again within 60 s of the API server's return; they got %q", i+1, others)
+		}
 		if took <= 5*time.Second {
 			within5s++
 		}
 		slowest = max(slowest, took)
 		slowestAfterKubelet = max(slowestAfterKubelet, took-kubelet)
-		for j := range 20 {
-			after++
-			if got := e.servedBy(client); got != "laptop" {
-				failedAfter++
-				t.Errorf("round %d: request %d after the tunnel was back served by %q", i+1, j+1, got)
-			}
-		}
+		failedAfter += e.lostAfter(client, "laptop", i+1, 20)
+		after += 20
 		if p := e.daemonPID(); p != pid {
 			t.Fatalf("round %d: the daemon changed (pid %d -> %d)", i+1, pid, p)
 		}

@@ -5,7 +5,6 @@ package integration
 // The fault suite's daemon kills (see chaos_test.go for the suite).
 
 import (
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -58,18 +57,7 @@ func (e *env) nodeServedBy(svc *corev1.Service) string {
 
 // untilNodeServedBy is untilServedBy with nodeServedBy's requests.
 func (e *env) untilNodeServedBy(svc *corev1.Service, want string, since time.Time, limit time.Duration) (time.Duration, []string, bool) {
-	var others []string
-	for {
-		got := e.nodeServedBy(svc)
-		if got == want {
-			return time.Since(since), others, true
-		}
-		others = append(others, fmt.Sprintf("%v: %.300s", time.Since(since).Round(time.Millisecond), got))
-		if time.Since(since) > limit {
-			return time.Since(since), others, false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return until(func() string { return e.nodeServedBy(svc) }, want, since, limit, 20*time.Millisecond)
 }
 
 // TestChaosDaemonKill promises: the daemon killed with -9 at any moment of

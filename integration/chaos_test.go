@@ -95,15 +95,13 @@ func (e *env) restoredDiff(before snapshot) string {
 	return strings.Join(diffs, "; ")
 }
 
-// untilServedBy sends requests from client until one is served by want,
-// and returns how long after since that answer came (the request's own
-// time included) and what the requests before it got. limit is a hang
-// guard.
-func (e *env) untilServedBy(client, want string, since time.Time, limit time.Duration) (time.Duration, []string, bool) {
-	e.t.Helper()
+// until calls get until it returns want, and returns how long after since
+// that answer came (the request's own time included) and what the calls
+// before it got. limit is a hang guard; pause is the wait between calls.
+func until(get func() string, want string, since time.Time, limit, pause time.Duration) (time.Duration, []string, bool) {
 	var others []string
 	for {
-		got := e.servedBy(client)
+		got := get()
 		if got == want {
 			return time.Since(since), others, true
 		}
@@ -111,8 +109,29 @@ func (e *env) untilServedBy(client, want string, since time.Time, limit time.Dur
 		if time.Since(since) > limit {
 			return time.Since(since), others, false
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(pause)
 	}
+}
+
+// untilServedBy sends requests from client until one is served by want
+// (as until).
+func (e *env) untilServedBy(client, want string, since time.Time, limit time.Duration) (time.Duration, []string, bool) {
+	e.t.Helper()
+	return until(func() string { return e.servedBy(client) }, want, since, limit, 50*time.Millisecond)
+}
+
+// lostAfter sends n requests from client and counts those not served by
+// want, each an error of the round.
+func (e *env) lostAfter(client, want string, round, n int) int {
+	e.t.Helper()
+	lost := 0
+	for j := range n {
+		if got := e.servedBy(client); got != want {
+			lost++
+			e.t.Errorf("round %d: request %d after the tunnel was back served by %q", round, j+1, got)
+		}
+	}
+	return lost
 }
 
 // TestChaosJournalRefused promises: when the API server refuses the
@@ -214,33 +233,10 @@ func (e *env) namespaceObjects() []string {
 }
 
 // untilURLServedBy sends requests to url from the client pod until one is
-// served by want (as untilServedBy).
+// served by want (as until).
 func (e *env) untilURLServedBy(client, url, want string, since time.Time, limit time.Duration) (time.Duration, []string, bool) {
 	e.t.Helper()
-	var others []string
-	for {
-		out, ok := e.exec(client, "/tether-demo", "get", url)
-		got := "failed: " + strings.TrimSpace(out)
-		if ok {
-			got = "unknown"
-			for _, line := range strings.Split(out, "\n") {
-				if v, found := strings.CutPrefix(line, "X-Served-By: "); found {
-					got = v
-					if strings.HasPrefix(v, "orders-") {
-						got = "app"
-					}
-				}
-			}
-		}
-		if got == want {
-			return time.Since(since), others, true
-		}
-		others = append(others, fmt.Sprintf("%v: %.300s", time.Since(since).Round(time.Millisecond), got))
-		if time.Since(since) > limit {
-			return time.Since(since), others, false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return until(func() string { return e.servedByURL(client, url) }, want, since, limit, 50*time.Millisecond)
 }
 
 // waitNewPod waits for a running, ready pod of orders other than old and
@@ -405,13 +401,8 @@ func TestChaosPortForwardCut(t *testing.T) {
 			within5s++
 		}
 		slowest = max(slowest, took)
-		for j := range 20 {
-			after++
-			if got := e.servedBy(client); got != "laptop" {
-				failedAfter++
-				t.Errorf("round %d: request %d after the tunnel was back served by %q", i+1, j+1, got)
-			}
-		}
+		failedAfter += e.lostAfter(client, "laptop", i+1, 20)
+		after += 20
 		if p := e.daemonPID(); p != pid {
 			t.Fatalf("round %d: the daemon changed (pid %d -> %d)", i+1, pid, p)
 		}

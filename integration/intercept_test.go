@@ -33,7 +33,13 @@ func laptop(t *testing.T) int {
 // returns who answered: "laptop", "app", or what went wrong.
 func (e *env) servedBy(client string) string {
 	e.t.Helper()
-	out, ok := e.exec(client, "/tether-demo", "get", "http://orders."+e.ns+".svc.cluster.local/whoami")
+	return e.servedByURL(client, "http://orders."+e.ns+".svc.cluster.local/whoami")
+}
+
+// servedByURL is servedBy for a request to url.
+func (e *env) servedByURL(client, url string) string {
+	e.t.Helper()
+	out, ok := e.exec(client, "/tether-demo", "get", url)
 	if !ok {
 		return "failed: " + strings.TrimSpace(out)
 	}
