@@ -210,12 +210,9 @@ func (d *Daemon) workloadAgents(ctx context.Context, namespace, ref string) (jou
 			out = append(out, agentTarget{pod: *p, port: agent.DefaultTunnelPort, token: sidecarToken})
 			continue
 		}
-		// An ephemeral agent the kubelet still reports starting counts
-		// too: under load it reported agents that had answered as not
-		// running for seconds, after `leave` had taken their pods' mark
-		// away, and `requests list` then showed half the recordings. One
-		// that truly is not up yet is a read error for its pod, said so.
-		a, ok, err := inspect.RunningInterceptAgent(ctx, d.cs, p, true, func(s string) { unread = append(unread, s) })
+		// One the kubelet still reports starting is read too: one that
+		// truly is not up yet is a read error for its pod, said so.
+		a, ok, err := inspect.InterceptAgent(ctx, d.cs, p, func(s string) { unread = append(unread, s) })
 		if err != nil {
 			return w, nil, err
 		}

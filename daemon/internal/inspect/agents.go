@@ -357,15 +357,14 @@ func ForwardUsable(p *corev1.Pod, port, app int) bool {
 	return !UsedPorts(p)[port]
 }
 
-// RunningInterceptAgent returns the pod's running intercept agent
-// (agent.JobIntercept) with the rotated token tether stored for it; false
-// when it has none whose token tether may read (progress says why).
-// answered: tether saw the pod's agent answer (intercept --no-restart
-// marks such pods), so an agent the kubelet has not reported running yet
-// (its status lags by a second or so) counts too.
-func RunningInterceptAgent(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod, answered bool, progress func(string)) (Agent, bool, error) {
+// InterceptAgent returns the pod's intercept agent (agent.JobIntercept)
+// that runs or is still starting, with the rotated token tether stored for
+// it; false when it has none whose token tether may read (progress says
+// why). One the kubelet still reports starting counts: its status lags,
+// by seconds under load, behind an agent that already answered.
+func InterceptAgent(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod, progress func(string)) (Agent, bool, error) {
 	for _, a := range podAgents(p) {
-		if !slices.Contains(a.jobs, agent.JobIntercept) || a.forward == [2]int{} || !(a.running() || answered && a.pending()) {
+		if !slices.Contains(a.jobs, agent.JobIntercept) || a.forward == [2]int{} || !(a.running() || a.pending()) {
 			continue
 		}
 		stored, err := storedTokens(ctx, cs, p, []agentState{a}, progress)

@@ -132,31 +132,30 @@ func TestEnsureInterceptAgentUnreadableToken(t *testing.T) {
 	}
 }
 
-// TestRunningInterceptAgentAnswered: an intercept agent the kubelet has
-// not reported running yet is found only when tether saw it answer (a
-// marked pod); one that failed, or that runs another job, never is.
-func TestRunningInterceptAgentAnswered(t *testing.T) {
+// TestInterceptAgent: an intercept agent that runs, or that the kubelet
+// has not reported running yet (its status lags behind an agent that
+// answered), is found; one that failed, or that runs another job, never is.
+func TestInterceptAgent(t *testing.T) {
 	notReported := func(p *corev1.Pod) {
 		withInterceptAgent("tether-inspect", 7342, 17000, 8080, &corev1.ContainerState{})(p)
 		p.Status.EphemeralContainerStatuses = nil
 	}
 	tests := []struct {
-		name     string
-		pod      *corev1.Pod
-		answered bool
-		want     bool
+		name string
+		pod  *corev1.Pod
+		want bool
 	}{
-		{"running", testPod(withInterceptAgent("tether-inspect", 7342, 17000, 8080, running())), false, true},
-		{"not reported yet", testPod(notReported), false, false},
-		{"not reported yet, answered", testPod(notReported), true, true},
-		{"creating, answered", testPod(withInterceptAgent("tether-inspect", 7342, 17000, 8080, waiting("ContainerCreating", ""))), true, true},
-		{"exited, answered", testPod(withInterceptAgent("tether-inspect", 7342, 17000, 8080, exited(1, "Error", "", time.Second))), true, false},
-		{"a trace agent, answered", testPod(withAgent("tether-inspect", image, 7342, false, nil)), true, false},
+		{"running", testPod(withInterceptAgent("tether-inspect", 7342, 17000, 8080, running())), true},
+		{"not reported yet", testPod(notReported), true},
+		{"creating", testPod(withInterceptAgent("tether-inspect", 7342, 17000, 8080, waiting("ContainerCreating", ""))), true},
+		{"image not pullable", testPod(withInterceptAgent("tether-inspect", 7342, 17000, 8080, waiting("ErrImagePull", "not found"))), false},
+		{"exited", testPod(withInterceptAgent("tether-inspect", 7342, 17000, 8080, exited(1, "Error", "", time.Second))), false},
+		{"a trace agent", testPod(withAgent("tether-inspect", image, 7342, false, nil)), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cs := newCluster(t, clusterConfig{pod: tt.pod})
-			a, ok, err := inspect.RunningInterceptAgent(context.Background(), cs, tt.pod, tt.answered, func(string) {})
+			a, ok, err := inspect.InterceptAgent(context.Background(), cs, tt.pod, func(string) {})
 			if err != nil {
 				t.Fatal(err)
 			}
