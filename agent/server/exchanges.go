@@ -24,7 +24,10 @@ func (s *sessionService) Exchanges(ctx context.Context, req agent.ExchangesReque
 	if err := req.Filter.Validate(); err != nil {
 		return agent.RecordingStats{}, errors.Join(agent.ErrBadProbe, err)
 	}
-	matched := a.ring.Exchanges(req.Filter.Match)
+	matched, err := a.ring.Exchanges(req.Filter.Match)
+	if err != nil {
+		return agent.RecordingStats{}, err
+	}
 	if req.Limit > 0 && len(matched) > req.Limit {
 		matched = matched[len(matched)-req.Limit:]
 	}
@@ -34,15 +37,11 @@ func (s *sessionService) Exchanges(ctx context.Context, req agent.ExchangesReque
 		if err := ctx.Err(); err != nil {
 			return agent.RecordingStats{}, err
 		}
-		if req.WithoutBodies {
-			c := *e
-			c.Request.Body = nil
+		if req.WithoutBodies { // the exchanges are this call's own copies
+			e.Request.Body = nil
 			if e.Response != nil {
-				r := *e.Response
-				r.Body = nil
-				c.Response = &r
+				e.Response.Body = nil
 			}
-			e = &c
 		}
 		if len(batch) > 0 && size+e.Size() > exchangeBatchBytes {
 			if err := emit(batch); err != nil {

@@ -128,6 +128,15 @@ type row struct {
 }
 
 func run(ctx context.Context, o options) error {
+	if o.only == "personal" {
+		// The agent binary on this machine, no cluster needed.
+		pr, err := measurePersonal(ctx, o)
+		if err != nil {
+			return fmt.Errorf("personal intercepts: %w", err)
+		}
+		printPersonal(os.Stdout, pr)
+		return nil
+	}
 	rc, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
 	if err != nil {
 		return err
@@ -192,14 +201,6 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("run: %w", err)
 		}
 		printRun(os.Stdout, rr, o)
-		return nil
-	}
-	if o.only == "personal" {
-		pr, err := measurePersonal(ctx, o)
-		if err != nil {
-			return fmt.Errorf("personal intercepts: %w", err)
-		}
-		printPersonal(os.Stdout, pr)
 		return nil
 	}
 	if o.only == "inspect" {

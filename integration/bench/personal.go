@@ -93,6 +93,9 @@ type personalResults struct {
 	laptopSched                    string
 	copies, dropped                uint64
 	cpuPlain, cpuRouted, cpuMirror float64 // agent CPU seconds per second at the row's rate
+	// cpuRoutedFast is the router's at the mirror row's rate, cpuLaptop the
+	// laptop end's (server and tunnels) during the mirror row.
+	cpuRoutedFast, cpuLaptop float64
 	rssPlain, rssRouted, rssMirror int64
 	// failed counts failed requests in all rows; mirrorSent the requests
 	// sent through the mirroring agent.
@@ -158,7 +161,8 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 	const window = 3 * time.Second
 	path := "/orders/7"
 	var direct, plain, routed, global, filtered, mirPlain, mirRouted, mirror []row
-	var cpuPlain, cpuRouted, cpuMirror []float64
+	var cpuPlain, cpuRouted, cpuMirror, cpuRoutedFast, cpuLaptop []float64
+	lapPid := lap.cmd.Process.Pid
 	for range o.rounds {
 		for _, m := range []struct {
 			url  string
@@ -166,19 +170,24 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 			into *[]row
 			pid  int
 			cpu  *[]float64
+			lap  *[]float64 // the laptop end's CPU, when wanted
 		}{
-			{"http://" + appL.Addr().String() + path, 1000, &direct, 0, nil},
-			{agents["plain"].front + path, 1000, &plain, agents["plain"].cmd.Process.Pid, &cpuPlain},
-			{agents["routed"].front + path, 1000, &routed, agents["routed"].cmd.Process.Pid, &cpuRouted},
-			{agents["plain"].front + path, r.mirrorRate, &mirPlain, 0, nil},
-			{agents["routed"].front + path, r.mirrorRate, &mirRouted, 0, nil},
-			{agents["mirror"].front + path, r.mirrorRate, &mirror, agents["mirror"].cmd.Process.Pid, &cpuMirror},
+			{"http://" + appL.Addr().String() + path, 1000, &direct, 0, nil, nil},
+			{agents["plain"].front + path, 1000, &plain, agents["plain"].cmd.Process.Pid, &cpuPlain, nil},
+			{agents["routed"].front + path, 1000, &routed, agents["routed"].cmd.Process.Pid, &cpuRouted, nil},
+			{agents["plain"].front + path, r.mirrorRate, &mirPlain, 0, nil, nil},
+			{agents["routed"].front + path, r.mirrorRate, &mirRouted, agents["routed"].cmd.Process.Pid, &cpuRoutedFast, nil},
+			{agents["mirror"].front + path, r.mirrorRate, &mirror, agents["mirror"].cmd.Process.Pid, &cpuMirror, &cpuLaptop},
 		} {
-			c0 := cpuSeconds(m.pid)
+			c0, l0 := cpuSeconds(m.pid), cpuSeconds(lapPid)
 			row, failed := pacedCounting(ctx, m.url, m.rate, window)
 			r.failed += failed
+			perThousand := func(sec float64) float64 { return sec / window.Seconds() * 1000 / float64(m.rate) }
 			if m.cpu != nil {
-				*m.cpu = append(*m.cpu, (cpuSeconds(m.pid)-c0)/window.Seconds()*1000/float64(m.rate))
+				*m.cpu = append(*m.cpu, perThousand(cpuSeconds(m.pid)-c0))
+			}
+			if m.lap != nil {
+				*m.lap = append(*m.lap, perThousand(cpuSeconds(lapPid)-l0))
 			}
 			*m.into = append(*m.into, row)
 		}
@@ -204,6 +213,7 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 		r.mirrorSent += x.requests
 	}
 	r.cpuPlain, r.cpuRouted, r.cpuMirror = medianFloat(cpuPlain), medianFloat(cpuRouted), medianFloat(cpuMirror)
+	r.cpuRoutedFast, r.cpuLaptop = medianFloat(cpuRoutedFast), medianFloat(cpuLaptop)
 	r.rssPlain, r.rssRouted, r.rssMirror = rss(agents["plain"].cmd.Process.Pid), rss(agents["routed"].cmd.Process.Pid), rss(agents["mirror"].cmd.Process.Pid)
 	res, err := lap.finish()
 	if err != nil {
@@ -314,6 +324,7 @@ func printPersonal(w io.Writer, r personalResults) {
 	tw.Flush()
 	fmt.Fprintf(w, "failed requests in all these rows: %d; mirror copies delivered %d, dropped %d (of %d requests through the mirroring agent)\n",
 		r.failed, r.copies, r.dropped, r.mirrorSent)
-	fmt.Fprintf(w, "agent CPU per 1,000 requests/s: nobody intercepting %.0f ms/s, router %.0f ms/s, mirror %.0f ms/s; RSS after: %.1f / %.1f / %.1f MiB\n",
-		r.cpuPlain*1000, r.cpuRouted*1000, r.cpuMirror*1000, mib(r.rssPlain), mib(r.rssRouted), mib(r.rssMirror))
+	fmt.Fprintf(w, "agent CPU per 1,000 requests/s: nobody intercepting %.0f ms/s, router %.0f ms/s (at 1,000/s), %.0f ms/s (at %d/s), mirror %.0f ms/s; RSS after: %.1f / %.1f / %.1f MiB\n",
+		r.cpuPlain*1000, r.cpuRouted*1000, r.cpuRoutedFast*1000, r.mirrorRate, r.cpuMirror*1000, mib(r.rssPlain), mib(r.rssRouted), mib(r.rssMirror))
+	fmt.Fprintf(w, "the laptop end's CPU (its server answering the copies, the daemon's end of the tunnel) per 1,000 mirrored requests/s: %.0f ms/s\n", r.cpuLaptop*1000)
 }

@@ -112,7 +112,7 @@ func TestH2HeaderListBound(t *testing.T) {
 	if st.StoredBytes+st.InflightBytes > budget {
 		t.Errorf("stats %+v: a header list past the budget", st)
 	}
-	for _, e := range ring.Exchanges(nil) {
+	for _, e := range held(t, ring) {
 		if e.Size() > opts.MaxHead*2 {
 			t.Errorf("an exchange of %d bytes from a %d-byte header block", e.Size(), len(client))
 		}
@@ -209,7 +209,7 @@ func TestH2PrefaceEverySplit(t *testing.T) {
 		}
 		c.FromServer(rest)
 		c.Close()
-		ex := ring.Exchanges(nil)
+		ex := held(t, ring)
 		if st := ring.Stats(); len(ex) != 1 || ex[0].Request.Target != "/a" || ex[0].Response == nil || ex[0].Response.Header.Get("grpc-status") != "0" {
 			t.Errorf("pieces of %v, server first %v, interleaved %v: recorded %d exchanges, stats %+v", lens(pieces), serverFirst, interleave, len(ex), st)
 		}

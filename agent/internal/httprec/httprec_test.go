@@ -48,12 +48,22 @@ func recordingProxy(t testing.TB, ring *Ring, backend string, opts Options) stri
 	return l.Addr().String()
 }
 
+// held returns what the ring holds, failing t when it cannot be read.
+func held(t testing.TB, r *Ring) []*recording.Exchange {
+	t.Helper()
+	got, err := r.Exchanges(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 // waitExchanges waits until the ring holds n exchanges.
 func waitExchanges(t testing.TB, r *Ring, n int) []*recording.Exchange {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		got := r.Exchanges(nil)
+		got := held(t, r)
 		if len(got) >= n || time.Now().After(deadline) {
 			if len(got) != n {
 				t.Fatalf("ring holds %d exchanges, want %d: %+v", len(got), n, r.Stats())
@@ -272,11 +282,11 @@ func TestBodyCapAndBudget(t *testing.T) {
 	if st.StoredBytes+st.InflightBytes > st.BudgetBytes || st.Evicted == 0 || st.Exchanges != 100 {
 		t.Fatalf("stats %+v: the budget must hold and the oldest go", st)
 	}
-	held := ring.Exchanges(nil)
-	if held[len(held)-1].Request.Target != "/upload/99" || held[0].ID != st.Evicted+1 {
-		t.Errorf("held ids %d..%d, evicted %d: the oldest must be the ones dropped", held[0].ID, held[len(held)-1].ID, st.Evicted)
+	kept := held(t, ring)
+	if kept[len(kept)-1].Request.Target != "/upload/99" || kept[0].ID != st.Evicted+1 {
+		t.Errorf("held ids %d..%d, evicted %d: the oldest must be the ones dropped", kept[0].ID, kept[len(kept)-1].ID, st.Evicted)
 	}
-	last := held[len(held)-1].Request
+	last := kept[len(kept)-1].Request
 	if !last.Truncated || last.BodySize != 1<<20 || len(last.Body) != 64<<10 {
 		t.Errorf("truncation: size %d, kept %d, truncated %v", last.BodySize, len(last.Body), last.Truncated)
 	}
@@ -354,11 +364,11 @@ func TestAnswerBeforeItsRequestIsParsed(t *testing.T) {
 	c := ring.NewConn(Meta{Pod: "p"}, DefaultOptions())
 	c.BeforeClientWrite()
 	c.FromServer([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-	if got := ring.Exchanges(nil); len(got) != 0 {
+	if got := held(t, ring); len(got) != 0 {
 		t.Fatalf("recorded before the request was parsed: %+v", got)
 	}
 	c.AfterClientWrite([]byte("GET /early HTTP/1.1\r\nHost: x\r\n\r\n"))
-	got := ring.Exchanges(nil)
+	got := held(t, ring)
 	if len(got) != 1 || got[0].Request.Target != "/early" || got[0].Status() != 200 || string(got[0].Response.Body) != "ok" {
 		t.Fatalf("recorded %+v", got)
 	}

@@ -1,6 +1,8 @@
 package httprec
 
 import (
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -16,9 +18,10 @@ type Ring struct {
 	budget   int
 	used     int // stored exchanges
 	inflight int // reserved by bodies being captured
-	items    []*recording.Exchange
+	items    []stored // oldest first
 	nextID   uint64
 	stats    stats
+	scratch  sync.Pool // *[]byte: where add encodes
 }
 
 type stats struct {
@@ -79,36 +82,34 @@ func (r *Ring) unreserve(n int) {
 	r.mu.Unlock()
 }
 
-// add stores e, whose bodies had reserved bytes, and assigns its id.
+// add stores e, whose bodies had reserved bytes, under the next id.
 func (r *Ring) add(e *recording.Exchange, reserved int) {
+	buf, _ := r.scratch.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	*buf = encodeExchange((*buf)[:0], e)
+	s := stored{data: append(make([]byte, 0, len(*buf)), *buf...)}
+	if cap(*buf) <= 1<<20 { // a large body's buffer is not worth keeping
+		r.scratch.Put(buf)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.inflight -= reserved
 	r.nextID++
-	e.ID = r.nextID
-	r.items = append(r.items, e)
-	r.used += storedSize(e)
+	s.id = r.nextID
+	r.items = append(r.items, s)
+	r.used += s.cost()
 	r.stats.exchanges.Add(1)
 	r.evictLocked()
-}
-
-// storedSize is what a stored exchange costs, as the ring counts it:
-// recording.Exchange.Size (bodies and fields) plus the structs and header
-// maps that it leaves out and that make most of a small exchange's heap.
-func storedSize(e *recording.Exchange) int {
-	n := e.Size() + pendingCost + messageCost + fieldCost*(len(e.Request.Header)+len(e.Request.Trailer))
-	if m := e.Response; m != nil {
-		n += messageCost + fieldCost*(len(m.Header)+len(m.Trailer))
-	}
-	return n
 }
 
 // evictLocked drops the oldest exchanges until everything fits.
 func (r *Ring) evictLocked() {
 	drop := 0
 	for r.used+r.inflight > r.budget && drop < len(r.items) {
-		r.used -= storedSize(r.items[drop])
-		r.items[drop] = nil
+		r.used -= r.items[drop].cost()
+		r.items[drop] = stored{}
 		drop++
 	}
 	if drop > 0 {
@@ -118,29 +119,22 @@ func (r *Ring) evictLocked() {
 }
 
 // Exchanges returns the held exchanges that keep returns true for, oldest
-// first. The exchanges are shared: callers must not change them.
-func (r *Ring) Exchanges(keep func(*recording.Exchange) bool) []*recording.Exchange {
+// first, each decoded afresh: the caller owns them.
+func (r *Ring) Exchanges(keep func(*recording.Exchange) bool) ([]*recording.Exchange, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	held := slices.Clone(r.items) // decoded outside the lock: recording goes on meanwhile
+	r.mu.Unlock()
 	var out []*recording.Exchange
-	for _, e := range r.items {
+	for _, s := range held {
+		e, err := decodeExchange(s)
+		if err != nil {
+			return nil, fmt.Errorf("exchange %d: %w", s.id, err)
+		}
 		if keep == nil || keep(e) {
 			out = append(out, e)
 		}
 	}
-	return out
-}
-
-// Get returns the exchange with id, if still held.
-func (r *Ring) Get(id uint64) (*recording.Exchange, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range r.items {
-		if e.ID == id {
-			return e, true
-		}
-	}
-	return nil, false
+	return out, nil
 }
 
 // bodyBuf captures a body up to a cap, charging its connection's meter as
