@@ -95,7 +95,7 @@ type personalResults struct {
 	cpuPlain, cpuRouted, cpuMirror float64 // agent CPU seconds per second at the row's rate
 	// cpuRoutedFast is the router's at the mirror row's rate, cpuLaptop the
 	// laptop end's (server and tunnels) during the mirror row.
-	cpuRoutedFast, cpuLaptop float64
+	cpuRoutedFast, cpuLaptop       float64
 	rssPlain, rssRouted, rssMirror int64
 	// failed counts failed requests in all rows; mirrorSent the requests
 	// sent through the mirroring agent.

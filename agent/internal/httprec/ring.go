@@ -16,8 +16,8 @@ import (
 type Ring struct {
 	mu       sync.Mutex
 	budget   int
-	used     int // stored exchanges
-	inflight int // reserved by bodies being captured
+	used     int      // stored exchanges
+	inflight int      // reserved by bodies being captured
 	items    []stored // oldest first
 	nextID   uint64
 	stats    stats
