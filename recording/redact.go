@@ -211,7 +211,14 @@ func (r Redactor) Message(m *Message) {
 }
 
 func mediaType(h http.Header) string {
-	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
+	v := h.Get("Content-Type")
+	if !strings.Contains(v, ";") {
+		// No parameters (most JSON answers): the type ParseMediaType
+		// returns, without the map it makes for every call. A malformed
+		// type it would refuse can only make a body scanned as JSON.
+		return strings.TrimSpace(strings.ToLower(v))
+	}
+	mt, _, _ := mime.ParseMediaType(v)
 	return mt
 }
 

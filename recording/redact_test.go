@@ -2,6 +2,7 @@ package recording
 
 import (
 	"encoding/json"
+	"mime"
 	"net/http"
 	"strings"
 	"testing"
@@ -208,6 +209,18 @@ func BenchmarkSecretNameSlow(b *testing.B) {
 	for b.Loop() {
 		for _, n := range headerNames {
 			secretNameSlow(n)
+		}
+	}
+}
+
+// TestMediaTypeAsParseMediaType: the fast path for a type without
+// parameters gives what mime.ParseMediaType gives.
+func TestMediaTypeAsParseMediaType(t *testing.T) {
+	for _, v := range []string{"application/json", " Application/JSON ", "text/plain", "application/problem+json",
+		"multipart/form-data; boundary=x", "application/json; charset=utf-8", "", "application/x-www-form-urlencoded"} {
+		want, _, _ := mime.ParseMediaType(v)
+		if got := mediaType(http.Header{"Content-Type": {v}}); got != want {
+			t.Errorf("%q: %q, want %q", v, got, want)
 		}
 	}
 }
