@@ -224,3 +224,17 @@ func TestMediaTypeAsParseMediaType(t *testing.T) {
 		}
 	}
 }
+
+func TestPlainKeyAsUnmarshal(t *testing.T) {
+	for _, q := range []string{`"token"`, `"a b"`, `""`, `"x\"y"`, `"\u0074oken"`, "\"caf\xc3\xa9\"", "\"\xff\"", `"tab	"`} {
+		k, ok := plainKey([]byte(q))
+		var want string
+		err := json.Unmarshal([]byte(q), &want)
+		if ok && (err != nil || k != want) {
+			t.Errorf("%q: plain %q, Unmarshal %q (%v)", q, k, want, err)
+		}
+	}
+	if _, ok := plainKey([]byte(`"session_id"`)); !ok {
+		t.Error("a plain key not taken as plain")
+	}
+}
