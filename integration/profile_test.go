@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestRunProfilesTheAgent: with TETHER_PROFILE_DIR the daemon profiles the
@@ -32,7 +33,13 @@ func TestRunProfilesTheAgent(t *testing.T) {
 			t.Errorf("%s: not a pprof profile (%v)", name, err)
 		}
 	}
-	if daemon, _ := filepath.Glob(filepath.Join(dir, "daemon-*.cpu.pprof")); len(daemon) != 1 {
-		t.Errorf("the daemon's own profile: %v, want one", daemon)
+	// The daemon writes its own profiles as its process ends, after quit
+	// returned; the .args file comes last.
+	var ended []string
+	for deadline := time.Now().Add(15 * time.Second); len(ended) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		ended, _ = filepath.Glob(filepath.Join(dir, "daemon-*.args"))
+	}
+	if daemon, _ := filepath.Glob(filepath.Join(dir, "daemon-*.cpu.pprof")); len(daemon) != 1 || len(ended) != 1 {
+		t.Errorf("the daemon's own profile: %v (%v), want one", daemon, ended)
 	}
 }

@@ -43,6 +43,8 @@ type Daemon struct {
 	dialer  *portforward.Dialer
 	log     *slog.Logger
 	quit    chan struct{}
+	// unlistened is closed once Serve stopped accepting on its sockets.
+	unlistened chan struct{}
 
 	mu         sync.Mutex
 	quitOnce   sync.Once
@@ -88,7 +90,7 @@ func New(rc *rest.Config, kubeContext string, log *slog.Logger) (*Daemon, error)
 		return nil, err
 	}
 	return &Daemon{context: kubeContext, rc: rc, cs: cs, dialer: d, log: log, paths: &agent.PathChooser{Identity: id, Logger: log},
-		quit: make(chan struct{}), intercepts: map[string]*intercept.Intercept{}, starting: map[string]bool{}, kept: &intercept.KeptLinks{}}, nil
+		quit: make(chan struct{}), unlistened: make(chan struct{}), intercepts: map[string]*intercept.Intercept{}, starting: map[string]bool{}, kept: &intercept.KeptLinks{}}, nil
 }
 
 // Quitting is closed when Quit was called.
@@ -553,11 +555,18 @@ func (d *Daemon) journaledWorkload(ctx context.Context, namespace, kind, name st
 	}
 }
 
-// Quit leaves every intercept and signals the daemon to stop.
+// Quit leaves every intercept and signals the daemon to stop; it returns
+// once Serve no longer accepts on the daemon's sockets, so the next
+// command starts a new daemon instead of reaching this one as it goes.
 func (d *Daemon) Quit(ctx context.Context) error {
 	d.agentProf.collectAll()
 	d.LeaveAll(ctx)
 	d.quitOnce.Do(func() { close(d.quit) })
+	select {
+	case <-d.unlistened:
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second): // not served by Serve (tests)
+	}
 	return nil
 }
 

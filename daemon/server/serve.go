@@ -36,17 +36,18 @@ func Serve(ctx context.Context, d *Daemon, path string) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(path)
+	defer removeOwn(path, lis)
 	// Runs' processes ask for their connections on a socket of their own,
 	// guarded the same way (daemon/rundial.md).
 	// Without it the daemon still serves everything else; a run says why
 	// its process cannot dial (daemon.DialRun).
 	dialPath := daemon.DialSocketFor(path)
 	_ = os.Remove(dialPath)
-	if dl, err := localsock.Listen(dialPath, d.log); err != nil {
+	var dl *localsock.Listener
+	if dl, err = localsock.Listen(dialPath, d.log); err != nil {
 		d.log.Warn("no dial socket for tether run: --forward and the namespace mode will fail", "err", err)
 	} else {
-		defer os.Remove(dialPath)
+		defer removeOwn(dialPath, dl)
 		defer dl.Close()
 		d.mu.Lock()
 		d.dialSocket = dialPath
@@ -65,6 +66,13 @@ func Serve(ctx context.Context, d *Daemon, path string) error {
 	case err := <-served:
 		return err
 	}
+	// No more connections: a command after quit starts a new daemon,
+	// which this one's cleanup must leave alone (removeOwn).
+	lis.Close()
+	if dl != nil {
+		dl.Close()
+	}
+	close(d.unlistened)
 	lctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	d.LeaveAll(lctx)
@@ -77,4 +85,21 @@ func Serve(ctx context.Context, d *Daemon, path string) error {
 	}
 	d.log.Info("daemon stopped")
 	return nil
+}
+
+// removeOwn removes the socket l listens on at path, unless another
+// daemon's socket took the path since (one started after this one quit).
+func removeOwn(path string, l *localsock.Listener) {
+	if fi := statOrNil(path); fi == nil || !os.SameFile(l.File, fi) {
+		return
+	}
+	_ = os.Remove(path)
+}
+
+func statOrNil(path string) os.FileInfo {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	return fi
 }

@@ -83,3 +83,62 @@ func TestServeSocketIsTheUsersAlone(t *testing.T) {
 		t.Errorf("socket left behind after Quit: %v", err)
 	}
 }
+
+// TestQuitThenANewDaemon: once Quit returns, the socket takes no more
+// connections, so the next command starts a new daemon on it; the old
+// daemon, ending after that, leaves the new one's socket in place (it
+// removed it, and the new daemon could not be reached).
+func TestQuitThenANewDaemon(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	paths, err := daemon.PathsFor("ctx", "https://127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := paths.EnsureDir(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := func() (*daemon.Client, chan error) {
+		d, err := New(&rest.Config{Host: "https://127.0.0.1:1", Timeout: time.Second}, "ctx", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- Serve(ctx, d, paths.Socket) }()
+		for {
+			conn, c, err := daemon.Dial(ctx, paths.Socket)
+			if err == nil {
+				if _, _, err := c.Identity(ctx); err == nil {
+					t.Cleanup(func() { conn.Close() })
+					return c, served
+				}
+				conn.Close()
+			}
+			if ctx.Err() != nil {
+				t.Fatal("daemon never answered")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	old, oldServed := start()
+	if err := old.Quit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next, nextServed := start()
+	if err := <-oldServed; err != nil {
+		t.Fatalf("old Serve: %v", err)
+	}
+	if _, err := os.Stat(paths.Socket); err != nil {
+		t.Fatalf("the new daemon's socket is gone after the old one ended: %v", err)
+	}
+	if _, _, err := next.Identity(ctx); err != nil {
+		t.Errorf("the new daemon: %v", err)
+	}
+	if err := next.Quit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-nextServed; err != nil {
+		t.Fatalf("new Serve: %v", err)
+	}
+}

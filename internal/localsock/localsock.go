@@ -54,6 +54,10 @@ func CheckDir(dir string) error {
 type Listener struct {
 	net.Listener
 	Log *slog.Logger
+	// File is the socket file as Listen made it. Closing the listener
+	// does not remove it: its owner removes it when the path still names
+	// this file (another process may have replaced it since).
+	File os.FileInfo
 }
 
 // Listen listens on the unix socket at path, mode 0600, in a folder that
@@ -70,7 +74,15 @@ func Listen(path string, log *slog.Logger) (*Listener, error) {
 		lis.Close()
 		return nil, fmt.Errorf("restrict %s to its user: %w", path, err)
 	}
-	return &Listener{Listener: lis, Log: log}, nil
+	fi, err := os.Stat(path)
+	if err != nil {
+		lis.Close()
+		return nil, err
+	}
+	if ul, ok := lis.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+	return &Listener{Listener: lis, Log: log, File: fi}, nil
 }
 
 // Accept returns the next connection from a process of the same user.
