@@ -4,6 +4,9 @@ SHELL := /bin/bash
 
 GO          ?= go
 CLUSTER_DIR ?= $(CURDIR)/.cluster
+# NODES=2 gives the local cluster a second node (a k3s agent in its own
+# network and mount namespaces, joined to the server).
+NODES       ?= 1
 BIN         := $(CURDIR)/bin
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -s -w -X github.com/tetherkube/tether/internal/buildinfo.version=$(VERSION)
@@ -67,8 +70,8 @@ images: cluster-bins ## build every image the local cluster runs as tarballs, of
 	$(GO) run ./integration/cluster/cmd/tether-cluster images --dir $(CLUSTER_DIR)
 
 .PHONY: cluster-up
-cluster-up: images ## start the local k3s cluster (reused when already healthy)
-	$(GO) run ./integration/cluster/cmd/tether-cluster up --dir $(CLUSTER_DIR)
+cluster-up: images ## start the local k3s cluster (reused when already healthy; NODES=2 adds a second node)
+	$(GO) run ./integration/cluster/cmd/tether-cluster up --dir $(CLUSTER_DIR) --nodes $(NODES)
 
 .PHONY: agent-image
 agent-image: ## build this tree's agent as image AGENT_REF and load it into the running cluster (then TETHER_AGENT_IMAGE=AGENT_REF)
