@@ -101,7 +101,7 @@ func cleanupHost(ctx context.Context, cfg Config) error {
 }
 
 func mountRoots(cfg Config) []string {
-	return []string{cfg.dataDir(), "/run/k3s", "/var/lib/kubelet", "/run/netns/cni-"}
+	return []string{cfg.dataDir(), cfg.node2Netns(), "/run/k3s", "/var/lib/kubelet", "/run/netns/cni-"}
 }
 
 // Leftovers lists what of the cluster is still on the host: processes,

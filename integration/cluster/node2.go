@@ -31,8 +31,7 @@ import (
 //	host  node2Veth  198.51.100.1/30  route Node2PodCIDR via .2
 //	node2 eth0       198.51.100.2/30  default via .1
 const (
-	node2Netns = "tether-node-2"
-	node2Veth  = "tether-n2"
+	node2Veth = "tether-n2"
 	// node2Cgroup is node 2's kubelet's cgroup root, in every hierarchy:
 	// each kubelet removes the pod cgroups it does not know under its own.
 	node2Cgroup = "tether-node-2"
@@ -51,6 +50,11 @@ func (c Config) node2PIDFile() string { return filepath.Join(c.node2Dir(), "k3s.
 func (c Config) node2Log() string     { return filepath.Join(c.node2Dir(), "k3s.log") }
 func (c Config) node2CNIConf() string { return filepath.Join(c.node2Dir(), "cni", "net.d") }
 func (c Config) node2CNIIPAM() string { return filepath.Join(c.node2Dir(), "cni", "ipam") }
+
+// node2Netns is the file node 2's network namespace is bound to. Not under
+// /run/netns: `ip netns add` makes /run/netns a mount of its own, which
+// hides the server's pod namespaces mounted there before it.
+func (c Config) node2Netns() string { return filepath.Join(c.node2Dir(), "netns") }
 
 // node2ContainerdSock is node 2's containerd, reached from the host: its
 // /run/k3s is node2/run.
@@ -146,19 +150,25 @@ func writeNode2Files(cfg Config, serverIP netip.Addr) error {
 // setupNode2Network creates node 2's network namespace, the veth pair and
 // the routes between the nodes' pod ranges.
 func setupNode2Network(ctx context.Context, cfg Config) error {
+	ns := cfg.node2Netns()
+	if err := os.WriteFile(ns, nil, 0o644); err != nil {
+		return err
+	}
+	in := []string{"nsenter", "--net=" + ns, "--"}
 	steps := [][]string{
-		{"ip", "netns", "add", node2Netns},
-		{"ip", "link", "add", node2Veth, "type", "veth", "peer", "name", "eth0", "netns", node2Netns},
+		{"unshare", "--net=" + ns, "true"},
+		// Made inside, its host end sent to this process's namespace.
+		append(in, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", node2Veth, "netns", strconv.Itoa(os.Getpid())),
 		{"ip", "addr", "add", node2HostAddr.String(), "dev", node2Veth},
 		{"ip", "link", "set", node2Veth, "up"},
-		{"ip", "-n", node2Netns, "link", "set", "lo", "up"},
-		{"ip", "-n", node2Netns, "addr", "add", node2Addr.String(), "dev", "eth0"},
-		{"ip", "-n", node2Netns, "link", "set", "eth0", "up"},
-		{"ip", "-n", node2Netns, "route", "add", "default", "via", node2HostAddr.Addr().String()},
+		append(in, "ip", "link", "set", "lo", "up"),
+		append(in, "ip", "addr", "add", node2Addr.String(), "dev", "eth0"),
+		append(in, "ip", "link", "set", "eth0", "up"),
+		append(in, "ip", "route", "add", "default", "via", node2HostAddr.Addr().String()),
 		{"ip", "route", "replace", cfg.Node2PodCIDR.String(), "via", node2Addr.Addr().String(), "dev", node2Veth},
 		// A new namespace does not forward: node 2 routes between its
 		// pods' bridge and eth0.
-		{"ip", "netns", "exec", node2Netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"},
+		append(in, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"),
 	}
 	for _, s := range steps {
 		if _, err := run(ctx, s[0], s[1:]...); err != nil {
@@ -244,7 +254,7 @@ func startNode2(cfg Config, serverIP netip.Addr) (*exec.Cmd, error) {
 while [ "$1" != -- ]; do mount --bind "$1" "$2"; shift 2; done
 shift
 exec "$@"`
-	args := []string{"--net=/run/netns/" + node2Netns, "--", "unshare", "--mount", "--propagation", "slave", "--",
+	args := []string{"--net=" + cfg.node2Netns(), "--", "unshare", "--mount", "--propagation", "slave", "--",
 		"sh", "-c", script, "sh"}
 	for _, b := range cfg.node2Binds() {
 		args = append(args, b[0], b[1])
@@ -357,13 +367,12 @@ func stopNode2(cfg Config) {
 	}
 }
 
-// cleanupNode2 removes node 2's namespace, veth (and with it the route to
-// its pods) and cgroups. Its shims must be gone already (cleanupHost kills
-// every shim of the cluster): they hold the namespaces.
+// cleanupNode2 removes node 2's shims (a dead agent leaves its pods
+// running), namespace, veth (and with it the route to its pods) and cgroups.
 func cleanupNode2(ctx context.Context, cfg Config) {
-	if _, err := os.Stat("/run/netns/" + node2Netns); err == nil {
-		_, _ = run(ctx, "ip", "netns", "delete", node2Netns)
-	}
+	killNode2Shims(cfg)
+	_ = unmount(cfg.node2Netns())
+	_ = os.Remove(cfg.node2Netns())
 	if _, err := net.InterfaceByName(node2Veth); err == nil {
 		_, _ = run(ctx, "ip", "link", "delete", node2Veth)
 	}
@@ -372,11 +381,9 @@ func cleanupNode2(ctx context.Context, cfg Config) {
 }
 
 // node2Leftovers lists what of node 2 is still on the host.
+// (The mount of its network namespace is among the mounts Leftovers lists.)
 func node2Leftovers() []string {
 	var left []string
-	if _, err := os.Stat("/run/netns/" + node2Netns); err == nil {
-		left = append(left, "network namespace "+node2Netns)
-	}
 	if _, err := net.InterfaceByName(node2Veth); err == nil {
 		left = append(left, "veth "+node2Veth)
 	}
@@ -417,4 +424,33 @@ func forgetNode2(ctx context.Context, cfg Config) error {
 		return nil
 	}
 	return fmt.Errorf("remove node %s (not running): %w", cfg.Node2Name, err)
+}
+
+// killNode2Shims kills the container shims (and their containers) in node
+// 2's network namespace, and waits until they are gone.
+func killNode2Shims(cfg Config) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(cfg.node2Netns(), &st); err != nil {
+		return
+	}
+	want := fmt.Sprintf("net:[%d]", st.Ino)
+	inNode2 := func(pid int) bool {
+		got, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+		return err == nil && got == want
+	}
+	var shims []int
+	for _, pid := range processesRunning(cfg.shimBin()) {
+		if inNode2(pid) {
+			shims = append(shims, pid)
+			for _, p := range append([]int{pid}, descendants(pid)...) {
+				_ = syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range shims {
+		for processAlive(pid, cfg.shimBin()) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }
