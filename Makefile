@@ -122,8 +122,14 @@ cross: ## build tether for macOS (arm64, amd64) and Windows (amd64): the CLI mus
 	CGO_ENABLED=0 GOOS=darwin GOARCH=amd64 $(GO) build -o /dev/null ./cmd/tether
 	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/tether
 
+# The integration tests and the fault suite run on two nodes: the
+# multi-node tests (integration/multinode_test.go) need node 2, and every
+# other test then runs with its pods wherever the scheduler puts them.
+# `make integration NODES=1` runs on one (the multi-node tests then fail).
+integration chaos test: NODES = 2
+
 .PHONY: test
-test: vet proto-check cross unit integration chaos ## everything CI runs: vet, generated-code check, unit and integration tests, the fault suite
+test: vet proto-check cross unit integration chaos ## everything CI runs: vet, generated-code check, unit and integration tests (two nodes), the fault suite
 
 .PHONY: bench
 bench: cluster-up build ## benchmarks, printed as ratios against a baseline measured in the same run (PROFILE=1: profiles under bench-profiles/)

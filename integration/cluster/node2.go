@@ -286,8 +286,8 @@ exec "$@"`
 	return cmd, nil
 }
 
-// waitNode2 waits until node 2 is Ready (its kubelet's heartbeat after
-// since) and has the pod range its bridge hands out.
+// waitNode2 waits until node 2 is Ready, its kubelet renewed its lease
+// after since, and it has the pod range its bridge hands out.
 func waitNode2(ctx context.Context, cfg Config, pid int, since time.Time, exited <-chan error) error {
 	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
@@ -335,15 +335,27 @@ func checkNode2(ctx context.Context, cfg Config, since time.Time) string {
 		return fmt.Sprintf("node %s was given pod range %s, its bridge and the host's route use %s (delete the node object and restart it)",
 			cfg.Node2Name, node.Spec.PodCIDR, cfg.Node2PodCIDR)
 	}
+	ready := false
 	for _, c := range node.Status.Conditions {
-		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && !c.LastHeartbeatTime.Time.Before(since) {
-			if node.Spec.PodCIDR == "" {
-				return "no pod range yet"
-			}
-			return ""
-		}
+		ready = ready || c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue
 	}
-	return "not Ready"
+	if !ready {
+		return "not Ready"
+	}
+	if node.Spec.PodCIDR == "" {
+		return "no pod range yet"
+	}
+	// Its kubelet renews its lease every 10 s, but posts its Ready
+	// condition only on a change or every 5 min: the lease tells that it
+	// reported since (to a restarted server, or after its own start).
+	lease, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, cfg.Node2Name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Sprintf("its lease: %v", err)
+	}
+	if lease.Spec.RenewTime == nil || lease.Spec.RenewTime.Time.Before(since) {
+		return "its kubelet has not reported since " + since.Format("15:04:05")
+	}
+	return ""
 }
 
 // stopNode2 stops node 2's k3s agent (SIGTERM, then SIGKILL after 30 s).
