@@ -40,7 +40,12 @@ type Config struct {
 }
 
 // DefaultConfig returns the Config every tether test expects, rooted at dir.
+// A dir that is a symbolic link is resolved (worktrees can share one
+// cluster): k3s and the host name its files by their real paths.
 func DefaultConfig(dir string) Config {
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
 	return Config{
 		Dir:          dir,
 		NodeName:     "tether-node",

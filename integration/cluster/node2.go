@@ -291,7 +291,8 @@ exec "$@"`
 func waitNode2(ctx context.Context, cfg Config, pid int, since time.Time, exited <-chan error) error {
 	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
-	start, lastReport := time.Now(), time.Time{}
+	start := time.Now()
+	lastReport := start // the first report after 5 s: the agent is still being exec'd at first
 	for {
 		problem := checkNode2(ctx, cfg, since)
 		if problem == "" {
