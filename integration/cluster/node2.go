@@ -215,9 +215,19 @@ func makeNode2Cgroups() error {
 	return nil
 }
 
-// removeNode2Cgroups removes node 2's cgroups, deepest first; a cgroup with
-// a process left in it stays (and Leftovers reports it).
+// removeNode2Cgroups removes node 2's cgroups, deepest first, trying again
+// for up to 10 s while the processes just killed in them finish exiting; a
+// cgroup with a process left in it stays (and Leftovers reports it).
 func removeNode2Cgroups() {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		removeNode2CgroupsOnce()
+		if len(node2Leftovers()) == 0 || time.Now().After(deadline) {
+			return
+		}
+	}
+}
+
+func removeNode2CgroupsOnce() {
 	for _, h := range cgroupHierarchies() {
 		root := filepath.Join(h, node2Cgroup)
 		var dirs []string
