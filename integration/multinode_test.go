@@ -38,14 +38,15 @@ func nodeNames() (one, two string) {
 }
 
 // requireTwoNodes fails the test unless both nodes of the local cluster
-// are Ready: these tests are part of `make test`, never skipped.
+// are Ready: these tests are part of `make test` (its stage `make
+// test-multinode`), never skipped.
 func (e *env) requireTwoNodes() {
 	e.t.Helper()
 	one, two := nodeNames()
 	for _, name := range []string{one, two} {
 		n, err := e.cs.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
-			e.t.Fatalf("this test needs the local cluster's second node: start it with `make cluster-up NODES=2` (node %s: %v)", name, err)
+			e.t.Fatalf("this test needs the local cluster's second node: start it with `make cluster-up NODES=2`, or run them with `make test-multinode`, which does (node %s: %v)", name, err)
 		}
 		ready := false
 		for _, c := range n.Status.Conditions {

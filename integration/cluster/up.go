@@ -98,9 +98,9 @@ func Up(ctx context.Context, cfg Config) error {
 }
 
 // upNodes gives a running server the nodes cfg asks for: node 2 is
-// started when Nodes is 2 and it does not run; when Nodes is 1, a node 2
-// that runs is kept (and said so), and one that does not is removed from
-// the API so the cluster has one node.
+// started when Nodes is 2 and it does not run; when Nodes is 1, node 2 is
+// stopped when it runs (its pods with it) and its Node object removed, so
+// the cluster has one node.
 func upNodes(ctx context.Context, cfg Config) error {
 	if cfg.Nodes == 2 {
 		_, nodeIP, err := egressInterface()
@@ -110,9 +110,10 @@ func upNodes(ctx context.Context, cfg Config) error {
 		return upNode2(ctx, cfg, nodeIP)
 	}
 	if node2Running(cfg) {
-		cfg.progressf("node 2 runs too (started with NODES=2); `make cluster-down` stops it")
-		return nil
+		cfg.progressf("one node asked for: stopping node 2 and its pods")
+		stopNode2(cfg)
 	}
+	cleanupNode2(ctx, cfg)
 	return forgetNode2(ctx, cfg)
 }
 
