@@ -14,7 +14,8 @@ import (
 
 // Down stops the cluster this Config started (by PID; node 2 first when it
 // runs), the container shims it spawned, and removes its mounts, bridge,
-// node 2's namespaces and veth, ipsets and iptables rules. With wipe it also deletes the cluster's state, so the next Up starts fresh.
+// node 2's namespace, veth and cgroups, ipsets and iptables rules. With
+// wipe it also deletes the cluster's state, so the next Up starts fresh.
 func Down(ctx context.Context, cfg Config, wipe bool) error {
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -27,6 +27,12 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	if pid := readPID(cfg.pidFile()); processAlive(pid, cfg.k3sBin()) {
 		cfg.progressf("k3s already running (pid %d); checking health", pid)
+		if readPID(cfg.node2PIDFile()) != 0 && !node2Running(cfg) {
+			// Left to the health check, it would wait for a node that
+			// cannot come back; upNodes starts it again if asked.
+			cfg.progressf("WARNING: node 2 died (its log: %s); clearing what it left", cfg.node2Log())
+			cleanupNode2(ctx, cfg)
+		}
 		if err := waitHealthy(ctx, cfg, pid, time.Time{}, time.Time{}, nil); err != nil {
 			return err
 		}
