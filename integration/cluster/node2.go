@@ -87,7 +87,7 @@ func upNode2(ctx context.Context, cfg Config, serverIP netip.Addr) error {
 	}
 	// A node 2 that died leaves its shims, namespace and cgroups: clear them.
 	cleanupNode2(ctx, cfg)
-	if err := writeNode2Files(cfg, serverIP); err != nil {
+	if err := writeNode2Files(cfg); err != nil {
 		return err
 	}
 	if err := setupNode2Network(ctx, cfg); err != nil {
@@ -113,7 +113,7 @@ func upNode2(ctx context.Context, cfg Config, serverIP netip.Addr) error {
 
 // writeNode2Files writes node 2's containerd template, CNI config and
 // airgap images (hard links to the server's tarballs).
-func writeNode2Files(cfg Config, serverIP netip.Addr) error {
+func writeNode2Files(cfg Config) error {
 	for _, d := range []string{cfg.node2CNIConf(), cfg.node2CNIIPAM(),
 		filepath.Join(cfg.node2Data(), "agent", "etc", "containerd"), filepath.Join(cfg.node2Data(), "agent", "images")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
