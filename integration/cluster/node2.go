@@ -168,7 +168,7 @@ func setupNode2Network(ctx context.Context, cfg Config) error {
 		{"ip", "route", "replace", cfg.Node2PodCIDR.String(), "via", node2Addr.Addr().String(), "dev", node2Veth},
 		// A new namespace does not forward: node 2 routes between its
 		// pods' bridge and eth0.
-		append(in, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"),
+		append(in, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"),
 	}
 	for _, s := range steps {
 		if _, err := run(ctx, s[0], s[1:]...); err != nil {
