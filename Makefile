@@ -4,6 +4,10 @@ SHELL := /bin/bash
 
 GO          ?= go
 CLUSTER_DIR ?= $(CURDIR)/.cluster
+# NODES=2 gives the local cluster a second node (a k3s agent in its own
+# network and mount namespaces, joined to the server); `make test-multinode`
+# starts it itself.
+NODES       ?= 1
 BIN         := $(CURDIR)/bin
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -s -w -X github.com/tetherkube/tether/internal/buildinfo.version=$(VERSION)
@@ -67,8 +71,8 @@ images: cluster-bins ## build every image the local cluster runs as tarballs, of
 	$(GO) run ./integration/cluster/cmd/tether-cluster images --dir $(CLUSTER_DIR)
 
 .PHONY: cluster-up
-cluster-up: images ## start the local k3s cluster (reused when already healthy)
-	$(GO) run ./integration/cluster/cmd/tether-cluster up --dir $(CLUSTER_DIR)
+cluster-up: images ## start the local k3s cluster (reused when already healthy; NODES=2 adds a second node)
+	$(GO) run ./integration/cluster/cmd/tether-cluster up --dir $(CLUSTER_DIR) --nodes $(NODES)
 
 .PHONY: agent-image
 agent-image: ## build this tree's agent as image AGENT_REF and load it into the running cluster (then TETHER_AGENT_IMAGE=AGENT_REF)
@@ -100,8 +104,8 @@ unit: ## unit tests with the race detector
 	$(GO) test -race -count=1 ./...
 
 .PHONY: integration
-integration: cluster-up build ## integration tests against the local cluster (without the fault suite: `make chaos`)
-	TETHER_BIN=$(BIN) $(GO) test -tags integration -count=1 -timeout 60m -v -skip '^TestChaos' ./integration/ ./cli/internal/netns/
+integration: cluster-up build ## integration tests against the local cluster (without the fault suite, `make chaos`, and the multi-node tests, `make test-multinode`)
+	TETHER_BIN=$(BIN) $(GO) test -tags integration -count=1 -timeout 60m -v -skip '^TestChaos|^TestMultiNode' ./integration/ ./cli/internal/netns/
 
 # The fault suite: each TestChaos* test breaks one thing for real (kill -9 of
 # the daemon at 50 random moments, the intercepted pod deleted, the daemon's
@@ -119,8 +123,19 @@ cross: ## build tether for macOS (arm64, amd64) and Windows (amd64): the CLI mus
 	CGO_ENABLED=0 GOOS=darwin GOARCH=amd64 $(GO) build -o /dev/null ./cmd/tether
 	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/tether
 
+# The multi-node tests (integration/multinode_test.go): node 2 is added to
+# the running cluster (`up --nodes 2` in the recipe: cluster-up, made once
+# per make run, may have started one node already), then the tests run
+# with the workloads' pods on both nodes. They run last in `make test`:
+# the rest of the suite, run on two nodes, failed tests it passes on one
+# (docs/NOTES.md, session 9), so it stays on one node.
+.PHONY: test-multinode
+test-multinode: images build ## the multi-node tests, on the local cluster with its second node (started when missing)
+	$(GO) run ./integration/cluster/cmd/tether-cluster up --dir $(CLUSTER_DIR) --nodes 2
+	TETHER_BIN=$(BIN) $(GO) test -tags integration -count=1 -timeout 20m -v -run '^TestMultiNode' ./integration/
+
 .PHONY: test
-test: vet proto-check cross unit integration chaos ## everything CI runs: vet, generated-code check, unit and integration tests, the fault suite
+test: vet proto-check cross unit integration chaos test-multinode ## everything CI runs: vet, generated-code check, unit and integration tests, the fault suite, the multi-node tests
 
 .PHONY: bench
 bench: cluster-up build ## benchmarks, printed as ratios against a baseline measured in the same run (PROFILE=1: profiles under bench-profiles/)

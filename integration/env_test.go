@@ -187,6 +187,13 @@ func dumpNamespace(t *testing.T, cs *kubernetes.Clientset, ns string) {
 // available.
 func (e *env) deployOrders(replicas int32) (*appsv1.Deployment, *corev1.Service) {
 	e.t.Helper()
+	return e.deployOrdersWith(replicas, nil)
+}
+
+// deployOrdersWith is deployOrders with the Deployment changed by edit
+// (when not nil) before it is created.
+func (e *env) deployOrdersWith(replicas int32, edit func(*appsv1.Deployment)) (*appsv1.Deployment, *corev1.Service) {
+	e.t.Helper()
 	raw, err := os.ReadFile(filepath.Join(repoRoot(), "integration", "manifests", "orders.yaml"))
 	if err != nil {
 		e.t.Fatal(err)
@@ -202,6 +209,9 @@ func (e *env) deployOrders(replicas int32) (*appsv1.Deployment, *corev1.Service)
 		switch o := obj.(type) {
 		case *appsv1.Deployment:
 			o.Spec.Replicas = &replicas
+			if edit != nil {
+				edit(o)
+			}
 			if dep, err = e.cs.AppsV1().Deployments(e.ns).Create(ctx, o, metav1.CreateOptions{}); err != nil {
 				e.t.Fatalf("create deployment: %v", err)
 			}
@@ -369,10 +379,18 @@ func runBinary(t *testing.T, bin string, extraEnv []string, args ...string) (str
 // requests from, and returns its name once it runs.
 func (e *env) clientPod(name string) string {
 	e.t.Helper()
+	return e.clientPodOn(name, "", nil)
+}
+
+// clientPodOn is clientPod on the node named node ("": where the scheduler
+// puts it), with labels.
+func (e *env) clientPodOn(name, node string, labels map[string]string) string {
+	e.t.Helper()
 	ctx := context.Background()
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
 		Spec: corev1.PodSpec{
+			NodeName:        node,
 			SecurityContext: restrictedPodSecurity(),
 			Containers: []corev1.Container{{
 				Name: "client", Image: cluster.DemoImage, ImagePullPolicy: corev1.PullNever,

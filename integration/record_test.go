@@ -221,11 +221,12 @@ func (e *env) workingSet(pod, container string) int64 {
 	ctx := context.Background()
 	after := time.Now()
 	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
-		nodes, err := e.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		if err != nil || len(nodes.Items) == 0 {
+		// The stats of the kubelet of the pod's node (of two, on a two-node cluster).
+		p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, pod, metav1.GetOptions{})
+		if err != nil || p.Spec.NodeName == "" {
 			continue
 		}
-		raw, err := e.cs.CoreV1().RESTClient().Get().Resource("nodes").Name(nodes.Items[0].Name).SubResource("proxy", "stats", "summary").DoRaw(ctx)
+		raw, err := e.cs.CoreV1().RESTClient().Get().Resource("nodes").Name(p.Spec.NodeName).SubResource("proxy", "stats", "summary").DoRaw(ctx)
 		if err != nil {
 			continue
 		}

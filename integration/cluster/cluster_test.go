@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,5 +28,31 @@ func TestRotateLog(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "k3s.log.4")); err == nil {
 		t.Error("k3s.log.4 kept: more than 3 earlier logs")
+	}
+}
+
+// TestValidateNodes: one or two nodes, node 2 with a name and a pod range
+// of its own inside the cluster's.
+func TestValidateNodes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		ok   bool
+	}{
+		{"one node", func(c *Config) {}, true},
+		{"two nodes", func(c *Config) { c.Nodes = 2 }, true},
+		{"no node", func(c *Config) { c.Nodes = 0 }, false},
+		{"three nodes", func(c *Config) { c.Nodes = 3 }, false},
+		{"node 2 named as the server", func(c *Config) { c.Nodes, c.Node2Name = 2, c.NodeName }, false},
+		{"node 2's range is the server's", func(c *Config) { c.Nodes, c.Node2PodCIDR = 2, c.NodePodCIDR }, false},
+		{"node 2's range outside the cluster's", func(c *Config) { c.Nodes, c.Node2PodCIDR = 2, netip.MustParsePrefix("10.44.1.0/24") }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig("/tmp/cluster")
+			tc.edit(&cfg)
+			if err := cfg.Validate(); (err == nil) != tc.ok {
+				t.Errorf("Validate() = %v, want ok %v", err, tc.ok)
+			}
+		})
 	}
 }

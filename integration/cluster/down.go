@@ -12,13 +12,15 @@ import (
 	"time"
 )
 
-// Down stops the cluster this Config started (by PID), the container shims
-// it spawned, and removes its mounts, bridge, ipsets and iptables rules. With
+// Down stops the cluster this Config started (by PID; node 2 first when it
+// runs), the container shims it spawned, and removes its mounts, bridge,
+// node 2's namespace, veth and cgroups, ipsets and iptables rules. With
 // wipe it also deletes the cluster's state, so the next Up starts fresh.
 func Down(ctx context.Context, cfg Config, wipe bool) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	stopNode2(cfg)
 	stopK3s(cfg)
 	_ = os.Remove(cfg.pidFile())
 	if err := cleanupHost(ctx, cfg); err != nil {
@@ -26,7 +28,7 @@ func Down(ctx context.Context, cfg Config, wipe bool) error {
 	}
 	if wipe {
 		cfg.progressf("wiping cluster state")
-		for _, p := range []string{cfg.dataDir(), cfg.KubeconfigPath(), cfg.importStamp(), cfg.cniIPAMDir(), "/var/lib/kubelet", "/run/k3s"} {
+		for _, p := range []string{cfg.dataDir(), cfg.KubeconfigPath(), cfg.importStamp(), cfg.cniIPAMDir(), cfg.node2Dir(), "/var/lib/kubelet", "/run/k3s"} {
 			if err := os.RemoveAll(p); err != nil {
 				return fmt.Errorf("wipe %s: %w", p, err)
 			}
@@ -75,6 +77,8 @@ func cleanupHost(ctx context.Context, cfg Config) error {
 	for len(processesRunning(cfg.shimBin())) > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Node 2's namespaces, veth and cgroups, now that its shims are gone.
+	cleanupNode2(ctx, cfg)
 	var errs []error
 	for _, mp := range mountsUnder(mountRoots(cfg)...) {
 		if err := unmount(mp); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
@@ -98,7 +102,7 @@ func cleanupHost(ctx context.Context, cfg Config) error {
 }
 
 func mountRoots(cfg Config) []string {
-	return []string{cfg.dataDir(), "/run/k3s", "/var/lib/kubelet", "/run/netns/cni-"}
+	return []string{cfg.dataDir(), cfg.node2Netns(), "/run/k3s", "/var/lib/kubelet", "/run/netns/cni-"}
 }
 
 // Leftovers lists what of the cluster is still on the host: processes,
@@ -117,6 +121,7 @@ func Leftovers(ctx context.Context, cfg Config) []string {
 	if _, err := net.InterfaceByName("cni0"); err == nil {
 		left = append(left, "bridge cni0")
 	}
+	left = append(left, node2Leftovers()...)
 	left = append(left, leftoverRules(ctx)...)
 	return left
 }

@@ -17,7 +17,6 @@ func importChangedImages(ctx context.Context, cfg Config) error {
 	if err == nil {
 		since = stamp.ModTime()
 	}
-	ctr := filepath.Join(cfg.binDir(), "ctr")
 	for _, im := range Images() {
 		tarPath := filepath.Join(cfg.imagesDir(), im.File)
 		info, err := os.Stat(tarPath)
@@ -27,8 +26,7 @@ func importChangedImages(ctx context.Context, cfg Config) error {
 		if !info.ModTime().After(since) {
 			continue
 		}
-		if _, err := run(ctx, ctr, "--address", cfg.containerdSock(), "--namespace", "k8s.io",
-			"images", "import", tarPath); err != nil {
+		if err := importIntoNodes(ctx, cfg, tarPath); err != nil {
 			return fmt.Errorf("import %s into the running cluster: %w", im.Ref, err)
 		}
 		cfg.progressf("imported %s", im.Ref)
@@ -62,8 +60,7 @@ func ImportAgentImage(ctx context.Context, cfg Config, ref, bin string) error {
 	if err := WriteImage(im, bin, out); err != nil {
 		return err
 	}
-	if _, err := run(ctx, filepath.Join(cfg.binDir(), "ctr"), "--address", cfg.containerdSock(), "--namespace", "k8s.io",
-		"images", "import", out); err != nil {
+	if err := importIntoNodes(ctx, cfg, out); err != nil {
 		return fmt.Errorf("import %s into the running cluster: %w", ref, err)
 	}
 	cfg.progressf("imported %s", ref)
@@ -74,9 +71,24 @@ func ImportAgentImage(ctx context.Context, cfg Config, ref, bin string) error {
 // platform it holds) into the running cluster's containerd, as a user
 // loads a release's agent image into a cluster that cannot pull it.
 func ImportTarball(ctx context.Context, cfg Config, tarPath string) error {
-	if _, err := run(ctx, filepath.Join(cfg.binDir(), "ctr"), "--address", cfg.containerdSock(), "--namespace", "k8s.io",
-		"images", "import", "--all-platforms", tarPath); err != nil {
+	if err := importIntoNodes(ctx, cfg, tarPath, "--all-platforms"); err != nil {
 		return fmt.Errorf("import %s into the running cluster: %w", tarPath, err)
+	}
+	return nil
+}
+
+// importIntoNodes imports an image tarball into the containerd of every
+// node that runs: the server's, and node 2's when it runs.
+func importIntoNodes(ctx context.Context, cfg Config, tarPath string, flags ...string) error {
+	socks := []string{cfg.containerdSock()}
+	if node2Running(cfg) {
+		socks = append(socks, cfg.node2ContainerdSock())
+	}
+	for _, sock := range socks {
+		args := append([]string{"--address", sock, "--namespace", "k8s.io", "images", "import"}, flags...)
+		if _, err := run(ctx, filepath.Join(cfg.binDir(), "ctr"), append(args, tarPath)...); err != nil {
+			return err
+		}
 	}
 	return nil
 }

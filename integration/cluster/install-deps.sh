@@ -21,6 +21,8 @@ have tshark || need+=(tshark)
 have curl || need+=(curl)
 # The namespace-mode tests compare the machine's interfaces and routes.
 have ip || need+=(iproute2)
+# Node 2 (NODES=2, make test-multinode) runs in namespaces of its own.
+{ have nsenter && have unshare; } || need+=(util-linux)
 # ... as an unprivileged user they create.
 [ -x /usr/sbin/useradd ] || need+=(passwd)
 have python3 || need+=(python3)

@@ -21,14 +21,18 @@ type Status struct {
 	NodeReady     bool   `json:"nodeReady"`
 	CoreDNSReady  bool   `json:"coreDNSReady"`
 	// DefaultServiceAccount is true once pods can be created in "default".
-	DefaultServiceAccount bool   `json:"defaultServiceAccount"`
-	Kubeconfig            string `json:"kubeconfig"`
-	Problem               string `json:"problem,omitempty"`
+	DefaultServiceAccount bool `json:"defaultServiceAccount"`
+	// Node2 is true when node 2 was started (and not stopped by Down);
+	// Node2Problem then says what is wrong with it, "" when it is Ready.
+	Node2        bool   `json:"node2"`
+	Node2Problem string `json:"node2Problem,omitempty"`
+	Kubeconfig   string `json:"kubeconfig"`
+	Problem      string `json:"problem,omitempty"`
 }
 
 // Healthy reports whether tests can use the cluster.
 func (s Status) Healthy() bool {
-	return s.Running && s.APIServer && s.NodeReady && s.CoreDNSReady && s.DefaultServiceAccount
+	return s.Running && s.APIServer && s.NodeReady && s.CoreDNSReady && s.DefaultServiceAccount && (!s.Node2 || s.Node2Problem == "")
 }
 
 // Waiting names the first thing that is not ready yet.
@@ -44,6 +48,8 @@ func (s Status) Waiting() string {
 		return "CoreDNS Ready"
 	case !s.DefaultServiceAccount:
 		return "the default ServiceAccount"
+	case s.Node2 && s.Node2Problem != "":
+		return "node 2 (" + s.Node2Problem + ")"
 	default:
 		return "nothing"
 	}
@@ -118,6 +124,13 @@ func check(ctx context.Context, cfg Config, nodeSince, dnsSince time.Time) Statu
 		st.DefaultServiceAccount = true
 	} else {
 		st.Problem = "default ServiceAccount missing"
+		return st
+	}
+	// Node 2 counts from its pid file: Down removes it, a crash does not.
+	if st.Node2 = readPID(cfg.node2PIDFile()) != 0; st.Node2 {
+		if st.Node2Problem = checkNode2(ctx, cfg, nodeSince); st.Node2Problem != "" {
+			st.Problem = "node 2: " + st.Node2Problem
+		}
 	}
 	return st
 }

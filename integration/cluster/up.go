@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -28,7 +27,16 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	if pid := readPID(cfg.pidFile()); processAlive(pid, cfg.k3sBin()) {
 		cfg.progressf("k3s already running (pid %d); checking health", pid)
+		if readPID(cfg.node2PIDFile()) != 0 && !node2Running(cfg) {
+			// Left to the health check, it would wait for a node that
+			// cannot come back; upNodes starts it again if asked.
+			cfg.progressf("WARNING: node 2 died (its log: %s); clearing what it left", cfg.node2Log())
+			cleanupNode2(ctx, cfg)
+		}
 		if err := waitHealthy(ctx, cfg, pid, time.Time{}, time.Time{}, nil); err != nil {
+			return err
+		}
+		if err := upNodes(ctx, cfg); err != nil {
 			return err
 		}
 		if err := importChangedImages(ctx, cfg); err != nil {
@@ -52,7 +60,9 @@ func Up(ctx context.Context, cfg Config) error {
 		return err
 	}
 	// A cluster that died (or a machine that rebooted) leaves mounts, the
-	// bridge and rules behind; clear them so this start is clean.
+	// bridge and rules behind; clear them so this start is clean. A node 2
+	// that outlived its server goes too.
+	stopNode2(cfg)
 	if err := cleanupHost(ctx, cfg); err != nil {
 		return fmt.Errorf("clear what a previous cluster left: %w", err)
 	}
@@ -83,11 +93,34 @@ func Up(ctx context.Context, cfg Config) error {
 	if err := waitHealthy(ctx, cfg, cmd.Process.Pid, start, start, exited); err != nil {
 		return err
 	}
+	if err := upNodes(ctx, cfg); err != nil {
+		return err
+	}
 	if err := writeImportStamp(cfg); err != nil {
 		return err
 	}
 	cfg.progressf("cluster ready in %s\nKUBECONFIG=%s", time.Since(start).Round(100*time.Millisecond), cfg.KubeconfigPath())
 	return nil
+}
+
+// upNodes gives a running server the nodes cfg asks for: node 2 is
+// started when Nodes is 2 and it does not run; when Nodes is 1, node 2 is
+// stopped when it runs (its pods with it) and its Node object removed, so
+// the cluster has one node.
+func upNodes(ctx context.Context, cfg Config) error {
+	if cfg.Nodes == 2 {
+		_, nodeIP, err := egressInterface()
+		if err != nil {
+			return err
+		}
+		return upNode2(ctx, cfg, nodeIP)
+	}
+	if node2Running(cfg) {
+		cfg.progressf("one node asked for: stopping node 2 and its pods")
+		stopNode2(cfg)
+	}
+	cleanupNode2(ctx, cfg)
+	return forgetNode2(ctx, cfg)
 }
 
 func portFree(port int) error {
@@ -207,14 +240,4 @@ func waitHealthy(ctx context.Context, cfg Config, pid int, since, dnsSince time.
 	}
 }
 
-func logTail(cfg Config, n int) string {
-	b, err := os.ReadFile(cfg.logFile())
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func logTail(cfg Config, n int) string { return tail(cfg.logFile(), n) }

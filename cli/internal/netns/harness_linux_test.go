@@ -210,7 +210,9 @@ func machineState(t *testing.T) map[string]string {
 }
 
 var (
-	volatile = regexp.MustCompile(`veth|cni|flannel|KUBE-|CNI-|FLANNEL|^#|^:`)
+	// iproute2 prints "Error: Peer netns reference is invalid." for a veth
+	// whose peer's namespace is going away: a pod being deleted.
+	volatile = regexp.MustCompile(`veth|cni|flannel|KUBE-|CNI-|FLANNEL|^#|^:|Peer netns reference is invalid`)
 	// Lifetimes count down (DHCP addresses, routes from router
 	// advertisements).
 	lifetimes = regexp.MustCompile(`(valid_lft|preferred_lft|expires) \S+`)

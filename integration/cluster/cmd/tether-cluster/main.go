@@ -21,6 +21,7 @@ const usage = `usage: tether-cluster COMMAND [--dir DIR]
 commands:
   images   build the image tarballs from the binaries in DIR/bin
   up       start the cluster, or reuse it when healthy; wait until ready
+           (--nodes 2: with a second node, started on a running cluster too)
   down     stop the cluster and clean the host (--wipe also deletes its state)
   restart  stop k3s and start it again on the same state, the pods left
            running (what the fault suite does to the API server)
@@ -49,6 +50,7 @@ func run(ctx context.Context, args []string) error {
 	output := fs.String("o", "", "status: json for scripts")
 	ref := fs.String("ref", "", "agent-image: the reference to give the agent image (e.g. docker.io/tetherkube/tether-agent:mybranch)")
 	bin := fs.String("bin", "", "agent-image: the tether-agent binary to pack")
+	nodes := fs.Int("nodes", 1, "up: 1, or 2 for a second node (a k3s agent in its own namespaces) joined to the server")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -58,6 +60,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg := cluster.DefaultConfig(abs)
 	cfg.Progress = os.Stderr
+	cfg.Nodes = *nodes
 	switch args[0] {
 	case "images":
 		_, err := cluster.BuildImages(cfg)
@@ -89,8 +92,12 @@ func run(ctx context.Context, args []string) error {
 				return err
 			}
 		} else {
-			fmt.Printf("running: %v (pid %d)\napi server: %v %s\nnode ready: %v\ncoredns ready: %v\nKUBECONFIG=%s\n",
-				st.Running, st.PID, st.APIServer, st.ServerVersion, st.NodeReady, st.CoreDNSReady, st.Kubeconfig)
+			fmt.Printf("running: %v (pid %d)\napi server: %v %s\nnode ready: %v\ncoredns ready: %v\n",
+				st.Running, st.PID, st.APIServer, st.ServerVersion, st.NodeReady, st.CoreDNSReady)
+			if st.Node2 {
+				fmt.Printf("node 2 ready: %v %s\n", st.Node2Problem == "", st.Node2Problem)
+			}
+			fmt.Printf("KUBECONFIG=%s\n", st.Kubeconfig)
 		}
 		if !st.Healthy() {
 			return fmt.Errorf("cluster not healthy: %s", st.Problem)
