@@ -565,7 +565,7 @@ func (d *Daemon) Quit(ctx context.Context) error {
 	select {
 	case <-d.unlistened:
 	case <-ctx.Done():
-	case <-time.After(5 * time.Second): // not served by Serve (tests)
+	case <-time.After(5 * time.Second): // a Daemon that Serve never served
 	}
 	return nil
 }

@@ -14,10 +14,9 @@ import (
 	"github.com/tetherkube/tether/internal/buildinfo"
 )
 
-// TestServeSocketIsTheUsersAlone runs the real daemon server on a unix
-// socket and checks its permissions, calls through the client, a second
-// daemon refused, and Quit removing the socket.
-func TestServeSocketIsTheUsersAlone(t *testing.T) {
+// testPaths returns a daemon's paths in a runtime folder of t's own.
+func testPaths(t *testing.T) daemon.Paths {
+	t.Helper()
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
 	paths, err := daemon.PathsFor("ctx", "https://127.0.0.1:1")
 	if err != nil {
@@ -26,6 +25,14 @@ func TestServeSocketIsTheUsersAlone(t *testing.T) {
 	if err := paths.EnsureDir(); err != nil {
 		t.Fatal(err)
 	}
+	return paths
+}
+
+// TestServeSocketIsTheUsersAlone runs the real daemon server on a unix
+// socket and checks its permissions, calls through the client, a second
+// daemon refused, and Quit removing the socket.
+func TestServeSocketIsTheUsersAlone(t *testing.T) {
+	paths := testPaths(t)
 	// A cluster nobody serves: Status works, without a server version.
 	d, err := New(&rest.Config{Host: "https://127.0.0.1:1", Timeout: time.Second}, "ctx", nil)
 	if err != nil {
@@ -89,14 +96,7 @@ func TestServeSocketIsTheUsersAlone(t *testing.T) {
 // daemon, ending after that, leaves the new one's socket in place (it
 // removed it, and the new daemon could not be reached).
 func TestQuitThenANewDaemon(t *testing.T) {
-	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
-	paths, err := daemon.PathsFor("ctx", "https://127.0.0.1:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := paths.EnsureDir(); err != nil {
-		t.Fatal(err)
-	}
+	paths := testPaths(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	start := func() (*daemon.Client, chan error) {

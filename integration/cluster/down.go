@@ -44,19 +44,23 @@ func Down(ctx context.Context, cfg Config, wipe bool) error {
 // stopK3s stops the k3s process this Config started (SIGTERM, then SIGKILL
 // after 30 s), when it runs. The pods' containers go on running: their
 // shims outlive k3s.
-func stopK3s(cfg Config) {
-	pid := readPID(cfg.pidFile())
+func stopK3s(cfg Config) { stopK3sProcess(cfg, cfg.pidFile(), "k3s") }
+
+// stopK3sProcess stops the k3s process (the server or node 2's agent)
+// whose pid file is pidFile, when it runs: SIGTERM, then SIGKILL after 30 s.
+func stopK3sProcess(cfg Config, pidFile, name string) {
+	pid := readPID(pidFile)
 	if !processAlive(pid, cfg.k3sBin()) {
 		return
 	}
-	cfg.progressf("stopping k3s (pid %d)", pid)
+	cfg.progressf("stopping %s (pid %d)", name, pid)
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(30 * time.Second)
 	for processAlive(pid, cfg.k3sBin()) && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if processAlive(pid, cfg.k3sBin()) {
-		cfg.progressf("k3s did not stop within 30s; killing it")
+		cfg.progressf("%s did not stop within 30s; killing it", name)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		for processAlive(pid, cfg.k3sBin()) {
 			time.Sleep(100 * time.Millisecond)

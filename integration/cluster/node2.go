@@ -371,24 +371,7 @@ func checkNode2(ctx context.Context, cfg Config, since time.Time) string {
 
 // stopNode2 stops node 2's k3s agent (SIGTERM, then SIGKILL after 30 s).
 // Its pods' shims outlive it, as the server's do.
-func stopNode2(cfg Config) {
-	pid := readPID(cfg.node2PIDFile())
-	if !processAlive(pid, cfg.k3sBin()) {
-		return
-	}
-	cfg.progressf("stopping node 2 (k3s agent, pid %d)", pid)
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(30 * time.Second)
-	for processAlive(pid, cfg.k3sBin()) && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if processAlive(pid, cfg.k3sBin()) {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		for processAlive(pid, cfg.k3sBin()) {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-}
+func stopNode2(cfg Config) { stopK3sProcess(cfg, cfg.node2PIDFile(), "node 2 (k3s agent)") }
 
 // cleanupNode2 removes node 2's shims (a dead agent leaves its pods
 // running), namespace, veth (and with it the route to its pods) and cgroups.
