@@ -1,0 +1,189 @@
+package httproute
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/tetherkube/tether/httpfilter"
+)
+
+// TestMirror: the app answers every request; the mirror route gets a copy
+// of those it selects, body included; a stuck laptop holds up nobody, and
+// what it cannot take is dropped, counted.
+func TestMirror(t *testing.T) {
+	app := newBackend(t, "app", nil)
+	var mu sync.Mutex
+	var copies []string
+	stuck := make(chan struct{})
+	laptop := newBackend(t, "laptop", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/stuck" {
+			<-stuck
+		}
+		mu.Lock()
+		copies = append(copies, r.Method+" "+r.URL.Path+" "+string(b)+" "+r.Header.Get("X-User"))
+		mu.Unlock()
+		fmt.Fprint(w, "laptop")
+	})
+	defer close(stuck)
+	r, addr := front(t, app, Config{MirrorQueue: 4, MirrorConns: 1, MirrorInFlight: 1, MirrorTimeout: 30 * time.Second})
+	r.SetRoutes([]Route{{ID: "ana", Mirror: true, Filter: httpfilter.Filter{Headers: []httpfilter.HeaderMatch{header(t, "x-user=ana")}}, Dial: laptop.dial}})
+	c := oneConnClient(false)
+	post := func(path, body string, user string) string {
+		req, _ := http.NewRequest("POST", "http://"+addr+path, strings.NewReader(body))
+		if user != "" {
+			req.Header.Set("X-User", user)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := post("/one", "body-1", "ana"); got != "app /one" {
+		t.Errorf("the app did not answer a mirrored request: %q", got)
+	}
+	post("/two", "body-2", "bob")
+	waitFor(t, func() bool { return r.Stats().Mirrored["ana"] == 1 })
+	mu.Lock()
+	if diff := cmp.Diff([]string{"POST /one body-1 ana"}, copies); diff != "" {
+		t.Errorf("copies (-want +got):\n%s", diff)
+	}
+	mu.Unlock()
+
+	// The laptop gets stuck on one copy: at most 4 more wait in the queue
+	// and 4 in the sender's next batch, the rest are dropped, and every
+	// caller is answered by the app.
+	for i := range 20 {
+		path := fmt.Sprintf("/%d", i)
+		if i == 0 {
+			path = "/stuck"
+		}
+		if got := post(path, "x", "ana"); got != "app "+path {
+			t.Fatalf("with the laptop stuck, %s: %q", path, got)
+		}
+	}
+	waitFor(t, func() bool { return r.Stats().MirrorDropped["ana"] >= 11 })
+}
+
+// TestMirrorPipelines: copies sent by many callers at once are pipelined
+// over the route's few kept-alive connections, each delivered once, in
+// each connection's order; a laptop that closes its connection (an
+// answer with "Connection: close") loses only the copies in flight on it,
+// counted, and the next copies go over a new connection.
+func TestMirrorPipelines(t *testing.T) {
+	app := newBackend(t, "app", nil)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	laptop := newBackend(t, "laptop", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path]++
+		mu.Unlock()
+		if r.URL.Path == "/close" {
+			w.Header().Set("Connection", "close")
+		}
+		fmt.Fprint(w, "laptop")
+	})
+	r, addr := front(t, app, Config{MirrorQueue: 1000, MirrorConns: 2, MirrorTimeout: 30 * time.Second})
+	r.SetRoutes([]Route{{ID: "all", Mirror: true, Dial: laptop.dial}})
+	const callers, each = 20, 25
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := oneConnClient(false)
+			defer c.CloseIdleConnections()
+			for j := range each {
+				path := fmt.Sprintf("/%d/%d", i, j)
+				if got := get(t, c, "http://"+addr+path); got != "app "+path {
+					t.Errorf("%s: %q", path, got)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, func() bool { return r.Stats().Mirrored["all"] == callers*each })
+	mu.Lock()
+	if len(seen) != callers*each {
+		t.Errorf("the laptop saw %d distinct copies, want %d", len(seen), callers*each)
+	}
+	for path, n := range seen {
+		if n != 1 {
+			t.Errorf("%s copied %d times", path, n)
+		}
+	}
+	mu.Unlock()
+	if n := laptop.conns.Load(); n > 2 {
+		t.Errorf("the copies took %d connections to the laptop, want at most MirrorConns (2)", n)
+	}
+	if d := r.Stats().MirrorDropped["all"]; d != 0 {
+		t.Errorf("%d copies dropped", d)
+	}
+
+	// The laptop closes a connection after one copy: at most the copies
+	// pipelined behind it on that connection are lost, counted, and every
+	// later copy arrives over a new connection.
+	c := oneConnClient(false)
+	get(t, c, "http://"+addr+"/close")
+	waitFor(t, func() bool { return r.Stats().Mirrored["all"] == callers*each+1 })
+	before := laptop.conns.Load()
+	for i := range 10 {
+		get(t, c, fmt.Sprintf("http://%s/after/%d", addr, i))
+	}
+	waitFor(t, func() bool {
+		s := r.Stats()
+		return s.Mirrored["all"]+s.MirrorDropped["all"] == callers*each+11
+	})
+	if s := r.Stats(); s.Mirrored["all"] != callers*each+11 {
+		t.Errorf("after the laptop closed a connection: %d delivered, %d dropped; want all 11 delivered (sent one at a time)",
+			s.Mirrored["all"]-callers*each, s.MirrorDropped["all"])
+	}
+	if laptop.conns.Load() == before && laptop.conns.Load() < 2 {
+		t.Error("no new connection after the laptop closed one")
+	}
+}
+
+// TestMirrorHTTP2: streams of one HTTP/2 cleartext connection are
+// copied each as its own stream, concurrently, every one delivered once.
+func TestMirrorHTTP2(t *testing.T) {
+	app := newBackend(t, "app", nil)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	laptop := newBackend(t, "laptop", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Proto+" "+r.URL.Path]++
+		mu.Unlock()
+		fmt.Fprint(w, "laptop")
+	})
+	r, addr := front(t, app, Config{MirrorTimeout: 30 * time.Second})
+	r.SetRoutes([]Route{{ID: "all", Mirror: true, Dial: laptop.dial}})
+	c := oneConnClient(true)
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if got := get(t, c, fmt.Sprintf("http://%s/%d", addr, i)); got != fmt.Sprintf("app /%d", i) {
+				t.Errorf("stream %d: %q", i, got)
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, func() bool { return r.Stats().Mirrored["all"] == 100 })
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range 100 {
+		if n := seen[fmt.Sprintf("HTTP/2.0 /%d", i)]; n != 1 {
+			t.Errorf("/%d copied %d times over HTTP/2", i, n)
+		}
+	}
+}
