@@ -20,6 +20,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -28,6 +29,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tetherkube/tether/integration/cluster"
+	"github.com/tetherkube/tether/internal/agentspec"
 )
 
 type options struct {
@@ -41,6 +43,9 @@ type options struct {
 	agentImage string
 	profileDir string
 	pinAgents  bool
+	// agentCPU is the CPU limit the personal rows' agents run under
+	// (cores; 0: none).
+	agentCPU float64
 	// laptopSched: the scheduling of the personal rows' laptop end
 	// (laptopend.go), idle or normal.
 	laptopSched string
@@ -69,6 +74,7 @@ func main() {
 	flag.StringVar(&o.agentImage, "agent-image", "", "the agent image `tether run` and `tether intercept` add (default: tether's own)")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon, `tether run` and the agents under the latency and bulk rows here (`make bench PROFILE=1`)")
 	flag.BoolVar(&o.pinAgents, "pin-agents", false, "personal: run the agents on the last CPU and the load, app and laptop on the others (Linux)")
+	agentCPU := flag.String("agent-cpu", agentspec.DefaultCPULimit, "personal: the CPU limit each agent runs under (a cgroup CFS quota, as the kubelet sets a container's limit; Linux, as root); 0 for none")
 	flag.StringVar(&o.laptopSched, "laptop-sched", "idle", "personal: how the laptop's end (its server and the daemon's end of the tunnels, a process of its own) is scheduled: idle (SCHED_IDLE: only the CPU the load, app and agents leave, as a laptop's own CPU would take none of theirs) or normal")
 	flag.StringVar(&o.compare, "compare", "", "ready: another tether binary (e.g. main's) to time alongside -tether, interleaved round by round")
 	flag.StringVar(&o.compareAgentImage, "compare-agent-image", "", "ready: the agent image -compare adds (default: -agent-image)")
@@ -98,6 +104,12 @@ func main() {
 	if o.laptopSched != "idle" && o.laptopSched != "normal" {
 		fmt.Fprintf(os.Stderr, "bench: -laptop-sched %q: want idle or normal\n", o.laptopSched)
 		os.Exit(2)
+	}
+	if q, err := resource.ParseQuantity(*agentCPU); err != nil || q.Sign() < 0 {
+		fmt.Fprintf(os.Stderr, "bench: -agent-cpu %q: want a CPU quantity such as 500m or 2, or 0 for no limit\n", *agentCPU)
+		os.Exit(2)
+	} else {
+		o.agentCPU = float64(q.MilliValue()) / 1000
 	}
 	if o.kubeconfig == "" {
 		o.kubeconfig = cluster.DefaultConfig(mustAbs(".cluster")).KubeconfigPath()

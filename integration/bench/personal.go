@@ -29,7 +29,8 @@ import (
 // laptop's end (laptopend.go) connects to its tunnel.
 type benchAgent struct {
 	cmd    *exec.Cmd
-	front  string // http://127.0.0.1:PORT
+	limit  *cpuLimit // nil: no CPU limit
+	front  string    // http://127.0.0.1:PORT
 	port   int
 	tunnel string
 	token  string
@@ -82,6 +83,9 @@ func startBenchAgent(ctx context.Context, bin string, appPort int) (*benchAgent,
 func (a *benchAgent) stop() {
 	a.cmd.Process.Kill()
 	a.cmd.Wait()
+	if a.limit != nil {
+		a.limit.remove()
+	}
 }
 
 // personalResults are the personal-intercept figures.
@@ -97,6 +101,10 @@ type personalResults struct {
 	// laptop end's (server and tunnels) during the mirror row.
 	cpuRoutedFast, cpuLaptop       float64
 	rssPlain, rssRouted, rssMirror int64
+	// agentCPU is the agents' CPU limit (0: none); throttled the periods
+	// (and seconds) each agent found its quota spent, by agent.
+	agentCPU  float64
+	throttled map[string]throttling
 	// failed counts failed requests in all rows; mirrorSent the requests
 	// sent through the mirroring agent.
 	failed, mirrorSent int
@@ -105,7 +113,7 @@ type personalResults struct {
 // measurePersonal runs the personal-intercept rows, interleaved, medians
 // of o.rounds.
 func measurePersonal(ctx context.Context, o options) (personalResults, error) {
-	r := personalResults{mirrorRate: 5000, laptopSched: o.laptopSched}
+	r := personalResults{mirrorRate: 5000, laptopSched: o.laptopSched, agentCPU: o.agentCPU, throttled: map[string]throttling{}}
 	agentBin := strings.TrimSuffix(o.tetherBin, "tether") + "tether-agent"
 	appL, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -124,6 +132,12 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 		}
 		defer a.stop()
 		agents[name] = a
+		if o.agentCPU > 0 {
+			// As the kubelet holds the agent container to its limit.
+			if a.limit, err = limitCPU(a.cmd.Process.Pid, o.agentCPU); err != nil {
+				return r, fmt.Errorf("agent %s: -agent-cpu: %w", name, err)
+			}
+		}
 	}
 	if o.pinAgents {
 		// The agents on the last CPU, this process (load and app) on the
@@ -214,6 +228,13 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 	}
 	r.cpuPlain, r.cpuRouted, r.cpuMirror = medianFloat(cpuPlain), medianFloat(cpuRouted), medianFloat(cpuMirror)
 	r.cpuRoutedFast, r.cpuLaptop = medianFloat(cpuRoutedFast), medianFloat(cpuLaptop)
+	for name, a := range agents {
+		if a.limit != nil {
+			var t throttling
+			t.periods, t.seconds = a.limit.throttled()
+			r.throttled[name] = t
+		}
+	}
 	r.rssPlain, r.rssRouted, r.rssMirror = rss(agents["plain"].cmd.Process.Pid), rss(agents["routed"].cmd.Process.Pid), rss(agents["mirror"].cmd.Process.Pid)
 	res, err := lap.finish()
 	if err != nil {
@@ -226,6 +247,12 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 	}
 	r.copies, r.dropped = res.Copies, res.Dropped
 	return r, nil
+}
+
+// throttling is how often an agent's CPU quota ran out.
+type throttling struct {
+	periods int64
+	seconds float64
 }
 
 // keepAliveLatency sends n sequential GETs on one connection, as user
@@ -326,5 +353,15 @@ func printPersonal(w io.Writer, r personalResults) {
 		r.failed, r.copies, r.dropped, r.mirrorSent)
 	fmt.Fprintf(w, "agent CPU per 1,000 requests/s: nobody intercepting %.0f ms/s, router %.0f ms/s (at 1,000/s), %.0f ms/s (at %d/s), mirror %.0f ms/s; RSS after: %.1f / %.1f / %.1f MiB\n",
 		r.cpuPlain*1000, r.cpuRouted*1000, r.cpuRoutedFast*1000, r.mirrorRate, r.cpuMirror*1000, mib(r.rssPlain), mib(r.rssRouted), mib(r.rssMirror))
+	if r.agentCPU > 0 {
+		fmt.Fprintf(w, "each agent held to %g CPU (a CFS quota, as the kubelet holds the agent's container); periods its quota ran out (seconds throttled):", r.agentCPU)
+		for _, name := range []string{"plain", "routed", "global", "mirror"} {
+			t := r.throttled[name]
+			fmt.Fprintf(w, " %s %d (%.2f s)", name, t.periods, t.seconds)
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintln(w, "the agents ran with no CPU limit (-agent-cpu 0)")
+	}
 	fmt.Fprintf(w, "the laptop end's CPU (its server answering the copies, the daemon's end of the tunnel) per 1,000 mirrored requests/s: %.0f ms/s\n", r.cpuLaptop*1000)
 }

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/tetherkube/tether/internal/agentspec"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
@@ -24,7 +25,7 @@ import (
 const (
 	DefaultCPURequest    = "10m"
 	DefaultMemoryRequest = "32Mi"
-	DefaultCPULimit      = "500m"
+	DefaultCPULimit      = agentspec.DefaultCPULimit
 	// DefaultRecordBudget is the agent's recording budget when not given
 	// (agent/run.go).
 	DefaultRecordBudget = 64 << 20

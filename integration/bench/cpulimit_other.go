@@ -1,0 +1,14 @@
+//go:build !linux
+
+package main
+
+import "errors"
+
+type cpuLimit struct{}
+
+func limitCPU(int, float64) (*cpuLimit, error) {
+	return nil, errors.New("-agent-cpu works on Linux only; pass -agent-cpu 0")
+}
+
+func (*cpuLimit) throttled() (int64, float64) { return 0, 0 }
+func (*cpuLimit) remove()                     {}
