@@ -29,7 +29,7 @@ func InfoToProto(info Info) *agentv1.InfoResponse {
 		for _, ic := range f.Intercepts {
 			pf.Intercepts = append(pf.Intercepts, &agentv1.InterceptStatus{Id: ic.ID, Owner: ic.Owner,
 				Filter: RouteFilterToProto(ic.Filter), Mirror: ic.Mirror, SinceUnixNano: ic.Since.UnixNano(),
-				Requests: ic.Requests, Dropped: ic.Dropped})
+				Requests: ic.Requests, Dropped: ic.Dropped, Shed: ic.Shed})
 		}
 		resp.Forwards = append(resp.Forwards, pf)
 	}
@@ -54,6 +54,7 @@ func InfoFromProto(resp *agentv1.InfoResponse) Info {
 				InterceptSpec: InterceptSpec{ListenPort: fs.ListenPort, ID: ic.GetId(), Owner: ic.GetOwner(),
 					Filter: RouteFilterFromProto(ic.GetFilter()), Mirror: ic.GetMirror()},
 				Since: time.Unix(0, ic.GetSinceUnixNano()), Requests: ic.GetRequests(), Dropped: ic.GetDropped(),
+				Shed: ic.GetShed(),
 			})
 		}
 		info.Forwards = append(info.Forwards, fs)

@@ -79,8 +79,10 @@ type InterceptStatus struct {
 	// while the port is routed request by request.
 	Requests uint64
 	// Dropped counts a mirror's copies not delivered: its queue full, a
-	// body over the cap, the laptop not answering in time.
+	// body over the cap, the laptop not answering in time, or the agent
+	// near its CPU limit (those also in Shed).
 	Dropped uint64
+	Shed    uint64
 }
 
 // DefaultTunnelPort is the agent's tunnel port inside the pod.

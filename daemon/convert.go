@@ -24,7 +24,7 @@ func InterceptInfoToProto(i InterceptInfo) *daemonv1.InterceptInfo {
 	}
 	for _, pi := range i.PortIntercepts {
 		p.PortIntercepts = append(p.PortIntercepts, &daemonv1.PortIntercept{Owner: pi.Owner, Filter: filterToProto(pi.Filter),
-			Mirror: pi.Mirror, SinceUnixNano: pi.Since.UnixNano(), Requests: pi.Requests, Dropped: pi.Dropped, Pod: pi.Pod})
+			Mirror: pi.Mirror, SinceUnixNano: pi.Since.UnixNano(), Requests: pi.Requests, Dropped: pi.Dropped, Shed: pi.Shed, Pod: pi.Pod})
 	}
 	return p
 }
@@ -38,7 +38,7 @@ func InterceptInfoFromProto(p *daemonv1.InterceptInfo) InterceptInfo {
 	}
 	for _, pi := range p.GetPortIntercepts() {
 		i.PortIntercepts = append(i.PortIntercepts, PortIntercept{Owner: pi.GetOwner(), Filter: filterFromProto(pi.GetFilter()),
-			Mirror: pi.GetMirror(), Since: time.Unix(0, pi.GetSinceUnixNano()), Requests: pi.GetRequests(), Dropped: pi.GetDropped(), Pod: pi.GetPod()})
+			Mirror: pi.GetMirror(), Since: time.Unix(0, pi.GetSinceUnixNano()), Requests: pi.GetRequests(), Dropped: pi.GetDropped(), Shed: pi.GetShed(), Pod: pi.GetPod()})
 	}
 	return i
 }

@@ -213,7 +213,7 @@ func TestRunOverTheWire(t *testing.T) {
 func TestInterceptInfoOverTheWire(t *testing.T) {
 	since := time.Unix(1700000000, 5).UTC()
 	pi := PortIntercept{Owner: "bob@desk", Filter: httpfilter.Spec{Headers: []string{"x-user=bob"}}, Mirror: true,
-		Since: since, Requests: 7, Dropped: 2, Pod: "orders-1"}
+		Since: since, Requests: 7, Dropped: 2, Shed: 1, Pod: "orders-1"}
 	allSet(t, pi)
 	info := InterceptInfo{Name: "deploy/orders", Namespace: "shop", Service: "orders", ServicePort: 80, AgentPort: 17000,
 		LocalPort: 3000, Pods: []string{"orders-1"}, Filter: httpfilter.Spec{PathPrefix: "/api/"}, Mirror: true, Owner: "ana@laptop",

@@ -205,9 +205,11 @@ type PortIntercept struct {
 	Mirror bool            `json:"mirror,omitempty"`
 	Since  time.Time       `json:"since"`
 	// Requests routed to it (copies delivered, for a mirror); Dropped
-	// mirror copies not delivered. Counted by the agent of Pod.
+	// mirror copies not delivered, Shed those of them the agent did not
+	// make because it ran near its CPU limit. Counted by the agent of Pod.
 	Requests uint64 `json:"requests"`
 	Dropped  uint64 `json:"dropped,omitempty"`
+	Shed     uint64 `json:"shed,omitempty"`
 	Pod      string `json:"pod"`
 }
 

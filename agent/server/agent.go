@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/agent/internal/cpulimit"
 	"github.com/tetherkube/tether/agent/internal/httprec"
 	"github.com/tetherkube/tether/agent/internal/readyprobe"
 	"github.com/tetherkube/tether/recording"
@@ -48,6 +49,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// Record says how the agent records the HTTP exchanges it forwards.
 	Record RecordConfig
+	// CPULimit is the CPU limit of the agent's container, in cores (0:
+	// none known). Near it a mirror's copies give way to the callers
+	// (cpulimit.Watch).
+	CPULimit float64
 	// Jobs are the calls the agent serves (agent.AllJobs when nil); it
 	// refuses the others with agent.ErrNotServed.
 	Jobs []agent.Job
@@ -125,6 +130,9 @@ func (c Config) Validate() error {
 	if c.Record.Idle < 0 {
 		errs = append(errs, fmt.Errorf("recording idle time must not be negative, got %s", c.Record.Idle))
 	}
+	if c.CPULimit < 0 {
+		errs = append(errs, fmt.Errorf("CPU limit must not be negative, got %g", c.CPULimit))
+	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("dial timeout must be positive, got %s", c.DialTimeout))
 	}
@@ -150,6 +158,8 @@ type Agent struct {
 	recOpts httprec.Options
 	// idle knows whether a daemon uses the agent (idle.go).
 	idle *idleClock
+	// cpu says when the agent runs close to CPULimit; nil without one.
+	cpu *cpulimit.Watch
 	// nonces are the readiness probes the agent answers now (ready.go).
 	nonces *readyprobe.Nonces
 	// dialDirect opens a direct path (tunnel.DialDirect; tests replace it).
@@ -169,6 +179,9 @@ func New(cfg Config) (*Agent, error) {
 		directs: map[*tunnel.Session]*tunnel.Session{}, dialDirect: tunnel.DialDirect,
 		nonces: readyprobe.NewNonces(nil), idle: newIdleClock(time.Now)}
 	a.keys = newKeyring(cfg.Token, cfg.BootstrapTTL, time.Now)
+	if cfg.CPULimit > 0 {
+		a.cpu = cpulimit.NewWatch(cpulimit.Config{Cores: cfg.CPULimit})
+	}
 	if !cfg.Record.Off {
 		a.ring = httprec.NewRing(cfg.Record.Budget)
 		a.recOpts = httprec.DefaultOptions()
@@ -213,6 +226,14 @@ func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []
 		a.idle.start(a.cfg.Record.Idle, a.logPaused)
 	}
 	var wg sync.WaitGroup
+	if a.cpu != nil {
+		a.log.Info("CPU limit known: mirrored copies give way near it", "cores", a.cfg.CPULimit)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.cpu.Run(ctx)
+		}()
+	}
 	errs := make(chan error, 1+len(forwards))
 	wg.Add(1 + len(forwards))
 	go func() {

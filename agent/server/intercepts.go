@@ -174,6 +174,9 @@ func (a *Agent) newRouter(f agent.Forward) *httproute.Router {
 			return a.nonces.Answer(c, first, a.cfg.PodName)
 		},
 	}
+	if a.cpu != nil {
+		cfg.Shed = a.cpu.Pressed
+	}
 	if a.ring != nil {
 		cfg.Upstream = func(c net.Conn, src string, to *httproute.Route) net.Conn {
 			if !a.recording() {
@@ -239,7 +242,7 @@ func (a *Agent) forwardStatus(f agent.Forward) agent.ForwardStatus {
 		}
 		s := agent.InterceptStatus{InterceptSpec: ic.spec, Since: ic.since}
 		if ic.spec.Mirror {
-			s.Requests, s.Dropped = stats.Mirrored[ic.spec.ID], stats.MirrorDropped[ic.spec.ID]
+			s.Requests, s.Dropped, s.Shed = stats.Mirrored[ic.spec.ID], stats.MirrorDropped[ic.spec.ID], stats.MirrorShed[ic.spec.ID]
 		} else {
 			s.Requests = stats.Routed[ic.spec.ID]
 			st.Intercepted = true

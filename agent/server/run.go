@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/agent/internal/cpulimit"
 	"github.com/tetherkube/tether/internal/buildinfo"
 )
 
@@ -101,6 +102,9 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		// spend their time in syscalls, which hand the P off anyway, and
 		// the sidecar's 500m CPU limit gives no second core to use.
 		runtime.GOMAXPROCS(1)
+	}
+	if self, err := os.ReadFile("/proc/self/cgroup"); err == nil {
+		cfg.CPULimit, _ = cpulimit.Quota("/sys/fs/cgroup", string(self))
 	}
 	cfg.PodName = os.Getenv("POD_NAME")
 	cfg.PodNamespace = os.Getenv("POD_NAMESPACE")

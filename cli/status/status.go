@@ -168,6 +168,9 @@ func printPort(out io.Writer, i daemon.InterceptInfo) {
 		counts := fmt.Sprintf("%d requests", p.Requests)
 		if p.Mirror {
 			counts = fmt.Sprintf("%d copies, %d dropped", p.Requests, p.Dropped)
+			if p.Shed > 0 {
+				counts += fmt.Sprintf(", %d of them while the agent ran near its CPU limit", p.Shed)
+			}
 		}
 		fmt.Fprintf(out, "      %s: %s, since %s (%s)\n", p.Owner, what, p.Since.Local().Format("15:04:05"), counts)
 	}

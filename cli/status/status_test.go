@@ -174,7 +174,7 @@ func TestStatusSharedPort(t *testing.T) {
 	st.Intercepts[0].Owner = "ana@laptop"
 	st.Intercepts[0].PortIntercepts = []daemon.PortIntercept{
 		{Owner: "ana@laptop", Filter: httpfilter.Spec{Headers: []string{"x-tether-user=ana"}}, Since: since, Requests: 12, Pod: "orders-1"},
-		{Owner: "bob@desk", Filter: httpfilter.Spec{PathPrefix: "/api/"}, Mirror: true, Since: since.Add(time.Minute), Requests: 40, Dropped: 3, Pod: "orders-1"},
+		{Owner: "bob@desk", Filter: httpfilter.Spec{PathPrefix: "/api/"}, Mirror: true, Since: since.Add(time.Minute), Requests: 40, Dropped: 3, Shed: 2, Pod: "orders-1"},
 	}
 	st.Intercepts[0].ToApp, st.Intercepts[0].NotHTTP, st.Intercepts[0].TLS = 7, 2, 1
 	fake := &cmdtest.FakeService{StatusFunc: func(context.Context) (daemon.Status, error) { return st, nil }}
@@ -188,7 +188,7 @@ Intercepts:
   deployment/orders in shop: service orders port 80, requests with X-Tether-User=ana -> localhost:3000 (agent port 17000; pods: orders-1 (direct))
     the port's intercepts (agent of pod orders-1):
       ana@laptop: requests with X-Tether-User=ana, since 09:00:00 (12 requests)
-      bob@desk: a copy of the requests with path /api/*, since 09:01:00 (40 copies, 3 dropped)
+      bob@desk: a copy of the requests with path /api/*, since 09:01:00 (40 copies, 3 dropped, 2 of them while the agent ran near its CPU limit)
     to the app: 7 requests no filter selected; 2 connections not cleartext HTTP (1 TLS), unfiltered
 `
 	if diff := cmp.Diff(want, out.String()); diff != "" {

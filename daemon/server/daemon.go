@@ -147,7 +147,7 @@ func (d *Daemon) portIntercepts(ctx context.Context, ic *intercept.Intercept, i 
 		i.ToApp, i.NotHTTP, i.TLS = f.ToApp, f.NotHTTP, f.TLS
 		for _, s := range f.Intercepts {
 			i.PortIntercepts = append(i.PortIntercepts, daemon.PortIntercept{Owner: s.Owner, Filter: s.Filter, Mirror: s.Mirror,
-				Since: s.Since, Requests: s.Requests, Dropped: s.Dropped, Pod: pods[0]})
+				Since: s.Since, Requests: s.Requests, Dropped: s.Dropped, Shed: s.Shed, Pod: pods[0]})
 		}
 	}
 }

@@ -369,6 +369,10 @@ func (r *Router) mirror(rt Route, req *http.Request, tee *teeBody) {
 	m := r.mirrors[rt.ID]
 	r.mu.Unlock()
 	drop := func() { r.count(func(s *Stats) { s.MirrorDropped[rt.ID]++ }) }
+	if r.cfg.Shed != nil && r.cfg.Shed() {
+		r.count(func(s *Stats) { s.MirrorDropped[rt.ID]++; s.MirrorShed[rt.ID]++ })
+		return
+	}
 	if m == nil || req.Header.Get("Upgrade") != "" {
 		drop()
 		return

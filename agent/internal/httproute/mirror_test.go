@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -185,5 +186,36 @@ func TestMirrorHTTP2(t *testing.T) {
 		if n := seen[fmt.Sprintf("HTTP/2.0 /%d", i)]; n != 1 {
 			t.Errorf("/%d copied %d times over HTTP/2", i, n)
 		}
+	}
+}
+
+// TestMirrorShedsNearTheCPULimit: while Shed says the agent is close to
+// its CPU limit, copies are not made (counted as shed and dropped); the
+// app answers every caller; once it lets go, copies flow again.
+func TestMirrorShedsNearTheCPULimit(t *testing.T) {
+	app := newBackend(t, "app", nil)
+	var copies atomic.Int32
+	laptop := newBackend(t, "laptop", func(w http.ResponseWriter, r *http.Request) {
+		copies.Add(1)
+		fmt.Fprint(w, "laptop")
+	})
+	var pressed atomic.Bool
+	pressed.Store(true)
+	r, addr := front(t, app, Config{Shed: pressed.Load})
+	r.SetRoutes([]Route{{ID: "copy", Mirror: true, Dial: laptop.dial}})
+	c := oneConnClient(false)
+	for i := range 5 {
+		if got := get(t, c, fmt.Sprintf("http://%s/shed/%d", addr, i)); got != fmt.Sprintf("app /shed/%d", i) {
+			t.Fatalf("while shedding the app answered %q", got)
+		}
+	}
+	pressed.Store(false)
+	if got := get(t, c, "http://"+addr+"/after"); got != "app /after" {
+		t.Fatalf("after shedding the app answered %q", got)
+	}
+	waitFor(t, func() bool { return r.Stats().Mirrored["copy"] == 1 })
+	st := r.Stats()
+	if st.MirrorShed["copy"] != 5 || st.MirrorDropped["copy"] != 5 || copies.Load() != 1 {
+		t.Errorf("shed %d, dropped %d, copies at the laptop %d; want 5, 5, 1", st.MirrorShed["copy"], st.MirrorDropped["copy"], copies.Load())
 	}
 }

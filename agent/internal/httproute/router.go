@@ -72,7 +72,11 @@ type Config struct {
 	// callers would otherwise wait behind; a copy is a few ms later at the
 	// laptop, where nobody waits for it.
 	MirrorLinger time.Duration
-	Logger       *slog.Logger
+	// Shed, when set and true, drops every copy before it is made
+	// (counted in Stats.MirrorShed): the agent runs close to its CPU
+	// limit, and a throttled agent would stall the callers it carries.
+	Shed   func() bool
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -115,10 +119,12 @@ type Stats struct {
 	// the app unfiltered); TLS those of them that began a TLS handshake.
 	NotHTTP, TLS uint64
 	// Mirrored counts copies delivered to each mirror route (by ID);
-	// MirrorDropped those dropped: queue full, body over the cap, or the
+	// MirrorDropped those dropped: queue full, body over the cap, the
+	// agent near its CPU limit (also counted in MirrorShed), or the
 	// laptop not answering in time.
 	Mirrored      map[string]uint64
 	MirrorDropped map[string]uint64
+	MirrorShed    map[string]uint64
 }
 
 // Router routes the connections of one port. Its methods are safe for
@@ -142,7 +148,8 @@ type Router struct {
 func New(cfg Config) *Router {
 	cfg.defaults()
 	r := &Router{cfg: cfg, ln: newConnListener(), mirrors: map[string]*mirror{},
-		stats: Stats{Routed: map[string]uint64{}, Mirrored: map[string]uint64{}, MirrorDropped: map[string]uint64{}}}
+		stats: Stats{Routed: map[string]uint64{}, Mirrored: map[string]uint64{}, MirrorDropped: map[string]uint64{},
+			MirrorShed: map[string]uint64{}}}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
@@ -201,7 +208,7 @@ func (r *Router) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.stats
-	s.Routed, s.Mirrored, s.MirrorDropped = clone(s.Routed), clone(s.Mirrored), clone(s.MirrorDropped)
+	s.Routed, s.Mirrored, s.MirrorDropped, s.MirrorShed = clone(s.Routed), clone(s.Mirrored), clone(s.MirrorDropped), clone(s.MirrorShed)
 	return s
 }
 

@@ -2190,8 +2190,10 @@ type InterceptStatus struct {
 	SinceUnixNano int64                  `protobuf:"varint,5,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
 	// Requests routed to it (copies delivered, for a mirror).
 	Requests uint64 `protobuf:"varint,6,opt,name=requests,proto3" json:"requests,omitempty"`
-	// Mirror copies dropped: queue full, body too large, laptop not answering.
+	// Mirror copies dropped: queue full, body too large, laptop not answering,
+	// or the agent near its CPU limit (those also in shed).
 	Dropped       uint64 `protobuf:"varint,7,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	Shed          uint64 `protobuf:"varint,8,opt,name=shed,proto3" json:"shed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2271,6 +2273,13 @@ func (x *InterceptStatus) GetRequests() uint64 {
 func (x *InterceptStatus) GetDropped() uint64 {
 	if x != nil {
 		return x.Dropped
+	}
+	return 0
+}
+
+func (x *InterceptStatus) GetShed() uint64 {
+	if x != nil {
+		return x.Shed
 	}
 	return 0
 }
@@ -3194,7 +3203,7 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x124\n" +
 	"\x06filter\x18\x04 \x01(\v2\x1c.tether.agent.v1.RouteFilterR\x06filter\x12\x16\n" +
-	"\x06mirror\x18\x05 \x01(\bR\x06mirror\"\xe3\x01\n" +
+	"\x06mirror\x18\x05 \x01(\bR\x06mirror\"\xf7\x01\n" +
 	"\x0fInterceptStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x124\n" +
@@ -3202,7 +3211,8 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x06mirror\x18\x04 \x01(\bR\x06mirror\x12&\n" +
 	"\x0fsince_unix_nano\x18\x05 \x01(\x03R\rsinceUnixNano\x12\x1a\n" +
 	"\brequests\x18\x06 \x01(\x04R\brequests\x12\x18\n" +
-	"\adropped\x18\a \x01(\x04R\adropped\"\x13\n" +
+	"\adropped\x18\a \x01(\x04R\adropped\x12\x12\n" +
+	"\x04shed\x18\b \x01(\x04R\x04shed\"\x13\n" +
 	"\x11InterceptResponse\"?\n" +
 	"\fLeaveRequest\x12\x1f\n" +
 	"\vlisten_port\x18\x01 \x01(\rR\n" +

@@ -4311,7 +4311,10 @@ type PortIntercept struct {
 	Requests      uint64                 `protobuf:"varint,5,opt,name=requests,proto3" json:"requests,omitempty"`
 	Dropped       uint64                 `protobuf:"varint,6,opt,name=dropped,proto3" json:"dropped,omitempty"`
 	// The pod whose agent reported it.
-	Pod           string `protobuf:"bytes,7,opt,name=pod,proto3" json:"pod,omitempty"`
+	Pod string `protobuf:"bytes,7,opt,name=pod,proto3" json:"pod,omitempty"`
+	// Of the dropped copies, those the agent did not make because it ran
+	// near its CPU limit.
+	Shed          uint64 `protobuf:"varint,8,opt,name=shed,proto3" json:"shed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4393,6 +4396,13 @@ func (x *PortIntercept) GetPod() string {
 		return x.Pod
 	}
 	return ""
+}
+
+func (x *PortIntercept) GetShed() uint64 {
+	if x != nil {
+		return x.Shed
+	}
+	return 0
 }
 
 type InterceptRequest struct {
@@ -6413,7 +6423,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\vpath_prefix\x18\x02 \x01(\tR\n" +
 	"pathPrefix\x12\x1d\n" +
 	"\n" +
-	"path_regex\x18\x03 \x01(\tR\tpathRegex\"\xe3\x01\n" +
+	"path_regex\x18\x03 \x01(\tR\tpathRegex\"\xf7\x01\n" +
 	"\rPortIntercept\x12\x14\n" +
 	"\x05owner\x18\x01 \x01(\tR\x05owner\x124\n" +
 	"\x06filter\x18\x02 \x01(\v2\x1c.tether.daemon.v1.HTTPFilterR\x06filter\x12\x16\n" +
@@ -6421,7 +6431,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12\x1a\n" +
 	"\brequests\x18\x05 \x01(\x04R\brequests\x12\x18\n" +
 	"\adropped\x18\x06 \x01(\x04R\adropped\x12\x10\n" +
-	"\x03pod\x18\a \x01(\tR\x03pod\"\xdd\x03\n" +
+	"\x03pod\x18\a \x01(\tR\x03pod\x12\x12\n" +
+	"\x04shed\x18\b \x01(\x04R\x04shed\"\xdd\x03\n" +
 	"\x10InterceptRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +

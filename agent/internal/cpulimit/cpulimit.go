@@ -1,0 +1,177 @@
+// Package cpulimit watches how close the agent runs to its container's CPU
+// limit, so that work which can give way (a mirror's copies) does so
+// before the kernel throttles the container: a throttled agent stalls
+// every caller of the app that passes through it until the next CFS
+// period, up to 100 ms.
+package cpulimit
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Quota reads the CPU limit of the cgroup this process runs in, in cores,
+// from the cgroup file system mounted at root (/sys/fs/cgroup) and the
+// process's membership (the text of /proc/self/cgroup); ok is false when
+// the cgroup has no limit or none can be read. Inside a container the
+// cgroup file system shows the container's own cgroup at its root; on a
+// host, the process's cgroup is found by its path.
+func Quota(root, selfCgroup string) (cores float64, ok bool) {
+	v2Path, v1Path := "", ""
+	sc := bufio.NewScanner(strings.NewReader(selfCgroup))
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		switch {
+		case parts[0] == "0" && parts[1] == "":
+			v2Path = parts[2]
+		case hasController(parts[1], "cpu"):
+			v1Path = parts[2]
+		}
+	}
+	for _, dir := range candidates(root, v1Path, "cpu", "cpu,cpuacct", "cpuacct,cpu") {
+		q, errQ := readInt(filepath.Join(dir, "cpu.cfs_quota_us"))
+		p, errP := readInt(filepath.Join(dir, "cpu.cfs_period_us"))
+		if errQ == nil && errP == nil {
+			if q <= 0 || p <= 0 {
+				return 0, false // -1: no limit
+			}
+			return float64(q) / float64(p), true
+		}
+	}
+	for _, dir := range candidates(root, v2Path, "") {
+		b, err := os.ReadFile(filepath.Join(dir, "cpu.max"))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) != 2 || f[0] == "max" {
+			return 0, false
+		}
+		q, errQ := strconv.ParseInt(f[0], 10, 64)
+		p, errP := strconv.ParseInt(f[1], 10, 64)
+		if errQ != nil || errP != nil || q <= 0 || p <= 0 {
+			return 0, false
+		}
+		return float64(q) / float64(p), true
+	}
+	return 0, false
+}
+
+// candidates are the folders that may hold the cgroup's files, the
+// process's own path first, under each mount name.
+func candidates(root, path string, mounts ...string) []string {
+	var dirs []string
+	for _, m := range mounts {
+		base := filepath.Join(root, m)
+		if path != "" && path != "/" {
+			dirs = append(dirs, filepath.Join(base, path))
+		}
+		dirs = append(dirs, base)
+	}
+	return dirs
+}
+
+func hasController(list, name string) bool {
+	for _, c := range strings.Split(list, ",") {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
+func readInt(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
+
+// Config sets a Watch.
+type Config struct {
+	// Cores is the limit (Quota).
+	Cores float64
+	// Interval is how often the process's CPU time is read (default
+	// 100 ms, the CFS period).
+	Interval time.Duration
+	// High is the share of the limit used in one interval above which the
+	// watch says the process is pressed (default 0.7).
+	High float64
+	// Hold is how long it stays pressed after the last interval above
+	// High (default 1 s): giving way in short bursts would let the load
+	// come back at once.
+	Hold time.Duration
+	// Used returns the CPU time the process has used (default: the
+	// process's user + system time).
+	Used func() time.Duration
+}
+
+// Watch says whether the process runs close to its CPU limit.
+type Watch struct {
+	cfg       Config
+	pressed   atomic.Bool
+	last      time.Duration
+	lastAt    time.Time
+	pressedTo time.Time
+}
+
+// NewWatch returns a watch of cfg's limit; Run makes it look.
+func NewWatch(cfg Config) *Watch {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 100 * time.Millisecond
+	}
+	if cfg.High <= 0 {
+		cfg.High = 0.7
+	}
+	if cfg.Hold <= 0 {
+		cfg.Hold = time.Second
+	}
+	if cfg.Used == nil {
+		cfg.Used = processCPU
+	}
+	return &Watch{cfg: cfg}
+}
+
+// Pressed reports whether the process used more than High of its limit
+// within the last Hold.
+func (w *Watch) Pressed() bool { return w.pressed.Load() }
+
+// Run looks every Interval until ctx ends.
+func (w *Watch) Run(ctx context.Context) {
+	t := time.NewTicker(w.cfg.Interval)
+	defer t.Stop()
+	w.observe(time.Now(), w.cfg.Used())
+	for {
+		select {
+		case <-ctx.Done():
+			w.pressed.Store(false)
+			return
+		case now := <-t.C:
+			w.observe(now, w.cfg.Used())
+		}
+	}
+}
+
+// observe takes the process's CPU time used by now.
+func (w *Watch) observe(now time.Time, used time.Duration) {
+	if !w.lastAt.IsZero() {
+		if elapsed := now.Sub(w.lastAt); elapsed > 0 {
+			share := float64(used-w.last) / float64(elapsed) / w.cfg.Cores
+			if share > w.cfg.High {
+				w.pressedTo = now.Add(w.cfg.Hold)
+			}
+		}
+	}
+	w.last, w.lastAt = used, now
+	w.pressed.Store(now.Before(w.pressedTo))
+}

@@ -1,0 +1,86 @@
+package cpulimit
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// tree writes files (path -> content) under a new root.
+func tree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for p, content := range files {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestQuota(t *testing.T) {
+	const v1Self = "12:pids:/kubepods/pod1/c1\n4:cpu,cpuacct:/kubepods/pod1/c1\n1:name=systemd:/kubepods/pod1/c1\n"
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		self  string
+		want  float64
+		ok    bool
+	}{
+		{"v1 in a container: its own cgroup at the mount's root", map[string]string{
+			"cpu,cpuacct/cpu.cfs_quota_us": "50000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, v1Self, 0.5, true},
+		{"v1 on a host: the process's cgroup by its path", map[string]string{
+			"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n",
+			"cpu/bench/cpu.cfs_quota_us": "200000\n", "cpu/bench/cpu.cfs_period_us": "100000\n"}, "3:cpu:/bench\n", 2, true},
+		{"v1 without a limit", map[string]string{
+			"cpu,cpuacct/cpu.cfs_quota_us": "-1\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, v1Self, 0, false},
+		{"v2 in a container", map[string]string{"cpu.max": "150000 100000\n"}, "0::/\n", 1.5, true},
+		{"v2 on a host", map[string]string{"cpu.max": "max 100000\n", "x/y/cpu.max": "25000 50000\n"}, "0::/x/y\n", 0.5, true},
+		{"v2 without a limit", map[string]string{"cpu.max": "max 100000\n"}, "0::/\n", 0, false},
+		{"v2 unreadable", map[string]string{"cpu.max": "lots\n"}, "0::/\n", 0, false},
+		{"no cgroup files", map[string]string{}, v1Self, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := Quota(tree(t, tc.files), tc.self)
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("Quota = %v, %v; want %v, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// TestWatch: pressed from an interval that used more than High of the
+// limit until Hold after the last such interval.
+func TestWatch(t *testing.T) {
+	w := NewWatch(Config{Cores: 0.5, Interval: 100 * time.Millisecond, High: 0.7, Hold: time.Second})
+	t0 := time.Unix(1000, 0)
+	used := time.Duration(0)
+	step := func(ms int, cpu time.Duration) bool {
+		used += cpu
+		t0 = t0.Add(time.Duration(ms) * time.Millisecond)
+		w.observe(t0, used)
+		return w.Pressed()
+	}
+	for i, s := range []struct {
+		ms   int
+		cpu  time.Duration
+		want bool
+	}{
+		{0, 0, false},                       // the first look only sets the base
+		{100, 30 * time.Millisecond, false}, // 60% of 0.5 cores
+		{100, 36 * time.Millisecond, true},  // 72%
+		{100, 0, true},                      // held
+		{800, 0, true},                      // 0.9 s after
+		{100, 0, false},                     // 1 s after: let go
+		{200, 80 * time.Millisecond, true},  // 80% over a late look
+	} {
+		if got := step(s.ms, s.cpu); got != s.want {
+			t.Fatalf("step %d: Pressed = %v, want %v", i, got, s.want)
+		}
+	}
+}
