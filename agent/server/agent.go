@@ -49,10 +49,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// Record says how the agent records the HTTP exchanges it forwards.
 	Record RecordConfig
-	// CPULimit is the CPU limit of the agent's container, in cores (0:
-	// none known). Near it a mirror's copies give way to the callers
-	// (cpulimit.Watch).
-	CPULimit float64
+	// CPULimit reads the CPU limit of the agent's container, in cores
+	// (cpulimit.Quota); nil: none. Near it a mirror's copies give way to
+	// the callers (cpulimit.Watch).
+	CPULimit func() (cores float64, ok bool)
 	// Jobs are the calls the agent serves (agent.AllJobs when nil); it
 	// refuses the others with agent.ErrNotServed.
 	Jobs []agent.Job
@@ -130,9 +130,6 @@ func (c Config) Validate() error {
 	if c.Record.Idle < 0 {
 		errs = append(errs, fmt.Errorf("recording idle time must not be negative, got %s", c.Record.Idle))
 	}
-	if c.CPULimit < 0 {
-		errs = append(errs, fmt.Errorf("CPU limit must not be negative, got %g", c.CPULimit))
-	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("dial timeout must be positive, got %s", c.DialTimeout))
 	}
@@ -179,8 +176,8 @@ func New(cfg Config) (*Agent, error) {
 		directs: map[*tunnel.Session]*tunnel.Session{}, dialDirect: tunnel.DialDirect,
 		nonces: readyprobe.NewNonces(nil), idle: newIdleClock(time.Now)}
 	a.keys = newKeyring(cfg.Token, cfg.BootstrapTTL, time.Now)
-	if cfg.CPULimit > 0 {
-		a.cpu = cpulimit.NewWatch(cpulimit.Config{Cores: cfg.CPULimit})
+	if cfg.CPULimit != nil {
+		a.cpu = cpulimit.NewWatch(cpulimit.Config{Limit: cfg.CPULimit})
 	}
 	if !cfg.Record.Off {
 		a.ring = httprec.NewRing(cfg.Record.Budget)
@@ -227,7 +224,9 @@ func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []
 	}
 	var wg sync.WaitGroup
 	if a.cpu != nil {
-		a.log.Info("CPU limit known: mirrored copies give way near it", "cores", a.cfg.CPULimit)
+		if cores, ok := a.cfg.CPULimit(); ok {
+			a.log.Info("CPU limit: mirrored copies give way near it", "cores", cores)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

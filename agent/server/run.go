@@ -103,8 +103,12 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		// the sidecar's 500m CPU limit gives no second core to use.
 		runtime.GOMAXPROCS(1)
 	}
-	if self, err := os.ReadFile("/proc/self/cgroup"); err == nil {
-		cfg.CPULimit, _ = cpulimit.Quota("/sys/fs/cgroup", string(self))
+	cfg.CPULimit = func() (float64, bool) {
+		self, err := os.ReadFile("/proc/self/cgroup")
+		if err != nil {
+			return 0, false
+		}
+		return cpulimit.Quota("/sys/fs/cgroup", string(self))
 	}
 	cfg.PodName = os.Getenv("POD_NAME")
 	cfg.PodNamespace = os.Getenv("POD_NAMESPACE")

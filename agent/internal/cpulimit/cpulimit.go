@@ -8,6 +8,7 @@ package cpulimit
 import (
 	"bufio"
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -99,8 +100,11 @@ func readInt(path string) (int64, error) {
 
 // Config sets a Watch.
 type Config struct {
-	// Cores is the limit (Quota).
-	Cores float64
+	// Limit reads the limit, in cores (Quota); ok false when there is
+	// none. It is read again every ReadEvery: a pod's limits can change
+	// while it runs (in-place resize).
+	Limit     func() (cores float64, ok bool)
+	ReadEvery time.Duration
 	// Interval is how often the process's CPU time is read (default
 	// 100 ms, the CFS period).
 	Interval time.Duration
@@ -119,6 +123,8 @@ type Config struct {
 // Watch says whether the process runs close to its CPU limit.
 type Watch struct {
 	cfg       Config
+	cores     atomic.Uint64 // float64 bits
+	readAt    time.Time
 	pressed   atomic.Bool
 	last      time.Duration
 	lastAt    time.Time
@@ -139,7 +145,22 @@ func NewWatch(cfg Config) *Watch {
 	if cfg.Used == nil {
 		cfg.Used = processCPU
 	}
+	if cfg.ReadEvery <= 0 {
+		cfg.ReadEvery = 5 * time.Second
+	}
 	return &Watch{cfg: cfg}
+}
+
+// Cores is the limit last read; 0 when there is none.
+func (w *Watch) Cores() float64 { return math.Float64frombits(w.cores.Load()) }
+
+func (w *Watch) readLimit(now time.Time) {
+	cores, ok := w.cfg.Limit()
+	if !ok {
+		cores = 0
+	}
+	w.cores.Store(math.Float64bits(cores))
+	w.readAt = now
 }
 
 // Pressed reports whether the process used more than High of its limit
@@ -164,9 +185,13 @@ func (w *Watch) Run(ctx context.Context) {
 
 // observe takes the process's CPU time used by now.
 func (w *Watch) observe(now time.Time, used time.Duration) {
-	if !w.lastAt.IsZero() {
+	if w.readAt.IsZero() || now.Sub(w.readAt) >= w.cfg.ReadEvery {
+		w.readLimit(now)
+	}
+	cores := w.Cores()
+	if cores > 0 && !w.lastAt.IsZero() {
 		if elapsed := now.Sub(w.lastAt); elapsed > 0 {
-			share := float64(used-w.last) / float64(elapsed) / w.cfg.Cores
+			share := float64(used-w.last) / float64(elapsed) / cores
 			if share > w.cfg.High {
 				w.pressedTo = now.Add(w.cfg.Hold)
 			}

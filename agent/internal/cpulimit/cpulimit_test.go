@@ -57,7 +57,9 @@ func TestQuota(t *testing.T) {
 // TestWatch: pressed from an interval that used more than High of the
 // limit until Hold after the last such interval.
 func TestWatch(t *testing.T) {
-	w := NewWatch(Config{Cores: 0.5, Interval: 100 * time.Millisecond, High: 0.7, Hold: time.Second})
+	limit, ok := 0.5, true
+	w := NewWatch(Config{Limit: func() (float64, bool) { return limit, ok }, ReadEvery: 2 * time.Second,
+		Interval: 100 * time.Millisecond, High: 0.7, Hold: time.Second})
 	t0 := time.Unix(1000, 0)
 	used := time.Duration(0)
 	step := func(ms int, cpu time.Duration) bool {
@@ -82,5 +84,20 @@ func TestWatch(t *testing.T) {
 		if got := step(s.ms, s.cpu); got != s.want {
 			t.Fatalf("step %d: Pressed = %v, want %v", i, got, s.want)
 		}
+	}
+	// The limit is read again every ReadEvery: raised (a pod resized in
+	// place), the same use no longer presses; removed, nothing does.
+	limit = 2
+	step(2000, 0)
+	if w.Cores() != 2 {
+		t.Fatalf("limit read again: %v cores, want 2", w.Cores())
+	}
+	if step(100, 80*time.Millisecond) {
+		t.Error("80 ms of 100 pressed a limit of 2 cores")
+	}
+	ok = false
+	step(2000, 0)
+	if w.Cores() != 0 || step(100, 100*time.Millisecond) {
+		t.Errorf("no limit: %v cores, pressed %v; want 0, false", w.Cores(), w.Pressed())
 	}
 }
