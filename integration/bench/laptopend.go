@@ -51,7 +51,7 @@ type laptopSpec struct {
 }
 
 type laptopResult struct {
-	Copies, Dropped uint64
+	Copies, Dropped, Shed uint64
 	Profile         map[string][]byte `json:",omitempty"`
 }
 
@@ -114,7 +114,8 @@ func laptopEnd() error {
 		if len(info.Forwards) != 1 || len(info.Forwards[0].Intercepts) != 1 {
 			return fmt.Errorf("agent %s lost its intercept: %+v", spec.Counts, info.Forwards)
 		}
-		res.Copies, res.Dropped = info.Forwards[0].Intercepts[0].Requests, info.Forwards[0].Intercepts[0].Dropped
+		ic := info.Forwards[0].Intercepts[0]
+		res.Copies, res.Dropped, res.Shed = ic.Requests, ic.Dropped, ic.Shed
 	}
 	return json.NewEncoder(os.Stdout).Encode(res)
 }

@@ -95,7 +95,7 @@ type personalResults struct {
 	mirPlain, mirRouted, mirror    row // mirrorRate requests/s
 	mirrorRate                     int
 	laptopSched                    string
-	copies, dropped                uint64
+	copies, dropped, shed          uint64
 	cpuPlain, cpuRouted, cpuMirror float64 // agent CPU seconds per second at the row's rate
 	// cpuRoutedFast is the router's at the mirror row's rate, cpuLaptop the
 	// laptop end's (server and tunnels) during the mirror row.
@@ -245,7 +245,7 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 			return r, err
 		}
 	}
-	r.copies, r.dropped = res.Copies, res.Dropped
+	r.copies, r.dropped, r.shed = res.Copies, res.Dropped, res.Shed
 	return r, nil
 }
 
@@ -349,8 +349,8 @@ func printPersonal(w io.Writer, r personalResults) {
 			ratio(x.p50, r.mirRouted.p50), ratio(x.p50, r.mirPlain.p50))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "failed requests in all these rows: %d; mirror copies delivered %d, dropped %d (of %d requests through the mirroring agent)\n",
-		r.failed, r.copies, r.dropped, r.mirrorSent)
+	fmt.Fprintf(w, "failed requests in all these rows: %d; mirror copies delivered %d, dropped %d (%d of them near the agent's CPU limit; of %d requests through the mirroring agent)\n",
+		r.failed, r.copies, r.dropped, r.shed, r.mirrorSent)
 	fmt.Fprintf(w, "agent CPU per 1,000 requests/s: nobody intercepting %.0f ms/s, router %.0f ms/s (at 1,000/s), %.0f ms/s (at %d/s), mirror %.0f ms/s; RSS after: %.1f / %.1f / %.1f MiB\n",
 		r.cpuPlain*1000, r.cpuRouted*1000, r.cpuRoutedFast*1000, r.mirrorRate, r.cpuMirror*1000, mib(r.rssPlain), mib(r.rssRouted), mib(r.rssMirror))
 	if r.agentCPU > 0 {
