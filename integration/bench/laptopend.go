@@ -52,7 +52,7 @@ type laptopSpec struct {
 
 type laptopResult struct {
 	Copies, Dropped, Shed uint64
-	Profile         map[string][]byte `json:",omitempty"`
+	Profile               map[string][]byte `json:",omitempty"`
 }
 
 // laptopEnd is the child process's whole life (bench -laptop-end).
