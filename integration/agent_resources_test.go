@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/tetherkube/tether/internal/agentspec"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,7 +30,7 @@ func TestInterceptAgentResources(t *testing.T) {
 	}
 	want := corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("48Mi")},
-		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("160Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(agentspec.DefaultCPULimit), corev1.ResourceMemory: resource.MustParse("160Mi")},
 	}
 	seen := 0
 	for _, p := range pods.Items {

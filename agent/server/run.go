@@ -100,7 +100,8 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		// lower in 6 pairs (worse when the machine was busiest); 128 MiB
 		// up and down no slower. Bulk copies
 		// spend their time in syscalls, which hand the P off anyway, and
-		// the sidecar's 500m CPU limit gives no second core to use.
+		// the sidecar's default CPU limit of one core gives no second core
+		// to use.
 		runtime.GOMAXPROCS(1)
 	}
 	cfg.CPULimit = func() (float64, bool) {

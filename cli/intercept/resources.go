@@ -49,7 +49,7 @@ type AgentResourceFlags struct {
 // AddFlags adds --agent-cpu and --agent-memory to cmd.
 func (f *AgentResourceFlags) AddFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.CPU, "agent-cpu", "",
-		"REQUEST[:LIMIT]: the agent container's CPU, e.g. 50m:1 (default 10m:500m; :LIMIT sets the limit alone)")
+		"REQUEST[:LIMIT]: the agent container's CPU, e.g. 50m:1 (default 10m:1; :LIMIT sets the limit alone)")
 	cmd.Flags().StringVar(&f.Memory, "agent-memory", "",
 		"REQUEST[:LIMIT]: the agent container's memory, e.g. 64Mi:256Mi (default 32Mi:<recording budget + 64Mi>; :LIMIT sets the limit alone)")
 }

@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/tetherkube/tether/daemon"
+	"github.com/tetherkube/tether/internal/agentspec"
 )
 
 // TestAgentResources checks how the flags' values replace tether's defaults.
@@ -25,7 +26,7 @@ func TestAgentResources(t *testing.T) {
 		{"both given", daemon.AgentResources{CPURequest: "50m", CPULimit: "1", MemoryRequest: "48Mi", MemoryLimit: "160Mi"}, 0,
 			list("50m", "48Mi"), list("1", "160Mi")},
 		{"request alone keeps the default limit", daemon.AgentResources{MemoryRequest: "64Mi"}, 0,
-			list("10m", "64Mi"), list("500m", "128Mi")},
+			list("10m", "64Mi"), list(agentspec.DefaultCPULimit, "128Mi")},
 		{"request alone above the default limit raises it", daemon.AgentResources{CPURequest: "2"}, 0,
 			list("2", "32Mi"), list("2", "128Mi")},
 		{"limit alone below the default request lowers it", daemon.AgentResources{CPULimit: "5m"}, 0,

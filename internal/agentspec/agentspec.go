@@ -11,7 +11,7 @@ import corev1 "k8s.io/api/core/v1"
 // DefaultCPULimit is the agent container's CPU limit when the user gives
 // none (daemon/internal/inject explains the figure); `make bench` holds
 // its agents to it too, as the kubelet would.
-const DefaultCPULimit = "500m"
+const DefaultCPULimit = "1"
 
 // Names and labels tether puts on the objects it adds or changes.
 const (

@@ -20,8 +20,15 @@ import (
 //     budget + 64 MiB (128 MiB by default): 40 MiB above that, for what the
 //     Go limit does not bound (goroutine stacks, the kernel's socket buffers
 //     charged to the container) and for bursts the collector catches late.
-//   - CPU: at the most load the bench generates (about 2,200 requests/s) the
-//     agent used 0.22-0.28 cores; 500m leaves twice that before throttling.
+//   - CPU: the agent runs one P (agent/server/run.go), so it seldom uses
+//     more than one core, and a limit of one core throttles it only when
+//     its threads in system calls and the collector add up beyond that.
+//     The request stays small: it reserves nothing on the node. The agent
+//     used 0.27 cores routing 5,000 requests/s on the bench's machine and
+//     0.49 cores mirroring them (0.43 and more when the machine was busy);
+//     held to 500m (the earlier default), the kernel throttled it in 3-25
+//     of each run's CFS periods at that rate, stalling every caller it
+//     carried, and in none held to one core (`make bench`, -agent-cpu).
 const (
 	DefaultCPURequest    = "10m"
 	DefaultMemoryRequest = "32Mi"
