@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // pyLaptop runs a laptop process tether did not write, Python's
@@ -159,10 +162,17 @@ func TestMirrorSurvivesAStoppedLaptop(t *testing.T) {
 // `tether status -o json`.
 func mirrorCounts(t *testing.T, e *env) (delivered, dropped uint64) {
 	t.Helper()
+	pi := mirrorStatus(t, e)
+	return pi.Requests, pi.Dropped
+}
+
+// mirrorStatus reads the one mirror's counts from `tether status -o json`.
+func mirrorStatus(t *testing.T, e *env) struct{ Requests, Dropped, Shed uint64 } {
+	t.Helper()
 	var st struct {
 		Daemon struct {
 			Intercepts []struct {
-				PortIntercepts []struct{ Requests, Dropped uint64 }
+				PortIntercepts []struct{ Requests, Dropped, Shed uint64 }
 			}
 		}
 	}
@@ -172,8 +182,46 @@ func mirrorCounts(t *testing.T, e *env) (delivered, dropped uint64) {
 	if len(st.Daemon.Intercepts) != 1 || len(st.Daemon.Intercepts[0].PortIntercepts) != 1 {
 		t.Fatalf("status: %+v", st)
 	}
-	pi := st.Daemon.Intercepts[0].PortIntercepts[0]
-	return pi.Requests, pi.Dropped
+	return st.Daemon.Intercepts[0].PortIntercepts[0]
+}
+
+// TestMirrorGivesWayAtTheCPULimit: an agent held to a small CPU limit
+// (50m, --agent-cpu) reads it from its cgroup, and under load makes no
+// copies while it runs near it: every request is answered by the app, no
+// error, and status counts the copies shed; every request is accounted
+// for, delivered or dropped.
+func TestMirrorGivesWayAtTheCPULimit(t *testing.T) {
+	e := newEnv(t)
+	_, svc := e.deployOrders(1)
+	url := "http://" + svc.Spec.ClusterIP + "/whoami"
+	port, _, _ := pyLaptop(t)
+	e.mustTether(agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(port), "--mirror", "--agent-cpu", "10m:50m")...)
+	pod := e.firstPod("orders")
+	logs, err := e.cs.CoreV1().Pods(e.ns).GetLogs(pod, &corev1.PodLogOptions{Container: "tether-agent"}).DoRaw(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logs), `"msg":"CPU limit: mirrored copies give way near it","cores":0.05`) {
+		t.Errorf("the agent did not log its CPU limit of 0.05 cores; its log:\n%s", logs)
+	}
+	const n = 1000
+	by, p50 := keepAliveGets(t, url, n)
+	if by["app"] != n {
+		t.Errorf("%d requests through an agent at its CPU limit: served by %v, want the app for all, no error", n, by)
+	}
+	var got struct{ Requests, Dropped, Shed uint64 }
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if got = mirrorStatus(t, e); got.Requests+got.Dropped >= n {
+			break
+		}
+	}
+	t.Logf("app p50 %s; copies delivered %d, dropped %d, shed %d", p50, got.Requests, got.Dropped, got.Shed)
+	if got.Shed == 0 || got.Shed > got.Dropped || got.Requests+got.Dropped != n {
+		t.Errorf("status: %d copies delivered, %d dropped, %d of them shed; want some shed, all %d requests accounted for", got.Requests, got.Dropped, got.Shed, n)
+	}
+	if out := e.mustTether("status"); !strings.Contains(out, "of them while the agent ran near its CPU limit") {
+		t.Errorf("status does not say copies were shed:\n%s", out)
+	}
 }
 
 // TestMirrorCompare: a mirror's copies reach the laptop (Python's
