@@ -227,11 +227,7 @@ func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []
 		if cores, ok := a.cfg.CPULimit(); ok {
 			a.log.Info("CPU limit: mirrored copies give way near it", "cores", cores)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.cpu.Run(ctx)
-		}()
+		a.cpu.Start(ctx)
 	}
 	errs := make(chan error, 1+len(forwards))
 	wg.Add(1 + len(forwards))

@@ -118,20 +118,27 @@ type Config struct {
 	// Used returns the CPU time the process has used (default: the
 	// process's user + system time).
 	Used func() time.Duration
+	// IdleAfter: the watch stops looking when Pressed was not called for
+	// this long (default 10 s).
+	IdleAfter time.Duration
 }
 
 // Watch says whether the process runs close to its CPU limit.
 type Watch struct {
-	cfg       Config
-	cores     atomic.Uint64 // float64 bits
+	cfg     Config
+	ctx     atomic.Pointer[context.Context]
+	cores   atomic.Uint64 // float64 bits
+	pressed atomic.Bool
+	asked   atomic.Bool // Pressed was called since the last look
+	looking atomic.Bool // look runs
+	// The looking goroutine's own.
 	readAt    time.Time
-	pressed   atomic.Bool
 	last      time.Duration
 	lastAt    time.Time
 	pressedTo time.Time
 }
 
-// NewWatch returns a watch of cfg's limit; Run makes it look.
+// NewWatch returns a watch of cfg's limit; Start lets it look.
 func NewWatch(cfg Config) *Watch {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 100 * time.Millisecond
@@ -147,6 +154,9 @@ func NewWatch(cfg Config) *Watch {
 	}
 	if cfg.ReadEvery <= 0 {
 		cfg.ReadEvery = 5 * time.Second
+	}
+	if cfg.IdleAfter <= 0 {
+		cfg.IdleAfter = 10 * time.Second
 	}
 	return &Watch{cfg: cfg}
 }
@@ -164,22 +174,48 @@ func (w *Watch) readLimit(now time.Time) {
 }
 
 // Pressed reports whether the process used more than High of its limit
-// within the last Hold.
-func (w *Watch) Pressed() bool { return w.pressed.Load() }
+// within the last Hold. The watch looks only while someone asks: the
+// first call after Start, or after IdleAfter without one, starts it
+// looking (that call answers false), so an agent nobody mirrors through
+// never wakes for it.
+func (w *Watch) Pressed() bool {
+	w.asked.Store(true)
+	if !w.looking.Load() && w.looking.CompareAndSwap(false, true) {
+		if ctx := w.ctx.Load(); ctx != nil && (*ctx).Err() == nil {
+			go w.look(*ctx)
+		} else {
+			w.looking.Store(false)
+		}
+	}
+	return w.pressed.Load()
+}
 
-// Run looks every Interval until ctx ends.
-func (w *Watch) Run(ctx context.Context) {
+// Start lets Pressed start looking, until ctx ends.
+func (w *Watch) Start(ctx context.Context) { w.ctx.Store(&ctx) }
+
+// look reads the process's CPU time every Interval until ctx ends or
+// nobody asked for IdleAfter.
+func (w *Watch) look(ctx context.Context) {
 	t := time.NewTicker(w.cfg.Interval)
 	defer t.Stop()
+	w.lastAt = time.Time{} // the first look sets the base
 	w.observe(time.Now(), w.cfg.Used())
+	quietSince := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
-			w.pressed.Store(false)
-			return
 		case now := <-t.C:
-			w.observe(now, w.cfg.Used())
+			if w.asked.Swap(false) {
+				quietSince = now
+			}
+			if now.Sub(quietSince) < w.cfg.IdleAfter {
+				w.observe(now, w.cfg.Used())
+				continue
+			}
 		}
+		w.pressed.Store(false)
+		w.looking.Store(false)
+		return
 	}
 }
 

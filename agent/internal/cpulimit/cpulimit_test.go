@@ -1,8 +1,10 @@
 package cpulimit
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -99,5 +101,43 @@ func TestWatch(t *testing.T) {
 	step(2000, 0)
 	if w.Cores() != 0 || step(100, 100*time.Millisecond) {
 		t.Errorf("no limit: %v cores, pressed %v; want 0, false", w.Cores(), w.Pressed())
+	}
+}
+
+// TestWatchLooksOnlyWhileAsked: the watch starts looking at the first
+// Pressed, stops once nobody asked for IdleAfter (pressed no more), starts
+// again when asked, and never after its context ended.
+func TestWatchLooksOnlyWhileAsked(t *testing.T) {
+	var used atomic.Int64
+	w := NewWatch(Config{Limit: func() (float64, bool) { return 1, true }, Interval: 5 * time.Millisecond,
+		IdleAfter: 50 * time.Millisecond, Hold: time.Hour,
+		Used: func() time.Duration { return time.Duration(used.Add(int64(10 * time.Millisecond))) }}) // 2 cores' worth
+	if w.Pressed() {
+		t.Fatal("pressed before Start")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.Start(ctx)
+	until(t, "pressed while asked", func() bool { return w.Pressed() })
+	until(t, "stopped looking once nobody asked", func() bool { return !w.looking.Load() })
+	if w.pressed.Load() {
+		t.Error("still pressed after it stopped looking")
+	}
+	until(t, "pressed when asked again", func() bool { return w.Pressed() })
+	cancel()
+	until(t, "stopped looking once its context ended", func() bool { return !w.looking.Load() })
+	for range 5 {
+		if w.Pressed() {
+			t.Fatal("pressed after its context ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s within 5 s", what)
+		}
 	}
 }
