@@ -209,6 +209,8 @@ func TestMirrorShedsNearTheCPULimit(t *testing.T) {
 			t.Fatalf("while shedding the app answered %q", got)
 		}
 	}
+	// The copy is made (or not) after the caller has its answer.
+	waitFor(t, func() bool { return r.Stats().MirrorShed["copy"] == 5 })
 	pressed.Store(false)
 	if got := get(t, c, "http://"+addr+"/after"); got != "app /after" {
 		t.Fatalf("after shedding the app answered %q", got)
