@@ -73,7 +73,11 @@ func (e *env) sessionObjects() sessionObjects {
 
 // sessionSetup deploys orders (2 replicas, a preStop pause so that a pod
 // leaves the endpoints before it stops listening, as a well-behaved app
-// does), a ConfigMap, a Secret and a NetworkPolicy.
+// does), a ConfigMap, a Secret and a NetworkPolicy. The first pods have
+// no preStop and stop at once when the edit replaces them: it waits until
+// they are gone and the rules have had time to drop them, or a node whose
+// kube-proxy still names one hangs the load's first request (seen on two
+// nodes).
 func (e *env) sessionSetup() {
 	e.t.Helper()
 	ctx := context.Background()
@@ -81,7 +85,7 @@ func (e *env) sessionSetup() {
 	e.editTemplate(func(tmpl *corev1.PodTemplateSpec) {
 		tmpl.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 3}}}
 	})
-	e.waitAvailable("orders", 2)
+	e.waitAppRoutes(2)
 	if _, err := e.cs.CoreV1().ConfigMaps(e.ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "orders-config", Labels: map[string]string{"app": "orders"}},
 		Data: map[string]string{"LOG_LEVEL": "info"}}, metav1.CreateOptions{}); err != nil {
 		e.t.Fatal(err)
