@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -72,7 +73,11 @@ func (e *env) sessionObjects() sessionObjects {
 
 // sessionSetup deploys orders (2 replicas, a preStop pause so that a pod
 // leaves the endpoints before it stops listening, as a well-behaved app
-// does), a ConfigMap, a Secret and a NetworkPolicy.
+// does), a ConfigMap, a Secret and a NetworkPolicy. The first pods have
+// no preStop and stop at once when the edit replaces them: it waits until
+// they are gone and the rules have had time to drop them, or a node whose
+// kube-proxy still names one hangs the load's first request (seen on two
+// nodes).
 func (e *env) sessionSetup() {
 	e.t.Helper()
 	ctx := context.Background()
@@ -80,7 +85,7 @@ func (e *env) sessionSetup() {
 	e.editTemplate(func(tmpl *corev1.PodTemplateSpec) {
 		tmpl.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 3}}}
 	})
-	e.waitAvailable("orders", 2)
+	e.waitAppRoutes(2)
 	if _, err := e.cs.CoreV1().ConfigMaps(e.ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "orders-config", Labels: map[string]string{"app": "orders"}},
 		Data: map[string]string{"LOG_LEVEL": "info"}}, metav1.CreateOptions{}); err != nil {
 		e.t.Fatal(err)
@@ -146,21 +151,32 @@ func (e *env) sessionChanges() {
 
 // load sends requests to the orders Service from a client pod, one after
 // another, until stop is called, which returns how many were sent and the
-// failures.
+// failures. The first request still unanswered after 3 s takes a
+// netSnapshot, named among the failures if there are any.
 func (e *env) load(client string) (stop func() (int, []string)) {
 	var done atomic.Bool
 	var mu sync.Mutex
 	var n int
 	var failures []string
+	var snapshot atomic.Value // string: the snapshot's folder
+	var snapshotTaken atomic.Bool
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
 		for !done.Load() {
+			slow := time.AfterFunc(3*time.Second, func() {
+				if !snapshotTaken.Swap(true) {
+					snapshot.Store(e.netSnapshot())
+				}
+			})
+			start := time.Now()
 			out, ok := e.exec(client, "/tether-demo", "get", "http://orders/healthz")
+			slow.Stop()
 			mu.Lock()
 			n++
 			if !ok || !strings.Contains(out, "200 OK") {
-				failures = append(failures, time.Now().Format(time.TimeOnly)+": "+strings.TrimSpace(out))
+				failures = append(failures, fmt.Sprintf("%s (after %s): %s", start.Format("15:04:05.000"),
+					time.Since(start).Round(time.Millisecond), strings.TrimSpace(out)))
 			}
 			mu.Unlock()
 		}
@@ -170,6 +186,9 @@ func (e *env) load(client string) (stop func() (int, []string)) {
 		<-finished
 		mu.Lock()
 		defer mu.Unlock()
+		if dir, _ := snapshot.Load().(string); dir != "" && len(failures) > 0 {
+			failures = append(failures, "a request was still unanswered after 3 s: pods, endpoints and both nodes' netfilter then in "+dir)
+		}
 		return n, failures
 	}
 }

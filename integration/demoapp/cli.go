@@ -132,6 +132,7 @@ func send(ctx context.Context, addr, text string, stdout io.Writer) error {
 func request(ctx context.Context, method, url, body string, headers []string, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	steps, ctx := newRequestSteps(ctx)
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {
 		return err
@@ -148,7 +149,7 @@ func request(ctx context.Context, method, url, body string, headers []string, st
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, url, err)
+		return fmt.Errorf("%s %s: %w (%s)", method, url, err, steps)
 	}
 	defer resp.Body.Close()
 	fmt.Fprintf(stdout, "%s %s\nX-Served-By: %s\n", resp.Proto, resp.Status, resp.Header.Get("X-Served-By"))
