@@ -135,7 +135,7 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 		if o.agentCPU > 0 {
 			// As the kubelet holds the agent container to its limit.
 			if a.limit, err = limitCPU(a.cmd.Process.Pid, o.agentCPU); err != nil {
-				return r, fmt.Errorf("agent %s: -agent-cpu: %w", name, err)
+				return r, fmt.Errorf("agent %s: -agent-cpu %g: %w (it needs root; -agent-cpu 0 runs the agents with no limit)", name, o.agentCPU, err)
 			}
 		}
 	}
