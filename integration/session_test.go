@@ -158,17 +158,13 @@ func (e *env) load(client string) (stop func() (int, []string)) {
 	var mu sync.Mutex
 	var n int
 	var failures []string
-	var snapshot atomic.Value // string: the snapshot's folder
-	var snapshotTaken atomic.Bool
+	var snapOnce sync.Once
+	var snapDir string // the snapshot's folder, set in snapOnce
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
 		for !done.Load() {
-			slow := time.AfterFunc(3*time.Second, func() {
-				if !snapshotTaken.Swap(true) {
-					snapshot.Store(e.netSnapshot())
-				}
-			})
+			slow := time.AfterFunc(3*time.Second, func() { snapOnce.Do(func() { snapDir = e.netSnapshot() }) })
 			start := time.Now()
 			out, ok := e.exec(client, "/tether-demo", "get", "http://orders/healthz")
 			slow.Stop()
@@ -186,8 +182,9 @@ func (e *env) load(client string) (stop func() (int, []string)) {
 		<-finished
 		mu.Lock()
 		defer mu.Unlock()
-		if dir, _ := snapshot.Load().(string); dir != "" && len(failures) > 0 {
-			failures = append(failures, "a request was still unanswered after 3 s: pods, endpoints and both nodes' netfilter then in "+dir)
+		snapOnce.Do(func() {}) // waits for a snapshot under way; takes none after
+		if snapDir != "" && len(failures) > 0 {
+			failures = append(failures, "a request was still unanswered after 3 s: pods, endpoints and both nodes' netfilter then in "+snapDir)
 		}
 		return n, failures
 	}

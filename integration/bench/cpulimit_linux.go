@@ -62,21 +62,21 @@ func limitCPU(pid int, limit float64) (*cpuLimit, error) {
 }
 
 // throttled reads how many periods the quota ran out and for how long.
-func (l *cpuLimit) throttled() (periods int64, seconds float64) {
+func (l *cpuLimit) throttled() (t throttling) {
 	b, _ := os.ReadFile(filepath.Join(l.dir, "cpu.stat"))
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, _ := strings.Cut(line, " ")
 		n, _ := strconv.ParseInt(v, 10, 64)
 		switch k {
 		case "nr_throttled":
-			periods = n
+			t.periods = n
 		case "throttled_time": // v1, ns
-			seconds = float64(n) / 1e9
+			t.seconds = float64(n) / 1e9
 		case "throttled_usec": // v2
-			seconds = float64(n) / 1e6
+			t.seconds = float64(n) / 1e6
 		}
 	}
-	return periods, seconds
+	return t
 }
 
 // remove deletes the cgroup once its process has ended.

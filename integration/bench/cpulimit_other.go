@@ -10,5 +10,5 @@ func limitCPU(int, float64) (*cpuLimit, error) {
 	return nil, errors.New("-agent-cpu works on Linux only; pass -agent-cpu 0")
 }
 
-func (*cpuLimit) throttled() (int64, float64) { return 0, 0 }
-func (*cpuLimit) remove()                     {}
+func (*cpuLimit) throttled() throttling { return throttling{} }
+func (*cpuLimit) remove()               {}

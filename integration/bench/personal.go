@@ -230,9 +230,7 @@ func measurePersonal(ctx context.Context, o options) (personalResults, error) {
 	r.cpuRoutedFast, r.cpuLaptop = medianFloat(cpuRoutedFast), medianFloat(cpuLaptop)
 	for name, a := range agents {
 		if a.limit != nil {
-			var t throttling
-			t.periods, t.seconds = a.limit.throttled()
-			r.throttled[name] = t
+			r.throttled[name] = a.limit.throttled()
 		}
 	}
 	r.rssPlain, r.rssRouted, r.rssMirror = rss(agents["plain"].cmd.Process.Pid), rss(agents["routed"].cmd.Process.Pid), rss(agents["mirror"].cmd.Process.Pid)
