@@ -16,7 +16,8 @@ const (
 	// JobIntercept: Intercept, Leave, Exchanges, and the dial streams
 	// replays open (the sidecar's work).
 	JobIntercept Job = "intercept"
-	// JobProbe: Probe, QueryDNS and ResolvConf (trace).
+	// JobProbe: Probe, QueryDNS and ResolvConf (trace), and ProbeService
+	// (the readiness check from a node no intercepted pod runs on).
 	JobProbe Job = "probe"
 	// JobCapture: Capture (capture and dns).
 	JobCapture Job = "capture"

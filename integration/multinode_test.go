@@ -18,9 +18,11 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/tetherkube/tether/daemon"
 	"github.com/tetherkube/tether/integration/cluster"
+	"github.com/tetherkube/tether/internal/agentspec"
 	"github.com/tetherkube/tether/recording"
 )
 
@@ -181,6 +183,46 @@ func testMultiNodeIntercept(t *testing.T, path string) {
 			t.Errorf("after rollback, from node %s to the pod on node %s: served by %q, want app", pair[0], pair[1], got)
 		}
 	}
+}
+
+// TestMultiNodeReadyFromEveryNode: the one orders pod runs on node 1, its
+// caller on node 2, where no intercepted pod runs. The readiness check
+// probes from node 2 too, through a short-lived probe pod it deletes
+// after, so the caller's first requests after `intercept` returns reach
+// the laptop (a check from node 1 alone once let 4 of 10 through node 2's
+// old rules to the app).
+func TestMultiNodeReadyFromEveryNode(t *testing.T) {
+	e := newEnv(t)
+	e.requireTwoNodes()
+	one, two := nodeNames()
+	e.deployOrdersWith(1, onNode(one))
+	caller := e.clientPodOn("client-2", two, nil)
+	e.waitSettled(1, nil)
+	before := e.snapshot()
+	port := laptop(t)
+
+	args := agentImage("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(port))
+	_, errOut, code := e.tether(append(args, "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
+	if code != 0 {
+		t.Fatalf("intercept exited %d:\n%s", code, errOut)
+	}
+	for _, want := range []string{"also from " + two + " (probe pods", "reaches the agents of 1 pods from 2 nodes"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("intercept's progress does not say %q:\n%s", want, errOut)
+		}
+	}
+	e.requireAll(caller, "laptop", 10)
+	// The probe pod is gone, not left for the user to delete.
+	if err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+		pods, err := e.cs.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: agentspec.LabelReadyProbe})
+		return err == nil && len(pods.Items) == 0, nil
+	}); err != nil {
+		t.Errorf("probe pods left in namespace %s after the intercept", e.ns)
+	}
+
+	e.mustTether("rollback", "deploy/orders")
+	e.waitAppRoutes(1)
+	e.requireRestored(before)
 }
 
 // TestMultiNodeRecord: recording two replicas, one on each node; each

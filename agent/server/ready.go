@@ -40,7 +40,7 @@ func (s *sessionService) ExpectProbe(_ context.Context, nonce []byte, ttl time.D
 }
 
 func (s *sessionService) ProbeService(ctx context.Context, req agent.ServiceProbeRequest) (agent.ServiceProbeResult, error) {
-	if err := s.agent.serving("ProbeService", agent.JobIntercept); err != nil {
+	if err := s.agent.serving("ProbeService", agent.JobIntercept, agent.JobProbe); err != nil {
 		return agent.ServiceProbeResult{}, err
 	}
 	var n readyprobe.Nonce

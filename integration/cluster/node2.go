@@ -17,6 +17,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 )
 
 // Node 2 is a k3s agent joined to the server, on this machine but in
@@ -95,6 +97,9 @@ func upNode2(ctx context.Context, cfg Config, serverIP netip.Addr) error {
 	}
 	if err := makeNode2Cgroups(); err != nil {
 		return fmt.Errorf("node 2's cgroups: %w", err)
+	}
+	if err := claimNode2Range(ctx, cfg); err != nil {
+		return err
 	}
 	start := time.Now()
 	cmd, err := startNode2(cfg, serverIP)
@@ -430,6 +435,60 @@ func forgetNode2(ctx context.Context, cfg Config) error {
 		return nil
 	}
 	return fmt.Errorf("remove node %s (not running): %w", cfg.Node2Name, err)
+}
+
+// claimNode2Range creates node 2's Node object with Node2PodCIDR set,
+// before its agent registers: its bridge and the host's route use that
+// range, and the controller's own choice is not always the next free one
+// (on a fresh server it once lost 10.42.1.0/24 to a failed retry for the
+// first node and gave node 2 10.42.2.0/24). The controller takes a range
+// already set as taken, and the kubelet adopts an object of its name. An
+// object left with another range is replaced.
+func claimNode2Range(ctx context.Context, cfg Config) error {
+	cs, err := Clientset(cfg)
+	if err != nil {
+		return err
+	}
+	want := cfg.Node2PodCIDR.String()
+	n, err := cs.CoreV1().Nodes().Get(ctx, cfg.Node2Name, metav1.GetOptions{})
+	switch {
+	case err == nil && n.Spec.PodCIDR == want && len(n.Status.Addresses) > 0:
+		return nil
+	case err == nil && n.Spec.PodCIDR == want:
+		return setNode2Addresses(ctx, cs, cfg, n)
+	case err == nil:
+		cfg.progressf("node %s has pod range %s, its bridge uses %s: replacing its object", cfg.Node2Name, n.Spec.PodCIDR, want)
+		if err := cs.CoreV1().Nodes().Delete(ctx, cfg.Node2Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("remove node %s: %w", cfg.Node2Name, err)
+		}
+		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			_, err := cs.CoreV1().Nodes().Get(ctx, cfg.Node2Name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			return fmt.Errorf("node %s still there a minute after its removal", cfg.Node2Name)
+		}
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("node %s: %w", cfg.Node2Name, err)
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cfg.Node2Name}, Spec: corev1.NodeSpec{PodCIDR: want, PodCIDRs: []string{want}}}
+	created, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("register node %s with pod range %s: %w", cfg.Node2Name, want, err)
+	}
+	return setNode2Addresses(ctx, cs, cfg, created)
+}
+
+// setNode2Addresses gives node 2's object its addresses, as its kubelet
+// will post them: k3s's policy controller reads the node's IPv4 address
+// at its start, before the kubelet's first status, and exits without one.
+func setNode2Addresses(ctx context.Context, cs kubernetes.Interface, cfg Config, n *corev1.Node) error {
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: node2Addr.Addr().String()},
+		{Type: corev1.NodeHostName, Address: cfg.Node2Name}}
+	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("set node %s's address: %w", cfg.Node2Name, err)
+	}
+	return nil
 }
 
 // killNode2Shims kills the container shims (and their containers) in node

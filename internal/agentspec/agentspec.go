@@ -36,6 +36,9 @@ const (
 	LabelGateway = "tether.dev/gateway"
 	// LabelDoctor marks the short-lived test pod of `tether doctor`.
 	LabelDoctor = "tether.dev/doctor"
+	// LabelReadyProbe marks the short-lived pods that check an intercept's
+	// readiness from nodes no intercepted pod runs on.
+	LabelReadyProbe = "tether.dev/ready-probe"
 )
 
 // SecurityContext is the security context of every agent that needs no

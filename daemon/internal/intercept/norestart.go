@@ -372,7 +372,7 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	svc := np.svc.DeepCopy()
 	svc.Spec.Selector, svc.Spec.Ports = np.selector, np.ports
 	end = tl.begin("ready", "")
-	err = m.checkReady(ctx, svc, np.port, np.nodes(), f.markedAgents(), progress)
+	err = m.checkReady(ctx, svc, np.port, np.nodes(), f.markedAgents(), req.AgentImage, progress)
 	end()
 	if err != nil {
 		return failJoins(err)

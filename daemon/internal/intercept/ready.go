@@ -22,6 +22,7 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/internal/agentspec"
 	"github.com/tetherkube/tether/tunnel"
 )
 
@@ -40,6 +41,11 @@ type readyCheck struct {
 	// probes, since each node applies the Service's rules on its own.
 	agents map[string]agent.Service
 	nodes  map[string]string
+	// others probes from the nodes in otherNodes, where no pod of agents
+	// runs (nodeprobers.go); unchecked names the nodes neither covers.
+	others     *nodeProbers
+	otherNodes []string
+	unchecked  string
 	// timeout bounds the probing (ReadyTimeout when zero).
 	timeout  time.Duration
 	log      *slog.Logger
@@ -69,11 +75,18 @@ func (r readyCheck) run(ctx context.Context) error {
 	var nonce [agent.ProbeNonceSize]byte
 	rand.Read(nonce[:])
 	start := time.Now()
-	r.progress(fmt.Sprintf("checking from inside the cluster that %s reaches the agents of %d pods", r.svc, len(pods)))
+	msg := fmt.Sprintf("checking from inside the cluster that %s reaches the agents of %d pods", r.svc, len(pods))
+	if len(r.otherNodes) > 0 {
+		msg += fmt.Sprintf(", also from %s (probe pods, as no intercepted pod runs there)", strings.Join(r.otherNodes, ", "))
+	}
+	r.progress(msg)
 
 	// Every agent answers the nonce from now until it is forgotten (or
 	// the TTL, should the daemon go away meanwhile).
 	ttl := r.timeout + 5*time.Second
+	if len(r.otherNodes) > 0 {
+		ttl += proberStartTimeout
+	}
 	errs := r.each(ctx, pods, func(ctx context.Context, _ int, a agent.Service) error {
 		return a.ExpectProbe(ctx, nonce[:], ttl, false)
 	})
@@ -93,11 +106,23 @@ func (r readyCheck) run(ctx context.Context) error {
 
 	probers := r.probers(pods)
 	results := make([]agent.ServiceProbeResult, len(probers))
-	perrs := r.each(ctx, probers, func(ctx context.Context, i int, a agent.Service) error {
-		res, err := a.ProbeService(ctx, agent.ServiceProbeRequest{Address: r.addr, Nonce: nonce[:], Expect: pods, Timeout: r.timeout})
-		results[i] = res
-		return err
-	})
+	perrs := make([]error, len(probers))
+	var wg sync.WaitGroup
+	for i := range probers {
+		wg.Go(func() {
+			p := &probers[i]
+			a := r.agents[p.pod]
+			if p.probePod {
+				var err error
+				if p.pod, a, err = r.others.wait(ctx, p.node); err != nil {
+					perrs[i] = err
+					return
+				}
+			}
+			results[i], perrs[i] = a.ProbeService(ctx, agent.ServiceProbeRequest{Address: r.addr, Nonce: nonce[:], Expect: pods, Timeout: r.timeout})
+		})
+	}
+	wg.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -110,11 +135,13 @@ func (r readyCheck) run(ctx context.Context) error {
 		}
 		connections += res.Missed + res.Failed
 		switch {
+		case perrs[i] != nil && p.probePod:
+			warnings = append(warnings, fmt.Sprintf("from node %s: no probe pod (%v)", p.node, perrs[i]))
 		case perrs[i] != nil:
-			warnings = append(warnings, fmt.Sprintf("pod %s could not probe: %v", p, perrs[i]))
+			warnings = append(warnings, fmt.Sprintf("pod %s could not probe: %v", p.pod, perrs[i]))
 		case res.Ready:
 		case len(res.Answered) == 0 && res.Missed == 0:
-			warnings = append(warnings, fmt.Sprintf("from node %s (pod %s) %s could not be reached (%s)", r.nodes[p], p, r.addr, res.LastError))
+			warnings = append(warnings, fmt.Sprintf("from node %s (pod %s) %s could not be reached (%s)", p.node, p.pod, r.addr, res.LastError))
 		default:
 			var silent []string
 			for _, want := range pods {
@@ -124,7 +151,7 @@ func (r readyCheck) run(ctx context.Context) error {
 			}
 			total := res.Missed + res.Failed + sum(res.Answered)
 			msg := fmt.Sprintf("from node %s (pod %s) in %s, of %d connections %d reached an agent, %d something else, %d none",
-				r.nodes[p], p, res.Elapsed.Round(time.Millisecond), total, sum(res.Answered), res.Missed, res.Failed)
+				p.node, p.pod, res.Elapsed.Round(time.Millisecond), total, sum(res.Answered), res.Missed, res.Failed)
 			if res.LastError != "" {
 				msg += " (" + res.LastError + ")"
 			}
@@ -134,31 +161,53 @@ func (r readyCheck) run(ctx context.Context) error {
 			warnings = append(warnings, msg)
 		}
 	}
-	r.log.Info("readiness check", "service", r.svc, "pods", pods, "probers", probers, "results", results, "elapsed", time.Since(start))
+	from := make([]string, len(probers))
+	for i, p := range probers {
+		from[i] = p.node + "/" + p.pod
+	}
+	r.log.Info("readiness check", "service", r.svc, "pods", pods, "probers", from, "results", results, "elapsed", time.Since(start))
 	if len(warnings) > 0 {
 		r.progress(fmt.Sprintf("warning: could not confirm that %s reaches the agents (%s); going on: callers may reach the app for a while",
 			r.svc, strings.Join(warnings, "; ")))
 		return nil
 	}
-	r.progress(fmt.Sprintf("%s reaches the agents of %d pods from %d nodes (%d connections, %s)", r.svc, len(pods), len(probers),
-		connections, time.Since(start).Round(time.Millisecond)))
+	msg = fmt.Sprintf("%s reaches the agents of %d pods from %d nodes (%d connections, %s)", r.svc, len(pods), len(probers),
+		connections, time.Since(start).Round(time.Millisecond))
+	if r.unchecked != "" {
+		msg += "; not checked: " + r.unchecked
+	}
+	r.progress(msg)
 	return nil
 }
 
 // errNoProbe: no readiness probe could run.
 var errNoProbe = errors.New("no readiness probe could run")
 
-// probers picks one pod per node (the first by name).
-func (r readyCheck) probers(pods []string) []string {
+// prober is where one node's probe comes from: pod's agent, or the
+// node's probe pod (pod set once it is created).
+type prober struct {
+	node, pod string
+	probePod  bool
+}
+
+// probers picks one pod per node (the first by name), then the probe pod
+// of each other node.
+func (r readyCheck) probers(pods []string) []prober {
 	seen := map[string]bool{}
-	var out []string
+	var out []prober
 	for _, p := range pods {
 		n := r.nodes[p]
 		if seen[n] {
 			continue
 		}
 		seen[n] = true
-		out = append(out, p)
+		out = append(out, prober{node: n, pod: p})
+	}
+	for _, n := range r.otherNodes {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, prober{node: n, probePod: true})
+		}
 	}
 	return out
 }
@@ -196,25 +245,28 @@ func serviceAddr(svc *corev1.Service, port corev1.ServicePort) string {
 
 // waitReady waits until svc sends the port's connections to the agents
 // (readyCheck) of the pods in links, falling back to the fixed settle when
-// no probe can run. The pods' nodes are read from the cluster.
+// no probe can run. The pods' nodes, and the agents' image, are read from
+// the cluster.
 func (m *Manager) waitReady(ctx context.Context, svc *corev1.Service, port corev1.ServicePort, sel string,
 	links map[string]agent.Service, progress func(string)) error {
 	if serviceAddr(svc, port) == "" {
 		return nil
 	}
 	var nodes map[string]string
+	var image string
 	if len(links) > 0 {
 		var err error
-		if nodes, err = podNodes(ctx, m.CS, svc.Namespace, sel); err != nil {
+		if nodes, image, err = podNodes(ctx, m.CS, svc.Namespace, sel); err != nil {
 			return err
 		}
 	}
-	return m.checkReady(ctx, svc, port, nodes, links, progress)
+	return m.checkReady(ctx, svc, port, nodes, links, image, progress)
 }
 
-// checkReady is waitReady with the pods' nodes known.
+// checkReady is waitReady with the pods' nodes known; image is the
+// agent's, which the probe pods of the other nodes run.
 func (m *Manager) checkReady(ctx context.Context, svc *corev1.Service, port corev1.ServicePort, nodes map[string]string,
-	links map[string]agent.Service, progress func(string)) error {
+	links map[string]agent.Service, image string, progress func(string)) error {
 	addr := serviceAddr(svc, port)
 	if addr == "" {
 		return nil
@@ -225,8 +277,21 @@ func (m *Manager) checkReady(ctx context.Context, svc *corev1.Service, port core
 	}
 	err := errNoProbe
 	if len(links) > 0 {
-		err = readyCheck{svc: fmt.Sprintf("service/%s port %d", svc.Name, port.Port), addr: addr, agents: links, nodes: nodes,
-			timeout: m.ReadyTimeout, log: log, progress: progress}.run(ctx)
+		rc := readyCheck{svc: fmt.Sprintf("service/%s port %d", svc.Name, port.Port), addr: addr, agents: links, nodes: nodes,
+			timeout: m.ReadyTimeout, log: log, progress: progress}
+		if m.Dialer != nil && image != "" {
+			covered := map[string]bool{}
+			for p := range links {
+				covered[nodes[p]] = true
+			}
+			rc.otherNodes, rc.unchecked = otherNodes(ctx, m.CS, covered)
+			if len(rc.otherNodes) > 0 {
+				rc.others = newNodeProbers(m.CS, m.Dialer, svc.Namespace, image, log)
+				rc.others.start(ctx, rc.otherNodes)
+				defer rc.others.close()
+			}
+		}
+		err = rc.run(ctx)
 	}
 	if !errors.Is(err, errNoProbe) {
 		return err
@@ -242,17 +307,24 @@ func (m *Manager) checkReady(ctx context.Context, svc *corev1.Service, port core
 	}
 }
 
-// podNodes maps the pods sel selects to their nodes.
-func podNodes(ctx context.Context, cs kubernetes.Interface, ns, sel string) (map[string]string, error) {
+// podNodes maps the pods sel selects to their nodes, and gives the image
+// of their agent containers.
+func podNodes(ctx context.Context, cs kubernetes.Interface, ns, sel string) (map[string]string, string, error) {
 	list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
-		return nil, fmt.Errorf("list the pods for the readiness check: %w", err)
+		return nil, "", fmt.Errorf("list the pods for the readiness check: %w", err)
 	}
 	out := map[string]string{}
+	image := ""
 	for _, p := range list.Items {
 		out[p.Name] = p.Spec.NodeName
+		for _, c := range p.Spec.Containers {
+			if c.Name == agentspec.Container {
+				image = c.Image
+			}
+		}
 	}
-	return out, nil
+	return out, image, nil
 }
 
 // agentLinks opens a tunnel to the agent of every ready pod sel selects
