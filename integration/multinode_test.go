@@ -206,6 +206,7 @@ func TestMultiNodeReadyFromEveryNode(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("intercept exited %d:\n%s", code, errOut)
 	}
+	t.Logf("intercept's progress:\n%s", errOut)
 	for _, want := range []string{"also from " + two + " (probe pods", "reaches the agents of 1 pods from 2 nodes"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("intercept's progress does not say %q:\n%s", want, errOut)

@@ -291,6 +291,13 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return fail(err)
 	}
 	tl.mark("applied")
+	// The readiness check's probe pods for nodes the new pods may not run
+	// on start now, during the rollout (nodeprobers.go).
+	var early *nodeProbers
+	if serviceAddr(svc, plan.ServicePort) != "" {
+		early = m.earlyProbers(ctx, w.Namespace, req.AgentImage, nil)
+		defer early.close()
+	}
 	rw := newRolloutWaiter(m.CS)
 	var pre *predial
 	if !req.RecordOnly && m.Dialer != nil {
@@ -337,7 +344,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		if err := waitEndpoints(ctx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress); err != nil {
 			return fail(err)
 		}
-		if err := m.readyRecording(ctx, w, svc, plan, token, progress); err != nil {
+		if err := m.readyRecording(ctx, w, svc, plan, token, early, progress); err != nil {
 			return fail(err)
 		}
 		return recordOnly(w, svc, plan), nil
@@ -365,7 +372,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return failWith(err)
 	}
 	tl.mark("tunnels")
-	if err := m.readyIntercept(ctx, ic, svc, progress); err != nil {
+	if err := m.readyIntercept(ctx, ic, svc, early, progress); err != nil {
 		return failWith(err)
 	}
 	if err := <-endpoints; err != nil {

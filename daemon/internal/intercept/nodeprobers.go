@@ -67,6 +67,29 @@ func newNodeProbers(cs kubernetes.Interface, dialer Dialer, ns, image string, lo
 	return &nodeProbers{cs: cs, dialer: dialer, ns: ns, image: image, log: log, byNode: map[string]*nodeProber{}}
 }
 
+// earlyProbers starts, before the pods to check are known, a probe pod on
+// each node that none of the pods on covered's nodes will cover: with
+// covered nil (a rollout is to place them), on every node of a cluster
+// with more than one, since any may end up without one; the check takes
+// those it needs and close deletes them all. Nil when there is nothing to
+// start.
+func (m *Manager) earlyProbers(ctx context.Context, ns, image string, covered map[string]bool) *nodeProbers {
+	if m.Dialer == nil || image == "" {
+		return nil
+	}
+	nodes, _ := otherNodes(ctx, m.CS, covered)
+	if len(nodes) == 0 || covered == nil && len(nodes) == 1 {
+		return nil
+	}
+	log := m.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := newNodeProbers(m.CS, m.Dialer, ns, image, log)
+	p.start(ctx, nodes)
+	return p
+}
+
 // start starts a probe pod on each node in nodes that has none yet; each
 // comes up on its own (wait).
 func (p *nodeProbers) start(ctx context.Context, nodes []string) {
@@ -113,6 +136,9 @@ func (p *nodeProbers) wait(ctx context.Context, node string) (pod string, a agen
 // close ends the probe pods: their tunnels closed, the pods deleted, also
 // those still starting.
 func (p *nodeProbers) close() {
+	if p == nil {
+		return
+	}
 	p.mu.Lock()
 	cancel := p.cancel
 	p.mu.Unlock()

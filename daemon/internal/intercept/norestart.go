@@ -320,6 +320,17 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 		defer cancel()
 		return nil, f.undo(rctx, cause)
 	}
+	// The readiness check's probe pods for the nodes none of the pods runs
+	// on start now, while the agents join.
+	var early *nodeProbers
+	if serviceAddr(np.svc, np.port) != "" {
+		covered := map[string]bool{}
+		for _, n := range np.nodes() {
+			covered[n] = true
+		}
+		early = m.earlyProbers(ctx, w.Namespace, req.AgentImage, covered)
+		defer early.close()
+	}
 	progress(fmt.Sprintf("adding the agent to %d running pods of %s as an ephemeral container (port %d in front of %d; no pod restarts)",
 		len(np.pods), w, np.agentPort, np.appPort))
 	// Every pod's agent is added and connected to at once. The kubelet
@@ -372,7 +383,7 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	svc := np.svc.DeepCopy()
 	svc.Spec.Selector, svc.Spec.Ports = np.selector, np.ports
 	end = tl.begin("ready", "")
-	err = m.checkReady(ctx, svc, np.port, np.nodes(), f.markedAgents(), req.AgentImage, progress)
+	err = m.checkReady(ctx, svc, np.port, np.nodes(), f.markedAgents(), req.AgentImage, early, progress)
 	end()
 	if err != nil {
 		return failJoins(err)

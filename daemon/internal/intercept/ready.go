@@ -248,7 +248,7 @@ func serviceAddr(svc *corev1.Service, port corev1.ServicePort) string {
 // no probe can run. The pods' nodes, and the agents' image, are read from
 // the cluster.
 func (m *Manager) waitReady(ctx context.Context, svc *corev1.Service, port corev1.ServicePort, sel string,
-	links map[string]agent.Service, progress func(string)) error {
+	links map[string]agent.Service, others *nodeProbers, progress func(string)) error {
 	if serviceAddr(svc, port) == "" {
 		return nil
 	}
@@ -260,13 +260,14 @@ func (m *Manager) waitReady(ctx context.Context, svc *corev1.Service, port corev
 			return err
 		}
 	}
-	return m.checkReady(ctx, svc, port, nodes, links, image, progress)
+	return m.checkReady(ctx, svc, port, nodes, links, image, others, progress)
 }
 
 // checkReady is waitReady with the pods' nodes known; image is the
-// agent's, which the probe pods of the other nodes run.
+// agent's, which the probe pods of the other nodes run. others holds the
+// probe pods started early (nil: none; the caller closes it).
 func (m *Manager) checkReady(ctx context.Context, svc *corev1.Service, port corev1.ServicePort, nodes map[string]string,
-	links map[string]agent.Service, image string, progress func(string)) error {
+	links map[string]agent.Service, image string, others *nodeProbers, progress func(string)) error {
 	addr := serviceAddr(svc, port)
 	if addr == "" {
 		return nil
@@ -286,9 +287,12 @@ func (m *Manager) checkReady(ctx context.Context, svc *corev1.Service, port core
 			}
 			rc.otherNodes, rc.unchecked = otherNodes(ctx, m.CS, covered)
 			if len(rc.otherNodes) > 0 {
-				rc.others = newNodeProbers(m.CS, m.Dialer, svc.Namespace, image, log)
+				if others == nil {
+					others = newNodeProbers(m.CS, m.Dialer, svc.Namespace, image, log)
+					defer others.close()
+				}
+				rc.others = others
 				rc.others.start(ctx, rc.otherNodes)
-				defer rc.others.close()
 			}
 		}
 		err = rc.run(ctx)
@@ -389,8 +393,8 @@ func services(links map[string]*agent.Link) map[string]agent.Service {
 
 // readyIntercept waits until the Service reaches the agents ic holds
 // tunnels to; on failure (ctx ended) it ends the intercept.
-func (m *Manager) readyIntercept(ctx context.Context, ic *Intercept, svc *corev1.Service, progress func(string)) error {
-	err := m.waitReady(ctx, svc, ic.ServicePort, ic.tunnels.sel, ic.tunnels.agents(), progress)
+func (m *Manager) readyIntercept(ctx context.Context, ic *Intercept, svc *corev1.Service, others *nodeProbers, progress func(string)) error {
+	err := m.waitReady(ctx, svc, ic.ServicePort, ic.tunnels.sel, ic.tunnels.agents(), others, progress)
 	if err != nil {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -401,7 +405,8 @@ func (m *Manager) readyIntercept(ctx context.Context, ic *Intercept, svc *corev1
 
 // readyRecording waits until the Service reaches the agents of a
 // record-only start, through tunnels opened for the check.
-func (m *Manager) readyRecording(ctx context.Context, w journal.Workload, svc *corev1.Service, plan inject.Plan, token []byte, progress func(string)) error {
+func (m *Manager) readyRecording(ctx context.Context, w journal.Workload, svc *corev1.Service, plan inject.Plan, token []byte,
+	others *nodeProbers, progress func(string)) error {
 	sel, err := workload.Client{CS: m.CS}.Selector(ctx, w)
 	if err != nil {
 		return err
@@ -415,7 +420,7 @@ func (m *Manager) readyRecording(ctx context.Context, w journal.Workload, svc *c
 		links = nil
 	}
 	defer closeLinks(links)
-	return m.waitReady(ctx, svc, plan.ServicePort, sel.String(), services(links), progress)
+	return m.waitReady(ctx, svc, plan.ServicePort, sel.String(), services(links), others, progress)
 }
 
 // agents gives the agent of every pod t has a live tunnel to.

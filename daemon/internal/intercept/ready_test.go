@@ -181,7 +181,7 @@ func TestWaitReadyFallsBack(t *testing.T) {
 	port := corev1.ServicePort{Port: 80}
 	var lines []string
 	progress := func(s string) { lines = append(lines, s) }
-	if err := m.waitReady(context.Background(), svc, port, "app=orders", nil, progress); err != nil {
+	if err := m.waitReady(context.Background(), svc, port, "app=orders", nil, nil, progress); err != nil {
 		t.Fatal(err)
 	}
 	if len(lines) != 1 || !strings.Contains(lines[0], "letting the nodes apply service/orders's new endpoints") {
@@ -189,7 +189,7 @@ func TestWaitReadyFallsBack(t *testing.T) {
 	}
 	lines = nil
 	svc.Spec.ClusterIP = corev1.ClusterIPNone
-	if err := m.waitReady(context.Background(), svc, port, "app=orders", map[string]agent.Service{"orders-a": &fakeAgent{}}, progress); err != nil {
+	if err := m.waitReady(context.Background(), svc, port, "app=orders", map[string]agent.Service{"orders-a": &fakeAgent{}}, nil, progress); err != nil {
 		t.Fatal(err)
 	}
 	if len(lines) != 0 {
