@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/daemon/internal/inject"
@@ -291,12 +292,16 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return fail(err)
 	}
 	tl.mark("applied")
-	// The readiness check's probe pods for nodes the new pods may not run
-	// on start now, during the rollout (nodeprobers.go).
+	// The readiness check's probe pods for the nodes none of the pods runs
+	// on start now, during the rollout (nodeprobers.go): the new pods are
+	// likely to run where the old ones do, and the check starts one
+	// where that guess was wrong.
 	var early *nodeProbers
 	if serviceAddr(svc, plan.ServicePort) != "" {
-		early = m.earlyProbers(ctx, w.Namespace, req.AgentImage, nil)
-		defer early.close()
+		if nodes, _, err := podNodes(ctx, m.CS, w.Namespace, labels.SelectorFromSet(svc.Spec.Selector).String()); err == nil {
+			early = m.earlyProbers(ctx, w.Namespace, req.AgentImage, nodeSet(nodes))
+			defer early.close()
+		}
 	}
 	rw := newRolloutWaiter(m.CS)
 	var pre *predial

@@ -67,18 +67,17 @@ func newNodeProbers(cs kubernetes.Interface, dialer Dialer, ns, image string, lo
 	return &nodeProbers{cs: cs, dialer: dialer, ns: ns, image: image, log: log, byNode: map[string]*nodeProber{}}
 }
 
-// earlyProbers starts, before the pods to check are known, a probe pod on
-// each node that none of the pods on covered's nodes will cover: with
-// covered nil (a rollout is to place them), on every node of a cluster
-// with more than one, since any may end up without one; the check takes
-// those it needs and close deletes them all. Nil when there is nothing to
+// earlyProbers starts, before the check knows which pods it checks, a
+// probe pod on each Ready node that none of covered (the nodes the
+// workload's pods run on now) is; the check takes those it needs, starts
+// any other, and close deletes them all. Nil when there is nothing to
 // start.
 func (m *Manager) earlyProbers(ctx context.Context, ns, image string, covered map[string]bool) *nodeProbers {
-	if m.Dialer == nil || image == "" {
+	if m.Dialer == nil || image == "" || len(covered) == 0 {
 		return nil
 	}
 	nodes, _ := otherNodes(ctx, m.CS, covered)
-	if len(nodes) == 0 || covered == nil && len(nodes) == 1 {
+	if len(nodes) == 0 {
 		return nil
 	}
 	log := m.Log
@@ -88,6 +87,17 @@ func (m *Manager) earlyProbers(ctx context.Context, ns, image string, covered ma
 	p := newNodeProbers(m.CS, m.Dialer, ns, image, log)
 	p.start(ctx, nodes)
 	return p
+}
+
+// nodeSet gives the nodes of a pod -> node map.
+func nodeSet(podNodes map[string]string) map[string]bool {
+	out := make(map[string]bool, len(podNodes))
+	for _, n := range podNodes {
+		if n != "" {
+			out[n] = true
+		}
+	}
+	return out
 }
 
 // start starts a probe pod on each node in nodes that has none yet; each

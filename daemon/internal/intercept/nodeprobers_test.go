@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 
@@ -170,5 +171,41 @@ func TestProberState(t *testing.T) {
 		if running != tc.running || why != tc.why {
 			t.Errorf("%s: (%v, %q), want (%v, %q)", tc.name, running, why, tc.running, tc.why)
 		}
+	}
+}
+
+type noDialer struct{}
+
+func (noDialer) DialPod(context.Context, string, string, int) (net.Conn, error) {
+	return nil, errors.New("no port-forward in this test")
+}
+
+// TestEarlyProbers: probe pods start early on the nodes the workload's
+// pods do not run on now, and on none when they run on every node.
+func TestEarlyProbers(t *testing.T) {
+	cs := fake.NewClientset(node("node-1", "linux", true), node("node-2", "linux", true))
+	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		p := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod)
+		if p.Name == "" {
+			p.Name = p.GenerateName + "abcde" // as the API server would
+		}
+		return false, nil, nil
+	})
+	m := &Manager{CS: cs, Dialer: noDialer{}}
+	ctx := context.Background()
+	if p := m.earlyProbers(ctx, "ns", "agent:dev", map[string]bool{"node-1": true, "node-2": true}); p != nil {
+		t.Errorf("every node covered: probe pods started on %v", p.byNode)
+	}
+	if p := m.earlyProbers(ctx, "ns", "agent:dev", nil); p != nil {
+		t.Errorf("no pods to go by: probe pods started on %v", p.byNode)
+	}
+	p := m.earlyProbers(ctx, "ns", "agent:dev", map[string]bool{"node-1": true})
+	if p == nil || len(p.byNode) != 1 || p.byNode["node-2"] == nil {
+		t.Fatalf("want a probe pod on node-2 only, got %v", p)
+	}
+	p.close()
+	pods, err := cs.CoreV1().Pods("ns").List(ctx, metav1.ListOptions{})
+	if err != nil || len(pods.Items) != 0 {
+		t.Errorf("after close: %d pods left (%v)", len(pods.Items), err)
 	}
 }

@@ -324,11 +324,7 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	// on start now, while the agents join.
 	var early *nodeProbers
 	if serviceAddr(np.svc, np.port) != "" {
-		covered := map[string]bool{}
-		for _, n := range np.nodes() {
-			covered[n] = true
-		}
-		early = m.earlyProbers(ctx, w.Namespace, req.AgentImage, covered)
+		early = m.earlyProbers(ctx, w.Namespace, req.AgentImage, nodeSet(np.nodes()))
 		defer early.close()
 	}
 	progress(fmt.Sprintf("adding the agent to %d running pods of %s as an ephemeral container (port %d in front of %d; no pod restarts)",
