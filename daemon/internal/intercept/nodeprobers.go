@@ -241,9 +241,13 @@ func proberPod(node, image string, token []byte) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: "tether-ready-",
-			Labels:       map[string]string{agentspec.LabelReadyProbe: "true", "app.kubernetes.io/managed-by": "tether"},
+			// No mesh sidecar: the probe checks the node's rules, and an
+			// injected proxy would only slow the pod's start.
+			Labels: map[string]string{agentspec.LabelReadyProbe: "true", "app.kubernetes.io/managed-by": "tether",
+				"sidecar.istio.io/inject": "false"},
 			Annotations: map[string]string{"tether.dev/purpose": "checks from node " + node + " that a Service reaches tether's agents; " +
-				"deleted when the check ends (`kubectl delete pod -l " + agentspec.LabelReadyProbe + "` removes one a killed daemon left)"},
+				"deleted when the check ends (`kubectl delete pod -l " + agentspec.LabelReadyProbe + "` removes one a killed daemon left)",
+				"sidecar.istio.io/inject": "false", "linkerd.io/inject": "disabled"},
 		},
 		Spec: corev1.PodSpec{
 			NodeName:                      node,
