@@ -167,6 +167,9 @@ func (r readyCheck) run(ctx context.Context) error {
 	}
 	r.log.Info("readiness check", "service", r.svc, "pods", pods, "probers", from, "results", results, "elapsed", time.Since(start))
 	if len(warnings) > 0 {
+		if r.unchecked != "" {
+			warnings = append(warnings, "not checked: "+r.unchecked)
+		}
 		r.progress(fmt.Sprintf("warning: could not confirm that %s reaches the agents (%s); going on: callers may reach the app for a while",
 			r.svc, strings.Join(warnings, "; ")))
 		return nil
