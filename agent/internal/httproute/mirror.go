@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -262,6 +263,7 @@ func (m *mirror) write(p *h1Pipe, batch []mirrorCopy) int {
 	p.conn.SetWriteDeadline(time.Now().Add(m.router.cfg.MirrorTimeout))
 	taken := 0
 	for _, c := range batch {
+		c.sent = time.Now()
 		select {
 		case p.inflight <- c:
 		default:
@@ -303,47 +305,82 @@ func (m *mirror) dial() *h1Pipe {
 		m.router.cfg.Logger.Debug("mirrored copies not delivered", "to", m.route.ID, "err", err)
 		return nil
 	}
-	c = m.router.cfg.Upstream(c, "mirror", &m.route)
+	var rec MirrorRecorder
+	if m.router.cfg.MirrorRecorder != nil {
+		rec = m.router.cfg.MirrorRecorder(&m.route)
+	} else {
+		c = m.router.cfg.Upstream(c, "mirror", &m.route)
+	}
 	p := &h1Pipe{conn: c, bw: bufio.NewWriterSize(c, 32<<10),
 		inflight: make(chan mirrorCopy, m.router.cfg.MirrorInFlight-1), dead: make(chan struct{})}
-	go m.readAnswers(p, bufio.NewReaderSize(c, 16<<10))
+	go m.readAnswers(p, bufio.NewReaderSize(c, 16<<10), rec)
 	return p
 }
 
-// readAnswers reads the answers to p's copies in order, dropping them,
-// until p is closed; after a failure, the copies still in flight are
-// dropped, counted.
-func (m *mirror) readAnswers(p *h1Pipe, br *bufio.Reader) {
-	failed := false
+// MirrorRecorder records the copies one of a mirror's HTTP/1 connections
+// carries and the laptop's answers, as the mirror wrote and read them
+// (httprec.Made). One goroutine uses it at a time.
+type MirrorRecorder interface {
+	// AnswerBody is where the next answer's body is copied.
+	AnswerBody() io.Writer
+	// Record records req, handed to the connection at sent with body, and
+	// its answer resp, whose head was read at head and body by end; resp
+	// is nil when none came, err says why the exchange is incomplete.
+	Record(req *http.Request, body []byte, sent, head, end time.Time, resp *http.Response, err error)
+}
+
+// readAnswers reads the answers to p's copies in order, dropping them
+// (recorded by rec when not nil), until p is closed; after a failure, the
+// copies still in flight are dropped, counted.
+func (m *mirror) readAnswers(p *h1Pipe, br *bufio.Reader, rec MirrorRecorder) {
+	var failed error
+	var buf []byte // the answers' bodies pass through it on their way to rec
+	if rec != nil {
+		buf = make([]byte, 8<<10)
+	}
 	for c := range p.inflight {
-		if failed {
+		if failed != nil {
 			m.dropped()
+			if rec != nil {
+				now := time.Now()
+				rec.Record(c.req, c.body, c.sent, now, now, nil, failed)
+			}
 			continue
 		}
 		p.conn.SetReadDeadline(time.Now().Add(m.router.cfg.MirrorTimeout))
 		resp, err := http.ReadResponse(br, c.req)
+		head := time.Now()
 		if err == nil {
-			_, err = io.Copy(io.Discard, resp.Body)
+			if rec != nil {
+				_, err = io.CopyBuffer(rec.AnswerBody(), resp.Body, buf)
+			} else {
+				_, err = io.Copy(io.Discard, resp.Body)
+			}
 			resp.Body.Close()
+		}
+		if rec != nil {
+			rec.Record(c.req, c.body, c.sent, head, time.Now(), resp, err)
 		}
 		if err != nil {
 			m.lost(err)
-			failed = true
+			failed = err
 			p.kill()
 			continue
 		}
 		m.router.count(func(s *Stats) { s.Mirrored[m.route.ID]++ })
 		if resp.Close {
-			failed = true
+			failed = errors.New("the laptop closed the connection")
 			p.kill()
 		}
 	}
 }
 
-// mirrorCopy is a request waiting for its laptop since queued.
+// mirrorCopy is a request waiting for its laptop since queued, with its
+// whole body; sent is when it was handed to a connection.
 type mirrorCopy struct {
-	req    *http.Request
-	queued time.Time
+	req          *http.Request
+	body         []byte
+	queued, sent time.Time
 }
 
 // send sends one HTTP/2 copy and reads its answer, dropped.
@@ -402,7 +439,7 @@ func (r *Router) mirror(rt Route, req *http.Request, tee *teeBody) {
 		out.Header["User-Agent"] = []string{""} // Request.Write adds Go's own otherwise
 	}
 	select {
-	case m.queue <- mirrorCopy{req: out, queued: time.Now()}:
+	case m.queue <- mirrorCopy{req: out, body: body, queued: time.Now()}:
 	default:
 		drop()
 	}

@@ -1,8 +1,10 @@
 package httproute
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -219,5 +221,86 @@ func TestMirrorShedsNearTheCPULimit(t *testing.T) {
 	st := r.Stats()
 	if st.MirrorShed["copy"] != 5 || st.MirrorDropped["copy"] != 5 || copies.Load() != 1 {
 		t.Errorf("shed %d, dropped %d, copies at the laptop %d; want 5, 5, 1", st.MirrorShed["copy"], st.MirrorDropped["copy"], copies.Load())
+	}
+}
+
+// fakeRecorder keeps what a mirror connection's recorder is given.
+type fakeRecorder struct {
+	mu   *sync.Mutex
+	got  *[]string
+	body bytes.Buffer
+}
+
+func (f *fakeRecorder) AnswerBody() io.Writer {
+	f.body.Reset()
+	return &f.body
+}
+
+func (f *fakeRecorder) Record(req *http.Request, body []byte, sent, head, end time.Time, resp *http.Response, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	answer := "no answer"
+	if resp != nil {
+		answer = fmt.Sprintf("%d %s", resp.StatusCode, f.body.String())
+	}
+	if sent.IsZero() || head.Before(sent) || end.Before(head) || (resp == nil) != (err != nil) {
+		answer += fmt.Sprintf(" (bad times or error: %v %v %v %v)", sent, head, end, err)
+	}
+	*f.got = append(*f.got, req.Method+" "+req.URL.Path+" "+string(body)+" -> "+answer)
+}
+
+// TestMirrorRecordsWhatItWroteAndRead: with a MirrorRecorder, each copy
+// and the laptop's answer go to the recorder of their connection as the
+// mirror wrote and read them, a copy the laptop hung up on without an
+// answer too; the connection does not go through Upstream, whose
+// recorder would parse the same bytes again.
+func TestMirrorRecordsWhatItWroteAndRead(t *testing.T) {
+	app := newBackend(t, "app", nil)
+	laptop := newBackend(t, "laptop", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/hangup" {
+			c, _, _ := http.NewResponseController(w).Hijack()
+			c.Close()
+			return
+		}
+		fmt.Fprintf(w, "laptop got %s", b)
+	})
+	var mu sync.Mutex
+	var got []string
+	var wrapped atomic.Int32
+	cfg := Config{MirrorConns: 1, MirrorTimeout: 30 * time.Second,
+		Upstream: func(c net.Conn, src string, _ *Route) net.Conn {
+			if src == "mirror" {
+				wrapped.Add(1)
+			}
+			return c
+		},
+		MirrorRecorder: func(*Route) MirrorRecorder { return &fakeRecorder{mu: &mu, got: &got} }}
+	r, addr := front(t, app, cfg)
+	r.SetRoutes([]Route{{ID: "m", Mirror: true, Dial: laptop.dial}})
+	c := oneConnClient(false)
+	for _, p := range []string{"/one", "/hangup", "/two"} {
+		resp, err := c.Post("http://"+addr+p, "text/plain", strings.NewReader("body"+p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		// One copy at a time: the hang-up loses no other copy.
+		waitFor(t, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(got) == map[string]int{"/one": 1, "/hangup": 2, "/two": 3}[p]
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"POST /one body/one -> 200 laptop got body/one", "POST /hangup body/hangup -> no answer",
+		"POST /two body/two -> 200 laptop got body/two"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("recorded (-want +got):\n%s", diff)
+	}
+	if n := wrapped.Load(); n != 0 {
+		t.Errorf("%d mirror connections went through Upstream as well", n)
 	}
 }
