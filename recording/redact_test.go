@@ -193,6 +193,19 @@ func FuzzSecretNameFastPath(f *testing.F) {
 	})
 }
 
+// TestPlainHeadersAreNotSecret: the names secretName answers by lookup
+// are those its rules find no secret in.
+func TestPlainHeadersAreNotSecret(t *testing.T) {
+	if len(plainHeaders) < 50 {
+		t.Fatalf("%d plain header names", len(plainHeaders))
+	}
+	for name := range plainHeaders {
+		if secretNameSlow(name) || name != http.CanonicalHeaderKey(name) {
+			t.Errorf("%q is among the plain header names: secret by the rules, or not canonical", name)
+		}
+	}
+}
+
 var headerNames = []string{"Host", "User-Agent", "Accept", "Content-Type", "Content-Length", "X-Request-Id", "Traceparent", "Accept-Encoding", "Date", "X-Served-By"}
 
 func BenchmarkSecretName(b *testing.B) {
