@@ -24,6 +24,18 @@ var DefaultRedactedHeaders = []string{"Authorization", "Cookie", "Set-Cookie", "
 var secretParts = []string{"token", "secret", "passw", "apikey", "accesskey", "privatekey", "session", "cookie",
 	"credential", "signature", "authorization", "csrf", "xsrf"}
 
+// secretPartLetters are the letters of each of secretParts, as bits: a
+// name lacking one of them cannot contain the part. Read only.
+var secretPartLetters = func() []uint32 {
+	out := make([]uint32, len(secretParts))
+	for i, p := range secretParts {
+		for _, c := range p {
+			out[i] |= 1 << (c - 'a')
+		}
+	}
+	return out
+}()
+
 // secretWords are secret names as a word of their own ("X-Auth", "pwd").
 var secretWords = []string{"auth", "jwt", "pwd", "otp"}
 
@@ -105,6 +117,7 @@ func secretName(name string) bool {
 		return secretNameSlow(name)
 	}
 	flat := buf[:0]
+	var has uint32 // the letters in name
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		switch {
@@ -112,12 +125,16 @@ func secretName(name string) bool {
 			return secretNameSlow(name)
 		case 'A' <= c && c <= 'Z':
 			flat = append(flat, c+'a'-'A')
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+			has |= 1 << (c - 'A')
+		case 'a' <= c && c <= 'z':
+			flat = append(flat, c)
+			has |= 1 << (c - 'a')
+		case '0' <= c && c <= '9':
 			flat = append(flat, c)
 		}
 	}
-	for _, p := range secretParts {
-		if bytes.Contains(flat, []byte(p)) {
+	for i, p := range secretParts {
+		if secretPartLetters[i]&^has == 0 && bytes.Contains(flat, []byte(p)) {
 			return true
 		}
 	}
