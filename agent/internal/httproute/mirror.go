@@ -400,8 +400,10 @@ func (m *mirror) send(req *http.Request) {
 }
 
 // mirror queues a copy of req, whose body tee kept, for route rt; a full
-// queue or a body it cannot copy drops it, counted.
-func (r *Router) mirror(rt Route, req *http.Request, tee *teeBody) {
+// queue or a body it cannot copy drops it, counted. header, when not nil,
+// is req's header as it went upstream (outgoing), the copy's to take;
+// else the copy clones req's.
+func (r *Router) mirror(rt Route, req *http.Request, header http.Header, tee *teeBody) {
 	r.mu.Lock()
 	m := r.mirrors[rt.ID]
 	r.mu.Unlock()
@@ -419,13 +421,21 @@ func (r *Router) mirror(rt Route, req *http.Request, tee *teeBody) {
 		drop()
 		return
 	}
+	if header == nil {
+		header = req.Header.Clone()
+		removeHopByHop(header)
+		header.Del("Expect") // the copy carries its body at once, as outgoing's request does
+		if _, ok := header["User-Agent"]; !ok {
+			header["User-Agent"] = []string{""} // Request.Write adds Go's own otherwise
+		}
+	}
 	out := &http.Request{
 		Method:     req.Method,
 		URL:        cloneURL(req),
 		Proto:      req.Proto,
 		ProtoMajor: req.ProtoMajor,
 		ProtoMinor: req.ProtoMinor,
-		Header:     req.Header.Clone(),
+		Header:     header,
 		Host:       req.Host,
 		Trailer:    req.Trailer.Clone(),
 	}
@@ -433,10 +443,6 @@ func (r *Router) mirror(rt Route, req *http.Request, tee *teeBody) {
 	if len(body) > 0 {
 		out.Body = io.NopCloser(bytes.NewReader(body))
 		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	}
-	removeHopByHop(out.Header)
-	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header["User-Agent"] = []string{""} // Request.Write adds Go's own otherwise
 	}
 	select {
 	case m.queue <- mirrorCopy{req: out, body: body, queued: time.Now()}:

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -302,5 +303,66 @@ func TestMirrorRecordsWhatItWroteAndRead(t *testing.T) {
 	}
 	if n := wrapped.Load(); n != 0 {
 		t.Errorf("%d mirror connections went through Upstream as well", n)
+	}
+}
+
+// redactingRecorder overwrites a recorded request's header values in
+// place, as the agent's redaction does.
+type redactingRecorder struct{}
+
+func (redactingRecorder) AnswerBody() io.Writer { return io.Discard }
+func (redactingRecorder) Record(req *http.Request, _ []byte, _, _, _ time.Time, _ *http.Response, _ error) {
+	for _, vs := range req.Header {
+		for i := range vs {
+			vs[i] = "[REDACTED]"
+		}
+	}
+}
+
+// TestMirrorCopiesTheRequestAsSent: two mirrors of one request each get
+// the caller's header less its hop-by-hop fields and Expect (the copy's
+// body goes at once), whatever the other copy's recorder does to its own.
+func TestMirrorCopiesTheRequestAsSent(t *testing.T) {
+	app := newBackend(t, "app", nil)
+	var mu sync.Mutex
+	var got []string
+	laptop := func(name string) *backend {
+		return newBackend(t, name, func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			got = append(got, fmt.Sprintf("%s %s auth=%q hop=%q expect=%q body=%s", name, r.URL.Path,
+				r.Header.Get("Authorization"), r.Header.Get("X-Hop"), r.Header.Get("Expect"), b))
+			mu.Unlock()
+		})
+	}
+	r, addr := front(t, app, Config{MirrorTimeout: 30 * time.Second,
+		MirrorRecorder: func(*Route) MirrorRecorder { return redactingRecorder{} }})
+	r.SetRoutes([]Route{{ID: "a", Mirror: true, Dial: laptop("a").dial}, {ID: "b", Mirror: true, Dial: laptop("b").dial}})
+	c := oneConnClient(false)
+	for i := range 3 {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/%d", addr, i), strings.NewReader("hello"))
+		req.Header.Set("Authorization", "Bearer s3cret")
+		req.Header.Set("Connection", "X-Hop")
+		req.Header.Set("X-Hop", "1")
+		req.Header.Set("Expect", "100-continue")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	waitFor(t, func() bool { return r.Stats().Mirrored["a"] == 3 && r.Stats().Mirrored["b"] == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(got)
+	var want []string
+	for _, name := range []string{"a", "b"} {
+		for i := range 3 {
+			want = append(want, fmt.Sprintf(`%s /%d auth="Bearer s3cret" hop="" expect="" body=hello`, name, i))
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("copies (-want +got):\n%s", diff)
 	}
 }

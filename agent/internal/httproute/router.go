@@ -298,17 +298,25 @@ func (r *Router) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	} else {
 		r.count(func(s *Stats) { s.ToApp++ })
 	}
+	var sent *http.Request
 	if req.ProtoMajor == 2 {
 		st.proxy(to, true).ServeHTTP(w, req)
 	} else {
-		st.serveH1(w, req, to)
+		sent = st.serveH1(w, req, to)
 	}
 	if tee != nil {
 		// The caller's answer first: net/http holds it in its buffer until
 		// the handler returns, and the copy is no reason to wait.
 		http.NewResponseController(w).Flush()
-		for _, m := range mirrors {
-			r.mirror(m, req, tee)
+		for i, m := range mirrors {
+			// The first copy takes the header of the request sent upstream,
+			// already the caller's less its hop-by-hop fields; the others
+			// clone their own (a copy's recorder redacts it in place).
+			var h http.Header
+			if i == 0 && sent != nil {
+				h = sent.Header
+			}
+			r.mirror(m, req, h, tee)
 		}
 	}
 }
