@@ -46,11 +46,12 @@ func (r *Ring) NewMade(meta Meta, opts Options) *Made {
 	return &Made{meta: meta, opts: opts, ring: r, mem: meter{ring: r, share: r.shareOf(opts)}}
 }
 
-// AnswerBody returns where to copy the next answer's body: it takes every
-// byte and keeps what the recording keeps.
-func (m *Made) AnswerBody() io.Writer {
+// AnswerBody returns where to copy the body of the next answer, resp: it
+// takes every byte and keeps what the recording keeps.
+func (m *Made) AnswerBody(resp *http.Response) io.Writer {
 	m.answer.release() // an answer Record was not given
 	m.answer = newBody(&m.mem, m.opts.BodyCap)
+	m.answer.expectLen(resp.ContentLength)
 	return (*madeBody)(m.answer)
 }
 
@@ -65,6 +66,7 @@ func (b *madeBody) Write(p []byte) (int, error) {
 // with body (the whole body it wrote), and resp, whose head was read at
 // head and whose body went through AnswerBody by end. resp is nil when no
 // answer came; err, when not nil, says why the exchange is incomplete.
+// The exchange takes req's and resp's headers, changed.
 func (m *Made) Record(req *http.Request, body []byte, sent, head, end time.Time, resp *http.Response, err error) {
 	answer := m.answer
 	m.answer = nil
@@ -113,7 +115,8 @@ func (m *Made) Record(req *http.Request, body []byte, sent, head, end time.Time,
 
 // requestHead is req's head as Request.Write sends it, for a request of
 // known length (ContentLength set, no Transfer-Encoding, Close false).
-// The header's value slices are req's: the request is done with.
+// It takes req's header, changed to what went on the wire: the request
+// is done with.
 func requestHead(req *http.Request) *recording.Message {
 	host := req.Host
 	if host == "" && req.URL != nil {
@@ -122,22 +125,23 @@ func requestHead(req *http.Request) *recording.Message {
 	if h, err := httpguts.PunycodeHostPort(host); err == nil {
 		host = h
 	}
-	h := make(http.Header, len(req.Header)+3)
-	for k, vs := range req.Header {
-		switch k {
-		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
-			continue // written apart, below
-		}
-		h[k] = vs
+	h := req.Header
+	if h == nil {
+		h = http.Header{}
 	}
-	h["Host"] = []string{host}
 	ua := "Go-http-client/1.1"
-	if vs, ok := req.Header["User-Agent"]; ok {
+	if vs, ok := h["User-Agent"]; ok {
 		ua = ""
 		if len(vs) > 0 {
 			ua = vs[0]
 		}
 	}
+	// Written apart from the header map, below.
+	delete(h, "User-Agent")
+	delete(h, "Content-Length")
+	delete(h, "Transfer-Encoding")
+	delete(h, "Trailer")
+	h["Host"] = []string{host}
 	if ua != "" {
 		h["User-Agent"] = []string{ua}
 	}

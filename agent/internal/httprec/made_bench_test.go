@@ -66,7 +66,7 @@ func BenchmarkMirrorExchange(b *testing.B) {
 				}
 				head := time.Now()
 				if rec != nil {
-					io.CopyBuffer(rec.AnswerBody(), resp.Body, buf)
+					io.CopyBuffer(rec.AnswerBody(resp), resp.Body, buf)
 					rec.Record(req, nil, sent, head, time.Now(), resp, nil)
 				} else {
 					io.Copy(io.Discard, resp.Body)

@@ -104,7 +104,7 @@ func TestMadeRecordsWhatTapWould(t *testing.T) {
 			resp, err := http.ReadResponse(bufio.NewReader(c), req)
 			head := time.Now()
 			if err == nil {
-				_, err = io.Copy(rec.AnswerBody(), resp.Body)
+				_, err = io.Copy(rec.AnswerBody(resp), resp.Body)
 				resp.Body.Close()
 			}
 			if err != nil {
@@ -135,7 +135,7 @@ func TestMadeStaysWithinItsShare(t *testing.T) {
 	big := bytes.Repeat([]byte("x"), 8<<10)
 	req := &http.Request{Method: "POST", URL: u, Host: "laptop", Header: http.Header{}, ContentLength: int64(len(big))}
 	resp := &http.Response{Status: "200 OK", StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}, ContentLength: 2}
-	rec.AnswerBody().Write([]byte("ok"))
+	rec.AnswerBody(&http.Response{ContentLength: 2}).Write([]byte("ok"))
 	now := time.Now()
 	rec.Record(req, big, now, now, now, resp, nil)
 	st := ring.Stats()
@@ -148,5 +148,34 @@ func TestMadeStaysWithinItsShare(t *testing.T) {
 	}
 	if st := ring.Stats(); st.InflightBytes != 0 || rec.mem.used != 0 {
 		t.Errorf("after recording: %+v, %d bytes still charged", st, rec.mem.used)
+	}
+}
+
+// TestBodyOfKnownLengthTakesItsLength: a body whose length its head gave
+// is kept in a buffer of that size, not of the 512 bytes a body of
+// unknown length starts with; one longer than said still grows.
+func TestBodyOfKnownLengthTakesItsLength(t *testing.T) {
+	ring := NewRing(64 << 20)
+	mem := meter{ring: ring, share: 1 << 20}
+	for _, tc := range []struct {
+		expect    int64
+		writes    []string
+		wantCap   int
+		wantBytes string
+	}{
+		{39, []string{strings.Repeat("x", 39)}, 39, strings.Repeat("x", 39)},
+		{10, []string{"01234", "56789"}, 10, "0123456789"},
+		{0, []string{"abc"}, 512, "abc"},
+		{4, []string{"abcdef"}, 512, "abcdef"},
+	} {
+		b := newBody(&mem, 1<<20)
+		b.expectLen(tc.expect)
+		for _, w := range tc.writes {
+			b.write([]byte(w))
+		}
+		if cap(b.data) != tc.wantCap || string(b.data) != tc.wantBytes {
+			t.Errorf("expecting %d, wrote %q: kept %q in %d bytes, want %d", tc.expect, tc.writes, b.data, cap(b.data), tc.wantCap)
+		}
+		b.release()
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -214,6 +215,11 @@ type h1Pipe struct {
 	inflight chan mirrorCopy // written, answer not read yet
 	dead     chan struct{}   // closed when the connection failed or must close
 	once     sync.Once
+	// written counts the copies the sender is done writing (into bw, or
+	// failed), in inflight's order: the reader may record copy n in place
+	// once written reaches n. A laptop can answer a copy before it was
+	// written, or the connection fail under it.
+	written atomic.Uint64
 }
 
 // kill ends the connection: copies in flight are dropped.
@@ -283,7 +289,9 @@ func (m *mirror) write(p *h1Pipe, batch []mirrorCopy) int {
 			}
 		}
 		taken++
-		if err := c.req.Write(p.bw); err != nil {
+		err := c.req.Write(p.bw)
+		p.written.Add(1)
+		if err != nil {
 			m.router.cfg.Logger.Debug("mirrored copy not delivered", "to", m.route.ID, "err", err)
 			p.kill() // the reader drops it and what follows
 			return taken
@@ -321,8 +329,8 @@ func (m *mirror) dial() *h1Pipe {
 // carries and the laptop's answers, as the mirror wrote and read them
 // (httprec.Made). One goroutine uses it at a time.
 type MirrorRecorder interface {
-	// AnswerBody is where the next answer's body is copied.
-	AnswerBody() io.Writer
+	// AnswerBody is where the body of the next answer, resp, is copied.
+	AnswerBody(resp *http.Response) io.Writer
 	// Record records req, handed to the connection at sent with body, and
 	// its answer resp, whose head was read at head and body by end; resp
 	// is nil when none came, err says why the exchange is incomplete.
@@ -338,12 +346,25 @@ func (m *mirror) readAnswers(p *h1Pipe, br *bufio.Reader, rec MirrorRecorder) {
 	if rec != nil {
 		buf = make([]byte, 8<<10)
 	}
+	var n uint64 // copies taken from inflight
+	record := func(c mirrorCopy, head, end time.Time, resp *http.Response, err error) {
+		req := c.req
+		if p.written.Load() < n {
+			// The sender may still be writing it: the recorder changes the
+			// header it takes, so it gets its own.
+			r := *req
+			r.Header = req.Header.Clone()
+			req = &r
+		}
+		rec.Record(req, c.body, c.sent, head, end, resp, err)
+	}
 	for c := range p.inflight {
+		n++
 		if failed != nil {
 			m.dropped()
 			if rec != nil {
 				now := time.Now()
-				rec.Record(c.req, c.body, c.sent, now, now, nil, failed)
+				record(c, now, now, nil, failed)
 			}
 			continue
 		}
@@ -352,14 +373,14 @@ func (m *mirror) readAnswers(p *h1Pipe, br *bufio.Reader, rec MirrorRecorder) {
 		head := time.Now()
 		if err == nil {
 			if rec != nil {
-				_, err = io.CopyBuffer(rec.AnswerBody(), resp.Body, buf)
+				_, err = io.CopyBuffer(rec.AnswerBody(resp), resp.Body, buf)
 			} else {
 				_, err = io.Copy(io.Discard, resp.Body)
 			}
 			resp.Body.Close()
 		}
 		if rec != nil {
-			rec.Record(c.req, c.body, c.sent, head, time.Now(), resp, err)
+			record(c, head, time.Now(), resp, err)
 		}
 		if err != nil {
 			m.lost(err)

@@ -2,6 +2,7 @@ package httproute
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -232,7 +233,7 @@ type fakeRecorder struct {
 	body bytes.Buffer
 }
 
-func (f *fakeRecorder) AnswerBody() io.Writer {
+func (f *fakeRecorder) AnswerBody(*http.Response) io.Writer {
 	f.body.Reset()
 	return &f.body
 }
@@ -310,7 +311,7 @@ func TestMirrorRecordsWhatItWroteAndRead(t *testing.T) {
 // place, as the agent's redaction does.
 type redactingRecorder struct{}
 
-func (redactingRecorder) AnswerBody() io.Writer { return io.Discard }
+func (redactingRecorder) AnswerBody(*http.Response) io.Writer { return io.Discard }
 func (redactingRecorder) Record(req *http.Request, _ []byte, _, _, _ time.Time, _ *http.Response, _ error) {
 	for _, vs := range req.Header {
 		for i := range vs {
@@ -365,4 +366,59 @@ func TestMirrorCopiesTheRequestAsSent(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("copies (-want +got):\n%s", diff)
 	}
+}
+
+// TestMirrorLaptopAnswersEarly: a laptop that answers copies before it
+// reads them (here: before they are written) leaves the sender the
+// requests it is still writing; the reader's recorder, which changes
+// the header it is given, gets its own (run with -race).
+func TestMirrorLaptopAnswersEarly(t *testing.T) {
+	const copies = 200
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write(bytes.Repeat([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), copies))
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	dial := func(ctx context.Context) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", l.Addr().String())
+	}
+	app := newBackend(t, "app", nil)
+	r, addr := front(t, app, Config{MirrorConns: 1, MirrorTimeout: 30 * time.Second,
+		MirrorRecorder: func(*Route) MirrorRecorder { return redactingRecorder{} }})
+	r.SetRoutes([]Route{{ID: "early", Mirror: true, Dial: dial}})
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := oneConnClient(false)
+			defer c.CloseIdleConnections()
+			for j := range copies / 4 {
+				req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/%d/%d", addr, i, j), nil)
+				req.Header.Set("Authorization", "Bearer s3cret")
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, func() bool { s := r.Stats(); return s.Mirrored["early"]+s.MirrorDropped["early"] == copies })
 }
