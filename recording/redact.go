@@ -24,6 +24,18 @@ var DefaultRedactedHeaders = []string{"Authorization", "Cookie", "Set-Cookie", "
 var secretParts = []string{"token", "secret", "passw", "apikey", "accesskey", "privatekey", "session", "cookie",
 	"credential", "signature", "authorization", "csrf", "xsrf"}
 
+// secretPartLetters are the letters of each of secretParts, as bits: a
+// name lacking one of them cannot contain the part. Read only.
+var secretPartLetters = func() []uint32 {
+	out := make([]uint32, len(secretParts))
+	for i, p := range secretParts {
+		for _, c := range p {
+			out[i] |= 1 << (c - 'a')
+		}
+	}
+	return out
+}()
+
 // secretWords are secret names as a word of their own ("X-Auth", "pwd").
 var secretWords = []string{"auth", "jwt", "pwd", "otp"}
 
@@ -65,10 +77,36 @@ func (r Redactor) named(name string) bool {
 	return false
 }
 
+// plainHeaders are header names (as Go writes them, canonical) most
+// exchanges carry, none of them secret by secretName's rules
+// (TestPlainHeadersAreNotSecret): they are answered by one lookup, not by
+// searching each name for every secret part. Read only.
+var plainHeaders = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range []string{"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges",
+		"Access-Control-Allow-Headers", "Access-Control-Allow-Methods", "Access-Control-Allow-Origin",
+		"Access-Control-Max-Age", "Age", "Allow", "Baggage", "Cache-Control", "Connection", "Content-Disposition",
+		"Content-Encoding", "Content-Language", "Content-Length", "Content-Location", "Content-Range", "Content-Type",
+		"Date", "Etag", "Expect", "Expires", "Forwarded", "Grpc-Accept-Encoding", "Grpc-Encoding", "Grpc-Message",
+		"Grpc-Status", "Grpc-Timeout", "Host", "If-Match", "If-Modified-Since", "If-None-Match", "If-Range",
+		"If-Unmodified-Since", "Keep-Alive", "Last-Modified", "Link", "Location", "Origin", "Pragma", "Range", "Referer",
+		"Retry-After", "Server", "Strict-Transport-Security", "Te", "Traceparent", "Tracestate", "Trailer",
+		"Transfer-Encoding", "Upgrade", "User-Agent", "Vary", "Via", "X-B3-Sampled", "X-B3-Spanid", "X-B3-Traceid",
+		"X-Content-Type-Options", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Frame-Options",
+		"X-Real-Ip", "X-Request-Id", "X-Tether-User"} {
+		m[n] = true
+	}
+	return m
+}()
+
 // secretName is called for every header, query, form and JSON field name
-// the agent records: names of ASCII letters, digits and separators (nearly
-// all) are checked without allocating; others by secretNameSlow.
+// the agent records: common header names are looked up (plainHeaders);
+// other names of ASCII letters, digits and separators (nearly all) are
+// checked without allocating; the rest by secretNameSlow.
 func secretName(name string) bool {
+	if plainHeaders[name] {
+		return false
+	}
 	for _, d := range DefaultRedactedHeaders {
 		if strings.EqualFold(d, name) {
 			return true
@@ -79,6 +117,7 @@ func secretName(name string) bool {
 		return secretNameSlow(name)
 	}
 	flat := buf[:0]
+	var has uint32 // the letters in name
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		switch {
@@ -86,21 +125,32 @@ func secretName(name string) bool {
 			return secretNameSlow(name)
 		case 'A' <= c && c <= 'Z':
 			flat = append(flat, c+'a'-'A')
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+			has |= 1 << (c - 'A')
+		case 'a' <= c && c <= 'z':
+			flat = append(flat, c)
+			has |= 1 << (c - 'a')
+		case '0' <= c && c <= '9':
 			flat = append(flat, c)
 		}
 	}
-	for _, p := range secretParts {
-		if bytes.Contains(flat, []byte(p)) {
+	for i, p := range secretParts {
+		if secretPartLetters[i]&^has == 0 && bytes.Contains(flat, []byte(p)) {
 			return true
 		}
 	}
-	for word := range strings.FieldsFuncSeq(name, func(c rune) bool { return !isASCIIAlnum(c) }) {
-		for _, s := range secretWords {
-			if strings.EqualFold(word, s) {
-				return true
+	// The words: runs of letters and digits (the name is ASCII here).
+	for start, i := 0, 0; i <= len(name); i++ {
+		if i < len(name) && isASCIIAlnum(rune(name[i])) {
+			continue
+		}
+		if word := name[start:i]; word != "" {
+			for _, s := range secretWords {
+				if strings.EqualFold(word, s) {
+					return true
+				}
 			}
 		}
+		start = i + 1
 	}
 	return false
 }

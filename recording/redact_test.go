@@ -193,12 +193,45 @@ func FuzzSecretNameFastPath(f *testing.F) {
 	})
 }
 
+// TestPlainHeadersAreNotSecret: the names secretName answers by lookup
+// are those its rules find no secret in.
+func TestPlainHeadersAreNotSecret(t *testing.T) {
+	if len(plainHeaders) < 50 {
+		t.Fatalf("%d plain header names", len(plainHeaders))
+	}
+	for name := range plainHeaders {
+		if secretNameSlow(name) || name != http.CanonicalHeaderKey(name) {
+			t.Errorf("%q is among the plain header names: secret by the rules, or not canonical", name)
+		}
+	}
+}
+
+// TestSecretPartsAreLetters: secretPartLetters holds a part's letters as
+// bits a..z; a part with anything else would need another filter.
+func TestSecretPartsAreLetters(t *testing.T) {
+	for _, p := range secretParts {
+		if strings.Trim(p, "abcdefghijklmnopqrstuvwxyz") != "" {
+			t.Errorf("secret part %q has more than the letters a-z", p)
+		}
+	}
+}
+
 var headerNames = []string{"Host", "User-Agent", "Accept", "Content-Type", "Content-Length", "X-Request-Id", "Traceparent", "Accept-Encoding", "Date", "X-Served-By"}
 
 func BenchmarkSecretName(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, n := range headerNames {
+			secretName(n)
+		}
+	}
+}
+
+// BenchmarkSecretNameFields: names of JSON fields and query parameters.
+func BenchmarkSecretNameFields(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, n := range []string{"id", "item", "qty", "total", "customer_name", "created_at", "page", "X-Served-By"} {
 			secretName(n)
 		}
 	}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,5 +113,60 @@ func TestLargeExchangeCrossesTheWire(t *testing.T) {
 	}
 	if len(got) != 1 || len(got[0].Response.Body) != len(big) {
 		t.Fatalf("listed %d exchanges (first: body %d bytes, truncated %v, size %d)", len(got), len(got[0].Response.Body), got[0].Response.Truncated, got[0].Response.BodySize)
+	}
+}
+
+// TestRecordsMirroredCopies: a mirror intercept's copies are recorded
+// with the laptop's answers beside the app's exchanges (what `requests
+// list` and `replay --diff` pair), redacted like every exchange.
+func TestRecordsMirroredCopies(t *testing.T) {
+	h := newHarness(t)
+	laptop := namedFunc(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"total":44.5,"token":"t0ps3cret"}`)
+	})
+	_, client, err := h.daemon(testToken, laptop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := client.Intercept(ctx, agent.InterceptSpec{ListenPort: h.frontPort, ID: "m", Owner: "ana", Mirror: true}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "http://127.0.0.1:"+itoa(h.frontPort)+"/orders?x=1", strings.NewReader(`{"item":"mug"}`))
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	var got []*recording.Exchange
+	for deadline := time.Now().Add(5 * time.Second); len(got) < 2 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		got = nil
+		if _, err := client.Exchanges(ctx, agent.ExchangesRequest{}, func(b []*recording.Exchange) error { got = append(got, b...); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var app, copy *recording.Exchange
+	for _, e := range got {
+		switch e.Destination {
+		case recording.ToApp:
+			app = e
+		case recording.ToMirror:
+			copy = e
+		}
+	}
+	if app == nil || copy == nil {
+		t.Fatalf("recorded %d exchanges, want the app's and the copy's: %+v", len(got), got)
+	}
+	for _, m := range []recording.Message{app.Request, copy.Request} {
+		if m.Method != "POST" || m.Target != "/orders?x=1" || string(m.Body) != `{"item":"mug"}` || m.Header.Get("Authorization") != recording.Redacted {
+			t.Errorf("request recorded as %+v", m)
+		}
+	}
+	if copy.Source != "mirror" || copy.Pod != "orders-1" || copy.Request.Host != app.Request.Host || copy.Response == nil ||
+		copy.Response.Status != 200 || string(copy.Response.Body) != `{"total":44.5,"token":"[REDACTED]"}` || copy.Error != "" {
+		t.Errorf("the copy recorded as %+v (response %+v)", copy, copy.Response)
 	}
 }

@@ -191,6 +191,14 @@ func (a *Agent) newRouter(f agent.Forward) *httproute.Router {
 			}
 			return httprec.Tap(c, a.ring.NewConn(httprec.Meta{Pod: a.cfg.PodName, Port: f.ListenPort, Source: src, Destination: dest}, a.recOpts))
 		}
+		// A mirror's HTTP/1 copies and the laptop's answers are recorded
+		// as the mirror wrote and read them, not parsed again.
+		cfg.MirrorRecorder = func(to *httproute.Route) httproute.MirrorRecorder {
+			if !a.recording() {
+				return nil
+			}
+			return a.ring.NewMade(httprec.Meta{Pod: a.cfg.PodName, Port: f.ListenPort, Source: "mirror", Destination: recording.ToMirror}, a.recOpts)
+		}
 	}
 	return httproute.New(cfg)
 }

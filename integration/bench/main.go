@@ -49,6 +49,9 @@ type options struct {
 	// laptopSched: the scheduling of the personal rows' laptop end
 	// (laptopend.go), idle or normal.
 	laptopSched string
+	// mirrorRate is the personal rows' mirror rate, requests/s (issue 12
+	// asks for 5,000).
+	mirrorRate int
 	// compare is another tether binary the ready rows measure alongside,
 	// interleaved; replicas is the ready rows' workload's.
 	compare, compareAgentImage string
@@ -75,6 +78,7 @@ func main() {
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU, block and mutex profiles of the daemon, `tether run` and the agents under the latency and bulk rows here (`make bench PROFILE=1`)")
 	flag.BoolVar(&o.pinAgents, "pin-agents", false, "personal: run the agents on the last CPU and the load, app and laptop on the others (Linux)")
 	agentCPU := flag.String("agent-cpu", agentspec.DefaultCPULimit, "personal: the CPU limit each agent runs under (a cgroup CFS quota, as the kubelet sets a container's limit; Linux, as root); 0 for none")
+	flag.IntVar(&o.mirrorRate, "mirror-rate", 5000, "personal: the rate of the mirror rows, requests/s (issue 12's target is 5,000; a lower rate compares agents' CPU per copy on a machine too busy for 5,000)")
 	flag.StringVar(&o.laptopSched, "laptop-sched", "idle", "personal: how the laptop's end (its server and the daemon's end of the tunnels, a process of its own) is scheduled: idle (SCHED_IDLE: only the CPU the load, app and agents leave, as a laptop's own CPU would take none of theirs) or normal")
 	flag.StringVar(&o.compare, "compare", "", "ready: another tether binary (e.g. main's) to time alongside -tether, interleaved round by round")
 	flag.StringVar(&o.compareAgentImage, "compare-agent-image", "", "ready: the agent image -compare adds (default: -agent-image)")

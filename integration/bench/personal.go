@@ -113,7 +113,7 @@ type personalResults struct {
 // measurePersonal runs the personal-intercept rows, interleaved, medians
 // of o.rounds.
 func measurePersonal(ctx context.Context, o options) (personalResults, error) {
-	r := personalResults{mirrorRate: 5000, laptopSched: o.laptopSched, agentCPU: o.agentCPU, throttled: map[string]throttling{}}
+	r := personalResults{mirrorRate: o.mirrorRate, laptopSched: o.laptopSched, agentCPU: o.agentCPU, throttled: map[string]throttling{}}
 	agentBin := strings.TrimSuffix(o.tetherBin, "tether") + "tether-agent"
 	appL, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -110,14 +110,7 @@ func (p *pending) held() int { return p.charged + p.reqBody.held() + p.respBody.
 
 // NewConn starts watching a connection; exchanges go into ring.
 func (r *Ring) NewConn(meta Meta, opts Options) *Conn {
-	share := opts.ConnShare
-	if share <= 0 {
-		share = defaultShare(r.budget)
-		if need := 2*opts.BodyCap + 1<<20; share < need {
-			share = min(need, int(r.budget))
-		}
-	}
-	c := &Conn{meta: meta, opts: opts, ring: r, now: time.Now, mem: meter{ring: r, share: share}}
+	c := &Conn{meta: meta, opts: opts, ring: r, now: time.Now, mem: meter{ring: r, share: r.shareOf(opts)}}
 	c.resp.response = true
 	if !c.mem.charge(connCost) {
 		// Not even the connection's own state fits: it passes unrecorded.
@@ -127,6 +120,20 @@ func (r *Ring) NewConn(meta Meta, opts Options) *Conn {
 	}
 	c.base = connCost
 	return c
+}
+
+// shareOf is what one connection's recording may hold: opts.ConnShare,
+// or by default an eighth of the budget, at least 2 MiB and at least
+// two capped bodies and 1 MiB more (never more than the budget).
+func (r *Ring) shareOf(opts Options) int {
+	if opts.ConnShare > 0 {
+		return opts.ConnShare
+	}
+	share := defaultShare(r.budget)
+	if need := 2*opts.BodyCap + 1<<20; share < need {
+		share = min(need, int(r.budget))
+	}
+	return share
 }
 
 // carried counts the connection in the ring's statistics once the caller

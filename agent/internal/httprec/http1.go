@@ -102,6 +102,7 @@ func (h *half) feed(p []byte, ev events, maxHead int) error {
 				h.finish(ev)
 			case fixedBody:
 				h.state, h.left = stFixed, n
+				h.body.expectLen(n)
 				if n == 0 {
 					h.finish(ev)
 				}

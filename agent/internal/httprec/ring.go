@@ -147,6 +147,17 @@ type bodyBuf struct {
 	truncated bool
 	done      bool // moved into its exchange: later bytes are not kept
 	reserved  int
+	// expect is the body's length when its head said (Content-Length),
+	// within the cap: the buffer's first size, so a small body takes no
+	// more than it needs.
+	expect int
+}
+
+// expectLen notes that the body is n bytes long.
+func (b *bodyBuf) expectLen(n int64) {
+	if b != nil && n > 0 {
+		b.expect = int(min(n, int64(b.cap)))
+	}
 }
 
 func newBody(mem *meter, cap int) *bodyBuf { return &bodyBuf{mem: mem, cap: cap} }
@@ -183,7 +194,11 @@ func (b *bodyBuf) write(p []byte) {
 	}
 	if need > cap(b.data) {
 		// The buffer grows by doubling too, never past what is reserved.
-		grown := make([]byte, len(b.data), min(max(need, 2*cap(b.data), 512), b.reserved))
+		first := 512
+		if b.expect >= need {
+			first = b.expect
+		}
+		grown := make([]byte, len(b.data), min(max(need, 2*cap(b.data), first), b.reserved))
 		copy(grown, b.data)
 		b.data = grown
 	}

@@ -104,13 +104,16 @@ func (s *connState) drop(to *Route, u *h1Conn) {
 // serveH1 passes an HTTP/1.x request to route to (the app when nil) and
 // its answer back, unchanged but for the hop-by-hop headers a proxy must
 // not pass on; an upgrade joins the two connections once answered 101.
-func (s *connState) serveH1(w http.ResponseWriter, req *http.Request, to *Route) {
+// It returns the request it sent upstream (nil when none), which nothing
+// uses any more: a mirror's copy takes its header.
+func (s *connState) serveH1(w http.ResponseWriter, req *http.Request, to *Route) (sent *http.Request) {
 	u, err := s.h1(req.Context(), to)
 	if err != nil {
 		s.router.badGateway(w, req, to, err)
-		return
+		return nil
 	}
 	out := outgoing(req)
+	sent = out
 	err = out.Write(u.bw)
 	if err == nil {
 		err = u.bw.Flush()
@@ -118,7 +121,7 @@ func (s *connState) serveH1(w http.ResponseWriter, req *http.Request, to *Route)
 	if err != nil {
 		s.drop(to, u)
 		s.router.badGateway(w, req, to, err)
-		return
+		return sent
 	}
 	resp, err := http.ReadResponse(u.br, out)
 	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
@@ -130,11 +133,11 @@ func (s *connState) serveH1(w http.ResponseWriter, req *http.Request, to *Route)
 	if err != nil {
 		s.drop(to, u)
 		s.router.badGateway(w, req, to, err)
-		return
+		return sent
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		s.upgrade(w, req, to, u, resp)
-		return
+		return sent
 	}
 	h := w.Header()
 	copyHeader(h, resp.Header)
@@ -163,6 +166,7 @@ func (s *connState) serveH1(w http.ResponseWriter, req *http.Request, to *Route)
 	if err != nil || resp.Close || out.Close {
 		s.drop(to, u)
 	}
+	return sent
 }
 
 // copyBody copies an answer's body to the caller, flushing after every

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -213,6 +215,11 @@ type h1Pipe struct {
 	inflight chan mirrorCopy // written, answer not read yet
 	dead     chan struct{}   // closed when the connection failed or must close
 	once     sync.Once
+	// written counts the copies the sender is done writing (into bw, or
+	// failed), in inflight's order: the reader may record copy n in place
+	// once written reaches n. A laptop can answer a copy before it was
+	// written, or the connection fail under it.
+	written atomic.Uint64
 }
 
 // kill ends the connection: copies in flight are dropped.
@@ -262,6 +269,7 @@ func (m *mirror) write(p *h1Pipe, batch []mirrorCopy) int {
 	p.conn.SetWriteDeadline(time.Now().Add(m.router.cfg.MirrorTimeout))
 	taken := 0
 	for _, c := range batch {
+		c.sent = time.Now()
 		select {
 		case p.inflight <- c:
 		default:
@@ -281,7 +289,9 @@ func (m *mirror) write(p *h1Pipe, batch []mirrorCopy) int {
 			}
 		}
 		taken++
-		if err := c.req.Write(p.bw); err != nil {
+		err := c.req.Write(p.bw)
+		p.written.Add(1)
+		if err != nil {
 			m.router.cfg.Logger.Debug("mirrored copy not delivered", "to", m.route.ID, "err", err)
 			p.kill() // the reader drops it and what follows
 			return taken
@@ -303,47 +313,95 @@ func (m *mirror) dial() *h1Pipe {
 		m.router.cfg.Logger.Debug("mirrored copies not delivered", "to", m.route.ID, "err", err)
 		return nil
 	}
-	c = m.router.cfg.Upstream(c, "mirror", &m.route)
+	var rec MirrorRecorder
+	if m.router.cfg.MirrorRecorder != nil {
+		rec = m.router.cfg.MirrorRecorder(&m.route)
+	} else {
+		c = m.router.cfg.Upstream(c, "mirror", &m.route)
+	}
 	p := &h1Pipe{conn: c, bw: bufio.NewWriterSize(c, 32<<10),
 		inflight: make(chan mirrorCopy, m.router.cfg.MirrorInFlight-1), dead: make(chan struct{})}
-	go m.readAnswers(p, bufio.NewReaderSize(c, 16<<10))
+	go m.readAnswers(p, bufio.NewReaderSize(c, 16<<10), rec)
 	return p
 }
 
-// readAnswers reads the answers to p's copies in order, dropping them,
-// until p is closed; after a failure, the copies still in flight are
-// dropped, counted.
-func (m *mirror) readAnswers(p *h1Pipe, br *bufio.Reader) {
-	failed := false
+// MirrorRecorder records the copies one of a mirror's HTTP/1 connections
+// carries and the laptop's answers, as the mirror wrote and read them
+// (httprec.Made). One goroutine uses it at a time.
+type MirrorRecorder interface {
+	// AnswerBody is where the body of the next answer, resp, is copied.
+	AnswerBody(resp *http.Response) io.Writer
+	// Record records req, handed to the connection at sent with body, and
+	// its answer resp, whose head was read at head and body by end; resp
+	// is nil when none came, err says why the exchange is incomplete.
+	Record(req *http.Request, body []byte, sent, head, end time.Time, resp *http.Response, err error)
+}
+
+// readAnswers reads the answers to p's copies in order, dropping them
+// (recorded by rec when not nil), until p is closed; after a failure, the
+// copies still in flight are dropped, counted.
+func (m *mirror) readAnswers(p *h1Pipe, br *bufio.Reader, rec MirrorRecorder) {
+	var failed error
+	var buf []byte // the answers' bodies pass through it on their way to rec
+	if rec != nil {
+		buf = make([]byte, 8<<10)
+	}
+	var n uint64 // copies taken from inflight
+	record := func(c mirrorCopy, head, end time.Time, resp *http.Response, err error) {
+		req := c.req
+		if p.written.Load() < n {
+			// The sender may still be writing it: the recorder changes the
+			// header it takes, so it gets its own.
+			r := *req
+			r.Header = req.Header.Clone()
+			req = &r
+		}
+		rec.Record(req, c.body, c.sent, head, end, resp, err)
+	}
 	for c := range p.inflight {
-		if failed {
+		n++
+		if failed != nil {
 			m.dropped()
+			if rec != nil {
+				now := time.Now()
+				record(c, now, now, nil, failed)
+			}
 			continue
 		}
 		p.conn.SetReadDeadline(time.Now().Add(m.router.cfg.MirrorTimeout))
 		resp, err := http.ReadResponse(br, c.req)
+		head := time.Now()
 		if err == nil {
-			_, err = io.Copy(io.Discard, resp.Body)
+			if rec != nil {
+				_, err = io.CopyBuffer(rec.AnswerBody(resp), resp.Body, buf)
+			} else {
+				_, err = io.Copy(io.Discard, resp.Body)
+			}
 			resp.Body.Close()
+		}
+		if rec != nil {
+			record(c, head, time.Now(), resp, err)
 		}
 		if err != nil {
 			m.lost(err)
-			failed = true
+			failed = err
 			p.kill()
 			continue
 		}
 		m.router.count(func(s *Stats) { s.Mirrored[m.route.ID]++ })
 		if resp.Close {
-			failed = true
+			failed = errors.New("the laptop closed the connection")
 			p.kill()
 		}
 	}
 }
 
-// mirrorCopy is a request waiting for its laptop since queued.
+// mirrorCopy is a request waiting for its laptop since queued, with its
+// whole body; sent is when it was handed to a connection.
 type mirrorCopy struct {
-	req    *http.Request
-	queued time.Time
+	req          *http.Request
+	body         []byte
+	queued, sent time.Time
 }
 
 // send sends one HTTP/2 copy and reads its answer, dropped.
@@ -363,8 +421,10 @@ func (m *mirror) send(req *http.Request) {
 }
 
 // mirror queues a copy of req, whose body tee kept, for route rt; a full
-// queue or a body it cannot copy drops it, counted.
-func (r *Router) mirror(rt Route, req *http.Request, tee *teeBody) {
+// queue or a body it cannot copy drops it, counted. header, when not nil,
+// is req's header as it went upstream (outgoing), the copy's to take;
+// else the copy clones req's.
+func (r *Router) mirror(rt Route, req *http.Request, header http.Header, tee *teeBody) {
 	r.mu.Lock()
 	m := r.mirrors[rt.ID]
 	r.mu.Unlock()
@@ -382,13 +442,21 @@ func (r *Router) mirror(rt Route, req *http.Request, tee *teeBody) {
 		drop()
 		return
 	}
+	if header == nil {
+		header = req.Header.Clone()
+		removeHopByHop(header)
+		header.Del("Expect") // the copy carries its body at once, as outgoing's request does
+		if _, ok := header["User-Agent"]; !ok {
+			header["User-Agent"] = []string{""} // Request.Write adds Go's own otherwise
+		}
+	}
 	out := &http.Request{
 		Method:     req.Method,
 		URL:        cloneURL(req),
 		Proto:      req.Proto,
 		ProtoMajor: req.ProtoMajor,
 		ProtoMinor: req.ProtoMinor,
-		Header:     req.Header.Clone(),
+		Header:     header,
 		Host:       req.Host,
 		Trailer:    req.Trailer.Clone(),
 	}
@@ -397,12 +465,8 @@ func (r *Router) mirror(rt Route, req *http.Request, tee *teeBody) {
 		out.Body = io.NopCloser(bytes.NewReader(body))
 		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	removeHopByHop(out.Header)
-	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header["User-Agent"] = []string{""} // Request.Write adds Go's own otherwise
-	}
 	select {
-	case m.queue <- mirrorCopy{req: out, queued: time.Now()}:
+	case m.queue <- mirrorCopy{req: out, body: body, queued: time.Now()}:
 	default:
 		drop()
 	}

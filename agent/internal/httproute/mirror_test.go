@@ -1,9 +1,13 @@
 package httproute
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,4 +224,201 @@ func TestMirrorShedsNearTheCPULimit(t *testing.T) {
 	if st.MirrorShed["copy"] != 5 || st.MirrorDropped["copy"] != 5 || copies.Load() != 1 {
 		t.Errorf("shed %d, dropped %d, copies at the laptop %d; want 5, 5, 1", st.MirrorShed["copy"], st.MirrorDropped["copy"], copies.Load())
 	}
+}
+
+// fakeRecorder keeps what a mirror connection's recorder is given.
+type fakeRecorder struct {
+	mu   *sync.Mutex
+	got  *[]string
+	body bytes.Buffer
+}
+
+func (f *fakeRecorder) AnswerBody(*http.Response) io.Writer {
+	f.body.Reset()
+	return &f.body
+}
+
+func (f *fakeRecorder) Record(req *http.Request, body []byte, sent, head, end time.Time, resp *http.Response, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	answer := "no answer"
+	if resp != nil {
+		answer = fmt.Sprintf("%d %s", resp.StatusCode, f.body.String())
+	}
+	if sent.IsZero() || head.Before(sent) || end.Before(head) || (resp == nil) != (err != nil) {
+		answer += fmt.Sprintf(" (bad times or error: %v %v %v %v)", sent, head, end, err)
+	}
+	*f.got = append(*f.got, req.Method+" "+req.URL.Path+" "+string(body)+" -> "+answer)
+}
+
+// TestMirrorRecordsWhatItWroteAndRead: with a MirrorRecorder, each copy
+// and the laptop's answer go to the recorder of their connection as the
+// mirror wrote and read them, a copy the laptop hung up on without an
+// answer too; the connection does not go through Upstream, whose
+// recorder would parse the same bytes again.
+func TestMirrorRecordsWhatItWroteAndRead(t *testing.T) {
+	app := newBackend(t, "app", nil)
+	laptop := newBackend(t, "laptop", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/hangup" {
+			c, _, _ := http.NewResponseController(w).Hijack()
+			c.Close()
+			return
+		}
+		fmt.Fprintf(w, "laptop got %s", b)
+	})
+	var mu sync.Mutex
+	var got []string
+	var wrapped atomic.Int32
+	cfg := Config{MirrorConns: 1, MirrorTimeout: 30 * time.Second,
+		Upstream: func(c net.Conn, src string, _ *Route) net.Conn {
+			if src == "mirror" {
+				wrapped.Add(1)
+			}
+			return c
+		},
+		MirrorRecorder: func(*Route) MirrorRecorder { return &fakeRecorder{mu: &mu, got: &got} }}
+	r, addr := front(t, app, cfg)
+	r.SetRoutes([]Route{{ID: "m", Mirror: true, Dial: laptop.dial}})
+	c := oneConnClient(false)
+	for _, p := range []string{"/one", "/hangup", "/two"} {
+		resp, err := c.Post("http://"+addr+p, "text/plain", strings.NewReader("body"+p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		// One copy at a time: the hang-up loses no other copy.
+		waitFor(t, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(got) == map[string]int{"/one": 1, "/hangup": 2, "/two": 3}[p]
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"POST /one body/one -> 200 laptop got body/one", "POST /hangup body/hangup -> no answer",
+		"POST /two body/two -> 200 laptop got body/two"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("recorded (-want +got):\n%s", diff)
+	}
+	if n := wrapped.Load(); n != 0 {
+		t.Errorf("%d mirror connections went through Upstream as well", n)
+	}
+}
+
+// redactingRecorder overwrites a recorded request's header values in
+// place, as the agent's redaction does.
+type redactingRecorder struct{}
+
+func (redactingRecorder) AnswerBody(*http.Response) io.Writer { return io.Discard }
+func (redactingRecorder) Record(req *http.Request, _ []byte, _, _, _ time.Time, _ *http.Response, _ error) {
+	for _, vs := range req.Header {
+		for i := range vs {
+			vs[i] = "[REDACTED]"
+		}
+	}
+}
+
+// TestMirrorCopiesTheRequestAsSent: two mirrors of one request each get
+// the caller's header less its hop-by-hop fields and Expect (the copy's
+// body goes at once), whatever the other copy's recorder does to its own.
+func TestMirrorCopiesTheRequestAsSent(t *testing.T) {
+	app := newBackend(t, "app", nil)
+	var mu sync.Mutex
+	var got []string
+	laptop := func(name string) *backend {
+		return newBackend(t, name, func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			got = append(got, fmt.Sprintf("%s %s auth=%q hop=%q expect=%q body=%s", name, r.URL.Path,
+				r.Header.Get("Authorization"), r.Header.Get("X-Hop"), r.Header.Get("Expect"), b))
+			mu.Unlock()
+		})
+	}
+	r, addr := front(t, app, Config{MirrorTimeout: 30 * time.Second,
+		MirrorRecorder: func(*Route) MirrorRecorder { return redactingRecorder{} }})
+	r.SetRoutes([]Route{{ID: "a", Mirror: true, Dial: laptop("a").dial}, {ID: "b", Mirror: true, Dial: laptop("b").dial}})
+	c := oneConnClient(false)
+	for i := range 3 {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/%d", addr, i), strings.NewReader("hello"))
+		req.Header.Set("Authorization", "Bearer s3cret")
+		req.Header.Set("Connection", "X-Hop")
+		req.Header.Set("X-Hop", "1")
+		req.Header.Set("Expect", "100-continue")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	waitFor(t, func() bool { return r.Stats().Mirrored["a"] == 3 && r.Stats().Mirrored["b"] == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(got)
+	var want []string
+	for _, name := range []string{"a", "b"} {
+		for i := range 3 {
+			want = append(want, fmt.Sprintf(`%s /%d auth="Bearer s3cret" hop="" expect="" body=hello`, name, i))
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("copies (-want +got):\n%s", diff)
+	}
+}
+
+// TestMirrorLaptopAnswersEarly: a laptop that answers copies before it
+// reads them (here: before they are written) leaves the sender the
+// requests it is still writing; the reader's recorder, which changes
+// the header it is given, gets its own (run with -race).
+func TestMirrorLaptopAnswersEarly(t *testing.T) {
+	const copies = 200
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write(bytes.Repeat([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), copies))
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	dial := func(ctx context.Context) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", l.Addr().String())
+	}
+	app := newBackend(t, "app", nil)
+	r, addr := front(t, app, Config{MirrorConns: 1, MirrorTimeout: 30 * time.Second,
+		MirrorRecorder: func(*Route) MirrorRecorder { return redactingRecorder{} }})
+	r.SetRoutes([]Route{{ID: "early", Mirror: true, Dial: dial}})
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := oneConnClient(false)
+			defer c.CloseIdleConnections()
+			for j := range copies / 4 {
+				req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/%d/%d", addr, i, j), nil)
+				req.Header.Set("Authorization", "Bearer s3cret")
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, func() bool { s := r.Stats(); return s.Mirrored["early"]+s.MirrorDropped["early"] == copies })
 }

@@ -40,7 +40,8 @@ type Config struct {
 	App func(ctx context.Context) (net.Conn, error)
 	// Upstream, when set, wraps every connection the router opens, for
 	// the caller at src ("mirror" for mirrored copies): to the app when to
-	// is nil, else to route to (the agent records there).
+	// is nil, else to route to (the agent records there); but see
+	// MirrorRecorder.
 	Upstream func(c net.Conn, src string, to *Route) net.Conn
 	// Sniff bounds the wait for a caller's first bytes (default 1 s); a
 	// caller silent that long is taken for a protocol where the server
@@ -72,6 +73,13 @@ type Config struct {
 	// callers would otherwise wait behind; a copy is a few ms later at the
 	// laptop, where nobody waits for it.
 	MirrorLinger time.Duration
+	// MirrorRecorder, when set, records what a mirror's HTTP/1
+	// connections carry from the copies it wrote and the answers it read
+	// (httprec.Made): each byte is parsed once, not again by a recorder
+	// Upstream would put on the connection, so these connections do not
+	// go through Upstream. It is asked at each connection a mirror opens;
+	// nil records nothing on it.
+	MirrorRecorder func(to *Route) MirrorRecorder
 	// Shed, when set and true, drops every copy before it is made
 	// (counted in Stats.MirrorShed): the agent runs close to its CPU
 	// limit, and a throttled agent would stall the callers it carries.
@@ -290,17 +298,25 @@ func (r *Router) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	} else {
 		r.count(func(s *Stats) { s.ToApp++ })
 	}
+	var sent *http.Request
 	if req.ProtoMajor == 2 {
 		st.proxy(to, true).ServeHTTP(w, req)
 	} else {
-		st.serveH1(w, req, to)
+		sent = st.serveH1(w, req, to)
 	}
 	if tee != nil {
 		// The caller's answer first: net/http holds it in its buffer until
 		// the handler returns, and the copy is no reason to wait.
 		http.NewResponseController(w).Flush()
-		for _, m := range mirrors {
-			r.mirror(m, req, tee)
+		for i, m := range mirrors {
+			// The first copy takes the header of the request sent upstream,
+			// already the caller's less its hop-by-hop fields; the others
+			// clone their own (a copy's recorder redacts it in place).
+			var h http.Header
+			if i == 0 && sent != nil {
+				h = sent.Header
+			}
+			r.mirror(m, req, h, tee)
 		}
 	}
 }
