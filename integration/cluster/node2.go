@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 // Node 2 is a k3s agent joined to the server, on this machine but in
@@ -483,9 +484,19 @@ func claimNode2Range(ctx context.Context, cfg Config) error {
 // will post them: k3s's policy controller reads the node's IPv4 address
 // at its start, before the kubelet's first status, and exits without one.
 func setNode2Addresses(ctx context.Context, cs kubernetes.Interface, cfg Config, n *corev1.Node) error {
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: node2Addr.Addr().String()},
-		{Type: corev1.NodeHostName, Address: cfg.Node2Name}}
-	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+	// A controller may change the new object first: read it again then.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: node2Addr.Addr().String()},
+			{Type: corev1.NodeHostName, Address: cfg.Node2Name}}
+		_, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			if fresh, gerr := cs.CoreV1().Nodes().Get(ctx, cfg.Node2Name, metav1.GetOptions{}); gerr == nil {
+				n = fresh
+			}
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("set node %s's address: %w", cfg.Node2Name, err)
 	}
 	return nil
