@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tetherkube/tether/agent"
@@ -19,17 +18,12 @@ import (
 	"github.com/tetherkube/tether/tunnel"
 )
 
-const (
-	tokenEnv = "TETHER_TOKEN"
-	// podDeadline ends a test pod that a killed doctor could not delete.
-	podDeadline = int64(300)
-)
+// podDeadline ends a test pod that a killed doctor could not delete.
+const podDeadline = int64(300)
 
-// testPod is the short-lived pod that runs the agent image: the agent
-// alone, serving only probes, with the sidecar's security context (it
-// passes "restricted") and a token of this run's in its environment.
+// testPod is the short-lived pod that runs the agent image
+// (agentspec.ProbePodSpec) with a token of this run's.
 func testPod(name, image string, token []byte) *corev1.Pod {
-	no, grace, deadline := false, int64(1), podDeadline
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   name,
@@ -37,26 +31,7 @@ func testPod(name, image string, token []byte) *corev1.Pod {
 			Annotations: map[string]string{"tether.dev/purpose": "tether doctor's check of the agent image and port-forward; deleted when it ends " +
 				"(`kubectl delete pod -l " + agentspec.LabelDoctor + "` removes one an interrupted doctor left)"},
 		},
-		Spec: corev1.PodSpec{
-			RestartPolicy:                 corev1.RestartPolicyNever,
-			AutomountServiceAccountToken:  &no,
-			EnableServiceLinks:            &no,
-			ActiveDeadlineSeconds:         &deadline,
-			TerminationGracePeriodSeconds: &grace,
-			Containers: []corev1.Container{{
-				Name:            agentspec.Container,
-				Image:           image,
-				ImagePullPolicy: corev1.PullIfNotPresent,
-				Args:            []string{"--token-env", tokenEnv, "--serve", string(agent.JobProbe), "--no-record"},
-				Env:             []corev1.EnvVar{{Name: tokenEnv, Value: string(token)}},
-				Resources: corev1.ResourceRequirements{
-					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
-					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
-				},
-				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-				SecurityContext:          agentspec.SecurityContext(),
-			}},
-		},
+		Spec: agentspec.ProbePodSpec(image, token, podDeadline),
 	}
 }
 

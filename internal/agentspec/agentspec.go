@@ -6,7 +6,12 @@
 // these; nothing here talks to a cluster.
 package agentspec
 
-import corev1 "k8s.io/api/core/v1"
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/tetherkube/tether/agent"
+)
 
 // DefaultCPULimit is the agent container's CPU limit when the user gives
 // none (daemon/internal/inject explains the figure); `make bench` holds
@@ -91,5 +96,38 @@ func Uses() []Use {
 		{Agent: "gateway Deployment", Features: []string{"run (no workload)"}, SecurityContext: SecurityContext()},
 		{Agent: "ephemeral inspection agent", Features: []string{"trace", "dns", "env", "run (a workload's pod)"}, SecurityContext: SecurityContext()},
 		{Agent: "ephemeral inspection agent as root (NET_RAW)", Features: []string{"capture", "env and run for a process running as root"}, SecurityContext: RootSecurityContext()},
+	}
+}
+
+// ProbePodTokenEnv is the environment variable holding a probe pod's token.
+const ProbePodTokenEnv = "TETHER_TOKEN"
+
+// ProbePodSpec is the spec of a short-lived pod that runs the agent alone,
+// serving the probe job only (doctor's test pod, the readiness check's
+// probe pods): the sidecar's security context (it passes "restricted"),
+// no service account token, never restarted, ended by the kubelet after
+// deadline seconds should its creator die before deleting it. token is
+// in its environment (ProbePodTokenEnv); args are more agent arguments.
+func ProbePodSpec(image string, token []byte, deadline int64, args ...string) corev1.PodSpec {
+	no, grace := false, int64(0)
+	return corev1.PodSpec{
+		RestartPolicy:                 corev1.RestartPolicyNever,
+		AutomountServiceAccountToken:  &no,
+		EnableServiceLinks:            &no,
+		ActiveDeadlineSeconds:         &deadline,
+		TerminationGracePeriodSeconds: &grace,
+		Containers: []corev1.Container{{
+			Name:            Container,
+			Image:           image,
+			ImagePullPolicy: corev1.PullIfNotPresent,
+			Args:            append([]string{"--token-env", ProbePodTokenEnv, "--serve", string(agent.JobProbe), "--no-record"}, args...),
+			Env:             []corev1.EnvVar{{Name: ProbePodTokenEnv, Value: string(token)}},
+			Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+			},
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+			SecurityContext:          SecurityContext(),
+		}},
 	}
 }

@@ -11,7 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -231,13 +230,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// proberPod is the probe pod for node: the agent alone, serving the probe
-// job, with the sidecar's security context (it passes "restricted"),
-// tolerating every taint (callers run on tainted nodes too) and ending
-// itself after proberDeadline should the daemon die before deleting it.
+// proberPod is the probe pod for node (agentspec.ProbePodSpec), pinned
+// to it, tolerating every taint (callers run on tainted nodes too).
 func proberPod(node, image string, token []byte) *corev1.Pod {
-	const tokenEnv = "TETHER_TOKEN"
-	no, grace, deadline := false, int64(0), proberDeadline
+	spec := agentspec.ProbePodSpec(image, token, proberDeadline, "--bootstrap-ttl", proberStartTimeout.String())
+	spec.NodeName = node
+	spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: "tether-ready-",
@@ -249,29 +247,7 @@ func proberPod(node, image string, token []byte) *corev1.Pod {
 				"deleted when the check ends (`kubectl delete pod -l " + agentspec.LabelReadyProbe + "` removes one a killed daemon left)",
 				"sidecar.istio.io/inject": "false", "linkerd.io/inject": "disabled"},
 		},
-		Spec: corev1.PodSpec{
-			NodeName:                      node,
-			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-			RestartPolicy:                 corev1.RestartPolicyNever,
-			AutomountServiceAccountToken:  &no,
-			EnableServiceLinks:            &no,
-			ActiveDeadlineSeconds:         &deadline,
-			TerminationGracePeriodSeconds: &grace,
-			Containers: []corev1.Container{{
-				Name:            agentspec.Container,
-				Image:           image,
-				ImagePullPolicy: corev1.PullIfNotPresent,
-				Args: []string{"--token-env", tokenEnv, "--bootstrap-ttl", proberStartTimeout.String(),
-					"--serve", string(agent.JobProbe), "--no-record"},
-				Env: []corev1.EnvVar{{Name: tokenEnv, Value: string(token)}},
-				Resources: corev1.ResourceRequirements{
-					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
-					Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-				},
-				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-				SecurityContext:          agentspec.SecurityContext(),
-			}},
-		},
+		Spec: spec,
 	}
 }
 
