@@ -27,7 +27,7 @@ func NewClient(conn grpc.ClientConnInterface) *Client {
 
 // knownErrors are the sentinels a client recognises after the wire.
 var knownErrors = []error{ErrUnknownPort, ErrAlreadyIntercepted, ErrBadRouteFilter, ErrBadFilter, ErrNoCapNetRaw, ErrNotRecording, ErrBadProbe, ErrBadToken, ErrFixedToken, ErrNotServed, ErrNoProcess,
-	ErrNoDirectPath, ErrBadDialBack, ErrProfiling, ErrNotProfiling}
+	ErrNoDirectPath, ErrBadDialBack, ErrProfiling, ErrNotProfiling, ErrAside, ErrBusy}
 
 // fromStatus maps a gRPC error back to the Service's errors, prefixed by op.
 func fromStatus(op string, err error) error {
@@ -173,6 +173,15 @@ func (c *Client) StopProfile(ctx context.Context) (Profiles, error) {
 func (c *Client) ExpectProbe(ctx context.Context, nonce []byte, ttl time.Duration, forget bool) error {
 	_, err := c.rpc.ExpectProbe(ctx, &agentv1.ExpectProbeRequest{Nonce: nonce, TtlMillis: ttl.Milliseconds(), Forget: forget})
 	return fromStatus("expect readiness probes", err)
+}
+
+// StepAside asks the agent to step aside (back: to take intercepts again).
+func (c *Client) StepAside(ctx context.Context, back bool) error {
+	_, err := c.rpc.StepAside(ctx, &agentv1.StepAsideRequest{Back: back})
+	if back {
+		return fromStatus("agent back in front of the app", err)
+	}
+	return fromStatus("agent stepping aside", err)
 }
 
 // ProbeService asks the agent to check that a Service reaches the agents.

@@ -19,7 +19,7 @@ import (
 func InfoToProto(info Info) *agentv1.InfoResponse {
 	resp := &agentv1.InfoResponse{Version: info.Version, Commit: info.Commit, PodName: info.PodName,
 		PodNamespace: info.PodNamespace, StartedUnixNano: info.StartedAt.UnixNano(),
-		RecordingPaused: info.RecordingPaused, RecordIdleNanos: int64(info.RecordIdle)}
+		RecordingPaused: info.RecordingPaused, RecordIdleNanos: int64(info.RecordIdle), Aside: info.Aside}
 	if !info.IdleSince.IsZero() {
 		resp.IdleSinceUnixNano = info.IdleSince.UnixNano()
 	}
@@ -39,7 +39,7 @@ func InfoToProto(info Info) *agentv1.InfoResponse {
 func InfoFromProto(resp *agentv1.InfoResponse) Info {
 	info := Info{Version: resp.GetVersion(), Commit: resp.GetCommit(), PodName: resp.GetPodName(),
 		PodNamespace: resp.GetPodNamespace(), StartedAt: time.Unix(0, resp.GetStartedUnixNano()),
-		RecordingPaused: resp.GetRecordingPaused(), RecordIdle: time.Duration(resp.GetRecordIdleNanos())}
+		RecordingPaused: resp.GetRecordingPaused(), RecordIdle: time.Duration(resp.GetRecordIdleNanos()), Aside: resp.GetAside()}
 	if n := resp.GetIdleSinceUnixNano(); n != 0 {
 		info.IdleSince = time.Unix(0, n)
 	}

@@ -13,8 +13,8 @@ import (
 type Job string
 
 const (
-	// JobIntercept: Intercept, Leave, Exchanges, and the dial streams
-	// replays open (the sidecar's work).
+	// JobIntercept: Intercept, Leave, StepAside, Exchanges, and the dial
+	// streams replays open (the sidecar's work).
 	JobIntercept Job = "intercept"
 	// JobProbe: Probe, QueryDNS and ResolvConf (trace), and ProbeService
 	// (the readiness check from a node no intercepted pod runs on).

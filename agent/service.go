@@ -26,11 +26,16 @@ type Info struct {
 	// IdleSince is since when nothing has intercepted the agent's ports
 	// (its start, if nothing ever did); zero while something does.
 	IdleSince time.Time
-	// RecordIdle is how long the agent records while idle (0: always);
+	// RecordIdle is how long the agent records while idle (0: always),
+	// and after which it may step aside (StepAside), whether it records or
+	// not;
 	// RecordingPaused says that time is up: it forwards without recording
 	// until the next intercept.
 	RecordIdle      time.Duration
 	RecordingPaused bool
+	// Aside: the agent stepped aside (StepAside); the Service is being, or
+	// has been, pointed back at the app, and it refuses intercepts.
+	Aside bool
 }
 
 // Forward is one port the agent sits in front of.
@@ -93,6 +98,12 @@ var (
 	ErrUnknownPort        = errdefs.New(errdefs.ErrNotFound, "UNKNOWN_PORT", "the agent does not forward that port")
 	ErrAlreadyIntercepted = errdefs.New(errdefs.ErrAlreadyExists, "ALREADY_INTERCEPTED", "another intercept of that port overlaps this one")
 	ErrBadRouteFilter     = errdefs.New(errdefs.ErrUser, "BAD_ROUTE_FILTER", "the intercept's filter is not valid")
+	// ErrAside: the agent stepped aside (StepAside) and takes no intercept
+	// until StepAside with back.
+	ErrAside = errdefs.New(errdefs.ErrFailedCheck, "ASIDE", "the agent stepped aside: the Service is being pointed back at the app")
+	// ErrBusy: StepAside refused, something intercepts the agent or has
+	// within its --record-idle.
+	ErrBusy = errdefs.New(errdefs.ErrFailedCheck, "BUSY", "the agent is in use or was within its idle time")
 )
 
 // Service is the agent's control API, as seen from one tunnel. The agent
@@ -146,6 +157,11 @@ type Service interface {
 	// ProbeService checks from the pod that a Service sends its
 	// connections to the expected pods' agents.
 	ProbeService(ctx context.Context, req ServiceProbeRequest) (ServiceProbeResult, error)
+	// StepAside readies the agent for the Service to be pointed back at
+	// the app, when nothing has intercepted it for its idle time (ErrBusy
+	// otherwise), and makes it refuse intercepts (ErrAside); back undoes
+	// that, before the Service is pointed at the agent again.
+	StepAside(ctx context.Context, back bool) error
 }
 
 // Errors of Rotate.

@@ -64,7 +64,7 @@ func StatusToProto(st Status) *daemonv1.StatusResponse {
 		pa := &daemonv1.AgentInfo{Workload: a.Workload, Namespace: a.Namespace, Recording: a.Recording,
 			RedactionOff: a.RedactionOff, RedactedNames: a.Redacted, NoRestartUnheld: a.NoRestartUnheld}
 		for _, p := range a.Pods {
-			pp := &daemonv1.AgentPod{Pod: p.Pod, RecordingPaused: p.RecordingPaused, RecordIdleNanos: int64(p.RecordIdle), Error: p.Error, TunnelKept: p.TunnelKept}
+			pp := &daemonv1.AgentPod{Pod: p.Pod, RecordingPaused: p.RecordingPaused, RecordIdleNanos: int64(p.RecordIdle), Error: p.Error, TunnelKept: p.TunnelKept, Aside: p.Aside}
 			if !p.IdleSince.IsZero() {
 				pp.IdleSinceUnixNano = p.IdleSince.UnixNano()
 			}
@@ -89,7 +89,7 @@ func StatusFromProto(resp *daemonv1.StatusResponse) Status {
 			RedactionOff: a.GetRedactionOff(), Redacted: a.GetRedactedNames(), NoRestartUnheld: a.GetNoRestartUnheld()}
 		for _, p := range a.GetPods() {
 			ap := AgentPod{Pod: p.GetPod(), RecordingPaused: p.GetRecordingPaused(), RecordIdle: time.Duration(p.GetRecordIdleNanos()), Error: p.GetError(),
-				TunnelKept: p.GetTunnelKept()}
+				TunnelKept: p.GetTunnelKept(), Aside: p.GetAside()}
 			if n := p.GetIdleSinceUnixNano(); n != 0 {
 				ap.IdleSince = time.Unix(0, n)
 			}

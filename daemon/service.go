@@ -114,6 +114,9 @@ type AgentPod struct {
 	// TunnelKept: this daemon keeps a tunnel to the agent from an
 	// intercept that ended, for the next one.
 	TunnelKept bool `json:"tunnelKept,omitempty"`
+	// Aside: the agent stepped aside after its idle time; the Service
+	// sends its callers to the app until the next intercept.
+	Aside bool `json:"aside,omitempty"`
 }
 
 // InterceptRequest asks for an intercept.

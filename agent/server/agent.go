@@ -155,6 +155,8 @@ type Agent struct {
 	recOpts httprec.Options
 	// idle knows whether a daemon uses the agent (idle.go).
 	idle *idleClock
+	// aside: the agent stepped aside and refuses intercepts (aside.go).
+	aside bool
 	// cpu says when the agent runs close to CPULimit; nil without one.
 	cpu *cpulimit.Watch
 	// nonces are the readiness probes the agent answers now (ready.go).

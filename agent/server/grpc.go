@@ -120,6 +120,10 @@ func (s *grpcServer) ExpectProbe(ctx context.Context, req *agentv1.ExpectProbeRe
 	return &agentv1.ExpectProbeResponse{}, toStatus(err)
 }
 
+func (s *grpcServer) StepAside(ctx context.Context, req *agentv1.StepAsideRequest) (*agentv1.StepAsideResponse, error) {
+	return &agentv1.StepAsideResponse{}, toStatus(s.svc.StepAside(ctx, req.GetBack()))
+}
+
 func (s *grpcServer) ProbeService(ctx context.Context, req *agentv1.ProbeServiceRequest) (*agentv1.ProbeServiceResponse, error) {
 	r, err := s.svc.ProbeService(ctx, agent.ServiceProbeRequestFromProto(req))
 	if err != nil {

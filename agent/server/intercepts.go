@@ -69,6 +69,10 @@ func (a *Agent) intercept(spec agent.InterceptSpec, sess *tunnel.Session) error 
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.aside {
+		return fmt.Errorf("port %d: %w (a daemon took this agent out of the Service's path after its idle time; "+
+			"intercepting points the Service at it again)", spec.ListenPort, agent.ErrAside)
+	}
 	p := a.portLocked(spec.ListenPort)
 	var keep []*interception
 	for _, ic := range p.list {

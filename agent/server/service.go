@@ -63,8 +63,11 @@ func (a *Agent) info() agent.Info {
 		StartedAt:    a.started,
 		IdleSince:    a.idle.idleSince(),
 	}
+	a.mu.Lock()
+	info.Aside = a.aside
+	a.mu.Unlock()
+	info.RecordIdle = a.cfg.Record.Idle // also the time after which it may step aside
 	if a.ring != nil {
-		info.RecordIdle = a.cfg.Record.Idle
 		info.RecordingPaused = !a.recording()
 	}
 	for _, f := range a.cfg.Forwards {

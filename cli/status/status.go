@@ -196,6 +196,9 @@ func podState(p daemon.AgentPod, recording bool, now time.Time) string {
 		return "intercepted"
 	}
 	s := idleState(p, recording, now)
+	if p.Aside {
+		s += "; stepped aside: the Service sends its callers to the app until the next intercept"
+	}
 	if p.TunnelKept {
 		s += "; tunnel kept for the next intercept"
 	}

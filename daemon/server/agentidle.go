@@ -55,6 +55,7 @@ func (d *Daemon) agentPods(ctx context.Context, namespace, ref string, ic *inter
 				return
 			}
 			out[i].IdleSince, out[i].RecordingPaused, out[i].RecordIdle = info.IdleSince, info.RecordingPaused, info.RecordIdle
+			out[i].Aside = info.Aside
 		})
 	}
 	wg.Wait()

@@ -63,6 +63,9 @@ type Daemon struct {
 	// kept holds the tunnels ended intercepts left open for the next
 	// intercept of the same workload; nil keeps none.
 	kept *intercept.KeptLinks
+	// asides watch the agents of ended intercepts, to step them aside
+	// once idle (aside.go).
+	asides asideWatches
 }
 
 var _ daemon.Service = (*Daemon)(nil)
@@ -368,6 +371,7 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 	}
 	d.starting[key] = true
 	d.mu.Unlock()
+	d.asides.stop(key)
 	defer func() {
 		d.mu.Lock()
 		delete(d.starting, key)
@@ -405,7 +409,13 @@ func (d *Daemon) Leave(ctx context.Context, namespace, name string) error {
 		return errdefs.NotFound("%s in namespace %s is not intercepted by this daemon (see `tether status`)", w, w.Namespace)
 	}
 	d.log.Info("leave", "workload", key)
-	return ic.Leave(ctx)
+	if err := ic.Leave(ctx); err != nil {
+		return err
+	}
+	if !ic.NoRestart {
+		d.watchAside(w)
+	}
+	return nil
 }
 
 // Rollback restores journaled workloads.
@@ -469,6 +479,7 @@ func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]da
 			_ = ic.Release(ctx) // the rollback restores what it changed
 		}
 		d.kept.Drop(intercept.KeepKey(w.Namespace, w.String()))
+		d.asides.stop(key)
 		res := daemon.RollbackResult{Workload: w.String(), Namespace: w.Namespace}
 		steps, err := rollback.Restore(ctx, d.cs, w, req.Force)
 		for _, s := range steps {
@@ -582,5 +593,6 @@ func (d *Daemon) LeaveAll(ctx context.Context) {
 			d.log.Warn("leave", "workload", key, "err", err)
 		}
 	}
+	d.asides.stopAll()
 	d.kept.Close()
 }

@@ -51,6 +51,7 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 		return daemon.RecordInfo{}, err
 	}
 	d.log.Info("recording", "workload", ic.Workload.Namespace+"/"+ic.Workload.String(), "noRedact", req.NoRedact)
+	d.watchAside(ic.Workload) // the agents step aside once nothing intercepts them for their idle time
 	return daemon.RecordInfo{Workload: ic.Workload.String(), Namespace: ic.Workload.Namespace, Service: ic.Service,
 		ServicePort: int(ic.ServicePort.Port), AgentPort: ic.AgentPort}, nil
 }

@@ -146,6 +146,28 @@ func Build(tmpl *corev1.PodTemplateSpec, svc *corev1.Service, port PortRef, opts
 	return plan, nil
 }
 
+// AsidePorts returns ports with each port that reaches the agent
+// container of t (by the name or the number of one of its ports) sent to
+// the app's port the agent forwards it to, by number, and whether any
+// port was.
+func AsidePorts(t *corev1.PodTemplateSpec, ports []corev1.ServicePort) ([]corev1.ServicePort, bool) {
+	out := make([]corev1.ServicePort, len(ports))
+	changed := false
+	for i, sp := range ports {
+		sp := *sp.DeepCopy()
+		if agentPort, ok := agentTarget(t, sp); ok {
+			for _, f := range agentForwards(t) {
+				if f[0] == agentPort {
+					sp.TargetPort = intstr.FromInt32(f[1])
+					changed = true
+				}
+			}
+		}
+		out[i] = sp
+	}
+	return out, changed
+}
+
 // agentTarget reports whether the Service port already sends its traffic to
 // the agent container, and to which agent port.
 func agentTarget(t *corev1.PodTemplateSpec, sp corev1.ServicePort) (int32, bool) {

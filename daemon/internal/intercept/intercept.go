@@ -204,6 +204,16 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Agents that stepped aside after their idle time (aside.go): plan on
+	// the Service as pointed at them again, which it is once the checks
+	// pass.
+	back, err := m.asideBack(ctx, w, svc)
+	if err != nil {
+		return nil, err
+	}
+	if back != nil {
+		svc = back
+	}
 	tl.mark("service")
 	secretName := w.TokenSecretName()
 	plan, err := inject.Build(tmpl, svc, ref, inject.Options{AgentImage: req.AgentImage, SecretName: secretName,
@@ -222,8 +232,15 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 
 	tl.mark("checks")
+	if back != nil {
+		// The nodes' rules are then waited for as after a rollout.
+		if svc, err = m.pointBack(ctx, w, back, progress); err != nil {
+			return nil, err
+		}
+	}
+	cameBack := back != nil
 	if plan.Existing {
-		ic, err := m.reuse(ctx, req, w, svc, plan, secretName)
+		ic, err := m.reuse(ctx, req, w, svc, plan, secretName, cameBack, progress)
 		tl.mark("reused")
 		return ic, err
 	}
@@ -396,19 +413,33 @@ func recordOnly(w journal.Workload, svc *corev1.Service, plan inject.Plan) *Inte
 }
 
 // reuse intercepts through an agent an earlier intercept left in place:
-// the cluster does not change.
-func (m *Manager) reuse(ctx context.Context, req Request, w journal.Workload, svc *corev1.Service, plan inject.Plan, secretName string) (*Intercept, error) {
+// the cluster does not change, unless the agents had stepped aside and
+// the Service was just pointed at them again (cameBack): then the nodes'
+// rules are waited for.
+func (m *Manager) reuse(ctx context.Context, req Request, w journal.Workload, svc *corev1.Service, plan inject.Plan, secretName string,
+	cameBack bool, progress func(string)) (*Intercept, error) {
 	s, err := m.CS.CoreV1().Secrets(w.Namespace).Get(ctx, secretName, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("read the agent token of %s (run `tether rollback %s` to start over): %w", w, w, err)
 	}
-	if m.Progress != nil {
-		m.Progress(fmt.Sprintf("%s already runs the agent on port %d", w, plan.AgentPort))
-	}
+	progress(fmt.Sprintf("%s already runs the agent on port %d", w, plan.AgentPort))
+	token := s.Data[inject.TokenKey]
 	if req.RecordOnly {
+		if cameBack {
+			if err := m.readyRecording(ctx, w, svc, plan, token, nil, progress); err != nil {
+				return nil, err
+			}
+		}
 		return recordOnly(w, svc, plan), nil
 	}
-	return m.connect(ctx, req, w, svc, plan, s.Data[inject.TokenKey], nil)
+	ic, err := m.connect(ctx, req, w, svc, plan, token, nil)
+	if err != nil || !cameBack {
+		return ic, err
+	}
+	if err := m.readyIntercept(ctx, ic, svc, nil, progress); err != nil {
+		return nil, err
+	}
+	return ic, nil
 }
 
 // connect opens the tunnels to the workload's agents, taking those pre
@@ -420,6 +451,7 @@ func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, 
 	}
 	t := m.tunnelsFor(req, w, sel.String(), int(plan.AgentPort), token)
 	t.pre = pre
+	t.svc = svc.Name
 	if err := t.start(ctx); err != nil {
 		// The agents that did intercept send their port to the app again.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -42,6 +42,9 @@ type tunnels struct {
 	keepKey string
 	// pre, when set, holds the tunnels opened while the rollout ran.
 	pre *predial
+	// svc is the Service that sends the port to the agents; an agent that
+	// stepped aside is brought back with it (aside.go).
+	svc string
 
 	// serving ends the serve loops (leave): a kept tunnel serves nothing.
 	serving     context.Context
@@ -184,7 +187,7 @@ func (t *tunnels) connect(ctx context.Context, p *corev1.Pod) error {
 			return err
 		}
 	}
-	if err := l.Agent().Intercept(cctx, t.spec); err != nil {
+	if err := t.intercept(cctx, l.Agent()); err != nil {
 		l.Close()
 		return fmt.Errorf("intercept on pod %s: %w", pod, err)
 	}
@@ -398,4 +401,19 @@ func (t *tunnels) link(pod string) *agent.Link {
 		return nil
 	}
 	return l
+}
+
+// intercept asks agent a for t.spec, bringing it back first when it
+// stepped aside (a daemon pointing the Service at the app meanwhile
+// fails to: aside.go); a few times, should another step it aside again.
+func (t *tunnels) intercept(ctx context.Context, a agent.Service) error {
+	for try := 1; ; try++ {
+		err := a.Intercept(ctx, t.spec)
+		if !errors.Is(err, agent.ErrAside) || t.svc == "" || try == 3 {
+			return err
+		}
+		if err := bringBack(ctx, t.cs, t.ns, t.svc, a); err != nil {
+			return err
+		}
+	}
 }

@@ -47,6 +47,12 @@ const (
 	// AnnotationCreatedFor on a token Secret holds the entry's SecretNonce
 	// it was created for.
 	AnnotationCreatedFor = "tether.dev/created-for"
+	// AnnotationBack on a Service says when a tether last brought the
+	// agents back in front of its pods after they stepped aside; setting
+	// it changes the Service's version, which fails a concurrent
+	// stepping aside (daemon/internal/intercept/aside.go). Rollback
+	// removes it.
+	AnnotationBack = "tether.dev/agents-back"
 	dataKey              = "journal.json"
 	macKey               = "journal.mac"
 	secretKey            = "key"
@@ -146,6 +152,12 @@ type ServiceEntry struct {
 	// AppliedSelectorHash is Hash of the selector tether set.
 	Selector            map[string]string `json:"selector,omitempty"`
 	AppliedSelectorHash string            `json:"appliedSelectorHash,omitempty"`
+	// AsidePortsHash is Hash of the ports tether set when the workload's
+	// idle agents stepped aside (the Service sent back to the app, the
+	// agents left in the pods), and AsideFrom the ports before that, which
+	// the next intercept sets again.
+	AsidePortsHash string               `json:"asidePortsHash,omitempty"`
+	AsideFrom      []corev1.ServicePort `json:"asideFrom,omitempty"`
 }
 
 // Mark is a label tether put on a pod (--no-restart marks the pods whose

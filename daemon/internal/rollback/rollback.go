@@ -204,11 +204,13 @@ func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name strin
 		}
 		portsOK := equality.Semantic.DeepEqual(svc.Spec.Ports, se.Ports)
 		selOK := se.Selector == nil || equality.Semantic.DeepEqual(svc.Spec.Selector, se.Selector)
-		if portsOK && selOK {
+		_, bumped := svc.Annotations[journal.AnnotationBack]
+		if portsOK && selOK && !bumped {
 			step.Action = Unchanged
 			return nil
 		}
-		if !force && !portsOK && (se.AppliedPortsHash == "" || journal.Hash(svc.Spec.Ports) != se.AppliedPortsHash) {
+		if h := journal.Hash(svc.Spec.Ports); !force && !portsOK && (se.AppliedPortsHash == "" || h != se.AppliedPortsHash) &&
+			(se.AsidePortsHash == "" || h != se.AsidePortsHash) {
 			step.Action, step.Reason = Refused, "its ports changed since tether changed them; rerun with --force to restore them anyway"
 			return nil
 		}
@@ -220,6 +222,7 @@ func restoreService(ctx context.Context, cs kubernetes.Interface, ns, name strin
 		if se.Selector != nil {
 			svc.Spec.Selector = maps.Clone(se.Selector)
 		}
+		delete(svc.Annotations, journal.AnnotationBack)
 		_, err = cs.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{FieldManager: "tether"})
 		return err
 	})

@@ -27,6 +27,87 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type StepAsideRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Take intercepts again (the daemon points the Service at the agent).
+	Back          bool `protobuf:"varint,1,opt,name=back,proto3" json:"back,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepAsideRequest) Reset() {
+	*x = StepAsideRequest{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepAsideRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepAsideRequest) ProtoMessage() {}
+
+func (x *StepAsideRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepAsideRequest.ProtoReflect.Descriptor instead.
+func (*StepAsideRequest) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *StepAsideRequest) GetBack() bool {
+	if x != nil {
+		return x.Back
+	}
+	return false
+}
+
+type StepAsideResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepAsideResponse) Reset() {
+	*x = StepAsideResponse{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepAsideResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepAsideResponse) ProtoMessage() {}
+
+func (x *StepAsideResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepAsideResponse.ProtoReflect.Descriptor instead.
+func (*StepAsideResponse) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
 type DialBackRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// host:port on the daemon's machine, as the pod reaches it.
@@ -41,7 +122,7 @@ type DialBackRequest struct {
 
 func (x *DialBackRequest) Reset() {
 	*x = DialBackRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -53,7 +134,7 @@ func (x *DialBackRequest) String() string {
 func (*DialBackRequest) ProtoMessage() {}
 
 func (x *DialBackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[0]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -66,7 +147,7 @@ func (x *DialBackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialBackRequest.ProtoReflect.Descriptor instead.
 func (*DialBackRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *DialBackRequest) GetAddress() string {
@@ -98,7 +179,7 @@ type DialBackResponse struct {
 
 func (x *DialBackResponse) Reset() {
 	*x = DialBackResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -110,7 +191,7 @@ func (x *DialBackResponse) String() string {
 func (*DialBackResponse) ProtoMessage() {}
 
 func (x *DialBackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[1]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -123,7 +204,7 @@ func (x *DialBackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialBackResponse.ProtoReflect.Descriptor instead.
 func (*DialBackResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 type ReadProcessRequest struct {
@@ -139,7 +220,7 @@ type ReadProcessRequest struct {
 
 func (x *ReadProcessRequest) Reset() {
 	*x = ReadProcessRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -151,7 +232,7 @@ func (x *ReadProcessRequest) String() string {
 func (*ReadProcessRequest) ProtoMessage() {}
 
 func (x *ReadProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -164,7 +245,7 @@ func (x *ReadProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadProcessRequest.ProtoReflect.Descriptor instead.
 func (*ReadProcessRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReadProcessRequest) GetContainerId() string {
@@ -200,7 +281,7 @@ type ReadProcessResponse struct {
 
 func (x *ReadProcessResponse) Reset() {
 	*x = ReadProcessResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -212,7 +293,7 @@ func (x *ReadProcessResponse) String() string {
 func (*ReadProcessResponse) ProtoMessage() {}
 
 func (x *ReadProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -225,7 +306,7 @@ func (x *ReadProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadProcessResponse.ProtoReflect.Descriptor instead.
 func (*ReadProcessResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReadProcessResponse) GetPid() int32 {
@@ -290,7 +371,7 @@ type ProcessFile struct {
 
 func (x *ProcessFile) Reset() {
 	*x = ProcessFile{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +383,7 @@ func (x *ProcessFile) String() string {
 func (*ProcessFile) ProtoMessage() {}
 
 func (x *ProcessFile) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +396,7 @@ func (x *ProcessFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessFile.ProtoReflect.Descriptor instead.
 func (*ProcessFile) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ProcessFile) GetPath() string {
@@ -349,7 +430,7 @@ type RotateRequest struct {
 
 func (x *RotateRequest) Reset() {
 	*x = RotateRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +442,7 @@ func (x *RotateRequest) String() string {
 func (*RotateRequest) ProtoMessage() {}
 
 func (x *RotateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +455,7 @@ func (x *RotateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRequest.ProtoReflect.Descriptor instead.
 func (*RotateRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RotateRequest) GetToken() []byte {
@@ -392,7 +473,7 @@ type RotateResponse struct {
 
 func (x *RotateResponse) Reset() {
 	*x = RotateResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +485,7 @@ func (x *RotateResponse) String() string {
 func (*RotateResponse) ProtoMessage() {}
 
 func (x *RotateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +498,7 @@ func (x *RotateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateResponse.ProtoReflect.Descriptor instead.
 func (*RotateResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 // ExchangeFilter selects exchanges; empty fields select all.
@@ -435,7 +516,7 @@ type ExchangeFilter struct {
 
 func (x *ExchangeFilter) Reset() {
 	*x = ExchangeFilter{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +528,7 @@ func (x *ExchangeFilter) String() string {
 func (*ExchangeFilter) ProtoMessage() {}
 
 func (x *ExchangeFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +541,7 @@ func (x *ExchangeFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeFilter.ProtoReflect.Descriptor instead.
 func (*ExchangeFilter) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExchangeFilter) GetStatus() string {
@@ -511,7 +592,7 @@ type ExchangesRequest struct {
 
 func (x *ExchangesRequest) Reset() {
 	*x = ExchangesRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +604,7 @@ func (x *ExchangesRequest) String() string {
 func (*ExchangesRequest) ProtoMessage() {}
 
 func (x *ExchangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +617,7 @@ func (x *ExchangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangesRequest.ProtoReflect.Descriptor instead.
 func (*ExchangesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExchangesRequest) GetFilter() *ExchangeFilter {
@@ -572,7 +653,7 @@ type ExchangesChunk struct {
 
 func (x *ExchangesChunk) Reset() {
 	*x = ExchangesChunk{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +665,7 @@ func (x *ExchangesChunk) String() string {
 func (*ExchangesChunk) ProtoMessage() {}
 
 func (x *ExchangesChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +678,7 @@ func (x *ExchangesChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangesChunk.ProtoReflect.Descriptor instead.
 func (*ExchangesChunk) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExchangesChunk) GetExchanges() []*Exchange {
@@ -645,7 +726,7 @@ type Exchange struct {
 
 func (x *Exchange) Reset() {
 	*x = Exchange{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +738,7 @@ func (x *Exchange) String() string {
 func (*Exchange) ProtoMessage() {}
 
 func (x *Exchange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +751,7 @@ func (x *Exchange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exchange.ProtoReflect.Descriptor instead.
 func (*Exchange) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Exchange) GetId() uint64 {
@@ -788,7 +869,7 @@ type HTTPMessage struct {
 
 func (x *HTTPMessage) Reset() {
 	*x = HTTPMessage{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +881,7 @@ func (x *HTTPMessage) String() string {
 func (*HTTPMessage) ProtoMessage() {}
 
 func (x *HTTPMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +894,7 @@ func (x *HTTPMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPMessage.ProtoReflect.Descriptor instead.
 func (*HTTPMessage) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HTTPMessage) GetMethod() string {
@@ -904,7 +985,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +997,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1010,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Header) GetName() string {
@@ -971,7 +1052,7 @@ type RecordingStats struct {
 
 func (x *RecordingStats) Reset() {
 	*x = RecordingStats{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1064,7 @@ func (x *RecordingStats) String() string {
 func (*RecordingStats) ProtoMessage() {}
 
 func (x *RecordingStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1077,7 @@ func (x *RecordingStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordingStats.ProtoReflect.Descriptor instead.
 func (*RecordingStats) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RecordingStats) GetConnections() uint64 {
@@ -1105,7 +1186,7 @@ type ResolvConfRequest struct {
 
 func (x *ResolvConfRequest) Reset() {
 	*x = ResolvConfRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1198,7 @@ func (x *ResolvConfRequest) String() string {
 func (*ResolvConfRequest) ProtoMessage() {}
 
 func (x *ResolvConfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1211,7 @@ func (x *ResolvConfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvConfRequest.ProtoReflect.Descriptor instead.
 func (*ResolvConfRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 type ResolvConfResponse struct {
@@ -1142,7 +1223,7 @@ type ResolvConfResponse struct {
 
 func (x *ResolvConfResponse) Reset() {
 	*x = ResolvConfResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1235,7 @@ func (x *ResolvConfResponse) String() string {
 func (*ResolvConfResponse) ProtoMessage() {}
 
 func (x *ResolvConfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1248,7 @@ func (x *ResolvConfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvConfResponse.ProtoReflect.Descriptor instead.
 func (*ResolvConfResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResolvConfResponse) GetContent() []byte {
@@ -1192,7 +1273,7 @@ type DNSQueryRequest struct {
 
 func (x *DNSQueryRequest) Reset() {
 	*x = DNSQueryRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1285,7 @@ func (x *DNSQueryRequest) String() string {
 func (*DNSQueryRequest) ProtoMessage() {}
 
 func (x *DNSQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1298,7 @@ func (x *DNSQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSQueryRequest.ProtoReflect.Descriptor instead.
 func (*DNSQueryRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DNSQueryRequest) GetServer() string {
@@ -1261,7 +1342,7 @@ type DNSRecord struct {
 
 func (x *DNSRecord) Reset() {
 	*x = DNSRecord{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1354,7 @@ func (x *DNSRecord) String() string {
 func (*DNSRecord) ProtoMessage() {}
 
 func (x *DNSRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1367,7 @@ func (x *DNSRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSRecord.ProtoReflect.Descriptor instead.
 func (*DNSRecord) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DNSRecord) GetName() string {
@@ -1333,7 +1414,7 @@ type DNSQueryResponse struct {
 
 func (x *DNSQueryResponse) Reset() {
 	*x = DNSQueryResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1426,7 @@ func (x *DNSQueryResponse) String() string {
 func (*DNSQueryResponse) ProtoMessage() {}
 
 func (x *DNSQueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1439,7 @@ func (x *DNSQueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSQueryResponse.ProtoReflect.Descriptor instead.
 func (*DNSQueryResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DNSQueryResponse) GetRcode() string {
@@ -1409,7 +1490,7 @@ type ProbeRequest struct {
 
 func (x *ProbeRequest) Reset() {
 	*x = ProbeRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1502,7 @@ func (x *ProbeRequest) String() string {
 func (*ProbeRequest) ProtoMessage() {}
 
 func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1515,7 @@ func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeRequest.ProtoReflect.Descriptor instead.
 func (*ProbeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ProbeRequest) GetAddress() string {
@@ -1470,7 +1551,7 @@ type HTTPProbe struct {
 
 func (x *HTTPProbe) Reset() {
 	*x = HTTPProbe{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1563,7 @@ func (x *HTTPProbe) String() string {
 func (*HTTPProbe) ProtoMessage() {}
 
 func (x *HTTPProbe) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1576,7 @@ func (x *HTTPProbe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPProbe.ProtoReflect.Descriptor instead.
 func (*HTTPProbe) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HTTPProbe) GetMethod() string {
@@ -1538,7 +1619,7 @@ type ProbeResponse struct {
 
 func (x *ProbeResponse) Reset() {
 	*x = ProbeResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1631,7 @@ func (x *ProbeResponse) String() string {
 func (*ProbeResponse) ProtoMessage() {}
 
 func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1644,7 @@ func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeResponse.ProtoReflect.Descriptor instead.
 func (*ProbeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ProbeResponse) GetConnected() bool {
@@ -1632,7 +1713,7 @@ type CaptureRequest struct {
 
 func (x *CaptureRequest) Reset() {
 	*x = CaptureRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1725,7 @@ func (x *CaptureRequest) String() string {
 func (*CaptureRequest) ProtoMessage() {}
 
 func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1738,7 @@ func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
 func (*CaptureRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CaptureRequest) GetInterface() string {
@@ -1708,7 +1789,7 @@ type CaptureEvent struct {
 
 func (x *CaptureEvent) Reset() {
 	*x = CaptureEvent{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1801,7 @@ func (x *CaptureEvent) String() string {
 func (*CaptureEvent) ProtoMessage() {}
 
 func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1814,7 @@ func (x *CaptureEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureEvent.ProtoReflect.Descriptor instead.
 func (*CaptureEvent) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CaptureEvent) GetEvent() isCaptureEvent_Event {
@@ -1788,7 +1869,7 @@ type PacketBatch struct {
 
 func (x *PacketBatch) Reset() {
 	*x = PacketBatch{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +1881,7 @@ func (x *PacketBatch) String() string {
 func (*PacketBatch) ProtoMessage() {}
 
 func (x *PacketBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +1894,7 @@ func (x *PacketBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PacketBatch.ProtoReflect.Descriptor instead.
 func (*PacketBatch) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PacketBatch) GetPackets() []*Packet {
@@ -1836,7 +1917,7 @@ type Packet struct {
 
 func (x *Packet) Reset() {
 	*x = Packet{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +1929,7 @@ func (x *Packet) String() string {
 func (*Packet) ProtoMessage() {}
 
 func (x *Packet) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +1942,7 @@ func (x *Packet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Packet.ProtoReflect.Descriptor instead.
 func (*Packet) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Packet) GetTimestampUnixNano() int64 {
@@ -1896,7 +1977,7 @@ type CaptureStats struct {
 
 func (x *CaptureStats) Reset() {
 	*x = CaptureStats{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +1989,7 @@ func (x *CaptureStats) String() string {
 func (*CaptureStats) ProtoMessage() {}
 
 func (x *CaptureStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +2002,7 @@ func (x *CaptureStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureStats.ProtoReflect.Descriptor instead.
 func (*CaptureStats) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CaptureStats) GetReceived() uint64 {
@@ -1962,7 +2043,7 @@ type Forward struct {
 
 func (x *Forward) Reset() {
 	*x = Forward{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2055,7 @@ func (x *Forward) String() string {
 func (*Forward) ProtoMessage() {}
 
 func (x *Forward) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2068,7 @@ func (x *Forward) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Forward.ProtoReflect.Descriptor instead.
 func (*Forward) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Forward) GetListenPort() uint32 {
@@ -2053,7 +2134,7 @@ type RouteFilter struct {
 
 func (x *RouteFilter) Reset() {
 	*x = RouteFilter{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2065,7 +2146,7 @@ func (x *RouteFilter) String() string {
 func (*RouteFilter) ProtoMessage() {}
 
 func (x *RouteFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2078,7 +2159,7 @@ func (x *RouteFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteFilter.ProtoReflect.Descriptor instead.
 func (*RouteFilter) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RouteFilter) GetHeaders() []string {
@@ -2118,7 +2199,7 @@ type InterceptRequest struct {
 
 func (x *InterceptRequest) Reset() {
 	*x = InterceptRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2211,7 @@ func (x *InterceptRequest) String() string {
 func (*InterceptRequest) ProtoMessage() {}
 
 func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2224,7 @@ func (x *InterceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRequest.ProtoReflect.Descriptor instead.
 func (*InterceptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *InterceptRequest) GetListenPort() uint32 {
@@ -2200,7 +2281,7 @@ type InterceptStatus struct {
 
 func (x *InterceptStatus) Reset() {
 	*x = InterceptStatus{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2212,7 +2293,7 @@ func (x *InterceptStatus) String() string {
 func (*InterceptStatus) ProtoMessage() {}
 
 func (x *InterceptStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2225,7 +2306,7 @@ func (x *InterceptStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptStatus.ProtoReflect.Descriptor instead.
 func (*InterceptStatus) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *InterceptStatus) GetId() string {
@@ -2292,7 +2373,7 @@ type InterceptResponse struct {
 
 func (x *InterceptResponse) Reset() {
 	*x = InterceptResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2385,7 @@ func (x *InterceptResponse) String() string {
 func (*InterceptResponse) ProtoMessage() {}
 
 func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2398,7 @@ func (x *InterceptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptResponse.ProtoReflect.Descriptor instead.
 func (*InterceptResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 type LeaveRequest struct {
@@ -2332,7 +2413,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2344,7 +2425,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2357,7 +2438,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LeaveRequest) GetListenPort() uint32 {
@@ -2382,7 +2463,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2475,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2488,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{33}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 type InfoRequest struct {
@@ -2418,7 +2499,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2511,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2524,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{34}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{36}
 }
 
 type InfoResponse struct {
@@ -2464,15 +2545,20 @@ type InfoResponse struct {
 	IdleSinceUnixNano int64 `protobuf:"varint,7,opt,name=idle_since_unix_nano,json=idleSinceUnixNano,proto3" json:"idle_since_unix_nano,omitempty"`
 	// Recording is on but paused: idle longer than --record-idle.
 	RecordingPaused bool `protobuf:"varint,8,opt,name=recording_paused,json=recordingPaused,proto3" json:"recording_paused,omitempty"`
-	// The agent's --record-idle in nanoseconds (0: never pauses).
+	// The agent's --record-idle in nanoseconds (0: never pauses), also the
+	// time after which it may step aside; reported whether it records or
+	// not.
 	RecordIdleNanos int64 `protobuf:"varint,9,opt,name=record_idle_nanos,json=recordIdleNanos,proto3" json:"record_idle_nanos,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The agent stepped aside (StepAside): the Service is being, or has
+	// been, pointed back at the app, and it refuses intercepts.
+	Aside         bool `protobuf:"varint,10,opt,name=aside,proto3" json:"aside,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2484,7 +2570,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2497,7 +2583,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{35}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *InfoResponse) GetVersion() string {
@@ -2563,6 +2649,13 @@ func (x *InfoResponse) GetRecordIdleNanos() int64 {
 	return 0
 }
 
+func (x *InfoResponse) GetAside() bool {
+	if x != nil {
+		return x.Aside
+	}
+	return false
+}
+
 type StartProfileRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One block-profile sample per this many nanoseconds blocked; 0: 10,000.
@@ -2575,7 +2668,7 @@ type StartProfileRequest struct {
 
 func (x *StartProfileRequest) Reset() {
 	*x = StartProfileRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[36]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2587,7 +2680,7 @@ func (x *StartProfileRequest) String() string {
 func (*StartProfileRequest) ProtoMessage() {}
 
 func (x *StartProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[36]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2600,7 +2693,7 @@ func (x *StartProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartProfileRequest.ProtoReflect.Descriptor instead.
 func (*StartProfileRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{36}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StartProfileRequest) GetBlockRateNs() int64 {
@@ -2625,7 +2718,7 @@ type StartProfileResponse struct {
 
 func (x *StartProfileResponse) Reset() {
 	*x = StartProfileResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[37]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2730,7 @@ func (x *StartProfileResponse) String() string {
 func (*StartProfileResponse) ProtoMessage() {}
 
 func (x *StartProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[37]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2743,7 @@ func (x *StartProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartProfileResponse.ProtoReflect.Descriptor instead.
 func (*StartProfileResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{37}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{39}
 }
 
 type StopProfileRequest struct {
@@ -2661,7 +2754,7 @@ type StopProfileRequest struct {
 
 func (x *StopProfileRequest) Reset() {
 	*x = StopProfileRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[38]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2673,7 +2766,7 @@ func (x *StopProfileRequest) String() string {
 func (*StopProfileRequest) ProtoMessage() {}
 
 func (x *StopProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[38]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2686,7 +2779,7 @@ func (x *StopProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopProfileRequest.ProtoReflect.Descriptor instead.
 func (*StopProfileRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{38}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{40}
 }
 
 type StopProfileResponse struct {
@@ -2701,7 +2794,7 @@ type StopProfileResponse struct {
 
 func (x *StopProfileResponse) Reset() {
 	*x = StopProfileResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[39]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2713,7 +2806,7 @@ func (x *StopProfileResponse) String() string {
 func (*StopProfileResponse) ProtoMessage() {}
 
 func (x *StopProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[39]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2726,7 +2819,7 @@ func (x *StopProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopProfileResponse.ProtoReflect.Descriptor instead.
 func (*StopProfileResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{39}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StopProfileResponse) GetCpu() []byte {
@@ -2771,7 +2864,7 @@ type ExpectProbeRequest struct {
 
 func (x *ExpectProbeRequest) Reset() {
 	*x = ExpectProbeRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[40]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2783,7 +2876,7 @@ func (x *ExpectProbeRequest) String() string {
 func (*ExpectProbeRequest) ProtoMessage() {}
 
 func (x *ExpectProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[40]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2796,7 +2889,7 @@ func (x *ExpectProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpectProbeRequest.ProtoReflect.Descriptor instead.
 func (*ExpectProbeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{40}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ExpectProbeRequest) GetNonce() []byte {
@@ -2828,7 +2921,7 @@ type ExpectProbeResponse struct {
 
 func (x *ExpectProbeResponse) Reset() {
 	*x = ExpectProbeResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[41]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2840,7 +2933,7 @@ func (x *ExpectProbeResponse) String() string {
 func (*ExpectProbeResponse) ProtoMessage() {}
 
 func (x *ExpectProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[41]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2853,7 +2946,7 @@ func (x *ExpectProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpectProbeResponse.ProtoReflect.Descriptor instead.
 func (*ExpectProbeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{41}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{43}
 }
 
 type ProbeServiceRequest struct {
@@ -2875,7 +2968,7 @@ type ProbeServiceRequest struct {
 
 func (x *ProbeServiceRequest) Reset() {
 	*x = ProbeServiceRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[42]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2887,7 +2980,7 @@ func (x *ProbeServiceRequest) String() string {
 func (*ProbeServiceRequest) ProtoMessage() {}
 
 func (x *ProbeServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[42]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2900,7 +2993,7 @@ func (x *ProbeServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeServiceRequest.ProtoReflect.Descriptor instead.
 func (*ProbeServiceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{42}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ProbeServiceRequest) GetAddress() string {
@@ -2962,7 +3055,7 @@ type ProbeServiceResponse struct {
 
 func (x *ProbeServiceResponse) Reset() {
 	*x = ProbeServiceResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[43]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2974,7 +3067,7 @@ func (x *ProbeServiceResponse) String() string {
 func (*ProbeServiceResponse) ProtoMessage() {}
 
 func (x *ProbeServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[43]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2987,7 +3080,7 @@ func (x *ProbeServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeServiceResponse.ProtoReflect.Descriptor instead.
 func (*ProbeServiceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{43}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ProbeServiceResponse) GetReady() bool {
@@ -3036,7 +3129,10 @@ var File_proto_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x1aproto/agent/v1/agent.proto\x12\x0ftether.agent.v1\"t\n" +
+	"\x1aproto/agent/v1/agent.proto\x12\x0ftether.agent.v1\"&\n" +
+	"\x10StepAsideRequest\x12\x12\n" +
+	"\x04back\x18\x01 \x01(\bR\x04back\"\x13\n" +
+	"\x11StepAsideResponse\"t\n" +
 	"\x0fDialBackRequest\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12 \n" +
 	"\vcertificate\x18\x02 \x01(\fR\vcertificate\x12%\n" +
@@ -3219,7 +3315,7 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"listenPort\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"\x0f\n" +
 	"\rLeaveResponse\"\r\n" +
-	"\vInfoRequest\"\xea\x02\n" +
+	"\vInfoRequest\"\x80\x03\n" +
 	"\fInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
 	"\x06commit\x18\x02 \x01(\tR\x06commit\x12\x19\n" +
@@ -3229,7 +3325,9 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\bforwards\x18\x06 \x03(\v2\x18.tether.agent.v1.ForwardR\bforwards\x12/\n" +
 	"\x14idle_since_unix_nano\x18\a \x01(\x03R\x11idleSinceUnixNano\x12)\n" +
 	"\x10recording_paused\x18\b \x01(\bR\x0frecordingPaused\x12*\n" +
-	"\x11record_idle_nanos\x18\t \x01(\x03R\x0frecordIdleNanos\"`\n" +
+	"\x11record_idle_nanos\x18\t \x01(\x03R\x0frecordIdleNanos\x12\x14\n" +
+	"\x05aside\x18\n" +
+	" \x01(\bR\x05aside\"`\n" +
 	"\x13StartProfileRequest\x12\"\n" +
 	"\rblock_rate_ns\x18\x01 \x01(\x03R\vblockRateNs\x12%\n" +
 	"\x0emutex_fraction\x18\x02 \x01(\x05R\rmutexFraction\"\x16\n" +
@@ -3263,7 +3361,8 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"last_error\x18\x06 \x01(\tR\tlastError\x1a;\n" +
 	"\rAnsweredEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x012\xdc\t\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x012\xb0\n" +
+	"\n" +
 	"\x05Agent\x12C\n" +
 	"\x04Info\x12\x1c.tether.agent.v1.InfoRequest\x1a\x1d.tether.agent.v1.InfoResponse\x12R\n" +
 	"\tIntercept\x12!.tether.agent.v1.InterceptRequest\x1a\".tether.agent.v1.InterceptResponse\x12F\n" +
@@ -3280,7 +3379,8 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\fStartProfile\x12$.tether.agent.v1.StartProfileRequest\x1a%.tether.agent.v1.StartProfileResponse\x12X\n" +
 	"\vStopProfile\x12#.tether.agent.v1.StopProfileRequest\x1a$.tether.agent.v1.StopProfileResponse\x12X\n" +
 	"\vExpectProbe\x12#.tether.agent.v1.ExpectProbeRequest\x1a$.tether.agent.v1.ExpectProbeResponse\x12[\n" +
-	"\fProbeService\x12$.tether.agent.v1.ProbeServiceRequest\x1a%.tether.agent.v1.ProbeServiceResponseB5Z3github.com/tetherkube/tether/proto/agent/v1;agentv1b\x06proto3"
+	"\fProbeService\x12$.tether.agent.v1.ProbeServiceRequest\x1a%.tether.agent.v1.ProbeServiceResponse\x12R\n" +
+	"\tStepAside\x12!.tether.agent.v1.StepAsideRequest\x1a\".tether.agent.v1.StepAsideResponseB5Z3github.com/tetherkube/tether/proto/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_proto_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -3294,105 +3394,109 @@ func file_proto_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_proto_agent_v1_agent_proto_rawDescData
 }
 
-var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_proto_agent_v1_agent_proto_goTypes = []any{
-	(*DialBackRequest)(nil),      // 0: tether.agent.v1.DialBackRequest
-	(*DialBackResponse)(nil),     // 1: tether.agent.v1.DialBackResponse
-	(*ReadProcessRequest)(nil),   // 2: tether.agent.v1.ReadProcessRequest
-	(*ReadProcessResponse)(nil),  // 3: tether.agent.v1.ReadProcessResponse
-	(*ProcessFile)(nil),          // 4: tether.agent.v1.ProcessFile
-	(*RotateRequest)(nil),        // 5: tether.agent.v1.RotateRequest
-	(*RotateResponse)(nil),       // 6: tether.agent.v1.RotateResponse
-	(*ExchangeFilter)(nil),       // 7: tether.agent.v1.ExchangeFilter
-	(*ExchangesRequest)(nil),     // 8: tether.agent.v1.ExchangesRequest
-	(*ExchangesChunk)(nil),       // 9: tether.agent.v1.ExchangesChunk
-	(*Exchange)(nil),             // 10: tether.agent.v1.Exchange
-	(*HTTPMessage)(nil),          // 11: tether.agent.v1.HTTPMessage
-	(*Header)(nil),               // 12: tether.agent.v1.Header
-	(*RecordingStats)(nil),       // 13: tether.agent.v1.RecordingStats
-	(*ResolvConfRequest)(nil),    // 14: tether.agent.v1.ResolvConfRequest
-	(*ResolvConfResponse)(nil),   // 15: tether.agent.v1.ResolvConfResponse
-	(*DNSQueryRequest)(nil),      // 16: tether.agent.v1.DNSQueryRequest
-	(*DNSRecord)(nil),            // 17: tether.agent.v1.DNSRecord
-	(*DNSQueryResponse)(nil),     // 18: tether.agent.v1.DNSQueryResponse
-	(*ProbeRequest)(nil),         // 19: tether.agent.v1.ProbeRequest
-	(*HTTPProbe)(nil),            // 20: tether.agent.v1.HTTPProbe
-	(*ProbeResponse)(nil),        // 21: tether.agent.v1.ProbeResponse
-	(*CaptureRequest)(nil),       // 22: tether.agent.v1.CaptureRequest
-	(*CaptureEvent)(nil),         // 23: tether.agent.v1.CaptureEvent
-	(*PacketBatch)(nil),          // 24: tether.agent.v1.PacketBatch
-	(*Packet)(nil),               // 25: tether.agent.v1.Packet
-	(*CaptureStats)(nil),         // 26: tether.agent.v1.CaptureStats
-	(*Forward)(nil),              // 27: tether.agent.v1.Forward
-	(*RouteFilter)(nil),          // 28: tether.agent.v1.RouteFilter
-	(*InterceptRequest)(nil),     // 29: tether.agent.v1.InterceptRequest
-	(*InterceptStatus)(nil),      // 30: tether.agent.v1.InterceptStatus
-	(*InterceptResponse)(nil),    // 31: tether.agent.v1.InterceptResponse
-	(*LeaveRequest)(nil),         // 32: tether.agent.v1.LeaveRequest
-	(*LeaveResponse)(nil),        // 33: tether.agent.v1.LeaveResponse
-	(*InfoRequest)(nil),          // 34: tether.agent.v1.InfoRequest
-	(*InfoResponse)(nil),         // 35: tether.agent.v1.InfoResponse
-	(*StartProfileRequest)(nil),  // 36: tether.agent.v1.StartProfileRequest
-	(*StartProfileResponse)(nil), // 37: tether.agent.v1.StartProfileResponse
-	(*StopProfileRequest)(nil),   // 38: tether.agent.v1.StopProfileRequest
-	(*StopProfileResponse)(nil),  // 39: tether.agent.v1.StopProfileResponse
-	(*ExpectProbeRequest)(nil),   // 40: tether.agent.v1.ExpectProbeRequest
-	(*ExpectProbeResponse)(nil),  // 41: tether.agent.v1.ExpectProbeResponse
-	(*ProbeServiceRequest)(nil),  // 42: tether.agent.v1.ProbeServiceRequest
-	(*ProbeServiceResponse)(nil), // 43: tether.agent.v1.ProbeServiceResponse
-	nil,                          // 44: tether.agent.v1.ProbeServiceResponse.AnsweredEntry
+	(*StepAsideRequest)(nil),     // 0: tether.agent.v1.StepAsideRequest
+	(*StepAsideResponse)(nil),    // 1: tether.agent.v1.StepAsideResponse
+	(*DialBackRequest)(nil),      // 2: tether.agent.v1.DialBackRequest
+	(*DialBackResponse)(nil),     // 3: tether.agent.v1.DialBackResponse
+	(*ReadProcessRequest)(nil),   // 4: tether.agent.v1.ReadProcessRequest
+	(*ReadProcessResponse)(nil),  // 5: tether.agent.v1.ReadProcessResponse
+	(*ProcessFile)(nil),          // 6: tether.agent.v1.ProcessFile
+	(*RotateRequest)(nil),        // 7: tether.agent.v1.RotateRequest
+	(*RotateResponse)(nil),       // 8: tether.agent.v1.RotateResponse
+	(*ExchangeFilter)(nil),       // 9: tether.agent.v1.ExchangeFilter
+	(*ExchangesRequest)(nil),     // 10: tether.agent.v1.ExchangesRequest
+	(*ExchangesChunk)(nil),       // 11: tether.agent.v1.ExchangesChunk
+	(*Exchange)(nil),             // 12: tether.agent.v1.Exchange
+	(*HTTPMessage)(nil),          // 13: tether.agent.v1.HTTPMessage
+	(*Header)(nil),               // 14: tether.agent.v1.Header
+	(*RecordingStats)(nil),       // 15: tether.agent.v1.RecordingStats
+	(*ResolvConfRequest)(nil),    // 16: tether.agent.v1.ResolvConfRequest
+	(*ResolvConfResponse)(nil),   // 17: tether.agent.v1.ResolvConfResponse
+	(*DNSQueryRequest)(nil),      // 18: tether.agent.v1.DNSQueryRequest
+	(*DNSRecord)(nil),            // 19: tether.agent.v1.DNSRecord
+	(*DNSQueryResponse)(nil),     // 20: tether.agent.v1.DNSQueryResponse
+	(*ProbeRequest)(nil),         // 21: tether.agent.v1.ProbeRequest
+	(*HTTPProbe)(nil),            // 22: tether.agent.v1.HTTPProbe
+	(*ProbeResponse)(nil),        // 23: tether.agent.v1.ProbeResponse
+	(*CaptureRequest)(nil),       // 24: tether.agent.v1.CaptureRequest
+	(*CaptureEvent)(nil),         // 25: tether.agent.v1.CaptureEvent
+	(*PacketBatch)(nil),          // 26: tether.agent.v1.PacketBatch
+	(*Packet)(nil),               // 27: tether.agent.v1.Packet
+	(*CaptureStats)(nil),         // 28: tether.agent.v1.CaptureStats
+	(*Forward)(nil),              // 29: tether.agent.v1.Forward
+	(*RouteFilter)(nil),          // 30: tether.agent.v1.RouteFilter
+	(*InterceptRequest)(nil),     // 31: tether.agent.v1.InterceptRequest
+	(*InterceptStatus)(nil),      // 32: tether.agent.v1.InterceptStatus
+	(*InterceptResponse)(nil),    // 33: tether.agent.v1.InterceptResponse
+	(*LeaveRequest)(nil),         // 34: tether.agent.v1.LeaveRequest
+	(*LeaveResponse)(nil),        // 35: tether.agent.v1.LeaveResponse
+	(*InfoRequest)(nil),          // 36: tether.agent.v1.InfoRequest
+	(*InfoResponse)(nil),         // 37: tether.agent.v1.InfoResponse
+	(*StartProfileRequest)(nil),  // 38: tether.agent.v1.StartProfileRequest
+	(*StartProfileResponse)(nil), // 39: tether.agent.v1.StartProfileResponse
+	(*StopProfileRequest)(nil),   // 40: tether.agent.v1.StopProfileRequest
+	(*StopProfileResponse)(nil),  // 41: tether.agent.v1.StopProfileResponse
+	(*ExpectProbeRequest)(nil),   // 42: tether.agent.v1.ExpectProbeRequest
+	(*ExpectProbeResponse)(nil),  // 43: tether.agent.v1.ExpectProbeResponse
+	(*ProbeServiceRequest)(nil),  // 44: tether.agent.v1.ProbeServiceRequest
+	(*ProbeServiceResponse)(nil), // 45: tether.agent.v1.ProbeServiceResponse
+	nil,                          // 46: tether.agent.v1.ProbeServiceResponse.AnsweredEntry
 }
 var file_proto_agent_v1_agent_proto_depIdxs = []int32{
-	4,  // 0: tether.agent.v1.ReadProcessResponse.files:type_name -> tether.agent.v1.ProcessFile
-	7,  // 1: tether.agent.v1.ExchangesRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
-	10, // 2: tether.agent.v1.ExchangesChunk.exchanges:type_name -> tether.agent.v1.Exchange
-	13, // 3: tether.agent.v1.ExchangesChunk.stats:type_name -> tether.agent.v1.RecordingStats
-	11, // 4: tether.agent.v1.Exchange.request:type_name -> tether.agent.v1.HTTPMessage
-	11, // 5: tether.agent.v1.Exchange.response:type_name -> tether.agent.v1.HTTPMessage
-	12, // 6: tether.agent.v1.HTTPMessage.header:type_name -> tether.agent.v1.Header
-	12, // 7: tether.agent.v1.HTTPMessage.trailer:type_name -> tether.agent.v1.Header
-	17, // 8: tether.agent.v1.DNSQueryResponse.answers:type_name -> tether.agent.v1.DNSRecord
-	20, // 9: tether.agent.v1.ProbeRequest.http:type_name -> tether.agent.v1.HTTPProbe
-	24, // 10: tether.agent.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
-	26, // 11: tether.agent.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
-	25, // 12: tether.agent.v1.PacketBatch.packets:type_name -> tether.agent.v1.Packet
-	30, // 13: tether.agent.v1.Forward.intercepts:type_name -> tether.agent.v1.InterceptStatus
-	28, // 14: tether.agent.v1.InterceptRequest.filter:type_name -> tether.agent.v1.RouteFilter
-	28, // 15: tether.agent.v1.InterceptStatus.filter:type_name -> tether.agent.v1.RouteFilter
-	27, // 16: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
-	44, // 17: tether.agent.v1.ProbeServiceResponse.answered:type_name -> tether.agent.v1.ProbeServiceResponse.AnsweredEntry
-	34, // 18: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
-	29, // 19: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
-	32, // 20: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
-	22, // 21: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
-	14, // 22: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
-	16, // 23: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
-	19, // 24: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
-	8,  // 25: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
-	5,  // 26: tether.agent.v1.Agent.Rotate:input_type -> tether.agent.v1.RotateRequest
-	2,  // 27: tether.agent.v1.Agent.ReadProcess:input_type -> tether.agent.v1.ReadProcessRequest
-	0,  // 28: tether.agent.v1.Agent.DialBack:input_type -> tether.agent.v1.DialBackRequest
-	36, // 29: tether.agent.v1.Agent.StartProfile:input_type -> tether.agent.v1.StartProfileRequest
-	38, // 30: tether.agent.v1.Agent.StopProfile:input_type -> tether.agent.v1.StopProfileRequest
-	40, // 31: tether.agent.v1.Agent.ExpectProbe:input_type -> tether.agent.v1.ExpectProbeRequest
-	42, // 32: tether.agent.v1.Agent.ProbeService:input_type -> tether.agent.v1.ProbeServiceRequest
-	35, // 33: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
-	31, // 34: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
-	33, // 35: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
-	23, // 36: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
-	15, // 37: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
-	18, // 38: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
-	21, // 39: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
-	9,  // 40: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
-	6,  // 41: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
-	3,  // 42: tether.agent.v1.Agent.ReadProcess:output_type -> tether.agent.v1.ReadProcessResponse
-	1,  // 43: tether.agent.v1.Agent.DialBack:output_type -> tether.agent.v1.DialBackResponse
-	37, // 44: tether.agent.v1.Agent.StartProfile:output_type -> tether.agent.v1.StartProfileResponse
-	39, // 45: tether.agent.v1.Agent.StopProfile:output_type -> tether.agent.v1.StopProfileResponse
-	41, // 46: tether.agent.v1.Agent.ExpectProbe:output_type -> tether.agent.v1.ExpectProbeResponse
-	43, // 47: tether.agent.v1.Agent.ProbeService:output_type -> tether.agent.v1.ProbeServiceResponse
-	33, // [33:48] is the sub-list for method output_type
-	18, // [18:33] is the sub-list for method input_type
+	6,  // 0: tether.agent.v1.ReadProcessResponse.files:type_name -> tether.agent.v1.ProcessFile
+	9,  // 1: tether.agent.v1.ExchangesRequest.filter:type_name -> tether.agent.v1.ExchangeFilter
+	12, // 2: tether.agent.v1.ExchangesChunk.exchanges:type_name -> tether.agent.v1.Exchange
+	15, // 3: tether.agent.v1.ExchangesChunk.stats:type_name -> tether.agent.v1.RecordingStats
+	13, // 4: tether.agent.v1.Exchange.request:type_name -> tether.agent.v1.HTTPMessage
+	13, // 5: tether.agent.v1.Exchange.response:type_name -> tether.agent.v1.HTTPMessage
+	14, // 6: tether.agent.v1.HTTPMessage.header:type_name -> tether.agent.v1.Header
+	14, // 7: tether.agent.v1.HTTPMessage.trailer:type_name -> tether.agent.v1.Header
+	19, // 8: tether.agent.v1.DNSQueryResponse.answers:type_name -> tether.agent.v1.DNSRecord
+	22, // 9: tether.agent.v1.ProbeRequest.http:type_name -> tether.agent.v1.HTTPProbe
+	26, // 10: tether.agent.v1.CaptureEvent.packets:type_name -> tether.agent.v1.PacketBatch
+	28, // 11: tether.agent.v1.CaptureEvent.stats:type_name -> tether.agent.v1.CaptureStats
+	27, // 12: tether.agent.v1.PacketBatch.packets:type_name -> tether.agent.v1.Packet
+	32, // 13: tether.agent.v1.Forward.intercepts:type_name -> tether.agent.v1.InterceptStatus
+	30, // 14: tether.agent.v1.InterceptRequest.filter:type_name -> tether.agent.v1.RouteFilter
+	30, // 15: tether.agent.v1.InterceptStatus.filter:type_name -> tether.agent.v1.RouteFilter
+	29, // 16: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
+	46, // 17: tether.agent.v1.ProbeServiceResponse.answered:type_name -> tether.agent.v1.ProbeServiceResponse.AnsweredEntry
+	36, // 18: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
+	31, // 19: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
+	34, // 20: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
+	24, // 21: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
+	16, // 22: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
+	18, // 23: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
+	21, // 24: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
+	10, // 25: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
+	7,  // 26: tether.agent.v1.Agent.Rotate:input_type -> tether.agent.v1.RotateRequest
+	4,  // 27: tether.agent.v1.Agent.ReadProcess:input_type -> tether.agent.v1.ReadProcessRequest
+	2,  // 28: tether.agent.v1.Agent.DialBack:input_type -> tether.agent.v1.DialBackRequest
+	38, // 29: tether.agent.v1.Agent.StartProfile:input_type -> tether.agent.v1.StartProfileRequest
+	40, // 30: tether.agent.v1.Agent.StopProfile:input_type -> tether.agent.v1.StopProfileRequest
+	42, // 31: tether.agent.v1.Agent.ExpectProbe:input_type -> tether.agent.v1.ExpectProbeRequest
+	44, // 32: tether.agent.v1.Agent.ProbeService:input_type -> tether.agent.v1.ProbeServiceRequest
+	0,  // 33: tether.agent.v1.Agent.StepAside:input_type -> tether.agent.v1.StepAsideRequest
+	37, // 34: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
+	33, // 35: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
+	35, // 36: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
+	25, // 37: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
+	17, // 38: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
+	20, // 39: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
+	23, // 40: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
+	11, // 41: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
+	8,  // 42: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
+	5,  // 43: tether.agent.v1.Agent.ReadProcess:output_type -> tether.agent.v1.ReadProcessResponse
+	3,  // 44: tether.agent.v1.Agent.DialBack:output_type -> tether.agent.v1.DialBackResponse
+	39, // 45: tether.agent.v1.Agent.StartProfile:output_type -> tether.agent.v1.StartProfileResponse
+	41, // 46: tether.agent.v1.Agent.StopProfile:output_type -> tether.agent.v1.StopProfileResponse
+	43, // 47: tether.agent.v1.Agent.ExpectProbe:output_type -> tether.agent.v1.ExpectProbeResponse
+	45, // 48: tether.agent.v1.Agent.ProbeService:output_type -> tether.agent.v1.ProbeServiceResponse
+	1,  // 49: tether.agent.v1.Agent.StepAside:output_type -> tether.agent.v1.StepAsideResponse
+	34, // [34:50] is the sub-list for method output_type
+	18, // [18:34] is the sub-list for method input_type
 	18, // [18:18] is the sub-list for extension type_name
 	18, // [18:18] is the sub-list for extension extendee
 	0,  // [0:18] is the sub-list for field type_name
@@ -3403,7 +3507,7 @@ func file_proto_agent_v1_agent_proto_init() {
 	if File_proto_agent_v1_agent_proto != nil {
 		return
 	}
-	file_proto_agent_v1_agent_proto_msgTypes[23].OneofWrappers = []any{
+	file_proto_agent_v1_agent_proto_msgTypes[25].OneofWrappers = []any{
 		(*CaptureEvent_Packets)(nil),
 		(*CaptureEvent_Stats)(nil),
 	}
@@ -3413,7 +3517,7 @@ func file_proto_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_v1_agent_proto_rawDesc), len(file_proto_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,7 @@ const (
 	Agent_StopProfile_FullMethodName  = "/tether.agent.v1.Agent/StopProfile"
 	Agent_ExpectProbe_FullMethodName  = "/tether.agent.v1.Agent/ExpectProbe"
 	Agent_ProbeService_FullMethodName = "/tether.agent.v1.Agent/ProbeService"
+	Agent_StepAside_FullMethodName    = "/tether.agent.v1.Agent/StepAside"
 )
 
 // AgentClient is the client API for Agent service.
@@ -119,6 +120,15 @@ type AgentClient interface {
 	// answered and the last connections all reached them, or the time is
 	// up: how the daemon knows the nodes send the Service to the agents.
 	ProbeService(ctx context.Context, in *ProbeServiceRequest, opts ...grpc.CallOption) (*ProbeServiceResponse, error)
+	// StepAside tells the agent that the daemon is about to point the
+	// Service back at the app, nothing having intercepted the agent's ports
+	// for its --record-idle: it succeeds only then (FAILED_PRECONDITION,
+	// BUSY, otherwise, or when --record-idle is 0). From then on the agent
+	// refuses Intercept (FAILED_PRECONDITION, ASIDE) until StepAside with
+	// back, which a daemon sends before it points the Service at the agent
+	// again. Connections that still reach the agent go to the app as
+	// before.
+	StepAside(ctx context.Context, in *StepAsideRequest, opts ...grpc.CallOption) (*StepAsideResponse, error)
 }
 
 type agentClient struct {
@@ -297,6 +307,16 @@ func (c *agentClient) ProbeService(ctx context.Context, in *ProbeServiceRequest,
 	return out, nil
 }
 
+func (c *agentClient) StepAside(ctx context.Context, in *StepAsideRequest, opts ...grpc.CallOption) (*StepAsideResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StepAsideResponse)
+	err := c.cc.Invoke(ctx, Agent_StepAside_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -374,6 +394,15 @@ type AgentServer interface {
 	// answered and the last connections all reached them, or the time is
 	// up: how the daemon knows the nodes send the Service to the agents.
 	ProbeService(context.Context, *ProbeServiceRequest) (*ProbeServiceResponse, error)
+	// StepAside tells the agent that the daemon is about to point the
+	// Service back at the app, nothing having intercepted the agent's ports
+	// for its --record-idle: it succeeds only then (FAILED_PRECONDITION,
+	// BUSY, otherwise, or when --record-idle is 0). From then on the agent
+	// refuses Intercept (FAILED_PRECONDITION, ASIDE) until StepAside with
+	// back, which a daemon sends before it points the Service at the agent
+	// again. Connections that still reach the agent go to the app as
+	// before.
+	StepAside(context.Context, *StepAsideRequest) (*StepAsideResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -428,6 +457,9 @@ func (UnimplementedAgentServer) ExpectProbe(context.Context, *ExpectProbeRequest
 }
 func (UnimplementedAgentServer) ProbeService(context.Context, *ProbeServiceRequest) (*ProbeServiceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ProbeService not implemented")
+}
+func (UnimplementedAgentServer) StepAside(context.Context, *StepAsideRequest) (*StepAsideResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StepAside not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -706,6 +738,24 @@ func _Agent_ProbeService_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_StepAside_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StepAsideRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).StepAside(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_StepAside_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).StepAside(ctx, req.(*StepAsideRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -764,6 +814,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ProbeService",
 			Handler:    _Agent_ProbeService_Handler,
+		},
+		{
+			MethodName: "StepAside",
+			Handler:    _Agent_StepAside_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

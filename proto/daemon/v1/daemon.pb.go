@@ -3987,7 +3987,10 @@ type AgentPod struct {
 	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
 	// This daemon keeps a tunnel to the agent from an intercept that ended,
 	// for the next one.
-	TunnelKept    bool `protobuf:"varint,6,opt,name=tunnel_kept,json=tunnelKept,proto3" json:"tunnel_kept,omitempty"`
+	TunnelKept bool `protobuf:"varint,6,opt,name=tunnel_kept,json=tunnelKept,proto3" json:"tunnel_kept,omitempty"`
+	// The agent stepped aside after its idle time: the Service sends its
+	// callers to the app; the next intercept points it at the agent again.
+	Aside         bool `protobuf:"varint,7,opt,name=aside,proto3" json:"aside,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4060,6 +4063,13 @@ func (x *AgentPod) GetError() string {
 func (x *AgentPod) GetTunnelKept() bool {
 	if x != nil {
 		return x.TunnelKept
+	}
+	return false
+}
+
+func (x *AgentPod) GetAside() bool {
+	if x != nil {
+		return x.Aside
 	}
 	return false
 }
@@ -6384,7 +6394,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\rredaction_off\x18\x04 \x01(\bR\fredactionOff\x12%\n" +
 	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\x12*\n" +
 	"\x11no_restart_unheld\x18\x06 \x01(\bR\x0fnoRestartUnheld\x12.\n" +
-	"\x04pods\x18\a \x03(\v2\x1a.tether.daemon.v1.AgentPodR\x04pods\"\xdb\x01\n" +
+	"\x04pods\x18\a \x03(\v2\x1a.tether.daemon.v1.AgentPodR\x04pods\"\xf1\x01\n" +
 	"\bAgentPod\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12/\n" +
 	"\x14idle_since_unix_nano\x18\x02 \x01(\x03R\x11idleSinceUnixNano\x12)\n" +
@@ -6392,7 +6402,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x11record_idle_nanos\x18\x04 \x01(\x03R\x0frecordIdleNanos\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1f\n" +
 	"\vtunnel_kept\x18\x06 \x01(\bR\n" +
-	"tunnelKept\"\xd2\x04\n" +
+	"tunnelKept\x12\x14\n" +
+	"\x05aside\x18\a \x01(\bR\x05aside\"\xd2\x04\n" +
 	"\rInterceptInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +

@@ -1,0 +1,95 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tetherkube/tether/agent"
+)
+
+// TestStepAside: an agent steps aside only once nothing has intercepted
+// it for its idle time; aside, it refuses intercepts (ErrAside) and still
+// forwards to the app; back, it takes them again. A busy agent, or one
+// that never idles, refuses to step aside (ErrBusy).
+func TestStepAside(t *testing.T) {
+	h := newHarnessFor(t, named(t, "app"), func(c *Config) { c.Record.Idle = time.Minute })
+	now := time.Now()
+	h.agent.idle.mu.Lock()
+	h.agent.idle.now = func() time.Time { return now }
+	h.agent.idle.since = now
+	h.agent.idle.mu.Unlock()
+	advance := func(d time.Duration) {
+		h.agent.idle.mu.Lock()
+		now = now.Add(d)
+		h.agent.idle.mu.Unlock()
+	}
+	ctx := context.Background()
+	_, client, err := h.daemon(testToken, named(t, "laptop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aside := func() bool {
+		t.Helper()
+		i, err := client.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i.Aside
+	}
+
+	if err := client.StepAside(ctx, false); !errors.Is(err, agent.ErrBusy) {
+		t.Fatalf("stepping aside within the idle time: %v, want ErrBusy", err)
+	}
+	if err := client.Intercept(ctx, agent.InterceptSpec{ListenPort: h.frontPort, ID: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	advance(2 * time.Minute)
+	if err := client.StepAside(ctx, false); !errors.Is(err, agent.ErrBusy) {
+		t.Fatalf("stepping aside while intercepted: %v, want ErrBusy", err)
+	}
+	if err := client.Leave(ctx, h.frontPort, "x"); err != nil {
+		t.Fatal(err)
+	}
+	advance(time.Minute)
+	if aside() {
+		t.Fatal("aside before being asked")
+	}
+	if err := client.StepAside(ctx, false); err != nil {
+		t.Fatalf("stepping aside after the idle time: %v", err)
+	}
+	if !aside() {
+		t.Error("Info does not say aside")
+	}
+	if err := client.Intercept(ctx, agent.InterceptSpec{ListenPort: h.frontPort, ID: "y"}); !errors.Is(err, agent.ErrAside) {
+		t.Fatalf("intercepting an agent aside: %v, want ErrAside", err)
+	}
+	if got := h.get(); got != "app" {
+		t.Errorf("aside, a connection reached %q, want the app", got)
+	}
+	if err := client.StepAside(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if aside() {
+		t.Error("Info still says aside after back")
+	}
+	if err := client.Intercept(ctx, agent.InterceptSpec{ListenPort: h.frontPort, ID: "y"}); err != nil {
+		t.Fatalf("intercepting after back: %v", err)
+	}
+	if got := h.get(); got != "laptop" {
+		t.Errorf("intercepted after back, a connection reached %q, want the laptop", got)
+	}
+}
+
+// TestStepAsideNeverIdle: an agent with --record-idle 0 stays in the path.
+func TestStepAsideNeverIdle(t *testing.T) {
+	h := newHarnessFor(t, named(t, "app"), func(c *Config) { c.Record.Idle = 0 })
+	_, client, err := h.daemon(testToken, named(t, "laptop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.StepAside(context.Background(), false); !errors.Is(err, agent.ErrBusy) {
+		t.Fatalf("stepping aside with --record-idle 0: %v, want ErrBusy", err)
+	}
+}
