@@ -53,9 +53,9 @@ const (
 	// stepping aside (daemon/internal/intercept/aside.go). Rollback
 	// removes it.
 	AnnotationBack = "tether.dev/agents-back"
-	dataKey              = "journal.json"
-	macKey               = "journal.mac"
-	secretKey            = "key"
+	dataKey        = "journal.json"
+	macKey         = "journal.mac"
+	secretKey      = "key"
 )
 
 // Workload names a workload tether changed.
