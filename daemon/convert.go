@@ -107,14 +107,15 @@ func InterceptRequestToProto(req InterceptRequest) *daemonv1.InterceptRequest {
 	return &daemonv1.InterceptRequest{Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort,
 		LocalPort: int32(req.LocalPort), AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout,
 		AgentResources: agentResourcesToProto(req.AgentResources), LocalPortLater: req.LocalPortLater,
-		Filter: filterToProto(req.Filter), Mirror: req.Mirror, Path: req.Path, NoRestart: req.NoRestart}
+		Filter: filterToProto(req.Filter), Mirror: req.Mirror, Path: req.Path, NoRestart: req.NoRestart, AgentIdleNanos: int64(req.AgentIdle)}
 }
 
 func InterceptRequestFromProto(req *daemonv1.InterceptRequest) InterceptRequest {
 	return InterceptRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), ServicePort: req.GetServicePort(),
 		LocalPort: int(req.GetLocalPort()), AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds(),
 		AgentResources: agentResourcesFromProto(req.GetAgentResources()), LocalPortLater: req.GetLocalPortLater(),
-		Filter: filterFromProto(req.GetFilter()), Mirror: req.GetMirror(), Path: req.GetPath(), NoRestart: req.GetNoRestart()}
+		Filter: filterFromProto(req.GetFilter()), Mirror: req.GetMirror(), Path: req.GetPath(), NoRestart: req.GetNoRestart(),
+		AgentIdle: time.Duration(req.GetAgentIdleNanos())}
 }
 
 func agentResourcesToProto(r AgentResources) *daemonv1.AgentResources {

@@ -143,6 +143,10 @@ type InterceptRequest struct {
 	// NoRestart adds the agent to the running pods as an ephemeral
 	// container: no pod restarts (docs/intercept.md).
 	NoRestart bool `json:"noRestart,omitempty"`
+	// AgentIdle is how long a new sidecar agent, once nothing intercepts
+	// it, keeps recording and stays in the Service's path; 0: the agent's
+	// default (30m).
+	AgentIdle time.Duration `json:"agentIdle,omitempty"`
 }
 
 // AgentResources are the agent container's requests and limits as

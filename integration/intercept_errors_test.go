@@ -75,6 +75,8 @@ func TestInterceptBadInput(t *testing.T) {
 		{"named port without local port", []string{"intercept", "orders", "--port", "http", kc, ns}, "write --port http:LOCALPORT"},
 		{"local port out of range", []string{"intercept", "orders", "--port", "http:70000", kc, ns}, "local port 70000 is out of range"},
 		{"no port flag", []string{"intercept", "orders", kc, ns}, "--port is required"},
+		{"negative agent idle time", []string{"intercept", "orders", "--port", "http:" + local, "--agent-idle", "-1s", kc, ns}, "--agent-idle -1s: give a duration of 1s or more"},
+		{"agent idle time not a duration", []string{"intercept", "orders", "--port", "http:" + local, "--agent-idle", "soon", kc, ns}, `invalid argument "soon" for "--agent-idle"`},
 		{"leave what is not intercepted", []string{"leave", "orders", kc, ns}, "is not intercepted"},
 		{"rollback without a journal", []string{"rollback", "orders", kc, ns}, `tether has no journal for "orders"`},
 	}

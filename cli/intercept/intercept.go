@@ -75,6 +75,8 @@ type InterceptOptions struct {
 	// NoRestart is --no-restart: the agent joins the running pods as an
 	// ephemeral container; no pod restarts.
 	NoRestart bool
+	// AgentIdle is --agent-idle (0: the agent's default).
+	AgentIdle time.Duration
 	// User is the local user's name, for a bare --http-header.
 	User func() string
 }
@@ -200,6 +202,8 @@ intercept fails, CMD is not started.`,
 	cmd.Flags().StringVar(&o.PathPrefix, "http-path", "", "only HTTP requests whose path starts with `PREFIX` come here")
 	cmd.Flags().StringVar(&o.PathRegex, "http-path-regex", "", "only HTTP requests whose whole path matches `REGEX` come here")
 	cmd.Flags().BoolVar(&o.NoRestart, "no-restart", false, "restart no pod: add the agent to the running pods as an ephemeral container and point the Service at the pods whose agent answers (see above for the trade-off)")
+	cmd.Flags().DurationVar(&o.AgentIdle, "agent-idle", 0, "once nothing intercepts the agent for this long, it stops recording and the daemon points the Service back at the app, "+
+		"leaving the agent in the pods for the next intercept (default 30m; set when the agent is added)")
 	cmd.Flags().BoolVar(&o.Mirror, "mirror", false, "the app keeps answering every request; this machine gets a copy of each (matching) request, its answers dropped")
 	AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)
 	o.AgentResources.AddFlags(cmd)
@@ -325,6 +329,12 @@ func (o *InterceptOptions) Validate() error {
 	if _, err := o.AgentResources.Resources(DefaultRecordBudget, ""); err != nil {
 		return err
 	}
+	if o.AgentIdle < 0 || (o.AgentIdle > 0 && o.AgentIdle < time.Second) {
+		return errdefs.User("--agent-idle %s: give a duration of 1s or more (default 30m)", o.AgentIdle)
+	}
+	if o.NoRestart && o.AgentIdle != 0 {
+		return errdefs.User("--agent-idle is for the sidecar agent: an intercept --no-restart takes its agents out of the Service's path at leave")
+	}
 	if o.NoRestart && o.AgentResources != (AgentResourceFlags{}) {
 		return errdefs.User("--no-restart adds the agent as an ephemeral container, which Kubernetes allows no resources: " +
 			"drop --agent-cpu and --agent-memory, or intercept without --no-restart")
@@ -359,7 +369,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		Namespace: o.Ns, Workload: o.Workload, ServicePort: o.ServicePort, LocalPort: o.LocalPort,
 		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout / time.Second), AgentResources: res,
 		LocalPortLater: len(o.Command) > 0, Filter: o.Filter, Mirror: o.Mirror, Path: o.TunnelPath,
-		NoRestart: o.NoRestart,
+		NoRestart: o.NoRestart, AgentIdle: o.AgentIdle,
 	}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
 		return err

@@ -160,3 +160,11 @@ func (d *Daemon) tryAside(ctx context.Context, w journal.Workload) (time.Duratio
 	}
 	return 0, true
 }
+
+// agentIdleArgs are the agent flags for an intercept's --agent-idle.
+func agentIdleArgs(idle time.Duration) []string {
+	if idle <= 0 {
+		return nil
+	}
+	return []string{"--record-idle", idle.String()}
+}

@@ -383,6 +383,7 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
 		AgentResources: res, LocalPortLater: req.LocalPortLater,
 		Filter: req.Filter, Mirror: req.Mirror, ID: randomHex(8), Owner: d.owner(), Path: path, NoRestart: req.NoRestart,
+		RecordArgs: agentIdleArgs(req.AgentIdle),
 	})
 	if err != nil {
 		return daemon.InterceptInfo{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"text/tabwriter"
@@ -12,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -24,9 +26,10 @@ import (
 const costRequests = 2000
 
 // costResults are the in-cluster caller's latencies with no agent, with
-// the agent recording, and with the agent idle (recording paused).
+// the agent recording, with the agent idle (recording paused), and with
+// the agent stepped aside (the Service pointed back at the app).
 type costResults struct {
-	none, recording, idle []row
+	none, recording, idle, aside []row
 }
 
 // measureCost measures what the agent costs the workload's in-cluster
@@ -80,6 +83,35 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	}
 	time.Sleep(2 * time.Second) // the new agent's idle time, and kube-proxy's
 	if err := measure(&r.idle); err != nil {
+		return r, err
+	}
+	// An intercept and its leave start the daemon's watch; once the agent
+	// has been idle its 1s, the daemon points the Service at the app.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return r, err
+	}
+	defer l.Close()
+	local := l.Addr().(*net.TCPAddr).Port
+	args = []string{"intercept", "deploy/orders", "--port", fmt.Sprintf("http:%d", local)}
+	if o.agentImage != "" {
+		args = append(args, "--agent-image", o.agentImage)
+	}
+	if _, err := cli.run(ctx, args...); err != nil {
+		return r, err
+	}
+	if _, err := cli.run(ctx, "leave", "deploy/orders"); err != nil {
+		return r, err
+	}
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		s, err := cs.CoreV1().Services(o.namespace).Get(ctx, "orders", metav1.GetOptions{})
+		return err == nil && s.Spec.Ports[0].TargetPort.Type == intstr.Int, nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("the idle agent did not step aside: %w", err)
+	}
+	time.Sleep(2 * time.Second) // kube-proxy's
+	if err := measure(&r.aside); err != nil {
 		return r, err
 	}
 	return r, nil
@@ -152,6 +184,7 @@ func printCost(w io.Writer, r costResults, rounds int) {
 		{"no agent (baseline)", r.none},
 		{"agent in front, recording (nothing intercepting)", r.recording},
 		{"agent in front, idle: recording paused (spliced)", r.idle},
+		{"agent stepped aside (Service back at the app)", r.aside},
 	} {
 		m := median(x.name, x.rows)
 		lo, hi := spread(x.rows)

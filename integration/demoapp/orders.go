@@ -80,8 +80,10 @@ func (s *Server) Handler() http.Handler {
 		s.failing.Store(false)
 		io.WriteString(w, "healthz ok again\n")
 	})
-	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"name": s.Name})
+	// from is the caller's address as the app sees it: the agent's
+	// (loopback) while it sits in front of the app.
+	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"name": s.Name, "from": r.RemoteAddr})
 	})
 	mux.HandleFunc("GET /orders", s.list)
 	mux.HandleFunc("POST /orders", s.create)

@@ -4439,9 +4439,13 @@ type InterceptRequest struct {
 	Path string `protobuf:"bytes,11,opt,name=path,proto3" json:"path,omitempty"`
 	// Add the agent to the running pods as an ephemeral container, restart
 	// nothing (docs/intercept.md, "Intercepting without a restart").
-	NoRestart     bool `protobuf:"varint,12,opt,name=no_restart,json=noRestart,proto3" json:"no_restart,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NoRestart bool `protobuf:"varint,12,opt,name=no_restart,json=noRestart,proto3" json:"no_restart,omitempty"`
+	// How long a new sidecar agent, once nothing intercepts it, keeps
+	// recording and stays in the Service's path (its --record-idle); 0: the
+	// agent's default.
+	AgentIdleNanos int64 `protobuf:"varint,13,opt,name=agent_idle_nanos,json=agentIdleNanos,proto3" json:"agent_idle_nanos,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *InterceptRequest) Reset() {
@@ -4556,6 +4560,13 @@ func (x *InterceptRequest) GetNoRestart() bool {
 		return x.NoRestart
 	}
 	return false
+}
+
+func (x *InterceptRequest) GetAgentIdleNanos() int64 {
+	if x != nil {
+		return x.AgentIdleNanos
+	}
+	return 0
 }
 
 type InterceptEvent struct {
@@ -6443,7 +6454,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\brequests\x18\x05 \x01(\x04R\brequests\x12\x18\n" +
 	"\adropped\x18\x06 \x01(\x04R\adropped\x12\x10\n" +
 	"\x03pod\x18\a \x01(\tR\x03pod\x12\x12\n" +
-	"\x04shed\x18\b \x01(\x04R\x04shed\"\xdd\x03\n" +
+	"\x04shed\x18\b \x01(\x04R\x04shed\"\x87\x04\n" +
 	"\x10InterceptRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -6460,7 +6471,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	" \x01(\bR\x06mirror\x12\x12\n" +
 	"\x04path\x18\v \x01(\tR\x04path\x12\x1d\n" +
 	"\n" +
-	"no_restart\x18\f \x01(\bR\tnoRestart\"p\n" +
+	"no_restart\x18\f \x01(\bR\tnoRestart\x12(\n" +
+	"\x10agent_idle_nanos\x18\r \x01(\x03R\x0eagentIdleNanos\"p\n" +
 	"\x0eInterceptEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x127\n" +
 	"\x05ready\x18\x02 \x01(\v2\x1f.tether.daemon.v1.InterceptInfoH\x00R\x05readyB\a\n" +
