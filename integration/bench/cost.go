@@ -25,11 +25,12 @@ import (
 // agent's cost sends from the client pod (issue 13).
 const costRequests = 2000
 
-// costResults are the in-cluster caller's latencies with no agent, with
-// the agent recording, with the agent idle (recording paused), and with
+// costResults are the in-cluster caller's latencies with no agent, with a
+// plain relay in front of the app (the floor of any hop), with the agent
+// recording, with the agent idle (recording paused), and with
 // the agent stepped aside (the Service pointed back at the app).
 type costResults struct {
-	none, recording, idle, aside []row
+	none, relay, recording, idle, aside []row
 }
 
 // measureCost measures what the agent costs the workload's in-cluster
@@ -66,6 +67,16 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		return nil
 	}
 	if err := measure(&r.none); err != nil {
+		return r, err
+	}
+	restore, err := plainRelay(ctx, cs, o.namespace)
+	if err != nil {
+		return r, err
+	}
+	if err := measure(&r.relay); err != nil {
+		return r, err
+	}
+	if err := restore(); err != nil {
 		return r, err
 	}
 	args := []string{"record", "deploy/orders", "--port", "http"}
@@ -117,6 +128,58 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	return r, nil
 }
 
+// relayPort is where plainRelay's relay listens in the orders pods.
+const relayPort = 7390
+
+// plainRelay puts a plain relay (tether-demo relay: io.Copy each way) in
+// front of the app in deployment/orders and points the Service at it; it
+// returns what puts both back. Each waits for the rollout and kube-proxy.
+func plainRelay(ctx context.Context, cs *kubernetes.Clientset, ns string) (func() error, error) {
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	svc, err := cs.CoreV1().Services(ns).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	origTmpl, origPorts := *d.Spec.Template.DeepCopy(), slices.Clone(svc.Spec.Ports)
+	app := d.Spec.Template.Spec.Containers[0]
+	relay := corev1.Container{Name: "relay", Image: app.Image, ImagePullPolicy: app.ImagePullPolicy, SecurityContext: app.SecurityContext,
+		Args: []string{"relay", fmt.Sprintf(":%d", relayPort), "127.0.0.1:8080"}}
+	set := func(tmpl corev1.PodTemplateSpec, ports []corev1.ServicePort) error {
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "orders", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		d.Spec.Template = tmpl
+		if d, err = cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+		if err := waitRollout(ctx, cs, ns, d.Generation); err != nil {
+			return err
+		}
+		s, err := cs.CoreV1().Services(ns).Get(ctx, "orders", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		s.Spec.Ports = ports
+		if _, err := cs.CoreV1().Services(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Second) // kube-proxy's
+		return nil
+	}
+	tmpl := *origTmpl.DeepCopy()
+	tmpl.Spec.Containers = append(tmpl.Spec.Containers, relay)
+	ports := slices.Clone(origPorts)
+	ports[0].TargetPort = intstr.FromInt32(relayPort)
+	if err := set(tmpl, ports); err != nil {
+		return nil, fmt.Errorf("a plain relay in front of the app: %w", err)
+	}
+	return func() error { return set(origTmpl, origPorts) }, nil
+}
+
 // setRecordIdle sets the agent's --record-idle in deployment/orders and
 // waits for the rollout.
 func setRecordIdle(ctx context.Context, cs *kubernetes.Clientset, ns, idle string) error {
@@ -143,7 +206,12 @@ func setRecordIdle(ctx context.Context, cs *kubernetes.Clientset, ns, idle strin
 	if d, err = cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
 		return err
 	}
-	gen := d.Generation
+	return waitRollout(ctx, cs, ns, d.Generation)
+}
+
+// waitRollout waits until deployment/orders rolled out generation gen and
+// no old pod remains.
+func waitRollout(ctx context.Context, cs *kubernetes.Clientset, ns string, gen int64) error {
 	return wait.PollUntilContextTimeout(ctx, 300*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "orders", metav1.GetOptions{})
 		if err != nil || !rolledOut(d, gen) {
@@ -182,6 +250,7 @@ func printCost(w io.Writer, r costResults, rounds int) {
 		rows []row
 	}{
 		{"no agent (baseline)", r.none},
+		{"a plain relay in front (io.Copy; the floor of any hop)", r.relay},
 		{"agent in front, recording (nothing intercepting)", r.recording},
 		{"agent in front, idle: recording paused (spliced)", r.idle},
 		{"agent stepped aside (Service back at the app)", r.aside},

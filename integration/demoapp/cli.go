@@ -25,6 +25,9 @@ import (
 //	latency URL N    N GETs on one connection; print p50 and p99
 //	throughput URL   GET URL; print MiB/s
 //	send ADDR TEXT   write TEXT (Go escapes allowed) raw; print the answer
+//	relay LISTEN TARGET  relay each connection to TARGET, nothing else
+//	                 (io.Copy each way: the floor of any hop in front of
+//	                 an app, for the bench's cost rows)
 //	sleep            wait forever (a client pod to exec into)
 func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -99,6 +102,11 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintln(stdout, args[1], "->", addrs)
 		return nil
+	case "relay":
+		if len(args) != 3 {
+			return errors.New("usage: tether-demo relay LISTEN TARGET")
+		}
+		return relay(ctx, args[1], args[2])
 	case "sleep":
 		<-ctx.Done()
 		return nil
@@ -155,4 +163,43 @@ func request(ctx context.Context, method, url, body string, headers []string, st
 	fmt.Fprintf(stdout, "%s %s\nX-Served-By: %s\n", resp.Proto, resp.Status, resp.Header.Get("X-Served-By"))
 	_, err = io.Copy(stdout, resp.Body)
 	return err
+}
+
+// relay accepts on listen and joins each connection to a new one to
+// target, copying each way until both ends close.
+func relay(ctx context.Context, listen, target string) error {
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		go func() {
+			defer c.Close()
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				return
+			}
+			defer u.Close()
+			done := make(chan struct{})
+			go func() {
+				io.Copy(u, c)
+				u.(*net.TCPConn).CloseWrite()
+				close(done)
+			}()
+			io.Copy(c, u)
+			c.(*net.TCPConn).CloseWrite()
+			<-done
+		}()
+	}
 }
