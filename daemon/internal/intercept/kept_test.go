@@ -280,10 +280,10 @@ func TestPredial(t *testing.T) {
 	if other := p.take(ctx, second, []byte("the Secret's new token")); other != nil {
 		t.Error("a tunnel opened with the old token was given for the new one")
 	}
+	p.close() // waits for the dials under way, the third pod's among them
 	if n := d.dials.Load(); n != 3 {
 		t.Errorf("dials: %d, want 3 (one per pod)", n)
 	}
-	p.close()
 	p.pod(agentPodObject("uid-4")) // after close: nothing
 	if n := d.dials.Load(); n != 3 {
 		t.Errorf("dials after close: %d, want 3", n)
