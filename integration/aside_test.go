@@ -197,3 +197,90 @@ func equalSets(a, b []string) bool {
 	}
 	return true
 }
+
+// TestRecordAfterInterceptKeepsRecording: `tether record` on a workload
+// whose agent an intercept added (with a short idle time) restarts that
+// agent once to record until rollback: past the intercept's idle time it
+// neither pauses nor steps aside, and what callers send is recorded;
+// rollback restores the workload exactly.
+func TestRecordAfterInterceptKeepsRecording(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	client := e.clientPod("client")
+	before := e.snapshot()
+	port := strconv.Itoa(laptop(t))
+
+	e.mustTether("intercept", "deploy/orders", "--port", "http:"+port, "--agent-idle", "2s")
+	e.requireAll(client, "laptop", 3)
+	e.mustTether("leave", "deploy/orders")
+	uids := e.podUIDs()
+
+	_, errOut, code := e.tether(agentImage("record", "deploy/orders", "--port", "http", "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
+	if code != 0 {
+		t.Fatalf("record: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "restarting the agent") || !strings.Contains(errOut, "--record-idle 2s") {
+		t.Errorf("record's progress does not say it restarts the intercept's agent and why:\n%s", errOut)
+	}
+	if got := e.podUIDs(); equalSets(got, uids) {
+		t.Error("the agent was not restarted")
+	}
+	uids = e.podUIDs()
+	// Well past the intercept's idle time (and the daemon's first look
+	// after leave, 2s): the agent still records, in the Service's path.
+	time.Sleep(6 * time.Second)
+	e.requireAll(client, "app", 3)
+	if from := e.calledFrom(client); from != "127.0.0.1" {
+		t.Errorf("after the idle time the app sees callers from %q, want the agent (127.0.0.1): it stepped aside", from)
+	}
+	var st struct {
+		Daemon struct {
+			Agents []struct {
+				Namespace string
+				Pods      []struct {
+					Pod             string
+					Aside           bool
+					RecordingPaused bool
+					RecordIdle      int64
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	pods := 0
+	for _, a := range st.Daemon.Agents {
+		for _, p := range a.Pods {
+			if a.Namespace != e.ns {
+				continue
+			}
+			pods++
+			if p.Aside || p.RecordingPaused || p.RecordIdle != 0 {
+				t.Errorf("status: pod %s aside %v, recording paused %v, idle time %v; want recording until rollback",
+					p.Pod, p.Aside, p.RecordingPaused, time.Duration(p.RecordIdle))
+			}
+		}
+	}
+	if pods != 1 {
+		t.Errorf("status shows %d agent pods, want 1: %+v", pods, st.Daemon.Agents)
+	}
+	found := 0
+	for _, r := range e.requestsList() {
+		if r.Path == "/whoami" {
+			found++
+		}
+	}
+	if found == 0 {
+		t.Error("requests list shows none of the /whoami requests sent after the idle time")
+	}
+	// The same record again restarts nothing.
+	e.mustTether("record", "deploy/orders", "--port", "http")
+	if got := e.podUIDs(); !equalSets(got, uids) {
+		t.Errorf("the same record again replaced the pods: %v, then %v", uids, got)
+	}
+
+	e.mustTether("rollback", "deploy/orders")
+	e.waitAppRoutes(1)
+	e.requireRestored(before)
+}

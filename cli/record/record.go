@@ -57,7 +57,10 @@ The agent keeps at most --budget bytes (the oldest exchanges go first) and
 --body-cap bytes of each body. Authorization, Cookie, Set-Cookie and
 Proxy-Authorization are redacted, and so are the headers and JSON fields
 named with --redact; --no-redact records secrets as seen and must be asked
-for explicitly. An intercept records too.
+for explicitly. An intercept records too, but pauses once nothing has
+intercepted for its idle time; record on a workload whose agent an
+intercept added restarts that agent once, to record until rollback with
+the flags given here.
 
 The change is journaled in the cluster like an intercept's;
 ` + "`tether rollback WORKLOAD`" + ` removes the agent.

@@ -31,6 +31,9 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 	if err != nil {
 		return daemon.RecordInfo{}, err
 	}
+	// An earlier leave's watch would step the agents aside while this
+	// recording starts: the agents record until rollback from now on.
+	d.asides.stop(w.Namespace + "/" + w.String())
 	if req.NoRestart {
 		return d.recordNoRestart(ctx, w, req, progress)
 	}
@@ -51,7 +54,8 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 		return daemon.RecordInfo{}, err
 	}
 	d.log.Info("recording", "workload", ic.Workload.Namespace+"/"+ic.Workload.String(), "noRedact", req.NoRedact)
-	d.watchAside(ic.Workload) // the agents step aside once nothing intercepts them for their idle time
+	// The agents record until rollback (--record-idle 0, also when an
+	// intercept had added them): they never step aside, nothing to watch.
 	return daemon.RecordInfo{Workload: ic.Workload.String(), Namespace: ic.Workload.Namespace, Service: ic.Service,
 		ServicePort: int(ic.ServicePort.Port), AgentPort: ic.AgentPort}, nil
 }

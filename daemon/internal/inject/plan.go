@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/tetherkube/tether/internal/agentspec"
@@ -68,6 +69,9 @@ type Options struct {
 	// RecordArgs are the agent's recording flags (--redact, --no-redact,
 	// ...), given when the agent container is added.
 	RecordArgs []string
+	// Recording: RecordArgs are what the user asked to record with
+	// (`tether record`), and replace those of an agent already there.
+	Recording bool
 	// Resources are the agent container's requests and limits; nil gives
 	// DefaultResources for the recording budget.
 	Resources *corev1.ResourceRequirements
@@ -91,6 +95,11 @@ type Plan struct {
 	// earlier intercept that was left): nothing needs to change, and
 	// Template and Service are the inputs, unchanged.
 	Existing bool
+	// Reconfigured: the port already goes through the agent, but the agent
+	// records otherwise than asked (Options.Recording); Template restarts
+	// it with the recording flags asked, and was is what it ran with.
+	Reconfigured bool
+	Was          []string
 }
 
 // Build plans the agent in front of port of svc, for a workload whose pod
@@ -105,7 +114,20 @@ func Build(tmpl *corev1.PodTemplateSpec, svc *corev1.Service, port PortRef, opts
 	}
 	t := *tmpl.DeepCopy()
 	if port, ok := agentTarget(&t, sp); ok {
-		return Plan{Template: t, ServicePort: sp, AgentPort: port, Existing: true}, nil
+		plan := Plan{Template: t, ServicePort: sp, AgentPort: port, Existing: true}
+		if opts.Recording {
+			was, changed, err := setRecordArgs(&plan.Template, opts)
+			if err != nil {
+				return Plan{}, err
+			}
+			if changed {
+				plan.Existing, plan.Reconfigured, plan.Was = false, true, was
+				if f, ok := forwardOf(&t, port); ok {
+					plan.AppPort = f
+				}
+			}
+		}
+		return plan, nil
 	}
 	appIdx, appPortIdx, err := findTarget(&t, svc, sp)
 	if err != nil {
@@ -307,6 +329,67 @@ func agentForwards(t *corev1.PodTemplateSpec) [][2]int32 {
 		}
 	}
 	return out
+}
+
+// forwardOf returns the app port the agent forwards agentPort to.
+func forwardOf(t *corev1.PodTemplateSpec, agentPort int32) (int32, bool) {
+	for _, f := range agentForwards(t) {
+		if f[0] == agentPort {
+			return f[1], true
+		}
+	}
+	return 0, false
+}
+
+// recordFlags are the agent's recording flags, each with whether it takes
+// a value: what `tether record` sets (daemon.RecordRequest.RecordArgs) and
+// an intercept's --agent-idle.
+var recordFlags = map[string]bool{"--record-idle": true, "--redact": true, "--record-body-cap": true,
+	"--record-budget": true, "--no-redact": false, "--no-record": false}
+
+// setRecordArgs gives the agent container of t the recording flags of
+// opts in place of its own, and the resources a new agent with opts gets
+// when opts name resources or another recording budget. It returns the
+// recording flags the agent had, and whether anything changed.
+func setRecordArgs(t *corev1.PodTemplateSpec, opts Options) ([]string, bool, error) {
+	i := slices.IndexFunc(t.Spec.Containers, func(c corev1.Container) bool { return c.Name == AgentContainer })
+	if i < 0 {
+		return nil, false, nil
+	}
+	c := &t.Spec.Containers[i]
+	var head, was, rest []string
+	for j := 0; j < len(c.Args); j++ {
+		a := c.Args[j]
+		takesValue, isRecord := recordFlags[a]
+		switch {
+		case a == "--token-file" && j+1 < len(c.Args):
+			head = append(head, a, c.Args[j+1])
+			j++
+		case isRecord && takesValue && j+1 < len(c.Args):
+			was = append(was, a, c.Args[j+1])
+			j++
+		case isRecord:
+			was = append(was, a)
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if slices.Equal(was, opts.RecordArgs) && opts.Resources == nil {
+		return was, false, nil
+	}
+	args := append(append(slices.Clone(head), opts.RecordArgs...), rest...)
+	changed := !slices.Equal(args, c.Args)
+	c.Args = args
+	if opts.Resources != nil || recordBudget(was) != recordBudget(opts.RecordArgs) {
+		r, err := agentResources(opts)
+		if err != nil {
+			return nil, false, err
+		}
+		if !equality.Semantic.DeepEqual(r, c.Resources) {
+			c.Resources, changed = r, true
+		}
+	}
+	return was, changed, nil
 }
 
 func agentForward(t *corev1.PodTemplateSpec, appPort int32) (int32, bool) {

@@ -2,6 +2,7 @@ package inject
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -209,6 +210,90 @@ func TestBuildExisting(t *testing.T) {
 		if diff := cmp.Diff(first.Template, again.Template); diff != "" {
 			t.Errorf("target %v: template changed (-first +again):\n%s", target, diff)
 		}
+	}
+}
+
+// TestBuildRecordingReconfigures: `tether record` on a port whose traffic
+// already reaches an agent restarts that agent with the recording flags
+// asked when it records otherwise (an intercept's agent pauses once
+// idle), and changes nothing when it already records so.
+func TestBuildRecordingReconfigures(t *testing.T) {
+	svc := service(intstr.FromString("http"))
+	intercepted := opts
+	intercepted.RecordArgs = []string{"--record-idle", "5m"} // intercept --agent-idle 5m
+	first, err := Build(template(), svc, PortRef{Name: "http"}, intercepted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second port: a second --forward.
+	svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "metrics", Port: 9090, TargetPort: intstr.FromString("metrics")})
+	withMetrics, err := Build(&first.Template, svc, PortRef{Name: "metrics"}, intercepted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := agentOf(t, withMetrics.Template)
+
+	record := opts
+	record.Recording = true
+	record.RecordArgs = []string{"--record-idle", "0", "--redact", "x-api-key"}
+	plan, err := Build(&withMetrics.Template, svc, PortRef{Name: "http"}, record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Existing || !plan.Reconfigured || plan.AgentPort != first.AgentPort || plan.AppPort != 8080 {
+		t.Fatalf("plan: existing %v reconfigured %v agent port %d app port %d, want a reconfigured agent at %d in front of 8080",
+			plan.Existing, plan.Reconfigured, plan.AgentPort, plan.AppPort, first.AgentPort)
+	}
+	if !slices.Equal(plan.Was, []string{"--record-idle", "5m"}) {
+		t.Errorf("was %q, want the intercept's --record-idle 5m", plan.Was)
+	}
+	after := agentOf(t, plan.Template)
+	want := []string{"--token-file", TokenMountPath + "/" + TokenKey, "--record-idle", "0", "--redact", "x-api-key"}
+	want = append(want, before.Args[4:]...) // the forwards, both ports', in order
+	if diff := cmp.Diff(want, after.Args); diff != "" {
+		t.Errorf("agent args (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(before.Resources, after.Resources); diff != "" {
+		t.Errorf("resources changed with the same budget (-before +after):\n%s", diff)
+	}
+	// Everything but the agent's args is as it was.
+	before.Args, after.Args = nil, nil
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("agent container changed beyond its args (-before +after):\n%s", diff)
+	}
+	if plan.Service != nil {
+		t.Error("the Service changes, though it already reaches the agent")
+	}
+
+	// Asked again with the same flags: nothing to change.
+	again, err := Build(&plan.Template, svc, PortRef{Name: "http"}, record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Existing || again.Reconfigured {
+		t.Errorf("the same recording asked again: existing %v reconfigured %v, want existing", again.Existing, again.Reconfigured)
+	}
+	// An intercept on the recording agent keeps its flags.
+	ic, err := Build(&plan.Template, svc, PortRef{Name: "http"}, intercepted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ic.Existing || ic.Reconfigured {
+		t.Errorf("an intercept of the recording agent: existing %v reconfigured %v, want existing", ic.Existing, ic.Reconfigured)
+	}
+
+	// Another recording budget: the resources follow it.
+	bigger := record
+	bigger.RecordArgs = []string{"--record-idle", "0", "--record-budget", "256Mi"}
+	b, err := Build(&plan.Template, svc, PortRef{Name: "http"}, bigger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Reconfigured {
+		t.Fatal("another budget: not reconfigured")
+	}
+	if got, want := agentOf(t, b.Template).Resources, DefaultResources(256<<20); !cmp.Equal(got.Limits.Memory().Value(), want.Limits.Memory().Value()) {
+		t.Errorf("memory limit %s, want %s for a 256Mi budget", got.Limits.Memory(), want.Limits.Memory())
 	}
 }
 

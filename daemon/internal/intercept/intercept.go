@@ -217,7 +217,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	tl.mark("service")
 	secretName := w.TokenSecretName()
 	plan, err := inject.Build(tmpl, svc, ref, inject.Options{AgentImage: req.AgentImage, SecretName: secretName,
-		RecordArgs: req.RecordArgs, Resources: req.AgentResources})
+		RecordArgs: req.RecordArgs, Recording: req.RecordOnly, Resources: req.AgentResources})
 	if err != nil {
 		return nil, err
 	}
@@ -288,7 +288,15 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err != nil {
 		return fail(err)
 	}
-	progress(fmt.Sprintf("adding the agent to %s (agent port %d in front of %s:%d)", w, plan.AgentPort, plan.AppContainer, plan.AppPort))
+	if plan.Reconfigured {
+		// An agent an intercept added pauses recording, and may step
+		// aside, once idle; `tether record` asks for a recording until
+		// rollback, with its own flags.
+		progress(fmt.Sprintf("restarting the agent of %s to record as asked (%s; it ran with %s)", w,
+			flagsOrNone(req.RecordArgs), flagsOrNone(plan.Was)))
+	} else {
+		progress(fmt.Sprintf("adding the agent to %s (agent port %d in front of %s:%d)", w, plan.AgentPort, plan.AppContainer, plan.AppPort))
+	}
 	// Journal what is about to be applied first, so a crash right after the
 	// update leaves a journal that recognises it: the template as the
 	// server will store it (a dry run of the update: its defaults added),
@@ -405,6 +413,14 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 	tl.mark("ready")
 	return ic, nil
+}
+
+// flagsOrNone shows agent flags, or that there are none (the defaults).
+func flagsOrNone(args []string) string {
+	if len(args) == 0 {
+		return "the default recording flags"
+	}
+	return strings.Join(args, " ")
 }
 
 // recordOnly describes an agent that records without intercepting.

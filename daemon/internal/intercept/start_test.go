@@ -3,6 +3,7 @@ package intercept
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -366,5 +367,87 @@ func TestFailedStartNeverForces(t *testing.T) {
 	steps, err := rollback.Restore(ctx, cs, orders, false)
 	if !errors.Is(err, rollback.ErrChangedSince) || steps[0].Action != rollback.Refused {
 		t.Errorf("rollback: %v, steps %+v; want the template refused", err, steps)
+	}
+}
+
+// TestRecordReconfiguresAnInterceptsAgent: `tether record` on a workload
+// whose agent an intercept added (it pauses recording once idle, here
+// after 5m) restarts the agent to record until rollback, with the flags
+// asked; the journal keeps the original, and rollback restores it.
+func TestRecordReconfiguresAnInterceptsAgent(t *testing.T) {
+	ctx := context.Background()
+	orig := fakekube.Template("orders", "orders:v1")
+	svc := fakekube.Service(ns, "orders")
+	cs := fakekube.New(fakekube.Namespace(ns), fakekube.Deployment(ns, "orders", orig), svc)
+	simulateRollout(cs)
+	m := &Manager{CS: cs, Settle: time.Millisecond}
+	// The agent as an intercept with --agent-idle 5m adds it.
+	added := grpcRequest
+	added.RecordOnly, added.RecordArgs = true, []string{"--record-idle", "5m"}
+	if _, err := m.Start(ctx, added); err != nil {
+		t.Fatal(err)
+	}
+	agentArgs := func() []string {
+		for _, c := range getTemplate(t, cs).Spec.Containers {
+			if c.Name == inject.AgentContainer {
+				return c.Args
+			}
+		}
+		t.Fatal("no agent in the template")
+		return nil
+	}
+	if !slices.Contains(agentArgs(), "5m") {
+		t.Fatalf("agent args as added: %q", agentArgs())
+	}
+	tok, _ := token(t, cs)
+	portsAdded := getPorts(t, cs)
+
+	var lines []string
+	m.Progress = func(s string) { lines = append(lines, s) }
+	record := grpcRequest
+	record.RecordArgs = []string{"--record-idle", "0", "--no-redact"}
+	if _, err := m.Start(ctx, record); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(lines, func(s string) bool {
+		return strings.Contains(s, "restarting the agent") && strings.Contains(s, "--record-idle 0 --no-redact") && strings.Contains(s, "--record-idle 5m")
+	}) {
+		t.Errorf("progress does not say the agent restarts and why:\n%s", strings.Join(lines, "\n"))
+	}
+	now := getTemplate(t, cs)
+	if args := agentArgs(); !slices.Contains(args, "--no-redact") || slices.Contains(args, "5m") || !slices.Contains(args, "--forward") {
+		t.Errorf("agent args after record: %q", args)
+	}
+	if again, _ := token(t, cs); again != tok {
+		t.Error("the agent's token changed: open tunnels and other daemons lose it")
+	}
+	if diff := cmp.Diff(portsAdded, getPorts(t, cs)); diff != "" {
+		t.Errorf("service ports changed (-before +after):\n%s", diff)
+	}
+	j := loadJournal(t, cs)
+	if diff := cmp.Diff(orig, j.Template); diff != "" {
+		t.Errorf("journaled template is not the original (-want +got):\n%s", diff)
+	}
+	if j.AppliedTemplateHash != journal.Hash(now) {
+		t.Error("the journal does not know the template record applied")
+	}
+
+	// The same record again: nothing restarts.
+	writes := len(writesTo(cs, "deployments"))
+	if _, err := m.Start(ctx, record); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(writesTo(cs, "deployments")); n != writes {
+		t.Errorf("the same record again wrote the deployment %d more times", n-writes)
+	}
+
+	if _, err := rollback.Restore(ctx, cs, orders, false); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(orig, getTemplate(t, cs)); diff != "" {
+		t.Errorf("template after rollback (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(svc.Spec.Ports, getPorts(t, cs)); diff != "" {
+		t.Errorf("service ports after rollback (-want +got):\n%s", diff)
 	}
 }
