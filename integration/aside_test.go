@@ -93,30 +93,15 @@ func TestIdleAgentStepsAside(t *testing.T) {
 		t.Errorf("stepped aside, the Service carries %s", annotationBack)
 	}
 	e.convergeFrom(client, clientIP, 5)
-	var st struct {
-		Daemon struct {
-			Agents []struct {
-				Namespace string
-				Pods      []struct {
-					Pod   string
-					Aside bool
-				}
-			}
-		}
-	}
-	if err := json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st); err != nil {
-		t.Fatal(err)
-	}
 	aside := 0
-	for _, a := range st.Daemon.Agents {
-		for _, p := range a.Pods {
-			if a.Namespace == e.ns && p.Aside {
-				aside++
-			}
+	pods := e.agentPods()
+	for _, p := range pods {
+		if p.Aside {
+			aside++
 		}
 	}
 	if aside != 2 {
-		t.Errorf("status shows %d agents aside, want 2: %+v", aside, st.Daemon.Agents)
+		t.Errorf("status shows %d agents aside, want 2: %+v", aside, pods)
 	}
 	if got := e.podUIDs(); !equalSets(got, uids) {
 		t.Errorf("pods changed while the agents stepped aside: %v, then %v", uids, got)
@@ -233,37 +218,15 @@ func TestRecordAfterInterceptKeepsRecording(t *testing.T) {
 	if from := e.calledFrom(client); from != "127.0.0.1" {
 		t.Errorf("after the idle time the app sees callers from %q, want the agent (127.0.0.1): it stepped aside", from)
 	}
-	var st struct {
-		Daemon struct {
-			Agents []struct {
-				Namespace string
-				Pods      []struct {
-					Pod             string
-					Aside           bool
-					RecordingPaused bool
-					RecordIdle      int64
-				}
-			}
+	pods := e.agentPods()
+	for _, p := range pods {
+		if p.Aside || p.RecordingPaused || p.RecordIdle != 0 {
+			t.Errorf("status: pod %s aside %v, recording paused %v, idle time %v; want recording until rollback",
+				p.Pod, p.Aside, p.RecordingPaused, p.RecordIdle)
 		}
 	}
-	if err := json.Unmarshal([]byte(e.mustTether("status", "-o", "json")), &st); err != nil {
-		t.Fatal(err)
-	}
-	pods := 0
-	for _, a := range st.Daemon.Agents {
-		for _, p := range a.Pods {
-			if a.Namespace != e.ns {
-				continue
-			}
-			pods++
-			if p.Aside || p.RecordingPaused || p.RecordIdle != 0 {
-				t.Errorf("status: pod %s aside %v, recording paused %v, idle time %v; want recording until rollback",
-					p.Pod, p.Aside, p.RecordingPaused, time.Duration(p.RecordIdle))
-			}
-		}
-	}
-	if pods != 1 {
-		t.Errorf("status shows %d agent pods, want 1: %+v", pods, st.Daemon.Agents)
+	if len(pods) != 1 {
+		t.Errorf("status shows %d agent pods, want 1: %+v", len(pods), pods)
 	}
 	found := 0
 	for _, r := range e.requestsList() {
