@@ -26,7 +26,7 @@ const annotationBack = "tether.dev/agents-back"
 // once it does not.
 func (e *env) calledFrom(client string) string {
 	e.t.Helper()
-	out, ok := e.exec(client, "/tether-demo", "get", "http://orders."+e.ns+".svc.cluster.local/whoami")
+	out, ok := e.exec(client, "/tether-demo", "get", "http://orders."+e.ns+".svc.cluster.local/from")
 	if !ok {
 		return "failed: " + strings.TrimSpace(out)
 	}

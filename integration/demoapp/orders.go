@@ -80,9 +80,13 @@ func (s *Server) Handler() http.Handler {
 		s.failing.Store(false)
 		io.WriteString(w, "healthz ok again\n")
 	})
-	// from is the caller's address as the app sees it: the agent's
-	// (loopback) while it sits in front of the app.
-	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"name": s.Name})
+	})
+	// /from says where the caller came from as the app sees it: the
+	// agent's loopback address while it sits in front of the app. (Not in
+	// /whoami, whose answer a mirror's laptop reproduces exactly.)
+	mux.HandleFunc("GET /from", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"name": s.Name, "from": r.RemoteAddr})
 	})
 	mux.HandleFunc("GET /orders", s.list)

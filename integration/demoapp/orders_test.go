@@ -23,6 +23,7 @@ func TestOrdersRoutes(t *testing.T) {
 		{"POST", "/healthz/ok", "", 200, "ok again"},
 		{"GET", "/healthz", "", 200, "ok"},
 		{"GET", "/whoami", "", 200, `"name": "test-pod"`},
+		{"GET", "/from", "", 200, `"from": "`},
 		{"GET", "/orders", "", 200, `"item": "grinder"`},
 		{"GET", "/orders/7", "", 200, `"id": 7`},
 		{"GET", "/orders/9", "", 404, "no order 9"},
