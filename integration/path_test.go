@@ -5,6 +5,9 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -15,6 +18,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -80,6 +84,31 @@ func (e *env) blockEgressToLaptop() {
 	if _, err := e.cs.NetworkingV1().NetworkPolicies(e.ns).Create(context.Background(), deny, metav1.CreateOptions{}); err != nil {
 		e.t.Fatal(err)
 	}
+}
+
+// waitEgressBlocked waits until pod's app container cannot open a
+// connection to this machine's address on the pods' bridge (a hang
+// guard, not a timing assertion).
+func (e *env) waitEgressBlocked(pod string) {
+	e.t.Helper()
+	cfg := cluster.DefaultConfig(filepath.Join(repoRoot(), ".cluster"))
+	l, err := net.Listen("tcp", net.JoinHostPort(cfg.NodePodCIDR.Addr().Next().String(), "0"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "reached\n") })}
+	go srv.Serve(l)
+	defer srv.Close()
+	url := "http://" + l.Addr().String() + "/"
+	for start := time.Now(); time.Since(start) < 60*time.Second; time.Sleep(500 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := cluster.ExecIn(ctx, e.rc, e.ns, pod, "orders", "/tether-demo", "get", url)
+		cancel()
+		if err != nil && !strings.Contains(out, "reached") {
+			return
+		}
+	}
+	e.t.Fatalf("pod %s still reaches %s 60s after the NetworkPolicy was created", pod, url)
 }
 
 // blockDirectOnHost rejects every connection a pod opens to this machine's
@@ -148,40 +177,30 @@ func TestInterceptPathBlocked(t *testing.T) {
 	e.deployOrders(1)
 	client := e.clientPod("client")
 	port := laptop(t)
-	e.blockEgressToLaptop()
 	before := e.snapshot()
+	// The agent in place first (record opens no tunnel), then the policy,
+	// waited for until it holds for that pod: the policy controller
+	// programs a pod's rules a moment after the pod (or the policy)
+	// appears, a connection made in that moment stays allowed, and an
+	// intercept's new agent connects to the laptop within it.
+	e.mustTether("record", "deploy/orders", "--port", "http")
+	e.blockEgressToLaptop()
+	e.waitEgressBlocked(e.firstPod("orders"))
+	recording := e.snapshot()
 
-	// --path direct first: nothing of the intercept may remain.
-	args := agentImage("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(port), "--path", "direct",
-		"--kubeconfig", e.kubeconfig, "-n", e.ns)
-	var out, errOut string
-	var code int
-	reused := false
-	for try := 0; ; try++ {
-		out, errOut, code = e.tether(args...)
-		if code != 0 || try == 5 {
-			break
-		}
-		// The rollout's new pod reached the laptop before the policy
-		// controller had its rules (it programs each new pod's, seconds
-		// later; on a busy machine later than the intercept). Try again
-		// through the same pod: leave keeps the agent.
-		t.Logf("intercept --path direct succeeded before the policy applied to the new pod; leaving and trying again")
-		e.mustTether("leave", "deploy/orders")
-		reused = true
-		time.Sleep(3 * time.Second)
-	}
+	// --path direct: nothing of the intercept may remain.
+	out, errOut, code := e.tether(agentImage("intercept", "deploy/orders", "--port", "http:"+strconv.Itoa(port), "--path", "direct",
+		"--kubeconfig", e.kubeconfig, "-n", e.ns)...)
 	t.Logf("intercept --path direct with egress blocked: exit %d\n%s", code, errOut)
 	if code != 2 || !strings.Contains(errOut, "--path direct: the pod") || !strings.Contains(errOut, "--path port-forward") {
 		t.Fatalf("intercept --path direct with egress blocked: exit %d, want 2 with the reason\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
-	if reused {
-		// The agent an earlier try added stays after leave, by design.
-		e.mustTether("rollback", "deploy/orders")
+	if now := e.snapshot(); !equality.Semantic.DeepEqual(recording.template, now.template) || !equality.Semantic.DeepEqual(recording.ports, now.ports) {
+		t.Errorf("the failed intercept changed the workload or the Service:\nbefore %+v\nafter  %+v", recording, now)
 	}
-	e.waitAppRoutes(1)
-	e.requireRestored(before)
 	e.requireAll(client, "app", 3)
+	e.mustTether("rollback", "deploy/orders")
+	e.waitAppRoutes(1)
 
 	// auto: the port-forward carries the same requests. The host rule, not
 	// the policy, makes this certain: the rollout's new pod may reach the

@@ -14,12 +14,17 @@ import (
 // Exec runs cmd in the pod's first container and returns its stdout and
 // stderr, joined, and the error of the run (non-nil when the command failed).
 func Exec(ctx context.Context, rc *rest.Config, namespace, pod string, cmd ...string) (string, error) {
+	return ExecIn(ctx, rc, namespace, pod, "", cmd...)
+}
+
+// ExecIn is Exec in one of the pod's containers ("": its only one).
+func ExecIn(ctx context.Context, rc *rest.Config, namespace, pod, container string, cmd ...string) (string, error) {
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return "", err
 	}
 	req := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+		VersionedParams(&corev1.PodExecOptions{Container: container, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
 	ex, err := remotecommand.NewSPDYExecutor(rc, "POST", req.URL())
 	if err != nil {
 		return "", err
