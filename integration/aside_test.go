@@ -109,12 +109,17 @@ func TestIdleAgentStepsAside(t *testing.T) {
 
 	// The next intercept points the Service at the agents again, ready
 	// when it returns.
-	_, errOut, code := e.tether(agentImage("intercept", "deploy/orders", "--port", "http:"+port, "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
+	// --agent-idle again: the agents in place keep theirs, and it says so.
+	_, errOut, code := e.tether(agentImage("intercept", "deploy/orders", "--port", "http:"+port, "--agent-idle", "1h",
+		"--kubeconfig", e.kubeconfig, "-n", e.ns)...)
 	if code != 0 {
 		t.Fatalf("intercept after stepping aside: exit %d: %s", code, errOut)
 	}
 	if !strings.Contains(errOut, "pointing service/orders at them again") {
 		t.Errorf("intercept's progress does not say it points the Service at the agents again:\n%s", errOut)
+	}
+	if !strings.Contains(errOut, "the agent in place keeps its settings: --agent-idle") {
+		t.Errorf("intercept's progress does not say --agent-idle does not apply to the agents in place:\n%s", errOut)
 	}
 	e.requireAll(client, "laptop", 10) // strict: ready when it returns
 	e.mustTether("leave", "deploy/orders")

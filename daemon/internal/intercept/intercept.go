@@ -439,6 +439,11 @@ func (m *Manager) reuse(ctx context.Context, req Request, w journal.Workload, sv
 		return nil, fmt.Errorf("read the agent token of %s (run `tether rollback %s` to start over): %w", w, w, err)
 	}
 	progress(fmt.Sprintf("%s already runs the agent on port %d", w, plan.AgentPort))
+	if !req.RecordOnly && (len(req.RecordArgs) > 0 || req.AgentResources != nil) {
+		// An intercept's agent settings apply when it adds the agent.
+		progress(fmt.Sprintf("the agent in place keeps its settings: --agent-idle, --agent-cpu and --agent-memory apply "+
+			"when an intercept adds it (`tether rollback %s` removes it)", w))
+	}
 	token := s.Data[inject.TokenKey]
 	if req.RecordOnly {
 		if cameBack {
