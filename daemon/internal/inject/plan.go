@@ -178,11 +178,9 @@ func AsidePorts(t *corev1.PodTemplateSpec, ports []corev1.ServicePort) ([]corev1
 	for i, sp := range ports {
 		sp := *sp.DeepCopy()
 		if agentPort, ok := agentTarget(t, sp); ok {
-			for _, f := range agentForwards(t) {
-				if f[0] == agentPort {
-					sp.TargetPort = intstr.FromInt32(f[1])
-					changed = true
-				}
+			if appPort, ok := forwardOf(t, agentPort); ok {
+				sp.TargetPort = intstr.FromInt32(appPort)
+				changed = true
 			}
 		}
 		out[i] = sp

@@ -292,7 +292,7 @@ func TestBuildRecordingReconfigures(t *testing.T) {
 	if !b.Reconfigured {
 		t.Fatal("another budget: not reconfigured")
 	}
-	if got, want := agentOf(t, b.Template).Resources, DefaultResources(256<<20); !cmp.Equal(got.Limits.Memory().Value(), want.Limits.Memory().Value()) {
+	if got, want := agentOf(t, b.Template).Resources, DefaultResources(256<<20); got.Limits.Memory().Cmp(*want.Limits.Memory()) != 0 {
 		t.Errorf("memory limit %s, want %s for a 256Mi budget", got.Limits.Memory(), want.Limits.Memory())
 	}
 }

@@ -80,6 +80,16 @@ func simulateRollout(cs *fake.Clientset) {
 
 var grpcRequest = Request{Namespace: ns, Workload: "orders", ServicePort: "grpc", AgentImage: "agent:v1", RecordOnly: true, RolloutTimeout: 5 * time.Second}
 
+// ordersRollingOut is a fake cluster with deployment/orders, whose
+// rollouts complete, and its Service; orig is the deployment's template.
+func ordersRollingOut() (*fake.Clientset, corev1.PodTemplateSpec, *corev1.Service) {
+	orig := fakekube.Template("orders", "orders:v1")
+	svc := fakekube.Service(ns, "orders")
+	cs := fakekube.New(fakekube.Namespace(ns), fakekube.Deployment(ns, "orders", orig), svc)
+	simulateRollout(cs)
+	return cs, orig, svc
+}
+
 // planFor is the change tether makes for port on the fixtures.
 func planFor(t *testing.T, port string) inject.Plan {
 	t.Helper()
@@ -212,10 +222,7 @@ func TestStart(t *testing.T) {
 // everything.
 func TestStartRace(t *testing.T) {
 	ctx := context.Background()
-	orig := fakekube.Template("orders", "orders:v1")
-	svc := fakekube.Service(ns, "orders")
-	cs := fakekube.New(fakekube.Namespace(ns), fakekube.Deployment(ns, "orders", orig), svc)
-	simulateRollout(cs)
+	cs, orig, svc := ordersRollingOut()
 	plan := planFor(t, "grpc")
 
 	var wg sync.WaitGroup
@@ -332,10 +339,7 @@ func TestRerunAfterCrash(t *testing.T) {
 // the journal so `tether rollback` can decide, and says so.
 func TestFailedStartNeverForces(t *testing.T) {
 	ctx := context.Background()
-	orig := fakekube.Template("orders", "orders:v1")
-	svc := fakekube.Service(ns, "orders")
-	cs := fakekube.New(fakekube.Namespace(ns), fakekube.Deployment(ns, "orders", orig), svc)
-	simulateRollout(cs)
+	cs, _, svc := ordersRollingOut()
 	deployments := appsv1.SchemeGroupVersion.WithResource("deployments")
 	var teammates corev1.PodTemplateSpec
 	cs.PrependReactor("update", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -376,10 +380,7 @@ func TestFailedStartNeverForces(t *testing.T) {
 // asked; the journal keeps the original, and rollback restores it.
 func TestRecordReconfiguresAnInterceptsAgent(t *testing.T) {
 	ctx := context.Background()
-	orig := fakekube.Template("orders", "orders:v1")
-	svc := fakekube.Service(ns, "orders")
-	cs := fakekube.New(fakekube.Namespace(ns), fakekube.Deployment(ns, "orders", orig), svc)
-	simulateRollout(cs)
+	cs, orig, svc := ordersRollingOut()
 	m := &Manager{CS: cs, Settle: time.Millisecond}
 	// The agent as an intercept with --agent-idle 5m adds it.
 	added := grpcRequest
