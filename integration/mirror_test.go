@@ -114,7 +114,12 @@ func TestMirrorSurvivesAStoppedLaptop(t *testing.T) {
 		t.Fatalf("before the mirror: %v", by)
 	}
 	port, copies, proc := pyLaptop(t)
-	e.mustTether(agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(port), "--mirror")...)
+	// The agent's CPU limit is set above what its one P can use: near
+	// its limit an agent sheds copies (TestMirrorGivesWayAtTheCPULimit),
+	// and CI's run of this test on a busy machine once shed 698 of them
+	// at the default limit of one core, which is not what this test is
+	// about.
+	e.mustTether(agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(port), "--mirror", "--agent-cpu", "10m:4")...)
 	by, mirrored := keepAliveGets(t, url, n)
 	if by["app"] != n {
 		t.Errorf("with a mirror, %d requests: served by %v, want the app for all", n, by)
@@ -124,13 +129,15 @@ func TestMirrorSurvivesAStoppedLaptop(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if c := copies.Load(); c != n {
-		t.Errorf("the laptop got %d copies of %d requests", c, n)
+		st := mirrorStatus(t, e)
+		t.Errorf("the laptop got %d copies of %d requests; status: %d delivered, %d dropped, %d of them shed near the agent's CPU limit",
+			c, n, st.Requests, st.Dropped, st.Shed)
 	}
 	// The laptop prints a copy's line before it answers, and the agent
 	// counts a copy delivered once the answer is read: wait for that too,
 	// or SIGSTOP can land between the two (999 delivered, 1 dropped).
 	for time.Now().Before(deadline) {
-		if delivered, _ := mirrorCounts(t, e); delivered >= n {
+		if mirrorStatus(t, e).Requests >= n {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -147,23 +154,16 @@ func TestMirrorSurvivesAStoppedLaptop(t *testing.T) {
 	t.Logf("app p50: no mirror %s, mirror %s, mirror to a stopped laptop %s", base, mirrored, stopped)
 	// The copies the stopped laptop cannot take are dropped (after the
 	// mirror's 10 s bound) and counted.
-	var delivered, dropped uint64
+	var st struct{ Requests, Dropped, Shed uint64 }
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
-		if delivered, dropped = mirrorCounts(t, e); dropped > 0 {
+		if st = mirrorStatus(t, e); st.Dropped > 0 {
 			break
 		}
 	}
-	if delivered < n || dropped == 0 {
-		t.Errorf("status counts %d copies delivered and %d dropped; want at least %d delivered and the stopped laptop's drops counted", delivered, dropped, n)
+	if st.Requests < n || st.Dropped == 0 || st.Shed > 0 {
+		t.Errorf("status counts %d copies delivered and %d dropped, %d of them shed near the agent's CPU limit; "+
+			"want at least %d delivered, the stopped laptop's drops counted, none shed", st.Requests, st.Dropped, st.Shed, n)
 	}
-}
-
-// mirrorCounts reads the one mirror's copies delivered and dropped from
-// `tether status -o json`.
-func mirrorCounts(t *testing.T, e *env) (delivered, dropped uint64) {
-	t.Helper()
-	pi := mirrorStatus(t, e)
-	return pi.Requests, pi.Dropped
 }
 
 // mirrorStatus reads the one mirror's counts from `tether status -o json`.
