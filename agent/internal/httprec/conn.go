@@ -41,6 +41,10 @@ type Options struct {
 	// the budget).
 	ConnShare int
 	Redactor  recording.Redactor
+	// Skip, when set, drops each exchange it is true for instead of
+	// storing it (agent/internal/tap drops the kubelet's probes of the
+	// app, which an agent in the Service's path never sees).
+	Skip func(*recording.Exchange) bool
 }
 
 // DefaultOptions: 1 MiB per body, 64 KiB per head, default redaction.
@@ -373,8 +377,12 @@ func (c *Conn) emit(p *pending) {
 	if ex.Response != nil {
 		p.respBody.finish(ex.Response)
 	}
-	c.opts.Redactor.Apply(ex)
 	held := p.held()
+	if c.opts.Skip != nil && c.opts.Skip(ex) {
+		c.mem.refund(held)
+		return
+	}
+	c.opts.Redactor.Apply(ex)
 	c.mem.settle(held)
 	c.ring.add(ex, held)
 }
