@@ -20,6 +20,9 @@ func InfoToProto(info Info) *agentv1.InfoResponse {
 	resp := &agentv1.InfoResponse{Version: info.Version, Commit: info.Commit, PodName: info.PodName,
 		PodNamespace: info.PodNamespace, StartedUnixNano: info.StartedAt.UnixNano(),
 		RecordingPaused: info.RecordingPaused, RecordIdleNanos: int64(info.RecordIdle), Aside: info.Aside}
+	if p := info.Passive; p != nil {
+		resp.Passive = &agentv1.PassiveStats{Conns: p.Conns, MidStream: p.MidStream, Gaps: p.Gaps, DroppedPackets: p.DroppedPackets}
+	}
 	if !info.IdleSince.IsZero() {
 		resp.IdleSinceUnixNano = info.IdleSince.UnixNano()
 	}
@@ -40,6 +43,9 @@ func InfoFromProto(resp *agentv1.InfoResponse) Info {
 	info := Info{Version: resp.GetVersion(), Commit: resp.GetCommit(), PodName: resp.GetPodName(),
 		PodNamespace: resp.GetPodNamespace(), StartedAt: time.Unix(0, resp.GetStartedUnixNano()),
 		RecordingPaused: resp.GetRecordingPaused(), RecordIdle: time.Duration(resp.GetRecordIdleNanos()), Aside: resp.GetAside()}
+	if p := resp.GetPassive(); p != nil {
+		info.Passive = &PassiveStats{Conns: p.GetConns(), MidStream: p.GetMidStream(), Gaps: p.GetGaps(), DroppedPackets: p.GetDroppedPackets()}
+	}
 	if n := resp.GetIdleSinceUnixNano(); n != 0 {
 		info.IdleSince = time.Unix(0, n)
 	}

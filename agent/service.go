@@ -36,6 +36,17 @@ type Info struct {
 	// Aside: the agent stepped aside (StepAside); the Service is being, or
 	// has been, pointed back at the app, and it refuses intercepts.
 	Aside bool
+	// Passive: the agent also records from a copy of the pod's packets
+	// (--record-passive), with what that counted; nil otherwise.
+	Passive *PassiveStats
+}
+
+// PassiveStats counts an agent's recording from packets: the connections
+// recorded, those not recorded because they opened before the agent
+// started (MidStream) or lost bytes (Gaps: the kernel dropped packets,
+// DroppedPackets, or more were open than it follows).
+type PassiveStats struct {
+	Conns, MidStream, Gaps, DroppedPackets uint64
 }
 
 // Forward is one port the agent sits in front of.

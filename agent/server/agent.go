@@ -22,6 +22,7 @@ import (
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/agent/internal/cpulimit"
+	"github.com/tetherkube/tether/agent/internal/tap"
 	"github.com/tetherkube/tether/agent/internal/httprec"
 	"github.com/tetherkube/tether/agent/internal/readyprobe"
 	"github.com/tetherkube/tether/recording"
@@ -74,6 +75,12 @@ type RecordConfig struct {
 	// (0: never); the next tunnel resumes it. What was recorded stays
 	// readable.
 	Idle time.Duration
+	// Passive also records from a copy of the pod's packets to the
+	// forwards' app ports (agent/internal/tap, CAP_NET_RAW), so callers
+	// the Service sends straight to the app are recorded too; the agent
+	// may then step aside at once, whatever Idle. It records while the
+	// agent runs.
+	Passive bool
 }
 
 // Recording defaults: 64 MiB in all, 1 MiB per body.
@@ -127,6 +134,12 @@ func (c Config) Validate() error {
 	if c.BootstrapTTL < 0 {
 		errs = append(errs, fmt.Errorf("bootstrap TTL must not be negative, got %s", c.BootstrapTTL))
 	}
+	if c.Record.Passive && c.Record.Off {
+		errs = append(errs, errors.New("recording from packets (--record-passive) needs recording on (drop --no-record)"))
+	}
+	if c.Record.Passive && len(c.Forwards) == 0 {
+		errs = append(errs, errors.New("recording from packets (--record-passive) needs a forward: it records the app ports behind them"))
+	}
 	if c.Record.Idle < 0 {
 		errs = append(errs, fmt.Errorf("recording idle time must not be negative, got %s", c.Record.Idle))
 	}
@@ -153,6 +166,8 @@ type Agent struct {
 	ring *httprec.Ring
 	// recOpts shape every connection's recording.
 	recOpts httprec.Options
+	// tap records from the pod's packets (Record.Passive); nil otherwise.
+	tap *tap.Tap
 	// idle knows whether a daemon uses the agent (idle.go).
 	idle *idleClock
 	// aside: the agent stepped aside and refuses intercepts (aside.go).
@@ -223,6 +238,22 @@ func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []
 		"pod", a.cfg.PodNamespace+"/"+a.cfg.PodName)
 	if a.ring != nil {
 		a.idle.start(a.cfg.Record.Idle, a.logPaused)
+	}
+	if a.cfg.Record.Passive {
+		ports := map[int]int{}
+		for _, f := range a.cfg.Forwards {
+			ports[f.AppPort] = f.ListenPort
+		}
+		t, err := tap.Start(tap.Config{Ports: ports, Pod: a.cfg.PodName, Ring: a.ring, Options: a.recOpts, Logger: a.log})
+		if err != nil {
+			tl.Close()
+			for _, l := range forwards {
+				l.Close()
+			}
+			return fmt.Errorf("--record-passive: %w (the agent container needs the NET_RAW capability)", err)
+		}
+		a.tap = t
+		defer t.Close()
 	}
 	var wg sync.WaitGroup
 	if a.cpu != nil {

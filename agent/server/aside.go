@@ -44,6 +44,12 @@ func (a *Agent) stepAside(back bool) error {
 			}
 		}
 	}
+	if a.tap != nil {
+		// It records the callers from their packets wherever the Service
+		// sends them.
+		a.aside = true
+		return nil
+	}
 	idle := a.cfg.Record.Idle
 	if idle <= 0 {
 		return fmt.Errorf("the agent runs with --record-idle 0, so it stays in the Service's path: %w", agent.ErrBusy)

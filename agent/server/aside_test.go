@@ -93,3 +93,34 @@ func TestStepAsideNeverIdle(t *testing.T) {
 		t.Fatalf("stepping aside with --record-idle 0: %v, want ErrBusy", err)
 	}
 }
+
+// TestStepAsidePassive: an agent that records from packets steps aside at
+// once, though it never idles, and says so in Info; still not while
+// something intercepts it.
+func TestStepAsidePassive(t *testing.T) {
+	h := newHarnessFor(t, named(t, "app"), func(c *Config) { c.Record.Idle, c.Record.Passive = 0, true })
+	ctx := context.Background()
+	_, client, err := h.daemon(testToken, named(t, "laptop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := client.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Passive == nil {
+		t.Fatal("Info does not say the agent records from packets")
+	}
+	if err := client.Intercept(ctx, agent.InterceptSpec{ListenPort: h.frontPort, ID: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.StepAside(ctx, false); !errors.Is(err, agent.ErrBusy) {
+		t.Fatalf("stepping aside while intercepted: %v, want ErrBusy", err)
+	}
+	if err := client.Leave(ctx, h.frontPort, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.StepAside(ctx, false); err != nil {
+		t.Fatalf("a passive recorder stepping aside: %v", err)
+	}
+}

@@ -61,6 +61,7 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		return nil
 	})
 	fs.DurationVar(&cfg.Record.Idle, "record-idle", cfg.Record.Idle, "pause recording once no daemon has had a tunnel open this long (0: never); the next tunnel resumes it")
+	fs.BoolVar(&cfg.Record.Passive, "record-passive", false, "also record from a copy of the pod's packets to the app ports (needs CAP_NET_RAW): callers the Service sends straight to the app are recorded too, and the agent may step aside at once")
 	fs.BoolVar(&cfg.Record.Redactor.Off, "no-redact", false, "record secrets (Authorization, Cookie, ...) as seen")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {

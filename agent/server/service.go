@@ -70,6 +70,10 @@ func (a *Agent) info() agent.Info {
 	if a.ring != nil {
 		info.RecordingPaused = !a.recording()
 	}
+	if a.tap != nil {
+		st := a.tap.Stats()
+		info.Passive = &agent.PassiveStats{Conns: st.Conns, MidStream: st.MidStream, Gaps: st.Gaps + st.Over, DroppedPackets: st.Dropped}
+	}
 	for _, f := range a.cfg.Forwards {
 		info.Forwards = append(info.Forwards, a.forwardStatus(f))
 	}

@@ -2551,7 +2551,10 @@ type InfoResponse struct {
 	RecordIdleNanos int64 `protobuf:"varint,9,opt,name=record_idle_nanos,json=recordIdleNanos,proto3" json:"record_idle_nanos,omitempty"`
 	// The agent stepped aside (StepAside): the Service is being, or has
 	// been, pointed back at the app, and it refuses intercepts.
-	Aside         bool `protobuf:"varint,10,opt,name=aside,proto3" json:"aside,omitempty"`
+	Aside bool `protobuf:"varint,10,opt,name=aside,proto3" json:"aside,omitempty"`
+	// Set when the agent also records from a copy of the pod's packets
+	// (--record-passive).
+	Passive       *PassiveStats `protobuf:"bytes,11,opt,name=passive,proto3" json:"passive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2656,6 +2659,87 @@ func (x *InfoResponse) GetAside() bool {
 	return false
 }
 
+func (x *InfoResponse) GetPassive() *PassiveStats {
+	if x != nil {
+		return x.Passive
+	}
+	return nil
+}
+
+// PassiveStats counts an agent's recording from packets.
+type PassiveStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connections recorded.
+	Conns uint64 `protobuf:"varint,1,opt,name=conns,proto3" json:"conns,omitempty"`
+	// Connections not recorded: opened before the agent started.
+	MidStream uint64 `protobuf:"varint,2,opt,name=mid_stream,json=midStream,proto3" json:"mid_stream,omitempty"`
+	// Connections whose recording stopped: bytes lost, or more connections
+	// open than the agent follows.
+	Gaps uint64 `protobuf:"varint,3,opt,name=gaps,proto3" json:"gaps,omitempty"`
+	// Packets the kernel dropped for lack of buffer space.
+	DroppedPackets uint64 `protobuf:"varint,4,opt,name=dropped_packets,json=droppedPackets,proto3" json:"dropped_packets,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PassiveStats) Reset() {
+	*x = PassiveStats{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PassiveStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PassiveStats) ProtoMessage() {}
+
+func (x *PassiveStats) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PassiveStats.ProtoReflect.Descriptor instead.
+func (*PassiveStats) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PassiveStats) GetConns() uint64 {
+	if x != nil {
+		return x.Conns
+	}
+	return 0
+}
+
+func (x *PassiveStats) GetMidStream() uint64 {
+	if x != nil {
+		return x.MidStream
+	}
+	return 0
+}
+
+func (x *PassiveStats) GetGaps() uint64 {
+	if x != nil {
+		return x.Gaps
+	}
+	return 0
+}
+
+func (x *PassiveStats) GetDroppedPackets() uint64 {
+	if x != nil {
+		return x.DroppedPackets
+	}
+	return 0
+}
+
 type StartProfileRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One block-profile sample per this many nanoseconds blocked; 0: 10,000.
@@ -2668,7 +2752,7 @@ type StartProfileRequest struct {
 
 func (x *StartProfileRequest) Reset() {
 	*x = StartProfileRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[38]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2680,7 +2764,7 @@ func (x *StartProfileRequest) String() string {
 func (*StartProfileRequest) ProtoMessage() {}
 
 func (x *StartProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[38]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2693,7 +2777,7 @@ func (x *StartProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartProfileRequest.ProtoReflect.Descriptor instead.
 func (*StartProfileRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{38}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StartProfileRequest) GetBlockRateNs() int64 {
@@ -2718,7 +2802,7 @@ type StartProfileResponse struct {
 
 func (x *StartProfileResponse) Reset() {
 	*x = StartProfileResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[39]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2730,7 +2814,7 @@ func (x *StartProfileResponse) String() string {
 func (*StartProfileResponse) ProtoMessage() {}
 
 func (x *StartProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[39]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2743,7 +2827,7 @@ func (x *StartProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartProfileResponse.ProtoReflect.Descriptor instead.
 func (*StartProfileResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{39}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{40}
 }
 
 type StopProfileRequest struct {
@@ -2754,7 +2838,7 @@ type StopProfileRequest struct {
 
 func (x *StopProfileRequest) Reset() {
 	*x = StopProfileRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[40]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2766,7 +2850,7 @@ func (x *StopProfileRequest) String() string {
 func (*StopProfileRequest) ProtoMessage() {}
 
 func (x *StopProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[40]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2779,7 +2863,7 @@ func (x *StopProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopProfileRequest.ProtoReflect.Descriptor instead.
 func (*StopProfileRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{40}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{41}
 }
 
 type StopProfileResponse struct {
@@ -2794,7 +2878,7 @@ type StopProfileResponse struct {
 
 func (x *StopProfileResponse) Reset() {
 	*x = StopProfileResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[41]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2806,7 +2890,7 @@ func (x *StopProfileResponse) String() string {
 func (*StopProfileResponse) ProtoMessage() {}
 
 func (x *StopProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[41]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2819,7 +2903,7 @@ func (x *StopProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopProfileResponse.ProtoReflect.Descriptor instead.
 func (*StopProfileResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{41}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *StopProfileResponse) GetCpu() []byte {
@@ -2864,7 +2948,7 @@ type ExpectProbeRequest struct {
 
 func (x *ExpectProbeRequest) Reset() {
 	*x = ExpectProbeRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[42]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +2960,7 @@ func (x *ExpectProbeRequest) String() string {
 func (*ExpectProbeRequest) ProtoMessage() {}
 
 func (x *ExpectProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[42]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +2973,7 @@ func (x *ExpectProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpectProbeRequest.ProtoReflect.Descriptor instead.
 func (*ExpectProbeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{42}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ExpectProbeRequest) GetNonce() []byte {
@@ -2921,7 +3005,7 @@ type ExpectProbeResponse struct {
 
 func (x *ExpectProbeResponse) Reset() {
 	*x = ExpectProbeResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[43]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2933,7 +3017,7 @@ func (x *ExpectProbeResponse) String() string {
 func (*ExpectProbeResponse) ProtoMessage() {}
 
 func (x *ExpectProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[43]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2946,7 +3030,7 @@ func (x *ExpectProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpectProbeResponse.ProtoReflect.Descriptor instead.
 func (*ExpectProbeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{43}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{44}
 }
 
 type ProbeServiceRequest struct {
@@ -2968,7 +3052,7 @@ type ProbeServiceRequest struct {
 
 func (x *ProbeServiceRequest) Reset() {
 	*x = ProbeServiceRequest{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[44]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2980,7 +3064,7 @@ func (x *ProbeServiceRequest) String() string {
 func (*ProbeServiceRequest) ProtoMessage() {}
 
 func (x *ProbeServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[44]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2993,7 +3077,7 @@ func (x *ProbeServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeServiceRequest.ProtoReflect.Descriptor instead.
 func (*ProbeServiceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{44}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ProbeServiceRequest) GetAddress() string {
@@ -3055,7 +3139,7 @@ type ProbeServiceResponse struct {
 
 func (x *ProbeServiceResponse) Reset() {
 	*x = ProbeServiceResponse{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[45]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3067,7 +3151,7 @@ func (x *ProbeServiceResponse) String() string {
 func (*ProbeServiceResponse) ProtoMessage() {}
 
 func (x *ProbeServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[45]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3080,7 +3164,7 @@ func (x *ProbeServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeServiceResponse.ProtoReflect.Descriptor instead.
 func (*ProbeServiceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{45}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ProbeServiceResponse) GetReady() bool {
@@ -3315,7 +3399,7 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"listenPort\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"\x0f\n" +
 	"\rLeaveResponse\"\r\n" +
-	"\vInfoRequest\"\x80\x03\n" +
+	"\vInfoRequest\"\xb9\x03\n" +
 	"\fInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
 	"\x06commit\x18\x02 \x01(\tR\x06commit\x12\x19\n" +
@@ -3327,7 +3411,14 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x10recording_paused\x18\b \x01(\bR\x0frecordingPaused\x12*\n" +
 	"\x11record_idle_nanos\x18\t \x01(\x03R\x0frecordIdleNanos\x12\x14\n" +
 	"\x05aside\x18\n" +
-	" \x01(\bR\x05aside\"`\n" +
+	" \x01(\bR\x05aside\x127\n" +
+	"\apassive\x18\v \x01(\v2\x1d.tether.agent.v1.PassiveStatsR\apassive\"\x80\x01\n" +
+	"\fPassiveStats\x12\x14\n" +
+	"\x05conns\x18\x01 \x01(\x04R\x05conns\x12\x1d\n" +
+	"\n" +
+	"mid_stream\x18\x02 \x01(\x04R\tmidStream\x12\x12\n" +
+	"\x04gaps\x18\x03 \x01(\x04R\x04gaps\x12'\n" +
+	"\x0fdropped_packets\x18\x04 \x01(\x04R\x0edroppedPackets\"`\n" +
 	"\x13StartProfileRequest\x12\"\n" +
 	"\rblock_rate_ns\x18\x01 \x01(\x03R\vblockRateNs\x12%\n" +
 	"\x0emutex_fraction\x18\x02 \x01(\x05R\rmutexFraction\"\x16\n" +
@@ -3394,7 +3485,7 @@ func file_proto_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_proto_agent_v1_agent_proto_rawDescData
 }
 
-var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*StepAsideRequest)(nil),     // 0: tether.agent.v1.StepAsideRequest
 	(*StepAsideResponse)(nil),    // 1: tether.agent.v1.StepAsideResponse
@@ -3434,15 +3525,16 @@ var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*LeaveResponse)(nil),        // 35: tether.agent.v1.LeaveResponse
 	(*InfoRequest)(nil),          // 36: tether.agent.v1.InfoRequest
 	(*InfoResponse)(nil),         // 37: tether.agent.v1.InfoResponse
-	(*StartProfileRequest)(nil),  // 38: tether.agent.v1.StartProfileRequest
-	(*StartProfileResponse)(nil), // 39: tether.agent.v1.StartProfileResponse
-	(*StopProfileRequest)(nil),   // 40: tether.agent.v1.StopProfileRequest
-	(*StopProfileResponse)(nil),  // 41: tether.agent.v1.StopProfileResponse
-	(*ExpectProbeRequest)(nil),   // 42: tether.agent.v1.ExpectProbeRequest
-	(*ExpectProbeResponse)(nil),  // 43: tether.agent.v1.ExpectProbeResponse
-	(*ProbeServiceRequest)(nil),  // 44: tether.agent.v1.ProbeServiceRequest
-	(*ProbeServiceResponse)(nil), // 45: tether.agent.v1.ProbeServiceResponse
-	nil,                          // 46: tether.agent.v1.ProbeServiceResponse.AnsweredEntry
+	(*PassiveStats)(nil),         // 38: tether.agent.v1.PassiveStats
+	(*StartProfileRequest)(nil),  // 39: tether.agent.v1.StartProfileRequest
+	(*StartProfileResponse)(nil), // 40: tether.agent.v1.StartProfileResponse
+	(*StopProfileRequest)(nil),   // 41: tether.agent.v1.StopProfileRequest
+	(*StopProfileResponse)(nil),  // 42: tether.agent.v1.StopProfileResponse
+	(*ExpectProbeRequest)(nil),   // 43: tether.agent.v1.ExpectProbeRequest
+	(*ExpectProbeResponse)(nil),  // 44: tether.agent.v1.ExpectProbeResponse
+	(*ProbeServiceRequest)(nil),  // 45: tether.agent.v1.ProbeServiceRequest
+	(*ProbeServiceResponse)(nil), // 46: tether.agent.v1.ProbeServiceResponse
+	nil,                          // 47: tether.agent.v1.ProbeServiceResponse.AnsweredEntry
 }
 var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	6,  // 0: tether.agent.v1.ReadProcessResponse.files:type_name -> tether.agent.v1.ProcessFile
@@ -3462,44 +3554,45 @@ var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	30, // 14: tether.agent.v1.InterceptRequest.filter:type_name -> tether.agent.v1.RouteFilter
 	30, // 15: tether.agent.v1.InterceptStatus.filter:type_name -> tether.agent.v1.RouteFilter
 	29, // 16: tether.agent.v1.InfoResponse.forwards:type_name -> tether.agent.v1.Forward
-	46, // 17: tether.agent.v1.ProbeServiceResponse.answered:type_name -> tether.agent.v1.ProbeServiceResponse.AnsweredEntry
-	36, // 18: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
-	31, // 19: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
-	34, // 20: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
-	24, // 21: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
-	16, // 22: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
-	18, // 23: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
-	21, // 24: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
-	10, // 25: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
-	7,  // 26: tether.agent.v1.Agent.Rotate:input_type -> tether.agent.v1.RotateRequest
-	4,  // 27: tether.agent.v1.Agent.ReadProcess:input_type -> tether.agent.v1.ReadProcessRequest
-	2,  // 28: tether.agent.v1.Agent.DialBack:input_type -> tether.agent.v1.DialBackRequest
-	38, // 29: tether.agent.v1.Agent.StartProfile:input_type -> tether.agent.v1.StartProfileRequest
-	40, // 30: tether.agent.v1.Agent.StopProfile:input_type -> tether.agent.v1.StopProfileRequest
-	42, // 31: tether.agent.v1.Agent.ExpectProbe:input_type -> tether.agent.v1.ExpectProbeRequest
-	44, // 32: tether.agent.v1.Agent.ProbeService:input_type -> tether.agent.v1.ProbeServiceRequest
-	0,  // 33: tether.agent.v1.Agent.StepAside:input_type -> tether.agent.v1.StepAsideRequest
-	37, // 34: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
-	33, // 35: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
-	35, // 36: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
-	25, // 37: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
-	17, // 38: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
-	20, // 39: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
-	23, // 40: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
-	11, // 41: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
-	8,  // 42: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
-	5,  // 43: tether.agent.v1.Agent.ReadProcess:output_type -> tether.agent.v1.ReadProcessResponse
-	3,  // 44: tether.agent.v1.Agent.DialBack:output_type -> tether.agent.v1.DialBackResponse
-	39, // 45: tether.agent.v1.Agent.StartProfile:output_type -> tether.agent.v1.StartProfileResponse
-	41, // 46: tether.agent.v1.Agent.StopProfile:output_type -> tether.agent.v1.StopProfileResponse
-	43, // 47: tether.agent.v1.Agent.ExpectProbe:output_type -> tether.agent.v1.ExpectProbeResponse
-	45, // 48: tether.agent.v1.Agent.ProbeService:output_type -> tether.agent.v1.ProbeServiceResponse
-	1,  // 49: tether.agent.v1.Agent.StepAside:output_type -> tether.agent.v1.StepAsideResponse
-	34, // [34:50] is the sub-list for method output_type
-	18, // [18:34] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	38, // 17: tether.agent.v1.InfoResponse.passive:type_name -> tether.agent.v1.PassiveStats
+	47, // 18: tether.agent.v1.ProbeServiceResponse.answered:type_name -> tether.agent.v1.ProbeServiceResponse.AnsweredEntry
+	36, // 19: tether.agent.v1.Agent.Info:input_type -> tether.agent.v1.InfoRequest
+	31, // 20: tether.agent.v1.Agent.Intercept:input_type -> tether.agent.v1.InterceptRequest
+	34, // 21: tether.agent.v1.Agent.Leave:input_type -> tether.agent.v1.LeaveRequest
+	24, // 22: tether.agent.v1.Agent.Capture:input_type -> tether.agent.v1.CaptureRequest
+	16, // 23: tether.agent.v1.Agent.ResolvConf:input_type -> tether.agent.v1.ResolvConfRequest
+	18, // 24: tether.agent.v1.Agent.QueryDNS:input_type -> tether.agent.v1.DNSQueryRequest
+	21, // 25: tether.agent.v1.Agent.Probe:input_type -> tether.agent.v1.ProbeRequest
+	10, // 26: tether.agent.v1.Agent.Exchanges:input_type -> tether.agent.v1.ExchangesRequest
+	7,  // 27: tether.agent.v1.Agent.Rotate:input_type -> tether.agent.v1.RotateRequest
+	4,  // 28: tether.agent.v1.Agent.ReadProcess:input_type -> tether.agent.v1.ReadProcessRequest
+	2,  // 29: tether.agent.v1.Agent.DialBack:input_type -> tether.agent.v1.DialBackRequest
+	39, // 30: tether.agent.v1.Agent.StartProfile:input_type -> tether.agent.v1.StartProfileRequest
+	41, // 31: tether.agent.v1.Agent.StopProfile:input_type -> tether.agent.v1.StopProfileRequest
+	43, // 32: tether.agent.v1.Agent.ExpectProbe:input_type -> tether.agent.v1.ExpectProbeRequest
+	45, // 33: tether.agent.v1.Agent.ProbeService:input_type -> tether.agent.v1.ProbeServiceRequest
+	0,  // 34: tether.agent.v1.Agent.StepAside:input_type -> tether.agent.v1.StepAsideRequest
+	37, // 35: tether.agent.v1.Agent.Info:output_type -> tether.agent.v1.InfoResponse
+	33, // 36: tether.agent.v1.Agent.Intercept:output_type -> tether.agent.v1.InterceptResponse
+	35, // 37: tether.agent.v1.Agent.Leave:output_type -> tether.agent.v1.LeaveResponse
+	25, // 38: tether.agent.v1.Agent.Capture:output_type -> tether.agent.v1.CaptureEvent
+	17, // 39: tether.agent.v1.Agent.ResolvConf:output_type -> tether.agent.v1.ResolvConfResponse
+	20, // 40: tether.agent.v1.Agent.QueryDNS:output_type -> tether.agent.v1.DNSQueryResponse
+	23, // 41: tether.agent.v1.Agent.Probe:output_type -> tether.agent.v1.ProbeResponse
+	11, // 42: tether.agent.v1.Agent.Exchanges:output_type -> tether.agent.v1.ExchangesChunk
+	8,  // 43: tether.agent.v1.Agent.Rotate:output_type -> tether.agent.v1.RotateResponse
+	5,  // 44: tether.agent.v1.Agent.ReadProcess:output_type -> tether.agent.v1.ReadProcessResponse
+	3,  // 45: tether.agent.v1.Agent.DialBack:output_type -> tether.agent.v1.DialBackResponse
+	40, // 46: tether.agent.v1.Agent.StartProfile:output_type -> tether.agent.v1.StartProfileResponse
+	42, // 47: tether.agent.v1.Agent.StopProfile:output_type -> tether.agent.v1.StopProfileResponse
+	44, // 48: tether.agent.v1.Agent.ExpectProbe:output_type -> tether.agent.v1.ExpectProbeResponse
+	46, // 49: tether.agent.v1.Agent.ProbeService:output_type -> tether.agent.v1.ProbeServiceResponse
+	1,  // 50: tether.agent.v1.Agent.StepAside:output_type -> tether.agent.v1.StepAsideResponse
+	35, // [35:51] is the sub-list for method output_type
+	19, // [19:35] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_proto_agent_v1_agent_proto_init() }
@@ -3517,7 +3610,7 @@ func file_proto_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_v1_agent_proto_rawDesc), len(file_proto_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
