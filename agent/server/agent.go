@@ -22,9 +22,9 @@ import (
 
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/agent/internal/cpulimit"
-	"github.com/tetherkube/tether/agent/internal/tap"
 	"github.com/tetherkube/tether/agent/internal/httprec"
 	"github.com/tetherkube/tether/agent/internal/readyprobe"
+	"github.com/tetherkube/tether/agent/internal/tap"
 	"github.com/tetherkube/tether/recording"
 	"github.com/tetherkube/tether/tunnel"
 )
