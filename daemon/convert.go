@@ -8,6 +8,7 @@ import (
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/errdefs"
+	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 	"github.com/tetherkube/tether/replay"
 )
@@ -65,6 +66,9 @@ func StatusToProto(st Status) *daemonv1.StatusResponse {
 			RedactionOff: a.RedactionOff, RedactedNames: a.Redacted, NoRestartUnheld: a.NoRestartUnheld}
 		for _, p := range a.Pods {
 			pp := &daemonv1.AgentPod{Pod: p.Pod, RecordingPaused: p.RecordingPaused, RecordIdleNanos: int64(p.RecordIdle), Error: p.Error, TunnelKept: p.TunnelKept, Aside: p.Aside}
+			if s := p.Passive; s != nil {
+				pp.Passive = &agentv1.PassiveStats{Conns: s.Conns, MidStream: s.MidStream, Gaps: s.Gaps, DroppedPackets: s.DroppedPackets}
+			}
 			if !p.IdleSince.IsZero() {
 				pp.IdleSinceUnixNano = p.IdleSince.UnixNano()
 			}
@@ -90,6 +94,9 @@ func StatusFromProto(resp *daemonv1.StatusResponse) Status {
 		for _, p := range a.GetPods() {
 			ap := AgentPod{Pod: p.GetPod(), RecordingPaused: p.GetRecordingPaused(), RecordIdle: time.Duration(p.GetRecordIdleNanos()), Error: p.GetError(),
 				TunnelKept: p.GetTunnelKept(), Aside: p.GetAside()}
+			if s := p.GetPassive(); s != nil {
+				ap.Passive = &agent.PassiveStats{Conns: s.GetConns(), MidStream: s.GetMidStream(), Gaps: s.GetGaps(), DroppedPackets: s.GetDroppedPackets()}
+			}
 			if n := p.GetIdleSinceUnixNano(); n != 0 {
 				ap.IdleSince = time.Unix(0, n)
 			}
@@ -187,14 +194,14 @@ func RecordRequestToProto(req RecordRequest) *daemonv1.RecordRequest {
 	return &daemonv1.RecordRequest{Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort,
 		AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout, Redact: req.Redact, NoRedact: req.NoRedact,
 		BodyCap: uint64(req.BodyCap), Budget: uint64(req.Budget), AgentResources: agentResourcesToProto(req.AgentResources),
-		NoRestart: req.NoRestart}
+		NoRestart: req.NoRestart, Passive: req.Passive}
 }
 
 func RecordRequestFromProto(req *daemonv1.RecordRequest) RecordRequest {
 	return RecordRequest{Namespace: req.GetNamespace(), Workload: req.GetWorkload(), ServicePort: req.GetServicePort(),
 		AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds(), Redact: req.GetRedact(),
 		NoRedact: req.GetNoRedact(), BodyCap: int(req.GetBodyCap()), Budget: int(req.GetBudget()),
-		AgentResources: agentResourcesFromProto(req.GetAgentResources()), NoRestart: req.GetNoRestart()}
+		AgentResources: agentResourcesFromProto(req.GetAgentResources()), NoRestart: req.GetNoRestart(), Passive: req.GetPassive()}
 }
 
 func RecordInfoToProto(info RecordInfo) *daemonv1.RecordInfo {

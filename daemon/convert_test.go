@@ -163,7 +163,7 @@ func TestAgentRequestsOverTheWire(t *testing.T) {
 	}
 
 	rec := RecordRequest{Namespace: "shop", Workload: "sts/db", ServicePort: "8080", AgentImage: "agent:dev", RolloutTimeout: 60,
-		Redact: []string{"X-Key"}, NoRedact: true, BodyCap: 1024, Budget: 8 << 20, AgentResources: res, NoRestart: true}
+		Redact: []string{"X-Key"}, NoRedact: true, BodyCap: 1024, Budget: 8 << 20, AgentResources: res, NoRestart: true, Passive: true}
 	allSet(t, rec)
 	if diff := cmp.Diff(rec, RecordRequestFromProto(wire(t, RecordRequestToProto(rec), &daemonv1.RecordRequest{}))); diff != "" {
 		t.Errorf("record request through the wire (-want +got)\n%s", diff)

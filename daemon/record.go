@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/internal/agentspec"
 	"github.com/tetherkube/tether/recording"
 )
 
@@ -26,6 +27,11 @@ type RecordRequest struct {
 	// container: no pod restarts; the daemon follows the recording until
 	// `tether leave` (docs/intercept.md).
 	NoRestart bool `json:"noRestart,omitempty"`
+	// Passive records from a copy of the pods' packets (the agent's
+	// --record-passive, which needs NET_RAW): the agents step aside at
+	// once, the Service sends callers straight to the app, and they pay
+	// nothing for the recording.
+	Passive bool `json:"passive,omitempty"`
 }
 
 // RecordInfo describes a recording agent in place.
@@ -53,6 +59,9 @@ func (r RecordRequest) RecordArgs() []string {
 	}
 	if r.Budget > 0 {
 		args = append(args, "--record-budget", fmt.Sprint(r.Budget))
+	}
+	if r.Passive {
+		args = append(args, agentspec.PassiveRecordFlag)
 	}
 	return args
 }

@@ -117,6 +117,9 @@ type AgentPod struct {
 	// Aside: the agent stepped aside after its idle time; the Service
 	// sends its callers to the app until the next intercept.
 	Aside bool `json:"aside,omitempty"`
+	// Passive: the agent records from a copy of the pod's packets
+	// (record --passive), with what it counted.
+	Passive *agent.PassiveStats `json:"passive,omitempty"`
 }
 
 // InterceptRequest asks for an intercept.

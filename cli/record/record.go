@@ -30,6 +30,9 @@ type RecordOptions struct {
 	// NoRestart is --no-restart: the agent joins the running pods as an
 	// ephemeral container; the recording lasts until `tether leave`.
 	NoRestart bool
+	// Passive is --passive: record from a copy of the pods' packets, the
+	// Service sending to the app.
+	Passive bool
 
 	// Ns is the namespace Complete resolved.
 	Ns string
@@ -70,10 +73,23 @@ ephemeral container and the Service is pointed at the pods whose agent
 answers, as ` + "`tether intercept --no-restart`" + ` does (docs/intercept.md). The
 daemon follows the recording (new pods get an agent) until
 ` + "`tether leave WORKLOAD`" + ` or ` + "`tether quit`" + `, which restore the Service; the agents stay, idle, and
-their recordings stay readable until the pods are replaced.`,
+their recordings stay readable until the pods are replaced.
+
+With --passive the agent records from a copy of the pods' packets instead
+of in the connections' path: once it runs, the Service is pointed back at
+the app, so callers pay nothing for the recording (no hop; the kernel
+copies each packet to the agent). The agent then needs the NET_RAW
+capability: it runs as root with the runtime's default capabilities, as
+` + "`tether capture`" + `'s agent does, which the "baseline" Pod Security level
+allows and "restricted" does not (` + "`tether doctor`" + ` says what the namespace
+allows). Connections open before the agent started, and those
+whose packets the kernel dropped under load, are not recorded
+(` + "`tether status`" + ` counts them), and nor are the kubelet's probes of the app. An
+intercept still points the Service at the agents while it lasts.`,
 		Example: `  tether record deploy/orders --port http
   tether record orders --port 80 --redact password,x-api-key
-  tether record orders --port http --no-restart`,
+  tether record orders --port http --no-restart
+  tether record orders --port http --passive`,
 		Args: cmdutil.Args(cobra.ExactArgs(1)),
 		RunE: cmdutil.RunE(o, runF),
 	}
@@ -83,6 +99,7 @@ their recordings stay readable until the pods are replaced.`,
 	cmd.Flags().StringVar(&o.BodyCap, "body-cap", "1Mi", "most of each body kept; longer bodies are truncated and marked")
 	cmd.Flags().StringVar(&o.Budget, "budget", "64Mi", "memory for recorded exchanges per pod; the oldest go first")
 	cmd.Flags().BoolVar(&o.NoRestart, "no-restart", false, "restart no pod: add the agent to the running pods as an ephemeral container (until `tether leave`; see above)")
+	cmd.Flags().BoolVar(&o.Passive, "passive", false, "record from a copy of the pods' packets, the Service sending to the app: callers pay nothing (the agent needs NET_RAW; see above)")
 	intercept.AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)
 	o.AgentResources.AddFlags(cmd)
 	cmdutil.AddOutputFlag(cmd, &o.Output)
@@ -133,6 +150,9 @@ func (o *RecordOptions) Validate() error {
 	if _, err := o.AgentResources.Resources(int64(b), "--budget"); err != nil {
 		return err
 	}
+	if o.NoRestart && o.Passive {
+		return errdefs.User("--passive and --no-restart: choose one (--no-restart's ephemeral agents record in the Service's path)")
+	}
 	if o.NoRestart && o.AgentResources != (intercept.AgentResourceFlags{}) {
 		return errdefs.User("--no-restart adds the agent as an ephemeral container, which Kubernetes allows no resources: " +
 			"drop --agent-cpu and --agent-memory, or record without --no-restart")
@@ -160,7 +180,7 @@ func (o *RecordOptions) Run(ctx context.Context) error {
 	res, _ := o.AgentResources.Resources(int64(budget), "--budget") // checked in Validate
 	info, err := client.Record(ctx, daemon.RecordRequest{Namespace: o.Ns, Workload: o.Workload, ServicePort: o.ServicePort,
 		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout.Seconds()), Redact: o.Redact, NoRedact: o.NoRedact,
-		BodyCap: bodyCap, Budget: budget, AgentResources: res, NoRestart: o.NoRestart}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
+		BodyCap: bodyCap, Budget: budget, AgentResources: res, NoRestart: o.NoRestart, Passive: o.Passive}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
 		return err
 	}

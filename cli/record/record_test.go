@@ -93,6 +93,10 @@ func TestNewCmdRecord(t *testing.T) {
 			want: RecordOptions{Workload: "orders", ServicePort: "80", NoRestart: true, BodyCap: "1Mi", Budget: "64Mi", RolloutTimeout: 3 * time.Minute, Ns: "shop"}},
 		{name: "no restart with agent resources", args: []string{"orders", "--port", "80", "--no-restart", "--agent-cpu", "50m"},
 			wantErr: "--no-restart adds the agent as an ephemeral container, which Kubernetes allows no resources"},
+		{name: "passive", args: []string{"orders", "--port", "80", "--passive"},
+			want: RecordOptions{Workload: "orders", ServicePort: "80", Passive: true, BodyCap: "1Mi", Budget: "64Mi", RolloutTimeout: 3 * time.Minute, Ns: "shop"}},
+		{name: "passive without restart", args: []string{"orders", "--port", "80", "--passive", "--no-restart"},
+			wantErr: "--passive and --no-restart: choose one"},
 		{name: "no port", args: []string{"orders"}, wantErr: "--port is required"},
 		{name: "no workload", args: []string{"--port", "80"}, wantErr: "accepts 1 arg(s), received 0: record WORKLOAD --port PORT"},
 	}

@@ -55,7 +55,7 @@ func (d *Daemon) agentPods(ctx context.Context, namespace, ref string, ic *inter
 				return
 			}
 			out[i].IdleSince, out[i].RecordingPaused, out[i].RecordIdle = info.IdleSince, info.RecordingPaused, info.RecordIdle
-			out[i].Aside = info.Aside
+			out[i].Aside, out[i].Passive = info.Aside, info.Passive
 		})
 	}
 	wg.Wait()

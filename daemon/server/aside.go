@@ -129,16 +129,19 @@ func (d *Daemon) tryAside(ctx context.Context, w journal.Workload) (time.Duratio
 			return asideRetry, false
 		case info.IdleSince.IsZero():
 			return asideRetry, false // intercepted (another daemon's): its leave starts the idle time
+		case info.Passive != nil:
+			// It records callers from their packets: aside at once.
 		case info.RecordIdle <= 0:
 			return 0, true // --record-idle 0: the agent stays in the path
-		}
-		// The agent's clock may differ from this one's: never wait longer
-		// than its idle time, and StepAside decides.
-		if at := info.IdleSince.Add(info.RecordIdle); at.After(due) {
-			due = at
-		}
-		if max := time.Now().Add(info.RecordIdle); due.After(max) {
-			due = max
+		default:
+			// The agent's clock may differ from this one's: never wait
+			// longer than its idle time, and StepAside decides.
+			if at := info.IdleSince.Add(info.RecordIdle); at.After(due) {
+				due = at
+			}
+			if max := time.Now().Add(info.RecordIdle); due.After(max) {
+				due = max
+			}
 		}
 		agents[t.pod.Name] = l.Agent()
 	}

@@ -35,6 +35,9 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 	// recording starts: the agents record until rollback from now on.
 	d.asides.stop(w.Namespace + "/" + w.String())
 	if req.NoRestart {
+		if req.Passive {
+			return daemon.RecordInfo{}, errdefs.User("--passive and --no-restart: choose one (--no-restart's ephemeral agents record in the Service's path)")
+		}
 		return d.recordNoRestart(ctx, w, req, progress)
 	}
 	if err := d.permitted(ctx, access.Record, req.Namespace, accessObjects(w), "recording", userRole); err != nil {
@@ -53,9 +56,13 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 	if err != nil {
 		return daemon.RecordInfo{}, err
 	}
-	d.log.Info("recording", "workload", ic.Workload.Namespace+"/"+ic.Workload.String(), "noRedact", req.NoRedact)
+	d.log.Info("recording", "workload", ic.Workload.Namespace+"/"+ic.Workload.String(), "noRedact", req.NoRedact, "passive", req.Passive)
 	// The agents record until rollback (--record-idle 0, also when an
-	// intercept had added them): they never step aside, nothing to watch.
+	// intercept had added them): they never step aside, nothing to watch;
+	// unless they record from packets, when they step aside at once.
+	if req.Passive {
+		d.passiveAside(ctx, w, progress)
+	}
 	return daemon.RecordInfo{Workload: ic.Workload.String(), Namespace: ic.Workload.Namespace, Service: ic.Service,
 		ServicePort: int(ic.ServicePort.Port), AgentPort: ic.AgentPort}, nil
 }
@@ -242,4 +249,17 @@ func runsAgent(p corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// passiveAside steps aside the agents of w, which record from packets:
+// the Service sends its callers straight to the app again. Should they
+// not all step aside, the recording goes on in the Service's path, and
+// progress says so.
+func (d *Daemon) passiveAside(ctx context.Context, w journal.Workload, progress func(string)) {
+	progress("pointing the Service back at the app: the agents record from a copy of the pods' packets")
+	if _, done := d.tryAside(ctx, w); done {
+		return
+	}
+	progress(fmt.Sprintf("the agents of %s did not all step aside; they record in the Service's path meanwhile (`tether logs` says why)", w))
+	d.watchAside(w)
 }

@@ -78,6 +78,20 @@ func RootSecurityContext() *corev1.SecurityContext {
 	}
 }
 
+// PassiveRecordFlag is the agent flag that records from a copy of the
+// pod's packets (`tether record --passive`); a sidecar with it runs with
+// PassiveSecurityContext.
+const PassiveRecordFlag = "--record-passive"
+
+// PassiveSecurityContext is the security context of a sidecar that
+// records from packets: capture's (RootSecurityContext), whose process,
+// root, keeps the runtime's default capabilities, NET_RAW among them.
+// Adding NET_RAW to a non-root user's container instead would give the
+// process nothing (Kubernetes sets no ambient capabilities), and adding
+// it to root's after dropping the rest passes only the "privileged" Pod
+// Security level; this passes "baseline".
+func PassiveSecurityContext() *corev1.SecurityContext { return RootSecurityContext() }
+
 // Use is one kind of agent container tether adds and the features that
 // add it.
 type Use struct {
@@ -96,6 +110,7 @@ func Uses() []Use {
 		{Agent: "gateway Deployment", Features: []string{"run (no workload)"}, SecurityContext: SecurityContext()},
 		{Agent: "ephemeral inspection agent", Features: []string{"trace", "dns", "env", "run (a workload's pod)"}, SecurityContext: SecurityContext()},
 		{Agent: "ephemeral inspection agent as root (NET_RAW)", Features: []string{"capture", "env and run for a process running as root"}, SecurityContext: RootSecurityContext()},
+		{Agent: "sidecar recording from packets, as root (NET_RAW)", Features: []string{"record --passive"}, SecurityContext: PassiveSecurityContext()},
 	}
 }
 

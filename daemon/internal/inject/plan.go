@@ -343,7 +343,17 @@ func forwardOf(t *corev1.PodTemplateSpec, agentPort int32) (int32, bool) {
 // a value: what `tether record` sets (daemon.RecordRequest.RecordArgs) and
 // an intercept's --agent-idle.
 var recordFlags = map[string]bool{"--record-idle": true, "--redact": true, "--record-body-cap": true,
-	"--record-budget": true, "--no-redact": false, "--no-record": false}
+	"--record-budget": true, "--no-redact": false, "--no-record": false, agentspec.PassiveRecordFlag: false}
+
+// securityContext is the sidecar's for its recording flags: no added
+// capability, so that it works where PodSecurity is "restricted", unless
+// it records from packets.
+func securityContext(recordArgs []string) *corev1.SecurityContext {
+	if slices.Contains(recordArgs, agentspec.PassiveRecordFlag) {
+		return agentspec.PassiveSecurityContext()
+	}
+	return agentspec.SecurityContext()
+}
 
 // setRecordArgs gives the agent container of t the recording flags of
 // opts in place of its own, and the resources a new agent with opts gets
@@ -378,6 +388,9 @@ func setRecordArgs(t *corev1.PodTemplateSpec, opts Options) ([]string, bool, err
 	args := append(append(slices.Clone(head), opts.RecordArgs...), rest...)
 	changed := !slices.Equal(args, c.Args)
 	c.Args = args
+	if sc := securityContext(opts.RecordArgs); !equality.Semantic.DeepEqual(sc, c.SecurityContext) {
+		c.SecurityContext, changed = sc, true
+	}
 	if opts.Resources != nil || recordBudget(was) != recordBudget(opts.RecordArgs) {
 		r, err := agentResources(opts)
 		if err != nil {
@@ -429,8 +442,7 @@ func addAgent(t *corev1.PodTemplateSpec, opts Options, resources corev1.Resource
 		},
 		VolumeMounts: []corev1.VolumeMount{{Name: TokenVolume, MountPath: TokenMountPath, ReadOnly: true}},
 		Resources:    resources,
-		// No added capability: the agent works where PodSecurity is "restricted".
-		SecurityContext: agentspec.SecurityContext(),
+		SecurityContext: securityContext(opts.RecordArgs),
 	})
 	mode := int32(0o444) // the agent runs as a non-root user the volume does not belong to
 	t.Spec.Volumes = append(t.Spec.Volumes, corev1.Volume{

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/tetherkube/tether/internal/agentspec"
 	"github.com/tetherkube/tether/internal/errdefs"
 )
 
@@ -331,5 +332,51 @@ func TestSelectingServices(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"a", "b"}, names); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestBuildPassive: a new agent recording from packets runs as root with
+// the runtime's capabilities (NET_RAW); record --passive on a recording
+// agent restarts it with the flag and that security context, and a record
+// without it gives the agent back its own.
+func TestBuildPassive(t *testing.T) {
+	svc := service(intstr.FromString("http"))
+	passive := opts
+	passive.Recording = true
+	passive.RecordArgs = []string{"--record-idle", "0", "--record-passive"}
+	added, err := Build(template(), svc, PortRef{Name: "http"}, passive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(agentspec.PassiveSecurityContext(), agentOf(t, added.Template).SecurityContext); diff != "" {
+		t.Errorf("a new passive agent's security context (-want +got):\n%s", diff)
+	}
+
+	plain := passive
+	plain.RecordArgs = []string{"--record-idle", "0"}
+	recording, err := Build(template(), svc, PortRef{Name: "http"}, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(agentspec.SecurityContext(), agentOf(t, recording.Template).SecurityContext); diff != "" {
+		t.Errorf("a recording agent's security context (-want +got):\n%s", diff)
+	}
+	toPassive, err := Build(&recording.Template, svc, PortRef{Name: "http"}, passive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := agentOf(t, toPassive.Template)
+	if !toPassive.Reconfigured || !slices.Contains(a.Args, "--record-passive") {
+		t.Fatalf("record --passive on a recording agent: reconfigured %v, args %q; want a restart with --record-passive", toPassive.Reconfigured, a.Args)
+	}
+	if diff := cmp.Diff(agentspec.PassiveSecurityContext(), a.SecurityContext); diff != "" {
+		t.Errorf("the reconfigured agent's security context (-want +got):\n%s", diff)
+	}
+	back, err := Build(&toPassive.Template, svc, PortRef{Name: "http"}, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(recording.Template, back.Template); !back.Reconfigured || diff != "" {
+		t.Errorf("record without --passive: reconfigured %v, template (-want +got):\n%s", back.Reconfigured, diff)
 	}
 }

@@ -1500,7 +1500,11 @@ type RecordRequest struct {
 	AgentResources *AgentResources `protobuf:"bytes,10,opt,name=agent_resources,json=agentResources,proto3" json:"agent_resources,omitempty"`
 	// Add the agent to the running pods as an ephemeral container, restart
 	// nothing; the recording lasts while the daemon follows it (leave).
-	NoRestart     bool `protobuf:"varint,11,opt,name=no_restart,json=noRestart,proto3" json:"no_restart,omitempty"`
+	NoRestart bool `protobuf:"varint,11,opt,name=no_restart,json=noRestart,proto3" json:"no_restart,omitempty"`
+	// Record from a copy of the pods' packets (the agent's
+	// --record-passive, CAP_NET_RAW): the Service goes on sending to the
+	// app, and callers pay no hop.
+	Passive       bool `protobuf:"varint,12,opt,name=passive,proto3" json:"passive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1608,6 +1612,13 @@ func (x *RecordRequest) GetAgentResources() *AgentResources {
 func (x *RecordRequest) GetNoRestart() bool {
 	if x != nil {
 		return x.NoRestart
+	}
+	return false
+}
+
+func (x *RecordRequest) GetPassive() bool {
+	if x != nil {
+		return x.Passive
 	}
 	return false
 }
@@ -3990,7 +4001,9 @@ type AgentPod struct {
 	TunnelKept bool `protobuf:"varint,6,opt,name=tunnel_kept,json=tunnelKept,proto3" json:"tunnel_kept,omitempty"`
 	// The agent stepped aside after its idle time: the Service sends its
 	// callers to the app; the next intercept points it at the agent again.
-	Aside         bool `protobuf:"varint,7,opt,name=aside,proto3" json:"aside,omitempty"`
+	Aside bool `protobuf:"varint,7,opt,name=aside,proto3" json:"aside,omitempty"`
+	// Set when the agent records from a copy of the pod's packets.
+	Passive       *v1.PassiveStats `protobuf:"bytes,8,opt,name=passive,proto3" json:"passive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4072,6 +4085,13 @@ func (x *AgentPod) GetAside() bool {
 		return x.Aside
 	}
 	return false
+}
+
+func (x *AgentPod) GetPassive() *v1.PassiveStats {
+	if x != nil {
+		return x.Passive
+	}
+	return nil
 }
 
 type InterceptInfo struct {
@@ -6192,7 +6212,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\brecurred\x18\f \x01(\x03R\brecurred\x1a;\n" +
 	"\rByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x97\x03\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xb1\x03\n" +
 	"\rRecordRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -6207,7 +6227,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x0fagent_resources\x18\n" +
 	" \x01(\v2 .tether.daemon.v1.AgentResourcesR\x0eagentResources\x12\x1d\n" +
 	"\n" +
-	"no_restart\x18\v \x01(\bR\tnoRestart\"\x98\x01\n" +
+	"no_restart\x18\v \x01(\bR\tnoRestart\x12\x18\n" +
+	"\apassive\x18\f \x01(\bR\apassive\"\x98\x01\n" +
 	"\x0eAgentResources\x12\x1f\n" +
 	"\vcpu_request\x18\x01 \x01(\tR\n" +
 	"cpuRequest\x12\x1b\n" +
@@ -6405,7 +6426,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\rredaction_off\x18\x04 \x01(\bR\fredactionOff\x12%\n" +
 	"\x0eredacted_names\x18\x05 \x03(\tR\rredactedNames\x12*\n" +
 	"\x11no_restart_unheld\x18\x06 \x01(\bR\x0fnoRestartUnheld\x12.\n" +
-	"\x04pods\x18\a \x03(\v2\x1a.tether.daemon.v1.AgentPodR\x04pods\"\xf1\x01\n" +
+	"\x04pods\x18\a \x03(\v2\x1a.tether.daemon.v1.AgentPodR\x04pods\"\xaa\x02\n" +
 	"\bAgentPod\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12/\n" +
 	"\x14idle_since_unix_nano\x18\x02 \x01(\x03R\x11idleSinceUnixNano\x12)\n" +
@@ -6414,7 +6435,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1f\n" +
 	"\vtunnel_kept\x18\x06 \x01(\bR\n" +
 	"tunnelKept\x12\x14\n" +
-	"\x05aside\x18\a \x01(\bR\x05aside\"\xd2\x04\n" +
+	"\x05aside\x18\a \x01(\bR\x05aside\x127\n" +
+	"\apassive\x18\b \x01(\v2\x1d.tether.agent.v1.PassiveStatsR\apassive\"\xd2\x04\n" +
 	"\rInterceptInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
@@ -6688,6 +6710,7 @@ var file_proto_daemon_v1_daemon_proto_goTypes = []any{
 	(*v1.DNSRecord)(nil),           // 79: tether.agent.v1.DNSRecord
 	(*v1.PacketBatch)(nil),         // 80: tether.agent.v1.PacketBatch
 	(*v1.CaptureStats)(nil),        // 81: tether.agent.v1.CaptureStats
+	(*v1.PassiveStats)(nil),        // 82: tether.agent.v1.PassiveStats
 }
 var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	2,  // 0: tether.daemon.v1.EnvEvent.result:type_name -> tether.daemon.v1.EnvResult
@@ -6731,68 +6754,69 @@ var file_proto_daemon_v1_daemon_proto_depIdxs = []int32{
 	44, // 38: tether.daemon.v1.StatusResponse.agents:type_name -> tether.daemon.v1.AgentInfo
 	61, // 39: tether.daemon.v1.StatusResponse.sessions:type_name -> tether.daemon.v1.SessionInfo
 	45, // 40: tether.daemon.v1.AgentInfo.pods:type_name -> tether.daemon.v1.AgentPod
-	47, // 41: tether.daemon.v1.InterceptInfo.filter:type_name -> tether.daemon.v1.HTTPFilter
-	48, // 42: tether.daemon.v1.InterceptInfo.port_intercepts:type_name -> tether.daemon.v1.PortIntercept
-	75, // 43: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
-	47, // 44: tether.daemon.v1.PortIntercept.filter:type_name -> tether.daemon.v1.HTTPFilter
-	15, // 45: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
-	47, // 46: tether.daemon.v1.InterceptRequest.filter:type_name -> tether.daemon.v1.HTTPFilter
-	46, // 47: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
-	55, // 48: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
-	56, // 49: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
-	61, // 50: tether.daemon.v1.SessionDiffResponse.session:type_name -> tether.daemon.v1.SessionInfo
-	62, // 51: tether.daemon.v1.SessionDiffResponse.changes:type_name -> tether.daemon.v1.SessionChange
-	61, // 52: tether.daemon.v1.SessionRollbackResult.session:type_name -> tether.daemon.v1.SessionInfo
-	55, // 53: tether.daemon.v1.SessionRollbackResult.tether:type_name -> tether.daemon.v1.RollbackResult
-	65, // 54: tether.daemon.v1.SessionRollbackResult.steps:type_name -> tether.daemon.v1.SessionStep
-	66, // 55: tether.daemon.v1.SessionRollbackEvent.result:type_name -> tether.daemon.v1.SessionRollbackResult
-	70, // 56: tether.daemon.v1.SessionLogRequest.append:type_name -> tether.daemon.v1.SessionEvent
-	61, // 57: tether.daemon.v1.SessionLogResponse.session:type_name -> tether.daemon.v1.SessionInfo
-	70, // 58: tether.daemon.v1.SessionLogResponse.events:type_name -> tether.daemon.v1.SessionEvent
-	71, // 59: tether.daemon.v1.SessionEvent.reproduce:type_name -> tether.daemon.v1.ReproduceRecord
-	66, // 60: tether.daemon.v1.SessionEvent.rollback:type_name -> tether.daemon.v1.SessionRollbackResult
-	72, // 61: tether.daemon.v1.ReproduceRecord.requests:type_name -> tether.daemon.v1.ReproduceCount
-	40, // 62: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
-	41, // 63: tether.daemon.v1.Daemon.Identity:input_type -> tether.daemon.v1.IdentityRequest
-	49, // 64: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
-	51, // 65: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
-	53, // 66: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
-	57, // 67: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
-	38, // 68: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
-	21, // 69: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
-	14, // 70: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
-	18, // 71: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
-	9,  // 72: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
-	0,  // 73: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
-	6,  // 74: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
-	59, // 75: tether.daemon.v1.Daemon.SessionStart:input_type -> tether.daemon.v1.SessionStartRequest
-	60, // 76: tether.daemon.v1.Daemon.SessionDiff:input_type -> tether.daemon.v1.SessionRequest
-	64, // 77: tether.daemon.v1.Daemon.SessionRollback:input_type -> tether.daemon.v1.SessionRollbackRequest
-	60, // 78: tether.daemon.v1.Daemon.SessionEnd:input_type -> tether.daemon.v1.SessionRequest
-	68, // 79: tether.daemon.v1.Daemon.SessionLog:input_type -> tether.daemon.v1.SessionLogRequest
-	43, // 80: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
-	42, // 81: tether.daemon.v1.Daemon.Identity:output_type -> tether.daemon.v1.IdentityResponse
-	50, // 82: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
-	52, // 83: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
-	54, // 84: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
-	58, // 85: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
-	39, // 86: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
-	22, // 87: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
-	16, // 88: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
-	19, // 89: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
-	10, // 90: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
-	1,  // 91: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
-	7,  // 92: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
-	61, // 93: tether.daemon.v1.Daemon.SessionStart:output_type -> tether.daemon.v1.SessionInfo
-	63, // 94: tether.daemon.v1.Daemon.SessionDiff:output_type -> tether.daemon.v1.SessionDiffResponse
-	67, // 95: tether.daemon.v1.Daemon.SessionRollback:output_type -> tether.daemon.v1.SessionRollbackEvent
-	61, // 96: tether.daemon.v1.Daemon.SessionEnd:output_type -> tether.daemon.v1.SessionInfo
-	69, // 97: tether.daemon.v1.Daemon.SessionLog:output_type -> tether.daemon.v1.SessionLogResponse
-	80, // [80:98] is the sub-list for method output_type
-	62, // [62:80] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	82, // 41: tether.daemon.v1.AgentPod.passive:type_name -> tether.agent.v1.PassiveStats
+	47, // 42: tether.daemon.v1.InterceptInfo.filter:type_name -> tether.daemon.v1.HTTPFilter
+	48, // 43: tether.daemon.v1.InterceptInfo.port_intercepts:type_name -> tether.daemon.v1.PortIntercept
+	75, // 44: tether.daemon.v1.InterceptInfo.paths:type_name -> tether.daemon.v1.InterceptInfo.PathsEntry
+	47, // 45: tether.daemon.v1.PortIntercept.filter:type_name -> tether.daemon.v1.HTTPFilter
+	15, // 46: tether.daemon.v1.InterceptRequest.agent_resources:type_name -> tether.daemon.v1.AgentResources
+	47, // 47: tether.daemon.v1.InterceptRequest.filter:type_name -> tether.daemon.v1.HTTPFilter
+	46, // 48: tether.daemon.v1.InterceptEvent.ready:type_name -> tether.daemon.v1.InterceptInfo
+	55, // 49: tether.daemon.v1.RollbackResponse.results:type_name -> tether.daemon.v1.RollbackResult
+	56, // 50: tether.daemon.v1.RollbackResult.steps:type_name -> tether.daemon.v1.RollbackStep
+	61, // 51: tether.daemon.v1.SessionDiffResponse.session:type_name -> tether.daemon.v1.SessionInfo
+	62, // 52: tether.daemon.v1.SessionDiffResponse.changes:type_name -> tether.daemon.v1.SessionChange
+	61, // 53: tether.daemon.v1.SessionRollbackResult.session:type_name -> tether.daemon.v1.SessionInfo
+	55, // 54: tether.daemon.v1.SessionRollbackResult.tether:type_name -> tether.daemon.v1.RollbackResult
+	65, // 55: tether.daemon.v1.SessionRollbackResult.steps:type_name -> tether.daemon.v1.SessionStep
+	66, // 56: tether.daemon.v1.SessionRollbackEvent.result:type_name -> tether.daemon.v1.SessionRollbackResult
+	70, // 57: tether.daemon.v1.SessionLogRequest.append:type_name -> tether.daemon.v1.SessionEvent
+	61, // 58: tether.daemon.v1.SessionLogResponse.session:type_name -> tether.daemon.v1.SessionInfo
+	70, // 59: tether.daemon.v1.SessionLogResponse.events:type_name -> tether.daemon.v1.SessionEvent
+	71, // 60: tether.daemon.v1.SessionEvent.reproduce:type_name -> tether.daemon.v1.ReproduceRecord
+	66, // 61: tether.daemon.v1.SessionEvent.rollback:type_name -> tether.daemon.v1.SessionRollbackResult
+	72, // 62: tether.daemon.v1.ReproduceRecord.requests:type_name -> tether.daemon.v1.ReproduceCount
+	40, // 63: tether.daemon.v1.Daemon.Status:input_type -> tether.daemon.v1.StatusRequest
+	41, // 64: tether.daemon.v1.Daemon.Identity:input_type -> tether.daemon.v1.IdentityRequest
+	49, // 65: tether.daemon.v1.Daemon.Intercept:input_type -> tether.daemon.v1.InterceptRequest
+	51, // 66: tether.daemon.v1.Daemon.Leave:input_type -> tether.daemon.v1.LeaveRequest
+	53, // 67: tether.daemon.v1.Daemon.Rollback:input_type -> tether.daemon.v1.RollbackRequest
+	57, // 68: tether.daemon.v1.Daemon.Quit:input_type -> tether.daemon.v1.QuitRequest
+	38, // 69: tether.daemon.v1.Daemon.Capture:input_type -> tether.daemon.v1.CaptureRequest
+	21, // 70: tether.daemon.v1.Daemon.Trace:input_type -> tether.daemon.v1.TraceRequest
+	14, // 71: tether.daemon.v1.Daemon.Record:input_type -> tether.daemon.v1.RecordRequest
+	18, // 72: tether.daemon.v1.Daemon.Requests:input_type -> tether.daemon.v1.RequestsRequest
+	9,  // 73: tether.daemon.v1.Daemon.Replay:input_type -> tether.daemon.v1.ReplayRequest
+	0,  // 74: tether.daemon.v1.Daemon.Env:input_type -> tether.daemon.v1.EnvRequest
+	6,  // 75: tether.daemon.v1.Daemon.Run:input_type -> tether.daemon.v1.RunRequest
+	59, // 76: tether.daemon.v1.Daemon.SessionStart:input_type -> tether.daemon.v1.SessionStartRequest
+	60, // 77: tether.daemon.v1.Daemon.SessionDiff:input_type -> tether.daemon.v1.SessionRequest
+	64, // 78: tether.daemon.v1.Daemon.SessionRollback:input_type -> tether.daemon.v1.SessionRollbackRequest
+	60, // 79: tether.daemon.v1.Daemon.SessionEnd:input_type -> tether.daemon.v1.SessionRequest
+	68, // 80: tether.daemon.v1.Daemon.SessionLog:input_type -> tether.daemon.v1.SessionLogRequest
+	43, // 81: tether.daemon.v1.Daemon.Status:output_type -> tether.daemon.v1.StatusResponse
+	42, // 82: tether.daemon.v1.Daemon.Identity:output_type -> tether.daemon.v1.IdentityResponse
+	50, // 83: tether.daemon.v1.Daemon.Intercept:output_type -> tether.daemon.v1.InterceptEvent
+	52, // 84: tether.daemon.v1.Daemon.Leave:output_type -> tether.daemon.v1.LeaveResponse
+	54, // 85: tether.daemon.v1.Daemon.Rollback:output_type -> tether.daemon.v1.RollbackResponse
+	58, // 86: tether.daemon.v1.Daemon.Quit:output_type -> tether.daemon.v1.QuitResponse
+	39, // 87: tether.daemon.v1.Daemon.Capture:output_type -> tether.daemon.v1.CaptureEvent
+	22, // 88: tether.daemon.v1.Daemon.Trace:output_type -> tether.daemon.v1.TraceEvent
+	16, // 89: tether.daemon.v1.Daemon.Record:output_type -> tether.daemon.v1.RecordEvent
+	19, // 90: tether.daemon.v1.Daemon.Requests:output_type -> tether.daemon.v1.RequestsChunk
+	10, // 91: tether.daemon.v1.Daemon.Replay:output_type -> tether.daemon.v1.ReplayEvent
+	1,  // 92: tether.daemon.v1.Daemon.Env:output_type -> tether.daemon.v1.EnvEvent
+	7,  // 93: tether.daemon.v1.Daemon.Run:output_type -> tether.daemon.v1.RunEvent
+	61, // 94: tether.daemon.v1.Daemon.SessionStart:output_type -> tether.daemon.v1.SessionInfo
+	63, // 95: tether.daemon.v1.Daemon.SessionDiff:output_type -> tether.daemon.v1.SessionDiffResponse
+	67, // 96: tether.daemon.v1.Daemon.SessionRollback:output_type -> tether.daemon.v1.SessionRollbackEvent
+	61, // 97: tether.daemon.v1.Daemon.SessionEnd:output_type -> tether.daemon.v1.SessionInfo
+	69, // 98: tether.daemon.v1.Daemon.SessionLog:output_type -> tether.daemon.v1.SessionLogResponse
+	81, // [81:99] is the sub-list for method output_type
+	63, // [63:81] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_proto_daemon_v1_daemon_proto_init() }
