@@ -440,8 +440,8 @@ func addAgent(t *corev1.PodTemplateSpec, opts Options, resources corev1.Resource
 			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 		},
-		VolumeMounts: []corev1.VolumeMount{{Name: TokenVolume, MountPath: TokenMountPath, ReadOnly: true}},
-		Resources:    resources,
+		VolumeMounts:    []corev1.VolumeMount{{Name: TokenVolume, MountPath: TokenMountPath, ReadOnly: true}},
+		Resources:       resources,
 		SecurityContext: securityContext(opts.RecordArgs),
 	})
 	mode := int32(0o444) // the agent runs as a non-root user the volume does not belong to
