@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -27,10 +29,13 @@ const costRequests = 2000
 
 // costResults are the in-cluster caller's latencies with no agent, with a
 // plain relay in front of the app (the floor of any hop), with the agent
-// recording, with the agent idle (recording paused), and with
-// the agent stepped aside (the Service pointed back at the app).
+// recording, with the agent idle (recording paused), with the agent
+// stepped aside (the Service pointed back at the app), and with the agent
+// aside recording from a copy of the packets (record --passive), and how
+// many of that row's requests it recorded.
 type costResults struct {
-	none, relay, recording, idle, aside []row
+	none, relay, recording, idle, aside, passive []row
+	passiveRecorded                             int
 }
 
 // measureCost measures what the agent costs the workload's in-cluster
@@ -124,6 +129,33 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	time.Sleep(2 * time.Second) // kube-proxy's
 	if err := measure(&r.aside); err != nil {
 		return r, err
+	}
+
+	// record --passive restarts the agent with an empty recording; it
+	// steps aside before the command returns.
+	args = []string{"record", "deploy/orders", "--port", "http", "--passive"}
+	if o.agentImage != "" {
+		args = append(args, "--agent-image", o.agentImage)
+	}
+	if _, err := cli.run(ctx, args...); err != nil {
+		return r, err
+	}
+	time.Sleep(2 * time.Second) // kube-proxy's
+	if err := measure(&r.passive); err != nil {
+		return r, err
+	}
+	out, err := cli.run(ctx, "requests", "list", "deploy/orders", "-o", "json")
+	if err != nil {
+		return r, err
+	}
+	var rows []struct{ Path string }
+	if i := strings.Index(out, "["); i < 0 || json.Unmarshal([]byte(out[i:]), &rows) != nil {
+		return r, fmt.Errorf("requests list -o json: %s", out)
+	}
+	for _, x := range rows {
+		if x.Path == "/orders/7" {
+			r.passiveRecorded++
+		}
 	}
 	return r, nil
 }
@@ -254,6 +286,7 @@ func printCost(w io.Writer, r costResults, rounds int) {
 		{"agent in front, recording (nothing intercepting)", r.recording},
 		{"agent in front, idle: recording paused (spliced)", r.idle},
 		{"agent stepped aside (Service back at the app)", r.aside},
+		{fmt.Sprintf("agent aside, recording from packets (record --passive; %d of %d recorded)", r.passiveRecorded, len(r.passive)*costRequests), r.passive},
 	} {
 		m := median(x.name, x.rows)
 		lo, hi := spread(x.rows)

@@ -1,0 +1,112 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/tetherkube/tether/recording"
+)
+
+// TestRecordPassive: `record --passive` records from a copy of the pod's
+// packets while the Service sends callers straight to the app (the app
+// sees the client pod's own address, not the agent's): curl's keep-alive
+// GETs and POST to the Service's address are listed with their answers,
+// the kubelet's probes are not, and status counts the connections. An
+// intercept on top points the Service at the agent while it lasts; after
+// leave the agent steps aside again at once, and rollback is exact.
+func TestRecordPassive(t *testing.T) {
+	e := newEnv(t)
+	_, svc := e.deployOrders(1)
+	client := e.clientPod("client")
+	clientPod, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), client, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientIP := clientPod.Status.PodIP
+	before := e.snapshot()
+
+	_, errOut, code := e.tether(agentImage("record", "orders", "--port", "http", "--passive", "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
+	if code != 0 {
+		t.Fatalf("record --passive: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "pointing the Service back at the app") {
+		t.Errorf("record --passive's progress does not say the Service goes back to the app:\n%s", errOut)
+	}
+	pod, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), e.firstPod("orders"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == "tether-agent" && (c.SecurityContext == nil || c.SecurityContext.RunAsUser == nil || *c.SecurityContext.RunAsUser != 0) {
+			t.Errorf("the passive agent's security context %+v, want root (the runtime's NET_RAW)", c.SecurityContext)
+		}
+	}
+	e.waitServicePort(intstr.FromInt32(8080))
+	e.convergeFrom(client, clientIP, 5)
+
+	// curl, from this machine to the Service's address: three GETs on one
+	// keep-alive connection, then a POST with a body.
+	base := "http://" + svc.Spec.ClusterIP
+	var urls []string
+	for i := range 3 {
+		urls = append(urls, base+"/whoami?passive="+strconv.Itoa(i))
+	}
+	if out, err := exec.Command("curl", append([]string{"-sS", "--fail", "-m", "20"}, urls...)...).CombinedOutput(); err != nil {
+		t.Fatalf("curl: %v: %s", err, out)
+	}
+	if out, err := exec.Command("curl", "-sS", "--fail", "-m", "20", "--data-binary", "passive body", base+"/echo?passive=post").CombinedOutput(); err != nil {
+		t.Fatalf("curl POST: %v: %s", err, out)
+	}
+	want := map[string]bool{"/whoami?passive=0": true, "/whoami?passive=1": true, "/whoami?passive=2": true, "/echo?passive=post": true}
+	var rows []listedRow
+	seen := map[string]listedRow{}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		rows = e.requestsList()
+		for _, r := range rows {
+			if want[r.Path] {
+				seen[r.Path] = r
+			}
+		}
+		if len(seen) == len(want) {
+			break
+		}
+	}
+	for path := range want {
+		if r, ok := seen[path]; !ok || r.Status != 200 || r.Destination != recording.ToApp {
+			t.Errorf("%s: recorded %+v, want a 200 from the app; all rows: %+v", path, r, rows)
+		}
+	}
+	for _, r := range rows {
+		if strings.HasPrefix(r.Path, "/healthz") {
+			t.Errorf("the kubelet's probe %+v was recorded", r)
+		}
+	}
+	pods := e.agentPods()
+	if len(pods) != 1 || !pods[0].Aside || pods[0].Passive == nil || pods[0].Passive.Conns < 2 {
+		t.Errorf("status: %+v; want one agent aside, recording from packets, 2 connections or more", pods)
+	}
+	if out := e.mustTether("status"); !strings.Contains(out, "connections recorded from packets") {
+		t.Errorf("status does not say the agent records from packets:\n%s", out)
+	}
+
+	// An intercept on top, then aside again once it ends.
+	port := strconv.Itoa(laptop(t))
+	e.mustTether(agentImage("intercept", "deploy/orders", "--port", "http:"+port)...)
+	e.requireAll(client, "laptop", 5)
+	e.mustTether("leave", "deploy/orders")
+	e.waitServicePort(intstr.FromInt32(8080))
+	e.convergeFrom(client, clientIP, 3)
+
+	e.mustTether("rollback", "deploy/orders")
+	e.waitAppRoutes(1)
+	e.requireRestored(before)
+}
