@@ -49,9 +49,10 @@ type Segment struct {
 
 // assembler follows the connections to the app's ports.
 type assembler struct {
-	// server reports whether port is one of the app's, and the port its
-	// exchanges are recorded under.
-	server func(port uint16) (recordAs int, ok bool)
+	// server reports whether addr is one of the app's (this pod's
+	// address, an app port: not a server the app calls on the same port
+	// number), and the port its exchanges are recorded under.
+	server func(addr netip.AddrPort) (recordAs int, ok bool)
 	// open starts recording a connection.
 	open func(client, server netip.AddrPort, recordAs int) Sink
 	// maxFlows bounds the connections followed; maxHeld bounds the
@@ -92,7 +93,7 @@ type early struct {
 	fin  bool
 }
 
-func newAssembler(server func(uint16) (int, bool), open func(client, server netip.AddrPort, recordAs int) Sink) *assembler {
+func newAssembler(server func(netip.AddrPort) (int, bool), open func(client, server netip.AddrPort, recordAs int) Sink) *assembler {
 	return &assembler{server: server, open: open, maxFlows: 16384, maxHeld: 1 << 20, idle: 2 * time.Minute,
 		flows: map[flowKey]*flow{}, midStream: map[flowKey]time.Time{}}
 }
@@ -104,10 +105,10 @@ func before(a, b uint32) bool { return int32(a-b) < 0 }
 func (a *assembler) segment(s Segment, now time.Time) {
 	var key flowKey
 	fromClient := false
-	recordAs, ok := a.server(s.Dst.Port())
+	recordAs, ok := a.server(s.Dst)
 	if ok {
 		key, fromClient = flowKey{client: s.Src, server: s.Dst}, true
-	} else if _, ok = a.server(s.Src.Port()); ok {
+	} else if _, ok = a.server(s.Src); ok {
 		key = flowKey{client: s.Dst, server: s.Src}
 	} else {
 		return

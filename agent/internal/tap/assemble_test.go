@@ -27,7 +27,7 @@ var (
 
 func newTest() (*assembler, map[flowKey]*sink) {
 	sinks := map[flowKey]*sink{}
-	a := newAssembler(func(p uint16) (int, bool) { return 17000, p == 8080 },
+	a := newAssembler(func(s netip.AddrPort) (int, bool) { return 17000, s == app },
 		func(c, s netip.AddrPort, as int) Sink {
 			k := &sink{}
 			sinks[flowKey{c, s}] = k
@@ -120,6 +120,18 @@ func TestAssembleMidStream(t *testing.T) {
 	a.segment(c(101, "GET /c"), t0)
 	if k := sinks[flowKey{client, app}]; k == nil || len(k.log) != 1 {
 		t.Fatalf("the new connection was not recorded: %+v", k)
+	}
+}
+
+// TestAssembleOutgoing: the app's own call to a server on the same port
+// number is not taken for a caller's connection.
+func TestAssembleOutgoing(t *testing.T) {
+	a, sinks := newTest()
+	other := netip.MustParseAddrPort("10.42.0.20:8080")
+	a.segment(Segment{Src: netip.AddrPortFrom(app.Addr(), 50000), Dst: other, Seq: 1, SYN: true}, t0)
+	a.segment(Segment{Src: other, Dst: netip.AddrPortFrom(app.Addr(), 50000), Seq: 9, SYN: true, ACK: true}, t0)
+	if len(sinks) != 0 || a.stats != (FlowStats{}) {
+		t.Errorf("the app's outgoing connection: %d opened, stats %+v; want none, nothing counted", len(sinks), a.stats)
 	}
 }
 

@@ -77,6 +77,10 @@ func Start(cfg Config) (*Tap, error) {
 			return nil, err
 		}
 	}
+	local, err := addresses(ifaces)
+	if err != nil {
+		return nil, err
+	}
 	opts := cfg.Options
 	skip := opts.Skip
 	opts.Skip = func(ex *recording.Exchange) bool {
@@ -84,7 +88,10 @@ func Start(cfg Config) (*Tap, error) {
 	}
 	t := &Tap{cfg: cfg}
 	t.asm = newAssembler(
-		func(port uint16) (int, bool) { as, ok := cfg.Ports[int(port)]; return as, ok },
+		func(addr netip.AddrPort) (int, bool) {
+			as, ok := cfg.Ports[int(addr.Port())]
+			return as, ok && local[addr.Addr()]
+		},
 		func(client, server netip.AddrPort, recordAs int) Sink {
 			return cfg.Ring.NewConn(httprec.Meta{Pod: cfg.Pod, Port: recordAs, Source: client.String(), Destination: recording.ToApp}, opts)
 		})
@@ -139,6 +146,31 @@ func podInterfaces() ([]string, error) {
 		return nil, errors.New("tap: the pod has no network interface up but the loopback")
 	}
 	return names, nil
+}
+
+// addresses are the interfaces' addresses: the app's, on which callers
+// reach it.
+func addresses(ifaces []string) (map[netip.Addr]bool, error) {
+	local := map[netip.Addr]bool{}
+	for _, name := range ifaces {
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("tap: interface %q: %w", name, err)
+		}
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			return nil, fmt.Errorf("tap: addresses of %s: %w", name, err)
+		}
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				local[p.Addr().Unmap()] = true
+			}
+		}
+	}
+	if len(local) == 0 {
+		return nil, fmt.Errorf("tap: %s have no address", strings.Join(ifaces, ", "))
+	}
+	return local, nil
 }
 
 // isProbe: the kubelet's probes of the app, which reach it directly and
