@@ -23,8 +23,9 @@ import (
 // the kubelet's probes are not, and status counts the connections. An
 // intercept on top points the Service at the agent while it lasts; after
 // leave the agent steps aside again at once, and rollback is exact.
+// The namespace is "baseline": the agent runs as root for NET_RAW.
 func TestRecordPassive(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvLevel(t, "baseline")
 	_, svc := e.deployOrders(1)
 	client := e.clientPod("client")
 	clientPod, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), client, metav1.GetOptions{})
@@ -107,6 +108,21 @@ func TestRecordPassive(t *testing.T) {
 	e.convergeFrom(client, clientIP, 3)
 
 	e.mustTether("rollback", "deploy/orders")
+	e.waitAppRoutes(1)
+	e.requireRestored(before)
+}
+
+// TestRecordPassiveRestricted: where Pod Security is "restricted",
+// record --passive fails with the admission's reason, exit 2, and leaves
+// the workload as it was.
+func TestRecordPassiveRestricted(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(1)
+	before := e.snapshot()
+	_, errOut, code := e.tether(agentImage("record", "orders", "--port", "http", "--passive", "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
+	if code != 2 || !strings.Contains(errOut, "PodSecurity") || !strings.Contains(errOut, "tether-agent") {
+		t.Errorf("record --passive in a restricted namespace: exit %d, want 2 and the admission's reason:\n%s", code, errOut)
+	}
 	e.waitAppRoutes(1)
 	e.requireRestored(before)
 }
