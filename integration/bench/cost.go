@@ -35,7 +35,7 @@ const costRequests = 2000
 // many of that row's requests it recorded.
 type costResults struct {
 	none, relay, recording, idle, aside, passive []row
-	passiveRecorded                             int
+	passiveRecorded                              int
 }
 
 // measureCost measures what the agent costs the workload's in-cluster
