@@ -70,11 +70,7 @@ func TestIdleAgentStepsAside(t *testing.T) {
 	e := newEnv(t)
 	e.deployOrders(2)
 	client := e.clientPod("client")
-	clientPod, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), client, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientIP := clientPod.Status.PodIP
+	clientIP := e.podIP(client)
 	before := e.snapshot()
 	port := strconv.Itoa(laptop(t))
 
@@ -137,6 +133,16 @@ func TestIdleAgentStepsAside(t *testing.T) {
 		t.Errorf("rolled back, the Service still carries %s", annotationBack)
 	}
 	e.convergeFrom(client, clientIP, 3)
+}
+
+// podIP is the address of the running pod name.
+func (e *env) podIP(name string) string {
+	e.t.Helper()
+	p, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p.Status.PodIP
 }
 
 // convergeFrom waits until the app sees n requests in a row come from

@@ -28,11 +28,7 @@ func TestRecordPassive(t *testing.T) {
 	e := newEnvLevel(t, "baseline")
 	_, svc := e.deployOrders(1)
 	client := e.clientPod("client")
-	clientPod, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), client, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientIP := clientPod.Status.PodIP
+	clientIP := e.podIP(client)
 	before := e.snapshot()
 
 	_, errOut, code := e.tether(agentImage("record", "orders", "--port", "http", "--passive", "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
