@@ -136,6 +136,16 @@ func (c *Capture) attach(prog []bpf.Instruction) error {
 // Next returns the next packet (a copy) and its capture info, waiting until
 // one arrives or ctx ends.
 func (c *Capture) Next(ctx context.Context) ([]byte, gopacket.CaptureInfo, error) {
+	data, ci, err := c.NextView(ctx)
+	if err != nil {
+		return nil, ci, err
+	}
+	return append([]byte(nil), data...), ci, nil
+}
+
+// NextView is Next without the copy: the packet's bytes are valid until
+// the next call.
+func (c *Capture) NextView(ctx context.Context) ([]byte, gopacket.CaptureInfo, error) {
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, gopacket.CaptureInfo{}, err
@@ -158,7 +168,7 @@ func (c *Capture) Next(ctx context.Context) ([]byte, gopacket.CaptureInfo, error
 			return nil, gopacket.CaptureInfo{}, fmt.Errorf("capture: read: %w", err)
 		}
 		captured := min(length, len(c.buf))
-		data := append([]byte(nil), c.buf[:captured]...)
+		data := c.buf[:captured]
 		if c.match != nil && !c.match.Match(pktfilter.FromFrame(data)) {
 			continue
 		}

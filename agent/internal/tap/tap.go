@@ -183,7 +183,8 @@ func isProbe(ex *recording.Exchange) bool {
 func (t *Tap) read(ctx context.Context, c *capture.Capture) {
 	defer t.wg.Done()
 	for {
-		frame, _, err := c.Next(ctx)
+		// The assembler copies what it keeps past the call.
+		frame, _, err := c.NextView(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				t.cfg.Logger.Warn("recording from packets stopped", "err", err)
