@@ -95,6 +95,16 @@ func TestRecordPassive(t *testing.T) {
 		t.Errorf("status does not say the agent records from packets:\n%s", out)
 	}
 
+	// The same record again changes nothing: the Service stays at the app.
+	version := e.waitServicePort(intstr.FromInt32(8080)).ResourceVersion
+	_, errOut, code = e.tether(agentImage("record", "orders", "--port", "http", "--passive", "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
+	if code != 0 || !strings.Contains(errOut, "already records from a copy of its pods' packets") {
+		t.Errorf("record --passive again: exit %d, want 0 and that it already records so:\n%s", code, errOut)
+	}
+	if s := e.waitServicePort(intstr.FromInt32(8080)); s.ResourceVersion != version {
+		t.Errorf("record --passive again changed the Service (version %s, then %s)", version, s.ResourceVersion)
+	}
+
 	// An intercept on top, then aside again once it ends.
 	port := strconv.Itoa(laptop(t))
 	e.mustTether(agentImage("intercept", "deploy/orders", "--port", "http:"+port)...)

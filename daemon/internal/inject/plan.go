@@ -345,6 +345,13 @@ func forwardOf(t *corev1.PodTemplateSpec, agentPort int32) (int32, bool) {
 var recordFlags = map[string]bool{"--record-idle": true, "--redact": true, "--record-body-cap": true,
 	"--record-budget": true, "--no-redact": false, "--no-record": false, agentspec.PassiveRecordFlag: false}
 
+// RecordsPassively reports whether t's agent records from a copy of the
+// pod's packets (record --passive).
+func RecordsPassively(t *corev1.PodTemplateSpec) bool {
+	i := slices.IndexFunc(t.Spec.Containers, func(c corev1.Container) bool { return c.Name == AgentContainer })
+	return i >= 0 && slices.Contains(t.Spec.Containers[i].Args, agentspec.PassiveRecordFlag)
+}
+
 // securityContext is the sidecar's for its recording flags: no added
 // capability, so that it works where PodSecurity is "restricted", unless
 // it records from packets.

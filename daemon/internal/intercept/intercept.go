@@ -232,6 +232,11 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 
 	tl.mark("checks")
+	if back != nil && req.RecordOnly && plan.Existing && inject.RecordsPassively(&plan.Template) {
+		// Recording from packets as asked, aside: the Service stays at the app.
+		progress(fmt.Sprintf("%s already records from a copy of its pods' packets, the Service sending to the app", w))
+		return recordOnly(w, svc, plan), nil
+	}
 	if back != nil {
 		// The nodes' rules are then waited for as after a rollout.
 		if svc, err = m.pointBack(ctx, w, back, progress); err != nil {
