@@ -24,6 +24,10 @@ type agentProfiles struct {
 	mu      sync.Mutex
 	live    map[*agent.Link]string // the pod of each link profiling
 	written map[string]int         // profiles written per pod
+	// collecting counts the collections under way, which collectAll
+	// waits for: a link closed as `tether run` ended may still be
+	// writing when quit comes, and the daemon's process ends after quit.
+	collecting sync.WaitGroup
 }
 
 // stopTimeout bounds collecting one agent's profiles.
@@ -50,7 +54,8 @@ func (p *agentProfiles) watch(ctx context.Context, pod string, l *agent.Link) {
 	l.BeforeClose(func() { p.collect(l) })
 }
 
-// collectAll writes the profiles of every link still open.
+// collectAll writes the profiles of every link still open, and waits for
+// those being written.
 func (p *agentProfiles) collectAll() {
 	if p == nil {
 		return
@@ -64,6 +69,7 @@ func (p *agentProfiles) collectAll() {
 	for _, l := range links {
 		p.collect(l)
 	}
+	p.collecting.Wait()
 }
 
 // collect stops l's agent's profile and writes it, once.
@@ -71,10 +77,14 @@ func (p *agentProfiles) collect(l *agent.Link) {
 	p.mu.Lock()
 	pod, ok := p.live[l]
 	delete(p.live, l)
+	if ok {
+		p.collecting.Add(1)
+	}
 	p.mu.Unlock()
 	if !ok {
 		return
 	}
+	defer p.collecting.Done()
 	select {
 	case <-l.Done():
 		p.log.Warn("agent profile lost: the tunnel ended first", "pod", pod)
