@@ -132,7 +132,12 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	}
 
 	// record --passive restarts the agent with an empty recording; it
-	// steps aside before the command returns.
+	// steps aside before the command returns. The template first gets
+	// back the --record-idle tether set: tether refuses to change a
+	// template someone else changed since.
+	if err := setRecordIdle(ctx, cs, o.namespace, "0"); err != nil {
+		return r, err
+	}
 	args = []string{"record", "deploy/orders", "--port", "http", "--passive"}
 	if o.agentImage != "" {
 		args = append(args, "--agent-image", o.agentImage)

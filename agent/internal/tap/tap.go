@@ -97,7 +97,7 @@ func Start(cfg Config) (*Tap, error) {
 		})
 	filter := portFilter(cfg.Ports)
 	for _, name := range ifaces {
-		c, err := capture.Open(capture.Config{Interface: name, Filter: filter, Snaplen: capture.DefaultSnaplen})
+		c, err := capture.Open(capture.Config{Interface: name, Filter: filter, Snaplen: capture.DefaultSnaplen, Batch: time.Millisecond})
 		if err != nil {
 			t.closeCaps()
 			return nil, fmt.Errorf("tap: %w", err)
