@@ -19,6 +19,25 @@ import (
 // that opens a link to it.
 func inProcessAgent(t *testing.T) func() *agent.Link {
 	t.Helper()
+	addr, token := inProcessAgentAddr(t)
+	return func() *agent.Link {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := agent.Connect(context.Background(), c, tunnel.DefaultConfig(token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+}
+
+// inProcessAgentAddr runs a real agent on loopback and returns its
+// tunnel address and token.
+func inProcessAgentAddr(t *testing.T) (string, []byte) {
+	t.Helper()
 	token := []byte("0123456789abcdef-profile-test")
 	cfg := agentserver.DefaultConfig()
 	cfg.Token = token
@@ -35,18 +54,7 @@ func inProcessAgent(t *testing.T) func() *agent.Link {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = a.ServeListeners(ctx, tl, nil) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return func() *agent.Link {
-		c, err := net.Dial("tcp", tl.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := agent.Connect(ctx, c, tunnel.DefaultConfig(token))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		return l
-	}
+	return tl.Addr().String(), token
 }
 
 func profileFiles(t *testing.T, dir string) []string {

@@ -40,7 +40,7 @@ type Daemon struct {
 	context string
 	rc      *rest.Config
 	cs      kubernetes.Interface
-	dialer  *portforward.Dialer
+	dialer  intercept.Dialer // a *portforward.Dialer but in tests
 	log     *slog.Logger
 	quit    chan struct{}
 	// unlistened is closed once Serve stopped accepting on its sockets.

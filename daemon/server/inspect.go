@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 
@@ -21,6 +22,9 @@ func (d *Daemon) inspectAgent(ctx context.Context, req inspect.Request, progress
 		return nil, err // user errors come marked
 	}
 	link, err := d.agentLink(ctx, req.Namespace, req.Pod, a.Port, a.Token)
+	if err != nil && a.Bootstrap {
+		link, err = d.linkStarting(ctx, req.Namespace, a, err)
+	}
 	if err != nil {
 		if a.Bootstrap && errors.Is(err, tunnel.ErrBadToken) {
 			err = fmt.Errorf("%w (agent %s accepts the token in its spec for one tunnel, within %s of its start: another tether used it first, "+
@@ -35,6 +39,39 @@ func (d *Daemon) inspectAgent(ctx context.Context, req inspect.Request, progress
 		}
 	}
 	return link, nil
+}
+
+// startingFor bounds how long linkStarting dials a new agent that the
+// kubelet reports running but that does not answer yet.
+const startingFor = 20 * time.Second
+
+// linkStarting dials new agent a again, every 100 ms, after its first
+// try failed with err: the kubelet can report the container running
+// before the agent listens (a loaded node; the port-forward then ends at
+// once, "read handshake reply: EOF"). It gives up on a refused token,
+// when the kubelet reports the container stopped, or after startingFor.
+func (d *Daemon) linkStarting(ctx context.Context, namespace string, a inspect.Agent, err error) (*agent.Link, error) {
+	start, checked := time.Now(), time.Now()
+	for tries := 2; !errors.Is(err, tunnel.ErrBadToken) && time.Since(start) < startingFor; tries++ {
+		d.log.Debug("new agent does not answer yet", "pod", a.Pod, "agent", a.Container, "try", tries-1, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("agent %s of pod %s: %w (last: %v)", a.Container, a.Pod, ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Since(checked) >= time.Second {
+			if ferr := inspect.Failed(ctx, d.cs, namespace, a); ferr != nil {
+				return nil, ferr
+			}
+			checked = time.Now()
+		}
+		var link *agent.Link
+		if link, err = d.agentLink(ctx, namespace, a.Pod, a.Port, a.Token); err == nil {
+			d.log.Info("new agent answers", "pod", a.Pod, "agent", a.Container, "tries", tries, "took", time.Since(start))
+			return link, nil
+		}
+	}
+	return nil, err
 }
 
 // rotate replaces the bootstrap token of a new agent, which anyone who may
