@@ -20,9 +20,7 @@ func InfoToProto(info Info) *agentv1.InfoResponse {
 	resp := &agentv1.InfoResponse{Version: info.Version, Commit: info.Commit, PodName: info.PodName,
 		PodNamespace: info.PodNamespace, StartedUnixNano: info.StartedAt.UnixNano(),
 		RecordingPaused: info.RecordingPaused, RecordIdleNanos: int64(info.RecordIdle), Aside: info.Aside}
-	if p := info.Passive; p != nil {
-		resp.Passive = &agentv1.PassiveStats{Conns: p.Conns, MidStream: p.MidStream, Gaps: p.Gaps, DroppedPackets: p.DroppedPackets}
-	}
+	resp.Passive = PassiveStatsToProto(info.Passive)
 	if !info.IdleSince.IsZero() {
 		resp.IdleSinceUnixNano = info.IdleSince.UnixNano()
 	}
@@ -43,9 +41,7 @@ func InfoFromProto(resp *agentv1.InfoResponse) Info {
 	info := Info{Version: resp.GetVersion(), Commit: resp.GetCommit(), PodName: resp.GetPodName(),
 		PodNamespace: resp.GetPodNamespace(), StartedAt: time.Unix(0, resp.GetStartedUnixNano()),
 		RecordingPaused: resp.GetRecordingPaused(), RecordIdle: time.Duration(resp.GetRecordIdleNanos()), Aside: resp.GetAside()}
-	if p := resp.GetPassive(); p != nil {
-		info.Passive = &PassiveStats{Conns: p.GetConns(), MidStream: p.GetMidStream(), Gaps: p.GetGaps(), DroppedPackets: p.GetDroppedPackets()}
-	}
+	info.Passive = PassiveStatsFromProto(resp.GetPassive())
 	if n := resp.GetIdleSinceUnixNano(); n != 0 {
 		info.IdleSince = time.Unix(0, n)
 	}
@@ -69,6 +65,22 @@ func InfoFromProto(resp *agentv1.InfoResponse) Info {
 }
 
 // InterceptSpecToProto and InterceptSpecFromProto carry an InterceptSpec.
+// PassiveStatsToProto and PassiveStatsFromProto carry PassiveStats, nil
+// (no recording from packets) as nil; the daemon's status carries them too.
+func PassiveStatsToProto(p *PassiveStats) *agentv1.PassiveStats {
+	if p == nil {
+		return nil
+	}
+	return &agentv1.PassiveStats{Conns: p.Conns, MidStream: p.MidStream, Gaps: p.Gaps, DroppedPackets: p.DroppedPackets}
+}
+
+func PassiveStatsFromProto(p *agentv1.PassiveStats) *PassiveStats {
+	if p == nil {
+		return nil
+	}
+	return &PassiveStats{Conns: p.GetConns(), MidStream: p.GetMidStream(), Gaps: p.GetGaps(), DroppedPackets: p.GetDroppedPackets()}
+}
+
 func InterceptSpecToProto(s InterceptSpec) *agentv1.InterceptRequest {
 	return &agentv1.InterceptRequest{ListenPort: uint32(s.ListenPort), Id: s.ID, Owner: s.Owner,
 		Filter: RouteFilterToProto(s.Filter), Mirror: s.Mirror}

@@ -8,7 +8,6 @@ import (
 	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/httpfilter"
 	"github.com/tetherkube/tether/internal/errdefs"
-	agentv1 "github.com/tetherkube/tether/proto/agent/v1"
 	daemonv1 "github.com/tetherkube/tether/proto/daemon/v1"
 	"github.com/tetherkube/tether/replay"
 )
@@ -65,10 +64,8 @@ func StatusToProto(st Status) *daemonv1.StatusResponse {
 		pa := &daemonv1.AgentInfo{Workload: a.Workload, Namespace: a.Namespace, Recording: a.Recording,
 			RedactionOff: a.RedactionOff, RedactedNames: a.Redacted, NoRestartUnheld: a.NoRestartUnheld}
 		for _, p := range a.Pods {
-			pp := &daemonv1.AgentPod{Pod: p.Pod, RecordingPaused: p.RecordingPaused, RecordIdleNanos: int64(p.RecordIdle), Error: p.Error, TunnelKept: p.TunnelKept, Aside: p.Aside}
-			if s := p.Passive; s != nil {
-				pp.Passive = &agentv1.PassiveStats{Conns: s.Conns, MidStream: s.MidStream, Gaps: s.Gaps, DroppedPackets: s.DroppedPackets}
-			}
+			pp := &daemonv1.AgentPod{Pod: p.Pod, RecordingPaused: p.RecordingPaused, RecordIdleNanos: int64(p.RecordIdle), Error: p.Error, TunnelKept: p.TunnelKept, Aside: p.Aside,
+				Passive: agent.PassiveStatsToProto(p.Passive)}
 			if !p.IdleSince.IsZero() {
 				pp.IdleSinceUnixNano = p.IdleSince.UnixNano()
 			}
@@ -93,10 +90,7 @@ func StatusFromProto(resp *daemonv1.StatusResponse) Status {
 			RedactionOff: a.GetRedactionOff(), Redacted: a.GetRedactedNames(), NoRestartUnheld: a.GetNoRestartUnheld()}
 		for _, p := range a.GetPods() {
 			ap := AgentPod{Pod: p.GetPod(), RecordingPaused: p.GetRecordingPaused(), RecordIdle: time.Duration(p.GetRecordIdleNanos()), Error: p.GetError(),
-				TunnelKept: p.GetTunnelKept(), Aside: p.GetAside()}
-			if s := p.GetPassive(); s != nil {
-				ap.Passive = &agent.PassiveStats{Conns: s.GetConns(), MidStream: s.GetMidStream(), Gaps: s.GetGaps(), DroppedPackets: s.GetDroppedPackets()}
-			}
+				TunnelKept: p.GetTunnelKept(), Aside: p.GetAside(), Passive: agent.PassiveStatsFromProto(p.GetPassive())}
 			if n := p.GetIdleSinceUnixNano(); n != 0 {
 				ap.IdleSince = time.Unix(0, n)
 			}

@@ -243,3 +243,22 @@ func TestSessionLogRoundTrip(t *testing.T) {
 		t.Errorf("request (-want +got):\n%s", diff)
 	}
 }
+
+// TestAgentPodOverTheWire carries a pod's agent state, every field set,
+// the counts of recording from packets included, through the status
+// message; an agent that does not record from packets stays without.
+func TestAgentPodOverTheWire(t *testing.T) {
+	passive := agent.PassiveStats{Conns: 12, MidStream: 3, Gaps: 1, DroppedPackets: 7}
+	allSet(t, passive)
+	pod := AgentPod{Pod: "orders-1", IdleSince: time.Unix(1700000000, 5), RecordingPaused: true, RecordIdle: time.Minute,
+		Error: "unreachable", TunnelKept: true, Aside: true, Passive: &passive}
+	allSet(t, pod)
+	st := Status{Agents: []AgentInfo{{Workload: "deployment/orders", Namespace: "shop", Pods: []AgentPod{pod, {Pod: "orders-2"}}}}}
+	got := StatusFromProto(wire(t, StatusToProto(st), &daemonv1.StatusResponse{}))
+	if len(got.Agents) != 1 {
+		t.Fatalf("agents through the wire: %+v", got.Agents)
+	}
+	if diff := cmp.Diff(st.Agents[0].Pods, got.Agents[0].Pods); diff != "" {
+		t.Errorf("agent pods through the wire (-want +got)\n%s", diff)
+	}
+}

@@ -196,14 +196,11 @@ func podState(p daemon.AgentPod, recording bool, now time.Time) string {
 		return "intercepted"
 	}
 	s := idleState(p, recording, now)
-	switch {
-	case p.Aside && p.Passive != nil:
-		s += "; stepped aside: the Service sends its callers to the app until the next intercept, recorded from a copy of their packets"
-	case p.Aside:
+	if p.Aside {
 		s += "; stepped aside: the Service sends its callers to the app until the next intercept"
 	}
 	if ps := p.Passive; ps != nil {
-		s += fmt.Sprintf(" (%d connections recorded from packets; not recorded: %d open before the agent started, %d with packets lost",
+		s += fmt.Sprintf("; %d connections recorded from packets (not recorded: %d open before the agent started, %d with packets lost",
 			ps.Conns, ps.MidStream, ps.Gaps)
 		if ps.DroppedPackets > 0 {
 			s += fmt.Sprintf(", %d packets the kernel dropped", ps.DroppedPackets)
