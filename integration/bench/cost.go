@@ -36,17 +36,20 @@ const latencyWarmUp = 50
 // recording, with the agent idle (recording paused), with the agent
 // stepped aside (the Service pointed back at the app), and with the agent
 // aside recording from a copy of the packets (record --passive), and how
-// many of that row's requests it recorded.
+// many of that row's requests it recorded; noneAfter is no agent again,
+// after the rollback at the end: the machine's drift over the run.
 type costResults struct {
-	none, relay, recording, idle, aside, passive []row
-	passiveRecorded                              int
+	none, relay, recording, idle, aside, passive, noneAfter []row
+	passiveRecorded                                         int
 }
 
 // measureCost measures what the agent costs the workload's in-cluster
 // callers: a client pod sends costRequests keep-alive GETs to the
 // Service, o.rounds times per state: no agent; the agent in front and
 // recording (as after `tether leave`, within its idle time); the agent
-// idle with recording paused (its --record-idle set to 1s, a rollout).
+// idle with recording paused (its --record-idle set to 1s, a rollout);
+// the agent stepped aside; `record --passive`; and no agent again after
+// `tether rollback`, so the baseline spans the run.
 func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset, o options) (costResults, error) {
 	var r costResults
 	runtimeDir, err := os.MkdirTemp("", "tb")
@@ -166,6 +169,13 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 			r.passiveRecorded++
 		}
 	}
+	if _, err := cli.run(ctx, "rollback", "deploy/orders"); err != nil {
+		return r, err
+	}
+	time.Sleep(2 * time.Second) // kube-proxy's
+	if err := measure(&r.noneAfter); err != nil {
+		return r, err
+	}
 	return r, nil
 }
 
@@ -283,19 +293,20 @@ func rolledOut(d *appsv1.Deployment, gen int64) bool {
 // the ratios to no agent.
 func printCost(w io.Writer, r costResults, rounds int) {
 	fmt.Fprintf(w, "== the agent's cost to in-cluster callers: a client pod, %d keep-alive GETs to the Service, %d rounds per row (median, [min-max])\n", costRequests, rounds)
-	base := median("", r.none)
+	base := median("", slices.Concat(r.none, r.noneAfter)) // both ends: the drift counts both ways
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "caller -> Service -> ...\tp50\tp50 ratio\tp99\tp99 ratio\t")
 	for _, x := range []struct {
 		name string
 		rows []row
 	}{
-		{"no agent (baseline)", r.none},
+		{"no agent, first (baseline: with the last row's rounds)", r.none},
 		{"a plain relay in front (io.Copy; the floor of any hop)", r.relay},
 		{"agent in front, recording (nothing intercepting)", r.recording},
 		{"agent in front, idle: recording paused (spliced)", r.idle},
 		{"agent stepped aside (Service back at the app)", r.aside},
 		{fmt.Sprintf("agent aside, recording from packets (record --passive; %d of %d recorded)", r.passiveRecorded, len(r.passive)*(costRequests+latencyWarmUp)), r.passive},
+		{"no agent again, after rollback (the machine's drift)", r.noneAfter},
 	} {
 		m := median(x.name, x.rows)
 		lo, hi := spread(x.rows)
