@@ -45,6 +45,11 @@ type Options struct {
 	// storing it (agent/internal/tap drops the kubelet's probes of the
 	// app, which an agent in the Service's path never sees).
 	Skip func(*recording.Exchange) bool
+	// Observe, when set, sees each exchange kept, before redaction (the
+	// agent's tap mirrors the requests it recorded from packets). The
+	// exchange is the recording's, redacted once Observe returns: keep
+	// copies, never its maps or slices.
+	Observe func(*recording.Exchange)
 }
 
 // DefaultOptions: 1 MiB per body, 64 KiB per head, default redaction.
@@ -381,6 +386,9 @@ func (c *Conn) emit(p *pending) {
 	if c.opts.Skip != nil && c.opts.Skip(ex) {
 		c.mem.refund(held)
 		return
+	}
+	if c.opts.Observe != nil {
+		c.opts.Observe(ex)
 	}
 	c.opts.Redactor.Apply(ex)
 	c.mem.settle(held)

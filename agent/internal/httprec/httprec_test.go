@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -406,5 +408,43 @@ func TestConnectionsCountedOnceTheyCarryBytes(t *testing.T) {
 	c.Close()
 	if n := ring.Stats().Connections; n != 1 {
 		t.Errorf("connections = %d, want 1", n)
+	}
+}
+
+// TestObserveSeesExchangesBeforeRedaction: Observe gets each exchange
+// kept, with the caller's Authorization as sent, while the ring keeps it
+// redacted; a skipped exchange is not observed.
+func TestObserveSeesExchangesBeforeRedaction(t *testing.T) {
+	srv := httptest.NewServer(echoHandler())
+	defer srv.Close()
+	ring := NewRing(1 << 20)
+	var mu sync.Mutex
+	var seen []string
+	opts := DefaultOptions()
+	opts.Skip = func(ex *recording.Exchange) bool { return ex.Request.Target == "/skipped" }
+	opts.Observe = func(ex *recording.Exchange) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, ex.Request.Method+" "+ex.Request.Target+" "+ex.Request.Header.Get("Authorization")+" "+string(ex.Request.Body))
+	}
+	addr := recordingProxy(t, ring, srv.Listener.Addr().String(), opts)
+	for _, path := range []string{"/skipped", "/orders"} {
+		req, _ := http.NewRequest("POST", "http://"+addr+path, strings.NewReader("abc"))
+		req.Header.Set("Authorization", "Bearer s3cret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	got := waitExchanges(t, ring, 1)
+	if a := got[0].Request.Header.Get("Authorization"); a == "Bearer s3cret" {
+		t.Errorf("the ring kept Authorization %q, want it redacted", a)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"POST /orders Bearer s3cret abc"}; !slices.Equal(seen, want) {
+		t.Errorf("observed %q, want %q", seen, want)
 	}
 }

@@ -425,20 +425,50 @@ func (m *mirror) send(req *http.Request) {
 // is req's header as it went upstream (outgoing), the copy's to take;
 // else the copy clones req's.
 func (r *Router) mirror(rt Route, req *http.Request, header http.Header, tee *teeBody) {
-	r.mu.Lock()
-	m := r.mirrors[rt.ID]
-	r.mu.Unlock()
-	drop := func() { r.count(func(s *Stats) { s.MirrorDropped[rt.ID]++ }) }
-	if r.cfg.Shed != nil && r.cfg.Shed() {
-		r.count(func(s *Stats) { s.MirrorDropped[rt.ID]++; s.MirrorShed[rt.ID]++ })
-		return
-	}
-	if m == nil || req.Header.Get("Upgrade") != "" {
-		drop()
+	if r.shed(rt) {
 		return
 	}
 	body, ok := tee.copyable(req)
 	if !ok {
+		r.count(func(s *Stats) { s.MirrorDropped[rt.ID]++ })
+		return
+	}
+	r.queue(rt, req, header, body)
+}
+
+// MirrorCopy sends a copy of req, whose whole body is body, to each mirror
+// route whose filter matches it: a request that reached the app without
+// the router (the agent's tap read it from the pod's packets, once the
+// app had answered). req is not kept.
+func (r *Router) MirrorCopy(req *http.Request, body []byte) {
+	rs := r.routes.Load()
+	if rs == nil {
+		return
+	}
+	for _, rt := range *rs {
+		if rt.Mirror && rt.Filter.Match(req) && !r.shed(rt) {
+			r.queue(rt, req, nil, body)
+		}
+	}
+}
+
+// shed drops a copy for rt, counted, when the agent runs near its CPU
+// limit.
+func (r *Router) shed(rt Route) bool {
+	if r.cfg.Shed == nil || !r.cfg.Shed() {
+		return false
+	}
+	r.count(func(s *Stats) { s.MirrorDropped[rt.ID]++; s.MirrorShed[rt.ID]++ })
+	return true
+}
+
+// queue queues a copy of req with body for route rt; see mirror.
+func (r *Router) queue(rt Route, req *http.Request, header http.Header, body []byte) {
+	r.mu.Lock()
+	m := r.mirrors[rt.ID]
+	r.mu.Unlock()
+	drop := func() { r.count(func(s *Stats) { s.MirrorDropped[rt.ID]++ }) }
+	if m == nil || req.Header.Get("Upgrade") != "" || len(body) > r.cfg.MirrorBodyCap {
 		drop()
 		return
 	}

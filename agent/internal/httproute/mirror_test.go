@@ -422,3 +422,49 @@ func TestMirrorLaptopAnswersEarly(t *testing.T) {
 	wg.Wait()
 	waitFor(t, func() bool { s := r.Stats(); return s.Mirrored["early"]+s.MirrorDropped["early"] == copies })
 }
+
+// TestMirrorCopy: a request the router did not carry (read from packets)
+// is copied to each mirror route whose filter matches, HTTP/1 and HTTP/2,
+// with its body and without its connection's hop-by-hop headers; not to
+// a route that takes requests; a body over the cap is dropped, counted.
+func TestMirrorCopy(t *testing.T) {
+	app := newBackend(t, "app", nil)
+	var mu sync.Mutex
+	var copies []string
+	laptop := newBackend(t, "laptop", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		copies = append(copies, fmt.Sprintf("%s %s %s %s %s keep-alive=%q", r.Proto, r.Method, r.URL.Path, b, r.Header.Get("X-User"), r.Header.Get("Keep-Alive")))
+		mu.Unlock()
+		fmt.Fprint(w, "laptop")
+	})
+	r, _ := front(t, app, Config{MirrorTimeout: 30 * time.Second, MirrorBodyCap: 8})
+	ana := httpfilter.Filter{Headers: []httpfilter.HeaderMatch{header(t, "x-user=ana")}}
+	r.SetRoutes([]Route{
+		{ID: "ana", Mirror: true, Filter: ana, Dial: laptop.dial},
+		{ID: "takes", Filter: ana, Dial: laptop.dial}, // not a mirror: nothing of MirrorCopy's
+	})
+	copyOf := func(proto int, path, user, body string) {
+		req, _ := http.NewRequest("POST", "http://orders"+path, nil)
+		req.ProtoMajor = proto
+		req.Header.Set("X-User", user)
+		req.Header.Set("Connection", "keep-alive, Keep-Alive")
+		req.Header.Set("Keep-Alive", "timeout=5")
+		r.MirrorCopy(req, []byte(body))
+	}
+	copyOf(1, "/one", "ana", "body-1")
+	copyOf(1, "/bob", "bob", "body-2")
+	copyOf(2, "/two", "ana", "body-3")
+	copyOf(1, "/big", "ana", "123456789")
+	waitFor(t, func() bool { return r.Stats().Mirrored["ana"] == 2 })
+	if s := r.Stats(); s.MirrorDropped["ana"] != 1 || s.Routed["takes"] != 0 {
+		t.Errorf("dropped %d (want 1: the body over the cap), routed %d (want 0)", s.MirrorDropped["ana"], s.Routed["takes"])
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(copies)
+	want := []string{`HTTP/1.1 POST /one body-1 ana keep-alive=""`, `HTTP/2.0 POST /two body-3 ana keep-alive=""`}
+	if diff := cmp.Diff(want, copies); diff != "" {
+		t.Errorf("copies (-want +got):\n%s", diff)
+	}
+}
