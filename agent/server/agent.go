@@ -244,7 +244,9 @@ func (a *Agent) ServeListeners(ctx context.Context, tl net.Listener, forwards []
 		for _, f := range a.cfg.Forwards {
 			ports[f.AppPort] = f.ListenPort
 		}
-		t, err := tap.Start(tap.Config{Ports: ports, Pod: a.cfg.PodName, Ring: a.ring, Options: a.recOpts, Logger: a.log})
+		opts := a.recOpts
+		opts.Observe = a.mirrorFromPackets
+		t, err := tap.Start(tap.Config{Ports: ports, Pod: a.cfg.PodName, Ring: a.ring, Options: opts, Logger: a.log})
 		if err != nil {
 			tl.Close()
 			for _, l := range forwards {

@@ -39,7 +39,7 @@ func (a *Agent) stepAside(back bool) error {
 	}
 	for port, p := range a.ports {
 		for _, ic := range p.list {
-			if ic.live() {
+			if ic.live() && !(ic.spec.Mirror && a.tap != nil) { // a tap's mirror copies from packets (passive.go)
 				return fmt.Errorf("port %d is intercepted by %s: %w", port, owner(ic.spec.Owner), agent.ErrBusy)
 			}
 		}

@@ -43,6 +43,11 @@ type portState struct {
 	router *httproute.Router
 }
 
+// mirrored reports whether a live intercept of the port is a mirror.
+func (p *portState) mirrored() bool {
+	return p.router != nil && slices.ContainsFunc(p.list, func(ic *interception) bool { return ic.spec.Mirror && ic.live() })
+}
+
 // routed reports whether the port's intercepts need per-request routing.
 func (p *portState) routed() bool {
 	for _, ic := range p.list {
@@ -69,7 +74,7 @@ func (a *Agent) intercept(spec agent.InterceptSpec, sess *tunnel.Session) error 
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.aside {
+	if a.aside && !(spec.Mirror && a.tap != nil) { // a tap's mirror copies from packets (passive.go)
 		return fmt.Errorf("port %d: %w (a daemon took this agent out of the Service's path after its idle time; "+
 			"intercepting points the Service at it again)", spec.ListenPort, agent.ErrAside)
 	}

@@ -452,6 +452,20 @@ func (r *Router) MirrorCopy(req *http.Request, body []byte) {
 	}
 }
 
+// MirrorMissed counts, as dropped for each mirror route whose filter
+// matches it, a request that reached the app without the router and
+// cannot be copied whole (the app did not answer it, or its body was
+// longer than the recording's cap).
+func (r *Router) MirrorMissed(req *http.Request) {
+	if rs := r.routes.Load(); rs != nil {
+		for _, rt := range *rs {
+			if rt.Mirror && rt.Filter.Match(req) {
+				r.count(func(s *Stats) { s.MirrorDropped[rt.ID]++ })
+			}
+		}
+	}
+}
+
 // shed drops a copy for rt, counted, when the agent runs near its CPU
 // limit.
 func (r *Router) shed(rt Route) bool {
