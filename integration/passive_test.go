@@ -132,3 +132,76 @@ func TestRecordPassiveRestricted(t *testing.T) {
 	e.waitAppRoutes(1)
 	e.requireRestored(before)
 }
+
+// TestMirrorPassive: on an agent that records from packets (record
+// --passive), `intercept --mirror` takes its copies from them: the
+// Service is not touched (the app keeps seeing its callers' own
+// addresses), curl's requests carrying the filter's header are copied to
+// the laptop (Python's http.server) and the others are not, every caller
+// is answered by the app, and status counts the copies; leave and
+// rollback are exact.
+func TestMirrorPassive(t *testing.T) {
+	e := newEnvLevel(t, "baseline")
+	_, svc := e.deployOrders(1)
+	client := e.clientPod("client")
+	clientIP := e.podIP(client)
+	before := e.snapshot()
+	e.mustTether(agentImage("record", "orders", "--port", "http", "--passive")...)
+	version := e.waitServicePort(intstr.FromInt32(8080)).ResourceVersion
+	e.convergeFrom(client, clientIP, 5)
+
+	port, copies, _ := pyLaptop(t)
+	_, errOut, code := e.tether(agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(port), "--mirror",
+		"--http-header", "x-user=ana", "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
+	if code != 0 || !strings.Contains(errOut, "the mirror takes its copies from them") {
+		t.Fatalf("intercept --mirror on a passive agent: exit %d, want 0 and that it copies from packets:\n%s", code, errOut)
+	}
+
+	// curl, from this machine to the Service's address, each batch on one
+	// keep-alive connection: 20 GETs for ana, 10 for nobody.
+	const n = 20
+	served := func(header string, count int) []string {
+		args := []string{"-sS", "--fail", "-m", "30", "-w", "%header{x-served-by}\n"}
+		if header != "" {
+			args = append(args, "-H", header)
+		}
+		for i := range count {
+			args = append(args, "-o", "/dev/null", "http://"+svc.Spec.ClusterIP+"/whoami?mirror="+strconv.Itoa(i))
+		}
+		out, err := exec.Command("curl", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl: %v: %s", err, out)
+		}
+		return strings.Fields(string(out))
+	}
+	for _, by := range append(served("x-user: ana", n), served("", 10)...) {
+		if !strings.HasPrefix(by, "orders-") {
+			t.Errorf("a request was served by %q, want the app", by)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for copies.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	var st struct{ Requests, Dropped, Shed uint64 }
+	for ; time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if st = mirrorStatus(t, e); st.Requests >= n {
+			break
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // a copy of a request the filter should not have matched would come now
+	if c := copies.Load(); c != n || st.Requests != n || st.Dropped != 0 {
+		t.Errorf("the laptop got %d copies, status %d delivered and %d dropped; want %d, %d and 0", c, st.Requests, st.Dropped, n, n)
+	}
+	// Not in the Service's path: the app still sees the client pod itself,
+	// and the Service was never changed.
+	e.convergeFrom(client, clientIP, 3)
+	if s := e.waitServicePort(intstr.FromInt32(8080)); s.ResourceVersion != version {
+		t.Errorf("the mirror changed the Service (version %s, then %s)", version, s.ResourceVersion)
+	}
+
+	e.mustTether("leave", "deploy/orders")
+	e.mustTether("rollback", "deploy/orders")
+	e.waitAppRoutes(1)
+	e.requireRestored(before)
+}

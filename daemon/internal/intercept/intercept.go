@@ -237,6 +237,12 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		progress(fmt.Sprintf("%s already records from a copy of its pods' packets, the Service sending to the app", w))
 		return recordOnly(w, svc, plan), nil
 	}
+	if back != nil && req.Mirror && plan.Existing && inject.RecordsPassively(&plan.Template) {
+		// The agents copy from the packets they record (agent/server/
+		// passive.go): the Service stays at the app, callers never wait.
+		progress(fmt.Sprintf("%s records from a copy of its pods' packets: the mirror takes its copies from them, the Service sending to the app", w))
+		return m.reuse(ctx, req, w, svc, plan, secretName, false, progress)
+	}
 	if back != nil {
 		// The nodes' rules are then waited for as after a rollout.
 		if svc, err = m.pointBack(ctx, w, back, progress); err != nil {
