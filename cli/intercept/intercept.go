@@ -136,7 +136,9 @@ each with their own header value. --http-header alone means
 same request as someone else's is refused, naming them. Traffic that is not
 cleartext HTTP (TLS included) goes to the app unfiltered. With --mirror the
 app keeps answering every request and this machine gets a copy of each
-matching one; its answers are recorded, not sent back.
+matching one; its answers are recorded, not sent back. On agents that
+record from packets (` + "`tether record --passive`" + `) the copies come from those
+packets and the Service stays at the app: the callers pay no hop.
 
 With --no-restart no pod restarts: the agent joins each running pod as an
 ephemeral container, a pod is labelled tether.dev/intercept once its agent
@@ -174,6 +176,10 @@ intercept fails, CMD is not started.`,
   tether intercept orders --port http:3000 --http-header 'x-tenant=~test-.*' --http-path /api/v2/
 
   # a copy of every request, while the app serves them
+  tether intercept orders --port http:3000 --mirror
+
+  # the same, the copies taken from the pods' packets, out of the callers' path
+  tether record orders --port http --passive
   tether intercept orders --port http:3000 --mirror
 
   # restart no pod: the agent joins the running pods as an ephemeral container
