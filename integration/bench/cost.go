@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -38,9 +42,26 @@ const latencyWarmUp = 50
 // aside recording from a copy of the packets (record --passive), and how
 // many of that row's requests it recorded; noneAfter is no agent again,
 // after the rollback at the end: the machine's drift over the run.
+//
+// The mirror rows: the agent in front mirroring every request to this
+// machine, and the agent aside mirroring from the packets it records
+// (intercept --mirror after record --passive), with what their copies
+// became.
 type costResults struct {
 	none, relay, recording, idle, aside, passive, noneAfter []row
+	mirrorInPath, mirrorPassive                             []row
 	passiveRecorded                                         int
+	inPathCopies, passiveCopies                             mirrorCounts
+	// rate is the callers' requests/s in the baseline rounds (one
+	// keep-alive connection, one request after another).
+	rate float64
+}
+
+// mirrorCounts is what a mirror row's copies became: received by this
+// machine's server, and the agent's counts.
+type mirrorCounts struct {
+	sent, received           int
+	delivered, dropped, shed uint64
 }
 
 // measureCost measures what the agent costs the workload's in-cluster
@@ -64,6 +85,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		return r, err
 	}
 	url := "http://orders." + o.namespace + ".svc.cluster.local/orders/7"
+	var rates []float64
 	measure := func(into *[]row) error {
 		for range o.rounds {
 			out, err := cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "latency", url, fmt.Sprint(costRequests))
@@ -74,12 +96,51 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 			if m.p50, m.p99 = parseLatency(out); m.p50 == 0 {
 				return fmt.Errorf("latency from the client pod: %s", out)
 			}
+			if f := regexp.MustCompile(`per_s (\d+)`).FindStringSubmatch(out); f != nil {
+				n, _ := strconv.ParseFloat(f[1], 64)
+				rates = append(rates, n)
+			}
 			*into = append(*into, m)
 		}
 		return nil
 	}
 	if err := measure(&r.none); err != nil {
 		return r, err
+	}
+	r.rate = medianFloat(rates)
+	copies, stopLaptop, err := copyCounter()
+	if err != nil {
+		return r, err
+	}
+	defer stopLaptop()
+	// mirrored measures into with a mirror of every request to this
+	// machine, then counts what its copies became.
+	mirrored := func(into *[]row, counts *mirrorCounts) error {
+		from := copies.Load()
+		args := []string{"intercept", "deploy/orders", "--port", fmt.Sprintf("http:%d", copies.port), "--mirror"}
+		if o.agentImage != "" {
+			args = append(args, "--agent-image", o.agentImage)
+		}
+		if _, err := cli.run(ctx, args...); err != nil {
+			return err
+		}
+		if err := measure(into); err != nil {
+			return err
+		}
+		sent := len(*into) * (costRequests + latencyWarmUp)
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			c, err := readMirrorCounts(ctx, cli)
+			if err != nil {
+				return err
+			}
+			*counts = c
+			if c.delivered+c.dropped >= uint64(sent) || time.Now().After(deadline) {
+				break
+			}
+		}
+		counts.sent, counts.received = sent, int(copies.Load()-from)
+		_, err := cli.run(ctx, "leave", "deploy/orders")
+		return err
 	}
 	restore, err := plainRelay(ctx, cs, o.namespace)
 	if err != nil {
@@ -99,6 +160,9 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		return r, err
 	}
 	if err := measure(&r.recording); err != nil {
+		return r, err
+	}
+	if err := mirrored(&r.mirrorInPath, &r.inPathCopies); err != nil {
 		return r, err
 	}
 	if err := setRecordIdle(ctx, cs, o.namespace, "1s"); err != nil {
@@ -168,6 +232,9 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		if x.Path == "/orders/7" {
 			r.passiveRecorded++
 		}
+	}
+	if err := mirrored(&r.mirrorPassive, &r.passiveCopies); err != nil {
+		return r, err
 	}
 	if _, err := cli.run(ctx, "rollback", "deploy/orders"); err != nil {
 		return r, err
@@ -307,6 +374,8 @@ func printCost(w io.Writer, r costResults, rounds int) {
 		{"agent stepped aside (Service back at the app)", r.aside},
 		{fmt.Sprintf("agent aside, recording from packets (record --passive; %d of %d recorded)", r.passiveRecorded, len(r.passive)*(costRequests+latencyWarmUp)), r.passive},
 		{"no agent again, after rollback (the machine's drift)", r.noneAfter},
+		{"agent in front, recording and mirroring every request to this machine", r.mirrorInPath},
+		{"agent aside, recording from packets and mirroring every request from them", r.mirrorPassive},
 	} {
 		m := median(x.name, x.rows)
 		lo, hi := spread(x.rows)
@@ -314,6 +383,14 @@ func printCost(w io.Writer, r costResults, rounds int) {
 			us(m.p50), us(lo.p50), us(hi.p50), ratio(m.p50, base.p50), us(m.p99), us(lo.p99), us(hi.p99), ratio(m.p99, base.p99))
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "the callers' rate with no agent: %.0f requests/s (one connection, one request after another)\n", r.rate)
+	for _, x := range []struct {
+		name string
+		c    mirrorCounts
+	}{{"in front", r.inPathCopies}, {"from packets", r.passiveCopies}} {
+		fmt.Fprintf(w, "mirror %s: %d requests, %d copies received here; the agent counted %d delivered, %d dropped (%d of them near its CPU limit)\n",
+			x.name, x.c.sent, x.c.received, x.c.delivered, x.c.dropped, x.c.shed)
+	}
 }
 
 func spread(rows []row) (lo, hi row) {
@@ -330,3 +407,55 @@ func spread(rows []row) (lo, hi row) {
 }
 
 func us(d time.Duration) string { return fmt.Sprintf("%dµs", d.Microseconds()) }
+
+// copyServer is an HTTP server on this machine that counts the requests
+// it answers: a mirror's laptop.
+type copyServer struct {
+	atomic.Int64
+	port int
+}
+
+// copyCounter starts a copyServer; stop stops it.
+func copyCounter() (c *copyServer, stop func(), err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	c = &copyServer{port: l.Addr().(*net.TCPAddr).Port}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		c.Add(1)
+		io.WriteString(w, "laptop")
+	})}
+	go srv.Serve(l)
+	return c, func() { srv.Close() }, nil
+}
+
+// readMirrorCounts reads the one mirror's counts from `tether status`.
+func readMirrorCounts(ctx context.Context, cli tetherCLI) (mirrorCounts, error) {
+	out, err := cli.run(ctx, "status", "-o", "json")
+	if err != nil {
+		return mirrorCounts{}, err
+	}
+	var st struct {
+		Daemon struct {
+			Intercepts []struct {
+				PortIntercepts []struct {
+					Mirror                  bool
+					Requests, Dropped, Shed uint64
+				}
+			}
+		}
+	}
+	if i := strings.Index(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &st) != nil {
+		return mirrorCounts{}, fmt.Errorf("status -o json: %s", out)
+	}
+	for _, ic := range st.Daemon.Intercepts {
+		for _, p := range ic.PortIntercepts {
+			if p.Mirror {
+				return mirrorCounts{delivered: p.Requests, dropped: p.Dropped, shed: p.Shed}, nil
+			}
+		}
+	}
+	return mirrorCounts{}, fmt.Errorf("status lists no mirror: %s", out)
+}

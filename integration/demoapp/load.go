@@ -161,6 +161,7 @@ func latency(ctx context.Context, url string, n int, stdout io.Writer) error {
 		}
 	}
 	lat := make([]time.Duration, n)
+	start := time.Now()
 	for i := range lat {
 		t0 := time.Now()
 		if err := get(); err != nil {
@@ -168,8 +169,9 @@ func latency(ctx context.Context, url string, n int, stdout io.Writer) error {
 		}
 		lat[i] = time.Since(t0)
 	}
+	rate := float64(n) / time.Since(start).Seconds()
 	slices.Sort(lat)
-	fmt.Fprintf(stdout, "p50_us %d p99_us %d\n", lat[n/2].Microseconds(), lat[n*99/100].Microseconds())
+	fmt.Fprintf(stdout, "p50_us %d p99_us %d per_s %.0f\n", lat[n/2].Microseconds(), lat[n*99/100].Microseconds(), rate)
 	return nil
 }
 
