@@ -193,6 +193,9 @@ func TestMirrorPassive(t *testing.T) {
 	if c := copies.Load(); c != n || st.Requests != n || st.Dropped != 0 {
 		t.Errorf("the laptop got %d copies, status %d delivered and %d dropped; want %d, %d and 0", c, st.Requests, st.Dropped, n, n)
 	}
+	if out := e.mustTether("status"); !strings.Contains(out, "mirrors copy from the packets") {
+		t.Errorf("status does not say the mirror copies from packets:\n%s", out)
+	}
 	// Not in the Service's path: the app still sees the client pod itself,
 	// and the Service was never changed.
 	e.convergeFrom(client, clientIP, 3)

@@ -189,15 +189,22 @@ func modeNote(mode string) string {
 // podState says whether a pod's agent is in use, idle (for how long) and
 // recording, and whether this daemon keeps a tunnel to it.
 func podState(p daemon.AgentPod, recording bool, now time.Time) string {
-	switch {
-	case p.Error != "":
+	if p.Error != "" {
 		return "not reachable: " + p.Error
-	case p.IdleSince.IsZero():
-		return "intercepted"
 	}
-	s := idleState(p, recording, now)
-	if p.Aside {
+	intercepted := p.IdleSince.IsZero()
+	s := "intercepted"
+	if !intercepted {
+		s = idleState(p, recording, now)
+	}
+	switch {
+	case p.Aside && p.Passive != nil:
+		// A mirror copies from the packets and leaves it aside.
+		s += "; stepped aside: the Service sends its callers to the app (mirrors copy from the packets) until an intercept that is not a mirror"
+	case p.Aside:
 		s += "; stepped aside: the Service sends its callers to the app until the next intercept"
+	case intercepted:
+		return s
 	}
 	if ps := p.Passive; ps != nil {
 		s += fmt.Sprintf("; %d connections recorded from packets (not recorded: %d open before the agent started, %d with packets lost",

@@ -3,11 +3,13 @@ package status
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tetherkube/tether/agent"
 	"github.com/tetherkube/tether/cli/cmdutil"
 	"github.com/tetherkube/tether/cli/cmdutil/cmdtest"
 	"github.com/tetherkube/tether/daemon"
@@ -193,5 +195,43 @@ Intercepts:
 `
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
+	}
+}
+
+// TestPodState: what a pod line says of its agent, intercepted or idle,
+// aside, recording from packets.
+func TestPodState(t *testing.T) {
+	now := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	passive := &agent.PassiveStats{Conns: 4, MidStream: 1}
+	tests := []struct {
+		name string
+		pod  daemon.AgentPod
+		want []string // in the line, in order
+		not  []string
+	}{
+		{name: "intercepted, in the path", pod: daemon.AgentPod{}, want: []string{"intercepted"}, not: []string{"aside", "packets"}},
+		{name: "a mirror from packets, aside", pod: daemon.AgentPod{Aside: true, Passive: passive},
+			want: []string{"intercepted", "stepped aside", "mirrors copy from the packets", "4 connections recorded from packets"}},
+		{name: "idle, aside", pod: daemon.AgentPod{Aside: true, IdleSince: now.Add(-time.Minute)},
+			want: []string{"stepped aside", "until the next intercept"}, not: []string{"mirrors"}},
+		{name: "unreachable", pod: daemon.AgentPod{Error: "EOF", Aside: true}, want: []string{"not reachable: EOF"}, not: []string{"aside"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := podState(tt.pod, true, now)
+			rest := got
+			for _, w := range tt.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("podState = %q, want %q in it (in order %q)", got, w, tt.want)
+				}
+				rest = rest[i+len(w):]
+			}
+			for _, n := range tt.not {
+				if strings.Contains(got, n) {
+					t.Errorf("podState = %q, want no %q", got, n)
+				}
+			}
+		})
 	}
 }
