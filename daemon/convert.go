@@ -108,7 +108,7 @@ func InterceptRequestToProto(req InterceptRequest) *daemonv1.InterceptRequest {
 	return &daemonv1.InterceptRequest{Namespace: req.Namespace, Workload: req.Workload, ServicePort: req.ServicePort,
 		LocalPort: int32(req.LocalPort), AgentImage: req.AgentImage, RolloutTimeoutSeconds: req.RolloutTimeout,
 		AgentResources: agentResourcesToProto(req.AgentResources), LocalPortLater: req.LocalPortLater,
-		Filter: filterToProto(req.Filter), Mirror: req.Mirror, Path: req.Path, NoRestart: req.NoRestart, AgentIdleNanos: int64(req.AgentIdle)}
+		Filter: filterToProto(req.Filter), Mirror: req.Mirror, Path: req.Path, NoRestart: req.NoRestart, AgentIdleNanos: int64(req.AgentIdle), Passive: req.Passive}
 }
 
 func InterceptRequestFromProto(req *daemonv1.InterceptRequest) InterceptRequest {
@@ -116,7 +116,7 @@ func InterceptRequestFromProto(req *daemonv1.InterceptRequest) InterceptRequest 
 		LocalPort: int(req.GetLocalPort()), AgentImage: req.GetAgentImage(), RolloutTimeout: req.GetRolloutTimeoutSeconds(),
 		AgentResources: agentResourcesFromProto(req.GetAgentResources()), LocalPortLater: req.GetLocalPortLater(),
 		Filter: filterFromProto(req.GetFilter()), Mirror: req.GetMirror(), Path: req.GetPath(), NoRestart: req.GetNoRestart(),
-		AgentIdle: time.Duration(req.GetAgentIdleNanos())}
+		AgentIdle: time.Duration(req.GetAgentIdleNanos()), Passive: req.GetPassive()}
 }
 
 func agentResourcesToProto(r AgentResources) *daemonv1.AgentResources {

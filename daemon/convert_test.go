@@ -156,7 +156,7 @@ func TestAgentRequestsOverTheWire(t *testing.T) {
 
 	ic := InterceptRequest{Namespace: "shop", Workload: "deploy/orders", ServicePort: "http", LocalPort: 3000,
 		AgentImage: "agent:dev", RolloutTimeout: 60, AgentResources: res, LocalPortLater: true,
-		Filter: httpfilter.Spec{Headers: []string{"x-user=ana"}, PathPrefix: "/api/", PathRegex: "/api/v[0-9]+"}, Mirror: true, Path: "direct", NoRestart: true, AgentIdle: 10 * time.Minute}
+		Filter: httpfilter.Spec{Headers: []string{"x-user=ana"}, PathPrefix: "/api/", PathRegex: "/api/v[0-9]+"}, Mirror: true, Path: "direct", NoRestart: true, AgentIdle: 10 * time.Minute, Passive: true}
 	allSet(t, ic)
 	if diff := cmp.Diff(ic, InterceptRequestFromProto(wire(t, InterceptRequestToProto(ic), &daemonv1.InterceptRequest{}))); diff != "" {
 		t.Errorf("intercept request through the wire (-want +got)\n%s", diff)

@@ -150,6 +150,10 @@ type InterceptRequest struct {
 	// it, keeps recording and stays in the Service's path; 0: the agent's
 	// default (30m).
 	AgentIdle time.Duration `json:"agentIdle,omitempty"`
+	// Passive, with Mirror, first makes the agents record from a copy of
+	// the pods' packets (RecordRequest.Passive): the mirror copies from
+	// them and the Service stays at the app.
+	Passive bool `json:"passive,omitempty"`
 }
 
 // AgentResources are the agent container's requests and limits as

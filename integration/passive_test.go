@@ -133,29 +133,30 @@ func TestRecordPassiveRestricted(t *testing.T) {
 	e.requireRestored(before)
 }
 
-// TestMirrorPassive: on an agent that records from packets (record
-// --passive), `intercept --mirror` takes its copies from them: the
-// Service is not touched (the app keeps seeing its callers' own
-// addresses), curl's requests carrying the filter's header are copied to
-// the laptop (Python's http.server) and the others are not, every caller
-// is answered by the app, and status counts the copies; leave and
-// rollback are exact.
+// TestMirrorPassive: `intercept --mirror --passive` makes the agents
+// record from a copy of the pods' packets and takes the mirror's copies
+// from them: the Service goes back to the app (the app keeps seeing its
+// callers' own addresses), curl's requests carrying the filter's header
+// are copied to the laptop (Python's http.server) and the others are not,
+// every caller is answered by the app, and status counts the copies. A
+// later `intercept --mirror` on those agents does the same without
+// touching the Service; leave and rollback are exact.
 func TestMirrorPassive(t *testing.T) {
 	e := newEnvLevel(t, "baseline")
 	_, svc := e.deployOrders(1)
 	client := e.clientPod("client")
 	clientIP := e.podIP(client)
 	before := e.snapshot()
-	e.mustTether(agentImage("record", "orders", "--port", "http", "--passive")...)
-	version := e.waitServicePort(intstr.FromInt32(8080)).ResourceVersion
-	e.convergeFrom(client, clientIP, 5)
 
 	port, copies, _ := pyLaptop(t)
-	_, errOut, code := e.tether(agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(port), "--mirror",
-		"--http-header", "x-user=ana", "--kubeconfig", e.kubeconfig, "-n", e.ns)...)
-	if code != 0 || !strings.Contains(errOut, "the mirror takes its copies from them") {
-		t.Fatalf("intercept --mirror on a passive agent: exit %d, want 0 and that it copies from packets:\n%s", code, errOut)
+	mirror := agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(port), "--mirror", "--http-header", "x-user=ana",
+		"--kubeconfig", e.kubeconfig, "-n", e.ns)
+	_, errOut, code := e.tether(append(mirror, "--passive")...)
+	if code != 0 || !strings.Contains(errOut, "pointing the Service back at the app") || !strings.Contains(errOut, "the mirror takes its copies from them") {
+		t.Fatalf("intercept --mirror --passive: exit %d, want 0 and that it copies from packets, the Service at the app:\n%s", code, errOut)
 	}
+	version := e.waitServicePort(intstr.FromInt32(8080)).ResourceVersion
+	e.convergeFrom(client, clientIP, 5)
 
 	// curl, from this machine to the Service's address, each batch on one
 	// keep-alive connection: 20 GETs for ana, 10 for nobody.
@@ -203,6 +204,14 @@ func TestMirrorPassive(t *testing.T) {
 		t.Errorf("the mirror changed the Service (version %s, then %s)", version, s.ResourceVersion)
 	}
 
+	e.mustTether("leave", "deploy/orders")
+	_, errOut, code = e.tether(mirror...)
+	if code != 0 || !strings.Contains(errOut, "the mirror takes its copies from them") {
+		t.Errorf("intercept --mirror again: exit %d, want 0 and that it copies from packets:\n%s", code, errOut)
+	}
+	if s := e.waitServicePort(intstr.FromInt32(8080)); s.ResourceVersion != version {
+		t.Errorf("the second mirror changed the Service (version %s, then %s)", version, s.ResourceVersion)
+	}
 	e.mustTether("leave", "deploy/orders")
 	e.mustTether("rollback", "deploy/orders")
 	e.waitAppRoutes(1)

@@ -77,6 +77,9 @@ type InterceptOptions struct {
 	NoRestart bool
 	// AgentIdle is --agent-idle (0: the agent's default).
 	AgentIdle time.Duration
+	// Passive is --passive: with --mirror, the agents first record from a
+	// copy of the pods' packets and the mirror copies from them.
+	Passive bool
 	// User is the local user's name, for a bare --http-header.
 	User func() string
 }
@@ -136,9 +139,11 @@ each with their own header value. --http-header alone means
 same request as someone else's is refused, naming them. Traffic that is not
 cleartext HTTP (TLS included) goes to the app unfiltered. With --mirror the
 app keeps answering every request and this machine gets a copy of each
-matching one; its answers are recorded, not sent back. On agents that
-record from packets (` + "`tether record --passive`" + `) the copies come from those
-packets and the Service stays at the app: the callers pay no hop.
+matching one; its answers are recorded, not sent back. With --passive (or
+on agents that ` + "`tether record --passive`" + ` added) the agents record from a copy
+of the pods' packets, the copies come from those packets, and the Service
+stays at the app: the callers pay no hop. The agents then run as root with
+NET_RAW (Pod Security "baseline") and stay, recording, until rollback.
 
 With --no-restart no pod restarts: the agent joins each running pod as an
 ephemeral container, a pod is labelled tether.dev/intercept once its agent
@@ -179,8 +184,7 @@ intercept fails, CMD is not started.`,
   tether intercept orders --port http:3000 --mirror
 
   # the same, the copies taken from the pods' packets, out of the callers' path
-  tether record orders --port http --passive
-  tether intercept orders --port http:3000 --mirror
+  tether intercept orders --port http:3000 --mirror --passive
 
   # restart no pod: the agent joins the running pods as an ephemeral container
   tether intercept orders --port http:3000 --no-restart`,
@@ -211,6 +215,7 @@ intercept fails, CMD is not started.`,
 	cmd.Flags().DurationVar(&o.AgentIdle, "agent-idle", 0, "once nothing intercepts the agent for this long, it stops recording and the daemon points the Service back at the app, "+
 		"leaving the agent in the pods for the next intercept (default 30m; set when the agent is added)")
 	cmd.Flags().BoolVar(&o.Mirror, "mirror", false, "the app keeps answering every request; this machine gets a copy of each (matching) request, its answers dropped")
+	cmd.Flags().BoolVar(&o.Passive, "passive", false, "with --mirror: the agents record from a copy of the pods' packets (as `tether record --passive`; they need NET_RAW) and the mirror copies from them, the Service sending callers straight to the app")
 	AddAgentFlags(cmd, &o.AgentImage, &o.RolloutTimeout)
 	o.AgentResources.AddFlags(cmd)
 	cmdutil.AddOutputFlag(cmd, &o.Output)
@@ -341,6 +346,15 @@ func (o *InterceptOptions) Validate() error {
 	if o.NoRestart && o.AgentIdle != 0 {
 		return errdefs.User("--agent-idle is for the sidecar agent: an intercept --no-restart takes its agents out of the Service's path at leave")
 	}
+	if o.Passive && !o.Mirror {
+		return errdefs.User("--passive makes a mirror copy from the pods' packets: add --mirror (an intercept that takes requests must be in the Service's path)")
+	}
+	if o.Passive && o.NoRestart {
+		return errdefs.User("--passive and --no-restart: choose one (--no-restart's ephemeral agents work in the Service's path)")
+	}
+	if o.Passive && o.AgentIdle != 0 {
+		return errdefs.User("--agent-idle and --passive: an agent that records from packets records until `tether rollback`; drop --agent-idle")
+	}
 	if o.NoRestart && o.AgentResources != (AgentResourceFlags{}) {
 		return errdefs.User("--no-restart adds the agent as an ephemeral container, which Kubernetes allows no resources: " +
 			"drop --agent-cpu and --agent-memory, or intercept without --no-restart")
@@ -375,7 +389,7 @@ func (o *InterceptOptions) Run(ctx context.Context) error {
 		Namespace: o.Ns, Workload: o.Workload, ServicePort: o.ServicePort, LocalPort: o.LocalPort,
 		AgentImage: o.AgentImage, RolloutTimeout: int64(o.RolloutTimeout / time.Second), AgentResources: res,
 		LocalPortLater: len(o.Command) > 0, Filter: o.Filter, Mirror: o.Mirror, Path: o.TunnelPath,
-		NoRestart: o.NoRestart, AgentIdle: o.AgentIdle,
+		NoRestart: o.NoRestart, AgentIdle: o.AgentIdle, Passive: o.Passive,
 	}, func(line string) { fmt.Fprintln(o.ErrOut, line) })
 	if err != nil {
 		return err

@@ -87,6 +87,12 @@ func TestNewCmdIntercept(t *testing.T) {
 		{name: "no restart with agent resources", args: []string{"orders", "--port", "http:3000", "--no-restart", "--agent-memory", "64Mi"},
 			wantErr: "--no-restart adds the agent as an ephemeral container, which Kubernetes allows no resources"},
 		{name: "path without slash", args: []string{"orders", "--port", "http:3000", "--http-path", "api"}, wantErr: `a path starts with /`},
+		{name: "passive mirror", args: []string{"orders", "--port", "http:3000", "--mirror", "--passive"},
+			want: InterceptOptions{Workload: "orders", Port: "http:3000", ServicePort: "http", LocalPort: 3000, Ns: "shop", RolloutTimeout: 3 * time.Minute,
+				Mirror: true, Passive: true}},
+		{name: "passive without mirror", args: []string{"orders", "--port", "http:3000", "--passive"}, wantErr: "--passive makes a mirror copy from the pods' packets: add --mirror"},
+		{name: "passive no restart", args: []string{"orders", "--port", "http:3000", "--mirror", "--passive", "--no-restart"}, wantErr: "--passive and --no-restart: choose one"},
+		{name: "passive agent idle", args: []string{"orders", "--port", "http:3000", "--mirror", "--passive", "--agent-idle", "5m"}, wantErr: "--agent-idle and --passive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -340,6 +340,10 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 	if err != nil {
 		return daemon.InterceptInfo{}, err
 	}
+	if req.Passive && (!req.Mirror || req.NoRestart) {
+		return daemon.InterceptInfo{}, errdefs.User("--passive makes a mirror copy from the pods' packets: it needs --mirror, and not --no-restart " +
+			"(ephemeral agents work in the Service's path)")
+	}
 	feature, what, role := access.Intercept, "an intercept", userRole
 	if req.NoRestart {
 		feature, what, role = access.InterceptNoRestart, "an intercept --no-restart", noRestartRole
@@ -377,15 +381,25 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 		delete(d.starting, key)
 		d.mu.Unlock()
 	}()
+	recordArgs := agentIdleArgs(req.AgentIdle)
+	if req.Passive {
+		if err := d.recordForMirror(ctx, w, req, progress); err != nil {
+			return daemon.InterceptInfo{}, err
+		}
+		res, recordArgs = nil, nil // the recording's agents took them
+	}
 	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Paths: d.paths, OnLink: d.agentProf.watch, Kept: d.kept}
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, LocalPort: req.LocalPort,
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
 		AgentResources: res, LocalPortLater: req.LocalPortLater,
 		Filter: req.Filter, Mirror: req.Mirror, ID: randomHex(8), Owner: d.owner(), Path: path, NoRestart: req.NoRestart,
-		RecordArgs: agentIdleArgs(req.AgentIdle),
+		RecordArgs: recordArgs,
 	})
 	if err != nil {
+		if req.Passive {
+			err = fmt.Errorf("%w (the agents stay, recording from packets: `tether rollback %s -n %s` removes them)", err, w, w.Namespace)
+		}
 		return daemon.InterceptInfo{}, err
 	}
 	d.mu.Lock()
@@ -393,6 +407,21 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 	d.mu.Unlock()
 	d.log.Info("intercept started", "workload", key, "localPort", req.LocalPort, "pods", ic.Pods())
 	return info(ic), nil
+}
+
+// recordForMirror makes w's agents record from a copy of the pods'
+// packets, as `record --passive` does, for intercept --mirror --passive;
+// first it checks what the intercept would refuse before changing
+// anything: nothing listening on the local port.
+func (d *Daemon) recordForMirror(ctx context.Context, w journal.Workload, req daemon.InterceptRequest, progress func(string)) error {
+	if !req.LocalPortLater {
+		if err := intercept.CheckLocal(req.LocalPort); err != nil {
+			return err
+		}
+	}
+	_, err := d.Record(ctx, daemon.RecordRequest{Namespace: req.Namespace, Workload: w.String(), ServicePort: req.ServicePort,
+		AgentImage: req.AgentImage, RolloutTimeout: req.RolloutTimeout, AgentResources: req.AgentResources, Passive: true}, progress)
+	return err
 }
 
 // Leave stops an intercept.

@@ -177,7 +177,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return nil, err
 	}
 	if !req.RecordOnly && !req.LocalPortLater {
-		if err := checkLocal(req.LocalPort); err != nil {
+		if err := CheckLocal(req.LocalPort); err != nil {
 			return nil, err
 		}
 	}
@@ -479,8 +479,8 @@ func (m *Manager) tunnelsFor(req Request, w journal.Workload, sel string, agentP
 	return t
 }
 
-// checkLocal refuses an intercept whose local port has nothing listening.
-func checkLocal(port int) error {
+// CheckLocal refuses an intercept whose local port has nothing listening.
+func CheckLocal(port int) error {
 	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 2*time.Second)
 	if err != nil {
 		return errdefs.User("nothing listens on localhost:%d; start the process that should receive the traffic first", port)

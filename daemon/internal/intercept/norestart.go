@@ -75,7 +75,7 @@ func (m *Manager) planNoRestart(ctx context.Context, req Request) (*noRestartPla
 		return nil, err
 	}
 	if !req.RecordOnly && !req.LocalPortLater {
-		if err := checkLocal(req.LocalPort); err != nil {
+		if err := CheckLocal(req.LocalPort); err != nil {
 			return nil, err
 		}
 	}

@@ -4464,8 +4464,12 @@ type InterceptRequest struct {
 	// recording and stays in the Service's path (its --record-idle); 0: the
 	// agent's default.
 	AgentIdleNanos int64 `protobuf:"varint,13,opt,name=agent_idle_nanos,json=agentIdleNanos,proto3" json:"agent_idle_nanos,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// With mirror: first make the agents record from a copy of the pods'
+	// packets (record --passive), so the mirror copies from them and the
+	// Service stays at the app.
+	Passive       bool `protobuf:"varint,14,opt,name=passive,proto3" json:"passive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InterceptRequest) Reset() {
@@ -4587,6 +4591,13 @@ func (x *InterceptRequest) GetAgentIdleNanos() int64 {
 		return x.AgentIdleNanos
 	}
 	return 0
+}
+
+func (x *InterceptRequest) GetPassive() bool {
+	if x != nil {
+		return x.Passive
+	}
+	return false
 }
 
 type InterceptEvent struct {
@@ -6476,7 +6487,7 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\brequests\x18\x05 \x01(\x04R\brequests\x12\x18\n" +
 	"\adropped\x18\x06 \x01(\x04R\adropped\x12\x10\n" +
 	"\x03pod\x18\a \x01(\tR\x03pod\x12\x12\n" +
-	"\x04shed\x18\b \x01(\x04R\x04shed\"\x87\x04\n" +
+	"\x04shed\x18\b \x01(\x04R\x04shed\"\xa1\x04\n" +
 	"\x10InterceptRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12!\n" +
@@ -6494,7 +6505,8 @@ const file_proto_daemon_v1_daemon_proto_rawDesc = "" +
 	"\x04path\x18\v \x01(\tR\x04path\x12\x1d\n" +
 	"\n" +
 	"no_restart\x18\f \x01(\bR\tnoRestart\x12(\n" +
-	"\x10agent_idle_nanos\x18\r \x01(\x03R\x0eagentIdleNanos\"p\n" +
+	"\x10agent_idle_nanos\x18\r \x01(\x03R\x0eagentIdleNanos\x12\x18\n" +
+	"\apassive\x18\x0e \x01(\bR\apassive\"p\n" +
 	"\x0eInterceptEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x127\n" +
 	"\x05ready\x18\x02 \x01(\v2\x1f.tether.daemon.v1.InterceptInfoH\x00R\x05readyB\a\n" +
