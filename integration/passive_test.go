@@ -148,10 +148,18 @@ func TestMirrorPassive(t *testing.T) {
 	clientIP := e.podIP(client)
 	before := e.snapshot()
 
+	// Nothing listening on the local port: refused before any change.
+	_, errOut, code := e.tether(agentImage("intercept", "orders", "--port", "http:1", "--mirror", "--passive",
+		"--kubeconfig", e.kubeconfig, "-n", e.ns)...)
+	if code != 2 || !strings.Contains(errOut, "nothing listens on localhost:1") {
+		t.Errorf("intercept --mirror --passive to a closed local port: exit %d, want 2 and why:\n%s", code, errOut)
+	}
+	e.requireRestored(before)
+
 	port, copies, _ := pyLaptop(t)
 	mirror := agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(port), "--mirror", "--http-header", "x-user=ana",
 		"--kubeconfig", e.kubeconfig, "-n", e.ns)
-	_, errOut, code := e.tether(append(mirror, "--passive")...)
+	_, errOut, code = e.tether(append(mirror, "--passive")...)
 	if code != 0 || !strings.Contains(errOut, "pointing the Service back at the app") || !strings.Contains(errOut, "the mirror takes its copies from them") {
 		t.Fatalf("intercept --mirror --passive: exit %d, want 0 and that it copies from packets, the Service at the app:\n%s", code, errOut)
 	}
