@@ -110,7 +110,7 @@ func Uses() []Use {
 		{Agent: "gateway Deployment", Features: []string{"run (no workload)"}, SecurityContext: SecurityContext()},
 		{Agent: "ephemeral inspection agent", Features: []string{"trace", "dns", "env", "run (a workload's pod)"}, SecurityContext: SecurityContext()},
 		{Agent: "ephemeral inspection agent as root (NET_RAW)", Features: []string{"capture", "env and run for a process running as root"}, SecurityContext: RootSecurityContext()},
-		{Agent: "sidecar recording from packets, as root (NET_RAW)", Features: []string{"record --passive"}, SecurityContext: PassiveSecurityContext()},
+		{Agent: "sidecar recording from packets, as root (NET_RAW)", Features: []string{"record --passive", "intercept --mirror --passive"}, SecurityContext: PassiveSecurityContext()},
 	}
 }
 
