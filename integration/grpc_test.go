@@ -366,3 +366,44 @@ func TestGRPCIntercept(t *testing.T) {
 		t.Errorf("after leave the laptop still received a call:\n%s", laptopLog)
 	}
 }
+
+// TestGRPCMirrorPassive: `intercept --mirror --passive` of the greeter
+// Service copies each call of grpc-go's greeter_client, read from the
+// pod's packets, to grpc-go's greeter_server on the host (over h2c, with
+// gRPC's headers) while the cluster's server answers every call; status
+// counts the copies delivered.
+func TestGRPCMirrorPassive(t *testing.T) {
+	e := newEnvLevel(t, "baseline")
+	bins := greeterBinaries(t)
+	addr := e.deployGreeter()
+	port, laptopLog := startLaptopGreeter(t, bins)
+
+	_, errOut, code := e.tether(agentImage("intercept", "greeter", "--port", "grpc:"+strconv.Itoa(port), "--mirror", "--passive",
+		"--kubeconfig", e.kubeconfig, "-n", e.ns)...)
+	if code != 0 || !strings.Contains(errOut, "the mirror takes its copies from them") {
+		t.Fatalf("intercept --mirror --passive: exit %d, want 0 and that it copies from packets:\n%s", code, errOut)
+	}
+	const calls = 5
+	for i := range calls {
+		name := fmt.Sprintf("copied-%d", i)
+		if got, err := greet(t, bins, addr, name); err != nil || got != "Hello "+name {
+			t.Fatalf("call %d: %q, %v", i, got, err)
+		}
+	}
+	var st struct{ Requests, Dropped, Shed uint64 }
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if st = mirrorStatus(t, e); st.Requests >= calls {
+			break
+		}
+	}
+	for i := range calls {
+		if name := fmt.Sprintf("copied-%d", i); !strings.Contains(laptopLog.String(), "Received: "+name+"\n") {
+			t.Errorf("the laptop's greeter_server got no copy of call %s:\n%s", name, laptopLog)
+		}
+	}
+	if st.Requests != calls || st.Dropped != 0 {
+		t.Errorf("status: %d copies delivered, %d dropped; want %d and 0", st.Requests, st.Dropped, calls)
+	}
+	e.mustTether("leave", "greeter")
+	e.mustTether("rollback", "greeter")
+}
