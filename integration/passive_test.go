@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -201,6 +202,18 @@ func TestMirrorPassive(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // a copy of a request the filter should not have matched would come now
 	if c := copies.Load(); c != n || st.Requests != n || st.Dropped != 0 {
 		t.Errorf("the laptop got %d copies, status %d delivered and %d dropped; want %d, %d and 0", c, st.Requests, st.Dropped, n, n)
+	}
+	// requests compare pairs each copy with the app's exchange the tap
+	// recorded (the laptop answers "laptop": all differ, exit 3).
+	var cmp struct {
+		Pairs           []struct{ Path string }
+		Same, Differing int
+		Unpaired        []string
+	}
+	stdout, stderr, code := e.tether("requests", "compare", "orders", "-o", "json", "--kubeconfig", e.kubeconfig, "-n", e.ns)
+	if err := json.Unmarshal([]byte(stdout), &cmp); err != nil || code != 3 || cmp.Differing != n || cmp.Same != 0 || len(cmp.Unpaired) != 0 {
+		t.Errorf("requests compare: exit %d, %d same, %d differing, unpaired %v (%v); want exit 3 and %d differing\n%s\n%s",
+			code, cmp.Same, cmp.Differing, cmp.Unpaired, err, n, stdout, stderr)
 	}
 	if out := e.mustTether("status"); !strings.Contains(out, "mirrors copy from the packets") {
 		t.Errorf("status does not say the mirror copies from packets:\n%s", out)
