@@ -24,18 +24,27 @@ func (s *sessionService) Exchanges(ctx context.Context, req agent.ExchangesReque
 	if err := req.Filter.Validate(); err != nil {
 		return agent.RecordingStats{}, errors.Join(agent.ErrBadProbe, err)
 	}
-	matched, err := a.ring.Exchanges(req.Filter.Match)
-	if err != nil {
-		return agent.RecordingStats{}, err
-	}
-	if req.Limit > 0 && len(matched) > req.Limit {
-		matched = matched[len(matched)-req.Limit:]
+	// One exchange decoded at a time (a full ring decoded at once takes
+	// several times the budget, past the container's memory limit), twice
+	// when only the last req.Limit are asked for: once to count them.
+	held := a.ring.Held()
+	skip := 0
+	if req.Limit > 0 {
+		n := 0
+		if err := held.Each(req.Filter.Match, func(*recording.Exchange) error { n++; return ctx.Err() }); err != nil {
+			return agent.RecordingStats{}, err
+		}
+		skip = max(0, n-req.Limit)
 	}
 	var batch []*recording.Exchange
 	size := 0
-	for _, e := range matched {
+	err := held.Each(req.Filter.Match, func(e *recording.Exchange) error {
 		if err := ctx.Err(); err != nil {
-			return agent.RecordingStats{}, err
+			return err
+		}
+		if skip > 0 {
+			skip--
+			return nil
 		}
 		if req.WithoutBodies { // the exchanges are this call's own copies
 			e.Request.Body = nil
@@ -45,11 +54,15 @@ func (s *sessionService) Exchanges(ctx context.Context, req agent.ExchangesReque
 		}
 		if len(batch) > 0 && size+e.Size() > exchangeBatchBytes {
 			if err := emit(batch); err != nil {
-				return agent.RecordingStats{}, err
+				return err
 			}
 			batch, size = nil, 0
 		}
 		batch, size = append(batch, e), size+e.Size()
+		return nil
+	})
+	if err != nil {
+		return agent.RecordingStats{}, err
 	}
 	if len(batch) > 0 {
 		if err := emit(batch); err != nil {

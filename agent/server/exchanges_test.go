@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/agent/internal/httprec"
 	"github.com/tetherkube/tether/recording"
 )
 
@@ -168,5 +172,68 @@ func TestRecordsMirroredCopies(t *testing.T) {
 	if copy.Source != "mirror" || copy.Pod != "orders-1" || copy.Request.Host != app.Request.Host || copy.Response == nil ||
 		copy.Response.Status != 200 || string(copy.Response.Body) != `{"total":44.5,"token":"[REDACTED]"}` || copy.Error != "" {
 		t.Errorf("the copy recorded as %+v (response %+v)", copy, copy.Response)
+	}
+}
+
+// TestExchangesReadsAFullRingInLittleMemory: listing a ring of many
+// exchanges decodes them a batch at a time. Decoded at once they took
+// several times the ring's budget, and an agent at its container's memory
+// limit was killed by the kernel mid-listing (the bench's 60,000 passive
+// exchanges: OOM at 128 MiB).
+func TestExchangesReadsAFullRingInLittleMemory(t *testing.T) {
+	h := newHarness(t)
+	_, client, err := h.daemon(testToken, named(t, "laptop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 60000
+	c := h.agent.ring.NewConn(httprec.Meta{Pod: "orders-1", Port: 8080, Source: "10.0.0.9:41000", Destination: recording.ToApp}, h.agent.recOpts)
+	for i := range n {
+		c.FromClient(fmt.Appendf(nil, "GET /orders/%d?x=%d HTTP/1.1\r\nHost: orders\r\nUser-Agent: test\r\nAccept: */*\r\n\r\n", i, i))
+		c.FromServer([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"id\":1234}"))
+	}
+	c.Close()
+	if st := h.agent.ring.Stats(); st.Held < n/2 {
+		t.Fatalf("the ring holds %d exchanges, want most of %d: %+v", st.Held, n, st)
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > peak.Load() {
+				peak.Store(ms.HeapAlloc)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	got := 0
+	_, err = client.Exchanges(context.Background(), agent.ExchangesRequest{}, func(b []*recording.Exchange) error {
+		got += len(b)
+		return nil
+	})
+	close(done)
+	<-sampled
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got < n/2 {
+		t.Errorf("listed %d exchanges, want most of %d", got, n)
+	}
+	grew := int64(peak.Load()) - int64(base)
+	t.Logf("listing %d exchanges: the heap's peak %d MiB above where it was", got, grew>>20)
+	if grew > 48<<20 {
+		t.Errorf("listing %d exchanges took the heap %d MiB above where it was, want under 48 MiB", got, grew>>20)
 	}
 }

@@ -119,22 +119,44 @@ func (r *Ring) evictLocked() {
 }
 
 // Exchanges returns the held exchanges that keep returns true for, oldest
-// first, each decoded afresh: the caller owns them.
+// first, each decoded afresh: the caller owns them. A full ring decoded
+// at once takes several times its budget: to read many, use Held.
 func (r *Ring) Exchanges(keep func(*recording.Exchange) bool) ([]*recording.Exchange, error) {
-	r.mu.Lock()
-	held := slices.Clone(r.items) // decoded outside the lock: recording goes on meanwhile
-	r.mu.Unlock()
 	var out []*recording.Exchange
-	for _, s := range held {
+	err := r.Held().Each(keep, func(e *recording.Exchange) error {
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// Held is the exchanges a ring held at one moment, still encoded.
+type Held []stored
+
+// Held returns the exchanges the ring holds now; recording goes on.
+func (r *Ring) Held() Held {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.items) // the encoded bytes are shared, never written again
+}
+
+// Each decodes the exchanges of h one at a time, oldest first, and calls
+// fn with each that keep returns true for (nil: every one), until fn
+// returns an error. fn owns what it gets; what it lets go is garbage at
+// once, so reading the whole ring holds one exchange at a time.
+func (h Held) Each(keep func(*recording.Exchange) bool, fn func(*recording.Exchange) error) error {
+	for _, s := range h {
 		e, err := decodeExchange(s)
 		if err != nil {
-			return nil, fmt.Errorf("exchange %d: %w", s.id, err)
+			return fmt.Errorf("exchange %d: %w", s.id, err)
 		}
 		if keep == nil || keep(e) {
-			out = append(out, e)
+			if err := fn(e); err != nil {
+				return err
+			}
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // bodyBuf captures a body up to a cap, charging its connection's meter as
