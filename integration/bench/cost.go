@@ -109,7 +109,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		return nil
 	}
 	if err := measure(&r.none); err != nil {
-		return r, err
+		return r, fmt.Errorf("no agent: %w", err)
 	}
 	r.rate = medianFloat(rates)
 	copies, stopLaptop, err := copyCounter()
@@ -151,7 +151,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		return r, err
 	}
 	if err := measure(&r.relay); err != nil {
-		return r, err
+		return r, fmt.Errorf("a plain relay: %w", err)
 	}
 	if err := restore(); err != nil {
 		return r, err
@@ -164,17 +164,17 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		return r, err
 	}
 	if err := measure(&r.recording); err != nil {
-		return r, err
+		return r, fmt.Errorf("agent in front, recording: %w", err)
 	}
 	if err := mirrored(&r.mirrorInPath, &r.inPathCopies); err != nil {
-		return r, err
+		return r, fmt.Errorf("mirror in front: %w", err)
 	}
 	if err := setRecordIdle(ctx, cs, o.namespace, "1s"); err != nil {
 		return r, err
 	}
 	time.Sleep(2 * time.Second) // the new agent's idle time, and kube-proxy's
 	if err := measure(&r.idle); err != nil {
-		return r, err
+		return r, fmt.Errorf("agent idle: %w", err)
 	}
 	// An intercept and its leave start the daemon's watch; once the agent
 	// has been idle its 1s, the daemon points the Service at the app.
@@ -203,7 +203,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	}
 	time.Sleep(2 * time.Second) // kube-proxy's
 	if err := measure(&r.aside); err != nil {
-		return r, err
+		return r, fmt.Errorf("agent aside: %w", err)
 	}
 
 	// record --passive restarts the agent with an empty recording; it
@@ -222,7 +222,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	}
 	time.Sleep(2 * time.Second) // kube-proxy's
 	if err := measure(&r.passive); err != nil {
-		return r, err
+		return r, fmt.Errorf("recording from packets: %w", err)
 	}
 	out, err := cli.run(ctx, "requests", "list", "deploy/orders", "-o", "json")
 	if err != nil {
@@ -238,14 +238,14 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		}
 	}
 	if err := mirrored(&r.mirrorPassive, &r.passiveCopies); err != nil {
-		return r, err
+		return r, fmt.Errorf("mirror from packets: %w", err)
 	}
 	if _, err := cli.run(ctx, "rollback", "deploy/orders"); err != nil {
 		return r, err
 	}
 	time.Sleep(2 * time.Second) // kube-proxy's
 	if err := measure(&r.noneAfter); err != nil {
-		return r, err
+		return r, fmt.Errorf("no agent again: %w", err)
 	}
 	return r, nil
 }
