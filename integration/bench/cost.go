@@ -89,6 +89,16 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		return r, err
 	}
 	url := "http://orders." + o.namespace + ".svc.cluster.local/orders/7"
+	// Ready is a caller of the Service served: the node's rules for a new
+	// Service can come after its pod is ready (two runs failed on
+	// "connection refused" right after the last run's namespace went).
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "get", url)
+		return err == nil, nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("the client pod never reached %s: %w", url, err)
+	}
 	var rates []float64
 	measure := func(into *[]row) error {
 		for range o.rounds {
