@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -157,7 +158,7 @@ func TestMirrorPassive(t *testing.T) {
 	}
 	e.requireRestored(before)
 
-	port, copies, _ := pyLaptop(t)
+	port, copies, laptopProc := pyLaptop(t)
 	mirror := agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(port), "--mirror", "--http-header", "x-user=ana",
 		"--kubeconfig", e.kubeconfig, "-n", e.ns)
 	_, errOut, code = e.tether(append(mirror, "--passive")...)
@@ -223,6 +224,26 @@ func TestMirrorPassive(t *testing.T) {
 	e.convergeFrom(client, clientIP, 3)
 	if s := e.waitServicePort(intstr.FromInt32(8080)); s.ResourceVersion != version {
 		t.Errorf("the mirror changed the Service (version %s, then %s)", version, s.ResourceVersion)
+	}
+
+	// The laptop stopped (SIGSTOP): every caller is still answered by the
+	// app, and the copies it cannot take are dropped, counted.
+	if err := laptopProc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for _, by := range served("x-user: ana", 50) {
+		if !strings.HasPrefix(by, "orders-") {
+			t.Errorf("with the laptop stopped, a request was served by %q, want the app", by)
+		}
+	}
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		if st = mirrorStatus(t, e); st.Dropped > 0 {
+			break
+		}
+	}
+	laptopProc.Signal(syscall.SIGCONT)
+	if st.Dropped == 0 {
+		t.Errorf("with the laptop stopped: status %d delivered, %d dropped; want the drops counted", st.Requests, st.Dropped)
 	}
 
 	e.mustTether("leave", "deploy/orders")
