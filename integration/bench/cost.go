@@ -54,8 +54,10 @@ const latencyWarmUp = 50
 type costResults struct {
 	none, relay, recording, idle, aside, passive, noneAfter []row
 	mirrorInPath, mirrorPassive                             []row
-	passiveRecorded                                         int
-	inPathCopies, passiveCopies                             mirrorCounts
+	// The agent's CPU and memory in the rows it is in, by row.
+	use                         map[*[]row]agentUse
+	passiveRecorded             int
+	inPathCopies, passiveCopies mirrorCounts
 	// rate is the callers' requests/s in the baseline rounds (one
 	// keep-alive connection, one request after another).
 	rate float64
@@ -66,6 +68,15 @@ type costResults struct {
 type mirrorCounts struct {
 	sent, received           int
 	delivered, dropped, shed uint64
+}
+
+// agentUse is the agent container's CPU time per 1,000 requests in a row
+// and its memory after it (and its peak since it started, where the
+// kernel keeps one); ok false when its cgroup was not found.
+type agentUse struct {
+	cpuMsPer1000 float64
+	memory, peak int64
+	ok           bool
 }
 
 // measureCost measures what the agent costs the workload's in-cluster
@@ -118,6 +129,30 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		}
 		return nil
 	}
+	r.use = map[*[]row]agentUse{}
+	// used measures into as measure does, with the agent's CPU and memory.
+	used := func(into *[]row) error {
+		g, gerr := findAgentCgroup(ctx, cs, o.namespace)
+		var c0 int64
+		if gerr == nil {
+			c0, gerr = g.cpuNanos()
+		}
+		if err := measure(into); err != nil {
+			return err
+		}
+		if gerr != nil {
+			fmt.Fprintf(os.Stderr, "bench: the agent's CPU not measured: %v\n", gerr)
+			return nil
+		}
+		c1, err := g.cpuNanos()
+		if err != nil {
+			return nil
+		}
+		u := agentUse{ok: true, cpuMsPer1000: float64(c1-c0) / 1e6 / (float64(len(*into)*(costRequests+latencyWarmUp)) / 1000)}
+		u.memory, u.peak = g.memory()
+		r.use[into] = u
+		return nil
+	}
 	if err := measure(&r.none); err != nil {
 		return r, fmt.Errorf("no agent: %w", err)
 	}
@@ -138,7 +173,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		if _, err := cli.run(ctx, args...); err != nil {
 			return err
 		}
-		if err := measure(into); err != nil {
+		if err := used(into); err != nil {
 			return err
 		}
 		sent := len(*into) * (costRequests + latencyWarmUp)
@@ -173,7 +208,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	if _, err := cli.run(ctx, args...); err != nil {
 		return r, err
 	}
-	if err := measure(&r.recording); err != nil {
+	if err := used(&r.recording); err != nil {
 		return r, fmt.Errorf("agent in front, recording: %w", err)
 	}
 	if err := mirrored(&r.mirrorInPath, &r.inPathCopies); err != nil {
@@ -231,7 +266,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		return r, err
 	}
 	time.Sleep(2 * time.Second) // kube-proxy's
-	if err := measure(&r.passive); err != nil {
+	if err := used(&r.passive); err != nil {
 		return r, fmt.Errorf("recording from packets: %w", err)
 	}
 	out, err := cli.run(ctx, "requests", "list", "deploy/orders", "-o", "json")
@@ -399,6 +434,16 @@ func printCost(w io.Writer, r costResults, rounds int) {
 	tw.Flush()
 	if r.rate > 0 { // an older demo image prints none
 		fmt.Fprintf(w, "the callers' rate with no agent: %.0f requests/s (one connection, one request after another)\n", r.rate)
+	}
+	for _, x := range []struct {
+		name string
+		rows *[]row
+	}{{"in front, recording", &r.recording}, {"in front, mirroring", &r.mirrorInPath},
+		{"recording from packets", &r.passive}, {"mirroring from packets", &r.mirrorPassive}} {
+		if u := r.use[x.rows]; u.ok {
+			fmt.Fprintf(w, "agent %s: %.0f ms of CPU per 1,000 requests (%.2f cores at 5,000/s); memory %.1f MiB after the row, peak %.1f MiB\n",
+				x.name, u.cpuMsPer1000, u.cpuMsPer1000*5/1000, mib(u.memory), mib(u.peak))
+		}
 	}
 	for _, x := range []struct {
 		name string
