@@ -226,6 +226,35 @@ func TestMirrorPassive(t *testing.T) {
 		t.Errorf("the mirror changed the Service (version %s, then %s)", version, s.ResourceVersion)
 	}
 
+	// Another developer's filtered intercept points the Service at the
+	// agents while it lasts (the mirror copies in the path meanwhile); once
+	// it leaves, that daemon steps them aside again though the mirror
+	// runs on.
+	bobPort, bobGot := named(t, "bob")
+	bob := e.daemonAs("bob")
+	if _, errOut, code := bob(agentImage("intercept", "orders", "--port", "http:"+strconv.Itoa(bobPort), "--http-header", "x-user=bob")...); code != 0 {
+		t.Fatalf("bob's intercept: exit %d:\n%s", code, errOut)
+	}
+	if by := served("x-user: bob", 3); strings.Join(by, " ") != "bob bob bob" {
+		t.Errorf("bob's requests served by %v, want bob's process", by)
+	}
+	if bobGot.Load() != 3 {
+		t.Errorf("bob's process got %d requests, want 3", bobGot.Load())
+	}
+	if _, errOut, code := bob("leave", "orders"); code != 0 {
+		t.Fatalf("bob's leave: exit %d:\n%s", code, errOut)
+	}
+	e.waitServicePort(intstr.FromInt32(8080))
+	e.convergeFrom(client, clientIP, 3)
+	had := copies.Load()
+	served("x-user: ana", 5)
+	for deadline := time.Now().Add(30 * time.Second); copies.Load() < had+5 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := copies.Load() - had; got != 5 {
+		t.Errorf("after bob left, the laptop got %d copies of 5 requests", got)
+	}
+
 	// The laptop stopped (SIGSTOP): every caller is still answered by the
 	// app, and the copies it cannot take are dropped, counted.
 	if err := laptopProc.Signal(syscall.SIGSTOP); err != nil {

@@ -127,10 +127,12 @@ func (d *Daemon) tryAside(ctx context.Context, w journal.Workload) (time.Duratio
 		switch {
 		case err != nil:
 			return asideRetry, false
+		case info.Passive != nil:
+			// It records callers from their packets: aside at once, also
+			// while mirrors copy from them (StepAside refuses while any
+			// other intercept runs).
 		case info.IdleSince.IsZero():
 			return asideRetry, false // intercepted (another daemon's): its leave starts the idle time
-		case info.Passive != nil:
-			// It records callers from their packets: aside at once.
 		case info.RecordIdle <= 0:
 			return 0, true // --record-idle 0: the agent stays in the path
 		default:
