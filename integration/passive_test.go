@@ -244,7 +244,7 @@ func TestMirrorPassive(t *testing.T) {
 	if _, errOut, code := bob("leave", "orders"); code != 0 {
 		t.Fatalf("bob's leave: exit %d:\n%s", code, errOut)
 	}
-	e.waitServicePort(intstr.FromInt32(8080))
+	version = e.waitServicePort(intstr.FromInt32(8080)).ResourceVersion // bob's daemon changed it twice
 	e.convergeFrom(client, clientIP, 3)
 	had := copies.Load()
 	served("x-user: ana", 5)
