@@ -409,21 +409,6 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 	return info(ic), nil
 }
 
-// recordForMirror makes w's agents record from a copy of the pods'
-// packets, as `record --passive` does, for intercept --mirror --passive;
-// first it checks what the intercept would refuse before changing
-// anything: nothing listening on the local port.
-func (d *Daemon) recordForMirror(ctx context.Context, w journal.Workload, req daemon.InterceptRequest, progress func(string)) error {
-	if !req.LocalPortLater {
-		if err := intercept.CheckLocal(req.LocalPort); err != nil {
-			return err
-		}
-	}
-	_, err := d.Record(ctx, daemon.RecordRequest{Namespace: req.Namespace, Workload: w.String(), ServicePort: req.ServicePort,
-		AgentImage: req.AgentImage, RolloutTimeout: req.RolloutTimeout, AgentResources: req.AgentResources, Passive: true}, progress)
-	return err
-}
-
 // Leave stops an intercept.
 func (d *Daemon) Leave(ctx context.Context, namespace, name string) error {
 	w, err := workload.Client{CS: d.cs}.Resolve(ctx, namespace, name)

@@ -67,6 +67,21 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 		ServicePort: int(ic.ServicePort.Port), AgentPort: ic.AgentPort}, nil
 }
 
+// recordForMirror makes w's agents record from a copy of the pods'
+// packets, as `record --passive` does, for intercept --mirror --passive;
+// first it checks what the intercept would refuse before changing
+// anything: nothing listening on the local port.
+func (d *Daemon) recordForMirror(ctx context.Context, w journal.Workload, req daemon.InterceptRequest, progress func(string)) error {
+	if !req.LocalPortLater {
+		if err := intercept.CheckLocal(req.LocalPort); err != nil {
+			return err
+		}
+	}
+	_, err := d.Record(ctx, daemon.RecordRequest{Namespace: req.Namespace, Workload: w.String(), ServicePort: req.ServicePort,
+		AgentImage: req.AgentImage, RolloutTimeout: req.RolloutTimeout, AgentResources: req.AgentResources, Passive: true}, progress)
+	return err
+}
+
 // recordNoRestart records through ephemeral agents of the running pods
 // (intercept --no-restart's mode, without intercepting): the daemon holds
 // it like an intercept, following the pods, until `tether leave` (or
