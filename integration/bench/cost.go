@@ -52,8 +52,9 @@ const latencyWarmUp = 50
 type costResults struct {
 	none, relay, recording, idle, aside, passive, noneAfter []row
 	mirrorInPath, mirrorPassive                             []row
-	// The agent's CPU and memory in the rows it is in, by row.
-	use                         map[*[]row]agentUse
+	// The agent's CPU and memory in the rows it is in, by row: recording,
+	// mirrorInPath, passive, mirrorPassive.
+	use                         map[string]agentUse
 	passiveRecorded             int
 	inPathCopies, passiveCopies mirrorCounts
 	// rate is the callers' requests/s in the baseline rounds (one
@@ -111,9 +112,10 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		}
 		return nil
 	}
-	r.use = map[*[]row]agentUse{}
-	// used measures into as measure does, with the agent's CPU and memory.
-	used := func(into *[]row) error {
+	r.use = map[string]agentUse{}
+	// used measures into as measure does, with the agent's CPU and memory
+	// kept as r.use[key].
+	used := func(into *[]row, key string) error {
 		g, gerr := findAgentCgroup(ctx, cs, o.namespace)
 		var c0 int64
 		if gerr == nil {
@@ -132,7 +134,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		}
 		u := agentUse{ok: true, cpuMsPer1000: float64(c1-c0) / 1e6 / (float64(len(*into)*(costRequests+latencyWarmUp)) / 1000)}
 		u.memory, u.peak = g.memory()
-		r.use[into] = u
+		r.use[key] = u
 		return nil
 	}
 	if err := measure(&r.none); err != nil {
@@ -146,7 +148,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	defer stopLaptop()
 	// mirrored measures into with a mirror of every request to this
 	// machine, then counts what its copies became.
-	mirrored := func(into *[]row, counts *mirrorCounts) error {
+	mirrored := func(into *[]row, key string, counts *mirrorCounts) error {
 		from := copies.Load()
 		args := []string{"intercept", "deploy/orders", "--port", fmt.Sprintf("http:%d", copies.port), "--mirror"}
 		if o.agentImage != "" {
@@ -155,7 +157,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		if _, err := cli.run(ctx, args...); err != nil {
 			return err
 		}
-		if err := used(into); err != nil {
+		if err := used(into, key); err != nil {
 			return err
 		}
 		sent := len(*into) * (costRequests + latencyWarmUp)
@@ -190,10 +192,10 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	if _, err := cli.run(ctx, args...); err != nil {
 		return r, err
 	}
-	if err := used(&r.recording); err != nil {
+	if err := used(&r.recording, "recording"); err != nil {
 		return r, fmt.Errorf("agent in front, recording: %w", err)
 	}
-	if err := mirrored(&r.mirrorInPath, &r.inPathCopies); err != nil {
+	if err := mirrored(&r.mirrorInPath, "mirrorInPath", &r.inPathCopies); err != nil {
 		return r, fmt.Errorf("mirror in front: %w", err)
 	}
 	if err := setRecordIdle(ctx, cs, o.namespace, "1s"); err != nil {
@@ -248,7 +250,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		return r, err
 	}
 	time.Sleep(2 * time.Second) // kube-proxy's
-	if err := used(&r.passive); err != nil {
+	if err := used(&r.passive, "passive"); err != nil {
 		return r, fmt.Errorf("recording from packets: %w", err)
 	}
 	out, err := cli.run(ctx, "requests", "list", "deploy/orders", "-o", "json")
@@ -264,7 +266,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 			r.passiveRecorded++
 		}
 	}
-	if err := mirrored(&r.mirrorPassive, &r.passiveCopies); err != nil {
+	if err := mirrored(&r.mirrorPassive, "mirrorPassive", &r.passiveCopies); err != nil {
 		return r, fmt.Errorf("mirror from packets: %w", err)
 	}
 	if _, err := cli.run(ctx, "rollback", "deploy/orders"); err != nil {
@@ -417,12 +419,9 @@ func printCost(w io.Writer, r costResults, rounds int) {
 	if r.rate > 0 { // an older demo image prints none
 		fmt.Fprintf(w, "the callers' rate with no agent: %.0f requests/s (one connection, one request after another)\n", r.rate)
 	}
-	for _, x := range []struct {
-		name string
-		rows *[]row
-	}{{"in front, recording", &r.recording}, {"in front, mirroring", &r.mirrorInPath},
-		{"recording from packets", &r.passive}, {"mirroring from packets", &r.mirrorPassive}} {
-		if u := r.use[x.rows]; u.ok {
+	for _, x := range []struct{ name, key string }{{"in front, recording", "recording"}, {"in front, mirroring", "mirrorInPath"},
+		{"recording from packets", "passive"}, {"mirroring from packets", "mirrorPassive"}} {
+		if u := r.use[x.key]; u.ok {
 			fmt.Fprintf(w, "agent %s: %.0f ms of CPU per 1,000 requests (%.2f cores at 5,000/s); memory %.1f MiB after the row, peak %.1f MiB\n",
 				x.name, u.cpuMsPer1000, u.cpuMsPer1000*5/1000, mib(u.memory), mib(u.peak))
 		}
