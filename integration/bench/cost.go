@@ -83,14 +83,25 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		return r, err
 	}
 	url := "http://orders." + o.namespace + ".svc.cluster.local/orders/7"
-	// Ready is a caller of the Service served: the node's rules for a new
-	// Service can come after its pod is ready (two runs failed on
-	// "connection refused" right after the last run's namespace went).
-	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		_, err := cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "get", url)
-		return err == nil, nil
-	})
-	if err != nil {
+	// Ready is a caller of the Service served, five times in a row, each
+	// within 5 s: the node's rules for a new Service can come after its pod
+	// is ready (two runs failed on "connection refused" right after the
+	// last run's namespace went), and after a rollback one run's first
+	// request waited 30 s for an answer.
+	served := func() error {
+		streak := 0
+		return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if _, err := cluster.Exec(tctx, rc, o.namespace, client, "/tether-demo", "get", url); err != nil {
+				streak = 0
+				return false, nil
+			}
+			streak++
+			return streak == 5, nil
+		})
+	}
+	if err := served(); err != nil {
 		return r, fmt.Errorf("the client pod never reached %s: %w", url, err)
 	}
 	var rates []float64
@@ -272,7 +283,9 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	if _, err := cli.run(ctx, "rollback", "deploy/orders"); err != nil {
 		return r, err
 	}
-	time.Sleep(2 * time.Second) // kube-proxy's
+	if err := served(); err != nil {
+		return r, fmt.Errorf("after rollback, the client pod never reached %s: %w", url, err)
+	}
 	if err := measure(&r.noneAfter); err != nil {
 		return r, fmt.Errorf("no agent again: %w", err)
 	}
