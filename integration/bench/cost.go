@@ -283,9 +283,11 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	if _, err := cli.run(ctx, "rollback", "deploy/orders"); err != nil {
 		return r, err
 	}
+	t0 := time.Now()
 	if err := served(); err != nil {
 		return r, fmt.Errorf("after rollback, the client pod never reached %s: %w", url, err)
 	}
+	fmt.Fprintf(os.Stderr, "bench: after the rollback, served 5 times in a row after %s\n", time.Since(t0).Round(time.Millisecond))
 	if err := measure(&r.noneAfter); err != nil {
 		return r, fmt.Errorf("no agent again: %w", err)
 	}
