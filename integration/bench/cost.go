@@ -283,6 +283,16 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	if _, err := cli.run(ctx, "rollback", "deploy/orders"); err != nil {
 		return r, err
 	}
+	// The rollback's rollout replaces the pod: wait until the old one is
+	// gone (its app closes its listener on SIGTERM while the Service may
+	// still send to it: "connection refused" mid-row otherwise).
+	d, err := cs.AppsV1().Deployments(o.namespace).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		return r, err
+	}
+	if err := waitRollout(ctx, cs, o.namespace, d.Generation); err != nil {
+		return r, fmt.Errorf("the rollback's rollout: %w", err)
+	}
 	t0 := time.Now()
 	if err := served(); err != nil {
 		return r, fmt.Errorf("after rollback, the client pod never reached %s: %w", url, err)
