@@ -336,8 +336,8 @@ func (g greetingServer) SayHello(_ context.Context, in *hellopb.HelloRequest) (*
 }
 
 // TestFilterBadInput: a malformed header filter, an invalid regular
-// expression, and a filter or mirror on a port declared not HTTP exit 2
-// with what to fix, and change nothing.
+// expression, and a filter or mirror on a port declared not HTTP (a
+// mirror from packets too) exit 2 with what to fix, and change nothing.
 func TestFilterBadInput(t *testing.T) {
 	e := newEnv(t)
 	_, svc := e.deployOrders(1)
@@ -356,6 +356,8 @@ func TestFilterBadInput(t *testing.T) {
 		{[]string{"--port", "http:3000", "--http-path-regex", "/orders/("}, "missing closing )"},
 		{[]string{"--port", "tcp-raw:3000", "--mirror"}, "port 9000 (tcp-raw) is named tcp-raw: tether filters and mirrors only cleartext HTTP"},
 		{[]string{"--port", "tcp-raw:3000", "--http-header", "x-user=ana"}, "tether filters and mirrors only cleartext HTTP"},
+		// Refused before the recording from packets rolls out.
+		{[]string{"--port", "tcp-raw:3000", "--mirror", "--passive"}, "tether filters and mirrors only cleartext HTTP"},
 	} {
 		tt.args[1] = strings.Replace(tt.args[1], "3000", strconv.Itoa(local), 1)
 		args := agentImage(append([]string{"intercept", "orders"}, tt.args...)...)

@@ -84,21 +84,26 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 		delete(d.starting, key)
 		d.mu.Unlock()
 	}()
-	recordArgs := agentIdleArgs(req.AgentIdle)
-	if req.Passive {
-		if err := d.recordForMirror(ctx, w, req, progress); err != nil {
-			return daemon.InterceptInfo{}, err
-		}
-		res, recordArgs = nil, nil // the recording's agents took them
-	}
 	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Paths: d.paths, OnLink: d.agentProf.watch, Kept: d.kept}
-	ic, err := m.Start(ctx, intercept.Request{
+	ireq := intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, LocalPort: req.LocalPort,
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,
 		AgentResources: res, LocalPortLater: req.LocalPortLater,
 		Filter: req.Filter, Mirror: req.Mirror, ID: randomHex(8), Owner: d.owner(), Path: path, NoRestart: req.NoRestart,
-		RecordArgs: recordArgs,
-	})
+		RecordArgs: agentIdleArgs(req.AgentIdle),
+	}
+	if req.Passive {
+		// Everything the intercept would refuse is refused before the
+		// recording's rollout changes the workload.
+		if err := m.Check(ctx, ireq); err != nil {
+			return daemon.InterceptInfo{}, err
+		}
+		if err := d.recordForMirror(ctx, w, req, progress); err != nil {
+			return daemon.InterceptInfo{}, err
+		}
+		ireq.AgentResources, ireq.RecordArgs = nil, nil // the recording's agents took them
+	}
+	ic, err := m.Start(ctx, ireq)
 	if err != nil {
 		if req.Passive {
 			err = fmt.Errorf("%w (the agents stay, recording from packets: `tether rollback %s -n %s` removes them)", err, w, w.Namespace)

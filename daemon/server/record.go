@@ -68,15 +68,9 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 }
 
 // recordForMirror makes w's agents record from a copy of the pods'
-// packets, as `record --passive` does, for intercept --mirror --passive;
-// first it checks what the intercept would refuse before changing
-// anything: nothing listening on the local port.
+// packets, as `record --passive` does, for intercept --mirror --passive
+// (whose checks the caller ran first).
 func (d *Daemon) recordForMirror(ctx context.Context, w journal.Workload, req daemon.InterceptRequest, progress func(string)) error {
-	if !req.LocalPortLater {
-		if err := intercept.CheckLocal(req.LocalPort); err != nil {
-			return err
-		}
-	}
 	_, err := d.Record(ctx, daemon.RecordRequest{Namespace: req.Namespace, Workload: w.String(), ServicePort: req.ServicePort,
 		AgentImage: req.AgentImage, RolloutTimeout: req.RolloutTimeout, AgentResources: req.AgentResources, Passive: true}, progress)
 	return err

@@ -152,23 +152,25 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 }
 
-func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
-	progress := m.Progress
-	if progress == nil {
-		progress = func(string) {}
-	}
-	// The endpoints' wait reports from a goroutine of its own (below): one
-	// line at a time (a gRPC stream's Send is not for concurrent use).
-	var progressMu sync.Mutex
-	report := progress
-	progress = func(line string) {
-		progressMu.Lock()
-		defer progressMu.Unlock()
-		report(line)
-	}
-	if req.RolloutTimeout == 0 {
-		req.RolloutTimeout = 3 * time.Minute
-	}
+// prepared is what Start reads and checks before it changes anything.
+type prepared struct {
+	w          journal.Workload
+	tmpl       *corev1.PodTemplateSpec
+	svc, back  *corev1.Service
+	plan       inject.Plan
+	secretName string
+}
+
+// Check runs the checks Start runs before its first change, and changes
+// nothing: for a caller that changes the cluster itself before it starts
+// the intercept (intercept --mirror --passive), so bad input is refused
+// while the cluster is as it was.
+func (m *Manager) Check(ctx context.Context, req Request) error {
+	_, err := m.prepare(ctx, req, newTimeline())
+	return err
+}
+
+func (m *Manager) prepare(ctx context.Context, req Request, tl *timeline) (*prepared, error) {
 	if !req.RecordOnly && (req.LocalPort <= 0 || req.LocalPort > 65535) {
 		return nil, errdefs.User("local port %d is out of range 1-65535", req.LocalPort)
 	}
@@ -181,8 +183,6 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 			return nil, err
 		}
 	}
-	tl := newTimeline()
-	defer func() { tl.log(m.Log, req.Namespace+"/"+req.Workload) }()
 	tl.mark("local")
 
 	wc := workload.Client{CS: m.CS}
@@ -231,6 +231,33 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 	}
 
+	return &prepared{w: w, tmpl: tmpl, svc: svc, back: back, plan: plan, secretName: secretName}, nil
+}
+
+func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
+	progress := m.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	// The endpoints' wait reports from a goroutine of its own (below): one
+	// line at a time (a gRPC stream's Send is not for concurrent use).
+	var progressMu sync.Mutex
+	report := progress
+	progress = func(line string) {
+		progressMu.Lock()
+		defer progressMu.Unlock()
+		report(line)
+	}
+	if req.RolloutTimeout == 0 {
+		req.RolloutTimeout = 3 * time.Minute
+	}
+	tl := newTimeline()
+	defer func() { tl.log(m.Log, req.Namespace+"/"+req.Workload) }()
+	p, err := m.prepare(ctx, req, tl)
+	if err != nil {
+		return nil, err
+	}
+	w, tmpl, svc, back, plan, secretName := p.w, p.tmpl, p.svc, p.back, p.plan, p.secretName
 	tl.mark("checks")
 	if back != nil && req.RecordOnly && plan.Existing && inject.RecordsPassively(&plan.Template) {
 		// Recording from packets as asked, aside: the Service stays at the app.

@@ -178,3 +178,26 @@ func TestStartTakesTheResolvedWorkload(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckChangesNothing: Check refuses what Start would refuse before
+// its first change (a mirror on a port declared not HTTP) and, refusing or
+// not, writes nothing.
+func TestCheckChangesNothing(t *testing.T) {
+	svc := fakekube.Service(ns, "orders")
+	svc.Spec.Ports[1].Name = "tcp-raw"
+	cs := fakekube.New(fakekube.Namespace(ns), fakekube.Deployment(ns, "orders", fakekube.Template("orders", "orders:v1")), svc)
+	m := &Manager{CS: cs}
+	req := Request{Namespace: ns, Workload: "orders", ServicePort: "tcp-raw", LocalPort: 1, LocalPortLater: true,
+		AgentImage: "agent:v1", Mirror: true}
+	err := m.Check(context.Background(), req)
+	if err == nil || !strings.Contains(err.Error(), "port 90 (tcp-raw) is named tcp-raw: tether filters and mirrors only cleartext HTTP") {
+		t.Fatalf("Check(mirror of tcp-raw) = %v, want the port refused", err)
+	}
+	req.ServicePort = "web"
+	if err := m.Check(context.Background(), req); err != nil {
+		t.Fatalf("Check(mirror of web) = %v", err)
+	}
+	if w := fakekube.Writes(cs); len(w) != 0 {
+		t.Errorf("Check wrote %v", w)
+	}
+}
