@@ -35,6 +35,9 @@ func (a *Agent) stepAside(back bool) error {
 	defer a.mu.Unlock()
 	if back {
 		a.aside = false
+		if a.tap != nil {
+			a.tap.SetBackground(false) // the relay needs the agent's P again
+		}
 		return nil
 	}
 	for port, p := range a.ports {
@@ -46,8 +49,9 @@ func (a *Agent) stepAside(back bool) error {
 	}
 	if a.tap != nil {
 		// It records the callers from their packets wherever the Service
-		// sends them.
+		// sends them; out of their path, it gives way to them.
 		a.aside = true
+		a.tap.SetBackground(true)
 		return nil
 	}
 	idle := a.cfg.Record.Idle
