@@ -36,6 +36,11 @@ func (f Filter) Validate() error {
 	return fmt.Errorf("status %q: write a code such as 404 or a class such as 5xx", f.Status)
 }
 
+// IsZero reports whether f selects every exchange.
+func (f Filter) IsZero() bool {
+	return f.Status == "" && f.Method == "" && f.PathPrefix == "" && f.Since.IsZero() && len(f.IDs) == 0
+}
+
 // Match reports whether e is selected.
 func (f Filter) Match(e *Exchange) bool {
 	if f.Method != "" && !strings.EqualFold(f.Method, e.Request.Method) {

@@ -25,26 +25,24 @@ func (s *sessionService) Exchanges(ctx context.Context, req agent.ExchangesReque
 		return agent.RecordingStats{}, errors.Join(agent.ErrBadProbe, err)
 	}
 	// One exchange decoded at a time (a full ring decoded at once takes
-	// several times the budget, past the container's memory limit), twice
-	// when only the last req.Limit are asked for: once to count them.
+	// several times the budget, past the container's memory limit); when
+	// only the last req.Limit are asked for, from the first of them on.
 	held := a.ring.Held()
-	skip := 0
+	var keep func(*recording.Exchange) bool
+	if !req.Filter.IsZero() {
+		keep = req.Filter.Match
+	}
 	if req.Limit > 0 {
-		n := 0
-		if err := held.Each(req.Filter.Match, func(*recording.Exchange) error { n++; return ctx.Err() }); err != nil {
+		var err error
+		if held, err = held.Last(keep, req.Limit); err != nil {
 			return agent.RecordingStats{}, err
 		}
-		skip = max(0, n-req.Limit)
 	}
 	var batch []*recording.Exchange
 	size := 0
-	err := held.Each(req.Filter.Match, func(e *recording.Exchange) error {
+	err := held.Each(keep, func(e *recording.Exchange) error {
 		if err := ctx.Err(); err != nil {
 			return err
-		}
-		if skip > 0 {
-			skip--
-			return nil
 		}
 		if req.WithoutBodies { // the exchanges are this call's own copies
 			e.Request.Body = nil

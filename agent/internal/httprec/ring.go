@@ -159,6 +159,29 @@ func (h Held) Each(keep func(*recording.Exchange) bool, fn func(*recording.Excha
 	return nil
 }
 
+// Last returns the end of h that holds its last n exchanges that keep
+// returns true for (nil: every one), or all of h when it has fewer. It
+// decodes from the newest back, one at a time, and only as far as it
+// must: with no keep, nothing.
+func (h Held) Last(keep func(*recording.Exchange) bool, n int) (Held, error) {
+	if keep == nil {
+		return h[max(0, len(h)-n):], nil
+	}
+	found := 0
+	for i := len(h) - 1; i >= 0 && found < n; i-- {
+		e, err := decodeExchange(h[i])
+		if err != nil {
+			return nil, fmt.Errorf("exchange %d: %w", h[i].id, err)
+		}
+		if keep(e) {
+			if found++; found == n {
+				return h[i:], nil
+			}
+		}
+	}
+	return h, nil
+}
+
 // bodyBuf captures a body up to a cap, charging its connection's meter as
 // it grows.
 type bodyBuf struct {

@@ -2,10 +2,12 @@ package httprec
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"reflect"
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,4 +113,45 @@ func scannableHeap() int {
 	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
 	metrics.Read(s)
 	return int(s[0].Value.Uint64())
+}
+
+// TestHeldLast: Last keeps the end of the held exchanges with the last n
+// that match, decoding none without a filter, and all of them when fewer
+// match.
+func TestHeldLast(t *testing.T) {
+	ring := NewRing(8 << 20)
+	c := ring.NewConn(Meta{Pod: "p", Port: 8080}, DefaultOptions())
+	for i := range 10 {
+		c.FromClient(fmt.Appendf(nil, "GET /%c%d HTTP/1.1\r\nHost: x\r\n\r\n", "ab"[i%2], i))
+		c.FromServer([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+	}
+	c.Close()
+	held := ring.Held()
+	targets := func(h Held) []string {
+		var out []string
+		if err := h.Each(nil, func(e *recording.Exchange) error { out = append(out, e.Request.Target); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	isB := func(e *recording.Exchange) bool { return strings.HasPrefix(e.Request.Target, "/b") }
+	for _, tt := range []struct {
+		keep func(*recording.Exchange) bool
+		n    int
+		want string
+	}{
+		{nil, 3, "[/b7 /a8 /b9]"},
+		{nil, 20, "[/a0 /b1 /a2 /b3 /a4 /b5 /a6 /b7 /a8 /b9]"},
+		{isB, 2, "[/b7 /a8 /b9]"},
+		{isB, 5, "[/b1 /a2 /b3 /a4 /b5 /a6 /b7 /a8 /b9]"},
+		{isB, 6, "[/a0 /b1 /a2 /b3 /a4 /b5 /a6 /b7 /a8 /b9]"},
+	} {
+		last, err := held.Last(tt.keep, tt.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(targets(last)); got != tt.want {
+			t.Errorf("Last(filter %v, %d) = %s, want %s", tt.keep != nil, tt.n, got, tt.want)
+		}
+	}
 }
