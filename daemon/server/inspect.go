@@ -21,9 +21,11 @@ func (d *Daemon) inspectAgent(ctx context.Context, req inspect.Request, progress
 	if err != nil {
 		return nil, err // user errors come marked
 	}
-	link, err := d.agentLink(ctx, req.Namespace, req.Pod, a.Port, a.Token)
-	if err != nil && a.Bootstrap {
-		link, err = d.linkStarting(ctx, req.Namespace, a, err)
+	var link *agent.Link
+	if a.Bootstrap {
+		link, err = d.linkStarting(ctx, req.Namespace, a)
+	} else {
+		link, err = d.agentLink(ctx, req.Namespace, req.Pod, a.Port, a.Token)
 	}
 	if err != nil {
 		if a.Bootstrap && errors.Is(err, tunnel.ErrBadToken) {
@@ -41,37 +43,28 @@ func (d *Daemon) inspectAgent(ctx context.Context, req inspect.Request, progress
 	return link, nil
 }
 
-// startingFor bounds how long linkStarting dials a new agent that the
-// kubelet reports running but that does not answer yet.
+// startingFor bounds how long linkStarting dials a new agent.
 const startingFor = 20 * time.Second
 
-// linkStarting dials new agent a again, every 100 ms, after its first
-// try failed with err: the kubelet can report the container running
-// before the agent listens (a loaded node; the port-forward then ends at
-// once, "read handshake reply: EOF"). It gives up on a refused token,
-// when the kubelet reports the container stopped, or after startingFor.
-func (d *Daemon) linkStarting(ctx context.Context, namespace string, a inspect.Agent, err error) (*agent.Link, error) {
-	start, checked := time.Now(), time.Now()
-	for tries := 2; !errors.Is(err, tunnel.ErrBadToken) && time.Since(start) < startingFor; tries++ {
-		d.log.Debug("new agent does not answer yet", "pod", a.Pod, "agent", a.Container, "try", tries-1, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("agent %s of pod %s: %w (last: %v)", a.Container, a.Pod, ctx.Err(), err)
-		case <-time.After(100 * time.Millisecond):
+// linkStarting opens a tunnel to new agent a while it starts
+// (inspect.UntilUp).
+func (d *Daemon) linkStarting(ctx context.Context, namespace string, a inspect.Agent) (*agent.Link, error) {
+	var link *agent.Link
+	start := time.Now()
+	tries, err := inspect.UntilUp(ctx, d.cs, namespace, a, startingFor, func(ctx context.Context) error {
+		var err error
+		if link, err = d.agentLink(ctx, namespace, a.Pod, a.Port, a.Token); err != nil {
+			d.log.Debug("new agent does not answer yet", "pod", a.Pod, "agent", a.Container, "err", err)
 		}
-		if time.Since(checked) >= time.Second {
-			if ferr := inspect.Failed(ctx, d.cs, namespace, a); ferr != nil {
-				return nil, ferr
-			}
-			checked = time.Now()
-		}
-		var link *agent.Link
-		if link, err = d.agentLink(ctx, namespace, a.Pod, a.Port, a.Token); err == nil {
-			d.log.Info("new agent answers", "pod", a.Pod, "agent", a.Container, "tries", tries, "took", time.Since(start))
-			return link, nil
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, err
+	if tries > 1 {
+		d.log.Info("new agent answers", "pod", a.Pod, "agent", a.Container, "tries", tries, "took", time.Since(start))
+	}
+	return link, nil
 }
 
 // rotate replaces the bootstrap token of a new agent, which anyone who may

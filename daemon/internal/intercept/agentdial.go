@@ -2,7 +2,6 @@ package intercept
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -13,51 +12,31 @@ import (
 	"github.com/tetherkube/tether/tunnel"
 )
 
-// dialUntilUp opens a tunnel to agent a, trying again every dialEvery
-// while its container starts (the kubelet reports it running a second or
-// more after it does: dialing is quicker), and fails with the kubelet's
-// reason once the container is reported failed. Each try's API
-// connection is opened ahead (agentDialer).
+// dialUntilUp opens a tunnel to agent a while its container starts
+// (inspect.UntilUp, for a minute), explaining a failure. Each try's API connection is opened
+// ahead (agentDialer).
 func (f *follower) dialUntilUp(ctx context.Context, a inspect.Agent) (*agent.Link, func() error, error) {
-	ns := f.np.w.Namespace
-	ad := &agentDialer{d: f.dialer, ns: ns, pod: a.Pod, port: a.Port}
+	ad := &agentDialer{d: f.dialer, ns: f.np.w.Namespace, pod: a.Pod, port: a.Port}
 	defer ad.close()
-	start, checked := time.Now(), time.Time{}
-	for tries := 1; ; tries++ {
+	var l *agent.Link
+	var stored func() error
+	start := time.Now()
+	tries, err := inspect.UntilUp(ctx, f.cs, f.np.w.Namespace, a, time.Minute, func(ctx context.Context) error {
 		try := time.Now()
-		l, stored, err := f.link(ctx, a, ad)
-		if err == nil {
+		var err error
+		if l, stored, err = f.link(ctx, a, ad); err == nil {
 			f.tl.between("wait-agent", a.Pod, start, try)
-			f.log.Info("agent answers", "pod", a.Pod, "agent", a.Container, "tries", tries, "took", time.Since(start))
-			return l, stored, nil
+			return nil
 		}
-		f.log.Debug("agent does not answer yet", "pod", a.Pod, "try", tries, "took", time.Since(try), "err", err)
-		if a.Bootstrap && errors.Is(err, tunnel.ErrBadToken) {
-			return nil, nil, inspect.Explain(ctx, f.cs, a, ns, err) // another tether used the bootstrap token first
-		}
-		if time.Since(checked) >= time.Second {
-			if ferr := inspect.Failed(ctx, f.cs, ns, a); ferr != nil {
-				return nil, nil, ferr
-			}
-			checked = time.Now()
-		}
-		if time.Since(start) >= time.Minute {
-			return nil, nil, inspect.Explain(ctx, f.cs, a, ns, err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("agent %s of pod %s: %w (last: %v)", a.Container, a.Pod, ctx.Err(), err)
-		case <-time.After(dialEvery):
-		}
+		f.log.Debug("agent does not answer yet", "pod", a.Pod, "took", time.Since(try), "err", err)
+		return err
+	})
+	if err != nil {
+		return nil, nil, inspect.Explain(ctx, f.cs, a, f.np.w.Namespace, err)
 	}
+	f.log.Info("agent answers", "pod", a.Pod, "agent", a.Container, "tries", tries, "took", time.Since(start))
+	return l, stored, nil
 }
-
-// dialEvery is how often dialUntilUp tries an agent that is starting.
-// Every try is an API connection (the next one's opened meanwhile), and
-// the API server, the kubelet and the runtime that answer it share the
-// node's CPU with the kubelet starting the agent: 50 ms was not clearly
-// quicker on the local cluster (2 cores, loaded).
-const dialEvery = 100 * time.Millisecond
 
 // podConnector opens API connections to a pod's port-forward ahead of
 // the connections they carry (portforward.Dialer).
