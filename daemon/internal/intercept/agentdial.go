@@ -25,7 +25,7 @@ func (f *follower) dialUntilUp(ctx context.Context, a inspect.Agent) (*agent.Lin
 		try := time.Now()
 		var err error
 		if l, stored, err = f.link(ctx, a, ad); err == nil {
-			f.tl.between("wait-agent", a.Pod, start, try)
+			f.tl.Load().between("wait-agent", a.Pod, start, try)
 			return nil
 		}
 		f.log.Debug("agent does not answer yet", "pod", a.Pod, "took", time.Since(try), "err", err)
@@ -123,8 +123,8 @@ func (f *follower) link(ctx context.Context, a inspect.Agent, ad *agentDialer) (
 		return nil, nil, fmt.Errorf("tunnel to pod %s: %w", a.Pod, err)
 	}
 	t2 := time.Now()
-	f.tl.between("dial", a.Pod, t0, t1)
-	f.tl.between("handshake", a.Pod, t1, t2)
+	f.tl.Load().between("dial", a.Pod, t0, t1)
+	f.tl.Load().between("handshake", a.Pod, t1, t2)
 	if !a.Bootstrap {
 		return l, func() error { return nil }, nil
 	}
@@ -134,11 +134,11 @@ func (f *follower) link(ctx context.Context, a inspect.Agent, ad *agentDialer) (
 		return nil, nil, fmt.Errorf("agent %s of pod %s: %w", a.Container, a.Pod, err)
 	}
 	t3 := time.Now()
-	f.tl.between("rotate", a.Pod, t2, t3)
+	f.tl.Load().between("rotate", a.Pod, t2, t3)
 	errc := make(chan error, 1)
 	go func() {
 		err := inspect.StoreToken(ctx, f.cs, f.np.w.Namespace, a, token)
-		f.tl.between("secret", a.Pod, t3, time.Now())
+		f.tl.Load().between("secret", a.Pod, t3, time.Now())
 		errc <- err
 	}()
 	return l, func() error { return <-errc }, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,8 +35,12 @@ type follower struct {
 	req      Request
 	np       *noRestartPlan
 	t        *tunnels
-	// tl times the start's steps; nil once the start is over.
-	tl *timeline
+	// tl times the start's steps, and the joins of the pods the start
+	// left to the background (joinRest); nil once they are over.
+	tl atomic.Pointer[timeline]
+	// rest: the background's joins, cancelled and waited for by stop.
+	restCancel context.CancelFunc
+	restDone   chan struct{}
 
 	// jmu serializes this intercept's journal writes; journaled holds the
 	// pods whose mark the journal holds (by UID), svcJournaled whether it
@@ -222,6 +227,11 @@ func (f *follower) watch(pod string, l *agent.Link) {
 const agentAsk = 500 * time.Millisecond
 
 func (f *follower) stop() {
+	if f.restCancel != nil {
+		f.restCancel()
+		<-f.restDone
+		f.restCancel = nil
+	}
 	if f.cancel != nil {
 		f.cancel()
 		<-f.done

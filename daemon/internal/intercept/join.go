@@ -70,7 +70,7 @@ func (f *follower) connect(ctx context.Context, p *corev1.Pod) (*agent.Link, err
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	ns := f.np.w.Namespace
-	end := f.tl.begin("ensure", p.Name)
+	end := f.tl.Load().begin("ensure", p.Name)
 	a, err := inspect.Ensure(cctx, f.cs, inspect.Request{Namespace: ns, Pod: p.Name, AgentImage: f.req.AgentImage,
 		Job: agent.JobIntercept, Forward: [2]int{f.np.agentPort, f.np.appPort}, Args: f.agentArgs(), Early: true}, f.progress)
 	end()
@@ -82,7 +82,7 @@ func (f *follower) connect(ctx context.Context, p *corev1.Pod) (*agent.Link, err
 		return nil, err
 	}
 	ip, _ := netip.ParseAddr(p.Status.PodIP)
-	end = f.tl.begin("direct", p.Name)
+	end = f.tl.Load().begin("direct", p.Name)
 	err = f.t.useDirect(cctx, l, ip)
 	end()
 	if err != nil {
@@ -90,7 +90,7 @@ func (f *follower) connect(ctx context.Context, p *corev1.Pod) (*agent.Link, err
 		return nil, fmt.Errorf("pod %s: %w", p.Name, err)
 	}
 	if !f.req.RecordOnly {
-		end = f.tl.begin("intercept", p.Name)
+		end = f.tl.Load().begin("intercept", p.Name)
 		err := l.Agent().Intercept(cctx, f.t.spec)
 		end()
 		if err != nil {
@@ -119,7 +119,7 @@ func (f *follower) connect(ctx context.Context, p *corev1.Pod) (*agent.Link, err
 // markJoined marks pod p, whose agent answers over l: from here the
 // Service may send the pod its traffic, until l drops (watch).
 func (f *follower) markJoined(ctx context.Context, p *corev1.Pod, l *agent.Link) error {
-	end := f.tl.begin("mark", p.Name)
+	end := f.tl.Load().begin("mark", p.Name)
 	err := f.mark(ctx, p)
 	end()
 	if err != nil {
@@ -199,6 +199,39 @@ func (j *joins) gather(ctx context.Context, window time.Duration) ([]joinResult,
 		}
 	}
 	return out, nil
+}
+
+// joinRest marks the pods of the connects still running as each comes,
+// in the background; a connect that failed is logged, and the follower
+// tries its pod again. Once ctx ends (stop), it closes the tunnels the
+// connects still open.
+func (f *follower) joinRest(ctx context.Context, j *joins) {
+	defer close(f.restDone)
+	defer f.tl.Store(nil)
+	joined, rest := 0, j.n-j.received
+	for ; j.received < j.n; j.received++ {
+		r := <-j.results
+		switch {
+		case ctx.Err() != nil:
+			if r.link != nil {
+				r.link.Close()
+			}
+		case r.err != nil:
+			f.log.Warn("a pod did not join the intercept --no-restart: it stays out of the Service; tried again", "pod", r.pod.Name, "err", r.err)
+			f.pokeAfter(retryAfter)
+		default:
+			if err := f.markJoined(ctx, r.pod, r.link); err != nil {
+				f.log.Warn("a pod did not join the intercept --no-restart: it stays out of the Service; tried again", "pod", r.pod.Name, "err", err)
+				f.pokeAfter(retryAfter)
+				continue
+			}
+			joined++
+		}
+	}
+	if tl := f.tl.Load(); tl != nil && ctx.Err() == nil {
+		f.log.Info("intercept --no-restart: the other pods joined", "workload", f.np.w.String(), "joined", joined, "of", rest,
+			"took", time.Since(tl.start), "timeline", tl.Spans())
+	}
 }
 
 // drain waits for the connects still running (cancel their context

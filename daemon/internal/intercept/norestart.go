@@ -286,10 +286,29 @@ func podReady(p *corev1.Pod) bool {
 
 // startNoRestart runs an intercept --no-restart (see MarkLabel).
 func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, error) {
-	progress := m.Progress
-	if progress == nil {
-		progress = func(string) {}
+	report := m.Progress
+	if report == nil {
+		report = func(string) {}
 	}
+	// Progress goes to the caller one line at a time (the joins report
+	// from goroutines of their own) until the start returns; after that,
+	// to the log (the background's joins, the follower's).
+	var progressMu sync.Mutex
+	starting := true
+	progress := func(line string) {
+		progressMu.Lock()
+		defer progressMu.Unlock()
+		if starting {
+			report(line)
+		} else if m.Log != nil {
+			m.Log.Info("intercept --no-restart: " + line)
+		}
+	}
+	defer func() {
+		progressMu.Lock()
+		starting = false
+		progressMu.Unlock()
+	}()
 	if req.RolloutTimeout == 0 {
 		req.RolloutTimeout = 3 * time.Minute
 	}
@@ -312,7 +331,8 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 		return nil, errdefs.FailedCheck("another tether began a change to %s just now; run `tether rollback %s` to see it", w, w)
 	}
 	f := m.newFollower(req, np)
-	f.tl = tl
+	f.progress = progress
+	f.tl.Store(tl)
 	f.journaledAll()
 	fail := func(cause error) (*Intercept, error) {
 		progress("undoing this intercept's changes to " + w.String())
@@ -336,9 +356,16 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	// minimum sync period): the Service is pointed at the first pods whose
 	// agents answer, so that the nodes apply it while the other agents
 	// start (firstPods).
-	jctx, cancelJoins := context.WithCancel(ctx)
-	defer cancelJoins()
+	// The joins outlive the call when it returns before the last pods
+	// joined (joinRest).
+	jctx, cancelJoins := context.WithCancel(context.WithoutCancel(ctx))
 	joins := f.connectAll(jctx, np.pods)
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			cancelJoins()
+		}
+	}()
 	failJoins := func(cause error) (*Intercept, error) {
 		cancelJoins()
 		joins.drain() // none may add a tunnel after undo closed them
@@ -384,26 +411,25 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 	if err != nil {
 		return failJoins(err)
 	}
-	// The other pods are marked as their agents answer: the Service adds
-	// them as the nodes apply it, while the marked pods' agents, which the
-	// nodes already send every new connection to, carry the traffic.
-	if rest := len(np.pods) - len(first); rest > 0 {
-		end = tl.begin("other-agents", "")
-		others, err := joins.gather(ctx, -1)
-		end()
-		if err != nil {
-			return failJoins(err)
-		}
-		end = tl.begin("other-marks", "")
-		err = f.markAll(ctx, others)
-		end()
-		if err != nil {
-			return fail(err)
-		}
+	// The other pods are marked as their agents answer, in the
+	// background: the marked pods' agents, which every new connection now
+	// reaches, carry all of the port's traffic to this machine meanwhile,
+	// and the Service adds the others as they are marked. One that fails
+	// to join stays out of the Service (the follower tries it again), as a
+	// pod added later would; the intercept does not wait for the slowest
+	// pod's kubelet.
+	rest := len(np.pods) - len(first)
+	f.log.Info("intercept --no-restart started", "workload", w.String(), "pods", len(first), "joining", rest,
+		"took", time.Since(tl.start), "steps", tl.String(), "timeline", tl.Spans())
+	if rest > 0 {
+		progress(fmt.Sprintf("intercepting through %d of %d pods; the agents of the other %d join in the background (`tether status` shows them)",
+			len(first), len(np.pods), rest))
+		handedOff = true
+		f.restCancel, f.restDone = cancelJoins, make(chan struct{})
+		go f.joinRest(jctx, joins)
+	} else {
+		f.tl.Store(nil)
 	}
-	f.tl = nil
-	f.log.Info("intercept --no-restart started", "workload", w.String(), "pods", len(np.pods), "took", time.Since(tl.start),
-		"steps", tl.String(), "timeline", tl.Spans())
 	f.follow(ctx)
 	return &Intercept{Workload: w, Service: np.svc.Name, ServicePort: np.port, AgentPort: np.agentPort, LocalPort: req.LocalPort,
 		Spec: f.t.spec, NoRestart: true, tunnels: f.t, follower: f}, nil

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -147,7 +149,9 @@ func startCluster(t *testing.T, pods ...string) (*fake.Clientset, *podAgents) {
 
 // TestStartNoRestartFirstPods: the Service is pointed at the first pod
 // whose agent answers while the others' agents still start; the start
-// returns with every pod marked. A recording waits for every agent.
+// returns once that pod carries the traffic, and the others are marked
+// in the background as their agents answer. A recording waits for every
+// agent, and returns with every pod marked.
 func TestStartNoRestartFirstPods(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -207,11 +211,57 @@ func TestStartNoRestartFirstPods(t *testing.T) {
 			if before != tc.serviceFirst {
 				t.Errorf("events %v: Service changed before the late agents answered = %v, want %v", events, before, tc.serviceFirst)
 			}
-			for name, l := range podLabels(t, cs) {
-				if l[MarkLabel] != noRestartRequest.ID {
-					t.Errorf("pod %s not marked when the start returned: %v", name, l)
+			if l := podLabels(t, cs)["orders-1"]; l[MarkLabel] != noRestartRequest.ID {
+				t.Errorf("pod orders-1 not marked when the start returned: %v", l)
+			}
+			// Marked in the background once their agents answered (when
+			// the start returned, for a recording).
+			wait := 5 * time.Second
+			if tc.recordOnly {
+				wait = 0
+			}
+			for deadline := time.Now().Add(wait); ; time.Sleep(10 * time.Millisecond) {
+				unmarked := map[string]map[string]string{}
+				for name, l := range podLabels(t, cs) {
+					if l[MarkLabel] != noRestartRequest.ID {
+						unmarked[name] = l
+					}
+				}
+				if len(unmarked) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("pods not marked %s after the start returned: %v", wait, unmarked)
 				}
 			}
 		})
+	}
+}
+
+// TestStartNoRestartStopWhileJoining: an intercept stopped while the
+// start's last agents still start (its joins in the background) stops
+// them: stop returns, and only the first pod has a tunnel and a mark.
+func TestStartNoRestartStopWhileJoining(t *testing.T) {
+	cs, d := startCluster(t, "orders-1", "orders-2")
+	d.hold["orders-2"] = make(chan struct{}) // never answers
+	ic, err := (&Manager{CS: cs, Dialer: d}).Start(context.Background(), noRestartRequest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	go func() { ic.follower.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stop did not return while a pod's agent was still starting")
+	}
+	ic.tunnels.mu.Lock()
+	links := slices.Sorted(maps.Keys(ic.tunnels.links))
+	ic.tunnels.mu.Unlock()
+	if fmt.Sprint(links) != "[orders-1]" {
+		t.Errorf("tunnels to %v after stop, want [orders-1]", links)
+	}
+	if l := podLabels(t, cs)["orders-2"]; l[MarkLabel] != "" {
+		t.Errorf("pod orders-2 marked: %v", l)
 	}
 }
