@@ -203,8 +203,9 @@ func (j *joins) gather(ctx context.Context, window time.Duration) ([]joinResult,
 
 // joinRest marks the pods of the connects still running as each comes,
 // in the background; a connect that failed is logged, and the follower
-// tries its pod again. Once ctx ends (stop), it closes the tunnels the
-// connects still open.
+// tries its pod again. Once ctx ends (stop), it marks no more: the
+// tunnels those connects opened are the intercept's (connect), which
+// leave and undo close.
 func (f *follower) joinRest(ctx context.Context, j *joins) {
 	defer close(f.restDone)
 	defer f.tl.Store(nil)
@@ -212,10 +213,7 @@ func (f *follower) joinRest(ctx context.Context, j *joins) {
 	for ; j.received < j.n; j.received++ {
 		r := <-j.results
 		switch {
-		case ctx.Err() != nil:
-			if r.link != nil {
-				r.link.Close()
-			}
+		case ctx.Err() != nil: // stopped: mark no more
 		case r.err != nil:
 			f.log.Warn("a pod did not join the intercept --no-restart: it stays out of the Service; tried again", "pod", r.pod.Name, "err", r.err)
 			f.pokeAfter(retryAfter)
