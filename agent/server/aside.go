@@ -35,9 +35,6 @@ func (a *Agent) stepAside(back bool) error {
 	defer a.mu.Unlock()
 	if back {
 		a.aside = false
-		if a.tap != nil {
-			a.tap.SetBackground(false) // the relay needs the agent's P again
-		}
 		return nil
 	}
 	for port, p := range a.ports {
@@ -49,9 +46,8 @@ func (a *Agent) stepAside(back bool) error {
 	}
 	if a.tap != nil {
 		// It records the callers from their packets wherever the Service
-		// sends them; out of their path, it gives way to them.
+		// sends them.
 		a.aside = true
-		a.tap.SetBackground(true)
 		return nil
 	}
 	idle := a.cfg.Record.Idle

@@ -8,15 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/tetherkube/tether/agent/internal/capture"
 	"github.com/tetherkube/tether/agent/internal/httprec"
@@ -51,11 +47,6 @@ type Tap struct {
 	caps   []*capture.Capture
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-
-	// background: the readers run as SCHED_IDLE threads (SetBackground).
-	background atomic.Bool
-	// readerTID is the thread a reader last started reading on (tests).
-	readerTID atomic.Int32
 
 	mu  sync.Mutex // the assembler and the kernel's counts
 	asm *assembler
@@ -189,70 +180,16 @@ func isProbe(ex *recording.Exchange) bool {
 	return strings.HasPrefix(ex.Request.Header.Get("User-Agent"), "kube-probe/")
 }
 
-// SetBackground says whether the tap's work (reading, reassembling,
-// recording, the mirror's copies) gives way at once to any other thread
-// that wakes on the same CPU (Linux's SCHED_IDLE): the app's and its
-// callers', which otherwise wait for the recorder's batch to end. For an
-// agent out of the callers' path (stepped aside), where nobody waits for
-// the recording; not while the Service sends the callers through the
-// agent, whose relay then needs the agent's one P, which a preempted
-// reader holds.
-func (t *Tap) SetBackground(on bool) { t.background.Store(on) }
-
-// read reads on the goroutine's thread in the foreground, and in the
-// background on a thread of its own that runs nothing else: a thread
-// cannot take back its normal policy without CAP_SYS_NICE, so it is kept
-// (parked while in the foreground) until the tap closes.
 func (t *Tap) read(ctx context.Context, c *capture.Capture) {
 	defer t.wg.Done()
-	var idle chan chan error // the background thread's turns
 	for {
-		var err error
-		if t.background.Load() {
-			if idle == nil {
-				idle = make(chan chan error)
-				go t.idleThread(ctx, c, idle)
-			}
-			turn := make(chan error, 1)
-			idle <- turn
-			err = <-turn
-		} else {
-			err = t.readWhile(ctx, c, false)
-		}
+		// The assembler copies what it keeps past the call.
+		frame, _, err := c.NextView(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				t.cfg.Logger.Warn("recording from packets stopped", "err", err)
 			}
-			if idle != nil {
-				close(idle)
-			}
 			return
-		}
-	}
-}
-
-// idleThread reads in the background on a SCHED_IDLE thread, a turn at a
-// time, until turns is closed.
-func (t *Tap) idleThread(ctx context.Context, c *capture.Capture, turns chan chan error) {
-	// Not unlocked: the thread ends with the goroutine, its policy with it.
-	runtime.LockOSThread()
-	if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0); err != nil {
-		t.cfg.Logger.Warn("recording from packets: cannot give way to the app's threads (SCHED_IDLE)", "err", err)
-	}
-	for turn := range turns {
-		turn <- t.readWhile(ctx, c, true)
-	}
-}
-
-// readWhile reads until the background setting differs from background
-// (nil) or reading fails.
-func (t *Tap) readWhile(ctx context.Context, c *capture.Capture, background bool) error {
-	t.readerTID.Store(int32(unix.Gettid()))
-	for t.background.Load() == background {
-		// The assembler copies what it keeps past the call.
-		frame, _, err := c.NextView(ctx)
-		if err != nil {
-			return err
 		}
 		s, ok := decode(frame)
 		if !ok {
@@ -262,7 +199,6 @@ func (t *Tap) readWhile(ctx context.Context, c *capture.Capture, background bool
 		t.asm.segment(s, time.Now())
 		t.mu.Unlock()
 	}
-	return nil
 }
 
 // sweep ends connections gone silent and reads the kernel's counts.

@@ -1,7 +1,6 @@
 package tap
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -152,67 +150,4 @@ func TestDecode(t *testing.T) {
 	if _, ok := decode(build(eth(layers.EthernetTypeIPv4), &u4, udp, gopacket.Payload("x"))); ok {
 		t.Error("UDP decoded")
 	}
-}
-
-// TestBackgroundReader: in the background the tap reads on a SCHED_IDLE
-// thread and records as before; back in the foreground it reads on a
-// normal thread, and recording goes on.
-func TestBackgroundReader(t *testing.T) {
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	port := l.Addr().(*net.TCPAddr).Port
-	ring := httprec.NewRing(8 << 20)
-	tp, err := Start(Config{Ports: map[int]int{port: 17000}, Pod: "p", Ring: ring, Options: httprec.DefaultOptions(), Interfaces: []string{"lo"}})
-	if errors.Is(err, ErrNoPermission) && os.Geteuid() != 0 {
-		t.Skip("needs CAP_NET_RAW (make test runs as root)")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Close()
-	client := &http.Client{Transport: &http.Transport{}}
-	defer client.CloseIdleConnections()
-	// recorded sends GETs until n exchanges are recorded and the reader's
-	// thread is SCHED_IDLE or not, as idle says.
-	recorded := func(n int, idle bool) {
-		t.Helper()
-		var exs []*recording.Exchange
-		var policy string
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			get(t, client, "http://"+l.Addr().String()+"/x")
-			if exs, err = ring.Exchanges(func(*recording.Exchange) bool { return true }); err != nil {
-				t.Fatal(err)
-			}
-			if policy = threadPolicy(t, tp.readerTID.Load()); len(exs) >= n && (policy == "5") == idle {
-				return
-			}
-		}
-		t.Fatalf("%d exchanges recorded (want %d or more); the reader's thread has policy %s, want SCHED_IDLE (5): %v", len(exs), n, policy, idle)
-	}
-	recorded(1, false)
-	tp.SetBackground(true)
-	recorded(5, true)
-	tp.SetBackground(false)
-	recorded(10, false)
-	tp.SetBackground(true) // the same thread again
-	recorded(15, true)
-}
-
-// threadPolicy is the scheduling policy of this process's thread tid
-// (field 41 of /proc/self/task/TID/stat).
-func threadPolicy(t *testing.T, tid int32) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/stat", tid))
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(fields) <= 38 {
-		t.Fatalf("/proc/self/task/%d/stat: %s", tid, b)
-	}
-	return fields[38]
 }
