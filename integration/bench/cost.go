@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
 	"github.com/tetherkube/tether/integration/cluster"
@@ -60,6 +62,10 @@ type costResults struct {
 	// rate is the callers' requests/s in the baseline rounds (one
 	// keep-alive connection, one request after another).
 	rate float64
+	// twin holds, by row, the rounds of the same app with no agent ever
+	// (deployment/plain, its own Service), each measured right after the
+	// row's round: the machine's drift and noise fall on both alike.
+	twin map[string][]row
 }
 
 // measureCost measures what the agent costs the workload's in-cluster
@@ -88,7 +94,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	// is ready (two runs failed on "connection refused" right after the
 	// last run's namespace went), and after a rollback one run's first
 	// request waited 30 s for an answer.
-	served := func() error {
+	served := func(url string) error {
 		streak := 0
 		return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 			tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -101,25 +107,46 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 			return streak == 5, nil
 		})
 	}
-	if err := served(); err != nil {
+	if err := served(url); err != nil {
 		return r, fmt.Errorf("the client pod never reached %s: %w", url, err)
 	}
+	twinURL, err := deployTwin(ctx, cs, o.namespace)
+	if err != nil {
+		return r, err
+	}
+	if err := served(twinURL); err != nil {
+		return r, fmt.Errorf("the client pod never reached %s: %w", twinURL, err)
+	}
 	var rates []float64
-	measure := func(into *[]row) error {
+	latency := func(url string) (row, error) {
+		out, err := cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "latency", url, fmt.Sprint(costRequests))
+		if err != nil {
+			return row{}, fmt.Errorf("latency from the client pod: %w: %s", err, out)
+		}
+		var m row
+		if m.p50, m.p99 = parseLatency(out); m.p50 == 0 {
+			return row{}, fmt.Errorf("latency from the client pod: %s", out)
+		}
+		if f := regexp.MustCompile(`per_s (\d+)`).FindStringSubmatch(out); f != nil && url == twinURL {
+			n, _ := strconv.ParseFloat(f[1], 64)
+			rates = append(rates, n)
+		}
+		return m, nil
+	}
+	r.twin = map[string][]row{}
+	// measure measures the row's rounds into into, each followed by one of
+	// the twin's, kept as r.twin[key].
+	measure := func(key string, into *[]row) error {
 		for range o.rounds {
-			out, err := cluster.Exec(ctx, rc, o.namespace, client, "/tether-demo", "latency", url, fmt.Sprint(costRequests))
+			m, err := latency(url)
 			if err != nil {
-				return fmt.Errorf("latency from the client pod: %w: %s", err, out)
-			}
-			var m row
-			if m.p50, m.p99 = parseLatency(out); m.p50 == 0 {
-				return fmt.Errorf("latency from the client pod: %s", out)
-			}
-			if f := regexp.MustCompile(`per_s (\d+)`).FindStringSubmatch(out); f != nil {
-				n, _ := strconv.ParseFloat(f[1], 64)
-				rates = append(rates, n)
+				return err
 			}
 			*into = append(*into, m)
+			if m, err = latency(twinURL); err != nil {
+				return fmt.Errorf("the twin: %w", err)
+			}
+			r.twin[key] = append(r.twin[key], m)
 		}
 		return nil
 	}
@@ -132,7 +159,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		if gerr == nil {
 			c0, gerr = g.cpuNanos()
 		}
-		if err := measure(into); err != nil {
+		if err := measure(key, into); err != nil {
 			return err
 		}
 		if gerr != nil {
@@ -148,10 +175,10 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		r.use[key] = u
 		return nil
 	}
-	if err := measure(&r.none); err != nil {
+	if err := measure("none", &r.none); err != nil {
 		return r, fmt.Errorf("no agent: %w", err)
 	}
-	r.rate = medianFloat(rates)
+	r.rate = medianFloat(rates) // the twin's, as no agent's
 	copies, stopLaptop, err := copyCounter()
 	if err != nil {
 		return r, err
@@ -190,7 +217,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	if err != nil {
 		return r, err
 	}
-	if err := measure(&r.relay); err != nil {
+	if err := measure("relay", &r.relay); err != nil {
 		return r, fmt.Errorf("a plain relay: %w", err)
 	}
 	if err := restore(); err != nil {
@@ -213,7 +240,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		return r, err
 	}
 	time.Sleep(2 * time.Second) // the new agent's idle time, and kube-proxy's
-	if err := measure(&r.idle); err != nil {
+	if err := measure("idle", &r.idle); err != nil {
 		return r, fmt.Errorf("agent idle: %w", err)
 	}
 	// An intercept and its leave start the daemon's watch; once the agent
@@ -242,7 +269,7 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		return r, fmt.Errorf("the idle agent did not step aside: %w", err)
 	}
 	time.Sleep(2 * time.Second) // kube-proxy's
-	if err := measure(&r.aside); err != nil {
+	if err := measure("aside", &r.aside); err != nil {
 		return r, fmt.Errorf("agent aside: %w", err)
 	}
 
@@ -294,14 +321,52 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 		return r, fmt.Errorf("the rollback's rollout: %w", err)
 	}
 	t0 := time.Now()
-	if err := served(); err != nil {
+	if err := served(url); err != nil {
 		return r, fmt.Errorf("after rollback, the client pod never reached %s: %w", url, err)
 	}
 	fmt.Fprintf(os.Stderr, "bench: after the rollback, served 5 times in a row after %s\n", time.Since(t0).Round(time.Millisecond))
-	if err := measure(&r.noneAfter); err != nil {
+	if err := measure("noneAfter", &r.noneAfter); err != nil {
 		return r, fmt.Errorf("no agent again: %w", err)
 	}
 	return r, nil
+}
+
+// deployTwin deploys the orders app again as deployment/plain behind
+// service/plain, which tether never touches, and returns the URL the
+// client pod reaches it by.
+func deployTwin(ctx context.Context, cs *kubernetes.Clientset, ns string) (string, error) {
+	raw, err := os.ReadFile("integration/manifests/orders.yaml")
+	if err != nil {
+		return "", err
+	}
+	for _, doc := range bytes.Split(raw, []byte("\n---\n")) {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			return "", err
+		}
+		switch v := obj.(type) {
+		case *appsv1.Deployment:
+			v.Name, v.Labels = "plain", map[string]string{"app": "plain"}
+			v.Spec.Selector.MatchLabels = map[string]string{"app": "plain"}
+			v.Spec.Template.Labels = map[string]string{"app": "plain"}
+			v.Spec.Template.Spec.Containers[0].Resources.Limits = nil // as deploy's
+			_, err = cs.AppsV1().Deployments(ns).Create(ctx, v, metav1.CreateOptions{})
+		case *corev1.Service:
+			v.Name, v.Labels, v.Spec.Selector = "plain", map[string]string{"app": "plain"}, map[string]string{"app": "plain"}
+			_, err = cs.CoreV1().Services(ns).Create(ctx, v, metav1.CreateOptions{})
+		}
+		if err != nil {
+			return "", fmt.Errorf("the twin: %w", err)
+		}
+	}
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "plain", metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	if err := waitRollout(ctx, cs, ns, d.Generation); err != nil {
+		return "", fmt.Errorf("the twin's rollout: %w", err)
+	}
+	return "http://plain." + ns + ".svc.cluster.local/orders/7", nil
 }
 
 // relayPort is where plainRelay's relay listens in the orders pods.
@@ -420,27 +485,30 @@ func printCost(w io.Writer, r costResults, rounds int) {
 	fmt.Fprintf(w, "== the agent's cost to in-cluster callers: a client pod, %d keep-alive GETs to the Service, %d rounds per row (median, [min-max])\n", costRequests, rounds)
 	base := median("", slices.Concat(r.none, r.noneAfter)) // both ends: the drift counts both ways
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "caller -> Service -> ...\tp50\tp50 ratio\tp99\tp99 ratio\t")
+	fmt.Fprintln(tw, "caller -> Service -> ...\tp50\tp50 ratio\tvs twin\tp99\tp99 ratio\tvs twin\t")
 	for _, x := range []struct {
-		name string
-		rows []row
+		name, key string
+		rows      []row
 	}{
-		{"no agent, first (the baseline: with the rounds of \"no agent again\")", r.none},
-		{"a plain relay in front (io.Copy; the floor of any hop)", r.relay},
-		{"agent in front, recording (nothing intercepting)", r.recording},
-		{"agent in front, recording and mirroring every request to this machine", r.mirrorInPath},
-		{"agent in front, idle: recording paused (spliced)", r.idle},
-		{"agent stepped aside (Service back at the app)", r.aside},
-		{fmt.Sprintf("agent aside, recording from packets (record --passive; %d of %d recorded)", r.passiveRecorded, len(r.passive)*(costRequests+latencyWarmUp)), r.passive},
-		{"agent aside, recording from packets and mirroring every request from them", r.mirrorPassive},
-		{"no agent again, after rollback (the machine's drift)", r.noneAfter},
+		{"no agent, first (the baseline: with the rounds of \"no agent again\")", "none", r.none},
+		{"a plain relay in front (io.Copy; the floor of any hop)", "relay", r.relay},
+		{"agent in front, recording (nothing intercepting)", "recording", r.recording},
+		{"agent in front, recording and mirroring every request to this machine", "mirrorInPath", r.mirrorInPath},
+		{"agent in front, idle: recording paused (spliced)", "idle", r.idle},
+		{"agent stepped aside (Service back at the app)", "aside", r.aside},
+		{fmt.Sprintf("agent aside, recording from packets (record --passive; %d of %d recorded)", r.passiveRecorded, len(r.passive)*(costRequests+latencyWarmUp)), "passive", r.passive},
+		{"agent aside, recording from packets and mirroring every request from them", "mirrorPassive", r.mirrorPassive},
+		{"no agent again, after rollback (the machine's drift)", "noneAfter", r.noneAfter},
 	} {
 		m := median(x.name, x.rows)
 		lo, hi := spread(x.rows)
-		fmt.Fprintf(tw, "%s\t%s [%s-%s]\t%.2fx\t%s [%s-%s]\t%.2fx\t\n", x.name,
-			us(m.p50), us(lo.p50), us(hi.p50), ratio(m.p50, base.p50), us(m.p99), us(lo.p99), us(hi.p99), ratio(m.p99, base.p99))
+		t := median("", r.twin[x.key])
+		fmt.Fprintf(tw, "%s\t%s [%s-%s]\t%.2fx\t%.2fx\t%s [%s-%s]\t%.2fx\t%.2fx\t\n", x.name,
+			us(m.p50), us(lo.p50), us(hi.p50), ratio(m.p50, base.p50), ratio(m.p50, t.p50),
+			us(m.p99), us(lo.p99), us(hi.p99), ratio(m.p99, base.p99), ratio(m.p99, t.p99))
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "vs twin: against the same app with no agent (deployment/plain), measured right after each of the row's rounds")
 	if r.rate > 0 { // an older demo image prints none
 		fmt.Fprintf(w, "the callers' rate with no agent: %.0f requests/s (one connection, one request after another)\n", r.rate)
 	}
