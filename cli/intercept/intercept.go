@@ -149,7 +149,9 @@ With --no-restart no pod restarts: the agent joins each running pod as an
 ephemeral container, a pod is labelled tether.dev/intercept once its agent
 answers, and the Service sends traffic only to labelled pods, on the
 agent's port. The pod that was failing keeps its state, and the first
-intercept is quick. The trade-off: the agents get no resource requests or
+intercept is quick: it returns once the first pods' agents carry all of
+the traffic, and the other pods join as their agents start (a recording,
+a filter or a mirror waits for every pod). The trade-off: the agents get no resource requests or
 limits (Kubernetes allows none on ephemeral containers), Kubernetes never
 removes an ephemeral container (after leave or rollback it stays listed,
 idle or terminated, until the pod is replaced), and while both this
