@@ -30,12 +30,6 @@ type Config struct {
 	Filter string
 	// Snaplen is how many bytes of each packet to keep.
 	Snaplen int
-	// Batch, when positive, is how long the reader lets packets gather
-	// after it has emptied the socket, before it waits for the next: one
-	// wake-up per Batch under load instead of one per packet, which
-	// leaves the CPU to the pod's other processes (the recorder, where
-	// nobody waits for the packets). 0: each packet wakes the reader.
-	Batch time.Duration
 }
 
 // ReceiveBuffer is the socket receive buffer asked for.
@@ -64,9 +58,6 @@ type Capture struct {
 	// kernel program; nil when the kernel filters.
 	match pktfilter.Expr
 	buf   []byte
-	batch time.Duration
-	// read: a packet was read since the reader last waited.
-	read bool
 }
 
 // Open opens a packet socket on the interface with the filter attached.
@@ -94,7 +85,7 @@ func Open(cfg Config) (*Capture, error) {
 		}
 		return nil, fmt.Errorf("capture: packet socket: %w", err)
 	}
-	c := &Capture{fd: fd, snaplen: cfg.Snaplen, buf: make([]byte, cfg.Snaplen), batch: cfg.Batch}
+	c := &Capture{fd: fd, snaplen: cfg.Snaplen, buf: make([]byte, cfg.Snaplen)}
 	// A larger receive buffer absorbs bursts while the reader is busy; the
 	// kernel caps it at net.core.rmem_max (SO_RCVBUFFORCE, which is not
 	// capped, needs CAP_NET_ADMIN, which the agent does not have).
@@ -164,11 +155,6 @@ func (c *Capture) NextView(ctx context.Context) ([]byte, gopacket.CaptureInfo, e
 		// packet's full length.
 		length, _, err := unix.Recvfrom(c.fd, c.buf, unix.MSG_TRUNC|unix.MSG_DONTWAIT)
 		if errors.Is(err, unix.EAGAIN) {
-			if c.batch > 0 && c.read {
-				c.read = false
-				time.Sleep(c.batch)
-				continue
-			}
 			fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
 			if _, err := unix.Poll(fds, 100); err != nil && !errors.Is(err, unix.EINTR) {
 				return nil, gopacket.CaptureInfo{}, fmt.Errorf("capture: poll: %w", err)
@@ -181,7 +167,6 @@ func (c *Capture) NextView(ctx context.Context) ([]byte, gopacket.CaptureInfo, e
 		if err != nil {
 			return nil, gopacket.CaptureInfo{}, fmt.Errorf("capture: read: %w", err)
 		}
-		c.read = true
 		captured := min(length, len(c.buf))
 		data := c.buf[:captured]
 		if c.match != nil && !c.match.Match(pktfilter.FromFrame(data)) {
