@@ -1,0 +1,173 @@
+package intercept
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tetherkube/tether/daemon/internal/inject"
+	"github.com/tetherkube/tether/daemon/internal/journal"
+	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/internal/errdefs"
+)
+
+// The checks an intercept makes before it changes anything: they read the
+// cluster and this machine, and change neither.
+
+// prepared is what Start reads and checks before it changes anything.
+type prepared struct {
+	w          journal.Workload
+	tmpl       *corev1.PodTemplateSpec
+	svc, back  *corev1.Service
+	plan       inject.Plan
+	secretName string
+}
+
+// Check runs the checks Start runs before its first change, and changes
+// nothing: for a caller that changes the cluster itself before it starts
+// the intercept (intercept --mirror --passive), so bad input is refused
+// while the cluster is as it was.
+func (m *Manager) Check(ctx context.Context, req Request) error {
+	_, err := m.prepare(ctx, req, newTimeline())
+	return err
+}
+
+func (m *Manager) prepare(ctx context.Context, req Request, tl *timeline) (*prepared, error) {
+	if !req.RecordOnly && (req.LocalPort <= 0 || req.LocalPort > 65535) {
+		return nil, errdefs.User("local port %d is out of range 1-65535", req.LocalPort)
+	}
+	ref, err := inject.ParsePortRef(req.ServicePort)
+	if err != nil {
+		return nil, err
+	}
+	if !req.RecordOnly && !req.LocalPortLater {
+		if err := CheckLocal(req.LocalPort); err != nil {
+			return nil, err
+		}
+	}
+	tl.mark("local")
+
+	wc := workload.Client{CS: m.CS}
+	w := req.Resolved
+	if w.Name == "" {
+		if w, err = wc.Resolve(ctx, req.Namespace, req.Workload); err != nil {
+			return nil, err // a workload the user named wrong comes marked as a user error
+		}
+	}
+	tmpl, err := wc.Template(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseNoRestartJournal(ctx, m.CS, w); err != nil {
+		return nil, err
+	}
+	tl.mark("template")
+	svc, err := m.service(ctx, w, tmpl, ref)
+	if err != nil {
+		return nil, err
+	}
+	// Agents that stepped aside after their idle time (aside.go): plan on
+	// the Service as pointed at them again, which it is once the checks
+	// pass.
+	back, err := m.asideBack(ctx, w, svc)
+	if err != nil {
+		return nil, err
+	}
+	if back != nil {
+		svc = back
+	}
+	tl.mark("service")
+	secretName := w.TokenSecretName()
+	plan, err := inject.Build(tmpl, svc, ref, inject.Options{AgentImage: req.AgentImage, SecretName: secretName,
+		RecordArgs: req.RecordArgs, Recording: req.RecordOnly, Resources: req.AgentResources})
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSelectsOnly(ctx, m.CS, svc, w); err != nil {
+		return nil, err
+	}
+	if !req.Filter.IsZero() || req.Mirror {
+		if why := notHTTP(plan.ServicePort); why != "" {
+			return nil, errdefs.User("service %s port %s %s: tether filters and mirrors only cleartext HTTP (HTTP/1.x, h2c, gRPC); "+
+				"intercept it without --http-header, --http-path and --mirror to take all of its traffic", svc.Name, portName(plan.ServicePort), why)
+		}
+	}
+
+	return &prepared{w: w, tmpl: tmpl, svc: svc, back: back, plan: plan, secretName: secretName}, nil
+}
+
+// CheckLocal refuses an intercept whose local port has nothing listening.
+func CheckLocal(port int) error {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 2*time.Second)
+	if err != nil {
+		return errdefs.User("nothing listens on localhost:%d; start the process that should receive the traffic first", port)
+	}
+	return c.Close()
+}
+
+// service finds the one Service that selects the workload and has the port.
+func (m *Manager) service(ctx context.Context, w journal.Workload, tmpl *corev1.PodTemplateSpec, ref inject.PortRef) (*corev1.Service, error) {
+	list, err := m.CS.CoreV1().Services(w.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list services: %w", err)
+	}
+	selecting := inject.SelectingServices(list.Items, tmpl.Labels)
+	if len(selecting) == 0 {
+		return nil, errdefs.User("no Service in namespace %s selects %s, so no cluster traffic reaches it through a Service", w.Namespace, w)
+	}
+	var withPort []corev1.Service
+	for _, s := range selecting {
+		for _, p := range s.Spec.Ports {
+			if (ref.Name != "" && p.Name == ref.Name) || (ref.Number != 0 && p.Port == ref.Number) {
+				withPort = append(withPort, s)
+				break
+			}
+		}
+	}
+	withPort = inject.ReachableServices(withPort)
+	switch len(withPort) {
+	case 0:
+		// Let Build explain with the first Service's ports.
+		return &selecting[0], nil
+	case 1:
+		return &withPort[0], nil
+	default:
+		return nil, errdefs.User("services %s and %s both select %s and have port %s; tether intercepts through one Service",
+			withPort[0].Name, withPort[1].Name, w, ref)
+	}
+}
+
+// notHTTP says why a Service port does not carry cleartext HTTP, as its
+// protocol, appProtocol or name (Istio's "<protocol>[-suffix]" convention)
+// declare it; "" when it may.
+func notHTTP(p corev1.ServicePort) string {
+	if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+		return "is " + string(p.Protocol)
+	}
+	if ap := p.AppProtocol; ap != nil && *ap != "" {
+		switch strings.ToLower(*ap) {
+		case "http", "http2", "h2c", "grpc", "grpc-web", "kubernetes.io/h2c", "kubernetes.io/ws":
+			return ""
+		}
+		return "has appProtocol " + *ap
+	}
+	proto, _, _ := strings.Cut(strings.ToLower(p.Name), "-")
+	switch proto {
+	case "https", "tls", "tcp", "udp", "mongo", "mysql", "redis", "postgres", "postgresql", "kafka", "amqp", "mqtt", "smtp", "ftp", "ssh", "dns":
+		return "is named " + p.Name
+	}
+	return ""
+}
+
+func portName(p corev1.ServicePort) string {
+	if p.Name != "" {
+		return fmt.Sprintf("%d (%s)", p.Port, p.Name)
+	}
+	return strconv.Itoa(int(p.Port))
+}
