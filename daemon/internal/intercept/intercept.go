@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tetherkube/tether/agent"
@@ -152,19 +151,9 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Intercept, error) {
 }
 
 func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
-	progress := m.Progress
-	if progress == nil {
-		progress = func(string) {}
-	}
-	// The endpoints' wait reports from a goroutine of its own (below): one
-	// line at a time (a gRPC stream's Send is not for concurrent use).
-	var progressMu sync.Mutex
-	report := progress
-	progress = func(line string) {
-		progressMu.Lock()
-		defer progressMu.Unlock()
-		report(line)
-	}
+	// The endpoints' wait reports from a goroutine of its own (below).
+	progress, returned := serialProgress(m.Progress, m.Log, "intercept: ")
+	defer returned()
 	if req.RolloutTimeout == 0 {
 		req.RolloutTimeout = 3 * time.Minute
 	}

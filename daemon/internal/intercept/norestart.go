@@ -286,29 +286,10 @@ func podReady(p *corev1.Pod) bool {
 
 // startNoRestart runs an intercept --no-restart (see MarkLabel).
 func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, error) {
-	report := m.Progress
-	if report == nil {
-		report = func(string) {}
-	}
-	// Progress goes to the caller one line at a time (the joins report
-	// from goroutines of their own) until the start returns; after that,
-	// to the log (the background's joins, the follower's).
-	var progressMu sync.Mutex
-	starting := true
-	progress := func(line string) {
-		progressMu.Lock()
-		defer progressMu.Unlock()
-		if starting {
-			report(line)
-		} else if m.Log != nil {
-			m.Log.Info("intercept --no-restart: " + line)
-		}
-	}
-	defer func() {
-		progressMu.Lock()
-		starting = false
-		progressMu.Unlock()
-	}()
+	// The joins report from goroutines of their own; after the start
+	// returns, the background's joins and the follower's go to the log.
+	progress, returned := serialProgress(m.Progress, m.Log, "intercept --no-restart: ")
+	defer returned()
 	if req.RolloutTimeout == 0 {
 		req.RolloutTimeout = 3 * time.Minute
 	}
