@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
 	"github.com/tetherkube/tether/integration/cluster"
@@ -347,29 +345,8 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 // service/plain, which tether never touches, and returns the URL the
 // client pod reaches it by.
 func deployTwin(ctx context.Context, cs *kubernetes.Clientset, ns string) (string, error) {
-	raw, err := os.ReadFile("integration/manifests/orders.yaml")
-	if err != nil {
-		return "", err
-	}
-	for _, doc := range bytes.Split(raw, []byte("\n---\n")) {
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
-		if err != nil {
-			return "", err
-		}
-		switch v := obj.(type) {
-		case *appsv1.Deployment:
-			v.Name, v.Labels = "plain", map[string]string{"app": "plain"}
-			v.Spec.Selector.MatchLabels = map[string]string{"app": "plain"}
-			v.Spec.Template.Labels = map[string]string{"app": "plain"}
-			v.Spec.Template.Spec.Containers[0].Resources.Limits = nil // as deploy's
-			_, err = cs.AppsV1().Deployments(ns).Create(ctx, v, metav1.CreateOptions{})
-		case *corev1.Service:
-			v.Name, v.Labels, v.Spec.Selector = "plain", map[string]string{"app": "plain"}, map[string]string{"app": "plain"}
-			_, err = cs.CoreV1().Services(ns).Create(ctx, v, metav1.CreateOptions{})
-		}
-		if err != nil {
-			return "", fmt.Errorf("the twin: %w", err)
-		}
+	if err := createOrders(ctx, cs, ns, "plain"); err != nil {
+		return "", fmt.Errorf("the twin: %w", err)
 	}
 	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "plain", metav1.GetOptions{})
 	if err != nil {

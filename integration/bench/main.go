@@ -342,25 +342,8 @@ func deploy(ctx context.Context, cs *kubernetes.Clientset, ns string) (*corev1.P
 	if err != nil {
 		return nil, fmt.Errorf("create namespace %s: %w", ns, err)
 	}
-	raw, err := os.ReadFile("integration/manifests/orders.yaml")
-	if err != nil {
+	if err := createOrders(ctx, cs, ns, "orders"); err != nil {
 		return nil, err
-	}
-	for _, doc := range bytes.Split(raw, []byte("\n---\n")) {
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
-		if err != nil {
-			return nil, err
-		}
-		switch v := obj.(type) {
-		case *appsv1.Deployment:
-			v.Spec.Template.Spec.Containers[0].Resources.Limits = nil // measure the path, not a memory limit
-			_, err = cs.AppsV1().Deployments(ns).Create(ctx, v, metav1.CreateOptions{})
-		case *corev1.Service:
-			_, err = cs.CoreV1().Services(ns).Create(ctx, v, metav1.CreateOptions{})
-		}
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, err
-		}
 	}
 	var ready *corev1.Pod
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -382,6 +365,37 @@ func deploy(ctx context.Context, cs *kubernetes.Clientset, ns string) (*corev1.P
 		return nil, fmt.Errorf("orders pod not ready: %w", err)
 	}
 	return ready, nil
+}
+
+// createOrders creates the orders demo app (its Deployment and Service)
+// in ns under name, with no memory limit: the bench measures the path,
+// not a limit. One already there is left as it is.
+func createOrders(ctx context.Context, cs *kubernetes.Clientset, ns, name string) error {
+	raw, err := os.ReadFile("integration/manifests/orders.yaml")
+	if err != nil {
+		return err
+	}
+	labels := func() map[string]string { return map[string]string{"app": name} }
+	for _, doc := range bytes.Split(raw, []byte("\n---\n")) {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			return err
+		}
+		switch v := obj.(type) {
+		case *appsv1.Deployment:
+			v.Name, v.Labels = name, labels()
+			v.Spec.Selector.MatchLabels, v.Spec.Template.Labels = labels(), labels()
+			v.Spec.Template.Spec.Containers[0].Resources.Limits = nil
+			_, err = cs.AppsV1().Deployments(ns).Create(ctx, v, metav1.CreateOptions{})
+		case *corev1.Service:
+			v.Name, v.Labels, v.Spec.Selector = name, labels(), labels()
+			_, err = cs.CoreV1().Services(ns).Create(ctx, v, metav1.CreateOptions{})
+		}
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // measure sends o.requests sequential GETs over one keep-alive connection,
