@@ -136,51 +136,63 @@ func measureCost(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset,
 	// of the twin's, kept as r.twin[key]: the row first in even rounds,
 	// the twin first in odd ones (the first of a pair read about 10%
 	// slower at p99 in a run that always put the row first: no agent's
-	// own rows read 1.10x and 1.11x their twins).
-	measure := func(key string, into *[]row) error {
+	// own rows read 1.10x and 1.11x their twins). With g, it returns the
+	// CPU g used during the row's own rounds, not the twin's (-1: g could
+	// not be read).
+	measureCPU := func(key string, into *[]row, g *agentCgroup) (cpu int64, err error) {
 		for i := range o.rounds {
 			urls := []string{url, twinURL}
 			if i%2 == 1 {
 				urls[0], urls[1] = twinURL, url
 			}
 			for _, u := range urls {
+				var c0 int64
+				if g != nil && u == url && cpu >= 0 {
+					if c0, err = g.cpuNanos(); err != nil {
+						cpu = -1
+					}
+				}
 				m, err := latency(u)
 				if err != nil {
 					if u == twinURL {
 						err = fmt.Errorf("the twin: %w", err)
 					}
-					return err
+					return 0, err
 				}
 				if u == twinURL {
 					r.twin[key] = append(r.twin[key], m)
-				} else {
-					*into = append(*into, m)
+					continue
+				}
+				*into = append(*into, m)
+				if g != nil && cpu >= 0 {
+					if c1, err := g.cpuNanos(); err != nil {
+						cpu = -1
+					} else {
+						cpu += c1 - c0
+					}
 				}
 			}
 		}
-		return nil
+		return cpu, nil
+	}
+	measure := func(key string, into *[]row) error {
+		_, err := measureCPU(key, into, nil)
+		return err
 	}
 	r.use = map[string]agentUse{}
 	// used measures into as measure does, with the agent's CPU and memory
 	// kept as r.use[key].
 	used := func(into *[]row, key string) error {
 		g, gerr := findAgentCgroup(ctx, cs, o.namespace)
-		var c0 int64
-		if gerr == nil {
-			c0, gerr = g.cpuNanos()
-		}
-		if err := measure(key, into); err != nil {
-			return err
-		}
 		if gerr != nil {
 			fmt.Fprintf(os.Stderr, "bench: the agent's CPU not measured: %v\n", gerr)
-			return nil
+			return measure(key, into)
 		}
-		c1, err := g.cpuNanos()
-		if err != nil {
-			return nil
+		cpu, err := measureCPU(key, into, g)
+		if err != nil || cpu < 0 {
+			return err
 		}
-		u := agentUse{ok: true, cpuMsPer1000: float64(c1-c0) / 1e6 / (float64(len(*into)*(costRequests+latencyWarmUp)) / 1000)}
+		u := agentUse{ok: true, cpuMsPer1000: float64(cpu) / 1e6 / (float64(len(*into)*(costRequests+latencyWarmUp)) / 1000)}
 		u.memory, u.peak = g.memory()
 		r.use[key] = u
 		return nil
