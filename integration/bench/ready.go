@@ -35,6 +35,13 @@ type readyResult struct {
 	// rollout itself (template change to that end, as watched).
 	first, rollout, afterRollout []time.Duration
 	again                        []time.Duration
+	// proxied, per first intercept where kube-proxy's metrics could be
+	// read: from the rollout's end to kube-proxy's sync that applied the
+	// Service's last endpoint change, and from that sync to the command's
+	// return (negative: it returned first); proxyLines tell each round's
+	// slice changes and syncs.
+	proxied, returnAfterProxied []time.Duration
+	proxyLines                  []string
 }
 
 // measureReady times first intercepts and re-intercepts of deploy/orders
@@ -114,9 +121,19 @@ func measureReady(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset
 		for k := range rs {
 			r := rs[(k+round)%len(rs)]
 			cli := clis[r]
+			pw, stopProxy, perr := watchProxy(ctx, cs, ns, "orders")
+			if perr != nil && round == 0 {
+				fmt.Fprintf(os.Stderr, "bench: kube-proxy's syncs not followed: %v\n", perr)
+			}
 			first, rollout, after, err := firstIntercept(ctx, cs, ns, cli, argsOf(r, true))
 			if err != nil {
+				if stopProxy != nil {
+					stopProxy()
+				}
 				return rs, fmt.Errorf("%s: first intercept: %w", r.bin, err)
+			}
+			if pw != nil {
+				r.noteProxy(pw, stopProxy, after)
 			}
 			if err := served(); err != nil {
 				return rs, fmt.Errorf("%s: %w", r.bin, err)
@@ -165,6 +182,32 @@ func measureReady(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset
 		return rs, err
 	}
 	return rs, nil
+}
+
+// noteProxy waits (up to 2 s) for kube-proxy's sync that applies the
+// Service's last endpoint change, stops pw and keeps what it saw against
+// the command's return, after the rollout's end.
+func (r *readyResult) noteProxy(pw *proxyWatch, stop func(), after time.Duration) {
+	returned := time.Now() // within ms of the command's return
+	deadline := returned.Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, _, ok := pw.settled(); ok {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	last, applied, ok := pw.settled()
+	line := fmt.Sprintf("slice changes (ready/all) %v, kube-proxy syncs %v, relative to the return",
+		pw.changesAround(returned), pw.syncsAround(returned))
+	if ok {
+		rolloutEnd := returned.Add(-after)
+		r.proxied = append(r.proxied, applied.Sub(rolloutEnd))
+		r.returnAfterProxied = append(r.returnAfterProxied, returned.Sub(applied))
+		line = fmt.Sprintf("last ready change %+dms, applied by kube-proxy %+dms after the rollout's end; the return %+dms after that; ",
+			last.Sub(rolloutEnd).Milliseconds(), applied.Sub(rolloutEnd).Milliseconds(), returned.Sub(applied).Milliseconds()) + line
+	}
+	r.proxyLines = append(r.proxyLines, line)
 }
 
 // firstIntercept runs an intercept that adds the agent, watching the
@@ -248,6 +291,13 @@ func printReady(w io.Writer, rs []*readyResult, o options) {
 	tw.Flush()
 	for _, r := range rs {
 		fmt.Fprintf(w, "%s: after the rollout %v; re-intercepts %v\n", r.bin, msList(r.afterRollout), msList(r.again))
+		if len(r.proxied) > 0 {
+			fmt.Fprintf(w, "%s: kube-proxy applied the last endpoint change %v after the rollout's end; the intercept returned %v after that\n",
+				r.bin, msList(r.proxied), msList(r.returnAfterProxied))
+		}
+		for i, l := range r.proxyLines {
+			fmt.Fprintf(w, "  round %d: %s\n", i+1, l)
+		}
 	}
 	fmt.Fprintln(w, "goals (issue 13 item 3): first intercept <= rollout + 500ms; re-intercept <= 100ms")
 }

@@ -16,9 +16,10 @@ type Request struct {
 	Nonce   Nonce
 	// Expect names the pods whose agents must answer.
 	Expect []string
-	// Streak is how many connections in a row, at the end, must reach an
-	// expected agent: a node whose rules still mix old endpoints with new
-	// ones is caught by a miss in the streak. Default 24 per expected pod,
+	// Streak is how many connections in a row (by the order they
+	// started), after the latest miss, must reach an expected agent: a
+	// node whose rules still mix old endpoints with new ones is caught by
+	// a miss in the streak. Default 24 per expected pod,
 	// at most 128: one stale endpoint beside one new pod goes unseen by 24
 	// connections with a chance of 6 in 100 million (8, the old default,
 	// let 1 in 256 through, and a check makes several tries a second
@@ -37,8 +38,12 @@ type Request struct {
 	// Pause is the wait after a connection that reached no expected agent
 	// (default 20 ms), so an old app behind stale rules is not hammered.
 	Pause time.Duration
-	// Pace is how long a connection in flight holds the next one (default
-	// 10 ms); MaxInFlight bounds the connections at once (default 8).
+	// Pace is how long the last connection started, while in flight,
+	// holds the next one (default 10 ms); MaxInFlight bounds the
+	// connections at once (default 16: while the rules still send half
+	// the connections to a gone endpoint, one started every 10 ms keeps
+	// about 15 waiting out their 300 ms, and the first connection after
+	// kube-proxy's sync should find room).
 	Pace        time.Duration
 	MaxInFlight int
 }
@@ -63,14 +68,14 @@ func (r *Request) defaults() {
 		r.Pace = 10 * time.Millisecond
 	}
 	if r.MaxInFlight <= 0 {
-		r.MaxInFlight = 8
+		r.MaxInFlight = 16
 	}
 }
 
 // Result is what a check saw.
 type Result struct {
-	// Ready: every expected pod answered, and the last Streak connections
-	// all reached expected agents.
+	// Ready: every expected pod answered, and Streak connections in a row
+	// started after the latest miss all reached expected agents.
 	Ready bool
 	// Answered counts answers by pod (expected or not).
 	Answered map[string]int
@@ -88,8 +93,11 @@ type Result struct {
 // error is returned with the result so far). Connections go one after
 // another while they are answered; one that hangs (an endpoint that is
 // gone) does not hold the next: after Pace another starts, up to
-// MaxInFlight at once. The streak counts results as they complete, and
-// the check is ready only with none in flight, so a slow miss breaks it.
+// MaxInFlight at once. The streak counts connections in the order they
+// started: it is Streak consecutive ones answered by expected agents,
+// none started after them missed. A connection that started before the
+// streak and still hangs says only that the rules were stale when it
+// started, which the streak since has shown they no longer are.
 func Probe(ctx context.Context, req Request) (Result, error) {
 	req.defaults()
 	if _, _, err := net.SplitHostPort(req.Address); err != nil {
@@ -110,19 +118,25 @@ func Probe(ctx context.Context, req Request) (Result, error) {
 	defer deadline.Stop()
 
 	type outcome struct {
-		pod string
-		err error
+		seq      int
+		pod      string
+		err      error
+		timedOut bool // it took its whole ConnTimeout
 	}
 	results := make(chan outcome, req.MaxInFlight)
-	inFlight := 0
+	inFlight, launched := 0, 0
 	launch := func() {
 		inFlight++
+		launched++
+		seq := launched
 		go func() {
+			t0 := time.Now()
 			pod, err := probeOnce(ctx, req)
-			results <- outcome{pod, err}
+			results <- outcome{seq, pod, err, time.Since(t0) >= req.ConnTimeout}
 		}()
 	}
-	streak, connected := 0, false
+	var s streak
+	connected := false
 	var lastLaunch, notBefore time.Time // notBefore: after a miss, not hammering an app
 	next := time.NewTimer(0)
 	defer next.Stop()
@@ -135,31 +149,29 @@ func Probe(ctx context.Context, req Request) (Result, error) {
 		case <-next.C:
 		case o := <-results:
 			inFlight--
+			good := false
 			switch {
 			case o.err == nil:
 				connected = true
 				res.Answered[o.pod]++
-				if slices.Contains(req.Expect, o.pod) {
-					streak++
-				} else {
-					streak, res.Missed = 0, res.Missed+1
-					notBefore = time.Now().Add(req.Pause)
+				if good = slices.Contains(req.Expect, o.pod); !good {
+					res.Missed++
 				}
 			case errors.Is(o.err, errNotConnected):
 				res.Failed++
-				streak = 0
 				res.LastError = o.err.Error()
-				notBefore = time.Now().Add(req.Pause)
 			default:
 				connected = true
 				res.Missed++
-				streak = 0
 				res.LastError = o.err.Error()
+			}
+			if s.add(o.seq, good) && !o.timedOut {
+				// A quick miss that is news (none started later was
+				// answered): an app behind stale rules is not hammered.
+				// A connection that timed out has waited long enough.
 				notBefore = time.Now().Add(req.Pause)
 			}
-			// Every connection started has ended: one still in flight may
-			// be a gone endpoint's, and is a miss when its time is up.
-			if streak >= req.Streak && inFlight == 0 && allAnswered(res.Answered, req.Expect) {
+			if s.run >= req.Streak && allAnswered(res.Answered, req.Expect) {
 				res.Ready = true
 				return done(nil)
 			}
@@ -167,14 +179,15 @@ func Probe(ctx context.Context, req Request) (Result, error) {
 		if !connected && time.Since(start) >= req.Unreachable {
 			return done(nil)
 		}
-		// The next connection: at once when none is in flight, else Pace
-		// after the last one started; never before a miss's pause ends.
+		// The next connection: at once when the last one started has
+		// ended, else Pace after it started; never before a miss's pause
+		// ends.
 		if inFlight >= req.MaxInFlight {
 			continue // a result comes within ConnTimeout
 		}
 		now := time.Now()
 		at := now
-		if inFlight > 0 {
+		if s.pending(launched) {
 			at = lastLaunch.Add(req.Pace)
 		}
 		if notBefore.After(at) {
@@ -191,6 +204,62 @@ func Probe(ctx context.Context, req Request) (Result, error) {
 			next.Reset(at.Sub(now))
 		}
 	}
+}
+
+// streak follows the probe connections' results by the order they
+// started (seq, from 1): run is the longest row of consecutive
+// connections answered by expected agents that began after the last one
+// that missed.
+type streak struct {
+	lastBad  int          // the latest-started connection that missed
+	lastGood int          // the latest-started one answered
+	good     map[int]bool // answered, started after lastBad
+	run      int
+}
+
+// add records connection seq's result; it says whether it is a miss that
+// is news: none started after it was answered.
+func (s *streak) add(seq int, good bool) (newMiss bool) {
+	if s.good == nil {
+		s.good = map[int]bool{}
+	}
+	if !good {
+		if seq > s.lastBad {
+			s.lastBad = seq
+			for k := range s.good {
+				if k < seq {
+					delete(s.good, k)
+				}
+			}
+		}
+		s.run = s.longest()
+		return seq > s.lastGood
+	}
+	s.lastGood = max(s.lastGood, seq)
+	if seq > s.lastBad {
+		s.good[seq] = true
+	}
+	s.run = s.longest()
+	return false
+}
+
+func (s *streak) longest() int {
+	best, cur := 0, 0
+	for k := s.lastBad + 1; k <= s.lastGood; k++ {
+		if s.good[k] {
+			cur++
+			best = max(best, cur)
+		} else {
+			cur = 0
+		}
+	}
+	return best
+}
+
+// pending says whether the last connection started (seq launched) has
+// not ended yet.
+func (s *streak) pending(launched int) bool {
+	return launched > max(s.lastBad, s.lastGood)
 }
 
 var errNotConnected = errors.New("not connected")

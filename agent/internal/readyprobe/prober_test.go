@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/tetherkube/tether/tunnel"
 )
 
@@ -127,6 +129,33 @@ func TestProbe(t *testing.T) {
 		})
 	}
 
+	// Rules that were stale and no longer are: the connections that met a
+	// gone endpoint still hang (for a minute here), and the streak since
+	// is enough. Checking for none in flight would wait out their minute.
+	t.Run("stale rules applied while connections still hang", func(t *testing.T) {
+		var n0 atomic.Int64
+		staleFor := int64(6)
+		addr := serve(t, func(c net.Conn) {
+			to := a
+			if i := n0.Add(1); i <= staleFor && i%2 == 0 {
+				to = silent
+			}
+			up, err := net.Dial("tcp", to)
+			if err != nil {
+				c.Close()
+				return
+			}
+			tunnel.Join(c, up)
+		})
+		res, err := Probe(context.Background(), Request{Address: addr, Nonce: n, Expect: []string{"orders-a"},
+			Timeout: 20 * time.Second, ConnTimeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Ready || res.Answered["orders-a"] < 24 {
+			t.Errorf("Probe = %+v; want ready, 24 answers or more", res)
+		}
+	})
 	t.Run("canceled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -142,4 +171,41 @@ func TestProbe(t *testing.T) {
 			t.Error("a check expecting no pod was accepted")
 		}
 	})
+}
+
+// TestStreak: the streak counts connections by the order they started, so
+// a miss reported late for a connection started early does not end it,
+// and one started later does.
+func TestStreak(t *testing.T) {
+	type result struct {
+		seq  int
+		good bool
+	}
+	for _, tc := range []struct {
+		name    string
+		results []result
+		run     int
+		news    []bool // add's newMiss per result
+	}{
+		{"in order", []result{{1, true}, {2, true}, {3, true}}, 3, []bool{false, false, false}},
+		{"a miss started first, reported last", []result{{2, true}, {3, true}, {4, true}, {1, false}}, 3, []bool{false, false, false, false}},
+		{"a miss started last", []result{{1, true}, {2, true}, {3, false}, {4, true}}, 1, []bool{false, false, true, false}},
+		{"a hole still in flight", []result{{1, true}, {3, true}, {4, true}}, 2, []bool{false, false, false}},
+		{"the hole answered", []result{{1, true}, {3, true}, {4, true}, {2, true}}, 4, []bool{false, false, false, false}},
+		{"the hole missed", []result{{1, true}, {3, true}, {4, true}, {2, false}}, 2, []bool{false, false, false, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s streak
+			var news []bool
+			for _, r := range tc.results {
+				news = append(news, s.add(r.seq, r.good))
+			}
+			if s.run != tc.run {
+				t.Errorf("run = %d, want %d", s.run, tc.run)
+			}
+			if diff := cmp.Diff(tc.news, news); diff != "" {
+				t.Errorf("misses that were news (-want +got):\n%s", diff)
+			}
+		})
+	}
 }
