@@ -38,28 +38,55 @@ func (m *Manager) Check(ctx context.Context, req Request) error {
 	return err
 }
 
-func (m *Manager) prepare(ctx context.Context, req Request, tl *timeline) (*prepared, error) {
+// checkRequest runs the checks every intercept starts with, sidecar or
+// --no-restart: the local port (in range, something listening, unless
+// it comes later or only records), the Service port's form, and the
+// workload (resolved unless the caller did).
+func (m *Manager) checkRequest(ctx context.Context, req Request, tl *timeline) (inject.PortRef, journal.Workload, error) {
 	if !req.RecordOnly && (req.LocalPort <= 0 || req.LocalPort > 65535) {
-		return nil, errdefs.User("local port %d is out of range 1-65535", req.LocalPort)
+		return inject.PortRef{}, journal.Workload{}, errdefs.User("local port %d is out of range 1-65535", req.LocalPort)
 	}
 	ref, err := inject.ParsePortRef(req.ServicePort)
 	if err != nil {
-		return nil, err
+		return inject.PortRef{}, journal.Workload{}, err
 	}
 	if !req.RecordOnly && !req.LocalPortLater {
 		if err := CheckLocal(req.LocalPort); err != nil {
-			return nil, err
+			return inject.PortRef{}, journal.Workload{}, err
 		}
 	}
 	tl.mark("local")
-
-	wc := workload.Client{CS: m.CS}
 	w := req.Resolved
 	if w.Name == "" {
-		if w, err = wc.Resolve(ctx, req.Namespace, req.Workload); err != nil {
-			return nil, err // a workload the user named wrong comes marked as a user error
+		if w, err = (workload.Client{CS: m.CS}).Resolve(ctx, req.Namespace, req.Workload); err != nil {
+			return inject.PortRef{}, journal.Workload{}, err // a workload the user named wrong comes marked as a user error
 		}
 	}
+	return ref, w, nil
+}
+
+// checkPlan runs the checks every intercept makes of its Service and
+// plan: the Service selects only the workload's pods, and a filter or
+// mirror is asked only of a port that may carry cleartext HTTP.
+func (m *Manager) checkPlan(ctx context.Context, req Request, w journal.Workload, svc *corev1.Service, plan inject.Plan) error {
+	if err := checkSelectsOnly(ctx, m.CS, svc, w); err != nil {
+		return err
+	}
+	if !req.Filter.IsZero() || req.Mirror {
+		if why := notHTTP(plan.ServicePort); why != "" {
+			return errdefs.User("service %s port %s %s: tether filters and mirrors only cleartext HTTP (HTTP/1.x, h2c, gRPC); "+
+				"intercept it without --http-header, --http-path and --mirror to take all of its traffic", svc.Name, portName(plan.ServicePort), why)
+		}
+	}
+	return nil
+}
+
+func (m *Manager) prepare(ctx context.Context, req Request, tl *timeline) (*prepared, error) {
+	ref, w, err := m.checkRequest(ctx, req, tl)
+	if err != nil {
+		return nil, err
+	}
+	wc := workload.Client{CS: m.CS}
 	tmpl, err := wc.Template(ctx, w)
 	if err != nil {
 		return nil, err
@@ -89,14 +116,8 @@ func (m *Manager) prepare(ctx context.Context, req Request, tl *timeline) (*prep
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSelectsOnly(ctx, m.CS, svc, w); err != nil {
+	if err := m.checkPlan(ctx, req, w, svc, plan); err != nil {
 		return nil, err
-	}
-	if !req.Filter.IsZero() || req.Mirror {
-		if why := notHTTP(plan.ServicePort); why != "" {
-			return nil, errdefs.User("service %s port %s %s: tether filters and mirrors only cleartext HTTP (HTTP/1.x, h2c, gRPC); "+
-				"intercept it without --http-header, --http-path and --mirror to take all of its traffic", svc.Name, portName(plan.ServicePort), why)
-		}
 	}
 
 	return &prepared{w: w, tmpl: tmpl, svc: svc, back: back, plan: plan, secretName: secretName}, nil

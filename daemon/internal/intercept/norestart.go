@@ -64,28 +64,14 @@ func (m *Manager) planNoRestart(ctx context.Context, req Request) (*noRestartPla
 	if req.RolloutTimeout == 0 {
 		req.RolloutTimeout = 3 * time.Minute
 	}
-	if !req.RecordOnly && (req.LocalPort <= 0 || req.LocalPort > 65535) {
-		return nil, errdefs.User("local port %d is out of range 1-65535", req.LocalPort)
-	}
 	if req.ID == "" {
 		return nil, errors.New("intercept --no-restart needs an ID to mark its pods with")
 	}
-	ref, err := inject.ParsePortRef(req.ServicePort)
+	ref, w, err := m.checkRequest(ctx, req, nil)
 	if err != nil {
 		return nil, err
 	}
-	if !req.RecordOnly && !req.LocalPortLater {
-		if err := CheckLocal(req.LocalPort); err != nil {
-			return nil, err
-		}
-	}
 	wc := workload.Client{CS: m.CS}
-	w := req.Resolved
-	if w.Name == "" {
-		if w, err = wc.Resolve(ctx, req.Namespace, req.Workload); err != nil {
-			return nil, err
-		}
-	}
 	// What does not depend on the Service is read meanwhile (each a
 	// round trip to the API server); a refusal is still the first in the
 	// order written.
@@ -134,14 +120,8 @@ func (m *Manager) planNoRestart(ctx context.Context, req Request) (*noRestartPla
 		return nil, errdefs.User("%s already runs tether's sidecar agent (an intercept without --no-restart added it): intercept without "+
 			"--no-restart, which uses it at once, or `tether rollback %s` first", w, w)
 	}
-	if err := checkSelectsOnly(ctx, m.CS, svc, w); err != nil {
+	if err := m.checkPlan(ctx, req, w, svc, plan); err != nil {
 		return nil, err
-	}
-	if !req.Filter.IsZero() || req.Mirror {
-		if why := notHTTP(plan.ServicePort); why != "" {
-			return nil, errdefs.User("service %s port %s %s: tether filters and mirrors only cleartext HTTP (HTTP/1.x, h2c, gRPC); "+
-				"intercept it without --http-header, --http-path and --mirror to take all of its traffic", svc.Name, portName(plan.ServicePort), why)
-		}
 	}
 	wg.Wait()
 	for _, err := range []error{journalErr, ephErr, lErr} {
