@@ -73,6 +73,9 @@ func (e *env) restoredDiff(before snapshot) string {
 	if !equality.Semantic.DeepEqual(before.ports, after.ports) {
 		diffs = append(diffs, fmt.Sprintf("service ports %v, want %v", after.ports, before.ports))
 	}
+	if d := settledDiff(before, after); d != "" {
+		diffs = append(diffs, d)
+	}
 	ctx := context.Background()
 	cms, err := e.cs.CoreV1().ConfigMaps(e.ns).List(ctx, metav1.ListOptions{})
 	if err != nil {

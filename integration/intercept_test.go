@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -89,10 +91,14 @@ func (e *env) requireAll(client, want string, n int) {
 	}
 }
 
-// snapshot is what rollback must restore: the template and Service ports.
+// snapshot is what rollback must restore: the template, the rollout
+// settings (a pinned rollout changes them), and the Service's ports and
+// selector.
 type snapshot struct {
 	template corev1.PodTemplateSpec
+	settings rolloutSettings
 	ports    []corev1.ServicePort
+	selector map[string]string
 }
 
 func (e *env) snapshot() snapshot {
@@ -106,7 +112,28 @@ func (e *env) snapshot() snapshot {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return snapshot{template: d.Spec.Template, ports: s.Spec.Ports}
+	return snapshot{template: d.Spec.Template, ports: s.Spec.Ports, selector: s.Spec.Selector,
+		settings: rolloutSettings{d.Spec.Strategy, d.Spec.MinReadySeconds, d.Spec.ProgressDeadlineSeconds}}
+}
+
+// rolloutSettings are a Deployment's fields that say how it rolls out.
+type rolloutSettings struct {
+	Strategy         appsv1.DeploymentStrategy
+	MinReady         int32
+	ProgressDeadline *int32
+}
+
+// settledDiff says how after's rollout settings and Service selector
+// differ from before's.
+func settledDiff(before, after snapshot) string {
+	var diffs []string
+	if !equality.Semantic.DeepEqual(before.settings, after.settings) {
+		diffs = append(diffs, fmt.Sprintf("rollout settings %+v, want %+v", after.settings, before.settings))
+	}
+	if !equality.Semantic.DeepEqual(before.selector, after.selector) {
+		diffs = append(diffs, fmt.Sprintf("service selector %v, want %v", after.selector, before.selector))
+	}
+	return strings.Join(diffs, "; ")
 }
 
 // requireRestored checks the workload equals before and nothing of tether
@@ -119,6 +146,9 @@ func (e *env) requireRestored(before snapshot) {
 	}
 	if !equality.Semantic.DeepEqual(before.ports, after.ports) {
 		e.t.Errorf("service ports not restored: before %+v after %+v", before.ports, after.ports)
+	}
+	if d := settledDiff(before, after); d != "" {
+		e.t.Error(d)
 	}
 	ctx := context.Background()
 	cms, _ := e.cs.CoreV1().ConfigMaps(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "tether.dev/journal=true"})

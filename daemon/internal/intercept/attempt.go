@@ -58,6 +58,8 @@ type attempt struct {
 	tmplFrom, tmplTo   *corev1.PodTemplateSpec
 	svc                string
 	portsFrom, portsTo []corev1.ServicePort
+	// pinned is the pinned rollout this attempt journaled (pin.go).
+	pinned *pin
 }
 
 func newAttempt(m *Manager, store journal.Store, e *journal.Entry) *attempt {
@@ -228,6 +230,11 @@ func hasAgent(t *corev1.PodTemplateSpec) bool {
 // what the attempt made it, and returns cause, with what it had to leave.
 func (a *attempt) undo(ctx context.Context, cause error) error {
 	var left []string
+	if a.pinned != nil {
+		// First: the Service then selects the pods of both templates
+		// while the rest is undone.
+		left = append(left, a.unpin(ctx)...)
+	}
 	portsUndone := a.portsTo == nil
 	if !portsUndone {
 		if _, err := setPorts(ctx, a.m.CS, a.w.Namespace, a.svc, a.portsTo, a.portsFrom); err != nil {

@@ -232,6 +232,19 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// The Service follows the rollout in one step where it can (pin.go).
+	pn, why, err := m.planPin(ctx, req, w, svc)
+	if err != nil {
+		return fail(err)
+	}
+	if pn != nil {
+		progress(fmt.Sprintf("holding service/%s to the running pods until every new pod's agent is ready", svc.Name))
+		if err := a.pin(ctx, pn); err != nil {
+			return fail(err)
+		}
+	} else if m.Log != nil {
+		m.Log.Info("intercept: rolling out as configured, the Service following each pod", "workload", w.String(), "why", why)
+	}
 	if plan.Reconfigured {
 		// An agent an intercept added pauses recording, and may step
 		// aside, once idle; `tether record` asks for a recording until
@@ -273,6 +286,9 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 	}
 	rw := newRolloutWaiter(m.CS)
+	if pn != nil {
+		rw.pinned = pn.old
+	}
 	var pre *predial
 	if !req.RecordOnly && m.Dialer != nil {
 		// Each new pod's tunnel opens as soon as its agent is ready.
@@ -288,7 +304,18 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if plan.Service != nil {
+	switch {
+	case pn != nil:
+		var ports []corev1.ServicePort
+		if plan.Service != nil {
+			ports = plan.Service.Spec.Ports
+		}
+		progress(fmt.Sprintf("switching service/%s to the new pods", svc.Name))
+		if err := a.switchPin(ctx, pn, svc, ports); err != nil {
+			return fail(err)
+		}
+		tl.mark("switched")
+	case plan.Service != nil:
 		progress(fmt.Sprintf("pointing service/%s port %d at the agent", svc.Name, plan.ServicePort.Port))
 		if err := a.setAppliedPorts(ctx, svc, plan.Service.Spec.Ports); err != nil {
 			return fail(err)
@@ -356,6 +383,16 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return fail(err)
 	}
 	tl.mark("ready")
+	if pn != nil {
+		if err := a.release(ctx, pn); err != nil {
+			// The intercept works; what is left is journaled.
+			progress(fmt.Sprintf("could not set back what held service/%s during the rollout (%v); `tether rollback %s` restores it", svc.Name, err, w))
+			if m.Log != nil {
+				m.Log.Warn("intercept: release the pinned rollout", "workload", w.String(), "err", err)
+			}
+		}
+		tl.mark("released")
+	}
 	return ic, nil
 }
 

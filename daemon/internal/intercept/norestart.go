@@ -191,13 +191,19 @@ func noRestartJournal(w journal.Workload) error {
 }
 
 // refuseNoRestartJournal refuses a sidecar intercept of a workload an
-// intercept --no-restart holds (its Service selects only marked pods).
+// intercept --no-restart holds (its Service selects only marked pods), or
+// one a sidecar intercept stopped during its pinned rollout (pin.go).
 func refuseNoRestartJournal(ctx context.Context, cs kubernetes.Interface, w journal.Workload) error {
 	e, err := journal.Store{CS: cs}.Load(ctx, w)
-	if err != nil || e == nil || !e.NoRestart {
+	switch {
+	case err != nil || e == nil:
 		return err
+	case e.NoRestart:
+		return noRestartJournal(w)
+	case e.Pin != nil:
+		return pinJournal(w, e.Pin.Service)
 	}
-	return noRestartJournal(w)
+	return nil
 }
 
 // retargetPorts returns ports with the intercepted port's targetPort set

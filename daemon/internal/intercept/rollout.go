@@ -60,6 +60,11 @@ type rolloutWaiter struct {
 	// agentReady, when set, is called with each pod seen running a ready
 	// agent, at every look (the intercept connects to it meanwhile).
 	agentReady func(*corev1.Pod)
+	// pinned, when set, is the old pods' hash in a pinned rollout
+	// (pin.go): the controller reports that rollout done only once tether
+	// lets the old pods go, so it is done when every replica of another
+	// hash runs a ready agent, and the pods are looked at every poll.
+	pinned string
 }
 
 func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout time.Duration, progress func(string)) error {
@@ -83,10 +88,21 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 		}
 		return fmt.Errorf("%s: pods not running the agent after %s%s: %w", w, timeout, why, ctx.Err())
 	}
+	var (
+		want     int
+		done     bool
+		reported time.Time // when want and the diagnosis were last taken
+	)
 	for {
-		want, done, err := rolloutDone(ctx, cs, w)
-		if err != nil {
-			return err
+		// A pinned rollout lists its pods every poll, and reads the
+		// workload and diagnoses it every look.
+		again := rw.pinned == "" || time.Since(reported) >= rw.look
+		if again {
+			if want, done, err = rolloutDone(ctx, cs, w); err != nil {
+				return err
+			}
+			done = done || rw.pinned != ""
+			reported = time.Now()
 		}
 		if !done && time.Since(looked) < rw.look {
 			select {
@@ -104,7 +120,7 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 		ready := 0
 		for i := range pods.Items {
 			p := &pods.Items[i]
-			if p.DeletionTimestamp != nil {
+			if p.DeletionTimestamp != nil || rw.pinned != "" && p.Labels[pinLabel] == rw.pinned {
 				continue
 			}
 			ok, reason := agentState(p)
@@ -125,8 +141,10 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 			clear(d.since) // progress: what held it before may have been transient
 			lastReady = ready
 		}
-		if err := d.check(ctx, pods.Items, time.Now()); err != nil {
-			return err
+		if again {
+			if err := d.check(ctx, pods.Items, time.Now()); err != nil {
+				return err
+			}
 		}
 		if time.Since(last) >= time.Second {
 			msg := fmt.Sprintf("waiting for %d/%d pods of %s to run the agent, %s", max(want-ready, 0), want, w, time.Since(start).Round(time.Second))

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -125,6 +126,11 @@ type Entry struct {
 	NoRestart bool `json:"noRestart,omitempty"`
 	// Marks are the pods tether labelled, by pod name.
 	Marks map[string]Mark `json:"marks,omitempty"`
+	// Pin is set while a sidecar intercept holds a Service to one
+	// ReplicaSet's pods during its rollout (intercept/pin.go); the
+	// intercept clears it before it returns, so a journal that has it is
+	// from one that stopped in between.
+	Pin *Pin `json:"pin,omitempty"`
 	// CreatedAt and By say when and by which tether the journal was begun.
 	CreatedAt time.Time `json:"createdAt"`
 	By        string    `json:"by"`
@@ -158,6 +164,59 @@ type ServiceEntry struct {
 	// the next intercept sets again.
 	AsidePortsHash string               `json:"asidePortsHash,omitempty"`
 	AsideFrom      []corev1.ServicePort `json:"asideFrom,omitempty"`
+}
+
+// Pin is what a sidecar intercept changes to move a Service from a
+// Deployment's old pods to its new ones in one step: the Service's
+// selector, which also requires Label (the Deployment's
+// pod-template-hash) at one value, and the Deployment's rollout settings,
+// which keep the old pods until the switch.
+type Pin struct {
+	Service string `json:"service"`
+	// Selector is the Service's selector before; a rollback restores it
+	// from any selector that is Selector plus Label at some value.
+	Selector map[string]string `json:"selector"`
+	Label    string            `json:"label"`
+	// Rollout is the Deployment's settings before; AppliedRolloutHash is
+	// Hash of the settings tether set.
+	Rollout            RolloutSettings `json:"rollout"`
+	AppliedRolloutHash string          `json:"appliedRolloutHash"`
+}
+
+// RolloutSettings are the fields of a Deployment that say how it rolls
+// out.
+type RolloutSettings struct {
+	Strategy                appsv1.DeploymentStrategy `json:"strategy"`
+	MinReadySeconds         int32                     `json:"minReadySeconds,omitempty"`
+	ProgressDeadlineSeconds *int32                    `json:"progressDeadlineSeconds,omitempty"`
+}
+
+// SettingsOf returns d's rollout settings.
+func SettingsOf(d *appsv1.Deployment) RolloutSettings {
+	return RolloutSettings{Strategy: *d.Spec.Strategy.DeepCopy(), MinReadySeconds: d.Spec.MinReadySeconds,
+		ProgressDeadlineSeconds: d.Spec.ProgressDeadlineSeconds}
+}
+
+// Apply sets s on d.
+func (s RolloutSettings) Apply(d *appsv1.Deployment) {
+	d.Spec.Strategy = *s.Strategy.DeepCopy()
+	d.Spec.MinReadySeconds = s.MinReadySeconds
+	d.Spec.ProgressDeadlineSeconds = s.ProgressDeadlineSeconds
+}
+
+// PinnedSelector reports whether sel is p's original selector plus p's
+// label at some value, and that value.
+func (p *Pin) PinnedSelector(sel map[string]string) (string, bool) {
+	v, ok := sel[p.Label]
+	if !ok || len(sel) != len(p.Selector)+1 {
+		return "", false
+	}
+	for k, want := range p.Selector {
+		if got, ok := sel[k]; !ok || got != want {
+			return "", false
+		}
+	}
+	return v, true
 }
 
 // Mark is a label tether put on a pod (--no-restart marks the pods whose

@@ -67,6 +67,15 @@ func Restore(ctx context.Context, cs kubernetes.Interface, w journal.Workload, f
 		return nil, errdefs.NotFound("no journal for %s in namespace %s: tether has nothing to roll back there", w, w.Namespace)
 	}
 	var steps []Step
+	if e.Pin != nil {
+		// First, so that the Service selects every pod of the workload
+		// again while the template goes back.
+		pin, err := restorePin(ctx, cs, w, e.Pin, force)
+		steps = append(steps, pin...)
+		if err != nil {
+			return steps, err
+		}
+	}
 	restore := restoreTemplate
 	switch {
 	case e.Gateway:
@@ -79,6 +88,7 @@ func Restore(ctx context.Context, cs kubernetes.Interface, w journal.Workload, f
 		return steps, err
 	}
 	steps = append(steps, tmpl)
+	tmplAt := len(steps) - 1
 
 	names := make([]string, 0, len(e.Services))
 	for name := range e.Services {
@@ -95,7 +105,7 @@ func Restore(ctx context.Context, cs kubernetes.Interface, w journal.Workload, f
 	// The marks only once the Services no longer select by them: removed
 	// first, they would leave a Service that still does with no endpoint.
 	svcRefused := false
-	for _, st := range steps[1:] {
+	for _, st := range steps[tmplAt+1:] {
 		svcRefused = svcRefused || st.Action == Refused
 	}
 	marks, err := restoreMarks(ctx, cs, w.Namespace, e.Marks, svcRefused, force)

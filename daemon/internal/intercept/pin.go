@@ -1,0 +1,343 @@
+package intercept
+
+// A sidecar intercept replaces the workload's pods, and the Service then
+// follows the rollout: each new pod enters its EndpointSlices (not ready,
+// then ready) and each old one leaves (terminating, then gone). kube-proxy
+// applies such changes through a token bucket shared by every Service on
+// the node (k8s 1.32: a burst of 2, then one a second), so the change that
+// takes the last old pod out waits up to a second for its turn, and the
+// intercept cannot be ready before it (docs/NOTES.md, session 17).
+//
+// A pinned rollout keeps the rollout out of the Service's slices and moves
+// the Service once: its selector also requires the running pods'
+// pod-template-hash; the Deployment starts every new pod at once and keeps
+// the old ones (maxSurge 100%, maxUnavailable 0, a minReadySeconds that
+// never ends); once every new pod's agent is ready, one update of the
+// Service selects the new pods' hash instead (and retargets its port), a
+// single slice change that kube-proxy applies at once. The intercept then
+// sets the Deployment's settings back, which lets the old pods go, and
+// the Service's selector back once they are going, before it returns.
+//
+// Both changes are journaled first (journal.Pin). A daemon that dies in
+// between leaves a Service that still serves: before the switch the old
+// pods, held until a rollback; after it the new pods, whose agents send to
+// the app without a tunnel. `tether rollback` restores both.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/tetherkube/tether/daemon/internal/journal"
+	"github.com/tetherkube/tether/daemon/internal/workload"
+	"github.com/tetherkube/tether/internal/errdefs"
+)
+
+// pinLabel tells a Deployment's ReplicaSets' pods apart; the controller
+// sets it on each.
+const pinLabel = appsv1.DefaultDeploymentUniqueLabelKey
+
+// pinMaxReplicas bounds the Deployments a pinned rollout is used for: it
+// starts every new pod at once, beside the old ones. Larger ones roll out
+// as they are configured to.
+const pinMaxReplicas = 10
+
+// pinHold is the minReadySeconds that keeps the old pods until the
+// switch: never, in practice, so a daemon that dies before it leaves the
+// old pods serving until a rollback rather than a Service that selects
+// none.
+const pinHold = math.MaxInt32 - 1
+
+// errPinChanged: someone changed the Service's selector or the
+// Deployment's settings while the intercept held them.
+var errPinChanged = errors.New("changed meanwhile")
+
+// pin is one pinned rollout: the journal's record, the settings tether
+// sets, and the old and new pods' hashes.
+type pin struct {
+	j        journal.Pin
+	to       journal.RolloutSettings
+	old, new string
+}
+
+// planPin returns the pinned rollout for an intercept that adds the agent
+// to w's pods, or nil and why it rolls out as configured instead.
+func (m *Manager) planPin(ctx context.Context, req Request, w journal.Workload, svc *corev1.Service) (*pin, string, error) {
+	if req.RecordOnly {
+		return nil, "recording only (the Service stays at the app)", nil
+	}
+	if w.Kind != workload.Deployment {
+		return nil, "not a Deployment", nil
+	}
+	d, err := m.CS.AppsV1().Deployments(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, "", err
+	}
+	n := replicas(d.Spec.Replicas)
+	switch {
+	case d.Spec.Paused:
+		return nil, "the Deployment is paused", nil
+	case d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType:
+		return nil, "its strategy is Recreate", nil
+	case d.Spec.MinReadySeconds != 0:
+		return nil, "it has a minReadySeconds", nil
+	case n == 0 || n > pinMaxReplicas:
+		return nil, fmt.Sprintf("%d replicas (pinned for 1 to %d)", n, pinMaxReplicas), nil
+	case !deploymentDone(d):
+		return nil, "a rollout of it is under way", nil
+	case len(svc.Spec.Selector) == 0:
+		return nil, "the Service has no selector", nil
+	}
+	if _, ok := svc.Spec.Selector[pinLabel]; ok {
+		return nil, "the Service selects by " + pinLabel, nil
+	}
+	pods, err := m.CS.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(svc.Spec.Selector).String()})
+	if err != nil {
+		return nil, "", err
+	}
+	old := ""
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		h := p.Labels[pinLabel]
+		if h == "" || old != "" && h != old {
+			return nil, "the Service's pods are not all of one ReplicaSet", nil
+		}
+		old = h
+	}
+	if old == "" {
+		return nil, "no running pod", nil
+	}
+	to := journal.SettingsOf(d)
+	surge, none := intstr.FromString("100%"), intstr.FromInt32(0)
+	to.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &surge, MaxUnavailable: &none}}
+	to.MinReadySeconds = pinHold
+	deadline := int32(math.MaxInt32) // must exceed minReadySeconds
+	to.ProgressDeadlineSeconds = &deadline
+	return &pin{
+		j: journal.Pin{Service: svc.Name, Selector: maps.Clone(svc.Spec.Selector), Label: pinLabel,
+			Rollout: journal.SettingsOf(d), AppliedRolloutHash: journal.Hash(to)},
+		to: to, old: old,
+	}, "", nil
+}
+
+// pin journals p, then holds the Service to the old pods and sets the
+// Deployment's settings.
+func (a *attempt) pin(ctx context.Context, p *pin) error {
+	err := a.update(ctx, func(e *journal.Entry) error {
+		if e.Pin != nil {
+			return pinJournal(a.w, e.Pin.Service)
+		}
+		j := p.j
+		e.Pin = &j
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	a.pinned = p
+	if err := a.setSelector(ctx, p, func(sel map[string]string) bool { return equality.Semantic.DeepEqual(sel, p.j.Selector) }, p.old); err != nil {
+		return err
+	}
+	return a.setSettings(ctx, p.j.Rollout, p.to)
+}
+
+// setSelector sets the pinned Service's selector to the original plus
+// pinLabel=hash (the original when hash is empty), if from accepts it as
+// it is.
+func (a *attempt) setSelector(ctx context.Context, p *pin, from func(map[string]string) bool, hash string) error {
+	svcs := a.m.CS.CoreV1().Services(a.w.Namespace)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc, err := svcs.Get(ctx, p.j.Service, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !from(svc.Spec.Selector) {
+			return fmt.Errorf("service/%s's selector %w (it is %v)", p.j.Service, errPinChanged, svc.Spec.Selector)
+		}
+		svc.Spec.Selector = maps.Clone(p.j.Selector)
+		if hash != "" {
+			svc.Spec.Selector[pinLabel] = hash
+		}
+		_, err = svcs.Update(ctx, svc, metav1.UpdateOptions{FieldManager: "tether"})
+		return err
+	})
+}
+
+// setSettings sets the Deployment's rollout settings to to if they are
+// from (and leaves them if they are to already).
+func (a *attempt) setSettings(ctx context.Context, from, to journal.RolloutSettings) error {
+	deps := a.m.CS.AppsV1().Deployments(a.w.Namespace)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d, err := deps.Get(ctx, a.w.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur := journal.SettingsOf(d)
+		if equality.Semantic.DeepEqual(cur, to) {
+			return nil
+		}
+		if !equality.Semantic.DeepEqual(cur, from) {
+			return fmt.Errorf("%s's rollout settings %w", a.w, errPinChanged)
+		}
+		to.Apply(d)
+		_, err = deps.Update(ctx, d, metav1.UpdateOptions{FieldManager: "tether"})
+		return err
+	})
+}
+
+// switchPin moves the Service from the old pods to the new ones (those
+// with a ready agent and another hash) in one update, with its ports
+// retargeted at the agent when the plan changes them.
+func (a *attempt) switchPin(ctx context.Context, p *pin, svc *corev1.Service, ports []corev1.ServicePort) error {
+	pods, err := a.m.CS.CoreV1().Pods(a.w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(p.j.Selector).String()})
+	if err != nil {
+		return err
+	}
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		h := pod.Labels[pinLabel]
+		if ok, _ := agentState(pod); !ok || h == p.old {
+			continue
+		}
+		if p.new != "" && h != p.new {
+			return errdefs.Withf(workload.ErrTemplateChanged, "%s: pods of two new templates run the agent (%s and %s): another change rolled out meanwhile", a.w, p.new, h)
+		}
+		p.new = h
+	}
+	if p.new == "" {
+		return fmt.Errorf("%s: no new pod runs a ready agent", a.w)
+	}
+	if ports != nil {
+		if err := a.setAppliedPorts(ctx, svc, ports); err != nil {
+			return err
+		}
+	}
+	svcs := a.m.CS.CoreV1().Services(a.w.Namespace)
+	var stored *corev1.Service
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := svcs.Get(ctx, p.j.Service, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if h, ok := p.j.PinnedSelector(cur.Spec.Selector); !ok || h != p.old {
+			return fmt.Errorf("service/%s's selector %w (it is %v)", p.j.Service, errPinChanged, cur.Spec.Selector)
+		}
+		if ports != nil && !equality.Semantic.DeepEqual(cur.Spec.Ports, svc.Spec.Ports) {
+			return ErrPortsChanged
+		}
+		cur.Spec.Selector = maps.Clone(p.j.Selector)
+		cur.Spec.Selector[pinLabel] = p.new
+		if ports != nil {
+			cur.Spec.Ports = ports
+		}
+		stored, err = svcs.Update(ctx, cur, metav1.UpdateOptions{FieldManager: "tether"})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("update service %s: %w", p.j.Service, err)
+	}
+	if ports != nil {
+		a.portsFrom, a.portsTo = svc.Spec.Ports, stored.Spec.Ports
+		if journal.Hash(stored.Spec.Ports) != journal.Hash(ports) {
+			return a.setAppliedPorts(ctx, svc, stored.Spec.Ports)
+		}
+	}
+	return nil
+}
+
+// release sets the Deployment's settings back, which lets the old pods
+// go, then the Service's selector once they are going, and clears the
+// journal's Pin. What it cannot set back stays journaled for a rollback,
+// and the error says what.
+func (a *attempt) release(ctx context.Context, p *pin) error {
+	if err := a.setSettings(ctx, p.to, p.j.Rollout); err != nil {
+		return err
+	}
+	// Until the old pods are going, the original selector would send
+	// connections to them again.
+	sel := labels.SelectorFromSet(p.j.Selector).String() + "," + pinLabel + "=" + p.old
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pods, err := a.m.CS.CoreV1().Pods(a.w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return err
+		}
+		staying := 0
+		for i := range pods.Items {
+			if pods.Items[i].DeletionTimestamp == nil {
+				staying++
+			}
+		}
+		if staying == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d pods of the old template are still running 10 s after %s's settings were set back", staying, a.w)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	err := a.setSelector(ctx, p, func(sel map[string]string) bool {
+		h, ok := p.j.PinnedSelector(sel)
+		return ok && h == p.new
+	}, "")
+	if err != nil {
+		return err
+	}
+	return a.update(ctx, func(e *journal.Entry) error {
+		e.Pin = nil
+		return nil
+	})
+}
+
+// unpin undoes a pin after a failure: the Service's selector first (it
+// then selects the pods of both templates), then the settings, each only
+// if it is still what tether set; it returns what it had to leave.
+func (a *attempt) unpin(ctx context.Context) []string {
+	p := a.pinned
+	var left []string
+	err := a.setSelector(ctx, p, func(sel map[string]string) bool {
+		_, ok := p.j.PinnedSelector(sel)
+		return ok || equality.Semantic.DeepEqual(sel, p.j.Selector)
+	}, "")
+	if err != nil {
+		left = append(left, fmt.Sprintf("service/%s's selector (%v)", p.j.Service, err))
+	}
+	if err := a.setSettings(ctx, p.to, p.j.Rollout); err != nil {
+		left = append(left, fmt.Sprintf("%s's rollout settings (%v)", a.w, err))
+	}
+	if len(left) == 0 {
+		if err := a.update(ctx, func(e *journal.Entry) error {
+			e.Pin = nil
+			return nil
+		}); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			left = append(left, fmt.Sprintf("the journal's record of service/%s's hold (%v)", p.j.Service, err))
+		}
+	}
+	return left
+}
+
+// pinJournal refuses an intercept of a workload whose journal holds a pin
+// from an intercept that stopped during its rollout.
+func pinJournal(w journal.Workload, svc string) error {
+	return errdefs.FailedCheck("an intercept of %s stopped during its rollout (its daemon was stopped or killed) while it held service/%s "+
+		"to one template's pods, and the Deployment keeps its old pods until that is undone: run `tether rollback %s` first", w, svc, w)
+}
