@@ -180,3 +180,64 @@ func TestInterceptSharedServiceRefused(t *testing.T) {
 	}
 	e.requireRestored(before)
 }
+
+// TestInterceptPinnedRolloutFallsBack: a pinned rollout starts every new
+// pod beside the running ones; when a quota leaves room for the
+// Deployment's own surge (one pod) but not for that, the intercept says
+// so, sets the Service and the Deployment back and rolls out as
+// configured, and works; rollback is exact. Without the quota the same
+// Deployment's intercept is pinned (the switch is in its progress).
+func TestInterceptPinnedRolloutFallsBack(t *testing.T) {
+	e := newEnv(t)
+	e.deployOrders(2)
+	client := e.clientPod("client")
+	ctx := context.Background()
+	pods, err := e.cs.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	room := int64(len(pods.Items) + 1)
+	q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "pods"},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: *resource.NewQuantity(room, resource.DecimalSI)}}}
+	if _, err := e.cs.CoreV1().ResourceQuotas(e.ns).Create(ctx, q, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		q, err := e.cs.CoreV1().ResourceQuotas(e.ns).Get(ctx, "pods", metav1.GetOptions{})
+		if used := q.Status.Used[corev1.ResourcePods]; err == nil && used.Value() == room-1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("quota pods never counted the namespace's %d pods: %+v", room-1, q.Status)
+		}
+	}
+	before := e.snapshot()
+	took, progress := e.interceptTimed("orders", "--port", "http:"+strconv.Itoa(laptop(t)))
+	t.Logf("intercept with a quota of %d pods: %s", room, took.Round(time.Millisecond))
+	for _, want := range []string{"holding service/orders to the running pods", "exceeded quota: pods",
+		"rolling out as deployment/orders is configured instead"} {
+		if !strings.Contains(progress, want) {
+			t.Errorf("progress does not say %q", want)
+		}
+	}
+	if strings.Contains(progress, "switching service/orders") {
+		t.Errorf("the Service was switched after the fallback")
+	}
+	e.requireAll(client, "laptop", 10)
+	e.mustTether("rollback", "orders")
+	e.waitAppRoutes(2)
+	e.requireRestored(before)
+
+	// Room for every new pod: pinned, switched once.
+	if err := e.cs.CoreV1().ResourceQuotas(e.ns).Delete(ctx, "pods", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, progress = e.interceptTimed("orders", "--port", "http:"+strconv.Itoa(laptop(t)))
+	if !strings.Contains(progress, "switching service/orders to the new pods") || strings.Contains(progress, "instead") {
+		t.Errorf("without the quota, the intercept was not pinned:\n%s", progress)
+	}
+	e.requireAll(client, "laptop", 10)
+	e.mustTether("rollback", "orders")
+	e.waitAppRoutes(2)
+	e.requireRestored(before)
+}

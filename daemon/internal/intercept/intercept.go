@@ -296,7 +296,18 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		defer pre.close()
 		rw.agentReady = pre.pod
 	}
-	if err := rw.wait(ctx, w, req.RolloutTimeout, progress); err != nil {
+	err = rw.wait(ctx, w, req.RolloutTimeout, progress)
+	if errors.Is(err, errPinRoom) {
+		// The configured rollout needs less room: it replaces the old
+		// pods as it goes.
+		progress(fmt.Sprintf("%v; rolling out as %s is configured instead", err, w))
+		if left := a.unpin(ctx); len(left) > 0 {
+			return fail(fmt.Errorf("%w; and could not set back %s", err, strings.Join(left, ", ")))
+		}
+		a.pinned, pn, rw.pinned = nil, nil, ""
+		err = rw.wait(ctx, w, req.RolloutTimeout, progress)
+	}
+	if err != nil {
 		return fail(err)
 	}
 	tl.mark("rollout")

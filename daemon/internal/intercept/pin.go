@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -99,6 +100,9 @@ func (m *Manager) planPin(ctx context.Context, req Request, w journal.Workload, 
 	case len(svc.Spec.Selector) == 0:
 		return nil, "the Service has no selector", nil
 	}
+	if why := pinRoom(d, n); why != "" {
+		return nil, why, nil
+	}
 	if _, ok := svc.Spec.Selector[pinLabel]; ok {
 		return nil, "the Service selects by " + pinLabel, nil
 	}
@@ -133,6 +137,29 @@ func (m *Manager) planPin(ctx context.Context, req Request, w journal.Workload, 
 			Rollout: journal.SettingsOf(d), AppliedRolloutHash: journal.Hash(to)},
 		to: to, old: old,
 	}, "", nil
+}
+
+// pinRoom says why d's pods should not all be started beside the
+// running ones, or "". Where room runs out anyway (a quota, the nodes'
+// capacity), the rollout falls back to d's own settings (errPinRoom).
+func pinRoom(d *appsv1.Deployment, n int) string {
+	if ru := d.Spec.Strategy.RollingUpdate; ru != nil && ru.MaxSurge != nil {
+		if s, err := intstr.GetScaledValueFromIntOrPercent(ru.MaxSurge, n, true); err == nil && s == 0 {
+			return "its strategy starts no pod beyond its replicas (maxSurge 0)"
+		}
+	}
+	spec := &d.Spec.Template.Spec
+	if a := spec.Affinity; a != nil && a.PodAntiAffinity != nil && len(a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution) > 0 {
+		return "its pods have a required pod anti-affinity (new pods may have no node beside the old ones)"
+	}
+	for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+		for _, p := range c.Ports {
+			if p.HostPort != 0 {
+				return fmt.Sprintf("container %s takes host port %d (two pods of it cannot share a node)", c.Name, p.HostPort)
+			}
+		}
+	}
+	return ""
 }
 
 // pin journals p, then holds the Service to the old pods and sets the

@@ -78,7 +78,7 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 	}
 	start := time.Now()
 	last := time.Time{}
-	d := diagnosis{cs: cs, w: w, start: start, grace: rw.grace, since: map[string]time.Time{}}
+	d := diagnosis{cs: cs, w: w, start: start, grace: rw.grace, since: map[string]time.Time{}, pinned: rw.pinned != ""}
 	lastReady, shown := 0, ""
 	var looked time.Time
 	timedOut := func() error {
@@ -232,7 +232,15 @@ type diagnosis struct {
 	since map[string]time.Time
 	// pending is what held the rollout at the last check, for progress.
 	pending string
+	// pinned: the rollout starts every new pod beside the old ones
+	// (pin.go), and a finding that may clear by itself (no room for
+	// them) ends it at once with errPinRoom, for the configured rollout.
+	pinned bool
 }
+
+// errPinRoom: a pinned rollout's new pods find no room beside the old
+// ones (a quota, the nodes' capacity).
+var errPinRoom = errors.New("no room for every new pod beside the running ones")
 
 type finding struct {
 	key, text string
@@ -257,6 +265,9 @@ func (d *diagnosis) check(ctx context.Context, pods []corev1.Pod, now time.Time)
 		}
 		if !f.transient {
 			return errdefs.User("%s cannot finish its rollout: %s", d.w, f.text)
+		}
+		if d.pinned {
+			return fmt.Errorf("%w: %s", errPinRoom, f.text)
 		}
 		seen[f.key] = true
 		first, ok := d.since[f.key]
