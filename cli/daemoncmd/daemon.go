@@ -91,7 +91,7 @@ func (o *RunOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rc.QPS, rc.Burst = 50, 100
+	rc.QPS, rc.Burst = 50, 300
 	if os.Getenv("GOMAXPROCS") == "" && runtime.NumCPU() <= 2 {
 		// One P on a machine of two CPUs. An intercepted message crosses
 		// goroutines (yamux's receive loop, the copy, yamux's send loop);

@@ -69,7 +69,13 @@ func newAttempt(m *Manager, store journal.Store, e *journal.Entry) *attempt {
 
 // update changes the journal (see journal.Store.Update).
 func (a *attempt) update(ctx context.Context, change func(*journal.Entry) error) error {
-	e, err := a.store.Update(ctx, a.w, change)
+	var e *journal.Entry
+	var err error
+	if a.last != nil {
+		e, err = a.store.UpdateFrom(ctx, a.last, change)
+	} else {
+		e, err = a.store.Update(ctx, a.w, change)
+	}
 	if err == nil {
 		a.last = e
 	}
@@ -79,39 +85,49 @@ func (a *attempt) update(ctx context.Context, change func(*journal.Entry) error)
 // setAppliedHash journals h as the hash of the template tether applied.
 func (a *attempt) setAppliedHash(ctx context.Context, h string) error {
 	return a.update(ctx, func(e *journal.Entry) error {
-		if _, ours := a.replaced[e.AppliedTemplateHash]; !ours {
-			a.replaced[h] = e.AppliedTemplateHash
-		} else {
-			a.replaced[h] = a.replaced[e.AppliedTemplateHash]
-		}
-		e.AppliedTemplateHash = h
+		a.applied(e, h)
 		return nil
 	})
+}
+
+// applied sets h in e as the hash of the template tether applied.
+func (a *attempt) applied(e *journal.Entry, h string) {
+	if _, ours := a.replaced[e.AppliedTemplateHash]; !ours {
+		a.replaced[h] = e.AppliedTemplateHash
+	} else {
+		a.replaced[h] = a.replaced[e.AppliedTemplateHash]
+	}
+	e.AppliedTemplateHash = h
 }
 
 // setAppliedPorts journals ports as what tether set on svc, with svc's
 // ports as read (before tether's change) as the original unless an entry
 // exists (another attempt may have journaled it and undone its own).
 func (a *attempt) setAppliedPorts(ctx context.Context, svc *corev1.Service, ports []corev1.ServicePort) error {
-	a.svc = svc.Name
 	return a.update(ctx, func(e *journal.Entry) error {
-		if e.Services == nil {
-			e.Services = map[string]journal.ServiceEntry{}
-		}
-		se, ok := e.Services[svc.Name]
-		if !ok {
-			se.Ports = svc.Spec.Ports
-		}
-		h := journal.Hash(ports)
-		if prev, ours := a.replacedPorts[se.AppliedPortsHash]; ours {
-			a.replacedPorts[h] = prev
-		} else {
-			a.replacedPorts[h] = se.AppliedPortsHash
-		}
-		se.AppliedPortsHash = h
-		e.Services[svc.Name] = se
+		a.appliedPorts(e, svc, ports)
 		return nil
 	})
+}
+
+// appliedPorts sets ports in e as what tether set on svc (setAppliedPorts).
+func (a *attempt) appliedPorts(e *journal.Entry, svc *corev1.Service, ports []corev1.ServicePort) {
+	a.svc = svc.Name
+	if e.Services == nil {
+		e.Services = map[string]journal.ServiceEntry{}
+	}
+	se, ok := e.Services[svc.Name]
+	if !ok {
+		se.Ports = svc.Spec.Ports
+	}
+	h := journal.Hash(ports)
+	if prev, ours := a.replacedPorts[se.AppliedPortsHash]; ours {
+		a.replacedPorts[h] = prev
+	} else {
+		a.replacedPorts[h] = se.AppliedPortsHash
+	}
+	se.AppliedPortsHash = h
+	e.Services[svc.Name] = se
 }
 
 // ensureToken returns the token for the workload's agent. A new agent

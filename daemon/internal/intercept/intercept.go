@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tetherkube/tether/agent"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -127,6 +129,21 @@ type Intercept struct {
 
 	tunnels  *tunnels
 	follower *follower
+	// settled is closed once what held the Service during a pinned
+	// rollout is set back (pin.go), which goes on after Start returns;
+	// nil when there was nothing to set back.
+	settled chan struct{}
+}
+
+// settle waits until the pinned rollout's release is done, or ctx ends.
+func (i *Intercept) settle(ctx context.Context) {
+	if i.settled == nil {
+		return
+	}
+	select {
+	case <-i.settled:
+	case <-ctx.Done():
+	}
 }
 
 // Start checks the request, changes the cluster (journaled), waits for the
@@ -228,22 +245,56 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 			return fail(err)
 		}
 	}
-	token, err := a.ensureToken(ctx)
-	if err != nil {
-		return fail(err)
-	}
+	// Three things independent of each other, each a few requests to the
+	// API server, at once: the token (written to the journal), the dry
+	// run of the template's update, and the pinned rollout's plan.
+	var (
+		token       []byte
+		tokenErr    error
+		expected    = &plan.Template
+		pn          *pin
+		why         string
+		pinErr      error
+		independent sync.WaitGroup
+	)
+	independent.Add(2)
+	go func() {
+		defer independent.Done()
+		token, tokenErr = a.ensureToken(ctx)
+	}()
+	go func() {
+		defer independent.Done()
+		// Journal what is about to be applied first, so a crash right
+		// after the update leaves a journal that recognises it: the
+		// template as the server will store it (a dry run of the
+		// update: its defaults added), else as sent; then what the
+		// server stored, if that differs.
+		if dry, err := (workload.Client{CS: m.CS}).DryRunTemplate(ctx, w, *tmpl, plan.Template); err == nil {
+			expected = dry
+		}
+	}()
 	// The Service follows the rollout in one step where it can (pin.go).
-	pn, why, err := m.planPin(ctx, req, w, svc)
-	if err != nil {
+	pn, why, pinErr = m.planPin(ctx, req, w, svc)
+	independent.Wait()
+	if err := errors.Join(tokenErr, pinErr); err != nil {
 		return fail(err)
 	}
 	if pn != nil {
 		progress(fmt.Sprintf("holding service/%s to the running pods until every new pod's agent is ready", svc.Name))
-		if err := a.pin(ctx, pn); err != nil {
+		var ports []corev1.ServicePort
+		if plan.Service != nil {
+			ports = plan.Service.Spec.Ports
+		}
+		if err := a.pin(ctx, pn, journal.Hash(expected), svc, ports); err != nil {
 			return fail(err)
 		}
-	} else if m.Log != nil {
-		m.Log.Info("intercept: rolling out as configured, the Service following each pod", "workload", w.String(), "why", why)
+	} else {
+		if m.Log != nil {
+			m.Log.Info("intercept: rolling out as configured, the Service following each pod", "workload", w.String(), "why", why)
+		}
+		if err := a.setAppliedHash(ctx, journal.Hash(expected)); err != nil {
+			return fail(err)
+		}
 	}
 	if plan.Reconfigured {
 		// An agent an intercept added pauses recording, and may step
@@ -254,24 +305,19 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	} else {
 		progress(fmt.Sprintf("adding the agent to %s (agent port %d in front of %s:%d)", w, plan.AgentPort, plan.AppContainer, plan.AppPort))
 	}
-	// Journal what is about to be applied first, so a crash right after the
-	// update leaves a journal that recognises it: the template as the
-	// server will store it (a dry run of the update: its defaults added),
-	// else as sent; then what the server stored.
-	expected := &plan.Template
-	if dry, err := (workload.Client{CS: m.CS}).DryRunTemplate(ctx, w, *tmpl, plan.Template); err == nil {
-		expected = dry
+	var edit func(*appsv1.Deployment) error
+	if pn != nil {
+		edit = pn.settings
 	}
-	if err := a.setAppliedHash(ctx, journal.Hash(expected)); err != nil {
-		return fail(err)
-	}
-	stored, err := workload.Client{CS: m.CS}.SetTemplate(ctx, w, *tmpl, plan.Template)
+	stored, err := workload.Client{CS: m.CS}.SetTemplateWith(ctx, w, *tmpl, plan.Template, edit)
 	if err != nil {
 		return fail(err)
 	}
 	a.tmplFrom, a.tmplTo = tmpl, stored
-	if err := a.setAppliedHash(ctx, journal.Hash(stored)); err != nil {
-		return fail(err)
+	if h := journal.Hash(stored); h != journal.Hash(expected) {
+		if err := a.setAppliedHash(ctx, h); err != nil {
+			return fail(err)
+		}
 	}
 	tl.mark("applied")
 	// The readiness check's probe pods for the nodes none of the pods runs
@@ -286,15 +332,22 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 	}
 	rw := newRolloutWaiter(m.CS)
-	if pn != nil {
-		rw.pinned = pn.old
-	}
 	var pre *predial
 	if !req.RecordOnly && m.Dialer != nil {
 		// Each new pod's tunnel opens as soon as its agent is ready.
 		pre = newPredial(ctx, m.tunnelsFor(req, w, "", int(plan.AgentPort), token))
 		defer pre.close()
 		rw.agentReady = pre.pod
+	}
+	if pn != nil {
+		rw.pinned = pn.old
+		pinned, next := pn, rw.agentReady
+		rw.agentReady = func(p *corev1.Pod) {
+			pinned.agentReady(p)
+			if next != nil {
+				next(p)
+			}
+		}
 	}
 	err = rw.wait(ctx, w, req.RolloutTimeout, progress)
 	if errors.Is(err, errPinRoom) {
@@ -395,14 +448,27 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 	tl.mark("ready")
 	if pn != nil {
-		if err := a.release(ctx, pn); err != nil {
-			// The intercept works; what is left is journaled.
-			progress(fmt.Sprintf("could not set back what held service/%s during the rollout (%v); `tether rollback %s` restores it", svc.Name, err, w))
-			if m.Log != nil {
-				m.Log.Warn("intercept: release the pinned rollout", "workload", w.String(), "err", err)
+		// The intercept works now: the Service sends to the new pods'
+		// agents alone. Setting back what held it lets the old pods go,
+		// and goes on after the return (Leave and Release wait for it).
+		ic.settled = make(chan struct{})
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pinReleaseTimeout)
+		go func() {
+			defer close(ic.settled)
+			defer cancel()
+			start := time.Now()
+			err := a.release(rctx, pn)
+			if m.Log == nil {
+				return
 			}
-		}
-		tl.mark("released")
+			if err != nil {
+				// What is left is journaled; a rollback restores it.
+				m.Log.Warn("intercept: could not set back what held the Service during the rollout; `tether rollback` restores it",
+					"workload", w.String(), "service", svc.Name, "err", err)
+				return
+			}
+			m.Log.Info("intercept: the pinned rollout released", "workload", w.String(), "took", time.Since(start))
+		}()
 	}
 	return ic, nil
 }
@@ -489,6 +555,7 @@ func (i *Intercept) Paths() map[string]string {
 // again and the tunnels close, or stay open in the Manager's Kept for the
 // next intercept. The agents stay, so leaving restarts nothing.
 func (i *Intercept) Leave(ctx context.Context) error {
+	i.settle(ctx)
 	if i.follower != nil {
 		return i.follower.leave(ctx)
 	}
@@ -499,6 +566,7 @@ func (i *Intercept) Leave(ctx context.Context) error {
 // --no-restart changed in the cluster (the Service, the marks, the
 // journal) for a rollback to restore and report.
 func (i *Intercept) Release(ctx context.Context) error {
+	i.settle(ctx)
 	if i.follower != nil {
 		i.follower.stop()
 	}

@@ -14,9 +14,10 @@ package intercept
 // the old ones (maxSurge 100%, maxUnavailable 0, a minReadySeconds that
 // never ends); once every new pod's agent is ready, one update of the
 // Service selects the new pods' hash instead (and retargets its port), a
-// single slice change that kube-proxy applies at once. The intercept then
-// sets the Deployment's settings back, which lets the old pods go, and
-// the Service's selector back once they are going, before it returns.
+// single slice change that kube-proxy applies at once. Right after the
+// intercept returns (it works by then), the daemon sets the Deployment's
+// settings back, which lets the old pods go, and the Service's selector
+// back once they are going; leave and rollback wait for that.
 //
 // Both changes are journaled first (journal.Pin). A daemon that dies in
 // between leaves a Service that still serves: before the switch the old
@@ -35,9 +36,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/tetherkube/tether/daemon/internal/journal"
@@ -60,6 +63,10 @@ const pinMaxReplicas = 10
 // none.
 const pinHold = math.MaxInt32 - 1
 
+// pinReleaseTimeout bounds the release after an intercept returned: the
+// old pods going (release waits up to 10 s for that) and three updates.
+const pinReleaseTimeout = 20 * time.Second
+
 // errPinChanged: someone changed the Service's selector or the
 // Deployment's settings while the intercept held them.
 var errPinChanged = errors.New("changed meanwhile")
@@ -70,6 +77,12 @@ type pin struct {
 	j        journal.Pin
 	to       journal.RolloutSettings
 	old, new string
+	// svc is the Service as tether last stored it, for the switch's
+	// update without a read.
+	svc *corev1.Service
+	// seen are the hashes of the new pods the rollout saw with a ready
+	// agent.
+	seen map[string]bool
 }
 
 // planPin returns the pinned rollout for an intercept that adds the agent
@@ -162,37 +175,60 @@ func pinRoom(d *appsv1.Deployment, n int) string {
 	return ""
 }
 
-// pin journals p, then holds the Service to the old pods and sets the
-// Deployment's settings.
-func (a *attempt) pin(ctx context.Context, p *pin) error {
+// pin journals p, with applied as the hash of the template about to be
+// applied and ports (when not nil) as the ports the switch sets on svc,
+// in one write; then it holds the Service to the old pods. The
+// template's update sets the Deployment's settings (p.settings).
+func (a *attempt) pin(ctx context.Context, p *pin, applied string, svc *corev1.Service, ports []corev1.ServicePort) error {
 	err := a.update(ctx, func(e *journal.Entry) error {
 		if e.Pin != nil {
 			return pinJournal(a.w, e.Pin.Service)
 		}
 		j := p.j
 		e.Pin = &j
+		a.applied(e, applied)
+		if ports != nil {
+			a.appliedPorts(e, svc, ports)
+		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	a.pinned = p
-	if err := a.setSelector(ctx, p, func(sel map[string]string) bool { return equality.Semantic.DeepEqual(sel, p.j.Selector) }, p.old); err != nil {
-		return err
+	p.svc = svc // as read moments ago
+	return a.setSelector(ctx, p, func(sel map[string]string) bool { return equality.Semantic.DeepEqual(sel, p.j.Selector) }, p.old)
+}
+
+// agentReady notes the hash of a pod the rollout saw with a ready agent.
+func (p *pin) agentReady(pod *corev1.Pod) {
+	if h := pod.Labels[pinLabel]; h != "" && h != p.old {
+		if p.seen == nil {
+			p.seen = map[string]bool{}
+		}
+		p.seen[h] = true
 	}
-	return a.setSettings(ctx, p.j.Rollout, p.to)
+}
+
+// settings sets the pinned rollout's settings on d, in the update that
+// gives it the agent, if they are still the Deployment's own.
+func (p *pin) settings(d *appsv1.Deployment) error {
+	cur := journal.SettingsOf(d)
+	if equality.Semantic.DeepEqual(cur, p.to) {
+		return nil
+	}
+	if !equality.Semantic.DeepEqual(cur, p.j.Rollout) {
+		return fmt.Errorf("deployment/%s's rollout settings %w", d.Name, errPinChanged)
+	}
+	p.to.Apply(d)
+	return nil
 }
 
 // setSelector sets the pinned Service's selector to the original plus
 // pinLabel=hash (the original when hash is empty), if from accepts it as
 // it is.
 func (a *attempt) setSelector(ctx context.Context, p *pin, from func(map[string]string) bool, hash string) error {
-	svcs := a.m.CS.CoreV1().Services(a.w.Namespace)
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		svc, err := svcs.Get(ctx, p.j.Service, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
+	return p.updateService(ctx, a.m.CS.CoreV1().Services(a.w.Namespace), func(svc *corev1.Service) error {
 		if !from(svc.Spec.Selector) {
 			return fmt.Errorf("service/%s's selector %w (it is %v)", p.j.Service, errPinChanged, svc.Spec.Selector)
 		}
@@ -200,7 +236,40 @@ func (a *attempt) setSelector(ctx context.Context, p *pin, from func(map[string]
 		if hash != "" {
 			svc.Spec.Selector[pinLabel] = hash
 		}
-		_, err = svcs.Update(ctx, svc, metav1.UpdateOptions{FieldManager: "tether"})
+		return nil
+	})
+}
+
+// updateService changes the pinned Service by edit and stores it: first
+// from p.svc, the Service as tether last read or stored it, with no read;
+// when that is stale (the update conflicts, or edit refuses it), from the
+// Service as read now.
+func (p *pin) updateService(ctx context.Context, svcs typedcorev1.ServiceInterface, edit func(*corev1.Service) error) error {
+	opts := metav1.UpdateOptions{FieldManager: "tether"}
+	if p.svc != nil {
+		if svc := p.svc.DeepCopy(); edit(svc) == nil {
+			stored, err := svcs.Update(ctx, svc, opts)
+			if err == nil {
+				p.svc = stored
+				return nil
+			}
+			if !apierrors.IsConflict(err) {
+				return err
+			}
+		}
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc, err := svcs.Get(ctx, p.j.Service, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if err := edit(svc); err != nil {
+			return err
+		}
+		stored, err := svcs.Update(ctx, svc, opts)
+		if err == nil {
+			p.svc = stored
+		}
 		return err
 	})
 }
@@ -229,18 +298,22 @@ func (a *attempt) setSettings(ctx context.Context, from, to journal.RolloutSetti
 
 // switchPin moves the Service from the old pods to the new ones (those
 // with a ready agent and another hash) in one update, with its ports
-// retargeted at the agent when the plan changes them.
+// retargeted at the agent when the plan changes them (journaled by pin).
 func (a *attempt) switchPin(ctx context.Context, p *pin, svc *corev1.Service, ports []corev1.ServicePort) error {
-	pods, err := a.m.CS.CoreV1().Pods(a.w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(p.j.Selector).String()})
-	if err != nil {
-		return err
-	}
-	for i := range pods.Items {
-		pod := &pods.Items[i]
-		h := pod.Labels[pinLabel]
-		if ok, _ := agentState(pod); !ok || h == p.old {
-			continue
+	seen := p.seen
+	if len(seen) == 0 {
+		pods, err := a.m.CS.CoreV1().Pods(a.w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(p.j.Selector).String()})
+		if err != nil {
+			return err
 		}
+		for i := range pods.Items {
+			if ok, _ := agentState(&pods.Items[i]); ok {
+				p.agentReady(&pods.Items[i])
+			}
+		}
+		seen = p.seen
+	}
+	for h := range seen {
 		if p.new != "" && h != p.new {
 			return errdefs.Withf(workload.ErrTemplateChanged, "%s: pods of two new templates run the agent (%s and %s): another change rolled out meanwhile", a.w, p.new, h)
 		}
@@ -249,18 +322,7 @@ func (a *attempt) switchPin(ctx context.Context, p *pin, svc *corev1.Service, po
 	if p.new == "" {
 		return fmt.Errorf("%s: no new pod runs a ready agent", a.w)
 	}
-	if ports != nil {
-		if err := a.setAppliedPorts(ctx, svc, ports); err != nil {
-			return err
-		}
-	}
-	svcs := a.m.CS.CoreV1().Services(a.w.Namespace)
-	var stored *corev1.Service
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := svcs.Get(ctx, p.j.Service, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
+	err := p.updateService(ctx, a.m.CS.CoreV1().Services(a.w.Namespace), func(cur *corev1.Service) error {
 		if h, ok := p.j.PinnedSelector(cur.Spec.Selector); !ok || h != p.old {
 			return fmt.Errorf("service/%s's selector %w (it is %v)", p.j.Service, errPinChanged, cur.Spec.Selector)
 		}
@@ -272,12 +334,12 @@ func (a *attempt) switchPin(ctx context.Context, p *pin, svc *corev1.Service, po
 		if ports != nil {
 			cur.Spec.Ports = ports
 		}
-		stored, err = svcs.Update(ctx, cur, metav1.UpdateOptions{FieldManager: "tether"})
-		return err
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("update service %s: %w", p.j.Service, err)
 	}
+	stored := p.svc
 	if ports != nil {
 		a.portsFrom, a.portsTo = svc.Spec.Ports, stored.Spec.Ports
 		if journal.Hash(stored.Spec.Ports) != journal.Hash(ports) {

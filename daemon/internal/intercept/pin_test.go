@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/tetherkube/tether/daemon/internal/inject"
 	"github.com/tetherkube/tether/daemon/internal/journal"
 	"github.com/tetherkube/tether/daemon/internal/workload"
 )
@@ -125,5 +126,38 @@ func TestPinnedRolloutNoRoom(t *testing.T) {
 				t.Fatalf("wait() = %v, want errPinRoom", err)
 			}
 		})
+	}
+}
+
+// TestPinnedRolloutWaitsForReadyPods: a pinned rollout is done when every
+// new pod is Ready, its app too, not when its agent is: a pod switched to
+// before would enter the Service's slice not ready, then ready, two of
+// kube-proxy's rate-limited syncs. The old pods do not count.
+func TestPinnedRolloutWaitsForReadyPods(t *testing.T) {
+	pod := newPod("orders-new", func(p *corev1.Pod) {
+		p.Labels[pinLabel] = "def"
+		p.Status.Phase, p.Status.PodIP = corev1.PodRunning, "10.42.0.9"
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: inject.AgentContainer, Ready: true}, {Name: "orders"}}
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}}
+	})
+	old := runningPod("orders-old", "abc")
+	old.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	cs := fake.NewClientset(deployment(), pod, old)
+	var seen []string
+	rw := rolloutWaiter{cs: cs, grace: time.Hour, poll: 5 * time.Millisecond, pinned: "abc",
+		agentReady: func(p *corev1.Pod) { seen = append(seen, p.Name) }}
+	w := journal.Workload{Kind: workload.Deployment, Namespace: ns, Name: "orders"}
+	if err := rw.wait(context.Background(), w, 200*time.Millisecond, func(string) {}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait() = %v with the app not ready, want the timeout", err)
+	}
+	if len(seen) == 0 || seen[0] != "orders-new" {
+		t.Errorf("agentReady saw %v, want orders-new (its agent is ready)", seen)
+	}
+	pod.Status.Conditions[0].Status = corev1.ConditionTrue
+	if _, err := cs.CoreV1().Pods(ns).UpdateStatus(context.Background(), pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rw.wait(context.Background(), w, 5*time.Second, func(string) {}); err != nil {
+		t.Errorf("wait() = %v once the pod is Ready, want nil", err)
 	}
 }

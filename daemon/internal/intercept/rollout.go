@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/agent"
@@ -63,7 +64,8 @@ type rolloutWaiter struct {
 	// pinned, when set, is the old pods' hash in a pinned rollout
 	// (pin.go): the controller reports that rollout done only once tether
 	// lets the old pods go, so it is done when every replica of another
-	// hash runs a ready agent, and the pods are looked at every poll.
+	// hash is Ready with a ready agent, and the pods are looked at every
+	// poll.
 	pinned string
 }
 
@@ -93,6 +95,15 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 		done     bool
 		reported time.Time // when want and the diagnosis were last taken
 	)
+	// A pinned rollout's pods are looked at again as soon as one changes
+	// (the switch waits on them), not only every poll.
+	var changed <-chan watch.Event
+	if rw.pinned != "" {
+		if pw, err := cs.CoreV1().Pods(w.Namespace).Watch(ctx, metav1.ListOptions{LabelSelector: sel.String()}); err == nil {
+			defer pw.Stop()
+			changed = pw.ResultChan()
+		}
+	}
 	for {
 		// A pinned rollout lists its pods every poll, and reads the
 		// workload and diagnoses it every look.
@@ -128,9 +139,15 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 				return errdefs.Mark(errdefs.ErrUser, fmt.Errorf("%w in pod %s: %s", ErrAgentFailed, p.Name, reason))
 			}
 			if ok {
-				ready++
 				if rw.agentReady != nil {
 					rw.agentReady(p)
+				}
+				// The switch of a pinned rollout waits for the pod to
+				// be Ready (its app too): a pod that is not would enter
+				// the Service's slice not ready, then ready, two of
+				// kube-proxy's rate-limited syncs.
+				if rw.pinned == "" || podReady(p) {
+					ready++
 				}
 			}
 		}
@@ -159,6 +176,10 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 		case <-ctx.Done():
 			return timedOut()
 		case <-time.After(rw.poll):
+		case _, ok := <-changed:
+			if !ok {
+				changed = nil
+			}
 		}
 	}
 }

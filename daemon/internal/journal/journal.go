@@ -143,6 +143,9 @@ type Entry struct {
 	// key that key, to seal the entry again without reading it twice.
 	keyUID types.UID
 	key    []byte
+	// cm is the ConfigMap as read or written with this entry, for
+	// UpdateFrom's single write.
+	cm *corev1.ConfigMap
 }
 
 // Created reports whether the Begin that returned e created the journal

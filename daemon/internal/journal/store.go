@@ -68,7 +68,7 @@ func (s Store) load(ctx context.Context, w Workload) (*Entry, *corev1.ConfigMap,
 	if e.Workload != w {
 		return nil, nil, tampered(fmt.Sprintf("describes %s in namespace %s", e.Workload, e.Workload.Namespace))
 	}
-	e.resourceVersion, e.keyUID, e.key = cm.ResourceVersion, keyUID, key
+	e.resourceVersion, e.keyUID, e.key, e.cm = cm.ResourceVersion, keyUID, key, cm
 	return e, cm, nil
 }
 
@@ -128,7 +128,7 @@ func (s Store) begin(ctx context.Context, e *Entry, attempt int) (*Entry, error)
 		return s.begin(ctx, e, attempt+1)
 	}
 	out := *e
-	out.resourceVersion, out.created, out.keyUID, out.key = stored.ResourceVersion, true, keyUID, key
+	out.resourceVersion, out.created, out.keyUID, out.key, out.cm = stored.ResourceVersion, true, keyUID, key, stored
 	return &out, nil
 }
 
@@ -160,7 +160,7 @@ func (s Store) Update(ctx context.Context, w Workload, change func(*Entry) error
 		if err != nil {
 			return err
 		}
-		e.resourceVersion = stored.ResourceVersion
+		e.resourceVersion, e.cm = stored.ResourceVersion, stored
 		out = e
 		return nil
 	})
@@ -168,6 +168,44 @@ func (s Store) Update(ctx context.Context, w Workload, change func(*Entry) error
 		return nil, fmt.Errorf("update journal of %s: %w", w, err)
 	}
 	return out, nil
+}
+
+// UpdateFrom is Update for a journal this process read or wrote as last:
+// it applies change to a copy of last and writes it in one request, on
+// the condition that the journal is still at last's version (so still
+// as verified then); when it is not (another tether changed it), it is
+// Update, which reads and verifies it again. An intercept writes its
+// journal several times in a row, each a read of the journal and its key
+// and a write with Update.
+func (s Store) UpdateFrom(ctx context.Context, last *Entry, change func(*Entry) error) (*Entry, error) {
+	w := last.Workload
+	if last.cm == nil || last.key == nil || last.resourceVersion != last.cm.ResourceVersion {
+		return s.Update(ctx, w, change)
+	}
+	e, err := FromConfigMap(last.cm) // a copy for change to edit
+	if err != nil {
+		return s.Update(ctx, w, change)
+	}
+	e.resourceVersion, e.keyUID, e.key = last.resourceVersion, last.keyUID, last.key
+	if err := change(e); err != nil {
+		return nil, err
+	}
+	want, err := e.ToConfigMap()
+	if err != nil {
+		return nil, err
+	}
+	seal(e.key, want)
+	cm := last.cm.DeepCopy() // its resourceVersion: the precondition
+	cm.Data, cm.Labels = want.Data, want.Labels
+	stored, err := s.CS.CoreV1().ConfigMaps(w.Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "tether"})
+	if apierrors.IsConflict(err) {
+		return s.Update(ctx, w, change)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update journal of %s: %w", w, err)
+	}
+	e.resourceVersion, e.cm = stored.ResourceVersion, stored
+	return e, nil
 }
 
 // Delete removes e's journal and its key if the journal is still as e was

@@ -157,3 +157,54 @@ func TestBeginSurvivesItsKeyRemoved(t *testing.T) {
 		t.Errorf("the journal does not verify after its key was removed mid-begin: %v", err)
 	}
 }
+
+// TestUpdateFrom: an update from the entry last written is one write, no
+// read, and the journal it writes verifies; from an entry someone's
+// update made stale, it reads the journal again and keeps their change.
+// last itself is not changed.
+func TestUpdateFrom(t *testing.T) {
+	ctx := context.Background()
+	cs := fakekube.New()
+	s := journal.Store{CS: cs}
+	last, err := s.Begin(ctx, newEntry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.ClearActions()
+	next, err := s.UpdateFrom(ctx, last, func(e *journal.Entry) error { e.AppliedTemplateHash = "h1"; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var verbs []string
+	for _, a := range cs.Actions() {
+		verbs = append(verbs, a.GetVerb()+" "+a.GetResource().Resource)
+	}
+	if diff := cmp.Diff([]string{"update configmaps"}, verbs); diff != "" {
+		t.Errorf("requests of one update from the last entry (-want +got):\n%s", diff)
+	}
+	if last.AppliedTemplateHash != "" {
+		t.Errorf("last was changed: %q", last.AppliedTemplateHash)
+	}
+	if got, err := s.Load(ctx, orders); err != nil || got.AppliedTemplateHash != "h1" {
+		t.Fatalf("after the update: %+v, %v", got, err)
+	}
+
+	// Another tether writes; next is stale.
+	a := journal.ServiceEntry{Ports: []corev1.ServicePort{{Name: "a", Port: 1}}}
+	if _, err := s.Update(ctx, orders, func(e *journal.Entry) error {
+		e.Services = map[string]journal.ServiceEntry{"svc-a": a}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateFrom(ctx, next, func(e *journal.Entry) error { e.AppliedTemplateHash = "h2"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load(ctx, orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AppliedTemplateHash != "h2" || got.Services["svc-a"].Ports == nil {
+		t.Errorf("after an update from a stale entry: hash %q, services %v; want h2 and the other tether's svc-a", got.AppliedTemplateHash, got.Services)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -181,7 +182,16 @@ var ErrTemplateChanged = errors.New("pod template changed meanwhile")
 // reads again and retries while the template still is from, and fails with
 // ErrTemplateChanged once it is not.
 func (c Client) SetTemplate(ctx context.Context, w journal.Workload, from, to corev1.PodTemplateSpec) (*corev1.PodTemplateSpec, error) {
-	return c.setTemplate(ctx, w, from, to, nil)
+	return c.setTemplate(ctx, w, from, to, nil, nil)
+}
+
+// SetTemplateWith is SetTemplate that also changes a Deployment by edit
+// in the same update (one rollout, one request); edit's error ends it.
+func (c Client) SetTemplateWith(ctx context.Context, w journal.Workload, from, to corev1.PodTemplateSpec, edit func(*appsv1.Deployment) error) (*corev1.PodTemplateSpec, error) {
+	if edit != nil && w.Kind != Deployment {
+		return nil, fmt.Errorf("update %s: only a Deployment's other settings change with its template", w)
+	}
+	return c.setTemplate(ctx, w, from, to, nil, edit)
 }
 
 // DryRunTemplate returns the template as the API server would store it
@@ -190,10 +200,10 @@ func (c Client) SetTemplate(ctx context.Context, w journal.Workload, from, to co
 // so a daemon killed right after the update leaves a journal that
 // recognises the stored template.
 func (c Client) DryRunTemplate(ctx context.Context, w journal.Workload, from, to corev1.PodTemplateSpec) (*corev1.PodTemplateSpec, error) {
-	return c.setTemplate(ctx, w, from, to, []string{metav1.DryRunAll})
+	return c.setTemplate(ctx, w, from, to, []string{metav1.DryRunAll}, nil)
 }
 
-func (c Client) setTemplate(ctx context.Context, w journal.Workload, from, to corev1.PodTemplateSpec, dryRun []string) (*corev1.PodTemplateSpec, error) {
+func (c Client) setTemplate(ctx context.Context, w journal.Workload, from, to corev1.PodTemplateSpec, dryRun []string, edit func(*appsv1.Deployment) error) (*corev1.PodTemplateSpec, error) {
 	var stored *corev1.PodTemplateSpec
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		switch w.Kind {
@@ -206,6 +216,11 @@ func (c Client) setTemplate(ctx context.Context, w journal.Workload, from, to co
 				return ErrTemplateChanged
 			}
 			d.Spec.Template = to
+			if edit != nil {
+				if err := edit(d); err != nil {
+					return err
+				}
+			}
 			d, err = c.CS.AppsV1().Deployments(w.Namespace).Update(ctx, d, metav1.UpdateOptions{FieldManager: "tether", DryRun: dryRun})
 			if err != nil {
 				return err
