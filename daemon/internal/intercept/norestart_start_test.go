@@ -45,11 +45,11 @@ func (d *podAgents) DialPod(ctx context.Context, namespace, pod string, port int
 		}
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	addr, ok := d.addrs[pod]
 	if !ok {
 		p, err := d.cs.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
 		if err != nil {
+			d.mu.Unlock()
 			return nil, err
 		}
 		var token string
@@ -64,7 +64,15 @@ func (d *podAgents) DialPod(ctx context.Context, namespace, pod string, port int
 		d.addrs[pod] = addr
 		d.events = append(d.events, "dial "+pod)
 	}
-	return net.Dial("tcp", addr)
+	d.mu.Unlock()
+	// Outside the lock, and bounded: a connection the kernel is slow to
+	// take (it once hung for the SYN retries' 2 minutes on a loaded
+	// machine) fails this dial, which the intercept retries, rather than
+	// every other pod's.
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var dialer net.Dialer
+	return dialer.DialContext(dctx, "tcp", addr)
 }
 
 // start runs an agent in front of a port nothing listens on, as the
