@@ -47,7 +47,6 @@ func (d *Daemon) Env(ctx context.Context, req daemon.EnvRequest, progress func(s
 	if err := d.permitted(ctx, access.EnvSpec, req.Namespace, objs, "env", envRole); err != nil {
 		return daemon.EnvResult{}, err
 	}
-	d.settled(ctx, req.Namespace, req.Target)
 	pod, picked, err := envPod(ctx, d.cs, req.Namespace, req.Target)
 	if err != nil {
 		return daemon.EnvResult{}, err

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,7 +24,6 @@ import (
 	"github.com/tetherkube/tether/daemon/internal/podenv"
 	"github.com/tetherkube/tether/daemon/internal/proxy"
 	"github.com/tetherkube/tether/daemon/internal/trace"
-	"github.com/tetherkube/tether/daemon/internal/workload"
 	"github.com/tetherkube/tether/internal/access"
 	"github.com/tetherkube/tether/internal/errdefs"
 	"github.com/tetherkube/tether/internal/resolvconf"
@@ -52,7 +50,6 @@ func (d *Daemon) Run(ctx context.Context, req daemon.RunRequest, progress func(s
 	if strings.TrimSpace(req.Target) == "" {
 		return d.runThroughGateway(ctx, req, path, progress, ready)
 	}
-	d.settled(ctx, req.Namespace, req.Target)
 	pod, picked, err := trace.PickPod(ctx, d.cs, req.Namespace, req.Target, trace.PickOptions{Purpose: "run as"})
 	if err != nil {
 		return err
@@ -389,25 +386,4 @@ func (d *Daemon) clusterRanges(ctx context.Context, namespace string) (clusterne
 // namespace.
 func (d *Daemon) runPermitted(ctx context.Context, namespace string) error {
 	return d.permitted(ctx, access.Inspect, namespace, access.Objects{}, "run", inspectRole)
-}
-
-// settled waits, when this daemon intercepts the workload target names,
-// until that intercept's pinned rollout is released: the old pods, kept
-// for a moment after the intercept returned, are then terminating, and a
-// pod picked of the workload is a new one (`intercept -- CMD` runs CMD
-// as a pod of it right after the intercept returns).
-func (d *Daemon) settled(ctx context.Context, namespace, target string) {
-	if kind, _, ok := strings.Cut(target, "/"); ok && slices.Contains([]string{"pod", "pods", "po"}, strings.ToLower(kind)) {
-		return
-	}
-	w, err := workload.Client{CS: d.cs}.Resolve(ctx, namespace, target)
-	if err != nil {
-		return // PickPod says what is wrong with target
-	}
-	d.mu.Lock()
-	ic := d.intercepts[w.Namespace+"/"+w.String()]
-	d.mu.Unlock()
-	if ic != nil {
-		ic.Settled(ctx)
-	}
 }

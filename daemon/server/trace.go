@@ -20,7 +20,6 @@ func (d *Daemon) Trace(ctx context.Context, req daemon.TraceRequest, progress fu
 	if err := d.permitted(ctx, access.Inspect, req.Namespace, access.Objects{}, "trace", inspectRole); err != nil {
 		return daemon.TraceReport{}, err
 	}
-	d.settled(ctx, req.Namespace, req.From)
 	src, picked, err := trace.SourcePod(ctx, d.cs, req.Namespace, req.From)
 	if err != nil {
 		return daemon.TraceReport{}, err

@@ -135,11 +135,6 @@ type Intercept struct {
 	settled chan struct{}
 }
 
-// Settled waits until what held the Service during a pinned rollout is
-// set back (the old pods then terminating), or ctx ends: a pod picked of
-// the workload after that is one of the new ones.
-func (i *Intercept) Settled(ctx context.Context) { i.settle(ctx) }
-
 // settle waits until the pinned rollout's release is done, or ctx ends.
 func (i *Intercept) settle(ctx context.Context) {
 	if i.settled == nil {
