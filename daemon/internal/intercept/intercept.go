@@ -129,21 +129,6 @@ type Intercept struct {
 
 	tunnels  *tunnels
 	follower *follower
-	// settled is closed once what held the Service during a pinned
-	// rollout is set back (pin.go), which goes on after Start returns;
-	// nil when there was nothing to set back.
-	settled chan struct{}
-}
-
-// settle waits until the pinned rollout's release is done, or ctx ends.
-func (i *Intercept) settle(ctx context.Context) {
-	if i.settled == nil {
-		return
-	}
-	select {
-	case <-i.settled:
-	case <-ctx.Done():
-	}
 }
 
 // Start checks the request, changes the cluster (journaled), waits for the
@@ -448,27 +433,18 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 	tl.mark("ready")
 	if pn != nil {
-		// The intercept works now: the Service sends to the new pods'
-		// agents alone. Setting back what held it lets the old pods go,
-		// and goes on after the return (Leave and Release wait for it).
-		ic.settled = make(chan struct{})
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pinReleaseTimeout)
-		go func() {
-			defer close(ic.settled)
-			defer cancel()
-			start := time.Now()
-			err := a.release(rctx, pn)
-			if m.Log == nil {
-				return
+		// Set back before the return, so what a caller sees then is
+		// settled: the old pods terminating, the Service's selector its
+		// own (a pod picked of the workload right after is a new one;
+		// another tether finds no hold in the journal).
+		if err := a.release(ctx, pn); err != nil {
+			// The intercept works; what is left is journaled.
+			progress(fmt.Sprintf("could not set back what held service/%s during the rollout (%v); `tether rollback %s` restores it", svc.Name, err, w))
+			if m.Log != nil {
+				m.Log.Warn("intercept: release the pinned rollout", "workload", w.String(), "err", err)
 			}
-			if err != nil {
-				// What is left is journaled; a rollback restores it.
-				m.Log.Warn("intercept: could not set back what held the Service during the rollout; `tether rollback` restores it",
-					"workload", w.String(), "service", svc.Name, "err", err)
-				return
-			}
-			m.Log.Info("intercept: the pinned rollout released", "workload", w.String(), "took", time.Since(start))
-		}()
+		}
+		tl.mark("released")
 	}
 	return ic, nil
 }
@@ -555,7 +531,6 @@ func (i *Intercept) Paths() map[string]string {
 // again and the tunnels close, or stay open in the Manager's Kept for the
 // next intercept. The agents stay, so leaving restarts nothing.
 func (i *Intercept) Leave(ctx context.Context) error {
-	i.settle(ctx)
 	if i.follower != nil {
 		return i.follower.leave(ctx)
 	}
@@ -566,7 +541,6 @@ func (i *Intercept) Leave(ctx context.Context) error {
 // --no-restart changed in the cluster (the Service, the marks, the
 // journal) for a rollback to restore and report.
 func (i *Intercept) Release(ctx context.Context) error {
-	i.settle(ctx)
 	if i.follower != nil {
 		i.follower.stop()
 	}
