@@ -123,13 +123,13 @@ func (e *env) untilServedBy(client, want string, since time.Time, limit time.Dur
 	return until(func() string { return e.servedBy(client) }, want, since, limit, 50*time.Millisecond)
 }
 
-// lostAfter sends n requests from client and counts those not served by
+// lostAfter sends n requests with get and counts those not served by
 // want, each an error of the round.
-func (e *env) lostAfter(client, want string, round, n int) int {
+func (e *env) lostAfter(get func() string, want string, round, n int) int {
 	e.t.Helper()
 	lost := 0
 	for j := range n {
-		if got := e.servedBy(client); got != want {
+		if got := get(); got != want {
 			lost++
 			e.t.Errorf("round %d: request %d after the tunnel was back served by %q", round, j+1, got)
 		}
@@ -404,7 +404,7 @@ func TestChaosPortForwardCut(t *testing.T) {
 			within5s++
 		}
 		slowest = max(slowest, took)
-		failedAfter += e.lostAfter(client, "laptop", i+1, 20)
+		failedAfter += e.lostAfter(func() string { return e.servedBy(client) }, "laptop", i+1, 20)
 		after += 20
 		if p := e.daemonPID(); p != pid {
 			t.Fatalf("round %d: the daemon changed (pid %d -> %d)", i+1, pid, p)

@@ -334,16 +334,17 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 			}
 		}
 	}
+	waited := time.Now()
 	err = rw.wait(ctx, w, req.RolloutTimeout, progress)
 	if errors.Is(err, errPinRoom) {
 		// The configured rollout needs less room: it replaces the old
-		// pods as it goes.
+		// pods as it goes, within what is left of the same timeout.
 		progress(fmt.Sprintf("%v; rolling out as %s is configured instead", err, w))
 		if left := a.unpin(ctx); len(left) > 0 {
 			return fail(fmt.Errorf("%w; and could not set back %s", err, strings.Join(left, ", ")))
 		}
 		a.pinned, pn, rw.pinned = nil, nil, ""
-		err = rw.wait(ctx, w, req.RolloutTimeout, progress)
+		err = rw.wait(ctx, w, max(req.RolloutTimeout-time.Since(waited), time.Second), progress)
 	}
 	if err != nil {
 		return fail(err)

@@ -211,15 +211,23 @@ func (p *pin) agentReady(pod *corev1.Pod) {
 // settings sets the pinned rollout's settings on d, in the update that
 // gives it the agent, if they are still the Deployment's own.
 func (p *pin) settings(d *appsv1.Deployment) error {
+	_, err := applySettings(d, p.j.Rollout, p.to)
+	return err
+}
+
+// applySettings sets d's rollout settings to to if they are from; it
+// reports whether d changed. Settings already at to are left alone, and
+// any others are someone else's change, refused.
+func applySettings(d *appsv1.Deployment, from, to journal.RolloutSettings) (bool, error) {
 	cur := journal.SettingsOf(d)
-	if equality.Semantic.DeepEqual(cur, p.to) {
-		return nil
+	if equality.Semantic.DeepEqual(cur, to) {
+		return false, nil
 	}
-	if !equality.Semantic.DeepEqual(cur, p.j.Rollout) {
-		return fmt.Errorf("deployment/%s's rollout settings %w", d.Name, errPinChanged)
+	if !equality.Semantic.DeepEqual(cur, from) {
+		return false, fmt.Errorf("deployment/%s's rollout settings %w", d.Name, errPinChanged)
 	}
-	p.to.Apply(d)
-	return nil
+	to.Apply(d)
+	return true, nil
 }
 
 // setSelector sets the pinned Service's selector to the original plus
@@ -281,14 +289,10 @@ func (a *attempt) setSettings(ctx context.Context, from, to journal.RolloutSetti
 		if err != nil {
 			return err
 		}
-		cur := journal.SettingsOf(d)
-		if equality.Semantic.DeepEqual(cur, to) {
-			return nil
+		changed, err := applySettings(d, from, to)
+		if !changed || err != nil {
+			return err
 		}
-		if !equality.Semantic.DeepEqual(cur, from) {
-			return fmt.Errorf("%s's rollout settings %w", a.w, errPinChanged)
-		}
-		to.Apply(d)
 		_, err = deps.Update(ctx, d, metav1.UpdateOptions{FieldManager: "tether"})
 		return err
 	})
