@@ -209,7 +209,25 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 			"run `tether rollback %s` first to see what it can restore", w, w.Namespace, w)
 	}
 	a := newAttempt(m, store, entry)
+	// The pinned rollout's release runs beside the readiness check
+	// (below); an undo waits for it to stop first.
+	var (
+		releasing    chan error
+		stopReleaseF context.CancelFunc
+	)
+	awaitRelease := func() error {
+		if releasing == nil {
+			return nil
+		}
+		err := <-releasing
+		releasing = nil
+		return err
+	}
 	fail := func(cause error) (*Intercept, error) {
+		if releasing != nil {
+			stopReleaseF()
+			awaitRelease()
+		}
 		progress("undoing this attempt's changes to " + w.String())
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
@@ -350,10 +368,6 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return fail(err)
 	}
 	tl.mark("rollout")
-	want, _, err := rolloutDone(ctx, m.CS, w)
-	if err != nil {
-		return fail(err)
-	}
 	switch {
 	case pn != nil:
 		var ports []corev1.ServicePort
@@ -365,6 +379,19 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 			return fail(err)
 		}
 		tl.mark("switched")
+		// Once the Service selects the new pods alone, the old ones can
+		// go and the Service's own selector can come back (each waits
+		// for what it needs): meanwhile the tunnels open and the check
+		// runs, which neither change affects.
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		releasing, stopReleaseF = make(chan error, 1), cancel
+		timed := tl.begin("release", "")
+		go func(p *pin) {
+			err := a.release(rctx, p)
+			timed()
+			releasing <- err
+		}(pn)
 	case plan.Service != nil:
 		progress(fmt.Sprintf("pointing service/%s port %d at the agent", svc.Name, plan.ServicePort.Port))
 		if err := a.setAppliedPorts(ctx, svc, plan.Service.Spec.Ports); err != nil {
@@ -382,6 +409,11 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 	}
 
+	// Read after a pinned rollout's switch, which it does not change.
+	want, _, err := rolloutDone(ctx, m.CS, w)
+	if err != nil {
+		return fail(err)
+	}
 	// The token as the agents read it now: a tether racing this one may
 	// have replaced the Secret since this attempt wrote it.
 	if sec, err := m.CS.CoreV1().Secrets(w.Namespace).Get(ctx, secretName, metav1.GetOptions{}); err == nil {
@@ -433,19 +465,16 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return fail(err)
 	}
 	tl.mark("ready")
-	if pn != nil {
-		// Set back before the return, so what a caller sees then is
-		// settled: the old pods terminating, the Service's selector its
-		// own (a pod picked of the workload right after is a new one;
-		// another tether finds no hold in the journal).
-		if err := a.release(ctx, pn); err != nil {
-			// The intercept works; what is left is journaled.
-			progress(fmt.Sprintf("could not set back what held service/%s during the rollout (%v); `tether rollback %s` restores it", svc.Name, err, w))
-			if m.Log != nil {
-				m.Log.Warn("intercept: release the pinned rollout", "workload", w.String(), "err", err)
-			}
+	// The release is over before the return, so what a caller sees then
+	// is settled: the old pods terminating, the Service's selector its
+	// own (a pod picked of the workload right after is a new one; another
+	// tether finds no hold in the journal).
+	if err := awaitRelease(); err != nil {
+		// The intercept works; what is left is journaled.
+		progress(fmt.Sprintf("could not set back what held service/%s during the rollout (%v); `tether rollback %s` restores it", svc.Name, err, w))
+		if m.Log != nil {
+			m.Log.Warn("intercept: release the pinned rollout", "workload", w.String(), "err", err)
 		}
-		tl.mark("released")
 	}
 	return ic, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -97,12 +98,12 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 	)
 	// A pinned rollout's pods are looked at again as soon as one changes
 	// (the switch waits on them), not only every poll.
-	var changed <-chan watch.Event
+	// A pinned rollout's pods come from a watch: the switch waits on
+	// them, and a list per change would add a round trip to it.
+	var pw *podWatch
 	if rw.pinned != "" {
-		if pw, err := cs.CoreV1().Pods(w.Namespace).Watch(ctx, metav1.ListOptions{LabelSelector: sel.String()}); err == nil {
-			defer pw.Stop()
-			changed = pw.ResultChan()
-		}
+		pw = watchPods(ctx, cs, w.Namespace, sel.String())
+		defer pw.stop()
 	}
 	for {
 		// A pinned rollout lists its pods every poll, and reads the
@@ -124,13 +125,19 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 			continue
 		}
 		looked = time.Now()
-		pods, err := cs.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-		if err != nil {
-			return err
+		var pods []corev1.Pod
+		if pw.live() {
+			pods = pw.list()
+		} else {
+			list, err := cs.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+			if err != nil {
+				return err
+			}
+			pods = list.Items
 		}
 		ready := 0
-		for i := range pods.Items {
-			p := &pods.Items[i]
+		for i := range pods {
+			p := &pods[i]
 			if p.DeletionTimestamp != nil || rw.pinned != "" && p.Labels[pinLabel] == rw.pinned {
 				continue
 			}
@@ -159,7 +166,7 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 			lastReady = ready
 		}
 		if again {
-			if err := d.check(ctx, pods.Items, time.Now()); err != nil {
+			if err := d.check(ctx, pods, time.Now()); err != nil {
 				return err
 			}
 		}
@@ -176,11 +183,86 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 		case <-ctx.Done():
 			return timedOut()
 		case <-time.After(rw.poll):
-		case _, ok := <-changed:
-			if !ok {
-				changed = nil
+		case ev, ok := <-pw.events():
+			pw.apply(ev, ok)
+		}
+	}
+}
+
+// podWatch keeps the pods of a selector as a watch reports them, from a
+// list taken first.
+type podWatch struct {
+	w    watch.Interface
+	pods map[string]*corev1.Pod
+}
+
+// watchPods lists and watches the pods of sel; nil (whose methods say it
+// is not live) when either fails.
+func watchPods(ctx context.Context, cs kubernetes.Interface, ns, sel string) *podWatch {
+	list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return nil
+	}
+	wi, err := cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		return nil
+	}
+	pw := &podWatch{w: wi, pods: map[string]*corev1.Pod{}}
+	for i := range list.Items {
+		pw.pods[list.Items[i].Name] = &list.Items[i]
+	}
+	return pw
+}
+
+// live reports whether the watch still runs.
+func (pw *podWatch) live() bool { return pw != nil && pw.w != nil }
+
+// events is the watch's channel; nil (never ready) when it is not live.
+func (pw *podWatch) events() <-chan watch.Event {
+	if !pw.live() {
+		return nil
+	}
+	return pw.w.ResultChan()
+}
+
+// apply takes ev (ok false: the channel closed) and every event already
+// queued behind it; a watch that ended or failed is no longer live.
+func (pw *podWatch) apply(ev watch.Event, ok bool) {
+	for {
+		if !ok || ev.Type == watch.Error {
+			pw.stop()
+			return
+		}
+		if p, isPod := ev.Object.(*corev1.Pod); isPod {
+			switch ev.Type {
+			case watch.Added, watch.Modified:
+				pw.pods[p.Name] = p
+			case watch.Deleted:
+				delete(pw.pods, p.Name)
 			}
 		}
+		select {
+		case ev, ok = <-pw.w.ResultChan():
+		default:
+			return
+		}
+	}
+}
+
+// list returns the pods, by name.
+func (pw *podWatch) list() []corev1.Pod {
+	names := slices.Sorted(maps.Keys(pw.pods))
+	pods := make([]corev1.Pod, 0, len(names))
+	for _, n := range names {
+		pods = append(pods, *pw.pods[n])
+	}
+	return pods
+}
+
+func (pw *podWatch) stop() {
+	if pw.live() {
+		pw.w.Stop()
+		pw.w = nil
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/tetherkube/tether/daemon/internal/inject"
@@ -206,5 +207,47 @@ func TestRolloutReportsReadyAgents(t *testing.T) {
 		if got != "orders-new" {
 			t.Errorf("agentReady(%s): its agent is not ready", got)
 		}
+	}
+}
+
+// TestPodWatch: the pods a watch reports are the list's, changed by each
+// event and by every event queued behind it; a bookmark changes nothing;
+// a watch that ends is no longer live (the waiter then lists).
+func TestPodWatch(t *testing.T) {
+	cs := fake.NewClientset(newPod("orders-a", func(*corev1.Pod) {}), newPod("orders-b", func(*corev1.Pod) {}))
+	pw := watchPods(context.Background(), cs, ns, "app=orders")
+	if !pw.live() {
+		t.Fatal("watchPods: not live")
+	}
+	names := func() []string {
+		var n []string
+		for _, p := range pw.list() {
+			n = append(n, p.Name)
+		}
+		return n
+	}
+	if got := strings.Join(names(), ","); got != "orders-a,orders-b" {
+		t.Fatalf("pods from the list = %s", got)
+	}
+	fw := watch.NewFakeWithChanSize(3, false)
+	pw.w.Stop()
+	pw.w = fw
+	fw.Add(newPod("orders-c", func(*corev1.Pod) {}))
+	fw.Delete(newPod("orders-a", func(*corev1.Pod) {}))
+	fw.Action(watch.Bookmark, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "9"}})
+	ev, ok := <-pw.events()
+	pw.apply(ev, ok)
+	if got := strings.Join(names(), ","); got != "orders-b,orders-c" {
+		t.Errorf("pods after add, delete and bookmark = %s, want orders-b,orders-c", got)
+	}
+	fw.Stop()
+	ev, ok = <-pw.events()
+	pw.apply(ev, ok)
+	if pw.live() || pw.events() != nil {
+		t.Error("the watch ended, and the podWatch is still live")
+	}
+	var none *podWatch
+	if none.live() || none.events() != nil {
+		t.Error("a nil podWatch is live")
 	}
 }
