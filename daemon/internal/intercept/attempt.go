@@ -54,6 +54,10 @@ type attempt struct {
 	prevSecretUID types.UID
 	secretCreated bool
 	secretUID     types.UID
+	// uidUnjournaled is the created Secret's UID, journaled with the
+	// journal's next write (before the template changes): until then
+	// the intent (name and nonce) finds it.
+	uidUnjournaled types.UID
 
 	tmplFrom, tmplTo   *corev1.PodTemplateSpec
 	svc                string
@@ -69,6 +73,17 @@ func newAttempt(m *Manager, store journal.Store, e *journal.Entry) *attempt {
 
 // update changes the journal (see journal.Store.Update).
 func (a *attempt) update(ctx context.Context, change func(*journal.Entry) error) error {
+	uid := a.uidUnjournaled
+	if uid != "" {
+		then := change
+		change = func(e *journal.Entry) error {
+			if err := then(e); err != nil {
+				return err
+			}
+			journalSecret(e, a.w.TokenSecretName(), uid, "")
+			return nil
+		}
+	}
 	var e *journal.Entry
 	var err error
 	if a.last != nil {
@@ -78,6 +93,9 @@ func (a *attempt) update(ctx context.Context, change func(*journal.Entry) error)
 	}
 	if err == nil {
 		a.last = e
+		if uid != "" {
+			a.uidUnjournaled = ""
+		}
 	}
 	return err
 }
@@ -206,10 +224,7 @@ func (a *attempt) ensureTokenOnce(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create agent token secret: %w", err) // AlreadyExists is retried
 	}
-	a.secretCreated, a.secretUID = true, s.UID
-	if err := a.setSecret(ctx, name, s.UID, ""); err != nil {
-		return nil, err
-	}
+	a.secretCreated, a.secretUID, a.uidUnjournaled = true, s.UID, s.UID
 	return token, nil
 }
 
@@ -217,17 +232,23 @@ func (a *attempt) ensureTokenOnce(ctx context.Context) ([]byte, error) {
 // the nonce it will carry (the intent); once created, its UID.
 func (a *attempt) setSecret(ctx context.Context, name string, uid types.UID, nonce string) error {
 	return a.update(ctx, func(e *journal.Entry) error {
-		// The intent alone keeps a UID another tether journaled for that
-		// name.
-		if uid != "" || e.Secret != name {
-			e.SecretUID = uid
-		}
-		if nonce != "" {
-			e.SecretNonce = nonce
-		}
-		e.Secret = name
+		journalSecret(e, name, uid, nonce)
 		return nil
 	})
+}
+
+// journalSecret sets the token Secret in e: its name with the nonce it
+// will carry (the intent), or with its UID.
+func journalSecret(e *journal.Entry, name string, uid types.UID, nonce string) {
+	// The intent alone keeps a UID another tether journaled for that
+	// name.
+	if uid != "" || e.Secret != name {
+		e.SecretUID = uid
+	}
+	if nonce != "" {
+		e.SecretNonce = nonce
+	}
+	e.Secret = name
 }
 
 func freshToken() ([]byte, error) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -86,19 +87,27 @@ func (m *Manager) prepare(ctx context.Context, req Request, tl *timeline) (*prep
 	if err != nil {
 		return nil, err
 	}
-	wc := workload.Client{CS: m.CS}
-	tmpl, err := wc.Template(ctx, w)
+	// The journal's check runs beside the reads of the template and the
+	// Service (each a request), its refusal first among their errors.
+	var (
+		journalErr  error
+		journalRead sync.WaitGroup
+	)
+	journalRead.Go(func() { journalErr = refuseNoRestartJournal(ctx, m.CS, w) })
+	tmpl, err := workload.Client{CS: m.CS}.Template(ctx, w)
 	if err != nil {
+		journalRead.Wait()
 		return nil, err
 	}
-	if err := refuseNoRestartJournal(ctx, m.CS, w); err != nil {
+	svc, err := m.service(ctx, w, tmpl, ref)
+	journalRead.Wait()
+	if journalErr != nil {
+		return nil, journalErr
+	}
+	if err != nil {
 		return nil, err
 	}
 	tl.mark("template")
-	svc, err := m.service(ctx, w, tmpl, ref)
-	if err != nil {
-		return nil, err
-	}
 	// Agents that stepped aside after their idle time (aside.go): plan on
 	// the Service as pointed at them again, which it is once the checks
 	// pass.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -93,13 +94,21 @@ var ErrSharedService = errdefs.New(errdefs.ErrUser, "SERVICE_SELECTS_OTHERS", "t
 // send part of the Service's connections to them and an intercept reported
 // as running would miss them.
 func checkSelectsOnly(ctx context.Context, cs kubernetes.Interface, svc *corev1.Service, w journal.Workload) error {
+	var (
+		pods    *corev1.PodList
+		listErr error
+		listing sync.WaitGroup
+	)
+	listing.Go(func() {
+		pods, listErr = cs.CoreV1().Pods(svc.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(svc.Spec.Selector).String()})
+	})
 	sel, err := workload.Client{CS: cs}.Selector(ctx, w)
+	listing.Wait()
 	if err != nil {
 		return err
 	}
-	pods, err := cs.CoreV1().Pods(svc.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(svc.Spec.Selector).String()})
-	if err != nil {
-		return fmt.Errorf("list the pods service/%s selects: %w", svc.Name, err)
+	if listErr != nil {
+		return fmt.Errorf("list the pods service/%s selects: %w", svc.Name, listErr)
 	}
 	var others []string
 	for _, p := range pods.Items {

@@ -193,11 +193,39 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 
 	// From here on the cluster changes: journal first, and on failure undo
 	// what this attempt changed, and only that.
+	//
+	// Two reads of a few requests each need no journal and start beside
+	// it: the dry run of the template's update, and the pinned rollout's
+	// plan.
+	var (
+		expected = &plan.Template
+		pn       *pin
+		why      string
+		pinErr   error
+		reads    sync.WaitGroup
+	)
+	defer reads.Wait()
+	reads.Go(func() {
+		// Journal what is about to be applied first, so a crash right
+		// after the update leaves a journal that recognises it: the
+		// template as the server will store it (a dry run of the
+		// update: its defaults added), else as sent; then what the
+		// server stored, if that differs.
+		if dry, err := (workload.Client{CS: m.CS}).DryRunTemplate(ctx, w, *tmpl, plan.Template); err == nil {
+			expected = dry
+		}
+	})
+	// The Service follows the rollout in one step where it can (pin.go).
+	reads.Go(func() { pn, why, pinErr = m.planPin(ctx, req, w, svc) })
 	store := journal.Store{CS: m.CS}
-	entry, err := store.Begin(ctx, &journal.Entry{
+	first := &journal.Entry{
 		Workload: w, Template: *tmpl,
 		CreatedAt: time.Now().UTC(), By: "tether " + buildinfo.Get().Version,
-	})
+	}
+	if plan.Service != nil {
+		first.Services = map[string]journal.ServiceEntry{svc.Name: {Ports: svc.Spec.Ports}}
+	}
+	entry, err := store.Begin(ctx, first)
 	if err != nil {
 		return nil, err
 	}
@@ -208,6 +236,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return nil, errdefs.FailedCheck("%s in namespace %s changed since tether changed it (someone edited it or rolled it out); "+
 			"run `tether rollback %s` first to see what it can restore", w, w.Namespace, w)
 	}
+	tl.mark("begun")
 	a := newAttempt(m, store, entry)
 	// The pinned rollout's release runs beside the readiness check
 	// (below); an undo waits for it to stop first.
@@ -233,7 +262,9 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		defer cancel()
 		return nil, a.undo(rctx, cause)
 	}
-	if plan.Service != nil {
+	if plan.Service != nil && entry.Created() {
+		a.addedService = svc.Name
+	} else if plan.Service != nil {
 		err := a.update(ctx, func(e *journal.Entry) error {
 			if e.Services == nil {
 				e.Services = map[string]journal.ServiceEntry{}
@@ -248,37 +279,9 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 			return fail(err)
 		}
 	}
-	// Three things independent of each other, each a few requests to the
-	// API server, at once: the token (written to the journal), the dry
-	// run of the template's update, and the pinned rollout's plan.
-	var (
-		token       []byte
-		tokenErr    error
-		expected    = &plan.Template
-		pn          *pin
-		why         string
-		pinErr      error
-		independent sync.WaitGroup
-	)
-	independent.Add(2)
-	go func() {
-		defer independent.Done()
-		token, tokenErr = a.ensureToken(ctx)
-	}()
-	go func() {
-		defer independent.Done()
-		// Journal what is about to be applied first, so a crash right
-		// after the update leaves a journal that recognises it: the
-		// template as the server will store it (a dry run of the
-		// update: its defaults added), else as sent; then what the
-		// server stored, if that differs.
-		if dry, err := (workload.Client{CS: m.CS}).DryRunTemplate(ctx, w, *tmpl, plan.Template); err == nil {
-			expected = dry
-		}
-	}()
-	// The Service follows the rollout in one step where it can (pin.go).
-	pn, why, pinErr = m.planPin(ctx, req, w, svc)
-	independent.Wait()
+	token, tokenErr := a.ensureToken(ctx)
+	reads.Wait()
+	tl.mark("planned")
 	if err := errors.Join(tokenErr, pinErr); err != nil {
 		return fail(err)
 	}
@@ -299,6 +302,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 			return fail(err)
 		}
 	}
+	tl.mark("journaled")
 	if plan.Reconfigured {
 		// An agent an intercept added pauses recording, and may step
 		// aside, once idle; `tether record` asks for a recording until
