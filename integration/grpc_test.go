@@ -299,6 +299,20 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// has reports whether s is in b within 2 s: a child's output reaches b
+// through a pipe, and may arrive after the answer the child sent
+// (greeter_server logs a call before it answers, CI read the log first).
+func (b *syncBuffer) has(s string) bool {
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(b.String(), s) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // startLaptopGreeter runs greeter_server on the host, as a developer
 // would, and returns its port and its log.
 func startLaptopGreeter(t *testing.T, bins string) (int, *syncBuffer) {
@@ -343,7 +357,7 @@ func TestGRPCIntercept(t *testing.T) {
 		if err != nil {
 			t.Fatalf("call %d: %v\nlaptop server log:\n%s", i, err, laptopLog)
 		}
-		if got != "Hello "+name || !strings.Contains(laptopLog.String(), "Received: "+name+"\n") {
+		if got != "Hello "+name || !laptopLog.has("Received: "+name+"\n") {
 			t.Errorf("call %d answered %q; the laptop's greeter_server did not receive it:\n%s", i, got, laptopLog)
 		}
 	}
@@ -397,7 +411,7 @@ func TestGRPCMirrorPassive(t *testing.T) {
 		}
 	}
 	for i := range calls {
-		if name := fmt.Sprintf("copied-%d", i); !strings.Contains(laptopLog.String(), "Received: "+name+"\n") {
+		if name := fmt.Sprintf("copied-%d", i); !laptopLog.has("Received: " + name + "\n") {
 			t.Errorf("the laptop's greeter_server got no copy of call %s:\n%s", name, laptopLog)
 		}
 	}
