@@ -238,25 +238,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 	tl.mark("begun")
 	a := newAttempt(m, store, entry)
-	// The pinned rollout's release runs beside the readiness check
-	// (below); an undo waits for it to stop first.
-	var (
-		releasing    chan error
-		stopReleaseF context.CancelFunc
-	)
-	awaitRelease := func() error {
-		if releasing == nil {
-			return nil
-		}
-		err := <-releasing
-		releasing = nil
-		return err
-	}
 	fail := func(cause error) (*Intercept, error) {
-		if releasing != nil {
-			stopReleaseF()
-			awaitRelease()
-		}
 		progress("undoing this attempt's changes to " + w.String())
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
@@ -342,7 +324,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	var pre *predial
 	if !req.RecordOnly && m.Dialer != nil {
 		// Each new pod's tunnel opens as soon as its agent is ready.
-		pre = newPredial(ctx, m.tunnelsFor(req, w, "", int(plan.AgentPort), token))
+		pre = newPredial(ctx, m.tunnelsFor(req, w, "", int(plan.AgentPort), token), tl)
 		defer pre.close()
 		rw.agentReady = pre.pod
 	}
@@ -383,19 +365,6 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 			return fail(err)
 		}
 		tl.mark("switched")
-		// Once the Service selects the new pods alone, the old ones can
-		// go and the Service's own selector can come back (each waits
-		// for what it needs): meanwhile the tunnels open and the check
-		// runs, which neither change affects.
-		rctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		releasing, stopReleaseF = make(chan error, 1), cancel
-		timed := tl.begin("release", "")
-		go func(p *pin) {
-			err := a.release(rctx, p)
-			timed()
-			releasing <- err
-		}(pn)
 	case plan.Service != nil:
 		progress(fmt.Sprintf("pointing service/%s port %d at the agent", svc.Name, plan.ServicePort.Port))
 		if err := a.setAppliedPorts(ctx, svc, plan.Service.Spec.Ports); err != nil {
@@ -444,8 +413,9 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	defer stopEndpoints()
 	endpoints := make(chan error, 1)
 	go func() {
+		timed := tl.begin("endpoints", "")
 		err := waitEndpoints(ectx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress)
-		tl.mark("endpoints")
+		timed()
 		endpoints <- err
 	}()
 	failWith := func(err error) (*Intercept, error) {
@@ -469,15 +439,21 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return fail(err)
 	}
 	tl.mark("ready")
-	// The release is over before the return, so what a caller sees then
-	// is settled: the old pods terminating, the Service's selector its
-	// own (a pod picked of the workload right after is a new one; another
-	// tether finds no hold in the journal).
-	if err := awaitRelease(); err != nil {
-		// The intercept works; what is left is journaled.
-		progress(fmt.Sprintf("could not set back what held service/%s during the rollout (%v); `tether rollback %s` restores it", svc.Name, err, w))
-		if m.Log != nil {
-			m.Log.Warn("intercept: release the pinned rollout", "workload", w.String(), "err", err)
+	if pn != nil {
+		// Only now, with every node's rules sending the Service's
+		// connections to the new pods (the check), may the old pods go:
+		// a release begun at the switch let them go 150-250 ms after it,
+		// and a node's kube-proxy may wait up to a second to apply it.
+		// And before the return, so what a caller sees then is settled:
+		// the old pods terminating, the Service's selector its own (a pod
+		// picked of the workload right after is a new one; another
+		// tether finds no hold in the journal).
+		if err := a.release(ctx, pn, tl); err != nil {
+			// The intercept works; what is left is journaled.
+			progress(fmt.Sprintf("could not set back what held service/%s during the rollout (%v); `tether rollback %s` restores it", svc.Name, err, w))
+			if m.Log != nil {
+				m.Log.Warn("intercept: release the pinned rollout", "workload", w.String(), "err", err)
+			}
 		}
 	}
 	return ic, nil

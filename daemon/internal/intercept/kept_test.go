@@ -262,7 +262,7 @@ func TestPredial(t *testing.T) {
 	ctx := context.Background()
 	dialing := newTunnels(fake.NewClientset(), d, slog.New(slog.DiscardHandler), ns, "", token, agent.InterceptSpec{ListenPort: listenPort}, 1)
 	dialing.path = agent.PathPortForward
-	p := newPredial(ctx, dialing)
+	p := newPredial(ctx, dialing, nil)
 
 	first, second, third := agentPodObject("uid-1"), agentPodObject("uid-2"), agentPodObject("uid-3")
 	p.pod(first)

@@ -355,10 +355,13 @@ func (a *attempt) switchPin(ctx context.Context, p *pin, svc *corev1.Service, po
 // go, then the Service's selector once they are going, and clears the
 // journal's Pin. What it cannot set back stays journaled for a rollback,
 // and the error says what.
-func (a *attempt) release(ctx context.Context, p *pin) error {
+func (a *attempt) release(ctx context.Context, p *pin, tl *timeline) error {
+	done := tl.begin("release: settings", "")
 	if err := a.setSettings(ctx, p.to, p.j.Rollout); err != nil {
 		return err
 	}
+	done()
+	done = tl.begin("release: old pods going", "")
 	// Until the old pods are going, the original selector would send
 	// connections to them again.
 	sel := labels.SelectorFromSet(p.j.Selector).String() + "," + pinLabel + "=" + p.old
@@ -386,6 +389,8 @@ func (a *attempt) release(ctx context.Context, p *pin) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	done()
+	done = tl.begin("release: selector", "")
 	err := a.setSelector(ctx, p, func(sel map[string]string) bool {
 		h, ok := p.j.PinnedSelector(sel)
 		return ok && h == p.new
@@ -393,6 +398,8 @@ func (a *attempt) release(ctx context.Context, p *pin) error {
 	if err != nil {
 		return err
 	}
+	done()
+	defer tl.begin("release: journal", "")()
 	return a.update(ctx, func(e *journal.Entry) error {
 		e.Pin = nil
 		return nil

@@ -18,6 +18,7 @@ import (
 // port-forward, the handshake and the direct path's offer per pod).
 type predial struct {
 	t      *tunnels // how to dial: its dialer, token, path
+	tl     *timeline
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -32,9 +33,9 @@ type dialing struct {
 	link *agent.Link // nil when the dial failed, or once taken
 }
 
-func newPredial(ctx context.Context, t *tunnels) *predial {
+func newPredial(ctx context.Context, t *tunnels, tl *timeline) *predial {
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	return &predial{t: t, ctx: pctx, cancel: cancel, byPod: map[types.UID]*dialing{}}
+	return &predial{t: t, tl: tl, ctx: pctx, cancel: cancel, byPod: map[types.UID]*dialing{}}
 }
 
 // pod starts opening a tunnel to p's agent, once per pod UID.
@@ -48,9 +49,11 @@ func (p *predial) pod(pod *corev1.Pod) {
 	p.byPod[pod.UID] = d
 	name := pod.Name
 	ip, _ := netip.ParseAddr(pod.Status.PodIP)
+	timed := p.tl.begin("tunnel during the rollout", name)
 	p.wg.Go(func() {
 		defer close(d.done)
 		l, err := p.t.dial(p.ctx, name, ip)
+		timed()
 		if err != nil {
 			p.t.log.Info("tunnel during the rollout; the intercept dials again", "pod", name, "err", err)
 			return
