@@ -96,17 +96,17 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 		done     bool
 		reported time.Time // when want and the diagnosis were last taken
 	)
-	// A pinned rollout's pods are looked at again as soon as one changes
-	// (the switch waits on them), not only every poll.
-	// A pinned rollout's pods come from a watch: the switch waits on
-	// them, and a list per change would add a round trip to it.
+	// A pinned rollout's pods come from a watch and are looked at again
+	// as soon as one changes: the switch waits on them, and a list per
+	// change would add a round trip to it.
 	var pw *podWatch
 	if rw.pinned != "" {
 		pw = watchPods(ctx, cs, w.Namespace, sel.String())
 		defer pw.stop()
 	}
 	for {
-		// A pinned rollout lists its pods every poll, and reads the
+		// A pinned rollout looks at its pods every poll and every change
+		// (from the watch; listed when it has ended), and reads the
 		// workload and diagnoses it every look.
 		again := rw.pinned == "" || time.Since(reported) >= rw.look
 		if again {
