@@ -164,15 +164,24 @@ func (e *env) convergeFrom(client, want string, n int) {
 
 // podUIDs are the UIDs of the orders pods that run.
 func (e *env) podUIDs() []string {
+	var out []string
+	for _, p := range e.runningOrders() {
+		out = append(out, string(p.UID))
+	}
+	return out
+}
+
+// runningOrders are the orders pods that run and are not going.
+func (e *env) runningOrders() []corev1.Pod {
 	e.t.Helper()
 	pods, err := e.cs.CoreV1().Pods(e.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=orders"})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var out []string
+	var out []corev1.Pod
 	for _, p := range pods.Items {
 		if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
-			out = append(out, string(p.UID))
+			out = append(out, p)
 		}
 	}
 	return out

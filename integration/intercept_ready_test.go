@@ -21,6 +21,7 @@ import (
 	"github.com/tetherkube/tether/daemon"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // interceptTimed runs tether intercept, logging each progress line with
@@ -162,19 +163,22 @@ func (e *env) agentPods() []daemon.AgentPod {
 // themselves) cannot reach the Service. The intercept still goes on, with
 // a warning that says what the probe saw, and the client is served by the
 // laptop.
+//
+// k3s's policy controller applies a policy to a new pod a moment after the
+// pod starts, and a first intercept's probe may come before that. So the
+// agents are added first (an intercept, then leave), the policy is waited
+// for on those pods, and the probe runs when the next intercept points
+// the Service at them again after they stepped aside (aside.go).
 func TestInterceptReadyProbeBlocked(t *testing.T) {
 	e := newEnv(t)
 	e.deployOrders(2)
-	client := e.clientPod("client")
-	ctx := context.Background()
-	p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, client, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Labels = map[string]string{"role": "client"}
-	if _, err := e.cs.CoreV1().Pods(e.ns).Update(ctx, p, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	client := e.clientPodOn("client", "", map[string]string{"role": "client"})
+	outsider := e.clientPod("outsider")
+	port, _ := named(t, "laptop")
+	local := "http:" + strconv.Itoa(port)
+	e.mustTether("intercept", "deploy/orders", "--port", local, "--agent-idle", "2s")
+	e.mustTether("leave", "deploy/orders")
+
 	onlyClient := &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "orders-from-client-only"},
 		Spec: networkingv1.NetworkPolicySpec{
@@ -184,16 +188,44 @@ func TestInterceptReadyProbeBlocked(t *testing.T) {
 				{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "client"}}}}}},
 		},
 	}
-	if _, err := e.cs.NetworkingV1().NetworkPolicies(e.ns).Create(ctx, onlyClient, metav1.CreateOptions{}); err != nil {
+	if _, err := e.cs.NetworkingV1().NetworkPolicies(e.ns).Create(context.Background(), onlyClient, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	port, _ := named(t, "laptop")
-	took, progress := e.interceptTimed("deploy/orders", "--port", "http:"+strconv.Itoa(port))
+	for _, pod := range e.ordersPodNames() {
+		e.waitBlocked(outsider, "http://"+net.JoinHostPort(e.podIP(pod), "8080")+"/whoami")
+	}
+	e.waitServicePort(intstr.FromInt32(8080)) // the agents stepped aside
+
+	took, progress := e.interceptTimed("deploy/orders", "--port", local)
 	t.Logf("tether intercept took %s", took)
+	if !strings.Contains(progress, "pointing service/orders at them again") {
+		t.Errorf("the intercept did not point the Service at the agents again; progress:\n%s", progress)
+	}
 	if !strings.Contains(progress, "warning: could not confirm that service/orders port 80 reaches the agents") {
 		t.Errorf("no warning about the blocked probe; progress:\n%s", progress)
 	}
 	e.requireAll(client, "laptop", 10)
+}
+
+// ordersPodNames are the names of the orders pods that run.
+func (e *env) ordersPodNames() []string {
+	var out []string
+	for _, p := range e.runningOrders() {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// waitBlocked waits until a GET of url from pod fails: a NetworkPolicy
+// is in force (a hang guard of 30 s, not a timing assertion).
+func (e *env) waitBlocked(pod, url string) {
+	e.t.Helper()
+	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(300 * time.Millisecond) {
+		if _, ok := e.exec(pod, "/tether-demo", "get", url); !ok {
+			return
+		}
+	}
+	e.t.Fatalf("a GET of %s from pod %s still succeeds after 30s: the NetworkPolicy is not in force", url, pod)
 }
 
 // ordersNodeCount returns on how many nodes the orders pods run.
