@@ -5,6 +5,7 @@
 package intercept
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -382,15 +383,24 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 	}
 
-	// Read after a pinned rollout's switch, which it does not change.
-	want, _, err := rolloutDone(ctx, m.CS, w)
-	if err != nil {
-		return fail(err)
-	}
-	// The token as the agents read it now: a tether racing this one may
-	// have replaced the Secret since this attempt wrote it.
+	// Three reads at once: the replicas (after a pinned rollout's switch,
+	// which it does not change), the token as the agents read it now (a
+	// tether racing this one may have replaced the Secret since this
+	// attempt wrote it), and the pods' selector for the tunnels.
+	var (
+		want            int
+		sel             labels.Selector
+		wantErr, selErr error
+		switched        sync.WaitGroup
+	)
+	switched.Go(func() { want, _, wantErr = rolloutDone(ctx, m.CS, w) })
+	switched.Go(func() { sel, selErr = workload.Client{CS: m.CS}.Selector(ctx, w) })
 	if sec, err := m.CS.CoreV1().Secrets(w.Namespace).Get(ctx, secretName, metav1.GetOptions{}); err == nil {
 		token = sec.Data[inject.TokenKey]
+	}
+	switched.Wait()
+	if err := cmp.Or(wantErr, selErr); err != nil {
+		return fail(err)
 	}
 	// kube-proxy applies endpoint changes to each node's rules up to about a
 	// second later (its minimum sync period); until then a new connection
@@ -424,7 +434,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		return fail(err)
 	}
 	progress(fmt.Sprintf("connecting to the agents of %s", w))
-	ic, err := m.connect(ctx, req, w, svc, plan, token, pre)
+	ic, err := m.connect(ctx, req, w, svc, plan, token, pre, sel)
 	if err != nil {
 		return failWith(err)
 	}
@@ -456,6 +466,10 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 			}
 		}
 	}
+	// The direct paths offered while the check and the release ran.
+	settled := tl.begin("direct paths", "")
+	ic.tunnels.settle(ctx)
+	settled()
 	return ic, nil
 }
 
@@ -467,15 +481,21 @@ func flagsOrNone(args []string) string {
 	return strings.Join(args, " ")
 }
 
-// connect opens the tunnels to the workload's agents, taking those pre
-// opened during the rollout (nil: none).
-func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, svc *corev1.Service, plan inject.Plan, token []byte, pre *predial) (*Intercept, error) {
-	sel, err := workload.Client{CS: m.CS}.Selector(ctx, w)
-	if err != nil {
-		return nil, err
+// connect opens the tunnels to the workload's agents (sel selects its pods;
+// nil: read it), taking those pre opened during the rollout (nil: none).
+func (m *Manager) connect(ctx context.Context, req Request, w journal.Workload, svc *corev1.Service, plan inject.Plan, token []byte, pre *predial,
+	sel labels.Selector) (*Intercept, error) {
+	if sel == nil {
+		var err error
+		if sel, err = (workload.Client{CS: m.CS}).Selector(ctx, w); err != nil {
+			return nil, err
+		}
 	}
 	t := m.tunnelsFor(req, w, sel.String(), int(plan.AgentPort), token)
 	t.pre = pre
+	if pre != nil {
+		t.offers, t.tl = pre.t.offers, pre.tl // the offers its dials started
+	}
 	t.svc = svc.Name
 	if err := t.start(ctx); err != nil {
 		// The agents that did intercept send their port to the app again.

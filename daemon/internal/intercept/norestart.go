@@ -398,6 +398,7 @@ func (m *Manager) startNoRestart(ctx context.Context, req Request) (*Intercept, 
 		f.tl.Store(nil)
 	}
 	f.follow(ctx)
+	f.t.settle(ctx) // the first pods' direct paths (tunnels.dial)
 	return &Intercept{Workload: w, Service: np.svc.Name, ServicePort: np.port, AgentPort: np.agentPort, LocalPort: req.LocalPort,
 		Spec: f.t.spec, NoRestart: true, tunnels: f.t, follower: f}, nil
 }

@@ -35,6 +35,7 @@ type dialing struct {
 
 func newPredial(ctx context.Context, t *tunnels, tl *timeline) *predial {
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	t.tl = tl
 	return &predial{t: t, tl: tl, ctx: pctx, cancel: cancel, byPod: map[types.UID]*dialing{}}
 }
 

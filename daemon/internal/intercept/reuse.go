@@ -41,12 +41,15 @@ func (m *Manager) reuse(ctx context.Context, req Request, w journal.Workload, sv
 		}
 		return recordOnly(w, svc, plan), nil
 	}
-	ic, err := m.connect(ctx, req, w, svc, plan, token, nil)
-	if err != nil || !cameBack {
-		return ic, err
-	}
-	if err := m.readyIntercept(ctx, ic, svc, nil, progress); err != nil {
+	ic, err := m.connect(ctx, req, w, svc, plan, token, nil, nil)
+	if err != nil {
 		return nil, err
 	}
+	if cameBack {
+		if err := m.readyIntercept(ctx, ic, svc, nil, progress); err != nil {
+			return nil, err
+		}
+	}
+	ic.tunnels.settle(ctx) // the direct paths of tunnels not kept (tunnels.dial)
 	return ic, nil
 }

@@ -42,6 +42,10 @@ type tunnels struct {
 	keepKey string
 	// pre, when set, holds the tunnels opened while the rollout ran.
 	pre *predial
+	// offers are the direct offers under way (auto); tl, when set, times
+	// each dial's steps.
+	offers *pendingOffers
+	tl     *timeline
 	// svc is the Service that sends the port to the agents; an agent that
 	// stepped aside is brought back with it (aside.go).
 	svc string
@@ -62,7 +66,7 @@ func newTunnels(cs kubernetes.Interface, d Dialer, log *slog.Logger, ns, sel str
 	serving, stop := context.WithCancel(context.Background())
 	return &tunnels{cs: cs, dialer: d, log: log, ns: ns, sel: sel, token: token, spec: spec,
 		agentPort: spec.ListenPort, localPort: localPort, links: map[string]*agent.Link{}, uids: map[string]types.UID{}, conns: map[net.Conn]bool{},
-		serving: serving, stopServing: stop, done: make(chan struct{})}
+		serving: serving, stopServing: stop, done: make(chan struct{}), offers: &pendingOffers{}}
 }
 
 // start connects to every ready agent now, then keeps following pods.
@@ -207,22 +211,91 @@ func (t *tunnels) connect(ctx context.Context, p *corev1.Pod) error {
 }
 
 // dial opens a tunnel to pod's agent and its direct path as t.path asks.
+// Under auto the direct path is offered while the caller goes on (an
+// intercept's check and release): the tunnel carries its connections over
+// the port-forward until it opens, and settle waits for it. Under direct
+// a tunnel without it is an error, so dial waits.
 func (t *tunnels) dial(ctx context.Context, pod string, ip netip.Addr) (*agent.Link, error) {
+	timed := t.tl.begin("port-forward", pod)
 	c, err := t.dialer.DialPod(ctx, t.ns, pod, agent.DefaultTunnelPort)
+	timed()
 	if err != nil {
 		return nil, fmt.Errorf("reach the agent of pod %s: %w", pod, err)
 	}
 	cfg := tunnel.DaemonConfig(t.token)
 	cfg.Logger = t.log
+	timed = t.tl.begin("handshake", pod)
 	l, err := agent.Connect(ctx, c, cfg)
+	timed()
 	if err != nil {
 		return nil, fmt.Errorf("tunnel to pod %s: %w", pod, err)
 	}
-	if err := t.useDirect(ctx, l, ip); err != nil {
+	if t.path == agent.PathAuto && t.chooser != nil {
+		done := t.offers.start()
+		timed := t.tl.begin("direct offer", pod)
+		go func() {
+			defer done()
+			// Bounded by the offer's own timeout; under auto a failed
+			// offer is logged and the port-forward goes on.
+			t.useDirect(context.WithoutCancel(ctx), l, ip)
+			timed()
+		}()
+		return l, nil
+	}
+	timed = t.tl.begin("direct offer", pod)
+	err = t.useDirect(ctx, l, ip)
+	timed()
+	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("pod %s: %w", pod, err)
 	}
 	return l, nil
+}
+
+// settle waits, within ctx, for the direct offers dial started, so that
+// what the caller reports (status's paths) is what the tunnels use.
+func (t *tunnels) settle(ctx context.Context) {
+	t.offers.wait(ctx)
+}
+
+// pendingOffers are direct offers under way.
+type pendingOffers struct {
+	mu      sync.Mutex
+	pending map[chan struct{}]bool
+}
+
+// start counts an offer in; the function it returns counts it out.
+func (p *pendingOffers) start() func() {
+	ch := make(chan struct{})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pending == nil {
+		p.pending = map[chan struct{}]bool{}
+	}
+	p.pending[ch] = true
+	return func() {
+		p.mu.Lock()
+		delete(p.pending, ch)
+		p.mu.Unlock()
+		close(ch)
+	}
+}
+
+// wait returns once every offer started before it has ended, or ctx has.
+func (p *pendingOffers) wait(ctx context.Context) {
+	p.mu.Lock()
+	var chans []chan struct{}
+	for ch := range p.pending {
+		chans = append(chans, ch)
+	}
+	p.mu.Unlock()
+	for _, ch := range chans {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // kept returns the tunnel an earlier intercept kept to p's agent, on the
