@@ -59,6 +59,9 @@ type Daemon struct {
 	// kept holds the tunnels ended intercepts left open for the next
 	// intercept of the same workload; nil keeps none.
 	kept *intercept.KeptLinks
+	// releases set pinned rollouts' selectors back after their intercepts
+	// returned; a rollback and the daemon's stop wait for them.
+	releases *intercept.Releases
 	// asides watch the agents of ended intercepts, to step them aside
 	// once idle (aside.go).
 	asides asideWatches
@@ -89,7 +92,8 @@ func New(rc *rest.Config, kubeContext string, log *slog.Logger) (*Daemon, error)
 		return nil, err
 	}
 	return &Daemon{context: kubeContext, rc: rc, cs: cs, dialer: d, log: log, paths: &agent.PathChooser{Identity: id, Logger: log},
-		quit: make(chan struct{}), unlistened: make(chan struct{}), intercepts: map[string]*intercept.Intercept{}, starting: map[string]bool{}, kept: &intercept.KeptLinks{}}, nil
+		quit: make(chan struct{}), unlistened: make(chan struct{}), intercepts: map[string]*intercept.Intercept{}, starting: map[string]bool{}, kept: &intercept.KeptLinks{},
+		releases: &intercept.Releases{}}, nil
 }
 
 // Quitting is closed when Quit was called.
@@ -337,4 +341,9 @@ func (d *Daemon) LeaveAll(ctx context.Context) {
 	}
 	d.asides.stopAll()
 	d.kept.Close()
+	// A pinned rollout's selector left held would not select the pods of
+	// the workload's next template.
+	rctx, cancel := context.WithTimeout(ctx, intercept.ReleaseTimeout)
+	defer cancel()
+	d.releases.Wait(rctx, "")
 }

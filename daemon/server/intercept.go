@@ -84,7 +84,7 @@ func (d *Daemon) Intercept(ctx context.Context, req daemon.InterceptRequest, pro
 		delete(d.starting, key)
 		d.mu.Unlock()
 	}()
-	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Paths: d.paths, OnLink: d.agentProf.watch, Kept: d.kept}
+	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Paths: d.paths, OnLink: d.agentProf.watch, Kept: d.kept, Releases: d.releases}
 	ireq := intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, LocalPort: req.LocalPort,
 		AgentImage: req.AgentImage, RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second,

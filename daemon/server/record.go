@@ -47,7 +47,7 @@ func (d *Daemon) Record(ctx context.Context, req daemon.RecordRequest, progress 
 	if err != nil {
 		return daemon.RecordInfo{}, err
 	}
-	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, OnLink: d.agentProf.watch}
+	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, OnLink: d.agentProf.watch, Releases: d.releases}
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, AgentImage: req.AgentImage,
 		RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second, RecordOnly: true, RecordArgs: req.RecordArgs(),
@@ -102,7 +102,7 @@ func (d *Daemon) recordNoRestart(ctx context.Context, w journal.Workload, req da
 		delete(d.starting, key)
 		d.mu.Unlock()
 	}()
-	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Paths: d.paths}
+	m := &intercept.Manager{CS: d.cs, Dialer: d.dialer, Log: d.log, Progress: progress, Paths: d.paths, Releases: d.releases}
 	ic, err := m.Start(ctx, intercept.Request{
 		Namespace: req.Namespace, Workload: w.String(), Resolved: w, ServicePort: req.ServicePort, AgentImage: req.AgentImage,
 		RolloutTimeout: time.Duration(req.RolloutTimeout) * time.Second, RecordOnly: true, RecordArgs: req.RecordArgs(),

@@ -18,6 +18,9 @@ import (
 
 // Rollback restores journaled workloads.
 func (d *Daemon) Rollback(ctx context.Context, req daemon.RollbackRequest) ([]daemon.RollbackResult, error) {
+	// A pinned rollout this daemon still sets back (its intercept returned
+	// moments ago) ends first: the rollback then finds no hold.
+	d.releases.Wait(ctx, "")
 	var targets []journal.Workload
 	gateways := map[journal.Workload]bool{}  // journals of gateways (tether run's), whose rollback deletes them
 	noRestart := map[journal.Workload]bool{} // journals of intercepts --no-restart

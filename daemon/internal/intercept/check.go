@@ -2,6 +2,7 @@ package intercept
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -83,6 +84,17 @@ func (m *Manager) checkPlan(ctx context.Context, req Request, w journal.Workload
 }
 
 func (m *Manager) prepare(ctx context.Context, req Request, tl *timeline) (*prepared, error) {
+	for try := 1; ; try++ {
+		p, err := m.prepareOnce(ctx, req, tl)
+		// Another intercept's release ended while this one read: read
+		// again, as it is now.
+		if !errors.Is(err, errPinReleased) || try == 3 {
+			return p, err
+		}
+	}
+}
+
+func (m *Manager) prepareOnce(ctx context.Context, req Request, tl *timeline) (*prepared, error) {
 	ref, w, err := m.checkRequest(ctx, req, tl)
 	if err != nil {
 		return nil, err

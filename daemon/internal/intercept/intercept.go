@@ -105,6 +105,9 @@ type Manager struct {
 	// Kept holds the tunnels a sidecar intercept keeps when it ends, for
 	// the next one (kept.go); nil keeps none.
 	Kept *KeptLinks
+	// Releases, when set, sets a pinned rollout's Service selector back
+	// after the intercept returned (pin.go); nil: before it returns.
+	Releases *Releases
 }
 
 func (m *Manager) settle() time.Duration {
@@ -454,23 +457,53 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		// connections to the new pods (the check), may the old pods go:
 		// a release begun at the switch let them go 150-250 ms after it,
 		// and a node's kube-proxy may wait up to a second to apply it.
-		// And before the return, so what a caller sees then is settled:
-		// the old pods terminating, the Service's selector its own (a pod
-		// picked of the workload right after is a new one; another
-		// tether finds no hold in the journal).
-		if err := a.release(ctx, pn, tl); err != nil {
-			// The intercept works; what is left is journaled.
-			progress(fmt.Sprintf("could not set back what held service/%s during the rollout (%v); `tether rollback %s` restores it", svc.Name, err, w))
-			if m.Log != nil {
-				m.Log.Warn("intercept: release the pinned rollout", "workload", w.String(), "err", err)
-			}
-		}
+		m.release(ctx, a, pn, tl, progress)
 	}
 	// The direct paths offered while the check and the release ran.
 	settled := tl.begin("direct paths", "")
 	ic.tunnels.settle(ctx)
 	settled()
 	return ic, nil
+}
+
+// release sets back what held the Service during a pinned rollout. With
+// m.Releases, the settings go back (the old pods may go) and the journal's
+// Pin is marked releasing before the return, and the selector, which must
+// wait for the old pods to be going (50-350 ms here), goes back after it:
+// a pod picked of the workload meanwhile is a new one (trace.PickPod
+// prefers them), and another intercept waits for the Pin to clear
+// (refuseNoRestartJournal). Without, all of it before the return.
+func (m *Manager) release(ctx context.Context, a *attempt, pn *pin, tl *timeline, progress func(string)) {
+	warn := func(err error) {
+		// The intercept works; what is left is journaled.
+		progress(fmt.Sprintf("could not set back what held service/%s during the rollout (%v); `tether rollback %s` restores it", pn.j.Service, err, a.w))
+		if m.Log != nil {
+			m.Log.Warn("intercept: release the pinned rollout", "workload", a.w.String(), "err", err)
+		}
+	}
+	if m.Releases == nil {
+		if err := a.release(ctx, pn, tl); err != nil {
+			warn(err)
+		}
+		return
+	}
+	if err := a.releaseBegin(ctx, pn, tl); err != nil {
+		warn(err)
+		return
+	}
+	m.Releases.start(KeepKey(a.w.Namespace, a.w.String()), func(ctx context.Context) {
+		rtl := newTimeline()
+		err := a.releaseSelector(ctx, pn, rtl)
+		if m.Log == nil {
+			return
+		}
+		if err != nil {
+			m.Log.Warn("intercept: set back the pinned rollout's selector after the return; `tether rollback` restores it",
+				"workload", a.w.String(), "err", err, "steps", rtl.String())
+			return
+		}
+		m.Log.Info("pinned rollout released", "workload", a.w.String(), "took", time.Since(rtl.start), "steps", rtl.String())
+	})
 }
 
 // flagsOrNone shows agent flags, or that there are none (the defaults).

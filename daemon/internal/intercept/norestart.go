@@ -200,10 +200,43 @@ func refuseNoRestartJournal(ctx context.Context, cs kubernetes.Interface, w jour
 		return err
 	case e.NoRestart:
 		return noRestartJournal(w)
+	case e.Pin != nil && e.Pin.Releasing:
+		return waitPinReleased(ctx, cs, w, e.Pin.Service)
 	case e.Pin != nil:
 		return pinJournal(w, e.Pin.Service)
 	}
 	return nil
+}
+
+// pinReleaseWait bounds how long an intercept waits for another's release
+// of its pinned rollout (journal.Pin.Releasing: its daemon sets the
+// selector back once the old pods are going, well within a second here).
+var pinReleaseWait = 15 * time.Second // a var for tests
+
+// errPinReleased: the journal held a pin being released, and no longer
+// does; what was read beside it is stale, so the caller reads again.
+var errPinReleased = errors.New("other intercepts of the workload kept holding its Service while this one read it: run the command again")
+
+// waitPinReleased waits for w's journal to hold no pin, and returns
+// errPinReleased then; after pinReleaseWait it refuses as for a pin left
+// by a daemon that stopped.
+func waitPinReleased(ctx context.Context, cs kubernetes.Interface, w journal.Workload, svc string) error {
+	deadline := time.Now().Add(pinReleaseWait)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		e, err := journal.Store{CS: cs}.Load(ctx, w)
+		if err != nil {
+			return err
+		}
+		if e == nil || e.Pin == nil {
+			return errPinReleased
+		}
+	}
+	return pinJournal(w, svc)
 }
 
 // retargetPorts returns ports with the intercepted port's targetPort set

@@ -16,10 +16,13 @@ package intercept
 // Service selects the new pods' hash instead (and retargets its port), a
 // single slice change that kube-proxy applies at once. Before it returns,
 // the intercept sets the Deployment's settings back, which lets the old
-// pods go, and the Service's selector back once they are going. (Doing
-// that after the return saved 100-300 ms, but left a moment in which a
-// pod picked of the workload could be an old one about to go, and
-// another tether found the hold in the journal: make test caught both.)
+// pods go, and marks the journal's Pin as releasing; the daemon sets the
+// Service's selector back once they are going, after the return
+// (Manager.release). Session 19 did all of it after the return and met
+// two races, now closed: a pod picked of the workload could be an old
+// one about to go (trace.PickPod now picks the newest), and another
+// tether found the hold in the journal and refused (it now waits for a
+// releasing Pin to clear: refuseNoRestartJournal).
 //
 // Both changes are journaled first (journal.Pin). A daemon that dies in
 // between leaves a Service that still serves: before the switch the old
@@ -27,12 +30,14 @@ package intercept
 // the app without a tunnel. `tether rollback` restores both.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -361,7 +366,37 @@ func (a *attempt) release(ctx context.Context, p *pin, tl *timeline) error {
 		return err
 	}
 	done()
-	done = tl.begin("release: old pods going", "")
+	return a.releaseSelector(ctx, p, tl)
+}
+
+// releaseBegin sets the Deployment's settings back and marks the journal's
+// Pin as releasing, at once: an intercept that returns then leaves the
+// rest to releaseSelector, and another intercept waits for it.
+func (a *attempt) releaseBegin(ctx context.Context, p *pin, tl *timeline) error {
+	done := tl.begin("release: settings", "")
+	defer done()
+	var (
+		markErr error
+		marking sync.WaitGroup
+	)
+	marking.Go(func() {
+		markErr = a.update(ctx, func(e *journal.Entry) error {
+			if e.Pin == nil {
+				return fmt.Errorf("the journal of %s no longer holds service/%s's pin (a rollback meanwhile?)", a.w, p.j.Service)
+			}
+			e.Pin.Releasing = true
+			return nil
+		})
+	})
+	err := a.setSettings(ctx, p.to, p.j.Rollout)
+	marking.Wait()
+	return cmp.Or(err, markErr)
+}
+
+// releaseSelector waits for the old pods to be going, then sets the
+// Service's selector back and clears the journal's Pin.
+func (a *attempt) releaseSelector(ctx context.Context, p *pin, tl *timeline) error {
+	done := tl.begin("release: old pods going", "")
 	// Until the old pods are going, the original selector would send
 	// connections to them again.
 	sel := labels.SelectorFromSet(p.j.Selector).String() + "," + pinLabel + "=" + p.old

@@ -184,6 +184,10 @@ type Pin struct {
 	// Hash of the settings tether set.
 	Rollout            RolloutSettings `json:"rollout"`
 	AppliedRolloutHash string          `json:"appliedRolloutHash"`
+	// Releasing: the intercept that set the pin has returned, with the
+	// settings set back, and its daemon sets the selector back once the
+	// old pods are going. Another intercept waits for that.
+	Releasing bool `json:"releasing,omitempty"`
 }
 
 // RolloutSettings are the fields of a Deployment that say how it rolls

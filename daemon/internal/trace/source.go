@@ -31,7 +31,8 @@ type PickOptions struct {
 }
 
 // PickPod finds the pod ref names: "pod/NAME" is that pod, a workload
-// reference picks one of its ready pods (pickedFrom names the workload).
+// reference picks one of its ready pods, the newest (pickedFrom names the
+// workload).
 func PickPod(ctx context.Context, cs kubernetes.Interface, namespace, from string, o PickOptions) (pod *corev1.Pod, pickedFrom string, err error) {
 	kind, name, found := strings.Cut(from, "/")
 	if !found && o.BareIsPod {
@@ -63,7 +64,16 @@ func PickPod(ctx context.Context, cs kubernetes.Interface, namespace, from strin
 	if err != nil {
 		return nil, "", fmt.Errorf("list the pods of %s: %w", from, err)
 	}
-	sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
+	// The newest first, then by name: during a rollout, and in the moment
+	// after a first intercept returns while its old pods are let go, a
+	// pod of the template that stays.
+	sort.Slice(pods.Items, func(i, j int) bool {
+		a, b := &pods.Items[i], &pods.Items[j]
+		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return b.CreationTimestamp.Before(&a.CreationTimestamp)
+		}
+		return a.Name < b.Name
+	})
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		if p.DeletionTimestamp == nil && podReady(p) {
