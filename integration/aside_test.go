@@ -171,7 +171,8 @@ func (e *env) podUIDs() []string {
 	return out
 }
 
-// runningOrders are the orders pods that run and are not going.
+// runningOrders are the orders pods of the newest template that run and
+// are not going.
 func (e *env) runningOrders() []corev1.Pod {
 	e.t.Helper()
 	pods, err := e.cs.CoreV1().Pods(e.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=orders"})
@@ -179,7 +180,7 @@ func (e *env) runningOrders() []corev1.Pod {
 		e.t.Fatal(err)
 	}
 	var out []corev1.Pod
-	for _, p := range pods.Items {
+	for _, p := range e.newestTemplate(pods.Items) {
 		if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
 			out = append(out, p)
 		}

@@ -315,13 +315,51 @@ func (e *env) firstPod(app string) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	for _, p := range pods.Items {
+	for _, p := range e.newestTemplate(pods.Items) {
 		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
 			return p.Name
 		}
 	}
 	e.t.Fatalf("no running pod with app=%s", app)
 	return ""
+}
+
+// newestTemplate keeps the pods of the newest ReplicaSet (the highest
+// deployment revision) among those that own pods; pods no ReplicaSet owns
+// all stay. A first intercept returns before the Deployment lets its old
+// pods go (tether sets the Service's selector back after the return): for
+// a moment they are listed running, though no Service sends to them.
+func (e *env) newestTemplate(pods []corev1.Pod) []corev1.Pod {
+	e.t.Helper()
+	rss, err := e.cs.AppsV1().ReplicaSets(e.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	revision := map[string]int{}
+	for _, rs := range rss.Items {
+		revision[rs.Name], _ = strconv.Atoi(rs.Annotations["deployment.kubernetes.io/revision"])
+	}
+	owner := func(p *corev1.Pod) string {
+		for _, o := range p.OwnerReferences {
+			if o.Kind == "ReplicaSet" {
+				return o.Name
+			}
+		}
+		return ""
+	}
+	newest := ""
+	for i := range pods {
+		if rs := owner(&pods[i]); rs != "" && (newest == "" || revision[rs] > revision[newest]) {
+			newest = rs
+		}
+	}
+	var out []corev1.Pod
+	for i := range pods {
+		if rs := owner(&pods[i]); rs == "" || rs == newest {
+			out = append(out, pods[i])
+		}
+	}
+	return out
 }
 
 func restrictedPodSecurity() *corev1.PodSecurityContext {

@@ -231,13 +231,9 @@ func (e *env) waitBlocked(pod, url string) {
 // ordersNodeCount returns on how many nodes the orders pods run.
 func (e *env) ordersNodeCount() int {
 	e.t.Helper()
-	pods, err := e.cs.CoreV1().Pods(e.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=orders"})
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	nodes := map[string]bool{}
-	for _, p := range pods.Items {
-		if p.DeletionTimestamp == nil && p.Spec.NodeName != "" {
+	for _, p := range e.runningOrders() {
+		if p.Spec.NodeName != "" {
 			nodes[p.Spec.NodeName] = true
 		}
 	}

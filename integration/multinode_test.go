@@ -92,8 +92,9 @@ func (e *env) ordersByNode() map[string]*corev1.Pod {
 	}
 	one, two := nodeNames()
 	by := map[string]*corev1.Pod{}
-	for i := range pods.Items {
-		p := &pods.Items[i]
+	current := e.newestTemplate(pods.Items)
+	for i := range current {
+		p := &current[i]
 		if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
 			continue
 		}
