@@ -176,6 +176,11 @@ func measureReady(ctx context.Context, rc *rest.Config, cs *kubernetes.Clientset
 		if _, err := clis[r].run(ctx, "leave", "deploy/orders"); err != nil {
 			return rs, err
 		}
+		// Its daemon sets the pinned rollout's selector back after the
+		// return; a -compare binary from before that refuses a hold.
+		if err := waitSelectorReleased(ctx, cs, ns); err != nil {
+			return rs, err
+		}
 	}
 	for round := range o.rounds * 2 {
 		for k := range rs {
@@ -372,6 +377,16 @@ func plainRollout(ctx context.Context, cs *kubernetes.Clientset, ns string) (tim
 func rolloutComplete(d *appsv1.Deployment) bool { return rolledOut(d, d.Generation) }
 
 // waitRolledOut waits for the Deployment's current rollout to end.
+// waitSelectorReleased waits until service/orders no longer requires a
+// pod-template-hash (a first intercept's pinned rollout released).
+func waitSelectorReleased(ctx context.Context, cs *kubernetes.Clientset, ns string) error {
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		svc, err := cs.CoreV1().Services(ns).Get(ctx, "orders", metav1.GetOptions{})
+		_, held := svc.Spec.Selector["pod-template-hash"]
+		return err == nil && !held, nil
+	})
+}
+
 func waitRolledOut(ctx context.Context, cs *kubernetes.Clientset, ns string, n int32) error {
 	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "orders", metav1.GetOptions{})
