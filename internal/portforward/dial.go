@@ -128,26 +128,94 @@ func (d *Dialer) connect(ctx context.Context, namespace, pod string) (httpstream
 	}
 }
 
+// Early is a port-forward connection to a pod's port opened before the
+// port is listened on: the API server's and the kubelet's part of a dial
+// (a WebSocket upgrade through both, and the error stream's round trip)
+// needs only the pod's sandbox; Dial then opens the data stream, which
+// the kubelet connects to the port, once something listens there.
+type Early struct {
+	conn           httpstream.Connection
+	namespace, pod string
+	port           int
+	errStream      httpstream.Stream
+	opened         time.Time
+}
+
+// earlyPairFor is how long Early's error stream waits for its data stream:
+// the kubelet drops a stream pair left incomplete for 30 s.
+const earlyPairFor = 20 * time.Second
+
+// ConnectPod opens a port-forward connection to the pod's port, to Dial
+// later; the pod needs its sandbox, not a running container.
+func (d *Dialer) ConnectPod(ctx context.Context, namespace, pod string, port int) (*Early, error) {
+	conn, err := d.connect(ctx, namespace, pod)
+	if err != nil {
+		return nil, err
+	}
+	errStream, err := conn.CreateStream(streamHeaders(corev1.StreamTypeError, port, 0))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("port-forward to %s/%s:%d: error stream: %w", namespace, pod, port, err)
+	}
+	errStream.Close() // the client never writes to it
+	return &Early{conn: conn, namespace: namespace, pod: pod, port: port, errStream: errStream, opened: time.Now()}, nil
+}
+
+// Dial connects to the port over e, once: the Conn owns e's connection,
+// and e is spent whether or not Dial succeeds. After earlyPairFor the
+// error stream opened with e is left and a new pair opened.
+func (e *Early) Dial() (net.Conn, error) {
+	var c *Conn
+	var err error
+	if time.Since(e.opened) < earlyPairFor {
+		c, err = openData(e.conn, e.errStream, e.namespace, e.pod, e.port, 0)
+	} else {
+		c, err = openPair(e.conn, e.namespace, e.pod, e.port, 1)
+	}
+	if err != nil {
+		e.conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close closes an Early that was not dialed.
+func (e *Early) Close() error { return e.conn.Close() }
+
 // openStreams opens a connection to port on conn: its error and data
 // streams. The Conn owns conn (its Close closes it).
 func openStreams(conn httpstream.Connection, namespace, pod string, port int) (*Conn, error) {
-	headers := http.Header{}
-	headers.Set(corev1.StreamType, corev1.StreamTypeError)
-	headers.Set(corev1.PortHeader, strconv.Itoa(port))
-	headers.Set(corev1.PortForwardRequestIDHeader, "0")
-	errStream, err := conn.CreateStream(headers)
+	return openPair(conn, namespace, pod, port, 0)
+}
+
+// openPair opens the error and data streams of request id on conn.
+func openPair(conn httpstream.Connection, namespace, pod string, port, id int) (*Conn, error) {
+	errStream, err := conn.CreateStream(streamHeaders(corev1.StreamTypeError, port, id))
 	if err != nil {
 		return nil, fmt.Errorf("port-forward to %s/%s:%d: error stream: %w", namespace, pod, port, err)
 	}
 	errStream.Close() // the client never writes to it
-	headers.Set(corev1.StreamType, corev1.StreamTypeData)
-	data, err := conn.CreateStream(headers)
+	return openData(conn, errStream, namespace, pod, port, id)
+}
+
+// openData opens the data stream of request id, whose error stream is
+// errStream.
+func openData(conn httpstream.Connection, errStream httpstream.Stream, namespace, pod string, port, id int) (*Conn, error) {
+	data, err := conn.CreateStream(streamHeaders(corev1.StreamTypeData, port, id))
 	if err != nil {
 		return nil, fmt.Errorf("port-forward to %s/%s:%d: data stream: %w", namespace, pod, port, err)
 	}
 	c := newConn(conn, data, addr("port-forward"), addr(fmt.Sprintf("%s/%s:%d", namespace, pod, port)))
 	go c.watchErrors(errStream)
 	return c, nil
+}
+
+func streamHeaders(typ string, port, id int) http.Header {
+	h := http.Header{}
+	h.Set(corev1.StreamType, typ)
+	h.Set(corev1.PortHeader, strconv.Itoa(port))
+	h.Set(corev1.PortForwardRequestIDHeader, strconv.Itoa(id))
+	return h
 }
 
 // Conn is one port-forwarded connection. Its deadlines work as net.Conn's

@@ -5,7 +5,6 @@
 package intercept
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -330,7 +329,7 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		// Each new pod's tunnel opens as soon as its agent is ready.
 		pre = newPredial(ctx, m.tunnelsFor(req, w, "", int(plan.AgentPort), token), tl)
 		defer pre.close()
-		rw.agentReady = pre.pod
+		rw.agentReady, rw.podStarted = pre.pod, pre.started
 	}
 	if pn != nil {
 		rw.pinned = pn.old
@@ -356,6 +355,9 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	}
 	if err != nil {
 		return fail(err)
+	}
+	if pre != nil {
+		pre.seen = rw.pods
 	}
 	tl.mark("rollout")
 	switch {
@@ -386,30 +388,40 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 	}
 
-	// Three reads at once: the replicas (after a pinned rollout's switch,
-	// which it does not change), the token as the agents read it now (a
-	// tether racing this one may have replaced the Secret since this
-	// attempt wrote it), and the pods' selector for the tunnels.
+	// Two reads at once: the token as the agents read it now (a tether
+	// racing this one may have replaced the Secret since this attempt
+	// wrote it), and the pods' selector for the tunnels. The replicas the
+	// endpoints are waited for are read with them (after a pinned
+	// rollout's switch, which does not change them).
 	var (
-		want            int
 		sel             labels.Selector
-		wantErr, selErr error
+		want            int
+		selErr, wantErr error
 		switched        sync.WaitGroup
 	)
-	switched.Go(func() { want, _, wantErr = rolloutDone(ctx, m.CS, w) })
+	wantRead := make(chan struct{})
+	go func() {
+		defer close(wantRead)
+		want, _, wantErr = rolloutDone(ctx, m.CS, w)
+	}()
 	switched.Go(func() { sel, selErr = workload.Client{CS: m.CS}.Selector(ctx, w) })
 	if sec, err := m.CS.CoreV1().Secrets(w.Namespace).Get(ctx, secretName, metav1.GetOptions{}); err == nil {
 		token = sec.Data[inject.TokenKey]
 	}
 	switched.Wait()
-	if err := cmp.Or(wantErr, selErr); err != nil {
-		return fail(err)
+	if selErr != nil {
+		<-wantRead
+		return fail(selErr)
 	}
 	// kube-proxy applies endpoint changes to each node's rules up to about a
 	// second later (its minimum sync period); until then a new connection
 	// may still go to a pod being replaced. The agents tell when it has
 	// (ready.go).
 	if req.RecordOnly {
+		<-wantRead
+		if wantErr != nil {
+			return fail(wantErr)
+		}
 		if err := waitEndpoints(ctx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress); err != nil {
 			return fail(err)
 		}
@@ -427,7 +439,11 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	endpoints := make(chan error, 1)
 	go func() {
 		timed := tl.begin("endpoints", "")
-		err := waitEndpoints(ectx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress)
+		<-wantRead
+		err := wantErr
+		if err == nil {
+			err = waitEndpoints(ectx, m.CS, svc.Namespace, svc.Name, want, req.RolloutTimeout, progress)
+		}
 		timed()
 		endpoints <- err
 	}()

@@ -413,9 +413,23 @@ func (a *attempt) releaseSelector(ctx context.Context, p *pin, tl *timeline) err
 			}
 		}
 		if staying == 0 {
-			break
+			// And the controllers' pod cache has them going: the
+			// Deployment's status counts them out from the cache the
+			// EndpointSlice controller reads the selector's pods from,
+			// and a pod it still saw running would enter the Service's
+			// slices ready for a moment.
+			counted, err := a.oldPodsCounted(ctx)
+			if err != nil {
+				return err
+			}
+			if counted {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
+			if staying == 0 {
+				return fmt.Errorf("%s's status still counts the old template's pods 10 s after they began to go", a.w)
+			}
 			return fmt.Errorf("%d pods of the old template are still running 10 s after %s's settings were set back", staying, a.w)
 		}
 		select {
@@ -439,6 +453,20 @@ func (a *attempt) releaseSelector(ctx context.Context, p *pin, tl *timeline) err
 		e.Pin = nil
 		return nil
 	})
+}
+
+// oldPodsCounted reports whether the Deployment's status no longer counts
+// the old pods (its replicas all updated, for its current generation):
+// the ReplicaSet and Deployment controllers have seen them going, in the
+// pod cache the EndpointSlice controller shares.
+func (a *attempt) oldPodsCounted(ctx context.Context) (bool, error) {
+	d, err := a.m.CS.AppsV1().Deployments(a.w.Namespace).Get(ctx, a.w.Name, metav1.GetOptions{})
+	if err != nil {
+		return false, err
+	}
+	want := int32(replicas(d.Spec.Replicas))
+	st := d.Status
+	return st.ObservedGeneration >= d.Generation && st.Replicas == want && st.UpdatedReplicas == want, nil
 }
 
 // unpin undoes a pin after a failure: the Service's selector first (it

@@ -62,6 +62,12 @@ type rolloutWaiter struct {
 	// agentReady, when set, is called with each pod seen running a ready
 	// agent, at every look (the intercept connects to it meanwhile).
 	agentReady func(*corev1.Pod)
+	// podStarted, when set, is called with each pod of the rollout that
+	// is not going, from the moment it is scheduled.
+	podStarted func(*corev1.Pod)
+	// pods are the workload's pods as wait last saw them, once it
+	// returned nil.
+	pods []corev1.Pod
 	// pinned, when set, is the old pods' hash in a pinned rollout
 	// (pin.go): the controller reports that rollout done only once tether
 	// lets the old pods go, so it is done when every replica of another
@@ -141,6 +147,9 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 			if p.DeletionTimestamp != nil || rw.pinned != "" && p.Labels[pinLabel] == rw.pinned {
 				continue
 			}
+			if rw.podStarted != nil && p.Spec.NodeName != "" {
+				rw.podStarted(p)
+			}
 			ok, reason := agentState(p)
 			if reason != "" {
 				return errdefs.Mark(errdefs.ErrUser, fmt.Errorf("%w in pod %s: %s", ErrAgentFailed, p.Name, reason))
@@ -159,6 +168,7 @@ func (rw rolloutWaiter) wait(ctx context.Context, w journal.Workload, timeout ti
 			}
 		}
 		if done && ready >= want {
+			rw.pods = pods
 			return nil
 		}
 		if ready > lastReady {

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/agent"
+	"github.com/tetherkube/tether/internal/portforward"
 	"github.com/tetherkube/tether/tunnel"
 )
 
@@ -125,9 +126,14 @@ const (
 
 // sync opens tunnels to new ready pods and drops those of gone pods.
 func (t *tunnels) sync(ctx context.Context) error {
-	pods, err := t.cs.CoreV1().Pods(t.ns).List(ctx, metav1.ListOptions{LabelSelector: t.sel})
-	if err != nil {
-		return err
+	pods := &corev1.PodList{}
+	if t.pre != nil && t.pre.seen != nil {
+		pods.Items, t.pre.seen = t.pre.seen, nil // the first sync, right after the rollout
+	} else {
+		var err error
+		if pods, err = t.cs.CoreV1().Pods(t.ns).List(ctx, metav1.ListOptions{LabelSelector: t.sel}); err != nil {
+			return err
+		}
 	}
 	live := map[string]bool{}
 	// Pods are connected at once: each may wait up to a second for its
@@ -216,19 +222,42 @@ func (t *tunnels) connect(ctx context.Context, p *corev1.Pod) error {
 // the port-forward until it opens, and settle waits for it. Under direct
 // a tunnel without it is an error, so dial waits.
 func (t *tunnels) dial(ctx context.Context, pod string, ip netip.Addr) (*agent.Link, error) {
-	timed := t.tl.begin("port-forward", pod)
-	c, err := t.dialer.DialPod(ctx, t.ns, pod, agent.DefaultTunnelPort)
-	timed()
-	if err != nil {
-		return nil, fmt.Errorf("reach the agent of pod %s: %w", pod, err)
-	}
+	return t.dialWith(ctx, pod, ip, nil)
+}
+
+// dialWith is dial over early, a port-forward connection opened to the pod
+// before its agent ran (nil: none), which it spends; should that fail, it
+// dials again.
+func (t *tunnels) dialWith(ctx context.Context, pod string, ip netip.Addr, early *portforward.Early) (*agent.Link, error) {
 	cfg := tunnel.DaemonConfig(t.token)
 	cfg.Logger = t.log
-	timed = t.tl.begin("handshake", pod)
-	l, err := agent.Connect(ctx, c, cfg)
-	timed()
-	if err != nil {
-		return nil, fmt.Errorf("tunnel to pod %s: %w", pod, err)
+	var l *agent.Link
+	if early != nil {
+		timed := t.tl.begin("streams and handshake", pod)
+		c, err := early.Dial()
+		if err == nil {
+			if l, err = agent.Connect(ctx, c, cfg); err != nil {
+				c.Close()
+			}
+		}
+		timed()
+		if err != nil {
+			t.log.Info("the port-forward opened before the agent ran failed; dialing again", "pod", pod, "err", err)
+		}
+	}
+	if l == nil {
+		timed := t.tl.begin("port-forward", pod)
+		c, err := t.dialer.DialPod(ctx, t.ns, pod, agent.DefaultTunnelPort)
+		timed()
+		if err != nil {
+			return nil, fmt.Errorf("reach the agent of pod %s: %w", pod, err)
+		}
+		timed = t.tl.begin("handshake", pod)
+		l, err = agent.Connect(ctx, c, cfg)
+		timed()
+		if err != nil {
+			return nil, fmt.Errorf("tunnel to pod %s: %w", pod, err)
+		}
 	}
 	if t.path == agent.PathAuto && t.chooser != nil {
 		done := t.offers.start()
@@ -242,8 +271,8 @@ func (t *tunnels) dial(ctx context.Context, pod string, ip netip.Addr) (*agent.L
 		}()
 		return l, nil
 	}
-	timed = t.tl.begin("direct offer", pod)
-	err = t.useDirect(ctx, l, ip)
+	timed := t.tl.begin("direct offer", pod)
+	err := t.useDirect(ctx, l, ip)
 	timed()
 	if err != nil {
 		l.Close()
