@@ -88,8 +88,12 @@ func (p *predial) started(pod *corev1.Pod) {
 		defer close(e.done)
 		defer stop()
 		for try := 1; ; try++ {
-			// An attempt under way when the retries stop may finish.
-			c, err := ed.ConnectPod(p.ctx, p.t.ns, name, agent.DefaultTunnelPort)
+			// An attempt under way when the retries stop may finish,
+			// within earlyAttempt (the dial once the agent is ready
+			// waits for it).
+			actx, cancel := context.WithTimeout(p.ctx, earlyAttempt)
+			c, err := ed.ConnectPod(actx, p.t.ns, name, agent.DefaultTunnelPort)
+			cancel()
 			if err == nil {
 				timed()
 				p.t.log.Debug("port-forward before the agent runs", "pod", name, "tries", try)
@@ -109,6 +113,10 @@ func (p *predial) started(pod *corev1.Pod) {
 // earlyRetry is how often a new pod's port-forward is tried before its
 // sandbox takes it (an attempt fails at once until then).
 const earlyRetry = 100 * time.Millisecond
+
+// earlyAttempt bounds one attempt (about 150-250 ms when it succeeds on
+// the local cluster under load).
+const earlyAttempt = 2 * time.Second
 
 // takeEarly returns the port-forward connection started opened to pod,
 // waiting for it, or nil.

@@ -61,9 +61,14 @@ func (r *Releases) Wait(ctx context.Context, key string) {
 		}
 	}
 	r.mu.Unlock()
-	for _, done := range waits {
+	waitAll(ctx, waits)
+}
+
+// waitAll returns once every channel of chans is closed, or ctx ended.
+func waitAll(ctx context.Context, chans []chan struct{}) {
+	for _, ch := range chans {
 		select {
-		case <-done:
+		case <-ch:
 		case <-ctx.Done():
 			return
 		}

@@ -318,13 +318,7 @@ func (p *pendingOffers) wait(ctx context.Context) {
 		chans = append(chans, ch)
 	}
 	p.mu.Unlock()
-	for _, ch := range chans {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return
-		}
-	}
+	waitAll(ctx, chans)
 }
 
 // kept returns the tunnel an earlier intercept kept to p's agent, on the
