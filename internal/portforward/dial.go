@@ -131,25 +131,21 @@ func (d *Dialer) connect(ctx context.Context, namespace, pod string) (httpstream
 // Early is a port-forward connection to a pod's port opened before the
 // port is listened on: the API server's and the kubelet's part of a dial
 // (a WebSocket upgrade through both, and the error stream's round trip)
-// needs only the pod's sandbox; Try then opens a data stream, which the
-// kubelet connects to the port, as often as it takes for something to
-// listen there.
+// needs only the pod's sandbox; Dial then opens the data stream, which
+// the kubelet connects to the port, once something listens there.
 type Early struct {
 	conn           httpstream.Connection
 	namespace, pod string
 	port           int
-
-	mu        sync.Mutex
-	errStream httpstream.Stream // the first pair's, while fresh
-	opened    time.Time
-	next      int // the next pair's request ID
+	errStream      httpstream.Stream
+	opened         time.Time
 }
 
-// earlyPairFor is how long Early's first error stream waits for its data
-// stream: the kubelet drops a stream pair left incomplete for 30 s.
+// earlyPairFor is how long Early's error stream waits for its data stream:
+// the kubelet drops a stream pair left incomplete for 30 s.
 const earlyPairFor = 20 * time.Second
 
-// ConnectPod opens a port-forward connection to the pod's port, to Try
+// ConnectPod opens a port-forward connection to the pod's port, to Dial
 // later; the pod needs its sandbox, not a running container.
 func (d *Dialer) ConnectPod(ctx context.Context, namespace, pod string, port int) (*Early, error) {
 	conn, err := d.connect(ctx, namespace, pod)
@@ -162,50 +158,28 @@ func (d *Dialer) ConnectPod(ctx context.Context, namespace, pod string, port int
 		return nil, fmt.Errorf("port-forward to %s/%s:%d: error stream: %w", namespace, pod, port, err)
 	}
 	errStream.Close() // the client never writes to it
-	return &Early{conn: conn, namespace: namespace, pod: pod, port: port, errStream: errStream, opened: time.Now(), next: 1}, nil
+	return &Early{conn: conn, namespace: namespace, pod: pod, port: port, errStream: errStream, opened: time.Now()}, nil
 }
 
-// Try connects to the port over e, on a stream pair of its own. The Conn
-// does not own e's connection: closing it ends its streams only, and
-// when nothing listens on the port it ends as the kubelet reports so
-// (RemoteErr), leaving e for another Try. Own hands e's connection to
-// the Conn once it is wanted.
-func (e *Early) Try() (*Conn, error) {
-	e.mu.Lock()
-	errStream := e.errStream
-	e.errStream = nil
-	fresh := errStream != nil && time.Since(e.opened) < earlyPairFor
-	id := e.next
-	if !fresh {
-		e.next++
-	}
-	e.mu.Unlock()
+// Dial connects to the port over e, once: the Conn owns e's connection,
+// and e is spent whether or not Dial succeeds. After earlyPairFor the
+// error stream opened with e is left and a new pair opened.
+func (e *Early) Dial() (net.Conn, error) {
 	var c *Conn
 	var err error
-	if fresh {
-		c, err = openData(e.conn, errStream, e.namespace, e.pod, e.port, 0)
+	if time.Since(e.opened) < earlyPairFor {
+		c, err = openData(e.conn, e.errStream, e.namespace, e.pod, e.port, 0)
 	} else {
-		c, err = openPair(e.conn, e.namespace, e.pod, e.port, id)
+		c, err = openPair(e.conn, e.namespace, e.pod, e.port, 1)
 	}
 	if err != nil {
+		e.conn.Close()
 		return nil, err
 	}
-	c.borrowed = true
 	return c, nil
 }
 
-// Own makes c, from e's Try, the owner of e's connection: closing c
-// closes it. e is spent.
-func (e *Early) Own(c *Conn) {
-	c.mu.Lock()
-	c.borrowed = false
-	c.mu.Unlock()
-}
-
-// Ended is closed when e's connection has ended.
-func (e *Early) Ended() <-chan bool { return e.conn.CloseChan() }
-
-// Close closes e's connection, and so every Conn tried on it.
+// Close closes an Early that was not dialed.
 func (e *Early) Close() error { return e.conn.Close() }
 
 // openStreams opens a connection to port on conn: its error and data
@@ -255,8 +229,6 @@ type Conn struct {
 	remoteErr error
 	closeOnce sync.Once
 	closed    chan struct{}
-	// borrowed: the connection is an Early's, which Close leaves open.
-	borrowed bool
 
 	reader                      *pump
 	readDeadline, writeDeadline *deadline
@@ -340,12 +312,7 @@ func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
 		c.data.Reset()
-		c.mu.Lock()
-		borrowed := c.borrowed
-		c.mu.Unlock()
-		if !borrowed {
-			c.conn.Close()
-		}
+		c.conn.Close()
 	})
 	return nil
 }

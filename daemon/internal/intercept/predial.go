@@ -40,14 +40,12 @@ type dialing struct {
 	link *agent.Link // nil when the dial failed, or once taken
 }
 
-// earlyConn is what started opened to a pod before the API reported its
-// agent ready: the port-forward connection (conn), or over it the tunnel
-// itself (link), either set or neither once done is closed. stop ends
-// its retries (the agent is reported ready: one more try is the dial's).
+// earlyConn is a pod's port-forward connection opened before its agent
+// runs; conn is set (or not, when it failed) once done is closed. stop
+// ends its retries (the agent is ready: a dial of its own is as quick).
 type earlyConn struct {
 	done chan struct{}
 	conn *portforward.Early
-	link *agent.Link
 	stop context.CancelFunc
 }
 
@@ -65,14 +63,12 @@ func newPredial(ctx context.Context, t *tunnels, tl *timeline) *predial {
 
 // started opens the port-forward connection to a new pod of the rollout
 // (one with the agent in its spec) as soon as the pod has its sandbox,
-// and then the tunnel over it as soon as the agent listens, when the
-// dialer can. The kubelet reports the pod's IP only with its containers
-// started, and the agent running only at its next status of the pod
-// (with the app's readiness, or up to a second later), so both are
-// tried, every earlyRetry, from the pod's scheduling on: the upgrade
-// through the API server and the kubelet, most of a dial (80-260 ms on
-// the local cluster under load), then the data stream and handshake
-// (10-180 ms), are then done by the time the pod is reported Ready.
+// before its agent runs, when the dialer can: the upgrade through the API
+// server and the kubelet is most of a dial (80-260 ms on the local
+// cluster under load), and the dial once the agent is ready then only
+// opens its streams. The kubelet reports the pod's IP only with its
+// containers started, so the connection is tried from the pod's
+// scheduling on, every earlyRetry until the sandbox takes it.
 func (p *predial) started(pod *corev1.Pod) {
 	ed, ok := p.t.dialer.(earlyDialer)
 	if !ok || pod.Spec.NodeName == "" || pod.DeletionTimestamp != nil || !hasAgent(&corev1.PodTemplateSpec{Spec: pod.Spec}) {
@@ -87,52 +83,31 @@ func (p *predial) started(pod *corev1.Pod) {
 	e := &earlyConn{done: make(chan struct{}), stop: stop}
 	p.early[pod.UID] = e
 	name := pod.Name
+	timed := p.tl.begin("port-forward before the agent runs", name)
 	p.wg.Go(func() {
 		defer close(e.done)
 		defer stop()
-		timed := p.tl.begin("port-forward before the agent runs", name)
-		e.conn = p.earlyConnect(rctx, ed, name)
-		timed()
-		if e.conn == nil {
-			return
-		}
-		timed = p.tl.begin("tunnel before the agent is reported", name)
-		defer timed()
 		for try := 1; ; try++ {
-			// An attempt under way when the retries stop may finish.
-			if l := p.t.tryEarly(p.ctx, name, e.conn); l != nil {
-				e.link, e.conn = l, nil
+			// An attempt under way when the retries stop may finish,
+			// within earlyAttempt (the dial once the agent is ready
+			// waits for it).
+			actx, cancel := context.WithTimeout(p.ctx, earlyAttempt)
+			c, err := ed.ConnectPod(actx, p.t.ns, name, agent.DefaultTunnelPort)
+			cancel()
+			if err == nil {
+				timed()
+				p.t.log.Debug("port-forward before the agent runs", "pod", name, "tries", try)
+				e.conn = c
 				return
 			}
 			select {
-			case <-e.conn.Ended():
-				e.conn = nil
-				return
 			case <-rctx.Done():
+				p.t.log.Info("port-forward before the agent runs; dialing now it is ready", "pod", name, "tries", try, "err", err)
 				return
 			case <-time.After(earlyRetry):
 			}
 		}
 	})
-}
-
-// earlyConnect opens pod's port-forward connection, trying every
-// earlyRetry until the pod's sandbox takes it or ctx ends (nil then).
-func (p *predial) earlyConnect(ctx context.Context, ed earlyDialer, pod string) *portforward.Early {
-	for try := 1; ; try++ {
-		actx, cancel := context.WithTimeout(ctx, earlyAttempt)
-		c, err := ed.ConnectPod(actx, p.t.ns, pod, agent.DefaultTunnelPort)
-		cancel()
-		if err == nil {
-			return c
-		}
-		select {
-		case <-ctx.Done():
-			p.t.log.Info("port-forward before the agent runs; dialing now it is ready", "pod", pod, "tries", try, "err", err)
-			return nil
-		case <-time.After(earlyRetry):
-		}
-	}
 }
 
 // earlyRetry is how often a new pod's port-forward is tried before its
@@ -143,19 +118,19 @@ const earlyRetry = 100 * time.Millisecond
 // the local cluster under load).
 const earlyAttempt = 2 * time.Second
 
-// takeEarly returns what started opened to pod, waiting for an attempt
-// under way: the tunnel, or the port-forward connection, or neither.
-func (p *predial) takeEarly(uid types.UID) (*agent.Link, *portforward.Early) {
+// takeEarly returns the port-forward connection started opened to pod,
+// waiting for it, or nil.
+func (p *predial) takeEarly(uid types.UID) *portforward.Early {
 	p.mu.Lock()
 	e := p.early[uid]
 	delete(p.early, uid)
 	p.mu.Unlock()
 	if e == nil {
-		return nil, nil
+		return nil
 	}
 	e.stop()
-	<-e.done // an attempt under way, bounded by earlyAttempt
-	return e.link, e.conn
+	<-e.done // an attempt under way, bounded by p.ctx
+	return e.conn
 }
 
 // pod starts opening a tunnel to p's agent, once per pod UID.
@@ -173,8 +148,7 @@ func (p *predial) pod(pod *corev1.Pod) {
 	uid := pod.UID
 	p.wg.Go(func() {
 		defer close(d.done)
-		ready, early := p.takeEarly(uid)
-		l, err := p.t.dialWith(p.ctx, name, ip, early, ready)
+		l, err := p.t.dialWith(p.ctx, name, ip, p.takeEarly(uid))
 		timed()
 		if err != nil {
 			p.t.log.Info("tunnel during the rollout; the intercept dials again", "pod", name, "err", err)
@@ -242,9 +216,6 @@ func (p *predial) close() {
 		}
 	}
 	for uid, e := range p.early { // pods whose agents never got ready
-		if e.link != nil {
-			e.link.Close()
-		}
 		if e.conn != nil {
 			e.conn.Close()
 		}

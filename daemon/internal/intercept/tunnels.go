@@ -222,26 +222,30 @@ func (t *tunnels) connect(ctx context.Context, p *corev1.Pod) error {
 // the port-forward until it opens, and settle waits for it. Under direct
 // a tunnel without it is an error, so dial waits.
 func (t *tunnels) dial(ctx context.Context, pod string, ip netip.Addr) (*agent.Link, error) {
-	return t.dialWith(ctx, pod, ip, nil, nil)
+	return t.dialWith(ctx, pod, ip, nil)
 }
 
-// dialWith is dial with what the rollout opened to the pod before its
-// agent was reported ready (predial.started): ready, the tunnel itself,
-// or early, a port-forward connection to try it over (spent either way;
-// should that fail, it dials again).
-func (t *tunnels) dialWith(ctx context.Context, pod string, ip netip.Addr, early *portforward.Early, ready *agent.Link) (*agent.Link, error) {
-	l := ready
-	if l == nil && early != nil {
+// dialWith is dial over early, a port-forward connection opened to the pod
+// before its agent ran (nil: none), which it spends; should that fail, it
+// dials again.
+func (t *tunnels) dialWith(ctx context.Context, pod string, ip netip.Addr, early *portforward.Early) (*agent.Link, error) {
+	cfg := tunnel.DaemonConfig(t.token)
+	cfg.Logger = t.log
+	var l *agent.Link
+	if early != nil {
 		timed := t.tl.begin("streams and handshake", pod)
-		if l = t.tryEarly(ctx, pod, early); l == nil {
-			early.Close()
-			t.log.Info("the port-forward opened before the agent ran failed; dialing again", "pod", pod)
+		c, err := early.Dial()
+		if err == nil {
+			if l, err = agent.Connect(ctx, c, cfg); err != nil {
+				c.Close()
+			}
 		}
 		timed()
+		if err != nil {
+			t.log.Info("the port-forward opened before the agent ran failed; dialing again", "pod", pod, "err", err)
+		}
 	}
 	if l == nil {
-		cfg := tunnel.DaemonConfig(t.token)
-		cfg.Logger = t.log
 		timed := t.tl.begin("port-forward", pod)
 		c, err := t.dialer.DialPod(ctx, t.ns, pod, agent.DefaultTunnelPort)
 		timed()
@@ -275,27 +279,6 @@ func (t *tunnels) dialWith(ctx context.Context, pod string, ip netip.Addr, early
 		return nil, fmt.Errorf("pod %s: %w", pod, err)
 	}
 	return l, nil
-}
-
-// tryEarly opens a tunnel to pod's agent over early, a port-forward
-// connection opened before it ran, and hands early's connection to it;
-// nil when nothing listens yet (or the handshake fails), early left open
-// for another try.
-func (t *tunnels) tryEarly(ctx context.Context, pod string, early *portforward.Early) *agent.Link {
-	c, err := early.Try()
-	if err != nil {
-		return nil
-	}
-	cfg := tunnel.DaemonConfig(t.token)
-	cfg.Logger = t.log
-	hctx, cancel := context.WithTimeout(ctx, earlyAttempt)
-	defer cancel()
-	l, err := agent.Connect(hctx, c, cfg) // closes c when it fails
-	if err != nil {
-		return nil
-	}
-	early.Own(c)
-	return l
 }
 
 // settle waits, within ctx, for the direct offers dial started, so that
