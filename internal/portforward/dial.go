@@ -162,16 +162,16 @@ func (d *Dialer) ConnectPod(ctx context.Context, namespace, pod string, port int
 }
 
 // Dial connects to the port over e, once: the Conn owns e's connection,
-// and e is spent whether or not Dial succeeds. After earlyPairFor the
-// error stream opened with e is left and a new pair opened.
+// and e is spent whether or not Dial succeeds. An Early older than
+// earlyPairFor is refused (the caller dials anew): a second stream pair on
+// a connection whose first one the kubelet gave up was seen to hang for
+// its 30 s.
 func (e *Early) Dial() (net.Conn, error) {
-	var c *Conn
-	var err error
-	if time.Since(e.opened) < earlyPairFor {
-		c, err = openData(e.conn, e.errStream, e.namespace, e.pod, e.port, 0)
-	} else {
-		c, err = openPair(e.conn, e.namespace, e.pod, e.port, 1)
+	if age := time.Since(e.opened); age >= earlyPairFor {
+		e.conn.Close()
+		return nil, fmt.Errorf("port-forward to %s/%s:%d opened %s ago: its stream pair has expired", e.namespace, e.pod, e.port, age.Round(time.Second))
 	}
+	c, err := openData(e.conn, e.errStream, e.namespace, e.pod, e.port, 0)
 	if err != nil {
 		e.conn.Close()
 		return nil, err

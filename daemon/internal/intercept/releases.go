@@ -2,6 +2,7 @@ package intercept
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -73,4 +74,44 @@ func waitAll(ctx context.Context, chans []chan struct{}) {
 			return
 		}
 	}
+}
+
+// release sets back what held the Service during a pinned rollout. With
+// m.Releases, the settings go back (the old pods may go) and the journal's
+// Pin is marked releasing before the return, and the selector, which must
+// wait for the old pods to be going (50-350 ms here), goes back after it:
+// a pod picked of the workload meanwhile is a new one (trace.PickPod
+// prefers them), and another intercept waits for the Pin to clear
+// (refuseNoRestartJournal). Without, all of it before the return.
+func (m *Manager) release(ctx context.Context, a *attempt, pn *pin, tl *timeline, progress func(string)) {
+	warn := func(err error) {
+		// The intercept works; what is left is journaled.
+		progress(fmt.Sprintf("could not set back what held service/%s during the rollout (%v); `tether rollback %s` restores it", pn.j.Service, err, a.w))
+		if m.Log != nil {
+			m.Log.Warn("intercept: release the pinned rollout", "workload", a.w.String(), "err", err)
+		}
+	}
+	if m.Releases == nil {
+		if err := a.release(ctx, pn, tl); err != nil {
+			warn(err)
+		}
+		return
+	}
+	if err := a.releaseBegin(ctx, pn, tl); err != nil {
+		warn(err)
+		return
+	}
+	m.Releases.start(KeepKey(a.w.Namespace, a.w.String()), func(ctx context.Context) {
+		rtl := newTimeline()
+		err := a.releaseSelector(ctx, pn, rtl)
+		if m.Log == nil {
+			return
+		}
+		if err != nil {
+			m.Log.Warn("intercept: set back the pinned rollout's selector after the return; `tether rollback` restores it",
+				"workload", a.w.String(), "err", err, "steps", rtl.String())
+			return
+		}
+		m.Log.Info("pinned rollout released", "workload", a.w.String(), "took", time.Since(rtl.start), "steps", rtl.String())
+	})
 }
