@@ -46,6 +46,12 @@ type Request struct {
 	// kube-proxy's sync should find room).
 	Pace        time.Duration
 	MaxInFlight int
+	// Burst is how many connections may be in flight at once without
+	// Pace while the latest ones reached expected agents (default 8): once
+	// the rules send connections to the agents, the rest of the streak
+	// need not wait for one another. After a miss the check goes one at a
+	// time again.
+	Burst int
 }
 
 func (r *Request) defaults() {
@@ -70,6 +76,10 @@ func (r *Request) defaults() {
 	if r.MaxInFlight <= 0 {
 		r.MaxInFlight = 16
 	}
+	if r.Burst <= 0 {
+		r.Burst = 8
+	}
+	r.Burst = min(r.Burst, r.MaxInFlight)
 }
 
 // Result is what a check saw.
@@ -90,10 +100,10 @@ type Result struct {
 
 // Probe runs the check: new connections to req.Address, each sending the
 // marker, until the result is ready, the time is up, or ctx ends (its
-// error is returned with the result so far). Connections go one after
-// another while they are answered; one that hangs (an endpoint that is
-// gone) does not hold the next: after Pace another starts, up to
-// MaxInFlight at once. The streak counts connections in the order they
+// error is returned with the result so far). The first connections go
+// one after another; once they reach expected agents, up to Burst of the
+// streak go at once. One that hangs (an endpoint that is gone) does not
+// hold the next: after Pace another starts, up to MaxInFlight at once. The streak counts connections in the order they
 // started: it is Streak consecutive ones answered by expected agents,
 // none started after them missed. A connection that started before the
 // streak and still hangs says only that the rules were stale when it
@@ -179,29 +189,26 @@ func Probe(ctx context.Context, req Request) (Result, error) {
 		if !connected && time.Since(start) >= req.Unreachable {
 			return done(nil)
 		}
-		// The next connection: at once when the last one started has
-		// ended, else Pace after it started; never before a miss's pause
-		// ends.
-		if inFlight >= req.MaxInFlight {
-			continue // a result comes within ConnTimeout
-		}
+		// The next connections: at once when the last one started has
+		// ended, or while a run of answers grows and fewer than Burst are
+		// in flight (as many as the streak still needs); else Pace after
+		// the last one started. Never before a miss's pause ends.
 		now := time.Now()
-		at := now
-		if s.pending(launched) {
-			at = lastLaunch.Add(req.Pace)
-		}
-		if notBefore.After(at) {
-			at = notBefore
-		}
-		if !now.Before(at) {
-			launch()
-			lastLaunch, at = now, now.Add(req.Pace)
+		for inFlight < req.MaxInFlight { // else a result comes within ConnTimeout
+			at := now
+			burst := s.run > 0 && inFlight < req.Burst && s.run+inFlight < req.Streak
+			if s.pending(launched) && !burst {
+				at = lastLaunch.Add(req.Pace)
+			}
 			if notBefore.After(at) {
 				at = notBefore
 			}
-		}
-		if inFlight < req.MaxInFlight {
-			next.Reset(at.Sub(now))
+			if now.Before(at) {
+				next.Reset(at.Sub(now))
+				break
+			}
+			launch()
+			lastLaunch = now
 		}
 	}
 }

@@ -209,3 +209,45 @@ func TestStreak(t *testing.T) {
 		})
 	}
 }
+
+// TestProbeBurst: once connections reach the agents, the rest of the
+// streak goes several at once, not one after another. Pace is long here,
+// so without the burst no two connections would ever overlap.
+func TestProbeBurst(t *testing.T) {
+	n := nonce(5)
+	expecting := NewNonces(nil)
+	expecting.Expect(n, time.Minute)
+	agent := agentAt(t, expecting, "orders-a", httpApp(t))
+	for _, tc := range []struct {
+		burst    int
+		wantMost int64
+	}{{burst: 8, wantMost: 2}, {burst: 1, wantMost: 1}} {
+		// The Service holds each connection a moment before passing it
+		// on, so connections started together are seen together.
+		var open, most atomic.Int64
+		addr := serve(t, func(c net.Conn) {
+			now := open.Add(1)
+			for m := most.Load(); now > m && !most.CompareAndSwap(m, now); m = most.Load() {
+			}
+			time.Sleep(5 * time.Millisecond)
+			open.Add(-1)
+			up, err := net.Dial("tcp", agent)
+			if err != nil {
+				c.Close()
+				return
+			}
+			tunnel.Join(c, up)
+		})
+		res, err := Probe(context.Background(), Request{Address: addr, Nonce: n, Expect: []string{"orders-a"},
+			Timeout: 20 * time.Second, Pace: time.Minute, Burst: tc.burst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Ready || res.Answered["orders-a"] < 24 || res.Missed+res.Failed > 0 {
+			t.Errorf("burst %d: Probe = %+v; want ready, 24 answers or more, no miss", tc.burst, res)
+		}
+		if got := most.Load(); (tc.wantMost > 1 && got < tc.wantMost) || (tc.wantMost == 1 && got != 1) {
+			t.Errorf("burst %d: at most %d connections at once; want %d", tc.burst, got, tc.wantMost)
+		}
+	}
+}

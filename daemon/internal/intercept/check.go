@@ -29,6 +29,8 @@ type prepared struct {
 	svc, back  *corev1.Service
 	plan       inject.Plan
 	secretName string
+	// journaled: the workload had a journal when the checks read it.
+	journaled bool
 }
 
 // Check runs the checks Start runs before its first change, and changes
@@ -103,9 +105,10 @@ func (m *Manager) prepareOnce(ctx context.Context, req Request, tl *timeline) (*
 	// Service (each a request), its refusal first among their errors.
 	var (
 		journalErr  error
+		journaled   bool
 		journalRead sync.WaitGroup
 	)
-	journalRead.Go(func() { journalErr = refuseNoRestartJournal(ctx, m.CS, w) })
+	journalRead.Go(func() { journaled, journalErr = readJournal(ctx, m.CS, w) })
 	tmpl, err := workload.Client{CS: m.CS}.Template(ctx, w)
 	if err != nil {
 		journalRead.Wait()
@@ -141,7 +144,7 @@ func (m *Manager) prepareOnce(ctx context.Context, req Request, tl *timeline) (*
 		return nil, err
 	}
 
-	return &prepared{w: w, tmpl: tmpl, svc: svc, back: back, plan: plan, secretName: secretName}, nil
+	return &prepared{w: w, tmpl: tmpl, svc: svc, back: back, plan: plan, secretName: secretName, journaled: journaled}, nil
 }
 
 // CheckLocal refuses an intercept whose local port has nothing listening.

@@ -228,7 +228,11 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 	if plan.Service != nil {
 		first.Services = map[string]journal.ServiceEntry{svc.Name: {Ports: svc.Spec.Ports}}
 	}
-	entry, err := store.Begin(ctx, first)
+	begin := store.Begin
+	if !p.journaled {
+		begin = store.BeginNew
+	}
+	entry, err := begin(ctx, first)
 	if err != nil {
 		return nil, err
 	}
@@ -404,11 +408,13 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		defer close(wantRead)
 		want, _, wantErr = rolloutDone(ctx, m.CS, w)
 	}()
+	readsTimed := tl.begin("token and selector", "")
 	switched.Go(func() { sel, selErr = workload.Client{CS: m.CS}.Selector(ctx, w) })
 	if sec, err := m.CS.CoreV1().Secrets(w.Namespace).Get(ctx, secretName, metav1.GetOptions{}); err == nil {
 		token = sec.Data[inject.TokenKey]
 	}
 	switched.Wait()
+	readsTimed()
 	if selErr != nil {
 		<-wantRead
 		return fail(selErr)

@@ -276,7 +276,30 @@ func proberState(p *corev1.Pod) (running bool, why string) {
 // runs on: Ready Linux nodes, sorted, at most MaxNodeProbers of them;
 // unchecked says what is left out and why ("" when nothing is).
 func otherNodes(ctx context.Context, cs kubernetes.Interface, covered map[string]bool) (nodes []string, unchecked string) {
-	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	return readNodes(ctx, cs).others(covered)
+}
+
+// nodesRead is the cluster's node list, read in the background from
+// readNodes on.
+type nodesRead struct {
+	done chan struct{}
+	list *corev1.NodeList
+	err  error
+}
+
+func readNodes(ctx context.Context, cs kubernetes.Interface) *nodesRead {
+	r := &nodesRead{done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.list, r.err = cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	}()
+	return r
+}
+
+// others is otherNodes of the list once read.
+func (r *nodesRead) others(covered map[string]bool) (nodes []string, unchecked string) {
+	<-r.done
+	list, err := r.list, r.err
 	if err != nil {
 		if apierrors.IsForbidden(err) {
 			return nil, "the cluster's other nodes, if any: you may not list nodes (docs/intercept.md, \"Permissions\")"

@@ -194,18 +194,26 @@ func noRestartJournal(w journal.Workload) error {
 // intercept --no-restart holds (its Service selects only marked pods), or
 // one a sidecar intercept stopped during its pinned rollout (pin.go).
 func refuseNoRestartJournal(ctx context.Context, cs kubernetes.Interface, w journal.Workload) error {
+	_, err := readJournal(ctx, cs, w)
+	return err
+}
+
+// readJournal is refuseNoRestartJournal that also says whether w had a
+// journal.
+func readJournal(ctx context.Context, cs kubernetes.Interface, w journal.Workload) (found bool, err error) {
 	e, err := journal.Store{CS: cs}.Load(ctx, w)
+	found = e != nil
 	switch {
 	case err != nil || e == nil:
-		return err
+		return found, err
 	case e.NoRestart:
-		return noRestartJournal(w)
+		return found, noRestartJournal(w)
 	case e.Pin != nil && e.Pin.Releasing:
-		return waitPinReleased(ctx, cs, w, e.Pin.Service)
+		return found, waitPinReleased(ctx, cs, w, e.Pin.Service)
 	case e.Pin != nil:
-		return pinJournal(w, e.Pin.Service)
+		return found, pinJournal(w, e.Pin.Service)
 	}
-	return nil
+	return found, nil
 }
 
 // pinReleaseWait bounds how long an intercept waits for another's release

@@ -257,13 +257,18 @@ func (m *Manager) waitReady(ctx context.Context, svc *corev1.Service, port corev
 	}
 	var nodes map[string]string
 	var image string
+	var all *nodesRead
 	if len(links) > 0 {
+		// The cluster's nodes are read beside the pods'.
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		all = readNodes(rctx, m.CS)
 		var err error
 		if nodes, image, err = podNodes(ctx, m.CS, svc.Namespace, sel); err != nil {
 			return err
 		}
 	}
-	return m.checkReady(ctx, svc, port, nodes, links, image, others, progress)
+	return m.checkReadyWith(ctx, svc, port, nodes, links, image, others, all, progress)
 }
 
 // checkReady is waitReady with the pods' nodes known; image is the
@@ -271,6 +276,13 @@ func (m *Manager) waitReady(ctx context.Context, svc *corev1.Service, port corev
 // probe pods started early (nil: none; the caller closes it).
 func (m *Manager) checkReady(ctx context.Context, svc *corev1.Service, port corev1.ServicePort, nodes map[string]string,
 	links map[string]agent.Service, image string, others *nodeProbers, progress func(string)) error {
+	return m.checkReadyWith(ctx, svc, port, nodes, links, image, others, nil, progress)
+}
+
+// checkReadyWith is checkReady with the cluster's nodes being read (all;
+// nil: read them when needed).
+func (m *Manager) checkReadyWith(ctx context.Context, svc *corev1.Service, port corev1.ServicePort, nodes map[string]string,
+	links map[string]agent.Service, image string, others *nodeProbers, all *nodesRead, progress func(string)) error {
 	addr := serviceAddr(svc, port)
 	if addr == "" {
 		return nil
@@ -288,7 +300,10 @@ func (m *Manager) checkReady(ctx context.Context, svc *corev1.Service, port core
 			for p := range links {
 				covered[nodes[p]] = true
 			}
-			rc.otherNodes, rc.unchecked = otherNodes(ctx, m.CS, covered)
+			if all == nil {
+				all = readNodes(ctx, m.CS)
+			}
+			rc.otherNodes, rc.unchecked = all.others(covered)
 			if len(rc.otherNodes) > 0 {
 				if others == nil {
 					others = newNodeProbers(m.CS, m.Dialer, svc.Namespace, image, log)

@@ -197,7 +197,10 @@ func (t *tunnels) connect(ctx context.Context, p *corev1.Pod) error {
 			return err
 		}
 	}
-	if err := t.intercept(cctx, l.Agent()); err != nil {
+	timed := t.tl.begin("agent intercepts", pod)
+	err := t.intercept(cctx, l.Agent())
+	timed()
+	if err != nil {
 		l.Close()
 		return fmt.Errorf("intercept on pod %s: %w", pod, err)
 	}

@@ -80,6 +80,17 @@ func (s Store) Begin(ctx context.Context, e *Entry) (*Entry, error) {
 	return s.begin(ctx, e, 0)
 }
 
+// BeginNew is Begin for a workload whose journal the caller has just
+// found missing, as most are: the key and the journal are created with
+// no read before them (two requests fewer). Where a key is there after
+// all, it goes on as Begin does.
+func (s Store) BeginNew(ctx context.Context, e *Entry) (*Entry, error) {
+	if key, keyUID, ok := s.newKey(ctx, e.Workload); ok {
+		return s.create(ctx, e, key, keyUID, true, 0)
+	}
+	return s.begin(ctx, e, 0)
+}
+
 func (s Store) begin(ctx context.Context, e *Entry, attempt int) (*Entry, error) {
 	if cur, err := s.Load(ctx, e.Workload); err != nil || cur != nil {
 		return cur, err
@@ -92,22 +103,34 @@ func (s Store) begin(ctx context.Context, e *Entry, attempt int) (*Entry, error)
 	if err != nil {
 		return nil, err
 	}
+	return s.create(ctx, e, key, keyUID, keyCreated, attempt)
+}
+
+// create writes e as w's new journal, sealed with key (its Secret's UID
+// keyUID, created by this begin when keyCreated).
+func (s Store) create(ctx context.Context, e *Entry, key []byte, keyUID types.UID, keyCreated bool, attempt int) (*Entry, error) {
+	dropKey := func() {
+		if keyCreated {
+			_ = s.CS.CoreV1().Secrets(e.Workload.Namespace).Delete(ctx, e.Workload.KeySecretName(),
+				metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &keyUID}})
+		}
+	}
 	cm, err := e.ToConfigMap()
 	if err != nil {
+		dropKey()
 		return nil, err
 	}
 	seal(key, cm)
 	stored, err := s.CS.CoreV1().ConfigMaps(e.Workload.Namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: "tether"})
 	if apierrors.IsAlreadyExists(err) {
-		return s.Load(ctx, e.Workload) // another tether got there first
+		// Another tether got there first, perhaps sealing its journal with
+		// the key this begin made: the key stays.
+		return s.Load(ctx, e.Workload)
 	}
 	if err != nil {
 		// Nothing of this attempt may remain: the key goes with the journal
 		// it was made for (the UID precondition spares a key made since).
-		if keyCreated {
-			_ = s.CS.CoreV1().Secrets(e.Workload.Namespace).Delete(ctx, e.Workload.KeySecretName(),
-				metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &keyUID}})
-		}
+		dropKey()
 		return nil, refused(fmt.Sprintf("write journal of %s (ConfigMap %s)", e.Workload, e.Workload.ConfigMapName()), err)
 	}
 	// A rollback's cleanup of a key left without its journal
@@ -308,11 +331,7 @@ func (s Store) key(ctx context.Context, w Workload, create bool) ([]byte, types.
 		if _, err := rand.Read(raw); err != nil {
 			return nil, "", false, err
 		}
-		sec, err = secrets.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: w.KeySecretName(), Labels: map[string]string{LabelJournalKey: "true"}},
-			Type:       corev1.SecretTypeOpaque,
-			Data:       map[string][]byte{secretKey: raw},
-		}, metav1.CreateOptions{FieldManager: "tether"})
+		sec, err = secrets.Create(ctx, keySecret(w, raw), metav1.CreateOptions{FieldManager: "tether"})
 		switch {
 		case apierrors.IsAlreadyExists(err):
 			sec, err = secrets.Get(ctx, w.KeySecretName(), metav1.GetOptions{})
@@ -331,6 +350,29 @@ func (s Store) key(ctx context.Context, w Workload, create bool) ([]byte, types.
 		return nil, "", false, errNoKey
 	}
 	return sec.Data[secretKey], sec.UID, created, nil
+}
+
+// newKey creates w's journal key where there is none: ok is false when
+// it was not created (a key is there already, or the server refused),
+// and the caller reads what is there.
+func (s Store) newKey(ctx context.Context, w Workload) (key []byte, uid types.UID, ok bool) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, "", false
+	}
+	sec, err := s.CS.CoreV1().Secrets(w.Namespace).Create(ctx, keySecret(w, raw), metav1.CreateOptions{FieldManager: "tether"})
+	if err != nil {
+		return nil, "", false
+	}
+	return raw, sec.UID, true
+}
+
+func keySecret(w Workload, raw []byte) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: w.KeySecretName(), Labels: map[string]string{LabelJournalKey: "true"}},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{secretKey: raw},
+	}
 }
 
 // refused wraps the API server's refusal of a write tether makes before

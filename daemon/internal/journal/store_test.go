@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/tetherkube/tether/daemon/internal/fakekube"
@@ -207,4 +208,91 @@ func TestUpdateFrom(t *testing.T) {
 	if got.AppliedTemplateHash != "h2" || got.Services["svc-a"].Ports == nil {
 		t.Errorf("after an update from a stale entry: hash %q, services %v; want h2 and the other tether's svc-a", got.AppliedTemplateHash, got.Services)
 	}
+}
+
+// TestBeginNew: where there is no journal, BeginNew creates the key and
+// the journal with no read before them (and reads the key once, after);
+// where there is one after all, or a Secret of the key's name that is not
+// tether's, it does what Begin does and changes nothing.
+func TestBeginNew(t *testing.T) {
+	ctx := context.Background()
+	requests := func(cs *fake.Clientset) []string {
+		var out []string
+		for _, a := range cs.Actions() {
+			out = append(out, a.GetVerb()+" "+a.GetResource().Resource)
+		}
+		return out
+	}
+	t.Run("none yet", func(t *testing.T) {
+		cs := fakekube.New()
+		s := journal.Store{CS: cs}
+		e, err := s.BeginNew(ctx, newEntry())
+		if err != nil || !e.Created() {
+			t.Fatalf("BeginNew = %+v, %v; want a journal created", e, err)
+		}
+		want := []string{"create secrets", "create configmaps", "get secrets"}
+		if diff := cmp.Diff(want, requests(cs)); diff != "" {
+			t.Errorf("requests (-want +got):\n%s", diff)
+		}
+		if got, err := s.Load(ctx, orders); err != nil || got == nil || got.By != "test" {
+			t.Errorf("the journal BeginNew wrote: %+v, %v", got, err)
+		}
+	})
+	t.Run("one there", func(t *testing.T) {
+		cs := fakekube.New()
+		s := journal.Store{CS: cs}
+		first := newEntry()
+		first.By = "the first"
+		if _, err := s.Begin(ctx, first); err != nil {
+			t.Fatal(err)
+		}
+		key, err := cs.CoreV1().Secrets(ns).Get(ctx, orders.KeySecretName(), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := s.BeginNew(ctx, newEntry())
+		if err != nil || e.Created() || e.By != "the first" {
+			t.Fatalf("BeginNew = %+v, %v; want the journal there", e, err)
+		}
+		after, err := cs.CoreV1().Secrets(ns).Get(ctx, orders.KeySecretName(), metav1.GetOptions{})
+		if err != nil || after.UID != key.UID || after.ResourceVersion != key.ResourceVersion {
+			t.Errorf("the key changed: %+v, %v", after, err)
+		}
+	})
+	t.Run("a foreign Secret of the key's name", func(t *testing.T) {
+		foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: orders.KeySecretName()},
+			Data: map[string][]byte{"key": make([]byte, 32)}}
+		cs := fakekube.New(foreign)
+		_, err := journal.Store{CS: cs}.BeginNew(ctx, newEntry())
+		if !errors.Is(err, errdefs.ErrUser) || !strings.Contains(err.Error(), orders.KeySecretName()) {
+			t.Fatalf("BeginNew: err = %v, want a user error naming the secret", err)
+		}
+		got, err := cs.CoreV1().Secrets(ns).Get(ctx, orders.KeySecretName(), metav1.GetOptions{})
+		if err != nil || !cmp.Equal(foreign.Data, got.Data) || len(got.Labels) != 0 {
+			t.Errorf("the foreign Secret changed: %+v, %v", got, err)
+		}
+		if cms, _ := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{}); len(cms.Items) != 0 {
+			t.Errorf("a journal was written: %v", cms.Items)
+		}
+	})
+	t.Run("its key removed before the journal lands", func(t *testing.T) {
+		cs := fakekube.New()
+		removed := false
+		cs.PrependReactor("create", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+			if !removed {
+				removed = true
+				if err := cs.Tracker().Delete(schema.GroupVersionResource{Version: "v1", Resource: "secrets"}, ns, orders.KeySecretName()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return false, nil, nil
+		})
+		s := journal.Store{CS: cs}
+		if _, err := s.BeginNew(ctx, newEntry()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Load(ctx, orders); err != nil || !removed {
+			t.Errorf("removed %v; the journal after its key was removed mid-begin: %v", removed, err)
+		}
+	})
 }
