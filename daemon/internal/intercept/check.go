@@ -101,21 +101,25 @@ func (m *Manager) prepareOnce(ctx context.Context, req Request, tl *timeline) (*
 	if err != nil {
 		return nil, err
 	}
-	// The journal's check runs beside the reads of the template and the
-	// Service (each a request), its refusal first among their errors.
+	// The journal's check and the list of the namespace's Services run
+	// beside the read of the template (each a request), the journal's
+	// refusal first among their errors.
 	var (
 		journalErr  error
 		journaled   bool
+		services    *corev1.ServiceList
+		servicesErr error
 		journalRead sync.WaitGroup
 	)
 	journalRead.Go(func() { journaled, journalErr = readJournal(ctx, m.CS, w) })
+	journalRead.Go(func() { services, servicesErr = m.CS.CoreV1().Services(w.Namespace).List(ctx, metav1.ListOptions{}) })
 	tmpl, err := workload.Client{CS: m.CS}.Template(ctx, w)
 	if err != nil {
 		journalRead.Wait()
 		return nil, err
 	}
-	svc, err := m.service(ctx, w, tmpl, ref)
 	journalRead.Wait()
+	svc, err := m.serviceOf(services, servicesErr, w, tmpl, ref)
 	if journalErr != nil {
 		return nil, journalErr
 	}
@@ -159,6 +163,12 @@ func CheckLocal(port int) error {
 // service finds the one Service that selects the workload and has the port.
 func (m *Manager) service(ctx context.Context, w journal.Workload, tmpl *corev1.PodTemplateSpec, ref inject.PortRef) (*corev1.Service, error) {
 	list, err := m.CS.CoreV1().Services(w.Namespace).List(ctx, metav1.ListOptions{})
+	return m.serviceOf(list, err, w, tmpl, ref)
+}
+
+// serviceOf is service with the namespace's Services listed (err: the
+// list's error).
+func (m *Manager) serviceOf(list *corev1.ServiceList, err error, w journal.Workload, tmpl *corev1.PodTemplateSpec, ref inject.PortRef) (*corev1.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list services: %w", err)
 	}
