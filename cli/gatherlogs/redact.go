@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/tetherkube/tether/recording"
 )
@@ -12,19 +13,22 @@ import (
 // tokens, JWTs, and the values of fields whose names look secret
 // (authorization, cookie, token, password, ... as the recorder judges
 // names), in text ("token=abc", `"password": "x"`) and in JSON.
-var (
-	bearer = regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}`)
-	jwt    = regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`)
+// Compiled when first used: not at every start of the CLI.
+var secrets = sync.OnceValue(func() (r struct{ bearer, jwt, pair *regexp.Regexp }) {
+	r.bearer = regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}`)
+	r.jwt = regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`)
 	// name, then = or : with optional quotes and spaces, then the value.
-	pair = regexp.MustCompile(`(?i)("?)([A-Za-z0-9_.-]*(?:authorization|cookie|token|passw(?:or)?d|secret|api[-_]?key|credential)[A-Za-z0-9_.-]*)("?\s*[:=]\s*"?)([^"\s,;&}]+)`)
-)
+	r.pair = regexp.MustCompile(`(?i)("?)([A-Za-z0-9_.-]*(?:authorization|cookie|token|passw(?:or)?d|secret|api[-_]?key|credential)[A-Za-z0-9_.-]*)("?\s*[:=]\s*"?)([^"\s,;&}]+)`)
+	return r
+})
 
 // redactText removes secrets from free text (log lines).
 func redactText(b []byte) []byte {
-	b = bearer.ReplaceAll(b, []byte("${1} "+recording.Redacted))
-	b = jwt.ReplaceAll(b, []byte(recording.Redacted))
-	return pair.ReplaceAllFunc(b, func(m []byte) []byte {
-		sub := pair.FindSubmatch(m)
+	re := secrets()
+	b = re.bearer.ReplaceAll(b, []byte("${1} "+recording.Redacted))
+	b = re.jwt.ReplaceAll(b, []byte(recording.Redacted))
+	return re.pair.ReplaceAllFunc(b, func(m []byte) []byte {
+		sub := re.pair.FindSubmatch(m)
 		if v := strings.ToLower(string(sub[4])); v == strings.ToLower(recording.Redacted) || v == "bearer" || v == "basic" {
 			return m // already redacted, or an auth scheme followed by its redacted credentials
 		}

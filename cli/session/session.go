@@ -7,6 +7,7 @@ import (
 	"context"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -64,11 +65,14 @@ func (o *Options) complete() error {
 	return nil
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$`)
+// Compiled when first used, not at every start of the CLI.
+var nameRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$`)
+})
 
 // validateName checks a session's name.
 func validateName(name string) error {
-	if name != "" && !nameRE.MatchString(name) {
+	if name != "" && !nameRE().MatchString(name) {
 		return errdefs.User("session name %q: use up to 63 lower-case letters, digits, '-', '_' or '.', starting and ending with a letter or digit", name)
 	}
 	return nil

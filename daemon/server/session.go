@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,7 +29,10 @@ const sessionRole = "the tether-session Role in docs/session.md"
 // workload's rollout, unless the request says otherwise.
 const defaultRolloutTimeout = 5 * time.Minute
 
-var sessionName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$`)
+// Compiled when first used, not at every start of the binary.
+var sessionName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$`)
+})
 
 func (d *Daemon) sessionClient() (session.Client, error) {
 	dyn, err := dynamic.NewForConfig(d.rc)
@@ -44,7 +48,7 @@ func (d *Daemon) SessionStart(ctx context.Context, req daemon.SessionStartReques
 	if req.Name == "" {
 		req.Name = "session-" + time.Now().UTC().Format("20060102-150405")
 	}
-	if !sessionName.MatchString(req.Name) {
+	if !sessionName().MatchString(req.Name) {
 		return daemon.SessionInfo{}, errdefs.User("session name %q: use up to 63 lower-case letters, digits, '-', '_' or '.', starting and ending with a letter or digit", req.Name)
 	}
 	include, err := session.ParseRefs(req.Include)

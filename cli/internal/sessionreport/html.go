@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tetherkube/tether/daemon"
@@ -38,7 +39,7 @@ func HTML(w io.Writer, r *Report) error {
 		}
 		v.Exchanges = append(v.Exchanges, x)
 	}
-	return page.Execute(w, v)
+	return page().Execute(w, v)
 }
 
 type htmlView struct {
@@ -60,15 +61,17 @@ type rollbackView struct {
 	Outcome string
 }
 
-var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"p":      recording.Printable,
-	"text":   recordingText,
-	"stamp":  stamp,
-	"join":   strings.Join,
-	"count":  reproCount,
-	"expect": expectText,
-	"first":  func(name, broken string) bool { return name != "" && name == broken },
-}).Parse(`<!DOCTYPE html>
+// page is parsed when first used, not at every start of the CLI.
+var page = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("report").Funcs(template.FuncMap{
+		"p":      recording.Printable,
+		"text":   recordingText,
+		"stamp":  stamp,
+		"join":   strings.Join,
+		"count":  reproCount,
+		"expect": expectText,
+		"first":  func(name, broken string) bool { return name != "" && name == broken },
+	}).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -138,3 +141,4 @@ code { overflow-wrap: anywhere; }
 </body>
 </html>
 `))
+})
