@@ -364,6 +364,35 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		pre.seen = rw.pods
 	}
 	tl.mark("rollout")
+	// Three reads the switch does not change run beside it: the token as
+	// the agents read it (a tether racing this one may have replaced the
+	// Secret since this attempt wrote it), the pods' selector for the
+	// tunnels, and the replicas the endpoints are waited for.
+	var (
+		sel             labels.Selector
+		want            int
+		readToken       []byte
+		tokenRead       bool
+		selErr, wantErr error
+		switchReads     sync.WaitGroup
+	)
+	wantRead := make(chan struct{})
+	go func() {
+		defer close(wantRead)
+		want, _, wantErr = rolloutDone(ctx, m.CS, w)
+	}()
+	readsTimed := tl.begin("token and selector", "")
+	switchReads.Go(func() { sel, selErr = workload.Client{CS: m.CS}.Selector(ctx, w) })
+	switchReads.Go(func() {
+		if sec, err := m.CS.CoreV1().Secrets(w.Namespace).Get(ctx, secretName, metav1.GetOptions{}); err == nil {
+			readToken, tokenRead = sec.Data[inject.TokenKey], true
+		}
+	})
+	failSwitch := func(err error) (*Intercept, error) {
+		switchReads.Wait()
+		<-wantRead
+		return fail(err)
+	}
 	switch {
 	case pn != nil:
 		var ports []corev1.ServicePort
@@ -372,49 +401,30 @@ func (m *Manager) start(ctx context.Context, req Request) (*Intercept, error) {
 		}
 		progress(fmt.Sprintf("switching service/%s to the new pods", svc.Name))
 		if err := a.switchPin(ctx, pn, svc, ports); err != nil {
-			return fail(err)
+			return failSwitch(err)
 		}
 		tl.mark("switched")
 	case plan.Service != nil:
 		progress(fmt.Sprintf("pointing service/%s port %d at the agent", svc.Name, plan.ServicePort.Port))
 		if err := a.setAppliedPorts(ctx, svc, plan.Service.Spec.Ports); err != nil {
-			return fail(err)
+			return failSwitch(err)
 		}
 		ports, err := setPorts(ctx, m.CS, svc.Namespace, svc.Name, svc.Spec.Ports, plan.Service.Spec.Ports)
 		if err != nil {
-			return fail(err)
+			return failSwitch(err)
 		}
 		a.portsFrom, a.portsTo = svc.Spec.Ports, ports
 		if journal.Hash(ports) != journal.Hash(plan.Service.Spec.Ports) {
 			if err := a.setAppliedPorts(ctx, svc, ports); err != nil {
-				return fail(err)
+				return failSwitch(err)
 			}
 		}
 	}
-
-	// Two reads at once: the token as the agents read it now (a tether
-	// racing this one may have replaced the Secret since this attempt
-	// wrote it), and the pods' selector for the tunnels. The replicas the
-	// endpoints are waited for are read with them (after a pinned
-	// rollout's switch, which does not change them).
-	var (
-		sel             labels.Selector
-		want            int
-		selErr, wantErr error
-		switched        sync.WaitGroup
-	)
-	wantRead := make(chan struct{})
-	go func() {
-		defer close(wantRead)
-		want, _, wantErr = rolloutDone(ctx, m.CS, w)
-	}()
-	readsTimed := tl.begin("token and selector", "")
-	switched.Go(func() { sel, selErr = workload.Client{CS: m.CS}.Selector(ctx, w) })
-	if sec, err := m.CS.CoreV1().Secrets(w.Namespace).Get(ctx, secretName, metav1.GetOptions{}); err == nil {
-		token = sec.Data[inject.TokenKey]
-	}
-	switched.Wait()
+	switchReads.Wait()
 	readsTimed()
+	if tokenRead {
+		token = readToken
+	}
 	if selErr != nil {
 		<-wantRead
 		return fail(selErr)
